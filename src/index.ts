@@ -1,1 +1,9 @@
-export const version = "0.1.0";
+export const version = '0.1.0';
+export { createServer, startServer, type RtServer, type ServerOptions } from './server.js';
+export { defineActor, ActorError, type ActorDefinition, type ActorContext, type Subscriber, type OutgoingMessage } from './actors/define.js';
+export { MemoryClient, type MemoryIdentity } from './transports/memory.js';
+export { RtError } from './errors.js';
+export { ConfigError, loadConfig } from './config/load.js';
+export { OPTIONS, type ServerConfig } from './config/schema.js';
+export { signJwt, type JwtClaims } from './auth/jwt.js';
+export type { Member, Publication, StreamPosition } from './protocol/native.js';

@@ -1,0 +1,122 @@
+/**
+ * Worker side of bench/ring.ts. One instance plays the producer, one the consumer; the same pair
+ * runs both the ring and the postMessage rounds so the two figures share warm-up and scheduling.
+ */
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { Doorbell, RingConsumer, RingProducer } from '../src/runtime/ring.js';
+
+interface Init {
+  role: 'producer' | 'consumer';
+  ring: SharedArrayBuffer;
+  producerBell: SharedArrayBuffer;
+  consumerBell: SharedArrayBuffer;
+  port: MessagePort;
+  payloadBytes: number;
+}
+type Cmd = { cmd: 'run'; mode: 'ring' | 'postmessage'; n: number } | { cmd: 'stop' };
+
+const init = workerData as Init;
+const port = parentPort!;
+// A pending Atomics.waitAsync does not keep a worker alive; this does, until 'stop'.
+const keepAlive = setInterval(() => {}, 1 << 30);
+// Producers hand the event loop back this often, as any real sender would, so the consumer
+// is woken (microtask-batched) while the producer is still producing.
+const BATCH = 4096;
+
+const now = (): number => performance.timeOrigin + performance.now();
+
+if (init.role === 'producer') {
+  const producer = new RingProducer(init.ring, init.consumerBell);
+  const bell = new Doorbell(init.producerBell);
+  const msg = { seq: 0, payload: Buffer.alloc(init.payloadBytes, 0x61) };
+  let resume: (() => void) | null = null;
+  // The contract: the producer thread's wake-up handler flushes its producers.
+  bell.listen(() => {
+    if (producer.queuedBytes > 0 && producer.flush() && resume) {
+      const r = resume;
+      resume = null;
+      r();
+    }
+  });
+
+  const runRing = (n: number): void => {
+    let i = 0;
+    const pump = (): void => {
+      let k = 0;
+      while (i < n) {
+        if (producer.queuedBytes > 0) {
+          // Ring full: wait for the consumer to make room (it rings our doorbell).
+          resume = pump;
+          return;
+        }
+        msg.seq = i++;
+        producer.send(msg);
+        if (++k === BATCH) {
+          setImmediate(pump);
+          return;
+        }
+      }
+    };
+    pump();
+  };
+
+  const runPost = (n: number): void => {
+    let i = 0;
+    const pump = (): void => {
+      let k = 0;
+      while (i < n) {
+        msg.seq = i++;
+        init.port.postMessage(msg);
+        if (++k === BATCH) {
+          setImmediate(pump);
+          return;
+        }
+      }
+    };
+    pump();
+  };
+
+  port.on('message', (c: Cmd) => {
+    if (c.cmd === 'stop') {
+      bell.close();
+      clearInterval(keepAlive);
+      init.port.close();
+      port.close();
+      return;
+    }
+    port.postMessage({ started: now() });
+    if (c.mode === 'ring') runRing(c.n);
+    else runPost(c.n);
+  });
+} else {
+  const consumer = new RingConsumer(init.ring, init.producerBell);
+  const bell = new Doorbell(init.consumerBell);
+  let expected = 0;
+  let target = -1;
+  let errors = 0;
+  const onMsg = (m: unknown): void => {
+    if ((m as { seq: number }).seq !== expected) errors++;
+    if (++expected === target) {
+      port.postMessage({ finished: now(), errors });
+      target = -1;
+    }
+  };
+  bell.listen(() => {
+    consumer.drain(onMsg);
+  });
+  init.port.on('message', onMsg);
+
+  port.on('message', (c: Cmd) => {
+    if (c.cmd === 'stop') {
+      bell.close();
+      clearInterval(keepAlive);
+      init.port.close();
+      port.close();
+      return;
+    }
+    expected = 0;
+    errors = 0;
+    target = c.n;
+    port.postMessage({ ready: true });
+  });
+}

@@ -1,0 +1,135 @@
+/**
+ * Ring queue vs per-message postMessage between two real worker threads, same messages, same
+ * worker pair, same run. One record per payload size.
+ *
+ *   node dist/bench/ring.js [--quick]     prints one JSON line per figure
+ */
+import { Worker, MessageChannel } from 'node:worker_threads';
+import { pathToFileURL } from 'node:url';
+import { allocDoorbell, allocRing } from '../src/runtime/ring.js';
+
+interface Reply {
+  started?: number;
+  finished?: number;
+  errors?: number;
+  ready?: boolean;
+}
+
+const WORKER_URL = new URL('./ring-worker.js', import.meta.url);
+
+function nextReply(w: Worker, key: keyof Reply): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const onMsg = (m: Reply): void => {
+      if (m[key] === undefined) return;
+      cleanup();
+      resolve(m);
+    };
+    const onErr = (e: Error): void => {
+      cleanup();
+      reject(e);
+    };
+    const onExit = (code: number): void => {
+      cleanup();
+      reject(new Error(`bench worker exited early (code ${code})`));
+    };
+    const cleanup = (): void => {
+      w.off('message', onMsg);
+      w.off('error', onErr);
+      w.off('exit', onExit);
+    };
+    w.on('message', onMsg);
+    w.on('error', onErr);
+    w.on('exit', onExit);
+  });
+}
+
+async function measurePair(
+  payloadBytes: number,
+  n: number,
+  reps: number,
+): Promise<{ ring: number; post: number }> {
+  const ring = allocRing();
+  const producerBell = allocDoorbell();
+  const consumerBell = allocDoorbell();
+  const { port1, port2 } = new MessageChannel();
+  const common = { ring, producerBell, consumerBell, payloadBytes };
+  const producer = new Worker(WORKER_URL, {
+    workerData: { ...common, role: 'producer', port: port1 },
+    transferList: [port1],
+  });
+  const consumer = new Worker(WORKER_URL, {
+    workerData: { ...common, role: 'consumer', port: port2 },
+    transferList: [port2],
+  });
+
+  const round = async (mode: 'ring' | 'postmessage', count: number): Promise<number> => {
+    const ready = nextReply(consumer, 'ready');
+    consumer.postMessage({ cmd: 'run', mode, n: count });
+    await ready;
+    const started = nextReply(producer, 'started');
+    const finished = nextReply(consumer, 'finished');
+    producer.postMessage({ cmd: 'run', mode, n: count });
+    const s = await started;
+    const f = await finished;
+    if (f.errors) throw new Error(`${mode}: ${f.errors} messages out of order`);
+    return count / ((f.finished! - s.started!) / 1000);
+  };
+
+  try {
+    // Warm both paths up (JIT, lazily grown buffers) before anything is timed.
+    const warm = Math.min(n, 20_000);
+    await round('ring', warm);
+    await round('postmessage', warm);
+    const ringRates: number[] = [];
+    const postRates: number[] = [];
+    // Interleave so drift (thermal, other load) hits both figures alike.
+    for (let r = 0; r < reps; r++) {
+      ringRates.push(await round('ring', n));
+      postRates.push(await round('postmessage', n));
+    }
+    return { ring: median(ringRates), post: median(postRates) };
+  } finally {
+    producer.postMessage({ cmd: 'stop' });
+    consumer.postMessage({ cmd: 'stop' });
+    await Promise.all([
+      new Promise((r) => producer.once('exit', r)),
+      new Promise((r) => consumer.once('exit', r)),
+    ]);
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1]!;
+}
+
+export async function benchRing(opts: { quick: boolean }): Promise<Array<Record<string, unknown>>> {
+  const plan = opts.quick
+    ? [
+        { payload: 64, n: 200_000, reps: 1 },
+        { payload: 1024, n: 100_000, reps: 1 },
+      ]
+    : [
+        { payload: 64, n: 1_000_000, reps: 3 },
+        { payload: 1024, n: 400_000, reps: 3 },
+      ];
+  const out: Array<Record<string, unknown>> = [];
+  for (const p of plan) {
+    const { ring, post } = await measurePair(p.payload, p.n, p.reps);
+    out.push({
+      bench: 'ring',
+      payload: p.payload,
+      messages: p.n,
+      reps: p.reps,
+      ring_msgs_per_s: Math.round(ring),
+      postmessage_msgs_per_s: Math.round(post),
+      ratio: Math.round((ring / post) * 100) / 100,
+    });
+  }
+  return out;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const quick = process.argv.includes('--quick');
+  for (const rec of await benchRing({ quick })) console.log(JSON.stringify(rec));
+}

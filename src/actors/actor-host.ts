@@ -1,0 +1,96 @@
+/**
+ * The actors a shard owns: creates a channel's actor on first use, routes requests to it, and drops
+ * it once idle. Only the owner shard (ownerOf) ever holds a channel's actor.
+ */
+import { RtError } from '../errors.js';
+import type { ChannelInfo, Request, SubscribeResult } from '../runtime/messages.js';
+import type { Member } from '../protocol/native.js';
+import { ChannelActor, type ActorEnv } from './channel-actor.js';
+import type { ActorRegistry } from './registry.js';
+
+const SWEEP_MS = 5_000;
+
+export class ActorHost {
+  private readonly actors = new Map<string, ChannelActor>();
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(private readonly registry: ActorRegistry, private readonly env: ActorEnv) {
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
+    this.sweeper.unref();
+  }
+
+  get size(): number {
+    return this.actors.size;
+  }
+
+  private actor(ch: string): ChannelActor {
+    let a = this.actors.get(ch);
+    if (!a) {
+      a = new ChannelActor(ch, this.registry.definitionFor(ch), this.env);
+      this.actors.set(ch, a);
+    }
+    return a;
+  }
+
+  /** Answers a request addressed to this shard as a channel owner. */
+  handle(req: Request): unknown {
+    switch (req.t) {
+      case 'sub':
+        return this.actor(req.ch).subscribe(req.conn, req.since, req.data, req.replay) as SubscribeResult | Promise<SubscribeResult>;
+      case 'pub':
+        return this.actor(req.ch).publish({ event: req.ev, data: req.data }, req.src, req.from, req.ex);
+      case 'presence': {
+        const a = this.actors.get(req.ch);
+        return { members: a ? a.memberList() : ([] as Member[]) };
+      }
+      case 'history': {
+        const a = this.actor(req.ch);
+        return a.historySince(req.since, Math.min(req.limit ?? 100, 1000));
+      }
+      case 'channel': {
+        const a = this.actors.get(req.ch);
+        return a ? this.info(a) : { name: req.ch, subscribers: 0, offset: 0, ...(req.ch.startsWith('presence-') ? { presence: 0 } : {}) };
+      }
+      case 'channels': {
+        const out: ChannelInfo[] = [];
+        for (const a of this.actors.values()) {
+          if (a.subscriberCount === 0) continue;
+          if (req.prefix && !a.name.startsWith(req.prefix)) continue;
+          out.push(this.info(a));
+        }
+        return out;
+      }
+      default:
+        throw new RtError('bad_request', `unknown request ${(req as { t: string }).t}`);
+    }
+  }
+
+  private info(a: ChannelActor): ChannelInfo {
+    const i: ChannelInfo = { name: a.name, subscribers: a.subscriberCount, offset: a.offset };
+    if (a.kind === 'presence') i.presence = a.memberCount;
+    return i;
+  }
+
+  unsubscribe(ch: string, connId: string): void {
+    const a = this.actors.get(ch);
+    if (a) void Promise.resolve(a.unsubscribe(connId)).catch((err) => console.error(`actor ${ch}: onLeave failed:`, err));
+  }
+
+  dropThread(thread: number): void {
+    for (const a of this.actors.values()) void Promise.resolve(a.dropThread(thread)).catch((err) => console.error(`actor ${a.name}:`, err));
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [name, a] of this.actors) {
+      if (a.idle(now)) {
+        a.stop();
+        this.actors.delete(name);
+      }
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * Which actor definition serves a channel: the first user definition (files in name order) whose
+ * pattern matches, else the built-in one. Every shard loads the same files, so any shard can own any channel.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { channelAllowed } from '../auth/jwt.js';
+import type { ActorDefinition } from './define.js';
+import { registerTypeScriptLoader } from './ts-loader.js';
+
+export const BUILTIN_ACTOR: ActorDefinition = { match: '*' };
+
+export interface LoadedActor {
+  file: string;
+  def: ActorDefinition;
+  matches(channel: string): boolean;
+}
+
+const ACTOR_FILE = /\.(ts|mts|js|mjs)$/;
+
+function matcher(match: ActorDefinition['match']): (channel: string) => boolean {
+  const list = (Array.isArray(match) ? match : [match]) as Array<string | RegExp>;
+  const globs = list.filter((m): m is string => typeof m === 'string');
+  const regexps = list.filter((m): m is RegExp => m instanceof RegExp);
+  return (ch) => channelAllowed(globs, ch) || regexps.some((r) => r.test(ch));
+}
+
+function validate(def: unknown, file: string): ActorDefinition {
+  const d = def as ActorDefinition | undefined;
+  if (!d || typeof d !== 'object') throw new Error(`${file}: default export must be defineActor({ match, ... })`);
+  const list = Array.isArray(d.match) ? d.match : [d.match];
+  if (list.length === 0 || !list.every((m) => typeof m === 'string' || m instanceof RegExp)) {
+    throw new Error(`${file}: "match" must be a channel name or glob, a RegExp, or a list of them`);
+  }
+  for (const hook of ['init', 'authorize', 'onJoin', 'onLeave', 'onMessage', 'onPublish', 'onStop'] as const) {
+    if (d[hook] !== undefined && typeof d[hook] !== 'function') throw new Error(`${file}: "${hook}" must be a function`);
+  }
+  return d;
+}
+
+export async function loadActors(dir: string): Promise<LoadedActor[]> {
+  if (!dir) return [];
+  const root = resolve(dir);
+  let names: string[];
+  try {
+    if (!statSync(root).isDirectory()) throw new Error('not a directory');
+    names = readdirSync(root).filter((n) => ACTOR_FILE.test(n) && !n.endsWith('.d.ts')).sort();
+  } catch (err) {
+    throw new Error(`--actors ${dir}: cannot read folder (${(err as Error).message})`);
+  }
+  if (names.some((n) => /\.m?ts$/.test(n))) registerTypeScriptLoader();
+  const out: LoadedActor[] = [];
+  for (const name of names) {
+    const file = join(root, name);
+    const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    const def = validate(mod.default, file);
+    out.push({ file, def, matches: matcher(def.match) });
+  }
+  return out;
+}
+
+export class ActorRegistry {
+  constructor(private readonly loaded: LoadedActor[]) {}
+
+  definitionFor(channel: string): ActorDefinition {
+    for (const a of this.loaded) if (a.matches(channel)) return a.def;
+    return BUILTIN_ACTOR;
+  }
+
+  get files(): string[] {
+    return this.loaded.map((a) => a.file);
+  }
+}

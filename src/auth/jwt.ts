@@ -1,0 +1,365 @@
+import {
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  sign as cryptoSign,
+  timingSafeEqual,
+  verify as cryptoVerify,
+  type KeyObject,
+} from 'node:crypto';
+
+export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
+
+export interface JwtClaims {
+  sub: string;
+  user_info?: unknown;
+  channels?: string[];
+  exp?: number;
+  nbf?: number;
+  iat?: number;
+  [claim: string]: unknown;
+}
+
+export type JwtErrorCode =
+  | 'token_malformed'
+  | 'token_bad_signature'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'token_alg_not_allowed'
+  | 'token_invalid_claims'
+  | 'token_not_configured';
+
+export class JwtError extends Error {
+  readonly code: JwtErrorCode;
+  constructor(code: JwtErrorCode, message: string) {
+    super(message);
+    this.name = 'JwtError';
+    this.code = code;
+  }
+}
+
+export interface JwtVerifierOptions {
+  /** HS256 shared secret. */
+  secret?: string;
+  /** PEM text (RSA → RS256, EC P-256 → ES256). Not a path: the config layer reads files. */
+  publicKey?: string;
+  /** Default 30. */
+  clockSkewSeconds?: number;
+  /** Current time in seconds; default Date.now()/1000. */
+  now?: () => number;
+}
+
+export interface JwtVerifier {
+  verify(token: string): JwtClaims;
+  readonly algorithms: JwtAlgorithm[];
+}
+
+// Tokens travel in headers and query strings; anything larger is abuse, and capping it
+// bounds the work done before the signature has been checked.
+const MAX_TOKEN_LENGTH = 8 * 1024;
+const DEFAULT_CLOCK_SKEW_SECONDS = 30;
+const BASE64URL_CHARS = /^[A-Za-z0-9_-]*$/;
+// fatal: a token whose JSON is not valid UTF-8 was not produced by an honest signer.
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function malformed(message: string): JwtError {
+  return new JwtError('token_malformed', message);
+}
+
+function base64urlEncode(data: Buffer | string): string {
+  return Buffer.from(data).toString('base64url');
+}
+
+// Buffer.from(…, 'base64url') silently skips invalid characters and accepts padding, so two
+// different strings could decode to the same bytes; insisting on the canonical form keeps the
+// signed text and the decoded content in one-to-one correspondence.
+function base64urlDecode(part: string, what: string): Buffer {
+  if (!BASE64URL_CHARS.test(part)) {
+    throw malformed(`token ${what} is not base64url (only A-Z a-z 0-9 - _ without padding are allowed)`);
+  }
+  if (part.length % 4 === 1) {
+    throw malformed(`token ${what} has an impossible base64url length`);
+  }
+  const bytes = Buffer.from(part, 'base64url');
+  if (bytes.toString('base64url') !== part) {
+    throw malformed(`token ${what} is not canonical base64url`);
+  }
+  return bytes;
+}
+
+function decodeJsonObject(part: string, what: string): Record<string, unknown> {
+  const bytes = base64urlDecode(part, what);
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(bytes));
+  } catch {
+    throw malformed(`token ${what} is not valid JSON`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw malformed(`token ${what} must be a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function describeTime(seconds: number): string {
+  const ms = seconds * 1000;
+  // Date only covers ±8.64e15 ms; a hostile claim must still produce a message, not a RangeError.
+  if (Math.abs(ms) <= 8.64e15) return new Date(ms).toISOString();
+  return `${seconds} (seconds since 1970)`;
+}
+
+function describeKind(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return `a ${typeof value}`;
+}
+
+interface AsymmetricKey {
+  algorithm: 'RS256' | 'ES256';
+  key: KeyObject;
+}
+
+function classifyKey(key: KeyObject, role: string): 'RS256' | 'ES256' {
+  if (key.asymmetricKeyType === 'rsa') return 'RS256';
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    if (curve === 'prime256v1') return 'ES256';
+    throw new Error(`JWT ${role} is an EC key on curve ${curve ?? 'unknown'}; only P-256 (ES256) is supported`);
+  }
+  throw new Error(
+    `JWT ${role} is a ${key.asymmetricKeyType ?? 'unknown'} key; only RSA (RS256) and EC P-256 (ES256) are supported`,
+  );
+}
+
+function loadPublicKey(pem: string): AsymmetricKey {
+  if (!pem.includes('-----BEGIN')) {
+    throw new Error('JWT public key must be PEM text (-----BEGIN PUBLIC KEY-----…); a file path is not accepted here');
+  }
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch (err) {
+    throw new Error(`JWT public key could not be parsed as PEM: ${(err as Error).message}`);
+  }
+  return { algorithm: classifyKey(key, 'public key'), key };
+}
+
+function hmacSha256(secret: string, input: string): Buffer {
+  return createHmac('sha256', secret).update(input, 'ascii').digest();
+}
+
+function requireFiniteNumber(claims: Record<string, unknown>, name: string): void {
+  const value = claims[name];
+  if (value !== undefined && (typeof value !== 'number' || !Number.isFinite(value))) {
+    throw new JwtError('token_invalid_claims', `claim "${name}" must be a number of seconds, got ${describeKind(value)}`);
+  }
+}
+
+function validateClaims(claims: Record<string, unknown>): JwtClaims {
+  const sub = claims.sub;
+  if (sub === undefined) {
+    throw new JwtError('token_invalid_claims', 'claim "sub" (user id) is missing');
+  }
+  if (typeof sub === 'string') {
+    if (sub.length === 0) throw new JwtError('token_invalid_claims', 'claim "sub" (user id) is empty');
+  } else if (typeof sub === 'number' && Number.isFinite(sub)) {
+    claims.sub = String(sub);
+  } else {
+    throw new JwtError('token_invalid_claims', `claim "sub" (user id) must be a string or a number, got ${describeKind(sub)}`);
+  }
+
+  const channels = claims.channels;
+  if (channels !== undefined) {
+    if (!Array.isArray(channels)) {
+      throw new JwtError('token_invalid_claims', `claim "channels" must be an array of channel names, got ${describeKind(channels)}`);
+    }
+    const bad = channels.findIndex((c) => typeof c !== 'string');
+    if (bad !== -1) {
+      throw new JwtError('token_invalid_claims', `claim "channels" entry ${bad} must be a string, got ${describeKind(channels[bad])}`);
+    }
+  }
+
+  requireFiniteNumber(claims, 'exp');
+  requireFiniteNumber(claims, 'nbf');
+  requireFiniteNumber(claims, 'iat');
+  return claims as JwtClaims;
+}
+
+export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
+  // An empty secret would let anyone forge tokens (HMAC with an empty key), so it counts as unset.
+  const secret = opts.secret !== undefined && opts.secret !== '' ? opts.secret : undefined;
+  const asymmetric = opts.publicKey !== undefined && opts.publicKey !== '' ? loadPublicKey(opts.publicKey) : undefined;
+  const skew = opts.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS;
+  if (!Number.isFinite(skew) || skew < 0) {
+    throw new Error(`JWT clock skew must be a non-negative number of seconds, got ${String(opts.clockSkewSeconds)}`);
+  }
+  const now = opts.now ?? (() => Date.now() / 1000);
+
+  // The accepted algorithms follow from the configured keys alone; the token's header only
+  // selects among them. Trusting the header to pick the algorithm is what enables HS/RS confusion.
+  const algorithms: JwtAlgorithm[] = [];
+  if (secret !== undefined) algorithms.push('HS256');
+  if (asymmetric !== undefined) algorithms.push(asymmetric.algorithm);
+  const exposedAlgorithms = Object.freeze([...algorithms]) as JwtAlgorithm[];
+
+  function checkSignature(alg: JwtAlgorithm, signingInput: string, signature: Buffer): boolean {
+    if (alg === 'HS256') {
+      const expected = hmacSha256(secret as string, signingInput);
+      // timingSafeEqual throws on unequal lengths; the length of a MAC is public anyway.
+      return signature.length === expected.length && timingSafeEqual(signature, expected);
+    }
+    const { key } = asymmetric as AsymmetricKey;
+    const data = Buffer.from(signingInput, 'ascii');
+    if (alg === 'ES256') {
+      // JOSE carries ECDSA signatures as raw r||s, not DER.
+      if (signature.length !== 64) return false;
+      try {
+        return cryptoVerify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, signature);
+      } catch {
+        return false;
+      }
+    }
+    try {
+      return cryptoVerify('sha256', data, key, signature);
+    } catch {
+      return false;
+    }
+  }
+
+  function verify(token: string): JwtClaims {
+    if (algorithms.length === 0) {
+      throw new JwtError('token_not_configured', 'JWT authentication is not configured on this server (no secret or public key)');
+    }
+    if (typeof token !== 'string' || token.length === 0) {
+      throw malformed('token is empty');
+    }
+    if (token.length > MAX_TOKEN_LENGTH) {
+      throw malformed(`token is ${token.length} characters long; the limit is ${MAX_TOKEN_LENGTH}`);
+    }
+    const parts = token.split('.');
+    if (parts.length !== 3) {
+      throw malformed(`token must have 3 dot-separated parts (header.payload.signature), found ${parts.length}`);
+    }
+    const [headerPart, payloadPart, signaturePart] = parts as [string, string, string];
+
+    const header = decodeJsonObject(headerPart, 'header');
+    const alg = header.alg;
+    if (typeof alg !== 'string') {
+      throw malformed('token header has no "alg" string');
+    }
+    if (alg.toLowerCase() === 'none') {
+      throw new JwtError('token_alg_not_allowed', 'unsigned tokens (alg "none") are never accepted');
+    }
+    if (!(algorithms as string[]).includes(alg)) {
+      throw new JwtError(
+        'token_alg_not_allowed',
+        `token is signed with ${alg}, but this server only accepts ${algorithms.join(', ')}`,
+      );
+    }
+    // RFC 7515 §4.1.11: extensions marked critical that we do not implement must cause rejection.
+    if (header.crit !== undefined) {
+      throw malformed('token header lists critical extensions ("crit"), which are not supported');
+    }
+
+    const signature = base64urlDecode(signaturePart, 'signature');
+    // Decode the payload's base64 before the signature check so a garbled token is reported as
+    // malformed rather than as a signature mismatch.
+    base64urlDecode(payloadPart, 'payload');
+    if (!checkSignature(alg as JwtAlgorithm, `${headerPart}.${payloadPart}`, signature)) {
+      throw new JwtError('token_bad_signature', `token signature does not match (${alg})`);
+    }
+
+    const claims = validateClaims(decodeJsonObject(payloadPart, 'payload'));
+
+    const current = now();
+    if (claims.exp !== undefined && current - skew >= claims.exp) {
+      throw new JwtError('token_expired', `token expired at ${describeTime(claims.exp)}`);
+    }
+    if (claims.nbf !== undefined && current + skew < claims.nbf) {
+      throw new JwtError('token_not_yet_valid', `token is not valid before ${describeTime(claims.nbf)}`);
+    }
+    return claims;
+  }
+
+  return { verify, algorithms: exposedAlgorithms };
+}
+
+export function signJwt(
+  claims: Record<string, unknown>,
+  key: { secret: string } | { privateKey: string; algorithm: 'RS256' | 'ES256' },
+): string {
+  const alg: JwtAlgorithm = 'secret' in key ? 'HS256' : key.algorithm;
+  const head = base64urlEncode(JSON.stringify({ alg, typ: 'JWT' }));
+  const body = base64urlEncode(JSON.stringify(claims));
+  const signingInput = `${head}.${body}`;
+
+  let signature: Buffer;
+  if ('secret' in key) {
+    if (typeof key.secret !== 'string' || key.secret === '') {
+      throw new Error('JWT secret must be a non-empty string');
+    }
+    signature = hmacSha256(key.secret, signingInput);
+  } else {
+    let privateKey: KeyObject;
+    try {
+      privateKey = createPrivateKey(key.privateKey);
+    } catch (err) {
+      throw new Error(`JWT private key could not be parsed as PEM: ${(err as Error).message}`);
+    }
+    const actual = classifyKey(privateKey, 'private key');
+    if (actual !== key.algorithm) {
+      throw new Error(`JWT private key is suited to ${actual}, not ${key.algorithm}`);
+    }
+    const data = Buffer.from(signingInput, 'ascii');
+    signature =
+      alg === 'ES256'
+        ? cryptoSign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' })
+        : cryptoSign('sha256', data, privateKey);
+  }
+  return `${signingInput}.${base64urlEncode(signature)}`;
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+export function parseDuration(text: string): number {
+  const match = /^(\d+)([smhd]?)$/.exec(typeof text === 'string' ? text.trim() : '');
+  if (match === null) {
+    throw new Error(`invalid duration ${JSON.stringify(text)}: expected e.g. 90s, 15m, 1h, 7d or a whole number of seconds`);
+  }
+  const seconds = Number(match[1]) * DURATION_UNITS[match[2] || 's']!;
+  if (!Number.isSafeInteger(seconds)) {
+    throw new Error(`invalid duration ${JSON.stringify(text)}: too large`);
+  }
+  return seconds;
+}
+
+// Glob match done by hand: the patterns come from tokens, so building a RegExp from them would
+// let a '.' or '+' change meaning and an adversarial pattern cause catastrophic backtracking.
+function globMatch(pattern: string, text: string): boolean {
+  const pieces = pattern.split('*');
+  if (pieces.length === 1) return pattern === text;
+  const first = pieces[0]!;
+  const last = pieces[pieces.length - 1]!;
+  if (text.length < first.length + last.length) return false;
+  if (!text.startsWith(first) || !text.endsWith(last)) return false;
+  // Leftmost placement of each middle piece is optimal when '*' is the only wildcard:
+  // matching earlier never leaves less room for the pieces that follow.
+  let pos = first.length;
+  const end = text.length - last.length;
+  for (let i = 1; i < pieces.length - 1; i++) {
+    const piece = pieces[i]!;
+    if (piece === '') continue;
+    const found = text.indexOf(piece, pos);
+    if (found === -1 || found + piece.length > end) return false;
+    pos = found + piece.length;
+  }
+  return true;
+}
+
+export function channelAllowed(patterns: readonly string[] | undefined, channel: string): boolean {
+  if (patterns === undefined || patterns.length === 0) return false;
+  for (const pattern of patterns) {
+    if (typeof pattern === 'string' && globMatch(pattern, channel)) return true;
+  }
+  return false;
+}

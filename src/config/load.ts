@@ -1,0 +1,149 @@
+/**
+ * Resolves the configuration from its four sources and validates every value, so a bad setting stops
+ * the server at start with a message naming the key and what it accepts — never later, at runtime.
+ */
+import { readFileSync } from 'node:fs';
+import { OPTIONS, DEFAULT_WORKERS, envOf, flagOf, type OptionSpec, type ServerConfig } from './schema.js';
+
+export class ConfigError extends Error {
+  readonly code = 'config_invalid';
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super(message);
+    this.name = 'ConfigError';
+    this.key = key;
+  }
+}
+
+export type ConfigSource = 'flag' | 'env' | 'file' | 'code' | 'default';
+
+const UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
+const DURATION: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+
+function describe(spec: OptionSpec): string {
+  switch (spec.type) {
+    case 'int': return `an integer${range(spec)}`;
+    case 'bool': return 'true or false';
+    case 'enum': return `one of ${spec.choices!.join(', ')}`;
+    case 'list': return 'a comma-separated list';
+    case 'duration': return `a duration in seconds or with a unit (ms, s, m, h, d)${range(spec)}`;
+    case 'bytes': return `a size in bytes or with a unit (kb, mb, gb)${range(spec)}`;
+    case 'workers': return `'auto' or an integer${range(spec)}`;
+    default: return 'a string';
+  }
+}
+
+function range(spec: OptionSpec): string {
+  if (spec.min !== undefined && spec.max !== undefined) return ` from ${spec.min} to ${spec.max}`;
+  if (spec.min !== undefined) return ` of at least ${spec.min}`;
+  return '';
+}
+
+function bad(spec: OptionSpec, source: ConfigSource, raw: unknown): never {
+  const where = source === 'flag' ? `--${flagOf(spec.key)}` : source === 'env' ? envOf(spec.key) : spec.key;
+  throw new ConfigError(spec.key, `invalid value ${JSON.stringify(raw)} for ${where} (${source}): expected ${describe(spec)}`);
+}
+
+function checkRange(spec: OptionSpec, source: ConfigSource, raw: unknown, n: number): number {
+  if (!Number.isFinite(n)) bad(spec, source, raw);
+  if (spec.min !== undefined && n < spec.min) bad(spec, source, raw);
+  if (spec.max !== undefined && n > spec.max) bad(spec, source, raw);
+  return n;
+}
+
+/** Converts one raw value (string from argv/env, or any JSON value) to the option's type. */
+export function coerce(spec: OptionSpec, raw: unknown, source: ConfigSource): unknown {
+  switch (spec.type) {
+    case 'string':
+      if (typeof raw !== 'string') bad(spec, source, raw);
+      return raw;
+    case 'int': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+      if (!Number.isInteger(n)) bad(spec, source, raw);
+      return checkRange(spec, source, raw, n);
+    }
+    case 'workers': {
+      if (raw === 'auto') return DEFAULT_WORKERS();
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+      if (!Number.isInteger(n)) bad(spec, source, raw);
+      return checkRange(spec, source, raw, n);
+    }
+    case 'bool':
+      if (typeof raw === 'boolean') return raw;
+      if (raw === 'true' || raw === '1' || raw === 'yes') return true;
+      if (raw === 'false' || raw === '0' || raw === 'no') return false;
+      return bad(spec, source, raw);
+    case 'enum':
+      if (typeof raw !== 'string' || !spec.choices!.includes(raw)) bad(spec, source, raw);
+      return raw;
+    case 'list':
+      if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw;
+      if (typeof raw !== 'string') bad(spec, source, raw);
+      return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'duration': {
+      if (typeof raw === 'number') return checkRange(spec, source, raw, raw);
+      const m = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim()) : null;
+      if (!m) bad(spec, source, raw);
+      return checkRange(spec, source, raw, Number(m[1]) * DURATION[m[2] ?? 's']!);
+    }
+    case 'bytes': {
+      if (typeof raw === 'number') return checkRange(spec, source, raw, Math.floor(raw));
+      const m = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)\s*(b|kb?|mb?|gb?)?$/i.exec(raw.trim()) : null;
+      if (!m) bad(spec, source, raw);
+      return checkRange(spec, source, raw, Math.floor(Number(m[1]) * UNITS[(m[2] ?? 'b').toLowerCase()]!));
+    }
+  }
+}
+
+export interface ConfigInputs {
+  /** Parsed CLI flags, keyed by camelCase key, values still raw strings (or true for bare booleans). */
+  flags?: Partial<Record<keyof ServerConfig, unknown>>;
+  env?: NodeJS.ProcessEnv;
+  /** Options passed from code (createServer); they rank with CLI flags. */
+  code?: Partial<Record<keyof ServerConfig, unknown>>;
+}
+
+export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
+  const env = inputs.env ?? {};
+  const known = new Set(OPTIONS.map((o) => o.key as string));
+  for (const k of Object.keys(inputs.code ?? {})) {
+    if (!known.has(k)) throw new ConfigError(k, `unknown option "${k}"; known options: ${[...known].join(', ')}`);
+  }
+
+  const configPath = (inputs.flags?.config ?? inputs.code?.config ?? env[envOf('config')]) as string | undefined;
+  let file: Record<string, unknown> = {};
+  if (configPath) {
+    let text: string;
+    try {
+      text = readFileSync(configPath, 'utf8');
+    } catch (err) {
+      throw new ConfigError('config', `cannot read config file ${configPath}: ${(err as Error).message}`);
+    }
+    try {
+      file = JSON.parse(text);
+    } catch (err) {
+      throw new ConfigError('config', `config file ${configPath} is not valid JSON: ${(err as Error).message}`);
+    }
+    if (!file || typeof file !== 'object' || Array.isArray(file)) throw new ConfigError('config', `config file ${configPath} must hold a JSON object`);
+    for (const k of Object.keys(file)) {
+      if (!known.has(k)) throw new ConfigError(k, `unknown key "${k}" in ${configPath}; known keys: ${[...known].join(', ')}`);
+    }
+  }
+
+  const out: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    const flag = inputs.flags?.[spec.key];
+    const code = inputs.code?.[spec.key];
+    const envVal = env[envOf(spec.key)];
+    if (flag !== undefined) out[spec.key] = coerce(spec, flag, 'flag');
+    else if (code !== undefined) out[spec.key] = coerce(spec, code, 'code');
+    else if (envVal !== undefined && envVal !== '') out[spec.key] = coerce(spec, envVal, 'env');
+    else if (file[spec.key] !== undefined) out[spec.key] = coerce(spec, file[spec.key], 'file');
+    else out[spec.key] = spec.type === 'workers' || spec.type === 'duration' || spec.type === 'bytes' ? coerce(spec, spec.default, 'default') : spec.default;
+  }
+  const cfg = out as unknown as ServerConfig;
+  if (cfg.jwtSecret && cfg.jwtPublicKey) {
+    throw new ConfigError('jwtSecret', 'set either jwtSecret (HS256) or jwtPublicKey (RS256/ES256), not both');
+  }
+  return cfg;
+}

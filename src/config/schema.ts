@@ -1,0 +1,102 @@
+/**
+ * The one configuration schema. Every option has a camelCase key (config file, createServer), a
+ * kebab-case CLI flag and an RT_* environment variable derived from it, a type, a default and a doc line.
+ * Precedence: CLI flags > environment > config file > defaults (see load.ts).
+ */
+import { availableParallelism } from 'node:os';
+
+export type OptionType = 'int' | 'string' | 'bool' | 'enum' | 'list' | 'duration' | 'bytes' | 'workers';
+
+export interface OptionSpec {
+  readonly key: keyof ServerConfig;
+  readonly type: OptionType;
+  readonly default: unknown;
+  readonly doc: string;
+  readonly choices?: readonly string[];
+  readonly min?: number;
+  readonly max?: number;
+  /** Hidden from --help (internal or test-only knobs). */
+  readonly hidden?: boolean;
+}
+
+export interface ServerConfig {
+  /** TCP port for every transport. */
+  port: number;
+  /** Interface to bind; empty string binds all interfaces (IPv4 and IPv6). */
+  host: string;
+  /** Number of shard worker threads; 'auto' = one per core. */
+  workers: number;
+  /** Key required by the HTTP API (Authorization: Bearer …). Generated and printed once when empty. */
+  apiKey: string;
+  /** HS256 secret for connection tokens. */
+  jwtSecret: string;
+  /** PEM public key (or path to one) for RS256/ES256 connection tokens. */
+  jwtPublicKey: string;
+  /** Folder of custom channel actors (.ts/.js/.mjs), loaded at start. */
+  actors: string;
+  /** Messages kept per channel for resume. 0 disables history. */
+  historySize: number;
+  /** How long history entries (and an idle channel's actor) live, in seconds. */
+  historyTtl: number;
+  /** Largest accepted message from a client or HTTP body, in bytes. */
+  maxPayload: number;
+  /** Channels one connection may be subscribed to at once. */
+  maxChannelsPerConnection: number;
+  /** Seconds of silence after which a connection is considered dead (uWS sends pings automatically). */
+  idleTimeout: number;
+  /** Bytes buffered for one slow subscriber before it is told and disconnected. */
+  maxBackpressure: number;
+  /** Who may publish from a client connection: none, subscribers of private/presence channels, or any subscriber. */
+  clientPublish: 'none' | 'private' | 'all';
+  /** Socket hand-off between threads: uWS app descriptors, SO_REUSEPORT, or detect. */
+  acceptor: 'auto' | 'descriptor' | 'reuseport';
+  /** Bytes of each inter-thread ring queue's data area. */
+  ringSize: number;
+  /** Log verbosity. */
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** Config file (JSON) to read; only meaningful on the command line or in the environment. */
+  config: string;
+  /** Seconds to wait for clients and queues to drain on SIGTERM before exiting anyway. */
+  shutdownTimeout: number;
+  /** Restart a crashed shard automatically. */
+  restartShards: boolean;
+}
+
+const cores = (): number => Math.max(1, availableParallelism());
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { key: 'port', type: 'int', default: 6001, min: 0, max: 65535, doc: 'TCP port serving every transport (0 = pick a free port)' },
+  { key: 'host', type: 'string', default: '', doc: 'interface to bind; empty binds all interfaces' },
+  { key: 'workers', type: 'workers', default: 'auto', min: 1, max: 256, doc: "shard worker threads: a number or 'auto' (one per core)" },
+  { key: 'apiKey', type: 'string', default: '', doc: 'HTTP API key; generated and printed once at start when empty' },
+  { key: 'jwtSecret', type: 'string', default: '', doc: 'HS256 secret that signs connection tokens' },
+  { key: 'jwtPublicKey', type: 'string', default: '', doc: 'PEM public key, or a path to one, for RS256/ES256 tokens' },
+  { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors (.ts, .js, .mjs)' },
+  { key: 'historySize', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages kept per channel for resume (0 disables)' },
+  { key: 'historyTtl', type: 'duration', default: 300, min: 1, doc: "lifetime of history entries, e.g. '300', '5m', '1h'" },
+  { key: 'maxPayload', type: 'bytes', default: 64 * 1024, min: 256, max: 64 * 1024 * 1024, doc: "largest accepted client message or HTTP body, e.g. '64kb', '1mb'" },
+  { key: 'maxChannelsPerConnection', type: 'int', default: 100, min: 1, max: 100_000, doc: 'channels one connection may join' },
+  { key: 'idleTimeout', type: 'duration', default: 60, min: 8, max: 960, doc: 'seconds of silence before a connection is closed; pings are sent automatically' },
+  { key: 'maxBackpressure', type: 'bytes', default: 1024 * 1024, min: 1024, doc: 'bytes buffered for a slow subscriber before it is disconnected' },
+  { key: 'clientPublish', type: 'enum', default: 'private', choices: ['none', 'private', 'all'], doc: 'who may publish from a client: nobody, subscribers of private-/presence- channels, any subscriber' },
+  { key: 'acceptor', type: 'enum', default: 'auto', choices: ['auto', 'descriptor', 'reuseport'], doc: 'how sockets reach shards: uWS app descriptors, SO_REUSEPORT, or detect' },
+  { key: 'ringSize', type: 'bytes', default: 1024 * 1024, min: 4096, max: 1024 * 1024 * 1024, doc: 'data bytes of each inter-thread ring queue' },
+  { key: 'logLevel', type: 'enum', default: 'info', choices: ['error', 'warn', 'info', 'debug'], doc: 'log verbosity' },
+  { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
+  { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, doc: 'seconds to drain on SIGTERM/SIGINT before exiting anyway' },
+  { key: 'restartShards', type: 'bool', default: true, doc: 'replace a crashed shard automatically' },
+];
+
+export const DEFAULT_WORKERS = cores;
+
+export function flagOf(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+export function envOf(key: string): string {
+  return 'RT_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+}
+
+export function specByFlag(flag: string): OptionSpec | undefined {
+  return OPTIONS.find((o) => flagOf(o.key) === flag);
+}

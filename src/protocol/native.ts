@@ -1,0 +1,138 @@
+/**
+ * The native protocol (docs/protocol.md): one frame is one object, JSON text or msgpack binary.
+ * decodeClientFrame is the only door client bytes come through, so every shape check lives here and
+ * returns an RtError the transport can answer with — never throws anything else.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import { RtError } from '../errors.js';
+
+export type WireFormat = 'json' | 'msgpack';
+
+export interface StreamPosition { offset: number; epoch: string }
+
+export type ClientFrame =
+  | { op: 'auth'; ref?: number; token: string }
+  | { op: 'subscribe'; ref?: number; channel: string; since?: StreamPosition; data?: unknown }
+  | { op: 'unsubscribe'; ref?: number; channel: string }
+  | { op: 'publish'; ref?: number; channel: string; event: string; data: unknown; exclude_self?: boolean }
+  | { op: 'presence'; ref?: number; channel: string }
+  | { op: 'history'; ref?: number; channel: string; since?: StreamPosition; limit?: number }
+  | { op: 'rpc'; ref?: number; event: string; data: unknown }
+  | { op: 'ping'; ref?: number };
+
+export const CLIENT_OPS = ['auth', 'subscribe', 'unsubscribe', 'publish', 'presence', 'history', 'rpc', 'ping'] as const;
+
+const MAX_NAME = 200;
+/** Channel names: printable ASCII without spaces or commas (commas separate names in SSE query strings). */
+const CHANNEL_RE = /^[A-Za-z0-9_\-=@.:;#$%&*+!~/?|^<>[\]{}()'"`\\]+$/;
+const EVENT_RE = /^[^\x00-\x1f]+$/;
+
+export function validChannelName(name: unknown): name is string {
+  return typeof name === 'string' && name.length > 0 && name.length <= MAX_NAME && CHANNEL_RE.test(name) && !name.includes(',');
+}
+
+export function assertChannel(name: unknown): string {
+  if (!validChannelName(name)) {
+    throw new RtError('invalid_channel', `channel must be 1-${MAX_NAME} printable ASCII characters without spaces or commas`);
+  }
+  return name;
+}
+
+export function assertEvent(name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME || !EVENT_RE.test(name)) {
+    throw new RtError('bad_frame', `event must be a string of 1-${MAX_NAME} characters without control characters`);
+  }
+  return name;
+}
+
+function position(v: unknown): StreamPosition | undefined {
+  if (v === undefined || v === null) return undefined;
+  const p = v as { offset?: unknown; epoch?: unknown };
+  if (typeof p !== 'object' || !Number.isSafeInteger(p.offset) || (p.offset as number) < 0 || typeof p.epoch !== 'string' || p.epoch.length > 64) {
+    throw new RtError('bad_frame', 'since must be { "offset": <non-negative integer>, "epoch": <string> }');
+  }
+  return { offset: p.offset as number, epoch: p.epoch };
+}
+
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+const packr = new Packr({ useRecords: false });
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Decodes a raw client message. `bytes` may be reused by the transport after return. */
+export function decodeClientFrame(bytes: ArrayBuffer | Uint8Array, isBinary: boolean): ClientFrame {
+  let obj: unknown;
+  const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  if (isBinary) {
+    try {
+      obj = unpackr.unpack(view);
+    } catch {
+      throw new RtError('bad_frame', 'binary frame is not valid msgpack');
+    }
+  } else {
+    let text: string;
+    try {
+      text = textDecoder.decode(view);
+    } catch {
+      throw new RtError('bad_frame', 'text frame is not valid UTF-8');
+    }
+    try {
+      obj = JSON.parse(text);
+    } catch {
+      throw new RtError('bad_json', 'text frame is not valid JSON');
+    }
+  }
+  return validateClientFrame(obj);
+}
+
+export function validateClientFrame(obj: unknown): ClientFrame {
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new RtError('bad_frame', 'a frame must be an object with an "op" field');
+  const f = obj as Record<string, unknown>;
+  const ref = f.ref;
+  if (ref !== undefined && (!Number.isSafeInteger(ref) || (ref as number) < 0)) throw new RtError('bad_frame', '"ref" must be a non-negative integer');
+  const r = ref as number | undefined;
+  switch (f.op) {
+    case 'auth':
+      if (typeof f.token !== 'string' || f.token.length === 0) throw new RtError('bad_frame', 'auth needs a "token" string', 400);
+      return { op: 'auth', ref: r, token: f.token };
+    case 'subscribe':
+      return { op: 'subscribe', ref: r, channel: assertChannel(f.channel), since: position(f.since), data: f.data };
+    case 'unsubscribe':
+      return { op: 'unsubscribe', ref: r, channel: assertChannel(f.channel) };
+    case 'publish':
+      if (!('data' in f)) throw new RtError('bad_frame', 'publish needs a "data" field');
+      return { op: 'publish', ref: r, channel: assertChannel(f.channel), event: assertEvent(f.event), data: f.data, exclude_self: f.exclude_self === true };
+    case 'presence':
+      return { op: 'presence', ref: r, channel: assertChannel(f.channel) };
+    case 'history': {
+      const limit = f.limit;
+      if (limit !== undefined && (!Number.isSafeInteger(limit) || (limit as number) < 1)) throw new RtError('bad_frame', '"limit" must be a positive integer');
+      return { op: 'history', ref: r, channel: assertChannel(f.channel), since: position(f.since), limit: limit as number | undefined };
+    }
+    case 'rpc':
+      return { op: 'rpc', ref: r, event: assertEvent(f.event), data: f.data };
+    case 'ping':
+      return { op: 'ping', ref: r };
+    default:
+      throw new RtError('unknown_op', `unknown op ${JSON.stringify(String(f.op)).slice(0, 64)}; known ops: ${CLIENT_OPS.join(', ')}`);
+  }
+}
+
+/** Encodes a server frame in the connection's format. */
+export function encodeFrame(frame: object, format: WireFormat): string | Uint8Array {
+  return format === 'json' ? JSON.stringify(frame) : packr.pack(frame);
+}
+
+/** Member of a presence channel as clients see it. */
+export interface Member { user_id: string; user_info?: unknown }
+
+/** One publication in a channel's stream, as delivered and as kept in history. */
+export interface Publication {
+  channel: string;
+  event: string;
+  data: unknown;
+  offset: number;
+}
+
+export function messageFrame(p: Publication): object {
+  return { op: 'message', channel: p.channel, event: p.event, data: p.data, offset: p.offset };
+}

@@ -1,0 +1,72 @@
+/**
+ * A connection as the hub sees it, whatever its transport. Transports subclass it; the hub only needs
+ * its identity, its codec, a way to send already-encoded bytes, and a way to close it.
+ */
+import type { WebSocket } from 'uWebSockets.js';
+import type { Encoded, WireCodec } from '../protocol/codecs.js';
+import type { JwtClaims } from '../auth/jwt.js';
+import type { ConnRef } from './messages.js';
+
+export abstract class Client {
+  /** Socket id: `<thread>.<unique>` (see hash.ts). */
+  readonly id: string;
+  readonly transport: string;
+  codec: WireCodec;
+  user?: string;
+  info?: unknown;
+  grants?: string[];
+  /** Token expiry (seconds since epoch), when authenticated with an expiring token. */
+  expiresAt?: number;
+  readonly channels = new Set<string>();
+  /** Channels with a subscribe request in flight, so a duplicate is refused rather than raced. */
+  readonly pendingChannels = new Set<string>();
+  closed = false;
+  /**
+   * Set when the client rides a uWS WebSocket whose frames are exactly the codec's output: the hub
+   * then delivers through uWS topics (one native publish per shard) instead of per-client sends.
+   */
+  ws?: WebSocket<unknown>;
+
+  constructor(id: string, transport: string, codec: WireCodec) {
+    this.id = id;
+    this.transport = transport;
+    this.codec = codec;
+  }
+
+  /** Sends bytes already encoded with this client's codec. */
+  abstract sendEncoded(data: Encoded): void;
+
+  /** Closes the connection, telling the client why and whether to reconnect. */
+  abstract disconnect(code: number, reason: string, reconnect: boolean): void;
+
+  authenticate(claims: JwtClaims): void {
+    this.user = String(claims.sub);
+    this.info = claims.user_info;
+    this.grants = claims.channels;
+    this.expiresAt = claims.exp;
+  }
+
+  connRef(): ConnRef {
+    const r: ConnRef = { id: this.id, transport: this.transport };
+    if (this.user !== undefined) r.user = this.user;
+    if (this.info !== undefined) r.info = this.info;
+    if (this.grants !== undefined) r.grants = this.grants;
+    return r;
+  }
+}
+
+/** Close codes (4000–4999 are ours; see docs/protocol.md). */
+export const CloseCode = {
+  /** Server shutting down or restarting: reconnect (to any host) and resume. */
+  SHUTDOWN: 1012,
+  BAD_REQUEST: 4000,
+  UNAUTHORIZED: 4001,
+  FORBIDDEN: 4003,
+  /** Too slow to keep up: reconnect and resume from the last offset. */
+  SLOW_CONSUMER: 4008,
+  RATE_LIMITED: 4029,
+  PAYLOAD_TOO_LARGE: 4009,
+  TOKEN_EXPIRED: 4010,
+  /** Disconnected by the backend (API). */
+  DISCONNECTED: 4011,
+} as const;

@@ -1,0 +1,20 @@
+/** What every transport on a thread needs, in one object. */
+import type { ServerConfig } from '../config/schema.js';
+import type { JwtVerifier } from '../auth/jwt.js';
+import type { Logger } from '../log.js';
+import type { Hub } from './hub.js';
+import type { SharedStats } from './stats.js';
+
+export interface ThreadContext {
+  thread: number;
+  config: ServerConfig;
+  hub: Hub;
+  verifier: JwtVerifier;
+  apiKey: string;
+  stats: SharedStats;
+  log: Logger;
+  /** True once shutdown began: new connections are refused. */
+  draining: boolean;
+  /** HTTP requests being answered; shutdown waits for them. */
+  inflight: number;
+}

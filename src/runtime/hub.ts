@@ -1,0 +1,328 @@
+/**
+ * A thread's hub: the connections it holds, which channels they are in, and delivery to them.
+ * Subscriptions and publishes go to the channel's owner shard through the mesh; deliveries come back
+ * as one frame per thread and are fanned out here — through uWS topics for WebSocket clients (encoded
+ * once per codec) and directly for the others.
+ */
+import type { TemplatedApp } from 'uWebSockets.js';
+import { randomBytes } from 'node:crypto';
+import { RtError } from '../errors.js';
+import { allCodecs, type Encoded, type WireCodec } from '../protocol/codecs.js';
+import type { Member, Publication, StreamPosition } from '../protocol/native.js';
+import type { Client } from './client.js';
+import { ownerOf } from './hash.js';
+import type { MeshEndpoint } from './mesh.js';
+import type { ChannelInfo, Notice, PublishSource, Request, SubscribeResult } from './messages.js';
+
+export interface HubOptions {
+  mesh: MeshEndpoint;
+  /** The thread's uWS app (absent on the main thread). */
+  app?: TemplatedApp;
+  maxChannelsPerConnection: number;
+  /** Answers requests addressed to this thread as a channel owner (shards only). */
+  ownerRequest?: (from: number, req: Request) => unknown;
+  /** Called for 'unsub' / 'restarted' notices addressed to this thread as owner. */
+  ownerNotice?: (from: number, n: Notice) => void;
+}
+
+/** Memo for one delivery: each codec encodes at most once. */
+class EncodeMemo {
+  private readonly out: (Encoded | undefined)[] = [];
+  constructor(private readonly make: (c: WireCodec) => Encoded) {}
+  get(c: WireCodec): Encoded {
+    return (this.out[c.id] ??= this.make(c));
+  }
+}
+
+export class Hub {
+  readonly mesh: MeshEndpoint;
+  readonly thread: number;
+  readonly shards: number;
+  private readonly app?: TemplatedApp;
+  private readonly opts: HubOptions;
+  readonly clients = new Map<string, Client>();
+  private readonly byUser = new Map<string, Set<Client>>();
+  /** Subscribers that are not delivered through uWS topics, per channel. */
+  private readonly sinks = new Map<string, Set<Client>>();
+  /** Local subscription count and last seen stream position, per channel. */
+  private readonly local = new Map<string, { refs: number; pos?: StreamPosition }>();
+  private readonly idPrefix: string;
+  private seq = 0;
+  /** Counters for /metrics. */
+  readonly stats = { delivered: 0, published: 0 };
+
+  constructor(opts: HubOptions) {
+    this.opts = opts;
+    this.mesh = opts.mesh;
+    this.thread = opts.mesh.self;
+    this.shards = opts.mesh.shards;
+    this.app = opts.app;
+    // The random part keeps ids unique across restarts of the same thread.
+    this.idPrefix = `${this.thread}.${randomBytes(3).toString('hex')}`;
+  }
+
+  start(): void {
+    this.mesh.start(
+      (from, req) => {
+        if (!this.opts.ownerRequest) throw new RtError('unavailable', `thread ${this.thread} owns no channels`, 503);
+        return this.opts.ownerRequest(from, req);
+      },
+      (from, n) => this.onNotice(from, n),
+    );
+  }
+
+  nextSocketId(): string {
+    return `${this.idPrefix}${(this.seq++).toString(36)}`;
+  }
+
+  ownerOf(channel: string): number {
+    return ownerOf(channel, this.shards);
+  }
+
+  get connections(): number {
+    return this.clients.size;
+  }
+
+  add(client: Client): void {
+    this.clients.set(client.id, client);
+    if (client.user !== undefined) this.indexUser(client);
+  }
+
+  /** Records the client's user after it authenticated (at connect or later). */
+  indexUser(client: Client): void {
+    let set = this.byUser.get(client.user!);
+    if (!set) this.byUser.set(client.user!, (set = new Set()));
+    set.add(client);
+  }
+
+  remove(client: Client): void {
+    if (!this.clients.delete(client.id)) return;
+    client.closed = true;
+    if (client.user !== undefined) {
+      const set = this.byUser.get(client.user);
+      if (set) {
+        set.delete(client);
+        if (set.size === 0) this.byUser.delete(client.user);
+      }
+    }
+    for (const ch of client.channels) this.dropLocal(client, ch, false);
+    client.channels.clear();
+  }
+
+  /**
+   * Subscribes through the owner. The owner's reply is handled inside the mesh drain loop, before any
+   * later delivery for the channel from that owner, so the client is in the topic before the next
+   * publication arrives and resumed publications are sent before live ones.
+   */
+  subscribe(client: Client, channel: string, since?: StreamPosition, data?: unknown, beforeJoin?: (res: SubscribeResult) => void): Promise<SubscribeResult> {
+    if (client.channels.has(channel) || client.pendingChannels.has(channel)) {
+      return Promise.reject(new RtError('already_subscribed', `already subscribed to ${channel}`));
+    }
+    if (client.channels.size + client.pendingChannels.size >= this.opts.maxChannelsPerConnection) {
+      return Promise.reject(new RtError('too_many_channels', `a connection may join at most ${this.opts.maxChannelsPerConnection} channels`));
+    }
+    client.pendingChannels.add(channel);
+    const req: Request = { t: 'sub', ch: channel, conn: client.connRef() };
+    if (since) req.since = since;
+    if (data !== undefined) req.data = data;
+    return new Promise((resolve, reject) => {
+      this.mesh.call<SubscribeResult>(this.ownerOf(channel), req, (err, res) => {
+        client.pendingChannels.delete(channel);
+        if (err) return reject(err);
+        if (client.closed) {
+          // Gone while we waited: undo at the owner so presence and counts stay right.
+          this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
+          return reject(new RtError('unavailable', 'connection closed'));
+        }
+        if (res!.info !== undefined && client.info === undefined) client.info = res!.info;
+        beforeJoin?.(res!);
+        this.addLocal(client, channel, res!);
+        resolve(res!);
+      });
+    });
+  }
+
+  private addLocal(client: Client, channel: string, res: SubscribeResult): void {
+    client.channels.add(channel);
+    let l = this.local.get(channel);
+    if (!l) this.local.set(channel, (l = { refs: 0 }));
+    l.refs++;
+    if (!l.pos || l.pos.epoch !== res.epoch || l.pos.offset < res.offset) l.pos = { epoch: res.epoch, offset: res.offset };
+    if (client.ws) client.ws.subscribe(client.codec.tag + channel);
+    else {
+      let s = this.sinks.get(channel);
+      if (!s) this.sinks.set(channel, (s = new Set()));
+      s.add(client);
+    }
+  }
+
+  private dropLocal(client: Client, channel: string, unsubscribeSocket: boolean): void {
+    if (client.ws && unsubscribeSocket) client.ws.unsubscribe(client.codec.tag + channel);
+    const s = this.sinks.get(channel);
+    if (s) {
+      s.delete(client);
+      if (s.size === 0) this.sinks.delete(channel);
+    }
+    const l = this.local.get(channel);
+    if (l && --l.refs === 0) this.local.delete(channel);
+    this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
+  }
+
+  unsubscribe(client: Client, channel: string): boolean {
+    if (!client.channels.delete(channel)) return false;
+    this.dropLocal(client, channel, true);
+    return true;
+  }
+
+  publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string): Promise<{ offset: number }> {
+    this.stats.published++;
+    const req: Request = { t: 'pub', ch: channel, ev: event, data, src };
+    if (from) req.from = from.connRef();
+    if (exclude) req.ex = exclude;
+    return this.mesh.request<{ offset: number }>(this.ownerOf(channel), req);
+  }
+
+  /** Every connection of `user` on every thread (one frame per thread). */
+  publishToUser(user: string, event: string, data: unknown, exclude?: string): void {
+    this.stats.published++;
+    const n: Notice = { t: 'user!', user, ev: event, data };
+    if (exclude) n.ex = exclude;
+    this.mesh.broadcast(n, true);
+  }
+
+  presence(channel: string): Promise<{ members: Member[] }> {
+    return this.mesh.request(this.ownerOf(channel), { t: 'presence', ch: channel });
+  }
+
+  history(channel: string, since?: StreamPosition, limit?: number): Promise<{ pubs: Publication[]; recovered: boolean; offset: number; epoch: string }> {
+    const req: Request = { t: 'history', ch: channel };
+    if (since) req.since = since;
+    if (limit) req.limit = limit;
+    return this.mesh.request(this.ownerOf(channel), req);
+  }
+
+  channel(channel: string): Promise<ChannelInfo> {
+    return this.mesh.request(this.ownerOf(channel), { t: 'channel', ch: channel });
+  }
+
+  async channels(prefix?: string): Promise<ChannelInfo[]> {
+    const parts = await Promise.all(
+      Array.from({ length: this.shards }, (_, s) => this.mesh.request<ChannelInfo[]>(s, prefix ? { t: 'channels', prefix } : { t: 'channels' })),
+    );
+    return parts.flat().sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** Disconnects every local connection of a user (used by the API, and by token revocation). */
+  disconnectUser(user: string, reason: string): number {
+    const set = this.byUser.get(user);
+    if (!set) return 0;
+    let n = 0;
+    for (const c of [...set]) {
+      c.disconnect(4011, reason, false);
+      n++;
+    }
+    return n;
+  }
+
+  private onNotice(from: number, n: Notice): void {
+    switch (n.t) {
+      case 'pub!':
+        return this.deliver(n.pub, n.ex);
+      case 'join!':
+      case 'leave!':
+        return this.deliverPresence(n.t, n.ch, n.m);
+      case 'user!':
+        return this.deliverToUser(n);
+      case 'kick':
+        this.disconnectUser(n.user, 'disconnected by the server');
+        return;
+      case 'restarted':
+        this.mesh.peerReplaced(n.peer);
+        this.opts.ownerNotice?.(from, n);
+        return this.replay(n.peer);
+      default:
+        this.opts.ownerNotice?.(from, n);
+    }
+  }
+
+  private deliver(pub: Publication, exclude?: string): void {
+    const ch = pub.channel;
+    const l = this.local.get(ch);
+    if (l?.pos && l.pos.offset < pub.offset) l.pos.offset = pub.offset;
+    const ex = exclude ? this.clients.get(exclude) : undefined;
+    let n = 0;
+    if (this.app) {
+      for (const codec of allCodecs()) {
+        const topic = codec.tag + ch;
+        const count = this.app.numSubscribers(topic);
+        if (count === 0) continue;
+        const bytes = codec.pub(pub);
+        // ws.publish skips the publishing socket itself: that is how a sender is excluded natively.
+        if (ex?.ws && ex.codec === codec && ex.channels.has(ch)) {
+          ex.ws.publish(topic, bytes, codec.binary);
+          n += count - 1;
+        } else {
+          this.app.publish(topic, bytes, codec.binary);
+          n += count;
+        }
+      }
+    }
+    const sinks = this.sinks.get(ch);
+    if (sinks) {
+      const memo = new EncodeMemo((c) => c.pub(pub));
+      for (const c of sinks) {
+        if (c === ex) continue;
+        c.sendEncoded(memo.get(c.codec));
+        n++;
+      }
+    }
+    this.stats.delivered += n;
+  }
+
+  private deliverPresence(kind: 'join!' | 'leave!', ch: string, m: Member): void {
+    const make = (c: WireCodec): Encoded => (kind === 'join!' ? c.join(ch, m) : c.leave(ch, m));
+    if (this.app) {
+      for (const codec of allCodecs()) {
+        const topic = codec.tag + ch;
+        if (this.app.numSubscribers(topic) > 0) this.app.publish(topic, make(codec), codec.binary);
+      }
+    }
+    const sinks = this.sinks.get(ch);
+    if (sinks) {
+      const memo = new EncodeMemo(make);
+      for (const c of sinks) c.sendEncoded(memo.get(c.codec));
+    }
+  }
+
+  private deliverToUser(n: Extract<Notice, { t: 'user!' }>): void {
+    const set = this.byUser.get(n.user);
+    if (!set) return;
+    const memo = new EncodeMemo((c) => c.user(n.ev, n.data));
+    for (const c of set) {
+      if (c.id === n.ex) continue;
+      c.sendEncoded(memo.get(c.codec));
+      this.stats.delivered++;
+    }
+  }
+
+  /**
+   * The owner of some of our channels was replaced and lost its actors: subscribe our connections
+   * again, telling it where each stream was so offsets stay monotonic.
+   */
+  private replay(peer: number): void {
+    for (const c of this.clients.values()) {
+      for (const ch of c.channels) {
+        if (this.ownerOf(ch) !== peer) continue;
+        const pos = this.local.get(ch)?.pos;
+        const req: Request = { t: 'sub', ch, conn: c.connRef(), replay: true };
+        if (pos) req.since = pos;
+        this.mesh.call(peer, req, (err) => {
+          if (err && !c.closed) {
+            // Refused now (e.g. token expired meanwhile): the client must know it lost the channel.
+            this.unsubscribe(c, ch);
+          }
+        });
+      }
+    }
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Everything threads say to each other through the rings. Keys are short because every byte is copied
+ * through a ring for every frame; the doc comments give the long names.
+ */
+import type { Member, Publication, StreamPosition } from '../protocol/native.js';
+
+/** Who is behind a subscription: enough for presence, authorization and exclusion on the owner shard. */
+export interface ConnRef {
+  /** Socket id, `<thread>.<unique>`: the thread index tells the owner which shard delivers to it. */
+  id: string;
+  /** User id (JWT `sub`), when the connection is authenticated. */
+  user?: string;
+  /** Presence info (JWT `user_info`, or what an authorizer returned). */
+  info?: unknown;
+  /** Channel patterns the connection's token grants. */
+  grants?: string[];
+  /** Transport name, for custom actors and metrics. */
+  transport?: string;
+}
+
+/** Requests are answered with a Reply carrying the same `id`. */
+export type Request =
+  /** Subscribe a connection to a channel owned by the receiver. */
+  | { t: 'sub'; ch: string; conn: ConnRef; since?: StreamPosition; data?: unknown; replay?: boolean }
+  /** Publish to a channel owned by the receiver; `from` is set for client publishes. */
+  | { t: 'pub'; ch: string; ev: string; data: unknown; from?: ConnRef; ex?: string; src: PublishSource }
+  | { t: 'presence'; ch: string }
+  | { t: 'history'; ch: string; since?: StreamPosition; limit?: number }
+  | { t: 'channels'; prefix?: string }
+  | { t: 'channel'; ch: string };
+
+export type PublishSource = 'api' | 'client' | 'server' | 'redis';
+
+/** One-way messages. */
+export type Notice =
+  | { t: 'unsub'; ch: string; conn: ConnRef }
+  /** A publication for the receiving thread's local subscribers of `pub.channel`; `ex` excludes a socket id. */
+  | { t: 'pub!'; pub: Publication; ex?: string }
+  | { t: 'join!'; ch: string; m: Member }
+  | { t: 'leave!'; ch: string; m: Member }
+  /** A message for every connection of a user, on every thread. */
+  | { t: 'user!'; user: string; ev: string; data: unknown; ex?: string }
+  /** Disconnect every connection of a user (API: POST /api/users/:id/disconnect). */
+  | { t: 'kick'; user: string }
+  /** Thread `peer` was replaced: forget its subscriptions, resend ours for the channels it owns. */
+  | { t: 'restarted'; peer: number };
+
+export interface SubscribeResult {
+  /** Current stream position of the channel. */
+  offset: number;
+  epoch: string;
+  /** Set when `since` was given: whether every missed publication is in `pubs`. */
+  recovered?: boolean;
+  pubs?: Publication[];
+  /** Members, for presence channels. */
+  members?: Member[];
+  /** Info the authorizer attached to this member (presence). */
+  info?: unknown;
+}
+
+export interface ChannelInfo {
+  name: string;
+  subscribers: number;
+  presence?: number;
+  offset: number;
+}
+
+export type Envelope =
+  | { k: 'q'; id: number; b: Request }
+  | { k: 'r'; id: number; ok: true; v: unknown }
+  | { k: 'r'; id: number; ok: false; e: { code: string; message: string } }
+  | { k: 'n'; b: Notice };

@@ -1,0 +1,161 @@
+/**
+ * One shard: a worker thread with its own uWS app serving every transport, the channel actors it owns,
+ * and its ends of the ring mesh. Started (and restarted) by the supervisor as a long-running piscina task.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import uWS from 'uWebSockets.js';
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import { createJwtVerifier } from '../auth/jwt.js';
+import type { ServerConfig } from '../config/schema.js';
+import { createLogger } from '../log.js';
+import { ActorHost } from '../actors/actor-host.js';
+import { ActorRegistry, loadActors } from '../actors/registry.js';
+import { CloseCode } from './client.js';
+import type { ThreadContext } from './context.js';
+import { Hub } from './hub.js';
+import { MeshEndpoint, type MeshLayout } from './mesh.js';
+import { SharedStats } from './stats.js';
+import { registerWebSocket } from '../transports/websocket.js';
+import { registerHttpApi } from '../transports/http-api.js';
+import { registerHealth } from '../transports/health.js';
+import { sendJson, track } from '../transports/http.js';
+
+export type AcceptMode = 'descriptor' | 'reuseport';
+
+export interface ShardTask {
+  shard: number;
+  layout: MeshLayout;
+  config: ServerConfig;
+  apiKey: string;
+  stats: SharedArrayBuffer;
+  mode: AcceptMode;
+  /** Port to listen on in reuseport mode (already resolved if the config said 0). */
+  port: number;
+  control: MessagePort;
+}
+
+/** Messages from a shard to the supervisor. */
+export type ShardEvent =
+  | { type: 'ready'; descriptor?: unknown; port?: number }
+  | { type: 'drained' }
+  | { type: 'fatal'; message: string };
+
+/** Messages from the supervisor to a shard. */
+export type ShardCommand = { type: 'drain' } | { type: 'stop'; timeoutMs: number } | { type: 'crash' };
+
+export async function runShard(task: ShardTask): Promise<void> {
+  const { shard, config } = task;
+  const log = createLogger(config.logLevel, `shard ${shard}`);
+  const stats = new SharedStats(task.stats, task.layout.shards + 1);
+  const mesh = new MeshEndpoint(task.layout, shard);
+  const registry = new ActorRegistry(await loadActors(config.actors));
+  const threads = task.layout.shards + 1;
+  const host = new ActorHost(registry, {
+    threads,
+    clientPublish: config.clientPublish,
+    historySize: config.historySize,
+    historyTtlMs: config.historyTtl * 1000,
+    deliver: (t, pub, ex) => mesh.notify(t, ex ? { t: 'pub!', pub, ex } : { t: 'pub!', pub }),
+    presence: (t, kind, ch, m) => mesh.notify(t, { t: kind, ch, m }),
+  });
+
+  const app: TemplatedApp = uWS.App();
+  const hub = new Hub({
+    mesh,
+    app,
+    maxChannelsPerConnection: config.maxChannelsPerConnection,
+    ownerRequest: (_from, req) => host.handle(req),
+    ownerNotice: (_from, n) => {
+      if (n.t === 'unsub') host.unsubscribe(n.ch, n.conn.id);
+      else if (n.t === 'restarted') host.dropThread(n.peer);
+    },
+  });
+  const ctx: ThreadContext = {
+    thread: shard,
+    config,
+    hub,
+    verifier: createJwtVerifier({ secret: config.jwtSecret || undefined, publicKey: config.jwtPublicKey || undefined }),
+    apiKey: task.apiKey,
+    stats,
+    log,
+    draining: false,
+    inflight: 0,
+  };
+
+  registerWebSocket(app, ctx);
+  registerHttpApi(app, ctx);
+  registerHealth(app, ctx);
+  app.any('/*', (res, req) => {
+    const state = track(res);
+    sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
+  });
+
+  hub.start();
+
+  // The interval also keeps this worker's event loop alive: a waitAsync alone does not (NOTES.md).
+  const publishStats = () => {
+    stats.set(shard, 'connections', hub.connections);
+    stats.set(shard, 'channels', host.size);
+    stats.set(shard, 'delivered', hub.stats.delivered);
+    stats.set(shard, 'published', hub.stats.published);
+    stats.set(shard, 'ringQueuedBytes', mesh.queuedBytes());
+    let subs = 0;
+    for (const c of hub.clients.values()) subs += c.channels.size;
+    stats.set(shard, 'subscriptions', subs);
+  };
+  const statsTimer = setInterval(publishStats, 250);
+  stats.set(shard, 'alive', 1);
+
+  let listenSocket: us_listen_socket | null = null;
+  const post = (e: ShardEvent) => task.control.postMessage(e);
+
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => (finish = resolve));
+
+  task.control.on('message', async (cmd: ShardCommand) => {
+    if (cmd.type === 'crash') {
+      // Test hook (createServer().crashShard): an uncaught error kills the thread like a real bug would.
+      setImmediate(() => {
+        throw new Error(`shard ${shard} crashed on request`);
+      });
+    } else if (cmd.type === 'drain') {
+      ctx.draining = true;
+      if (listenSocket) {
+        uWS.us_listen_socket_close(listenSocket);
+        listenSocket = null;
+      }
+      const deadline = Date.now() + 5000;
+      while (ctx.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      post({ type: 'drained' });
+    } else if (cmd.type === 'stop') {
+      for (const c of [...hub.clients.values()]) c.disconnect(CloseCode.SHUTDOWN, 'server shutting down: reconnect and resume', true);
+      await mesh.flushed(Math.min(cmd.timeoutMs, 2000));
+      // Let uWS write the close frames before the app goes away.
+      await new Promise((r) => setTimeout(r, 50));
+      clearInterval(statsTimer);
+      host.close();
+      stats.set(shard, 'alive', 0);
+      mesh.close();
+      app.close();
+      task.control.close();
+      finish();
+    }
+  });
+
+  if (task.mode === 'descriptor') {
+    post({ type: 'ready', descriptor: (app as unknown as { getDescriptor(): unknown }).getDescriptor() });
+  } else {
+    const onListen = (s: us_listen_socket | false) => {
+      if (!s) {
+        post({ type: 'fatal', message: `shard ${shard} could not listen on port ${task.port}` });
+        return;
+      }
+      listenSocket = s;
+      post({ type: 'ready', port: uWS.us_socket_local_port(s as never) });
+    };
+    if (config.host) app.listen(config.host, task.port, onListen);
+    else app.listen(task.port, onListen);
+  }
+  log.debug('started');
+  await done;
+}

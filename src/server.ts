@@ -1,0 +1,93 @@
+/**
+ * createServer: the embeddable server. The CLI is a thin layer over this.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { loadConfig, ConfigError } from './config/load.js';
+import type { ServerConfig } from './config/schema.js';
+import { createJwtVerifier } from './auth/jwt.js';
+import { loadActors } from './actors/registry.js';
+import { Supervisor } from './runtime/supervisor.js';
+import { MemoryClient, type MemoryIdentity } from './transports/memory.js';
+import type { ChannelInfo } from './runtime/messages.js';
+import type { Member } from './protocol/native.js';
+
+export type ServerOptions = Partial<{ [K in keyof ServerConfig]: ServerConfig[K] | string }> & {
+  /** Environment to read RT_* variables from; defaults to process.env. Pass {} to ignore it. */
+  env?: NodeJS.ProcessEnv;
+};
+
+export interface RtServer {
+  readonly port: number;
+  readonly config: ServerConfig;
+  /** The HTTP API key (generated when none was configured). */
+  readonly apiKey: string;
+  readonly apiKeyGenerated: boolean;
+  /** 'descriptor' (main thread accepts and hands sockets over) or 'reuseport'. */
+  readonly acceptMode: 'descriptor' | 'reuseport';
+  /** Publishes to a channel from server code. */
+  publish(channel: string, event: string, data: unknown): Promise<{ offset: number }>;
+  /** Sends to every connection of a user, on every shard. */
+  publishToUser(user: string, event: string, data: unknown): void;
+  /** An in-process client (memory transport). */
+  connect(identity?: MemoryIdentity): MemoryClient;
+  channels(prefix?: string): Promise<ChannelInfo[]>;
+  presence(channel: string): Promise<Member[]>;
+  /** Kills shard `i` as a crash would; it is replaced when restartShards is on. For tests. */
+  crashShard(i: number): void;
+  close(): Promise<void>;
+}
+
+/** A public key option may be the PEM itself or a path to it. */
+function resolvePublicKey(cfg: ServerConfig): void {
+  if (cfg.jwtPublicKey && !cfg.jwtPublicKey.includes('-----BEGIN')) {
+    try {
+      cfg.jwtPublicKey = readFileSync(cfg.jwtPublicKey, 'utf8');
+    } catch (err) {
+      throw new ConfigError('jwtPublicKey', `cannot read public key file ${cfg.jwtPublicKey}: ${(err as Error).message}`);
+    }
+  }
+  try {
+    createJwtVerifier({ secret: cfg.jwtSecret || undefined, publicKey: cfg.jwtPublicKey || undefined });
+  } catch (err) {
+    throw new ConfigError('jwtPublicKey', (err as Error).message);
+  }
+}
+
+export async function createServer(options: ServerOptions = {}): Promise<RtServer> {
+  const { env = process.env, ...code } = options;
+  const config = loadConfig({ code: code as Record<string, unknown>, env });
+  return startServer(config);
+}
+
+export async function startServer(config: ServerConfig): Promise<RtServer> {
+  resolvePublicKey(config);
+  // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
+  if (config.actors) await loadActors(config.actors);
+  const apiKeyGenerated = !config.apiKey;
+  const apiKey = config.apiKey || randomBytes(24).toString('base64url');
+  const sup = new Supervisor(config, apiKey);
+  try {
+    await sup.start();
+  } catch (err) {
+    await sup.stop().catch(() => {});
+    throw err;
+  }
+  const hub = sup.hub;
+  return {
+    get port() {
+      return sup.port;
+    },
+    config,
+    apiKey,
+    apiKeyGenerated,
+    acceptMode: sup.mode,
+    publish: (channel, event, data) => hub.publish(channel, event, data, 'server'),
+    publishToUser: (user, event, data) => hub.publishToUser(user, event, data),
+    connect: (identity) => new MemoryClient(hub, identity),
+    channels: (prefix) => hub.channels(prefix),
+    presence: (channel) => hub.presence(channel).then((r) => r.members),
+    crashShard: (i) => sup.crashShard(i),
+    close: () => sup.stop(),
+  };
+}

@@ -1,0 +1,177 @@
+/**
+ * The backend's HTTP API (DESIGN.md "HTTP API"): publish, batch, channel queries, user disconnect.
+ * Every answer is JSON; every refusal is `{ "error": { "code", "message" } }` with a 4xx/5xx status.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { RtError } from '../errors.js';
+import { assertChannel, assertEvent } from '../protocol/native.js';
+import type { ThreadContext } from '../runtime/context.js';
+import { parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
+
+const MAX_CHANNELS_PER_PUBLISH = 100;
+const MAX_BATCH = 1000;
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
+export function checkApiKey(ctx: ThreadContext, req: Req): void {
+  const h = req.headers['authorization'] ?? '';
+  const m = /^Bearer\s+(.+)$/i.exec(h);
+  const given = m ? m[1]!.trim() : queryParam(req.query, 'api_key');
+  if (!given) throw new RtError('unauthorized', 'missing API key: send "Authorization: Bearer <api key>"', 401);
+  // Compare digests so the comparison is constant-time whatever the lengths.
+  if (!timingSafeEqual(digest(given), digest(ctx.apiKey))) throw new RtError('unauthorized', 'wrong API key', 401);
+}
+
+interface PublishSpec {
+  channels?: string[];
+  user?: string;
+  event: string;
+  data: unknown;
+  socketId?: string;
+}
+
+function parsePublish(body: unknown, where = 'body'): PublishSpec {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw new RtError('bad_request', `${where} must be a JSON object`);
+  const b = body as Record<string, unknown>;
+  const event = assertEventField(b.event, where);
+  if (!('data' in b)) throw new RtError('bad_request', `${where}: "data" is required (use null for none)`);
+  const targets = ['channel', 'channels', 'user'].filter((k) => b[k] !== undefined);
+  if (targets.length !== 1) throw new RtError('bad_request', `${where}: give exactly one of "channel", "channels" or "user"`);
+  let socketId: string | undefined;
+  if (b.socket_id !== undefined && b.socket_id !== null) {
+    if (typeof b.socket_id !== 'string' || b.socket_id.length > 64) throw new RtError('bad_request', `${where}: "socket_id" must be a string`);
+    socketId = b.socket_id;
+  }
+  if (b.user !== undefined) {
+    if ((typeof b.user !== 'string' && typeof b.user !== 'number') || String(b.user).length === 0 || String(b.user).length > 200) {
+      throw new RtError('bad_request', `${where}: "user" must be a non-empty string or number`);
+    }
+    return { user: String(b.user), event, data: b.data, socketId };
+  }
+  let channels: unknown[];
+  if (b.channel !== undefined) channels = [b.channel];
+  else if (Array.isArray(b.channels)) channels = b.channels;
+  else throw new RtError('bad_request', `${where}: "channels" must be an array of channel names`);
+  if (channels.length === 0 || channels.length > MAX_CHANNELS_PER_PUBLISH) throw new RtError('bad_request', `${where}: "channels" must hold 1 to ${MAX_CHANNELS_PER_PUBLISH} names`);
+  return { channels: channels.map((c) => assertChannelField(c, where)), event, data: b.data, socketId };
+}
+
+function assertEventField(v: unknown, where: string): string {
+  if (v === undefined) throw new RtError('bad_request', `${where}: "event" is required`);
+  try {
+    return assertEvent(v);
+  } catch (err) {
+    throw new RtError('bad_request', `${where}: ${(err as Error).message}`);
+  }
+}
+
+function assertChannelField(v: unknown, where: string): string {
+  try {
+    return assertChannel(v);
+  } catch (err) {
+    throw new RtError('invalid_channel', `${where}: ${(err as Error).message}`);
+  }
+}
+
+async function publish(ctx: ThreadContext, spec: PublishSpec): Promise<Record<string, number> | undefined> {
+  if (spec.user !== undefined) {
+    ctx.hub.publishToUser(spec.user, spec.event, spec.data, spec.socketId);
+    return undefined;
+  }
+  const results = await Promise.all(spec.channels!.map((ch) => ctx.hub.publish(ch, spec.event, spec.data, 'api', undefined, spec.socketId)));
+  const offsets: Record<string, number> = {};
+  spec.channels!.forEach((ch, i) => (offsets[ch] = results[i]!.offset));
+  return offsets;
+}
+
+type Handler = (ctx: ThreadContext, req: Req, res: HttpResponse, state: { aborted: boolean }) => Promise<unknown>;
+
+/** Wraps a handler: snapshot, key check, in-flight accounting, and error answers. */
+function route(ctx: ThreadContext, params: number, needsKey: boolean, h: Handler) {
+  return (res: HttpResponse, httpReq: HttpRequest) => {
+    const state = track(res);
+    const req = snapshot(res, httpReq, params);
+    ctx.inflight++;
+    (async () => {
+      if (needsKey) checkApiKey(ctx, req);
+      const body = await h(ctx, req, res, state);
+      sendJson(res, state, 200, body);
+    })()
+      .catch((err) => sendError(res, state, err))
+      .finally(() => ctx.inflight--);
+  };
+}
+
+async function jsonBody(ctx: ThreadContext, req: Req, res: HttpResponse, state: { aborted: boolean }): Promise<unknown> {
+  // The content-type is not checked: backends send JSON under many labels (curl's default is a form type).
+  return parseJsonBody(await readBody(res, req, ctx.config.maxPayload, state));
+}
+
+export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
+  app.post(
+    '/api/publish',
+    route(ctx, 0, true, async (c, req, res, state) => {
+      const body = await jsonBody(c, req, res, state);
+      const offsets = await publish(c, parsePublish(body));
+      return offsets ? { ok: true, offsets } : { ok: true };
+    }),
+  );
+
+  app.post(
+    '/api/batch',
+    route(ctx, 0, true, async (c, req, res, state) => {
+      const body = (await jsonBody(c, req, res, state)) as { messages?: unknown };
+      if (!body || typeof body !== 'object' || !Array.isArray(body.messages)) throw new RtError('bad_request', 'body must be { "messages": [ … ] }');
+      if (body.messages.length === 0 || body.messages.length > MAX_BATCH) throw new RtError('bad_request', `"messages" must hold 1 to ${MAX_BATCH} messages`);
+      // Validate all before publishing any, so a bad batch publishes nothing.
+      const specs = body.messages.map((m, i) => parsePublish(m, `messages[${i}]`));
+      // Sequential per batch keeps the batch's order for messages on the same channel.
+      for (const s of specs) await publish(c, s);
+      return { ok: true, count: specs.length };
+    }),
+  );
+
+  app.get(
+    '/api/channels',
+    route(ctx, 0, true, async (c, req) => {
+      const prefix = queryParam(req.query, 'prefix');
+      const channels = await c.hub.channels(prefix);
+      return { channels };
+    }),
+  );
+
+  app.get(
+    '/api/channels/:name',
+    route(ctx, 1, true, async (c, req) => c.hub.channel(assertChannelField(req.params[0], 'path'))),
+  );
+
+  app.get(
+    '/api/channels/:name/users',
+    route(ctx, 1, true, async (c, req) => {
+      const name = assertChannelField(req.params[0], 'path');
+      if (!name.startsWith('presence-')) throw new RtError('bad_request', 'users are listed for presence- channels only');
+      const { members } = await c.hub.presence(name);
+      return { users: members.map((m) => ({ id: m.user_id, user_info: m.user_info })) };
+    }),
+  );
+
+  app.post(
+    '/api/users/:id/disconnect',
+    route(ctx, 1, true, async (c, req) => {
+      const user = req.params[0]!;
+      if (!user) throw new RtError('bad_request', 'user id is required');
+      c.hub.mesh.broadcast({ t: 'kick', user }, true);
+      return { ok: true };
+    }),
+  );
+
+  app.any(
+    '/api/*',
+    route(ctx, 0, false, async (_c, req) => {
+      throw new RtError('not_found', `no API route ${req.method.toUpperCase()} ${req.url}`, 404);
+    }),
+  );
+}

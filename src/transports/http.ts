@@ -1,0 +1,112 @@
+/**
+ * HTTP helpers over uWS responses: bounded body reading, JSON answers and errors in the one shape the
+ * API promises ({ "error": { "code", "message" } }), and abort tracking (uWS forbids touching an aborted
+ * response).
+ */
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import { RtError, toErrorBody } from '../errors.js';
+
+export interface Req {
+  method: string;
+  url: string;
+  query: string;
+  headers: Record<string, string>;
+  params: string[];
+  ip: string;
+}
+
+/** uWS request objects die at the first await: copy what handlers need up front. */
+export function snapshot(res: HttpResponse, req: HttpRequest, paramCount = 0): Req {
+  const headers: Record<string, string> = {};
+  req.forEach((k, v) => (headers[k] = v));
+  const params: string[] = [];
+  for (let i = 0; i < paramCount; i++) params.push(decodeURIComponent(req.getParameter(i) ?? ''));
+  return {
+    method: req.getMethod(),
+    url: req.getUrl(),
+    query: req.getQuery() ?? '',
+    headers,
+    params,
+    ip: Buffer.from(res.getRemoteAddressAsText()).toString(),
+  };
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 408: 'Request Timeout', 411: 'Length Required', 413: 'Payload Too Large', 415: 'Unsupported Media Type',
+  429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+};
+
+export function statusLine(code: number): string {
+  return `${code} ${STATUS_TEXT[code] ?? 'Status'}`;
+}
+
+/** Marks a response aborted so late async answers are skipped instead of crashing uWS. */
+export function track(res: HttpResponse): { aborted: boolean } {
+  const state = { aborted: false };
+  res.onAborted(() => {
+    state.aborted = true;
+  });
+  return state;
+}
+
+export function sendJson(res: HttpResponse, state: { aborted: boolean }, status: number, body: unknown, extraHeaders?: Record<string, string>): void {
+  if (state.aborted) return;
+  state.aborted = true;
+  res.cork(() => {
+    res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json');
+    if (extraHeaders) for (const [k, v] of Object.entries(extraHeaders)) res.writeHeader(k, v);
+    // A 413 may leave unread body bytes behind: close rather than parse them as the next request.
+    res.end(JSON.stringify(body), status === 413);
+  });
+}
+
+export function sendError(res: HttpResponse, state: { aborted: boolean }, err: unknown, extraHeaders?: Record<string, string>): void {
+  const status = err instanceof RtError ? err.status : typeof (err as { status?: unknown })?.status === 'number' ? (err as { status: number }).status : 500;
+  sendJson(res, state, status, { error: toErrorBody(err) }, extraHeaders);
+}
+
+/**
+ * Reads the whole body, refusing more than `limit` bytes with 413 as soon as the declared length or
+ * the received bytes pass it (the connection is closed so the rest is never buffered).
+ */
+export function readBody(res: HttpResponse, req: Req, limit: number, state: { aborted: boolean }): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && (!/^\d+$/.test(declared) || Number(declared) > limit)) {
+      reject(new RtError('payload_too_large', `body larger than the ${limit}-byte limit`, 413));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    res.onData((ab, isLast) => {
+      if (done) return;
+      size += ab.byteLength;
+      if (size > limit) {
+        done = true;
+        reject(new RtError('payload_too_large', `body larger than the ${limit}-byte limit`, 413));
+        return;
+      }
+      // uWS reuses the ArrayBuffer after this callback: copy.
+      chunks.push(Buffer.from(new Uint8Array(ab).slice()));
+      if (isLast) {
+        done = true;
+        if (!state.aborted) resolve(Buffer.concat(chunks, size));
+      }
+    });
+  });
+}
+
+export function parseJsonBody(body: Buffer): unknown {
+  if (body.length === 0) throw new RtError('bad_json', 'request body is empty; expected JSON');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new RtError('bad_json', `request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export function queryParam(query: string, name: string): string | undefined {
+  return new URLSearchParams(query).get(name) ?? undefined;
+}

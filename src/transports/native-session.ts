@@ -1,0 +1,93 @@
+/**
+ * The native protocol's operations, for any transport that speaks it (WebSocket, long-polling).
+ * Returns the reply body; the transport encodes and sends it.
+ */
+import { JwtError } from '../auth/jwt.js';
+import { RtError, toErrorBody } from '../errors.js';
+import type { ClientFrame } from '../protocol/native.js';
+import type { Client } from '../runtime/client.js';
+import type { ThreadContext } from '../runtime/context.js';
+
+export type Reply = Record<string, unknown>;
+
+export function errorReply(ref: number | undefined, err: unknown): Reply {
+  const r: Reply = { op: 'reply', ok: false, error: toErrorBody(err) };
+  if (ref !== undefined) r.ref = ref;
+  return r;
+}
+
+function ok(ref: number | undefined, body: Reply = {}): Reply {
+  const r: Reply = { op: 'reply', ok: true, ...body };
+  if (ref !== undefined) r.ref = ref;
+  return r;
+}
+
+export function authenticate(ctx: ThreadContext, client: Client, token: string): void {
+  let claims;
+  try {
+    claims = ctx.verifier.verify(token);
+  } catch (err) {
+    if (err instanceof JwtError) throw new RtError(err.code, err.message, 401);
+    throw err;
+  }
+  if (client.user !== undefined && client.user !== String(claims.sub)) {
+    throw new RtError('forbidden', 'a connection cannot change user; reconnect instead', 403);
+  }
+  const fresh = client.user === undefined;
+  client.authenticate(claims);
+  if (fresh) ctx.hub.indexUser(client);
+}
+
+/**
+ * Handles one frame. `send` is called with replies; for subscribe it is called synchronously before
+ * the client joins the channel, so the reply (with resumed publications) precedes live messages.
+ */
+export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, send: (r: Reply) => void): void {
+  const fail = (err: unknown) => {
+    if (!client.closed) send(errorReply(f.ref, err));
+  };
+  try {
+    switch (f.op) {
+      case 'ping':
+        return send(ok(f.ref, { pong: true }));
+      case 'auth':
+        authenticate(ctx, client, f.token);
+        return send(ok(f.ref, { user: client.user }));
+      case 'subscribe':
+        ctx.hub
+          .subscribe(client, f.channel, f.since, f.data, (res) => {
+            const body: Reply = { channel: f.channel, offset: res.offset, epoch: res.epoch };
+            if (res.recovered !== undefined) {
+              body.recovered = res.recovered;
+              body.publications = res.pubs ?? [];
+            }
+            if (res.members) body.members = res.members;
+            send(ok(f.ref, body));
+          })
+          .catch(fail);
+        return;
+      case 'unsubscribe':
+        if (!ctx.hub.unsubscribe(client, f.channel)) throw new RtError('not_subscribed', `not subscribed to ${f.channel}`);
+        return send(ok(f.ref, { channel: f.channel }));
+      case 'publish':
+        ctx.hub
+          .publish(f.channel, f.event, f.data, 'client', client, f.exclude_self ? client.id : undefined)
+          .then((r) => send(ok(f.ref, { channel: f.channel, offset: r.offset })), fail);
+        return;
+      case 'presence':
+        if (!client.channels.has(f.channel)) throw new RtError('not_subscribed', `subscribe to ${f.channel} to see its presence`, 403);
+        ctx.hub.presence(f.channel).then((r) => send(ok(f.ref, { channel: f.channel, members: r.members })), fail);
+        return;
+      case 'history':
+        if (!client.channels.has(f.channel)) throw new RtError('not_subscribed', `subscribe to ${f.channel} to read its history`, 403);
+        ctx.hub
+          .history(f.channel, f.since, f.limit)
+          .then((r) => send(ok(f.ref, { channel: f.channel, offset: r.offset, epoch: r.epoch, recovered: r.recovered, publications: r.pubs })), fail);
+        return;
+      case 'rpc':
+        throw new RtError('no_handler', `no handler for event ${f.event}`, 404);
+    }
+  } catch (err) {
+    fail(err);
+  }
+}

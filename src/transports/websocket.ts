@@ -1,0 +1,141 @@
+/**
+ * Native WebSocket transport at /ws: JSON text frames, or msgpack binary frames with `?format=msgpack`
+ * (or the `rt-actors.msgpack` subprotocol). Deliveries reach these sockets through uWS topics.
+ */
+import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
+import { JSON_CODEC, MSGPACK_CODEC, type Encoded } from '../protocol/codecs.js';
+import { decodeClientFrame, encodeFrame, type WireFormat } from '../protocol/native.js';
+import { Client, CloseCode } from '../runtime/client.js';
+import type { ThreadContext } from '../runtime/context.js';
+import { RtError, toErrorBody } from '../errors.js';
+import { authenticate, errorReply, handleFrame, type Reply } from './native-session.js';
+import { queryParam, statusLine } from './http.js';
+
+interface SocketData {
+  client?: WsClient;
+  format: WireFormat;
+  token?: string;
+  ip: string;
+}
+
+/** Bad frames tolerated before the connection is closed: a buggy client gets errors, a hostile one is cut off. */
+const MAX_BAD_FRAMES = 20;
+
+export class WsClient extends Client {
+  badFrames = 0;
+  constructor(id: string, format: WireFormat, readonly socket: WebSocket<SocketData>) {
+    super(id, 'ws', format === 'json' ? JSON_CODEC : MSGPACK_CODEC);
+    this.ws = socket as WebSocket<unknown>;
+  }
+  get format(): WireFormat {
+    return this.codec === JSON_CODEC ? 'json' : 'msgpack';
+  }
+  sendEncoded(data: Encoded): void {
+    if (!this.closed) this.socket.send(data, typeof data !== 'string');
+  }
+  send(frame: object): void {
+    this.sendEncoded(encodeFrame(frame, this.format));
+  }
+  disconnect(code: number, reason: string, reconnect: boolean): void {
+    if (this.closed) return;
+    this.send({ op: 'disconnect', code, reason, reconnect });
+    this.closed = true;
+    this.socket.end(code, reason.slice(0, 120));
+  }
+}
+
+function chooseFormat(query: string, protocols: string): { format: WireFormat; protocol: string } | RtError {
+  const offered = protocols.split(',').map((p) => p.trim()).filter(Boolean);
+  const q = queryParam(query, 'format');
+  if (q !== undefined && q !== 'json' && q !== 'msgpack') return new RtError('bad_request', `format must be json or msgpack, not ${JSON.stringify(q).slice(0, 40)}`);
+  if (offered.includes('rt-actors.msgpack') && q !== 'json') return { format: 'msgpack', protocol: 'rt-actors.msgpack' };
+  if (offered.includes('rt-actors.json')) return { format: q ?? 'json', protocol: 'rt-actors.json' };
+  return { format: q ?? 'json', protocol: '' };
+}
+
+export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
+  const { config, hub } = ctx;
+  app.ws<SocketData>('/ws', {
+    maxPayloadLength: config.maxPayload,
+    idleTimeout: config.idleTimeout,
+    sendPingsAutomatically: true,
+    maxBackpressure: config.maxBackpressure,
+    closeOnBackpressureLimit: false,
+
+    upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
+      const query = req.getQuery() ?? '';
+      const key = req.getHeader('sec-websocket-key');
+      const protocols = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const auth = req.getHeader('authorization');
+      const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const refuse = (status: number, err: RtError): void => {
+        res.cork(() => {
+          res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: err.toJSON() }));
+        });
+      };
+      if (ctx.draining) return refuse(503, new RtError('unavailable', 'server is shutting down; reconnect'));
+      const choice = chooseFormat(query, protocols);
+      if (choice instanceof RtError) return refuse(400, choice);
+      const token = queryParam(query, 'token') ?? (auth.startsWith('Bearer ') ? auth.slice(7) : undefined);
+      if (token !== undefined) {
+        // Checked before upgrading so a bad token is a plain HTTP 401 the client can see, not a silent close.
+        try {
+          ctx.verifier.verify(token);
+        } catch (err) {
+          return refuse(401, new RtError((err as { code?: string }).code ?? 'unauthorized', (err as Error).message, 401));
+        }
+      }
+      res.cork(() => {
+        res.upgrade<SocketData>({ format: choice.format, token, ip }, key, choice.protocol, extensions, context);
+      });
+    },
+
+    open(ws) {
+      const data = ws.getUserData();
+      const client = new WsClient(hub.nextSocketId(), data.format, ws);
+      data.client = client;
+      if (data.token !== undefined) {
+        try {
+          authenticate(ctx, client, data.token);
+        } catch (err) {
+          // Verified at upgrade; only a token expiring in between lands here.
+          client.send({ op: 'error', error: toErrorBody(err) });
+        }
+        data.token = undefined;
+      }
+      hub.add(client);
+      client.send({ op: 'welcome', socket_id: client.id, user: client.user ?? null, heartbeat: config.idleTimeout, protocol: 1 });
+    },
+
+    message(ws, message, isBinary) {
+      const client = ws.getUserData().client!;
+      let frame;
+      try {
+        frame = decodeClientFrame(message, isBinary);
+      } catch (err) {
+        client.send({ op: 'error', error: toErrorBody(err) });
+        if (++client.badFrames >= MAX_BAD_FRAMES) client.disconnect(CloseCode.BAD_REQUEST, 'too many malformed frames', false);
+        return;
+      }
+      handleFrame(ctx, client, frame, (r: Reply) => client.send(r));
+    },
+
+    dropped(ws) {
+      // uWS skipped a message for this socket because its buffer is full: the client now has a gap it
+      // cannot see, so tell it and close; it reconnects and resumes from its last offset.
+      const client = ws.getUserData().client;
+      if (client && !client.closed) {
+        client.closed = true;
+        ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
+      }
+    },
+
+    close(ws) {
+      const client = ws.getUserData().client;
+      if (client) hub.remove(client);
+    },
+  });
+}
+
+export { errorReply };
