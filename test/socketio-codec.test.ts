@@ -805,6 +805,10 @@ t.test('msgpack: hostile input', async (tt) => {
   tt.ok(decodeSioMsgpack(limit(5), { maxDepth: 5 }), 'custom maxDepth reached exactly');
   throwsCode(tt, () => decodeSioMsgpack(limit(6), { maxDepth: 5 }), SioError, 'sio_too_deep', 'one past custom maxDepth');
 
+  // The length check must fire before anything is allocated for the claimed size.
+  tt.throws(() => decodeSioMsgpack(ok('ddffffffff')), { code: 'sio_bad_msgpack', message: /exceeds input/ }, 'array length checked against input');
+  tt.throws(() => decodeSioMsgpack(ok('dfffffffff')), { code: 'sio_bad_msgpack', message: /exceeds input/ }, 'map length checked against input');
+
   const float2 = mpMap([['type', 'cb4000000000000000'], ['nsp', NSP_ROOT], ['data', '91' + mpStr('x')]]);
   tt.equal(decodeSioMsgpack(float2).type, 2, 'type written as float64 2.0 is still EVENT');
 

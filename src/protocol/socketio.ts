@@ -236,8 +236,7 @@ export function encodeSio(p: SioPacket): Array<string | Uint8Array> {
     if (buffers.length > 0) str += buffers.length + '-';
     if (p.nsp && p.nsp !== '/') str += p.nsp + ',';
     if (id !== undefined) str += id;
-    // `null` data is dropped like the reference does; a `null` payload is invalid for every type anyway.
-    if (data !== undefined && data !== null) {
+    if (data !== undefined) {
       const json = JSON.stringify(data);
       if (json === undefined) fail('sio_bad_payload', 'payload is not JSON-serializable');
       str += json;
@@ -267,7 +266,7 @@ function jsonDepthExceeds(s: string, start: number, max: number): boolean {
     } else if (c === 34) {
       inString = true;
     } else if (c === 91 /* [ */ || c === 123 /* { */) {
-      ++depth;
+      if (++depth > max) return true;
     } else if (c === 93 /* ] */ || c === 125 /* } */) {
       depth--;
     }
@@ -605,6 +604,18 @@ class MsgpackReader {
 
   private str(n: number): string {
     const at = this.need(n);
+    // Keys and event names are short and ASCII; building those directly skips the native call.
+    if (n <= 16) {
+      const b = this.buf;
+      let out = '';
+      let i = at;
+      for (; i < at + n; i++) {
+        const c = b[i]!;
+        if (c >= 0x80) break;
+        out += String.fromCharCode(c);
+      }
+      if (i === at + n) return out;
+    }
     // Lenient UTF-8 (U+FFFD for bad sequences), as notepack and JSON-over-WebSocket peers behave.
     return this.text.toString('utf8', at, at + n);
   }

@@ -213,6 +213,8 @@ export class RingProducer {
       q.splice(0, this.qHead);
       this.qHead = 0;
     }
+    // Flushing is also how a caller makes earlier sends visible before the turn ends.
+    this.publish();
     if (wrote) this.wrote();
     return this.qHead === q.length;
   }

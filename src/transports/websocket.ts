@@ -56,7 +56,9 @@ function chooseFormat(query: string, protocols: string): { format: WireFormat; p
 export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
   const { config, hub } = ctx;
   app.ws<SocketData>('/ws', {
-    maxPayloadLength: config.maxPayload,
+    // uWS drops a connection without a close frame past its own limit; give ourselves headroom so a
+    // moderately oversized frame gets a proper 1009 close with a reason, and only absurd ones are cut.
+    maxPayloadLength: config.maxPayload * 4,
     idleTimeout: config.idleTimeout,
     sendPingsAutomatically: true,
     maxBackpressure: config.maxBackpressure,
@@ -110,6 +112,11 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
 
     message(ws, message, isBinary) {
       const client = ws.getUserData().client!;
+      if (message.byteLength > config.maxPayload) {
+        client.closed = true;
+        ws.end(CloseCode.MESSAGE_TOO_BIG, `message too big: limit is ${config.maxPayload} bytes`);
+        return;
+      }
       let frame;
       try {
         frame = decodeClientFrame(message, isBinary);

@@ -1,0 +1,81 @@
+import t from 'tap';
+import { startServer, api, API_KEY } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+
+t.test('HTTP API success paths', async (t) => {
+  const s = await startServer(t);
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  await c.request({ op: 'subscribe', channel: 'orders' });
+  await c.request({ op: 'subscribe', channel: 'alerts' });
+  const one = await api(s.http, '/api/publish', { channel: 'orders', event: 'created', data: { id: 1 } });
+  t.equal(one.status, 200);
+  t.equal(one.body.ok, true);
+  t.same(one.body.offsets, { orders: 1 });
+  const many = await api(s.http, '/api/publish', { channels: ['orders', 'alerts'], event: 'both', data: 'x' });
+  t.same(many.body, { ok: true, offsets: { orders: 2, alerts: 1 } });
+  const batch = await api(s.http, '/api/batch', { messages: [{ channel: 'alerts', event: 'b1', data: 1 }, { channel: 'alerts', event: 'b2', data: 2 }] });
+  t.same(batch.body, { ok: true, count: 2 });
+  const got = await c.waitForMessages('alerts', 3);
+  t.same(got.map((f) => f.event), ['both', 'b1', 'b2']);
+  // socket_id excludes that connection
+  await api(s.http, '/api/publish', { channel: 'orders', event: 'quiet', data: null, socket_id: c.welcome.socket_id });
+  await api(s.http, '/api/publish', { channel: 'orders', event: 'loud', data: null });
+  await c.next((f) => f.event === 'loud');
+  t.equal(c.messages('orders').filter((f) => f.event === 'quiet').length, 0, 'excluded socket skipped');
+  const list = await api(s.http, '/api/channels');
+  t.same(list.body.channels.map((x: any) => x.name), ['alerts', 'orders']);
+  t.equal(list.body.channels[0].subscribers, 1);
+  const prefixed = await api(s.http, '/api/channels?prefix=ord');
+  t.same(prefixed.body.channels.map((x: any) => x.name), ['orders']);
+  const info = await api(s.http, '/api/channels/orders');
+  t.same(info.body, { name: 'orders', subscribers: 1, offset: 4 });
+  const none = await api(s.http, '/api/channels/nobody-here');
+  t.equal(none.body.subscribers, 0);
+  const health = await api(s.http, '/health', undefined, { key: null });
+  t.equal(health.status, 200);
+  t.equal(health.body.status, 'ok');
+  t.same(health.body.workers, { total: 2, alive: 2 });
+  t.equal(health.body.connections, 1);
+  const metrics = await fetch(s.http + '/metrics').then((r) => r.text());
+  t.match(metrics, /rt_connections\{thread="0"\}/);
+  t.match(metrics, /rt_deliveries_total/);
+});
+
+t.test('HTTP API error paths answer 4xx JSON errors', async (t) => {
+  const s = await startServer(t, { maxPayload: 4096 });
+  const cases: Array<[string, Promise<{ status: number; body: any }>, number, string]> = [
+    ['no key', api(s.http, '/api/publish', { channel: 'a', event: 'e', data: 1 }, { key: null }), 401, 'unauthorized'],
+    ['wrong key', api(s.http, '/api/publish', { channel: 'a', event: 'e', data: 1 }, { key: 'nope' }), 401, 'unauthorized'],
+    ['wrong key on GET', api(s.http, '/api/channels', undefined, { key: API_KEY + 'x' }), 401, 'unauthorized'],
+    ['bad JSON', api(s.http, '/api/publish', undefined, { raw: '{"channel": ' }), 400, 'bad_json'],
+    ['empty body', api(s.http, '/api/publish', undefined, { raw: '' }), 400, 'bad_json'],
+    ['not an object', api(s.http, '/api/publish', [1, 2]), 400, 'bad_request'],
+    ['missing event', api(s.http, '/api/publish', { channel: 'a', data: 1 }), 400, 'bad_request'],
+    ['missing data', api(s.http, '/api/publish', { channel: 'a', event: 'e' }), 400, 'bad_request'],
+    ['missing target', api(s.http, '/api/publish', { event: 'e', data: 1 }), 400, 'bad_request'],
+    ['two targets', api(s.http, '/api/publish', { channel: 'a', user: '1', event: 'e', data: 1 }), 400, 'bad_request'],
+    ['bad channel name', api(s.http, '/api/publish', { channel: 'has space', event: 'e', data: 1 }), 400, 'invalid_channel'],
+    ['channels not array', api(s.http, '/api/publish', { channels: 'a', event: 'e', data: 1 }), 400, 'bad_request'],
+    ['empty channels', api(s.http, '/api/publish', { channels: [], event: 'e', data: 1 }), 400, 'bad_request'],
+    ['event not string', api(s.http, '/api/publish', { channel: 'a', event: 5, data: 1 }), 400, 'bad_request'],
+    ['oversized body', api(s.http, '/api/publish', { channel: 'a', event: 'e', data: 'x'.repeat(10000) }), 413, 'payload_too_large'],
+    ['batch not array', api(s.http, '/api/batch', { messages: {} }), 400, 'bad_request'],
+    ['batch bad item', api(s.http, '/api/batch', { messages: [{ channel: 'a', event: 'e', data: 1 }, { channel: 'a' }] }), 400, 'bad_request'],
+    ['users of non-presence', api(s.http, '/api/channels/public/users'), 400, 'bad_request'],
+    ['unknown route', api(s.http, '/api/nothing', {}), 404, 'not_found'],
+    ['unknown top-level route', api(s.http, '/nope', undefined, { key: null }), 404, 'not_found'],
+  ];
+  for (const [name, p, status, code] of cases) {
+    const r = await p;
+    t.equal(r.status, status, `${name}: status`);
+    t.equal(r.body?.error?.code, code, `${name}: code`);
+    t.type(r.body?.error?.message, 'string', `${name}: message`);
+  }
+  const batchItem = await api(s.http, '/api/batch', { messages: [{ channel: 'a', event: 'e', data: 1 }, { channel: 'a' }] });
+  t.match(batchItem.body.error.message, /messages\[1\]/, 'batch error names the bad item');
+  const info = await api(s.http, '/api/channels/a');
+  t.equal(info.body.offset, 0, 'a rejected batch published nothing');
+  const health = await api(s.http, '/health', undefined, { key: null });
+  t.equal(health.body.status, 'ok', 'shards alive after all of that');
+});
