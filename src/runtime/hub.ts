@@ -61,9 +61,29 @@ export class Hub {
     this.idPrefix = `${this.thread}.${randomBytes(3).toString('hex')}`;
   }
 
+  private readonly forwardHandlers = new Map<string, (body: any, from: number) => unknown>();
+
+  /**
+   * Serves requests other threads forward for sessions living here (see `forward`). A transport
+   * registers one handler per route name, e.g. 'poll' or 'eio'.
+   */
+  onForward(route: string, handler: (body: any, from: number) => unknown): void {
+    this.forwardHandlers.set(route, handler);
+  }
+
+  /** Runs `route`'s handler on `thread` (directly when it is this thread) and resolves with its answer. */
+  forward<T = unknown>(thread: number, route: string, body: unknown, timeoutMs?: number): Promise<T> {
+    return this.mesh.request<T>(thread, { t: 'fwd', route, body }, timeoutMs);
+  }
+
   start(): void {
     this.mesh.start(
       (from, req) => {
+        if (req.t === 'fwd') {
+          const h = this.forwardHandlers.get(req.route);
+          if (!h) throw new RtError('not_found', `thread ${this.thread} has no handler for ${req.route}`, 404);
+          return h(req.body, from);
+        }
         if (!this.opts.ownerRequest) throw new RtError('unavailable', `thread ${this.thread} owns no channels`, 503);
         return this.opts.ownerRequest(from, req);
       },

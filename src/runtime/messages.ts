@@ -27,6 +27,11 @@ export type Request =
   | { t: 'presence'; ch: string }
   | { t: 'history'; ch: string; since?: StreamPosition; limit?: number }
   | { t: 'channels'; prefix?: string }
+  /**
+   * A request for a session that lives on the receiving thread (long-polling, Engine.IO polling):
+   * sessions are pinned to the thread in their id, and any shard forwards requests there.
+   */
+  | { t: 'fwd'; route: string; body: unknown }
   | { t: 'channel'; ch: string };
 
 export type PublishSource = 'api' | 'client' | 'server' | 'redis';

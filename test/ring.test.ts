@@ -1,0 +1,449 @@
+import t from 'tap';
+import { statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import {
+  DEFAULT_RING_BYTES,
+  Doorbell,
+  RingConsumer,
+  RingProducer,
+  allocDoorbell,
+  allocRing,
+} from '../src/runtime/ring.js';
+
+// Layout knowledge used only to start the counters next to 2^32 (see ring.ts header comment).
+const HEADER_BYTES = 256;
+const TAIL_SLOT = 0;
+const HEAD_SLOT = 16;
+
+type Msg = { seq: number; data?: Uint8Array; s?: string };
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 4294967296;
+  };
+}
+
+function bytes(seq: number, n: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = (seq * 31 + i * 7) & 0xff;
+  return b;
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  return !!a && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), b) === 0;
+}
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+t.test('allocation', async (t) => {
+  t.equal(allocRing().byteLength - HEADER_BYTES, DEFAULT_RING_BYTES);
+  t.equal(DEFAULT_RING_BYTES, 1 << 20);
+  t.equal(allocRing(1).byteLength - HEADER_BYTES, 4096, 'minimum 4 KiB');
+  t.equal(allocRing(5000).byteLength - HEADER_BYTES, 8192, 'rounded up to a power of two');
+  t.throws(() => allocRing(0));
+  t.throws(() => new RingProducer(new SharedArrayBuffer(5000), allocDoorbell()), 'foreign buffer rejected');
+  t.throws(() => new RingConsumer(allocRing(), new SharedArrayBuffer(8)), 'foreign bell rejected');
+});
+
+t.test('wrap-around: varied sizes through a 4 KiB ring, counters crossing 2^32', async (t) => {
+  for (const startAt of [0, -1000, -4]) {
+    const ring = allocRing(4096);
+    // Free-running counters: start them just below 2^32 so they overflow mid-test.
+    const ctl = new Int32Array(ring, 0, HEADER_BYTES >> 2);
+    ctl[TAIL_SLOT] = startAt;
+    ctl[HEAD_SLOT] = startAt;
+    const p = new RingProducer(ring, allocDoorbell());
+    const c = new RingConsumer(ring, allocDoorbell());
+    const rand = rng(1234 + startAt);
+    const got: Msg[] = [];
+    let sent = 0;
+    let bad = 0;
+    const total = 4000;
+    while (got.length < total) {
+      const burst = 1 + Math.floor(rand() * 12);
+      for (let i = 0; i < burst && sent < total; i++, sent++) {
+        // 1..1100 bytes: most are single frames, some exceed the 1 KiB fragment size.
+        p.send({ seq: sent, data: bytes(sent, 1 + Math.floor(rand() * 1100)) });
+      }
+      p.flush();
+      c.drain((m) => got.push(m as Msg), 1 + Math.floor(rand() * 8));
+    }
+    for (let i = 0; i < total; i++) {
+      const m = got[i]!;
+      if (m.seq !== i || !sameBytes(m.data, bytes(i, m.data!.length))) bad++;
+    }
+    t.equal(got.length, total, `all delivered (start ${startAt})`);
+    t.equal(bad, 0, `order and content intact (start ${startAt})`);
+    t.equal(p.queuedBytes, 0);
+    t.not(ctl[TAIL_SLOT], startAt, 'tail moved');
+    if (startAt !== 0) t.ok((ctl[TAIL_SLOT]! >>> 0) < (startAt >>> 0), 'tail wrapped past 2^32');
+    t.equal(ctl[TAIL_SLOT], ctl[HEAD_SLOT], 'consumer caught up');
+  }
+});
+
+t.test('full ring: local queue, nothing lost, order kept, flush after drain', async (t) => {
+  const ring = allocRing(4096);
+  const p = new RingProducer(ring, allocDoorbell());
+  const c = new RingConsumer(ring, allocDoorbell());
+  const payload = (i: number) => bytes(i, 100);
+  for (let i = 0; i < 200; i++) p.send({ seq: i, data: payload(i) });
+  t.ok(p.queuedBytes > 10_000, `most of 200 x 100 B waits locally (${p.queuedBytes} B)`);
+  t.equal(p.flush(), false, 'flush reports a non-empty queue while the ring is full');
+  const got: Msg[] = [];
+  let rounds = 0;
+  while (got.length < 200 && rounds++ < 100) {
+    const before = got.length;
+    c.drain((m) => got.push(m as Msg));
+    t.ok(got.length > before || rounds > 1, 'drain made progress');
+    p.flush();
+  }
+  t.equal(got.length, 200);
+  t.equal(p.queuedBytes, 0);
+  t.equal(p.flush(), true);
+  t.same(
+    got.map((m) => m.seq),
+    Array.from({ length: 200 }, (_, i) => i),
+  );
+  t.ok(got.every((m) => sameBytes(m.data, payload(m.seq))));
+  // Sends after a backlog cleared still go straight to the ring.
+  p.send({ seq: 200 });
+  t.equal(p.queuedBytes, 0);
+});
+
+t.test('full ring: the consumer wakes the producer through its doorbell', async (t) => {
+  const ring = allocRing(4096);
+  const producerBell = allocDoorbell();
+  const consumerBell = allocDoorbell();
+  const p = new RingProducer(ring, consumerBell);
+  const c = new RingConsumer(ring, producerBell);
+  const got: number[] = [];
+  let producerWakes = 0;
+  const pb = new Doorbell(producerBell);
+  const cb = new Doorbell(consumerBell);
+  t.teardown(() => {
+    pb.close();
+    cb.close();
+  });
+  pb.listen(() => {
+    producerWakes++;
+    p.flush();
+  });
+  // Consumer drains only a little per wake-up, so it must be rung repeatedly.
+  cb.listen(() => void c.drain((m) => got.push((m as Msg).seq), 5));
+  await tick();
+  const wakesBefore = producerWakes;
+  for (let i = 0; i < 500; i++) p.send({ seq: i, data: bytes(i, 200) });
+  t.ok(p.queuedBytes > 0, 'ring overflowed into the local queue');
+  await until(() => got.length === 500, 10_000, 'all 500 messages');
+  t.same(got, Array.from({ length: 500 }, (_, i) => i));
+  t.ok(producerWakes > wakesBefore, 'producer thread was rung to flush');
+  t.equal(p.queuedBytes, 0);
+});
+
+t.test('oversized frames', async (t) => {
+  const ring = allocRing(4096);
+  const p = new RingProducer(ring, allocDoorbell());
+  const c = new RingConsumer(ring, allocDoorbell());
+  const got: Msg[] = [];
+  const pump = () => {
+    for (let i = 0; i < 1000 && (p.queuedBytes > 0 || i === 0); i++) {
+      p.flush();
+      c.drain((m) => got.push(m as Msg));
+    }
+  };
+
+  // 25x the ring: fragmented, only a few fragments fit at a time.
+  const big = bytes(7, 100_000);
+  const s = 'ü€'.repeat(5000);
+  p.send({ seq: 0, data: big, s });
+  t.ok(p.queuedBytes > 90_000, 'most of it waits locally');
+  p.send({ seq: 1, data: bytes(1, 10) });
+  pump();
+  t.equal(got.length, 2);
+  t.equal(got[0]!.seq, 0);
+  t.ok(sameBytes(got[0]!.data, big), '100 kB payload reassembled intact');
+  t.equal(got[0]!.s, s, 'string after the binary intact');
+  t.equal(got[1]!.seq, 1, 'message after the big one delivered after it');
+
+  // Fits the ring, not the free space.
+  got.length = 0;
+  for (let i = 0; i < 30; i++) p.send({ seq: 10 + i, data: bytes(i, 100) }); // ~3.4 kB used
+  t.equal(p.queuedBytes, 0);
+  const mid = bytes(99, 900);
+  p.send({ seq: 40, data: mid });
+  t.ok(p.queuedBytes > 0, '900 B message queued: not enough free space');
+  p.send({ seq: 41 });
+  pump();
+  t.same(
+    got.map((m) => m.seq),
+    Array.from({ length: 32 }, (_, i) => 10 + i),
+  );
+  t.ok(sameBytes(got[30]!.data, mid));
+
+  // Several oversized ones back to back, interleaved with drains that stop mid-chain.
+  got.length = 0;
+  const bigs = [30_000, 4097, 1025, 65_536].map((n, i) => bytes(i, n));
+  bigs.forEach((b, i) => p.send({ seq: i, data: b }));
+  for (let i = 0; i < 2000 && got.length < bigs.length; i++) {
+    p.flush();
+    c.drain((m) => got.push(m as Msg), 1);
+  }
+  t.equal(got.length, bigs.length);
+  t.ok(
+    got.every((m, i) => m.seq === i && sameBytes(m.data, bigs[i]!)),
+    'each reassembled in order',
+  );
+});
+
+t.test('an interrupted fragment chain is discarded; reset() drops a partial message', async (t) => {
+  const big = bytes(3, 20_000);
+
+  await t.test('new producer on the ring (thread replaced): partial discarded', async (t) => {
+    const ring = allocRing(4096);
+    const c = new RingConsumer(ring, allocDoorbell());
+    const old = new RingProducer(ring, allocDoorbell());
+    old.send({ seq: 0, data: big }); // only the first fragments fit
+    t.ok(old.queuedBytes > 0);
+    const got: Msg[] = [];
+    c.drain((m) => got.push(m as Msg));
+    t.equal(got.length, 0, 'nothing complete yet');
+    // The old producer is gone; its replacement resumes at the published tail.
+    const p = new RingProducer(ring, allocDoorbell());
+    p.send({ seq: 1, s: 'after' });
+    p.send({ seq: 2, data: bytes(4, 9000) }); // a new chain
+    for (let i = 0; i < 100 && got.length < 2; i++) {
+      p.flush();
+      c.drain((m) => got.push(m as Msg));
+    }
+    t.same(
+      got.map((m) => m.seq),
+      [1, 2],
+    );
+    t.ok(sameBytes(got[1]!.data, bytes(4, 9000)), 'the new chain is intact');
+  });
+
+  for (const withReset of [false, true]) {
+    await t.test(`rest of a chain arriving after ${withReset ? 'reset()' : 'no reset'}`, async (t) => {
+      const ring = allocRing(4096);
+      const c = new RingConsumer(ring, allocDoorbell());
+      const p = new RingProducer(ring, allocDoorbell());
+      p.send({ seq: 0, data: big });
+      const got: Msg[] = [];
+      c.drain((m) => got.push(m as Msg)); // consumer now holds the first fragments
+      if (withReset) c.reset();
+      for (let i = 0; i < 100 && p.queuedBytes > 0; i++) {
+        p.flush();
+        c.drain((m) => got.push(m as Msg));
+      }
+      p.send({ seq: 1 });
+      p.flush();
+      c.drain((m) => got.push(m as Msg));
+      if (withReset) {
+        t.same(
+          got.map((m) => m.seq),
+          [1],
+          'orphaned fragments after reset() are dropped, not delivered as a truncated message',
+        );
+      } else {
+        // Control: the same sequence without reset() delivers the message whole.
+        t.same(
+          got.map((m) => m.seq),
+          [0, 1],
+        );
+        t.ok(sameBytes(got[0]!.data, big));
+      }
+    });
+  }
+});
+
+t.test('a throwing handler neither loses nor repeats messages', async (t) => {
+  const ring = allocRing(4096);
+  const p = new RingProducer(ring, allocDoorbell());
+  const c = new RingConsumer(ring, allocDoorbell());
+  for (let i = 0; i < 10; i++) p.send({ seq: i });
+  p.flush();
+  const got: number[] = [];
+  t.throws(() =>
+    c.drain((m) => {
+      got.push((m as Msg).seq);
+      if ((m as Msg).seq === 3) throw new Error('boom');
+    }),
+  );
+  c.drain((m) => got.push((m as Msg).seq));
+  t.same(got, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+});
+
+t.test('doorbell: a burst of 10,000 sends costs one notify', async (t) => {
+  const ring = allocRing();
+  const consumerBell = allocDoorbell();
+  const p = new RingProducer(ring, consumerBell);
+  const c = new RingConsumer(ring, allocDoorbell());
+  let received = 0;
+  let wakes = 0;
+  const bell = new Doorbell(consumerBell);
+  t.teardown(() => bell.close());
+  bell.listen(() => {
+    wakes++;
+    c.drain(() => received++);
+  });
+  t.ok(wakes >= 1, 'onWake ran right away');
+  t.throws(() => bell.listen(() => {}), 'listen twice is an error');
+  await tick(); // let it go to sleep
+
+  const realNotify = Atomics.notify;
+  let notifies = 0;
+  Atomics.notify = ((a: Int32Array, i: number, n?: number) => {
+    notifies++;
+    return realNotify(a, i, n);
+  }) as typeof Atomics.notify;
+  try {
+    for (let i = 0; i < 10_000; i++) p.send({ seq: i });
+    t.equal(received, 0, 'nothing delivered synchronously');
+    await until(() => received === 10_000, 5000, '10,000 messages');
+    t.equal(notifies, 1, 'exactly one Atomics.notify for the whole burst');
+
+    // A second burst in a later turn wakes it again.
+    for (let i = 0; i < 100; i++) p.send({ seq: i });
+    await until(() => received === 10_100, 5000, 'second burst');
+    t.equal(notifies, 2);
+  } finally {
+    Atomics.notify = realNotify;
+  }
+
+  bell.close();
+  const wakesAtClose = wakes;
+  p.send({ seq: -1 });
+  await tick();
+  await tick();
+  t.equal(wakes, wakesAtClose, 'closed bell no longer calls onWake');
+});
+
+// ---- real threads ------------------------------------------------------------------------------
+
+const fixture = new URL('./fixtures/ring-worker.mjs', import.meta.url);
+const distRing = fileURLToPath(new URL('../dist/src/runtime/ring.js', import.meta.url));
+const srcRing = fileURLToPath(new URL('../src/runtime/ring.ts', import.meta.url));
+
+function distIsFresh(): string | null {
+  try {
+    if (statSync(distRing).mtimeMs + 1000 < statSync(srcRing).mtimeMs) {
+      return 'dist/src/runtime/ring.js is older than src/runtime/ring.ts: run `npx tsc -p tsconfig.json`';
+    }
+    return null;
+  } catch {
+    return 'dist/src/runtime/ring.js is missing: run `npx tsc -p tsconfig.json`';
+  }
+}
+
+type Reply = Record<string, unknown> & { done?: boolean };
+
+/** Starts one worker per spec; resolves with the `done` reply of every spec that has no `silent`. */
+async function runWorkers(specs: Array<Record<string, unknown>>, ms: number): Promise<Reply[]> {
+  const workers = specs.map((workerData) => new Worker(fixture, { workerData }));
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const replies = workers.map((w, i) =>
+      specs[i]!.silent
+        ? null
+        : new Promise<Reply>((resolve, reject) => {
+            w.on('message', (m: Reply) => m.done && resolve(m));
+            w.on('error', reject);
+            w.on('exit', (code) => reject(new Error(`worker ${i} exited early with ${code}`)));
+          }),
+    );
+    const watchdog = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`workers did not finish in ${ms} ms (lost wake-up?)`)), ms);
+    });
+    for (const w of workers) w.on('error', (e) => void e); // reported via the promises above
+    return await Promise.race([Promise.all(replies.filter((r) => r !== null)), watchdog]);
+  } finally {
+    clearTimeout(timer);
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+t.test('doorbell race: lock-step ping-pong across threads never stalls', async (t) => {
+  const stale = distIsFresh();
+  if (stale) return t.fail(stale);
+  const ab = allocRing(4096);
+  const ba = allocRing(4096);
+  const bellA = allocDoorbell();
+  const bellB = allocDoorbell();
+  const rounds = 6000;
+  const [ping] = await runWorkers(
+    [
+      { role: 'ping', outRing: ab, inRing: ba, myBell: bellA, peerBell: bellB, rounds, seed: 7 },
+      { role: 'pong', outRing: ba, inRing: ab, myBell: bellB, peerBell: bellA, silent: true },
+    ],
+    20_000,
+  );
+  t.equal(ping!.rounds, rounds, `${rounds} round trips, each needing a cross-thread wake-up`);
+  t.equal(ping!.errors, 0, 'echoes in order');
+});
+
+t.test('stress: 2 producer threads into one consumer thread + a bidirectional pair', async (t) => {
+  const stale = distIsFresh();
+  if (stale) return t.fail(stale);
+  const seed = Date.now() % 100_000;
+  t.comment(`seed ${seed}`);
+  // ~200k messages, 1 B - 64 KiB. Ring sizes chosen so that 64 KiB messages are bigger than the
+  // whole ring on three of the four rings (fragmentation) and rings fill up (backpressure).
+  const counts = { p1: 60_000, p2: 60_000, a: 40_000, b: 40_000 };
+  const consumerBell = allocDoorbell();
+  const p1 = { ring: allocRing(), bell: allocDoorbell() };
+  const p2 = { ring: allocRing(64 * 1024), bell: allocDoorbell() };
+  const ab = allocRing(32 * 1024);
+  const ba = allocRing(32 * 1024);
+  const bellA = allocDoorbell();
+  const bellB = allocDoorbell();
+  const maxQueued = 256 * 1024;
+  const replies = await runWorkers(
+    [
+      { role: 'consumer', myBell: consumerBell, inputs: [
+        { id: 1, ring: p1.ring, producerBell: p1.bell, count: counts.p1 },
+        { id: 2, ring: p2.ring, producerBell: p2.bell, count: counts.p2 },
+      ] },
+      { role: 'producer', id: 1, ring: p1.ring, myBell: p1.bell, consumerBell, count: counts.p1, seed: seed + 1, maxQueued },
+      { role: 'producer', id: 2, ring: p2.ring, myBell: p2.bell, consumerBell, count: counts.p2, seed: seed + 2, maxQueued },
+      { role: 'peer', id: 3, outRing: ab, inRing: ba, myBell: bellA, peerBell: bellB, count: counts.a, expect: counts.b, seed: seed + 3, maxQueued },
+      { role: 'peer', id: 4, outRing: ba, inRing: ab, myBell: bellB, peerBell: bellA, count: counts.b, expect: counts.a, seed: seed + 4, maxQueued },
+    ],
+    25_000,
+  );
+  type Recv = { next: number; sum: number; errors: string[] };
+  const [consumer, prod1, prod2, peerA, peerB] = replies as [
+    { results: Array<Recv & { id: number }> },
+    { sum: number },
+    { sum: number },
+    { sentSum: number; recv: Recv },
+    { sentSum: number; recv: Recv },
+  ];
+  const r1 = consumer.results.find((r) => r.id === 1)!;
+  const r2 = consumer.results.find((r) => r.id === 2)!;
+  t.same(r1.errors, [], 'producer 1: no loss, no reorder, labels intact');
+  t.same(r2.errors, [], 'producer 2: no loss, no reorder, labels intact');
+  t.equal(r1.next, counts.p1, 'producer 1: every message arrived');
+  t.equal(r2.next, counts.p2, 'producer 2: every message arrived');
+  t.equal(r1.sum, prod1.sum, 'producer 1: checksum matches');
+  t.equal(r2.sum, prod2.sum, 'producer 2: checksum matches');
+  t.same(peerB.recv.errors, [], 'a -> b: in order');
+  t.same(peerA.recv.errors, [], 'b -> a: in order');
+  t.equal(peerB.recv.next, counts.a);
+  t.equal(peerA.recv.next, counts.b);
+  t.equal(peerB.recv.sum, peerA.sentSum, 'a -> b: checksum matches');
+  t.equal(peerA.recv.sum, peerB.sentSum, 'b -> a: checksum matches');
+  t.not(prod1.sum, prod2.sum, 'streams differ (checksums are not trivially equal)');
+});
