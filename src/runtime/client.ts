@@ -59,6 +59,8 @@ export abstract class Client {
 export const CloseCode = {
   /** Server shutting down or restarting: reconnect (to any host) and resume. */
   SHUTDOWN: 1012,
+  /** The shard serving this connection crashed and is being replaced: reconnect and resume. */
+  RESTART: 1011,
   /** A frame over --max-payload. */
   MESSAGE_TOO_BIG: 1009,
   BAD_REQUEST: 4000,

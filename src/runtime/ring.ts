@@ -280,7 +280,7 @@ export class RingProducer {
     if (this.cap - ((tail - this.headCache) | 0) < need) {
       this.headCache = Atomics.load(this.ctl, HEAD);
       if (this.cap - ((tail - this.headCache) | 0) < need) {
-        // The consumer can only make room out of what it can see.
+        // Let the consumer start making room now rather than at the end of our turn.
         this.publish();
         // Announce first, then look again: the consumer checks the flag after publishing head,
         // so either it sees the flag or we see its new head.
@@ -508,7 +508,6 @@ export class Doorbell {
       // the wait below either returns 'not-equal' or is notified.
       const seq = Atomics.load(b, BELL_SEQ);
       Atomics.store(b, BELL_STATE, SLEEPING);
-      this.call(onWake);
       if (this.closed) break;
       const r = waitAsync(b, BELL_SEQ, seq);
       if (r.async) {

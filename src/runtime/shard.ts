@@ -110,7 +110,37 @@ export async function runShard(task: ShardTask): Promise<void> {
   const post = (e: ShardEvent) => task.control.postMessage(e);
 
   let finish!: () => void;
-  const done = new Promise<void>((resolve) => (finish = resolve));
+  let fail!: (err: Error) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    finish = resolve;
+    fail = reject;
+  });
+
+  /**
+   * A bug that escapes to the top of this thread is a crash of the shard. Letting the thread die with
+   * uWS handles open aborts the whole process (Node asserts on open handles at loop close), so the shard
+   * tears itself down instead and fails its piscina task; the supervisor then starts a fresh shard.
+   */
+  const onUncaught = (err: unknown) => {
+    log.error('uncaught error; shard is being replaced:', err);
+    process.off('uncaughtException', onUncaught);
+    clearInterval(statsTimer);
+    host.close();
+    stats.set(shard, 'alive', 0);
+    mesh.close();
+    if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+    try {
+      for (const c of [...hub.clients.values()]) c.disconnect(CloseCode.RESTART, 'shard restarting: reconnect and resume', true);
+    } catch {
+      /* the state may be what broke; the sockets are force-closed below anyway */
+    }
+    setTimeout(() => {
+      app.close();
+      task.control.close();
+      fail(err instanceof Error ? err : new Error(String(err)));
+    }, 50);
+  };
+  process.on('uncaughtException', onUncaught);
 
   task.control.on('message', async (cmd: ShardCommand) => {
     if (cmd.type === 'crash') {
@@ -138,6 +168,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       mesh.close();
       app.close();
       task.control.close();
+      process.off('uncaughtException', onUncaught);
       finish();
     }
   });

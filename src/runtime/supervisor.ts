@@ -203,12 +203,15 @@ export class Supervisor {
     }
     // Phase 1: no new connections anywhere; in-flight API requests finish while every owner still runs.
     await this.everyShard('drain', 'drained', timeoutMs);
+    this.log.debug('shutdown: shards drained');
     // Phase 2: tell clients to reconnect elsewhere, flush rings, exit.
     this.slots.forEach((_, i) => this.command(i, { type: 'stop', timeoutMs }));
     await Promise.race([Promise.allSettled(this.slots.map((s) => s.running)), new Promise((r) => setTimeout(r, timeoutMs + 1000))]);
+    this.log.debug('shutdown: shards stopped');
     this.hub.mesh.close();
     this.acceptor?.close();
     await this.pool?.destroy();
+    this.log.debug('shutdown: pool destroyed');
   }
 
   private everyShard(type: 'drain', reply: ShardEvent['type'], timeoutMs: number): Promise<unknown> {
