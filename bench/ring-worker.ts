@@ -12,6 +12,7 @@ interface Init {
   consumerBell: SharedArrayBuffer;
   port: MessagePort;
   payloadBytes: number;
+  payloadKind: 'buffer' | 'string';
 }
 type Cmd = { cmd: 'run'; mode: 'ring' | 'postmessage'; n: number } | { cmd: 'stop' };
 
@@ -28,7 +29,10 @@ const now = (): number => performance.timeOrigin + performance.now();
 if (init.role === 'producer') {
   const producer = new RingProducer(init.ring, init.consumerBell);
   const bell = new Doorbell(init.producerBell);
-  const msg = { seq: 0, payload: Buffer.alloc(init.payloadBytes, 0x61) };
+  const msg = {
+    seq: 0,
+    payload: init.payloadKind === 'string' ? 'a'.repeat(init.payloadBytes) : Buffer.alloc(init.payloadBytes, 0x61),
+  };
   let resume: (() => void) | null = null;
   // The contract: the producer thread's wake-up handler flushes its producers.
   bell.listen(() => {

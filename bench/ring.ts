@@ -45,6 +45,7 @@ function nextReply(w: Worker, key: keyof Reply): Promise<Reply> {
 
 async function measurePair(
   payloadBytes: number,
+  payloadKind: 'buffer' | 'string',
   n: number,
   reps: number,
 ): Promise<{ ring: number; post: number }> {
@@ -52,7 +53,7 @@ async function measurePair(
   const producerBell = allocDoorbell();
   const consumerBell = allocDoorbell();
   const { port1, port2 } = new MessageChannel();
-  const common = { ring, producerBell, consumerBell, payloadBytes };
+  const common = { ring, producerBell, consumerBell, payloadBytes, payloadKind };
   const producer = new Worker(WORKER_URL, {
     workerData: { ...common, role: 'producer', port: port1 },
     transferList: [port1],
@@ -103,28 +104,35 @@ function median(xs: number[]): number {
   return s[s.length >> 1]!;
 }
 
+/**
+ * Messages are `{ seq, payload }` with a Buffer or a string payload of the given size, the same
+ * object for both transports. Both run in the same worker pair, interleaved, median of `reps`.
+ */
 export async function benchRing(opts: { quick: boolean }): Promise<Array<Record<string, unknown>>> {
-  const plan = opts.quick
+  const sizes = opts.quick
     ? [
-        { payload: 64, n: 200_000, reps: 1 },
-        { payload: 1024, n: 100_000, reps: 1 },
+        { payload: 64, n: 100_000, reps: 3 },
+        { payload: 1024, n: 50_000, reps: 3 },
       ]
     : [
-        { payload: 64, n: 1_000_000, reps: 3 },
-        { payload: 1024, n: 400_000, reps: 3 },
+        { payload: 64, n: 1_000_000, reps: 5 },
+        { payload: 1024, n: 300_000, reps: 5 },
       ];
   const out: Array<Record<string, unknown>> = [];
-  for (const p of plan) {
-    const { ring, post } = await measurePair(p.payload, p.n, p.reps);
-    out.push({
-      bench: 'ring',
-      payload: p.payload,
-      messages: p.n,
-      reps: p.reps,
-      ring_msgs_per_s: Math.round(ring),
-      postmessage_msgs_per_s: Math.round(post),
-      ratio: Math.round((ring / post) * 100) / 100,
-    });
+  for (const s of sizes) {
+    for (const kind of ['buffer', 'string'] as const) {
+      const { ring, post } = await measurePair(s.payload, kind, s.n, s.reps);
+      out.push({
+        bench: 'ring',
+        payload: s.payload,
+        payload_kind: kind,
+        messages: s.n,
+        reps: s.reps,
+        ring_msgs_per_s: Math.round(ring),
+        postmessage_msgs_per_s: Math.round(post),
+        ratio: Math.round((ring / post) * 100) / 100,
+      });
+    }
   }
   return out;
 }

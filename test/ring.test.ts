@@ -397,6 +397,24 @@ t.test('doorbell race: cross-thread wake-ups are never lost', async (t) => {
   t.equal(ping!.errors, 0, 'echoes in order');
 });
 
+t.test('doorbell: data published while the consumer is awake is found by its re-check', async (t) => {
+  const stale = distIsFresh();
+  if (stale) return t.fail(stale);
+  const ring = allocRing(4096);
+  const consumerBell = allocDoorbell();
+  const gate = new SharedArrayBuffer(8);
+  const count = 300;
+  const [res] = await runWorkers(
+    [
+      { role: 'gate-consumer', ring, myBell: consumerBell, gate, count },
+      { role: 'gate-producer', ring, consumerBell, gate, count, silent: true },
+    ],
+    15_000,
+  );
+  t.equal(res!.received, count, 'every message published in the awake window was delivered');
+  t.equal(res!.errors, 0);
+});
+
 t.test('stress: 2 producer threads into one consumer thread + a bidirectional pair', async (t) => {
   const stale = distIsFresh();
   if (stale) return t.fail(stale);

@@ -104,7 +104,7 @@ export class ChannelActor {
       if (verdict instanceof Promise) return verdict.then((v) => this.admit(conn, v, since, replay));
       return this.admit(conn, verdict, since, replay);
     }
-    if (this.kind !== 'public') {
+    if (this.kind !== 'public' && conn.granted !== this.name) {
       if (!conn.user) throw new RtError('unauthorized', `channel ${this.name} needs authorization: connect with a token`, 401);
       if (!channelAllowed(conn.grants, this.name)) throw new RtError('forbidden', `token for user ${conn.user} does not grant channel ${this.name}`, 403);
     }

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { channelAllowed } from '../auth/jwt.js';
 import type { ActorDefinition } from './define.js';
 import { registerTypeScriptLoader } from './ts-loader.js';
+import { isHandlerDefinition } from './handlers.js';
 
 export const BUILTIN_ACTOR: ActorDefinition = { match: '*' };
 
@@ -54,6 +55,8 @@ export async function loadActors(dir: string): Promise<LoadedActor[]> {
   for (const name of names) {
     const file = join(root, name);
     const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    // Request handler files (defineHandlers) share the folder; loadHandlers picks those up.
+    if (isHandlerDefinition(mod.default)) continue;
     const def = validate(mod.default, file);
     out.push({ file, def, matches: matcher(def.match) });
   }

@@ -25,7 +25,7 @@ function describe(spec: OptionSpec): string {
     case 'int': return `an integer${range(spec)}`;
     case 'bool': return 'true or false';
     case 'enum': return `one of ${spec.choices!.join(', ')}`;
-    case 'list': return 'a comma-separated list';
+    case 'list': return spec.choices ? `a comma-separated list of ${spec.choices.join(', ')}` : 'a comma-separated list';
     case 'duration': return `a duration in seconds or with a unit (ms, s, m, h, d)${range(spec)}`;
     case 'bytes': return `a size in bytes or with a unit (kb, mb, gb)${range(spec)}`;
     case 'workers': return `'auto' or an integer${range(spec)}`;
@@ -76,10 +76,15 @@ export function coerce(spec: OptionSpec, raw: unknown, source: ConfigSource): un
     case 'enum':
       if (typeof raw !== 'string' || !spec.choices!.includes(raw)) bad(spec, source, raw);
       return raw;
-    case 'list':
-      if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw;
-      if (typeof raw !== 'string') bad(spec, source, raw);
-      return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'list': {
+      let items: string[];
+      if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) items = raw;
+      else if (typeof raw === 'string') items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+      else bad(spec, source, raw);
+      // A list with choices (e.g. transports) names things that must exist: a typo fails the start.
+      if (spec.choices && items.some((x) => !spec.choices!.includes(x))) bad(spec, source, raw);
+      return items;
+    }
     case 'duration': {
       if (typeof raw === 'number') return checkRange(spec, source, raw, raw);
       const m = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(raw.trim()) : null;

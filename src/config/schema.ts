@@ -60,6 +60,34 @@ export interface ServerConfig {
   shutdownTimeout: number;
   /** Restart a crashed shard automatically. */
   restartShards: boolean;
+  // Socket.IO gateway
+  /** Backend endpoint that authorizes private-/presence- subscriptions (e.g. Laravel's /broadcasting/auth); empty = not used. */
+  authEndpoint: string;
+  /** Engine.IO heartbeat: seconds between the server's pings. */
+  socketioPingInterval: number;
+  /** Engine.IO heartbeat: seconds to wait for the client's pong before closing. */
+  socketioPingTimeout: number;
+  /** Largest Engine.IO message or polling body, in bytes (announced to clients as maxPayload). */
+  socketioMaxHttpBufferSize: number;
+  /** Socket.IO packet format: the default JSON parser or socket.io-msgpack-parser. */
+  socketioParser: 'json' | 'msgpack';
+  /** Namespaces clients may connect to, besides '/' and those declared by request handler files. */
+  socketioNamespaces: string[];
+  /** Engine.IO transports offered. */
+  socketioTransports: string[];
+  /** Origins allowed to reach /socket.io/ from a browser page of another origin ('*' = any). */
+  socketioCorsOrigins: string[];
+  // SSE and long-polling
+  /** Transports served besides the HTTP API and Socket.IO: any of ws, sse, polling. */
+  transports: string[];
+  /** Seconds a long-poll request is held open when there is nothing to send. */
+  pollTimeout: number;
+  /** Seconds a long-polling session may go without a poll request before it is closed. */
+  pollSessionTimeout: number;
+  /** Seconds between SSE keep-alive comments (at most 15, as DESIGN.md promises). */
+  sseKeepalive: number;
+  /** Origins allowed to use /sse and /poll from a browser page of another origin ('*' = any). */
+  corsOrigins: string[];
 }
 
 const cores = (): number => Math.max(1, availableParallelism());
@@ -85,6 +113,21 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
   { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, doc: 'seconds to drain on SIGTERM/SIGINT before exiting anyway' },
   { key: 'restartShards', type: 'bool', default: true, doc: 'replace a crashed shard automatically' },
+  // Socket.IO gateway
+  { key: 'authEndpoint', type: 'string', default: '', doc: "backend URL that authorizes private-/presence- channels, called with the client's headers (e.g. http://app.test/broadcasting/auth)" },
+  { key: 'socketioPingInterval', type: 'duration', default: 25, min: 0.05, max: 3600, doc: "Socket.IO heartbeat: time between the server's pings, e.g. '25s'" },
+  { key: 'socketioPingTimeout', type: 'duration', default: 20, min: 0.05, max: 3600, doc: "Socket.IO heartbeat: time to wait for the client's pong, e.g. '20s'" },
+  { key: 'socketioMaxHttpBufferSize', type: 'bytes', default: 1_000_000, min: 1024, max: 64 * 1024 * 1024, doc: 'largest Socket.IO message or polling body (sent to clients as maxPayload)' },
+  { key: 'socketioParser', type: 'enum', default: 'json', choices: ['json', 'msgpack'], doc: 'Socket.IO parser: json (default) or msgpack (socket.io-msgpack-parser)' },
+  { key: 'socketioNamespaces', type: 'list', default: ['/'], doc: "Socket.IO namespaces to accept besides those of request handler files, e.g. '/,/chat'" },
+  { key: 'socketioTransports', type: 'list', default: ['polling', 'websocket'], doc: 'Socket.IO transports offered: polling, websocket' },
+  { key: 'socketioCorsOrigins', type: 'list', default: [], doc: "origins allowed to use /socket.io/ from another origin's page ('*' for any); same-origin always works" },
+  // SSE and long-polling
+  { key: 'transports', type: 'list', default: ['ws', 'sse', 'polling'], choices: ['ws', 'sse', 'polling'], doc: "native transports served: any of ws, sse, polling, e.g. 'sse,polling' where WebSockets must stay off" },
+  { key: 'pollTimeout', type: 'duration', default: 25, min: 0.05, max: 300, doc: "how long a long-poll request waits for messages before answering empty, e.g. '25s'" },
+  { key: 'pollSessionTimeout', type: 'duration', default: 30, min: 0.05, max: 3600, doc: 'a long-polling session with no poll request for this long is closed' },
+  { key: 'sseKeepalive', type: 'duration', default: 15, min: 0.05, max: 15, doc: 'seconds between SSE keep-alive comments (at most 15)' },
+  { key: 'corsOrigins', type: 'list', default: [], doc: "origins allowed to use /sse and /poll from another origin's page ('*' for any); same-origin always works" },
 ];
 
 export const DEFAULT_WORKERS = cores;

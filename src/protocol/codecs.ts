@@ -18,6 +18,11 @@ export interface WireCodec {
   join(channel: string, m: Member): Encoded;
   leave(channel: string, m: Member): Encoded;
   user(event: string, data: unknown): Encoded;
+  /**
+   * For codecs where one delivery may need several WebSocket frames (Socket.IO binary attachments):
+   * splits an encoded delivery into frames, or returns undefined when it is a single frame.
+   */
+  frames?(e: Encoded): readonly Encoded[] | undefined;
 }
 
 const codecs: WireCodec[] = [];

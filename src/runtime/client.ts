@@ -26,6 +26,11 @@ export abstract class Client {
    * then delivers through uWS topics (one native publish per shard) instead of per-client sends.
    */
   ws?: WebSocket<unknown>;
+  /**
+   * Identity a single subscription was authorized with when it is not the connection's own: a token
+   * in that subscribe request, or the backend's auth endpoint vouching for that one channel.
+   */
+  channelIdentity?: Map<string, ChannelIdentity>;
 
   constructor(id: string, transport: string, codec: WireCodec) {
     this.id = id;
@@ -46,13 +51,27 @@ export abstract class Client {
     this.expiresAt = claims.exp;
   }
 
-  connRef(): ConnRef {
+  /** Who this connection is, as the owner of `channel` should see it (see channelIdentity). */
+  connRef(channel?: string): ConnRef {
     const r: ConnRef = { id: this.id, transport: this.transport };
-    if (this.user !== undefined) r.user = this.user;
-    if (this.info !== undefined) r.info = this.info;
-    if (this.grants !== undefined) r.grants = this.grants;
+    const o = channel === undefined ? undefined : this.channelIdentity?.get(channel);
+    const user = o?.user ?? this.user;
+    const info = o && o.info !== undefined ? o.info : this.info;
+    const grants = o?.grants ?? this.grants;
+    if (user !== undefined) r.user = user;
+    if (info !== undefined) r.info = info;
+    if (grants !== undefined) r.grants = grants;
+    if (o?.granted) r.granted = channel;
     return r;
   }
+}
+
+export interface ChannelIdentity {
+  user?: string;
+  info?: unknown;
+  grants?: string[];
+  /** The connection's shard already authorized the subscription (auth endpoint): the owner need not check grants. */
+  granted?: boolean;
 }
 
 /** Close codes (4000–4999 are ours; see docs/protocol.md). */

@@ -4,7 +4,7 @@
  * as one frame per thread and are fanned out here — through uWS topics for WebSocket clients (encoded
  * once per codec) and directly for the others.
  */
-import type { TemplatedApp } from 'uWebSockets.js';
+import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import { RtError } from '../errors.js';
 import { allCodecs, type Encoded, type WireCodec } from '../protocol/codecs.js';
@@ -48,6 +48,11 @@ export class Hub {
   private readonly local = new Map<string, { refs: number; pos?: StreamPosition }>();
   private readonly idPrefix: string;
   private seq = 0;
+  /**
+   * Other ids a local client answers to for exclusion (`socket_id` in the API, whisper senders): a
+   * Socket.IO session that moved here from another thread keeps the socket id its client knows.
+   */
+  readonly aliases = new Map<string, Client>();
   /** Counters for /metrics. */
   readonly stats = { delivered: 0, published: 0 };
 
@@ -142,7 +147,7 @@ export class Hub {
       return Promise.reject(new RtError('too_many_channels', `a connection may join at most ${this.opts.maxChannelsPerConnection} channels`));
     }
     client.pendingChannels.add(channel);
-    const req: Request = { t: 'sub', ch: channel, conn: client.connRef() };
+    const req: Request = { t: 'sub', ch: channel, conn: client.connRef(channel) };
     if (since) req.since = since;
     if (data !== undefined) req.data = data;
     return new Promise((resolve, reject) => {
@@ -186,6 +191,30 @@ export class Hub {
     const l = this.local.get(channel);
     if (l && --l.refs === 0) this.local.delete(channel);
     this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
+  }
+
+  /**
+   * Moves a client between per-client sends (sinks) and uWS topic delivery, keeping its channels: used
+   * when a Socket.IO session upgrades from HTTP long-polling to a WebSocket on the same thread.
+   */
+  rebind(client: Client, ws: WebSocket<unknown> | undefined): void {
+    for (const ch of client.channels) {
+      if (client.ws) client.ws.unsubscribe(client.codec.tag + ch);
+      else {
+        const s = this.sinks.get(ch);
+        s?.delete(client);
+        if (s && s.size === 0) this.sinks.delete(ch);
+      }
+    }
+    client.ws = ws;
+    for (const ch of client.channels) {
+      if (ws) ws.subscribe(client.codec.tag + ch);
+      else {
+        let s = this.sinks.get(ch);
+        if (!s) this.sinks.set(ch, (s = new Set()));
+        s.add(client);
+      }
+    }
   }
 
   unsubscribe(client: Client, channel: string): boolean {
@@ -269,7 +298,7 @@ export class Hub {
     const ch = pub.channel;
     const l = this.local.get(ch);
     if (l?.pos && l.pos.offset < pub.offset) l.pos.offset = pub.offset;
-    const ex = exclude ? this.clients.get(exclude) : undefined;
+    const ex = exclude ? (this.clients.get(exclude) ?? this.aliases.get(exclude)) : undefined;
     let n = 0;
     if (this.app) {
       for (const codec of allCodecs()) {
@@ -279,10 +308,10 @@ export class Hub {
         const bytes = codec.pub(pub);
         // ws.publish skips the publishing socket itself: that is how a sender is excluded natively.
         if (ex?.ws && ex.codec === codec && ex.channels.has(ch)) {
-          ex.ws.publish(topic, bytes, codec.binary);
+          publishTopic(ex.ws, codec, topic, bytes);
           n += count - 1;
         } else {
-          this.app.publish(topic, bytes, codec.binary);
+          publishTopic(this.app, codec, topic, bytes);
           n += count;
         }
       }
@@ -304,7 +333,7 @@ export class Hub {
     if (this.app) {
       for (const codec of allCodecs()) {
         const topic = codec.tag + ch;
-        if (this.app.numSubscribers(topic) > 0) this.app.publish(topic, make(codec), codec.binary);
+        if (this.app.numSubscribers(topic) > 0) publishTopic(this.app, codec, topic, make(codec));
       }
     }
     const sinks = this.sinks.get(ch);
@@ -318,8 +347,9 @@ export class Hub {
     const set = this.byUser.get(n.user);
     if (!set) return;
     const memo = new EncodeMemo((c) => c.user(n.ev, n.data));
+    const ex = n.ex !== undefined ? this.aliases.get(n.ex) : undefined;
     for (const c of set) {
-      if (c.id === n.ex) continue;
+      if (c.id === n.ex || c === ex) continue;
       c.sendEncoded(memo.get(c.codec));
       this.stats.delivered++;
     }
@@ -334,7 +364,7 @@ export class Hub {
       for (const ch of c.channels) {
         if (this.ownerOf(ch) !== peer) continue;
         const pos = this.local.get(ch)?.pos;
-        const req: Request = { t: 'sub', ch, conn: c.connRef(), replay: true };
+        const req: Request = { t: 'sub', ch, conn: c.connRef(ch), replay: true };
         if (pos) req.since = pos;
         this.mesh.call(peer, req, (err) => {
           if (err && !c.closed) {
@@ -345,4 +375,11 @@ export class Hub {
       }
     }
   }
+}
+
+/** One delivery to a topic: one frame, or several for codecs whose messages span frames (see WireCodec.frames). */
+function publishTopic(target: { publish(topic: string, message: Encoded, isBinary?: boolean): boolean }, codec: WireCodec, topic: string, bytes: Encoded): void {
+  const parts = codec.frames?.(bytes);
+  if (!parts) target.publish(topic, bytes, codec.binary);
+  else for (const p of parts) target.publish(topic, p, typeof p !== 'string');
 }

@@ -16,6 +16,11 @@ export interface ConnRef {
   grants?: string[];
   /** Transport name, for custom actors and metrics. */
   transport?: string;
+  /**
+   * Set to the channel name when the connection's shard already authorized this subscription (the
+   * backend's auth endpoint answered yes): the owner skips the token-grant check for that channel.
+   */
+  granted?: string;
 }
 
 /** Requests are answered with a Reply carrying the same `id`. */

@@ -60,7 +60,7 @@ const RUNG = 2;
 const RUN_BYTES = 64 * 1024;
 /** A producer publishes tail at least this often within one turn. */
 const PUBLISH_BYTES = 4096;
-/** Below this size a byte loop beats creating a subarray view for TypedArray#set. */
+/** Up to this size a copy loop beats creating a subarray view for TypedArray#set. */
 const SMALL_COPY = 96;
 
 type WaitAsyncResult =
@@ -136,6 +136,7 @@ export class RingProducer {
   private readonly cap: number;
   private readonly mask: number;
   private readonly maxChunk: number;
+  private readonly publishEvery: number;
   private readonly bell: Int32Array;
   private readonly packr = new Packr({ useRecords: false });
   /** Our write position; the consumer sees `published`, which trails it within one turn. */
@@ -154,6 +155,7 @@ export class RingProducer {
     this.cap = ringCapacity(ring);
     this.mask = this.cap - 1;
     this.maxChunk = this.cap >> 2;
+    this.publishEvery = Math.min(PUBLISH_BYTES, this.cap >> 2);
     this.ctl = new Int32Array(ring, 0, HEADER_BYTES >> 2);
     this.data = new Uint8Array(ring, HEADER_BYTES, this.cap);
     this.data32 = new Int32Array(ring, HEADER_BYTES, this.cap >> 2);
@@ -226,7 +228,7 @@ export class RingProducer {
    * One microtask per turn per producer, at most one notify per consumer sleep (see ringBell).
    */
   private wrote(): void {
-    if (((this.tail - this.published) | 0) >= PUBLISH_BYTES) this.publish();
+    if (((this.tail - this.published) | 0) >= this.publishEvery) this.publish();
     if (!this.turnScheduled) {
       this.turnScheduled = true;
       queueMicrotask(this.endOfTurn);
@@ -508,6 +510,7 @@ export class Doorbell {
       // the wait below either returns 'not-equal' or is notified.
       const seq = Atomics.load(b, BELL_SEQ);
       Atomics.store(b, BELL_STATE, SLEEPING);
+      this.call(onWake);
       if (this.closed) break;
       const r = waitAsync(b, BELL_SEQ, seq);
       if (r.async) {

@@ -18,6 +18,9 @@ import { SharedStats } from './stats.js';
 import { registerWebSocket } from '../transports/websocket.js';
 import { registerHttpApi } from '../transports/http-api.js';
 import { registerHealth } from '../transports/health.js';
+import { registerSse } from '../transports/sse.js';
+import { registerPolling } from '../transports/polling.js';
+import { registerClientBundle } from '../transports/client-bundle.js';
 import { sendJson, track } from '../transports/http.js';
 
 export type AcceptMode = 'descriptor' | 'reuseport';
@@ -82,9 +85,12 @@ export async function runShard(task: ShardTask): Promise<void> {
     inflight: 0,
   };
 
-  registerWebSocket(app, ctx);
+  if (config.transports.includes('ws')) registerWebSocket(app, ctx);
   registerHttpApi(app, ctx);
   registerHealth(app, ctx);
+  registerSse(app, ctx);
+  registerPolling(app, ctx);
+  registerClientBundle(app, ctx);
   app.any('/*', (res, req) => {
     const state = track(res);
     sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });

@@ -1,0 +1,100 @@
+/**
+ * Fan-out and latency: one channel, many subscribers, publishes at a fixed rate from inside the server
+ * process. Measures deliveries/s seen by the clients, server CPU per 1M deliveries (process.cpuUsage of
+ * the server process, all threads), and publish→deliver latency percentiles — for rt-actors, a plain
+ * single-thread uWebSockets.js topic server, and socket.io 4 (default engine), in the same run.
+ */
+import { io as ioClient, type Socket } from 'socket.io-client';
+import type WebSocket from 'ws';
+import { BenchServer, connectMany, now, percentile, round, type ServerKind } from './lib.js';
+
+interface Load { subscribers: number; rate: number; seconds: number; size: number }
+
+interface Sub { close(): void }
+
+async function subscribeAll(kind: ServerKind, port: number, n: number, channel: string, onMessage: (data: { seq: number; t: number }) => void): Promise<Sub[]> {
+  if (kind === 'socketio') {
+    const socks: Socket[] = [];
+    for (let i = 0; i < n; i += 100) {
+      await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => new Promise<void>((resolve, reject) => {
+        const s = ioClient(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false, forceNew: true });
+        s.on('m', (_ch: string, data: { seq: number; t: number }) => onMessage(data));
+        s.once('connect', () => s.emit('subscribe', { channel }, () => resolve()));
+        s.once('connect_error', reject);
+        socks.push(s);
+      })));
+    }
+    return socks.map((s) => ({ close: () => s.close() }));
+  }
+  const pending: Promise<void>[] = [];
+  const sockets = await connectMany(`ws://127.0.0.1:${port}/ws`, n, (ws: WebSocket) => {
+    let subscribed!: () => void;
+    pending.push(new Promise<void>((r) => (subscribed = r)));
+    ws.on('message', (raw) => {
+      const text = raw.toString();
+      // Fast path: deliveries carry "op":"message"; parse only the data we time.
+      if (text.charCodeAt(7) === 109 /* m */ && text.startsWith('{"op":"message"')) {
+        const f = JSON.parse(text);
+        onMessage(f.data);
+      } else if (text.includes('"reply"')) subscribed();
+      else if (text.includes('"welcome"')) ws.send(JSON.stringify({ op: 'subscribe', channel, ref: 1 }));
+    });
+  });
+  await Promise.all(pending);
+  return sockets.map((s) => ({ close: () => s.terminate() }));
+}
+
+async function run(kind: ServerKind, load: Load): Promise<Record<string, unknown>> {
+  const server = await BenchServer.start(kind);
+  try {
+    let delivered = 0;
+    const lat: number[] = [];
+    const subs = await subscribeAll(kind, server.port, load.subscribers, 'bench', (d) => {
+      delivered++;
+      if ((d.seq & 7) === 0) lat.push(now() - d.t);
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const count = load.rate * load.seconds;
+    const expected = count * load.subscribers;
+    const cpu0 = await server.cpuMicros();
+    const t0 = now();
+    await server.publish('bench', load.rate, count, load.size);
+    const deadline = Date.now() + 20000;
+    while (delivered < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    const elapsed = (now() - t0) / 1000;
+    const cpu = (await server.cpuMicros()) - cpu0;
+    subs.forEach((s) => s.close());
+    lat.sort((a, b) => a - b);
+    return {
+      server: kind,
+      subscribers: load.subscribers,
+      publish_rate: load.rate,
+      payload_bytes: load.size,
+      delivered,
+      expected,
+      deliveries_per_s: Math.round(delivered / elapsed),
+      server_cpu_ms_per_1m_deliveries: round(cpu / 1000 / (delivered / 1e6), 1),
+      latency_ms_p50: round(percentile(lat, 50), 3),
+      latency_ms_p99: round(percentile(lat, 99), 3),
+      latency_ms_p999: round(percentile(lat, 99.9), 3),
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+export async function benchFanout(opts: { quick: boolean }): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  // Throughput: a rate the client process can absorb on a shared 2-core machine.
+  const fan: Load = opts.quick ? { subscribers: 500, rate: 100, seconds: 2, size: 64 } : { subscribers: 1000, rate: 200, seconds: 8, size: 64 };
+  const kinds = (process.env.BENCH_SERVERS?.split(',') ?? ['uws', 'rt', 'socketio']) as ServerKind[];
+  for (const kind of kinds) out.push({ bench: 'fanout', ...(await run(kind, fan)) });
+  // Latency at a fixed, modest rate so queues stay short.
+  const lat: Load = opts.quick ? { subscribers: 100, rate: 200, seconds: 2, size: 64 } : { subscribers: 100, rate: 500, seconds: 10, size: 64 };
+  for (const kind of kinds.filter((k) => k !== 'socketio')) out.push({ bench: 'latency', ...(await run(kind, lat)) });
+  return out;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  for (const r of await benchFanout({ quick: process.argv.includes('--quick') })) console.log(JSON.stringify(r));
+}

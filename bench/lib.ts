@@ -1,0 +1,87 @@
+/** Shared benchmark plumbing: server child processes, many ws clients, percentiles. */
+import { fork, type ChildProcess } from 'node:child_process';
+import { performance } from 'node:perf_hooks';
+import WebSocket from 'ws';
+
+export type ServerKind = 'rt' | 'uws' | 'socketio';
+
+export class BenchServer {
+  private waiters = new Map<string, (m: any) => void>();
+  constructor(readonly child: ChildProcess, readonly port: number) {
+    child.on('message', (m: any) => {
+      const w = this.waiters.get(m.type);
+      if (w) {
+        this.waiters.delete(m.type);
+        w(m);
+      }
+    });
+  }
+
+  static async start(kind: ServerKind, workers = 2): Promise<BenchServer> {
+    const child = fork(new URL('./servers/child.js', import.meta.url), [kind, String(workers)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('message', (m: any) => (m.type === 'ready' ? resolve(m.port) : reject(new Error('bad start'))));
+      child.once('exit', (code) => reject(new Error(`bench server ${kind} exited with ${code}`)));
+    });
+    return new BenchServer(child, port);
+  }
+
+  ask<T = any>(cmd: object, reply: string): Promise<T> {
+    return new Promise((resolve) => {
+      this.waiters.set(reply, resolve);
+      this.child.send(cmd);
+    });
+  }
+
+  cpuMicros(): Promise<number> {
+    return this.ask<{ us: number }>({ type: 'cpu' }, 'cpu').then((m) => m.us);
+  }
+
+  rss(): Promise<number> {
+    return this.ask<{ rss: number }>({ type: 'mem' }, 'mem').then((m) => m.rss);
+  }
+
+  publish(channel: string, rate: number, count: number, size: number): Promise<unknown> {
+    return this.ask({ type: 'publish', channel, rate, count, size }, 'published');
+  }
+
+  async stop(): Promise<void> {
+    const exited = new Promise((r) => this.child.once('exit', r));
+    this.child.send({ type: 'stop' });
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    this.child.kill('SIGKILL');
+  }
+}
+
+/** Connects `n` native-protocol (or plain) ws clients, `concurrency` at a time. */
+export async function connectMany(url: string, n: number, onOpen?: (ws: WebSocket, i: number) => void, concurrency = 200): Promise<WebSocket[]> {
+  const out: WebSocket[] = [];
+  for (let i = 0; i < n; i += concurrency) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(concurrency, n - i) }, (_, k) => new Promise<WebSocket>((resolve, reject) => {
+        const ws = new WebSocket(url, { perMessageDeflate: false });
+        ws.once('open', () => {
+          onOpen?.(ws, i + k);
+          resolve(ws);
+        });
+        ws.once('error', reject);
+      })),
+    );
+    out.push(...batch);
+  }
+  return out;
+}
+
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export function round(n: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}

@@ -1,0 +1,28 @@
+/** Server memory per idle connection: RSS growth of the server process for N idle WebSockets. */
+import { BenchServer, connectMany, round, type ServerKind } from './lib.js';
+
+async function perConnection(kind: ServerKind, n: number): Promise<Record<string, unknown>> {
+  const server = await BenchServer.start(kind);
+  try {
+    // A few warm-up connections so one-time allocations are not charged to the measured ones.
+    const warm = await connectMany(`ws://127.0.0.1:${server.port}/ws`, 50);
+    await new Promise((r) => setTimeout(r, 300));
+    const before = await server.rss();
+    const sockets = await connectMany(`ws://127.0.0.1:${server.port}/ws`, n);
+    await new Promise((r) => setTimeout(r, 500));
+    const after = await server.rss();
+    for (const s of [...sockets, ...warm]) s.terminate();
+    return { bench: 'memory', server: kind, connections: n, rss_growth_mb: round((after - before) / 1048576, 1), bytes_per_connection: Math.round((after - before) / n) };
+  } finally {
+    await server.stop();
+  }
+}
+
+export async function benchMemory(opts: { quick: boolean }): Promise<Record<string, unknown>[]> {
+  const n = opts.quick ? 2000 : 10000;
+  return [await perConnection('uws', n), await perConnection('rt', n)];
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  for (const r of await benchMemory({ quick: process.argv.includes('--quick') })) console.log(JSON.stringify(r));
+}

@@ -1,0 +1,107 @@
+/**
+ * A benchmark server in its own process, so its CPU time and memory are its own. Started by
+ * bench/lib.ts with `--kind rt|uws|socketio`; driven over IPC: publish at a rate, report CPU and RSS.
+ */
+import { performance } from 'node:perf_hooks';
+import uWS from 'uWebSockets.js';
+import { createServer as createHttpServer } from 'node:http';
+
+type Kind = 'rt' | 'uws' | 'socketio';
+const kind = (process.argv[2] ?? 'rt') as Kind;
+const workers = Number(process.argv[3] ?? 2);
+
+interface PublishCmd { type: 'publish'; channel: string; rate: number; count: number; size: number }
+type Cmd = PublishCmd | { type: 'cpu' } | { type: 'mem' } | { type: 'stop' };
+
+let publishFn: (channel: string, body: string) => void = () => {};
+let stop: () => Promise<void> = async () => {};
+let port = 0;
+
+function payload(size: number, seq: number): string {
+  // t: send time in epoch ms with sub-ms precision, comparable across processes on one machine.
+  const head = JSON.stringify({ seq, t: performance.timeOrigin + performance.now(), p: '' });
+  return head.slice(0, -2) + '"'.padStart(Math.max(1, size - head.length + 2), 'x').slice(0, -1) + '"}';
+}
+
+async function start(): Promise<void> {
+  if (kind === 'rt') {
+    const { createServer } = await import('rt-actors');
+    const s = await createServer({ port: 0, host: '127.0.0.1', workers, apiKey: 'bench', env: {}, logLevel: 'error', maxBackpressure: 64 * 1024 * 1024, historySize: 0 });
+    port = s.port;
+    publishFn = (ch, body) => {
+      s.publish(ch, 'm', JSON.parse(body)).catch((err) => console.error('publish failed:', err.message));
+    };
+    stop = () => s.close();
+  } else if (kind === 'uws') {
+    const app = uWS.App();
+    app.ws('/ws', {
+      maxBackpressure: 64 * 1024 * 1024,
+      open: (ws) => {
+        ws.send(JSON.stringify({ op: 'welcome' }));
+      },
+      message: (ws, msg) => {
+        const f = JSON.parse(Buffer.from(msg).toString());
+        if (f.op === 'subscribe') {
+          ws.subscribe(f.channel);
+          ws.send(JSON.stringify({ op: 'reply', ref: f.ref, ok: true }));
+        }
+      },
+    });
+    await new Promise<void>((r) => app.listen('127.0.0.1', 0, (s) => ((port = uWS.us_socket_local_port(s as never)), r())));
+    publishFn = (ch, body) => app.publish(ch, `{"op":"message","channel":${JSON.stringify(ch)},"event":"m","data":${body}}`);
+    stop = async () => {
+      app.close();
+    };
+  } else {
+    const { Server } = await import('socket.io');
+    const http = createHttpServer();
+    const io = new Server(http, { transports: ['websocket'] });
+    io.on('connection', (socket) => {
+      socket.on('subscribe', (p: { channel: string }, ack?: (r: unknown) => void) => {
+        socket.join(p.channel);
+        ack?.({ ok: true });
+      });
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
+    port = (http.address() as { port: number }).port;
+    publishFn = (ch, body) => io.to(ch).emit('m', ch, JSON.parse(body));
+    stop = async () => {
+      io.close();
+    };
+  }
+}
+
+let publishing: NodeJS.Timeout | undefined;
+
+function publishAtRate(c: PublishCmd): void {
+  let sent = 0;
+  const startAt = performance.now();
+  // Bursts on a 10 ms tick: the rate holds, and every server gets the same chance to batch writes.
+  publishing = setInterval(() => {
+    const due = Math.min(c.count, Math.floor(((performance.now() - startAt) / 1000) * c.rate));
+    while (sent < due) publishFn(c.channel, payload(c.size, sent++));
+    if (sent >= c.count) {
+      clearInterval(publishing);
+      process.send!({ type: 'published', count: sent });
+    }
+  }, 10);
+}
+
+process.on('message', async (c: Cmd) => {
+  if (c.type === 'publish') publishAtRate(c);
+  else if (c.type === 'cpu') {
+    const u = process.cpuUsage();
+    process.send!({ type: 'cpu', us: u.user + u.system });
+  } else if (c.type === 'mem') {
+    (globalThis as { gc?: () => void }).gc?.();
+    await new Promise((r) => setTimeout(r, 200));
+    process.send!({ type: 'mem', rss: process.memoryUsage().rss });
+  } else if (c.type === 'stop') {
+    if (publishing) clearInterval(publishing);
+    await stop();
+    process.exit(0);
+  }
+});
+
+await start();
+process.send!({ type: 'ready', port });

@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// Regenerates docs/configuration.md from the one configuration schema (src/config/schema.ts, built).
+// Run after adding an option: `npm run build && node scripts/gen-config-doc.mjs`. test/docs.test.ts
+// fails when the file is out of date.
+import { writeFileSync } from 'node:fs';
+import { OPTIONS } from '../dist/src/config/schema.js';
+
+const flag = (k) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+const env = (k) => 'RT_' + k.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+const type = (o) => (o.type === 'enum' ? o.choices.map((c) => '`' + c + '`').join(' \\| ') : o.type);
+const def = (o) => (o.default === '' ? '—' : '`' + String(o.default) + '`');
+
+export function render() {
+  const rows = OPTIONS.filter((o) => !o.hidden).map((o) => `| \`--${flag(o.key)}\` | \`${env(o.key)}\` | \`${o.key}\` | ${type(o)} | ${def(o)} | ${o.doc.replace(/\|/g, '\\|')} |`);
+  return `# Configuration
+
+One schema, four sources. For every option, the first of these that sets it wins:
+
+1. a command-line flag: \`rt-actors start --port=7000\` (or \`--port 7000\`; booleans: \`--restart-shards\` / \`--no-restart-shards\`)
+2. an environment variable: \`RT_PORT=7000\`
+3. the JSON config file given with \`--config\` / \`RT_CONFIG\`: \`{ "port": 7000 }\`
+4. the default
+
+\`createServer(options)\` takes the same keys; options passed in code rank with flags.
+
+Every value is validated at start. A bad value, an unknown flag or an unknown config-file key stops the
+server with exit code 2 and a message naming the key and what it accepts, e.g.
+\`rt-actors: invalid value "lots" for --workers (flag): expected 'auto' or an integer from 1 to 256\`.
+
+Durations take seconds or a unit (\`500ms\`, \`90s\`, \`5m\`, \`1h\`, \`1d\`); sizes take bytes or a unit
+(\`64kb\`, \`1mb\`, \`1gb\`).
+
+| flag | environment | config key | type | default | meaning |
+|---|---|---|---|---|---|
+${rows.join('\n')}
+
+This table is generated from \`src/config/schema.ts\` by \`scripts/gen-config-doc.mjs\`.
+`;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  writeFileSync(new URL('../docs/configuration.md', import.meta.url), render());
+  console.log('docs/configuration.md written');
+}

@@ -1,0 +1,196 @@
+/**
+ * Request handlers (docs/actors.md "Request handlers"): TypeScript functions beside the channel actors
+ * that answer client events which are not channel operations — `socket.emit('order.place', data, ack)`
+ * from Socket.IO, `{ "op": "rpc", "event": "order.place", "data": … }` from native clients. They run on
+ * the connection's own shard, so they see the connection directly; a file default-exports
+ * `defineHandlers({ namespace, events, onConnect, onDisconnect })`.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { RtError } from '../errors.js';
+import { registerTypeScriptLoader } from './ts-loader.js';
+
+/** What a handler sees of the connection that sent the event. */
+export interface Connection {
+  /** Socket id: for Socket.IO the client's `socket.id`, for native clients the welcome's `socket_id`. */
+  readonly socketId: string;
+  /** User id from the connection's token (`sub`), when it presented one. */
+  readonly userId?: string;
+  /** `user_info` from the token. */
+  readonly userInfo?: unknown;
+  /** The Socket.IO handshake `auth` object (`io(url, { auth })`); `{}` for native clients. */
+  readonly auth: Readonly<Record<string, unknown>>;
+  /** 'socket.io' or the native transport's name ('ws', 'poll', …). */
+  readonly transport: string;
+  /** Socket.IO namespace; '/' for native clients. */
+  readonly namespace: string;
+  /** Request that opened the connection: a few headers, the query string, the peer address. */
+  readonly handshake: Readonly<Handshake>;
+  /** Scratch space kept for the connection's life (per namespace for Socket.IO). */
+  readonly data: Record<string, unknown>;
+  /** Channels the connection is subscribed to. */
+  channels(): string[];
+  /** Sends an event to this connection only: Socket.IO receives `(event, ...args)`; native clients a `message` frame. */
+  emit(event: string, ...args: unknown[]): void;
+  /**
+   * Sends an event and waits for the client's acknowledgement; resolves with its first argument.
+   * Socket.IO only; rejects with code `timeout` after `timeoutMs` (default 10 s).
+   */
+  emitWithAck(event: string, ...args: unknown[]): Promise<unknown>;
+  /** Publishes to a channel as the server (not subject to the client publish policy). */
+  publish(channel: string, event: string, data: unknown, opts?: { excludeSelf?: boolean }): Promise<{ offset: number }>;
+  /** Sends to every connection of a user, on every shard. */
+  publishToUser(user: string, event: string, data: unknown): void;
+  /** Closes the connection (Socket.IO: disconnects this namespace; the client does not reconnect). */
+  disconnect(reason?: string): void;
+}
+
+export interface Handshake {
+  headers: Record<string, string>;
+  query: Record<string, string>;
+  address: string;
+}
+
+/** A handler: its return value (or resolved value) answers the client's ack callback / rpc reply. */
+export type EventHandler = (conn: Connection, ...args: any[]) => unknown;
+
+export interface HandlerDefinition {
+  /** Socket.IO namespace these handlers serve (default '/'). Native clients use the '/' handlers. */
+  namespace?: string;
+  /**
+   * A Socket.IO client connects to the namespace. Throw (e.g. a HandlerError) to refuse: the client
+   * receives a connect_error with the message and `data: { code }`.
+   */
+  onConnect?(conn: Connection): void | Promise<void>;
+  /** A Socket.IO client left the namespace (any reason). */
+  onDisconnect?(conn: Connection, reason: string): void | Promise<void>;
+  /** Event name → handler. */
+  events: Record<string, EventHandler>;
+}
+
+const BRAND = Symbol.for('rt-actors.handlers');
+
+/** Identity function that gives a handler file its types (and marks it as handlers, not a channel actor). */
+export function defineHandlers(def: HandlerDefinition): HandlerDefinition {
+  Object.defineProperty(def, BRAND, { value: true, enumerable: false });
+  return def;
+}
+
+/** Throw from a handler to answer with your own error code; the client sees `{ error: { code, message } }`. */
+export class HandlerError extends RtError {
+  constructor(code: string, message: string) {
+    super(code, message, 400);
+    this.name = 'HandlerError';
+  }
+}
+
+/** Whether a module's default export is a handler definition rather than a channel actor. */
+export function isHandlerDefinition(d: unknown): d is HandlerDefinition {
+  if (!d || typeof d !== 'object') return false;
+  if ((d as Record<symbol, unknown>)[BRAND] === true) return true;
+  return 'events' in d && !('match' in d);
+}
+
+/** Event names that are channel operations of the gateway and cannot be handled by user code. */
+export const RESERVED_HANDLER_EVENTS: ReadonlySet<string> = new Set(['subscribe', 'unsubscribe', 'client event']);
+
+export function validNamespace(nsp: unknown): nsp is string {
+  return typeof nsp === 'string' && nsp.length > 0 && nsp.length <= 200 && /^\/[\x21-\x7e]*$/.test(nsp) && !nsp.includes(',');
+}
+
+interface LoadedHandlers {
+  file: string;
+  def: HandlerDefinition;
+}
+
+export interface NamespaceHandlers {
+  readonly namespace: string;
+  readonly events: ReadonlyMap<string, EventHandler>;
+  readonly onConnect: ReadonlyArray<NonNullable<HandlerDefinition['onConnect']>>;
+  readonly onDisconnect: ReadonlyArray<NonNullable<HandlerDefinition['onDisconnect']>>;
+}
+
+function validate(def: HandlerDefinition, file: string): void {
+  if (def.namespace !== undefined && !validNamespace(def.namespace)) {
+    throw new Error(`${file}: "namespace" must start with "/" and hold printable ASCII without commas`);
+  }
+  if (!def.events || typeof def.events !== 'object' || Array.isArray(def.events)) throw new Error(`${file}: "events" must be an object of event name → function`);
+  for (const [name, fn] of Object.entries(def.events)) {
+    if (typeof fn !== 'function') throw new Error(`${file}: handler for "${name}" must be a function`);
+    if (RESERVED_HANDLER_EVENTS.has(name)) throw new Error(`${file}: "${name}" is a channel operation of the gateway and cannot have a handler`);
+  }
+  for (const hook of ['onConnect', 'onDisconnect'] as const) {
+    if (def[hook] !== undefined && typeof def[hook] !== 'function') throw new Error(`${file}: "${hook}" must be a function`);
+  }
+}
+
+/** The handlers of every namespace, merged from all handler files. */
+export class HandlerRegistry {
+  private readonly byNsp = new Map<string, NamespaceHandlers>();
+
+  constructor(loaded: LoadedHandlers[]) {
+    for (const { file, def } of loaded) {
+      const nsp = def.namespace ?? '/';
+      let h = this.byNsp.get(nsp) as { namespace: string; events: Map<string, EventHandler>; onConnect: unknown[]; onDisconnect: unknown[] } | undefined;
+      if (!h) this.byNsp.set(nsp, (h = { namespace: nsp, events: new Map(), onConnect: [], onDisconnect: [] }) as unknown as NamespaceHandlers);
+      for (const [name, fn] of Object.entries(def.events)) {
+        if (h.events.has(name)) throw new Error(`${file}: event "${name}" of namespace ${nsp} already has a handler in another file`);
+        h.events.set(name, fn);
+      }
+      if (def.onConnect) h.onConnect.push(def.onConnect.bind(def));
+      if (def.onDisconnect) h.onDisconnect.push(def.onDisconnect.bind(def));
+    }
+  }
+
+  namespaces(): string[] {
+    return [...this.byNsp.keys()];
+  }
+
+  get(nsp: string): NamespaceHandlers | undefined {
+    return this.byNsp.get(nsp);
+  }
+
+  handler(nsp: string, event: string): EventHandler | undefined {
+    return this.byNsp.get(nsp)?.events.get(event);
+  }
+}
+
+const MODULE_FILE = /\.(ts|mts|js|mjs)$/;
+
+/** Loads the handler files among the --actors folder's modules (the others are channel actors). */
+export async function loadHandlers(dir: string): Promise<HandlerRegistry> {
+  if (!dir) return new HandlerRegistry([]);
+  const root = resolve(dir);
+  let names: string[];
+  try {
+    if (!statSync(root).isDirectory()) throw new Error('not a directory');
+    names = readdirSync(root).filter((n) => MODULE_FILE.test(n) && !n.endsWith('.d.ts')).sort();
+  } catch (err) {
+    throw new Error(`--actors ${dir}: cannot read folder (${(err as Error).message})`);
+  }
+  if (names.some((n) => /\.m?ts$/.test(n))) registerTypeScriptLoader();
+  const out: LoadedHandlers[] = [];
+  for (const name of names) {
+    const file = join(root, name);
+    const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    if (!isHandlerDefinition(mod.default)) continue;
+    validate(mod.default, file);
+    out.push({ file, def: mod.default });
+  }
+  return new HandlerRegistry(out);
+}
+
+/**
+ * Runs a handler and turns what it returns or throws into one outcome. User code may throw anything;
+ * only RtErrors (HandlerError, ActorError) show their code and message to the client.
+ */
+export async function runHandler(fn: EventHandler, conn: Connection, args: unknown[], log: (msg: string, err: unknown) => void): Promise<unknown> {
+  try {
+    return await fn(conn, ...args);
+  } catch (err) {
+    if (err instanceof RtError) throw err;
+    log(`request handler failed (namespace ${conn.namespace}):`, err);
+    throw new RtError('handler_failed', 'the request handler failed', 500);
+  }
+}

@@ -1,0 +1,359 @@
+/**
+ * The client's three transports. Each one carries native protocol frames both ways and reports every
+ * frame it receives (the welcome first) and, exactly once, that it ended. They know nothing of
+ * channels or reconnection: that is the client's job (client.ts).
+ *
+ * - websocket: /ws, JSON text frames.
+ * - sse: /sse?format=native downstream (EventSource where the platform has one, else a fetch() stream),
+ *   frames upstream by POST /sse?sid=… .
+ * - polling: GET /poll held by the server, frames upstream by POST /poll?sid=… .
+ */
+import { SseParser } from './sse-parser.js';
+
+export type TransportName = 'websocket' | 'sse' | 'polling';
+
+export const TRANSPORTS: readonly TransportName[] = ['websocket', 'sse', 'polling'];
+
+/** A native protocol frame (docs/protocol.md). */
+export interface Frame {
+  op: string;
+  [key: string]: any;
+}
+
+export interface CloseInfo {
+  code: number;
+  reason: string;
+  /** False when the server said not to reconnect (e.g. the backend disconnected this user). */
+  reconnect: boolean;
+  /** HTTP status, when the server refused to open the transport. */
+  status?: number;
+  /** The server's error body, when it sent one. */
+  error?: { code: string; message: string };
+}
+
+export interface TransportHooks {
+  frame(f: Frame): void;
+  close(info: CloseInfo): void;
+  /** The server refused POSTed frames (malformed); their requests fail, the transport stays up. */
+  refused(frames: Frame[], error: { code: string; message: string }): void;
+}
+
+export interface TransportEnv {
+  /** http(s)://host[:port][/prefix], without a trailing slash. */
+  base: string;
+  token?: string;
+  WebSocket?: new (url: string, protocols?: string | string[]) => any;
+  /** null forces the fetch()-based reader even where EventSource exists. */
+  EventSource?: (new (url: string) => any) | null;
+  fetch: typeof fetch;
+}
+
+export interface Transport {
+  readonly name: TransportName;
+  send(frames: Frame[]): void;
+  /** Closes without reporting `close` to the hooks. */
+  close(): void;
+}
+
+export function createTransport(name: TransportName, env: TransportEnv, hooks: TransportHooks): Transport {
+  switch (name) {
+    case 'websocket':
+      return new WebSocketTransport(env, hooks);
+    case 'sse':
+      return new SseTransport(env, hooks);
+    case 'polling':
+      return new PollingTransport(env, hooks);
+    default:
+      throw new Error(`unknown transport ${String(name)}`);
+  }
+}
+
+function tokenQuery(env: TransportEnv, sep: '?' | '&'): string {
+  return env.token ? `${sep}token=${encodeURIComponent(env.token)}` : '';
+}
+
+function parseFrame(text: unknown): Frame | undefined {
+  if (typeof text !== 'string') return undefined;
+  try {
+    const f = JSON.parse(text);
+    return f && typeof f === 'object' && typeof f.op === 'string' ? (f as Frame) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function errorOf(res: Response): Promise<{ code: string; message: string }> {
+  const text = await res.text().catch(() => '');
+  try {
+    const e = JSON.parse(text).error;
+    if (e && typeof e.code === 'string') return { code: e.code, message: String(e.message) };
+  } catch {
+    /* not our JSON: a proxy's page, say */
+  }
+  return { code: `http_${res.status}`, message: `HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}` };
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+abstract class BaseTransport implements Transport {
+  abstract readonly name: TransportName;
+  protected done = false;
+  /** The server's last `disconnect` frame says whether to reconnect. */
+  protected farewell?: Frame;
+
+  constructor(protected readonly env: TransportEnv, protected readonly hooks: TransportHooks) {}
+
+  abstract send(frames: Frame[]): void;
+
+  close(): void {
+    this.done = true;
+    this.shutdown();
+  }
+
+  protected abstract shutdown(): void;
+
+  protected deliver(f: Frame): void {
+    if (this.done) return;
+    if (f.op === 'disconnect') this.farewell = f;
+    this.hooks.frame(f);
+  }
+
+  protected end(info: Partial<CloseInfo> & { reason: string }): void {
+    if (this.done) return;
+    this.done = true;
+    this.shutdown();
+    const fw = this.farewell;
+    this.hooks.close({
+      code: fw?.code ?? info.code ?? 1006,
+      reason: fw?.reason ?? info.reason,
+      reconnect: fw ? fw.reconnect !== false : info.reconnect ?? true,
+      status: info.status,
+      error: info.error,
+    });
+  }
+}
+
+class WebSocketTransport extends BaseTransport {
+  readonly name = 'websocket' as const;
+  private readonly ws: any;
+
+  constructor(env: TransportEnv, hooks: TransportHooks) {
+    super(env, hooks);
+    const Ctor = env.WebSocket ?? (globalThis as any).WebSocket;
+    if (!Ctor) throw new Error('no WebSocket implementation: pass options.WebSocket (e.g. the ws package) on Node < 22');
+    this.ws = new Ctor(`${env.base.replace(/^http/, 'ws')}/ws${tokenQuery(env, '?')}`);
+    this.ws.onmessage = (ev: { data: unknown }) => {
+      const f = parseFrame(ev.data);
+      if (f) this.deliver(f);
+    };
+    this.ws.onclose = (ev: { code: number; reason: string }) => this.end({ code: ev.code, reason: ev.reason || 'WebSocket closed' });
+    // An error is always followed by a close event; the ws package also needs a listener to not throw.
+    this.ws.onerror = () => {};
+  }
+
+  send(frames: Frame[]): void {
+    if (this.done || this.ws.readyState !== 1) return;
+    for (const f of frames) this.ws.send(JSON.stringify(f));
+  }
+
+  protected shutdown(): void {
+    this.ws.onmessage = () => {};
+    this.ws.onclose = () => {};
+    try {
+      this.ws.close(1000);
+    } catch {
+      /* still connecting in some implementations */
+    }
+  }
+}
+
+/**
+ * Frames upstream, one POST at a time: a second POST racing the first could reach the session's
+ * thread first (different connection, maybe a different shard) and reorder the client's frames.
+ */
+class Poster {
+  private queue: Frame[] = [];
+  private busy = false;
+  private stopped = false;
+
+  constructor(
+    private readonly env: TransportEnv,
+    private readonly url: string,
+    private readonly fail: (info: Partial<CloseInfo> & { reason: string }) => void,
+    private readonly refused: (frames: Frame[], error: { code: string; message: string }) => void,
+  ) {}
+
+  send(frames: Frame[]): void {
+    if (this.stopped) return;
+    this.queue.push(...frames);
+    if (!this.busy) void this.pump();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.queue = [];
+  }
+
+  private async pump(): Promise<void> {
+    this.busy = true;
+    while (this.queue.length > 0 && !this.stopped) {
+      const batch = this.queue.splice(0, 100);
+      let res: Response;
+      try {
+        // text/plain keeps a cross-origin POST "simple": no preflight round trip.
+        res = await this.env.fetch(this.url, { method: 'POST', body: JSON.stringify(batch), headers: { 'content-type': 'text/plain;charset=UTF-8' } });
+      } catch (err) {
+        this.stopped = true;
+        return this.fail({ reason: `POST failed: ${messageOf(err)}` });
+      }
+      if (res.ok) {
+        await res.text().catch(() => '');
+        continue;
+      }
+      const error = await errorOf(res);
+      if (res.status === 400 || res.status === 413) {
+        this.refused(batch, error);
+        continue;
+      }
+      this.stopped = true;
+      return this.fail({ reason: error.message, status: res.status, error });
+    }
+    this.busy = false;
+  }
+}
+
+class SseTransport extends BaseTransport {
+  readonly name = 'sse' as const;
+  private es?: any;
+  private readonly abort = new AbortController();
+  private poster?: Poster;
+
+  constructor(env: TransportEnv, hooks: TransportHooks) {
+    super(env, hooks);
+    const url = `${env.base}/sse?format=native${tokenQuery(env, '&')}`;
+    const ES = env.EventSource === undefined ? (globalThis as any).EventSource : env.EventSource;
+    if (ES) {
+      this.es = new ES(url);
+      this.es.onmessage = (ev: { data: unknown }) => this.onData(ev.data);
+      // EventSource would reconnect by itself, without our positions: the client reconnects instead.
+      this.es.onerror = () => this.end({ reason: 'SSE stream failed' });
+    } else {
+      void this.read(url);
+    }
+  }
+
+  private onData(data: unknown): void {
+    const f = parseFrame(data);
+    if (!f) return;
+    if (f.op === 'welcome' && typeof f.session === 'string') {
+      this.poster = new Poster(this.env, `${this.env.base}/sse?sid=${encodeURIComponent(f.session)}`, (i) => this.end(i), (fr, e) => this.hooks.refused(fr, e));
+    }
+    this.deliver(f);
+  }
+
+  private async read(url: string): Promise<void> {
+    try {
+      const res = await this.env.fetch(url, { headers: { accept: 'text/event-stream' }, signal: this.abort.signal });
+      if (!res.ok || !res.body) {
+        const error = await errorOf(res);
+        return this.end({ reason: error.message, status: res.status, error, code: 4000 + (res.status % 1000) });
+      }
+      const parser = new SseParser((ev) => {
+        if (ev.event === 'message') this.onData(ev.data);
+      });
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done || this.done) break;
+        parser.push(decoder.decode(value, { stream: true }));
+      }
+      this.end({ reason: 'SSE stream ended' });
+    } catch (err) {
+      this.end({ reason: `SSE stream failed: ${messageOf(err)}` });
+    }
+  }
+
+  send(frames: Frame[]): void {
+    this.poster?.send(frames);
+  }
+
+  protected shutdown(): void {
+    this.poster?.stop();
+    if (this.es) {
+      this.es.onmessage = null;
+      this.es.onerror = null;
+      this.es.close();
+    }
+    this.abort.abort();
+  }
+}
+
+class PollingTransport extends BaseTransport {
+  readonly name = 'polling' as const;
+  private readonly abort = new AbortController();
+  private poster?: Poster;
+  private sid?: string;
+  private ack = 0;
+  /** The server's hold time (welcome `heartbeat`), to tell a held poll from a dead one. */
+  private holdMs = 25_000;
+
+  constructor(env: TransportEnv, hooks: TransportHooks) {
+    super(env, hooks);
+    void this.run();
+  }
+
+  private async get(url: string, timeoutMs: number): Promise<{ seq: number; frames: Frame[] } | undefined> {
+    const timer = setTimeout(() => this.end({ reason: `poll not answered within ${timeoutMs} ms` }), timeoutMs);
+    try {
+      const res = await this.env.fetch(url, { signal: this.abort.signal });
+      if (!res.ok) {
+        const error = await errorOf(res);
+        this.end({ reason: error.message, status: res.status, error, code: 4000 + (res.status % 1000) });
+        return undefined;
+      }
+      const body = (await res.json()) as { seq: number; frames: Frame[] };
+      if (!body || !Number.isSafeInteger(body.seq) || !Array.isArray(body.frames)) throw new Error('malformed poll answer');
+      return body;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async run(): Promise<void> {
+    try {
+      let body = await this.get(`${this.env.base}/poll${tokenQuery(this.env, '?')}`, 30_000);
+      while (body && !this.done) {
+        this.ack = body.seq;
+        for (const f of body.frames) {
+          if (f && f.op === 'welcome' && typeof f.session === 'string') {
+            this.sid = f.session;
+            if (typeof f.heartbeat === 'number') this.holdMs = f.heartbeat * 1000;
+            this.poster = new Poster(this.env, `${this.env.base}/poll?sid=${encodeURIComponent(f.session)}`, (i) => this.end(i), (fr, e) => this.hooks.refused(fr, e));
+          }
+          if (f && typeof f.op === 'string') this.deliver(f);
+        }
+        if (this.farewell) return this.end({ reason: 'disconnected by the server' });
+        if (!this.sid) return this.end({ reason: 'no session in the poll answer' });
+        body = await this.get(`${this.env.base}/poll?sid=${encodeURIComponent(this.sid)}&ack=${this.ack}`, this.holdMs + 15_000);
+      }
+    } catch (err) {
+      this.end({ reason: `poll failed: ${messageOf(err)}` });
+    }
+  }
+
+  send(frames: Frame[]): void {
+    this.poster?.send(frames);
+  }
+
+  protected shutdown(): void {
+    this.poster?.stop();
+    this.abort.abort();
+    if (this.sid && !this.farewell) {
+      // Tell the server now rather than let the session idle out (and hold its channels) meanwhile.
+      this.env.fetch(`${this.env.base}/poll?sid=${encodeURIComponent(this.sid)}`, { method: 'DELETE' }).then((r) => r.text(), () => {}).catch(() => {});
+    }
+  }
+}

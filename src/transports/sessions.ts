@@ -1,0 +1,218 @@
+/**
+ * Sessions of the HTTP transports: long-polling sessions and SSE streams. A session lives on the
+ * thread that opened it, and its id (`<thread>.<random>`) says which: any shard that receives a request
+ * for it (a poll, frames POSTed by the client, a DELETE) runs the operation there through the mesh
+ * ('poll' forward route). The id is a bearer secret — unlike the socket id, which backends see and
+ * pass around for `socket_id` exclusion, so it cannot be the socket id.
+ */
+import { randomBytes } from 'node:crypto';
+import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
+import { RtError } from '../errors.js';
+import { validateClientFrame, type ClientFrame } from '../protocol/native.js';
+import type { Client } from '../runtime/client.js';
+import type { ThreadContext } from '../runtime/context.js';
+import { corsFor, preflight } from './cors.js';
+import { handleFrame, type Reply } from './native-session.js';
+import { queryParam, readBody, sendError, sendJson, snapshot, track } from './http.js';
+
+/** What a poll answers: every frame after the acknowledged sequence number, and the number to ack next. */
+export interface PollResult {
+  seq: number;
+  frames: string[];
+}
+
+export interface Session {
+  readonly sid: string;
+  readonly client: Client;
+  /** Frames the client POSTed; replies go down the session's own stream. */
+  receive(frames: ClientFrame[]): void;
+  /** Long-polling only. */
+  poll?(ack: number): PollResult | Promise<PollResult>;
+  /** The client closed the session (DELETE). */
+  end(): void;
+  /** Periodic upkeep: keep-alives, idle expiry. */
+  tick(now: number): void;
+}
+
+/** A POST may carry several frames (the client batches what it queued while a POST was in flight). */
+export const MAX_FRAMES_PER_POST = 100;
+
+/** Per thread: module state is per worker. */
+const sessions = new Map<string, Session>();
+
+export function newSid(thread: number): string {
+  return `${thread}.${randomBytes(16).toString('base64url')}`;
+}
+
+export function addSession(s: Session): void {
+  sessions.set(s.sid, s);
+}
+
+export function removeSession(sid: string): void {
+  sessions.delete(sid);
+}
+
+export function sessionCount(): number {
+  return sessions.size;
+}
+
+function unknownSession(): RtError {
+  return new RtError('unknown_session', 'no such session (it expired, was closed, or its shard restarted): open a new one', 404);
+}
+
+const SID_RE = /^(\d{1,3})\.[A-Za-z0-9_-]{22}$/;
+
+/** The thread a session lives on, from its id; a malformed or impossible id is an unknown session. */
+export function sidThread(sid: string | undefined, shards: number): number {
+  const m = sid === undefined ? null : SID_RE.exec(sid);
+  if (!m) {
+    if (sid === undefined || sid === '') throw new RtError('bad_request', 'missing "sid" query parameter (the session id from the welcome frame)');
+    throw unknownSession();
+  }
+  const t = Number(m[1]);
+  if (t >= shards) throw unknownSession();
+  return t;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A POST body: one native frame, or an array of them, as JSON. All are checked before any runs. */
+export function decodeFrames(body: Uint8Array): ClientFrame[] {
+  let text: string;
+  try {
+    text = utf8.decode(body);
+  } catch {
+    throw new RtError('bad_frame', 'body is not valid UTF-8');
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new RtError('bad_json', 'body is not valid JSON: send a frame object or an array of frames');
+  }
+  const list = Array.isArray(v) ? v : [v];
+  if (list.length === 0 || list.length > MAX_FRAMES_PER_POST) throw new RtError('bad_request', `a POST carries 1 to ${MAX_FRAMES_PER_POST} frames`);
+  return list.map((f, i) => {
+    try {
+      return validateClientFrame(f);
+    } catch (err) {
+      const e = err as RtError;
+      throw new RtError(e.code, list.length > 1 ? `frame ${i}: ${e.message}` : e.message, e.status);
+    }
+  });
+}
+
+/** Runs frames for a session's client; `send` writes a reply down the session's stream. */
+export function runFrames(ctx: ThreadContext, client: Client, frames: ClientFrame[], send: (r: Reply) => void): void {
+  for (const f of frames) {
+    if (client.closed) return;
+    handleFrame(ctx, client, f, send);
+  }
+}
+
+type Op = { k: 'send'; sid: string; frames: ClientFrame[] } | { k: 'poll'; sid: string; ack: number } | { k: 'close'; sid: string };
+
+function runLocal(op: Op): unknown {
+  if (!op || typeof op !== 'object' || typeof op.sid !== 'string') throw new RtError('bad_request', 'malformed session operation');
+  const s = sessions.get(op.sid);
+  if (!s) throw unknownSession();
+  switch (op.k) {
+    case 'send':
+      s.receive(op.frames);
+      return { ok: true };
+    case 'poll':
+      if (!s.poll) throw new RtError('bad_request', 'this session is an SSE stream: it cannot be polled', 400);
+      return s.poll(op.ack);
+    case 'close':
+      s.end();
+      return { ok: true };
+    default:
+      throw new RtError('bad_request', 'unknown session operation');
+  }
+}
+
+const started = new WeakSet<ThreadContext>();
+
+/** Forward route and upkeep timer, once per thread whichever HTTP transport asks first. */
+export function enableSessions(ctx: ThreadContext): void {
+  if (started.has(ctx)) return;
+  started.add(ctx);
+  ctx.hub.onForward('poll', (body: Op) => runLocal(body));
+  const { sseKeepalive, pollSessionTimeout } = ctx.config;
+  const tickMs = Math.max(10, Math.min(1000, (sseKeepalive * 1000) / 4, (pollSessionTimeout * 1000) / 4));
+  const timer = setInterval(() => {
+    const now = Date.now();
+    for (const s of [...sessions.values()]) {
+      try {
+        s.tick(now);
+      } catch (err) {
+        ctx.log.error(`session ${s.client.id}: upkeep failed:`, err);
+      }
+    }
+  }, tickMs);
+  timer.unref();
+}
+
+/** Runs a session operation on the session's thread and resolves with its answer. */
+export function onSession<T>(ctx: ThreadContext, sid: string | undefined, op: Op, timeoutMs?: number): Promise<T> {
+  const thread = sidThread(sid, ctx.hub.shards);
+  const p = thread === ctx.thread ? new Promise<T>((resolve) => resolve(runLocal(op) as T)) : ctx.hub.forward<T>(thread, 'poll', op, timeoutMs);
+  return p.catch((err: RtError) => {
+    // Errors crossing the mesh lose their HTTP status: give the session-specific one back.
+    if (err?.code === 'unknown_session') throw unknownSession();
+    throw err;
+  });
+}
+
+/** CORS headers for an allowed request; throws the 403 for a refused origin. */
+export function corsOrThrow(ctx: ThreadContext, req: Parameters<typeof corsFor>[1]): Record<string, string> {
+  const c = corsFor(ctx.config.corsOrigins, req);
+  if (c instanceof RtError) throw c;
+  return c;
+}
+
+/**
+ * POST <path>?sid=…: frames from the client to its session (long-polling or SSE, wherever it lives),
+ * and DELETE <path>?sid=…: the client closes its session. Replies travel down the session's stream;
+ * the POST itself answers once the frames were handed over, in order.
+ */
+export function registerSessionRoutes(app: TemplatedApp, ctx: ThreadContext, path: string, getMethods: string): void {
+  const wrap = (body: (res: HttpResponse, r: ReturnType<typeof snapshot>, state: { aborted: boolean }, headers: Record<string, string>) => Promise<unknown>) =>
+    (res: HttpResponse, req: Parameters<Parameters<TemplatedApp['post']>[1]>[1]) => {
+      const state = track(res);
+      const r = snapshot(res, req);
+      const headers: Record<string, string> = { 'cache-control': 'no-store' };
+      ctx.inflight++;
+      (async () => {
+        Object.assign(headers, corsOrThrow(ctx, r));
+        const answer = await body(res, r, state, headers);
+        sendJson(res, state, 200, answer, headers);
+      })()
+        .catch((err) => sendError(res, state, err, headers))
+        .finally(() => ctx.inflight--);
+    };
+
+  app.post(
+    path,
+    wrap(async (res, r, state) => {
+      const sid = queryParam(r.query, 'sid');
+      sidThread(sid, ctx.hub.shards); // a bad id is refused before the body is read
+      const frames = decodeFrames(await readBody(res, r, ctx.config.maxPayload, state));
+      await onSession(ctx, sid, { k: 'send', sid: sid!, frames });
+      return { ok: true, accepted: frames.length };
+    }),
+  );
+
+  app.del(
+    path,
+    wrap(async (_res, r) => {
+      const sid = queryParam(r.query, 'sid');
+      await onSession(ctx, sid, { k: 'close', sid: sid! });
+      return { ok: true };
+    }),
+  );
+
+  app.options(path, (res, req) => {
+    preflight(res, ctx.config.corsOrigins, req.getHeader('origin'), req.getHeader('host'), `${getMethods}, POST, DELETE, OPTIONS`);
+  });
+}

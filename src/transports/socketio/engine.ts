@@ -1,0 +1,795 @@
+/**
+ * Engine.IO v4 server on uWS: sessions, HTTP long-polling, WebSocket, heartbeats and the upgrade.
+ *
+ * Sessions live on one thread, the one whose index prefixes their sid. A polling request that lands
+ * on another shard (no sticky sessions) is forwarded there through the mesh and answered back. The
+ * upgrade's WebSocket may land anywhere too: on the home thread the session just switches transport;
+ * elsewhere the session moves to the WebSocket's thread (its Socket.IO state is exported, rebuilt and
+ * re-subscribed there), because a uWS socket cannot change threads and relaying every delivery of a
+ * long-lived socket through another thread would defeat per-shard topic fan-out. The old thread keeps
+ * a ghost of the session for a while that relays late output (handler acks) to the new home.
+ */
+import { randomBytes } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
+import { decodeEioPacket, decodeEioPayload, EioError, openPacketData, type EioPacket } from '../../protocol/engineio.js';
+import type { Encoded } from '../../protocol/codecs.js';
+import { threadOfSocket } from '../../runtime/hash.js';
+import type { ThreadContext } from '../../runtime/context.js';
+import { statusLine } from '../http.js';
+import type { Handshake } from '../../actors/handlers.js';
+import { frameBytes, framesOf, NOOP, pollingPayload, type Frame } from './codec.js';
+
+export const SOCKETIO_PATH = '/socket.io/';
+
+/** Engine.IO's HTTP error codes (sent as `{ code, message }`). */
+const EioCode = {
+  UNKNOWN_TRANSPORT: 0,
+  UNKNOWN_SID: 1,
+  BAD_HANDSHAKE_METHOD: 2,
+  BAD_REQUEST: 3,
+  FORBIDDEN: 4,
+  UNSUPPORTED_PROTOCOL_VERSION: 5,
+} as const;
+const EIO_MESSAGES = ['Transport unknown', 'Session ID unknown', 'Bad handshake method', 'Bad request', 'Forbidden', 'Unsupported protocol version'];
+
+export interface EngineOptions {
+  pingInterval: number;
+  pingTimeout: number;
+  maxPayload: number;
+  polling: boolean;
+  websocket: boolean;
+  corsOrigins: readonly string[];
+  /** Bytes queued for a polling client that is not fetching them before it is disconnected. */
+  maxBuffered: number;
+  maxBackpressure: number;
+  upgradeTimeout: number;
+  /** How long a moved session's ghost relays late output to its new thread. */
+  ghostTtl: number;
+}
+
+/** What the Socket.IO layer does with one session. */
+export interface SessionListener {
+  onMessage(data: string | Uint8Array): void;
+  onClose(reason: string): void;
+  /** The session switched to its WebSocket on this thread. */
+  onTransport(): void;
+  /** The session is moving to another thread: freeze and describe yourself (msgpack-serializable). */
+  exportState(): unknown;
+  /** The new thread took over: let go of what was kept for the move (on the ghost). */
+  released(): void;
+}
+
+export interface SessionOwner {
+  open(session: EioSession): SessionListener;
+  /** A session moved in from another thread. */
+  restore(session: EioSession, state: unknown, from: number): SessionListener;
+}
+
+interface HttpAnswer {
+  status: number;
+  body: string;
+  type: 'text' | 'html' | 'json';
+}
+
+interface WsData {
+  handshake: Handshake;
+  session?: EioSession;
+  /** Set on an upgrade's WebSocket until the client sends the upgrade packet. */
+  probe?: { sid: string; home: number };
+  /** Packets that arrived while a moving session was being rebuilt here. */
+  early?: EioPacket[];
+  moving?: boolean;
+  /** The socket closed (uWS forbids touching it afterwards). */
+  gone?: boolean;
+}
+
+/** Mesh requests between threads for sessions (route 'eio'). */
+type EioOp =
+  | { op: 'get'; sid: string; rid: number }
+  | { op: 'abort'; sid: string; rid: number }
+  | { op: 'post'; sid: string; body: string }
+  | { op: 'kill'; sid: string; reason: string }
+  | { op: 'probe'; sid: string }
+  | { op: 'migrate'; sid: string }
+  | { op: 'release'; sid: string }
+  | { op: 'out'; sid: string; frames: Frame[] };
+
+interface Migrated {
+  frames: Frame[];
+  state: unknown;
+  handshake: Handshake;
+}
+
+function answer(code: number, status = code === EioCode.FORBIDDEN ? 403 : 400): HttpAnswer {
+  return { status, body: JSON.stringify({ code, message: EIO_MESSAGES[code] }), type: 'json' };
+}
+
+const OK_ANSWER: HttpAnswer = { status: 200, body: 'ok', type: 'html' };
+
+/** Request headers kept with a session (handlers see them; the auth endpoint gets the cookie). */
+const KEPT_HEADERS = ['cookie', 'origin', 'host', 'user-agent', 'referer', 'accept-language', 'x-forwarded-for', 'x-real-ip'];
+
+function snapshotHandshake(res: HttpResponse, req: HttpRequest, query: URLSearchParams): Handshake {
+  const headers: Record<string, string> = {};
+  for (const h of KEPT_HEADERS) {
+    const v = req.getHeader(h);
+    if (v) headers[h] = v.length > 8192 ? v.slice(0, 8192) : v;
+  }
+  const q: Record<string, string> = {};
+  let n = 0;
+  for (const [k, v] of query) {
+    if (++n > 50) break;
+    q[k] = v;
+  }
+  return { headers, query: q, address: Buffer.from(res.getRemoteAddressAsText()).toString() };
+}
+
+export class EioSession {
+  readonly sid: string;
+  readonly handshake: Handshake;
+  transport: 'polling' | 'websocket';
+  ws?: WebSocket<WsData>;
+  listener!: SessionListener;
+  closed = false;
+  /** Thread the session moved to (this object is then a ghost relaying late output). */
+  movedTo?: number;
+  upgrading = false;
+  private queue: Frame[] = [];
+  private queuedBytes = 0;
+  private getter?: { rid: number; send: (a: HttpAnswer) => void };
+  private flushScheduled = false;
+  private timer?: NodeJS.Timeout;
+  private upgradeTimer?: NodeJS.Timeout;
+  /** What a GET arriving after the close gets (the last packets and the close packet), briefly. */
+  private lastWords?: string;
+
+  constructor(
+    private readonly engine: Engine,
+    sid: string,
+    transport: 'polling' | 'websocket',
+    handshake: Handshake,
+  ) {
+    this.sid = sid;
+    this.transport = transport;
+    this.handshake = handshake;
+  }
+
+  get opts(): EngineOptions {
+    return this.engine.opts;
+  }
+
+  /** Output of the Socket.IO layer itself (connect answers, acks, handler emits): relayed when moved. */
+  send(frames: Frame[]): void {
+    if (this.closed) return;
+    if (this.movedTo !== undefined) {
+      this.engine.relay(this.movedTo, this.sid, frames);
+      return;
+    }
+    this.write(frames);
+  }
+
+  /**
+   * Hub deliveries (channel publications, presence, user messages): dropped on a ghost, because the
+   * new thread re-subscribed from the ghost's last stream position and delivers them itself.
+   */
+  deliver(e: Encoded): void {
+    if (this.closed || this.movedTo !== undefined) return;
+    this.write(framesOf(e));
+  }
+
+  write(frames: Frame[]): void {
+    if (this.transport === 'websocket') {
+      const ws = this.ws!;
+      for (const f of frames) ws.send(f, typeof f !== 'string');
+      return;
+    }
+    for (const f of frames) {
+      this.queue.push(f);
+      this.queuedBytes += frameBytes(f);
+    }
+    if (this.queuedBytes > this.opts.maxBuffered) {
+      this.close('slow consumer: polling client is not fetching its messages');
+      return;
+    }
+    if (this.getter && !this.flushScheduled) {
+      // Coalesce everything produced in this turn (e.g. one mesh drain) into one response.
+      this.flushScheduled = true;
+      queueMicrotask(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
+    }
+  }
+
+  private flush(): void {
+    if (!this.getter || this.queue.length === 0) return;
+    const g = this.getter;
+    this.getter = undefined;
+    const body = pollingPayload(this.queue);
+    this.queue = [];
+    this.queuedBytes = 0;
+    g.send({ status: 200, body, type: 'text' });
+  }
+
+  // ---- heartbeat: ping every pingInterval, expect the pong within pingTimeout
+
+  startHeartbeat(): void {
+    this.schedulePing();
+  }
+
+  private schedulePing(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.write(['2']);
+      this.timer = setTimeout(() => this.close('ping timeout'), this.opts.pingTimeout);
+    }, this.opts.pingInterval);
+  }
+
+  // ---- packets from the client
+
+  onPacket(p: EioPacket): void {
+    if (this.closed) return;
+    switch (p.type) {
+      case 'message':
+        this.listener.onMessage(p.data ?? '');
+        return;
+      case 'pong':
+        this.schedulePing();
+        return;
+      case 'close':
+        this.close('client closed the connection', false);
+        return;
+      case 'ping':
+      case 'noop':
+        // v4 clients do not ping (the server does); tolerated rather than fatal.
+        return;
+      default:
+        throw new EioError('eio_bad_packet', `unexpected ${p.type} packet`);
+    }
+  }
+
+  // ---- polling
+
+  poll(rid: number, send: (a: HttpAnswer) => void): void {
+    if (this.closed) {
+      if (this.lastWords !== undefined) {
+        send({ status: 200, body: this.lastWords, type: 'text' });
+        this.lastWords = undefined;
+        this.engine.forget(this);
+      } else send(answer(EioCode.UNKNOWN_SID));
+      return;
+    }
+    if (this.transport !== 'polling' || this.movedTo !== undefined) return send(answer(EioCode.BAD_REQUEST));
+    if (this.getter) {
+      // Two GETs at once is a broken or hostile client: end the session (protocol test suite behaviour).
+      send(answer(EioCode.BAD_REQUEST));
+      this.close('overlapping polling requests');
+      return;
+    }
+    this.getter = { rid, send };
+    if (this.queue.length > 0) this.flush();
+  }
+
+  abortPoll(rid: number): void {
+    if (this.getter?.rid === rid) this.getter = undefined;
+  }
+
+  post(body: string): HttpAnswer {
+    if (this.closed) return answer(EioCode.UNKNOWN_SID);
+    if (this.transport !== 'polling' || this.movedTo !== undefined) return answer(EioCode.BAD_REQUEST);
+    let packets: EioPacket[];
+    try {
+      packets = decodeEioPayload(body);
+    } catch (err) {
+      this.engine.ctx.log.debug(`socket.io ${this.sid}: bad polling payload: ${(err as Error).message}`);
+      this.close('parse error');
+      return answer(EioCode.BAD_REQUEST);
+    }
+    try {
+      for (const p of packets) this.onPacket(p);
+    } catch (err) {
+      this.engine.ctx.log.debug(`socket.io ${this.sid}: ${(err as Error).message}`);
+      this.close('parse error');
+      return answer(EioCode.BAD_REQUEST);
+    }
+    return OK_ANSWER;
+  }
+
+  // ---- upgrade
+
+  /** The client probes a WebSocket (on any thread): hurry the current poll along with a noop. */
+  beginUpgrade(): boolean {
+    if (this.closed || this.transport !== 'polling' || this.movedTo !== undefined || this.upgrading) return false;
+    this.upgrading = true;
+    clearTimeout(this.upgradeTimer);
+    this.upgradeTimer = setTimeout(() => (this.upgrading = false), this.opts.upgradeTimeout);
+    if (this.getter) {
+      const g = this.getter;
+      this.getter = undefined;
+      g.send({ status: 200, body: pollingPayload([...this.queue.splice(0), NOOP]), type: 'text' });
+      this.queuedBytes = 0;
+    }
+    return true;
+  }
+
+  /** Upgrade on this thread: same session, new transport; queued packets go out on the WebSocket. */
+  switchTo(ws: WebSocket<WsData>): void {
+    clearTimeout(this.upgradeTimer);
+    this.upgrading = false;
+    this.endPoll();
+    this.transport = 'websocket';
+    this.ws = ws;
+    const q = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.write(q);
+    this.listener.onTransport();
+  }
+
+  private endPoll(): void {
+    if (this.getter) {
+      const g = this.getter;
+      this.getter = undefined;
+      g.send({ status: 200, body: NOOP, type: 'text' });
+    }
+  }
+
+  /** Upgrade onto another thread: hand over the queue and the Socket.IO state, stay as a ghost. */
+  moveTo(thread: number): Migrated | null {
+    if (this.closed || !this.upgrading || this.transport !== 'polling' || this.movedTo !== undefined) return null;
+    clearTimeout(this.upgradeTimer);
+    clearTimeout(this.timer);
+    this.upgrading = false;
+    this.endPoll();
+    const frames = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    const state = this.listener.exportState();
+    this.movedTo = thread;
+    this.timer = setTimeout(() => {
+      this.closed = true;
+      this.listener.onClose('moved');
+      this.engine.forget(this);
+    }, this.opts.ghostTtl);
+    return { frames, state, handshake: this.handshake };
+  }
+
+  // ---- closing
+
+  /**
+   * Ends the session. Over WebSocket the socket is closed (the client reconnects unless Socket.IO told
+   * it otherwise first); over polling the close packet goes to the pending or the next GET.
+   */
+  close(reason: string, notify = true): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.upgradeTimer);
+    if (this.transport === 'websocket') {
+      const ws = this.ws!;
+      this.ws = undefined;
+      ws.getUserData().session = undefined;
+      try {
+        ws.end(1000, reason.slice(0, 120));
+      } catch {
+        /* already closed by the peer */
+      }
+      this.engine.forget(this);
+    } else if (this.movedTo === undefined) {
+      const frames = notify ? [...this.queue, '1'] : this.queue;
+      this.queue = [];
+      this.queuedBytes = 0;
+      if (this.getter) {
+        const g = this.getter;
+        this.getter = undefined;
+        g.send({ status: 200, body: pollingPayload(frames.length ? frames : [NOOP]), type: 'text' });
+        this.engine.forget(this);
+      } else if (notify) {
+        // Keep the last words for the client's next GET, briefly.
+        this.lastWords = pollingPayload(frames);
+        setTimeout(() => this.engine.forget(this), this.opts.pingTimeout).unref();
+      } else this.engine.forget(this);
+    } else this.engine.forget(this);
+    this.listener?.onClose(reason);
+  }
+
+  /** The WebSocket went away under us. */
+  transportClosed(reason: string): void {
+    if (this.closed) return;
+    this.ws = undefined;
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.engine.forget(this);
+    this.listener.onClose(reason);
+  }
+}
+
+export class Engine {
+  readonly sessions = new Map<string, EioSession>();
+  private rid = 0;
+
+  constructor(
+    readonly ctx: ThreadContext,
+    readonly opts: EngineOptions,
+    private readonly owner: SessionOwner,
+  ) {}
+
+  forget(s: EioSession): void {
+    if (this.sessions.get(s.sid) === s) this.sessions.delete(s.sid);
+  }
+
+  /** A ghost's late output goes to the session's new thread. */
+  relay(thread: number, sid: string, frames: Frame[]): void {
+    this.ctx.hub.forward(thread, 'eio', { op: 'out', sid, frames } satisfies EioOp).catch(() => {});
+  }
+
+  private newSid(): string {
+    return `${this.ctx.thread}.${randomBytes(15).toString('base64url')}`;
+  }
+
+  private create(transport: 'polling' | 'websocket', handshake: Handshake, ws?: WebSocket<WsData>): EioSession {
+    const s = new EioSession(this, this.newSid(), transport, handshake);
+    s.ws = ws;
+    this.sessions.set(s.sid, s);
+    s.listener = this.owner.open(s);
+    s.startHeartbeat();
+    return s;
+  }
+
+  private openPacket(sid: string, upgrades: string[]): string {
+    const o = this.opts;
+    return '0' + openPacketData({ sid, upgrades, pingInterval: o.pingInterval, pingTimeout: o.pingTimeout, maxPayload: o.maxPayload });
+  }
+
+  /** Which thread holds a sid, or -1 when it cannot be one of ours. */
+  private homeOf(sid: string): number {
+    if (sid.length > 64) return -1;
+    const t = threadOfSocket(sid);
+    return t >= 0 && t < this.ctx.hub.shards ? t : -1;
+  }
+
+  // ---- requests for sessions held here (directly, or forwarded by another shard)
+
+  private localOp(op: EioOp, from: number): unknown {
+    const s = this.sessions.get(op.sid);
+    switch (op.op) {
+      case 'get':
+        if (!s) return answer(EioCode.UNKNOWN_SID);
+        return new Promise<HttpAnswer>((resolve) => s.poll(op.rid, resolve));
+      case 'abort':
+        s?.abortPoll(op.rid);
+        return null;
+      case 'post':
+        return s ? s.post(op.body) : answer(EioCode.UNKNOWN_SID);
+      case 'kill':
+        s?.close(op.reason);
+        return null;
+      case 'probe':
+        return s ? s.beginUpgrade() : false;
+      case 'migrate':
+        return s ? s.moveTo(from) : null;
+      case 'release':
+        if (s?.movedTo !== undefined) s.listener.released();
+        return null;
+      case 'out': {
+        if (s && s.movedTo === undefined) s.send(op.frames);
+        return null;
+      }
+    }
+  }
+
+  private run(home: number, op: EioOp, timeoutMs?: number): Promise<unknown> {
+    if (home === this.ctx.thread) return Promise.resolve(this.localOp(op, home));
+    return this.ctx.hub.forward(home, 'eio', op, timeoutMs);
+  }
+
+  register(app: TemplatedApp): void {
+    this.ctx.hub.onForward('eio', (body: EioOp, from: number) => this.localOp(body, from));
+    if (this.opts.polling) {
+      app.get(SOCKETIO_PATH, (res, req) => this.http(res, req, 'GET'));
+      app.post(SOCKETIO_PATH, (res, req) => this.http(res, req, 'POST'));
+    }
+    app.options(SOCKETIO_PATH, (res, req) => this.preflight(res, req));
+    // Without the trailing slash the client would get the catch-all 404; the official clients always
+    // send it, but some hand-written ones do not.
+    app.any(SOCKETIO_PATH.slice(0, -1), (res, req) => {
+      const state = { aborted: false };
+      res.onAborted(() => (state.aborted = true));
+      const method = req.getMethod().toUpperCase();
+      if (method === 'OPTIONS') return this.preflight(res, req);
+      if (method === 'GET' || method === 'POST') return this.http(res, req, method);
+      this.reply(res, state, answer(EioCode.BAD_REQUEST), '');
+    });
+    if (this.opts.websocket) this.registerWs(app);
+  }
+
+  // ---- CORS
+
+  /** The Origin to echo back, '' when the request has none, or null when it is not allowed. */
+  private corsOrigin(origin: string, host: string): string | null {
+    if (!origin) return '';
+    const list = this.opts.corsOrigins;
+    if (list.includes('*') || list.includes(origin)) return origin;
+    try {
+      if (new URL(origin).host === host) return origin;
+    } catch {
+      return null;
+    }
+    return null;
+  }
+
+  private preflight(res: HttpResponse, req: HttpRequest): void {
+    const origin = this.corsOrigin(req.getHeader('origin'), req.getHeader('host'));
+    const headers = req.getHeader('access-control-request-headers');
+    res.cork(() => {
+      if (origin === null) {
+        res.writeStatus(statusLine(403)).writeHeader('content-type', 'application/json').end(answer(EioCode.FORBIDDEN).body);
+        return;
+      }
+      res.writeStatus(statusLine(204));
+      if (origin) res.writeHeader('access-control-allow-origin', origin).writeHeader('access-control-allow-credentials', 'true').writeHeader('vary', 'Origin');
+      res.writeHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
+      if (headers) res.writeHeader('access-control-allow-headers', headers.slice(0, 1024));
+      res.writeHeader('access-control-max-age', '86400');
+      res.endWithoutBody();
+    });
+  }
+
+  private reply(res: HttpResponse, state: { aborted: boolean }, a: HttpAnswer, origin: string): void {
+    if (state.aborted) return;
+    state.aborted = true;
+    res.cork(() => {
+      res.writeStatus(statusLine(a.status));
+      res.writeHeader('content-type', a.type === 'json' ? 'application/json' : a.type === 'html' ? 'text/html' : 'text/plain; charset=UTF-8');
+      res.writeHeader('cache-control', 'no-store');
+      if (origin) res.writeHeader('access-control-allow-origin', origin).writeHeader('access-control-allow-credentials', 'true').writeHeader('vary', 'Origin');
+      // An error may leave an unread body behind: close rather than parse it as the next request.
+      res.end(a.body, a.status >= 400);
+    });
+  }
+
+  // ---- HTTP long-polling
+
+  private http(res: HttpResponse, req: HttpRequest, method: 'GET' | 'POST'): void {
+    const state = { aborted: false };
+    let onAbort: (() => void) | undefined;
+    res.onAborted(() => {
+      state.aborted = true;
+      onAbort?.();
+    });
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    const origin = this.corsOrigin(req.getHeader('origin'), req.getHeader('host'));
+    if (origin === null) return this.reply(res, state, answer(EioCode.FORBIDDEN), '');
+    const fail = (code: number) => this.reply(res, state, answer(code), origin);
+    if (query.get('EIO') !== '4') return fail(EioCode.UNSUPPORTED_PROTOCOL_VERSION);
+    const transport = query.get('transport');
+    if (transport !== 'polling' || !this.opts.polling) return fail(EioCode.UNKNOWN_TRANSPORT);
+    // JSONP polling (`j`) was never used by v4 clients.
+    if (query.has('j')) return fail(EioCode.BAD_REQUEST);
+    const sid = query.get('sid');
+
+    if (sid === null) {
+      if (method !== 'GET') return fail(EioCode.BAD_HANDSHAKE_METHOD);
+      if (this.ctx.draining) return this.reply(res, state, { status: 503, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: 'Server shutting down' }), type: 'json' }, origin);
+      const s = this.create('polling', snapshotHandshake(res, req, query));
+      this.reply(res, state, { status: 200, body: this.openPacket(s.sid, this.opts.websocket ? ['websocket'] : []), type: 'text' }, origin);
+      return;
+    }
+
+    const home = this.homeOf(sid);
+    if (home < 0) return fail(EioCode.UNKNOWN_SID);
+    if (method === 'GET') {
+      const rid = ++this.rid;
+      // Longer than a poll is ever held: the session's next ping answers it within pingInterval.
+      const timeout = this.opts.pingInterval + this.opts.pingTimeout + 5000;
+      onAbort = () => void this.run(home, { op: 'abort', sid, rid }).catch(() => {});
+      this.run(home, { op: 'get', sid, rid }, timeout).then(
+        (a) => this.reply(res, state, a as HttpAnswer, origin),
+        () => fail(EioCode.UNKNOWN_SID),
+      );
+      return;
+    }
+    const declared = req.getHeader('content-length');
+    const limit = this.opts.maxPayload;
+    const ctype = req.getHeader('content-type');
+    const tooLarge = () => this.reply(res, state, { status: 413, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: `Payload Too Large: the limit is ${limit} bytes` }), type: 'json' }, origin);
+    if (declared && (!/^\d+$/.test(declared) || Number(declared) > limit)) {
+      tooLarge();
+      void this.run(home, { op: 'kill', sid, reason: 'polling body over maxHttpBufferSize' }).catch(() => {});
+      return;
+    }
+    if (ctype.startsWith('application/octet-stream')) {
+      // v3-style binary payloads: v4 clients send text only.
+      return fail(EioCode.BAD_REQUEST);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    res.onData((ab, isLast) => {
+      if (done) return;
+      size += ab.byteLength;
+      if (size > limit) {
+        done = true;
+        tooLarge();
+        void this.run(home, { op: 'kill', sid, reason: 'polling body over maxHttpBufferSize' }).catch(() => {});
+        return;
+      }
+      chunks.push(Buffer.from(new Uint8Array(ab).slice()));
+      if (!isLast) return;
+      done = true;
+      if (state.aborted) return;
+      const body = Buffer.concat(chunks, size).toString('utf8');
+      this.run(home, { op: 'post', sid, body }).then(
+        (a) => this.reply(res, state, a as HttpAnswer, origin),
+        () => fail(EioCode.UNKNOWN_SID),
+      );
+    });
+  }
+
+  // ---- WebSocket
+
+  private registerWs(app: TemplatedApp): void {
+    const engine = this;
+    app.ws<WsData>(SOCKETIO_PATH, {
+      // uWS closes the connection itself on a larger frame, before buffering it.
+      maxPayloadLength: this.opts.maxPayload,
+      // Engine.IO's own ping/pong keeps the connection and detects dead peers.
+      idleTimeout: 0,
+      sendPingsAutomatically: false,
+      maxBackpressure: this.opts.maxBackpressure,
+      closeOnBackpressureLimit: false,
+
+      upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
+        const query = new URLSearchParams(req.getQuery() ?? '');
+        const key = req.getHeader('sec-websocket-key');
+        const protocol = req.getHeader('sec-websocket-protocol');
+        const extensions = req.getHeader('sec-websocket-extensions');
+        const origin = engine.corsOrigin(req.getHeader('origin'), req.getHeader('host'));
+        const handshake = snapshotHandshake(res, req, query);
+        let aborted = false;
+        res.onAborted(() => (aborted = true));
+        const refuse = (code: number, status?: number) => {
+          if (aborted) return;
+          const a = answer(code, status);
+          res.cork(() => res.writeStatus(statusLine(a.status)).writeHeader('content-type', 'application/json').end(a.body, true));
+        };
+        if (origin === null) return refuse(EioCode.FORBIDDEN);
+        if (query.get('EIO') !== '4') return refuse(EioCode.UNSUPPORTED_PROTOCOL_VERSION);
+        if (query.get('transport') !== 'websocket') return refuse(EioCode.UNKNOWN_TRANSPORT);
+        const upgrade = (data: WsData) => {
+          if (aborted) return;
+          res.cork(() => res.upgrade<WsData>(data, key, protocol.split(',')[0]?.trim() ?? '', extensions, context));
+        };
+        const sid = query.get('sid');
+        if (sid === null) {
+          if (engine.ctx.draining) return refuse(EioCode.BAD_REQUEST, 503);
+          return upgrade({ handshake });
+        }
+        const home = engine.homeOf(sid);
+        if (home < 0) return refuse(EioCode.UNKNOWN_SID);
+        engine.run(home, { op: 'probe', sid }).then(
+          (ok) => (ok ? upgrade({ handshake, probe: { sid, home } }) : refuse(EioCode.BAD_REQUEST)),
+          () => refuse(EioCode.UNKNOWN_SID),
+        );
+      },
+
+      open(ws) {
+        const data = ws.getUserData();
+        if (data.probe) return;
+        const s = engine.create('websocket', data.handshake, ws);
+        data.session = s;
+        ws.send(engine.openPacket(s.sid, []), false);
+      },
+
+      message(ws, message, isBinary) {
+        const data = ws.getUserData();
+        // uWS reuses the buffer after this callback; text is decoded to a string right away.
+        const payload = isBinary ? new Uint8Array(message.slice(0)) : new Uint8Array(message);
+        let packet: EioPacket;
+        try {
+          packet = decodeEioPacket(payload, isBinary);
+        } catch (err) {
+          engine.ctx.log.debug(`socket.io websocket: ${(err as Error).message}`);
+          if (data.session) data.session.close('parse error', false);
+          else ws.end(1002, 'parse error');
+          return;
+        }
+        if (data.session) {
+          try {
+            data.session.onPacket(packet);
+          } catch (err) {
+            engine.ctx.log.debug(`socket.io ${data.session.sid}: ${(err as Error).message}`);
+            data.session.close('parse error', false);
+          }
+          return;
+        }
+        if (data.moving) {
+          (data.early ??= []).push(packet);
+          return;
+        }
+        if (data.probe) engine.onProbePacket(ws, data, packet);
+      },
+
+      dropped(ws) {
+        // uWS skipped a message for this socket because its buffer is full: the client would have a
+        // gap it cannot see, so it is disconnected (and reconnects).
+        ws.getUserData().session?.close('slow consumer', false);
+      },
+
+      close(ws) {
+        const data = ws.getUserData();
+        data.gone = true;
+        data.session?.transportClosed('transport close');
+        data.session = undefined;
+      },
+    });
+  }
+
+  private onProbePacket(ws: WebSocket<WsData>, data: WsData, p: EioPacket): void {
+    const probe = data.probe!;
+    if (p.type === 'ping' && p.data === 'probe') {
+      ws.send('3probe', false);
+      return;
+    }
+    if (p.type !== 'upgrade') {
+      ws.end(1002, 'expected the upgrade packet');
+      return;
+    }
+    data.probe = undefined;
+    if (probe.home === this.ctx.thread) {
+      const s = this.sessions.get(probe.sid);
+      if (!s || s.closed || !s.upgrading) {
+        ws.end(1002, 'session not upgradable');
+        return;
+      }
+      data.session = s;
+      s.switchTo(ws);
+      return;
+    }
+    data.moving = true;
+    this.ctx.hub.forward<Migrated | null>(probe.home, 'eio', { op: 'migrate', sid: probe.sid } satisfies EioOp).then(
+      (m) => this.adopt(ws, data, probe, m),
+      (err: Error) => {
+        this.ctx.log.debug(`socket.io ${probe.sid}: move from thread ${probe.home} failed: ${err.message}`);
+        data.moving = false;
+        try {
+          ws.end(1011, 'session could not be moved');
+        } catch {
+          /* gone */
+        }
+      },
+    );
+  }
+
+  /** Rebuilds a session that moved here with the upgrade's WebSocket. */
+  private adopt(ws: WebSocket<WsData>, data: WsData, probe: { sid: string; home: number }, m: Migrated | null): void {
+    data.moving = false;
+    if (!m) {
+      if (!data.gone) ws.end(1002, 'session not upgradable');
+      return;
+    }
+    const s = new EioSession(this, probe.sid, 'websocket', m.handshake);
+    s.ws = ws;
+    this.sessions.get(s.sid)?.close('replaced', false);
+    this.sessions.set(s.sid, s);
+    // Restored even when the socket is already gone, so the move completes (the old thread is told to
+    // let go) and the connection then ends through the one normal path.
+    s.listener = this.owner.restore(s, m.state, probe.home);
+    if (data.gone) {
+      s.transportClosed('transport close');
+      return;
+    }
+    data.session = s;
+    s.write(m.frames);
+    s.startHeartbeat();
+    for (const p of data.early ?? []) {
+      if (s.closed) break;
+      try {
+        s.onPacket(p);
+      } catch {
+        s.close('parse error', false);
+      }
+    }
+    data.early = undefined;
+  }
+}
