@@ -18,7 +18,7 @@ export class BenchServer {
   }
 
   static async start(kind: ServerKind, workers = 2): Promise<BenchServer> {
-    const child = fork(new URL('./servers/child.js', import.meta.url), [kind, String(workers)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(new URL('./servers/child.js', import.meta.url), [kind, String(workers)], { execArgv: ['--expose-gc', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m: any) => (m.type === 'ready' ? resolve(m.port) : reject(new Error('bad start'))));
       child.once('exit', (code) => reject(new Error(`bench server ${kind} exited with ${code}`)));

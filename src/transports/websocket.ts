@@ -16,6 +16,8 @@ interface SocketData {
   format: WireFormat;
   token?: string;
   ip: string;
+  /** Set once uWS reported the close: the socket must not be touched after that. */
+  gone?: boolean;
 }
 
 /** Bad frames tolerated before the connection is closed: a buggy client gets errors, a hostile one is cut off. */
@@ -53,15 +55,31 @@ function chooseFormat(query: string, protocols: string): { format: WireFormat; p
   return { format: q ?? 'json', protocol: '' };
 }
 
+/** How often sockets are checked for a send buffer over --max-backpressure. */
+const SLOW_SWEEP_MS = 100;
+
 export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
   const { config, hub } = ctx;
+  const sweep = setInterval(() => {
+    for (const c of hub.clients.values()) {
+      if (c instanceof WsClient && !c.closed && c.socket.getBufferedAmount() > config.maxBackpressure) {
+        c.closed = true;
+        c.socket.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
+      }
+    }
+  }, SLOW_SWEEP_MS);
+  sweep.unref();
   app.ws<SocketData>('/ws', {
     // uWS drops a connection without a close frame past its own limit; give ourselves headroom so a
     // moderately oversized frame gets a proper 1009 close with a reason, and only absurd ones are cut.
     maxPayloadLength: config.maxPayload * 4,
     idleTimeout: config.idleTimeout,
     sendPingsAutomatically: true,
-    maxBackpressure: config.maxBackpressure,
+    // uWS drops messages past its limit, and a close frame queued behind a full buffer is dropped too.
+    // So the real limit (--max-backpressure) is enforced by the sweep below, which closes a slow socket
+    // while its close frame still fits; uWS's own limit, 8× higher, is the backstop for bursts that
+    // outrun the sweep (then the client sees an abrupt close, still never a silent gap).
+    maxBackpressure: config.maxBackpressure * 8,
     closeOnBackpressureLimit: false,
 
     upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
@@ -130,16 +148,21 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
 
     dropped(ws) {
       // uWS skipped a message for this socket because its buffer is full: the client now has a gap it
-      // cannot see, so tell it and close; it reconnects and resumes from its last offset.
-      const client = ws.getUserData().client;
-      if (client && !client.closed) {
-        client.closed = true;
-        ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
-      }
+      // cannot see, so tell it and close; it reconnects and resumes from its last offset. The close is
+      // deferred: ending a socket from inside uWS's publish loop (where this is called) crashes uWS.
+      const data = ws.getUserData();
+      const client = data.client;
+      if (!client || client.closed) return;
+      client.closed = true;
+      setImmediate(() => {
+        if (!data.gone) ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
+      });
     },
 
     close(ws) {
-      const client = ws.getUserData().client;
+      const data = ws.getUserData();
+      data.gone = true;
+      const client = data.client;
       if (client) hub.remove(client);
     },
   });
