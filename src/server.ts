@@ -3,11 +3,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { loadConfig, ConfigError } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier } from './auth/jwt.js';
 import { loadActors } from './actors/registry.js';
+import { checkSocketIoConfig } from './transports/socketio/index.js';
 import { Supervisor } from './runtime/supervisor.js';
+import { checkBridgeConfig, openMainBridge } from './bridge/setup.js';
 import { MemoryClient, type MemoryIdentity } from './transports/memory.js';
 import type { ChannelInfo } from './runtime/messages.js';
 import type { Member } from './protocol/native.js';
@@ -54,6 +57,26 @@ function resolvePublicKey(cfg: ServerConfig): void {
   }
 }
 
+/** TLS files are checked here so a typo is a start-up error naming the file, not a shard that cannot start. */
+function checkTls(cfg: ServerConfig): void {
+  if (!cfg.tlsCert && !cfg.tlsKey) return;
+  if (!cfg.tlsCert || !cfg.tlsKey) throw new ConfigError(cfg.tlsCert ? 'tlsKey' : 'tlsCert', 'TLS needs both --tls-cert and --tls-key');
+  for (const key of ['tlsCert', 'tlsKey'] as const) {
+    let text: string;
+    try {
+      text = readFileSync(cfg[key], 'utf8');
+    } catch (err) {
+      throw new ConfigError(key, `cannot read ${key === 'tlsCert' ? '--tls-cert' : '--tls-key'} file ${cfg[key]}: ${(err as Error).message}`);
+    }
+    if (!text.includes('-----BEGIN')) throw new ConfigError(key, `${cfg[key]} is not a PEM file`);
+  }
+  try {
+    createSecureContext({ cert: readFileSync(cfg.tlsCert), key: readFileSync(cfg.tlsKey), passphrase: cfg.tlsPassphrase || undefined });
+  } catch (err) {
+    throw new ConfigError('tlsKey', `TLS certificate/key rejected: ${(err as Error).message}`);
+  }
+}
+
 export async function createServer(options: ServerOptions = {}): Promise<RtServer> {
   const { env = process.env, ...code } = options;
   const config = loadConfig({ code: code as Record<string, unknown>, env });
@@ -62,15 +85,21 @@ export async function createServer(options: ServerOptions = {}): Promise<RtServe
 
 export async function startServer(config: ServerConfig): Promise<RtServer> {
   resolvePublicKey(config);
+  checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
   if (config.actors) await loadActors(config.actors);
+  await checkSocketIoConfig(config);
+  // Redis bridge: a bad option or an unreachable Redis stops the start here, with a clear message.
+  const redisTarget = checkBridgeConfig(config);
+  const main = redisTarget ? await openMainBridge(config, redisTarget) : undefined;
   const apiKeyGenerated = !config.apiKey;
   const apiKey = config.apiKey || randomBytes(24).toString('base64url');
-  const sup = new Supervisor(config, apiKey);
+  const sup = new Supervisor(config, apiKey, main?.bridge);
   try {
     await sup.start();
   } catch (err) {
     await sup.stop().catch(() => {});
+    await main?.close();
     throw err;
   }
   const hub = sup.hub;
@@ -88,6 +117,9 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
     channels: (prefix) => hub.channels(prefix),
     presence: (channel) => hub.presence(channel).then((r) => r.members),
     crashShard: (i) => sup.crashShard(i),
-    close: () => sup.stop(),
+    close: async () => {
+      await sup.stop();
+      await main?.close();
+    },
   };
 }

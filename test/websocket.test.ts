@@ -183,3 +183,15 @@ t.test('publish to a user reaches all of its connections on every shard', async 
   t.equal((await a.waitClose()).code, 4011);
   t.equal((await b.waitClose()).code, 4011);
 });
+
+t.test('SO_REUSEPORT acceptor mode serves the same way, and refuses a port in use', async (t) => {
+  const s = await startServer(t, { acceptor: 'reuseport' });
+  t.equal(s.acceptMode, 'reuseport');
+  const a = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => a.close());
+  await a.request({ op: 'subscribe', channel: 'rp' });
+  t.equal((await api(s.http, '/api/publish', { channel: 'rp', event: 'e', data: 1 })).status, 200);
+  t.equal((await a.next((f) => f.op === 'message')).data, 1);
+  await t.rejects(startServer(t, { acceptor: 'reuseport', port: s.port }), /port is in use/);
+  await t.rejects(startServer(t, { acceptor: 'descriptor', port: s.port }), /cannot listen/);
+});

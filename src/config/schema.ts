@@ -17,6 +17,8 @@ export interface OptionSpec {
   readonly max?: number;
   /** Hidden from --help (internal or test-only knobs). */
   readonly hidden?: boolean;
+  /** Environment variable, when it is not the one derived from the key (see envOf). */
+  readonly env?: string;
 }
 
 export interface ServerConfig {
@@ -60,6 +62,33 @@ export interface ServerConfig {
   shutdownTimeout: number;
   /** Restart a crashed shard automatically. */
   restartShards: boolean;
+  // Security and limits
+  /** Browser origins allowed besides the server's own host ('*' = any). */
+  allowedOrigins: string[];
+  /** TLS certificate (PEM file); with tlsKey, serves wss:// and https:// on the same port. */
+  tlsCert: string;
+  /** TLS private key (PEM file). */
+  tlsKey: string;
+  /** Passphrase of the TLS private key. */
+  tlsPassphrase: string;
+  /** Messages per second one connection may send (token bucket refill rate); 0 = unlimited. */
+  rateLimit: number;
+  /** Burst size of the per-connection token bucket. */
+  rateBurst: number;
+  /** Open connections per host (all shards); 0 = unlimited. */
+  maxConnections: number;
+  /** Open connections per client IP (all shards); 0 = unlimited. */
+  maxConnectionsPerIp: number;
+  /** New connections per second per client IP (all shards); 0 = unlimited. */
+  connectionRatePerIp: number;
+  /** HTTP API requests per second per API key (all shards); 0 = unlimited. */
+  apiRateLimit: number;
+  /** Refuse connections without a valid token. */
+  requireAuth: boolean;
+  /** Members per presence channel. */
+  maxPresenceMembers: number;
+  /** Largest client publish / whisper payload, in bytes (after decoding). */
+  maxWhisperSize: number;
   // Socket.IO gateway
   /** Backend endpoint that authorizes private-/presence- subscriptions (e.g. Laravel's /broadcasting/auth); empty = not used. */
   authEndpoint: string;
@@ -88,6 +117,19 @@ export interface ServerConfig {
   sseKeepalive: number;
   /** Origins allowed to use /sse and /poll from a browser page of another origin ('*' = any). */
   corsOrigins: string[];
+  // Redis bridge
+  /** Redis URL (redis://, rediss://), or a comma-separated list of Redis Cluster nodes; empty = single host. */
+  redis: string;
+  /** Treat `redis` as Redis Cluster seed node(s): keys by hash tag, sharded pub/sub (SSUBSCRIBE/SPUBLISH). */
+  redisCluster: boolean;
+  /** Prefix of the Redis channels a Laravel backend PUBLISHes to (Laravel's redis `prefix`, e.g. 'laravel_database_'). */
+  redisPrefix: string;
+  /** Prefix of every key and pub/sub channel rt-actors itself creates in Redis; separates deployments sharing one Redis. */
+  redisNamespace: string;
+  /** Per-channel-pattern history bounds, `pattern=size/ttl`, e.g. 'chat-*=500/1h'; first match wins. */
+  historyPatterns: string[];
+  /** Seconds after which a silent host's presence members and subscriber counts are removed. */
+  presenceTtl: number;
 }
 
 const cores = (): number => Math.max(1, availableParallelism());
@@ -113,6 +155,20 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
   { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, doc: 'seconds to drain on SIGTERM/SIGINT before exiting anyway' },
   { key: 'restartShards', type: 'bool', default: true, doc: 'replace a crashed shard automatically' },
+  // Security and limits
+  { key: 'allowedOrigins', type: 'list', default: [], doc: "browser origins allowed besides the server's own host, e.g. 'https://app.example.com,https://*.example.com' ('*' = any)" },
+  { key: 'tlsCert', type: 'string', default: '', doc: 'TLS certificate chain (PEM file); with --tls-key serves wss:// and https:// on the same port' },
+  { key: 'tlsKey', type: 'string', default: '', doc: 'TLS private key (PEM file)' },
+  { key: 'tlsPassphrase', type: 'string', default: '', doc: 'passphrase of the TLS private key' },
+  { key: 'rateLimit', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages per second one connection may send (token bucket); 0 = unlimited' },
+  { key: 'rateBurst', type: 'int', default: 200, min: 1, max: 1_000_000, doc: 'burst size of the per-connection token bucket' },
+  { key: 'maxConnections', type: 'int', default: 100_000, min: 0, doc: 'open connections per host, all shards; 0 = unlimited' },
+  { key: 'maxConnectionsPerIp', type: 'int', default: 10_000, min: 0, doc: 'open connections per client IP, all shards; 0 = unlimited' },
+  { key: 'connectionRatePerIp', type: 'int', default: 1000, min: 0, doc: 'new connections per second per client IP, all shards; 0 = unlimited' },
+  { key: 'apiRateLimit', type: 'int', default: 10_000, min: 0, doc: 'HTTP API requests per second per API key, all shards; 0 = unlimited' },
+  { key: 'requireAuth', type: 'bool', default: false, doc: 'refuse connections that do not present a valid token' },
+  { key: 'maxPresenceMembers', type: 'int', default: 10_000, min: 1, doc: 'members per presence channel' },
+  { key: 'maxWhisperSize', type: 'bytes', default: 16 * 1024, min: 16, doc: "largest client publish / whisper payload, e.g. '16kb'" },
   // Socket.IO gateway
   { key: 'authEndpoint', type: 'string', default: '', doc: "backend URL that authorizes private-/presence- channels, called with the client's headers (e.g. http://app.test/broadcasting/auth)" },
   { key: 'socketioPingInterval', type: 'duration', default: 25, min: 0.05, max: 3600, doc: "Socket.IO heartbeat: time between the server's pings, e.g. '25s'" },
@@ -128,6 +184,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'pollSessionTimeout', type: 'duration', default: 30, min: 0.05, max: 3600, doc: 'a long-polling session with no poll request for this long is closed' },
   { key: 'sseKeepalive', type: 'duration', default: 15, min: 0.05, max: 15, doc: 'seconds between SSE keep-alive comments (at most 15)' },
   { key: 'corsOrigins', type: 'list', default: [], doc: "origins allowed to use /sse and /poll from another origin's page ('*' for any); same-origin always works" },
+  // Redis bridge
+  { key: 'redis', type: 'string', default: '', env: 'RT_REDIS_URL', doc: "Redis that bridges several hosts, e.g. 'redis://10.0.0.5:6379' (a comma-separated list of nodes means a Redis Cluster); empty runs one host alone" },
+  { key: 'redisCluster', type: 'bool', default: false, doc: 'the --redis node(s) are a Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH), keys grouped by channel hash tag' },
+  { key: 'redisPrefix', type: 'string', default: '', doc: "prefix of the Redis channels a Laravel backend publishes to (its redis 'prefix' option, e.g. 'laravel_database_')" },
+  { key: 'redisNamespace', type: 'string', default: 'rt', doc: "prefix of rt-actors' own Redis keys and channels; give deployments sharing one Redis different ones" },
+  { key: 'historyPatterns', type: 'list', default: [], doc: "history bounds per channel pattern, 'pattern=size/ttl', e.g. 'chat-*=500/1h,ticker.*=10/30s' (first match wins)" },
+  { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
 ];
 
 export const DEFAULT_WORKERS = cores;
@@ -137,7 +200,8 @@ export function flagOf(key: string): string {
 }
 
 export function envOf(key: string): string {
-  return 'RT_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+  const override = OPTIONS.find((o) => o.key === key)?.env;
+  return override ?? 'RT_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
 }
 
 export function specByFlag(flag: string): OptionSpec | undefined {

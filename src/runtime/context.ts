@@ -1,9 +1,11 @@
 /** What every transport on a thread needs, in one object. */
 import type { ServerConfig } from '../config/schema.js';
 import type { JwtVerifier } from '../auth/jwt.js';
+import type { HandlerRegistry } from '../actors/handlers.js';
 import type { Logger } from '../log.js';
 import type { Hub } from './hub.js';
 import type { SharedStats } from './stats.js';
+import type { SharedLimits } from '../security/shared-limits.js';
 
 export interface ThreadContext {
   thread: number;
@@ -17,4 +19,8 @@ export interface ThreadContext {
   draining: boolean;
   /** HTTP requests being answered; shutdown waits for them. */
   inflight: number;
+  /** Connection and API limits shared by every thread of the host. */
+  limits: SharedLimits;
+  /** Request handlers (rpc / Socket.IO events), set when the Socket.IO gateway registers. */
+  handlers?: HandlerRegistry;
 }

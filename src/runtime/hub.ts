@@ -9,7 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { RtError } from '../errors.js';
 import { allCodecs, type Encoded, type WireCodec } from '../protocol/codecs.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
-import type { Client } from './client.js';
+import { CloseCode, type Client } from './client.js';
+import type { HubBridge } from '../bridge/broker.js';
 import { ownerOf } from './hash.js';
 import type { MeshEndpoint } from './mesh.js';
 import type { ChannelInfo, Notice, PublishSource, Request, SubscribeResult } from './messages.js';
@@ -23,6 +24,8 @@ export interface HubOptions {
   ownerRequest?: (from: number, req: Request) => unknown;
   /** Called for 'unsub' / 'restarted' notices addressed to this thread as owner. */
   ownerNotice?: (from: number, n: Notice) => void;
+  /** Redis bridge: cluster-wide channel queries and user messages, instead of this host's owners. */
+  bridge?: HubBridge;
 }
 
 /** Memo for one delivery: each codec encodes at most once. */
@@ -217,6 +220,12 @@ export class Hub {
     }
   }
 
+  /** The last stream position this thread saw for a channel it has subscribers of. */
+  position(channel: string): StreamPosition | undefined {
+    const p = this.local.get(channel)?.pos;
+    return p ? { epoch: p.epoch, offset: p.offset } : undefined;
+  }
+
   unsubscribe(client: Client, channel: string): boolean {
     if (!client.channels.delete(channel)) return false;
     this.dropLocal(client, channel, true);
@@ -231,15 +240,32 @@ export class Hub {
     return this.mesh.request<{ offset: number }>(this.ownerOf(channel), req);
   }
 
-  /** Every connection of `user` on every thread (one frame per thread). */
-  publishToUser(user: string, event: string, data: unknown, exclude?: string): void {
+  /**
+   * Every connection of `user` on every thread (one frame per thread) — on every host with the Redis
+   * bridge, where the promise rejects when Redis is unreachable (callers may ignore it; it is handled).
+   */
+  publishToUser(user: string, event: string, data: unknown, exclude?: string): Promise<void> {
     this.stats.published++;
+    if (this.opts.bridge) {
+      const p = this.opts.bridge.publishToUser(user, event, data, exclude);
+      p.catch(() => {});
+      return p;
+    }
     const n: Notice = { t: 'user!', user, ev: event, data };
     if (exclude) n.ex = exclude;
     this.mesh.broadcast(n, true);
+    return Promise.resolve();
+  }
+
+  /** Disconnects every connection of a user on every thread (every host with the Redis bridge). */
+  kick(user: string): Promise<void> {
+    if (this.opts.bridge) return this.opts.bridge.kick(user);
+    this.mesh.broadcast({ t: 'kick', user, at: Math.floor(Date.now() / 1000) }, true);
+    return Promise.resolve();
   }
 
   presence(channel: string): Promise<{ members: Member[] }> {
+    if (this.opts.bridge) return this.opts.bridge.presence(channel);
     return this.mesh.request(this.ownerOf(channel), { t: 'presence', ch: channel });
   }
 
@@ -251,14 +277,25 @@ export class Hub {
   }
 
   channel(channel: string): Promise<ChannelInfo> {
+    if (this.opts.bridge) return this.opts.bridge.channel(channel);
     return this.mesh.request(this.ownerOf(channel), { t: 'channel', ch: channel });
   }
 
   async channels(prefix?: string): Promise<ChannelInfo[]> {
+    if (this.opts.bridge) return this.opts.bridge.channels(prefix);
     const parts = await Promise.all(
       Array.from({ length: this.shards }, (_, s) => this.mesh.request<ChannelInfo[]>(s, prefix ? { t: 'channels', prefix } : { t: 'channels' })),
     );
     return parts.flat().sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** When each user's tokens were revoked (POST /api/users/:id/disconnect), in seconds. */
+  private readonly revokedAt = new Map<string, number>();
+
+  /** A token issued at or before its user's revocation (or with no `iat` after one) is refused. */
+  isRevoked(user: string, iat: number | undefined): boolean {
+    const at = this.revokedAt.get(user);
+    return at !== undefined && (iat === undefined || iat <= at);
   }
 
   /** Disconnects every local connection of a user (used by the API, and by token revocation). */
@@ -279,10 +316,13 @@ export class Hub {
         return this.deliver(n.pub, n.ex);
       case 'join!':
       case 'leave!':
-        return this.deliverPresence(n.t, n.ch, n.m);
+        return this.deliverPresence(n.t, n.ch, n.m, n.ex);
+      case 'resync!':
+        return this.resync(n.ch);
       case 'user!':
         return this.deliverToUser(n);
       case 'kick':
+        this.revokedAt.set(n.user, n.at ?? Math.floor(Date.now() / 1000));
         this.disconnectUser(n.user, 'disconnected by the server');
         return;
       case 'restarted':
@@ -328,18 +368,32 @@ export class Hub {
     this.stats.delivered += n;
   }
 
-  private deliverPresence(kind: 'join!' | 'leave!', ch: string, m: Member): void {
+  private deliverPresence(kind: 'join!' | 'leave!', ch: string, m: Member, exclude?: string): void {
     const make = (c: WireCodec): Encoded => (kind === 'join!' ? c.join(ch, m) : c.leave(ch, m));
+    const ex = exclude ? (this.clients.get(exclude) ?? this.aliases.get(exclude)) : undefined;
     if (this.app) {
       for (const codec of allCodecs()) {
         const topic = codec.tag + ch;
-        if (this.app.numSubscribers(topic) > 0) publishTopic(this.app, codec, topic, make(codec));
+        if (this.app.numSubscribers(topic) === 0) continue;
+        if (ex?.ws && ex.codec === codec && ex.channels.has(ch)) publishTopic(ex.ws, codec, topic, make(codec));
+        else publishTopic(this.app, codec, topic, make(codec));
       }
     }
     const sinks = this.sinks.get(ch);
     if (sinks) {
       const memo = new EncodeMemo(make);
-      for (const c of sinks) c.sendEncoded(memo.get(c.codec));
+      for (const c of sinks) if (c !== ex) c.sendEncoded(memo.get(c.codec));
+    }
+  }
+
+  /**
+   * Redis bridge: this thread's subscribers of `ch` missed publications nobody can give them back. They
+   * are disconnected with a reconnect hint; their resume then answers `recovered: false`, which is how
+   * a client learns to reload. Silence would leave them with a gap they cannot see.
+   */
+  private resync(ch: string): void {
+    for (const c of [...this.clients.values()]) {
+      if (c.channels.has(ch)) c.disconnect(CloseCode.RESYNC, `missed messages on ${ch} could not be recovered: reconnect, resume and reload`, true);
     }
   }
 

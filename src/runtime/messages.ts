@@ -46,12 +46,15 @@ export type Notice =
   | { t: 'unsub'; ch: string; conn: ConnRef }
   /** A publication for the receiving thread's local subscribers of `pub.channel`; `ex` excludes a socket id. */
   | { t: 'pub!'; pub: Publication; ex?: string }
-  | { t: 'join!'; ch: string; m: Member }
-  | { t: 'leave!'; ch: string; m: Member }
+  /** Presence change for the thread's subscribers of `ch`; `ex` (Redis bridge) skips the socket that caused it. */
+  | { t: 'join!'; ch: string; m: Member; ex?: string }
+  | { t: 'leave!'; ch: string; m: Member; ex?: string }
+  /** Redis bridge: the thread's subscribers of `ch` missed publications that cannot be recovered. */
+  | { t: 'resync!'; ch: string }
   /** A message for every connection of a user, on every thread. */
   | { t: 'user!'; user: string; ev: string; data: unknown; ex?: string }
   /** Disconnect every connection of a user (API: POST /api/users/:id/disconnect). */
-  | { t: 'kick'; user: string }
+  | { t: 'kick'; user: string; at?: number }
   /** Thread `peer` was replaced: forget its subscriptions, resend ours for the channels it owns. */
   | { t: 'restarted'; peer: number };
 

@@ -15,13 +15,16 @@ import type { ThreadContext } from './context.js';
 import { Hub } from './hub.js';
 import { MeshEndpoint, type MeshLayout } from './mesh.js';
 import { SharedStats } from './stats.js';
+import { SharedLimits } from '../security/shared-limits.js';
 import { registerWebSocket } from '../transports/websocket.js';
 import { registerHttpApi } from '../transports/http-api.js';
 import { registerHealth } from '../transports/health.js';
 import { registerSse } from '../transports/sse.js';
 import { registerPolling } from '../transports/polling.js';
 import { registerClientBundle } from '../transports/client-bundle.js';
+import { registerSocketIo } from '../transports/socketio/index.js';
 import { sendJson, track } from '../transports/http.js';
+import { historyPolicy, startShardBridge } from '../bridge/setup.js';
 
 export type AcceptMode = 'descriptor' | 'reuseport';
 
@@ -31,6 +34,7 @@ export interface ShardTask {
   config: ServerConfig;
   apiKey: string;
   stats: SharedArrayBuffer;
+  limits: SharedArrayBuffer;
   mode: AcceptMode;
   /** Port to listen on in reuseport mode (already resolved if the config said 0). */
   port: number;
@@ -53,20 +57,28 @@ export async function runShard(task: ShardTask): Promise<void> {
   const mesh = new MeshEndpoint(task.layout, shard);
   const registry = new ActorRegistry(await loadActors(config.actors));
   const threads = task.layout.shards + 1;
+  // Redis bridge (--redis): undefined in the embedded default.
+  const bridge = await startShardBridge(config, shard, mesh, log, stats);
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
     historySize: config.historySize,
     historyTtlMs: config.historyTtl * 1000,
+    historyFor: historyPolicy(config),
     deliver: (t, pub, ex) => mesh.notify(t, ex ? { t: 'pub!', pub, ex } : { t: 'pub!', pub }),
-    presence: (t, kind, ch, m) => mesh.notify(t, { t: kind, ch, m }),
+    presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
+    ...bridge?.actorEnv,
   });
 
-  const app: TemplatedApp = uWS.App();
+  // With TLS each shard terminates it; the main thread's acceptor only hands over the raw socket.
+  const app: TemplatedApp = config.tlsCert
+    ? uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey, passphrase: config.tlsPassphrase || undefined })
+    : uWS.App();
   const hub = new Hub({
     mesh,
     app,
     maxChannelsPerConnection: config.maxChannelsPerConnection,
+    bridge: bridge?.hub,
     ownerRequest: (_from, req) => host.handle(req),
     ownerNotice: (_from, n) => {
       if (n.t === 'unsub') host.unsubscribe(n.ch, n.conn.id);
@@ -83,6 +95,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     log,
     draining: false,
     inflight: 0,
+    limits: new SharedLimits(task.limits, config),
   };
 
   if (config.transports.includes('ws')) registerWebSocket(app, ctx);
@@ -91,6 +104,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   registerSse(app, ctx);
   registerPolling(app, ctx);
   registerClientBundle(app, ctx);
+  await registerSocketIo(app, ctx);
   app.any('/*', (res, req) => {
     const state = track(res);
     sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
@@ -132,6 +146,8 @@ export async function runShard(task: ShardTask): Promise<void> {
     process.off('uncaughtException', onUncaught);
     clearInterval(statsTimer);
     host.close();
+    // Not graceful: this node's presence entries expire with its heartbeat; survivors re-register.
+    void bridge?.close(false);
     stats.set(shard, 'alive', 0);
     mesh.close();
     if (listenSocket) uWS.us_listen_socket_close(listenSocket);
@@ -168,6 +184,8 @@ export async function runShard(task: ShardTask): Promise<void> {
       await mesh.flushed(Math.min(cmd.timeoutMs, 2000));
       // Let uWS write the close frames before the app goes away.
       await new Promise((r) => setTimeout(r, 50));
+      // Members on this host leave now, not when its heartbeat expires.
+      await bridge?.close(true);
       clearInterval(statsTimer);
       host.close();
       stats.set(shard, 'alive', 0);

@@ -11,9 +11,11 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ServerConfig } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
 import { Hub } from './hub.js';
+import type { HubBridge } from '../bridge/broker.js';
 import { createMeshLayout, MeshEndpoint, type MeshLayout } from './mesh.js';
 import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js';
 import { SharedStats } from './stats.js';
+import { SharedLimits } from '../security/shared-limits.js';
 
 interface AcceptorApp extends TemplatedApp {
   addChildAppDescriptor(d: unknown): void;
@@ -37,11 +39,17 @@ export function descriptorsSupported(): boolean {
   return ok;
 }
 
-async function freePort(host: string): Promise<number> {
+/**
+ * Binds `port` once without SO_REUSEPORT and releases it: with SO_REUSEPORT the shards would otherwise
+ * share a port that another server already uses, silently. Port 0 picks a free port.
+ */
+async function claimPort(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, host || undefined, () => {
+    s.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new Error(`cannot listen on ${host || '*'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)),
+    );
+    s.listen(port, host || undefined, () => {
       const port = (s.address() as { port: number }).port;
       s.close(() => resolve(port));
     });
@@ -55,6 +63,7 @@ export class Supervisor {
   readonly mode: AcceptMode;
   readonly layout: MeshLayout;
   readonly stats: SharedStats;
+  readonly limits = SharedLimits.alloc();
   readonly hub: Hub;
   port = 0;
   private pool?: Piscina;
@@ -64,19 +73,24 @@ export class Supervisor {
   private stopping = false;
   private fatal?: (err: Error) => void;
 
-  constructor(config: ServerConfig, apiKey: string) {
+  /** `bridge`: the main thread's view of the Redis bridge (cluster-wide queries), when --redis is set. */
+  constructor(config: ServerConfig, apiKey: string, bridge?: HubBridge) {
     this.config = config;
     this.apiKey = apiKey;
     this.log = createLogger(config.logLevel, 'main');
     const canDescribe = descriptorsSupported();
     if (config.acceptor === 'descriptor' && !canDescribe) throw new Error('--acceptor=descriptor: this uWebSockets.js build has no app descriptors; use reuseport or auto');
-    this.mode = config.acceptor === 'auto' ? (canDescribe ? 'descriptor' : 'reuseport') : config.acceptor;
+    // Handing sockets to TLS (SSLApp) shards through descriptors crashes this uWS build when apps are
+    // closed and recreated (seen in tests), so TLS uses SO_REUSEPORT.
+    const tls = !!config.tlsCert;
+    if (config.acceptor === 'descriptor' && tls) throw new Error('--acceptor=descriptor cannot be combined with TLS in this build; use auto or reuseport');
+    this.mode = config.acceptor === 'auto' ? (canDescribe && !tls ? 'descriptor' : 'reuseport') : config.acceptor;
     this.layout = createMeshLayout(config.workers, config.ringSize);
     this.stats = new SharedStats(SharedStats.alloc(config.workers + 1), config.workers + 1);
     this.slots = Array.from({ length: config.workers }, () => ({ restarts: 0 }));
     // The main thread is a mesh member too (index = workers), so in-process clients and server-side
     // publishes use the same path as shards.
-    this.hub = new Hub({ mesh: new MeshEndpoint(this.layout, config.workers), maxChannelsPerConnection: config.maxChannelsPerConnection });
+    this.hub = new Hub({ mesh: new MeshEndpoint(this.layout, config.workers), maxChannelsPerConnection: config.maxChannelsPerConnection, bridge });
   }
 
   async start(): Promise<void> {
@@ -95,6 +109,8 @@ export class Supervisor {
     this.pool.on('error', (err) => this.log.error('worker pool error:', err));
 
     if (this.mode === 'descriptor') {
+      // uWS can only listen exclusively without a host; with one, check the port is free first.
+      if (config.host && config.port !== 0) await claimPort(config.host, config.port);
       const app = uWS.App() as AcceptorApp;
       this.acceptor = app;
       this.port = await new Promise<number>((resolve, reject) => {
@@ -108,7 +124,7 @@ export class Supervisor {
         else app.listen(config.port, uWS.ListenOptions?.LIBUS_LISTEN_EXCLUSIVE_PORT ?? 1, cb);
       });
     } else {
-      this.port = config.port === 0 ? await freePort(config.host) : config.port;
+      this.port = await claimPort(config.host, config.port);
     }
 
     const failed = new Promise<never>((_, reject) => (this.fatal = reject));
@@ -129,6 +145,7 @@ export class Supervisor {
       config: this.config,
       apiKey: this.apiKey,
       stats: this.stats.sab,
+      limits: this.limits,
       mode: this.mode,
       port: this.port,
       control: port2,
@@ -206,7 +223,7 @@ export class Supervisor {
     this.log.debug('shutdown: shards drained');
     // Phase 2: tell clients to reconnect elsewhere, flush rings, exit.
     this.slots.forEach((_, i) => this.command(i, { type: 'stop', timeoutMs }));
-    await Promise.race([Promise.allSettled(this.slots.map((s) => s.running)), new Promise((r) => setTimeout(r, timeoutMs + 1000))]);
+    await Promise.race([Promise.allSettled(this.slots.map((s) => s.running)), new Promise((r) => setTimeout(r, timeoutMs + 1000).unref())]);
     this.log.debug('shutdown: shards stopped');
     this.hub.mesh.close();
     this.acceptor?.close();
@@ -226,7 +243,8 @@ export class Supervisor {
             }),
         ),
       ),
-      new Promise((r) => setTimeout(r, timeoutMs)),
+      // unref: a deadline that lost the race must not keep the process alive for its full length.
+      new Promise((r) => setTimeout(r, timeoutMs).unref()),
     ]);
   }
 }

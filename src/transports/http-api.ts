@@ -7,6 +7,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { RtError } from '../errors.js';
 import { assertChannel, assertEvent } from '../protocol/native.js';
 import type { ThreadContext } from '../runtime/context.js';
+import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
 import { parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
 
 const MAX_CHANNELS_PER_PUBLISH = 100;
@@ -78,7 +79,7 @@ function assertChannelField(v: unknown, where: string): string {
 
 async function publish(ctx: ThreadContext, spec: PublishSpec): Promise<Record<string, number> | undefined> {
   if (spec.user !== undefined) {
-    ctx.hub.publishToUser(spec.user, spec.event, spec.data, spec.socketId);
+    await ctx.hub.publishToUser(spec.user, spec.event, spec.data, spec.socketId);
     return undefined;
   }
   const results = await Promise.all(spec.channels!.map((ch) => ctx.hub.publish(ch, spec.event, spec.data, 'api', undefined, spec.socketId)));
@@ -89,18 +90,32 @@ async function publish(ctx: ThreadContext, spec: PublishSpec): Promise<Record<st
 
 type Handler = (ctx: ThreadContext, req: Req, res: HttpResponse, state: { aborted: boolean }) => Promise<unknown>;
 
-/** Wraps a handler: snapshot, key check, in-flight accounting, and error answers. */
+/** Browser calls of the API must come from an allowed origin; server-to-server calls send no Origin. */
+function checkOrigin(ctx: ThreadContext, req: Req): Record<string, string> {
+  const origin = req.headers['origin'];
+  if (!originAllowed(origin, req.headers['host'], ctx.config.allowedOrigins)) {
+    throw new RtError('origin_not_allowed', `origin ${String(origin).slice(0, 100)} is not allowed; add it to --allowed-origins`, 403);
+  }
+  return corsHeaders(origin);
+}
+
+/** Wraps a handler: snapshot, origin and key checks, rate limit, in-flight accounting, error answers. */
 function route(ctx: ThreadContext, params: number, needsKey: boolean, h: Handler) {
   return (res: HttpResponse, httpReq: HttpRequest) => {
     const state = track(res);
     const req = snapshot(res, httpReq, params);
+    let cors: Record<string, string> = {};
     ctx.inflight++;
     (async () => {
-      if (needsKey) checkApiKey(ctx, req);
+      cors = checkOrigin(ctx, req);
+      if (needsKey) {
+        checkApiKey(ctx, req);
+        if (!ctx.limits.apiRequest()) throw new RtError('rate_limited', `more than ${ctx.config.apiRateLimit} API requests per second`, 429);
+      }
       const body = await h(ctx, req, res, state);
-      sendJson(res, state, 200, body);
+      sendJson(res, state, 200, body, cors);
     })()
-      .catch((err) => sendError(res, state, err))
+      .catch((err) => sendError(res, state, err, cors))
       .finally(() => ctx.inflight--);
   };
 }
@@ -163,10 +178,28 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
     route(ctx, 1, true, async (c, req) => {
       const user = req.params[0]!;
       if (!user) throw new RtError('bad_request', 'user id is required');
-      c.hub.mesh.broadcast({ t: 'kick', user }, true);
+      await c.hub.kick(user);
       return { ok: true };
     }),
   );
+
+  // CORS preflight for browser calls (e.g. an admin page publishing with a key).
+  app.options('/api/*', (res, httpReq) => {
+    const state = track(res);
+    const req = snapshot(res, httpReq);
+    try {
+      const cors = checkOrigin(ctx, req);
+      if (state.aborted) return;
+      state.aborted = true;
+      res.cork(() => {
+        res.writeStatus('204 No Content');
+        for (const [k, v] of Object.entries({ ...cors, ...CORS_PREFLIGHT_HEADERS })) res.writeHeader(k, v);
+        res.end();
+      });
+    } catch (err) {
+      sendError(res, state, err);
+    }
+  });
 
   app.any(
     '/api/*',

@@ -7,6 +7,7 @@ import { RtError, toErrorBody } from '../errors.js';
 import type { ClientFrame } from '../protocol/native.js';
 import type { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
+import { handleRpc } from './native-rpc.js';
 
 export type Reply = Record<string, unknown>;
 
@@ -30,6 +31,7 @@ export function authenticate(ctx: ThreadContext, client: Client, token: string):
     if (err instanceof JwtError) throw new RtError(err.code, err.message, 401);
     throw err;
   }
+  if (ctx.hub.isRevoked(String(claims.sub), claims.iat)) throw new RtError('token_revoked', 'this token was revoked; get a new one', 401);
   if (client.user !== undefined && client.user !== String(claims.sub)) {
     throw new RtError('forbidden', 'a connection cannot change user; reconnect instead', 403);
   }
@@ -85,7 +87,8 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
           .then((r) => send(ok(f.ref, { channel: f.channel, offset: r.offset, epoch: r.epoch, recovered: r.recovered, publications: r.pubs })), fail);
         return;
       case 'rpc':
-        throw new RtError('no_handler', `no handler for event ${f.event}`, 404);
+        handleRpc(ctx, client, f.event, f.data).then((data) => send(ok(f.ref, { data: data ?? null })), fail);
+        return;
     }
   } catch (err) {
     fail(err);

@@ -10,6 +10,8 @@ import type { ThreadContext } from '../runtime/context.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { authenticate, errorReply, handleFrame, type Reply } from './native-session.js';
 import { queryParam, statusLine } from './http.js';
+import { originAllowed } from '../security/origins.js';
+import { MAX_RATE_STRIKES, TokenBucket } from '../security/token-bucket.js';
 
 interface SocketData {
   client?: WsClient;
@@ -20,11 +22,14 @@ interface SocketData {
   gone?: boolean;
 }
 
+const ADMIT_STATUS = { too_many_connections: 503, too_many_connections_from_ip: 429, connection_rate_limited: 429 } as const;
+
 /** Bad frames tolerated before the connection is closed: a buggy client gets errors, a hostile one is cut off. */
 const MAX_BAD_FRAMES = 20;
 
 export class WsClient extends Client {
   badFrames = 0;
+  bucket?: TokenBucket;
   constructor(id: string, format: WireFormat, readonly socket: WebSocket<SocketData>) {
     super(id, 'ws', format === 'json' ? JSON_CODEC : MSGPACK_CODEC);
     this.ws = socket as WebSocket<unknown>;
@@ -88,6 +93,8 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const protocols = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
       const auth = req.getHeader('authorization');
+      const origin = req.getHeader('origin');
+      const host = req.getHeader('host');
       const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
       const refuse = (status: number, err: RtError): void => {
         res.cork(() => {
@@ -97,15 +104,23 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       if (ctx.draining) return refuse(503, new RtError('unavailable', 'server is shutting down; reconnect'));
       const choice = chooseFormat(query, protocols);
       if (choice instanceof RtError) return refuse(400, choice);
+      if (!originAllowed(origin || undefined, host, config.allowedOrigins)) {
+        return refuse(403, new RtError('origin_not_allowed', `origin ${origin.slice(0, 100)} is not allowed; add it to --allowed-origins`, 403));
+      }
       const token = queryParam(query, 'token') ?? (auth.startsWith('Bearer ') ? auth.slice(7) : undefined);
+      // Checked before upgrading so a refusal is a plain HTTP status the client can see, not a silent close.
       if (token !== undefined) {
-        // Checked before upgrading so a bad token is a plain HTTP 401 the client can see, not a silent close.
         try {
-          ctx.verifier.verify(token);
+          const claims = ctx.verifier.verify(token);
+          if (hub.isRevoked(String(claims.sub), claims.iat)) return refuse(401, new RtError('token_revoked', 'this token was revoked; get a new one', 401));
         } catch (err) {
           return refuse(401, new RtError((err as { code?: string }).code ?? 'unauthorized', (err as Error).message, 401));
         }
+      } else if (config.requireAuth) {
+        return refuse(401, new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401));
       }
+      const admitted = ctx.limits.admit(ip);
+      if (admitted !== 'ok') return refuse(ADMIT_STATUS[admitted], new RtError(admitted, `connection refused: ${admitted.replace(/_/g, ' ')}`, ADMIT_STATUS[admitted]));
       res.cork(() => {
         res.upgrade<SocketData>({ format: choice.format, token, ip }, key, choice.protocol, extensions, context);
       });
@@ -114,6 +129,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     open(ws) {
       const data = ws.getUserData();
       const client = new WsClient(hub.nextSocketId(), data.format, ws);
+      if (config.rateLimit > 0) client.bucket = new TokenBucket(config.rateLimit, config.rateBurst);
       data.client = client;
       if (data.token !== undefined) {
         try {
@@ -143,6 +159,15 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
         if (++client.badFrames >= MAX_BAD_FRAMES) client.disconnect(CloseCode.BAD_REQUEST, 'too many malformed frames', false);
         return;
       }
+      if (client.bucket && !client.bucket.take()) {
+        client.send(errorReply(frame.ref, new RtError('rate_limited', `more than ${config.rateLimit} messages per second; slow down`, 429)));
+        if (client.bucket.strikes >= MAX_RATE_STRIKES) client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
+        return;
+      }
+      if (frame.op === 'publish' && message.byteLength > config.maxWhisperSize) {
+        client.send(errorReply(frame.ref, new RtError('payload_too_large', `client publishes are limited to ${config.maxWhisperSize} bytes`, 413)));
+        return;
+      }
       handleFrame(ctx, client, frame, (r: Reply) => client.send(r));
     },
 
@@ -162,6 +187,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     close(ws) {
       const data = ws.getUserData();
       data.gone = true;
+      ctx.limits.release(data.ip);
       const client = data.client;
       if (client) hub.remove(client);
     },
