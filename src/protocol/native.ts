@@ -84,12 +84,26 @@ export function decodeClientFrame(bytes: ArrayBuffer | Uint8Array, isBinary: boo
   return validateClientFrame(obj);
 }
 
+/** A frame that decoded but is invalid; carries its `ref` when it had a usable one, so the reply can echo it. */
+export class FrameError extends RtError {
+  constructor(err: RtError, readonly ref?: number) {
+    super(err.code, err.message, err.status);
+  }
+}
+
 export function validateClientFrame(obj: unknown): ClientFrame {
   if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new RtError('bad_frame', 'a frame must be an object with an "op" field');
   const f = obj as Record<string, unknown>;
   const ref = f.ref;
   if (ref !== undefined && (!Number.isSafeInteger(ref) || (ref as number) < 0)) throw new RtError('bad_frame', '"ref" must be a non-negative integer');
-  const r = ref as number | undefined;
+  try {
+    return validateOp(f, ref as number | undefined);
+  } catch (err) {
+    throw err instanceof RtError ? new FrameError(err, ref as number | undefined) : err;
+  }
+}
+
+function validateOp(f: Record<string, unknown>, r: number | undefined): ClientFrame {
   switch (f.op) {
     case 'auth':
       if (typeof f.token !== 'string' || f.token.length === 0) throw new RtError('bad_frame', 'auth needs a "token" string', 400);

@@ -4,7 +4,7 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
 import { JSON_CODEC, MSGPACK_CODEC, type Encoded } from '../protocol/codecs.js';
-import { decodeClientFrame, encodeFrame, type WireFormat } from '../protocol/native.js';
+import { decodeClientFrame, encodeFrame, FrameError, type WireFormat } from '../protocol/native.js';
 import { Client, CloseCode } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { RtError, toErrorBody } from '../errors.js';
@@ -155,7 +155,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       try {
         frame = decodeClientFrame(message, isBinary);
       } catch (err) {
-        client.send({ op: 'error', error: toErrorBody(err) });
+        client.send(err instanceof FrameError && err.ref !== undefined ? errorReply(err.ref, err) : { op: 'error', error: toErrorBody(err) });
         if (++client.badFrames >= MAX_BAD_FRAMES) client.disconnect(CloseCode.BAD_REQUEST, 'too many malformed frames', false);
         return;
       }
