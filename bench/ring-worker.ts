@@ -14,12 +14,12 @@ interface Init {
   payloadBytes: number;
   payloadKind: 'buffer' | 'string';
 }
-type Cmd = { cmd: 'run'; mode: 'ring' | 'postmessage'; n: number } | { cmd: 'stop' };
+type Cmd = { cmd: 'run'; mode: 'ring' | 'postmessage'; n: number };
 
 const init = workerData as Init;
 const port = parentPort!;
-// A pending Atomics.waitAsync does not keep a worker alive; this does, until 'stop'.
-const keepAlive = setInterval(() => {}, 1 << 30);
+// A pending Atomics.waitAsync does not keep a worker alive; this does, until the bench terminates us.
+setInterval(() => {}, 1 << 30);
 // Producers hand the event loop back this often, as any real sender would, so the consumer
 // is woken (microtask-batched) while the producer is still producing.
 const BATCH = 4096;
@@ -81,13 +81,6 @@ if (init.role === 'producer') {
   };
 
   port.on('message', (c: Cmd) => {
-    if (c.cmd === 'stop') {
-      bell.close();
-      clearInterval(keepAlive);
-      init.port.close();
-      port.close();
-      return;
-    }
     port.postMessage({ started: now() });
     if (c.mode === 'ring') runRing(c.n);
     else runPost(c.n);
@@ -111,13 +104,6 @@ if (init.role === 'producer') {
   init.port.on('message', onMsg);
 
   port.on('message', (c: Cmd) => {
-    if (c.cmd === 'stop') {
-      bell.close();
-      clearInterval(keepAlive);
-      init.port.close();
-      port.close();
-      return;
-    }
     expected = 0;
     errors = 0;
     target = c.n;

@@ -1,6 +1,6 @@
 /**
  * Ring queue vs per-message postMessage between two real worker threads, same messages, same
- * worker pair, same run. One record per payload size.
+ * worker pair, same run. One record per payload size and kind (Buffer or string).
  *
  *   node dist/bench/ring.js [--quick]     prints one JSON line per figure
  */
@@ -70,8 +70,7 @@ async function measurePair(
     const started = nextReply(producer, 'started');
     const finished = nextReply(consumer, 'finished');
     producer.postMessage({ cmd: 'run', mode, n: count });
-    const s = await started;
-    const f = await finished;
+    const [s, f] = await Promise.all([started, finished]);
     if (f.errors) throw new Error(`${mode}: ${f.errors} messages out of order`);
     return count / ((f.finished! - s.started!) / 1000);
   };
@@ -90,12 +89,7 @@ async function measurePair(
     }
     return { ring: median(ringRates), post: median(postRates) };
   } finally {
-    producer.postMessage({ cmd: 'stop' });
-    consumer.postMessage({ cmd: 'stop' });
-    await Promise.all([
-      new Promise((r) => producer.once('exit', r)),
-      new Promise((r) => consumer.once('exit', r)),
-    ]);
+    await Promise.all([producer.terminate(), consumer.terminate()]);
   }
 }
 
@@ -111,8 +105,8 @@ function median(xs: number[]): number {
 export async function benchRing(opts: { quick: boolean }): Promise<Array<Record<string, unknown>>> {
   const sizes = opts.quick
     ? [
-        { payload: 64, n: 100_000, reps: 3 },
-        { payload: 1024, n: 50_000, reps: 3 },
+        { payload: 64, n: 80_000, reps: 3 },
+        { payload: 1024, n: 30_000, reps: 3 },
       ]
     : [
         { payload: 64, n: 1_000_000, reps: 5 },

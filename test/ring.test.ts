@@ -69,21 +69,23 @@ t.test('wrap-around: varied sizes through a 4 KiB ring, counters crossing 2^32',
     const c = new RingConsumer(ring, allocDoorbell());
     const rand = rng(1234 + startAt);
     const got: Msg[] = [];
-    let sent = 0;
+    const lengths: number[] = [];
     let bad = 0;
     const total = 4000;
-    while (got.length < total) {
+    for (let rounds = 0; got.length < total && rounds < 10 * total; rounds++) {
       const burst = 1 + Math.floor(rand() * 12);
-      for (let i = 0; i < burst && sent < total; i++, sent++) {
+      for (let i = 0; i < burst && lengths.length < total; i++) {
         // 1..1100 bytes: most are single frames, some exceed the 1 KiB fragment size.
-        p.send({ seq: sent, data: bytes(sent, 1 + Math.floor(rand() * 1100)) });
+        const n = 1 + Math.floor(rand() * 1100);
+        p.send({ seq: lengths.length, data: bytes(lengths.length, n) });
+        lengths.push(n);
       }
       p.flush();
       c.drain((m) => got.push(m as Msg), 1 + Math.floor(rand() * 8));
     }
-    for (let i = 0; i < total; i++) {
+    for (let i = 0; i < got.length; i++) {
       const m = got[i]!;
-      if (m.seq !== i || !sameBytes(m.data, bytes(i, m.data!.length))) bad++;
+      if (m.seq !== i || !sameBytes(m.data, bytes(i, lengths[i]!))) bad++;
     }
     t.equal(got.length, total, `all delivered (start ${startAt})`);
     t.equal(bad, 0, `order and content intact (start ${startAt})`);
@@ -337,7 +339,7 @@ const fixture = new URL('./fixtures/ring-worker.mjs', import.meta.url);
 const distRing = fileURLToPath(new URL('../dist/src/runtime/ring.js', import.meta.url));
 const srcRing = fileURLToPath(new URL('../src/runtime/ring.ts', import.meta.url));
 
-function distIsFresh(): string | null {
+function staleDist(): string | null {
   try {
     if (statSync(distRing).mtimeMs + 1000 < statSync(srcRing).mtimeMs) {
       return 'dist/src/runtime/ring.js is older than src/runtime/ring.ts: run `npx tsc -p tsconfig.json`';
@@ -350,9 +352,18 @@ function distIsFresh(): string | null {
 
 type Reply = Record<string, unknown> & { done?: boolean };
 
-/** Starts one worker per spec; resolves with the `done` reply of every spec that has no `silent`. */
-async function runWorkers(specs: Array<Record<string, unknown>>, ms: number): Promise<Reply[]> {
-  const workers = specs.map((workerData) => new Worker(fixture, { workerData }));
+/**
+ * Starts one worker per spec; resolves with the `done` reply of every spec without `silent`.
+ * Fails when no worker has sent or received anything for `stallMs` (a lost wake-up looks exactly
+ * like that), which stays reliable on a slow or loaded machine where a fixed deadline would not.
+ */
+async function runWorkers(specs: Array<Record<string, unknown>>, stallMs = 5000): Promise<Reply[]> {
+  const progress = new SharedArrayBuffer(4 * specs.length);
+  const counters = new Int32Array(progress);
+  // execArgv: [] — the fixture is plain JS; inheriting tap's TypeScript loader only slows startup.
+  const workers = specs.map(
+    (spec, slot) => new Worker(fixture, { workerData: { ...spec, progress, slot }, execArgv: [] }),
+  );
   let timer: NodeJS.Timeout | undefined;
   try {
     const replies = workers.map((w, i) =>
@@ -364,19 +375,29 @@ async function runWorkers(specs: Array<Record<string, unknown>>, ms: number): Pr
             w.on('exit', (code) => reject(new Error(`worker ${i} exited early with ${code}`)));
           }),
     );
+    for (const w of workers) w.on('error', () => {}); // reported through the promises above
     const watchdog = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`workers did not finish in ${ms} ms (lost wake-up?)`)), ms);
+      let last = '';
+      let lastChange = Date.now();
+      timer = setInterval(() => {
+        const now = Array.from(counters).join(',');
+        if (now !== last) {
+          last = now;
+          lastChange = Date.now();
+        } else if (Date.now() - lastChange > stallMs) {
+          reject(new Error(`stalled for ${stallMs} ms (lost wake-up?); per-worker progress ${now}`));
+        }
+      }, 100);
     });
-    for (const w of workers) w.on('error', (e) => void e); // reported via the promises above
     return await Promise.race([Promise.all(replies.filter((r) => r !== null)), watchdog]);
   } finally {
-    clearTimeout(timer);
+    clearInterval(timer);
     await Promise.all(workers.map((w) => w.terminate()));
   }
 }
 
 t.test('doorbell race: cross-thread wake-ups are never lost', async (t) => {
-  const stale = distIsFresh();
+  const stale = staleDist();
   if (stale) return t.fail(stale);
   const ab = allocRing(4096);
   const ba = allocRing(4096);
@@ -390,7 +411,6 @@ t.test('doorbell race: cross-thread wake-ups are never lost', async (t) => {
       { role: 'ping', outRing: ab, inRing: ba, myBell: bellA, peerBell: bellB, rounds, stream, seed: 7 },
       { role: 'pong', outRing: ba, inRing: ab, myBell: bellB, peerBell: bellA, seed: 8, silent: true },
     ],
-    20_000,
   );
   t.equal(ping!.rounds, rounds, `${rounds} lock-step round trips`);
   t.equal(ping!.streamed, stream, `${stream} free-running messages echoed`);
@@ -398,25 +418,24 @@ t.test('doorbell race: cross-thread wake-ups are never lost', async (t) => {
 });
 
 t.test('doorbell: data published while the consumer is awake is found by its re-check', async (t) => {
-  const stale = distIsFresh();
+  const stale = staleDist();
   if (stale) return t.fail(stale);
   const ring = allocRing(4096);
   const consumerBell = allocDoorbell();
   const gate = new SharedArrayBuffer(8);
-  const count = 300;
+  const count = 1000;
   const [res] = await runWorkers(
     [
       { role: 'gate-consumer', ring, myBell: consumerBell, gate, count },
       { role: 'gate-producer', ring, consumerBell, gate, count, silent: true },
     ],
-    15_000,
   );
   t.equal(res!.received, count, 'every message published in the awake window was delivered');
   t.equal(res!.errors, 0);
 });
 
 t.test('stress: 2 producer threads into one consumer thread + a bidirectional pair', async (t) => {
-  const stale = distIsFresh();
+  const stale = staleDist();
   if (stale) return t.fail(stale);
   const seed = Date.now() % 100_000;
   t.comment(`seed ${seed}`);
@@ -433,16 +452,25 @@ t.test('stress: 2 producer threads into one consumer thread + a bidirectional pa
   const maxQueued = 256 * 1024;
   const replies = await runWorkers(
     [
-      { role: 'consumer', myBell: consumerBell, inputs: [
-        { id: 1, ring: p1.ring, producerBell: p1.bell, count: counts.p1 },
-        { id: 2, ring: p2.ring, producerBell: p2.bell, count: counts.p2 },
-      ] },
+      {
+        role: 'consumer',
+        myBell: consumerBell,
+        inputs: [
+          { id: 1, ring: p1.ring, producerBell: p1.bell, count: counts.p1 },
+          { id: 2, ring: p2.ring, producerBell: p2.bell, count: counts.p2 },
+        ],
+      },
       { role: 'producer', id: 1, ring: p1.ring, myBell: p1.bell, consumerBell, count: counts.p1, seed: seed + 1, maxQueued },
       { role: 'producer', id: 2, ring: p2.ring, myBell: p2.bell, consumerBell, count: counts.p2, seed: seed + 2, maxQueued },
-      { role: 'peer', id: 3, outRing: ab, inRing: ba, myBell: bellA, peerBell: bellB, count: counts.a, expect: counts.b, seed: seed + 3, maxQueued },
-      { role: 'peer', id: 4, outRing: ba, inRing: ab, myBell: bellB, peerBell: bellA, count: counts.b, expect: counts.a, seed: seed + 4, maxQueued },
+      {
+        role: 'peer', id: 3, outRing: ab, inRing: ba, myBell: bellA, peerBell: bellB,
+        count: counts.a, expect: counts.b, seed: seed + 3, maxQueued,
+      },
+      {
+        role: 'peer', id: 4, outRing: ba, inRing: ab, myBell: bellB, peerBell: bellA,
+        count: counts.b, expect: counts.a, seed: seed + 4, maxQueued,
+      },
     ],
-    25_000,
   );
   type Recv = { next: number; sum: number; errors: string[] };
   const [consumer, prod1, prod2, peerA, peerB] = replies as [

@@ -76,6 +76,7 @@ const waitAsync = (
 const PACK_MODE = REUSE_BUFFER_MODE | RESET_BUFFER_MODE;
 type PackedBuffer = Buffer & { start: number; end: number };
 
+/** Header + data area; dataBytes is rounded up to a power of two (4 KiB .. 1 GiB). */
 export function allocRing(dataBytes: number = DEFAULT_RING_BYTES): SharedArrayBuffer {
   if (!Number.isFinite(dataBytes) || dataBytes <= 0 || dataBytes > MAX_RING_BYTES) {
     throw new RangeError(`ring size must be in (0, ${MAX_RING_BYTES}], got ${dataBytes}`);
@@ -87,6 +88,7 @@ export function allocRing(dataBytes: number = DEFAULT_RING_BYTES): SharedArrayBu
   return sab;
 }
 
+/** One per thread that consumes rings (and per thread that produces into them, for back-pressure). */
 export function allocDoorbell(): SharedArrayBuffer {
   return new SharedArrayBuffer(BELL_BYTES);
 }
@@ -165,10 +167,16 @@ export class RingProducer {
     this.headCache = Atomics.load(this.ctl, HEAD);
   }
 
+  /** Encoded bytes waiting in the local queue because the ring had no room. */
   get queuedBytes(): number {
     return this._queuedBytes;
   }
 
+  /**
+   * Encodes now (later mutation of msg is not seen) and never drops or blocks: what does not fit
+   * waits in the local queue, in order, until flush(). Frames become visible to the consumer at
+   * the latest when the current turn ends (or on flush()).
+   */
   send(msg: unknown): void {
     const buf = this.packr.pack(msg, PACK_MODE) as PackedBuffer;
     const start = buf.start;
@@ -188,6 +196,7 @@ export class RingProducer {
     if (this.queue.length - this.qHead === 1) this.flush();
   }
 
+  /** Moves as much of the local queue into the ring as fits; true when the queue is empty. */
   flush(): boolean {
     const q = this.queue;
     let wrote = false;
@@ -359,11 +368,16 @@ export class RingConsumer {
     this.head = Atomics.load(this.ctl, HEAD);
   }
 
+  /** Forgets a half-reassembled message, e.g. when the producer thread was replaced. */
   reset(): void {
     this.asmLen = -1;
     this.asm = null;
   }
 
+  /**
+   * Delivers the messages available now, in order, up to maxFrames; returns how many. If the
+   * handler throws, the exception propagates and the next drain resumes after that message.
+   */
   drain(handler: (msg: unknown) => void, maxFrames: number = Number.MAX_SAFE_INTEGER): number {
     // One acquire of tail per drain; frames published meanwhile wait for the next onWake (the
     // producer rings if we are asleep by then, or the doorbell's re-check picks them up).
@@ -481,6 +495,11 @@ export class Doorbell {
     this.b = bellView(bell);
   }
 
+  /**
+   * Calls onWake right away (synchronously, inside listen), then whenever the bell is rung, until
+   * close(). onWake may also run when nothing new arrived. Exceptions from onWake are rethrown
+   * asynchronously (uncaught) without stopping the loop.
+   */
   listen(onWake: () => void): void {
     if (this.listening) throw new Error('Doorbell.listen() called twice');
     if (this.closed) throw new Error('Doorbell is closed');
@@ -488,6 +507,7 @@ export class Doorbell {
     void this.loop(onWake);
   }
 
+  /** Stops the loop; producers stop ringing this bell. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
