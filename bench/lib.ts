@@ -6,19 +6,17 @@ import WebSocket from 'ws';
 export type ServerKind = 'rt' | 'uws' | 'socketio';
 
 export class BenchServer {
-  private waiters = new Map<string, (m: any) => void>();
+  /** Waiters per reply key, FIFO: several requests of one kind may be in flight (e.g. two publish loops). */
+  private waiters = new Map<string, Array<(m: any) => void>>();
   constructor(readonly child: ChildProcess, readonly port: number) {
     child.on('message', (m: any) => {
-      const w = this.waiters.get(m.type);
-      if (w) {
-        this.waiters.delete(m.type);
-        w(m);
-      }
+      const key = m.type === 'published' ? `published:${m.channel}` : m.type;
+      this.waiters.get(key)?.shift()?.(m);
     });
   }
 
-  static async start(kind: ServerKind, workers = 2): Promise<BenchServer> {
-    const child = fork(new URL('./servers/child.js', import.meta.url), [kind, String(workers)], { execArgv: ['--expose-gc', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  static async start(kind: ServerKind, workers = 2, options: Record<string, unknown> = {}): Promise<BenchServer> {
+    const child = fork(new URL('./servers/child.js', import.meta.url), [kind, String(workers), JSON.stringify(options)], { execArgv: ['--expose-gc', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m: any) => (m.type === 'ready' ? resolve(m.port) : reject(new Error('bad start'))));
       child.once('exit', (code) => reject(new Error(`bench server ${kind} exited with ${code}`)));
@@ -28,7 +26,9 @@ export class BenchServer {
 
   ask<T = any>(cmd: object, reply: string): Promise<T> {
     return new Promise((resolve) => {
-      this.waiters.set(reply, resolve);
+      let list = this.waiters.get(reply);
+      if (!list) this.waiters.set(reply, (list = []));
+      list.push(resolve);
       this.child.send(cmd);
     });
   }
@@ -38,11 +38,16 @@ export class BenchServer {
   }
 
   rss(): Promise<number> {
-    return this.ask<{ rss: number }>({ type: 'mem' }, 'mem').then((m) => m.rss);
+    return this.memory().then((m) => m.rss);
+  }
+
+  /** RSS, and the JS heap plus external memory (main thread) after a full GC. */
+  memory(): Promise<{ rss: number; heap: number }> {
+    return this.ask<{ rss: number; heap: number }>({ type: 'mem' }, 'mem');
   }
 
   publish(channel: string, rate: number, count: number, size: number): Promise<unknown> {
-    return this.ask({ type: 'publish', channel, rate, count, size }, 'published');
+    return this.ask({ type: 'publish', channel, rate, count, size }, `published:${channel}`);
   }
 
   async stop(): Promise<void> {

@@ -9,6 +9,8 @@ import { createServer as createHttpServer } from 'node:http';
 type Kind = 'rt' | 'uws' | 'socketio';
 const kind = (process.argv[2] ?? 'rt') as Kind;
 const workers = Number(process.argv[3] ?? 2);
+/** rt-actors options for this run (JSON), over the benchmark defaults below. */
+const overrides = JSON.parse(process.argv[4] ?? '{}') as Record<string, unknown>;
 
 interface PublishCmd { type: 'publish'; channel: string; rate: number; count: number; size: number }
 type Cmd = PublishCmd | { type: 'cpu' } | { type: 'mem' } | { type: 'stop' };
@@ -26,7 +28,7 @@ function payload(size: number, seq: number): string {
 async function start(): Promise<void> {
   if (kind === 'rt') {
     const { createServer } = await import('rt-actors');
-    const s = await createServer({ port: 0, host: '127.0.0.1', workers, apiKey: 'bench', env: {}, logLevel: 'error', maxBackpressure: 64 * 1024 * 1024, historySize: 0 });
+    const s = await createServer({ port: 0, host: '127.0.0.1', workers, apiKey: 'bench', env: {}, logLevel: 'error', maxBackpressure: 64 * 1024 * 1024, historySize: 0, maxConnectionsPerIp: 0, connectionRatePerIp: 0, maxConnections: 0, ...overrides });
     port = s.port;
     publishFn = (ch, body) => {
       s.publish(ch, 'm', JSON.parse(body)).catch((err) => console.error('publish failed:', err.message));
@@ -71,20 +73,23 @@ async function start(): Promise<void> {
   }
 }
 
-let publishing: NodeJS.Timeout | undefined;
+const publishing = new Set<NodeJS.Timeout>();
 
 function publishAtRate(c: PublishCmd): void {
   let sent = 0;
+  let timer: NodeJS.Timeout;
   const startAt = performance.now();
   // Bursts on a 10 ms tick: the rate holds, and every server gets the same chance to batch writes.
-  publishing = setInterval(() => {
+  timer = setInterval(() => {
     const due = Math.min(c.count, Math.floor(((performance.now() - startAt) / 1000) * c.rate));
     while (sent < due) publishFn(c.channel, payload(c.size, sent++));
     if (sent >= c.count) {
-      clearInterval(publishing);
-      process.send!({ type: 'published', count: sent });
+      clearInterval(timer);
+      publishing.delete(timer);
+      process.send!({ type: 'published', count: sent, channel: c.channel });
     }
   }, 10);
+  publishing.add(timer);
 }
 
 process.on('message', async (c: Cmd) => {
@@ -95,9 +100,17 @@ process.on('message', async (c: Cmd) => {
   } else if (c.type === 'mem') {
     (globalThis as { gc?: () => void }).gc?.();
     await new Promise((r) => setTimeout(r, 200));
-    process.send!({ type: 'mem', rss: process.memoryUsage().rss });
+    const m = process.memoryUsage();
+    let heap = m.heapUsed;
+    if (kind === 'rt') {
+      // Shards are worker threads with heaps of their own; they report them in /metrics.
+      await new Promise((r) => setTimeout(r, 300));
+      const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
+      for (const line of text.split('\n')) if (line.startsWith('rt_heap_used_bytes{') && !line.includes('"main"')) heap += Number(line.split(' ')[1]);
+    }
+    process.send!({ type: 'mem', rss: m.rss, heap });
   } else if (c.type === 'stop') {
-    if (publishing) clearInterval(publishing);
+    for (const t of publishing) clearInterval(t);
     await stop();
     process.exit(0);
   }

@@ -122,6 +122,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     let subs = 0;
     for (const c of hub.clients.values()) subs += c.channels.size;
     stats.set(shard, 'subscriptions', subs);
+    stats.set(shard, 'heapUsed', process.memoryUsage().heapUsed);
   };
   const statsTimer = setInterval(publishStats, 250);
   stats.set(shard, 'alive', 1);

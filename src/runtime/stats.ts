@@ -2,7 +2,11 @@
  * Per-thread gauges in shared memory, so /health and /metrics on any shard answer for the whole host
  * without asking the other threads. One writer per slot (its thread); readers tolerate a torn read.
  */
-export const STAT_FIELDS = ['connections', 'channels', 'delivered', 'published', 'ringQueuedBytes', 'alive', 'restarts', 'subscriptions'] as const;
+export const STAT_FIELDS = [
+  'connections', 'channels', 'delivered', 'published', 'ringQueuedBytes', 'alive', 'restarts', 'subscriptions', 'heapUsed',
+  // Redis bridge (shards only)
+  'redisUp', 'redisInvalid', 'redisRecovered', 'redisResyncs', 'redisErrors',
+] as const;
 export type StatField = (typeof STAT_FIELDS)[number];
 
 export class SharedStats {
