@@ -195,3 +195,25 @@ t.test('SO_REUSEPORT acceptor mode serves the same way, and refuses a port in us
   await t.rejects(startServer(t, { acceptor: 'reuseport', port: s.port }), /port is in use/);
   await t.rejects(startServer(t, { acceptor: 'descriptor', port: s.port }), /cannot listen/);
 });
+
+t.test('RS256/ES256 tokens, verified on the piscina compute pool', async (t) => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const kp = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const pub = kp.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const priv = kp.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const s = await startServer(t, { jwtSecret: '', jwtPublicKey: pub });
+  const es = (sub: string, extra: Record<string, unknown> = {}) => signJwt({ sub, exp: Math.floor(Date.now() / 1000) + 600, ...extra }, { privateKey: priv, algorithm: 'ES256' });
+  const c = await TestClient.connect(s.url + '/ws?token=' + es('9', { channels: ['private-*'] }));
+  t.teardown(() => c.close());
+  t.equal(c.welcome.user, '9');
+  t.equal((await c.request({ op: 'subscribe', channel: 'private-x' })).ok, true);
+  const other = signJwt({ sub: '9' }, { privateKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), algorithm: 'ES256' });
+  await t.rejects(TestClient.connect(s.url + '/ws?token=' + other), /401/, 'signature by another key refused');
+  const hs = signJwt({ sub: '9' }, { secret: JWT_SECRET });
+  await t.rejects(TestClient.connect(s.url + '/ws?token=' + hs), /401/, 'HS256 refused when only a public key is configured');
+  const anon = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => anon.close());
+  t.equal((await anon.request({ op: 'auth', token: es('10') })).user, '10', 'auth op verified off-thread');
+  const bad = await anon.request({ op: 'auth', token: other });
+  t.equal(bad.error.code, 'token_bad_signature', 'the pool answers with the verifier\'s own error code');
+});

@@ -1,6 +1,6 @@
 /** What every transport on a thread needs, in one object. */
 import type { ServerConfig } from '../config/schema.js';
-import type { JwtVerifier } from '../auth/jwt.js';
+import type { JwtClaims, JwtVerifier } from '../auth/jwt.js';
 import type { HandlerRegistry } from '../actors/handlers.js';
 import type { Logger } from '../log.js';
 import type { Hub } from './hub.js';
@@ -12,6 +12,11 @@ export interface ThreadContext {
   config: ServerConfig;
   hub: Hub;
   verifier: JwtVerifier;
+  /**
+   * Verifies a token: inline for HS256 (microseconds), on the main thread's piscina compute pool for
+   * RS256/ES256 (50–100 µs each) so a reconnect storm does not stall the shard.
+   */
+  verifyToken(token: string): JwtClaims | Promise<JwtClaims>;
   apiKey: string;
   stats: SharedStats;
   log: Logger;

@@ -5,7 +5,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { createJwtVerifier } from '../auth/jwt.js';
+import { createJwtVerifier, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
 import type { ServerConfig } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
@@ -85,11 +85,23 @@ export async function runShard(task: ShardTask): Promise<void> {
       else if (n.t === 'restarted') host.dropThread(n.peer);
     },
   });
+  const verifier = createJwtVerifier({ secret: config.jwtSecret || undefined, publicKey: config.jwtPublicKey || undefined });
+  const mainThread = task.layout.shards;
+  const verifyToken = config.jwtPublicKey
+    ? async (token: string): Promise<JwtClaims> => {
+        // Cheap checks stay here; only the signature math goes to the compute pool.
+        if (token.length > 8192 || token.split('.').length !== 3) return verifier.verify(token);
+        const r = await hub.forward<{ claims?: JwtClaims; error?: { code: JwtErrorCode; message: string } }>(mainThread, 'verify', { token }, 10_000);
+        if (r.error) throw new JwtError(r.error.code, r.error.message);
+        return r.claims!;
+      }
+    : (token: string): JwtClaims => verifier.verify(token);
   const ctx: ThreadContext = {
     thread: shard,
     config,
     hub,
-    verifier: createJwtVerifier({ secret: config.jwtSecret || undefined, publicKey: config.jwtPublicKey || undefined }),
+    verifier,
+    verifyToken,
     apiKey: task.apiKey,
     stats,
     log,

@@ -67,6 +67,8 @@ export class Supervisor {
   readonly hub: Hub;
   port = 0;
   private pool?: Piscina;
+  /** CPU-heavy work off the shards (asymmetric token verification); shards reach it through the mesh. */
+  private compute?: Piscina;
   private acceptor?: AcceptorApp;
   private listenSocket?: us_listen_socket;
   private readonly slots: ShardSlot[];
@@ -107,12 +109,34 @@ export class Supervisor {
       atomics: 'disabled',
     });
     this.pool.on('error', (err) => this.log.error('worker pool error:', err));
+    if (config.jwtPublicKey) {
+      this.compute = new Piscina({
+        filename: new URL('../../workers/compute.js', import.meta.url).href,
+        name: 'default',
+        minThreads: 1,
+        maxThreads: Math.max(1, Math.floor(config.workers / 2)),
+        idleTimeout: 30_000,
+        workerData: { publicKey: config.jwtPublicKey },
+      });
+      const compute = this.compute;
+      this.hub.onForward('verify', (body: { token: string }) => compute.run(body));
+    }
 
     if (this.mode === 'descriptor') {
       // uWS can only listen exclusively without a host; with one, check the port is free first.
       if (config.host && config.port !== 0) await claimPort(config.host, config.port);
       const app = uWS.App() as AcceptorApp;
       this.acceptor = app;
+      // Sockets accepted while no shard's app is attached (start-up, all shards down) are served by
+      // this app itself. Without a route uWS answers 404 and keeps the connection alive, so an HTTP
+      // client's keep-alive pool would go on getting 404s from it after the shards are up: answer 503
+      // and close instead, so the client retries on a fresh connection.
+      app.any('/*', (res) => {
+        res.cork(() => {
+          res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('retry-after', '1');
+          res.end(JSON.stringify({ error: { code: 'unavailable', message: 'server starting or restarting; retry' } }), true);
+        });
+      });
       this.port = await new Promise<number>((resolve, reject) => {
         const cb = (s: us_listen_socket | false) => {
           if (!s) return reject(new Error(`cannot listen on ${config.host || '*'}:${config.port} (in use, or not permitted)`));
@@ -228,6 +252,7 @@ export class Supervisor {
     this.hub.mesh.close();
     this.acceptor?.close();
     await this.pool?.destroy();
+    await this.compute?.destroy();
     this.log.debug('shutdown: pool destroyed');
   }
 

@@ -2,7 +2,7 @@
  * The native protocol's operations, for any transport that speaks it (WebSocket, long-polling).
  * Returns the reply body; the transport encodes and sends it.
  */
-import { JwtError } from '../auth/jwt.js';
+import { JwtError, type JwtClaims } from '../auth/jwt.js';
 import { RtError, toErrorBody } from '../errors.js';
 import type { ClientFrame } from '../protocol/native.js';
 import type { Client } from '../runtime/client.js';
@@ -23,14 +23,7 @@ function ok(ref: number | undefined, body: Reply = {}): Reply {
   return r;
 }
 
-export function authenticate(ctx: ThreadContext, client: Client, token: string): void {
-  let claims;
-  try {
-    claims = ctx.verifier.verify(token);
-  } catch (err) {
-    if (err instanceof JwtError) throw new RtError(err.code, err.message, 401);
-    throw err;
-  }
+function adopt(ctx: ThreadContext, client: Client, claims: JwtClaims): void {
   if (ctx.hub.isRevoked(String(claims.sub), claims.iat)) throw new RtError('token_revoked', 'this token was revoked; get a new one', 401);
   if (client.user !== undefined && client.user !== String(claims.sub)) {
     throw new RtError('forbidden', 'a connection cannot change user; reconnect instead', 403);
@@ -38,6 +31,22 @@ export function authenticate(ctx: ThreadContext, client: Client, token: string):
   const fresh = client.user === undefined;
   client.authenticate(claims);
   if (fresh) ctx.hub.indexUser(client);
+}
+
+function asTokenError(err: unknown): unknown {
+  return err instanceof JwtError ? new RtError(err.code, err.message, 401) : err;
+}
+
+/** Authenticates a connection with a token; synchronous unless the token is verified off-thread. */
+export function authenticate(ctx: ThreadContext, client: Client, token: string): void | Promise<void> {
+  let claims: JwtClaims | Promise<JwtClaims>;
+  try {
+    claims = ctx.verifyToken(token);
+  } catch (err) {
+    throw asTokenError(err);
+  }
+  if (claims instanceof Promise) return claims.then((c) => adopt(ctx, client, c), (err) => Promise.reject(asTokenError(err)));
+  adopt(ctx, client, claims);
 }
 
 /**
@@ -52,9 +61,12 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
     switch (f.op) {
       case 'ping':
         return send(ok(f.ref, { pong: true }));
-      case 'auth':
-        authenticate(ctx, client, f.token);
-        return send(ok(f.ref, { user: client.user }));
+      case 'auth': {
+        const done = authenticate(ctx, client, f.token);
+        if (done instanceof Promise) done.then(() => send(ok(f.ref, { user: client.user })), fail);
+        else send(ok(f.ref, { user: client.user }));
+        return;
+      }
       case 'subscribe':
         ctx.hub
           .subscribe(client, f.channel, f.since, f.data, (res) => {

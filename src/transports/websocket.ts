@@ -8,7 +8,8 @@ import { decodeClientFrame, encodeFrame, FrameError, type WireFormat } from '../
 import { Client, CloseCode } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { RtError, toErrorBody } from '../errors.js';
-import { authenticate, errorReply, handleFrame, type Reply } from './native-session.js';
+import { errorReply, handleFrame, type Reply } from './native-session.js';
+import type { JwtClaims } from '../auth/jwt.js';
 import { queryParam, statusLine } from './http.js';
 import { originAllowed } from '../security/origins.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../security/token-bucket.js';
@@ -16,7 +17,8 @@ import { MAX_RATE_STRIKES, TokenBucket } from '../security/token-bucket.js';
 interface SocketData {
   client?: WsClient;
   format: WireFormat;
-  token?: string;
+  /** Claims of the token verified at upgrade, adopted in open(). */
+  claims?: JwtClaims;
   ip: string;
   /** Set once uWS reported the close: the socket must not be touched after that. */
   gone?: boolean;
@@ -108,22 +110,34 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
         return refuse(403, new RtError('origin_not_allowed', `origin ${origin.slice(0, 100)} is not allowed; add it to --allowed-origins`, 403));
       }
       const token = queryParam(query, 'token') ?? (auth.startsWith('Bearer ') ? auth.slice(7) : undefined);
-      // Checked before upgrading so a refusal is a plain HTTP status the client can see, not a silent close.
-      if (token !== undefined) {
-        try {
-          const claims = ctx.verifier.verify(token);
-          if (hub.isRevoked(String(claims.sub), claims.iat)) return refuse(401, new RtError('token_revoked', 'this token was revoked; get a new one', 401));
-        } catch (err) {
-          return refuse(401, new RtError((err as { code?: string }).code ?? 'unauthorized', (err as Error).message, 401));
-        }
-      } else if (config.requireAuth) {
-        return refuse(401, new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401));
+      let aborted = false;
+      const accept = (claims?: JwtClaims): void => {
+        if (aborted) return;
+        if (claims && hub.isRevoked(String(claims.sub), claims.iat)) return refuse(401, new RtError('token_revoked', 'this token was revoked; get a new one', 401));
+        const admitted = ctx.limits.admit(ip);
+        if (admitted !== 'ok') return refuse(ADMIT_STATUS[admitted], new RtError(admitted, `connection refused: ${admitted.replace(/_/g, ' ')}`, ADMIT_STATUS[admitted]));
+        res.cork(() => {
+          res.upgrade<SocketData>({ format: choice.format, claims, ip }, key, choice.protocol, extensions, context);
+        });
+      };
+      const badToken = (err: unknown): void => {
+        if (!aborted) refuse(401, new RtError((err as { code?: string }).code ?? 'unauthorized', (err as Error).message, 401));
+      };
+      // Tokens are checked before upgrading so a refusal is a plain HTTP status the client can see.
+      if (token === undefined) {
+        if (config.requireAuth) return refuse(401, new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401));
+        return accept();
       }
-      const admitted = ctx.limits.admit(ip);
-      if (admitted !== 'ok') return refuse(ADMIT_STATUS[admitted], new RtError(admitted, `connection refused: ${admitted.replace(/_/g, ' ')}`, ADMIT_STATUS[admitted]));
-      res.cork(() => {
-        res.upgrade<SocketData>({ format: choice.format, token, ip }, key, choice.protocol, extensions, context);
-      });
+      let verdict: JwtClaims | Promise<JwtClaims>;
+      try {
+        verdict = ctx.verifyToken(token);
+      } catch (err) {
+        return badToken(err);
+      }
+      if (!(verdict instanceof Promise)) return accept(verdict);
+      // Verified off-thread: uWS needs to know the response may outlive this call.
+      res.onAborted(() => (aborted = true));
+      verdict.then(accept, badToken);
     },
 
     open(ws) {
@@ -131,14 +145,9 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const client = new WsClient(hub.nextSocketId(), data.format, ws);
       if (config.rateLimit > 0) client.bucket = new TokenBucket(config.rateLimit, config.rateBurst);
       data.client = client;
-      if (data.token !== undefined) {
-        try {
-          authenticate(ctx, client, data.token);
-        } catch (err) {
-          // Verified at upgrade; only a token expiring in between lands here.
-          client.send({ op: 'error', error: toErrorBody(err) });
-        }
-        data.token = undefined;
+      if (data.claims) {
+        client.authenticate(data.claims);
+        data.claims = undefined;
       }
       hub.add(client);
       client.send({ op: 'welcome', socket_id: client.id, user: client.user ?? null, heartbeat: config.idleTimeout, protocol: 1 });

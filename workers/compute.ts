@@ -1,0 +1,18 @@
+/**
+ * Piscina worker for CPU-heavy work taken off the shards: verifying RS256/ES256 tokens (50–100 µs
+ * each here; a reconnect storm of thousands would stall a shard's event loop). Errors come back as
+ * `{ error: { code, message } }` so the shard can answer the client with the verifier's own code.
+ */
+import { workerData } from 'node:worker_threads';
+import { createJwtVerifier, JwtError, type JwtClaims } from '../src/auth/jwt.js';
+
+const verifier = createJwtVerifier({ publicKey: (workerData as { publicKey: string }).publicKey });
+
+export default function verifyToken(task: { token: string }): { claims: JwtClaims } | { error: { code: string; message: string } } {
+  try {
+    return { claims: verifier.verify(task.token) };
+  } catch (err) {
+    if (err instanceof JwtError) return { error: { code: err.code, message: err.message } };
+    return { error: { code: 'token_malformed', message: 'token could not be verified' } };
+  }
+}
