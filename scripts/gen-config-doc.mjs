@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { OPTIONS } from '../dist/src/config/schema.js';
 
 const flag = (k) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
-const env = (k) => 'RT_' + k.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+const env = (k) => OPTIONS.find((o) => o.key === k)?.env ?? 'RT_' + k.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
 const type = (o) => (o.type === 'enum' ? o.choices.map((c) => '`' + c + '`').join(' \\| ') : o.type);
 const def = (o) => (o.default === '' ? '—' : '`' + String(o.default) + '`');
 

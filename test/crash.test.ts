@@ -13,6 +13,7 @@ t.test('a crashed shard is replaced; its clients reconnect and resume; others ke
   for (const c of [onZero, onOne]) for (const ch of channels) await c.request({ op: 'subscribe', channel: ch });
   for (const ch of channels) await api(s.http, '/api/publish', { channel: ch, event: 'before', data: 1 });
   await onOne.waitForMessages('zeta', 1);
+  for (const ch of channels) await onZero.waitForMessages(ch, 1);
   const lastSeen = Object.fromEntries(channels.map((ch) => [ch, onZero.messages(ch).at(-1)?.offset ?? 0]));
   const epochs: Record<string, string> = {};
   s.crashShard(0);

@@ -104,8 +104,6 @@ export interface ServerConfig {
   socketioNamespaces: string[];
   /** Engine.IO transports offered. */
   socketioTransports: string[];
-  /** Origins allowed to reach /socket.io/ from a browser page of another origin ('*' = any). */
-  socketioCorsOrigins: string[];
   // SSE and long-polling
   /** Transports served besides the HTTP API and Socket.IO: any of ws, sse, polling. */
   transports: string[];
@@ -115,8 +113,6 @@ export interface ServerConfig {
   pollSessionTimeout: number;
   /** Seconds between SSE keep-alive comments (at most 15, as DESIGN.md promises). */
   sseKeepalive: number;
-  /** Origins allowed to use /sse and /poll from a browser page of another origin ('*' = any). */
-  corsOrigins: string[];
   // Redis bridge
   /** Redis URL (redis://, rediss://), or a comma-separated list of Redis Cluster nodes; empty = single host. */
   redis: string;
@@ -177,13 +173,11 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'socketioParser', type: 'enum', default: 'json', choices: ['json', 'msgpack'], doc: 'Socket.IO parser: json (default) or msgpack (socket.io-msgpack-parser)' },
   { key: 'socketioNamespaces', type: 'list', default: ['/'], doc: "Socket.IO namespaces to accept besides those of request handler files, e.g. '/,/chat'" },
   { key: 'socketioTransports', type: 'list', default: ['polling', 'websocket'], doc: 'Socket.IO transports offered: polling, websocket' },
-  { key: 'socketioCorsOrigins', type: 'list', default: [], doc: "origins allowed to use /socket.io/ from another origin's page ('*' for any); same-origin always works" },
   // SSE and long-polling
   { key: 'transports', type: 'list', default: ['ws', 'sse', 'polling'], choices: ['ws', 'sse', 'polling'], doc: "native transports served: any of ws, sse, polling, e.g. 'sse,polling' where WebSockets must stay off" },
   { key: 'pollTimeout', type: 'duration', default: 25, min: 0.05, max: 300, doc: "how long a long-poll request waits for messages before answering empty, e.g. '25s'" },
   { key: 'pollSessionTimeout', type: 'duration', default: 30, min: 0.05, max: 3600, doc: 'a long-polling session with no poll request for this long is closed' },
   { key: 'sseKeepalive', type: 'duration', default: 15, min: 0.05, max: 15, doc: 'seconds between SSE keep-alive comments (at most 15)' },
-  { key: 'corsOrigins', type: 'list', default: [], doc: "origins allowed to use /sse and /poll from another origin's page ('*' for any); same-origin always works" },
   // Redis bridge
   { key: 'redis', type: 'string', default: '', env: 'RT_REDIS_URL', doc: "Redis that bridges several hosts, e.g. 'redis://10.0.0.5:6379' (a comma-separated list of nodes means a Redis Cluster); empty runs one host alone" },
   { key: 'redisCluster', type: 'bool', default: false, doc: 'the --redis node(s) are a Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH), keys grouped by channel hash tag' },

@@ -92,4 +92,10 @@ export const CloseCode = {
   TOKEN_EXPIRED: 4010,
   /** Disconnected by the backend (API). */
   DISCONNECTED: 4011,
+  /**
+   * Redis bridge: publications on one of the connection's channels were lost (Redis restarted without
+   * persistence, or history no longer covers a gap). Reconnect and resume: the resume answers
+   * `recovered: false` for that channel, so the client reloads its state.
+   */
+  RESYNC: 4012,
 } as const;

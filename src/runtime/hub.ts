@@ -66,7 +66,7 @@ export class Hub {
     this.shards = opts.mesh.shards;
     this.app = opts.app;
     // The random part keeps ids unique across restarts of the same thread.
-    this.idPrefix = `${this.thread}.${randomBytes(3).toString('hex')}`;
+    this.idPrefix = `${this.thread}.${randomBytes(6).toString("hex")}`;
   }
 
   private readonly forwardHandlers = new Map<string, (body: any, from: number) => unknown>();
@@ -422,8 +422,10 @@ export class Hub {
         if (pos) req.since = pos;
         this.mesh.call(peer, req, (err) => {
           if (err && !c.closed) {
+            // Redis bridge unreachable: the client comes back later and resumes, rather than losing the channel.
+            if (err.code === 'unavailable') c.disconnect(CloseCode.RESYNC, `${ch} is unavailable for now: reconnect and resume`, true);
             // Refused now (e.g. token expired meanwhile): the client must know it lost the channel.
-            this.unsubscribe(c, ch);
+            else this.unsubscribe(c, ch);
           }
         });
       }

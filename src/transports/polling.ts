@@ -19,7 +19,8 @@ import type { ThreadContext } from '../runtime/context.js';
 import { RtError } from '../errors.js';
 import { authenticate, type Reply } from './native-session.js';
 import { queryParam, sendError, snapshot, statusLine } from './http.js';
-import { addSession, corsOrThrow, enableSessions, newSid, onSession, registerSessionRoutes, removeSession, runFrames, type PollResult, type Session } from './sessions.js';
+import { addSession, admitSession, corsOrThrow, enableSessions, newSid, onSession, registerSessionRoutes, removeSession, runFrames, tokenOf, type PollResult, type Session } from './sessions.js';
+import { TokenBucket } from '../security/token-bucket.js';
 
 export class PollClient extends Client implements Session {
   readonly sid: string;
@@ -37,6 +38,9 @@ export class PollClient extends Client implements Session {
   private readonly holdMs: number;
   private readonly idleMs: number;
   private readonly limit: number;
+  bucket?: TokenBucket;
+  /** Set once counted against the connection limits (released exactly once, in cleanup). */
+  admittedIp?: string;
 
   constructor(private readonly ctx: ThreadContext) {
     super(ctx.hub.nextSocketId(), 'polling', JSON_CODEC);
@@ -44,6 +48,7 @@ export class PollClient extends Client implements Session {
     this.holdMs = ctx.config.pollTimeout * 1000;
     this.idleMs = ctx.config.pollSessionTimeout * 1000;
     this.limit = ctx.config.maxBackpressure;
+    if (ctx.config.rateLimit > 0) this.bucket = new TokenBucket(ctx.config.rateLimit, ctx.config.rateBurst);
   }
 
   sendEncoded(data: Encoded): void {
@@ -136,6 +141,10 @@ export class PollClient extends Client implements Session {
 
   private cleanup(): void {
     this.ended = true;
+    if (this.admittedIp !== undefined) {
+      this.ctx.limits.release(this.admittedIp);
+      this.admittedIp = undefined;
+    }
     removeSession(this.sid);
     this.ctx.hub.remove(this);
   }
@@ -176,11 +185,16 @@ export function registerPolling(app: TemplatedApp, ctx: ThreadContext): void {
       const q = new URLSearchParams(r.query);
       const sid = q.get('sid') ?? undefined;
       if (sid === undefined) {
-        if (ctx.draining) throw new RtError('unavailable', 'server is shutting down; reconnect', 503);
-        const auth = r.headers['authorization'] ?? '';
-        const token = q.get('token') || (/^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, '').trim() : '');
+        const token = tokenOf(r);
+        admitSession(ctx, r, token);
         const c = new PollClient(ctx);
-        if (token) authenticate(ctx, c, token);
+        c.admittedIp = r.ip;
+        try {
+          if (token) authenticate(ctx, c, token);
+        } catch (err) {
+          c.end();
+          throw err;
+        }
         hub.add(c);
         addSession(c);
         c.send({ op: 'welcome', socket_id: c.id, session: c.sid, user: c.user ?? null, heartbeat: config.pollTimeout, protocol: 1 });

@@ -11,9 +11,11 @@ import { RtError } from '../errors.js';
 import { validateClientFrame, type ClientFrame } from '../protocol/native.js';
 import type { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
-import { corsFor, preflight } from './cors.js';
-import { handleFrame, type Reply } from './native-session.js';
-import { queryParam, readBody, sendError, sendJson, snapshot, track } from './http.js';
+import { CloseCode } from '../runtime/client.js';
+import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
+import { MAX_RATE_STRIKES, type TokenBucket } from '../security/token-bucket.js';
+import { errorReply, handleFrame, type Reply } from './native-session.js';
+import { queryParam, readBody, sendError, sendJson, snapshot, track, type Req } from './http.js';
 
 /** What a poll answers: every frame after the acknowledged sequence number, and the number to ack next. */
 export interface PollResult {
@@ -102,12 +104,47 @@ export function decodeFrames(body: Uint8Array): ClientFrame[] {
   });
 }
 
-/** Runs frames for a session's client; `send` writes a reply down the session's stream. */
-export function runFrames(ctx: ThreadContext, client: Client, frames: ClientFrame[], send: (r: Reply) => void): void {
+/**
+ * Runs frames for a session's client, under the same per-connection limits as a WebSocket's frames;
+ * `send` writes a reply down the session's stream.
+ */
+export function runFrames(ctx: ThreadContext, client: Client & { bucket?: TokenBucket }, frames: ClientFrame[], send: (r: Reply) => void): void {
+  const { config } = ctx;
   for (const f of frames) {
     if (client.closed) return;
+    if (client.bucket && !client.bucket.take()) {
+      send(errorReply(f.ref, new RtError('rate_limited', `more than ${config.rateLimit} messages per second; slow down`, 429)));
+      if (client.bucket.strikes >= MAX_RATE_STRIKES) return client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
+      continue;
+    }
+    if (f.op === 'publish' && Buffer.byteLength(JSON.stringify(f)) > config.maxWhisperSize) {
+      send(errorReply(f.ref, new RtError('payload_too_large', `client publishes are limited to ${config.maxWhisperSize} bytes`, 413)));
+      continue;
+    }
     handleFrame(ctx, client, f, send);
   }
+}
+
+const ADMIT_STATUS: Record<string, number> = { too_many_connections: 503, too_many_connections_from_ip: 429, connection_rate_limited: 429 };
+
+/**
+ * The checks a new session passes, as a WebSocket upgrade does: draining, token required, and the
+ * host-wide connection limits; throws the refusal. Once admitted, the caller must call
+ * ctx.limits.release(ip) when the session ends.
+ */
+export function admitSession(ctx: ThreadContext, r: Req, token: string | undefined): void {
+  if (ctx.draining) throw new RtError('unavailable', 'server is shutting down; reconnect', 503);
+  if (!token && ctx.config.requireAuth) throw new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401);
+  const admitted = ctx.limits.admit(r.ip);
+  if (admitted !== 'ok') throw new RtError(admitted, `connection refused: ${admitted.replace(/_/g, ' ')}`, ADMIT_STATUS[admitted] ?? 429);
+}
+
+/** The token of a session-opening request: `token` query parameter or `Authorization: Bearer`. */
+export function tokenOf(r: Req): string | undefined {
+  const q = queryParam(r.query, 'token');
+  if (q) return q;
+  const auth = r.headers['authorization'] ?? '';
+  return /^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, '').trim() || undefined : undefined;
 }
 
 type Op = { k: 'send'; sid: string; frames: ClientFrame[] } | { k: 'poll'; sid: string; ack: number } | { k: 'close'; sid: string };
@@ -164,11 +201,17 @@ export function onSession<T>(ctx: ThreadContext, sid: string | undefined, op: Op
   });
 }
 
-/** CORS headers for an allowed request; throws the 403 for a refused origin. */
-export function corsOrThrow(ctx: ThreadContext, req: Parameters<typeof corsFor>[1]): Record<string, string> {
-  const c = corsFor(ctx.config.corsOrigins, req);
-  if (c instanceof RtError) throw c;
-  return c;
+/**
+ * CORS headers for an allowed request; throws the 403 for a refused origin (--allowed-origins, as for
+ * WebSocket upgrades). Refusing outright rather than omitting the headers keeps a foreign page from
+ * opening sessions the browser would then merely hide from it.
+ */
+export function corsOrThrow(ctx: ThreadContext, req: Req): Record<string, string> {
+  const origin = req.headers['origin'];
+  if (!originAllowed(origin, req.headers['host'], ctx.config.allowedOrigins)) {
+    throw new RtError('origin_not_allowed', `origin ${String(origin).slice(0, 100)} is not allowed; add it to --allowed-origins`, 403);
+  }
+  return corsHeaders(origin);
 }
 
 /**
@@ -213,6 +256,18 @@ export function registerSessionRoutes(app: TemplatedApp, ctx: ThreadContext, pat
   );
 
   app.options(path, (res, req) => {
-    preflight(res, ctx.config.corsOrigins, req.getHeader('origin'), req.getHeader('host'), `${getMethods}, POST, DELETE, OPTIONS`);
+    const origin = req.getHeader('origin') || undefined;
+    const allowed = originAllowed(origin, req.getHeader('host'), ctx.config.allowedOrigins);
+    res.cork(() => {
+      if (!allowed) {
+        res.writeStatus('403 Forbidden').writeHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ error: { code: 'origin_not_allowed', message: 'origin not allowed; add it to --allowed-origins' } }));
+        return;
+      }
+      res.writeStatus('204 No Content');
+      const headers = { ...corsHeaders(origin), ...CORS_PREFLIGHT_HEADERS, 'access-control-allow-methods': `${getMethods}, POST, DELETE, OPTIONS` };
+      for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
+      res.end();
+    });
   });
 }

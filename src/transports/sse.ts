@@ -26,7 +26,8 @@ import type { SubscribeResult } from '../runtime/messages.js';
 import { RtError } from '../errors.js';
 import { authenticate, type Reply } from './native-session.js';
 import { sendError, snapshot, statusLine, type Req } from './http.js';
-import { addSession, corsOrThrow, enableSessions, newSid, registerSessionRoutes, removeSession, runFrames, type Session } from './sessions.js';
+import { addSession, admitSession, corsOrThrow, enableSessions, newSid, registerSessionRoutes, removeSession, runFrames, tokenOf, type Session } from './sessions.js';
+import { TokenBucket } from '../security/token-bucket.js';
 
 /** Event names come from publishers; a line break inside one would forge SSE fields. */
 function eventName(e: string): string {
@@ -102,6 +103,9 @@ export class SseClient extends Client implements Session {
   private unconfirmed = 0;
   private blocked = false;
   private lastWrite = Date.now();
+  bucket?: TokenBucket;
+  /** Set once counted against the connection limits (released exactly once, in cleanup). */
+  admittedIp?: string;
 
   constructor(
     private readonly ctx: ThreadContext,
@@ -120,6 +124,7 @@ export class SseClient extends Client implements Session {
     this.pos = channels.map((_, i) => since[i]);
     this.limit = ctx.config.maxBackpressure;
     this.keepaliveMs = ctx.config.sseKeepalive * 1000;
+    if (ctx.config.rateLimit > 0) this.bucket = new TokenBucket(ctx.config.rateLimit, ctx.config.rateBurst);
   }
 
   sendEncoded(data: Encoded): void {
@@ -305,6 +310,10 @@ export class SseClient extends Client implements Session {
   /** The connection went away (or the request was refused): leave the hub and the session table. */
   cleanup(): void {
     this.ended = true;
+    if (this.admittedIp !== undefined) {
+      this.ctx.limits.release(this.admittedIp);
+      this.admittedIp = undefined;
+    }
     streams.delete(this);
     removeSession(this.sid);
     this.ctx.hub.remove(this);
@@ -339,9 +348,7 @@ function parseRequest(r: Req, maxChannels: number): { channels: string[]; since:
   const lastId = r.headers['last-event-id'] ?? q.get('lastEventId') ?? '';
   if (lastId.length > 64 * 1024) throw new RtError('bad_request', 'Last-Event-ID is too long');
   const since = lastId === '' ? [] : parsePositions(lastId, channels.length);
-  const auth = r.headers['authorization'] ?? '';
-  const token = q.get('token') ?? (/^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, '').trim() : undefined);
-  return { channels, since, token: token || undefined, format };
+  return { channels, since, token: tokenOf(r), format };
 }
 
 export function registerSse(app: TemplatedApp, ctx: ThreadContext): void {
@@ -360,11 +367,12 @@ export function registerSse(app: TemplatedApp, ctx: ThreadContext): void {
     let headers: Record<string, string> = {};
     try {
       headers = corsOrThrow(ctx, r);
-      if (ctx.draining) throw new RtError('unavailable', 'server is shutting down; reconnect', 503);
       const p = parseRequest(r, ctx.config.maxChannelsPerConnection);
+      admitSession(ctx, r, p.token);
       const c = new SseClient(ctx, res, state, p.channels, p.since, p.format, headers);
-      if (p.token !== undefined) authenticate(ctx, c, p.token);
       client = c;
+      c.admittedIp = r.ip;
+      if (p.token !== undefined) authenticate(ctx, c, p.token);
       hub.add(c);
       addSession(c);
       streams.add(c);

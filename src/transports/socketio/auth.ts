@@ -3,7 +3,7 @@
  * a token in the subscribe request, the connection's own token, the backend's auth endpoint
  * (laravel-echo-server's way), or — decided on the owner shard — the channel actor's `authorize`.
  */
-import { channelAllowed, JwtError, type JwtClaims, type JwtVerifier } from '../../auth/jwt.js';
+import { channelAllowed, type JwtClaims } from '../../auth/jwt.js';
 import { channelKind } from '../../auth/channels.js';
 import { RtError } from '../../errors.js';
 import type { ChannelIdentity, Client } from '../../runtime/client.js';
@@ -30,17 +30,31 @@ export function bearerOf(headers: unknown): string | undefined {
   return undefined;
 }
 
-export function verifyToken(verifier: JwtVerifier, token: string): JwtClaims {
+export interface TokenCheck {
+  /** The shard's verifier (inline for HS256, off-thread for RS256/ES256). */
+  verify(token: string): JwtClaims | Promise<JwtClaims>;
+  /** Revoked through the API (POST /api/users/:id/revoke-tokens or similar). */
+  isRevoked(user: string, iat: number | undefined): boolean;
+}
+
+/** Verifies a token into claims, or throws an RtError with the token_* code and status 401. */
+export async function verifyToken(check: TokenCheck, token: string): Promise<JwtClaims> {
+  let claims: JwtClaims;
   try {
-    return verifier.verify(token);
+    claims = await check.verify(token);
   } catch (err) {
-    if (err instanceof JwtError) throw new RtError(err.code, err.message, 401);
+    const e = err as { code?: unknown; message?: unknown };
+    if (typeof e.code === 'string' && typeof e.message === 'string') throw new RtError(e.code, e.message, 401);
     throw err;
   }
+  if (check.isRevoked(String(claims.sub), claims.iat)) throw new RtError('token_revoked', 'this token was revoked; get a new one', 401);
+  return claims;
 }
 
 export interface ChannelAuthDeps {
-  verifier: JwtVerifier;
+  tokens: TokenCheck;
+  /** Whether a JWT secret or public key is configured. */
+  jwtConfigured: boolean;
   authEndpoint: string;
   /** Whether the channel's actor has its own `authorize` (then the actor decides). */
   actorAuthorizes(channel: string): boolean;
@@ -54,9 +68,9 @@ export async function authorizeChannel(deps: ChannelAuthDeps, client: Client, so
   if (channelKind(channel) === 'public') return undefined;
   const a = auth && typeof auth === 'object' ? (auth as Record<string, unknown>) : {};
   const bearer = bearerOf(a.headers);
-  if (bearer !== undefined && looksLikeJwt(bearer) && (deps.verifier.algorithms.length > 0 || !deps.authEndpoint)) {
+  if (bearer !== undefined && looksLikeJwt(bearer) && (deps.jwtConfigured || !deps.authEndpoint)) {
     try {
-      const c = verifyToken(deps.verifier, bearer);
+      const c = await verifyToken(deps.tokens, bearer);
       return { user: String(c.sub), info: c.user_info, grants: c.channels ?? [] };
     } catch (err) {
       // With an auth endpoint the bearer may be the backend's own token (e.g. Laravel Passport).

@@ -16,6 +16,7 @@ import type { Encoded } from '../../protocol/codecs.js';
 import { threadOfSocket } from '../../runtime/hash.js';
 import type { ThreadContext } from '../../runtime/context.js';
 import { statusLine } from '../http.js';
+import { originAllowed } from '../../security/origins.js';
 import type { Handshake } from '../../actors/handlers.js';
 import { frameBytes, framesOf, NOOP, pollingPayload, type Frame } from './codec.js';
 
@@ -38,7 +39,8 @@ export interface EngineOptions {
   maxPayload: number;
   polling: boolean;
   websocket: boolean;
-  corsOrigins: readonly string[];
+  /** Browser origins allowed besides the server's own host (--allowed-origins). */
+  allowedOrigins: readonly string[];
   /** Bytes queued for a polling client that is not fetching them before it is disconnected. */
   maxBuffered: number;
   maxBackpressure: number;
@@ -53,6 +55,8 @@ export interface SessionListener {
   onClose(reason: string): void;
   /** The session switched to its WebSocket on this thread. */
   onTransport(): void;
+  /** Resolves when nothing is half-done that a move would lose (namespace connects, subscriptions). */
+  settled(): Promise<void>;
   /** The session is moving to another thread: freeze and describe yourself (msgpack-serializable). */
   exportState(): unknown;
   /** The new thread took over: let go of what was kept for the move (on the ghost). */
@@ -81,12 +85,14 @@ interface WsData {
   moving?: boolean;
   /** The socket closed (uWS forbids touching it afterwards). */
   gone?: boolean;
+  /** Counted in the connection limits at upgrade: the session created at open owns that count. */
+  admitted?: boolean;
 }
 
 /** Mesh requests between threads for sessions (route 'eio'). */
 type EioOp =
-  | { op: 'get'; sid: string; rid: number }
-  | { op: 'abort'; sid: string; rid: number }
+  | { op: 'get'; sid: string; rid: string }
+  | { op: 'abort'; sid: string; rid: string }
   | { op: 'post'; sid: string; body: string }
   | { op: 'kill'; sid: string; reason: string }
   | { op: 'probe'; sid: string }
@@ -98,7 +104,11 @@ interface Migrated {
   frames: Frame[];
   state: unknown;
   handshake: Handshake;
+  /** The address counted against the connection limits, released by whichever thread ends the session. */
+  admitted?: string;
 }
+
+const ADMIT_STATUS = { too_many_connections: 503, too_many_connections_from_ip: 429, connection_rate_limited: 429 } as const;
 
 function answer(code: number, status = code === EioCode.FORBIDDEN ? 403 : 400): HttpAnswer {
   return { status, body: JSON.stringify({ code, message: EIO_MESSAGES[code] }), type: 'json' };
@@ -133,10 +143,12 @@ export class EioSession {
   closed = false;
   /** Thread the session moved to (this object is then a ghost relaying late output). */
   movedTo?: number;
+  /** Address counted in the shared connection limits (released once, when the session ends). */
+  admitted?: string;
   upgrading = false;
   private queue: Frame[] = [];
   private queuedBytes = 0;
-  private getter?: { rid: number; send: (a: HttpAnswer) => void };
+  private getter?: { rid: string; send: (a: HttpAnswer) => void };
   private flushScheduled = false;
   private timer?: NodeJS.Timeout;
   private upgradeTimer?: NodeJS.Timeout;
@@ -250,7 +262,7 @@ export class EioSession {
 
   // ---- polling
 
-  poll(rid: number, send: (a: HttpAnswer) => void): void {
+  poll(rid: string, send: (a: HttpAnswer) => void): void {
     if (this.closed) {
       if (this.lastWords !== undefined) {
         send({ status: 200, body: this.lastWords, type: 'text' });
@@ -267,10 +279,20 @@ export class EioSession {
       return;
     }
     this.getter = { rid, send };
-    if (this.queue.length > 0) this.flush();
+    // During an upgrade the client waits for its current poll to end before switching: end it now.
+    if (this.upgrading) this.hurryPoll();
+    else if (this.queue.length > 0) this.flush();
   }
 
-  abortPoll(rid: number): void {
+  private hurryPoll(): void {
+    if (!this.getter) return;
+    const g = this.getter;
+    this.getter = undefined;
+    g.send({ status: 200, body: pollingPayload([...this.queue.splice(0), NOOP]), type: 'text' });
+    this.queuedBytes = 0;
+  }
+
+  abortPoll(rid: string): void {
     if (this.getter?.rid === rid) this.getter = undefined;
   }
 
@@ -299,16 +321,13 @@ export class EioSession {
 
   /** The client probes a WebSocket (on any thread): hurry the current poll along with a noop. */
   beginUpgrade(): boolean {
-    if (this.closed || this.transport !== 'polling' || this.movedTo !== undefined || this.upgrading) return false;
+    // A client may probe again after a failed probe; a second probe while one is open is harmless
+    // (only one of them can complete the hand-over).
+    if (this.closed || this.transport !== 'polling' || this.movedTo !== undefined) return false;
     this.upgrading = true;
     clearTimeout(this.upgradeTimer);
     this.upgradeTimer = setTimeout(() => (this.upgrading = false), this.opts.upgradeTimeout);
-    if (this.getter) {
-      const g = this.getter;
-      this.getter = undefined;
-      g.send({ status: 200, body: pollingPayload([...this.queue.splice(0), NOOP]), type: 'text' });
-      this.queuedBytes = 0;
-    }
+    this.hurryPoll();
     return true;
   }
 
@@ -346,12 +365,14 @@ export class EioSession {
     this.queuedBytes = 0;
     const state = this.listener.exportState();
     this.movedTo = thread;
+    const admitted = this.admitted;
+    this.admitted = undefined;
     this.timer = setTimeout(() => {
       this.closed = true;
       this.listener.onClose('moved');
       this.engine.forget(this);
     }, this.opts.ghostTtl);
-    return { frames, state, handshake: this.handshake };
+    return admitted === undefined ? { frames, state, handshake: this.handshake } : { frames, state, handshake: this.handshake, admitted };
   }
 
   // ---- closing
@@ -406,6 +427,11 @@ export class EioSession {
 
 export class Engine {
   readonly sessions = new Map<string, EioSession>();
+  /**
+   * Sessions being moved here, with output their old thread relayed meanwhile: the relay can be
+   * drained from the ring before the hand-over's reply has been acted on.
+   */
+  private readonly adopting = new Map<string, Frame[]>();
   private rid = 0;
 
   constructor(
@@ -416,6 +442,17 @@ export class Engine {
 
   forget(s: EioSession): void {
     if (this.sessions.get(s.sid) === s) this.sessions.delete(s.sid);
+    if (s.admitted !== undefined) {
+      this.ctx.limits.release(s.admitted);
+      s.admitted = undefined;
+    }
+  }
+
+  /** Counts a new session against the host's connection limits; an HTTP answer when refused. */
+  private admit(ip: string): HttpAnswer | null {
+    const r = this.ctx.limits.admit(ip);
+    if (r === 'ok') return null;
+    return { status: ADMIT_STATUS[r], body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: `connection refused: ${r.replace(/_/g, ' ')}` }), type: 'json' };
   }
 
   /** A ghost's late output goes to the session's new thread. */
@@ -429,6 +466,7 @@ export class Engine {
 
   private create(transport: 'polling' | 'websocket', handshake: Handshake, ws?: WebSocket<WsData>): EioSession {
     const s = new EioSession(this, this.newSid(), transport, handshake);
+    s.admitted = handshake.address;
     s.ws = ws;
     this.sessions.set(s.sid, s);
     s.listener = this.owner.open(s);
@@ -467,12 +505,13 @@ export class Engine {
       case 'probe':
         return s ? s.beginUpgrade() : false;
       case 'migrate':
-        return s ? s.moveTo(from) : null;
+        return s ? s.listener.settled().then(() => s.moveTo(from)) : null;
       case 'release':
         if (s?.movedTo !== undefined) s.listener.released();
         return null;
       case 'out': {
         if (s && s.movedTo === undefined) s.send(op.frames);
+        else if (!s) this.adopting.get(op.sid)?.push(...op.frames);
         return null;
       }
     }
@@ -508,14 +547,7 @@ export class Engine {
   /** The Origin to echo back, '' when the request has none, or null when it is not allowed. */
   private corsOrigin(origin: string, host: string): string | null {
     if (!origin) return '';
-    const list = this.opts.corsOrigins;
-    if (list.includes('*') || list.includes(origin)) return origin;
-    try {
-      if (new URL(origin).host === host) return origin;
-    } catch {
-      return null;
-    }
-    return null;
+    return originAllowed(origin, host, this.opts.allowedOrigins) ? origin : null;
   }
 
   private preflight(res: HttpResponse, req: HttpRequest): void {
@@ -571,7 +603,10 @@ export class Engine {
     if (sid === null) {
       if (method !== 'GET') return fail(EioCode.BAD_HANDSHAKE_METHOD);
       if (this.ctx.draining) return this.reply(res, state, { status: 503, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: 'Server shutting down' }), type: 'json' }, origin);
-      const s = this.create('polling', snapshotHandshake(res, req, query));
+      const handshake = snapshotHandshake(res, req, query);
+      const refused = this.admit(handshake.address);
+      if (refused) return this.reply(res, state, refused, origin);
+      const s = this.create('polling', handshake);
       this.reply(res, state, { status: 200, body: this.openPacket(s.sid, this.opts.websocket ? ['websocket'] : []), type: 'text' }, origin);
       return;
     }
@@ -579,7 +614,8 @@ export class Engine {
     const home = this.homeOf(sid);
     if (home < 0) return fail(EioCode.UNKNOWN_SID);
     if (method === 'GET') {
-      const rid = ++this.rid;
+      // Unique across threads: an abort must never match another shard's request.
+      const rid = `${this.ctx.thread}.${++this.rid}`;
       // Longer than a poll is ever held: the session's next ping answers it within pingInterval.
       const timeout = this.opts.pingInterval + this.opts.pingTimeout + 5000;
       onAbort = () => void this.run(home, { op: 'abort', sid, rid }).catch(() => {});
@@ -663,7 +699,12 @@ export class Engine {
         const sid = query.get('sid');
         if (sid === null) {
           if (engine.ctx.draining) return refuse(EioCode.BAD_REQUEST, 503);
-          return upgrade({ handshake });
+          const refused = engine.admit(handshake.address);
+          if (refused) {
+            res.cork(() => res.writeStatus(statusLine(refused.status)).writeHeader('content-type', 'application/json').end(refused.body, true));
+            return;
+          }
+          return upgrade({ handshake, admitted: true });
         }
         const home = engine.homeOf(sid);
         if (home < 0) return refuse(EioCode.UNKNOWN_SID);
@@ -732,6 +773,7 @@ export class Engine {
       return;
     }
     if (p.type !== 'upgrade') {
+      this.ctx.log.debug(`socket.io ${probe.sid}: ${p.type} packet on an upgrade probe; closing it`);
       ws.end(1002, 'expected the upgrade packet');
       return;
     }
@@ -739,6 +781,7 @@ export class Engine {
     if (probe.home === this.ctx.thread) {
       const s = this.sessions.get(probe.sid);
       if (!s || s.closed || !s.upgrading) {
+        this.ctx.log.debug(`socket.io ${probe.sid}: upgrade refused (${!s ? 'unknown' : s.closed ? 'closed' : 'no probe'})`);
         ws.end(1002, 'session not upgradable');
         return;
       }
@@ -747,10 +790,12 @@ export class Engine {
       return;
     }
     data.moving = true;
+    this.adopting.set(probe.sid, []);
     this.ctx.hub.forward<Migrated | null>(probe.home, 'eio', { op: 'migrate', sid: probe.sid } satisfies EioOp).then(
       (m) => this.adopt(ws, data, probe, m),
       (err: Error) => {
         this.ctx.log.debug(`socket.io ${probe.sid}: move from thread ${probe.home} failed: ${err.message}`);
+        this.adopting.delete(probe.sid);
         data.moving = false;
         try {
           ws.end(1011, 'session could not be moved');
@@ -764,11 +809,15 @@ export class Engine {
   /** Rebuilds a session that moved here with the upgrade's WebSocket. */
   private adopt(ws: WebSocket<WsData>, data: WsData, probe: { sid: string; home: number }, m: Migrated | null): void {
     data.moving = false;
+    const relayed = this.adopting.get(probe.sid) ?? [];
+    this.adopting.delete(probe.sid);
     if (!m) {
+      this.ctx.log.debug(`socket.io ${probe.sid}: thread ${probe.home} would not hand the session over`);
       if (!data.gone) ws.end(1002, 'session not upgradable');
       return;
     }
     const s = new EioSession(this, probe.sid, 'websocket', m.handshake);
+    s.admitted = m.admitted;
     s.ws = ws;
     this.sessions.get(s.sid)?.close('replaced', false);
     this.sessions.set(s.sid, s);
@@ -781,6 +830,7 @@ export class Engine {
     }
     data.session = s;
     s.write(m.frames);
+    s.write(relayed);
     s.startHeartbeat();
     for (const p of data.early ?? []) {
       if (s.closed) break;

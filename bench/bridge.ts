@@ -1,0 +1,260 @@
+/**
+ * Cross-host fan-out through the Redis bridge, next to the single-host figure. Real server processes
+ * (the CLI), real WebSocket subscribers in this process, one Redis.
+ *
+ *   single-host          one process, no Redis (the embedded default)
+ *   single-host+redis    one process with --redis (every publish goes through Redis and back)
+ *   2-hosts+redis        two processes on one Redis, subscribers split between them, publishing on one
+ *
+ * For each: deliveries/s when publishing as fast as the API takes batches, and latency percentiles
+ * (publish call → subscriber receives) at a paced rate well below saturation.
+ *
+ *   node dist/bench/bridge.js [--quick]      prints one JSON line per figure
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
+import WebSocket from 'ws';
+
+const BIN = fileURLToPath(new URL('../../bin/rt-actors.js', import.meta.url));
+const KEY = 'bench-key';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function redisAnswers(port: number): Promise<boolean> {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 500 });
+  r.on('error', () => {});
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** The machine's Redis if it answers, else a redis-server of our own for the run. */
+async function useRedis(): Promise<{ port: number; stop(): Promise<void> }> {
+  if (await redisAnswers(6379)) return { port: 6379, stop: async () => {} };
+  if (spawnSync('redis-server', ['--version']).status !== 0) throw new Error('no Redis on 6379 and no redis-server on PATH');
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  for (let i = 0; i < 100 && !(await redisAnswers(port)); i++) await sleep(50);
+  return {
+    port,
+    stop: async () => {
+      proc.kill('SIGKILL');
+      await new Promise((r) => proc.once('exit', r));
+    },
+  };
+}
+
+interface Host {
+  port: number;
+  proc: ChildProcess;
+}
+
+async function startHost(args: string[]): Promise<Host> {
+  const proc = spawn(process.execPath, [BIN, 'start', '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--api-key', KEY, '--log-level', 'error', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RT_REDIS_URL: '', RT_API_KEY: '' },
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  for (let i = 0; i < 400; i++) {
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+    if (m) return { port: Number(m[1]), proc };
+    if (proc.exitCode !== null) break;
+    await sleep(50);
+  }
+  proc.kill('SIGKILL');
+  throw new Error(`host did not start: ${out}`);
+}
+
+async function stopHost(h: Host): Promise<void> {
+  if (h.proc.exitCode !== null) return;
+  const exited = new Promise((r) => h.proc.once('exit', r));
+  h.proc.kill('SIGTERM');
+  const t = setTimeout(() => h.proc.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+interface Sub {
+  ws: WebSocket;
+  received: number;
+  latencies: number[];
+}
+
+async function subscriber(port: number, channel: string, sink: { record: boolean }): Promise<Sub> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+  const s: Sub = { ws, received: 0, latencies: [] };
+  await new Promise<void>((resolve, reject) => {
+    ws.once('error', reject);
+    ws.on('message', (raw) => {
+      const f = JSON.parse(raw.toString());
+      if (f.op === 'welcome') ws.send(JSON.stringify({ op: 'subscribe', channel, ref: 1 }));
+      else if (f.op === 'reply' && f.ref === 1) resolve();
+      else if (f.op === 'message') {
+        s.received++;
+        if (sink.record) s.latencies.push(performance.now() - f.data.t);
+      }
+    });
+  });
+  return s;
+}
+
+async function publishBatch(port: number, channel: string, n: number, start: number): Promise<void> {
+  const t = performance.now();
+  const messages = Array.from({ length: n }, (_, i) => ({ channel, event: 'b', data: { t, i: start + i } }));
+  const r = await fetch(`http://127.0.0.1:${port}/api/batch`, { method: 'POST', headers: { authorization: `Bearer ${KEY}` }, body: JSON.stringify({ messages }) });
+  if (r.status !== 200) throw new Error(`batch refused: ${r.status} ${await r.text()}`);
+}
+
+async function waitFor(subs: Sub[], total: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (subs.reduce((n, s) => n + s.received, 0) < total) {
+    if (Date.now() > deadline) return false;
+    await sleep(2);
+  }
+  return true;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+}
+
+interface Plan {
+  subscribers: number;
+  saturate: number;
+  batch: number;
+  inflight: number;
+  pacedRate: number;
+  pacedSeconds: number;
+}
+
+async function measure(mode: string, hosts: Host[], publishOn: Host, plan: Plan): Promise<Record<string, unknown>> {
+  const channel = `bench-${randomBytes(3).toString('hex')}`;
+  const sink = { record: false };
+  const subs: Sub[] = [];
+  for (let i = 0; i < plan.subscribers; i++) subs.push(await subscriber(hosts[i % hosts.length]!.port, channel, sink));
+  try {
+    // Warm-up (JIT, Redis script cache, connections).
+    await publishBatch(publishOn.port, channel, plan.batch, 0);
+    await waitFor(subs, plan.batch * subs.length, 10000);
+    for (const s of subs) s.received = 0;
+
+    // Saturation: as fast as the API takes batches, a few in flight.
+    const t0 = performance.now();
+    let sent = 0;
+    const lanes = Array.from({ length: plan.inflight }, async () => {
+      while (sent < plan.saturate) {
+        const n = Math.min(plan.batch, plan.saturate - sent);
+        const start = sent;
+        sent += n;
+        await publishBatch(publishOn.port, channel, n, start);
+      }
+    });
+    await Promise.all(lanes);
+    const complete = await waitFor(subs, plan.saturate * subs.length, 30000);
+    const elapsed = (performance.now() - t0) / 1000;
+    const delivered = subs.reduce((n, s) => n + s.received, 0);
+
+    // Paced: a steady rate below saturation, for latency.
+    for (const s of subs) s.received = 0;
+    sink.record = true;
+    const perTick = Math.max(1, Math.round(plan.pacedRate / 100));
+    const ticks = plan.pacedSeconds * 100;
+    const begin = performance.now();
+    for (let k = 0; k < ticks; k++) {
+      await publishBatch(publishOn.port, channel, perTick, k * perTick);
+      const next = begin + (k + 1) * 10;
+      const wait = next - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    await waitFor(subs, ticks * perTick * subs.length, 10000);
+    sink.record = false;
+    const lat = subs.flatMap((s) => s.latencies);
+    return {
+      bench: 'bridge',
+      mode,
+      hosts: hosts.length,
+      subscribers: subs.length,
+      messages: plan.saturate,
+      deliveries_per_s: Math.round(delivered / elapsed),
+      complete,
+      paced_msgs_per_s: plan.pacedRate,
+      latency_ms_p50: Math.round(percentile(lat, 50) * 100) / 100,
+      latency_ms_p99: Math.round(percentile(lat, 99) * 100) / 100,
+      latency_samples: lat.length,
+    };
+  } finally {
+    for (const s of subs) s.ws.terminate();
+  }
+}
+
+async function dropNamespace(port: number, ns: string): Promise<void> {
+  const r = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+  r.on('error', () => {});
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${ns}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    r.disconnect();
+  }
+}
+
+export async function benchBridge(opts: { quick: boolean }): Promise<Record<string, unknown>[]> {
+  const plan: Plan = opts.quick
+    ? { subscribers: 8, saturate: 4000, batch: 100, inflight: 8, pacedRate: 500, pacedSeconds: 1 }
+    : { subscribers: 20, saturate: 20000, batch: 100, inflight: 16, pacedRate: 1000, pacedSeconds: 5 };
+  const redis = await useRedis();
+  const ns = `rt-bench-${randomBytes(3).toString('hex')}`;
+  const bridged = ['--redis', `redis://127.0.0.1:${redis.port}`, '--redis-namespace', ns];
+  const out: Record<string, unknown>[] = [];
+  const started: Host[] = [];
+  try {
+    const solo = await startHost([]);
+    started.push(solo);
+    out.push(await measure('single-host', [solo], solo, plan));
+    await stopHost(solo);
+
+    const one = await startHost(bridged);
+    started.push(one);
+    out.push(await measure('single-host+redis', [one], one, plan));
+
+    const two = await startHost(bridged);
+    started.push(two);
+    out.push(await measure('2-hosts+redis', [one, two], one, plan));
+  } finally {
+    await Promise.all(started.map(stopHost));
+    await dropNamespace(redis.port, ns).catch(() => {});
+    await redis.stop();
+  }
+  return out;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const quick = process.argv.includes('--quick');
+  for (const rec of await benchBridge({ quick })) console.log(JSON.stringify(rec));
+}

@@ -1,0 +1,94 @@
+/**
+ * A Socket.IO-speaking benchmark server in its own process, so its CPU time is its own: the rt-actors
+ * gateway ('rt'), socket.io 4 with its default engine ('socketio'), or socket.io attached to
+ * uWebSockets.js ('socketio-uws'). Clients subscribe with `emit('subscribe', { channel }, ack)` on all
+ * three. Driven over IPC by bench/socketio.ts: publish at a rate, report CPU.
+ */
+import { performance } from 'node:perf_hooks';
+import { createServer as createHttpServer } from 'node:http';
+import uWS from 'uWebSockets.js';
+
+type Kind = 'rt' | 'socketio' | 'socketio-uws';
+const kind = (process.argv[2] ?? 'rt') as Kind;
+const workers = Number(process.argv[3] ?? 2);
+
+interface PublishCmd { type: 'publish'; channel: string; rate: number; count: number; size: number; tickMs?: number }
+type Cmd = PublishCmd | { type: 'cpu' } | { type: 'stop' };
+
+let publishFn: (channel: string, data: unknown) => void = () => {};
+let stop: () => Promise<void> = async () => {};
+let port = 0;
+
+function payload(size: number, seq: number): unknown {
+  // t: send time in epoch ms with sub-ms precision, comparable across processes on one machine.
+  const base = { seq, t: performance.timeOrigin + performance.now(), p: '' };
+  base.p = 'x'.repeat(Math.max(0, size - JSON.stringify(base).length));
+  return base;
+}
+
+async function start(): Promise<void> {
+  if (kind === 'rt') {
+    const { createServer } = await import('rt-actors');
+    const s = await createServer({ port: 0, host: '127.0.0.1', workers, apiKey: 'bench', env: {}, logLevel: 'error', maxBackpressure: 64 * 1024 * 1024, historySize: 0, socketioTransports: 'websocket' });
+    port = s.port;
+    publishFn = (ch, data) => void s.publish(ch, 'm', data).catch((err: Error) => console.error('publish failed:', err.message));
+    stop = () => s.close();
+    return;
+  }
+  const { Server } = await import('socket.io');
+  const io = new Server({ transports: ['websocket'], serveClient: false });
+  io.on('connection', (socket) => {
+    socket.on('subscribe', (p: { channel: string }, ack?: (r: unknown) => void) => {
+      void socket.join(p.channel);
+      ack?.({ ok: true });
+    });
+  });
+  publishFn = (ch, data) => io.to(ch).emit('m', ch, data);
+  if (kind === 'socketio') {
+    const http = createHttpServer();
+    io.attach(http);
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
+    port = (http.address() as { port: number }).port;
+    stop = async () => void io.close();
+  } else {
+    const app = uWS.App();
+    io.attachApp(app);
+    await new Promise<void>((r) => app.listen('127.0.0.1', 0, (s) => ((port = uWS.us_socket_local_port(s as never)), r())));
+    stop = async () => {
+      io.close();
+      app.close();
+    };
+  }
+}
+
+let publishing: NodeJS.Timeout | undefined;
+
+function publishAtRate(c: PublishCmd): void {
+  let sent = 0;
+  const startAt = performance.now();
+  // Bursts on a tick (10 ms unless asked otherwise): the rate holds, and every server gets the same
+  // chance to batch writes.
+  publishing = setInterval(() => {
+    const due = Math.min(c.count, Math.floor(((performance.now() - startAt) / 1000) * c.rate));
+    while (sent < due) publishFn(c.channel, payload(c.size, sent++));
+    if (sent >= c.count) {
+      clearInterval(publishing);
+      process.send!({ type: 'published', count: sent });
+    }
+  }, c.tickMs ?? 10);
+}
+
+process.on('message', async (c: Cmd) => {
+  if (c.type === 'publish') publishAtRate(c);
+  else if (c.type === 'cpu') {
+    const u = process.cpuUsage();
+    process.send!({ type: 'cpu', us: u.user + u.system });
+  } else if (c.type === 'stop') {
+    if (publishing) clearInterval(publishing);
+    await stop();
+    process.exit(0);
+  }
+});
+
+await start();
+process.send!({ type: 'ready', port });

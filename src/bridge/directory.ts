@@ -1,0 +1,109 @@
+/**
+ * Cluster-wide answers read straight from Redis — channel list, one channel's counts, presence
+ * members — and the cluster-wide user messages. No host is asked anything, so a dead or slow host
+ * cannot make the HTTP API wait; counts of a dead host disappear when the sweeper removes it.
+ */
+import { RtError } from '../errors.js';
+import type { Member } from '../protocol/native.js';
+import type { ChannelInfo, Notice } from '../runtime/messages.js';
+import type { HubBridge } from './broker.js';
+import type { Keys } from './keys.js';
+import type { Commander } from './redis-conn.js';
+
+export function unavailable(err: unknown): RtError {
+  if (err instanceof RtError) return err;
+  return new RtError('unavailable', `Redis unavailable: ${(err as Error)?.message ?? String(err)}`, 503);
+}
+
+/** Parses one presence entry's info; a corrupt entry counts as a member without info. */
+function parseInfo(json: string): unknown {
+  try {
+    return JSON.parse(json);
+  } catch {
+    return null;
+  }
+}
+
+export class RedisDirectory implements HubBridge {
+  constructor(
+    private readonly cmd: Commander,
+    private readonly keys: Keys,
+    /** Index entries not refreshed for this long belong to channels no live host has. */
+    private readonly staleMs: number,
+  ) {}
+
+  private async guard<T>(p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  async channel(name: string): Promise<ChannelInfo> {
+    const presence = name.startsWith('presence-');
+    const [counts, offset, users] = await this.guard(
+      Promise.all([
+        this.cmd.hvals(this.keys.counts(name)),
+        this.cmd.hget(this.keys.meta(name), 'o'),
+        presence ? this.cmd.hlen(this.keys.users(name)) : Promise.resolve(0),
+      ]),
+    );
+    const info: ChannelInfo = { name, subscribers: counts.reduce((n, c) => n + (Number(c) || 0), 0), offset: Number(offset ?? 0) };
+    if (presence) info.presence = users;
+    return info;
+  }
+
+  async channels(prefix?: string): Promise<ChannelInfo[]> {
+    const names = await this.guard(this.cmd.zrangebyscore(this.keys.index, Date.now() - this.staleMs, '+inf'));
+    const wanted = prefix ? names.filter((n) => n.startsWith(prefix)) : names;
+    const infos = await Promise.all(wanted.map((n) => this.channel(n)));
+    return infos.filter((i) => i.subscribers > 0).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  async members(name: string): Promise<Member[]> {
+    const all = await this.guard(this.cmd.hgetall(this.keys.members(name)));
+    const seen = new Map<string, Member>();
+    for (const [field, json] of Object.entries(all)) {
+      const user = field.slice(field.indexOf('|') + 1);
+      if (seen.has(user)) continue;
+      const info = parseInfo(json);
+      seen.set(user, info === null || info === undefined ? { user_id: user } : { user_id: user, user_info: info });
+    }
+    return [...seen.values()];
+  }
+
+  async presence(name: string): Promise<{ members: Member[] }> {
+    return { members: await this.members(name) };
+  }
+
+  async publishToUser(user: string, event: string, data: unknown, exclude?: string): Promise<void> {
+    const n: Notice = { t: 'user!', user, ev: event, data };
+    if (exclude) n.ex = exclude;
+    await this.guard(this.cmd.publish(this.keys.control, JSON.stringify(n)));
+  }
+
+  async kick(user: string): Promise<void> {
+    const n: Notice = { t: 'kick', user, at: Math.floor(Date.now() / 1000) };
+    await this.guard(this.cmd.publish(this.keys.control, JSON.stringify(n)));
+  }
+}
+
+/** Validates a control message from Redis: anything else on the channel is dropped and counted. */
+export function parseControl(raw: Buffer): Notice | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return null;
+  }
+  const n = v as Record<string, unknown>;
+  if (!n || typeof n !== 'object' || typeof n.user !== 'string') return null;
+  if (n.t === 'kick') return typeof n.at === 'number' ? { t: 'kick', user: n.user, at: n.at } : { t: 'kick', user: n.user };
+  if (n.t === 'user!' && typeof n.ev === 'string') {
+    const out: Notice = { t: 'user!', user: n.user, ev: n.ev, data: n.data };
+    if (typeof n.ex === 'string') out.ex = n.ex;
+    return out;
+  }
+  return null;
+}

@@ -1,0 +1,499 @@
+/**
+ * The Redis broker of one shard. It holds this shard's ioredis connections (created here, in the
+ * shard's thread), the Redis subscriptions of the channels whose actors live on this shard, and this
+ * shard's share of cluster-wide state: a heartbeat, presence entries, subscriber counts.
+ *
+ * A "node" is one shard incarnation (host, pid, shard index, random part). A crashed and replaced shard
+ * is a new node: the old one's presence entries expire with its heartbeat like those of a dead host,
+ * while the connections that survived the crash re-register under the new node.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { Packr, Unpackr } from 'msgpackr';
+import type { Logger } from '../log.js';
+import { assertEvent, type Member, type Publication, type StreamPosition } from '../protocol/native.js';
+import type { Notice } from '../runtime/messages.js';
+import type { Broker, BrokerMessage, BrokerStats, ChannelSink, HistoryBounds, HistorySlice } from './broker.js';
+import { parseControl, RedisDirectory, unavailable } from './directory.js';
+import type { Keys } from './keys.js';
+import { commandConnection, connectWithin, SubscriberPool, type Commander, type RedisTarget } from './redis-conn.js';
+import * as lua from './scripts.js';
+
+const packr = new Packr({ useRecords: false });
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+/**
+ * How long a backend message's claim lives: hosts receiving the same Laravel message within this
+ * window sequence it once. It only has to cover the delivery skew between hosts.
+ */
+const CLAIM_TTL_MS = 10_000;
+/** Channel metadata (offset, epoch) outlives its history, and is refreshed while any host uses it. */
+const META_TTL_MIN_MS = 3_600_000;
+const META_REFRESH_MS = 300_000;
+const BAR = 0x7c; // '|'
+
+type ScriptFn = (...args: (string | number | Buffer)[]) => Promise<any>;
+
+interface Scripts {
+  rtPublish: ScriptFn;
+  rtIngest: ScriptFn;
+  rtPosition: ScriptFn;
+  rtHistoryBuffer: ScriptFn;
+  rtLatestBuffer: ScriptFn;
+  rtJoin: ScriptFn;
+  rtLeave: ScriptFn;
+  rtSweep: ScriptFn;
+}
+
+function defineScripts(cmd: Commander): Scripts {
+  cmd.defineCommand('rtPublish', { numberOfKeys: 2, lua: lua.PUBLISH });
+  cmd.defineCommand('rtIngest', { numberOfKeys: 3, lua: lua.PUBLISH });
+  cmd.defineCommand('rtPosition', { numberOfKeys: 1, lua: lua.POSITION });
+  cmd.defineCommand('rtHistory', { numberOfKeys: 2, lua: lua.HISTORY });
+  cmd.defineCommand('rtLatest', { numberOfKeys: 1, lua: lua.LATEST });
+  cmd.defineCommand('rtJoin', { numberOfKeys: 2, lua: lua.JOIN });
+  cmd.defineCommand('rtLeave', { numberOfKeys: 2, lua: lua.LEAVE });
+  cmd.defineCommand('rtSweep', { numberOfKeys: 3, lua: lua.SWEEP });
+  return cmd as unknown as Scripts;
+}
+
+export function newEpoch(): string {
+  return randomBytes(6).toString('base64url');
+}
+
+function metaTtl(b: HistoryBounds): number {
+  return Math.max(b.ttlMs, META_TTL_MIN_MS);
+}
+
+export interface RedisBrokerOptions {
+  target: RedisTarget;
+  keys: Keys;
+  node: string;
+  presenceTtlMs: number;
+  log: Logger;
+  /** A cluster-wide control message (user message, user disconnect) for this thread's connections. */
+  onControl(n: Notice): void;
+}
+
+interface Route {
+  channel: string;
+  laravel: boolean;
+}
+
+export class RedisBroker implements Broker {
+  readonly node: string;
+  readonly stats: BrokerStats = { invalid: 0, recovered: 0, resyncs: 0, errors: 0 };
+  readonly cmd: Commander;
+  readonly directory: RedisDirectory;
+  private readonly scripts: Scripts;
+  private readonly subs: SubscriberPool;
+  private readonly keys: Keys;
+  private readonly pubCmd: 'PUBLISH' | 'SPUBLISH';
+  private readonly sinks = new Map<string, { sink: ChannelSink; bounds: HistoryBounds }>();
+  private readonly routes = new Map<string, Route>();
+  /** Per channel: how many times each Laravel payload was seen lately (see ingestClaim). */
+  private readonly seen = new Map<string, Map<string, { n: number; until: number }>>();
+  private heartbeat?: NodeJS.Timeout;
+  private retry?: NodeJS.Timeout;
+  private readonly intervalMs: number;
+  private cmdReadyOnce = false;
+  private closed = false;
+  private lastInvalidLog = 0;
+  private metaRefreshedAt = 0;
+
+  constructor(private readonly opts: RedisBrokerOptions) {
+    this.node = opts.node;
+    this.keys = opts.keys;
+    this.pubCmd = opts.target.cluster ? 'SPUBLISH' : 'PUBLISH';
+    this.cmd = commandConnection(opts.target, `rt-actors:${opts.node}`);
+    this.cmd.on('error', () => {}); // state changes are watched through 'ready'/'close'; commands report their own errors
+    this.scripts = defineScripts(this.cmd);
+    this.subs = new SubscriberPool(opts.target, `rt-actors-sub:${opts.node}`, this.cmd);
+    this.directory = new RedisDirectory(this.cmd, opts.keys, opts.presenceTtlMs * 2);
+    // Several rounds per ttl, so one late heartbeat does not make a live node look dead.
+    this.intervalMs = Math.max(100, Math.floor(opts.presenceTtlMs / 3));
+  }
+
+  get up(): boolean {
+    return this.cmd.status === 'ready' && this.subs.up;
+  }
+
+  /**
+   * Connects. Waits at most `timeoutMs`; past that the shard serves anyway and the broker keeps
+   * reconnecting (anything needing Redis fails with `unavailable` until then).
+   */
+  async start(timeoutMs: number): Promise<void> {
+    this.cmd.on('ready', () => {
+      if (!this.cmdReadyOnce) {
+        this.cmdReadyOnce = true;
+        return;
+      }
+      this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps');
+      void this.beat();
+      for (const { sink } of this.sinks.values()) sink.recover();
+    });
+    let wasUp = false;
+    this.cmd.on('ready', () => (wasUp = true));
+    this.cmd.on('close', () => {
+      // Once per outage, not once per failed reconnect attempt.
+      if (!this.closed && wasUp) this.opts.log.warn('Redis connection lost; reconnecting (publishes fail with 503 meanwhile)');
+      wasUp = false;
+    });
+    this.subs.on('message', (ch: string, payload: Buffer) => this.onMessage(ch, payload));
+    this.subs.on('resubscribed', (list: string[]) => {
+      const channels = new Set<string>();
+      for (const r of list) {
+        const route = this.routes.get(r);
+        if (route) channels.add(route.channel);
+      }
+      for (const ch of channels) this.sinks.get(ch)?.sink.recover();
+    });
+    const [cmd, sub] = await Promise.allSettled([connectWithin(this.cmd, timeoutMs), this.listen(timeoutMs)]);
+    const failed = cmd.status === 'rejected' ? cmd.reason : sub.status === 'rejected' ? sub.reason : undefined;
+    // Possible when this shard is replaced during an outage: it serves its connections meanwhile.
+    if (failed) this.opts.log.error(`Redis not reachable yet (${(failed as Error).message}); serving local connections and retrying`);
+    else await this.beat();
+    this.heartbeat = setInterval(() => void this.beat(), this.intervalMs);
+    this.heartbeat.unref();
+  }
+
+  /** Subscriber connections and the control channel, retried every 2 s until they are up. */
+  private async listen(timeoutMs: number): Promise<void> {
+    try {
+      // On a cluster the slot map comes through the command connection.
+      if (this.opts.target.cluster) await connectWithin(this.cmd, timeoutMs);
+      await this.subs.start(timeoutMs);
+      await this.subs.subscribe(this.keys.control, false);
+    } catch (err) {
+      if (!this.closed) {
+        this.retry = setTimeout(() => void this.listen(timeoutMs).catch(() => {}), 2000);
+        this.retry.unref();
+      }
+      throw err;
+    }
+  }
+
+  // ——— channel subscriptions ———
+
+  /**
+   * The Redis channel a backend publishes to for `channel`, unless it would be one of rt-actors' own
+   * (possible with an empty --redis-prefix and a channel named `<namespace>:…`): never listen there.
+   */
+  private laravelChannel(channel: string): string | undefined {
+    const name = this.keys.laravel(channel);
+    return name.startsWith(this.keys.ns + ':') ? undefined : name;
+  }
+
+  async attach(channel: string, sink: ChannelSink, bounds: HistoryBounds): Promise<StreamPosition> {
+    const own = this.keys.pubsub(channel);
+    const laravel = this.laravelChannel(channel);
+    this.sinks.set(channel, { sink, bounds });
+    this.routes.set(own, { channel, laravel: false });
+    if (laravel) this.routes.set(laravel, { channel, laravel: true });
+    try {
+      await Promise.all([this.subs.subscribe(own, this.opts.target.cluster), laravel ? this.subs.subscribe(laravel, false) : undefined]);
+      // Read after the subscription took: anything published later arrives through it.
+      return await this.position(channel, bounds);
+    } catch (err) {
+      this.detach(channel);
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+  }
+
+  detach(channel: string): void {
+    if (!this.sinks.delete(channel)) return;
+    const own = this.keys.pubsub(channel);
+    const laravel = this.laravelChannel(channel);
+    this.routes.delete(own);
+    this.seen.delete(channel);
+    this.subs.unsubscribe(own);
+    if (laravel) {
+      this.routes.delete(laravel);
+      this.subs.unsubscribe(laravel);
+    }
+  }
+
+  private onMessage(redisChannel: string, payload: Buffer): void {
+    if (redisChannel === this.keys.control) {
+      const n = parseControl(payload);
+      if (n) this.opts.onControl(n);
+      else this.invalid(redisChannel, 'not a control message');
+      return;
+    }
+    const route = this.routes.get(redisChannel);
+    if (!route) return; // unsubscribed a moment ago
+    const entry = this.sinks.get(route.channel);
+    if (!entry) return;
+    if (route.laravel) return this.onLaravel(route.channel, entry.sink, payload);
+    try {
+      const first = payload[0];
+      if ((first === 0x6a || first === 0x6c) && payload[1] === BAR) {
+        const p = JSON.parse(payload.toString('utf8', 2)) as { u: unknown; i?: unknown; x?: unknown };
+        if (typeof p.u !== 'string') throw new Error('presence frame without user');
+        const m: Member = p.i === null || p.i === undefined ? { user_id: p.u } : { user_id: p.u, user_info: p.i };
+        entry.sink.presence(first === 0x6a ? 'join!' : 'leave!', m, typeof p.x === 'string' ? p.x : undefined);
+        return;
+      }
+      const a = payload.indexOf(BAR);
+      const b = payload.indexOf(BAR, a + 1);
+      if (a <= 0 || b < 0) throw new Error('not a publication frame');
+      const offset = Number(payload.toString('latin1', 0, a));
+      const epoch = payload.toString('latin1', a + 1, b);
+      const body = unpackr.unpack(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string };
+      if (!Number.isSafeInteger(offset) || offset <= 0 || typeof body?.v !== 'string') throw new Error('bad publication frame');
+      entry.sink.publication({ channel: route.channel, event: body.v, data: body.d, offset }, epoch, body.x);
+    } catch (err) {
+      this.invalid(redisChannel, (err as Error).message);
+    }
+  }
+
+  /**
+   * Laravel's RedisBroadcaster sends `{"event", "data", "socket"}` JSON. Every host subscribed to the
+   * channel gets it, so each computes the same claim — payload digest plus how many times this exact
+   * payload was seen on the channel lately — and the first to present it sequences the message.
+   */
+  private onLaravel(channel: string, sink: ChannelSink, payload: Buffer): void {
+    let msg: BrokerMessage;
+    try {
+      const v = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
+      if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('payload is not a JSON object');
+      const event = assertEvent(v.event);
+      msg = { event, data: v.data ?? null };
+      if (typeof v.socket === 'string' && v.socket) msg.exclude = v.socket;
+    } catch (err) {
+      this.invalid(this.keys.laravel(channel), (err as Error).message);
+      return;
+    }
+    sink.ingest(msg, this.ingestClaim(channel, payload));
+  }
+
+  private ingestClaim(channel: string, payload: Buffer): string {
+    const digest = createHash('sha1').update(payload).digest('base64url').slice(0, 20);
+    let perChannel = this.seen.get(channel);
+    if (!perChannel) this.seen.set(channel, (perChannel = new Map()));
+    const now = Date.now();
+    const e = perChannel.get(digest);
+    const n = e && e.until > now ? e.n + 1 : 1;
+    perChannel.set(digest, { n, until: now + CLAIM_TTL_MS });
+    if (perChannel.size > 256) for (const [k, v] of perChannel) if (v.until <= now) perChannel.delete(k);
+    return `${digest}:${n}`;
+  }
+
+  private invalid(where: string, why: string): void {
+    this.stats.invalid++;
+    const now = Date.now();
+    // One line per second at most: a misbehaving publisher must not flood the log.
+    if (now - this.lastInvalidLog > 1000) {
+      this.lastInvalidLog = now;
+      this.opts.log.warn(`ignored a malformed message on Redis channel ${where}: ${why} (${this.stats.invalid} so far)`);
+    }
+  }
+
+  // ——— sequence, history ———
+
+  async publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string): Promise<StreamPosition | null> {
+    const body = packr.pack(msg.exclude ? { v: msg.event, d: msg.data, x: msg.exclude } : { v: msg.event, d: msg.data });
+    const args: (string | number | Buffer)[] = [this.keys.pubsub(channel), newEpoch(), bounds.size, Math.max(1, Math.round(bounds.ttlMs)), metaTtl(bounds), body, this.pubCmd];
+    let r: [number, string] | null;
+    try {
+      r = claim === undefined
+        ? await this.scripts.rtPublish(this.keys.meta(channel), this.keys.stream(channel), ...args)
+        : await this.scripts.rtIngest(this.keys.meta(channel), this.keys.stream(channel), this.keys.claim(channel, claim), ...args, CLAIM_TTL_MS);
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+    return r ? { offset: Number(r[0]), epoch: String(r[1]) } : null;
+  }
+
+  async position(channel: string, bounds: HistoryBounds): Promise<StreamPosition> {
+    try {
+      const [o, e] = (await this.scripts.rtPosition(this.keys.meta(channel), newEpoch(), metaTtl(bounds))) as [string, string];
+      return { offset: Number(o), epoch: e };
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+  }
+
+  private parseEntries(channel: string, entries: [Buffer, Buffer[]][]): Publication[] {
+    const out: Publication[] = [];
+    for (const [, fields] of entries) {
+      try {
+        const offset = Number(fields[1]!.toString());
+        const body = unpackr.unpack(fields[3]!) as { v: string; d: unknown };
+        out.push({ channel, event: body.v, data: body.d, offset });
+      } catch {
+        this.invalid(this.keys.stream(channel), 'unreadable stream entry');
+      }
+    }
+    return out;
+  }
+
+  async history(channel: string, after: number, upTo: number | undefined, limit: number, bounds: HistoryBounds): Promise<HistorySlice> {
+    if (upTo !== undefined && after >= upTo) return { pubs: [], recovered: true };
+    let r: [number, [Buffer, Buffer[]][]] | [number];
+    try {
+      r = await this.scripts.rtHistoryBuffer(this.keys.stream(channel), this.keys.meta(channel), after, upTo ?? -1, Math.max(1, Math.round(bounds.ttlMs)), bounds.size);
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+    if (Number(r[0]) !== 1) return { pubs: [], recovered: false };
+    const pubs = this.parseEntries(channel, (r[1] ?? []).slice().reverse()).filter((p) => p.offset > after && (upTo === undefined || p.offset <= upTo));
+    // Offsets are contiguous in the stream, so anything else means an entry was unreadable.
+    const contiguous = pubs.every((p, i) => p.offset === after + 1 + i);
+    return { pubs: pubs.slice(0, limit), recovered: contiguous };
+  }
+
+  async latest(channel: string, limit: number, bounds: HistoryBounds): Promise<Publication[]> {
+    limit = Math.min(limit, bounds.size);
+    if (limit <= 0) return [];
+    try {
+      const entries = (await this.scripts.rtLatestBuffer(this.keys.stream(channel), limit, Math.max(1, Math.round(bounds.ttlMs)))) as [Buffer, Buffer[]][];
+      return this.parseEntries(channel, entries.slice().reverse());
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+  }
+
+  // ——— presence and counts ———
+
+  async join(channel: string, user: string, info: unknown, exclude: string | undefined): Promise<void> {
+    const i = info === undefined ? null : info;
+    const frame = 'j|' + JSON.stringify(exclude ? { u: user, i, x: exclude } : { u: user, i });
+    try {
+      await this.cmd.sadd(this.keys.nodeChannels(this.node), channel);
+      await this.scripts.rtJoin(this.keys.members(channel), this.keys.users(channel), `${this.node}|${user}`, JSON.stringify(i), user, this.keys.pubsub(channel), this.pubCmd, frame);
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+  }
+
+  async leave(channel: string, user: string): Promise<void> {
+    try {
+      await this.scripts.rtLeave(this.keys.members(channel), this.keys.users(channel), `${this.node}|${user}`, user, this.keys.pubsub(channel), this.pubCmd);
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+  }
+
+  members(channel: string): Promise<Member[]> {
+    return this.directory.members(channel);
+  }
+
+  async count(channel: string, subscribers: number): Promise<void> {
+    try {
+      if (subscribers > 0) {
+        // The node's channel set first: if this node dies right after, the sweeper still finds the count.
+        await this.cmd.sadd(this.keys.nodeChannels(this.node), channel);
+        await Promise.all([this.cmd.hset(this.keys.counts(channel), this.node, subscribers), this.cmd.zadd(this.keys.index, Date.now(), channel)]);
+      } else {
+        await this.cmd.hdel(this.keys.counts(channel), this.node);
+        await this.cmd.srem(this.keys.nodeChannels(this.node), channel);
+      }
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+  }
+
+  // ——— heartbeat and sweeping ———
+
+  private async beat(): Promise<void> {
+    if (this.closed || this.cmd.status !== 'ready') return;
+    const ttl = this.opts.presenceTtlMs;
+    try {
+      const [, , registered] = await Promise.all([
+        this.cmd.set(this.keys.node(this.node), String(Date.now()), 'PX', ttl),
+        this.cmd.sadd(this.keys.nodes, this.node),
+        this.cmd.exists(this.keys.nodeChannels(this.node)),
+      ]);
+      // Every relayed channel has a count registered in this set. Gone means a sweeper took this node
+      // for dead (an outage longer than the ttl) or Redis lost its data: register everything again.
+      if (!registered && this.sinks.size > 0) {
+        this.opts.log.warn('this node was removed from Redis (outage longer than --presence-ttl, or Redis lost its data): registering its channels again');
+        for (const { sink } of this.sinks.values()) sink.recover();
+      }
+      const now = Date.now();
+      const names = [...this.sinks.keys()];
+      // Metadata lives at least an hour per touch: refreshing it every few minutes is plenty.
+      const refreshMeta = now - this.metaRefreshedAt > META_REFRESH_MS;
+      if (refreshMeta) this.metaRefreshedAt = now;
+      for (let i = 0; i < names.length; i += 500) {
+        const chunk = names.slice(i, i + 500);
+        const args: (string | number)[] = [];
+        for (const ch of chunk) args.push(now, ch);
+        await Promise.all([
+          this.cmd.zadd(this.keys.index, ...args),
+          // Keeps a quiet channel's epoch alive while anyone listens: its expiry would force a resync.
+          ...(refreshMeta ? chunk.map((ch) => this.cmd.pexpire(this.keys.meta(ch), metaTtl(this.sinks.get(ch)?.bounds ?? { size: 0, ttlMs: 0 }))) : []),
+        ]);
+      }
+      for (const [ch, m] of this.seen) {
+        for (const [k, v] of m) if (v.until <= now) m.delete(k);
+        if (m.size === 0) this.seen.delete(ch);
+      }
+      await this.sweep();
+    } catch (err) {
+      this.opts.log.debug(`heartbeat failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** One node per interval looks for nodes whose heartbeat expired and removes them. */
+  private async sweep(): Promise<void> {
+    const lock = await this.cmd.set(this.keys.sweepLock, this.node, 'PX', this.intervalMs, 'NX');
+    if (lock !== 'OK') return;
+    const nodes = await this.cmd.smembers(this.keys.nodes);
+    const alive = await Promise.all(nodes.map((n) => this.cmd.exists(this.keys.node(n))));
+    for (let i = 0; i < nodes.length; i++) {
+      if (alive[i]) continue;
+      const gone = await this.removeNode(nodes[i]!);
+      this.opts.log.info(`node ${nodes[i]} stopped heartbeating: removed it from ${gone} channel(s)`);
+    }
+    await this.cmd.zremrangebyscore(this.keys.index, '-inf', Date.now() - this.opts.presenceTtlMs * 2);
+  }
+
+  private async removeNode(node: string): Promise<number> {
+    const channels = await this.cmd.smembers(this.keys.nodeChannels(node));
+    for (let i = 0; i < channels.length; i += 100) {
+      await Promise.all(
+        channels.slice(i, i + 100).map((ch) =>
+          this.scripts.rtSweep(this.keys.members(ch), this.keys.users(ch), this.keys.counts(ch), `${node}|`, node, this.keys.pubsub(ch), this.pubCmd),
+        ),
+      );
+    }
+    await this.cmd.del(this.keys.nodeChannels(node));
+    await this.cmd.srem(this.keys.nodes, node);
+    return channels.length;
+  }
+
+  /**
+   * Stops. On a graceful stop (`graceful`), this node's presence entries and counts are removed at
+   * once — members leave now rather than after the heartbeat expires.
+   */
+  async close(graceful = true): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    clearTimeout(this.retry);
+    await this.subs.close();
+    if (graceful && this.cmd.status === 'ready') {
+      try {
+        await Promise.race([
+          (async () => {
+            await this.removeNode(this.node);
+            await this.cmd.del(this.keys.node(this.node));
+          })(),
+          new Promise((r) => setTimeout(r, 2000)),
+        ]);
+      } catch {
+        /* Redis went away: the sweeper of another node cleans up after the heartbeat expires */
+      }
+    }
+    this.cmd.disconnect();
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * ioredis connections for the bridge. Every thread that talks to Redis makes its own (ioredis objects
+ * never cross threads): a command connection (a Redis, or a Cluster) and a SubscriberPool.
+ *
+ * Commands fail fast while Redis is unreachable (no offline queue, no silent re-send of a command whose
+ * reply was lost), so a publish either returns its offset or an error — never hangs, never doubles.
+ */
+import { EventEmitter } from 'node:events';
+import { Redis, Cluster, type RedisOptions } from 'ioredis';
+import { slotOf } from './keys.js';
+
+export interface RedisTarget {
+  cluster: boolean;
+  nodes: { host: string; port: number }[];
+  options: RedisOptions;
+  /** For messages: the URL(s) as given, without credentials. */
+  display: string;
+}
+
+export class RedisTargetError extends Error {}
+
+/** Parses `--redis` (one URL, `host:port`, or a comma-separated list meaning a cluster). */
+export function parseRedisTarget(spec: string, cluster: boolean): RedisTarget {
+  const parts = spec.split(',').map((s) => s.trim()).filter(Boolean);
+  if (parts.length === 0) throw new RedisTargetError('--redis is empty');
+  const options: RedisOptions = {};
+  const nodes: { host: string; port: number }[] = [];
+  const shown: string[] = [];
+  for (const p of parts) {
+    let url: URL;
+    try {
+      url = new URL(/^[a-z]+:\/\//i.test(p) ? p : `redis://${p}`);
+    } catch {
+      throw new RedisTargetError(`--redis: "${p}" is not a Redis URL (expected redis://host:port or host:port)`);
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new RedisTargetError(`--redis: unsupported scheme ${url.protocol} (use redis:// or rediss://)`);
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = url.port ? Number(url.port) : 6379;
+    if (!host || !Number.isInteger(port) || port <= 0 || port > 65535) throw new RedisTargetError(`--redis: "${p}" has no valid host and port`);
+    nodes.push({ host, port });
+    if (url.username) options.username = decodeURIComponent(url.username);
+    if (url.password) options.password = decodeURIComponent(url.password);
+    if (url.protocol === 'rediss:') options.tls = {};
+    const db = url.pathname.replace(/^\//, '');
+    if (db) {
+      if (!/^\d+$/.test(db)) throw new RedisTargetError(`--redis: database "${db}" must be a number`);
+      options.db = Number(db);
+    }
+    shown.push(`${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}`);
+  }
+  const isCluster = cluster || nodes.length > 1;
+  if (isCluster && options.db) throw new RedisTargetError('--redis: a Redis Cluster has only database 0');
+  return { cluster: isCluster, nodes, options, display: shown.join(',') };
+}
+
+/** Reconnect soon after a blip, then back off to every 2 s while Redis stays away. */
+const retryStrategy = (times: number): number => Math.min(100 * 2 ** Math.min(times, 5), 2000);
+
+function baseOptions(target: RedisTarget, name: string): RedisOptions {
+  return {
+    ...target.options,
+    connectionName: name,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    // In-flight commands fail when the connection drops instead of being re-sent: a publish whose reply
+    // was lost must not run twice.
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    autoResubscribe: false,
+    connectTimeout: 3000,
+    commandTimeout: 5000,
+    retryStrategy,
+  };
+}
+
+export type Commander = Redis | Cluster;
+
+export function commandConnection(target: RedisTarget, name: string): Commander {
+  const opts = baseOptions(target, name);
+  if (!target.cluster) return new Redis({ ...opts, host: target.nodes[0]!.host, port: target.nodes[0]!.port });
+  const { lazyConnect, enableOfflineQueue, retryStrategy: _r, ...redisOptions } = opts;
+  return new Cluster(target.nodes, {
+    lazyConnect,
+    enableOfflineQueue,
+    enableAutoPipelining: true,
+    clusterRetryStrategy: retryStrategy,
+    slotsRefreshTimeout: 2000,
+    redisOptions,
+  });
+}
+
+/**
+ * Connects with a deadline; rejects with the reason Redis gave (or the timeout). `failFast` rejects at
+ * the first connection error instead of waiting for reconnect attempts (the start-up check).
+ */
+export async function connectWithin(conn: Commander, ms: number, failFast = false): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  let lastError: Error | undefined;
+  let fail: ((err: Error) => void) | undefined;
+  const onError = (err: Error) => {
+    lastError = err;
+    if (failFast) fail?.(err);
+  };
+  conn.on('error', onError);
+  try {
+    await Promise.race([
+      new Promise<never>((_, reject) => (fail = reject)),
+      conn.status === 'ready'
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            conn.once('ready', () => resolve());
+            if (conn.status === 'wait') conn.connect().catch((err: Error) => (lastError = err));
+          }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(lastError ?? new Error(`no answer within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    conn.off('error', onError);
+  }
+}
+
+interface SubConn {
+  key: string;
+  redis: Redis;
+  /** Redis channel → sharded (SSUBSCRIBE) or classic (SUBSCRIBE). */
+  channels: Map<string, boolean>;
+}
+
+/**
+ * The Redis pub/sub subscriptions of one thread. On a single Redis: one connection. On a Cluster: one
+ * connection per master, each channel on the master owning its slot (sharded pub/sub must be consumed
+ * there; classic channels go there too, which any node accepts). Subscriptions are tracked here and
+ * restored on every reconnect, after which 'resubscribed' names the channels so their owners can look
+ * for what they missed.
+ *
+ * Events: 'message' (channel: string, payload: Buffer), 'resubscribed' (channels: string[]),
+ * 'up' / 'down' (connection state).
+ */
+export class SubscriberPool extends EventEmitter {
+  private readonly conns = new Map<string, SubConn>();
+  /** Cluster: slot → node key ("host:port"). */
+  private slots: string[] = [];
+  private closed = false;
+  private refreshTimer?: NodeJS.Timeout;
+
+  constructor(private readonly target: RedisTarget, private readonly name: string, private readonly cmd: Commander) {
+    super();
+  }
+
+  /** Connects; may be called again after a failure. */
+  async start(timeoutMs: number): Promise<void> {
+    if (this.target.cluster) {
+      await this.refreshSlots();
+      await Promise.all([...new Set(this.slots)].filter(Boolean).map((key) => connectWithin(this.conn(key).redis, timeoutMs)));
+      if (!this.refreshTimer) {
+        // A failover or resharding moves slots: look again now and then, and move channels with them.
+        this.refreshTimer = setInterval(() => void this.rebalance().catch(() => {}), 5000);
+        this.refreshTimer.unref();
+      }
+    } else {
+      const c = this.conn('main', this.target.nodes[0]!);
+      await connectWithin(c.redis, timeoutMs);
+    }
+  }
+
+  get up(): boolean {
+    for (const c of this.conns.values()) if (c.redis.status !== 'ready') return false;
+    return true;
+  }
+
+  private async refreshSlots(): Promise<void> {
+    const ranges = (await (this.cmd as Cluster).cluster('SLOTS')) as unknown as [number, number, [string, number, ...unknown[]], ...unknown[]][];
+    const slots: string[] = new Array(16384);
+    for (const [from, to, master] of ranges) {
+      const key = `${master[0]}:${master[1]}`;
+      for (let s = from; s <= to; s++) slots[s] = key;
+    }
+    this.slots = slots;
+  }
+
+  private keyFor(channel: string): string {
+    if (!this.target.cluster) return 'main';
+    const key = this.slots[slotOf(channel)];
+    if (!key) throw new Error(`no cluster node serves the slot of ${channel}`);
+    return key;
+  }
+
+  private conn(key: string, node?: { host: string; port: number }): SubConn {
+    let c = this.conns.get(key);
+    if (c) return c;
+    if (!node) {
+      const i = key.lastIndexOf(':');
+      node = { host: key.slice(0, i), port: Number(key.slice(i + 1)) };
+    }
+    const redis = new Redis({ ...baseOptions(this.target, this.name), host: node.host, port: node.port, lazyConnect: false });
+    const sc: SubConn = { key, redis, channels: new Map() };
+    this.conns.set(key, sc);
+    redis.on('error', () => {}); // reported through 'down'; ioredis reconnects by itself
+    redis.on('messageBuffer', (ch: Buffer, msg: Buffer) => this.emit('message', ch.toString(), msg));
+    redis.on('smessageBuffer', (ch: Buffer, msg: Buffer) => this.emit('message', ch.toString(), msg));
+    redis.on('close', () => this.emit('down'));
+    redis.on('ready', () => void this.restore(sc));
+    return sc;
+  }
+
+  private async restore(c: SubConn): Promise<void> {
+    const list = [...c.channels];
+    try {
+      const classic = list.filter(([, sharded]) => !sharded).map(([ch]) => ch);
+      for (let i = 0; i < classic.length; i += 500) await c.redis.subscribe(...classic.slice(i, i + 500));
+      // SSUBSCRIBE takes several channels only when they share a slot: one at a time, pipelined.
+      await Promise.all(list.filter(([, sharded]) => sharded).map(([ch]) => c.redis.ssubscribe(ch)));
+    } catch {
+      return; // dropped again meanwhile: the next 'ready' restores
+    }
+    this.emit('up');
+    // Also on a first connect: channels recorded while it was still connecting need their gap check.
+    if (list.length > 0) this.emit('resubscribed', list.map(([ch]) => ch));
+  }
+
+  async subscribe(channel: string, sharded: boolean): Promise<void> {
+    const c = this.conn(this.keyFor(channel));
+    c.channels.set(channel, sharded);
+    try {
+      if (sharded) await c.redis.ssubscribe(channel);
+      else await c.redis.subscribe(channel);
+    } catch (err) {
+      if (this.target.cluster && /MOVED/.test(String((err as Error).message))) {
+        // The slot moved since we last looked: look again and retry once.
+        c.channels.delete(channel);
+        await this.refreshSlots();
+        const d = this.conn(this.keyFor(channel));
+        d.channels.set(channel, sharded);
+        if (sharded) await d.redis.ssubscribe(channel);
+        else await d.redis.subscribe(channel);
+        return;
+      }
+      c.channels.delete(channel);
+      throw err;
+    }
+  }
+
+  unsubscribe(channel: string): void {
+    for (const c of this.conns.values()) {
+      const sharded = c.channels.get(channel);
+      if (sharded === undefined) continue;
+      c.channels.delete(channel);
+      if (c.redis.status === 'ready') (sharded ? c.redis.sunsubscribe(channel) : c.redis.unsubscribe(channel)).catch(() => {});
+    }
+  }
+
+  /** Cluster: moves channels whose slot now lives on another master. */
+  private async rebalance(): Promise<void> {
+    if (this.closed) return;
+    await this.refreshSlots();
+    const moved: string[] = [];
+    for (const c of [...this.conns.values()]) {
+      for (const [ch, sharded] of [...c.channels]) {
+        const key = this.keyFor(ch);
+        if (key === c.key) continue;
+        c.channels.delete(ch);
+        if (c.redis.status === 'ready') (sharded ? c.redis.sunsubscribe(ch) : c.redis.unsubscribe(ch)).catch(() => {});
+        try {
+          await this.subscribe(ch, sharded);
+          moved.push(ch);
+        } catch {
+          /* the new master is not reachable yet: tried again at the next rebalance */
+          this.conn(key).channels.set(ch, sharded);
+        }
+      }
+    }
+    if (moved.length) this.emit('resubscribed', moved);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.refreshTimer);
+    for (const c of this.conns.values()) c.redis.disconnect();
+    this.conns.clear();
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Lua run inside Redis. Each script touches only keys of one channel (one hash tag), so it is atomic
+ * on a single Redis and on a Cluster alike. The publish script is the one authority for a channel's
+ * order: it assigns the offset, appends to the stream and fans out, in one step, so every host sees
+ * the same publications with the same offsets in the same order.
+ *
+ * Frames on a channel's pub/sub channel:
+ *   `<offset>|<epoch>|<msgpack body>`   a publication
+ *   `j|<json>` / `l|<json>`             a presence join / leave: {"u": user, "i": info, "x": excluded socket}
+ */
+
+/**
+ * KEYS: meta, stream[, claim]   ARGV: pubsub channel, epoch candidate, history size, history ttl ms,
+ * meta ttl ms, body, PUBLISH|SPUBLISH[, claim ttl ms]. Returns {offset, epoch}, or nil when the claim
+ * was already taken (another host sequenced this backend message).
+ */
+export const PUBLISH = `
+if #KEYS > 2 then
+  if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[8]) then return false end
+end
+redis.call('HSETNX', KEYS[1], 'e', ARGV[2])
+local e = redis.call('HGET', KEYS[1], 'e')
+local o = redis.call('HINCRBY', KEYS[1], 'o', 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local size = tonumber(ARGV[3])
+if size > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', size, '*', 'o', o, 'm', ARGV[6])
+  local t = redis.call('TIME')
+  local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4])
+  if cutoff > 0 then redis.call('XTRIM', KEYS[2], 'MINID', '~', cutoff) end
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+redis.call(ARGV[7], ARGV[1], o .. '|' .. e .. '|' .. ARGV[6])
+return {o, e}
+`;
+
+/**
+ * KEYS: meta   ARGV: epoch candidate, meta ttl ms. Creates the channel's epoch if it has none (first use,
+ * or Redis lost it) and returns {offset, epoch}.
+ */
+export const POSITION = `
+redis.call('HSETNX', KEYS[1], 'e', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'o', 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('HMGET', KEYS[1], 'o', 'e')
+`;
+
+/**
+ * KEYS: stream, meta   ARGV: after, up to (-1 = current), ttl ms, size. Returns {1, entries newest first}
+ * when every publication in (after, upTo] is still kept (entries may extend past upTo), {0} when some is
+ * not. Trimming is approximate (MAXLEN ~ works by whole stream nodes), so the bounds are applied here
+ * exactly: entries older than the ttl, or more than `size` behind the newest, count as gone.
+ */
+export const HISTORY = `
+local after = tonumber(ARGV[1])
+local upto = tonumber(ARGV[2])
+local cur = tonumber(redis.call('HGET', KEYS[2], 'o') or '0')
+if upto < 0 or upto > cur then upto = cur end
+if after >= upto then return {1, {}} end
+if cur - after > tonumber(ARGV[4]) then return {0} end
+local t = redis.call('TIME')
+local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[3])
+if cutoff < 0 then cutoff = 0 end
+local first = redis.call('XRANGE', KEYS[1], cutoff, '+', 'COUNT', 1)
+if #first == 0 or tonumber(first[1][2][2]) > after + 1 then return {0} end
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local count = tonumber(newest[1][2][2]) - after
+if count <= 0 then return {1, {}} end
+return {1, redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', count)}
+`;
+
+/** KEYS: stream   ARGV: count (at most the history size), ttl ms. The newest entries younger than the ttl, newest first. */
+export const LATEST = `
+local t = redis.call('TIME')
+local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[2])
+if cutoff < 0 then cutoff = 0 end
+return redis.call('XREVRANGE', KEYS[1], '+', cutoff, 'COUNT', tonumber(ARGV[1]))
+`;
+
+/**
+ * KEYS: members, users   ARGV: node|user, info json, user, pubsub channel, PUBLISH|SPUBLISH, join frame.
+ * The join is announced only when the user was on no node before: one join per user cluster-wide.
+ */
+export const JOIN = `
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[2], ARGV[3], 1) == 1 then redis.call(ARGV[5], ARGV[4], ARGV[6]) end
+return 1
+`;
+
+/** KEYS: members, users   ARGV: node|user, user, pubsub channel, PUBLISH|SPUBLISH. */
+export const LEAVE = `
+local info = redis.call('HGET', KEYS[1], ARGV[1])
+if not info then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+  redis.call(ARGV[4], ARGV[3], 'l|{"u":' .. cjson.encode(ARGV[2]) .. ',"i":' .. info .. '}')
+end
+return 1
+`;
+
+/**
+ * KEYS: members, users, counts   ARGV: '<node>|', node, pubsub channel, PUBLISH|SPUBLISH.
+ * Removes a dead node from one channel: its members leave (announced when it was their last node)
+ * and its subscribers stop counting. Idempotent, so several sweepers racing do no harm.
+ */
+export const SWEEP = `
+local all = redis.call('HGETALL', KEYS[1])
+local prefix = ARGV[1]
+local plen = #prefix
+local gone = 0
+for i = 1, #all, 2 do
+  local f = all[i]
+  if string.sub(f, 1, plen) == prefix then
+    local user = string.sub(f, plen + 1)
+    redis.call('HDEL', KEYS[1], f)
+    if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
+      redis.call('HDEL', KEYS[2], user)
+      redis.call(ARGV[4], ARGV[3], 'l|{"u":' .. cjson.encode(user) .. ',"i":' .. all[i + 1] .. '}')
+    end
+    gone = gone + 1
+  end
+end
+redis.call('HDEL', KEYS[3], ARGV[2])
+return gone
+`;

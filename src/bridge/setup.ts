@@ -1,0 +1,149 @@
+/**
+ * Wiring of the Redis bridge into a shard and into the main thread, kept here so the runtime files
+ * only gain a few lines. With no --redis nothing here runs and the server is the embedded default.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { ConfigError } from '../config/load.js';
+import type { ServerConfig } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { ActorDefinition } from '../actors/define.js';
+import type { MeshEndpoint } from '../runtime/mesh.js';
+import type { SharedStats } from '../runtime/stats.js';
+import type { HistoryBounds, HubBridge } from './broker.js';
+import { RedisDirectory } from './directory.js';
+import { boundsFor, HistoryPatternError, parseHistoryPatterns } from './history-policy.js';
+import { Keys } from './keys.js';
+import { RedisBroker } from './redis-broker.js';
+import { commandConnection, connectWithin, parseRedisTarget, RedisTargetError, type Commander, type RedisTarget } from './redis-conn.js';
+
+/** Per-channel history bounds from --history-patterns, --history-size and --history-ttl. */
+export function historyPolicy(config: ServerConfig): (channel: string, def: ActorDefinition) => HistoryBounds {
+  const rules = parseHistoryPatterns(config.historyPatterns);
+  const fallback = { size: config.historySize, ttlMs: config.historyTtl * 1000 };
+  return (channel, def) => boundsFor(channel, rules, fallback, def.history);
+}
+
+/** Validates the bridge's options at start, so a typo is a start error naming the option. */
+export function checkBridgeConfig(config: ServerConfig): RedisTarget | undefined {
+  try {
+    parseHistoryPatterns(config.historyPatterns);
+  } catch (err) {
+    if (err instanceof HistoryPatternError) throw new ConfigError('historyPatterns', err.message);
+    throw err;
+  }
+  if (/[{}|\s]/.test(config.redisNamespace) || config.redisNamespace === '') {
+    throw new ConfigError('redisNamespace', '--redis-namespace must be non-empty, without spaces, braces or "|"');
+  }
+  if (!config.redis) {
+    if (config.redisCluster) throw new ConfigError('redisCluster', '--redis-cluster needs --redis (or RT_REDIS_URL) naming at least one cluster node');
+    return undefined;
+  }
+  try {
+    return parseRedisTarget(config.redis, config.redisCluster);
+  } catch (err) {
+    if (err instanceof RedisTargetError) throw new ConfigError('redis', err.message);
+    throw err;
+  }
+}
+
+const START_TIMEOUT_MS = 5000;
+
+function versionAtLeast(v: string, major: number, minor: number): boolean {
+  const [a = 0, b = 0] = v.split('.').map(Number);
+  return a > major || (a === major && b >= minor);
+}
+
+/**
+ * The main thread's connection: checked at start (reachable, recent enough, cluster or not as
+ * configured) so a wrong --redis stops the start with a clear message, and kept to answer the
+ * embedding API's cluster-wide queries (server.channels(), server.presence()).
+ */
+export async function openMainBridge(config: ServerConfig, target: RedisTarget): Promise<{ bridge: HubBridge; close(): Promise<void> }> {
+  const cmd: Commander = commandConnection(target, 'rt-actors:main');
+  cmd.on('error', () => {});
+  const fail = (msg: string): never => {
+    cmd.disconnect();
+    throw new ConfigError('redis', msg);
+  };
+  try {
+    await connectWithin(cmd, START_TIMEOUT_MS, true);
+  } catch (err) {
+    fail(`cannot reach Redis at ${target.display}: ${(err as Error).message}. Start Redis or fix --redis / RT_REDIS_URL; without --redis the server runs as a single host`);
+  }
+  let info = '';
+  try {
+    info = target.cluster ? String(await (cmd as { cluster(sub: 'INFO'): Promise<unknown> }).cluster('INFO')) + String(await cmd.info('server')) : await cmd.info();
+  } catch (err) {
+    fail(`Redis at ${target.display} answered INFO with an error: ${(err as Error).message}`);
+  }
+  const version = /redis_version:([\d.]+)/.exec(info)?.[1] ?? '0';
+  const need = target.cluster ? [7, 0] : [6, 2];
+  if (!versionAtLeast(version, need[0]!, need[1]!)) {
+    fail(`Redis ${version} at ${target.display} is too old: the bridge needs ${need.join('.')} or later (${target.cluster ? 'sharded pub/sub' : 'XTRIM MINID'})`);
+  }
+  if (target.cluster && !/cluster_state:ok/.test(info)) fail(`the Redis Cluster at ${target.display} is not ready (cluster_state is not ok)`);
+  if (!target.cluster && /cluster_enabled:1/.test(info)) fail(`Redis at ${target.display} is a cluster node: add --redis-cluster (or list several nodes in --redis)`);
+  const keys = new Keys(config.redisNamespace, config.redisPrefix);
+  const bridge = new RedisDirectory(cmd, keys, config.presenceTtl * 1000 * 2);
+  return {
+    bridge,
+    close: async () => {
+      cmd.disconnect();
+    },
+  };
+}
+
+export interface ShardBridge {
+  broker: RedisBroker;
+  hub: HubBridge;
+  /** What the shard's ActorHost env gains. */
+  actorEnv: {
+    broker: RedisBroker;
+    resync(thread: number, channel: string): void;
+    log(msg: string, err?: unknown): void;
+  };
+  close(graceful: boolean): Promise<void>;
+}
+
+/** The shard's broker: its own connections, created in this thread. */
+export async function startShardBridge(config: ServerConfig, shard: number, mesh: MeshEndpoint, log: Logger, stats: SharedStats): Promise<ShardBridge | undefined> {
+  const target = checkBridgeConfig(config);
+  if (!target) return undefined;
+  const node = `${hostname()}:${process.pid}:${shard}:${randomBytes(3).toString('hex')}`;
+  const broker = new RedisBroker({
+    target,
+    keys: new Keys(config.redisNamespace, config.redisPrefix),
+    node,
+    presenceTtlMs: config.presenceTtl * 1000,
+    log,
+    onControl: (n) => {
+      mesh.notify(shard, n);
+      // The main thread has no Redis subscription of its own; shard 0 relays to its in-process clients.
+      if (shard === 0) mesh.notify(mesh.shards, n);
+    },
+  });
+  await broker.start(START_TIMEOUT_MS);
+  const timer = setInterval(() => {
+    stats.set(shard, 'redisUp', broker.up ? 1 : 0);
+    stats.set(shard, 'redisInvalid', broker.stats.invalid);
+    stats.set(shard, 'redisRecovered', broker.stats.recovered);
+    stats.set(shard, 'redisResyncs', broker.stats.resyncs);
+    stats.set(shard, 'redisErrors', broker.stats.errors);
+  }, 250);
+  timer.unref();
+  stats.set(shard, 'redisUp', broker.up ? 1 : 0);
+  return {
+    broker,
+    hub: broker.directory,
+    actorEnv: {
+      broker,
+      resync: (t, ch) => mesh.notify(t, { t: 'resync!', ch }),
+      log: (msg, err) => (err === undefined ? log.warn(msg) : log.warn(msg, err instanceof Error ? err.message : err)),
+    },
+    close: async (graceful) => {
+      clearInterval(timer);
+      await broker.close(graceful);
+    },
+  };
+}

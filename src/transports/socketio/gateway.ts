@@ -1,0 +1,663 @@
+/**
+ * The Socket.IO v5 layer over Engine.IO sessions: namespaces, events and acks both ways, and the
+ * channel conventions of laravel-echo (DESIGN.md "Socket.IO gateway"):
+ *   subscribe {channel, auth} / unsubscribe {channel}   → optional ack { ok } / { ok: false, error }
+ *   deliveries                                          → (event, channel, data)
+ *   'client event' {channel, event: 'client-…', data}  → whisper to the channel's other subscribers
+ *   presence:subscribed (channel, members), presence:joining / presence:leaving (channel, member)
+ * Any other event goes to the namespace's request handlers (src/actors/handlers.ts).
+ *
+ * Each connected namespace of a session is one hub Client, with its namespace's codec: deliveries to
+ * WebSocket sessions go through uWS topics, to polling sessions through sendEncoded.
+ */
+import { CloseCode, Client } from '../../runtime/client.js';
+import type { ThreadContext } from '../../runtime/context.js';
+import type { Encoded, WireCodec } from '../../protocol/codecs.js';
+import { decodeSioMsgpack, SioDecoder, SioError, SioType, type SioPacket } from '../../protocol/socketio.js';
+import type { StreamPosition } from '../../protocol/native.js';
+import { assertChannel, assertEvent } from '../../protocol/native.js';
+import { channelKind } from '../../auth/channels.js';
+import type { JwtClaims } from '../../auth/jwt.js';
+import { RtError, toErrorBody } from '../../errors.js';
+import type { ChannelIdentity } from '../../runtime/client.js';
+import { runHandler, type Connection, type HandlerRegistry } from '../../actors/handlers.js';
+import type { ActorRegistry } from '../../actors/registry.js';
+import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
+import { authorizeChannel, bearerOf, looksLikeJwt, verifyToken, type ChannelAuthDeps, type TokenCheck } from './auth.js';
+import { namespaceCodec, packetFrames, type SioParser } from './codec.js';
+import type { Engine, EioSession, SessionListener, SessionOwner } from './engine.js';
+
+export interface GatewayOptions {
+  parser: SioParser;
+  namespaces: Iterable<string>;
+  handlers: HandlerRegistry;
+  actors: ActorRegistry;
+  /** A session that joins no namespace within this time is closed (ms). */
+  connectTimeout: number;
+  /** Default wait for a client's ack to emitWithAck (ms). */
+  ackTimeout: number;
+}
+
+type Ack = (args: unknown[]) => void;
+
+interface SocketState {
+  nsp: string;
+  publicId: string;
+  auth: Record<string, unknown>;
+  user?: string;
+  info?: unknown;
+  grants?: string[];
+  expiresAt?: number;
+  data: Record<string, unknown>;
+  channels: Array<{ ch: string; pos?: StreamPosition; data?: unknown; identity?: ChannelIdentity }>;
+  nextAck: number;
+  acks: number[];
+}
+
+interface ConnectionState {
+  sockets: SocketState[];
+}
+
+/** Mesh requests for Socket.IO sockets that moved (route 'sio'). */
+type SioOp = { op: 'ack'; sid: string; nsp: string; id: number; args: unknown[] };
+
+export class SioGateway implements SessionOwner {
+  readonly codecs = new Map<string, WireCodec>();
+  readonly authDeps: ChannelAuthDeps;
+  readonly tokens: TokenCheck;
+  engine!: Engine;
+  private warned = new Set<string>();
+
+  constructor(
+    readonly ctx: ThreadContext,
+    readonly opts: GatewayOptions,
+  ) {
+    for (const nsp of opts.namespaces) {
+      this.codecs.set(nsp, namespaceCodec(nsp, opts.parser, (why) => this.warnOnce(why)));
+    }
+    this.tokens = { verify: (t) => ctx.verifyToken(t), isRevoked: (u, iat) => ctx.hub.isRevoked(u, iat) };
+    this.authDeps = {
+      tokens: this.tokens,
+      jwtConfigured: ctx.verifier.algorithms.length > 0,
+      authEndpoint: ctx.config.authEndpoint,
+      actorAuthorizes: (ch) => opts.actors.definitionFor(ch).authorize !== undefined,
+    };
+    ctx.hub.onForward('sio', (body: SioOp) => this.onForward(body));
+  }
+
+  warnOnce(why: string): void {
+    if (this.warned.size > 100 || this.warned.has(why)) return;
+    this.warned.add(why);
+    this.ctx.log.warn(`socket.io: a delivery was not sent to Socket.IO clients: ${why}`);
+  }
+
+  open(session: EioSession): SessionListener {
+    return new SioConnection(this, session);
+  }
+
+  restore(session: EioSession, state: unknown, from: number): SessionListener {
+    const c = new SioConnection(this, session);
+    c.restore(state as ConnectionState, from);
+    return c;
+  }
+
+  /** An ack for an emitWithAck of a socket that has since moved to another thread. */
+  private onForward(op: SioOp): null {
+    if (op.op === 'ack') {
+      const s = this.engine.sessions.get(op.sid);
+      const conn = s?.listener instanceof SioConnection ? s.listener : undefined;
+      conn?.sockets.get(op.nsp)?.onAck(op.id, op.args);
+    }
+    return null;
+  }
+
+  log(msg: string, err?: unknown): void {
+    if (err !== undefined) this.ctx.log.error(msg, err);
+    else this.ctx.log.debug(msg);
+  }
+}
+
+/** One Engine.IO session's Socket.IO side. */
+export class SioConnection implements SessionListener {
+  readonly sockets = new Map<string, SioClient>();
+  private readonly connecting = new Map<string, Promise<void>>();
+  /** Packets for a namespace whose connect is still being decided (a client may pipeline them). */
+  private readonly early = new Map<string, SioPacket[]>();
+  private readonly decoder: SioDecoder | null;
+  /** --rate-limit on the events a connection sends. */
+  readonly bucket?: TokenBucket;
+  private connectTimer?: NodeJS.Timeout;
+  /** The session moved to another thread; this is what stays behind on the old one. */
+  moved = false;
+  private isReleased = false;
+
+  constructor(
+    readonly gw: SioGateway,
+    readonly session: EioSession,
+  ) {
+    this.decoder = gw.opts.parser === 'json' ? new SioDecoder() : null;
+    if (gw.ctx.config.rateLimit > 0) this.bucket = new TokenBucket(gw.ctx.config.rateLimit, gw.ctx.config.rateBurst);
+    this.connectTimer = setTimeout(() => {
+      if (this.sockets.size === 0 && this.connecting.size === 0) session.close('no namespace joined in time');
+    }, gw.opts.connectTimeout);
+  }
+
+  get ctx(): ThreadContext {
+    return this.gw.ctx;
+  }
+
+  /** Sends one packet. Throws a coded RtError when the packet cannot be encoded (e.g. a reserved event name). */
+  sendPacket(p: SioPacket): void {
+    let frames;
+    try {
+      frames = packetFrames(p, this.gw.opts.parser);
+    } catch (err) {
+      if (err instanceof SioError) throw new RtError('bad_request', err.message);
+      throw err;
+    }
+    this.session.send(frames);
+  }
+
+  private violation(why: string): void {
+    this.gw.log(`socket.io ${this.session.sid}: ${why}; closing`);
+    this.session.close('parse error', false);
+  }
+
+  onMessage(data: string | Uint8Array): void {
+    let p: SioPacket | null;
+    try {
+      if (this.decoder) p = this.decoder.add(data);
+      else {
+        if (typeof data === 'string') throw new SioError('sio_bad_packet', 'the msgpack parser expects binary messages');
+        p = decodeSioMsgpack(data);
+      }
+    } catch (err) {
+      return this.violation((err as Error).message);
+    }
+    if (p) this.onPacket(p);
+  }
+
+  private onPacket(p: SioPacket): void {
+    const nsp = p.nsp;
+    switch (p.type) {
+      case SioType.CONNECT: {
+        if (this.sockets.has(nsp) || this.connecting.has(nsp)) return this.violation(`second CONNECT for ${nsp}`);
+        if (!this.gw.codecs.has(nsp)) {
+          this.sendPacket({ type: SioType.CONNECT_ERROR, nsp, data: { message: 'Invalid namespace' } });
+          return;
+        }
+        const done = this.connect(nsp, (p.data ?? {}) as Record<string, unknown>).finally(() => {
+          this.connecting.delete(nsp);
+          const queued = this.early.get(nsp) ?? [];
+          this.early.delete(nsp);
+          // Replayed only if the connect succeeded; otherwise they are for a namespace never joined.
+          if (this.sockets.has(nsp)) for (const q of queued) if (!this.session.closed) this.onPacket(q);
+        });
+        this.connecting.set(nsp, done);
+        return;
+      }
+      case SioType.DISCONNECT:
+        this.sockets.get(nsp)?.leave('client namespace disconnect', false);
+        return;
+      case SioType.EVENT: {
+        const s = this.sockets.get(nsp);
+        if (!s && this.connecting.has(nsp)) return this.hold(p);
+        if (!s) return this.violation(`event for namespace ${nsp} it has not joined`);
+        s.onEvent(p.data as unknown[], p.id);
+        return;
+      }
+      case SioType.ACK: {
+        const s = this.sockets.get(nsp);
+        if (!s && this.connecting.has(nsp)) return this.hold(p);
+        if (!s) return this.violation(`ack for namespace ${nsp} it has not joined`);
+        s.onAck(p.id!, p.data as unknown[]);
+        return;
+      }
+      default:
+        return this.violation(`unexpected packet type ${p.type}`);
+    }
+  }
+
+  private hold(p: SioPacket): void {
+    let q = this.early.get(p.nsp);
+    if (!q) this.early.set(p.nsp, (q = []));
+    if (q.length >= 100) return this.violation(`too many packets for ${p.nsp} before its connect was answered`);
+    q.push(p);
+  }
+
+  private async connect(nsp: string, auth: Record<string, unknown>): Promise<void> {
+    const { ctx, gw } = this;
+    const client = new SioClient(this, nsp, ctx.hub.nextSocketId(), auth);
+    try {
+      let claims: JwtClaims | undefined;
+      if (auth.token !== undefined) {
+        if (typeof auth.token !== 'string') throw new RtError('bad_request', 'auth.token must be a string');
+        claims = await verifyToken(gw.tokens, auth.token);
+      } else {
+        // laravel-echo hands its `auth` option to io() too, so the subscribe headers also arrive here.
+        const bearer = bearerOf(auth.headers);
+        if (bearer !== undefined && looksLikeJwt(bearer)) {
+          try {
+            claims = await verifyToken(gw.tokens, bearer);
+          } catch (err) {
+            // With an auth endpoint it may be the backend's own token, meant for that endpoint.
+            if (!ctx.config.authEndpoint) throw err;
+          }
+        }
+      }
+      if (claims) client.authenticate(claims);
+      else if (ctx.config.requireAuth) throw new RtError('unauthorized', 'this server requires a token to connect: pass auth: { token: <JWT> }', 401);
+      for (const hook of gw.opts.handlers.get(nsp)?.onConnect ?? []) {
+        await runHandler(hook, client.connection(), [], (m, e) => gw.log(m, e));
+      }
+    } catch (err) {
+      const e = toErrorBody(err);
+      if (!this.session.closed) this.sendPacket({ type: SioType.CONNECT_ERROR, nsp, data: { message: e.message, data: { code: e.code } } });
+      return;
+    }
+    if (this.session.closed) return;
+    client.ws = this.session.transport === 'websocket' ? (this.session.ws as Client['ws']) : undefined;
+    ctx.hub.add(client);
+    this.sockets.set(nsp, client);
+    clearTimeout(this.connectTimer);
+    this.sendPacket({ type: SioType.CONNECT, nsp, data: { sid: client.publicId } });
+  }
+
+  onTransport(): void {
+    for (const s of this.sockets.values()) this.ctx.hub.rebind(s, this.session.ws as Client['ws']);
+  }
+
+  /** Resolves once no namespace connect and no subscription is in flight (a move waits for that). */
+  async settled(): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      const pending: Promise<unknown>[] = [...this.connecting.values()];
+      for (const s of this.sockets.values()) pending.push(...s.pendingSubs.values());
+      if (pending.length === 0) return;
+      await Promise.allSettled(pending);
+    }
+  }
+
+  exportState(): ConnectionState {
+    this.moved = true;
+    clearTimeout(this.connectTimer);
+    return { sockets: [...this.sockets.values()].map((s) => s.exportState()) };
+  }
+
+  /** Rebuilds the sockets of a session that moved here and re-subscribes them where they were. */
+  restore(state: ConnectionState, from: number): void {
+    const { hub } = this.ctx;
+    const subs: Promise<unknown>[] = [];
+    for (const st of state.sockets) {
+      if (!this.gw.codecs.has(st.nsp)) continue;
+      const c = new SioClient(this, st.nsp, hub.nextSocketId(), st.auth ?? {});
+      c.publicId = st.publicId;
+      c.user = st.user;
+      c.info = st.info;
+      c.grants = st.grants;
+      c.expiresAt = st.expiresAt;
+      c.data = st.data ?? {};
+      c.nextAck = st.nextAck;
+      if (st.acks.length > 0) c.remoteAcks = { thread: from, ids: new Set(st.acks) };
+      c.ws = this.session.ws as Client['ws'];
+      hub.add(c);
+      hub.aliases.set(c.publicId, c);
+      this.sockets.set(st.nsp, c);
+      for (const ch of st.channels) subs.push(c.resubscribe(ch.ch, ch.pos, ch.data, ch.identity));
+    }
+    if (this.sockets.size > 0) clearTimeout(this.connectTimer);
+    void Promise.allSettled(subs).then(() => hub.forward(from, 'eio', { op: 'release', sid: this.session.sid }).catch(() => {}));
+  }
+
+  released(): void {
+    if (this.isReleased) return;
+    this.isReleased = true;
+    for (const s of this.sockets.values()) this.ctx.hub.remove(s);
+  }
+
+  onClose(reason: string): void {
+    clearTimeout(this.connectTimer);
+    if (this.moved) {
+      // The ghost expired: its sockets live on elsewhere; only leftovers are dropped.
+      this.released();
+      for (const s of this.sockets.values()) s.dropAcks();
+      return;
+    }
+    for (const s of [...this.sockets.values()]) s.teardown(reason, true);
+    this.sockets.clear();
+  }
+}
+
+/** One connected namespace of a session: what the hub sees as a connection. */
+export class SioClient extends Client {
+  /** The id the client knows (its `socket.id`); differs from `id` after a move between threads. */
+  publicId: string;
+  data: Record<string, unknown> = {};
+  nextAck = 0;
+  remoteAcks?: { thread: number; ids: Set<number> };
+  readonly pendingSubs = new Map<string, Promise<void>>();
+  private readonly subData = new Map<string, unknown>();
+  private readonly acks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private handlerConn?: Connection;
+
+  constructor(
+    readonly conn: SioConnection,
+    readonly nsp: string,
+    id: string,
+    readonly auth: Record<string, unknown>,
+  ) {
+    super(id, 'socket.io', conn.gw.codecs.get(nsp)!);
+    this.publicId = id;
+  }
+
+  private get hub() {
+    return this.conn.ctx.hub;
+  }
+
+  sendEncoded(data: Encoded): void {
+    if (!this.closed) this.conn.session.deliver(data);
+  }
+
+  /**
+   * From the hub (API kick, shutdown, slow consumer). Reconnect: the Engine.IO session ends and the
+   * client reconnects by itself. Otherwise the namespace gets Socket.IO's DISCONNECT, which tells the
+   * client not to reconnect.
+   */
+  disconnect(_code: number, reason: string, reconnect: boolean): void {
+    if (reconnect) {
+      this.conn.session.close(reason);
+      return;
+    }
+    if (this.conn.sockets.get(this.nsp) !== this) {
+      this.hub.remove(this);
+      return;
+    }
+    this.leave(reason, true);
+    if (this.conn.sockets.size === 0) this.conn.session.close(reason);
+  }
+
+  /** Leaves the namespace (the session may stay for others). */
+  leave(reason: string, tell: boolean): void {
+    if (this.conn.sockets.get(this.nsp) === this) this.conn.sockets.delete(this.nsp);
+    if (tell && !this.conn.session.closed) this.conn.sendPacket({ type: SioType.DISCONNECT, nsp: this.nsp });
+    this.teardown(reason, false);
+  }
+
+  teardown(reason: string, sessionGone: boolean): void {
+    const hub = this.hub;
+    // A closed WebSocket must not be touched; uWS drops its topics itself.
+    if (sessionGone) this.ws = undefined;
+    else for (const ch of [...this.channels]) hub.unsubscribe(this, ch);
+    hub.remove(this);
+    if (hub.aliases.get(this.publicId) === this) hub.aliases.delete(this.publicId);
+    this.dropAcks();
+    const hooks = this.conn.gw.opts.handlers.get(this.nsp)?.onDisconnect ?? [];
+    for (const h of hooks) void runHandler(h, this.connection(), [reason], (m, e) => this.conn.gw.log(m, e)).catch(() => {});
+  }
+
+  dropAcks(): void {
+    for (const a of this.acks.values()) {
+      clearTimeout(a.timer);
+      a.reject(new RtError('unavailable', 'the connection closed before acknowledging', 503));
+    }
+    this.acks.clear();
+  }
+
+  // ---- events from the client
+
+  onEvent(args: unknown[], id: number | undefined): void {
+    const ack: Ack | undefined = id === undefined ? undefined : (res) => this.sendAck(id, res);
+    const name = args[0];
+    const arg = args[1];
+    const bucket = this.conn.bucket;
+    if (bucket && !bucket.take()) {
+      if (bucket.strikes >= MAX_RATE_STRIKES) {
+        this.conn.session.close('rate limit exceeded');
+        return;
+      }
+      const err = new RtError('rate_limited', `more than ${this.conn.ctx.config.rateLimit} events per second; slow down`, 429);
+      const op = name === 'subscribe' || name === 'unsubscribe' || name === 'client event';
+      const channel = op && arg && typeof arg === 'object' && typeof (arg as { channel?: unknown }).channel === 'string' ? (arg as { channel: string }).channel.slice(0, 200) : undefined;
+      return this.fail(ack, String(name).slice(0, 200), channel, err, op);
+    }
+    if (name === 'subscribe') return this.opSubscribe(arg, ack);
+    if (name === 'unsubscribe') return void this.opUnsubscribe(arg, ack);
+    if (name === 'client event') return void this.opWhisper(arg, ack);
+    const fn = typeof name === 'string' ? this.conn.gw.opts.handlers.handler(this.nsp, name) : undefined;
+    if (!fn) {
+      const err = new RtError('no_handler', `no handler for event ${JSON.stringify(name).slice(0, 100)} in namespace ${this.nsp}`, 404);
+      return this.fail(ack, String(name), undefined, err, false);
+    }
+    runHandler(fn, this.connection(), args.slice(1), (m, e) => this.conn.gw.log(m, e)).then(
+      (v) => ack?.(v === undefined ? [] : [v]),
+      (err) => this.fail(ack, name as string, undefined, err, false),
+    );
+  }
+
+  onAck(id: number, args: unknown[]): void {
+    if (this.remoteAcks?.ids.delete(id)) {
+      const op: SioOp = { op: 'ack', sid: this.conn.session.sid, nsp: this.nsp, id, args };
+      this.hub.forward(this.remoteAcks.thread, 'sio', op).catch(() => {});
+      return;
+    }
+    const a = this.acks.get(id);
+    if (!a) return; // late (timed out) or never asked: nothing waits for it
+    this.acks.delete(id);
+    clearTimeout(a.timer);
+    a.resolve(args[0]);
+  }
+
+  private sendAck(id: number, args: unknown[]): void {
+    try {
+      this.conn.sendPacket({ type: SioType.ACK, nsp: this.nsp, id, data: args });
+    } catch (err) {
+      // The handler returned something that cannot be sent (e.g. a cyclic object): say so instead.
+      this.conn.sendPacket({ type: SioType.ACK, nsp: this.nsp, id, data: [{ error: { code: 'bad_reply', message: (err as Error).message } }] });
+    }
+  }
+
+  /** Reports a failure: through the ack when there is one, else as an event, never silently. */
+  private fail(ack: Ack | undefined, event: string, channel: string | undefined, err: unknown, channelOp: boolean): void {
+    const error = toErrorBody(err);
+    if (ack) return ack(channelOp ? [{ ok: false, error }] : [{ error }]);
+    if (event === 'subscribe') return this.emitSafe('subscription_error', [channel ?? null, error]);
+    this.emitSafe('error', [{ ...error, event: event.slice(0, 200), ...(channel !== undefined ? { channel } : {}) }]);
+  }
+
+  emitSafe(event: string, args: unknown[]): void {
+    try {
+      this.emitEvent(event, args);
+    } catch (err) {
+      this.conn.gw.log(`socket.io: cannot emit ${event}: ${(err as Error).message}`);
+    }
+  }
+
+  emitEvent(event: string, args: unknown[]): void {
+    if (typeof event !== 'string' || event.length === 0) throw new RtError('bad_request', 'event must be a non-empty string');
+    this.conn.sendPacket({ type: SioType.EVENT, nsp: this.nsp, data: [event, ...args] });
+  }
+
+  emitWithAck(event: string, args: unknown[], timeoutMs = this.conn.gw.opts.ackTimeout): Promise<unknown> {
+    if (this.conn.session.closed) return Promise.reject(new RtError('unavailable', 'connection closed', 503));
+    const id = this.nextAck++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.acks.delete(id);
+        reject(new RtError('timeout', `the client did not acknowledge ${event} within ${timeoutMs} ms`, 504));
+      }, timeoutMs);
+      this.acks.set(id, { resolve, reject, timer });
+      try {
+        this.conn.sendPacket({ type: SioType.EVENT, nsp: this.nsp, id, data: [event, ...args] });
+      } catch (err) {
+        clearTimeout(timer);
+        this.acks.delete(id);
+        reject(err);
+      }
+    });
+  }
+
+  // ---- channel operations
+
+  private opSubscribe(payload: unknown, ack: Ack | undefined): void {
+    const p = (payload && typeof payload === 'object' ? payload : {}) as { channel?: unknown; auth?: unknown; data?: unknown };
+    let channel: string;
+    try {
+      if (!payload || typeof payload !== 'object') throw new RtError('bad_request', 'subscribe expects { channel, auth }');
+      channel = assertChannel(p.channel);
+    } catch (err) {
+      return this.fail(ack, 'subscribe', typeof p.channel === 'string' ? p.channel.slice(0, 200) : undefined, err, true);
+    }
+    if (this.channels.has(channel) || this.pendingSubs.has(channel)) {
+      return this.fail(ack, 'subscribe', channel, new RtError('already_subscribed', `already subscribed to ${channel}`), true);
+    }
+    const work = (async () => {
+      const identity = await authorizeChannel(this.conn.gw.authDeps, this, this.publicId, this.conn.session.handshake, channel, p.auth);
+      if (identity) (this.channelIdentity ??= new Map()).set(channel, identity);
+      if (p.data !== undefined) this.subData.set(channel, p.data);
+      try {
+        await this.hub.subscribe(this, channel, undefined, p.data, (res) => {
+          // Before the client joins the channel's delivery, so these precede any publication.
+          if (res.members) this.emitSafe('presence:subscribed', [channel, res.members]);
+          ack?.([{ ok: true }]);
+        });
+      } catch (err) {
+        this.channelIdentity?.delete(channel);
+        this.subData.delete(channel);
+        throw err;
+      }
+    })();
+    const tracked = work.catch((err) => this.fail(ack, 'subscribe', channel, err, true)).finally(() => this.pendingSubs.delete(channel));
+    this.pendingSubs.set(channel, tracked);
+  }
+
+  private async opUnsubscribe(payload: unknown, ack: Ack | undefined): Promise<void> {
+    let channel: string;
+    try {
+      channel = assertChannel((payload as { channel?: unknown } | null)?.channel);
+    } catch (err) {
+      return this.fail(ack, 'unsubscribe', undefined, err, true);
+    }
+    await this.pendingSubs.get(channel);
+    if (!this.hub.unsubscribe(this, channel)) {
+      return this.fail(ack, 'unsubscribe', channel, new RtError('not_subscribed', `not subscribed to ${channel}`), true);
+    }
+    this.channelIdentity?.delete(channel);
+    this.subData.delete(channel);
+    ack?.([{ ok: true }]);
+  }
+
+  private async opWhisper(payload: unknown, ack: Ack | undefined): Promise<void> {
+    const p = (payload && typeof payload === 'object' ? payload : {}) as { channel?: unknown; event?: unknown; data?: unknown };
+    let channel: string | undefined;
+    try {
+      channel = assertChannel(p.channel);
+      const event = assertEvent(p.event);
+      if (!event.startsWith('client-')) throw new RtError('bad_request', 'whisper events must start with "client-"');
+      await this.pendingSubs.get(channel);
+      if (!this.channels.has(channel)) throw new RtError('not_subscribed', `subscribe to ${channel} before whispering on it`, 403);
+      if (channelKind(channel) === 'public') throw new RtError('forbidden', 'only subscribers of private- and presence- channels may whisper', 403);
+      const limit = this.conn.ctx.config.maxWhisperSize;
+      if (approxSize(p.data, limit) > limit) throw new RtError('payload_too_large', `whispers are limited to ${limit} bytes`, 413);
+      await this.hub.publish(channel, event, p.data, 'client', this, this.id);
+      ack?.([{ ok: true }]);
+    } catch (err) {
+      this.fail(ack, 'client event', channel, err, true);
+    }
+  }
+
+  /** After a move: subscribe again from where the old thread's deliveries stopped. */
+  resubscribe(channel: string, since: StreamPosition | undefined, data: unknown, identity: ChannelIdentity | undefined): Promise<unknown> {
+    if (identity) (this.channelIdentity ??= new Map()).set(channel, identity);
+    if (data !== undefined) this.subData.set(channel, data);
+    return this.hub
+      .subscribe(this, channel, since, data, (res) => {
+        if (res.recovered === false) this.conn.gw.log(`socket.io ${this.publicId}: publications on ${channel} during the move to this thread are not in history`);
+        for (const pub of res.pubs ?? []) this.sendEncoded(this.codec.pub(pub));
+      })
+      .catch((err) => {
+        this.channelIdentity?.delete(channel);
+        this.subData.delete(channel);
+        if (!this.closed) this.emitSafe('subscription_error', [channel, toErrorBody(err)]);
+      });
+  }
+
+  exportState(): SocketState {
+    const channels = [...this.channels].map((ch) => {
+      const c: SocketState['channels'][number] = { ch };
+      const pos = this.hub.position(ch);
+      if (pos) c.pos = pos;
+      if (this.subData.has(ch)) c.data = this.subData.get(ch);
+      const id = this.channelIdentity?.get(ch);
+      if (id) c.identity = id;
+      return c;
+    });
+    const st: SocketState = { nsp: this.nsp, publicId: this.publicId, auth: this.auth, data: plainData(this.data, (m) => this.conn.gw.log(m)), channels, nextAck: this.nextAck, acks: [...this.acks.keys()] };
+    if (this.user !== undefined) st.user = this.user;
+    if (this.info !== undefined) st.info = this.info;
+    if (this.grants !== undefined) st.grants = this.grants;
+    if (this.expiresAt !== undefined) st.expiresAt = this.expiresAt;
+    return st;
+  }
+
+  // ---- what request handlers see
+
+  connection(): Connection {
+    if (this.handlerConn) return this.handlerConn;
+    const c = this;
+    const hub = this.hub;
+    this.handlerConn = {
+      get socketId() {
+        return c.publicId;
+      },
+      get userId() {
+        return c.user;
+      },
+      get userInfo() {
+        return c.info;
+      },
+      auth: c.auth,
+      transport: 'socket.io',
+      namespace: c.nsp,
+      get handshake() {
+        return c.conn.session.handshake;
+      },
+      get data() {
+        return c.data;
+      },
+      channels: () => [...c.channels],
+      emit: (event, ...args) => c.emitEvent(event, args),
+      emitWithAck: (event, ...args) => c.emitWithAck(event, args),
+      publish: (channel, event, data, opts) => hub.publish(assertChannel(channel), assertEvent(event), data, 'server', undefined, opts?.excludeSelf ? c.id : undefined),
+      publishToUser: (user, event, data) => hub.publishToUser(String(user), assertEvent(event), data),
+      disconnect: (reason) => c.disconnect(CloseCode.DISCONNECTED, reason ?? 'disconnected by the server', false),
+    };
+    return this.handlerConn;
+  }
+}
+
+/** `conn.data` must cross threads when a session moves: keep what survives JSON, say what does not. */
+function plainData(data: Record<string, unknown>, log: (m: string) => void): Record<string, unknown> {
+  try {
+    return JSON.parse(JSON.stringify(data)) as Record<string, unknown>;
+  } catch (err) {
+    log(`socket.io: connection data could not be carried to another thread: ${(err as Error).message}`);
+    return {};
+  }
+}
+
+/** Size of a payload as JSON (binaries by length), counting only until `cap` is passed. */
+function approxSize(v: unknown, cap: number): number {
+  let n = 0;
+  const walk = (x: unknown, depth: number): void => {
+    if (n > cap || depth > 64) return;
+    if (x === null || x === undefined || typeof x === 'boolean' || typeof x === 'number') n += 5;
+    else if (typeof x === 'string') n += x.length + 2;
+    else if (x instanceof ArrayBuffer || ArrayBuffer.isView(x)) n += x.byteLength;
+    else if (Array.isArray(x)) for (const y of x) walk(y, depth + 1);
+    else if (typeof x === 'object') for (const k in x as Record<string, unknown>) {
+      n += k.length + 3;
+      walk((x as Record<string, unknown>)[k], depth + 1);
+    }
+  };
+  walk(v, 0);
+  return n;
+}

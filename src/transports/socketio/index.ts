@@ -1,0 +1,73 @@
+/**
+ * The Socket.IO gateway at /socket.io/ (Engine.IO v4 + Socket.IO v5), registered on every shard.
+ * docs/socketio.md is the user guide.
+ */
+import type { TemplatedApp } from 'uWebSockets.js';
+import { ConfigError } from '../../config/load.js';
+import type { ServerConfig } from '../../config/schema.js';
+import { loadHandlers, validNamespace } from '../../actors/handlers.js';
+import { ActorRegistry, loadActors } from '../../actors/registry.js';
+import type { ThreadContext } from '../../runtime/context.js';
+import { Engine } from './engine.js';
+import { SioGateway } from './gateway.js';
+
+const TRANSPORTS = ['polling', 'websocket'];
+
+/** Checks the gateway's settings and handler files once, on the main thread, so a mistake fails the start. */
+export async function checkSocketIoConfig(cfg: ServerConfig): Promise<void> {
+  for (const n of cfg.socketioNamespaces) {
+    if (!validNamespace(n)) throw new ConfigError('socketioNamespaces', `invalid namespace ${JSON.stringify(n)}: it must start with "/" and hold printable ASCII without commas`);
+  }
+  if (cfg.socketioTransports.length === 0 || !cfg.socketioTransports.every((t) => TRANSPORTS.includes(t))) {
+    throw new ConfigError('socketioTransports', `socketioTransports must list one or both of ${TRANSPORTS.join(', ')}`);
+  }
+  if (cfg.authEndpoint) {
+    let u: URL | undefined;
+    try {
+      u = new URL(cfg.authEndpoint);
+    } catch {
+      u = undefined;
+    }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new ConfigError('authEndpoint', `authEndpoint must be an http(s) URL, not ${JSON.stringify(cfg.authEndpoint)}`);
+  }
+  try {
+    await loadHandlers(cfg.actors);
+  } catch (err) {
+    throw new ConfigError('actors', (err as Error).message);
+  }
+}
+
+export async function registerSocketIo(app: TemplatedApp, ctx: ThreadContext): Promise<void> {
+  const cfg = ctx.config;
+  const handlers = await loadHandlers(cfg.actors);
+  ctx.handlers = handlers;
+  const actors = new ActorRegistry(await loadActors(cfg.actors));
+  const pingInterval = Math.round(cfg.socketioPingInterval * 1000);
+  const pingTimeout = Math.round(cfg.socketioPingTimeout * 1000);
+  const gateway = new SioGateway(ctx, {
+    parser: cfg.socketioParser,
+    namespaces: new Set(['/', ...cfg.socketioNamespaces, ...handlers.namespaces()]),
+    handlers,
+    actors,
+    connectTimeout: 45_000,
+    ackTimeout: 10_000,
+  });
+  const engine = new Engine(
+    ctx,
+    {
+      pingInterval,
+      pingTimeout,
+      maxPayload: cfg.socketioMaxHttpBufferSize,
+      polling: cfg.socketioTransports.includes('polling'),
+      websocket: cfg.socketioTransports.includes('websocket'),
+      allowedOrigins: cfg.allowedOrigins,
+      maxBuffered: Math.max(cfg.maxBackpressure, cfg.socketioMaxHttpBufferSize),
+      maxBackpressure: cfg.maxBackpressure,
+      upgradeTimeout: 10_000,
+      ghostTtl: Math.max(60_000, pingInterval + pingTimeout),
+    },
+    gateway,
+  );
+  gateway.engine = engine;
+  engine.register(app);
+}

@@ -1,0 +1,281 @@
+// The client library (rt-actors/client) in Node against the real server, on every transport.
+import t from 'tap';
+import net from 'node:net';
+import WebSocket from 'ws';
+import { signJwt, createServer } from 'rt-actors';
+import { RtClient, type ClientOptions, type TransportName, type Member } from 'rt-actors/client';
+import { ownerOf } from '../dist/src/runtime/hash.js';
+import { startServer, api, API_KEY, JWT_SECRET } from './helpers/server.js';
+import { eventually } from './helpers/http-stream.js';
+
+const TRANSPORTS: TransportName[] = ['websocket', 'sse', 'polling'];
+const token = (sub: string, extra: Record<string, unknown> = {}) =>
+  signJwt({ sub, exp: Math.floor(Date.now() / 1000) + 600, channels: ['private-*', 'presence-*'], user_info: { name: sub }, ...extra }, { secret: JWT_SECRET });
+
+function client(t: { teardown(fn: () => unknown): void }, url: string, opts: ClientOptions = {}): RtClient {
+  const c = new RtClient(url, { WebSocket, reconnectDelay: 50, maxReconnectDelay: 400, connectTimeout: 3000, rememberTransport: false, ...opts });
+  t.teardown(() => c.disconnect());
+  return c;
+}
+
+const connected = (c: RtClient) => eventually(() => c.state === 'connected', 'connected');
+
+t.test('every transport: listen, publish with ack, whisper, presence, user messages, unsubscribe', async (t) => {
+  const s = await startServer(t);
+  for (const tr of TRANSPORTS) {
+    await t.test(tr, async (t) => {
+      const states: string[] = [];
+      const a = client(t, s.http, { transports: [tr], token: () => token('ann'), autoConnect: false });
+      a.on('state', (e) => states.push(e.state));
+      a.connect();
+      const b = client(t, s.http, { transports: [tr], token: token('bob') });
+      await connected(a);
+      await connected(b);
+      t.equal(a.transport, tr);
+      t.same(states, ['connecting', 'connected']);
+      t.equal(a.user, 'ann');
+      t.match(a.socketId, /^\d+\./);
+
+      const news: [unknown, number][] = [];
+      let markers = 0;
+      const ch = a.channel(`news-${tr}`).listen('e', (data, meta) => news.push([data, meta.offset])).listen('marker', () => markers++);
+      await new Promise((r) => ch.subscribed(r));
+      for (let i = 0; i < 3; i++) await api(s.http, '/api/publish', { channel: `news-${tr}`, event: 'e', data: { i } });
+      await eventually(() => news.length === 3, 'three messages');
+      t.same(news, [[{ i: 0 }, 1], [{ i: 1 }, 2], [{ i: 2 }, 3]]);
+      ch.stopListening('e');
+      await api(s.http, '/api/publish', { channel: `news-${tr}`, event: 'e', data: 'unheard' });
+      await api(s.http, '/api/publish', { channel: `news-${tr}`, event: 'marker', data: null });
+      await eventually(() => markers === 1, 'marker');
+      t.equal(news.length, 3, 'stopListening stops delivery');
+      await t.rejects(ch.publish('x', 1), { code: 'publish_refused' }, 'the server refuses client publishes on public channels');
+
+      const pa = a.private(`chat-${tr}`);
+      const pb = b.private(`chat-${tr}`);
+      await Promise.all([new Promise((r) => pa.subscribed(r)), new Promise((r) => pb.subscribed(r))]);
+      const whispersB: unknown[] = [];
+      const whispersA: unknown[] = [];
+      pb.listenForWhisper('typing', (d) => whispersB.push(d));
+      pa.listenForWhisper('typing', (d) => whispersA.push(d));
+      const said: [unknown, number][] = [];
+      pa.listen('said', (d, m) => said.push([d, m.offset]));
+      await pa.whisper('typing', { who: 'ann' });
+      await eventually(() => whispersB.length === 1, 'whisper');
+      t.same(whispersB, [{ who: 'ann' }]);
+      const ack = await pb.publish('said', 'hello');
+      t.type(ack.offset, 'number');
+      await eventually(() => said.length === 1, 'client publish');
+      t.same(said, [['hello', ack.offset]], 'the ack carries the offset subscribers see');
+      t.equal(whispersA.length, 0, 'the whisperer does not hear itself');
+
+      const here: Member[][] = [];
+      const joining: Member[] = [];
+      const leaving: Member[] = [];
+      a.join(`room-${tr}`).here((m) => here.push(m)).joining((m) => joining.push(m)).leaving((m) => leaving.push(m));
+      await eventually(() => here.length === 1, 'here');
+      t.same(here[0], [{ user_id: 'ann', user_info: { name: 'ann' } }]);
+      const rb = b.join(`room-${tr}`);
+      await eventually(() => joining.length === 1, 'joining');
+      t.same(joining, [{ user_id: 'bob', user_info: { name: 'bob' } }]);
+      await eventually(() => rb.members.length === 2, 'bob sees both members');
+
+      const notes: unknown[] = [];
+      a.listen('notify', (d) => notes.push(d));
+      await api(s.http, '/api/publish', { user: 'ann', event: 'notify', data: { n: 1 } });
+      await eventually(() => notes.length === 1, 'user message');
+      t.same(notes, [{ n: 1 }]);
+
+      b.disconnect();
+      t.equal(b.state, 'disconnected');
+      await eventually(() => leaving.length === 1, 'leaving');
+      t.equal(leaving[0]!.user_id, 'bob');
+      await t.rejects(pb.publish('x', 1), { code: 'closed' }, 'a disconnected client refuses requests clearly');
+
+      ch.unsubscribe();
+      await eventually(async () => (await api(s.http, `/api/channels/news-${tr}`)).body.subscribers === 0, 'unsubscribed on the server');
+      t.throws(() => a.channel('two words'), { code: 'invalid_channel' });
+      const hist = await pa.history({ limit: 1 });
+      t.same(hist.map((p) => p.event), ['said']);
+    });
+  }
+});
+
+/** A TCP proxy that passes plain HTTP and swallows WebSocket upgrades, as some corporate proxies do. */
+async function blockingProxy(t: { teardown(fn: () => unknown): void }, port: number): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((down) => {
+    sockets.add(down);
+    down.on('error', () => {});
+    down.once('data', (first) => {
+      if (/^upgrade:\s*websocket/im.test(first.toString('latin1'))) return; // hang, say nothing
+      const up = net.connect(port, '127.0.0.1');
+      sockets.add(up);
+      up.on('error', () => down.destroy());
+      up.write(first);
+      down.pipe(up).pipe(down);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+t.test('falls back when WebSockets are blocked, and remembers what worked', async (t) => {
+  let wsTries = 0;
+  class CountingWebSocket extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      wsTries++;
+    }
+  }
+  // The server does not offer WebSockets: the upgrade is refused.
+  const noWs = await startServer(t, { transports: 'sse,polling' });
+  const c = client(t, noWs.http, { WebSocket: CountingWebSocket, rememberTransport: true });
+  const errors: string[] = [];
+  c.on('error', (e) => errors.push(e.code));
+  await connected(c);
+  t.equal(c.transport, 'sse', 'WebSocket refused → SSE');
+  t.equal(wsTries, 1);
+  c.disconnect();
+  c.connect();
+  await connected(c);
+  t.equal(c.transport, 'sse');
+  t.equal(wsTries, 1, 'the next connection starts with what worked');
+  t.same(errors, [], 'a fallback is not an error');
+
+  // A proxy swallows the upgrade without answering: the connect timeout moves on.
+  const open = await startServer(t);
+  const proxied = await blockingProxy(t, open.port);
+  const p = client(t, `http://127.0.0.1:${proxied}`, { connectTimeout: 400 });
+  await connected(p);
+  t.equal(p.transport, 'sse', 'WebSocket hangs → SSE after the connect timeout');
+  const got: unknown[] = [];
+  await new Promise((r) => p.channel('through-proxy').listen('e', (d) => got.push(d)).subscribed(r));
+  await api(open.http, '/api/publish', { channel: 'through-proxy', event: 'e', data: 'ok' });
+  await eventually(() => got.length === 1, 'message through the proxy');
+
+  // Only long-polling is left.
+  const pollOnly = await startServer(t, { transports: 'polling' });
+  const q = client(t, pollOnly.http);
+  await connected(q);
+  t.equal(q.transport, 'polling', 'WebSocket and SSE refused → long-polling');
+});
+
+t.test('a shard crash mid-stream: the client reconnects and resumes with no loss and no duplicates', async (t) => {
+  const s = await startServer(t);
+  for (const tr of TRANSPORTS) {
+    await t.test(tr, async (t) => {
+      const c = client(t, s.http, { transports: [tr] });
+      await connected(c);
+      const first = c.socketId;
+      const home = Number(first!.split('.')[0]);
+      const other = 1 - home;
+      const names = (owner: number, n: number) => {
+        const out: string[] = [];
+        for (let i = 0; out.length < n; i++) if (ownerOf(`${tr}-ch${i}`, 2) === owner) out.push(`${tr}-ch${i}`);
+        return out;
+      };
+      const survivors = names(other, 2);
+      const [orphan] = names(home, 1) as [string];
+      const got = new Map<string, number[]>();
+      const resyncs: string[] = [];
+      for (const ch of [...survivors, orphan]) {
+        got.set(ch, []);
+        c.channel(ch)
+          .listen('n', (d: number) => got.get(ch)!.push(d))
+          .on('resync', () => resyncs.push(ch));
+      }
+      await eventually(() => c.channels.every((ch) => ch.state === 'subscribed'), 'subscribed');
+      let reconnects = 0;
+      c.on('connected', () => reconnects++);
+
+      // publish continuously on the surviving shard's channels; crash the client's shard midway
+      const N = 120;
+      for (let i = 0; i < N; i++) {
+        for (const ch of survivors) await s.publish(ch, 'n', i);
+        if (i === 20) await s.publish(orphan, 'n', 0);
+        if (i === 40) s.crashShard(home);
+        if (i % 10 === 0) await new Promise((r) => setTimeout(r, 5));
+      }
+      await eventually(() => reconnects >= 1, 'the client to reconnect');
+      t.not(c.socketId, first, 'a new connection');
+      for (const ch of survivors) {
+        await eventually(() => got.get(ch)!.length >= N, () => `${ch}: all ${N} messages (got ${JSON.stringify(got.get(ch))})`);
+        t.same(got.get(ch), [...Array(N).keys()], `${ch}: every message exactly once, in order`);
+      }
+      // The crashed shard owned `orphan` and its history died with it: once the shard is back, the
+      // client either resumes it without a gap or is told to resync — never silence.
+      await eventually(async () => (await api(s.http, '/health', undefined, { key: null })).body.workers.alive === 2, 'shard replaced');
+      await eventually(() => c.channel(orphan).state === 'subscribed', 'orphan channel subscribed');
+      await s.publish(orphan, 'n', 1);
+      await eventually(() => got.get(orphan)!.includes(1), 'orphan channel live again');
+      const seq = got.get(orphan)!;
+      t.ok(JSON.stringify(seq) === '[0,1]' || resyncs.includes(orphan), `orphan channel: complete (${JSON.stringify(seq)}) or resync signalled (${resyncs})`);
+      t.same(resyncs.filter((ch) => ch !== orphan), [], 'no resync on channels whose history survived');
+    });
+  }
+});
+
+t.test('a fresh server (history lost): the client is told to resync and carries on', async (t) => {
+  // A fixed port, as in production: Linux refuses to re-bind a port the kernel picked (port 0) while
+  // the old server's closed connections linger in TIME_WAIT.
+  const port = await new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as net.AddressInfo).port;
+      probe.close(() => resolve(p));
+    });
+  });
+  const a = await createServer({ port, host: '127.0.0.1', workers: 2, apiKey: API_KEY, jwtSecret: JWT_SECRET, logLevel: 'error', env: {} });
+  const url = `http://127.0.0.1:${port}`;
+  const clients = TRANSPORTS.map((tr) => client(t, url, { transports: [tr] }));
+  const log = new Map<RtClient, string[]>();
+  for (const c of clients) {
+    const l: string[] = [];
+    log.set(c, l);
+    c.channel('feed')
+      .listen('n', (d, m) => l.push(`n${d}@${m.offset}`))
+      .on('resync', (r) => l.push(`resync:${r.reason}`));
+  }
+  await eventually(() => clients.every((c) => c.channel('feed').state === 'subscribed'), 'subscribed');
+  for (let i = 1; i <= 2; i++) await a.publish('feed', 'n', i);
+  await eventually(() => clients.every((c) => log.get(c)!.length === 2), 'first messages');
+  await a.close();
+  const b = await createServer({ port, host: '127.0.0.1', workers: 2, apiKey: API_KEY, jwtSecret: JWT_SECRET, logLevel: 'error', env: {} });
+  t.teardown(() => b.close());
+  await eventually(() => clients.every((c) => log.get(c)!.includes('resync:epoch_changed')), 'resync on every transport');
+  await b.publish('feed', 'n', 3);
+  await eventually(() => clients.every((c) => log.get(c)!.length === 4), 'the new server\'s message');
+  for (const [i, c] of clients.entries()) {
+    t.same(log.get(c), ['n1@1', 'n2@2', 'resync:epoch_changed', 'n3@1'], `${TRANSPORTS[i]}: old stream, resync, new stream`);
+  }
+});
+
+t.test('tokens: a token function is called again before expiry; a refused fixed token stops reconnecting', async (t) => {
+  const s = await startServer(t);
+  let calls = 0;
+  const c = client(t, s.http, {
+    transports: ['websocket'],
+    token: () => {
+      calls++;
+      return signJwt({ sub: 'short', exp: Math.floor(Date.now() / 1000) + 2 }, { secret: JWT_SECRET });
+    },
+  });
+  await connected(c);
+  const id = c.socketId;
+  await eventually(() => calls >= 2, 'the token to be refreshed', 8000);
+  await eventually(async () => {
+    const r = await c.request({ op: 'ping' });
+    return r.pong === true;
+  }, 'connection usable after refresh');
+  t.equal(c.socketId, id, 'refreshed on the live connection, no reconnect');
+
+  const expired = signJwt({ sub: 'old', exp: Math.floor(Date.now() / 1000) - 60 }, { secret: JWT_SECRET });
+  const d = client(t, s.http, { transports: ['sse'], token: expired });
+  const errors: string[] = [];
+  d.on('error', (e) => errors.push(e.code));
+  await eventually(() => errors.length > 0 && d.state === 'disconnected', 'the refusal');
+  t.same(errors, ['token_expired'], 'the error says why');
+});

@@ -1,0 +1,248 @@
+// Real Redis and real rt-actors server processes for the bridge tests (test/redis*.test.ts).
+// Every process started here is killed in teardown — and, should the test runner itself die, by the
+// exit hook below — so no redis-server or host outlives its test.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { API_KEY, JWT_SECRET } from './server.js';
+
+type T = { teardown(fn: () => unknown): void };
+
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+function track(c: ChildProcess): ChildProcess {
+  children.add(c);
+  c.on('exit', () => children.delete(c));
+  return c;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it returns a truthy value; fails with `what` after `ms`. */
+export async function until<V>(what: string, check: () => V | Promise<V>, ms = 15000): Promise<NonNullable<Awaited<V>>> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v as NonNullable<Awaited<V>>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(50);
+  }
+}
+
+async function ping(port: number): Promise<boolean> {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, connectTimeout: 500, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  r.on('error', () => {});
+  try {
+    await r.connect();
+    return (await r.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** A client for assertions and for playing the backend (PUBLISH like Laravel does). */
+export function redisClient(t: T, port: number): Redis {
+  const r = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+  r.on('error', () => {});
+  t.teardown(() => r.disconnect());
+  return r;
+}
+
+export interface RedisProc {
+  port: number;
+  url: string;
+  dir: string;
+  /** SIGKILL, like a crash. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and data directory. */
+  start(): Promise<void>;
+}
+
+/**
+ * Starts a redis-server of our own on a free port. `persist` turns on the append-only file (fsync on
+ * every write), so data survives a kill -9 and restart.
+ */
+export async function startRedis(t: T, opts: { persist?: boolean; args?: string[] } = {}): Promise<RedisProc> {
+  if (spawnSync('redis-server', ['--version']).status !== 0) {
+    throw new Error("redis-server is not on PATH: install Redis 7 (e.g. 'apt-get install redis-server') to run the Redis bridge tests");
+  }
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'rt-redis-'));
+  let proc: ChildProcess | undefined;
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir, '--daemonize', 'no', '--logfile', ''];
+  if (opts.persist) args.push('--appendonly', 'yes', '--appendfsync', 'always');
+  else args.push('--appendonly', 'no');
+  args.push(...(opts.args ?? []));
+  const rp: RedisProc = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    dir,
+    async start() {
+      proc = track(spawn('redis-server', args, { stdio: 'ignore' }));
+      await until(`redis-server on ${port}`, () => ping(port), 10000);
+    },
+    async kill() {
+      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise((r) => proc!.once('exit', r));
+      proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+  t.teardown(async () => {
+    await rp.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await rp.start();
+  return rp;
+}
+
+/**
+ * The machine's Redis on 6379 when it answers (NOTES.md), else one of our own. Tests on the shared
+ * Redis use a namespace of their own and delete its keys afterwards.
+ */
+export async function machineRedis(t: T): Promise<{ port: number; url: string }> {
+  if (await ping(6379)) return { port: 6379, url: 'redis://127.0.0.1:6379' };
+  const own = await startRedis(t);
+  return { port: own.port, url: own.url };
+}
+
+/** Deletes every key of a namespace (on the shared Redis). */
+export async function dropNamespace(port: number, ns: string): Promise<void> {
+  const r = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1, retryStrategy: () => null });
+  r.on('error', () => {});
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await r.scan(cursor, 'MATCH', `${ns}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await r.del(...keys);
+    } while (cursor !== '0');
+  } catch {
+    /* best effort */
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** A 3-master Redis Cluster of our own (no replicas), ready when this resolves. */
+export async function startRedisCluster(t: T): Promise<{ ports: number[]; seeds: string }> {
+  const nodes: RedisProc[] = [];
+  for (let i = 0; i < 3; i++) {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'rt-cluster-'));
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--cluster-enabled', 'yes',
+      '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000', '--daemonize', 'no', '--logfile', ''];
+    const proc = track(spawn('redis-server', args, { stdio: 'ignore' }));
+    t.teardown(async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await until(`cluster node on ${port}`, () => ping(port), 10000);
+    nodes.push({ port, url: `redis://127.0.0.1:${port}`, dir, kill: async () => {}, start: async () => {} });
+  }
+  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30000 });
+  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+  for (const n of nodes) {
+    await until(`cluster_state:ok on ${n.port}`, async () => {
+      const r = new Redis({ port: n.port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+      r.on('error', () => {});
+      try {
+        await r.connect();
+        return /cluster_state:ok/.test(String(await r.cluster('INFO')));
+      } finally {
+        r.disconnect();
+      }
+    });
+  }
+  return { ports: nodes.map((n) => n.port), seeds: nodes.map((n) => `redis://127.0.0.1:${n.port}`).join(',') };
+}
+
+export interface Host {
+  port: number;
+  url: string;
+  http: string;
+  proc: ChildProcess;
+  output(): string;
+  /** kill -9: the host dies without a word to anyone. */
+  crash(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const bin = fileURLToPath(new URL('../../bin/rt-actors.js', import.meta.url));
+
+/** An rt-actors server in a process of its own, started through the CLI like a user would. */
+export async function startHost(t: T, redis: string, ns: string, opts: { workers?: number; args?: string[] } = {}): Promise<Host> {
+  const args = [bin, 'start', '--redis', redis, '--redis-namespace', ns, '--port', '0', '--host', '127.0.0.1', '--workers', String(opts.workers ?? 1),
+    '--api-key', API_KEY, '--jwt-secret', JWT_SECRET, '--log-level', 'warn', '--presence-ttl', '2s', '--shutdown-timeout', '2', ...(opts.args ?? [])];
+  const proc = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RT_API_KEY: '', RT_REDIS_URL: '' } }));
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGTERM');
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  t.teardown(stop);
+  const deadline = Date.now() + 20000;
+  let port = 0;
+  while (!port) {
+    if (proc.exitCode !== null) throw new Error(`host exited (${proc.exitCode}): ${out}`);
+    if (Date.now() > deadline) throw new Error(`host did not start: ${out}`);
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+    if (m) port = Number(m[1]);
+    else await sleep(50);
+  }
+  return {
+    port,
+    url: `ws://127.0.0.1:${port}`,
+    http: `http://127.0.0.1:${port}`,
+    proc,
+    output: () => out,
+    crash: async () => {
+      proc.kill('SIGKILL');
+      await exited;
+    },
+    stop,
+  };
+}
+
+/** A Prometheus counter summed over threads, from a host's /metrics. */
+export async function metric(host: Host, name: string): Promise<number> {
+  const text = await fetch(host.http + '/metrics').then((r) => r.text());
+  let n = 0;
+  for (const line of text.split('\n')) if (line.startsWith(name + '{')) n += Number(line.split(' ').pop());
+  return n;
+}
