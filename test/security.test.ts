@@ -146,3 +146,21 @@ t.test('requireAuth and token revocation', async (t) => {
   await new Promise((r) => setTimeout(r, 1100));
   t.equal((await upgradeStatus(s.url + '/ws?token=' + token('77'))).status, 101, 'a newer token works');
 });
+
+t.test('presence channels hold at most --max-presence-members users', async (t) => {
+  const s = await startServer(t, { maxPresenceMembers: 2 });
+  const tok = (u: string) => token(u, { channels: ['presence-*'] });
+  const a = await TestClient.connect(s.url + '/ws?token=' + tok('a'));
+  const a2 = await TestClient.connect(s.url + '/ws?token=' + tok('a'));
+  const b = await TestClient.connect(s.url + '/ws?token=' + tok('b'));
+  const c = await TestClient.connect(s.url + '/ws?token=' + tok('c'));
+  t.teardown(() => [a, a2, b, c].forEach((x) => x.close()));
+  t.equal((await a.request({ op: 'subscribe', channel: 'presence-small' })).ok, true);
+  t.equal((await b.request({ op: 'subscribe', channel: 'presence-small' })).ok, true);
+  t.equal((await a2.request({ op: 'subscribe', channel: 'presence-small' })).ok, true, 'another tab of a member is not a new member');
+  const full = await c.request({ op: 'subscribe', channel: 'presence-small' });
+  t.equal(full.error.code, 'too_many_members');
+  b.close();
+  await a.next((f) => f.op === 'leave');
+  t.equal((await c.request({ op: 'subscribe', channel: 'presence-small' })).ok, true, 'a place frees when a member leaves');
+});

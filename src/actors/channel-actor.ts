@@ -21,6 +21,8 @@ export interface ActorEnv {
   clientPublish: 'none' | 'private' | 'all';
   historySize: number;
   historyTtlMs: number;
+  /** Members a presence channel may hold (--max-presence-members). */
+  maxPresenceMembers?: number;
   deliver(thread: number, pub: Publication, exclude?: string): void;
   presence(thread: number, kind: 'join!' | 'leave!', channel: string, member: Member, exclude?: string): void;
   /** History bounds of a channel (per-pattern settings); defaults to historySize / historyTtlMs. */
@@ -162,6 +164,9 @@ export class ChannelActor {
     const thread = threadOfSocket(conn.id);
     if (thread < 0 || thread >= this.perThread.length) throw new RtError('bad_request', `bad socket id ${conn.id}`);
     const known = this.subs.get(conn.id);
+    if (!known && this.kind === 'presence' && !replay && this.env.maxPresenceMembers && !this.members.has(conn.user!) && this.members.size >= this.env.maxPresenceMembers) {
+      throw new RtError('too_many_members', `presence channel ${this.name} is full (${this.env.maxPresenceMembers} members)`, 403);
+    }
     if (!known) {
       this.subs.set(conn.id, conn);
       this.perThread[thread]!++;

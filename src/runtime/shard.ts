@@ -64,6 +64,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     clientPublish: config.clientPublish,
     historySize: config.historySize,
     historyTtlMs: config.historyTtl * 1000,
+    maxPresenceMembers: config.maxPresenceMembers,
     historyFor: historyPolicy(config),
     deliver: (t, pub, ex) => mesh.notify(t, ex ? { t: 'pub!', pub, ex } : { t: 'pub!', pub }),
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
