@@ -12,6 +12,14 @@ import { now, percentile, round } from './lib.js';
 
 type Kind = 'rt' | 'socketio' | 'socketio-uws';
 
+interface Target {
+  /** Row label. */
+  name: string;
+  kind: Kind;
+  /** rt-actors shards (worker threads). */
+  workers: number;
+}
+
 interface Load {
   name: string;
   rate: number;
@@ -33,8 +41,8 @@ class SioBenchServer {
     });
   }
 
-  static async start(kind: Kind): Promise<SioBenchServer> {
-    const child = fork(new URL('./servers/sio.js', import.meta.url), [kind, '2'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  static async start(kind: Kind, workers: number): Promise<SioBenchServer> {
+    const child = fork(new URL('./servers/sio.js', import.meta.url), [kind, String(workers)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m: any) => (m.type === 'ready' ? resolve(m.port) : reject(new Error('bad start'))));
       child.once('exit', (code) => reject(new Error(`bench server ${kind} exited with ${code}`)));
@@ -49,8 +57,9 @@ class SioBenchServer {
     });
   }
 
-  cpuMicros(): Promise<number> {
-    return this.ask<{ us: number }>({ type: 'cpu' }, 'cpu').then((m) => m.us);
+  /** CPU time of the server process, all threads: user and kernel, in µs. */
+  cpu(): Promise<{ user: number; system: number }> {
+    return this.ask<{ user: number; system: number }>({ type: 'cpu' }, 'cpu');
   }
 
   async stop(): Promise<void> {
@@ -77,8 +86,8 @@ async function subscribeAll(port: number, n: number, channel: string, onMessage:
   return socks;
 }
 
-async function run(kind: Kind, subscribers: number, loads: Load[]): Promise<Record<string, unknown>[]> {
-  const server = await SioBenchServer.start(kind);
+async function run(target: Target, subscribers: number, loads: Load[]): Promise<Record<string, unknown>[]> {
+  const server = await SioBenchServer.start(target.kind, target.workers);
   try {
     let delivered = 0;
     let lat: number[] = [];
@@ -93,18 +102,21 @@ async function run(kind: Kind, subscribers: number, loads: Load[]): Promise<Reco
       lat = [];
       const count = Math.round(load.rate * load.seconds);
       const expected = count * subscribers;
-      const cpu0 = await server.cpuMicros();
+      const cpu0 = await server.cpu();
       const t0 = now();
       await server.ask({ type: 'publish', channel: 'bench', rate: load.rate, count, size: load.size, tickMs: load.tickMs }, 'published');
       const deadline = Date.now() + 15_000;
       while (delivered < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
       const elapsed = (now() - t0) / 1000;
-      const cpuUs = (await server.cpuMicros()) - cpu0;
+      const cpu1 = await server.cpu();
+      const userUs = cpu1.user - cpu0.user;
+      const sysUs = cpu1.system - cpu0.system;
+      const cpuUs = userUs + sysUs;
       lat.sort((a, b) => a - b);
       rows.push({
         bench: 'socketio',
         load: load.name,
-        server: kind,
+        server: target.name,
         subscribers,
         publish_rate: load.rate,
         publish_tick_ms: load.tickMs,
@@ -113,6 +125,10 @@ async function run(kind: Kind, subscribers: number, loads: Load[]): Promise<Reco
         expected,
         deliveries_per_s: Math.round(delivered / elapsed),
         server_cpu_us_per_delivery: round(cpuUs / delivered, 3),
+        // Kernel time is mostly the socket writes (one per message per socket unless a server batches
+        // the messages of one loop iteration); user time is the server's own work.
+        server_user_us_per_delivery: round(userUs / delivered, 3),
+        server_kernel_us_per_delivery: round(sysUs / delivered, 3),
         deliveries_per_cpu_s: Math.round(delivered / (cpuUs / 1e6)),
         latency_ms_p50: round(percentile(lat, 50), 2),
         latency_ms_p99: round(percentile(lat, 99), 2),
@@ -130,21 +146,35 @@ export async function benchSocketIo(opts: { quick: boolean }): Promise<Record<st
   // per delivery compares like with like. The steady stream spaces messages out, so every server
   // writes each message to each socket on its own; the bursty one lets servers that batch the writes
   // of one loop iteration do so.
-  const seconds = opts.quick ? 1.5 : 5;
+  const seconds = opts.quick ? 1 : 5;
   const loads: Load[] = [
     { name: 'steady', rate: opts.quick ? 60 : 80, seconds, size: 64, tickMs: 10 },
     { name: 'bursts', rate: 100, seconds, size: 64, tickMs: 100 },
   ];
+  // The clients need a core of their own: on a two-core machine a two-shard server competes with them
+  // for CPU, they fall behind and every server then spends more per delivery on backed-up sockets. One
+  // shard compares like with like against the single-threaded socket.io servers; the two-shard row
+  // (full run) shows the default configuration on this machine.
+  const targets: Target[] = [
+    { name: 'rt', kind: 'rt', workers: 1 },
+    ...(opts.quick ? [] : [{ name: 'rt-2-shards', kind: 'rt' as Kind, workers: 2 }]),
+    { name: 'socketio', kind: 'socketio', workers: 1 },
+    { name: 'socketio-uws', kind: 'socketio-uws', workers: 1 },
+  ];
   const rows: Record<string, unknown>[] = [];
-  for (const kind of ['rt', 'socketio', 'socketio-uws'] as Kind[]) rows.push(...(await run(kind, 1000, loads)));
+  for (const target of targets) rows.push(...(await run(target, 1000, loads)));
   for (const load of loads) {
-    const perCpu = (k: Kind) => rows.find((r) => r.server === k && r.load === load.name)!.deliveries_per_cpu_s as number;
+    const row = (name: string) => rows.find((r) => r.server === name && r.load === load.name)!;
+    const perCpu = (name: string) => row(name).deliveries_per_cpu_s as number;
+    const user = (name: string) => row(name).server_user_us_per_delivery as number;
     rows.push({
       bench: 'socketio',
       load: load.name,
-      summary: 'deliveries per server CPU-second: rt-actors gateway / socket.io',
+      summary: 'deliveries per server CPU-second: rt-actors gateway (1 shard) / socket.io',
       vs_socketio_default: round(perCpu('rt') / perCpu('socketio'), 1),
       vs_socketio_uws: round(perCpu('rt') / perCpu('socketio-uws'), 2),
+      user_cpu_vs_socketio_default: round(user('socketio') / user('rt'), 1),
+      user_cpu_vs_socketio_uws: round(user('socketio-uws') / user('rt'), 2),
       target_vs_default: 15,
     });
   }

@@ -32,7 +32,12 @@ t.test('HTTP API success paths', async (t) => {
   t.same(info.body, { name: 'orders', subscribers: 1, offset: 4 });
   const none = await api(s.http, '/api/channels/nobody-here');
   t.equal(none.body.subscribers, 0);
-  const health = await api(s.http, '/health', undefined, { key: null });
+  // Gauges are published by each shard every 250 ms: wait for the connection to show.
+  let health = await api(s.http, '/health', undefined, { key: null });
+  for (let i = 0; i < 20 && health.body.connections !== 1; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    health = await api(s.http, '/health', undefined, { key: null });
+  }
   t.equal(health.status, 200);
   t.equal(health.body.status, 'ok');
   t.same(health.body.workers, { total: 2, alive: 2 });

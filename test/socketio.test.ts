@@ -33,6 +33,12 @@ t.test('websocket-only, polling-only and polling-then-upgrade clients: subscribe
     t.equal(bin.size, 4, `${name}: binary argument arrived whole`);
     t.same([...bin.reversed], [250, 3, 2, 1], `${name}: binary in the ack`);
     t.equal(Buffer.from(bin.nested[0].deep).toString(), 'ok', `${name}: nested binary in the ack`);
+    // An event name Socket.IO reserves cannot be delivered to it (its parser would drop the connection).
+    const after = nextEvent(c, 'headline');
+    await api(s.http, '/api/publish', { channel: 'news', event: 'disconnect', data: 'x' });
+    await api(s.http, '/api/publish', { channel: 'news', event: 'headline', data: 'after' });
+    t.same(await after, ['news', 'after'], `${name}: a publication named "disconnect" is skipped, the connection stays`);
+    t.equal(c.connected, true);
     if (name === 'polling') t.equal(c.io.engine.transport.name, 'polling', 'polling-only client never upgraded');
     if (name === 'default') {
       await upgraded(c);

@@ -137,16 +137,6 @@ export class Supervisor {
           res.end(JSON.stringify({ error: { code: 'unavailable', message: 'server starting or restarting; retry' } }), true);
         });
       });
-      this.port = await new Promise<number>((resolve, reject) => {
-        const cb = (s: us_listen_socket | false) => {
-          if (!s) return reject(new Error(`cannot listen on ${config.host || '*'}:${config.port} (in use, or not permitted)`));
-          this.listenSocket = s;
-          resolve(uWS.us_socket_local_port(s as never));
-        };
-        // Exclusive: a second server on the same port must fail loudly, not share it silently.
-        if (config.host) app.listen(config.host, config.port, cb);
-        else app.listen(config.port, uWS.ListenOptions?.LIBUS_LISTEN_EXCLUSIVE_PORT ?? 1, cb);
-      });
     } else {
       this.port = await claimPort(config.host, config.port);
     }
@@ -155,8 +145,25 @@ export class Supervisor {
     failed.catch(() => {});
     await Promise.race([Promise.all(this.slots.map((_, i) => this.startShard(i))), failed]);
     this.fatal = undefined;
+    // Listen only once every shard's app is attached, so the first connections already reach a shard.
+    if (this.mode === 'descriptor') this.port = await this.listenAcceptor();
     this.stats.set(config.workers, 'alive', 1);
     this.log.info(`acceptor mode: ${this.mode === 'descriptor' ? 'uWS app descriptors (main thread accepts, shards serve)' : 'SO_REUSEPORT (each shard listens)'}`);
+  }
+
+  private listenAcceptor(): Promise<number> {
+    const { config } = this;
+    const app = this.acceptor!;
+    return new Promise<number>((resolve, reject) => {
+      const cb = (s: us_listen_socket | false) => {
+        if (!s) return reject(new Error(`cannot listen on ${config.host || '*'}:${config.port} (in use, or not permitted)`));
+        this.listenSocket = s;
+        resolve(uWS.us_socket_local_port(s as never));
+      };
+      // Exclusive: a second server on the same port must fail loudly, not share it silently.
+      if (config.host) app.listen(config.host, config.port, cb);
+      else app.listen(config.port, uWS.ListenOptions?.LIBUS_LISTEN_EXCLUSIVE_PORT ?? 1, cb);
+    });
   }
 
   private startShard(i: number): Promise<void> {

@@ -40,6 +40,12 @@ export interface GatewayOptions {
 
 type Ack = (args: unknown[]) => void;
 
+/**
+ * Ack ids a moved socket leaves to its old thread: handlers still running there may emitWithAck
+ * after the move, so the new thread starts numbering past this many and relays answers in the range.
+ */
+const GHOST_ACK_IDS = 1_000_000;
+
 interface SocketState {
   nsp: string;
   publicId: string;
@@ -296,8 +302,8 @@ export class SioConnection implements SessionListener {
       c.grants = st.grants;
       c.expiresAt = st.expiresAt;
       c.data = st.data ?? {};
-      c.nextAck = st.nextAck;
-      if (st.acks.length > 0) c.remoteAcks = { thread: from, ids: new Set(st.acks) };
+      c.nextAck = st.nextAck + GHOST_ACK_IDS;
+      c.remoteAcks = { thread: from, ids: new Set(st.acks), from: st.nextAck, below: c.nextAck };
       c.ws = this.session.ws as Client['ws'];
       hub.add(c);
       hub.aliases.set(c.publicId, c);
@@ -333,7 +339,8 @@ export class SioClient extends Client {
   publicId: string;
   data: Record<string, unknown> = {};
   nextAck = 0;
-  remoteAcks?: { thread: number; ids: Set<number> };
+  /** Acks answering emitWithAck calls made on the thread this socket moved from (see GHOST_ACK_IDS). */
+  remoteAcks?: { thread: number; ids: Set<number>; from: number; below: number };
   readonly pendingSubs = new Map<string, Promise<void>>();
   private readonly subData = new Map<string, unknown>();
   private readonly acks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
@@ -434,9 +441,10 @@ export class SioClient extends Client {
   }
 
   onAck(id: number, args: unknown[]): void {
-    if (this.remoteAcks?.ids.delete(id)) {
+    const r = this.remoteAcks;
+    if (r && (r.ids.delete(id) || (id >= r.from && id < r.below))) {
       const op: SioOp = { op: 'ack', sid: this.conn.session.sid, nsp: this.nsp, id, args };
-      this.hub.forward(this.remoteAcks.thread, 'sio', op).catch(() => {});
+      this.hub.forward(r.thread, 'sio', op).catch(() => {});
       return;
     }
     const a = this.acks.get(id);
