@@ -107,3 +107,48 @@ t.test('random and mutated tokens are refused with a token_* code', async (t) =>
   );
   t.pass('every token answered');
 });
+
+t.test('random and mutated Engine.IO / Socket.IO packets over WebSocket and polling', async (t) => {
+  const { RawWs, rawHandshake, http } = await import('./helpers/sio.js');
+  const s = await startServer(t, { rateLimit: 0 });
+  const good = ['40', '42["subscribe",{"channel":"fz"}]', '421["subscribe",{"channel":"fz"}]', '42["client event",{"channel":"private-x","event":"client-a","data":1}]', '451-["x",{"_placeholder":true,"num":0}]', '3', '2', '6', '5', '41', '40/chat,{"token":"x"}'];
+  const packet = fc.oneof(
+    fc.tuple(fc.constantFrom(...good), fc.array(fc.nat(), { maxLength: 2 }), fc.array(fc.nat(), { maxLength: 3 })).map(([p, cuts, flips]) => Buffer.from(mutate(Buffer.from(p), cuts, flips)).toString('latin1')),
+    fc.tuple(fc.integer({ min: 0, max: 9 }), fc.option(fc.string({ maxLength: 8 })), fc.option(fc.nat()), fc.jsonValue({ maxDepth: 3 })).map(([type, nsp, id, data]) => `4${type}${nsp ? '/' + nsp + ',' : ''}${id ?? ''}${JSON.stringify(data)}`),
+    fc.string({ maxLength: 60 }),
+  );
+  let closedByServer = 0;
+  await fc.assert(
+    fc.asyncProperty(packet, fc.boolean(), async (p, binary) => {
+      const ws = new RawWs(`${s.url}/socket.io/?EIO=4&transport=websocket`);
+      await ws.opened();
+      await ws.next((m) => String(m).startsWith('0'));
+      ws.ws.send('40');
+      await ws.next((m) => String(m).startsWith('40'));
+      ws.ws.send(binary ? Buffer.from(p, 'latin1') : p);
+      ws.ws.send('4277["subscribe",{"channel":"probe"}]');
+      try {
+        const ack = String(await ws.next((m) => String(m).startsWith('4377'), 3000));
+        ws.ws.close();
+        return ack.includes('"ok":true');
+      } catch {
+        // A protocol violation may close the connection: allowed, as long as the server closed it.
+        closedByServer++;
+        return !!ws.closed;
+      }
+    }),
+    { numRuns: RUNS, seed: 11 },
+  );
+  t.comment(`connections closed for protocol errors: ${closedByServer}`);
+  const body = fc.oneof(fc.string({ maxLength: 100 }), fc.array(fc.constantFrom(...good), { maxLength: 4 }).map((a) => a.join('\x1e')));
+  await fc.assert(
+    fc.asyncProperty(body, async (b) => {
+      const hs = await rawHandshake(s.http);
+      const r = await http(`${s.http}/socket.io/?EIO=4&transport=polling&sid=${hs.sid}`, { method: 'POST', body: b });
+      return (r.status === 200 && r.body === 'ok') || (r.status === 400 && typeof JSON.parse(r.body).code === 'number');
+    }),
+    { numRuns: RUNS, seed: 12 },
+  );
+  const h = await api(s.http, '/health', undefined, { key: null });
+  t.same(h.body.workers, { total: 2, alive: 2 }, 'no shard crashed');
+});
