@@ -43,7 +43,7 @@ export class PollClient extends Client implements Session {
   admittedIp?: string;
 
   constructor(private readonly ctx: ThreadContext) {
-    super(ctx.hub.nextSocketId(), 'polling', JSON_CODEC);
+    super(ctx.hub.nextSocketId(), 'poll', JSON_CODEC);
     this.sid = newSid(ctx.thread);
     this.holdMs = ctx.config.pollTimeout * 1000;
     this.idleMs = ctx.config.pollSessionTimeout * 1000;

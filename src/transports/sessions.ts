@@ -62,6 +62,35 @@ function unknownSession(): RtError {
   return new RtError('unknown_session', 'no such session (it expired, was closed, or its shard restarted): open a new one', 404);
 }
 
+/**
+ * Requests forwarded to another thread, watched for that thread dying: its sessions died with it,
+ * and a held poll would otherwise wait out the whole mesh timeout (longer than the hold) before the
+ * client learns it must reconnect.
+ */
+interface Watch { thread: number; restarts: number; reject: (e: RtError) => void }
+const watches = new Set<Watch>();
+
+function peerGone(ctx: ThreadContext, w: Watch): boolean {
+  return ctx.stats.get(w.thread, 'alive') === 0 || ctx.stats.get(w.thread, 'restarts') !== w.restarts;
+}
+
+function watchPeer<T>(ctx: ThreadContext, thread: number, p: Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const w: Watch = { thread, restarts: ctx.stats.get(thread, 'restarts'), reject };
+    watches.add(w);
+    p.then(
+      (v) => {
+        watches.delete(w);
+        resolve(v);
+      },
+      (e) => {
+        watches.delete(w);
+        reject(e);
+      },
+    );
+  });
+}
+
 const SID_RE = /^(\d{1,3})\.[A-Za-z0-9_-]{22}$/;
 
 /** The thread a session lives on, from its id; a malformed or impossible id is an unknown session. */
@@ -179,6 +208,11 @@ export function enableSessions(ctx: ThreadContext): void {
   const tickMs = Math.max(10, Math.min(1000, (sseKeepalive * 1000) / 4, (pollSessionTimeout * 1000) / 4));
   const timer = setInterval(() => {
     const now = Date.now();
+    for (const w of watches) {
+      if (!peerGone(ctx, w)) continue;
+      watches.delete(w);
+      w.reject(unknownSession());
+    }
     for (const s of [...sessions.values()]) {
       try {
         s.tick(now);
@@ -193,7 +227,7 @@ export function enableSessions(ctx: ThreadContext): void {
 /** Runs a session operation on the session's thread and resolves with its answer. */
 export function onSession<T>(ctx: ThreadContext, sid: string | undefined, op: Op, timeoutMs?: number): Promise<T> {
   const thread = sidThread(sid, ctx.hub.shards);
-  const p = thread === ctx.thread ? new Promise<T>((resolve) => resolve(runLocal(op) as T)) : ctx.hub.forward<T>(thread, 'poll', op, timeoutMs);
+  const p = thread === ctx.thread ? new Promise<T>((resolve) => resolve(runLocal(op) as T)) : watchPeer(ctx, thread, ctx.hub.forward<T>(thread, 'poll', op, timeoutMs));
   return p.catch((err: RtError) => {
     // Errors crossing the mesh lose their HTTP status: give the session-specific one back.
     if (err?.code === 'unknown_session') throw unknownSession();

@@ -83,6 +83,21 @@ export function formatPositions(pos: readonly (StreamPosition | undefined)[]): s
 /** SSE streams on this thread, for shutdown and tests. */
 const streams = new Set<SseClient>();
 
+const dirty = new Set<SseClient>();
+let flushScheduled = false;
+
+function scheduleFlush(c: SseClient): void {
+  dirty.add(c);
+  if (flushScheduled) return;
+  flushScheduled = true;
+  setImmediate(() => {
+    flushScheduled = false;
+    const list = [...dirty];
+    dirty.clear();
+    for (const x of list) x.flush();
+  });
+}
+
 export class SseClient extends Client implements Session {
   readonly sid: string;
   readonly client = this;
@@ -96,7 +111,10 @@ export class SseClient extends Client implements Session {
   /** Until the subscriptions settle the status is unknown, so everything waits here. */
   private started = false;
   private ended = false;
-  /** Our own buffer while uWS reports backpressure; bounded by `limit` together with `unconfirmed`. */
+  /**
+   * What this turn wrote (flushed at its end), or everything since uWS reported backpressure (flushed
+   * by onWritable); bounded by `limit` together with `unconfirmed`.
+   */
   private queue: string[] = [];
   private queued = 0;
   /** Bytes handed to uWS since it last accepted a write whole: an upper bound on what it still buffers. */
@@ -204,13 +222,21 @@ export class SseClient extends Client implements Session {
 
   private write(text: string): void {
     if (this.ended) return;
-    if (!this.started || this.blocked) {
-      this.queue.push(text);
-      this.queued += text.length;
-      if (this.queued + this.unconfirmed > this.limit) this.tooSlow();
-      return;
-    }
-    this.rawWrite(text);
+    this.queue.push(text);
+    this.queued += text.length;
+    if (this.queued + this.unconfirmed > this.limit) return this.tooSlow();
+    // Everything written in one turn (a mesh drain delivers many publications) goes out in one write:
+    // one syscall per stream per turn instead of one per message.
+    if (this.started && !this.blocked) scheduleFlush(this);
+  }
+
+  /** @internal Writes what the turn queued, unless uWS is still draining an earlier write. */
+  flush(): void {
+    if (!this.started || this.blocked || this.ended || this.queue.length === 0) return;
+    const chunk = this.queue.length === 1 ? this.queue[0]! : this.queue.join('');
+    this.queue = [];
+    this.queued = 0;
+    this.rawWrite(chunk);
   }
 
   private rawWrite(text: string): void {
