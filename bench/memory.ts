@@ -7,12 +7,20 @@ async function perConnection(kind: ServerKind, n: number): Promise<Record<string
     // A few warm-up connections so one-time allocations are not charged to the measured ones.
     const warm = await connectMany(`ws://127.0.0.1:${server.port}/ws`, 50);
     await new Promise((r) => setTimeout(r, 300));
-    const before = await server.rss();
+    const before = await server.memory();
     const sockets = await connectMany(`ws://127.0.0.1:${server.port}/ws`, n);
     await new Promise((r) => setTimeout(r, 500));
-    const after = await server.rss();
+    const after = await server.memory();
     for (const s of [...sockets, ...warm]) s.terminate();
-    return { bench: 'memory', server: kind, connections: n, rss_growth_mb: round((after - before) / 1048576, 1), bytes_per_connection: Math.round((after - before) / n) };
+    return {
+      bench: 'memory',
+      server: kind,
+      connections: n,
+      rss_growth_mb: round((after.rss - before.rss) / 1048576, 1),
+      bytes_per_connection: Math.round((after.rss - before.rss) / n),
+      // JS heap part of it (all threads, after a full GC); the rest is uWS and the kernel-facing buffers.
+      heap_bytes_per_connection: Math.round((after.heap - before.heap) / n),
+    };
   } finally {
     await server.stop();
   }

@@ -16,6 +16,7 @@ interface PublishCmd { type: 'publish'; channel: string; rate: number; count: nu
 type Cmd = PublishCmd | { type: 'cpu' } | { type: 'mem' } | { type: 'stop' };
 
 let publishFn: (channel: string, body: string) => void = () => {};
+let collectGarbage: (() => Promise<number>) | undefined;
 let stop: () => Promise<void> = async () => {};
 let port = 0;
 
@@ -34,6 +35,7 @@ async function start(): Promise<void> {
       s.publish(ch, 'm', JSON.parse(body)).catch((err) => console.error('publish failed:', err.message));
     };
     stop = () => s.close();
+    collectGarbage = () => s.collectGarbage();
   } else if (kind === 'uws') {
     const app = uWS.App();
     app.ws('/ws', {
@@ -99,16 +101,10 @@ process.on('message', async (c: Cmd) => {
     process.send!({ type: 'cpu', us: u.user + u.system });
   } else if (c.type === 'mem') {
     (globalThis as { gc?: () => void }).gc?.();
+    // rt-actors shards are worker threads with heaps of their own: collect those too.
+    const heap = collectGarbage ? await collectGarbage() : process.memoryUsage().heapUsed;
     await new Promise((r) => setTimeout(r, 200));
-    const m = process.memoryUsage();
-    let heap = m.heapUsed;
-    if (kind === 'rt') {
-      // Shards are worker threads with heaps of their own; they report them in /metrics.
-      await new Promise((r) => setTimeout(r, 300));
-      const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text());
-      for (const line of text.split('\n')) if (line.startsWith('rt_heap_used_bytes{') && !line.includes('"main"')) heap += Number(line.split(' ')[1]);
-    }
-    process.send!({ type: 'mem', rss: m.rss, heap });
+    process.send!({ type: 'mem', rss: process.memoryUsage().rss, heap });
   } else if (c.type === 'stop') {
     for (const t of publishing) clearInterval(t);
     await stop();

@@ -19,7 +19,8 @@ export abstract class Client {
   expiresAt?: number;
   readonly channels = new Set<string>();
   /** Channels with a subscribe request in flight, so a duplicate is refused rather than raced. */
-  readonly pendingChannels = new Set<string>();
+  /** Created on first subscribe: most connections never need it, and idle ones should stay small. */
+  pendingChannels?: Set<string>;
   closed = false;
   /**
    * Set when the client rides a uWS WebSocket whose frames are exactly the codec's output: the hub

@@ -143,19 +143,19 @@ export class Hub {
    * publication arrives and resumed publications are sent before live ones.
    */
   subscribe(client: Client, channel: string, since?: StreamPosition, data?: unknown, beforeJoin?: (res: SubscribeResult) => void): Promise<SubscribeResult> {
-    if (client.channels.has(channel) || client.pendingChannels.has(channel)) {
+    if (client.channels.has(channel) || client.pendingChannels?.has(channel)) {
       return Promise.reject(new RtError('already_subscribed', `already subscribed to ${channel}`));
     }
-    if (client.channels.size + client.pendingChannels.size >= this.opts.maxChannelsPerConnection) {
+    if (client.channels.size + (client.pendingChannels?.size ?? 0) >= this.opts.maxChannelsPerConnection) {
       return Promise.reject(new RtError('too_many_channels', `a connection may join at most ${this.opts.maxChannelsPerConnection} channels`));
     }
-    client.pendingChannels.add(channel);
+    (client.pendingChannels ??= new Set()).add(channel);
     const req: Request = { t: 'sub', ch: channel, conn: client.connRef(channel) };
     if (since) req.since = since;
     if (data !== undefined) req.data = data;
     return new Promise((resolve, reject) => {
       this.mesh.call<SubscribeResult>(this.ownerOf(channel), req, (err, res) => {
-        client.pendingChannels.delete(channel);
+        client.pendingChannels!.delete(channel);
         if (err) return reject(err);
         if (client.closed) {
           // Gone while we waited: undo at the owner so presence and counts stay right.

@@ -45,10 +45,11 @@ export interface ShardTask {
 export type ShardEvent =
   | { type: 'ready'; descriptor?: unknown; port?: number }
   | { type: 'drained' }
+  | { type: 'gcDone'; heapUsed: number }
   | { type: 'fatal'; message: string };
 
 /** Messages from the supervisor to a shard. */
-export type ShardCommand = { type: 'drain' } | { type: 'stop'; timeoutMs: number } | { type: 'crash' };
+export type ShardCommand = { type: 'drain' } | { type: 'stop'; timeoutMs: number } | { type: 'crash' } | { type: 'gc' };
 
 export async function runShard(task: ShardTask): Promise<void> {
   const { shard, config } = task;
@@ -179,7 +180,12 @@ export async function runShard(task: ShardTask): Promise<void> {
   process.on('uncaughtException', onUncaught);
 
   task.control.on('message', async (cmd: ShardCommand) => {
-    if (cmd.type === 'crash') {
+    if (cmd.type === 'gc') {
+      // Only with --expose-gc (benchmarks measuring memory per connection).
+      (globalThis as { gc?: () => void }).gc?.();
+      publishStats();
+      post({ type: 'gcDone', heapUsed: process.memoryUsage().heapUsed });
+    } else if (cmd.type === 'crash') {
       // Test hook (createServer().crashShard): an uncaught error kills the thread like a real bug would.
       setImmediate(() => {
         throw new Error(`shard ${shard} crashed on request`);

@@ -241,6 +241,29 @@ export class Supervisor {
     this.command(i, { type: 'crash' });
   }
 
+  /** Full GC in every thread when the process runs with --expose-gc; resolves with the heap in use. */
+  async collectGarbage(): Promise<number> {
+    (globalThis as { gc?: () => void }).gc?.();
+    const heaps = await Promise.all(
+      this.slots.map(
+        (slot, i) =>
+          new Promise<number>((resolve) => {
+            if (!slot.control) return resolve(0);
+            const timer = setTimeout(() => resolve(0), 5000);
+            const on = (e: ShardEvent) => {
+              if (e.type !== 'gcDone') return;
+              clearTimeout(timer);
+              slot.control!.off('message', on);
+              resolve(e.heapUsed);
+            };
+            slot.control.on('message', on);
+            this.command(i, { type: 'gc' });
+          }),
+      ),
+    );
+    return heaps.reduce((a, b) => a + b, process.memoryUsage().heapUsed);
+  }
+
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
