@@ -152,3 +152,47 @@ t.test('random and mutated Engine.IO / Socket.IO packets over WebSocket and poll
   const h = await api(s.http, '/health', undefined, { key: null });
   t.same(h.body.workers, { total: 2, alive: 2 }, 'no shard crashed');
 });
+
+t.test('random SSE and long-polling requests get a stream, a poll answer or a 4xx JSON error', async (t) => {
+  const s = await startServer(t, { rateLimit: 0, pollTimeout: '200ms' });
+  /** Status and first bytes of a response, without waiting for a stream to end. */
+  const probe = async (url: string, init: RequestInit = {}): Promise<{ status: number; body: string }> => {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 1500);
+    try {
+      const res = await fetch(url, { ...init, signal: ac.signal });
+      const reader = res.body!.getReader();
+      const first = await reader.read();
+      ac.abort();
+      return { status: res.status, body: first.value ? Buffer.from(first.value).toString() : '' };
+    } catch {
+      return { status: -1, body: '' };
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const text = fc.string({ maxLength: 40 });
+  const okError = (r: { status: number; body: string }) => r.status >= 400 && r.status < 500 && /"code"/.test(r.body);
+  await fc.assert(
+    fc.asyncProperty(text, fc.option(text), fc.option(text), fc.constantFrom('sse', 'poll'), async (channels, lastId, format, path) => {
+      const q = new URLSearchParams({ channels });
+      if (lastId !== null) q.set('lastEventId', lastId);
+      if (format !== null) q.set('format', format);
+      const r = await probe(`${s.http}/${path}?${q}`, lastId !== null ? { headers: { 'last-event-id': lastId.replace(/[^\x20-\x7e]/g, '') } } : {});
+      return r.status === 200 || okError(r);
+    }),
+    { numRuns: Math.ceil(RUNS / 2), seed: 21 },
+  );
+  // a live session, then random POST bodies and sids
+  const hello = await probe(`${s.http}/poll`);
+  const sid = JSON.parse(hello.body).frames[0].session as string;
+  await fc.assert(
+    fc.asyncProperty(fc.oneof(fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)), text), fc.boolean(), async (body, goodSid) => {
+      const r = await probe(`${s.http}/poll?sid=${goodSid ? sid : encodeURIComponent(body.slice(0, 10))}`, { method: 'POST', body });
+      return r.status === 200 || okError(r);
+    }),
+    { numRuns: RUNS, seed: 22 },
+  );
+  const h = await api(s.http, '/health', undefined, { key: null });
+  t.same(h.body.workers, { total: 2, alive: 2 }, 'no shard crashed');
+});

@@ -37,3 +37,27 @@ t.test('a subscriber too slow to keep up is told and disconnected, not left with
   const got = await fast.waitForMessages('firehose', sent, 20000);
   t.ok(got.every((f, i) => f.data.i === i), 'fast subscriber got every message in order');
 });
+
+t.test('a Socket.IO subscriber that stops reading is disconnected without harming the shard', async (t) => {
+  const { RawWs } = await import('./helpers/sio.js');
+  const { api } = await import('./helpers/server.js');
+  const s = await startServer(t, { maxBackpressure: 64 * 1024 });
+  const ws = new RawWs(`${s.url}/socket.io/?EIO=4&transport=websocket`);
+  await ws.opened();
+  await ws.next((m) => String(m).startsWith('0'));
+  ws.ws.send('40');
+  await ws.next((m) => String(m).startsWith('40'));
+  ws.ws.send('421["subscribe",{"channel":"sio-firehose"}]');
+  await ws.next((m) => String(m).startsWith('431'));
+  (ws.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  const big = 'x'.repeat(8 * 1024);
+  let sent = 0;
+  for (; sent < 5000; sent++) {
+    await s.publish('sio-firehose', 'chunk', { i: sent, big });
+    if (sent % 50 === 0 && !(await s.channels()).some((c) => c.name === 'sio-firehose')) break;
+  }
+  t.ok(sent < 5000, `the session was dropped after ${sent} messages`);
+  const h = await api(s.http, '/health', undefined, { key: null });
+  t.same(h.body.workers, { total: 2, alive: 2 }, 'both shards alive');
+  ws.ws.terminate();
+});

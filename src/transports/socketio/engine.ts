@@ -753,8 +753,12 @@ export class Engine {
 
       dropped(ws) {
         // uWS skipped a message for this socket because its buffer is full: the client would have a
-        // gap it cannot see, so it is disconnected (and reconnects).
-        ws.getUserData().session?.close('slow consumer', false);
+        // gap it cannot see, so it is disconnected (and reconnects). Deferred: closing a socket from
+        // inside uWS's publish loop, where this runs, crashes uWS (see transports/websocket.ts).
+        const data = ws.getUserData();
+        setImmediate(() => {
+          if (!data.gone) data.session?.close('slow consumer', false);
+        });
       },
 
       close(ws) {
