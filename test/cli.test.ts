@@ -44,6 +44,12 @@ t.test('help and usage errors', async (t) => {
   t.equal(payload.sub, '42');
   t.same(payload.channels, ['private-orders.*']);
   t.ok(payload.exp - payload.iat === 3600);
+  writeFileSync(join(dir, 'secret.json'), JSON.stringify({ jwtSecret: 'from-config' }));
+  const fromConfig = run(['token', '--sub', '7', '--config', join(dir, 'secret.json')]);
+  t.equal(fromConfig.status, 0, 'the configured secret signs when --secret is absent');
+  const noSecret = run(['token', '--sub', '7'], { RT_JWT_SECRET: '' });
+  t.equal(noSecret.status, 2);
+  t.match(noSecret.stderr, /no secret/);
 });
 
 t.test('start serves, prints the generated key once, and SIGTERM shuts down gracefully', async (t) => {

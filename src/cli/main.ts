@@ -46,7 +46,8 @@ Options:
   --channels=<list>     comma-separated channel names or * patterns the token grants
   --info=<json>         user_info claim (JSON)
   --ttl=<duration>      lifetime, e.g. 90s, 15m, 1h, 7d (default: 1h)
-  --secret=<secret>     HS256 secret (default: --jwt-secret / RT_JWT_SECRET)
+  --secret=<secret>     HS256 secret (default: the configured jwtSecret: RT_JWT_SECRET or --config file)
+  --config=<file>       config file to read jwtSecret from
   --help                show this help
 `;
 
@@ -103,10 +104,11 @@ async function start(args: string[]): Promise<number> {
   }
   const config = loadConfig({ flags: configFlags(flags), env: process.env });
   const server = await startServer(config);
-  const host = config.host || '0.0.0.0';
-  console.log(`rt-actors ${version} listening on ${host}:${server.port} with ${config.workers} shard${config.workers === 1 ? '' : 's'} (${server.acceptMode} acceptor)`);
-  console.log(`  WebSocket  ws://${host}:${server.port}/ws`);
-  console.log(`  HTTP API   http://${host}:${server.port}/api/publish`);
+  const host = config.host || 'localhost';
+  const scheme = config.tlsCert ? 's' : '';
+  console.log(`rt-actors ${version} listening on ${config.host || 'all interfaces'}:${server.port} with ${config.workers} shard${config.workers === 1 ? '' : 's'} (${server.acceptMode} acceptor)`);
+  console.log(`  WebSocket  ws${scheme}://${host}:${server.port}/ws`);
+  console.log(`  HTTP API   http${scheme}://${host}:${server.port}/api/publish`);
   if (server.apiKeyGenerated) console.log(`  API key (generated, shown once; set --api-key or RT_API_KEY to fix it): ${server.apiKey}`);
   let stopping = false;
   const stop = (sig: string) => {
@@ -132,12 +134,14 @@ function token(args: string[]): number {
     process.stdout.write(TOKEN_HELP);
     return 0;
   }
-  const allowed = new Set(['sub', 'channels', 'info', 'ttl', 'secret']);
+  const allowed = new Set(['sub', 'channels', 'info', 'ttl', 'secret', 'config']);
   for (const k of flags.keys()) if (!allowed.has(k)) throw new UsageError(`unknown option --${k}; accepted options: --sub, --channels, --info, --ttl, --secret`);
   const sub = flags.get('sub');
   if (typeof sub !== 'string' || !sub) throw new UsageError('--sub=<user id> is required');
-  const secret = (flags.get('secret') as string | undefined) ?? process.env[envOf('jwtSecret')];
-  if (!secret || secret === (true as unknown)) throw new UsageError('no secret: pass --secret=<secret> or set RT_JWT_SECRET');
+  // The configured secret, as `start` would resolve it (environment, then --config file).
+  const configured = () => loadConfig({ flags: typeof flags.get('config') === 'string' ? { config: flags.get('config') } : {}, env: process.env }).jwtSecret || undefined;
+  const secret = (flags.get('secret') as string | undefined) ?? configured();
+  if (!secret || secret === (true as unknown)) throw new UsageError('no secret: pass --secret=<secret>, set RT_JWT_SECRET, or give --config with a jwtSecret');
   let ttl: number;
   try {
     ttl = parseDuration(String(flags.get('ttl') ?? '1h'));
