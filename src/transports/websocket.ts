@@ -203,4 +203,3 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
   });
 }
 
-export { errorReply };
