@@ -122,7 +122,7 @@ function route(ctx: ThreadContext, params: number, needsKey: boolean, h: Handler
 
 async function jsonBody(ctx: ThreadContext, req: Req, res: HttpResponse, state: { aborted: boolean }): Promise<unknown> {
   // The content-type is not checked: backends send JSON under many labels (curl's default is a form type).
-  return parseJsonBody(await readBody(res, req, ctx.config.maxPayload, state));
+  return parseJsonBody(await readBody(res, req.headers['content-length'], ctx.config.maxPayload, state));
 }
 
 export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {

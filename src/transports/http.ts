@@ -70,9 +70,8 @@ export function sendError(res: HttpResponse, state: { aborted: boolean }, err: u
  * Reads the whole body, refusing more than `limit` bytes with 413 as soon as the declared length or
  * the received bytes pass it (the connection is closed so the rest is never buffered).
  */
-export function readBody(res: HttpResponse, req: Req, limit: number, state: { aborted: boolean }): Promise<Buffer> {
+export function readBody(res: HttpResponse, declared: string | undefined, limit: number, state: { aborted: boolean }): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const declared = req.headers['content-length'];
     if (declared !== undefined && (!/^\d+$/.test(declared) || Number(declared) > limit)) {
       reject(new RtError('payload_too_large', `body larger than the ${limit}-byte limit`, 413));
       return;

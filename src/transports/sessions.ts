@@ -274,7 +274,7 @@ export function registerSessionRoutes(app: TemplatedApp, ctx: ThreadContext, pat
     wrap(async (res, r, state) => {
       const sid = queryParam(r.query, 'sid');
       sidThread(sid, ctx.hub.shards); // a bad id is refused before the body is read
-      const frames = decodeFrames(await readBody(res, r, ctx.config.maxPayload, state));
+      const frames = decodeFrames(await readBody(res, r.headers['content-length'], ctx.config.maxPayload, state));
       await onSession(ctx, sid, { k: 'send', sid: sid!, frames });
       return { ok: true, accepted: frames.length };
     }),

@@ -15,7 +15,7 @@ import { decodeEioPacket, decodeEioPayload, EioError, openPacketData, type EioPa
 import type { Encoded } from '../../protocol/codecs.js';
 import { threadOfSocket } from '../../runtime/hash.js';
 import type { ThreadContext } from '../../runtime/context.js';
-import { statusLine } from '../http.js';
+import { readBody, statusLine } from '../http.js';
 import { originAllowed } from '../../security/origins.js';
 import type { Handshake } from '../../actors/handlers.js';
 import { frameBytes, framesOf, NOOP, pollingPayload, type Frame } from './codec.js';
@@ -628,38 +628,21 @@ export class Engine {
     const declared = req.getHeader('content-length');
     const limit = this.opts.maxPayload;
     const ctype = req.getHeader('content-type');
-    const tooLarge = () => this.reply(res, state, { status: 413, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: `Payload Too Large: the limit is ${limit} bytes` }), type: 'json' }, origin);
-    if (declared && (!/^\d+$/.test(declared) || Number(declared) > limit)) {
-      tooLarge();
-      void this.run(home, { op: 'kill', sid, reason: 'polling body over maxHttpBufferSize' }).catch(() => {});
-      return;
-    }
-    if (ctype.startsWith('application/octet-stream')) {
-      // v3-style binary payloads: v4 clients send text only.
-      return fail(EioCode.BAD_REQUEST);
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    res.onData((ab, isLast) => {
-      if (done) return;
-      size += ab.byteLength;
-      if (size > limit) {
-        done = true;
-        tooLarge();
+    readBody(res, declared || undefined, limit, state).then(
+      (body) => {
+        // v3-style binary payloads: v4 clients send text only.
+        if (ctype.startsWith('application/octet-stream')) return fail(EioCode.BAD_REQUEST);
+        this.run(home, { op: 'post', sid, body: body.toString('utf8') }).then(
+          (a) => this.reply(res, state, a as HttpAnswer, origin),
+          () => fail(EioCode.UNKNOWN_SID),
+        );
+      },
+      () => {
+        // Only a body over maxHttpBufferSize rejects; the protocol then ends the session too.
+        this.reply(res, state, { status: 413, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: `Payload Too Large: the limit is ${limit} bytes` }), type: 'json' }, origin);
         void this.run(home, { op: 'kill', sid, reason: 'polling body over maxHttpBufferSize' }).catch(() => {});
-        return;
-      }
-      chunks.push(Buffer.from(new Uint8Array(ab).slice()));
-      if (!isLast) return;
-      done = true;
-      if (state.aborted) return;
-      const body = Buffer.concat(chunks, size).toString('utf8');
-      this.run(home, { op: 'post', sid, body }).then(
-        (a) => this.reply(res, state, a as HttpAnswer, origin),
-        () => fail(EioCode.UNKNOWN_SID),
-      );
-    });
+      },
+    );
   }
 
   // ---- WebSocket
