@@ -5,11 +5,8 @@
  * the connection's own shard, so they see the connection directly; a file default-exports
  * `defineHandlers({ namespace, events, onConnect, onDisconnect })`.
  */
-import { readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { RtError } from '../errors.js';
-import { registerTypeScriptLoader } from './ts-loader.js';
+import { importFolder } from './folder.js';
 
 /** What a handler sees of the connection that sent the event. */
 export interface Connection {
@@ -156,27 +153,14 @@ export class HandlerRegistry {
   }
 }
 
-const MODULE_FILE = /\.(ts|mts|js|mjs)$/;
-
 /** Loads the handler files among the --actors folder's modules (the others are channel actors). */
 export async function loadHandlers(dir: string): Promise<HandlerRegistry> {
   if (!dir) return new HandlerRegistry([]);
-  const root = resolve(dir);
-  let names: string[];
-  try {
-    if (!statSync(root).isDirectory()) throw new Error('not a directory');
-    names = readdirSync(root).filter((n) => MODULE_FILE.test(n) && !n.endsWith('.d.ts')).sort();
-  } catch (err) {
-    throw new Error(`--actors ${dir}: cannot read folder (${(err as Error).message})`);
-  }
-  if (names.some((n) => /\.m?ts$/.test(n))) registerTypeScriptLoader();
   const out: LoadedHandlers[] = [];
-  for (const name of names) {
-    const file = join(root, name);
-    const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
-    if (!isHandlerDefinition(mod.default)) continue;
-    validate(mod.default, file);
-    out.push({ file, def: mod.default });
+  for (const { file, exported } of await importFolder(dir)) {
+    if (!isHandlerDefinition(exported)) continue;
+    validate(exported, file);
+    out.push({ file, def: exported });
   }
   return new HandlerRegistry(out);
 }

@@ -2,12 +2,9 @@
  * Which actor definition serves a channel: the first user definition (files in name order) whose
  * pattern matches, else the built-in one. Every shard loads the same files, so any shard can own any channel.
  */
-import { readdirSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { channelAllowed } from '../auth/jwt.js';
 import type { ActorDefinition } from './define.js';
-import { registerTypeScriptLoader } from './ts-loader.js';
+import { importFolder } from './folder.js';
 import { isHandlerDefinition } from './handlers.js';
 
 export const BUILTIN_ACTOR: ActorDefinition = { match: '*' };
@@ -18,7 +15,6 @@ export interface LoadedActor {
   matches(channel: string): boolean;
 }
 
-const ACTOR_FILE = /\.(ts|mts|js|mjs)$/;
 
 function matcher(match: ActorDefinition['match']): (channel: string) => boolean {
   const list = (Array.isArray(match) ? match : [match]) as Array<string | RegExp>;
@@ -42,22 +38,11 @@ function validate(def: unknown, file: string): ActorDefinition {
 
 export async function loadActors(dir: string): Promise<LoadedActor[]> {
   if (!dir) return [];
-  const root = resolve(dir);
-  let names: string[];
-  try {
-    if (!statSync(root).isDirectory()) throw new Error('not a directory');
-    names = readdirSync(root).filter((n) => ACTOR_FILE.test(n) && !n.endsWith('.d.ts')).sort();
-  } catch (err) {
-    throw new Error(`--actors ${dir}: cannot read folder (${(err as Error).message})`);
-  }
-  if (names.some((n) => /\.m?ts$/.test(n))) registerTypeScriptLoader();
   const out: LoadedActor[] = [];
-  for (const name of names) {
-    const file = join(root, name);
-    const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  for (const { file, exported } of await importFolder(dir)) {
     // Request handler files (defineHandlers) share the folder; loadHandlers picks those up.
-    if (isHandlerDefinition(mod.default)) continue;
-    const def = validate(mod.default, file);
+    if (isHandlerDefinition(exported)) continue;
+    const def = validate(exported, file);
     out.push({ file, def, matches: matcher(def.match) });
   }
   return out;
