@@ -43,6 +43,8 @@ t.test('HTTP API success paths', async (t) => {
   t.same(health.body.workers, { total: 2, alive: 2 });
   t.equal(health.body.connections, 1);
   const metrics = await fetch(s.http + '/metrics').then((r) => r.text());
+  const subs = [...metrics.matchAll(/^rt_subscriptions\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  t.equal(subs, 2, 'rt_subscriptions counts the two subscriptions');
   t.match(metrics, /rt_connections\{thread="0"\}/);
   t.match(metrics, /rt_deliveries_total/);
 });

@@ -57,7 +57,7 @@ export class Hub {
    */
   readonly aliases = new Map<string, Client>();
   /** Counters for /metrics. */
-  readonly stats = { delivered: 0, published: 0 };
+  readonly stats = { delivered: 0, published: 0, subscriptions: 0 };
 
   constructor(opts: HubOptions) {
     this.opts = opts;
@@ -172,6 +172,7 @@ export class Hub {
 
   private addLocal(client: Client, channel: string, res: SubscribeResult): void {
     client.channels.add(channel);
+    this.stats.subscriptions++;
     let l = this.local.get(channel);
     if (!l) this.local.set(channel, (l = { refs: 0 }));
     l.refs++;
@@ -185,6 +186,7 @@ export class Hub {
   }
 
   private dropLocal(client: Client, channel: string, unsubscribeSocket: boolean): void {
+    this.stats.subscriptions--;
     if (client.ws && unsubscribeSocket) client.ws.unsubscribe(client.codec.tag + channel);
     const s = this.sinks.get(channel);
     if (s) {

@@ -133,9 +133,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     stats.set(shard, 'delivered', hub.stats.delivered);
     stats.set(shard, 'published', hub.stats.published);
     stats.set(shard, 'ringQueuedBytes', mesh.queuedBytes());
-    let subs = 0;
-    for (const c of hub.clients.values()) subs += c.channels.size;
-    stats.set(shard, 'subscriptions', subs);
+    stats.set(shard, 'subscriptions', hub.stats.subscriptions);
     stats.set(shard, 'heapUsed', process.memoryUsage().heapUsed);
   };
   const statsTimer = setInterval(publishStats, 250);
