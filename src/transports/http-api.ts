@@ -8,7 +8,8 @@ import { RtError } from '../errors.js';
 import { assertChannel, assertEvent } from '../protocol/native.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
-import { parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
+import { errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
+import { apiRouteOf } from './api-routes.js';
 
 const MAX_CHANNELS_PER_PUBLISH = 100;
 const MAX_BATCH = 1000;
@@ -114,8 +115,13 @@ function route(ctx: ThreadContext, params: number, needsKey: boolean, h: Handler
       }
       const body = await h(ctx, req, res, state);
       sendJson(res, state, 200, body, cors);
+      return 200;
     })()
-      .catch((err) => sendError(res, state, err, cors))
+      .catch((err) => {
+        sendError(res, state, err, cors);
+        return errorStatus(err);
+      })
+      .then((status) => ctx.metrics.inc('rt_http_requests_total', { route: apiRouteOf(req.url), status: String(status) }))
       .finally(() => ctx.inflight--);
   };
 }
