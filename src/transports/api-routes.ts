@@ -7,6 +7,7 @@ const TEMPLATES: [RegExp, string][] = [
   [/^\/api\/channels\/[^/]+$/, '/api/channels/:name'],
   [/^\/api\/users\/[^/]+\/disconnect$/, '/api/users/:id/disconnect'],
   [/^\/api\/stats$/, '/api/stats'],
+  [/^\/api\/tap$/, '/api/tap'],
   [/^\/api\/openapi\.json$/, '/api/openapi.json'],
 ];
 
