@@ -22,6 +22,7 @@ import { SharedLimits } from '../security/shared-limits.js';
 import { registerWebSocket } from '../transports/websocket.js';
 import { registerHttpApi } from '../transports/http-api.js';
 import { registerHealth } from '../transports/health.js';
+import { registerDashboard } from '../transports/dashboard.js';
 import { registerSse } from '../transports/sse.js';
 import { registerPolling } from '../transports/polling.js';
 import { registerClientBundle } from '../transports/client-bundle.js';
@@ -130,6 +131,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   if (config.transports.includes('ws')) registerWebSocket(app, ctx);
   registerHttpApi(app, ctx);
   registerHealth(app, ctx);
+  registerDashboard(app, ctx);
   registerSse(app, ctx);
   registerPolling(app, ctx);
   registerClientBundle(app, ctx);

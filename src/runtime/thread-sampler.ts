@@ -17,7 +17,9 @@ export function startThreadSampler(m: Metrics, more?: () => void, intervalMs = 1
     m.set('rt_heap_used_bytes', undefined, mem.heapUsed);
     m.set('rt_heap_total_bytes', undefined, mem.heapTotal);
     const now = performance.eventLoopUtilization();
-    m.set('rt_event_loop_utilization', undefined, performance.eventLoopUtilization(now, elu).utilization);
+    const window = performance.eventLoopUtilization(now, elu);
+    // The first call (at start) covers no time worth reporting.
+    if (window.idle + window.active > 100) m.set('rt_event_loop_utilization', undefined, window.utilization);
     elu = now;
     // The histogram holds the samples of the last interval only: reset after reading.
     if (delay.count > 0) {
