@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { api, startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { parsePrometheus, valueOf, type Family } from './helpers/prom.js';
-import { until } from './helpers/redis.js';
+import { dropNamespace, machineRedis, until } from './helpers/redis.js';
 
 const DOC = readFileSync(new URL('../docs/deployment.md', import.meta.url), 'utf8');
 /** Metric names from the table in docs/deployment.md ("| `name` | type | …"). */
@@ -40,6 +40,19 @@ t.test('every documented family is exported, with its documented type', async (t
     const f = await scrape(s.http);
     return ['0', '1', 'main'].every((th) => valueOf(f, 'rt_event_loop_delay_seconds', { thread: th, stat: 'max' }) > 0);
   });
+});
+
+t.test('with --redis the Redis families are exported too', async (t) => {
+  const redis = await machineRedis(t);
+  const ns = `rt-metrics-${process.pid}-${Date.now()}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  const s = await startServer(t, { redis: redis.url, redisNamespace: ns });
+  const fams = await until('the shards report their Redis link', async () => {
+    const f = await scrape(s.http);
+    return valueOf(f, 'rt_redis_up') === 2 ? f : undefined;
+  });
+  for (const d of DOCUMENTED.filter((d) => d.name.startsWith('rt_redis_'))) t.equal(fams.get(d.name)?.type, d.type, `${d.name} is a ${d.type}`);
+  t.equal(valueOf(fams, 'rt_redis_up', { thread: '0' }), 1, 'per shard');
 });
 
 t.test('HEAD /health answers like GET without a body', async (t) => {
