@@ -1,6 +1,7 @@
 /**
  * One shard: a worker thread with its own uWS app serving every transport, the channel actors it owns,
- * and its ends of the ring mesh. Started (and restarted) by the supervisor as a long-running piscina task.
+ * and its ends of the ring mesh. The supervisor runs each shard in a thread of its own (workers/shard.ts);
+ * a crashed shard's thread exits and its replacement is a new thread.
  */
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
@@ -46,7 +47,9 @@ export type ShardEvent =
   | { type: 'ready'; descriptor?: unknown; port?: number }
   | { type: 'drained' }
   | { type: 'gcDone'; heapUsed: number }
-  | { type: 'fatal'; message: string };
+  | { type: 'fatal'; message: string }
+  /** An uncaught error: the shard is closing its app and its thread will exit. */
+  | { type: 'crashing'; message: string };
 
 /** Messages from the supervisor to a shard. */
 export type ShardCommand = { type: 'drain' } | { type: 'stop'; timeoutMs: number } | { type: 'crash' } | { type: 'gc' };
@@ -152,11 +155,12 @@ export async function runShard(task: ShardTask): Promise<void> {
   /**
    * A bug that escapes to the top of this thread is a crash of the shard. Letting the thread die with
    * uWS handles open aborts the whole process (Node asserts on open handles at loop close), so the shard
-   * tears itself down instead and fails its piscina task; the supervisor then starts a fresh shard.
+   * tears itself down instead, then its thread exits; the supervisor starts a fresh shard in a new thread.
    */
   const onUncaught = (err: unknown) => {
     log.error('uncaught error; shard is being replaced:', err);
     process.off('uncaughtException', onUncaught);
+    post({ type: 'crashing', message: err instanceof Error ? err.message : String(err) });
     clearInterval(statsTimer);
     host.close();
     // Not graceful: this node's presence entries expire with its heartbeat; survivors re-register.
