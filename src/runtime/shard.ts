@@ -14,7 +14,7 @@ import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
 import { Hub } from './hub.js';
-import { MeshEndpoint, type MeshLayout } from './mesh.js';
+import { MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
 import { SharedStats } from './stats.js';
 import { SharedLimits } from '../security/shared-limits.js';
 import { registerWebSocket } from '../transports/websocket.js';
@@ -58,7 +58,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   const { shard, config } = task;
   const log = createLogger(config.logLevel, `shard ${shard}`);
   const stats = new SharedStats(task.stats, task.layout.shards + 1);
-  const mesh = new MeshEndpoint(task.layout, shard);
+  const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
   const registry = new ActorRegistry(await loadActors(config.actors));
   const threads = task.layout.shards + 1;
   // Redis bridge (--redis): undefined in the embedded default.
@@ -72,6 +72,10 @@ export async function runShard(task: ShardTask): Promise<void> {
     historyFor: historyPolicy(config),
     deliver: (t, pub, ex) => mesh.notify(t, ex ? { t: 'pub!', pub, ex } : { t: 'pub!', pub }),
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
+    // A publish whose fan-out would go to an overloaded thread is refused before it is accepted.
+    admit: (t) => {
+      if (mesh.overloaded(t)) throw mesh.refusal(t);
+    },
     ...bridge?.actorEnv,
   });
 
@@ -136,6 +140,8 @@ export async function runShard(task: ShardTask): Promise<void> {
     stats.set(shard, 'delivered', hub.stats.delivered);
     stats.set(shard, 'published', hub.stats.published);
     stats.set(shard, 'ringQueuedBytes', mesh.queuedBytes());
+    stats.set(shard, 'overloadRefused', mesh.refused);
+    stats.set(shard, 'overloadedPeers', mesh.overloadedPeers());
     stats.set(shard, 'subscriptions', hub.stats.subscriptions);
     stats.set(shard, 'heapUsed', process.memoryUsage().heapUsed);
   };

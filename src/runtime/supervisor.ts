@@ -13,7 +13,7 @@ import type { ServerConfig } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
 import { Hub } from './hub.js';
 import type { HubBridge } from '../bridge/broker.js';
-import { createMeshLayout, MeshEndpoint, type MeshLayout } from './mesh.js';
+import { createMeshLayout, MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
 import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js';
 import { SharedStats } from './stats.js';
 import { SharedLimits } from '../security/shared-limits.js';
@@ -77,6 +77,7 @@ export class Supervisor {
   private readonly slots: ShardSlot[];
   private stopping = false;
   private fatal?: (err: Error) => void;
+  private statsTimer?: NodeJS.Timeout;
 
   /** `bridge`: the main thread's view of the Redis bridge (cluster-wide queries), when --redis is set. */
   constructor(config: ServerConfig, apiKey: string, bridge?: HubBridge) {
@@ -95,7 +96,7 @@ export class Supervisor {
     this.slots = Array.from({ length: config.workers }, () => ({ restarts: 0 }));
     // The main thread is a mesh member too (index = workers), so in-process clients and server-side
     // publishes use the same path as shards.
-    this.hub = new Hub({ mesh: new MeshEndpoint(this.layout, config.workers), maxChannelsPerConnection: config.maxChannelsPerConnection, bridge });
+    this.hub = new Hub({ mesh: new MeshEndpoint(this.layout, config.workers, meshOptions(config)), maxChannelsPerConnection: config.maxChannelsPerConnection, bridge });
   }
 
   async start(): Promise<void> {
@@ -140,6 +141,7 @@ export class Supervisor {
     // Listen only once every shard's app is attached, so the first connections already reach a shard.
     if (this.mode === 'descriptor') this.port = await this.listenAcceptor();
     this.stats.set(config.workers, 'alive', 1);
+    this.statsTimer = setInterval(() => this.publishStats(), 250).unref();
     this.log.info(`acceptor mode: ${this.mode === 'descriptor' ? 'uWS app descriptors (main thread accepts, shards serve)' : 'SO_REUSEPORT (each shard listens)'}`);
   }
 
@@ -246,6 +248,15 @@ export class Supervisor {
     );
   }
 
+  /** The main thread's own row in /metrics (its in-process clients and server.publish() use the mesh too). */
+  private publishStats(): void {
+    const me = this.config.workers;
+    const mesh = this.hub.mesh;
+    this.stats.set(me, 'ringQueuedBytes', mesh.queuedBytes());
+    this.stats.set(me, 'overloadRefused', mesh.refused);
+    this.stats.set(me, 'overloadedPeers', mesh.overloadedPeers());
+  }
+
   private command(i: number, cmd: ShardCommand): void {
     this.slots[i]?.control?.postMessage(cmd);
   }
@@ -281,6 +292,7 @@ export class Supervisor {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearInterval(this.statsTimer);
     const timeoutMs = this.config.shutdownTimeout * 1000;
     if (this.listenSocket) {
       uWS.us_listen_socket_close(this.listenSocket);

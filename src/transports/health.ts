@@ -42,6 +42,8 @@ export function registerHealth(app: TemplatedApp, ctx: ThreadContext): void {
     metric('rt_ring_queued_bytes', 'gauge', 'Bytes waiting locally because an inter-thread ring was full.', 'ringQueuedBytes');
     metric('rt_shard_restarts_total', 'counter', 'Times the thread was replaced after a crash.', 'restarts');
     metric('rt_heap_used_bytes', 'gauge', 'V8 heap in use by the thread.', 'heapUsed');
+    metric('rt_overloaded_refusals_total', 'counter', "New requests refused with 'overloaded' because the target thread's queue was above --ring-queue-high.", 'overloadRefused');
+    metric('rt_overloaded_peers', 'gauge', 'Peer threads this thread is refusing new requests to right now.', 'overloadedPeers');
     if (ctx.config.redis) {
       metric('rt_redis_up', 'gauge', 'Whether the shard is connected to Redis (1) or reconnecting (0).', 'redisUp');
       metric('rt_redis_invalid_messages_total', 'counter', 'Malformed messages received from Redis (e.g. Laravel payloads), ignored.', 'redisInvalid');
