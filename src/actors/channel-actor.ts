@@ -26,6 +26,8 @@ export interface ActorEnv {
   /** `at`: when the publish entered the server, carried to the delivering threads for latency metrics. */
   deliver(thread: number, pub: Publication, exclude?: string, at?: number): void;
   presence(thread: number, kind: 'join!' | 'leave!', channel: string, member: Member, exclude?: string): void;
+  /** Throws (`overloaded`) when new deliveries to `thread` must be refused: checked before a publish is accepted. */
+  admit?(thread: number): void;
   /** History bounds of a channel (per-pattern settings); defaults to historySize / historyTtlMs. */
   historyFor?(channel: string, def: ActorDefinition): HistoryBounds;
   /**
@@ -254,6 +256,8 @@ export class ChannelActor {
   }
 
   private doPublish(msg: OutgoingMessage, source: PublishSource, from: ConnRef | undefined, exclude: string | undefined, at?: number): { offset: number } | Pending | Promise<{ offset: number } | Pending> {
+    // Backpressure: refuse before accepting, since an accepted publish's deliveries are never dropped.
+    if (this.env.admit) for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.admit(t);
     let verdict: OutgoingMessage | null | void | Promise<OutgoingMessage | null | void>;
     if (source === 'client') {
       if (!from || !this.subs.has(from.id)) throw new RtError('not_subscribed', `subscribe to ${this.name} before publishing to it`, 403);

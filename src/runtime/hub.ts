@@ -293,6 +293,13 @@ export class Hub {
       p.catch(() => {});
       return p;
     }
+    // Every thread gets the frame, so every thread must be able to take it.
+    const busy = this.mesh.firstOverloaded(threadsUpTo(this.shards));
+    if (busy >= 0) {
+      const refused = Promise.reject(this.mesh.refusal(busy));
+      refused.catch(() => {});
+      return refused;
+    }
     const n: Notice = { t: 'user!', user, ev: event, data };
     if (exclude) n.ex = exclude;
     this.mesh.broadcast(n, true);
@@ -473,7 +480,7 @@ export class Hub {
         this.mesh.call(peer, req, (err) => {
           if (err && !c.closed) {
             // Redis bridge unreachable: the client comes back later and resumes, rather than losing the channel.
-            if (err.code === 'unavailable') c.disconnect(CloseCode.RESYNC, `${ch} is unavailable for now: reconnect and resume`, true);
+            if (err.code === 'unavailable' || err.code === 'overloaded') c.disconnect(CloseCode.RESYNC, `${ch} is unavailable for now: reconnect and resume`, true);
             // Refused now (e.g. token expired meanwhile): the client must know it lost the channel.
             else this.unsubscribe(c, ch);
           }
@@ -481,6 +488,10 @@ export class Hub {
       }
     }
   }
+}
+
+function* threadsUpTo(last: number): Iterable<number> {
+  for (let t = 0; t <= last; t++) yield t;
 }
 
 /** One delivery to a topic: one frame, or several for codecs whose messages span frames (see WireCodec.frames). */

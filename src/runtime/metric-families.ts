@@ -43,6 +43,8 @@ export const FAMILIES = [
   { name: 'rt_publishes_total', type: 'counter', help: 'Publishes accepted from clients, the API and server code.' },
   { name: 'rt_deliveries_total', type: 'counter', help: 'Messages delivered to connections (every protocol).' },
   { name: 'rt_ring_queued_bytes', type: 'gauge', perThread: true, help: 'Bytes waiting locally because an inter-thread ring was full.' },
+  { name: 'rt_overloaded_refusals_total', type: 'counter', help: "New requests refused with 'overloaded' because the target thread's queue was above --ring-queue-high." },
+  { name: 'rt_overloaded_peers', type: 'gauge', perThread: true, help: 'Peer threads this thread is refusing new requests to right now.' },
   { name: 'rt_shard_restarts_total', type: 'counter', help: 'Shards replaced after a crash.' },
   { name: 'rt_refusals_total', type: 'counter', labels: { reason: REFUSAL_REASONS }, help: 'Connections, requests and messages refused, by reason.' },
   { name: 'rt_http_requests_total', type: 'counter', labels: { route: HTTP_ROUTES, status: HTTP_STATUSES }, help: 'HTTP API and operator endpoint requests, by route and status.' },

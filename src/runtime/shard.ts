@@ -1,6 +1,7 @@
 /**
  * One shard: a worker thread with its own uWS app serving every transport, the channel actors it owns,
- * and its ends of the ring mesh. Started (and restarted) by the supervisor as a long-running piscina task.
+ * and its ends of the ring mesh. The supervisor runs each shard in a thread of its own (workers/shard.ts);
+ * a crashed shard's thread exits and its replacement is a new thread.
  */
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
@@ -13,7 +14,7 @@ import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
 import { Hub } from './hub.js';
-import { MeshEndpoint, type MeshLayout } from './mesh.js';
+import { MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
 import type { Notice } from './messages.js';
 import { SharedStats } from './stats.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
@@ -52,7 +53,9 @@ export type ShardEvent =
   | { type: 'ready'; descriptor?: unknown; port?: number }
   | { type: 'drained' }
   | { type: 'gcDone'; heapUsed: number }
-  | { type: 'fatal'; message: string };
+  | { type: 'fatal'; message: string }
+  /** An uncaught error: the shard is closing its app and its thread will exit. */
+  | { type: 'crashing'; message: string };
 
 /** Messages from the supervisor to a shard. */
 export type ShardCommand = { type: 'drain' } | { type: 'stop'; timeoutMs: number } | { type: 'crash' } | { type: 'gc' };
@@ -65,7 +68,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   const metrics = new Metrics(task.metrics, task.layout.shards + 1, shard);
   metrics.resetGauges();
   bindThreadMetrics(metrics);
-  const mesh = new MeshEndpoint(task.layout, shard);
+  const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
   const registry = new ActorRegistry(await loadActors(config.actors));
   const threads = task.layout.shards + 1;
   // Redis bridge (--redis): undefined in the embedded default.
@@ -84,6 +87,10 @@ export async function runShard(task: ShardTask): Promise<void> {
       mesh.notify(t, n);
     },
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
+    // A publish whose fan-out would go to an overloaded thread is refused before it is accepted.
+    admit: (t) => {
+      if (mesh.overloaded(t)) throw mesh.refusal(t);
+    },
     ...bridge?.actorEnv,
   });
 
@@ -150,11 +157,15 @@ export async function runShard(task: ShardTask): Promise<void> {
     stats.set(shard, 'delivered', hub.stats.delivered);
     stats.set(shard, 'published', hub.stats.published);
     stats.set(shard, 'ringQueuedBytes', mesh.queuedBytes());
+    stats.set(shard, 'overloadRefused', mesh.refused);
+    stats.set(shard, 'overloadedPeers', mesh.overloadedPeers());
     stats.set(shard, 'subscriptions', hub.stats.subscriptions);
     stats.set(shard, 'heapUsed', process.memoryUsage().heapUsed);
     metrics.set('rt_channels', undefined, host.size);
     metrics.set('rt_subscriptions', undefined, hub.stats.subscriptions);
     metrics.set('rt_ring_queued_bytes', undefined, mesh.queuedBytes());
+    metrics.set('rt_overloaded_refusals_total', undefined, mesh.refused);
+    metrics.set('rt_overloaded_peers', undefined, mesh.overloadedPeers());
     if (config.redis) {
       // The bridge keeps its figures in the shared stats; the registry exports them.
       metrics.set('rt_redis_up', undefined, stats.get(shard, 'redisUp'));
@@ -182,11 +193,12 @@ export async function runShard(task: ShardTask): Promise<void> {
   /**
    * A bug that escapes to the top of this thread is a crash of the shard. Letting the thread die with
    * uWS handles open aborts the whole process (Node asserts on open handles at loop close), so the shard
-   * tears itself down instead and fails its piscina task; the supervisor then starts a fresh shard.
+   * tears itself down instead, then its thread exits; the supervisor starts a fresh shard in a new thread.
    */
   const onUncaught = (err: unknown) => {
     log.error('uncaught error; shard is being replaced:', err);
     process.off('uncaughtException', onUncaught);
+    post({ type: 'crashing', message: err instanceof Error ? err.message : String(err) });
     clearInterval(statsTimer);
     sampler.stop();
     host.close();
