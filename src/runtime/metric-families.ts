@@ -5,7 +5,7 @@
  */
 import type { FamilySpec } from './metrics.js';
 
-export const TRANSPORTS = ['websocket', 'sse', 'polling', 'memory', 'other'] as const;
+export const TRANSPORTS = ['websocket', 'sse', 'polling', 'memory', 'tap', 'other'] as const;
 export const PROTOCOLS = ['native', 'socketio', 'pusher', 'other'] as const;
 
 /** Why a connection, request or message was refused (rt_refusals_total{reason}). */
