@@ -93,9 +93,11 @@ function plot(canvas, lines) {
     g.stroke();
   }
 }
+/** A round axis maximum whose quarters are round too (4 grid lines). */
 function niceCeil(v) {
+  if (v <= 4) return 4;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  for (const m of [1, 2, 4, 8, 10]) if (v <= m * p) return m * p;
   return 10 * p;
 }
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
