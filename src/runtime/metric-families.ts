@@ -51,7 +51,7 @@ export const FAMILIES = [
   { name: 'rt_publish_deliver_seconds', type: 'histogram', buckets: LATENCY_BUCKETS, help: 'Time from a publish entering the server to its delivery on each thread with subscribers (publications sequenced on this host).' },
   { name: 'rt_actor_hook_seconds', type: 'histogram', buckets: LATENCY_BUCKETS, labels: { hook: ACTOR_HOOKS }, help: 'Time spent in custom channel actor hooks, until a returned promise settles.' },
   // Redis bridge (shards only; zero without --redis)
-  { name: 'rt_redis_up', type: 'gauge', perThread: true, help: 'Whether the shard is connected to Redis (1) or reconnecting (0); absent without --redis.' },
+  { name: 'rt_redis_up', type: 'gauge', perThread: true, shardsOnly: true, help: 'Whether the shard is connected to Redis (1) or reconnecting (0); absent without --redis.' },
   { name: 'rt_redis_invalid_messages_total', type: 'counter', help: 'Malformed messages received from Redis (e.g. Laravel payloads), ignored.' },
   { name: 'rt_redis_recovered_total', type: 'counter', help: 'Publications fetched from the Redis stream to fill a gap in a subscription.' },
   { name: 'rt_redis_resyncs_total', type: 'counter', help: 'Times subscribers of a channel were told to resync (unrecoverable gap).' },
