@@ -159,7 +159,7 @@ export class Metrics {
   list(name: FamilyName, perThread = false): { labels: Record<string, string>; value: number; thread?: number }[] {
     const l = LAYOUT.byName.get(name)!;
     const out: { labels: Record<string, string>; value: number; thread?: number }[] = [];
-    const names = l.labelNames.map((n, i) => [...l.index[i]!.keys()]);
+    const names = l.labelNames.map((_, i) => [...l.index[i]!.keys()]);
     for (let c = 0; c < l.combos; c++) {
       const labels = comboLabels(l, names, c);
       const at = l.offset + c * l.width;
