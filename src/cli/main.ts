@@ -7,6 +7,7 @@ import { OPTIONS, envOf, flagOf, specByFlag, type ServerConfig } from '../config
 import { startServer } from '../server.js';
 import { signJwt, parseDuration } from '../auth/jwt.js';
 import { version } from '../index.js';
+import { startedByNpm, watchParent } from './parent-watch.js';
 
 class UsageError extends Error {}
 
@@ -125,6 +126,7 @@ async function start(args: string[]): Promise<number> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  if (startedByNpm()) watchParent(() => stop('parent process (npm) exited'));
   return new Promise<number>(() => {});
 }
 
