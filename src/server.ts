@@ -89,7 +89,13 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   resolvePublicKey(config);
   checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
-  if (config.actors) await loadActors(config.actors);
+  if (config.actors) {
+    try {
+      await loadActors(config.actors);
+    } catch (err) {
+      throw new ConfigError('actors', (err as Error).message);
+    }
+  }
   await checkSocketIoConfig(config);
   // Redis bridge: a bad option or an unreachable Redis stops the start here, with a clear message.
   const redisTarget = checkBridgeConfig(config);

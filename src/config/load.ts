@@ -131,6 +131,8 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
     }
     if (!file || typeof file !== 'object' || Array.isArray(file)) throw new ConfigError('config', `config file ${configPath} must hold a JSON object`);
     for (const k of Object.keys(file)) {
+      // A config file naming another one would make precedence ambiguous: files do not nest.
+      if (k === 'config') throw new ConfigError('config', `key "config" is not allowed inside a config file (${configPath}): config files do not nest; pass one file with --config or RT_CONFIG`);
       if (!known.has(k)) throw new ConfigError(k, `unknown key "${k}" in ${configPath}; known keys: ${[...known].join(', ')}`);
     }
   }

@@ -56,6 +56,10 @@ export interface ServerConfig {
   ringSize: number;
   /** Log verbosity. */
   logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** Log line format: readable text, or one JSON object per line. */
+  logFormat: 'text' | 'json';
+  /** Lines per second per kind of frequent event (connections, subscriptions, refusals) and thread; 0 = unlimited. */
+  logRate: number;
   /** Config file (JSON) to read; only meaningful on the command line or in the environment. */
   config: string;
   /** Seconds to wait for clients and queues to drain on SIGTERM before exiting anyway. */
@@ -148,6 +152,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'acceptor', type: 'enum', default: 'auto', choices: ['auto', 'descriptor', 'reuseport'], doc: 'how sockets reach shards: uWS app descriptors, SO_REUSEPORT, or detect' },
   { key: 'ringSize', type: 'bytes', default: 1024 * 1024, min: 4096, max: 1024 * 1024 * 1024, doc: 'data bytes of each inter-thread ring queue' },
   { key: 'logLevel', type: 'enum', default: 'info', choices: ['error', 'warn', 'info', 'debug'], doc: 'log verbosity' },
+  { key: 'logFormat', type: 'enum', default: 'text', choices: ['text', 'json'], doc: 'log lines (all on stderr): readable text, or one JSON object per line (time, level, thread, shard, msg, fields)' },
+  { key: 'logRate', type: 'int', default: 50, min: 0, max: 1_000_000, doc: 'at most this many lines per second per kind of frequent event (connection, subscription, refusal) and thread, then one "suppressed K" line; 0 = unlimited' },
   { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
   { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, doc: 'seconds to drain on SIGTERM/SIGINT before exiting anyway' },
   { key: 'restartShards', type: 'bool', default: true, doc: 'replace a crashed shard automatically' },

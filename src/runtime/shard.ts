@@ -7,7 +7,7 @@ import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { createJwtVerifier, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
 import type { ServerConfig } from '../config/schema.js';
-import { createLogger } from '../log.js';
+import { configureLogs, createLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { CloseCode } from './client.js';
@@ -53,6 +53,7 @@ export type ShardCommand = { type: 'drain' } | { type: 'stop'; timeoutMs: number
 
 export async function runShard(task: ShardTask): Promise<void> {
   const { shard, config } = task;
+  configureLogs({ format: config.logFormat, rate: config.logRate });
   const log = createLogger(config.logLevel, `shard ${shard}`);
   const stats = new SharedStats(task.stats, task.layout.shards + 1);
   const mesh = new MeshEndpoint(task.layout, shard);

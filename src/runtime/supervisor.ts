@@ -9,13 +9,14 @@ import { Piscina } from 'piscina';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ServerConfig } from '../config/schema.js';
-import { createLogger, type Logger } from '../log.js';
+import { configureLogs, createLogger, type Logger } from '../log.js';
 import { Hub } from './hub.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { createMeshLayout, MeshEndpoint, type MeshLayout } from './mesh.js';
 import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js';
 import { SharedStats } from './stats.js';
 import { SharedLimits } from '../security/shared-limits.js';
+import { ListenError } from '../errors.js';
 
 interface AcceptorApp extends TemplatedApp {
   addChildAppDescriptor(d: unknown): void;
@@ -47,7 +48,7 @@ async function claimPort(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createNetServer();
     s.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(`cannot listen on ${host || '*'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)),
+      reject(new ListenError(`cannot listen on ${host || '*'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)),
     );
     s.listen(port, host || undefined, () => {
       const port = (s.address() as { port: number }).port;
@@ -79,6 +80,7 @@ export class Supervisor {
   constructor(config: ServerConfig, apiKey: string, bridge?: HubBridge) {
     this.config = config;
     this.apiKey = apiKey;
+    configureLogs({ format: config.logFormat, rate: config.logRate });
     this.log = createLogger(config.logLevel, 'main');
     const canDescribe = descriptorsSupported();
     if (config.acceptor === 'descriptor' && !canDescribe) throw new Error('--acceptor=descriptor: this uWebSockets.js build has no app descriptors; use reuseport or auto');
@@ -156,7 +158,7 @@ export class Supervisor {
     const app = this.acceptor!;
     return new Promise<number>((resolve, reject) => {
       const cb = (s: us_listen_socket | false) => {
-        if (!s) return reject(new Error(`cannot listen on ${config.host || '*'}:${config.port} (in use, or not permitted)`));
+        if (!s) return reject(new ListenError(`cannot listen on ${config.host || '*'}:${config.port}: the port is in use, or not permitted`));
         this.listenSocket = s;
         resolve(uWS.us_socket_local_port(s as never));
       };
