@@ -161,3 +161,16 @@ export function createLogger(level: LogLevel, scope: string, opts: LogOptions = 
     enabled: (l) => RANK[l] <= at,
   };
 }
+
+const SILENT: Logger = createLogger('error', 'silent', { write: () => {} });
+let threadLog: Logger = SILENT;
+
+/** Makes `log` this thread's logger for code that has no context object at hand (see threadLogger). */
+export function setThreadLogger(log: Logger): void {
+  threadLog = log;
+}
+
+/** This thread's logger (the shard's, or the main thread's); silent until one is set. */
+export function threadLogger(): Logger {
+  return threadLog;
+}

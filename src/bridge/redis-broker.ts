@@ -127,7 +127,7 @@ export class RedisBroker implements Broker {
         this.cmdReadyOnce = true;
         return;
       }
-      this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps');
+      this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps', { event: 'redis.up' });
       void this.beat();
       for (const { sink } of this.sinks.values()) sink.recover();
     });
@@ -135,7 +135,7 @@ export class RedisBroker implements Broker {
     this.cmd.on('ready', () => (wasUp = true));
     this.cmd.on('close', () => {
       // Once per outage, not once per failed reconnect attempt.
-      if (!this.closed && wasUp) this.opts.log.warn('Redis connection lost; reconnecting (publishes fail with 503 meanwhile)');
+      if (!this.closed && wasUp) this.opts.log.warn('Redis connection lost; reconnecting (publishes fail with 503 meanwhile)', { event: 'redis.down' });
       wasUp = false;
     });
     this.subs.on('message', (ch: string, payload: Buffer) => this.onMessage(ch, payload));
@@ -150,7 +150,7 @@ export class RedisBroker implements Broker {
     const [cmd, sub] = await Promise.allSettled([connectWithin(this.cmd, timeoutMs), this.listen(timeoutMs)]);
     const failed = cmd.status === 'rejected' ? cmd.reason : sub.status === 'rejected' ? sub.reason : undefined;
     // Possible when this shard is replaced during an outage: it serves its connections meanwhile.
-    if (failed) this.opts.log.error(`Redis not reachable yet (${(failed as Error).message}); serving local connections and retrying`);
+    if (failed) this.opts.log.error(`Redis not reachable yet (${(failed as Error).message}); serving local connections and retrying`, { event: 'redis.down' });
     else await this.beat();
     this.heartbeat = setInterval(() => void this.beat(), this.intervalMs);
     this.heartbeat.unref();

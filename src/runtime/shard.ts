@@ -8,7 +8,7 @@ import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { createJwtVerifier, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
 import type { ServerConfig } from '../config/schema.js';
-import { configureLogs, createLogger } from '../log.js';
+import { configureLogs, createLogger, setThreadLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { CloseCode } from './client.js';
@@ -64,6 +64,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   const { shard, config } = task;
   configureLogs({ format: config.logFormat, rate: config.logRate });
   const log = createLogger(config.logLevel, `shard ${shard}`);
+  setThreadLogger(log);
   const stats = new SharedStats(task.stats, task.layout.shards + 1);
   // Bound before anything records: the hub, transports and actors write to this thread's block.
   const metrics = new Metrics(task.metrics, task.layout.shards + 1, shard);

@@ -10,7 +10,7 @@ import { Piscina } from 'piscina';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ServerConfig } from '../config/schema.js';
-import { configureLogs, createLogger, type Logger } from '../log.js';
+import { configureLogs, createLogger, setThreadLogger, type Logger } from '../log.js';
 import { Hub } from './hub.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { createMeshLayout, MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
@@ -91,6 +91,7 @@ export class Supervisor {
     this.apiKey = apiKey;
     configureLogs({ format: config.logFormat, rate: config.logRate });
     this.log = createLogger(config.logLevel, 'main');
+    setThreadLogger(this.log);
     const canDescribe = descriptorsSupported();
     if (config.acceptor === 'descriptor' && !canDescribe) throw new Error('--acceptor=descriptor: this uWebSockets.js build has no app descriptors; use reuseport or auto');
     // Handing sockets to TLS (SSLApp) shards through descriptors crashes this uWS build when apps are
@@ -250,7 +251,7 @@ export class Supervisor {
     new Metrics(this.metrics.sab, this.metrics.threads, i).set('rt_up', undefined, 0);
     slot.control?.close();
     if (this.stopping) return;
-    this.log.error(`shard ${i} ${err ? `crashed: ${err.message}` : 'exited unexpectedly'}`);
+    this.log.error(`shard ${i} ${err ? `crashed: ${err.message}` : 'exited unexpectedly'}`, { event: 'shard.crashed', shard: i, ...(err ? { err } : {}) });
     if (this.fatal) return this.fatal(err ?? new Error(`shard ${i} exited during start`));
     if (!this.config.restartShards) return;
     slot.restarts++;
@@ -258,11 +259,11 @@ export class Supervisor {
     this.metrics.inc('rt_shard_restarts_total');
     this.startShard(i).then(
       () => {
-        this.log.info(`shard ${i} replaced by a new thread (restart #${slot.restarts})`);
+        this.log.info(`shard ${i} replaced by a new thread (restart #${slot.restarts})`, { event: 'shard.restarted', shard: i, restarts: slot.restarts });
         // Everyone forgets the dead thread's connections and re-subscribes theirs with the new owner.
         this.hub.mesh.broadcast({ t: 'restarted', peer: i }, true);
       },
-      (e: Error) => this.log.error(`shard ${i} could not be restarted: ${e.message}`),
+      (e: Error) => this.log.error(`shard ${i} could not be restarted: ${e.message}`, { event: 'shard.restart_failed', shard: i }),
     );
   }
 
