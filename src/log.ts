@@ -113,9 +113,13 @@ export function createLogger(level: LogLevel, scope: string, opts: LogOptions = 
     let line = `${time} ${l.toUpperCase().padEnd(5)} [${scope}] ${fold(msg)}`;
     for (const [k, v] of Object.entries(fields)) {
       // `event` names the kind of line for filters on JSON logs; in text the message says it.
-      if (v === undefined || k === 'event') continue;
-      line += ` ${k}=${k === 'err' && isPlainObject(v) ? textValue(fold(String(v.stack ?? `${v.name}: ${v.message}`))) : fold(textValue(v))}`;
+      if (v === undefined || k === 'event' || k === 'err') continue;
+      line += ` ${k}=${fold(textValue(v))}`;
     }
+    // The error last: its folded stack is the longest part of the line.
+    const err = fields.err;
+    if (isPlainObject(err)) line += ` err=${textValue(fold(String(err.stack ?? `${err.name}: ${err.message}`)))}`;
+    else if (err !== undefined) line += ` err=${fold(textValue(err))}`;
     return line + '\n';
   };
 

@@ -14,6 +14,7 @@ import type { Broker, BrokerMessage, ChannelSink, HistoryBounds } from '../bridg
 import type { ActorContext, ActorDefinition, OutgoingMessage, Subscriber } from './define.js';
 import { History } from './history.js';
 import { Mailbox } from './mailbox.js';
+import { threadLogger } from '../log.js';
 
 /** What an actor needs from its shard: sending to threads and the policy knobs. */
 export interface ActorEnv {
@@ -122,14 +123,15 @@ export class ChannelActor {
 
   private log(msg: string, err?: unknown): void {
     if (this.env.log) this.env.log(`channel ${this.name}: ${msg}`, err);
-    else console.error(`channel ${this.name}: ${msg}`, err ?? '');
+    else if (err === undefined) threadLogger().error(`channel ${this.name}: ${msg}`, { event: 'actor.error', channel: this.name });
+    else threadLogger().error(`channel ${this.name}: ${msg}`, err, { event: 'actor.error', channel: this.name });
   }
 
   stop(): void {
     try {
       this.def.onStop?.(this.ctx);
     } catch (err) {
-      console.error(`actor ${this.name}: onStop failed:`, err);
+      threadLogger().error(`actor ${this.name}: onStop failed`, err, { event: 'actor.error', channel: this.name });
     }
   }
 
