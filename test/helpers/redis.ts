@@ -243,6 +243,6 @@ export async function startHost(t: T, redis: string, ns: string, opts: { workers
 export async function metric(host: Host, name: string): Promise<number> {
   const text = await fetch(host.http + '/metrics').then((r) => r.text());
   let n = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name + '{')) n += Number(line.split(' ').pop());
+  for (const line of text.split('\n')) if (line.startsWith(name + '{') || line.startsWith(name + ' ')) n += Number(line.split(' ').pop());
   return n;
 }
