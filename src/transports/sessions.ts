@@ -5,7 +5,7 @@
  * ('poll' forward route). The id is a bearer secret — unlike the socket id, which backends see and
  * pass around for `socket_id` exclusion, so it cannot be the socket id.
  */
-import { connKind } from '../runtime/instruments.js';
+import { connKind, countRefusal } from '../runtime/instruments.js';
 import { randomBytes } from 'node:crypto';
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { RtError } from '../errors.js';
@@ -296,6 +296,7 @@ export function registerSessionRoutes(app: TemplatedApp, ctx: ThreadContext, pat
     const allowed = originAllowed(origin, req.getHeader('host'), ctx.config.allowedOrigins);
     res.cork(() => {
       if (!allowed) {
+        countRefusal('origin');
         res.writeStatus('403 Forbidden').writeHeader('content-type', 'application/json');
         res.end(JSON.stringify({ error: { code: 'origin_not_allowed', message: 'origin not allowed; add it to --allowed-origins' } }));
         return;

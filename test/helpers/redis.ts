@@ -243,6 +243,7 @@ export async function startHost(t: T, redis: string, ns: string, opts: { workers
 export async function metric(host: Host, name: string): Promise<number> {
   const text = await fetch(host.http + '/metrics').then((r) => r.text());
   let n = 0;
+  // Per-thread series carry labels ({thread=…}); host totals have none.
   for (const line of text.split('\n')) if (line.startsWith(name + '{') || line.startsWith(name + ' ')) n += Number(line.split(' ').pop());
   return n;
 }
