@@ -15,13 +15,18 @@ import { RedisDirectory } from './directory.js';
 import { boundsFor, HistoryPatternError, parseHistoryPatterns } from './history-policy.js';
 import { Keys } from './keys.js';
 import { RedisBroker } from './redis-broker.js';
-import { commandConnection, connectWithin, parseRedisTarget, RedisTargetError, type Commander, type RedisTarget } from './redis-conn.js';
+import { commandConnection, connectWithin, parseRedisTarget, parseSentinelTarget, RedisTargetError, type Commander, type RedisTarget } from './redis-conn.js';
 
 /** Per-channel history bounds from --history-patterns, --history-size and --history-ttl. */
 export function historyPolicy(config: ServerConfig): (channel: string, def: ActorDefinition) => HistoryBounds {
   const rules = parseHistoryPatterns(config.historyPatterns);
   const fallback = { size: config.historySize, ttlMs: config.historyTtl * 1000 };
   return (channel, def) => boundsFor(channel, rules, fallback, def.history);
+}
+
+/** Whether this host bridges through Redis (a --redis URL or Redis Sentinel). */
+export function bridged(config: ServerConfig): boolean {
+  return config.redis !== '' || config.redisSentinels.length > 0;
 }
 
 /** Validates the bridge's options at start, so a typo is a start error naming the option. */
@@ -34,6 +39,15 @@ export function checkBridgeConfig(config: ServerConfig): RedisTarget | undefined
   }
   if (/[{}|\s]/.test(config.redisNamespace) || config.redisNamespace === '') {
     throw new ConfigError('redisNamespace', '--redis-namespace must be non-empty, without spaces, braces or "|"');
+  }
+  if (config.redisSentinels.length > 0) {
+    if (config.redisCluster) throw new ConfigError('redisCluster', '--redis-cluster and --redis-sentinels exclude each other: a Redis Cluster fails over by itself');
+    try {
+      return parseSentinelTarget(config.redisSentinels, config.redisSentinelName, config.redis);
+    } catch (err) {
+      if (err instanceof RedisTargetError) throw new ConfigError(/sentinel-name/.test(err.message) ? 'redisSentinelName' : /^--redis:/.test(err.message) ? 'redis' : 'redisSentinels', err.message);
+      throw err;
+    }
   }
   if (!config.redis) {
     if (config.redisCluster) throw new ConfigError('redisCluster', '--redis-cluster needs --redis (or RT_REDIS_URL) naming at least one cluster node');
@@ -69,7 +83,7 @@ export async function openMainBridge(config: ServerConfig, target: RedisTarget):
   try {
     await connectWithin(cmd, START_TIMEOUT_MS, true);
   } catch (err) {
-    fail(`cannot reach Redis at ${target.display}: ${(err as Error).message}. Start Redis or fix --redis / RT_REDIS_URL; without --redis the server runs as a single host`);
+    fail(`cannot reach Redis at ${target.display}: ${(err as Error).message}. Start Redis or fix --redis / RT_REDIS_URL / --redis-sentinels; without --redis the server runs as a single host`);
   }
   let info = '';
   try {

@@ -2,6 +2,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { STAT_FIELDS } from '../runtime/stats.js';
+import { bridged } from '../bridge/setup.js';
 
 const started = Date.now();
 
@@ -20,7 +21,7 @@ export function registerHealth(app: TemplatedApp, ctx: ThreadContext): void {
       uptime: Math.round((Date.now() - started) / 1000),
       // With --redis: shards connected to it. Not part of `status`: a host keeps serving its own
       // connections while Redis is away, and a load balancer should not drop every host at once.
-      ...(ctx.config.redis ? { redis: { connected: Array.from({ length: shards }, (_, s) => stats.get(s, 'redisUp')).filter((v) => v === 1).length, shards } } : {}),
+      ...(bridged(ctx.config) ? { redis: { connected: Array.from({ length: shards }, (_, s) => stats.get(s, 'redisUp')).filter((v) => v === 1).length, shards } } : {}),
       shard: ctx.thread,
     };
     res.cork(() => {
@@ -42,7 +43,7 @@ export function registerHealth(app: TemplatedApp, ctx: ThreadContext): void {
     metric('rt_ring_queued_bytes', 'gauge', 'Bytes waiting locally because an inter-thread ring was full.', 'ringQueuedBytes');
     metric('rt_shard_restarts_total', 'counter', 'Times the thread was replaced after a crash.', 'restarts');
     metric('rt_heap_used_bytes', 'gauge', 'V8 heap in use by the thread.', 'heapUsed');
-    if (ctx.config.redis) {
+    if (bridged(ctx.config)) {
       metric('rt_redis_up', 'gauge', 'Whether the shard is connected to Redis (1) or reconnecting (0).', 'redisUp');
       metric('rt_redis_invalid_messages_total', 'counter', 'Malformed messages received from Redis (e.g. Laravel payloads), ignored.', 'redisInvalid');
       metric('rt_redis_recovered_total', 'counter', 'Publications fetched from the Redis stream to fill a gap in a subscription.', 'redisRecovered');
