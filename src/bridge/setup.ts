@@ -29,6 +29,18 @@ export function bridged(config: ServerConfig): boolean {
   return config.redis !== '' || config.redisSentinels.length > 0;
 }
 
+const HOST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Checks --host-id, or makes one (hostname plus a random suffix: a restarted host is a new owner). */
+export function resolveHostId(config: ServerConfig): void {
+  if (config.hostId) {
+    if (!HOST_ID.test(config.hostId)) throw new ConfigError('hostId', `--host-id "${config.hostId}" must be 1-64 letters, digits, '.', '_' or '-'`);
+    return;
+  }
+  const base = hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 48) || 'host';
+  config.hostId = `${base}-${randomBytes(3).toString('hex')}`;
+}
+
 /** Validates the bridge's options at start, so a typo is a start error naming the option. */
 export function checkBridgeConfig(config: ServerConfig): RedisTarget | undefined {
   try {
@@ -124,7 +136,8 @@ export interface ShardBridge {
 export async function startShardBridge(config: ServerConfig, shard: number, mesh: MeshEndpoint, log: Logger, stats: SharedStats): Promise<ShardBridge | undefined> {
   const target = checkBridgeConfig(config);
   if (!target) return undefined;
-  const node = `${hostname()}:${process.pid}:${shard}:${randomBytes(3).toString('hex')}`;
+  // Host id first: an operator reading Redis sees which host a node belongs to.
+  const node = `${config.hostId || hostname()}:${shard}:${randomBytes(3).toString('hex')}`;
   const broker = new RedisBroker({
     target,
     keys: new Keys(config.redisNamespace, config.redisPrefix),

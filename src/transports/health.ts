@@ -15,6 +15,7 @@ export function registerHealth(app: TemplatedApp, ctx: ThreadContext): void {
     const status = ctx.draining ? 'draining' : alive === shards ? 'ok' : 'degraded';
     const body = {
       status,
+      host: ctx.config.hostId,
       workers: { total: shards, alive },
       connections: stats.total('connections'),
       channels: stats.total('channels'),
