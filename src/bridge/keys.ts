@@ -34,6 +34,21 @@ export class Keys {
   claim(ch: string, id: string): string {
     return this.tag(ch) + ':d:' + id;
   }
+  /**
+   * Hash `h` holder, `e` fencing epoch: the lease of the one activation of a placed channel's actor.
+   * Expires unless its holder renews it.
+   */
+  lease(ch: string): string {
+    return this.tag(ch) + ':l';
+  }
+  /** The channel's fencing counter: grows by one for every new lease holder, never reused. */
+  fence(ch: string): string {
+    return this.tag(ch) + ':f';
+  }
+  /** A placed actor's persisted state (msgpack), written only by the lease holder. */
+  state(ch: string): string {
+    return this.tag(ch) + ':a';
+  }
   /** The channel's own pub/sub channel (SPUBLISH on a cluster, PUBLISH otherwise). */
   pubsub(ch: string): string {
     return this.tag(ch) + ':c';

@@ -17,6 +17,7 @@ import { parseControl, RedisDirectory, unavailable } from './directory.js';
 import type { Keys } from './keys.js';
 import { commandConnection, connectWithin, SubscriberPool, type Commander, type RedisTarget } from './redis-conn.js';
 import * as lua from './scripts.js';
+import { isFenced, Leases, leaseLost, type Fence } from './lease.js';
 
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
@@ -72,6 +73,10 @@ export interface RedisBrokerOptions {
   log: Logger;
   /** A cluster-wide control message (user message, user disconnect) for this thread's connections. */
   onControl(n: Notice): void;
+  /** Lease time of placed actors (the node id is the lease holder); default 10 s. */
+  leaseTtlMs?: number;
+  /** A placed actor's lease this node held is gone. */
+  onLeaseLost?(channel: string, fence: Fence): void;
 }
 
 interface Route {
@@ -84,6 +89,8 @@ export class RedisBroker implements Broker {
   readonly stats: BrokerStats = { invalid: 0, recovered: 0, resyncs: 0, errors: 0 };
   readonly cmd: Commander;
   readonly directory: RedisDirectory;
+  /** Leases of the placed actors this node runs (docs/scaling.md, placement). */
+  readonly leases: Leases;
   private readonly scripts: Scripts;
   private readonly subs: SubscriberPool;
   private readonly keys: Keys;
@@ -109,6 +116,7 @@ export class RedisBroker implements Broker {
     this.scripts = defineScripts(this.cmd);
     this.subs = new SubscriberPool(opts.target, `rt-actors-sub:${opts.node}`, this.cmd);
     this.directory = new RedisDirectory(this.cmd, opts.keys, opts.presenceTtlMs * 2);
+    this.leases = new Leases(this.cmd, opts.keys, { holder: opts.node, ttlMs: opts.leaseTtlMs ?? 10_000, onLost: (ch, f) => opts.onLeaseLost?.(ch, f) });
     // Several rounds per ttl, so one late heartbeat does not make a live node look dead.
     this.intervalMs = Math.max(100, Math.floor(opts.presenceTtlMs / 3));
   }
@@ -291,15 +299,21 @@ export class RedisBroker implements Broker {
 
   // ——— sequence, history ———
 
-  async publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string): Promise<StreamPosition | null> {
+  async publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string, fence?: Fence): Promise<StreamPosition | null> {
     const body = packr.pack(msg.exclude ? { v: msg.event, d: msg.data, x: msg.exclude } : { v: msg.event, d: msg.data });
     const args: (string | number | Buffer)[] = [this.keys.pubsub(channel), newEpoch(), bounds.size, Math.max(1, Math.round(bounds.ttlMs)), metaTtl(bounds), body, this.pubCmd];
     let r: [number, string] | null;
     try {
-      r = claim === undefined
-        ? await this.scripts.rtPublish(this.keys.meta(channel), this.keys.stream(channel), ...args)
-        : await this.scripts.rtIngest(this.keys.meta(channel), this.keys.stream(channel), this.keys.claim(channel, claim), ...args, CLAIM_TTL_MS);
+      r = fence
+        ? await this.leases.fencedPublish(this.keys.lease(channel), this.keys.meta(channel), this.keys.stream(channel), ...args, fence.holder, fence.epoch)
+        : claim === undefined
+          ? await this.scripts.rtPublish(this.keys.meta(channel), this.keys.stream(channel), ...args)
+          : await this.scripts.rtIngest(this.keys.meta(channel), this.keys.stream(channel), this.keys.claim(channel, claim), ...args, CLAIM_TTL_MS);
     } catch (err) {
+      if (fence && isFenced(err)) {
+        this.leases.dropIfSame(channel, fence);
+        throw leaseLost(channel);
+      }
       this.stats.errors++;
       throw unavailable(err);
     }
@@ -480,6 +494,8 @@ export class RedisBroker implements Broker {
     this.closed = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.retry);
+    // Hand placed actors over at once on a graceful stop: the next event activates them elsewhere.
+    await this.leases.close(graceful && this.cmd.status === 'ready').catch(() => {});
     await this.subs.close();
     if (graceful && this.cmd.status === 'ready') {
       try {

@@ -143,6 +143,7 @@ export async function startShardBridge(config: ServerConfig, shard: number, mesh
     keys: new Keys(config.redisNamespace, config.redisPrefix),
     node,
     presenceTtlMs: config.presenceTtl * 1000,
+    leaseTtlMs: config.leaseTtl * 1000,
     log,
     onControl: (n) => {
       mesh.notify(shard, n);
