@@ -53,6 +53,10 @@ export class Keys {
   pubsub(ch: string): string {
     return this.tag(ch) + ':c';
   }
+  /** A node's inbox: requests forwarded to the placed actors it runs, and replies to its own requests. */
+  inbox(node: string): string {
+    return `${this.ns}:{${node}}:in`;
+  }
   /** Where a Laravel backend publishes for this channel. */
   laravel(ch: string): string {
     return this.laravelPrefix + ch;

@@ -18,6 +18,9 @@ import * as lua from './scripts.js';
 export interface Fence {
   holder: string;
   epoch: number;
+  /** With a publish: the actor state to persist in the same atomic step. */
+  state?: Buffer;
+  stateTtlMs?: number;
 }
 
 export type LeaseAnswer =
@@ -39,6 +42,7 @@ interface Scripts {
   rtLeaseRelease: ScriptFn;
   rtStateSave: ScriptFn;
   rtFencedPublish: ScriptFn;
+  rtFencedPublishState: ScriptFn;
 }
 
 /** Fencing counters outlive any lease by far; a week untouched and the channel starts again at 1. */
@@ -50,6 +54,7 @@ export function defineLeaseScripts(cmd: Commander): Scripts {
   cmd.defineCommand('rtLeaseRelease', { numberOfKeys: 1, lua: lua.LEASE_RELEASE });
   cmd.defineCommand('rtStateSave', { numberOfKeys: 2, lua: lua.STATE_SAVE });
   cmd.defineCommand('rtFencedPublish', { numberOfKeys: 3, lua: lua.FENCED_PUBLISH });
+  cmd.defineCommand('rtFencedPublishState', { numberOfKeys: 4, lua: lua.FENCED_PUBLISH_STATE });
   return cmd as unknown as Scripts;
 }
 
@@ -160,8 +165,12 @@ export class Leases {
   }
 
   /** A fenced publish's script, for the broker (same fence rules as saveState). */
-  fencedPublish(...args: (string | number | Buffer)[]): Promise<any> {
-    return this.scripts.rtFencedPublish(...args);
+  fencedPublish(channel: string, args: (string | number | Buffer)[], fence: Fence): Promise<any> {
+    const lease = this.keys.lease(channel);
+    if (fence.state) {
+      return this.scripts.rtFencedPublishState(lease, this.keys.meta(channel), this.keys.stream(channel), this.keys.state(channel), ...args, fence.state, Math.max(1000, Math.round(fence.stateTtlMs ?? 86_400_000)), fence.holder, fence.epoch);
+    }
+    return this.scripts.rtFencedPublish(lease, this.keys.meta(channel), this.keys.stream(channel), ...args, fence.holder, fence.epoch);
   }
 
   /** A fenced write was refused: the lease is gone, whatever this holder believed. */

@@ -102,6 +102,7 @@ export class RedisBroker implements Broker {
   private heartbeat?: NodeJS.Timeout;
   private retry?: NodeJS.Timeout;
   private readonly intervalMs: number;
+  private readonly inboxChannel: string;
   private cmdReadyOnce = false;
   private closed = false;
   private lastInvalidLog = 0;
@@ -111,6 +112,7 @@ export class RedisBroker implements Broker {
     this.node = opts.node;
     this.keys = opts.keys;
     this.pubCmd = opts.target.cluster ? 'SPUBLISH' : 'PUBLISH';
+    this.inboxChannel = opts.keys.inbox(opts.node);
     this.cmd = commandConnection(opts.target, `rt-actors:${opts.node}`);
     this.cmd.on('error', () => {}); // state changes are watched through 'ready'/'close'; commands report their own errors
     this.scripts = defineScripts(this.cmd);
@@ -171,6 +173,7 @@ export class RedisBroker implements Broker {
       if (this.opts.target.cluster) await connectWithin(this.cmd, timeoutMs);
       await this.subs.start(timeoutMs);
       await this.subs.subscribe(this.keys.control, false);
+      await this.subs.subscribe(this.keys.inbox(this.node), this.opts.target.cluster);
     } catch (err) {
       if (!this.closed) {
         this.retry = setTimeout(() => void this.listen(timeoutMs).catch(() => {}), 2000);
@@ -221,7 +224,30 @@ export class RedisBroker implements Broker {
     }
   }
 
+  /** Messages to this node's inbox (see sendTo); set by the placement layer. */
+  onInbox?: (payload: Buffer) => void;
+
+  /** Whether a node still heartbeats (its host and shard are alive). */
+  async nodeAlive(node: string): Promise<boolean> {
+    return (await this.cmd.exists(this.keys.node(node))) === 1;
+  }
+
+  /** Sends to another node's inbox; resolves to the number of receivers (0: that node is gone). */
+  async sendTo(node: string, payload: Buffer): Promise<number> {
+    const ch = this.keys.inbox(node);
+    try {
+      return Number(this.opts.target.cluster ? await this.cmd.spublish(ch, payload) : await this.cmd.publish(ch, payload));
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+  }
+
   private onMessage(redisChannel: string, payload: Buffer): void {
+    if (redisChannel === this.inboxChannel) {
+      this.onInbox?.(payload);
+      return;
+    }
     if (redisChannel === this.keys.control) {
       const n = parseControl(payload);
       if (n) this.opts.onControl(n);
@@ -305,7 +331,7 @@ export class RedisBroker implements Broker {
     let r: [number, string] | null;
     try {
       r = fence
-        ? await this.leases.fencedPublish(this.keys.lease(channel), this.keys.meta(channel), this.keys.stream(channel), ...args, fence.holder, fence.epoch)
+        ? await this.leases.fencedPublish(channel, args, fence)
         : claim === undefined
           ? await this.scripts.rtPublish(this.keys.meta(channel), this.keys.stream(channel), ...args)
           : await this.scripts.rtIngest(this.keys.meta(channel), this.keys.stream(channel), this.keys.claim(channel, claim), ...args, CLAIM_TTL_MS);

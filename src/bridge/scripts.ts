@@ -189,3 +189,11 @@ return 1
  * atomic step that assigns the offset — a paused or cut-off former owner can never publish.
  */
 export const FENCED_PUBLISH = FENCE_CHECK + publishBody('KEYS[2]', 'KEYS[3]');
+
+/**
+ * KEYS: lease, meta, stream, state   ARGV: as PUBLISH (7), state bytes, state ttl ms, holder, epoch.
+ * One turn of a placed actor that changed its state and published: both, or neither (fenced).
+ */
+export const FENCED_PUBLISH_STATE = FENCE_CHECK + `
+redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[9])
+` + publishBody('KEYS[2]', 'KEYS[3]');

@@ -15,6 +15,8 @@ import { RedisDirectory } from './directory.js';
 import { boundsFor, HistoryPatternError, parseHistoryPatterns } from './history-policy.js';
 import { Keys } from './keys.js';
 import { RedisBroker } from './redis-broker.js';
+import { Placement } from './placement.js';
+import type { LoadedActor } from '../actors/registry.js';
 import { commandConnection, connectWithin, parseRedisTarget, parseSentinelTarget, RedisTargetError, type Commander, type RedisTarget } from './redis-conn.js';
 
 /** Per-channel history bounds from --history-patterns, --history-size and --history-ttl. */
@@ -122,6 +124,8 @@ export async function openMainBridge(config: ServerConfig, target: RedisTarget):
 
 export interface ShardBridge {
   broker: RedisBroker;
+  /** Custom actors' one activation cluster-wide: wrap the loaded actors with `place`. */
+  place(loaded: LoadedActor[]): LoadedActor[];
   hub: HubBridge;
   /** What the shard's ActorHost env gains. */
   actorEnv: {
@@ -145,6 +149,7 @@ export async function startShardBridge(config: ServerConfig, shard: number, mesh
     presenceTtlMs: config.presenceTtl * 1000,
     leaseTtlMs: config.leaseTtl * 1000,
     log,
+    onLeaseLost: (ch) => placement?.leaseLost(ch),
     onControl: (n) => {
       mesh.notify(shard, n);
       // The main thread has no Redis subscription of its own; shard 0 relays to its in-process clients.
@@ -152,6 +157,9 @@ export async function startShardBridge(config: ServerConfig, shard: number, mesh
     },
   });
   await broker.start(START_TIMEOUT_MS);
+  const warn = (msg: string, err?: unknown) => (err === undefined ? log.warn(msg) : log.warn(msg, err instanceof Error ? err.message : err));
+  const policy = historyPolicy(config);
+  const placement: Placement | undefined = new Placement({ broker, historyFor: policy, log: warn });
   const timer = setInterval(() => {
     stats.set(shard, 'redisUp', broker.up ? 1 : 0);
     stats.set(shard, 'redisInvalid', broker.stats.invalid);
@@ -164,6 +172,7 @@ export async function startShardBridge(config: ServerConfig, shard: number, mesh
   return {
     broker,
     hub: broker.directory,
+    place: (loaded) => placement.place(loaded),
     actorEnv: {
       broker,
       resync: (t, ch) => mesh.notify(t, { t: 'resync!', ch }),
@@ -171,6 +180,7 @@ export async function startShardBridge(config: ServerConfig, shard: number, mesh
     },
     close: async (graceful) => {
       clearInterval(timer);
+      if (graceful) await placement.close().catch(() => {});
       await broker.close(graceful);
     },
   };

@@ -56,10 +56,12 @@ export async function runShard(task: ShardTask): Promise<void> {
   const log = createLogger(config.logLevel, `shard ${shard}`);
   const stats = new SharedStats(task.stats, task.layout.shards + 1);
   const mesh = new MeshEndpoint(task.layout, shard);
-  const registry = new ActorRegistry(await loadActors(config.actors));
+  const loaded = await loadActors(config.actors);
   const threads = task.layout.shards + 1;
   // Redis bridge (--redis): undefined in the embedded default.
   const bridge = await startShardBridge(config, shard, mesh, log, stats);
+  // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
+  const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
