@@ -10,7 +10,7 @@ import { createJwtVerifier } from './auth/jwt.js';
 import { loadActors } from './actors/registry.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
 import { Supervisor } from './runtime/supervisor.js';
-import { checkBridgeConfig, openMainBridge } from './bridge/setup.js';
+import { checkBridgeConfig, openMainBridge, resolveHostId } from './bridge/setup.js';
 import { MemoryClient, type MemoryIdentity } from './transports/memory.js';
 import type { ChannelInfo } from './runtime/messages.js';
 import type { Member } from './protocol/native.js';
@@ -98,6 +98,7 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   }
   await checkSocketIoConfig(config);
   // Redis bridge: a bad option or an unreachable Redis stops the start here, with a clear message.
+  resolveHostId(config);
   const redisTarget = checkBridgeConfig(config);
   const main = redisTarget ? await openMainBridge(config, redisTarget) : undefined;
   const apiKeyGenerated = !config.apiKey;

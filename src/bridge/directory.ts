@@ -40,14 +40,24 @@ export class RedisDirectory implements HubBridge {
 
   async channel(name: string): Promise<ChannelInfo> {
     const presence = name.startsWith('presence-');
-    const [counts, offset, users] = await this.guard(
+    const [counts, offset, users, lease, placed] = await this.guard(
       Promise.all([
         this.cmd.hvals(this.keys.counts(name)),
         this.cmd.hget(this.keys.meta(name), 'o'),
         presence ? this.cmd.hlen(this.keys.users(name)) : Promise.resolve(0),
+        this.cmd.hmget(this.keys.lease(name), 'h', 'e'),
+        this.cmd.exists(this.keys.state(name)),
       ]),
     );
     const info: ChannelInfo = { name, subscribers: counts.reduce((n, c) => n + (Number(c) || 0), 0), offset: Number(offset ?? 0) };
+    // A custom actor's one activation: the lease holder's node id is `<host id>:<shard>:<random>`.
+    if (lease[0]) {
+      const parts = lease[0].split(':');
+      info.owner = { host: parts.slice(0, -2).join(':'), shard: Number(parts[parts.length - 2]), placement: 'leased', epoch: Number(lease[1]) };
+    } else if (placed) {
+      // Placed, with no activation right now: the next event activates it wherever it arrives.
+      info.owner = { host: null, shard: null, placement: 'leased' };
+    }
     if (presence) info.presence = users;
     return info;
   }

@@ -132,6 +132,14 @@ export interface ServerConfig {
   redisPrefix: string;
   /** Prefix of every key and pub/sub channel rt-actors itself creates in Redis; separates deployments sharing one Redis. */
   redisNamespace: string;
+  /** Seconds a placed actor's lease lasts without renewal: how long a dead owner's channels wait. */
+  leaseTtl: number;
+  /** This host's id in the cluster (placement, /health); generated at start when empty. */
+  hostId: string;
+  /** Redis Sentinel addresses (host:port); when set, the bridge asks them for the current master. */
+  redisSentinels: string[];
+  /** The master name the sentinels monitor. */
+  redisSentinelName: string;
   /** Per-channel-pattern history bounds, `pattern=size/ttl`, e.g. 'chat-*=500/1h'; first match wins. */
   historyPatterns: string[];
   /** Seconds after which a silent host's presence members and subscriber counts are removed. */
@@ -204,6 +212,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'redisPrefix', type: 'string', default: '', doc: "prefix of the Redis channels a Laravel backend publishes to (its redis 'prefix' option, e.g. 'laravel_database_')" },
   { key: 'redisNamespace', type: 'string', default: 'rt', doc: "prefix of rt-actors' own Redis keys and channels; give deployments sharing one Redis different ones" },
   { key: 'historyPatterns', type: 'list', default: [], doc: "history bounds per channel pattern, 'pattern=size/ttl', e.g. 'chat-*=500/1h,ticker.*=10/30s' (first match wins)" },
+  { key: 'leaseTtl', type: 'duration', default: 10, min: 0.3, max: 3600, doc: "with --redis: lease of a custom actor's one activation in the cluster, renewed every third of it; a dead owner's actors move after at most this long, e.g. '10s'" },
+  { key: 'hostId', type: 'string', default: '', doc: "this host's id in the cluster, shown in /health and in channel placement (letters, digits, '.', '_', '-'); empty: hostname plus a random suffix, new at every start" },
+  { key: 'redisSentinels', type: 'list', default: [], doc: "Redis Sentinel addresses, e.g. '10.0.0.5:26379,10.0.0.6:26379': every bridge connection follows the master they name (--redis then only carries credentials, db and TLS)" },
+  { key: 'redisSentinelName', type: 'string', default: 'mymaster', doc: 'with --redis-sentinels: the master name the sentinels monitor' },
   { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
   // Operator dashboard
   { key: 'dashboard', type: 'bool', default: false, doc: 'serve the live operator dashboard at /dashboard (login with the API key or --dashboard-token)' },

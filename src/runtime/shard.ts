@@ -29,7 +29,7 @@ import { registerPolling } from '../transports/polling.js';
 import { registerClientBundle } from '../transports/client-bundle.js';
 import { registerSocketIo } from '../transports/socketio/index.js';
 import { sendJson, track } from '../transports/http.js';
-import { historyPolicy, startShardBridge } from '../bridge/setup.js';
+import { bridged, historyPolicy, startShardBridge } from '../bridge/setup.js';
 
 export type AcceptMode = 'descriptor' | 'reuseport';
 
@@ -71,10 +71,12 @@ export async function runShard(task: ShardTask): Promise<void> {
   metrics.resetGauges();
   bindThreadMetrics(metrics);
   const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
-  const registry = new ActorRegistry(await loadActors(config.actors));
+  const loaded = await loadActors(config.actors);
   const threads = task.layout.shards + 1;
   // Redis bridge (--redis): undefined in the embedded default.
   const bridge = await startShardBridge(config, shard, mesh, log, stats);
+  // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
+  const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
@@ -168,7 +170,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     metrics.set('rt_ring_queued_bytes', undefined, mesh.queuedBytes());
     metrics.set('rt_overloaded_refusals_total', undefined, mesh.refused);
     metrics.set('rt_overloaded_peers', undefined, mesh.overloadedPeers());
-    if (config.redis) {
+    if (bridged(config)) {
       // The bridge keeps its figures in the shared stats; the registry exports them.
       metrics.set('rt_redis_up', undefined, stats.get(shard, 'redisUp'));
       metrics.set('rt_redis_invalid_messages_total', undefined, stats.get(shard, 'redisInvalid'));

@@ -7,6 +7,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { RtError } from '../errors.js';
 import { assertChannel, assertEvent } from '../protocol/native.js';
 import type { ThreadContext } from '../runtime/context.js';
+import { bridged } from '../bridge/setup.js';
 import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
 import { errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
 import { apiRouteOf } from './api-routes.js';
@@ -188,7 +189,12 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
 
   app.get(
     '/api/channels/:name',
-    route(ctx, 1, 'operator', async (c, req) => c.hub.channel(assertChannelField(req.params[0], 'path'))),
+    route(ctx, 1, 'operator', async (c, req) => {
+      const name = assertChannelField(req.params[0], 'path');
+      const info = await c.hub.channel(name);
+      info.owner ??= { host: c.config.hostId, shard: c.hub.ownerOf(name), placement: bridged(c.config) ? 'per-host' : 'local' };
+      return info;
+    }),
   );
 
   app.get(
