@@ -4,7 +4,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { RtError } from '../errors.js';
+import { RtError, toErrorBody } from '../errors.js';
 import { assertChannel, assertEvent } from '../protocol/native.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
@@ -12,6 +12,8 @@ import { parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryPar
 
 const MAX_CHANNELS_PER_PUBLISH = 100;
 const MAX_BATCH = 1000;
+/** Seconds a client refused with `overloaded` (503) is told to wait before retrying. */
+const OVERLOADED_RETRY_AFTER_S = 1;
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
@@ -88,6 +90,20 @@ async function publish(ctx: ThreadContext, spec: PublishSpec): Promise<Record<st
   return offsets;
 }
 
+/**
+ * All published: `{ ok, count }`. Otherwise the first failure's code and status, and a message saying
+ * which messages failed and that the others were published (they were: a batch is not a transaction).
+ */
+function batchAnswer(results: PromiseSettledResult<unknown>[]): { ok: true; count: number } {
+  const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ i, err: r.reason as unknown }] : []));
+  if (failed.length === 0) return { ok: true, count: results.length };
+  const first = failed[0]!;
+  const body = toErrorBody(first.err);
+  const status = first.err instanceof RtError ? first.err.status : 500;
+  const which = failed.length <= 10 ? failed.map((f) => `messages[${f.i}]`).join(', ') : `messages[${first.i}] and ${failed.length - 1} others`;
+  throw new RtError(body.code, `${which} not published (${body.message}); the other ${results.length - failed.length} of ${results.length} were published`, status);
+}
+
 type Handler = (ctx: ThreadContext, req: Req, res: HttpResponse, state: { aborted: boolean }) => Promise<unknown>;
 
 /** Browser calls of the API must come from an allowed origin; server-to-server calls send no Origin. */
@@ -115,7 +131,7 @@ function route(ctx: ThreadContext, params: number, needsKey: boolean, h: Handler
       const body = await h(ctx, req, res, state);
       sendJson(res, state, 200, body, cors);
     })()
-      .catch((err) => sendError(res, state, err, cors))
+      .catch((err) => sendError(res, state, err, (err as { code?: unknown })?.code === 'overloaded' ? { ...cors, 'retry-after': String(OVERLOADED_RETRY_AFTER_S) } : cors))
       .finally(() => ctx.inflight--);
   };
 }
@@ -143,9 +159,10 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
       if (body.messages.length === 0 || body.messages.length > MAX_BATCH) throw new RtError('bad_request', `"messages" must hold 1 to ${MAX_BATCH} messages`);
       // Validate all before publishing any, so a bad batch publishes nothing.
       const specs = body.messages.map((m, i) => parsePublish(m, `messages[${i}]`));
-      // Sequential per batch keeps the batch's order for messages on the same channel.
-      for (const s of specs) await publish(c, s);
-      return { ok: true, count: specs.length };
+      // All sent at once: the rings are FIFO per pair of threads and an owner's mailbox takes them in
+      // arrival order, so messages on one channel keep the batch's order without waiting for each other.
+      const results = await Promise.allSettled(specs.map((s) => publish(c, s)));
+      return batchAnswer(results);
     }),
   );
 
