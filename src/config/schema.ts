@@ -132,6 +132,11 @@ export interface ServerConfig {
   historyPatterns: string[];
   /** Seconds after which a silent host's presence members and subscriber counts are removed. */
   presenceTtl: number;
+  // Operator dashboard
+  /** Serve the live dashboard at /dashboard. */
+  dashboard: boolean;
+  /** Credential the dashboard asks for; empty = the API key. */
+  dashboardToken: string;
 }
 
 const cores = (): number => Math.max(1, availableParallelism());
@@ -194,6 +199,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'redisNamespace', type: 'string', default: 'rt', doc: "prefix of rt-actors' own Redis keys and channels; give deployments sharing one Redis different ones" },
   { key: 'historyPatterns', type: 'list', default: [], doc: "history bounds per channel pattern, 'pattern=size/ttl', e.g. 'chat-*=500/1h,ticker.*=10/30s' (first match wins)" },
   { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
+  // Operator dashboard
+  { key: 'dashboard', type: 'bool', default: false, doc: 'serve the live operator dashboard at /dashboard (login with the API key or --dashboard-token)' },
+  { key: 'dashboardToken', type: 'string', default: '', doc: 'credential for the dashboard and its /api/stats and /api/tap feeds, instead of the API key (it may also publish and read channels)' },
 ];
 
 export const DEFAULT_WORKERS = cores;

@@ -15,11 +15,15 @@ import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
 import { Hub } from './hub.js';
 import { MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
+import type { Notice } from './messages.js';
 import { SharedStats } from './stats.js';
+import { bindThreadMetrics, Metrics } from './metrics.js';
+import { startThreadSampler } from './thread-sampler.js';
 import { SharedLimits } from '../security/shared-limits.js';
 import { registerWebSocket } from '../transports/websocket.js';
 import { registerHttpApi } from '../transports/http-api.js';
 import { registerHealth } from '../transports/health.js';
+import { registerDashboard } from '../transports/dashboard.js';
 import { registerSse } from '../transports/sse.js';
 import { registerPolling } from '../transports/polling.js';
 import { registerClientBundle } from '../transports/client-bundle.js';
@@ -35,6 +39,8 @@ export interface ShardTask {
   config: ServerConfig;
   apiKey: string;
   stats: SharedArrayBuffer;
+  /** The host's metrics registry (Metrics.alloc). */
+  metrics: SharedArrayBuffer;
   limits: SharedArrayBuffer;
   mode: AcceptMode;
   /** Port to listen on in reuseport mode (already resolved if the config said 0). */
@@ -58,6 +64,10 @@ export async function runShard(task: ShardTask): Promise<void> {
   const { shard, config } = task;
   const log = createLogger(config.logLevel, `shard ${shard}`);
   const stats = new SharedStats(task.stats, task.layout.shards + 1);
+  // Bound before anything records: the hub, transports and actors write to this thread's block.
+  const metrics = new Metrics(task.metrics, task.layout.shards + 1, shard);
+  metrics.resetGauges();
+  bindThreadMetrics(metrics);
   const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
   const registry = new ActorRegistry(await loadActors(config.actors));
   const threads = task.layout.shards + 1;
@@ -70,7 +80,12 @@ export async function runShard(task: ShardTask): Promise<void> {
     historyTtlMs: config.historyTtl * 1000,
     maxPresenceMembers: config.maxPresenceMembers,
     historyFor: historyPolicy(config),
-    deliver: (t, pub, ex) => mesh.notify(t, ex ? { t: 'pub!', pub, ex } : { t: 'pub!', pub }),
+    deliver: (t, pub, ex, at) => {
+      const n: Extract<Notice, { t: 'pub!' }> = { t: 'pub!', pub };
+      if (ex) n.ex = ex;
+      if (at !== undefined) n.at = at;
+      mesh.notify(t, n);
+    },
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
     // A publish whose fan-out would go to an overloaded thread is refused before it is accepted.
     admit: (t) => {
@@ -113,6 +128,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     verifyToken,
     apiKey: task.apiKey,
     stats,
+    metrics,
     log,
     draining: false,
     inflight: 0,
@@ -122,6 +138,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   if (config.transports.includes('ws')) registerWebSocket(app, ctx);
   registerHttpApi(app, ctx);
   registerHealth(app, ctx);
+  registerDashboard(app, ctx);
   registerSse(app, ctx);
   registerPolling(app, ctx);
   registerClientBundle(app, ctx);
@@ -144,9 +161,24 @@ export async function runShard(task: ShardTask): Promise<void> {
     stats.set(shard, 'overloadedPeers', mesh.overloadedPeers());
     stats.set(shard, 'subscriptions', hub.stats.subscriptions);
     stats.set(shard, 'heapUsed', process.memoryUsage().heapUsed);
+    metrics.set('rt_channels', undefined, host.size);
+    metrics.set('rt_subscriptions', undefined, hub.stats.subscriptions);
+    metrics.set('rt_ring_queued_bytes', undefined, mesh.queuedBytes());
+    metrics.set('rt_overloaded_refusals_total', undefined, mesh.refused);
+    metrics.set('rt_overloaded_peers', undefined, mesh.overloadedPeers());
+    if (config.redis) {
+      // The bridge keeps its figures in the shared stats; the registry exports them.
+      metrics.set('rt_redis_up', undefined, stats.get(shard, 'redisUp'));
+      metrics.set('rt_redis_invalid_messages_total', undefined, stats.get(shard, 'redisInvalid'));
+      metrics.set('rt_redis_recovered_total', undefined, stats.get(shard, 'redisRecovered'));
+      metrics.set('rt_redis_resyncs_total', undefined, stats.get(shard, 'redisResyncs'));
+      metrics.set('rt_redis_errors_total', undefined, stats.get(shard, 'redisErrors'));
+    }
   };
+  const sampler = startThreadSampler(metrics);
   const statsTimer = setInterval(publishStats, 250);
   stats.set(shard, 'alive', 1);
+  metrics.set('rt_up', undefined, 1);
 
   let listenSocket: us_listen_socket | null = null;
   const post = (e: ShardEvent) => task.control.postMessage(e);
@@ -168,6 +200,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     process.off('uncaughtException', onUncaught);
     post({ type: 'crashing', message: err instanceof Error ? err.message : String(err) });
     clearInterval(statsTimer);
+    sampler.stop();
     host.close();
     // Not graceful: this node's presence entries expire with its heartbeat; survivors re-register.
     void bridge?.close(false);
@@ -215,6 +248,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       // Members on this host leave now, not when its heartbeat expires.
       await bridge?.close(true);
       clearInterval(statsTimer);
+      sampler.stop();
       host.close();
       stats.set(shard, 'alive', 0);
       mesh.close();

@@ -16,6 +16,8 @@ import type { HubBridge } from '../bridge/broker.js';
 import { createMeshLayout, MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
 import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js';
 import { SharedStats } from './stats.js';
+import { bindThreadMetrics, Metrics } from './metrics.js';
+import { startThreadSampler } from './thread-sampler.js';
 import { SharedLimits } from '../security/shared-limits.js';
 
 interface AcceptorApp extends TemplatedApp {
@@ -67,6 +69,9 @@ export class Supervisor {
   readonly mode: AcceptMode;
   readonly layout: MeshLayout;
   readonly stats: SharedStats;
+  /** The host's metrics registry; this instance writes the main thread's block. */
+  readonly metrics: Metrics;
+  private sampler?: { stop(): void };
   readonly limits = SharedLimits.alloc();
   readonly hub: Hub;
   port = 0;
@@ -93,6 +98,9 @@ export class Supervisor {
     this.mode = config.acceptor === 'auto' ? (canDescribe && !tls ? 'descriptor' : 'reuseport') : config.acceptor;
     this.layout = createMeshLayout(config.workers, config.ringSize);
     this.stats = new SharedStats(SharedStats.alloc(config.workers + 1), config.workers + 1);
+    this.metrics = new Metrics(Metrics.alloc(config.workers + 1), config.workers + 1, config.workers);
+    // The main thread's own writes (in-memory clients, restarts) go to its block of this host.
+    bindThreadMetrics(this.metrics);
     this.slots = Array.from({ length: config.workers }, () => ({ restarts: 0 }));
     // The main thread is a mesh member too (index = workers), so in-process clients and server-side
     // publishes use the same path as shards.
@@ -141,6 +149,10 @@ export class Supervisor {
     // Listen only once every shard's app is attached, so the first connections already reach a shard.
     if (this.mode === 'descriptor') this.port = await this.listenAcceptor();
     this.stats.set(config.workers, 'alive', 1);
+    this.metrics.set('rt_up', undefined, 1);
+    this.sampler = startThreadSampler(this.metrics, () => {
+      this.metrics.set('rt_subscriptions', undefined, this.hub.stats.subscriptions);
+    });
     this.statsTimer = setInterval(() => this.publishStats(), 250).unref();
     this.log.info(`acceptor mode: ${this.mode === 'descriptor' ? 'uWS app descriptors (main thread accepts, shards serve)' : 'SO_REUSEPORT (each shard listens)'}`);
   }
@@ -176,6 +188,7 @@ export class Supervisor {
       config: this.config,
       apiKey: this.apiKey,
       stats: this.stats.sab,
+      metrics: this.metrics.sab,
       limits: this.limits,
       mode: this.mode,
       port: this.port,
@@ -231,6 +244,8 @@ export class Supervisor {
     // Stop handing sockets to an app that no longer exists.
     this.detach(i);
     this.stats.set(i, 'alive', 0);
+    // The shard's block is written by the shard; marking it down here is the one exception (it is gone).
+    new Metrics(this.metrics.sab, this.metrics.threads, i).set('rt_up', undefined, 0);
     slot.control?.close();
     if (this.stopping) return;
     this.log.error(`shard ${i} ${err ? `crashed: ${err.message}` : 'exited unexpectedly'}`);
@@ -238,6 +253,7 @@ export class Supervisor {
     if (!this.config.restartShards) return;
     slot.restarts++;
     this.stats.set(i, 'restarts', slot.restarts);
+    this.metrics.inc('rt_shard_restarts_total');
     this.startShard(i).then(
       () => {
         this.log.info(`shard ${i} replaced by a new thread (restart #${slot.restarts})`);
@@ -255,6 +271,9 @@ export class Supervisor {
     this.stats.set(me, 'ringQueuedBytes', mesh.queuedBytes());
     this.stats.set(me, 'overloadRefused', mesh.refused);
     this.stats.set(me, 'overloadedPeers', mesh.overloadedPeers());
+    this.metrics.set('rt_ring_queued_bytes', undefined, mesh.queuedBytes());
+    this.metrics.set('rt_overloaded_refusals_total', undefined, mesh.refused);
+    this.metrics.set('rt_overloaded_peers', undefined, mesh.overloadedPeers());
   }
 
   private command(i: number, cmd: ShardCommand): void {
@@ -292,6 +311,7 @@ export class Supervisor {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.sampler?.stop();
     clearInterval(this.statsTimer);
     const timeoutMs = this.config.shutdownTimeout * 1000;
     if (this.listenSocket) {
