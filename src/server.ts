@@ -7,6 +7,8 @@ import { createSecureContext } from 'node:tls';
 import { loadConfig, ConfigError } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier } from './auth/jwt.js';
+import { checkJwtSecret } from './auth/secret-policy.js';
+import { createLogger } from './log.js';
 import { loadActors } from './actors/registry.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
 import { Supervisor } from './runtime/supervisor.js';
@@ -86,6 +88,8 @@ export async function createServer(options: ServerOptions = {}): Promise<RtServe
 }
 
 export async function startServer(config: ServerConfig): Promise<RtServer> {
+  const weakSecret = checkJwtSecret(config.jwtSecret, process.env.NODE_ENV === 'production');
+  if (weakSecret) createLogger(config.logLevel, 'main').warn(weakSecret);
   resolvePublicKey(config);
   checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
