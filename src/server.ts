@@ -9,6 +9,7 @@ import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier } from './auth/jwt.js';
 import { checkJwtSecret } from './auth/secret-policy.js';
 import { createLogger } from './log.js';
+import { ProxyTrust } from './security/client-ip.js';
 import { loadActors } from './actors/registry.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
 import { Supervisor } from './runtime/supervisor.js';
@@ -91,6 +92,11 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   const weakSecret = checkJwtSecret(config.jwtSecret, process.env.NODE_ENV === 'production');
   if (weakSecret) createLogger(config.logLevel, 'main').warn(weakSecret);
   resolvePublicKey(config);
+  try {
+    new ProxyTrust(config.trustProxy);
+  } catch (err) {
+    throw new ConfigError('trustProxy', `--trust-proxy: ${(err as Error).message}`);
+  }
   checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
   if (config.actors) await loadActors(config.actors);

@@ -77,6 +77,8 @@ export interface ServerConfig {
   rateBurst: number;
   /** Open connections per host (all shards); 0 = unlimited. */
   maxConnections: number;
+  /** Proxies (addresses, CIDRs, loopback/private/linklocal) whose X-Forwarded-For / X-Real-IP name the client. */
+  trustProxy: string[];
   /** Open connections per client IP (all shards); 0 = unlimited. */
   maxConnectionsPerIp: number;
   /** New connections per second per client IP (all shards); 0 = unlimited. */
@@ -159,6 +161,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'rateLimit', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages per second one connection may send (token bucket); 0 = unlimited' },
   { key: 'rateBurst', type: 'int', default: 200, min: 1, max: 1_000_000, doc: 'burst size of the per-connection token bucket' },
   { key: 'maxConnections', type: 'int', default: 100_000, min: 0, doc: 'open connections per host, all shards; 0 = unlimited' },
+  { key: 'trustProxy', type: 'list', default: [], doc: "reverse proxies whose X-Forwarded-For / X-Real-IP give the client address: IPs, CIDRs or loopback, private, linklocal, e.g. '10.0.0.0/8,loopback'; from other peers those headers are ignored" },
   { key: 'maxConnectionsPerIp', type: 'int', default: 10_000, min: 0, doc: 'open connections per client IP, all shards; 0 = unlimited' },
   { key: 'connectionRatePerIp', type: 'int', default: 1000, min: 0, doc: 'new connections per second per client IP, all shards; 0 = unlimited' },
   { key: 'apiRateLimit', type: 'int', default: 10_000, min: 0, doc: 'HTTP API requests per second per API key, all shards; 0 = unlimited' },

@@ -2,6 +2,7 @@
  * One shard: a worker thread with its own uWS app serving every transport, the channel actors it owns,
  * and its ends of the ring mesh. Started (and restarted) by the supervisor as a long-running piscina task.
  */
+import { ProxyTrust, setTrustedProxies } from '../security/client-ip.js';
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
@@ -87,6 +88,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       else if (n.t === 'restarted') host.dropThread(n.peer);
     },
   });
+  setTrustedProxies(new ProxyTrust(config.trustProxy));
   const verifier = createJwtVerifier({ secret: config.jwtSecret || undefined, publicKey: config.jwtPublicKey || undefined });
   const mainThread = task.layout.shards;
   const verifyToken = config.jwtPublicKey
