@@ -98,6 +98,7 @@ t.test('the connection-rate refusal says which limit fired and how to raise it',
   t.ok(refused, 'a burst past --connection-rate-per-ip is refused');
   t.equal(refused!.body.error.code, 'connection_rate_limited');
   t.match(refused!.body.error.message, /more than 3 new connections per second from 127\.0\.0\.1.*--connection-rate-per-ip.*RT_CONNECTION_RATE_PER_IP/);
+  for (const o of open.splice(0)) o.close();
 });
 
 t.test('a bad --trust-proxy entry stops the start with a clear error', async (t) => {
@@ -120,6 +121,7 @@ t.test('300 clients behind one proxy, each with its own X-Forwarded-For, all con
   t.equal(statuses.filter((x) => x === 101).length, 300, 'every client admitted');
   await until(async () => (await fetch(`${s.http}/health`).then((r) => r.json())).connections >= 300);
   t.pass('health counts them');
+  for (const o of open.splice(0)) o.close();
 });
 
 async function until(fn: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
