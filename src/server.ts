@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { loadConfig, ConfigError } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
-import { createJwtVerifier } from './auth/jwt.js';
+import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkJwtSecret } from './auth/secret-policy.js';
 import { createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
@@ -56,9 +56,9 @@ function resolvePublicKey(cfg: ServerConfig): void {
     }
   }
   try {
-    createJwtVerifier({ secret: cfg.jwtSecret || undefined, publicKey: cfg.jwtPublicKey || undefined });
+    createJwtVerifier(verifierOptions(cfg));
   } catch (err) {
-    throw new ConfigError('jwtPublicKey', (err as Error).message);
+    throw new ConfigError(cfg.jwksUrl && /JWKS/.test((err as Error).message) ? 'jwksUrl' : 'jwtPublicKey', (err as Error).message);
   }
 }
 

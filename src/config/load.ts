@@ -150,5 +150,8 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   if (cfg.jwtSecret && cfg.jwtPublicKey) {
     throw new ConfigError('jwtSecret', 'set either jwtSecret (HS256) or jwtPublicKey (RS256/ES256), not both');
   }
+  if (cfg.jwksUrl && cfg.jwtPublicKey) {
+    throw new ConfigError('jwksUrl', 'set either jwksUrl (keys from an identity provider) or jwtPublicKey (one fixed key), not both');
+  }
   return cfg;
 }

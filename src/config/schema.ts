@@ -34,6 +34,14 @@ export interface ServerConfig {
   jwtSecret: string;
   /** PEM public key (or path to one) for RS256/ES256 connection tokens. */
   jwtPublicKey: string;
+  /** Accepted `aud` claims (any of them); empty accepts tokens without checking `aud`. */
+  jwtAudience: string[];
+  /** Accepted `iss` claims (any of them); empty skips the check. */
+  jwtIssuer: string[];
+  /** JSON Web Key Set URL of an identity provider; RS256/ES256 keys chosen by the token's `kid`. */
+  jwksUrl: string;
+  /** Least time between two JWKS re-fetches caused by an unknown `kid`, in seconds. */
+  jwksCooldown: number;
   /** Folder of custom channel actors (.ts/.js/.mjs), loaded at start. */
   actors: string;
   /** Messages kept per channel for resume. 0 disables history. */
@@ -139,6 +147,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'apiKey', type: 'string', default: '', doc: 'HTTP API key; generated and printed once at start when empty' },
   { key: 'jwtSecret', type: 'string', default: '', doc: 'HS256 secret that signs connection tokens' },
   { key: 'jwtPublicKey', type: 'string', default: '', doc: 'PEM public key, or a path to one, for RS256/ES256 tokens' },
+  { key: 'jwtAudience', type: 'list', default: [], doc: "accepted 'aud' claims, e.g. 'rt-actors' or your API identifier; empty skips the check" },
+  { key: 'jwtIssuer', type: 'list', default: [], doc: "accepted 'iss' claims, e.g. 'https://example.eu.auth0.com/'; empty skips the check" },
+  { key: 'jwksUrl', type: 'string', default: '', doc: "identity provider's JWKS URL (Auth0, Keycloak, Cognito…): RS256/ES256 keys fetched, cached and rotated by 'kid'" },
+  { key: 'jwksCooldown', type: 'duration', default: 30, min: 0, max: 3600, doc: "least time between two JWKS re-fetches triggered by a token with an unknown 'kid'" },
   { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors (.ts, .js, .mjs)' },
   { key: 'historySize', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages kept per channel for resume (0 disables)' },
   { key: 'historyTtl', type: 'duration', default: 300, min: 1, doc: "lifetime of history entries, e.g. '300', '5m', '1h'" },

@@ -6,7 +6,7 @@ import { ProxyTrust, setTrustedProxies } from '../security/client-ip.js';
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { createJwtVerifier, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
+import { createJwtVerifier, verifierOptions, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
 import type { ServerConfig } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
@@ -89,7 +89,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     },
   });
   setTrustedProxies(new ProxyTrust(config.trustProxy));
-  const verifier = createJwtVerifier({ secret: config.jwtSecret || undefined, publicKey: config.jwtPublicKey || undefined });
+  const verifier = createJwtVerifier(verifierOptions(config));
   const mainThread = task.layout.shards;
   const verifyToken = config.jwtPublicKey
     ? async (token: string): Promise<JwtClaims> => {
@@ -99,7 +99,7 @@ export async function runShard(task: ShardTask): Promise<void> {
         if (r.error) throw new JwtError(r.error.code, r.error.message);
         return r.claims!;
       }
-    : (token: string): JwtClaims => verifier.verify(token);
+    : (token: string): Promise<JwtClaims> => verifier.verify(token);
   const ctx: ThreadContext = {
     thread: shard,
     config,
