@@ -8,7 +8,8 @@
  * while the connections that survived the crash re-register under the new node.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr } from 'msgpackr';
+import { unpackPlain } from '../protocol/plain-msgpack.js';
 import type { Logger } from '../log.js';
 import { assertEvent, type Member, type Publication, type StreamPosition } from '../protocol/native.js';
 import type { Notice } from '../runtime/messages.js';
@@ -20,7 +21,6 @@ import * as lua from './scripts.js';
 import { isFenced, Leases, leaseLost, type Fence } from './lease.js';
 
 const packr = new Packr({ useRecords: false });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
 /**
  * How long a backend message's claim lives: hosts receiving the same Laravel message within this
@@ -273,7 +273,7 @@ export class RedisBroker implements Broker {
       if (a <= 0 || b < 0) throw new Error('not a publication frame');
       const offset = Number(payload.toString('latin1', 0, a));
       const epoch = payload.toString('latin1', a + 1, b);
-      const body = unpackr.unpack(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string };
+      const body = unpackPlain(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string };
       if (!Number.isSafeInteger(offset) || offset <= 0 || typeof body?.v !== 'string') throw new Error('bad publication frame');
       entry.sink.publication({ channel: route.channel, event: body.v, data: body.d, offset }, epoch, body.x);
     } catch (err) {
@@ -361,7 +361,7 @@ export class RedisBroker implements Broker {
     for (const [, fields] of entries) {
       try {
         const offset = Number(fields[1]!.toString());
-        const body = unpackr.unpack(fields[3]!) as { v: string; d: unknown };
+        const body = unpackPlain(fields[3]!) as { v: string; d: unknown };
         out.push({ channel, event: body.v, data: body.d, offset });
       } catch {
         this.invalid(this.keys.stream(channel), 'unreadable stream entry');

@@ -254,8 +254,9 @@ function token(args: string[]): number {
   try {
     ttl = parseDuration(String(flags.get('ttl') ?? '1h'));
   } catch (err) {
-    throw new UsageError(`--ttl: ${(err as Error).message}`);
+    throw new UsageError(`--ttl: ${/^\s*-/.test(String(flags.get('ttl'))) ? 'must be a positive duration, e.g. 15m or 1h, not a negative one' : (err as Error).message}`);
   }
+  if (ttl <= 0) throw new UsageError('--ttl must be a positive duration, e.g. 15m or 1h: a token with --ttl 0 would be expired when minted');
   const claims: Record<string, unknown> = { sub, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + ttl };
   const channels = flags.get('channels');
   if (typeof channels === 'string') claims.channels = channels.split(',').map((s) => s.trim()).filter(Boolean);

@@ -155,5 +155,8 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   if (cfg.ringQueueLow >= cfg.ringQueueHigh) {
     throw new ConfigError('ringQueueLow', `--ring-queue-low (${cfg.ringQueueLow}) must be less than --ring-queue-high (${cfg.ringQueueHigh})`);
   }
+  if (cfg.jwksUrl && cfg.jwtPublicKey) {
+    throw new ConfigError('jwksUrl', 'set either jwksUrl (keys from an identity provider) or jwtPublicKey (one fixed key), not both');
+  }
   return cfg;
 }

@@ -34,6 +34,14 @@ export interface ServerConfig {
   jwtSecret: string;
   /** PEM public key (or path to one) for RS256/ES256 connection tokens. */
   jwtPublicKey: string;
+  /** Accepted `aud` claims (any of them); empty accepts tokens without checking `aud`. */
+  jwtAudience: string[];
+  /** Accepted `iss` claims (any of them); empty skips the check. */
+  jwtIssuer: string[];
+  /** JSON Web Key Set URL of an identity provider; RS256/ES256 keys chosen by the token's `kid`. */
+  jwksUrl: string;
+  /** Least time between two JWKS re-fetches caused by an unknown `kid`, in seconds. */
+  jwksCooldown: number;
   /** Folder of custom channel actors (.ts/.js/.mjs), loaded at start. */
   actors: string;
   /** Messages kept per channel for resume. 0 disables history. */
@@ -87,6 +95,8 @@ export interface ServerConfig {
   rateBurst: number;
   /** Open connections per host (all shards); 0 = unlimited. */
   maxConnections: number;
+  /** Proxies (addresses, CIDRs, loopback/private/linklocal) whose X-Forwarded-For / X-Real-IP name the client. */
+  trustProxy: string[];
   /** Open connections per client IP (all shards); 0 = unlimited. */
   maxConnectionsPerIp: number;
   /** New connections per second per client IP (all shards); 0 = unlimited. */
@@ -160,6 +170,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'apiKey', type: 'string', default: '', doc: 'HTTP API key; generated and printed once at start when empty' },
   { key: 'jwtSecret', type: 'string', default: '', doc: 'HS256 secret that signs connection tokens' },
   { key: 'jwtPublicKey', type: 'string', default: '', doc: 'PEM public key, or a path to one, for RS256/ES256 tokens' },
+  { key: 'jwtAudience', type: 'list', default: [], doc: "accepted 'aud' claims, e.g. 'rt-actors' or your API identifier; empty skips the check" },
+  { key: 'jwtIssuer', type: 'list', default: [], doc: "accepted 'iss' claims, e.g. 'https://example.eu.auth0.com/'; empty skips the check" },
+  { key: 'jwksUrl', type: 'string', default: '', doc: "identity provider's JWKS URL (Auth0, Keycloak, Cognito…): RS256/ES256 keys fetched, cached and rotated by 'kid'" },
+  { key: 'jwksCooldown', type: 'duration', default: 30, min: 0, max: 3600, doc: "least time between two JWKS re-fetches triggered by a token with an unknown 'kid'" },
   { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors (.ts, .js, .mjs)' },
   { key: 'historySize', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages kept per channel for resume (0 disables)' },
   { key: 'historyTtl', type: 'duration', default: 300, min: 1, doc: "lifetime of history entries, e.g. '300', '5m', '1h'" },
@@ -187,6 +201,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'rateLimit', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages per second one connection may send (token bucket); 0 = unlimited' },
   { key: 'rateBurst', type: 'int', default: 200, min: 1, max: 1_000_000, doc: 'burst size of the per-connection token bucket' },
   { key: 'maxConnections', type: 'int', default: 100_000, min: 0, doc: 'open connections per host, all shards; 0 = unlimited' },
+  { key: 'trustProxy', type: 'list', default: [], doc: "reverse proxies whose X-Forwarded-For / X-Real-IP give the client address: IPs, CIDRs or loopback, private, linklocal, e.g. '10.0.0.0/8,loopback'; from other peers those headers are ignored" },
   { key: 'maxConnectionsPerIp', type: 'int', default: 10_000, min: 0, doc: 'open connections per client IP, all shards; 0 = unlimited' },
   { key: 'connectionRatePerIp', type: 'int', default: 1000, min: 0, doc: 'new connections per second per client IP, all shards; 0 = unlimited' },
   { key: 'apiRateLimit', type: 'int', default: 10_000, min: 0, doc: 'HTTP API requests per second per API key, all shards; 0 = unlimited' },

@@ -3,10 +3,11 @@
  * and its ends of the ring mesh. The supervisor runs each shard in a thread of its own (workers/shard.ts);
  * a crashed shard's thread exits and its replacement is a new thread.
  */
+import { ProxyTrust, setTrustedProxies } from '../security/client-ip.js';
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { createJwtVerifier, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
+import { createJwtVerifier, verifierOptions, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
 import type { ServerConfig } from '../config/schema.js';
 import { configureLogs, createLogger, setThreadLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
@@ -113,7 +114,8 @@ export async function runShard(task: ShardTask): Promise<void> {
       else if (n.t === 'restarted') host.dropThread(n.peer);
     },
   });
-  const verifier = createJwtVerifier({ secret: config.jwtSecret || undefined, publicKey: config.jwtPublicKey || undefined });
+  setTrustedProxies(new ProxyTrust(config.trustProxy));
+  const verifier = createJwtVerifier(verifierOptions(config));
   const mainThread = task.layout.shards;
   const verifyToken = config.jwtPublicKey
     ? async (token: string): Promise<JwtClaims> => {
@@ -123,7 +125,7 @@ export async function runShard(task: ShardTask): Promise<void> {
         if (r.error) throw new JwtError(r.error.code, r.error.message);
         return r.claims!;
       }
-    : (token: string): JwtClaims => verifier.verify(token);
+    : (token: string): Promise<JwtClaims> => verifier.verify(token);
   const ctx: ThreadContext = {
     thread: shard,
     config,

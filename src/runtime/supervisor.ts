@@ -120,7 +120,7 @@ export class Supervisor {
         minThreads: 1,
         maxThreads: Math.max(1, Math.floor(config.workers / 2)),
         idleTimeout: 30_000,
-        workerData: { publicKey: config.jwtPublicKey },
+        workerData: { publicKey: config.jwtPublicKey, audience: config.jwtAudience, issuer: config.jwtIssuer },
       });
       const compute = this.compute;
       this.hub.onForward('verify', (body: { token: string }) => compute.run(body));
