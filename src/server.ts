@@ -9,6 +9,7 @@ import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier } from './auth/jwt.js';
 import { loadActors } from './actors/registry.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
+import { checkPusherConfig } from './transports/pusher/index.js';
 import { Supervisor } from './runtime/supervisor.js';
 import { checkBridgeConfig, openMainBridge } from './bridge/setup.js';
 import { MemoryClient, type MemoryIdentity } from './transports/memory.js';
@@ -91,6 +92,7 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
   if (config.actors) await loadActors(config.actors);
   await checkSocketIoConfig(config);
+  checkPusherConfig(config);
   // Redis bridge: a bad option or an unreachable Redis stops the start here, with a clear message.
   const redisTarget = checkBridgeConfig(config);
   const main = redisTarget ? await openMainBridge(config, redisTarget) : undefined;

@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 
-export type OptionType = 'int' | 'string' | 'bool' | 'enum' | 'list' | 'duration' | 'bytes' | 'workers';
+export type OptionType = 'int' | 'string' | 'bool' | 'enum' | 'list' | 'duration' | 'bytes' | 'workers' | 'json';
 
 export interface OptionSpec {
   readonly key: keyof ServerConfig;
@@ -19,6 +19,8 @@ export interface OptionSpec {
   readonly hidden?: boolean;
   /** Environment variable, when it is not the one derived from the key (see envOf). */
   readonly env?: string;
+  /** Further environment variables accepted for this option, after `env` (e.g. the PUSHER_APP_* names). */
+  readonly envAliases?: readonly string[];
 }
 
 export interface ServerConfig {
@@ -126,6 +128,15 @@ export interface ServerConfig {
   historyPatterns: string[];
   /** Seconds after which a silent host's presence members and subscriber counts are removed. */
   presenceTtl: number;
+  // Pusher protocol gateway (src/transports/pusher)
+  /** Id of the Pusher app served at /app/<key> and /apps/<id>/…; with key and secret, turns the gateway on. */
+  pusherAppId: string;
+  /** Key of that Pusher app (what pusher-js and Laravel's PUSHER_APP_KEY name). */
+  pusherKey: string;
+  /** Secret of that Pusher app: signs channel auth, user sign-in and HTTP API calls. */
+  pusherSecret: string;
+  /** Several Pusher apps (config file): objects with id, key, secret and per-app options; see docs/pusher.md. */
+  pusherApps: unknown[];
 }
 
 const cores = (): number => Math.max(1, availableParallelism());
@@ -184,6 +195,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'redisPrefix', type: 'string', default: '', doc: "prefix of the Redis channels a Laravel backend publishes to (its redis 'prefix' option, e.g. 'laravel_database_')" },
   { key: 'redisNamespace', type: 'string', default: 'rt', doc: "prefix of rt-actors' own Redis keys and channels; give deployments sharing one Redis different ones" },
   { key: 'historyPatterns', type: 'list', default: [], doc: "history bounds per channel pattern, 'pattern=size/ttl', e.g. 'chat-*=500/1h,ticker.*=10/30s' (first match wins)" },
+  { key: 'pusherAppId', type: 'string', default: '', envAliases: ['PUSHER_APP_ID'], doc: 'Pusher protocol: app id (with --pusher-key and --pusher-secret turns on /app/<key> and /apps/<id>/…; PUSHER_APP_ID is read too)' },
+  { key: 'pusherKey', type: 'string', default: '', envAliases: ['PUSHER_APP_KEY'], doc: 'Pusher protocol: app key, as pusher-js and Laravel Echo are given it (PUSHER_APP_KEY is read too)' },
+  { key: 'pusherSecret', type: 'string', default: '', envAliases: ['PUSHER_APP_SECRET'], doc: 'Pusher protocol: app secret that signs channel auth and HTTP API calls (PUSHER_APP_SECRET is read too)' },
+  { key: 'pusherApps', type: 'json', default: [], doc: 'Pusher protocol: several apps, a JSON list of { id, key, secret, … } (usually in the config file; see docs/pusher.md); the first is the default app' },
   { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
 ];
 

@@ -1,0 +1,28 @@
+/**
+ * The Pusher protocol gateway (DESIGN.md "Pusher protocol"; user guide: docs/pusher.md): the WebSocket
+ * at /app/<key> and the signed HTTP API at /apps/<id>/…, registered on every shard when at least one
+ * Pusher app is configured.
+ */
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { ServerConfig } from '../../config/schema.js';
+import { ActorRegistry, loadActors } from '../../actors/registry.js';
+import type { ThreadContext } from '../../runtime/context.js';
+import { AppRegistry, resolveApps } from './apps.js';
+import { PusherGateway } from './gateway.js';
+import { registerPusherApi } from './http-api.js';
+import { registerPusherSocket } from './socket.js';
+import { startWebhooks } from './webhooks.js';
+
+/** Validates the Pusher settings on the main thread so a mistake fails the start, naming the key. */
+export function checkPusherConfig(cfg: ServerConfig): void {
+  resolveApps(cfg);
+}
+
+export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Promise<void> {
+  const apps = new AppRegistry(resolveApps(ctx.config));
+  if (!apps.enabled) return;
+  const gw = new PusherGateway(ctx, apps, new ActorRegistry(await loadActors(ctx.config.actors)));
+  gw.hooks = startWebhooks(gw);
+  registerPusherSocket(app, gw);
+  registerPusherApi(app, gw);
+}
