@@ -23,8 +23,11 @@ export interface ActorEnv {
   historyTtlMs: number;
   /** Members a presence channel may hold (--max-presence-members). */
   maxPresenceMembers?: number;
-  deliver(thread: number, pub: Publication, exclude?: string): void;
+  /** `at`: when the publish entered the server, carried to the delivering threads for latency metrics. */
+  deliver(thread: number, pub: Publication, exclude?: string, at?: number): void;
   presence(thread: number, kind: 'join!' | 'leave!', channel: string, member: Member, exclude?: string): void;
+  /** Throws (`overloaded`) when new deliveries to `thread` must be refused: checked before a publish is accepted. */
+  admit?(thread: number): void;
   /** History bounds of a channel (per-pattern settings); defaults to historySize / historyTtlMs. */
   historyFor?(channel: string, def: ActorDefinition): HistoryBounds;
   /**
@@ -247,12 +250,14 @@ export class ChannelActor {
     });
   }
 
-  publish(msg: OutgoingMessage, source: PublishSource, from?: ConnRef, exclude?: string): { offset: number } | Promise<{ offset: number }> {
-    const r = this.mailbox.run(() => this.doPublish(msg, source, from, exclude));
+  publish(msg: OutgoingMessage, source: PublishSource, from?: ConnRef, exclude?: string, at?: number): { offset: number } | Promise<{ offset: number }> {
+    const r = this.mailbox.run(() => this.doPublish(msg, source, from, exclude, at));
     return r instanceof Promise ? r.then(settle) : settle(r);
   }
 
-  private doPublish(msg: OutgoingMessage, source: PublishSource, from: ConnRef | undefined, exclude: string | undefined): { offset: number } | Pending | Promise<{ offset: number } | Pending> {
+  private doPublish(msg: OutgoingMessage, source: PublishSource, from: ConnRef | undefined, exclude: string | undefined, at?: number): { offset: number } | Pending | Promise<{ offset: number } | Pending> {
+    // Backpressure: refuse before accepting, since an accepted publish's deliveries are never dropped.
+    if (this.env.admit) for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.admit(t);
     let verdict: OutgoingMessage | null | void | Promise<OutgoingMessage | null | void>;
     if (source === 'client') {
       if (!from || !this.subs.has(from.id)) throw new RtError('not_subscribed', `subscribe to ${this.name} before publishing to it`, 403);
@@ -265,19 +270,19 @@ export class ChannelActor {
     } else {
       verdict = this.def.onPublish ? this.def.onPublish(this.ctx, msg, source) : undefined;
     }
-    if (verdict instanceof Promise) return verdict.then((v) => this.afterVerdict(msg, v, exclude));
-    return this.afterVerdict(msg, verdict, exclude);
+    if (verdict instanceof Promise) return verdict.then((v) => this.afterVerdict(msg, v, exclude, at));
+    return this.afterVerdict(msg, verdict, exclude, at);
   }
 
-  private afterVerdict(msg: OutgoingMessage, verdict: OutgoingMessage | null | void, exclude: string | undefined): { offset: number } | Pending {
+  private afterVerdict(msg: OutgoingMessage, verdict: OutgoingMessage | null | void, exclude: string | undefined, at?: number): { offset: number } | Pending {
     if (verdict === null) throw new RtError('publish_refused', `publish to ${this.name} refused by the channel actor`, 403);
     const out = verdict ?? msg;
     if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('internal', `actor for ${this.name} returned a message without an event`, 500);
-    return this.emit(out.event, out.data, exclude);
+    return this.emit(out.event, out.data, exclude, at);
   }
 
   /** Assigns the next offset, records, and sends one frame to each thread that has subscribers. */
-  private emit(event: string, data: unknown, exclude?: string): { offset: number } | Pending {
+  private emit(event: string, data: unknown, exclude?: string, at?: number): { offset: number } | Pending {
     const now = Date.now();
     this.lastActivity = now;
     if (this.env.broker) {
@@ -287,7 +292,7 @@ export class ChannelActor {
     }
     const pub: Publication = { channel: this.name, event, data, offset: ++this.offset };
     this.history.push(pub, now);
-    for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.deliver(t, pub, exclude);
+    for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.deliver(t, pub, exclude, at);
     return { offset: pub.offset };
   }
 
