@@ -10,6 +10,7 @@ import { createJwtVerifier, JwtError, type JwtClaims, type JwtErrorCode } from '
 import type { ServerConfig } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
+import type { ChannelLifecycle } from '../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
@@ -74,6 +75,8 @@ export async function runShard(task: ShardTask): Promise<void> {
   const threads = task.layout.shards + 1;
   // Redis bridge (--redis): undefined in the embedded default.
   const bridge = await startShardBridge(config, shard, mesh, log, stats);
+  // Set once the Pusher gateway registered (webhooks watch the channels this shard owns).
+  let observer: ((e: ChannelLifecycle) => void) | undefined;
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
@@ -92,6 +95,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     admit: (t) => {
       if (mesh.overloaded(t)) throw mesh.refusal(t);
     },
+    observe: (e) => observer?.(e),
     ...bridge?.actorEnv,
   });
 
@@ -144,7 +148,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   registerPolling(app, ctx);
   registerClientBundle(app, ctx);
   await registerSocketIo(app, ctx);
-  await registerPusher(app, ctx);
+  observer = await registerPusher(app, ctx);
   app.any('/*', (res, req) => {
     const state = track(res);
     sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });

@@ -1,13 +1,11 @@
 /** What the Pusher transports of one shard share: the apps, the actor registry, webhooks and timings. */
 import type { ActorRegistry } from '../../actors/registry.js';
 import type { ThreadContext } from '../../runtime/context.js';
-import type { SubscribeResult } from '../../runtime/messages.js';
 import type { AppRegistry, PusherApp } from './apps.js';
 import type { PusherClient } from './client.js';
 
-/** Events the socket reports for webhooks (src/transports/pusher/webhooks.ts). */
+/** Events the socket reports for webhooks (src/transports/pusher/webhooks.ts); channel lifecycle comes from the actors. */
 export interface PusherHooks {
-  subscribed(app: PusherApp, internal: string, res: SubscribeResult, client: PusherClient): void;
   clientEvent(app: PusherApp, internal: string, event: string, data: unknown, client: PusherClient): void;
   cacheMiss(app: PusherApp, internal: string): void;
 }

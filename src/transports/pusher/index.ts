@@ -5,6 +5,7 @@
  */
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { ServerConfig } from '../../config/schema.js';
+import type { ChannelLifecycle } from '../../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../../actors/registry.js';
 import type { ThreadContext } from '../../runtime/context.js';
 import { AppRegistry, resolveApps } from './apps.js';
@@ -18,11 +19,14 @@ export function checkPusherConfig(cfg: ServerConfig): void {
   resolveApps(cfg);
 }
 
-export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Promise<void> {
+/** Registers the routes; returns the observer of channel lifecycle for webhooks, if any app has them. */
+export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Promise<((e: ChannelLifecycle) => void) | undefined> {
   const apps = new AppRegistry(resolveApps(ctx.config));
-  if (!apps.enabled) return;
+  if (!apps.enabled) return undefined;
   const gw = new PusherGateway(ctx, apps, new ActorRegistry(await loadActors(ctx.config.actors)));
-  gw.hooks = startWebhooks(gw);
+  const webhooks = startWebhooks(gw);
+  gw.hooks = webhooks?.hooks;
   registerPusherSocket(app, gw);
   registerPusherApi(app, gw);
+  return webhooks ? (e) => webhooks.observe(e) : undefined;
 }

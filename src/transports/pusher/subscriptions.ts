@@ -98,7 +98,6 @@ export function subscribe(gw: PusherGateway, client: PusherClient, data: unknown
     })
     .then(
       (res) => {
-        gw.hooks?.subscribed(app, internal, res, client);
         if (isCacheChannel(channel)) replayCache(gw, client, channel, internal, res);
       },
       (err) => {
