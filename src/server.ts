@@ -12,6 +12,7 @@ import { createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
 import { loadActors } from './actors/registry.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
+import { checkPusherConfig } from './transports/pusher/index.js';
 import { Supervisor } from './runtime/supervisor.js';
 import { checkBridgeConfig, openMainBridge, resolveHostId } from './bridge/setup.js';
 import { MemoryClient, type MemoryIdentity } from './transports/memory.js';
@@ -107,6 +108,7 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
     }
   }
   await checkSocketIoConfig(config);
+  checkPusherConfig(config);
   // Redis bridge: a bad option or an unreachable Redis stops the start here, with a clear message.
   resolveHostId(config);
   const redisTarget = checkBridgeConfig(config);

@@ -40,7 +40,11 @@ export interface ActorEnv {
   /** Tells a thread's subscribers of a channel that they missed publications and must resync. */
   resync?(thread: number, channel: string): void;
   log?(msg: string, err?: unknown): void;
+  /** Channel lifecycle for observers such as Pusher webhooks; called on one host only (without a broker). */
+  observe?(e: ChannelLifecycle): void;
 }
+
+export type ChannelLifecycle = { t: 'occupied' | 'vacated'; ch: string } | { t: 'member_added' | 'member_removed'; ch: string; user: string };
 
 interface MemberEntry { info: unknown; conns: number }
 
@@ -176,6 +180,7 @@ export class ChannelActor {
     if (!known) {
       this.subs.set(conn.id, conn);
       this.perThread[thread]!++;
+      if (this.subs.size === 1 && !replay) this.env.observe?.({ t: 'occupied', ch: this.name });
       if (this.kind === 'presence') this.memberJoined(conn, !!replay);
     }
     const result: SubscribeResult = { offset: this.offset, epoch: this.epoch };
@@ -210,6 +215,7 @@ export class ChannelActor {
     if (silent) return;
     const m: Member = conn.info === undefined ? { user_id: user } : { user_id: user, user_info: conn.info };
     this.presenceToThreads('join!', m);
+    this.env.observe?.({ t: 'member_added', ch: this.name, user });
   }
 
   private presenceToThreads(kind: 'join!' | 'leave!', m: Member): void {
@@ -234,9 +240,13 @@ export class ChannelActor {
         const user = conn.user;
         // With a broker the leave is announced by Redis, and only when this was the user's last host.
         if (broker) void this.op(() => broker.leave(this.name, user)).catch((err) => this.log(`presence leave of ${user} not recorded`, err));
-        else this.presenceToThreads('leave!', e.info === undefined ? { user_id: conn.user } : { user_id: conn.user, user_info: e.info });
+        else {
+          this.presenceToThreads('leave!', e.info === undefined ? { user_id: conn.user } : { user_id: conn.user, user_info: e.info });
+          this.env.observe?.({ t: 'member_removed', ch: this.name, user });
+        }
       }
     }
+    if (!broker && this.subs.size === 0) this.env.observe?.({ t: 'vacated', ch: this.name });
     if (broker && this.bridged) {
       const n = this.subs.size;
       void this.op(() => broker.count(this.name, n)).catch((err) => this.log('subscriber count not recorded', err));

@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 
-export type OptionType = 'int' | 'string' | 'bool' | 'enum' | 'list' | 'duration' | 'bytes' | 'workers';
+export type OptionType = 'int' | 'string' | 'bool' | 'enum' | 'list' | 'duration' | 'bytes' | 'workers' | 'json';
 
 export interface OptionSpec {
   readonly key: keyof ServerConfig;
@@ -19,6 +19,8 @@ export interface OptionSpec {
   readonly hidden?: boolean;
   /** Environment variable, when it is not the one derived from the key (see envOf). */
   readonly env?: string;
+  /** Further environment variables accepted for this option, after `env` (e.g. the PUSHER_APP_* names). */
+  readonly envAliases?: readonly string[];
 }
 
 export interface ServerConfig {
@@ -154,6 +156,15 @@ export interface ServerConfig {
   historyPatterns: string[];
   /** Seconds after which a silent host's presence members and subscriber counts are removed. */
   presenceTtl: number;
+  // Pusher protocol gateway (src/transports/pusher)
+  /** Id of the Pusher app served at /app/<key> and /apps/<id>/…; with key and secret, turns the gateway on. */
+  pusherAppId: string;
+  /** Key of that Pusher app (what pusher-js and Laravel's PUSHER_APP_KEY name). */
+  pusherKey: string;
+  /** Secret of that Pusher app: signs channel auth, user sign-in and HTTP API calls. */
+  pusherSecret: string;
+  /** Several Pusher apps (config file): objects with id, key, secret and per-app options; see docs/pusher.md. */
+  pusherApps: unknown[];
   // Operator dashboard
   /** Serve the live dashboard at /dashboard. */
   dashboard: boolean;
@@ -231,6 +242,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'hostId', type: 'string', default: '', doc: "this host's id in the cluster, shown in /health and in channel placement (letters, digits, '.', '_', '-'); empty: hostname plus a random suffix, new at every start" },
   { key: 'redisSentinels', type: 'list', default: [], doc: "Redis Sentinel addresses, e.g. '10.0.0.5:26379,10.0.0.6:26379': every bridge connection follows the master they name (--redis then only carries credentials, db and TLS)" },
   { key: 'redisSentinelName', type: 'string', default: 'mymaster', doc: 'with --redis-sentinels: the master name the sentinels monitor' },
+  { key: 'pusherAppId', type: 'string', default: '', envAliases: ['PUSHER_APP_ID'], doc: 'Pusher protocol: app id (with --pusher-key and --pusher-secret turns on /app/<key> and /apps/<id>/…; PUSHER_APP_ID is read too)' },
+  { key: 'pusherKey', type: 'string', default: '', envAliases: ['PUSHER_APP_KEY'], doc: 'Pusher protocol: app key, as pusher-js and Laravel Echo are given it (PUSHER_APP_KEY is read too)' },
+  { key: 'pusherSecret', type: 'string', default: '', envAliases: ['PUSHER_APP_SECRET'], doc: 'Pusher protocol: app secret that signs channel auth and HTTP API calls (PUSHER_APP_SECRET is read too)' },
+  { key: 'pusherApps', type: 'json', default: [], doc: 'Pusher protocol: several apps, a JSON list of { id, key, secret, … } (usually in the config file; see docs/pusher.md); the first is the default app' },
   { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
   // Operator dashboard
   { key: 'dashboard', type: 'bool', default: false, doc: 'serve the live operator dashboard at /dashboard (login with the API key or --dashboard-token)' },

@@ -11,6 +11,7 @@ import { createJwtVerifier, verifierOptions, JwtError, type JwtClaims, type JwtE
 import type { ServerConfig } from '../config/schema.js';
 import { configureLogs, createLogger, setThreadLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
+import type { ChannelLifecycle } from '../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
@@ -29,6 +30,7 @@ import { registerSse } from '../transports/sse.js';
 import { registerPolling } from '../transports/polling.js';
 import { registerClientBundle } from '../transports/client-bundle.js';
 import { registerSocketIo } from '../transports/socketio/index.js';
+import { registerPusher } from '../transports/pusher/index.js';
 import { sendJson, track } from '../transports/http.js';
 import { bridged, historyPolicy, startShardBridge } from '../bridge/setup.js';
 
@@ -78,6 +80,8 @@ export async function runShard(task: ShardTask): Promise<void> {
   const bridge = await startShardBridge(config, shard, mesh, log, stats);
   // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
   const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
+  // Set once the Pusher gateway registered (webhooks watch the channels this shard owns).
+  let observer: ((e: ChannelLifecycle) => void) | undefined;
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
@@ -96,6 +100,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     admit: (t) => {
       if (mesh.overloaded(t)) throw mesh.refusal(t);
     },
+    observe: (e) => observer?.(e),
     ...bridge?.actorEnv,
   });
 
@@ -149,6 +154,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   registerPolling(app, ctx);
   registerClientBundle(app, ctx);
   await registerSocketIo(app, ctx);
+  observer = await registerPusher(app, ctx);
   app.any('/*', (res, req) => {
     const state = track(res);
     sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
