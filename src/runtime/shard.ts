@@ -9,6 +9,7 @@ import { createJwtVerifier, JwtError, type JwtClaims, type JwtErrorCode } from '
 import type { ServerConfig } from '../config/schema.js';
 import { createLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
+import { newActorStats } from '../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
@@ -60,6 +61,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   const threads = task.layout.shards + 1;
   // Redis bridge (--redis): undefined in the embedded default.
   const bridge = await startShardBridge(config, shard, mesh, log, stats);
+  const actorStats = newActorStats();
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
@@ -69,6 +71,13 @@ export async function runShard(task: ShardTask): Promise<void> {
     historyFor: historyPolicy(config),
     deliver: (t, pub, ex) => mesh.notify(t, ex ? { t: 'pub!', pub, ex } : { t: 'pub!', pub }),
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
+    push: (t, ch, to, ev, data) => mesh.notify(t, { t: 'push!', ch, to, ev, data }),
+    kick: (t, ch, to, reason) => mesh.notify(t, { t: 'kick!', ch, to, reason }),
+    compute: (taskName: string, input: unknown): Promise<unknown> => hub.forward<unknown>(mainThread, 'actor-compute', { task: taskName, input }, 60_000),
+    log: (msg, err) => (err === undefined ? log.warn(msg) : log.error(msg, err)),
+    hookTimeoutMs: config.actorHookTimeout * 1000,
+    mailboxSize: config.actorMailboxSize,
+    stats: actorStats,
     ...bridge?.actorEnv,
   });
 
@@ -76,7 +85,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   const app: TemplatedApp = config.tlsCert
     ? uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey, passphrase: config.tlsPassphrase || undefined })
     : uWS.App();
-  const hub = new Hub({
+  const hub: Hub = new Hub({
     mesh,
     app,
     maxChannelsPerConnection: config.maxChannelsPerConnection,
@@ -135,6 +144,9 @@ export async function runShard(task: ShardTask): Promise<void> {
     stats.set(shard, 'ringQueuedBytes', mesh.queuedBytes());
     stats.set(shard, 'subscriptions', hub.stats.subscriptions);
     stats.set(shard, 'heapUsed', process.memoryUsage().heapUsed);
+    stats.set(shard, 'actorFailures', actorStats.failures);
+    stats.set(shard, 'actorRestarts', actorStats.restarts);
+    stats.set(shard, 'actorComputed', actorStats.computed);
   };
   const statsTimer = setInterval(publishStats, 250);
   stats.set(shard, 'alive', 1);
@@ -202,6 +214,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       await mesh.flushed(Math.min(cmd.timeoutMs, 2000));
       // Let uWS write the close frames before the app goes away.
       await new Promise((r) => setTimeout(r, 50));
+      await host.stopAll();
       // Members on this host leave now, not when its heartbeat expires.
       await bridge?.close(true);
       clearInterval(statsTimer);

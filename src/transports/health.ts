@@ -42,6 +42,9 @@ export function registerHealth(app: TemplatedApp, ctx: ThreadContext): void {
     metric('rt_ring_queued_bytes', 'gauge', 'Bytes waiting locally because an inter-thread ring was full.', 'ringQueuedBytes');
     metric('rt_shard_restarts_total', 'counter', 'Times the thread was replaced after a crash.', 'restarts');
     metric('rt_heap_used_bytes', 'gauge', 'V8 heap in use by the thread.', 'heapUsed');
+    metric('rt_actor_hook_failures_total', 'counter', 'Channel actor hooks that threw, rejected or missed their deadline (refusals with ActorError excluded).', 'actorFailures');
+    metric('rt_actor_restarts_total', 'counter', 'Channel actors restarted with fresh state after repeated hook failures.', 'actorRestarts');
+    metric('rt_actor_compute_tasks_total', 'counter', "Channel actors' ctx.compute tasks finished on the compute pool.", 'actorComputed');
     if (ctx.config.redis) {
       metric('rt_redis_up', 'gauge', 'Whether the shard is connected to Redis (1) or reconnecting (0).', 'redisUp');
       metric('rt_redis_invalid_messages_total', 'counter', 'Malformed messages received from Redis (e.g. Laravel payloads), ignored.', 'redisInvalid');
