@@ -196,6 +196,16 @@ export class ChannelActor {
     return this.subs.size;
   }
 
+  /** The actor's state (ctx.state), for rt-actors/testing and diagnostics. */
+  get state(): unknown {
+    return this.ctx.state;
+  }
+
+  /** Something is running or waiting in the mailbox, or a compute task is out (rt-actors/testing settles on it). */
+  get busy(): boolean {
+    return !this.mailbox.idle || this.computing > 0;
+  }
+
   get memberCount(): number {
     return this.members.size;
   }

@@ -22,7 +22,7 @@ export interface Subscriber {
 export type EventMap = Record<string, unknown>;
 
 /** One message of an event map: a union over its events, so `msg.event` narrows `msg.data`. */
-export type MessageOf<E extends EventMap> = { [K in keyof E & string]: { event: K; data: E[K] } }[keyof E & string];
+export type MessageOf<E extends object> = { [K in keyof E & string]: { event: K; data: E[K] } }[keyof E & string];
 
 export interface OutgoingMessage {
   event: string;
@@ -38,7 +38,7 @@ export interface JoinResult {
  * What `onMessage` may return besides a message to publish: `{ reply }` answers the sender (publish
  * reply `data`, Socket.IO ack) and publishes nothing; `{ event, data, reply }` publishes and answers.
  */
-export interface MessageReply<Out extends EventMap = EventMap> {
+export interface MessageReply<Out extends object = EventMap> {
   reply: unknown;
   event?: keyof Out & string;
   data?: unknown;
@@ -66,7 +66,7 @@ export type ComputeResult =
   | { task: string; tag?: string; ok: true; value: unknown }
   | { task: string; tag?: string; ok: false; error: { code: string; message: string } };
 
-export interface ActorContext<S = unknown, Out extends EventMap = EventMap> {
+export interface ActorContext<S = unknown, Out extends object = EventMap> {
   /** The channel this actor instance owns. */
   readonly channel: string;
   /** Per-channel state, created by `init` and kept for the actor's life. Keep it plain data. */
@@ -98,7 +98,7 @@ export interface ActorContext<S = unknown, Out extends EventMap = EventMap> {
 
 type Awaitable<T> = T | Promise<T>;
 
-export interface ActorDefinition<S = unknown, In extends EventMap = EventMap, Out extends EventMap = EventMap> {
+export interface ActorDefinition<S = unknown, In extends object = EventMap, Out extends object = EventMap> {
   /** Channel names this actor serves: exact names or `*` globs, or regular expressions. */
   match: string | RegExp | ReadonlyArray<string | RegExp>;
   /** History kept for resume; defaults to the server's --history-size / --history-ttl. */
@@ -136,7 +136,7 @@ export interface ActorDefinition<S = unknown, In extends EventMap = EventMap, Ou
 }
 
 /** Identity function that gives an actor file its types: `defineActor<State, InEvents, OutEvents>({ … })`. */
-export function defineActor<S = unknown, In extends EventMap = EventMap, Out extends EventMap = EventMap>(def: ActorDefinition<S, In, Out>): ActorDefinition<S, In, Out> {
+export function defineActor<S = unknown, In extends object = EventMap, Out extends object = EventMap>(def: ActorDefinition<S, In, Out>): ActorDefinition<S, In, Out> {
   return def;
 }
 
