@@ -39,7 +39,7 @@ export class ActorHost {
       case 'sub':
         return this.actor(req.ch).subscribe(req.conn, req.since, req.data, req.replay) as SubscribeResult | Promise<SubscribeResult>;
       case 'pub':
-        return this.actor(req.ch).publish({ event: req.ev, data: req.data }, req.src, req.from, req.ex, req.w === 1);
+        return this.actor(req.ch).publish({ event: req.ev, data: req.data }, req.src, req.from, req.ex, req.w === 1, req.at);
       case 'presence': {
         const a = this.actors.get(req.ch);
         return { members: a ? a.memberList() : ([] as Member[]) };

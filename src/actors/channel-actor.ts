@@ -43,7 +43,10 @@ export interface ActorEnv {
   historyTtlMs: number;
   /** Members a presence channel may hold (--max-presence-members). */
   maxPresenceMembers?: number;
-  deliver(thread: number, pub: Publication, exclude?: string): void;
+  /** `at`: when the publish entered the server, carried to the delivering threads for latency metrics. */
+  deliver(thread: number, pub: Publication, exclude?: string, at?: number): void;
+  /** Throws (`overloaded`) when new deliveries to `thread` must be refused: checked before a publish is accepted. */
+  admit?(thread: number): void;
   presence(thread: number, kind: 'join!' | 'leave!', channel: string, member: Member, exclude?: string): void;
   /** A private message to some subscribers (socket ids) of `channel` on `thread`: no offset, no history. */
   push?(thread: number, channel: string, to: string[], event: string, data: unknown): void;
@@ -544,12 +547,14 @@ export class ChannelActor {
   // ——— publish ———
 
   /** `whisper`: a Socket.IO/Echo client event; without onMessage the whisper policy applies, not --client-publish. */
-  publish(msg: OutgoingMessage, source: PublishSource, from?: ConnRef, exclude?: string, whisper?: boolean): PublishResult | Promise<PublishResult> {
-    const r = this.mailbox.run(() => this.doPublish(msg, source, from, exclude, whisper));
+  publish(msg: OutgoingMessage, source: PublishSource, from?: ConnRef, exclude?: string, whisper?: boolean, at?: number): PublishResult | Promise<PublishResult> {
+    const r = this.mailbox.run(() => this.doPublish(msg, source, from, exclude, whisper, at));
     return isThenable(r) ? r.then(settle) : settle(r);
   }
 
-  private doPublish(msg: OutgoingMessage, source: PublishSource, from: ConnRef | undefined, exclude: string | undefined, whisper: boolean | undefined): PublishResult | Pending | Promise<PublishResult | Pending> {
+  private doPublish(msg: OutgoingMessage, source: PublishSource, from: ConnRef | undefined, exclude: string | undefined, whisper: boolean | undefined, at?: number): PublishResult | Pending | Promise<PublishResult | Pending> {
+    // Backpressure: refuse before accepting, since an accepted publish's deliveries are never dropped.
+    if (this.env.admit) for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.admit(t);
     let verdict: unknown;
     if (source === 'client') {
       const sender = from ? this.subs.get(from.id) : undefined;
@@ -566,24 +571,24 @@ export class ChannelActor {
     } else if (this.def.onPublish) {
       verdict = this.invoke('onPublish', () => this.def.onPublish!(this.ctx, msg, source));
     }
-    if (isThenable(verdict)) return verdict.then((v) => this.afterVerdict(msg, v, exclude, source));
-    return this.afterVerdict(msg, verdict, exclude, source);
+    if (isThenable(verdict)) return verdict.then((v) => this.afterVerdict(msg, v, exclude, source, at));
+    return this.afterVerdict(msg, verdict, exclude, source, at);
   }
 
-  private afterVerdict(msg: OutgoingMessage, verdict: unknown, exclude: string | undefined, source: PublishSource): PublishResult | Pending {
+  private afterVerdict(msg: OutgoingMessage, verdict: unknown, exclude: string | undefined, source: PublishSource, at?: number): PublishResult | Pending {
     if (verdict === null) throw new RtError('publish_refused', `publish to ${this.name} refused by the channel actor`, 403);
-    if (verdict === undefined) return this.emit(msg.event, msg.data, exclude);
+    if (verdict === undefined) return this.emit(msg.event, msg.data, exclude, at);
     const v = verdict as Partial<OutgoingMessage> & { reply?: unknown };
     if (typeof v !== 'object') throw new RtError('actor_failed', `the channel actor of ${this.name} returned ${typeof v} instead of a message or { reply }`, 500);
     // Only a client has someone to reply to; backend publishes always publish (and have an offset).
     if ('reply' in v && v.event === undefined && source === 'client') return { data: v.reply };
     if (typeof v.event !== 'string' || v.event.length === 0) throw new RtError('actor_failed', `the channel actor of ${this.name} returned a message without an event`, 500);
-    const out = this.emit(v.event, v.data, exclude);
+    const out = this.emit(v.event, v.data, exclude, at);
     return 'reply' in v ? withReply(out, v.reply) : out;
   }
 
   /** Assigns the next offset, records, and sends one frame to each thread that has subscribers. */
-  private emit(event: string, data: unknown, exclude?: string): PublishResult | Pending {
+  private emit(event: string, data: unknown, exclude?: string, at?: number): PublishResult | Pending {
     const now = Date.now();
     this.lastActivity = now;
     if (this.env.broker) {
@@ -593,7 +598,7 @@ export class ChannelActor {
     }
     const pub: Publication = { channel: this.name, event, data, offset: ++this.offset };
     this.history.push(pub, now);
-    for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.deliver(t, pub, exclude);
+    for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.deliver(t, pub, exclude, at);
     return { offset: pub.offset };
   }
 

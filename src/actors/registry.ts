@@ -6,6 +6,7 @@ import { channelAllowed } from '../auth/jwt.js';
 import type { ActorDefinition, AnyActorDefinition } from './define.js';
 import { importFolder } from './folder.js';
 import { isHandlerDefinition } from './handlers.js';
+import { timeHooks } from './hook-timing.js';
 
 export const BUILTIN_ACTOR: AnyActorDefinition = { match: '*' };
 
@@ -43,7 +44,7 @@ export async function loadActors(dir: string): Promise<LoadedActor[]> {
     // Request handler files (defineHandlers) share the folder; loadHandlers picks those up.
     if (isHandlerDefinition(exported)) continue;
     const def = validate(exported, file);
-    out.push({ file, def, matches: matcher(def.match) });
+    out.push({ file, def: timeHooks(def), matches: matcher(def.match) });
   }
   return out;
 }

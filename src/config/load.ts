@@ -150,5 +150,8 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   if (cfg.jwtSecret && cfg.jwtPublicKey) {
     throw new ConfigError('jwtSecret', 'set either jwtSecret (HS256) or jwtPublicKey (RS256/ES256), not both');
   }
+  if (cfg.ringQueueLow >= cfg.ringQueueHigh) {
+    throw new ConfigError('ringQueueLow', `--ring-queue-low (${cfg.ringQueueLow}) must be less than --ring-queue-high (${cfg.ringQueueHigh})`);
+  }
   return cfg;
 }

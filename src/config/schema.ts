@@ -60,6 +60,12 @@ export interface ServerConfig {
   acceptor: 'auto' | 'descriptor' | 'reuseport';
   /** Bytes of each inter-thread ring queue's data area. */
   ringSize: number;
+  /** Bytes queued locally for one peer thread (its ring full) above which new requests to it are refused as `overloaded`. */
+  ringQueueHigh: number;
+  /** Bytes queued for a refusing peer below which it accepts new requests again. */
+  ringQueueLow: number;
+  /** Seconds a request to another thread waits for its answer before failing with `timeout`. */
+  requestTimeout: number;
   /** Log verbosity. */
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   /** Config file (JSON) to read; only meaningful on the command line or in the environment. */
@@ -132,6 +138,11 @@ export interface ServerConfig {
   historyPatterns: string[];
   /** Seconds after which a silent host's presence members and subscriber counts are removed. */
   presenceTtl: number;
+  // Operator dashboard
+  /** Serve the live dashboard at /dashboard. */
+  dashboard: boolean;
+  /** Credential the dashboard asks for; empty = the API key. */
+  dashboardToken: string;
 }
 
 const cores = (): number => Math.max(1, availableParallelism());
@@ -156,6 +167,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'clientPublish', type: 'enum', default: 'private', choices: ['none', 'private', 'all'], doc: 'who may publish from a client: nobody, subscribers of private-/presence- channels, any subscriber' },
   { key: 'acceptor', type: 'enum', default: 'auto', choices: ['auto', 'descriptor', 'reuseport'], doc: 'how sockets reach shards: uWS app descriptors, SO_REUSEPORT, or detect' },
   { key: 'ringSize', type: 'bytes', default: 1024 * 1024, min: 4096, max: 1024 * 1024 * 1024, doc: 'data bytes of each inter-thread ring queue' },
+  { key: 'ringQueueHigh', type: 'bytes', default: 4 * 1024 * 1024, min: 4096, max: 1024 * 1024 * 1024, doc: "high water mark of the local queue a thread keeps for a peer whose ring is full: above it, new requests to that peer (publishes, subscribes) fail fast with 'overloaded' (HTTP 503 + Retry-After); deliveries already accepted are never refused" },
+  { key: 'ringQueueLow', type: 'bytes', default: 1024 * 1024, min: 0, max: 1024 * 1024 * 1024, doc: 'low water mark: a peer that was refusing accepts new requests again once its queue is below this; must be less than --ring-queue-high' },
+  { key: 'requestTimeout', type: 'duration', default: 15, min: 0.1, max: 3600, doc: "seconds a request to another thread (publish, subscribe, query) waits for its answer before failing with 'timeout'" },
   { key: 'logLevel', type: 'enum', default: 'info', choices: ['error', 'warn', 'info', 'debug'], doc: 'log verbosity' },
   { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
   { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, doc: 'seconds to drain on SIGTERM/SIGINT before exiting anyway' },
@@ -194,6 +208,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'redisNamespace', type: 'string', default: 'rt', doc: "prefix of rt-actors' own Redis keys and channels; give deployments sharing one Redis different ones" },
   { key: 'historyPatterns', type: 'list', default: [], doc: "history bounds per channel pattern, 'pattern=size/ttl', e.g. 'chat-*=500/1h,ticker.*=10/30s' (first match wins)" },
   { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
+  // Operator dashboard
+  { key: 'dashboard', type: 'bool', default: false, doc: 'serve the live operator dashboard at /dashboard (login with the API key or --dashboard-token)' },
+  { key: 'dashboardToken', type: 'string', default: '', doc: 'credential for the dashboard and its /api/stats and /api/tap feeds, instead of the API key (it may also publish and read channels)' },
 ];
 
 export const DEFAULT_WORKERS = cores;

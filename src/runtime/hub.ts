@@ -14,6 +14,8 @@ import type { HubBridge } from '../bridge/broker.js';
 import { ownerOf } from './hash.js';
 import type { MeshEndpoint } from './mesh.js';
 import type { ChannelInfo, Notice, PublishResult, PublishSource, Request, SubscribeResult } from './messages.js';
+import { metrics, type Series } from './metrics.js';
+import { codecKind, connKind, preciseNow, type ConnKind } from './instruments.js';
 
 export interface HubOptions {
   mesh: MeshEndpoint;
@@ -58,6 +60,14 @@ export class Hub {
   readonly aliases = new Map<string, Client>();
   /** Counters for /metrics. */
   readonly stats = { delivered: 0, published: 0, subscriptions: 0 };
+  /** This thread's metrics block (bound before the hub is built). */
+  private readonly m = metrics();
+  private readonly publishedTotal = this.m.series('rt_publishes_total');
+  private readonly deliveredTotal = this.m.series('rt_deliveries_total');
+  private readonly latency = this.m.series('rt_publish_deliver_seconds');
+  /** Labels each connection was counted under, so it is uncounted under the same ones. */
+  private readonly kinds = new WeakMap<Client, ConnKind>();
+  private readonly outByKind = new Map<string, Series>();
 
   constructor(opts: HubOptions) {
     this.opts = opts;
@@ -111,8 +121,26 @@ export class Hub {
     return this.clients.size;
   }
 
+  /** rt_messages_out_total for a transport/protocol pair (handles cached: this is the delivery path). */
+  private out(k: ConnKind): Series {
+    const key = k.transport + '/' + k.protocol;
+    let s = this.outByKind.get(key);
+    if (!s) this.outByKind.set(key, (s = this.m.series('rt_messages_out_total', k as unknown as Record<string, string>)));
+    return s;
+  }
+
+  private countConnection(client: Client, k: ConnKind, delta: 1 | -1): void {
+    const labels = k as unknown as Record<string, string>;
+    this.m.inc('rt_connections', labels, delta);
+    if (delta === 1) {
+      this.kinds.set(client, k);
+      this.m.inc('rt_connections_opened_total', labels);
+    }
+  }
+
   add(client: Client): void {
     this.clients.set(client.id, client);
+    this.countConnection(client, connKind(client), 1);
     if (client.user !== undefined) this.indexUser(client);
   }
 
@@ -126,6 +154,8 @@ export class Hub {
   remove(client: Client): void {
     if (!this.clients.delete(client.id)) return;
     client.closed = true;
+    const k = this.kinds.get(client);
+    if (k) this.m.inc('rt_connections', k as unknown as Record<string, string>, -1);
     if (client.user !== undefined) {
       const set = this.byUser.get(client.user);
       if (set) {
@@ -212,6 +242,14 @@ export class Hub {
       }
     }
     client.ws = ws;
+    // A Socket.IO session upgrading from polling to WebSocket changes transport, not connection.
+    const before = this.kinds.get(client);
+    if (before) {
+      const after = connKind(client);
+      this.m.inc('rt_connections', before as unknown as Record<string, string>, -1);
+      this.m.inc('rt_connections', after as unknown as Record<string, string>, 1);
+      this.kinds.set(client, after);
+    }
     for (const ch of client.channels) {
       if (ws) ws.subscribe(client.codec.tag + ch);
       else {
@@ -242,7 +280,8 @@ export class Hub {
   publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string, whisper?: boolean): Promise<PublishResult>;
   publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string, whisper?: boolean): Promise<PublishResult> {
     this.stats.published++;
-    const req: Request = { t: 'pub', ch: channel, ev: event, data, src };
+    this.publishedTotal.inc();
+    const req: Request = { t: 'pub', ch: channel, ev: event, data, src, at: preciseNow() };
     if (from) req.from = from.connRef();
     if (exclude) req.ex = exclude;
     if (whisper) req.w = 1;
@@ -255,10 +294,18 @@ export class Hub {
    */
   publishToUser(user: string, event: string, data: unknown, exclude?: string): Promise<void> {
     this.stats.published++;
+    this.publishedTotal.inc();
     if (this.opts.bridge) {
       const p = this.opts.bridge.publishToUser(user, event, data, exclude);
       p.catch(() => {});
       return p;
+    }
+    // Every thread gets the frame, so every thread must be able to take it.
+    const busy = this.mesh.firstOverloaded(threadsUpTo(this.shards));
+    if (busy >= 0) {
+      const refused = Promise.reject(this.mesh.refusal(busy));
+      refused.catch(() => {});
+      return refused;
     }
     const n: Notice = { t: 'user!', user, ev: event, data };
     if (exclude) n.ex = exclude;
@@ -322,7 +369,7 @@ export class Hub {
   private onNotice(from: number, n: Notice): void {
     switch (n.t) {
       case 'pub!':
-        return this.deliver(n.pub, n.ex);
+        return this.deliver(n.pub, n.ex, n.at);
       case 'join!':
       case 'leave!':
         return this.deliverPresence(n.t, n.ch, n.m, n.ex);
@@ -347,7 +394,8 @@ export class Hub {
     }
   }
 
-  private deliver(pub: Publication, exclude?: string): void {
+  /** `at`: when the publish entered the server (preciseNow), for rt_publish_deliver_seconds. */
+  private deliver(pub: Publication, exclude?: string, at?: number): void {
     const ch = pub.channel;
     const l = this.local.get(ch);
     if (l?.pos && l.pos.offset < pub.offset) l.pos.offset = pub.offset;
@@ -360,13 +408,15 @@ export class Hub {
         if (count === 0) continue;
         const bytes = codec.pub(pub);
         // ws.publish skips the publishing socket itself: that is how a sender is excluded natively.
+        let sent = count;
         if (ex?.ws && ex.codec === codec && ex.channels.has(ch)) {
           publishTopic(ex.ws, codec, topic, bytes);
-          n += count - 1;
+          sent--;
         } else {
           publishTopic(this.app, codec, topic, bytes);
-          n += count;
         }
+        n += sent;
+        this.out(codecKind(codec)).inc(sent);
       }
     }
     const sinks = this.sinks.get(ch);
@@ -375,10 +425,13 @@ export class Hub {
       for (const c of sinks) {
         if (c === ex) continue;
         c.sendEncoded(memo.get(c.codec));
+        this.out(this.kinds.get(c) ?? connKind(c)).inc();
         n++;
       }
     }
     this.stats.delivered += n;
+    this.deliveredTotal.inc(n);
+    if (at !== undefined && n > 0) this.latency.observe(Math.max(0, preciseNow() - at) / 1000);
   }
 
   private deliverPresence(kind: 'join!' | 'leave!', ch: string, m: Member, exclude?: string): void {
@@ -419,6 +472,8 @@ export class Hub {
       if (c.id === n.ex || c === ex) continue;
       c.sendEncoded(memo.get(c.codec));
       this.stats.delivered++;
+      this.deliveredTotal.inc();
+      this.out(this.kinds.get(c) ?? connKind(c)).inc();
     }
   }
 
@@ -465,7 +520,7 @@ export class Hub {
         this.mesh.call(peer, req, (err) => {
           if (err && !c.closed) {
             // Redis bridge unreachable: the client comes back later and resumes, rather than losing the channel.
-            if (err.code === 'unavailable') c.disconnect(CloseCode.RESYNC, `${ch} is unavailable for now: reconnect and resume`, true);
+            if (err.code === 'unavailable' || err.code === 'overloaded') c.disconnect(CloseCode.RESYNC, `${ch} is unavailable for now: reconnect and resume`, true);
             // Refused now (e.g. token expired meanwhile): the client must know it lost the channel.
             else this.unsubscribe(c, ch);
           }
@@ -473,6 +528,10 @@ export class Hub {
       }
     }
   }
+}
+
+function* threadsUpTo(last: number): Iterable<number> {
+  for (let t = 0; t <= last; t++) yield t;
 }
 
 /** One delivery to a topic: one frame, or several for codecs whose messages span frames (see WireCodec.frames). */

@@ -28,7 +28,7 @@ export type Request =
   /** Subscribe a connection to a channel owned by the receiver. */
   | { t: 'sub'; ch: string; conn: ConnRef; since?: StreamPosition; data?: unknown; replay?: boolean }
   /** Publish to a channel owned by the receiver; `from` is set for client publishes. */
-  | { t: 'pub'; ch: string; ev: string; data: unknown; from?: ConnRef; ex?: string; src: PublishSource; w?: 1 }
+  | { t: 'pub'; ch: string; ev: string; data: unknown; from?: ConnRef; ex?: string; src: PublishSource; at?: number; w?: 1 }
   | { t: 'presence'; ch: string }
   | { t: 'history'; ch: string; since?: StreamPosition; limit?: number }
   | { t: 'channels'; prefix?: string }
@@ -45,7 +45,7 @@ export type PublishSource = 'api' | 'client' | 'server' | 'redis';
 export type Notice =
   | { t: 'unsub'; ch: string; conn: ConnRef }
   /** A publication for the receiving thread's local subscribers of `pub.channel`; `ex` excludes a socket id. */
-  | { t: 'pub!'; pub: Publication; ex?: string }
+  | { t: 'pub!'; pub: Publication; ex?: string; at?: number }
   /** Presence change for the thread's subscribers of `ch`; `ex` (Redis bridge) skips the socket that caused it. */
   | { t: 'join!'; ch: string; m: Member; ex?: string }
   | { t: 'leave!'; ch: string; m: Member; ex?: string }

@@ -6,8 +6,8 @@ export const STAT_FIELDS = [
   'connections', 'channels', 'delivered', 'published', 'ringQueuedBytes', 'alive', 'restarts', 'subscriptions', 'heapUsed',
   // Redis bridge (shards only)
   'redisUp', 'redisInvalid', 'redisRecovered', 'redisResyncs', 'redisErrors',
-  // Custom channel actors (shards only)
-  'actorFailures', 'actorRestarts', 'actorComputed',
+  // Backpressure between threads (src/runtime/mesh.ts)
+  'overloadRefused', 'overloadedPeers',
 ] as const;
 export type StatField = (typeof STAT_FIELDS)[number];
 

@@ -2,6 +2,7 @@
  * The native protocol's operations, for any transport that speaks it (WebSocket, long-polling).
  * Returns the reply body; the transport encodes and sends it.
  */
+import { countRefusal } from '../runtime/instruments.js';
 import { JwtError, type JwtClaims } from '../auth/jwt.js';
 import { RtError, toErrorBody } from '../errors.js';
 import type { ClientFrame } from '../protocol/native.js';
@@ -11,7 +12,9 @@ import { handleRpc } from './native-rpc.js';
 
 export type Reply = Record<string, unknown>;
 
+/** An error reply to a frame; refusals among them (rate limit, auth, caps, malformed) are counted. */
 export function errorReply(ref: number | undefined, err: unknown): Reply {
+  countRefusal(err);
   const r: Reply = { op: 'reply', ok: false, error: toErrorBody(err) };
   if (ref !== undefined) r.ref = ref;
   return r;

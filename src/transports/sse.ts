@@ -17,6 +17,7 @@
  * Each stream is also a session: frames POSTed to /sse?sid=… (or /poll?sid=…) run on it and their
  * replies come down the stream, so SSE + POST is a complete bidirectional transport.
  */
+import { countRefusal } from '../runtime/instruments.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { JSON_CODEC, registerCodec, type Encoded } from '../protocol/codecs.js';
 import { assertChannel, type ClientFrame, type Publication, type StreamPosition } from '../protocol/native.js';
@@ -304,6 +305,7 @@ export class SseClient extends Client implements Session {
     if (this.ended) return;
     this.queue = [];
     this.queued = 0;
+    countRefusal('slow_consumer');
     this.finish(4008, 'slow consumer: reconnect and resume', true);
   }
 

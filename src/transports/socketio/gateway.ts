@@ -10,6 +10,7 @@
  * Each connected namespace of a session is one hub Client, with its namespace's codec: deliveries to
  * WebSocket sessions go through uWS topics, to polling sessions through sendEncoded.
  */
+import { countRefusal } from '../../runtime/instruments.js';
 import { CloseCode, Client } from '../../runtime/client.js';
 import type { ThreadContext } from '../../runtime/context.js';
 import type { Encoded, WireCodec } from '../../protocol/codecs.js';
@@ -169,6 +170,7 @@ export class SioConnection implements SessionListener {
   }
 
   onMessage(data: string | Uint8Array): void {
+    this.ctx.metrics.inc('rt_messages_in_total', { transport: this.session.transport === 'websocket' ? 'websocket' : 'polling', protocol: 'socketio' });
     let p: SioPacket | null;
     try {
       if (this.decoder) p = this.decoder.add(data);
@@ -469,6 +471,7 @@ export class SioClient extends Client {
 
   /** Reports a failure: through the ack when there is one, else as an event, never silently. */
   private fail(ack: Ack | undefined, event: string, channel: string | undefined, err: unknown, channelOp: boolean): void {
+    countRefusal(err);
     const error = toErrorBody(err);
     if (ack) return ack(channelOp ? [{ ok: false, error }] : [{ error }]);
     if (event === 'subscribe') return this.emitSafe('subscription_error', [channel ?? null, error]);
