@@ -105,7 +105,7 @@ async function metricTotal(base: string, name: string, want: number): Promise<nu
   const deadline = Date.now() + 5000;
   for (;;) {
     const text = await (await fetch(base + '/metrics')).text();
-    const n = text.split('\n').filter((l) => l.startsWith(name + '{')).reduce((sum, l) => sum + Number(l.split(' ')[1]), 0);
+    const n = text.split('\n').filter((l) => l.startsWith(name + '{') || l.startsWith(name + ' ')).reduce((sum, l) => sum + Number(l.split(' ')[1]), 0);
     if (n >= want || Date.now() > deadline) return n;
     await new Promise((r) => setTimeout(r, 50));
   }
