@@ -46,6 +46,12 @@ export interface ServerConfig {
   jwksCooldown: number;
   /** Folder of custom channel actors (.ts/.js/.mjs), loaded at start. */
   actors: string;
+  /** Deadline of an actor hook that returns a promise, in seconds. */
+  actorHookTimeout: number;
+  /** Operations that may wait in one channel actor's mailbox before it answers `overloaded`. */
+  actorMailboxSize: number;
+  /** Threads of the compute pool running actors' `ctx.compute` tasks (0: half the workers, at least 1). */
+  actorComputeThreads: number;
   /** Messages kept per channel for resume. 0 disables history. */
   historySize: number;
   /** How long history entries (and an idle channel's actor) live, in seconds. */
@@ -186,6 +192,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'jwksUrl', type: 'string', default: '', doc: "identity provider's JWKS URL (Auth0, Keycloak, Cognito…): RS256/ES256 keys fetched, cached and rotated by 'kid'" },
   { key: 'jwksCooldown', type: 'duration', default: 30, min: 0, max: 3600, doc: "least time between two JWKS re-fetches triggered by a token with an unknown 'kid'" },
   { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors (.ts, .js, .mjs)' },
+  { key: 'actorHookTimeout', type: 'duration', default: 5, min: 0.01, max: 3600, doc: "deadline of an actor hook that returns a promise; past it the operation fails with actor_timeout, e.g. '5s'" },
+  { key: 'actorMailboxSize', type: 'int', default: 1000, min: 1, max: 1_000_000, doc: "operations that may wait in one channel actor's mailbox; beyond it they fail with overloaded" },
+  { key: 'actorComputeThreads', type: 'int', default: 0, min: 0, max: 256, doc: "threads of the pool running actors' ctx.compute tasks (0: half the workers, at least 1)" },
   { key: 'historySize', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages kept per channel for resume (0 disables)' },
   { key: 'historyTtl', type: 'duration', default: 300, min: 1, doc: "lifetime of history entries, e.g. '300', '5m', '1h'" },
   { key: 'maxPayload', type: 'bytes', default: 64 * 1024, min: 256, max: 64 * 1024 * 1024, doc: "largest accepted client message or HTTP body, e.g. '64kb', '1mb'" },
