@@ -17,7 +17,9 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 /** Route templates of the HTTP API and the operator endpoints (rt_http_requests_total{route}). */
 export const HTTP_ROUTES = [
   '/api/publish', '/api/batch', '/api/channels', '/api/channels/:name', '/api/channels/:name/users', '/api/users/:id/disconnect',
-  '/api/stats', '/api/tap', '/api/openapi.json', '/health', '/metrics', '/dashboard', 'other',
+  '/api/stats', '/api/tap', '/api/openapi.json', '/health', '/metrics', '/dashboard',
+  '/apps/:id/events', '/apps/:id/batch_events', '/apps/:id/channels', '/apps/:id/channels/:name', '/apps/:id/channels/:name/users',
+  '/apps/:id/users/:user/terminate_connections', 'other',
 ] as const;
 export const HTTP_STATUSES = ['200', '204', '400', '401', '403', '404', '405', '408', '411', '413', '415', '429', '500', '503', '504', 'other'] as const;
 
