@@ -23,6 +23,8 @@ export interface ThreadStats {
 
 export interface StatsBody {
   time: number;
+  /** This host's id (--host-id). */
+  host: string;
   status: string;
   uptime: number;
   workers: { total: number; alive: number };
@@ -88,6 +90,7 @@ export async function collectStats(ctx: ThreadContext): Promise<StatsBody> {
   const p = processFigures();
   return {
     time: Date.now(),
+    host: health.host,
     status: health.status,
     uptime: health.uptime,
     workers: health.workers,

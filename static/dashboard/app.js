@@ -122,6 +122,7 @@ async function poll() {
 function render(s) {
   $('status').className = 'badge ' + s.status;
   text('status', s.status);
+  text('host', s.host);
   text('workers', `${s.workers.alive}/${s.workers.total}`);
   text('uptime', fmtUptime(s.uptime));
   text('redis', s.redis.enabled ? `${s.redis.connected}/${s.redis.shards} shards connected` : 'off');
