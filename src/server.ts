@@ -8,7 +8,7 @@ import { loadConfig, ConfigError } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkJwtSecret } from './auth/secret-policy.js';
-import { createLogger } from './log.js';
+import { configureLogs, createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
 import { loadActors } from './actors/registry.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
@@ -90,6 +90,8 @@ export async function createServer(options: ServerOptions = {}): Promise<RtServe
 }
 
 export async function startServer(config: ServerConfig): Promise<RtServer> {
+  // Before anything logs: every line of this thread in the configured format.
+  configureLogs({ format: config.logFormat, rate: config.logRate });
   const weakSecret = checkJwtSecret(config.jwtSecret, process.env.NODE_ENV === 'production');
   if (weakSecret) createLogger(config.logLevel, 'main').warn(weakSecret);
   resolvePublicKey(config);
