@@ -9,10 +9,10 @@ import { TestClient } from './helpers/ws-client.js';
 import { listeningPort, runCli } from './helpers/cli.js';
 
 // Several servers start and stop one after another: longer than .taprc's default on a busy machine.
-t.setTimeout(240_000);
+t.setTimeout(360_000);
 
 const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
-const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20000 });
+const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60000 });
 
 t.test('help and usage errors', async (t) => {
   const help = run(['--help']);
