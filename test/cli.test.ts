@@ -106,6 +106,13 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
   const line = JSON.parse(inUseJson.stderr.trim());
   t.match(line, { level: 'error', event: 'server.start_failed', exit: 3, msg: /port is in use/ }, 'with --log-format=json, the line is JSON');
 
+  // A configuration error with --log-format=json (or RT_LOG_FORMAT=json): a JSON line too.
+  for (const [args, env] of [[['--log-format=json', '--workers=lots'], {}], [['--workers=lots'], { RT_LOG_FORMAT: 'json' }]] as const) {
+    const bad = run(['start', ...args], env);
+    t.equal(bad.status, 2);
+    t.match(JSON.parse(bad.stderr.trim()), { level: 'error', event: 'server.start_failed', exit: 2, key: 'workers', msg: /--workers/ });
+  }
+
   // A missing --actors folder: a configuration error, exit 2.
   const noActors = run(['start', '--port=0', '--workers=1', `--actors=${join(dir, 'missing')}`]);
   t.equal(noActors.status, 2);
