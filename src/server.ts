@@ -103,11 +103,14 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
   if (config.actors) {
+    let actors: Awaited<ReturnType<typeof loadActors>>;
     try {
-      await loadActors(config.actors);
+      actors = await loadActors(config.actors);
     } catch (err) {
       throw new ConfigError('actors', (err as Error).message);
     }
+    const files = actors.map((a) => a.file.slice(a.file.lastIndexOf('/') + 1));
+    createLogger(config.logLevel, 'main').info(`loaded ${files.length} channel actor(s) from ${config.actors}${files.length ? ': ' + files.join(', ') : ''}`, { event: 'actors.loaded', folder: config.actors, files });
   }
   await checkSocketIoConfig(config);
   checkPusherConfig(config);
