@@ -128,7 +128,7 @@ t.test('presence: members, member_added / member_removed once per user, client e
 
   // users API and leave
   const users = await api(s.http, '/api/channels/presence-room.1/users');
-  t.same(users.body.users.map((u: any) => u.id).sort(), ['1', '2']);
+  t.same(users.body.users.map((u: any) => u.user_id).sort(), ['1', '2']);
   const removed = nextOn(a.channel, 'pusher:member_removed');
   bob.disconnect();
   bob2.disconnect();
