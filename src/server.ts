@@ -7,7 +7,10 @@ import { createSecureContext } from 'node:tls';
 import { loadConfig, ConfigError } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier } from './auth/jwt.js';
-import { loadActors } from './actors/registry.js';
+import { describeActors, loadActors } from './actors/registry.js';
+import { loadHandlers } from './actors/handlers.js';
+import { listTasks } from './actors/folder.js';
+import { createLogger } from './log.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
 import { Supervisor } from './runtime/supervisor.js';
 import { checkBridgeConfig, openMainBridge } from './bridge/setup.js';
@@ -17,7 +20,7 @@ import type { Member } from './protocol/native.js';
 
 export type ServerOptions = Partial<{ [K in keyof ServerConfig]: ServerConfig[K] | string }> & {
   /** Environment to read RT_* variables from; defaults to process.env. Pass {} to ignore it. */
-  env?: NodeJS.ProcessEnv;
+  env?: Record<string, string | undefined>;
 };
 
 export interface RtServer {
@@ -89,8 +92,15 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   resolvePublicKey(config);
   checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
-  if (config.actors) await loadActors(config.actors);
+  const actors = config.actors ? await loadActors(config.actors) : [];
   await checkSocketIoConfig(config);
+  if (config.actors) {
+    // What was loaded, once (every shard loads the same files).
+    const log = createLogger(config.logLevel, 'main');
+    for (const line of describeActors(actors)) log.info(line);
+    for (const line of (await loadHandlers(config.actors)).summary) log.info(line);
+    for (const [name, file] of listTasks(config.actors)) log.info(`compute task ${name}: ${file}`);
+  }
   // Redis bridge: a bad option or an unreachable Redis stops the start here, with a clear message.
   const redisTarget = checkBridgeConfig(config);
   const main = redisTarget ? await openMainBridge(config, redisTarget) : undefined;
