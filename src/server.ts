@@ -6,14 +6,17 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { loadConfig, ConfigError } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
-import { createJwtVerifier } from './auth/jwt.js';
+import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
+import { checkJwtSecret } from './auth/secret-policy.js';
+import { createLogger } from './log.js';
+import { ProxyTrust } from './security/client-ip.js';
 import { describeActors, loadActors } from './actors/registry.js';
 import { loadHandlers } from './actors/handlers.js';
 import { listTasks } from './actors/folder.js';
-import { createLogger } from './log.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
+import { checkPusherConfig } from './transports/pusher/index.js';
 import { Supervisor } from './runtime/supervisor.js';
-import { checkBridgeConfig, openMainBridge } from './bridge/setup.js';
+import { checkBridgeConfig, openMainBridge, resolveHostId } from './bridge/setup.js';
 import { MemoryClient, type MemoryIdentity } from './transports/memory.js';
 import type { ChannelInfo } from './runtime/messages.js';
 import type { Member } from './protocol/native.js';
@@ -56,9 +59,9 @@ function resolvePublicKey(cfg: ServerConfig): void {
     }
   }
   try {
-    createJwtVerifier({ secret: cfg.jwtSecret || undefined, publicKey: cfg.jwtPublicKey || undefined });
+    createJwtVerifier(verifierOptions(cfg));
   } catch (err) {
-    throw new ConfigError('jwtPublicKey', (err as Error).message);
+    throw new ConfigError(cfg.jwksUrl && /JWKS/.test((err as Error).message) ? 'jwksUrl' : 'jwtPublicKey', (err as Error).message);
   }
 }
 
@@ -89,11 +92,26 @@ export async function createServer(options: ServerOptions = {}): Promise<RtServe
 }
 
 export async function startServer(config: ServerConfig): Promise<RtServer> {
+  const weakSecret = checkJwtSecret(config.jwtSecret, process.env.NODE_ENV === 'production');
+  if (weakSecret) createLogger(config.logLevel, 'main').warn(weakSecret);
   resolvePublicKey(config);
+  try {
+    new ProxyTrust(config.trustProxy);
+  } catch (err) {
+    throw new ConfigError('trustProxy', `--trust-proxy: ${(err as Error).message}`);
+  }
   checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
-  const actors = config.actors ? await loadActors(config.actors) : [];
+  let actors: Awaited<ReturnType<typeof loadActors>> = [];
+  if (config.actors) {
+    try {
+      actors = await loadActors(config.actors);
+    } catch (err) {
+      throw new ConfigError('actors', (err as Error).message);
+    }
+  }
   await checkSocketIoConfig(config);
+  checkPusherConfig(config);
   if (config.actors) {
     // What was loaded, once (every shard loads the same files).
     const log = createLogger(config.logLevel, 'main');
@@ -102,6 +120,7 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
     for (const [name, file] of listTasks(config.actors)) log.info(`compute task ${name}: ${file}`);
   }
   // Redis bridge: a bad option or an unreachable Redis stops the start here, with a clear message.
+  resolveHostId(config);
   const redisTarget = checkBridgeConfig(config);
   const main = redisTarget ? await openMainBridge(config, redisTarget) : undefined;
   const apiKeyGenerated = !config.apiKey;

@@ -17,6 +17,8 @@ import { systemClock, type Clock } from './clock.js';
 import { History } from './history.js';
 import { isThenable, Mailbox } from './mailbox.js';
 import { TimerSet } from './timers.js';
+import { threadLogger } from '../log.js';
+import { Published } from './published.js';
 
 /** Counters of custom actors on one shard, for /metrics. */
 export interface ActorStats {
@@ -64,6 +66,8 @@ export interface ActorEnv {
   /** Tells a thread's subscribers of a channel that they missed publications and must resync. */
   resync?(thread: number, channel: string): void;
   log?(msg: string, err?: unknown): void;
+  /** Channel lifecycle for observers such as Pusher webhooks; called on one host only (without a broker). */
+  observe?(e: ChannelLifecycle): void;
   /** Time source of timers, deadlines and ctx.now() (a manual one in rt-actors/testing). */
   clock?: Clock;
   /** Deadline of a hook that returns a promise (--actor-hook-timeout). */
@@ -74,6 +78,8 @@ export interface ActorEnv {
   maxFailures?: number;
   stats?: ActorStats;
 }
+
+export type ChannelLifecycle = { t: 'occupied' | 'vacated'; ch: string } | { t: 'member_added' | 'member_removed'; ch: string; user: string };
 
 interface MemberEntry { info: unknown; conns: number }
 
@@ -226,7 +232,8 @@ export class ChannelActor {
 
   private log(msg: string, err?: unknown): void {
     if (this.env.log) this.env.log(`channel ${this.name}: ${msg}`, err);
-    else console.error(`channel ${this.name}: ${msg}`, err ?? '');
+    else if (err === undefined) threadLogger().error(`channel ${this.name}: ${msg}`, { event: 'actor.error', channel: this.name });
+    else threadLogger().error(`channel ${this.name}: ${msg}`, err, { event: 'actor.error', channel: this.name });
   }
 
   // ——— hooks: deadlines and failures ———
@@ -456,6 +463,7 @@ export class ChannelActor {
     if (!known) {
       this.subs.set(conn.id, conn);
       this.perThread[threadOfSocket(conn.id)]!++;
+      if (this.subs.size === 1 && !replay) this.env.observe?.({ t: 'occupied', ch: this.name });
       if (this.kind === 'presence') this.memberJoined(conn, !!replay);
     }
     const result: SubscribeResult = { offset: this.offset, epoch: this.epoch };
@@ -487,6 +495,7 @@ export class ChannelActor {
     if (silent) return;
     const m: Member = conn.info === undefined ? { user_id: user } : { user_id: user, user_info: conn.info };
     this.presenceToThreads('join!', m);
+    this.env.observe?.({ t: 'member_added', ch: this.name, user });
   }
 
   private presenceToThreads(kind: 'join!' | 'leave!', m: Member): void {
@@ -526,9 +535,13 @@ export class ChannelActor {
         const user = conn.user;
         // With a broker the leave is announced by Redis, and only when this was the user's last host.
         if (broker) void this.op(() => broker.leave(this.name, user)).catch((err) => this.log(`presence leave of ${user} not recorded`, err));
-        else this.presenceToThreads('leave!', e.info === undefined ? { user_id: conn.user } : { user_id: conn.user, user_info: e.info });
+        else {
+          this.presenceToThreads('leave!', e.info === undefined ? { user_id: conn.user } : { user_id: conn.user, user_info: e.info });
+          this.env.observe?.({ t: 'member_removed', ch: this.name, user });
+        }
       }
     }
+    if (!broker && this.subs.size === 0) this.env.observe?.({ t: 'vacated', ch: this.name });
     if (broker && this.bridged) {
       const n = this.subs.size;
       void this.op(() => broker.count(this.name, n)).catch((err) => this.log('subscriber count not recorded', err));
@@ -577,6 +590,7 @@ export class ChannelActor {
 
   private afterVerdict(msg: OutgoingMessage, verdict: unknown, exclude: string | undefined, source: PublishSource, at?: number): PublishResult | Pending {
     if (verdict === null) throw new RtError('publish_refused', `publish to ${this.name} refused by the channel actor`, 403);
+    if ((verdict as unknown) instanceof Published) return { offset: (verdict as unknown as Published).offset };
     if (verdict === undefined) return this.emit(msg.event, msg.data, exclude, at);
     const v = verdict as Partial<OutgoingMessage> & { reply?: unknown };
     if (typeof v !== 'object') throw new RtError('actor_failed', `the channel actor of ${this.name} returned ${typeof v} instead of a message or { reply }`, 500);
@@ -830,7 +844,7 @@ export class ChannelActor {
   private ingest(msg: BrokerMessage, claim: string): void | Promise<void> {
     if (!this.bridged) return;
     const send = (v: OutgoingMessage | null | void): void => {
-      if (v === null) return;
+      if (v === null || (v as unknown) instanceof Published) return;
       const out = v ?? { event: msg.event, data: msg.data };
       if (!out || typeof out.event !== 'string' || out.event.length === 0) return this.log('onPublish returned a message without an event; dropped');
       const m: BrokerMessage = msg.exclude ? { event: out.event, data: out.data, exclude: msg.exclude } : { event: out.event, data: out.data };
