@@ -1,6 +1,6 @@
 // The shipped declarations type-check an actor file in a project that has only rt-actors (and its
-// dependencies) installed: no @types/node. Symlinks are preserved so nothing resolves through this
-// repository's own node_modules.
+// dependencies) installed. Symlinks are preserved so nothing resolves through this repository's own
+// node_modules (its dev dependencies).
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, symlinkSync, writeFileSync, copyFileSync, rmSync } from 'node:fs';
@@ -19,7 +19,10 @@ function project(t: { teardown(fn: () => void): void }, files: Record<string, st
   copyFileSync(join(root, 'package.json'), join(pkg, 'package.json'));
   symlinkSync(join(root, 'dist'), join(pkg, 'dist'));
   const deps = Object.keys((JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies);
-  for (const d of deps) symlinkSync(join(root, 'node_modules', d), join(dir, 'node_modules', d));
+  for (const d of deps) {
+    mkdirSync(join(dir, 'node_modules', d, '..'), { recursive: true });
+    symlinkSync(join(root, 'node_modules', d), join(dir, 'node_modules', d));
+  }
   writeFileSync(join(dir, 'package.json'), '{ "type": "module" }');
   const tsconfig = { compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, preserveSymlinks: true, types: [] }, files: Object.keys(files) };
   writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig));
