@@ -52,15 +52,16 @@ t.test('a folder outside the project imports rt-actors; helpers in lib/ and _fil
     '_shout.ts': `export const shout = (s: string): string => s.toUpperCase();\n`,
   });
   const lines: string[] = [];
-  const original = console.error;
-  console.error = (...args: unknown[]) => {
-    lines.push(args.map(String).join(' '));
-  };
+  const original = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
   let s;
   try {
     s = await startServer(t, { actors: dir, logLevel: 'info' });
   } finally {
-    console.error = original;
+    process.stderr.write = original;
   }
   t.match(lines.join('\n'), new RegExp(`actor ${join(dir, 'greeter.ts').replace(/[.\\/]/g, '\\$&')}: match greet-\\*, /\\^hello`), 'start log lists the actor and its match');
   t.notMatch(lines.join('\n'), /_shout|greet\.ts: match/, 'helpers are not actors');
