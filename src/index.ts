@@ -7,4 +7,5 @@ export { RtError } from './errors.js';
 export { ConfigError, loadConfig } from './config/load.js';
 export { OPTIONS, type ServerConfig } from './config/schema.js';
 export { signJwt, type JwtClaims } from './auth/jwt.js';
+export { createLogger, type Logger, type LogLevel, type LogFormat, type LogOptions } from './log.js';
 export type { Member, Publication, StreamPosition } from './protocol/native.js';

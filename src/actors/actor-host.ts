@@ -7,6 +7,7 @@ import type { ChannelInfo, Request, SubscribeResult } from '../runtime/messages.
 import type { Member } from '../protocol/native.js';
 import { ChannelActor, type ActorEnv } from './channel-actor.js';
 import type { ActorRegistry } from './registry.js';
+import { threadLogger } from '../log.js';
 
 const SWEEP_MS = 5_000;
 
@@ -73,11 +74,11 @@ export class ActorHost {
 
   unsubscribe(ch: string, connId: string): void {
     const a = this.actors.get(ch);
-    if (a) void Promise.resolve(a.unsubscribe(connId)).catch((err) => console.error(`actor ${ch}: onLeave failed:`, err));
+    if (a) void Promise.resolve(a.unsubscribe(connId)).catch((err) => threadLogger().error(`actor ${ch}: onLeave failed`, err, { event: 'actor.error', channel: ch }));
   }
 
   dropThread(thread: number): void {
-    for (const a of this.actors.values()) void Promise.resolve(a.dropThread(thread)).catch((err) => console.error(`actor ${a.name}:`, err));
+    for (const a of this.actors.values()) void Promise.resolve(a.dropThread(thread)).catch((err) => threadLogger().error(`actor ${a.name}: dropping a restarted thread's members failed`, err, { event: 'actor.error', channel: a.name }));
   }
 
   private sweep(): void {

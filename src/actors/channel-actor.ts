@@ -14,6 +14,8 @@ import type { Broker, BrokerMessage, ChannelSink, HistoryBounds } from '../bridg
 import type { ActorContext, ActorDefinition, OutgoingMessage, Subscriber } from './define.js';
 import { History } from './history.js';
 import { Mailbox } from './mailbox.js';
+import { threadLogger } from '../log.js';
+import { Published } from './published.js';
 
 /** What an actor needs from its shard: sending to threads and the policy knobs. */
 export interface ActorEnv {
@@ -126,14 +128,15 @@ export class ChannelActor {
 
   private log(msg: string, err?: unknown): void {
     if (this.env.log) this.env.log(`channel ${this.name}: ${msg}`, err);
-    else console.error(`channel ${this.name}: ${msg}`, err ?? '');
+    else if (err === undefined) threadLogger().error(`channel ${this.name}: ${msg}`, { event: 'actor.error', channel: this.name });
+    else threadLogger().error(`channel ${this.name}: ${msg}`, err, { event: 'actor.error', channel: this.name });
   }
 
   stop(): void {
     try {
       this.def.onStop?.(this.ctx);
     } catch (err) {
-      console.error(`actor ${this.name}: onStop failed:`, err);
+      threadLogger().error(`actor ${this.name}: onStop failed`, err, { event: 'actor.error', channel: this.name });
     }
   }
 
@@ -256,7 +259,7 @@ export class ChannelActor {
   dropThread(thread: number): void | Promise<void> {
     return this.mailbox.run(() => {
       const gone = [...this.subs.keys()].filter((id) => threadOfSocket(id) === thread);
-      for (const id of gone) void this.doUnsubscribe(id);
+      for (const id of gone) void Promise.resolve(this.doUnsubscribe(id)).catch((err) => this.log('onLeave failed', err));
     });
   }
 
@@ -286,6 +289,7 @@ export class ChannelActor {
 
   private afterVerdict(msg: OutgoingMessage, verdict: OutgoingMessage | null | void, exclude: string | undefined, at?: number): { offset: number } | Pending {
     if (verdict === null) throw new RtError('publish_refused', `publish to ${this.name} refused by the channel actor`, 403);
+    if ((verdict as unknown) instanceof Published) return { offset: (verdict as unknown as Published).offset };
     const out = verdict ?? msg;
     if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('internal', `actor for ${this.name} returned a message without an event`, 500);
     return this.emit(out.event, out.data, exclude, at);
@@ -530,7 +534,7 @@ export class ChannelActor {
   private ingest(msg: BrokerMessage, claim: string): void | Promise<void> {
     if (!this.bridged) return;
     const send = (v: OutgoingMessage | null | void): void => {
-      if (v === null) return;
+      if (v === null || (v as unknown) instanceof Published) return;
       const out = v ?? { event: msg.event, data: msg.data };
       if (!out || typeof out.event !== 'string' || out.event.length === 0) return this.log('onPublish returned a message without an event; dropped');
       const m: BrokerMessage = msg.exclude ? { event: out.event, data: out.data, exclude: msg.exclude } : { event: out.event, data: out.data };

@@ -139,6 +139,8 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
     }
     if (!file || typeof file !== 'object' || Array.isArray(file)) throw new ConfigError('config', `config file ${configPath} must hold a JSON object`);
     for (const k of Object.keys(file)) {
+      // A config file naming another one would make precedence ambiguous: files do not nest.
+      if (k === 'config') throw new ConfigError('config', `key "config" is not allowed inside a config file (${configPath}): config files do not nest; pass one file with --config or RT_CONFIG`);
       if (!known.has(k)) throw new ConfigError(k, `unknown key "${k}" in ${configPath}; known keys: ${[...known].join(', ')}`);
     }
   }
@@ -160,6 +162,9 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   }
   if (cfg.ringQueueLow >= cfg.ringQueueHigh) {
     throw new ConfigError('ringQueueLow', `--ring-queue-low (${cfg.ringQueueLow}) must be less than --ring-queue-high (${cfg.ringQueueHigh})`);
+  }
+  if (cfg.jwksUrl && cfg.jwtPublicKey) {
+    throw new ConfigError('jwksUrl', 'set either jwksUrl (keys from an identity provider) or jwtPublicKey (one fixed key), not both');
   }
   return cfg;
 }

@@ -16,6 +16,7 @@ import type { MeshEndpoint } from './mesh.js';
 import type { ChannelInfo, Notice, PublishSource, Request, SubscribeResult } from './messages.js';
 import { metrics, type Series } from './metrics.js';
 import { codecKind, connKind, preciseNow, type ConnKind } from './instruments.js';
+import { threadLogger } from '../log.js';
 
 export interface HubOptions {
   mesh: MeshEndpoint;
@@ -142,6 +143,8 @@ export class Hub {
     this.clients.set(client.id, client);
     this.countConnection(client, connKind(client), 1);
     if (client.user !== undefined) this.indexUser(client);
+    const log = threadLogger();
+    if (log.enabled('debug')) log.debug('connection opened', { event: 'conn.open', conn: client.id, transport: client.transport, user: client.user });
   }
 
   /** Records the client's user after it authenticated (at connect or later). */
@@ -154,6 +157,8 @@ export class Hub {
   remove(client: Client): void {
     if (!this.clients.delete(client.id)) return;
     client.closed = true;
+    const log = threadLogger();
+    if (log.enabled('debug')) log.debug('connection closed', { event: 'conn.close', conn: client.id, transport: client.transport, user: client.user, channels: client.channels.size });
     const k = this.kinds.get(client);
     if (k) this.m.inc('rt_connections', k as unknown as Record<string, string>, -1);
     if (client.user !== undefined) {
@@ -186,7 +191,11 @@ export class Hub {
     return new Promise((resolve, reject) => {
       this.mesh.call<SubscribeResult>(this.ownerOf(channel), req, (err, res) => {
         client.pendingChannels!.delete(channel);
-        if (err) return reject(err);
+        if (err) {
+          const log = threadLogger();
+          if (log.enabled('debug')) log.debug(`subscribe to ${channel} refused`, { event: 'subscribe.refused', conn: client.id, channel, code: (err as { code?: string }).code, detail: err.message });
+          return reject(err);
+        }
         if (client.closed) {
           // Gone while we waited: undo at the owner so presence and counts stay right.
           this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
@@ -195,6 +204,8 @@ export class Hub {
         if (res!.info !== undefined && client.info === undefined) client.info = res!.info;
         beforeJoin?.(res!);
         this.addLocal(client, channel, res!);
+        const log = threadLogger();
+        if (log.enabled('debug')) log.debug(`subscribed to ${channel}`, { event: 'subscribe', conn: client.id, channel, user: client.user });
         resolve(res!);
       });
     });
@@ -269,6 +280,8 @@ export class Hub {
   unsubscribe(client: Client, channel: string): boolean {
     if (!client.channels.delete(channel)) return false;
     this.dropLocal(client, channel, true);
+    const log = threadLogger();
+    if (log.enabled('debug')) log.debug(`unsubscribed from ${channel}`, { event: 'unsubscribe', conn: client.id, channel });
     return true;
   }
 

@@ -76,6 +76,22 @@ export interface ChannelInfo {
   subscribers: number;
   presence?: number;
   offset: number;
+  /** Where the channel's actor runs (see docs/scaling.md, placement). */
+  owner?: ChannelOwner;
+}
+
+/**
+ * `local`: no Redis, the one activation on this host. `per-host`: with Redis, a channel without a
+ * custom actor, activated on each host that has subscribers (the host and shard shown are the answering
+ * host's). `leased`: one activation cluster-wide, held under a lease with fencing `epoch` (host and
+ * shard null while none is running).
+ */
+export interface ChannelOwner {
+  /** Null for a placed channel with no activation right now (the next event starts one). */
+  host: string | null;
+  shard: number | null;
+  placement: 'local' | 'per-host' | 'leased';
+  epoch?: number;
 }
 
 export type Envelope =

@@ -3,12 +3,13 @@
  * and its ends of the ring mesh. The supervisor runs each shard in a thread of its own (workers/shard.ts);
  * a crashed shard's thread exits and its replacement is a new thread.
  */
+import { ProxyTrust, setTrustedProxies } from '../security/client-ip.js';
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { createJwtVerifier, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
+import { createJwtVerifier, verifierOptions, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
 import type { ServerConfig } from '../config/schema.js';
-import { createLogger } from '../log.js';
+import { configureLogs, createLogger, setThreadLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
 import type { ChannelLifecycle } from '../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
@@ -31,7 +32,7 @@ import { registerClientBundle } from '../transports/client-bundle.js';
 import { registerSocketIo } from '../transports/socketio/index.js';
 import { registerPusher } from '../transports/pusher/index.js';
 import { sendJson, track } from '../transports/http.js';
-import { historyPolicy, startShardBridge } from '../bridge/setup.js';
+import { bridged, historyPolicy, startShardBridge } from '../bridge/setup.js';
 
 export type AcceptMode = 'descriptor' | 'reuseport';
 
@@ -64,19 +65,23 @@ export type ShardCommand = { type: 'drain' } | { type: 'stop'; timeoutMs: number
 
 export async function runShard(task: ShardTask): Promise<void> {
   const { shard, config } = task;
+  configureLogs({ format: config.logFormat, rate: config.logRate });
   const log = createLogger(config.logLevel, `shard ${shard}`);
+  setThreadLogger(log);
   const stats = new SharedStats(task.stats, task.layout.shards + 1);
   // Bound before anything records: the hub, transports and actors write to this thread's block.
   const metrics = new Metrics(task.metrics, task.layout.shards + 1, shard);
   metrics.resetGauges();
   bindThreadMetrics(metrics);
   const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
-  const registry = new ActorRegistry(await loadActors(config.actors));
+  const loaded = await loadActors(config.actors);
   const threads = task.layout.shards + 1;
   // Redis bridge (--redis): undefined in the embedded default.
   const bridge = await startShardBridge(config, shard, mesh, log, stats);
   // Set once the Pusher gateway registered (webhooks watch the channels this shard owns).
   let observer: ((e: ChannelLifecycle) => void) | undefined;
+  // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
+  const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
@@ -114,7 +119,8 @@ export async function runShard(task: ShardTask): Promise<void> {
       else if (n.t === 'restarted') host.dropThread(n.peer);
     },
   });
-  const verifier = createJwtVerifier({ secret: config.jwtSecret || undefined, publicKey: config.jwtPublicKey || undefined });
+  setTrustedProxies(new ProxyTrust(config.trustProxy));
+  const verifier = createJwtVerifier(verifierOptions(config));
   const mainThread = task.layout.shards;
   const verifyToken = config.jwtPublicKey
     ? async (token: string): Promise<JwtClaims> => {
@@ -124,7 +130,7 @@ export async function runShard(task: ShardTask): Promise<void> {
         if (r.error) throw new JwtError(r.error.code, r.error.message);
         return r.claims!;
       }
-    : (token: string): JwtClaims => verifier.verify(token);
+    : (token: string): Promise<JwtClaims> => verifier.verify(token);
   const ctx: ThreadContext = {
     thread: shard,
     config,
@@ -172,7 +178,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     metrics.set('rt_ring_queued_bytes', undefined, mesh.queuedBytes());
     metrics.set('rt_overloaded_refusals_total', undefined, mesh.refused);
     metrics.set('rt_overloaded_peers', undefined, mesh.overloadedPeers());
-    if (config.redis) {
+    if (bridged(config)) {
       // The bridge keeps its figures in the shared stats; the registry exports them.
       metrics.set('rt_redis_up', undefined, stats.get(shard, 'redisUp'));
       metrics.set('rt_redis_invalid_messages_total', undefined, stats.get(shard, 'redisInvalid'));

@@ -4,11 +4,14 @@ import type { ThreadContext } from '../runtime/context.js';
 import { REDIS_FAMILIES } from '../runtime/metric-families.js';
 import { renderProcessMetrics } from '../runtime/process-metrics.js';
 import { statusLine } from './http.js';
+import { bridged } from '../bridge/setup.js';
 
 const started = Date.now();
 
 export interface HealthBody {
   status: 'ok' | 'degraded' | 'draining';
+  /** This host's id (--host-id, or generated at start). */
+  host: string;
   workers: { total: number; alive: number };
   connections: number;
   channels: number;
@@ -25,13 +28,14 @@ export function healthOf(ctx: ThreadContext): HealthBody {
   const status = ctx.draining ? 'draining' : alive === shards ? 'ok' : 'degraded';
   return {
     status,
+    host: ctx.config.hostId,
     workers: { total: shards, alive },
     connections: stats.total('connections'),
     channels: stats.total('channels'),
     uptime: Math.round((Date.now() - started) / 1000),
     // With --redis: shards connected to it. Not part of `status`: a host keeps serving its own
     // connections while Redis is away, and a load balancer should not drop every host at once.
-    ...(ctx.config.redis ? { redis: { connected: Array.from({ length: shards }, (_, s) => stats.get(s, 'redisUp')).filter((v) => v === 1).length, shards } } : {}),
+    ...(bridged(ctx.config) ? { redis: { connected: Array.from({ length: shards }, (_, s) => stats.get(s, 'redisUp')).filter((v) => v === 1).length, shards } } : {}),
     shard: ctx.thread,
   };
 }
@@ -43,7 +47,7 @@ export function threadName(ctx: ThreadContext, t: number): string {
 
 export function renderMetrics(ctx: ThreadContext): string {
   let text = ctx.metrics.render((t) => threadName(ctx, t));
-  if (!ctx.config.redis) {
+  if (!bridged(ctx.config)) {
     // Redis families only mean something with --redis: drop their lines rather than export zeros.
     const skip = new Set<string>(REDIS_FAMILIES);
     text = text

@@ -33,7 +33,8 @@ function adopt(ctx: ThreadContext, client: Client, claims: JwtClaims): void {
   }
   const fresh = client.user === undefined;
   client.authenticate(claims);
-  if (fresh) ctx.hub.indexUser(client);
+  // A session authenticated before it joined the hub is indexed by hub.add (and never, if it is dropped first).
+  if (fresh && ctx.hub.clients.has(client.id)) ctx.hub.indexUser(client);
 }
 
 function asTokenError(err: unknown): unknown {

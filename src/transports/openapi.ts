@@ -85,6 +85,18 @@ export function openApiDocument(): object {
             subscribers: { type: 'integer', minimum: 0 },
             presence: { type: 'integer', minimum: 0, description: 'Distinct members (presence- channels only).' },
             offset: { type: 'integer', minimum: 0, description: 'Stream position: the offset of the last publication.' },
+            owner: {
+              type: 'object',
+              required: ['host', 'shard', 'placement'],
+              additionalProperties: false,
+              description: "Where the channel's actor runs (GET /api/channels/:name only); see docs/scaling.md.",
+              properties: {
+                host: { type: ['string', 'null'], description: 'Host id (--host-id); null for a placed channel with no activation right now.' },
+                shard: { type: ['integer', 'null'] },
+                placement: { enum: ['local', 'per-host', 'leased'], description: '`local`: no Redis. `per-host`: every host relays it (the answering host shown). `leased`: one activation cluster-wide.' },
+                epoch: { type: 'integer', minimum: 1, description: "Fencing epoch of the owner's lease (leased only)." },
+              },
+            },
           },
         },
         Member: {
@@ -96,10 +108,11 @@ export function openApiDocument(): object {
         Ok: { type: 'object', required: ['ok'], additionalProperties: false, properties: { ok: { const: true } } },
         Health: {
           type: 'object',
-          required: ['status', 'workers', 'connections', 'channels', 'uptime', 'shard'],
+          required: ['status', 'host', 'workers', 'connections', 'channels', 'uptime', 'shard'],
           additionalProperties: false,
           properties: {
             status: { enum: ['ok', 'degraded', 'draining'] },
+            host: { type: 'string', description: 'This host id (--host-id, or the hostname plus a random suffix generated at start).' },
             workers: { type: 'object', required: ['total', 'alive'], additionalProperties: false, properties: { total: { type: 'integer' }, alive: { type: 'integer' } } },
             connections: { type: 'integer', minimum: 0 },
             channels: { type: 'integer', minimum: 0 },

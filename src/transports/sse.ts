@@ -400,7 +400,25 @@ export function registerSse(app: TemplatedApp, ctx: ThreadContext): void {
       const c = new SseClient(ctx, res, state, p.channels, p.since, p.format, headers);
       client = c;
       c.admittedIp = r.ip;
-      if (p.token !== undefined) authenticate(ctx, c, p.token);
+      const authed = p.token !== undefined ? authenticate(ctx, c, p.token) : undefined;
+      // A token verified asynchronously: the stream opens once it is known to be good.
+      if (authed instanceof Promise) {
+        authed.then(
+          () => (state.aborted ? c.cleanup() : open(c, p)),
+          (err) => {
+            c.cleanup();
+            sendError(res, state, err, headers);
+          },
+        );
+        return;
+      }
+      open(c, p);
+    } catch (err) {
+      client?.cleanup();
+      sendError(res, state, err, headers);
+    }
+
+    function open(c: SseClient, p: ReturnType<typeof parseRequest>): void {
       hub.add(c);
       addSession(c);
       streams.add(c);
@@ -414,9 +432,6 @@ export function registerSse(app: TemplatedApp, ctx: ThreadContext): void {
         const status = err instanceof RtError ? err.status : 500;
         sendError(res, state, new RtError(err.code ?? 'internal', `${p.channels[failed]}: ${err.message}`, status), headers);
       });
-    } catch (err) {
-      client?.cleanup();
-      sendError(res, state, err, headers);
     }
   });
 

@@ -7,6 +7,7 @@ import type { ThreadContext } from '../runtime/context.js';
 import { REFUSAL_REASONS } from '../runtime/metric-families.js';
 import { processFigures } from '../runtime/process-metrics.js';
 import { healthOf, threadName } from './health.js';
+import { bridged } from '../bridge/setup.js';
 
 export interface ThreadStats {
   thread: string;
@@ -61,7 +62,7 @@ export async function collectStats(ctx: ThreadContext): Promise<StatsBody> {
       eventLoopDelayP99Seconds: m.value('rt_event_loop_delay_seconds', { stat: 'p99' }, t),
       eventLoopUtilization: m.value('rt_event_loop_utilization', undefined, t),
     };
-    if (ctx.config.redis && t < ctx.hub.shards) th.redisUp = ctx.stats.get(t, 'redisUp') === 1;
+    if (bridged(ctx.config) && t < ctx.hub.shards) th.redisUp = ctx.stats.get(t, 'redisUp') === 1;
     threads.push(th);
   }
   const byKind = m.list('rt_connections').map((s) => ({ transport: s.labels.transport!, protocol: s.labels.protocol!, count: s.value }));
@@ -84,7 +85,7 @@ export async function collectStats(ctx: ThreadContext): Promise<StatsBody> {
     http: m.list('rt_http_requests_total').map((s) => ({ route: s.labels.route!, status: s.labels.status!, count: s.value })),
     latency: { count: lat.count, sumSeconds: lat.sum, p50Seconds: quantile(lat.buckets, lat.count, 0.5), p99Seconds: quantile(lat.buckets, lat.count, 0.99) },
     topChannels: top.map((c) => ({ ...c })),
-    redis: ctx.config.redis ? { enabled: true, ...health.redis! } : { enabled: false },
+    redis: bridged(ctx.config) ? { enabled: true, ...health.redis! } : { enabled: false },
     process: { residentBytes: p.residentBytes, cpuSeconds: p.cpuUserSeconds + p.cpuSystemSeconds, openFds: p.openFds ?? null, maxFds: p.maxFds ?? null },
   };
 }

@@ -259,6 +259,7 @@ export class SioConnection implements SessionListener {
         await runHandler(hook, client.connection(), [], (m, e) => gw.log(m, e));
       }
     } catch (err) {
+      countRefusal(err);
       const e = toErrorBody(err);
       if (!this.session.closed) this.sendPacket({ type: SioType.CONNECT_ERROR, nsp, data: { message: e.message, data: { code: e.code } } });
       return;
