@@ -7,6 +7,9 @@ import { startServer, api, API_KEY } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { APP, APP_B, connected, nextOn, pusherClient, pusherOptions, sdk, subscribed } from './helpers/pusher.js';
 
+// Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
+t.setTimeout(600_000);
+
 async function json(p: Promise<Response>): Promise<any> {
   return (await p).json();
 }

@@ -7,6 +7,9 @@ import Pusher from 'pusher-js';
 import { startServer } from './helpers/server.js';
 import { APP, sdk, pusherOptions } from './helpers/pusher.js';
 
+// Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
+t.setTimeout(600_000);
+
 function once<T = unknown>(register: (cb: (v: T) => void) => void, timeoutMs = 5000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('timed out waiting for an Echo callback')), timeoutMs);
