@@ -1,6 +1,20 @@
 export const version = '0.1.0';
 export { createServer, startServer, type RtServer, type ServerOptions } from './server.js';
-export { defineActor, ActorError, type ActorDefinition, type ActorContext, type Subscriber, type OutgoingMessage } from './actors/define.js';
+export {
+  defineActor,
+  ActorError,
+  type ActorDefinition,
+  type ActorContext,
+  type ActorTimers,
+  type ComputeResult,
+  type EventMap,
+  type JoinResult,
+  type MessageOf,
+  type MessageReply,
+  type StopReason,
+  type Subscriber,
+  type OutgoingMessage,
+} from './actors/define.js';
 export { defineHandlers, HandlerError, type HandlerDefinition, type Connection, type EventHandler, type Handshake } from './actors/handlers.js';
 export { MemoryClient, type MemoryIdentity } from './transports/memory.js';
 export { RtError } from './errors.js';

@@ -58,14 +58,15 @@ export class Activation {
     this.ctx = {
       channel,
       state: undefined,
-      broadcast: (event, data) => {
+      broadcast: (event: string, data: unknown) => {
         self.outbox.push(self.publish({ event, data }).catch((err) => self.env.log(`broadcast from actor hook failed`, err)));
         // Sequenced by Redis after the hook returns: the offset is not known here.
         return 0;
       },
       members: () => self.memberList(),
       subscriberCount: () => self.subs.size,
-    };
+      // The placed activation predates the push/reply/timer API (issue 9): those parts are not wired yet.
+    } as unknown as ActorContext<unknown>;
   }
 
   /**
@@ -138,7 +139,7 @@ export class Activation {
         const [who] = args as [RemoteSubscriber];
         const known = this.subs.has(who.socketId);
         this.subs.set(who.socketId, who);
-        if (!known) await this.def.onJoin?.(this.ctx, who);
+        if (!known) await this.def.onJoin?.(this.ctx, who, undefined);
         break;
       }
       case 'leave': {
@@ -153,7 +154,7 @@ export class Activation {
       case 'msg': {
         const [msg, who] = args as [OutgoingMessage, RemoteSubscriber];
         if (!this.def.onMessage) throw new RtError('bad_request', 'no onMessage');
-        const v = await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who);
+        const v = (await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who)) as OutgoingMessage | null | undefined;
         out = v === null ? null : (v ?? msg);
         break;
       }

@@ -46,6 +46,12 @@ export interface ServerConfig {
   jwksCooldown: number;
   /** Folder of custom channel actors (.ts/.js/.mjs), loaded at start. */
   actors: string;
+  /** Deadline of an actor hook that returns a promise, in seconds. */
+  actorHookTimeout: number;
+  /** Operations that may wait in one channel actor's mailbox before it answers `overloaded`. */
+  actorMailboxSize: number;
+  /** Threads of the compute pool running actors' `ctx.compute` tasks (0: half the workers, at least 1). */
+  actorComputeThreads: number;
   /** Messages kept per channel for resume. 0 disables history. */
   historySize: number;
   /** How long history entries (and an idle channel's actor) live, in seconds. */
@@ -186,6 +192,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'jwksUrl', type: 'string', default: '', doc: "identity provider's JWKS URL (Auth0, Keycloak, Cognito…): RS256/ES256 keys fetched, cached and rotated by 'kid'" },
   { key: 'jwksCooldown', type: 'duration', default: 30, min: 0, max: 3600, doc: "least time between two JWKS re-fetches triggered by a token with an unknown 'kid'" },
   { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors (.ts, .js, .mjs)' },
+  { key: 'actorHookTimeout', type: 'duration', default: 5, min: 0.01, max: 3600, doc: "deadline of an actor hook that returns a promise; past it the operation fails with actor_timeout, e.g. '5s'" },
+  { key: 'actorMailboxSize', type: 'int', default: 1000, min: 1, max: 1_000_000, doc: "operations that may wait in one channel actor's mailbox; beyond it they fail with overloaded" },
+  { key: 'actorComputeThreads', type: 'int', default: 0, min: 0, max: 256, doc: "threads of the pool running actors' ctx.compute tasks (0: half the workers, at least 1)" },
   { key: 'historySize', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages kept per channel for resume (0 disables)' },
   { key: 'historyTtl', type: 'duration', default: 300, min: 1, doc: "lifetime of history entries, e.g. '300', '5m', '1h'" },
   { key: 'maxPayload', type: 'bytes', default: 64 * 1024, min: 256, max: 64 * 1024 * 1024, doc: "largest accepted client message or HTTP body, e.g. '64kb', '1mb'" },
@@ -238,14 +247,14 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'redisPrefix', type: 'string', default: '', doc: "prefix of the Redis channels a Laravel backend publishes to (its redis 'prefix' option, e.g. 'laravel_database_')" },
   { key: 'redisNamespace', type: 'string', default: 'rt', doc: "prefix of rt-actors' own Redis keys and channels; give deployments sharing one Redis different ones" },
   { key: 'historyPatterns', type: 'list', default: [], doc: "history bounds per channel pattern, 'pattern=size/ttl', e.g. 'chat-*=500/1h,ticker.*=10/30s' (first match wins)" },
-  { key: 'pusherAppId', type: 'string', default: '', envAliases: ['PUSHER_APP_ID'], doc: 'Pusher protocol: app id (with --pusher-key and --pusher-secret turns on /app/<key> and /apps/<id>/…; PUSHER_APP_ID is read too)' },
-  { key: 'pusherKey', type: 'string', default: '', envAliases: ['PUSHER_APP_KEY'], doc: 'Pusher protocol: app key, as pusher-js and Laravel Echo are given it (PUSHER_APP_KEY is read too)' },
-  { key: 'pusherSecret', type: 'string', default: '', envAliases: ['PUSHER_APP_SECRET'], doc: 'Pusher protocol: app secret that signs channel auth and HTTP API calls (PUSHER_APP_SECRET is read too)' },
-  { key: 'pusherApps', type: 'json', default: [], doc: 'Pusher protocol: several apps, a JSON list of { id, key, secret, … } (usually in the config file; see docs/pusher.md); the first is the default app' },
   { key: 'leaseTtl', type: 'duration', default: 10, min: 0.3, max: 3600, doc: "with --redis: lease of a custom actor's one activation in the cluster, renewed every third of it; a dead owner's actors move after at most this long, e.g. '10s'" },
   { key: 'hostId', type: 'string', default: '', doc: "this host's id in the cluster, shown in /health and in channel placement (letters, digits, '.', '_', '-'); empty: hostname plus a random suffix, new at every start" },
   { key: 'redisSentinels', type: 'list', default: [], doc: "Redis Sentinel addresses, e.g. '10.0.0.5:26379,10.0.0.6:26379': every bridge connection follows the master they name (--redis then only carries credentials, db and TLS)" },
   { key: 'redisSentinelName', type: 'string', default: 'mymaster', doc: 'with --redis-sentinels: the master name the sentinels monitor' },
+  { key: 'pusherAppId', type: 'string', default: '', envAliases: ['PUSHER_APP_ID'], doc: 'Pusher protocol: app id (with --pusher-key and --pusher-secret turns on /app/<key> and /apps/<id>/…; PUSHER_APP_ID is read too)' },
+  { key: 'pusherKey', type: 'string', default: '', envAliases: ['PUSHER_APP_KEY'], doc: 'Pusher protocol: app key, as pusher-js and Laravel Echo are given it (PUSHER_APP_KEY is read too)' },
+  { key: 'pusherSecret', type: 'string', default: '', envAliases: ['PUSHER_APP_SECRET'], doc: 'Pusher protocol: app secret that signs channel auth and HTTP API calls (PUSHER_APP_SECRET is read too)' },
+  { key: 'pusherApps', type: 'json', default: [], doc: 'Pusher protocol: several apps, a JSON list of { id, key, secret, … } (usually in the config file; see docs/pusher.md); the first is the default app' },
   { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
   // Operator dashboard
   { key: 'dashboard', type: 'bool', default: false, doc: 'serve the live operator dashboard at /dashboard (login with the API key or --dashboard-token)' },

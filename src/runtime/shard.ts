@@ -12,6 +12,7 @@ import type { ServerConfig } from '../config/schema.js';
 import { configureLogs, createLogger, setThreadLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
 import type { ChannelLifecycle } from '../actors/channel-actor.js';
+import { newActorStats } from '../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
@@ -78,10 +79,11 @@ export async function runShard(task: ShardTask): Promise<void> {
   const threads = task.layout.shards + 1;
   // Redis bridge (--redis): undefined in the embedded default.
   const bridge = await startShardBridge(config, shard, mesh, log, stats);
-  // Set once the Pusher gateway registered (webhooks watch the channels this shard owns).
-  let observer: ((e: ChannelLifecycle) => void) | undefined;
   // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
   const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
+  // Set once the Pusher gateway registered (webhooks watch the channels this shard owns).
+  let observer: ((e: ChannelLifecycle) => void) | undefined;
+  const actorStats = newActorStats();
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
@@ -96,6 +98,13 @@ export async function runShard(task: ShardTask): Promise<void> {
       mesh.notify(t, n);
     },
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
+    push: (t, ch, to, ev, data) => mesh.notify(t, { t: 'push!', ch, to, ev, data }),
+    kick: (t, ch, to, reason) => mesh.notify(t, { t: 'kick!', ch, to, reason }),
+    compute: (taskName: string, input: unknown): Promise<unknown> => hub.forward<unknown>(mainThread, 'actor-compute', { task: taskName, input }, 60_000),
+    log: (msg, err) => (err === undefined ? log.warn(msg) : log.error(msg, err)),
+    hookTimeoutMs: config.actorHookTimeout * 1000,
+    mailboxSize: config.actorMailboxSize,
+    stats: actorStats,
     // A publish whose fan-out would go to an overloaded thread is refused before it is accepted.
     admit: (t) => {
       if (mesh.overloaded(t)) throw mesh.refusal(t);
@@ -108,7 +117,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   const app: TemplatedApp = config.tlsCert
     ? uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey, passphrase: config.tlsPassphrase || undefined })
     : uWS.App();
-  const hub = new Hub({
+  const hub: Hub = new Hub({
     mesh,
     app,
     maxChannelsPerConnection: config.maxChannelsPerConnection,
@@ -186,6 +195,9 @@ export async function runShard(task: ShardTask): Promise<void> {
       metrics.set('rt_redis_resyncs_total', undefined, stats.get(shard, 'redisResyncs'));
       metrics.set('rt_redis_errors_total', undefined, stats.get(shard, 'redisErrors'));
     }
+    metrics.set('rt_actor_hook_failures_total', undefined, actorStats.failures);
+    metrics.set('rt_actor_restarts_total', undefined, actorStats.restarts);
+    metrics.set('rt_actor_compute_tasks_total', undefined, actorStats.computed);
   };
   const sampler = startThreadSampler(metrics);
   const statsTimer = setInterval(publishStats, 250);
@@ -257,6 +269,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       await mesh.flushed(Math.min(cmd.timeoutMs, 2000));
       // Let uWS write the close frames before the app goes away.
       await new Promise((r) => setTimeout(r, 50));
+      await host.stopAll();
       // Members on this host leave now, not when its heartbeat expires.
       await bridge?.close(true);
       clearInterval(statsTimer);
