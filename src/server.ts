@@ -8,7 +8,7 @@ import { loadConfig, ConfigError } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkJwtSecret } from './auth/secret-policy.js';
-import { createLogger } from './log.js';
+import { configureLogs, createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
 import { describeActors, loadActors } from './actors/registry.js';
 import { loadHandlers } from './actors/handlers.js';
@@ -92,6 +92,8 @@ export async function createServer(options: ServerOptions = {}): Promise<RtServe
 }
 
 export async function startServer(config: ServerConfig): Promise<RtServer> {
+  // Before anything logs: every line of this thread in the configured format.
+  configureLogs({ format: config.logFormat, rate: config.logRate });
   const weakSecret = checkJwtSecret(config.jwtSecret, process.env.NODE_ENV === 'production');
   if (weakSecret) createLogger(config.logLevel, 'main').warn(weakSecret);
   resolvePublicKey(config);
@@ -104,11 +106,14 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
   let actors: Awaited<ReturnType<typeof loadActors>> = [];
   if (config.actors) {
+    let actors: Awaited<ReturnType<typeof loadActors>>;
     try {
       actors = await loadActors(config.actors);
     } catch (err) {
       throw new ConfigError('actors', (err as Error).message);
     }
+    const files = actors.map((a) => a.file.slice(a.file.lastIndexOf('/') + 1));
+    createLogger(config.logLevel, 'main').info(`loaded ${files.length} channel actor(s) from ${config.actors}${files.length ? ': ' + files.join(', ') : ''}`, { event: 'actors.loaded', folder: config.actors, files });
   }
   await checkSocketIoConfig(config);
   checkPusherConfig(config);
