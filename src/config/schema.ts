@@ -42,6 +42,8 @@ export interface ServerConfig {
   jwksUrl: string;
   /** Least time between two JWKS re-fetches caused by an unknown `kid`, in seconds. */
   jwksCooldown: number;
+  /** Seconds a connection whose token expired has to send a fresh one before it is closed with 4010. */
+  tokenGrace: number;
   /** Folder of custom channel actors (.ts/.js/.mjs), loaded at start. */
   actors: string;
   /** Messages kept per channel for resume. 0 disables history. */
@@ -151,6 +153,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'jwtIssuer', type: 'list', default: [], doc: "accepted 'iss' claims, e.g. 'https://example.eu.auth0.com/'; empty skips the check" },
   { key: 'jwksUrl', type: 'string', default: '', doc: "identity provider's JWKS URL (Auth0, Keycloak, Cognito…): RS256/ES256 keys fetched, cached and rotated by 'kid'" },
   { key: 'jwksCooldown', type: 'duration', default: 30, min: 0, max: 3600, doc: "least time between two JWKS re-fetches triggered by a token with an unknown 'kid'" },
+  { key: 'tokenGrace', type: 'duration', default: 60, min: 1, max: 86400, doc: "after a connection's token expires it is asked for a fresh one (native 'refresh' frame, Socket.IO 'token:expiring'); without one within this time it is closed with 4010" },
   { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors (.ts, .js, .mjs)' },
   { key: 'historySize', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages kept per channel for resume (0 disables)' },
   { key: 'historyTtl', type: 'duration', default: 300, min: 1, doc: "lifetime of history entries, e.g. '300', '5m', '1h'" },

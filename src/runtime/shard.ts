@@ -2,6 +2,7 @@
  * One shard: a worker thread with its own uWS app serving every transport, the channel actors it owns,
  * and its ends of the ring mesh. Started (and restarted) by the supervisor as a long-running piscina task.
  */
+import { TokenExpiry } from '../security/token-expiry.js';
 import { ProxyTrust, setTrustedProxies } from '../security/client-ip.js';
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
@@ -89,6 +90,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     },
   });
   setTrustedProxies(new ProxyTrust(config.trustProxy));
+  hub.expiry = new TokenExpiry(config.tokenGrace);
   const verifier = createJwtVerifier(verifierOptions(config));
   const mainThread = task.layout.shards;
   const verifyToken = config.jwtPublicKey
