@@ -12,8 +12,9 @@ import { createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
 import { loadActors } from './actors/registry.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
+import { checkPusherConfig } from './transports/pusher/index.js';
 import { Supervisor } from './runtime/supervisor.js';
-import { checkBridgeConfig, openMainBridge } from './bridge/setup.js';
+import { checkBridgeConfig, openMainBridge, resolveHostId } from './bridge/setup.js';
 import { MemoryClient, type MemoryIdentity } from './transports/memory.js';
 import type { ChannelInfo } from './runtime/messages.js';
 import type { Member } from './protocol/native.js';
@@ -99,9 +100,17 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   }
   checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
-  if (config.actors) await loadActors(config.actors);
+  if (config.actors) {
+    try {
+      await loadActors(config.actors);
+    } catch (err) {
+      throw new ConfigError('actors', (err as Error).message);
+    }
+  }
   await checkSocketIoConfig(config);
+  checkPusherConfig(config);
   // Redis bridge: a bad option or an unreachable Redis stops the start here, with a clear message.
+  resolveHostId(config);
   const redisTarget = checkBridgeConfig(config);
   const main = redisTarget ? await openMainBridge(config, redisTarget) : undefined;
   const apiKeyGenerated = !config.apiKey;

@@ -5,6 +5,7 @@
  */
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
+import { countRefusal } from '../runtime/instruments.js';
 import { clientAddress } from '../security/client-ip.js';
 
 export interface Req {
@@ -62,9 +63,14 @@ export function sendJson(res: HttpResponse, state: { aborted: boolean }, status:
   });
 }
 
+/** The HTTP status an error answers with. */
+export function errorStatus(err: unknown): number {
+  return err instanceof RtError ? err.status : typeof (err as { status?: unknown })?.status === 'number' ? (err as { status: number }).status : 500;
+}
+
 export function sendError(res: HttpResponse, state: { aborted: boolean }, err: unknown, extraHeaders?: Record<string, string>): void {
-  const status = err instanceof RtError ? err.status : typeof (err as { status?: unknown })?.status === 'number' ? (err as { status: number }).status : 500;
-  sendJson(res, state, status, { error: toErrorBody(err) }, extraHeaders);
+  countRefusal(err);
+  sendJson(res, state, errorStatus(err), { error: toErrorBody(err) }, extraHeaders);
 }
 
 /**

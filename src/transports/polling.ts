@@ -11,6 +11,7 @@
  * request, the tab froze) is sent again by the next poll: no gap, and the queue is what bounds memory.
  * Sessions live on one thread; requests landing on another shard are forwarded there (sessions.ts).
  */
+import { countRefusal } from '../runtime/instruments.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { JSON_CODEC, type Encoded } from '../protocol/codecs.js';
 import type { ClientFrame } from '../protocol/native.js';
@@ -72,6 +73,7 @@ export class PollClient extends Client implements Session {
       // reconnects and resumes every channel from the last offset it did receive.
       this.frames = [];
       this.bytes = 0;
+      countRefusal('slow_consumer');
       this.finish(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume', true);
       return;
     }

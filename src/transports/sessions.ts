@@ -5,6 +5,7 @@
  * ('poll' forward route). The id is a bearer secret — unlike the socket id, which backends see and
  * pass around for `socket_id` exclusion, so it cannot be the socket id.
  */
+import { connKind, countRefusal } from '../runtime/instruments.js';
 import { randomBytes } from 'node:crypto';
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { RtError } from '../errors.js';
@@ -142,6 +143,7 @@ export function runFrames(ctx: ThreadContext, client: Client & { bucket?: TokenB
   const { config } = ctx;
   for (const f of frames) {
     if (client.closed) return;
+    ctx.metrics.inc('rt_messages_in_total', connKind(client) as unknown as Record<string, string>);
     if (client.bucket && !client.bucket.take()) {
       send(errorReply(f.ref, new RtError('rate_limited', `more than ${config.rateLimit} messages per second; slow down`, 429)));
       if (client.bucket.strikes >= MAX_RATE_STRIKES) return client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
@@ -294,6 +296,7 @@ export function registerSessionRoutes(app: TemplatedApp, ctx: ThreadContext, pat
     const allowed = originAllowed(origin, req.getHeader('host'), ctx.config.allowedOrigins);
     res.cork(() => {
       if (!allowed) {
+        countRefusal('origin');
         res.writeStatus('403 Forbidden').writeHeader('content-type', 'application/json');
         res.end(JSON.stringify({ error: { code: 'origin_not_allowed', message: 'origin not allowed; add it to --allowed-origins' } }));
         return;

@@ -15,6 +15,7 @@ import { originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
 import { clientAddress } from '../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../security/token-bucket.js';
+import { countRefusal } from '../runtime/instruments.js';
 
 interface SocketData {
   client?: WsClient;
@@ -75,11 +76,13 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     for (const c of hub.clients.values()) {
       if (c instanceof WsClient && !c.closed && c.socket.getBufferedAmount() > config.maxBackpressure) {
         c.closed = true;
+        countRefusal('slow_consumer');
         c.socket.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
       }
     }
   }, SLOW_SWEEP_MS);
   sweep.unref();
+  const messagesIn = ctx.metrics.series('rt_messages_in_total', { transport: 'websocket', protocol: 'native' });
   app.ws<SocketData>('/ws', {
     // uWS drops a connection without a close frame past its own limit; give ourselves headroom so a
     // moderately oversized frame gets a proper 1009 close with a reason, and only absurd ones are cut.
@@ -103,6 +106,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const host = req.getHeader('host');
       const ip = clientAddress(res.getRemoteAddressAsText(), (h) => req.getHeader(h));
       const refuse = (status: number, err: RtError): void => {
+        countRefusal(err);
         res.cork(() => {
           res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: err.toJSON() }));
         });
@@ -162,8 +166,10 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
 
     message(ws, message, isBinary) {
       const client = ws.getUserData().client!;
+      messagesIn.inc();
       if (message.byteLength > config.maxPayload) {
         client.closed = true;
+        countRefusal('payload_too_large');
         ws.end(CloseCode.MESSAGE_TOO_BIG, `message too big: limit is ${config.maxPayload} bytes`);
         return;
       }
@@ -171,6 +177,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       try {
         frame = decodeClientFrame(message, isBinary);
       } catch (err) {
+        if (!(err instanceof FrameError && err.ref !== undefined)) countRefusal(err);
         client.send(err instanceof FrameError && err.ref !== undefined ? errorReply(err.ref, err) : { op: 'error', error: toErrorBody(err) });
         if (++client.badFrames >= MAX_BAD_FRAMES) client.disconnect(CloseCode.BAD_REQUEST, 'too many malformed frames', false);
         return;
@@ -195,6 +202,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const client = data.client;
       if (!client || client.closed) return;
       client.closed = true;
+      countRefusal('slow_consumer');
       setImmediate(() => {
         if (!data.gone) ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
       });

@@ -9,6 +9,7 @@
  * long-lived socket through another thread would defeat per-shard topic fan-out. The old thread keeps
  * a ghost of the session for a while that relays late output (handler acks) to the new home.
  */
+import { countRefusal } from '../../runtime/instruments.js';
 import { randomBytes } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
 import { decodeEioPacket, decodeEioPayload, EioError, openPacketData, type EioPacket } from '../../protocol/engineio.js';
@@ -110,6 +111,12 @@ interface Migrated {
   admitted?: string;
 }
 
+/** Sessions closed for misbehaving count as refusals (rt_refusals_total). */
+function countCloseReason(reason: string): void {
+  if (reason === 'parse error') countRefusal('malformed');
+  else if (reason.startsWith('slow consumer')) countRefusal('slow_consumer');
+  else if (reason === 'rate limit exceeded') countRefusal('rate_limit');
+}
 
 function answer(code: number, status = code === EioCode.FORBIDDEN ? 403 : 400): HttpAnswer {
   return { status, body: JSON.stringify({ code, message: EIO_MESSAGES[code] }), type: 'json' };
@@ -385,6 +392,7 @@ export class EioSession {
   close(reason: string, notify = true): void {
     if (this.closed) return;
     this.closed = true;
+    countCloseReason(reason);
     clearTimeout(this.timer);
     clearTimeout(this.upgradeTimer);
     if (this.transport === 'websocket') {
@@ -453,6 +461,7 @@ export class Engine {
   private admit(ip: string): HttpAnswer | null {
     const r = this.ctx.limits.admit(ip);
     if (r === 'ok') return null;
+    countRefusal(r);
     const err = admissionError(r, ip, this.ctx.config);
     return { status: err.status, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: err.message }), type: 'json' };
   }
@@ -557,6 +566,7 @@ export class Engine {
     const headers = req.getHeader('access-control-request-headers');
     res.cork(() => {
       if (origin === null) {
+        countRefusal('origin');
         res.writeStatus(statusLine(403)).writeHeader('content-type', 'application/json').end(answer(EioCode.FORBIDDEN).body);
         return;
       }
@@ -593,7 +603,10 @@ export class Engine {
     });
     const query = new URLSearchParams(req.getQuery() ?? '');
     const origin = this.corsOrigin(req.getHeader('origin'), req.getHeader('host'));
-    if (origin === null) return this.reply(res, state, answer(EioCode.FORBIDDEN), '');
+    if (origin === null) {
+      countRefusal('origin');
+      return this.reply(res, state, answer(EioCode.FORBIDDEN), '');
+    }
     const fail = (code: number) => this.reply(res, state, answer(code), origin);
     if (query.get('EIO') !== '4') return fail(EioCode.UNSUPPORTED_PROTOCOL_VERSION);
     const transport = query.get('transport');
@@ -674,7 +687,10 @@ export class Engine {
           const a = answer(code, status);
           res.cork(() => res.writeStatus(statusLine(a.status)).writeHeader('content-type', 'application/json').end(a.body, true));
         };
-        if (origin === null) return refuse(EioCode.FORBIDDEN);
+        if (origin === null) {
+          countRefusal('origin');
+          return refuse(EioCode.FORBIDDEN);
+        }
         if (query.get('EIO') !== '4') return refuse(EioCode.UNSUPPORTED_PROTOCOL_VERSION);
         if (query.get('transport') !== 'websocket') return refuse(EioCode.UNKNOWN_TRANSPORT);
         const upgrade = (data: WsData) => {
