@@ -4,6 +4,7 @@
  * as one frame per thread and are fanned out here — through uWS topics for WebSocket clients (encoded
  * once per codec) and directly for the others.
  */
+import type { TokenExpiry } from '../security/token-expiry.js';
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import { RtError } from '../errors.js';
@@ -47,6 +48,8 @@ export class Hub {
   private readonly app?: TemplatedApp;
   private readonly opts: HubOptions;
   readonly clients = new Map<string, Client>();
+  /** Asks connections for a fresh token when theirs expires (shards set it; see security/token-expiry.ts). */
+  expiry?: TokenExpiry;
   private readonly byUser = new Map<string, Set<Client>>();
   /** Subscribers that are not delivered through uWS topics, per channel. */
   private readonly sinks = new Map<string, Set<Client>>();
@@ -143,6 +146,10 @@ export class Hub {
     this.clients.set(client.id, client);
     this.countConnection(client, connKind(client), 1);
     if (client.user !== undefined) this.indexUser(client);
+    if (this.expiry) {
+      client.expiry = this.expiry;
+      this.expiry.schedule(client);
+    }
     const log = threadLogger();
     if (log.enabled('debug')) log.debug('connection opened', { event: 'conn.open', conn: client.id, transport: client.transport, user: client.user });
   }
@@ -157,6 +164,7 @@ export class Hub {
   remove(client: Client): void {
     if (!this.clients.delete(client.id)) return;
     client.closed = true;
+    client.expiry?.unschedule(client);
     const log = threadLogger();
     if (log.enabled('debug')) log.debug('connection closed', { event: 'conn.close', conn: client.id, transport: client.transport, user: client.user, channels: client.channels.size });
     const k = this.kinds.get(client);

@@ -3,6 +3,7 @@
  * and its ends of the ring mesh. The supervisor runs each shard in a thread of its own (workers/shard.ts);
  * a crashed shard's thread exits and its replacement is a new thread.
  */
+import { TokenExpiry } from '../security/token-expiry.js';
 import { ProxyTrust, setTrustedProxies } from '../security/client-ip.js';
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
@@ -129,6 +130,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     },
   });
   setTrustedProxies(new ProxyTrust(config.trustProxy));
+  hub.expiry = new TokenExpiry(config.tokenGrace);
   const verifier = createJwtVerifier(verifierOptions(config));
   const mainThread = task.layout.shards;
   const verifyToken = config.jwtPublicKey

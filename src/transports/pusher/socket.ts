@@ -10,6 +10,8 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } fro
 import { channelKind } from '../../auth/channels.js';
 import { toErrorBody } from '../../errors.js';
 import { originAllowed } from '../../security/origins.js';
+import { admissionError } from '../../security/admission.js';
+import { clientAddress } from '../../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
 import { queryParam } from '../http.js';
 import { internalName } from './apps.js';
@@ -53,7 +55,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       const extensions = req.getHeader('sec-websocket-extensions');
       const origin = req.getHeader('origin');
       const host = req.getHeader('host');
-      const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const ip = clientAddress(res.getRemoteAddressAsText(), (h) => req.getHeader(h));
       const data: PusherSocketData = { ip, admitted: false };
       // Refusals are told in Pusher's terms (pusher:error + close code) over the socket, which is the
       // only place pusher-js reads them; so the upgrade itself always succeeds.
@@ -71,7 +73,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
         if (admitted === 'ok') data.admitted = true;
         else {
           countRefusal(admitted);
-          data.refusal = { code: PusherClose.OVER_CAPACITY, message: `Over capacity: ${admitted.replace(/_/g, ' ')}` };
+          data.refusal = { code: PusherClose.OVER_CAPACITY, message: `Over capacity: ${admissionError(admitted, ip, config).message}` };
         }
       }
       data.app = app;

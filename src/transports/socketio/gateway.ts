@@ -389,6 +389,36 @@ export class SioClient extends Client {
     if (this.conn.sockets.size === 0) this.conn.session.close(reason);
   }
 
+  override tokenExpiring(deadline: number): void {
+    this.emitSafe('token:expiring', [{ deadline }]);
+  }
+
+  /**
+   * Says why (Socket.IO's own disconnect carries no code), then disconnects the namespace. The Engine.IO
+   * session stays for the client to close (socket.io-client does once no namespace is left): closing it
+   * here could drop both packets before a polling client fetched them.
+   */
+  override tokenExpired(code: number, reason: string): void {
+    this.emitSafe('token:expired', [{ code, reason }]);
+    this.leave(reason, true);
+  }
+
+  /** `token:refresh` with `{ token }`: the fresh token that keeps this socket connected past its exp. */
+  private opRefresh(arg: unknown, ack: Ack | undefined): void {
+    const token = typeof arg === 'string' ? arg : (arg as { token?: unknown } | null)?.token;
+    if (typeof token !== 'string' || token.length === 0) {
+      return this.fail(ack, 'token:refresh', undefined, new RtError('bad_request', 'token:refresh needs { token: <JWT> }'), true);
+    }
+    verifyToken(this.conn.gw.tokens, token).then(
+      (claims) => {
+        if (this.closed) return;
+        if (String(claims.sub) !== this.user) throw new RtError('forbidden', 'a connection cannot change user; reconnect instead', 403);
+        this.authenticate(claims);
+        ack?.([{ ok: true, user: this.user }]);
+      },
+    ).catch((err) => this.fail(ack, 'token:refresh', undefined, err, true));
+  }
+
   /** Leaves the namespace (the session may stay for others). */
   leave(reason: string, tell: boolean): void {
     if (this.conn.sockets.get(this.nsp) === this) this.conn.sockets.delete(this.nsp);
@@ -436,6 +466,7 @@ export class SioClient extends Client {
     if (name === 'subscribe') return this.opSubscribe(arg, ack);
     if (name === 'unsubscribe') return void this.opUnsubscribe(arg, ack);
     if (name === 'client event') return void this.opWhisper(arg, ack);
+    if (name === 'token:refresh') return this.opRefresh(arg, ack);
     const fn = typeof name === 'string' ? this.conn.gw.opts.handlers.handler(this.nsp, name) : undefined;
     if (!fn) {
       const err = new RtError('no_handler', `no handler for event ${JSON.stringify(name).slice(0, 100)} in namespace ${this.nsp}`, 404);
