@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { signJwt } from 'rt-actors';
 import { api, JWT_SECRET } from './helpers/server.js';
 import { TestClient, type Frame } from './helpers/ws-client.js';
-import { dropNamespace, machineRedis, startHost, until, type Host } from './helpers/redis.js';
+import { dropNamespace, machineRedis, metric, startHost, until, type Host } from './helpers/redis.js';
 
 const actors = fileURLToPath(new URL('./fixtures/cluster-actors', import.meta.url));
 const token = (sub: string) => signJwt({ sub, exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
@@ -172,4 +172,38 @@ t.test('SIGTERM hands the actor over at once, with its state', async (t) => {
   t.equal((await bid(stay[1]!, ch, 80)).ok, true);
   const now = await owner(ch, hosts[0]!);
   t.ok(now.epoch > before.epoch && now.host !== before.host, `taken over by ${now.host}`);
+});
+
+t.test('hostile frames in a node inbox are counted and ignored; no lease is taken for them', async (t) => {
+  const { Redis } = await import('ioredis');
+  const { pack } = await import('msgpackr');
+  const r = new Redis({ port: redis.port, host: '127.0.0.1' });
+  t.teardown(() => r.disconnect());
+  const nodes = await r.smembers(`${ns}:nodes`);
+  const alive = (await Promise.all(nodes.map(async (n) => ((await r.exists(`${ns}:node:${n}`)) ? n : null)))).filter((n): n is string => !!n);
+  t.ok(alive.length >= 2, `${alive.length} live nodes`);
+  const before = await Promise.all(hosts.map((h) => metric(h, 'rt_redis_invalid_messages_total')));
+  const junk = [
+    Buffer.from('not msgpack at all'),
+    pack([1, 2, 3]),
+    pack({ k: 'q', id: 'x' }),
+    pack({ k: 'q', id: 1, from: 5, ch: 'auction-evil', op: 'msg', a: [] }),
+    Buffer.alloc(70_000, 0xc1),
+  ];
+  const refused = [
+    pack({ k: 'q', id: 2, from: 'nobody', ch: 'auction-evil', op: 'drop-all', a: [] }),
+    pack({ k: 'q', id: 3, from: 'nobody', ch: 'no-actor-here', op: 'join', a: [{ socketId: '0.x', node: 'n' }] }),
+    pack({ k: 'q', id: 4, from: 'nobody', ch: 'auction-evil2', op: 'msg', a: [null, null] }),
+    pack({ k: 'r', id: 999999, v: 1 }),
+  ];
+  for (const n of alive) for (const f of [...junk, ...refused]) await r.publish(`${ns}:{${n}}:in`, f);
+  for (const [i, h] of hosts.entries()) {
+    await until(`host ${i} to count the malformed frames`, async () => (await metric(h, 'rt_redis_invalid_messages_total')) >= before[i]! + 4);
+    t.equal((await api(h.http, '/health', undefined, { key: null })).body.status, 'ok', `host ${i} healthy`);
+  }
+  t.equal(await r.exists(`${ns}:{no-actor-here}:l`), 0, 'no lease for a channel without an actor');
+  t.equal(await r.exists(`${ns}:{auction-evil}:l`), 0, 'no lease for an unknown operation');
+  // Still serving.
+  const [b] = await bidders('auction-after-junk', hosts.slice(0, 1), 1);
+  t.equal((await bid(b!, 'auction-after-junk', 5)).ok, true, 'placement still works');
 });

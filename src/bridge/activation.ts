@@ -123,6 +123,11 @@ export class Activation {
   }
 
   private async turn(op: string, args: unknown[]): Promise<unknown> {
+    const who = args[op === 'msg' ? 1 : 0] as RemoteSubscriber | undefined;
+    if ((op === 'auth' || op === 'join' || op === 'leave' || op === 'msg') && (!who || typeof who !== 'object' || typeof who.socketId !== 'string' || typeof who.node !== 'string')) {
+      throw new RtError('bad_request', `${op}: malformed subscriber`);
+    }
+    if ((op === 'msg' || op === 'pub') && (!args[0] || typeof (args[0] as OutgoingMessage).event !== 'string')) throw new RtError('bad_request', `${op}: malformed message`);
     if (this.stopped) throw new RtError('moved', `the actor of ${this.channel} moved (lease lost)`, 503);
     this.lastActivity = Date.now();
     let out: OutgoingMessage | null | undefined;

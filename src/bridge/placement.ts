@@ -15,6 +15,7 @@ import type { ActorDefinition, OutgoingMessage, Subscriber } from '../actors/def
 import { Published } from '../actors/published.js';
 import type { LoadedActor } from '../actors/registry.js';
 import { RtError } from '../errors.js';
+import { assertChannel } from '../protocol/native.js';
 import { Activation, type RemoteSubscriber } from './activation.js';
 import type { HistoryBounds } from './broker.js';
 import { unavailable } from './directory.js';
@@ -33,6 +34,7 @@ export interface PlacementOptions {
 /** Errors after which the call is tried again at whoever holds the lease by then. */
 const RETRY = new Set(['not_owner', 'moved', 'owner_gone', 'timeout', 'unavailable']);
 const STATE_TTL_MS = 7 * 86_400_000;
+const OPS = new Set(['auth', 'join', 'leave', 'msg', 'pub']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -52,7 +54,11 @@ export class Placement {
 
   constructor(private readonly opts: PlacementOptions) {
     this.broker = opts.broker;
-    this.rpc = new NodeRpc(opts.broker, (ch, op, a) => this.serve(ch, op, a), (why) => opts.log(why));
+    this.rpc = new NodeRpc(opts.broker, (ch, op, a) => this.serve(ch, op, a), (why) => {
+      // Counted like a malformed Laravel payload: rt_redis_invalid_messages_total.
+      opts.broker.stats.invalid++;
+      opts.log(why);
+    });
     this.sweeper = setInterval(() => void this.sweep(), 5000);
     this.sweeper.unref();
   }
@@ -192,6 +198,10 @@ export class Placement {
 
   /** An event for a channel this node should run: refused (`not_owner`) unless it holds the lease. */
   private async serve(channel: string, op: string, args: unknown[]): Promise<unknown> {
+    // Checked before anything is activated: a bad request must not take a lease.
+    if (!OPS.has(op)) throw new RtError('bad_request', `unknown placed-actor operation ${String(op).slice(0, 40)}`);
+    assertChannel(channel);
+    if (!this.loaded.some((x) => x.matches(channel))) throw new RtError('not_found', `no actor serves ${channel} on this host`, 404);
     const a = await this.activation(channel);
     return a.run(op, args);
   }
