@@ -277,7 +277,10 @@ export class ChannelActor {
 
   private afterVerdict(msg: OutgoingMessage, verdict: OutgoingMessage | null | void, exclude: string | undefined, at?: number): { offset: number } | Pending {
     if (verdict === null) throw new RtError('publish_refused', `publish to ${this.name} refused by the channel actor`, 403);
-    if ((verdict as unknown) instanceof Published) return { offset: (verdict as unknown as Published).offset };
+    if ((verdict as unknown) instanceof Published) {
+      const o = (verdict as unknown as Published).offset;
+      return typeof o === 'number' ? { offset: o } : new Pending(o.then((offset) => ({ offset })));
+    }
     const out = verdict ?? msg;
     if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('internal', `actor for ${this.name} returned a message without an event`, 500);
     return this.emit(out.event, out.data, exclude, at);
@@ -522,7 +525,12 @@ export class ChannelActor {
   private ingest(msg: BrokerMessage, claim: string): void | Promise<void> {
     if (!this.bridged) return;
     const send = (v: OutgoingMessage | null | void): void => {
-      if (v === null || (v as unknown) instanceof Published) return;
+      if (v === null) return;
+      if ((v as unknown) instanceof Published) {
+        const o = (v as unknown as Published).offset;
+        if (typeof o !== 'number') o.catch((err) => this.log('a message published through Redis was refused by its actor', err));
+        return;
+      }
       const out = v ?? { event: msg.event, data: msg.data };
       if (!out || typeof out.event !== 'string' || out.event.length === 0) return this.log('onPublish returned a message without an event; dropped');
       const m: BrokerMessage = msg.exclude ? { event: out.event, data: out.data, exclude: msg.exclude } : { event: out.event, data: out.data };

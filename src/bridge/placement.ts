@@ -117,24 +117,27 @@ export class Placement {
         return (await this.call(ctx.channel, 'auth', [who(s), data ?? null])) as boolean | { info?: unknown };
       };
     }
+    // Messages are answered with a Published promise at once: the relay's mailbox does not wait for
+    // the round trip, so a host forwards a channel's messages back to back, in order.
     if (real.onMessage) {
-      def.onMessage = async (ctx, msg, s) => {
-        return this.verdict(await this.call(ctx.channel, 'msg', [{ event: msg.event, data: msg.data }, who(s)]));
-      };
+      def.onMessage = (ctx, msg, s) => this.forwarded(ctx.channel, this.call(ctx.channel, 'msg', [{ event: msg.event, data: msg.data }, who(s)]));
     }
     // Backend publishes go through the activation even without onPublish, so they take their place in
     // the same order as the actor's own publications.
-    def.onPublish = async (ctx, msg, source) => {
+    def.onPublish = (ctx, msg, source) => {
       const claim = source === 'redis' ? this.claim(ctx.channel, msg) : undefined;
-      return this.verdict(await this.call(ctx.channel, 'pub', [{ event: msg.event, data: msg.data }, source, claim]));
+      return this.forwarded(ctx.channel, this.call(ctx.channel, 'pub', [{ event: msg.event, data: msg.data }, source, claim]));
     };
     return def;
   }
 
-  /** `{p: offset}` (published by the activation) or null (refused). */
-  private verdict(v: unknown): OutgoingMessage | null {
-    if (v && typeof v === 'object' && typeof (v as { p?: unknown }).p === 'number') return new Published((v as { p: number }).p) as unknown as OutgoingMessage;
-    return null;
+  /** The activation answers `{p: offset}` (it published) or null (the actor refused). */
+  private forwarded(channel: string, answer: Promise<unknown>): OutgoingMessage {
+    const offset = answer.then((v) => {
+      if (v && typeof v === 'object' && typeof (v as { p?: unknown }).p === 'number') return (v as { p: number }).p;
+      throw new RtError('publish_refused', `publish to ${channel} refused by the channel actor`, 403);
+    });
+    return new Published(offset) as unknown as OutgoingMessage;
   }
 
   /**
