@@ -82,7 +82,7 @@ async function startHost(args: string[]): Promise<Host> {
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
-  for (let i = 0; i < 400; i++) {
+  for (let i = 0; i < 1200; i++) {
     const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
     if (m) return { port: Number(m[1]), proc };
     if (proc.exitCode !== null) break;
