@@ -71,7 +71,7 @@ t.test('a replaced shard starts in a fresh thread: no module state or timer of t
   await api(s.http, '/api/publish', { channel, event: 'arm', data: { tag: 'ghost', ms: 1000 } });
 
   s.crashShard(0);
-  await until(async () => (await api(s.http, '/health', undefined, { key: null })).body.workers?.alive === 2 && (await api(s.http, '/metrics', undefined, { key: null })).body.match(/^rt_shard_restarts_total(\{[^}]*\})? 1$/m), 'shard 0 replaced');
+  await until(async () => (await api(s.http, '/health', undefined, { key: null })).body.workers?.alive === 2 && /^rt_shard_restarts_total(\{[^}]*\})? 1$/m.test((await api(s.http, '/metrics', undefined, { key: null })).body), 'shard 0 replaced');
   await until(async () => (await api(s.http, '/api/channels/' + channel)).body.subscribers === 1, 'watcher re-subscribed with the new owner');
 
   const after = await report('after');

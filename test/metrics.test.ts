@@ -6,7 +6,8 @@ import WebSocket from 'ws';
 import { api, startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { parsePrometheus, valueOf, type Family } from './helpers/prom.js';
-import { until } from './helpers/redis.js';
+import { sioConnect } from './helpers/sio.js';
+import { dropNamespace, machineRedis, until } from './helpers/redis.js';
 
 const DOC = readFileSync(new URL('../docs/deployment.md', import.meta.url), 'utf8');
 /** Metric names from the table in docs/deployment.md ("| `name` | type | …"). */
@@ -40,6 +41,19 @@ t.test('every documented family is exported, with its documented type', async (t
     const f = await scrape(s.http);
     return ['0', '1', 'main'].every((th) => valueOf(f, 'rt_event_loop_delay_seconds', { thread: th, stat: 'max' }) > 0);
   });
+});
+
+t.test('with --redis the Redis families are exported too', async (t) => {
+  const redis = await machineRedis(t);
+  const ns = `rt-metrics-${process.pid}-${Date.now()}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  const s = await startServer(t, { redis: redis.url, redisNamespace: ns });
+  const fams = await until('the shards report their Redis link', async () => {
+    const f = await scrape(s.http);
+    return valueOf(f, 'rt_redis_up') === 2 ? f : undefined;
+  });
+  for (const d of DOCUMENTED.filter((d) => d.name.startsWith('rt_redis_'))) t.equal(fams.get(d.name)?.type, d.type, `${d.name} is a ${d.type}`);
+  t.equal(valueOf(fams, 'rt_redis_up', { thread: '0' }), 1, 'per shard');
 });
 
 t.test('HEAD /health answers like GET without a body', async (t) => {
@@ -103,6 +117,39 @@ t.test('counters move with the events they count', async (t) => {
   // Closing the connection brings the gauge back down.
   c.ws.close();
   await until('connection gauge drops', async () => valueOf(await scrape(s.http), 'rt_connections') === 0);
+});
+
+t.test('connections and messages are labelled by transport and protocol', async (t) => {
+  const s = await startServer(t);
+  // Socket.IO over polling then upgraded, Socket.IO straight over WebSocket, and an SSE stream.
+  const upgraded = await sioConnect(t, s.http);
+  await until('the Socket.IO session upgrades', () => upgraded.io.engine.transport.name === 'websocket');
+  const direct = await sioConnect(t, s.http, { transports: ['websocket'] });
+  const sse = new AbortController();
+  t.teardown(() => sse.abort());
+  const stream = await fetch(s.http + '/sse?channels=news', { signal: sse.signal });
+  t.equal(stream.status, 200);
+  const reader = stream.body!.getReader();
+  let seen = '';
+  await until('the SSE stream is subscribed', async () => {
+    seen += new TextDecoder().decode((await reader.read()).value);
+    return seen.includes('rt:subscribed');
+  });
+  direct.emit('subscribe', { channel: 'news' });
+  const got = new Promise((resolve) => direct.on('e', (ch: string, data: unknown) => resolve([ch, data])));
+  await until('the Socket.IO subscription is counted', async () => valueOf(await scrape(s.http), 'rt_subscriptions') === 2);
+  t.equal((await api(s.http, '/api/publish', { channel: 'news', event: 'e', data: 7 })).status, 200);
+  t.same(await got, ['news', 7]);
+
+  const f = await until('deliveries counted for both protocols', async () => {
+    const m = await scrape(s.http);
+    return valueOf(m, 'rt_messages_out_total', { transport: 'sse', protocol: 'native' }) === 1 && valueOf(m, 'rt_messages_out_total', { transport: 'websocket', protocol: 'socketio' }) === 1 ? m : undefined;
+  });
+  t.equal(valueOf(f, 'rt_connections', { transport: 'websocket', protocol: 'socketio' }), 2, 'both Socket.IO sessions count as WebSocket once upgraded');
+  t.equal(valueOf(f, 'rt_connections', { transport: 'polling', protocol: 'socketio' }), 0, 'the upgraded session left polling');
+  t.equal(valueOf(f, 'rt_connections', { transport: 'sse', protocol: 'native' }), 1);
+  t.equal(valueOf(f, 'rt_connections_opened_total', { protocol: 'socketio' }), 2);
+  t.ok(valueOf(f, 'rt_messages_in_total', { transport: 'websocket', protocol: 'socketio' }) >= 1, 'Socket.IO packets in');
 });
 
 t.test('parser rejects what Prometheus would', async (t) => {

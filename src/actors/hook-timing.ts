@@ -5,11 +5,11 @@
 import { performance } from 'node:perf_hooks';
 import { ACTOR_HOOKS } from '../runtime/metric-families.js';
 import { metrics } from '../runtime/metrics.js';
-import type { ActorDefinition } from './define.js';
+import type { AnyActorDefinition } from './define.js';
 
 type AnyFn = (...args: unknown[]) => unknown;
 
-export function timeHooks(def: ActorDefinition): ActorDefinition {
+export function timeHooks(def: AnyActorDefinition): AnyActorDefinition {
   const timed: Record<string, unknown> = { ...def };
   for (const hook of ACTOR_HOOKS) {
     const fn = def[hook] as AnyFn | undefined;
@@ -33,5 +33,5 @@ export function timeHooks(def: ActorDefinition): ActorDefinition {
       return r;
     };
   }
-  return timed as unknown as ActorDefinition;
+  return timed as unknown as AnyActorDefinition;
 }

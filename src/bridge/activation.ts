@@ -58,14 +58,15 @@ export class Activation {
     this.ctx = {
       channel,
       state: undefined,
-      broadcast: (event, data) => {
+      broadcast: (event: string, data: unknown) => {
         self.outbox.push(self.publish({ event, data }).catch((err) => self.env.log(`broadcast from actor hook failed`, err)));
         // Sequenced by Redis after the hook returns: the offset is not known here.
         return 0;
       },
       members: () => self.memberList(),
       subscriberCount: () => self.subs.size,
-    };
+      // The placed activation predates the push/reply/timer API (issue 9): those parts are not wired yet.
+    } as unknown as ActorContext<unknown>;
   }
 
   /**
@@ -132,6 +133,7 @@ export class Activation {
     this.lastActivity = Date.now();
     let out: OutgoingMessage | null | undefined;
     let result: unknown;
+    let reply: { r: unknown } | undefined;
     switch (op) {
       case 'auth': {
         const [who, data] = args as [RemoteSubscriber, unknown];
@@ -140,10 +142,11 @@ export class Activation {
         break;
       }
       case 'join': {
-        const [who] = args as [RemoteSubscriber];
+        const [who, data] = args as [RemoteSubscriber, unknown];
         const known = this.subs.has(who.socketId);
         this.subs.set(who.socketId, who);
-        if (!known) await this.def.onJoin?.(this.ctx, who);
+        const v = known ? undefined : await this.def.onJoin?.(this.ctx, who, data ?? undefined);
+        if (v && typeof v === 'object' && 'reply' in v) result = { r: (v as { reply: unknown }).reply };
         break;
       }
       case 'leave': {
@@ -158,8 +161,15 @@ export class Activation {
       case 'msg': {
         const [msg, who] = args as [OutgoingMessage, RemoteSubscriber];
         if (!this.def.onMessage) throw new RtError('bad_request', 'no onMessage');
-        const v = await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who);
-        out = v === null ? null : (v ?? msg);
+        const v = (await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who)) as (Partial<OutgoingMessage> & { reply?: unknown }) | null | undefined;
+        if (v && typeof v === 'object' && 'reply' in v) reply = { r: v.reply };
+        if (v && typeof v === 'object' && 'reply' in v && v.event === undefined) {
+          // Answers the sender, publishes nothing.
+          await this.flushOutbox();
+          await this.saveIfChanged();
+          return reply;
+        }
+        out = v === null ? null : v === undefined ? msg : ({ event: v.event, data: v.data } as OutgoingMessage);
         break;
       }
       case 'pub': {
@@ -177,14 +187,17 @@ export class Activation {
       if (out === null) return null;
       if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('internal', `actor for ${this.channel} returned a message without an event`, 500);
       const pos = await this.publish({ event: out.event, data: out.data }, this.changedState());
-      return { p: pos };
+      return reply ? { p: pos, ...reply } : { p: pos };
     }
-    const changed = this.changedState();
-    if (changed) {
-      await this.env.broker.leases.saveState(this.channel, changed, this.env.stateTtlMs);
-      this.saved = changed;
-    }
+    await this.saveIfChanged();
     return result;
+  }
+
+  private async saveIfChanged(): Promise<void> {
+    const changed = this.changedState();
+    if (!changed) return;
+    await this.env.broker.leases.saveState(this.channel, changed, this.env.stateTtlMs);
+    this.saved = changed;
   }
 
   /** Broadcasts of this turn go out before the turn's own publication, in call order. */

@@ -3,17 +3,15 @@
  * members — and the cluster-wide user messages. No host is asked anything, so a dead or slow host
  * cannot make the HTTP API wait; counts of a dead host disappear when the sweeper removes it.
  */
-import { RtError } from '../errors.js';
+import { redisUnavailable } from './redis-errors.js';
 import type { Member } from '../protocol/native.js';
 import type { ChannelInfo, Notice } from '../runtime/messages.js';
 import type { HubBridge } from './broker.js';
 import type { Keys } from './keys.js';
 import type { Commander } from './redis-conn.js';
 
-export function unavailable(err: unknown): RtError {
-  if (err instanceof RtError) return err;
-  return new RtError('unavailable', `Redis unavailable: ${(err as Error)?.message ?? String(err)}`, 503);
-}
+/** See redis-errors.ts: our words, not the driver's. */
+export const unavailable = redisUnavailable;
 
 /** Parses one presence entry's info; a corrupt entry counts as a member without info. */
 function parseInfo(json: string): unknown {

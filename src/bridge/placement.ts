@@ -15,6 +15,7 @@ import type { ActorDefinition, OutgoingMessage, Subscriber } from '../actors/def
 import { Published } from '../actors/published.js';
 import type { LoadedActor } from '../actors/registry.js';
 import { RtError } from '../errors.js';
+import type { PublishResult } from '../runtime/messages.js';
 import { assertChannel } from '../protocol/native.js';
 import { Activation, type RemoteSubscriber } from './activation.js';
 import type { HistoryBounds } from './broker.js';
@@ -101,8 +102,9 @@ export class Placement {
     const def: ActorDefinition = {
       match: real.match,
       // Subscribers are counted by the activation: it hears of every join and leave on every host.
-      onJoin: async (ctx, s) => {
-        await this.call(ctx.channel, 'join', [who(s)]);
+      onJoin: async (ctx, s, data) => {
+        const r = (await this.call(ctx.channel, 'join', [who(s), data ?? null])) as { r?: unknown } | null;
+        return r && typeof r === 'object' && 'r' in r ? { reply: r.r } : undefined;
       },
       onLeave: async (ctx, s) => {
         // The connection is gone whatever happens here: a leave the activation never heard of leaves a
@@ -131,13 +133,22 @@ export class Placement {
     return def;
   }
 
-  /** The activation answers `{p: offset}` (it published) or null (the actor refused). */
+  /**
+   * The activation answers `{p: offset, r?: reply}` (it published), `{r: reply}` (it answered the sender
+   * without publishing) or null (the actor refused).
+   */
   private forwarded(channel: string, answer: Promise<unknown>): OutgoingMessage {
-    const offset = answer.then((v) => {
-      if (v && typeof v === 'object' && typeof (v as { p?: unknown }).p === 'number') return (v as { p: number }).p;
+    const result = answer.then((v): PublishResult => {
+      const a = v as { p?: unknown; r?: unknown } | null;
+      if (a && typeof a === 'object' && (typeof a.p === 'number' || 'r' in a)) {
+        const out: PublishResult = {};
+        if (typeof a.p === 'number') out.offset = a.p;
+        if ('r' in a) out.data = a.r;
+        return out;
+      }
       throw new RtError('publish_refused', `publish to ${channel} refused by the channel actor`, 403);
     });
-    return new Published(offset) as unknown as OutgoingMessage;
+    return new Published(result) as unknown as OutgoingMessage;
   }
 
   /**

@@ -8,7 +8,8 @@
  * while the connections that survived the crash re-register under the new node.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr } from 'msgpackr';
+import { unpackPlain } from '../protocol/plain-msgpack.js';
 import type { Logger } from '../log.js';
 import { assertEvent, type Member, type Publication, type StreamPosition } from '../protocol/native.js';
 import type { Notice } from '../runtime/messages.js';
@@ -20,7 +21,6 @@ import * as lua from './scripts.js';
 import { isFenced, Leases, leaseLost, type Fence } from './lease.js';
 
 const packr = new Packr({ useRecords: false });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
 /**
  * How long a backend message's claim lives: hosts receiving the same Laravel message within this
@@ -137,7 +137,7 @@ export class RedisBroker implements Broker {
         this.cmdReadyOnce = true;
         return;
       }
-      this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps');
+      this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps', { event: 'redis.up' });
       void this.beat();
       for (const { sink } of this.sinks.values()) sink.recover();
     });
@@ -145,7 +145,7 @@ export class RedisBroker implements Broker {
     this.cmd.on('ready', () => (wasUp = true));
     this.cmd.on('close', () => {
       // Once per outage, not once per failed reconnect attempt.
-      if (!this.closed && wasUp) this.opts.log.warn('Redis connection lost; reconnecting (publishes fail with 503 meanwhile)');
+      if (!this.closed && wasUp) this.opts.log.warn('Redis connection lost; reconnecting (publishes fail with 503 meanwhile)', { event: 'redis.down' });
       wasUp = false;
     });
     this.subs.on('message', (ch: string, payload: Buffer) => this.onMessage(ch, payload));
@@ -160,7 +160,7 @@ export class RedisBroker implements Broker {
     const [cmd, sub] = await Promise.allSettled([connectWithin(this.cmd, timeoutMs), this.listen(timeoutMs)]);
     const failed = cmd.status === 'rejected' ? cmd.reason : sub.status === 'rejected' ? sub.reason : undefined;
     // Possible when this shard is replaced during an outage: it serves its connections meanwhile.
-    if (failed) this.opts.log.error(`Redis not reachable yet (${(failed as Error).message}); serving local connections and retrying`);
+    if (failed) this.opts.log.error(`Redis not reachable yet (${(failed as Error).message}); serving local connections and retrying`, { event: 'redis.down' });
     else await this.beat();
     this.heartbeat = setInterval(() => void this.beat(), this.intervalMs);
     this.heartbeat.unref();
@@ -273,7 +273,7 @@ export class RedisBroker implements Broker {
       if (a <= 0 || b < 0) throw new Error('not a publication frame');
       const offset = Number(payload.toString('latin1', 0, a));
       const epoch = payload.toString('latin1', a + 1, b);
-      const body = unpackr.unpack(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string };
+      const body = unpackPlain(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string };
       if (!Number.isSafeInteger(offset) || offset <= 0 || typeof body?.v !== 'string') throw new Error('bad publication frame');
       entry.sink.publication({ channel: route.channel, event: body.v, data: body.d, offset }, epoch, body.x);
     } catch (err) {
@@ -361,7 +361,7 @@ export class RedisBroker implements Broker {
     for (const [, fields] of entries) {
       try {
         const offset = Number(fields[1]!.toString());
-        const body = unpackr.unpack(fields[3]!) as { v: string; d: unknown };
+        const body = unpackPlain(fields[3]!) as { v: string; d: unknown };
         out.push({ channel, event: body.v, data: body.d, offset });
       } catch {
         this.invalid(this.keys.stream(channel), 'unreadable stream entry');

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../config/load.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import type { ActorDefinition } from '../actors/define.js';
+import type { AnyActorDefinition } from '../actors/define.js';
 import type { MeshEndpoint } from '../runtime/mesh.js';
 import type { SharedStats } from '../runtime/stats.js';
 import type { HistoryBounds, HubBridge } from './broker.js';
@@ -20,7 +20,7 @@ import type { LoadedActor } from '../actors/registry.js';
 import { commandConnection, connectWithin, parseRedisTarget, parseSentinelTarget, RedisTargetError, type Commander, type RedisTarget } from './redis-conn.js';
 
 /** Per-channel history bounds from --history-patterns, --history-size and --history-ttl. */
-export function historyPolicy(config: ServerConfig): (channel: string, def: ActorDefinition) => HistoryBounds {
+export function historyPolicy(config: ServerConfig): (channel: string, def: AnyActorDefinition) => HistoryBounds {
   const rules = parseHistoryPatterns(config.historyPatterns);
   const fallback = { size: config.historySize, ttlMs: config.historyTtl * 1000 };
   return (channel, def) => boundsFor(channel, rules, fallback, def.history);

@@ -7,15 +7,16 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import { RtError } from '../errors.js';
-import { allCodecs, type Encoded, type WireCodec } from '../protocol/codecs.js';
+import { allCodecs, encodeKicked, encodePush, type Encoded, type WireCodec } from '../protocol/codecs.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
 import { CloseCode, type Client } from './client.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { ownerOf } from './hash.js';
 import type { MeshEndpoint } from './mesh.js';
-import type { ChannelInfo, Notice, PublishSource, Request, SubscribeResult } from './messages.js';
+import type { ChannelInfo, Notice, PublishResult, PublishSource, Request, SubscribeResult } from './messages.js';
 import { metrics, type Series } from './metrics.js';
 import { codecKind, connKind, preciseNow, type ConnKind } from './instruments.js';
+import { threadLogger } from '../log.js';
 
 export interface HubOptions {
   mesh: MeshEndpoint;
@@ -142,6 +143,8 @@ export class Hub {
     this.clients.set(client.id, client);
     this.countConnection(client, connKind(client), 1);
     if (client.user !== undefined) this.indexUser(client);
+    const log = threadLogger();
+    if (log.enabled('debug')) log.debug('connection opened', { event: 'conn.open', conn: client.id, transport: client.transport, user: client.user });
   }
 
   /** Records the client's user after it authenticated (at connect or later). */
@@ -154,6 +157,8 @@ export class Hub {
   remove(client: Client): void {
     if (!this.clients.delete(client.id)) return;
     client.closed = true;
+    const log = threadLogger();
+    if (log.enabled('debug')) log.debug('connection closed', { event: 'conn.close', conn: client.id, transport: client.transport, user: client.user, channels: client.channels.size });
     const k = this.kinds.get(client);
     if (k) this.m.inc('rt_connections', k as unknown as Record<string, string>, -1);
     if (client.user !== undefined) {
@@ -186,7 +191,11 @@ export class Hub {
     return new Promise((resolve, reject) => {
       this.mesh.call<SubscribeResult>(this.ownerOf(channel), req, (err, res) => {
         client.pendingChannels!.delete(channel);
-        if (err) return reject(err);
+        if (err) {
+          const log = threadLogger();
+          if (log.enabled('debug')) log.debug(`subscribe to ${channel} refused`, { event: 'subscribe.refused', conn: client.id, channel, code: (err as { code?: string }).code, detail: err.message });
+          return reject(err);
+        }
         if (client.closed) {
           // Gone while we waited: undo at the owner so presence and counts stay right.
           this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
@@ -195,6 +204,8 @@ export class Hub {
         if (res!.info !== undefined && client.info === undefined) client.info = res!.info;
         beforeJoin?.(res!);
         this.addLocal(client, channel, res!);
+        const log = threadLogger();
+        if (log.enabled('debug')) log.debug(`subscribed to ${channel}`, { event: 'subscribe', conn: client.id, channel, user: client.user });
         resolve(res!);
       });
     });
@@ -215,7 +226,7 @@ export class Hub {
     }
   }
 
-  private dropLocal(client: Client, channel: string, unsubscribeSocket: boolean): void {
+  private dropLocal(client: Client, channel: string, unsubscribeSocket: boolean, tellOwner = true): void {
     this.stats.subscriptions--;
     if (client.ws && unsubscribeSocket) client.ws.unsubscribe(client.codec.tag + channel);
     const s = this.sinks.get(channel);
@@ -225,7 +236,7 @@ export class Hub {
     }
     const l = this.local.get(channel);
     if (l && --l.refs === 0) this.local.delete(channel);
-    this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
+    if (tellOwner) this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
   }
 
   /**
@@ -269,16 +280,25 @@ export class Hub {
   unsubscribe(client: Client, channel: string): boolean {
     if (!client.channels.delete(channel)) return false;
     this.dropLocal(client, channel, true);
+    const log = threadLogger();
+    if (log.enabled('debug')) log.debug(`unsubscribed from ${channel}`, { event: 'unsubscribe', conn: client.id, channel });
     return true;
   }
 
-  publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string): Promise<{ offset: number }> {
+  /**
+   * Publishes through the channel's owner. `whisper` marks a client event (Socket.IO / Echo): without
+   * an actor `onMessage`, the owner applies the whisper policy instead of --client-publish.
+   */
+  publish(channel: string, event: string, data: unknown, src: Exclude<PublishSource, 'client'>, from?: Client, exclude?: string): Promise<{ offset: number; data?: unknown }>;
+  publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string, whisper?: boolean): Promise<PublishResult>;
+  publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string, whisper?: boolean): Promise<PublishResult> {
     this.stats.published++;
     this.publishedTotal.inc();
     const req: Request = { t: 'pub', ch: channel, ev: event, data, src, at: preciseNow() };
     if (from) req.from = from.connRef();
     if (exclude) req.ex = exclude;
-    return this.mesh.request<{ offset: number }>(this.ownerOf(channel), req);
+    if (whisper) req.w = 1;
+    return this.mesh.request<PublishResult>(this.ownerOf(channel), req);
   }
 
   /**
@@ -370,6 +390,10 @@ export class Hub {
         return this.resync(n.ch);
       case 'user!':
         return this.deliverToUser(n);
+      case 'push!':
+        return this.deliverPush(n);
+      case 'kick!':
+        return this.kickFromChannel(n.ch, n.to, n.reason);
       case 'kick':
         this.revokedAt.set(n.user, n.at ?? Math.floor(Date.now() / 1000));
         this.disconnectUser(n.user, 'disconnected by the server');
@@ -464,6 +488,35 @@ export class Hub {
       this.deliveredTotal.inc();
       this.out(this.kinds.get(c) ?? connKind(c)).inc();
     }
+  }
+
+  /** The local connection behind a socket id an actor knows (a moved Socket.IO session answers to its old id). */
+  private local_(id: string): Client | undefined {
+    return this.clients.get(id) ?? this.aliases.get(id);
+  }
+
+  /**
+   * A channel actor's private message. Only to connections still in (or joining) the channel: one that
+   * left after the actor decided must not get the channel's messages any more.
+   */
+  private deliverPush(n: Extract<Notice, { t: 'push!' }>): void {
+    let memo: EncodeMemo | undefined;
+    for (const id of n.to) {
+      const c = this.local_(id);
+      if (!c || c.closed || !(c.channels.has(n.ch) || c.pendingChannels?.has(n.ch))) continue;
+      memo ??= new EncodeMemo((codec) => encodePush(codec, n.ch, n.ev, n.data));
+      c.sendEncoded(memo.get(c.codec));
+      this.stats.delivered++;
+    }
+  }
+
+  /** The channel's actor removed this connection: leave the channel here (the owner already forgot it) and tell the client. */
+  private kickFromChannel(ch: string, id: string, reason: string): void {
+    const c = this.local_(id);
+    if (!c || c.closed || !c.channels.delete(ch)) return;
+    this.dropLocal(c, ch, true, false);
+    c.sendEncoded(encodeKicked(c.codec, ch, reason));
+    c.onKicked?.(ch);
   }
 
   /**

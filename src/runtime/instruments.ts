@@ -7,6 +7,7 @@ import type { WireCodec } from '../protocol/codecs.js';
 import type { Client } from './client.js';
 import type { RefusalReason } from './metric-families.js';
 import { metrics } from './metrics.js';
+import { threadLogger } from '../log.js';
 
 /** Error codes that are refusals, and under which reason they count. Other errors are not refusals. */
 const REASON_OF_CODE: Record<string, RefusalReason> = {
@@ -38,7 +39,14 @@ export function refusalReason(code: string | undefined): RefusalReason | undefin
 export function countRefusal(what: RefusalReason | { code?: unknown } | unknown): void {
   const reason =
     typeof what === 'string' ? (what as RefusalReason) : refusalReason(typeof (what as { code?: unknown })?.code === 'string' ? (what as { code: string }).code : undefined);
-  if (reason) metrics().inc('rt_refusals_total', { reason });
+  if (!reason) return;
+  metrics().inc('rt_refusals_total', { reason });
+  const log = threadLogger();
+  if (log.enabled('debug')) {
+    const e = what as { code?: unknown; message?: unknown };
+    const fields = { event: reason === 'auth' ? 'auth.failed' : 'refusal', reason, code: typeof e?.code === 'string' ? e.code : undefined, detail: typeof e?.message === 'string' ? e.message : undefined };
+    log.debug(reason === 'auth' ? 'auth failure' : `refused: ${reason}`, fields);
+  }
 }
 
 export interface ConnKind {

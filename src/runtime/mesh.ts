@@ -11,6 +11,7 @@ import { allocDoorbell, allocRing, Doorbell, RingConsumer, RingProducer } from '
 import { PeerDeadlines, type PendingRequest } from './deadlines.js';
 import { RtError, toErrorBody } from '../errors.js';
 import type { Envelope, Notice, Request } from './messages.js';
+import { threadLogger } from '../log.js';
 
 export interface MeshLayout {
   /** Number of shards; the main thread is index `shards`. */
@@ -111,7 +112,7 @@ export class MeshEndpoint {
       else this.settle(env);
     } catch (err) {
       // One bad message must not stop the drain loop (and with it every later message from that peer).
-      console.error(`[thread ${this.self}] error handling message from ${from}:`, err);
+      threadLogger().error(`error handling a message from thread ${from}`, err, { event: 'mesh.error', from });
     }
   }
 

@@ -28,7 +28,7 @@ export type Request =
   /** Subscribe a connection to a channel owned by the receiver. */
   | { t: 'sub'; ch: string; conn: ConnRef; since?: StreamPosition; data?: unknown; replay?: boolean }
   /** Publish to a channel owned by the receiver; `from` is set for client publishes. */
-  | { t: 'pub'; ch: string; ev: string; data: unknown; from?: ConnRef; ex?: string; src: PublishSource; at?: number }
+  | { t: 'pub'; ch: string; ev: string; data: unknown; from?: ConnRef; ex?: string; src: PublishSource; at?: number; w?: 1 }
   | { t: 'presence'; ch: string }
   | { t: 'history'; ch: string; since?: StreamPosition; limit?: number }
   | { t: 'channels'; prefix?: string }
@@ -55,6 +55,10 @@ export type Notice =
   | { t: 'user!'; user: string; ev: string; data: unknown; ex?: string }
   /** Disconnect every connection of a user (API: POST /api/users/:id/disconnect). */
   | { t: 'kick'; user: string; at?: number }
+  /** A channel actor's private message to some of its subscribers on the receiving thread: no offset, no history. */
+  | { t: 'push!'; ch: string; to: string[]; ev: string; data: unknown }
+  /** A channel actor removed one subscriber (`to`) from its channel; its client is told `reason`. */
+  | { t: 'kick!'; ch: string; to: string; reason: string }
   /** Thread `peer` was replaced: forget its subscriptions, resend ours for the channels it owns. */
   | { t: 'restarted'; peer: number };
 
@@ -69,6 +73,14 @@ export interface SubscribeResult {
   members?: Member[];
   /** Info the authorizer attached to this member (presence). */
   info?: unknown;
+  /** The channel actor's join reply (onJoin returned `{ reply }`). */
+  data?: unknown;
+}
+
+/** What a publish answers: the publication's offset (none when the actor only replied) and the actor's reply. */
+export interface PublishResult {
+  offset?: number;
+  data?: unknown;
 }
 
 export interface ChannelInfo {

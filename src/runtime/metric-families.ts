@@ -21,7 +21,7 @@ export const HTTP_ROUTES = [
 ] as const;
 export const HTTP_STATUSES = ['200', '204', '400', '401', '403', '404', '405', '408', '411', '413', '415', '429', '500', '503', '504', 'other'] as const;
 
-export const ACTOR_HOOKS = ['init', 'authorize', 'onJoin', 'onLeave', 'onMessage', 'onPublish', 'onStop'] as const;
+export const ACTOR_HOOKS = ['init', 'authorize', 'onJoin', 'onLeave', 'onMessage', 'onPublish', 'onTimer', 'onComputed', 'onStop'] as const;
 
 /** Seconds: 100 µs … 10 s, for in-process latency that is usually sub-millisecond. */
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10];
@@ -50,6 +50,9 @@ export const FAMILIES = [
   { name: 'rt_http_requests_total', type: 'counter', labels: { route: HTTP_ROUTES, status: HTTP_STATUSES }, help: 'HTTP API and operator endpoint requests, by route and status.' },
   { name: 'rt_publish_deliver_seconds', type: 'histogram', buckets: LATENCY_BUCKETS, help: 'Time from a publish entering the server to its delivery on each thread with subscribers (publications sequenced on this host).' },
   { name: 'rt_actor_hook_seconds', type: 'histogram', buckets: LATENCY_BUCKETS, labels: { hook: ACTOR_HOOKS }, help: 'Time spent in custom channel actor hooks, until a returned promise settles.' },
+  { name: 'rt_actor_hook_failures_total', type: 'counter', help: 'Custom actor hooks that threw, rejected or missed their deadline (refusals with ActorError excluded).' },
+  { name: 'rt_actor_restarts_total', type: 'counter', help: 'Custom channel actors restarted with fresh state after repeated hook failures.' },
+  { name: 'rt_actor_compute_tasks_total', type: 'counter', help: "Custom actors' ctx.compute tasks finished on the compute pool." },
   // Redis bridge (shards only; zero without --redis)
   { name: 'rt_redis_up', type: 'gauge', perThread: true, help: 'Whether the shard is connected to Redis (1) or reconnecting (0); absent without --redis.' },
   { name: 'rt_redis_invalid_messages_total', type: 'counter', help: 'Malformed messages received from Redis (e.g. Laravel payloads), ignored.' },

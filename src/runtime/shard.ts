@@ -3,13 +3,16 @@
  * and its ends of the ring mesh. The supervisor runs each shard in a thread of its own (workers/shard.ts);
  * a crashed shard's thread exits and its replacement is a new thread.
  */
+import { ProxyTrust, setTrustedProxies } from '../security/client-ip.js';
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { createJwtVerifier, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
+import { createJwtVerifier, verifierOptions, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
 import type { ServerConfig } from '../config/schema.js';
-import { createLogger } from '../log.js';
+import { configureLogs, createLogger, setThreadLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
+import type { ChannelLifecycle } from '../actors/channel-actor.js';
+import { newActorStats } from '../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
@@ -28,6 +31,7 @@ import { registerSse } from '../transports/sse.js';
 import { registerPolling } from '../transports/polling.js';
 import { registerClientBundle } from '../transports/client-bundle.js';
 import { registerSocketIo } from '../transports/socketio/index.js';
+import { registerPusher } from '../transports/pusher/index.js';
 import { sendJson, track } from '../transports/http.js';
 import { bridged, historyPolicy, startShardBridge } from '../bridge/setup.js';
 
@@ -62,7 +66,9 @@ export type ShardCommand = { type: 'drain' } | { type: 'stop'; timeoutMs: number
 
 export async function runShard(task: ShardTask): Promise<void> {
   const { shard, config } = task;
+  configureLogs({ format: config.logFormat, rate: config.logRate });
   const log = createLogger(config.logLevel, `shard ${shard}`);
+  setThreadLogger(log);
   const stats = new SharedStats(task.stats, task.layout.shards + 1);
   // Bound before anything records: the hub, transports and actors write to this thread's block.
   const metrics = new Metrics(task.metrics, task.layout.shards + 1, shard);
@@ -75,6 +81,9 @@ export async function runShard(task: ShardTask): Promise<void> {
   const bridge = await startShardBridge(config, shard, mesh, log, stats);
   // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
   const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
+  // Set once the Pusher gateway registered (webhooks watch the channels this shard owns).
+  let observer: ((e: ChannelLifecycle) => void) | undefined;
+  const actorStats = newActorStats();
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
@@ -89,10 +98,18 @@ export async function runShard(task: ShardTask): Promise<void> {
       mesh.notify(t, n);
     },
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
+    push: (t, ch, to, ev, data) => mesh.notify(t, { t: 'push!', ch, to, ev, data }),
+    kick: (t, ch, to, reason) => mesh.notify(t, { t: 'kick!', ch, to, reason }),
+    compute: (taskName: string, input: unknown): Promise<unknown> => hub.forward<unknown>(mainThread, 'actor-compute', { task: taskName, input }, 60_000),
+    log: (msg, err) => (err === undefined ? log.warn(msg) : log.error(msg, err)),
+    hookTimeoutMs: config.actorHookTimeout * 1000,
+    mailboxSize: config.actorMailboxSize,
+    stats: actorStats,
     // A publish whose fan-out would go to an overloaded thread is refused before it is accepted.
     admit: (t) => {
       if (mesh.overloaded(t)) throw mesh.refusal(t);
     },
+    observe: (e) => observer?.(e),
     ...bridge?.actorEnv,
   });
 
@@ -100,7 +117,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   const app: TemplatedApp = config.tlsCert
     ? uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey, passphrase: config.tlsPassphrase || undefined })
     : uWS.App();
-  const hub = new Hub({
+  const hub: Hub = new Hub({
     mesh,
     app,
     maxChannelsPerConnection: config.maxChannelsPerConnection,
@@ -111,7 +128,8 @@ export async function runShard(task: ShardTask): Promise<void> {
       else if (n.t === 'restarted') host.dropThread(n.peer);
     },
   });
-  const verifier = createJwtVerifier({ secret: config.jwtSecret || undefined, publicKey: config.jwtPublicKey || undefined });
+  setTrustedProxies(new ProxyTrust(config.trustProxy));
+  const verifier = createJwtVerifier(verifierOptions(config));
   const mainThread = task.layout.shards;
   const verifyToken = config.jwtPublicKey
     ? async (token: string): Promise<JwtClaims> => {
@@ -121,7 +139,7 @@ export async function runShard(task: ShardTask): Promise<void> {
         if (r.error) throw new JwtError(r.error.code, r.error.message);
         return r.claims!;
       }
-    : (token: string): JwtClaims => verifier.verify(token);
+    : (token: string): Promise<JwtClaims> => verifier.verify(token);
   const ctx: ThreadContext = {
     thread: shard,
     config,
@@ -145,6 +163,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   registerPolling(app, ctx);
   registerClientBundle(app, ctx);
   await registerSocketIo(app, ctx);
+  observer = await registerPusher(app, ctx);
   app.any('/*', (res, req) => {
     const state = track(res);
     sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
@@ -176,6 +195,9 @@ export async function runShard(task: ShardTask): Promise<void> {
       metrics.set('rt_redis_resyncs_total', undefined, stats.get(shard, 'redisResyncs'));
       metrics.set('rt_redis_errors_total', undefined, stats.get(shard, 'redisErrors'));
     }
+    metrics.set('rt_actor_hook_failures_total', undefined, actorStats.failures);
+    metrics.set('rt_actor_restarts_total', undefined, actorStats.restarts);
+    metrics.set('rt_actor_compute_tasks_total', undefined, actorStats.computed);
   };
   const sampler = startThreadSampler(metrics);
   const statsTimer = setInterval(publishStats, 250);
@@ -247,6 +269,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       await mesh.flushed(Math.min(cmd.timeoutMs, 2000));
       // Let uWS write the close frames before the app goes away.
       await new Promise((r) => setTimeout(r, 50));
+      await host.stopAll();
       // Members on this host leave now, not when its heartbeat expires.
       await bridge?.close(true);
       clearInterval(statsTimer);

@@ -10,7 +10,7 @@ import { Piscina } from 'piscina';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ServerConfig } from '../config/schema.js';
-import { createLogger, type Logger } from '../log.js';
+import { configureLogs, createLogger, setThreadLogger, type Logger } from '../log.js';
 import { Hub } from './hub.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { createMeshLayout, MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
@@ -19,6 +19,7 @@ import { SharedStats } from './stats.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
 import { startThreadSampler } from './thread-sampler.js';
 import { SharedLimits } from '../security/shared-limits.js';
+import { ListenError } from '../errors.js';
 
 interface AcceptorApp extends TemplatedApp {
   addChildAppDescriptor(d: unknown): void;
@@ -53,7 +54,7 @@ async function claimPort(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createNetServer();
     s.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(`cannot listen on ${host || '*'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)),
+      reject(new ListenError(`cannot listen on ${host || '*'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)),
     );
     s.listen(port, host || undefined, () => {
       const port = (s.address() as { port: number }).port;
@@ -88,7 +89,9 @@ export class Supervisor {
   constructor(config: ServerConfig, apiKey: string, bridge?: HubBridge) {
     this.config = config;
     this.apiKey = apiKey;
+    configureLogs({ format: config.logFormat, rate: config.logRate });
     this.log = createLogger(config.logLevel, 'main');
+    setThreadLogger(this.log);
     const canDescribe = descriptorsSupported();
     if (config.acceptor === 'descriptor' && !canDescribe) throw new Error('--acceptor=descriptor: this uWebSockets.js build has no app descriptors; use reuseport or auto');
     // Handing sockets to TLS (SSLApp) shards through descriptors crashes this uWS build when apps are
@@ -117,7 +120,7 @@ export class Supervisor {
         minThreads: 1,
         maxThreads: Math.max(1, Math.floor(config.workers / 2)),
         idleTimeout: 30_000,
-        workerData: { publicKey: config.jwtPublicKey },
+        workerData: { publicKey: config.jwtPublicKey, audience: config.jwtAudience, issuer: config.jwtIssuer },
       });
       const compute = this.compute;
       this.hub.onForward('verify', (body: { token: string }) => compute.run(body));
@@ -162,7 +165,7 @@ export class Supervisor {
     const app = this.acceptor!;
     return new Promise<number>((resolve, reject) => {
       const cb = (s: us_listen_socket | false) => {
-        if (!s) return reject(new Error(`cannot listen on ${config.host || '*'}:${config.port} (in use, or not permitted)`));
+        if (!s) return reject(new ListenError(`cannot listen on ${config.host || '*'}:${config.port}: the port is in use, or not permitted`));
         this.listenSocket = s;
         resolve(uWS.us_socket_local_port(s as never));
       };
@@ -248,7 +251,7 @@ export class Supervisor {
     new Metrics(this.metrics.sab, this.metrics.threads, i).set('rt_up', undefined, 0);
     slot.control?.close();
     if (this.stopping) return;
-    this.log.error(`shard ${i} ${err ? `crashed: ${err.message}` : 'exited unexpectedly'}`);
+    this.log.error(`shard ${i} ${err ? `crashed: ${err.message}` : 'exited unexpectedly'}`, { event: 'shard.crashed', shard: i, ...(err ? { err } : {}) });
     if (this.fatal) return this.fatal(err ?? new Error(`shard ${i} exited during start`));
     if (!this.config.restartShards) return;
     slot.restarts++;
@@ -256,11 +259,11 @@ export class Supervisor {
     this.metrics.inc('rt_shard_restarts_total');
     this.startShard(i).then(
       () => {
-        this.log.info(`shard ${i} replaced by a new thread (restart #${slot.restarts})`);
+        this.log.info(`shard ${i} replaced by a new thread (restart #${slot.restarts})`, { event: 'shard.restarted', shard: i, restarts: slot.restarts });
         // Everyone forgets the dead thread's connections and re-subscribes theirs with the new owner.
         this.hub.mesh.broadcast({ t: 'restarted', peer: i }, true);
       },
-      (e: Error) => this.log.error(`shard ${i} could not be restarted: ${e.message}`),
+      (e: Error) => this.log.error(`shard ${i} could not be restarted: ${e.message}`, { event: 'shard.restart_failed', shard: i }),
     );
   }
 

@@ -4,7 +4,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { RtError } from '../errors.js';
+import { RtError, toErrorBody } from '../errors.js';
 import { assertChannel, assertEvent } from '../protocol/native.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { bridged } from '../bridge/setup.js';
@@ -15,6 +15,8 @@ import { registerOperatorApi } from './operator-api.js';
 
 const MAX_CHANNELS_PER_PUBLISH = 100;
 const MAX_BATCH = 1000;
+/** Seconds a client refused with `overloaded` (503) is told to wait before retrying. */
+const OVERLOADED_RETRY_AFTER_S = 1;
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
@@ -107,6 +109,21 @@ async function publish(ctx: ThreadContext, spec: PublishSpec, offsets: Record<st
   spec.channels!.forEach((ch, i) => (offsets[ch] = results[i]!.offset));
 }
 
+/**
+ * All published: the PublishAnswer, offsets merged in batch order (a channel's last message wins).
+ * Otherwise the first failure's code and status, and a message saying which messages failed and that
+ * the others were published (they were: a batch is not a transaction).
+ */
+function batchAnswer(results: PromiseSettledResult<unknown>[], offsets: Record<string, number>[]): PublishAnswer {
+  const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ i, err: r.reason as unknown }] : []));
+  if (failed.length === 0) return { ok: true, count: results.length, offsets: Object.assign({}, ...offsets) as Record<string, number> };
+  const first = failed[0]!;
+  const body = toErrorBody(first.err);
+  const status = first.err instanceof RtError ? first.err.status : 500;
+  const which = failed.length <= 10 ? failed.map((f) => `messages[${f.i}]`).join(', ') : `messages[${first.i}] and ${failed.length - 1} others`;
+  throw new RtError(body.code, `${which} not published (${body.message}); the other ${results.length - failed.length} of ${results.length} were published`, status);
+}
+
 type Handler = (ctx: ThreadContext, req: Req, res: HttpResponse, state: { aborted: boolean }) => Promise<unknown>;
 
 /** Browser calls of the API must come from an allowed origin; server-to-server calls send no Origin. */
@@ -139,7 +156,8 @@ export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'o
       return 200;
     })()
       .catch((err) => {
-        sendError(res, state, err, cors);
+        // An overloaded thread: tell the client when to come back (RFC 9110 Retry-After).
+        sendError(res, state, err, (err as { code?: unknown })?.code === 'overloaded' ? { ...cors, 'retry-after': String(OVERLOADED_RETRY_AFTER_S) } : cors);
         return errorStatus(err);
       })
       .then((status) => ctx.metrics.inc('rt_http_requests_total', { route: apiRouteOf(req.url), status: String(status) }))
@@ -171,10 +189,11 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
       if (body.messages.length === 0 || body.messages.length > MAX_BATCH) throw new RtError('bad_request', `"messages" must hold 1 to ${MAX_BATCH} messages`);
       // Validate all before publishing any, so a bad batch publishes nothing.
       const specs = body.messages.map((m, i) => parsePublish(m, `messages[${i}]`));
-      // Sequential per batch keeps the batch's order for messages on the same channel.
-      const offsets: Record<string, number> = {};
-      for (const s of specs) await publish(c, s, offsets);
-      return { ok: true, count: specs.length, offsets } satisfies PublishAnswer;
+      // All sent at once: the rings are FIFO per pair of threads and an owner's mailbox takes them in
+      // arrival order, so messages on one channel keep the batch's order without waiting for each other.
+      const offsets = specs.map(() => ({}) as Record<string, number>);
+      const results = await Promise.allSettled(specs.map((s, i) => publish(c, s, offsets[i]!)));
+      return batchAnswer(results, offsets);
     }),
   );
 

@@ -6,6 +6,7 @@
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { countRefusal } from '../runtime/instruments.js';
+import { clientAddress } from '../security/client-ip.js';
 
 export interface Req {
   method: string;
@@ -28,7 +29,7 @@ export function snapshot(res: HttpResponse, req: HttpRequest, paramCount = 0): R
     query: req.getQuery() ?? '',
     headers,
     params,
-    ip: Buffer.from(res.getRemoteAddressAsText()).toString(),
+    ip: clientAddress(res.getRemoteAddressAsText(), (h) => headers[h]),
   };
 }
 

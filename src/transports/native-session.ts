@@ -33,7 +33,8 @@ function adopt(ctx: ThreadContext, client: Client, claims: JwtClaims): void {
   }
   const fresh = client.user === undefined;
   client.authenticate(claims);
-  if (fresh) ctx.hub.indexUser(client);
+  // A session authenticated before it joined the hub is indexed by hub.add (and never, if it is dropped first).
+  if (fresh && ctx.hub.clients.has(client.id)) ctx.hub.indexUser(client);
 }
 
 function asTokenError(err: unknown): unknown {
@@ -79,6 +80,7 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
               body.publications = res.pubs ?? [];
             }
             if (res.members) body.members = res.members;
+            if (res.data !== undefined) body.data = res.data;
             send(ok(f.ref, body));
           })
           .catch(fail);
@@ -89,7 +91,12 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
       case 'publish':
         ctx.hub
           .publish(f.channel, f.event, f.data, 'client', client, f.exclude_self ? client.id : undefined)
-          .then((r) => send(ok(f.ref, { channel: f.channel, offset: r.offset })), fail);
+          .then((r) => {
+            const body: Reply = { channel: f.channel };
+            if (r.offset !== undefined) body.offset = r.offset;
+            if (r.data !== undefined) body.data = r.data;
+            send(ok(f.ref, body));
+          }, fail);
         return;
       case 'presence':
         if (!client.channels.has(f.channel)) throw new RtError('not_subscribed', `subscribe to ${f.channel} to see its presence`, 403);

@@ -191,16 +191,25 @@ export function registerPolling(app: TemplatedApp, ctx: ThreadContext): void {
         admitSession(ctx, r, token);
         const c = new PollClient(ctx);
         c.admittedIp = r.ip;
-        try {
-          if (token) authenticate(ctx, c, token);
-        } catch (err) {
+        const open = (): void => {
+          if (state.aborted) return c.end();
+          hub.add(c);
+          addSession(c);
+          c.send({ op: 'welcome', socket_id: c.id, session: c.sid, user: c.user ?? null, heartbeat: config.pollTimeout, protocol: 1 });
+          answer(res, state, c.poll(0) as PollResult, headers);
+        };
+        const refused = (err: unknown): void => {
           c.end();
-          throw err;
+          sendError(res, state, err, headers);
+        };
+        let authed: void | Promise<void>;
+        try {
+          authed = token ? authenticate(ctx, c, token) : undefined;
+        } catch (err) {
+          return refused(err);
         }
-        hub.add(c);
-        addSession(c);
-        c.send({ op: 'welcome', socket_id: c.id, session: c.sid, user: c.user ?? null, heartbeat: config.pollTimeout, protocol: 1 });
-        answer(res, state, c.poll(0) as PollResult, headers);
+        if (authed instanceof Promise) authed.then(open, refused);
+        else open();
         return;
       }
       const ackRaw = queryParam(r.query, 'ack') ?? '0';

@@ -12,6 +12,8 @@ import { errorReply, handleFrame, type Reply } from './native-session.js';
 import type { JwtClaims } from '../auth/jwt.js';
 import { queryParam, statusLine } from './http.js';
 import { originAllowed } from '../security/origins.js';
+import { admissionError } from '../security/admission.js';
+import { clientAddress } from '../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../security/token-bucket.js';
 import { countRefusal } from '../runtime/instruments.js';
 
@@ -25,7 +27,6 @@ interface SocketData {
   gone?: boolean;
 }
 
-const ADMIT_STATUS = { too_many_connections: 503, too_many_connections_from_ip: 429, connection_rate_limited: 429 } as const;
 
 /** Bad frames tolerated before the connection is closed: a buggy client gets errors, a hostile one is cut off. */
 const MAX_BAD_FRAMES = 20;
@@ -100,7 +101,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const auth = req.getHeader('authorization');
       const origin = req.getHeader('origin');
       const host = req.getHeader('host');
-      const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const ip = clientAddress(res.getRemoteAddressAsText(), (h) => req.getHeader(h));
       const refuse = (status: number, err: RtError): void => {
         countRefusal(err);
         res.cork(() => {
@@ -119,7 +120,10 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
         if (aborted) return;
         if (claims && hub.isRevoked(String(claims.sub), claims.iat)) return refuse(401, new RtError('token_revoked', 'this token was revoked; get a new one', 401));
         const admitted = ctx.limits.admit(ip);
-        if (admitted !== 'ok') return refuse(ADMIT_STATUS[admitted], new RtError(admitted, `connection refused: ${admitted.replace(/_/g, ' ')}`, ADMIT_STATUS[admitted]));
+        if (admitted !== 'ok') {
+          const err = admissionError(admitted, ip, config);
+          return refuse(err.status, err);
+        }
         res.cork(() => {
           res.upgrade<SocketData>({ format: choice.format, claims, ip }, key, choice.protocol, extensions, context);
         });

@@ -239,11 +239,11 @@ export async function startHost(t: T, redis: string, ns: string, opts: { workers
   };
 }
 
-/** A Prometheus counter (summed over threads when per thread), from a host's /metrics. */
+/** A Prometheus counter summed over threads, from a host's /metrics. */
 export async function metric(host: Host, name: string): Promise<number> {
   const text = await fetch(host.http + '/metrics').then((r) => r.text());
   let n = 0;
-  // Per-thread families carry labels (`name{thread="0"} 3`), host-wide ones do not (`name 3`).
+  // Per-thread series carry labels ({thread=…}); host totals have none.
   for (const line of text.split('\n')) if (line.startsWith(name + '{') || line.startsWith(name + ' ')) n += Number(line.split(' ').pop());
   return n;
 }

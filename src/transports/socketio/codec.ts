@@ -98,6 +98,8 @@ export function namespaceCodec(nsp: string, parser: SioParser, onError: (why: st
     join: (channel, m) => ev(['presence:joining', channel, m]),
     leave: (channel, m) => ev(['presence:leaving', channel, m]),
     user: (event, data) => ev([event, data]),
+    push: (channel, event, data) => ev([event, channel, data]),
+    kicked: (channel, reason) => ev(['kicked', channel, { reason }]),
     frames: multiFrames,
   });
 }

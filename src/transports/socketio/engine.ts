@@ -18,6 +18,8 @@ import { threadOfSocket } from '../../runtime/hash.js';
 import type { ThreadContext } from '../../runtime/context.js';
 import { readBody, statusLine } from '../http.js';
 import { originAllowed } from '../../security/origins.js';
+import { admissionError } from '../../security/admission.js';
+import { clientAddress } from '../../security/client-ip.js';
 import type { Handshake } from '../../actors/handlers.js';
 import { frameBytes, framesOf, NOOP, pollingPayload, type Frame } from './codec.js';
 
@@ -116,8 +118,6 @@ function countCloseReason(reason: string): void {
   else if (reason === 'rate limit exceeded') countRefusal('rate_limit');
 }
 
-const ADMIT_STATUS = { too_many_connections: 503, too_many_connections_from_ip: 429, connection_rate_limited: 429 } as const;
-
 function answer(code: number, status = code === EioCode.FORBIDDEN ? 403 : 400): HttpAnswer {
   return { status, body: JSON.stringify({ code, message: EIO_MESSAGES[code] }), type: 'json' };
 }
@@ -139,7 +139,7 @@ function snapshotHandshake(res: HttpResponse, req: HttpRequest, query: URLSearch
     if (++n > 50) break;
     q[k] = v;
   }
-  return { headers, query: q, address: Buffer.from(res.getRemoteAddressAsText()).toString() };
+  return { headers, query: q, address: clientAddress(res.getRemoteAddressAsText(), (h) => req.getHeader(h)) };
 }
 
 export class EioSession {
@@ -462,7 +462,8 @@ export class Engine {
     const r = this.ctx.limits.admit(ip);
     if (r === 'ok') return null;
     countRefusal(r);
-    return { status: ADMIT_STATUS[r], body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: `connection refused: ${r.replace(/_/g, ' ')}` }), type: 'json' };
+    const err = admissionError(r, ip, this.ctx.config);
+    return { status: err.status, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: err.message }), type: 'json' };
   }
 
   /** A ghost's late output goes to the session's new thread. */

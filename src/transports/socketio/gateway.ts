@@ -17,7 +17,6 @@ import type { Encoded, WireCodec } from '../../protocol/codecs.js';
 import { decodeSioMsgpack, SioDecoder, SioError, SioType, type SioPacket } from '../../protocol/socketio.js';
 import type { StreamPosition } from '../../protocol/native.js';
 import { assertChannel, assertEvent } from '../../protocol/native.js';
-import { channelKind } from '../../auth/channels.js';
 import type { JwtClaims } from '../../auth/jwt.js';
 import { RtError, toErrorBody } from '../../errors.js';
 import type { ChannelIdentity } from '../../runtime/client.js';
@@ -259,6 +258,7 @@ export class SioConnection implements SessionListener {
         await runHandler(hook, client.connection(), [], (m, e) => gw.log(m, e));
       }
     } catch (err) {
+      countRefusal(err);
       const e = toErrorBody(err);
       if (!this.session.closed) this.sendPacket({ type: SioType.CONNECT_ERROR, nsp, data: { message: e.message, data: { code: e.code } } });
       return;
@@ -347,6 +347,11 @@ export class SioClient extends Client {
   private readonly subData = new Map<string, unknown>();
   private readonly acks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private handlerConn?: Connection;
+
+  override onKicked(channel: string): void {
+    this.channelIdentity?.delete(channel);
+    this.subData.delete(channel);
+  }
 
   constructor(
     readonly conn: SioConnection,
@@ -528,7 +533,7 @@ export class SioClient extends Client {
         await this.hub.subscribe(this, channel, undefined, p.data, (res) => {
           // Before the client joins the channel's delivery, so these precede any publication.
           if (res.members) this.emitSafe('presence:subscribed', [channel, res.members]);
-          ack?.([{ ok: true }]);
+          ack?.([res.data === undefined ? { ok: true } : { ok: true, data: res.data }]);
         });
       } catch (err) {
         this.channelIdentity?.delete(channel);
@@ -562,14 +567,14 @@ export class SioClient extends Client {
     try {
       channel = assertChannel(p.channel);
       const event = assertEvent(p.event);
-      if (!event.startsWith('client-')) throw new RtError('bad_request', 'whisper events must start with "client-"');
       await this.pendingSubs.get(channel);
       if (!this.channels.has(channel)) throw new RtError('not_subscribed', `subscribe to ${channel} before whispering on it`, 403);
-      if (channelKind(channel) === 'public') throw new RtError('forbidden', 'only subscribers of private- and presence- channels may whisper', 403);
       const limit = this.conn.ctx.config.maxWhisperSize;
       if (approxSize(p.data, limit) > limit) throw new RtError('payload_too_large', `whispers are limited to ${limit} bytes`, 413);
-      await this.hub.publish(channel, event, p.data, 'client', this, this.id);
-      ack?.([{ ok: true }]);
+      // The channel's owner decides, as for a native publish: its actor's onMessage when it has one,
+      // else the whisper policy (client- events on private and presence channels).
+      const r = await this.hub.publish(channel, event, p.data, 'client', this, this.id, true);
+      ack?.([r.data === undefined ? { ok: true } : { ok: true, data: r.data }]);
     } catch (err) {
       this.fail(ack, 'client event', channel, err, true);
     }
