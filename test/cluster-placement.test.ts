@@ -131,6 +131,30 @@ t.test('kill -9 the owner mid-auction: accepted bids survive, the auction goes o
   ids.set(hosts[hosts.length - 1]!, 'h4');
 });
 
+t.test('a timer survives its owner: kill -9 before the close, the auction closes once, on time, elsewhere', async (t) => {
+  const ch = 'auction-timer';
+  const all = await bidders(ch, hosts, 1);
+  const closeAfterMs = 6000;
+  const start = Date.now();
+  t.equal((await all[0]!.c.request({ op: 'publish', channel: ch, event: 'bid', data: { amount: 50, closeAfterMs } }, 30000)).ok, true);
+  const before = await owner(ch, hosts[0]!);
+  const victim = hosts.find((h) => ids.get(h) === before.host)!;
+  const survivors = all.filter((b) => b.host !== victim);
+  await victim.crash();
+  hosts.splice(hosts.indexOf(victim), 1);
+  // Nobody sends anything: a survivor with subscribers takes the lease over and re-arms the timer.
+  for (const b of survivors) {
+    const closed = await until(`closed at ${b.user}`, () => b.c.messages(ch).find((f) => f.event === 'closed'), 30000);
+    t.same(closed.data, { winner: all[0]!.user, amount: 50 }, `${b.user}: closed with the bid accepted before the kill`);
+  }
+  t.ok(Date.now() - start >= closeAfterMs - 50, 'not before its time');
+  t.equal((await bid(survivors[0]!, ch, 60)).error?.code, 'auction_closed');
+  await settle(ch, survivors, hosts[0]!, 'after-timer');
+  for (const b of survivors) t.equal(b.c.messages(ch).filter((f) => f.event === 'closed').length, 1, `${b.user}: closed once`);
+  hosts.push(await startHost(root, redis.url, ns, { args: hostArgs('h5') }));
+  ids.set(hosts[hosts.length - 1]!, 'h5');
+});
+
 t.test('an owner paused past its lease (SIGSTOP … SIGCONT) cannot act on it; its clients reach the new owner', async (t) => {
   const ch = 'auction-stop';
   const all = await bidders(ch, hosts, 1);

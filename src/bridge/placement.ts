@@ -51,7 +51,10 @@ export class Placement {
   /** Per channel: how often each backend message was seen lately, for ingest claims. */
   private readonly seen = new Map<string, Map<string, { n: number; until: number }>>();
   private readonly sweeper: NodeJS.Timeout;
+  private readonly watcher: NodeJS.Timeout;
   private closing = false;
+  /** Channels with subscribers on this node: kept activated somewhere, so their timers fire. */
+  private readonly watched = new Map<string, number>();
 
   constructor(private readonly opts: PlacementOptions) {
     this.broker = opts.broker;
@@ -62,6 +65,8 @@ export class Placement {
     });
     this.sweeper = setInterval(() => void this.sweep(), 5000);
     this.sweeper.unref();
+    this.watcher = setInterval(() => void this.revive(), Math.max(250, this.broker.leases.ttlMs / 2));
+    this.watcher.unref();
   }
 
   get node(): string {
@@ -103,10 +108,12 @@ export class Placement {
       match: real.match,
       // Subscribers are counted by the activation: it hears of every join and leave on every host.
       onJoin: async (ctx, s, data) => {
+        this.watch(ctx.channel, 1);
         const r = (await this.call(ctx.channel, 'join', [who(s), data ?? null])) as { r?: unknown } | null;
         return r && typeof r === 'object' && 'r' in r ? { reply: r.r } : undefined;
       },
       onLeave: async (ctx, s) => {
+        this.watch(ctx.channel, -1);
         // The connection is gone whatever happens here: a leave the activation never heard of leaves a
         // subscriber it still counts until the relaying node is found dead at the next activation.
         await this.call(ctx.channel, 'leave', [who(s)]).catch((err) => this.opts.log(`leave of ${s.socketId} from ${ctx.channel} not delivered to its actor`, err));
@@ -267,12 +274,36 @@ export class Placement {
     return a && !a.stopped ? { epoch: a.epoch } : undefined;
   }
 
+  private watch(channel: string, delta: number): void {
+    const n = (this.watched.get(channel) ?? 0) + delta;
+    if (n > 0) this.watched.set(channel, n);
+    else this.watched.delete(channel);
+  }
+
+  /**
+   * A channel with subscribers here whose owner died has no activation until an event arrives — and a
+   * timer (an auction's close) is not an event anyone sends. So a node with subscribers takes such a
+   * channel over as soon as its lease is free, and the activation re-arms the persisted timers.
+   */
+  private async revive(): Promise<void> {
+    if (this.closing || !this.broker.up) return;
+    for (const ch of this.watched.keys()) {
+      if (this.broker.leases.fence(ch)) continue;
+      try {
+        if (await this.broker.leases.owner(ch)) continue;
+        await this.activation(ch);
+      } catch {
+        /* another node took it first, or Redis is away: next round */
+      }
+    }
+  }
+
   /** Activations with no subscribers and nothing to do give their lease back. */
   private async sweep(): Promise<void> {
     const now = Date.now();
     const idleMs = this.opts.idleMs ?? 60_000;
     for (const [ch, a] of this.activations) {
-      if (a.subscriberCount > 0 || !a.idle || now - a.lastActivity < idleMs) continue;
+      if (a.subscriberCount > 0 || a.hasTimers || !a.idle || now - a.lastActivity < idleMs) continue;
       a.stop();
       this.activations.delete(ch);
       await this.broker.leases.release(ch).catch(() => {});
@@ -286,6 +317,7 @@ export class Placement {
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.sweeper);
+    clearInterval(this.watcher);
     await Promise.all([...this.activations.values()].map((a) => a.drain(2000)));
     for (const a of this.activations.values()) a.stop();
     await this.broker.leases.releaseAll().catch(() => {});
