@@ -37,7 +37,7 @@ async function bidders(channel: string, on: Host[], perHost = 2): Promise<Bidder
       const user = `${ids.get(host)}-u${k}`;
       const c = await TestClient.connect(`${host.url}/ws?token=${token(user)}`);
       t.teardown(() => c.close());
-      const r = await c.request({ op: 'subscribe', channel }, 30000);
+      const r = await c.request({ op: 'subscribe', channel }, 60000);
       if (!r.ok) throw new Error(`subscribe on host ${i}: ${JSON.stringify(r)}`);
       out.push({ c, host, user });
     }
@@ -45,7 +45,7 @@ async function bidders(channel: string, on: Host[], perHost = 2): Promise<Bidder
   return out;
 }
 
-const bid = (b: Bidder, channel: string, amount: number) => b.c.request({ op: 'publish', channel, event: 'bid', data: { amount } }, 30000);
+const bid = (b: Bidder, channel: string, amount: number) => b.c.request({ op: 'publish', channel, event: 'bid', data: { amount } }, 60000);
 const accepted = (b: Bidder, channel: string) => b.c.messages(channel).filter((f) => f.event === 'bid').map((f: Frame) => [f.offset, f.data.amount, f.data.bidder]);
 const owner = async (channel: string, via: Host) => (await api(via.http, `/api/channels/${channel}`)).body.owner;
 
@@ -53,7 +53,7 @@ const owner = async (channel: string, via: Host) => (await api(via.http, `/api/c
 async function settle(channel: string, all: Bidder[], via: Host, tag: string): Promise<void> {
   const r = await api(via.http, '/api/publish', { channel, event: 'marker', data: tag });
   if (r.status !== 200) throw new Error(`marker: ${r.status} ${JSON.stringify(r.body)}`);
-  for (const b of all) await until(`marker ${tag} at ${b.user}`, () => b.c.messages(channel).some((f) => f.event === 'marker' && f.data === tag), 30000);
+  for (const b of all) await until(`marker ${tag} at ${b.user}`, () => b.c.messages(channel).some((f) => f.event === 'marker' && f.data === tag), 60000);
 }
 
 t.test('bids from clients on three hosts: one activation, one sequence, one close', async (t) => {
@@ -136,7 +136,7 @@ t.test('a timer survives its owner: kill -9 before the close, the auction closes
   const all = await bidders(ch, hosts, 1);
   const closeAfterMs = 6000;
   const start = Date.now();
-  t.equal((await all[0]!.c.request({ op: 'publish', channel: ch, event: 'bid', data: { amount: 50, closeAfterMs } }, 30000)).ok, true);
+  t.equal((await all[0]!.c.request({ op: 'publish', channel: ch, event: 'bid', data: { amount: 50, closeAfterMs } }, 60000)).ok, true);
   const before = await owner(ch, hosts[0]!);
   const victim = hosts.find((h) => ids.get(h) === before.host)!;
   const survivors = all.filter((b) => b.host !== victim);
@@ -144,7 +144,7 @@ t.test('a timer survives its owner: kill -9 before the close, the auction closes
   hosts.splice(hosts.indexOf(victim), 1);
   // Nobody sends anything: a survivor with subscribers takes the lease over and re-arms the timer.
   for (const b of survivors) {
-    const closed = await until(`closed at ${b.user}`, () => b.c.messages(ch).find((f) => f.event === 'closed'), 30000);
+    const closed = await until(`closed at ${b.user}`, () => b.c.messages(ch).find((f) => f.event === 'closed'), 60000);
     t.same(closed.data, { winner: all[0]!.user, amount: 50 }, `${b.user}: closed with the bid accepted before the kill`);
   }
   t.ok(Date.now() - start >= closeAfterMs - 50, 'not before its time');

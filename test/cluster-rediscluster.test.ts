@@ -21,11 +21,11 @@ const ch = 'auction-cluster';
 for (const h of hosts) {
   const c = await TestClient.connect(`${h.url}/ws?token=${token(`user-${idOf(h)}`)}`);
   t.teardown(() => c.close());
-  const r = await c.request({ op: 'subscribe', channel: ch }, 30000);
+  const r = await c.request({ op: 'subscribe', channel: ch }, 60000);
   if (!r.ok) throw new Error(`subscribe: ${JSON.stringify(r)}`);
   clients.push({ c, host: idOf(h) });
 }
-const bid = (c: TestClient, amount: number) => c.request({ op: 'publish', channel: ch, event: 'bid', data: { amount } }, 30000);
+const bid = (c: TestClient, amount: number) => c.request({ op: 'publish', channel: ch, event: 'bid', data: { amount } }, 60000);
 const bids = (c: TestClient) => c.messages(ch).filter((f: Frame) => f.event === 'bid').map((f) => [f.offset, f.data.amount]);
 
 t.test('bids from three hosts on a Redis Cluster: one sequence', async (t) => {
@@ -41,7 +41,7 @@ t.test('bids from three hosts on a Redis Cluster: one sequence', async (t) => {
   }));
   const ok = replies.flat().filter(([, a]) => a).map(([n]) => n).sort((a, b) => a - b);
   await api(hosts[0]!.http, '/api/publish', { channel: ch, event: 'marker', data: 1 });
-  for (const { c } of clients) await until('marker', () => c.messages(ch).some((f) => f.event === 'marker'), 30000);
+  for (const { c } of clients) await until('marker', () => c.messages(ch).some((f) => f.event === 'marker'), 60000);
   const ref = bids(clients[0]!.c);
   t.same(ref.map((x) => x[1]), ok, 'the sequence is exactly the bids answered ok');
   for (const { c, host } of clients) t.same(bids(c), ref, `client on ${host}: same sequence and offsets`);
@@ -64,7 +64,7 @@ t.test('kill -9 the owner: accepted bids kept, auction closes once', async (t) =
   t.same(closes.map((r) => r.status).sort(), [200, 403], 'closed once');
   await api(alive[0]!.http, '/api/publish', { channel: ch, event: 'marker', data: 2 });
   for (const { c, host } of survivors) {
-    await until('marker 2', () => c.messages(ch).some((f) => f.event === 'marker' && f.data === 2), 30000);
+    await until('marker 2', () => c.messages(ch).some((f) => f.event === 'marker' && f.data === 2), 60000);
     t.same(c.messages(ch).filter((f) => f.event === 'closed').map((f) => f.data.amount), [top + 100], `client on ${host}: one closed, the right winner`);
   }
 });
