@@ -1,7 +1,7 @@
 export const version = '0.1.0';
 export { createServer, startServer, type RtServer, type ServerOptions } from './server.js';
 export { defineActor, ActorError, type ActorDefinition, type ActorContext, type Subscriber, type OutgoingMessage } from './actors/define.js';
-export { defineHandlers, HandlerError, type HandlerDefinition, type Connection, type EventHandler, type Handshake } from './actors/handlers.js';
+export { defineHandlers, HandlerError, ackArgs, type AckArgs, type HandlerDefinition, type Connection, type EventHandler, type Handshake } from './actors/handlers.js';
 export { MemoryClient, type MemoryIdentity } from './transports/memory.js';
 export { RtError } from './errors.js';
 export { ConfigError, loadConfig } from './config/load.js';

@@ -20,11 +20,11 @@ import { channelKind } from '../../auth/channels.js';
 import type { JwtClaims } from '../../auth/jwt.js';
 import { RtError, toErrorBody } from '../../errors.js';
 import type { ChannelIdentity } from '../../runtime/client.js';
-import { runHandler, type Connection, type HandlerRegistry } from '../../actors/handlers.js';
+import { ackArgsOf, runHandler, type Connection, type HandlerRegistry } from '../../actors/handlers.js';
 import type { ActorRegistry } from '../../actors/registry.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
 import { authorizeChannel, bearerOf, looksLikeJwt, verifyToken, type ChannelAuthDeps, type TokenCheck } from './auth.js';
-import { namespaceCodec, packetFrames, type SioParser } from './codec.js';
+import { namespaceCodec, packetFrames, type Frame, type SioParser } from './codec.js';
 import type { Engine, EioSession, SessionListener, SessionOwner } from './engine.js';
 
 export interface GatewayOptions {
@@ -154,14 +154,16 @@ export class SioConnection implements SessionListener {
 
   /** Sends one packet. Throws a coded RtError when the packet cannot be encoded (e.g. a reserved event name). */
   sendPacket(p: SioPacket): void {
-    let frames;
+    this.session.send(this.encode(p));
+  }
+
+  encode(p: SioPacket): Frame[] {
     try {
-      frames = packetFrames(p, this.gw.opts.parser);
+      return packetFrames(p, this.gw.opts.parser);
     } catch (err) {
       if (err instanceof SioError) throw new RtError('bad_request', err.message);
       throw err;
     }
-    this.session.send(frames);
   }
 
   private violation(why: string): void {
@@ -234,12 +236,14 @@ export class SioConnection implements SessionListener {
   private async connect(nsp: string, auth: Record<string, unknown>): Promise<void> {
     const { ctx, gw } = this;
     const client = new SioClient(this, nsp, ctx.hub.nextSocketId(), auth);
+    // What onConnect emits waits for the CONNECT packet: a client drops events of a namespace it has not joined.
+    client.held = [];
     try {
       let claims: JwtClaims | undefined;
-      if (auth.token !== undefined) {
+      if (this.tokenIsJwt(auth.token)) {
         if (typeof auth.token !== 'string') throw new RtError('bad_request', 'auth.token must be a string');
         claims = await verifyToken(gw.tokens, auth.token);
-      } else {
+      } else if (ctx.config.socketioAuthToken !== 'off') {
         // laravel-echo hands its `auth` option to io() too, so the subscribe headers also arrive here.
         const bearer = bearerOf(auth.headers);
         if (bearer !== undefined && looksLikeJwt(bearer)) {
@@ -257,16 +261,35 @@ export class SioConnection implements SessionListener {
         await runHandler(hook, client.connection(), [], (m, e) => gw.log(m, e));
       }
     } catch (err) {
+      client.held = undefined;
+      client.dropAcks();
       const e = toErrorBody(err);
       if (!this.session.closed) this.sendPacket({ type: SioType.CONNECT_ERROR, nsp, data: { message: e.message, data: { code: e.code } } });
       return;
     }
-    if (this.session.closed) return;
+    const held = client.held;
+    client.held = undefined;
+    if (this.session.closed) return client.dropAcks();
     client.ws = this.session.transport === 'websocket' ? (this.session.ws as Client['ws']) : undefined;
     ctx.hub.add(client);
     this.sockets.set(nsp, client);
     clearTimeout(this.connectTimer);
     this.sendPacket({ type: SioType.CONNECT, nsp, data: { sid: client.publicId } });
+    if (held.length > 0) this.session.send(held);
+  }
+
+  /** Whether the CONNECT payload's `token` is to be verified as a JWT (--socketio-auth-token). */
+  private tokenIsJwt(token: unknown): boolean {
+    if (token === undefined) return false;
+    switch (this.ctx.config.socketioAuthToken) {
+      case 'off':
+        return false;
+      case 'jwt':
+        return true;
+      default:
+        // auto: a token that is not a JWT, or a server with no way to verify one, leaves it to the handlers.
+        return this.gw.authDeps.jwtConfigured && typeof token === 'string' && looksLikeJwt(token);
+    }
   }
 
   onTransport(): void {
@@ -311,7 +334,7 @@ export class SioConnection implements SessionListener {
       for (const ch of st.channels) subs.push(c.resubscribe(ch.ch, ch.pos, ch.data, ch.identity));
     }
     if (this.sockets.size > 0) clearTimeout(this.connectTimer);
-    void Promise.allSettled(subs).then(() => hub.forward(from, 'eio', { op: 'release', sid: this.session.sid }).catch(() => {}));
+    void Promise.allSettled(subs).then(() => hub.forward(from, this.gw.engine.opts.route, { op: 'release', sid: this.session.sid }).catch(() => {}));
   }
 
   released(): void {
@@ -342,6 +365,8 @@ export class SioClient extends Client {
   /** Acks answering emitWithAck calls made on the thread this socket moved from (see GHOST_ACK_IDS). */
   remoteAcks?: { thread: number; ids: Set<number>; from: number; below: number };
   readonly pendingSubs = new Map<string, Promise<void>>();
+  /** Frames emitted while the namespace connect is being decided (sent after the CONNECT packet). */
+  held?: Frame[];
   private readonly subData = new Map<string, unknown>();
   private readonly acks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private handlerConn?: Connection;
@@ -435,7 +460,7 @@ export class SioClient extends Client {
       return this.fail(ack, String(name), undefined, err, false);
     }
     runHandler(fn, this.connection(), args.slice(1), (m, e) => this.conn.gw.log(m, e)).then(
-      (v) => ack?.(v === undefined ? [] : [v]),
+      (v) => ack?.(ackArgsOf(v)),
       (err) => this.fail(ack, name as string, undefined, err, false),
     );
   }
@@ -481,7 +506,14 @@ export class SioClient extends Client {
 
   emitEvent(event: string, args: unknown[]): void {
     if (typeof event !== 'string' || event.length === 0) throw new RtError('bad_request', 'event must be a non-empty string');
-    this.conn.sendPacket({ type: SioType.EVENT, nsp: this.nsp, data: [event, ...args] });
+    this.send({ type: SioType.EVENT, nsp: this.nsp, data: [event, ...args] });
+  }
+
+  /** A packet of this socket's own (not a channel delivery), held while its connect is decided. */
+  private send(p: SioPacket): void {
+    const frames = this.conn.encode(p);
+    if (this.held) this.held.push(...frames);
+    else this.conn.session.send(frames);
   }
 
   emitWithAck(event: string, args: unknown[], timeoutMs = this.conn.gw.opts.ackTimeout): Promise<unknown> {
@@ -494,7 +526,7 @@ export class SioClient extends Client {
       }, timeoutMs);
       this.acks.set(id, { resolve, reject, timer });
       try {
-        this.conn.sendPacket({ type: SioType.EVENT, nsp: this.nsp, id, data: [event, ...args] });
+        this.send({ type: SioType.EVENT, nsp: this.nsp, id, data: [event, ...args] });
       } catch (err) {
         clearTimeout(timer);
         this.acks.delete(id);
