@@ -188,7 +188,7 @@ export class EioSession {
   private flushScheduled = false;
   private timer?: NodeJS.Timeout;
   private upgradeTimer?: NodeJS.Timeout;
-  private tick?: NodeJS.Timeout;
+  private hurryTimer?: NodeJS.Timeout;
   /** When the upgrade packet arrived (monotonic µs), once the session is leaving for another thread. */
   upgradedAt?: number;
   /** When the client's pong is due (monotonic µs), while a ping is unanswered. */
@@ -270,10 +270,10 @@ export class EioSession {
 
   private schedulePing(): void {
     clearTimeout(this.timer);
-    this.pongDue = undefined;
+    // Due from when the ping is scheduled, not sent: a timer running late must not extend the session.
+    this.pongDue = arrivalStamp() + (this.opts.pingInterval + this.opts.pingTimeout) * 1000;
     this.timer = setTimeout(() => {
       this.write(['2']);
-      this.pongDue = arrivalStamp() + this.opts.pingTimeout * 1000;
       this.timer = setTimeout(() => this.close('ping timeout'), this.opts.pingTimeout);
     }, this.opts.pingInterval);
   }
@@ -312,7 +312,7 @@ export class EioSession {
 
   poll(rid: string, send: (a: HttpAnswer) => void, at: number): void {
     if (this.closed || this.overdue(at)) return send(this.engine.afterClose(this.sid, at));
-    if (this.transport !== 'polling' || this.movedTo !== undefined || (this.upgradedAt !== undefined && at > this.upgradedAt)) return send(answer(EioCode.BAD_REQUEST));
+    if (this.transport !== 'polling' || this.movedTo !== undefined || this.upgradedAt !== undefined) return send(answer(EioCode.BAD_REQUEST));
     if (this.getter) {
       // Two GETs at once is a broken or hostile client: end the session (protocol test suite behaviour).
       send(answer(EioCode.BAD_REQUEST));
@@ -320,11 +320,18 @@ export class EioSession {
       return;
     }
     this.getter = { rid, send, at };
-    // During an upgrade the poll is held until the next tick ends it (see beginUpgrade).
-    if (!this.upgrading && this.queue.length > 0) this.flush();
+    // During an upgrade the poll is ended with a noop a little later, unless the upgrade completes first.
+    if (this.upgrading) this.hurryLater();
+    else if (this.queue.length > 0) this.flush();
+  }
+
+  private hurryLater(): void {
+    clearTimeout(this.hurryTimer);
+    this.hurryTimer = setTimeout(() => this.hurryPoll(), UPGRADE_TICK_MS);
   }
 
   private hurryPoll(): void {
+    clearTimeout(this.hurryTimer);
     if (!this.getter) return;
     const g = this.getter;
     this.getter = undefined;
@@ -375,21 +382,21 @@ export class EioSession {
   probed(): void {
     if (!this.probing || this.upgrading) return;
     this.upgrading = true;
-    this.tick = setInterval(() => this.hurryPoll(), UPGRADE_TICK_MS);
+    if (this.getter) this.hurryLater();
   }
 
   /** The probe ended without completing the upgrade. */
   endProbe(): void {
     clearTimeout(this.upgradeTimer);
-    clearInterval(this.tick);
+    clearTimeout(this.hurryTimer);
     this.probing = false;
     this.upgrading = false;
   }
 
   /** Upgrade on this thread: same session, new transport; queued packets go out on the WebSocket. */
-  switchTo(ws: WebSocket<WsData>, at: number): void {
+  switchTo(ws: WebSocket<WsData>): void {
     this.endProbe();
-    this.endPoll(at);
+    this.endPoll();
     this.transport = 'websocket';
     this.ws = ws;
     const q = this.queue;
@@ -399,21 +406,26 @@ export class EioSession {
     this.listener.onTransport();
   }
 
-  /** Ends the pending poll at an upgrade: a noop if it arrived before the upgrade packet, else a 400. */
-  private endPoll(upgradedAt: number): void {
+  /**
+   * Ends a poll still pending at the upgrade with a 400: a client sends the upgrade packet only after
+   * its last poll was answered (it pauses polling on the probe's pong), so a poll pending now was sent
+   * after the upgrade packet and merely reached this thread first.
+   */
+  private endPoll(): void {
+    clearTimeout(this.hurryTimer);
     if (this.getter) {
       const g = this.getter;
       this.getter = undefined;
-      g.send(g.at > upgradedAt ? answer(EioCode.BAD_REQUEST) : { status: 200, body: NOOP, type: 'text' });
+      g.send(answer(EioCode.BAD_REQUEST));
     }
   }
 
   /** Upgrade onto another thread: hand over the queue and the Socket.IO state, stay as a ghost. */
-  moveTo(thread: number, at: number): Migrated | null {
+  moveTo(thread: number): Migrated | null {
     if (this.closed || !this.probing || this.transport !== 'polling' || this.movedTo !== undefined) return null;
     this.endProbe();
     clearTimeout(this.timer);
-    this.endPoll(at);
+    this.endPoll();
     const frames = this.queue;
     this.queue = [];
     this.queuedBytes = 0;
@@ -593,7 +605,7 @@ export class Engine {
         if (!s) return null;
         // From now on the session is leaving: polls that arrive after the upgrade packet get a 400.
         s.upgradedAt = op.at;
-        return s.listener.settled().then(() => s.moveTo(from, op.at));
+        return s.listener.settled().then(() => s.moveTo(from));
       case 'release':
         if (s?.movedTo !== undefined) s.listener.released();
         return null;
@@ -897,7 +909,7 @@ export class Engine {
         return;
       }
       data.session = s;
-      s.switchTo(ws, at);
+      s.switchTo(ws);
       return;
     }
     data.moving = true;
