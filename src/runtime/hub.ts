@@ -58,6 +58,8 @@ export class Hub {
   readonly aliases = new Map<string, Client>();
   /** Counters for /metrics. */
   readonly stats = { delivered: 0, published: 0, subscriptions: 0 };
+  /** Called before each publication this thread delivers (Socket.IO recovery numbers its deliveries). */
+  onDeliver?: (pub: Publication) => void;
 
   constructor(opts: HubOptions) {
     this.opts = opts;
@@ -338,6 +340,7 @@ export class Hub {
 
   private deliver(pub: Publication, exclude?: string): void {
     const ch = pub.channel;
+    this.onDeliver?.(pub);
     const l = this.local.get(ch);
     if (l?.pos && l.pos.offset < pub.offset) l.pos.offset = pub.offset;
     const ex = exclude ? (this.clients.get(exclude) ?? this.aliases.get(exclude)) : undefined;

@@ -56,6 +56,7 @@ export async function registerSocketIo(app: TemplatedApp, ctx: ThreadContext): P
     actors,
     connectTimeout: Math.round(cfg.socketioConnectTimeout * 1000),
     ackTimeout: 10_000,
+    recoveryMs: Math.round(cfg.socketioRecovery * 1000),
   });
   const engineOpts: EngineOptions = {
       path: SOCKETIO_PATH,
