@@ -297,7 +297,7 @@ export class EioSession {
         this.schedulePing();
         return;
       case 'close':
-        this.close('client closed the connection', false);
+        this.close('client closed the connection', false, true);
         return;
       case 'ping':
       case 'noop':
@@ -447,7 +447,7 @@ export class EioSession {
    * Ends the session. Over WebSocket the socket is closed (the client reconnects unless Socket.IO told
    * it otherwise first); over polling the close packet goes to the pending or the next GET.
    */
-  close(reason: string, notify = true): void {
+  close(reason: string, notify = true, byClient = false): void {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.timer);
@@ -474,7 +474,7 @@ export class EioSession {
         this.engine.bury(this, undefined);
       } else {
         // A GET that arrived before this close but reaches this thread after it still gets these words.
-        this.engine.bury(this, words, !notify);
+        this.engine.bury(this, words, byClient);
       }
     } else this.engine.forget(this);
     this.listener?.onClose(reason);

@@ -180,7 +180,8 @@ export class SioConnection implements SessionListener {
 
   private violation(why: string): void {
     this.gw.log(`socket.io ${this.session.sid}: ${why}; closing`);
-    this.session.close('parse error', false);
+    // With the close packet: a polling client learns from its next poll that the session is over.
+    this.session.close('parse error');
   }
 
   onMessage(data: string | Uint8Array): void {
