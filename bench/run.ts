@@ -10,6 +10,7 @@ const suites: Array<[string, string, string]> = [
   ['fanout', './fanout.js', 'benchFanout'],
   ['memory', './memory.js', 'benchMemory'],
   ['socketio', './socketio.js', 'benchSocketIo'],
+  ['pusher', './pusher.js', 'benchPusher'],
   ['transports', './transports.js', 'benchTransports'],
   ['bridge', './bridge.js', 'benchBridge'],
 ];

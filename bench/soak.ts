@@ -6,6 +6,7 @@
  *   npm run soak                 # 3 minutes, 2000 subscribers
  *   npm run soak -- --minutes=10 --subscribers=5000
  *   npm run soak -- --quick      # 20 s smoke run
+ *   npm run soak -- --proxied=10000   # clients behind a simulated reverse proxy (last phase)
  */
 import WebSocket from 'ws';
 import { BenchServer, connectMany, now, percentile, round } from './lib.js';
@@ -101,6 +102,50 @@ async function runPhase(server: BenchServer, seconds: number): Promise<Record<st
 }
 
 /**
+ * Clients behind a reverse proxy: every socket comes from 127.0.0.1 and carries its own
+ * X-Forwarded-For. With --trust-proxy each is counted by its own address, so the default connection
+ * rate (1,000/s per IP) and a per-IP cap of 50 refuse none of them; one address past its cap still
+ * is refused. Without --trust-proxy all of them would share 127.0.0.1's limits.
+ */
+async function proxyPhase(count: number): Promise<Record<string, unknown>> {
+  const perIp = 50;
+  const server = await BenchServer.start('rt', 2, { trustProxy: ['127.0.0.1'], maxConnectionsPerIp: perIp, connectionRatePerIp: 1000, maxConnections: 100_000 });
+  const url = `ws://127.0.0.1:${server.port}/ws`;
+  const open: WebSocket[] = [];
+  const statuses: Record<string, number> = {};
+  const connect = (forwardedFor: string) =>
+    new Promise<void>((resolve) => {
+      const ws = new WebSocket(url, { headers: { 'x-forwarded-for': forwardedFor }, perMessageDeflate: false });
+      const count = (k: string) => ((statuses[k] = (statuses[k] ?? 0) + 1), resolve());
+      ws.once('open', () => (open.push(ws), count('101')));
+      ws.once('unexpected-response', (_req, res) => count(String(res.statusCode)));
+      ws.once('error', (err) => count(`error ${err.message}`));
+    });
+  const t0 = Date.now();
+  for (let i = 0; i < count; i += 200) {
+    await Promise.all(Array.from({ length: Math.min(200, count - i) }, (_, k) => connect(`10.${(i + k) >> 16}.${((i + k) >> 8) & 255}.${(i + k) & 255}`)));
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  const distinct = { ...statuses };
+  // One address past its own cap: refused with 429 while everyone else stays connected.
+  for (const k of Object.keys(statuses)) delete statuses[k];
+  for (let i = 0; i < perIp + 10; i++) await connect('192.0.2.1');
+  const same = { ...statuses };
+  for (const ws of open) ws.terminate();
+  await server.stop();
+  return {
+    bench: 'soak',
+    figure: 'behind-proxy',
+    clients: count,
+    admitted: distinct['101'] ?? 0,
+    refused: count - (distinct['101'] ?? 0),
+    connect_rate_per_s: round(count / seconds, 0),
+    one_address_statuses: same,
+    ok: distinct['101'] === count && (same['429'] ?? 0) >= 10,
+  };
+}
+
+/**
  * A warm-up phase first brings the process to its working size (allocators keep freed pages), then the
  * measured phase runs; memory "returned to baseline" compares RSS after the measured phase with RSS after
  * the warm-up — a leak grows between the two, retention does not.
@@ -123,6 +168,7 @@ async function main(): Promise<void> {
     returned_to_baseline: after.rss <= baseline.rss * 1.1 + 8 * 1048576,
   }));
   await server.stop();
+  console.log(JSON.stringify(await proxyPhase(quick ? 2000 : arg('proxied', 10_000))));
   process.exit(0);
 }
 

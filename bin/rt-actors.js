@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// Runs in this process (no child): signals sent to it reach the server directly. Exit codes: see
+// `rt-actors --help` and docs/deployment.md#exit-codes.
 import { main } from '../dist/src/cli/main.js';
 
 main(process.argv.slice(2)).then(
@@ -6,7 +8,8 @@ main(process.argv.slice(2)).then(
     if (typeof code === 'number') process.exitCode = code;
   },
   (err) => {
-    console.error(err?.stack ?? String(err));
+    // One line, stack folded, so a log collector keeps it together.
+    process.stderr.write(`rt-actors: unexpected error: ${String(err?.stack ?? err).replace(/\r?\n\s*/g, ' | ')}\n`);
     process.exit(1);
   },
 );

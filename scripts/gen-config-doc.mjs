@@ -16,16 +16,22 @@ export function render() {
 
 One schema, four sources. For every option, the first of these that sets it wins:
 
-1. a command-line flag: \`rt-actors start --port=7000\` (or \`--port 7000\`; booleans: \`--restart-shards\` / \`--no-restart-shards\`)
+1. a command-line flag: \`rt-actors start --port=7000\` (or \`--port 7000\`)
 2. an environment variable: \`RT_PORT=7000\`
 3. the JSON config file given with \`--config\` / \`RT_CONFIG\`: \`{ "port": 7000 }\`
 4. the default
 
 \`createServer(options)\` takes the same keys; options passed in code rank with flags.
 
+Booleans: \`--restart-shards\` or \`--restart-shards=true\` turns one on, \`--no-restart-shards\` or
+\`--restart-shards=false\` turns it off (\`true\`/\`false\`, \`1\`/\`0\`, \`yes\`/\`no\`, in flags, variables and
+files alike). \`--no-…\` takes no value: \`--no-require-auth=1\` is refused rather than guessed, and only
+booleans have a \`--no-\` form. A config file cannot name another one: a \`"config"\` key in it is refused.
+
 Every value is validated at start. A bad value, an unknown flag or an unknown config-file key stops the
 server with exit code 2 and a message naming the key and what it accepts, e.g.
-\`rt-actors: invalid value "lots" for --workers (flag): expected 'auto' or an integer from 1 to 256\`.
+\`rt-actors: invalid value "lots" for --workers (flag): expected 'auto' or an integer from 1 to 256\`. Other exit
+codes (the port in use: 3) are in [deployment.md](deployment.md#exit-codes).
 
 Durations take seconds or a unit (\`500ms\`, \`90s\`, \`5m\`, \`1h\`, \`1d\`); sizes take bytes or a unit
 (\`64kb\`, \`1mb\`, \`1gb\`).

@@ -47,3 +47,12 @@ export function toErrorBody(err: unknown): { code: string; message: string } {
   }
   return { code: 'internal', message: 'internal error' };
 }
+
+/** The server could not bind its port (in use, or not permitted): the CLI exits with code 3. */
+export class ListenError extends Error {
+  readonly code = 'listen_failed';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ListenError';
+  }
+}

@@ -6,11 +6,15 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { loadConfig, ConfigError } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
-import { createJwtVerifier } from './auth/jwt.js';
+import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
+import { checkJwtSecret } from './auth/secret-policy.js';
+import { createLogger } from './log.js';
+import { ProxyTrust } from './security/client-ip.js';
 import { loadActors } from './actors/registry.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
+import { checkPusherConfig } from './transports/pusher/index.js';
 import { Supervisor } from './runtime/supervisor.js';
-import { checkBridgeConfig, openMainBridge } from './bridge/setup.js';
+import { checkBridgeConfig, openMainBridge, resolveHostId } from './bridge/setup.js';
 import { MemoryClient, type MemoryIdentity } from './transports/memory.js';
 import type { ChannelInfo } from './runtime/messages.js';
 import type { Member } from './protocol/native.js';
@@ -53,9 +57,9 @@ function resolvePublicKey(cfg: ServerConfig): void {
     }
   }
   try {
-    createJwtVerifier({ secret: cfg.jwtSecret || undefined, publicKey: cfg.jwtPublicKey || undefined });
+    createJwtVerifier(verifierOptions(cfg));
   } catch (err) {
-    throw new ConfigError('jwtPublicKey', (err as Error).message);
+    throw new ConfigError(cfg.jwksUrl && /JWKS/.test((err as Error).message) ? 'jwksUrl' : 'jwtPublicKey', (err as Error).message);
   }
 }
 
@@ -86,12 +90,27 @@ export async function createServer(options: ServerOptions = {}): Promise<RtServe
 }
 
 export async function startServer(config: ServerConfig): Promise<RtServer> {
+  const weakSecret = checkJwtSecret(config.jwtSecret, process.env.NODE_ENV === 'production');
+  if (weakSecret) createLogger(config.logLevel, 'main').warn(weakSecret);
   resolvePublicKey(config);
+  try {
+    new ProxyTrust(config.trustProxy);
+  } catch (err) {
+    throw new ConfigError('trustProxy', `--trust-proxy: ${(err as Error).message}`);
+  }
   checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
-  if (config.actors) await loadActors(config.actors);
+  if (config.actors) {
+    try {
+      await loadActors(config.actors);
+    } catch (err) {
+      throw new ConfigError('actors', (err as Error).message);
+    }
+  }
   await checkSocketIoConfig(config);
+  checkPusherConfig(config);
   // Redis bridge: a bad option or an unreachable Redis stops the start here, with a clear message.
+  resolveHostId(config);
   const redisTarget = checkBridgeConfig(config);
   const main = redisTarget ? await openMainBridge(config, redisTarget) : undefined;
   const apiKeyGenerated = !config.apiKey;

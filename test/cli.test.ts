@@ -1,10 +1,15 @@
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, mkdirSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestClient } from './helpers/ws-client.js';
+import { listeningPort, runCli } from './helpers/cli.js';
+
+// Several servers start and stop one after another: longer than .taprc's default on a busy machine.
+t.setTimeout(240_000);
 
 const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
 const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20000 });
@@ -79,4 +84,119 @@ t.test('start serves, prints the generated key once, and SIGTERM shuts down grac
   t.equal((await c.waitClose()).code, 1012);
   t.equal(await exited, 0, 'clean exit');
   t.equal((out.match(/API key/g) ?? []).length, 1, 'key printed once');
+});
+
+t.test('start-up errors: one clear line each, and a documented exit code', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rt-cli-'));
+  const oneLine = (r: { stderr: string }) => r.stderr.trimEnd().split('\n');
+
+  // A port in use: exit 3.
+  const blocker = createNetServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => blocker.close());
+  const busy = (blocker.address() as { port: number }).port;
+  for (const host of [['--host=127.0.0.1'], []]) {
+    const inUse = run(['start', `--port=${busy}`, '--workers=1', ...host]);
+    t.equal(inUse.status, 3, `port in use exits 3 (${host.join(' ') || 'all interfaces'})`);
+    t.same(oneLine(inUse).length, 1, 'one line');
+    t.match(inUse.stderr, new RegExp(`^rt-actors: cannot listen on .*:${busy}: the port is in use`));
+  }
+  const inUseJson = run(['start', `--port=${busy}`, '--workers=1', '--host=127.0.0.1', '--log-format=json']);
+  t.equal(inUseJson.status, 3);
+  const line = JSON.parse(inUseJson.stderr.trim());
+  t.match(line, { level: 'error', event: 'server.start_failed', exit: 3, msg: /port is in use/ }, 'with --log-format=json, the line is JSON');
+
+  // A missing --actors folder: a configuration error, exit 2.
+  const noActors = run(['start', '--port=0', '--workers=1', `--actors=${join(dir, 'missing')}`]);
+  t.equal(noActors.status, 2);
+  t.same(oneLine(noActors).length, 1);
+  t.match(noActors.stderr, /^rt-actors: --actors .*missing: cannot read folder/);
+
+  // An actor file that fails to import: exit 2, naming it, no stack.
+  mkdirSync(join(dir, 'broken'));
+  writeFileSync(join(dir, 'broken', 'bad.mjs'), 'export default {{;\n');
+  const broken = run(['start', '--port=0', '--workers=1', `--actors=${join(dir, 'broken')}`]);
+  t.equal(broken.status, 2);
+  t.same(oneLine(broken).length, 1);
+
+  // An unreadable TLS file (a directory, a missing file): exit 2.
+  for (const file of [dir, join(dir, 'nope.pem')]) {
+    const tls = run(['start', '--port=0', '--workers=1', `--tls-cert=${file}`, `--tls-key=${file}`]);
+    t.equal(tls.status, 2, `TLS file ${file}`);
+    t.same(oneLine(tls).length, 1);
+    t.match(tls.stderr, /^rt-actors: cannot read --tls-cert file /);
+  }
+
+  // A "config" key inside a config file.
+  writeFileSync(join(dir, 'nested.json'), JSON.stringify({ port: 0, config: 'other.json' }));
+  const nested = run(['start', '--config', join(dir, 'nested.json')]);
+  t.equal(nested.status, 2);
+  t.match(nested.stderr, /key "config" is not allowed inside a config file/);
+});
+
+t.test('boolean flags: --x, --x=<bool>, --no-x; nonsense is refused', async (t) => {
+  const refused = (args: string[], re: RegExp) => {
+    const r = run(['start', ...args]);
+    t.equal(r.status, 2, args.join(' '));
+    t.match(r.stderr, re);
+  };
+  refused(['--no-require-auth=1'], /--no-require-auth takes no value \(got "1"\): write --no-require-auth or --require-auth=1/);
+  refused(['--no-require-auth=false'], /takes no value/);
+  refused(['--require-auth=maybe'], /invalid value "maybe" for --require-auth \(flag\): expected true or false/);
+  refused(['--require-auth', 'false'], /unexpected argument "false" \(--require-auth is a boolean: write --require-auth=false instead\)/);
+  refused(['--no-port'], /--no-port: only boolean options have a --no- form/);
+});
+
+t.test('--require-auth / --no-require-auth reach the server', async (t) => {
+  const cases: [string[], number][] = [
+    [['--require-auth'], 401],
+    [['--require-auth=1'], 401],
+    [['--no-require-auth'], 101],
+    [['--require-auth=false'], 101],
+    [['--require-auth', '--no-require-auth'], 101],
+  ];
+  for (const [flags, status] of cases) {
+    const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', ...flags]);
+    const port = await listeningPort(p);
+    const got = await TestClient.connect(`ws://127.0.0.1:${port}/ws`).then(
+      (c) => (c.ws.close(), 101),
+      (err: Error) => Number(/HTTP (\d+)/.exec(err.message)?.[1] ?? 0),
+    );
+    t.equal(got, status, `${flags.join(' ')}: ${status === 101 ? 'connects without a token' : 'refused without a token'}`);
+    p.child.kill('SIGTERM');
+    await p.exited;
+  }
+});
+
+t.test('--help documents endpoints, the --no- form, exit codes, examples and the docs', async (t) => {
+  const help = run(['start', '--help']).stdout;
+  for (const s of ['/ws', '/sse', '/socket.io/', '/api/', '/health', '/metrics', '/client.js', '--no-restart-shards', '--no-require-auth', 'Exit codes', '  3  the port cannot be bound', 'Examples:', 'docs/configuration.md', 'docs/deployment.md', '--log-format=<text|json>']) {
+    t.ok(help.includes(s), `start --help mentions ${s}`);
+  }
+  t.match(run(['--help']).stdout, /Exit codes:[\s\S]*2  invalid usage or configuration/);
+});
+
+t.test('a closed stdout or stderr does not kill the server (rt-actors start | head -2)', async (t) => {
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-level=debug']);
+  const port = await listeningPort(p);
+  // What `| head -2` does once it has its lines: close the reading end of both pipes.
+  p.child.stdout!.destroy();
+  p.child.stderr!.destroy();
+  // Debug lines (connections) are written to the closed pipe now.
+  for (let i = 0; i < 3; i++) {
+    const c = await TestClient.connect(`ws://127.0.0.1:${port}/ws`);
+    c.ws.close();
+    await c.waitClose();
+  }
+  const health = await fetch(`http://127.0.0.1:${port}/health`);
+  t.equal(health.status, 200, 'still serving after writes to the closed pipes');
+  t.equal(p.child.exitCode, null, 'still running');
+  p.child.kill('SIGTERM');
+  t.same(await p.exited, { code: 0, signal: null }, 'and stops cleanly');
+});
+
+t.test('--help | head -1 exits quietly', async (t) => {
+  const r = spawnSync('sh', ['-c', `"${process.execPath}" "${bin}" start --help | head -1`], { encoding: 'utf8' });
+  t.match(r.stdout, /^Usage: rt-actors start/);
+  t.notMatch(r.stderr, /EPIPE|Error/, 'no error printed');
 });

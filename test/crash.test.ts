@@ -1,6 +1,7 @@
 import t from 'tap';
 import { startServer, api } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
+import { FAULT_ACTORS, channelOwnedBy, clientOnShard, listenProbe, until } from './helpers/faults.js';
 
 t.test('a crashed shard is replaced; its clients reconnect and resume; others keep their channels', async (t) => {
   const s = await startServer(t);
@@ -21,13 +22,7 @@ t.test('a crashed shard is replaced; its clients reconnect and resume; others ke
   t.equal(closed.code, 1011, 'client of the crashed shard is told to reconnect');
   t.match(onZero.frames.find((f) => f.op === 'disconnect'), { reconnect: true });
   // wait until the shard is back
-  const deadline = Date.now() + 15000;
-  for (;;) {
-    const h = await api(s.http, '/health', undefined, { key: null });
-    if (h.body.workers?.alive === 2) break;
-    if (Date.now() > deadline) throw new Error('shard not replaced');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await until(async () => (await api(s.http, '/health', undefined, { key: null })).body.workers?.alive === 2, 'shard replaced', 15_000);
   t.pass('shard replaced');
   // the surviving shard's client still receives on every channel, including those the dead shard owned
   for (const ch of channels) {
@@ -54,4 +49,38 @@ t.test('a crashed shard is replaced; its clients reconnect and resume; others ke
     }
   }
   t.ok(recovered >= channels.length / 2, `channels whose history survived were recovered (${recovered}/${channels.length})`);
+});
+
+t.test('a replaced shard starts in a fresh thread: no module state or timer of the dead shard survives', async (t) => {
+  const s = await startServer(t, { actors: FAULT_ACTORS });
+  const probe = listenProbe(t);
+  const channel = channelOwnedBy('probe-', 0, 2);
+  // The watcher lives on the shard that does not crash; after the restart it is re-subscribed.
+  const watcher = await clientOnShard(s.url + '/ws', 1, t);
+  await watcher.request({ op: 'subscribe', channel });
+  const report = async (tag: string) => {
+    const reply = watcher.next((f) => f.op === 'message' && f.event === 'report' && f.data?.tag === tag, 10_000);
+    t.equal((await api(s.http, '/api/publish', { channel, event: 'report', data: { tag } })).status, 200);
+    return (await reply).data as { threadId: number; registry: string[] };
+  };
+  await api(s.http, '/api/publish', { channel, event: 'remember', data: { tag: 'before-crash' } });
+  const before = await report('before');
+  t.same(before.registry, ['before-crash'], 'the probe keeps module-level state while its shard lives');
+  // A timer nobody clears, due shortly after the crash.
+  const ghostDue = Date.now() + 1000;
+  await api(s.http, '/api/publish', { channel, event: 'arm', data: { tag: 'ghost', ms: 1000 } });
+
+  s.crashShard(0);
+  await until(async () => (await api(s.http, '/health', undefined, { key: null })).body.workers?.alive === 2 && /^rt_shard_restarts_total(\{[^}]*\})? 1$/m.test((await api(s.http, '/metrics', undefined, { key: null })).body), 'shard 0 replaced');
+  await until(async () => (await api(s.http, '/api/channels/' + channel)).body.subscribers === 1, 'watcher re-subscribed with the new owner');
+
+  const after = await report('after');
+  t.not(after.threadId, before.threadId, 'the new shard runs in another thread');
+  t.same(after.registry, [], "the dead shard's module-level registry is gone");
+  // Sentinel: a timer the new shard arms to fire after the ghost was due. Once it fired, the ghost
+  // would have fired too, had the dead shard's timers survived.
+  await api(s.http, '/api/publish', { channel, event: 'arm', data: { tag: 'sentinel', ms: Math.max(0, ghostDue - Date.now()) + 300 } });
+  const sentinel = await probe.next((x) => x.fired === 'sentinel');
+  t.equal(sentinel.threadId, after.threadId, 'the sentinel fired in the new thread');
+  t.same(probe.signals.filter((x) => x.fired === 'ghost'), [], "the dead shard's timer never fired");
 });

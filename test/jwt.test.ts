@@ -36,10 +36,10 @@ function hsRaw(headerPart: string, payloadPart: string, secret = SECRET): string
 /** The assertions rejects() needs, so it accepts any subtest whatever plugins are loaded. */
 type Asserts = Pick<typeof t, 'ok' | 'equal' | 'match'>;
 
-function rejects(tt: Asserts, fn: () => unknown, code: JwtErrorCode, message?: RegExp): void {
+async function rejects(tt: Asserts, fn: () => unknown, code: JwtErrorCode, message?: RegExp): Promise<void> {
   let caught: unknown;
   try {
-    fn();
+    await fn();
   } catch (err) {
     caught = err;
   }
@@ -50,12 +50,12 @@ function rejects(tt: Asserts, fn: () => unknown, code: JwtErrorCode, message?: R
 
 const hs = createJwtVerifier({ secret: SECRET, now: clock });
 
-t.test('HS256 round trip', (tt) => {
+t.test('HS256 round trip', async (tt) => {
   const token = signJwt(
     { sub: 'u1', user_info: { name: 'Ada' }, channels: ['private-a'], exp: NOW + 60, iat: NOW },
     { secret: SECRET },
   );
-  const claims = hs.verify(token);
+  const claims = await hs.verify(token);
   tt.equal(claims.sub, 'u1');
   tt.same(claims.user_info, { name: 'Ada' });
   tt.same(claims.channels, ['private-a']);
@@ -66,24 +66,24 @@ t.test('HS256 round trip', (tt) => {
   tt.end();
 });
 
-t.test('RS256 round trip', (tt) => {
+t.test('RS256 round trip', async (tt) => {
   const v = createJwtVerifier({ publicKey: rsa.publicKey, now: clock });
   tt.same(v.algorithms, ['RS256']);
   const token = signJwt({ sub: 'r1' }, { privateKey: rsa.privateKey, algorithm: 'RS256' });
-  tt.equal(v.verify(token).sub, 'r1');
+  tt.equal((await v.verify(token)).sub, 'r1');
   tt.end();
 });
 
-t.test('ES256 round trip uses raw r||s signatures', (tt) => {
+t.test('ES256 round trip uses raw r||s signatures', async (tt) => {
   const v = createJwtVerifier({ publicKey: ec.publicKey, now: clock });
   tt.same(v.algorithms, ['ES256']);
   const token = signJwt({ sub: 'e1' }, { privateKey: ec.privateKey, algorithm: 'ES256' });
   tt.equal(Buffer.from(token.split('.')[2]!, 'base64url').length, 64);
-  tt.equal(v.verify(token).sub, 'e1');
+  tt.equal((await v.verify(token)).sub, 'e1');
   tt.end();
 });
 
-t.test('ES256 refuses a DER-encoded signature', (tt) => {
+t.test('ES256 refuses a DER-encoded signature', async (tt) => {
   const v = createJwtVerifier({ publicKey: ec.publicKey, now: clock });
   const token = signJwt({ sub: 'e1' }, { privateKey: ec.privateKey, algorithm: 'ES256' });
   const [h, p, s] = token.split('.') as [string, string, string];
@@ -97,135 +97,133 @@ t.test('ES256 refuses a DER-encoded signature', (tt) => {
   };
   const body = Buffer.concat([int(raw.subarray(0, 32)), int(raw.subarray(32))]);
   const der = Buffer.concat([Buffer.from([0x30, body.length]), body]);
-  rejects(tt, () => v.verify(`${h}.${p}.${der.toString('base64url')}`), 'token_bad_signature');
+  await rejects(tt, () => v.verify(`${h}.${p}.${der.toString('base64url')}`), 'token_bad_signature');
   tt.end();
 });
 
-t.test('both a secret and a public key: each algorithm uses its own key', (tt) => {
+t.test('both a secret and a public key: each algorithm uses its own key', async (tt) => {
   const v = createJwtVerifier({ secret: SECRET, publicKey: rsa.publicKey, now: clock });
   tt.same(v.algorithms, ['HS256', 'RS256']);
-  tt.equal(v.verify(signJwt({ sub: 'a' }, { secret: SECRET })).sub, 'a');
-  tt.equal(v.verify(signJwt({ sub: 'b' }, { privateKey: rsa.privateKey, algorithm: 'RS256' })).sub, 'b');
+  tt.equal((await v.verify(signJwt({ sub: 'a' }, { secret: SECRET }))).sub, 'a');
+  tt.equal((await v.verify(signJwt({ sub: 'b' }, { privateKey: rsa.privateKey, algorithm: 'RS256' }))).sub, 'b');
   // The public key PEM is not the HMAC secret even when both are configured.
-  rejects(tt, () => v.verify(signJwt({ sub: 'x' }, { secret: rsa.publicKey })), 'token_bad_signature');
+  await rejects(tt, () => v.verify(signJwt({ sub: 'x' }, { secret: rsa.publicKey })), 'token_bad_signature');
   tt.end();
 });
 
-t.test('sub given as a number becomes a string', (tt) => {
-  const claims = hs.verify(signJwt({ sub: 42 }, { secret: SECRET }));
+t.test('sub given as a number becomes a string', async (tt) => {
+  const claims = await hs.verify(signJwt({ sub: 42 }, { secret: SECRET }));
   tt.equal(claims.sub, '42');
   tt.equal(typeof claims.sub, 'string');
   tt.end();
 });
 
-t.test('expiry and not-before honour the clock skew', (tt) => {
+t.test('expiry and not-before honour the clock skew', async (tt) => {
   const strict = createJwtVerifier({ secret: SECRET, now: clock, clockSkewSeconds: 0 });
-  rejects(tt, () => strict.verify(signJwt({ sub: 'u', exp: NOW }, { secret: SECRET })), 'token_expired');
-  rejects(tt, () => hs.verify(signJwt({ sub: 'u', exp: NOW - 31 }, { secret: SECRET })), 'token_expired', /token expired at 2027-/);
+  await rejects(tt, () => strict.verify(signJwt({ sub: 'u', exp: NOW }, { secret: SECRET })), 'token_expired');
+  await rejects(tt, () => hs.verify(signJwt({ sub: 'u', exp: NOW - 31 }, { secret: SECRET })), 'token_expired', /token expired at 2027-/);
   // Within the default 30 s of skew the token still passes.
-  tt.equal(hs.verify(signJwt({ sub: 'u', exp: NOW - 10 }, { secret: SECRET })).sub, 'u');
+  tt.equal((await hs.verify(signJwt({ sub: 'u', exp: NOW - 10 }, { secret: SECRET }))).sub, 'u');
 
-  rejects(
-    tt,
+  await rejects(tt,
     () => hs.verify(signJwt({ sub: 'u', nbf: NOW + 120 }, { secret: SECRET })),
     'token_not_yet_valid',
     /not valid before 2027-/,
   );
-  tt.equal(hs.verify(signJwt({ sub: 'u', nbf: NOW + 10 }, { secret: SECRET })).sub, 'u');
-  rejects(tt, () => strict.verify(signJwt({ sub: 'u', nbf: NOW + 1 }, { secret: SECRET })), 'token_not_yet_valid');
+  tt.equal((await hs.verify(signJwt({ sub: 'u', nbf: NOW + 10 }, { secret: SECRET }))).sub, 'u');
+  await rejects(tt, () => strict.verify(signJwt({ sub: 'u', nbf: NOW + 1 }, { secret: SECRET })), 'token_not_yet_valid');
   // An absurd exp still yields a readable message instead of a RangeError from Date.
-  rejects(tt, () => hs.verify(signJwt({ sub: 'u', exp: -1e300 }, { secret: SECRET })), 'token_expired', /seconds since 1970/);
+  await rejects(tt, () => hs.verify(signJwt({ sub: 'u', exp: -1e300 }, { secret: SECRET })), 'token_expired', /seconds since 1970/);
   tt.end();
 });
 
-t.test('default clock is wall time', (tt) => {
+t.test('default clock is wall time', async (tt) => {
   const v = createJwtVerifier({ secret: SECRET });
   const wall = Math.floor(Date.now() / 1000);
-  tt.equal(v.verify(signJwt({ sub: 'u', exp: wall + 600 }, { secret: SECRET })).sub, 'u');
-  rejects(tt, () => v.verify(signJwt({ sub: 'u', exp: wall - 600 }, { secret: SECRET })), 'token_expired');
+  tt.equal((await v.verify(signJwt({ sub: 'u', exp: wall + 600 }, { secret: SECRET }))).sub, 'u');
+  await rejects(tt, () => v.verify(signJwt({ sub: 'u', exp: wall - 600 }, { secret: SECRET })), 'token_expired');
   tt.end();
 });
 
-t.test('bad signature and tampering', (tt) => {
-  rejects(tt, () => hs.verify(signJwt({ sub: 'u' }, { secret: 'another-secret' })), 'token_bad_signature', /signature does not match/);
+t.test('bad signature and tampering', async (tt) => {
+  await rejects(tt, () => hs.verify(signJwt({ sub: 'u' }, { secret: 'another-secret' })), 'token_bad_signature', /signature does not match/);
 
   const [h, p, s] = signJwt({ sub: 'u', channels: ['private-a'] }, { secret: SECRET }).split('.') as [string, string, string];
   const forged = b64({ sub: 'admin', channels: ['*'] });
-  rejects(tt, () => hs.verify(`${h}.${forged}.${s}`), 'token_bad_signature');
-  rejects(tt, () => hs.verify(`${h}.${p}.`), 'token_bad_signature');
+  await rejects(tt, () => hs.verify(`${h}.${forged}.${s}`), 'token_bad_signature');
+  await rejects(tt, () => hs.verify(`${h}.${p}.`), 'token_bad_signature');
   const flipped = Buffer.from(s, 'base64url');
   flipped[0] = flipped[0]! ^ 1;
-  rejects(tt, () => hs.verify(`${h}.${p}.${flipped.toString('base64url')}`), 'token_bad_signature');
-  rejects(tt, () => hs.verify(`${h}.${p}.${Buffer.from(s, 'base64url').subarray(0, 30).toString('base64url')}`), 'token_bad_signature');
+  await rejects(tt, () => hs.verify(`${h}.${p}.${flipped.toString('base64url')}`), 'token_bad_signature');
+  await rejects(tt, () => hs.verify(`${h}.${p}.${Buffer.from(s, 'base64url').subarray(0, 30).toString('base64url')}`), 'token_bad_signature');
 
   const rv = createJwtVerifier({ publicKey: rsa.publicKey, now: clock });
   const [rh, , rs] = signJwt({ sub: 'u' }, { privateKey: rsa.privateKey, algorithm: 'RS256' }).split('.') as [string, string, string];
-  rejects(tt, () => rv.verify(`${rh}.${forged}.${rs}`), 'token_bad_signature');
+  await rejects(tt, () => rv.verify(`${rh}.${forged}.${rs}`), 'token_bad_signature');
 
   const ev = createJwtVerifier({ publicKey: ec.publicKey, now: clock });
   const [eh, , es] = signJwt({ sub: 'u' }, { privateKey: ec.privateKey, algorithm: 'ES256' }).split('.') as [string, string, string];
-  rejects(tt, () => ev.verify(`${eh}.${forged}.${es}`), 'token_bad_signature');
+  await rejects(tt, () => ev.verify(`${eh}.${forged}.${es}`), 'token_bad_signature');
   // A key of the right type but the wrong pair.
   const otherEc = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const stranger = signJwt(
     { sub: 'u' },
     { privateKey: otherEc.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, algorithm: 'ES256' },
   );
-  rejects(tt, () => ev.verify(stranger), 'token_bad_signature');
+  await rejects(tt, () => ev.verify(stranger), 'token_bad_signature');
   tt.end();
 });
 
-t.test('alg none is always refused', (tt) => {
+t.test('alg none is always refused', async (tt) => {
   const payload = b64({ sub: 'u' });
   for (const alg of ['none', 'None', 'NONE']) {
-    rejects(tt, () => hs.verify(`${b64({ alg, typ: 'JWT' })}.${payload}.`), 'token_alg_not_allowed', /"none".*never accepted/);
+    await rejects(tt, () => hs.verify(`${b64({ alg, typ: 'JWT' })}.${payload}.`), 'token_alg_not_allowed', /"none".*never accepted/);
   }
   const both = createJwtVerifier({ secret: SECRET, publicKey: rsa.publicKey, now: clock });
-  rejects(tt, () => both.verify(`${b64({ alg: 'none' })}.${payload}.`), 'token_alg_not_allowed');
+  await rejects(tt, () => both.verify(`${b64({ alg: 'none' })}.${payload}.`), 'token_alg_not_allowed');
   tt.end();
 });
 
-t.test('algorithm confusion is refused', (tt) => {
+t.test('algorithm confusion is refused', async (tt) => {
   const rv = createJwtVerifier({ publicKey: rsa.publicKey, now: clock });
   // The classic attack: HMAC keyed with the server's public key, which an attacker knows.
   const confused = signJwt({ sub: 'admin' }, { secret: rsa.publicKey });
-  rejects(tt, () => rv.verify(confused), 'token_alg_not_allowed', /HS256/);
+  await rejects(tt, () => rv.verify(confused), 'token_alg_not_allowed', /HS256/);
 
   const ev = createJwtVerifier({ publicKey: ec.publicKey, now: clock });
-  rejects(tt, () => ev.verify(signJwt({ sub: 'admin' }, { secret: ec.publicKey })), 'token_alg_not_allowed');
+  await rejects(tt, () => ev.verify(signJwt({ sub: 'admin' }, { secret: ec.publicKey })), 'token_alg_not_allowed');
   // An RS256 token presented to an ES256 verifier.
-  rejects(tt, () => ev.verify(signJwt({ sub: 'u' }, { privateKey: rsa.privateKey, algorithm: 'RS256' })), 'token_alg_not_allowed');
+  await rejects(tt, () => ev.verify(signJwt({ sub: 'u' }, { privateKey: rsa.privateKey, algorithm: 'RS256' })), 'token_alg_not_allowed');
 
   // And the reverse: an asymmetric token where only a secret is configured.
-  rejects(
-    tt,
+  await rejects(tt,
     () => hs.verify(signJwt({ sub: 'u' }, { privateKey: rsa.privateKey, algorithm: 'RS256' })),
     'token_alg_not_allowed',
     /only accepts HS256/,
   );
-  rejects(tt, () => hs.verify(hsRaw(b64({ alg: 'HS512' }), b64({ sub: 'u' }))), 'token_alg_not_allowed');
-  rejects(tt, () => hs.verify(hsRaw(b64({ typ: 'JWT' }), b64({ sub: 'u' }))), 'token_malformed', /alg/);
+  await rejects(tt, () => hs.verify(hsRaw(b64({ alg: 'HS512' }), b64({ sub: 'u' }))), 'token_alg_not_allowed');
+  await rejects(tt, () => hs.verify(hsRaw(b64({ typ: 'JWT' }), b64({ sub: 'u' }))), 'token_malformed', /alg/);
   tt.end();
 });
 
-t.test('malformed tokens', (tt) => {
+t.test('malformed tokens', async (tt) => {
   const good = signJwt({ sub: 'u' }, { secret: SECRET });
   const [h, p, s] = good.split('.') as [string, string, string];
 
-  rejects(tt, () => hs.verify(''), 'token_malformed');
-  rejects(tt, () => hs.verify(`${h}.${p}`), 'token_malformed', /3 dot-separated parts/);
-  rejects(tt, () => hs.verify(`${good}.x`), 'token_malformed', /found 4/);
-  rejects(tt, () => hs.verify('abc'), 'token_malformed');
+  await rejects(tt, () => hs.verify(''), 'token_malformed');
+  await rejects(tt, () => hs.verify(`${h}.${p}`), 'token_malformed', /3 dot-separated parts/);
+  await rejects(tt, () => hs.verify(`${good}.x`), 'token_malformed', /found 4/);
+  await rejects(tt, () => hs.verify('abc'), 'token_malformed');
 
   // Characters outside the base64url alphabet, and padding.
-  rejects(tt, () => hs.verify(`${h}.${p}+.${s}`), 'token_malformed', /is not base64url/);
-  rejects(tt, () => hs.verify(`${h}.${p}.${s}=`), 'token_malformed');
-  rejects(tt, () => hs.verify(`${h}=.${p}.${s}`), 'token_malformed');
-  rejects(tt, () => hs.verify(`${h}.${p} .${s}`), 'token_malformed');
+  await rejects(tt, () => hs.verify(`${h}.${p}+.${s}`), 'token_malformed', /is not base64url/);
+  await rejects(tt, () => hs.verify(`${h}.${p}.${s}=`), 'token_malformed');
+  await rejects(tt, () => hs.verify(`${h}=.${p}.${s}`), 'token_malformed');
+  await rejects(tt, () => hs.verify(`${h}.${p} .${s}`), 'token_malformed');
   // Length 1 mod 4 cannot be produced by any encoder.
   let oneMod4 = p;
   while (oneMod4.length % 4 !== 1) oneMod4 += 'A';
-  rejects(tt, () => hs.verify(hsRaw(h, oneMod4)), 'token_malformed', /length/);
+  await rejects(tt, () => hs.verify(hsRaw(h, oneMod4)), 'token_malformed', /length/);
   // Non-zero unused bits: "eR" and "eQ" decode to the same byte; only the canonical form is accepted.
   const twoCharTail = b64('{"sub":"u"}'); // 11 bytes → ends in a 3-char group
   tt.equal(twoCharTail.length % 4, 3);
@@ -234,61 +232,61 @@ t.test('malformed tokens', (tt) => {
   const sibling = alphabet[alphabet.indexOf(last) ^ 1]!;
   const nonCanonical = twoCharTail.slice(0, -1) + sibling;
   tt.same(Buffer.from(nonCanonical, 'base64url'), Buffer.from(twoCharTail, 'base64url'), 'lenient decoding would accept it');
-  rejects(tt, () => hs.verify(hsRaw(h, nonCanonical)), 'token_malformed', /canonical/);
-  tt.equal(hs.verify(hsRaw(h, twoCharTail)).sub, 'u');
+  await rejects(tt, () => hs.verify(hsRaw(h, nonCanonical)), 'token_malformed', /canonical/);
+  tt.equal((await hs.verify(hsRaw(h, twoCharTail))).sub, 'u');
 
   // Well-signed but not JSON, or JSON that is not an object.
-  rejects(tt, () => hs.verify(hsRaw(b64('not json'), p)), 'token_malformed', /header is not valid JSON/);
-  rejects(tt, () => hs.verify(hsRaw(h, b64('not json'))), 'token_malformed', /payload is not valid JSON/);
-  rejects(tt, () => hs.verify(hsRaw(h, b64('["sub"]'))), 'token_malformed', /JSON object/);
-  rejects(tt, () => hs.verify(hsRaw(h, b64('null'))), 'token_malformed', /JSON object/);
+  await rejects(tt, () => hs.verify(hsRaw(b64('not json'), p)), 'token_malformed', /header is not valid JSON/);
+  await rejects(tt, () => hs.verify(hsRaw(h, b64('not json'))), 'token_malformed', /payload is not valid JSON/);
+  await rejects(tt, () => hs.verify(hsRaw(h, b64('["sub"]'))), 'token_malformed', /JSON object/);
+  await rejects(tt, () => hs.verify(hsRaw(h, b64('null'))), 'token_malformed', /JSON object/);
   // Invalid UTF-8 inside a string: a lenient decoder would turn it into U+FFFD and accept it.
   const badUtf8 = Buffer.concat([Buffer.from('{"sub":"'), Buffer.from([0xff]), Buffer.from('"}')]);
-  rejects(tt, () => hs.verify(hsRaw(h, badUtf8.toString('base64url'))), 'token_malformed', /payload is not valid JSON/);
-  rejects(tt, () => hs.verify(hsRaw(b64({ alg: 'HS256', crit: ['b64'], b64: false }), p)), 'token_malformed', /crit/);
+  await rejects(tt, () => hs.verify(hsRaw(h, badUtf8.toString('base64url'))), 'token_malformed', /payload is not valid JSON/);
+  await rejects(tt, () => hs.verify(hsRaw(b64({ alg: 'HS256', crit: ['b64'], b64: false }), p)), 'token_malformed', /crit/);
 
   // Oversized: a validly signed token over 8 KiB is still refused.
   const big = signJwt({ sub: 'u', pad: 'x'.repeat(9000) }, { secret: SECRET });
   tt.ok(big.length > 8192);
-  rejects(tt, () => hs.verify(big), 'token_malformed', /limit is 8192/);
+  await rejects(tt, () => hs.verify(big), 'token_malformed', /limit is 8192/);
   const fits = signJwt({ sub: 'u', pad: 'x'.repeat(5000) }, { secret: SECRET });
-  tt.equal(hs.verify(fits).sub, 'u');
+  tt.equal((await hs.verify(fits)).sub, 'u');
   tt.end();
 });
 
-t.test('claim validation', (tt) => {
+t.test('claim validation', async (tt) => {
   const sign = (claims: Record<string, unknown>) => signJwt(claims, { secret: SECRET });
-  rejects(tt, () => hs.verify(sign({ name: 'no sub' })), 'token_invalid_claims', /"sub".*missing/);
-  rejects(tt, () => hs.verify(sign({ sub: '' })), 'token_invalid_claims', /empty/);
-  rejects(tt, () => hs.verify(sign({ sub: null })), 'token_invalid_claims', /got null/);
-  rejects(tt, () => hs.verify(sign({ sub: true })), 'token_invalid_claims', /got a boolean/);
-  rejects(tt, () => hs.verify(sign({ sub: { id: 1 } })), 'token_invalid_claims');
-  rejects(tt, () => hs.verify(sign({ sub: ['1'] })), 'token_invalid_claims', /got an array/);
+  await rejects(tt, () => hs.verify(sign({ name: 'no sub' })), 'token_invalid_claims', /"sub".*missing/);
+  await rejects(tt, () => hs.verify(sign({ sub: '' })), 'token_invalid_claims', /empty/);
+  await rejects(tt, () => hs.verify(sign({ sub: null })), 'token_invalid_claims', /got null/);
+  await rejects(tt, () => hs.verify(sign({ sub: true })), 'token_invalid_claims', /got a boolean/);
+  await rejects(tt, () => hs.verify(sign({ sub: { id: 1 } })), 'token_invalid_claims');
+  await rejects(tt, () => hs.verify(sign({ sub: ['1'] })), 'token_invalid_claims', /got an array/);
   // JSON cannot carry Infinity, but 1e999 parses to it.
-  rejects(tt, () => hs.verify(hsRaw(b64({ alg: 'HS256' }), b64('{"sub":1e999}'))), 'token_invalid_claims');
+  await rejects(tt, () => hs.verify(hsRaw(b64({ alg: 'HS256' }), b64('{"sub":1e999}'))), 'token_invalid_claims');
 
-  rejects(tt, () => hs.verify(sign({ sub: 'u', channels: 'private-a' })), 'token_invalid_claims', /array/);
-  rejects(tt, () => hs.verify(sign({ sub: 'u', channels: { 0: 'private-a' } })), 'token_invalid_claims');
-  rejects(tt, () => hs.verify(sign({ sub: 'u', channels: ['private-a', 7] })), 'token_invalid_claims', /entry 1/);
-  tt.same(hs.verify(sign({ sub: 'u', channels: [] })).channels, []);
+  await rejects(tt, () => hs.verify(sign({ sub: 'u', channels: 'private-a' })), 'token_invalid_claims', /array/);
+  await rejects(tt, () => hs.verify(sign({ sub: 'u', channels: { 0: 'private-a' } })), 'token_invalid_claims');
+  await rejects(tt, () => hs.verify(sign({ sub: 'u', channels: ['private-a', 7] })), 'token_invalid_claims', /entry 1/);
+  tt.same((await hs.verify(sign({ sub: 'u', channels: [] }))).channels, []);
 
-  rejects(tt, () => hs.verify(sign({ sub: 'u', exp: String(NOW + 60) })), 'token_invalid_claims', /"exp"/);
-  rejects(tt, () => hs.verify(sign({ sub: 'u', nbf: 'soon' })), 'token_invalid_claims', /"nbf"/);
-  rejects(tt, () => hs.verify(sign({ sub: 'u', iat: null })), 'token_invalid_claims', /"iat"/);
+  await rejects(tt, () => hs.verify(sign({ sub: 'u', exp: String(NOW + 60) })), 'token_invalid_claims', /"exp"/);
+  await rejects(tt, () => hs.verify(sign({ sub: 'u', nbf: 'soon' })), 'token_invalid_claims', /"nbf"/);
+  await rejects(tt, () => hs.verify(sign({ sub: 'u', iat: null })), 'token_invalid_claims', /"iat"/);
   tt.end();
 });
 
-t.test('unconfigured verifier', (tt) => {
+t.test('unconfigured verifier', async (tt) => {
   const token = signJwt({ sub: 'u' }, { secret: SECRET });
-  rejects(tt, () => createJwtVerifier({}).verify(token), 'token_not_configured', /not configured/);
+  await rejects(tt, () => createJwtVerifier({}).verify(token), 'token_not_configured', /not configured/);
   // An empty secret would make forgery trivial, so it counts as no secret at all.
   const empty = createJwtVerifier({ secret: '', publicKey: '' });
   tt.same(empty.algorithms, []);
-  rejects(tt, () => empty.verify(token), 'token_not_configured');
+  await rejects(tt, () => empty.verify(token), 'token_not_configured');
   tt.end();
 });
 
-t.test('construction errors', (tt) => {
+t.test('construction errors', async (tt) => {
   tt.throws(() => createJwtVerifier({ publicKey: '-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n' }), {
     message: /could not be parsed/,
   });
@@ -301,7 +299,7 @@ t.test('construction errors', (tt) => {
   tt.end();
 });
 
-t.test('signJwt input errors', (tt) => {
+t.test('signJwt input errors', async (tt) => {
   tt.throws(() => signJwt({ sub: 'u' }, { secret: '' }), { message: /non-empty/ });
   tt.throws(() => signJwt({ sub: 'u' }, { privateKey: rsa.privateKey, algorithm: 'ES256' }), { message: /RS256, not ES256/ });
   tt.throws(() => signJwt({ sub: 'u' }, { privateKey: ec.privateKey, algorithm: 'RS256' }), { message: /ES256, not RS256/ });
@@ -309,7 +307,7 @@ t.test('signJwt input errors', (tt) => {
   tt.end();
 });
 
-t.test('channelAllowed', (tt) => {
+t.test('channelAllowed', async (tt) => {
   tt.equal(channelAllowed(undefined, 'private-a'), false);
   tt.equal(channelAllowed([], 'private-a'), false);
 
@@ -352,7 +350,7 @@ t.test('channelAllowed', (tt) => {
   tt.end();
 });
 
-t.test('parseDuration', (tt) => {
+t.test('parseDuration', async (tt) => {
   tt.equal(parseDuration('90s'), 90);
   tt.equal(parseDuration('15m'), 900);
   tt.equal(parseDuration('1h'), 3600);

@@ -168,7 +168,7 @@ t.test('auth endpoint: called with the client headers and handshake cookie, chan
 
   t.same(await once((cb) => e.join('lobby').here(cb)), [{ name: 'Lara' }], 'presence member from channel_data');
   const members = await api(s.http, '/api/channels/presence-lobby/users');
-  t.same(members.body, { users: [{ id: '10', user_info: { name: 'Lara' } }] });
+  t.same(members.body, { users: [{ user_id: '10', user_info: { name: 'Lara' } }] });
 
   const sock = socketOf(e);
   const refused = nextEvent(sock, 'subscription_error', (ch: string) => ch === 'private-secret');

@@ -235,7 +235,7 @@ t.test('presence across hosts: one join per user, and a killed host’s members 
   t.equal(watcher.frames.filter((f) => f.op === 'join').length, 0, 'exactly one join per user (142 has tabs on two hosts)');
   t.equal(k7.frames.filter((f) => f.op === 'join' && f.member.user_id === '7').length, 0, 'a member does not get its own join');
   const users = await api(B.http, `/api/channels/${ch}/users`);
-  t.same(users.body.users.map((u: { id: string }) => u.id).sort(), ['142', '7', '9', 'w']);
+  t.same(users.body.users.map((u: { user_id: string }) => u.user_id).sort(), ['142', '7', '9', 'w']);
   const info = await api(B.http, `/api/channels/${ch}`);
   t.same([info.body.subscribers, info.body.presence], [5, 4]);
 
@@ -246,7 +246,7 @@ t.test('presence across hosts: one join per user, and a killed host’s members 
   await watcher.next((f) => f.event === 'marker');
   t.equal(watcher.frames.filter((f) => f.op === 'leave').length, 0, 'user 142 stays: it still has a tab on host A');
   const after = await api(A.http, `/api/channels/${ch}/users`);
-  t.same(after.body.users.map((u: { id: string }) => u.id).sort(), ['142', '9', 'w']);
+  t.same(after.body.users.map((u: { user_id: string }) => u.user_id).sort(), ['142', '9', 'w']);
   const counts = await api(A.http, `/api/channels/${ch}`);
   t.same([counts.body.subscribers, counts.body.presence], [3, 3], "the dead host's subscribers no longer count");
 

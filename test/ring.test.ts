@@ -496,3 +496,70 @@ t.test('stress: 2 producer threads into one consumer thread + a bidirectional pa
   t.equal(peerA.recv.sum, peerB.sentSum, 'b -> a: checksum matches');
   t.not(prod1.sum, prod2.sum, 'streams differ (checksums are not trivially equal)');
 });
+
+t.test('mesh backpressure: requests refused above the high mark, notices never, resumed under the low mark', async (t) => {
+  const { createMeshLayout, MeshEndpoint } = await import('../src/runtime/mesh.js');
+  const layout = createMeshLayout(1, 4096); // threads 0 (a shard) and 1 (main), both in this thread here
+  const a = new MeshEndpoint(layout, 1, { queueHigh: 16 * 1024, queueLow: 4 * 1024 });
+  const b = new MeshEndpoint(layout, 0);
+  const keep = setInterval(() => {}, 1000);
+  t.teardown(() => (clearInterval(keep), a.close(), b.close()));
+  const handled: number[] = [];
+  const notices: number[] = [];
+  a.start(() => null, () => {});
+  const pad = 'x'.repeat(1000);
+  // b is not listening yet: a stalled peer. Requests queue up to the mark, then fail fast.
+  const outcomes: (string | number)[] = [];
+  const calls: Promise<void>[] = [];
+  for (let n = 0; n < 100; n++) {
+    calls.push(new Promise((resolve) => a.call(0, { t: 'channels', prefix: `${n}:${pad}` }, (err) => (outcomes[n] = err ? err.code : n, resolve()))));
+  }
+  await new Promise((r) => setImmediate(r));
+  const refused = outcomes.filter((o) => o === 'overloaded').length;
+  t.ok(refused > 50 && refused < 100, `refused once over the high mark (${refused} of 100)`);
+  t.ok(a.queuedBytes() <= 16 * 1024 + 2048, `queue bounded by the mark (${a.queuedBytes()} bytes)`);
+  t.equal(a.refused, refused, 'refusals counted');
+  t.equal(a.overloadedPeers(), 1);
+  // Notices (deliveries of accepted work) are queued whatever the mark.
+  for (let n = 0; n < 50; n++) a.notify(0, { t: 'resync!', ch: `${n}:${pad}` });
+  t.ok(a.queuedBytes() > 16 * 1024 + 40_000, 'notices are never refused');
+  b.start(
+    (_from, req) => (handled.push(Number((req as { prefix: string }).prefix.split(':')[0])), []),
+    (_from, n) => notices.push(Number((n as { ch: string }).ch.split(':')[0])),
+  );
+  await Promise.all(calls);
+  const accepted = outcomes.flatMap((o) => (typeof o === 'number' ? [o] : []));
+  t.same(handled, accepted, 'every accepted request was handled, in order, and answered');
+  await until(() => notices.length === 50, 10_000, 'notices');
+  t.same(notices, Array.from({ length: 50 }, (_, n) => n), 'every notice delivered in order');
+  await until(() => a.queuedBytes() === 0, 10_000, 'queue drained');
+  t.equal(a.overloaded(0), false, 'accepting again under the low mark');
+  await new Promise<void>((resolve, reject) => a.call(0, { t: 'channels', prefix: '100:' }, (err) => (err ? reject(err) : resolve())));
+});
+
+t.test('mesh deadlines: one queue per peer fails each unanswered request at its own deadline', async (t) => {
+  const { createMeshLayout, MeshEndpoint } = await import('../src/runtime/mesh.js');
+  const layout = createMeshLayout(1, 1 << 16);
+  const a = new MeshEndpoint(layout, 1, { requestTimeoutMs: 250 });
+  const b = new MeshEndpoint(layout, 0);
+  const keep = setInterval(() => {}, 1000);
+  t.teardown(() => (clearInterval(keep), a.close(), b.close()));
+  a.start(() => null, () => {});
+  // b answers only requests whose prefix is 'answer', and only once released.
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  b.start((_from, req) => ((req as { prefix: string }).prefix === 'answer' ? released.then(() => []) : new Promise(() => {})), () => {});
+  const order: string[] = [];
+  const ask = (name: string, prefix: string, timeoutMs?: number) =>
+    new Promise<void>((resolve) => a.call(0, { t: 'channels', prefix }, (err) => (order.push(`${name}:${err ? err.code : 'ok'}`), resolve()), timeoutMs));
+  const all = [ask('default', 'never'), ask('short', 'never', 50), ask('mid', 'never', 120), ask('answered', 'answer', 10_000), ask('long', 'never', 3000)];
+  await until(() => order.length === 3, 5000, 'three expiries');
+  t.same(order, ['short:timeout', 'mid:timeout', 'default:timeout'], 'shorter timeouts expire first, inserted from the tail');
+  release();
+  await Promise.all(all);
+  t.same(order.slice(3), ['answered:ok', 'long:timeout'], 'an answered request is not failed; the last one expires');
+  t.equal(a.waiting, 0, 'nothing left waiting');
+  // Many answered requests leave the queue (compaction) rather than waiting for the head's deadline.
+  await Promise.all(Array.from({ length: 3000 }, (_, i) => ask(`bulk${i}`, 'answer', 60_000)));
+  t.equal(a.waiting, 0);
+});

@@ -116,7 +116,7 @@ t.test('presence across shards: one join and one leave per user', async (t) => {
   const members = await watcher.request({ op: 'presence', channel: 'presence-lobby' });
   t.same(members.members.map((m: any) => m.user_id).sort(), ['42', 'w']);
   const users = await api(s.http, '/api/channels/presence-lobby/users');
-  t.same(users.body.users.map((u: any) => u.id).sort(), ['42', 'w']);
+  t.same(users.body.users.map((u: any) => u.user_id).sort(), ['42', 'w']);
   const info = await api(s.http, '/api/channels/presence-lobby');
   t.equal(info.body.subscribers, 5);
   t.equal(info.body.presence, 2);

@@ -6,11 +6,12 @@
 import { workerData } from 'node:worker_threads';
 import { createJwtVerifier, JwtError, type JwtClaims } from '../src/auth/jwt.js';
 
-const verifier = createJwtVerifier({ publicKey: (workerData as { publicKey: string }).publicKey });
+const data = workerData as { publicKey: string; audience: string[]; issuer: string[] };
+const verifier = createJwtVerifier({ publicKey: data.publicKey, audience: data.audience, issuer: data.issuer });
 
-export default function verifyToken(task: { token: string }): { claims: JwtClaims } | { error: { code: string; message: string } } {
+export default async function verifyToken(task: { token: string }): Promise<{ claims: JwtClaims } | { error: { code: string; message: string } }> {
   try {
-    return { claims: verifier.verify(task.token) };
+    return { claims: await verifier.verify(task.token) };
   } catch (err) {
     if (err instanceof JwtError) return { error: { code: err.code, message: err.message } };
     return { error: { code: 'token_malformed', message: 'token could not be verified' } };

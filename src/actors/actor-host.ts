@@ -7,12 +7,13 @@ import type { ChannelInfo, Request, SubscribeResult } from '../runtime/messages.
 import type { Member } from '../protocol/native.js';
 import { ChannelActor, type ActorEnv } from './channel-actor.js';
 import type { ActorRegistry } from './registry.js';
+import { threadLogger } from '../log.js';
 
 const SWEEP_MS = 5_000;
 
 export class ActorHost {
   private readonly actors = new Map<string, ChannelActor>();
-  private readonly sweeper: NodeJS.Timeout;
+  private readonly sweeper: ReturnType<typeof setInterval>;
 
   constructor(private readonly registry: ActorRegistry, private readonly env: ActorEnv) {
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
@@ -26,7 +27,8 @@ export class ActorHost {
   private actor(ch: string): ChannelActor {
     let a = this.actors.get(ch);
     if (!a) {
-      a = new ChannelActor(ch, this.registry.definitionFor(ch), this.env);
+      const { def, file } = this.registry.actorFor(ch);
+      a = new ChannelActor(ch, def, this.env, file);
       this.actors.set(ch, a);
     }
     return a;
@@ -38,7 +40,7 @@ export class ActorHost {
       case 'sub':
         return this.actor(req.ch).subscribe(req.conn, req.since, req.data, req.replay) as SubscribeResult | Promise<SubscribeResult>;
       case 'pub':
-        return this.actor(req.ch).publish({ event: req.ev, data: req.data }, req.src, req.from, req.ex);
+        return this.actor(req.ch).publish({ event: req.ev, data: req.data }, req.src, req.from, req.ex, req.w === 1, req.at);
       case 'presence': {
         const a = this.actors.get(req.ch);
         return { members: a ? a.memberList() : ([] as Member[]) };
@@ -71,23 +73,32 @@ export class ActorHost {
     return i;
   }
 
+  /** Never throws: onLeave failures are logged (and counted) by the actor. */
   unsubscribe(ch: string, connId: string): void {
     const a = this.actors.get(ch);
-    if (a) void Promise.resolve(a.unsubscribe(connId)).catch((err) => console.error(`actor ${ch}: onLeave failed:`, err));
+    if (a) void Promise.resolve(a.unsubscribe(connId)).catch((err) => threadLogger().error(`actor ${ch}: onLeave failed`, err, { event: 'actor.error', channel: ch }));
   }
 
   dropThread(thread: number): void {
-    for (const a of this.actors.values()) void Promise.resolve(a.dropThread(thread)).catch((err) => console.error(`actor ${a.name}:`, err));
+    for (const a of this.actors.values()) void Promise.resolve(a.dropThread(thread)).catch((err) => threadLogger().error(`actor ${a.name}: dropping a restarted thread's members failed`, err, { event: 'actor.error', channel: a.name }));
   }
 
   private sweep(): void {
     const now = Date.now();
     for (const [name, a] of this.actors) {
       if (a.idle(now)) {
-        a.stop();
+        void a.stop('idle');
         this.actors.delete(name);
       }
     }
+  }
+
+  /** Stops every actor (onStop with reason `shutdown`, each within its deadline). */
+  async stopAll(): Promise<void> {
+    clearInterval(this.sweeper);
+    const all = [...this.actors.values()];
+    this.actors.clear();
+    await Promise.all(all.map((a) => a.stop('shutdown')));
   }
 
   close(): void {

@@ -1,19 +1,41 @@
 /**
  * One channel's actor, on the shard that owns the channel: its subscribers (by thread), presence,
  * history and custom logic. Each operation runs through the mailbox, so the channel sees one message
- * at a time and every subscriber sees the same order.
+ * at a time and every subscriber sees the same order. Custom hooks run through `invoke`: a deadline,
+ * failures logged once and counted, and a restart with fresh state when they keep failing.
  */
 import { randomBytes } from 'node:crypto';
 import { channelAllowed } from '../auth/jwt.js';
 import { channelKind, type ChannelKind } from '../auth/channels.js';
-import { RtError } from '../errors.js';
+import { RtError, toErrorBody } from '../errors.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
-import type { ConnRef, PublishSource, SubscribeResult } from '../runtime/messages.js';
+import type { ConnRef, PublishResult, PublishSource, SubscribeResult } from '../runtime/messages.js';
 import { threadOfSocket } from '../runtime/hash.js';
 import type { Broker, BrokerMessage, ChannelSink, HistoryBounds } from '../bridge/broker.js';
-import type { ActorContext, ActorDefinition, OutgoingMessage, Subscriber } from './define.js';
+import type { ActorContext, AnyActorDefinition, ComputeResult, JoinResult, OutgoingMessage, StopReason, Subscriber } from './define.js';
+import { systemClock, type Clock } from './clock.js';
 import { History } from './history.js';
-import { Mailbox } from './mailbox.js';
+import { isThenable, Mailbox } from './mailbox.js';
+import { TimerSet } from './timers.js';
+import { threadLogger } from '../log.js';
+import { Published } from './published.js';
+
+/** Counters of custom actors on one shard, for /metrics. */
+export interface ActorStats {
+  /** Hooks that threw (other than an ActorError refusal), rejected or missed their deadline. */
+  failures: number;
+  /** Actors restarted with fresh state after repeated failures. */
+  restarts: number;
+  /** Compute tasks finished (ctx.compute). */
+  computed: number;
+}
+
+export function newActorStats(): ActorStats {
+  return { failures: 0, restarts: 0, computed: 0 };
+}
+
+/** Defaults of the knobs in ActorEnv (documented in docs/actors.md and the config schema). */
+export const ACTOR_DEFAULTS = { hookTimeoutMs: 5000, mailboxSize: 1000, maxFailures: 3 } as const;
 
 /** What an actor needs from its shard: sending to threads and the policy knobs. */
 export interface ActorEnv {
@@ -23,10 +45,19 @@ export interface ActorEnv {
   historyTtlMs: number;
   /** Members a presence channel may hold (--max-presence-members). */
   maxPresenceMembers?: number;
-  deliver(thread: number, pub: Publication, exclude?: string): void;
+  /** `at`: when the publish entered the server, carried to the delivering threads for latency metrics. */
+  deliver(thread: number, pub: Publication, exclude?: string, at?: number): void;
+  /** Throws (`overloaded`) when new deliveries to `thread` must be refused: checked before a publish is accepted. */
+  admit?(thread: number): void;
   presence(thread: number, kind: 'join!' | 'leave!', channel: string, member: Member, exclude?: string): void;
+  /** A private message to some subscribers (socket ids) of `channel` on `thread`: no offset, no history. */
+  push?(thread: number, channel: string, to: string[], event: string, data: unknown): void;
+  /** Removes a subscriber of `channel` on `thread` from the channel, telling its client why. */
+  kick?(thread: number, channel: string, socketId: string, reason: string): void;
+  /** Runs a compute task (`ctx.compute`) off the shard; absent where there is no pool. */
+  compute?(task: string, input: unknown): Promise<unknown>;
   /** History bounds of a channel (per-pattern settings); defaults to historySize / historyTtlMs. */
-  historyFor?(channel: string, def: ActorDefinition): HistoryBounds;
+  historyFor?(channel: string, def: AnyActorDefinition): HistoryBounds;
   /**
    * Redis bridge (src/bridge): the broker owns the channel's sequence, history and presence; the actor
    * relays what the channel's subscription brings. Absent in the embedded default.
@@ -35,7 +66,20 @@ export interface ActorEnv {
   /** Tells a thread's subscribers of a channel that they missed publications and must resync. */
   resync?(thread: number, channel: string): void;
   log?(msg: string, err?: unknown): void;
+  /** Channel lifecycle for observers such as Pusher webhooks; called on one host only (without a broker). */
+  observe?(e: ChannelLifecycle): void;
+  /** Time source of timers, deadlines and ctx.now() (a manual one in rt-actors/testing). */
+  clock?: Clock;
+  /** Deadline of a hook that returns a promise (--actor-hook-timeout). */
+  hookTimeoutMs?: number;
+  /** Operations that may wait in one actor's mailbox (--actor-mailbox-size). */
+  mailboxSize?: number;
+  /** Consecutive hook failures after which the actor restarts with fresh state. */
+  maxFailures?: number;
+  stats?: ActorStats;
 }
+
+export type ChannelLifecycle = { t: 'occupied' | 'vacated'; ch: string } | { t: 'member_added' | 'member_removed'; ch: string; user: string };
 
 interface MemberEntry { info: unknown; conns: number }
 
@@ -45,16 +89,33 @@ interface MemberEntry { info: unknown; conns: number }
  * sequences them in that order.
  */
 class Pending {
-  constructor(readonly done: Promise<{ offset: number }>) {}
+  constructor(readonly done: Promise<PublishResult>) {}
 }
 
-function settle(v: { offset: number } | Pending): { offset: number } | Promise<{ offset: number }> {
+function settle(v: PublishResult | Pending): PublishResult | Promise<PublishResult> {
   return v instanceof Pending ? v.done : v;
+}
+
+function withReply(v: PublishResult | Pending, reply: unknown): PublishResult | Pending {
+  if (v instanceof Pending) return new Pending(v.done.then((r) => ({ ...r, data: reply })));
+  return { ...v, data: reply };
 }
 
 function subscriberOf(c: ConnRef): Subscriber {
   return { socketId: c.id, userId: c.user, userInfo: c.info, transport: c.transport };
 }
+
+/** A refusal the hook meant (ActorError, or any coded RtError), as opposed to a bug. */
+function deliberate(err: unknown): boolean {
+  if (err instanceof RtError) return err.code !== 'actor_timeout';
+  return !!err && typeof err === 'object' && (err as Error).name === 'ActorError' && typeof (err as { code?: unknown }).code === 'string';
+}
+
+function assertEventName(event: unknown): asserts event is string {
+  if (typeof event !== 'string' || event.length === 0 || event.length > 200) throw new RtError('bad_event', 'an event name must be a string of 1-200 characters');
+}
+
+type Hook = 'init' | 'authorize' | 'onJoin' | 'onLeave' | 'onMessage' | 'onPublish' | 'onTimer' | 'onComputed' | 'onStop';
 
 export class ChannelActor {
   readonly name: string;
@@ -65,8 +126,11 @@ export class ChannelActor {
   private readonly subs = new Map<string, ConnRef>();
   private readonly perThread: number[];
   private readonly members = new Map<string, MemberEntry>();
-  private readonly mailbox = new Mailbox();
+  private readonly mailbox: Mailbox;
   private readonly ctx: ActorContext<unknown>;
+  private readonly clock: Clock;
+  private readonly timers: TimerSet;
+  private readonly stats: ActorStats;
   lastActivity = Date.now();
   private readonly bounds: HistoryBounds;
   /** Redis mode: this host is subscribed to the channel in Redis (it has local subscribers). */
@@ -75,31 +139,80 @@ export class ChannelActor {
   private chain: Promise<unknown> = Promise.resolve();
   /** Redis mode: per thread, the offset up to which a replay after a shard restart was caught up. */
   private readonly caught = new Map<number, number>();
+  /** The connection whose onJoin is running: it may be pushed to before it is registered. */
+  private joining?: ConnRef;
+  /** Consecutive hook failures (reset by any hook that succeeds). */
+  private failures = 0;
+  /** Compute tasks in flight. */
+  private computing = 0;
+  private stopped = false;
 
-  constructor(name: string, private readonly def: ActorDefinition, private readonly env: ActorEnv) {
+  constructor(name: string, private readonly def: AnyActorDefinition, private readonly env: ActorEnv, readonly file = 'built-in') {
     this.name = name;
     this.kind = channelKind(name);
     this.bounds = env.historyFor ? env.historyFor(name, def) : { size: def.history?.size ?? env.historySize, ttlMs: (def.history?.ttlSeconds ?? env.historyTtlMs / 1000) * 1000 };
     this.history = new History(this.bounds.size, this.bounds.ttlMs);
     this.perThread = new Array(env.threads).fill(0);
+    this.mailbox = new Mailbox(env.mailboxSize ?? ACTOR_DEFAULTS.mailboxSize);
+    this.clock = env.clock ?? systemClock;
+    this.stats = env.stats ?? newActorStats();
+    this.timers = new TimerSet(this.clock, (timer, data, done) => {
+      this.background('onTimer', () => (this.def.onTimer ? this.def.onTimer(this.ctx, timer, data) : undefined), done);
+    });
     const self = this;
     this.ctx = {
       channel: name,
-      state: def.init ? def.init(name) : undefined,
+      state: this.initialState(),
+      now: () => self.clock.now(),
       broadcast: (event, data) => {
+        assertEventName(event);
+        if (self.stopped) return 0;
         const r = self.emit(event, data);
-        if (!(r instanceof Pending)) return r.offset;
+        if (!(r instanceof Pending)) return r.offset!;
         // With a broker the offset is assigned by Redis later; a failure is logged, not thrown at the hook.
         r.done.catch((err) => self.log(`broadcast from actor hook failed`, err));
         return 0;
       },
+      push: (socketId, event, data) => {
+        assertEventName(event);
+        const c = self.subs.get(socketId) ?? (self.joining?.id === socketId ? self.joining : undefined);
+        if (!c || self.stopped || !self.env.push) return false;
+        self.env.push(threadOfSocket(socketId), self.name, [socketId], event, data);
+        return true;
+      },
+      pushUser: (userId, event, data) => self.pushUser(userId, event, data),
+      kick: (socketId, reason) => self.kick(socketId, typeof reason === 'string' && reason ? reason.slice(0, 200) : 'removed from the channel'),
+      timers: this.timers,
+      compute: (task, input, tag) => self.compute(task, input, tag),
       members: () => self.memberList(),
+      subscribers: () => [...self.subs.values()].map(subscriberOf),
       subscriberCount: () => self.subs.size,
     };
   }
 
+  private initialState(): unknown {
+    if (!this.def.init) return undefined;
+    try {
+      return this.def.init(this.name);
+    } catch (err) {
+      this.stats.failures++;
+      this.log(`init failed (actor ${this.file})`, err);
+      throw new RtError('actor_failed', `the channel actor of ${this.name} failed to start; see the server log`, 500);
+    }
+  }
+
   get subscriberCount(): number {
     return this.subs.size;
+  }
+
+  /** The actor's state (ctx.state), for rt-actors/testing and diagnostics. */
+  get state(): unknown {
+    return this.ctx.state;
+  }
+
+  /** Something is running or waiting in the mailbox, or a compute task is out (rt-actors/testing settles on it). */
+  get busy(): boolean {
+    return !this.mailbox.idle || this.computing > 0;
   }
 
   get memberCount(): number {
@@ -112,26 +225,178 @@ export class ChannelActor {
     return out;
   }
 
-  /** No subscribers, nothing queued and no history worth keeping: the host may drop it. */
+  /** No subscribers, nothing queued, no timer or task pending and no history worth keeping: the host may drop it. */
   idle(now: number): boolean {
-    return this.subs.size === 0 && !this.bridged && this.mailbox.idle && this.history.expired(now) && now - this.lastActivity > 1000;
+    return this.subs.size === 0 && !this.bridged && this.mailbox.idle && this.timers.size === 0 && this.computing === 0 && this.history.expired(now) && now - this.lastActivity > 1000;
   }
 
   private log(msg: string, err?: unknown): void {
     if (this.env.log) this.env.log(`channel ${this.name}: ${msg}`, err);
-    else console.error(`channel ${this.name}: ${msg}`, err ?? '');
+    else if (err === undefined) threadLogger().error(`channel ${this.name}: ${msg}`, { event: 'actor.error', channel: this.name });
+    else threadLogger().error(`channel ${this.name}: ${msg}`, err, { event: 'actor.error', channel: this.name });
   }
 
-  stop(): void {
+  // ——— hooks: deadlines and failures ———
+
+  /**
+   * Runs a custom hook. Synchronous hooks stay synchronous (no promise on the hot path); a promise gets
+   * the deadline. A refusal (ActorError) passes through; anything else is logged once, counted, and
+   * answered with `actor_failed` (or `actor_timeout`) — the caller undoes what it had started.
+   */
+  private invoke<T>(hook: Hook, fn: () => T | Promise<T>): T | Promise<T> {
+    let r: T | Promise<T>;
     try {
-      this.def.onStop?.(this.ctx);
+      r = fn();
     } catch (err) {
-      console.error(`actor ${this.name}: onStop failed:`, err);
+      throw this.failed(hook, err);
+    }
+    if (!isThenable(r)) {
+      this.failures = 0;
+      return r;
+    }
+    return this.deadline(hook, r).then(
+      (v) => {
+        this.failures = 0;
+        return v;
+      },
+      (err) => {
+        throw this.failed(hook, err);
+      },
+    );
+  }
+
+  private deadline<T>(hook: Hook, p: Promise<T>): Promise<T> {
+    const ms = this.env.hookTimeoutMs ?? ACTOR_DEFAULTS.hookTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      const h = this.clock.setTimeout(() => reject(new RtError('actor_timeout', `the channel actor's ${hook} did not finish within ${ms} ms`, 504)), ms);
+      p.then(
+        (v) => {
+          this.clock.clearTimeout(h);
+          resolve(v);
+        },
+        (err) => {
+          this.clock.clearTimeout(h);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  private failed(hook: Hook, err: unknown): unknown {
+    if (deliberate(err)) return err;
+    const timeout = err instanceof RtError && err.code === 'actor_timeout';
+    this.stats.failures++;
+    this.log(`${hook} ${timeout ? 'did not finish in time' : 'failed'} (actor ${this.file})`, timeout ? undefined : err);
+    if (++this.failures >= (this.env.maxFailures ?? ACTOR_DEFAULTS.maxFailures)) this.restart();
+    return timeout ? err : new RtError('actor_failed', `the channel actor failed in ${hook}; see the server log`, 500);
+  }
+
+  /** Hooks keep failing: the state may be what is broken. Subscribers stay; timers and state start over. */
+  private restart(): void {
+    if (this.stopped) return;
+    this.failures = 0;
+    this.stats.restarts++;
+    this.log(`hooks failed ${this.env.maxFailures ?? ACTOR_DEFAULTS.maxFailures} times in a row: the actor restarts with fresh state (actor ${this.file})`);
+    this.timers.clear();
+    if (this.def.onStop) {
+      try {
+        const r = this.def.onStop(this.ctx, 'failed');
+        if (isThenable(r)) r.catch((err) => this.log('onStop failed', err));
+      } catch (err) {
+        this.log('onStop failed', err);
+      }
+    }
+    try {
+      this.ctx.state = this.def.init ? this.def.init(this.name) : undefined;
+    } catch (err) {
+      this.log(`init failed on restart (actor ${this.file})`, err);
     }
   }
 
+  /** Runs a hook through the mailbox with nobody waiting for its answer (timers, results, kicks). */
+  private background(hook: Hook, fn: () => unknown, done?: () => void): void {
+    const quiet = (err: unknown) => {
+      // Failures were logged by invoke; a deliberate refusal has nobody to go to: say so once.
+      if (deliberate(err) && !(err instanceof RtError && err.code === 'actor_failed')) this.log(`${hook} refused: ${(err as Error).message}`);
+    };
+    try {
+      const r = this.mailbox.run(() => (this.stopped ? undefined : this.invoke(hook, fn)), false);
+      if (isThenable(r)) r.then(done, (err) => (done?.(), quiet(err)));
+      else done?.();
+    } catch (err) {
+      done?.();
+      quiet(err);
+    }
+  }
+
+  /** Stops the actor for good: timers cleared, then onStop (with its deadline). Never throws. */
+  async stop(reason: StopReason = 'idle'): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.timers.clear(true);
+    if (!this.def.onStop) return;
+    try {
+      await this.invoke('onStop', () => this.def.onStop!(this.ctx, reason));
+    } catch {
+      /* logged by invoke */
+    }
+  }
+
+  // ——— private pushes, kicks, compute ———
+
+  private pushUser(userId: string, event: string, data: unknown): number {
+    assertEventName(event);
+    if (this.stopped || !this.env.push) return 0;
+    const byThread = new Map<number, string[]>();
+    for (const c of this.subs.values()) {
+      if (c.user !== userId) continue;
+      const t = threadOfSocket(c.id);
+      const list = byThread.get(t);
+      if (list) list.push(c.id);
+      else byThread.set(t, [c.id]);
+    }
+    let n = 0;
+    for (const [t, ids] of byThread) {
+      this.env.push(t, this.name, ids, event, data);
+      n += ids.length;
+    }
+    return n;
+  }
+
+  private kick(socketId: string, reason: string): boolean {
+    const conn = this.subs.get(socketId);
+    if (!conn || this.stopped) return false;
+    this.removeSub(conn);
+    this.env.kick?.(threadOfSocket(socketId), this.name, socketId, reason);
+    // onLeave runs after the hook that kicked, like any later message.
+    if (this.def.onLeave) this.background('onLeave', () => this.def.onLeave!(this.ctx, subscriberOf(conn)));
+    return true;
+  }
+
+  private compute(task: string, input: unknown, tag: string | undefined): void {
+    if (typeof task !== 'string' || !/^[A-Za-z0-9_-]{1,100}$/.test(task)) throw new RtError('bad_task', 'a compute task is named by its file in the actors folder: <task>.task.ts');
+    if (!this.env.compute) throw new RtError('unavailable', 'this server has no compute pool for actors', 503);
+    if (this.computing >= this.mailbox.limit) throw new RtError('overloaded', `channel ${this.name} has ${this.computing} compute tasks in flight`, 503);
+    if (this.stopped) return;
+    this.computing++;
+    const base = tag === undefined ? { task } : { task, tag };
+    this.env
+      .compute(task, input)
+      .then(
+        (value): ComputeResult => ({ ...base, ok: true, value }),
+        (err): ComputeResult => ({ ...base, ok: false, error: toErrorBody(err) }),
+      )
+      .then((res) => {
+        this.computing--;
+        this.stats.computed++;
+        if (this.def.onComputed) this.background('onComputed', () => this.def.onComputed!(this.ctx, res));
+      });
+  }
+
+  // ——— subscribe ———
+
   subscribe(conn: ConnRef, since?: StreamPosition, data?: unknown, replay?: boolean): SubscribeResult | Promise<SubscribeResult> {
-    return this.mailbox.run(() => this.doSubscribe(conn, since, data, replay));
+    return this.mailbox.run(() => this.doSubscribe(conn, since, data, replay), !replay);
   }
 
   private doSubscribe(conn: ConnRef, since?: StreamPosition, data?: unknown, replay?: boolean): SubscribeResult | Promise<SubscribeResult> {
@@ -144,32 +409,61 @@ export class ChannelActor {
     }
     const who = subscriberOf(conn);
     if (this.def.authorize) {
-      let verdict: ReturnType<NonNullable<ActorDefinition['authorize']>>;
-      verdict = this.def.authorize(this.ctx, who, data);
-      if (verdict instanceof Promise) return verdict.then((v) => this.admit(conn, v, since, replay));
-      return this.admit(conn, verdict, since, replay);
+      const verdict = this.invoke('authorize', () => this.def.authorize!(this.ctx, who, data));
+      if (isThenable(verdict)) return verdict.then((v) => this.admit(conn, v, since, replay, data));
+      return this.admit(conn, verdict, since, replay, data);
     }
     if (this.kind !== 'public' && conn.granted !== this.name) {
       if (!conn.user) throw new RtError('unauthorized', `channel ${this.name} needs authorization: connect with a token`, 401);
       if (!channelAllowed(conn.grants, this.name)) throw new RtError('forbidden', `token for user ${conn.user} does not grant channel ${this.name}`, 403);
     }
-    return this.admit(conn, true, since, replay);
+    return this.admit(conn, true, since, replay, data);
   }
 
-  private admit(conn: ConnRef, verdict: boolean | { info?: unknown }, since: StreamPosition | undefined, replay?: boolean): SubscribeResult | Promise<SubscribeResult> {
-    if (this.env.broker) return this.admitBridged(conn, verdict, since, replay);
+  /** Runs onJoin for a new subscriber before it is registered: a refusal or failure leaves nothing behind. */
+  private join(conn: ConnRef, data: unknown): JoinResult | void | Promise<JoinResult | void> {
+    this.joining = conn;
+    let r: JoinResult | void | Promise<JoinResult | void>;
+    try {
+      r = this.invoke('onJoin', () => this.def.onJoin!(this.ctx, subscriberOf(conn), data));
+    } catch (err) {
+      this.joining = undefined;
+      throw err;
+    }
+    if (!isThenable(r)) {
+      this.joining = undefined;
+      return r;
+    }
+    return r.finally(() => (this.joining = undefined));
+  }
+
+  private admit(conn: ConnRef, verdict: boolean | { info?: unknown }, since: StreamPosition | undefined, replay: boolean | undefined, data: unknown): SubscribeResult | Promise<SubscribeResult> {
+    if (this.env.broker) return this.admitBridged(conn, verdict, since, replay, data);
     if (verdict === false || verdict === null || verdict === undefined) throw new RtError('forbidden', `subscription to ${this.name} refused`, 403);
     if (typeof verdict === 'object' && 'info' in verdict) conn = { ...conn, info: verdict.info };
     if (this.kind === 'presence' && !conn.user) throw new RtError('unauthorized', `presence channel ${this.name} needs a user id (token sub)`, 401);
     const thread = threadOfSocket(conn.id);
     if (thread < 0 || thread >= this.perThread.length) throw new RtError('bad_request', `bad socket id ${conn.id}`);
-    const known = this.subs.get(conn.id);
+    const known = this.subs.has(conn.id);
     if (!known && this.kind === 'presence' && !replay && this.env.maxPresenceMembers && !this.members.has(conn.user!) && this.members.size >= this.env.maxPresenceMembers) {
       throw new RtError('too_many_members', `presence channel ${this.name} is full (${this.env.maxPresenceMembers} members)`, 403);
     }
+    if (known || replay || !this.def.onJoin) return this.register(conn, known, since, replay, undefined);
+    const joined = this.join(conn, data);
+    if (isThenable(joined)) return joined.then((j) => this.register(conn, known, since, replay, j));
+    return this.register(conn, known, since, replay, joined);
+  }
+
+  /**
+   * Registers an admitted subscriber and builds its reply. The offset is read after onJoin ran, so what
+   * onJoin broadcast (which the joiner, not yet in the channel, does not receive) is before it: the
+   * offsets a client sees continue from its subscribe reply without a gap.
+   */
+  private register(conn: ConnRef, known: boolean, since: StreamPosition | undefined, replay: boolean | undefined, joined: JoinResult | void): SubscribeResult {
     if (!known) {
       this.subs.set(conn.id, conn);
-      this.perThread[thread]!++;
+      this.perThread[threadOfSocket(conn.id)]!++;
+      if (this.subs.size === 1 && !replay) this.env.observe?.({ t: 'occupied', ch: this.name });
       if (this.kind === 'presence') this.memberJoined(conn, !!replay);
     }
     const result: SubscribeResult = { offset: this.offset, epoch: this.epoch };
@@ -186,10 +480,7 @@ export class ChannelActor {
       result.members = this.memberList();
       result.info = conn.info;
     }
-    if (!known && this.def.onJoin && !replay) {
-      const r = this.def.onJoin(this.ctx, subscriberOf(conn));
-      if (r instanceof Promise) return r.then(() => result);
-    }
+    if (joined && typeof joined === 'object' && joined.reply !== undefined) result.data = joined.reply;
     return result;
   }
 
@@ -204,19 +495,35 @@ export class ChannelActor {
     if (silent) return;
     const m: Member = conn.info === undefined ? { user_id: user } : { user_id: user, user_info: conn.info };
     this.presenceToThreads('join!', m);
+    this.env.observe?.({ t: 'member_added', ch: this.name, user });
   }
 
   private presenceToThreads(kind: 'join!' | 'leave!', m: Member): void {
     for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.presence(t, kind, this.name, m);
   }
 
+  // ——— unsubscribe ———
+
   unsubscribe(connId: string): void | Promise<void> {
-    return this.mailbox.run(() => this.doUnsubscribe(connId));
+    return this.mailbox.run(() => this.doUnsubscribe(connId), false);
   }
 
+  /** Never throws: a leave always happens; a failing onLeave is logged (and counted) by invoke. */
   private doUnsubscribe(connId: string): void | Promise<void> {
     const conn = this.subs.get(connId);
     if (!conn) return;
+    this.removeSub(conn);
+    if (!this.def.onLeave) return;
+    try {
+      const r = this.invoke('onLeave', () => this.def.onLeave!(this.ctx, subscriberOf(conn)));
+      if (isThenable(r)) return r.catch(() => {});
+    } catch {
+      /* logged by invoke */
+    }
+  }
+
+  private removeSub(conn: ConnRef): void {
+    const connId = conn.id;
     this.lastActivity = Date.now();
     this.subs.delete(connId);
     this.perThread[threadOfSocket(connId)]!--;
@@ -228,15 +535,18 @@ export class ChannelActor {
         const user = conn.user;
         // With a broker the leave is announced by Redis, and only when this was the user's last host.
         if (broker) void this.op(() => broker.leave(this.name, user)).catch((err) => this.log(`presence leave of ${user} not recorded`, err));
-        else this.presenceToThreads('leave!', e.info === undefined ? { user_id: conn.user } : { user_id: conn.user, user_info: e.info });
+        else {
+          this.presenceToThreads('leave!', e.info === undefined ? { user_id: conn.user } : { user_id: conn.user, user_info: e.info });
+          this.env.observe?.({ t: 'member_removed', ch: this.name, user });
+        }
       }
     }
+    if (!broker && this.subs.size === 0) this.env.observe?.({ t: 'vacated', ch: this.name });
     if (broker && this.bridged) {
       const n = this.subs.size;
       void this.op(() => broker.count(this.name, n)).catch((err) => this.log('subscriber count not recorded', err));
       if (n === 0) this.unbridge();
     }
-    if (this.def.onLeave) return this.def.onLeave(this.ctx, subscriberOf(conn));
   }
 
   /** A thread was replaced: its connections are gone. */
@@ -244,40 +554,55 @@ export class ChannelActor {
     return this.mailbox.run(() => {
       const gone = [...this.subs.keys()].filter((id) => threadOfSocket(id) === thread);
       for (const id of gone) void this.doUnsubscribe(id);
-    });
+    }, false);
   }
 
-  publish(msg: OutgoingMessage, source: PublishSource, from?: ConnRef, exclude?: string): { offset: number } | Promise<{ offset: number }> {
-    const r = this.mailbox.run(() => this.doPublish(msg, source, from, exclude));
-    return r instanceof Promise ? r.then(settle) : settle(r);
+  // ——— publish ———
+
+  /** `whisper`: a Socket.IO/Echo client event; without onMessage the whisper policy applies, not --client-publish. */
+  publish(msg: OutgoingMessage, source: PublishSource, from?: ConnRef, exclude?: string, whisper?: boolean, at?: number): PublishResult | Promise<PublishResult> {
+    const r = this.mailbox.run(() => this.doPublish(msg, source, from, exclude, whisper, at));
+    return isThenable(r) ? r.then(settle) : settle(r);
   }
 
-  private doPublish(msg: OutgoingMessage, source: PublishSource, from: ConnRef | undefined, exclude: string | undefined): { offset: number } | Pending | Promise<{ offset: number } | Pending> {
-    let verdict: OutgoingMessage | null | void | Promise<OutgoingMessage | null | void>;
+  private doPublish(msg: OutgoingMessage, source: PublishSource, from: ConnRef | undefined, exclude: string | undefined, whisper: boolean | undefined, at?: number): PublishResult | Pending | Promise<PublishResult | Pending> {
+    // Backpressure: refuse before accepting, since an accepted publish's deliveries are never dropped.
+    if (this.env.admit) for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.admit(t);
+    let verdict: unknown;
     if (source === 'client') {
-      if (!from || !this.subs.has(from.id)) throw new RtError('not_subscribed', `subscribe to ${this.name} before publishing to it`, 403);
-      if (this.def.onMessage) verdict = this.def.onMessage(this.ctx, msg, subscriberOf(this.subs.get(from.id)!));
-      else {
+      const sender = from ? this.subs.get(from.id) : undefined;
+      if (!sender) throw new RtError('not_subscribed', `subscribe to ${this.name} before publishing to it`, 403);
+      if (this.def.onMessage) {
+        verdict = this.invoke('onMessage', () => this.def.onMessage!(this.ctx, msg, subscriberOf(sender)));
+      } else if (whisper) {
+        if (this.kind === 'public') throw new RtError('forbidden', 'only subscribers of private- and presence- channels may whisper', 403);
+        if (!msg.event.startsWith('client-')) throw new RtError('bad_request', 'whisper events must start with "client-"');
+      } else {
         const allowed = this.def.clientPublish ?? (this.env.clientPublish === 'all' || (this.env.clientPublish === 'private' && this.kind !== 'public'));
         if (!allowed) throw new RtError('publish_refused', `clients may not publish to ${this.name} (client publish policy: ${this.def.clientPublish === false ? 'refused by actor' : this.env.clientPublish})`, 403);
-        verdict = undefined;
       }
-    } else {
-      verdict = this.def.onPublish ? this.def.onPublish(this.ctx, msg, source) : undefined;
+    } else if (this.def.onPublish) {
+      verdict = this.invoke('onPublish', () => this.def.onPublish!(this.ctx, msg, source));
     }
-    if (verdict instanceof Promise) return verdict.then((v) => this.afterVerdict(msg, v, exclude));
-    return this.afterVerdict(msg, verdict, exclude);
+    if (isThenable(verdict)) return verdict.then((v) => this.afterVerdict(msg, v, exclude, source, at));
+    return this.afterVerdict(msg, verdict, exclude, source, at);
   }
 
-  private afterVerdict(msg: OutgoingMessage, verdict: OutgoingMessage | null | void, exclude: string | undefined): { offset: number } | Pending {
+  private afterVerdict(msg: OutgoingMessage, verdict: unknown, exclude: string | undefined, source: PublishSource, at?: number): PublishResult | Pending {
     if (verdict === null) throw new RtError('publish_refused', `publish to ${this.name} refused by the channel actor`, 403);
-    const out = verdict ?? msg;
-    if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('internal', `actor for ${this.name} returned a message without an event`, 500);
-    return this.emit(out.event, out.data, exclude);
+    if ((verdict as unknown) instanceof Published) return { offset: (verdict as unknown as Published).offset };
+    if (verdict === undefined) return this.emit(msg.event, msg.data, exclude, at);
+    const v = verdict as Partial<OutgoingMessage> & { reply?: unknown };
+    if (typeof v !== 'object') throw new RtError('actor_failed', `the channel actor of ${this.name} returned ${typeof v} instead of a message or { reply }`, 500);
+    // Only a client has someone to reply to; backend publishes always publish (and have an offset).
+    if ('reply' in v && v.event === undefined && source === 'client') return { data: v.reply };
+    if (typeof v.event !== 'string' || v.event.length === 0) throw new RtError('actor_failed', `the channel actor of ${this.name} returned a message without an event`, 500);
+    const out = this.emit(v.event, v.data, exclude, at);
+    return 'reply' in v ? withReply(out, v.reply) : out;
   }
 
   /** Assigns the next offset, records, and sends one frame to each thread that has subscribers. */
-  private emit(event: string, data: unknown, exclude?: string): { offset: number } | Pending {
+  private emit(event: string, data: unknown, exclude?: string, at?: number): PublishResult | Pending {
     const now = Date.now();
     this.lastActivity = now;
     if (this.env.broker) {
@@ -287,7 +612,7 @@ export class ChannelActor {
     }
     const pub: Publication = { channel: this.name, event, data, offset: ++this.offset };
     this.history.push(pub, now);
-    for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.deliver(t, pub, exclude);
+    for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.deliver(t, pub, exclude, at);
     return { offset: pub.offset };
   }
 
@@ -329,7 +654,7 @@ export class ChannelActor {
    * already relays still takes subscribers: their presence and count are registered when it is back
    * (recover), and only what truly needs Redis — a first subscription, history, the member list — fails.
    */
-  private async admitBridged(conn: ConnRef, verdict: boolean | { info?: unknown }, since: StreamPosition | undefined, replay?: boolean): Promise<SubscribeResult> {
+  private async admitBridged(conn: ConnRef, verdict: boolean | { info?: unknown }, since: StreamPosition | undefined, replay: boolean | undefined, data: unknown): Promise<SubscribeResult> {
     if (verdict === false || verdict === null || verdict === undefined) throw new RtError('forbidden', `subscription to ${this.name} refused`, 403);
     if (typeof verdict === 'object' && 'info' in verdict) conn = { ...conn, info: verdict.info };
     if (this.kind === 'presence' && !conn.user) throw new RtError('unauthorized', `presence channel ${this.name} needs a user id (token sub)`, 401);
@@ -369,6 +694,11 @@ export class ChannelActor {
       }
       if (replay) await this.catchUp(thread, since);
       if (this.kind === 'presence') result.members = await broker.members(this.name);
+      // onJoin last, inside the undo: a refusal or failure rolls back the presence join and count above.
+      if (!known && this.def.onJoin && !replay) {
+        const j = await this.join(conn, data);
+        if (j && typeof j === 'object' && j.reply !== undefined) result.data = j.reply;
+      }
     } catch (err) {
       if (joined) void this.op(() => broker.leave(this.name, conn.user!)).catch(() => {});
       if (!known) void this.op(() => broker.count(this.name, this.subs.size)).catch(() => {});
@@ -385,7 +715,6 @@ export class ChannelActor {
       }
     }
     if (this.kind === 'presence') result.info = conn.info;
-    if (!known && this.def.onJoin && !replay) await this.def.onJoin(this.ctx, subscriberOf(conn));
     return result;
   }
 
@@ -515,15 +844,20 @@ export class ChannelActor {
   private ingest(msg: BrokerMessage, claim: string): void | Promise<void> {
     if (!this.bridged) return;
     const send = (v: OutgoingMessage | null | void): void => {
-      if (v === null) return;
+      if (v === null || (v as unknown) instanceof Published) return;
       const out = v ?? { event: msg.event, data: msg.data };
       if (!out || typeof out.event !== 'string' || out.event.length === 0) return this.log('onPublish returned a message without an event; dropped');
       const m: BrokerMessage = msg.exclude ? { event: out.event, data: out.data, exclude: msg.exclude } : { event: out.event, data: out.data };
       this.env.broker!.publish(this.name, m, this.bounds, claim).catch((err) => this.log('could not sequence a message published through Redis', err));
     };
     if (!this.def.onPublish) return send(undefined);
-    const verdict = this.def.onPublish(this.ctx, { event: msg.event, data: msg.data }, 'redis');
-    if (verdict instanceof Promise) return verdict.then(send, (err) => this.log('onPublish refused a message published through Redis', err));
+    let verdict: OutgoingMessage | null | void | Promise<OutgoingMessage | null | void>;
+    try {
+      verdict = this.invoke('onPublish', () => this.def.onPublish!(this.ctx, { event: msg.event, data: msg.data }, 'redis'));
+    } catch (err) {
+      return this.log(`onPublish refused a message published through Redis: ${(err as Error).message}`);
+    }
+    if (isThenable(verdict)) return verdict.then(send, (err) => this.log(`onPublish refused a message published through Redis: ${(err as Error).message}`));
     return send(verdict);
   }
 

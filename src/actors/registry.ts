@@ -3,15 +3,16 @@
  * pattern matches, else the built-in one. Every shard loads the same files, so any shard can own any channel.
  */
 import { channelAllowed } from '../auth/jwt.js';
-import type { ActorDefinition } from './define.js';
+import type { ActorDefinition, AnyActorDefinition } from './define.js';
 import { importFolder } from './folder.js';
 import { isHandlerDefinition } from './handlers.js';
+import { timeHooks } from './hook-timing.js';
 
-export const BUILTIN_ACTOR: ActorDefinition = { match: '*' };
+export const BUILTIN_ACTOR: AnyActorDefinition = { match: '*' };
 
 export interface LoadedActor {
   file: string;
-  def: ActorDefinition;
+  def: AnyActorDefinition;
   matches(channel: string): boolean;
 }
 
@@ -23,14 +24,14 @@ function matcher(match: ActorDefinition['match']): (channel: string) => boolean 
   return (ch) => channelAllowed(globs, ch) || regexps.some((r) => r.test(ch));
 }
 
-function validate(def: unknown, file: string): ActorDefinition {
-  const d = def as ActorDefinition | undefined;
+function validate(def: unknown, file: string): AnyActorDefinition {
+  const d = def as AnyActorDefinition | undefined;
   if (!d || typeof d !== 'object') throw new Error(`${file}: default export must be defineActor({ match, ... })`);
   const list = Array.isArray(d.match) ? d.match : [d.match];
   if (list.length === 0 || !list.every((m) => typeof m === 'string' || m instanceof RegExp)) {
     throw new Error(`${file}: "match" must be a channel name or glob, a RegExp, or a list of them`);
   }
-  for (const hook of ['init', 'authorize', 'onJoin', 'onLeave', 'onMessage', 'onPublish', 'onStop'] as const) {
+  for (const hook of ['init', 'authorize', 'onJoin', 'onLeave', 'onMessage', 'onPublish', 'onTimer', 'onComputed', 'onStop'] as const) {
     if (d[hook] !== undefined && typeof d[hook] !== 'function') throw new Error(`${file}: "${hook}" must be a function`);
   }
   return d;
@@ -43,7 +44,7 @@ export async function loadActors(dir: string): Promise<LoadedActor[]> {
     // Request handler files (defineHandlers) share the folder; loadHandlers picks those up.
     if (isHandlerDefinition(exported)) continue;
     const def = validate(exported, file);
-    out.push({ file, def, matches: matcher(def.match) });
+    out.push({ file, def: timeHooks(def), matches: matcher(def.match) });
   }
   return out;
 }
@@ -51,9 +52,14 @@ export async function loadActors(dir: string): Promise<LoadedActor[]> {
 export class ActorRegistry {
   constructor(private readonly loaded: LoadedActor[]) {}
 
-  definitionFor(channel: string): ActorDefinition {
-    for (const a of this.loaded) if (a.matches(channel)) return a.def;
-    return BUILTIN_ACTOR;
+  definitionFor(channel: string): AnyActorDefinition {
+    return this.actorFor(channel).def;
+  }
+
+  /** The definition serving `channel` and the file it came from ('built-in' for the default actor). */
+  actorFor(channel: string): { def: AnyActorDefinition; file: string } {
+    for (const a of this.loaded) if (a.matches(channel)) return a;
+    return { def: BUILTIN_ACTOR, file: 'built-in' };
   }
 
   get files(): string[] {

@@ -1,12 +1,11 @@
-import {
-  createHmac,
-  createPrivateKey,
-  createPublicKey,
-  sign as cryptoSign,
-  timingSafeEqual,
-  verify as cryptoVerify,
-  type KeyObject,
-} from 'node:crypto';
+/**
+ * Connection tokens: verification with jose (HS256 with a secret, RS256/ES256 with a PEM public key or
+ * a JWKS URL whose keys are fetched, cached and rotated by `kid`), after cheap structure checks that
+ * bound the work done on hostile input and give precise errors; the claims rt-actors reads (`sub`,
+ * `user_info`, `channels`) are then type-checked. signJwt mints HS256/RS256/ES256 tokens (CLI, tests).
+ */
+import { createHmac, createPrivateKey, createPublicKey, createSecretKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type FlattenedJWSInput, type JWSHeaderParameters, type KeyInput } from 'jose';
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
 
@@ -27,7 +26,11 @@ export type JwtErrorCode =
   | 'token_not_yet_valid'
   | 'token_alg_not_allowed'
   | 'token_invalid_claims'
-  | 'token_not_configured';
+  | 'token_not_configured'
+  | 'token_wrong_audience'
+  | 'token_wrong_issuer'
+  | 'token_unknown_key'
+  | 'token_keys_unavailable';
 
 export class JwtError extends Error {
   readonly code: JwtErrorCode;
@@ -38,11 +41,27 @@ export class JwtError extends Error {
   }
 }
 
+export interface JwksOptions {
+  /** Least time between two fetches caused by an unknown kid (jose's cooldownDuration). Default 30 s. */
+  cooldownMs?: number;
+  /** Keys older than this are re-fetched before use. Default 10 min. */
+  cacheMaxAgeMs?: number;
+  /** A JWKS fetch taking longer fails. Default 5 s. */
+  timeoutMs?: number;
+}
+
 export interface JwtVerifierOptions {
   /** HS256 shared secret. */
   secret?: string;
   /** PEM text (RSA → RS256, EC P-256 → ES256). Not a path: the config layer reads files. */
   publicKey?: string;
+  /** JSON Web Key Set URL of an identity provider (RS256/ES256 keys picked by the token's kid). */
+  jwksUrl?: string;
+  jwks?: JwksOptions;
+  /** Accepted `aud` values; when set, a token must carry one of them. */
+  audience?: readonly string[];
+  /** Accepted `iss` values; when set, a token must carry one of them. */
+  issuer?: readonly string[];
   /** Default 30. */
   clockSkewSeconds?: number;
   /** Current time in seconds; default Date.now()/1000. */
@@ -50,7 +69,8 @@ export interface JwtVerifierOptions {
 }
 
 export interface JwtVerifier {
-  verify(token: string): JwtClaims;
+  /** Resolves with the token's claims; rejects with a JwtError. Never blocks: signatures are checked by WebCrypto off the event loop. */
+  verify(token: string): Promise<JwtClaims>;
   readonly algorithms: JwtAlgorithm[];
 }
 
@@ -187,101 +207,150 @@ function validateClaims(claims: Record<string, unknown>): JwtClaims {
 
 export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
   // An empty secret would let anyone forge tokens (HMAC with an empty key), so it counts as unset.
-  const secret = opts.secret !== undefined && opts.secret !== '' ? opts.secret : undefined;
+  const secret = opts.secret !== undefined && opts.secret !== '' ? createSecretKey(Buffer.from(opts.secret, 'utf8')) : undefined;
   const asymmetric = opts.publicKey !== undefined && opts.publicKey !== '' ? loadPublicKey(opts.publicKey) : undefined;
+  const jwks = opts.jwksUrl ? remoteKeySet(opts.jwksUrl, opts.jwks) : undefined;
   const skew = opts.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS;
   if (!Number.isFinite(skew) || skew < 0) {
     throw new Error(`JWT clock skew must be a non-negative number of seconds, got ${String(opts.clockSkewSeconds)}`);
   }
   const now = opts.now ?? (() => Date.now() / 1000);
+  const audience = opts.audience?.length ? [...opts.audience] : undefined;
+  const issuer = opts.issuer?.length ? [...opts.issuer] : undefined;
 
   // The accepted algorithms follow from the configured keys alone; the token's header only
   // selects among them. Trusting the header to pick the algorithm is what enables HS/RS confusion.
   const algorithms: JwtAlgorithm[] = [];
   if (secret !== undefined) algorithms.push('HS256');
   if (asymmetric !== undefined) algorithms.push(asymmetric.algorithm);
+  if (jwks !== undefined) for (const a of ['RS256', 'ES256'] as const) if (!algorithms.includes(a)) algorithms.push(a);
   const exposedAlgorithms = Object.freeze([...algorithms]) as JwtAlgorithm[];
 
-  function checkSignature(alg: JwtAlgorithm, signingInput: string, signature: Buffer): boolean {
-    if (alg === 'HS256') {
-      const expected = hmacSha256(secret as string, signingInput);
-      // timingSafeEqual throws on unequal lengths; the length of a MAC is public anyway.
-      return signature.length === expected.length && timingSafeEqual(signature, expected);
-    }
-    const { key } = asymmetric as AsymmetricKey;
-    const data = Buffer.from(signingInput, 'ascii');
-    if (alg === 'ES256') {
-      // JOSE carries ECDSA signatures as raw r||s, not DER.
-      if (signature.length !== 64) return false;
-      try {
-        return cryptoVerify('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, signature);
-      } catch {
-        return false;
-      }
-    }
-    try {
-      return cryptoVerify('sha256', data, key, signature);
-    } catch {
-      return false;
-    }
-  }
+  // jose checks the signature against the key, and the key's type against the header's alg.
+  const keyFor = async (header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<KeyInput> => {
+    if (header.alg === 'HS256') return secret!;
+    if (jwks) return jwks(header, token);
+    return asymmetric!.key;
+  };
 
-  function verify(token: string): JwtClaims {
+  /** Structure checks done before any crypto: bounded work, and precise messages for broken tokens. */
+  function precheck(token: string): void {
     if (algorithms.length === 0) {
-      throw new JwtError('token_not_configured', 'JWT authentication is not configured on this server (no secret or public key)');
+      throw new JwtError('token_not_configured', 'JWT authentication is not configured on this server (no secret, public key or JWKS URL)');
     }
-    if (typeof token !== 'string' || token.length === 0) {
-      throw malformed('token is empty');
-    }
-    if (token.length > MAX_TOKEN_LENGTH) {
-      throw malformed(`token is ${token.length} characters long; the limit is ${MAX_TOKEN_LENGTH}`);
-    }
+    if (typeof token !== 'string' || token.length === 0) throw malformed('token is empty');
+    if (token.length > MAX_TOKEN_LENGTH) throw malformed(`token is ${token.length} characters long; the limit is ${MAX_TOKEN_LENGTH}`);
     const parts = token.split('.');
-    if (parts.length !== 3) {
-      throw malformed(`token must have 3 dot-separated parts (header.payload.signature), found ${parts.length}`);
-    }
+    if (parts.length !== 3) throw malformed(`token must have 3 dot-separated parts (header.payload.signature), found ${parts.length}`);
     const [headerPart, payloadPart, signaturePart] = parts as [string, string, string];
-
     const header = decodeJsonObject(headerPart, 'header');
     const alg = header.alg;
-    if (typeof alg !== 'string') {
-      throw malformed('token header has no "alg" string');
-    }
-    if (alg.toLowerCase() === 'none') {
-      throw new JwtError('token_alg_not_allowed', 'unsigned tokens (alg "none") are never accepted');
-    }
+    if (typeof alg !== 'string') throw malformed('token header has no "alg" string');
+    if (alg.toLowerCase() === 'none') throw new JwtError('token_alg_not_allowed', 'unsigned tokens (alg "none") are never accepted');
     if (!(algorithms as string[]).includes(alg)) {
-      throw new JwtError(
-        'token_alg_not_allowed',
-        `token is signed with ${alg}, but this server only accepts ${algorithms.join(', ')}`,
-      );
+      throw new JwtError('token_alg_not_allowed', `token is signed with ${alg}, but this server only accepts ${algorithms.join(', ')}`);
     }
     // RFC 7515 §4.1.11: extensions marked critical that we do not implement must cause rejection.
-    if (header.crit !== undefined) {
-      throw malformed('token header lists critical extensions ("crit"), which are not supported');
-    }
-
-    const signature = base64urlDecode(signaturePart, 'signature');
-    // Decode the payload's base64 before the signature check so a garbled token is reported as
-    // malformed rather than as a signature mismatch.
+    if (header.crit !== undefined) throw malformed('token header lists critical extensions ("crit"), which are not supported');
+    base64urlDecode(signaturePart, 'signature');
     base64urlDecode(payloadPart, 'payload');
-    if (!checkSignature(alg as JwtAlgorithm, `${headerPart}.${payloadPart}`, signature)) {
-      throw new JwtError('token_bad_signature', `token signature does not match (${alg})`);
-    }
+  }
 
-    const claims = validateClaims(decodeJsonObject(payloadPart, 'payload'));
-
-    const current = now();
-    if (claims.exp !== undefined && current - skew >= claims.exp) {
-      throw new JwtError('token_expired', `token expired at ${describeTime(claims.exp)}`);
+  async function verify(token: string): Promise<JwtClaims> {
+    precheck(token);
+    let payload: Record<string, unknown>;
+    try {
+      ({ payload } = await jwtVerify(token, keyFor, {
+        algorithms,
+        audience,
+        issuer,
+        clockTolerance: skew,
+        currentDate: new Date(now() * 1000),
+      }));
+    } catch (err) {
+      throw joseError(err, token, opts.jwksUrl);
     }
-    if (claims.nbf !== undefined && current + skew < claims.nbf) {
-      throw new JwtError('token_not_yet_valid', `token is not valid before ${describeTime(claims.nbf)}`);
-    }
-    return claims;
+    return validateClaims(payload);
   }
 
   return { verify, algorithms: exposedAlgorithms };
+}
+
+function joseError(err: unknown, token: string, jwksUrl: string | undefined): JwtError {
+  if (err instanceof JwtError) return err;
+  const claims = (err as { payload?: Record<string, unknown> }).payload ?? {};
+  if (err instanceof joseErrors.JWTExpired) return new JwtError('token_expired', `token expired at ${describeTime(Number(claims.exp))}`);
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    const { claim, reason } = err;
+    if (reason === 'invalid') return new JwtError('token_invalid_claims', `claim "${claim}" must be a number of seconds, got ${describeKind(claims[claim])}`);
+    if (claim === 'nbf') return new JwtError('token_not_yet_valid', `token is not valid before ${describeTime(Number(claims.nbf))}`);
+    if (claim === 'aud') return new JwtError('token_wrong_audience', `token audience ${JSON.stringify(claims.aud ?? null)} is not one this server accepts (--jwt-audience)`);
+    if (claim === 'iss') return new JwtError('token_wrong_issuer', `token issuer ${JSON.stringify(claims.iss ?? null)} is not one this server accepts (--jwt-issuer)`);
+    return new JwtError('token_invalid_claims', `claim "${claim}" is invalid`);
+  }
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
+    return new JwtError('token_bad_signature', `token signature does not match (${headerAlg(token)})`);
+  }
+  if (err instanceof joseErrors.JWKSNoMatchingKey) {
+    return new JwtError('token_unknown_key', `no key in the JWKS at ${jwksUrl} matches the token's kid ${JSON.stringify(headerKid(token) ?? null)}`);
+  }
+  if (err instanceof joseErrors.JWKSMultipleMatchingKeys) {
+    return new JwtError('token_unknown_key', 'the token has no kid and the JWKS holds several keys for its algorithm');
+  }
+  if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || (jwksUrl && !(err instanceof joseErrors.JOSEError))) {
+    return new JwtError('token_keys_unavailable', `the JWKS at ${jwksUrl} could not be fetched: ${(err as Error).message}`);
+  }
+  if (err instanceof joseErrors.JWTInvalid) {
+    return malformed((err as Error).cause ? 'token payload is not valid JSON' : 'token payload must be a JSON object');
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed || err instanceof joseErrors.JOSENotSupported) {
+    return new JwtError('token_alg_not_allowed', (err as Error).message);
+  }
+  return new JwtError('token_bad_signature', `token could not be verified: ${(err as Error).message}`);
+}
+
+function headerField(token: string, name: string): unknown {
+  try {
+    return (JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString('utf8')) as Record<string, unknown>)[name];
+  } catch {
+    return undefined;
+  }
+}
+const headerAlg = (token: string) => String(headerField(token, 'alg'));
+const headerKid = (token: string) => headerField(token, 'kid') as string | undefined;
+
+function remoteKeySet(url: string, o: JwksOptions = {}): ReturnType<typeof createRemoteJWKSet> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error(`JWKS URL ${JSON.stringify(url)} is not a URL`);
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new Error(`JWKS URL must be http(s), not ${parsed.protocol}`);
+  return createRemoteJWKSet(parsed, {
+    cooldownDuration: o.cooldownMs ?? 30_000,
+    cacheMaxAge: o.cacheMaxAgeMs ?? 600_000,
+    timeoutDuration: o.timeoutMs ?? 5_000,
+  });
+}
+
+/** The verifier options a server configuration asks for. */
+export function verifierOptions(c: {
+  jwtSecret: string;
+  jwtPublicKey: string;
+  jwksUrl: string;
+  jwtAudience: string[];
+  jwtIssuer: string[];
+  jwksCooldown: number;
+}): JwtVerifierOptions {
+  return {
+    secret: c.jwtSecret || undefined,
+    publicKey: c.jwtPublicKey || undefined,
+    jwksUrl: c.jwksUrl || undefined,
+    audience: c.jwtAudience,
+    issuer: c.jwtIssuer,
+    jwks: { cooldownMs: c.jwksCooldown * 1000 },
+  };
 }
 
 export function signJwt(

@@ -8,6 +8,7 @@
  */
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
 import type { ChannelInfo } from '../runtime/messages.js';
+import type { Fence } from './lease.js';
 
 /** How much of a channel's stream is kept for resume. */
 export interface HistoryBounds {
@@ -67,9 +68,10 @@ export interface Broker {
   detach(channel: string): void;
   /**
    * Sequences a publication cluster-wide (next offset, history, fan-out to every host). With `claim`,
-   * only the first caller presenting that claim publishes; the others get null.
+   * only the first caller presenting that claim publishes; the others get null. With `fence`, the
+   * publish happens only while that lease is still held (else it fails with code `moved`).
    */
-  publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string): Promise<StreamPosition | null>;
+  publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string, fence?: Fence): Promise<StreamPosition | null>;
   position(channel: string, bounds: HistoryBounds): Promise<StreamPosition>;
   /** Publications with offsets in (after, upTo], oldest first, at most `limit`. */
   history(channel: string, after: number, upTo: number | undefined, limit: number, bounds: HistoryBounds): Promise<HistorySlice>;

@@ -3,17 +3,15 @@
  * members — and the cluster-wide user messages. No host is asked anything, so a dead or slow host
  * cannot make the HTTP API wait; counts of a dead host disappear when the sweeper removes it.
  */
-import { RtError } from '../errors.js';
+import { redisUnavailable } from './redis-errors.js';
 import type { Member } from '../protocol/native.js';
 import type { ChannelInfo, Notice } from '../runtime/messages.js';
 import type { HubBridge } from './broker.js';
 import type { Keys } from './keys.js';
 import type { Commander } from './redis-conn.js';
 
-export function unavailable(err: unknown): RtError {
-  if (err instanceof RtError) return err;
-  return new RtError('unavailable', `Redis unavailable: ${(err as Error)?.message ?? String(err)}`, 503);
-}
+/** See redis-errors.ts: our words, not the driver's. */
+export const unavailable = redisUnavailable;
 
 /** Parses one presence entry's info; a corrupt entry counts as a member without info. */
 function parseInfo(json: string): unknown {
@@ -42,14 +40,24 @@ export class RedisDirectory implements HubBridge {
 
   async channel(name: string): Promise<ChannelInfo> {
     const presence = name.startsWith('presence-');
-    const [counts, offset, users] = await this.guard(
+    const [counts, offset, users, lease, placed] = await this.guard(
       Promise.all([
         this.cmd.hvals(this.keys.counts(name)),
         this.cmd.hget(this.keys.meta(name), 'o'),
         presence ? this.cmd.hlen(this.keys.users(name)) : Promise.resolve(0),
+        this.cmd.hmget(this.keys.lease(name), 'h', 'e'),
+        this.cmd.exists(this.keys.state(name)),
       ]),
     );
     const info: ChannelInfo = { name, subscribers: counts.reduce((n, c) => n + (Number(c) || 0), 0), offset: Number(offset ?? 0) };
+    // A custom actor's one activation: the lease holder's node id is `<host id>:<shard>:<random>`.
+    if (lease[0]) {
+      const parts = lease[0].split(':');
+      info.owner = { host: parts.slice(0, -2).join(':'), shard: Number(parts[parts.length - 2]), placement: 'leased', epoch: Number(lease[1]) };
+    } else if (placed) {
+      // Placed, with no activation right now: the next event activates it wherever it arrives.
+      info.owner = { host: null, shard: null, placement: 'leased' };
+    }
     if (presence) info.presence = users;
     return info;
   }

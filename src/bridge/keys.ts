@@ -34,9 +34,28 @@ export class Keys {
   claim(ch: string, id: string): string {
     return this.tag(ch) + ':d:' + id;
   }
+  /**
+   * Hash `h` holder, `e` fencing epoch: the lease of the one activation of a placed channel's actor.
+   * Expires unless its holder renews it.
+   */
+  lease(ch: string): string {
+    return this.tag(ch) + ':l';
+  }
+  /** The channel's fencing counter: grows by one for every new lease holder, never reused. */
+  fence(ch: string): string {
+    return this.tag(ch) + ':f';
+  }
+  /** A placed actor's persisted state (msgpack), written only by the lease holder. */
+  state(ch: string): string {
+    return this.tag(ch) + ':a';
+  }
   /** The channel's own pub/sub channel (SPUBLISH on a cluster, PUBLISH otherwise). */
   pubsub(ch: string): string {
     return this.tag(ch) + ':c';
+  }
+  /** A node's inbox: requests forwarded to the placed actors it runs, and replies to its own requests. */
+  inbox(node: string): string {
+    return `${this.ns}:{${node}}:in`;
   }
   /** Where a Laravel backend publishes for this channel. */
   laravel(ch: string): string {

@@ -8,7 +8,8 @@
  * while the connections that survived the crash re-register under the new node.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr } from 'msgpackr';
+import { unpackPlain } from '../protocol/plain-msgpack.js';
 import type { Logger } from '../log.js';
 import { assertEvent, type Member, type Publication, type StreamPosition } from '../protocol/native.js';
 import type { Notice } from '../runtime/messages.js';
@@ -17,9 +18,9 @@ import { parseControl, RedisDirectory, unavailable } from './directory.js';
 import type { Keys } from './keys.js';
 import { commandConnection, connectWithin, SubscriberPool, type Commander, type RedisTarget } from './redis-conn.js';
 import * as lua from './scripts.js';
+import { isFenced, Leases, leaseLost, type Fence } from './lease.js';
 
 const packr = new Packr({ useRecords: false });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 
 /**
  * How long a backend message's claim lives: hosts receiving the same Laravel message within this
@@ -72,6 +73,10 @@ export interface RedisBrokerOptions {
   log: Logger;
   /** A cluster-wide control message (user message, user disconnect) for this thread's connections. */
   onControl(n: Notice): void;
+  /** Lease time of placed actors (the node id is the lease holder); default 10 s. */
+  leaseTtlMs?: number;
+  /** A placed actor's lease this node held is gone. */
+  onLeaseLost?(channel: string, fence: Fence): void;
 }
 
 interface Route {
@@ -84,6 +89,8 @@ export class RedisBroker implements Broker {
   readonly stats: BrokerStats = { invalid: 0, recovered: 0, resyncs: 0, errors: 0 };
   readonly cmd: Commander;
   readonly directory: RedisDirectory;
+  /** Leases of the placed actors this node runs (docs/scaling.md, placement). */
+  readonly leases: Leases;
   private readonly scripts: Scripts;
   private readonly subs: SubscriberPool;
   private readonly keys: Keys;
@@ -95,6 +102,7 @@ export class RedisBroker implements Broker {
   private heartbeat?: NodeJS.Timeout;
   private retry?: NodeJS.Timeout;
   private readonly intervalMs: number;
+  private readonly inboxChannel: string;
   private cmdReadyOnce = false;
   private closed = false;
   private lastInvalidLog = 0;
@@ -104,11 +112,13 @@ export class RedisBroker implements Broker {
     this.node = opts.node;
     this.keys = opts.keys;
     this.pubCmd = opts.target.cluster ? 'SPUBLISH' : 'PUBLISH';
+    this.inboxChannel = opts.keys.inbox(opts.node);
     this.cmd = commandConnection(opts.target, `rt-actors:${opts.node}`);
     this.cmd.on('error', () => {}); // state changes are watched through 'ready'/'close'; commands report their own errors
     this.scripts = defineScripts(this.cmd);
     this.subs = new SubscriberPool(opts.target, `rt-actors-sub:${opts.node}`, this.cmd);
     this.directory = new RedisDirectory(this.cmd, opts.keys, opts.presenceTtlMs * 2);
+    this.leases = new Leases(this.cmd, opts.keys, { holder: opts.node, ttlMs: opts.leaseTtlMs ?? 10_000, onLost: (ch, f) => opts.onLeaseLost?.(ch, f) });
     // Several rounds per ttl, so one late heartbeat does not make a live node look dead.
     this.intervalMs = Math.max(100, Math.floor(opts.presenceTtlMs / 3));
   }
@@ -127,7 +137,7 @@ export class RedisBroker implements Broker {
         this.cmdReadyOnce = true;
         return;
       }
-      this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps');
+      this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps', { event: 'redis.up' });
       void this.beat();
       for (const { sink } of this.sinks.values()) sink.recover();
     });
@@ -135,7 +145,7 @@ export class RedisBroker implements Broker {
     this.cmd.on('ready', () => (wasUp = true));
     this.cmd.on('close', () => {
       // Once per outage, not once per failed reconnect attempt.
-      if (!this.closed && wasUp) this.opts.log.warn('Redis connection lost; reconnecting (publishes fail with 503 meanwhile)');
+      if (!this.closed && wasUp) this.opts.log.warn('Redis connection lost; reconnecting (publishes fail with 503 meanwhile)', { event: 'redis.down' });
       wasUp = false;
     });
     this.subs.on('message', (ch: string, payload: Buffer) => this.onMessage(ch, payload));
@@ -150,7 +160,7 @@ export class RedisBroker implements Broker {
     const [cmd, sub] = await Promise.allSettled([connectWithin(this.cmd, timeoutMs), this.listen(timeoutMs)]);
     const failed = cmd.status === 'rejected' ? cmd.reason : sub.status === 'rejected' ? sub.reason : undefined;
     // Possible when this shard is replaced during an outage: it serves its connections meanwhile.
-    if (failed) this.opts.log.error(`Redis not reachable yet (${(failed as Error).message}); serving local connections and retrying`);
+    if (failed) this.opts.log.error(`Redis not reachable yet (${(failed as Error).message}); serving local connections and retrying`, { event: 'redis.down' });
     else await this.beat();
     this.heartbeat = setInterval(() => void this.beat(), this.intervalMs);
     this.heartbeat.unref();
@@ -163,6 +173,7 @@ export class RedisBroker implements Broker {
       if (this.opts.target.cluster) await connectWithin(this.cmd, timeoutMs);
       await this.subs.start(timeoutMs);
       await this.subs.subscribe(this.keys.control, false);
+      await this.subs.subscribe(this.keys.inbox(this.node), this.opts.target.cluster);
     } catch (err) {
       if (!this.closed) {
         this.retry = setTimeout(() => void this.listen(timeoutMs).catch(() => {}), 2000);
@@ -213,7 +224,30 @@ export class RedisBroker implements Broker {
     }
   }
 
+  /** Messages to this node's inbox (see sendTo); set by the placement layer. */
+  onInbox?: (payload: Buffer) => void;
+
+  /** Whether a node still heartbeats (its host and shard are alive). */
+  async nodeAlive(node: string): Promise<boolean> {
+    return (await this.cmd.exists(this.keys.node(node))) === 1;
+  }
+
+  /** Sends to another node's inbox; resolves to the number of receivers (0: that node is gone). */
+  async sendTo(node: string, payload: Buffer): Promise<number> {
+    const ch = this.keys.inbox(node);
+    try {
+      return Number(this.opts.target.cluster ? await this.cmd.spublish(ch, payload) : await this.cmd.publish(ch, payload));
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+  }
+
   private onMessage(redisChannel: string, payload: Buffer): void {
+    if (redisChannel === this.inboxChannel) {
+      this.onInbox?.(payload);
+      return;
+    }
     if (redisChannel === this.keys.control) {
       const n = parseControl(payload);
       if (n) this.opts.onControl(n);
@@ -239,7 +273,7 @@ export class RedisBroker implements Broker {
       if (a <= 0 || b < 0) throw new Error('not a publication frame');
       const offset = Number(payload.toString('latin1', 0, a));
       const epoch = payload.toString('latin1', a + 1, b);
-      const body = unpackr.unpack(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string };
+      const body = unpackPlain(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string };
       if (!Number.isSafeInteger(offset) || offset <= 0 || typeof body?.v !== 'string') throw new Error('bad publication frame');
       entry.sink.publication({ channel: route.channel, event: body.v, data: body.d, offset }, epoch, body.x);
     } catch (err) {
@@ -291,15 +325,21 @@ export class RedisBroker implements Broker {
 
   // ——— sequence, history ———
 
-  async publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string): Promise<StreamPosition | null> {
+  async publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string, fence?: Fence): Promise<StreamPosition | null> {
     const body = packr.pack(msg.exclude ? { v: msg.event, d: msg.data, x: msg.exclude } : { v: msg.event, d: msg.data });
     const args: (string | number | Buffer)[] = [this.keys.pubsub(channel), newEpoch(), bounds.size, Math.max(1, Math.round(bounds.ttlMs)), metaTtl(bounds), body, this.pubCmd];
     let r: [number, string] | null;
     try {
-      r = claim === undefined
-        ? await this.scripts.rtPublish(this.keys.meta(channel), this.keys.stream(channel), ...args)
-        : await this.scripts.rtIngest(this.keys.meta(channel), this.keys.stream(channel), this.keys.claim(channel, claim), ...args, CLAIM_TTL_MS);
+      r = fence
+        ? await this.leases.fencedPublish(channel, args, fence)
+        : claim === undefined
+          ? await this.scripts.rtPublish(this.keys.meta(channel), this.keys.stream(channel), ...args)
+          : await this.scripts.rtIngest(this.keys.meta(channel), this.keys.stream(channel), this.keys.claim(channel, claim), ...args, CLAIM_TTL_MS);
     } catch (err) {
+      if (fence && isFenced(err)) {
+        this.leases.dropIfSame(channel, fence);
+        throw leaseLost(channel);
+      }
       this.stats.errors++;
       throw unavailable(err);
     }
@@ -321,7 +361,7 @@ export class RedisBroker implements Broker {
     for (const [, fields] of entries) {
       try {
         const offset = Number(fields[1]!.toString());
-        const body = unpackr.unpack(fields[3]!) as { v: string; d: unknown };
+        const body = unpackPlain(fields[3]!) as { v: string; d: unknown };
         out.push({ channel, event: body.v, data: body.d, offset });
       } catch {
         this.invalid(this.keys.stream(channel), 'unreadable stream entry');
@@ -480,6 +520,8 @@ export class RedisBroker implements Broker {
     this.closed = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.retry);
+    // Hand placed actors over at once on a graceful stop: the next event activates them elsewhere.
+    await this.leases.close(graceful && this.cmd.status === 'ready').catch(() => {});
     await this.subs.close();
     if (graceful && this.cmd.status === 'ready') {
       try {

@@ -15,6 +15,8 @@ export interface RedisTarget {
   options: RedisOptions;
   /** For messages: the URL(s) as given, without credentials. */
   display: string;
+  /** Redis Sentinel: connections ask these for the current master of `name` (and follow failovers). */
+  sentinel?: { sentinels: { host: string; port: number }[]; name: string };
 }
 
 export class RedisTargetError extends Error {}
@@ -53,6 +55,31 @@ export function parseRedisTarget(spec: string, cluster: boolean): RedisTarget {
   return { cluster: isCluster, nodes, options, display: shown.join(',') };
 }
 
+/**
+ * Parses `--redis-sentinels` (`host:port,…`) and `--redis-sentinel-name`. `--redis`, when also given,
+ * contributes only its credentials, database and TLS: the sentinels name the master's address.
+ */
+export function parseSentinelTarget(sentinels: readonly string[], name: string, redis: string): RedisTarget {
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new RedisTargetError(`--redis-sentinel-name: "${name}" is not a master name (letters, digits, '.', '_', '-')`);
+  const list: { host: string; port: number }[] = [];
+  for (const raw of sentinels) {
+    const m = /^\[?([^\]\s]+?)\]?:(\d{1,5})$/.exec(raw.trim());
+    const port = m ? Number(m[2]) : 0;
+    if (!m || port <= 0 || port > 65535) throw new RedisTargetError(`--redis-sentinels: "${raw}" is not host:port`);
+    list.push({ host: m[1]!, port });
+  }
+  if (list.length === 0) throw new RedisTargetError('--redis-sentinels is empty');
+  const base = redis ? parseRedisTarget(redis, false) : undefined;
+  if (base?.cluster) throw new RedisTargetError('--redis lists several nodes, but with --redis-sentinels it only carries credentials: give one URL');
+  return {
+    cluster: false,
+    nodes: [],
+    options: base?.options ?? {},
+    display: `sentinels ${list.map((s) => `${s.host}:${s.port}`).join(',')} (master ${name})`,
+    sentinel: { sentinels: list, name },
+  };
+}
+
 /** Reconnect soon after a blip, then back off to every 2 s while Redis stays away. */
 const retryStrategy = (times: number): number => Math.min(100 * 2 ** Math.min(times, 5), 2000);
 
@@ -73,11 +100,27 @@ function baseOptions(target: RedisTarget, name: string): RedisOptions {
   };
 }
 
+/** Where a single-Redis connection goes: the --redis node, or whichever master the sentinels name. */
+function address(target: RedisTarget): RedisOptions {
+  if (!target.sentinel) return { host: target.nodes[0]!.host, port: target.nodes[0]!.port };
+  return {
+    sentinels: target.sentinel.sentinels,
+    name: target.sentinel.name,
+    role: 'master',
+    // Learn of a failover from the sentinels' +switch-master at once rather than from the next error.
+    failoverDetector: true,
+    sentinelRetryStrategy: retryStrategy,
+    // A demoted master answers writes with READONLY until Sentinel's CLIENT KILL: reconnect (through
+    // the sentinels, to the new master) instead of failing writes until then.
+    reconnectOnError: (err: Error) => /READONLY/.test(err.message),
+  };
+}
+
 export type Commander = Redis | Cluster;
 
 export function commandConnection(target: RedisTarget, name: string): Commander {
   const opts = baseOptions(target, name);
-  if (!target.cluster) return new Redis({ ...opts, host: target.nodes[0]!.host, port: target.nodes[0]!.port });
+  if (!target.cluster) return new Redis({ ...opts, ...address(target) });
   const { lazyConnect, enableOfflineQueue, retryStrategy: _r, ...redisOptions } = opts;
   return new Cluster(target.nodes, {
     lazyConnect,
@@ -160,7 +203,7 @@ export class SubscriberPool extends EventEmitter {
         this.refreshTimer.unref();
       }
     } else {
-      const c = this.conn('main', this.target.nodes[0]!);
+      const c = this.conn('main', this.target.nodes[0]);
       await connectWithin(c.redis, timeoutMs);
     }
   }
@@ -190,11 +233,12 @@ export class SubscriberPool extends EventEmitter {
   private conn(key: string, node?: { host: string; port: number }): SubConn {
     let c = this.conns.get(key);
     if (c) return c;
-    if (!node) {
+    if (!node && key !== 'main') {
       const i = key.lastIndexOf(':');
       node = { host: key.slice(0, i), port: Number(key.slice(i + 1)) };
     }
-    const redis = new Redis({ ...baseOptions(this.target, this.name), host: node.host, port: node.port, lazyConnect: false });
+    const at = key === 'main' ? address(this.target) : { host: node!.host, port: node!.port };
+    const redis = new Redis({ ...baseOptions(this.target, this.name), ...at, lazyConnect: false });
     const sc: SubConn = { key, redis, channels: new Map() };
     this.conns.set(key, sc);
     redis.on('error', () => {}); // reported through 'down'; ioredis reconnects by itself

@@ -14,25 +14,29 @@
  * meta ttl ms, body, PUBLISH|SPUBLISH[, claim ttl ms]. Returns {offset, epoch}, or nil when the claim
  * was already taken (another host sequenced this backend message).
  */
-export const PUBLISH = `
-if #KEYS > 2 then
-  if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[8]) then return false end
-end
-redis.call('HSETNX', KEYS[1], 'e', ARGV[2])
-local e = redis.call('HGET', KEYS[1], 'e')
-local o = redis.call('HINCRBY', KEYS[1], 'o', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+/** The body shared by PUBLISH and FENCED_PUBLISH; `meta` and `stream` are Lua expressions naming the keys. */
+const publishBody = (meta: string, stream: string) => `
+redis.call('HSETNX', ${meta}, 'e', ARGV[2])
+local e = redis.call('HGET', ${meta}, 'e')
+local o = redis.call('HINCRBY', ${meta}, 'o', 1)
+redis.call('PEXPIRE', ${meta}, ARGV[5])
 local size = tonumber(ARGV[3])
 if size > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', size, '*', 'o', o, 'm', ARGV[6])
+  redis.call('XADD', ${stream}, 'MAXLEN', '~', size, '*', 'o', o, 'm', ARGV[6])
   local t = redis.call('TIME')
   local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[4])
-  if cutoff > 0 then redis.call('XTRIM', KEYS[2], 'MINID', '~', cutoff) end
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  if cutoff > 0 then redis.call('XTRIM', ${stream}, 'MINID', '~', cutoff) end
+  redis.call('PEXPIRE', ${stream}, ARGV[4])
 end
 redis.call(ARGV[7], ARGV[1], o .. '|' .. e .. '|' .. ARGV[6])
 return {o, e}
 `;
+
+export const PUBLISH = `
+if #KEYS > 2 then
+  if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[8]) then return false end
+end
+` + publishBody('KEYS[1]', 'KEYS[2]');
 
 /**
  * KEYS: meta   ARGV: epoch candidate, meta ttl ms. Creates the channel's epoch if it has none (first use,
@@ -124,3 +128,72 @@ end
 redis.call('HDEL', KEYS[3], ARGV[2])
 return gone
 `;
+
+/**
+ * Leases (src/bridge/lease.ts). A lease is a hash `{h: holder, e: epoch}` with a ttl; the fencing
+ * counter (its own key, same hash tag) gives every new holder a larger epoch. A holder proves itself
+ * with (holder, epoch): equality on both, so neither a stale holder nor a new incarnation of the same
+ * host can pass for the other.
+ *
+ * KEYS: lease, fence   ARGV: holder, ttl ms, fence ttl ms.
+ * Returns {1, epoch, holder, ttl} when the caller holds the lease (newly or already), else
+ * {0, epoch, holder, remaining ttl} naming the current holder.
+ */
+export const LEASE_ACQUIRE = `
+local cur = redis.call('HMGET', KEYS[1], 'h', 'e')
+if cur[1] then
+  if cur[1] == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return {1, tonumber(cur[2]), cur[1], tonumber(ARGV[2])}
+  end
+  return {0, tonumber(cur[2]), cur[1], redis.call('PTTL', KEYS[1])}
+end
+local e = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], 'h', ARGV[1], 'e', e)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, e, ARGV[1], tonumber(ARGV[2])}
+`;
+
+/** Lua prelude of every fenced write: KEYS[1] is the lease, the last two ARGV are holder and epoch. */
+const FENCE_CHECK = `
+local fh = ARGV[#ARGV - 1]
+local fe = ARGV[#ARGV]
+local cur = redis.call('HMGET', KEYS[1], 'h', 'e')
+if cur[1] ~= fh or cur[2] ~= fe then return redis.error_reply('FENCED lease of ' .. KEYS[1] .. ' is not held by ' .. fh .. ' at epoch ' .. fe) end
+`;
+
+/** KEYS: lease   ARGV: ttl ms, holder, epoch. Extends the lease; FENCED when it is not ours any more. */
+export const LEASE_RENEW = FENCE_CHECK + `
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+`;
+
+/** KEYS: lease   ARGV: holder, epoch. Ends the lease at once (hand-over); 0 when it was not ours. */
+export const LEASE_RELEASE = `
+local cur = redis.call('HMGET', KEYS[1], 'h', 'e')
+if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+`;
+
+/** KEYS: lease, state   ARGV: state bytes, state ttl ms, holder, epoch. Persists an actor's state, fenced. */
+export const STATE_SAVE = FENCE_CHECK + `
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+`;
+
+/**
+ * KEYS: lease, meta, stream   ARGV: as PUBLISH (pubsub channel … PUBLISH|SPUBLISH), holder, epoch.
+ * The publish of a lease holder: refused with FENCED unless the lease is still the caller's, in the same
+ * atomic step that assigns the offset — a paused or cut-off former owner can never publish.
+ */
+export const FENCED_PUBLISH = FENCE_CHECK + publishBody('KEYS[2]', 'KEYS[3]');
+
+/**
+ * KEYS: lease, meta, stream, state   ARGV: as PUBLISH (7), state bytes, state ttl ms, holder, epoch.
+ * One turn of a placed actor that changed its state and published: both, or neither (fenced).
+ */
+export const FENCED_PUBLISH_STATE = FENCE_CHECK + `
+redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[9])
+` + publishBody('KEYS[2]', 'KEYS[3]');

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../config/load.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import type { ActorDefinition } from '../actors/define.js';
+import type { AnyActorDefinition } from '../actors/define.js';
 import type { MeshEndpoint } from '../runtime/mesh.js';
 import type { SharedStats } from '../runtime/stats.js';
 import type { HistoryBounds, HubBridge } from './broker.js';
@@ -15,13 +15,32 @@ import { RedisDirectory } from './directory.js';
 import { boundsFor, HistoryPatternError, parseHistoryPatterns } from './history-policy.js';
 import { Keys } from './keys.js';
 import { RedisBroker } from './redis-broker.js';
-import { commandConnection, connectWithin, parseRedisTarget, RedisTargetError, type Commander, type RedisTarget } from './redis-conn.js';
+import { Placement } from './placement.js';
+import type { LoadedActor } from '../actors/registry.js';
+import { commandConnection, connectWithin, parseRedisTarget, parseSentinelTarget, RedisTargetError, type Commander, type RedisTarget } from './redis-conn.js';
 
 /** Per-channel history bounds from --history-patterns, --history-size and --history-ttl. */
-export function historyPolicy(config: ServerConfig): (channel: string, def: ActorDefinition) => HistoryBounds {
+export function historyPolicy(config: ServerConfig): (channel: string, def: AnyActorDefinition) => HistoryBounds {
   const rules = parseHistoryPatterns(config.historyPatterns);
   const fallback = { size: config.historySize, ttlMs: config.historyTtl * 1000 };
   return (channel, def) => boundsFor(channel, rules, fallback, def.history);
+}
+
+/** Whether this host bridges through Redis (a --redis URL or Redis Sentinel). */
+export function bridged(config: ServerConfig): boolean {
+  return config.redis !== '' || config.redisSentinels.length > 0;
+}
+
+const HOST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Checks --host-id, or makes one (hostname plus a random suffix: a restarted host is a new owner). */
+export function resolveHostId(config: ServerConfig): void {
+  if (config.hostId) {
+    if (!HOST_ID.test(config.hostId)) throw new ConfigError('hostId', `--host-id "${config.hostId}" must be 1-64 letters, digits, '.', '_' or '-'`);
+    return;
+  }
+  const base = hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 48) || 'host';
+  config.hostId = `${base}-${randomBytes(3).toString('hex')}`;
 }
 
 /** Validates the bridge's options at start, so a typo is a start error naming the option. */
@@ -34,6 +53,15 @@ export function checkBridgeConfig(config: ServerConfig): RedisTarget | undefined
   }
   if (/[{}|\s]/.test(config.redisNamespace) || config.redisNamespace === '') {
     throw new ConfigError('redisNamespace', '--redis-namespace must be non-empty, without spaces, braces or "|"');
+  }
+  if (config.redisSentinels.length > 0) {
+    if (config.redisCluster) throw new ConfigError('redisCluster', '--redis-cluster and --redis-sentinels exclude each other: a Redis Cluster fails over by itself');
+    try {
+      return parseSentinelTarget(config.redisSentinels, config.redisSentinelName, config.redis);
+    } catch (err) {
+      if (err instanceof RedisTargetError) throw new ConfigError(/sentinel-name/.test(err.message) ? 'redisSentinelName' : /^--redis:/.test(err.message) ? 'redis' : 'redisSentinels', err.message);
+      throw err;
+    }
   }
   if (!config.redis) {
     if (config.redisCluster) throw new ConfigError('redisCluster', '--redis-cluster needs --redis (or RT_REDIS_URL) naming at least one cluster node');
@@ -69,7 +97,7 @@ export async function openMainBridge(config: ServerConfig, target: RedisTarget):
   try {
     await connectWithin(cmd, START_TIMEOUT_MS, true);
   } catch (err) {
-    fail(`cannot reach Redis at ${target.display}: ${(err as Error).message}. Start Redis or fix --redis / RT_REDIS_URL; without --redis the server runs as a single host`);
+    fail(`cannot reach Redis at ${target.display}: ${(err as Error).message}. Start Redis or fix --redis / RT_REDIS_URL / --redis-sentinels; without --redis the server runs as a single host`);
   }
   let info = '';
   try {
@@ -96,6 +124,8 @@ export async function openMainBridge(config: ServerConfig, target: RedisTarget):
 
 export interface ShardBridge {
   broker: RedisBroker;
+  /** Custom actors' one activation cluster-wide: wrap the loaded actors with `place`. */
+  place(loaded: LoadedActor[]): LoadedActor[];
   hub: HubBridge;
   /** What the shard's ActorHost env gains. */
   actorEnv: {
@@ -110,13 +140,16 @@ export interface ShardBridge {
 export async function startShardBridge(config: ServerConfig, shard: number, mesh: MeshEndpoint, log: Logger, stats: SharedStats): Promise<ShardBridge | undefined> {
   const target = checkBridgeConfig(config);
   if (!target) return undefined;
-  const node = `${hostname()}:${process.pid}:${shard}:${randomBytes(3).toString('hex')}`;
+  // Host id first: an operator reading Redis sees which host a node belongs to.
+  const node = `${config.hostId || hostname()}:${shard}:${randomBytes(3).toString('hex')}`;
   const broker = new RedisBroker({
     target,
     keys: new Keys(config.redisNamespace, config.redisPrefix),
     node,
     presenceTtlMs: config.presenceTtl * 1000,
+    leaseTtlMs: config.leaseTtl * 1000,
     log,
+    onLeaseLost: (ch) => placement?.leaseLost(ch),
     onControl: (n) => {
       mesh.notify(shard, n);
       // The main thread has no Redis subscription of its own; shard 0 relays to its in-process clients.
@@ -124,6 +157,9 @@ export async function startShardBridge(config: ServerConfig, shard: number, mesh
     },
   });
   await broker.start(START_TIMEOUT_MS);
+  const warn = (msg: string, err?: unknown) => (err === undefined ? log.warn(msg) : log.warn(msg, err instanceof Error ? err.message : err));
+  const policy = historyPolicy(config);
+  const placement: Placement | undefined = new Placement({ broker, historyFor: policy, log: warn });
   const timer = setInterval(() => {
     stats.set(shard, 'redisUp', broker.up ? 1 : 0);
     stats.set(shard, 'redisInvalid', broker.stats.invalid);
@@ -136,6 +172,7 @@ export async function startShardBridge(config: ServerConfig, shard: number, mesh
   return {
     broker,
     hub: broker.directory,
+    place: (loaded) => placement.place(loaded),
     actorEnv: {
       broker,
       resync: (t, ch) => mesh.notify(t, { t: 'resync!', ch }),
@@ -143,6 +180,7 @@ export async function startShardBridge(config: ServerConfig, shard: number, mesh
     },
     close: async (graceful) => {
       clearInterval(timer);
+      if (graceful) await placement.close().catch(() => {});
       await broker.close(graceful);
     },
   };

@@ -7,33 +7,81 @@ import { OPTIONS, envOf, flagOf, specByFlag, type ServerConfig } from '../config
 import { startServer } from '../server.js';
 import { signJwt, parseDuration } from '../auth/jwt.js';
 import { version } from '../index.js';
+import { ListenError } from '../errors.js';
+import { createLogger, errorFields, type Logger } from '../log.js';
+import { startedByNpm, watchParent } from './parent-watch.js';
 
 class UsageError extends Error {}
+
+/** Exit codes of `rt-actors` (also in --help and docs/deployment.md#exit-codes). */
+export const EXIT = {
+  /** Success, or a clean shutdown on SIGTERM/SIGINT. */
+  OK: 0,
+  /** Unexpected error (a bug: please report it with the line printed). */
+  UNEXPECTED: 1,
+  /** Invalid usage or configuration: a flag, RT_* variable or config-file key, a TLS/JWT key file, the --actors folder, Redis unreachable at start. */
+  CONFIG: 2,
+  /** The port cannot be bound: in use by another process, or not permitted. */
+  LISTEN: 3,
+} as const;
+
+const EXIT_HELP = `Exit codes:
+  0  success; clean shutdown after SIGTERM/SIGINT (clients were told to reconnect)
+  1  unexpected error (a bug: report it with the line printed)
+  2  invalid usage or configuration: an option, RT_* variable or config-file key, a TLS or JWT key
+     file, the --actors folder, or Redis unreachable at start
+  3  the port cannot be bound (in use by another process, or not permitted)`;
 
 const MAIN_HELP = `rt-actors ${version} — realtime messaging server (channel actors on worker threads)
 
 Usage:
-  rt-actors start [options]    serve WebSocket, HTTP API and health on one port
+  rt-actors start [options]    serve WebSocket, SSE, long-polling, Socket.IO, HTTP API and health on one port
   rt-actors token [options]    mint a connection token (JWT) for testing
   rt-actors --help | --version
 
 Run 'rt-actors <command> --help' for the options of a command.
+
+${EXIT_HELP}
+
+Docs: README.md and docs/ in the package (docs/configuration.md, docs/deployment.md, docs/protocol.md).
 `;
 
 function startHelp(): string {
   const rows = OPTIONS.filter((o) => !o.hidden).map((o) => {
-    const flag = `--${flagOf(o.key)}${o.type === 'bool' ? '' : '=<' + (o.type === 'enum' ? o.choices!.join('|') : o.type) + '>'}`;
+    const flag = o.type === 'bool' ? `--${flagOf(o.key)}, --no-${flagOf(o.key)}` : `--${flagOf(o.key)}=<${o.type === 'enum' ? o.choices!.join('|') : o.type}>`;
     const def = o.default === '' ? '' : ` (default: ${String(o.default)})`;
     return `  ${flag}\n      ${o.doc}${def}\n      env ${envOf(o.key)}, config key "${o.key}"`;
   });
   return `Usage: rt-actors start [options]
 
 Serves every transport on one port. Precedence: flags > RT_* environment > --config file > defaults.
+Values: --key=value or --key value. Booleans: --flag or --flag=true turns one on; --no-flag or
+--flag=false turns it off (true/false, 1/0, yes/no); --no-flag takes no value.
+
+Endpoints (on --port):
+  /ws                       WebSocket (native protocol; JSON or msgpack)
+  /sse, /poll               Server-Sent Events and HTTP long-polling (see --transports)
+  /socket.io/               Socket.IO / Laravel Echo gateway
+  /api/...                  HTTP API (publish, batch, channels, users), Authorization: Bearer <api key>
+  /health, /metrics         health check (200/503) and Prometheus metrics
+  /client.js                browser client bundle
 
 Options:
 ${rows.join('\n')}
   --help
       show this help
+
+Logs: every line goes to stderr (--log-format=text|json); stdout carries nothing while serving.
+
+${EXIT_HELP}
+
+Examples:
+  rt-actors start --port=6001 --api-key=$KEY --jwt-secret=$SECRET
+  RT_WORKERS=4 rt-actors start --actors=./actors --log-format=json
+  rt-actors start --config=rt-actors.json --no-restart-shards
+  rt-actors start --redis=redis://10.0.0.5:6379 --require-auth
+
+Docs: docs/configuration.md (every option), docs/deployment.md (Docker, nginx, systemd, signals, logs).
 `;
 }
 
@@ -56,7 +104,11 @@ export function parseFlags(args: string[]): Map<string, string | true> {
   const out = new Map<string, string | true>();
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    if (!a.startsWith('--') || a === '--') throw new UsageError(`unexpected argument "${a}"`);
+    if (!a.startsWith('--') || a === '--') {
+      const prev = args[i - 1];
+      const hint = prev?.startsWith('--') && !prev.includes('=') && isBoolFlag(prev.slice(2)) ? ` (${prev} is a boolean: write ${prev.replace(/^--(no-)?/, '--')}=${a} instead)` : '';
+      throw new UsageError(`unexpected argument "${a}"${hint}`);
+    }
     const eq = a.indexOf('=');
     if (eq > 0) {
       out.set(a.slice(2, eq), a.slice(eq + 1));
@@ -77,17 +129,27 @@ function isBoolFlag(name: string): boolean {
   return name === 'help' || name === 'version' || spec?.type === 'bool';
 }
 
+/**
+ * Flags to raw config values. `--flag` is true and `--no-flag` false; `--flag=<value>` is parsed by the
+ * schema (true/false, 1/0, yes/no). `--no-flag=<value>` is refused: a double negative such as
+ * `--no-require-auth=1` reads both ways, and guessing wrong would turn a security option around.
+ */
 function configFlags(flags: Map<string, string | true>): Partial<Record<keyof ServerConfig, unknown>> {
   const out: Partial<Record<keyof ServerConfig, unknown>> = {};
   for (const [name, value] of flags) {
     if (name === 'help') continue;
-    const negated = name.startsWith('no-');
-    const spec = specByFlag(name) ?? (negated ? specByFlag(name.slice(3)) : undefined);
+    const direct = specByFlag(name);
+    const negated = !direct && name.startsWith('no-') ? specByFlag(name.slice(3)) : undefined;
+    const spec = direct ?? negated;
     if (!spec) {
       const known = OPTIONS.map((o) => '--' + flagOf(o.key)).join(', ');
       throw new UsageError(`unknown option --${name}; accepted options: ${known}`);
     }
-    if (spec.type === 'bool') out[spec.key] = value === true ? !negated : value;
+    if (negated) {
+      if (spec.type !== 'bool') throw new UsageError(`--${name}: only boolean options have a --no- form; --${flagOf(spec.key)} takes a value`);
+      if (value !== true) throw new UsageError(`--${name} takes no value (got "${value}"): write --no-${flagOf(spec.key)} or --${flagOf(spec.key)}=${value}`);
+      out[spec.key] = false;
+    } else if (spec.type === 'bool') out[spec.key] = value;
     else {
       if (value === true) throw new UsageError(`option --${name} needs a value`);
       out[spec.key] = value;
@@ -96,36 +158,82 @@ function configFlags(flags: Map<string, string | true>): Partial<Record<keyof Se
   return out;
 }
 
+/**
+ * A closed stdout or stderr (`rt-actors start | head -2`, a log shipper that went away) must not kill
+ * the server: writes to it are dropped from then on.
+ */
+function ignoreBrokenPipes(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') return;
+      throw err;
+    });
+  }
+}
+
 async function start(args: string[]): Promise<number> {
   const flags = parseFlags(args);
   if (flags.has('help')) {
     process.stdout.write(startHelp());
-    return 0;
+    return EXIT.OK;
   }
   const config = loadConfig({ flags: configFlags(flags), env: process.env });
-  const server = await startServer(config);
+  const log = createLogger(config.logLevel, 'main', { format: config.logFormat, rate: config.logRate });
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(config);
+  } catch (err) {
+    return startFailed(log, config.logFormat, err);
+  }
   const host = config.host || 'localhost';
   const scheme = config.tlsCert ? 's' : '';
-  console.log(`rt-actors ${version} listening on ${config.host || 'all interfaces'}:${server.port} with ${config.workers} shard${config.workers === 1 ? '' : 's'} (${server.acceptMode} acceptor)`);
-  console.log(`  WebSocket  ws${scheme}://${host}:${server.port}/ws`);
-  console.log(`  HTTP API   http${scheme}://${host}:${server.port}/api/publish`);
-  if (server.apiKeyGenerated) console.log(`  API key (generated, shown once; set --api-key or RT_API_KEY to fix it): ${server.apiKey}`);
+  const base = `${host}:${server.port}`;
+  const shards = `${config.workers} shard${config.workers === 1 ? '' : 's'}`;
+  log.notice(`rt-actors ${version} listening on ${config.host || 'all interfaces'}:${server.port} with ${shards} (${server.acceptMode} acceptor)`, {
+    event: 'server.listening',
+    port: server.port,
+    shards: config.workers,
+    acceptor: server.acceptMode,
+    pid: process.pid,
+  });
+  log.info(`endpoints: ws${scheme}://${base}/ws, http${scheme}://${base}/api/publish, http${scheme}://${base}/health, http${scheme}://${base}/metrics`, { event: 'server.endpoints' });
+  if (server.apiKeyGenerated) log.notice(`API key (generated, shown once; set --api-key or RT_API_KEY to fix it): ${server.apiKey}`, { event: 'server.api_key_generated' });
   let stopping = false;
-  const stop = (sig: string) => {
+  const stop = (why: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`${sig}: shutting down (clients are told to reconnect)`);
+    log.notice(`${why}: shutting down (clients are told to reconnect; at most ${config.shutdownTimeout}s)`, { event: 'server.stopping', reason: why });
+    const began = Date.now();
     server.close().then(
-      () => process.exit(0),
+      () => {
+        log.notice(`stopped in ${Date.now() - began} ms`, { event: 'server.stopped', ms: Date.now() - began });
+        process.exit(EXIT.OK);
+      },
       (err) => {
-        console.error('shutdown failed:', err);
-        process.exit(1);
+        log.error('shutdown failed', err, { event: 'server.stop_failed' });
+        process.exit(EXIT.UNEXPECTED);
       },
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  if (startedByNpm()) watchParent(() => stop('parent process (npm) exited'));
   return new Promise<number>(() => {});
+}
+
+/** One line for a failed start, and its exit code (EXIT). */
+function startFailed(log: Logger, format: 'text' | 'json', err: unknown): number {
+  const code = err instanceof ConfigError ? EXIT.CONFIG : err instanceof ListenError ? EXIT.LISTEN : EXIT.UNEXPECTED;
+  const message = err instanceof Error ? err.message : String(err);
+  if (format === 'json') {
+    const fields: Record<string, unknown> = { event: 'server.start_failed', exit: code };
+    if (err instanceof ConfigError) fields.key = err.key;
+    if (code === EXIT.UNEXPECTED && err instanceof Error) fields.err = errorFields(err);
+    log.error(message, fields);
+  } else if (code === EXIT.UNEXPECTED && err instanceof Error && err.stack) {
+    process.stderr.write(`rt-actors: unexpected error: ${err.stack.replace(/\r?\n\s*/g, ' | ')}\n`);
+  } else process.stderr.write(`rt-actors: ${message}\n`);
+  return code;
 }
 
 function token(args: string[]): number {
@@ -146,8 +254,9 @@ function token(args: string[]): number {
   try {
     ttl = parseDuration(String(flags.get('ttl') ?? '1h'));
   } catch (err) {
-    throw new UsageError(`--ttl: ${(err as Error).message}`);
+    throw new UsageError(`--ttl: ${/^\s*-/.test(String(flags.get('ttl'))) ? 'must be a positive duration, e.g. 15m or 1h, not a negative one' : (err as Error).message}`);
   }
+  if (ttl <= 0) throw new UsageError('--ttl must be a positive duration, e.g. 15m or 1h: a token with --ttl 0 would be expired when minted');
   const claims: Record<string, unknown> = { sub, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + ttl };
   const channels = flags.get('channels');
   if (typeof channels === 'string') claims.channels = channels.split(',').map((s) => s.trim()).filter(Boolean);
@@ -164,6 +273,7 @@ function token(args: string[]): number {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  ignoreBrokenPipes();
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
@@ -172,7 +282,7 @@ export async function main(argv: string[]): Promise<number> {
       case '-h':
       case 'help':
         process.stdout.write(MAIN_HELP);
-        return cmd === undefined ? 2 : 0;
+        return cmd === undefined ? EXIT.CONFIG : EXIT.OK;
       case '--version':
       case '-v':
         console.log(version);
@@ -186,8 +296,8 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError) {
-      console.error(`rt-actors: ${err.message}`);
-      return 2;
+      process.stderr.write(`rt-actors: ${err.message}\n`);
+      return EXIT.CONFIG;
     }
     throw err;
   }

@@ -29,6 +29,7 @@ function describe(spec: OptionSpec): string {
     case 'duration': return `a duration in seconds or with a unit (ms, s, m, h, d)${range(spec)}`;
     case 'bytes': return `a size in bytes or with a unit (kb, mb, gb)${range(spec)}`;
     case 'workers': return `'auto' or an integer${range(spec)}`;
+    case 'json': return 'a JSON value (in the config file, or as JSON text in a flag or the environment)';
     default: return 'a string';
   }
 }
@@ -91,6 +92,13 @@ export function coerce(spec: OptionSpec, raw: unknown, source: ConfigSource): un
       if (!m) bad(spec, source, raw);
       return checkRange(spec, source, raw, Number(m[1]) * DURATION[m[2] ?? 's']!);
     }
+    case 'json':
+      if (typeof raw !== 'string') return raw;
+      try {
+        return JSON.parse(raw);
+      } catch {
+        return bad(spec, source, raw);
+      }
     case 'bytes': {
       if (typeof raw === 'number') return checkRange(spec, source, raw, Math.floor(raw));
       const m = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)\s*(b|kb?|mb?|gb?)?$/i.exec(raw.trim()) : null;
@@ -131,6 +139,8 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
     }
     if (!file || typeof file !== 'object' || Array.isArray(file)) throw new ConfigError('config', `config file ${configPath} must hold a JSON object`);
     for (const k of Object.keys(file)) {
+      // A config file naming another one would make precedence ambiguous: files do not nest.
+      if (k === 'config') throw new ConfigError('config', `key "config" is not allowed inside a config file (${configPath}): config files do not nest; pass one file with --config or RT_CONFIG`);
       if (!known.has(k)) throw new ConfigError(k, `unknown key "${k}" in ${configPath}; known keys: ${[...known].join(', ')}`);
     }
   }
@@ -139,7 +149,7 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   for (const spec of OPTIONS) {
     const flag = inputs.flags?.[spec.key];
     const code = inputs.code?.[spec.key];
-    const envVal = env[envOf(spec.key)];
+    const envVal = env[envOf(spec.key)] || spec.envAliases?.map((a) => env[a]).find((v) => v !== undefined && v !== '');
     if (flag !== undefined) out[spec.key] = coerce(spec, flag, 'flag');
     else if (code !== undefined) out[spec.key] = coerce(spec, code, 'code');
     else if (envVal !== undefined && envVal !== '') out[spec.key] = coerce(spec, envVal, 'env');
@@ -149,6 +159,12 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   const cfg = out as unknown as ServerConfig;
   if (cfg.jwtSecret && cfg.jwtPublicKey) {
     throw new ConfigError('jwtSecret', 'set either jwtSecret (HS256) or jwtPublicKey (RS256/ES256), not both');
+  }
+  if (cfg.ringQueueLow >= cfg.ringQueueHigh) {
+    throw new ConfigError('ringQueueLow', `--ring-queue-low (${cfg.ringQueueLow}) must be less than --ring-queue-high (${cfg.ringQueueHigh})`);
+  }
+  if (cfg.jwksUrl && cfg.jwtPublicKey) {
+    throw new ConfigError('jwksUrl', 'set either jwksUrl (keys from an identity provider) or jwtPublicKey (one fixed key), not both');
   }
   return cfg;
 }

@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from 'node:os';
 
-export type OptionType = 'int' | 'string' | 'bool' | 'enum' | 'list' | 'duration' | 'bytes' | 'workers';
+export type OptionType = 'int' | 'string' | 'bool' | 'enum' | 'list' | 'duration' | 'bytes' | 'workers' | 'json';
 
 export interface OptionSpec {
   readonly key: keyof ServerConfig;
@@ -19,6 +19,8 @@ export interface OptionSpec {
   readonly hidden?: boolean;
   /** Environment variable, when it is not the one derived from the key (see envOf). */
   readonly env?: string;
+  /** Further environment variables accepted for this option, after `env` (e.g. the PUSHER_APP_* names). */
+  readonly envAliases?: readonly string[];
 }
 
 export interface ServerConfig {
@@ -34,8 +36,22 @@ export interface ServerConfig {
   jwtSecret: string;
   /** PEM public key (or path to one) for RS256/ES256 connection tokens. */
   jwtPublicKey: string;
+  /** Accepted `aud` claims (any of them); empty accepts tokens without checking `aud`. */
+  jwtAudience: string[];
+  /** Accepted `iss` claims (any of them); empty skips the check. */
+  jwtIssuer: string[];
+  /** JSON Web Key Set URL of an identity provider; RS256/ES256 keys chosen by the token's `kid`. */
+  jwksUrl: string;
+  /** Least time between two JWKS re-fetches caused by an unknown `kid`, in seconds. */
+  jwksCooldown: number;
   /** Folder of custom channel actors (.ts/.js/.mjs), loaded at start. */
   actors: string;
+  /** Deadline of an actor hook that returns a promise, in seconds. */
+  actorHookTimeout: number;
+  /** Operations that may wait in one channel actor's mailbox before it answers `overloaded`. */
+  actorMailboxSize: number;
+  /** Threads of the compute pool running actors' `ctx.compute` tasks (0: half the workers, at least 1). */
+  actorComputeThreads: number;
   /** Messages kept per channel for resume. 0 disables history. */
   historySize: number;
   /** How long history entries (and an idle channel's actor) live, in seconds. */
@@ -54,8 +70,18 @@ export interface ServerConfig {
   acceptor: 'auto' | 'descriptor' | 'reuseport';
   /** Bytes of each inter-thread ring queue's data area. */
   ringSize: number;
+  /** Bytes queued locally for one peer thread (its ring full) above which new requests to it are refused as `overloaded`. */
+  ringQueueHigh: number;
+  /** Bytes queued for a refusing peer below which it accepts new requests again. */
+  ringQueueLow: number;
+  /** Seconds a request to another thread waits for its answer before failing with `timeout`. */
+  requestTimeout: number;
   /** Log verbosity. */
   logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** Log line format: readable text, or one JSON object per line. */
+  logFormat: 'text' | 'json';
+  /** Lines per second per kind of frequent event (connections, subscriptions, refusals) and thread; 0 = unlimited. */
+  logRate: number;
   /** Config file (JSON) to read; only meaningful on the command line or in the environment. */
   config: string;
   /** Seconds to wait for clients and queues to drain on SIGTERM before exiting anyway. */
@@ -77,6 +103,8 @@ export interface ServerConfig {
   rateBurst: number;
   /** Open connections per host (all shards); 0 = unlimited. */
   maxConnections: number;
+  /** Proxies (addresses, CIDRs, loopback/private/linklocal) whose X-Forwarded-For / X-Real-IP name the client. */
+  trustProxy: string[];
   /** Open connections per client IP (all shards); 0 = unlimited. */
   maxConnectionsPerIp: number;
   /** New connections per second per client IP (all shards); 0 = unlimited. */
@@ -130,10 +158,32 @@ export interface ServerConfig {
   redisPrefix: string;
   /** Prefix of every key and pub/sub channel rt-actors itself creates in Redis; separates deployments sharing one Redis. */
   redisNamespace: string;
+  /** Seconds a placed actor's lease lasts without renewal: how long a dead owner's channels wait. */
+  leaseTtl: number;
+  /** This host's id in the cluster (placement, /health); generated at start when empty. */
+  hostId: string;
+  /** Redis Sentinel addresses (host:port); when set, the bridge asks them for the current master. */
+  redisSentinels: string[];
+  /** The master name the sentinels monitor. */
+  redisSentinelName: string;
   /** Per-channel-pattern history bounds, `pattern=size/ttl`, e.g. 'chat-*=500/1h'; first match wins. */
   historyPatterns: string[];
   /** Seconds after which a silent host's presence members and subscriber counts are removed. */
   presenceTtl: number;
+  // Pusher protocol gateway (src/transports/pusher)
+  /** Id of the Pusher app served at /app/<key> and /apps/<id>/…; with key and secret, turns the gateway on. */
+  pusherAppId: string;
+  /** Key of that Pusher app (what pusher-js and Laravel's PUSHER_APP_KEY name). */
+  pusherKey: string;
+  /** Secret of that Pusher app: signs channel auth, user sign-in and HTTP API calls. */
+  pusherSecret: string;
+  /** Several Pusher apps (config file): objects with id, key, secret and per-app options; see docs/pusher.md. */
+  pusherApps: unknown[];
+  // Operator dashboard
+  /** Serve the live dashboard at /dashboard. */
+  dashboard: boolean;
+  /** Credential the dashboard asks for; empty = the API key. */
+  dashboardToken: string;
 }
 
 const cores = (): number => Math.max(1, availableParallelism());
@@ -145,7 +195,14 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'apiKey', type: 'string', default: '', doc: 'HTTP API key; generated and printed once at start when empty' },
   { key: 'jwtSecret', type: 'string', default: '', doc: 'HS256 secret that signs connection tokens' },
   { key: 'jwtPublicKey', type: 'string', default: '', doc: 'PEM public key, or a path to one, for RS256/ES256 tokens' },
+  { key: 'jwtAudience', type: 'list', default: [], doc: "accepted 'aud' claims, e.g. 'rt-actors' or your API identifier; empty skips the check" },
+  { key: 'jwtIssuer', type: 'list', default: [], doc: "accepted 'iss' claims, e.g. 'https://example.eu.auth0.com/'; empty skips the check" },
+  { key: 'jwksUrl', type: 'string', default: '', doc: "identity provider's JWKS URL (Auth0, Keycloak, Cognito…): RS256/ES256 keys fetched, cached and rotated by 'kid'" },
+  { key: 'jwksCooldown', type: 'duration', default: 30, min: 0, max: 3600, doc: "least time between two JWKS re-fetches triggered by a token with an unknown 'kid'" },
   { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors (.ts, .js, .mjs)' },
+  { key: 'actorHookTimeout', type: 'duration', default: 5, min: 0.01, max: 3600, doc: "deadline of an actor hook that returns a promise; past it the operation fails with actor_timeout, e.g. '5s'" },
+  { key: 'actorMailboxSize', type: 'int', default: 1000, min: 1, max: 1_000_000, doc: "operations that may wait in one channel actor's mailbox; beyond it they fail with overloaded" },
+  { key: 'actorComputeThreads', type: 'int', default: 0, min: 0, max: 256, doc: "threads of the pool running actors' ctx.compute tasks (0: half the workers, at least 1)" },
   { key: 'historySize', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages kept per channel for resume (0 disables)' },
   { key: 'historyTtl', type: 'duration', default: 300, min: 1, doc: "lifetime of history entries, e.g. '300', '5m', '1h'" },
   { key: 'maxPayload', type: 'bytes', default: 64 * 1024, min: 256, max: 64 * 1024 * 1024, doc: "largest accepted client message or HTTP body, e.g. '64kb', '1mb'" },
@@ -155,7 +212,12 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'clientPublish', type: 'enum', default: 'private', choices: ['none', 'private', 'all'], doc: 'who may publish from a client: nobody, subscribers of private-/presence- channels, any subscriber' },
   { key: 'acceptor', type: 'enum', default: 'auto', choices: ['auto', 'descriptor', 'reuseport'], doc: 'how sockets reach shards: uWS app descriptors, SO_REUSEPORT, or detect' },
   { key: 'ringSize', type: 'bytes', default: 1024 * 1024, min: 4096, max: 1024 * 1024 * 1024, doc: 'data bytes of each inter-thread ring queue' },
+  { key: 'ringQueueHigh', type: 'bytes', default: 4 * 1024 * 1024, min: 4096, max: 1024 * 1024 * 1024, doc: "high water mark of the local queue a thread keeps for a peer whose ring is full: above it, new requests to that peer (publishes, subscribes) fail fast with 'overloaded' (HTTP 503 + Retry-After); deliveries already accepted are never refused" },
+  { key: 'ringQueueLow', type: 'bytes', default: 1024 * 1024, min: 0, max: 1024 * 1024 * 1024, doc: 'low water mark: a peer that was refusing accepts new requests again once its queue is below this; must be less than --ring-queue-high' },
+  { key: 'requestTimeout', type: 'duration', default: 15, min: 0.1, max: 3600, doc: "seconds a request to another thread (publish, subscribe, query) waits for its answer before failing with 'timeout'" },
   { key: 'logLevel', type: 'enum', default: 'info', choices: ['error', 'warn', 'info', 'debug'], doc: 'log verbosity' },
+  { key: 'logFormat', type: 'enum', default: 'text', choices: ['text', 'json'], doc: 'log lines (all on stderr): readable text, or one JSON object per line (time, level, thread, shard, msg, fields)' },
+  { key: 'logRate', type: 'int', default: 50, min: 0, max: 1_000_000, doc: 'at most this many lines per second per kind of frequent event (connection, subscription, refusal) and thread, then one "suppressed K" line; 0 = unlimited' },
   { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
   { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, doc: 'seconds to drain on SIGTERM/SIGINT before exiting anyway' },
   { key: 'restartShards', type: 'bool', default: true, doc: 'replace a crashed shard automatically' },
@@ -167,6 +229,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'rateLimit', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages per second one connection may send (token bucket); 0 = unlimited' },
   { key: 'rateBurst', type: 'int', default: 200, min: 1, max: 1_000_000, doc: 'burst size of the per-connection token bucket' },
   { key: 'maxConnections', type: 'int', default: 100_000, min: 0, doc: 'open connections per host, all shards; 0 = unlimited' },
+  { key: 'trustProxy', type: 'list', default: [], doc: "reverse proxies whose X-Forwarded-For / X-Real-IP give the client address: IPs, CIDRs or loopback, private, linklocal, e.g. '10.0.0.0/8,loopback'; from other peers those headers are ignored" },
   { key: 'maxConnectionsPerIp', type: 'int', default: 10_000, min: 0, doc: 'open connections per client IP, all shards; 0 = unlimited' },
   { key: 'connectionRatePerIp', type: 'int', default: 1000, min: 0, doc: 'new connections per second per client IP, all shards; 0 = unlimited' },
   { key: 'apiRateLimit', type: 'int', default: 10_000, min: 0, doc: 'HTTP API requests per second per API key, all shards; 0 = unlimited' },
@@ -196,7 +259,18 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'redisPrefix', type: 'string', default: '', doc: "prefix of the Redis channels a Laravel backend publishes to (its redis 'prefix' option, e.g. 'laravel_database_')" },
   { key: 'redisNamespace', type: 'string', default: 'rt', doc: "prefix of rt-actors' own Redis keys and channels; give deployments sharing one Redis different ones" },
   { key: 'historyPatterns', type: 'list', default: [], doc: "history bounds per channel pattern, 'pattern=size/ttl', e.g. 'chat-*=500/1h,ticker.*=10/30s' (first match wins)" },
+  { key: 'leaseTtl', type: 'duration', default: 10, min: 0.3, max: 3600, doc: "with --redis: lease of a custom actor's one activation in the cluster, renewed every third of it; a dead owner's actors move after at most this long, e.g. '10s'" },
+  { key: 'hostId', type: 'string', default: '', doc: "this host's id in the cluster, shown in /health and in channel placement (letters, digits, '.', '_', '-'); empty: hostname plus a random suffix, new at every start" },
+  { key: 'redisSentinels', type: 'list', default: [], doc: "Redis Sentinel addresses, e.g. '10.0.0.5:26379,10.0.0.6:26379': every bridge connection follows the master they name (--redis then only carries credentials, db and TLS)" },
+  { key: 'redisSentinelName', type: 'string', default: 'mymaster', doc: 'with --redis-sentinels: the master name the sentinels monitor' },
+  { key: 'pusherAppId', type: 'string', default: '', envAliases: ['PUSHER_APP_ID'], doc: 'Pusher protocol: app id (with --pusher-key and --pusher-secret turns on /app/<key> and /apps/<id>/…; PUSHER_APP_ID is read too)' },
+  { key: 'pusherKey', type: 'string', default: '', envAliases: ['PUSHER_APP_KEY'], doc: 'Pusher protocol: app key, as pusher-js and Laravel Echo are given it (PUSHER_APP_KEY is read too)' },
+  { key: 'pusherSecret', type: 'string', default: '', envAliases: ['PUSHER_APP_SECRET'], doc: 'Pusher protocol: app secret that signs channel auth and HTTP API calls (PUSHER_APP_SECRET is read too)' },
+  { key: 'pusherApps', type: 'json', default: [], doc: 'Pusher protocol: several apps, a JSON list of { id, key, secret, … } (usually in the config file; see docs/pusher.md); the first is the default app' },
   { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
+  // Operator dashboard
+  { key: 'dashboard', type: 'bool', default: false, doc: 'serve the live operator dashboard at /dashboard (login with the API key or --dashboard-token)' },
+  { key: 'dashboardToken', type: 'string', default: '', doc: 'credential for the dashboard and its /api/stats and /api/tap feeds, instead of the API key (it may also publish and read channels)' },
 ];
 
 export const DEFAULT_WORKERS = cores;

@@ -18,6 +18,10 @@ export interface WireCodec {
   join(channel: string, m: Member): Encoded;
   leave(channel: string, m: Member): Encoded;
   user(event: string, data: unknown): Encoded;
+  /** A channel actor's private message to one subscriber (no offset). Defaults to `pub` without one. */
+  push?(channel: string, event: string, data: unknown): Encoded;
+  /** The channel actor removed this subscriber from `channel`. Defaults to a push of event `kicked`. */
+  kicked?(channel: string, reason: string): Encoded;
   /**
    * For codecs where one delivery may need several WebSocket frames (Socket.IO binary attachments):
    * splits an encoded delivery into frames, or returns undefined when it is a single frame.
@@ -48,8 +52,20 @@ function nativeCodec(format: 'json' | 'msgpack', tag: string): WireCodec {
     join: (channel, member) => encodeFrame({ op: 'join', channel, member }, format),
     leave: (channel, member) => encodeFrame({ op: 'leave', channel, member }, format),
     user: (event, data) => encodeFrame({ op: 'message', event, data }, format),
+    push: (channel, event, data) => encodeFrame({ op: 'message', channel, event, data }, format),
+    kicked: (channel, reason) => encodeFrame({ op: 'kicked', channel, reason }, format),
   });
 }
 
 export const JSON_CODEC = nativeCodec('json', 'j');
 export const MSGPACK_CODEC = nativeCodec('msgpack', 'm');
+
+/** A private push in a codec's format (see WireCodec.push). */
+export function encodePush(c: WireCodec, channel: string, event: string, data: unknown): Encoded {
+  return c.push ? c.push(channel, event, data) : c.pub({ channel, event, data, offset: 0 });
+}
+
+/** A kick in a codec's format (see WireCodec.kicked). */
+export function encodeKicked(c: WireCodec, channel: string, reason: string): Encoded {
+  return c.kicked ? c.kicked(channel, reason) : encodePush(c, channel, 'kicked', { reason });
+}

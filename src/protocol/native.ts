@@ -3,8 +3,9 @@
  * decodeClientFrame is the only door client bytes come through, so every shape check lives here and
  * returns an RtError the transport can answer with — never throws anything else.
  */
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr } from 'msgpackr';
 import { RtError } from '../errors.js';
+import { assertPlain, unpackUnchecked } from './plain-msgpack.js';
 
 export type WireFormat = 'json' | 'msgpack';
 
@@ -54,7 +55,6 @@ function position(v: unknown): StreamPosition | undefined {
   return { offset: p.offset as number, epoch: p.epoch };
 }
 
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
 const packr = new Packr({ useRecords: false });
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -63,10 +63,11 @@ export function decodeClientFrame(bytes: ArrayBuffer | Uint8Array, isBinary: boo
   let obj: unknown;
   const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   if (isBinary) {
+    obj = unpackUnchecked(view);
     try {
-      obj = unpackr.unpack(view);
-    } catch {
-      throw new RtError('bad_frame', 'binary frame is not valid msgpack');
+      assertPlain(obj);
+    } catch (err) {
+      throw new FrameError(err as RtError, refOf(obj));
     }
   } else {
     let text: string;
@@ -89,6 +90,13 @@ export class FrameError extends RtError {
   constructor(err: RtError, readonly ref?: number) {
     super(err.code, err.message, err.status);
   }
+}
+
+/** The frame's `ref` when it has a usable one, read without trusting anything else about the value. */
+function refOf(obj: unknown): number | undefined {
+  if (!obj || typeof obj !== 'object' || Object.getPrototypeOf(obj) !== Object.prototype) return undefined;
+  const ref = (obj as { ref?: unknown }).ref;
+  return Number.isSafeInteger(ref) && (ref as number) >= 0 ? (ref as number) : undefined;
 }
 
 export function validateClientFrame(obj: unknown): ClientFrame {

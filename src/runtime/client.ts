@@ -42,6 +42,9 @@ export abstract class Client {
   /** Sends bytes already encoded with this client's codec. */
   abstract sendEncoded(data: Encoded): void;
 
+  /** A channel actor removed this connection from `channel` (transports forget what they kept for it). */
+  onKicked?(channel: string): void;
+
   /** Closes the connection, telling the client why and whether to reconnect. */
   abstract disconnect(code: number, reason: string, reconnect: boolean): void;
 

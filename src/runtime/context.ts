@@ -5,6 +5,7 @@ import type { HandlerRegistry } from '../actors/handlers.js';
 import type { Logger } from '../log.js';
 import type { Hub } from './hub.js';
 import type { SharedStats } from './stats.js';
+import type { Metrics } from './metrics.js';
 import type { SharedLimits } from '../security/shared-limits.js';
 
 export interface ThreadContext {
@@ -19,6 +20,8 @@ export interface ThreadContext {
   verifyToken(token: string): JwtClaims | Promise<JwtClaims>;
   apiKey: string;
   stats: SharedStats;
+  /** This thread's block of the host's metrics registry (see metrics.ts). */
+  metrics: Metrics;
   log: Logger;
   /** True once shutdown began: new connections are refused. */
   draining: boolean;

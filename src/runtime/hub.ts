@@ -7,13 +7,16 @@
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import { RtError } from '../errors.js';
-import { allCodecs, type Encoded, type WireCodec } from '../protocol/codecs.js';
+import { allCodecs, encodeKicked, encodePush, type Encoded, type WireCodec } from '../protocol/codecs.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
 import { CloseCode, type Client } from './client.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { ownerOf } from './hash.js';
 import type { MeshEndpoint } from './mesh.js';
-import type { ChannelInfo, Notice, PublishSource, Request, SubscribeResult } from './messages.js';
+import type { ChannelInfo, Notice, PublishResult, PublishSource, Request, SubscribeResult } from './messages.js';
+import { metrics, type Series } from './metrics.js';
+import { codecKind, connKind, preciseNow, type ConnKind } from './instruments.js';
+import { threadLogger } from '../log.js';
 
 export interface HubOptions {
   mesh: MeshEndpoint;
@@ -60,6 +63,14 @@ export class Hub {
   readonly stats = { delivered: 0, published: 0, subscriptions: 0 };
   /** Called before each publication this thread delivers (Socket.IO recovery numbers its deliveries). */
   onDeliver?: (pub: Publication) => void;
+  /** This thread's metrics block (bound before the hub is built). */
+  private readonly m = metrics();
+  private readonly publishedTotal = this.m.series('rt_publishes_total');
+  private readonly deliveredTotal = this.m.series('rt_deliveries_total');
+  private readonly latency = this.m.series('rt_publish_deliver_seconds');
+  /** Labels each connection was counted under, so it is uncounted under the same ones. */
+  private readonly kinds = new WeakMap<Client, ConnKind>();
+  private readonly outByKind = new Map<string, Series>();
 
   constructor(opts: HubOptions) {
     this.opts = opts;
@@ -113,9 +124,29 @@ export class Hub {
     return this.clients.size;
   }
 
+  /** rt_messages_out_total for a transport/protocol pair (handles cached: this is the delivery path). */
+  private out(k: ConnKind): Series {
+    const key = k.transport + '/' + k.protocol;
+    let s = this.outByKind.get(key);
+    if (!s) this.outByKind.set(key, (s = this.m.series('rt_messages_out_total', k as unknown as Record<string, string>)));
+    return s;
+  }
+
+  private countConnection(client: Client, k: ConnKind, delta: 1 | -1): void {
+    const labels = k as unknown as Record<string, string>;
+    this.m.inc('rt_connections', labels, delta);
+    if (delta === 1) {
+      this.kinds.set(client, k);
+      this.m.inc('rt_connections_opened_total', labels);
+    }
+  }
+
   add(client: Client): void {
     this.clients.set(client.id, client);
+    this.countConnection(client, connKind(client), 1);
     if (client.user !== undefined) this.indexUser(client);
+    const log = threadLogger();
+    if (log.enabled('debug')) log.debug('connection opened', { event: 'conn.open', conn: client.id, transport: client.transport, user: client.user });
   }
 
   /** Records the client's user after it authenticated (at connect or later). */
@@ -128,6 +159,10 @@ export class Hub {
   remove(client: Client): void {
     if (!this.clients.delete(client.id)) return;
     client.closed = true;
+    const log = threadLogger();
+    if (log.enabled('debug')) log.debug('connection closed', { event: 'conn.close', conn: client.id, transport: client.transport, user: client.user, channels: client.channels.size });
+    const k = this.kinds.get(client);
+    if (k) this.m.inc('rt_connections', k as unknown as Record<string, string>, -1);
     if (client.user !== undefined) {
       const set = this.byUser.get(client.user);
       if (set) {
@@ -158,7 +193,11 @@ export class Hub {
     return new Promise((resolve, reject) => {
       this.mesh.call<SubscribeResult>(this.ownerOf(channel), req, (err, res) => {
         client.pendingChannels!.delete(channel);
-        if (err) return reject(err);
+        if (err) {
+          const log = threadLogger();
+          if (log.enabled('debug')) log.debug(`subscribe to ${channel} refused`, { event: 'subscribe.refused', conn: client.id, channel, code: (err as { code?: string }).code, detail: err.message });
+          return reject(err);
+        }
         if (client.closed) {
           // Gone while we waited: undo at the owner so presence and counts stay right.
           this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
@@ -167,6 +206,8 @@ export class Hub {
         if (res!.info !== undefined && client.info === undefined) client.info = res!.info;
         beforeJoin?.(res!);
         this.addLocal(client, channel, res!);
+        const log = threadLogger();
+        if (log.enabled('debug')) log.debug(`subscribed to ${channel}`, { event: 'subscribe', conn: client.id, channel, user: client.user });
         resolve(res!);
       });
     });
@@ -187,7 +228,7 @@ export class Hub {
     }
   }
 
-  private dropLocal(client: Client, channel: string, unsubscribeSocket: boolean): void {
+  private dropLocal(client: Client, channel: string, unsubscribeSocket: boolean, tellOwner = true): void {
     this.stats.subscriptions--;
     if (client.ws && unsubscribeSocket) client.ws.unsubscribe(client.codec.tag + channel);
     const s = this.sinks.get(channel);
@@ -197,7 +238,7 @@ export class Hub {
     }
     const l = this.local.get(channel);
     if (l && --l.refs === 0) this.local.delete(channel);
-    this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
+    if (tellOwner) this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
   }
 
   /**
@@ -214,6 +255,14 @@ export class Hub {
       }
     }
     client.ws = ws;
+    // A Socket.IO session upgrading from polling to WebSocket changes transport, not connection.
+    const before = this.kinds.get(client);
+    if (before) {
+      const after = connKind(client);
+      this.m.inc('rt_connections', before as unknown as Record<string, string>, -1);
+      this.m.inc('rt_connections', after as unknown as Record<string, string>, 1);
+      this.kinds.set(client, after);
+    }
     for (const ch of client.channels) {
       if (ws) ws.subscribe(client.codec.tag + ch);
       else {
@@ -233,15 +282,25 @@ export class Hub {
   unsubscribe(client: Client, channel: string): boolean {
     if (!client.channels.delete(channel)) return false;
     this.dropLocal(client, channel, true);
+    const log = threadLogger();
+    if (log.enabled('debug')) log.debug(`unsubscribed from ${channel}`, { event: 'unsubscribe', conn: client.id, channel });
     return true;
   }
 
-  publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string): Promise<{ offset: number }> {
+  /**
+   * Publishes through the channel's owner. `whisper` marks a client event (Socket.IO / Echo): without
+   * an actor `onMessage`, the owner applies the whisper policy instead of --client-publish.
+   */
+  publish(channel: string, event: string, data: unknown, src: Exclude<PublishSource, 'client'>, from?: Client, exclude?: string): Promise<{ offset: number; data?: unknown }>;
+  publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string, whisper?: boolean): Promise<PublishResult>;
+  publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string, whisper?: boolean): Promise<PublishResult> {
     this.stats.published++;
-    const req: Request = { t: 'pub', ch: channel, ev: event, data, src };
+    this.publishedTotal.inc();
+    const req: Request = { t: 'pub', ch: channel, ev: event, data, src, at: preciseNow() };
     if (from) req.from = from.connRef();
     if (exclude) req.ex = exclude;
-    return this.mesh.request<{ offset: number }>(this.ownerOf(channel), req);
+    if (whisper) req.w = 1;
+    return this.mesh.request<PublishResult>(this.ownerOf(channel), req);
   }
 
   /**
@@ -250,10 +309,18 @@ export class Hub {
    */
   publishToUser(user: string, event: string, data: unknown, exclude?: string): Promise<void> {
     this.stats.published++;
+    this.publishedTotal.inc();
     if (this.opts.bridge) {
       const p = this.opts.bridge.publishToUser(user, event, data, exclude);
       p.catch(() => {});
       return p;
+    }
+    // Every thread gets the frame, so every thread must be able to take it.
+    const busy = this.mesh.firstOverloaded(threadsUpTo(this.shards));
+    if (busy >= 0) {
+      const refused = Promise.reject(this.mesh.refusal(busy));
+      refused.catch(() => {});
+      return refused;
     }
     const n: Notice = { t: 'user!', user, ev: event, data };
     if (exclude) n.ex = exclude;
@@ -317,7 +384,7 @@ export class Hub {
   private onNotice(from: number, n: Notice): void {
     switch (n.t) {
       case 'pub!':
-        return this.deliver(n.pub, n.ex);
+        return this.deliver(n.pub, n.ex, n.at);
       case 'join!':
       case 'leave!':
         return this.deliverPresence(n.t, n.ch, n.m, n.ex);
@@ -325,6 +392,10 @@ export class Hub {
         return this.resync(n.ch);
       case 'user!':
         return this.deliverToUser(n);
+      case 'push!':
+        return this.deliverPush(n);
+      case 'kick!':
+        return this.kickFromChannel(n.ch, n.to, n.reason);
       case 'kick':
         this.revokedAt.set(n.user, n.at ?? Math.floor(Date.now() / 1000));
         this.disconnectUser(n.user, 'disconnected by the server');
@@ -338,7 +409,8 @@ export class Hub {
     }
   }
 
-  private deliver(pub: Publication, exclude?: string): void {
+  /** `at`: when the publish entered the server (preciseNow), for rt_publish_deliver_seconds. */
+  private deliver(pub: Publication, exclude?: string, at?: number): void {
     const ch = pub.channel;
     this.onDeliver?.(pub);
     const l = this.local.get(ch);
@@ -352,13 +424,15 @@ export class Hub {
         if (count === 0) continue;
         const bytes = codec.pub(pub);
         // ws.publish skips the publishing socket itself: that is how a sender is excluded natively.
+        let sent = count;
         if (ex?.ws && ex.codec === codec && ex.channels.has(ch)) {
           publishTopic(ex.ws, codec, topic, bytes);
-          n += count - 1;
+          sent--;
         } else {
           publishTopic(this.app, codec, topic, bytes);
-          n += count;
         }
+        n += sent;
+        this.out(codecKind(codec)).inc(sent);
       }
     }
     const sinks = this.sinks.get(ch);
@@ -367,10 +441,13 @@ export class Hub {
       for (const c of sinks) {
         if (c === ex) continue;
         c.sendEncoded(memo.get(c.codec));
+        this.out(this.kinds.get(c) ?? connKind(c)).inc();
         n++;
       }
     }
     this.stats.delivered += n;
+    this.deliveredTotal.inc(n);
+    if (at !== undefined && n > 0) this.latency.observe(Math.max(0, preciseNow() - at) / 1000);
   }
 
   private deliverPresence(kind: 'join!' | 'leave!', ch: string, m: Member, exclude?: string): void {
@@ -411,7 +488,38 @@ export class Hub {
       if (c.id === n.ex || c === ex) continue;
       c.sendEncoded(memo.get(c.codec));
       this.stats.delivered++;
+      this.deliveredTotal.inc();
+      this.out(this.kinds.get(c) ?? connKind(c)).inc();
     }
+  }
+
+  /** The local connection behind a socket id an actor knows (a moved Socket.IO session answers to its old id). */
+  private local_(id: string): Client | undefined {
+    return this.clients.get(id) ?? this.aliases.get(id);
+  }
+
+  /**
+   * A channel actor's private message. Only to connections still in (or joining) the channel: one that
+   * left after the actor decided must not get the channel's messages any more.
+   */
+  private deliverPush(n: Extract<Notice, { t: 'push!' }>): void {
+    let memo: EncodeMemo | undefined;
+    for (const id of n.to) {
+      const c = this.local_(id);
+      if (!c || c.closed || !(c.channels.has(n.ch) || c.pendingChannels?.has(n.ch))) continue;
+      memo ??= new EncodeMemo((codec) => encodePush(codec, n.ch, n.ev, n.data));
+      c.sendEncoded(memo.get(c.codec));
+      this.stats.delivered++;
+    }
+  }
+
+  /** The channel's actor removed this connection: leave the channel here (the owner already forgot it) and tell the client. */
+  private kickFromChannel(ch: string, id: string, reason: string): void {
+    const c = this.local_(id);
+    if (!c || c.closed || !c.channels.delete(ch)) return;
+    this.dropLocal(c, ch, true, false);
+    c.sendEncoded(encodeKicked(c.codec, ch, reason));
+    c.onKicked?.(ch);
   }
 
   /**
@@ -428,7 +536,7 @@ export class Hub {
         this.mesh.call(peer, req, (err) => {
           if (err && !c.closed) {
             // Redis bridge unreachable: the client comes back later and resumes, rather than losing the channel.
-            if (err.code === 'unavailable') c.disconnect(CloseCode.RESYNC, `${ch} is unavailable for now: reconnect and resume`, true);
+            if (err.code === 'unavailable' || err.code === 'overloaded') c.disconnect(CloseCode.RESYNC, `${ch} is unavailable for now: reconnect and resume`, true);
             // Refused now (e.g. token expired meanwhile): the client must know it lost the channel.
             else this.unsubscribe(c, ch);
           }
@@ -436,6 +544,10 @@ export class Hub {
       }
     }
   }
+}
+
+function* threadsUpTo(last: number): Iterable<number> {
+  for (let t = 0; t <= last; t++) yield t;
 }
 
 /** One delivery to a topic: one frame, or several for codecs whose messages span frames (see WireCodec.frames). */

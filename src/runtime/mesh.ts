@@ -2,10 +2,16 @@
  * The ring mesh: one SPSC ring per ordered pair of threads (shards 0…N-1 plus the main thread, index N),
  * one doorbell per thread. A MeshEndpoint is one thread's view: send to a peer, request/reply with
  * correlation ids, and a single wake loop that drains every inbound ring and retries full outbound ones.
+ *
+ * Backpressure: when a peer's ring is full its frames wait in a local queue. Above the high water mark
+ * new requests to that peer are refused (`overloaded`) until the queue is back under the low mark;
+ * notices and replies — the deliveries and answers of work already accepted — are never refused.
  */
 import { allocDoorbell, allocRing, Doorbell, RingConsumer, RingProducer } from './ring.js';
+import { PeerDeadlines, type PendingRequest } from './deadlines.js';
 import { RtError, toErrorBody } from '../errors.js';
 import type { Envelope, Notice, Request } from './messages.js';
+import { threadLogger } from '../log.js';
 
 export interface MeshLayout {
   /** Number of shards; the main thread is index `shards`. */
@@ -28,7 +34,20 @@ export function createMeshLayout(shards: number, ringBytes: number): MeshLayout 
 export type RequestHandler = (from: number, req: Request) => unknown;
 export type NoticeHandler = (from: number, notice: Notice) => void;
 
-const REQUEST_TIMEOUT_MS = 15_000;
+export interface MeshOptions {
+  /** Default time a request waits for its answer (ms). */
+  requestTimeoutMs?: number;
+  /** Bytes queued for one peer above which new requests to it are refused. */
+  queueHigh?: number;
+  /** Bytes queued below which a refusing peer accepts requests again. */
+  queueLow?: number;
+}
+
+const DEFAULTS: Required<MeshOptions> = { requestTimeoutMs: 15_000, queueHigh: 4 * 1024 * 1024, queueLow: 1024 * 1024 };
+
+export function meshOptions(config: { requestTimeout: number; ringQueueHigh: number; ringQueueLow: number }): MeshOptions {
+  return { requestTimeoutMs: config.requestTimeout * 1000, queueHigh: config.ringQueueHigh, queueLow: config.ringQueueLow };
+}
 
 export class MeshEndpoint {
   readonly self: number;
@@ -38,8 +57,15 @@ export class MeshEndpoint {
   private readonly bell: Doorbell;
   /** Reply callbacks run synchronously inside the drain loop, so a caller can act on a reply before
    *  the next frame from the same peer is handled (subscribe relies on this for ordering). */
-  private readonly pending = new Map<number, { cb: (err: RtError | null, v?: any) => void; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<number, PendingRequest>();
+  /** Per peer: the requests waiting on it, in deadline order, with one timer. */
+  private readonly deadlines: PeerDeadlines[];
   private nextId = 1;
+  private readonly opts: Required<MeshOptions>;
+  /** Per peer: refusing new requests (between crossing the high mark and falling under the low one). */
+  private readonly refusing: boolean[];
+  /** Requests refused as overloaded, for /metrics. */
+  refused = 0;
   /** Messages to ourselves skip the rings but keep the same asynchronous, FIFO semantics. */
   private selfQueue: Envelope[] = [];
   private selfScheduled = false;
@@ -47,10 +73,13 @@ export class MeshEndpoint {
   private onNotice: NoticeHandler = () => {};
   private closed = false;
 
-  constructor(layout: MeshLayout, self: number) {
+  constructor(layout: MeshLayout, self: number, opts: MeshOptions = {}) {
     this.self = self;
     this.shards = layout.shards;
+    this.opts = { ...DEFAULTS, ...opts };
     const threads = layout.shards + 1;
+    this.refusing = new Array(threads).fill(false);
+    this.deadlines = Array.from({ length: threads }, () => new PeerDeadlines((p) => this.expire(p)));
     this.out = [];
     this.in = [];
     for (let peer = 0; peer < threads; peer++) {
@@ -83,7 +112,7 @@ export class MeshEndpoint {
       else this.settle(env);
     } catch (err) {
       // One bad message must not stop the drain loop (and with it every later message from that peer).
-      console.error(`[thread ${this.self}] error handling message from ${from}:`, err);
+      threadLogger().error(`error handling a message from thread ${from}`, err, { event: 'mesh.error', from });
     }
   }
 
@@ -109,9 +138,18 @@ export class MeshEndpoint {
     const p = this.pending.get(env.id);
     if (!p) return; // timed out already
     this.pending.delete(env.id);
-    clearTimeout(p.timer);
-    if (env.ok) p.cb(null, env.v);
-    else p.cb(new RtError(env.e.code, env.e.message, statusFor(env.e.code)));
+    const cb = p.cb!;
+    p.cb = null;
+    this.deadlines[p.peer]!.answered();
+    if (env.ok) cb(null, env.v);
+    else cb(new RtError(env.e.code, env.e.message, statusFor(env.e.code)));
+  }
+
+  private expire(p: PendingRequest): void {
+    this.pending.delete(p.id);
+    const cb = p.cb!;
+    p.cb = null;
+    cb(new RtError('timeout', `thread ${p.peer} did not answer within ${p.timeoutMs} ms`, 504));
   }
 
   private post(to: number, env: Envelope): void {
@@ -143,19 +181,62 @@ export class MeshEndpoint {
     for (let t = 0; t <= this.shards; t++) if (includeSelf || t !== this.self) this.notify(t, notice);
   }
 
-  /** Sends a request; `cb` runs synchronously when the reply is drained (or on timeout). */
-  call<T = unknown>(to: number, body: Request, cb: (err: RtError | null, v?: T) => void, timeoutMs = REQUEST_TIMEOUT_MS): void {
+  /**
+   * Sends a request; `cb` runs synchronously when the reply is drained (or on timeout). A request to a
+   * peer that is overloaded (see `overloaded`) or after close() fails at once, asynchronously.
+   */
+  call<T = unknown>(to: number, body: Request, cb: (err: RtError | null, v?: T) => void, timeoutMs = this.opts.requestTimeoutMs): void {
+    if (this.closed || this.overloaded(to)) {
+      const err = this.closed ? new RtError('unavailable', 'thread shutting down', 503) : this.refusal(to);
+      queueMicrotask(() => cb(err));
+      return;
+    }
     const id = this.nextId++;
-    const timer = setTimeout(() => {
-      this.pending.delete(id);
-      cb(new RtError('timeout', `thread ${to} did not answer within ${timeoutMs} ms`, 504));
-    }, timeoutMs);
-    timer.unref?.();
-    this.pending.set(id, { cb, timer });
+    const p: PendingRequest = { id, peer: to, deadline: performance.now() + timeoutMs, timeoutMs, cb: cb as PendingRequest['cb'] };
+    this.pending.set(id, p);
+    this.deadlines[to]!.add(p);
     this.post(to, { k: 'q', id, b: body });
   }
 
-  request<T = unknown>(to: number, body: Request, timeoutMs = REQUEST_TIMEOUT_MS): Promise<T> {
+  /**
+   * Whether new requests to `peer` are refused: from when its local queue passes the high water mark
+   * until it drains below the low one (hysteresis, so a peer at the edge does not flap).
+   */
+  overloaded(peer: number): boolean {
+    const p = this.out[peer];
+    if (!p) return false;
+    const q = p.queuedBytes;
+    if (this.refusing[peer]) {
+      if (q < this.opts.queueLow) this.refusing[peer] = false;
+    } else if (q > this.opts.queueHigh) this.refusing[peer] = true;
+    return this.refusing[peer]!;
+  }
+
+  /** A peer among `peers` that is overloaded, or -1. */
+  firstOverloaded(peers: Iterable<number>): number {
+    for (const t of peers) if (this.overloaded(t)) return t;
+    return -1;
+  }
+
+  /** The error for new work refused because `peer` is overloaded; counted for /metrics. */
+  refusal(peer: number): RtError {
+    this.refused++;
+    return new RtError('overloaded', `thread ${peer} is overloaded (${this.out[peer]?.queuedBytes ?? 0} bytes queued for it); retry shortly`, 503);
+  }
+
+  /** Peers currently refusing new requests: a gauge for /metrics. */
+  overloadedPeers(): number {
+    let n = 0;
+    for (let t = 0; t < this.out.length; t++) if (this.overloaded(t)) n++;
+    return n;
+  }
+
+  /** Requests waiting for an answer, all peers. */
+  get waiting(): number {
+    return this.pending.size;
+  }
+
+  request<T = unknown>(to: number, body: Request, timeoutMs = this.opts.requestTimeoutMs): Promise<T> {
     return new Promise<T>((resolve, reject) => this.call<T>(to, body, (err, v) => (err ? reject(err) : resolve(v as T)), timeoutMs));
   }
 
@@ -186,11 +267,14 @@ export class MeshEndpoint {
   close(): void {
     this.closed = true;
     this.bell.close();
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.cb(new RtError('unavailable', 'thread shutting down', 503));
-    }
     this.pending.clear();
+    for (const d of this.deadlines) {
+      for (const p of d.clear()) {
+        const cb = p.cb!;
+        p.cb = null;
+        cb(new RtError('unavailable', 'thread shutting down', 503));
+      }
+    }
   }
 }
 
@@ -202,7 +286,7 @@ function statusFor(code: string): number {
     case 'payload_too_large': return 413;
     case 'rate_limited': return 429;
     case 'timeout': return 504;
-    case 'unavailable': return 503;
+    case 'unavailable': case 'overloaded': return 503;
     case 'internal': return 500;
     default: return 400;
   }

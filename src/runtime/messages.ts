@@ -28,7 +28,7 @@ export type Request =
   /** Subscribe a connection to a channel owned by the receiver. */
   | { t: 'sub'; ch: string; conn: ConnRef; since?: StreamPosition; data?: unknown; replay?: boolean }
   /** Publish to a channel owned by the receiver; `from` is set for client publishes. */
-  | { t: 'pub'; ch: string; ev: string; data: unknown; from?: ConnRef; ex?: string; src: PublishSource }
+  | { t: 'pub'; ch: string; ev: string; data: unknown; from?: ConnRef; ex?: string; src: PublishSource; at?: number; w?: 1 }
   | { t: 'presence'; ch: string }
   | { t: 'history'; ch: string; since?: StreamPosition; limit?: number }
   | { t: 'channels'; prefix?: string }
@@ -45,7 +45,7 @@ export type PublishSource = 'api' | 'client' | 'server' | 'redis';
 export type Notice =
   | { t: 'unsub'; ch: string; conn: ConnRef }
   /** A publication for the receiving thread's local subscribers of `pub.channel`; `ex` excludes a socket id. */
-  | { t: 'pub!'; pub: Publication; ex?: string }
+  | { t: 'pub!'; pub: Publication; ex?: string; at?: number }
   /** Presence change for the thread's subscribers of `ch`; `ex` (Redis bridge) skips the socket that caused it. */
   | { t: 'join!'; ch: string; m: Member; ex?: string }
   | { t: 'leave!'; ch: string; m: Member; ex?: string }
@@ -55,6 +55,10 @@ export type Notice =
   | { t: 'user!'; user: string; ev: string; data: unknown; ex?: string }
   /** Disconnect every connection of a user (API: POST /api/users/:id/disconnect). */
   | { t: 'kick'; user: string; at?: number }
+  /** A channel actor's private message to some of its subscribers on the receiving thread: no offset, no history. */
+  | { t: 'push!'; ch: string; to: string[]; ev: string; data: unknown }
+  /** A channel actor removed one subscriber (`to`) from its channel; its client is told `reason`. */
+  | { t: 'kick!'; ch: string; to: string; reason: string }
   /** Thread `peer` was replaced: forget its subscriptions, resend ours for the channels it owns. */
   | { t: 'restarted'; peer: number };
 
@@ -69,6 +73,14 @@ export interface SubscribeResult {
   members?: Member[];
   /** Info the authorizer attached to this member (presence). */
   info?: unknown;
+  /** The channel actor's join reply (onJoin returned `{ reply }`). */
+  data?: unknown;
+}
+
+/** What a publish answers: the publication's offset (none when the actor only replied) and the actor's reply. */
+export interface PublishResult {
+  offset?: number;
+  data?: unknown;
 }
 
 export interface ChannelInfo {
@@ -76,6 +88,22 @@ export interface ChannelInfo {
   subscribers: number;
   presence?: number;
   offset: number;
+  /** Where the channel's actor runs (see docs/scaling.md, placement). */
+  owner?: ChannelOwner;
+}
+
+/**
+ * `local`: no Redis, the one activation on this host. `per-host`: with Redis, a channel without a
+ * custom actor, activated on each host that has subscribers (the host and shard shown are the answering
+ * host's). `leased`: one activation cluster-wide, held under a lease with fencing `epoch` (host and
+ * shard null while none is running).
+ */
+export interface ChannelOwner {
+  /** Null for a placed channel with no activation right now (the next event starts one). */
+  host: string | null;
+  shard: number | null;
+  placement: 'local' | 'per-host' | 'leased';
+  epoch?: number;
 }
 
 export type Envelope =

@@ -1,30 +1,39 @@
 /**
  * One shard: a worker thread with its own uWS app serving every transport, the channel actors it owns,
- * and its ends of the ring mesh. Started (and restarted) by the supervisor as a long-running piscina task.
+ * and its ends of the ring mesh. The supervisor runs each shard in a thread of its own (workers/shard.ts);
+ * a crashed shard's thread exits and its replacement is a new thread.
  */
+import { ProxyTrust, setTrustedProxies } from '../security/client-ip.js';
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { createJwtVerifier, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
+import { createJwtVerifier, verifierOptions, JwtError, type JwtClaims, type JwtErrorCode } from '../auth/jwt.js';
 import type { ServerConfig } from '../config/schema.js';
-import { createLogger } from '../log.js';
+import { configureLogs, createLogger, setThreadLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
+import type { ChannelLifecycle } from '../actors/channel-actor.js';
+import { newActorStats } from '../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
 import { Hub } from './hub.js';
-import { MeshEndpoint, type MeshLayout } from './mesh.js';
+import { MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
+import type { Notice } from './messages.js';
 import { SharedStats } from './stats.js';
+import { bindThreadMetrics, Metrics } from './metrics.js';
+import { startThreadSampler } from './thread-sampler.js';
 import { SharedLimits } from '../security/shared-limits.js';
 import { registerWebSocket } from '../transports/websocket.js';
 import { registerHttpApi } from '../transports/http-api.js';
 import { registerHealth } from '../transports/health.js';
+import { registerDashboard } from '../transports/dashboard.js';
 import { registerSse } from '../transports/sse.js';
 import { registerPolling } from '../transports/polling.js';
 import { registerClientBundle } from '../transports/client-bundle.js';
 import { registerSocketIo } from '../transports/socketio/index.js';
+import { registerPusher } from '../transports/pusher/index.js';
 import { sendJson, track } from '../transports/http.js';
-import { historyPolicy, startShardBridge } from '../bridge/setup.js';
+import { bridged, historyPolicy, startShardBridge } from '../bridge/setup.js';
 
 export type AcceptMode = 'descriptor' | 'reuseport';
 
@@ -34,6 +43,8 @@ export interface ShardTask {
   config: ServerConfig;
   apiKey: string;
   stats: SharedArrayBuffer;
+  /** The host's metrics registry (Metrics.alloc). */
+  metrics: SharedArrayBuffer;
   limits: SharedArrayBuffer;
   mode: AcceptMode;
   /** Port to listen on in reuseport mode (already resolved if the config said 0). */
@@ -46,20 +57,33 @@ export type ShardEvent =
   | { type: 'ready'; descriptor?: unknown; port?: number }
   | { type: 'drained' }
   | { type: 'gcDone'; heapUsed: number }
-  | { type: 'fatal'; message: string };
+  | { type: 'fatal'; message: string }
+  /** An uncaught error: the shard is closing its app and its thread will exit. */
+  | { type: 'crashing'; message: string };
 
 /** Messages from the supervisor to a shard. */
 export type ShardCommand = { type: 'drain' } | { type: 'stop'; timeoutMs: number } | { type: 'crash' } | { type: 'gc' };
 
 export async function runShard(task: ShardTask): Promise<void> {
   const { shard, config } = task;
+  configureLogs({ format: config.logFormat, rate: config.logRate });
   const log = createLogger(config.logLevel, `shard ${shard}`);
+  setThreadLogger(log);
   const stats = new SharedStats(task.stats, task.layout.shards + 1);
-  const mesh = new MeshEndpoint(task.layout, shard);
-  const registry = new ActorRegistry(await loadActors(config.actors));
+  // Bound before anything records: the hub, transports and actors write to this thread's block.
+  const metrics = new Metrics(task.metrics, task.layout.shards + 1, shard);
+  metrics.resetGauges();
+  bindThreadMetrics(metrics);
+  const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
+  const loaded = await loadActors(config.actors);
   const threads = task.layout.shards + 1;
   // Redis bridge (--redis): undefined in the embedded default.
   const bridge = await startShardBridge(config, shard, mesh, log, stats);
+  // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
+  const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
+  // Set once the Pusher gateway registered (webhooks watch the channels this shard owns).
+  let observer: ((e: ChannelLifecycle) => void) | undefined;
+  const actorStats = newActorStats();
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
@@ -67,8 +91,25 @@ export async function runShard(task: ShardTask): Promise<void> {
     historyTtlMs: config.historyTtl * 1000,
     maxPresenceMembers: config.maxPresenceMembers,
     historyFor: historyPolicy(config),
-    deliver: (t, pub, ex) => mesh.notify(t, ex ? { t: 'pub!', pub, ex } : { t: 'pub!', pub }),
+    deliver: (t, pub, ex, at) => {
+      const n: Extract<Notice, { t: 'pub!' }> = { t: 'pub!', pub };
+      if (ex) n.ex = ex;
+      if (at !== undefined) n.at = at;
+      mesh.notify(t, n);
+    },
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
+    push: (t, ch, to, ev, data) => mesh.notify(t, { t: 'push!', ch, to, ev, data }),
+    kick: (t, ch, to, reason) => mesh.notify(t, { t: 'kick!', ch, to, reason }),
+    compute: (taskName: string, input: unknown): Promise<unknown> => hub.forward<unknown>(mainThread, 'actor-compute', { task: taskName, input }, 60_000),
+    log: (msg, err) => (err === undefined ? log.warn(msg) : log.error(msg, err)),
+    hookTimeoutMs: config.actorHookTimeout * 1000,
+    mailboxSize: config.actorMailboxSize,
+    stats: actorStats,
+    // A publish whose fan-out would go to an overloaded thread is refused before it is accepted.
+    admit: (t) => {
+      if (mesh.overloaded(t)) throw mesh.refusal(t);
+    },
+    observe: (e) => observer?.(e),
     ...bridge?.actorEnv,
   });
 
@@ -76,7 +117,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   const app: TemplatedApp = config.tlsCert
     ? uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey, passphrase: config.tlsPassphrase || undefined })
     : uWS.App();
-  const hub = new Hub({
+  const hub: Hub = new Hub({
     mesh,
     app,
     maxChannelsPerConnection: config.maxChannelsPerConnection,
@@ -87,7 +128,8 @@ export async function runShard(task: ShardTask): Promise<void> {
       else if (n.t === 'restarted') host.dropThread(n.peer);
     },
   });
-  const verifier = createJwtVerifier({ secret: config.jwtSecret || undefined, publicKey: config.jwtPublicKey || undefined });
+  setTrustedProxies(new ProxyTrust(config.trustProxy));
+  const verifier = createJwtVerifier(verifierOptions(config));
   const mainThread = task.layout.shards;
   const verifyToken = config.jwtPublicKey
     ? async (token: string): Promise<JwtClaims> => {
@@ -97,7 +139,7 @@ export async function runShard(task: ShardTask): Promise<void> {
         if (r.error) throw new JwtError(r.error.code, r.error.message);
         return r.claims!;
       }
-    : (token: string): JwtClaims => verifier.verify(token);
+    : (token: string): Promise<JwtClaims> => verifier.verify(token);
   const ctx: ThreadContext = {
     thread: shard,
     config,
@@ -106,6 +148,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     verifyToken,
     apiKey: task.apiKey,
     stats,
+    metrics,
     log,
     draining: false,
     inflight: 0,
@@ -115,10 +158,12 @@ export async function runShard(task: ShardTask): Promise<void> {
   if (config.transports.includes('ws')) registerWebSocket(app, ctx);
   registerHttpApi(app, ctx);
   registerHealth(app, ctx);
+  registerDashboard(app, ctx);
   registerSse(app, ctx);
   registerPolling(app, ctx);
   registerClientBundle(app, ctx);
   await registerSocketIo(app, ctx);
+  observer = await registerPusher(app, ctx);
   app.any('/*', (res, req) => {
     const state = track(res);
     sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
@@ -133,11 +178,31 @@ export async function runShard(task: ShardTask): Promise<void> {
     stats.set(shard, 'delivered', hub.stats.delivered);
     stats.set(shard, 'published', hub.stats.published);
     stats.set(shard, 'ringQueuedBytes', mesh.queuedBytes());
+    stats.set(shard, 'overloadRefused', mesh.refused);
+    stats.set(shard, 'overloadedPeers', mesh.overloadedPeers());
     stats.set(shard, 'subscriptions', hub.stats.subscriptions);
     stats.set(shard, 'heapUsed', process.memoryUsage().heapUsed);
+    metrics.set('rt_channels', undefined, host.size);
+    metrics.set('rt_subscriptions', undefined, hub.stats.subscriptions);
+    metrics.set('rt_ring_queued_bytes', undefined, mesh.queuedBytes());
+    metrics.set('rt_overloaded_refusals_total', undefined, mesh.refused);
+    metrics.set('rt_overloaded_peers', undefined, mesh.overloadedPeers());
+    if (bridged(config)) {
+      // The bridge keeps its figures in the shared stats; the registry exports them.
+      metrics.set('rt_redis_up', undefined, stats.get(shard, 'redisUp'));
+      metrics.set('rt_redis_invalid_messages_total', undefined, stats.get(shard, 'redisInvalid'));
+      metrics.set('rt_redis_recovered_total', undefined, stats.get(shard, 'redisRecovered'));
+      metrics.set('rt_redis_resyncs_total', undefined, stats.get(shard, 'redisResyncs'));
+      metrics.set('rt_redis_errors_total', undefined, stats.get(shard, 'redisErrors'));
+    }
+    metrics.set('rt_actor_hook_failures_total', undefined, actorStats.failures);
+    metrics.set('rt_actor_restarts_total', undefined, actorStats.restarts);
+    metrics.set('rt_actor_compute_tasks_total', undefined, actorStats.computed);
   };
+  const sampler = startThreadSampler(metrics);
   const statsTimer = setInterval(publishStats, 250);
   stats.set(shard, 'alive', 1);
+  metrics.set('rt_up', undefined, 1);
 
   let listenSocket: us_listen_socket | null = null;
   const post = (e: ShardEvent) => task.control.postMessage(e);
@@ -152,12 +217,14 @@ export async function runShard(task: ShardTask): Promise<void> {
   /**
    * A bug that escapes to the top of this thread is a crash of the shard. Letting the thread die with
    * uWS handles open aborts the whole process (Node asserts on open handles at loop close), so the shard
-   * tears itself down instead and fails its piscina task; the supervisor then starts a fresh shard.
+   * tears itself down instead, then its thread exits; the supervisor starts a fresh shard in a new thread.
    */
   const onUncaught = (err: unknown) => {
     log.error('uncaught error; shard is being replaced:', err);
     process.off('uncaughtException', onUncaught);
+    post({ type: 'crashing', message: err instanceof Error ? err.message : String(err) });
     clearInterval(statsTimer);
+    sampler.stop();
     host.close();
     // Not graceful: this node's presence entries expire with its heartbeat; survivors re-register.
     void bridge?.close(false);
@@ -204,9 +271,11 @@ export async function runShard(task: ShardTask): Promise<void> {
       await mesh.flushed(Math.min(cmd.timeoutMs, 2000));
       // Let uWS write the close frames before the app goes away.
       await new Promise((r) => setTimeout(r, 50));
+      await host.stopAll();
       // Members on this host leave now, not when its heartbeat expires.
       await bridge?.close(true);
       clearInterval(statsTimer);
+      sampler.stop();
       host.close();
       stats.set(shard, 'alive', 0);
       mesh.close();

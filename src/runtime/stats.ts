@@ -6,6 +6,8 @@ export const STAT_FIELDS = [
   'connections', 'channels', 'delivered', 'published', 'ringQueuedBytes', 'alive', 'restarts', 'subscriptions', 'heapUsed',
   // Redis bridge (shards only)
   'redisUp', 'redisInvalid', 'redisRecovered', 'redisResyncs', 'redisErrors',
+  // Backpressure between threads (src/runtime/mesh.ts)
+  'overloadRefused', 'overloadedPeers',
 ] as const;
 export type StatField = (typeof STAT_FIELDS)[number];
 

@@ -1,21 +1,25 @@
 /**
- * The main thread: builds the ring mesh, starts one shard per worker through piscina, hands accepted
- * sockets to shards (uWS app descriptors, or SO_REUSEPORT where the build lacks them), replaces crashed
- * shards, and shuts down in two phases (drain in-flight requests everywhere, then close connections).
+ * The main thread: builds the ring mesh, starts one worker thread per shard, hands accepted sockets to
+ * shards (uWS app descriptors, or SO_REUSEPORT where the build lacks them), replaces a crashed shard with
+ * a fresh thread, and shuts down in two phases (drain in-flight requests everywhere, then close
+ * connections). piscina is the pool of CPU-heavy tasks (token verification), not the shards' launcher.
  */
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { createServer as createNetServer } from 'node:net';
 import { Piscina } from 'piscina';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ServerConfig } from '../config/schema.js';
-import { createLogger, type Logger } from '../log.js';
+import { configureLogs, createLogger, setThreadLogger, type Logger } from '../log.js';
 import { Hub } from './hub.js';
 import type { HubBridge } from '../bridge/broker.js';
-import { createMeshLayout, MeshEndpoint, type MeshLayout } from './mesh.js';
+import { createMeshLayout, MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
 import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js';
 import { SharedStats } from './stats.js';
+import { bindThreadMetrics, Metrics } from './metrics.js';
+import { startThreadSampler } from './thread-sampler.js';
 import { SharedLimits } from '../security/shared-limits.js';
+import { ListenError } from '../errors.js';
 
 interface AcceptorApp extends TemplatedApp {
   addChildAppDescriptor(d: unknown): void;
@@ -25,6 +29,9 @@ interface AcceptorApp extends TemplatedApp {
 interface ShardSlot {
   control?: MessagePort;
   descriptor?: unknown;
+  /** The shard's thread; a replacement is always a new Worker, so nothing of the old one survives. */
+  worker?: Worker;
+  /** Settles when the thread has exited. */
   running?: Promise<void>;
   restarts: number;
 }
@@ -47,7 +54,7 @@ async function claimPort(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createNetServer();
     s.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(`cannot listen on ${host || '*'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)),
+      reject(new ListenError(`cannot listen on ${host || '*'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)),
     );
     s.listen(port, host || undefined, () => {
       const port = (s.address() as { port: number }).port;
@@ -63,10 +70,12 @@ export class Supervisor {
   readonly mode: AcceptMode;
   readonly layout: MeshLayout;
   readonly stats: SharedStats;
+  /** The host's metrics registry; this instance writes the main thread's block. */
+  readonly metrics: Metrics;
+  private sampler?: { stop(): void };
   readonly limits = SharedLimits.alloc();
   readonly hub: Hub;
   port = 0;
-  private pool?: Piscina;
   /** CPU-heavy work off the shards (asymmetric token verification); shards reach it through the mesh. */
   private compute?: Piscina;
   private acceptor?: AcceptorApp;
@@ -74,12 +83,15 @@ export class Supervisor {
   private readonly slots: ShardSlot[];
   private stopping = false;
   private fatal?: (err: Error) => void;
+  private statsTimer?: NodeJS.Timeout;
 
   /** `bridge`: the main thread's view of the Redis bridge (cluster-wide queries), when --redis is set. */
   constructor(config: ServerConfig, apiKey: string, bridge?: HubBridge) {
     this.config = config;
     this.apiKey = apiKey;
+    configureLogs({ format: config.logFormat, rate: config.logRate });
     this.log = createLogger(config.logLevel, 'main');
+    setThreadLogger(this.log);
     const canDescribe = descriptorsSupported();
     if (config.acceptor === 'descriptor' && !canDescribe) throw new Error('--acceptor=descriptor: this uWebSockets.js build has no app descriptors; use reuseport or auto');
     // Handing sockets to TLS (SSLApp) shards through descriptors crashes this uWS build when apps are
@@ -89,26 +101,18 @@ export class Supervisor {
     this.mode = config.acceptor === 'auto' ? (canDescribe && !tls ? 'descriptor' : 'reuseport') : config.acceptor;
     this.layout = createMeshLayout(config.workers, config.ringSize);
     this.stats = new SharedStats(SharedStats.alloc(config.workers + 1), config.workers + 1);
+    this.metrics = new Metrics(Metrics.alloc(config.workers + 1), config.workers + 1, config.workers);
+    // The main thread's own writes (in-memory clients, restarts) go to its block of this host.
+    bindThreadMetrics(this.metrics);
     this.slots = Array.from({ length: config.workers }, () => ({ restarts: 0 }));
     // The main thread is a mesh member too (index = workers), so in-process clients and server-side
     // publishes use the same path as shards.
-    this.hub = new Hub({ mesh: new MeshEndpoint(this.layout, config.workers), maxChannelsPerConnection: config.maxChannelsPerConnection, bridge });
+    this.hub = new Hub({ mesh: new MeshEndpoint(this.layout, config.workers, meshOptions(config)), maxChannelsPerConnection: config.maxChannelsPerConnection, bridge });
   }
 
   async start(): Promise<void> {
     const { config } = this;
     this.hub.start();
-    this.pool = new Piscina({
-      filename: new URL('../../workers/shard.js', import.meta.url).href,
-      name: 'default',
-      minThreads: config.workers,
-      maxThreads: config.workers,
-      idleTimeout: Number.MAX_SAFE_INTEGER,
-      concurrentTasksPerWorker: 1,
-      // Shards run their own event loops; piscina's synchronous Atomics.wait between tasks would block them.
-      atomics: 'disabled',
-    });
-    this.pool.on('error', (err) => this.log.error('worker pool error:', err));
     if (config.jwtPublicKey) {
       this.compute = new Piscina({
         filename: new URL('../../workers/compute.js', import.meta.url).href,
@@ -116,7 +120,7 @@ export class Supervisor {
         minThreads: 1,
         maxThreads: Math.max(1, Math.floor(config.workers / 2)),
         idleTimeout: 30_000,
-        workerData: { publicKey: config.jwtPublicKey },
+        workerData: { publicKey: config.jwtPublicKey, audience: config.jwtAudience, issuer: config.jwtIssuer },
       });
       const compute = this.compute;
       this.hub.onForward('verify', (body: { token: string }) => compute.run(body));
@@ -148,6 +152,11 @@ export class Supervisor {
     // Listen only once every shard's app is attached, so the first connections already reach a shard.
     if (this.mode === 'descriptor') this.port = await this.listenAcceptor();
     this.stats.set(config.workers, 'alive', 1);
+    this.metrics.set('rt_up', undefined, 1);
+    this.sampler = startThreadSampler(this.metrics, () => {
+      this.metrics.set('rt_subscriptions', undefined, this.hub.stats.subscriptions);
+    });
+    this.statsTimer = setInterval(() => this.publishStats(), 250).unref();
     this.log.info(`acceptor mode: ${this.mode === 'descriptor' ? 'uWS app descriptors (main thread accepts, shards serve)' : 'SO_REUSEPORT (each shard listens)'}`);
   }
 
@@ -156,7 +165,7 @@ export class Supervisor {
     const app = this.acceptor!;
     return new Promise<number>((resolve, reject) => {
       const cb = (s: us_listen_socket | false) => {
-        if (!s) return reject(new Error(`cannot listen on ${config.host || '*'}:${config.port} (in use, or not permitted)`));
+        if (!s) return reject(new ListenError(`cannot listen on ${config.host || '*'}:${config.port}: the port is in use, or not permitted`));
         this.listenSocket = s;
         resolve(uWS.us_socket_local_port(s as never));
       };
@@ -166,6 +175,12 @@ export class Supervisor {
     });
   }
 
+  /**
+   * Starts shard `i` in a new thread. A shard is not a pool task: a task's replacement would run in the
+   * same thread and inherit the dead shard's module-level state (sessions, SSE streams, actor modules)
+   * and every timer nobody cleared. The thread exits when the shard stops or crashes (after closing its
+   * uWS handles: a thread that dies holding them aborts the process), and its exit is the signal.
+   */
   private startShard(i: number): Promise<void> {
     const slot = this.slots[i]!;
     const { port1, port2 } = new MessageChannel();
@@ -176,11 +191,16 @@ export class Supervisor {
       config: this.config,
       apiKey: this.apiKey,
       stats: this.stats.sab,
+      metrics: this.metrics.sab,
       limits: this.limits,
       mode: this.mode,
       port: this.port,
       control: port2,
     };
+    const worker = new Worker(new URL('../../workers/shard.js', import.meta.url), { workerData: task, transferList: [port2] });
+    slot.worker = worker;
+    let error: Error | null = null;
+    worker.on('error', (err) => (error ??= err));
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`shard ${i} did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
       port1.on('message', (e: ShardEvent) => {
@@ -194,42 +214,69 @@ export class Supervisor {
         } else if (e.type === 'fatal') {
           clearTimeout(timer);
           reject(new Error(e.message));
+        } else if (e.type === 'crashing') {
+          error = new Error(e.message);
+          // Stop handing it sockets now, before its app closes.
+          this.detach(i);
         }
       });
-      slot.running = this.pool!.run(task, { transferList: [port2] }).then(
-        () => this.shardEnded(i, null),
-        (err: Error) => {
+      slot.running = new Promise<void>((exited) =>
+        worker.once('exit', (code) => {
+          exited();
+          if (slot.worker !== worker) return;
+          slot.worker = undefined;
           clearTimeout(timer);
+          const err = error ?? (code === 0 ? null : new Error(`thread exited with code ${code}`));
           this.shardEnded(i, err);
-          reject(err);
-        },
+          reject(err ?? new Error(`shard ${i} exited during start`));
+        }),
       );
     });
   }
 
-  private shardEnded(i: number, err: Error | null): void {
+  private detach(i: number): void {
     const slot = this.slots[i]!;
     if (slot.descriptor !== undefined && this.acceptor) {
-      // Stop handing sockets to an app that no longer exists.
       this.acceptor.removeChildAppDescriptor(slot.descriptor);
       slot.descriptor = undefined;
     }
+  }
+
+  private shardEnded(i: number, err: Error | null): void {
+    const slot = this.slots[i]!;
+    // Stop handing sockets to an app that no longer exists.
+    this.detach(i);
     this.stats.set(i, 'alive', 0);
+    // The shard's block is written by the shard; marking it down here is the one exception (it is gone).
+    new Metrics(this.metrics.sab, this.metrics.threads, i).set('rt_up', undefined, 0);
     slot.control?.close();
     if (this.stopping) return;
-    this.log.error(`shard ${i} ${err ? `crashed: ${err.message}` : 'exited unexpectedly'}`);
+    this.log.error(`shard ${i} ${err ? `crashed: ${err.message}` : 'exited unexpectedly'}`, { event: 'shard.crashed', shard: i, ...(err ? { err } : {}) });
     if (this.fatal) return this.fatal(err ?? new Error(`shard ${i} exited during start`));
     if (!this.config.restartShards) return;
     slot.restarts++;
     this.stats.set(i, 'restarts', slot.restarts);
+    this.metrics.inc('rt_shard_restarts_total');
     this.startShard(i).then(
       () => {
-        this.log.info(`shard ${i} replaced (restart #${slot.restarts})`);
+        this.log.info(`shard ${i} replaced by a new thread (restart #${slot.restarts})`, { event: 'shard.restarted', shard: i, restarts: slot.restarts });
         // Everyone forgets the dead thread's connections and re-subscribes theirs with the new owner.
         this.hub.mesh.broadcast({ t: 'restarted', peer: i }, true);
       },
-      (e: Error) => this.log.error(`shard ${i} could not be restarted: ${e.message}`),
+      (e: Error) => this.log.error(`shard ${i} could not be restarted: ${e.message}`, { event: 'shard.restart_failed', shard: i }),
     );
+  }
+
+  /** The main thread's own row in /metrics (its in-process clients and server.publish() use the mesh too). */
+  private publishStats(): void {
+    const me = this.config.workers;
+    const mesh = this.hub.mesh;
+    this.stats.set(me, 'ringQueuedBytes', mesh.queuedBytes());
+    this.stats.set(me, 'overloadRefused', mesh.refused);
+    this.stats.set(me, 'overloadedPeers', mesh.overloadedPeers());
+    this.metrics.set('rt_ring_queued_bytes', undefined, mesh.queuedBytes());
+    this.metrics.set('rt_overloaded_refusals_total', undefined, mesh.refused);
+    this.metrics.set('rt_overloaded_peers', undefined, mesh.overloadedPeers());
   }
 
   private command(i: number, cmd: ShardCommand): void {
@@ -267,6 +314,8 @@ export class Supervisor {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.sampler?.stop();
+    clearInterval(this.statsTimer);
     const timeoutMs = this.config.shutdownTimeout * 1000;
     if (this.listenSocket) {
       uWS.us_listen_socket_close(this.listenSocket);
@@ -281,9 +330,10 @@ export class Supervisor {
     this.log.debug('shutdown: shards stopped');
     this.hub.mesh.close();
     this.acceptor?.close();
-    await this.pool?.destroy();
+    // A shard that did not finish in time is ended anyway (its app is closed by then, or it is stuck).
+    await Promise.all(this.slots.map((s) => s.worker?.terminate()));
     await this.compute?.destroy();
-    this.log.debug('shutdown: pool destroyed');
+    this.log.debug('shutdown: threads ended');
   }
 
   private everyShard(type: 'drain', reply: ShardEvent['type'], timeoutMs: number): Promise<unknown> {

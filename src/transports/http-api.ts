@@ -4,26 +4,38 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { RtError } from '../errors.js';
+import { RtError, toErrorBody } from '../errors.js';
 import { assertChannel, assertEvent } from '../protocol/native.js';
 import type { ThreadContext } from '../runtime/context.js';
+import { bridged } from '../bridge/setup.js';
 import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
-import { parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
+import { errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
+import { apiRouteOf } from './api-routes.js';
+import { registerOperatorApi } from './operator-api.js';
 
 const MAX_CHANNELS_PER_PUBLISH = 100;
 const MAX_BATCH = 1000;
+/** Seconds a client refused with `overloaded` (503) is told to wait before retrying. */
+const OVERLOADED_RETRY_AFTER_S = 1;
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-export function checkApiKey(ctx: ThreadContext, req: Req): void {
+/**
+ * Checks the API key. `operator` routes (the dashboard's: stats, tap, channel queries, publish) also
+ * take --dashboard-token when the dashboard is on.
+ */
+export function checkApiKey(ctx: ThreadContext, req: Req, operator = false): void {
   const h = req.headers['authorization'] ?? '';
   const m = /^Bearer\s+(.+)$/i.exec(h);
   const given = m ? m[1]!.trim() : queryParam(req.query, 'api_key');
   if (!given) throw new RtError('unauthorized', 'missing API key: send "Authorization: Bearer <api key>"', 401);
   // Compare digests so the comparison is constant-time whatever the lengths.
-  if (!timingSafeEqual(digest(given), digest(ctx.apiKey))) throw new RtError('unauthorized', 'wrong API key', 401);
+  if (timingSafeEqual(digest(given), digest(ctx.apiKey))) return;
+  const { dashboard, dashboardToken } = ctx.config;
+  if (operator && dashboard && dashboardToken && timingSafeEqual(digest(given), digest(dashboardToken))) return;
+  throw new RtError('unauthorized', 'wrong API key', 401);
 }
 
 interface PublishSpec {
@@ -77,21 +89,45 @@ function assertChannelField(v: unknown, where: string): string {
   }
 }
 
-async function publish(ctx: ThreadContext, spec: PublishSpec): Promise<Record<string, number> | undefined> {
+/**
+ * What publish and batch both answer (docs/http-api.md): `count` messages accepted, and the stream
+ * offset each channel's last one got (user messages have no stream, so they add no offset).
+ */
+export interface PublishAnswer {
+  ok: true;
+  count: number;
+  offsets: Record<string, number>;
+}
+
+/** Publishes one message; records the channels' offsets into `offsets`. */
+async function publish(ctx: ThreadContext, spec: PublishSpec, offsets: Record<string, number>): Promise<void> {
   if (spec.user !== undefined) {
     await ctx.hub.publishToUser(spec.user, spec.event, spec.data, spec.socketId);
-    return undefined;
+    return;
   }
   const results = await Promise.all(spec.channels!.map((ch) => ctx.hub.publish(ch, spec.event, spec.data, 'api', undefined, spec.socketId)));
-  const offsets: Record<string, number> = {};
   spec.channels!.forEach((ch, i) => (offsets[ch] = results[i]!.offset));
-  return offsets;
+}
+
+/**
+ * All published: the PublishAnswer, offsets merged in batch order (a channel's last message wins).
+ * Otherwise the first failure's code and status, and a message saying which messages failed and that
+ * the others were published (they were: a batch is not a transaction).
+ */
+function batchAnswer(results: PromiseSettledResult<unknown>[], offsets: Record<string, number>[]): PublishAnswer {
+  const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ i, err: r.reason as unknown }] : []));
+  if (failed.length === 0) return { ok: true, count: results.length, offsets: Object.assign({}, ...offsets) as Record<string, number> };
+  const first = failed[0]!;
+  const body = toErrorBody(first.err);
+  const status = first.err instanceof RtError ? first.err.status : 500;
+  const which = failed.length <= 10 ? failed.map((f) => `messages[${f.i}]`).join(', ') : `messages[${first.i}] and ${failed.length - 1} others`;
+  throw new RtError(body.code, `${which} not published (${body.message}); the other ${results.length - failed.length} of ${results.length} were published`, status);
 }
 
 type Handler = (ctx: ThreadContext, req: Req, res: HttpResponse, state: { aborted: boolean }) => Promise<unknown>;
 
 /** Browser calls of the API must come from an allowed origin; server-to-server calls send no Origin. */
-function checkOrigin(ctx: ThreadContext, req: Req): Record<string, string> {
+export function checkOrigin(ctx: ThreadContext, req: Req): Record<string, string> {
   const origin = req.headers['origin'];
   if (!originAllowed(origin, req.headers['host'], ctx.config.allowedOrigins)) {
     throw new RtError('origin_not_allowed', `origin ${String(origin).slice(0, 100)} is not allowed; add it to --allowed-origins`, 403);
@@ -99,8 +135,11 @@ function checkOrigin(ctx: ThreadContext, req: Req): Record<string, string> {
   return corsHeaders(origin);
 }
 
-/** Wraps a handler: snapshot, origin and key checks, rate limit, in-flight accounting, error answers. */
-function route(ctx: ThreadContext, params: number, needsKey: boolean, h: Handler) {
+/**
+ * Wraps a handler: snapshot, origin and key checks, rate limit, in-flight accounting, error answers.
+ * `needsKey`: true for the API key, 'operator' for the API key or the dashboard token.
+ */
+export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'operator', h: Handler) {
   return (res: HttpResponse, httpReq: HttpRequest) => {
     const state = track(res);
     const req = snapshot(res, httpReq, params);
@@ -109,13 +148,19 @@ function route(ctx: ThreadContext, params: number, needsKey: boolean, h: Handler
     (async () => {
       cors = checkOrigin(ctx, req);
       if (needsKey) {
-        checkApiKey(ctx, req);
+        checkApiKey(ctx, req, needsKey === 'operator');
         if (!ctx.limits.apiRequest()) throw new RtError('rate_limited', `more than ${ctx.config.apiRateLimit} API requests per second`, 429);
       }
       const body = await h(ctx, req, res, state);
       sendJson(res, state, 200, body, cors);
+      return 200;
     })()
-      .catch((err) => sendError(res, state, err, cors))
+      .catch((err) => {
+        // An overloaded thread: tell the client when to come back (RFC 9110 Retry-After).
+        sendError(res, state, err, (err as { code?: unknown })?.code === 'overloaded' ? { ...cors, 'retry-after': String(OVERLOADED_RETRY_AFTER_S) } : cors);
+        return errorStatus(err);
+      })
+      .then((status) => ctx.metrics.inc('rt_http_requests_total', { route: apiRouteOf(req.url), status: String(status) }))
       .finally(() => ctx.inflight--);
   };
 }
@@ -128,10 +173,11 @@ async function jsonBody(ctx: ThreadContext, req: Req, res: HttpResponse, state: 
 export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
   app.post(
     '/api/publish',
-    route(ctx, 0, true, async (c, req, res, state) => {
+    route(ctx, 0, 'operator', async (c, req, res, state) => {
       const body = await jsonBody(c, req, res, state);
-      const offsets = await publish(c, parsePublish(body));
-      return offsets ? { ok: true, offsets } : { ok: true };
+      const offsets: Record<string, number> = {};
+      await publish(c, parsePublish(body), offsets);
+      return { ok: true, count: 1, offsets } satisfies PublishAnswer;
     }),
   );
 
@@ -143,15 +189,17 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
       if (body.messages.length === 0 || body.messages.length > MAX_BATCH) throw new RtError('bad_request', `"messages" must hold 1 to ${MAX_BATCH} messages`);
       // Validate all before publishing any, so a bad batch publishes nothing.
       const specs = body.messages.map((m, i) => parsePublish(m, `messages[${i}]`));
-      // Sequential per batch keeps the batch's order for messages on the same channel.
-      for (const s of specs) await publish(c, s);
-      return { ok: true, count: specs.length };
+      // All sent at once: the rings are FIFO per pair of threads and an owner's mailbox takes them in
+      // arrival order, so messages on one channel keep the batch's order without waiting for each other.
+      const offsets = specs.map(() => ({}) as Record<string, number>);
+      const results = await Promise.allSettled(specs.map((s, i) => publish(c, s, offsets[i]!)));
+      return batchAnswer(results, offsets);
     }),
   );
 
   app.get(
     '/api/channels',
-    route(ctx, 0, true, async (c, req) => {
+    route(ctx, 0, 'operator', async (c, req) => {
       const prefix = queryParam(req.query, 'prefix');
       const channels = await c.hub.channels(prefix);
       return { channels };
@@ -160,16 +208,22 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
 
   app.get(
     '/api/channels/:name',
-    route(ctx, 1, true, async (c, req) => c.hub.channel(assertChannelField(req.params[0], 'path'))),
+    route(ctx, 1, 'operator', async (c, req) => {
+      const name = assertChannelField(req.params[0], 'path');
+      const info = await c.hub.channel(name);
+      info.owner ??= { host: c.config.hostId, shard: c.hub.ownerOf(name), placement: bridged(c.config) ? 'per-host' : 'local' };
+      return info;
+    }),
   );
 
   app.get(
     '/api/channels/:name/users',
-    route(ctx, 1, true, async (c, req) => {
+    route(ctx, 1, 'operator', async (c, req) => {
       const name = assertChannelField(req.params[0], 'path');
       if (!name.startsWith('presence-')) throw new RtError('bad_request', 'users are listed for presence- channels only');
       const { members } = await c.hub.presence(name);
-      return { users: members.map((m) => ({ id: m.user_id, user_info: m.user_info })) };
+      // `user_id`, as presence members are everywhere else (protocol, Socket.IO, Pusher).
+      return { users: members.map((m) => ({ user_id: m.user_id, user_info: m.user_info })) };
     }),
   );
 
@@ -200,6 +254,8 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
       sendError(res, state, err);
     }
   });
+
+  registerOperatorApi(app, ctx);
 
   app.any(
     '/api/*',

@@ -5,6 +5,8 @@
  */
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
+import { countRefusal } from '../runtime/instruments.js';
+import { clientAddress } from '../security/client-ip.js';
 
 export interface Req {
   method: string;
@@ -27,7 +29,7 @@ export function snapshot(res: HttpResponse, req: HttpRequest, paramCount = 0): R
     query: req.getQuery() ?? '',
     headers,
     params,
-    ip: Buffer.from(res.getRemoteAddressAsText()).toString(),
+    ip: clientAddress(res.getRemoteAddressAsText(), (h) => headers[h]),
   };
 }
 
@@ -61,9 +63,14 @@ export function sendJson(res: HttpResponse, state: { aborted: boolean }, status:
   });
 }
 
+/** The HTTP status an error answers with. */
+export function errorStatus(err: unknown): number {
+  return err instanceof RtError ? err.status : typeof (err as { status?: unknown })?.status === 'number' ? (err as { status: number }).status : 500;
+}
+
 export function sendError(res: HttpResponse, state: { aborted: boolean }, err: unknown, extraHeaders?: Record<string, string>): void {
-  const status = err instanceof RtError ? err.status : typeof (err as { status?: unknown })?.status === 'number' ? (err as { status: number }).status : 500;
-  sendJson(res, state, status, { error: toErrorBody(err) }, extraHeaders);
+  countRefusal(err);
+  sendJson(res, state, errorStatus(err), { error: toErrorBody(err) }, extraHeaders);
 }
 
 /**

@@ -6,7 +6,7 @@ import { JSON_CODEC, type Encoded } from '../protocol/codecs.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
 import { Client } from '../runtime/client.js';
 import type { Hub } from '../runtime/hub.js';
-import type { SubscribeResult } from '../runtime/messages.js';
+import type { PublishResult, SubscribeResult } from '../runtime/messages.js';
 
 export interface MemoryIdentity {
   /** User id, as a token's `sub` would give. */
@@ -22,6 +22,8 @@ export interface MemoryEvents {
   join: (m: { channel: string; member: Member }) => void;
   leave: (m: { channel: string; member: Member }) => void;
   disconnect: (d: { code: number; reason: string }) => void;
+  /** The channel's actor removed this client from `channel`. */
+  kicked: (m: { channel: string; reason: string }) => void;
 }
 
 export class MemoryClient extends Client {
@@ -30,6 +32,7 @@ export class MemoryClient extends Client {
     join: new Set(),
     leave: new Set(),
     disconnect: new Set(),
+    kicked: new Set(),
   };
 
   constructor(private readonly hub: Hub, identity: MemoryIdentity = {}) {
@@ -54,6 +57,7 @@ export class MemoryClient extends Client {
     if (f.op === 'message') for (const cb of this.listeners.message) cb({ channel: f.channel, event: f.event, data: f.data, offset: f.offset });
     else if (f.op === 'join') for (const cb of this.listeners.join) cb({ channel: f.channel, member: f.member });
     else if (f.op === 'leave') for (const cb of this.listeners.leave) cb({ channel: f.channel, member: f.member });
+    else if (f.op === 'kicked') for (const cb of this.listeners.kicked) cb({ channel: f.channel, reason: f.reason });
   }
 
   subscribe(channel: string, opts: { since?: StreamPosition; data?: unknown } = {}): Promise<SubscribeResult & { pubs?: Publication[] }> {
@@ -68,7 +72,8 @@ export class MemoryClient extends Client {
     return this.hub.unsubscribe(this, channel);
   }
 
-  publish(channel: string, event: string, data: unknown, opts: { excludeSelf?: boolean } = {}): Promise<{ offset: number }> {
+  /** Resolves with the publication's offset and the channel actor's reply (`data`), if it replied. */
+  publish(channel: string, event: string, data: unknown, opts: { excludeSelf?: boolean } = {}): Promise<PublishResult> {
     return this.hub.publish(channel, event, data, 'client', this, opts.excludeSelf ? this.id : undefined);
   }
 

@@ -2,6 +2,7 @@
  * The native protocol's operations, for any transport that speaks it (WebSocket, long-polling).
  * Returns the reply body; the transport encodes and sends it.
  */
+import { countRefusal } from '../runtime/instruments.js';
 import { JwtError, type JwtClaims } from '../auth/jwt.js';
 import { RtError, toErrorBody } from '../errors.js';
 import type { ClientFrame } from '../protocol/native.js';
@@ -11,7 +12,9 @@ import { handleRpc } from './native-rpc.js';
 
 export type Reply = Record<string, unknown>;
 
+/** An error reply to a frame; refusals among them (rate limit, auth, caps, malformed) are counted. */
 export function errorReply(ref: number | undefined, err: unknown): Reply {
+  countRefusal(err);
   const r: Reply = { op: 'reply', ok: false, error: toErrorBody(err) };
   if (ref !== undefined) r.ref = ref;
   return r;
@@ -30,7 +33,8 @@ function adopt(ctx: ThreadContext, client: Client, claims: JwtClaims): void {
   }
   const fresh = client.user === undefined;
   client.authenticate(claims);
-  if (fresh) ctx.hub.indexUser(client);
+  // A session authenticated before it joined the hub is indexed by hub.add (and never, if it is dropped first).
+  if (fresh && ctx.hub.clients.has(client.id)) ctx.hub.indexUser(client);
 }
 
 function asTokenError(err: unknown): unknown {
@@ -76,6 +80,7 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
               body.publications = res.pubs ?? [];
             }
             if (res.members) body.members = res.members;
+            if (res.data !== undefined) body.data = res.data;
             send(ok(f.ref, body));
           })
           .catch(fail);
@@ -86,7 +91,12 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
       case 'publish':
         ctx.hub
           .publish(f.channel, f.event, f.data, 'client', client, f.exclude_self ? client.id : undefined)
-          .then((r) => send(ok(f.ref, { channel: f.channel, offset: r.offset })), fail);
+          .then((r) => {
+            const body: Reply = { channel: f.channel };
+            if (r.offset !== undefined) body.offset = r.offset;
+            if (r.data !== undefined) body.data = r.data;
+            send(ok(f.ref, body));
+          }, fail);
         return;
       case 'presence':
         if (!client.channels.has(f.channel)) throw new RtError('not_subscribed', `subscribe to ${f.channel} to see its presence`, 403);

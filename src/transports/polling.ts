@@ -11,6 +11,7 @@
  * request, the tab froze) is sent again by the next poll: no gap, and the queue is what bounds memory.
  * Sessions live on one thread; requests landing on another shard are forwarded there (sessions.ts).
  */
+import { countRefusal } from '../runtime/instruments.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { JSON_CODEC, type Encoded } from '../protocol/codecs.js';
 import type { ClientFrame } from '../protocol/native.js';
@@ -68,6 +69,7 @@ export class PollClient extends Client implements Session {
       // reconnects and resumes every channel from the last offset it did receive.
       this.frames = [];
       this.bytes = 0;
+      countRefusal('slow_consumer');
       this.finish(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume', true);
       return;
     }
@@ -189,16 +191,25 @@ export function registerPolling(app: TemplatedApp, ctx: ThreadContext): void {
         admitSession(ctx, r, token);
         const c = new PollClient(ctx);
         c.admittedIp = r.ip;
-        try {
-          if (token) authenticate(ctx, c, token);
-        } catch (err) {
+        const open = (): void => {
+          if (state.aborted) return c.end();
+          hub.add(c);
+          addSession(c);
+          c.send({ op: 'welcome', socket_id: c.id, session: c.sid, user: c.user ?? null, heartbeat: config.pollTimeout, protocol: 1 });
+          answer(res, state, c.poll(0) as PollResult, headers);
+        };
+        const refused = (err: unknown): void => {
           c.end();
-          throw err;
+          sendError(res, state, err, headers);
+        };
+        let authed: void | Promise<void>;
+        try {
+          authed = token ? authenticate(ctx, c, token) : undefined;
+        } catch (err) {
+          return refused(err);
         }
-        hub.add(c);
-        addSession(c);
-        c.send({ op: 'welcome', socket_id: c.id, session: c.sid, user: c.user ?? null, heartbeat: config.pollTimeout, protocol: 1 });
-        answer(res, state, c.poll(0) as PollResult, headers);
+        if (authed instanceof Promise) authed.then(open, refused);
+        else open();
         return;
       }
       const ackRaw = queryParam(r.query, 'ack') ?? '0';

@@ -5,6 +5,7 @@
  * ('poll' forward route). The id is a bearer secret — unlike the socket id, which backends see and
  * pass around for `socket_id` exclusion, so it cannot be the socket id.
  */
+import { connKind, countRefusal } from '../runtime/instruments.js';
 import { randomBytes } from 'node:crypto';
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { RtError } from '../errors.js';
@@ -13,6 +14,7 @@ import type { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { CloseCode } from '../runtime/client.js';
 import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
+import { admissionError } from '../security/admission.js';
 import { MAX_RATE_STRIKES, type TokenBucket } from '../security/token-bucket.js';
 import { errorReply, handleFrame, type Reply } from './native-session.js';
 import { queryParam, readBody, sendError, sendJson, snapshot, track, type Req } from './http.js';
@@ -141,6 +143,7 @@ export function runFrames(ctx: ThreadContext, client: Client & { bucket?: TokenB
   const { config } = ctx;
   for (const f of frames) {
     if (client.closed) return;
+    ctx.metrics.inc('rt_messages_in_total', connKind(client) as unknown as Record<string, string>);
     if (client.bucket && !client.bucket.take()) {
       send(errorReply(f.ref, new RtError('rate_limited', `more than ${config.rateLimit} messages per second; slow down`, 429)));
       if (client.bucket.strikes >= MAX_RATE_STRIKES) return client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
@@ -154,7 +157,6 @@ export function runFrames(ctx: ThreadContext, client: Client & { bucket?: TokenB
   }
 }
 
-const ADMIT_STATUS: Record<string, number> = { too_many_connections: 503, too_many_connections_from_ip: 429, connection_rate_limited: 429 };
 
 /**
  * The checks a new session passes, as a WebSocket upgrade does: draining, token required, and the
@@ -165,7 +167,7 @@ export function admitSession(ctx: ThreadContext, r: Req, token: string | undefin
   if (ctx.draining) throw new RtError('unavailable', 'server is shutting down; reconnect', 503);
   if (!token && ctx.config.requireAuth) throw new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401);
   const admitted = ctx.limits.admit(r.ip);
-  if (admitted !== 'ok') throw new RtError(admitted, `connection refused: ${admitted.replace(/_/g, ' ')}`, ADMIT_STATUS[admitted] ?? 429);
+  if (admitted !== 'ok') throw admissionError(admitted, r.ip, ctx.config);
 }
 
 /** The token of a session-opening request: `token` query parameter or `Authorization: Bearer`. */
@@ -294,6 +296,7 @@ export function registerSessionRoutes(app: TemplatedApp, ctx: ThreadContext, pat
     const allowed = originAllowed(origin, req.getHeader('host'), ctx.config.allowedOrigins);
     res.cork(() => {
       if (!allowed) {
+        countRefusal('origin');
         res.writeStatus('403 Forbidden').writeHeader('content-type', 'application/json');
         res.end(JSON.stringify({ error: { code: 'origin_not_allowed', message: 'origin not allowed; add it to --allowed-origins' } }));
         return;

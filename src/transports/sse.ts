@@ -17,6 +17,7 @@
  * Each stream is also a session: frames POSTed to /sse?sid=… (or /poll?sid=…) run on it and their
  * replies come down the stream, so SSE + POST is a complete bidirectional transport.
  */
+import { countRefusal } from '../runtime/instruments.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { JSON_CODEC, registerCodec, type Encoded } from '../protocol/codecs.js';
 import { assertChannel, type ClientFrame, type Publication, type StreamPosition } from '../protocol/native.js';
@@ -48,6 +49,8 @@ const SSE_EVENTS = registerCodec({
   join: (channel, member) => `event: rt:join\ndata: ${JSON.stringify({ channel, member })}\n\n`,
   leave: (channel, member) => `event: rt:leave\ndata: ${JSON.stringify({ channel, member })}\n\n`,
   user: (event, data) => `event: ${eventName(event)}\ndata: ${JSON.stringify({ data })}\n\n`,
+  push: (channel, event, data) => `event: ${eventName(event)}\ndata: ${JSON.stringify({ channel, data })}\n\n`,
+  kicked: (channel, reason) => `event: rt:kicked\ndata: ${JSON.stringify({ channel, reason })}\n\n`,
 });
 
 const SSE_NATIVE = registerCodec({
@@ -58,6 +61,8 @@ const SSE_NATIVE = registerCodec({
   join: (channel, member) => `data: ${JSON_CODEC.join(channel, member) as string}\n\n`,
   leave: (channel, member) => `data: ${JSON_CODEC.leave(channel, member) as string}\n\n`,
   user: (event, data) => `data: ${JSON_CODEC.user(event, data) as string}\n\n`,
+  push: (channel, event, data) => `data: ${JSON_CODEC.push!(channel, event, data) as string}\n\n`,
+  kicked: (channel, reason) => `data: ${JSON_CODEC.kicked!(channel, reason) as string}\n\n`,
 });
 
 const POSITION_RE = /^(\d{1,15})\.([A-Za-z0-9_-]{1,64})$/;
@@ -300,6 +305,7 @@ export class SseClient extends Client implements Session {
     if (this.ended) return;
     this.queue = [];
     this.queued = 0;
+    countRefusal('slow_consumer');
     this.finish(4008, 'slow consumer: reconnect and resume', true);
   }
 
@@ -398,7 +404,25 @@ export function registerSse(app: TemplatedApp, ctx: ThreadContext): void {
       const c = new SseClient(ctx, res, state, p.channels, p.since, p.format, headers);
       client = c;
       c.admittedIp = r.ip;
-      if (p.token !== undefined) authenticate(ctx, c, p.token);
+      const authed = p.token !== undefined ? authenticate(ctx, c, p.token) : undefined;
+      // A token verified asynchronously: the stream opens once it is known to be good.
+      if (authed instanceof Promise) {
+        authed.then(
+          () => (state.aborted ? c.cleanup() : open(c, p)),
+          (err) => {
+            c.cleanup();
+            sendError(res, state, err, headers);
+          },
+        );
+        return;
+      }
+      open(c, p);
+    } catch (err) {
+      client?.cleanup();
+      sendError(res, state, err, headers);
+    }
+
+    function open(c: SseClient, p: ReturnType<typeof parseRequest>): void {
       hub.add(c);
       addSession(c);
       streams.add(c);
@@ -412,9 +436,6 @@ export function registerSse(app: TemplatedApp, ctx: ThreadContext): void {
         const status = err instanceof RtError ? err.status : 500;
         sendError(res, state, new RtError(err.code ?? 'internal', `${p.channels[failed]}: ${err.message}`, status), headers);
       });
-    } catch (err) {
-      client?.cleanup();
-      sendError(res, state, err, headers);
     }
   });
 

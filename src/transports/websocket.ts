@@ -12,7 +12,10 @@ import { errorReply, handleFrame, type Reply } from './native-session.js';
 import type { JwtClaims } from '../auth/jwt.js';
 import { queryParam, statusLine } from './http.js';
 import { originAllowed } from '../security/origins.js';
+import { admissionError } from '../security/admission.js';
+import { clientAddress } from '../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../security/token-bucket.js';
+import { countRefusal } from '../runtime/instruments.js';
 
 interface SocketData {
   client?: WsClient;
@@ -24,7 +27,6 @@ interface SocketData {
   gone?: boolean;
 }
 
-const ADMIT_STATUS = { too_many_connections: 503, too_many_connections_from_ip: 429, connection_rate_limited: 429 } as const;
 
 /** Bad frames tolerated before the connection is closed: a buggy client gets errors, a hostile one is cut off. */
 const MAX_BAD_FRAMES = 20;
@@ -71,11 +73,13 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     for (const c of hub.clients.values()) {
       if (c instanceof WsClient && !c.closed && c.socket.getBufferedAmount() > config.maxBackpressure) {
         c.closed = true;
+        countRefusal('slow_consumer');
         c.socket.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
       }
     }
   }, SLOW_SWEEP_MS);
   sweep.unref();
+  const messagesIn = ctx.metrics.series('rt_messages_in_total', { transport: 'websocket', protocol: 'native' });
   app.ws<SocketData>('/ws', {
     // uWS drops a connection without a close frame past its own limit; give ourselves headroom so a
     // moderately oversized frame gets a proper 1009 close with a reason, and only absurd ones are cut.
@@ -97,8 +101,9 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const auth = req.getHeader('authorization');
       const origin = req.getHeader('origin');
       const host = req.getHeader('host');
-      const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const ip = clientAddress(res.getRemoteAddressAsText(), (h) => req.getHeader(h));
       const refuse = (status: number, err: RtError): void => {
+        countRefusal(err);
         res.cork(() => {
           res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: err.toJSON() }));
         });
@@ -115,7 +120,10 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
         if (aborted) return;
         if (claims && hub.isRevoked(String(claims.sub), claims.iat)) return refuse(401, new RtError('token_revoked', 'this token was revoked; get a new one', 401));
         const admitted = ctx.limits.admit(ip);
-        if (admitted !== 'ok') return refuse(ADMIT_STATUS[admitted], new RtError(admitted, `connection refused: ${admitted.replace(/_/g, ' ')}`, ADMIT_STATUS[admitted]));
+        if (admitted !== 'ok') {
+          const err = admissionError(admitted, ip, config);
+          return refuse(err.status, err);
+        }
         res.cork(() => {
           res.upgrade<SocketData>({ format: choice.format, claims, ip }, key, choice.protocol, extensions, context);
         });
@@ -155,8 +163,10 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
 
     message(ws, message, isBinary) {
       const client = ws.getUserData().client!;
+      messagesIn.inc();
       if (message.byteLength > config.maxPayload) {
         client.closed = true;
+        countRefusal('payload_too_large');
         ws.end(CloseCode.MESSAGE_TOO_BIG, `message too big: limit is ${config.maxPayload} bytes`);
         return;
       }
@@ -164,6 +174,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       try {
         frame = decodeClientFrame(message, isBinary);
       } catch (err) {
+        if (!(err instanceof FrameError && err.ref !== undefined)) countRefusal(err);
         client.send(err instanceof FrameError && err.ref !== undefined ? errorReply(err.ref, err) : { op: 'error', error: toErrorBody(err) });
         if (++client.badFrames >= MAX_BAD_FRAMES) client.disconnect(CloseCode.BAD_REQUEST, 'too many malformed frames', false);
         return;
@@ -188,6 +199,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const client = data.client;
       if (!client || client.closed) return;
       client.closed = true;
+      countRefusal('slow_consumer');
       setImmediate(() => {
         if (!data.gone) ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
       });

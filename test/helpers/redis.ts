@@ -2,7 +2,7 @@
 // Every process started here is killed in teardown — and, should the test runner itself die, by the
 // exit hook below — so no redis-server or host outlives its test.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -216,7 +216,7 @@ export async function startHost(t: T, redis: string, ns: string, opts: { workers
     clearTimeout(timer);
   };
   t.teardown(stop);
-  const deadline = Date.now() + 20000;
+  const deadline = Date.now() + 60000;  // The machine may be loaded (shared by other builds): starting is slow, not broken.
   let port = 0;
   while (!port) {
     if (proc.exitCode !== null) throw new Error(`host exited (${proc.exitCode}): ${out}`);
@@ -243,6 +243,77 @@ export async function startHost(t: T, redis: string, ns: string, opts: { workers
 export async function metric(host: Host, name: string): Promise<number> {
   const text = await fetch(host.http + '/metrics').then((r) => r.text());
   let n = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name + '{')) n += Number(line.split(' ').pop());
+  // Per-thread series carry labels ({thread=…}); host totals have none.
+  for (const line of text.split('\n')) if (line.startsWith(name + '{') || line.startsWith(name + ' ')) n += Number(line.split(' ').pop());
   return n;
+}
+
+export interface SentinelGroup {
+  name: string;
+  master: RedisProc;
+  replica: RedisProc;
+  /** Sentinel ports. */
+  sentinels: number[];
+  /** `--redis-sentinels` value. */
+  spec: string;
+  /** The port of the master the sentinels currently name. */
+  masterPort(): Promise<number>;
+}
+
+/**
+ * A master, one replica and three Redis Sentinels (`redis-server <conf> --sentinel`, the same binary as
+ * `redis-sentinel`) on free ports, quorum 2. Ready when the sentinels see the master and its replica.
+ */
+export async function startSentinelGroup(t: T, name = 'rtmaster'): Promise<SentinelGroup> {
+  const master = await startRedis(t);
+  const replica = await startRedis(t, { args: ['--replicaof', '127.0.0.1', String(master.port)] });
+  const sentinels: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'rt-sentinel-'));
+    const conf = join(dir, 'sentinel.conf');
+    writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`,
+      `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 5000`, `sentinel parallel-syncs ${name} 1`, ''].join('\n'));
+    const proc = track(spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' }));
+    t.teardown(async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await until(`redis-sentinel on ${port}`, () => ping(port), 10000);
+    sentinels.push(port);
+  }
+  const ask = redisCall;
+  const group: SentinelGroup = {
+    name,
+    master,
+    replica,
+    sentinels,
+    spec: sentinels.map((p) => `127.0.0.1:${p}`).join(','),
+    masterPort: async () => Number(((await ask(sentinels[0]!, 'SENTINEL', 'get-master-addr-by-name', name)) as string[])[1]),
+  };
+  // Every sentinel must know the replica (and the others) before a failover can be asked for.
+  for (const p of sentinels) {
+    await until(`sentinel ${p} to see the replica and its peers`, async () => {
+      const replicas = (await ask(p, 'SENTINEL', 'replicas', name)) as string[][];
+      const peers = (await ask(p, 'SENTINEL', 'sentinels', name)) as string[][];
+      return replicas.length === 1 && peers.length === 2;
+    }, 20000);
+  }
+  return group;
+}
+
+/** Runs one command on a Redis or sentinel port and returns the reply. */
+export async function redisCall(port: number, ...args: string[]): Promise<unknown> {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  r.on('error', () => {});
+  try {
+    await r.connect();
+    return await r.call(...(args as [string, ...string[]]));
+  } finally {
+    r.disconnect();
+  }
 }

@@ -100,6 +100,8 @@ export function namespaceCodec(nsp: string, parser: SioParser, onError: (why: st
     leave: (channel, m) => ev(['presence:leaving', channel, m]),
     // A last argument that is a string would be taken for an offset by the client: an offset follows it.
     user: (event, data) => ev(offset && typeof data === 'string' ? [event, data, offset()] : [event, data]),
+    push: (channel, event, data) => ev(offset && typeof data === 'string' ? [event, channel, data, offset()] : [event, channel, data]),
+    kicked: (channel, reason) => ev(['kicked', channel, { reason }]),
     frames: multiFrames,
   });
 }

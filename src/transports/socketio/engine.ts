@@ -9,6 +9,7 @@
  * long-lived socket through another thread would defeat per-shard topic fan-out. The old thread keeps
  * a ghost of the session for a while that relays late output (handler acks) to the new home.
  */
+import { countRefusal } from '../../runtime/instruments.js';
 import { randomBytes } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
 import { decodeEioPacket, decodeEioPayload, EioError, openPacketData, type EioPacket } from '../../protocol/engineio.js';
@@ -17,6 +18,8 @@ import { threadOfSocket } from '../../runtime/hash.js';
 import type { ThreadContext } from '../../runtime/context.js';
 import { readBody, statusLine } from '../http.js';
 import { originAllowed } from '../../security/origins.js';
+import { admissionError } from '../../security/admission.js';
+import { clientAddress } from '../../security/client-ip.js';
 import type { Handshake } from '../../actors/handlers.js';
 import { frameBytes, framesOf, NOOP, pollingPayload, type Frame } from './codec.js';
 
@@ -141,7 +144,12 @@ interface Migrated {
   admitted?: string;
 }
 
-const ADMIT_STATUS = { too_many_connections: 503, too_many_connections_from_ip: 429, connection_rate_limited: 429 } as const;
+/** Sessions closed for misbehaving count as refusals (rt_refusals_total). */
+function countCloseReason(reason: string): void {
+  if (reason === 'parse error') countRefusal('malformed');
+  else if (reason.startsWith('slow consumer')) countRefusal('slow_consumer');
+  else if (reason === 'rate limit exceeded') countRefusal('rate_limit');
+}
 
 function answer(code: number, status = code === EioCode.FORBIDDEN ? 403 : 400): HttpAnswer {
   return { status, body: JSON.stringify({ code, message: EIO_MESSAGES[code] }), type: 'json' };
@@ -164,7 +172,7 @@ function snapshotHandshake(res: HttpResponse, req: HttpRequest, query: URLSearch
     if (++n > 50) break;
     q[k] = v;
   }
-  return { headers, query: q, address: Buffer.from(res.getRemoteAddressAsText()).toString() };
+  return { headers, query: q, address: clientAddress(res.getRemoteAddressAsText(), (h) => req.getHeader(h)) };
 }
 
 export class EioSession {
@@ -450,6 +458,7 @@ export class EioSession {
   close(reason: string, notify = true, byClient = false): void {
     if (this.closed) return;
     this.closed = true;
+    countCloseReason(reason);
     clearTimeout(this.timer);
     this.endProbe();
     if (this.transport === 'websocket') {
@@ -543,7 +552,9 @@ export class Engine {
   private admit(ip: string): HttpAnswer | null {
     const r = this.ctx.limits.admit(ip);
     if (r === 'ok') return null;
-    return { status: ADMIT_STATUS[r], body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: `connection refused: ${r.replace(/_/g, ' ')}` }), type: 'json' };
+    countRefusal(r);
+    const err = admissionError(r, ip, this.ctx.config);
+    return { status: err.status, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: err.message }), type: 'json' };
   }
 
   /** A ghost's late output goes to the session's new thread. */
@@ -660,6 +671,7 @@ export class Engine {
     const headers = req.getHeader('access-control-request-headers');
     res.cork(() => {
       if (origin === null) {
+        countRefusal('origin');
         res.writeStatus(statusLine(403)).writeHeader('content-type', 'application/json').end(answer(EioCode.FORBIDDEN).body);
         return;
       }
@@ -701,7 +713,10 @@ export class Engine {
     const query = new URLSearchParams(req.getQuery() ?? '');
     const connection = req.getHeader('connection');
     const origin0 = this.corsOrigin(req.getHeader('origin'), req.getHeader('host'));
-    if (origin0 === null) return this.reply(res, state, answer(EioCode.FORBIDDEN), '', connection);
+    if (origin0 === null) {
+      countRefusal('origin');
+      return this.reply(res, state, answer(EioCode.FORBIDDEN), '', connection);
+    }
     const origin = origin0;
     const send = (a: HttpAnswer) => this.reply(res, state, a, origin, connection);
     const fail = (code: number) => send(answer(code));
@@ -784,7 +799,10 @@ export class Engine {
           const a = answer(code, status);
           res.cork(() => res.writeStatus(statusLine(a.status)).writeHeader('content-type', 'application/json').end(a.body, true));
         };
-        if (origin === null) return refuse(EioCode.FORBIDDEN);
+        if (origin === null) {
+          countRefusal('origin');
+          return refuse(EioCode.FORBIDDEN);
+        }
         if (query.get('EIO') !== '4') return refuse(EioCode.UNSUPPORTED_PROTOCOL_VERSION);
         if (query.get('transport') !== 'websocket') return refuse(EioCode.UNKNOWN_TRANSPORT);
         const upgrade = (data: WsData) => {

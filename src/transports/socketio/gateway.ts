@@ -10,6 +10,7 @@
  * Each connected namespace of a session is one hub Client, with its namespace's codec: deliveries to
  * WebSocket sessions go through uWS topics, to polling sessions through sendEncoded.
  */
+import { countRefusal } from '../../runtime/instruments.js';
 import { CloseCode, Client } from '../../runtime/client.js';
 import type { ThreadContext } from '../../runtime/context.js';
 import type { Encoded, WireCodec } from '../../protocol/codecs.js';
@@ -185,6 +186,7 @@ export class SioConnection implements SessionListener {
   }
 
   onMessage(data: string | Uint8Array): void {
+    this.ctx.metrics.inc('rt_messages_in_total', { transport: this.session.transport === 'websocket' ? 'websocket' : 'polling', protocol: 'socketio' });
     let p: SioPacket | null;
     try {
       if (this.decoder) p = this.decoder.add(data);
@@ -284,6 +286,7 @@ export class SioConnection implements SessionListener {
     } catch (err) {
       client.held = undefined;
       client.dropAcks();
+      countRefusal(err);
       const e = toErrorBody(err);
       if (!this.session.closed) this.sendPacket({ type: SioType.CONNECT_ERROR, nsp, data: { message: e.message, data: { code: e.code } } });
       return;
@@ -412,6 +415,11 @@ export class SioClient extends Client {
   private readonly acks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private handlerConn?: Connection;
 
+  override onKicked(channel: string): void {
+    this.channelIdentity?.delete(channel);
+    this.subData.delete(channel);
+  }
+
   constructor(
     readonly conn: SioConnection,
     readonly nsp: string,
@@ -536,6 +544,7 @@ export class SioClient extends Client {
 
   /** Reports a failure: through the ack when there is one, else as an event, never silently. */
   private fail(ack: Ack | undefined, event: string, channel: string | undefined, err: unknown, channelOp: boolean): void {
+    countRefusal(err);
     const error = toErrorBody(err);
     if (ack) return ack(channelOp ? [{ ok: false, error }] : [{ error }]);
     if (event === 'subscribe') return this.emitSafe('subscription_error', [channel ?? null, error]);
@@ -610,7 +619,7 @@ export class SioClient extends Client {
         await this.hub.subscribe(this, channel, undefined, p.data, (res) => {
           // Before the client joins the channel's delivery, so these precede any publication.
           if (res.members) this.emitSafe('presence:subscribed', [channel, res.members]);
-          ack?.([{ ok: true }]);
+          ack?.([res.data === undefined ? { ok: true } : { ok: true, data: res.data }]);
           this.track(channel, res.epoch, res.offset, []);
         });
       } catch (err) {
@@ -646,14 +655,14 @@ export class SioClient extends Client {
     try {
       channel = assertChannel(p.channel);
       const event = assertEvent(p.event);
-      if (!event.startsWith('client-')) throw new RtError('bad_request', 'whisper events must start with "client-"');
       await this.pendingSubs.get(channel);
       if (!this.channels.has(channel)) throw new RtError('not_subscribed', `subscribe to ${channel} before whispering on it`, 403);
-      if (channelKind(channel) === 'public') throw new RtError('forbidden', 'only subscribers of private- and presence- channels may whisper', 403);
       const limit = this.conn.ctx.config.maxWhisperSize;
       if (approxSize(p.data, limit) > limit) throw new RtError('payload_too_large', `whispers are limited to ${limit} bytes`, 413);
-      await this.hub.publish(channel, event, p.data, 'client', this, this.id);
-      ack?.([{ ok: true }]);
+      // The channel's owner decides, as for a native publish: its actor's onMessage when it has one,
+      // else the whisper policy (client- events on private and presence channels).
+      const r = await this.hub.publish(channel, event, p.data, 'client', this, this.id, true);
+      ack?.([r.data === undefined ? { ok: true } : { ok: true, data: r.data }]);
     } catch (err) {
       this.fail(ack, 'client event', channel, err, true);
     }

@@ -1,0 +1,37 @@
+/**
+ * Wraps a user actor's hooks so the time each takes (until a returned promise settles) is recorded in
+ * rt_actor_hook_seconds{hook}. Done once per definition at load, so the actor code paths stay as they are.
+ */
+import { performance } from 'node:perf_hooks';
+import { ACTOR_HOOKS } from '../runtime/metric-families.js';
+import { metrics } from '../runtime/metrics.js';
+import type { AnyActorDefinition } from './define.js';
+
+type AnyFn = (...args: unknown[]) => unknown;
+
+export function timeHooks(def: AnyActorDefinition): AnyActorDefinition {
+  const timed: Record<string, unknown> = { ...def };
+  for (const hook of ACTOR_HOOKS) {
+    const fn = def[hook] as AnyFn | undefined;
+    if (typeof fn !== 'function') continue;
+    timed[hook] = function (this: unknown, ...args: unknown[]) {
+      const t0 = performance.now();
+      // Looked up per call: the registry of the thread running the hook (each shard loads the actors).
+      const record = () => metrics().observe('rt_actor_hook_seconds', { hook }, (performance.now() - t0) / 1000);
+      let r: unknown;
+      try {
+        r = fn.apply(this, args);
+      } catch (err) {
+        record();
+        throw err;
+      }
+      if (r && typeof (r as Promise<unknown>).then === 'function') {
+        (r as Promise<unknown>).then(record, record);
+        return r;
+      }
+      record();
+      return r;
+    };
+  }
+  return timed as unknown as AnyActorDefinition;
+}

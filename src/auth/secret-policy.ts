@@ -1,0 +1,19 @@
+/**
+ * How strong an HS256 secret must be. RFC 7518 §3.2 asks for a key at least as long as the hash
+ * output (32 bytes for SHA-256); shorter secrets can be brute-forced offline from any one token.
+ * A short secret is refused when NODE_ENV=production (the convention Node servers already follow for
+ * "this is the real deployment") and warned about otherwise, so development setups keep working.
+ */
+import { ConfigError } from '../config/load.js';
+
+export const MIN_SECRET_BYTES = 32;
+
+/** Returns a warning to log, throws a ConfigError in production, or returns undefined when the secret is fine or unset. */
+export function checkJwtSecret(secret: string, production: boolean): string | undefined {
+  if (!secret) return undefined;
+  const bytes = Buffer.byteLength(secret, 'utf8');
+  if (bytes >= MIN_SECRET_BYTES) return undefined;
+  const advice = `the HS256 secret (--jwt-secret / RT_JWT_SECRET) is ${bytes} bytes; use at least ${MIN_SECRET_BYTES} random bytes, e.g. \`openssl rand -base64 48\``;
+  if (production) throw new ConfigError('jwtSecret', `${advice} (refused because NODE_ENV=production)`);
+  return `${advice}; a short secret can be guessed from any token it signed (this is refused when NODE_ENV=production)`;
+}

@@ -1,0 +1,271 @@
+/**
+ * Placement of custom actors across hosts (docs/scaling.md, placement). With Redis, a channel served by
+ * a custom actor (from --actors) has one activation in the whole cluster: on the node (host shard)
+ * holding the channel's lease. Every host keeps relaying the channel to its own subscribers as for any
+ * channel (its ChannelActor, bridged); only the user's hooks move: the definition the relay sees is a
+ * proxy whose hooks forward to the activation — in this thread when this node holds the lease, through
+ * Redis (NodeRpc) otherwise. The first node to see an event for a channel without a live owner takes
+ * the lease (virtual-actor style); a node that cannot reach the owner waits for the lease to expire and
+ * takes it over from the persisted state.
+ *
+ * The actor runtime does not know any of this: it gets ActorDefinitions whose hooks are async.
+ */
+import { createHash } from 'node:crypto';
+import type { ActorDefinition, OutgoingMessage, Subscriber } from '../actors/define.js';
+import { Published } from '../actors/published.js';
+import type { LoadedActor } from '../actors/registry.js';
+import { RtError } from '../errors.js';
+import { Activation, type RemoteSubscriber } from './activation.js';
+import type { HistoryBounds } from './broker.js';
+import { unavailable } from './directory.js';
+import type { Fence } from './lease.js';
+import { NodeRpc } from './node-rpc.js';
+import type { RedisBroker } from './redis-broker.js';
+
+export interface PlacementOptions {
+  broker: RedisBroker;
+  historyFor(channel: string, def: ActorDefinition): HistoryBounds;
+  log(msg: string, err?: unknown): void;
+  /** An activation with no subscribers and no event for this long gives its lease back. */
+  idleMs?: number;
+}
+
+/** Errors after which the call is tried again at whoever holds the lease by then. */
+const RETRY = new Set(['not_owner', 'moved', 'owner_gone', 'timeout', 'unavailable']);
+const STATE_TTL_MS = 7 * 86_400_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Placement {
+  private readonly broker: RedisBroker;
+  private readonly rpc: NodeRpc;
+  private readonly activations = new Map<string, Activation>();
+  private readonly starting = new Map<string, Promise<Activation>>();
+  /** The real definitions, for the activations this node runs. */
+  private loaded: LoadedActor[] = [];
+  /** Channel → node believed to hold its lease (dropped at the first failed call). */
+  private readonly owners = new Map<string, string>();
+  /** Per channel: how often each backend message was seen lately, for ingest claims. */
+  private readonly seen = new Map<string, Map<string, { n: number; until: number }>>();
+  private readonly sweeper: NodeJS.Timeout;
+  private closing = false;
+
+  constructor(private readonly opts: PlacementOptions) {
+    this.broker = opts.broker;
+    this.rpc = new NodeRpc(opts.broker, (ch, op, a) => this.serve(ch, op, a), (why) => opts.log(why));
+    this.sweeper = setInterval(() => void this.sweep(), 5000);
+    this.sweeper.unref();
+  }
+
+  get node(): string {
+    return this.broker.node;
+  }
+
+  private get ttlMs(): number {
+    return this.broker.leases.ttlMs;
+  }
+
+  /** The node holding this host's lease was told it lost it: the activation stops at once. */
+  leaseLost(channel: string): void {
+    const a = this.activations.get(channel);
+    if (!a) return;
+    a.stop();
+    this.activations.delete(channel);
+    this.owners.delete(channel);
+    this.opts.log(`lost the lease of ${channel}: its actor runs elsewhere now`);
+  }
+
+  /** The loaded actors with their hooks routed to the one activation of each channel. */
+  place(loaded: LoadedActor[]): LoadedActor[] {
+    this.loaded = loaded;
+    return loaded.map((a) => ({ ...a, def: this.proxy(a.def) }));
+  }
+
+  private proxy(real: ActorDefinition): ActorDefinition {
+    const who = (s: Subscriber): RemoteSubscriber => {
+      // Only what is set: msgpack has no `undefined`, and the activation compares records byte-wise.
+      return {
+        socketId: s.socketId,
+        node: this.node,
+        ...(s.userId !== undefined ? { userId: s.userId } : {}),
+        ...(s.userInfo !== undefined ? { userInfo: s.userInfo } : {}),
+        ...(s.transport !== undefined ? { transport: s.transport } : {}),
+      };
+    };
+    const def: ActorDefinition = {
+      match: real.match,
+      // Subscribers are counted by the activation: it hears of every join and leave on every host.
+      onJoin: async (ctx, s) => {
+        await this.call(ctx.channel, 'join', [who(s)]);
+      },
+      onLeave: async (ctx, s) => {
+        // The connection is gone whatever happens here: a leave the activation never heard of leaves a
+        // subscriber it still counts until the relaying node is found dead at the next activation.
+        await this.call(ctx.channel, 'leave', [who(s)]).catch((err) => this.opts.log(`leave of ${s.socketId} from ${ctx.channel} not delivered to its actor`, err));
+      },
+    };
+    if (real.history) def.history = real.history;
+    if (real.clientPublish !== undefined) def.clientPublish = real.clientPublish;
+    if (real.authorize) {
+      def.authorize = async (ctx, s, data) => {
+        return (await this.call(ctx.channel, 'auth', [who(s), data ?? null])) as boolean | { info?: unknown };
+      };
+    }
+    if (real.onMessage) {
+      def.onMessage = async (ctx, msg, s) => {
+        return this.verdict(await this.call(ctx.channel, 'msg', [{ event: msg.event, data: msg.data }, who(s)]));
+      };
+    }
+    // Backend publishes go through the activation even without onPublish, so they take their place in
+    // the same order as the actor's own publications.
+    def.onPublish = async (ctx, msg, source) => {
+      const claim = source === 'redis' ? this.claim(ctx.channel, msg) : undefined;
+      return this.verdict(await this.call(ctx.channel, 'pub', [{ event: msg.event, data: msg.data }, source, claim]));
+    };
+    return def;
+  }
+
+  /** `{p: offset}` (published by the activation) or null (refused). */
+  private verdict(v: unknown): OutgoingMessage | null {
+    if (v && typeof v === 'object' && typeof (v as { p?: unknown }).p === 'number') return new Published((v as { p: number }).p) as unknown as OutgoingMessage;
+    return null;
+  }
+
+  /**
+   * Every host receives a Laravel message published to Redis and forwards it: the same claim
+   * (payload digest and how many times it was seen lately) lets the activation sequence it once.
+   */
+  private claim(channel: string, msg: OutgoingMessage): string {
+    let digest: string;
+    try {
+      digest = createHash('sha1').update(JSON.stringify([msg.event, msg.data])).digest('base64url').slice(0, 20);
+    } catch {
+      digest = 'unhashable';
+    }
+    let m = this.seen.get(channel);
+    if (!m) this.seen.set(channel, (m = new Map()));
+    const now = Date.now();
+    const e = m.get(digest);
+    const n = e && e.until > now ? e.n + 1 : 1;
+    m.set(digest, { n, until: now + 10_000 });
+    if (m.size > 256) for (const [k, v] of m) if (v.until <= now) m.delete(k);
+    return `${digest}:${n}`;
+  }
+
+  /**
+   * Runs one event at the channel's activation, wherever it is. Retries (at the new owner) while the
+   * owner moves or dies, for up to two lease times plus a margin — the time a dead owner's lease takes
+   * to expire.
+   */
+  private async call(channel: string, op: string, args: unknown[]): Promise<unknown> {
+    const deadline = Date.now() + 2 * this.ttlMs + 5000;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const owner = await this.ownerOf(channel);
+        if (owner === this.node) return await this.serve(channel, op, args);
+        return await this.rpc.request(owner, channel, op, args, Math.max(1000, this.ttlMs));
+      } catch (err) {
+        const code = (err as RtError)?.code;
+        this.owners.delete(channel);
+        if (!RETRY.has(code) || Date.now() > deadline || this.closing) throw err;
+        await sleep(Math.min(25 * 2 ** attempt, Math.max(100, this.ttlMs / 4)));
+      }
+    }
+  }
+
+  /** The node holding the channel's lease, taking it when nobody does. */
+  private async ownerOf(channel: string): Promise<string> {
+    if (this.broker.leases.fence(channel)) return this.node;
+    const known = this.owners.get(channel);
+    if (known) return known;
+    if (this.closing) throw new RtError('unavailable', 'shutting down', 503);
+    let r;
+    try {
+      r = await this.broker.leases.acquire(channel);
+    } catch (err) {
+      throw unavailable(err);
+    }
+    if (r.held) return this.node;
+    this.owners.set(channel, r.holder);
+    return r.holder;
+  }
+
+  /** An event for a channel this node should run: refused (`not_owner`) unless it holds the lease. */
+  private async serve(channel: string, op: string, args: unknown[]): Promise<unknown> {
+    const a = await this.activation(channel);
+    return a.run(op, args);
+  }
+
+  private async activation(channel: string): Promise<Activation> {
+    if (this.closing) throw new RtError('not_owner', 'this host is shutting down', 503);
+    const fence = this.broker.leases.fence(channel);
+    const live = this.activations.get(channel);
+    if (live && fence && !live.stopped && live.epoch === fence.epoch) return live;
+    if (live) this.leaseLost(channel);
+    const pending = this.starting.get(channel);
+    if (pending) return pending;
+    const p = this.activate(channel, fence).finally(() => this.starting.delete(channel));
+    this.starting.set(channel, p);
+    return p;
+  }
+
+  private async activate(channel: string, known: Fence | undefined): Promise<Activation> {
+    let fence = known;
+    if (!fence) {
+      let r;
+      try {
+        r = await this.broker.leases.acquire(channel);
+      } catch (err) {
+        throw unavailable(err);
+      }
+      if (!r.held) {
+        this.owners.set(channel, r.holder);
+        throw new RtError('not_owner', `the actor of ${channel} runs on ${r.holder}`, 503);
+      }
+      fence = this.broker.leases.fence(channel);
+      if (!fence) throw new RtError('moved', `lease of ${channel} lost while activating`, 503);
+    }
+    const def = this.loaded.find((x) => x.matches(channel))?.def;
+    if (!def) throw new RtError('not_found', `no actor serves ${channel} on this host`, 404);
+    const a = await Activation.start(channel, def, {
+      broker: this.broker,
+      bounds: this.opts.historyFor(channel, def),
+      stateTtlMs: STATE_TTL_MS,
+      log: this.opts.log,
+    }, fence);
+    this.activations.set(channel, a);
+    return a;
+  }
+
+  /** Where a channel's activation runs, when this node runs it. */
+  owned(channel: string): { epoch: number } | undefined {
+    const a = this.activations.get(channel);
+    return a && !a.stopped ? { epoch: a.epoch } : undefined;
+  }
+
+  /** Activations with no subscribers and nothing to do give their lease back. */
+  private async sweep(): Promise<void> {
+    const now = Date.now();
+    const idleMs = this.opts.idleMs ?? 60_000;
+    for (const [ch, a] of this.activations) {
+      if (a.subscriberCount > 0 || !a.idle || now - a.lastActivity < idleMs) continue;
+      a.stop();
+      this.activations.delete(ch);
+      await this.broker.leases.release(ch).catch(() => {});
+    }
+  }
+
+  /**
+   * SIGTERM: stop taking events (callers retry elsewhere), let running turns finish, then release every
+   * lease so the next event activates the actor on another host at once, from the state just saved.
+   */
+  async close(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.sweeper);
+    await Promise.all([...this.activations.values()].map((a) => a.drain(2000)));
+    for (const a of this.activations.values()) a.stop();
+    await this.broker.leases.releaseAll().catch(() => {});
+    this.activations.clear();
+    this.rpc.close();
+  }
+}

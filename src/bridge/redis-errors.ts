@@ -1,0 +1,33 @@
+/**
+ * What a Redis failure means, in our words. Clients and API callers get a stable `unavailable` code and
+ * a sentence they can act on; the driver's own message (ioredis internals such as "Stream isn't
+ * writeable and enableOfflineQueue options is false") goes to the server log only.
+ */
+import { RtError } from '../errors.js';
+import { threadLogger } from '../log.js';
+
+const MEANINGS: Array<[RegExp, string]> = [
+  [/Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|max retries per request|All sentinels are unreachable|None of startup nodes|Failed to refresh slots cache|Cluster isn't ready/i, 'the connection to Redis is down; rt-actors is reconnecting'],
+  [/timed? ?out|ETIMEDOUT/i, 'Redis did not answer in time'],
+  [/^LOADING\b/, 'Redis is loading its data after a restart'],
+  [/^(READONLY|MASTERDOWN)\b/, 'Redis is failing over (the node is a replica, or its primary is down)'],
+  [/^(CLUSTERDOWN|TRYAGAIN|MOVED|ASK)\b/, 'the Redis Cluster is reconfiguring'],
+  [/^OOM\b/, 'Redis is out of memory (maxmemory reached)'],
+  [/^(NOAUTH|WRONGPASS|NOPERM)\b/, 'Redis refused our credentials or permissions'],
+  [/^BUSY\b/, 'Redis is busy running a script'],
+];
+
+/** A sentence for a Redis error, without the driver's internals. */
+export function describeRedisError(err: unknown): string {
+  const text = String((err as Error)?.message ?? err);
+  for (const [re, meaning] of MEANINGS) if (re.test(text)) return meaning;
+  return 'Redis returned an error';
+}
+
+/** The error a caller sees when an operation needed Redis and Redis failed: 503 `unavailable`. */
+export function redisUnavailable(err: unknown): RtError {
+  if (err instanceof RtError) return err;
+  const log = threadLogger();
+  if (log.enabled('debug')) log.debug('a Redis operation failed', err instanceof Error ? err : { detail: String(err) }, { event: 'redis.error' });
+  return new RtError('unavailable', `Redis unavailable: ${describeRedisError(err)}; retry shortly`, 503);
+}

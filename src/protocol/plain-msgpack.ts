@@ -1,0 +1,62 @@
+/**
+ * msgpack decoding for bytes nobody here produced (clients, other hosts through Redis). msgpackr turns
+ * extension types into live objects (Date, RegExp, Set, Map, Error, typed arrays, undefined, …) and
+ * offers no per-instance way to turn that off, so every decoded value is walked and anything that is
+ * not JSON-compatible (or binary) is refused. The walk also bounds nesting, which JSON-only consumers
+ * downstream (JSON codecs, history, Redis) would otherwise recurse through.
+ */
+import { Unpackr } from 'msgpackr';
+import { RtError } from '../errors.js';
+
+/** Deeper than any honest frame nests; deep enough that the walk cannot exhaust the stack. */
+export const MAX_MSGPACK_DEPTH = 64;
+
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+
+function kind(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (typeof v !== 'object' || v === null) return typeof v;
+  return (v as object).constructor?.name ?? Object.prototype.toString.call(v).slice(8, -1);
+}
+
+/** Throws unless `v` is null, a boolean, number, string, Buffer/Uint8Array, array or plain object of those. */
+export function assertPlain(v: unknown, depth = 0): void {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+    case 'number':
+      return;
+    case 'object': {
+      if (v === null) return;
+      if (depth >= MAX_MSGPACK_DEPTH) throw new RtError('bad_frame', `msgpack value nests deeper than ${MAX_MSGPACK_DEPTH} levels`);
+      if (Array.isArray(v)) {
+        if (Object.getPrototypeOf(v) !== Array.prototype) break;
+        for (const item of v) assertPlain(item, depth + 1);
+        return;
+      }
+      // msgpack bin decodes to Buffer (a Uint8Array subclass); other typed arrays only come from extensions.
+      if (v instanceof Uint8Array && (v.constructor === Buffer || v.constructor === Uint8Array)) return;
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) break;
+      for (const key in v) assertPlain((v as Record<string, unknown>)[key], depth + 1);
+      return;
+    }
+  }
+  throw new RtError('bad_frame', `msgpack ${kind(v)} values (extension types) are not accepted: only strings, numbers, booleans, nil, arrays, maps and binary`);
+}
+
+/** Decodes msgpack without judging the result; malformed bytes are a bad_frame RtError. Follow with assertPlain. */
+export function unpackUnchecked(bytes: Uint8Array): unknown {
+  try {
+    return unpackr.unpack(bytes);
+  } catch {
+    throw new RtError('bad_frame', 'binary frame is not valid msgpack');
+  }
+}
+
+/** Decodes msgpack into JSON-compatible values (plus binary); an extension type or malformed bytes are a bad_frame RtError. */
+export function unpackPlain(bytes: Uint8Array): unknown {
+  const v = unpackUnchecked(bytes);
+  assertPlain(v);
+  return v;
+}

@@ -1,0 +1,84 @@
+/**
+ * The few helpers call sites use to feed the metrics registry: refusals by reason (mapped from the
+ * stable error codes clients see), and the transport/protocol labels of a connection or a codec.
+ */
+import { performance } from 'node:perf_hooks';
+import type { WireCodec } from '../protocol/codecs.js';
+import type { Client } from './client.js';
+import type { RefusalReason } from './metric-families.js';
+import { metrics } from './metrics.js';
+import { threadLogger } from '../log.js';
+
+/** Error codes that are refusals, and under which reason they count. Other errors are not refusals. */
+const REASON_OF_CODE: Record<string, RefusalReason> = {
+  rate_limited: 'rate_limit',
+  connection_rate_limited: 'rate_limit',
+  unauthorized: 'auth',
+  forbidden: 'auth',
+  token_revoked: 'auth',
+  origin_not_allowed: 'origin',
+  too_many_connections: 'connection_limit',
+  too_many_connections_from_ip: 'connection_limit',
+  too_many_channels: 'channel_limit',
+  payload_too_large: 'payload_too_large',
+  message_too_big: 'payload_too_large',
+  bad_frame: 'malformed',
+  bad_json: 'malformed',
+  unknown_op: 'malformed',
+  overloaded: 'overloaded',
+  slow_consumer: 'slow_consumer',
+};
+
+export function refusalReason(code: string | undefined): RefusalReason | undefined {
+  if (code === undefined) return undefined;
+  // Every token problem (token_expired, token_malformed, token_bad_signature, …) is an auth refusal.
+  return REASON_OF_CODE[code] ?? (code.startsWith('token_') ? 'auth' : undefined);
+}
+
+/** Counts a refusal: a reason, or an error whose code maps to one (other errors are ignored). */
+export function countRefusal(what: RefusalReason | { code?: unknown } | unknown): void {
+  const reason =
+    typeof what === 'string' ? (what as RefusalReason) : refusalReason(typeof (what as { code?: unknown })?.code === 'string' ? (what as { code: string }).code : undefined);
+  if (!reason) return;
+  metrics().inc('rt_refusals_total', { reason });
+  const log = threadLogger();
+  if (log.enabled('debug')) {
+    const e = what as { code?: unknown; message?: unknown };
+    const fields = { event: reason === 'auth' ? 'auth.failed' : 'refusal', reason, code: typeof e?.code === 'string' ? e.code : undefined, detail: typeof e?.message === 'string' ? e.message : undefined };
+    log.debug(reason === 'auth' ? 'auth failure' : `refused: ${reason}`, fields);
+  }
+}
+
+export interface ConnKind {
+  transport: string;
+  protocol: string;
+}
+
+/** Transport and protocol labels of a connection (Client.transport names the gateway). */
+export function connKind(c: Client): ConnKind {
+  switch (c.transport) {
+    case 'ws':
+      return { transport: 'websocket', protocol: 'native' };
+    case 'sse':
+      return { transport: 'sse', protocol: 'native' };
+    case 'poll':
+      return { transport: 'polling', protocol: 'native' };
+    case 'memory':
+      return { transport: 'memory', protocol: 'native' };
+    case 'socket.io':
+      return { transport: c.ws ? 'websocket' : 'polling', protocol: 'socketio' };
+    default:
+      return { transport: c.ws ? 'websocket' : 'other', protocol: c.transport.startsWith('pusher') ? 'pusher' : 'other' };
+  }
+}
+
+/** Labels of the sockets subscribed to a codec's uWS topics (only WebSocket clients use topics). */
+export function codecKind(codec: WireCodec): ConnKind {
+  const protocol = codec.name === 'json' || codec.name === 'msgpack' ? 'native' : codec.name.startsWith('socket.io') ? 'socketio' : codec.name.startsWith('pusher') ? 'pusher' : 'other';
+  return { transport: 'websocket', protocol };
+}
+
+/** Milliseconds since the epoch with sub-millisecond resolution, comparable between threads. */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}

@@ -1,0 +1,17 @@
+/** The route template a request path matched, as a bounded label for rt_http_requests_total. */
+const TEMPLATES: [RegExp, string][] = [
+  [/^\/api\/publish$/, '/api/publish'],
+  [/^\/api\/batch$/, '/api/batch'],
+  [/^\/api\/channels$/, '/api/channels'],
+  [/^\/api\/channels\/[^/]+\/users$/, '/api/channels/:name/users'],
+  [/^\/api\/channels\/[^/]+$/, '/api/channels/:name'],
+  [/^\/api\/users\/[^/]+\/disconnect$/, '/api/users/:id/disconnect'],
+  [/^\/api\/stats$/, '/api/stats'],
+  [/^\/api\/tap$/, '/api/tap'],
+  [/^\/api\/openapi\.json$/, '/api/openapi.json'],
+];
+
+export function apiRouteOf(path: string): string {
+  for (const [re, t] of TEMPLATES) if (re.test(path)) return t;
+  return 'other';
+}

@@ -1,0 +1,60 @@
+/**
+ * Pusher protocol 7 frames. Every message is a JSON text frame `{ event, channel?, data }` whose `data`
+ * is itself a JSON string (pusher-js parses it back). Deliveries are encoded once per shard here and
+ * published to the `p`-tagged uWS topics like every other codec's.
+ */
+import { registerCodec, type Encoded } from '../../protocol/codecs.js';
+import type { Member, Publication } from '../../protocol/native.js';
+import { externalName } from './apps.js';
+
+/** Pusher's `data` is a string on the wire: strings pass as they are, anything else is JSON-encoded. */
+export function wireData(data: unknown): string {
+  if (typeof data === 'string') return data;
+  if (data instanceof Uint8Array) return JSON.stringify(Buffer.from(data).toString('base64'));
+  return JSON.stringify(data ?? null);
+}
+
+/**
+ * What a Pusher server SDK sends as `data` (a string, usually JSON) as the other protocols see it: the
+ * parsed object when it is a JSON object or array, so a Socket.IO or native subscriber gets what a
+ * Laravel Redis broadcast would give it; otherwise the string itself. The Pusher codec turns objects
+ * back into the same JSON, so pusher-js subscribers see no difference.
+ */
+export function fromWireData(data: string): unknown {
+  const c = data.charCodeAt(0);
+  if (c !== 123 /* { */ && c !== 91 /* [ */) return data;
+  try {
+    return JSON.parse(data);
+  } catch {
+    return data;
+  }
+}
+
+export function frame(event: string, data: unknown, channel?: string): string {
+  return channel === undefined ? JSON.stringify({ event, data }) : JSON.stringify({ event, channel, data });
+}
+
+/** `pusher:error`; `code` is one of Pusher's 4000–4399 codes or null for a plain protocol error. */
+export function errorFrame(code: number | null, message: string): string {
+  return JSON.stringify({ event: 'pusher:error', data: { code, message } });
+}
+
+/**
+ * Marks a delivery to a user (server-to-user): the codec cannot know which user it is for, so the
+ * client inserts its own `#server-to-user-<id>` channel when it sends (see PusherClient.sendEncoded).
+ */
+export const USER_MARK = '\u0000';
+
+export function memberData(m: Member): string {
+  return JSON.stringify(m.user_info === undefined ? { user_id: m.user_id } : { user_id: m.user_id, user_info: m.user_info });
+}
+
+export const PUSHER_CODEC = registerCodec({
+  name: 'pusher',
+  tag: 'p',
+  binary: false,
+  pub: (p: Publication): Encoded => frame(p.event, wireData(p.data), externalName(p.channel)),
+  join: (channel: string, m: Member): Encoded => frame('pusher_internal:member_added', memberData(m), externalName(channel)),
+  leave: (channel: string, m: Member): Encoded => frame('pusher_internal:member_removed', JSON.stringify({ user_id: m.user_id }), externalName(channel)),
+  user: (event: string, data: unknown): Encoded => USER_MARK + JSON.stringify({ event, data: wireData(data) }),
+});

@@ -1,0 +1,208 @@
+/**
+ * The Pusher Channels WebSocket at `/app/<key>?protocol=7` (protocols 5–8 are accepted: they differ
+ * only in what this server never sends). Frames are JSON `{ event, channel?, data }`; see
+ * docs/pusher.md for what is supported. Bad input gets a `pusher:error` and loses nothing; a client
+ * that keeps sending garbage is closed with 4300.
+ */
+import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js';
+import { channelKind } from '../../auth/channels.js';
+import { toErrorBody } from '../../errors.js';
+import { originAllowed } from '../../security/origins.js';
+import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
+import { queryParam } from '../http.js';
+import { internalName } from './apps.js';
+import { PusherClient, PusherClose, type PusherSocketData } from './client.js';
+import { errorFrame, frame } from './codec.js';
+import type { PusherGateway } from './gateway.js';
+import { verifyUserAuth } from './signature.js';
+import { isEncryptedChannel, subscribe, unsubscribe, validPusherChannel } from './subscriptions.js';
+
+/** Malformed frames tolerated before the connection is closed (a buggy client gets errors, a hostile one is cut off). */
+const MAX_BAD_FRAMES = 20;
+const SLOW_SWEEP_MS = 100;
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): void {
+  const { ctx } = gw;
+  const { config, hub } = ctx;
+  const sweep = setInterval(() => {
+    for (const c of hub.clients.values()) {
+      if (c instanceof PusherClient && !c.closed && c.socket.getBufferedAmount() > config.maxBackpressure) {
+        c.close(PusherClose.RECONNECT, 'slow consumer: reconnect');
+      }
+    }
+  }, SLOW_SWEEP_MS);
+  sweep.unref();
+
+  uapp.ws<PusherSocketData>('/app/:key', {
+    maxPayloadLength: config.maxPayload * 4,
+    idleTimeout: config.idleTimeout,
+    sendPingsAutomatically: true,
+    maxBackpressure: config.maxBackpressure * 8,
+    closeOnBackpressureLimit: false,
+
+    upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
+      const key = req.getParameter(0) ?? '';
+      const query = req.getQuery() ?? '';
+      const wsKey = req.getHeader('sec-websocket-key');
+      const protocols = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const origin = req.getHeader('origin');
+      const host = req.getHeader('host');
+      const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const data: PusherSocketData = { ip, admitted: false };
+      // Refusals are told in Pusher's terms (pusher:error + close code) over the socket, which is the
+      // only place pusher-js reads them; so the upgrade itself always succeeds.
+      const app = gw.apps.withKey(decodeURIComponent(key));
+      const protocol = queryParam(query, 'protocol');
+      if (!app) data.refusal = { code: PusherClose.APP_NOT_FOUND, message: `App key ${key.slice(0, 64)} does not exist` };
+      else if (protocol === undefined) data.refusal = { code: PusherClose.NO_PROTOCOL, message: 'No protocol version supplied: connect to /app/<key>?protocol=7' };
+      else if (!/^[5-8]$/.test(protocol)) data.refusal = { code: PusherClose.UNSUPPORTED_PROTOCOL, message: `Unsupported protocol version ${protocol.slice(0, 10)}: 5 to 8 are supported` };
+      else if (ctx.draining) data.refusal = { code: PusherClose.RECONNECT, message: 'server is shutting down: reconnect' };
+      else if (!originAllowed(origin || undefined, host, app.allowedOrigins.length ? [...app.allowedOrigins, ...config.allowedOrigins] : config.allowedOrigins)) {
+        data.refusal = { code: PusherClose.UNAUTHORIZED, message: `Origin ${origin.slice(0, 100)} is not allowed to connect to this app` };
+      } else {
+        const admitted = ctx.limits.admit(ip);
+        if (admitted === 'ok') data.admitted = true;
+        else data.refusal = { code: PusherClose.OVER_CAPACITY, message: `Over capacity: ${admitted.replace(/_/g, ' ')}` };
+      }
+      data.app = app;
+      res.cork(() => {
+        res.upgrade<PusherSocketData>(data, wsKey, protocols.split(',')[0]?.trim() ?? '', extensions, context);
+      });
+    },
+
+    open(ws) {
+      const data = ws.getUserData();
+      if (data.refusal) {
+        ws.send(errorFrame(data.refusal.code, data.refusal.message), false);
+        ws.end(data.refusal.code, data.refusal.message.slice(0, 120));
+        return;
+      }
+      const app = data.app!;
+      const client = new PusherClient(hub.nextSocketId(), app, ws);
+      if (config.rateLimit > 0) client.bucket = new TokenBucket(config.rateLimit, config.rateBurst);
+      if (app.maxClientEventsPerSecond > 0) client.clientEvents = new TokenBucket(app.maxClientEventsPerSecond, app.maxClientEventsPerSecond);
+      data.client = client;
+      hub.add(client);
+      hub.aliases.set(client.socketId, client);
+      client.send(frame('pusher:connection_established', JSON.stringify({ socket_id: client.socketId, activity_timeout: gw.activityTimeout })));
+    },
+
+    message(ws, message, isBinary) {
+      const client = ws.getUserData().client;
+      if (!client || client.closed) return;
+      const bad = (msg: string): void => {
+        client.send(errorFrame(null, msg));
+        if (++client.badFrames >= MAX_BAD_FRAMES) client.close(PusherClose.REFUSED, 'too many malformed messages');
+      };
+      if (message.byteLength > config.maxPayload) return bad(`Message too big: the limit is ${config.maxPayload} bytes`);
+      if (isBinary) return bad('Binary frames are not part of the Pusher protocol: send JSON text');
+      if (client.bucket && !client.bucket.take()) {
+        client.send(errorFrame(PusherClose.RATE_LIMITED, `More than ${config.rateLimit} messages per second: slow down`));
+        if (client.bucket.strikes >= MAX_RATE_STRIKES) client.close(PusherClose.RATE_LIMITED, 'rate limit exceeded repeatedly');
+        return;
+      }
+      let msg: { event?: unknown; channel?: unknown; data?: unknown };
+      try {
+        msg = JSON.parse(textDecoder.decode(message));
+      } catch {
+        return bad('Invalid message format: expected a JSON object { "event", "data" }');
+      }
+      if (!msg || typeof msg !== 'object' || typeof msg.event !== 'string') return bad('Invalid message format: expected a JSON object with a string "event"');
+      const event = msg.event;
+      switch (event) {
+        case 'pusher:ping':
+          return client.send(frame('pusher:pong', {}));
+        case 'pusher:pong':
+          return;
+        case 'pusher:subscribe':
+          return subscribe(gw, client, msg.data);
+        case 'pusher:unsubscribe':
+          return unsubscribe(gw, client, msg.data);
+        case 'pusher:signin':
+          return signin(gw, client, msg.data);
+      }
+      if (event.startsWith('client-')) return clientEvent(gw, client, event, msg.channel, msg.data, message.byteLength);
+      bad(`Unsupported event received on socket: ${event.slice(0, 100)}`);
+    },
+
+    dropped(ws) {
+      // uWS skipped a message: the client has a gap it cannot see, so it reconnects. Deferred: ending a
+      // socket from inside uWS's publish loop (where this is called) crashes uWS.
+      const data = ws.getUserData();
+      const client = data.client;
+      if (!client || client.closed) return;
+      client.closed = true;
+      setImmediate(() => {
+        if (!data.gone) ws.end(PusherClose.RECONNECT, 'slow consumer: reconnect');
+      });
+    },
+
+    close(ws) {
+      const data = ws.getUserData();
+      data.gone = true;
+      if (data.admitted) ctx.limits.release(data.ip);
+      const client = data.client;
+      if (client) {
+        hub.aliases.delete(client.socketId);
+        hub.remove(client);
+      }
+    },
+  });
+}
+
+/**
+ * `client-…` events: only on private and presence channels the sender is subscribed to (not on
+ * encrypted ones, whose payloads the server cannot check), within the app's size and rate limits,
+ * never echoed to the sender. They go through the channel actor like any client publish.
+ */
+function clientEvent(gw: PusherGateway, client: PusherClient, event: string, channel: unknown, data: unknown, size: number): void {
+  const app = client.app;
+  const refuse = (message: string, code: number | null = null): void => client.send(errorFrame(code, message));
+  if (!app.enableClientMessages) return refuse('Client events are not enabled for this app');
+  if (!validPusherChannel(channel)) return refuse('Client event needs a channel');
+  if (event.length > 200) return refuse('Event name is longer than 200 characters');
+  if (channelKind(channel) === 'public') return refuse(`Client events are only allowed on private and presence channels, not ${channel}`);
+  if (isEncryptedChannel(channel)) return refuse('Client events are not supported on encrypted channels');
+  const internal = internalName(app, channel);
+  if (!client.channels.has(internal)) return refuse(`Client event rejected: not subscribed to ${channel}`);
+  if (size > app.maxEventPayload + 400) return refuse(`Client event rejected: payload larger than ${app.maxEventPayload} bytes`);
+  if (client.clientEvents && !client.clientEvents.take()) return refuse('Client event rejected due to rate limit', PusherClose.RATE_LIMITED);
+  gw.ctx.hub.publish(internal, event, data, 'client', client, client.id).then(
+    () => gw.hooks?.clientEvent(app, internal, event, data, client),
+    (err) => {
+      if (!client.closed) refuse(`Client event rejected: ${toErrorBody(err).message}`);
+    },
+  );
+}
+
+/**
+ * `pusher:signin`: the backend signed `socket_id::user::user_data`. The connection then belongs to the
+ * user: deliveries to the user reach it, and terminate_connections closes it. A bad signature closes
+ * the connection with 4009, as Pusher does.
+ */
+function signin(gw: PusherGateway, client: PusherClient, data: unknown): void {
+  const d = (data && typeof data === 'object' ? data : {}) as { auth?: unknown; user_data?: unknown };
+  if (typeof d.user_data !== 'string' || d.user_data.length > 10_000 || !verifyUserAuth(client.app, client.socketId, d.user_data, d.auth)) {
+    return client.close(PusherClose.UNAUTHORIZED, 'Invalid signature for pusher:signin');
+  }
+  let user: { id?: unknown; user_info?: unknown };
+  try {
+    user = JSON.parse(d.user_data);
+  } catch {
+    return client.close(PusherClose.UNAUTHORIZED, 'user_data is not valid JSON');
+  }
+  const id = user?.id;
+  if (typeof id !== 'string' || id.length === 0 || id.length > 200) return client.close(PusherClose.UNAUTHORIZED, 'user_data must hold an id (a non-empty string)');
+  const internalUser = id + client.app.suffix;
+  if (client.user !== undefined && client.user !== internalUser) return client.close(PusherClose.UNAUTHORIZED, 'a connection cannot change user; reconnect instead');
+  if (client.user === undefined) {
+    // Users are per app too: user 1 of app B is not user 1 of the default app.
+    client.user = internalUser;
+    client.info = user.user_info;
+    gw.ctx.hub.indexUser(client);
+  }
+  client.send(frame('pusher:signin_success', { user_data: d.user_data }));
+}
+

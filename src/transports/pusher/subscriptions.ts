@@ -1,0 +1,165 @@
+/**
+ * `pusher:subscribe` and `pusher:unsubscribe`: Pusher's channel authorization (HMAC of
+ * `socket_id:channel[:channel_data]`), or the channel actor's own `authorize`, then the hub's
+ * subscribe; the answer is `pusher_internal:subscription_succeeded` (with the member list on presence
+ * channels) or `pusher:subscription_error`. Cache channels replay their last event or send
+ * `pusher:cache_miss`.
+ */
+import { channelKind } from '../../auth/channels.js';
+import { RtError, toErrorBody } from '../../errors.js';
+import type { ChannelIdentity } from '../../runtime/client.js';
+import type { SubscribeResult } from '../../runtime/messages.js';
+import { externalName, internalName } from './apps.js';
+import type { PusherClient } from './client.js';
+import { frame, PUSHER_CODEC } from './codec.js';
+import type { PusherGateway } from './gateway.js';
+import { verifyChannelAuth } from './signature.js';
+
+/** Pusher's channel names: up to 164 of `A-Z a-z 0-9 _ - = @ , . ;` (and `#server-to-user-…`). */
+const CHANNEL_RE = /^[A-Za-z0-9_\-=@,.;]{1,164}$/;
+const USER_CHANNEL = '#server-to-user-';
+
+export function isCacheChannel(name: string): boolean {
+  return name.startsWith('cache-') || name.startsWith('private-cache-') || name.startsWith('presence-cache-');
+}
+
+export function isEncryptedChannel(name: string): boolean {
+  return name.startsWith('private-encrypted-');
+}
+
+export function validPusherChannel(name: unknown): name is string {
+  return typeof name === 'string' && CHANNEL_RE.test(name);
+}
+
+function subscriptionError(client: PusherClient, channel: string, status: number, error: string): void {
+  client.send(frame('pusher:subscription_error', { type: 'AuthError', error, status }, channel));
+}
+
+interface Member {
+  user_id: string;
+  user_info?: unknown;
+}
+
+/** Parses presence `channel_data`: a JSON object with a non-empty `user_id` (string or number). */
+function parseChannelData(raw: unknown): Member | string {
+  if (typeof raw !== 'string') return 'presence channels need channel_data (a JSON string with user_id)';
+  if (raw.length > 10_000) return 'channel_data is larger than 10000 bytes';
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    return 'channel_data is not valid JSON';
+  }
+  const o = v && typeof v === 'object' ? (v as { user_id?: unknown; user_info?: unknown }) : undefined;
+  const id = o?.user_id;
+  if ((typeof id !== 'string' && typeof id !== 'number') || String(id).length === 0 || String(id).length > 200) {
+    return 'channel_data must hold a user_id (a non-empty string or number)';
+  }
+  return o!.user_info === undefined ? { user_id: String(id) } : { user_id: String(id), user_info: o!.user_info };
+}
+
+export function subscribe(gw: PusherGateway, client: PusherClient, data: unknown): void {
+  const d = (data && typeof data === 'object' ? data : {}) as { channel?: unknown; auth?: unknown; channel_data?: unknown };
+  const channel = d.channel;
+  if (typeof channel === 'string' && channel.startsWith(USER_CHANNEL)) return subscribeUserChannel(client, channel);
+  if (!validPusherChannel(channel)) {
+    client.send(frame('pusher:error', { code: null, message: 'pusher:subscribe needs data.channel: 1-164 characters of A-Z a-z 0-9 _ - = @ , . ;' }));
+    return;
+  }
+  const app = client.app;
+  const internal = internalName(app, channel);
+  const kind = channelKind(channel);
+  let identity: ChannelIdentity | undefined;
+  let actorData: unknown;
+  if (kind !== 'public') {
+    let member: Member | undefined;
+    if (kind === 'presence') {
+      const m = parseChannelData(d.channel_data);
+      if (typeof m === 'string') {
+        // A custom actor may authorize without channel_data (e.g. a signed-in user); else it is needed.
+        if (!gw.actorAuthorizes(internal) || d.channel_data !== undefined) return subscriptionError(client, channel, 400, m);
+      } else member = m;
+    }
+    const signed = verifyChannelAuth(app, client.socketId, channel, d.auth, kind === 'presence' ? (d.channel_data as string | undefined) : undefined);
+    if (signed) identity = member ? { user: member.user_id, info: member.user_info, granted: true } : { granted: true };
+    else if (gw.actorAuthorizes(internal)) {
+      // The actor decides; it sees the claimed member (unverified) and the raw auth in `data`.
+      if (member) identity = { user: member.user_id, info: member.user_info };
+      actorData = { auth: d.auth, channel_data: d.channel_data };
+    } else {
+      const why = d.auth === undefined ? `Auth value for subscription to ${channel} is missing` : `Invalid signature: Expected HMAC SHA256 hex digest of ${client.socketId}:${channel}${kind === 'presence' ? ':<channel_data>' : ''}, but got ${String(d.auth).slice(0, 100)}`;
+      return subscriptionError(client, channel, 401, why);
+    }
+  }
+  if (identity) (client.channelIdentity ??= new Map()).set(internal, identity);
+  const done = gw.ctx.hub
+    .subscribe(client, internal, undefined, actorData, (res) => {
+      client.send(frame('pusher_internal:subscription_succeeded', succeededData(res), channel));
+    })
+    .then(
+      (res) => {
+        if (isCacheChannel(channel)) replayCache(gw, client, channel, internal, res);
+      },
+      (err) => {
+        client.channelIdentity?.delete(internal);
+        if (client.closed) return;
+        const e = toErrorBody(err);
+        if (e.code === 'already_subscribed') return;
+        const status = err instanceof RtError ? err.status : 500;
+        subscriptionError(client, channel, status, e.message);
+      },
+    )
+    .finally(() => client.pending.delete(internal));
+  client.pending.set(internal, done);
+}
+
+function succeededData(res: SubscribeResult): string {
+  if (!res.members) return '{}';
+  const ids: string[] = [];
+  const hash: Record<string, unknown> = {};
+  for (const m of res.members) {
+    ids.push(m.user_id);
+    hash[m.user_id] = m.user_info ?? null;
+  }
+  return JSON.stringify({ presence: { ids, hash, count: ids.length } });
+}
+
+/** The last event of a cache channel, or pusher:cache_miss (see docs/pusher.md for how long it is kept). */
+function replayCache(gw: PusherGateway, client: PusherClient, channel: string, internal: string, res: SubscribeResult): void {
+  const miss = (): void => {
+    if (client.closed || !client.channels.has(internal)) return;
+    client.send(frame('pusher:cache_miss', {}, channel));
+    gw.hooks?.cacheMiss(client.app, internal);
+  };
+  if (res.offset === 0) return miss();
+  gw.ctx.hub.history(internal, { epoch: res.epoch, offset: res.offset - 1 }, 1).then((h) => {
+    const last = h.pubs[0];
+    if (!last) return miss();
+    if (!client.closed && client.channels.has(internal)) client.sendEncoded(PUSHER_CODEC.pub(last));
+  }, miss);
+}
+
+/** pusher-js subscribes to `#server-to-user-<id>` after sign-in; deliveries to the user arrive on it. */
+function subscribeUserChannel(client: PusherClient, channel: string): void {
+  if (client.user === undefined || channel !== USER_CHANNEL + externalName(client.user)) {
+    return subscriptionError(client, channel, 403, `sign in as user ${channel.slice(USER_CHANNEL.length, USER_CHANNEL.length + 100)} before subscribing to ${channel.slice(0, 120)}`);
+  }
+  client.send(frame('pusher_internal:subscription_succeeded', '{}', channel));
+}
+
+export function unsubscribe(gw: PusherGateway, client: PusherClient, data: unknown): void {
+  const channel = (data && typeof data === 'object' ? (data as { channel?: unknown }).channel : undefined);
+  if (typeof channel === 'string' && channel.startsWith(USER_CHANNEL)) return;
+  if (!validPusherChannel(channel)) {
+    client.send(frame('pusher:error', { code: null, message: 'pusher:unsubscribe needs data.channel' }));
+    return;
+  }
+  const internal = internalName(client.app, channel);
+  const pending = client.pending.get(internal);
+  const run = (): void => {
+    if (client.closed) return;
+    if (gw.ctx.hub.unsubscribe(client, internal)) client.channelIdentity?.delete(internal);
+  };
+  if (pending) void pending.then(run);
+  else run();
+}

@@ -1,0 +1,120 @@
+/**
+ * Pusher webhooks, per app: channel_occupied / channel_vacated and member_added / member_removed (from
+ * the channel actors this shard owns, so each happens once per host whatever shard the connections are
+ * on), client_event and cache_miss (from the connections of this shard). Events are batched for a
+ * short window and POSTed as Pusher does: `{ time_ms, events }` with `X-Pusher-Key` and
+ * `X-Pusher-Signature` (HMAC-SHA256 of the body with the app secret). A failed delivery is retried
+ * with exponential backoff; sending never blocks the shard (fetch is asynchronous, queues are bounded).
+ */
+import type { ChannelLifecycle } from '../../actors/channel-actor.js';
+import type { Logger } from '../../log.js';
+import { externalName, type AppRegistry, type PusherApp, type WebhookTarget } from './apps.js';
+import type { PusherClient } from './client.js';
+import { wireData } from './codec.js';
+import type { PusherGateway, PusherHooks } from './gateway.js';
+import { sign } from './signature.js';
+
+/** How long events are gathered before one POST. */
+export const WEBHOOK_BATCH_MS = 250;
+/** Events per POST at most. */
+const MAX_EVENTS_PER_POST = 100;
+/** Retries of a failed POST, 1 s apart and doubling (1, 2, 4, 8, 16, 32 s). */
+const RETRIES = 6;
+const TIMEOUT_MS = 10_000;
+/** Events waiting for one endpoint at most; past it the oldest are dropped (and logged). */
+const MAX_QUEUED = 10_000;
+
+type WebhookEvent = Record<string, unknown> & { name: string };
+
+class Endpoint {
+  private queue: WebhookEvent[] = [];
+  private timer?: NodeJS.Timeout;
+  private dropped = 0;
+
+  constructor(private readonly app: PusherApp, private readonly target: WebhookTarget, private readonly log: Logger) {}
+
+  wants(name: string): boolean {
+    return !this.target.eventTypes || this.target.eventTypes.includes(name);
+  }
+
+  push(e: WebhookEvent): void {
+    if (this.queue.length >= MAX_QUEUED) {
+      this.queue.shift();
+      if (this.dropped++ % 1000 === 0) this.log.warn(`pusher webhooks: ${this.target.url} is not keeping up; oldest events dropped`);
+    }
+    this.queue.push(e);
+    this.timer ??= setTimeout(() => this.flush(), WEBHOOK_BATCH_MS);
+  }
+
+  private flush(): void {
+    this.timer = undefined;
+    while (this.queue.length > 0) {
+      const events = this.queue.splice(0, MAX_EVENTS_PER_POST);
+      void this.post(JSON.stringify({ time_ms: Date.now(), events }), 0);
+    }
+  }
+
+  private async post(body: string, attempt: number): Promise<void> {
+    let why: string;
+    try {
+      const res = await fetch(this.target.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-pusher-key': this.app.key, 'x-pusher-signature': sign(this.app.secret, body) },
+        body,
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+        redirect: 'manual',
+      });
+      await res.arrayBuffer().catch(() => undefined);
+      if (res.status >= 200 && res.status < 300) return;
+      why = `HTTP ${res.status}`;
+    } catch (err) {
+      why = (err as Error).message;
+    }
+    if (attempt >= RETRIES) {
+      this.log.warn(`pusher webhooks: giving up on a batch for ${this.target.url} after ${attempt + 1} attempts (${why})`);
+      return;
+    }
+    const delay = 1000 * 2 ** attempt;
+    setTimeout(() => void this.post(body, attempt + 1), delay).unref();
+  }
+}
+
+export interface Webhooks {
+  hooks: PusherHooks;
+  observe(e: ChannelLifecycle): void;
+}
+
+/** Undefined when no app has webhooks. */
+export function startWebhooks(gw: PusherGateway): Webhooks | undefined {
+  const apps: AppRegistry = gw.apps;
+  const byApp = new Map<PusherApp, Endpoint[]>();
+  for (const app of apps.apps) if (app.webhooks.length) byApp.set(app, app.webhooks.map((w) => new Endpoint(app, w, gw.ctx.log)));
+  if (byApp.size === 0) return undefined;
+  const emit = (app: PusherApp | undefined, e: WebhookEvent): void => {
+    if (!app) return;
+    for (const ep of byApp.get(app) ?? []) if (ep.wants(e.name)) ep.push(e);
+  };
+  return {
+    observe(e) {
+      const app = apps.ofChannel(e.ch);
+      const channel = externalName(e.ch);
+      if ('user' in e) emit(app, { name: e.t, channel, user_id: app ? externalUser(e.user, app) : e.user });
+      else emit(app, { name: `channel_${e.t}`, channel });
+    },
+    hooks: {
+      clientEvent(app, internal, event, data, client: PusherClient) {
+        const e: WebhookEvent = { name: 'client_event', channel: externalName(internal), event, data: wireData(data), socket_id: client.socketId };
+        const user = client.channelIdentity?.get(internal)?.user;
+        if (user !== undefined && internal.startsWith('presence-')) e.user_id = user;
+        emit(app, e);
+      },
+      cacheMiss(app, internal) {
+        emit(app, { name: 'cache_miss', channel: externalName(internal) });
+      },
+    },
+  };
+}
+
+function externalUser(user: string, app: PusherApp): string {
+  return app.suffix && user.endsWith(app.suffix) ? user.slice(0, -app.suffix.length) : user;
+}

@@ -1,0 +1,91 @@
+/**
+ * GET /api/stats: the host's figures as JSON, for the dashboard and for scripts that would rather not
+ * parse Prometheus text. Counters are totals since start; a reader takes the difference between two
+ * answers to get rates (the dashboard polls every second).
+ */
+import type { ThreadContext } from '../runtime/context.js';
+import { REFUSAL_REASONS } from '../runtime/metric-families.js';
+import { processFigures } from '../runtime/process-metrics.js';
+import { healthOf, threadName } from './health.js';
+import { bridged } from '../bridge/setup.js';
+
+export interface ThreadStats {
+  thread: string;
+  up: boolean;
+  connections: number;
+  subscriptions: number;
+  channels: number;
+  heapUsedBytes: number;
+  eventLoopDelayP99Seconds: number;
+  eventLoopUtilization: number;
+  redisUp?: boolean;
+}
+
+export interface StatsBody {
+  time: number;
+  status: string;
+  uptime: number;
+  workers: { total: number; alive: number };
+  threads: ThreadStats[];
+  connections: { total: number; byKind: { transport: string; protocol: string; count: number }[] };
+  messages: { in: number; out: number; published: number; delivered: number };
+  refusals: Record<string, number>;
+  http: { route: string; status: string; count: number }[];
+  latency: { count: number; sumSeconds: number; p50Seconds: number | null; p99Seconds: number | null };
+  topChannels: { name: string; subscribers: number; presence?: number; offset: number }[];
+  redis: { enabled: boolean; connected?: number; shards?: number };
+  process: { residentBytes: number; cpuSeconds: number; openFds: number | null; maxFds: number | null };
+}
+
+const TOP_CHANNELS = 10;
+
+/** The bucket bound under which `q` of the observations fall (an upper estimate, as Prometheus does). */
+function quantile(buckets: { le: number; count: number }[], total: number, q: number): number | null {
+  if (total === 0) return null;
+  const want = q * total;
+  for (const b of buckets) if (b.count >= want) return b.le;
+  return buckets.at(-1)?.le ?? null;
+}
+
+export async function collectStats(ctx: ThreadContext): Promise<StatsBody> {
+  const m = ctx.metrics;
+  const health = healthOf(ctx);
+  const threads: ThreadStats[] = [];
+  for (let t = 0; t <= ctx.hub.shards; t++) {
+    const th: ThreadStats = {
+      thread: threadName(ctx, t),
+      up: m.value('rt_up', undefined, t) === 1,
+      connections: m.list('rt_connections', true).filter((s) => s.thread === t).reduce((n, s) => n + s.value, 0),
+      subscriptions: m.value('rt_subscriptions', undefined, t),
+      channels: m.value('rt_channels', undefined, t),
+      heapUsedBytes: m.value('rt_heap_used_bytes', undefined, t),
+      eventLoopDelayP99Seconds: m.value('rt_event_loop_delay_seconds', { stat: 'p99' }, t),
+      eventLoopUtilization: m.value('rt_event_loop_utilization', undefined, t),
+    };
+    if (bridged(ctx.config) && t < ctx.hub.shards) th.redisUp = ctx.stats.get(t, 'redisUp') === 1;
+    threads.push(th);
+  }
+  const byKind = m.list('rt_connections').map((s) => ({ transport: s.labels.transport!, protocol: s.labels.protocol!, count: s.value }));
+  const sumOf = (name: 'rt_messages_in_total' | 'rt_messages_out_total') => m.list(name).reduce((n, s) => n + s.value, 0);
+  const refusals: Record<string, number> = {};
+  for (const reason of REFUSAL_REASONS) refusals[reason] = m.value('rt_refusals_total', { reason });
+  const lat = m.histogram('rt_publish_deliver_seconds');
+  const channels = await ctx.hub.channels();
+  const top = channels.sort((a, b) => b.subscribers - a.subscribers || (a.name < b.name ? -1 : 1)).slice(0, TOP_CHANNELS);
+  const p = processFigures();
+  return {
+    time: Date.now(),
+    status: health.status,
+    uptime: health.uptime,
+    workers: health.workers,
+    threads,
+    connections: { total: byKind.reduce((n, k) => n + k.count, 0), byKind },
+    messages: { in: sumOf('rt_messages_in_total'), out: sumOf('rt_messages_out_total'), published: m.value('rt_publishes_total'), delivered: m.value('rt_deliveries_total') },
+    refusals,
+    http: m.list('rt_http_requests_total').map((s) => ({ route: s.labels.route!, status: s.labels.status!, count: s.value })),
+    latency: { count: lat.count, sumSeconds: lat.sum, p50Seconds: quantile(lat.buckets, lat.count, 0.5), p99Seconds: quantile(lat.buckets, lat.count, 0.99) },
+    topChannels: top.map((c) => ({ ...c })),
+    redis: bridged(ctx.config) ? { enabled: true, ...health.redis! } : { enabled: false },
+    process: { residentBytes: p.residentBytes, cpuSeconds: p.cpuUserSeconds + p.cpuSystemSeconds, openFds: p.openFds ?? null, maxFds: p.maxFds ?? null },
+  };
+}

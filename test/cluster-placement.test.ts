@@ -1,0 +1,175 @@
+// Placement of custom actors across hosts: three real rt-actors processes on one Redis run an auction
+// actor (test/fixtures/cluster-actors/auction.ts) with ONE activation cluster-wide. Bids from clients on
+// every host form one sequence; the owner killed (-9), stopped (SIGSTOP past its lease) or terminated
+// (SIGTERM) hands the auction over with every accepted bid kept, and it closes once.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { signJwt } from 'rt-actors';
+import { api, JWT_SECRET } from './helpers/server.js';
+import { TestClient, type Frame } from './helpers/ws-client.js';
+import { dropNamespace, machineRedis, startHost, until, type Host } from './helpers/redis.js';
+
+const actors = fileURLToPath(new URL('./fixtures/cluster-actors', import.meta.url));
+const token = (sub: string) => signJwt({ sub, exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
+const LEASE = '1.5s';
+
+const root = t;
+const redis = await machineRedis(t);
+const ns = `rt-test-${randomBytes(4).toString('hex')}`;
+t.teardown(() => dropNamespace(redis.port, ns));
+const hostArgs = (id: string) => ['--actors', actors, '--lease-ttl', LEASE, '--host-id', id];
+const hosts: Host[] = [];
+for (const id of ['h1', 'h2', 'h3']) hosts.push(await startHost(t, redis.url, ns, { args: hostArgs(id) }));
+if (process.env.DEBUG_HOSTS) t.teardown(() => { for (const h of hosts) console.error('--- host', h.output()); });
+const ids = new Map(hosts.map((h, i) => [h, `h${i + 1}`]));
+
+interface Bidder {
+  c: TestClient;
+  host: Host;
+  user: string;
+}
+
+async function bidders(channel: string, on: Host[], perHost = 2): Promise<Bidder[]> {
+  const out: Bidder[] = [];
+  for (const [i, host] of on.entries()) {
+    for (let k = 0; k < perHost; k++) {
+      const user = `${ids.get(host)}-u${k}`;
+      const c = await TestClient.connect(`${host.url}/ws?token=${token(user)}`);
+      t.teardown(() => c.close());
+      const r = await c.request({ op: 'subscribe', channel }, 30000);
+      if (!r.ok) throw new Error(`subscribe on host ${i}: ${JSON.stringify(r)}`);
+      out.push({ c, host, user });
+    }
+  }
+  return out;
+}
+
+const bid = (b: Bidder, channel: string, amount: number) => b.c.request({ op: 'publish', channel, event: 'bid', data: { amount } }, 30000);
+const accepted = (b: Bidder, channel: string) => b.c.messages(channel).filter((f) => f.event === 'bid').map((f: Frame) => [f.offset, f.data.amount, f.data.bidder]);
+const owner = async (channel: string, via: Host) => (await api(via.http, `/api/channels/${channel}`)).body.owner;
+
+/** A backend publish after everything else, so "nothing more arrived" is checked by waiting for it. */
+async function settle(channel: string, all: Bidder[], via: Host, tag: string): Promise<void> {
+  const r = await api(via.http, '/api/publish', { channel, event: 'marker', data: tag });
+  if (r.status !== 200) throw new Error(`marker: ${r.status} ${JSON.stringify(r.body)}`);
+  for (const b of all) await until(`marker ${tag} at ${b.user}`, () => b.c.messages(channel).some((f) => f.event === 'marker' && f.data === tag), 30000);
+}
+
+t.test('bids from clients on three hosts: one activation, one sequence, one close', async (t) => {
+  const ch = 'auction-one';
+  const all = await bidders(ch, hosts);
+  const o = await owner(ch, hosts[0]!);
+  t.equal(o.placement, 'leased', 'the channel is placed');
+  t.ok(['h1', 'h2', 'h3'].includes(o.host), `owned by host ${o.host}`);
+  for (const h of hosts) t.same(await owner(ch, h), o, `host ${ids.get(h)} reports the same owner`);
+
+  // Every client bids at once, amounts interleaved across clients: the actor accepts a rising sequence.
+  const replies = await Promise.all(all.map(async (b, i) => {
+    const out: { amount: number; r: Frame }[] = [];
+    for (let k = 0; k < 5; k++) {
+      const amount = 10 + k * all.length + i;
+      out.push({ amount, r: await bid(b, ch, amount) });
+    }
+    return out;
+  }));
+  const flat = replies.flat();
+  for (const { r } of flat) t.ok(r.ok || r.error?.code === 'bid_too_low', `bid answered with ok or bid_too_low (${JSON.stringify(r.error ?? r.offset)})`);
+  const okAmounts = flat.filter((x) => x.r.ok).map((x) => x.amount).sort((a, b) => a - b);
+  await settle(ch, all, hosts[1]!, 'after-bids');
+  const reference = accepted(all[0]!, ch);
+  t.ok(reference.length >= 1, `${reference.length} accepted bids`);
+  t.same(reference.map((x) => x[1]), okAmounts, 'the sequence is exactly the bids that were answered ok');
+  t.ok(reference.every((x, i) => i === 0 || (x[1] as number) > (reference[i - 1]![1] as number)), 'accepted bids strictly rise');
+  for (const b of all) t.same(accepted(b, ch), reference, `${b.user} saw the same sequence with the same offsets`);
+
+  // Three hosts ask to close at once: one close, one `closed` per client.
+  const closes = await Promise.all(hosts.map((h) => api(h.http, '/api/publish', { channel: ch, event: 'close', data: null })));
+  t.same(closes.map((r) => r.status).sort(), [200, 403, 403], 'one close accepted, the others refused by the actor');
+  const late = await bid(all[3]!, ch, 10_000);
+  t.equal(late.error?.code, 'auction_closed', 'a bid after the close is refused');
+  await settle(ch, all, hosts[2]!, 'after-close');
+  const top = reference[reference.length - 1]!;
+  for (const b of all) {
+    const closed = b.c.messages(ch).filter((f) => f.event === 'closed');
+    t.equal(closed.length, 1, `${b.user}: one closed`);
+    t.same(closed[0]?.data, { winner: top[2], amount: top[1] }, `${b.user}: the winner is the last accepted bid`);
+  }
+  // The context is cluster-wide: the activation counts every host's subscribers.
+  await api(hosts[0]!.http, '/api/publish', { channel: ch, event: 'stats', data: null });
+  const stats = await until('stats', () => all[5]!.c.messages(ch).find((f) => f.event === 'stats'));
+  t.same(stats.data, { subscribers: all.length, joins: all.length }, 'subscriberCount and onJoin see all three hosts');
+});
+
+t.test('kill -9 the owner mid-auction: accepted bids survive, the auction goes on elsewhere and closes once', async (t) => {
+  const ch = 'auction-kill';
+  const all = await bidders(ch, hosts, 1);
+  t.equal((await bid(all[0]!, ch, 100)).ok, true);
+  t.equal((await bid(all[1]!, ch, 150)).ok, true);
+  const before = await owner(ch, hosts[0]!);
+  const victim = hosts.find((h) => ids.get(h) === before.host)!;
+  const survivors = all.filter((b) => b.host !== victim);
+  await victim.crash();
+  hosts.splice(hosts.indexOf(victim), 1);
+
+  // The next bid waits for the dead owner's lease to run out, then runs on a survivor from the saved state.
+  const low = await bid(survivors[0]!, ch, 120);
+  t.equal(low.error?.code, 'bid_too_low', 'a lower bid is still too low: the accepted bids were not lost');
+  const after = await owner(ch, survivors[0]!.host);
+  t.not(after.host, before.host, `now owned by ${after.host}`);
+  t.ok(after.epoch > before.epoch, `fencing epoch grew (${before.epoch} → ${after.epoch})`);
+  t.equal((await bid(survivors[1]!, ch, 200)).ok, true, 'bidding goes on');
+  const closes = await Promise.all(hosts.map((h) => api(h.http, '/api/publish', { channel: ch, event: 'close', data: null })));
+  t.same(closes.map((r) => r.status).sort(), [200, 403]);
+  await settle(ch, survivors, hosts[0]!, 'after-kill');
+  for (const b of survivors) {
+    t.same(b.c.messages(ch).filter((f) => f.event === 'bid').map((f) => f.data.amount), [100, 150, 200], `${b.user}: every accepted bid once, in order`);
+    t.same(b.c.messages(ch).filter((f) => f.event === 'closed').map((f) => f.data.amount), [200], `${b.user}: closed once`);
+  }
+  // A replacement host for the next tests (owned by the file, not this subtest).
+  hosts.push(await startHost(root, redis.url, ns, { args: hostArgs('h4') }));
+  ids.set(hosts[hosts.length - 1]!, 'h4');
+});
+
+t.test('an owner paused past its lease (SIGSTOP … SIGCONT) cannot act on it; its clients reach the new owner', async (t) => {
+  const ch = 'auction-stop';
+  const all = await bidders(ch, hosts, 1);
+  t.equal((await bid(all[0]!, ch, 10)).ok, true);
+  const before = await owner(ch, hosts[0]!);
+  const paused = hosts.find((h) => ids.get(h) === before.host)!;
+  const others = all.filter((b) => b.host !== paused);
+  const stale = all.find((b) => b.host === paused)!;
+  paused.proc.kill('SIGSTOP');
+  try {
+    // Sent while its host is frozen: the frame waits in the socket buffer.
+    var pending = bid(stale, ch, 20);
+    const r = await bid(others[0]!, ch, 30);
+    t.equal(r.ok, true, 'a survivor took the auction over once the lease ran out');
+    const now = await owner(ch, others[0]!.host);
+    t.not(now.host, before.host, `owned by ${now.host}`);
+    t.ok(now.epoch > before.epoch, 'with a larger fencing epoch');
+  } finally {
+    paused.proc.kill('SIGCONT');
+  }
+  const r20 = await pending!;
+  t.equal(r20.error?.code, 'bid_too_low', "the frozen host's bid was judged by the new owner (30 was accepted meanwhile), not by its stale copy");
+  t.equal((await bid(stale, ch, 40)).ok, true, 'its clients keep bidding through the new owner');
+  await settle(ch, all, others[0]!.host, 'after-stop');
+  for (const b of all) t.same(b.c.messages(ch).filter((f) => f.event === 'bid').map((f) => f.data.amount), [10, 30, 40], `${b.user}: one sequence`);
+});
+
+t.test('SIGTERM hands the actor over at once, with its state', async (t) => {
+  const ch = 'auction-term';
+  const all = await bidders(ch, hosts, 1);
+  t.equal((await bid(all[0]!, ch, 70)).ok, true);
+  const before = await owner(ch, hosts[0]!);
+  const leaving = hosts.find((h) => ids.get(h) === before.host)!;
+  await leaving.stop();
+  hosts.splice(hosts.indexOf(leaving), 1);
+  t.same(await owner(ch, hosts[0]!), { host: null, shard: null, placement: 'leased' }, 'the lease was released on shutdown (no owner until the next event)');
+  const stay = all.filter((b) => b.host !== leaving);
+  t.equal((await bid(stay[0]!, ch, 60)).error?.code, 'bid_too_low', 'state carried over');
+  t.equal((await bid(stay[1]!, ch, 80)).ok, true);
+  const now = await owner(ch, hosts[0]!);
+  t.ok(now.epoch > before.epoch && now.host !== before.host, `taken over by ${now.host}`);
+});

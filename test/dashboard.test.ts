@@ -1,0 +1,131 @@
+/// <reference lib="dom" />
+// The dashboard in headless Chromium against a real server with traffic: sign-in without the key in the
+// URL, real figures in the DOM, plots drawn, presence, the inspector showing a message published
+// meanwhile, a test publish from the page reaching a WebSocket subscriber, and a screenshot that is not blank.
+import t from 'tap';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { SignJWT } from 'jose';
+import { launchBrowser } from './helpers/browser.js';
+import { api, JWT_SECRET, startServer } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+import { colourStats, decodePng } from './helpers/png.js';
+
+const DASH = 'dash-secret-token';
+
+async function token(sub: string, info: unknown): Promise<string> {
+  return new SignJWT({ sub, user_info: info, channels: ['presence-*'] }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().sign(new TextEncoder().encode(JWT_SECRET));
+}
+
+t.test('off unless enabled', async (t) => {
+  const s = await startServer(t);
+  const r = await fetch(s.http + '/dashboard');
+  t.equal(r.status, 404);
+  t.equal((await api(s.http, '/api/stats', undefined, { key: DASH })).status, 401, 'no dashboard token without --dashboard');
+});
+
+t.test('the dashboard shows a live server', async (t) => {
+  const s = await startServer(t, { dashboard: true, dashboardToken: DASH });
+
+  // Traffic: three subscribers of "busy", a presence member, and a publisher that keeps going.
+  const subs = await Promise.all([0, 1, 2].map(() => TestClient.connect(`${s.url}/ws`)));
+  for (const c of subs) t.equal((await c.request({ op: 'subscribe', channel: 'busy' })).ok, true);
+  const ann = await TestClient.connect(`${s.url}/ws?token=${await token('ann', { name: 'Ann' })}`);
+  t.equal((await ann.request({ op: 'subscribe', channel: 'presence-ops' })).ok, true);
+  t.teardown(() => [...subs, ann].forEach((c) => c.close()));
+  let n = 0;
+  const publisher = setInterval(() => void api(s.http, '/api/publish', { channel: 'busy', event: 'tick', data: { n: n++ } }).catch(() => {}), 50);
+  t.teardown(() => clearInterval(publisher));
+
+  const browser = await launchBrowser(t);
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1500 } });
+  const pageErrors: string[] = [];
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  const res = await page.goto(`${s.http}/dashboard`);
+  t.equal(res?.status(), 200);
+  t.match(res?.headers()['content-security-policy'] ?? '', /script-src 'self'/, 'served with a strict CSP');
+
+  // Sign in: a wrong token is refused; the right one is kept in sessionStorage, never in the URL.
+  await page.fill('#login-token', 'wrong');
+  await page.click('#login-form button');
+  await page.waitForFunction(() => document.getElementById('login-error')!.textContent!.includes('wrong'));
+  await page.fill('#login-token', DASH);
+  await page.click('#login-form button');
+  await page.waitForSelector('#app:not([hidden])');
+  t.notMatch(page.url(), /dash-secret/, 'the token is not in the URL');
+  t.equal(await page.evaluate(() => sessionStorage.getItem('rt-dashboard-token')), DASH);
+
+  // Real figures: the page's numbers are the server's.
+  await page.waitForFunction(() => document.getElementById('connections-total')!.textContent === '4', undefined, { timeout: 15000 });
+  const stats = (await api(s.http, '/api/stats')).body;
+  t.equal(stats.connections.total, 4, 'the server counts the four connections too');
+  const threadRows = await page.$$eval('#threads tbody tr', (rows) => rows.map((r) => [(r as HTMLElement).dataset.thread, r.children[1]!.textContent]));
+  t.same(threadRows, [['0', 'up'], ['1', 'up'], ['main', 'up']], 'every shard and the main thread, up');
+  const shardConns = await page.$$eval('#threads tbody tr', (rows) => rows.map((r) => Number(r.children[2]!.textContent)));
+  t.equal(shardConns.reduce((a, b) => a + b, 0), 4, 'connections per shard add up');
+  const kinds = await page.$$eval('#by-kind tbody tr', (rows) => rows.map((r) => [...r.children].map((c) => c.textContent)));
+  t.same(kinds, [['websocket', 'native', '4']], 'connections by transport and protocol');
+  await page.waitForFunction(() => Number(document.getElementById('rate-out')!.textContent) > 0, undefined, { timeout: 15000 });
+  t.pass('messages out per second is above zero under traffic');
+  await page.waitForFunction(() => document.querySelector('#top-channels tbody tr[data-channel="busy"]')?.children[1]?.textContent === '3');
+  t.pass('busiest channels list "busy" with its three subscribers');
+
+  // The plot is drawn: pixels in the "out" colour on the canvas.
+  const drawn = await page.evaluate(() => {
+    const c = document.getElementById('plot-messages') as HTMLCanvasElement;
+    const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+    let lit = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i + 3]! > 0) lit++;
+    return { lit, total: d.length / 4, w: c.width };
+  });
+  t.ok(drawn.w > 100 && drawn.lit > 500, `the messages plot is drawn (${drawn.lit} of ${drawn.total} pixels)`);
+
+  // A refusal shows up by reason.
+  await new Promise<void>((resolve) => {
+    const ws = new WebSocket(`${s.url}/ws`, { headers: { origin: 'https://evil.example' } });
+    ws.on('unexpected-response', () => resolve());
+    ws.on('error', () => resolve());
+  });
+  await page.waitForFunction(() => document.querySelector('#refusals tr[data-reason="origin"]')?.children[1]?.textContent === '1', undefined, { timeout: 15000 });
+  t.pass('the refused origin is counted on the page');
+
+  // Presence of a chosen channel.
+  await page.fill('#presence-channel', 'presence-ops');
+  await page.click('#presence-form button');
+  await page.waitForSelector('#presence-members li[data-user="ann"]');
+  t.match(await page.textContent('#presence-members'), /Ann/);
+
+  // Inspector: a message published meanwhile appears.
+  await page.fill('#inspect-channel', 'busy');
+  await page.click('#inspect-form button[type=submit]');
+  await page.waitForFunction(() => document.getElementById('inspect-state')!.textContent!.startsWith('watching busy'));
+  t.equal((await api(s.http, '/api/publish', { channel: 'busy', event: 'sentinel', data: { seen: 'in the inspector' } })).status, 200);
+  await page.waitForFunction(() => document.getElementById('inspector-log')!.textContent!.includes('in the inspector'));
+  t.pass('the inspector shows the published message');
+
+  // Publishing from the page reaches a WebSocket subscriber.
+  await page.fill('#publish-event', 'from-dashboard');
+  await page.fill('#publish-data', '{"hello":"subscribers"}');
+  await page.click('#publish-form button');
+  const got = await subs[0]!.next((f) => f.op === 'message' && f.event === 'from-dashboard', 10000);
+  t.same(got.data, { hello: 'subscribers' }, 'a subscriber received the test message');
+  await page.waitForFunction(() => document.getElementById('publish-result')!.textContent!.startsWith('published to busy'));
+
+  // A screenshot that is not blank.
+  await page.waitForTimeout(0);
+  const shot = await page.screenshot({ fullPage: true });
+  const file = join(tmpdir(), 'rt-actors-dashboard.png');
+  writeFileSync(file, shot);
+  const png = decodePng(shot);
+  const colours = colourStats(png);
+  t.ok(png.width >= 1000 && png.height >= 800, `screenshot ${png.width}×${png.height} (${file})`);
+  t.ok(colours.distinct > 50 && colours.dominantShare < 0.9, `screenshot is not blank: ${colours.distinct} colours, the commonest covers ${(colours.dominantShare * 100).toFixed(0)}%`);
+
+  // Signing out forgets the token.
+  await page.click('#logout');
+  await page.waitForSelector('#login:not([hidden])');
+  t.equal(await page.evaluate(() => sessionStorage.getItem('rt-dashboard-token')), null);
+  t.same(pageErrors, [], 'no errors in the page');
+});

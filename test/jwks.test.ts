@@ -1,0 +1,104 @@
+// Tokens from an identity provider: keys from a JWKS URL (a local HTTP server started here), chosen
+// by kid, rotated, re-fetched on an unknown kid at most once per --jwks-cooldown; aud and iss checked.
+import t from 'tap';
+import { createServer as createHttpServer } from 'node:http';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { SignJWT } from 'jose';
+import { startServer } from './helpers/server.js';
+import { openAs } from './helpers/open-as.js';
+
+interface Key { kid: string; alg: 'RS256' | 'ES256'; privateKey: KeyObject; jwk: Record<string, unknown> }
+
+function makeKey(kid: string, alg: 'RS256' | 'ES256'): Key {
+  const pair = alg === 'RS256' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { kid, alg, privateKey: pair.privateKey, jwk: { ...pair.publicKey.export({ format: 'jwk' }), kid, alg, use: 'sig' } };
+}
+
+const ISSUER = 'https://idp.example.test/';
+const AUDIENCE = 'rt-actors-test';
+
+function token(key: Key, claims: Record<string, unknown> = {}, kid = key.kid): Promise<string> {
+  return new SignJWT({ sub: 'u-1', aud: AUDIENCE, iss: ISSUER, ...claims })
+    .setProtectedHeader({ alg: key.alg, kid })
+    .setIssuedAt()
+    .setExpirationTime('10m')
+    .sign(key.privateKey);
+}
+
+t.test('JWKS: keys by kid, rotation, bounded refresh, aud and iss', async (t) => {
+  const a = makeKey('key-a', 'RS256');
+  const b = makeKey('key-b', 'ES256');
+  let served: Key[] = [a];
+  let fetches = 0;
+  const idp = createHttpServer((req, res) => {
+    if (req.url !== '/.well-known/jwks.json') return res.writeHead(404).end();
+    fetches++;
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: served.map((k) => k.jwk) }));
+  });
+  await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
+  t.teardown(() => idp.close());
+  const jwksUrl = `http://127.0.0.1:${(idp.address() as { port: number }).port}/.well-known/jwks.json`;
+  const s = await startServer(t, { jwksUrl, jwtAudience: [AUDIENCE], jwtIssuer: [ISSUER], jwksCooldown: 1, requireAuth: true });
+
+  const connect = async (tok: string) => {
+    const o = await openAs(s.port, 'ws', { authorization: `Bearer ${tok}` });
+    o.close();
+    return { status: o.status, code: o.body?.error?.code as string | undefined, message: String(o.body?.error?.message ?? '') };
+  };
+
+  t.equal((await connect(await token(a))).status, 101, 'a token signed with the published key connects');
+  t.ok(fetches >= 1, 'the key set was fetched');
+
+  const wrongAud = await connect(await token(a, { aud: 'someone-else' }));
+  t.same([wrongAud.status, wrongAud.code], [401, 'token_wrong_audience']);
+  t.match(wrongAud.message, /--jwt-audience/);
+  const wrongIss = await connect(await token(a, { iss: 'https://evil.test/' }));
+  t.same([wrongIss.status, wrongIss.code], [401, 'token_wrong_issuer']);
+  const noAud = await connect(await token(a, { aud: undefined }));
+  t.equal(noAud.code, 'token_wrong_audience', 'a token without aud is refused when --jwt-audience is set');
+  const expired = await connect(await new SignJWT({ sub: 'u', aud: AUDIENCE, iss: ISSUER }).setProtectedHeader({ alg: 'RS256', kid: a.kid }).setExpirationTime(Math.floor(Date.now() / 1000) - 120).sign(a.privateKey));
+  t.equal(expired.code, 'token_expired');
+
+  // A forged token: right kid, wrong private key.
+  const impostor = makeKey('key-a', 'RS256');
+  t.equal((await connect(await token(impostor))).code, 'token_bad_signature', 'a kid alone does not make a token valid');
+
+  // Rotation: the provider now publishes only key B. Tokens with its new kid are accepted once the
+  // server re-fetched (at most once per cooldown), and key A's tokens stop working.
+  served = [b];
+  const tokB = await token(b);
+  const deadline = Date.now() + 15_000;
+  let last;
+  while ((last = await connect(tokB)).status !== 101) {
+    t.equal(last.code, 'token_unknown_key', 'until the re-fetch, the new kid is unknown (not a crash, not a 500)');
+    if (Date.now() > deadline) throw new Error('rotated key never accepted');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  t.pass('a token with the rotated-in kid connects');
+  const tokA = await token(a);
+  const dl2 = Date.now() + 15_000;
+  while ((last = await connect(tokA)).status === 101) {
+    if (Date.now() > dl2) throw new Error('rotated-out key still accepted');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  t.same([last.status, last.code], [401, 'token_unknown_key'], 'the rotated-out kid is refused');
+  t.match(last.message, /no key in the JWKS at http:\/\/127\.0\.0\.1:\d+\/\.well-known\/jwks\.json matches the token's kid "key-a"/);
+
+  // A flood of unknown kids re-fetches the key set at most once per cooldown per shard, not per token.
+  const before = fetches;
+  const results = await Promise.all(Array.from({ length: 40 }, async (_, i) => connect(await token(b, {}, `unknown-${i}`))));
+  t.ok(results.every((r) => r.code === 'token_unknown_key'), 'every unknown kid refused');
+  t.ok(fetches - before <= 2 * 2, `40 unknown kids caused ${fetches - before} fetches (at most one per shard per cooldown, ×2 shards)`);
+});
+
+t.test('JWKS: an unreachable key set is a clear refusal, and a bad URL stops the start', async (t) => {
+  const s = await startServer(t, { jwksUrl: 'http://127.0.0.1:1/jwks.json', requireAuth: true });
+  const key = makeKey('k', 'RS256');
+  const o = await openAs(s.port, 'ws', { authorization: `Bearer ${await token(key)}` });
+  o.close();
+  t.equal(o.status, 401);
+  t.equal(o.body.error.code, 'token_keys_unavailable');
+  t.match(o.body.error.message, /JWKS at http:\/\/127\.0\.0\.1:1\/jwks\.json could not be fetched/);
+  const err = await startServer(t, { jwksUrl: 'ftp://idp.test/keys' }).then(() => '', (e: Error) => e.message);
+  t.match(err, /JWKS URL must be http\(s\)/);
+});

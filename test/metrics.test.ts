@@ -1,0 +1,161 @@
+// /metrics parsed as Prometheus text: every family documented in docs/deployment.md is exported, and
+// counters move when the event they count happens (refused origin, bad frame, publish → deliver, …).
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import WebSocket from 'ws';
+import { api, startServer } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+import { parsePrometheus, valueOf, type Family } from './helpers/prom.js';
+import { sioConnect } from './helpers/sio.js';
+import { dropNamespace, machineRedis, until } from './helpers/redis.js';
+
+const DOC = readFileSync(new URL('../docs/deployment.md', import.meta.url), 'utf8');
+/** Metric names from the table in docs/deployment.md ("| `name` | type | …"). */
+const DOCUMENTED = [...DOC.matchAll(/^\| `((?:rt|process)_[a-z_]+)` \| (counter|gauge|histogram) \|/gm)].map((m) => ({ name: m[1]!, type: m[2]! }));
+
+async function scrape(base: string): Promise<Map<string, Family>> {
+  const res = await fetch(base + '/metrics');
+  if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
+  if (!res.headers.get('content-type')?.startsWith('text/plain; version=0.0.4')) throw new Error(`content-type ${res.headers.get('content-type')}`);
+  return parsePrometheus(await res.text());
+}
+
+t.test('every documented family is exported, with its documented type', async (t) => {
+  t.ok(DOCUMENTED.length >= 30, `docs list the metrics (${DOCUMENTED.length})`);
+  const s = await startServer(t);
+  const fams = await scrape(s.http);
+  for (const d of DOCUMENTED) {
+    if (d.name.startsWith('rt_redis_')) continue; // only with --redis (redis.test.ts)
+    t.equal(fams.get(d.name)?.type, d.type, `${d.name} is a ${d.type}`);
+  }
+  for (const name of fams.keys()) t.ok(DOCUMENTED.some((d) => d.name === name), `${name} is documented`);
+  t.notOk(fams.has('rt_redis_up'), 'no Redis families without --redis');
+  // The main thread reports its own heap now (it was always 0).
+  t.ok(valueOf(fams, 'rt_heap_used_bytes', { thread: 'main' }) > 0, 'main thread heap is measured');
+  t.ok(valueOf(fams, 'rt_heap_used_bytes', { thread: '0' }) > 0, 'shard heap is measured');
+  t.ok(valueOf(fams, 'process_resident_memory_bytes') > 10_000_000, 'resident memory');
+  t.ok(valueOf(fams, 'process_open_fds') > 0, 'open fds');
+  t.ok(valueOf(fams, 'process_cpu_seconds_total') > 0, 'cpu time');
+  t.equal(valueOf(fams, 'rt_up'), 3, 'two shards and the main thread are up');
+  await until('event-loop delay sampled in every thread', async () => {
+    const f = await scrape(s.http);
+    return ['0', '1', 'main'].every((th) => valueOf(f, 'rt_event_loop_delay_seconds', { thread: th, stat: 'max' }) > 0);
+  });
+});
+
+t.test('with --redis the Redis families are exported too', async (t) => {
+  const redis = await machineRedis(t);
+  const ns = `rt-metrics-${process.pid}-${Date.now()}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  const s = await startServer(t, { redis: redis.url, redisNamespace: ns });
+  const fams = await until('the shards report their Redis link', async () => {
+    const f = await scrape(s.http);
+    return valueOf(f, 'rt_redis_up') === 2 ? f : undefined;
+  });
+  for (const d of DOCUMENTED.filter((d) => d.name.startsWith('rt_redis_'))) t.equal(fams.get(d.name)?.type, d.type, `${d.name} is a ${d.type}`);
+  t.equal(valueOf(fams, 'rt_redis_up', { thread: '0' }), 1, 'per shard');
+});
+
+t.test('HEAD /health answers like GET without a body', async (t) => {
+  const s = await startServer(t);
+  const get = await fetch(s.http + '/health');
+  const body = await get.text();
+  const head = await fetch(s.http + '/health', { method: 'HEAD' });
+  t.equal(head.status, 200);
+  t.equal(head.headers.get('content-type'), 'application/json');
+  t.equal(await head.text(), '', 'no body');
+  t.equal(Number(head.headers.get('content-length')), Buffer.byteLength(body), 'content-length of the GET body');
+});
+
+t.test('counters move with the events they count', async (t) => {
+  const s = await startServer(t, { actors: new URL('./fixtures/metrics-actors', import.meta.url).pathname });
+  const before = await scrape(s.http);
+  const refusals = (f: Map<string, Family>, reason: string) => valueOf(f, 'rt_refusals_total', { reason });
+
+  // A refused origin.
+  const refused = await new Promise<number>((resolve) => {
+    const ws = new WebSocket(`${s.url}/ws`, { headers: { origin: 'https://evil.example' } });
+    ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on('open', () => resolve(101));
+    ws.on('error', () => {});
+  });
+  t.equal(refused, 403, 'the foreign origin is refused');
+
+  // A bad frame, then a subscriber that receives a publish.
+  const c = await TestClient.connect(`${s.url}/ws`);
+  t.teardown(() => c.ws.close());
+  c.sendRaw('{not json');
+  await c.next((f) => f.op === 'error');
+  t.equal((await c.request({ op: 'subscribe', channel: 'timed-room' })).ok, true);
+
+  // Wrong API key, and a publish through the API that reaches the subscriber through the actor hook.
+  t.equal((await api(s.http, '/api/publish', { channel: 'x', event: 'e', data: 1 }, { key: 'wrong' })).status, 401);
+  t.equal((await api(s.http, '/api/publish', { channel: 'timed-room', event: 'hello', data: { n: 1 } })).status, 200);
+  const msg = await c.next((f) => f.op === 'message' && f.event === 'hello');
+  t.same(msg.data, { n: 1 });
+
+  const after = await until('the publish is counted', async () => {
+    const f = await scrape(s.http);
+    return valueOf(f, 'rt_publish_deliver_seconds_count') > valueOf(before, 'rt_publish_deliver_seconds_count') && valueOf(f, 'rt_subscriptions') === 1 ? f : undefined;
+  });
+  t.equal(refusals(after, 'origin') - refusals(before, 'origin'), 1, 'refused origin counted');
+  t.equal(refusals(after, 'malformed') - refusals(before, 'malformed'), 1, 'bad frame counted');
+  t.equal(refusals(after, 'auth') - refusals(before, 'auth'), 1, 'wrong API key counted');
+  t.equal(valueOf(after, 'rt_connections', { transport: 'websocket', protocol: 'native' }), 1, 'one open native WebSocket');
+  t.equal(valueOf(after, 'rt_connections_opened_total', { transport: 'websocket', protocol: 'native' }), 1);
+  t.ok(valueOf(after, 'rt_messages_in_total', { transport: 'websocket', protocol: 'native' }) >= 2, 'frames in counted');
+  t.equal(valueOf(after, 'rt_messages_out_total', { transport: 'websocket', protocol: 'native' }), 1, 'delivery counted');
+  t.equal(valueOf(after, 'rt_deliveries_total'), 1);
+  t.equal(valueOf(after, 'rt_publishes_total'), 1);
+  t.equal(valueOf(after, 'rt_http_requests_total', { route: '/api/publish', status: '200' }), 1);
+  t.equal(valueOf(after, 'rt_http_requests_total', { route: '/api/publish', status: '401' }), 1);
+  const sum = valueOf(after, 'rt_publish_deliver_seconds_sum');
+  t.ok(sum > 0 && sum < 10, `publish→deliver latency recorded (${(sum * 1000).toFixed(2)} ms)`);
+  t.ok(valueOf(after, 'rt_actor_hook_seconds_count', { hook: 'onPublish' }) >= 1, 'onPublish hook timed');
+  t.ok(valueOf(after, 'rt_actor_hook_seconds_sum', { hook: 'onPublish' }) >= 0.001, 'hook time includes its await');
+
+  // Closing the connection brings the gauge back down.
+  c.ws.close();
+  await until('connection gauge drops', async () => valueOf(await scrape(s.http), 'rt_connections') === 0);
+});
+
+t.test('connections and messages are labelled by transport and protocol', async (t) => {
+  const s = await startServer(t);
+  // Socket.IO over polling then upgraded, Socket.IO straight over WebSocket, and an SSE stream.
+  const upgraded = await sioConnect(t, s.http);
+  await until('the Socket.IO session upgrades', () => upgraded.io.engine.transport.name === 'websocket');
+  const direct = await sioConnect(t, s.http, { transports: ['websocket'] });
+  const sse = new AbortController();
+  t.teardown(() => sse.abort());
+  const stream = await fetch(s.http + '/sse?channels=news', { signal: sse.signal });
+  t.equal(stream.status, 200);
+  const reader = stream.body!.getReader();
+  let seen = '';
+  await until('the SSE stream is subscribed', async () => {
+    seen += new TextDecoder().decode((await reader.read()).value);
+    return seen.includes('rt:subscribed');
+  });
+  direct.emit('subscribe', { channel: 'news' });
+  const got = new Promise((resolve) => direct.on('e', (ch: string, data: unknown) => resolve([ch, data])));
+  await until('the Socket.IO subscription is counted', async () => valueOf(await scrape(s.http), 'rt_subscriptions') === 2);
+  t.equal((await api(s.http, '/api/publish', { channel: 'news', event: 'e', data: 7 })).status, 200);
+  t.same(await got, ['news', 7]);
+
+  const f = await until('deliveries counted for both protocols', async () => {
+    const m = await scrape(s.http);
+    return valueOf(m, 'rt_messages_out_total', { transport: 'sse', protocol: 'native' }) === 1 && valueOf(m, 'rt_messages_out_total', { transport: 'websocket', protocol: 'socketio' }) === 1 ? m : undefined;
+  });
+  t.equal(valueOf(f, 'rt_connections', { transport: 'websocket', protocol: 'socketio' }), 2, 'both Socket.IO sessions count as WebSocket once upgraded');
+  t.equal(valueOf(f, 'rt_connections', { transport: 'polling', protocol: 'socketio' }), 0, 'the upgraded session left polling');
+  t.equal(valueOf(f, 'rt_connections', { transport: 'sse', protocol: 'native' }), 1);
+  t.equal(valueOf(f, 'rt_connections_opened_total', { protocol: 'socketio' }), 2);
+  t.ok(valueOf(f, 'rt_messages_in_total', { transport: 'websocket', protocol: 'socketio' }) >= 1, 'Socket.IO packets in');
+});
+
+t.test('parser rejects what Prometheus would', async (t) => {
+  t.throws(() => parsePrometheus('x 1\n'), /no # TYPE/);
+  t.throws(() => parsePrometheus('# TYPE x counter\nx{a="1} 1\n'), /unterminated|expected/);
+  t.throws(() => parsePrometheus('# TYPE x counter\nx 1\nx 2\n'), /duplicate/);
+  t.throws(() => parsePrometheus('# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n'), /cumulative/);
+  t.throws(() => parsePrometheus('# TYPE x gauge\nx 1'), /newline/);
+});

@@ -1,0 +1,113 @@
+// Client msgpack must decode to JSON-compatible values only: a frame carrying any msgpack extension
+// (Date, RegExp, Set, Error, typed arrays, undefined, …; a Map is a plain msgpack map and decodes to an object) is a bad_frame, and nothing of it reaches
+// subscribers. Exercised against a running server with hand-picked hostile frames and fast-check.
+import t from 'tap';
+import fc from 'fast-check';
+import { Packr } from 'msgpackr';
+import { startServer } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+
+// The encoder a hostile client would use: msgpackr with every extension it knows turned on.
+const hostile = new Packr({ moreTypes: true, structuredClone: true, useRecords: false });
+const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
+
+function isPlain(v: unknown): boolean {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number') return true;
+  if (Array.isArray(v)) return v.every(isPlain);
+  if (v instanceof Uint8Array) return v.constructor === Uint8Array || v.constructor === Buffer;
+  if (typeof v === 'object' && [Object.prototype, null].includes(Object.getPrototypeOf(v))) return Object.values(v as object).every(isPlain);
+  return false;
+}
+
+t.test('extension types in a /ws?format=msgpack frame are refused as bad_frame', async (t) => {
+  const s = await startServer(t, { clientPublish: 'all', rateLimit: 0 });
+  const pub = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
+  const sub = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => (pub.close(), sub.close()));
+  t.equal((await sub.request({ op: 'subscribe', channel: 'mp' })).ok, true);
+  t.equal((await pub.request({ op: 'subscribe', channel: 'mp' })).ok, true);
+
+  const samples: [string, unknown][] = [
+    ['Date', new Date(0)],
+    ['RegExp', /a+/g],
+    ['Set', new Set([1, 2])],
+    ['Error', new Error('boom')],
+    ['undefined', undefined],
+    ['Float64Array', new Float64Array([1.5])],
+    ['nested Date', { a: [{ b: new Date(1) }] }],
+  ];
+  let ref = 1000;
+  for (const [name, value] of samples) {
+    const r = ++ref;
+    pub.sendRaw(hostile.pack({ op: 'publish', ref: r, channel: 'mp', event: 'e', data: value }));
+    // The reply echoes the ref, so a client library can fail the right request.
+    const reply = await pub.next((f) => f.op === 'reply' && f.ref === r);
+    t.equal(reply.ok, false, `${name} refused`);
+    t.equal(reply.error.code, 'bad_frame', `${name}: bad_frame`);
+    t.match(reply.error.message, /extension types/, `${name}: the message says why`);
+  }
+  // An extension at the top level (not an object) is refused too, without a ref to echo.
+  pub.sendRaw(hostile.pack(new Set([{ op: 'ping' }])));
+  const err = await pub.next((f) => f.op === 'error');
+  t.equal(err.error.code, 'bad_frame');
+
+  // Nesting deeper than any honest frame is refused rather than walked.
+  let deep: unknown = 1;
+  for (let i = 0; i < 200; i++) deep = [deep];
+  const r = ++ref;
+  pub.sendRaw(hostile.pack({ op: 'publish', ref: r, channel: 'mp', event: 'e', data: deep }));
+  t.equal((await pub.next((f) => f.op === 'reply' && f.ref === r)).error.code, 'bad_frame');
+
+  // Nothing refused reached the subscriber: the sentinel published after them is the first message.
+  t.equal((await pub.request({ op: 'publish', channel: 'mp', event: 'sentinel', data: { bin: Buffer.from([1, 2]) } })).ok, true);
+  const first = await sub.next((f) => f.op === 'message');
+  t.equal(first.event, 'sentinel');
+  t.equal(sub.messages('mp').length, 0);
+});
+
+t.test('fuzz: any value with an extension type is refused, plain values are delivered', async (t) => {
+  const s = await startServer(t, { clientPublish: 'all', rateLimit: 0, maxChannelsPerConnection: 10 });
+  const open = async () => {
+    const c = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
+    t.equal((await c.request({ op: 'subscribe', channel: 'fz' })).ok, true);
+    return c;
+  };
+  let pub = await open();
+  t.teardown(() => pub.close());
+  const leaf = fc.oneof(
+    fc.jsonValue({ maxDepth: 1 }),
+    fc.date({ noInvalidDate: true }),
+    fc.constant(undefined),
+    fc.string().map((x) => new RegExp(x.replace(/[\\^$.*+?()[\]{}|]/g, ''))),
+    fc.array(fc.integer()).map((a) => new Set(a)),
+    fc.string().map((m) => new Error(m)),
+    fc.uint8Array({ maxLength: 8 }).map((a) => Buffer.from(a)),
+    fc.float32Array({ maxLength: 4 }),
+  );
+  const value = fc.letrec((tie) => ({
+    v: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('v'), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 5 }), tie('v'), { maxKeys: 3 })),
+  })).v;
+  let ref = 0;
+  let refused = 0;
+  let accepted = 0;
+  await fc.assert(
+    fc.asyncProperty(value, async (data) => {
+      const r = ++ref;
+      pub.sendRaw(hostile.pack({ op: 'publish', ref: r, channel: 'fz', event: 'e', data }));
+      const reply = await pub.next((f) => f.op === 'reply' && f.ref === r);
+      if (isPlain(data)) {
+        accepted++;
+        return reply.ok === true;
+      }
+      // The server closes a connection after 20 malformed frames; start afresh before that.
+      if (++refused % 15 === 0) {
+        pub.close();
+        pub = await open();
+      }
+      return reply.ok === false && reply.error.code === 'bad_frame';
+    }),
+    { numRuns: RUNS },
+  );
+  t.ok(refused > 0 && accepted > 0, `both kinds were generated (${refused} refused, ${accepted} accepted)`);
+  t.equal((await pub.request({ op: 'ping' })).pong, true, 'the connection still serves');
+});

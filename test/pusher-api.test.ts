@@ -1,0 +1,180 @@
+// Pusher's signed HTTP API with the official `pusher` Node SDK, unchanged: trigger (socket_id
+// exclusion, info), triggerBatch, channel queries, presence users, sendToUser, terminate_connections;
+// unsigned, expired and wrong signatures get 401 with Pusher's wording; apps are isolated.
+import t from 'tap';
+import { createHash, createHmac } from 'node:crypto';
+import { startServer, api, API_KEY } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+import { APP, APP_B, connected, nextOn, pusherClient, pusherOptions, sdk, subscribed } from './helpers/pusher.js';
+
+async function json(p: Promise<Response>): Promise<any> {
+  return (await p).json();
+}
+
+t.test('trigger and triggerBatch reach pusher-js and native subscribers; socket_id excludes; info answers', async (t) => {
+  const s = await startServer(t, pusherOptions());
+  const backend = sdk(s.port);
+  const a = pusherClient(t, s.port);
+  const b = pusherClient(t, s.port);
+  const [aId] = await Promise.all([connected(a), connected(b)]);
+  const ca = (await subscribed(a, 'news')).channel;
+  const cb = (await subscribed(b, 'news')).channel;
+  const nat = await TestClient.connect(`${s.url}/ws`);
+  t.teardown(() => nat.close());
+  await nat.request({ op: 'subscribe', channel: 'news' });
+
+  const atB = nextOn(cb, 'posted');
+  const atNat = nat.next((f) => f.op === 'message' && f.event === 'posted');
+  let atA = false;
+  ca.bind('posted', () => (atA = true));
+  const r = await backend.trigger('news', 'posted', { title: 'hi' }, { socket_id: aId, info: 'subscription_count' });
+  t.equal(r.status, 200);
+  t.same(await r.json(), { channels: { news: { subscription_count: 3 } } }, 'info=subscription_count');
+  t.same(await atB, { title: 'hi' }, 'pusher-js gets it');
+  t.same((await atNat).data, { title: 'hi' }, 'the native client gets the parsed object');
+  const sentinel = nextOn(ca, 'sentinel');
+  await backend.trigger('news', 'sentinel', {});
+  await sentinel;
+  t.equal(atA, false, 'socket_id is excluded');
+
+  const got: string[] = [];
+  const two = new Promise<void>((resolve) => cb.bind_global((ev: string) => {
+    if (ev === 'first' || ev === 'second') got.push(ev);
+    if (got.length === 2) resolve();
+  }));
+  const br = await backend.triggerBatch([
+    { channel: 'news', name: 'first', data: '1' },
+    { channel: 'news', name: 'second', data: { n: 2 } },
+  ]);
+  t.equal(br.status, 200);
+  await two;
+  t.same(got, ['first', 'second'], 'batch events arrive in order');
+
+  // many channels at once
+  const multi = await backend.trigger(['news', 'other'], 'x', 'y');
+  t.equal(multi.status, 200);
+});
+
+t.test('channel queries: list with filter_by_prefix and info, one channel, presence users', async (t) => {
+  const s = await startServer(t, pusherOptions());
+  const backend = sdk(s.port);
+  const p = pusherClient(t, s.port, { member: { user_id: '7', user_info: { name: 'Sev' } } });
+  const q = pusherClient(t, s.port, { member: { user_id: '8' } });
+  await Promise.all([connected(p), connected(q)]);
+  await subscribed(p, 'presence-lobby');
+  await subscribed(q, 'presence-lobby');
+  await subscribed(p, 'public-a');
+  await subscribed(p, 'private-b');
+
+  const all = await json(backend.get({ path: '/channels' }));
+  t.same(Object.keys(all.channels).sort(), ['presence-lobby', 'private-b', 'public-a'], 'every occupied channel');
+  const pres = await json(backend.get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count,subscription_count' } }));
+  t.same(pres, { channels: { 'presence-lobby': { user_count: 2, subscription_count: 2 } } });
+  const bad = await backend.get({ path: '/channels', params: { info: 'user_count' } }).then(() => null, (e) => e);
+  t.equal(bad?.status, 400, 'user_count without a presence- prefix: 400');
+
+  t.same(await json(backend.get({ path: '/channels/presence-lobby', params: { info: 'user_count,subscription_count' } })), { occupied: true, subscription_count: 2, user_count: 2 });
+  t.same(await json(backend.get({ path: '/channels/empty-one' })), { occupied: false });
+  const users = await json(backend.get({ path: '/channels/presence-lobby/users' }));
+  t.same(users.users.map((u: any) => u.id).sort(), ['7', '8']);
+});
+
+t.test('user sign-in, sendToUser and terminateUserConnections', async (t) => {
+  const s = await startServer(t, pusherOptions());
+  const backend = sdk(s.port);
+  const p = pusherClient(t, s.port, { user: { id: 'u-42', user_info: { name: 'Zed' } } });
+  await connected(p);
+  p.signin();
+  await new Promise<void>((resolve) => {
+    const check = () => ((p.user as any).user_data ? resolve() : setTimeout(check, 10));
+    check();
+  });
+  // the #server-to-user channel is subscribed after signin_success
+  const deadline = Date.now() + 5000;
+  while (!(p.user as any).serverToUserChannel?.subscribed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const got = nextOn(p.user as any, 'notice');
+  const r = await backend.sendToUser('u-42', 'notice', { text: 'hello you' });
+  t.equal(r.status, 200);
+  t.same(await got, { text: 'hello you' }, 'sendToUser reaches the signed-in connection');
+
+  // the same user through /api/publish (user) reaches it too
+  const got2 = nextOn(p.user as any, 'notice2');
+  await api(s.http, '/api/publish', { user: 'u-42', event: 'notice2', data: 1 });
+  t.equal(await got2, 1);
+
+  const closed = new Promise<void>((resolve) => p.connection.bind('state_change', (st: any) => st.current !== 'connected' && resolve()));
+  const term = await backend.terminateUserConnections('u-42');
+  t.equal(term.status, 200);
+  await closed;
+  t.pass('terminate_connections closes the user\'s connection');
+});
+
+t.test('unsigned, expired and wrong signatures: 401 with Pusher\'s wording; bad bodies: 4xx', async (t) => {
+  const s = await startServer(t, pusherOptions());
+  const base = `${s.http}/apps/${APP.id}`;
+  const unsigned = await fetch(`${base}/channels`);
+  t.equal(unsigned.status, 401);
+  t.match((await unsigned.json()).error.message, /Missing authentication/);
+
+  const signed = (method: string, path: string, body: string, ts: number, secret = APP.secret, key = APP.key): string => {
+    const params: Record<string, string> = { auth_key: key, auth_timestamp: String(ts), auth_version: '1.0' };
+    if (body) params.body_md5 = createHash('md5').update(body).digest('hex');
+    const q = Object.keys(params).sort().map((k) => `${k}=${params[k]}`).join('&');
+    const sig = createHmac('sha256', secret).update(`${method}\n${path}\n${q}`).digest('hex');
+    return `${path}?${q}&auth_signature=${sig}`;
+  };
+  const now = Math.floor(Date.now() / 1000);
+  const old = await fetch(s.http + signed('GET', `/apps/${APP.id}/channels`, '', now - 601));
+  t.equal(old.status, 401);
+  t.match((await old.json()).error.message, /^Timestamp expired: Given timestamp \(\d+\) not within 600s of server time/);
+  const wrong = await fetch(s.http + signed('GET', `/apps/${APP.id}/channels`, '', now, 'not-the-secret'));
+  t.equal(wrong.status, 401);
+  t.match((await wrong.json()).error.message, /^Invalid signature: you should have sent HmacSHA256Hex/);
+  const key = await fetch(s.http + signed('GET', `/apps/${APP.id}/channels`, '', now, APP.secret, 'other'));
+  t.match((await key.json()).error.message, /Unknown auth_key/);
+  // body tampered after signing
+  const body = JSON.stringify({ name: 'e', channel: 'c', data: '1' });
+  const tampered = await fetch(s.http + signed('POST', `/apps/${APP.id}/events`, body, now), { method: 'POST', body: body.replace('"1"', '"2"') });
+  t.equal(tampered.status, 401, 'body_md5 mismatch');
+  const good = await fetch(s.http + signed('GET', `/apps/${APP.id}/channels`, '', now));
+  t.equal(good.status, 200, 'a correctly signed call passes');
+  const unknownApp = await fetch(s.http + signed('GET', `/apps/999/channels`, '', now));
+  t.equal(unknownApp.status, 404);
+
+  const backend = sdk(s.port);
+  const big = await backend.trigger('c', 'e', 'x'.repeat(11 * 1024)).then(() => null, (e) => e);
+  t.equal(big?.status, 413, 'data over 10 KB: 413');
+  const badBody = JSON.stringify({ name: 'e', channel: 'bad name', data: '1' });
+  const badName = await fetch(s.http + signed('POST', `/apps/${APP.id}/events`, badBody, now), { method: 'POST', body: badBody });
+  t.equal(badName.status, 400, 'invalid channel: 400');
+  const notJson = await fetch(s.http + signed('POST', `/apps/${APP.id}/events`, 'nope', now), { method: 'POST', body: 'nope' });
+  t.equal(notJson.status, 400, 'body that is not JSON: 400');
+  const batch = await backend.triggerBatch(Array.from({ length: 11 }, () => ({ channel: 'c', name: 'e', data: '1' }))).then(() => null, (e) => e);
+  t.equal(batch?.status, 400, 'more than 10 events in a batch: 400');
+});
+
+t.test('apps are isolated; the first app shares channels with /api and native clients', async (t) => {
+  const s = await startServer(t, pusherOptions({ pusherApps: [APP_B] }));
+  const a = pusherClient(t, s.port);
+  const b = pusherClient(t, s.port, { app: APP_B });
+  await Promise.all([connected(a), connected(b)]);
+  const ca = (await subscribed(a, 'news')).channel;
+  const cbn = (await subscribed(b, 'news')).channel;
+  let bGotA = false;
+  cbn.bind('for-a', () => (bGotA = true));
+  const atA = nextOn(ca, 'for-a');
+  await sdk(s.port).trigger('news', 'for-a', {});
+  await atA;
+  const atB = nextOn(cbn, 'for-b');
+  await sdk(s.port, APP_B).trigger('news', 'for-b', {});
+  await atB;
+  t.equal(bGotA, false, "app B's news is not app A's news");
+  const atA2 = nextOn(ca, 'from-api');
+  await api(s.http, '/api/publish', { channel: 'news', event: 'from-api', data: 1 });
+  t.equal(await atA2, 1, '/api/publish reaches the default app');
+  const listB = await json(sdk(s.port, APP_B).get({ path: '/channels' }));
+  t.same(listB, { channels: { news: {} } }, 'app B lists its own channel under its own name');
+  const wrongKey = await fetch(`${s.http}/apps/${APP_B.id}/channels?auth_key=${APP.key}&auth_timestamp=${Math.floor(Date.now() / 1000)}&auth_version=1.0&auth_signature=00`);
+  t.equal(wrongKey.status, 401, "app A's key does not sign for app B");
+  t.ok(API_KEY);
+});

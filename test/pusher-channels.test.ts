@@ -1,0 +1,75 @@
+// Encrypted channels (pusher-js decrypts what the server only relays), cache channels (last event
+// replayed, or pusher:cache_miss), and a custom actor's authorize in place of the signature check.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { signJwt } from 'rt-actors';
+import { startServer, api, JWT_SECRET } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+import { APP, connected, nextOn, pusherClient, pusherOptions, RawPusher, sdk, subscribed } from './helpers/pusher.js';
+
+const ACTORS = new URL('./fixtures/pusher-actors', import.meta.url).pathname;
+
+t.test('private-encrypted-: the server relays ciphertext that pusher-js decrypts', async (t) => {
+  const s = await startServer(t, pusherOptions());
+  const masterKey = randomBytes(32).toString('base64');
+  const backend = sdk(s.port, APP, { encryptionMasterKeyBase64: masterKey });
+  const p = pusherClient(t, s.port, { encryptionMasterKeyBase64: masterKey });
+  await connected(p);
+  const { channel } = await subscribed(p, 'private-encrypted-vault');
+  // A native subscriber of the same channel sees what the server sees: ciphertext only.
+  const jwt = signJwt({ sub: 'n', channels: ['private-*'], exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
+  const nat = await TestClient.connect(`${s.url}/ws?token=${jwt}`);
+  t.teardown(() => nat.close());
+  await nat.request({ op: 'subscribe', channel: 'private-encrypted-vault' });
+  const plain = nextOn(channel, 'secret');
+  const seen = nat.next((f) => f.op === 'message' && f.event === 'secret');
+  await backend.trigger('private-encrypted-vault', 'secret', { code: 1234 });
+  t.same(await plain, { code: 1234 }, 'pusher-js decrypts the event');
+  const wire = (await seen).data;
+  t.type(wire.ciphertext, 'string', 'the server only ever had ciphertext');
+  t.type(wire.nonce, 'string');
+  t.notOk(JSON.stringify(wire).includes('1234'), 'no plaintext on the server');
+
+  const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+  const est = JSON.parse((await raw.event('pusher:connection_established')).data);
+  const auth = backend.authorizeChannel(est.socket_id, 'private-encrypted-vault');
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'private-encrypted-vault', auth: auth.auth } });
+  await raw.event('pusher_internal:subscription_succeeded');
+  raw.send({ event: 'client-x', channel: 'private-encrypted-vault', data: {} });
+  t.match((await raw.event('pusher:error')).data.message, /encrypted/, 'client events are refused on encrypted channels');
+});
+
+t.test('cache channels: the last event is replayed on subscribe, else pusher:cache_miss', async (t) => {
+  const s = await startServer(t, pusherOptions());
+  const backend = sdk(s.port);
+  const p = pusherClient(t, s.port);
+  await connected(p);
+  const ch = p.subscribe('cache-price');
+  const miss = nextOn(ch, 'pusher:cache_miss');
+  await miss;
+  t.pass('an empty cache channel answers pusher:cache_miss');
+  await backend.trigger('cache-price', 'tick', { v: 1 });
+  await backend.trigger('cache-price', 'tick', { v: 2 });
+  const q = pusherClient(t, s.port);
+  await connected(q);
+  const qc = q.subscribe('cache-price');
+  t.same(await nextOn(qc, 'tick'), { v: 2 }, 'a late subscriber gets the last event');
+  // also on private-cache-
+  await backend.trigger('private-cache-x', 'state', 'on');
+  const pc = q.subscribe('private-cache-x');
+  t.equal(await nextOn(pc, 'state'), 'on', 'private-cache- replays too');
+});
+
+t.test("a custom actor's authorize replaces the signature check", async (t) => {
+  const s = await startServer(t, pusherOptions({ actors: ACTORS }));
+  const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+  await raw.event('pusher:connection_established');
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'private-door-1', auth: 'open sesame' } });
+  t.equal((await raw.event('pusher_internal:subscription_succeeded')).channel, 'private-door-1', 'the actor let it in');
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'private-door-2', auth: 'wrong' } });
+  const e = await raw.event('pusher:subscription_error');
+  t.equal(e.data.status, 403, 'the actor refused: 403');
+  const got = raw.next((f) => f.event === 'knock');
+  await api(s.http, '/api/publish', { channel: 'private-door-1', event: 'knock', data: {} });
+  t.equal((await got).channel, 'private-door-1');
+});

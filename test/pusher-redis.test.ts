@@ -1,0 +1,60 @@
+// The Pusher gateway on two hosts bridged by Redis: presence, triggers, client events, socket_id
+// exclusion, channel queries, sendToUser and terminate_connections all span hosts.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { dropNamespace, machineRedis, startHost, until } from './helpers/redis.js';
+import { APP, connected, nextOn, pusherClient, sdk, subscribed } from './helpers/pusher.js';
+
+const ns = `rt-test-${randomBytes(4).toString('hex')}`;
+const redis = await machineRedis(t);
+t.teardown(() => dropNamespace(redis.port, ns));
+const args = ['--pusher-app-id', APP.id, '--pusher-key', APP.key, '--pusher-secret', APP.secret];
+const A = await startHost(t, redis.url, ns, { workers: 2, args });
+const B = await startHost(t, redis.url, ns, { workers: 1, args });
+
+t.test('one presence channel and one user across two hosts', async (t) => {
+  const ann = pusherClient(t, A.port, { member: { user_id: '1', user_info: { name: 'Ann' } }, user: { id: 'ann' } });
+  const bob = pusherClient(t, B.port, { member: { user_id: '2', user_info: { name: 'Bob' } } });
+  const [annId] = await Promise.all([connected(ann), connected(bob)]);
+  const a = await subscribed(ann, 'presence-room.9');
+  const joined = nextOn(a.channel, 'pusher:member_added');
+  const b = await subscribed(bob, 'presence-room.9');
+  t.equal(b.data.count, 2, 'Bob on host B sees Ann of host A');
+  t.equal((await joined).id, '2', 'Ann sees Bob join from the other host');
+
+  // trigger on host A reaches host B; socket_id of a host-A client excludes it on its host
+  const atB = nextOn(b.channel, 'news');
+  let annGot = false;
+  a.channel.bind('news', () => (annGot = true));
+  await sdk(B.port).trigger('presence-room.9', 'news', { n: 1 }, { socket_id: annId });
+  t.same(await atB, { n: 1 });
+  const sentinel = nextOn(a.channel, 'sentinel');
+  await sdk(B.port).trigger('presence-room.9', 'sentinel', {});
+  await sentinel;
+  t.equal(annGot, false, 'socket_id excluded across hosts');
+
+  // client event from host A to host B
+  const whisper = nextOn(b.channel, 'client-hi');
+  a.channel.trigger('client-hi', { from: 'Ann' });
+  t.same(await whisper, { from: 'Ann' });
+
+  // channel queries on either host count both hosts
+  const info = await until('both subscribers counted', async () => {
+    const r = await (await sdk(A.port).get({ path: '/channels/presence-room.9', params: { info: 'user_count,subscription_count' } })).json();
+    return r.subscription_count === 2 ? r : undefined;
+  });
+  t.same(info, { occupied: true, subscription_count: 2, user_count: 2 });
+  const users = await (await sdk(B.port).get({ path: '/channels/presence-room.9/users' })).json();
+  t.same(users.users.map((u: any) => u.id).sort(), ['1', '2']);
+
+  // sendToUser from host B reaches Ann, signed in on host A
+  ann.signin();
+  await until('signed in', () => (ann.user as any).serverToUserChannel?.subscribed);
+  const note = nextOn(ann.user as any, 'note');
+  await sdk(B.port).sendToUser('ann', 'note', 'hello');
+  t.equal(await note, 'hello', 'sendToUser across hosts');
+
+  const left = nextOn(b.channel, 'pusher:member_removed');
+  await sdk(B.port).terminateUserConnections('ann');
+  t.equal((await left).id, '1', 'terminate_connections on host B closed Ann on host A; she left');
+});

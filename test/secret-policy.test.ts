@@ -1,0 +1,45 @@
+// A short HS256 secret is warned about (refused with NODE_ENV=production); `token --ttl` must be positive.
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
+const run = (args: string[], env: Record<string, string> = {}) =>
+  spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20000 });
+
+t.test('token --ttl 0 or negative is refused with a clear error', async (t) => {
+  for (const ttl of ['0', '0s', '-5', '-1h']) {
+    const r = run(['token', '--sub', '1', '--secret', 'x'.repeat(40), '--ttl', ttl]);
+    t.equal(r.status, 2, `--ttl ${ttl} exits 2`);
+    t.match(r.stderr, /--ttl.*positive duration/, `--ttl ${ttl} says why`);
+    t.equal(r.stdout, '', 'no token printed');
+  }
+  const ok = run(['token', '--sub', '1', '--secret', 'x'.repeat(40), '--ttl', '1s']);
+  t.equal(ok.status, 0);
+  t.match(ok.stdout.trim(), /^[\w-]+\.[\w-]+\.[\w-]+$/);
+});
+
+t.test('a jwt secret shorter than 32 bytes is refused when NODE_ENV=production', async (t) => {
+  const r = run(['start', '--port=0', '--host=127.0.0.1', '--workers=1', '--jwt-secret=short-secret'], { NODE_ENV: 'production', RT_API_KEY: 'k' });
+  t.equal(r.status, 2);
+  t.match(r.stderr, /jwt-secret.*12 bytes.*at least 32.*NODE_ENV=production/);
+});
+
+t.test('a jwt secret shorter than 32 bytes is warned about otherwise, and the server starts', async (t) => {
+  const child = spawn(process.execPath, [bin, 'start', '--workers=1', '--port=0', '--host=127.0.0.1', '--log-level=warn', '--jwt-secret=short-secret'], {
+    env: { ...process.env, NODE_ENV: 'development', RT_API_KEY: 'k' },
+  });
+  t.teardown(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const deadline = Date.now() + 20000;
+  while (!/listening on 127\.0\.0\.1:\d+/.test(out)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('server did not start: ' + out);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.match(out, /WARN.*12 bytes; use at least 32 random bytes/);
+  const exited = new Promise((r) => child.on('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+});
