@@ -144,6 +144,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     thread: shard,
     config,
     hub,
+    sharedStore: bridge?.store,
     verifier,
     verifyToken,
     apiKey: task.apiKey,

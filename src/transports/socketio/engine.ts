@@ -323,7 +323,12 @@ export class EioSession {
     if (this.transport !== 'polling' || this.movedTo !== undefined || this.upgradedAt !== undefined) return send(answer(EioCode.BAD_REQUEST));
     if (this.getter) {
       // Two GETs at once is a broken or hostile client: end the session (protocol test suite behaviour).
-      send(answer(EioCode.BAD_REQUEST));
+      // The one that arrived second (whichever shard forwarded it faster) is refused; the first gets the close packet.
+      if (at < this.getter.at) {
+        const later = this.getter;
+        this.getter = { rid, send, at };
+        later.send(answer(EioCode.BAD_REQUEST));
+      } else send(answer(EioCode.BAD_REQUEST));
       this.close('overlapping polling requests');
       return;
     }

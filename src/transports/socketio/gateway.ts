@@ -88,7 +88,7 @@ export class SioGateway implements SessionOwner {
     readonly ctx: ThreadContext,
     readonly opts: GatewayOptions,
   ) {
-    if (opts.recoveryMs > 0) this.recovery = new Recovery(ctx.hub, opts.recoveryMs);
+    if (opts.recoveryMs > 0) this.recovery = new Recovery(ctx.hub, opts.recoveryMs, ctx.sharedStore, (m) => ctx.log.warn(m));
     const rec = this.recovery;
     const offset = rec ? () => rec.offset() : undefined;
     for (const nsp of opts.namespaces) {

@@ -17,6 +17,8 @@
  * the recovery window.
  */
 import { randomBytes } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import type { SharedStore } from '../../runtime/context.js';
 import type { Publication } from '../../protocol/native.js';
 import type { ChannelIdentity } from '../../runtime/client.js';
 import type { Hub } from '../../runtime/hub.js';
@@ -25,6 +27,7 @@ import type { Hub } from '../../runtime/hub.js';
 const TRAIL = 256;
 /** Saved sessions one thread keeps at most (oldest dropped first). */
 const MAX_RECORDS = 100_000;
+const packr = new Packr({ useRecords: false });
 const OFFSET_RE = /^(\d{1,4}\.[0-9a-f]{12})~(\d{1,15})$/;
 
 class Trail {
@@ -120,6 +123,9 @@ export class Recovery {
     private readonly hub: Hub,
     /** Recovery window, ms. */
     readonly windowMs: number,
+    /** With --redis: saved sessions also go there, so a client recovers on another host or after a restart. */
+    private readonly shared?: SharedStore,
+    private readonly log: (msg: string) => void = () => {},
   ) {
     this.inc = `${hub.thread}.${randomBytes(6).toString('hex')}`;
     hub.onDeliver = (pub) => this.delivered(pub);
@@ -186,6 +192,7 @@ export class Recovery {
 
   save(rec: SavedSocket): void {
     this.keep(rec);
+    this.shared?.put(`sio:${rec.pid}`, packr.pack(rec), Math.max(1, rec.until - Date.now())).catch((err: Error) => this.log(`socket.io: a session could not be saved to Redis for recovery: ${err.message}`));
     for (let s = 0; s < this.hub.shards; s++) if (s !== this.hub.thread) this.hub.forward(s, 'sio-rec', { op: 'put', rec } satisfies RecOp).catch(() => {});
   }
 
@@ -196,10 +203,25 @@ export class Recovery {
       const others: Promise<SavedSocket | undefined>[] = [];
       for (let s = 0; s < this.hub.shards; s++) if (s !== this.hub.thread) others.push(this.hub.forward<SavedSocket | undefined>(s, 'sio-rec', { op: 'take', pid } satisfies RecOp, 2000).catch(() => undefined));
       for (const r of await Promise.all(others)) rec ??= r ?? undefined;
+      if (!rec && this.shared) rec = await this.fromShared(pid);
+      else void this.shared?.take(`sio:${pid}`).catch(() => null);
     } else {
+      void this.shared?.take(`sio:${pid}`).catch(() => null);
       for (let s = 0; s < this.hub.shards; s++) if (s !== this.hub.thread) this.hub.forward(s, 'sio-rec', { op: 'del', pid } satisfies RecOp).catch(() => {});
     }
     return rec && rec.until >= Date.now() ? rec : undefined;
+  }
+
+  private async fromShared(pid: string): Promise<SavedSocket | undefined> {
+    try {
+      const bytes = await this.shared!.take(`sio:${pid}`);
+      if (!bytes) return undefined;
+      const rec = packr.unpack(bytes) as SavedSocket;
+      return rec && typeof rec === 'object' && rec.pid === pid && Array.isArray(rec.channels) ? rec : undefined;
+    } catch (err) {
+      this.log(`socket.io: a saved session could not be read from Redis: ${(err as Error).message}`);
+      return undefined;
+    }
   }
 
   private onOp(op: RecOp): SavedSocket | null {
