@@ -8,7 +8,7 @@ import { loadConfig, ConfigError } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkJwtSecret } from './auth/secret-policy.js';
-import { createLogger } from './log.js';
+import { configureLogs, createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
 import { loadActors } from './actors/registry.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
@@ -90,6 +90,8 @@ export async function createServer(options: ServerOptions = {}): Promise<RtServe
 }
 
 export async function startServer(config: ServerConfig): Promise<RtServer> {
+  // Before anything logs: every line of this thread in the configured format.
+  configureLogs({ format: config.logFormat, rate: config.logRate });
   const weakSecret = checkJwtSecret(config.jwtSecret, process.env.NODE_ENV === 'production');
   if (weakSecret) createLogger(config.logLevel, 'main').warn(weakSecret);
   resolvePublicKey(config);
@@ -101,11 +103,14 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
   if (config.actors) {
+    let actors: Awaited<ReturnType<typeof loadActors>>;
     try {
-      await loadActors(config.actors);
+      actors = await loadActors(config.actors);
     } catch (err) {
       throw new ConfigError('actors', (err as Error).message);
     }
+    const files = actors.map((a) => a.file.slice(a.file.lastIndexOf('/') + 1));
+    createLogger(config.logLevel, 'main').info(`loaded ${files.length} channel actor(s) from ${config.actors}${files.length ? ': ' + files.join(', ') : ''}`, { event: 'actors.loaded', folder: config.actors, files });
   }
   await checkSocketIoConfig(config);
   checkPusherConfig(config);

@@ -9,10 +9,10 @@ import { TestClient } from './helpers/ws-client.js';
 import { listeningPort, runCli } from './helpers/cli.js';
 
 // Several servers start and stop one after another: longer than .taprc's default on a busy machine.
-t.setTimeout(240_000);
+t.setTimeout(360_000);
 
 const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
-const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20000 });
+const run = (args: string[], env: Record<string, string> = {}) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60000 });
 
 t.test('help and usage errors', async (t) => {
   const help = run(['--help']);
@@ -105,6 +105,13 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
   t.equal(inUseJson.status, 3);
   const line = JSON.parse(inUseJson.stderr.trim());
   t.match(line, { level: 'error', event: 'server.start_failed', exit: 3, msg: /port is in use/ }, 'with --log-format=json, the line is JSON');
+
+  // A configuration error with --log-format=json (or RT_LOG_FORMAT=json): a JSON line too.
+  for (const [args, env] of [[['--log-format=json', '--workers=lots'], {}], [['--workers=lots'], { RT_LOG_FORMAT: 'json' }]] as const) {
+    const bad = run(['start', ...args], env);
+    t.equal(bad.status, 2);
+    t.match(JSON.parse(bad.stderr.trim()), { level: 'error', event: 'server.start_failed', exit: 2, key: 'workers', msg: /--workers/ });
+  }
 
   // A missing --actors folder: a configuration error, exit 2.
   const noActors = run(['start', '--port=0', '--workers=1', `--actors=${join(dir, 'missing')}`]);

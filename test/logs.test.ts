@@ -26,7 +26,8 @@ function parseLines(out: string): Line[] {
 }
 
 t.test('json logs: one object per line with time, level, thread, shard, msg and fields', async (t) => {
-  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json', '--log-level=debug', '--log-rate=5', '--max-channels-per-connection=1'], {
+  const actors = fileURLToPath(new URL('../actors', import.meta.url));
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json', '--log-level=debug', '--log-rate=5', '--max-channels-per-connection=1', `--actors=${actors}`], {
     env: cleanEnv({ RT_JWT_SECRET: SECRET, RT_API_KEY: '' }),
   });
   const port = await listeningPort(p);
@@ -87,6 +88,9 @@ t.test('json logs: one object per line with time, level, thread, shard, msg and 
   t.equal(listening.port, port);
   t.equal(listening.level, 'notice');
   t.ok(all.some((l) => l.event === 'server.api_key_generated'), 'the generated API key line');
+  const loaded = all.find((l) => l.event === 'actors.loaded')!;
+  t.equal(loaded.level, 'info');
+  t.ok(loaded.files.includes('chat-room.ts'), 'names the loaded actor files');
   t.ok(all.some((l) => l.event === 'server.stopping' && l.reason === 'SIGTERM'), 'the shutdown line');
   t.ok(all.some((l) => l.event === 'server.stopped'), 'the stopped line');
 });

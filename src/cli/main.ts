@@ -221,6 +221,13 @@ async function start(args: string[]): Promise<number> {
   return new Promise<number>(() => {});
 }
 
+/** Whether --log-format=json (or RT_LOG_FORMAT=json) was asked for, read before the configuration is valid. */
+function wantsJsonLogs(args: string[]): boolean {
+  const i = args.indexOf('--log-format');
+  if (args.includes('--log-format=json') || (i >= 0 && args[i + 1] === 'json')) return true;
+  return !args.some((a) => a.startsWith('--log-format')) && process.env[envOf('logFormat')] === 'json';
+}
+
 /** One line for a failed start, and its exit code (EXIT). */
 function startFailed(log: Logger, format: 'text' | 'json', err: unknown): number {
   const code = err instanceof ConfigError ? EXIT.CONFIG : err instanceof ListenError ? EXIT.LISTEN : EXIT.UNEXPECTED;
@@ -296,7 +303,10 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError) {
-      process.stderr.write(`rt-actors: ${err.message}\n`);
+      // A server meant to log JSON reports even a bad option as JSON, so its collector keeps the line.
+      if (cmd === 'start' && wantsJsonLogs(rest)) {
+        createLogger('error', 'main', { format: 'json' }).error(err.message, { event: 'server.start_failed', exit: EXIT.CONFIG, ...(err instanceof ConfigError ? { key: err.key } : {}) });
+      } else process.stderr.write(`rt-actors: ${err.message}\n`);
       return EXIT.CONFIG;
     }
     throw err;
