@@ -28,6 +28,8 @@ const TRAIL = 256;
 /** Saved sessions one thread keeps at most (oldest dropped first). */
 const MAX_RECORDS = 100_000;
 const packr = new Packr({ useRecords: false });
+/** A shard that does not answer within this (still starting, or busy) is not waited for: the client's connect must not time out. */
+const TAKE_TIMEOUT_MS = 500;
 const OFFSET_RE = /^(\d{1,4}\.[0-9a-f]{12})~(\d{1,15})$/;
 
 class Trail {
@@ -201,7 +203,7 @@ export class Recovery {
     let rec = this.claim(pid);
     if (!rec) {
       const others: Promise<SavedSocket | undefined>[] = [];
-      for (let s = 0; s < this.hub.shards; s++) if (s !== this.hub.thread) others.push(this.hub.forward<SavedSocket | undefined>(s, 'sio-rec', { op: 'take', pid } satisfies RecOp, 2000).catch(() => undefined));
+      for (let s = 0; s < this.hub.shards; s++) if (s !== this.hub.thread) others.push(this.hub.forward<SavedSocket | undefined>(s, 'sio-rec', { op: 'take', pid } satisfies RecOp, TAKE_TIMEOUT_MS).catch(() => undefined));
       for (const r of await Promise.all(others)) rec ??= r ?? undefined;
       if (!rec && this.shared) rec = await this.fromShared(pid);
       else void this.shared?.take(`sio:${pid}`).catch(() => null);
