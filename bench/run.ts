@@ -13,6 +13,7 @@ const suites: Array<[string, string, string]> = [
   ['pusher', './pusher.js', 'benchPusher'],
   ['transports', './transports.js', 'benchTransports'],
   ['bridge', './bridge.js', 'benchBridge'],
+  ['actors', './actors.js', 'benchActors'],
 ];
 
 const started = Date.now();

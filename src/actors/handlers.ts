@@ -158,9 +158,12 @@ function validate(def: HandlerDefinition, file: string): void {
 /** The handlers of every namespace, merged from all handler files. */
 export class HandlerRegistry {
   private readonly byNsp = new Map<string, NamespaceHandlers>();
+  /** One line per handler file and what it serves, for the start log. */
+  readonly summary: string[] = [];
 
   constructor(loaded: LoadedHandlers[]) {
     for (const { file, def } of loaded) {
+      this.summary.push(`handlers ${file}: namespace ${def.namespace ?? '/'}, events ${Object.keys(def.events).join(', ') || '(none)'}`);
       const nsp = def.namespace ?? '/';
       let h = this.byNsp.get(nsp) as { namespace: string; events: Map<string, EventHandler>; onConnect: unknown[]; onDisconnect: unknown[] } | undefined;
       if (!h) this.byNsp.set(nsp, (h = { namespace: nsp, events: new Map(), onConnect: [], onDisconnect: [] }) as unknown as NamespaceHandlers);

@@ -494,7 +494,7 @@ export class Hub {
   }
 
   /** The local connection behind a socket id an actor knows (a moved Socket.IO session answers to its old id). */
-  private local_(id: string): Client | undefined {
+  private clientById(id: string): Client | undefined {
     return this.clients.get(id) ?? this.aliases.get(id);
   }
 
@@ -505,7 +505,7 @@ export class Hub {
   private deliverPush(n: Extract<Notice, { t: 'push!' }>): void {
     let memo: EncodeMemo | undefined;
     for (const id of n.to) {
-      const c = this.local_(id);
+      const c = this.clientById(id);
       if (!c || c.closed || !(c.channels.has(n.ch) || c.pendingChannels?.has(n.ch))) continue;
       memo ??= new EncodeMemo((codec) => encodePush(codec, n.ch, n.ev, n.data));
       c.sendEncoded(memo.get(c.codec));
@@ -515,7 +515,7 @@ export class Hub {
 
   /** The channel's actor removed this connection: leave the channel here (the owner already forgot it) and tell the client. */
   private kickFromChannel(ch: string, id: string, reason: string): void {
-    const c = this.local_(id);
+    const c = this.clientById(id);
     if (!c || c.closed || !c.channels.delete(ch)) return;
     this.dropLocal(c, ch, true, false);
     c.sendEncoded(encodeKicked(c.codec, ch, reason));
