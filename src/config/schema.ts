@@ -134,6 +134,14 @@ export interface ServerConfig {
   socketioNamespaces: string[];
   /** Engine.IO transports offered. */
   socketioTransports: string[];
+  /** Seconds a new Engine.IO session may take to join a namespace before it is closed. */
+  socketioConnectTimeout: number;
+  /** How the CONNECT payload's `auth.token` is taken: auto (a JWT when it looks like one and JWT verification is configured), jwt (always), off (never). */
+  socketioAuthToken: 'auto' | 'jwt' | 'off';
+  /** Connection state recovery: seconds a disconnected Socket.IO client may take to come back and get what it missed (0 = off). */
+  socketioRecovery: number;
+  /** Path of a raw Engine.IO endpoint that echoes every message (for protocol conformance tests); empty = off. */
+  engineioEchoPath: string;
   // SSE and long-polling
   /** Transports served besides the HTTP API and Socket.IO: any of ws, sse, polling. */
   transports: string[];
@@ -239,6 +247,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'socketioParser', type: 'enum', default: 'json', choices: ['json', 'msgpack'], doc: 'Socket.IO parser: json (default) or msgpack (socket.io-msgpack-parser)' },
   { key: 'socketioNamespaces', type: 'list', default: ['/'], doc: "Socket.IO namespaces to accept besides those of request handler files, e.g. '/,/chat'" },
   { key: 'socketioTransports', type: 'list', default: ['polling', 'websocket'], doc: 'Socket.IO transports offered: polling, websocket' },
+  { key: 'socketioConnectTimeout', type: 'duration', default: 45, min: 0.05, max: 3600, doc: 'Socket.IO: time a new session may take to join a namespace before it is closed, e.g. \'45s\'' },
+  { key: 'socketioAuthToken', type: 'enum', default: 'auto', choices: ['auto', 'jwt', 'off'], doc: 'Socket.IO CONNECT auth.token: auto = verified as a JWT when it looks like one and a JWT secret/key is set, else passed to handlers untouched; jwt = always verified; off = never read' },
+  { key: 'socketioRecovery', type: 'duration', default: 120, min: 0, max: 86400, doc: 'Socket.IO connection state recovery window: a client back within it gets what it missed and its channels (0 = off)' },
+  { key: 'engineioEchoPath', type: 'string', default: '', doc: "raw Engine.IO endpoint echoing every message, for protocol conformance tests, e.g. '/engine.io/' (empty = off)" },
   // SSE and long-polling
   { key: 'transports', type: 'list', default: ['ws', 'sse', 'polling'], choices: ['ws', 'sse', 'polling'], doc: "native transports served: any of ws, sse, polling, e.g. 'sse,polling' where WebSockets must stay off" },
   { key: 'pollTimeout', type: 'duration', default: 25, min: 0.05, max: 300, doc: "how long a long-poll request waits for messages before answering empty, e.g. '25s'" },

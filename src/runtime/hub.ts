@@ -64,6 +64,8 @@ export class Hub {
   readonly aliases = new Map<string, Client>();
   /** Counters for /metrics. */
   readonly stats = { delivered: 0, published: 0, subscriptions: 0 };
+  /** Called before each publication this thread delivers (Socket.IO recovery numbers its deliveries). */
+  onDeliver?: (pub: Publication) => void;
   /** This thread's metrics block (bound before the hub is built). */
   private readonly m = metrics();
   private readonly publishedTotal = this.m.series('rt_publishes_total');
@@ -418,6 +420,7 @@ export class Hub {
   /** `at`: when the publish entered the server (preciseNow), for rt_publish_deliver_seconds. */
   private deliver(pub: Publication, exclude?: string, at?: number): void {
     const ch = pub.channel;
+    this.onDeliver?.(pub);
     const l = this.local.get(ch);
     if (l?.pos && l.pos.offset < pub.offset) l.pos.offset = pub.offset;
     const ex = exclude ? (this.clients.get(exclude) ?? this.aliases.get(exclude)) : undefined;

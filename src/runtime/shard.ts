@@ -146,6 +146,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     thread: shard,
     config,
     hub,
+    sharedStore: bridge?.store,
     verifier,
     verifyToken,
     apiKey: task.apiKey,
@@ -231,13 +232,15 @@ export async function runShard(task: ShardTask): Promise<void> {
     // Not graceful: this node's presence entries expire with its heartbeat; survivors re-register.
     void bridge?.close(false);
     stats.set(shard, 'alive', 0);
-    mesh.close();
     if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+    // Before the mesh closes: what a transport hands to other shards as its clients leave (Socket.IO
+    // sessions saved for recovery) still gets out.
     try {
       for (const c of [...hub.clients.values()]) c.disconnect(CloseCode.RESTART, 'shard restarting: reconnect and resume', true);
     } catch {
       /* the state may be what broke; the sockets are force-closed below anyway */
     }
+    mesh.close();
     setTimeout(() => {
       app.close();
       task.control.close();
