@@ -76,3 +76,27 @@ t.test("a custom actor's authorize replaces the signature check", async (t) => {
   await api(s.http, '/api/publish', { channel: 'private-door-1', event: 'knock', data: {} });
   t.equal((await got).channel, 'private-door-1');
 });
+
+t.test("client events on a public channel go to its actor's onMessage; without one, Pusher's rule holds", async (t) => {
+  const s = await startServer(t, pusherOptions({ actors: ACTORS }));
+  const open = async () => {
+    const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+    await raw.event('pusher:connection_established');
+    return raw;
+  };
+  const [a, b] = [await open(), await open()];
+  for (const r of [a, b]) {
+    r.send({ event: 'pusher:subscribe', data: { channel: 'room-1' } });
+    await r.event('pusher_internal:subscription_succeeded');
+  }
+  const heard = b.next((f) => f.event === 'shout');
+  a.send({ event: 'client-shout', channel: 'room-1', data: { text: 'hi' } });
+  t.same(JSON.parse((await heard).data), { text: 'hi' }, "the actor accepted the client event and broadcast its own event");
+  a.send({ event: 'client-shout', channel: 'room-1', data: { text: 'no' } });
+  t.match((await a.event('pusher:error')).data.message, /the room refuses "no"/, "the actor's refusal reaches the sender");
+  // a public channel without onMessage: Pusher's rule, answered by the channel's owner
+  a.send({ event: 'pusher:subscribe', data: { channel: 'public-plain' } });
+  await a.event('pusher_internal:subscription_succeeded');
+  a.send({ event: 'client-x', channel: 'public-plain', data: {} });
+  t.match((await a.event('pusher:error')).data.message, /only allowed on private and presence/);
+});

@@ -145,6 +145,8 @@ t.test('client events: refused on public channels, when not subscribed, and past
   const s = shared;
   const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
   await raw.event('pusher:connection_established');
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'public-1' } });
+  await raw.event('pusher_internal:subscription_succeeded');
   raw.send({ event: 'client-x', channel: 'public-1', data: {} });
   t.match((await raw.event('pusher:error')).data.message, /only allowed on private and presence/);
   raw.send({ event: 'client-x', channel: 'private-1', data: {} });

@@ -167,9 +167,10 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
 }
 
 /**
- * `client-…` events: only on private and presence channels the sender is subscribed to (not on
- * encrypted ones, whose payloads the server cannot check), within the app's size and rate limits,
- * never echoed to the sender. They go through the channel actor like any client publish.
+ * `client-…` events: on private and presence channels the sender is subscribed to (not on encrypted
+ * ones, whose payloads the server cannot check), or on any channel whose actor has onMessage, within
+ * the app's size and rate limits, never echoed to the sender. They go through the channel actor like
+ * any client publish.
  */
 function clientEvent(gw: PusherGateway, client: PusherClient, event: string, channel: unknown, data: unknown, size: number): void {
   const app = client.app;
@@ -177,16 +178,21 @@ function clientEvent(gw: PusherGateway, client: PusherClient, event: string, cha
   if (!app.enableClientMessages) return refuse('Client events are not enabled for this app');
   if (!validPusherChannel(channel)) return refuse('Client event needs a channel');
   if (event.length > 200) return refuse('Event name is longer than 200 characters');
-  if (channelKind(channel) === 'public') return refuse(`Client events are only allowed on private and presence channels, not ${channel}`);
   if (isEncryptedChannel(channel)) return refuse('Client events are not supported on encrypted channels');
   const internal = internalName(app, channel);
   if (!client.channels.has(internal)) return refuse(`Client event rejected: not subscribed to ${channel}`);
   if (size > app.maxEventPayload + 400) return refuse(`Client event rejected: payload larger than ${app.maxEventPayload} bytes`);
   if (client.clientEvents && !client.clientEvents.take()) return refuse('Client event rejected due to rate limit', PusherClose.RATE_LIMITED);
-  gw.ctx.hub.publish(internal, event, data, 'client', client, client.id).then(
+  // Sent as a whisper: the channel's actor decides when it has onMessage (on public channels too, as
+  // for every other transport); otherwise the owner applies Pusher's rule (private and presence only).
+  const isPublic = channelKind(channel) === 'public';
+  gw.ctx.hub.publish(internal, event, data, 'client', client, client.id, true).then(
     () => gw.hooks?.clientEvent(app, internal, event, data, client),
     (err) => {
-      if (!client.closed) refuse(`Client event rejected: ${toErrorBody(err).message}`);
+      if (client.closed) return;
+      const body = toErrorBody(err);
+      if (isPublic && body.code === 'forbidden') refuse(`Client events are only allowed on private and presence channels, not ${channel}`);
+      else refuse(`Client event rejected: ${body.message}`);
     },
   );
 }
