@@ -106,7 +106,6 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
   let actors: Awaited<ReturnType<typeof loadActors>> = [];
   if (config.actors) {
-    let actors: Awaited<ReturnType<typeof loadActors>>;
     try {
       actors = await loadActors(config.actors);
     } catch (err) {

@@ -50,15 +50,21 @@ export function listTasks(dir: string): Map<string, string> {
 async function describe(file: string, err: unknown): Promise<string> {
   const e = err as Error;
   const msg = e?.message ?? String(err);
-  if (msg.startsWith(file)) return msg;
+  // One line: a start-up error is printed as a single line (docs/deployment.md, exit codes).
+  if (msg.startsWith(file)) return oneLine(msg);
   if (e?.name === 'SyntaxError') {
     try {
       await transpile(file, readFileSync(file, 'utf8'));
     } catch (located) {
-      return `${(located as Error).message}\n(SyntaxError: ${msg})`;
+      return `${oneLine((located as Error).message)} (SyntaxError: ${msg})`;
     }
   }
   return `${file}: ${e?.name && e.name !== 'Error' ? e.name + ': ' : ''}${msg}`;
+}
+
+/** Several diagnostics of one file, joined: the first says where; the rest follow it on the same line. */
+function oneLine(msg: string): string {
+  return msg.split('\n').filter((l) => l.trim() !== '').join('; ');
 }
 
 export async function importFolder(dir: string): Promise<Array<{ file: string; exported: unknown }>> {
