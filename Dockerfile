@@ -13,6 +13,8 @@ COPY scripts ./scripts
 COPY src ./src
 COPY workers ./workers
 COPY actors ./actors
+# The dashboard's page (--dashboard), served as is.
+COPY static ./static
 RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
 
 USER node

@@ -9,6 +9,12 @@
  * For each: deliveries/s when publishing as fast as the API takes batches, and latency percentiles
  * (publish call → subscriber receives) at a paced rate well below saturation.
  *
+ * Placed custom actors (docs/scaling.md, placement), three hosts on one Redis, the auction actor of
+ * test/fixtures/cluster-actors:
+ *   placed-same-host     a client on the owner's host bids; latency to a subscriber on that host
+ *   placed-cross-host    a client on another host bids (forwarded to the owner and back)
+ *   placed-failover      kill -9 of the owner → first accepted bid on a survivor, over N kills
+ *
  *   node dist/bench/bridge.js [--quick]      prints one JSON line per figure
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -76,7 +82,7 @@ async function startHost(args: string[]): Promise<Host> {
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
-  for (let i = 0; i < 400; i++) {
+  for (let i = 0; i < 1200; i++) {
     const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
     if (m) return { port: Number(m[1]), proc };
     if (proc.exitCode !== null) break;
@@ -209,6 +215,134 @@ async function measure(mode: string, hosts: Host[], publishOn: Host, plan: Plan)
   }
 }
 
+
+const ACTORS = fileURLToPath(new URL('../../test/fixtures/cluster-actors', import.meta.url));
+
+/** A native-protocol client with request/reply, for bidding. */
+class Bidder {
+  private ref = 0;
+  private readonly waiting = new Map<number, (f: any) => void>();
+  onMessage: (f: any) => void = () => {};
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (raw) => {
+      const f = JSON.parse(raw.toString());
+      if (f.op === 'reply') {
+        this.waiting.get(f.ref)?.(f);
+        this.waiting.delete(f.ref);
+      } else if (f.op === 'message') this.onMessage(f);
+    });
+  }
+  static async open(port: number): Promise<Bidder> {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('error', reject);
+      ws.once('message', () => resolve());
+    });
+    return new Bidder(ws);
+  }
+  request(frame: Record<string, unknown>, timeoutMs = 60000): Promise<any> {
+    const ref = ++this.ref;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no reply to ${JSON.stringify(frame)}`)), timeoutMs);
+      this.waiting.set(ref, (f) => {
+        clearTimeout(timer);
+        resolve(f);
+      });
+      this.ws.send(JSON.stringify({ ...frame, ref }));
+    });
+  }
+}
+
+/** Publish→deliver latency of a placed actor's bids, sent from `from`, received on the same host. */
+async function placedLatency(mode: string, from: Host, owner: Host, rate: number, seconds: number): Promise<Record<string, unknown>> {
+  const channel = `auction-bench-${randomBytes(3).toString('hex')}`;
+  const first = await Bidder.open(owner.port);
+  // The first event for the channel places it on the host that received it.
+  if (!(await first.request({ op: 'subscribe', channel })).ok) throw new Error('subscribe failed');
+  const bidder = from === owner ? first : await Bidder.open(from.port);
+  const watcher = await Bidder.open(from.port);
+  if (from !== owner && !(await bidder.request({ op: 'subscribe', channel })).ok) throw new Error('subscribe failed');
+  if (!(await watcher.request({ op: 'subscribe', channel })).ok) throw new Error('subscribe failed');
+  const sentAt = new Map<number, number>();
+  const lat: number[] = [];
+  let got = 0;
+  watcher.onMessage = (f) => {
+    if (f.event !== 'bid') return;
+    const t = sentAt.get(f.data.amount);
+    if (t !== undefined) lat.push(performance.now() - t);
+    got++;
+  };
+  try {
+    // Warm-up.
+    for (let a = 1; a <= 20; a++) await bidder.request({ op: 'publish', channel, event: 'bid', data: { amount: a } });
+    lat.length = 0;
+    got = 0;
+    const n = rate * seconds;
+    const begin = performance.now();
+    const replies: Promise<any>[] = [];
+    for (let k = 0; k < n; k++) {
+      const amount = 100 + k;
+      sentAt.set(amount, performance.now());
+      replies.push(bidder.request({ op: 'publish', channel, event: 'bid', data: { amount } }));
+      const wait = begin + ((k + 1) * 1000) / rate - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    const answers = await Promise.all(replies);
+    const deadline = Date.now() + 10000;
+    while (got < n && Date.now() < deadline) await sleep(5);
+    return {
+      bench: 'bridge',
+      mode,
+      hosts: 3,
+      bids: n,
+      accepted: answers.filter((r) => r.ok).length,
+      paced_bids_per_s: rate,
+      latency_ms_p50: Math.round(percentile(lat, 50) * 100) / 100,
+      latency_ms_p99: Math.round(percentile(lat, 99) * 100) / 100,
+      latency_samples: lat.length,
+    };
+  } finally {
+    for (const b of new Set([first, bidder, watcher])) b.ws.terminate();
+  }
+}
+
+/** kill -9 of the owner → the first accepted bid on a survivor, `kills` times. */
+async function placedFailover(bridged: string[], survivor: Host, kills: number, leaseTtl: number): Promise<Record<string, unknown>> {
+  const times: number[] = [];
+  const b = await Bidder.open(survivor.port);
+  try {
+    for (let i = 0; i < kills; i++) {
+      const channel = `auction-fo-${randomBytes(3).toString('hex')}`;
+      const victim = await startHost([...bridged, '--actors', ACTORS, '--lease-ttl', `${leaseTtl}s`]);
+      const v = await Bidder.open(victim.port);
+      if (!(await v.request({ op: 'subscribe', channel })).ok) throw new Error('subscribe failed');
+      if (!(await b.request({ op: 'subscribe', channel })).ok) throw new Error('subscribe failed');
+      if (!(await b.request({ op: 'publish', channel, event: 'bid', data: { amount: 1 } })).ok) throw new Error('bid failed');
+      v.ws.terminate();
+      const exited = new Promise((r) => victim.proc.once('exit', r));
+      const t0 = performance.now();
+      victim.proc.kill('SIGKILL');
+      await exited;
+      const r = await b.request({ op: 'publish', channel, event: 'bid', data: { amount: 2 } });
+      if (!r.ok) throw new Error(`bid after the kill: ${JSON.stringify(r)}`);
+      times.push(performance.now() - t0);
+    }
+  } finally {
+    b.ws.terminate();
+  }
+  const sorted = [...times].sort((x, y) => x - y);
+  return {
+    bench: 'bridge',
+    mode: 'placed-failover',
+    kills,
+    lease_ttl_ms: leaseTtl * 1000,
+    failover_ms_min: Math.round(sorted[0]!),
+    failover_ms_p50: Math.round(percentile(times, 50)),
+    failover_ms_max: Math.round(sorted[sorted.length - 1]!),
+    within_2x_lease: sorted[sorted.length - 1]! <= 2 * leaseTtl * 1000,
+  };
+}
+
 async function dropNamespace(port: number, ns: string): Promise<void> {
   const r = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
   r.on('error', () => {});
@@ -224,7 +358,7 @@ async function dropNamespace(port: number, ns: string): Promise<void> {
   }
 }
 
-export async function benchBridge(opts: { quick: boolean }): Promise<Record<string, unknown>[]> {
+export async function benchBridge(opts: { quick: boolean; placedOnly?: boolean }): Promise<Record<string, unknown>[]> {
   const plan: Plan = opts.quick
     ? { subscribers: 8, saturate: 4000, batch: 100, inflight: 8, pacedRate: 500, pacedSeconds: 1 }
     : { subscribers: 20, saturate: 20000, batch: 100, inflight: 16, pacedRate: 1000, pacedSeconds: 5 };
@@ -233,7 +367,7 @@ export async function benchBridge(opts: { quick: boolean }): Promise<Record<stri
   const bridged = ['--redis', `redis://127.0.0.1:${redis.port}`, '--redis-namespace', ns];
   const out: Record<string, unknown>[] = [];
   const started: Host[] = [];
-  try {
+  const plainModes = async () => {
     const solo = await startHost([]);
     started.push(solo);
     out.push(await measure('single-host', [solo], solo, plan));
@@ -246,6 +380,26 @@ export async function benchBridge(opts: { quick: boolean }): Promise<Record<stri
     const two = await startHost(bridged);
     started.push(two);
     out.push(await measure('2-hosts+redis', [one, two], one, plan));
+    await Promise.all([stopHost(one), stopHost(two)]);
+  };
+  try {
+    if (!opts.placedOnly) await plainModes();
+
+    // Placed custom actors: three hosts, the owner is h[0] (it sees each channel's first event).
+    const leaseTtl = 2;
+    const placed = [...bridged, '--actors', ACTORS, '--lease-ttl', `${leaseTtl}s`];
+    const h: Host[] = [];
+    for (let i = 0; i < 3; i++) {
+      h.push(await startHost(placed));
+      started.push(h[i]!);
+    }
+    // Below saturation: a channel's activation runs one turn at a time and each turn that publishes
+    // waits for its Lua call, so one channel takes some hundreds of bids/s on an idle machine.
+    const rate = opts.quick ? 20 : 50;
+    const seconds = opts.quick ? 3 : 6;
+    out.push(await placedLatency('placed-same-host', h[0]!, h[0]!, rate, seconds));
+    out.push(await placedLatency('placed-cross-host', h[1]!, h[0]!, rate, seconds));
+    out.push(await placedFailover(bridged, h[2]!, opts.quick ? 3 : 10, leaseTtl));
   } finally {
     await Promise.all(started.map(stopHost));
     await dropNamespace(redis.port, ns).catch(() => {});
@@ -256,5 +410,5 @@ export async function benchBridge(opts: { quick: boolean }): Promise<Record<stri
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const quick = process.argv.includes('--quick');
-  for (const rec of await benchBridge({ quick })) console.log(JSON.stringify(rec));
+  for (const rec of await benchBridge({ quick, placedOnly: process.argv.includes('--placed') })) console.log(JSON.stringify(rec));
 }

@@ -14,6 +14,7 @@ const suites: Array<[string, string, string]> = [
   ['pusher', './pusher.js', 'benchPusher'],
   ['transports', './transports.js', 'benchTransports'],
   ['bridge', './bridge.js', 'benchBridge'],
+  ['actors', './actors.js', 'benchActors'],
 ];
 
 const started = Date.now();

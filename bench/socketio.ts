@@ -10,7 +10,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import { now, percentile, round } from './lib.js';
 
-type Kind = 'rt' | 'socketio' | 'socketio-uws';
+type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws';
 
 interface Target {
   /** Row label. */
@@ -157,6 +157,7 @@ export async function benchSocketIo(opts: { quick: boolean }): Promise<Record<st
   // (full run) shows the default configuration on this machine.
   const targets: Target[] = [
     { name: 'rt', kind: 'rt', workers: 1 },
+    { name: 'rt-no-recovery', kind: 'rt-no-recovery', workers: 1 },
     ...(opts.quick ? [] : [{ name: 'rt-2-shards', kind: 'rt' as Kind, workers: 2 }]),
     { name: 'socketio', kind: 'socketio', workers: 1 },
     { name: 'socketio-uws', kind: 'socketio-uws', workers: 1 },
@@ -176,6 +177,15 @@ export async function benchSocketIo(opts: { quick: boolean }): Promise<Record<st
       user_cpu_vs_socketio_default: round(user('socketio') / user('rt'), 1),
       user_cpu_vs_socketio_uws: round(user('socketio-uws') / user('rt'), 2),
       target_vs_default: 15,
+    });
+    // Connection state recovery (on by default) adds an offset to every delivery: its price.
+    rows.push({
+      bench: 'socketio',
+      load: load.name,
+      summary: 'connection state recovery: server CPU per delivery, rt (recovery on) vs rt-no-recovery',
+      recovery_cpu_overhead_pct: round(((row('rt').server_cpu_us_per_delivery as number) / (row('rt-no-recovery').server_cpu_us_per_delivery as number) - 1) * 100, 1),
+      recovery_user_cpu_overhead_pct: round((user('rt') / user('rt-no-recovery') - 1) * 100, 1),
+      target_pct: 5,
     });
   }
   return rows;

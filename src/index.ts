@@ -15,7 +15,7 @@ export {
   type Subscriber,
   type OutgoingMessage,
 } from './actors/define.js';
-export { defineHandlers, HandlerError, type HandlerDefinition, type Connection, type EventHandler, type Handshake } from './actors/handlers.js';
+export { defineHandlers, HandlerError, ackArgs, type AckArgs, type HandlerDefinition, type Connection, type EventHandler, type Handshake } from './actors/handlers.js';
 export { MemoryClient, type MemoryIdentity } from './transports/memory.js';
 export { RtError } from './errors.js';
 export { ConfigError, loadConfig } from './config/load.js';

@@ -10,7 +10,9 @@ import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkJwtSecret } from './auth/secret-policy.js';
 import { configureLogs, createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
-import { loadActors } from './actors/registry.js';
+import { describeActors, loadActors } from './actors/registry.js';
+import { loadHandlers } from './actors/handlers.js';
+import { listTasks } from './actors/folder.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
 import { checkPusherConfig } from './transports/pusher/index.js';
 import { Supervisor } from './runtime/supervisor.js';
@@ -21,7 +23,7 @@ import type { Member } from './protocol/native.js';
 
 export type ServerOptions = Partial<{ [K in keyof ServerConfig]: ServerConfig[K] | string }> & {
   /** Environment to read RT_* variables from; defaults to process.env. Pass {} to ignore it. */
-  env?: NodeJS.ProcessEnv;
+  env?: Record<string, string | undefined>;
 };
 
 export interface RtServer {
@@ -102,6 +104,7 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   }
   checkTls(config);
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
+  let actors: Awaited<ReturnType<typeof loadActors>> = [];
   if (config.actors) {
     let actors: Awaited<ReturnType<typeof loadActors>>;
     try {
@@ -114,6 +117,13 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   }
   await checkSocketIoConfig(config);
   checkPusherConfig(config);
+  if (config.actors) {
+    // What was loaded, once (every shard loads the same files).
+    const log = createLogger(config.logLevel, 'main');
+    for (const line of describeActors(actors)) log.info(line);
+    for (const line of (await loadHandlers(config.actors)).summary) log.info(line);
+    for (const [name, file] of listTasks(config.actors)) log.info(`compute task ${name}: ${file}`);
+  }
   // Redis bridge: a bad option or an unreachable Redis stops the start here, with a clear message.
   resolveHostId(config);
   const redisTarget = checkBridgeConfig(config);

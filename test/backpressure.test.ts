@@ -130,6 +130,11 @@ t.test('a stalled shard: queues stay bounded, refusals are explicit, nothing acc
   const sub = await ops.request({ op: 'subscribe', channel: hot });
   t.match(sub, { op: 'reply', ok: false, error: { code: 'overloaded' } }, 'subscribe gets an overloaded error reply');
 
+  // A message to a user goes to every thread, so it is refused while any of them is overloaded.
+  const toUser = track(Array.from({ length: 4 }, () => request(s.http, '/api/publish', { user: 'u1', event: 'load', data: null })));
+  const userRefused = await until(() => toUser.done.find((d) => d?.status === 'fulfilled' && d.value.status === 503), 'a refused user message');
+  t.match(userRefused, { value: { body: { error: { code: 'overloaded' } }, headers: { 'retry-after': '1' } } }, 'user message refused while a thread is overloaded');
+
   // Memory stays bounded while the shard is stuck.
   const queued0 = await until(() => metric(s, 'rt_ring_queued_bytes', '0'), 'shard 0 gauge');
   const queuedMain = await until(() => metric(s, 'rt_ring_queued_bytes', 'main'), 'main thread gauge');

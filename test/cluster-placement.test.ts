@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { signJwt } from 'rt-actors';
 import { api, JWT_SECRET } from './helpers/server.js';
 import { TestClient, type Frame } from './helpers/ws-client.js';
-import { dropNamespace, machineRedis, startHost, until, type Host } from './helpers/redis.js';
+import { dropNamespace, machineRedis, metric, startHost, until, type Host } from './helpers/redis.js';
 
 const actors = fileURLToPath(new URL('./fixtures/cluster-actors', import.meta.url));
 const token = (sub: string) => signJwt({ sub, exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
@@ -37,7 +37,7 @@ async function bidders(channel: string, on: Host[], perHost = 2): Promise<Bidder
       const user = `${ids.get(host)}-u${k}`;
       const c = await TestClient.connect(`${host.url}/ws?token=${token(user)}`);
       t.teardown(() => c.close());
-      const r = await c.request({ op: 'subscribe', channel }, 30000);
+      const r = await c.request({ op: 'subscribe', channel }, 60000);
       if (!r.ok) throw new Error(`subscribe on host ${i}: ${JSON.stringify(r)}`);
       out.push({ c, host, user });
     }
@@ -45,7 +45,7 @@ async function bidders(channel: string, on: Host[], perHost = 2): Promise<Bidder
   return out;
 }
 
-const bid = (b: Bidder, channel: string, amount: number) => b.c.request({ op: 'publish', channel, event: 'bid', data: { amount } }, 30000);
+const bid = (b: Bidder, channel: string, amount: number) => b.c.request({ op: 'publish', channel, event: 'bid', data: { amount } }, 60000);
 const accepted = (b: Bidder, channel: string) => b.c.messages(channel).filter((f) => f.event === 'bid').map((f: Frame) => [f.offset, f.data.amount, f.data.bidder]);
 const owner = async (channel: string, via: Host) => (await api(via.http, `/api/channels/${channel}`)).body.owner;
 
@@ -53,7 +53,7 @@ const owner = async (channel: string, via: Host) => (await api(via.http, `/api/c
 async function settle(channel: string, all: Bidder[], via: Host, tag: string): Promise<void> {
   const r = await api(via.http, '/api/publish', { channel, event: 'marker', data: tag });
   if (r.status !== 200) throw new Error(`marker: ${r.status} ${JSON.stringify(r.body)}`);
-  for (const b of all) await until(`marker ${tag} at ${b.user}`, () => b.c.messages(channel).some((f) => f.event === 'marker' && f.data === tag), 30000);
+  for (const b of all) await until(`marker ${tag} at ${b.user}`, () => b.c.messages(channel).some((f) => f.event === 'marker' && f.data === tag), 60000);
 }
 
 t.test('bids from clients on three hosts: one activation, one sequence, one close', async (t) => {
@@ -131,6 +131,30 @@ t.test('kill -9 the owner mid-auction: accepted bids survive, the auction goes o
   ids.set(hosts[hosts.length - 1]!, 'h4');
 });
 
+t.test('a timer survives its owner: kill -9 before the close, the auction closes once, on time, elsewhere', async (t) => {
+  const ch = 'auction-timer';
+  const all = await bidders(ch, hosts, 1);
+  const closeAfterMs = 6000;
+  const start = Date.now();
+  t.equal((await all[0]!.c.request({ op: 'publish', channel: ch, event: 'bid', data: { amount: 50, closeAfterMs } }, 60000)).ok, true);
+  const before = await owner(ch, hosts[0]!);
+  const victim = hosts.find((h) => ids.get(h) === before.host)!;
+  const survivors = all.filter((b) => b.host !== victim);
+  await victim.crash();
+  hosts.splice(hosts.indexOf(victim), 1);
+  // Nobody sends anything: a survivor with subscribers takes the lease over and re-arms the timer.
+  for (const b of survivors) {
+    const closed = await until(`closed at ${b.user}`, () => b.c.messages(ch).find((f) => f.event === 'closed'), 60000);
+    t.same(closed.data, { winner: all[0]!.user, amount: 50 }, `${b.user}: closed with the bid accepted before the kill`);
+  }
+  t.ok(Date.now() - start >= closeAfterMs - 50, 'not before its time');
+  t.equal((await bid(survivors[0]!, ch, 60)).error?.code, 'auction_closed');
+  await settle(ch, survivors, hosts[0]!, 'after-timer');
+  for (const b of survivors) t.equal(b.c.messages(ch).filter((f) => f.event === 'closed').length, 1, `${b.user}: closed once`);
+  hosts.push(await startHost(root, redis.url, ns, { args: hostArgs('h5') }));
+  ids.set(hosts[hosts.length - 1]!, 'h5');
+});
+
 t.test('an owner paused past its lease (SIGSTOP … SIGCONT) cannot act on it; its clients reach the new owner', async (t) => {
   const ch = 'auction-stop';
   const all = await bidders(ch, hosts, 1);
@@ -172,4 +196,38 @@ t.test('SIGTERM hands the actor over at once, with its state', async (t) => {
   t.equal((await bid(stay[1]!, ch, 80)).ok, true);
   const now = await owner(ch, hosts[0]!);
   t.ok(now.epoch > before.epoch && now.host !== before.host, `taken over by ${now.host}`);
+});
+
+t.test('hostile frames in a node inbox are counted and ignored; no lease is taken for them', async (t) => {
+  const { Redis } = await import('ioredis');
+  const { pack } = await import('msgpackr');
+  const r = new Redis({ port: redis.port, host: '127.0.0.1' });
+  t.teardown(() => r.disconnect());
+  const nodes = await r.smembers(`${ns}:nodes`);
+  const alive = (await Promise.all(nodes.map(async (n) => ((await r.exists(`${ns}:node:${n}`)) ? n : null)))).filter((n): n is string => !!n);
+  t.ok(alive.length >= 2, `${alive.length} live nodes`);
+  const before = await Promise.all(hosts.map((h) => metric(h, 'rt_redis_invalid_messages_total')));
+  const junk = [
+    Buffer.from('not msgpack at all'),
+    pack([1, 2, 3]),
+    pack({ k: 'q', id: 'x' }),
+    pack({ k: 'q', id: 1, from: 5, ch: 'auction-evil', op: 'msg', a: [] }),
+    Buffer.alloc(70_000, 0xc1),
+  ];
+  const refused = [
+    pack({ k: 'q', id: 2, from: 'nobody', ch: 'auction-evil', op: 'drop-all', a: [] }),
+    pack({ k: 'q', id: 3, from: 'nobody', ch: 'no-actor-here', op: 'join', a: [{ socketId: '0.x', node: 'n' }] }),
+    pack({ k: 'q', id: 4, from: 'nobody', ch: 'auction-evil2', op: 'msg', a: [null, null] }),
+    pack({ k: 'r', id: 999999, v: 1 }),
+  ];
+  for (const n of alive) for (const f of [...junk, ...refused]) await r.publish(`${ns}:{${n}}:in`, f);
+  for (const [i, h] of hosts.entries()) {
+    await until(`host ${i} to count the malformed frames`, async () => (await metric(h, 'rt_redis_invalid_messages_total')) >= before[i]! + 4);
+    t.equal((await api(h.http, '/health', undefined, { key: null })).body.status, 'ok', `host ${i} healthy`);
+  }
+  t.equal(await r.exists(`${ns}:{no-actor-here}:l`), 0, 'no lease for a channel without an actor');
+  t.equal(await r.exists(`${ns}:{auction-evil}:l`), 0, 'no lease for an unknown operation');
+  // Still serving.
+  const [b] = await bidders('auction-after-junk', hosts.slice(0, 1), 1);
+  t.equal((await bid(b!, 'auction-after-junk', 5)).ok, true, 'placement still works');
 });

@@ -61,6 +61,7 @@ t.test('the dashboard shows a live server', async (t) => {
   await page.waitForFunction(() => document.getElementById('connections-total')!.textContent === '4', undefined, { timeout: 15000 });
   const stats = (await api(s.http, '/api/stats')).body;
   t.equal(stats.connections.total, 4, 'the server counts the four connections too');
+  t.equal(await page.textContent('#host'), stats.host, 'the host id is shown');
   const threadRows = await page.$$eval('#threads tbody tr', (rows) => rows.map((r) => [(r as HTMLElement).dataset.thread, r.children[1]!.textContent]));
   t.same(threadRows, [['0', 'up'], ['1', 'up'], ['main', 'up']], 'every shard and the main thread, up');
   const shardConns = await page.$$eval('#threads tbody tr', (rows) => rows.map((r) => Number(r.children[2]!.textContent)));

@@ -29,7 +29,7 @@ t.test('HTTP API success paths', async (t) => {
   const prefixed = await api(s.http, '/api/channels?prefix=ord');
   t.same(prefixed.body.channels.map((x: any) => x.name), ['orders']);
   const info = await api(s.http, '/api/channels/orders');
-  t.same(info.body, { name: 'orders', subscribers: 1, offset: 4 });
+  t.match(info.body, { name: 'orders', subscribers: 1, offset: 4, owner: { shard: Number, placement: 'local' } });
   const none = await api(s.http, '/api/channels/nobody-here');
   t.equal(none.body.subscribers, 0);
   // Gauges are published by each shard every 250 ms: wait for the connection to show.

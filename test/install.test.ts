@@ -32,12 +32,14 @@ t.test('npm install --omit=dev in a clean copy builds everything and serves /cli
   for (const f of ['dist/src/index.js', 'dist/src/cli/main.js', 'dist/workers/shard.js', 'dist/client.js']) t.ok(existsSync(join(dir, f)), `${f} is built`);
   t.match(readFileSync(join(dir, 'dist/client.js'), 'utf8'), /globalThis\.RtActors/);
 
-  const server = runCli(t, process.execPath, ['bin/rt-actors.js', 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--actors=./actors'], { cwd: dir });
+  const server = runCli(t, process.execPath, ['bin/rt-actors.js', 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--actors=./actors', '--dashboard'], { cwd: dir });
   const port = await listeningPort(server, 60_000);
   const bundle = await fetch(`http://127.0.0.1:${port}/client.js`);
   t.equal(bundle.status, 200, '/client.js is served');
   t.match(bundle.headers.get('content-type'), /javascript/);
   t.match(await bundle.text(), /RtActors/);
+  const dashboard = await fetch(`http://127.0.0.1:${port}/dashboard/app.js`);
+  t.equal(dashboard.status, 200, 'the dashboard (static/) is served from the install');
   const health = await fetch(`http://127.0.0.1:${port}/health`);
   t.equal(health.status, 200);
   t.equal((await health.json()).status, 'ok');

@@ -7,6 +7,7 @@ import { api, startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { parsePrometheus, valueOf, type Family } from './helpers/prom.js';
 import { sioConnect } from './helpers/sio.js';
+import { connected, pusherClient, pusherOptions, sdk, subscribed, nextOn } from './helpers/pusher.js';
 import { dropNamespace, machineRedis, until } from './helpers/redis.js';
 
 const DOC = readFileSync(new URL('../docs/deployment.md', import.meta.url), 'utf8');
@@ -150,6 +151,23 @@ t.test('connections and messages are labelled by transport and protocol', async 
   t.equal(valueOf(f, 'rt_connections', { transport: 'sse', protocol: 'native' }), 1);
   t.equal(valueOf(f, 'rt_connections_opened_total', { protocol: 'socketio' }), 2);
   t.ok(valueOf(f, 'rt_messages_in_total', { transport: 'websocket', protocol: 'socketio' }) >= 1, 'Socket.IO packets in');
+});
+
+t.test('the Pusher gateway and its HTTP API are counted too', async (t) => {
+  const s = await startServer(t, pusherOptions());
+  const p = pusherClient(t, s.port);
+  await connected(p);
+  const ch = (await subscribed(p, 'news')).channel;
+  const got = nextOn(ch, 'posted');
+  t.equal((await sdk(s.port).trigger('news', 'posted', { n: 1 })).status, 200);
+  t.same(await got, { n: 1 });
+  const f = await until('the Pusher delivery is counted', async () => {
+    const m = await scrape(s.http);
+    return valueOf(m, 'rt_messages_out_total', { transport: 'websocket', protocol: 'pusher' }) === 1 ? m : undefined;
+  });
+  t.equal(valueOf(f, 'rt_connections', { transport: 'websocket', protocol: 'pusher' }), 1);
+  t.ok(valueOf(f, 'rt_messages_in_total', { protocol: 'pusher' }) >= 1, 'pusher:subscribe counted in');
+  t.equal(valueOf(f, 'rt_http_requests_total', { route: '/apps/:id/events', status: '200' }), 1, 'the signed trigger is counted by route');
 });
 
 t.test('parser rejects what Prometheus would', async (t) => {

@@ -76,7 +76,9 @@ t.test('real answers of every endpoint validate against /api/openapi.json', asyn
   const tap = await fetch(s.http + '/api/tap?channel=orders', { headers: { authorization: `Bearer ${API_KEY}` }, signal: tapCtrl.signal });
   check('tap', '/api/tap', 'get', { status: tap.status, body: null });
   t.equal(tap.headers.get('content-type'), 'application/x-ndjson; charset=utf-8');
+  await until('the tap subscribed', async () => (await api(s.http, '/api/channels/orders')).body.subscribers === 2);
   tapCtrl.abort();
+  await until('an aborted tap leaves the channel', async () => (await api(s.http, '/api/channels/orders')).body.subscribers === 1);
   const kicked = await api(s.http, '/api/users/ann/disconnect', {});
   check('disconnect', '/api/users/{id}/disconnect', 'post', kicked);
   t.equal((await ann.waitClose()).code, 4011, 'the user is disconnected');
@@ -97,6 +99,8 @@ t.test('real answers of every endpoint validate against /api/openapi.json', asyn
     ['users of a public channel', '/api/channels/{name}/users', 'get', api(s.http, '/api/channels/orders/users'), 400],
     ['stats without key', '/api/stats', 'get', api(s.http, '/api/stats', undefined, { key: null }), 401],
     ['tap without channel', '/api/tap', 'get', api(s.http, '/api/tap'), 400],
+    ['tap with a bad channel name', '/api/tap', 'get', api(s.http, '/api/tap?channel=' + encodeURIComponent('a b\u0000')), 400],
+    ['tap with an oversized name', '/api/tap', 'get', api(s.http, '/api/tap?channel=' + 'x'.repeat(300)), 400],
     ['tap without key', '/api/tap', 'get', api(s.http, '/api/tap?channel=a', undefined, { key: null }), 401],
   ];
   for (const [name, path, method, p, status] of errors) {

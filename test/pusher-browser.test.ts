@@ -9,6 +9,9 @@ import { startServer } from './helpers/server.js';
 import { launchBrowser } from './helpers/browser.js';
 import { APP, connected, nextOn, pusherClient, sdk, subscribed } from './helpers/pusher.js';
 
+// Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
+t.setTimeout(600_000);
+
 const bundle = readFileSync(new URL('../node_modules/pusher-js/dist/web/pusher.min.js', import.meta.url));
 
 t.test('pusher-js browser bundle in Chromium', async (t) => {

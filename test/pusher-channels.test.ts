@@ -7,6 +7,9 @@ import { startServer, api, JWT_SECRET } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { APP, connected, nextOn, pusherClient, pusherOptions, RawPusher, sdk, subscribed } from './helpers/pusher.js';
 
+// Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
+t.setTimeout(600_000);
+
 const ACTORS = new URL('./fixtures/pusher-actors', import.meta.url).pathname;
 
 t.test('private-encrypted-: the server relays ciphertext that pusher-js decrypts', async (t) => {

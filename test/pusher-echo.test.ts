@@ -7,6 +7,12 @@ import Pusher from 'pusher-js';
 import { startServer } from './helpers/server.js';
 import { APP, sdk, pusherOptions } from './helpers/pusher.js';
 
+// Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
+t.setTimeout(600_000);
+
+// One server for both broadcasters (each uses channels of its own).
+const shared = await startServer(t, pusherOptions());
+
 function once<T = unknown>(register: (cb: (v: T) => void) => void, timeoutMs = 5000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('timed out waiting for an Echo callback')), timeoutMs);
@@ -47,21 +53,21 @@ async function connected(e: Echo<any>): Promise<void> {
 
 for (const broadcaster of ['pusher', 'reverb'] as const) {
   t.test(`Echo broadcaster '${broadcaster}': listen, private, whisper, toOthers, presence`, async (t) => {
-    const s = await startServer(t, pusherOptions());
+    const s = shared;
     const backend = sdk(s.port);
     const ann = echo(t, broadcaster, s.port, { id: '1', name: 'Ann' });
     const bob = echo(t, broadcaster, s.port, { id: '2', name: 'Bob' });
     await Promise.all([connected(ann), connected(bob)]);
 
     // public channel with Laravel's event naming (App\Events\…)
-    const shipped = once((cb) => ann.channel('orders').listen('OrderShipped', cb));
-    await once((cb) => ann.channel('orders').subscribed(cb));
-    await backend.trigger('orders', 'App\\Events\\OrderShipped', { id: 5 });
+    const shipped = once((cb) => ann.channel(`orders-${broadcaster}`).listen('OrderShipped', cb));
+    await once((cb) => ann.channel(`orders-${broadcaster}`).subscribed(cb));
+    await backend.trigger(`orders-${broadcaster}`, 'App\\Events\\OrderShipped', { id: 5 });
     t.same(await shipped, { id: 5 }, 'listen("OrderShipped")');
 
     // private channel, whisper, toOthers
-    const annChat = ann.private('chat.1');
-    const bobChat = bob.private('chat.1');
+    const annChat = ann.private(`chat.${broadcaster}`);
+    const bobChat = bob.private(`chat.${broadcaster}`);
     await Promise.all([once((cb) => annChat.subscribed(cb)), once((cb) => bobChat.subscribed(cb))]);
     const typing = once((cb) => bobChat.listenForWhisper('typing', cb));
     annChat.whisper('typing', { name: 'Ann' });
@@ -69,22 +75,22 @@ for (const broadcaster of ['pusher', 'reverb'] as const) {
     let annGot = false;
     annChat.listen('.mine', () => (annGot = true));
     const bobGot = once((cb) => bobChat.listen('.mine', cb));
-    await backend.trigger('private-chat.1', 'mine', 'only others', { socket_id: ann.socketId() });
+    await backend.trigger(`private-chat.${broadcaster}`, 'mine', 'only others', { socket_id: ann.socketId() });
     t.equal(await bobGot, 'only others');
     const marker = once((cb) => annChat.listen('.marker', cb));
-    await backend.trigger('private-chat.1', 'marker', 1);
+    await backend.trigger(`private-chat.${broadcaster}`, 'marker', 1);
     await marker;
     t.equal(annGot, false, 'toOthers: X-Socket-ID excluded the sender');
 
     // presence
-    const here = once<unknown[]>((cb) => ann.join('room.1').here(cb));
+    const here = once<unknown[]>((cb) => ann.join(`room.${broadcaster}`).here(cb));
     t.same(await here, [{ name: 'Ann' }], 'here()');
-    const joining = once((cb) => ann.join('room.1').joining(cb));
-    const bobHere = once<any[]>((cb) => bob.join('room.1').here(cb));
+    const joining = once((cb) => ann.join(`room.${broadcaster}`).joining(cb));
+    const bobHere = once<any[]>((cb) => bob.join(`room.${broadcaster}`).here(cb));
     t.same((await bobHere).map((m) => m.name).sort(), ['Ann', 'Bob']);
     t.same(await joining, { name: 'Bob' }, 'joining(Bob)');
-    const leaving = once((cb) => ann.join('room.1').leaving(cb));
-    bob.leave('room.1');
+    const leaving = once((cb) => ann.join(`room.${broadcaster}`).leaving(cb));
+    bob.leave(`room.${broadcaster}`);
     t.same(await leaving, { name: 'Bob' }, 'leaving(Bob)');
   });
 }

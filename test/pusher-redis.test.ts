@@ -5,6 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { dropNamespace, machineRedis, startHost, until } from './helpers/redis.js';
 import { APP, connected, nextOn, pusherClient, sdk, subscribed } from './helpers/pusher.js';
 
+// Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
+t.setTimeout(600_000);
+
 const ns = `rt-test-${randomBytes(4).toString('hex')}`;
 const redis = await machineRedis(t);
 t.teardown(() => dropNamespace(redis.port, ns));

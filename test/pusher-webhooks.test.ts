@@ -8,6 +8,9 @@ import { startServer } from './helpers/server.js';
 import { until } from './helpers/redis.js';
 import { APP, connected, pusherClient, sdk, subscribed } from './helpers/pusher.js';
 
+// Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
+t.setTimeout(600_000);
+
 async function receiver(t: { teardown(fn: () => unknown): void }, failFirst: number) {
   const events: any[] = [];
   let invalid = 0;

@@ -8,6 +8,12 @@ import { TestClient } from './helpers/ws-client.js';
 import { nextEvent, sioConnect } from './helpers/sio.js';
 import { APP, connected, nextOn, pusherClient, pusherOptions, RawPusher, subscribed } from './helpers/pusher.js';
 
+// Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
+t.setTimeout(600_000);
+
+// One server for the subtests that need nothing special (each uses channels of its own).
+const shared = await startServer(t, pusherOptions());
+
 const token = (sub: string, name: string) =>
   signJwt({ sub, user_info: { name }, channels: ['private-*', 'presence-*'], exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
 
@@ -20,7 +26,7 @@ t.test('without Pusher configuration the gateway is off', async (t) => {
 });
 
 t.test('connection_established, ping/pong, unknown key and protocol errors', async (t) => {
-  const s = await startServer(t, pusherOptions());
+  const s = shared;
   const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7&client=js&version=8.4.0`);
   const est = await raw.event('pusher:connection_established');
   const info = JSON.parse(est.data);
@@ -44,7 +50,7 @@ t.test('connection_established, ping/pong, unknown key and protocol errors', asy
 });
 
 t.test('public channel: pusher-js receives what the HTTP API, Socket.IO and native clients publish', async (t) => {
-  const s = await startServer(t, pusherOptions());
+  const s = shared;
   const p = pusherClient(t, s.port);
   await connected(p);
   const { channel } = await subscribed(p, 'orders');
@@ -68,7 +74,7 @@ t.test('public channel: pusher-js receives what the HTTP API, Socket.IO and nati
 });
 
 t.test('private channels: a signed auth subscribes, a wrong or missing one gets subscription_error', async (t) => {
-  const s = await startServer(t, pusherOptions());
+  const s = shared;
   const good = pusherClient(t, s.port);
   await connected(good);
   const { channel } = await subscribed(good, 'private-orders.1');
@@ -93,7 +99,7 @@ t.test('private channels: a signed auth subscribes, a wrong or missing one gets 
 });
 
 t.test('presence: members, member_added / member_removed once per user, client events not echoed', async (t) => {
-  const s = await startServer(t, pusherOptions());
+  const s = shared;
   const ann = pusherClient(t, s.port, { member: { user_id: '1', user_info: { name: 'Ann' } } });
   const bob = pusherClient(t, s.port, { member: { user_id: '2', user_info: { name: 'Bob' } } });
   const bob2 = pusherClient(t, s.port, { member: { user_id: '2', user_info: { name: 'Bob' } } });
@@ -128,7 +134,7 @@ t.test('presence: members, member_added / member_removed once per user, client e
 
   // users API and leave
   const users = await api(s.http, '/api/channels/presence-room.1/users');
-  t.same(users.body.users.map((u: any) => u.id).sort(), ['1', '2']);
+  t.same(users.body.users.map((u: any) => u.user_id).sort(), ['1', '2']);
   const removed = nextOn(a.channel, 'pusher:member_removed');
   bob.disconnect();
   bob2.disconnect();
@@ -136,7 +142,7 @@ t.test('presence: members, member_added / member_removed once per user, client e
 });
 
 t.test('client events: refused on public channels, when not subscribed, and past the rate limit', async (t) => {
-  const s = await startServer(t, pusherOptions());
+  const s = shared;
   const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
   await raw.event('pusher:connection_established');
   raw.send({ event: 'client-x', channel: 'public-1', data: {} });
@@ -156,14 +162,14 @@ t.test('client events: refused on public channels, when not subscribed, and past
 });
 
 t.test('one presence room across pusher-js, socket.io-client and a native WebSocket client', async (t) => {
-  const s = await startServer(t, pusherOptions());
+  const s = shared;
   const p = pusherClient(t, s.port, { member: { user_id: '1', user_info: { name: 'Pat' } } });
   await connected(p);
-  const room = await subscribed(p, 'presence-room.1');
+  const room = await subscribed(p, 'presence-room.2');
 
   const sioJoined = nextOn(room.channel, 'pusher:member_added', (m: any) => m.id === '2');
   const sio = await sioConnect(t, s.http, { auth: { token: token('2', 'Sio') } });
-  const sioAck = await sio.timeout(5000).emitWithAck('subscribe', { channel: 'presence-room.1' });
+  const sioAck = await sio.timeout(5000).emitWithAck('subscribe', { channel: 'presence-room.2' });
   t.equal(sioAck.ok, true, 'socket.io client joins');
   t.same((await sioJoined).info, { name: 'Sio' }, 'pusher-js sees the socket.io member');
 
@@ -171,14 +177,14 @@ t.test('one presence room across pusher-js, socket.io-client and a native WebSoc
   const natJoinedS = nextEvent(sio, 'presence:joining', (_ch, m) => m.user_id === '3');
   const nat = await TestClient.connect(`${s.url}/ws?token=${token('3', 'Nat')}`);
   t.teardown(() => nat.close());
-  const sub = await nat.request({ op: 'subscribe', channel: 'presence-room.1' });
+  const sub = await nat.request({ op: 'subscribe', channel: 'presence-room.2' });
   t.same(sub.members.map((m: any) => m.user_id).sort(), ['1', '2', '3'], 'the native client sees all three members');
   await natJoinedP;
   await natJoinedS;
   t.pass('pusher-js and socket.io see the native member');
 
   // a whisper from pusher-js reaches both others
-  const toSio = nextEvent(sio, 'client-wave', (ch) => ch === 'presence-room.1');
+  const toSio = nextEvent(sio, 'client-wave', (ch) => ch === 'presence-room.2');
   const toNat = nat.next((f) => f.op === 'message' && f.event === 'client-wave');
   room.channel.trigger('client-wave', { from: 'Pat' });
   t.same((await toSio)[1], { from: 'Pat' }, 'socket.io gets the pusher-js client event');
@@ -186,7 +192,7 @@ t.test('one presence room across pusher-js, socket.io-client and a native WebSoc
 
   // a native publish reaches pusher-js
   const toPusher = nextOn(room.channel, 'client-hi');
-  await nat.request({ op: 'publish', channel: 'presence-room.1', event: 'client-hi', data: { from: 'Nat' } });
+  await nat.request({ op: 'publish', channel: 'presence-room.2', event: 'client-hi', data: { from: 'Nat' } });
   t.same(await toPusher, { from: 'Nat' }, 'pusher-js gets the native publish');
 
   const left = nextEvent(sio, 'presence:leaving', (_ch, m) => m.user_id === '1');

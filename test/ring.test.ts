@@ -554,7 +554,7 @@ t.test('mesh deadlines: one queue per peer fails each unanswered request at its 
     new Promise<void>((resolve) => a.call(0, { t: 'channels', prefix }, (err) => (order.push(`${name}:${err ? err.code : 'ok'}`), resolve()), timeoutMs));
   const all = [ask('default', 'never'), ask('short', 'never', 50), ask('mid', 'never', 120), ask('answered', 'answer', 10_000), ask('long', 'never', 3000)];
   await until(() => order.length === 3, 5000, 'three expiries');
-  t.same(order, ['short:timeout', 'mid:timeout', 'default:timeout'], 'shorter timeouts expire first, inserted from the tail');
+  t.same(order, ['short:timeout', 'mid:timeout', 'default:timeout'], 'each request expires at its own deadline, whatever order they were sent in');
   release();
   await Promise.all(all);
   t.same(order.slice(3), ['answered:ok', 'long:timeout'], 'an answered request is not failed; the last one expires');

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { createServer as createHttpServer } from 'node:http';
 import uWS from 'uWebSockets.js';
 
-type Kind = 'rt' | 'socketio' | 'socketio-uws';
+type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws';
 const kind = (process.argv[2] ?? 'rt') as Kind;
 const workers = Number(process.argv[3] ?? 2);
 
@@ -27,9 +27,11 @@ function payload(size: number, seq: number): unknown {
 }
 
 async function start(): Promise<void> {
-  if (kind === 'rt') {
+  if (kind === 'rt' || kind === 'rt-no-recovery') {
     const { createServer } = await import('rt-actors');
-    const s = await createServer({ port: 0, host: '127.0.0.1', workers, apiKey: 'bench', env: {}, logLevel: 'error', maxBackpressure: 64 * 1024 * 1024, historySize: 0, socketioTransports: 'websocket' });
+    // rt-no-recovery: the same without connection state recovery, to price its offsets on the fan-out path.
+    const recovery = kind === 'rt' ? {} : { socketioRecovery: 0 };
+    const s = await createServer({ port: 0, host: '127.0.0.1', workers, apiKey: 'bench', env: {}, logLevel: 'error', maxBackpressure: 64 * 1024 * 1024, historySize: 0, socketioTransports: 'websocket', ...recovery });
     port = s.port;
     publishFn = (ch, data) => void s.publish(ch, 'm', data).catch((err: Error) => console.error('publish failed:', err.message));
     stop = () => s.close();

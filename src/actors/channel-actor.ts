@@ -592,7 +592,10 @@ export class ChannelActor {
 
   private afterVerdict(msg: OutgoingMessage, verdict: unknown, exclude: string | undefined, source: PublishSource, at?: number): PublishResult | Pending {
     if (verdict === null) throw new RtError('publish_refused', `publish to ${this.name} refused by the channel actor`, 403);
-    if ((verdict as unknown) instanceof Published) return { offset: (verdict as unknown as Published).offset };
+    if ((verdict as unknown) instanceof Published) {
+      const r = (verdict as unknown as Published).result;
+      return r instanceof Promise ? new Pending(r) : r;
+    }
     if (verdict === undefined) return this.emit(msg.event, msg.data, exclude, at);
     const v = verdict as Partial<OutgoingMessage> & { reply?: unknown };
     if (typeof v !== 'object') throw new RtError('actor_failed', `the channel actor of ${this.name} returned ${typeof v} instead of a message or { reply }`, 500);
@@ -854,7 +857,12 @@ export class ChannelActor {
   private ingest(msg: BrokerMessage, claim: string): void | Promise<void> {
     if (!this.bridged) return;
     const send = (v: OutgoingMessage | null | void): void => {
-      if (v === null || (v as unknown) instanceof Published) return;
+      if (v === null) return;
+      if ((v as unknown) instanceof Published) {
+        const o = (v as unknown as Published).result;
+        if (o instanceof Promise) o.catch((err) => this.log('a message published through Redis was refused by its actor', err));
+        return;
+      }
       const out = v ?? { event: msg.event, data: msg.data };
       if (!out || typeof out.event !== 'string' || out.event.length === 0) return this.log('onPublish returned a message without an event; dropped');
       const m: BrokerMessage = msg.exclude ? { event: out.event, data: out.data, exclude: msg.exclude } : { event: out.event, data: out.data };

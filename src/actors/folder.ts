@@ -2,28 +2,82 @@
  * The --actors folder: channel actors and request handlers live side by side in it. This lists and
  * imports its modules (in name order, TypeScript through the loader hook); the two loaders then keep
  * the default exports that are theirs.
+ *
+ * Folder rules (docs/actors.md): every top-level .ts/.mts/.js/.mjs file is an actor or handler file
+ * and must default-export one; files whose name starts with `_`, and everything in subfolders, are
+ * helper modules (imported by the others, never loaded by themselves); `<name>.task.ts` files are
+ * compute tasks for `ctx.compute`, run on the compute pool.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { transpile } from './syntax.js';
 import { registerTypeScriptLoader } from './ts-loader.js';
 
 const MODULE_FILE = /\.(ts|mts|js|mjs)$/;
+const TASK_FILE = /^([A-Za-z0-9_-]{1,100})\.task\.(ts|mts|js|mjs)$/;
 
-export async function importFolder(dir: string): Promise<Array<{ file: string; exported: unknown }>> {
+function isHelper(name: string): boolean {
+  return name.startsWith('_') || name.startsWith('.') || name.endsWith('.d.ts') || name.endsWith('.d.mts');
+}
+
+function list(dir: string): { root: string; names: string[] } {
   const root = resolve(dir);
-  let names: string[];
   try {
     if (!statSync(root).isDirectory()) throw new Error('not a directory');
-    names = readdirSync(root).filter((n) => MODULE_FILE.test(n) && !n.endsWith('.d.ts')).sort();
+    return { root, names: readdirSync(root).filter((n) => MODULE_FILE.test(n) && statSync(join(root, n)).isFile()).sort() };
   } catch (err) {
     throw new Error(`--actors ${dir}: cannot read folder (${(err as Error).message})`);
   }
-  if (names.some((n) => /\.m?ts$/.test(n))) registerTypeScriptLoader();
+}
+
+/** Compute task files of the folder, by task name. */
+export function listTasks(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!dir) return out;
+  const { root, names } = list(dir);
+  for (const n of names) {
+    const m = TASK_FILE.exec(n);
+    if (m && !isHelper(n)) out.set(m[1]!, join(root, n));
+  }
+  return out;
+}
+
+/**
+ * Where a load error happened: the loader's TypeScript diagnostics already say `file:line:column`;
+ * Node's SyntaxErrors for JavaScript modules say no position, so the file is parsed again to find it.
+ */
+async function describe(file: string, err: unknown): Promise<string> {
+  const e = err as Error;
+  const msg = e?.message ?? String(err);
+  if (msg.startsWith(file)) return msg;
+  if (e?.name === 'SyntaxError') {
+    try {
+      await transpile(file, readFileSync(file, 'utf8'));
+    } catch (located) {
+      return `${(located as Error).message}\n(SyntaxError: ${msg})`;
+    }
+  }
+  return `${file}: ${e?.name && e.name !== 'Error' ? e.name + ': ' : ''}${msg}`;
+}
+
+export async function importFolder(dir: string): Promise<Array<{ file: string; exported: unknown }>> {
+  const { root, names } = list(dir);
+  // Always: it also lets files anywhere on disk import 'rt-actors' (see ts-hooks.ts resolve).
+  registerTypeScriptLoader();
   const out: Array<{ file: string; exported: unknown }> = [];
   for (const name of names) {
+    if (isHelper(name) || TASK_FILE.test(name)) continue;
     const file = join(root, name);
-    const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    let mod: { default?: unknown };
+    try {
+      mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+    } catch (err) {
+      throw new Error(await describe(file, err));
+    }
+    if (mod.default === undefined) {
+      throw new Error(`${file}: no default export. A file at the top of --actors must \`export default defineActor({...})\` or \`defineHandlers({...})\`; put helper modules in a subfolder or in a file whose name starts with "_"`);
+    }
     out.push({ file, exported: mod.default });
   }
   return out;

@@ -16,7 +16,10 @@ export interface Connection {
   readonly userId?: string;
   /** `user_info` from the token. */
   readonly userInfo?: unknown;
-  /** The Socket.IO handshake `auth` object (`io(url, { auth })`); `{}` for native clients. */
+  /**
+   * The Socket.IO CONNECT payload (`io(url, { auth })`) exactly as the client sent it; `{}` for native
+   * clients. Recovering clients (socket.io-client ≥ 4.6) add their `pid` and `offset` to it.
+   */
   readonly auth: Readonly<Record<string, unknown>>;
   /** 'socket.io' or the native transport's name ('ws', 'poll', …). */
   readonly transport: string;
@@ -49,6 +52,35 @@ export interface Handshake {
   address: string;
 }
 
+const ACK_ARGS = Symbol.for('rt-actors.ackArgs');
+
+/** Several values for one Socket.IO acknowledgement (see ackArgs). */
+export interface AckArgs {
+  readonly [ACK_ARGS]: readonly unknown[];
+}
+
+/**
+ * Return `ackArgs(a, b, …)` from a handler to call the client's ack callback with several arguments
+ * (`socket.emit('x', data, (a, b) => …)`). A plain return value is one argument. Native rpc clients
+ * receive the values as an array.
+ */
+export function ackArgs(...args: unknown[]): AckArgs {
+  return { [ACK_ARGS]: args };
+}
+
+/** The ack arguments a handler's return value stands for. */
+export function ackArgsOf(v: unknown): unknown[] {
+  if (v === undefined) return [];
+  if (v !== null && typeof v === 'object' && ACK_ARGS in v) return [...(v as AckArgs)[ACK_ARGS]];
+  return [v];
+}
+
+/** A handler's return value as one reply value (native rpc): several ack values become an array. */
+export function replyValueOf(v: unknown): unknown {
+  if (v !== null && typeof v === 'object' && ACK_ARGS in v) return [...(v as AckArgs)[ACK_ARGS]];
+  return v;
+}
+
 /** A handler: its return value (or resolved value) answers the client's ack callback / rpc reply. */
 export type EventHandler = (conn: Connection, ...args: any[]) => unknown;
 
@@ -57,7 +89,8 @@ export interface HandlerDefinition {
   namespace?: string;
   /**
    * A Socket.IO client connects to the namespace. Throw (e.g. a HandlerError) to refuse: the client
-   * receives a connect_error with the message and `data: { code }`.
+   * receives a connect_error with the message and `data: { code }`. Events emitted here reach the
+   * client right after the namespace's CONNECT packet.
    */
   onConnect?(conn: Connection): void | Promise<void>;
   /** A Socket.IO client left the namespace (any reason). */
@@ -125,9 +158,12 @@ function validate(def: HandlerDefinition, file: string): void {
 /** The handlers of every namespace, merged from all handler files. */
 export class HandlerRegistry {
   private readonly byNsp = new Map<string, NamespaceHandlers>();
+  /** One line per handler file and what it serves, for the start log. */
+  readonly summary: string[] = [];
 
   constructor(loaded: LoadedHandlers[]) {
     for (const { file, def } of loaded) {
+      this.summary.push(`handlers ${file}: namespace ${def.namespace ?? '/'}, events ${Object.keys(def.events).join(', ') || '(none)'}`);
       const nsp = def.namespace ?? '/';
       let h = this.byNsp.get(nsp) as { namespace: string; events: Map<string, EventHandler>; onConnect: unknown[]; onDisconnect: unknown[] } | undefined;
       if (!h) this.byNsp.set(nsp, (h = { namespace: nsp, events: new Map(), onConnect: [], onDisconnect: [] }) as unknown as NamespaceHandlers);

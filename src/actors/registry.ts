@@ -26,7 +26,7 @@ function matcher(match: ActorDefinition['match']): (channel: string) => boolean 
 
 function validate(def: unknown, file: string): AnyActorDefinition {
   const d = def as AnyActorDefinition | undefined;
-  if (!d || typeof d !== 'object') throw new Error(`${file}: default export must be defineActor({ match, ... })`);
+  if (!d || typeof d !== 'object') throw new Error(`${file}: the default export must be defineActor({ match, ... }) or defineHandlers({ ... }); helper modules go in a subfolder or a file whose name starts with "_"`);
   const list = Array.isArray(d.match) ? d.match : [d.match];
   if (list.length === 0 || !list.every((m) => typeof m === 'string' || m instanceof RegExp)) {
     throw new Error(`${file}: "match" must be a channel name or glob, a RegExp, or a list of them`);
@@ -65,4 +65,12 @@ export class ActorRegistry {
   get files(): string[] {
     return this.loaded.map((a) => a.file);
   }
+}
+
+/** One line per actor file and what it matches, for the start log. */
+export function describeActors(loaded: readonly LoadedActor[]): string[] {
+  return loaded.map((a) => {
+    const list = (Array.isArray(a.def.match) ? a.def.match : [a.def.match]) as Array<string | RegExp>;
+    return `actor ${a.file}: match ${list.map((m) => (typeof m === 'string' ? m : String(m))).join(', ')}`;
+  });
 }

@@ -1,9 +1,8 @@
 /** Loader hooks (run by Node in its loader thread): see ts-loader.ts. */
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { transpile } from './syntax.js';
 
-type Ts = typeof import('typescript');
-let ts: Ts | undefined;
 
 interface LoadResult { format: string; source?: string | Uint8Array; shortCircuit?: boolean }
 type NextLoad = (url: string, context: unknown) => Promise<LoadResult>;
@@ -14,6 +13,9 @@ export async function resolve(specifier: string, context: { parentURL?: string }
   try {
     return await next(specifier, context);
   } catch (err) {
+    // An actors folder outside the project (--actors /srv/app/actors) has no node_modules/rt-actors:
+    // it gets the running server's own package (the same module instances, so ActorError is ours).
+    if (specifier === 'rt-actors' || specifier.startsWith('rt-actors/')) return next(specifier, { ...context, parentURL: import.meta.url });
     // TypeScript sources import siblings as './x.js' (or extensionless) while the file on disk is x.ts.
     const parent = context.parentURL ?? '';
     if (/\.m?ts$/.test(parent) && (specifier.startsWith('.') || specifier.startsWith('/'))) {
@@ -32,18 +34,7 @@ export async function resolve(specifier: string, context: { parentURL?: string }
 
 export async function load(url: string, context: unknown, next: NextLoad): Promise<LoadResult> {
   if (!/\.m?ts$/.test(url) || !url.startsWith('file:')) return next(url, context);
-  ts ??= (await import('typescript')).default as unknown as Ts;
   const file = fileURLToPath(url);
-  const source = await readFile(file, 'utf8');
-  const out = ts.transpileModule(source, {
-    fileName: file,
-    compilerOptions: {
-      module: ts.ModuleKind.ESNext,
-      target: ts.ScriptTarget.ES2022,
-      sourceMap: false,
-      inlineSourceMap: true,
-      verbatimModuleSyntax: false,
-    },
-  });
-  return { format: 'module', source: out.outputText, shortCircuit: true };
+  // transpile refuses broken syntax that transpileModule alone would emit anyway ("repaired").
+  return { format: 'module', source: await transpile(file, await readFile(file, 'utf8')), shortCircuit: true };
 }

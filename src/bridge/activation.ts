@@ -27,9 +27,13 @@ export interface RemoteSubscriber extends Subscriber {
   node: string;
 }
 
+/** A timer as persisted: name, due (epoch ms), repeat interval (0 = once), data. */
+type TimerEntry = [string, number, number, unknown];
+
 interface Record {
   s: unknown;
   m: RemoteSubscriber[];
+  t?: TimerEntry[];
 }
 
 export interface ActivationEnv {
@@ -52,6 +56,8 @@ export class Activation {
   private readonly claims = new Map<string, number>();
   lastActivity = Date.now();
   stopped = false;
+  /** Timers: their deadlines are part of the persisted record, so a new owner fires them on time. */
+  private readonly timers = new Map<string, { due: number; every: number; data: unknown; handle?: NodeJS.Timeout }>();
 
   private constructor(readonly channel: string, private readonly def: ActorDefinition, private readonly env: ActivationEnv, private fence: Fence) {
     const self = this;
@@ -64,8 +70,22 @@ export class Activation {
         return 0;
       },
       members: () => self.memberList(),
+      subscribers: () => [...self.subs.values()],
       subscriberCount: () => self.subs.size,
-      // The placed activation predates the push/reply/timer API (issue 9): those parts are not wired yet.
+      now: () => Date.now(),
+      timers: {
+        after: (name: string, ms: number, data?: unknown) => self.setTimer(name, ms, 0, data),
+        every: (name: string, ms: number, data?: unknown) => self.setTimer(name, ms, ms, data),
+        cancel: (name: string) => self.cancelTimer(name),
+        has: (name: string) => self.timers.has(name),
+      },
+      // Not routed across hosts yet (docs/scaling.md): refused loudly rather than silently lost.
+      push: () => self.unsupported('push', false),
+      pushUser: () => self.unsupported('pushUser', 0),
+      kick: () => self.unsupported('kick', false),
+      compute: () => {
+        throw new RtError('not_supported', 'ctx.compute is not available yet for an actor placed across hosts (--redis)', 501);
+      },
     } as unknown as ActorContext<unknown>;
   }
 
@@ -90,7 +110,9 @@ export class Activation {
       const alive = new Set<string>();
       await Promise.all(nodes.map(async (n) => ((await env.broker.nodeAlive(n)) ? alive.add(n) : undefined)));
       for (const m of rec.m ?? []) if (alive.has(m.node)) a.subs.set(m.socketId, m);
-      a.saved = packr.pack({ s: rec.s, m: [...a.subs.values()] });
+      for (const [name, due, every, data] of rec.t ?? []) a.timers.set(String(name), { due: Number(due), every: Number(every) || 0, data });
+      a.saved = a.record();
+      for (const name of a.timers.keys()) a.arm(name);
     } else {
       a.ctx.state = def.init ? def.init(channel) : undefined;
     }
@@ -124,10 +146,16 @@ export class Activation {
   }
 
   private async turn(op: string, args: unknown[]): Promise<unknown> {
+    const who = args[op === 'msg' ? 1 : 0] as RemoteSubscriber | undefined;
+    if ((op === 'auth' || op === 'join' || op === 'leave' || op === 'msg') && (!who || typeof who !== 'object' || typeof who.socketId !== 'string' || typeof who.node !== 'string')) {
+      throw new RtError('bad_request', `${op}: malformed subscriber`);
+    }
+    if ((op === 'msg' || op === 'pub') && (!args[0] || typeof (args[0] as OutgoingMessage).event !== 'string')) throw new RtError('bad_request', `${op}: malformed message`);
     if (this.stopped) throw new RtError('moved', `the actor of ${this.channel} moved (lease lost)`, 503);
     this.lastActivity = Date.now();
     let out: OutgoingMessage | null | undefined;
     let result: unknown;
+    let reply: { r: unknown } | undefined;
     switch (op) {
       case 'auth': {
         const [who, data] = args as [RemoteSubscriber, unknown];
@@ -136,10 +164,11 @@ export class Activation {
         break;
       }
       case 'join': {
-        const [who] = args as [RemoteSubscriber];
+        const [who, data] = args as [RemoteSubscriber, unknown];
         const known = this.subs.has(who.socketId);
         this.subs.set(who.socketId, who);
-        if (!known) await this.def.onJoin?.(this.ctx, who, undefined);
+        const v = known ? undefined : await this.def.onJoin?.(this.ctx, who, data ?? undefined);
+        if (v && typeof v === 'object' && 'reply' in v) result = { r: (v as { reply: unknown }).reply };
         break;
       }
       case 'leave': {
@@ -154,8 +183,27 @@ export class Activation {
       case 'msg': {
         const [msg, who] = args as [OutgoingMessage, RemoteSubscriber];
         if (!this.def.onMessage) throw new RtError('bad_request', 'no onMessage');
-        const v = (await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who)) as OutgoingMessage | null | undefined;
-        out = v === null ? null : (v ?? msg);
+        const v = (await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who)) as (Partial<OutgoingMessage> & { reply?: unknown }) | null | undefined;
+        if (v && typeof v === 'object' && 'reply' in v) reply = { r: v.reply };
+        if (v && typeof v === 'object' && 'reply' in v && v.event === undefined) {
+          // Answers the sender, publishes nothing.
+          await this.flushOutbox();
+          await this.saveIfChanged();
+          return reply;
+        }
+        out = v === null ? null : v === undefined ? msg : ({ event: v.event, data: v.data } as OutgoingMessage);
+        break;
+      }
+      case 'timer': {
+        const [name] = args as [string, unknown];
+        const t = this.timers.get(name);
+        if (!t) return null;
+        // A repeating timer is re-armed before its tick runs, so the tick may cancel it.
+        if (t.every > 0) {
+          t.due = Date.now() + t.every;
+          this.arm(name);
+        } else this.timers.delete(name);
+        await this.def.onTimer?.(this.ctx, name, t.data);
         break;
       }
       case 'pub': {
@@ -173,14 +221,17 @@ export class Activation {
       if (out === null) return null;
       if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('internal', `actor for ${this.channel} returned a message without an event`, 500);
       const pos = await this.publish({ event: out.event, data: out.data }, this.changedState());
-      return { p: pos };
+      return reply ? { p: pos, ...reply } : { p: pos };
     }
-    const changed = this.changedState();
-    if (changed) {
-      await this.env.broker.leases.saveState(this.channel, changed, this.env.stateTtlMs);
-      this.saved = changed;
-    }
+    await this.saveIfChanged();
     return result;
+  }
+
+  private async saveIfChanged(): Promise<void> {
+    const changed = this.changedState();
+    if (!changed) return;
+    await this.env.broker.leases.saveState(this.channel, changed, this.env.stateTtlMs);
+    this.saved = changed;
   }
 
   /** Broadcasts of this turn go out before the turn's own publication, in call order. */
@@ -189,10 +240,15 @@ export class Activation {
   }
 
   /** The record to persist when it differs from what was saved last, else undefined. */
+  private record(): Buffer {
+    const t: TimerEntry[] = [...this.timers].map(([name, x]) => [name, x.due, x.every, x.data ?? null]);
+    return packr.pack(t.length ? { s: this.ctx.state, m: [...this.subs.values()], t } : { s: this.ctx.state, m: [...this.subs.values()] });
+  }
+
   private changedState(): Buffer | undefined {
     let bytes: Buffer;
     try {
-      bytes = packr.pack({ s: this.ctx.state, m: [...this.subs.values()] });
+      bytes = this.record();
     } catch (err) {
       throw new RtError('internal', `state of ${this.channel} is not serialisable: ${(err as Error).message}`, 500);
     }
@@ -215,9 +271,52 @@ export class Activation {
     return false;
   }
 
-  /** The lease is gone: refuse further turns (callers retry at the new owner). */
+  /** The lease is gone (or handed over): refuse further turns and fire no timers here. */
   stop(): void {
     this.stopped = true;
+    for (const t of this.timers.values()) clearTimeout(t.handle);
+  }
+
+  /** Timers with a deadline wake an idle activation: it must stay while any is set. */
+  get hasTimers(): boolean {
+    return this.timers.size > 0;
+  }
+
+  private setTimer(name: string, ms: number, every: number, data: unknown): void {
+    if (typeof name !== 'string' || !Number.isFinite(ms) || ms < 0) throw new RtError('bad_request', 'timers need a name and a delay in ms');
+    this.cancelTimer(name);
+    this.timers.set(name, { due: Date.now() + ms, every: every > 0 ? Math.max(1, every) : 0, data });
+    this.arm(name);
+  }
+
+  private cancelTimer(name: string): boolean {
+    const t = this.timers.get(name);
+    if (!t) return false;
+    clearTimeout(t.handle);
+    this.timers.delete(name);
+    return true;
+  }
+
+  private arm(name: string): void {
+    const t = this.timers.get(name);
+    if (!t || this.stopped) return;
+    clearTimeout(t.handle);
+    t.handle = setTimeout(() => {
+      if (this.timers.get(name) !== t || this.stopped) return;
+      void this.run('timer', [name, t.data]).catch((err) => this.env.log(`timer ${name} of ${this.channel} failed`, err));
+    }, Math.max(0, t.due - Date.now()));
+    t.handle.unref?.();
+  }
+
+  private warned = new Set<string>();
+
+  /** Private pushes and kicks are not routed across hosts yet: nothing is sent, said once per channel. */
+  private unsupported<T>(what: string, result: T): T {
+    if (!this.warned.has(what)) {
+      this.warned.add(what);
+      this.env.log(`ctx.${what} in ${this.channel} did nothing: not available yet for an actor placed across hosts (--redis); see docs/scaling.md`);
+    }
+    return result;
   }
 
   /** Waits for the turn in progress and those queued, at most `ms`. */

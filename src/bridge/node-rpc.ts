@@ -42,6 +42,9 @@ export class NodeRpc {
       }, timeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
     });
+    // The answer can arrive (on the subscriber connection) before PUBLISH's own reply does: a refusal
+    // settling `reply` while nobody awaits it yet must not count as an unhandled rejection.
+    reply.catch(() => {});
     let receivers: number;
     try {
       receivers = await this.broker.sendTo(node, packr.pack({ k: 'q', id, from: this.broker.node, ch: channel, op, a: args }));

@@ -15,6 +15,8 @@ import type { ActorDefinition, OutgoingMessage, Subscriber } from '../actors/def
 import { Published } from '../actors/published.js';
 import type { LoadedActor } from '../actors/registry.js';
 import { RtError } from '../errors.js';
+import type { PublishResult } from '../runtime/messages.js';
+import { assertChannel } from '../protocol/native.js';
 import { Activation, type RemoteSubscriber } from './activation.js';
 import type { HistoryBounds } from './broker.js';
 import { unavailable } from './directory.js';
@@ -33,6 +35,7 @@ export interface PlacementOptions {
 /** Errors after which the call is tried again at whoever holds the lease by then. */
 const RETRY = new Set(['not_owner', 'moved', 'owner_gone', 'timeout', 'unavailable']);
 const STATE_TTL_MS = 7 * 86_400_000;
+const OPS = new Set(['auth', 'join', 'leave', 'msg', 'pub']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -48,13 +51,22 @@ export class Placement {
   /** Per channel: how often each backend message was seen lately, for ingest claims. */
   private readonly seen = new Map<string, Map<string, { n: number; until: number }>>();
   private readonly sweeper: NodeJS.Timeout;
+  private readonly watcher: NodeJS.Timeout;
   private closing = false;
+  /** Channels with subscribers on this node: kept activated somewhere, so their timers fire. */
+  private readonly watched = new Map<string, number>();
 
   constructor(private readonly opts: PlacementOptions) {
     this.broker = opts.broker;
-    this.rpc = new NodeRpc(opts.broker, (ch, op, a) => this.serve(ch, op, a), (why) => opts.log(why));
+    this.rpc = new NodeRpc(opts.broker, (ch, op, a) => this.serve(ch, op, a), (why) => {
+      // Counted like a malformed Laravel payload: rt_redis_invalid_messages_total.
+      opts.broker.stats.invalid++;
+      opts.log(why);
+    });
     this.sweeper = setInterval(() => void this.sweep(), 5000);
     this.sweeper.unref();
+    this.watcher = setInterval(() => void this.revive(), Math.max(250, this.broker.leases.ttlMs / 2));
+    this.watcher.unref();
   }
 
   get node(): string {
@@ -95,10 +107,13 @@ export class Placement {
     const def: ActorDefinition = {
       match: real.match,
       // Subscribers are counted by the activation: it hears of every join and leave on every host.
-      onJoin: async (ctx, s) => {
-        await this.call(ctx.channel, 'join', [who(s)]);
+      onJoin: async (ctx, s, data) => {
+        this.watch(ctx.channel, 1);
+        const r = (await this.call(ctx.channel, 'join', [who(s), data ?? null])) as { r?: unknown } | null;
+        return r && typeof r === 'object' && 'r' in r ? { reply: r.r } : undefined;
       },
       onLeave: async (ctx, s) => {
+        this.watch(ctx.channel, -1);
         // The connection is gone whatever happens here: a leave the activation never heard of leaves a
         // subscriber it still counts until the relaying node is found dead at the next activation.
         await this.call(ctx.channel, 'leave', [who(s)]).catch((err) => this.opts.log(`leave of ${s.socketId} from ${ctx.channel} not delivered to its actor`, err));
@@ -111,24 +126,36 @@ export class Placement {
         return (await this.call(ctx.channel, 'auth', [who(s), data ?? null])) as boolean | { info?: unknown };
       };
     }
+    // Messages are answered with a Published promise at once: the relay's mailbox does not wait for
+    // the round trip, so a host forwards a channel's messages back to back, in order.
     if (real.onMessage) {
-      def.onMessage = async (ctx, msg, s) => {
-        return this.verdict(await this.call(ctx.channel, 'msg', [{ event: msg.event, data: msg.data }, who(s)]));
-      };
+      def.onMessage = (ctx, msg, s) => this.forwarded(ctx.channel, this.call(ctx.channel, 'msg', [{ event: msg.event, data: msg.data }, who(s)]));
     }
     // Backend publishes go through the activation even without onPublish, so they take their place in
     // the same order as the actor's own publications.
-    def.onPublish = async (ctx, msg, source) => {
+    def.onPublish = (ctx, msg, source) => {
       const claim = source === 'redis' ? this.claim(ctx.channel, msg) : undefined;
-      return this.verdict(await this.call(ctx.channel, 'pub', [{ event: msg.event, data: msg.data }, source, claim]));
+      return this.forwarded(ctx.channel, this.call(ctx.channel, 'pub', [{ event: msg.event, data: msg.data }, source, claim]));
     };
     return def;
   }
 
-  /** `{p: offset}` (published by the activation) or null (refused). */
-  private verdict(v: unknown): OutgoingMessage | null {
-    if (v && typeof v === 'object' && typeof (v as { p?: unknown }).p === 'number') return new Published((v as { p: number }).p) as unknown as OutgoingMessage;
-    return null;
+  /**
+   * The activation answers `{p: offset, r?: reply}` (it published), `{r: reply}` (it answered the sender
+   * without publishing) or null (the actor refused).
+   */
+  private forwarded(channel: string, answer: Promise<unknown>): OutgoingMessage {
+    const result = answer.then((v): PublishResult => {
+      const a = v as { p?: unknown; r?: unknown } | null;
+      if (a && typeof a === 'object' && (typeof a.p === 'number' || 'r' in a)) {
+        const out: PublishResult = {};
+        if (typeof a.p === 'number') out.offset = a.p;
+        if ('r' in a) out.data = a.r;
+        return out;
+      }
+      throw new RtError('publish_refused', `publish to ${channel} refused by the channel actor`, 403);
+    });
+    return new Published(result) as unknown as OutgoingMessage;
   }
 
   /**
@@ -192,6 +219,10 @@ export class Placement {
 
   /** An event for a channel this node should run: refused (`not_owner`) unless it holds the lease. */
   private async serve(channel: string, op: string, args: unknown[]): Promise<unknown> {
+    // Checked before anything is activated: a bad request must not take a lease.
+    if (!OPS.has(op)) throw new RtError('bad_request', `unknown placed-actor operation ${String(op).slice(0, 40)}`);
+    assertChannel(channel);
+    if (!this.loaded.some((x) => x.matches(channel))) throw new RtError('not_found', `no actor serves ${channel} on this host`, 404);
     const a = await this.activation(channel);
     return a.run(op, args);
   }
@@ -243,12 +274,36 @@ export class Placement {
     return a && !a.stopped ? { epoch: a.epoch } : undefined;
   }
 
+  private watch(channel: string, delta: number): void {
+    const n = (this.watched.get(channel) ?? 0) + delta;
+    if (n > 0) this.watched.set(channel, n);
+    else this.watched.delete(channel);
+  }
+
+  /**
+   * A channel with subscribers here whose owner died has no activation until an event arrives — and a
+   * timer (an auction's close) is not an event anyone sends. So a node with subscribers takes such a
+   * channel over as soon as its lease is free, and the activation re-arms the persisted timers.
+   */
+  private async revive(): Promise<void> {
+    if (this.closing || !this.broker.up) return;
+    for (const ch of this.watched.keys()) {
+      if (this.broker.leases.fence(ch)) continue;
+      try {
+        if (await this.broker.leases.owner(ch)) continue;
+        await this.activation(ch);
+      } catch {
+        /* another node took it first, or Redis is away: next round */
+      }
+    }
+  }
+
   /** Activations with no subscribers and nothing to do give their lease back. */
   private async sweep(): Promise<void> {
     const now = Date.now();
     const idleMs = this.opts.idleMs ?? 60_000;
     for (const [ch, a] of this.activations) {
-      if (a.subscriberCount > 0 || !a.idle || now - a.lastActivity < idleMs) continue;
+      if (a.subscriberCount > 0 || a.hasTimers || !a.idle || now - a.lastActivity < idleMs) continue;
       a.stop();
       this.activations.delete(ch);
       await this.broker.leases.release(ch).catch(() => {});
@@ -262,6 +317,7 @@ export class Placement {
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.sweeper);
+    clearInterval(this.watcher);
     await Promise.all([...this.activations.values()].map((a) => a.drain(2000)));
     for (const a of this.activations.values()) a.stop();
     await this.broker.leases.releaseAll().catch(() => {});

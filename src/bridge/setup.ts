@@ -11,6 +11,7 @@ import type { AnyActorDefinition } from '../actors/define.js';
 import type { MeshEndpoint } from '../runtime/mesh.js';
 import type { SharedStats } from '../runtime/stats.js';
 import type { HistoryBounds, HubBridge } from './broker.js';
+import type { SharedStore } from '../runtime/context.js';
 import { RedisDirectory } from './directory.js';
 import { boundsFor, HistoryPatternError, parseHistoryPatterns } from './history-policy.js';
 import { Keys } from './keys.js';
@@ -127,6 +128,8 @@ export interface ShardBridge {
   /** Custom actors' one activation cluster-wide: wrap the loaded actors with `place`. */
   place(loaded: LoadedActor[]): LoadedActor[];
   hub: HubBridge;
+  /** Values every host sees (Socket.IO sessions saved for recovery). */
+  store: SharedStore;
   /** What the shard's ActorHost env gains. */
   actorEnv: {
     broker: RedisBroker;
@@ -169,9 +172,16 @@ export async function startShardBridge(config: ServerConfig, shard: number, mesh
   }, 250);
   timer.unref();
   stats.set(shard, 'redisUp', broker.up ? 1 : 0);
+  const kv = (key: string) => `${config.redisNamespace}:kv:{${key}}`;
   return {
     broker,
     hub: broker.directory,
+    store: {
+      put: async (key: string, value: Uint8Array, ttlMs: number) => {
+        await broker.cmd.set(kv(key), Buffer.from(value.buffer, value.byteOffset, value.byteLength), 'PX', Math.max(1, Math.round(ttlMs)));
+      },
+      take: (key: string) => broker.cmd.getdelBuffer(kv(key)),
+    },
     place: (loaded) => placement.place(loaded),
     actorEnv: {
       broker,

@@ -703,6 +703,10 @@ export class RtClient extends Emitter<ClientEvents> {
       case 'error':
         this.emit('error', errorFrom(f));
         return;
+      case 'refresh':
+        // The token expired: the server waits until f.deadline for a fresh one, then closes with 4010.
+        void this.refreshNow();
+        return;
       default:
         return; // 'disconnect' is handled by the transport's close; unknown ops are ignored
     }
@@ -751,24 +755,33 @@ export class RtClient extends Emitter<ClientEvents> {
     if (exp === undefined) return;
     const ms = Math.max(1000, (exp * 1000 - Date.now()) * 0.8);
     if (ms > 2 ** 31 - 1) return;
-    this.refreshTimer = setTimeout(async () => {
-      const conn = this.conn;
-      let next: string | undefined;
-      try {
-        next = await this.token();
-      } catch (err) {
-        this.emit('error', new RtClientError('token_failed', `token refresh failed: ${(err as Error)?.message ?? err}`));
-        return;
-      }
-      if (!next || !conn || conn !== this.conn) return;
-      this.requestRaw({ op: 'auth', token: next }, (err) => {
-        if (err && conn === this.conn) {
-          this.emit('error', err);
-          conn.close();
-          this.lost({ code: 4010, reason: `token refresh refused: ${err.message}`, reconnect: true });
-        } else if (!err) this.scheduleRefresh(next);
-      });
-    }, ms);
+    this.refreshTimer = setTimeout(() => void this.refreshNow(), ms);
+  }
+
+  /** Sends a fresh token from the token function on the live connection (op: auth). */
+  private async refreshNow(): Promise<void> {
+    clearTimeout(this.refreshTimer);
+    const conn = this.conn;
+    if (typeof this.opts.token !== 'function') {
+      // The server asked (op: refresh) but a fixed token cannot be renewed: it will close with 4010.
+      this.emit('error', new RtClientError('token_expiring', 'the server asked for a fresh token; pass a token function to renew it without reconnecting'));
+      return;
+    }
+    let next: string | undefined;
+    try {
+      next = await this.token();
+    } catch (err) {
+      this.emit('error', new RtClientError('token_failed', `token refresh failed: ${(err as Error)?.message ?? err}`));
+      return;
+    }
+    if (!next || !conn || conn !== this.conn) return;
+    this.requestRaw({ op: 'auth', token: next }, (err) => {
+      if (err && conn === this.conn) {
+        this.emit('error', err);
+        conn.close();
+        this.lost({ code: 4010, reason: `token refresh refused: ${err.message}`, reconnect: true });
+      } else if (!err) this.scheduleRefresh(next);
+    });
   }
 }
 

@@ -111,7 +111,7 @@ export function coerce(spec: OptionSpec, raw: unknown, source: ConfigSource): un
 export interface ConfigInputs {
   /** Parsed CLI flags, keyed by camelCase key, values still raw strings (or true for bare booleans). */
   flags?: Partial<Record<keyof ServerConfig, unknown>>;
-  env?: NodeJS.ProcessEnv;
+  env?: Record<string, string | undefined>;
   /** Options passed from code (createServer); they rank with CLI flags. */
   code?: Partial<Record<keyof ServerConfig, unknown>>;
 }

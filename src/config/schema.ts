@@ -44,6 +44,8 @@ export interface ServerConfig {
   jwksUrl: string;
   /** Least time between two JWKS re-fetches caused by an unknown `kid`, in seconds. */
   jwksCooldown: number;
+  /** Seconds a connection whose token expired has to send a fresh one before it is closed with 4010. */
+  tokenGrace: number;
   /** Folder of custom channel actors (.ts/.js/.mjs), loaded at start. */
   actors: string;
   /** Deadline of an actor hook that returns a promise, in seconds. */
@@ -132,6 +134,14 @@ export interface ServerConfig {
   socketioNamespaces: string[];
   /** Engine.IO transports offered. */
   socketioTransports: string[];
+  /** Seconds a new Engine.IO session may take to join a namespace before it is closed. */
+  socketioConnectTimeout: number;
+  /** How the CONNECT payload's `auth.token` is taken: auto (a JWT when it looks like one and JWT verification is configured), jwt (always), off (never). */
+  socketioAuthToken: 'auto' | 'jwt' | 'off';
+  /** Connection state recovery: seconds a disconnected Socket.IO client may take to come back and get what it missed (0 = off). */
+  socketioRecovery: number;
+  /** Path of a raw Engine.IO endpoint that echoes every message (for protocol conformance tests); empty = off. */
+  engineioEchoPath: string;
   // SSE and long-polling
   /** Transports served besides the HTTP API and Socket.IO: any of ws, sse, polling. */
   transports: string[];
@@ -191,6 +201,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'jwtIssuer', type: 'list', default: [], doc: "accepted 'iss' claims, e.g. 'https://example.eu.auth0.com/'; empty skips the check" },
   { key: 'jwksUrl', type: 'string', default: '', doc: "identity provider's JWKS URL (Auth0, Keycloak, Cognito…): RS256/ES256 keys fetched, cached and rotated by 'kid'" },
   { key: 'jwksCooldown', type: 'duration', default: 30, min: 0, max: 3600, doc: "least time between two JWKS re-fetches triggered by a token with an unknown 'kid'" },
+  { key: 'tokenGrace', type: 'duration', default: 60, min: 1, max: 86400, doc: "after a connection's token expires it is asked for a fresh one (native 'refresh' frame, Socket.IO 'token:expiring'); without one within this time it is closed with 4010" },
   { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors (.ts, .js, .mjs)' },
   { key: 'actorHookTimeout', type: 'duration', default: 5, min: 0.01, max: 3600, doc: "deadline of an actor hook that returns a promise; past it the operation fails with actor_timeout, e.g. '5s'" },
   { key: 'actorMailboxSize', type: 'int', default: 1000, min: 1, max: 1_000_000, doc: "operations that may wait in one channel actor's mailbox; beyond it they fail with overloaded" },
@@ -236,6 +247,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'socketioParser', type: 'enum', default: 'json', choices: ['json', 'msgpack'], doc: 'Socket.IO parser: json (default) or msgpack (socket.io-msgpack-parser)' },
   { key: 'socketioNamespaces', type: 'list', default: ['/'], doc: "Socket.IO namespaces to accept besides those of request handler files, e.g. '/,/chat'" },
   { key: 'socketioTransports', type: 'list', default: ['polling', 'websocket'], doc: 'Socket.IO transports offered: polling, websocket' },
+  { key: 'socketioConnectTimeout', type: 'duration', default: 45, min: 0.05, max: 3600, doc: 'Socket.IO: time a new session may take to join a namespace before it is closed, e.g. \'45s\'' },
+  { key: 'socketioAuthToken', type: 'enum', default: 'auto', choices: ['auto', 'jwt', 'off'], doc: 'Socket.IO CONNECT auth.token: auto = verified as a JWT when it looks like one and a JWT secret/key is set, else passed to handlers untouched; jwt = always verified; off = never read' },
+  { key: 'socketioRecovery', type: 'duration', default: 120, min: 0, max: 86400, doc: 'Socket.IO connection state recovery window: a client back within it gets what it missed and its channels (0 = off)' },
+  { key: 'engineioEchoPath', type: 'string', default: '', doc: "raw Engine.IO endpoint echoing every message, for protocol conformance tests, e.g. '/engine.io/' (empty = off)" },
   // SSE and long-polling
   { key: 'transports', type: 'list', default: ['ws', 'sse', 'polling'], choices: ['ws', 'sse', 'polling'], doc: "native transports served: any of ws, sse, polling, e.g. 'sse,polling' where WebSockets must stay off" },
   { key: 'pollTimeout', type: 'duration', default: 25, min: 0.05, max: 300, doc: "how long a long-poll request waits for messages before answering empty, e.g. '25s'" },

@@ -6,6 +6,7 @@ import type { WebSocket } from 'uWebSockets.js';
 import type { Encoded, WireCodec } from '../protocol/codecs.js';
 import type { JwtClaims } from '../auth/jwt.js';
 import type { ConnRef } from './messages.js';
+import type { TokenExpiry } from '../security/token-expiry.js';
 
 export abstract class Client {
   /** Socket id: `<thread>.<unique>` (see hash.ts). */
@@ -17,6 +18,12 @@ export abstract class Client {
   grants?: string[];
   /** Token expiry (seconds since epoch), when authenticated with an expiring token. */
   expiresAt?: number;
+  /** The expiresAt a fresh token was asked for (see security/token-expiry.ts). */
+  refreshAskedFor?: number;
+  /** Wheel bucket of the thread's TokenExpiry holding this client. */
+  expiryBucket?: number;
+  /** The thread's expiry wheel, set when the hub adds the client. */
+  expiry?: TokenExpiry;
   readonly channels = new Set<string>();
   /** Channels with a subscribe request in flight, so a duplicate is refused rather than raced. */
   /** Created on first subscribe: most connections never need it, and idle ones should stay small. */
@@ -53,6 +60,18 @@ export abstract class Client {
     this.info = claims.user_info;
     this.grants = claims.channels;
     this.expiresAt = claims.exp;
+    this.expiry?.schedule(this);
+  }
+
+  /**
+   * The token expired: ask the client for a fresh one before `deadline` (seconds since epoch). Native
+   * transports send `{ "op": "refresh", "deadline" }`; Socket.IO emits `token:expiring`.
+   */
+  tokenExpiring(_deadline: number): void {}
+
+  /** No fresh token in time: close, telling the client why (Socket.IO overrides how). */
+  tokenExpired(code: number, reason: string): void {
+    this.disconnect(code, reason, true);
   }
 
   /** Who this connection is, as the owner of `channel` should see it (see channelIdentity). */
@@ -93,6 +112,7 @@ export const CloseCode = {
   SLOW_CONSUMER: 4008,
   RATE_LIMITED: 4029,
   PAYLOAD_TOO_LARGE: 4009,
+  /** The token expired and no fresh one came within --token-grace: reconnect with a new token. */
   TOKEN_EXPIRED: 4010,
   /** Disconnected by the backend (API). */
   DISCONNECTED: 4011,

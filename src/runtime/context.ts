@@ -29,6 +29,15 @@ export interface ThreadContext {
   inflight: number;
   /** Connection and API limits shared by every thread of the host. */
   limits: SharedLimits;
+  /** Values every host sees, with an expiry (Redis with --redis; absent on a server alone). */
+  sharedStore?: SharedStore;
   /** Request handlers (rpc / Socket.IO events), set when the Socket.IO gateway registers. */
   handlers?: HandlerRegistry;
+}
+
+/** A key/value store shared by every host of a cluster (Socket.IO sessions saved for recovery). */
+export interface SharedStore {
+  put(key: string, value: Uint8Array, ttlMs: number): Promise<void>;
+  /** Gets and deletes. */
+  take(key: string): Promise<Uint8Array | null>;
 }

@@ -1,9 +1,9 @@
 /**
  * The requests one thread is waiting on from one peer, and their deadlines: one timer per peer instead
- * of one setTimeout per request. Most requests use the default timeout, so the queue stays in deadline
- * order by appending (a shorter timeout is inserted from the tail); a peer answers mostly in request
- * order, so answered entries reach the head soon and are dropped there, or in one compaction pass once
- * they are the majority of the queue.
+ * of one setTimeout per request. Requests are kept in one FIFO lane per timeout value (there are only a
+ * few: the default --request-timeout and a handful of fixed ones), so each lane is in deadline order by
+ * construction and adding is O(1). A peer answers mostly in request order, so answered entries reach a
+ * lane's head soon and are dropped there, or in one compaction pass once they are its majority.
  */
 import type { RtError } from '../errors.js';
 
@@ -17,35 +17,19 @@ export interface PendingRequest {
   cb: ((err: RtError | null, v?: any) => void) | null;
 }
 
-/** Answered entries tolerated in the queue before a compaction pass (when they are also the majority). */
+/** Answered entries tolerated in a lane before a compaction pass (when they are also its majority). */
 const COMPACT_AFTER = 1024;
 
-export class PeerDeadlines {
-  private q: (PendingRequest | undefined)[] = [];
-  private head = 0;
+class Lane {
+  q: (PendingRequest | undefined)[] = [];
+  head = 0;
   /** Entries between head and the end that were already answered. */
-  private done = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private armedFor = Infinity;
+  done = 0;
 
-  /** `expire` is called once for each request still unanswered at its deadline. */
-  constructor(private readonly expire: (p: PendingRequest) => void) {}
-
-  /** Requests still waiting. */
-  get size(): number {
-    return this.q.length - this.head - this.done;
+  get empty(): boolean {
+    return this.head === this.q.length;
   }
 
-  add(p: PendingRequest): void {
-    const q = this.q;
-    let i = q.length;
-    while (i > this.head && q[i - 1]!.deadline > p.deadline) i--;
-    if (i === q.length) q.push(p);
-    else q.splice(i, 0, p);
-    if (p.deadline < this.armedFor) this.arm(p.deadline);
-  }
-
-  /** An entry was answered (its cb set to null by the caller); it leaves the queue lazily. */
   answered(): void {
     if (++this.done > COMPACT_AFTER && this.done * 2 > this.q.length - this.head) {
       this.q = this.q.slice(this.head).filter((p) => p!.cb !== null);
@@ -54,12 +38,64 @@ export class PeerDeadlines {
     }
   }
 
-  /** Empties the queue and stops the timer; returns the requests that were still waiting. */
+  /** Takes answered entries and those due by `now` off the head; returns the due ones. */
+  takeDue(now: number, out: PendingRequest[]): void {
+    while (this.head < this.q.length) {
+      const p = this.q[this.head]!;
+      if (p.cb !== null && p.deadline > now) break;
+      this.q[this.head++] = undefined;
+      if (p.cb === null) this.done--;
+      else out.push(p);
+    }
+    if (this.head === this.q.length) {
+      this.q = [];
+      this.head = 0;
+    } else if (this.head > COMPACT_AFTER && this.head * 2 > this.q.length) {
+      this.q = this.q.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  /** Deadline of the first entry still waiting at the head (answered ones there are skipped lazily). */
+  nextDeadline(): number {
+    return this.empty ? Infinity : this.q[this.head]!.deadline;
+  }
+}
+
+export class PeerDeadlines {
+  private readonly lanes = new Map<number, Lane>();
+  private waiting = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private armedFor = Infinity;
+
+  /** `expire` is called once for each request still unanswered at its deadline, earliest first. */
+  constructor(private readonly expire: (p: PendingRequest) => void) {}
+
+  /** Requests still waiting. */
+  get size(): number {
+    return this.waiting;
+  }
+
+  add(p: PendingRequest): void {
+    let lane = this.lanes.get(p.timeoutMs);
+    if (!lane) this.lanes.set(p.timeoutMs, (lane = new Lane()));
+    lane.q.push(p);
+    this.waiting++;
+    if (p.deadline < this.armedFor) this.arm(p.deadline);
+  }
+
+  /** An entry was answered (its cb set to null by the caller); it leaves its lane lazily. */
+  answered(p: PendingRequest): void {
+    this.waiting--;
+    this.lanes.get(p.timeoutMs)?.answered();
+  }
+
+  /** Empties every lane and stops the timer; returns the requests that were still waiting. */
   clear(): PendingRequest[] {
-    const live = this.q.slice(this.head).filter((p) => p!.cb !== null) as PendingRequest[];
-    this.q = [];
-    this.head = 0;
-    this.done = 0;
+    const live: PendingRequest[] = [];
+    for (const lane of this.lanes.values()) for (let i = lane.head; i < lane.q.length; i++) if (lane.q[i]!.cb !== null) live.push(lane.q[i]!);
+    this.lanes.clear();
+    this.waiting = 0;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.armedFor = Infinity;
@@ -77,25 +113,18 @@ export class PeerDeadlines {
   private readonly sweep = (): void => {
     this.timer = null;
     this.armedFor = Infinity;
+    const due: PendingRequest[] = [];
     const now = performance.now();
-    // Fields, not locals: an expire callback may add (or compact) re-entrantly.
-    while (this.head < this.q.length) {
-      const p = this.q[this.head]!;
-      if (p.cb !== null && p.deadline > now) break;
-      this.q[this.head++] = undefined;
-      if (p.cb === null) this.done--;
-      else this.expire(p);
+    for (const [timeout, lane] of this.lanes) {
+      lane.takeDue(now, due);
+      if (lane.empty) this.lanes.delete(timeout);
     }
-    if (this.head === this.q.length) {
-      this.q = [];
-      this.head = 0;
-    } else {
-      if (this.head > COMPACT_AFTER && this.head * 2 > this.q.length) {
-        this.q = this.q.slice(this.head);
-        this.head = 0;
-      }
-      const next = this.q[this.head]!.deadline;
-      if (next < this.armedFor) this.arm(next);
-    }
+    if (due.length > 1) due.sort((a, b) => a.deadline - b.deadline);
+    this.waiting -= due.length;
+    // An expire callback may add requests (and arm the timer) re-entrantly.
+    for (const p of due) this.expire(p);
+    let next = Infinity;
+    for (const lane of this.lanes.values()) next = Math.min(next, lane.nextDeadline());
+    if (next < this.armedFor) this.arm(next);
   };
 }

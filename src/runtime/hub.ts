@@ -4,6 +4,7 @@
  * as one frame per thread and are fanned out here — through uWS topics for WebSocket clients (encoded
  * once per codec) and directly for the others.
  */
+import type { TokenExpiry } from '../security/token-expiry.js';
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import { RtError } from '../errors.js';
@@ -47,6 +48,8 @@ export class Hub {
   private readonly app?: TemplatedApp;
   private readonly opts: HubOptions;
   readonly clients = new Map<string, Client>();
+  /** Asks connections for a fresh token when theirs expires (shards set it; see security/token-expiry.ts). */
+  expiry?: TokenExpiry;
   private readonly byUser = new Map<string, Set<Client>>();
   /** Subscribers that are not delivered through uWS topics, per channel. */
   private readonly sinks = new Map<string, Set<Client>>();
@@ -61,6 +64,8 @@ export class Hub {
   readonly aliases = new Map<string, Client>();
   /** Counters for /metrics. */
   readonly stats = { delivered: 0, published: 0, subscriptions: 0 };
+  /** Called before each publication this thread delivers (Socket.IO recovery numbers its deliveries). */
+  onDeliver?: (pub: Publication) => void;
   /** This thread's metrics block (bound before the hub is built). */
   private readonly m = metrics();
   private readonly publishedTotal = this.m.series('rt_publishes_total');
@@ -143,6 +148,10 @@ export class Hub {
     this.clients.set(client.id, client);
     this.countConnection(client, connKind(client), 1);
     if (client.user !== undefined) this.indexUser(client);
+    if (this.expiry) {
+      client.expiry = this.expiry;
+      this.expiry.schedule(client);
+    }
     const log = threadLogger();
     if (log.enabled('debug')) log.debug('connection opened', { event: 'conn.open', conn: client.id, transport: client.transport, user: client.user });
   }
@@ -157,6 +166,7 @@ export class Hub {
   remove(client: Client): void {
     if (!this.clients.delete(client.id)) return;
     client.closed = true;
+    client.expiry?.unschedule(client);
     const log = threadLogger();
     if (log.enabled('debug')) log.debug('connection closed', { event: 'conn.close', conn: client.id, transport: client.transport, user: client.user, channels: client.channels.size });
     const k = this.kinds.get(client);
@@ -410,6 +420,7 @@ export class Hub {
   /** `at`: when the publish entered the server (preciseNow), for rt_publish_deliver_seconds. */
   private deliver(pub: Publication, exclude?: string, at?: number): void {
     const ch = pub.channel;
+    this.onDeliver?.(pub);
     const l = this.local.get(ch);
     if (l?.pos && l.pos.offset < pub.offset) l.pos.offset = pub.offset;
     const ex = exclude ? (this.clients.get(exclude) ?? this.aliases.get(exclude)) : undefined;
@@ -491,7 +502,7 @@ export class Hub {
   }
 
   /** The local connection behind a socket id an actor knows (a moved Socket.IO session answers to its old id). */
-  private local_(id: string): Client | undefined {
+  private clientById(id: string): Client | undefined {
     return this.clients.get(id) ?? this.aliases.get(id);
   }
 
@@ -502,7 +513,7 @@ export class Hub {
   private deliverPush(n: Extract<Notice, { t: 'push!' }>): void {
     let memo: EncodeMemo | undefined;
     for (const id of n.to) {
-      const c = this.local_(id);
+      const c = this.clientById(id);
       if (!c || c.closed || !(c.channels.has(n.ch) || c.pendingChannels?.has(n.ch))) continue;
       memo ??= new EncodeMemo((codec) => encodePush(codec, n.ch, n.ev, n.data));
       c.sendEncoded(memo.get(c.codec));
@@ -512,7 +523,7 @@ export class Hub {
 
   /** The channel's actor removed this connection: leave the channel here (the owner already forgot it) and tell the client. */
   private kickFromChannel(ch: string, id: string, reason: string): void {
-    const c = this.local_(id);
+    const c = this.clientById(id);
     if (!c || c.closed || !c.channels.delete(ch)) return;
     this.dropLocal(c, ch, true, false);
     c.sendEncoded(encodeKicked(c.codec, ch, reason));

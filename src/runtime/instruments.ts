@@ -65,6 +65,8 @@ export function connKind(c: Client): ConnKind {
       return { transport: 'polling', protocol: 'native' };
     case 'memory':
       return { transport: 'memory', protocol: 'native' };
+    case 'tap':
+      return { transport: 'tap', protocol: 'native' };
     case 'socket.io':
       return { transport: c.ws ? 'websocket' : 'polling', protocol: 'socketio' };
     default:

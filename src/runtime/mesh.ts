@@ -140,7 +140,7 @@ export class MeshEndpoint {
     this.pending.delete(env.id);
     const cb = p.cb!;
     p.cb = null;
-    this.deadlines[p.peer]!.answered();
+    this.deadlines[p.peer]!.answered(p);
     if (env.ok) cb(null, env.v);
     else cb(new RtError(env.e.code, env.e.message, statusFor(env.e.code)));
   }

@@ -5,7 +5,7 @@
  */
 import type { FamilySpec } from './metrics.js';
 
-export const TRANSPORTS = ['websocket', 'sse', 'polling', 'memory', 'other'] as const;
+export const TRANSPORTS = ['websocket', 'sse', 'polling', 'memory', 'tap', 'other'] as const;
 export const PROTOCOLS = ['native', 'socketio', 'pusher', 'other'] as const;
 
 /** Why a connection, request or message was refused (rt_refusals_total{reason}). */
@@ -17,7 +17,9 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 /** Route templates of the HTTP API and the operator endpoints (rt_http_requests_total{route}). */
 export const HTTP_ROUTES = [
   '/api/publish', '/api/batch', '/api/channels', '/api/channels/:name', '/api/channels/:name/users', '/api/users/:id/disconnect',
-  '/api/stats', '/api/tap', '/api/openapi.json', '/health', '/metrics', '/dashboard', 'other',
+  '/api/stats', '/api/tap', '/api/openapi.json', '/health', '/metrics', '/dashboard',
+  '/apps/:id/events', '/apps/:id/batch_events', '/apps/:id/channels', '/apps/:id/channels/:name', '/apps/:id/channels/:name/users',
+  '/apps/:id/users/:user/terminate_connections', 'other',
 ] as const;
 export const HTTP_STATUSES = ['200', '204', '400', '401', '403', '404', '405', '408', '411', '413', '415', '429', '500', '503', '504', 'other'] as const;
 
@@ -54,7 +56,7 @@ export const FAMILIES = [
   { name: 'rt_actor_restarts_total', type: 'counter', help: 'Custom channel actors restarted with fresh state after repeated hook failures.' },
   { name: 'rt_actor_compute_tasks_total', type: 'counter', help: "Custom actors' ctx.compute tasks finished on the compute pool." },
   // Redis bridge (shards only; zero without --redis)
-  { name: 'rt_redis_up', type: 'gauge', perThread: true, help: 'Whether the shard is connected to Redis (1) or reconnecting (0); absent without --redis.' },
+  { name: 'rt_redis_up', type: 'gauge', perThread: true, shardsOnly: true, help: 'Whether the shard is connected to Redis (1) or reconnecting (0); absent without --redis.' },
   { name: 'rt_redis_invalid_messages_total', type: 'counter', help: 'Malformed messages received from Redis (e.g. Laravel payloads), ignored.' },
   { name: 'rt_redis_recovered_total', type: 'counter', help: 'Publications fetched from the Redis stream to fill a gap in a subscription.' },
   { name: 'rt_redis_resyncs_total', type: 'counter', help: 'Times subscribers of a channel were told to resync (unrecoverable gap).' },

@@ -21,6 +21,8 @@ export interface FamilySpec {
   readonly buckets?: readonly number[];
   /** Listed per thread (a `thread` label) instead of summed over the host. */
   readonly perThread?: boolean;
+  /** Per-thread figures only shards have (the main thread, the last block, is not listed). */
+  readonly shardsOnly?: boolean;
 }
 
 export type Labels = Readonly<Record<string, string>>;
@@ -157,7 +159,7 @@ export class Metrics {
   list(name: FamilyName, perThread = false): { labels: Record<string, string>; value: number; thread?: number }[] {
     const l = LAYOUT.byName.get(name)!;
     const out: { labels: Record<string, string>; value: number; thread?: number }[] = [];
-    const names = l.labelNames.map((n, i) => [...l.index[i]!.keys()]);
+    const names = l.labelNames.map((_, i) => [...l.index[i]!.keys()]);
     for (let c = 0; c < l.combos; c++) {
       const labels = comboLabels(l, names, c);
       const at = l.offset + c * l.width;
@@ -190,7 +192,8 @@ export class Metrics {
       for (let c = 0; c < l.combos; c++) {
         const labels = comboLabels(l, names, c);
         const at = l.offset + c * l.width;
-        const groups = spec.perThread ? Array.from({ length: this.threads }, (_, t) => [t]) : [Array.from({ length: this.threads }, (_, t) => t)];
+        const listed = spec.shardsOnly ? this.threads - 1 : this.threads;
+        const groups = spec.perThread ? Array.from({ length: listed }, (_, t) => [t]) : [Array.from({ length: this.threads }, (_, t) => t)];
         for (const threads of groups) {
           const sum = (i: number) => threads.reduce((n, t) => n + this.f[t * LAYOUT.slots + at + i]!, 0);
           const lab = spec.perThread ? { thread: threadName(threads[0]!), ...labels } : labels;

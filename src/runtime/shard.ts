@@ -3,6 +3,7 @@
  * and its ends of the ring mesh. The supervisor runs each shard in a thread of its own (workers/shard.ts);
  * a crashed shard's thread exits and its replacement is a new thread.
  */
+import { TokenExpiry } from '../security/token-expiry.js';
 import { ProxyTrust, setTrustedProxies } from '../security/client-ip.js';
 import type { MessagePort } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
@@ -126,6 +127,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     },
   });
   setTrustedProxies(new ProxyTrust(config.trustProxy));
+  hub.expiry = new TokenExpiry(config.tokenGrace);
   const verifier = createJwtVerifier(verifierOptions(config));
   const mainThread = task.layout.shards;
   const verifyToken = config.jwtPublicKey
@@ -141,6 +143,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     thread: shard,
     config,
     hub,
+    sharedStore: bridge?.store,
     verifier,
     verifyToken,
     apiKey: task.apiKey,
@@ -226,13 +229,15 @@ export async function runShard(task: ShardTask): Promise<void> {
     // Not graceful: this node's presence entries expire with its heartbeat; survivors re-register.
     void bridge?.close(false);
     stats.set(shard, 'alive', 0);
-    mesh.close();
     if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+    // Before the mesh closes: what a transport hands to other shards as its clients leave (Socket.IO
+    // sessions saved for recovery) still gets out.
     try {
       for (const c of [...hub.clients.values()]) c.disconnect(CloseCode.RESTART, 'shard restarting: reconnect and resume', true);
     } catch {
       /* the state may be what broke; the sockets are force-closed below anyway */
     }
+    mesh.close();
     setTimeout(() => {
       app.close();
       task.control.close();

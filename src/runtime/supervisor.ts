@@ -7,6 +7,7 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { createServer as createNetServer } from 'node:net';
 import { Piscina } from 'piscina';
+import { startActorCompute, type ActorComputePool } from '../actors/compute-pool.js';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ServerConfig } from '../config/schema.js';
@@ -78,6 +79,8 @@ export class Supervisor {
   port = 0;
   /** CPU-heavy work off the shards (asymmetric token verification); shards reach it through the mesh. */
   private compute?: Piscina;
+  /** Actors' ctx.compute tasks (src/actors/compute-pool.ts). */
+  private actorCompute?: ActorComputePool;
   private acceptor?: AcceptorApp;
   private listenSocket?: us_listen_socket;
   private readonly slots: ShardSlot[];
@@ -125,6 +128,7 @@ export class Supervisor {
       const compute = this.compute;
       this.hub.onForward('verify', (body: { token: string }) => compute.run(body));
     }
+    this.actorCompute = startActorCompute(config, this.hub);
 
     if (this.mode === 'descriptor') {
       // uWS can only listen exclusively without a host; with one, check the port is free first.
@@ -333,6 +337,7 @@ export class Supervisor {
     // A shard that did not finish in time is ended anyway (its app is closed by then, or it is stuck).
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
     await this.compute?.destroy();
+    await this.actorCompute?.destroy();
     this.log.debug('shutdown: threads ended');
   }
 

@@ -9,6 +9,13 @@ const TEMPLATES: [RegExp, string][] = [
   [/^\/api\/stats$/, '/api/stats'],
   [/^\/api\/tap$/, '/api/tap'],
   [/^\/api\/openapi\.json$/, '/api/openapi.json'],
+  // Pusher's HTTP API (src/transports/pusher/http-api.ts)
+  [/^\/apps\/[^/]+\/events$/, '/apps/:id/events'],
+  [/^\/apps\/[^/]+\/batch_events$/, '/apps/:id/batch_events'],
+  [/^\/apps\/[^/]+\/channels$/, '/apps/:id/channels'],
+  [/^\/apps\/[^/]+\/channels\/[^/]+\/users$/, '/apps/:id/channels/:name/users'],
+  [/^\/apps\/[^/]+\/channels\/[^/]+$/, '/apps/:id/channels/:name'],
+  [/^\/apps\/[^/]+\/users\/[^/]+\/terminate_connections$/, '/apps/:id/users/:user/terminate_connections'],
 ];
 
 export function apiRouteOf(path: string): string {

@@ -2,7 +2,7 @@
  * Native clients' `{ "op": "rpc", "event", "data" }` requests, answered by the request handlers of
  * namespace '/' (src/actors/handlers.ts) — the same handlers Socket.IO clients reach with emit.
  */
-import { runHandler, type Connection } from '../actors/handlers.js';
+import { replyValueOf, runHandler, type Connection } from '../actors/handlers.js';
 import { RtError } from '../errors.js';
 import { assertChannel, assertEvent } from '../protocol/native.js';
 import { CloseCode, type Client } from '../runtime/client.js';
@@ -45,5 +45,5 @@ function connectionOf(ctx: ThreadContext, client: Client): Connection {
 export function handleRpc(ctx: ThreadContext, client: Client, event: string, data: unknown): Promise<unknown> {
   const fn = ctx.handlers?.handler('/', event);
   if (!fn) return Promise.reject(new RtError('no_handler', `no handler for event ${event}`, 404));
-  return runHandler(fn, connectionOf(ctx, client), [data], (m, e) => ctx.log.error(m, e));
+  return runHandler(fn, connectionOf(ctx, client), [data], (m, e) => ctx.log.error(m, e)).then(replyValueOf);
 }

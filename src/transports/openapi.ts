@@ -123,10 +123,11 @@ export function openApiDocument(): object {
         },
         Stats: {
           type: 'object',
-          required: ['time', 'status', 'uptime', 'workers', 'threads', 'connections', 'messages', 'refusals', 'http', 'latency', 'topChannels', 'redis', 'process'],
+          required: ['time', 'host', 'status', 'uptime', 'workers', 'threads', 'connections', 'messages', 'refusals', 'http', 'latency', 'topChannels', 'redis', 'process'],
           additionalProperties: false,
           properties: {
             time: { type: 'integer', description: 'Milliseconds since the epoch.' },
+            host: { type: 'string', description: 'This host id (--host-id).' },
             status: { enum: ['ok', 'degraded', 'draining'] },
             uptime: { type: 'integer' },
             workers: { type: 'object', required: ['total', 'alive'], properties: { total: { type: 'integer' }, alive: { type: 'integer' } } },

@@ -60,6 +60,10 @@ export class PollClient extends Client implements Session {
     this.push(JSON.stringify(frame));
   }
 
+  override tokenExpiring(deadline: number): void {
+    this.send({ op: 'refresh', deadline });
+  }
+
   private push(text: string): void {
     if (this.ended) return;
     this.frames.push({ seq: ++this.nextSeq, text });

@@ -181,6 +181,10 @@ export class SseClient extends Client implements Session {
     this.control('reply', r, r);
   }
 
+  override tokenExpiring(deadline: number): void {
+    this.control('refresh', { deadline }, { op: 'refresh', deadline });
+  }
+
   welcome(): void {
     const body = { socket_id: this.id, session: this.sid, user: this.user ?? null, heartbeat: this.ctx.config.sseKeepalive };
     this.control('welcome', body, { op: 'welcome', ...body, protocol: 1 });

@@ -47,6 +47,9 @@ export class WsClient extends Client {
   send(frame: object): void {
     this.sendEncoded(encodeFrame(frame, this.format));
   }
+  override tokenExpiring(deadline: number): void {
+    this.send({ op: 'refresh', deadline });
+  }
   disconnect(code: number, reason: string, reconnect: boolean): void {
     if (this.closed) return;
     this.send({ op: 'disconnect', code, reason, reconnect });

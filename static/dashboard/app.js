@@ -93,9 +93,11 @@ function plot(canvas, lines) {
     g.stroke();
   }
 }
+/** A round axis maximum whose quarters are round too (4 grid lines). */
 function niceCeil(v) {
+  if (v <= 4) return 4;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  for (const m of [1, 2, 4, 8, 10]) if (v <= m * p) return m * p;
   return 10 * p;
 }
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -120,6 +122,7 @@ async function poll() {
 function render(s) {
   $('status').className = 'badge ' + s.status;
   text('status', s.status);
+  text('host', s.host);
   text('workers', `${s.workers.alive}/${s.workers.total}`);
   text('uptime', fmtUptime(s.uptime));
   text('redis', s.redis.enabled ? `${s.redis.connected}/${s.redis.shards} shards connected` : 'off');

@@ -7,7 +7,8 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { channelKind } from '../../auth/channels.js';
 import { RtError } from '../../errors.js';
-import { parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from '../http.js';
+import { errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from '../http.js';
+import { apiRouteOf } from '../api-routes.js';
 import { belongsTo, externalName, internalName, type PusherApp } from './apps.js';
 import { fromWireData } from './codec.js';
 import type { PusherGateway } from './gateway.js';
@@ -46,8 +47,13 @@ function route(gw: PusherGateway, params: number, bodyLimit: number, h: Handler)
       }
       if (!ctx.limits.apiRequest()) throw new RtError('rate_limited', `more than ${ctx.config.apiRateLimit} API requests per second`, 429);
       sendJson(res, state, 200, await h({ gw, app, req, body }));
+      return 200;
     })()
-      .catch((err) => sendError(res, state, err))
+      .catch((err) => {
+        sendError(res, state, err);
+        return errorStatus(err);
+      })
+      .then((status) => ctx.metrics.inc('rt_http_requests_total', { route: apiRouteOf(req.url), status: String(status) }))
       .finally(() => ctx.inflight--);
   };
 }

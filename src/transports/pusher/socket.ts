@@ -4,10 +4,14 @@
  * docs/pusher.md for what is supported. Bad input gets a `pusher:error` and loses nothing; a client
  * that keeps sending garbage is closed with 4300.
  */
+import { countRefusal } from '../../runtime/instruments.js';
+import type { RefusalReason } from '../../runtime/metric-families.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_socket_context_t } from 'uWebSockets.js';
 import { channelKind } from '../../auth/channels.js';
 import { toErrorBody } from '../../errors.js';
 import { originAllowed } from '../../security/origins.js';
+import { admissionError } from '../../security/admission.js';
+import { clientAddress } from '../../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
 import { queryParam } from '../http.js';
 import { internalName } from './apps.js';
@@ -28,10 +32,12 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
   const sweep = setInterval(() => {
     for (const c of hub.clients.values()) {
       if (c instanceof PusherClient && !c.closed && c.socket.getBufferedAmount() > config.maxBackpressure) {
+        countRefusal('slow_consumer');
         c.close(PusherClose.RECONNECT, 'slow consumer: reconnect');
       }
     }
   }, SLOW_SWEEP_MS);
+  const messagesIn = ctx.metrics.series('rt_messages_in_total', { transport: 'websocket', protocol: 'pusher' });
   sweep.unref();
 
   uapp.ws<PusherSocketData>('/app/:key', {
@@ -49,7 +55,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       const extensions = req.getHeader('sec-websocket-extensions');
       const origin = req.getHeader('origin');
       const host = req.getHeader('host');
-      const ip = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const ip = clientAddress(res.getRemoteAddressAsText(), (h) => req.getHeader(h));
       const data: PusherSocketData = { ip, admitted: false };
       // Refusals are told in Pusher's terms (pusher:error + close code) over the socket, which is the
       // only place pusher-js reads them; so the upgrade itself always succeeds.
@@ -60,11 +66,15 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       else if (!/^[5-8]$/.test(protocol)) data.refusal = { code: PusherClose.UNSUPPORTED_PROTOCOL, message: `Unsupported protocol version ${protocol.slice(0, 10)}: 5 to 8 are supported` };
       else if (ctx.draining) data.refusal = { code: PusherClose.RECONNECT, message: 'server is shutting down: reconnect' };
       else if (!originAllowed(origin || undefined, host, app.allowedOrigins.length ? [...app.allowedOrigins, ...config.allowedOrigins] : config.allowedOrigins)) {
+        countRefusal('origin');
         data.refusal = { code: PusherClose.UNAUTHORIZED, message: `Origin ${origin.slice(0, 100)} is not allowed to connect to this app` };
       } else {
         const admitted = ctx.limits.admit(ip);
         if (admitted === 'ok') data.admitted = true;
-        else data.refusal = { code: PusherClose.OVER_CAPACITY, message: `Over capacity: ${admitted.replace(/_/g, ' ')}` };
+        else {
+          countRefusal(admitted);
+          data.refusal = { code: PusherClose.OVER_CAPACITY, message: `Over capacity: ${admissionError(admitted, ip, config).message}` };
+        }
       }
       data.app = app;
       res.cork(() => {
@@ -92,13 +102,16 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
     message(ws, message, isBinary) {
       const client = ws.getUserData().client;
       if (!client || client.closed) return;
-      const bad = (msg: string): void => {
+      messagesIn.inc();
+      const bad = (msg: string, reason: RefusalReason = 'malformed'): void => {
+        countRefusal(reason);
         client.send(errorFrame(null, msg));
         if (++client.badFrames >= MAX_BAD_FRAMES) client.close(PusherClose.REFUSED, 'too many malformed messages');
       };
-      if (message.byteLength > config.maxPayload) return bad(`Message too big: the limit is ${config.maxPayload} bytes`);
+      if (message.byteLength > config.maxPayload) return bad(`Message too big: the limit is ${config.maxPayload} bytes`, 'payload_too_large');
       if (isBinary) return bad('Binary frames are not part of the Pusher protocol: send JSON text');
       if (client.bucket && !client.bucket.take()) {
+        countRefusal('rate_limit');
         client.send(errorFrame(PusherClose.RATE_LIMITED, `More than ${config.rateLimit} messages per second: slow down`));
         if (client.bucket.strikes >= MAX_RATE_STRIKES) client.close(PusherClose.RATE_LIMITED, 'rate limit exceeded repeatedly');
         return;
@@ -134,6 +147,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       const client = data.client;
       if (!client || client.closed) return;
       client.closed = true;
+      countRefusal('slow_consumer');
       setImmediate(() => {
         if (!data.gone) ws.end(PusherClose.RECONNECT, 'slow consumer: reconnect');
       });

@@ -5,6 +5,7 @@
  * channels) or `pusher:subscription_error`. Cache channels replay their last event or send
  * `pusher:cache_miss`.
  */
+import { countRefusal } from '../../runtime/instruments.js';
 import { channelKind } from '../../auth/channels.js';
 import { RtError, toErrorBody } from '../../errors.js';
 import type { ChannelIdentity } from '../../runtime/client.js';
@@ -32,6 +33,7 @@ export function validPusherChannel(name: unknown): name is string {
 }
 
 function subscriptionError(client: PusherClient, channel: string, status: number, error: string): void {
+  if (status === 401 || status === 403) countRefusal('auth');
   client.send(frame('pusher:subscription_error', { type: 'AuthError', error, status }, channel));
 }
 

@@ -88,17 +88,19 @@ function multiFrames(e: Encoded): readonly Encoded[] | undefined {
  * The codec of one namespace. Its uWS topics are `<tag><channel>`; the tag ends with ',' which
  * neither namespaces nor channel names can contain, so no two namespaces' topics can collide.
  */
-export function namespaceCodec(nsp: string, parser: SioParser, onError: (why: string) => void): WireCodec {
+export function namespaceCodec(nsp: string, parser: SioParser, onError: (why: string) => void, offset?: () => string): WireCodec {
   const ev = (args: unknown[]) => eventEncoded(nsp, args, parser, onError);
   return registerCodec({
     name: `socket.io${parser === 'msgpack' ? '+msgpack' : ''} ${nsp}`,
     tag: (parser === 'msgpack' ? 'S' : 's') + nsp + ',',
     binary: parser === 'msgpack',
-    pub: (p) => ev([p.event, p.channel, p.data]),
+    // With recovery, the offset is the last argument (how socket.io 4.6+ servers send it).
+    pub: offset ? (p) => ev([p.event, p.channel, p.data, offset()]) : (p) => ev([p.event, p.channel, p.data]),
     join: (channel, m) => ev(['presence:joining', channel, m]),
     leave: (channel, m) => ev(['presence:leaving', channel, m]),
-    user: (event, data) => ev([event, data]),
-    push: (channel, event, data) => ev([event, channel, data]),
+    // A last argument that is a string would be taken for an offset by the client: an offset follows it.
+    user: (event, data) => ev(offset && typeof data === 'string' ? [event, data, offset()] : [event, data]),
+    push: (channel, event, data) => ev(offset && typeof data === 'string' ? [event, channel, data, offset()] : [event, channel, data]),
     kicked: (channel, reason) => ev(['kicked', channel, { reason }]),
     frames: multiFrames,
   });

@@ -37,6 +37,10 @@ const EioCode = {
 const EIO_MESSAGES = ['Transport unknown', 'Session ID unknown', 'Bad handshake method', 'Bad request', 'Forbidden', 'Unsupported protocol version'];
 
 export interface EngineOptions {
+  /** URL path served, with its trailing slash ('/socket.io/'). */
+  path: string;
+  /** Mesh route for requests between threads about this engine's sessions. */
+  route: string;
   pingInterval: number;
   pingTimeout: number;
   maxPayload: number;
@@ -50,6 +54,31 @@ export interface EngineOptions {
   upgradeTimeout: number;
   /** How long a moved session's ghost relays late output to its new thread. */
   ghostTtl: number;
+}
+
+/**
+ * Arrival time of a request, in microseconds of the process-wide monotonic clock: the same on every
+ * thread, so the session's thread can order requests that other shards received (see `Tomb`).
+ */
+export function arrivalStamp(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+/** While a WebSocket probe is answered, a pending poll is ended with a noop this often (as the reference server does). */
+const UPGRADE_TICK_MS = 100;
+/** How long a closed session's id is remembered, for requests that arrived before the close but reach its thread after. */
+const TOMB_MS = 3000;
+
+/** What remains of a closed polling session for a while. */
+interface Tomb {
+  closedAt: number;
+  /** The packets a GET that arrived before the close gets (the close packet, or a noop), once. */
+  lastWords?: string;
+  /**
+   * The client itself closed: the one poll it may have had racing its close (a GET and a POST `1` sent
+   * at once can reach two shards in either order) gets the noop, whichever arrived first.
+   */
+  lenient?: boolean;
 }
 
 /** What the Socket.IO layer does with one session. */
@@ -82,7 +111,9 @@ interface WsData {
   handshake: Handshake;
   session?: EioSession;
   /** Set on an upgrade's WebSocket until the client sends the upgrade packet. */
-  probe?: { sid: string; home: number };
+  probe?: { sid: string; home: number; timer?: NodeJS.Timeout };
+  /** A WebSocket for a session that cannot take it (already upgraded, or another probe is on): accepted, then closed. */
+  refused?: boolean;
   /** Packets that arrived while a moving session was being rebuilt here. */
   early?: EioPacket[];
   moving?: boolean;
@@ -94,12 +125,14 @@ interface WsData {
 
 /** Mesh requests between threads for sessions (route 'eio'). */
 type EioOp =
-  | { op: 'get'; sid: string; rid: string }
+  | { op: 'get'; sid: string; rid: string; at: number }
   | { op: 'abort'; sid: string; rid: string }
-  | { op: 'post'; sid: string; body: string }
+  | { op: 'post'; sid: string; body: string; at: number }
   | { op: 'kill'; sid: string; reason: string }
   | { op: 'probe'; sid: string }
-  | { op: 'migrate'; sid: string }
+  | { op: 'probed'; sid: string }
+  | { op: 'unprobe'; sid: string }
+  | { op: 'migrate'; sid: string; at: number }
   | { op: 'release'; sid: string }
   | { op: 'out'; sid: string; frames: Frame[] };
 
@@ -153,15 +186,21 @@ export class EioSession {
   movedTo?: number;
   /** Address counted in the shared connection limits (released once, when the session ends). */
   admitted?: string;
+  /** A WebSocket probe was opened for this session and has not ended. */
+  probing = false;
+  /** The probe answered the client's probe ping: pending polls are ended so the client can switch. */
   upgrading = false;
   private queue: Frame[] = [];
   private queuedBytes = 0;
-  private getter?: { rid: string; send: (a: HttpAnswer) => void };
+  private getter?: { rid: string; send: (a: HttpAnswer) => void; at: number };
   private flushScheduled = false;
   private timer?: NodeJS.Timeout;
   private upgradeTimer?: NodeJS.Timeout;
-  /** What a GET arriving after the close gets (the last packets and the close packet), briefly. */
-  private lastWords?: string;
+  private hurryTimer?: NodeJS.Timeout;
+  /** When the upgrade packet arrived (monotonic µs), once the session is leaving for another thread. */
+  upgradedAt?: number;
+  /** When the client's pong is due (monotonic µs), while a ping is unanswered. */
+  private pongDue?: number;
 
   constructor(
     private readonly engine: Engine,
@@ -239,10 +278,19 @@ export class EioSession {
 
   private schedulePing(): void {
     clearTimeout(this.timer);
+    // Due from when the ping is scheduled, not sent: a timer running late must not extend the session.
+    this.pongDue = arrivalStamp() + (this.opts.pingInterval + this.opts.pingTimeout) * 1000;
     this.timer = setTimeout(() => {
       this.write(['2']);
       this.timer = setTimeout(() => this.close('ping timeout'), this.opts.pingTimeout);
     }, this.opts.pingInterval);
+  }
+
+  /** A request that arrived after the pong was due finds the session closed, even if the timer runs late. */
+  private overdue(at: number): boolean {
+    if (this.pongDue === undefined || at <= this.pongDue) return false;
+    this.close('ping timeout');
+    return true;
   }
 
   // ---- packets from the client
@@ -257,7 +305,7 @@ export class EioSession {
         this.schedulePing();
         return;
       case 'close':
-        this.close('client closed the connection', false);
+        this.close('client closed the connection', false, true);
         return;
       case 'ping':
       case 'noop':
@@ -270,29 +318,33 @@ export class EioSession {
 
   // ---- polling
 
-  poll(rid: string, send: (a: HttpAnswer) => void): void {
-    if (this.closed) {
-      if (this.lastWords !== undefined) {
-        send({ status: 200, body: this.lastWords, type: 'text' });
-        this.lastWords = undefined;
-        this.engine.forget(this);
-      } else send(answer(EioCode.UNKNOWN_SID));
-      return;
-    }
-    if (this.transport !== 'polling' || this.movedTo !== undefined) return send(answer(EioCode.BAD_REQUEST));
+  poll(rid: string, send: (a: HttpAnswer) => void, at: number): void {
+    if (this.closed || this.overdue(at)) return send(this.engine.afterClose(this.sid, at));
+    if (this.transport !== 'polling' || this.movedTo !== undefined || this.upgradedAt !== undefined) return send(answer(EioCode.BAD_REQUEST));
     if (this.getter) {
       // Two GETs at once is a broken or hostile client: end the session (protocol test suite behaviour).
-      send(answer(EioCode.BAD_REQUEST));
+      // The one that arrived second (whichever shard forwarded it faster) is refused; the first gets the close packet.
+      if (at < this.getter.at) {
+        const later = this.getter;
+        this.getter = { rid, send, at };
+        later.send(answer(EioCode.BAD_REQUEST));
+      } else send(answer(EioCode.BAD_REQUEST));
       this.close('overlapping polling requests');
       return;
     }
-    this.getter = { rid, send };
-    // During an upgrade the client waits for its current poll to end before switching: end it now.
-    if (this.upgrading) this.hurryPoll();
+    this.getter = { rid, send, at };
+    // During an upgrade the poll is ended with a noop a little later, unless the upgrade completes first.
+    if (this.upgrading) this.hurryLater();
     else if (this.queue.length > 0) this.flush();
   }
 
+  private hurryLater(): void {
+    clearTimeout(this.hurryTimer);
+    this.hurryTimer = setTimeout(() => this.hurryPoll(), UPGRADE_TICK_MS);
+  }
+
   private hurryPoll(): void {
+    clearTimeout(this.hurryTimer);
     if (!this.getter) return;
     const g = this.getter;
     this.getter = undefined;
@@ -304,9 +356,9 @@ export class EioSession {
     if (this.getter?.rid === rid) this.getter = undefined;
   }
 
-  post(body: string): HttpAnswer {
-    if (this.closed) return answer(EioCode.UNKNOWN_SID);
-    if (this.transport !== 'polling' || this.movedTo !== undefined) return answer(EioCode.BAD_REQUEST);
+  post(body: string, at: number): HttpAnswer {
+    if (this.closed || this.overdue(at)) return answer(EioCode.UNKNOWN_SID);
+    if (this.transport !== 'polling' || this.movedTo !== undefined || (this.upgradedAt !== undefined && at > this.upgradedAt)) return answer(EioCode.BAD_REQUEST);
     let packets: EioPacket[];
     try {
       packets = decodeEioPayload(body);
@@ -327,22 +379,36 @@ export class EioSession {
 
   // ---- upgrade
 
-  /** The client probes a WebSocket (on any thread): hurry the current poll along with a noop. */
-  beginUpgrade(): boolean {
-    // A client may probe again after a failed probe; a second probe while one is open is harmless
-    // (only one of them can complete the hand-over).
-    if (this.closed || this.transport !== 'polling' || this.movedTo !== undefined) return false;
-    this.upgrading = true;
+  /**
+   * A WebSocket probe opened for this session (on any thread). One at a time: a client probes again
+   * only after a failed probe ended (unprobe), as the reference server requires.
+   */
+  beginProbe(): boolean {
+    if (this.closed || this.transport !== 'polling' || this.movedTo !== undefined || this.probing) return false;
+    this.probing = true;
     clearTimeout(this.upgradeTimer);
-    this.upgradeTimer = setTimeout(() => (this.upgrading = false), this.opts.upgradeTimeout);
-    this.hurryPoll();
+    this.upgradeTimer = setTimeout(() => this.endProbe(), this.opts.upgradeTimeout);
     return true;
+  }
+
+  /** The probe answered the client's probe ping: end pending polls with a noop on a tick until it switches. */
+  probed(): void {
+    if (!this.probing || this.upgrading) return;
+    this.upgrading = true;
+    if (this.getter) this.hurryLater();
+  }
+
+  /** The probe ended without completing the upgrade. */
+  endProbe(): void {
+    clearTimeout(this.upgradeTimer);
+    clearTimeout(this.hurryTimer);
+    this.probing = false;
+    this.upgrading = false;
   }
 
   /** Upgrade on this thread: same session, new transport; queued packets go out on the WebSocket. */
   switchTo(ws: WebSocket<WsData>): void {
-    clearTimeout(this.upgradeTimer);
-    this.upgrading = false;
+    this.endProbe();
     this.endPoll();
     this.transport = 'websocket';
     this.ws = ws;
@@ -353,20 +419,25 @@ export class EioSession {
     this.listener.onTransport();
   }
 
+  /**
+   * Ends a poll still pending at the upgrade with a 400: a client sends the upgrade packet only after
+   * its last poll was answered (it pauses polling on the probe's pong), so a poll pending now was sent
+   * after the upgrade packet and merely reached this thread first.
+   */
   private endPoll(): void {
+    clearTimeout(this.hurryTimer);
     if (this.getter) {
       const g = this.getter;
       this.getter = undefined;
-      g.send({ status: 200, body: NOOP, type: 'text' });
+      g.send(answer(EioCode.BAD_REQUEST));
     }
   }
 
   /** Upgrade onto another thread: hand over the queue and the Socket.IO state, stay as a ghost. */
   moveTo(thread: number): Migrated | null {
-    if (this.closed || !this.upgrading || this.transport !== 'polling' || this.movedTo !== undefined) return null;
-    clearTimeout(this.upgradeTimer);
+    if (this.closed || !this.probing || this.transport !== 'polling' || this.movedTo !== undefined) return null;
+    this.endProbe();
     clearTimeout(this.timer);
-    this.upgrading = false;
     this.endPoll();
     const frames = this.queue;
     this.queue = [];
@@ -389,12 +460,12 @@ export class EioSession {
    * Ends the session. Over WebSocket the socket is closed (the client reconnects unless Socket.IO told
    * it otherwise first); over polling the close packet goes to the pending or the next GET.
    */
-  close(reason: string, notify = true): void {
+  close(reason: string, notify = true, byClient = false): void {
     if (this.closed) return;
     this.closed = true;
     countCloseReason(reason);
     clearTimeout(this.timer);
-    clearTimeout(this.upgradeTimer);
+    this.endProbe();
     if (this.transport === 'websocket') {
       const ws = this.ws!;
       this.ws = undefined;
@@ -407,18 +478,18 @@ export class EioSession {
       this.engine.forget(this);
     } else if (this.movedTo === undefined) {
       const frames = notify ? [...this.queue, '1'] : this.queue;
+      const words = pollingPayload(frames.length ? frames : [NOOP]);
       this.queue = [];
       this.queuedBytes = 0;
       if (this.getter) {
         const g = this.getter;
         this.getter = undefined;
-        g.send({ status: 200, body: pollingPayload(frames.length ? frames : [NOOP]), type: 'text' });
-        this.engine.forget(this);
-      } else if (notify) {
-        // Keep the last words for the client's next GET, briefly.
-        this.lastWords = pollingPayload(frames);
-        setTimeout(() => this.engine.forget(this), this.opts.pingTimeout).unref();
-      } else this.engine.forget(this);
+        g.send({ status: 200, body: words, type: 'text' });
+        this.engine.bury(this, undefined);
+      } else {
+        // A GET that arrived before this close but reaches this thread after it still gets these words.
+        this.engine.bury(this, words, byClient);
+      }
     } else this.engine.forget(this);
     this.listener?.onClose(reason);
   }
@@ -441,6 +512,8 @@ export class Engine {
    * drained from the ring before the hand-over's reply has been acted on.
    */
   private readonly adopting = new Map<string, Frame[]>();
+  /** Recently closed polling sessions (see Tomb). */
+  private readonly tombs = new Map<string, Tomb>();
   private rid = 0;
 
   constructor(
@@ -448,6 +521,29 @@ export class Engine {
     readonly opts: EngineOptions,
     private readonly owner: SessionOwner,
   ) {}
+
+  /** Forgets a closed polling session, keeping its tomb for requests already on their way. */
+  bury(s: EioSession, lastWords: string | undefined, lenient = false): void {
+    this.forget(s);
+    const tomb: Tomb = { closedAt: arrivalStamp() };
+    if (lastWords !== undefined) tomb.lastWords = lastWords;
+    if (lenient) tomb.lenient = true;
+    this.tombs.set(s.sid, tomb);
+    setTimeout(() => {
+      if (this.tombs.get(s.sid) === tomb) this.tombs.delete(s.sid);
+    }, TOMB_MS).unref();
+  }
+
+  /** The answer to a GET for a session that is gone: its last words if the GET arrived before the close, else 400. */
+  afterClose(sid: string, at: number): HttpAnswer {
+    const tomb = this.tombs.get(sid);
+    if (tomb?.lastWords !== undefined && (at < tomb.closedAt || tomb.lenient)) {
+      const body = tomb.lastWords;
+      tomb.lastWords = undefined;
+      return { status: 200, body, type: 'text' };
+    }
+    return answer(EioCode.UNKNOWN_SID);
+  }
 
   forget(s: EioSession): void {
     if (this.sessions.get(s.sid) === s) this.sessions.delete(s.sid);
@@ -468,7 +564,7 @@ export class Engine {
 
   /** A ghost's late output goes to the session's new thread. */
   relay(thread: number, sid: string, frames: Frame[]): void {
-    this.ctx.hub.forward(thread, 'eio', { op: 'out', sid, frames } satisfies EioOp).catch(() => {});
+    this.ctx.hub.forward(thread, this.opts.route, { op: 'out', sid, frames } satisfies EioOp).catch(() => {});
   }
 
   private newSid(): string {
@@ -503,20 +599,29 @@ export class Engine {
     const s = this.sessions.get(op.sid);
     switch (op.op) {
       case 'get':
-        if (!s) return answer(EioCode.UNKNOWN_SID);
-        return new Promise<HttpAnswer>((resolve) => s.poll(op.rid, resolve));
+        if (!s) return this.afterClose(op.sid, op.at);
+        return new Promise<HttpAnswer>((resolve) => s.poll(op.rid, resolve, op.at));
       case 'abort':
         s?.abortPoll(op.rid);
         return null;
       case 'post':
-        return s ? s.post(op.body) : answer(EioCode.UNKNOWN_SID);
+        return s ? s.post(op.body, op.at) : answer(EioCode.UNKNOWN_SID);
       case 'kill':
         s?.close(op.reason);
         return null;
       case 'probe':
-        return s ? s.beginUpgrade() : false;
+        return s ? s.beginProbe() : 'unknown';
+      case 'probed':
+        s?.probed();
+        return null;
+      case 'unprobe':
+        s?.endProbe();
+        return null;
       case 'migrate':
-        return s ? s.listener.settled().then(() => s.moveTo(from)) : null;
+        if (!s) return null;
+        // From now on the session is leaving: polls that arrive after the upgrade packet get a 400.
+        s.upgradedAt = op.at;
+        return s.listener.settled().then(() => s.moveTo(from));
       case 'release':
         if (s?.movedTo !== undefined) s.listener.released();
         return null;
@@ -530,26 +635,31 @@ export class Engine {
 
   private run(home: number, op: EioOp, timeoutMs?: number): Promise<unknown> {
     if (home === this.ctx.thread) return Promise.resolve(this.localOp(op, home));
-    return this.ctx.hub.forward(home, 'eio', op, timeoutMs);
+    return this.ctx.hub.forward(home, this.opts.route, op, timeoutMs);
   }
 
   register(app: TemplatedApp): void {
-    this.ctx.hub.onForward('eio', (body: EioOp, from: number) => this.localOp(body, from));
+    const path = this.opts.path;
+    this.ctx.hub.onForward(this.opts.route, (body: EioOp, from: number) => this.localOp(body, from));
     if (this.opts.polling) {
-      app.get(SOCKETIO_PATH, (res, req) => this.http(res, req, 'GET'));
-      app.post(SOCKETIO_PATH, (res, req) => this.http(res, req, 'POST'));
+      app.get(path, (res, req) => this.http(res, req, 'GET'));
+      app.post(path, (res, req) => this.http(res, req, 'POST'));
     }
-    app.options(SOCKETIO_PATH, (res, req) => this.preflight(res, req));
-    // Without the trailing slash the client would get the catch-all 404; the official clients always
-    // send it, but some hand-written ones do not.
-    app.any(SOCKETIO_PATH.slice(0, -1), (res, req) => {
+    app.options(path, (res, req) => this.preflight(res, req));
+    const other = (res: HttpResponse, req: HttpRequest) => {
       const state = { aborted: false };
       res.onAborted(() => (state.aborted = true));
       const method = req.getMethod().toUpperCase();
       if (method === 'OPTIONS') return this.preflight(res, req);
-      if (method === 'GET' || method === 'POST') return this.http(res, req, method);
-      this.reply(res, state, answer(EioCode.BAD_REQUEST), '');
-    });
+      if (this.opts.polling && (method === 'GET' || method === 'POST')) return this.http(res, req, method);
+      const sid = new URLSearchParams(req.getQuery() ?? '').get('sid');
+      this.reply(res, state, answer(sid === null ? EioCode.BAD_HANDSHAKE_METHOD : EioCode.BAD_REQUEST), '', req.getHeader('connection'));
+    };
+    // Any other method (PUT, DELETE, …) is a 400 as Engine.IO defines it, not the catch-all 404.
+    app.any(path, other);
+    // Without the trailing slash the client would get the catch-all 404; the official clients always
+    // send it, but some hand-written ones do not.
+    app.any(path.slice(0, -1), other);
     if (this.opts.websocket) this.registerWs(app);
   }
 
@@ -579,16 +689,19 @@ export class Engine {
     });
   }
 
-  private reply(res: HttpResponse, state: { aborted: boolean }, a: HttpAnswer, origin: string): void {
+  private reply(res: HttpResponse, state: { aborted: boolean }, a: HttpAnswer, origin: string, connection = ''): void {
     if (state.aborted) return;
     state.aborted = true;
+    // An error may leave an unread body behind: close rather than parse it as the next request. A
+    // client that asked for `Connection: close` is told so, or keep-alive agents reuse a dead socket.
+    const close = a.status >= 400 || /(^|,)\s*close\s*(,|$)/i.test(connection);
     res.cork(() => {
       res.writeStatus(statusLine(a.status));
       res.writeHeader('content-type', a.type === 'json' ? 'application/json' : a.type === 'html' ? 'text/html' : 'text/plain; charset=UTF-8');
       res.writeHeader('cache-control', 'no-store');
       if (origin) res.writeHeader('access-control-allow-origin', origin).writeHeader('access-control-allow-credentials', 'true').writeHeader('vary', 'Origin');
-      // An error may leave an unread body behind: close rather than parse it as the next request.
-      res.end(a.body, a.status >= 400);
+      if (close) res.writeHeader('connection', 'close');
+      res.end(a.body, close);
     });
   }
 
@@ -601,13 +714,17 @@ export class Engine {
       state.aborted = true;
       onAbort?.();
     });
+    const at = arrivalStamp();
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const origin = this.corsOrigin(req.getHeader('origin'), req.getHeader('host'));
-    if (origin === null) {
+    const connection = req.getHeader('connection');
+    const origin0 = this.corsOrigin(req.getHeader('origin'), req.getHeader('host'));
+    if (origin0 === null) {
       countRefusal('origin');
-      return this.reply(res, state, answer(EioCode.FORBIDDEN), '');
+      return this.reply(res, state, answer(EioCode.FORBIDDEN), '', connection);
     }
-    const fail = (code: number) => this.reply(res, state, answer(code), origin);
+    const origin = origin0;
+    const send = (a: HttpAnswer) => this.reply(res, state, a, origin, connection);
+    const fail = (code: number) => send(answer(code));
     if (query.get('EIO') !== '4') return fail(EioCode.UNSUPPORTED_PROTOCOL_VERSION);
     const transport = query.get('transport');
     if (transport !== 'polling' || !this.opts.polling) return fail(EioCode.UNKNOWN_TRANSPORT);
@@ -617,12 +734,12 @@ export class Engine {
 
     if (sid === null) {
       if (method !== 'GET') return fail(EioCode.BAD_HANDSHAKE_METHOD);
-      if (this.ctx.draining) return this.reply(res, state, { status: 503, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: 'Server shutting down' }), type: 'json' }, origin);
+      if (this.ctx.draining) return send({ status: 503, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: 'Server shutting down' }), type: 'json' });
       const handshake = snapshotHandshake(res, req, query);
       const refused = this.admit(handshake.address);
-      if (refused) return this.reply(res, state, refused, origin);
+      if (refused) return send(refused);
       const s = this.create('polling', handshake);
-      this.reply(res, state, { status: 200, body: this.openPacket(s.sid, this.opts.websocket ? ['websocket'] : []), type: 'text' }, origin);
+      send({ status: 200, body: this.openPacket(s.sid, this.opts.websocket ? ['websocket'] : []), type: 'text' });
       return;
     }
 
@@ -634,8 +751,8 @@ export class Engine {
       // Longer than a poll is ever held: the session's next ping answers it within pingInterval.
       const timeout = this.opts.pingInterval + this.opts.pingTimeout + 5000;
       onAbort = () => void this.run(home, { op: 'abort', sid, rid }).catch(() => {});
-      this.run(home, { op: 'get', sid, rid }, timeout).then(
-        (a) => this.reply(res, state, a as HttpAnswer, origin),
+      this.run(home, { op: 'get', sid, rid, at }, timeout).then(
+        (a) => send(a as HttpAnswer),
         () => fail(EioCode.UNKNOWN_SID),
       );
       return;
@@ -647,14 +764,14 @@ export class Engine {
       (body) => {
         // v3-style binary payloads: v4 clients send text only.
         if (ctype.startsWith('application/octet-stream')) return fail(EioCode.BAD_REQUEST);
-        this.run(home, { op: 'post', sid, body: body.toString('utf8') }).then(
-          (a) => this.reply(res, state, a as HttpAnswer, origin),
+        this.run(home, { op: 'post', sid, body: body.toString('utf8'), at }).then(
+          (a) => send(a as HttpAnswer),
           () => fail(EioCode.UNKNOWN_SID),
         );
       },
       () => {
         // Only a body over maxHttpBufferSize rejects; the protocol then ends the session too.
-        this.reply(res, state, { status: 413, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: `Payload Too Large: the limit is ${limit} bytes` }), type: 'json' }, origin);
+        send({ status: 413, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: `Payload Too Large: the limit is ${limit} bytes` }), type: 'json' });
         void this.run(home, { op: 'kill', sid, reason: 'polling body over maxHttpBufferSize' }).catch(() => {});
       },
     );
@@ -664,7 +781,7 @@ export class Engine {
 
   private registerWs(app: TemplatedApp): void {
     const engine = this;
-    app.ws<WsData>(SOCKETIO_PATH, {
+    app.ws<WsData>(this.opts.path, {
       // uWS closes the connection itself on a larger frame, before buffering it.
       maxPayloadLength: this.opts.maxPayload,
       // Engine.IO's own ping/pong keeps the connection and detects dead peers.
@@ -710,14 +827,30 @@ export class Engine {
         const home = engine.homeOf(sid);
         if (home < 0) return refuse(EioCode.UNKNOWN_SID);
         engine.run(home, { op: 'probe', sid }).then(
-          (ok) => (ok ? upgrade({ handshake, probe: { sid, home } }) : refuse(EioCode.BAD_REQUEST)),
+          (ok) => {
+            if (ok === 'unknown') return refuse(EioCode.UNKNOWN_SID);
+            // Like the reference server: a WebSocket for an upgraded (or already probing) session is
+            // accepted, then closed at once.
+            upgrade(ok === true ? { handshake, probe: { sid, home } } : { handshake, refused: true });
+          },
           () => refuse(EioCode.UNKNOWN_SID),
         );
       },
 
       open(ws) {
         const data = ws.getUserData();
-        if (data.probe) return;
+        if (data.refused) {
+          ws.end(1008, 'session already upgraded');
+          return;
+        }
+        if (data.probe) {
+          const probe = data.probe;
+          // A probe that never completes must not stay open (nor keep the session in its probing state).
+          probe.timer = setTimeout(() => {
+            if (!data.gone && data.probe === probe) ws.end(1002, 'upgrade timeout');
+          }, engine.opts.upgradeTimeout);
+          return;
+        }
         const s = engine.create('websocket', data.handshake, ws);
         data.session = s;
         ws.send(engine.openPacket(s.sid, []), false);
@@ -765,6 +898,11 @@ export class Engine {
       close(ws) {
         const data = ws.getUserData();
         data.gone = true;
+        if (data.probe) {
+          clearTimeout(data.probe.timer);
+          void engine.run(data.probe.home, { op: 'unprobe', sid: data.probe.sid }).catch(() => {});
+          data.probe = undefined;
+        }
         data.session?.transportClosed('transport close');
         data.session = undefined;
       },
@@ -775,6 +913,7 @@ export class Engine {
     const probe = data.probe!;
     if (p.type === 'ping' && p.data === 'probe') {
       ws.send('3probe', false);
+      void this.run(probe.home, { op: 'probed', sid: probe.sid }).catch(() => {});
       return;
     }
     if (p.type !== 'upgrade') {
@@ -782,10 +921,12 @@ export class Engine {
       ws.end(1002, 'expected the upgrade packet');
       return;
     }
+    const at = arrivalStamp();
+    clearTimeout(probe.timer);
     data.probe = undefined;
     if (probe.home === this.ctx.thread) {
       const s = this.sessions.get(probe.sid);
-      if (!s || s.closed || !s.upgrading) {
+      if (!s || s.closed || !s.probing) {
         this.ctx.log.debug(`socket.io ${probe.sid}: upgrade refused (${!s ? 'unknown' : s.closed ? 'closed' : 'no probe'})`);
         ws.end(1002, 'session not upgradable');
         return;
@@ -796,7 +937,7 @@ export class Engine {
     }
     data.moving = true;
     this.adopting.set(probe.sid, []);
-    this.ctx.hub.forward<Migrated | null>(probe.home, 'eio', { op: 'migrate', sid: probe.sid } satisfies EioOp).then(
+    this.ctx.hub.forward<Migrated | null>(probe.home, this.opts.route, { op: 'migrate', sid: probe.sid, at } satisfies EioOp).then(
       (m) => this.adopt(ws, data, probe, m),
       (err: Error) => {
         this.ctx.log.debug(`socket.io ${probe.sid}: move from thread ${probe.home} failed: ${err.message}`);

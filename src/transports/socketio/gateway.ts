@@ -15,17 +15,20 @@ import { CloseCode, Client } from '../../runtime/client.js';
 import type { ThreadContext } from '../../runtime/context.js';
 import type { Encoded, WireCodec } from '../../protocol/codecs.js';
 import { decodeSioMsgpack, SioDecoder, SioError, SioType, type SioPacket } from '../../protocol/socketio.js';
-import type { StreamPosition } from '../../protocol/native.js';
+import type { Publication, StreamPosition } from '../../protocol/native.js';
 import { assertChannel, assertEvent } from '../../protocol/native.js';
+import { channelKind } from '../../auth/channels.js';
 import type { JwtClaims } from '../../auth/jwt.js';
 import { RtError, toErrorBody } from '../../errors.js';
 import type { ChannelIdentity } from '../../runtime/client.js';
-import { runHandler, type Connection, type HandlerRegistry } from '../../actors/handlers.js';
+import { ackArgsOf, runHandler, type Connection, type HandlerRegistry } from '../../actors/handlers.js';
 import type { ActorRegistry } from '../../actors/registry.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
 import { authorizeChannel, bearerOf, looksLikeJwt, verifyToken, type ChannelAuthDeps, type TokenCheck } from './auth.js';
-import { namespaceCodec, packetFrames, type SioParser } from './codec.js';
+import { namespaceCodec, packetFrames, type Frame, type SioParser } from './codec.js';
 import type { Engine, EioSession, SessionListener, SessionOwner } from './engine.js';
+import { eventEncoded, framesOf } from './codec.js';
+import { newPid, receivedUpTo, Recovery, type ChannelTrack, type SavedSocket, type Snapshot } from './recovery.js';
 
 export interface GatewayOptions {
   parser: SioParser;
@@ -36,6 +39,8 @@ export interface GatewayOptions {
   connectTimeout: number;
   /** Default wait for a client's ack to emitWithAck (ms). */
   ackTimeout: number;
+  /** Connection state recovery window (ms); 0 turns recovery off. */
+  recoveryMs: number;
 }
 
 type Ack = (args: unknown[]) => void;
@@ -55,10 +60,14 @@ interface SocketState {
   grants?: string[];
   expiresAt?: number;
   data: Record<string, unknown>;
-  channels: Array<{ ch: string; pos?: StreamPosition; data?: unknown; identity?: ChannelIdentity }>;
+  channels: Array<{ ch: string; pos?: StreamPosition; data?: unknown; identity?: ChannelIdentity; snaps?: Snapshot[] }>;
   nextAck: number;
   acks: number[];
+  pid?: string;
 }
+
+/** Why a session may end without the client wanting it to: only then is it saved for recovery. */
+const UNRECOVERABLE = new Set(['client closed the connection', 'parse error', 'rate limit exceeded', 'overlapping polling requests', 'no namespace joined in time', 'polling body over maxHttpBufferSize', 'moved', 'replaced']);
 
 interface ConnectionState {
   sockets: SocketState[];
@@ -72,14 +81,18 @@ export class SioGateway implements SessionOwner {
   readonly authDeps: ChannelAuthDeps;
   readonly tokens: TokenCheck;
   engine!: Engine;
+  readonly recovery?: Recovery;
   private warned = new Set<string>();
 
   constructor(
     readonly ctx: ThreadContext,
     readonly opts: GatewayOptions,
   ) {
+    if (opts.recoveryMs > 0) this.recovery = new Recovery(ctx.hub, opts.recoveryMs, ctx.sharedStore, (m) => ctx.log.warn(m));
+    const rec = this.recovery;
+    const offset = rec ? () => rec.offset() : undefined;
     for (const nsp of opts.namespaces) {
-      this.codecs.set(nsp, namespaceCodec(nsp, opts.parser, (why) => this.warnOnce(why)));
+      this.codecs.set(nsp, namespaceCodec(nsp, opts.parser, (why) => this.warnOnce(why), offset));
     }
     this.tokens = { verify: (t) => ctx.verifyToken(t), isRevoked: (u, iat) => ctx.hub.isRevoked(u, iat) };
     this.authDeps = {
@@ -154,19 +167,22 @@ export class SioConnection implements SessionListener {
 
   /** Sends one packet. Throws a coded RtError when the packet cannot be encoded (e.g. a reserved event name). */
   sendPacket(p: SioPacket): void {
-    let frames;
+    this.session.send(this.encode(p));
+  }
+
+  encode(p: SioPacket): Frame[] {
     try {
-      frames = packetFrames(p, this.gw.opts.parser);
+      return packetFrames(p, this.gw.opts.parser);
     } catch (err) {
       if (err instanceof SioError) throw new RtError('bad_request', err.message);
       throw err;
     }
-    this.session.send(frames);
   }
 
   private violation(why: string): void {
     this.gw.log(`socket.io ${this.session.sid}: ${why}; closing`);
-    this.session.close('parse error', false);
+    // With the close packet: a polling client learns from its next poll that the session is over.
+    this.session.close('parse error');
   }
 
   onMessage(data: string | Uint8Array): void {
@@ -235,12 +251,21 @@ export class SioConnection implements SessionListener {
   private async connect(nsp: string, auth: Record<string, unknown>): Promise<void> {
     const { ctx, gw } = this;
     const client = new SioClient(this, nsp, ctx.hub.nextSocketId(), auth);
+    // What onConnect emits waits for the CONNECT packet: a client drops events of a namespace it has not joined.
+    client.held = [];
+    const recovery = gw.recovery;
+    const pid = auth.pid;
+    let saved: SavedSocket | undefined;
+    if (recovery && typeof pid === 'string' && pid.length > 0 && pid.length <= 64) {
+      saved = await recovery.take(pid).catch(() => undefined);
+      if (saved && saved.nsp !== nsp) saved = undefined;
+    }
     try {
       let claims: JwtClaims | undefined;
-      if (auth.token !== undefined) {
+      if (this.tokenIsJwt(auth.token)) {
         if (typeof auth.token !== 'string') throw new RtError('bad_request', 'auth.token must be a string');
         claims = await verifyToken(gw.tokens, auth.token);
-      } else {
+      } else if (ctx.config.socketioAuthToken !== 'off') {
         // laravel-echo hands its `auth` option to io() too, so the subscribe headers also arrive here.
         const bearer = bearerOf(auth.headers);
         if (bearer !== undefined && looksLikeJwt(bearer)) {
@@ -253,22 +278,46 @@ export class SioConnection implements SessionListener {
         }
       }
       if (claims) client.authenticate(claims);
+      else if (saved?.user !== undefined) client.resume(saved);
       else if (ctx.config.requireAuth) throw new RtError('unauthorized', 'this server requires a token to connect: pass auth: { token: <JWT> }', 401);
       for (const hook of gw.opts.handlers.get(nsp)?.onConnect ?? []) {
         await runHandler(hook, client.connection(), [], (m, e) => gw.log(m, e));
       }
     } catch (err) {
+      client.held = undefined;
+      client.dropAcks();
       countRefusal(err);
       const e = toErrorBody(err);
       if (!this.session.closed) this.sendPacket({ type: SioType.CONNECT_ERROR, nsp, data: { message: e.message, data: { code: e.code } } });
       return;
     }
-    if (this.session.closed) return;
-    client.ws = this.session.transport === 'websocket' ? (this.session.ws as Client['ws']) : undefined;
+    if (this.session.closed) return client.dropAcks();
     ctx.hub.add(client);
+    let recovered = false;
+    if (saved) recovered = await client.recover(saved, auth.offset);
+    if (recovery) client.setPid(recovered ? saved!.pid : newPid());
+    const held = client.held;
+    client.held = undefined;
+    if (this.session.closed) return client.teardown('transport close', true);
     this.sockets.set(nsp, client);
     clearTimeout(this.connectTimer);
-    this.sendPacket({ type: SioType.CONNECT, nsp, data: { sid: client.publicId } });
+    this.sendPacket({ type: SioType.CONNECT, nsp, data: client.pid ? { sid: client.publicId, pid: client.pid } : { sid: client.publicId } });
+    if (held.length > 0) this.session.send(held);
+    if (this.session.transport === 'websocket') ctx.hub.rebind(client, this.session.ws as Client['ws']);
+  }
+
+  /** Whether the CONNECT payload's `token` is to be verified as a JWT (--socketio-auth-token). */
+  private tokenIsJwt(token: unknown): boolean {
+    if (token === undefined) return false;
+    switch (this.ctx.config.socketioAuthToken) {
+      case 'off':
+        return false;
+      case 'jwt':
+        return true;
+      default:
+        // auto: a token that is not a JWT, or a server with no way to verify one, leaves it to the handlers.
+        return this.gw.authDeps.jwtConfigured && typeof token === 'string' && looksLikeJwt(token);
+    }
   }
 
   onTransport(): void {
@@ -307,13 +356,17 @@ export class SioConnection implements SessionListener {
       c.nextAck = st.nextAck + GHOST_ACK_IDS;
       c.remoteAcks = { thread: from, ids: new Set(st.acks), from: st.nextAck, below: c.nextAck };
       c.ws = this.session.ws as Client['ws'];
+      if (st.pid) c.setPid(st.pid);
       hub.add(c);
       hub.aliases.set(c.publicId, c);
       this.sockets.set(st.nsp, c);
-      for (const ch of st.channels) subs.push(c.resubscribe(ch.ch, ch.pos, ch.data, ch.identity));
+      for (const ch of st.channels) {
+        if (ch.snaps) c.earlier.set(ch.ch, ch.snaps);
+        subs.push(c.resubscribe(ch.ch, ch.pos, ch.data, ch.identity));
+      }
     }
     if (this.sockets.size > 0) clearTimeout(this.connectTimer);
-    void Promise.allSettled(subs).then(() => hub.forward(from, 'eio', { op: 'release', sid: this.session.sid }).catch(() => {}));
+    void Promise.allSettled(subs).then(() => hub.forward(from, this.gw.engine.opts.route, { op: 'release', sid: this.session.sid }).catch(() => {}));
   }
 
   released(): void {
@@ -330,7 +383,11 @@ export class SioConnection implements SessionListener {
       for (const s of this.sockets.values()) s.dropAcks();
       return;
     }
-    for (const s of [...this.sockets.values()]) s.teardown(reason, true);
+    const recovery = this.gw.recovery;
+    for (const s of [...this.sockets.values()]) {
+      if (recovery && s.pid && !UNRECOVERABLE.has(reason)) recovery.save(s.saved(recovery));
+      s.teardown(reason, true);
+    }
     this.sockets.clear();
   }
 }
@@ -344,6 +401,16 @@ export class SioClient extends Client {
   /** Acks answering emitWithAck calls made on the thread this socket moved from (see GHOST_ACK_IDS). */
   remoteAcks?: { thread: number; ids: Set<number>; from: number; below: number };
   readonly pendingSubs = new Map<string, Promise<void>>();
+  /** Frames emitted while the namespace connect is being decided (sent after the CONNECT packet). */
+  held?: Frame[];
+  /** Connection state recovery: the private id the client presents to get this socket back. */
+  pid?: string;
+  /** Where this socket stands in each channel on this thread (recovery). */
+  private readonly tracks = new Map<string, ChannelTrack>();
+  /** Snapshots from threads this socket was on before (a move at upgrade), per channel. */
+  readonly earlier = new Map<string, Snapshot[]>();
+  /** Channels given back by recovery: a client subscribing again (laravel-echo does) is simply told ok. */
+  private restored?: Set<string>;
   private readonly subData = new Map<string, unknown>();
   private readonly acks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private handlerConn?: Connection;
@@ -368,7 +435,9 @@ export class SioClient extends Client {
   }
 
   sendEncoded(data: Encoded): void {
-    if (!this.closed) this.conn.session.deliver(data);
+    if (this.closed) return;
+    if (this.held) this.held.push(...framesOf(data));
+    else this.conn.session.deliver(data);
   }
 
   /**
@@ -389,6 +458,36 @@ export class SioClient extends Client {
     if (this.conn.sockets.size === 0) this.conn.session.close(reason);
   }
 
+  override tokenExpiring(deadline: number): void {
+    this.emitSafe('token:expiring', [{ deadline }]);
+  }
+
+  /**
+   * Says why (Socket.IO's own disconnect carries no code), then disconnects the namespace. The Engine.IO
+   * session stays for the client to close (socket.io-client does once no namespace is left): closing it
+   * here could drop both packets before a polling client fetched them.
+   */
+  override tokenExpired(code: number, reason: string): void {
+    this.emitSafe('token:expired', [{ code, reason }]);
+    this.leave(reason, true);
+  }
+
+  /** `token:refresh` with `{ token }`: the fresh token that keeps this socket connected past its exp. */
+  private opRefresh(arg: unknown, ack: Ack | undefined): void {
+    const token = typeof arg === 'string' ? arg : (arg as { token?: unknown } | null)?.token;
+    if (typeof token !== 'string' || token.length === 0) {
+      return this.fail(ack, 'token:refresh', undefined, new RtError('bad_request', 'token:refresh needs { token: <JWT> }'), true);
+    }
+    verifyToken(this.conn.gw.tokens, token).then(
+      (claims) => {
+        if (this.closed) return;
+        if (String(claims.sub) !== this.user) throw new RtError('forbidden', 'a connection cannot change user; reconnect instead', 403);
+        this.authenticate(claims);
+        ack?.([{ ok: true, user: this.user }]);
+      },
+    ).catch((err) => this.fail(ack, 'token:refresh', undefined, err, true));
+  }
+
   /** Leaves the namespace (the session may stay for others). */
   leave(reason: string, tell: boolean): void {
     if (this.conn.sockets.get(this.nsp) === this) this.conn.sockets.delete(this.nsp);
@@ -398,6 +497,9 @@ export class SioClient extends Client {
 
   teardown(reason: string, sessionGone: boolean): void {
     const hub = this.hub;
+    if (this.pid && this.handOver) this.conn.gw.recovery?.unbind(this.pid, this.handOver);
+    for (const ch of this.tracks.keys()) this.conn.gw.recovery?.unwatch(ch);
+    this.tracks.clear();
     // A closed WebSocket must not be touched; uWS drops its topics itself.
     if (sessionGone) this.ws = undefined;
     else for (const ch of [...this.channels]) hub.unsubscribe(this, ch);
@@ -436,13 +538,14 @@ export class SioClient extends Client {
     if (name === 'subscribe') return this.opSubscribe(arg, ack);
     if (name === 'unsubscribe') return void this.opUnsubscribe(arg, ack);
     if (name === 'client event') return void this.opWhisper(arg, ack);
+    if (name === 'token:refresh') return this.opRefresh(arg, ack);
     const fn = typeof name === 'string' ? this.conn.gw.opts.handlers.handler(this.nsp, name) : undefined;
     if (!fn) {
       const err = new RtError('no_handler', `no handler for event ${JSON.stringify(name).slice(0, 100)} in namespace ${this.nsp}`, 404);
       return this.fail(ack, String(name), undefined, err, false);
     }
     runHandler(fn, this.connection(), args.slice(1), (m, e) => this.conn.gw.log(m, e)).then(
-      (v) => ack?.(v === undefined ? [] : [v]),
+      (v) => ack?.(ackArgsOf(v)),
       (err) => this.fail(ack, name as string, undefined, err, false),
     );
   }
@@ -489,7 +592,17 @@ export class SioClient extends Client {
 
   emitEvent(event: string, args: unknown[]): void {
     if (typeof event !== 'string' || event.length === 0) throw new RtError('bad_request', 'event must be a non-empty string');
-    this.conn.sendPacket({ type: SioType.EVENT, nsp: this.nsp, data: [event, ...args] });
+    const recovery = this.conn.gw.recovery;
+    // A last argument that is a string would be taken for an offset by a recovering client: one follows it.
+    const tail = recovery && typeof args[args.length - 1] === 'string' ? [recovery.offset()] : [];
+    this.send({ type: SioType.EVENT, nsp: this.nsp, data: [event, ...args, ...tail] });
+  }
+
+  /** A packet of this socket's own (not a channel delivery), held while its connect is decided. */
+  private send(p: SioPacket): void {
+    const frames = this.conn.encode(p);
+    if (this.held) this.held.push(...frames);
+    else this.conn.session.send(frames);
   }
 
   emitWithAck(event: string, args: unknown[], timeoutMs = this.conn.gw.opts.ackTimeout): Promise<unknown> {
@@ -502,7 +615,7 @@ export class SioClient extends Client {
       }, timeoutMs);
       this.acks.set(id, { resolve, reject, timer });
       try {
-        this.conn.sendPacket({ type: SioType.EVENT, nsp: this.nsp, id, data: [event, ...args] });
+        this.send({ type: SioType.EVENT, nsp: this.nsp, id, data: [event, ...args] });
       } catch (err) {
         clearTimeout(timer);
         this.acks.delete(id);
@@ -522,6 +635,10 @@ export class SioClient extends Client {
     } catch (err) {
       return this.fail(ack, 'subscribe', typeof p.channel === 'string' ? p.channel.slice(0, 200) : undefined, err, true);
     }
+    if (this.restored?.delete(channel) && this.channels.has(channel)) {
+      if (channelKind(channel) === 'presence') void this.hub.presence(channel).then((r) => this.emitSafe('presence:subscribed', [channel, r.members]), () => {});
+      return ack?.([{ ok: true }]);
+    }
     if (this.channels.has(channel) || this.pendingSubs.has(channel)) {
       return this.fail(ack, 'subscribe', channel, new RtError('already_subscribed', `already subscribed to ${channel}`), true);
     }
@@ -534,6 +651,7 @@ export class SioClient extends Client {
           // Before the client joins the channel's delivery, so these precede any publication.
           if (res.members) this.emitSafe('presence:subscribed', [channel, res.members]);
           ack?.([res.data === undefined ? { ok: true } : { ok: true, data: res.data }]);
+          this.track(channel, res.epoch, res.offset, []);
         });
       } catch (err) {
         this.channelIdentity?.delete(channel);
@@ -558,6 +676,7 @@ export class SioClient extends Client {
     }
     this.channelIdentity?.delete(channel);
     this.subData.delete(channel);
+    this.untrack(channel);
     ack?.([{ ok: true }]);
   }
 
@@ -587,7 +706,7 @@ export class SioClient extends Client {
     return this.hub
       .subscribe(this, channel, since, data, (res) => {
         if (res.recovered === false) this.conn.gw.log(`socket.io ${this.publicId}: publications on ${channel} during the move to this thread are not in history`);
-        for (const pub of res.pubs ?? []) this.sendEncoded(this.codec.pub(pub));
+        this.track(channel, res.epoch, since?.offset ?? res.offset, this.resumed(res.pubs ?? []));
       })
       .catch((err) => {
         this.channelIdentity?.delete(channel);
@@ -606,12 +725,134 @@ export class SioClient extends Client {
       if (id) c.identity = id;
       return c;
     });
+    const recovery = this.conn.gw.recovery;
+    if (recovery) for (const c of channels) c.snaps = this.snapshots(recovery, c.ch);
     const st: SocketState = { nsp: this.nsp, publicId: this.publicId, auth: this.auth, data: plainData(this.data, (m) => this.conn.gw.log(m)), channels, nextAck: this.nextAck, acks: [...this.acks.keys()] };
+    if (this.pid) st.pid = this.pid;
     if (this.user !== undefined) st.user = this.user;
     if (this.info !== undefined) st.info = this.info;
     if (this.grants !== undefined) st.grants = this.grants;
     if (this.expiresAt !== undefined) st.expiresAt = this.expiresAt;
     return st;
+  }
+
+  // ---- connection state recovery (see recovery.ts)
+
+  private handOver?: () => SavedSocket;
+
+  /** Names this socket for recovery; a client coming back with this pid while it still lives takes it over. */
+  setPid(pid: string): void {
+    const recovery = this.conn.gw.recovery!;
+    this.pid = pid;
+    this.handOver = () => {
+      const rec = this.saved(recovery);
+      this.pid = undefined;
+      if (this.conn.sockets.get(this.nsp) === this) this.leave('taken over by a recovering connection', false);
+      if (this.conn.sockets.size === 0) this.conn.session.close('taken over by a recovering connection');
+      return rec;
+    };
+    recovery.bind(pid, this.handOver);
+  }
+
+  /** Starts tracking this socket's place in `channel` (it just joined its live deliveries). */
+  private track(channel: string, epoch: string, base: number, marks: Array<[number, number]>): void {
+    const recovery = this.conn.gw.recovery;
+    if (!recovery) return;
+    if (!this.tracks.has(channel)) recovery.watch(channel);
+    this.tracks.set(channel, { epoch, base, joinedAt: recovery.seq, marks });
+  }
+
+  private untrack(channel: string): void {
+    if (this.tracks.delete(channel)) this.conn.gw.recovery?.unwatch(channel);
+    this.earlier.delete(channel);
+  }
+
+  /** Sends publications to this socket alone (resumed from history), each with a number of its own. */
+  private resumed(pubs: readonly Publication[]): Array<[number, number]> {
+    const recovery = this.conn.gw.recovery;
+    const marks: Array<[number, number]> = [];
+    for (const pub of pubs) {
+      if (!recovery) {
+        this.sendEncoded(this.codec.pub(pub));
+        continue;
+      }
+      const offset = recovery.next();
+      marks.push([recovery.seq, pub.offset]);
+      this.sendEncoded(eventEncoded(this.nsp, [pub.event, pub.channel, pub.data, offset], this.conn.gw.opts.parser, (why) => this.conn.gw.warnOnce(why)));
+    }
+    return marks;
+  }
+
+  private snapshots(recovery: Recovery, channel: string): Snapshot[] {
+    const track = this.tracks.get(channel);
+    const earlier = this.earlier.get(channel) ?? [];
+    return track ? [...earlier, recovery.snapshot(track, channel)] : earlier;
+  }
+
+  /** What is saved of this socket when its session ends for a reason its client comes back from. */
+  saved(recovery: Recovery): SavedSocket {
+    const channels = [...this.channels].map((ch) => {
+      const c: SavedSocket['channels'][number] = { ch, snaps: this.snapshots(recovery, ch) };
+      if (this.subData.has(ch)) c.data = this.subData.get(ch);
+      const id = this.channelIdentity?.get(ch);
+      if (id) c.identity = id;
+      return c;
+    });
+    const rec: SavedSocket = { pid: this.pid!, nsp: this.nsp, publicId: this.publicId, data: plainData(this.data, (m) => this.conn.gw.log(m)), channels, until: Date.now() + recovery.windowMs };
+    if (this.user !== undefined) rec.user = this.user;
+    if (this.info !== undefined) rec.info = this.info;
+    if (this.grants !== undefined) rec.grants = this.grants;
+    if (this.expiresAt !== undefined) rec.expiresAt = this.expiresAt;
+    return rec;
+  }
+
+  /** Takes the identity of a saved socket (a recovering client that presents no token of its own). */
+  resume(saved: SavedSocket): void {
+    this.user = saved.user;
+    this.info = saved.info;
+    this.grants = saved.grants;
+    this.expiresAt = saved.expiresAt;
+  }
+
+  /**
+   * Gives a saved socket back: its id, data and channels, each subscribed again from the last
+   * publication the client received, with what it missed sent (held until the CONNECT packet). All or
+   * nothing: when one channel cannot be recovered, the socket starts afresh (`recovered: false`).
+   */
+  async recover(saved: SavedSocket, clientOffset: unknown): Promise<boolean> {
+    if (clientOffset !== undefined && typeof clientOffset !== 'string') return false;
+    const since = saved.channels.map((c) => receivedUpTo(c.snaps, clientOffset));
+    if (since.some((p) => p === undefined)) return false;
+    let ok = true;
+    const heldBefore = this.held?.length ?? 0;
+    await Promise.all(
+      saved.channels.map((c, i) => {
+        if (c.identity) (this.channelIdentity ??= new Map()).set(c.ch, c.identity);
+        if (c.data !== undefined) this.subData.set(c.ch, c.data);
+        return this.hub
+          .subscribe(this, c.ch, since[i], c.data, (res) => {
+            if (res.recovered !== true) ok = false;
+            this.track(c.ch, res.epoch, since[i]!.offset, this.resumed(res.pubs ?? []));
+          })
+          .catch(() => (ok = false));
+      }),
+    );
+    if (!ok || this.conn.session.closed) {
+      for (const ch of [...this.channels]) {
+        this.hub.unsubscribe(this, ch);
+        this.untrack(ch);
+      }
+      this.channelIdentity?.clear();
+      this.subData.clear();
+      // Nothing of the old socket survives, including what was sent while trying.
+      if (this.held) this.held.length = heldBefore;
+      return false;
+    }
+    this.publicId = saved.publicId;
+    this.hub.aliases.set(this.publicId, this);
+    this.data = saved.data ?? {};
+    this.restored = new Set(saved.channels.map((c) => c.ch));
+    return true;
   }
 
   // ---- what request handlers see

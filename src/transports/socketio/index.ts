@@ -8,7 +8,8 @@ import type { ServerConfig } from '../../config/schema.js';
 import { loadHandlers, validNamespace } from '../../actors/handlers.js';
 import { ActorRegistry, loadActors } from '../../actors/registry.js';
 import type { ThreadContext } from '../../runtime/context.js';
-import { Engine } from './engine.js';
+import { Engine, SOCKETIO_PATH, type EngineOptions } from './engine.js';
+import { echoOwner } from './echo.js';
 import { SioGateway } from './gateway.js';
 
 const TRANSPORTS = ['polling', 'websocket'];
@@ -20,6 +21,10 @@ export async function checkSocketIoConfig(cfg: ServerConfig): Promise<void> {
   }
   if (cfg.socketioTransports.length === 0 || !cfg.socketioTransports.every((t) => TRANSPORTS.includes(t))) {
     throw new ConfigError('socketioTransports', `socketioTransports must list one or both of ${TRANSPORTS.join(', ')}`);
+  }
+  const echo = cfg.engineioEchoPath;
+  if (echo && (!/^\/[\x21-\x7e]*\/$/.test(echo) || echo === SOCKETIO_PATH || echo.startsWith('/api/'))) {
+    throw new ConfigError('engineioEchoPath', `engineioEchoPath must be a path starting and ending with "/" other than ${SOCKETIO_PATH} and /api/…, e.g. "/engine.io/", not ${JSON.stringify(echo)}`);
   }
   if (cfg.authEndpoint) {
     let u: URL | undefined;
@@ -49,12 +54,13 @@ export async function registerSocketIo(app: TemplatedApp, ctx: ThreadContext): P
     namespaces: new Set(['/', ...cfg.socketioNamespaces, ...handlers.namespaces()]),
     handlers,
     actors,
-    connectTimeout: 45_000,
+    connectTimeout: Math.round(cfg.socketioConnectTimeout * 1000),
     ackTimeout: 10_000,
+    recoveryMs: Math.round(cfg.socketioRecovery * 1000),
   });
-  const engine = new Engine(
-    ctx,
-    {
+  const engineOpts: EngineOptions = {
+      path: SOCKETIO_PATH,
+      route: 'eio',
       pingInterval,
       pingTimeout,
       maxPayload: cfg.socketioMaxHttpBufferSize,
@@ -65,9 +71,9 @@ export async function registerSocketIo(app: TemplatedApp, ctx: ThreadContext): P
       maxBackpressure: cfg.maxBackpressure,
       upgradeTimeout: 10_000,
       ghostTtl: Math.max(60_000, pingInterval + pingTimeout),
-    },
-    gateway,
-  );
+  };
+  const engine = new Engine(ctx, engineOpts, gateway);
   gateway.engine = engine;
   engine.register(app);
+  if (cfg.engineioEchoPath) new Engine(ctx, { ...engineOpts, path: cfg.engineioEchoPath, route: 'eio-echo' }, echoOwner).register(app);
 }

@@ -1,0 +1,41 @@
+/**
+ * The compute pool of actors (`ctx.compute`): a piscina pool on the main thread running the folder's
+ * `<name>.task.ts` modules. A shard's actor forwards `{ task, input }` through the mesh; the result
+ * goes back the same way and reaches the actor through its mailbox (onComputed).
+ */
+import { Piscina } from 'piscina';
+import { RtError } from '../errors.js';
+import type { ServerConfig } from '../config/schema.js';
+import type { Hub } from '../runtime/hub.js';
+import { listTasks } from './folder.js';
+
+export interface ActorComputePool {
+  destroy(): Promise<void>;
+}
+
+/** Starts the pool when the actors folder has task files (none: nothing starts, ctx.compute answers not_found). */
+export function startActorCompute(config: ServerConfig, hub: Hub): ActorComputePool | undefined {
+  const tasks = config.actors ? listTasks(config.actors) : new Map<string, string>();
+  if (tasks.size === 0) return undefined;
+  const threads = config.actorComputeThreads || Math.max(1, Math.floor(config.workers / 2));
+  const pool = new Piscina({
+    filename: new URL('../../workers/actor-task.js', import.meta.url).href,
+    minThreads: 1,
+    maxThreads: threads,
+    idleTimeout: 30_000,
+    // Bounded: beyond this many waiting tasks, run() rejects and the actor gets `overloaded`.
+    maxQueue: threads * config.actorMailboxSize,
+  });
+  hub.onForward('actor-compute', async (body: { task?: unknown; input?: unknown }) => {
+    const file = typeof body.task === 'string' ? tasks.get(body.task) : undefined;
+    if (!file) throw new RtError('not_found', `no compute task ${String(body.task).slice(0, 100)} (a <name>.task.ts file in --actors)`, 404);
+    try {
+      return await pool.run({ file, input: body.input });
+    } catch (err) {
+      const e = err as Error;
+      if (/queue is at limit/i.test(e.message)) throw new RtError('overloaded', 'the compute pool is full; try again later', 503);
+      throw new RtError('task_failed', `compute task ${body.task as string} failed: ${e.message}`, 500);
+    }
+  });
+  return { destroy: () => pool.destroy() };
+}

@@ -1,0 +1,34 @@
+// ctx.compute: a task module in the actors folder runs on the piscina compute pool; the result comes
+// back through the actor's mailbox; failures come back as results; /metrics counts the tasks.
+import t from 'tap';
+import { fileURLToPath } from 'node:url';
+import { startServer } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+
+const fixtures = fileURLToPath(new URL('./fixtures/compute', import.meta.url));
+
+t.test('a compute task runs off the shard and its result reaches the actor', async (t) => {
+  const s = await startServer(t, { actors: fixtures, actorComputeThreads: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.equal((await c.request({ op: 'subscribe', channel: 'crunch-1' })).ok, true);
+  const r = await c.request({ op: 'publish', channel: 'crunch-1', event: 'primes', data: 100_000 });
+  t.same(r.data, { queued: true });
+  const res = await c.next((f) => f.event === 'result', 20_000);
+  t.same(res.data, { task: 'primes', value: 9592 });
+  await c.request({ op: 'publish', channel: 'crunch-1', event: 'primes', data: -1 });
+  const failed = await c.next((f) => f.event === 'result', 20_000);
+  t.same(failed.data, { task: 'primes', error: 'task_failed' }, 'a task that throws comes back as a failed result');
+  await c.request({ op: 'publish', channel: 'crunch-1', event: 'nosuch', data: 1 });
+  const missing = await c.next((f) => f.event === 'result', 20_000);
+  t.same(missing.data, { task: 'nosuch', error: 'not_found' });
+  const deadline = Date.now() + 5000;
+  let n = 0;
+  while (Date.now() < deadline) {
+    const text = await (await fetch(s.http + '/metrics')).text();
+    n = Number(/^rt_actor_compute_tasks_total (\d+)/m.exec(text)?.[1] ?? 0);
+    if (n >= 3) break;
+    await new Promise((res2) => setTimeout(res2, 50));
+  }
+  t.equal(n, 3, 'tasks counted in /metrics');
+});

@@ -1,0 +1,72 @@
+// The --actors loader: syntax errors stop the start with file:line:column (never "repaired"), a folder
+// anywhere on disk imports 'rt-actors', helper modules follow the documented rule, the start log lists
+// what was loaded.
+import t from 'tap';
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+
+function folder(t: { teardown(fn: () => void): void }, files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'rt-actors-folder-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const [name, text] of Object.entries(files)) {
+    const p = join(dir, name);
+    mkdirSync(join(p, '..'), { recursive: true });
+    writeFileSync(p, text);
+  }
+  return dir;
+}
+
+const ACTOR = `import { defineActor } from 'rt-actors';
+import { greeting } from './lib/greet.js';
+import { shout } from './_shout.js';
+export default defineActor({
+  match: ['greet-*', /^hello\\.\\d+$/],
+  onJoin: (_ctx, who) => ({ reply: shout(greeting(who.socketId)) }),
+});
+`;
+
+t.test('a syntax error that TypeScript could "repair" stops the start with file:line:column', async (t) => {
+  const dir = folder(t, {
+    'broken.ts': `import { defineActor } from 'rt-actors';\nexport default defineActor({\n  match: 'x-*'\n  onJoin() {},\n});\n`,
+  });
+  await t.rejects(startServer(t, { actors: dir }), { message: new RegExp(`broken\\.ts:4:3: ',' expected`) });
+});
+
+t.test('a JavaScript syntax error names the file and line', async (t) => {
+  const dir = folder(t, { 'bad.mjs': `export default {\n  match: 'y-*',,\n};\n` });
+  await t.rejects(startServer(t, { actors: dir }), { message: /bad\.mjs:2:16: Property assignment expected[^]*SyntaxError: Unexpected token/ });
+});
+
+t.test('a top-level file without a default export is refused with the helper rule', async (t) => {
+  const dir = folder(t, { 'util.ts': `export const x = 1;\n` });
+  await t.rejects(startServer(t, { actors: dir }), { message: /util\.ts: no default export.*subfolder.*"_"/s });
+});
+
+t.test('a folder outside the project imports rt-actors; helpers in lib/ and _files load; the start log lists actors', async (t) => {
+  const dir = folder(t, {
+    'greeter.ts': ACTOR,
+    'lib/greet.ts': `export const greeting = (id: string): string => 'hello ' + id;\n`,
+    '_shout.ts': `export const shout = (s: string): string => s.toUpperCase();\n`,
+  });
+  const lines: string[] = [];
+  const original = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  let s;
+  try {
+    s = await startServer(t, { actors: dir, logLevel: 'info' });
+  } finally {
+    process.stderr.write = original;
+  }
+  t.match(lines.join('\n'), new RegExp(`actor ${join(dir, 'greeter.ts').replace(/[.\\/]/g, '\\$&')}: match greet-\\*, /\\^hello`), 'start log lists the actor and its match');
+  t.notMatch(lines.join('\n'), /_shout|greet\.ts: match/, 'helpers are not actors');
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  const r = await c.request({ op: 'subscribe', channel: 'greet-1' });
+  t.equal(r.data, `HELLO ${c.welcome.socket_id}`.toUpperCase());
+});

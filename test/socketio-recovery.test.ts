@@ -1,0 +1,142 @@
+// Socket.IO connection state recovery with the official socket.io-client: a client that loses its
+// connection and comes back within the window gets what it missed — in order, without duplicates —
+// its socket id, data and channels back, and `socket.recovered === true`; when that is impossible it
+// is told (`recovered === false`). Two shards, real transport losses and a real shard crash.
+import t from 'tap';
+import { io, type Socket } from 'socket.io-client';
+import { startServer, api } from './helpers/server.js';
+import { nextEvent } from './helpers/sio.js';
+import { until } from './helpers/redis.js';
+import { ownerOf } from '../src/runtime/hash.js';
+
+const ACTORS = new URL('./fixtures/socketio-actors', import.meta.url).pathname;
+
+/** Connects a reconnecting client and records every `seq` delivery per channel. */
+async function client(t: { teardown(fn: () => unknown): void }, url: string, opts: Record<string, unknown> = {}): Promise<{ c: Socket; seen: Map<string, number[]> }> {
+  const c = io(url, { forceNew: true, reconnectionDelay: 50, reconnectionDelayMax: 200, timeout: 5000, ...opts });
+  t.teardown(() => c.close());
+  await new Promise<void>((resolve, reject) => (c.once('connect', () => resolve()), c.once('connect_error', reject)));
+  const seen = new Map<string, number[]>();
+  c.on('seq', (ch: string, n: number) => {
+    if (!seen.has(ch)) seen.set(ch, []);
+    seen.get(ch)!.push(n);
+  });
+  return { c, seen };
+}
+
+const publish = (base: string, channel: string, data: unknown, event = 'seq') => api(base, '/api/publish', { channel, event, data });
+
+/**
+ * Loses the client's connection as a network failure does: a WebSocket's TCP connection is destroyed
+ * under it; a polling client stops answering pings (its requests go nowhere), so the server ends the
+ * session on ping timeout.
+ */
+function cut(c: Socket): void {
+  const engine = c.io.engine as unknown as { transport: { ws?: { _socket?: { destroy(): void } } }; _sendPacket(type: string, ...rest: unknown[]): void };
+  if (engine.transport.ws?._socket) return engine.transport.ws._socket.destroy();
+  const send = engine._sendPacket;
+  engine._sendPacket = function (type: string, ...rest: unknown[]) {
+    if (type !== 'pong') send.call(this, type, ...rest);
+  };
+}
+
+function reconnected(c: Socket): Promise<void> {
+  return new Promise((resolve) => c.once('connect', () => resolve()));
+}
+
+t.test('a transport loss: missed publications on every channel come back, in order, once; id, data and channels too', async (t) => {
+  const s = await startServer(t, { actors: ACTORS, socketioPingInterval: '300ms', socketioPingTimeout: '300ms' });
+  for (const transports of [['websocket'], ['polling']]) {
+    const { c, seen } = await client(t, s.http, { transports });
+    const channels = ['r-alpha', 'r-beta', 'r-gamma'];
+    for (const ch of channels) t.same(await c.emitWithAck('subscribe', { channel: ch }), { ok: true });
+    await c.emitWithAck('remember', { who: transports[0] });
+    for (let i = 0; i < 3; i++) for (const ch of channels) await publish(s.http, ch, i);
+    await until('first publications', () => channels.every((ch) => seen.get(ch)?.length === 3));
+    const id = c.id;
+    const gone = new Promise((r) => c.once('disconnect', r));
+    const back = reconnected(c);
+    cut(c);
+    await gone;
+    // Published while the client is away (or, if it is already back, delivered live: either way exactly once).
+    for (let i = 3; i < 8; i++) for (const ch of channels) await publish(s.http, ch, i);
+    await back;
+    t.equal(c.recovered, true, `${transports[0]}: socket.recovered`);
+    t.equal(c.id, id, 'the same socket id');
+    t.same(await c.emitWithAck('recall'), { who: transports[0] }, 'connection data came back');
+    for (const ch of channels) await publish(s.http, ch, 8);
+    await until('every publication', () => channels.every((ch) => seen.get(ch)?.at(-1) === 8));
+    for (const ch of channels) t.same(seen.get(ch), [0, 1, 2, 3, 4, 5, 6, 7, 8], `${transports[0]} ${ch}: all of it, in order, once`);
+    const who = await c.emitWithAck('whoami');
+    t.same(who.channels.sort(), channels, 'channels came back');
+    // Subscribing again (as laravel-echo does after a reconnect) is fine and does not duplicate anything.
+    t.same(await c.emitWithAck('subscribe', { channel: 'r-alpha' }), { ok: true });
+    await publish(s.http, 'r-alpha', 9);
+    await until('after resubscribe', () => seen.get('r-alpha')?.at(-1) === 9);
+    t.same(seen.get('r-alpha')!.slice(-2), [8, 9]);
+    c.close();
+  }
+});
+
+t.test('a shard crash: the client reconnects to a live shard and recovers the channels whose history survived', async (t) => {
+  const s = await startServer(t, { actors: ACTORS });
+  const { c, seen } = await client(t, s.http, { transports: ['websocket'] });
+  const shard = Number(c.id!.split('.')[0]);
+  // A channel owned by the other shard keeps its history across the crash.
+  let ch = 'crash-0';
+  for (let i = 1; ownerOf(ch, 2) === shard; i++) ch = `crash-${i}`;
+  t.same(await c.emitWithAck('subscribe', { channel: ch }), { ok: true });
+  for (let i = 0; i < 3; i++) await publish(s.http, ch, i);
+  await until('before the crash', () => seen.get(ch)?.length === 3);
+  const gone = new Promise((r) => c.once('disconnect', r));
+  const back = reconnected(c);
+  s.crashShard(shard);
+  await gone;
+  // In-process publishes (server.publish): an HTTP request caught by the crash could not tell
+  // whether it was published, and retrying it would publish twice.
+  for (let i = 3; i < 6; i++) await s.publish(ch, 'seq', i);
+  await back;
+  t.equal(c.recovered, true, 'socket.recovered after the crash');
+  await s.publish(ch, 'seq', 6);
+  await until('after the crash', () => seen.get(ch)?.at(-1) === 6);
+  t.same(seen.get(ch), [0, 1, 2, 3, 4, 5, 6], 'all of it, in order, once');
+});
+
+t.test('when history no longer covers the gap, the client is told: recovered === false, fresh socket', async (t) => {
+  const s = await startServer(t, { actors: ACTORS, historySize: 3 });
+  const { c, seen } = await client(t, s.http, { transports: ['websocket'] });
+  t.same(await c.emitWithAck('subscribe', { channel: 'short' }), { ok: true });
+  await publish(s.http, 'short', 0);
+  await until('first', () => seen.get('short')?.length === 1);
+  const id = c.id;
+  // Reconnection is held until the gap is larger than the history.
+  c.io.reconnection(false);
+  const gone = new Promise((r) => c.once('disconnect', r));
+  cut(c);
+  await gone;
+  for (let i = 1; i < 10; i++) await publish(s.http, 'short', i);
+  c.connect();
+  await reconnected(c);
+  t.equal(c.recovered, false, 'socket.recovered is false');
+  t.not(c.id, id, 'a new socket id');
+  t.same((await c.emitWithAck('whoami')).channels, [], 'no channels: the client subscribes again');
+});
+
+t.test('recovery off: no pid, no offsets; an unknown pid or a hostile offset is a fresh socket', async (t) => {
+  const off = await startServer(t, { actors: ACTORS, socketioRecovery: 0 });
+  const { c, seen } = await client(t, off.http, { transports: ['websocket'] });
+  await c.emitWithAck('subscribe', { channel: 'plain' });
+  const got = nextEvent(c, 'seq');
+  await publish(off.http, 'plain', 1);
+  t.same(await got, ['plain', 1], 'exactly (channel, data)');
+  t.ok(seen);
+  const on = await startServer(t, { actors: ACTORS });
+  for (const auth of [{ pid: 'nope', offset: 'x~1' }, { pid: 'a'.repeat(500), offset: 5 }, { pid: {}, offset: '0.000000000000~99999999999999999' }]) {
+    const h = io(on.http, { forceNew: true, transports: ['websocket'], auth, reconnection: false });
+    t.teardown(() => h.close());
+    await new Promise<void>((resolve, reject) => (h.once('connect', () => resolve()), h.once('connect_error', reject)));
+    t.equal(h.recovered, false, `auth ${JSON.stringify(auth).slice(0, 60)}: fresh socket`);
+    t.same(await h.emitWithAck('echo', 'still works'), ['still works']);
+    h.close();
+  }
+});
