@@ -76,11 +76,7 @@ const waitAsync = (
 const PACK_MODE = REUSE_BUFFER_MODE | RESET_BUFFER_MODE;
 export type PackedBuffer = Buffer & { start: number; end: number };
 
-/**
- * The encoder of frames sent to several rings (mesh.notifyMany). Deliberately not shared with the
- * producers' own encoders: sharing one Packr between all producers of a thread broke the msgpack
- * client path of test/websocket.test.ts (not understood yet), while separate instances keep it green.
- */
+/** The encoder of frames sent to several rings (mesh.notifyMany); producers keep their own. */
 const packr = new Packr({ useRecords: false });
 
 /**
