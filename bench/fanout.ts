@@ -44,8 +44,11 @@ async function subscribeAll(kind: ServerKind, port: number, n: number, channel: 
   return sockets.map((s) => ({ close: () => s.terminate() }));
 }
 
-async function run(kind: ServerKind, load: Load): Promise<Record<string, unknown>> {
-  const server = await BenchServer.start(kind);
+/** BENCH_WORKERS=1,2,4 measures rt-actors at each shard count (default: 2). */
+const shardCounts = (process.env.BENCH_WORKERS?.split(',').map(Number) ?? [2]);
+
+async function run(kind: ServerKind, load: Load, workers = 2): Promise<Record<string, unknown>> {
+  const server = await BenchServer.start(kind, workers);
   try {
     let delivered = 0;
     const lat: number[] = [];
@@ -67,6 +70,7 @@ async function run(kind: ServerKind, load: Load): Promise<Record<string, unknown
     lat.sort((a, b) => a - b);
     return {
       server: kind,
+      ...(kind === 'uws' ? {} : { shards: workers }),
       subscribers: load.subscribers,
       publish_rate: load.rate,
       payload_bytes: load.size,
@@ -88,7 +92,9 @@ export async function benchFanout(opts: { quick: boolean }): Promise<Record<stri
   // Throughput: a rate the client process can absorb on a shared 2-core machine.
   const fan: Load = opts.quick ? { subscribers: 500, rate: 100, seconds: 2, size: 64 } : { subscribers: 1000, rate: 200, seconds: 8, size: 64 };
   const kinds = (process.env.BENCH_SERVERS?.split(',') ?? ['uws', 'rt', 'socketio']) as ServerKind[];
-  for (const kind of kinds) out.push({ bench: 'fanout', ...(await run(kind, fan)) });
+  for (const kind of kinds) {
+    for (const w of kind === 'rt' ? shardCounts : [2]) out.push({ bench: 'fanout', ...(await run(kind, fan, w)) });
+  }
   // Latency at a fixed, modest rate so queues stay short.
   const lat: Load = opts.quick ? { subscribers: 100, rate: 200, seconds: 2, size: 64 } : { subscribers: 100, rate: 500, seconds: 10, size: 64 };
   for (const kind of kinds.filter((k) => k !== 'socketio')) out.push({ bench: 'latency', ...(await run(kind, lat)) });

@@ -7,6 +7,7 @@ const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split('
 
 const suites: Array<[string, string, string]> = [
   ['ring', './ring.js', 'benchRing'],
+  ['encode-once', './encode-once.js', 'benchEncodeOnce'],
   ['fanout', './fanout.js', 'benchFanout'],
   ['memory', './memory.js', 'benchMemory'],
   ['socketio', './socketio.js', 'benchSocketIo'],

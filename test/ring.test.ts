@@ -563,3 +563,30 @@ t.test('mesh deadlines: one queue per peer fails each unanswered request at its 
   await Promise.all(Array.from({ length: 3000 }, (_, i) => ask(`bulk${i}`, 'answer', 60_000)));
   t.equal(a.waiting, 0);
 });
+
+t.test('mesh notifyMany: one encode, the same frame to each peer, in order with notify()', async (t) => {
+  const { createMeshLayout, MeshEndpoint } = await import('../src/runtime/mesh.js');
+  // Three shards and the main thread (3); shard 0 fans out to 1, 2, 3 and itself.
+  const layout = createMeshLayout(3, 1 << 12);
+  const eps = [0, 1, 2, 3].map((i) => new MeshEndpoint(layout, i));
+  const keep = setInterval(() => {}, 1000);
+  t.teardown(() => (clearInterval(keep), eps.forEach((e) => e.close())));
+  const got: unknown[][] = [[], [], [], []];
+  eps.forEach((e, i) => e.start(() => null, (_from, n) => got[i]!.push(n)));
+  // Enough frames (with a payload near a quarter of the ring) to fill the rings, so some go through
+  // the local queue; plus one frame larger than a quarter of the ring, which is fragmented.
+  const count = 400;
+  const big = 'x'.repeat(3000);
+  for (let i = 0; i < count; i++) {
+    const pub = { channel: 'c', event: 'e', data: { i, pad: i === 7 ? big : 'y'.repeat(i % 900) }, offset: i + 1 };
+    if (i % 5 === 0) for (const to of [1, 2, 3, 0]) eps[0]!.notify(to, { t: 'pub!', pub });
+    else eps[0]!.notifyMany([1, 2, 3, 0], { t: 'pub!', pub, at: i });
+  }
+  await until(() => got.every((g) => g.length === count), 20_000, 'every peer got every frame');
+  for (let p = 0; p < 4; p++) {
+    const offsets = got[p]!.map((n) => (n as { pub: { offset: number } }).pub.offset);
+    t.same(offsets, Array.from({ length: count }, (_, i) => i + 1), `peer ${p}: all frames, in order`);
+  }
+  t.same(got[2]![7], { t: 'pub!', pub: { channel: 'c', event: 'e', data: { i: 7, pad: big }, offset: 8 }, at: 7 }, 'a fragmented frame arrives whole');
+  t.same(got[3], got[1], 'every peer decodes the same notices');
+});

@@ -47,6 +47,8 @@ export interface ActorEnv {
   maxPresenceMembers?: number;
   /** `at`: when the publish entered the server, carried to the delivering threads for latency metrics. */
   deliver(thread: number, pub: Publication, exclude?: string, at?: number): void;
+  /** deliver() to several threads at once, where the shard can encode the frame once for all of them. */
+  deliverMany?(threads: readonly number[], pub: Publication, exclude?: string, at?: number): void;
   /** Throws (`overloaded`) when new deliveries to `thread` must be refused: checked before a publish is accepted. */
   admit?(thread: number): void;
   presence(thread: number, kind: 'join!' | 'leave!', channel: string, member: Member, exclude?: string): void;
@@ -615,7 +617,7 @@ export class ChannelActor {
     }
     const pub: Publication = { channel: this.name, event, data, offset: ++this.offset };
     this.history.push(pub, now);
-    for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.deliver(t, pub, exclude, at);
+    this.fanOut(pub, exclude, at);
     return { offset: pub.offset };
   }
 
@@ -771,8 +773,16 @@ export class ChannelActor {
     }
   }
 
-  private fanOut(pub: Publication, exclude?: string): void {
-    for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.deliver(t, pub, exclude);
+  /** One delivery to each thread that has subscribers. */
+  private fanOut(pub: Publication, exclude?: string, at?: number): void {
+    const many = this.env.deliverMany;
+    if (many) {
+      const to: number[] = [];
+      for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) to.push(t);
+      if (to.length > 0) many(to, pub, exclude, at);
+      return;
+    }
+    for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.deliver(t, pub, exclude, at);
   }
 
   /**

@@ -7,7 +7,7 @@
  * new requests to that peer are refused (`overloaded`) until the queue is back under the low mark;
  * notices and replies — the deliveries and answers of work already accepted — are never refused.
  */
-import { allocDoorbell, allocRing, Doorbell, RingConsumer, RingProducer } from './ring.js';
+import { allocDoorbell, allocRing, Doorbell, encodeFrame, RingConsumer, RingProducer } from './ring.js';
 import { PeerDeadlines, type PendingRequest } from './deadlines.js';
 import { RtError, toErrorBody } from '../errors.js';
 import type { Envelope, Notice, Request } from './messages.js';
@@ -174,6 +174,29 @@ export class MeshEndpoint {
 
   notify(to: number, notice: Notice): void {
     this.post(to, { k: 'n', b: notice });
+  }
+
+  /**
+   * The same notice to several threads, encoded once: the frame's bytes are copied into each peer's
+   * ring (a publication fanned out to K threads costs one encode, not K). Per-peer order is the same
+   * as K notify() calls in that order.
+   */
+  notifyMany(to: readonly number[], notice: Notice): void {
+    if (this.closed) return;
+    const env: Envelope = { k: 'n', b: notice };
+    let peers = 0;
+    for (const t of to) if (t !== this.self) peers++;
+    if (peers < 2) {
+      for (const t of to) this.post(t, env);
+      return;
+    }
+    const buf = encodeFrame(env);
+    const start = buf.start;
+    const len = buf.end - start;
+    for (const t of to) {
+      if (t === this.self) this.post(t, env);
+      else this.out[t]!.sendEncoded(buf, start, len);
+    }
   }
 
   /** Sends to every thread (shards and main), optionally including this one. */

@@ -74,7 +74,18 @@ const waitAsync = (
 // REUSE: pack() returns msgpackr's own scratch buffer with .start/.end instead of allocating a
 // subarray; RESET: the next pack() writes over the same bytes. We copy out immediately, so both hold.
 const PACK_MODE = REUSE_BUFFER_MODE | RESET_BUFFER_MODE;
-type PackedBuffer = Buffer & { start: number; end: number };
+export type PackedBuffer = Buffer & { start: number; end: number };
+
+/** The encoder of frames sent to several rings (mesh.notifyMany); producers keep their own. */
+const packr = new Packr({ useRecords: false });
+
+/**
+ * Encodes a frame for RingProducer.sendEncoded: bytes start..end of the returned buffer, valid only
+ * until the next encodeFrame() or send() in this thread.
+ */
+export function encodeFrame(msg: unknown): PackedBuffer {
+  return packr.pack(msg, PACK_MODE) as PackedBuffer;
+}
 
 /** Header + data area; dataBytes is rounded up to a power of two (4 KiB .. 1 GiB). */
 export function allocRing(dataBytes: number = DEFAULT_RING_BYTES): SharedArrayBuffer {
@@ -150,7 +161,7 @@ export class RingProducer {
   private readonly queue: Queued[] = [];
   private qHead = 0;
   private _queuedBytes = 0;
-  private packBuf: Buffer | null = null;
+  private packBuf: Uint8Array | null = null;
   private packBuf32: Int32Array | null = null;
 
   constructor(ring: SharedArrayBuffer, consumerBell: SharedArrayBuffer) {
@@ -179,8 +190,15 @@ export class RingProducer {
    */
   send(msg: unknown): void {
     const buf = this.packr.pack(msg, PACK_MODE) as PackedBuffer;
-    const start = buf.start;
-    const len = buf.end - start;
+    this.sendEncoded(buf, buf.start, buf.end - buf.start);
+  }
+
+  /**
+   * Sends bytes encoded by encodeFrame() (or anything the consumer's msgpack decoder reads) without
+   * encoding again: how one frame goes to several rings. The bytes are copied (into the ring, or into
+   * the local queue) before this returns, so the caller may reuse `buf` at once.
+   */
+  sendEncoded(buf: Uint8Array, start: number, len: number): void {
     if (len <= this.maxChunk && (this.qHead === this.queue.length || this.flush())) {
       if (this.writeFrame(buf, start, len, 0, this.wordView(buf, start, len))) {
         this.wrote();
@@ -264,7 +282,7 @@ export class RingProducer {
    * An Int32Array over msgpackr's encode buffer when the encoded bytes (plus the padding word
    * tail) can be read as whole words; cached, since that buffer only changes when it has to grow.
    */
-  private wordView(buf: Buffer, start: number, len: number): Int32Array | null {
+  private wordView(buf: Uint8Array, start: number, len: number): Int32Array | null {
     if (len > SMALL_COPY || (start & 3) !== 0) return null;
     if (buf !== this.packBuf) {
       this.packBuf = buf;

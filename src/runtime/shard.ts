@@ -20,6 +20,7 @@ import type { ThreadContext } from './context.js';
 import { Hub } from './hub.js';
 import { MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
 import type { Notice } from './messages.js';
+import type { Publication } from '../protocol/native.js';
 import { SharedStats } from './stats.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
 import { startThreadSampler } from './thread-sampler.js';
@@ -92,12 +93,8 @@ export async function runShard(task: ShardTask): Promise<void> {
     historyTtlMs: config.historyTtl * 1000,
     maxPresenceMembers: config.maxPresenceMembers,
     historyFor: historyPolicy(config),
-    deliver: (t, pub, ex, at) => {
-      const n: Extract<Notice, { t: 'pub!' }> = { t: 'pub!', pub };
-      if (ex) n.ex = ex;
-      if (at !== undefined) n.at = at;
-      mesh.notify(t, n);
-    },
+    deliver: (t, pub, ex, at) => mesh.notify(t, pubNotice(pub, ex, at)),
+    deliverMany: (ts, pub, ex, at) => mesh.notifyMany(ts, pubNotice(pub, ex, at)),
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
     push: (t, ch, to, ev, data) => mesh.notify(t, { t: 'push!', ch, to, ev, data }),
     kick: (t, ch, to, reason) => mesh.notify(t, { t: 'kick!', ch, to, reason }),
@@ -305,4 +302,11 @@ export async function runShard(task: ShardTask): Promise<void> {
   }
   log.debug('started');
   await done;
+}
+
+function pubNotice(pub: Publication, ex: string | undefined, at: number | undefined): Notice {
+  const n: Extract<Notice, { t: 'pub!' }> = { t: 'pub!', pub };
+  if (ex) n.ex = ex;
+  if (at !== undefined) n.at = at;
+  return n;
 }
