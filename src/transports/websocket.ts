@@ -15,6 +15,7 @@ import { originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
 import { clientAddress } from '../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../security/token-bucket.js';
+import { endDroppedSocket } from './slow-consumer.js';
 import { countRefusal } from '../runtime/instruments.js';
 
 interface SocketData {
@@ -195,17 +196,8 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     },
 
     dropped(ws) {
-      // uWS skipped a message for this socket because its buffer is full: the client now has a gap it
-      // cannot see, so tell it and close; it reconnects and resumes from its last offset. The close is
-      // deferred: ending a socket from inside uWS's publish loop (where this is called) crashes uWS.
-      const data = ws.getUserData();
-      const client = data.client;
-      if (!client || client.closed) return;
-      client.closed = true;
-      countRefusal('slow_consumer');
-      setImmediate(() => {
-        if (!data.gone) ws.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
-      });
+      // The client has a gap it cannot see: it reconnects and resumes from its last offset.
+      endDroppedSocket(ws, CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
     },
 
     close(ws) {

@@ -14,6 +14,7 @@ import { admissionError } from '../../security/admission.js';
 import { clientAddress } from '../../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
 import { queryParam } from '../http.js';
+import { endDroppedSocket } from '../slow-consumer.js';
 import { internalName } from './apps.js';
 import { PusherClient, PusherClose, type PusherSocketData } from './client.js';
 import { errorFrame, frame } from './codec.js';
@@ -141,16 +142,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
     },
 
     dropped(ws) {
-      // uWS skipped a message: the client has a gap it cannot see, so it reconnects. Deferred: ending a
-      // socket from inside uWS's publish loop (where this is called) crashes uWS.
-      const data = ws.getUserData();
-      const client = data.client;
-      if (!client || client.closed) return;
-      client.closed = true;
-      countRefusal('slow_consumer');
-      setImmediate(() => {
-        if (!data.gone) ws.end(PusherClose.RECONNECT, 'slow consumer: reconnect');
-      });
+      endDroppedSocket(ws, PusherClose.RECONNECT, 'slow consumer: reconnect');
     },
 
     close(ws) {
