@@ -4,7 +4,7 @@
  * bound the work done on hostile input and give precise errors; the claims rt-actors reads (`sub`,
  * `user_info`, `channels`) are then type-checked. signJwt mints HS256/RS256/ES256 tokens (CLI, tests).
  */
-import { createHmac, createPrivateKey, createPublicKey, createSecretKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { createHmac, createPrivateKey, createPublicKey, createSecretKey, sign as cryptoSign, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type FlattenedJWSInput, type JWSHeaderParameters, type KeyInput } from 'jose';
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
@@ -69,8 +69,14 @@ export interface JwtVerifierOptions {
 }
 
 export interface JwtVerifier {
-  /** Resolves with the token's claims; rejects with a JwtError. Never blocks: signatures are checked by WebCrypto off the event loop. */
+  /** Resolves with the token's claims; rejects with a JwtError. */
   verify(token: string): Promise<JwtClaims>;
+  /**
+   * Verifies on the spot when no key has to be fetched or public-key math done: an HS256 token (one
+   * HMAC, about a microsecond) or any token that fails its structure checks. Returns the claims, throws
+   * a JwtError, or returns undefined when only `verify` can decide (RS256/ES256).
+   */
+  verifyNow(token: string): JwtClaims | undefined;
   readonly algorithms: JwtAlgorithm[];
 }
 
@@ -228,13 +234,12 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
 
   // jose checks the signature against the key, and the key's type against the header's alg.
   const keyFor = async (header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<KeyInput> => {
-    if (header.alg === 'HS256') return secret!;
     if (jwks) return jwks(header, token);
     return asymmetric!.key;
   };
 
   /** Structure checks done before any crypto: bounded work, and precise messages for broken tokens. */
-  function precheck(token: string): void {
+  function precheck(token: string): { alg: string; parts: [string, string, string] } {
     if (algorithms.length === 0) {
       throw new JwtError('token_not_configured', 'JWT authentication is not configured on this server (no secret, public key or JWKS URL)');
     }
@@ -254,10 +259,52 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
     if (header.crit !== undefined) throw malformed('token header lists critical extensions ("crit"), which are not supported');
     base64urlDecode(signaturePart, 'signature');
     base64urlDecode(payloadPart, 'payload');
+    return { alg, parts: [headerPart, payloadPart, signaturePart] };
+  }
+
+  /**
+   * HS256 checked here rather than by jose: jose's verification is always asynchronous (WebCrypto), and
+   * a WebSocket upgrade completed after an await can be closed by uWS right after it opens (uWS
+   * v20.51's cork() misreads the reallocated socket; upstream uWebSockets PR #1929). The checks and
+   * messages are jose's: signature, then iss, aud, nbf, exp with the clock skew.
+   */
+  function verifyHs256(parts: [string, string, string]): JwtClaims {
+    const [headerPart, payloadPart, signaturePart] = parts;
+    const expected = createHmac('sha256', secret!).update(`${headerPart}.${payloadPart}`, 'ascii').digest();
+    const actual = Buffer.from(signaturePart, 'base64url');
+    if (actual.length !== expected.length || !timingSafeEqual(actual, expected)) {
+      throw new JwtError('token_bad_signature', 'token signature does not match (HS256)');
+    }
+    const claims = decodeJsonObject(payloadPart, 'payload');
+    if (issuer && !(typeof claims.iss === 'string' && issuer.includes(claims.iss))) {
+      throw new JwtError('token_wrong_issuer', `token issuer ${JSON.stringify(claims.iss ?? null)} is not one this server accepts (--jwt-issuer)`);
+    }
+    if (audience) {
+      const aud = claims.aud;
+      const ok = typeof aud === 'string' ? audience.includes(aud) : Array.isArray(aud) && aud.some((a) => typeof a === 'string' && audience.includes(a));
+      if (!ok) throw new JwtError('token_wrong_audience', `token audience ${JSON.stringify(aud ?? null)} is not one this server accepts (--jwt-audience)`);
+    }
+    requireFiniteNumber(claims, 'iat');
+    requireFiniteNumber(claims, 'nbf');
+    requireFiniteNumber(claims, 'exp');
+    const t = Math.floor(now());
+    if (claims.nbf !== undefined && (claims.nbf as number) > t + skew) {
+      throw new JwtError('token_not_yet_valid', `token is not valid before ${describeTime(claims.nbf as number)}`);
+    }
+    if (claims.exp !== undefined && (claims.exp as number) <= t - skew) {
+      throw new JwtError('token_expired', `token expired at ${describeTime(claims.exp as number)}`);
+    }
+    return validateClaims(claims);
+  }
+
+  function verifyNow(token: string): JwtClaims | undefined {
+    const { alg, parts } = precheck(token);
+    return alg === 'HS256' ? verifyHs256(parts) : undefined;
   }
 
   async function verify(token: string): Promise<JwtClaims> {
-    precheck(token);
+    const at = verifyNow(token);
+    if (at !== undefined) return at;
     let payload: Record<string, unknown>;
     try {
       ({ payload } = await jwtVerify(token, keyFor, {
@@ -273,7 +320,7 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
     return validateClaims(payload);
   }
 
-  return { verify, algorithms: exposedAlgorithms };
+  return { verify, verifyNow, algorithms: exposedAlgorithms };
 }
 
 function joseError(err: unknown, token: string, jwksUrl: string | undefined): JwtError {

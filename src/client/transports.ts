@@ -144,11 +144,20 @@ class WebSocketTransport extends BaseTransport {
     const Ctor = env.WebSocket ?? (globalThis as any).WebSocket;
     if (!Ctor) throw new Error('no WebSocket implementation: pass options.WebSocket (e.g. the ws package) on Node < 22');
     this.ws = new Ctor(`${env.base.replace(/^http/, 'ws')}/ws${tokenQuery(env, '?')}`);
+    let refusal: { code: string; message: string } | undefined;
     this.ws.onmessage = (ev: { data: unknown }) => {
       const f = parseFrame(ev.data);
+      if (f?.op === 'error' && f.ref === undefined && f.error) refusal = f.error;
       if (f) this.deliver(f);
     };
-    this.ws.onclose = (ev: { code: number; reason: string }) => this.end({ code: ev.code, reason: ev.reason || 'WebSocket closed' });
+    this.ws.onclose = (ev: { code: number; reason: string }) => {
+      // A token the server could not check at the upgrade is refused just after it: error frame, then 4001.
+      if (ev.code === 4001) {
+        const error = refusal ?? { code: ev.reason || 'unauthorized', message: ev.reason || 'unauthorized' };
+        return this.end({ code: ev.code, reason: error.message, status: 401, error });
+      }
+      this.end({ code: ev.code, reason: ev.reason || 'WebSocket closed' });
+    };
     // An error is always followed by a close event; the ws package also needs a listener to not throw.
     this.ws.onerror = () => {};
   }

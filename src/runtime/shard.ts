@@ -130,15 +130,18 @@ export async function runShard(task: ShardTask): Promise<void> {
   hub.expiry = new TokenExpiry(config.tokenGrace);
   const verifier = createJwtVerifier(verifierOptions(config));
   const mainThread = task.layout.shards;
-  const verifyToken = config.jwtPublicKey
-    ? async (token: string): Promise<JwtClaims> => {
-        // Cheap checks stay here; only the signature math goes to the compute pool.
-        if (token.length > 8192 || token.split('.').length !== 3) return verifier.verify(token);
-        const r = await hub.forward<{ claims?: JwtClaims; error?: { code: JwtErrorCode; message: string } }>(mainThread, 'verify', { token }, 10_000);
+  // HS256 and broken tokens are decided at once; only public-key math leaves the thread.
+  const verifyToken = (token: string): JwtClaims | Promise<JwtClaims> => {
+    const now = verifier.verifyNow(token);
+    if (now !== undefined) return now;
+    if (!config.jwtPublicKey) return verifier.verify(token);
+    return hub
+      .forward<{ claims?: JwtClaims; error?: { code: JwtErrorCode; message: string } }>(mainThread, 'verify', { token }, 10_000)
+      .then((r) => {
         if (r.error) throw new JwtError(r.error.code, r.error.message);
         return r.claims!;
-      }
-    : (token: string): Promise<JwtClaims> => verifier.verify(token);
+      });
+  };
   const ctx: ThreadContext = {
     thread: shard,
     config,

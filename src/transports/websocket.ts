@@ -23,6 +23,10 @@ interface SocketData {
   format: WireFormat;
   /** Claims of the token verified at upgrade, adopted in open(). */
   claims?: JwtClaims;
+  /** A token whose check had not answered at upgrade (RS256/ES256): the socket is admitted when it does. */
+  pending?: Promise<JwtClaims>;
+  /** Frames that arrived while `pending` was unsettled, handled in order once admitted. */
+  early?: { message: ArrayBuffer; isBinary: boolean }[];
   ip: string;
   /** Set once uWS reported the close: the socket must not be touched after that. */
   gone?: boolean;
@@ -31,6 +35,29 @@ interface SocketData {
 
 /** Bad frames tolerated before the connection is closed: a buggy client gets errors, a hostile one is cut off. */
 const MAX_BAD_FRAMES = 20;
+/** Frames held while a token is still being checked after the upgrade. */
+const MAX_EARLY_FRAMES = 32;
+
+function tokenError(err: unknown): RtError {
+  return new RtError((err as { code?: string }).code ?? 'unauthorized', (err as Error).message, 401);
+}
+
+function revokedError(): RtError {
+  return new RtError('token_revoked', 'this token was revoked; get a new one', 401);
+}
+
+/**
+ * Refuses a socket that was upgraded before its token had been checked: the refusal an upgrade would
+ * have answered with HTTP 401 comes as an error frame, then close 4001 with the error code as reason.
+ */
+function refuseOpen(ws: WebSocket<SocketData>, err: RtError): void {
+  const data = ws.getUserData();
+  countRefusal(err);
+  data.pending = undefined;
+  data.early = undefined;
+  ws.send(encodeFrame({ op: 'error', error: err.toJSON() }, data.format), data.format === 'msgpack');
+  ws.end(CloseCode.UNAUTHORIZED, err.code);
+}
 
 export class WsClient extends Client {
   badFrames = 0;
@@ -84,6 +111,36 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
   }, SLOW_SWEEP_MS);
   sweep.unref();
   const messagesIn = ctx.metrics.series('rt_messages_in_total', { transport: 'websocket', protocol: 'native' });
+  const onMessage = (ws: WebSocket<SocketData>, message: ArrayBuffer, isBinary: boolean): void => {
+    const client = ws.getUserData().client!;
+    messagesIn.inc();
+    if (message.byteLength > config.maxPayload) {
+      client.closed = true;
+      countRefusal('payload_too_large');
+      ws.end(CloseCode.MESSAGE_TOO_BIG, `message too big: limit is ${config.maxPayload} bytes`);
+      return;
+    }
+    let frame;
+    try {
+      frame = decodeClientFrame(message, isBinary);
+    } catch (err) {
+      if (!(err instanceof FrameError && err.ref !== undefined)) countRefusal(err);
+      client.send(err instanceof FrameError && err.ref !== undefined ? errorReply(err.ref, err) : { op: 'error', error: toErrorBody(err) });
+      if (++client.badFrames >= MAX_BAD_FRAMES) client.disconnect(CloseCode.BAD_REQUEST, 'too many malformed frames', false);
+      return;
+    }
+    if (client.bucket && !client.bucket.take()) {
+      client.send(errorReply(frame.ref, new RtError('rate_limited', `more than ${config.rateLimit} messages per second; slow down`, 429)));
+      if (client.bucket.strikes >= MAX_RATE_STRIKES) client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
+      return;
+    }
+    if (frame.op === 'publish' && message.byteLength > config.maxWhisperSize) {
+      client.send(errorReply(frame.ref, new RtError('payload_too_large', `client publishes are limited to ${config.maxWhisperSize} bytes`, 413)));
+      return;
+    }
+    handleFrame(ctx, client, frame, (r: Reply) => client.send(r));
+  };
+
   app.ws<SocketData>('/ws', {
     // uWS drops a connection without a close frame past its own limit; give ourselves headroom so a
     // moderately oversized frame gets a proper 1009 close with a reason, and only absurd ones are cut.
@@ -119,37 +176,29 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
         return refuse(403, new RtError('origin_not_allowed', `origin ${origin.slice(0, 100)} is not allowed; add it to --allowed-origins`, 403));
       }
       const token = queryParam(query, 'token') ?? (auth.startsWith('Bearer ') ? auth.slice(7) : undefined);
-      let aborted = false;
-      const accept = (claims?: JwtClaims): void => {
-        if (aborted) return;
-        if (claims && hub.isRevoked(String(claims.sub), claims.iat)) return refuse(401, new RtError('token_revoked', 'this token was revoked; get a new one', 401));
-        const admitted = ctx.limits.admit(ip);
-        if (admitted !== 'ok') {
-          const err = admissionError(admitted, ip, config);
-          return refuse(err.status, err);
+      if (token === undefined && config.requireAuth) return refuse(401, new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401));
+      let claims: JwtClaims | undefined;
+      let pending: Promise<JwtClaims> | undefined;
+      if (token !== undefined) {
+        try {
+          const verdict = ctx.verifyToken(token);
+          if (verdict instanceof Promise) pending = verdict;
+          else claims = verdict;
+        } catch (err) {
+          return refuse(401, tokenError(err));
         }
-        res.cork(() => {
-          res.upgrade<SocketData>({ format: choice.format, claims, ip }, key, choice.protocol, extensions, context);
-        });
-      };
-      const badToken = (err: unknown): void => {
-        if (!aborted) refuse(401, new RtError((err as { code?: string }).code ?? 'unauthorized', (err as Error).message, 401));
-      };
-      // Tokens are checked before upgrading so a refusal is a plain HTTP status the client can see.
-      if (token === undefined) {
-        if (config.requireAuth) return refuse(401, new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401));
-        return accept();
       }
-      let verdict: JwtClaims | Promise<JwtClaims>;
-      try {
-        verdict = ctx.verifyToken(token);
-      } catch (err) {
-        return badToken(err);
+      if (claims && hub.isRevoked(String(claims.sub), claims.iat)) return refuse(401, revokedError());
+      const admitted = ctx.limits.admit(ip);
+      if (admitted !== 'ok') {
+        pending?.catch(() => {});
+        const err = admissionError(admitted, ip, config);
+        return refuse(err.status, err);
       }
-      if (!(verdict instanceof Promise)) return accept(verdict);
-      // Verified off-thread: uWS needs to know the response may outlive this call.
-      res.onAborted(() => (aborted = true));
-      verdict.then(accept, badToken);
+      // Always upgraded here, inside uWS's handler: an upgrade completed after an await can be closed by
+      // uWS right after it opens (v20.51's cork() misreads the reallocated socket; upstream uWebSockets
+      // PR #1929). So a token still being checked is refused after the upgrade, with the same error.
+      res.upgrade<SocketData>({ format: choice.format, claims, pending, ip }, key, choice.protocol, extensions, context);
     },
 
     open(ws) {
@@ -157,42 +206,41 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const client = new WsClient(hub.nextSocketId(), data.format, ws);
       if (config.rateLimit > 0) client.bucket = new TokenBucket(config.rateLimit, config.rateBurst);
       data.client = client;
-      if (data.claims) {
-        client.authenticate(data.claims);
+      const admit = (claims: JwtClaims | undefined): void => {
+        if (claims) client.authenticate(claims);
+        hub.add(client);
+        client.send({ op: 'welcome', socket_id: client.id, user: client.user ?? null, heartbeat: config.idleTimeout, protocol: 1 });
+      };
+      if (!data.pending) {
+        admit(data.claims);
         data.claims = undefined;
+        return;
       }
-      hub.add(client);
-      client.send({ op: 'welcome', socket_id: client.id, user: client.user ?? null, heartbeat: config.idleTimeout, protocol: 1 });
+      data.early = [];
+      data.pending.then(
+        (claims) => {
+          if (data.gone) return;
+          if (hub.isRevoked(String(claims.sub), claims.iat)) return refuseOpen(ws, revokedError());
+          data.pending = undefined;
+          admit(claims);
+          for (const m of data.early!.splice(0)) onMessage(ws, m.message, m.isBinary);
+          data.early = undefined;
+        },
+        (err: unknown) => {
+          if (!data.gone) refuseOpen(ws, tokenError(err));
+        },
+      );
     },
 
     message(ws, message, isBinary) {
-      const client = ws.getUserData().client!;
-      messagesIn.inc();
-      if (message.byteLength > config.maxPayload) {
-        client.closed = true;
-        countRefusal('payload_too_large');
-        ws.end(CloseCode.MESSAGE_TOO_BIG, `message too big: limit is ${config.maxPayload} bytes`);
+      const data = ws.getUserData();
+      if (data.pending) {
+        // Copied: uWS reuses the buffer after this callback.
+        if (data.early!.length < MAX_EARLY_FRAMES) data.early!.push({ message: message.slice(0), isBinary });
+        else refuseOpen(ws, new RtError('rate_limited', `more than ${MAX_EARLY_FRAMES} frames before the token was checked`, 429));
         return;
       }
-      let frame;
-      try {
-        frame = decodeClientFrame(message, isBinary);
-      } catch (err) {
-        if (!(err instanceof FrameError && err.ref !== undefined)) countRefusal(err);
-        client.send(err instanceof FrameError && err.ref !== undefined ? errorReply(err.ref, err) : { op: 'error', error: toErrorBody(err) });
-        if (++client.badFrames >= MAX_BAD_FRAMES) client.disconnect(CloseCode.BAD_REQUEST, 'too many malformed frames', false);
-        return;
-      }
-      if (client.bucket && !client.bucket.take()) {
-        client.send(errorReply(frame.ref, new RtError('rate_limited', `more than ${config.rateLimit} messages per second; slow down`, 429)));
-        if (client.bucket.strikes >= MAX_RATE_STRIKES) client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
-        return;
-      }
-      if (frame.op === 'publish' && message.byteLength > config.maxWhisperSize) {
-        client.send(errorReply(frame.ref, new RtError('payload_too_large', `client publishes are limited to ${config.maxWhisperSize} bytes`, 413)));
-        return;
-      }
-      handleFrame(ctx, client, frame, (r: Reply) => client.send(r));
+      onMessage(ws, message, isBinary);
     },
 
     dropped(ws) {

@@ -28,13 +28,24 @@ function pusherOpen(port: number, headers: Record<string, string>, localAddress?
 export interface Opened {
   status: number;
   body: any;
+  /** Native /ws: a token the server checks asynchronously (RS256/ES256, JWKS) is refused after the upgrade, with close 4001. */
+  closeCode?: number;
   close(): void;
 }
 
 function wsOpen(url: string, headers: Record<string, string>, localAddress?: string): Promise<Opened> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { headers, perMessageDeflate: false, localAddress });
-    ws.once('open', () => resolve({ status: 101, body: null, close: () => ws.terminate() }));
+    const native = new URL(url).pathname === '/ws';
+    ws.once('open', () => {
+      if (!native) return resolve({ status: 101, body: null, close: () => ws.terminate() });
+      // Admitted once the welcome comes; an error frame instead is a refusal, followed by the close.
+      ws.once('message', (raw) => {
+        const f = JSON.parse(raw.toString());
+        if (f.op === 'welcome') return resolve({ status: 101, body: null, close: () => ws.terminate() });
+        ws.once('close', (code) => resolve({ status: 101, body: { error: f.error }, closeCode: code, close: () => {} }));
+      });
+    });
     ws.once('unexpected-response', (_req, res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d));

@@ -34,7 +34,10 @@ export class TestClient {
       c.ws.once('error', reject);
       c.ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
     });
-    c.welcome = await c.next((f) => f.op === 'welcome');
+    // A refusal after the upgrade (a token checked off-thread) is an error frame, then close 4001.
+    const first = await c.next((f) => f.op === 'welcome' || (f.op === 'error' && f.ref === undefined));
+    if (first.op === 'error') throw new Error(`refused after the upgrade: ${first.error.code}: ${first.error.message}`);
+    c.welcome = first;
     return c;
   }
 

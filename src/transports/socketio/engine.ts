@@ -107,14 +107,17 @@ interface HttpAnswer {
   type: 'text' | 'html' | 'json';
 }
 
+type ProbeAnswer = 'accepted' | 'unknown' | 'busy';
+
 interface WsData {
   handshake: Handshake;
   session?: EioSession;
-  /** Set on an upgrade's WebSocket until the client sends the upgrade packet. */
-  probe?: { sid: string; home: number; timer?: NodeJS.Timeout };
-  /** A WebSocket for a session that cannot take it (already upgraded, or another probe is on): accepted, then closed. */
-  refused?: boolean;
-  /** Packets that arrived while a moving session was being rebuilt here. */
+  /**
+   * Set on an upgrade's WebSocket until the client sends the upgrade packet. `accepted` once the session's
+   * home thread took the probe; packets before that wait in `early`.
+   */
+  probe?: { sid: string; home: number; timer?: NodeJS.Timeout; accepted?: boolean; answer?: ProbeAnswer };
+  /** Packets that arrived while a moving session was being rebuilt here, or before a probe was accepted. */
   early?: EioPacket[];
   moving?: boolean;
   /** The socket closed (uWS forbids touching it afterwards). */
@@ -586,6 +589,12 @@ export class Engine {
     return '0' + openPacketData({ sid, upgrades, pingInterval: o.pingInterval, pingTimeout: o.pingTimeout, maxPayload: o.maxPayload });
   }
 
+  /** A probe for a session held on this thread. */
+  private probeHere(sid: string): ProbeAnswer {
+    const s = this.sessions.get(sid);
+    return !s ? 'unknown' : s.beginProbe() ? 'accepted' : 'busy';
+  }
+
   /** Which thread holds a sid, or -1 when it cannot be one of ours. */
   private homeOf(sid: string): number {
     if (sid.length > 64) return -1;
@@ -797,10 +806,7 @@ export class Engine {
         const extensions = req.getHeader('sec-websocket-extensions');
         const origin = engine.corsOrigin(req.getHeader('origin'), req.getHeader('host'));
         const handshake = snapshotHandshake(res, req, query);
-        let aborted = false;
-        res.onAborted(() => (aborted = true));
         const refuse = (code: number, status?: number) => {
-          if (aborted) return;
           const a = answer(code, status);
           res.cork(() => res.writeStatus(statusLine(a.status)).writeHeader('content-type', 'application/json').end(a.body, true));
         };
@@ -810,10 +816,10 @@ export class Engine {
         }
         if (query.get('EIO') !== '4') return refuse(EioCode.UNSUPPORTED_PROTOCOL_VERSION);
         if (query.get('transport') !== 'websocket') return refuse(EioCode.UNKNOWN_TRANSPORT);
-        const upgrade = (data: WsData) => {
-          if (aborted) return;
-          res.cork(() => res.upgrade<WsData>(data, key, protocol.split(',')[0]?.trim() ?? '', extensions, context));
-        };
+        // Always upgraded here, inside uWS's handler: an upgrade completed after an await can be closed
+        // by uWS right after it opens (v20.51's cork() misreads the reallocated socket; upstream
+        // uWebSockets PR #1929). The session's home thread is asked about a probe once it is open.
+        const upgrade = (data: WsData) => res.upgrade<WsData>(data, key, protocol.split(',')[0]?.trim() ?? '', extensions, context);
         const sid = query.get('sid');
         if (sid === null) {
           if (engine.ctx.draining) return refuse(EioCode.BAD_REQUEST, 503);
@@ -826,29 +832,26 @@ export class Engine {
         }
         const home = engine.homeOf(sid);
         if (home < 0) return refuse(EioCode.UNKNOWN_SID);
-        engine.run(home, { op: 'probe', sid }).then(
-          (ok) => {
-            if (ok === 'unknown') return refuse(EioCode.UNKNOWN_SID);
-            // Like the reference server: a WebSocket for an upgraded (or already probing) session is
-            // accepted, then closed at once.
-            upgrade(ok === true ? { handshake, probe: { sid, home } } : { handshake, refused: true });
-          },
-          () => refuse(EioCode.UNKNOWN_SID),
-        );
+        // A session held here is asked at once, so an unknown sid gets the reference server's 400.
+        const here = home === engine.ctx.thread ? engine.probeHere(sid) : undefined;
+        if (here === 'unknown') return refuse(EioCode.UNKNOWN_SID);
+        upgrade({ handshake, probe: { sid, home, answer: here } });
       },
 
       open(ws) {
         const data = ws.getUserData();
-        if (data.refused) {
-          ws.end(1008, 'session already upgraded');
-          return;
-        }
         if (data.probe) {
           const probe = data.probe;
           // A probe that never completes must not stay open (nor keep the session in its probing state).
           probe.timer = setTimeout(() => {
             if (!data.gone && data.probe === probe) ws.end(1002, 'upgrade timeout');
           }, engine.opts.upgradeTimeout);
+          data.early = [];
+          if (probe.answer) return engine.probeAnswered(ws, data, probe, probe.answer);
+          engine.run(probe.home, { op: 'probe', sid: probe.sid }).then(
+            (ok) => engine.probeAnswered(ws, data, probe, ok === true ? 'accepted' : ok === 'unknown' ? 'unknown' : 'busy'),
+            () => engine.probeAnswered(ws, data, probe, 'unknown'),
+          );
           return;
         }
         const s = engine.create('websocket', data.handshake, ws);
@@ -882,7 +885,11 @@ export class Engine {
           (data.early ??= []).push(packet);
           return;
         }
-        if (data.probe) engine.onProbePacket(ws, data, packet);
+        if (!data.probe) return;
+        if (data.probe.accepted) return engine.onProbePacket(ws, data, packet);
+        // Before the home thread answered: a client sends one ping probe here, so a few is plenty.
+        if (data.early!.length < 8) data.early!.push(packet);
+        else ws.end(1002, 'too many packets before the probe was accepted');
       },
 
       dropped(ws) {
@@ -900,13 +907,40 @@ export class Engine {
         data.gone = true;
         if (data.probe) {
           clearTimeout(data.probe.timer);
-          void engine.run(data.probe.home, { op: 'unprobe', sid: data.probe.sid }).catch(() => {});
+          // Not yet accepted: probeAnswered releases it when the answer comes.
+          if (data.probe.accepted) void engine.run(data.probe.home, { op: 'unprobe', sid: data.probe.sid }).catch(() => {});
           data.probe = undefined;
         }
         data.session?.transportClosed('transport close');
         data.session = undefined;
       },
     });
+  }
+
+  /**
+   * The home thread's answer to a probe. Like the reference server, a WebSocket for a session that cannot
+   * take it (already upgraded, or another probe is on) is accepted, then closed; an unknown sid too.
+   */
+  private probeAnswered(ws: WebSocket<WsData>, data: WsData, probe: NonNullable<WsData['probe']>, answer: ProbeAnswer): void {
+    if (data.gone || data.probe !== probe) {
+      // The socket closed while asking; a probe the session took must be released.
+      if (answer === 'accepted') void this.run(probe.home, { op: 'unprobe', sid: probe.sid }).catch(() => {});
+      return;
+    }
+    if (answer !== 'accepted') {
+      clearTimeout(probe.timer);
+      data.probe = undefined;
+      data.early = undefined;
+      ws.end(1008, answer === 'unknown' ? 'Session ID unknown' : 'session already upgraded');
+      return;
+    }
+    probe.accepted = true;
+    const early = data.early!.splice(0);
+    data.early = undefined;
+    for (const p of early) {
+      if (data.gone || data.probe !== probe) return;
+      this.onProbePacket(ws, data, p);
+    }
   }
 
   private onProbePacket(ws: WebSocket<WsData>, data: WsData, p: EioPacket): void {
