@@ -279,3 +279,21 @@ t.test('tokens: a token function is called again before expiry; a refused fixed 
   await eventually(() => errors.length > 0 && d.state === 'disconnected', 'the refusal');
   t.same(errors, ['token_expired'], 'the error says why');
 });
+
+t.test('a public-key token refused after the upgrade (close 4001) stops the client with the server\'s error', async (t) => {
+  const { generateKeyPairSync } = await import('node:crypto');
+  const pem = (k: ReturnType<typeof generateKeyPairSync>['privateKey']) => k.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const mine = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const s = await startServer(t, { jwtSecret: '', jwtPublicKey: mine.publicKey.export({ type: 'spki', format: 'pem' }).toString() });
+  const good = signJwt({ sub: 'ada', exp: Math.floor(Date.now() / 1000) + 600 }, { privateKey: pem(mine.privateKey), algorithm: 'ES256' });
+  const ok = client(t, s.http, { transports: ['websocket'], token: good });
+  await connected(ok);
+  t.equal(ok.user, 'ada', 'a token signed with the configured key connects');
+
+  const forged = signJwt({ sub: 'eve', exp: Math.floor(Date.now() / 1000) + 600 }, { privateKey: pem(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey), algorithm: 'ES256' });
+  const d = client(t, s.http, { transports: ['websocket'], token: forged });
+  const errors: string[] = [];
+  d.on('error', (e) => errors.push(e.code));
+  await eventually(() => errors.length > 0 && d.state === 'disconnected', 'the refusal');
+  t.same(errors, ['token_bad_signature'], 'the error is the server\'s, and the fixed token is not retried');
+});
