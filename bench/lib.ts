@@ -37,8 +37,9 @@ export class BenchServer {
     return this.ask<{ us: number }>({ type: 'cpu' }, 'cpu').then((m) => m.us);
   }
 
+  /** RSS as it is, without collecting garbage first. */
   rss(): Promise<number> {
-    return this.memory().then((m) => m.rss);
+    return this.ask<{ rss: number }>({ type: 'rss' }, 'rss').then((m) => m.rss);
   }
 
   /** RSS, and the JS heap plus external memory (main thread) after a full GC. */

@@ -13,7 +13,7 @@ const workers = Number(process.argv[3] ?? 2);
 const overrides = JSON.parse(process.argv[4] ?? '{}') as Record<string, unknown>;
 
 interface PublishCmd { type: 'publish'; channel: string; rate: number; count: number; size: number }
-type Cmd = PublishCmd | { type: 'cpu' } | { type: 'mem' } | { type: 'stop' };
+type Cmd = PublishCmd | { type: 'cpu' } | { type: 'mem' } | { type: 'rss' } | { type: 'stop' };
 
 let publishFn: (channel: string, body: string) => void = () => {};
 let collectGarbage: (() => Promise<number>) | undefined;
@@ -99,6 +99,8 @@ process.on('message', async (c: Cmd) => {
   else if (c.type === 'cpu') {
     const u = process.cpuUsage();
     process.send!({ type: 'cpu', us: u.user + u.system });
+  } else if (c.type === 'rss') {
+    process.send!({ type: 'rss', rss: process.memoryUsage().rss });
   } else if (c.type === 'mem') {
     (globalThis as { gc?: () => void }).gc?.();
     // rt-actors shards are worker threads with heaps of their own: collect those too.
