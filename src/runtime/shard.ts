@@ -79,12 +79,13 @@ export async function runShard(task: ShardTask): Promise<void> {
   const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
   const loaded = await loadActors(config.actors);
   const threads = task.layout.shards + 1;
+  // Set once the Pusher gateway registered (webhooks watch the channels this shard owns; with Redis,
+  // the cluster-wide transitions this shard's broker decides).
+  let observer: ((e: ChannelLifecycle) => void) | undefined;
   // Redis bridge (--redis): undefined in the embedded default.
-  const bridge = await startShardBridge(config, shard, mesh, log, stats);
+  const bridge = await startShardBridge(config, shard, mesh, log, stats, (e) => observer?.(e));
   // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
   const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
-  // Set once the Pusher gateway registered (webhooks watch the channels this shard owns).
-  let observer: ((e: ChannelLifecycle) => void) | undefined;
   const actorStats = newActorStats();
   const host = new ActorHost(registry, {
     threads,

@@ -25,9 +25,6 @@ export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Pro
   if (!apps.enabled) return undefined;
   const gw = new PusherGateway(ctx, apps, new ActorRegistry(await loadActors(ctx.config.actors)));
   const webhooks = startWebhooks(gw);
-  if (webhooks && (ctx.config.redis || ctx.config.redisSentinels.length > 0) && ctx.thread === 0) {
-    ctx.log.warn('pusher webhooks: with the Redis bridge only client_event and cache_miss are sent; channel_occupied/vacated and member_added/removed are not (see docs/pusher.md)');
-  }
   gw.hooks = webhooks?.hooks;
   registerPusherSocket(app, gw);
   registerPusherApi(app, gw);

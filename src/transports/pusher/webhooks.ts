@@ -1,7 +1,11 @@
 /**
- * Pusher webhooks, per app: channel_occupied / channel_vacated and member_added / member_removed (from
- * the channel actors this shard owns, so each happens once per host whatever shard the connections are
- * on), client_event and cache_miss (from the connections of this shard). Events are batched for a
+ * Pusher webhooks, per app: channel_occupied / channel_vacated and member_added / member_removed, and
+ * client_event and cache_miss (from the connections of this shard). The lifecycle events come, on one
+ * host, from the channel actors this shard owns (once per host whatever shard the connections are on);
+ * with the Redis bridge, from this shard's broker, which reports the cluster-wide transitions its Redis
+ * writes decided atomically (src/bridge/scripts.ts COUNT, JOIN, LEAVE, SWEEP) — so a channel occupied
+ * on two hosts is occupied once, and a dead host's channels are vacated by the survivor that sweeps it.
+ * Events are batched for a
  * short window and POSTed as Pusher does: `{ time_ms, events }` with `X-Pusher-Key` and
  * `X-Pusher-Signature` (HMAC-SHA256 of the body with the app secret). A failed delivery is retried
  * with exponential backoff; sending never blocks the shard (fetch is asynchronous, queues are bounded).
