@@ -174,3 +174,20 @@ t.test('a host that dies: its members leave and the channel is vacated once, by 
   await subscribers(A, ch, 0);
   t.equal(rx.invalid(), 0, 'every batch had a valid X-Pusher-Signature');
 });
+
+t.test('a host that stops gracefully: its last subscribers leave and the channel is vacated once', async (t) => {
+  const D = await startHost(t, redis.url, ns, { workers: 1, args });
+  const ch = 'presence-hooks-stop';
+  const dan = pusherClient(t, D.port, { member: { user_id: 'dan' } });
+  await connected(dan);
+  await subscribed(dan, ch);
+  await arrived('channel_occupied', 'channel_occupied', ch);
+  await arrived('member_added', 'member_added', ch, 'dan');
+  dan.disconnect();
+  await D.stop();
+  await arrived('member_removed when host D stopped', 'member_removed', ch, 'dan');
+  await arrived('channel_vacated when host D stopped', 'channel_vacated', ch);
+  await sentinel([A, B]);
+  t.equal(count('member_removed', ch, 'dan'), 1, 'dan removed once');
+  t.equal(count('channel_vacated', ch), 1, 'vacated once');
+});

@@ -167,7 +167,8 @@ export async function runShard(task: ShardTask): Promise<void> {
   registerPolling(app, ctx);
   registerClientBundle(app, ctx);
   await registerSocketIo(app, ctx);
-  observer = await registerPusher(app, ctx);
+  const pusher = await registerPusher(app, ctx);
+  observer = pusher?.observe;
   app.any('/*', (res, req) => {
     const state = track(res);
     sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
@@ -278,6 +279,8 @@ export async function runShard(task: ShardTask): Promise<void> {
       await host.stopAll();
       // Members on this host leave now, not when its heartbeat expires.
       await bridge?.close(true);
+      // The webhooks those leaves fired (member_removed, channel_vacated) leave before the thread does.
+      await pusher?.flush(1000);
       clearInterval(statsTimer);
       sampler.stop();
       host.close();

@@ -5,22 +5,21 @@
  */
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { ServerConfig } from '../../config/schema.js';
-import type { ChannelLifecycle } from '../../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../../actors/registry.js';
 import type { ThreadContext } from '../../runtime/context.js';
 import { AppRegistry, resolveApps } from './apps.js';
 import { PusherGateway } from './gateway.js';
 import { registerPusherApi } from './http-api.js';
 import { registerPusherSocket } from './socket.js';
-import { startWebhooks } from './webhooks.js';
+import { startWebhooks, type Webhooks } from './webhooks.js';
 
 /** Validates the Pusher settings on the main thread so a mistake fails the start, naming the key. */
 export function checkPusherConfig(cfg: ServerConfig): void {
   resolveApps(cfg);
 }
 
-/** Registers the routes; returns the observer of channel lifecycle for webhooks, if any app has them. */
-export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Promise<((e: ChannelLifecycle) => void) | undefined> {
+/** Registers the routes; returns the webhooks (observer of channel lifecycle, flush on stop), if any app has them. */
+export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Promise<Pick<Webhooks, 'observe' | 'flush'> | undefined> {
   const apps = new AppRegistry(resolveApps(ctx.config));
   if (!apps.enabled) return undefined;
   const gw = new PusherGateway(ctx, apps, new ActorRegistry(await loadActors(ctx.config.actors)));
@@ -28,5 +27,5 @@ export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Pro
   gw.hooks = webhooks?.hooks;
   registerPusherSocket(app, gw);
   registerPusherApi(app, gw);
-  return webhooks ? (e) => webhooks.observe(e) : undefined;
+  return webhooks ? { observe: (e) => webhooks.observe(e), flush: (ms) => webhooks.flush(ms) } : undefined;
 }
