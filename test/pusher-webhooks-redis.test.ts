@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Pusher from 'pusher-js';
-import { dropNamespace, machineRedis, startHost, until, type Host } from './helpers/redis.js';
+import { dropNamespace, machineRedis, redisClient, startHost, until, type Host } from './helpers/redis.js';
 import { APP, connected, pusherClient, sdk, subscribed } from './helpers/pusher.js';
 
 // Every subtest starts real servers: on a loaded machine that alone can take tens of seconds.
@@ -189,5 +189,28 @@ t.test('a host that stops gracefully: its last subscribers leave and the channel
   await arrived('channel_vacated when host D stopped', 'channel_vacated', ch);
   await sentinel([A, B]);
   t.equal(count('member_removed', ch, 'dan'), 1, 'dan removed once');
+  t.equal(count('channel_vacated', ch), 1, 'vacated once');
+});
+
+t.test('a host alone in its cluster that dies and restarts: the new run sweeps the old one and sends what it ended', async (t) => {
+  // A namespace of its own: no other host may sweep first.
+  const ns2 = `${ns}-solo`;
+  t.teardown(() => dropNamespace(redis.port, ns2));
+  const r = redisClient(t, redis.port);
+  const ch = 'presence-hooks-restart';
+  const E = await startHost(t, redis.url, ns2, { workers: 1, args });
+  const eve = pusherClient(t, E.port, { member: { user_id: 'eve' } });
+  await connected(eve);
+  await subscribed(eve, ch);
+  await arrived('channel_occupied', 'channel_occupied', ch);
+  await E.crash();
+  eve.disconnect();
+  // Its heartbeat expired: the restarted host's very first heartbeat, during its start, sweeps it.
+  await until('the dead run stopped heartbeating', async () => (await r.keys(`${ns2}:node:*`)).every((k) => k.endsWith(':ch')), 20000);
+  const E2 = await startHost(t, redis.url, ns2, { workers: 1, args });
+  await arrived('member_removed after the restart', 'member_removed', ch, 'eve');
+  await arrived('channel_vacated after the restart', 'channel_vacated', ch);
+  await sentinel([A, B, E2]);
+  t.equal(count('member_removed', ch, 'eve'), 1, 'eve removed once');
   t.equal(count('channel_vacated', ch), 1, 'vacated once');
 });

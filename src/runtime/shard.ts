@@ -82,8 +82,15 @@ export async function runShard(task: ShardTask): Promise<void> {
   // Set once the Pusher gateway registered (webhooks watch the channels this shard owns; with Redis,
   // the cluster-wide transitions this shard's broker decides).
   let observer: ((e: ChannelLifecycle) => void) | undefined;
+  // The broker's first heartbeat may sweep a dead node (this host's previous run) before the gateway is
+  // registered: what that sweep decided is held until then (bounded), not lost.
+  let early: ChannelLifecycle[] | undefined = [];
+  const observe = (e: ChannelLifecycle): void => {
+    if (observer) observer(e);
+    else if (early && early.length < 10_000) early.push(e);
+  };
   // Redis bridge (--redis): undefined in the embedded default.
-  const bridge = await startShardBridge(config, shard, mesh, log, stats, (e) => observer?.(e));
+  const bridge = await startShardBridge(config, shard, mesh, log, stats, observe);
   // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
   const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
   const actorStats = newActorStats();
@@ -169,6 +176,8 @@ export async function runShard(task: ShardTask): Promise<void> {
   await registerSocketIo(app, ctx);
   const pusher = await registerPusher(app, ctx);
   observer = pusher?.observe;
+  if (observer) for (const e of early!) observer(e);
+  early = undefined;
   app.any('/*', (res, req) => {
     const state = track(res);
     sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
