@@ -68,7 +68,11 @@ export interface ActorEnv {
   /** Tells a thread's subscribers of a channel that they missed publications and must resync. */
   resync?(thread: number, channel: string): void;
   log?(msg: string, err?: unknown): void;
-  /** Channel lifecycle for observers such as Pusher webhooks; called on one host only (without a broker). */
+  /**
+   * Channel lifecycle for observers such as Pusher webhooks, without a broker (one host). With a
+   * broker the actor does not call it: the broker reports the cluster-wide transitions its Redis
+   * writes decide (RedisBrokerOptions.onLifecycle).
+   */
   observe?(e: ChannelLifecycle): void;
   /** Time source of timers, deadlines and ctx.now() (a manual one in rt-actors/testing). */
   clock?: Clock;

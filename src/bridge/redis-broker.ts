@@ -13,6 +13,7 @@ import { unpackPlain } from '../protocol/plain-msgpack.js';
 import type { Logger } from '../log.js';
 import { assertEvent, type Member, type Publication, type StreamPosition } from '../protocol/native.js';
 import type { Notice } from '../runtime/messages.js';
+import type { ChannelLifecycle } from '../actors/channel-actor.js';
 import type { Broker, BrokerMessage, BrokerStats, ChannelSink, HistoryBounds, HistorySlice } from './broker.js';
 import { parseControl, RedisDirectory, unavailable } from './directory.js';
 import type { Keys } from './keys.js';
@@ -43,6 +44,7 @@ interface Scripts {
   rtJoin: ScriptFn;
   rtLeave: ScriptFn;
   rtSweep: ScriptFn;
+  rtCount: ScriptFn;
 }
 
 function defineScripts(cmd: Commander): Scripts {
@@ -54,6 +56,7 @@ function defineScripts(cmd: Commander): Scripts {
   cmd.defineCommand('rtJoin', { numberOfKeys: 2, lua: lua.JOIN });
   cmd.defineCommand('rtLeave', { numberOfKeys: 2, lua: lua.LEAVE });
   cmd.defineCommand('rtSweep', { numberOfKeys: 3, lua: lua.SWEEP });
+  cmd.defineCommand('rtCount', { numberOfKeys: 1, lua: lua.COUNT });
   return cmd as unknown as Scripts;
 }
 
@@ -77,6 +80,13 @@ export interface RedisBrokerOptions {
   leaseTtlMs?: number;
   /** A placed actor's lease this node held is gone. */
   onLeaseLost?(channel: string, fence: Fence): void;
+  /**
+   * A cluster-wide transition this node's write caused, decided atomically in Redis so exactly one
+   * node in the cluster reports each: the channel's subscriber count went 0 → more (occupied) or to 0
+   * (vacated, also when this node swept a dead one), a user's first connection anywhere joined a
+   * presence channel (member_added) or its last one left (member_removed). For Pusher webhooks.
+   */
+  onLifecycle?(e: ChannelLifecycle): void;
 }
 
 interface Route {
@@ -403,22 +413,34 @@ export class RedisBroker implements Broker {
   async join(channel: string, user: string, info: unknown, exclude: string | undefined): Promise<void> {
     const i = info === undefined ? null : info;
     const frame = 'j|' + JSON.stringify(exclude ? { u: user, i, x: exclude } : { u: user, i });
+    let r: number;
     try {
       await this.cmd.sadd(this.keys.nodeChannels(this.node), channel);
-      await this.scripts.rtJoin(this.keys.members(channel), this.keys.users(channel), `${this.node}|${user}`, JSON.stringify(i), user, this.keys.pubsub(channel), this.pubCmd, frame);
+      r = Number(await this.scripts.rtJoin(this.keys.members(channel), this.keys.users(channel), `${this.node}|${user}`, JSON.stringify(i), user, this.keys.pubsub(channel), this.pubCmd, frame));
     } catch (err) {
       this.stats.errors++;
       throw unavailable(err);
+    }
+    if (r === 2) this.lifecycle({ t: 'member_added', ch: channel, user });
+  }
+
+  private lifecycle(e: ChannelLifecycle): void {
+    try {
+      this.opts.onLifecycle?.(e);
+    } catch (err) {
+      this.opts.log.warn(`channel lifecycle observer failed: ${(err as Error).message}`);
     }
   }
 
   async leave(channel: string, user: string): Promise<void> {
+    let r: number;
     try {
-      await this.scripts.rtLeave(this.keys.members(channel), this.keys.users(channel), `${this.node}|${user}`, user, this.keys.pubsub(channel), this.pubCmd);
+      r = Number(await this.scripts.rtLeave(this.keys.members(channel), this.keys.users(channel), `${this.node}|${user}`, user, this.keys.pubsub(channel), this.pubCmd));
     } catch (err) {
       this.stats.errors++;
       throw unavailable(err);
     }
+    if (r === 2) this.lifecycle({ t: 'member_removed', ch: channel, user });
   }
 
   members(channel: string): Promise<Member[]> {
@@ -426,19 +448,23 @@ export class RedisBroker implements Broker {
   }
 
   async count(channel: string, subscribers: number): Promise<void> {
+    let r: number;
     try {
       if (subscribers > 0) {
         // The node's channel set first: if this node dies right after, the sweeper still finds the count.
         await this.cmd.sadd(this.keys.nodeChannels(this.node), channel);
-        await Promise.all([this.cmd.hset(this.keys.counts(channel), this.node, subscribers), this.cmd.zadd(this.keys.index, Date.now(), channel)]);
+        const [n] = await Promise.all([this.scripts.rtCount(this.keys.counts(channel), this.node, subscribers), this.cmd.zadd(this.keys.index, Date.now(), channel)]);
+        r = Number(n);
       } else {
-        await this.cmd.hdel(this.keys.counts(channel), this.node);
+        r = Number(await this.scripts.rtCount(this.keys.counts(channel), this.node, 0));
         await this.cmd.srem(this.keys.nodeChannels(this.node), channel);
       }
     } catch (err) {
       this.stats.errors++;
       throw unavailable(err);
     }
+    if (r === 1) this.lifecycle({ t: 'occupied', ch: channel });
+    else if (r === -1) this.lifecycle({ t: 'vacated', ch: channel });
   }
 
   // ——— heartbeat and sweeping ———
@@ -501,9 +527,12 @@ export class RedisBroker implements Broker {
     const channels = await this.cmd.smembers(this.keys.nodeChannels(node));
     for (let i = 0; i < channels.length; i += 100) {
       await Promise.all(
-        channels.slice(i, i + 100).map((ch) =>
-          this.scripts.rtSweep(this.keys.members(ch), this.keys.users(ch), this.keys.counts(ch), `${node}|`, node, this.keys.pubsub(ch), this.pubCmd),
-        ),
+        channels.slice(i, i + 100).map(async (ch) => {
+          const r = (await this.scripts.rtSweep(this.keys.members(ch), this.keys.users(ch), this.keys.counts(ch), `${node}|`, node, this.keys.pubsub(ch), this.pubCmd)) as [number, number, ...string[]];
+          // What this sweep ended cluster-wide (another sweeper racing it sees nothing left to end).
+          for (const user of r.slice(2) as string[]) this.lifecycle({ t: 'member_removed', ch, user: String(user) });
+          if (Number(r[1]) === 1) this.lifecycle({ t: 'vacated', ch });
+        }),
       );
     }
     await this.cmd.del(this.keys.nodeChannels(node));

@@ -84,14 +84,23 @@ return redis.call('XREVRANGE', KEYS[1], '+', cutoff, 'COUNT', tonumber(ARGV[1]))
 /**
  * KEYS: members, users   ARGV: node|user, info json, user, pubsub channel, PUBLISH|SPUBLISH, join frame.
  * The join is announced only when the user was on no node before: one join per user cluster-wide.
+ * Returns 0 (this node already held the user), 1 (added) or 2 (added and announced: the user's first
+ * node anywhere, so the caller sends member_added).
  */
 export const JOIN = `
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-if redis.call('HINCRBY', KEYS[2], ARGV[3], 1) == 1 then redis.call(ARGV[5], ARGV[4], ARGV[6]) end
+if redis.call('HINCRBY', KEYS[2], ARGV[3], 1) == 1 then
+  redis.call(ARGV[5], ARGV[4], ARGV[6])
+  return 2
+end
 return 1
 `;
 
-/** KEYS: members, users   ARGV: node|user, user, pubsub channel, PUBLISH|SPUBLISH. */
+/**
+ * KEYS: members, users   ARGV: node|user, user, pubsub channel, PUBLISH|SPUBLISH. Returns 0 (not
+ * held here), 1 (removed) or 2 (removed and announced: the user's last node, so the caller sends
+ * member_removed).
+ */
 export const LEAVE = `
 local info = redis.call('HGET', KEYS[1], ARGV[1])
 if not info then return 0 end
@@ -99,20 +108,43 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
   redis.call('HDEL', KEYS[2], ARGV[2])
   redis.call(ARGV[4], ARGV[3], 'l|{"u":' .. cjson.encode(ARGV[2]) .. ',"i":' .. info .. '}')
+  return 2
 end
 return 1
 `;
 
 /**
+ * KEYS: counts   ARGV: node, subscribers (0 forgets the node). Sets this node's subscriber count of the
+ * channel and decides, in the same atomic step, whether the cluster-wide total crossed zero: returns 1
+ * when it went from 0 to more (channel_occupied), -1 when it went to 0 (channel_vacated), 0 otherwise.
+ * Every host's update goes through here, so exactly one of them sees each transition.
+ */
+export const COUNT = `
+local before = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do before = before + (tonumber(v) or 0) end
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+local n = tonumber(ARGV[2]) or 0
+if n > 0 then redis.call('HSET', KEYS[1], ARGV[1], n) else redis.call('HDEL', KEYS[1], ARGV[1]); n = 0 end
+local after = before - old + n
+if before <= 0 and after > 0 then return 1 end
+if before > 0 and after <= 0 then return -1 end
+return 0
+`;
+
+/**
  * KEYS: members, users, counts   ARGV: '<node>|', node, pubsub channel, PUBLISH|SPUBLISH.
  * Removes a dead node from one channel: its members leave (announced when it was their last node)
- * and its subscribers stop counting. Idempotent, so several sweepers racing do no harm.
+ * and its subscribers stop counting. Idempotent, so several sweepers racing do no harm: only the one
+ * that actually removed something sees a transition.
+ * Returns {members removed, 1 when the cluster-wide subscriber count went to 0 (else 0), users whose
+ * last node this was…}: the caller sends channel_vacated and member_removed for exactly those.
  */
 export const SWEEP = `
 local all = redis.call('HGETALL', KEYS[1])
 local prefix = ARGV[1]
 local plen = #prefix
 local gone = 0
+local left = {}
 for i = 1, #all, 2 do
   local f = all[i]
   if string.sub(f, 1, plen) == prefix then
@@ -121,12 +153,21 @@ for i = 1, #all, 2 do
     if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
       redis.call('HDEL', KEYS[2], user)
       redis.call(ARGV[4], ARGV[3], 'l|{"u":' .. cjson.encode(user) .. ',"i":' .. all[i + 1] .. '}')
+      left[#left + 1] = user
     end
     gone = gone + 1
   end
 end
-redis.call('HDEL', KEYS[3], ARGV[2])
-return gone
+local vacated = 0
+local old = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0') or 0
+if redis.call('HDEL', KEYS[3], ARGV[2]) == 1 and old > 0 then
+  local after = 0
+  for _, v in ipairs(redis.call('HVALS', KEYS[3])) do after = after + (tonumber(v) or 0) end
+  if after <= 0 then vacated = 1 end
+end
+local out = {gone, vacated}
+for _, u in ipairs(left) do out[#out + 1] = u end
+return out
 `;
 
 /**

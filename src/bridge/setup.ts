@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import type { AnyActorDefinition } from '../actors/define.js';
 import type { MeshEndpoint } from '../runtime/mesh.js';
 import type { SharedStats } from '../runtime/stats.js';
+import type { ChannelLifecycle } from '../actors/channel-actor.js';
 import type { HistoryBounds, HubBridge } from './broker.js';
 import type { SharedStore } from '../runtime/context.js';
 import { RedisDirectory } from './directory.js';
@@ -140,7 +141,15 @@ export interface ShardBridge {
 }
 
 /** The shard's broker: its own connections, created in this thread. */
-export async function startShardBridge(config: ServerConfig, shard: number, mesh: MeshEndpoint, log: Logger, stats: SharedStats): Promise<ShardBridge | undefined> {
+export async function startShardBridge(
+  config: ServerConfig,
+  shard: number,
+  mesh: MeshEndpoint,
+  log: Logger,
+  stats: SharedStats,
+  /** Cluster-wide channel lifecycle this shard's broker decided (Pusher webhooks). */
+  observe?: (e: ChannelLifecycle) => void,
+): Promise<ShardBridge | undefined> {
   const target = checkBridgeConfig(config);
   if (!target) return undefined;
   // Host id first: an operator reading Redis sees which host a node belongs to.
@@ -153,6 +162,7 @@ export async function startShardBridge(config: ServerConfig, shard: number, mesh
     leaseTtlMs: config.leaseTtl * 1000,
     log,
     onLeaseLost: (ch) => placement?.leaseLost(ch),
+    onLifecycle: observe,
     onControl: (n) => {
       mesh.notify(shard, n);
       // The main thread has no Redis subscription of its own; shard 0 relays to its in-process clients.

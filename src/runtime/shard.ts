@@ -79,12 +79,20 @@ export async function runShard(task: ShardTask): Promise<void> {
   const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
   const loaded = await loadActors(config.actors);
   const threads = task.layout.shards + 1;
+  // Set once the Pusher gateway registered (webhooks watch the channels this shard owns; with Redis,
+  // the cluster-wide transitions this shard's broker decides).
+  let observer: ((e: ChannelLifecycle) => void) | undefined;
+  // The broker's first heartbeat may sweep a dead node (this host's previous run) before the gateway is
+  // registered: what that sweep decided is held until then (bounded), not lost.
+  let early: ChannelLifecycle[] | undefined = [];
+  const observe = (e: ChannelLifecycle): void => {
+    if (observer) observer(e);
+    else if (early && early.length < 10_000) early.push(e);
+  };
   // Redis bridge (--redis): undefined in the embedded default.
-  const bridge = await startShardBridge(config, shard, mesh, log, stats);
+  const bridge = await startShardBridge(config, shard, mesh, log, stats, observe);
   // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
   const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
-  // Set once the Pusher gateway registered (webhooks watch the channels this shard owns).
-  let observer: ((e: ChannelLifecycle) => void) | undefined;
   const actorStats = newActorStats();
   const host = new ActorHost(registry, {
     threads,
@@ -166,7 +174,10 @@ export async function runShard(task: ShardTask): Promise<void> {
   registerPolling(app, ctx);
   registerClientBundle(app, ctx);
   await registerSocketIo(app, ctx);
-  observer = await registerPusher(app, ctx);
+  const pusher = await registerPusher(app, ctx);
+  observer = pusher?.observe;
+  if (observer) for (const e of early!) observer(e);
+  early = undefined;
   app.any('/*', (res, req) => {
     const state = track(res);
     sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
@@ -277,6 +288,8 @@ export async function runShard(task: ShardTask): Promise<void> {
       await host.stopAll();
       // Members on this host leave now, not when its heartbeat expires.
       await bridge?.close(true);
+      // The webhooks those leaves fired (member_removed, channel_vacated) leave before the thread does.
+      await pusher?.flush(1000);
       clearInterval(statsTimer);
       sampler.stop();
       host.close();

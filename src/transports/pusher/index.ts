@@ -5,31 +5,27 @@
  */
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { ServerConfig } from '../../config/schema.js';
-import type { ChannelLifecycle } from '../../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../../actors/registry.js';
 import type { ThreadContext } from '../../runtime/context.js';
 import { AppRegistry, resolveApps } from './apps.js';
 import { PusherGateway } from './gateway.js';
 import { registerPusherApi } from './http-api.js';
 import { registerPusherSocket } from './socket.js';
-import { startWebhooks } from './webhooks.js';
+import { startWebhooks, type Webhooks } from './webhooks.js';
 
 /** Validates the Pusher settings on the main thread so a mistake fails the start, naming the key. */
 export function checkPusherConfig(cfg: ServerConfig): void {
   resolveApps(cfg);
 }
 
-/** Registers the routes; returns the observer of channel lifecycle for webhooks, if any app has them. */
-export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Promise<((e: ChannelLifecycle) => void) | undefined> {
+/** Registers the routes; returns the webhooks (observer of channel lifecycle, flush on stop), if any app has them. */
+export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Promise<Pick<Webhooks, 'observe' | 'flush'> | undefined> {
   const apps = new AppRegistry(resolveApps(ctx.config));
   if (!apps.enabled) return undefined;
   const gw = new PusherGateway(ctx, apps, new ActorRegistry(await loadActors(ctx.config.actors)));
   const webhooks = startWebhooks(gw);
-  if (webhooks && (ctx.config.redis || ctx.config.redisSentinels.length > 0) && ctx.thread === 0) {
-    ctx.log.warn('pusher webhooks: with the Redis bridge only client_event and cache_miss are sent; channel_occupied/vacated and member_added/removed are not (see docs/pusher.md)');
-  }
   gw.hooks = webhooks?.hooks;
   registerPusherSocket(app, gw);
   registerPusherApi(app, gw);
-  return webhooks ? (e) => webhooks.observe(e) : undefined;
+  return webhooks ? { observe: (e) => webhooks.observe(e), flush: (ms) => webhooks.flush(ms) } : undefined;
 }

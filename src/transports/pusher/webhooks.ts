@@ -1,7 +1,11 @@
 /**
- * Pusher webhooks, per app: channel_occupied / channel_vacated and member_added / member_removed (from
- * the channel actors this shard owns, so each happens once per host whatever shard the connections are
- * on), client_event and cache_miss (from the connections of this shard). Events are batched for a
+ * Pusher webhooks, per app: channel_occupied / channel_vacated and member_added / member_removed, and
+ * client_event and cache_miss (from the connections of this shard). The lifecycle events come, on one
+ * host, from the channel actors this shard owns (once per host whatever shard the connections are on);
+ * with the Redis bridge, from this shard's broker, which reports the cluster-wide transitions its Redis
+ * writes decided atomically (src/bridge/scripts.ts COUNT, JOIN, LEAVE, SWEEP) — so a channel occupied
+ * on two hosts is occupied once, and a dead host's channels are vacated by the survivor that sweeps it.
+ * Events are batched for a
  * short window and POSTed as Pusher does: `{ time_ms, events }` with `X-Pusher-Key` and
  * `X-Pusher-Signature` (HMAC-SHA256 of the body with the app secret). A failed delivery is retried
  * with exponential backoff; sending never blocks the shard (fetch is asynchronous, queues are bounded).
@@ -46,12 +50,16 @@ class Endpoint {
     this.timer ??= setTimeout(() => this.flush(), WEBHOOK_BATCH_MS);
   }
 
-  private flush(): void {
+  /** Sends what is queued now; resolves when each POST's first attempt ended (retries go on after). */
+  flush(): Promise<unknown> {
+    clearTimeout(this.timer);
     this.timer = undefined;
+    const posts: Promise<void>[] = [];
     while (this.queue.length > 0) {
       const events = this.queue.splice(0, MAX_EVENTS_PER_POST);
-      void this.post(JSON.stringify({ time_ms: Date.now(), events }), 0);
+      posts.push(this.post(JSON.stringify({ time_ms: Date.now(), events }), 0));
     }
+    return Promise.allSettled(posts);
   }
 
   private async post(body: string, attempt: number): Promise<void> {
@@ -82,6 +90,11 @@ class Endpoint {
 export interface Webhooks {
   hooks: PusherHooks;
   observe(e: ChannelLifecycle): void;
+  /**
+   * On a graceful stop: sends what is still gathered at once and waits (at most `ms`) for those POSTs,
+   * so the vacated/member_removed events of the subscribers this host drops still leave.
+   */
+  flush(ms: number): Promise<void>;
 }
 
 /** Undefined when no app has webhooks. */
@@ -95,6 +108,12 @@ export function startWebhooks(gw: PusherGateway): Webhooks | undefined {
     for (const ep of byApp.get(app) ?? []) if (ep.wants(e.name)) ep.push(e);
   };
   return {
+    async flush(ms) {
+      let timer: NodeJS.Timeout | undefined;
+      const all = [...byApp.values()].flat().map((ep) => ep.flush());
+      await Promise.race([Promise.allSettled(all), new Promise((r) => (timer = setTimeout(r, ms)))]);
+      clearTimeout(timer);
+    },
     observe(e) {
       const app = apps.ofChannel(e.ch);
       const channel = externalName(e.ch);
