@@ -52,6 +52,12 @@ export abstract class Client {
   /** A channel actor removed this connection from `channel` (transports forget what they kept for it). */
   onKicked?(channel: string): void;
 
+  /**
+   * Ends a connection whose socket buffered more than --max-backpressure, the transport's way (see
+   * transports/slow-consumer.ts); transports without it are not swept.
+   */
+  endSlowConsumer?(): void;
+
   /** Closes the connection, telling the client why and whether to reconnect. */
   abstract disconnect(code: number, reason: string, reconnect: boolean): void;
 

@@ -1,11 +1,31 @@
 /**
- * uWS's `dropped` callback: it skipped a message for a socket whose buffer is full, so the client now has
+ * Slow consumers, two ways. The sweep closes a socket whose send buffer passed --max-backpressure while
+ * its close frame still fits. uWS's `dropped` callback: it skipped a message for a socket whose buffer is full, so the client now has
  * a gap it cannot see. The socket is marked closed at once (nothing more is sent to it), counted, and
  * ended with the transport's reconnect code. The end is deferred: ending a socket from inside uWS's
  * publish loop, where `dropped` runs, crashes uWS.
  */
 import type { WebSocket } from 'uWebSockets.js';
+import type { Hub } from '../runtime/hub.js';
 import { countRefusal } from '../runtime/instruments.js';
+
+/** How often sockets are checked for a send buffer over --max-backpressure. */
+const SWEEP_MS = 100;
+const swept = new WeakSet<Hub>();
+
+/** One sweep per shard over every connection that can be swept (native and Pusher WebSockets). */
+export function sweepSlowConsumers(hub: Hub, maxBackpressure: number): void {
+  if (swept.has(hub)) return;
+  swept.add(hub);
+  setInterval(() => {
+    for (const c of hub.clients.values()) {
+      if (c.endSlowConsumer && !c.closed && c.ws && c.ws.getBufferedAmount() > maxBackpressure) {
+        countRefusal('slow_consumer');
+        c.endSlowConsumer();
+      }
+    }
+  }, SWEEP_MS).unref();
+}
 
 export function endDroppedSocket<D extends { client?: { closed: boolean }; gone?: boolean }>(ws: WebSocket<D>, code: number, reason: string): void {
   const data = ws.getUserData();

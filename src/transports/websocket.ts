@@ -15,7 +15,7 @@ import { originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
 import { clientAddress } from '../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../security/token-bucket.js';
-import { endDroppedSocket } from './slow-consumer.js';
+import { endDroppedSocket, sweepSlowConsumers } from './slow-consumer.js';
 import { countRefusal } from '../runtime/instruments.js';
 
 interface SocketData {
@@ -75,6 +75,10 @@ export class WsClient extends Client {
   send(frame: object): void {
     this.sendEncoded(encodeFrame(frame, this.format));
   }
+  override endSlowConsumer(): void {
+    this.closed = true;
+    this.socket.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
+  }
   override tokenExpiring(deadline: number): void {
     this.send({ op: 'refresh', deadline });
   }
@@ -95,21 +99,9 @@ function chooseFormat(query: string, protocols: string): { format: WireFormat; p
   return { format: q ?? 'json', protocol: '' };
 }
 
-/** How often sockets are checked for a send buffer over --max-backpressure. */
-const SLOW_SWEEP_MS = 100;
-
 export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
   const { config, hub } = ctx;
-  const sweep = setInterval(() => {
-    for (const c of hub.clients.values()) {
-      if (c instanceof WsClient && !c.closed && c.socket.getBufferedAmount() > config.maxBackpressure) {
-        c.closed = true;
-        countRefusal('slow_consumer');
-        c.socket.end(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume');
-      }
-    }
-  }, SLOW_SWEEP_MS);
-  sweep.unref();
+  sweepSlowConsumers(hub, config.maxBackpressure);
   const messagesIn = ctx.metrics.series('rt_messages_in_total', { transport: 'websocket', protocol: 'native' });
   const onMessage = (ws: WebSocket<SocketData>, message: ArrayBuffer, isBinary: boolean): void => {
     const client = ws.getUserData().client!;

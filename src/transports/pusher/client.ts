@@ -83,6 +83,10 @@ export class PusherClient extends Client {
     this.close(pcode, reason);
   }
 
+  override endSlowConsumer(): void {
+    this.close(PusherClose.RECONNECT, 'slow consumer: reconnect');
+  }
+
   close(code: number, message: string): void {
     if (this.closed) return;
     this.send(errorFrame(code, message));

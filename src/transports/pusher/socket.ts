@@ -14,7 +14,7 @@ import { admissionError } from '../../security/admission.js';
 import { clientAddress } from '../../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
 import { queryParam } from '../http.js';
-import { endDroppedSocket } from '../slow-consumer.js';
+import { endDroppedSocket, sweepSlowConsumers } from '../slow-consumer.js';
 import { internalName } from './apps.js';
 import { PusherClient, PusherClose, type PusherSocketData } from './client.js';
 import { errorFrame, frame } from './codec.js';
@@ -24,22 +24,13 @@ import { isEncryptedChannel, subscribe, unsubscribe, validPusherChannel } from '
 
 /** Malformed frames tolerated before the connection is closed (a buggy client gets errors, a hostile one is cut off). */
 const MAX_BAD_FRAMES = 20;
-const SLOW_SWEEP_MS = 100;
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
 export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): void {
   const { ctx } = gw;
   const { config, hub } = ctx;
-  const sweep = setInterval(() => {
-    for (const c of hub.clients.values()) {
-      if (c instanceof PusherClient && !c.closed && c.socket.getBufferedAmount() > config.maxBackpressure) {
-        countRefusal('slow_consumer');
-        c.close(PusherClose.RECONNECT, 'slow consumer: reconnect');
-      }
-    }
-  }, SLOW_SWEEP_MS);
+  sweepSlowConsumers(hub, config.maxBackpressure);
   const messagesIn = ctx.metrics.series('rt_messages_in_total', { transport: 'websocket', protocol: 'pusher' });
-  sweep.unref();
 
   uapp.ws<PusherSocketData>('/app/:key', {
     maxPayloadLength: config.maxPayload * 4,
