@@ -75,6 +75,15 @@ t.test('outbid: the private push reaches the previous bidder on the other host, 
   t.same(events(b, ch, 'outbid').map((f) => f.data.amount), [30], 'bob: one outbid, never for his own bid');
   t.same(events(watcher, ch, 'outbid'), [], 'a subscriber who never bid gets no outbid');
   t.same(events(watcher, ch, 'bid').map((f) => f.data.amount), [10, 20, 30], 'the bids were broadcast to everyone');
+  // Replies come back from the activation to the client on whichever host it is.
+  for (const host of [h1, h2]) {
+    const c = await TestClient.connect(`${host.url}/ws?token=${token('late')}`);
+    t.teardown(() => c.close());
+    const r = await c.request({ op: 'subscribe', channel: ch }, 60000);
+    t.same(r.data, { highest: 30 }, `join reply on ${host === h1 ? 'h1' : 'h2'}`);
+    const p = await c.request({ op: 'publish', channel: ch, event: 'peek', data: null }, 60000);
+    t.same(p.data, { highest: 30, bidder: 'alice' }, `message reply on ${host === h1 ? 'h1' : 'h2'}`);
+  }
 });
 
 t.test('push and pushUser reach connections on every host', async (t) => {
@@ -163,4 +172,23 @@ t.test('compute runs in the placed activation and its result comes back through 
   const { owner: o } = await owner(ch);
   const r = await answer(a, ch, 'computed', () => true);
   t.equal(r.data.value.pid, o.proc.pid, 'the task ran in the owner host\'s process');
+});
+
+t.test('after a hand-over (SIGTERM) the new owner returns the right offsets and its pushes arrive', async (t) => {
+  const ch = 'auction-handover';
+  const a = await join(ch, h1, 'hal');
+  const b = await join(ch, h2, 'hub');
+  t.equal((await bid(a, ch, 1)).ok, true);
+  await publish(h1, ch, 'announce', { n: 1 });
+  await answer(b, ch, 'announced', (f) => f.data.n === 1);
+  const { owner: leaving, other: staying } = await owner(ch);
+  const left = leaving === h1 ? b : a;
+  await leaving.stop();
+  t.equal((await bid(left, ch, 2)).ok, true, `bidding goes on at ${staying === h1 ? 'h1' : 'h2'}`);
+  await publish(staying, ch, 'announce', { n: 2 });
+  const said = await answer(left, ch, 'announced', (f) => f.data.n === 2);
+  const got = await answer(left, ch, 'announcement', (f) => f.data.n === 2);
+  t.equal(said.data.offset, got.offset, `the new owner's broadcast() returned the offset received (${got.offset})`);
+  await publish(staying, ch, 'push', { to: left.id });
+  t.same((await until('note after hand-over', () => events(left, ch, 'note')[0], 60000)).data, { to: left.id }, 'and its pushes arrive');
 });

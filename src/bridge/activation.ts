@@ -3,7 +3,9 @@
  * lease. It runs the user's hooks one turn at a time with a cluster-wide context (every subscriber on
  * every host), publishes with the lease's fence, and persists its state after every turn that changed
  * it — in the same Lua call as the turn's publication when there is one — so the next holder resumes
- * from exactly what was accepted.
+ * from exactly what was accepted. Private pushes and kicks go, at the end of the turn, to the node
+ * relaying the subscriber (ActivationEnv.relay), whose channel actor delivers them; compute tasks run on
+ * this host's pool. Checks shared with the one-host runtime live in actors/context-rules.ts.
  *
  * Persisted record (msgpack, keys.state): `{ s: state, m: subscribers }`. State must therefore be
  * msgpack-serialisable: plain objects, arrays, strings, numbers, booleans, null, Dates, Maps and Sets;
@@ -64,6 +66,8 @@ export class Activation {
   private readonly ctx: ActorContext<unknown>;
   private saved: Buffer | undefined;
   private readonly outbox: Promise<unknown>[] = [];
+  /** Pushes and kicks of the turn in progress: sent once its writes succeeded (see run). */
+  private readonly relays: [node: string, op: 'push' | 'kick', args: unknown[]][] = [];
   private readonly claims = new Map<string, number>();
   /** Compute tasks in flight. */
   private computing = 0;
@@ -108,7 +112,7 @@ export class Activation {
         assertEventName(event);
         const s = self.subs.get(socketId);
         if (!s || self.stopped) return false;
-        self.env.relay(s.node, 'push', [[socketId], event, data]);
+        self.relays.push([s.node, 'push', [[socketId], event, data]]);
         return true;
       },
       pushUser: (userId: string, event: string, data: unknown) => {
@@ -123,7 +127,7 @@ export class Activation {
         }
         let n = 0;
         for (const [node, ids] of byNode) {
-          self.env.relay(node, 'push', [ids, event, data]);
+          self.relays.push([node, 'push', [ids, event, data]]);
           n += ids.length;
         }
         return n;
@@ -132,7 +136,7 @@ export class Activation {
         const s = self.subs.get(socketId);
         if (!s || self.stopped) return false;
         self.subs.delete(socketId);
-        self.env.relay(s.node, 'kick', [socketId, kickReason(reason)]);
+        self.relays.push([s.node, 'kick', [socketId, kickReason(reason)]]);
         // onLeave runs after the hook that kicked, as a turn of its own (the relay's own leave finds
         // the subscriber gone and does nothing).
         if (self.def.onLeave) void self.run('kicked', [s]).catch((err) => self.env.log(`onLeave of kicked ${socketId} in ${self.channel} failed`, err));
@@ -204,9 +208,32 @@ export class Activation {
     return [...seen.values()];
   }
 
-  /** Runs one forwarded event as one turn of the mailbox. */
+  /**
+   * Runs one forwarded event as one turn of the mailbox. The turn's pushes and kicks leave at its end,
+   * after its publications and state were written with the fence (or failed), and only while the lease
+   * is still held: an owner that lost its lease (paused, cut off) tells no client anything.
+   */
   run(op: string, args: unknown[]): Promise<unknown> {
-    return Promise.resolve(this.mailbox.run(() => this.turn(op, args)));
+    return Promise.resolve(
+      this.mailbox.run(async () => {
+        try {
+          return await this.turn(op, args);
+        } finally {
+          this.sendRelays();
+        }
+      }),
+    );
+  }
+
+  private sendRelays(): void {
+    if (this.relays.length === 0) return;
+    const out = this.relays.splice(0);
+    const fence = this.env.broker.leases.fence(this.channel);
+    if (this.stopped || !fence || fence.epoch !== this.fence.epoch) {
+      this.env.log(`${out.length} push(es)/kick(s) of ${this.channel} dropped: the lease was lost during the turn`);
+      return;
+    }
+    for (const [node, op, args] of out) this.env.relay(node, op, args);
   }
 
   private async turn(op: string, args: unknown[]): Promise<unknown> {
