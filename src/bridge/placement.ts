@@ -255,6 +255,7 @@ export class Placement {
    */
   private relayed(channel: string, op: string, args: unknown[]): null {
     assertChannel(channel);
+    if (!this.loaded.some((x) => x.matches(channel))) throw new RtError('not_found', `no actor serves ${channel} on this host`, 404);
     if (!this.local) throw new RtError('unavailable', 'this node is not serving yet', 503);
     const ev = (e: unknown): e is string => typeof e === 'string' && e.length > 0 && e.length <= 200;
     if (op === 'push') {
