@@ -393,9 +393,14 @@ export class Activation {
       return;
     }
     if (this.nextOffset !== undefined && Date.now() - this.confirmedAt < this.env.bounds.ttlMs / 2) return;
-    const pos = await this.env.broker.position(this.channel, this.env.bounds);
-    this.nextOffset = pos.offset + 1;
-    this.confirmedAt = Date.now();
+    try {
+      const pos = await this.env.broker.position(this.channel, this.env.bounds);
+      this.nextOffset = pos.offset + 1;
+      this.confirmedAt = Date.now();
+    } catch {
+      // Redis is away: the turn's own writes will say so; until then broadcast() cannot know (0).
+      this.nextOffset = undefined;
+    }
   }
 
   private seenClaim(claim: string): boolean {

@@ -74,11 +74,20 @@ export class Placement {
 
   constructor(private readonly opts: PlacementOptions) {
     this.broker = opts.broker;
-    this.rpc = new NodeRpc(opts.broker, (ch, op, a) => this.serve(ch, op, a), (why) => {
-      // Counted like a malformed Laravel payload: rt_redis_invalid_messages_total.
-      opts.broker.stats.invalid++;
-      opts.log(why);
-    });
+    this.rpc = new NodeRpc(
+      opts.broker,
+      (ch, op, a) => this.serve(ch, op, a),
+      (why) => {
+        // Counted like a malformed Laravel payload: rt_redis_invalid_messages_total.
+        opts.broker.stats.invalid++;
+        opts.log(why);
+      },
+      // One way (rpc.notify) only pushes and kicks arrive: every hook event wants its answer.
+      async (ch, op, a) => {
+        if (!RELAY_OPS.has(op)) throw new RtError('bad_request', `${op.slice(0, 40)} cannot come as a notice`);
+        return this.relayed(ch, op, a);
+      },
+    );
     this.sweeper = setInterval(() => void this.sweep(), 5000);
     this.sweeper.unref();
     this.watcher = setInterval(() => void this.revive(), Math.max(250, this.broker.leases.ttlMs / 2));
@@ -240,6 +249,7 @@ export class Placement {
 
   /** An event for a channel this node should run: refused (`not_owner`) unless it holds the lease. */
   private async serve(channel: string, op: string, args: unknown[]): Promise<unknown> {
+    // Pushes and kicks come as notices (rpc.notify); as a request they are answered all the same.
     if (RELAY_OPS.has(op)) return this.relayed(channel, op, args);
     // Checked before anything is activated: a bad request must not take a lease.
     if (!OPS.has(op)) throw new RtError('bad_request', `unknown placed-actor operation ${String(op).slice(0, 40)}`);
@@ -280,10 +290,8 @@ export class Placement {
       }
       return;
     }
-    // Answered once the node has it; a node that is gone (owner_gone) took its connections with it.
-    this.rpc.request(node, channel, op, args, Math.max(1000, this.ttlMs)).catch((err) => {
-      if ((err as RtError)?.code !== 'owner_gone') this.opts.log(`${op} in ${channel} not delivered to node ${node}`, err);
-    });
+    // One way: a node that is gone took its connections with it; Redis away loses the push (logged).
+    this.rpc.notify(node, channel, op, args).catch((err) => this.opts.log(`${op} in ${channel} not delivered to node ${node}`, err));
   }
 
   private async activation(channel: string): Promise<Activation> {
