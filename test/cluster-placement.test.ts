@@ -219,10 +219,20 @@ t.test('hostile frames in a node inbox are counted and ignored; no lease is take
     pack({ k: 'q', id: 3, from: 'nobody', ch: 'no-actor-here', op: 'join', a: [{ socketId: '0.x', node: 'n' }] }),
     pack({ k: 'q', id: 4, from: 'nobody', ch: 'auction-evil2', op: 'msg', a: [null, null] }),
     pack({ k: 'r', id: 999999, v: 1 }),
+    // Pushes and kicks for the subscribers a node relays: malformed, or for a channel without an actor.
+    pack({ k: 'q', id: 5, from: 'nobody', ch: 'auction-evil', op: 'push', a: [null, 5] }),
+    pack({ k: 'q', id: 6, from: 'nobody', ch: 'auction-evil', op: 'kick', a: [1] }),
+    pack({ k: 'q', id: 7, from: 'nobody', ch: 'no-actor-here', op: 'push', a: [['0.x'], 'ev', 1] }),
   ];
-  for (const n of alive) for (const f of [...junk, ...refused]) await r.publish(`${ns}:{${n}}:in`, f);
+  // One-way notices (how an activation sends its pushes and kicks): refused ones are counted too.
+  const notices = [
+    pack({ k: 'n', id: 0, ch: 'auction-evil', op: 'msg', a: [{ event: 'bid', data: { amount: 1 } }, { socketId: '0.x', node: 'n' }] }),
+    pack({ k: 'n', id: 0, ch: 'auction-evil', op: 'push', a: ['not ids', 'ev', 1] }),
+    pack({ k: 'n', id: 0, ch: 5, op: 'kick', a: [] }),
+  ];
+  for (const n of alive) for (const f of [...junk, ...refused, ...notices]) await r.publish(`${ns}:{${n}}:in`, f);
   for (const [i, h] of hosts.entries()) {
-    await until(`host ${i} to count the malformed frames`, async () => (await metric(h, 'rt_redis_invalid_messages_total')) >= before[i]! + 4);
+    await until(`host ${i} to count the malformed frames`, async () => (await metric(h, 'rt_redis_invalid_messages_total')) >= before[i]! + 4 + 3);
     t.equal((await api(h.http, '/health', undefined, { key: null })).body.status, 'ok', `host ${i} healthy`);
   }
   t.equal(await r.exists(`${ns}:{no-actor-here}:l`), 0, 'no lease for a channel without an actor');

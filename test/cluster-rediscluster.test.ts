@@ -45,6 +45,22 @@ t.test('bids from three hosts on a Redis Cluster: one sequence', async (t) => {
   const ref = bids(clients[0]!.c);
   t.same(ref.map((x) => x[1]), ok, 'the sequence is exactly the bids answered ok');
   for (const { c, host } of clients) t.same(bids(c), ref, `client on ${host}: same sequence and offsets`);
+  // Private pushes through the owner's sharded inboxes: each outbid bidder is told, on its own host.
+  const seq = clients[0]!.c.messages(ch).filter((f: Frame) => f.event === 'bid').map((f) => f.data as { amount: number; bidder: string });
+  const expected = new Map<string, number[]>();
+  for (let i = 1; i < seq.length; i++) {
+    if (seq[i - 1]!.bidder === seq[i]!.bidder) continue;
+    expected.set(seq[i - 1]!.bidder, [...(expected.get(seq[i - 1]!.bidder) ?? []), seq[i]!.amount]);
+  }
+  t.ok(expected.size >= 1, `${[...expected.values()].flat().length} outbid pushes expected`);
+  for (const { c, host } of clients) {
+    const want = expected.get(`user-${host}`) ?? [];
+    const got = await until(`outbids on ${host}`, () => {
+      const o = c.messages(ch).filter((f) => f.event === 'outbid').map((f) => f.data.amount as number);
+      return o.length >= want.length ? o : undefined;
+    }, 60000);
+    t.same(got, want, `client on ${host}: told each time it was outbid (${want.length})`);
+  }
 });
 
 t.test('kill -9 the owner: accepted bids kept, auction closes once', async (t) => {

@@ -73,6 +73,18 @@ export class ActorHost {
     return i;
   }
 
+  /**
+   * A push (to socket ids) or a kick decided by a placed actor's activation for subscribers this shard
+   * relays (src/bridge/placement.ts). Nothing to do when this shard no longer holds the channel.
+   */
+  relayPush(ch: string, ids: string[], event: string, data: unknown): void {
+    this.actors.get(ch)?.relayPush(ids, event, data);
+  }
+
+  relayKick(ch: string, socketId: string, reason: string): void {
+    this.actors.get(ch)?.relayKick(socketId, reason);
+  }
+
   /** Never throws: onLeave failures are logged (and counted) by the actor. */
   unsubscribe(ch: string, connId: string): void {
     const a = this.actors.get(ch);

@@ -7,12 +7,13 @@
 import { randomBytes } from 'node:crypto';
 import { channelAllowed } from '../auth/jwt.js';
 import { channelKind, type ChannelKind } from '../auth/channels.js';
-import { RtError, toErrorBody } from '../errors.js';
+import { RtError } from '../errors.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
 import type { ConnRef, PublishResult, PublishSource, SubscribeResult } from '../runtime/messages.js';
 import { threadOfSocket } from '../runtime/hash.js';
 import type { Broker, BrokerMessage, ChannelSink, HistoryBounds } from '../bridge/broker.js';
-import type { ActorContext, AnyActorDefinition, ComputeResult, JoinResult, OutgoingMessage, StopReason, Subscriber } from './define.js';
+import type { ActorContext, AnyActorDefinition, JoinResult, OutgoingMessage, StopReason, Subscriber } from './define.js';
+import { assertEventName, checkCompute, kickReason, runCompute } from './context-rules.js';
 import { systemClock, type Clock } from './clock.js';
 import { History } from './history.js';
 import { isThenable, Mailbox } from './mailbox.js';
@@ -117,10 +118,6 @@ function deliberate(err: unknown): boolean {
   return !!err && typeof err === 'object' && (err as Error).name === 'ActorError' && typeof (err as { code?: unknown }).code === 'string';
 }
 
-function assertEventName(event: unknown): asserts event is string {
-  if (typeof event !== 'string' || event.length === 0 || event.length > 200) throw new RtError('bad_event', 'an event name must be a string of 1-200 characters');
-}
-
 type Hook = 'init' | 'authorize' | 'onJoin' | 'onLeave' | 'onMessage' | 'onPublish' | 'onTimer' | 'onComputed' | 'onStop';
 
 export class ChannelActor {
@@ -181,13 +178,15 @@ export class ChannelActor {
       },
       push: (socketId, event, data) => {
         assertEventName(event);
-        const c = self.subs.get(socketId) ?? (self.joining?.id === socketId ? self.joining : undefined);
-        if (!c || self.stopped || !self.env.push) return false;
-        self.env.push(threadOfSocket(socketId), self.name, [socketId], event, data);
-        return true;
+        return self.pushTo([socketId], event, data) === 1;
       },
-      pushUser: (userId, event, data) => self.pushUser(userId, event, data),
-      kick: (socketId, reason) => self.kick(socketId, typeof reason === 'string' && reason ? reason.slice(0, 200) : 'removed from the channel'),
+      pushUser: (userId, event, data) => {
+        assertEventName(event);
+        const ids: string[] = [];
+        for (const c of self.subs.values()) if (c.user === userId) ids.push(c.id);
+        return self.pushTo(ids, event, data);
+      },
+      kick: (socketId, reason) => self.kick(socketId, kickReason(reason)),
       timers: this.timers,
       compute: (task, input, tag) => self.compute(task, input, tag),
       members: () => self.memberList(),
@@ -350,21 +349,24 @@ export class ChannelActor {
 
   // ——— private pushes, kicks, compute ———
 
-  private pushUser(userId: string, event: string, data: unknown): number {
-    assertEventName(event);
+  /**
+   * Sends a private message to those of `ids` that are subscribed (or joining), one frame per thread;
+   * returns how many. Also what a placed actor's activation asks of the host relaying its subscribers.
+   */
+  private pushTo(ids: Iterable<string>, event: string, data: unknown): number {
     if (this.stopped || !this.env.push) return 0;
     const byThread = new Map<number, string[]>();
-    for (const c of this.subs.values()) {
-      if (c.user !== userId) continue;
-      const t = threadOfSocket(c.id);
+    for (const id of ids) {
+      if (!this.subs.has(id) && this.joining?.id !== id) continue;
+      const t = threadOfSocket(id);
       const list = byThread.get(t);
-      if (list) list.push(c.id);
-      else byThread.set(t, [c.id]);
+      if (list) list.push(id);
+      else byThread.set(t, [id]);
     }
     let n = 0;
-    for (const [t, ids] of byThread) {
-      this.env.push(t, this.name, ids, event, data);
-      n += ids.length;
+    for (const [t, list] of byThread) {
+      this.env.push(t, this.name, list, event, data);
+      n += list.length;
     }
     return n;
   }
@@ -379,24 +381,33 @@ export class ChannelActor {
     return true;
   }
 
+  /**
+   * A push or kick decided by a placed actor's activation on another node (src/bridge/placement.ts),
+   * for subscribers this host relays: through the mailbox, after what this host relayed before it.
+   */
+  relayPush(ids: string[], event: string, data: unknown): void {
+    this.relayed('push', () => void this.pushTo(ids, event, data));
+  }
+
+  relayKick(socketId: string, reason: string): void {
+    this.relayed('kick', () => void this.kick(socketId, reason));
+  }
+
+  private relayed(what: string, task: () => void): void {
+    // Unbounded: the activation already decided; refusing here would lose it.
+    const r = this.mailbox.run(task, false);
+    if (isThenable(r)) r.catch((err) => this.log(`relayed ${what} failed`, err));
+  }
+
   private compute(task: string, input: unknown, tag: string | undefined): void {
-    if (typeof task !== 'string' || !/^[A-Za-z0-9_-]{1,100}$/.test(task)) throw new RtError('bad_task', 'a compute task is named by its file in the actors folder: <task>.task.ts');
-    if (!this.env.compute) throw new RtError('unavailable', 'this server has no compute pool for actors', 503);
-    if (this.computing >= this.mailbox.limit) throw new RtError('overloaded', `channel ${this.name} has ${this.computing} compute tasks in flight`, 503);
+    checkCompute(this.env.compute, this.name, this.computing, this.mailbox.limit, task);
     if (this.stopped) return;
     this.computing++;
-    const base = tag === undefined ? { task } : { task, tag };
-    this.env
-      .compute(task, input)
-      .then(
-        (value): ComputeResult => ({ ...base, ok: true, value }),
-        (err): ComputeResult => ({ ...base, ok: false, error: toErrorBody(err) }),
-      )
-      .then((res) => {
-        this.computing--;
-        this.stats.computed++;
-        if (this.def.onComputed) this.background('onComputed', () => this.def.onComputed!(this.ctx, res));
-      });
+    void runCompute(this.env.compute, task, input, tag).then((res) => {
+      this.computing--;
+      this.stats.computed++;
+      if (this.def.onComputed) this.background('onComputed', () => this.def.onComputed!(this.ctx, res));
+    });
   }
 
   // ——— subscribe ———

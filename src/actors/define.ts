@@ -73,7 +73,11 @@ export interface ActorContext<S = unknown, Out extends object = EventMap> {
   state: S;
   /** The actor's clock in milliseconds since the epoch (controllable in rt-actors/testing). */
   now(): number;
-  /** Publishes to every subscriber of this channel (kept in history, with an offset); returns the offset (0 when Redis assigns it later). */
+  /**
+   * Publishes to every subscriber of this channel (kept in history, with an offset); returns the offset.
+   * With --redis, 0 in an actor without onMessage (its clients' publishes go straight to Redis, so the
+   * offset is not known in the hook).
+   */
   broadcast<K extends keyof Out & string>(event: K, data: Out[K]): number;
   /** Sends to one subscriber of this channel only: not kept in history, no offset. False when it is not subscribed. */
   push<K extends keyof Out & string>(socketId: string, event: K, data: Out[K]): boolean;

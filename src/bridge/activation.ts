@@ -3,14 +3,18 @@
  * lease. It runs the user's hooks one turn at a time with a cluster-wide context (every subscriber on
  * every host), publishes with the lease's fence, and persists its state after every turn that changed
  * it — in the same Lua call as the turn's publication when there is one — so the next holder resumes
- * from exactly what was accepted.
+ * from exactly what was accepted. Private pushes and kicks go, at the end of the turn, to the node
+ * relaying the subscriber (ActivationEnv.relay), whose channel actor delivers them; compute tasks run on
+ * this host's pool. Checks shared with the one-host runtime live in actors/context-rules.ts.
  *
  * Persisted record (msgpack, keys.state): `{ s: state, m: subscribers }`. State must therefore be
  * msgpack-serialisable: plain objects, arrays, strings, numbers, booleans, null, Dates, Maps and Sets;
  * not functions, class instances (they come back as plain objects) or handles.
  */
 import { Packr, Unpackr } from 'msgpackr';
-import type { ActorContext, ActorDefinition, OutgoingMessage, Subscriber } from '../actors/define.js';
+import type { ActorContext, ActorDefinition, ComputeResult, OutgoingMessage, Subscriber } from '../actors/define.js';
+import { ACTOR_DEFAULTS } from '../actors/channel-actor.js';
+import { assertEventName, checkCompute, kickReason, runCompute, type ComputeFn } from '../actors/context-rules.js';
 import { Mailbox } from '../actors/mailbox.js';
 import { RtError } from '../errors.js';
 import type { Member } from '../protocol/native.js';
@@ -41,6 +45,15 @@ export interface ActivationEnv {
   bounds: HistoryBounds;
   /** State lives this long in Redis after the last turn that wrote it. */
   stateTtlMs: number;
+  /**
+   * Sends a private push (to socket ids) or a kick to the node relaying those subscribers — this node
+   * or another, through its inbox. Never throws: a node that is gone took its connections with it.
+   */
+  relay(node: string, op: 'push' | 'kick', args: unknown[]): void;
+  /** This host's compute pool (ctx.compute); absent where the actors folder has no task. */
+  compute?: ComputeFn;
+  /** Compute tasks one channel may have in flight (--actor-mailbox-size). */
+  computeLimit?: number;
   log(msg: string, err?: unknown): void;
 }
 
@@ -53,7 +66,20 @@ export class Activation {
   private readonly ctx: ActorContext<unknown>;
   private saved: Buffer | undefined;
   private readonly outbox: Promise<unknown>[] = [];
+  /** Pushes and kicks of the turn in progress: sent once its writes succeeded (see run). */
+  private readonly relays: [node: string, op: 'push' | 'kick', args: unknown[]][] = [];
   private readonly claims = new Map<string, number>();
+  /** Compute tasks in flight. */
+  private computing = 0;
+  /**
+   * The offset the next publication of the channel gets, so ctx.broadcast() returns it at once: this
+   * activation is the channel's only writer when the actor has onMessage (every client publish and
+   * backend publish comes through it). Undefined until read from Redis, and again after a publication
+   * failed or came back with another offset; 0 when the actor is not the only writer.
+   */
+  private nextOffset: number | undefined;
+  /** When nextOffset was last confirmed by Redis. */
+  private confirmedAt = 0;
   lastActivity = Date.now();
   stopped = false;
   /** Timers: their deadlines are part of the persisted record, so a new owner fires them on time. */
@@ -65,9 +91,11 @@ export class Activation {
       channel,
       state: undefined,
       broadcast: (event: string, data: unknown) => {
+        assertEventName(event);
+        if (self.stopped) return 0;
+        const expected = self.nextOffset;
         self.outbox.push(self.publish({ event, data }).catch((err) => self.env.log(`broadcast from actor hook failed`, err)));
-        // Sequenced by Redis after the hook returns: the offset is not known here.
-        return 0;
+        return expected ?? 0;
       },
       members: () => self.memberList(),
       subscribers: () => [...self.subs.values()],
@@ -79,12 +107,52 @@ export class Activation {
         cancel: (name: string) => self.cancelTimer(name),
         has: (name: string) => self.timers.has(name),
       },
-      // Not routed across hosts yet (docs/scaling.md): refused loudly rather than silently lost.
-      push: () => self.unsupported('push', false),
-      pushUser: () => self.unsupported('pushUser', 0),
-      kick: () => self.unsupported('kick', false),
-      compute: () => {
-        throw new RtError('not_supported', 'ctx.compute is not available yet for an actor placed across hosts (--redis)', 501);
+      // Private messages and kicks go to the node relaying the subscriber, wherever it is.
+      push: (socketId: string, event: string, data: unknown) => {
+        assertEventName(event);
+        const s = self.subs.get(socketId);
+        if (!s || self.stopped) return false;
+        self.relays.push([s.node, 'push', [[socketId], event, data]]);
+        return true;
+      },
+      pushUser: (userId: string, event: string, data: unknown) => {
+        assertEventName(event);
+        if (self.stopped) return 0;
+        const byNode = new Map<string, string[]>();
+        for (const s of self.subs.values()) {
+          if (s.userId !== userId) continue;
+          const ids = byNode.get(s.node);
+          if (ids) ids.push(s.socketId);
+          else byNode.set(s.node, [s.socketId]);
+        }
+        let n = 0;
+        for (const [node, ids] of byNode) {
+          self.relays.push([node, 'push', [ids, event, data]]);
+          n += ids.length;
+        }
+        return n;
+      },
+      kick: (socketId: string, reason?: string) => {
+        const s = self.subs.get(socketId);
+        if (!s || self.stopped) return false;
+        self.subs.delete(socketId);
+        self.relays.push([s.node, 'kick', [socketId, kickReason(reason)]]);
+        // onLeave runs after the hook that kicked, as a turn of its own (the relay's own leave finds
+        // the subscriber gone and does nothing).
+        if (self.def.onLeave) void self.run('kicked', [s]).catch((err) => self.env.log(`onLeave of kicked ${socketId} in ${self.channel} failed`, err));
+        return true;
+      },
+      compute: (task: string, input: unknown, tag?: string) => {
+        checkCompute(self.env.compute, self.channel, self.computing, self.env.computeLimit ?? ACTOR_DEFAULTS.mailboxSize, task);
+        if (self.stopped) return;
+        self.computing++;
+        // The result is a turn of its own. A task in flight when the owner dies is lost with it.
+        void runCompute(self.env.compute, task, input, tag)
+          .then((res) => {
+            self.computing--;
+            if (self.def.onComputed && !self.stopped) return self.run('computed', [res]);
+          })
+          .catch((err) => self.env.log(`onComputed of ${self.channel} failed`, err));
       },
     } as unknown as ActorContext<unknown>;
   }
@@ -124,7 +192,7 @@ export class Activation {
   }
 
   get idle(): boolean {
-    return this.mailbox.idle;
+    return this.mailbox.idle && this.computing === 0;
   }
 
   get epoch(): number {
@@ -140,9 +208,32 @@ export class Activation {
     return [...seen.values()];
   }
 
-  /** Runs one forwarded event as one turn of the mailbox. */
+  /**
+   * Runs one forwarded event as one turn of the mailbox. The turn's pushes and kicks leave at its end,
+   * after its publications and state were written with the fence (or failed), and only while the lease
+   * is still held: an owner that lost its lease (paused, cut off) tells no client anything.
+   */
   run(op: string, args: unknown[]): Promise<unknown> {
-    return Promise.resolve(this.mailbox.run(() => this.turn(op, args)));
+    return Promise.resolve(
+      this.mailbox.run(async () => {
+        try {
+          return await this.turn(op, args);
+        } finally {
+          this.sendRelays();
+        }
+      }),
+    );
+  }
+
+  private sendRelays(): void {
+    if (this.relays.length === 0) return;
+    const out = this.relays.splice(0);
+    const fence = this.env.broker.leases.fence(this.channel);
+    if (this.stopped || !fence || fence.epoch !== this.fence.epoch) {
+      this.env.log(`${out.length} push(es)/kick(s) of ${this.channel} dropped: the lease was lost during the turn`);
+      return;
+    }
+    for (const [node, op, args] of out) this.env.relay(node, op, args);
   }
 
   private async turn(op: string, args: unknown[]): Promise<unknown> {
@@ -153,6 +244,7 @@ export class Activation {
     if ((op === 'msg' || op === 'pub') && (!args[0] || typeof (args[0] as OutgoingMessage).event !== 'string')) throw new RtError('bad_request', `${op}: malformed message`);
     if (this.stopped) throw new RtError('moved', `the actor of ${this.channel} moved (lease lost)`, 503);
     this.lastActivity = Date.now();
+    await this.knowOffset();
     let out: OutgoingMessage | null | undefined;
     let result: unknown;
     let reply: { r: unknown } | undefined;
@@ -206,6 +298,16 @@ export class Activation {
         await this.def.onTimer?.(this.ctx, name, t.data);
         break;
       }
+      case 'kicked': {
+        const [who] = args as [RemoteSubscriber];
+        await this.def.onLeave?.(this.ctx, who);
+        break;
+      }
+      case 'computed': {
+        const [res] = args as [ComputeResult];
+        await this.def.onComputed?.(this.ctx, res);
+        break;
+      }
       case 'pub': {
         const [msg, source, claim] = args as [OutgoingMessage, PublishSource, string | undefined];
         if (claim !== undefined && this.seenClaim(claim)) return null;
@@ -256,11 +358,49 @@ export class Activation {
     return bytes;
   }
 
+  /**
+   * Publications leave in call order on one connection, so each gets the offset after the previous
+   * one's. Checked when Redis answers: any difference (a failure, the stream reset) makes the next turn
+   * read the position again.
+   */
   private async publish(msg: OutgoingMessage, state?: Buffer): Promise<number> {
     const fence: Fence = state ? { ...this.fence, state, stateTtlMs: this.env.stateTtlMs } : this.fence;
-    const pos = await this.env.broker.publish(this.channel, { event: msg.event, data: msg.data }, this.env.bounds, undefined, fence);
+    const expected = this.nextOffset;
+    if (expected !== undefined && expected > 0) this.nextOffset = expected + 1;
+    let pos;
+    try {
+      pos = await this.env.broker.publish(this.channel, { event: msg.event, data: msg.data }, this.env.bounds, undefined, fence);
+    } catch (err) {
+      if (expected) this.nextOffset = undefined;
+      throw err;
+    }
     if (state) this.saved = state;
+    if (expected && pos!.offset !== expected) {
+      this.env.log(`${this.channel}: publication got offset ${pos!.offset}, expected ${expected}; reading the position again`);
+      this.nextOffset = undefined;
+    } else if (expected) this.confirmedAt = Date.now();
     return pos!.offset;
+  }
+
+  /**
+   * Before a turn: the channel's position, when it is not known or not confirmed for a while (a
+   * channel idle past its history ttl starts a new stream in Redis). Reading it also keeps it alive.
+   */
+  private async knowOffset(): Promise<void> {
+    if (!this.def.onMessage) {
+      // Clients publish to the channel straight through Redis: the offset is not this actor's to know.
+      this.nextOffset = 0;
+      return;
+    }
+    if (this.nextOffset !== undefined && Date.now() - this.confirmedAt < this.env.bounds.ttlMs / 2) return;
+    try {
+      const pos = await this.env.broker.position(this.channel, this.env.bounds);
+      this.nextOffset = pos.offset + 1;
+      this.confirmedAt = Date.now();
+    } catch {
+      // Redis is away: the turn's own writes will say so; until then broadcast() cannot know (0).
+      this.nextOffset = undefined;
+    }
   }
 
   private seenClaim(claim: string): boolean {
@@ -306,17 +446,6 @@ export class Activation {
       void this.run('timer', [name, t.data]).catch((err) => this.env.log(`timer ${name} of ${this.channel} failed`, err));
     }, Math.max(0, t.due - Date.now()));
     t.handle.unref?.();
-  }
-
-  private warned = new Set<string>();
-
-  /** Private pushes and kicks are not routed across hosts yet: nothing is sent, said once per channel. */
-  private unsupported<T>(what: string, result: T): T {
-    if (!this.warned.has(what)) {
-      this.warned.add(what);
-      this.env.log(`ctx.${what} in ${this.channel} did nothing: not available yet for an actor placed across hosts (--redis); see docs/scaling.md`);
-    }
-    return result;
   }
 
   /** Waits for the turn in progress and those queued, at most `ms`. */

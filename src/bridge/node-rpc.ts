@@ -2,7 +2,8 @@
  * Request/reply between nodes (shard incarnations) through Redis: each node listens on its inbox
  * (keys.inbox, sharded pub/sub on a Cluster) and sends to another's. A send that reaches no listener
  * fails at once with `owner_gone` (PUBLISH counts receivers): the other node is dead, no need to wait
- * for a timeout. Frames are msgpack: `{k:'q', id, from, ch, op, a}` and `{k:'r', id, v | e}`.
+ * for a timeout. Frames are msgpack: `{k:'q', id, from, ch, op, a}` and `{k:'r', id, v | e}`, and the
+ * one-way `{k:'n', id: 0, ch, op, a}` (an activation's pushes and kicks: nobody waits for an answer).
  */
 import { Packr, Unpackr } from 'msgpackr';
 import { RtError } from '../errors.js';
@@ -29,7 +30,8 @@ export class NodeRpc {
   private seq = 0;
   private readonly waiting = new Map<number, Waiting>();
 
-  constructor(private readonly broker: RedisBroker, private readonly serve: Serve, private readonly onInvalid: (why: string) => void) {
+  /** `serve` answers requests; `hear` takes notices (refusing what may not come one way). */
+  constructor(private readonly broker: RedisBroker, private readonly serve: Serve, private readonly onInvalid: (why: string) => void, private readonly hear: Serve = serve) {
     broker.onInbox = (payload) => this.receive(payload);
   }
 
@@ -56,6 +58,14 @@ export class NodeRpc {
     return reply;
   }
 
+  /**
+   * One way: resolves true once the node's inbox had a listener, false when the node is gone. What the
+   * node makes of it is its own business (a refusal there is counted as an invalid frame).
+   */
+  async notify(node: string, channel: string, op: string, args: unknown[]): Promise<boolean> {
+    return (await this.broker.sendTo(node, packr.pack({ k: 'n', id: 0, ch: channel, op, a: args }))) > 0;
+  }
+
   private settle(id: number, value: unknown, err?: unknown): void {
     const w = this.waiting.get(id);
     if (!w) return;
@@ -76,6 +86,12 @@ export class NodeRpc {
     if (f.k === 'r') {
       if (f.e) this.settle(f.id, undefined, new RtError(String(f.e.code), String(f.e.message), Number(f.e.status) || 500));
       else this.settle(f.id, f.v ?? null);
+      return;
+    }
+    if (f.k === 'n') {
+      if (typeof f.ch !== 'string' || typeof f.op !== 'string' || !Array.isArray(f.a)) return this.onInvalid('malformed inbox notice');
+      const op = f.op;
+      this.hear(f.ch, op, f.a).catch((err: unknown) => this.onInvalid(`inbox notice ${op.slice(0, 40)} refused: ${(err as Error)?.message ?? String(err)}`));
       return;
     }
     if (f.k !== 'q' || typeof f.from !== 'string' || typeof f.ch !== 'string' || typeof f.op !== 'string' || !Array.isArray(f.a)) {

@@ -30,12 +30,26 @@ export interface PlacementOptions {
   log(msg: string, err?: unknown): void;
   /** An activation with no subscribers and no event for this long gives its lease back. */
   idleMs?: number;
+  /** Compute tasks one channel may have in flight (--actor-mailbox-size). */
+  computeLimit?: number;
+}
+
+/**
+ * What this node's shard does for the activations (of any node): deliver their pushes and kicks to the
+ * subscribers it relays, and run their compute tasks on this host's pool.
+ */
+export interface LocalRelay {
+  push(channel: string, ids: string[], event: string, data: unknown): void;
+  kick(channel: string, socketId: string, reason: string): void;
+  compute?(task: string, input: unknown): Promise<unknown>;
 }
 
 /** Errors after which the call is tried again at whoever holds the lease by then. */
 const RETRY = new Set(['not_owner', 'moved', 'owner_gone', 'timeout', 'unavailable']);
 const STATE_TTL_MS = 7 * 86_400_000;
 const OPS = new Set(['auth', 'join', 'leave', 'msg', 'pub']);
+/** What an activation asks of the node relaying some of its subscribers (not of an activation). */
+const RELAY_OPS = new Set(['push', 'kick']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -55,14 +69,25 @@ export class Placement {
   private closing = false;
   /** Channels with subscribers on this node: kept activated somewhere, so their timers fire. */
   private readonly watched = new Map<string, number>();
+  /** Set by the shard once its actors exist (attach). */
+  private local: LocalRelay | undefined;
 
   constructor(private readonly opts: PlacementOptions) {
     this.broker = opts.broker;
-    this.rpc = new NodeRpc(opts.broker, (ch, op, a) => this.serve(ch, op, a), (why) => {
-      // Counted like a malformed Laravel payload: rt_redis_invalid_messages_total.
-      opts.broker.stats.invalid++;
-      opts.log(why);
-    });
+    this.rpc = new NodeRpc(
+      opts.broker,
+      (ch, op, a) => this.serve(ch, op, a),
+      (why) => {
+        // Counted like a malformed Laravel payload: rt_redis_invalid_messages_total.
+        opts.broker.stats.invalid++;
+        opts.log(why);
+      },
+      // One way (rpc.notify) only pushes and kicks arrive: every hook event wants its answer.
+      async (ch, op, a) => {
+        if (!RELAY_OPS.has(op)) throw new RtError('bad_request', `${op.slice(0, 40)} cannot come as a notice`);
+        return this.relayed(ch, op, a);
+      },
+    );
     this.sweeper = setInterval(() => void this.sweep(), 5000);
     this.sweeper.unref();
     this.watcher = setInterval(() => void this.revive(), Math.max(250, this.broker.leases.ttlMs / 2));
@@ -85,6 +110,11 @@ export class Placement {
     this.activations.delete(channel);
     this.owners.delete(channel);
     this.opts.log(`lost the lease of ${channel}: its actor runs elsewhere now`);
+  }
+
+  /** The shard's side: where pushes and kicks for this node's subscribers go, and the compute pool. */
+  attach(local: LocalRelay): void {
+    this.local = local;
   }
 
   /** The loaded actors with their hooks routed to the one activation of each channel. */
@@ -219,12 +249,49 @@ export class Placement {
 
   /** An event for a channel this node should run: refused (`not_owner`) unless it holds the lease. */
   private async serve(channel: string, op: string, args: unknown[]): Promise<unknown> {
+    // Pushes and kicks come as notices (rpc.notify); as a request they are answered all the same.
+    if (RELAY_OPS.has(op)) return this.relayed(channel, op, args);
     // Checked before anything is activated: a bad request must not take a lease.
     if (!OPS.has(op)) throw new RtError('bad_request', `unknown placed-actor operation ${String(op).slice(0, 40)}`);
     assertChannel(channel);
     if (!this.loaded.some((x) => x.matches(channel))) throw new RtError('not_found', `no actor serves ${channel} on this host`, 404);
     const a = await this.activation(channel);
     return a.run(op, args);
+  }
+
+  /**
+   * A push or kick from an activation (here or on another node) for subscribers this node relays:
+   * handed to the channel's actor on this shard, which delivers it as it would its own.
+   */
+  private relayed(channel: string, op: string, args: unknown[]): null {
+    assertChannel(channel);
+    if (!this.loaded.some((x) => x.matches(channel))) throw new RtError('not_found', `no actor serves ${channel} on this host`, 404);
+    if (!this.local) throw new RtError('unavailable', 'this node is not serving yet', 503);
+    const ev = (e: unknown): e is string => typeof e === 'string' && e.length > 0 && e.length <= 200;
+    if (op === 'push') {
+      const [ids, event, data] = args as [unknown, unknown, unknown];
+      if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => typeof x === 'string') || !ev(event)) throw new RtError('bad_request', 'push: malformed');
+      this.local.push(channel, ids as string[], event, data ?? null);
+    } else {
+      const [id, reason] = args as [unknown, unknown];
+      if (typeof id !== 'string' || typeof reason !== 'string') throw new RtError('bad_request', 'kick: malformed');
+      this.local.kick(channel, id, reason.slice(0, 200));
+    }
+    return null;
+  }
+
+  /** Sends an activation's push or kick to the node relaying the subscriber: in this thread when it is this node. */
+  private relay(channel: string, node: string, op: 'push' | 'kick', args: unknown[]): void {
+    if (node === this.node) {
+      try {
+        this.relayed(channel, op, args);
+      } catch (err) {
+        this.opts.log(`${op} in ${channel} not delivered`, err);
+      }
+      return;
+    }
+    // One way: a node that is gone took its connections with it; Redis away loses the push (logged).
+    this.rpc.notify(node, channel, op, args).catch((err) => this.opts.log(`${op} in ${channel} not delivered to node ${node}`, err));
   }
 
   private async activation(channel: string): Promise<Activation> {
@@ -262,6 +329,9 @@ export class Placement {
       broker: this.broker,
       bounds: this.opts.historyFor(channel, def),
       stateTtlMs: STATE_TTL_MS,
+      relay: (node, op, args) => this.relay(channel, node, op, args),
+      compute: this.local?.compute ? (task, input) => this.local!.compute!(task, input) : undefined,
+      computeLimit: this.opts.computeLimit,
       log: this.opts.log,
     }, fence);
     this.activations.set(channel, a);

@@ -17,7 +17,7 @@ import { RedisDirectory } from './directory.js';
 import { boundsFor, HistoryPatternError, parseHistoryPatterns } from './history-policy.js';
 import { Keys } from './keys.js';
 import { RedisBroker } from './redis-broker.js';
-import { Placement } from './placement.js';
+import { Placement, type LocalRelay } from './placement.js';
 import type { LoadedActor } from '../actors/registry.js';
 import { commandConnection, connectWithin, parseRedisTarget, parseSentinelTarget, RedisTargetError, type Commander, type RedisTarget } from './redis-conn.js';
 
@@ -128,6 +128,8 @@ export interface ShardBridge {
   broker: RedisBroker;
   /** Custom actors' one activation cluster-wide: wrap the loaded actors with `place`. */
   place(loaded: LoadedActor[]): LoadedActor[];
+  /** The shard's actors and compute pool, for the activations' pushes, kicks and compute tasks. */
+  attach(local: LocalRelay): void;
   hub: HubBridge;
   /** Values every host sees (Socket.IO sessions saved for recovery). */
   store: SharedStore;
@@ -172,7 +174,7 @@ export async function startShardBridge(
   await broker.start(START_TIMEOUT_MS);
   const warn = (msg: string, err?: unknown) => (err === undefined ? log.warn(msg) : log.warn(msg, err instanceof Error ? err.message : err));
   const policy = historyPolicy(config);
-  const placement: Placement | undefined = new Placement({ broker, historyFor: policy, log: warn });
+  const placement: Placement | undefined = new Placement({ broker, historyFor: policy, log: warn, computeLimit: config.actorMailboxSize });
   const timer = setInterval(() => {
     stats.set(shard, 'redisUp', broker.up ? 1 : 0);
     stats.set(shard, 'redisInvalid', broker.stats.invalid);
@@ -193,6 +195,7 @@ export async function startShardBridge(
       take: (key: string) => broker.cmd.getdelBuffer(kv(key)),
     },
     place: (loaded) => placement.place(loaded),
+    attach: (local) => placement.attach(local),
     actorEnv: {
       broker,
       resync: (t, ch) => mesh.notify(t, { t: 'resync!', ch }),

@@ -94,6 +94,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
   const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
   const actorStats = newActorStats();
+  const compute = (taskName: string, input: unknown): Promise<unknown> => hub.forward<unknown>(mainThread, 'actor-compute', { task: taskName, input }, 60_000);
   const host = new ActorHost(registry, {
     threads,
     clientPublish: config.clientPublish,
@@ -106,7 +107,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
     push: (t, ch, to, ev, data) => mesh.notify(t, { t: 'push!', ch, to, ev, data }),
     kick: (t, ch, to, reason) => mesh.notify(t, { t: 'kick!', ch, to, reason }),
-    compute: (taskName: string, input: unknown): Promise<unknown> => hub.forward<unknown>(mainThread, 'actor-compute', { task: taskName, input }, 60_000),
+    compute,
     log: (msg, err) => (err === undefined ? log.warn(msg) : log.error(msg, err)),
     hookTimeoutMs: config.actorHookTimeout * 1000,
     mailboxSize: config.actorMailboxSize,
@@ -134,6 +135,8 @@ export async function runShard(task: ShardTask): Promise<void> {
       else if (n.t === 'restarted') host.dropThread(n.peer);
     },
   });
+  // Placed actors (--redis) push, kick and compute through this shard wherever their activation runs.
+  bridge?.attach({ push: (ch, ids, ev, data) => host.relayPush(ch, ids, ev, data), kick: (ch, id, reason) => host.relayKick(ch, id, reason), compute: (task, input) => compute(task, input).finally(() => actorStats.computed++) });
   setTrustedProxies(new ProxyTrust(config.trustProxy));
   hub.expiry = new TokenExpiry(config.tokenGrace);
   const verifier = createJwtVerifier(verifierOptions(config));

@@ -1,0 +1,41 @@
+/**
+ * Rules of the actor context shared by the two runtimes that run user hooks: the channel actor of one
+ * host (channel-actor.ts) and the one activation of a placed actor (bridge/activation.ts). Both check
+ * event names, kick reasons and compute tasks the same way, and turn a compute task into the same
+ * ComputeResult, through these functions.
+ */
+import { RtError, toErrorBody } from '../errors.js';
+import type { ComputeResult } from './define.js';
+
+export function assertEventName(event: unknown): asserts event is string {
+  if (typeof event !== 'string' || event.length === 0 || event.length > 200) throw new RtError('bad_event', 'an event name must be a string of 1-200 characters');
+}
+
+/** The reason a kicked client is told. */
+export function kickReason(reason: unknown): string {
+  return typeof reason === 'string' && reason ? reason.slice(0, 200) : 'removed from the channel';
+}
+
+export type ComputeFn = (task: string, input: unknown) => Promise<unknown>;
+
+/** Checks a `ctx.compute` call, throwing to the hook: a bad task name, no pool, or `inFlight` at `limit`. */
+export function checkCompute(run: ComputeFn | undefined, channel: string, inFlight: number, limit: number, task: unknown): asserts run is ComputeFn {
+  if (typeof task !== 'string' || !/^[A-Za-z0-9_-]{1,100}$/.test(task)) throw new RtError('bad_task', 'a compute task is named by its file in the actors folder: <task>.task.ts');
+  if (!run) throw new RtError('unavailable', 'this server has no compute pool for actors', 503);
+  if (inFlight >= limit) throw new RtError('overloaded', `channel ${channel} has ${inFlight} compute tasks in flight`, 503);
+}
+
+/** Runs a checked compute task: settles with its ComputeResult, never rejects. */
+export function runCompute(run: ComputeFn, task: string, input: unknown, tag: string | undefined): Promise<ComputeResult> {
+  const base = tag === undefined ? { task } : { task, tag };
+  let started: Promise<unknown>;
+  try {
+    started = run(task, input);
+  } catch (err) {
+    started = Promise.reject(err);
+  }
+  return started.then(
+    (value): ComputeResult => ({ ...base, ok: true, value }),
+    (err): ComputeResult => ({ ...base, ok: false, error: toErrorBody(err) }),
+  );
+}
