@@ -273,6 +273,20 @@ t.test('one presence room across pusher-js, socket.io-client and a native WebSoc
   t.pass('socket.io sees the pusher-js member leave');
 });
 
+t.test('a watchlist in the signed user data is accepted and ignored (watchlist events are not supported)', async (t) => {
+  const s = shared;
+  const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+  const sid = JSON.parse((await raw.event('pusher:connection_established')).data).socket_id;
+  const signed = sdk(s.port).authenticateUser(sid, { id: 'watcher-1', watchlist: ['friend-1', 'friend-2'] } as never);
+  raw.send({ event: 'pusher:signin', data: signed });
+  const ok = await raw.event('pusher:signin_success');
+  t.match(JSON.parse(ok.data.user_data), { id: 'watcher-1', watchlist: ['friend-1', 'friend-2'] }, 'sign-in succeeds');
+  // A sentinel sent to the user after sign-in: nothing about the watchlist came before it.
+  await sdk(s.port).sendToUser('watcher-1', 'sentinel', {});
+  await raw.event('sentinel');
+  t.equal(raw.frames.some((f) => f.event === 'pusher_internal:watchlist_events'), false, 'no watchlist events are sent');
+});
+
 t.test('hostile input gets pusher:error and never crashes the shard', async (t) => {
   const s = await startServer(t, pusherOptions({ maxPayload: '4kb' }));
   const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
