@@ -15,6 +15,37 @@ const args = ['--pusher-app-id', APP.id, '--pusher-key', APP.key, '--pusher-secr
 const A = await startHost(t, redis.url, ns, { workers: 2, args });
 const B = await startHost(t, redis.url, ns, { workers: 1, args });
 
+/** The next `event` on a pusher-js channel with the metadata pusher-js passes beside the data. */
+function nextWithMeta(ch: any, event: string, timeoutMs = 5000): Promise<{ data: any; meta: any }> {
+  return new Promise((resolve, reject) => {
+    const fn = (data: any, meta: any) => {
+      clearTimeout(timer);
+      ch.unbind(event, fn);
+      resolve({ data, meta });
+    };
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
+    ch.bind(event, fn);
+  });
+}
+
+t.test("client events: user_id on presence channels across hosts, kept in the Redis history", async (t) => {
+  const ann = pusherClient(t, A.port, { member: { user_id: 'u-ann' } });
+  const bob = pusherClient(t, B.port, { member: { user_id: 'u-bob' } });
+  await Promise.all([connected(ann), connected(bob)]);
+  // presence-cache-: Bob on host B gets Ann's client event with her user_id (through Redis) …
+  const ac = await subscribed(ann, 'presence-cache-uid.x');
+  const bc = bob.subscribe('presence-cache-uid.x');
+  await nextOn(bc, 'pusher:cache_miss');
+  const live = nextWithMeta(bc, 'client-last');
+  ac.channel.trigger('client-last', { v: 3 });
+  t.same(await live, { data: { v: 3 }, meta: { user_id: 'u-ann' } }, "Bob on host B sees Ann's user_id");
+  // … and a late subscriber on host B gets it replayed from the Redis stream, user_id included.
+  const late = pusherClient(t, B.port, { member: { user_id: 'u-late' } });
+  await connected(late);
+  const replayed = await nextWithMeta(late.subscribe('presence-cache-uid.x'), 'client-last');
+  t.same(replayed, { data: { v: 3 }, meta: { user_id: 'u-ann' } }, 'the replayed client event keeps its user_id');
+});
+
 t.test('one presence channel and one user across two hosts', async (t) => {
   const ann = pusherClient(t, A.port, { member: { user_id: '1', user_info: { name: 'Ann' } }, user: { id: 'ann' } });
   const bob = pusherClient(t, B.port, { member: { user_id: '2', user_info: { name: 'Bob' } } });
@@ -36,10 +67,10 @@ t.test('one presence channel and one user across two hosts', async (t) => {
   await sentinel;
   t.equal(annGot, false, 'socket_id excluded across hosts');
 
-  // client event from host A to host B
-  const whisper = nextOn(b.channel, 'client-hi');
+  // client event from host A to host B, with the sender's user_id (it travels through Redis)
+  const whisper = nextWithMeta(b.channel, 'client-hi');
   a.channel.trigger('client-hi', { from: 'Ann' });
-  t.same(await whisper, { from: 'Ann' });
+  t.same(await whisper, { data: { from: 'Ann' }, meta: { user_id: '1' } }, "Bob gets Ann's client event with her user_id");
 
   // channel queries on either host count both hosts
   const info = await until('both subscribers counted', async () => {

@@ -6,7 +6,7 @@ import { signJwt } from 'rt-actors';
 import { startServer, api, JWT_SECRET } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { nextEvent, sioConnect } from './helpers/sio.js';
-import { APP, connected, nextOn, pusherClient, pusherOptions, RawPusher, subscribed } from './helpers/pusher.js';
+import { APP, connected, nextOn, pusherClient, pusherOptions, RawPusher, sdk, subscribed } from './helpers/pusher.js';
 
 // Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
 t.setTimeout(600_000);
@@ -141,6 +141,69 @@ t.test('presence: members, member_added / member_removed once per user, client e
   t.equal((await removed).id, '2', 'Bob leaves once his last connection is gone');
 });
 
+/** The next `event` on a pusher-js channel with the metadata pusher-js passes beside the data. */
+function nextWithMeta(ch: any, event: string, timeoutMs = 5000): Promise<{ data: any; meta: any }> {
+  return new Promise((resolve, reject) => {
+    const fn = (data: any, meta: any) => {
+      clearTimeout(timer);
+      ch.unbind(event, fn);
+      resolve({ data, meta });
+    };
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
+    ch.bind(event, fn);
+  });
+}
+
+t.test("client events on presence channels carry the sender's user_id; on private channels they do not", async (t) => {
+  const s = shared;
+  const backend = sdk(s.port);
+  const ann = pusherClient(t, s.port, { member: { user_id: 'ann-1', user_info: { name: 'Ann' } } });
+  await connected(ann);
+  const a = await subscribed(ann, 'presence-uid');
+  const ap = await subscribed(ann, 'private-uid');
+  // Bob on a raw socket, to see the exact frames.
+  const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+  const sid = JSON.parse((await raw.event('pusher:connection_established')).data).socket_id;
+  const member = { user_id: 'bob-2', user_info: { name: 'Bob' } };
+  const pa = backend.authorizeChannel(sid, 'presence-uid', member);
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'presence-uid', auth: pa.auth, channel_data: pa.channel_data } });
+  await raw.event('pusher_internal:subscription_succeeded');
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'private-uid', auth: backend.authorizeChannel(sid, 'private-uid').auth } });
+  await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === 'private-uid');
+
+  // Ann -> Bob on the presence channel: user_id beside data, as Pusher sends it.
+  a.channel.trigger('client-typing', { who: 'Ann' });
+  const f = await raw.next((f) => f.event === 'client-typing');
+  t.same(f, { event: 'client-typing', channel: 'presence-uid', data: JSON.stringify({ who: 'Ann' }), user_id: 'ann-1' }, "the frame carries the sender's user_id");
+  // Bob -> Ann: pusher-js hands the user_id to the callback as metadata.
+  const got = nextWithMeta(a.channel, 'client-reply');
+  raw.send({ event: 'client-reply', channel: 'presence-uid', data: { ok: 1 } });
+  const r = await got;
+  t.same(r.data, { ok: 1 });
+  t.same(r.meta, { user_id: 'bob-2' }, "pusher-js sees Bob's user_id");
+
+  // On a private channel there is no member, so no user_id.
+  ap.channel.trigger('client-typing', { who: 'Ann', private: true });
+  const pf = await raw.next((f) => f.event === 'client-typing' && f.channel === 'private-uid');
+  t.same(pf, { event: 'client-typing', channel: 'private-uid', data: JSON.stringify({ who: 'Ann', private: true }) }, 'no user_id on a private channel');
+  // A backend event on the presence channel has no sender, so no user_id either.
+  await backend.trigger('presence-uid', 'server-news', { n: 1 });
+  const sf = await raw.next((f) => f.event === 'server-news');
+  t.equal('user_id' in sf, false, 'no user_id on a backend event');
+
+  // Cache channels replay the last event as it was sent, user_id included.
+  const cached = backend.authorizeChannel(sid, 'presence-cache-uid', member);
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'presence-cache-uid', auth: cached.auth, channel_data: cached.channel_data } });
+  await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === 'presence-cache-uid');
+  await raw.event('pusher:cache_miss');
+  raw.send({ event: 'client-last', channel: 'presence-cache-uid', data: { v: 7 } });
+  const late = pusherClient(t, s.port, { member: { user_id: 'cat-3' } });
+  await connected(late);
+  const lc = late.subscribe('presence-cache-uid');
+  const replayed = await nextWithMeta(lc, 'client-last');
+  t.same(replayed, { data: { v: 7 }, meta: { user_id: 'bob-2' } }, 'the cached client event keeps its user_id');
+});
+
 t.test('client events: refused on public channels, when not subscribed, and past the rate limit', async (t) => {
   const s = shared;
   const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
@@ -193,14 +256,35 @@ t.test('one presence room across pusher-js, socket.io-client and a native WebSoc
   t.same((await toNat).data, { from: 'Pat' }, 'native gets it');
 
   // a native publish reaches pusher-js
-  const toPusher = nextOn(room.channel, 'client-hi');
+  const toPusher = nextWithMeta(room.channel, 'client-hi');
   await nat.request({ op: 'publish', channel: 'presence-room.2', event: 'client-hi', data: { from: 'Nat' } });
-  t.same(await toPusher, { from: 'Nat' }, 'pusher-js gets the native publish');
+  const hi = await toPusher;
+  t.same(hi.data, { from: 'Nat' }, 'pusher-js gets the native publish');
+  t.same(hi.meta, { user_id: '3' }, "with the native member's user_id");
+  // Other protocols are unchanged: no user field in native frames or history.
+  t.equal('user' in (await toNat), false, 'the native message frame has no user field');
+  const hist = await nat.request({ op: 'history', channel: 'presence-room.2', limit: 5 });
+  t.ok(hist.publications.length >= 2, 'history has the client events');
+  t.equal(hist.publications.some((p: any) => 'user' in p), false, 'native history shows no user field');
 
   const left = nextEvent(sio, 'presence:leaving', (_ch, m) => m.user_id === '1');
   p.disconnect();
   await left;
   t.pass('socket.io sees the pusher-js member leave');
+});
+
+t.test('a watchlist in the signed user data is accepted and ignored (watchlist events are not supported)', async (t) => {
+  const s = shared;
+  const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+  const sid = JSON.parse((await raw.event('pusher:connection_established')).data).socket_id;
+  const signed = sdk(s.port).authenticateUser(sid, { id: 'watcher-1', watchlist: ['friend-1', 'friend-2'] } as never);
+  raw.send({ event: 'pusher:signin', data: signed });
+  const ok = await raw.event('pusher:signin_success');
+  t.match(JSON.parse(ok.data.user_data), { id: 'watcher-1', watchlist: ['friend-1', 'friend-2'] }, 'sign-in succeeds');
+  // A sentinel sent to the user after sign-in: nothing about the watchlist came before it.
+  await sdk(s.port).sendToUser('watcher-1', 'sentinel', {});
+  await raw.event('sentinel');
+  t.equal(raw.frames.some((f) => f.event === 'pusher_internal:watchlist_events'), false, 'no watchlist events are sent');
 });
 
 t.test('hostile input gets pusher:error and never crashes the shard', async (t) => {

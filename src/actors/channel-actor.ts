@@ -586,9 +586,12 @@ export class ChannelActor {
     // Backpressure: refuse before accepting, since an accepted publish's deliveries are never dropped.
     if (this.env.admit) for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.admit(t);
     let verdict: unknown;
+    let user: string | undefined;
     if (source === 'client') {
       const sender = from ? this.subs.get(from.id) : undefined;
       if (!sender) throw new RtError('not_subscribed', `subscribe to ${this.name} before publishing to it`, 403);
+      // Pusher shows who sent a client event on a presence channel (`user_id`): the member it subscribed as.
+      if (this.kind === 'presence') user = sender.user;
       if (this.def.onMessage) {
         verdict = this.invoke('onMessage', () => this.def.onMessage!(this.ctx, msg, subscriberOf(sender)));
       } else if (whisper) {
@@ -601,36 +604,38 @@ export class ChannelActor {
     } else if (this.def.onPublish) {
       verdict = this.invoke('onPublish', () => this.def.onPublish!(this.ctx, msg, source));
     }
-    if (isThenable(verdict)) return verdict.then((v) => this.afterVerdict(msg, v, exclude, source, at));
-    return this.afterVerdict(msg, verdict, exclude, source, at);
+    if (isThenable(verdict)) return verdict.then((v) => this.afterVerdict(msg, v, exclude, source, at, user));
+    return this.afterVerdict(msg, verdict, exclude, source, at, user);
   }
 
-  private afterVerdict(msg: OutgoingMessage, verdict: unknown, exclude: string | undefined, source: PublishSource, at?: number): PublishResult | Pending {
+  private afterVerdict(msg: OutgoingMessage, verdict: unknown, exclude: string | undefined, source: PublishSource, at?: number, user?: string): PublishResult | Pending {
     if (verdict === null) throw new RtError('publish_refused', `publish to ${this.name} refused by the channel actor`, 403);
     if ((verdict as unknown) instanceof Published) {
       const r = (verdict as unknown as Published).result;
       return r instanceof Promise ? new Pending(r) : r;
     }
-    if (verdict === undefined) return this.emit(msg.event, msg.data, exclude, at);
+    if (verdict === undefined) return this.emit(msg.event, msg.data, exclude, at, clientEventUser(msg.event, user));
     const v = verdict as Partial<OutgoingMessage> & { reply?: unknown };
     if (typeof v !== 'object') throw new RtError('actor_failed', `the channel actor of ${this.name} returned ${typeof v} instead of a message or { reply }`, 500);
     // Only a client has someone to reply to; backend publishes always publish (and have an offset).
     if ('reply' in v && v.event === undefined && source === 'client') return { data: v.reply };
     if (typeof v.event !== 'string' || v.event.length === 0) throw new RtError('actor_failed', `the channel actor of ${this.name} returned a message without an event`, 500);
-    const out = this.emit(v.event, v.data, exclude, at);
+    const out = this.emit(v.event, v.data, exclude, at, clientEventUser(v.event, user));
     return 'reply' in v ? withReply(out, v.reply) : out;
   }
 
   /** Assigns the next offset, records, and sends one frame to each thread that has subscribers. */
-  private emit(event: string, data: unknown, exclude?: string, at?: number): PublishResult | Pending {
+  private emit(event: string, data: unknown, exclude?: string, at?: number, user?: string): PublishResult | Pending {
     const now = Date.now();
     this.lastActivity = now;
     if (this.env.broker) {
       // Redis assigns the offset and fans out to every host, this one included (see relay).
       const msg: BrokerMessage = exclude ? { event, data, exclude } : { event, data };
+      if (user !== undefined) msg.user = user;
       return new Pending(this.env.broker.publish(this.name, msg, this.bounds).then((pos) => ({ offset: pos!.offset })));
     }
     const pub: Publication = { channel: this.name, event, data, offset: ++this.offset };
+    if (user !== undefined) pub.user = user;
     this.history.push(pub, now);
     this.fanOut(pub, exclude, at);
     return { offset: pub.offset };
@@ -910,6 +915,11 @@ export class ChannelActor {
     if (pos.epoch !== this.epoch) return this.reset(pos.epoch, pos.offset, "the channel's stream in Redis was reset (Redis restarted without persistence?)");
     if (pos.offset > this.offset) await this.fill(pos.offset);
   }
+}
+
+/** The sender's user shown with a publication: only on client events (see Publication.user). */
+function clientEventUser(event: string, user: string | undefined): string | undefined {
+  return user !== undefined && event.startsWith('client-') ? user : undefined;
 }
 
 export type HistoryAnswer = { pubs: Publication[]; recovered: boolean; offset: number; epoch: string };

@@ -22,6 +22,8 @@ export interface BrokerMessage {
   data: unknown;
   /** Socket id excluded from delivery on every host. */
   exclude?: string;
+  /** The sender's user on a presence channel's client event (Publication.user). */
+  user?: string;
 }
 
 /** What a channel's subscription delivers to the actor that owns it on this host. */

@@ -283,9 +283,9 @@ export class RedisBroker implements Broker {
       if (a <= 0 || b < 0) throw new Error('not a publication frame');
       const offset = Number(payload.toString('latin1', 0, a));
       const epoch = payload.toString('latin1', a + 1, b);
-      const body = unpackPlain(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string };
+      const body = unpackPlain(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string; u?: unknown };
       if (!Number.isSafeInteger(offset) || offset <= 0 || typeof body?.v !== 'string') throw new Error('bad publication frame');
-      entry.sink.publication({ channel: route.channel, event: body.v, data: body.d, offset }, epoch, body.x);
+      entry.sink.publication(withUser({ channel: route.channel, event: body.v, data: body.d, offset }, body.u), epoch, body.x);
     } catch (err) {
       this.invalid(redisChannel, (err as Error).message);
     }
@@ -336,7 +336,10 @@ export class RedisBroker implements Broker {
   // ——— sequence, history ———
 
   async publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string, fence?: Fence): Promise<StreamPosition | null> {
-    const body = packr.pack(msg.exclude ? { v: msg.event, d: msg.data, x: msg.exclude } : { v: msg.event, d: msg.data });
+    const b: { v: string; d: unknown; x?: string; u?: string } = { v: msg.event, d: msg.data };
+    if (msg.exclude) b.x = msg.exclude;
+    if (msg.user !== undefined) b.u = msg.user;
+    const body = packr.pack(b);
     const args: (string | number | Buffer)[] = [this.keys.pubsub(channel), newEpoch(), bounds.size, Math.max(1, Math.round(bounds.ttlMs)), metaTtl(bounds), body, this.pubCmd];
     let r: [number, string] | null;
     try {
@@ -371,8 +374,8 @@ export class RedisBroker implements Broker {
     for (const [, fields] of entries) {
       try {
         const offset = Number(fields[1]!.toString());
-        const body = unpackPlain(fields[3]!) as { v: string; d: unknown };
-        out.push({ channel, event: body.v, data: body.d, offset });
+        const body = unpackPlain(fields[3]!) as { v: string; d: unknown; u?: unknown };
+        out.push(withUser({ channel, event: body.v, data: body.d, offset }, body.u));
       } catch {
         this.invalid(this.keys.stream(channel), 'unreadable stream entry');
       }
@@ -567,4 +570,10 @@ export class RedisBroker implements Broker {
     }
     this.cmd.disconnect();
   }
+}
+
+/** Publication.user from a stored body's `u` (only a string is taken). */
+function withUser(pub: Publication, u: unknown): Publication {
+  if (typeof u === 'string') pub.user = u;
+  return pub;
 }

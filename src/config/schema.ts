@@ -269,7 +269,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'pusherAppId', type: 'string', default: '', envAliases: ['PUSHER_APP_ID'], doc: 'Pusher protocol: app id (with --pusher-key and --pusher-secret turns on /app/<key> and /apps/<id>/…; PUSHER_APP_ID is read too)' },
   { key: 'pusherKey', type: 'string', default: '', envAliases: ['PUSHER_APP_KEY'], doc: 'Pusher protocol: app key, as pusher-js and Laravel Echo are given it (PUSHER_APP_KEY is read too)' },
   { key: 'pusherSecret', type: 'string', default: '', envAliases: ['PUSHER_APP_SECRET'], doc: 'Pusher protocol: app secret that signs channel auth and HTTP API calls (PUSHER_APP_SECRET is read too)' },
-  { key: 'pusherApps', type: 'json', default: [], doc: 'Pusher protocol: several apps, a JSON list of { id, key, secret, … } (usually in the config file; see docs/pusher.md); the first is the default app' },
+  { key: 'pusherApps', type: 'json', default: [], doc: 'Pusher protocol: several apps, a JSON list of { id, key, secret, … } (usually in the config file; see docs/pusher.md); the first is the default app. Per-app limits include maxConnections (open connections of that app on this host, across its shards; 0 = none)' },
   { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
   // Operator dashboard
   { key: 'dashboard', type: 'bool', default: false, doc: 'serve the live operator dashboard at /dashboard (login with the API key or --dashboard-token)' },

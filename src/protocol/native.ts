@@ -153,6 +153,17 @@ export interface Publication {
   event: string;
   data: unknown;
   offset: number;
+  /**
+   * The sender's user id, set only on a client event (`client-…`) published by a subscriber of a
+   * presence channel. Kept in history and carried across hosts like the rest of the publication; only
+   * the Pusher codec shows it (Pusher's `user_id`), the other protocols' frames leave it out.
+   */
+  user?: string;
+}
+
+/** A publication as the native protocol and SSE show it in `publications` (without `user`). */
+export function wirePublication(p: Publication): Publication {
+  return { channel: p.channel, event: p.event, data: p.data, offset: p.offset };
 }
 
 export function messageFrame(p: Publication): object {

@@ -24,7 +24,8 @@ import type { Publication } from '../protocol/native.js';
 import { SharedStats } from './stats.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
 import { startThreadSampler } from './thread-sampler.js';
-import { SharedLimits } from '../security/shared-limits.js';
+import { AppConnections, SharedLimits } from '../security/shared-limits.js';
+import { pusherAppCount } from '../transports/pusher/apps.js';
 import { registerWebSocket } from '../transports/websocket.js';
 import { registerHttpApi } from '../transports/http-api.js';
 import { registerHealth } from '../transports/health.js';
@@ -48,6 +49,8 @@ export interface ShardTask {
   /** The host's metrics registry (Metrics.alloc). */
   metrics: SharedArrayBuffer;
   limits: SharedArrayBuffer;
+  /** Per-Pusher-app connection counts (AppConnections.alloc). */
+  appConnections: SharedArrayBuffer;
   mode: AcceptMode;
   /** Port to listen on in reuseport mode (already resolved if the config said 0). */
   port: number;
@@ -168,6 +171,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     inflight: 0,
     limits: new SharedLimits(task.limits, config),
   };
+  ctx.limits.apps = new AppConnections(task.appConnections, pusherAppCount(config), shard);
 
   if (config.transports.includes('ws')) registerWebSocket(app, ctx);
   registerHttpApi(app, ctx);

@@ -19,7 +19,8 @@ import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js
 import { SharedStats } from './stats.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
 import { startThreadSampler } from './thread-sampler.js';
-import { SharedLimits } from '../security/shared-limits.js';
+import { AppConnections, SharedLimits } from '../security/shared-limits.js';
+import { pusherAppCount } from '../transports/pusher/apps.js';
 import { ListenError } from '../errors.js';
 
 interface AcceptorApp extends TemplatedApp {
@@ -75,6 +76,9 @@ export class Supervisor {
   readonly metrics: Metrics;
   private sampler?: { stop(): void };
   readonly limits = SharedLimits.alloc();
+  /** Open connections per Pusher app across the shards (its maxConnections); see AppConnections. */
+  readonly appConnections: SharedArrayBuffer;
+  private readonly pusherApps: number;
   readonly hub: Hub;
   port = 0;
   /** CPU-heavy work off the shards (asymmetric token verification); shards reach it through the mesh. */
@@ -108,6 +112,8 @@ export class Supervisor {
     // The main thread's own writes (in-memory clients, restarts) go to its block of this host.
     bindThreadMetrics(this.metrics);
     this.slots = Array.from({ length: config.workers }, () => ({ restarts: 0 }));
+    this.pusherApps = pusherAppCount(config);
+    this.appConnections = AppConnections.alloc(this.pusherApps, config.workers);
     // The main thread is a mesh member too (index = workers), so in-process clients and server-side
     // publishes use the same path as shards.
     this.hub = new Hub({ mesh: new MeshEndpoint(this.layout, config.workers, meshOptions(config)), maxChannelsPerConnection: config.maxChannelsPerConnection, bridge });
@@ -187,6 +193,8 @@ export class Supervisor {
    */
   private startShard(i: number): Promise<void> {
     const slot = this.slots[i]!;
+    // Whatever a replaced shard still counted (it died without closing its sockets) is gone.
+    AppConnections.forgetShard(this.appConnections, this.pusherApps, i);
     const { port1, port2 } = new MessageChannel();
     slot.control = port1;
     const task: ShardTask = {
@@ -197,6 +205,7 @@ export class Supervisor {
       stats: this.stats.sab,
       metrics: this.metrics.sab,
       limits: this.limits,
+      appConnections: this.appConnections,
       mode: this.mode,
       port: this.port,
       control: port2,

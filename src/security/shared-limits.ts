@@ -27,6 +27,8 @@ export interface LimitSettings {
 
 export class SharedLimits {
   private readonly a: Int32Array;
+  /** Per-app connection counts of the Pusher gateway (set on shards when an app has maxConnections). */
+  apps?: AppConnections;
 
   constructor(readonly sab: SharedArrayBuffer, private readonly s: LimitSettings) {
     this.a = new Int32Array(sab);
@@ -71,5 +73,57 @@ export class SharedLimits {
     const seen = Atomics.load(a, at);
     if (seen !== second && Atomics.compareExchange(a, at, seen, second) === seen) Atomics.store(a, at + 1, 0);
     return Atomics.add(a, at + 1, 1) < limit;
+  }
+}
+
+/**
+ * Open connections per Pusher app (its `maxConnections`), counted across the host's shards in one
+ * SharedArrayBuffer. Cells `[0, apps)` hold each app's host total, which admit() raises with one
+ * Atomics.add, so the limit is exact however many shards admit at once. Each shard also keeps its own
+ * row (`apps + shard * apps + app`), written only by that shard. A shard that crashes normally closes
+ * its sockets on the way out (their close handlers release them, leaving its row at 0); should a
+ * thread ever die without doing so, the supervisor subtracts what its row still holds before starting
+ * the replacement (forgetShard), so nothing stays counted for connections that are gone.
+ */
+export class AppConnections {
+  private readonly a: Int32Array;
+
+  constructor(sab: SharedArrayBuffer, private readonly apps: number, private readonly shard: number) {
+    this.a = new Int32Array(sab);
+  }
+
+  static alloc(apps: number, shards: number): SharedArrayBuffer {
+    return new SharedArrayBuffer(Math.max(1, apps * (shards + 1)) * 4);
+  }
+
+  /** Counts a connection to app `app` unless `max` (> 0) are open already on this host. */
+  admit(app: number, max: number): boolean {
+    if (max <= 0 || app < 0 || app >= this.apps) return true;
+    if (Atomics.add(this.a, app, 1) >= max) {
+      Atomics.sub(this.a, app, 1);
+      return false;
+    }
+    Atomics.add(this.a, this.apps + this.shard * this.apps + app, 1);
+    return true;
+  }
+
+  /** Undoes admit() when the connection closes. */
+  release(app: number): void {
+    Atomics.sub(this.a, app, 1);
+    Atomics.sub(this.a, this.apps + this.shard * this.apps + app, 1);
+  }
+
+  /** Open connections of `app` on this host. */
+  count(app: number): number {
+    return app >= 0 && app < this.apps ? Atomics.load(this.a, app) : 0;
+  }
+
+  /** Supervisor, before (re)starting shard `shard`: the connections a dead shard still counted are gone. */
+  static forgetShard(sab: SharedArrayBuffer, apps: number, shard: number): void {
+    const a = new Int32Array(sab);
+    for (let app = 0; app < apps; app++) {
+      const n = Atomics.exchange(a, apps + shard * apps + app, 0);
+      if (n !== 0) Atomics.sub(a, app, n);
+    }
   }
 }

@@ -5,7 +5,7 @@
 import { countRefusal } from '../runtime/instruments.js';
 import { JwtError, type JwtClaims } from '../auth/jwt.js';
 import { RtError, toErrorBody } from '../errors.js';
-import type { ClientFrame } from '../protocol/native.js';
+import { wirePublication, type ClientFrame } from '../protocol/native.js';
 import type { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { handleRpc } from './native-rpc.js';
@@ -77,7 +77,7 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
             const body: Reply = { channel: f.channel, offset: res.offset, epoch: res.epoch };
             if (res.recovered !== undefined) {
               body.recovered = res.recovered;
-              body.publications = res.pubs ?? [];
+              body.publications = (res.pubs ?? []).map(wirePublication);
             }
             if (res.members) body.members = res.members;
             if (res.data !== undefined) body.data = res.data;
@@ -106,7 +106,7 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
         if (!client.channels.has(f.channel)) throw new RtError('not_subscribed', `subscribe to ${f.channel} to read its history`, 403);
         ctx.hub
           .history(f.channel, f.since, f.limit)
-          .then((r) => send(ok(f.ref, { channel: f.channel, offset: r.offset, epoch: r.epoch, recovered: r.recovered, publications: r.pubs })), fail);
+          .then((r) => send(ok(f.ref, { channel: f.channel, offset: r.offset, epoch: r.epoch, recovered: r.recovered, publications: r.pubs.map(wirePublication) })), fail);
         return;
       case 'rpc':
         handleRpc(ctx, client, f.event, f.data).then((data) => send(ok(f.ref, { data: data ?? null })), fail);

@@ -20,7 +20,7 @@
 import { countRefusal } from '../runtime/instruments.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { JSON_CODEC, registerCodec, type Encoded } from '../protocol/codecs.js';
-import { assertChannel, type ClientFrame, type Publication, type StreamPosition } from '../protocol/native.js';
+import { assertChannel, wirePublication, type ClientFrame, type Publication, type StreamPosition } from '../protocol/native.js';
 import { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import type { SubscribeResult } from '../runtime/messages.js';
@@ -207,7 +207,7 @@ export class SseClient extends Client implements Session {
       const r: Record<string, unknown> = { op: 'reply', ok: true, channel, offset: res.offset, epoch: res.epoch };
       if (res.recovered !== undefined) {
         r.recovered = res.recovered;
-        r.publications = res.pubs ?? [];
+        r.publications = (res.pubs ?? []).map(wirePublication);
       }
       if (res.members) r.members = res.members;
       this.pos[i] = { offset: res.offset, epoch: res.epoch };

@@ -15,6 +15,8 @@ export interface WebhookTarget {
 }
 
 export interface PusherApp {
+  /** Position in the app list (the same on every shard): the app's cell in AppConnections. */
+  index: number;
   id: string;
   key: string;
   secret: string;
@@ -32,6 +34,8 @@ export interface PusherApp {
   maxEventChannels: number;
   /** Events one batch_events call may carry (Pusher: 10). */
   maxBatchSize: number;
+  /** Open connections this app may have on this host, across its shards; 0 = no limit of its own. */
+  maxConnections: number;
   webhooks: WebhookTarget[];
 }
 
@@ -41,6 +45,7 @@ export const APP_DEFAULTS = {
   maxEventPayload: 10 * 1024,
   maxEventChannels: 100,
   maxBatchSize: 10,
+  maxConnections: 0,
 } as const;
 
 export const WEBHOOK_EVENTS = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event', 'cache_miss'] as const;
@@ -84,10 +89,11 @@ function posInt(v: unknown, def: number, where: string, max: number): number {
   return v as number;
 }
 
-function parseApp(raw: unknown, w: string, isDefault: boolean): PusherApp {
+function parseApp(raw: unknown, w: string, index: number): PusherApp {
+  const isDefault = index === 0;
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail('pusherApps', `${w} must be an object { id, key, secret, … }`);
   const o = raw as Record<string, unknown>;
-  const known = new Set(['id', 'key', 'secret', 'allowedOrigins', 'enableClientMessages', 'maxClientEventsPerSecond', 'maxEventPayload', 'maxEventChannels', 'maxBatchSize', 'webhooks']);
+  const known = new Set(['id', 'key', 'secret', 'allowedOrigins', 'enableClientMessages', 'maxClientEventsPerSecond', 'maxEventPayload', 'maxEventChannels', 'maxBatchSize', 'maxConnections', 'webhooks']);
   for (const k of Object.keys(o)) if (!known.has(k)) fail('pusherApps', `${w}: unknown key "${k}"; known keys: ${[...known].join(', ')}`);
   const id = str(o.id, `${w}.id`, ID_RE, '1-64 letters, digits, _ . -');
   const key = str(o.key, `${w}.key`, KEY_RE, '1-128 letters, digits, _ . -');
@@ -122,6 +128,7 @@ function parseApp(raw: unknown, w: string, isDefault: boolean): PusherApp {
     });
   }
   return {
+    index,
     id,
     key,
     secret: o.secret,
@@ -132,6 +139,7 @@ function parseApp(raw: unknown, w: string, isDefault: boolean): PusherApp {
     maxEventPayload: posInt(o.maxEventPayload, APP_DEFAULTS.maxEventPayload, `${w}.maxEventPayload`, 64 * 1024 * 1024),
     maxEventChannels: posInt(o.maxEventChannels, APP_DEFAULTS.maxEventChannels, `${w}.maxEventChannels`, 10_000),
     maxBatchSize: posInt(o.maxBatchSize, APP_DEFAULTS.maxBatchSize, `${w}.maxBatchSize`, 10_000),
+    maxConnections: posInt(o.maxConnections, APP_DEFAULTS.maxConnections, `${w}.maxConnections`, 100_000_000),
     webhooks,
   };
 }
@@ -153,7 +161,7 @@ export function resolveApps(cfg: ServerConfig): PusherApp[] {
   if (!Array.isArray(cfg.pusherApps)) fail('pusherApps', 'pusherApps must be a list of { id, key, secret, … } objects');
   raws.push(...cfg.pusherApps);
   const fromFlags = raws.length - cfg.pusherApps.length;
-  const apps = raws.map((r, i) => parseApp(r, i < fromFlags ? 'the --pusher-* app' : `pusherApps[${i - fromFlags}]`, i === 0));
+  const apps = raws.map((r, i) => parseApp(r, i < fromFlags ? 'the --pusher-* app' : `pusherApps[${i - fromFlags}]`, i));
   const ids = new Set<string>();
   const keys = new Set<string>();
   for (const a of apps) {
@@ -163,6 +171,15 @@ export function resolveApps(cfg: ServerConfig): PusherApp[] {
     keys.add(a.key);
   }
   return apps;
+}
+
+/** How many Pusher apps the configuration has (0 when none, or when it is invalid: the start then fails anyway). */
+export function pusherAppCount(cfg: ServerConfig): number {
+  try {
+    return resolveApps(cfg).length;
+  } catch {
+    return 0;
+  }
 }
 
 export class AppRegistry {

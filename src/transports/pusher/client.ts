@@ -18,6 +18,8 @@ export interface PusherSocketData {
   ip: string;
   /** Counted in the host's connection limits (released on close). */
   admitted: boolean;
+  /** Counted in its app's maxConnections (released on close). */
+  appCounted?: boolean;
   /** Set when the connection is refused: open() sends this pusher:error and closes. */
   refusal?: { code: number; message: string };
   gone?: boolean;
@@ -26,6 +28,7 @@ export interface PusherSocketData {
 /** Pusher close codes (see docs/pusher.md): 4000–4099 do not reconnect, 4100 back off, 4200 reconnect now. */
 export const PusherClose = {
   APP_NOT_FOUND: 4001,
+  OVER_QUOTA: 4004,
   NO_PROTOCOL: 4008,
   UNSUPPORTED_PROTOCOL: 4007,
   UNAUTHORIZED: 4009,

@@ -53,7 +53,11 @@ export const PUSHER_CODEC = registerCodec({
   name: 'pusher',
   tag: 'p',
   binary: false,
-  pub: (p: Publication): Encoded => frame(p.event, wireData(p.data), externalName(p.channel)),
+  pub: (p: Publication): Encoded =>
+    p.user === undefined
+      ? frame(p.event, wireData(p.data), externalName(p.channel))
+      : // A client event on a presence channel: Pusher tells who sent it, beside `data` (pusher-js reads event.user_id).
+        JSON.stringify({ event: p.event, channel: externalName(p.channel), data: wireData(p.data), user_id: p.user }),
   join: (channel: string, m: Member): Encoded => frame('pusher_internal:member_added', memberData(m), externalName(channel)),
   leave: (channel: string, m: Member): Encoded => frame('pusher_internal:member_removed', JSON.stringify({ user_id: m.user_id }), externalName(channel)),
   user: (event: string, data: unknown): Encoded => USER_MARK + JSON.stringify({ event, data: wireData(data) }),

@@ -62,10 +62,17 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
         data.refusal = { code: PusherClose.UNAUTHORIZED, message: `Origin ${origin.slice(0, 100)} is not allowed to connect to this app` };
       } else {
         const admitted = ctx.limits.admit(ip);
-        if (admitted === 'ok') data.admitted = true;
-        else {
+        if (admitted !== 'ok') {
           countRefusal(admitted);
           data.refusal = { code: PusherClose.OVER_CAPACITY, message: `Over capacity: ${admissionError(admitted, ip, config).message}` };
+        } else if (app.maxConnections > 0 && !ctx.limits.apps?.admit(app.index, app.maxConnections)) {
+          // The app's own quota (maxConnections, per host): Pusher's 4004, after which pusher-js does not reconnect.
+          ctx.limits.release(ip);
+          countRefusal('connection_limit');
+          data.refusal = { code: PusherClose.OVER_QUOTA, message: `Application is over connection quota (${app.maxConnections} connections on this host)` };
+        } else {
+          data.admitted = true;
+          data.appCounted = app.maxConnections > 0;
         }
       }
       data.app = app;
@@ -140,6 +147,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       const data = ws.getUserData();
       data.gone = true;
       if (data.admitted) ctx.limits.release(data.ip);
+      if (data.appCounted) ctx.limits.apps?.release(data.app!.index);
       const client = data.client;
       if (client) {
         hub.aliases.delete(client.socketId);
