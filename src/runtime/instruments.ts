@@ -37,6 +37,7 @@ export function refusalReason(code: string | undefined): RefusalReason | undefin
 
 /** Counts a refusal: a reason, or an error whose code maps to one (other errors are ignored). */
 export function countRefusal(what: RefusalReason | { code?: unknown } | unknown): void {
+  // A bare string must be a reason itself; a code goes in { code } so it is mapped.
   const reason =
     typeof what === 'string' ? (what as RefusalReason) : refusalReason(typeof (what as { code?: unknown })?.code === 'string' ? (what as { code: string }).code : undefined);
   if (!reason) return;

@@ -63,7 +63,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       } else {
         const admitted = ctx.limits.admit(ip);
         if (admitted !== 'ok') {
-          countRefusal(admitted);
+          countRefusal({ code: admitted });
           data.refusal = { code: PusherClose.OVER_CAPACITY, message: `Over capacity: ${admissionError(admitted, ip, config).message}` };
         } else if (app.maxConnections > 0 && !ctx.limits.apps?.admit(app.index, app.maxConnections)) {
           // The app's own quota (maxConnections, per host): Pusher's 4004, after which pusher-js does not reconnect.
