@@ -712,3 +712,24 @@ t.test('mesh: a pub request and its reply go binary and arrive intact', async (t
     { t: 'pub', ch: 'room', ev: 'msg', data: [1, 2], src: 'api' },
   ]);
 });
+
+t.test('mesh: an undecodable frame is skipped and the frames after it are delivered', async (t) => {
+  const { createMeshLayout, MeshEndpoint } = await import('../src/runtime/mesh.js');
+  const { encodeHot } = await import('../src/runtime/frames.js');
+  const layout = createMeshLayout(2, 1 << 12);
+  // Thread 0's ring to thread 1, written by hand: a malformed binary frame, a malformed msgpack frame,
+  // then a good notice.
+  const raw = new RingProducer(layout.rings[0]![1]!, layout.bells[1]!);
+  raw.sendEncoded(Buffer.from([0xc1, 1, 0, 0, 9, 9, 9, 9]), 0, 8);
+  raw.sendEncoded(Buffer.from([0x82, 0xa1]), 0, 2);
+  const h = encodeHot({ k: 'n', b: { t: 'pub!', pub: { channel: 'c', event: 'e', data: 1, offset: 1 } } })!;
+  raw.sendEncoded(h.buf, h.start, h.end - h.start);
+  raw.flush();
+  const ep = new MeshEndpoint(layout, 1);
+  const keep = setInterval(() => {}, 1000);
+  t.teardown(() => (clearInterval(keep), ep.close()));
+  const got: unknown[] = [];
+  ep.start(() => null, (_from, n) => got.push(n));
+  await until(() => got.length === 1, 5000, 'the good notice');
+  t.same(got, [{ t: 'pub!', pub: { channel: 'c', event: 'e', data: 1, offset: 1 } }]);
+});

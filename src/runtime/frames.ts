@@ -231,7 +231,11 @@ function views(b: Buffer): void {
 
 const range = { start: 0, end: 0 };
 
-/** Decodes bytes 0..end of `b` (b[0] === BIN) into the envelope the msgpack form would have given. */
+/**
+ * Decodes bytes 0..end of `b` (b[0] === BIN) into the envelope the msgpack form would have given. `b`
+ * must start at offset 0 of its own ArrayBuffer (the ring consumer's decode buffers do): the float and
+ * id fields are read through aligned typed-array views.
+ */
 export function decodeHot(b: Buffer, end: number, unpackr: Unpackr): Envelope {
   if (end < 8) bad();
   const kind = b[1];

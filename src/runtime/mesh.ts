@@ -101,7 +101,17 @@ export class MeshEndpoint {
     if (this.closed) return;
     for (let peer = 0; peer < this.in.length; peer++) {
       const c = this.in[peer];
-      if (c) c.drain((msg) => this.dispatch(peer, msg as Envelope));
+      if (!c) continue;
+      // dispatch() catches what handlers throw, so a throw here is a frame that could not be decoded:
+      // the consumer has already stepped past it, so log it and go on with the next one.
+      for (;;) {
+        try {
+          c.drain((msg) => this.dispatch(peer, msg as Envelope));
+          break;
+        } catch (err) {
+          threadLogger().error(`undecodable frame from thread ${peer}, skipped`, err, { event: 'mesh.error', from: peer });
+        }
+      }
     }
     for (const p of this.out) if (p && p.queuedBytes > 0) p.flush();
   }
