@@ -4,6 +4,7 @@
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Doorbell, RingConsumer, RingProducer } from '../src/runtime/ring.js';
+import { encodeHot } from '../src/runtime/frames.js';
 
 interface Init {
   role: 'producer' | 'consumer';
@@ -12,7 +13,7 @@ interface Init {
   consumerBell: SharedArrayBuffer;
   port: MessagePort;
   payloadBytes: number;
-  payloadKind: 'buffer' | 'string';
+  payloadKind: 'buffer' | 'string' | 'pub-binary' | 'pub-msgpack';
 }
 type Cmd = { cmd: 'run'; mode: 'ring' | 'postmessage'; n: number };
 
@@ -31,8 +32,29 @@ if (init.role === 'producer') {
   const bell = new Doorbell(init.producerBell);
   const msg = {
     seq: 0,
-    payload: init.payloadKind === 'string' ? 'a'.repeat(init.payloadBytes) : Buffer.alloc(init.payloadBytes, 0x61),
+    payload: init.payloadKind === 'buffer' ? Buffer.alloc(init.payloadBytes, 0x61) : 'a'.repeat(init.payloadBytes),
   };
+  // The product's hot frame: a publication for a subscriber shard, `payloadBytes` of string data, as
+  // the mesh sends it (binary, frames.ts) or as the generic msgpack map it was before.
+  const pub = { channel: 'bench-room', event: 'message', data: { text: msg.payload }, offset: 0 };
+  const env = { k: 'n' as const, b: { t: 'pub!' as const, pub, at: 1234.5 } };
+  const isPub = init.payloadKind === 'pub-binary' || init.payloadKind === 'pub-msgpack';
+  const sendRing =
+    init.payloadKind === 'pub-binary'
+      ? (i: number): void => {
+          pub.offset = i;
+          const h = encodeHot(env)!;
+          producer.sendEncoded(h.buf, h.start, h.end - h.start);
+        }
+      : init.payloadKind === 'pub-msgpack'
+        ? (i: number): void => {
+            pub.offset = i;
+            producer.send(env);
+          }
+        : (i: number): void => {
+            msg.seq = i;
+            producer.send(msg);
+          };
   let resume: (() => void) | null = null;
   // The contract: the producer thread's wake-up handler flushes its producers.
   bell.listen(() => {
@@ -53,8 +75,7 @@ if (init.role === 'producer') {
           resume = pump;
           return;
         }
-        msg.seq = i++;
-        producer.send(msg);
+        sendRing(i++);
         if (++k === BATCH) {
           setImmediate(pump);
           return;
@@ -69,8 +90,13 @@ if (init.role === 'producer') {
     const pump = (): void => {
       let k = 0;
       while (i < n) {
-        msg.seq = i++;
-        init.port.postMessage(msg);
+        if (isPub) {
+          pub.offset = i++;
+          init.port.postMessage(env);
+        } else {
+          msg.seq = i++;
+          init.port.postMessage(msg);
+        }
         if (++k === BATCH) {
           setImmediate(pump);
           return;
@@ -92,7 +118,8 @@ if (init.role === 'producer') {
   let target = -1;
   let errors = 0;
   const onMsg = (m: unknown): void => {
-    if ((m as { seq: number }).seq !== expected) errors++;
+    const seq = (m as { seq?: number }).seq ?? (m as { b: { pub: { offset: number } } }).b.pub.offset;
+    if (seq !== expected) errors++;
     if (++expected === target) {
       port.postMessage({ finished: now(), errors });
       target = -1;

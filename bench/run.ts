@@ -8,6 +8,7 @@ const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split('
 const suites: Array<[string, string, string]> = [
   ['ring', './ring.js', 'benchRing'],
   ['encode-once', './encode-once.js', 'benchEncodeOnce'],
+  ['hot-frames', './hot-frames.js', 'benchHotFrames'],
   ['token-verify', './token-verify.js', 'benchTokenVerify'],
   ['fanout', './fanout.js', 'benchFanout'],
   ['memory', './memory.js', 'benchMemory'],

@@ -590,3 +590,146 @@ t.test('mesh notifyMany: one encode, the same frame to each peer, in order with 
   t.same(got[2]![7], { t: 'pub!', pub: { channel: 'c', event: 'e', data: { i: 7, pad: big }, offset: 8 }, at: 7 }, 'a fragmented frame arrives whole');
   t.same(got[3], got[1], 'every peer decodes the same notices');
 });
+
+t.test('binary hot frames: pub! notices, pub requests and replies decode to what msgpack would give', async (t) => {
+  const { encodeHot, decodeHot, BIN } = await import('../src/runtime/frames.js');
+  const { Unpackr } = await import('msgpackr');
+  const unpackr = new Unpackr({ useRecords: false, copyBuffers: true });
+  type Env = import('../src/runtime/messages.js').Envelope;
+  const roundTrip = (env: Env): unknown => {
+    const h = encodeHot(env);
+    if (h === null) return null;
+    t.equal(h.buf[h.start], BIN, 'starts with the binary tag');
+    const b = Buffer.allocUnsafeSlow(h.end - h.start + 16);
+    h.buf.copy(b, 0, h.start, h.end);
+    return decodeHot(b, h.end - h.start, unpackr);
+  };
+  const from = { id: '1.42', user: 'u', info: { name: 'Zoë' }, grants: ['private-*'], transport: 'ws' };
+  const hot: Env[] = [
+    { k: 'n', b: { t: 'pub!', pub: { channel: 'c', event: 'e', data: { a: 1, s: 'x' }, offset: 1 } } },
+    { k: 'n', b: { t: 'pub!', pub: { channel: 'chat-ünïcødé-🙂', event: 'ëvent', data: [1, 'two', null, true], offset: 2 ** 40 + 1 }, ex: '0.17', at: 1234.5678 } },
+    { k: 'n', b: { t: 'pub!', pub: { channel: 'c'.repeat(100), event: 'e', data: Buffer.from([1, 2, 3]), offset: 3 }, at: 0 } },
+    { k: 'n', b: { t: 'pub!', pub: { channel: 'c', event: 'e', data: undefined, offset: 4 } } },
+    { k: 'n', b: { t: 'pub!', pub: { channel: '', event: '', data: 'x'.repeat(5000), offset: 5 } } },
+    { k: 'q', id: 1, b: { t: 'pub', ch: 'room', ev: 'message', data: { hello: 'world' }, src: 'api', at: 99.5 } },
+    { k: 'q', id: 0xffffffff, b: { t: 'pub', ch: 'présence-room', ev: 'client-typing', data: null, src: 'client', from, ex: '1.42', w: 1 } },
+    { k: 'q', id: 7, b: { t: 'pub', ch: 'r', ev: 'e', data: [from, from], src: 'redis' } },
+    { k: 'q', id: 8, b: { t: 'pub', ch: 'r', ev: 'e', data: 3, src: 'server', from } },
+    { k: 'r', id: 5, ok: true, v: { offset: 12, data: { reply: 'yes' } } },
+    { k: 'r', id: 6, ok: true, v: null },
+  ];
+  for (const env of hot) t.same(roundTrip(env), env, `${env.k} ${JSON.stringify(env).slice(0, 60)}`);
+  const decodedBuf = roundTrip(hot[2]!) as { b: { pub: { data: Uint8Array } } };
+  t.ok(Buffer.isBuffer(decodedBuf.b.pub.data), 'binary data stays binary');
+
+  // Not hot, or not of the declared shape, or too long a header: msgpack (null here).
+  const cold: Env[] = [
+    { k: 'n', b: { t: 'join!', ch: 'presence-a', m: { user_id: '1', user_info: null } } },
+    { k: 'n', b: { t: 'pub!', pub: { channel: 'c'.repeat(300), event: 'e', data: 1, offset: 1 } } },
+    { k: 'n', b: { t: 'pub!', pub: { channel: 7 as unknown as string, event: 'e', data: 1, offset: 1 } } },
+    { k: 'n', b: { t: 'pub!', pub: { channel: 'c', event: 'e', data: 1, offset: '1' as unknown as number } } },
+    { k: 'q', id: 1, b: { t: 'sub', ch: 'c', conn: { id: '0.1' } } },
+    { k: 'q', id: 1, b: { t: 'pub', ch: 'c', ev: 'e', data: 1, src: 'nowhere' as 'api' } },
+    { k: 'q', id: -1, b: { t: 'pub', ch: 'c', ev: 'e', data: 1, src: 'api' } },
+    { k: 'r', id: 1, ok: false, e: { code: 'forbidden', message: 'no' } },
+  ];
+  for (const env of cold) t.equal(encodeHot(env), null, `msgpack: ${JSON.stringify(env).slice(0, 60)}`);
+
+  // Malformed binary frames throw a clear error; they never read outside the frame.
+  const good = encodeHot(hot[1]!)!;
+  const goodLen = good.end - good.start;
+  const g = Buffer.allocUnsafeSlow(goodLen);
+  good.buf.copy(g, 0, good.start, good.end);
+  for (const len of [0, 1, 7, 8, 23, 24, 30, goodLen - 1]) {
+    t.throws(() => decodeHot(g, len, unpackr), `truncated to ${len} bytes`);
+  }
+  const wrongKind = Buffer.from(g);
+  wrongKind[1] = 99;
+  t.throws(() => decodeHot(Buffer.from(wrongKind), goodLen, unpackr), 'unknown kind');
+  const hugeLen = Buffer.allocUnsafeSlow(goodLen);
+  g.copy(hugeLen);
+  hugeLen.writeUInt32LE(0xfffffff0, 24);
+  t.throws(() => decodeHot(hugeLen, goodLen, unpackr), 'string length past the end');
+});
+
+t.test('binary and msgpack frames share a ring in order; a malformed frame throws once and is skipped', async (t) => {
+  const { encodeHot } = await import('../src/runtime/frames.js');
+  const ring = allocRing(1 << 12);
+  const pbell = allocDoorbell();
+  const cbell = allocDoorbell();
+  const prod = new RingProducer(ring, cbell);
+  const cons = new RingConsumer(ring, pbell);
+  const got: unknown[] = [];
+  const sent: unknown[] = [];
+  let drained = 0;
+  const drainAll = (): void => {
+    prod.flush();
+    while ((drained = cons.drain((m) => got.push(m))) > 0 || prod.queuedBytes > 0) prod.flush();
+  };
+  for (let i = 0; i < 300; i++) {
+    if (i % 3 === 0) {
+      const env = { k: 'n' as const, b: { t: 'pub!' as const, pub: { channel: 'c', event: 'e', data: { i, pad: 'p'.repeat(i * 7) }, offset: i } } };
+      const h = encodeHot(env)!;
+      prod.sendEncoded(h.buf, h.start, h.end - h.start);
+      sent.push(env);
+    } else {
+      const m = { seq: i, pad: 'q'.repeat(i * 5) };
+      prod.send(m);
+      sent.push(m);
+    }
+    if (i % 50 === 49) drainAll();
+  }
+  drainAll();
+  t.same(got, sent, 'every frame, in order, through full-ring queueing and fragmentation');
+  t.equal(drained, 0);
+
+  // A hostile frame: the binary tag and garbage.
+  got.length = 0;
+  prod.sendEncoded(Buffer.from([0xc1, 1, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]), 0, 12);
+  prod.send({ after: 1 });
+  prod.flush();
+  t.throws(() => cons.drain((m) => got.push(m)), /malformed binary mesh frame/);
+  t.equal(cons.drain((m) => got.push(m)), 1, 'the next drain goes on after the bad frame');
+  t.same(got, [{ after: 1 }]);
+});
+
+t.test('mesh: a pub request and its reply go binary and arrive intact', async (t) => {
+  const { createMeshLayout, MeshEndpoint } = await import('../src/runtime/mesh.js');
+  const layout = createMeshLayout(2, 1 << 12);
+  const eps = [0, 1].map((i) => new MeshEndpoint(layout, i));
+  const keep = setInterval(() => {}, 1000);
+  t.teardown(() => (clearInterval(keep), eps.forEach((e) => e.close())));
+  const reqs: unknown[] = [];
+  eps[0]!.start(() => null, () => {});
+  eps[1]!.start((_from, req) => (reqs.push(req), { offset: reqs.length, data: { echo: (req as { data: unknown }).data } }), () => {});
+  const from = { id: '0.9', user: '7', grants: ['private-*'] };
+  const a = await eps[0]!.request(1, { t: 'pub', ch: 'room', ev: 'msg', data: { x: 'é' }, src: 'client', from, ex: '0.9', at: 5.5, w: 1 });
+  const b = await eps[0]!.request(1, { t: 'pub', ch: 'room', ev: 'msg', data: [1, 2], src: 'api' });
+  t.same(a, { offset: 1, data: { echo: { x: 'é' } } });
+  t.same(b, { offset: 2, data: { echo: [1, 2] } });
+  t.same(reqs, [
+    { t: 'pub', ch: 'room', ev: 'msg', data: { x: 'é' }, src: 'client', from, ex: '0.9', at: 5.5, w: 1 },
+    { t: 'pub', ch: 'room', ev: 'msg', data: [1, 2], src: 'api' },
+  ]);
+});
+
+t.test('mesh: an undecodable frame is skipped and the frames after it are delivered', async (t) => {
+  const { createMeshLayout, MeshEndpoint } = await import('../src/runtime/mesh.js');
+  const { encodeHot } = await import('../src/runtime/frames.js');
+  const layout = createMeshLayout(2, 1 << 12);
+  // Thread 0's ring to thread 1, written by hand: a malformed binary frame, a malformed msgpack frame,
+  // then a good notice.
+  const raw = new RingProducer(layout.rings[0]![1]!, layout.bells[1]!);
+  raw.sendEncoded(Buffer.from([0xc1, 1, 0, 0, 9, 9, 9, 9]), 0, 8);
+  raw.sendEncoded(Buffer.from([0x82, 0xa1]), 0, 2);
+  const h = encodeHot({ k: 'n', b: { t: 'pub!', pub: { channel: 'c', event: 'e', data: 1, offset: 1 } } })!;
+  raw.sendEncoded(h.buf, h.start, h.end - h.start);
+  raw.flush();
+  const ep = new MeshEndpoint(layout, 1);
+  const keep = setInterval(() => {}, 1000);
+  t.teardown(() => (clearInterval(keep), ep.close()));
+  const got: unknown[] = [];
+  ep.start(() => null, (_from, n) => got.push(n));
+  await until(() => got.length === 1, 5000, 'the good notice');
+  t.same(got, [{ t: 'pub!', pub: { channel: 'c', event: 'e', data: 1, offset: 1 } }]);
+});

@@ -8,6 +8,7 @@
  * notices and replies — the deliveries and answers of work already accepted — are never refused.
  */
 import { allocDoorbell, allocRing, Doorbell, encodeFrame, RingConsumer, RingProducer } from './ring.js';
+import { encodeHot } from './frames.js';
 import { PeerDeadlines, type PendingRequest } from './deadlines.js';
 import { RtError, toErrorBody } from '../errors.js';
 import type { Envelope, Notice, Request } from './messages.js';
@@ -100,7 +101,17 @@ export class MeshEndpoint {
     if (this.closed) return;
     for (let peer = 0; peer < this.in.length; peer++) {
       const c = this.in[peer];
-      if (c) c.drain((msg) => this.dispatch(peer, msg as Envelope));
+      if (!c) continue;
+      // dispatch() catches what handlers throw, so a throw here is a frame that could not be decoded:
+      // the consumer has already stepped past it, so log it and go on with the next one.
+      for (;;) {
+        try {
+          c.drain((msg) => this.dispatch(peer, msg as Envelope));
+          break;
+        } catch (err) {
+          threadLogger().error(`undecodable frame from thread ${peer}, skipped`, err, { event: 'mesh.error', from: peer });
+        }
+      }
     }
     for (const p of this.out) if (p && p.queuedBytes > 0) p.flush();
   }
@@ -162,7 +173,10 @@ export class MeshEndpoint {
       }
       return;
     }
-    this.out[to]!.send(env);
+    // The hot frames (pub! notices, pub requests, successful replies) go in their binary form.
+    const hot = encodeHot(env);
+    if (hot !== null) this.out[to]!.sendEncoded(hot.buf, hot.start, hot.end - hot.start);
+    else this.out[to]!.send(env);
   }
 
   private drainSelf(): void {
@@ -190,9 +204,20 @@ export class MeshEndpoint {
       for (const t of to) this.post(t, env);
       return;
     }
-    const buf = encodeFrame(env);
-    const start = buf.start;
-    const len = buf.end - start;
+    let buf: Uint8Array;
+    let start = 0;
+    let len: number;
+    const hot = encodeHot(env);
+    if (hot !== null) {
+      buf = hot.buf;
+      start = hot.start;
+      len = hot.end - start;
+    } else {
+      const packed = encodeFrame(env);
+      buf = packed;
+      start = packed.start;
+      len = packed.end - start;
+    }
     for (const t of to) {
       if (t === this.self) this.post(t, env);
       else this.out[t]!.sendEncoded(buf, start, len);

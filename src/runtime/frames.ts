@@ -1,0 +1,292 @@
+/**
+ * Binary encodings of the hot mesh frames: a publication delivered to a subscriber shard (`pub!`
+ * notice), a publish request to a channel's owner (`pub`) and a successful reply. Every other frame is
+ * a generic msgpack map.
+ *
+ * A binary frame starts with 0xc1, the one byte msgpack never uses, so a consumer tells the two apart by
+ * the first byte and generic frames are unchanged. Then a kind byte, a flags byte and one spare byte,
+ * fixed little-endian fields, the strings as u32 length + UTF-8, and the payload (`data`, or the reply
+ * value) as msgpack at the end. The field names of the generic map are not written or parsed at all,
+ * which is most of what the binary form saves (see docs/benchmarks.md, "Hot path, issue 15").
+ *
+ * The binary form carries exactly the fields the types in messages.ts declare. encodeHot() falls back
+ * (returns null) for anything whose fields do not have the declared types, so an unexpected shape is
+ * sent as msgpack, never silently truncated. decodeHot() checks every length against the frame and
+ * throws on a malformed frame, as msgpack would.
+ */
+import { Packr, Unpackr, REUSE_BUFFER_MODE, RESET_BUFFER_MODE, RESERVE_START_SPACE } from 'msgpackr';
+import type { Envelope, PublishSource } from './messages.js';
+
+/** First byte of every binary frame: "never used" in msgpack. */
+export const BIN = 0xc1;
+
+const K_PUB_NOTICE = 1;
+const K_PUB_REQ = 2;
+const K_REPLY = 3;
+
+// Flags.
+const F_EX = 1;
+const F_AT = 2;
+const F_FROM = 4;
+const F_W = 8;
+
+const SOURCES: readonly PublishSource[] = ['api', 'client', 'server', 'redis'];
+
+/**
+ * The payload is packed by msgpackr with RESERVE_START_SPACE: the header is then written into the
+ * bytes reserved in front of it, in msgpackr's own buffer, so nothing is copied twice. The reserve is
+ * at most 255 bytes; a frame whose header would be longer (channel names of hundreds of bytes) goes
+ * as msgpack instead.
+ */
+const PACK_MODE = REUSE_BUFFER_MODE | RESET_BUFFER_MODE | RESERVE_START_SPACE;
+const MAX_HEADER = 255;
+const packr = new Packr({ useRecords: false });
+type Packed = Buffer & { start: number; end: number };
+
+/** Bytes start..end of `buf` are the frame; valid until the next encodeHot() or encodeFrame() in this thread. */
+export interface HotFrame {
+  buf: Buffer;
+  start: number;
+  end: number;
+}
+const result: HotFrame = { buf: Buffer.alloc(0), start: 0, end: 0 };
+
+const f64 = new Float64Array(1);
+const f64b = new Uint8Array(f64.buffer);
+
+/** UTF-8 length of s. */
+function utf8Len(s: string): number {
+  const n = s.length;
+  if (n > 64) return Buffer.byteLength(s, 'utf8');
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) >= 0x80) return Buffer.byteLength(s, 'utf8');
+  return n;
+}
+
+function putU32(b: Buffer, pos: number, v: number): void {
+  b[pos] = v;
+  b[pos + 1] = v >>> 8;
+  b[pos + 2] = v >>> 16;
+  b[pos + 3] = v >>> 24;
+}
+
+function putF64(b: Buffer, pos: number, v: number): void {
+  f64[0] = v;
+  for (let i = 0; i < 8; i++) b[pos + i] = f64b[i]!;
+}
+
+/** Writes the u32 byte length `len` and the string at `pos`; returns the end. */
+function putStr(b: Buffer, pos: number, s: string, len: number): number {
+  putU32(b, pos, len);
+  const p = pos + 4;
+  if (len === s.length) for (let i = 0; i < len; i++) b[p + i] = s.charCodeAt(i);
+  else b.write(s, p, len, 'utf8');
+  return p + len;
+}
+
+/**
+ * The binary form of a hot envelope, or null when `env` is not one (or not of the declared shape, or
+ * its header would be too long): the caller then sends it as msgpack.
+ */
+export function encodeHot(env: Envelope): HotFrame | null {
+  if (env.k === 'n') {
+    const n = env.b;
+    if (n.t !== 'pub!') return null;
+    const pub = n.pub;
+    const ex = n.ex;
+    const at = n.at;
+    if (
+      typeof pub.channel !== 'string' ||
+      typeof pub.event !== 'string' ||
+      typeof pub.offset !== 'number' ||
+      (ex !== undefined && typeof ex !== 'string') ||
+      (at !== undefined && typeof at !== 'number')
+    ) {
+      return null;
+    }
+    const chLen = utf8Len(pub.channel);
+    const evLen = utf8Len(pub.event);
+    const exLen = ex !== undefined ? utf8Len(ex) : -4;
+    const hlen = 24 + 4 + chLen + 4 + evLen + 4 + exLen;
+    if (hlen > MAX_HEADER) return null;
+    const b = packr.pack(pub.data, PACK_MODE | hlen) as Packed;
+    const s = b.start;
+    b[s] = BIN;
+    b[s + 1] = K_PUB_NOTICE;
+    b[s + 2] = (ex !== undefined ? F_EX : 0) | (at !== undefined ? F_AT : 0);
+    b[s + 3] = 0;
+    putU32(b, s + 4, 0);
+    putF64(b, s + 8, pub.offset);
+    putF64(b, s + 16, at ?? 0);
+    let p = putStr(b, s + 24, pub.channel, chLen);
+    p = putStr(b, p, pub.event, evLen);
+    if (ex !== undefined) putStr(b, p, ex, exLen);
+    result.buf = b;
+    result.start = s;
+    result.end = b.end;
+    return result;
+  }
+  if (env.k === 'q') {
+    const q = env.b;
+    if (q.t !== 'pub') return null;
+    const src = SOURCES.indexOf(q.src);
+    if (
+      src < 0 ||
+      typeof env.id !== 'number' ||
+      env.id < 0 ||
+      env.id > 0xffffffff ||
+      typeof q.ch !== 'string' ||
+      typeof q.ev !== 'string' ||
+      (q.ex !== undefined && typeof q.ex !== 'string') ||
+      (q.at !== undefined && typeof q.at !== 'number') ||
+      (q.w !== undefined && q.w !== 1)
+    ) {
+      return null;
+    }
+    const chLen = utf8Len(q.ch);
+    const evLen = utf8Len(q.ev);
+    const exLen = q.ex !== undefined ? utf8Len(q.ex) : -4;
+    const hlen = 16 + 4 + chLen + 4 + evLen + 4 + exLen;
+    if (hlen > MAX_HEADER) return null;
+    const b = packr.pack(q.from === undefined ? q.data : [q.data, q.from], PACK_MODE | hlen) as Packed;
+    const s = b.start;
+    b[s] = BIN;
+    b[s + 1] = K_PUB_REQ;
+    b[s + 2] = (q.ex !== undefined ? F_EX : 0) | (q.at !== undefined ? F_AT : 0) | (q.from !== undefined ? F_FROM : 0) | (q.w !== undefined ? F_W : 0);
+    b[s + 3] = src;
+    putU32(b, s + 4, env.id);
+    putF64(b, s + 8, q.at ?? 0);
+    let p = putStr(b, s + 16, q.ch, chLen);
+    p = putStr(b, p, q.ev, evLen);
+    if (q.ex !== undefined) putStr(b, p, q.ex, exLen);
+    result.buf = b;
+    result.start = s;
+    result.end = b.end;
+    return result;
+  }
+  if (env.ok !== true || typeof env.id !== 'number' || env.id < 0 || env.id > 0xffffffff) return null;
+  const b = packr.pack(env.v, PACK_MODE | 8) as Packed;
+  const s = b.start;
+  b[s] = BIN;
+  b[s + 1] = K_REPLY;
+  b[s + 2] = 0;
+  b[s + 3] = 0;
+  putU32(b, s + 4, env.id);
+  result.buf = b;
+  result.start = s;
+  result.end = b.end;
+  return result;
+}
+
+function bad(): never {
+  throw new Error('malformed binary mesh frame');
+}
+
+/**
+ * The last string decoded in each slot (channel, event), with its bytes: a hot channel's frames repeat
+ * the same names, and handing back the same string also saves the receiver hashing it again.
+ */
+const CACHE_MAX = 64;
+const cacheStr: string[] = ['', ''];
+const cacheBytes: Uint8Array[] = [new Uint8Array(CACHE_MAX), new Uint8Array(CACHE_MAX)];
+const cacheLen: number[] = [-1, -1];
+
+/** Reads a u32-length-prefixed UTF-8 string at `pos` of frame bytes 0..end; sets `strEnd`. */
+let strEnd = 0;
+function readStr(b: Buffer, pos: number, end: number, slot: number): string {
+  if (pos + 4 > end) bad();
+  const n = b[pos]! | (b[pos + 1]! << 8) | (b[pos + 2]! << 16) | (b[pos + 3]! << 24);
+  const s = pos + 4;
+  const e = s + n;
+  if (n < 0 || e > end) bad();
+  strEnd = e;
+  if (slot >= 0 && n <= CACHE_MAX) {
+    const cb = cacheBytes[slot]!;
+    if (cacheLen[slot] === n) {
+      let i = 0;
+      while (i < n && cb[i] === b[s + i]) i++;
+      if (i === n) return cacheStr[slot]!;
+    }
+    const str = b.toString('utf8', s, e);
+    for (let i = 0; i < n; i++) cb[i] = b[s + i]!;
+    cacheLen[slot] = n;
+    cacheStr[slot] = str;
+    return str;
+  }
+  return b.toString('utf8', s, e);
+}
+
+let view: ArrayBufferLike | null = null;
+let view64: Float64Array<ArrayBufferLike> = new Float64Array(0);
+let view32: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+/** Float64/Uint32 views of a frame buffer (its bytes start at offset 0 of its ArrayBuffer). */
+function views(b: Buffer): void {
+  if (b.buffer !== view) {
+    if (b.byteOffset !== 0) bad();
+    const ab = b.buffer;
+    view = ab;
+    view64 = new Float64Array(ab, 0, ab.byteLength >> 3);
+    view32 = new Uint32Array(ab, 0, ab.byteLength >> 2);
+  }
+}
+
+const range = { start: 0, end: 0 };
+
+/**
+ * Decodes bytes 0..end of `b` (b[0] === BIN) into the envelope the msgpack form would have given. `b`
+ * must start at offset 0 of its own ArrayBuffer (the ring consumer's decode buffers do): the float and
+ * id fields are read through aligned typed-array views.
+ */
+export function decodeHot(b: Buffer, end: number, unpackr: Unpackr): Envelope {
+  if (end < 8) bad();
+  const kind = b[1];
+  const flags = b[2]!;
+  if (kind === K_PUB_NOTICE) {
+    if (end < 24) bad();
+    views(b);
+    const offset = view64[1]!;
+    const at = view64[2]!;
+    const channel = readStr(b, 24, end, 0);
+    const event = readStr(b, strEnd, end, 1);
+    const ex = (flags & F_EX) !== 0 ? readStr(b, strEnd, end, -1) : undefined;
+    range.start = strEnd;
+    range.end = end;
+    const data = strEnd < end ? unpackr.unpack(b, range) : bad();
+    const n: Extract<Envelope, { k: 'n' }>['b'] & { t: 'pub!' } = { t: 'pub!', pub: { channel, event, data, offset } };
+    if (ex !== undefined) n.ex = ex;
+    if ((flags & F_AT) !== 0) n.at = at;
+    return { k: 'n', b: n };
+  }
+  if (kind === K_PUB_REQ) {
+    if (end < 16) bad();
+    const src = SOURCES[b[3]!] ?? bad();
+    views(b);
+    const id = view32[1]!;
+    const at = view64[1]!;
+    const ch = readStr(b, 16, end, 0);
+    const ev = readStr(b, strEnd, end, 1);
+    const ex = (flags & F_EX) !== 0 ? readStr(b, strEnd, end, -1) : undefined;
+    range.start = strEnd;
+    range.end = end;
+    let data = strEnd < end ? unpackr.unpack(b, range) : bad();
+    const req: Extract<Envelope, { k: 'q' }>['b'] & { t: 'pub' } = { t: 'pub', ch, ev, data: undefined, src };
+    if ((flags & F_FROM) !== 0) {
+      if (!Array.isArray(data) || data.length !== 2 || typeof data[1] !== 'object' || data[1] === null) bad();
+      req.from = data[1];
+      data = data[0];
+    }
+    req.data = data;
+    if (ex !== undefined) req.ex = ex;
+    if ((flags & F_AT) !== 0) req.at = at;
+    if ((flags & F_W) !== 0) req.w = 1;
+    return { k: 'q', id, b: req };
+  }
+  if (kind === K_REPLY) {
+    views(b);
+    const id = view32[1]!;
+    range.start = 8;
+    range.end = end;
+    const v = end > 8 ? unpackr.unpack(b, range) : bad();
+    return { k: 'r', id, ok: true, v };
+  }
+  return bad();
+}
