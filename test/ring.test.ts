@@ -628,6 +628,8 @@ t.test('binary hot frames: pub! notices, pub requests and replies decode to what
     { k: 'n', b: { t: 'pub!', pub: { channel: 'c'.repeat(300), event: 'e', data: 1, offset: 1 } } },
     { k: 'n', b: { t: 'pub!', pub: { channel: 7 as unknown as string, event: 'e', data: 1, offset: 1 } } },
     { k: 'n', b: { t: 'pub!', pub: { channel: 'c', event: 'e', data: 1, offset: '1' as unknown as number } } },
+    // A presence client event's sender (Pusher's user_id) has no place in the binary header.
+    { k: 'n', b: { t: 'pub!', pub: { channel: 'presence-c', event: 'client-x', data: 1, offset: 1, user: 'bob' } } },
     { k: 'q', id: 1, b: { t: 'sub', ch: 'c', conn: { id: '0.1' } } },
     { k: 'q', id: 1, b: { t: 'pub', ch: 'c', ev: 'e', data: 1, src: 'nowhere' as 'api' } },
     { k: 'q', id: -1, b: { t: 'pub', ch: 'c', ev: 'e', data: 1, src: 'api' } },

@@ -98,6 +98,8 @@ export function encodeHot(env: Envelope): HotFrame | null {
       typeof pub.channel !== 'string' ||
       typeof pub.event !== 'string' ||
       typeof pub.offset !== 'number' ||
+      // The sender of a presence client event (Pusher's user_id) is rare: such publications stay msgpack.
+      pub.user !== undefined ||
       (ex !== undefined && typeof ex !== 'string') ||
       (at !== undefined && typeof at !== 'number')
     ) {
