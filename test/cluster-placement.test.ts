@@ -190,7 +190,10 @@ t.test('SIGTERM hands the actor over at once, with its state', async (t) => {
   const leaving = hosts.find((h) => ids.get(h) === before.host)!;
   await leaving.stop();
   hosts.splice(hosts.indexOf(leaving), 1);
-  t.same(await owner(ch, hosts[0]!), { host: null, shard: null, placement: 'leased' }, 'the lease was released on shutdown (no owner until the next event)');
+  // Released, not left to expire: right after the stop the lease no longer names the stopped host.
+  // (Another host may already hold it: the stopped host's subscribers leaving are events too.)
+  const right = await owner(ch, hosts[0]!);
+  t.ok(right.host === null || (right.host !== before.host && right.epoch > before.epoch), `the lease was released on shutdown (owner now ${right.host})`);
   const stay = all.filter((b) => b.host !== leaving);
   t.equal((await bid(stay[0]!, ch, 60)).error?.code, 'bid_too_low', 'state carried over');
   t.equal((await bid(stay[1]!, ch, 80)).ok, true);

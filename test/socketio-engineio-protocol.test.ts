@@ -130,9 +130,10 @@ t.test('message / polling: duplicate polls close the session', async (t) => {
     await sleep(5); // the suite's own spacing: the second poll arrives while the first is held
     const second = await get(`EIO=4&transport=polling&sid=${sid}&t=burst`);
     const r1 = await first;
-    t.equal(r1.status, 200);
-    t.equal(r1.text, '1', 'the held poll gets the close packet');
-    t.equal(second.status, 400);
+    // Normally the first is held and the second is the duplicate; on a loaded machine the first
+    // request can reach the server after the second (two connections), and then the roles swap.
+    const answers = [r1, second].map((r) => (r.status === 200 ? `200 ${r.text}` : String(r.status))).sort();
+    t.same(answers, ['200 1', '400'], 'the held poll gets the close packet, the duplicate a 400');
     t.equal((await get(`EIO=4&transport=polling&sid=${sid}`)).status, 400);
   }
 });
