@@ -3,7 +3,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { dropNamespace, machineRedis, startHost, until } from './helpers/redis.js';
-import { APP, connected, nextOn, pusherClient, sdk, subscribed } from './helpers/pusher.js';
+import { APP, connected, nextOn, nextWithMeta, pusherClient, sdk, subscribed } from './helpers/pusher.js';
 
 // Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
 t.setTimeout(600_000);
@@ -14,19 +14,6 @@ t.teardown(() => dropNamespace(redis.port, ns));
 const args = ['--pusher-app-id', APP.id, '--pusher-key', APP.key, '--pusher-secret', APP.secret];
 const A = await startHost(t, redis.url, ns, { workers: 2, args });
 const B = await startHost(t, redis.url, ns, { workers: 1, args });
-
-/** The next `event` on a pusher-js channel with the metadata pusher-js passes beside the data. */
-function nextWithMeta(ch: any, event: string, timeoutMs = 5000): Promise<{ data: any; meta: any }> {
-  return new Promise((resolve, reject) => {
-    const fn = (data: any, meta: any) => {
-      clearTimeout(timer);
-      ch.unbind(event, fn);
-      resolve({ data, meta });
-    };
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
-    ch.bind(event, fn);
-  });
-}
 
 t.test("client events: user_id on presence channels across hosts, kept in the Redis history", async (t) => {
   const ann = pusherClient(t, A.port, { member: { user_id: 'u-ann' } });

@@ -6,7 +6,7 @@ import { signJwt } from 'rt-actors';
 import { startServer, api, JWT_SECRET } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { nextEvent, sioConnect } from './helpers/sio.js';
-import { APP, connected, nextOn, pusherClient, pusherOptions, RawPusher, sdk, subscribed } from './helpers/pusher.js';
+import { APP, connected, nextOn, nextWithMeta, pusherClient, pusherOptions, RawPusher, sdk, subscribed } from './helpers/pusher.js';
 
 // Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
 t.setTimeout(600_000);
@@ -140,19 +140,6 @@ t.test('presence: members, member_added / member_removed once per user, client e
   bob2.disconnect();
   t.equal((await removed).id, '2', 'Bob leaves once his last connection is gone');
 });
-
-/** The next `event` on a pusher-js channel with the metadata pusher-js passes beside the data. */
-function nextWithMeta(ch: any, event: string, timeoutMs = 5000): Promise<{ data: any; meta: any }> {
-  return new Promise((resolve, reject) => {
-    const fn = (data: any, meta: any) => {
-      clearTimeout(timer);
-      ch.unbind(event, fn);
-      resolve({ data, meta });
-    };
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
-    ch.bind(event, fn);
-  });
-}
 
 t.test("client events on presence channels carry the sender's user_id; on private channels they do not", async (t) => {
   const s = shared;

@@ -174,3 +174,16 @@ export class RawPusher {
 }
 
 export const pusherOptions = (extra: Record<string, unknown> = {}) => ({ pusherAppId: APP.id, pusherKey: APP.key, pusherSecret: APP.secret, ...extra });
+
+/** The next `event` on a pusher-js channel with the metadata pusher-js passes beside the data. */
+export function nextWithMeta(ch: any, event: string, timeoutMs = 5000): Promise<{ data: any; meta: any }> {
+  return new Promise((resolve, reject) => {
+    const fn = (data: any, meta: any) => {
+      clearTimeout(timer);
+      ch.unbind(event, fn);
+      resolve({ data, meta });
+    };
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
+    ch.bind(event, fn);
+  });
+}
