@@ -163,7 +163,9 @@ export async function benchSocketIo(opts: { quick: boolean }): Promise<Record<st
     { name: 'socketio-uws', kind: 'socketio-uws', workers: 1 },
   ];
   const rows: Record<string, unknown>[] = [];
-  for (const target of targets) rows.push(...(await run(target, 1000, loads)));
+  const only = process.env.BENCH_SIO_TARGETS?.split(','); // e.g. rt,socketio-uws
+  for (const target of targets.filter((t) => !only || only.includes(t.name))) rows.push(...(await run(target, 1000, loads)));
+  if (only) return rows;
   for (const load of loads) {
     const row = (name: string) => rows.find((r) => r.server === name && r.load === load.name)!;
     const perCpu = (name: string) => row(name).deliveries_per_cpu_s as number;

@@ -66,6 +66,8 @@ export interface ServerConfig {
   idleTimeout: number;
   /** Bytes buffered for one slow subscriber before it is told and disconnected. */
   maxBackpressure: number;
+  /** Milliseconds a shard may hold publications so that a subscriber gets several in one socket write (0: off). */
+  writeDelay: number;
   /** Who may publish from a client connection: none, subscribers of private/presence channels, or any subscriber. */
   clientPublish: 'none' | 'private' | 'all';
   /** Socket hand-off between threads: uWS app descriptors, SO_REUSEPORT, or detect. */
@@ -212,6 +214,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'maxChannelsPerConnection', type: 'int', default: 100, min: 1, max: 100_000, doc: 'channels one connection may join' },
   { key: 'idleTimeout', type: 'duration', default: 60, min: 8, max: 960, doc: 'seconds of silence before a connection is closed; pings are sent automatically' },
   { key: 'maxBackpressure', type: 'bytes', default: 1024 * 1024, min: 1024, doc: 'bytes buffered for a slow subscriber before it is disconnected' },
+  { key: 'writeDelay', type: 'int', default: 0, min: 0, max: 1000, doc: 'milliseconds a shard may hold a publication that arrives within this long of its previous delivery, so that each subscriber gets several in one socket write: less CPU per delivery on busy channels for at most this much added latency (publications further apart go out at once); 0 = off' },
   { key: 'clientPublish', type: 'enum', default: 'private', choices: ['none', 'private', 'all'], doc: 'who may publish from a client: nobody, subscribers of private-/presence- channels, any subscriber' },
   { key: 'acceptor', type: 'enum', default: 'auto', choices: ['auto', 'descriptor', 'reuseport'], doc: 'how sockets reach shards: uWS app descriptors, SO_REUSEPORT, or detect' },
   { key: 'ringSize', type: 'bytes', default: 1024 * 1024, min: 4096, max: 1024 * 1024 * 1024, doc: 'data bytes of each inter-thread ring queue' },

@@ -30,6 +30,11 @@ export interface HubOptions {
   ownerNotice?: (from: number, n: Notice) => void;
   /** Redis bridge: cluster-wide channel queries and user messages, instead of this host's owners. */
   bridge?: HubBridge;
+  /**
+   * --write-delay, in ms: publications that arrive within this long of the last delivery are held and
+   * delivered together, so each subscriber gets them in one socket write (0: every publication at once).
+   */
+  writeDelayMs?: number;
 }
 
 /** Memo for one delivery: each codec encodes at most once. */
@@ -74,6 +79,14 @@ export class Hub {
   /** Labels each connection was counted under, so it is uncounted under the same ones. */
   private readonly kinds = new WeakMap<Client, ConnKind>();
   private readonly outByKind = new Map<string, Series>();
+  /**
+   * Publications held by --write-delay, in arrival order. Anything else that reaches a subscriber of
+   * this thread (presence, pushes, subscription replies, history replays) first delivers them, so
+   * holding never reorders what a client sees; it only changes how many socket writes carry it.
+   */
+  private held: { pub: Publication; ex?: string; at?: number }[] = [];
+  private heldTimer?: NodeJS.Timeout | NodeJS.Immediate;
+  private lastDelivery = -Infinity;
 
   constructor(opts: HubOptions) {
     this.opts = opts;
@@ -201,6 +214,8 @@ export class Hub {
     return new Promise((resolve, reject) => {
       this.mesh.call<SubscribeResult>(this.ownerOf(channel), req, (err, res) => {
         client.pendingChannels!.delete(channel);
+        // Held publications precede the owner's answer: the client's position and resume count on them.
+        this.flushHeld();
         if (err) {
           const log = threadLogger();
           if (log.enabled('debug')) log.debug(`subscribe to ${channel} refused`, { event: 'subscribe.refused', conn: client.id, channel, code: (err as { code?: string }).code, detail: err.message });
@@ -254,6 +269,7 @@ export class Hub {
    * when a Socket.IO session upgrades from HTTP long-polling to a WebSocket on the same thread.
    */
   rebind(client: Client, ws: WebSocket<unknown> | undefined): void {
+    this.flushHeld();
     for (const ch of client.channels) {
       if (client.ws) client.ws.unsubscribe(client.codec.tag + ch);
       else {
@@ -289,6 +305,7 @@ export class Hub {
 
   unsubscribe(client: Client, channel: string): boolean {
     if (!client.channels.delete(channel)) return false;
+    this.flushHeld();
     this.dropLocal(client, channel, true);
     const log = threadLogger();
     if (log.enabled('debug')) log.debug(`unsubscribed from ${channel}`, { event: 'unsubscribe', conn: client.id, channel });
@@ -390,9 +407,9 @@ export class Hub {
   }
 
   private onNotice(from: number, n: Notice): void {
+    if (n.t === 'pub!') return this.deliverOrHold(n.pub, n.ex, n.at);
+    this.flushHeld();
     switch (n.t) {
-      case 'pub!':
-        return this.deliver(n.pub, n.ex, n.at);
       case 'join!':
       case 'leave!':
         return this.deliverPresence(n.t, n.ch, n.m, n.ex);
@@ -416,6 +433,34 @@ export class Hub {
         this.opts.ownerNotice?.(from, n);
     }
   }
+
+  /**
+   * Nagle-like: a publication arriving more than --write-delay after the last delivery goes out at
+   * the end of this event-loop turn (with whatever else this turn brings: no added latency at low
+   * rates); closer ones wait for the end of that window, so a busy channel's subscribers get several
+   * publications per socket write.
+   */
+  private deliverOrHold(pub: Publication, ex?: string, at?: number): void {
+    const w = this.opts.writeDelayMs;
+    if (!w) return this.deliver(pub, ex, at);
+    this.held.push({ pub, ex, at });
+    if (this.heldTimer) return;
+    const wait = this.lastDelivery + w - performance.now();
+    this.heldTimer = wait > 0 ? setTimeout(this.flushHeld, wait) : setImmediate(this.flushHeld);
+  }
+
+  /** Delivers what --write-delay holds, in order, in this event-loop turn (uWS then writes once per socket). */
+  readonly flushHeld = (): void => {
+    const t = this.heldTimer;
+    if (!t) return;
+    clearTimeout(t as NodeJS.Timeout);
+    clearImmediate(t as NodeJS.Immediate);
+    this.heldTimer = undefined;
+    this.lastDelivery = performance.now();
+    const held = this.held;
+    this.held = [];
+    for (const h of held) this.deliver(h.pub, h.ex, h.at);
+  };
 
   /** `at`: when the publish entered the server (preciseNow), for rt_publish_deliver_seconds. */
   private deliver(pub: Publication, exclude?: string, at?: number): void {

@@ -131,6 +131,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     mesh,
     app,
     maxChannelsPerConnection: config.maxChannelsPerConnection,
+    writeDelayMs: config.writeDelay,
     bridge: bridge?.hub,
     ownerRequest: (_from, req) => host.handle(req),
     ownerNotice: (_from, n) => {
@@ -288,6 +289,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       while (ctx.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       post({ type: 'drained' });
     } else if (cmd.type === 'stop') {
+      hub.flushHeld();
       for (const c of [...hub.clients.values()]) c.disconnect(CloseCode.SHUTDOWN, 'server shutting down: reconnect and resume', true);
       await mesh.flushed(Math.min(cmd.timeoutMs, 2000));
       // Let uWS write the close frames before the app goes away.
