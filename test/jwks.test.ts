@@ -4,6 +4,7 @@ import t from 'tap';
 import { createServer as createHttpServer } from 'node:http';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
+import WebSocket from 'ws';
 import { startServer } from './helpers/server.js';
 import { openAs } from './helpers/open-as.js';
 
@@ -102,4 +103,62 @@ t.test('JWKS: an unreachable key set is a clear refusal, and a bad URL stops the
   t.match(o.body.error.message, /JWKS at http:\/\/127\.0\.0\.1:1\/jwks\.json could not be fetched/);
   const err = await startServer(t, { jwksUrl: 'ftp://idp.test/keys' }).then(() => '', (e: Error) => e.message);
   t.match(err, /JWKS URL must be http\(s\)/);
+});
+
+t.test('frames sent while the key set is being fetched: up to 32 are held and answered once it is checked, more are refused', async (t) => {
+  const key = makeKey('slow-key', 'RS256');
+  // The key set answers only when the test releases it, so the check is pending for as long as needed.
+  const waiting: (() => void)[] = [];
+  const idp = createHttpServer((req, res) => {
+    const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.jwk] }));
+    waiting.push(answer);
+  });
+  await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const answer of waiting.splice(0)) answer();
+    idp.close();
+  });
+  const jwksUrl = `http://127.0.0.1:${(idp.address() as { port: number }).port}/.well-known/jwks.json`;
+  const opts = { jwksUrl, jwtAudience: [AUDIENCE], jwtIssuer: [ISSUER], requireAuth: true };
+  const s = await startServer(t, opts);
+  const fetchStarted = async (n: number) => {
+    const deadline = Date.now() + 5000;
+    while (waiting.length < n) {
+      if (Date.now() > deadline) throw new Error('the server never asked for the key set');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  const open = async (url: string) => {
+    const ws = new WebSocket(`${url}/ws`, { headers: { authorization: `Bearer ${await token(key)}` } });
+    const frames: any[] = [];
+    ws.on('message', (raw) => frames.push(JSON.parse(raw.toString())));
+    const closed = new Promise<number>((r) => ws.once('close', (code) => r(code)));
+    await new Promise<void>((resolve, reject) => (ws.once('open', () => resolve()), ws.once('error', reject)));
+    return { ws, frames, closed };
+  };
+
+  // 32 requests before the check: held, then answered once the key arrives.
+  const patient = await open(s.url);
+  t.teardown(() => patient.ws.close());
+  for (let ref = 1; ref <= 32; ref++) patient.ws.send(JSON.stringify({ op: 'subscribe', channel: `early-${ref}`, ref }));
+  await fetchStarted(1);
+  t.equal(patient.frames.length, 0, 'no welcome while the key is being fetched');
+  for (const answer of waiting.splice(0)) answer();
+  const deadline = Date.now() + 5000;
+  while (patient.frames.filter((f) => f.op === 'reply').length < 32 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  t.equal(patient.frames[0]?.op, 'welcome', 'welcome first');
+  // (Replies come back as each channel's owner answers, so not necessarily in the order sent.)
+  const replies = patient.frames.filter((f) => f.op === 'reply').sort((x, y) => x.ref - y.ref);
+  t.same(replies.map((f) => [f.ref, f.ok]), Array.from({ length: 32 }, (_, i) => [i + 1, true]), 'every held request answered');
+
+  // The 33rd frame before the check ends the connection: a clear error, then close 4001. A second
+  // server, so the key is not cached and its fetch stays pending.
+  const s2 = await startServer(t, opts);
+  const eager = await open(s2.url);
+  for (let ref = 1; ref <= 33; ref++) eager.ws.send(JSON.stringify({ op: 'subscribe', channel: `eager-${ref}`, ref }));
+  t.equal(await eager.closed, 4001, 'closed as unauthorized');
+  const err = eager.frames.find((f) => f.op === 'error');
+  t.equal(err?.error?.code, 'rate_limited');
+  t.match(String(err?.error?.message), /32 frames before the token was checked/);
+  t.notOk(eager.frames.some((f) => f.op === 'welcome' || f.op === 'reply'), 'nothing of it was admitted');
 });
