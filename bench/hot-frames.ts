@@ -9,6 +9,7 @@
 import { pathToFileURL } from 'node:url';
 import { allocDoorbell, allocRing, RingConsumer, RingProducer } from '../src/runtime/ring.js';
 import { encodeHot } from '../src/runtime/frames.js';
+import { JsonData, JsonPublication } from '../src/protocol/json-data.js';
 import type { Envelope } from '../src/runtime/messages.js';
 
 function cpuNs(): number {
@@ -18,8 +19,11 @@ function cpuNs(): number {
 
 export async function benchHotFrames(opts: { quick: boolean }): Promise<Array<Record<string, unknown>>> {
   const data = { seq: 1, t: 1764111111111.5, text: 'x'.repeat(40) };
+  const dataText = JSON.stringify(data);
   const kinds: Array<[string, (i: number) => Envelope]> = [
     ['pub! notice', (i) => ({ k: 'n', b: { t: 'pub!', pub: { channel: 'bench-room', event: 'message', data, offset: i }, at: 1234.5 } })],
+    // The payload kept as JSON text (json-data.ts): a fresh JsonData per frame, as per publication.
+    ['pub! notice, JSON text', (i) => ({ k: 'n', b: { t: 'pub!', pub: new JsonPublication('bench-room', 'message', i, new JsonData(dataText)), at: 1234.5 } })],
     ['pub request', (i) => ({ k: 'q', id: i, b: { t: 'pub', ch: 'bench-room', ev: 'message', data, src: 'api', at: 1234.5 } })],
     ['reply', (i) => ({ k: 'r', id: i, ok: true, v: { offset: i } })],
     ['join! (control)', () => ({ k: 'n', b: { t: 'join!', ch: 'presence-room', m: { user_id: '42', user_info: { name: 'x'.repeat(30) } } } })],

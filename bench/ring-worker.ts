@@ -5,6 +5,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Doorbell, RingConsumer, RingProducer } from '../src/runtime/ring.js';
 import { encodeHot } from '../src/runtime/frames.js';
+import { JsonData, JsonPublication } from '../src/protocol/json-data.js';
 
 interface Init {
   role: 'producer' | 'consumer';
@@ -13,7 +14,7 @@ interface Init {
   consumerBell: SharedArrayBuffer;
   port: MessagePort;
   payloadBytes: number;
-  payloadKind: 'buffer' | 'string' | 'pub-binary' | 'pub-msgpack';
+  payloadKind: 'buffer' | 'string' | 'pub-binary' | 'pub-msgpack' | 'pub-json';
 }
 type Cmd = { cmd: 'run'; mode: 'ring' | 'postmessage'; n: number };
 
@@ -38,9 +39,19 @@ if (init.role === 'producer') {
   // the mesh sends it (binary, frames.ts) or as the generic msgpack map it was before.
   const pub = { channel: 'bench-room', event: 'message', data: { text: msg.payload }, offset: 0 };
   const env = { k: 'n' as const, b: { t: 'pub!' as const, pub, at: 1234.5 } };
-  const isPub = init.payloadKind === 'pub-binary' || init.payloadKind === 'pub-msgpack';
+  // The same publication with its payload kept as JSON text, as it crosses threads when it came from
+  // a JSON client or the HTTP API (json-data.ts): the receiver gets the text, not a parsed value.
+  const jsonPub = new JsonPublication('bench-room', 'message', 0, new JsonData(JSON.stringify({ text: msg.payload })));
+  const jsonEnv = { k: 'n' as const, b: { t: 'pub!' as const, pub: jsonPub, at: 1234.5 } };
+  const isPub = init.payloadKind.startsWith('pub-');
   const sendRing =
-    init.payloadKind === 'pub-binary'
+    init.payloadKind === 'pub-json'
+      ? (i: number): void => {
+          jsonPub.offset = i;
+          const h = encodeHot(jsonEnv)!;
+          producer.sendEncoded(h.buf, h.start, h.end - h.start);
+        }
+      : init.payloadKind === 'pub-binary'
       ? (i: number): void => {
           pub.offset = i;
           const h = encodeHot(env)!;

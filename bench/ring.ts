@@ -45,7 +45,7 @@ function nextReply(w: Worker, key: keyof Reply): Promise<Reply> {
 
 async function measurePair(
   payloadBytes: number,
-  payloadKind: 'buffer' | 'string' | 'pub-binary' | 'pub-msgpack',
+  payloadKind: 'buffer' | 'string' | 'pub-binary' | 'pub-msgpack' | 'pub-json',
   n: number,
   reps: number,
 ): Promise<{ ring: number; post: number }> {
@@ -102,7 +102,9 @@ function median(xs: number[]): number {
  * Messages are `{ seq, payload }` with a Buffer or a string payload of the given size, the same
  * object for both transports; or (`pub-binary`, `pub-msgpack`) the product's hottest frame, a `pub!`
  * notice whose data holds a string of that size, through the ring in its binary form (as the mesh
- * sends it) or as a generic msgpack map (as it was sent before), and as the same object by postMessage. Both run in the same worker pair, interleaved, median of `reps`.
+ * sends it) or as a generic msgpack map (as it was sent before), or (`pub-json`) with its payload kept
+ * as JSON text (as a publication from the HTTP API or a JSON client crosses threads), and as the same
+ * object by postMessage. Both run in the same worker pair, interleaved, median of `reps`.
  */
 export async function benchRing(opts: { quick: boolean }): Promise<Array<Record<string, unknown>>> {
   const sizes = opts.quick
@@ -116,7 +118,7 @@ export async function benchRing(opts: { quick: boolean }): Promise<Array<Record<
       ];
   const out: Array<Record<string, unknown>> = [];
   for (const s of sizes) {
-    for (const kind of ['buffer', 'string', 'pub-binary', 'pub-msgpack'] as const) {
+    for (const kind of ['buffer', 'string', 'pub-binary', 'pub-msgpack', 'pub-json'] as const) {
       const { ring, post } = await measurePair(s.payload, kind, s.n, s.reps);
       out.push({
         bench: 'ring',

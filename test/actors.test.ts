@@ -56,3 +56,16 @@ t.test('the shipped example actor (actors/chat-room.ts) works as documented', as
 t.test('a broken actor folder fails the start with a clear error', async (t) => {
   await t.rejects(startServer(t, { actors: '/nonexistent/folder' }), /cannot read folder/);
 });
+
+t.test('an actor that changes a published message in place: every subscriber, on every shard and protocol, gets the change', async (t) => {
+  const s = await startServer(t, { actors: fixtures });
+  const clients = [await TestClient.connect(s.url + '/ws'), await TestClient.connect(s.url + '/ws'), await TestClient.connect(s.url + '/ws', { msgpack: true })];
+  t.teardown(() => clients.forEach((c) => c.close()));
+  t.same(new Set(clients.slice(0, 2).map((c) => c.welcome.socket_id.split('.')[0])).size, 2, 'subscribers on both shards');
+  for (const c of clients) t.equal((await c.request({ op: 'subscribe', channel: 'stamped-1' })).ok, true);
+  t.equal((await api(s.http, '/api/publish', { channel: 'stamped-1', event: 'e', data: { n: 1 } })).status, 200);
+  clients[0]!.send({ op: 'publish', channel: 'stamped-1', event: 'e', data: { n: 2 } });
+  for (const c of clients) t.same((await c.waitForMessages('stamped-1', 2)).map((f) => f.data), [{ n: 1, stamped: 'stamped-1' }, { n: 2, stamped: 'stamped-1' }]);
+  const hist = await clients[1]!.request({ op: 'history', channel: 'stamped-1', limit: 2 });
+  t.same(hist.publications.map((p: any) => p.data), [{ n: 1, stamped: 'stamped-1' }, { n: 2, stamped: 'stamped-1' }], 'history keeps the changed value');
+});

@@ -654,6 +654,71 @@ t.test('binary hot frames: pub! notices, pub requests and replies decode to what
   t.throws(() => decodeHot(hugeLen, goodLen, unpackr), 'string length past the end');
 });
 
+t.test('a payload kept as JSON text crosses as text: decoded lazily, spliced by the codecs, dropped once read', async (t) => {
+  const { encodeHot, decodeHot } = await import('../src/runtime/frames.js');
+  const { JsonData, JsonPublication, JsonPubRequest, JsonMessage, jsonDataOf, rawJson } = await import('../src/protocol/json-data.js');
+  const { Unpackr, pack, unpack } = await import('msgpackr');
+  const unpackr = new Unpackr({ useRecords: false, copyBuffers: true });
+  type Env = import('../src/runtime/messages.js').Envelope;
+  const roundTrip = (env: Env): any => {
+    const h = encodeHot(env)!;
+    const b = Buffer.allocUnsafeSlow(h.end - h.start + 16);
+    h.buf.copy(b, 0, h.start, h.end);
+    return decodeHot(b, h.end - h.start, unpackr);
+  };
+  const value = { s: 'é"\\\n\u2028🙂', n: -1.5e-7, a: [null, true, {}], deep: { x: [[1]] } };
+  const text = JSON.stringify(value);
+
+  const pub = new JsonPublication('c', 'e', 9, new JsonData(text));
+  const notice = roundTrip({ k: 'n', b: { t: 'pub!', pub: pub as never }, ex: '0.1' } as Env);
+  t.equal(rawJson(notice.b.pub), text, 'the pub! notice arrives with the same text, not parsed');
+  t.equal(rawJson(pub), text, 'encoding did not read the value');
+  t.same(notice.b.pub.data, value, 'the value parses from it on demand');
+  t.equal(rawJson(notice.b.pub), undefined, 'once the value was read, the text is no longer used');
+
+  const req = Object.assign(new JsonPubRequest('room', 'm', 'client', new JsonData(text)), { from: { id: '0.5' }, at: 1.5 });
+  const decodedReq = roundTrip({ k: 'q', id: 3, b: req as never });
+  t.equal(rawJson(decodedReq.b), text, 'a pub request carries the text too');
+  t.same(decodedReq.b.from, { id: '0.5' });
+  const msg = new JsonMessage('m', jsonDataOf(decodedReq.b)!);
+  t.equal(rawJson(msg), text, 'handed on to the actor message without reading it');
+
+  // Generic encodings (msgpack of a whole envelope, JSON) see plain objects with the value.
+  const copy = unpack(pack({ pub: new JsonPublication('c', 'e', 9, new JsonData(text)) })) as Record<string, unknown>;
+  t.same(copy, { pub: { channel: 'c', event: 'e', offset: 9, data: value } });
+  const reqCopy = unpack(pack(Object.assign(new JsonPubRequest('r', 'e', 'api', new JsonData('[1,2]')), { ex: '0.2', w: 1 as const })));
+  t.same(reqCopy, { t: 'pub', ch: 'r', ev: 'e', data: [1, 2], src: 'api', ex: '0.2', w: 1 });
+  t.equal(JSON.stringify(new JsonMessage('a', new JsonData('"x"'))), '{"event":"a","data":"x"}');
+  t.same(unpack(pack(new JsonMessage('a', new JsonData('{"k":[true]}')))), { event: 'a', data: { k: [true] } });
+
+  // Assigning data replaces the payload.
+  const replaced = new JsonMessage('e', new JsonData('1'));
+  replaced.data = 2;
+  t.equal(replaced.data, 2);
+  t.equal(rawJson(replaced), undefined);
+  t.equal(JsonData.of(undefined), undefined, 'undefined has no JSON text');
+
+  // The codecs write the same bytes from the text as from the value.
+  const { allCodecs } = await import('../src/protocol/codecs.js');
+  await import('../src/transports/sse.js');
+  await import('../src/transports/pusher/codec.js');
+  const { namespaceCodec } = await import('../src/transports/socketio/codec.js');
+  namespaceCodec('/', 'json', () => {});
+  namespaceCodec('/admin', 'json', () => {});
+  let n = 0;
+  namespaceCodec('/r', 'json', () => {}, () => `off-${n++}`);
+  for (const data of [value, 'a "string"', 0, null, [], 'x'.repeat(3000)]) {
+    for (const codec of allCodecs()) {
+      if (codec.binary) continue;
+      const fromValue = codec.pub({ channel: 'private-room', event: 'tick', data, offset: 42 });
+      n--; // the recovery codec numbers each call: give the spliced one the same offset
+      const fromText = codec.pub(new JsonPublication('private-room', 'tick', 42, JsonData.of(data)!));
+      if (fromText !== fromValue) t.fail(`${codec.name}: ${String(fromText).slice(0, 120)} != ${String(fromValue).slice(0, 120)}`);
+    }
+  }
+  t.pass('every text codec writes identical frames from the text');
+});
+
 t.test('binary and msgpack frames share a ring in order; a malformed frame throws once and is skipped', async (t) => {
   const { encodeHot } = await import('../src/runtime/frames.js');
   const ring = allocRing(1 << 12);

@@ -9,6 +9,7 @@ import { channelAllowed } from '../auth/jwt.js';
 import { channelKind, type ChannelKind } from '../auth/channels.js';
 import { RtError } from '../errors.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
+import { jsonDataOf, JsonPublication } from '../protocol/json-data.js';
 import type { ConnRef, PublishResult, PublishSource, SubscribeResult } from '../runtime/messages.js';
 import { threadOfSocket } from '../runtime/hash.js';
 import type { Broker, BrokerMessage, ChannelSink, HistoryBounds } from '../bridge/broker.js';
@@ -170,7 +171,7 @@ export class ChannelActor {
       broadcast: (event, data) => {
         assertEventName(event);
         if (self.stopped) return 0;
-        const r = self.emit(event, data);
+        const r = self.emit({ event, data });
         if (!(r instanceof Pending)) return r.offset!;
         // With a broker the offset is assigned by Redis later; a failure is logged, not thrown at the hook.
         r.done.catch((err) => self.log(`broadcast from actor hook failed`, err));
@@ -204,6 +205,11 @@ export class ChannelActor {
       this.log(`init failed (actor ${this.file})`, err);
       throw new RtError('actor_failed', `the channel actor of ${this.name} failed to start; see the server log`, 500);
     }
+  }
+
+  /** Whether a hook of this actor sees published messages (onPublish, onMessage). */
+  get readsMessages(): boolean {
+    return this.def.onPublish !== undefined || this.def.onMessage !== undefined;
   }
 
   get subscriberCount(): number {
@@ -614,27 +620,30 @@ export class ChannelActor {
       const r = (verdict as unknown as Published).result;
       return r instanceof Promise ? new Pending(r) : r;
     }
-    if (verdict === undefined) return this.emit(msg.event, msg.data, exclude, at, clientEventUser(msg.event, user));
+    if (verdict === undefined) return this.emit(msg, exclude, at, clientEventUser(msg.event, user));
     const v = verdict as Partial<OutgoingMessage> & { reply?: unknown };
     if (typeof v !== 'object') throw new RtError('actor_failed', `the channel actor of ${this.name} returned ${typeof v} instead of a message or { reply }`, 500);
     // Only a client has someone to reply to; backend publishes always publish (and have an offset).
     if ('reply' in v && v.event === undefined && source === 'client') return { data: v.reply };
     if (typeof v.event !== 'string' || v.event.length === 0) throw new RtError('actor_failed', `the channel actor of ${this.name} returned a message without an event`, 500);
-    const out = this.emit(v.event, v.data, exclude, at, clientEventUser(v.event, user));
+    const out = this.emit(v as OutgoingMessage, exclude, at, clientEventUser(v.event, user));
     return 'reply' in v ? withReply(out, v.reply) : out;
   }
 
   /** Assigns the next offset, records, and sends one frame to each thread that has subscribers. */
-  private emit(event: string, data: unknown, exclude?: string, at?: number, user?: string): PublishResult | Pending {
+  private emit(out: OutgoingMessage, exclude?: string, at?: number, user?: string): PublishResult | Pending {
     const now = Date.now();
     this.lastActivity = now;
+    const event = out.event;
     if (this.env.broker) {
       // Redis assigns the offset and fans out to every host, this one included (see relay).
-      const msg: BrokerMessage = exclude ? { event, data, exclude } : { event, data };
+      const msg: BrokerMessage = exclude ? { event, data: out.data, exclude } : { event, data: out.data };
       if (user !== undefined) msg.user = user;
       return new Pending(this.env.broker.publish(this.name, msg, this.bounds).then((pos) => ({ offset: pos!.offset })));
     }
-    const pub: Publication = { channel: this.name, event, data, offset: ++this.offset };
+    // The payload stays JSON text if it came as such and nothing read it (see json-data.ts).
+    const raw = jsonDataOf(out);
+    const pub: Publication = raw ? new JsonPublication(this.name, event, ++this.offset, raw) : { channel: this.name, event, data: out.data, offset: ++this.offset };
     if (user !== undefined) pub.user = user;
     this.history.push(pub, now);
     this.fanOut(pub, exclude, at);

@@ -3,7 +3,8 @@
  * once per codec that has local subscribers and hands the bytes to uWS topics (tag + channel).
  */
 import type { Member, Publication } from './native.js';
-import { encodeFrame, messageFrame } from './native.js';
+import { encodeFrame, messageFrame, messageFrameJson } from './native.js';
+import { rawJson } from './json-data.js';
 
 export type Encoded = string | Uint8Array;
 
@@ -48,7 +49,13 @@ function nativeCodec(format: 'json' | 'msgpack', tag: string): WireCodec {
     name: format,
     tag,
     binary: format === 'msgpack',
-    pub: (p) => encodeFrame(messageFrame(p), format),
+    pub:
+      format === 'json'
+        ? (p) => {
+            const raw = rawJson(p);
+            return raw === undefined ? encodeFrame(messageFrame(p), format) : messageFrameJson(p, raw);
+          }
+        : (p) => encodeFrame(messageFrame(p), format),
     join: (channel, member) => encodeFrame({ op: 'join', channel, member }, format),
     leave: (channel, member) => encodeFrame({ op: 'leave', channel, member }, format),
     user: (event, data) => encodeFrame({ op: 'message', event, data }, format),

@@ -169,3 +169,8 @@ export function wirePublication(p: Publication): Publication {
 export function messageFrame(p: Publication): object {
   return { op: 'message', channel: p.channel, event: p.event, data: p.data, offset: p.offset };
 }
+
+/** JSON.stringify(messageFrame(p)) with the data spliced in as `raw`, its JSON text (see json-data.ts). */
+export function messageFrameJson(p: Publication, raw: string): string {
+  return `{"op":"message","channel":${JSON.stringify(p.channel)},"event":${JSON.stringify(p.event)},"data":${raw},"offset":${JSON.stringify(p.offset)}}`;
+}

@@ -16,6 +16,7 @@
  */
 import { Packr, Unpackr, REUSE_BUFFER_MODE, RESET_BUFFER_MODE, RESERVE_START_SPACE } from 'msgpackr';
 import type { Envelope, PublishSource } from './messages.js';
+import { JsonData, JsonPublication, JsonPubRequest, rawJson } from '../protocol/json-data.js';
 
 /** First byte of every binary frame: "never used" in msgpack. */
 export const BIN = 0xc1;
@@ -29,6 +30,8 @@ const F_EX = 1;
 const F_AT = 2;
 const F_FROM = 4;
 const F_W = 8;
+/** The payload is the JSON text of `data` (a msgpack string), not `data` itself: see json-data.ts. */
+const F_JSON = 16;
 
 const SOURCES: readonly PublishSource[] = ['api', 'client', 'server', 'redis'];
 
@@ -110,11 +113,12 @@ export function encodeHot(env: Envelope): HotFrame | null {
     const exLen = ex !== undefined ? utf8Len(ex) : -4;
     const hlen = 24 + 4 + chLen + 4 + evLen + 4 + exLen;
     if (hlen > MAX_HEADER) return null;
-    const b = packr.pack(pub.data, PACK_MODE | hlen) as Packed;
+    const raw = rawJson(pub);
+    const b = packr.pack(raw ?? pub.data, PACK_MODE | hlen) as Packed;
     const s = b.start;
     b[s] = BIN;
     b[s + 1] = K_PUB_NOTICE;
-    b[s + 2] = (ex !== undefined ? F_EX : 0) | (at !== undefined ? F_AT : 0);
+    b[s + 2] = (ex !== undefined ? F_EX : 0) | (at !== undefined ? F_AT : 0) | (raw !== undefined ? F_JSON : 0);
     b[s + 3] = 0;
     putU32(b, s + 4, 0);
     putF64(b, s + 8, pub.offset);
@@ -149,11 +153,13 @@ export function encodeHot(env: Envelope): HotFrame | null {
     const exLen = q.ex !== undefined ? utf8Len(q.ex) : -4;
     const hlen = 16 + 4 + chLen + 4 + evLen + 4 + exLen;
     if (hlen > MAX_HEADER) return null;
-    const b = packr.pack(q.from === undefined ? q.data : [q.data, q.from], PACK_MODE | hlen) as Packed;
+    const raw = rawJson(q);
+    const payload = raw ?? q.data;
+    const b = packr.pack(q.from === undefined ? payload : [payload, q.from], PACK_MODE | hlen) as Packed;
     const s = b.start;
     b[s] = BIN;
     b[s + 1] = K_PUB_REQ;
-    b[s + 2] = (q.ex !== undefined ? F_EX : 0) | (q.at !== undefined ? F_AT : 0) | (q.from !== undefined ? F_FROM : 0) | (q.w !== undefined ? F_W : 0);
+    b[s + 2] = (q.ex !== undefined ? F_EX : 0) | (q.at !== undefined ? F_AT : 0) | (q.from !== undefined ? F_FROM : 0) | (q.w !== undefined ? F_W : 0) | (raw !== undefined ? F_JSON : 0);
     b[s + 3] = src;
     putU32(b, s + 4, env.id);
     putF64(b, s + 8, q.at ?? 0);
@@ -253,7 +259,11 @@ export function decodeHot(b: Buffer, end: number, unpackr: Unpackr): Envelope {
     range.start = strEnd;
     range.end = end;
     const data = strEnd < end ? unpackr.unpack(b, range) : bad();
-    const n: Extract<Envelope, { k: 'n' }>['b'] & { t: 'pub!' } = { t: 'pub!', pub: { channel, event, data, offset } };
+    const pub =
+      (flags & F_JSON) === 0
+        ? { channel, event, data, offset }
+        : new JsonPublication(channel, event, offset, new JsonData(typeof data === 'string' ? data : bad()));
+    const n: Extract<Envelope, { k: 'n' }>['b'] & { t: 'pub!' } = { t: 'pub!', pub };
     if (ex !== undefined) n.ex = ex;
     if ((flags & F_AT) !== 0) n.at = at;
     return { k: 'n', b: n };
@@ -270,13 +280,15 @@ export function decodeHot(b: Buffer, end: number, unpackr: Unpackr): Envelope {
     range.start = strEnd;
     range.end = end;
     let data = strEnd < end ? unpackr.unpack(b, range) : bad();
-    const req: Extract<Envelope, { k: 'q' }>['b'] & { t: 'pub' } = { t: 'pub', ch, ev, data: undefined, src };
+    let from: unknown;
     if ((flags & F_FROM) !== 0) {
       if (!Array.isArray(data) || data.length !== 2 || typeof data[1] !== 'object' || data[1] === null) bad();
-      req.from = data[1];
+      from = data[1];
       data = data[0];
     }
-    req.data = data;
+    const req: Extract<Envelope, { k: 'q' }>['b'] & { t: 'pub' } =
+      (flags & F_JSON) === 0 ? { t: 'pub', ch, ev, data, src } : new JsonPubRequest(ch, ev, src, new JsonData(typeof data === 'string' ? data : bad()));
+    if (from !== undefined) req.from = from as typeof req.from;
     if (ex !== undefined) req.ex = ex;
     if ((flags & F_AT) !== 0) req.at = at;
     if ((flags & F_W) !== 0) req.w = 1;

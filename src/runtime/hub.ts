@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { RtError } from '../errors.js';
 import { allCodecs, encodeKicked, encodePush, type Encoded, type WireCodec } from '../protocol/codecs.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
+import { JsonData, JsonPubRequest } from '../protocol/json-data.js';
 import { CloseCode, type Client } from './client.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { ownerOf } from './hash.js';
@@ -313,7 +314,8 @@ export class Hub {
   }
 
   /**
-   * Publishes through the channel's owner. `whisper` marks a client event (Socket.IO / Echo): without
+   * Publishes through the channel's owner. `data` may be a JsonData: the payload as the JSON text it
+   * arrived in, which then reaches the wire frames without being decoded again. `whisper` marks a client event (Socket.IO / Echo): without
    * an actor `onMessage`, the owner applies the whisper policy instead of --client-publish.
    */
   publish(channel: string, event: string, data: unknown, src: Exclude<PublishSource, 'client'>, from?: Client, exclude?: string): Promise<{ offset: number; data?: unknown }>;
@@ -321,7 +323,9 @@ export class Hub {
   publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string, whisper?: boolean): Promise<PublishResult> {
     this.stats.published++;
     this.publishedTotal.inc();
-    const req: Request = { t: 'pub', ch: channel, ev: event, data, src, at: preciseNow() };
+    // A JsonData payload travels as its text (see json-data.ts); anything else as the value.
+    const req: Request = data instanceof JsonData ? new JsonPubRequest(channel, event, src, data) : { t: 'pub', ch: channel, ev: event, data, src };
+    req.at = preciseNow();
     if (from) req.from = from.connRef();
     if (exclude) req.ex = exclude;
     if (whisper) req.w = 1;

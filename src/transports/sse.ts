@@ -20,6 +20,7 @@
 import { countRefusal } from '../runtime/instruments.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { JSON_CODEC, registerCodec, type Encoded } from '../protocol/codecs.js';
+import { rawJson } from '../protocol/json-data.js';
 import { assertChannel, wirePublication, type ClientFrame, type Publication, type StreamPosition } from '../protocol/native.js';
 import { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
@@ -45,7 +46,11 @@ const SSE_EVENTS = registerCodec({
   name: 'sse',
   tag: 'sse-events:',
   binary: false,
-  pub: (p) => `${p.offset} ${p.channel}\nevent: ${eventName(p.event)}\ndata: ${JSON.stringify({ channel: p.channel, data: p.data, offset: p.offset })}\n\n`,
+  pub: (p) => {
+    const raw = rawJson(p);
+    const body = raw === undefined ? JSON.stringify({ channel: p.channel, data: p.data, offset: p.offset }) : `{"channel":${JSON.stringify(p.channel)},"data":${raw},"offset":${JSON.stringify(p.offset)}}`;
+    return `${p.offset} ${p.channel}\nevent: ${eventName(p.event)}\ndata: ${body}\n\n`;
+  },
   join: (channel, member) => `event: rt:join\ndata: ${JSON.stringify({ channel, member })}\n\n`,
   leave: (channel, member) => `event: rt:leave\ndata: ${JSON.stringify({ channel, member })}\n\n`,
   user: (event, data) => `event: ${eventName(event)}\ndata: ${JSON.stringify({ data })}\n\n`,

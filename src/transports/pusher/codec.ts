@@ -6,6 +6,7 @@
 import { registerCodec, type Encoded } from '../../protocol/codecs.js';
 import type { Member, Publication } from '../../protocol/native.js';
 import { externalName } from './apps.js';
+import { rawJson } from '../../protocol/json-data.js';
 
 /** Pusher's `data` is a string on the wire: strings pass as they are, anything else is JSON-encoded. */
 export function wireData(data: unknown): string {
@@ -49,13 +50,24 @@ export function memberData(m: Member): string {
   return JSON.stringify(m.user_info === undefined ? { user_id: m.user_id } : { user_id: m.user_id, user_info: m.user_info });
 }
 
+/**
+ * An event frame for a publication. With the payload still JSON text (see json-data.ts) it is spliced:
+ * Pusher's `data` is a string, so a string payload's JSON text is already the field, and any other
+ * payload's text is quoted once, exactly as frame(event, wireData(data)) would write it.
+ */
+function frameOfPublication(p: Publication): string {
+  const raw = rawJson(p);
+  if (raw === undefined) return frame(p.event, wireData(p.data), externalName(p.channel));
+  return `{"event":${JSON.stringify(p.event)},"channel":${JSON.stringify(externalName(p.channel))},"data":${raw.charCodeAt(0) === 34 ? raw : JSON.stringify(raw)}}`;
+}
+
 export const PUSHER_CODEC = registerCodec({
   name: 'pusher',
   tag: 'p',
   binary: false,
   pub: (p: Publication): Encoded =>
     p.user === undefined
-      ? frame(p.event, wireData(p.data), externalName(p.channel))
+      ? frameOfPublication(p)
       : // A client event on a presence channel: Pusher tells who sent it, beside `data` (pusher-js reads event.user_id).
         JSON.stringify({ event: p.event, channel: externalName(p.channel), data: wireData(p.data), user_id: p.user }),
   join: (channel: string, m: Member): Encoded => frame('pusher_internal:member_added', memberData(m), externalName(channel)),

@@ -14,6 +14,7 @@ import { fromWireData } from './codec.js';
 import type { PusherGateway } from './gateway.js';
 import { ApiAuthError, verifyApiRequest } from './signature.js';
 import { validPusherChannel } from './subscriptions.js';
+import { JsonData } from '../../protocol/json-data.js';
 
 const USER_CHANNEL = '#server-to-user-';
 const SOCKET_ID_RE = /^\d+\.\d+$/;
@@ -100,11 +101,13 @@ function parseEvent(app: PusherApp, v: unknown, where: string, batch: boolean): 
 
 async function trigger(gw: PusherGateway, app: PusherApp, e: EventSpec): Promise<Record<string, Record<string, number>> | undefined> {
   const { hub } = gw.ctx;
+  // Parsed from JSON: it moves on as its text, encoded once here (see json-data.ts).
+  const data = JsonData.of(e.data) ?? e.data;
   await Promise.all(
     e.channels.map((ch) =>
       ch.startsWith(USER_CHANNEL)
         ? hub.publishToUser(ch.slice(USER_CHANNEL.length) + app.suffix, e.name, e.data, e.socketId)
-        : hub.publish(internalName(app, ch), e.name, e.data, 'api', undefined, e.socketId),
+        : hub.publish(internalName(app, ch), e.name, data, 'api', undefined, e.socketId),
     ),
   );
   if (e.info.length === 0) return undefined;

@@ -21,6 +21,7 @@ import { errorFrame, frame } from './codec.js';
 import type { PusherGateway } from './gateway.js';
 import { verifyUserAuth } from './signature.js';
 import { isEncryptedChannel, subscribe, unsubscribe, validPusherChannel } from './subscriptions.js';
+import { JsonData } from '../../protocol/json-data.js';
 
 /** Malformed frames tolerated before the connection is closed (a buggy client gets errors, a hostile one is cut off). */
 const MAX_BAD_FRAMES = 20;
@@ -177,7 +178,7 @@ function clientEvent(gw: PusherGateway, client: PusherClient, event: string, cha
   // Sent as a whisper: the channel's actor decides when it has onMessage (on public channels too, as
   // for every other transport); otherwise the owner applies Pusher's rule (private and presence only).
   const isPublic = channelKind(channel) === 'public';
-  gw.ctx.hub.publish(internal, event, data, 'client', client, client.id, true).then(
+  gw.ctx.hub.publish(internal, event, JsonData.of(data) ?? data, 'client', client, client.id, true).then(
     () => gw.hooks?.clientEvent(app, internal, event, data, client),
     (err) => {
       if (client.closed) return;

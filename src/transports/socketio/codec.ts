@@ -8,6 +8,7 @@
 import { registerCodec, type Encoded, type WireCodec } from '../../protocol/codecs.js';
 import { EIO_SEPARATOR } from '../../protocol/engineio.js';
 import { encodeSio, encodeSioMsgpack, SioType, type SioPacket } from '../../protocol/socketio.js';
+import { rawJson } from '../../protocol/json-data.js';
 
 export type Frame = string | Uint8Array;
 export type SioParser = 'json' | 'msgpack';
@@ -95,7 +96,16 @@ export function namespaceCodec(nsp: string, parser: SioParser, onError: (why: st
     tag: (parser === 'msgpack' ? 'S' : 's') + nsp + ',',
     binary: parser === 'msgpack',
     // With recovery, the offset is the last argument (how socket.io 4.6+ servers send it).
-    pub: offset ? (p) => ev([p.event, p.channel, p.data, offset()]) : (p) => ev([p.event, p.channel, p.data]),
+    pub: (p) => {
+      // A payload still in JSON text is spliced (see json-data.ts): JSON cannot hold binaries, so the
+      // frame is the plain text EVENT eventEncoded would build.
+      const raw = parser === 'json' ? rawJson(p) : undefined;
+      if (raw !== undefined && !RESERVED.has(p.event)) {
+        const head = `${nsp === '/' ? '42' : '42' + nsp + ','}[${JSON.stringify(p.event)},${JSON.stringify(p.channel)},${raw}`;
+        return offset ? `${head},${JSON.stringify(offset())}]` : `${head}]`;
+      }
+      return offset ? ev([p.event, p.channel, p.data, offset()]) : ev([p.event, p.channel, p.data]);
+    },
     join: (channel, m) => ev(['presence:joining', channel, m]),
     leave: (channel, m) => ev(['presence:leaving', channel, m]),
     // A last argument that is a string would be taken for an offset by the client: an offset follows it.
