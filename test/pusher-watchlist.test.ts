@@ -8,9 +8,11 @@
 // connection's own first watchlist report, which the server sends only after that connection
 // counts as online (so its join was announced, if it was going to be).
 import t from 'tap';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { startServer, api } from './helpers/server.js';
-import { APP, APP_B, RawPusher, sdk } from './helpers/pusher.js';
-import { until } from './helpers/faults.js';
+import { APP, APP_B, connected, pusherClient, RawPusher, sdk, subscribed } from './helpers/pusher.js';
+import { channelOwnedBy, ownerOf, until } from './helpers/faults.js';
 import { is, sentinel, signIn } from './helpers/watchlist.js';
 
 t.setTimeout(600_000);
@@ -150,4 +152,35 @@ t.test('limits and hostile watchlists: documented errors, sign-in kept, no crash
   // The server still serves.
   const after = await signIn(t, s.port, 'after', ['nobody-here']);
   t.same(await after.next((e) => e.name === 'offline'), { name: 'offline', user_ids: ['nobody-here'] }, 'still serving');
+});
+
+t.test('online channels send no webhooks', async (t) => {
+  const events: { name: string; channel: string }[] = [];
+  const rx = createHttpServer(async (req, res) => {
+    let body = '';
+    for await (const c of req) body += c;
+    events.push(...(JSON.parse(body) as { events: { name: string; channel: string }[] }).events);
+    res.writeHead(200).end();
+  });
+  await new Promise<void>((r) => rx.listen(0, '127.0.0.1', r));
+  t.teardown(() => rx.close());
+  const hs = await startServer(t, { workers: 2, pusherApps: [{ ...APP, webhooks: [{ url: `http://127.0.0.1:${(rx.address() as AddressInfo).port}/` }] }] });
+  const w = await signIn(t, hs.port, 'hook-watcher', ['gus']);
+  await w.next(is('offline', 'gus'));
+  const gus = await signIn(t, hs.port, 'gus', ['z-1']);
+  await gus.next(is('offline', 'z-1'));
+  await w.next(is('online', 'gus'));
+  gus.p.disconnect();
+  await w.next(is('offline', 'gus'));
+  // A sentinel channel owned by the shard that owns gus's online channel (owner = FNV-1a of the name,
+  // docs/architecture.md; the name is the server's, see src/runtime/hidden-channels.ts): its webhooks
+  // leave through the same queue, after anything that channel would have sent.
+  const hidden = `presence-#online ${Buffer.from('gus').toString('base64url')}`;
+  const name = channelOwnedBy('sentinel-', ownerOf(hidden, 2), 2);
+  const p = pusherClient(t, hs.port);
+  await connected(p);
+  await subscribed(p, name);
+  p.unsubscribe(name);
+  await until(() => events.some((e) => e.name === 'channel_vacated' && e.channel === name), 'the sentinel is vacated');
+  t.same(events, [{ name: 'channel_occupied', channel: name }, { name: 'channel_vacated', channel: name }], 'only the sentinel channel: nothing of online channels');
 });
