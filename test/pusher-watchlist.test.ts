@@ -184,3 +184,18 @@ t.test('online channels send no webhooks', async (t) => {
   await until(() => events.some((e) => e.name === 'channel_vacated' && e.channel === name), 'the sentinel is vacated');
   t.same(events, [{ name: 'channel_occupied', channel: name }, { name: 'channel_vacated', channel: name }], 'only the sentinel channel: nothing of online channels');
 });
+
+t.test('maxWatchlistSize 0: watchlist events off for the app', async (t) => {
+  const off = await startServer(t, { workers: 2, pusherApps: [{ ...APP, maxWatchlistSize: 0 }] });
+  const raw = await RawPusher.open(t, `${off.url}/app/${APP.key}?protocol=7`);
+  const sid = JSON.parse((await raw.event('pusher:connection_established')).data).socket_id;
+  raw.send({ event: 'pusher:signin', data: sdk(off.port).authenticateUser(sid, { id: 'w-off', watchlist: ['hal'] } as never) });
+  await raw.event('pusher:signin_success');
+  const hal = await RawPusher.open(t, `${off.url}/app/${APP.key}?protocol=7`);
+  const hsid = JSON.parse((await hal.event('pusher:connection_established')).data).socket_id;
+  hal.send({ event: 'pusher:signin', data: sdk(off.port).authenticateUser(hsid, { id: 'hal' } as never) });
+  await hal.event('pusher:signin_success');
+  await sdk(off.port).sendToUser('w-off', 'sentinel', {});
+  await raw.event('sentinel');
+  t.same(raw.frames.filter((f) => f.event === 'pusher_internal:watchlist_events' || f.event === 'pusher:error'), [], 'no watchlist frames and no error');
+});
