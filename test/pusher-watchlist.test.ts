@@ -10,6 +10,7 @@
 import t from 'tap';
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createServer } from 'rt-actors';
 import { startServer, api } from './helpers/server.js';
 import { APP, APP_B, connected, pusherClient, RawPusher, sdk, subscribed } from './helpers/pusher.js';
 import { channelOwnedBy, ownerOf, until } from './helpers/faults.js';
@@ -198,4 +199,14 @@ t.test('maxWatchlistSize 0: watchlist events off for the app', async (t) => {
   await sdk(off.port).sendToUser('w-off', 'sentinel', {});
   await raw.event('sentinel');
   t.same(raw.frames.filter((f) => f.event === 'pusher_internal:watchlist_events' || f.event === 'pusher:error'), [], 'no watchlist frames and no error');
+});
+
+t.test('a bad maxWatchlistSize fails the start, naming the key', async (t) => {
+  for (const bad of [-1, 2.5, '10', 1001]) {
+    await t.rejects(
+      createServer({ port: 0, host: '127.0.0.1', workers: 1, logLevel: 'error', env: {}, pusherApps: [{ ...APP, maxWatchlistSize: bad }] } as never),
+      /pusherApps\[0\]\.maxWatchlistSize must be an integer from 0 to 1000/,
+      `maxWatchlistSize: ${JSON.stringify(bad)} is refused`,
+    );
+  }
 });
