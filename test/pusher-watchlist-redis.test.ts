@@ -3,8 +3,8 @@
 // connection anywhere closes, and offline when the host holding the user dies (its heartbeat expires).
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { metric, startHost, startRedis, until } from './helpers/redis.js';
-import { APP } from './helpers/pusher.js';
+import { metric, redisClient, startHost, startRedis, until } from './helpers/redis.js';
+import { APP, connected, pusherClient, subscribed } from './helpers/pusher.js';
 import { is, sentinel, signIn } from './helpers/watchlist.js';
 
 t.setTimeout(600_000);
@@ -40,6 +40,15 @@ t.test('a user online on host B is online for a watcher on host A: once per user
   t.same(await probe.next((e) => e.name === 'online'), { name: 'online', user_ids: ['bob'] }, 'after the host-B tab left, bob is still online');
   await sentinel(A.port, w, 'watcher-a');
   t.same(w.events, [], 'no offline while a tab is open on the other host');
+
+  // A backend cannot publish to an online channel through Redis (the Laravel route): no host listens.
+  const hidden = `presence-#online ${Buffer.from('bob').toString('base64url')}`;
+  t.equal(await redisClient(t, redis.port).publish(hidden, JSON.stringify({ event: 'evil', data: {} })), 0, 'nobody subscribes to the Redis channel a backend would publish an online channel on');
+  // Control: an ordinary channel with a subscriber is listened to on that route.
+  const listener = pusherClient(t, A.port);
+  await connected(listener);
+  await subscribed(listener, 'laravel-room');
+  t.ok((await redisClient(t, redis.port).publish('laravel-room', JSON.stringify({ event: 'ping', data: {} }))) >= 1, 'an ordinary channel is listened to');
 
   // The last tab (host A) closes: offline, on both hosts, once.
   onA.p.disconnect();
