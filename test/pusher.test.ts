@@ -260,18 +260,27 @@ t.test('one presence room across pusher-js, socket.io-client and a native WebSoc
   t.pass('socket.io sees the pusher-js member leave');
 });
 
-t.test('a watchlist in the signed user data is accepted and ignored (watchlist events are not supported)', async (t) => {
+t.test('a watchlist in the signed user data: pusher_internal:watchlist_events frames (behaviour: pusher-watchlist.test.ts)', async (t) => {
   const s = shared;
-  const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
-  const sid = JSON.parse((await raw.event('pusher:connection_established')).data).socket_id;
-  const signed = sdk(s.port).authenticateUser(sid, { id: 'watcher-1', watchlist: ['friend-1', 'friend-2'] } as never);
-  raw.send({ event: 'pusher:signin', data: signed });
-  const ok = await raw.event('pusher:signin_success');
+  const open = async () => {
+    const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+    return { raw, sid: JSON.parse((await raw.event('pusher:connection_established')).data).socket_id as string };
+  };
+  const w = await open();
+  w.raw.send({ event: 'pusher:signin', data: sdk(s.port).authenticateUser(w.sid, { id: 'watcher-1', watchlist: ['friend-1', 'friend-2'] } as never) });
+  const ok = await w.raw.event('pusher:signin_success');
   t.match(JSON.parse(ok.data.user_data), { id: 'watcher-1', watchlist: ['friend-1', 'friend-2'] }, 'sign-in succeeds');
-  // A sentinel sent to the user after sign-in: nothing about the watchlist came before it.
-  await sdk(s.port).sendToUser('watcher-1', 'sentinel', {});
-  await raw.event('sentinel');
-  t.equal(raw.frames.some((f) => f.event === 'pusher_internal:watchlist_events'), false, 'no watchlist events are sent');
+  const first = await w.raw.event('pusher_internal:watchlist_events');
+  t.equal(first.channel, undefined, 'no channel');
+  t.type(first.data, 'string', 'data is a JSON string, as in every Pusher event');
+  t.same(JSON.parse(first.data), { events: [{ name: 'offline', user_ids: ['friend-1', 'friend-2'] }] }, 'the first report');
+  const f = await open();
+  f.raw.send({ event: 'pusher:signin', data: sdk(s.port).authenticateUser(f.sid, { id: 'friend-1' } as never) });
+  const on = await w.raw.event('pusher_internal:watchlist_events');
+  t.same(JSON.parse(on.data), { events: [{ name: 'online', user_ids: ['friend-1'] }] }, 'friend-1 comes online');
+  f.raw.ws.close();
+  const off = await w.raw.event('pusher_internal:watchlist_events');
+  t.same(JSON.parse(off.data), { events: [{ name: 'offline', user_ids: ['friend-1'] }] }, 'and goes offline');
 });
 
 t.test('hostile input gets pusher:error and never crashes the shard', async (t) => {

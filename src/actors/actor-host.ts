@@ -9,6 +9,7 @@ import { ChannelActor, type ActorEnv } from './channel-actor.js';
 import type { ActorRegistry } from './registry.js';
 import { threadLogger } from '../log.js';
 import { jsonDataOf, JsonMessage } from '../protocol/json-data.js';
+import { isHiddenChannel } from '../runtime/hidden-channels.js';
 
 const SWEEP_MS = 5_000;
 
@@ -62,7 +63,7 @@ export class ActorHost {
       case 'channels': {
         const out: ChannelInfo[] = [];
         for (const a of this.actors.values()) {
-          if (a.subscriberCount === 0) continue;
+          if (a.subscriberCount === 0 || isHiddenChannel(a.name)) continue;
           if (req.prefix && !a.name.startsWith(req.prefix)) continue;
           out.push(this.info(a));
         }

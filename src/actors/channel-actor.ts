@@ -236,6 +236,11 @@ export class ChannelActor {
     return out;
   }
 
+  /** Whether a subscriber is one of the channel's members: on presence channels, everyone but observers. */
+  private isMember(conn: ConnRef): boolean {
+    return this.kind === 'presence' && conn.observer !== true;
+  }
+
   /** No subscribers, nothing queued, no timer or task pending and no history worth keeping: the host may drop it. */
   idle(now: number): boolean {
     return this.subs.size === 0 && !this.bridged && this.mailbox.idle && this.timers.size === 0 && this.computing === 0 && this.history.expired(now) && now - this.lastActivity > 1000;
@@ -464,11 +469,11 @@ export class ChannelActor {
     if (this.env.broker) return this.admitBridged(conn, verdict, since, replay, data);
     if (verdict === false || verdict === null || verdict === undefined) throw new RtError('forbidden', `subscription to ${this.name} refused`, 403);
     if (typeof verdict === 'object' && 'info' in verdict) conn = { ...conn, info: verdict.info };
-    if (this.kind === 'presence' && !conn.user) throw new RtError('unauthorized', `presence channel ${this.name} needs a user id (token sub)`, 401);
+    if (this.isMember(conn) && !conn.user) throw new RtError('unauthorized', `presence channel ${this.name} needs a user id (token sub)`, 401);
     const thread = threadOfSocket(conn.id);
     if (thread < 0 || thread >= this.perThread.length) throw new RtError('bad_request', `bad socket id ${conn.id}`);
     const known = this.subs.has(conn.id);
-    if (!known && this.kind === 'presence' && !replay && this.env.maxPresenceMembers && !this.members.has(conn.user!) && this.members.size >= this.env.maxPresenceMembers) {
+    if (!known && this.isMember(conn) && !replay && this.env.maxPresenceMembers && !this.members.has(conn.user!) && this.members.size >= this.env.maxPresenceMembers) {
       throw new RtError('too_many_members', `presence channel ${this.name} is full (${this.env.maxPresenceMembers} members)`, 403);
     }
     if (known || replay || !this.def.onJoin) return this.register(conn, known, since, replay, undefined);
@@ -487,7 +492,7 @@ export class ChannelActor {
       this.subs.set(conn.id, conn);
       this.perThread[threadOfSocket(conn.id)]!++;
       if (this.subs.size === 1 && !replay) this.env.observe?.({ t: 'occupied', ch: this.name });
-      if (this.kind === 'presence') this.memberJoined(conn, !!replay);
+      if (this.isMember(conn)) this.memberJoined(conn, !!replay);
     }
     const result: SubscribeResult = { offset: this.offset, epoch: this.epoch };
     if (since && !replay) {
@@ -551,7 +556,7 @@ export class ChannelActor {
     this.subs.delete(connId);
     this.perThread[threadOfSocket(connId)]!--;
     const broker = this.env.broker;
-    if (this.kind === 'presence' && conn.user) {
+    if (this.isMember(conn) && conn.user) {
       const e = this.members.get(conn.user);
       if (e && --e.conns === 0) {
         this.members.delete(conn.user);
@@ -691,12 +696,12 @@ export class ChannelActor {
   private async admitBridged(conn: ConnRef, verdict: boolean | { info?: unknown }, since: StreamPosition | undefined, replay: boolean | undefined, data: unknown): Promise<SubscribeResult> {
     if (verdict === false || verdict === null || verdict === undefined) throw new RtError('forbidden', `subscription to ${this.name} refused`, 403);
     if (typeof verdict === 'object' && 'info' in verdict) conn = { ...conn, info: verdict.info };
-    if (this.kind === 'presence' && !conn.user) throw new RtError('unauthorized', `presence channel ${this.name} needs a user id (token sub)`, 401);
+    if (this.isMember(conn) && !conn.user) throw new RtError('unauthorized', `presence channel ${this.name} needs a user id (token sub)`, 401);
     const thread = threadOfSocket(conn.id);
     if (thread < 0 || thread >= this.perThread.length) throw new RtError('bad_request', `bad socket id ${conn.id}`);
     const broker = this.env.broker!;
     const known = this.subs.has(conn.id);
-    const newMember = this.kind === 'presence' && !known && !this.members.has(conn.user!);
+    const newMember = this.isMember(conn) && !known && !this.members.has(conn.user!);
     let attached = false;
     let joined = false;
     let result: SubscribeResult;
@@ -742,7 +747,7 @@ export class ChannelActor {
     if (!known) {
       this.subs.set(conn.id, conn);
       this.perThread[thread]!++;
-      if (this.kind === 'presence') {
+      if (this.isMember(conn)) {
         const e = this.members.get(conn.user!);
         if (e) e.conns++;
         else this.members.set(conn.user!, { info: conn.info, conns: 1 });

@@ -7,6 +7,7 @@ import type { ActorDefinition, AnyActorDefinition } from './define.js';
 import { importFolder } from './folder.js';
 import { isHandlerDefinition } from './handlers.js';
 import { timeHooks } from './hook-timing.js';
+import { isHiddenChannel } from '../runtime/hidden-channels.js';
 
 export const BUILTIN_ACTOR: AnyActorDefinition = { match: '*' };
 
@@ -58,6 +59,8 @@ export class ActorRegistry {
 
   /** The definition serving `channel` and the file it came from ('built-in' for the default actor). */
   actorFor(channel: string): { def: AnyActorDefinition; file: string } {
+    // The server's own channels keep the built-in behaviour, whatever pattern an application's actor has.
+    if (isHiddenChannel(channel)) return { def: BUILTIN_ACTOR, file: 'built-in' };
     for (const a of this.loaded) if (a.matches(channel)) return a;
     return { def: BUILTIN_ACTOR, file: 'built-in' };
   }

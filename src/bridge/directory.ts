@@ -6,6 +6,7 @@
 import { redisUnavailable } from './redis-errors.js';
 import type { Member } from '../protocol/native.js';
 import type { ChannelInfo, Notice } from '../runtime/messages.js';
+import { isHiddenChannel } from '../runtime/hidden-channels.js';
 import type { HubBridge } from './broker.js';
 import type { Keys } from './keys.js';
 import type { Commander } from './redis-conn.js';
@@ -64,7 +65,8 @@ export class RedisDirectory implements HubBridge {
 
   async channels(prefix?: string): Promise<ChannelInfo[]> {
     const names = await this.guard(this.cmd.zrangebyscore(this.keys.index, Date.now() - this.staleMs, '+inf'));
-    const wanted = prefix ? names.filter((n) => n.startsWith(prefix)) : names;
+    const visible = names.filter((n) => !isHiddenChannel(n));
+    const wanted = prefix ? visible.filter((n) => n.startsWith(prefix)) : visible;
     const infos = await Promise.all(wanted.map((n) => this.channel(n)));
     return infos.filter((i) => i.subscribers > 0).sort((a, b) => (a.name < b.name ? -1 : 1));
   }

@@ -20,6 +20,7 @@ import type { Keys } from './keys.js';
 import { commandConnection, connectWithin, SubscriberPool, type Commander, type RedisTarget } from './redis-conn.js';
 import * as lua from './scripts.js';
 import { isFenced, Leases, leaseLost, type Fence } from './lease.js';
+import { isHiddenChannel } from '../runtime/hidden-channels.js';
 
 const packr = new Packr({ useRecords: false });
 
@@ -198,8 +199,10 @@ export class RedisBroker implements Broker {
   /**
    * The Redis channel a backend publishes to for `channel`, unless it would be one of rt-actors' own
    * (possible with an empty --redis-prefix and a channel named `<namespace>:…`): never listen there.
+   * Hidden channels take no backend messages, so they cost no such subscription either.
    */
   private laravelChannel(channel: string): string | undefined {
+    if (isHiddenChannel(channel)) return undefined;
     const name = this.keys.laravel(channel);
     return name.startsWith(this.keys.ns + ':') ? undefined : name;
   }

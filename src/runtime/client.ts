@@ -39,6 +39,13 @@ export abstract class Client {
    * in that subscribe request, or the backend's auth endpoint vouching for that one channel.
    */
   channelIdentity?: Map<string, ChannelIdentity>;
+  /**
+   * Hidden channels (runtime/hidden-channels.ts) the connection is in or joining, and how it is in
+   * them: `quiet` subscriptions only register it at the owner (a member that receives nothing), `sink`
+   * ones deliver through sendEncoded rather than a uWS topic, so the transport sees each event. They
+   * do not count against --max-channels-per-connection: their own limits bound them.
+   */
+  hidden?: Map<string, 'quiet' | 'sink'>;
 
   constructor(id: string, transport: string, codec: WireCodec) {
     this.id = id;
@@ -91,6 +98,7 @@ export abstract class Client {
     if (info !== undefined) r.info = info;
     if (grants !== undefined) r.grants = grants;
     if (o?.granted) r.granted = channel;
+    if (o?.observer) r.observer = true;
     return r;
   }
 }
@@ -101,6 +109,8 @@ export interface ChannelIdentity {
   grants?: string[];
   /** The connection's shard already authorized the subscription (auth endpoint): the owner need not check grants. */
   granted?: boolean;
+  /** Subscribed to a presence channel to see its members come and go, without being one. */
+  observer?: boolean;
 }
 
 /** Close codes (4000–4999 are ours; see docs/protocol.md). */

@@ -199,15 +199,18 @@ export class Hub {
   /**
    * Subscribes through the owner. The owner's reply is handled inside the mesh drain loop, before any
    * later delivery for the channel from that owner, so the client is in the topic before the next
-   * publication arrives and resumed publications are sent before live ones.
+   * publication arrives and resumed publications are sent before live ones. `hidden` marks a hidden
+   * channel's subscription (see Client.hidden): outside the per-connection channel limit.
    */
-  subscribe(client: Client, channel: string, since?: StreamPosition, data?: unknown, beforeJoin?: (res: SubscribeResult) => void): Promise<SubscribeResult> {
+  subscribe(client: Client, channel: string, since?: StreamPosition, data?: unknown, beforeJoin?: (res: SubscribeResult) => void, hidden?: 'quiet' | 'sink'): Promise<SubscribeResult> {
     if (client.channels.has(channel) || client.pendingChannels?.has(channel)) {
       return Promise.reject(new RtError('already_subscribed', `already subscribed to ${channel}`));
     }
-    if (client.channels.size + (client.pendingChannels?.size ?? 0) >= this.opts.maxChannelsPerConnection) {
+    const counted = client.channels.size + (client.pendingChannels?.size ?? 0) - (client.hidden?.size ?? 0);
+    if (!hidden && counted >= this.opts.maxChannelsPerConnection) {
       return Promise.reject(new RtError('too_many_channels', `a connection may join at most ${this.opts.maxChannelsPerConnection} channels`));
     }
+    if (hidden) (client.hidden ??= new Map()).set(channel, hidden);
     (client.pendingChannels ??= new Set()).add(channel);
     const req: Request = { t: 'sub', ch: channel, conn: client.connRef(channel) };
     if (since) req.since = since;
@@ -218,6 +221,7 @@ export class Hub {
         // Held publications precede the owner's answer: the client's position and resume count on them.
         this.flushHeld();
         if (err) {
+          client.hidden?.delete(channel);
           const log = threadLogger();
           if (log.enabled('debug')) log.debug(`subscribe to ${channel} refused`, { event: 'subscribe.refused', conn: client.id, channel, code: (err as { code?: string }).code, detail: err.message });
           return reject(err);
@@ -225,6 +229,7 @@ export class Hub {
         if (client.closed) {
           // Gone while we waited: undo at the owner so presence and counts stay right.
           this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
+          client.hidden?.delete(channel);
           return reject(new RtError('unavailable', 'connection closed'));
         }
         if (res!.info !== undefined && client.info === undefined) client.info = res!.info;
@@ -244,7 +249,9 @@ export class Hub {
     if (!l) this.local.set(channel, (l = { refs: 0 }));
     l.refs++;
     if (!l.pos || l.pos.epoch !== res.epoch || l.pos.offset < res.offset) l.pos = { epoch: res.epoch, offset: res.offset };
-    if (client.ws) client.ws.subscribe(client.codec.tag + channel);
+    const hidden = client.hidden?.get(channel);
+    if (hidden === 'quiet') return;
+    if (client.ws && hidden !== 'sink') client.ws.subscribe(client.codec.tag + channel);
     else {
       let s = this.sinks.get(channel);
       if (!s) this.sinks.set(channel, (s = new Set()));
@@ -254,7 +261,9 @@ export class Hub {
 
   private dropLocal(client: Client, channel: string, unsubscribeSocket: boolean, tellOwner = true): void {
     this.stats.subscriptions--;
+    // Quiet and sink subscriptions never joined the topic; unsubscribing from it is then a no-op.
     if (client.ws && unsubscribeSocket) client.ws.unsubscribe(client.codec.tag + channel);
+    client.hidden?.delete(channel);
     const s = this.sinks.get(channel);
     if (s) {
       s.delete(client);
@@ -272,6 +281,7 @@ export class Hub {
   rebind(client: Client, ws: WebSocket<unknown> | undefined): void {
     this.flushHeld();
     for (const ch of client.channels) {
+      if (client.hidden?.has(ch)) continue;
       if (client.ws) client.ws.unsubscribe(client.codec.tag + ch);
       else {
         const s = this.sinks.get(ch);
@@ -289,6 +299,7 @@ export class Hub {
       this.kinds.set(client, after);
     }
     for (const ch of client.channels) {
+      if (client.hidden?.has(ch)) continue;
       if (ws) ws.subscribe(client.codec.tag + ch);
       else {
         let s = this.sinks.get(ch);

@@ -21,6 +21,11 @@ export interface ConnRef {
    * backend's auth endpoint answered yes): the owner skips the token-grant check for that channel.
    */
   granted?: string;
+  /**
+   * On a presence channel: the subscriber receives joins and leaves but is not a member (it is not
+   * listed, counted in presence or announced). Watchers of a user's online channel subscribe so.
+   */
+  observer?: true;
 }
 
 /** Requests are answered with a Reply carrying the same `id`. */

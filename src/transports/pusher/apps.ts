@@ -36,6 +36,11 @@ export interface PusherApp {
   maxBatchSize: number;
   /** Open connections this app may have on this host, across its shards; 0 = no limit of its own. */
   maxConnections: number;
+  /**
+   * Distinct user ids a signed-in user's watchlist may name; the rest are not watched (docs/pusher.md,
+   * watchlist events). 0 turns watchlist events off for the app: sign-in then costs no online channel.
+   */
+  maxWatchlistSize: number;
   webhooks: WebhookTarget[];
 }
 
@@ -46,6 +51,7 @@ export const APP_DEFAULTS = {
   maxEventChannels: 100,
   maxBatchSize: 10,
   maxConnections: 0,
+  maxWatchlistSize: 100,
 } as const;
 
 export const WEBHOOK_EVENTS = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event', 'cache_miss'] as const;
@@ -93,7 +99,7 @@ function parseApp(raw: unknown, w: string, index: number): PusherApp {
   const isDefault = index === 0;
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail('pusherApps', `${w} must be an object { id, key, secret, … }`);
   const o = raw as Record<string, unknown>;
-  const known = new Set(['id', 'key', 'secret', 'allowedOrigins', 'enableClientMessages', 'maxClientEventsPerSecond', 'maxEventPayload', 'maxEventChannels', 'maxBatchSize', 'maxConnections', 'webhooks']);
+  const known = new Set(['id', 'key', 'secret', 'allowedOrigins', 'enableClientMessages', 'maxClientEventsPerSecond', 'maxEventPayload', 'maxEventChannels', 'maxBatchSize', 'maxConnections', 'maxWatchlistSize', 'webhooks']);
   for (const k of Object.keys(o)) if (!known.has(k)) fail('pusherApps', `${w}: unknown key "${k}"; known keys: ${[...known].join(', ')}`);
   const id = str(o.id, `${w}.id`, ID_RE, '1-64 letters, digits, _ . -');
   const key = str(o.key, `${w}.key`, KEY_RE, '1-128 letters, digits, _ . -');
@@ -140,6 +146,7 @@ function parseApp(raw: unknown, w: string, index: number): PusherApp {
     maxEventChannels: posInt(o.maxEventChannels, APP_DEFAULTS.maxEventChannels, `${w}.maxEventChannels`, 10_000),
     maxBatchSize: posInt(o.maxBatchSize, APP_DEFAULTS.maxBatchSize, `${w}.maxBatchSize`, 10_000),
     maxConnections: posInt(o.maxConnections, APP_DEFAULTS.maxConnections, `${w}.maxConnections`, 100_000_000),
+    maxWatchlistSize: posInt(o.maxWatchlistSize, APP_DEFAULTS.maxWatchlistSize, `${w}.maxWatchlistSize`, 1000),
     webhooks,
   };
 }

@@ -10,7 +10,8 @@ import type { Encoded } from '../../protocol/codecs.js';
 import { Client, CloseCode } from '../../runtime/client.js';
 import type { TokenBucket } from '../../security/token-bucket.js';
 import { externalName, type PusherApp } from './apps.js';
-import { errorFrame, PUSHER_CODEC, USER_MARK } from './codec.js';
+import { errorFrame, PUSHER_CODEC, USER_MARK, WATCH_MARK } from './codec.js';
+import type { Watchlist } from './watchlist.js';
 
 export interface PusherSocketData {
   client?: PusherClient;
@@ -56,6 +57,8 @@ export class PusherClient extends Client {
   clientEvents?: TokenBucket;
   /** Channels (internal names) being subscribed, so a frame for one in flight is answered after it. */
   readonly pending = new Map<string, Promise<void>>();
+  /** The signed-in user's watched users (watchlist events), when its sign-in named any. */
+  watchlist?: Watchlist;
 
   constructor(id: string, readonly app: PusherApp, readonly socket: WebSocket<PusherSocketData>) {
     super(id, 'pusher', PUSHER_CODEC);
@@ -64,6 +67,10 @@ export class PusherClient extends Client {
 
   sendEncoded(data: Encoded): void {
     if (this.closed) return;
+    if (typeof data === 'string' && data.startsWith(WATCH_MARK)) {
+      this.watchlist?.changed(data.slice(2), data[1] === '+');
+      return;
+    }
     if (typeof data === 'string' && data.startsWith(USER_MARK)) {
       if (this.user === undefined) return;
       data = `{"channel":${JSON.stringify(`#server-to-user-${externalName(this.user)}`)},${data.slice(2)}`;

@@ -5,6 +5,7 @@
  */
 import { registerCodec, type Encoded } from '../../protocol/codecs.js';
 import type { Member, Publication } from '../../protocol/native.js';
+import { isHiddenChannel } from '../../runtime/hidden-channels.js';
 import { externalName } from './apps.js';
 import { rawJson } from '../../protocol/json-data.js';
 
@@ -46,6 +47,12 @@ export function errorFrame(code: number | null, message: string): string {
  */
 export const USER_MARK = '\u0000';
 
+/**
+ * Marks a join (`+`) or leave (`-`) of a hidden online channel, followed by the user id: only watchers
+ * receive those (through sendEncoded), and PusherClient turns them into watchlist events.
+ */
+export const WATCH_MARK = '\u0001';
+
 export function memberData(m: Member): string {
   return JSON.stringify(m.user_info === undefined ? { user_id: m.user_id } : { user_id: m.user_id, user_info: m.user_info });
 }
@@ -70,7 +77,9 @@ export const PUSHER_CODEC = registerCodec({
       ? frameOfPublication(p)
       : // A client event on a presence channel: Pusher tells who sent it, beside `data` (pusher-js reads event.user_id).
         JSON.stringify({ event: p.event, channel: externalName(p.channel), data: wireData(p.data), user_id: p.user }),
-  join: (channel: string, m: Member): Encoded => frame('pusher_internal:member_added', memberData(m), externalName(channel)),
-  leave: (channel: string, m: Member): Encoded => frame('pusher_internal:member_removed', JSON.stringify({ user_id: m.user_id }), externalName(channel)),
+  join: (channel: string, m: Member): Encoded =>
+    isHiddenChannel(channel) ? `${WATCH_MARK}+${m.user_id}` : frame('pusher_internal:member_added', memberData(m), externalName(channel)),
+  leave: (channel: string, m: Member): Encoded =>
+    isHiddenChannel(channel) ? `${WATCH_MARK}-${m.user_id}` : frame('pusher_internal:member_removed', JSON.stringify({ user_id: m.user_id }), externalName(channel)),
   user: (event: string, data: unknown): Encoded => USER_MARK + JSON.stringify({ event, data: wireData(data) }),
 });

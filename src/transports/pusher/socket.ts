@@ -20,12 +20,15 @@ import { PusherClient, PusherClose, type PusherSocketData } from './client.js';
 import { errorFrame, frame } from './codec.js';
 import type { PusherGateway } from './gateway.js';
 import { verifyUserAuth } from './signature.js';
+import { startWatchlist } from './watchlist.js';
 import { isEncryptedChannel, subscribe, unsubscribe, validPusherChannel } from './subscriptions.js';
 import { JsonData } from '../../protocol/json-data.js';
 
 /** Malformed frames tolerated before the connection is closed (a buggy client gets errors, a hostile one is cut off). */
 const MAX_BAD_FRAMES = 20;
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
+/** Signed user data of pusher:signin, in characters: an id, user_info and a watchlist fit well within it. */
+const MAX_USER_DATA = 10_000;
 
 export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): void {
   const { ctx } = gw;
@@ -192,14 +195,16 @@ function clientEvent(gw: PusherGateway, client: PusherClient, event: string, cha
 /**
  * `pusher:signin`: the backend signed `socket_id::user::user_data`. The connection then belongs to the
  * user: deliveries to the user reach it, and terminate_connections closes it. A bad signature closes
- * the connection with 4009, as Pusher does.
+ * the connection with 4009, as Pusher does. The first sign-in also starts the user's online status and
+ * its watchlist (watchlist.ts).
  */
 function signin(gw: PusherGateway, client: PusherClient, data: unknown): void {
   const d = (data && typeof data === 'object' ? data : {}) as { auth?: unknown; user_data?: unknown };
-  if (typeof d.user_data !== 'string' || d.user_data.length > 10_000 || !verifyUserAuth(client.app, client.socketId, d.user_data, d.auth)) {
+  if (typeof d.user_data === 'string' && d.user_data.length > MAX_USER_DATA) return client.close(PusherClose.UNAUTHORIZED, `user_data is longer than ${MAX_USER_DATA} characters`);
+  if (typeof d.user_data !== 'string' || !verifyUserAuth(client.app, client.socketId, d.user_data, d.auth)) {
     return client.close(PusherClose.UNAUTHORIZED, 'Invalid signature for pusher:signin');
   }
-  let user: { id?: unknown; user_info?: unknown };
+  let user: { id?: unknown; user_info?: unknown; watchlist?: unknown };
   try {
     user = JSON.parse(d.user_data);
   } catch {
@@ -209,12 +214,15 @@ function signin(gw: PusherGateway, client: PusherClient, data: unknown): void {
   if (typeof id !== 'string' || id.length === 0 || id.length > 200) return client.close(PusherClose.UNAUTHORIZED, 'user_data must hold an id (a non-empty string)');
   const internalUser = id + client.app.suffix;
   if (client.user !== undefined && client.user !== internalUser) return client.close(PusherClose.UNAUTHORIZED, 'a connection cannot change user; reconnect instead');
-  if (client.user === undefined) {
+  const first = client.user === undefined;
+  if (first) {
     // Users are per app too: user 1 of app B is not user 1 of the default app.
     client.user = internalUser;
     client.info = user.user_info;
     gw.ctx.hub.indexUser(client);
   }
   client.send(frame('pusher:signin_success', { user_data: d.user_data }));
+  // A repeated sign-in (same user) keeps the connection's first watchlist.
+  if (first) startWatchlist(gw, client, id, user.watchlist);
 }
 

@@ -12,6 +12,7 @@
  */
 import type { ChannelLifecycle } from '../../actors/channel-actor.js';
 import type { Logger } from '../../log.js';
+import { isHiddenChannel } from '../../runtime/hidden-channels.js';
 import { externalName, type AppRegistry, type PusherApp, type WebhookTarget } from './apps.js';
 import type { PusherClient } from './client.js';
 import { wireData } from './codec.js';
@@ -115,6 +116,8 @@ export function startWebhooks(gw: PusherGateway): Webhooks | undefined {
       clearTimeout(timer);
     },
     observe(e) {
+      // The server's own channels (a user's online channel for watchlists) are not the app's channels.
+      if (isHiddenChannel(e.ch)) return;
       const app = apps.ofChannel(e.ch);
       const channel = externalName(e.ch);
       if ('user' in e) emit(app, { name: e.t, channel, user_id: app ? externalUser(e.user, app) : e.user });
