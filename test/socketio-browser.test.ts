@@ -32,6 +32,9 @@ t.test('socket.io-client browser bundle in Chromium', async (t) => {
   const first = await tab.evaluate(async (url) => {
     const w = window as any;
     const socket = w.io(url, { reconnection: false });
+    // The transport the Engine.IO handshake completed on (the upgrade may be over by 'connect').
+    let firstTransport = '';
+    socket.io.engine.once('open', () => (firstTransport = socket.io.engine.transport.name));
     w.sock = socket;
     w.got = [];
     socket.on('news', (channel: string, data: unknown) => w.got.push([channel, data]));
@@ -39,7 +42,6 @@ t.test('socket.io-client browser bundle in Chromium', async (t) => {
       socket.once('connect', () => resolve());
       socket.once('connect_error', (e: Error) => reject(new Error(e.message)));
     });
-    const firstTransport = socket.io.engine.transport.name;
     const ack = await socket.emitWithAck('subscribe', { channel: 'browser' });
     return { id: socket.id, firstTransport, ack };
   }, server);
