@@ -1,6 +1,6 @@
 /**
  * Fan-out and latency: one channel, many subscribers, publishes at a fixed rate from inside the server
- * process. Measures deliveries/s seen by the clients, server CPU per 1M deliveries (process.cpuUsage of
+ * process (latency also with the publications POSTed over HTTP by a backend, this process). Measures deliveries/s seen by the clients, server CPU per 1M deliveries (process.cpuUsage of
  * the server process, all threads), and publish→deliver latency percentiles — for rt-actors, a plain
  * single-thread uWebSockets.js topic server, and socket.io 4 (default engine), in the same run.
  */
@@ -47,7 +47,10 @@ async function subscribeAll(kind: ServerKind, port: number, n: number, channel: 
 /** BENCH_WORKERS=1,2,4 measures rt-actors at each shard count (default: 2). */
 const shardCounts = (process.env.BENCH_WORKERS?.split(',').map(Number) ?? [2]);
 
-async function run(kind: ServerKind, load: Load, workers = 2): Promise<Record<string, unknown>> {
+/** How the publications enter the server: from inside its process, or as a backend's HTTP POSTs. */
+type Via = 'process' | 'http';
+
+async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'process'): Promise<Record<string, unknown>> {
   const server = await BenchServer.start(kind, workers);
   try {
     let delivered = 0;
@@ -61,7 +64,8 @@ async function run(kind: ServerKind, load: Load, workers = 2): Promise<Record<st
     const expected = count * load.subscribers;
     const cpu0 = await server.cpuMicros();
     const t0 = now();
-    await server.publish('bench', load.rate, count, load.size);
+    if (via === 'http') await server.publishOverHttp(kind, 'bench', load.rate, count, load.size);
+    else await server.publish('bench', load.rate, count, load.size);
     const deadline = Date.now() + 20000;
     while (delivered < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     const elapsed = (now() - t0) / 1000;
@@ -71,6 +75,7 @@ async function run(kind: ServerKind, load: Load, workers = 2): Promise<Record<st
     return {
       server: kind,
       ...(kind === 'uws' ? {} : { shards: workers }),
+      published_via: via,
       subscribers: load.subscribers,
       publish_rate: load.rate,
       payload_bytes: load.size,
@@ -90,14 +95,23 @@ async function run(kind: ServerKind, load: Load, workers = 2): Promise<Record<st
 export async function benchFanout(opts: { quick: boolean }): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
   // Throughput: a rate the client process can absorb on a shared 2-core machine.
+  const onlyLatency = process.env.BENCH_FANOUT === 'latency';
   const fan: Load = opts.quick ? { subscribers: 500, rate: 100, seconds: 2, size: 64 } : { subscribers: 1000, rate: 200, seconds: 8, size: 64 };
   const kinds = (process.env.BENCH_SERVERS?.split(',') ?? ['uws', 'rt', 'socketio']) as ServerKind[];
-  for (const kind of kinds) {
+  for (const kind of onlyLatency ? [] : kinds) {
     for (const w of kind === 'rt' ? shardCounts : [2]) out.push({ bench: 'fanout', ...(await run(kind, fan, w)) });
   }
   // Latency at a fixed, modest rate so queues stay short.
   const lat: Load = opts.quick ? { subscribers: 100, rate: 200, seconds: 2, size: 64 } : { subscribers: 100, rate: 500, seconds: 10, size: 64 };
-  for (const kind of kinds.filter((k) => k !== 'socketio')) out.push({ bench: 'latency', ...(await run(kind, lat)) });
+  for (const kind of kinds.filter((k) => k !== 'socketio')) {
+    for (const w of kind === 'rt' ? shardCounts : [2]) {
+      // In-process, then the same published by a backend over HTTP (each server's publish endpoint),
+      // as users do. BENCH_VIA=process or http runs one of them.
+      for (const via of ['process', 'http'] as const) {
+        if (!process.env.BENCH_VIA || process.env.BENCH_VIA === via) out.push({ bench: 'latency', ...(await run(kind, lat, w, via)) });
+      }
+    }
+  }
   return out;
 }
 

@@ -1,6 +1,7 @@
 /** Shared benchmark plumbing: server child processes, many ws clients, percentiles. */
 import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import http from 'node:http';
 import WebSocket from 'ws';
 
 export type ServerKind = 'rt' | 'uws' | 'socketio';
@@ -49,6 +50,38 @@ export class BenchServer {
 
   publish(channel: string, rate: number, count: number, size: number): Promise<unknown> {
     return this.ask({ type: 'publish', channel, rate, count, size }, `published:${channel}`);
+  }
+
+  /**
+   * The same load from this process as a backend would send it: one HTTP POST per publication on
+   * keep-alive connections (rt-actors: /api/publish; the uWS baseline: its /publish route), on the same
+   * 10 ms tick as publish(). The payload's `t` is taken when the request is sent.
+   */
+  async publishOverHttp(kind: ServerKind, channel: string, rate: number, count: number, size: number): Promise<void> {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    const path = kind === 'uws' ? '/publish' : '/api/publish';
+    const post = (seq: number): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const head = JSON.stringify({ seq, t: now(), p: '' });
+        const data = head.slice(0, -2) + 'x'.repeat(Math.max(0, size - head.length)) + '"}';
+        const body = `{"channel":${JSON.stringify(channel)},"event":"m","data":${data}}`;
+        const req = http.request({ host: '127.0.0.1', port: this.port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), authorization: 'Bearer bench' } }, (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`publish: HTTP ${res.statusCode}`))));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const sends: Promise<void>[] = [];
+    const startAt = performance.now();
+    let sent = 0;
+    while (sent < count) {
+      const due = Math.min(count, Math.floor(((performance.now() - startAt) / 1000) * rate));
+      while (sent < due) sends.push(post(sent++));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await Promise.all(sends);
+    agent.destroy();
   }
 
   async stop(): Promise<void> {

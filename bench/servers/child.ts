@@ -51,6 +51,19 @@ async function start(): Promise<void> {
         }
       },
     });
+    // A backend's publish over HTTP, as small as it gets: POST {channel, event, data}, parse, publish
+    // the frame, answer. (rt-actors' counterpart is POST /api/publish.)
+    app.post('/publish', (res) => {
+      let body = Buffer.alloc(0);
+      res.onAborted(() => {});
+      res.onData((chunk, last) => {
+        body = Buffer.concat([body, Buffer.from(chunk)]);
+        if (!last) return;
+        const p = JSON.parse(body.toString()) as { channel: string; event: string; data: unknown };
+        app.publish(p.channel, `{"op":"message","channel":${JSON.stringify(p.channel)},"event":${JSON.stringify(p.event)},"data":${JSON.stringify(p.data)}}`);
+        res.cork(() => res.writeHeader('content-type', 'application/json').end('{"ok":true}'));
+      });
+    });
     await new Promise<void>((r) => app.listen('127.0.0.1', 0, (s) => ((port = uWS.us_socket_local_port(s as never)), r())));
     publishFn = (ch, body) => app.publish(ch, `{"op":"message","channel":${JSON.stringify(ch)},"event":"m","data":${body}}`);
     stop = async () => {

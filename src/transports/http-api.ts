@@ -23,6 +23,14 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
+/** The configured keys' digests, computed once per thread rather than per request. */
+const keyDigests = new Map<string, Buffer>();
+function keyDigest(key: string): Buffer {
+  let d = keyDigests.get(key);
+  if (!d) keyDigests.set(key, (d = digest(key)));
+  return d;
+}
+
 /**
  * Checks the API key. `operator` routes (the dashboard's: stats, tap, channel queries, publish) also
  * take --dashboard-token when the dashboard is on.
@@ -33,9 +41,10 @@ export function checkApiKey(ctx: ThreadContext, req: Req, operator = false): voi
   const given = m ? m[1]!.trim() : queryParam(req.query, 'api_key');
   if (!given) throw new RtError('unauthorized', 'missing API key: send "Authorization: Bearer <api key>"', 401);
   // Compare digests so the comparison is constant-time whatever the lengths.
-  if (timingSafeEqual(digest(given), digest(ctx.apiKey))) return;
+  const d = digest(given);
+  if (timingSafeEqual(d, keyDigest(ctx.apiKey))) return;
   const { dashboard, dashboardToken } = ctx.config;
-  if (operator && dashboard && dashboardToken && timingSafeEqual(digest(given), digest(dashboardToken))) return;
+  if (operator && dashboard && dashboardToken && timingSafeEqual(d, keyDigest(dashboardToken))) return;
   throw new RtError('unauthorized', 'wrong API key', 401);
 }
 
