@@ -42,7 +42,7 @@ class SioBenchServer {
   }
 
   static async start(kind: Kind, workers: number): Promise<SioBenchServer> {
-    const child = fork(new URL('./servers/sio.js', import.meta.url), [kind, String(workers)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(new URL('./servers/sio.js', import.meta.url), [kind, String(workers)], { execArgv: process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m: any) => (m.type === 'ready' ? resolve(m.port) : reject(new Error('bad start'))));
       child.once('exit', (code) => reject(new Error(`bench server ${kind} exited with ${code}`)));
