@@ -52,15 +52,24 @@ interface Carrier {
  * reach user code: a channel actor with a hook that reads messages gets a plain one (actor-host.ts).
  */
 
-/** Replaces a carrier's payload by a value: from then on `data` is a plain property. */
-function replaceData(o: Carrier, v: unknown): void {
-  Object.defineProperty(o, 'data', { value: v, writable: true, enumerable: true, configurable: true });
-  o[RAW] = undefined;
+/** What the carriers share: `data` read from the payload on demand, or replaced by a value. */
+abstract class JsonCarrier implements Carrier {
+  [RAW]?: JsonData;
+  constructor(raw: JsonData) {
+    this[RAW] = raw;
+  }
+  get data(): unknown {
+    return this[RAW]!.read();
+  }
+  set data(v: unknown) {
+    // From then on `data` is a plain property and the text is not used.
+    Object.defineProperty(this, 'data', { value: v, writable: true, enumerable: true, configurable: true });
+    this[RAW] = undefined;
+  }
 }
 
 /** A publication whose `data` is `raw`'s value, parsed on first read. */
-export class JsonPublication implements Publication {
-  [RAW]?: JsonData;
+export class JsonPublication extends JsonCarrier implements Publication {
   user?: string;
   constructor(
     public channel: string,
@@ -68,13 +77,7 @@ export class JsonPublication implements Publication {
     public offset: number,
     raw: JsonData,
   ) {
-    this[RAW] = raw;
-  }
-  get data(): unknown {
-    return this[RAW]!.read();
-  }
-  set data(v: unknown) {
-    replaceData(this, v);
+    super(raw);
   }
   toJSON(): Publication {
     const p: Publication = { channel: this.channel, event: this.event, data: this.data, offset: this.offset };
@@ -84,19 +87,12 @@ export class JsonPublication implements Publication {
 }
 
 /** A message for a channel actor without message hooks, whose `data` is `raw`'s value. */
-export class JsonMessage {
-  [RAW]?: JsonData;
+export class JsonMessage extends JsonCarrier {
   constructor(
     public event: string,
     raw: JsonData,
   ) {
-    this[RAW] = raw;
-  }
-  get data(): unknown {
-    return this[RAW]!.read();
-  }
-  set data(v: unknown) {
-    replaceData(this, v);
+    super(raw);
   }
   toJSON(): { event: string; data: unknown } {
     return { event: this.event, data: this.data };
@@ -106,9 +102,8 @@ export class JsonMessage {
 type PubRequest = Extract<Request, { t: 'pub' }>;
 
 /** A publish request whose `data` is `raw`'s value, parsed on first read. */
-export class JsonPubRequest implements PubRequest {
+export class JsonPubRequest extends JsonCarrier implements PubRequest {
   readonly t = 'pub' as const;
-  [RAW]?: JsonData;
   from?: PubRequest['from'];
   ex?: string;
   at?: number;
@@ -119,13 +114,7 @@ export class JsonPubRequest implements PubRequest {
     public src: PublishSource,
     raw: JsonData,
   ) {
-    this[RAW] = raw;
-  }
-  get data(): unknown {
-    return this[RAW]!.read();
-  }
-  set data(v: unknown) {
-    replaceData(this, v);
+    super(raw);
   }
   toJSON(): PubRequest {
     const q: PubRequest = { t: 'pub', ch: this.ch, ev: this.ev, data: this.data, src: this.src };
