@@ -86,6 +86,17 @@ function putStr(b: Buffer, pos: number, s: string, len: number): number {
   return p + len;
 }
 
+/** Header bytes of a frame with `fixed` bytes of fields, then the channel, event and optional excluded id. */
+function headerLen(fixed: number, chLen: number, evLen: number, exLen: number): number {
+  return fixed + 4 + chLen + 4 + evLen + 4 + exLen;
+}
+
+/** Writes the channel, event and optional excluded id at `pos` (lengths from utf8Len; exLen -4 when absent). */
+function putNames(b: Buffer, pos: number, ch: string, chLen: number, ev: string, evLen: number, ex: string | undefined, exLen: number): void {
+  const p = putStr(b, putStr(b, pos, ch, chLen), ev, evLen);
+  if (ex !== undefined) putStr(b, p, ex, exLen);
+}
+
 /**
  * The binary form of a hot envelope, or null when `env` is not one (or not of the declared shape, or
  * its header would be too long): the caller then sends it as msgpack.
@@ -111,7 +122,7 @@ export function encodeHot(env: Envelope): HotFrame | null {
     const chLen = utf8Len(pub.channel);
     const evLen = utf8Len(pub.event);
     const exLen = ex !== undefined ? utf8Len(ex) : -4;
-    const hlen = 24 + 4 + chLen + 4 + evLen + 4 + exLen;
+    const hlen = headerLen(24, chLen, evLen, exLen);
     if (hlen > MAX_HEADER) return null;
     const raw = rawJson(pub);
     const b = packr.pack(raw ?? pub.data, PACK_MODE | hlen) as Packed;
@@ -123,9 +134,7 @@ export function encodeHot(env: Envelope): HotFrame | null {
     putU32(b, s + 4, 0);
     putF64(b, s + 8, pub.offset);
     putF64(b, s + 16, at ?? 0);
-    let p = putStr(b, s + 24, pub.channel, chLen);
-    p = putStr(b, p, pub.event, evLen);
-    if (ex !== undefined) putStr(b, p, ex, exLen);
+    putNames(b, s + 24, pub.channel, chLen, pub.event, evLen, ex, exLen);
     result.buf = b;
     result.start = s;
     result.end = b.end;
@@ -151,7 +160,7 @@ export function encodeHot(env: Envelope): HotFrame | null {
     const chLen = utf8Len(q.ch);
     const evLen = utf8Len(q.ev);
     const exLen = q.ex !== undefined ? utf8Len(q.ex) : -4;
-    const hlen = 16 + 4 + chLen + 4 + evLen + 4 + exLen;
+    const hlen = headerLen(16, chLen, evLen, exLen);
     if (hlen > MAX_HEADER) return null;
     const raw = rawJson(q);
     const payload = raw ?? q.data;
@@ -163,9 +172,7 @@ export function encodeHot(env: Envelope): HotFrame | null {
     b[s + 3] = src;
     putU32(b, s + 4, env.id);
     putF64(b, s + 8, q.at ?? 0);
-    let p = putStr(b, s + 16, q.ch, chLen);
-    p = putStr(b, p, q.ev, evLen);
-    if (q.ex !== undefined) putStr(b, p, q.ex, exLen);
+    putNames(b, s + 16, q.ch, chLen, q.ev, evLen, q.ex, exLen);
     result.buf = b;
     result.start = s;
     result.end = b.end;
@@ -239,6 +246,24 @@ function views(b: Buffer): void {
 
 const range = { start: 0, end: 0 };
 
+/** The names read by readNames (module scratch, like strEnd: decoding is synchronous). */
+const names: { ch: string; ev: string; ex: string | undefined } = { ch: '', ev: '', ex: undefined };
+
+/** Reads the channel, event and optional excluded id from `pos`, then returns the msgpack payload after them. */
+function readNames(b: Buffer, pos: number, end: number, flags: number, unpackr: Unpackr): unknown {
+  names.ch = readStr(b, pos, end, 0);
+  names.ev = readStr(b, strEnd, end, 1);
+  names.ex = (flags & F_EX) !== 0 ? readStr(b, strEnd, end, -1) : undefined;
+  range.start = strEnd;
+  range.end = end;
+  return strEnd < end ? unpackr.unpack(b, range) : bad();
+}
+
+/** A F_JSON payload: the JSON text, which msgpack carried as a string. */
+function jsonText(data: unknown): JsonData {
+  return new JsonData(typeof data === 'string' ? data : bad());
+}
+
 /**
  * Decodes bytes 0..end of `b` (b[0] === BIN) into the envelope the msgpack form would have given. `b`
  * must start at offset 0 of its own ArrayBuffer (the ring consumer's decode buffers do): the float and
@@ -253,16 +278,9 @@ export function decodeHot(b: Buffer, end: number, unpackr: Unpackr): Envelope {
     views(b);
     const offset = view64[1]!;
     const at = view64[2]!;
-    const channel = readStr(b, 24, end, 0);
-    const event = readStr(b, strEnd, end, 1);
-    const ex = (flags & F_EX) !== 0 ? readStr(b, strEnd, end, -1) : undefined;
-    range.start = strEnd;
-    range.end = end;
-    const data = strEnd < end ? unpackr.unpack(b, range) : bad();
-    const pub =
-      (flags & F_JSON) === 0
-        ? { channel, event, data, offset }
-        : new JsonPublication(channel, event, offset, new JsonData(typeof data === 'string' ? data : bad()));
+    const data = readNames(b, 24, end, flags, unpackr);
+    const { ch: channel, ev: event, ex } = names;
+    const pub = (flags & F_JSON) === 0 ? { channel, event, data, offset } : new JsonPublication(channel, event, offset, jsonText(data));
     const n: Extract<Envelope, { k: 'n' }>['b'] & { t: 'pub!' } = { t: 'pub!', pub };
     if (ex !== undefined) n.ex = ex;
     if ((flags & F_AT) !== 0) n.at = at;
@@ -274,12 +292,8 @@ export function decodeHot(b: Buffer, end: number, unpackr: Unpackr): Envelope {
     views(b);
     const id = view32[1]!;
     const at = view64[1]!;
-    const ch = readStr(b, 16, end, 0);
-    const ev = readStr(b, strEnd, end, 1);
-    const ex = (flags & F_EX) !== 0 ? readStr(b, strEnd, end, -1) : undefined;
-    range.start = strEnd;
-    range.end = end;
-    let data = strEnd < end ? unpackr.unpack(b, range) : bad();
+    let data = readNames(b, 16, end, flags, unpackr);
+    const { ch, ev, ex } = names;
     let from: unknown;
     if ((flags & F_FROM) !== 0) {
       if (!Array.isArray(data) || data.length !== 2 || typeof data[1] !== 'object' || data[1] === null) bad();
@@ -287,7 +301,7 @@ export function decodeHot(b: Buffer, end: number, unpackr: Unpackr): Envelope {
       data = data[0];
     }
     const req: Extract<Envelope, { k: 'q' }>['b'] & { t: 'pub' } =
-      (flags & F_JSON) === 0 ? { t: 'pub', ch, ev, data, src } : new JsonPubRequest(ch, ev, src, new JsonData(typeof data === 'string' ? data : bad()));
+      (flags & F_JSON) === 0 ? { t: 'pub', ch, ev, data, src } : new JsonPubRequest(ch, ev, src, jsonText(data));
     if (from !== undefined) req.from = from as typeof req.from;
     if (ex !== undefined) req.ex = ex;
     if ((flags & F_AT) !== 0) req.at = at;
