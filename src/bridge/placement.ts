@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import type { ActorDefinition, OutgoingMessage, Subscriber } from '../actors/define.js';
 import { Published } from '../actors/published.js';
 import type { LoadedActor } from '../actors/registry.js';
+import { assertEventName } from '../actors/context-rules.js';
 import { RtError } from '../errors.js';
 import type { PublishResult } from '../runtime/messages.js';
 import { assertChannel } from '../protocol/native.js';
@@ -267,10 +268,10 @@ export class Placement {
     assertChannel(channel);
     if (!this.loaded.some((x) => x.matches(channel))) throw new RtError('not_found', `no actor serves ${channel} on this host`, 404);
     if (!this.local) throw new RtError('unavailable', 'this node is not serving yet', 503);
-    const ev = (e: unknown): e is string => typeof e === 'string' && e.length > 0 && e.length <= 200;
     if (op === 'push') {
       const [ids, event, data] = args as [unknown, unknown, unknown];
-      if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => typeof x === 'string') || !ev(event)) throw new RtError('bad_request', 'push: malformed');
+      if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => typeof x === 'string')) throw new RtError('bad_request', 'push: malformed');
+      assertEventName(event);
       this.local.push(channel, ids as string[], event, data ?? null);
     } else {
       const [id, reason] = args as [unknown, unknown];
