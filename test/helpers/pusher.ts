@@ -4,6 +4,7 @@
 import Pusher from 'pusher-js';
 import PusherServer from 'pusher';
 import WebSocket from 'ws';
+import { Inbox } from './inbox.js';
 
 export const APP = { id: '1001', key: 'app-key', secret: 'app-secret-0123456789' };
 export const APP_B = { id: '2002', key: 'b-key', secret: 'b-secret-0123456789' };
@@ -105,17 +106,15 @@ export function nextOn<V = any>(emitter: { bind(ev: string, fn: (...a: any[]) =>
 /** A raw socket speaking the Pusher protocol, for hostile input and exact frames. */
 export class RawPusher {
   readonly ws: WebSocket;
-  readonly frames: any[] = [];
-  private waiters: { pred: (f: any) => boolean; resolve: (f: any) => void }[] = [];
+  private readonly inbox = new Inbox<any>((frames) => `timed out waiting for a frame; got: ${JSON.stringify(frames.slice(-5))}`);
+  readonly frames = this.inbox.items;
   closed?: { code: number; reason: string };
   private closeWaiters: ((c: { code: number; reason: string }) => void)[] = [];
 
   constructor(url: string) {
     this.ws = new WebSocket(url);
     this.ws.on('message', (data) => {
-      const f = JSON.parse(data.toString());
-      this.frames.push(f);
-      this.waiters = this.waiters.filter((w) => (w.pred(f) ? (w.resolve(f), false) : true));
+      this.inbox.add(JSON.parse(data.toString()));
     });
     this.ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString() };
@@ -139,22 +138,7 @@ export class RawPusher {
   }
 
   next(pred: (f: any) => boolean, timeoutMs = 5000): Promise<any> {
-    const seen = this.frames.find(pred);
-    if (seen) {
-      this.frames.splice(this.frames.indexOf(seen), 1);
-      return Promise.resolve(seen);
-    }
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for a frame; got: ${JSON.stringify(this.frames.slice(-5))}`)), timeoutMs);
-      this.waiters.push({
-        pred,
-        resolve: (f) => {
-          clearTimeout(timer);
-          this.frames.splice(this.frames.indexOf(f), 1);
-          resolve(f);
-        },
-      });
-    });
+    return this.inbox.next(pred, timeoutMs);
   }
 
   event(name: string, timeoutMs?: number): Promise<any> {

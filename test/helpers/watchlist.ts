@@ -3,6 +3,7 @@
 // for "nothing else arrived" (test/pusher-watchlist*.test.ts).
 import type Pusher from 'pusher-js';
 import { APP, connected, nextOn, pusherClient, sdk } from './pusher.js';
+import { Inbox } from './inbox.js';
 
 type T = { teardown(fn: () => unknown): void };
 
@@ -10,35 +11,16 @@ export type Ev = { name: string; user_ids: string[] };
 
 /** Every watchlist event pusher-js hands to user.watchlist.bind('online' | 'offline'), in order. */
 export class Watcher {
-  readonly events: Ev[] = [];
-  private waiters: { pred: (e: Ev) => boolean; resolve: (e: Ev) => void }[] = [];
+  private readonly inbox = new Inbox<Ev>((events) => `no watchlist event; got ${JSON.stringify(events)}`);
+  readonly events = this.inbox.items;
   constructor(readonly p: Pusher) {
     for (const name of ['online', 'offline']) {
-      (p as any).user.watchlist.bind(name, (e: Ev) => {
-        const copy = { name: e.name, user_ids: [...e.user_ids] };
-        this.events.push(copy);
-        this.waiters = this.waiters.filter((w) => (w.pred(copy) ? (w.resolve(copy), false) : true));
-      });
+      (p as any).user.watchlist.bind(name, (e: Ev) => this.inbox.add({ name: e.name, user_ids: [...e.user_ids] }));
     }
   }
   /** The first event (already seen or still to come) matching pred; it is consumed. */
   next(pred: (e: Ev) => boolean, timeoutMs = 10_000): Promise<Ev> {
-    const seen = this.events.find(pred);
-    if (seen) {
-      this.events.splice(this.events.indexOf(seen), 1);
-      return Promise.resolve(seen);
-    }
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no watchlist event; got ${JSON.stringify(this.events)}`)), timeoutMs);
-      this.waiters.push({
-        pred,
-        resolve: (e) => {
-          clearTimeout(timer);
-          this.events.splice(this.events.indexOf(e), 1);
-          resolve(e);
-        },
-      });
-    });
+    return this.inbox.next(pred, timeoutMs);
   }
 }
 

@@ -2,14 +2,15 @@
 // for pushed frames.
 import WebSocket from 'ws';
 import { pack, unpack } from 'msgpackr';
+import { Inbox } from './inbox.js';
 
 export type Frame = Record<string, any>;
 
 export class TestClient {
   readonly ws: WebSocket;
-  readonly frames: Frame[] = [];
+  private readonly inbox = new Inbox<Frame>((frames) => `timed out waiting for a frame; got: ${JSON.stringify(frames.slice(-5))}`);
+  readonly frames = this.inbox.items;
   private ref = 0;
-  private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
   closed?: { code: number; reason: string };
   private closeWaiters: ((c: { code: number; reason: string }) => void)[] = [];
   welcome!: Frame;
@@ -17,9 +18,7 @@ export class TestClient {
   constructor(url: string, readonly msgpack = false, protocols?: string[]) {
     this.ws = new WebSocket(url, protocols);
     this.ws.on('message', (data, isBinary) => {
-      const f = isBinary ? (unpack(data as Buffer) as Frame) : (JSON.parse(data.toString()) as Frame);
-      this.frames.push(f);
-      this.waiters = this.waiters.filter((w) => (w.pred(f) ? (w.resolve(f), false) : true));
+      this.inbox.add(isBinary ? (unpack(data as Buffer) as Frame) : (JSON.parse(data.toString()) as Frame));
     });
     this.ws.on('close', (code, reason) => {
       this.closed = { code, reason: reason.toString() };
@@ -58,22 +57,7 @@ export class TestClient {
 
   /** Resolves with the first frame (already received or future) matching pred. */
   next(pred: (f: Frame) => boolean, timeoutMs = 5000): Promise<Frame> {
-    const seen = this.frames.find(pred);
-    if (seen) {
-      this.frames.splice(this.frames.indexOf(seen), 1);
-      return Promise.resolve(seen);
-    }
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for a frame; got: ${JSON.stringify(this.frames.slice(-5))}`)), timeoutMs);
-      this.waiters.push({
-        pred,
-        resolve: (f) => {
-          clearTimeout(timer);
-          this.frames.splice(this.frames.indexOf(f), 1);
-          resolve(f);
-        },
-      });
-    });
+    return this.inbox.next(pred, timeoutMs);
   }
 
   messages(channel?: string): Frame[] {
