@@ -29,15 +29,21 @@ async function openConnections(s: { metrics?: unknown; http: string }): Promise<
   return per;
 }
 
+/** Opens `n` connections one after the other, each of which must be admitted. */
+async function admitEach(t: Parameters<typeof attempt>[0] & { ok(v: unknown, msg: string): void }, url: string, n: number): Promise<RawPusher[]> {
+  const out: RawPusher[] = [];
+  for (let i = 0; i < n; i++) {
+    const a = await attempt(t, url);
+    t.ok(a.ok, `connection ${i + 1} of ${n} is admitted`);
+    if (a.ok) out.push(a.raw);
+  }
+  return out;
+}
+
 t.test('maxConnections: counted across shards, 4004 past it, other apps unaffected, freed on close', async (t) => {
   const s = await startServer(t, { workers: 2, pusherApps: [{ ...APP, maxConnections: 3 }, APP_B] });
   const url = `${s.url}/app/${APP.key}?protocol=7`;
-  const admitted: RawPusher[] = [];
-  for (let i = 0; i < 3; i++) {
-    const a = await attempt(t, url);
-    t.ok(a.ok, `connection ${i + 1} of 3 is admitted`);
-    if (a.ok) admitted.push(a.raw);
-  }
+  const admitted = await admitEach(t, url, 3);
   const per = await until(async () => {
     const p = await openConnections(s);
     return Object.values(p).reduce((x, y) => x + y, 0) === 3 ? p : undefined;
@@ -89,12 +95,7 @@ t.test('maxConnections: counted across shards, 4004 past it, other apps unaffect
 t.test('a crashed shard does not leave its connections counted', async (t) => {
   const s = await startServer(t, { workers: 2, pusherApps: [{ ...APP, maxConnections: 4 }] });
   const url = `${s.url}/app/${APP.key}?protocol=7`;
-  const open: RawPusher[] = [];
-  for (let i = 0; i < 4; i++) {
-    const a = await attempt(t, url);
-    t.ok(a.ok, `connection ${i + 1} of 4 is admitted`);
-    if (a.ok) open.push(a.raw);
-  }
+  const open = await admitEach(t, url, 4);
   t.equal((await attempt(t, url)).ok, false, 'full');
   (s as any).crashShard(0);
   // the crashed shard's connections are closed by the crash; wait until the shard is back
