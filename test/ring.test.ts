@@ -717,6 +717,13 @@ t.test('a payload kept as JSON text crosses as text: decoded lazily, spliced by 
     }
   }
   t.pass('every text codec writes identical frames from the text');
+
+  // Hostile: a frame flagged as JSON text whose payload is not a string is refused as malformed.
+  const h = encodeHot({ k: 'n', b: { t: 'pub!', pub: { channel: 'c', event: 'e', data: 42, offset: 1 } } } as Env)!;
+  const forged = Buffer.allocUnsafeSlow(h.end - h.start + 16);
+  h.buf.copy(forged, 0, h.start, h.end);
+  forged[2] = forged[2]! | 16; // F_JSON
+  t.throws(() => decodeHot(forged, h.end - h.start, unpackr), /malformed binary mesh frame/, 'JSON flag on a non-string payload');
 });
 
 t.test('binary and msgpack frames share a ring in order; a malformed frame throws once and is skipped', async (t) => {
