@@ -4,6 +4,7 @@
 // (SIGTERM) hands the auction over with every accepted bid kept, and it closes once.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { signJwt } from 'rt-actors';
 import { api, JWT_SECRET } from './helpers/server.js';
@@ -155,6 +156,14 @@ t.test('a timer survives its owner: kill -9 before the close, the auction closes
   ids.set(hosts[hosts.length - 1]!, 'h5');
 });
 
+/** Whether every thread of process `pid` is stopped (state T in /proc/<pid>/task/<tid>/stat). */
+function allThreadsStopped(pid: number): boolean {
+  return readdirSync(`/proc/${pid}/task`).every((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    return stat[stat.lastIndexOf(')') + 2] === 'T';
+  });
+}
+
 t.test('an owner paused past its lease (SIGSTOP … SIGCONT) cannot act on it; its clients reach the new owner', async (t) => {
   const ch = 'auction-stop';
   const all = await bidders(ch, hosts, 1);
@@ -164,6 +173,9 @@ t.test('an owner paused past its lease (SIGSTOP … SIGCONT) cannot act on it; i
   const others = all.filter((b) => b.host !== paused);
   const stale = all.find((b) => b.host === paused)!;
   paused.proc.kill('SIGSTOP');
+  // kill() returns before every thread has stopped: a shard still running for a moment could take the
+  // bid below as the rightful owner. Wait until the kernel shows every thread stopped.
+  await until('every thread of the paused host stopped', () => allThreadsStopped(paused.proc.pid!));
   try {
     // Sent while its host is frozen: the frame waits in the socket buffer.
     var pending = bid(stale, ch, 20);
