@@ -5,7 +5,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { Doorbell, RingConsumer, RingProducer } from '../src/runtime/ring.js';
 import { encodeHot } from '../src/runtime/frames.js';
-import { JsonData, JsonPublication } from '../src/protocol/json-data.js';
+import { JsonData, EncodedPublication } from '../src/protocol/encoded-payload.js';
 
 interface Init {
   role: 'producer' | 'consumer';
@@ -40,8 +40,8 @@ if (init.role === 'producer') {
   const pub = { channel: 'bench-room', event: 'message', data: { text: msg.payload }, offset: 0 };
   const env = { k: 'n' as const, b: { t: 'pub!' as const, pub, at: 1234.5 } };
   // The same publication with its payload kept as JSON text, as it crosses threads when it came from
-  // a JSON client or the HTTP API (json-data.ts): the receiver gets the text, not a parsed value.
-  const jsonPub = new JsonPublication('bench-room', 'message', 0, new JsonData(JSON.stringify({ text: msg.payload })));
+  // a JSON client or the HTTP API (encoded-payload.ts): the receiver gets the text, not a parsed value.
+  const jsonPub = new EncodedPublication('bench-room', 'message', 0, new JsonData(JSON.stringify({ text: msg.payload })));
   const jsonEnv = { k: 'n' as const, b: { t: 'pub!' as const, pub: jsonPub, at: 1234.5 } };
   const isPub = init.payloadKind.startsWith('pub-');
   const sendRing =

@@ -48,6 +48,18 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
   }
 }
 
+
+/**
+ * What a decoded frame holds, as plain values: a publication or request that crossed a ring carries its
+ * payload undecoded (src/protocol/encoded-payload.ts), and its toJSON() gives the value a reader sees.
+ */
+function plain(v: unknown): unknown {
+  if (v === null || typeof v !== 'object' || ArrayBuffer.isView(v)) return v;
+  const o = typeof (v as { toJSON?: unknown }).toJSON === 'function' ? (v as { toJSON(): unknown }).toJSON() : v;
+  if (Array.isArray(o)) return o.map(plain);
+  return Object.fromEntries(Object.entries(o as object).map(([k, x]) => [k, plain(x)]));
+}
+
 t.test('allocation', async (t) => {
   t.equal(allocRing().byteLength - HEADER_BYTES, DEFAULT_RING_BYTES);
   t.equal(DEFAULT_RING_BYTES, 1 << 20);
@@ -587,8 +599,8 @@ t.test('mesh notifyMany: one encode, the same frame to each peer, in order with 
     const offsets = got[p]!.map((n) => (n as { pub: { offset: number } }).pub.offset);
     t.same(offsets, Array.from({ length: count }, (_, i) => i + 1), `peer ${p}: all frames, in order`);
   }
-  t.same(got[2]![7], { t: 'pub!', pub: { channel: 'c', event: 'e', data: { i: 7, pad: big }, offset: 8 }, at: 7 }, 'a fragmented frame arrives whole');
-  t.same(got[3], got[1], 'every peer decodes the same notices');
+  t.same(plain(got[2]![7]), { t: 'pub!', pub: { channel: 'c', event: 'e', data: { i: 7, pad: big }, offset: 8 }, at: 7 }, 'a fragmented frame arrives whole');
+  t.same(plain(got[3]), plain(got[1]), 'every peer decodes the same notices');
 });
 
 t.test('binary hot frames: pub! notices, pub requests and replies decode to what msgpack would give', async (t) => {
@@ -618,7 +630,7 @@ t.test('binary hot frames: pub! notices, pub requests and replies decode to what
     { k: 'r', id: 5, ok: true, v: { offset: 12, data: { reply: 'yes' } } },
     { k: 'r', id: 6, ok: true, v: null },
   ];
-  for (const env of hot) t.same(roundTrip(env), env, `${env.k} ${JSON.stringify(env).slice(0, 60)}`);
+  for (const env of hot) t.same(plain(roundTrip(env)), env, `${env.k} ${JSON.stringify(env).slice(0, 60)}`);
   const decodedBuf = roundTrip(hot[2]!) as { b: { pub: { data: Uint8Array } } };
   t.ok(Buffer.isBuffer(decodedBuf.b.pub.data), 'binary data stays binary');
 
@@ -642,9 +654,13 @@ t.test('binary hot frames: pub! notices, pub requests and replies decode to what
   const goodLen = good.end - good.start;
   const g = Buffer.allocUnsafeSlow(goodLen);
   good.buf.copy(g, 0, good.start, good.end);
-  for (const len of [0, 1, 7, 8, 23, 24, 30, goodLen - 1]) {
+  for (const len of [0, 1, 7, 8, 23, 24, 30]) {
     t.throws(() => decodeHot(g, len, unpackr), `truncated to ${len} bytes`);
   }
+  // The payload is not decoded with the frame (it is passed on as bytes): a payload cut short throws
+  // when something reads it, which the mesh's dispatch catches and logs like any failing handler.
+  const cut = decodeHot(g, goodLen - 1, unpackr) as { b: { pub: { data: unknown } } };
+  t.throws(() => cut.b.pub.data, 'a truncated payload throws when read');
   const wrongKind = Buffer.from(g);
   wrongKind[1] = 99;
   t.throws(() => decodeHot(Buffer.from(wrongKind), goodLen, unpackr), 'unknown kind');
@@ -656,7 +672,7 @@ t.test('binary hot frames: pub! notices, pub requests and replies decode to what
 
 t.test('a payload kept as JSON text crosses as text: decoded lazily, spliced by the codecs, dropped once read', async (t) => {
   const { encodeHot, decodeHot } = await import('../src/runtime/frames.js');
-  const { JsonData, JsonPublication, JsonPubRequest, JsonMessage, jsonDataOf, rawJson } = await import('../src/protocol/json-data.js');
+  const { JsonData, EncodedPublication, EncodedPubRequest, EncodedMessage, payloadOf, rawJson } = await import('../src/protocol/encoded-payload.js');
   const { Unpackr, pack, unpack } = await import('msgpackr');
   const unpackr = new Unpackr({ useRecords: false, copyBuffers: true });
   type Env = import('../src/runtime/messages.js').Envelope;
@@ -669,30 +685,30 @@ t.test('a payload kept as JSON text crosses as text: decoded lazily, spliced by 
   const value = { s: 'é"\\\n\u2028🙂', n: -1.5e-7, a: [null, true, {}], deep: { x: [[1]] } };
   const text = JSON.stringify(value);
 
-  const pub = new JsonPublication('c', 'e', 9, new JsonData(text));
+  const pub = new EncodedPublication('c', 'e', 9, new JsonData(text));
   const notice = roundTrip({ k: 'n', b: { t: 'pub!', pub: pub as never }, ex: '0.1' } as Env);
   t.equal(rawJson(notice.b.pub), text, 'the pub! notice arrives with the same text, not parsed');
   t.equal(rawJson(pub), text, 'encoding did not read the value');
   t.same(notice.b.pub.data, value, 'the value parses from it on demand');
   t.equal(rawJson(notice.b.pub), undefined, 'once the value was read, the text is no longer used');
 
-  const req = Object.assign(new JsonPubRequest('room', 'm', 'client', new JsonData(text)), { from: { id: '0.5' }, at: 1.5 });
+  const req = Object.assign(new EncodedPubRequest('room', 'm', 'client', new JsonData(text)), { from: { id: '0.5' }, at: 1.5 });
   const decodedReq = roundTrip({ k: 'q', id: 3, b: req as never });
   t.equal(rawJson(decodedReq.b), text, 'a pub request carries the text too');
   t.same(decodedReq.b.from, { id: '0.5' });
-  const msg = new JsonMessage('m', jsonDataOf(decodedReq.b)!);
+  const msg = new EncodedMessage('m', payloadOf(decodedReq.b)!);
   t.equal(rawJson(msg), text, 'handed on to the actor message without reading it');
 
   // Generic encodings (msgpack of a whole envelope, JSON) see plain objects with the value.
-  const copy = unpack(pack({ pub: new JsonPublication('c', 'e', 9, new JsonData(text)) })) as Record<string, unknown>;
+  const copy = unpack(pack({ pub: new EncodedPublication('c', 'e', 9, new JsonData(text)) })) as Record<string, unknown>;
   t.same(copy, { pub: { channel: 'c', event: 'e', offset: 9, data: value } });
-  const reqCopy = unpack(pack(Object.assign(new JsonPubRequest('r', 'e', 'api', new JsonData('[1,2]')), { ex: '0.2', w: 1 as const })));
+  const reqCopy = unpack(pack(Object.assign(new EncodedPubRequest('r', 'e', 'api', new JsonData('[1,2]')), { ex: '0.2', w: 1 as const })));
   t.same(reqCopy, { t: 'pub', ch: 'r', ev: 'e', data: [1, 2], src: 'api', ex: '0.2', w: 1 });
-  t.equal(JSON.stringify(new JsonMessage('a', new JsonData('"x"'))), '{"event":"a","data":"x"}');
-  t.same(unpack(pack(new JsonMessage('a', new JsonData('{"k":[true]}')))), { event: 'a', data: { k: [true] } });
+  t.equal(JSON.stringify(new EncodedMessage('a', new JsonData('"x"'))), '{"event":"a","data":"x"}');
+  t.same(unpack(pack(new EncodedMessage('a', new JsonData('{"k":[true]}')))), { event: 'a', data: { k: [true] } });
 
   // Assigning data replaces the payload.
-  const replaced = new JsonMessage('e', new JsonData('1'));
+  const replaced = new EncodedMessage('e', new JsonData('1'));
   replaced.data = 2;
   t.equal(replaced.data, 2);
   t.equal(rawJson(replaced), undefined);
@@ -712,7 +728,7 @@ t.test('a payload kept as JSON text crosses as text: decoded lazily, spliced by 
       if (codec.binary) continue;
       const fromValue = codec.pub({ channel: 'private-room', event: 'tick', data, offset: 42 });
       n--; // the recovery codec numbers each call: give the spliced one the same offset
-      const fromText = codec.pub(new JsonPublication('private-room', 'tick', 42, JsonData.of(data)!));
+      const fromText = codec.pub(new EncodedPublication('private-room', 'tick', 42, JsonData.of(data)!));
       if (fromText !== fromValue) t.fail(`${codec.name}: ${String(fromText).slice(0, 120)} != ${String(fromValue).slice(0, 120)}`);
     }
   }
@@ -724,6 +740,69 @@ t.test('a payload kept as JSON text crosses as text: decoded lazily, spliced by 
   h.buf.copy(forged, 0, h.start, h.end);
   forged[2] = forged[2]! | 16; // F_JSON
   t.throws(() => decodeHot(forged, h.end - h.start, unpackr), /malformed binary mesh frame/, 'JSON flag on a non-string payload');
+});
+
+t.test('a payload that crossed a ring as msgpack is handed on as the same bytes, decoded only when read', async (t) => {
+  const { encodeHot, decodeHot } = await import('../src/runtime/frames.js');
+  const { MsgpackData, EncodedPublication, EncodedMessage, payloadOf, rawMsgpack } = await import('../src/protocol/encoded-payload.js');
+  const { MSGPACK_CODEC } = await import('../src/protocol/codecs.js');
+  const { Unpackr } = await import('msgpackr');
+  const unpackr = new Unpackr({ useRecords: false, copyBuffers: true });
+  type Env = import('../src/runtime/messages.js').Envelope;
+  const bytesOf = (env: Env): Buffer => {
+    const h = encodeHot(env)!;
+    const b = Buffer.allocUnsafeSlow(h.end - h.start);
+    h.buf.copy(b, 0, h.start, h.end);
+    return b;
+  };
+  const value = { s: 'é🙂', n: -1.5e-7, bin: Buffer.from([0, 255]), a: [null, true, {}], big: 2 ** 40 + 1 };
+  const from = { id: '1.42', user: 'u', info: { name: 'Zoë', bio: 'b'.repeat(300) }, grants: ['private-*'] };
+
+  // Edge → owner: a client's publish request, its sender (long enough that the header is past 255 bytes) beside it.
+  const reqBytes = bytesOf({ k: 'q', id: 3, b: { t: 'pub', ch: 'room', ev: 'm', data: value, src: 'client', from, at: 2.5 } });
+  const req = decodeHot(reqBytes, reqBytes.length, unpackr) as any;
+  t.same(req.b.from, from, 'the sender decodes');
+  const raw = payloadOf(req.b)!;
+  t.ok(raw instanceof MsgpackData && rawMsgpack(req.b), 'the payload arrives as msgpack bytes, undecoded');
+
+  // Owner → subscriber shards: the actor's message and the publication carry the same bytes.
+  const msg = new EncodedMessage('m', raw);
+  const pub = new EncodedPublication('room', 'm', 7, payloadOf(msg)!);
+  const noticeBytes = bytesOf({ k: 'n', b: { t: 'pub!', pub: pub as never, at: 2.5 } });
+  t.ok(noticeBytes.includes(Buffer.from(rawMsgpack(pub)!)), 'the pub! frame holds the request payload bytes as they came');
+  t.ok(rawMsgpack(pub), 'nothing on the way decoded it');
+  const notice = decodeHot(noticeBytes, noticeBytes.length, unpackr) as any;
+  t.same(Buffer.from(rawMsgpack(notice.b.pub)!), Buffer.from(rawMsgpack(pub)!));
+
+  // The native msgpack codec splices the bytes: the same frame as packing the value.
+  const spliced = Buffer.from(MSGPACK_CODEC.pub(notice.b.pub) as Uint8Array);
+  t.ok(rawMsgpack(notice.b.pub), 'splicing did not decode the payload');
+  t.same(spliced, Buffer.from(MSGPACK_CODEC.pub({ channel: 'room', event: 'm', data: value, offset: 7 }) as Uint8Array), 'byte-identical msgpack frame');
+  for (const data of ['x'.repeat(70000), 0, null, [], [1, [2, [3]]], Buffer.alloc(300, 1), { 'ключ': 'значение' }]) {
+    for (const offset of [1, 2 ** 33, 2 ** 53 - 1]) {
+      const a = Buffer.from(MSGPACK_CODEC.pub(new EncodedPublication('c', 'ëv', offset, MsgpackData.of(data))) as Uint8Array);
+      const b = Buffer.from(MSGPACK_CODEC.pub({ channel: 'c', event: 'ëv', data, offset }) as Uint8Array);
+      if (!a.equals(b)) t.fail(`msgpack codec: ${JSON.stringify(data).slice(0, 40)} at ${offset}`);
+    }
+  }
+  t.pass('the msgpack codec writes identical frames from the bytes');
+
+  // Readers get the value; once read, the bytes are no longer used (the value may have been changed).
+  t.same(notice.b.pub.data, value, 'the value decodes on demand, binaries as Buffers');
+  t.ok(Buffer.isBuffer(notice.b.pub.data.bin));
+  t.equal(rawMsgpack(notice.b.pub), undefined, 'once read, the bytes are no longer spliced');
+  notice.b.pub.data.s = 'changed';
+  const after = MSGPACK_CODEC.pub(notice.b.pub) as Uint8Array;
+  t.equal((new Unpackr({ useRecords: false }).unpack(after) as any).data.s, 'changed', 'a change made in place reaches the wire');
+
+  // Hostile: a sender length past the end, or a sender that is not an object, is a malformed frame.
+  const forged = Buffer.from(reqBytes);
+  const fromAt = 16 + (4 + 4) + (4 + 1); // fixed fields, then 'room' and 'm' (u32 length + UTF-8): the sender's length
+  t.equal(forged.readUInt32LE(fromAt), reqBytes.length - fromAt - 4 - (rawMsgpack(req.b) ?? []).length, 'that is where the sender length is');
+  forged.writeUInt32LE(0xfffff, fromAt);
+  t.throws(() => decodeHot(forged, forged.length, unpackr), /malformed binary mesh frame/, 'sender length past the end');
+  const notObject = bytesOf({ k: 'q', id: 4, b: { t: 'pub', ch: 'r', ev: 'e', data: 1, src: 'client', from: [1] as never } });
+  t.throws(() => decodeHot(notObject, notObject.length, unpackr), /malformed binary mesh frame/, 'sender not an object');
 });
 
 t.test('binary and msgpack frames share a ring in order; a malformed frame throws once and is skipped', async (t) => {
@@ -754,7 +833,7 @@ t.test('binary and msgpack frames share a ring in order; a malformed frame throw
     if (i % 50 === 49) drainAll();
   }
   drainAll();
-  t.same(got, sent, 'every frame, in order, through full-ring queueing and fragmentation');
+  t.same(plain(got), sent, 'every frame, in order, through full-ring queueing and fragmentation');
   t.equal(drained, 0);
 
   // A hostile frame: the binary tag and garbage.
@@ -781,7 +860,7 @@ t.test('mesh: a pub request and its reply go binary and arrive intact', async (t
   const b = await eps[0]!.request(1, { t: 'pub', ch: 'room', ev: 'msg', data: [1, 2], src: 'api' });
   t.same(a, { offset: 1, data: { echo: { x: 'é' } } });
   t.same(b, { offset: 2, data: { echo: [1, 2] } });
-  t.same(reqs, [
+  t.same(plain(reqs), [
     { t: 'pub', ch: 'room', ev: 'msg', data: { x: 'é' }, src: 'client', from, ex: '0.9', at: 5.5, w: 1 },
     { t: 'pub', ch: 'room', ev: 'msg', data: [1, 2], src: 'api' },
   ]);
@@ -805,5 +884,5 @@ t.test('mesh: an undecodable frame is skipped and the frames after it are delive
   const got: unknown[] = [];
   ep.start(() => null, (_from, n) => got.push(n));
   await until(() => got.length === 1, 5000, 'the good notice');
-  t.same(got, [{ t: 'pub!', pub: { channel: 'c', event: 'e', data: 1, offset: 1 } }]);
+  t.same(plain(got), [{ t: 'pub!', pub: { channel: 'c', event: 'e', data: 1, offset: 1 } }]);
 });

@@ -8,7 +8,7 @@ import type { Member } from '../protocol/native.js';
 import { ChannelActor, type ActorEnv } from './channel-actor.js';
 import type { ActorRegistry } from './registry.js';
 import { threadLogger } from '../log.js';
-import { jsonDataOf, JsonMessage } from '../protocol/json-data.js';
+import { payloadOf, EncodedMessage } from '../protocol/encoded-payload.js';
 import { isHiddenChannel } from '../runtime/hidden-channels.js';
 
 const SWEEP_MS = 5_000;
@@ -45,8 +45,8 @@ export class ActorHost {
         // A payload still in JSON text stays so unless the actor has a hook that reads messages: hooks
         // get a plain object, as user code may keep it, clone it or send it to a compute thread.
         const a = this.actor(req.ch);
-        const raw = a.readsMessages ? undefined : jsonDataOf(req);
-        return a.publish(raw ? new JsonMessage(req.ev, raw) : { event: req.ev, data: req.data }, req.src, req.from, req.ex, req.w === 1, req.at);
+        const raw = a.readsMessages ? undefined : payloadOf(req);
+        return a.publish(raw ? new EncodedMessage(req.ev, raw) : { event: req.ev, data: req.data }, req.src, req.from, req.ex, req.w === 1, req.at);
       }
       case 'presence': {
         const a = this.actors.get(req.ch);

@@ -9,7 +9,7 @@ import { channelAllowed } from '../auth/jwt.js';
 import { channelKind, type ChannelKind } from '../auth/channels.js';
 import { RtError } from '../errors.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
-import { jsonDataOf, JsonPublication } from '../protocol/json-data.js';
+import { payloadOf, EncodedPublication } from '../protocol/encoded-payload.js';
 import type { ConnRef, PublishResult, PublishSource, SubscribeResult } from '../runtime/messages.js';
 import { threadOfSocket } from '../runtime/hash.js';
 import type { Broker, BrokerMessage, ChannelSink, HistoryBounds } from '../bridge/broker.js';
@@ -646,9 +646,9 @@ export class ChannelActor {
       if (user !== undefined) msg.user = user;
       return new Pending(this.env.broker.publish(this.name, msg, this.bounds).then((pos) => ({ offset: pos!.offset })));
     }
-    // The payload stays JSON text if it came as such and nothing read it (see json-data.ts).
-    const raw = jsonDataOf(out);
-    const pub: Publication = raw ? new JsonPublication(this.name, event, ++this.offset, raw) : { channel: this.name, event, data: out.data, offset: ++this.offset };
+    // The payload stays JSON text if it came as such and nothing read it (see encoded-payload.ts).
+    const raw = payloadOf(out);
+    const pub: Publication = raw ? new EncodedPublication(this.name, event, ++this.offset, raw) : { channel: this.name, event, data: out.data, offset: ++this.offset };
     if (user !== undefined) pub.user = user;
     this.history.push(pub, now);
     this.fanOut(pub, exclude, at);

@@ -3,8 +3,8 @@
  * once per codec that has local subscribers and hands the bytes to uWS topics (tag + channel).
  */
 import type { Member, Publication } from './native.js';
-import { encodeFrame, messageFrame, messageFrameJson } from './native.js';
-import { rawJson } from './json-data.js';
+import { encodeFrame, messageFrame, messageFrameJson, messageFrameMsgpack } from './native.js';
+import { rawJson, rawMsgpack } from './encoded-payload.js';
 
 export type Encoded = string | Uint8Array;
 
@@ -55,7 +55,10 @@ function nativeCodec(format: 'json' | 'msgpack', tag: string): WireCodec {
             const raw = rawJson(p);
             return raw === undefined ? encodeFrame(messageFrame(p), format) : messageFrameJson(p, raw);
           }
-        : (p) => encodeFrame(messageFrame(p), format),
+        : (p) => {
+            const raw = rawMsgpack(p);
+            return raw === undefined ? encodeFrame(messageFrame(p), format) : messageFrameMsgpack(p, raw);
+          },
     join: (channel, member) => encodeFrame({ op: 'join', channel, member }, format),
     leave: (channel, member) => encodeFrame({ op: 'leave', channel, member }, format),
     user: (event, data) => encodeFrame({ op: 'message', event, data }, format),

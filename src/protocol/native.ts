@@ -170,7 +170,30 @@ export function messageFrame(p: Publication): object {
   return { op: 'message', channel: p.channel, event: p.event, data: p.data, offset: p.offset };
 }
 
-/** JSON.stringify(messageFrame(p)) with the data spliced in as `raw`, its JSON text (see json-data.ts). */
+const MP_DATA_KEY = packr.pack('data');
+const MP_OFFSET_KEY = packr.pack('offset');
+
+/**
+ * packr.pack(messageFrame(p)) with the data spliced in as `raw`, its msgpack bytes (see
+ * encoded-payload.ts): the first three fields packed as a map of 3 (msgpackr writes objects as map16,
+ * 0xde and a u16 count), whose count then says 5, then the data and the offset.
+ */
+export function messageFrameMsgpack(p: Publication, raw: Uint8Array): Uint8Array {
+  const head = packr.pack({ op: 'message', channel: p.channel, event: p.event });
+  const offset = packr.pack(p.offset);
+  const out = new Uint8Array(head.length + MP_DATA_KEY.length + raw.length + MP_OFFSET_KEY.length + offset.length);
+  out.set(head, 0);
+  if (head[0] === 0xde) out[2] = 5;
+  else out[0] = 0x85; // a fixmap (0x83), should msgpackr ever write one
+  let pos = head.length;
+  out.set(MP_DATA_KEY, pos);
+  out.set(raw, (pos += MP_DATA_KEY.length));
+  out.set(MP_OFFSET_KEY, (pos += raw.length));
+  out.set(offset, pos + MP_OFFSET_KEY.length);
+  return out;
+}
+
+/** JSON.stringify(messageFrame(p)) with the data spliced in as `raw`, its JSON text (see encoded-payload.ts). */
 export function messageFrameJson(p: Publication, raw: string): string {
   return `{"op":"message","channel":${JSON.stringify(p.channel)},"event":${JSON.stringify(p.event)},"data":${raw},"offset":${JSON.stringify(p.offset)}}`;
 }

@@ -6,7 +6,9 @@
  * A binary frame starts with 0xc1, the one byte msgpack never uses, so a consumer tells the two apart by
  * the first byte and generic frames are unchanged. Then a kind byte, a flags byte and one spare byte,
  * fixed little-endian fields, the strings as u32 length + UTF-8, and the payload (`data`, or the reply
- * value) as msgpack at the end. The field names of the generic map are not written or parsed at all,
+ * value) as msgpack at the end. A publication's payload is not decoded by decodeHot: the receiver gets
+ * it as a MsgpackData (or, flagged, as JSON text), decoded only if something reads it, and passed on
+ * to the next ring as the same bytes (src/protocol/encoded-payload.ts). The field names of the generic map are not written or parsed at all,
  * which is most of what the binary form saves (see docs/benchmarks.md, "Hot path, issue 15").
  *
  * The binary form carries exactly the fields the types in messages.ts declare. encodeHot() falls back
@@ -16,7 +18,7 @@
  */
 import { Packr, Unpackr, REUSE_BUFFER_MODE, RESET_BUFFER_MODE, RESERVE_START_SPACE } from 'msgpackr';
 import type { Envelope, PublishSource } from './messages.js';
-import { JsonData, JsonPublication, JsonPubRequest, rawJson } from '../protocol/json-data.js';
+import { JsonData, MsgpackData, EncodedPublication, EncodedPubRequest, rawJson, rawMsgpack } from '../protocol/encoded-payload.js';
 
 /** First byte of every binary frame: "never used" in msgpack. */
 export const BIN = 0xc1;
@@ -30,7 +32,7 @@ const F_EX = 1;
 const F_AT = 2;
 const F_FROM = 4;
 const F_W = 8;
-/** The payload is the JSON text of `data` (a msgpack string), not `data` itself: see json-data.ts. */
+/** The payload is the JSON text of `data` (a msgpack string), not `data` itself: see encoded-payload.ts. */
 const F_JSON = 16;
 
 const SOURCES: readonly PublishSource[] = ['api', 'client', 'server', 'redis'];
@@ -44,7 +46,19 @@ const SOURCES: readonly PublishSource[] = ['api', 'client', 'server', 'redis'];
 const PACK_MODE = REUSE_BUFFER_MODE | RESET_BUFFER_MODE | RESERVE_START_SPACE;
 const MAX_HEADER = 255;
 const packr = new Packr({ useRecords: false });
+/** For the sender of a publish request, packed apart from the payload (default mode: its own bytes). */
+const fromPackr = new Packr({ useRecords: false });
 type Packed = Buffer & { start: number; end: number };
+
+/**
+ * Where frames are assembled whose payload is already msgpack (or that carry a sender, packed apart):
+ * the header, then the bytes. Grows as needed; valid until the next encodeHot() in this thread.
+ */
+let scratch = Buffer.alloc(4096);
+function scratchOf(n: number): Buffer {
+  if (scratch.length < n) scratch = Buffer.alloc(Math.max(n, scratch.length * 2));
+  return scratch;
+}
 
 /** Bytes start..end of `buf` are the frame; valid until the next encodeHot() or encodeFrame() in this thread. */
 export interface HotFrame {
@@ -91,10 +105,10 @@ function headerLen(fixed: number, chLen: number, evLen: number, exLen: number): 
   return fixed + 4 + chLen + 4 + evLen + 4 + exLen;
 }
 
-/** Writes the channel, event and optional excluded id at `pos` (lengths from utf8Len; exLen -4 when absent). */
-function putNames(b: Buffer, pos: number, ch: string, chLen: number, ev: string, evLen: number, ex: string | undefined, exLen: number): void {
+/** Writes the channel, event and optional excluded id at `pos` (lengths from utf8Len; exLen -4 when absent); returns the end. */
+function putNames(b: Buffer, pos: number, ch: string, chLen: number, ev: string, evLen: number, ex: string | undefined, exLen: number): number {
   const p = putStr(b, putStr(b, pos, ch, chLen), ev, evLen);
-  if (ex !== undefined) putStr(b, p, ex, exLen);
+  return ex !== undefined ? putStr(b, p, ex, exLen) : p;
 }
 
 /**
@@ -123,10 +137,23 @@ export function encodeHot(env: Envelope): HotFrame | null {
     const evLen = utf8Len(pub.event);
     const exLen = ex !== undefined ? utf8Len(ex) : -4;
     const hlen = headerLen(24, chLen, evLen, exLen);
-    if (hlen > MAX_HEADER) return null;
     const raw = rawJson(pub);
-    const b = packr.pack(raw ?? pub.data, PACK_MODE | hlen) as Packed;
-    const s = b.start;
+    const mp = raw === undefined ? rawMsgpack(pub) : undefined;
+    let b: Buffer;
+    let s: number;
+    let end: number;
+    if (mp !== undefined) {
+      b = scratchOf(hlen + mp.length);
+      b.set(mp, hlen);
+      s = 0;
+      end = hlen + mp.length;
+    } else {
+      if (hlen > MAX_HEADER) return null;
+      const p = packr.pack(raw ?? pub.data, PACK_MODE | hlen) as Packed;
+      b = p;
+      s = p.start;
+      end = p.end;
+    }
     b[s] = BIN;
     b[s + 1] = K_PUB_NOTICE;
     b[s + 2] = (ex !== undefined ? F_EX : 0) | (at !== undefined ? F_AT : 0) | (raw !== undefined ? F_JSON : 0);
@@ -137,7 +164,7 @@ export function encodeHot(env: Envelope): HotFrame | null {
     putNames(b, s + 24, pub.channel, chLen, pub.event, evLen, ex, exLen);
     result.buf = b;
     result.start = s;
-    result.end = b.end;
+    result.end = end;
     return result;
   }
   if (env.k === 'q') {
@@ -160,22 +187,43 @@ export function encodeHot(env: Envelope): HotFrame | null {
     const chLen = utf8Len(q.ch);
     const evLen = utf8Len(q.ev);
     const exLen = q.ex !== undefined ? utf8Len(q.ex) : -4;
-    const hlen = headerLen(16, chLen, evLen, exLen);
-    if (hlen > MAX_HEADER) return null;
     const raw = rawJson(q);
-    const payload = raw ?? q.data;
-    const b = packr.pack(q.from === undefined ? payload : [payload, q.from], PACK_MODE | hlen) as Packed;
-    const s = b.start;
+    const mp = raw === undefined ? rawMsgpack(q) : undefined;
+    // The sender goes between the names and the payload, as u32 length + msgpack, so that the payload
+    // is the frame's tail and can be handed on without being decoded.
+    const from = q.from === undefined ? undefined : (fromPackr.pack(q.from) as Buffer);
+    const hlen = headerLen(16, chLen, evLen, exLen) + (from ? 4 + from.length : 0);
+    let b: Buffer;
+    let s: number;
+    let end: number;
+    if (mp !== undefined || hlen > MAX_HEADER) {
+      const bytes = mp ?? (packr.pack(raw ?? q.data, PACK_MODE) as Packed);
+      const start = mp ? 0 : (bytes as Packed).start;
+      const n = mp ? mp.length : (bytes as Packed).end - start;
+      b = scratchOf(hlen + n);
+      b.set(start === 0 && n === bytes.length ? bytes : bytes.subarray(start, start + n), hlen);
+      s = 0;
+      end = hlen + n;
+    } else {
+      const p = packr.pack(raw ?? q.data, PACK_MODE | hlen) as Packed;
+      b = p;
+      s = p.start;
+      end = p.end;
+    }
     b[s] = BIN;
     b[s + 1] = K_PUB_REQ;
     b[s + 2] = (q.ex !== undefined ? F_EX : 0) | (q.at !== undefined ? F_AT : 0) | (q.from !== undefined ? F_FROM : 0) | (q.w !== undefined ? F_W : 0) | (raw !== undefined ? F_JSON : 0);
     b[s + 3] = src;
     putU32(b, s + 4, env.id);
     putF64(b, s + 8, q.at ?? 0);
-    putNames(b, s + 16, q.ch, chLen, q.ev, evLen, q.ex, exLen);
+    const namesEnd = putNames(b, s + 16, q.ch, chLen, q.ev, evLen, q.ex, exLen);
+    if (from) {
+      putU32(b, namesEnd, from.length);
+      b.set(from, namesEnd + 4);
+    }
     result.buf = b;
     result.start = s;
-    result.end = b.end;
+    result.end = end;
     return result;
   }
   if (env.ok !== true || typeof env.id !== 'number' || env.id < 0 || env.id > 0xffffffff) return null;
@@ -249,19 +297,34 @@ const range = { start: 0, end: 0 };
 /** The names read by readNames (module scratch, like strEnd: decoding is synchronous). */
 const names: { ch: string; ev: string; ex: string | undefined } = { ch: '', ev: '', ex: undefined };
 
-/** Reads the channel, event and optional excluded id from `pos`, then returns the msgpack payload after them. */
-function readNames(b: Buffer, pos: number, end: number, flags: number, unpackr: Unpackr): unknown {
+/** Reads the channel, event and optional excluded id from `pos` into `names`; returns where they end. */
+function readNames(b: Buffer, pos: number, end: number, flags: number): number {
   names.ch = readStr(b, pos, end, 0);
   names.ev = readStr(b, strEnd, end, 1);
   names.ex = (flags & F_EX) !== 0 ? readStr(b, strEnd, end, -1) : undefined;
-  range.start = strEnd;
-  range.end = end;
-  return strEnd < end ? unpackr.unpack(b, range) : bad();
+  return strEnd;
 }
 
-/** A F_JSON payload: the JSON text, which msgpack carried as a string. */
-function jsonText(data: unknown): JsonData {
-  return new JsonData(typeof data === 'string' ? data : bad());
+/** Decodes the msgpack value at bytes pos..end (non-empty). */
+function unpackAt(b: Buffer, pos: number, end: number, unpackr: Unpackr): unknown {
+  if (pos >= end) bad();
+  range.start = pos;
+  range.end = end;
+  return unpackr.unpack(b, range);
+}
+
+/**
+ * The payload at bytes pos..end, undecoded: the JSON text of a F_JSON frame (a msgpack string), or a
+ * copy of the msgpack bytes (the frame's buffer is reused), decoded if and when someone reads it.
+ */
+function payloadAt(b: Buffer, pos: number, end: number, flags: number, unpackr: Unpackr): JsonData | MsgpackData {
+  if ((flags & F_JSON) !== 0) {
+    const text = unpackAt(b, pos, end, unpackr);
+    return new JsonData(typeof text === 'string' ? text : bad());
+  }
+  if (pos >= end) bad();
+  // A Buffer (a copy), so that msgpack bins decode to Buffers, as they would from the frame itself.
+  return new MsgpackData(Buffer.from(b.subarray(pos, end)));
 }
 
 /**
@@ -278,9 +341,9 @@ export function decodeHot(b: Buffer, end: number, unpackr: Unpackr): Envelope {
     views(b);
     const offset = view64[1]!;
     const at = view64[2]!;
-    const data = readNames(b, 24, end, flags, unpackr);
+    const payload = readNames(b, 24, end, flags);
     const { ch: channel, ev: event, ex } = names;
-    const pub = (flags & F_JSON) === 0 ? { channel, event, data, offset } : new JsonPublication(channel, event, offset, jsonText(data));
+    const pub = new EncodedPublication(channel, event, offset, payloadAt(b, payload, end, flags, unpackr));
     const n: Extract<Envelope, { k: 'n' }>['b'] & { t: 'pub!' } = { t: 'pub!', pub };
     if (ex !== undefined) n.ex = ex;
     if ((flags & F_AT) !== 0) n.at = at;
@@ -292,16 +355,19 @@ export function decodeHot(b: Buffer, end: number, unpackr: Unpackr): Envelope {
     views(b);
     const id = view32[1]!;
     const at = view64[1]!;
-    let data = readNames(b, 16, end, flags, unpackr);
+    let pos = readNames(b, 16, end, flags);
     const { ch, ev, ex } = names;
     let from: unknown;
     if ((flags & F_FROM) !== 0) {
-      if (!Array.isArray(data) || data.length !== 2 || typeof data[1] !== 'object' || data[1] === null) bad();
-      from = data[1];
-      data = data[0];
+      if (pos + 4 > end) bad();
+      const n = b[pos]! | (b[pos + 1]! << 8) | (b[pos + 2]! << 16) | (b[pos + 3]! << 24);
+      const fromEnd = pos + 4 + n;
+      if (n <= 0 || fromEnd > end) bad();
+      from = unpackAt(b, pos + 4, fromEnd, unpackr);
+      if (typeof from !== 'object' || from === null || Array.isArray(from)) bad();
+      pos = fromEnd;
     }
-    const req: Extract<Envelope, { k: 'q' }>['b'] & { t: 'pub' } =
-      (flags & F_JSON) === 0 ? { t: 'pub', ch, ev, data, src } : new JsonPubRequest(ch, ev, src, jsonText(data));
+    const req: Extract<Envelope, { k: 'q' }>['b'] & { t: 'pub' } = new EncodedPubRequest(ch, ev, src, payloadAt(b, pos, end, flags, unpackr));
     if (from !== undefined) req.from = from as typeof req.from;
     if (ex !== undefined) req.ex = ex;
     if ((flags & F_AT) !== 0) req.at = at;

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { RtError } from '../errors.js';
 import { allCodecs, encodeKicked, encodePush, type Encoded, type WireCodec } from '../protocol/codecs.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
-import { JsonData, JsonPubRequest } from '../protocol/json-data.js';
+import { EncodedPayload, EncodedPubRequest } from '../protocol/encoded-payload.js';
 import { CloseCode, type Client } from './client.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { ownerOf } from './hash.js';
@@ -325,8 +325,8 @@ export class Hub {
   }
 
   /**
-   * Publishes through the channel's owner. `data` may be a JsonData: the payload as the JSON text it
-   * arrived in, which then reaches the wire frames without being decoded again. `whisper` marks a client event (Socket.IO / Echo): without
+   * Publishes through the channel's owner. `data` may be an EncodedPayload (the JSON text it arrived
+   * in), which then reaches the wire frames without being decoded again. `whisper` marks a client event (Socket.IO / Echo): without
    * an actor `onMessage`, the owner applies the whisper policy instead of --client-publish.
    */
   publish(channel: string, event: string, data: unknown, src: Exclude<PublishSource, 'client'>, from?: Client, exclude?: string): Promise<{ offset: number; data?: unknown }>;
@@ -334,8 +334,8 @@ export class Hub {
   publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string, whisper?: boolean): Promise<PublishResult> {
     this.stats.published++;
     this.publishedTotal.inc();
-    // A JsonData payload travels as its text (see json-data.ts); anything else as the value.
-    const req: Request = data instanceof JsonData ? new JsonPubRequest(channel, event, src, data) : { t: 'pub', ch: channel, ev: event, data, src };
+    // An encoded payload travels as such (see encoded-payload.ts); anything else as the value.
+    const req: Request = data instanceof EncodedPayload ? new EncodedPubRequest(channel, event, src, data) : { t: 'pub', ch: channel, ev: event, data, src };
     req.at = preciseNow();
     if (from) req.from = from.connRef();
     if (exclude) req.ex = exclude;
@@ -474,7 +474,15 @@ export class Hub {
     this.lastDelivery = performance.now();
     const held = this.held;
     this.held = [];
-    for (const h of held) this.deliver(h.pub, h.ex, h.at);
+    for (const h of held) {
+      // As in the mesh's dispatch: one publication that cannot be encoded (a payload that does not
+      // decode) is logged and skipped; this runs from a timer, where a throw would end the thread.
+      try {
+        this.deliver(h.pub, h.ex, h.at);
+      } catch (err) {
+        threadLogger().error(`delivery on ${h.pub.channel} failed`, err, { event: 'mesh.error' });
+      }
+    }
   };
 
   /** `at`: when the publish entered the server (preciseNow), for rt_publish_deliver_seconds. */

@@ -12,7 +12,7 @@ import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/
 import { errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
 import { apiRouteOf } from './api-routes.js';
 import { registerOperatorApi } from './operator-api.js';
-import { JsonData } from '../protocol/json-data.js';
+import { JsonData } from '../protocol/encoded-payload.js';
 
 const MAX_CHANNELS_PER_PUBLISH = 100;
 const MAX_BATCH = 1000;
@@ -115,7 +115,7 @@ async function publish(ctx: ThreadContext, spec: PublishSpec, offsets: Record<st
     await ctx.hub.publishToUser(spec.user, spec.event, spec.data, spec.socketId);
     return;
   }
-  // Parsed from JSON: it moves on as its text, encoded once here (see json-data.ts).
+  // Parsed from JSON: it moves on as its text, encoded once here (see encoded-payload.ts).
   const data = JsonData.of(spec.data) ?? spec.data;
   const results = await Promise.all(spec.channels!.map((ch) => ctx.hub.publish(ch, spec.event, data, 'api', undefined, spec.socketId)));
   spec.channels!.forEach((ch, i) => (offsets[ch] = results[i]!.offset));

@@ -9,7 +9,7 @@ import { wirePublication, type ClientFrame } from '../protocol/native.js';
 import type { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { handleRpc } from './native-rpc.js';
-import { JsonData } from '../protocol/json-data.js';
+import { JsonData } from '../protocol/encoded-payload.js';
 
 export type Reply = Record<string, unknown>;
 
@@ -91,7 +91,7 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
         return send(ok(f.ref, { channel: f.channel }));
       case 'publish':
         ctx.hub
-          // A JSON client's payload moves on as its text (see json-data.ts); a msgpack one's may hold binaries.
+          // A JSON client's payload moves on as its text (see encoded-payload.ts); a msgpack one's may hold binaries.
           .publish(f.channel, f.event, client.codec.binary ? f.data : (JsonData.of(f.data) ?? f.data), 'client', client, f.exclude_self ? client.id : undefined)
           .then((r) => {
             const body: Reply = { channel: f.channel };

@@ -20,7 +20,7 @@
 import { countRefusal } from '../runtime/instruments.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { JSON_CODEC, registerCodec, type Encoded } from '../protocol/codecs.js';
-import { rawJson } from '../protocol/json-data.js';
+import { rawJson } from '../protocol/encoded-payload.js';
 import { assertChannel, wirePublication, type ClientFrame, type Publication, type StreamPosition } from '../protocol/native.js';
 import { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';

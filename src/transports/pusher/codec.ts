@@ -7,7 +7,7 @@ import { registerCodec, type Encoded } from '../../protocol/codecs.js';
 import type { Member, Publication } from '../../protocol/native.js';
 import { isHiddenChannel } from '../../runtime/hidden-channels.js';
 import { externalName } from './apps.js';
-import { rawJson } from '../../protocol/json-data.js';
+import { rawJson } from '../../protocol/encoded-payload.js';
 
 /** Pusher's `data` is a string on the wire: strings pass as they are, anything else is JSON-encoded. */
 export function wireData(data: unknown): string {
@@ -58,7 +58,7 @@ export function memberData(m: Member): string {
 }
 
 /**
- * An event frame for a publication. With the payload still JSON text (see json-data.ts) it is spliced:
+ * An event frame for a publication. With the payload still JSON text (see encoded-payload.ts) it is spliced:
  * Pusher's `data` is a string, so a string payload's JSON text is already the field, and any other
  * payload's text is quoted once, exactly as frame(event, wireData(data)) would write it.
  */

@@ -14,7 +14,7 @@ import { fromWireData } from './codec.js';
 import type { PusherGateway } from './gateway.js';
 import { ApiAuthError, verifyApiRequest } from './signature.js';
 import { validPusherChannel } from './subscriptions.js';
-import { JsonData } from '../../protocol/json-data.js';
+import { JsonData } from '../../protocol/encoded-payload.js';
 
 const USER_CHANNEL = '#server-to-user-';
 const SOCKET_ID_RE = /^\d+\.\d+$/;
@@ -101,7 +101,7 @@ function parseEvent(app: PusherApp, v: unknown, where: string, batch: boolean): 
 
 async function trigger(gw: PusherGateway, app: PusherApp, e: EventSpec): Promise<Record<string, Record<string, number>> | undefined> {
   const { hub } = gw.ctx;
-  // Parsed from JSON: it moves on as its text, encoded once here (see json-data.ts).
+  // Parsed from JSON: it moves on as its text, encoded once here (see encoded-payload.ts).
   const data = JsonData.of(e.data) ?? e.data;
   await Promise.all(
     e.channels.map((ch) =>

@@ -22,7 +22,7 @@ import type { PusherGateway } from './gateway.js';
 import { verifyUserAuth } from './signature.js';
 import { startWatchlist } from './watchlist.js';
 import { isEncryptedChannel, subscribe, unsubscribe, validPusherChannel } from './subscriptions.js';
-import { JsonData } from '../../protocol/json-data.js';
+import { JsonData } from '../../protocol/encoded-payload.js';
 
 /** Malformed frames tolerated before the connection is closed (a buggy client gets errors, a hostile one is cut off). */
 const MAX_BAD_FRAMES = 20;

@@ -8,7 +8,7 @@
 import { registerCodec, type Encoded, type WireCodec } from '../../protocol/codecs.js';
 import { EIO_SEPARATOR } from '../../protocol/engineio.js';
 import { encodeSio, encodeSioMsgpack, SioType, type SioPacket } from '../../protocol/socketio.js';
-import { rawJson } from '../../protocol/json-data.js';
+import { rawJson } from '../../protocol/encoded-payload.js';
 
 export type Frame = string | Uint8Array;
 export type SioParser = 'json' | 'msgpack';
@@ -97,7 +97,7 @@ export function namespaceCodec(nsp: string, parser: SioParser, onError: (why: st
     binary: parser === 'msgpack',
     // With recovery, the offset is the last argument (how socket.io 4.6+ servers send it).
     pub: (p) => {
-      // A payload still in JSON text is spliced (see json-data.ts): JSON cannot hold binaries, so the
+      // A payload still in JSON text is spliced (see encoded-payload.ts): JSON cannot hold binaries, so the
       // frame is the plain text EVENT eventEncoded would build.
       const raw = parser === 'json' ? rawJson(p) : undefined;
       if (raw !== undefined && !RESERVED.has(p.event)) {
