@@ -11,7 +11,9 @@ t.setTimeout(600_000);
 const ns = `rt-test-${randomBytes(4).toString('hex')}`;
 const redis = await machineRedis(t);
 t.teardown(() => dropNamespace(redis.port, ns));
-const args = ['--pusher-app-id', APP.id, '--pusher-key', APP.key, '--pusher-secret', APP.secret, '--pusher-subscription-count-events'];
+// room-* channels are served by a custom actor (test/fixtures/pusher-actors): one activation cluster-wide.
+const ACTORS = new URL('./fixtures/pusher-actors', import.meta.url).pathname;
+const args = ['--pusher-app-id', APP.id, '--pusher-key', APP.key, '--pusher-secret', APP.secret, '--pusher-subscription-count-events', '--actors', ACTORS];
 const A = await startHost(t, redis.url, ns, { workers: 2, args });
 const B = await startHost(t, redis.url, ns, { workers: 1, args });
 
@@ -85,4 +87,18 @@ t.test('each host coalesces a burst of joins on another host', async (t) => {
   const during = seen.slice(before);
   t.ok(during.length < N, `${N} joins on host B gave ${during.length} events on host A (${during.join(', ')})`);
   t.equal(await subscriptionCount(A.port, ch), N + 1, 'the HTTP API agrees');
+});
+
+t.test('a channel served by a placed custom actor counts its subscribers on every host', async (t) => {
+  const ch = 'room-count';
+  const a = pusherClient(t, A.port);
+  const b = pusherClient(t, B.port);
+  await Promise.all([connected(a), connected(b)]);
+  const aSeen = counts(a.subscribe(ch));
+  await lastIs(t, aSeen, 1, 'alone: 1');
+  const bSeen = counts(b.subscribe(ch));
+  await lastIs(t, aSeen, 2, 'host A is told 2');
+  await lastIs(t, bSeen, 2, 'host B is told 2');
+  b.disconnect();
+  await lastIs(t, aSeen, 1, 'host A is told 1 when host B’s client leaves');
 });
