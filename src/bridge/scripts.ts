@@ -139,8 +139,9 @@ return 0
 /**
  * KEYS: members, users, counts   ARGV: '<node>|', node, pubsub channel, PUBLISH|SPUBLISH, announce.
  * Removes a dead node from one channel: its members leave (announced when it was their last node)
- * and its subscribers stop counting (the new total published, as COUNT does, with announce '1'). Idempotent, so several sweepers racing do no harm: only the one
- * that actually removed something sees a transition.
+ * and its subscribers stop counting (with announce '1', a non-zero new total is published, as COUNT
+ * does). Idempotent, so several sweepers racing do no harm: only the one that actually removed
+ * something sees a transition.
  * Returns {members removed, 1 when the cluster-wide subscriber count went to 0 (else 0), users whose
  * last node this was…}: the caller sends channel_vacated and member_removed for exactly those.
  */
