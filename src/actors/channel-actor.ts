@@ -21,6 +21,7 @@ import { isThenable, Mailbox } from './mailbox.js';
 import { TimerSet } from './timers.js';
 import { threadLogger } from '../log.js';
 import { Published } from './published.js';
+import { CountThrottle } from './count-throttle.js';
 
 /** Counters of custom actors on one shard, for /metrics. */
 export interface ActorStats {
@@ -69,6 +70,13 @@ export interface ActorEnv {
   broker?: Broker;
   /** Tells a thread's subscribers of a channel that they missed publications and must resync. */
   resync?(thread: number, channel: string): void;
+  /**
+   * Whether the channel's subscribers are told its subscriber count when it changes (Pusher's
+   * subscription_count events, an app option). Absent, or false: the count is never announced.
+   */
+  countWanted?(channel: string): boolean;
+  /** The channel's subscriber count (cluster-wide with a broker), for the subscribers on `thread`. */
+  count?(thread: number, channel: string, n: number): void;
   log?(msg: string, err?: unknown): void;
   /**
    * Channel lifecycle for observers such as Pusher webhooks, without a broker (one host). With a
@@ -150,6 +158,8 @@ export class ChannelActor {
   /** Compute tasks in flight. */
   private computing = 0;
   private stopped = false;
+  /** Announces the subscriber count, when the channel's subscribers asked for it (env.countWanted). */
+  private readonly counter?: CountThrottle;
 
   constructor(name: string, private readonly def: AnyActorDefinition, private readonly env: ActorEnv, readonly file = 'built-in') {
     this.name = name;
@@ -160,6 +170,7 @@ export class ChannelActor {
     this.mailbox = new Mailbox(env.mailboxSize ?? ACTOR_DEFAULTS.mailboxSize);
     this.clock = env.clock ?? systemClock;
     this.stats = env.stats ?? newActorStats();
+    if (env.count && env.countWanted?.(name)) this.counter = new CountThrottle(this.clock, (n) => this.countToThreads(n));
     this.timers = new TimerSet(this.clock, (timer, data, done) => {
       this.background('onTimer', () => (this.def.onTimer ? this.def.onTimer(this.ctx, timer, data) : undefined), done);
     });
@@ -350,6 +361,7 @@ export class ChannelActor {
     if (this.stopped) return;
     this.stopped = true;
     this.timers.clear(true);
+    this.counter?.stop();
     if (!this.def.onStop) return;
     try {
       await this.invoke('onStop', () => this.def.onStop!(this.ctx, reason));
@@ -492,6 +504,8 @@ export class ChannelActor {
       this.subs.set(conn.id, conn);
       this.perThread[threadOfSocket(conn.id)]!++;
       if (this.subs.size === 1 && !replay) this.env.observe?.({ t: 'occupied', ch: this.name });
+      // A replay re-registers subscribers a restarted owner lost: the count did not change for clients.
+      if (!replay) this.counter?.changed(this.subs.size);
       if (this.isMember(conn)) this.memberJoined(conn, !!replay);
     }
     const result: SubscribeResult = { offset: this.offset, epoch: this.epoch };
@@ -524,6 +538,11 @@ export class ChannelActor {
     const m: Member = conn.info === undefined ? { user_id: user } : { user_id: user, user_info: conn.info };
     this.presenceToThreads('join!', m);
     this.env.observe?.({ t: 'member_added', ch: this.name, user });
+  }
+
+  private countToThreads(n: number): void {
+    if (this.stopped) return;
+    for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.count!(t, this.name, n);
   }
 
   private presenceToThreads(kind: 'join!' | 'leave!', m: Member): void {
@@ -570,6 +589,8 @@ export class ChannelActor {
       }
     }
     if (!broker && this.subs.size === 0) this.env.observe?.({ t: 'vacated', ch: this.name });
+    // With a broker the count to announce is the cluster-wide one, which comes back through sink.count.
+    if (!broker) this.counter?.changed(this.subs.size);
     if (broker && this.bridged) {
       const n = this.subs.size;
       void this.op(() => broker.count(this.name, n)).catch((err) => this.log('subscriber count not recorded', err));
@@ -795,6 +816,10 @@ export class ChannelActor {
         for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.presence(t, kind, this.name, m, exclude);
       }),
     ingest: (msg, claim) => this.enqueue(() => this.ingest(msg, claim)),
+    // Through the mailbox: a count caused by a subscribe is announced after that subscribe's reply.
+    count: (total) => {
+      if (this.counter) this.enqueue(() => (this.bridged ? this.counter!.changed(total) : undefined));
+    },
     recover: () => this.enqueue(() => this.recover()),
   };
 

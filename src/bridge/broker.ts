@@ -39,6 +39,11 @@ export interface ChannelSink {
   ingest(msg: BrokerMessage, claim: string): void;
   /** The broker's connections came back: re-register what the actor holds and look for a gap. */
   recover(): void;
+  /**
+   * The channel's subscriber count on every host changed to `total` (sent only for channels whose count
+   * is announced: RedisBrokerOptions.countWanted), in the order the changes happened.
+   */
+  count(total: number): void;
 }
 
 export interface HistorySlice {

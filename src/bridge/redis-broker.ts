@@ -88,6 +88,11 @@ export interface RedisBrokerOptions {
    * presence channel (member_added) or its last one left (member_removed). For Pusher webhooks.
    */
   onLifecycle?(e: ChannelLifecycle): void;
+  /**
+   * Channels whose cluster-wide subscriber count is announced (Pusher's subscription_count): their
+   * count writes publish the new total on the channel, which every host's sink receives (ChannelSink.count).
+   */
+  countWanted?(channel: string): boolean;
 }
 
 interface Route {
@@ -274,6 +279,12 @@ export class RedisBroker implements Broker {
     if (route.laravel) return this.onLaravel(route.channel, entry.sink, payload);
     try {
       const first = payload[0];
+      if (first === 0x73 && payload[1] === BAR) {
+        const total = Number(payload.toString('latin1', 2));
+        if (!Number.isSafeInteger(total) || total < 0) throw new Error('bad subscriber count frame');
+        entry.sink.count(total);
+        return;
+      }
       if ((first === 0x6a || first === 0x6c) && payload[1] === BAR) {
         const p = JSON.parse(payload.toString('utf8', 2)) as { u: unknown; i?: unknown; x?: unknown };
         if (typeof p.u !== 'string') throw new Error('presence frame without user');
@@ -453,16 +464,22 @@ export class RedisBroker implements Broker {
     return this.directory.members(channel);
   }
 
+  /** Arguments of COUNT and SWEEP after their own: where and whether to announce the new total. */
+  private announceArgs(channel: string): string[] {
+    return [this.keys.pubsub(channel), this.pubCmd, this.opts.countWanted?.(channel) ? '1' : '0'];
+  }
+
   async count(channel: string, subscribers: number): Promise<void> {
     let r: number;
+    const announce = this.announceArgs(channel);
     try {
       if (subscribers > 0) {
         // The node's channel set first: if this node dies right after, the sweeper still finds the count.
         await this.cmd.sadd(this.keys.nodeChannels(this.node), channel);
-        const [n] = await Promise.all([this.scripts.rtCount(this.keys.counts(channel), this.node, subscribers), this.cmd.zadd(this.keys.index, Date.now(), channel)]);
+        const [n] = await Promise.all([this.scripts.rtCount(this.keys.counts(channel), this.node, subscribers, ...announce), this.cmd.zadd(this.keys.index, Date.now(), channel)]);
         r = Number(n);
       } else {
-        r = Number(await this.scripts.rtCount(this.keys.counts(channel), this.node, 0));
+        r = Number(await this.scripts.rtCount(this.keys.counts(channel), this.node, 0, ...announce));
         await this.cmd.srem(this.keys.nodeChannels(this.node), channel);
       }
     } catch (err) {
@@ -534,7 +551,7 @@ export class RedisBroker implements Broker {
     for (let i = 0; i < channels.length; i += 100) {
       await Promise.all(
         channels.slice(i, i + 100).map(async (ch) => {
-          const r = (await this.scripts.rtSweep(this.keys.members(ch), this.keys.users(ch), this.keys.counts(ch), `${node}|`, node, this.keys.pubsub(ch), this.pubCmd)) as [number, number, ...string[]];
+          const r = (await this.scripts.rtSweep(this.keys.members(ch), this.keys.users(ch), this.keys.counts(ch), `${node}|`, node, ...this.announceArgs(ch))) as [number, number, ...string[]];
           // What this sweep ended cluster-wide (another sweeper racing it sees nothing left to end).
           for (const user of r.slice(2) as string[]) this.lifecycle({ t: 'member_removed', ch, user: String(user) });
           if (Number(r[1]) === 1) this.lifecycle({ t: 'vacated', ch });

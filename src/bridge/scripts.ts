@@ -7,6 +7,7 @@
  * Frames on a channel's pub/sub channel:
  *   `<offset>|<epoch>|<msgpack body>`   a publication
  *   `j|<json>` / `l|<json>`             a presence join / leave: {"u": user, "i": info, "x": excluded socket}
+ *   `s|<total>`                         the cluster-wide subscriber count changed (announced channels only)
  */
 
 /**
@@ -114,10 +115,13 @@ return 1
 `;
 
 /**
- * KEYS: counts   ARGV: node, subscribers (0 forgets the node). Sets this node's subscriber count of the
- * channel and decides, in the same atomic step, whether the cluster-wide total crossed zero: returns 1
- * when it went from 0 to more (channel_occupied), -1 when it went to 0 (channel_vacated), 0 otherwise.
- * Every host's update goes through here, so exactly one of them sees each transition.
+ * KEYS: counts   ARGV: node, subscribers (0 forgets the node), pubsub channel, PUBLISH|SPUBLISH,
+ * announce ('1' or '0'). Sets this node's subscriber count of the channel and decides, in the same
+ * atomic step, whether the cluster-wide total crossed zero: returns 1 when it went from 0 to more
+ * (channel_occupied), -1 when it went to 0 (channel_vacated), 0 otherwise. Every host's update goes
+ * through here, so exactly one of them sees each transition. With announce, a changed non-zero total is
+ * published on the channel (`s|<total>`) in the same step, so every host sees the totals in the order
+ * the updates happened and the last one it sees is the current one.
  */
 export const COUNT = `
 local before = 0
@@ -126,16 +130,18 @@ local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
 local n = tonumber(ARGV[2]) or 0
 if n > 0 then redis.call('HSET', KEYS[1], ARGV[1], n) else redis.call('HDEL', KEYS[1], ARGV[1]); n = 0 end
 local after = before - old + n
+if ARGV[5] == '1' and after > 0 and after ~= before then redis.call(ARGV[4], ARGV[3], 's|' .. after) end
 if before <= 0 and after > 0 then return 1 end
 if before > 0 and after <= 0 then return -1 end
 return 0
 `;
 
 /**
- * KEYS: members, users, counts   ARGV: '<node>|', node, pubsub channel, PUBLISH|SPUBLISH.
+ * KEYS: members, users, counts   ARGV: '<node>|', node, pubsub channel, PUBLISH|SPUBLISH, announce.
  * Removes a dead node from one channel: its members leave (announced when it was their last node)
- * and its subscribers stop counting. Idempotent, so several sweepers racing do no harm: only the one
- * that actually removed something sees a transition.
+ * and its subscribers stop counting (with announce '1', a non-zero new total is published, as COUNT
+ * does). Idempotent, so several sweepers racing do no harm: only the one that actually removed
+ * something sees a transition.
  * Returns {members removed, 1 when the cluster-wide subscriber count went to 0 (else 0), users whose
  * last node this was…}: the caller sends channel_vacated and member_removed for exactly those.
  */
@@ -163,7 +169,8 @@ local old = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0') or 0
 if redis.call('HDEL', KEYS[3], ARGV[2]) == 1 and old > 0 then
   local after = 0
   for _, v in ipairs(redis.call('HVALS', KEYS[3])) do after = after + (tonumber(v) or 0) end
-  if after <= 0 then vacated = 1 end
+  if after <= 0 then vacated = 1
+  elseif ARGV[5] == '1' then redis.call(ARGV[4], ARGV[3], 's|' .. after) end
 end
 local out = {gone, vacated}
 for _, u in ipairs(left) do out[#out + 1] = u end

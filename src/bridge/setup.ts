@@ -151,6 +151,8 @@ export async function startShardBridge(
   stats: SharedStats,
   /** Cluster-wide channel lifecycle this shard's broker decided (Pusher webhooks). */
   observe?: (e: ChannelLifecycle) => void,
+  /** Channels whose cluster-wide subscriber count is announced (RedisBrokerOptions.countWanted). */
+  countWanted?: (channel: string) => boolean,
 ): Promise<ShardBridge | undefined> {
   const target = checkBridgeConfig(config);
   if (!target) return undefined;
@@ -165,6 +167,7 @@ export async function startShardBridge(
     log,
     onLeaseLost: (ch) => placement?.leaseLost(ch),
     onLifecycle: observe,
+    countWanted,
     onControl: (n) => {
       mesh.notify(shard, n);
       // The main thread has no Redis subscription of its own; shard 0 relays to its in-process clients.

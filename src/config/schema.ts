@@ -183,6 +183,8 @@ export interface ServerConfig {
   pusherSecret: string;
   /** Several Pusher apps (config file): objects with id, key, secret and per-app options; see docs/pusher.md. */
   pusherApps: unknown[];
+  /** The flags' app sends `pusher_internal:subscription_count` events (its `subscriptionCountEvents`). */
+  pusherSubscriptionCountEvents: boolean;
   // Operator dashboard
   /** Serve the live dashboard at /dashboard. */
   dashboard: boolean;
@@ -272,6 +274,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'pusherAppId', type: 'string', default: '', envAliases: ['PUSHER_APP_ID'], doc: 'Pusher protocol: app id (with --pusher-key and --pusher-secret turns on /app/<key> and /apps/<id>/…; PUSHER_APP_ID is read too)' },
   { key: 'pusherKey', type: 'string', default: '', envAliases: ['PUSHER_APP_KEY'], doc: 'Pusher protocol: app key, as pusher-js and Laravel Echo are given it (PUSHER_APP_KEY is read too)' },
   { key: 'pusherSecret', type: 'string', default: '', envAliases: ['PUSHER_APP_SECRET'], doc: 'Pusher protocol: app secret that signs channel auth and HTTP API calls (PUSHER_APP_SECRET is read too)' },
+  { key: 'pusherSubscriptionCountEvents', type: 'bool', default: false, doc: 'Pusher protocol: subscribers of the --pusher-app-id app\'s non-presence channels get pusher_internal:subscription_count events (throttled to one per second per channel); in pusherApps, the per-app key subscriptionCountEvents' },
   { key: 'pusherApps', type: 'json', default: [], doc: 'Pusher protocol: several apps, a JSON list of { id, key, secret, … } (usually in the config file; see docs/pusher.md); the first is the default app. Per-app limits include maxConnections (open connections of that app on this host, across its shards; 0 = none) and maxWatchlistSize (user ids a signed-in user may watch, default 100; 0 = watchlist events off)' },
   { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
   // Operator dashboard

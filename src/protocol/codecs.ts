@@ -24,6 +24,11 @@ export interface WireCodec {
   /** The channel actor removed this subscriber from `channel`. Defaults to a push of event `kicked`. */
   kicked?(channel: string, reason: string): Encoded;
   /**
+   * The channel's subscriber count changed (Pusher's subscription_count). Only protocols that have such
+   * an event define it; the subscribers of other codecs are sent nothing.
+   */
+  count?(channel: string, n: number): Encoded;
+  /**
    * For codecs where one delivery may need several WebSocket frames (Socket.IO binary attachments):
    * splits an encoded delivery into frames, or returns undefined when it is a single frame.
    */

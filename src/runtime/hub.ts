@@ -428,6 +428,8 @@ export class Hub {
       case 'join!':
       case 'leave!':
         return this.deliverPresence(n.t, n.ch, n.m, n.ex);
+      case 'count!':
+        return this.deliverCount(n.ch, n.n);
       case 'resync!':
         return this.resync(n.ch);
       case 'user!':
@@ -541,6 +543,19 @@ export class Hub {
     if (sinks) {
       const memo = new EncodeMemo(make);
       for (const c of sinks) if (c !== ex) c.sendEncoded(memo.get(c.codec));
+    }
+  }
+
+  /** A channel's subscriber count, to its subscribers whose codec has such an event (Pusher's). */
+  private deliverCount(ch: string, n: number): void {
+    for (const codec of allCodecs()) {
+      if (!codec.count) continue;
+      const topic = codec.tag + ch;
+      if (this.app && this.app.numSubscribers(topic) > 0) publishTopic(this.app, codec, topic, codec.count(ch, n));
+      const sinks = this.sinks.get(ch);
+      if (!sinks) continue;
+      let bytes: Encoded | undefined;
+      for (const c of sinks) if (c.codec === codec) c.sendEncoded((bytes ??= codec.count(ch, n)));
     }
   }
 

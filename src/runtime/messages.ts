@@ -54,6 +54,8 @@ export type Notice =
   /** Presence change for the thread's subscribers of `ch`; `ex` (Redis bridge) skips the socket that caused it. */
   | { t: 'join!'; ch: string; m: Member; ex?: string }
   | { t: 'leave!'; ch: string; m: Member; ex?: string }
+  /** The subscriber count of `ch` (cluster-wide with Redis), for the thread's subscribers that asked for it. */
+  | { t: 'count!'; ch: string; n: number }
   /** Redis bridge: the thread's subscribers of `ch` missed publications that cannot be recovered. */
   | { t: 'resync!'; ch: string }
   /** A message for every connection of a user, on every thread. */

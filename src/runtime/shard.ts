@@ -26,6 +26,7 @@ import { bindThreadMetrics, Metrics } from './metrics.js';
 import { startThreadSampler } from './thread-sampler.js';
 import { AppConnections, SharedLimits } from '../security/shared-limits.js';
 import { pusherAppCount } from '../transports/pusher/apps.js';
+import { subscriptionCountPolicy } from '../transports/pusher/subscription-count.js';
 import { registerWebSocket } from '../transports/websocket.js';
 import { registerHttpApi } from '../transports/http-api.js';
 import { registerHealth } from '../transports/health.js';
@@ -93,7 +94,9 @@ export async function runShard(task: ShardTask): Promise<void> {
     else if (early && early.length < 10_000) early.push(e);
   };
   // Redis bridge (--redis): undefined in the embedded default.
-  const bridge = await startShardBridge(config, shard, mesh, log, stats, observe);
+  // Channels whose subscribers are told the subscriber count (Pusher apps' subscriptionCountEvents).
+  const countWanted = subscriptionCountPolicy(config);
+  const bridge = await startShardBridge(config, shard, mesh, log, stats, observe, countWanted);
   // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
   const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
   const actorStats = newActorStats();
@@ -110,6 +113,8 @@ export async function runShard(task: ShardTask): Promise<void> {
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
     push: (t, ch, to, ev, data) => mesh.notify(t, { t: 'push!', ch, to, ev, data }),
     kick: (t, ch, to, reason) => mesh.notify(t, { t: 'kick!', ch, to, reason }),
+    countWanted,
+    count: (t, ch, n) => mesh.notify(t, { t: 'count!', ch, n }),
     compute,
     log: (msg, err) => (err === undefined ? log.warn(msg) : log.error(msg, err)),
     hookTimeoutMs: config.actorHookTimeout * 1000,

@@ -41,6 +41,11 @@ export interface PusherApp {
    * watchlist events). 0 turns watchlist events off for the app: sign-in then costs no online channel.
    */
   maxWatchlistSize: number;
+  /**
+   * Subscribers of this app's non-presence channels receive `pusher_internal:subscription_count` when
+   * the channel's subscriber count changes (throttled; docs/pusher.md). Off by default, as on Pusher.
+   */
+  subscriptionCountEvents: boolean;
   webhooks: WebhookTarget[];
 }
 
@@ -52,6 +57,7 @@ export const APP_DEFAULTS = {
   maxBatchSize: 10,
   maxConnections: 0,
   maxWatchlistSize: 100,
+  subscriptionCountEvents: false,
 } as const;
 
 export const WEBHOOK_EVENTS = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event', 'cache_miss'] as const;
@@ -99,7 +105,7 @@ function parseApp(raw: unknown, w: string, index: number): PusherApp {
   const isDefault = index === 0;
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail('pusherApps', `${w} must be an object { id, key, secret, … }`);
   const o = raw as Record<string, unknown>;
-  const known = new Set(['id', 'key', 'secret', 'allowedOrigins', 'enableClientMessages', 'maxClientEventsPerSecond', 'maxEventPayload', 'maxEventChannels', 'maxBatchSize', 'maxConnections', 'maxWatchlistSize', 'webhooks']);
+  const known = new Set(['id', 'key', 'secret', 'allowedOrigins', 'enableClientMessages', 'maxClientEventsPerSecond', 'maxEventPayload', 'maxEventChannels', 'maxBatchSize', 'maxConnections', 'maxWatchlistSize', 'subscriptionCountEvents', 'webhooks']);
   for (const k of Object.keys(o)) if (!known.has(k)) fail('pusherApps', `${w}: unknown key "${k}"; known keys: ${[...known].join(', ')}`);
   const id = str(o.id, `${w}.id`, ID_RE, '1-64 letters, digits, _ . -');
   const key = str(o.key, `${w}.key`, KEY_RE, '1-128 letters, digits, _ . -');
@@ -110,6 +116,7 @@ function parseApp(raw: unknown, w: string, index: number): PusherApp {
     allowedOrigins = o.allowedOrigins as string[];
   }
   if (o.enableClientMessages !== undefined && typeof o.enableClientMessages !== 'boolean') fail('pusherApps', `${w}.enableClientMessages must be true or false`);
+  if (o.subscriptionCountEvents !== undefined && typeof o.subscriptionCountEvents !== 'boolean') fail('pusherApps', `${w}.subscriptionCountEvents must be true or false`);
   const webhooks: WebhookTarget[] = [];
   if (o.webhooks !== undefined) {
     if (!Array.isArray(o.webhooks)) fail('pusherApps', `${w}.webhooks must be a list of { url, eventTypes? }`);
@@ -147,6 +154,7 @@ function parseApp(raw: unknown, w: string, index: number): PusherApp {
     maxBatchSize: posInt(o.maxBatchSize, APP_DEFAULTS.maxBatchSize, `${w}.maxBatchSize`, 10_000),
     maxConnections: posInt(o.maxConnections, APP_DEFAULTS.maxConnections, `${w}.maxConnections`, 100_000_000),
     maxWatchlistSize: posInt(o.maxWatchlistSize, APP_DEFAULTS.maxWatchlistSize, `${w}.maxWatchlistSize`, 1000),
+    subscriptionCountEvents: (o.subscriptionCountEvents as boolean | undefined) ?? APP_DEFAULTS.subscriptionCountEvents,
     webhooks,
   };
 }
@@ -163,7 +171,10 @@ export function resolveApps(cfg: ServerConfig): PusherApp[] {
       const missing = (['pusherAppId', 'pusherKey', 'pusherSecret'] as const).find((k) => !cfg[k])!;
       fail(missing, 'the Pusher gateway needs --pusher-app-id, --pusher-key and --pusher-secret together (or PUSHER_APP_ID, PUSHER_APP_KEY, PUSHER_APP_SECRET)');
     }
-    raws.push({ id: cfg.pusherAppId, key: cfg.pusherKey, secret: cfg.pusherSecret });
+    const app: Record<string, unknown> = { id: cfg.pusherAppId, key: cfg.pusherKey, secret: cfg.pusherSecret };
+    // The one per-app option with a flag of its own: it is opt-in, and the flags' app is the common case.
+    if (cfg.pusherSubscriptionCountEvents) app.subscriptionCountEvents = true;
+    raws.push(app);
   }
   if (!Array.isArray(cfg.pusherApps)) fail('pusherApps', 'pusherApps must be a list of { id, key, secret, … } objects');
   raws.push(...cfg.pusherApps);

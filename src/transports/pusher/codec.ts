@@ -82,4 +82,6 @@ export const PUSHER_CODEC = registerCodec({
   leave: (channel: string, m: Member): Encoded =>
     isHiddenChannel(channel) ? `${WATCH_MARK}-${m.user_id}` : frame('pusher_internal:member_removed', JSON.stringify({ user_id: m.user_id }), externalName(channel)),
   user: (event: string, data: unknown): Encoded => USER_MARK + JSON.stringify({ event, data: wireData(data) }),
+  // Sent only for channels of apps with subscriptionCountEvents (subscription-count.ts decides which).
+  count: (channel: string, n: number): Encoded => frame('pusher_internal:subscription_count', JSON.stringify({ subscription_count: n }), externalName(channel)),
 });
