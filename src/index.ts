@@ -14,6 +14,7 @@ export {
   type StopReason,
   type Subscriber,
   type OutgoingMessage,
+  type PublishDelivery,
 } from './actors/define.js';
 export { defineHandlers, HandlerError, ackArgs, type AckArgs, type HandlerDefinition, type Connection, type EventHandler, type Handshake } from './actors/handlers.js';
 export { MemoryClient, type MemoryIdentity } from './transports/memory.js';

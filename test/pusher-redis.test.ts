@@ -11,7 +11,10 @@ t.setTimeout(600_000);
 const ns = `rt-test-${randomBytes(4).toString('hex')}`;
 const redis = await machineRedis(t);
 t.teardown(() => dropNamespace(redis.port, ns));
-const args = ['--pusher-app-id', APP.id, '--pusher-key', APP.key, '--pusher-secret', APP.secret];
+// presence-stage-* is served by a custom actor with onMessage (test/fixtures/pusher-actors/stage.ts):
+// one activation cluster-wide. No other channel here matches an actor of that folder.
+const ACTORS = new URL('./fixtures/pusher-actors', import.meta.url).pathname;
+const args = ['--pusher-app-id', APP.id, '--pusher-key', APP.key, '--pusher-secret', APP.secret, '--actors', ACTORS];
 const A = await startHost(t, redis.url, ns, { workers: 2, args });
 const B = await startHost(t, redis.url, ns, { workers: 1, args });
 
@@ -31,6 +34,26 @@ t.test("client events: user_id on presence channels across hosts, kept in the Re
   await connected(late);
   const replayed = await nextWithMeta(late.subscribe('presence-cache-uid.x'), 'client-last');
   t.same(replayed, { data: { v: 3 }, meta: { user_id: 'u-ann' } }, 'the replayed client event keeps its user_id');
+});
+
+t.test('through a placed actor (one activation cluster-wide): user_id kept, the sender and socket_id excluded', async (t) => {
+  const ann = pusherClient(t, A.port, { member: { user_id: 'u-ann' } });
+  const bob = pusherClient(t, B.port, { member: { user_id: 'u-bob' } });
+  const [annId] = await Promise.all([connected(ann), connected(bob)]);
+  const ac = await subscribed(ann, 'presence-stage-1');
+  const bc = await subscribed(bob, 'presence-stage-1');
+  const atBob = nextWithMeta(bc.channel, 'client-cue');
+  ac.channel.trigger('client-cue', { line: 1 });
+  t.same(await atBob, { data: { line: 1 }, meta: { user_id: 'u-ann' } }, "Bob on host B sees Ann's user_id");
+  const atAnn = nextWithMeta(ac.channel, 'client-cue');
+  bc.channel.trigger('client-cue', { line: 2 });
+  // Ann's own line 1 would have reached her before line 2: she was not echoed her client event.
+  t.same(await atAnn, { data: { line: 2 }, meta: { user_id: 'u-bob' } }, "Ann on host A sees Bob's, and not her own");
+  // A backend trigger with Ann's socket_id goes through the activation too and skips her.
+  const next = nextOn(ac.channel, 'news');
+  await sdk(B.port).trigger('presence-stage-1', 'news', { n: 1 }, { socket_id: annId });
+  await sdk(B.port).trigger('presence-stage-1', 'news', { n: 2 });
+  t.same(await next, { n: 2 }, 'the socket_id excluded Ann from the first trigger');
 });
 
 t.test('one presence channel and one user across two hosts', async (t) => {

@@ -13,8 +13,8 @@ import { payloadOf, EncodedPublication } from '../protocol/encoded-payload.js';
 import type { ConnRef, PublishResult, PublishSource, SubscribeResult } from '../runtime/messages.js';
 import { threadOfSocket } from '../runtime/hash.js';
 import type { Broker, BrokerMessage, ChannelSink, HistoryBounds } from '../bridge/broker.js';
-import type { ActorContext, AnyActorDefinition, JoinResult, OutgoingMessage, StopReason, Subscriber } from './define.js';
-import { assertEventName, checkCompute, kickReason, runCompute } from './context-rules.js';
+import type { ActorContext, AnyActorDefinition, JoinResult, OutgoingMessage, PublishDelivery, StopReason, Subscriber } from './define.js';
+import { assertEventName, checkCompute, clientEventUser, kickReason, runCompute } from './context-rules.js';
 import { systemClock, type Clock } from './clock.js';
 import { History } from './history.js';
 import { isThenable, Mailbox } from './mailbox.js';
@@ -625,7 +625,7 @@ export class ChannelActor {
       // Pusher shows who sent a client event on a presence channel (`user_id`): the member it subscribed as.
       if (this.kind === 'presence') user = sender.user;
       if (this.def.onMessage) {
-        verdict = this.invoke('onMessage', () => this.def.onMessage!(this.ctx, msg, subscriberOf(sender)));
+        verdict = this.invoke('onMessage', () => this.def.onMessage!(this.ctx, msg, subscriberOf(sender), deliveryOf(exclude)));
       } else if (whisper) {
         if (this.kind === 'public') throw new RtError('forbidden', 'only subscribers of private- and presence- channels may whisper', 403);
         if (!msg.event.startsWith('client-')) throw new RtError('bad_request', 'whisper events must start with "client-"');
@@ -634,7 +634,7 @@ export class ChannelActor {
         if (!allowed) throw new RtError('publish_refused', `clients may not publish to ${this.name} (client publish policy: ${this.def.clientPublish === false ? 'refused by actor' : this.env.clientPublish})`, 403);
       }
     } else if (this.def.onPublish) {
-      verdict = this.invoke('onPublish', () => this.def.onPublish!(this.ctx, msg, source));
+      verdict = this.invoke('onPublish', () => this.def.onPublish!(this.ctx, msg, source, deliveryOf(exclude)));
     }
     if (isThenable(verdict)) return verdict.then((v) => this.afterVerdict(msg, v, exclude, source, at, user));
     return this.afterVerdict(msg, verdict, exclude, source, at, user);
@@ -956,9 +956,10 @@ export class ChannelActor {
   }
 }
 
-/** The sender's user shown with a publication: only on client events (see Publication.user). */
-function clientEventUser(event: string, user: string | undefined): string | undefined {
-  return user !== undefined && event.startsWith('client-') ? user : undefined;
-}
-
 export type HistoryAnswer = { pubs: Publication[]; recovered: boolean; offset: number; epoch: string };
+
+const EVERYONE: PublishDelivery = Object.freeze({});
+
+function deliveryOf(exclude: string | undefined): PublishDelivery {
+  return exclude === undefined ? EVERYONE : { exclude };
+}

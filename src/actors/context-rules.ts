@@ -11,6 +11,14 @@ export function assertEventName(event: unknown): asserts event is string {
   if (typeof event !== 'string' || event.length === 0 || event.length > 200) throw new RtError('bad_event', 'an event name must be a string of 1-200 characters');
 }
 
+/**
+ * The sender's user shown with a publication (Pusher's `user_id`, see Publication.user): `user` is the
+ * member a client subscribed to a presence channel as, and it is shown only on client events.
+ */
+export function clientEventUser(event: string, user: string | undefined): string | undefined {
+  return user !== undefined && event.startsWith('client-') ? user : undefined;
+}
+
 /** The reason a kicked client is told. */
 export function kickReason(reason: unknown): string {
   return typeof reason === 'string' && reason ? reason.slice(0, 200) : 'removed from the channel';

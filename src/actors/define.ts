@@ -102,6 +102,15 @@ export interface ActorContext<S = unknown, Out extends object = EventMap> {
 
 type Awaitable<T> = T | Promise<T>;
 
+/**
+ * How the message a hook is deciding on will be delivered if it is published: `exclude` is the socket id
+ * that will not get it — the sender of a Pusher client event, a publisher's `exclude_self`, or the
+ * `socket_id` of an HTTP API publish. Applies to the message returned by the hook, not to `ctx.broadcast`.
+ */
+export interface PublishDelivery {
+  exclude?: string;
+}
+
 export interface ActorDefinition<S = unknown, In extends object = EventMap, Out extends object = EventMap> {
   /** Channel names this actor serves: exact names or `*` globs, or regular expressions. */
   match: string | RegExp | ReadonlyArray<string | RegExp>;
@@ -126,11 +135,12 @@ export interface ActorDefinition<S = unknown, In extends object = EventMap, Out 
   /**
    * A client published. Return nothing to publish the message as is, a message to publish that instead,
    * `{ reply }` to answer the sender without publishing (`{ event, data, reply }` does both), or null to
-   * drop it (`publish_refused`). Throw an ActorError to refuse with your own code.
+   * drop it (`publish_refused`). Throw an ActorError to refuse with your own code. `delivery` says who
+   * will not receive what is published (see PublishDelivery).
    */
-  onMessage?(ctx: ActorContext<S, Out>, msg: MessageOf<In>, from: Subscriber): Awaitable<MessageOf<Out> | MessageReply<Out> | null | void>;
+  onMessage?(ctx: ActorContext<S, Out>, msg: MessageOf<In>, from: Subscriber, delivery?: PublishDelivery): Awaitable<MessageOf<Out> | MessageReply<Out> | null | void>;
   /** The backend published (HTTP API, Redis, server code): transform, or return null to refuse. */
-  onPublish?(ctx: ActorContext<S, Out>, msg: OutgoingMessage, source: PublishSource): Awaitable<OutgoingMessage | null | void>;
+  onPublish?(ctx: ActorContext<S, Out>, msg: OutgoingMessage, source: PublishSource, delivery?: PublishDelivery): Awaitable<OutgoingMessage | null | void>;
   /** A timer set with `ctx.timers` fired. */
   onTimer?(ctx: ActorContext<S, Out>, name: string, data: unknown): Awaitable<void>;
   /** A `ctx.compute` task finished. */

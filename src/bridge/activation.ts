@@ -14,12 +14,13 @@
 import { Packr, Unpackr } from 'msgpackr';
 import type { ActorContext, ActorDefinition, ComputeResult, OutgoingMessage, Subscriber } from '../actors/define.js';
 import { ACTOR_DEFAULTS } from '../actors/channel-actor.js';
-import { assertEventName, checkCompute, kickReason, runCompute, type ComputeFn } from '../actors/context-rules.js';
+import { assertEventName, checkCompute, clientEventUser, kickReason, runCompute, type ComputeFn } from '../actors/context-rules.js';
+import { channelKind } from '../auth/channels.js';
 import { Mailbox } from '../actors/mailbox.js';
 import { RtError } from '../errors.js';
 import type { Member } from '../protocol/native.js';
 import type { PublishSource } from '../runtime/messages.js';
-import type { HistoryBounds } from './broker.js';
+import type { BrokerMessage, HistoryBounds } from './broker.js';
 import type { Fence } from './lease.js';
 import type { RedisBroker } from './redis-broker.js';
 
@@ -248,6 +249,10 @@ export class Activation {
     let out: OutgoingMessage | null | undefined;
     let result: unknown;
     let reply: { r: unknown } | undefined;
+    /** The member a client event came from, on a presence channel. */
+    let sender: string | undefined;
+    /** The socket id that does not get this turn's publication (the sender of a client event, a socket_id). */
+    let exclude: string | undefined;
     switch (op) {
       case 'auth': {
         const [who, data] = args as [RemoteSubscriber, unknown];
@@ -273,9 +278,10 @@ export class Activation {
         break;
       }
       case 'msg': {
-        const [msg, who] = args as [OutgoingMessage, RemoteSubscriber];
+        const [msg, who, ex] = args as [OutgoingMessage, RemoteSubscriber, unknown];
         if (!this.def.onMessage) throw new RtError('bad_request', 'no onMessage');
-        const v = (await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who)) as (Partial<OutgoingMessage> & { reply?: unknown }) | null | undefined;
+        exclude = excluded(ex);
+        const v = (await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who, exclude === undefined ? {} : { exclude })) as (Partial<OutgoingMessage> & { reply?: unknown }) | null | undefined;
         if (v && typeof v === 'object' && 'reply' in v) reply = { r: v.reply };
         if (v && typeof v === 'object' && 'reply' in v && v.event === undefined) {
           // Answers the sender, publishes nothing.
@@ -284,6 +290,8 @@ export class Activation {
           return reply;
         }
         out = v === null ? null : v === undefined ? msg : ({ event: v.event, data: v.data } as OutgoingMessage);
+        // As on one host: a client event published for a presence member shows who sent it.
+        if (channelKind(this.channel) === 'presence') sender = who.userId;
         break;
       }
       case 'timer': {
@@ -309,9 +317,10 @@ export class Activation {
         break;
       }
       case 'pub': {
-        const [msg, source, claim] = args as [OutgoingMessage, PublishSource, string | undefined];
-        if (claim !== undefined && this.seenClaim(claim)) return null;
-        const v = this.def.onPublish ? await this.def.onPublish(this.ctx, msg, source) : undefined;
+        const [msg, source, claim, ex] = args as [OutgoingMessage, PublishSource, string | null | undefined, unknown];
+        if (typeof claim === 'string' && this.seenClaim(claim)) return null;
+        exclude = excluded(ex);
+        const v = this.def.onPublish ? await this.def.onPublish(this.ctx, msg, source, exclude === undefined ? {} : { exclude }) : undefined;
         out = v === null ? null : (v ?? msg);
         break;
       }
@@ -322,7 +331,7 @@ export class Activation {
     if (op === 'msg' || op === 'pub') {
       if (out === null) return null;
       if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('internal', `actor for ${this.channel} returned a message without an event`, 500);
-      const pos = await this.publish({ event: out.event, data: out.data }, this.changedState());
+      const pos = await this.publish({ event: out.event, data: out.data }, this.changedState(), clientEventUser(out.event, sender), exclude);
       return reply ? { p: pos, ...reply } : { p: pos };
     }
     await this.saveIfChanged();
@@ -363,13 +372,16 @@ export class Activation {
    * one's. Checked when Redis answers: any difference (a failure, the stream reset) makes the next turn
    * read the position again.
    */
-  private async publish(msg: OutgoingMessage, state?: Buffer): Promise<number> {
+  private async publish(msg: OutgoingMessage, state?: Buffer, user?: string, exclude?: string): Promise<number> {
     const fence: Fence = state ? { ...this.fence, state, stateTtlMs: this.env.stateTtlMs } : this.fence;
     const expected = this.nextOffset;
     if (expected !== undefined && expected > 0) this.nextOffset = expected + 1;
     let pos;
     try {
-      pos = await this.env.broker.publish(this.channel, { event: msg.event, data: msg.data }, this.env.bounds, undefined, fence);
+      const m: BrokerMessage = { event: msg.event, data: msg.data };
+      if (user !== undefined) m.user = user;
+      if (exclude !== undefined) m.exclude = exclude;
+      pos = await this.env.broker.publish(this.channel, m, this.env.bounds, undefined, fence);
     } catch (err) {
       if (expected) this.nextOffset = undefined;
       throw err;
@@ -453,4 +465,9 @@ export class Activation {
     const deadline = Date.now() + ms;
     while (!this.mailbox.idle && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** An excluded socket id as it came through the node inbox: a short string, or nothing. */
+function excluded(v: unknown): string | undefined {
+  return typeof v === 'string' && v.length > 0 && v.length <= 64 ? v : undefined;
 }

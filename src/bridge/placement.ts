@@ -160,13 +160,13 @@ export class Placement {
     // Messages are answered with a Published promise at once: the relay's mailbox does not wait for
     // the round trip, so a host forwards a channel's messages back to back, in order.
     if (real.onMessage) {
-      def.onMessage = (ctx, msg, s) => this.forwarded(ctx.channel, this.call(ctx.channel, 'msg', [{ event: msg.event, data: msg.data }, who(s)]));
+      def.onMessage = (ctx, msg, s, delivery) => this.forwarded(ctx.channel, this.call(ctx.channel, 'msg', [{ event: msg.event, data: msg.data }, who(s), delivery?.exclude ?? null]));
     }
     // Backend publishes go through the activation even without onPublish, so they take their place in
     // the same order as the actor's own publications.
-    def.onPublish = (ctx, msg, source) => {
+    def.onPublish = (ctx, msg, source, delivery) => {
       const claim = source === 'redis' ? this.claim(ctx.channel, msg) : undefined;
-      return this.forwarded(ctx.channel, this.call(ctx.channel, 'pub', [{ event: msg.event, data: msg.data }, source, claim]));
+      return this.forwarded(ctx.channel, this.call(ctx.channel, 'pub', [{ event: msg.event, data: msg.data }, source, claim ?? null, delivery?.exclude ?? null]));
     };
     return def;
   }
