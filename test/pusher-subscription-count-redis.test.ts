@@ -3,7 +3,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { dropNamespace, machineRedis, startHost, until } from './helpers/redis.js';
-import { APP, connected, pusherClient, sdk } from './helpers/pusher.js';
+import { APP, connected, pusherClient, sdk, subscriptionCounts } from './helpers/pusher.js';
 
 // Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
 t.setTimeout(600_000);
@@ -16,13 +16,6 @@ const ACTORS = new URL('./fixtures/pusher-actors', import.meta.url).pathname;
 const args = ['--pusher-app-id', APP.id, '--pusher-key', APP.key, '--pusher-secret', APP.secret, '--pusher-subscription-count-events', '--actors', ACTORS];
 const A = await startHost(t, redis.url, ns, { workers: 2, args });
 const B = await startHost(t, redis.url, ns, { workers: 1, args });
-
-/** Every `pusher:subscription_count` a pusher-js channel receives, in order. */
-function counts(channel: any): number[] {
-  const seen: number[] = [];
-  channel.bind('pusher:subscription_count', (d: { subscription_count: number }) => seen.push(d.subscription_count));
-  return seen;
-}
 
 async function lastIs(t: { pass(msg: string): void }, seen: number[], n: number, what: string): Promise<void> {
   await until(what, () => seen.at(-1) === n, 15_000);
@@ -40,12 +33,12 @@ t.test('subscribers on two hosts see the cluster-wide count', async (t) => {
   const a2 = pusherClient(t, A.port);
   const b1 = pusherClient(t, B.port);
   await Promise.all([connected(a1), connected(a2), connected(b1)]);
-  const a1Seen = counts(a1.subscribe(ch));
+  const a1Seen = subscriptionCounts(a1.subscribe(ch));
   await lastIs(t, a1Seen, 1, 'alone on host A: 1');
-  const b1Seen = counts(b1.subscribe(ch));
+  const b1Seen = subscriptionCounts(b1.subscribe(ch));
   await lastIs(t, a1Seen, 2, 'host A is told 2 when a client of host B joins');
   await lastIs(t, b1Seen, 2, 'the joiner on host B is told 2');
-  const a2Seen = counts(a2.subscribe(ch));
+  const a2Seen = subscriptionCounts(a2.subscribe(ch));
   await lastIs(t, b1Seen, 3, 'host B is told 3 when a second client of host A joins');
   await lastIs(t, a2Seen, 3, 'the joiner on host A is told 3');
   t.equal(await subscriptionCount(B.port, ch), 3, 'the HTTP API on host B reports the same 3');
@@ -62,7 +55,7 @@ t.test('a host that dies stops counting once it is swept, and the others are tol
   const a = pusherClient(t, A.port);
   const c = pusherClient(t, C.port);
   await Promise.all([connected(a), connected(c)]);
-  const aSeen = counts(a.subscribe(ch));
+  const aSeen = subscriptionCounts(a.subscribe(ch));
   await lastIs(t, aSeen, 1, 'alone: 1');
   c.subscribe(ch);
   await lastIs(t, aSeen, 2, 'with host C’s client: 2');
@@ -77,7 +70,7 @@ t.test('each host coalesces a burst of joins on another host', async (t) => {
   const N = 8;
   const watcher = pusherClient(t, A.port);
   await connected(watcher);
-  const seen = counts(watcher.subscribe(ch));
+  const seen = subscriptionCounts(watcher.subscribe(ch));
   await lastIs(t, seen, 1, 'alone: 1');
   const joiners = Array.from({ length: N }, () => pusherClient(t, B.port));
   await Promise.all(joiners.map((p) => connected(p)));
@@ -94,9 +87,9 @@ t.test('a channel served by a placed custom actor counts its subscribers on ever
   const a = pusherClient(t, A.port);
   const b = pusherClient(t, B.port);
   await Promise.all([connected(a), connected(b)]);
-  const aSeen = counts(a.subscribe(ch));
+  const aSeen = subscriptionCounts(a.subscribe(ch));
   await lastIs(t, aSeen, 1, 'alone: 1');
-  const bSeen = counts(b.subscribe(ch));
+  const bSeen = subscriptionCounts(b.subscribe(ch));
   await lastIs(t, aSeen, 2, 'host A is told 2');
   await lastIs(t, bSeen, 2, 'host B is told 2');
   b.disconnect();

@@ -7,31 +7,12 @@ import { api, startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { sioConnect } from './helpers/sio.js';
 import { until } from './helpers/redis.js';
-import { APP, APP_B, connected, nextOn, pusherClient, pusherOptions, RawPusher, sdk, subscribed } from './helpers/pusher.js';
+import { APP, APP_B, connected, nextOn, pusherClient, pusherConnectionsPerShard, pusherOptions, RawPusher, sdk, subscribed, subscriptionCounts } from './helpers/pusher.js';
 
 // Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
 t.setTimeout(600_000);
 
 const s = await startServer(t, { workers: 2, pusherApps: [{ ...APP, subscriptionCountEvents: true }, APP_B] });
-
-/** Pusher connections per shard, from /metrics. */
-async function pusherPerShard(http: string): Promise<number[]> {
-  const text = (await api(http, '/metrics')).body as string;
-  const per = new Map<string, number>();
-  for (const m of text.matchAll(/^rt_connections\{([^}]*)\} (\d+)/gm)) {
-    if (!m[1]!.includes('protocol="pusher"')) continue;
-    const shard = /shard="([^"]+)"/.exec(m[1]!)?.[1] ?? /thread="([^"]+)"/.exec(m[1]!)?.[1] ?? '?';
-    per.set(shard, (per.get(shard) ?? 0) + Number(m[2]));
-  }
-  return [...per.values()];
-}
-
-/** Every `pusher:subscription_count` a pusher-js channel receives, in order. */
-function counts(channel: any): number[] {
-  const seen: number[] = [];
-  channel.bind('pusher:subscription_count', (d: { subscription_count: number }) => seen.push(d.subscription_count));
-  return seen;
-}
 
 /** Waits until the last count received is `n` (later ones may follow: the caller checks what it needs). */
 async function lastIs(t: { pass(msg: string): void }, seen: number[], n: number, what: string): Promise<void> {
@@ -55,18 +36,18 @@ t.test('pusher-js sees 1, then 2 when a client on the other shard joins, then 1 
   const a = pusherClient(t, s.port);
   await connected(a);
   const sa = a.subscribe(ch);
-  const aSeen = counts(sa);
+  const aSeen = subscriptionCounts(sa);
   await lastIs(t, aSeen, 1, 'the first subscriber is told 1');
   t.equal((sa as any).subscriptionCount, 1, 'pusher-js sets channel.subscriptionCount');
 
   const b = pusherClient(t, s.port);
   await connected(b);
   const sb = b.subscribe(ch);
-  const bSeen = counts(sb);
+  const bSeen = subscriptionCounts(sb);
   await lastIs(t, aSeen, 2, 'the first subscriber is told 2');
   await lastIs(t, bSeen, 2, 'the joiner is told 2');
   const per = await until('both connections in /metrics', async () => {
-    const p = await pusherPerShard(s.http);
+    const p = await pusherConnectionsPerShard(s.http);
     return p.reduce((x, y) => x + y, 0) === 2 ? p : undefined;
   });
   t.equal(per.filter((n) => n > 0).length, 2, `the two clients are on different shards (${JSON.stringify(per)})`);
@@ -82,7 +63,7 @@ t.test('native and Socket.IO subscribers count too; only Pusher clients are told
   const ch = 'count-mixed';
   const p = pusherClient(t, s.port);
   await connected(p);
-  const seen = counts(p.subscribe(ch));
+  const seen = subscriptionCounts(p.subscribe(ch));
   await lastIs(t, seen, 1, 'alone: 1');
 
   const nat = await TestClient.connect(`${s.url}/ws`);
@@ -112,7 +93,7 @@ t.test('presence channels and apps without the option get no count', async (t) =
   const bob = pusherClient(t, s.port, { member: { user_id: 'bob' } });
   await Promise.all([connected(ann), connected(bob)]);
   const pa = ann.subscribe('presence-count-room');
-  const annSeen = counts(pa);
+  const annSeen = subscriptionCounts(pa);
   await nextOn(pa, 'pusher:subscription_succeeded');
   const added = nextOn(pa, 'pusher:member_added');
   await subscribed(bob, 'presence-count-room');
@@ -155,7 +136,7 @@ t.test("--pusher-subscription-count-events turns it on for the flags' app", asyn
   const f = await startServer(t, { workers: 1, ...pusherOptions({ pusherSubscriptionCountEvents: true }) });
   const p = pusherClient(t, f.port);
   await connected(p);
-  const seen = counts(p.subscribe('count-flag'));
+  const seen = subscriptionCounts(p.subscribe('count-flag'));
   await lastIs(t, seen, 1, 'the flags app announces counts');
 });
 

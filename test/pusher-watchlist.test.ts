@@ -12,23 +12,11 @@ import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createServer } from 'rt-actors';
 import { startServer, api } from './helpers/server.js';
-import { APP, APP_B, connected, pusherClient, RawPusher, sdk, subscribed } from './helpers/pusher.js';
+import { APP, APP_B, connected, pusherClient, pusherConnectionsPerShard, RawPusher, sdk, subscribed } from './helpers/pusher.js';
 import { channelOwnedBy, ownerOf, until } from './helpers/faults.js';
 import { is, sentinel, signIn } from './helpers/watchlist.js';
 
 t.setTimeout(600_000);
-
-/** Pusher connections per shard, from /metrics. */
-async function perShard(http: string): Promise<number[]> {
-  const text = (await api(http, '/metrics')).body as string;
-  const per = new Map<string, number>();
-  for (const m of text.matchAll(/^rt_connections\{([^}]*)\} (\d+)/gm)) {
-    if (!m[1]!.includes('protocol="pusher"')) continue;
-    const shard = /shard="([^"]+)"/.exec(m[1]!)?.[1] ?? /thread="([^"]+)"/.exec(m[1]!)?.[1] ?? '?';
-    per.set(shard, (per.get(shard) ?? 0) + Number(m[2]));
-  }
-  return [...per.values()];
-}
 
 const s = await startServer(t, { workers: 2, pusherApps: [APP, { ...APP_B, maxWatchlistSize: 3 }] });
 
@@ -48,14 +36,14 @@ t.test('first report on sign-in, online once for two tabs on both shards, offlin
   const tab2 = await signIn(t, s.port, 'bob', ['x-2']);
   await tab2.next(is('offline', 'x-2'));
   const shards = await until(async () => {
-    const per = await perShard(s.http);
+    const per = await pusherConnectionsPerShard(s.http);
     return per.reduce((a, b) => a + b, 0) === 4 ? per : undefined;
   }, 'connections counted on both shards');
   t.equal(shards.filter((n) => n > 0).length, 2, `the four connections are on both shards (${JSON.stringify(shards)})`);
 
   // One tab closes: bob is still online, so no offline (the sentinel comes after it would have).
   tab1.p.disconnect();
-  await until(async () => (await perShard(s.http)).reduce((a, b) => a + b, 0) === 3, 'tab 1 gone');
+  await until(async () => (await pusherConnectionsPerShard(s.http)).reduce((a, b) => a + b, 0) === 3, 'tab 1 gone');
   const leaveWatcher = await signIn(t, s.port, 'late-bob-watcher', ['bob']);
   t.same(await leaveWatcher.next((e) => e.name === 'online'), { name: 'online', user_ids: ['bob'] }, 'a new watcher still sees bob online');
   await sentinel(s.port, w, 'watcher-1');

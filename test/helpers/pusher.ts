@@ -5,6 +5,7 @@ import Pusher from 'pusher-js';
 import PusherServer from 'pusher';
 import WebSocket from 'ws';
 import { Inbox } from './inbox.js';
+import { api } from './server.js';
 
 export const APP = { id: '1001', key: 'app-key', secret: 'app-secret-0123456789' };
 export const APP_B = { id: '2002', key: 'b-key', secret: 'b-secret-0123456789' };
@@ -170,4 +171,23 @@ export function nextWithMeta(ch: any, event: string, timeoutMs = 5000): Promise<
     const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
     ch.bind(event, fn);
   });
+}
+
+/** Pusher connections per shard, from /metrics. */
+export async function pusherConnectionsPerShard(http: string): Promise<number[]> {
+  const text = (await api(http, '/metrics')).body as string;
+  const per = new Map<string, number>();
+  for (const m of text.matchAll(/^rt_connections\{([^}]*)\} (\d+)/gm)) {
+    if (!m[1]!.includes('protocol="pusher"')) continue;
+    const shard = /shard="([^"]+)"/.exec(m[1]!)?.[1] ?? /thread="([^"]+)"/.exec(m[1]!)?.[1] ?? '?';
+    per.set(shard, (per.get(shard) ?? 0) + Number(m[2]));
+  }
+  return [...per.values()];
+}
+
+/** Every `pusher:subscription_count` a pusher-js channel receives, in order. */
+export function subscriptionCounts(channel: any): number[] {
+  const seen: number[] = [];
+  channel.bind('pusher:subscription_count', (d: { subscription_count: number }) => seen.push(d.subscription_count));
+  return seen;
 }
