@@ -1,9 +1,9 @@
 /**
  * Pusher-protocol fan-out and idle memory, next to soketi in the same run: 1,000 Pusher-protocol
  * WebSocket subscribers (what pusher-js speaks) on one public channel, fed through each server's
- * Pusher HTTP API by the official `pusher` SDK at a fixed rate. Rows: rt-actors' /app/<key> gateway,
- * rt-actors' native /ws with the same publisher (the baseline the gateway must stay within 1.3× of),
- * and soketi. Server CPU is the server process's own (all threads, user + kernel, /proc/<pid>/stat),
+ * Pusher HTTP API by the official `pusher` SDK, from a backend process of its own (pusher-publisher.ts).
+ * Rows: rt-actors' /app/<key> gateway, rt-actors' native /ws with the same publisher (the baseline the
+ * gateway must stay within 1.3× of), and soketi. Server CPU is the server process's own (all threads, user + kernel, /proc/<pid>/stat),
  * so the clients here do not count. Idle memory: RSS growth per connected, subscribed, silent client.
  *
  * soketi is a benchmark-only peer, installed outside the project (NOTES.md):
@@ -15,13 +15,13 @@
  * (SOKETI_DIR points elsewhere). Its row is an error line when it is not installed, and the run checks
  * that soketi loaded a native uWS binary (that build silently falls back to a slow JS one otherwise).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import PusherServer from 'pusher';
 import WebSocket from 'ws';
 import { now, percentile, round } from './lib.js';
+import type { Pace, PublisherSpec } from './pusher-publisher.js';
 
 const APP = { id: 'bench', key: 'bench-key', secret: 'bench-secret-0123' };
 const SOKETI_DIR = process.env.SOKETI_DIR ?? '/tmp/soketi-bench';
@@ -150,17 +150,20 @@ async function subscribers(port: number, proto: Proto, n: number, channel: strin
   return out;
 }
 
-function payload(size: number, seq: number): string {
-  const head = JSON.stringify({ seq, t: now(), p: '' });
-  return head.slice(0, -2) + 'x'.repeat(Math.max(0, size - head.length)) + '"}';
-}
-
 /**
  * How the backend publishes: `rate` events/s spaced evenly, or `burst`: as fast as 32 concurrent HTTP
  * requests allow (issue 15's method for the fan-out table), where several events for one socket land in
- * one event-loop turn and a server that batches them writes them with one syscall.
+ * one event-loop turn and a server that batches them writes them with one syscall. The backend runs in
+ * its own process (bench/pusher-publisher.ts).
  */
-type Pace = { kind: 'rate'; rate: number; seconds: number } | { kind: 'burst'; count: number };
+function runPublisher(port: number, pace: Pace, size: number): Promise<void> {
+  const spec: PublisherSpec = { port, app: APP, pace, size };
+  const child = fork(fileURLToPath(new URL('./pusher-publisher.js', import.meta.url)), [JSON.stringify(spec)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`publisher exited with ${code}`))));
+  });
+}
 
 async function fanout(server: Proc, proto: Proto, subs: number, pace: Pace, size: number): Promise<Record<string, unknown>> {
   let delivered = 0;
@@ -169,7 +172,6 @@ async function fanout(server: Proc, proto: Proto, subs: number, pace: Pace, size
     delivered++;
     if (d) lat.push(now() - d.t);
   });
-  const backend = new PusherServer({ appId: APP.id, key: APP.key, secret: APP.secret, host: '127.0.0.1', port: String(server.port), useTLS: false } as never);
   await new Promise((r) => setTimeout(r, 300));
   const count = pace.kind === 'rate' ? Math.round(pace.rate * pace.seconds) : pace.count;
   const expected = count * subs;
@@ -183,22 +185,7 @@ async function fanout(server: Proc, proto: Proto, subs: number, pace: Pace, size
   const split0 = cpuSplit(pid);
   const cpu0 = split0.user + split0.kernel;
   const t0 = now();
-  if (pace.kind === 'rate') {
-    const sends: Promise<unknown>[] = [];
-    for (let i = 0; i < count; i++) {
-      const due = t0 + (i * 1000) / pace.rate;
-      const wait = due - now();
-      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-      sends.push(backend.trigger('bench', 'm', payload(size, i)));
-    }
-    await Promise.all(sends);
-  } else {
-    let next = 0;
-    const lane = async (): Promise<void> => {
-      while (next < count) await backend.trigger('bench', 'm', payload(size, next++));
-    };
-    await Promise.all(Array.from({ length: 32 }, lane));
-  }
+  await runPublisher(server.port, pace, size);
   const published = (now() - t0) / 1000;
   const deadline = Date.now() + 30_000;
   while (delivered < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
