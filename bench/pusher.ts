@@ -1,7 +1,7 @@
 /**
  * Pusher-protocol fan-out and idle memory, next to soketi in the same run: 1,000 Pusher-protocol
  * WebSocket subscribers (what pusher-js speaks) on one public channel, fed through each server's
- * Pusher HTTP API by the official `pusher` SDK, from a backend process of its own (pusher-publisher.ts).
+ * Pusher HTTP API by the official `pusher` SDK, from a backend process of its own (publisher.ts).
  * Rows: rt-actors' /app/<key> gateway, rt-actors' native /ws with the same publisher (the baseline the
  * gateway must stay within 1.3× of), and soketi. Server CPU is the server process's own (all threads, user + kernel, /proc/<pid>/stat),
  * so the clients here do not count. Idle memory: RSS growth per connected, subscribed, silent client.
@@ -21,7 +21,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { now, percentile, round } from './lib.js';
-import type { Pace, PublisherSpec } from './pusher-publisher.js';
+import { runPublisher, type Pace } from './publisher.js';
 
 const APP = { id: 'bench', key: 'bench-key', secret: 'bench-secret-0123' };
 const SOKETI_DIR = process.env.SOKETI_DIR ?? '/tmp/soketi-bench';
@@ -154,17 +154,8 @@ async function subscribers(port: number, proto: Proto, n: number, channel: strin
  * How the backend publishes: `rate` events/s spaced evenly, or `burst`: as fast as 32 concurrent HTTP
  * requests allow (issue 15's method for the fan-out table), where several events for one socket land in
  * one event-loop turn and a server that batches them writes them with one syscall. The backend runs in
- * its own process (bench/pusher-publisher.ts).
+ * its own process (bench/publisher.ts).
  */
-function runPublisher(port: number, pace: Pace, size: number): Promise<void> {
-  const spec: PublisherSpec = { port, app: APP, pace, size };
-  const child = fork(fileURLToPath(new URL('./pusher-publisher.js', import.meta.url)), [JSON.stringify(spec)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`publisher exited with ${code}`))));
-  });
-}
-
 async function fanout(server: Proc, proto: Proto, subs: number, pace: Pace, size: number): Promise<Record<string, unknown>> {
   let delivered = 0;
   const lat: number[] = [];
@@ -185,7 +176,7 @@ async function fanout(server: Proc, proto: Proto, subs: number, pace: Pace, size
   const split0 = cpuSplit(pid);
   const cpu0 = split0.user + split0.kernel;
   const t0 = now();
-  await runPublisher(server.port, pace, size);
+  await runPublisher({ port: server.port, via: { kind: 'pusher', app: APP }, pace, size });
   const published = (now() - t0) / 1000;
   const deadline = Date.now() + 30_000;
   while (delivered < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));

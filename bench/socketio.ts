@@ -2,13 +2,15 @@
  * Socket.IO fan-out: 1000 socket.io-client WebSocket subscribers on one channel, the same clients and
  * load against the rt-actors gateway, socket.io 4 (default engine) and socket.io attached to
  * uWebSockets.js (`io.attachApp`). Each server runs in its own child process (bench/servers/sio.ts)
- * and publishes from inside itself at a fixed rate; the clients run here. Reported per server:
+ * and publishes from inside itself at a fixed rate, or a backend process (bench/publisher.ts) publishes
+ * over each server's HTTP publish endpoint as fast as 32 concurrent requests allow; the clients run here. Reported per server:
  * deliveries/s the clients saw, server CPU per delivery (process.cpuUsage of the server process, all
  * threads) and deliveries per server CPU-second, latency percentiles, and the ratios to socket.io.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import { now, percentile, round } from './lib.js';
+import { runPublisher, type Via } from './publisher.js';
 
 type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws';
 
@@ -27,6 +29,11 @@ interface Load {
   size: number;
   /** Publishes are made in bursts every tickMs: 10 ms is a steady stream, 100 ms ten-message bursts at 100/s. */
   tickMs: number;
+  /**
+   * Published by a backend process over HTTP as fast as 32 concurrent requests allow (issue 15's
+   * method), `rate × seconds` of them, instead of from inside the server at `rate`.
+   */
+  backend?: boolean;
 }
 
 class SioBenchServer {
@@ -104,7 +111,13 @@ async function run(target: Target, subscribers: number, loads: Load[]): Promise<
       const expected = count * subscribers;
       const cpu0 = await server.cpu();
       const t0 = now();
-      await server.ask({ type: 'publish', channel: 'bench', rate: load.rate, count, size: load.size, tickMs: load.tickMs }, 'published');
+      if (load.backend) {
+        const rt = target.kind === 'rt' || target.kind === 'rt-no-recovery';
+        const via: Via = { kind: 'http', path: rt ? '/api/publish' : '/publish', headers: rt ? { authorization: 'Bearer bench' } : {} };
+        await runPublisher({ port: server.port, via, pace: { kind: 'burst', count }, size: load.size });
+      } else {
+        await server.ask({ type: 'publish', channel: 'bench', rate: load.rate, count, size: load.size, tickMs: load.tickMs }, 'published');
+      }
       const deadline = Date.now() + 15_000;
       while (delivered < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
       const elapsed = (now() - t0) / 1000;
@@ -118,8 +131,8 @@ async function run(target: Target, subscribers: number, loads: Load[]): Promise<
         load: load.name,
         server: target.name,
         subscribers,
-        publish_rate: load.rate,
-        publish_tick_ms: load.tickMs,
+        publish_rate: load.backend ? Math.round(count / ((now() - t0) / 1000)) : load.rate,
+        publish_tick_ms: load.backend ? 'backend over HTTP, 32 concurrent' : load.tickMs,
         payload_bytes: load.size,
         delivered,
         expected,
@@ -150,6 +163,8 @@ export async function benchSocketIo(opts: { quick: boolean }): Promise<Record<st
   const loads: Load[] = [
     { name: 'steady', rate: opts.quick ? 60 : 80, seconds, size: 64, tickMs: 10 },
     { name: 'bursts', rate: 100, seconds, size: 64, tickMs: 100 },
+    // As fast as a backend's 32 concurrent HTTP publishes go (publisher in its own process).
+    { name: 'backend', rate: 100, seconds: opts.quick ? 2 : 4, size: 64, tickMs: 0, backend: true },
   ];
   // The clients need a core of their own: on a two-core machine a two-shard server competes with them
   // for CPU, they fall behind and every server then spends more per delivery on backed-up sockets. One

@@ -46,8 +46,23 @@ async function start(): Promise<void> {
     });
   });
   publishFn = (ch, data) => io.to(ch).emit('m', ch, data);
+  // A backend's publish over HTTP (bench/publisher.ts), the socket.io way: POST { channel, event, data },
+  // then io.to(channel).emit. (rt-actors' counterpart is POST /api/publish.)
+  const backendPublish = (body: string): void => {
+    const b = JSON.parse(body) as { channel: string; event: string; data: unknown };
+    io.to(b.channel).emit(b.event, b.channel, b.data);
+  };
   if (kind === 'socketio') {
-    const http = createHttpServer();
+    const http = createHttpServer((req, res) => {
+      if (req.method !== 'POST' || req.url !== '/publish') return;
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        backendPublish(body);
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      });
+    });
     io.attach(http);
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
     port = (http.address() as { port: number }).port;
@@ -55,6 +70,16 @@ async function start(): Promise<void> {
   } else {
     const app = uWS.App();
     io.attachApp(app);
+    app.post('/publish', (res) => {
+      const chunks: Buffer[] = [];
+      res.onAborted(() => {});
+      res.onData((chunk, last) => {
+        chunks.push(Buffer.from(chunk.slice(0)));
+        if (!last) return;
+        backendPublish(Buffer.concat(chunks).toString('utf8'));
+        res.cork(() => res.writeHeader('content-type', 'application/json').end('{"ok":true}'));
+      });
+    });
     await new Promise<void>((r) => app.listen('127.0.0.1', 0, (s) => ((port = uWS.us_socket_local_port(s as never)), r())));
     stop = async () => {
       io.close();
