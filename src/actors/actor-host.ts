@@ -102,6 +102,17 @@ export class ActorHost {
     for (const a of this.actors.values()) void Promise.resolve(a.dropThread(thread)).catch((err) => threadLogger().error(`actor ${a.name}: dropping a restarted thread's members failed`, err, { event: 'actor.error', channel: a.name }));
   }
 
+  /**
+   * After this shard replaced a dead one: every actor settles its replay (members in `seen` that no
+   * thread re-registered are announced as gone). A channel without an actor has no subscriber left
+   * to tell.
+   */
+  reconcileReplay(seen: ReadonlyMap<string, Member[]>): void {
+    for (const a of this.actors.values()) {
+      void Promise.resolve(a.reconcileReplay(seen.get(a.name) ?? [])).catch((err) => threadLogger().error(`actor ${a.name}: reconciling presence after a restart failed`, err, { event: 'actor.error', channel: a.name }));
+    }
+  }
+
   private sweep(): void {
     const now = Date.now();
     for (const [name, a] of this.actors) {

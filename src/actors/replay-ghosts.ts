@@ -1,0 +1,38 @@
+/**
+ * One presence channel's side of the reconcile after its owner was replaced (docs/architecture.md,
+ * "Failure and shutdown"). The new actor registers re-subscribed members silently; members the other
+ * threads' clients still know but nobody re-registered had their connections on the dead thread, and
+ * are announced as gone — once: a member whose leave was already announced during the wait is skipped.
+ */
+import type { Member } from '../protocol/native.js';
+
+export class ReplayGhosts {
+  /** Users whose leave was announced since the first replayed subscription; set only while waiting. */
+  private left?: Set<string>;
+
+  /** A replayed subscription was registered: the reconcile is due. */
+  replayed(): void {
+    this.left ??= new Set();
+  }
+
+  /** Whether a replayed subscription was registered and the reconcile has not run yet. */
+  get waiting(): boolean {
+    return this.left !== undefined;
+  }
+
+  memberLeft(user: string): void {
+    this.left?.add(user);
+  }
+
+  /**
+   * The members of `seen` to announce as gone: not registered now and not already announced. Ends
+   * the wait, so later leaves are not recorded.
+   */
+  settle(seen: readonly Member[], registered: (user: string) => boolean): Member[] {
+    const announced = this.left;
+    this.left = undefined;
+    const out = new Map<string, Member>();
+    for (const m of seen) if (!registered(m.user_id) && !announced?.has(m.user_id)) out.set(m.user_id, m);
+    return [...out.values()];
+  }
+}
