@@ -32,7 +32,7 @@ export class ReplayGhosts {
     const announced = this.left;
     this.left = undefined;
     const out = new Map<string, Member>();
-    for (const m of seen) if (!registered(m.user_id) && !announced?.has(m.user_id)) out.set(m.user_id, m);
+    for (const m of seen) if (!registered(m.user_id) && !announced?.has(m.user_id) && !out.has(m.user_id)) out.set(m.user_id, m);
     return [...out.values()];
   }
 }
