@@ -9,12 +9,13 @@ import type { Member } from '../src/protocol/native.js';
 function collector(threads: number, timeoutMs = 60_000) {
   const done: ReadonlyMap<string, Member[]>[] = [];
   const warnings: string[] = [];
-  const c = new ReplayCollector({ threads, timeoutMs, owns: (ch) => ch.startsWith('presence-mine'), done: (seen) => done.push(seen), warn: (m) => warnings.push(m) });
-  return { c, done, warnings };
+  const begun = { n: 0 };
+  const c = new ReplayCollector({ threads, timeoutMs, owns: (ch) => ch.startsWith('presence-mine'), begun: () => void begun.n++, done: (seen) => done.push(seen), warn: (m) => warnings.push(m) });
+  return { c, done, warnings, begun };
 }
 
 t.test('waits for every thread, merges their members once, keeps only owned channels', async (t) => {
-  const { c, done, warnings } = collector(3);
+  const { c, done, warnings, begun } = collector(3);
   c.begin();
   c.report(0, { t: 'replayed', seen: [{ ch: 'presence-mine', m: [{ user_id: 'a', user_info: 1 }] }, { ch: 'presence-other', m: [{ user_id: 'x' }] }] });
   c.report(2, { t: 'replayed', seen: [{ ch: 'presence-mine', m: [{ user_id: 'a' }, { user_id: 'b' }] }] });
@@ -27,6 +28,7 @@ t.test('waits for every thread, merges their members once, keeps only owned chan
   c.report(0, { t: 'replayed', seen: [{ ch: 'presence-mine', m: [{ user_id: 'c' }] }] });
   t.equal(done.length, 1, 'a late report is ignored: nothing is announced twice');
   t.same(warnings, []);
+  t.equal(begun.n, 1, 'the actors were told once that a reconcile is due');
 });
 
 t.test('malformed reports are logged and ignored, never thrown', async (t) => {
@@ -55,7 +57,7 @@ t.test('ghosts: members not registered again and not already announced, once', a
   const g = new ReplayGhosts();
   t.equal(g.waiting, false);
   g.memberLeft('early');
-  g.replayed();
+  g.due();
   t.equal(g.waiting, true);
   g.memberLeft('announced');
   const seen: Member[] = [{ user_id: 'early' }, { user_id: 'announced' }, { user_id: 'kept' }, { user_id: 'gone', user_info: 1 }, { user_id: 'gone' }];

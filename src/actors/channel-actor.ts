@@ -510,7 +510,7 @@ export class ChannelActor {
       // A replay re-registers subscribers a restarted owner lost: the count did not change for clients.
       if (!replay) this.counter?.changed(this.subs.size);
       if (this.isMember(conn)) this.memberJoined(conn, !!replay);
-      if (replay) this.ghosts.replayed();
+      if (replay) this.ghosts.due();
     }
     const result: SubscribeResult = { offset: this.offset, epoch: this.epoch };
     if (since && !replay) {
@@ -606,6 +606,11 @@ export class ChannelActor {
     this.env.observe?.({ t: 'member_removed', ch: this.name, user: m.user_id });
   }
 
+  /** This actor's shard replaced a dead one: leaves announced from now on are not announced again by the reconcile. */
+  expectReplay(): void {
+    this.ghosts.due();
+  }
+
   /**
    * This actor's shard replaced a dead one and every thread re-subscribed (or the wait timed out):
    * `seen` is what the threads' clients knew of the channel's members. Those not registered again had
@@ -615,10 +620,10 @@ export class ChannelActor {
   reconcileReplay(seen: readonly Member[]): void | Promise<void> {
     return this.mailbox.run(() => {
       if (this.stopped || this.env.broker) return;
-      const replayed = this.ghosts.waiting;
+      const due = this.ghosts.waiting;
       if (this.kind === 'presence') for (const m of this.ghosts.settle(seen, (u) => this.members.has(u))) this.memberLeft(m);
       // The replay registered subscribers without announcing their count, which the crash changed.
-      if (replayed && this.subs.size > 0) this.counter?.changed(this.subs.size);
+      if (due && this.subs.size > 0) this.counter?.changed(this.subs.size);
     }, false);
   }
 

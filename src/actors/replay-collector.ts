@@ -15,6 +15,8 @@ export interface ReplayCollectorOptions {
   timeoutMs: number;
   /** Whether this shard owns `ch`: a report about anything else is not ours to act on. */
   owns(ch: string): boolean;
+  /** The collection started (once). */
+  begun(): void;
   /** Per channel, every member some thread's clients knew. */
   done(seen: ReadonlyMap<string, Member[]>): void;
   warn(msg: string): void;
@@ -33,6 +35,7 @@ export class ReplayCollector {
     if (this.finished || this.timer) return;
     this.timer = setTimeout(() => this.finish(), this.opts.timeoutMs);
     this.timer.unref();
+    this.opts.begun();
   }
 
   /** A thread's `replayed` notice, as received: checked here, since a bad one must not stop the shard. */

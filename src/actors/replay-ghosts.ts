@@ -7,15 +7,15 @@
 import type { Member } from '../protocol/native.js';
 
 export class ReplayGhosts {
-  /** Users whose leave was announced since the first replayed subscription; set only while waiting. */
+  /** Users whose leave was announced since the reconcile became due; set only while waiting. */
   private left?: Set<string>;
 
-  /** A replayed subscription was registered: the reconcile is due. */
-  replayed(): void {
+  /** The reconcile is due (the shard's replacement was announced, or a replayed subscription came). */
+  due(): void {
     this.left ??= new Set();
   }
 
-  /** Whether a replayed subscription was registered and the reconcile has not run yet. */
+  /** Whether the reconcile is due and has not run yet. */
   get waiting(): boolean {
     return this.left !== undefined;
   }

@@ -134,6 +134,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     threads,
     timeoutMs: config.requestTimeout * 1000,
     owns: (ch) => hub.ownerOf(ch) === shard,
+    begun: () => host.expectReplay(),
     done: (seen) => host.reconcileReplay(seen),
     warn: (msg) => log.warn(msg, { event: 'shard.replay' }),
   });
