@@ -62,8 +62,11 @@ export class Hub {
   private readonly sinks = new Map<string, Set<Client>>();
   /** Local subscription count and last seen stream position, per channel. */
   private readonly local = new Map<string, { refs: number; pos?: StreamPosition }>();
-  /** The presence members this thread's clients were told about, for a replaced owner (see replay). */
-  private readonly presenceSeen = new PresenceLedger();
+  /**
+   * The presence members this thread's clients were told about, for a replaced owner (see replay).
+   * None with the Redis bridge, where presence lives in Redis.
+   */
+  private readonly presenceSeen?: PresenceLedger;
   private readonly idPrefix: string;
   private seq = 0;
   /**
@@ -98,6 +101,7 @@ export class Hub {
     this.thread = opts.mesh.self;
     this.shards = opts.mesh.shards;
     this.app = opts.app;
+    if (!opts.bridge) this.presenceSeen = new PresenceLedger();
     // The random part keeps ids unique across restarts of the same thread.
     this.idPrefix = `${this.thread}.${randomBytes(6).toString("hex")}`;
   }
@@ -252,7 +256,7 @@ export class Hub {
     if (!l) this.local.set(channel, (l = { refs: 0 }));
     l.refs++;
     if (!l.pos || l.pos.epoch !== res.epoch || l.pos.offset < res.offset) l.pos = { epoch: res.epoch, offset: res.offset };
-    if (res.members) this.presenceSeen.merge(channel, res.members);
+    if (res.members) this.presenceSeen?.merge(channel, res.members);
     const hidden = client.hidden?.get(channel);
     if (hidden === 'quiet') return;
     if (client.ws && hidden !== 'sink') client.ws.subscribe(client.codec.tag + channel);
@@ -276,7 +280,7 @@ export class Hub {
     const l = this.local.get(channel);
     if (l && --l.refs === 0) {
       this.local.delete(channel);
-      this.presenceSeen.drop(channel);
+      this.presenceSeen?.drop(channel);
     }
     if (tellOwner) this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
   }
@@ -433,10 +437,10 @@ export class Hub {
     this.flushHeld();
     switch (n.t) {
       case 'join!':
-        this.presenceSeen.joined(n.ch, n.m);
+        this.presenceSeen?.joined(n.ch, n.m);
         return this.deliverPresence(n.t, n.ch, n.m, n.ex);
       case 'leave!':
-        this.presenceSeen.left(n.ch, n.m);
+        this.presenceSeen?.left(n.ch, n.m);
         return this.deliverPresence(n.t, n.ch, n.m, n.ex);
       case 'count!':
         return this.deliverCount(n.ch, n.n);
@@ -631,7 +635,7 @@ export class Hub {
    */
   private replay(peer: number): void {
     this.resubscribe(peer);
-    if (!this.opts.bridge) this.mesh.notify(peer, { t: 'replayed', seen: this.presenceSeen.seen((ch) => this.ownerOf(ch) === peer) });
+    if (this.presenceSeen) this.mesh.notify(peer, { t: 'replayed', seen: this.presenceSeen.seen((ch) => this.ownerOf(ch) === peer) });
   }
 
   private resubscribe(peer: number): void {
