@@ -15,6 +15,8 @@ const SWEEP_MS = 5_000;
 
 export class ActorHost {
   private readonly actors = new Map<string, ChannelActor>();
+  /** Between this shard's replacement being announced and reconcileReplay (see ChannelActor.expectReplay). */
+  private replayPending = false;
   private readonly sweeper: ReturnType<typeof setInterval>;
 
   constructor(private readonly registry: ActorRegistry, private readonly env: ActorEnv) {
@@ -32,6 +34,7 @@ export class ActorHost {
       const { def, file } = this.registry.actorFor(ch);
       a = new ChannelActor(ch, def, this.env, file);
       this.actors.set(ch, a);
+      if (this.replayPending) a.expectReplay();
     }
     return a;
   }
@@ -100,6 +103,24 @@ export class ActorHost {
 
   dropThread(thread: number): void {
     for (const a of this.actors.values()) void Promise.resolve(a.dropThread(thread)).catch((err) => threadLogger().error(`actor ${a.name}: dropping a restarted thread's members failed`, err, { event: 'actor.error', channel: a.name }));
+  }
+
+  /** This shard replaced a dead one: the threads' reports are awaited (src/actors/replay-collector.ts). */
+  expectReplay(): void {
+    this.replayPending = true;
+    for (const a of this.actors.values()) a.expectReplay();
+  }
+
+  /**
+   * After this shard replaced a dead one: every actor settles its replay (members in `seen` that no
+   * thread re-registered are announced as gone). A channel without an actor has no subscriber left
+   * to tell.
+   */
+  reconcileReplay(seen: ReadonlyMap<string, Member[]>): void {
+    this.replayPending = false;
+    for (const a of this.actors.values()) {
+      void Promise.resolve(a.reconcileReplay(seen.get(a.name) ?? [])).catch((err) => threadLogger().error(`actor ${a.name}: reconciling presence after a restart failed`, err, { event: 'actor.error', channel: a.name }));
+    }
   }
 
   private sweep(): void {

@@ -21,6 +21,7 @@ import { isThenable, Mailbox } from './mailbox.js';
 import { TimerSet } from './timers.js';
 import { threadLogger } from '../log.js';
 import { Published } from './published.js';
+import { ReplayGhosts } from './replay-ghosts.js';
 import { CountThrottle } from './count-throttle.js';
 
 /** Counters of custom actors on one shard, for /metrics. */
@@ -160,6 +161,8 @@ export class ChannelActor {
   private stopped = false;
   /** Announces the subscriber count, when the channel's subscribers asked for it (env.countWanted). */
   private readonly counter?: CountThrottle;
+  /** Members lost with a replaced owner's thread (see reconcileReplay). */
+  private readonly ghosts = new ReplayGhosts();
 
   constructor(name: string, private readonly def: AnyActorDefinition, private readonly env: ActorEnv, readonly file = 'built-in') {
     this.name = name;
@@ -507,6 +510,7 @@ export class ChannelActor {
       // A replay re-registers subscribers a restarted owner lost: the count did not change for clients.
       if (!replay) this.counter?.changed(this.subs.size);
       if (this.isMember(conn)) this.memberJoined(conn, !!replay);
+      if (replay) this.ghosts.due();
     }
     const result: SubscribeResult = { offset: this.offset, epoch: this.epoch };
     if (since && !replay) {
@@ -582,10 +586,7 @@ export class ChannelActor {
         const user = conn.user;
         // With a broker the leave is announced by Redis, and only when this was the user's last host.
         if (broker) void this.op(() => broker.leave(this.name, user)).catch((err) => this.log(`presence leave of ${user} not recorded`, err));
-        else {
-          this.presenceToThreads('leave!', e.info === undefined ? { user_id: conn.user } : { user_id: conn.user, user_info: e.info });
-          this.env.observe?.({ t: 'member_removed', ch: this.name, user });
-        }
+        else this.memberLeft(e.info === undefined ? { user_id: user } : { user_id: user, user_info: e.info });
       }
     }
     if (!broker && this.subs.size === 0) this.env.observe?.({ t: 'vacated', ch: this.name });
@@ -596,6 +597,34 @@ export class ChannelActor {
       void this.op(() => broker.count(this.name, n)).catch((err) => this.log('subscriber count not recorded', err));
       if (n === 0) this.unbridge();
     }
+  }
+
+  /** Announces a member's departure (one host: no broker decides it). */
+  private memberLeft(m: Member): void {
+    this.ghosts.memberLeft(m.user_id);
+    this.presenceToThreads('leave!', m);
+    this.env.observe?.({ t: 'member_removed', ch: this.name, user: m.user_id });
+  }
+
+  /** This actor's shard replaced a dead one: leaves announced from now on are not announced again by the reconcile. */
+  expectReplay(): void {
+    this.ghosts.due();
+  }
+
+  /**
+   * This actor's shard replaced a dead one and every thread re-subscribed (or the wait timed out):
+   * `seen` is what the threads' clients knew of the channel's members. Those not registered again had
+   * their connections on the dead thread only; they leave as if their last connection closed. Queued
+   * behind the replayed subscriptions, so it sees them all. With a broker presence lives in Redis.
+   */
+  reconcileReplay(seen: readonly Member[]): void | Promise<void> {
+    return this.mailbox.run(() => {
+      if (this.stopped || this.env.broker) return;
+      const due = this.ghosts.waiting;
+      if (this.kind === 'presence') for (const m of this.ghosts.settle(seen, (u) => this.members.has(u))) this.memberLeft(m);
+      // The replay registered subscribers without announcing their count, which the crash changed.
+      if (due && this.subs.size > 0) this.counter?.changed(this.subs.size);
+    }, false);
   }
 
   /** A thread was replaced: its connections are gone. */

@@ -17,6 +17,7 @@ import { ownerOf } from './hash.js';
 import type { MeshEndpoint } from './mesh.js';
 import type { ChannelInfo, Notice, PublishResult, PublishSource, Request, SubscribeResult } from './messages.js';
 import { metrics, type Series } from './metrics.js';
+import { PresenceLedger } from './presence-ledger.js';
 import { codecKind, connKind, preciseNow, type ConnKind } from './instruments.js';
 import { threadLogger } from '../log.js';
 
@@ -61,6 +62,11 @@ export class Hub {
   private readonly sinks = new Map<string, Set<Client>>();
   /** Local subscription count and last seen stream position, per channel. */
   private readonly local = new Map<string, { refs: number; pos?: StreamPosition }>();
+  /**
+   * The presence members this thread's clients were told about, for a replaced owner (see replay).
+   * None with the Redis bridge, where presence lives in Redis.
+   */
+  private readonly presenceSeen?: PresenceLedger;
   private readonly idPrefix: string;
   private seq = 0;
   /**
@@ -95,6 +101,7 @@ export class Hub {
     this.thread = opts.mesh.self;
     this.shards = opts.mesh.shards;
     this.app = opts.app;
+    if (!opts.bridge) this.presenceSeen = new PresenceLedger();
     // The random part keeps ids unique across restarts of the same thread.
     this.idPrefix = `${this.thread}.${randomBytes(6).toString("hex")}`;
   }
@@ -249,6 +256,7 @@ export class Hub {
     if (!l) this.local.set(channel, (l = { refs: 0 }));
     l.refs++;
     if (!l.pos || l.pos.epoch !== res.epoch || l.pos.offset < res.offset) l.pos = { epoch: res.epoch, offset: res.offset };
+    if (res.members) this.presenceSeen?.merge(channel, res.members);
     const hidden = client.hidden?.get(channel);
     if (hidden === 'quiet') return;
     if (client.ws && hidden !== 'sink') client.ws.subscribe(client.codec.tag + channel);
@@ -270,7 +278,10 @@ export class Hub {
       if (s.size === 0) this.sinks.delete(channel);
     }
     const l = this.local.get(channel);
-    if (l && --l.refs === 0) this.local.delete(channel);
+    if (l && --l.refs === 0) {
+      this.local.delete(channel);
+      this.presenceSeen?.drop(channel);
+    }
     if (tellOwner) this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
   }
 
@@ -426,7 +437,10 @@ export class Hub {
     this.flushHeld();
     switch (n.t) {
       case 'join!':
+        this.presenceSeen?.joined(n.ch, n.m);
+        return this.deliverPresence(n.t, n.ch, n.m, n.ex);
       case 'leave!':
+        this.presenceSeen?.left(n.ch, n.m);
         return this.deliverPresence(n.t, n.ch, n.m, n.ex);
       case 'count!':
         return this.deliverCount(n.ch, n.n);
@@ -615,9 +629,16 @@ export class Hub {
 
   /**
    * The owner of some of our channels was replaced and lost its actors: subscribe our connections
-   * again, telling it where each stream was so offsets stay monotonic.
+   * again, telling it where each stream was so offsets stay monotonic; then tell it which members our
+   * clients know on its presence channels, so it can announce those that left with the dead thread.
+   * With the Redis bridge presence lives in Redis, not in the owner: no such notice.
    */
   private replay(peer: number): void {
+    this.resubscribe(peer);
+    if (this.presenceSeen) this.mesh.notify(peer, { t: 'replayed', seen: this.presenceSeen.seen((ch) => this.ownerOf(ch) === peer) });
+  }
+
+  private resubscribe(peer: number): void {
     for (const c of this.clients.values()) {
       for (const ch of c.channels) {
         if (this.ownerOf(ch) !== peer) continue;

@@ -67,7 +67,19 @@ export type Notice =
   /** A channel actor removed one subscriber (`to`) from its channel; its client is told `reason`. */
   | { t: 'kick!'; ch: string; to: string; reason: string }
   /** Thread `peer` was replaced: forget its subscriptions, resend ours for the channels it owns. */
-  | { t: 'restarted'; peer: number };
+  | { t: 'restarted'; peer: number }
+  /**
+   * To a replaced owner, after the sender's replayed subscriptions (rings are FIFO): the members the
+   * sender's clients were told about on that owner's presence channels. Members nobody registers again
+   * left with the dead thread, and the owner announces their leave (src/actors/replay-collector.ts).
+   */
+  | { t: 'replayed'; seen: SeenPresence[] };
+
+/** The members a thread's clients know on one presence channel. */
+export interface SeenPresence {
+  ch: string;
+  m: Member[];
+}
 
 export interface SubscribeResult {
   /** Current stream position of the channel. */

@@ -12,6 +12,7 @@ import { createJwtVerifier, verifierOptions, JwtError, type JwtClaims, type JwtE
 import type { ServerConfig } from '../config/schema.js';
 import { configureLogs, createLogger, setThreadLogger } from '../log.js';
 import { ActorHost } from '../actors/actor-host.js';
+import { ReplayCollector } from '../actors/replay-collector.js';
 import type { ChannelLifecycle } from '../actors/channel-actor.js';
 import { newActorStats } from '../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
@@ -128,6 +129,16 @@ export async function runShard(task: ShardTask): Promise<void> {
     ...bridge?.actorEnv,
   });
 
+  // After this shard replaced a dead one: the members other threads still know but nobody re-registered leave.
+  const replays = new ReplayCollector({
+    threads,
+    timeoutMs: config.requestTimeout * 1000,
+    owns: (ch) => hub.ownerOf(ch) === shard,
+    begun: () => host.expectReplay(),
+    done: (seen) => host.reconcileReplay(seen),
+    warn: (msg) => log.warn(msg, { event: 'shard.replay' }),
+  });
+
   // With TLS each shard terminates it; the main thread's acceptor only hands over the raw socket.
   const app: TemplatedApp = config.tlsCert
     ? uWS.SSLApp({ cert_file_name: config.tlsCert, key_file_name: config.tlsKey, passphrase: config.tlsPassphrase || undefined })
@@ -139,9 +150,13 @@ export async function runShard(task: ShardTask): Promise<void> {
     writeDelayMs: config.writeDelay,
     bridge: bridge?.hub,
     ownerRequest: (_from, req) => host.handle(req),
-    ownerNotice: (_from, n) => {
+    ownerNotice: (from, n) => {
       if (n.t === 'unsub') host.unsubscribe(n.ch, n.conn.id);
-      else if (n.t === 'restarted') host.dropThread(n.peer);
+      else if (n.t === 'restarted') {
+        host.dropThread(n.peer);
+        // With Redis presence lives in Redis and no thread reports (Hub.replay).
+        if (n.peer === shard && !bridge) replays.begin();
+      } else if (n.t === 'replayed') replays.report(from, n);
     },
   });
   // Placed actors (--redis) push, kick and compute through this shard wherever their activation runs.
@@ -253,6 +268,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     clearInterval(statsTimer);
     sampler.stop();
     host.close();
+    replays.close();
     // Not graceful: this node's presence entries expire with its heartbeat; survivors re-register.
     void bridge?.close(false);
     stats.set(shard, 'alive', 0);
@@ -307,6 +323,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       clearInterval(statsTimer);
       sampler.stop();
       host.close();
+    replays.close();
       stats.set(shard, 'alive', 0);
       mesh.close();
       app.close();

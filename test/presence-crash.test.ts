@@ -1,0 +1,47 @@
+// A shard that held a user's only connections crashes while it also owned a presence channel the user
+// was a member of: the replacement rebuilds the channel from the other threads' re-subscriptions, then
+// announces the members nobody re-registered (docs/architecture.md, "Failure and shutdown"). Native
+// clients here; Pusher clients, webhooks and the watchlist in test/pusher-presence-crash.test.ts.
+//
+// "Nothing else arrived" is a sentinel, never a sleep: a publication the new owner fans out after its
+// reconcile travels the same ring as any leave it would have sent.
+import t from 'tap';
+import { signJwt } from 'rt-actors';
+import { startServer, api, JWT_SECRET } from './helpers/server.js';
+import { channelOwnedBy, clientOnShard, until } from './helpers/faults.js';
+
+t.setTimeout(300_000);
+
+const token = (sub: string) => signJwt({ sub, exp: Math.floor(Date.now() / 1000) + 600, channels: ['presence-*'], user_info: { name: sub } }, { secret: JWT_SECRET });
+
+t.test('owner crash: a member whose connections were all on it leaves; one also on a survivor stays', async (t) => {
+  const s = await startServer(t, { workers: 2 });
+  const ch = channelOwnedBy('presence-crash-', 0, 2);
+  const ws = (user: string) => `${s.url}/ws?token=${token(user)}`;
+  const viewer = await clientOnShard(ws('viewer'), 1, t);
+  const ghost = await clientOnShard(ws('ghost'), 0, t);
+  const twoTabs = [await clientOnShard(ws('both'), 0, t), await clientOnShard(ws('both'), 1, t)];
+  t.same((await viewer.request({ op: 'subscribe', channel: ch })).members.map((m: any) => m.user_id), ['viewer']);
+  for (const c of [ghost, ...twoTabs]) t.equal((await c.request({ op: 'subscribe', channel: ch })).ok, true);
+  await viewer.next((f) => f.op === 'join' && f.member.user_id === 'ghost');
+  await viewer.next((f) => f.op === 'join' && f.member.user_id === 'both');
+
+  s.crashShard(0);
+  t.equal((await ghost.waitClose(10_000)).code, 1011, "the crashed shard's client is told to reconnect");
+  const leave = await viewer.next((f) => f.op === 'leave', 30_000);
+  t.same(leave.member, { user_id: 'ghost', user_info: { name: 'ghost' } }, 'the ghost leaves, with the info its join had');
+
+  // Sentinel: published after the reconcile, so any other leave would be before it.
+  await until(async () => (await api(s.http, '/api/publish', { channel: ch, event: 'sentinel', data: 1 })).status === 200, 'publish after the restart');
+  await viewer.next((f) => f.op === 'message' && f.event === 'sentinel', 10_000);
+  t.same(viewer.frames.filter((f) => f.op === 'leave' || f.op === 'join'), [], 'no leave for the user still connected on the survivor, none for the viewer, no second one');
+  const members = await viewer.request({ op: 'presence', channel: ch });
+  t.same(members.members.map((m: any) => m.user_id).sort(), ['both', 'viewer'], 'the rebuilt channel lists the survivors');
+  const users = await api(s.http, `/api/channels/${ch}/users`);
+  t.same(users.body.users.map((u: any) => u.user_id).sort(), ['both', 'viewer']);
+
+  // The rebuilt channel announces later departures normally, once.
+  twoTabs[1]!.close();
+  const last = await viewer.next((f) => f.op === 'leave', 10_000);
+  t.equal(last.member.user_id, 'both', "the survivor's last tab closing is announced");
+});
