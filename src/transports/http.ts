@@ -94,12 +94,15 @@ export function readBody(res: HttpResponse, declared: string | undefined, limit:
         reject(new RtError('payload_too_large', `body larger than the ${limit}-byte limit`, 413));
         return;
       }
-      // uWS reuses the ArrayBuffer after this callback: copy.
-      chunks.push(Buffer.from(new Uint8Array(ab).slice()));
+      // uWS reuses the ArrayBuffer after this callback: copy (once: Buffer.from of an ArrayBuffer shares it).
+      const chunk = Buffer.from(ab.slice(0));
       if (isLast) {
         done = true;
-        if (!state.aborted) resolve(Buffer.concat(chunks, size));
+        // Most bodies come in one chunk: no list, no concatenation.
+        if (!state.aborted) resolve(chunks.length === 0 ? chunk : Buffer.concat([...chunks, chunk], size));
+        return;
       }
+      chunks.push(chunk);
     });
   });
 }
