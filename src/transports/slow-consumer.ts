@@ -11,6 +11,19 @@ import { countRefusal } from '../runtime/instruments.js';
 
 /** How often sockets are checked for a send buffer over --max-backpressure. */
 const SWEEP_MS = 100;
+
+/** Room above --max-backpressure, at least, before uWS's own limit drops messages (and close frames). */
+const MIN_HEADROOM = 4 * 1024 * 1024;
+
+/**
+ * uWS's own limit for a socket whose real limit, enforced by the sweep, is `maxBackpressure`: 8× that,
+ * and never less than 4 MB above it, so that a small --max-backpressure with large messages does not let
+ * a buffer pass uWS's limit between two sweeps (the client would then see an abrupt close instead of
+ * the close code that says why; seen in test/slow-consumer.test.ts at 64 KB with 8 KB messages).
+ */
+export function uwsBackpressureLimit(maxBackpressure: number): number {
+  return Math.max(maxBackpressure * 8, maxBackpressure + MIN_HEADROOM);
+}
 const swept = new WeakSet<Hub>();
 
 /** One sweep per shard over every connection that can be swept (native and Pusher WebSockets). */

@@ -15,7 +15,7 @@ import { originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
 import { clientAddress } from '../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../security/token-bucket.js';
-import { endDroppedSocket, sweepSlowConsumers } from './slow-consumer.js';
+import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from './slow-consumer.js';
 import { countRefusal } from '../runtime/instruments.js';
 
 interface SocketData {
@@ -141,9 +141,9 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     sendPingsAutomatically: true,
     // uWS drops messages past its limit, and a close frame queued behind a full buffer is dropped too.
     // So the real limit (--max-backpressure) is enforced by the sweep below, which closes a slow socket
-    // while its close frame still fits; uWS's own limit, 8× higher, is the backstop for bursts that
+    // while its close frame still fits; uWS's own limit, much higher (uwsBackpressureLimit), is the backstop for bursts that
     // outrun the sweep (then the client sees an abrupt close, still never a silent gap).
-    maxBackpressure: config.maxBackpressure * 8,
+    maxBackpressure: uwsBackpressureLimit(config.maxBackpressure),
     closeOnBackpressureLimit: false,
 
     upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {

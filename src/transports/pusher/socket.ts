@@ -14,7 +14,7 @@ import { admissionError } from '../../security/admission.js';
 import { clientAddress } from '../../security/client-ip.js';
 import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
 import { queryParam } from '../http.js';
-import { endDroppedSocket, sweepSlowConsumers } from '../slow-consumer.js';
+import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from '../slow-consumer.js';
 import { internalName } from './apps.js';
 import { PusherClient, PusherClose, type PusherSocketData } from './client.js';
 import { errorFrame, frame } from './codec.js';
@@ -40,7 +40,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
     maxPayloadLength: config.maxPayload * 4,
     idleTimeout: config.idleTimeout,
     sendPingsAutomatically: true,
-    maxBackpressure: config.maxBackpressure * 8,
+    maxBackpressure: uwsBackpressureLimit(config.maxBackpressure),
     closeOnBackpressureLimit: false,
 
     upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
