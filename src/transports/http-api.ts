@@ -159,6 +159,8 @@ export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'o
     const state = track(res);
     const req = snapshot(res, httpReq, params);
     let cors: Record<string, string> = {};
+    // Counted before the answer leaves: a client that reads /metrics right after its answer sees it.
+    const counted = (status: number) => ctx.metrics.inc('rt_http_requests_total', { route: apiRouteOf(req.url), status: String(status) });
     ctx.inflight++;
     (async () => {
       cors = checkOrigin(ctx, req);
@@ -167,15 +169,14 @@ export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'o
         if (!ctx.limits.apiRequest()) throw new RtError('rate_limited', `more than ${ctx.config.apiRateLimit} API requests per second`, 429);
       }
       const body = await h(ctx, req, res, state);
+      counted(200);
       sendJson(res, state, 200, body, cors);
-      return 200;
     })()
       .catch((err) => {
+        counted(errorStatus(err));
         // An overloaded thread: tell the client when to come back (RFC 9110 Retry-After).
         sendError(res, state, err, (err as { code?: unknown })?.code === 'overloaded' ? { ...cors, 'retry-after': String(OVERLOADED_RETRY_AFTER_S) } : cors);
-        return errorStatus(err);
       })
-      .then((status) => ctx.metrics.inc('rt_http_requests_total', { route: apiRouteOf(req.url), status: String(status) }))
       .finally(() => ctx.inflight--);
   };
 }

@@ -35,6 +35,8 @@ function route(gw: PusherGateway, params: number, bodyLimit: number, h: Handler)
     // The raw path is what the SDK signed (params are decoded separately by snapshot).
     const path = httpReq.getUrl();
     const req = snapshot(res, httpReq, params);
+    // Counted before the answer leaves: a client that reads /metrics right after its answer sees it.
+    const counted = (status: number) => ctx.metrics.inc('rt_http_requests_total', { route: apiRouteOf(req.url), status: String(status) });
     ctx.inflight++;
     (async () => {
       const body = req.method === 'post' ? await readBody(res, req.headers['content-length'], bodyLimit, state) : Buffer.alloc(0);
@@ -47,14 +49,14 @@ function route(gw: PusherGateway, params: number, bodyLimit: number, h: Handler)
         throw err;
       }
       if (!ctx.limits.apiRequest()) throw new RtError('rate_limited', `more than ${ctx.config.apiRateLimit} API requests per second`, 429);
-      sendJson(res, state, 200, await h({ gw, app, req, body }));
-      return 200;
+      const answer = await h({ gw, app, req, body });
+      counted(200);
+      sendJson(res, state, 200, answer);
     })()
       .catch((err) => {
+        counted(errorStatus(err));
         sendError(res, state, err);
-        return errorStatus(err);
       })
-      .then((status) => ctx.metrics.inc('rt_http_requests_total', { route: apiRouteOf(req.url), status: String(status) }))
       .finally(() => ctx.inflight--);
   };
 }
