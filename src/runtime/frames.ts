@@ -55,9 +55,37 @@ type Packed = Buffer & { start: number; end: number };
  * the header, then the bytes. Grows as needed; valid until the next encodeHot() in this thread.
  */
 let scratch = Buffer.alloc(4096);
-function scratchOf(n: number): Buffer {
-  if (scratch.length < n) scratch = Buffer.alloc(Math.max(n, scratch.length * 2));
-  return scratch;
+
+/** A frame's bytes s..end of b: `hlen` bytes for the header (not yet written), then the payload. */
+const body: { b: Buffer; s: number; end: number } = { b: scratch, s: 0, end: 0 };
+
+/**
+ * Room for a `hlen`-byte header followed by the payload of `o`: `mp`, bytes already msgpack, or else its
+ * JSON text `raw`, or else `o.data` packed (read only then: reading a carrier's data decodes it).
+ * msgpackr packs in place behind a reserve of up to MAX_HEADER bytes; a payload given as bytes (or a
+ * longer header) is assembled in the scratch buffer instead.
+ */
+function withPayload(hlen: number, mp: Uint8Array | undefined, raw: string | undefined, o: { data: unknown }): typeof body {
+  if (mp === undefined && hlen <= MAX_HEADER) {
+    const p = packr.pack(raw ?? o.data, PACK_MODE | hlen) as Packed;
+    body.b = p;
+    body.s = p.start;
+    body.end = p.end;
+    return body;
+  }
+  let bytes: Uint8Array;
+  if (mp !== undefined) bytes = mp;
+  else {
+    const p = packr.pack(raw ?? o.data, PACK_MODE) as Packed;
+    bytes = p.subarray(p.start, p.end);
+  }
+  const end = hlen + bytes.length;
+  if (scratch.length < end) scratch = Buffer.alloc(Math.max(end, scratch.length * 2));
+  scratch.set(bytes, hlen);
+  body.b = scratch;
+  body.s = 0;
+  body.end = end;
+  return body;
 }
 
 /** Bytes start..end of `buf` are the frame; valid until the next encodeHot() or encodeFrame() in this thread. */
@@ -139,21 +167,8 @@ export function encodeHot(env: Envelope): HotFrame | null {
     const hlen = headerLen(24, chLen, evLen, exLen);
     const raw = rawJson(pub);
     const mp = raw === undefined ? rawMsgpack(pub) : undefined;
-    let b: Buffer;
-    let s: number;
-    let end: number;
-    if (mp !== undefined) {
-      b = scratchOf(hlen + mp.length);
-      b.set(mp, hlen);
-      s = 0;
-      end = hlen + mp.length;
-    } else {
-      if (hlen > MAX_HEADER) return null;
-      const p = packr.pack(raw ?? pub.data, PACK_MODE | hlen) as Packed;
-      b = p;
-      s = p.start;
-      end = p.end;
-    }
+    if (mp === undefined && hlen > MAX_HEADER) return null;
+    const { b, s, end } = withPayload(hlen, mp, raw, pub);
     b[s] = BIN;
     b[s + 1] = K_PUB_NOTICE;
     b[s + 2] = (ex !== undefined ? F_EX : 0) | (at !== undefined ? F_AT : 0) | (raw !== undefined ? F_JSON : 0);
@@ -193,23 +208,7 @@ export function encodeHot(env: Envelope): HotFrame | null {
     // is the frame's tail and can be handed on without being decoded.
     const from = q.from === undefined ? undefined : (fromPackr.pack(q.from) as Buffer);
     const hlen = headerLen(16, chLen, evLen, exLen) + (from ? 4 + from.length : 0);
-    let b: Buffer;
-    let s: number;
-    let end: number;
-    if (mp !== undefined || hlen > MAX_HEADER) {
-      const bytes = mp ?? (packr.pack(raw ?? q.data, PACK_MODE) as Packed);
-      const start = mp ? 0 : (bytes as Packed).start;
-      const n = mp ? mp.length : (bytes as Packed).end - start;
-      b = scratchOf(hlen + n);
-      b.set(start === 0 && n === bytes.length ? bytes : bytes.subarray(start, start + n), hlen);
-      s = 0;
-      end = hlen + n;
-    } else {
-      const p = packr.pack(raw ?? q.data, PACK_MODE | hlen) as Packed;
-      b = p;
-      s = p.start;
-      end = p.end;
-    }
+    const { b, s, end } = withPayload(hlen, mp, raw, q);
     b[s] = BIN;
     b[s + 1] = K_PUB_REQ;
     b[s + 2] = (q.ex !== undefined ? F_EX : 0) | (q.at !== undefined ? F_AT : 0) | (q.from !== undefined ? F_FROM : 0) | (q.w !== undefined ? F_W : 0) | (raw !== undefined ? F_JSON : 0);
@@ -253,11 +252,16 @@ const cacheStr: string[] = ['', ''];
 const cacheBytes: Uint8Array[] = [new Uint8Array(CACHE_MAX), new Uint8Array(CACHE_MAX)];
 const cacheLen: number[] = [-1, -1];
 
+/** The little-endian u32 at `pos` of frame bytes 0..end (as a signed int: lengths past 2^31 read negative, which callers refuse). */
+function u32At(b: Buffer, pos: number, end: number): number {
+  if (pos + 4 > end) bad();
+  return b[pos]! | (b[pos + 1]! << 8) | (b[pos + 2]! << 16) | (b[pos + 3]! << 24);
+}
+
 /** Reads a u32-length-prefixed UTF-8 string at `pos` of frame bytes 0..end; sets `strEnd`. */
 let strEnd = 0;
 function readStr(b: Buffer, pos: number, end: number, slot: number): string {
-  if (pos + 4 > end) bad();
-  const n = b[pos]! | (b[pos + 1]! << 8) | (b[pos + 2]! << 16) | (b[pos + 3]! << 24);
+  const n = u32At(b, pos, end);
   const s = pos + 4;
   const e = s + n;
   if (n < 0 || e > end) bad();
@@ -359,8 +363,7 @@ export function decodeHot(b: Buffer, end: number, unpackr: Unpackr): Envelope {
     const { ch, ev, ex } = names;
     let from: unknown;
     if ((flags & F_FROM) !== 0) {
-      if (pos + 4 > end) bad();
-      const n = b[pos]! | (b[pos + 1]! << 8) | (b[pos + 2]! << 16) | (b[pos + 3]! << 24);
+      const n = u32At(b, pos, end);
       const fromEnd = pos + 4 + n;
       if (n <= 0 || fromEnd > end) bad();
       from = unpackAt(b, pos + 4, fromEnd, unpackr);
