@@ -40,11 +40,12 @@ export interface HubOptions {
 }
 
 /** Memo for one delivery: each codec encodes at most once. */
-class EncodeMemo {
-  private readonly out: (Encoded | undefined)[] = [];
-  constructor(private readonly make: (c: WireCodec) => Encoded) {}
-  get(c: WireCodec): Encoded {
-    return (this.out[c.id] ??= this.make(c));
+class EncodeMemo<E extends Encoded | undefined = Encoded> {
+  private readonly out: (E | undefined)[] = [];
+  constructor(private readonly make: (c: WireCodec) => E) {}
+  /** (A codec for which `make` gives undefined is simply asked again: that costs nothing.) */
+  get(c: WireCodec): E {
+    return (this.out[c.id] ??= this.make(c)) as E;
   }
 }
 
@@ -543,33 +544,37 @@ export class Hub {
   }
 
   private deliverPresence(kind: 'join!' | 'leave!', ch: string, m: Member, exclude?: string): void {
-    const make = (c: WireCodec): Encoded => (kind === 'join!' ? c.join(ch, m) : c.leave(ch, m));
     const ex = exclude ? (this.clients.get(exclude) ?? this.aliases.get(exclude)) : undefined;
+    this.toChannel(ch, (c) => (kind === 'join!' ? c.join(ch, m) : c.leave(ch, m)), ex);
+  }
+
+  /** A channel's subscriber count, to its subscribers whose codec has such an event (Pusher's). */
+  private deliverCount(ch: string, n: number): void {
+    this.toChannel(ch, (c) => c.count?.(ch, n));
+  }
+
+  /**
+   * A channel event other than a publication, to this thread's subscribers of `ch` (but `ex`), encoded
+   * once per codec that has subscribers; codecs for which `make` gives nothing are skipped.
+   */
+  private toChannel(ch: string, make: (c: WireCodec) => Encoded | undefined, ex?: Client): void {
     if (this.app) {
       for (const codec of allCodecs()) {
         const topic = codec.tag + ch;
         if (this.app.numSubscribers(topic) === 0) continue;
-        if (ex?.ws && ex.codec === codec && ex.channels.has(ch)) publishTopic(ex.ws, codec, topic, make(codec));
-        else publishTopic(this.app, codec, topic, make(codec));
+        const bytes = make(codec);
+        if (bytes === undefined) continue;
+        if (ex?.ws && ex.codec === codec && ex.channels.has(ch)) publishTopic(ex.ws, codec, topic, bytes);
+        else publishTopic(this.app, codec, topic, bytes);
       }
     }
     const sinks = this.sinks.get(ch);
     if (sinks) {
       const memo = new EncodeMemo(make);
-      for (const c of sinks) if (c !== ex) c.sendEncoded(memo.get(c.codec));
-    }
-  }
-
-  /** A channel's subscriber count, to its subscribers whose codec has such an event (Pusher's). */
-  private deliverCount(ch: string, n: number): void {
-    for (const codec of allCodecs()) {
-      if (!codec.count) continue;
-      const topic = codec.tag + ch;
-      if (this.app && this.app.numSubscribers(topic) > 0) publishTopic(this.app, codec, topic, codec.count(ch, n));
-      const sinks = this.sinks.get(ch);
-      if (!sinks) continue;
-      let bytes: Encoded | undefined;
-      for (const c of sinks) if (c.codec === codec) c.sendEncoded((bytes ??= codec.count(ch, n)));
+      for (const c of sinks) {
+        const bytes = c === ex ? undefined : memo.get(c.codec);
+        if (bytes !== undefined) c.sendEncoded(bytes);
+      }
     }
   }
 
