@@ -13,8 +13,8 @@ import { payloadOf, EncodedPublication } from '../protocol/encoded-payload.js';
 import type { ConnRef, PublishResult, PublishSource, SubscribeResult } from '../runtime/messages.js';
 import { threadOfSocket } from '../runtime/hash.js';
 import type { Broker, BrokerMessage, ChannelSink, HistoryBounds } from '../bridge/broker.js';
-import type { ActorContext, AnyActorDefinition, JoinResult, OutgoingMessage, PublishDelivery, StopReason, Subscriber } from './define.js';
-import { assertEventName, checkCompute, clientEventUser, kickReason, runCompute } from './context-rules.js';
+import type { ActorContext, AnyActorDefinition, JoinResult, OutgoingMessage, StopReason, Subscriber } from './define.js';
+import { assertEventName, checkCompute, clientEventUser, deliveryOf, kickReason, runCompute } from './context-rules.js';
 import { systemClock, type Clock } from './clock.js';
 import { History } from './history.js';
 import { isThenable, Mailbox } from './mailbox.js';
@@ -986,9 +986,3 @@ export class ChannelActor {
 }
 
 export type HistoryAnswer = { pubs: Publication[]; recovered: boolean; offset: number; epoch: string };
-
-const EVERYONE: PublishDelivery = Object.freeze({});
-
-function deliveryOf(exclude: string | undefined): PublishDelivery {
-  return exclude === undefined ? EVERYONE : { exclude };
-}

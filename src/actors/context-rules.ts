@@ -5,7 +5,7 @@
  * ComputeResult, through these functions.
  */
 import { RtError, toErrorBody } from '../errors.js';
-import type { ComputeResult } from './define.js';
+import type { ComputeResult, PublishDelivery } from './define.js';
 
 export function assertEventName(event: unknown): asserts event is string {
   if (typeof event !== 'string' || event.length === 0 || event.length > 200) throw new RtError('bad_event', 'an event name must be a string of 1-200 characters');
@@ -17,6 +17,13 @@ export function assertEventName(event: unknown): asserts event is string {
  */
 export function clientEventUser(event: string, user: string | undefined): string | undefined {
   return user !== undefined && event.startsWith('client-') ? user : undefined;
+}
+
+const EVERYONE: PublishDelivery = Object.freeze({});
+
+/** What a publish hook is told of a message's delivery (its `delivery` argument). */
+export function deliveryOf(exclude: string | undefined): PublishDelivery {
+  return exclude === undefined ? EVERYONE : { exclude };
 }
 
 /** The reason a kicked client is told. */

@@ -14,7 +14,7 @@
 import { Packr, Unpackr } from 'msgpackr';
 import type { ActorContext, ActorDefinition, ComputeResult, OutgoingMessage, Subscriber } from '../actors/define.js';
 import { ACTOR_DEFAULTS } from '../actors/channel-actor.js';
-import { assertEventName, checkCompute, clientEventUser, kickReason, runCompute, type ComputeFn } from '../actors/context-rules.js';
+import { assertEventName, checkCompute, clientEventUser, deliveryOf, kickReason, runCompute, type ComputeFn } from '../actors/context-rules.js';
 import { channelKind } from '../auth/channels.js';
 import { Mailbox } from '../actors/mailbox.js';
 import { RtError } from '../errors.js';
@@ -281,7 +281,7 @@ export class Activation {
         const [msg, who, ex] = args as [OutgoingMessage, RemoteSubscriber, unknown];
         if (!this.def.onMessage) throw new RtError('bad_request', 'no onMessage');
         exclude = excluded(ex);
-        const v = (await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who, exclude === undefined ? {} : { exclude })) as (Partial<OutgoingMessage> & { reply?: unknown }) | null | undefined;
+        const v = (await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who, deliveryOf(exclude))) as (Partial<OutgoingMessage> & { reply?: unknown }) | null | undefined;
         if (v && typeof v === 'object' && 'reply' in v) reply = { r: v.reply };
         if (v && typeof v === 'object' && 'reply' in v && v.event === undefined) {
           // Answers the sender, publishes nothing.
@@ -320,7 +320,7 @@ export class Activation {
         const [msg, source, claim, ex] = args as [OutgoingMessage, PublishSource, string | null | undefined, unknown];
         if (typeof claim === 'string' && this.seenClaim(claim)) return null;
         exclude = excluded(ex);
-        const v = this.def.onPublish ? await this.def.onPublish(this.ctx, msg, source, exclude === undefined ? {} : { exclude }) : undefined;
+        const v = this.def.onPublish ? await this.def.onPublish(this.ctx, msg, source, deliveryOf(exclude)) : undefined;
         out = v === null ? null : (v ?? msg);
         break;
       }
