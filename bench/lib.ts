@@ -17,7 +17,7 @@ export class BenchServer {
   }
 
   static async start(kind: ServerKind, workers = 2, options: Record<string, unknown> = {}): Promise<BenchServer> {
-    const child = fork(new URL('./servers/child.js', import.meta.url), [kind, String(workers), JSON.stringify(options)], { execArgv: ['--expose-gc', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(new URL('./servers/child.js', import.meta.url), [kind, String(workers), JSON.stringify(options)], { execArgv: ['--expose-gc', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : []), ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m: any) => (m.type === 'ready' ? resolve(m.port) : reject(new Error('bad start'))));
       child.once('exit', (code) => reject(new Error(`bench server ${kind} exited with ${code}`)));
@@ -35,7 +35,12 @@ export class BenchServer {
   }
 
   cpuMicros(): Promise<number> {
-    return this.ask<{ us: number }>({ type: 'cpu' }, 'cpu').then((m) => m.us);
+    return this.cpuSplit().then((c) => c.user + c.system);
+  }
+
+  /** CPU time of the server process, all threads, in µs: user and kernel. */
+  cpuSplit(): Promise<{ user: number; system: number }> {
+    return this.ask<{ user: number; system: number }>({ type: 'cpu' }, 'cpu');
   }
 
   /** RSS as it is, without collecting garbage first. */

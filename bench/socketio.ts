@@ -179,8 +179,10 @@ export async function benchSocketIo(opts: { quick: boolean }): Promise<Record<st
   ];
   const rows: Record<string, unknown>[] = [];
   const only = process.env.BENCH_SIO_TARGETS?.split(','); // e.g. rt,socketio-uws
-  for (const target of targets.filter((t) => !only || only.includes(t.name))) rows.push(...(await run(target, 1000, loads)));
-  if (only) return rows;
+  const onlyLoads = process.env.BENCH_SIO_LOADS?.split(','); // e.g. backend
+  const measured = loads.filter((l) => !onlyLoads || onlyLoads.includes(l.name));
+  for (const target of targets.filter((t) => !only || only.includes(t.name))) rows.push(...(await run(target, 1000, measured)));
+  if (only || onlyLoads) return rows;
   for (const load of loads) {
     const row = (name: string) => rows.find((r) => r.server === name && r.load === load.name)!;
     const perCpu = (name: string) => row(name).deliveries_per_cpu_s as number;

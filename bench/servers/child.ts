@@ -29,7 +29,7 @@ function payload(size: number, seq: number): string {
 async function start(): Promise<void> {
   if (kind === 'rt') {
     const { createServer } = await import('rt-actors');
-    const s = await createServer({ port: 0, host: '127.0.0.1', workers, apiKey: 'bench', env: {}, logLevel: 'error', maxBackpressure: 64 * 1024 * 1024, historySize: 0, maxConnectionsPerIp: 0, connectionRatePerIp: 0, maxConnections: 0, ...overrides });
+    const s = await createServer({ port: 0, host: '127.0.0.1', workers, apiKey: 'bench', env: {}, logLevel: 'error', maxBackpressure: 64 * 1024 * 1024, historySize: 0, maxConnectionsPerIp: 0, connectionRatePerIp: 0, maxConnections: 0, apiRateLimit: 0, ...overrides });
     port = s.port;
     publishFn = (ch, body) => {
       s.publish(ch, 'm', JSON.parse(body)).catch((err) => console.error('publish failed:', err.message));
@@ -111,7 +111,7 @@ process.on('message', async (c: Cmd) => {
   if (c.type === 'publish') publishAtRate(c);
   else if (c.type === 'cpu') {
     const u = process.cpuUsage();
-    process.send!({ type: 'cpu', us: u.user + u.system });
+    process.send!({ type: 'cpu', us: u.user + u.system, user: u.user, system: u.system });
   } else if (c.type === 'rss') {
     process.send!({ type: 'rss', rss: process.memoryUsage().rss });
   } else if (c.type === 'mem') {
