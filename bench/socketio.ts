@@ -93,6 +93,22 @@ async function subscribeAll(port: number, n: number, channel: string, onMessage:
   return socks;
 }
 
+/**
+ * V8 warm-up before anything is measured, as in bench/fanout.ts (see warmJit there for the figures):
+ * BENCH_WARM_PUBS publications (default 20,000) to 8 subscribers of a side channel, so the per-publication
+ * functions are optimised as in a server that has been running for a while. 0 skips it.
+ */
+async function warmJit(server: SioBenchServer): Promise<void> {
+  const pubs = Number(process.env.BENCH_WARM_PUBS ?? 20_000);
+  if (!(pubs > 0)) return;
+  let got = 0;
+  const few = await subscribeAll(server.port, 8, 'warm', () => got++);
+  await server.ask({ type: 'publish', channel: 'warm', rate: 10_000, count: pubs, size: 64, tickMs: 10 }, 'published');
+  const deadline = Date.now() + 30_000;
+  while (got < pubs * few.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  few.forEach((s) => s.close());
+}
+
 async function run(target: Target, subscribers: number, loads: Load[]): Promise<Record<string, unknown>[]> {
   const server = await SioBenchServer.start(target.kind, target.workers);
   try {
@@ -103,6 +119,7 @@ async function run(target: Target, subscribers: number, loads: Load[]): Promise<
       if ((d.seq & 7) === 0) lat.push(now() - d.t);
     });
     await new Promise((r) => setTimeout(r, 200));
+    await warmJit(server);
     const rows: Record<string, unknown>[] = [];
     for (const load of loads) {
       delivered = 0;

@@ -31,7 +31,7 @@ async function start(): Promise<void> {
     const { createServer } = await import('rt-actors');
     // rt-no-recovery: the same without connection state recovery, to price its offsets on the fan-out path.
     const recovery = kind === 'rt' ? {} : { socketioRecovery: 0 };
-    const s = await createServer({ port: 0, host: '127.0.0.1', workers, apiKey: 'bench', env: {}, logLevel: 'error', maxBackpressure: 64 * 1024 * 1024, historySize: 0, socketioTransports: 'websocket', writeDelay: Number(process.env.BENCH_WRITE_DELAY ?? 0), ...recovery });
+    const s = await createServer({ port: 0, host: '127.0.0.1', workers, apiKey: 'bench', env: {}, logLevel: 'error', maxBackpressure: 64 * 1024 * 1024, historySize: 0, maxConnectionsPerIp: 0, connectionRatePerIp: 0, maxConnections: 0, apiRateLimit: 0, socketioTransports: 'websocket', writeDelay: Number(process.env.BENCH_WRITE_DELAY ?? 0), ...recovery });
     port = s.port;
     publishFn = (ch, data) => void s.publish(ch, 'm', data).catch((err: Error) => console.error('publish failed:', err.message));
     stop = () => s.close();
