@@ -80,7 +80,8 @@ async function warmJit(kind: ServerKind, server: BenchServer, via: Via, size: nu
 }
 
 async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'process'): Promise<Record<string, unknown>> {
-  const server = await BenchServer.start(kind, workers);
+  // BENCH_WRITE_DELAY=ms: rt-actors with --write-delay (as in the socketio and pusher suites).
+  const server = await BenchServer.start(kind, workers, kind === 'rt' && process.env.BENCH_WRITE_DELAY ? { writeDelay: Number(process.env.BENCH_WRITE_DELAY) } : {});
   try {
     let delivered = 0;
     const lat: number[] = [];
