@@ -91,16 +91,18 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
     });
     await new Promise((r) => setTimeout(r, 300));
     await warmJit(kind, server, via, load.size);
-    // Then the measured load itself, once, not measured (a quarter of it for the backend): a change of
-    // channel or of publisher after the side channel deoptimises a few functions (V8's --trace-deopt:
-    // new object shapes), and they must be optimised again before the measurement starts.
+    // Then the measured load itself, once, not measured: a change of channel or of publisher after the
+    // side channel deoptimises a few functions and invalidates the optimised code of others (V8's
+    // --trace-opt/--trace-deopt: "wrong map", "code dependencies"), and they must be optimised again
+    // before the measurement starts. For the backend rows a quarter of the load was not enough: a
+    // dozen per-publication functions were still being compiled in the measured window.
     const publishAll = (count: number): Promise<unknown> =>
       via === 'backend'
         ? runPublisher({ port: server.port, via: { kind: 'http', path: kind === 'uws' ? '/publish' : '/api/publish', headers: { authorization: 'Bearer bench' } }, pace: { kind: 'burst', count }, size: load.size })
         : via === 'http'
           ? server.publishOverHttp(kind, 'bench', load.rate, count, load.size)
           : server.publish('bench', load.rate, count, load.size);
-    const warm = via === 'backend' ? Math.ceil((load.rate * load.seconds) / 4) : load.rate;
+    const warm = via === 'backend' ? load.rate * load.seconds : load.rate;
     await publishAll(warm);
     const warmDeadline = Date.now() + 20000;
     while (delivered < warm * load.subscribers && Date.now() < warmDeadline) await new Promise((r) => setTimeout(r, 5));
