@@ -1,3 +1,5 @@
+import type { Metrics } from '../runtime/metrics.js';
+
 /** The route template a request path matched, as a bounded label for rt_http_requests_total. */
 const TEMPLATES: [RegExp, string][] = [
   [/^\/api\/publish$/, '/api/publish'],
@@ -18,7 +20,15 @@ const TEMPLATES: [RegExp, string][] = [
   [/^\/apps\/[^/]+\/users\/[^/]+\/terminate_connections$/, '/apps/:id/users/:user/terminate_connections'],
 ];
 
-export function apiRouteOf(path: string): string {
+function apiRouteOf(path: string): string {
   for (const [re, t] of TEMPLATES) if (re.test(path)) return t;
   return 'other';
+}
+
+/**
+ * Counts an API request in rt_http_requests_total. Called before the answer is written: a client that
+ * reads /metrics right after its answer sees it.
+ */
+export function countApiRequest(metrics: Metrics, path: string, status: number): void {
+  metrics.inc('rt_http_requests_total', { route: apiRouteOf(path), status: String(status) });
 }

@@ -3,10 +3,24 @@
  * API promises ({ "error": { "code", "message" } }), and abort tracking (uWS forbids touching an aborted
  * response).
  */
+import crypto from 'node:crypto';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { countRefusal } from '../runtime/instruments.js';
 import { clientAddress } from '../security/client-ip.js';
+
+/**
+ * A digest of `data` in one call. crypto.hash (Node ≥ 20.12) is one call; a Hash object per request cost
+ * ~11 µs of each API call (measured in a CPU profile of `POST /api/publish`). Older Node 20 has only
+ * createHash.
+ */
+export function digestOf(algorithm: 'sha256' | 'md5', data: string | Buffer): Buffer;
+export function digestOf(algorithm: 'sha256' | 'md5', data: string | Buffer, encoding: 'hex'): string;
+export function digestOf(algorithm: 'sha256' | 'md5', data: string | Buffer, encoding?: 'hex'): Buffer | string {
+  if (typeof crypto.hash === 'function') return crypto.hash(algorithm, data, encoding ?? 'buffer');
+  const h = crypto.createHash(algorithm).update(data);
+  return encoding ? h.digest(encoding) : h.digest();
+}
 
 export interface Req {
   method: string;

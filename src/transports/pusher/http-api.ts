@@ -8,7 +8,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { channelKind } from '../../auth/channels.js';
 import { RtError } from '../../errors.js';
 import { errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from '../http.js';
-import { apiRouteOf } from '../api-routes.js';
+import { countApiRequest } from '../api-routes.js';
 import { belongsTo, externalName, internalName, type PusherApp } from './apps.js';
 import { fromWireData } from './codec.js';
 import type { PusherGateway } from './gateway.js';
@@ -35,8 +35,6 @@ function route(gw: PusherGateway, params: number, bodyLimit: number, h: Handler)
     // The raw path is what the SDK signed (params are decoded separately by snapshot).
     const path = httpReq.getUrl();
     const req = snapshot(res, httpReq, params);
-    // Counted before the answer leaves: a client that reads /metrics right after its answer sees it.
-    const counted = (status: number) => ctx.metrics.inc('rt_http_requests_total', { route: apiRouteOf(req.url), status: String(status) });
     ctx.inflight++;
     (async () => {
       const body = req.method === 'post' ? await readBody(res, req.headers['content-length'], bodyLimit, state) : Buffer.alloc(0);
@@ -50,11 +48,11 @@ function route(gw: PusherGateway, params: number, bodyLimit: number, h: Handler)
       }
       if (!ctx.limits.apiRequest()) throw new RtError('rate_limited', `more than ${ctx.config.apiRateLimit} API requests per second`, 429);
       const answer = await h({ gw, app, req, body });
-      counted(200);
+      countApiRequest(ctx.metrics, req.url, 200);
       sendJson(res, state, 200, answer);
     })()
       .catch((err) => {
-        counted(errorStatus(err));
+        countApiRequest(ctx.metrics, req.url, errorStatus(err));
         sendError(res, state, err);
       })
       .finally(() => ctx.inflight--);

@@ -3,12 +3,9 @@
  * sign-in (`socket_id::user::user_data`), and HTTP API requests (method, path and sorted query signed
  * with the app secret, body bound by body_md5, timestamps within ±600 s). Comparisons are constant-time.
  */
-import crypto, { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { digestOf } from '../http.js';
 import type { PusherApp } from './apps.js';
-
-/** MD5 of the body, in one call where Node has crypto.hash (≥ 20.12): a Hash object per request costs more. */
-const md5Hex: (body: Buffer | string) => string =
-  typeof crypto.hash === 'function' ? (b) => crypto.hash('md5', b, 'hex') : (b) => crypto.createHash('md5').update(b).digest('hex');
 
 /** Pusher refuses API calls whose auth_timestamp is further than this from the server's clock. */
 export const API_TIMESTAMP_WINDOW_S = 600;
@@ -63,7 +60,7 @@ export function verifyApiRequest(app: PusherApp, method: string, path: string, q
     throw new ApiAuthError(`Timestamp expired: Given timestamp (${ts.slice(0, 20)}) not within ${API_TIMESTAMP_WINDOW_S}s of server time (${serverTime})`);
   }
   if (body.length > 0) {
-    const md5 = md5Hex(body);
+    const md5 = digestOf('md5', body, 'hex');
     if (get('body_md5') !== md5) throw new ApiAuthError(`Invalid body_md5: the MD5 of the request body is ${md5}`);
   }
   const pairs: [string, string][] = [];
