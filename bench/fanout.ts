@@ -6,7 +6,7 @@
  */
 import { io as ioClient, type Socket } from 'socket.io-client';
 import type WebSocket from 'ws';
-import { BenchServer, connectMany, now, percentile, round, type ServerKind } from './lib.js';
+import { BenchServer, connectMany, now, percentile, round, until, warmPublications, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
 
 interface Load { subscribers: number; rate: number; seconds: number; size: number }
@@ -68,14 +68,13 @@ type Via = 'process' | 'http' | 'backend';
  * measured channel's 1,000 clients would need. 0 skips it (the figures before 2026-11-26 11:00).
  */
 async function warmJit(kind: ServerKind, server: BenchServer, via: Via, size: number): Promise<void> {
-  const pubs = Number(process.env.BENCH_WARM_PUBS ?? 20_000);
-  if (!(pubs > 0)) return;
+  const pubs = warmPublications();
+  if (pubs === 0) return;
   let got = 0;
   const few = await subscribeAll(kind, server.port, 8, 'warm', () => got++);
   if (via !== 'process') await server.publishOverHttp(kind, 'warm', 5_000, pubs, size);
   else await server.publish('warm', 10_000, pubs, size);
-  const deadline = Date.now() + 30_000;
-  while (got < pubs * few.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await until(() => got >= pubs * few.length, 30_000);
   few.forEach((s) => s.close());
 }
 
@@ -104,8 +103,7 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
           : server.publish('bench', load.rate, count, load.size);
     const warm = via === 'backend' ? load.rate * load.seconds : load.rate;
     await publishAll(warm);
-    const warmDeadline = Date.now() + 20000;
-    while (delivered < warm * load.subscribers && Date.now() < warmDeadline) await new Promise((r) => setTimeout(r, 5));
+    await until(() => delivered >= warm * load.subscribers, 20_000);
     delivered = 0;
     lat.length = 0;
     const count = load.rate * load.seconds;
@@ -115,8 +113,7 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
     const cpu0 = await server.cpuSplit();
     const t0 = now();
     await publishAll(count);
-    const deadline = Date.now() + 20000;
-    while (delivered < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await until(() => delivered >= expected, 20_000);
     const elapsed = (now() - t0) / 1000;
     const cpu1 = await server.cpuSplit();
     const user = cpu1.user - cpu0.user;

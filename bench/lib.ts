@@ -116,6 +116,21 @@ export async function connectMany(url: string, n: number, onOpen?: (ws: WebSocke
   return out;
 }
 
+/** Polls `done` every `stepMs` until it holds or `timeoutMs` has passed (then the caller's counts show the shortfall). */
+export async function until(done: () => boolean, timeoutMs: number, stepMs = 5): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, stepMs));
+}
+
+/**
+ * Publications to a side channel before a suite measures anything: BENCH_WARM_PUBS, default 20,000; 0
+ * skips the warm-up. Why, and the figures: warmJit in bench/fanout.ts.
+ */
+export function warmPublications(): number {
+  const n = Number(process.env.BENCH_WARM_PUBS ?? 20_000);
+  return n > 0 ? n : 0;
+}
+
 export function now(): number {
   return performance.timeOrigin + performance.now();
 }

@@ -20,7 +20,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { now, percentile, round } from './lib.js';
+import { now, percentile, round, until } from './lib.js';
 import { runPublisher, type Pace } from './publisher.js';
 
 const APP = { id: 'bench', key: 'bench-key', secret: 'bench-secret-0123' };
@@ -178,8 +178,7 @@ async function fanout(server: Proc, proto: Proto, subs: number, pace: Pace, size
   const t0 = now();
   await runPublisher({ port: server.port, via: { kind: 'pusher', app: APP }, pace, size });
   const published = (now() - t0) / 1000;
-  const deadline = Date.now() + 30_000;
-  while (delivered < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await until(() => delivered >= expected, 30_000);
   const elapsed = (now() - t0) / 1000;
   const split1 = cpuSplit(pid);
   const cpu = split1.user + split1.kernel - cpu0;

@@ -9,7 +9,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { io as ioClient, type Socket } from 'socket.io-client';
-import { now, percentile, round } from './lib.js';
+import { now, percentile, round, until, warmPublications } from './lib.js';
 import { runPublisher, type Via } from './publisher.js';
 
 type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws';
@@ -99,13 +99,12 @@ async function subscribeAll(port: number, n: number, channel: string, onMessage:
  * functions are optimised as in a server that has been running for a while. 0 skips it.
  */
 async function warmJit(server: SioBenchServer): Promise<void> {
-  const pubs = Number(process.env.BENCH_WARM_PUBS ?? 20_000);
-  if (!(pubs > 0)) return;
+  const pubs = warmPublications();
+  if (pubs === 0) return;
   let got = 0;
   const few = await subscribeAll(server.port, 8, 'warm', () => got++);
   await server.ask({ type: 'publish', channel: 'warm', rate: 10_000, count: pubs, size: 64, tickMs: 10 }, 'published');
-  const deadline = Date.now() + 30_000;
-  while (got < pubs * few.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await until(() => got >= pubs * few.length, 30_000);
   few.forEach((s) => s.close());
 }
 
@@ -135,8 +134,7 @@ async function run(target: Target, subscribers: number, loads: Load[]): Promise<
       } else {
         await server.ask({ type: 'publish', channel: 'bench', rate: load.rate, count, size: load.size, tickMs: load.tickMs }, 'published');
       }
-      const deadline = Date.now() + 15_000;
-      while (delivered < expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      await until(() => delivered >= expected, 15_000);
       const elapsed = (now() - t0) / 1000;
       const cpu1 = await server.cpu();
       const userUs = cpu1.user - cpu0.user;

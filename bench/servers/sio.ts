@@ -109,7 +109,7 @@ process.on('message', async (c: Cmd) => {
   if (c.type === 'publish') publishAtRate(c);
   else if (c.type === 'cpu') {
     const u = process.cpuUsage();
-    process.send!({ type: 'cpu', us: u.user + u.system, user: u.user, system: u.system });
+    process.send!({ type: 'cpu', user: u.user, system: u.system });
   } else if (c.type === 'stop') {
     if (publishing) clearInterval(publishing);
     await stop();
