@@ -7,6 +7,7 @@ import type { Encoded, WireCodec } from '../protocol/codecs.js';
 import type { JwtClaims } from '../auth/jwt.js';
 import type { ConnRef } from './messages.js';
 import type { TokenExpiry } from '../security/token-expiry.js';
+import type { ConnKind } from './instruments.js';
 
 export abstract class Client {
   /** Socket id: `<thread>.<unique>` (see hash.ts). */
@@ -24,11 +25,18 @@ export abstract class Client {
   expiryBucket?: number;
   /** The thread's expiry wheel, set when the hub adds the client. */
   expiry?: TokenExpiry;
-  readonly channels = new Set<string>();
+  /**
+   * Channels the connection is in. Created on its first subscribe: an empty Set costs ~150 B of heap,
+   * the largest part of an idle connection (bench/memory.ts). Only the hub changes it (joinChannel,
+   * leaveChannel).
+   */
+  private channelSet?: Set<string>;
   /** Channels with a subscribe request in flight, so a duplicate is refused rather than raced. */
   /** Created on first subscribe: most connections never need it, and idle ones should stay small. */
   pendingChannels?: Set<string>;
   closed = false;
+  /** Labels the hub counts the connection under (rt_connections), so it is uncounted under the same ones. */
+  kind?: ConnKind;
   /**
    * Set when the client rides a uWS WebSocket whose frames are exactly the codec's output: the hub
    * then delivers through uWS topics (one native publish per shard) instead of per-client sends.
@@ -51,6 +59,25 @@ export abstract class Client {
     this.id = id;
     this.transport = transport;
     this.codec = codec;
+  }
+
+  get channels(): ReadonlySet<string> {
+    return this.channelSet ?? NO_CHANNELS;
+  }
+
+  /** For the hub: records that the connection joined `channel`. */
+  joinChannel(channel: string): void {
+    (this.channelSet ??= new Set()).add(channel);
+  }
+
+  /** For the hub: forgets `channel`; false when the connection was not in it. */
+  leaveChannel(channel: string): boolean {
+    return this.channelSet?.delete(channel) ?? false;
+  }
+
+  /** For the hub: the connection closed, it is in no channel. */
+  leaveAll(): void {
+    this.channelSet = undefined;
   }
 
   /** Sends bytes already encoded with this client's codec. */
@@ -102,6 +129,8 @@ export abstract class Client {
     return r;
   }
 }
+
+const NO_CHANNELS: ReadonlySet<string> = new Set<string>();
 
 export interface ChannelIdentity {
   user?: string;

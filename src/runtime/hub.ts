@@ -84,8 +84,6 @@ export class Hub {
   private readonly publishedTotal = this.m.series('rt_publishes_total');
   private readonly deliveredTotal = this.m.series('rt_deliveries_total');
   private readonly latency = this.m.series('rt_publish_deliver_seconds');
-  /** Labels each connection was counted under, so it is uncounted under the same ones. */
-  private readonly kinds = new WeakMap<Client, ConnKind>();
   private readonly outByKind = new Map<string, Series>();
   /**
    * Publications held by --write-delay, in arrival order. Anything else that reaches a subscriber of
@@ -161,7 +159,7 @@ export class Hub {
     const labels = k as unknown as Record<string, string>;
     this.m.inc('rt_connections', labels, delta);
     if (delta === 1) {
-      this.kinds.set(client, k);
+      client.kind = k;
       this.m.inc('rt_connections_opened_total', labels);
     }
   }
@@ -191,7 +189,7 @@ export class Hub {
     client.expiry?.unschedule(client);
     const log = threadLogger();
     if (log.enabled('debug')) log.debug('connection closed', { event: 'conn.close', conn: client.id, transport: client.transport, user: client.user, channels: client.channels.size });
-    const k = this.kinds.get(client);
+    const k = client.kind;
     if (k) this.m.inc('rt_connections', k as unknown as Record<string, string>, -1);
     if (client.user !== undefined) {
       const set = this.byUser.get(client.user);
@@ -201,7 +199,7 @@ export class Hub {
       }
     }
     for (const ch of client.channels) this.dropLocal(client, ch, false);
-    client.channels.clear();
+    client.leaveAll();
   }
 
   /**
@@ -251,7 +249,7 @@ export class Hub {
   }
 
   private addLocal(client: Client, channel: string, res: SubscribeResult): void {
-    client.channels.add(channel);
+    client.joinChannel(channel);
     this.stats.subscriptions++;
     let l = this.local.get(channel);
     if (!l) this.local.set(channel, (l = { refs: 0 }));
@@ -303,12 +301,12 @@ export class Hub {
     }
     client.ws = ws;
     // A Socket.IO session upgrading from polling to WebSocket changes transport, not connection.
-    const before = this.kinds.get(client);
+    const before = client.kind;
     if (before) {
       const after = connKind(client);
       this.m.inc('rt_connections', before as unknown as Record<string, string>, -1);
       this.m.inc('rt_connections', after as unknown as Record<string, string>, 1);
-      this.kinds.set(client, after);
+      client.kind = after;
     }
     for (const ch of client.channels) {
       if (client.hidden?.has(ch)) continue;
@@ -328,7 +326,7 @@ export class Hub {
   }
 
   unsubscribe(client: Client, channel: string): boolean {
-    if (!client.channels.delete(channel)) return false;
+    if (!client.leaveChannel(channel)) return false;
     this.flushHeld();
     this.dropLocal(client, channel, true);
     const log = threadLogger();
@@ -534,7 +532,7 @@ export class Hub {
       for (const c of sinks) {
         if (c === ex) continue;
         c.sendEncoded(memo.get(c.codec));
-        this.out(this.kinds.get(c) ?? connKind(c)).inc();
+        this.out(c.kind ?? connKind(c)).inc();
         n++;
       }
     }
@@ -599,7 +597,7 @@ export class Hub {
       c.sendEncoded(memo.get(c.codec));
       this.stats.delivered++;
       this.deliveredTotal.inc();
-      this.out(this.kinds.get(c) ?? connKind(c)).inc();
+      this.out(c.kind ?? connKind(c)).inc();
     }
   }
 
@@ -626,7 +624,7 @@ export class Hub {
   /** The channel's actor removed this connection: leave the channel here (the owner already forgot it) and tell the client. */
   private kickFromChannel(ch: string, id: string, reason: string): void {
     const c = this.clientById(id);
-    if (!c || c.closed || !c.channels.delete(ch)) return;
+    if (!c || c.closed || !c.leaveChannel(ch)) return;
     this.dropLocal(c, ch, true, false);
     c.sendEncoded(encodeKicked(c.codec, ch, reason));
     c.onKicked?.(ch);

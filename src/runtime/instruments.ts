@@ -55,23 +55,36 @@ export interface ConnKind {
   protocol: string;
 }
 
+const kind = (transport: string, protocol: string): ConnKind => Object.freeze({ transport, protocol });
+/** One label pair per kind, shared: the hub keeps each connection's (a copy per connection was 40 B of heap). */
+const KINDS = {
+  ws: kind('websocket', 'native'),
+  sse: kind('sse', 'native'),
+  poll: kind('polling', 'native'),
+  memory: kind('memory', 'native'),
+  tap: kind('tap', 'native'),
+  socketioWs: kind('websocket', 'socketio'),
+  socketioPolling: kind('polling', 'socketio'),
+  pusherWs: kind('websocket', 'pusher'),
+  pusherOther: kind('other', 'pusher'),
+  otherWs: kind('websocket', 'other'),
+  other: kind('other', 'other'),
+};
+
 /** Transport and protocol labels of a connection (Client.transport names the gateway). */
 export function connKind(c: Client): ConnKind {
   switch (c.transport) {
     case 'ws':
-      return { transport: 'websocket', protocol: 'native' };
     case 'sse':
-      return { transport: 'sse', protocol: 'native' };
     case 'poll':
-      return { transport: 'polling', protocol: 'native' };
     case 'memory':
-      return { transport: 'memory', protocol: 'native' };
     case 'tap':
-      return { transport: 'tap', protocol: 'native' };
+      return KINDS[c.transport];
     case 'socket.io':
-      return { transport: c.ws ? 'websocket' : 'polling', protocol: 'socketio' };
+      return c.ws ? KINDS.socketioWs : KINDS.socketioPolling;
     default:
-      return { transport: c.ws ? 'websocket' : 'other', protocol: c.transport.startsWith('pusher') ? 'pusher' : 'other' };
+      if (c.transport.startsWith('pusher')) return c.ws ? KINDS.pusherWs : KINDS.pusherOther;
+      return c.ws ? KINDS.otherWs : KINDS.other;
   }
 }
 

@@ -21,7 +21,7 @@ import { RtError } from '../errors.js';
 import { authenticate, type Reply } from './native-session.js';
 import { queryParam, sendError, snapshot, statusLine } from './http.js';
 import { addSession, admitSession, corsOrThrow, enableSessions, newSid, onSession, registerSessionRoutes, removeSession, runFrames, tokenOf, type PollResult, type Session } from './sessions.js';
-import { TokenBucket } from '../security/token-bucket.js';
+import type { TokenBucket } from '../security/token-bucket.js';
 
 export class PollClient extends Client implements Session {
   readonly sid: string;
@@ -49,7 +49,6 @@ export class PollClient extends Client implements Session {
     this.holdMs = ctx.config.pollTimeout * 1000;
     this.idleMs = ctx.config.pollSessionTimeout * 1000;
     this.limit = ctx.config.maxBackpressure;
-    if (ctx.config.rateLimit > 0) this.bucket = new TokenBucket(ctx.config.rateLimit, ctx.config.rateBurst);
   }
 
   sendEncoded(data: Encoded): void {

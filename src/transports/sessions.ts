@@ -15,7 +15,7 @@ import type { ThreadContext } from '../runtime/context.js';
 import { CloseCode } from '../runtime/client.js';
 import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
-import { MAX_RATE_STRIKES, type TokenBucket } from '../security/token-bucket.js';
+import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../security/token-bucket.js';
 import { errorReply, handleFrame, type Reply } from './native-session.js';
 import { queryParam, readBody, sendError, sendJson, snapshot, track, type Req } from './http.js';
 
@@ -144,9 +144,10 @@ export function runFrames(ctx: ThreadContext, client: Client & { bucket?: TokenB
   for (const f of frames) {
     if (client.closed) return;
     ctx.metrics.inc('rt_messages_in_total', connKind(client) as unknown as Record<string, string>);
-    if (client.bucket && !client.bucket.take()) {
+    const refused = rateRefusal(client, config);
+    if (refused) {
       send(errorReply(f.ref, new RtError('rate_limited', `more than ${config.rateLimit} messages per second; slow down`, 429)));
-      if (client.bucket.strikes >= MAX_RATE_STRIKES) return client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
+      if (refused.strikes >= MAX_RATE_STRIKES) return client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
       continue;
     }
     if (f.op === 'publish' && Buffer.byteLength(JSON.stringify(f)) > config.maxWhisperSize) {

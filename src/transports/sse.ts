@@ -29,7 +29,7 @@ import { RtError } from '../errors.js';
 import { authenticate, type Reply } from './native-session.js';
 import { sendError, snapshot, statusLine, type Req } from './http.js';
 import { addSession, admitSession, corsOrThrow, enableSessions, newSid, registerSessionRoutes, removeSession, runFrames, tokenOf, type Session } from './sessions.js';
-import { TokenBucket } from '../security/token-bucket.js';
+import type { TokenBucket } from '../security/token-bucket.js';
 
 /** Event names come from publishers; a line break inside one would forge SSE fields. */
 function eventName(e: string): string {
@@ -152,7 +152,6 @@ export class SseClient extends Client implements Session {
     this.pos = channels.map((_, i) => since[i]);
     this.limit = ctx.config.maxBackpressure;
     this.keepaliveMs = ctx.config.sseKeepalive * 1000;
-    if (ctx.config.rateLimit > 0) this.bucket = new TokenBucket(ctx.config.rateLimit, ctx.config.rateBurst);
   }
 
   sendEncoded(data: Encoded): void {

@@ -14,7 +14,7 @@ import { queryParam, statusLine } from './http.js';
 import { originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
 import { clientAddress } from '../security/client-ip.js';
-import { MAX_RATE_STRIKES, TokenBucket } from '../security/token-bucket.js';
+import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../security/token-bucket.js';
 import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from './slow-consumer.js';
 import { countRefusal } from '../runtime/instruments.js';
 
@@ -62,9 +62,13 @@ function refuseOpen(ws: WebSocket<SocketData>, err: RtError): void {
 export class WsClient extends Client {
   badFrames = 0;
   bucket?: TokenBucket;
-  constructor(id: string, format: WireFormat, readonly socket: WebSocket<SocketData>) {
+  constructor(id: string, format: WireFormat, socket: WebSocket<SocketData>) {
     super(id, 'ws', format === 'json' ? JSON_CODEC : MSGPACK_CODEC);
     this.ws = socket as WebSocket<unknown>;
+  }
+  /** The same socket as `ws`, typed with this transport's data (one field, not two: idle connections stay small). */
+  get socket(): WebSocket<SocketData> {
+    return this.ws as WebSocket<SocketData>;
   }
   get format(): WireFormat {
     return this.codec === JSON_CODEC ? 'json' : 'msgpack';
@@ -121,9 +125,10 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       if (++client.badFrames >= MAX_BAD_FRAMES) client.disconnect(CloseCode.BAD_REQUEST, 'too many malformed frames', false);
       return;
     }
-    if (client.bucket && !client.bucket.take()) {
+    const refused = rateRefusal(client, config);
+    if (refused) {
       client.send(errorReply(frame.ref, new RtError('rate_limited', `more than ${config.rateLimit} messages per second; slow down`, 429)));
-      if (client.bucket.strikes >= MAX_RATE_STRIKES) client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
+      if (refused.strikes >= MAX_RATE_STRIKES) client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
       return;
     }
     if (frame.op === 'publish' && message.byteLength > config.maxWhisperSize) {
@@ -190,13 +195,16 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       // Always upgraded here, inside uWS's handler: an upgrade completed after an await can be closed by
       // uWS right after it opens (v20.51's cork() misreads the reallocated socket; upstream uWebSockets
       // PR #1929). So a token still being checked is refused after the upgrade, with the same error.
-      res.upgrade<SocketData>({ format: choice.format, claims, pending, ip }, key, choice.protocol, extensions, context);
+      // uWS copies these onto the socket object, each property a slot: only the ones set.
+      const data: SocketData = { format: choice.format, ip };
+      if (claims) data.claims = claims;
+      if (pending) data.pending = pending;
+      res.upgrade<SocketData>(data, key, choice.protocol, extensions, context);
     },
 
     open(ws) {
       const data = ws.getUserData();
       const client = new WsClient(hub.nextSocketId(), data.format, ws);
-      if (config.rateLimit > 0) client.bucket = new TokenBucket(config.rateLimit, config.rateBurst);
       data.client = client;
       const admit = (claims: JwtClaims | undefined): void => {
         if (claims) client.authenticate(claims);
@@ -205,7 +213,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       };
       if (!data.pending) {
         admit(data.claims);
-        data.claims = undefined;
+        if (data.claims) data.claims = undefined;
         return;
       }
       data.early = [];

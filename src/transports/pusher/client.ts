@@ -55,14 +55,22 @@ export class PusherClient extends Client {
   bucket?: TokenBucket;
   /** Client events (the app's maxClientEventsPerSecond). */
   clientEvents?: TokenBucket;
-  /** Channels (internal names) being subscribed, so a frame for one in flight is answered after it. */
-  readonly pending = new Map<string, Promise<void>>();
+  /**
+   * Channels (internal names) being subscribed, so a frame for one in flight is answered after it.
+   * Made on the first subscribe: an empty Map is ~150 B, and idle connections should stay small.
+   */
+  pending?: Map<string, Promise<void>>;
   /** The signed-in user's watched users (watchlist events), when its sign-in named any. */
   watchlist?: Watchlist;
 
-  constructor(id: string, readonly app: PusherApp, readonly socket: WebSocket<PusherSocketData>) {
+  constructor(id: string, readonly app: PusherApp, socket: WebSocket<PusherSocketData>) {
     super(id, 'pusher', PUSHER_CODEC);
     this.ws = socket as WebSocket<unknown>;
+  }
+
+  /** The same socket as `ws`, typed with this transport's data (one field, not two). */
+  get socket(): WebSocket<PusherSocketData> {
+    return this.ws as WebSocket<PusherSocketData>;
   }
 
   sendEncoded(data: Encoded): void {

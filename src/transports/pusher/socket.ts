@@ -12,7 +12,7 @@ import { toErrorBody } from '../../errors.js';
 import { originAllowed } from '../../security/origins.js';
 import { admissionError } from '../../security/admission.js';
 import { clientAddress } from '../../security/client-ip.js';
-import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
+import { MAX_RATE_STRIKES, rateRefusal, TokenBucket } from '../../security/token-bucket.js';
 import { queryParam } from '../http.js';
 import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from '../slow-consumer.js';
 import { internalName } from './apps.js';
@@ -94,7 +94,6 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       }
       const app = data.app!;
       const client = new PusherClient(hub.nextSocketId(), app, ws);
-      if (config.rateLimit > 0) client.bucket = new TokenBucket(config.rateLimit, config.rateBurst);
       if (app.maxClientEventsPerSecond > 0) client.clientEvents = new TokenBucket(app.maxClientEventsPerSecond, app.maxClientEventsPerSecond);
       data.client = client;
       hub.add(client);
@@ -113,10 +112,11 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       };
       if (message.byteLength > config.maxPayload) return bad(`Message too big: the limit is ${config.maxPayload} bytes`, 'payload_too_large');
       if (isBinary) return bad('Binary frames are not part of the Pusher protocol: send JSON text');
-      if (client.bucket && !client.bucket.take()) {
+      const refused = rateRefusal(client, config);
+      if (refused) {
         countRefusal('rate_limit');
         client.send(errorFrame(PusherClose.RATE_LIMITED, `More than ${config.rateLimit} messages per second: slow down`));
-        if (client.bucket.strikes >= MAX_RATE_STRIKES) client.close(PusherClose.RATE_LIMITED, 'rate limit exceeded repeatedly');
+        if (refused.strikes >= MAX_RATE_STRIKES) client.close(PusherClose.RATE_LIMITED, 'rate limit exceeded repeatedly');
         return;
       }
       let msg: { event?: unknown; channel?: unknown; data?: unknown };

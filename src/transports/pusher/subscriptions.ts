@@ -111,8 +111,8 @@ export function subscribe(gw: PusherGateway, client: PusherClient, data: unknown
         subscriptionError(client, channel, status, e.message);
       },
     )
-    .finally(() => client.pending.delete(internal));
-  client.pending.set(internal, done);
+    .finally(() => client.pending!.delete(internal));
+  (client.pending ??= new Map()).set(internal, done);
 }
 
 function succeededData(res: SubscribeResult): string {
@@ -157,7 +157,7 @@ export function unsubscribe(gw: PusherGateway, client: PusherClient, data: unkno
     return;
   }
   const internal = internalName(client.app, channel);
-  const pending = client.pending.get(internal);
+  const pending = client.pending?.get(internal);
   const run = (): void => {
     if (client.closed) return;
     if (gw.ctx.hub.unsubscribe(client, internal)) client.channelIdentity?.delete(internal);

@@ -23,7 +23,7 @@ import { RtError, toErrorBody } from '../../errors.js';
 import type { ChannelIdentity } from '../../runtime/client.js';
 import { ackArgsOf, runHandler, type Connection, type HandlerRegistry } from '../../actors/handlers.js';
 import type { ActorRegistry } from '../../actors/registry.js';
-import { MAX_RATE_STRIKES, TokenBucket } from '../../security/token-bucket.js';
+import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../../security/token-bucket.js';
 import { authorizeChannel, bearerOf, looksLikeJwt, verifyToken, type ChannelAuthDeps, type TokenCheck } from './auth.js';
 import { namespaceCodec, packetFrames, type Frame, type SioParser } from './codec.js';
 import type { Engine, EioSession, SessionListener, SessionOwner } from './engine.js';
@@ -144,7 +144,7 @@ export class SioConnection implements SessionListener {
   private readonly early = new Map<string, SioPacket[]>();
   private readonly decoder: SioDecoder | null;
   /** --rate-limit on the events a connection sends. */
-  readonly bucket?: TokenBucket;
+  bucket?: TokenBucket;
   private connectTimer?: NodeJS.Timeout;
   /** The session moved to another thread; this is what stays behind on the old one. */
   moved = false;
@@ -155,7 +155,6 @@ export class SioConnection implements SessionListener {
     readonly session: EioSession,
   ) {
     this.decoder = gw.opts.parser === 'json' ? new SioDecoder() : null;
-    if (gw.ctx.config.rateLimit > 0) this.bucket = new TokenBucket(gw.ctx.config.rateLimit, gw.ctx.config.rateBurst);
     this.connectTimer = setTimeout(() => {
       if (this.sockets.size === 0 && this.connecting.size === 0) session.close('no namespace joined in time');
     }, gw.opts.connectTimeout);
@@ -524,8 +523,8 @@ export class SioClient extends Client {
     const ack: Ack | undefined = id === undefined ? undefined : (res) => this.sendAck(id, res);
     const name = args[0];
     const arg = args[1];
-    const bucket = this.conn.bucket;
-    if (bucket && !bucket.take()) {
+    const bucket = rateRefusal(this.conn, this.conn.ctx.config);
+    if (bucket) {
       if (bucket.strikes >= MAX_RATE_STRIKES) {
         this.conn.session.close('rate limit exceeded');
         return;
