@@ -1,8 +1,11 @@
 /**
  * Fan-out and latency: one channel, many subscribers, publishes at a fixed rate from inside the server
- * process (latency also with the publications POSTed over HTTP by a backend, this process). Measures deliveries/s seen by the clients, server CPU per 1M deliveries (process.cpuUsage of
- * the server process, all threads), and publish→deliver latency percentiles — for rt-actors, a plain
- * single-thread uWebSockets.js topic server, and socket.io 4 (default engine), in the same run.
+ * process (latency also with the publications POSTed over HTTP by a backend, this process), or as fast
+ * as a backend process's 32 concurrent HTTP requests go. Measures deliveries/s seen by the clients,
+ * server CPU per 1M deliveries (process.cpuUsage of the server process, all threads, user and kernel),
+ * and publish→deliver latency percentiles — for rt-actors, a plain single-thread uWebSockets.js topic
+ * server, plain uWebSockets.js on as many threads as rt-actors has shards, and socket.io 4 (default
+ * engine), in the same run.
  */
 import { io as ioClient, type Socket } from 'socket.io-client';
 import type WebSocket from 'ws';
@@ -45,7 +48,7 @@ async function subscribeAll(kind: ServerKind, port: number, n: number, channel: 
   return sockets.map((s) => ({ close: () => s.terminate() }));
 }
 
-/** BENCH_WORKERS=1,2,4 measures rt-actors at each shard count (default: 2). */
+/** BENCH_WORKERS=1,2,4 measures rt-actors (and uws-threads) at each shard (thread) count (default: 2). */
 const shardCounts = (process.env.BENCH_WORKERS?.split(',').map(Number) ?? [2]);
 
 /**
@@ -97,7 +100,7 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
     // dozen per-publication functions were still being compiled in the measured window.
     const publishAll = (count: number): Promise<unknown> =>
       via === 'backend'
-        ? runPublisher({ port: server.port, via: { kind: 'http', path: kind === 'uws' ? '/publish' : '/api/publish', headers: { authorization: 'Bearer bench' } }, pace: { kind: 'burst', count }, size: load.size })
+        ? runPublisher({ port: server.port, via: { kind: 'http', path: kind === 'rt' ? '/api/publish' : '/publish', headers: { authorization: 'Bearer bench' } }, pace: { kind: 'burst', count }, size: load.size })
         : via === 'http'
           ? server.publishOverHttp(kind, 'bench', load.rate, count, load.size)
           : server.publish('bench', load.rate, count, load.size);
@@ -123,7 +126,7 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
     lat.sort((a, b) => a - b);
     return {
       server: kind,
-      ...(kind === 'uws' ? {} : { shards: workers }),
+      ...(kind === 'rt' ? { shards: workers } : kind === 'uws-threads' ? { threads: workers } : {}),
       published_via: via,
       subscribers: load.subscribers,
       publish_rate: via === 'backend' ? Math.round(count / elapsed) : load.rate,
@@ -150,21 +153,23 @@ export async function benchFanout(opts: { quick: boolean }): Promise<Record<stri
   // BENCH_FANOUT=fanout, backend or latency: one group of rows.
   const group = (g: string): boolean => !process.env.BENCH_FANOUT || process.env.BENCH_FANOUT === g;
   const fan: Load = opts.quick ? { subscribers: 500, rate: 100, seconds: 2, size: 64 } : { subscribers: 1000, rate: 200, seconds: 8, size: 64 };
-  const kinds = (process.env.BENCH_SERVERS?.split(',') ?? ['uws', 'rt', 'socketio']) as ServerKind[];
+  // uws-threads: plain uWS on as many threads as rt-actors has shards (bench/servers/uws-threads.ts),
+  // to tell what threads cost on this machine from what rt-actors costs.
+  const kinds = (process.env.BENCH_SERVERS?.split(',') ?? ['uws', 'uws-threads', 'rt', 'socketio']) as ServerKind[];
   for (const kind of group('fanout') ? kinds : []) {
-    for (const w of kind === 'rt' ? shardCounts : [2]) out.push({ bench: 'fanout', ...(await run(kind, fan, w)) });
+    for (const w of kind === 'rt' || kind === 'uws-threads' ? shardCounts : [2]) out.push({ bench: 'fanout', ...(await run(kind, fan, w)) });
   }
   // Issue 15's method: a backend process publishing over HTTP as fast as 32 concurrent requests allow
   // (the clients, not the servers, set the pace: deliveries back up, and servers write several
   // publications per socket write). Not for the socket.io baseline (no HTTP publish route).
   const burst: Load = { ...fan, rate: opts.quick ? 200 : 500, seconds: opts.quick ? 1 : 4 };
   for (const kind of group('backend') ? kinds.filter((k) => k !== 'socketio') : []) {
-    for (const w of kind === 'rt' ? shardCounts : [2]) out.push({ bench: 'fanout', ...(await run(kind, burst, w, 'backend')) });
+    for (const w of kind === 'rt' || kind === 'uws-threads' ? shardCounts : [2]) out.push({ bench: 'fanout', ...(await run(kind, burst, w, 'backend')) });
   }
   // Latency at a fixed, modest rate so queues stay short.
   const lat: Load = opts.quick ? { subscribers: 100, rate: 200, seconds: 2, size: 64 } : { subscribers: 100, rate: 500, seconds: 10, size: 64 };
   for (const kind of group('latency') ? kinds.filter((k) => k !== 'socketio') : []) {
-    for (const w of kind === 'rt' ? shardCounts : [2]) {
+    for (const w of kind === 'rt' || kind === 'uws-threads' ? shardCounts : [2]) {
       // In-process, then the same published by a backend over HTTP (each server's publish endpoint),
       // as users do. BENCH_VIA=process or http runs one of them.
       for (const via of ['process', 'http'] as const) {

@@ -4,7 +4,7 @@ import { performance } from 'node:perf_hooks';
 import http from 'node:http';
 import WebSocket from 'ws';
 
-export type ServerKind = 'rt' | 'uws' | 'socketio';
+export type ServerKind = 'rt' | 'uws' | 'uws-threads' | 'socketio';
 
 export class BenchServer {
   /** Waiters per reply key, FIFO: several requests of one kind may be in flight (e.g. two publish loops). */
@@ -64,7 +64,7 @@ export class BenchServer {
    */
   async publishOverHttp(kind: ServerKind, channel: string, rate: number, count: number, size: number): Promise<void> {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-    const path = kind === 'uws' ? '/publish' : '/api/publish';
+    const path = kind === 'rt' ? '/api/publish' : '/publish';
     const post = (seq: number): Promise<void> =>
       new Promise((resolve, reject) => {
         const head = JSON.stringify({ seq, t: now(), p: '' });

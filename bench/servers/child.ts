@@ -1,12 +1,13 @@
 /**
  * A benchmark server in its own process, so its CPU time and memory are its own. Started by
- * bench/lib.ts with `--kind rt|uws|socketio`; driven over IPC: publish at a rate, report CPU and RSS.
+ * bench/lib.ts with `--kind rt|uws|uws-threads|socketio`; driven over IPC: publish at a rate, report CPU and RSS.
  */
 import { performance } from 'node:perf_hooks';
 import uWS from 'uWebSockets.js';
 import { createServer as createHttpServer } from 'node:http';
+import { frameOf, startThreadedUws } from './uws-threads.js';
 
-type Kind = 'rt' | 'uws' | 'socketio';
+type Kind = 'rt' | 'uws' | 'uws-threads' | 'socketio';
 const kind = (process.argv[2] ?? 'rt') as Kind;
 const workers = Number(process.argv[3] ?? 2);
 /** rt-actors options for this run (JSON), over the benchmark defaults below. */
@@ -60,15 +61,20 @@ async function start(): Promise<void> {
         body = Buffer.concat([body, Buffer.from(chunk)]);
         if (!last) return;
         const p = JSON.parse(body.toString()) as { channel: string; event: string; data: unknown };
-        app.publish(p.channel, `{"op":"message","channel":${JSON.stringify(p.channel)},"event":${JSON.stringify(p.event)},"data":${JSON.stringify(p.data)}}`);
+        app.publish(p.channel, frameOf(p.channel, p.event, JSON.stringify(p.data)));
         res.cork(() => res.writeHeader('content-type', 'application/json').end('{"ok":true}'));
       });
     });
     await new Promise<void>((r) => app.listen('127.0.0.1', 0, (s) => ((port = uWS.us_socket_local_port(s as never)), r())));
-    publishFn = (ch, body) => app.publish(ch, `{"op":"message","channel":${JSON.stringify(ch)},"event":"m","data":${body}}`);
+    publishFn = (ch, body) => app.publish(ch, frameOf(ch, 'm', body));
     stop = async () => {
       app.close();
     };
+  } else if (kind === 'uws-threads') {
+    const s = await startThreadedUws(workers);
+    port = s.port;
+    publishFn = (ch, body) => s.publish(ch, frameOf(ch, 'm', body));
+    stop = () => s.stop();
   } else {
     const { Server } = await import('socket.io');
     const http = createHttpServer();
