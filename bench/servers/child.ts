@@ -5,7 +5,8 @@
 import { performance } from 'node:perf_hooks';
 import uWS from 'uWebSockets.js';
 import { createServer as createHttpServer } from 'node:http';
-import { frameOf, startThreadedUws } from './uws-threads.js';
+import { frameOf, uwsRoutes } from './uws-routes.js';
+import { startThreadedUws } from './uws-threads.js';
 
 type Kind = 'rt' | 'uws' | 'uws-threads' | 'socketio';
 const kind = (process.argv[2] ?? 'rt') as Kind;
@@ -39,32 +40,7 @@ async function start(): Promise<void> {
     collectGarbage = () => s.collectGarbage();
   } else if (kind === 'uws') {
     const app = uWS.App();
-    app.ws('/ws', {
-      maxBackpressure: 64 * 1024 * 1024,
-      open: (ws) => {
-        ws.send(JSON.stringify({ op: 'welcome' }));
-      },
-      message: (ws, msg) => {
-        const f = JSON.parse(Buffer.from(msg).toString());
-        if (f.op === 'subscribe') {
-          ws.subscribe(f.channel);
-          ws.send(JSON.stringify({ op: 'reply', ref: f.ref, ok: true }));
-        }
-      },
-    });
-    // A backend's publish over HTTP, as small as it gets: POST {channel, event, data}, parse, publish
-    // the frame, answer. (rt-actors' counterpart is POST /api/publish.)
-    app.post('/publish', (res) => {
-      let body = Buffer.alloc(0);
-      res.onAborted(() => {});
-      res.onData((chunk, last) => {
-        body = Buffer.concat([body, Buffer.from(chunk)]);
-        if (!last) return;
-        const p = JSON.parse(body.toString()) as { channel: string; event: string; data: unknown };
-        app.publish(p.channel, frameOf(p.channel, p.event, JSON.stringify(p.data)));
-        res.cork(() => res.writeHeader('content-type', 'application/json').end('{"ok":true}'));
-      });
-    });
+    uwsRoutes(app, (channel, frame) => app.publish(channel, frame));
     await new Promise<void>((r) => app.listen('127.0.0.1', 0, (s) => ((port = uWS.us_socket_local_port(s as never)), r())));
     publishFn = (ch, body) => app.publish(ch, frameOf(ch, 'm', body));
     stop = async () => {

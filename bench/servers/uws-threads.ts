@@ -2,19 +2,15 @@
  * Plain uWebSockets.js on W threads: the baseline for what any multi-threaded server pays, without
  * rt-actors. The main thread accepts and hands each socket to a worker thread's App (uWS app
  * descriptors, as rt-actors does); every worker serves the same /ws and /publish as the one-thread
- * `uws` bench server, and a publication that enters one thread is posted to the others
+ * `uws` bench server (uws-routes.ts), and a publication that enters one thread is posted to the others
  * (BroadcastChannel), each of which publishes it to its own uWS topic. No ordering, history or limits:
  * the least a server on W threads must do.
  */
 import { BroadcastChannel, isMainThread, parentPort, Worker } from 'node:worker_threads';
 import uWS from 'uWebSockets.js';
+import { uwsRoutes } from './uws-routes.js';
 
 const CHANNEL = 'rt-actors-bench-uws-threads';
-
-/** A publication's wire frame, the same as the one-thread uws server's. */
-export function frameOf(channel: string, event: string, data: string): string {
-  return `{"op":"message","channel":${JSON.stringify(channel)},"event":${JSON.stringify(event)},"data":${data}}`;
-}
 
 export interface ThreadedUws {
   port: number;
@@ -60,31 +56,9 @@ function serveInWorker(): void {
     const [channel, frame] = (e as { data: [string, string] }).data;
     app.publish(channel, frame);
   };
-  app.ws('/ws', {
-    maxBackpressure: 64 * 1024 * 1024,
-    open: (ws) => {
-      ws.send(JSON.stringify({ op: 'welcome' }));
-    },
-    message: (ws, msg) => {
-      const f = JSON.parse(Buffer.from(msg).toString());
-      if (f.op === 'subscribe') {
-        ws.subscribe(f.channel);
-        ws.send(JSON.stringify({ op: 'reply', ref: f.ref, ok: true }));
-      }
-    },
-  });
-  app.post('/publish', (res) => {
-    let body = Buffer.alloc(0);
-    res.onAborted(() => {});
-    res.onData((chunk, last) => {
-      body = Buffer.concat([body, Buffer.from(chunk)]);
-      if (!last) return;
-      const p = JSON.parse(body.toString()) as { channel: string; event: string; data: unknown };
-      const frame = frameOf(p.channel, p.event, JSON.stringify(p.data));
-      app.publish(p.channel, frame);
-      bus.postMessage([p.channel, frame]);
-      res.cork(() => res.writeHeader('content-type', 'application/json').end('{"ok":true}'));
-    });
+  uwsRoutes(app, (channel, frame) => {
+    app.publish(channel, frame);
+    bus.postMessage([channel, frame]);
   });
   parentPort!.postMessage({ descriptor: (app as unknown as { getDescriptor(): unknown }).getDescriptor() });
 }
