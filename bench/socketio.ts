@@ -12,7 +12,7 @@ import { io as ioClient, type Socket } from 'socket.io-client';
 import { now, percentile, round, until, warmPublications } from './lib.js';
 import { runPublisher, type Via } from './publisher.js';
 
-type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws';
+type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws' | 'socketio-uws-recovery';
 
 interface Target {
   /** Row label. */
@@ -191,6 +191,8 @@ export async function benchSocketIo(opts: { quick: boolean }): Promise<Record<st
     ...(opts.quick ? [] : [{ name: 'rt-2-shards', kind: 'rt' as Kind, workers: 2 }]),
     { name: 'socketio', kind: 'socketio', workers: 1 },
     { name: 'socketio-uws', kind: 'socketio-uws', workers: 1 },
+    // The like-for-like pair of the gateway with recovery on (its default): socket.io on uWS with it on.
+    { name: 'socketio-uws-recovery', kind: 'socketio-uws-recovery', workers: 1 },
   ];
   const rows: Record<string, unknown>[] = [];
   const only = process.env.BENCH_SIO_TARGETS?.split(','); // e.g. rt,socketio-uws
@@ -208,6 +210,9 @@ export async function benchSocketIo(opts: { quick: boolean }): Promise<Record<st
       summary: 'deliveries per server CPU-second: rt-actors gateway (1 shard) / socket.io',
       vs_socketio_default: round(perCpu('rt') / perCpu('socketio'), 1),
       vs_socketio_uws: round(perCpu('rt') / perCpu('socketio-uws'), 2),
+      // Like for like: both with connection state recovery, and both without.
+      vs_socketio_uws_both_recovery: round(perCpu('rt') / perCpu('socketio-uws-recovery'), 2),
+      vs_socketio_uws_neither_recovery: round(perCpu('rt-no-recovery') / perCpu('socketio-uws'), 2),
       user_cpu_vs_socketio_default: round(user('socketio') / user('rt'), 1),
       user_cpu_vs_socketio_uws: round(user('socketio-uws') / user('rt'), 2),
       target_vs_default: 15,

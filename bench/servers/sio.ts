@@ -1,14 +1,15 @@
 /**
  * A Socket.IO-speaking benchmark server in its own process, so its CPU time is its own: the rt-actors
  * gateway ('rt'), socket.io 4 with its default engine ('socketio'), or socket.io attached to
- * uWebSockets.js ('socketio-uws'). Clients subscribe with `emit('subscribe', { channel }, ack)` on all
+ * uWebSockets.js ('socketio-uws'; 'socketio-uws-recovery' with connection state recovery on, which the
+ * gateway has on by default: 120 s, the same window). Clients subscribe with `emit('subscribe', { channel }, ack)` on all
  * three. Driven over IPC by bench/socketio.ts: publish at a rate, report CPU.
  */
 import { performance } from 'node:perf_hooks';
 import { createServer as createHttpServer } from 'node:http';
 import uWS from 'uWebSockets.js';
 
-type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws';
+type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws' | 'socketio-uws-recovery';
 const kind = (process.argv[2] ?? 'rt') as Kind;
 const workers = Number(process.argv[3] ?? 2);
 
@@ -38,7 +39,8 @@ async function start(): Promise<void> {
     return;
   }
   const { Server } = await import('socket.io');
-  const io = new Server({ transports: ['websocket'], serveClient: false });
+  const recovery = kind === 'socketio-uws-recovery' ? { connectionStateRecovery: { maxDisconnectionDuration: 120_000 } } : {};
+  const io = new Server({ transports: ['websocket'], serveClient: false, ...recovery });
   io.on('connection', (socket) => {
     socket.on('subscribe', (p: { channel: string }, ack?: (r: unknown) => void) => {
       void socket.join(p.channel);
