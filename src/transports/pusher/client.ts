@@ -53,7 +53,7 @@ export class PusherClient extends Client {
   badFrames = 0;
   /** Every inbound frame (--rate-limit). */
   bucket?: TokenBucket;
-  /** Client events (the app's maxClientEventsPerSecond). */
+  /** Client events (the app's maxClientEventsPerSecond), made on the first one. */
   clientEvents?: TokenBucket;
   /**
    * Channels (internal names) being subscribed, so a frame for one in flight is answered after it.

@@ -94,7 +94,6 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       }
       const app = data.app!;
       const client = new PusherClient(hub.nextSocketId(), app, ws);
-      if (app.maxClientEventsPerSecond > 0) client.clientEvents = new TokenBucket(app.maxClientEventsPerSecond, app.maxClientEventsPerSecond);
       data.client = client;
       hub.add(client);
       hub.aliases.set(client.socketId, client);
@@ -177,7 +176,9 @@ function clientEvent(gw: PusherGateway, client: PusherClient, event: string, cha
   const internal = internalName(app, channel);
   if (!client.channels.has(internal)) return refuse(`Client event rejected: not subscribed to ${channel}`);
   if (size > app.maxEventPayload + 400) return refuse(`Client event rejected: payload larger than ${app.maxEventPayload} bytes`);
-  if (client.clientEvents && !client.clientEvents.take()) return refuse('Client event rejected due to rate limit', PusherClose.RATE_LIMITED);
+  // The bucket is made on the first client event, as the --rate-limit one is (rateRefusal): most connections never send one.
+  const perSecond = app.maxClientEventsPerSecond;
+  if (perSecond > 0 && !(client.clientEvents ??= new TokenBucket(perSecond, perSecond)).take()) return refuse('Client event rejected due to rate limit', PusherClose.RATE_LIMITED);
   // Sent as a whisper: the channel's actor decides when it has onMessage (on public channels too, as
   // for every other transport); otherwise the owner applies Pusher's rule (private and presence only).
   const isPublic = channelKind(channel) === 'public';
