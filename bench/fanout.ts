@@ -9,7 +9,7 @@
  */
 import { io as ioClient, type Socket } from 'socket.io-client';
 import type WebSocket from 'ws';
-import { BenchServer, connectMany, now, percentile, round, until, warmPublications, type ServerKind } from './lib.js';
+import { BenchServer, connectMany, now, percentile, publishPath, round, until, warmPublications, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
 
 interface Load { subscribers: number; rate: number; seconds: number; size: number }
@@ -50,6 +50,8 @@ async function subscribeAll(kind: ServerKind, port: number, n: number, channel: 
 
 /** BENCH_WORKERS=1,2,4 measures rt-actors (and uws-threads) at each shard (thread) count (default: 2). */
 const shardCounts = (process.env.BENCH_WORKERS?.split(',').map(Number) ?? [2]);
+/** The thread counts a server is measured at: the single-threaded baselines once. */
+const threadCounts = (kind: ServerKind): number[] => (kind === 'rt' || kind === 'uws-threads' ? shardCounts : [2]);
 
 /**
  * How the publications enter the server: from inside its process at `rate`, as HTTP POSTs from this
@@ -100,7 +102,7 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
     // dozen per-publication functions were still being compiled in the measured window.
     const publishAll = (count: number): Promise<unknown> =>
       via === 'backend'
-        ? runPublisher({ port: server.port, via: { kind: 'http', path: kind === 'rt' ? '/api/publish' : '/publish', headers: { authorization: 'Bearer bench' } }, pace: { kind: 'burst', count }, size: load.size })
+        ? runPublisher({ port: server.port, via: { kind: 'http', path: publishPath(kind), headers: { authorization: 'Bearer bench' } }, pace: { kind: 'burst', count }, size: load.size })
         : via === 'http'
           ? server.publishOverHttp(kind, 'bench', load.rate, count, load.size)
           : server.publish('bench', load.rate, count, load.size);
@@ -157,19 +159,19 @@ export async function benchFanout(opts: { quick: boolean }): Promise<Record<stri
   // to tell what threads cost on this machine from what rt-actors costs.
   const kinds = (process.env.BENCH_SERVERS?.split(',') ?? ['uws', 'uws-threads', 'rt', 'socketio']) as ServerKind[];
   for (const kind of group('fanout') ? kinds : []) {
-    for (const w of kind === 'rt' || kind === 'uws-threads' ? shardCounts : [2]) out.push({ bench: 'fanout', ...(await run(kind, fan, w)) });
+    for (const w of threadCounts(kind)) out.push({ bench: 'fanout', ...(await run(kind, fan, w)) });
   }
   // Issue 15's method: a backend process publishing over HTTP as fast as 32 concurrent requests allow
   // (the clients, not the servers, set the pace: deliveries back up, and servers write several
   // publications per socket write). Not for the socket.io baseline (no HTTP publish route).
   const burst: Load = { ...fan, rate: opts.quick ? 200 : 500, seconds: opts.quick ? 1 : 4 };
   for (const kind of group('backend') ? kinds.filter((k) => k !== 'socketio') : []) {
-    for (const w of kind === 'rt' || kind === 'uws-threads' ? shardCounts : [2]) out.push({ bench: 'fanout', ...(await run(kind, burst, w, 'backend')) });
+    for (const w of threadCounts(kind)) out.push({ bench: 'fanout', ...(await run(kind, burst, w, 'backend')) });
   }
   // Latency at a fixed, modest rate so queues stay short.
   const lat: Load = opts.quick ? { subscribers: 100, rate: 200, seconds: 2, size: 64 } : { subscribers: 100, rate: 500, seconds: 10, size: 64 };
   for (const kind of group('latency') ? kinds.filter((k) => k !== 'socketio') : []) {
-    for (const w of kind === 'rt' || kind === 'uws-threads' ? shardCounts : [2]) {
+    for (const w of threadCounts(kind)) {
       // In-process, then the same published by a backend over HTTP (each server's publish endpoint),
       // as users do. BENCH_VIA=process or http runs one of them.
       for (const via of ['process', 'http'] as const) {

@@ -6,6 +6,11 @@ import WebSocket from 'ws';
 
 export type ServerKind = 'rt' | 'uws' | 'uws-threads' | 'socketio';
 
+/** Where a backend POSTs a publication: rt-actors' API, or the plain uWS servers' minimal route. */
+export function publishPath(kind: ServerKind): string {
+  return kind === 'rt' ? '/api/publish' : '/publish';
+}
+
 export class BenchServer {
   /** Waiters per reply key, FIFO: several requests of one kind may be in flight (e.g. two publish loops). */
   private waiters = new Map<string, Array<(m: any) => void>>();
@@ -64,7 +69,7 @@ export class BenchServer {
    */
   async publishOverHttp(kind: ServerKind, channel: string, rate: number, count: number, size: number): Promise<void> {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-    const path = kind === 'rt' ? '/api/publish' : '/publish';
+    const path = publishPath(kind);
     const post = (seq: number): Promise<void> =>
       new Promise((resolve, reject) => {
         const head = JSON.stringify({ seq, t: now(), p: '' });
