@@ -9,7 +9,7 @@
  */
 import { io as ioClient, type Socket } from 'socket.io-client';
 import type WebSocket from 'ws';
-import { BenchServer, connectMany, now, percentile, publishPath, round, until, warmPublications, type ServerKind } from './lib.js';
+import { BenchServer, connectMany, now, percentile, publishPath, round, threadDelta, until, warmChannels, warmPublications, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
 
 interface Load { subscribers: number; rate: number; seconds: number; size: number }
@@ -61,8 +61,8 @@ const threadCounts = (kind: ServerKind): number[] => (kind === 'rt' || kind === 
 type Via = 'process' | 'http' | 'backend';
 
 /**
- * Publications on a side channel (8 subscribers) before a row is measured: BENCH_WARM_PUBS, default
- * 20,000. V8 optimises a function after enough calls, and rt-actors' per-publication functions (ring
+ * Publications on side channels (8 subscribers each; one channel owned by each shard, see warmChannels)
+ * before a row is measured: BENCH_WARM_PUBS, default 20,000, sent the way the row's load is. V8 optimises a function after enough calls, and rt-actors' per-publication functions (ring
  * drain, frame decode, the actor's publish, the wire encoding) are called once per publication: at
  * 200/s the first thousands of them run in V8's baseline tier, with its inline-cache stubs, while the
  * compiler threads work. Measured on the 2-shard fan-out row (user CPU per 1M deliveries): 430–680 ms
@@ -72,14 +72,24 @@ type Via = 'process' | 'http' | 'backend';
  * side channel of a few subscribers makes the warm-up take seconds instead of the minutes the
  * measured channel's 1,000 clients would need. 0 skips it (the figures before 2026-11-26 11:00).
  */
-async function warmJit(kind: ServerKind, server: BenchServer, via: Via, size: number): Promise<void> {
+async function warmJit(kind: ServerKind, server: BenchServer, workers: number, via: Via, size: number): Promise<void> {
   const pubs = warmPublications();
   if (pubs === 0) return;
+  // As the measured load comes (same route, same publisher), on a channel owned by each shard.
+  const channels = warmChannels(kind === 'rt' ? workers : 1);
+  const each = Math.ceil(pubs / channels.length);
   let got = 0;
-  const few = await subscribeAll(kind, server.port, 8, 'warm', () => got++);
-  if (via !== 'process') await server.publishOverHttp(kind, 'warm', 5_000, pubs, size);
-  else await server.publish('warm', 10_000, pubs, size);
-  await until(() => got >= pubs * few.length, 30_000);
+  const few = (await Promise.all(channels.map((ch) => subscribeAll(kind, server.port, 8, ch, () => got++)))).flat();
+  await Promise.all(
+    channels.map((channel) =>
+      via === 'backend'
+        ? runPublisher({ port: server.port, channel, via: { kind: 'http', path: publishPath(kind), headers: { authorization: 'Bearer bench' } }, pace: { kind: 'burst', count: each }, size })
+        : via === 'http'
+          ? server.publishOverHttp(kind, channel, 5_000 / channels.length, each, size)
+          : server.publish(channel, 10_000 / channels.length, each, size),
+    ),
+  );
+  await until(() => got >= each * 8 * channels.length, 60_000);
   few.forEach((s) => s.close());
 }
 
@@ -94,7 +104,7 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
       if ((d.seq & 7) === 0) lat.push(now() - d.t);
     });
     await new Promise((r) => setTimeout(r, 300));
-    await warmJit(kind, server, via, load.size);
+    await warmJit(kind, server, workers, via, load.size);
     // Then the measured load itself, once, not measured: a change of channel or of publisher after the
     // side channel deoptimises a few functions and invalidates the optimised code of others (V8's
     // --trace-opt/--trace-deopt: "wrong map", "code dependencies"), and they must be optimised again
@@ -121,6 +131,8 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
     await until(() => delivered >= expected, 20_000);
     const elapsed = (now() - t0) / 1000;
     const cpu1 = await server.cpuSplit();
+    // BENCH_THREADS=1: where the window's CPU went, per thread (user+kernel ms), on stderr.
+    if (process.env.BENCH_THREADS) console.error(`-- threads ${kind} ${workers} ${via}: ${threadDelta(cpu0, cpu1)}`);
     const user = cpu1.user - cpu0.user;
     const kernel = cpu1.system - cpu0.system;
     const cpu = user + kernel;

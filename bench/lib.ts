@@ -3,12 +3,30 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import http from 'node:http';
 import WebSocket from 'ws';
+import { ownerOf } from '../src/runtime/hash.js';
 
 export type ServerKind = 'rt' | 'uws' | 'uws-threads' | 'socketio';
 
 /** Where a backend POSTs a publication: rt-actors' API, or the plain uWS servers' minimal route. */
 export function publishPath(kind: ServerKind): string {
   return kind === 'rt' ? '/api/publish' : '/publish';
+}
+
+/** CPU time in µs, all threads, and per thread (`"<tid> <name>"`, Linux only). */
+export interface CpuSplit {
+  user: number;
+  system: number;
+  threads: Record<string, { user: number; system: number }>;
+}
+
+/** Per-thread CPU ms between two samples, busiest first, as one line ("name user+kernel"). */
+export function threadDelta(a: CpuSplit, b: CpuSplit): string {
+  return Object.entries(b.threads)
+    .map(([k, v]) => ({ k, u: (v.user - (a.threads[k]?.user ?? 0)) / 1000, s: (v.system - (a.threads[k]?.system ?? 0)) / 1000 }))
+    .filter((t) => t.u + t.s > 0)
+    .sort((x, y) => y.u + y.s - (x.u + x.s))
+    .map((t) => `${t.k} ${Math.round(t.u)}+${Math.round(t.s)}`)
+    .join(', ');
 }
 
 export class BenchServer {
@@ -44,8 +62,8 @@ export class BenchServer {
   }
 
   /** CPU time of the server process, all threads, in µs: user and kernel. */
-  cpuSplit(): Promise<{ user: number; system: number }> {
-    return this.ask<{ user: number; system: number }>({ type: 'cpu' }, 'cpu');
+  cpuSplit(): Promise<CpuSplit> {
+    return this.ask<CpuSplit>({ type: 'cpu' }, 'cpu');
   }
 
   /** RSS as it is, without collecting garbage first. */
@@ -131,6 +149,23 @@ export async function until(done: () => boolean, timeoutMs: number, stepMs = 5):
  * Publications to a side channel before a suite measures anything: BENCH_WARM_PUBS, default 20,000; 0
  * skips the warm-up. Why, and the figures: warmJit in bench/fanout.ts.
  */
+/**
+ * The side channels of a warm-up: one owned by each of `threads` shards. A shard runs different code
+ * for a channel it owns (the actor, the encoding for every shard) than for one it forwards to (the
+ * request, the delivery frame); warmed on one channel, the measured channel's owner may meet its role
+ * for the first time in the measured window, and V8 compiles it there (seen with --trace-opt: decodeHot,
+ * encodeHot, dispatch, readBody, the HTTP handler, compiled on the helper threads after the mark).
+ */
+export function warmChannels(threads: number): string[] {
+  const out: string[] = [];
+  for (let s = 0; s < threads; s++) {
+    let k = 0;
+    while (ownerOf(`warm-${k}`, threads) !== s) k++;
+    out.push(`warm-${k}`);
+  }
+  return out;
+}
+
 export function warmPublications(): number {
   const n = Number(process.env.BENCH_WARM_PUBS ?? 20_000);
   return n > 0 ? n : 0;

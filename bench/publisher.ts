@@ -26,19 +26,21 @@ export interface PublisherSpec {
   via: Via;
   pace: Pace;
   size: number;
+  /** The channel published to (default `bench`; the warm-ups use side channels). */
+  channel?: string;
 }
 
 type Send = (body: string) => Promise<unknown>;
 
-function sender(port: number, via: Via): Send {
+function sender(port: number, via: Via, channel: string): Send {
   if (via.kind === 'pusher') {
     const backend = new PusherServer({ appId: via.app.id, key: via.app.key, secret: via.app.secret, host: '127.0.0.1', port: String(port), useTLS: false } as never);
-    return (data) => backend.trigger('bench', 'm', data);
+    return (data) => backend.trigger(channel, 'm', data);
   }
   const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
   return (data) =>
     new Promise<void>((resolve, reject) => {
-      const body = `{"channel":"bench","event":"m","data":${data}}`;
+      const body = `{"channel":${JSON.stringify(channel)},"event":"m","data":${data}}`;
       const req = http.request({ host: '127.0.0.1', port, path: via.path, method: 'POST', agent, headers: { ...via.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
         res.resume();
         res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`publish: HTTP ${res.statusCode}`))));
@@ -56,7 +58,7 @@ export function payload(size: number, seq: number): string {
 
 export async function publish(spec: PublisherSpec): Promise<void> {
   const { pace, size } = spec;
-  const send = sender(spec.port, spec.via);
+  const send = sender(spec.port, spec.via, spec.channel ?? 'bench');
   if (pace.kind === 'rate') {
     const count = Math.round(pace.rate * pace.seconds);
     const t0 = now();

@@ -9,7 +9,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { io as ioClient, type Socket } from 'socket.io-client';
-import { now, percentile, round, until, warmPublications } from './lib.js';
+import { now, percentile, round, until, warmChannels, warmPublications } from './lib.js';
 import { runPublisher, type Via } from './publisher.js';
 
 type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws' | 'socketio-uws-recovery';
@@ -93,18 +93,29 @@ async function subscribeAll(port: number, n: number, channel: string, onMessage:
   return socks;
 }
 
+/** Where a backend POSTs a publication to this server (bench/servers/sio.ts). */
+function backendVia(kind: Kind): Via {
+  const rt = kind === 'rt' || kind === 'rt-no-recovery';
+  return { kind: 'http', path: rt ? '/api/publish' : '/publish', headers: rt ? { authorization: 'Bearer bench' } : {} };
+}
+
 /**
  * V8 warm-up before anything is measured, as in bench/fanout.ts (see warmJit there for the figures):
- * BENCH_WARM_PUBS publications (default 20,000) to 8 subscribers of a side channel, so the per-publication
- * functions are optimised as in a server that has been running for a while. 0 skips it.
+ * BENCH_WARM_PUBS publications (default 20,000) from inside the server and as many from a backend over
+ * HTTP, the two ways the loads come, to 8 subscribers of side channels (one owned by each shard, see
+ * warmChannels), so the per-publication functions are optimised as in a server that has been running
+ * for a while. 0 skips it.
  */
-async function warmJit(server: SioBenchServer): Promise<void> {
+async function warmJit(server: SioBenchServer, target: Target): Promise<void> {
   const pubs = warmPublications();
   if (pubs === 0) return;
+  const channels = warmChannels(target.workers);
+  const each = Math.ceil(pubs / channels.length);
   let got = 0;
-  const few = await subscribeAll(server.port, 8, 'warm', () => got++);
-  await server.ask({ type: 'publish', channel: 'warm', rate: 10_000, count: pubs, size: 64, tickMs: 10 }, 'published');
-  await until(() => got >= pubs * few.length, 30_000);
+  const few = (await Promise.all(channels.map((ch) => subscribeAll(server.port, 8, ch, () => got++)))).flat();
+  for (const channel of channels) await server.ask({ type: 'publish', channel, rate: 10_000, count: each, size: 64, tickMs: 10 }, 'published');
+  await Promise.all(channels.map((channel) => runPublisher({ port: server.port, channel, via: backendVia(target.kind), pace: { kind: 'burst', count: each }, size: 64 })));
+  await until(() => got >= 2 * each * 8 * channels.length, 60_000);
   few.forEach((s) => s.close());
 }
 
@@ -118,7 +129,7 @@ async function run(target: Target, subscribers: number, loads: Load[]): Promise<
       if ((d.seq & 7) === 0) lat.push(now() - d.t);
     });
     await new Promise((r) => setTimeout(r, 200));
-    await warmJit(server);
+    await warmJit(server, target);
     const rows: Record<string, unknown>[] = [];
     for (const load of loads) {
       delivered = 0;
@@ -128,9 +139,7 @@ async function run(target: Target, subscribers: number, loads: Load[]): Promise<
       const cpu0 = await server.cpu();
       const t0 = now();
       if (load.backend) {
-        const rt = target.kind === 'rt' || target.kind === 'rt-no-recovery';
-        const via: Via = { kind: 'http', path: rt ? '/api/publish' : '/publish', headers: rt ? { authorization: 'Bearer bench' } : {} };
-        await runPublisher({ port: server.port, via, pace: { kind: 'burst', count }, size: load.size });
+        await runPublisher({ port: server.port, via: backendVia(target.kind), pace: { kind: 'burst', count }, size: load.size });
       } else {
         await server.ask({ type: 'publish', channel: 'bench', rate: load.rate, count, size: load.size, tickMs: load.tickMs }, 'published');
       }

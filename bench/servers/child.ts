@@ -2,6 +2,7 @@
  * A benchmark server in its own process, so its CPU time and memory are its own. Started by
  * bench/lib.ts with `--kind rt|uws|uws-threads|socketio`; driven over IPC: publish at a rate, report CPU and RSS.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import uWS from 'uWebSockets.js';
 import { createServer as createHttpServer } from 'node:http';
@@ -89,11 +90,31 @@ function publishAtRate(c: PublishCmd): void {
   publishing.add(timer);
 }
 
+/**
+ * CPU time per thread (Linux /proc), in µs, keyed by thread id and name: which thread — the main one,
+ * a shard, V8's compiler or GC helpers, libuv's pool — a figure's user and kernel time went to.
+ */
+function threadTimes(): Record<string, { user: number; system: number }> {
+  const out: Record<string, { user: number; system: number }> = {};
+  const tick = 1e6 / 100; // USER_HZ is 100 on Linux
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[`${tid} ${name}`] = { user: Number(f[11]) * tick, system: Number(f[12]) * tick };
+    }
+  } catch {
+    // Not Linux: no per-thread figures.
+  }
+  return out;
+}
+
 process.on('message', async (c: Cmd) => {
   if (c.type === 'publish') publishAtRate(c);
   else if (c.type === 'cpu') {
     const u = process.cpuUsage();
-    process.send!({ type: 'cpu', user: u.user, system: u.system });
+    process.send!({ type: 'cpu', user: u.user, system: u.system, threads: threadTimes() });
   } else if (c.type === 'rss') {
     process.send!({ type: 'rss', rss: process.memoryUsage().rss });
   } else if (c.type === 'mem') {
