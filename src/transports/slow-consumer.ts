@@ -8,9 +8,18 @@
 import type { WebSocket } from 'uWebSockets.js';
 import type { Hub } from '../runtime/hub.js';
 import { countRefusal } from '../runtime/instruments.js';
+import { metrics } from '../runtime/metrics.js';
 
-/** How often sockets are checked for a send buffer over --max-backpressure. */
+/** How often sockets are checked for a send buffer over --max-backpressure while messages flow. */
 const SWEEP_MS = 100;
+
+/**
+ * While nothing was delivered and no client sent anything, buffers can only shrink: a pass over every
+ * connection then runs this rarely (it is a C++ call per socket: 10,000 idle connections cost a shard
+ * ~8 ms of CPU a second at SWEEP_MS). Sends that are neither (a presence event, a refresh) are small,
+ * and still swept within this.
+ */
+const IDLE_SWEEP_MS = 1000;
 
 /** Room above --max-backpressure, at least, before uWS's own limit drops messages (and close frames). */
 const MIN_HEADROOM = 4 * 1024 * 1024;
@@ -30,7 +39,17 @@ const swept = new WeakSet<Hub>();
 export function sweepSlowConsumers(hub: Hub, maxBackpressure: number): void {
   if (swept.has(hub)) return;
   swept.add(hub);
+  const m = metrics();
+  // Everything this host delivered and received: unchanged means no buffer can have grown since.
+  const activity = (): number => m.value('rt_deliveries_total') + m.list('rt_messages_in_total').reduce((n, s) => n + s.value, 0);
+  let seen = -1;
+  let lastPass = 0;
   setInterval(() => {
+    const now = performance.now();
+    const a = activity();
+    if (a === seen && now - lastPass < IDLE_SWEEP_MS) return;
+    seen = a;
+    lastPass = now;
     for (const c of hub.clients.values()) {
       if (c.endSlowConsumer && !c.closed && c.ws && c.ws.getBufferedAmount() > maxBackpressure) {
         countRefusal('slow_consumer');
