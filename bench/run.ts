@@ -11,6 +11,7 @@ const suites: Array<[string, string, string]> = [
   ['hot-frames', './hot-frames.js', 'benchHotFrames'],
   ['token-verify', './token-verify.js', 'benchTokenVerify'],
   ['fanout', './fanout.js', 'benchFanout'],
+  ['http-publish', './http-publish.js', 'benchHttpPublish'],
   ['memory', './memory.js', 'benchMemory'],
   ['socketio', './socketio.js', 'benchSocketIo'],
   ['pusher', './pusher.js', 'benchPusher'],
