@@ -62,8 +62,8 @@ type Via = 'process' | 'http' | 'backend';
 
 /**
  * Publications on side channels (8 subscribers each; one channel owned by each shard, see warmChannels)
- * before a row is measured: BENCH_WARM_PUBS, default 20,000, sent the way the row's load is. V8 optimises a function after enough calls, and rt-actors' per-publication functions (ring
- * drain, frame decode, the actor's publish, the wire encoding) are called once per publication: at
+ * before a row is measured: BENCH_WARM_PUBS, default 20,000, sent the way the row's load is. V8
+ * optimises a function after enough calls, and rt-actors' per-publication functions (ring drain, frame decode, the actor's publish, the wire encoding) are called once per publication: at
  * 200/s the first thousands of them run in V8's baseline tier, with its inline-cache stubs, while the
  * compiler threads work. Measured on the 2-shard fan-out row (user CPU per 1M deliveries): 430–680 ms
  * after 200 publications on the measured channel, 303 after 2,000, 232–275 after 4,000–6,000; after

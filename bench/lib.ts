@@ -146,10 +146,6 @@ export async function until(done: () => boolean, timeoutMs: number, stepMs = 5):
 }
 
 /**
- * Publications to a side channel before a suite measures anything: BENCH_WARM_PUBS, default 20,000; 0
- * skips the warm-up. Why, and the figures: warmJit in bench/fanout.ts.
- */
-/**
  * The side channels of a warm-up: one owned by each of `threads` shards. A shard runs different code
  * for a channel it owns (the actor, the encoding for every shard) than for one it forwards to (the
  * request, the delivery frame); warmed on one channel, the measured channel's owner may meet its role
@@ -166,6 +162,10 @@ export function warmChannels(threads: number): string[] {
   return out;
 }
 
+/**
+ * Publications to side channels (see warmChannels) before a suite measures anything: BENCH_WARM_PUBS,
+ * default 20,000; 0 skips the warm-up. Why, and the figures: warmJit in bench/fanout.ts.
+ */
 export function warmPublications(): number {
   const n = Number(process.env.BENCH_WARM_PUBS ?? 20_000);
   return n > 0 ? n : 0;
