@@ -2,11 +2,15 @@
  * The HTTP publish route alone: a backend POSTs publications to a channel with no subscribers, as fast
  * as 32 concurrent requests allow; server CPU per request, rt-actors' POST /api/publish against the plain
  * uWS baselines' POST /publish (parse, frame, publish, answer). What a publication costs before fan-out.
+ * Three measured rounds after a warm-up round of the same size; the median is reported.
  *
  *   node dist/bench/http-publish.js [--quick]
  */
 import { BenchServer, publishPath, round, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
+
+/** Measured rounds per server; the row gives their median, and the spread (this machine's noise is ±20 %). */
+const ROUNDS = 3;
 
 async function run(kind: ServerKind, workers: number, count: number): Promise<Record<string, unknown>> {
   const server = await BenchServer.start(kind, workers);
@@ -14,19 +18,27 @@ async function run(kind: ServerKind, workers: number, count: number): Promise<Re
     const send = (n: number): Promise<void> => runPublisher({ port: server.port, channel: 'nobody', via: { kind: 'http', path: publishPath(kind), headers: { authorization: 'Bearer bench' } }, pace: { kind: 'burst', count: n }, size: 64 });
     await send(count); // warm-up, as measured
     if (process.env.BENCH_NODE_ARGS) console.error(`-- measuring ${kind}`);
-    const a = await server.cpuSplit();
-    const t0 = performance.now();
-    await send(count);
-    const elapsed = (performance.now() - t0) / 1000;
-    const b = await server.cpuSplit();
+    const rounds: { rate: number; user: number; kernel: number }[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const a = await server.cpuSplit();
+      const t0 = performance.now();
+      await send(count);
+      const elapsed = (performance.now() - t0) / 1000;
+      const b = await server.cpuSplit();
+      rounds.push({ rate: count / elapsed, user: (b.user - a.user) / count, kernel: (b.system - a.system) / count });
+    }
+    const median = (k: 'rate' | 'user' | 'kernel'): number => rounds.map((r) => r[k]).sort((x, y) => x - y)[ROUNDS >> 1]!;
+    const users = rounds.map((r) => r.user);
     return {
       bench: 'http-publish',
       server: kind,
       ...(kind === 'rt' ? { shards: workers } : kind === 'uws-threads' ? { threads: workers } : {}),
       requests: count,
-      requests_per_s: Math.round(count / elapsed),
-      server_user_us_per_request: round((b.user - a.user) / count, 1),
-      server_kernel_us_per_request: round((b.system - a.system) / count, 1),
+      rounds: ROUNDS,
+      requests_per_s: Math.round(median('rate')),
+      server_user_us_per_request: round(median('user'), 1),
+      server_user_us_per_request_range: [round(Math.min(...users), 1), round(Math.max(...users), 1)],
+      server_kernel_us_per_request: round(median('kernel'), 1),
     };
   } finally {
     await server.stop();
