@@ -9,7 +9,7 @@
  */
 import { io as ioClient, type Socket } from 'socket.io-client';
 import type WebSocket from 'ws';
-import { BenchServer, connectMany, now, percentile, publishPath, round, threadDelta, until, warmChannels, warmPublications, type ServerKind } from './lib.js';
+import { BenchServer, connectMany, now, backendVia, percentile, round, threadDelta, until, warmChannels, warmPublications, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
 
 interface Load { subscribers: number; rate: number; seconds: number; size: number }
@@ -83,7 +83,7 @@ async function warmJit(kind: ServerKind, server: BenchServer, workers: number, v
   await Promise.all(
     channels.map((channel) =>
       via === 'backend'
-        ? runPublisher({ port: server.port, channel, via: { kind: 'http', path: publishPath(kind), headers: { authorization: 'Bearer bench' } }, pace: { kind: 'burst', count: each }, size })
+        ? runPublisher({ port: server.port, channel, via: backendVia(kind), pace: { kind: 'burst', count: each }, size })
         : via === 'http'
           ? server.publishOverHttp(kind, channel, 5_000 / channels.length, each, size)
           : server.publish(channel, 10_000 / channels.length, each, size),
@@ -112,7 +112,7 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
     // dozen per-publication functions were still being compiled in the measured window.
     const publishAll = (count: number): Promise<unknown> =>
       via === 'backend'
-        ? runPublisher({ port: server.port, via: { kind: 'http', path: publishPath(kind), headers: { authorization: 'Bearer bench' } }, pace: { kind: 'burst', count }, size: load.size })
+        ? runPublisher({ port: server.port, via: backendVia(kind), pace: { kind: 'burst', count }, size: load.size })
         : via === 'http'
           ? server.publishOverHttp(kind, 'bench', load.rate, count, load.size)
           : server.publish('bench', load.rate, count, load.size);

@@ -6,7 +6,7 @@
  *
  *   node dist/bench/http-publish.js [--quick]
  */
-import { BenchServer, publishPath, round, type ServerKind } from './lib.js';
+import { backendVia, BenchServer, round, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
 
 /** Measured rounds per server; the row gives their median, and the spread (this machine's noise is ±20 %). */
@@ -15,7 +15,7 @@ const ROUNDS = 3;
 async function run(kind: ServerKind, workers: number, count: number): Promise<Record<string, unknown>> {
   const server = await BenchServer.start(kind, workers);
   try {
-    const send = (n: number): Promise<void> => runPublisher({ port: server.port, channel: 'nobody', via: { kind: 'http', path: publishPath(kind), headers: { authorization: 'Bearer bench' } }, pace: { kind: 'burst', count: n }, size: 64 });
+    const send = (n: number): Promise<void> => runPublisher({ port: server.port, channel: 'nobody', via: backendVia(kind), pace: { kind: 'burst', count: n }, size: 64 });
     await send(count); // warm-up, as measured
     if (process.env.BENCH_NODE_ARGS) console.error(`-- measuring ${kind}`);
     const rounds: { rate: number; user: number; kernel: number }[] = [];

@@ -4,12 +4,18 @@ import { performance } from 'node:perf_hooks';
 import http from 'node:http';
 import WebSocket from 'ws';
 import { ownerOf } from '../src/runtime/hash.js';
+import type { Via } from './publisher.js';
 
 export type ServerKind = 'rt' | 'uws' | 'uws-threads' | 'socketio';
 
 /** Where a backend POSTs a publication: rt-actors' API, or the plain uWS servers' minimal route. */
 export function publishPath(kind: ServerKind): string {
   return kind === 'rt' ? '/api/publish' : '/publish';
+}
+
+/** How the backend process (bench/publisher.ts) reaches a server: its publish route, with the bench API key. */
+export function backendVia(kind: ServerKind): Via {
+  return { kind: 'http', path: publishPath(kind), headers: { authorization: 'Bearer bench' } };
 }
 
 /** CPU time in µs, all threads, and per thread (`"<tid> <name>"`, Linux only). */
