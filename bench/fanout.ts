@@ -11,18 +11,26 @@ import { io as ioClient, type Socket } from 'socket.io-client';
 import type WebSocket from 'ws';
 import { BenchServer, connectMany, now, backendVia, percentile, round, threadDelta, until, warmChannels, warmPublications, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
+import { connectRaw, type RawSocket } from './raw-ws.js';
 
 interface Load { subscribers: number; rate: number; seconds: number; size: number }
 
 interface Sub { close(): void }
 
-async function subscribeAll(kind: ServerKind, port: number, n: number, channel: string, onMessage: (data: { seq: number; t: number }) => void): Promise<Sub[]> {
+/**
+ * The subscribers' client (BENCH_CLIENT): `ws` (default), or `raw` (bench/raw-ws.ts), which finds frame
+ * boundaries without decoding and parses one delivery in eight per socket, for the latency sample.
+ */
+const rawClient = process.env.BENCH_CLIENT === 'raw';
+
+/** `onMessage(t)` once per delivery; `t`, the publication's send time, on a sample of them (1 in 8). */
+async function subscribeAll(kind: ServerKind, port: number, n: number, channel: string, onMessage: (t?: number) => void): Promise<Sub[]> {
   if (kind === 'socketio') {
     const socks: Socket[] = [];
     for (let i = 0; i < n; i += 100) {
       await Promise.all(Array.from({ length: Math.min(100, n - i) }, () => new Promise<void>((resolve, reject) => {
         const s = ioClient(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false, forceNew: true });
-        s.on('m', (_ch: string, data: { seq: number; t: number }) => onMessage(data));
+        s.on('m', (_ch: string, data: { seq: number; t: number }) => onMessage((data.seq & 7) === 0 ? data.t : undefined));
         s.once('connect', () => s.emit('subscribe', { channel }, () => resolve()));
         s.once('connect_error', reject);
         socks.push(s);
@@ -30,6 +38,7 @@ async function subscribeAll(kind: ServerKind, port: number, n: number, channel: 
     }
     return socks.map((s) => ({ close: () => s.close() }));
   }
+  if (rawClient) return subscribeRaw(port, n, channel, onMessage);
   const pending: Promise<void>[] = [];
   const sockets = await connectMany(`ws://127.0.0.1:${port}/ws`, n, (ws: WebSocket) => {
     let subscribed!: () => void;
@@ -39,13 +48,42 @@ async function subscribeAll(kind: ServerKind, port: number, n: number, channel: 
       // Fast path: deliveries carry "op":"message"; parse only the data we time.
       if (text.charCodeAt(7) === 109 /* m */ && text.startsWith('{"op":"message"')) {
         const f = JSON.parse(text);
-        onMessage(f.data);
+        onMessage((f.data.seq & 7) === 0 ? f.data.t : undefined);
       } else if (text.includes('"reply"')) subscribed();
       else if (text.includes('"welcome"')) ws.send(JSON.stringify({ op: 'subscribe', channel, ref: 1 }));
     });
   });
   await Promise.all(pending);
   return sockets.map((s) => ({ close: () => s.terminate() }));
+}
+
+const DELIVERY = Buffer.from('{"op":"message"');
+
+async function subscribeRaw(port: number, n: number, channel: string, onMessage: (t?: number) => void): Promise<Sub[]> {
+  const socks: RawSocket[] = [];
+  for (let i = 0; i < n; i += 200) {
+    socks.push(
+      ...(await Promise.all(
+        Array.from({ length: Math.min(200, n - i) }, async () => {
+          let subscribed!: () => void;
+          const done = new Promise<void>((r) => (subscribed = r));
+          let seen = 0;
+          const s = await connectRaw(port, '/ws', (buf, start, end, sock) => {
+            if (buf.compare(DELIVERY, 0, DELIVERY.length, start, start + DELIVERY.length) === 0) {
+              onMessage((seen++ & 7) === 0 ? JSON.parse(buf.toString('utf8', start, end)).data.t : undefined);
+              return;
+            }
+            const text = buf.toString('utf8', start, end);
+            if (text.includes('"reply"')) subscribed();
+            else if (text.includes('"welcome"')) sock.send(JSON.stringify({ op: 'subscribe', channel, ref: 1 }));
+          });
+          await done;
+          return s;
+        }),
+      )),
+    );
+  }
+  return socks;
 }
 
 /** BENCH_WORKERS=1,2,4 measures rt-actors (and uws-threads) at each shard (thread) count (default: 2). */
@@ -99,9 +137,9 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
   try {
     let delivered = 0;
     const lat: number[] = [];
-    const subs = await subscribeAll(kind, server.port, load.subscribers, 'bench', (d) => {
+    const subs = await subscribeAll(kind, server.port, load.subscribers, 'bench', (t) => {
       delivered++;
-      if ((d.seq & 7) === 0) lat.push(now() - d.t);
+      if (t !== undefined) lat.push(now() - t);
     });
     await new Promise((r) => setTimeout(r, 300));
     await warmJit(kind, server, workers, via, load.size);

@@ -9,6 +9,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { io as ioClient, type Socket } from 'socket.io-client';
+import { connectRaw, type RawSocket } from './raw-ws.js';
 import { now, percentile, round, until, warmChannels, warmPublications } from './lib.js';
 import { runPublisher, type Via } from './publisher.js';
 
@@ -77,14 +78,53 @@ class SioBenchServer {
   }
 }
 
-async function subscribeAll(port: number, n: number, channel: string, onMessage: (d: { seq: number; t: number }) => void): Promise<Socket[]> {
+/** BENCH_CLIENT=raw: subscribers speak Engine.IO 4 / Socket.IO 5 over bench/raw-ws.ts instead of socket.io-client. */
+const rawClient = process.env.BENCH_CLIENT === 'raw';
+const EVENT = Buffer.from('42["m"');
+
+/**
+ * The raw client's subscriber: open (`0{…}`), connect to the main namespace (`40`), subscribe with an
+ * ack (`420[…]`, answered `430[…]`), answer pings (`2` → `3`); deliveries are `42["m",…]` frames, one in
+ * eight per socket parsed for its send time.
+ */
+async function subscribeRaw(port: number, n: number, channel: string, onMessage: (t?: number) => void): Promise<Array<{ close(): void }>> {
+  const socks: RawSocket[] = [];
+  for (let i = 0; i < n; i += 200) {
+    socks.push(
+      ...(await Promise.all(
+        Array.from({ length: Math.min(200, n - i) }, async () => {
+          let subscribed!: () => void;
+          const done = new Promise<void>((r) => (subscribed = r));
+          let seen = 0;
+          const s = await connectRaw(port, '/socket.io/?EIO=4&transport=websocket', (buf, start, end, sock) => {
+            if (buf.compare(EVENT, 0, EVENT.length, start, start + EVENT.length) === 0) {
+              onMessage((seen++ & 7) === 0 ? JSON.parse(buf.toString('utf8', start + 2, end))[2].t : undefined);
+              return;
+            }
+            const text = buf.toString('utf8', start, end);
+            if (text === '2') sock.send('3');
+            else if (text.startsWith('0{')) sock.send('40');
+            else if (text.startsWith('40')) sock.send(`420${JSON.stringify(['subscribe', { channel }])}`);
+            else if (text.startsWith('430')) subscribed();
+          });
+          await done;
+          return s;
+        }),
+      )),
+    );
+  }
+  return socks;
+}
+
+async function subscribeAll(port: number, n: number, channel: string, onMessage: (t?: number) => void): Promise<Array<{ close(): void }>> {
+  if (rawClient) return subscribeRaw(port, n, channel, onMessage);
   const socks: Socket[] = [];
   for (let i = 0; i < n; i += 100) {
     await Promise.all(
       Array.from({ length: Math.min(100, n - i) }, () => new Promise<void>((resolve, reject) => {
         const s = ioClient(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false, forceNew: true });
         socks.push(s);
-        s.on('m', (_ch: string, d: { seq: number; t: number }) => onMessage(d));
+        s.on('m', (_ch: string, d: { seq: number; t: number }) => onMessage((d.seq & 7) === 0 ? d.t : undefined));
         s.once('connect', () => s.emit('subscribe', { channel }, () => resolve()));
         s.once('connect_error', reject);
       })),
@@ -124,9 +164,9 @@ async function run(target: Target, subscribers: number, loads: Load[]): Promise<
   try {
     let delivered = 0;
     let lat: number[] = [];
-    const socks = await subscribeAll(server.port, subscribers, 'bench', (d) => {
+    const socks = await subscribeAll(server.port, subscribers, 'bench', (t) => {
       delivered++;
-      if ((d.seq & 7) === 0) lat.push(now() - d.t);
+      if (t !== undefined) lat.push(now() - t);
     });
     await new Promise((r) => setTimeout(r, 200));
     await warmJit(server, target);
