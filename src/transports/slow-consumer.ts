@@ -65,6 +65,7 @@ export function endDroppedSocket<D extends { client?: { closed: boolean }; gone?
   if (!client || client.closed) return;
   client.closed = true;
   countRefusal('slow_consumer');
+  metrics().inc('rt_slow_consumer_drops_total');
   setImmediate(() => {
     if (!data.gone) ws.end(code, reason);
   });

@@ -10,6 +10,7 @@
  * a ghost of the session for a while that relays late output (handler acks) to the new home.
  */
 import { countRefusal } from '../../runtime/instruments.js';
+import { metrics } from '../../runtime/metrics.js';
 import { randomBytes } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_context_t } from 'uWebSockets.js';
 import { decodeEioPacket, decodeEioPayload, EioError, openPacketData, type EioPacket } from '../../protocol/engineio.js';
@@ -897,6 +898,7 @@ export class Engine {
         // gap it cannot see, so it is disconnected (and reconnects). Deferred: closing a socket from
         // inside uWS's publish loop, where this runs, crashes uWS (see transports/websocket.ts).
         const data = ws.getUserData();
+        metrics().inc('rt_slow_consumer_drops_total');
         setImmediate(() => {
           if (!data.gone) data.session?.close('slow consumer', false);
         });
