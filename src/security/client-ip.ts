@@ -113,9 +113,17 @@ export function setTrustedProxies(trust: ProxyTrust): void {
 }
 
 /** The client address of a request whose socket peer is `peer` (uWS's getRemoteAddressAsText). */
-export function clientAddress(peer: ArrayBuffer | string, header: (name: string) => string | undefined): string {
+export function clientAddress(peer: ArrayBuffer | string, header: (name: 'x-forwarded-for' | 'x-real-ip') => string | undefined): string {
   const text = typeof peer === 'string' ? peer : Buffer.from(peer).toString();
-  if (!current.enabled) return interned(normalizeIp(text) ?? text);
+  if (!current.enabled) {
+    // Without proxies the answer depends on the peer text alone: normalised once per address.
+    let ip = normalizedPeers.get(text);
+    if (ip === undefined) {
+      if (normalizedPeers.size >= 4096) normalizedPeers.clear();
+      normalizedPeers.set(text, (ip = interned(normalizeIp(text) ?? text)));
+    }
+    return ip;
+  }
   return interned(current.clientAddress(text, header('x-forwarded-for') || undefined, header('x-real-ip') || undefined));
 }
 
@@ -124,6 +132,8 @@ export function clientAddress(peer: ArrayBuffer | string, header: (name: string)
  * share one string: each connection keeps its address until it closes, 32 B of heap apiece otherwise.
  */
 const recent = new Map<string, string>();
+/** Peer text as uWS gives it → its normalised, interned address (the no-proxy path). */
+const normalizedPeers = new Map<string, string>();
 function interned(ip: string): string {
   const known = recent.get(ip);
   if (known !== undefined) return known;

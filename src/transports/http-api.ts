@@ -2,14 +2,14 @@
  * The backend's HTTP API (DESIGN.md "HTTP API"): publish, batch, channel queries, user disconnect.
  * Every answer is JSON; every refusal is `{ "error": { "code", "message" } }` with a 4xx/5xx status.
  */
-import { timingSafeEqual } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { assertChannel, assertEvent } from '../protocol/native.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { bridged } from '../bridge/setup.js';
 import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
-import { digestOf, errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
+import { sameSecret } from '../security/same-secret.js';
+import { errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
 import { countApiRequest } from './api-routes.js';
 import { registerOperatorApi } from './operator-api.js';
 import { JsonData } from '../protocol/encoded-payload.js';
@@ -18,14 +18,6 @@ const MAX_CHANNELS_PER_PUBLISH = 100;
 const MAX_BATCH = 1000;
 /** Seconds a client refused with `overloaded` (503) is told to wait before retrying. */
 const OVERLOADED_RETRY_AFTER_S = 1;
-
-/** The configured keys' digests, computed once per thread rather than per request. */
-const keyDigests = new Map<string, Buffer>();
-function keyDigest(key: string): Buffer {
-  let d = keyDigests.get(key);
-  if (!d) keyDigests.set(key, (d = digestOf('sha256', key)));
-  return d;
-}
 
 /**
  * Checks the API key. `operator` routes (the dashboard's: stats, tap, channel queries, publish) also
@@ -36,11 +28,9 @@ export function checkApiKey(ctx: ThreadContext, req: Req, operator = false): voi
   const m = /^Bearer\s+(.+)$/i.exec(h);
   const given = m ? m[1]!.trim() : queryParam(req.query, 'api_key');
   if (!given) throw new RtError('unauthorized', 'missing API key: send "Authorization: Bearer <api key>"', 401);
-  // Compare digests so the comparison is constant-time whatever the lengths.
-  const d = digestOf('sha256', given);
-  if (timingSafeEqual(d, keyDigest(ctx.apiKey))) return;
+  if (sameSecret(given, ctx.apiKey)) return;
   const { dashboard, dashboardToken } = ctx.config;
-  if (operator && dashboard && dashboardToken && timingSafeEqual(d, keyDigest(dashboardToken))) return;
+  if (operator && dashboard && dashboardToken && sameSecret(given, dashboardToken)) return;
   throw new RtError('unauthorized', 'wrong API key', 401);
 }
 
@@ -174,7 +164,7 @@ export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'o
 
 async function jsonBody(ctx: ThreadContext, req: Req, res: HttpResponse, state: { aborted: boolean }): Promise<unknown> {
   // The content-type is not checked: backends send JSON under many labels (curl's default is a form type).
-  return parseJsonBody(await readBody(res, req.headers['content-length'], ctx.config.maxPayload, state));
+  return parseJsonBody(await readBody(res, req.headers['content-length'], ctx.config.maxPayload, state, 'text'));
 }
 
 export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
