@@ -19,7 +19,7 @@ import { Client, CloseCode } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { RtError } from '../errors.js';
 import { authenticate, type Reply } from './native-session.js';
-import { queryParam, sendError, snapshot, statusLine } from './http.js';
+import { queryParam, requestIp, sendError, snapshot, statusLine } from './http.js';
 import { addSession, admitSession, corsOrThrow, enableSessions, newSid, onSession, registerSessionRoutes, removeSession, runFrames, tokenOf, type PollResult, type Session } from './sessions.js';
 import type { TokenBucket } from '../security/token-bucket.js';
 
@@ -191,9 +191,10 @@ export function registerPolling(app: TemplatedApp, ctx: ThreadContext): void {
       const sid = q.get('sid') ?? undefined;
       if (sid === undefined) {
         const token = tokenOf(r);
-        admitSession(ctx, r, token);
+        const ip = requestIp(res, r);
+        admitSession(ctx, ip, token);
         const c = new PollClient(ctx);
-        c.admittedIp = r.ip;
+        c.admittedIp = ip;
         const open = (): void => {
           if (state.aborted) return c.end();
           hub.add(c);

@@ -164,11 +164,11 @@ export function runFrames(ctx: ThreadContext, client: Client & { bucket?: TokenB
  * host-wide connection limits; throws the refusal. Once admitted, the caller must call
  * ctx.limits.release(ip) when the session ends.
  */
-export function admitSession(ctx: ThreadContext, r: Req, token: string | undefined): void {
+export function admitSession(ctx: ThreadContext, ip: string, token: string | undefined): void {
   if (ctx.draining) throw new RtError('unavailable', 'server is shutting down; reconnect', 503);
   if (!token && ctx.config.requireAuth) throw new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401);
-  const admitted = ctx.limits.admit(r.ip);
-  if (admitted !== 'ok') throw admissionError(admitted, r.ip, ctx.config);
+  const admitted = ctx.limits.admit(ip);
+  if (admitted !== 'ok') throw admissionError(admitted, ip, ctx.config);
 }
 
 /** The token of a session-opening request: `token` query parameter or `Authorization: Bearer`. */

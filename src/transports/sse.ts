@@ -27,7 +27,7 @@ import type { ThreadContext } from '../runtime/context.js';
 import type { SubscribeResult } from '../runtime/messages.js';
 import { RtError } from '../errors.js';
 import { authenticate, type Reply } from './native-session.js';
-import { sendError, snapshot, statusLine, type Req } from './http.js';
+import { requestIp, sendError, snapshot, statusLine, type Req } from './http.js';
 import { addSession, admitSession, corsOrThrow, enableSessions, newSid, registerSessionRoutes, removeSession, runFrames, tokenOf, type Session } from './sessions.js';
 import type { TokenBucket } from '../security/token-bucket.js';
 
@@ -408,10 +408,11 @@ export function registerSse(app: TemplatedApp, ctx: ThreadContext): void {
     try {
       headers = corsOrThrow(ctx, r);
       const p = parseRequest(r, ctx.config.maxChannelsPerConnection);
-      admitSession(ctx, r, p.token);
+      const ip = requestIp(res, r);
+      admitSession(ctx, ip, p.token);
       const c = new SseClient(ctx, res, state, p.channels, p.since, p.format, headers);
       client = c;
-      c.admittedIp = r.ip;
+      c.admittedIp = ip;
       const authed = p.token !== undefined ? authenticate(ctx, c, p.token) : undefined;
       // A token verified asynchronously: the stream opens once it is known to be good.
       if (authed instanceof Promise) {
