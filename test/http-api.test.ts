@@ -16,6 +16,11 @@ t.test('HTTP API success paths', async (t) => {
   t.same(many.body, { ok: true, count: 1, offsets: { orders: 2, alerts: 1 } });
   const batch = await api(s.http, '/api/batch', { messages: [{ channel: 'alerts', event: 'b1', data: 1 }, { channel: 'alerts', event: 'b2', data: 2 }] });
   t.same(batch.body, { ok: true, count: 2, offsets: { alerts: 3 } }, 'batch answers like publish: count, and each channel\'s last offset');
+  // The answer is written out by hand (publishAnswer): a name that JSON must escape still comes back whole.
+  const odd = 'q"uo\\te{}:';
+  const quoted = await api(s.http, '/api/publish', { channel: odd, event: 'e', data: 1 });
+  t.equal(quoted.status, 200);
+  t.same(quoted.body, { ok: true, count: 1, offsets: { [odd]: 1 } }, 'a channel name with a quote and a backslash, escaped in the answer');
   const got = await c.waitForMessages('alerts', 3);
   t.same(got.map((f) => f.event), ['both', 'b1', 'b2']);
   // socket_id excludes that connection

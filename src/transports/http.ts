@@ -85,6 +85,11 @@ export function track(res: HttpResponse): { aborted: boolean } {
   return state;
 }
 
+/** A body already serialised as JSON text, which sendJson sends as it is. */
+export class JsonText {
+  constructor(readonly text: string) {}
+}
+
 export function sendJson(res: HttpResponse, state: { aborted: boolean }, status: number, body: unknown, extraHeaders?: Record<string, string>): void {
   if (state.aborted) return;
   state.aborted = true;
@@ -92,7 +97,7 @@ export function sendJson(res: HttpResponse, state: { aborted: boolean }, status:
     res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json');
     if (extraHeaders) for (const [k, v] of Object.entries(extraHeaders)) res.writeHeader(k, v);
     // A 413 may leave unread body bytes behind: close rather than parse them as the next request.
-    res.end(JSON.stringify(body), status === 413);
+    res.end(body instanceof JsonText ? body.text : JSON.stringify(body), status === 413);
   });
 }
 
