@@ -13,7 +13,6 @@ import { errorStatus, JsonText, parseJsonBody, readBody, sendError, sendJson, sn
 import { countApiRequest } from './api-routes.js';
 import { registerOperatorApi } from './operator-api.js';
 import { JsonData } from '../protocol/encoded-payload.js';
-import { memberText } from '../protocol/json-member.js';
 
 const MAX_CHANNELS_PER_PUBLISH = 100;
 const MAX_BATCH = 1000;
@@ -110,14 +109,14 @@ function publishAnswer(count: number, offsets: Record<string, number>): JsonText
   return new JsonText(text + '}}');
 }
 
-/** Publishes one message; records the channels' offsets into `offsets`. `dataText`: the payload's JSON text, when known. */
-async function publish(ctx: ThreadContext, spec: PublishSpec, offsets: Record<string, number>, dataText?: string): Promise<void> {
+/** Publishes one message; records the channels' offsets into `offsets`. */
+async function publish(ctx: ThreadContext, spec: PublishSpec, offsets: Record<string, number>): Promise<void> {
   if (spec.user !== undefined) {
     await ctx.hub.publishToUser(spec.user, spec.event, spec.data, spec.socketId);
     return;
   }
   // Parsed from JSON: it moves on as its text, encoded once here (see encoded-payload.ts).
-  const data = dataText !== undefined ? new JsonData(dataText) : (JsonData.of(spec.data) ?? spec.data);
+  const data = JsonData.of(spec.data) ?? spec.data;
   const results = await Promise.all(spec.channels!.map((ch) => ctx.hub.publish(ch, spec.event, data, 'api', undefined, spec.socketId)));
   spec.channels!.forEach((ch, i) => (offsets[ch] = results[i]!.offset));
 }
@@ -177,23 +176,18 @@ export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'o
   };
 }
 
-/** The body as text. The content-type is not checked: backends send JSON under many labels (curl's default is a form type). */
-function bodyText(ctx: ThreadContext, req: Req, res: HttpResponse, state: { aborted: boolean }): Promise<string> {
-  return readBody(res, req.headers['content-length'], ctx.config.maxPayload, state, 'text');
-}
-
 async function jsonBody(ctx: ThreadContext, req: Req, res: HttpResponse, state: { aborted: boolean }): Promise<unknown> {
-  return parseJsonBody(await bodyText(ctx, req, res, state));
+  // The content-type is not checked: backends send JSON under many labels (curl's default is a form type).
+  return parseJsonBody(await readBody(res, req.headers['content-length'], ctx.config.maxPayload, state, 'text'));
 }
 
 export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
   app.post(
     '/api/publish',
     route(ctx, 0, 'operator', async (c, req, res, state) => {
-      const text = await bodyText(c, req, res, state);
+      const body = await jsonBody(c, req, res, state);
       const offsets: Record<string, number> = {};
-      // The payload's text is read off the body when it is written as JSON.stringify would write it.
-      await publish(c, parsePublish(parseJsonBody(text)), offsets, memberText(text, 'data'));
+      await publish(c, parsePublish(body), offsets);
       return publishAnswer(1, offsets);
     }),
   );
