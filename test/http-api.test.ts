@@ -91,3 +91,38 @@ t.test('HTTP API error paths answer 4xx JSON errors', async (t) => {
   const health = await api(s.http, '/health', undefined, { key: null });
   t.equal(health.body.status, 'ok', 'shards alive after all of that');
 });
+
+t.test('a published payload reaches subscribers as JSON.stringify writes it, whatever the body looked like', async (t) => {
+  const { default: WebSocket } = await import('ws');
+  const s = await startServer(t);
+  const raw: string[] = [];
+  const ws = new WebSocket(s.url + '/ws');
+  t.teardown(() => ws.terminate());
+  await new Promise<void>((resolve) => {
+    ws.on('message', (m) => {
+      const text = m.toString();
+      raw.push(text);
+      if (text.includes('"welcome"')) ws.send(JSON.stringify({ op: 'subscribe', channel: 'layout', ref: 1 }));
+      if (text.includes('"reply"')) resolve();
+    });
+  });
+  const bodies = [
+    // compact
+    '{"channel":"layout","event":"a","data":{"n":1.5,"s":"x","l":[true,null]}}',
+    // spaced out, a number written 1.50, an escape
+    '{ "channel" : "layout", "event" : "b", "data" : { "n" : 1.50, "s" : "a\\u0041" } }',
+    // the member twice: the last one, as JSON.parse keeps
+    '{"channel":"layout","event":"c","data":1,"data":[2]}',
+    // an escape elsewhere in the body
+    '{"channel":"layout","event":"d\\u0021","data":{"k":-0}}',
+  ];
+  for (const body of bodies) t.equal((await api(s.http, '/api/publish', undefined, { raw: body })).status, 200, body);
+  const deadline = Date.now() + 10_000;
+  while (raw.filter((r) => r.includes('"op":"message"')).length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const messages = raw.filter((r) => r.includes('"op":"message"'));
+  t.equal(messages.length, 4);
+  t.ok(messages[0]!.includes('"data":{"n":1.5,"s":"x","l":[true,null]}'), messages[0]);
+  t.ok(messages[1]!.includes('"data":{"n":1.5,"s":"aA"}'), messages[1]);
+  t.ok(messages[2]!.includes('"data":[2]'), messages[2]);
+  t.ok(messages[3]!.includes('"event":"d!"') && messages[3]!.includes('"data":{"k":0}'), messages[3]);
+});
