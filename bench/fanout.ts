@@ -11,7 +11,7 @@ import { io as ioClient, type Socket } from 'socket.io-client';
 import type WebSocket from 'ws';
 import { BenchServer, connectMany, now, backendVia, percentile, round, threadDelta, until, warmChannels, warmPublications, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
-import { connectRaw, type RawSocket } from './raw-ws.js';
+import { subscribeRaw, type RawProtocol } from './raw-ws.js';
 
 interface Load { subscribers: number; rate: number; seconds: number; size: number }
 
@@ -38,7 +38,7 @@ async function subscribeAll(kind: ServerKind, port: number, n: number, channel: 
     }
     return socks.map((s) => ({ close: () => s.close() }));
   }
-  if (rawClient) return subscribeRaw(port, n, channel, onMessage);
+  if (rawClient) return subscribeRaw(port, n, nativeRaw(channel), onMessage);
   const pending: Promise<void>[] = [];
   const sockets = await connectMany(`ws://127.0.0.1:${port}/ws`, n, (ws: WebSocket) => {
     let subscribed!: () => void;
@@ -57,34 +57,16 @@ async function subscribeAll(kind: ServerKind, port: number, n: number, channel: 
   return sockets.map((s) => ({ close: () => s.terminate() }));
 }
 
-const DELIVERY = Buffer.from('{"op":"message"');
-
-async function subscribeRaw(port: number, n: number, channel: string, onMessage: (t?: number) => void): Promise<Sub[]> {
-  const socks: RawSocket[] = [];
-  for (let i = 0; i < n; i += 200) {
-    socks.push(
-      ...(await Promise.all(
-        Array.from({ length: Math.min(200, n - i) }, async () => {
-          let subscribed!: () => void;
-          const done = new Promise<void>((r) => (subscribed = r));
-          let seen = 0;
-          const s = await connectRaw(port, '/ws', (buf, start, end, sock) => {
-            if (buf.compare(DELIVERY, 0, DELIVERY.length, start, start + DELIVERY.length) === 0) {
-              onMessage((seen++ & 7) === 0 ? JSON.parse(buf.toString('utf8', start, end)).data.t : undefined);
-              return;
-            }
-            const text = buf.toString('utf8', start, end);
-            if (text.includes('"reply"')) subscribed();
-            else if (text.includes('"welcome"')) sock.send(JSON.stringify({ op: 'subscribe', channel, ref: 1 }));
-          });
-          await done;
-          return s;
-        }),
-      )),
-    );
-  }
-  return socks;
-}
+/** The native protocol over the raw client: subscribe after the welcome, confirmed by its reply. */
+const nativeRaw = (channel: string): RawProtocol => ({
+  path: '/ws',
+  delivery: Buffer.from('{"op":"message"'),
+  sentAt: (text) => JSON.parse(text).data.t,
+  control: (text, sock, subscribed) => {
+    if (text.includes('"reply"')) subscribed();
+    else if (text.includes('"welcome"')) sock.send(JSON.stringify({ op: 'subscribe', channel, ref: 1 }));
+  },
+});
 
 /** BENCH_WORKERS=1,2,4 measures rt-actors (and uws-threads) at each shard (thread) count (default: 2). */
 const shardCounts = (process.env.BENCH_WORKERS?.split(',').map(Number) ?? [2]);

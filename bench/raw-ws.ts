@@ -96,3 +96,39 @@ export function connectRaw(port: number, path: string, onFrame: OnFrame): Promis
     });
   });
 }
+
+/** How a subscriber speaks a server's protocol over this client. */
+export interface RawProtocol {
+  path: string;
+  /** The first bytes of every delivery frame. */
+  delivery: Buffer;
+  /** A delivery's send time (its payload's `t`), from the frame's text. */
+  sentAt(text: string): number;
+  /** Any other frame: answers it, and calls `subscribed` once the subscription is confirmed. */
+  control(text: string, sock: RawSocket, subscribed: () => void): void;
+}
+
+/**
+ * `n` subscribers, 200 connecting at a time, each subscribed before this resolves. `onMessage(t)` once
+ * per delivery; `t`, the send time, on one delivery in eight per socket (parsed only then).
+ */
+export async function subscribeRaw(port: number, n: number, proto: RawProtocol, onMessage: (t?: number) => void): Promise<RawSocket[]> {
+  const socks: RawSocket[] = [];
+  const len = proto.delivery.length;
+  for (let i = 0; i < n; i += 200) {
+    const batch = Array.from({ length: Math.min(200, n - i) }, async () => {
+      let subscribed!: () => void;
+      const done = new Promise<void>((r) => (subscribed = r));
+      let seen = 0;
+      const s = await connectRaw(port, proto.path, (buf, start, end, sock) => {
+        if (buf.compare(proto.delivery, 0, len, start, start + len) === 0) {
+          onMessage((seen++ & 7) === 0 ? proto.sentAt(buf.toString('utf8', start, end)) : undefined);
+        } else proto.control(buf.toString('utf8', start, end), sock, subscribed);
+      });
+      await done;
+      return s;
+    });
+    socks.push(...(await Promise.all(batch)));
+  }
+  return socks;
+}

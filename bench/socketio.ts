@@ -9,7 +9,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { io as ioClient, type Socket } from 'socket.io-client';
-import { connectRaw, type RawSocket } from './raw-ws.js';
+import { subscribeRaw, type RawProtocol } from './raw-ws.js';
 import { now, percentile, round, until, warmChannels, warmPublications } from './lib.js';
 import { runPublisher, type Via } from './publisher.js';
 
@@ -80,44 +80,26 @@ class SioBenchServer {
 
 /** BENCH_CLIENT=raw: subscribers speak Engine.IO 4 / Socket.IO 5 over bench/raw-ws.ts instead of socket.io-client. */
 const rawClient = process.env.BENCH_CLIENT === 'raw';
-const EVENT = Buffer.from('42["m"');
 
 /**
- * The raw client's subscriber: open (`0{…}`), connect to the main namespace (`40`), subscribe with an
- * ack (`420[…]`, answered `430[…]`), answer pings (`2` → `3`); deliveries are `42["m",…]` frames, one in
- * eight per socket parsed for its send time.
+ * Engine.IO 4 / Socket.IO 5 over the raw client: open (`0{…}`), connect to the main namespace (`40`),
+ * subscribe with an ack (`420[…]`, answered `430[…]`), answer pings (`2` → `3`); deliveries are
+ * `42["m",…]` frames.
  */
-async function subscribeRaw(port: number, n: number, channel: string, onMessage: (t?: number) => void): Promise<Array<{ close(): void }>> {
-  const socks: RawSocket[] = [];
-  for (let i = 0; i < n; i += 200) {
-    socks.push(
-      ...(await Promise.all(
-        Array.from({ length: Math.min(200, n - i) }, async () => {
-          let subscribed!: () => void;
-          const done = new Promise<void>((r) => (subscribed = r));
-          let seen = 0;
-          const s = await connectRaw(port, '/socket.io/?EIO=4&transport=websocket', (buf, start, end, sock) => {
-            if (buf.compare(EVENT, 0, EVENT.length, start, start + EVENT.length) === 0) {
-              onMessage((seen++ & 7) === 0 ? JSON.parse(buf.toString('utf8', start + 2, end))[2].t : undefined);
-              return;
-            }
-            const text = buf.toString('utf8', start, end);
-            if (text === '2') sock.send('3');
-            else if (text.startsWith('0{')) sock.send('40');
-            else if (text.startsWith('40')) sock.send(`420${JSON.stringify(['subscribe', { channel }])}`);
-            else if (text.startsWith('430')) subscribed();
-          });
-          await done;
-          return s;
-        }),
-      )),
-    );
-  }
-  return socks;
-}
+const socketIoRaw = (channel: string): RawProtocol => ({
+  path: '/socket.io/?EIO=4&transport=websocket',
+  delivery: Buffer.from('42["m"'),
+  sentAt: (text) => JSON.parse(text.slice(2))[2].t,
+  control: (text, sock, subscribed) => {
+    if (text === '2') sock.send('3');
+    else if (text.startsWith('0{')) sock.send('40');
+    else if (text.startsWith('40')) sock.send(`420${JSON.stringify(['subscribe', { channel }])}`);
+    else if (text.startsWith('430')) subscribed();
+  },
+});
 
 async function subscribeAll(port: number, n: number, channel: string, onMessage: (t?: number) => void): Promise<Array<{ close(): void }>> {
-  if (rawClient) return subscribeRaw(port, n, channel, onMessage);
+  if (rawClient) return subscribeRaw(port, n, socketIoRaw(channel), onMessage);
   const socks: Socket[] = [];
   for (let i = 0; i < n; i += 100) {
     await Promise.all(
