@@ -181,6 +181,44 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
   }
 }
 
+/**
+ * The backend rows, BENCH_REPEAT rounds (default 1), every server once per round in turn. With more than
+ * one round each server gets a row with its median CPU per 1M deliveries and the range, and a summary
+ * row gives each server's ratio to one-thread uWS *in the same round*, median and range: on this
+ * machine a server's figure moves ±40 % between runs, and a ratio within a round moves less.
+ */
+async function backendRounds(kinds: ServerKind[], load: Load): Promise<Record<string, unknown>[]> {
+  const rounds = Math.max(1, Number(process.env.BENCH_REPEAT ?? 1));
+  const configs = kinds.flatMap((k) => threadCounts(k).map((w) => ({ kind: k, w, name: k === 'uws' ? 'uws' : `${k}-${w}` })));
+  const rows = new Map<string, Record<string, unknown>[]>(configs.map((c) => [c.name, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const c of configs) rows.get(c.name)!.push({ bench: 'fanout', ...(await run(c.kind, load, c.w, 'backend')) });
+  }
+  if (rounds === 1) return configs.map((c) => rows.get(c.name)![0]!);
+  const cpu = (row: Record<string, unknown>): number => row.server_cpu_ms_per_1m_deliveries as number;
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  const out: Record<string, unknown>[] = configs.map((c) => {
+    const list = rows.get(c.name)!;
+    const m = median(list.map(cpu));
+    return {
+      ...list.find((row) => cpu(row) === m)!,
+      rounds,
+      server_cpu_ms_per_1m_deliveries_range: [Math.min(...list.map(cpu)), Math.max(...list.map(cpu))],
+    };
+  });
+  const base = rows.get('uws');
+  if (base) {
+    const ratios: Record<string, unknown> = {};
+    for (const c of configs) {
+      if (c.name === 'uws') continue;
+      const rs = rows.get(c.name)!.map((row, i) => round(cpu(row) / cpu(base[i]!), 2));
+      ratios[c.name] = { median: median(rs), range: [Math.min(...rs), Math.max(...rs)], rounds: rs };
+    }
+    out.push({ bench: 'fanout', summary: 'backend pace: CPU per delivery ÷ one-thread uWS in the same round', rounds, ...ratios });
+  }
+  return out;
+}
+
 export async function benchFanout(opts: { quick: boolean }): Promise<Record<string, unknown>[]> {
   const out: Record<string, unknown>[] = [];
   // Throughput: a rate the client process can absorb on a shared 2-core machine.
@@ -197,9 +235,7 @@ export async function benchFanout(opts: { quick: boolean }): Promise<Record<stri
   // (the clients, not the servers, set the pace: deliveries back up, and servers write several
   // publications per socket write). Not for the socket.io baseline (no HTTP publish route).
   const burst: Load = { ...fan, rate: opts.quick ? 200 : 500, seconds: opts.quick ? 1 : 4 };
-  for (const kind of group('backend') ? kinds.filter((k) => k !== 'socketio') : []) {
-    for (const w of threadCounts(kind)) out.push({ bench: 'fanout', ...(await run(kind, burst, w, 'backend')) });
-  }
+  if (group('backend')) out.push(...(await backendRounds(kinds.filter((k) => k !== 'socketio'), burst)));
   // Latency at a fixed, modest rate so queues stay short.
   const lat: Load = opts.quick ? { subscribers: 100, rate: 200, seconds: 2, size: 64 } : { subscribers: 100, rate: 500, seconds: 10, size: 64 };
   for (const kind of group('latency') ? kinds.filter((k) => k !== 'socketio') : []) {
