@@ -734,12 +734,22 @@ t.test('a payload kept as JSON text crosses as text: decoded lazily, spliced by 
   }
   t.pass('every text codec writes identical frames from the text');
 
-  // Hostile: a frame flagged as JSON text whose payload is not a string is refused as malformed.
+  // Hostile: a frame flagged as JSON text whose payload cannot be JSON text is refused as malformed.
   const h = encodeHot({ k: 'n', b: { t: 'pub!', pub: { channel: 'c', event: 'e', data: 42, offset: 1 } } } as Env)!;
   const forged = Buffer.allocUnsafeSlow(h.end - h.start + 16);
   h.buf.copy(forged, 0, h.start, h.end);
   forged[2] = forged[2]! | 16; // F_JSON
-  t.throws(() => decodeHot(forged, h.end - h.start, unpackr), /malformed binary mesh frame/, 'JSON flag on a non-string payload');
+  t.throws(() => decodeHot(forged, h.end - h.start, unpackr), /malformed binary mesh frame/, 'JSON flag on a payload that is not JSON text');
+  // A JSON text payload crosses as its UTF-8 bytes: the frame's tail is the text itself.
+  const text2 = '{"k":"é🙂"}';
+  const t2 = encodeHot({ k: 'n', b: { t: 'pub!', pub: new EncodedPublication('c', 'e', 1, new JsonData(text2)) as never } } as Env)!;
+  t.equal(t2.buf.toString('utf8', t2.end - Buffer.byteLength(text2), t2.end), text2, 'the text, as UTF-8, ends the frame');
+  for (const last of ['x', ',']) {
+    const cut = Buffer.allocUnsafeSlow(t2.end - t2.start + 16);
+    t2.buf.copy(cut, 0, t2.start, t2.end);
+    cut[t2.end - t2.start - 1] = last.charCodeAt(0);
+    t.throws(() => decodeHot(cut, t2.end - t2.start, unpackr), /malformed binary mesh frame/, `a JSON text ending in ${last} is refused`);
+  }
 });
 
 t.test('a payload that crossed a ring as msgpack is handed on as the same bytes, decoded only when read', async (t) => {
