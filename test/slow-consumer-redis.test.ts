@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { signJwt } from 'rt-actors';
 import { JWT_SECRET } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
-import { dropNamespace, machineRedis, startHost, until, type Host } from './helpers/redis.js';
+import { dropNamespace, machineRedis, metric, startHost, until } from './helpers/redis.js';
 
 t.setTimeout(300_000);
 
@@ -17,16 +17,6 @@ const redis = await machineRedis(t);
 t.teardown(() => dropNamespace(redis.port, ns));
 
 const token = (sub: string, info: unknown) => signJwt({ sub, exp: Math.floor(Date.now() / 1000) + 600, channels: ['presence-*'], user_info: info }, { secret: JWT_SECRET });
-
-/** One labelled series of a counter on a host's /metrics, summed over threads. */
-async function counter(host: Host, name: string, label = ''): Promise<number> {
-  const text = await fetch(host.http + '/metrics').then((r) => r.text());
-  let n = 0;
-  for (const line of text.split('\n')) {
-    if ((line.startsWith(name + '{') || line.startsWith(name + ' ')) && line.includes(label)) n += Number(line.split(' ').pop());
-  }
-  return n;
-}
 
 t.test('presence events from another host alone fill a buffer: the idle sweep closes it with 4008', async (t) => {
   const quiet = await startHost(t, redis.url, ns, { workers: 1, args: ['--max-backpressure', '64kb'] });
@@ -46,7 +36,7 @@ t.test('presence events from another host alone fill a buffer: the idle sweep cl
   await viewer.next((f) => f.op === 'leave' && f.member.user_id === 'churner', 10_000);
   (viewer.ws as unknown as { _socket: { pause(): void } })._socket.pause();
 
-  const closed = () => counter(quiet, 'rt_refusals_total', 'reason="slow_consumer"');
+  const closed = () => metric(quiet, 'rt_refusals_total', 'reason="slow_consumer"');
   let cycles = 0;
   for (; cycles < 8000; cycles++) {
     await churner.request({ op: 'subscribe', channel: ch });
@@ -54,7 +44,7 @@ t.test('presence events from another host alone fill a buffer: the idle sweep cl
     if (cycles % 25 === 0 && (await closed()) > 0) break;
   }
   t.ok(cycles < 8000, `the quiet host gave up on the viewer after ${cycles} join/leave cycles on the other host`);
-  t.equal(await counter(quiet, 'rt_slow_consumer_drops_total'), 0, 'closed by the sweep: uWS never had to drop an event');
+  t.equal(await metric(quiet, 'rt_slow_consumer_drops_total'), 0, 'closed by the sweep: uWS never had to drop an event');
 
   (viewer.ws as unknown as { _socket: { resume(): void } })._socket.resume();
   const c = await viewer.waitClose(20_000);

@@ -239,12 +239,14 @@ export async function startHost(t: T, redis: string, ns: string, opts: { workers
   };
 }
 
-/** A Prometheus counter summed over threads, from a host's /metrics. */
-export async function metric(host: Host, name: string): Promise<number> {
+/** A Prometheus counter summed over threads, from a host's /metrics; `label` (e.g. 'reason="auth"') keeps the series that carry it. */
+export async function metric(host: Host, name: string, label = ''): Promise<number> {
   const text = await fetch(host.http + '/metrics').then((r) => r.text());
   let n = 0;
   // Per-thread series carry labels ({thread=…}); host totals have none.
-  for (const line of text.split('\n')) if (line.startsWith(name + '{') || line.startsWith(name + ' ')) n += Number(line.split(' ').pop());
+  for (const line of text.split('\n')) {
+    if ((line.startsWith(name + '{') || line.startsWith(name + ' ')) && line.includes(label)) n += Number(line.split(' ').pop());
+  }
   return n;
 }
 
