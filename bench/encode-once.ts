@@ -6,6 +6,7 @@
  *   node dist/bench/encode-once.js        prints one JSON line per K
  */
 import { pathToFileURL } from 'node:url';
+import { median } from './lib.js';
 import { createMeshLayout, MeshEndpoint } from '../src/runtime/mesh.js';
 import type { Notice } from '../src/runtime/messages.js';
 
@@ -51,8 +52,7 @@ export async function benchEncodeOnce(): Promise<Array<Record<string, unknown>>>
       each.push(await time(false));
       once.push(await time(true));
     }
-    const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-    out.push({ bench: 'encode-once', threads: k, notify_each_ns_per_pub: Math.round(med(each)), notify_many_ns_per_pub: Math.round(med(once)), ratio: Math.round((med(each) / med(once)) * 100) / 100 });
+    out.push({ bench: 'encode-once', threads: k, notify_each_ns_per_pub: Math.round(median(each)), notify_many_ns_per_pub: Math.round(median(once)), ratio: Math.round((median(each) / median(once)) * 100) / 100 });
     clearInterval(keep);
     owner.close();
     peers.forEach((p) => p.close());

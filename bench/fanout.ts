@@ -9,7 +9,7 @@
  */
 import { io as ioClient, type Socket } from 'socket.io-client';
 import type WebSocket from 'ws';
-import { BenchServer, connectMany, now, backendVia, percentile, round, threadDelta, until, warmChannels, warmPublications, type ServerKind } from './lib.js';
+import { BenchServer, connectMany, now, backendVia, median, percentile, round, threadDelta, until, warmChannels, warmPublications, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
 import { subscribeRaw, type RawProtocol } from './raw-ws.js';
 
@@ -196,7 +196,6 @@ async function backendRounds(kinds: ServerKind[], load: Load): Promise<Record<st
   }
   if (rounds === 1) return configs.map((c) => rows.get(c.name)![0]!);
   const cpu = (row: Record<string, unknown>): number => row.server_cpu_ms_per_1m_deliveries as number;
-  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
   const out: Record<string, unknown>[] = configs.map((c) => {
     const list = rows.get(c.name)!;
     const m = median(list.map(cpu));

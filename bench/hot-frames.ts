@@ -11,6 +11,7 @@
  *   node dist/bench/hot-frames.js [--quick]     prints one JSON line per frame kind
  */
 import { pathToFileURL } from 'node:url';
+import { median } from './lib.js';
 import { allocDoorbell, allocRing, RingConsumer, RingProducer } from '../src/runtime/ring.js';
 import { Unpackr } from 'msgpackr';
 import { decodeHot, encodeHot } from '../src/runtime/frames.js';
@@ -64,13 +65,12 @@ export async function benchHotFrames(opts: { quick: boolean }): Promise<Array<Re
     const b: number[] = [];
     for (let i = 0; i < reps; i++) (m.push(run(false)), b.push(run(true)));
     if (got !== (6 + 2 * reps) * rounds * batch) throw new Error(`${name}: ${got} frames drained`);
-    const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
     out.push({
       bench: 'hot-frames',
       frame: name,
-      msgpack_ns_per_frame: Math.round(med(m)),
-      binary_ns_per_frame: Math.round(med(b)),
-      ratio: Math.round((med(m) / med(b)) * 100) / 100,
+      msgpack_ns_per_frame: Math.round(median(m)),
+      binary_ns_per_frame: Math.round(median(b)),
+      ratio: Math.round((median(m) / median(b)) * 100) / 100,
     });
   }
   out.push(handOn(rounds * batch, reps));
@@ -101,13 +101,12 @@ function handOn(n: number, reps: number): Record<string, unknown> {
   const o: number[] = [];
   for (let i = 0; i < reps; i++) (d.push(run(true)), o.push(run(false)));
   if (bytes === 0) throw new Error('nothing encoded');
-  const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
   return {
     bench: 'hot-frames',
     frame: 'owner hand-on, msgpack payload (pub request in, pub! out)',
-    decoded_ns_per_publication: Math.round(med(d)),
-    as_bytes_ns_per_publication: Math.round(med(o)),
-    ratio: Math.round((med(d) / med(o)) * 100) / 100,
+    decoded_ns_per_publication: Math.round(median(d)),
+    as_bytes_ns_per_publication: Math.round(median(o)),
+    ratio: Math.round((median(d) / median(o)) * 100) / 100,
   };
 }
 

@@ -6,7 +6,7 @@
  *
  *   node dist/bench/http-publish.js [--quick]
  */
-import { backendVia, BenchServer, round, type ServerKind } from './lib.js';
+import { backendVia, BenchServer, median, round, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
 
 /** Measured rounds per server; the row gives their median, and the spread (this machine's noise is ±20 %). */
@@ -27,7 +27,7 @@ async function run(kind: ServerKind, workers: number, count: number): Promise<Re
       const b = await server.cpuSplit();
       rounds.push({ rate: count / elapsed, user: (b.user - a.user) / count, kernel: (b.system - a.system) / count });
     }
-    const median = (k: 'rate' | 'user' | 'kernel'): number => rounds.map((r) => r[k]).sort((x, y) => x - y)[ROUNDS >> 1]!;
+    const middle = (k: 'rate' | 'user' | 'kernel'): number => median(rounds.map((r) => r[k]));
     const users = rounds.map((r) => r.user);
     return {
       bench: 'http-publish',
@@ -35,10 +35,10 @@ async function run(kind: ServerKind, workers: number, count: number): Promise<Re
       ...(kind === 'rt' ? { shards: workers } : kind === 'uws-threads' ? { threads: workers } : {}),
       requests: count,
       rounds: ROUNDS,
-      requests_per_s: Math.round(median('rate')),
-      server_user_us_per_request: round(median('user'), 1),
+      requests_per_s: Math.round(middle('rate')),
+      server_user_us_per_request: round(middle('user'), 1),
       server_user_us_per_request_range: [round(Math.min(...users), 1), round(Math.max(...users), 1)],
-      server_kernel_us_per_request: round(median('kernel'), 1),
+      server_kernel_us_per_request: round(middle('kernel'), 1),
     };
   } finally {
     await server.stop();

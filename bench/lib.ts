@@ -181,6 +181,11 @@ export function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** The middle value of `xs` (the upper one of an even count), `xs` left unsorted. */
+export function median(xs: number[]): number {
+  return percentile([...xs].sort((a, b) => a - b), 50);
+}
+
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;

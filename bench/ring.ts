@@ -6,6 +6,7 @@
  */
 import { Worker, MessageChannel } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
+import { median } from './lib.js';
 import { allocDoorbell, allocRing } from '../src/runtime/ring.js';
 
 interface Reply {
@@ -91,11 +92,6 @@ async function measurePair(
   } finally {
     await Promise.all([producer.terminate(), consumer.terminate()]);
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1]!;
 }
 
 /**
