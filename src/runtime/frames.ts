@@ -38,10 +38,10 @@ const F_JSON = 16;
 const SOURCES: readonly PublishSource[] = ['api', 'client', 'server', 'redis'];
 
 /**
- * The payload is packed by msgpackr with RESERVE_START_SPACE: the header is then written into the
- * bytes reserved in front of it, in msgpackr's own buffer, so nothing is copied twice. The reserve is
- * at most 255 bytes; a frame whose header would be longer (channel names of hundreds of bytes) goes
- * as msgpack instead.
+ * A payload that is not JSON text is packed by msgpackr with RESERVE_START_SPACE: the header is then
+ * written into the bytes reserved in front of it, in msgpackr's own buffer, so nothing is copied twice.
+ * The reserve is at most 255 bytes; such a frame whose header would be longer (channel names of
+ * hundreds of bytes) goes as msgpack instead. JSON text goes through the scratch buffer, any header.
  */
 const PACK_MODE = REUSE_BUFFER_MODE | RESET_BUFFER_MODE | RESERVE_START_SPACE;
 const MAX_HEADER = 255;
