@@ -51,7 +51,8 @@ export function connectRaw(port: number, path: string, onFrame: OnFrame): Promis
       const key = randomBytes(16).toString('base64');
       s.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
     });
-    s.once('error', reject);
+    // Every error, not only the first: a reset after the handshake would otherwise be an unhandled 'error' (rejecting a settled promise does nothing).
+    s.on('error', reject);
     s.on('data', (chunk: Buffer) => {
       let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
       pending = undefined;
