@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
+import { percentile } from './lib.js';
 
 const BIN = fileURLToPath(new URL('../../bin/rt-actors.js', import.meta.url));
 const KEY = 'bench-key';
@@ -141,10 +142,8 @@ async function waitFor(subs: Sub[], total: number, timeoutMs: number): Promise<b
   return true;
 }
 
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-}
+/** A percentile of unsorted samples (lib's percentile reads sorted ones). */
+const percentileOf = (xs: number[], p: number): number => percentile([...xs].sort((a, b) => a - b), p);
 
 interface Plan {
   subscribers: number;
@@ -206,8 +205,8 @@ async function measure(mode: string, hosts: Host[], publishOn: Host, plan: Plan)
       deliveries_per_s: Math.round(delivered / elapsed),
       complete,
       paced_msgs_per_s: plan.pacedRate,
-      latency_ms_p50: Math.round(percentile(lat, 50) * 100) / 100,
-      latency_ms_p99: Math.round(percentile(lat, 99) * 100) / 100,
+      latency_ms_p50: Math.round(percentileOf(lat, 50) * 100) / 100,
+      latency_ms_p99: Math.round(percentileOf(lat, 99) * 100) / 100,
       latency_samples: lat.length,
     };
   } finally {
@@ -297,8 +296,8 @@ async function placedLatency(mode: string, from: Host, owner: Host, rate: number
       bids: n,
       accepted: answers.filter((r) => r.ok).length,
       paced_bids_per_s: rate,
-      latency_ms_p50: Math.round(percentile(lat, 50) * 100) / 100,
-      latency_ms_p99: Math.round(percentile(lat, 99) * 100) / 100,
+      latency_ms_p50: Math.round(percentileOf(lat, 50) * 100) / 100,
+      latency_ms_p99: Math.round(percentileOf(lat, 99) * 100) / 100,
       latency_samples: lat.length,
     };
   } finally {
@@ -337,7 +336,7 @@ async function placedFailover(bridged: string[], survivor: Host, kills: number, 
     kills,
     lease_ttl_ms: leaseTtl * 1000,
     failover_ms_min: Math.round(sorted[0]!),
-    failover_ms_p50: Math.round(percentile(times, 50)),
+    failover_ms_p50: Math.round(percentileOf(times, 50)),
     failover_ms_max: Math.round(sorted[sorted.length - 1]!),
     within_2x_lease: sorted[sorted.length - 1]! <= 2 * leaseTtl * 1000,
   };

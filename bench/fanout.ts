@@ -9,19 +9,13 @@
  */
 import { io as ioClient, type Socket } from 'socket.io-client';
 import type WebSocket from 'ws';
-import { BenchServer, connectMany, now, backendVia, median, percentile, round, threadDelta, until, warmChannels, warmPublications, type ServerKind } from './lib.js';
+import { BenchServer, connectMany, now, backendVia, interleave, percentile, repeatRounds, round, summariseRounds, threadDelta, until, warmChannels, warmPublications, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
-import { subscribeRaw, type RawProtocol } from './raw-ws.js';
+import { rawClient, subscribeRaw, type RawProtocol } from './raw-ws.js';
 
 interface Load { subscribers: number; rate: number; seconds: number; size: number }
 
 interface Sub { close(): void }
-
-/**
- * The subscribers' client (BENCH_CLIENT): `ws` (default), or `raw` (bench/raw-ws.ts), which finds frame
- * boundaries without decoding and parses one delivery in eight per socket, for the latency sample.
- */
-const rawClient = process.env.BENCH_CLIENT === 'raw';
 
 /** `onMessage(t)` once per delivery; `t`, the publication's send time, on a sample of them (1 in 8). */
 async function subscribeAll(kind: ServerKind, port: number, n: number, channel: string, onMessage: (t?: number) => void): Promise<Sub[]> {
@@ -184,36 +178,29 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
 /**
  * The backend rows, BENCH_REPEAT rounds (default 1), every server once per round in turn. With more than
  * one round each server gets a row with its median CPU per 1M deliveries and the range, and a summary
- * row gives each server's ratio to one-thread uWS *in the same round*, median and range: on this
- * machine a server's figure moves ±40 % between runs, and a ratio within a round moves less.
+ * row gives each server's ratio to one-thread uWS *in the same round*, median and range.
  */
 async function backendRounds(kinds: ServerKind[], load: Load): Promise<Record<string, unknown>[]> {
-  const rounds = Math.max(1, Number(process.env.BENCH_REPEAT ?? 1));
-  const configs = kinds.flatMap((k) => threadCounts(k).map((w) => ({ kind: k, w, name: k === 'uws' ? 'uws' : `${k}-${w}` })));
-  const rows = new Map<string, Record<string, unknown>[]>(configs.map((c) => [c.name, []]));
-  for (let r = 0; r < rounds; r++) {
-    for (const c of configs) rows.get(c.name)!.push({ bench: 'fanout', ...(await run(c.kind, load, c.w, 'backend')) });
-  }
-  if (rounds === 1) return configs.map((c) => rows.get(c.name)![0]!);
-  const cpu = (row: Record<string, unknown>): number => row.server_cpu_ms_per_1m_deliveries as number;
-  const out: Record<string, unknown>[] = configs.map((c) => {
-    const list = rows.get(c.name)!;
-    const m = median(list.map(cpu));
-    return {
-      ...list.find((row) => cpu(row) === m)!,
-      rounds,
-      server_cpu_ms_per_1m_deliveries_range: [Math.min(...list.map(cpu)), Math.max(...list.map(cpu))],
-    };
-  });
-  const base = rows.get('uws');
-  if (base) {
-    const ratios: Record<string, unknown> = {};
-    for (const c of configs) {
-      if (c.name === 'uws') continue;
-      const rs = rows.get(c.name)!.map((row, i) => round(cpu(row) / cpu(base[i]!), 2));
-      ratios[c.name] = { median: median(rs), range: [Math.min(...rs), Math.max(...rs)], rounds: rs };
-    }
-    out.push({ bench: 'fanout', summary: 'backend pace: CPU per delivery ÷ one-thread uWS in the same round', rounds, ...ratios });
+  const configs = kinds.flatMap((k) => threadCounts(k).map((w) => ({ name: k === 'uws' ? 'uws' : `${k}-${w}`, run: async () => ({ bench: 'fanout', ...(await run(k, load, w, 'backend')) }) })));
+  const rows = await interleave(repeatRounds(), configs);
+  if (repeatRounds() === 1) return [...rows.values()].map((list) => list[0]!);
+  return summariseRounds(rows, 'server_cpu_ms_per_1m_deliveries', 'uws', { bench: 'fanout', summary: 'backend pace: CPU per delivery ÷ one-thread uWS in the same round' });
+}
+
+/**
+ * The latency rows: per server and thread count, in-process then over HTTP (BENCH_VIA=process or http
+ * runs one of them). With BENCH_REPEAT=n, n interleaved rounds, each row the median p99 of its
+ * config, and a summary row per way of publishing with each config's p99 ÷ one-thread uWS's in the
+ * same round.
+ */
+async function latencyRounds(kinds: ServerKind[], load: Load): Promise<Record<string, unknown>[]> {
+  const out: Record<string, unknown>[] = [];
+  for (const via of ['process', 'http'] as const) {
+    if (process.env.BENCH_VIA && process.env.BENCH_VIA !== via) continue;
+    const configs = kinds.flatMap((k) => threadCounts(k).map((w) => ({ name: k === 'uws' ? 'uws' : `${k}-${w}`, run: async () => ({ bench: 'latency', ...(await run(k, load, w, via)) }) })));
+    const rows = await interleave(repeatRounds(), configs);
+    if (repeatRounds() === 1) out.push(...[...rows.values()].map((list) => list[0]!));
+    else out.push(...summariseRounds(rows, 'latency_ms_p99', 'uws', { bench: 'latency', published_via: via, summary: 'p99 ÷ one-thread uWS in the same round' }));
   }
   return out;
 }
@@ -237,15 +224,7 @@ export async function benchFanout(opts: { quick: boolean }): Promise<Record<stri
   if (group('backend')) out.push(...(await backendRounds(kinds.filter((k) => k !== 'socketio'), burst)));
   // Latency at a fixed, modest rate so queues stay short.
   const lat: Load = opts.quick ? { subscribers: 100, rate: 200, seconds: 2, size: 64 } : { subscribers: 100, rate: 500, seconds: 10, size: 64 };
-  for (const kind of group('latency') ? kinds.filter((k) => k !== 'socketio') : []) {
-    for (const w of threadCounts(kind)) {
-      // In-process, then the same published by a backend over HTTP (each server's publish endpoint),
-      // as users do. BENCH_VIA=process or http runs one of them.
-      for (const via of ['process', 'http'] as const) {
-        if (!process.env.BENCH_VIA || process.env.BENCH_VIA === via) out.push({ bench: 'latency', ...(await run(kind, lat, w, via)) });
-      }
-    }
-  }
+  if (group('latency')) out.push(...(await latencyRounds(kinds.filter((k) => k !== 'socketio'), lat)));
   return out;
 }
 

@@ -195,3 +195,45 @@ export function round(n: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
 }
+
+/** BENCH_REPEAT=n: how many interleaved rounds the suites that support it run (default 1). */
+export function repeatRounds(): number {
+  return Math.max(1, Math.floor(Number(process.env.BENCH_REPEAT ?? 1)) || 1);
+}
+
+type Row = Record<string, unknown>;
+
+/**
+ * Runs every config once per round, in turn, for `rounds` rounds, and returns each config's rows in
+ * round order. Interleaving puts every server into each stretch of the machine's weather: on this VM a
+ * server's figure moves ±40 % between runs, and figures taken within one round move together.
+ */
+export async function interleave<R>(rounds: number, configs: ReadonlyArray<{ name: string; run: () => Promise<R> }>): Promise<Map<string, R[]>> {
+  const rows = new Map<string, R[]>(configs.map((c) => [c.name, []]));
+  for (let r = 0; r < rounds; r++) for (const c of configs) rows.get(c.name)!.push(await c.run());
+  return rows;
+}
+
+/**
+ * The rows of interleaved rounds, summarised: each config's round with the median `key` (plus the
+ * rounds and the range), and a summary row with each config's `key` divided by `base`'s *in the same
+ * round*, median and range.
+ */
+export function summariseRounds(rows: Map<string, Row[]>, key: string, base: string, summary: Row): Row[] {
+  const value = (row: Row): number => row[key] as number;
+  const out: Row[] = [];
+  for (const list of rows.values()) {
+    const m = median(list.map(value));
+    out.push({ ...list.find((row) => value(row) === m)!, rounds: list.length, [`${key}_range`]: [Math.min(...list.map(value)), Math.max(...list.map(value))] });
+  }
+  const baseRows = rows.get(base);
+  if (!baseRows) return out;
+  const ratios: Row = {};
+  for (const [name, list] of rows) {
+    if (name === base) continue;
+    const rs = list.map((row, i) => round(value(row) / value(baseRows[i]!), 2));
+    ratios[name] = { median: median(rs), range: [Math.min(...rs), Math.max(...rs)], rounds: rs };
+  }
+  out.push({ ...summary, rounds: baseRows.length, ...ratios });
+  return out;
+}

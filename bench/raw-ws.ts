@@ -11,6 +11,9 @@
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 
+/** BENCH_CLIENT=raw: the suites' subscribers use this client instead of `ws` / `socket.io-client`. */
+export const rawClient = process.env.BENCH_CLIENT === 'raw';
+
 export interface RawSocket {
   /** Sends one text frame (masked with a zero key: valid per RFC 6455 §5.3, and free to apply). */
   send(text: string): void;

@@ -9,8 +9,8 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { io as ioClient, type Socket } from 'socket.io-client';
-import { subscribeRaw, type RawProtocol } from './raw-ws.js';
-import { now, percentile, round, until, warmChannels, warmPublications } from './lib.js';
+import { rawClient, subscribeRaw, type RawProtocol } from './raw-ws.js';
+import { interleave, now, percentile, repeatRounds, round, summariseRounds, until, warmChannels, warmPublications } from './lib.js';
 import { runPublisher, type Via } from './publisher.js';
 
 type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws' | 'socketio-uws-recovery';
@@ -77,9 +77,6 @@ class SioBenchServer {
     this.child.kill('SIGKILL');
   }
 }
-
-/** BENCH_CLIENT=raw: subscribers speak Engine.IO 4 / Socket.IO 5 over bench/raw-ws.ts instead of socket.io-client. */
-const rawClient = process.env.BENCH_CLIENT === 'raw';
 
 /**
  * Engine.IO 4 / Socket.IO 5 over the raw client: open (`0{…}`), connect to the main namespace (`40`),
@@ -200,6 +197,18 @@ async function run(target: Target, subscribers: number, loads: Load[]): Promise<
   }
 }
 
+/**
+ * BENCH_REPEAT=n: n interleaved rounds of the chosen targets and loads; per load, each target's row with
+ * the median CPU per delivery, and a summary row with every target's CPU per delivery ÷ the gateway's
+ * (rt, 1 shard) in the same round — above 1, the gateway is the cheaper.
+ */
+async function rounds(targets: Target[], loads: Load[]): Promise<Record<string, unknown>[]> {
+  const byTarget = await interleave(repeatRounds(), targets.map((t) => ({ name: t.name, run: () => run(t, 1000, loads) })));
+  return loads.flatMap(({ name: load }) =>
+    summariseRounds(new Map([...byTarget].map(([name, rounds]) => [name, rounds.map((rows) => rows.find((row) => row.load === load)!)])), 'server_cpu_us_per_delivery', 'rt', { bench: 'socketio', load, summary: 'server CPU per delivery ÷ the gateway\'s (rt, 1 shard) in the same round; above 1 = the gateway is cheaper' }),
+  );
+}
+
 export async function benchSocketIo(opts: { quick: boolean }): Promise<Record<string, unknown>[]> {
   // Offered loads every server sustains here (the 1000 clients in this process are the limit), so CPU
   // per delivery compares like with like. The steady stream spaces messages out, so every server
@@ -229,7 +238,9 @@ export async function benchSocketIo(opts: { quick: boolean }): Promise<Record<st
   const only = process.env.BENCH_SIO_TARGETS?.split(','); // e.g. rt,socketio-uws
   const onlyLoads = process.env.BENCH_SIO_LOADS?.split(','); // e.g. backend
   const measured = loads.filter((l) => !onlyLoads || onlyLoads.includes(l.name));
-  for (const target of targets.filter((t) => !only || only.includes(t.name))) rows.push(...(await run(target, 1000, measured)));
+  const chosen = targets.filter((t) => !only || only.includes(t.name));
+  if (repeatRounds() > 1) return rounds(chosen, measured);
+  for (const target of chosen) rows.push(...(await run(target, 1000, measured)));
   if (only || onlyLoads) return rows;
   for (const load of loads) {
     const row = (name: string) => rows.find((r) => r.server === name && r.load === load.name)!;
