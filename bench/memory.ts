@@ -3,10 +3,17 @@
  * those idle connections cost in server CPU while nothing is sent (timers and sweeps that visit every
  * connection show here).
  */
-import { BenchServer, connectMany, round, type ServerKind } from './lib.js';
+import { performance } from 'node:perf_hooks';
+import { BenchServer, connectMany, median, round, type ServerKind } from './lib.js';
 
-/** How long the idle CPU is measured, and how long after the last connection opened. */
-const IDLE_MS = 3000;
+/**
+ * Idle CPU: the median of IDLE_WINDOWS one-second windows, the first IDLE_SETTLE_MS after the last
+ * connection opened. A median, because one-off work lands in some windows and is not the steady cost of
+ * idle connections: V8's memory reducer shrinks each thread's heap with a few full GCs some 6–8 s after
+ * the handshakes stop allocating (`--trace-gc`: "Mark-Compact (reduce)", 40–90 ms of CPU a thread), and
+ * every connection is pinged once per idle period (rt-actors: --idle-timeout 60 s, pings ~30 s in).
+ */
+const IDLE_WINDOWS = 7;
 const IDLE_SETTLE_MS = 10000;
 
 async function perConnection(kind: ServerKind, n: number): Promise<Record<string, unknown>> {
@@ -21,14 +28,21 @@ async function perConnection(kind: ServerKind, n: number): Promise<Record<string
     await new Promise((r) => setTimeout(r, 500));
     // First as the process is (what the issue's target is about), then after a full GC in every thread.
     const rssAfter = await server.rss();
-    // Idle CPU: after the connections' own garbage is collected (IDLE_SETTLE_MS), and before the
-    // forced GC below, whose background sweeping would be counted.
+    // Right away, as `before` was: later, V8's memory reducer hands freed heap pages back to the system
+    // and the RSS after a GC falls below `before`'s (negative figures in runs that measured it last).
+    const after = await server.memory();
+    // Idle CPU: once the forced GC's background sweeping and the handshakes' garbage are done.
     await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
     if (process.env.BENCH_NODE_ARGS) console.error(`-- measuring ${kind} idle`);
-    const cpu0 = await server.cpuMicros();
-    await new Promise((r) => setTimeout(r, IDLE_MS));
-    const idleCpu = (await server.cpuMicros()) - cpu0;
-    const after = await server.memory();
+    const windows: number[] = [];
+    let cpu0 = await server.cpuMicros();
+    for (let i = 0; i < IDLE_WINDOWS; i++) {
+      const t0 = performance.now();
+      await new Promise((r) => setTimeout(r, 1000));
+      const cpu1 = await server.cpuMicros();
+      windows.push((cpu1 - cpu0) / 1000 / ((performance.now() - t0) / 1000));
+      cpu0 = cpu1;
+    }
     for (const s of [...sockets, ...warm]) s.terminate();
     return {
       bench: 'memory',
@@ -39,8 +53,9 @@ async function perConnection(kind: ServerKind, n: number): Promise<Record<string
       bytes_per_connection_after_gc: Math.round((after.rss - before.rss) / n),
       // JS heap part of it (all threads, after a full GC); the rest is uWS and the kernel-facing buffers.
       heap_bytes_per_connection: Math.round((after.heap - before.heap) / n),
-      // Server CPU while the connections sit idle, per second, all threads.
-      idle_cpu_ms_per_s: round(idleCpu / 1000 / (IDLE_MS / 1000), 1),
+      // Server CPU while the connections sit idle, ms per second, all threads: the median window, and all.
+      idle_cpu_ms_per_s: round(median(windows), 1),
+      idle_cpu_ms_per_s_windows: windows.map((w) => round(w, 1)),
     };
   } finally {
     await server.stop();
