@@ -22,9 +22,9 @@ t.test('a thread at rest reports how late its loop ran, not the probe interval',
   // A thread starts busy (loading, attaching its app), probing every 20 ms.
   t.ok(THREADS.every((th) => [0.02, 0.2].includes(valueOf(first, 'rt_event_loop_delay_resolution_seconds', { thread: th }))), 'every thread reports its probe interval');
   // Reading the histogram as it comes gave the interval between probe ticks: 0.020 s at rest.
-  const f = await until('every thread at rest with a p50 delay under 10 ms', async () => {
+  const f = await until('every thread at rest with a p50 delay under 15 ms', async () => {
     const f = await scrape(s.http);
-    return THREADS.every((th) => delay(f, th, 'max') > 0 && delay(f, th, 'p50') < 0.01) ? f : undefined;
+    return THREADS.every((th) => delay(f, th, 'max') > 0 && delay(f, th, 'p50') < 0.015) ? f : undefined;
   });
   for (const th of THREADS) {
     t.ok(delay(f, th, 'p50') >= 0, `thread ${th}: p50 is a lateness (${delay(f, th, 'p50')} s)`);
@@ -38,7 +38,7 @@ t.test('a long stall of a thread at rest still shows in its delay', async (t) =>
   t.teardown(() => c.close());
   // At rest: the shards' last second was under 2 % busy, so they probe every 200 ms. Polled slowly, so
   // the scrapes themselves do not keep a shard busy.
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 40_000;
   for (;;) {
     const f = await scrape(s.http);
     if (SHARDS.every((th) => valueOf(f, 'rt_event_loop_delay_resolution_seconds', { thread: th }) === 0.2 && delay(f, th, 'max') < 0.1)) break;

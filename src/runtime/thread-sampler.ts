@@ -2,41 +2,48 @@
  * Per-thread figures only the thread itself can read (its V8 heap, its event-loop delay and
  * utilization), written into its metrics block once a second. The shards and the main thread each run one.
  */
-import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
+import { createHistogram, performance, type EventLoopUtilization } from 'node:perf_hooks';
 import type { Metrics } from './metrics.js';
 
 const NS = 1e9;
 
 /**
- * The delay probe is a timer of the histogram's own, and every tick wakes the thread. It records the
- * time between its ticks, not how late each came: a thread at rest read as 20 ms of delay at a 20 ms
- * resolution. The delay reported is that time less the probe's interval (late), floored at 0. At 20 ms, the probes of a 2-shard server's three threads were about half of what the
- * server spends at rest (bench/memory.ts, idle_cpu_ms_per_s: 20–25 ms a second with them, 10–12 without).
- * So a thread probes every BUSY_MS while it is working, and every REST_MS while it is not: at rest a
- * stall longer than REST_MS still shows (the probe due during it fires late by the rest of the stall),
- * and a thread that ran less than BUSY_MS in a whole second cannot have held an event back for longer
- * than that. REST_FRACTION, the line between the two, is exactly that: BUSY_MS of work per second.
+ * The delay probe is a timer that records how late it ran, and every tick wakes the thread. At a tick
+ * every 20 ms in each of a 2-shard server's three threads, the probes were about half of what the server
+ * spends at rest (bench/memory.ts, idle_cpu_ms_per_s: 20–25 ms a second with them, 10–12 without). So a
+ * thread probes every BUSY_MS while it works and every REST_MS while it does not: at rest a stall longer
+ * than REST_MS still shows (the tick due during it runs late by the rest of the stall), and a thread that
+ * ran less than BUSY_MS in a whole second cannot have held an event back for longer than that.
+ * REST_FRACTION, the line between the two, is exactly that: BUSY_MS of work per second.
+ *
+ * The probe is ours rather than perf_hooks.monitorEventLoopDelay, whose histogram records the time
+ * *between* its ticks (an idle thread read 0.020 s of "delay" at 20 ms) and, after each reset, drops
+ * its first tick, so a stall spanning that tick went unseen. Here each tick records its own lateness
+ * against the time it was due.
  */
 const BUSY_MS = 20;
 const REST_MS = 200;
 const REST_FRACTION = BUSY_MS / 1000;
 
 export function startThreadSampler(m: Metrics, more?: () => void, intervalMs = 1000): { stop(): void } {
-  const busy = monitorEventLoopDelay({ resolution: BUSY_MS });
-  const rest = monitorEventLoopDelay({ resolution: REST_MS });
+  const late = createHistogram();
   // A thread starts busy (loading code, attaching its app): probe finely until a quiet second says otherwise.
-  let probe: IntervalHistogram = busy;
-  probe.enable();
+  let every = BUSY_MS;
+  let due = 0;
+  let probe: NodeJS.Timeout | undefined;
+  const arm = (): void => {
+    due = performance.now() + every;
+    probe = setTimeout(tick, every);
+    probe.unref();
+  };
+  const tick = (): void => {
+    // In ns, at least 1 (the histogram's floor): a timer runs up to a millisecond early by the loop's clock.
+    late.record(Math.max(1, Math.round((performance.now() - due) * 1e6)));
+    arm();
+  };
+  arm();
   let elu: EventLoopUtilization = performance.eventLoopUtilization();
-  // This sampler's own timer is a probe too. When a stall ends, the timers due during it run in due order:
-  // if this one was due first, it reads the histogram before the probe's late tick has been recorded, and
-  // switching probes would drop that tick. Its own lateness then carries the stall (all of it but at
-  // most one probe interval), so the max is never less than what the probe would have said.
-  let due = performance.now() + intervalMs;
   const sample = (): void => {
-    const started = performance.now();
-    const selfLate = Math.max(0, started - due) / 1000;
-    due = started + intervalMs;
     const mem = process.memoryUsage();
     m.set('rt_heap_used_bytes', undefined, mem.heapUsed);
     m.set('rt_heap_total_bytes', undefined, mem.heapTotal);
@@ -46,25 +53,24 @@ export function startThreadSampler(m: Metrics, more?: () => void, intervalMs = 1
     const covered = window.idle + window.active > 100;
     if (covered) m.set('rt_event_loop_utilization', undefined, window.utilization);
     elu = now;
-    // The histogram holds the samples of the last interval only: reset after reading.
-    if (probe.count > 0) {
-      const tick = (probe === busy ? BUSY_MS : REST_MS) * 1e6;
-      const late = (ns: number): number => Math.max(0, ns - tick) / NS;
-      m.set('rt_event_loop_delay_seconds', { stat: 'mean' }, late(probe.mean));
-      m.set('rt_event_loop_delay_seconds', { stat: 'p50' }, late(probe.percentile(50)));
-      m.set('rt_event_loop_delay_seconds', { stat: 'p99' }, late(probe.percentile(99)));
-      m.set('rt_event_loop_delay_seconds', { stat: 'max' }, Math.max(late(probe.max), selfLate));
+    // The histogram holds the ticks of the last interval only: reset after reading. A tick that comes
+    // due during a stall and runs after this one lands in the next interval's figures.
+    if (late.count > 0) {
+      m.set('rt_event_loop_delay_seconds', { stat: 'mean' }, late.mean / NS);
+      m.set('rt_event_loop_delay_seconds', { stat: 'p50' }, late.percentile(50) / NS);
+      m.set('rt_event_loop_delay_seconds', { stat: 'p99' }, late.percentile(99) / NS);
+      m.set('rt_event_loop_delay_seconds', { stat: 'max' }, late.max / NS);
     }
-    probe.reset();
+    late.reset();
     if (covered) {
-      const next = window.utilization >= REST_FRACTION ? busy : rest;
-      if (next !== probe) {
-        probe.disable();
-        probe = next;
-        probe.enable();
+      const next = window.utilization >= REST_FRACTION ? BUSY_MS : REST_MS;
+      if (next !== every) {
+        every = next;
+        clearTimeout(probe);
+        arm();
       }
     }
-    m.set('rt_event_loop_delay_resolution_seconds', undefined, (probe === busy ? BUSY_MS : REST_MS) / 1000);
+    m.set('rt_event_loop_delay_resolution_seconds', undefined, every / 1000);
     more?.();
   };
   sample();
@@ -73,7 +79,7 @@ export function startThreadSampler(m: Metrics, more?: () => void, intervalMs = 1
   return {
     stop() {
       clearInterval(timer);
-      probe.disable();
+      clearTimeout(probe);
     },
   };
 }
