@@ -34,7 +34,7 @@ export const FAMILIES = [
   { name: 'rt_up', type: 'gauge', perThread: true, help: 'Whether the thread is running (1) or down/restarting (0); thread="main" is the supervisor.' },
   { name: 'rt_heap_used_bytes', type: 'gauge', perThread: true, help: 'V8 heap in use by the thread.' },
   { name: 'rt_heap_total_bytes', type: 'gauge', perThread: true, help: 'V8 heap reserved by the thread.' },
-  { name: 'rt_event_loop_delay_seconds', type: 'gauge', perThread: true, labels: { stat: ['mean', 'p50', 'p99', 'max'] }, help: 'How late the thread\'s event loop ran over the last second (perf_hooks.monitorEventLoopDelay ticks, less their interval).' },
+  { name: 'rt_event_loop_delay_seconds', type: 'gauge', perThread: true, labels: { stat: ['mean', 'p50', 'p99', 'max'] }, help: 'How late the thread\'s event loop ran over the last second (a probe timer\'s lateness against when it was due).' },
   { name: 'rt_event_loop_delay_resolution_seconds', type: 'gauge', perThread: true, help: 'Interval of the thread\'s delay probe: 0.02 while the thread works, 0.2 while it rests (under 2 % busy).' },
   { name: 'rt_event_loop_utilization', type: 'gauge', perThread: true, help: 'Share of the last second the thread spent running JavaScript rather than waiting (0-1).' },
   { name: 'rt_connections', type: 'gauge', perThread: true, labels: T, help: 'Open client connections, by transport and protocol.' },
