@@ -44,6 +44,12 @@ export function startThreadSampler(m: Metrics, more?: () => void, intervalMs = 1
   arm();
   let elu: EventLoopUtilization = performance.eventLoopUtilization();
   const sample = (): void => {
+    // After a stall every timer due during it runs, in the order of their lists: a probe tick may still be
+    // waiting, and switching the interval below would cancel it. Run it here.
+    if (performance.now() > due) {
+      clearTimeout(probe);
+      tick();
+    }
     const mem = process.memoryUsage();
     m.set('rt_heap_used_bytes', undefined, mem.heapUsed);
     m.set('rt_heap_total_bytes', undefined, mem.heapTotal);
@@ -53,8 +59,7 @@ export function startThreadSampler(m: Metrics, more?: () => void, intervalMs = 1
     const covered = window.idle + window.active > 100;
     if (covered) m.set('rt_event_loop_utilization', undefined, window.utilization);
     elu = now;
-    // The histogram holds the ticks of the last interval only: reset after reading. A tick that comes
-    // due during a stall and runs after this one lands in the next interval's figures.
+    // The histogram holds the ticks of the last interval only: reset after reading.
     if (late.count > 0) {
       m.set('rt_event_loop_delay_seconds', { stat: 'mean' }, late.mean / NS);
       m.set('rt_event_loop_delay_seconds', { stat: 'p50' }, late.percentile(50) / NS);
