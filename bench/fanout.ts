@@ -175,14 +175,18 @@ async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'proces
   }
 }
 
+/** One measured config per server and thread count, named `uws` or `<kind>-<threads>` in the rows. */
+function configsOf(kinds: ServerKind[], bench: string, load: Load, via: Via): Array<{ name: string; run: () => Promise<Record<string, unknown>> }> {
+  return kinds.flatMap((k) => threadCounts(k).map((w) => ({ name: k === 'uws' ? 'uws' : `${k}-${w}`, run: async () => ({ bench, ...(await run(k, load, w, via)) }) })));
+}
+
 /**
  * The backend rows, BENCH_REPEAT rounds (default 1), every server once per round in turn. With more than
  * one round each server gets a row with its median CPU per 1M deliveries and the range, and a summary
  * row gives each server's ratio to one-thread uWS *in the same round*, median and range.
  */
 async function backendRounds(kinds: ServerKind[], load: Load): Promise<Record<string, unknown>[]> {
-  const configs = kinds.flatMap((k) => threadCounts(k).map((w) => ({ name: k === 'uws' ? 'uws' : `${k}-${w}`, run: async () => ({ bench: 'fanout', ...(await run(k, load, w, 'backend')) }) })));
-  const rows = await interleave(repeatRounds(), configs);
+  const rows = await interleave(repeatRounds(), configsOf(kinds, 'fanout', load, 'backend'));
   if (repeatRounds() === 1) return [...rows.values()].map((list) => list[0]!);
   return summariseRounds(rows, 'server_cpu_ms_per_1m_deliveries', 'uws', { bench: 'fanout', summary: 'backend pace: CPU per delivery ÷ one-thread uWS in the same round' });
 }
@@ -197,8 +201,7 @@ async function latencyRounds(kinds: ServerKind[], load: Load): Promise<Record<st
   const out: Record<string, unknown>[] = [];
   for (const via of ['process', 'http'] as const) {
     if (process.env.BENCH_VIA && process.env.BENCH_VIA !== via) continue;
-    const configs = kinds.flatMap((k) => threadCounts(k).map((w) => ({ name: k === 'uws' ? 'uws' : `${k}-${w}`, run: async () => ({ bench: 'latency', ...(await run(k, load, w, via)) }) })));
-    const rows = await interleave(repeatRounds(), configs);
+    const rows = await interleave(repeatRounds(), configsOf(kinds, 'latency', load, via));
     if (repeatRounds() === 1) out.push(...[...rows.values()].map((list) => list[0]!));
     else out.push(...summariseRounds(rows, 'latency_ms_p99', 'uws', { bench: 'latency', published_via: via, summary: 'p99 ÷ one-thread uWS in the same round' }));
   }
