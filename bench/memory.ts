@@ -7,8 +7,8 @@ import { performance } from 'node:perf_hooks';
 import { BenchServer, connectMany, median, round, type ServerKind } from './lib.js';
 
 /**
- * Idle CPU: the median of IDLE_WINDOWS one-second windows, the first IDLE_SETTLE_MS after the last
- * connection opened. A median, because one-off work lands in some windows and is not the steady cost of
+ * Idle CPU: the median of IDLE_WINDOWS one-second windows, the first IDLE_SETTLE_MS after the forced GC
+ * that follows the connections. A median, because one-off work lands in some windows and is not the steady cost of
  * idle connections: V8's memory reducer shrinks each thread's heap with a few full GCs some 6–8 s after
  * the handshakes stop allocating (`--trace-gc`: "Mark-Compact (reduce)", 40–90 ms of CPU a thread), and
  * every connection is pinged once per idle period (rt-actors: --idle-timeout 60 s, pings ~30 s in).
