@@ -36,8 +36,8 @@ export function freePort(): Promise<number> {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `check` until it returns a truthy value; fails with `what` after `ms`. */
-export async function until<V>(what: string, check: () => V | Promise<V>, ms = 15000): Promise<NonNullable<Awaited<V>>> {
+/** Polls `check` every `everyMs` until it returns a truthy value; fails with `what` after `ms`. */
+export async function until<V>(what: string, check: () => V | Promise<V>, ms = 15000, everyMs = 50): Promise<NonNullable<Awaited<V>>> {
   const deadline = Date.now() + ms;
   let last: unknown;
   for (;;) {
@@ -48,7 +48,7 @@ export async function until<V>(what: string, check: () => V | Promise<V>, ms = 1
       last = err;
     }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(50);
+    await sleep(everyMs);
   }
 }
 
