@@ -1,4 +1,4 @@
-export const version = '0.1.0';
+export { version } from './version.js';
 export { createServer, startServer, type RtServer, type ServerOptions } from './server.js';
 export {
   defineActor,

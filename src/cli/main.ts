@@ -4,9 +4,10 @@
  */
 import { ConfigError, loadConfig } from '../config/load.js';
 import { OPTIONS, envOf, flagOf, specByFlag, type ServerConfig } from '../config/schema.js';
-import { startServer } from '../server.js';
-import { signJwt, parseDuration } from '../auth/jwt.js';
-import { version } from '../index.js';
+// The server and the JWT library load only for the commands that use them: --help, --version, the
+// token command's usage errors and config errors answer in a fraction of the time (0.6 s -> 0.2 s here).
+import type { startServer } from '../server.js';
+import { version } from '../version.js';
 import { ListenError } from '../errors.js';
 import { createLogger, errorFields, type Logger } from '../log.js';
 import { startedByNpm, watchParent } from './parent-watch.js';
@@ -181,6 +182,7 @@ async function start(args: string[]): Promise<number> {
   const log = createLogger(config.logLevel, 'main', { format: config.logFormat, rate: config.logRate });
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
+    const { startServer } = await import('../server.js');
     server = await startServer(config);
   } catch (err) {
     return startFailed(log, config.logFormat, err);
@@ -243,7 +245,7 @@ function startFailed(log: Logger, format: 'text' | 'json', err: unknown): number
   return code;
 }
 
-function token(args: string[]): number {
+async function token(args: string[]): Promise<number> {
   const flags = parseFlags(args);
   if (flags.has('help')) {
     process.stdout.write(TOKEN_HELP);
@@ -257,6 +259,7 @@ function token(args: string[]): number {
   const configured = () => loadConfig({ flags: typeof flags.get('config') === 'string' ? { config: flags.get('config') } : {}, env: process.env }).jwtSecret || undefined;
   const secret = (flags.get('secret') as string | undefined) ?? configured();
   if (!secret || secret === (true as unknown)) throw new UsageError('no secret: pass --secret=<secret>, set RT_JWT_SECRET, or give --config with a jwtSecret');
+  const { signJwt, parseDuration } = await import('../auth/jwt.js');
   let ttl: number;
   try {
     ttl = parseDuration(String(flags.get('ttl') ?? '1h'));
@@ -297,7 +300,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'start':
         return await start(rest);
       case 'token':
-        return token(rest);
+        return await token(rest);
       default:
         throw new UsageError(`unknown command "${cmd}"; commands: start, token`);
     }
