@@ -7,6 +7,7 @@ import type { Hub } from './hub.js';
 import type { SharedStats } from './stats.js';
 import type { Metrics } from './metrics.js';
 import type { SharedLimits } from '../security/shared-limits.js';
+import type { ThreadSampler } from './thread-sampler.js';
 
 export interface ThreadContext {
   thread: number;
@@ -22,6 +23,8 @@ export interface ThreadContext {
   stats: SharedStats;
   /** This thread's block of the host's metrics registry (see metrics.ts). */
   metrics: Metrics;
+  /** The thread's housekeeping tick (thread-sampler.ts): periodic upkeep runs on it, not on timers of its own. */
+  sampler: ThreadSampler;
   log: Logger;
   /** True once shutdown began: new connections are refused. */
   draining: boolean;

@@ -40,6 +40,9 @@ import { registerPusher } from '../transports/pusher/index.js';
 import { sendJson, track } from '../transports/http.js';
 import { bridged, historyPolicy, startShardBridge } from '../bridge/setup.js';
 
+/** How often the shard copies its counts into the shared stats and metrics (at rest: each tick, see thread-sampler.ts). */
+const STATS_MS = 250;
+
 export type AcceptMode = 'descriptor' | 'reuseport';
 
 export interface ShardTask {
@@ -177,6 +180,8 @@ export async function runShard(task: ShardTask): Promise<void> {
         return r.claims!;
       });
   };
+  // The tick also keeps this worker's event loop alive: a waitAsync alone does not (NOTES.md).
+  const sampler = startThreadSampler(metrics, { keepAlive: true });
   const ctx: ThreadContext = {
     thread: shard,
     config,
@@ -187,6 +192,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     apiKey: task.apiKey,
     stats,
     metrics,
+    sampler,
     log,
     draining: false,
     inflight: 0,
@@ -213,7 +219,6 @@ export async function runShard(task: ShardTask): Promise<void> {
 
   hub.start();
 
-  // The interval also keeps this worker's event loop alive: a waitAsync alone does not (NOTES.md).
   const publishStats = () => {
     stats.set(shard, 'connections', hub.connections);
     stats.set(shard, 'channels', host.size);
@@ -241,8 +246,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     metrics.set('rt_actor_restarts_total', undefined, actorStats.restarts);
     metrics.set('rt_actor_compute_tasks_total', undefined, actorStats.computed);
   };
-  const sampler = startThreadSampler(metrics);
-  const statsTimer = setInterval(publishStats, 250);
+  sampler.every(STATS_MS, publishStats);
   stats.set(shard, 'alive', 1);
   metrics.set('rt_up', undefined, 1);
 
@@ -265,7 +269,6 @@ export async function runShard(task: ShardTask): Promise<void> {
     log.error('uncaught error; shard is being replaced:', err);
     process.off('uncaughtException', onUncaught);
     post({ type: 'crashing', message: err instanceof Error ? err.message : String(err) });
-    clearInterval(statsTimer);
     sampler.stop();
     host.close();
     replays.close();
@@ -320,7 +323,6 @@ export async function runShard(task: ShardTask): Promise<void> {
       await bridge?.close(true);
       // The webhooks those leaves fired (member_removed, channel_vacated) leave before the thread does.
       await pusher?.flush(1000);
-      clearInterval(statsTimer);
       sampler.stop();
       host.close();
     replays.close();

@@ -18,7 +18,7 @@ import { createMeshLayout, MeshEndpoint, meshOptions, type MeshLayout } from './
 import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js';
 import { SharedStats } from './stats.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
-import { startThreadSampler } from './thread-sampler.js';
+import { startThreadSampler, type ThreadSampler } from './thread-sampler.js';
 import { AppConnections, SharedLimits } from '../security/shared-limits.js';
 import { pusherAppCount } from '../transports/pusher/apps.js';
 import { ListenError } from '../errors.js';
@@ -39,6 +39,8 @@ interface ShardSlot {
 }
 
 const START_TIMEOUT_MS = 30_000;
+/** How often the main thread copies its ring figures into the shared stats and metrics (at rest: each tick). */
+const STATS_MS = 250;
 
 /** Whether this uWS build can hand sockets between apps (NOTES.md: not declared in its types). */
 export function descriptorsSupported(): boolean {
@@ -74,7 +76,7 @@ export class Supervisor {
   readonly stats: SharedStats;
   /** The host's metrics registry; this instance writes the main thread's block. */
   readonly metrics: Metrics;
-  private sampler?: { stop(): void };
+  private sampler?: ThreadSampler;
   readonly limits = SharedLimits.alloc();
   /** Open connections per Pusher app across the shards (its maxConnections); see AppConnections. */
   readonly appConnections: SharedArrayBuffer;
@@ -90,7 +92,6 @@ export class Supervisor {
   private readonly slots: ShardSlot[];
   private stopping = false;
   private fatal?: (err: Error) => void;
-  private statsTimer?: NodeJS.Timeout;
 
   /** `bridge`: the main thread's view of the Redis bridge (cluster-wide queries), when --redis is set. */
   constructor(config: ServerConfig, apiKey: string, bridge?: HubBridge) {
@@ -163,10 +164,10 @@ export class Supervisor {
     if (this.mode === 'descriptor') this.port = await this.listenAcceptor();
     this.stats.set(config.workers, 'alive', 1);
     this.metrics.set('rt_up', undefined, 1);
-    this.sampler = startThreadSampler(this.metrics, () => {
-      this.metrics.set('rt_subscriptions', undefined, this.hub.stats.subscriptions);
+    this.sampler = startThreadSampler(this.metrics, {
+      more: () => this.metrics.set('rt_subscriptions', undefined, this.hub.stats.subscriptions),
     });
-    this.statsTimer = setInterval(() => this.publishStats(), 250).unref();
+    this.sampler.every(STATS_MS, () => this.publishStats());
     this.log.info(`acceptor mode: ${this.mode === 'descriptor' ? 'uWS app descriptors (main thread accepts, shards serve)' : 'SO_REUSEPORT (each shard listens)'}`);
   }
 
@@ -328,7 +329,6 @@ export class Supervisor {
     if (this.stopping) return;
     this.stopping = true;
     this.sampler?.stop();
-    clearInterval(this.statsTimer);
     const timeoutMs = this.config.shutdownTimeout * 1000;
     if (this.listenSocket) {
       uWS.us_listen_socket_close(this.listenSocket);

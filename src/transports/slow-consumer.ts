@@ -7,10 +7,15 @@
  */
 import type { WebSocket } from 'uWebSockets.js';
 import type { Hub } from '../runtime/hub.js';
+import type { ThreadContext } from '../runtime/context.js';
 import { countRefusal } from '../runtime/instruments.js';
 import { metrics } from '../runtime/metrics.js';
 
-/** How often sockets are checked for a send buffer over --max-backpressure while messages flow. */
+/**
+ * How often sockets are checked for a send buffer over --max-backpressure while the shard works. The
+ * sweep runs on the thread's tick (thread-sampler.ts), so a shard at rest checks at the tick's rest
+ * interval (200 ms) until its first busy second: the headroom of uwsBackpressureLimit covers that.
+ */
 const SWEEP_MS = 100;
 
 /**
@@ -36,7 +41,9 @@ export function uwsBackpressureLimit(maxBackpressure: number): number {
 const swept = new WeakSet<Hub>();
 
 /** One sweep per shard over every connection that can be swept (native and Pusher WebSockets). */
-export function sweepSlowConsumers(hub: Hub, maxBackpressure: number): void {
+export function sweepSlowConsumers(ctx: ThreadContext): void {
+  const { hub, sampler } = ctx;
+  const { maxBackpressure } = ctx.config;
   if (swept.has(hub)) return;
   swept.add(hub);
   const m = metrics();
@@ -44,7 +51,8 @@ export function sweepSlowConsumers(hub: Hub, maxBackpressure: number): void {
   const activity = (): number => m.value('rt_deliveries_total') + m.list('rt_messages_in_total').reduce((n, s) => n + s.value, 0);
   let seen = -1;
   let lastPass = 0;
-  setInterval(() => {
+  // On the thread's tick: every SWEEP_MS while the shard works; at rest, at the tick's rest interval.
+  sampler.every(SWEEP_MS, () => {
     const now = performance.now();
     const a = activity();
     if (a === seen && now - lastPass < IDLE_SWEEP_MS) return;
@@ -56,7 +64,7 @@ export function sweepSlowConsumers(hub: Hub, maxBackpressure: number): void {
         c.endSlowConsumer();
       }
     }
-  }, SWEEP_MS).unref();
+  });
 }
 
 export function endDroppedSocket<D extends { client?: { closed: boolean }; gone?: boolean }>(ws: WebSocket<D>, code: number, reason: string): void {

@@ -105,7 +105,7 @@ function chooseFormat(query: string, protocols: string): { format: WireFormat; p
 
 export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
   const { config, hub } = ctx;
-  sweepSlowConsumers(hub, config.maxBackpressure);
+  sweepSlowConsumers(ctx);
   const messagesIn = ctx.metrics.series('rt_messages_in_total', { transport: 'websocket', protocol: 'native' });
   const onMessage = (ws: WebSocket<SocketData>, message: ArrayBuffer, isBinary: boolean): void => {
     const client = ws.getUserData().client!;

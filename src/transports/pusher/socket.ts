@@ -33,7 +33,7 @@ const MAX_USER_DATA = 10_000;
 export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): void {
   const { ctx } = gw;
   const { config, hub } = ctx;
-  sweepSlowConsumers(hub, config.maxBackpressure);
+  sweepSlowConsumers(ctx);
   const messagesIn = ctx.metrics.series('rt_messages_in_total', { transport: 'websocket', protocol: 'pusher' });
 
   uapp.ws<PusherSocketData>('/app/:key', {
