@@ -1,5 +1,5 @@
 export { version } from './version.js';
-export { createServer, startServer, type RtServer, type ServerOptions } from './server.js';
+export { createServer, startServer, type RtServer, type ServerOptions, type ThreadOptions } from './server.js';
 export {
   defineActor,
   ActorError,

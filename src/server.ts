@@ -24,7 +24,19 @@ import type { Member } from './protocol/native.js';
 export type ServerOptions = Partial<{ [K in keyof ServerConfig]: ServerConfig[K] | string }> & {
   /** Environment to read RT_* variables from; defaults to process.env. Pass {} to ignore it. */
   env?: Record<string, string | undefined>;
-};
+} & ThreadOptions;
+
+/** How the server's own threads start; for embedding code, not configuration (no flag or RT_* variable). */
+export interface ThreadOptions {
+  /**
+   * Node options for the server's threads (shards and compute pools), as Worker's `execArgv`. Default:
+   * Node's, i.e. this process's own — including the module loaders it runs under (a test runner's,
+   * tsx, ts-node), which every thread then starts again for itself: under tap's, a shard took about
+   * twice as long to load. Pass [] (or only the options the threads need) when the server is embedded
+   * in such a process. The server's own TypeScript loader for `--actors` does not depend on it.
+   */
+  threadExecArgv?: string[];
+}
 
 export interface RtServer {
   readonly port: number;
@@ -86,12 +98,12 @@ function checkTls(cfg: ServerConfig): void {
 }
 
 export async function createServer(options: ServerOptions = {}): Promise<RtServer> {
-  const { env = process.env, ...code } = options;
+  const { env = process.env, threadExecArgv, ...code } = options;
   const config = loadConfig({ code: code as Record<string, unknown>, env });
-  return startServer(config);
+  return startServer(config, { threadExecArgv });
 }
 
-export async function startServer(config: ServerConfig): Promise<RtServer> {
+export async function startServer(config: ServerConfig, threads: ThreadOptions = {}): Promise<RtServer> {
   // Before anything logs: every line of this thread in the configured format.
   configureLogs({ format: config.logFormat, rate: config.logRate });
   const weakSecret = checkJwtSecret(config.jwtSecret, process.env.NODE_ENV === 'production');
@@ -129,7 +141,7 @@ export async function startServer(config: ServerConfig): Promise<RtServer> {
   const main = redisTarget ? await openMainBridge(config, redisTarget) : undefined;
   const apiKeyGenerated = !config.apiKey;
   const apiKey = config.apiKey || randomBytes(24).toString('base64url');
-  const sup = new Supervisor(config, apiKey, main?.bridge);
+  const sup = new Supervisor(config, apiKey, main?.bridge, threads.threadExecArgv);
   try {
     await sup.start();
   } catch (err) {

@@ -14,7 +14,7 @@ export interface ActorComputePool {
 }
 
 /** Starts the pool when the actors folder has task files (none: nothing starts, ctx.compute answers not_found). */
-export function startActorCompute(config: ServerConfig, hub: Hub): ActorComputePool | undefined {
+export function startActorCompute(config: ServerConfig, hub: Hub, execArgv?: string[]): ActorComputePool | undefined {
   const tasks = config.actors ? listTasks(config.actors) : new Map<string, string>();
   if (tasks.size === 0) return undefined;
   const threads = config.actorComputeThreads || Math.max(1, Math.floor(config.workers / 2));
@@ -23,6 +23,7 @@ export function startActorCompute(config: ServerConfig, hub: Hub): ActorComputeP
     minThreads: 1,
     maxThreads: threads,
     idleTimeout: 30_000,
+    execArgv,
     // Bounded: beyond this many waiting tasks, run() rejects and the actor gets `overloaded`.
     maxQueue: threads * config.actorMailboxSize,
   });

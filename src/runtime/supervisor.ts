@@ -93,8 +93,11 @@ export class Supervisor {
   private stopping = false;
   private fatal?: (err: Error) => void;
 
-  /** `bridge`: the main thread's view of the Redis bridge (cluster-wide queries), when --redis is set. */
-  constructor(config: ServerConfig, apiKey: string, bridge?: HubBridge) {
+  /**
+   * `bridge`: the main thread's view of the Redis bridge (cluster-wide queries), when --redis is set.
+   * `execArgv`: Node options for every thread this starts (undefined: Node's default, this process's).
+   */
+  constructor(config: ServerConfig, apiKey: string, bridge?: HubBridge, private readonly execArgv?: string[]) {
     this.config = config;
     this.apiKey = apiKey;
     configureLogs({ format: config.logFormat, rate: config.logRate });
@@ -130,12 +133,13 @@ export class Supervisor {
         minThreads: 1,
         maxThreads: Math.max(1, Math.floor(config.workers / 2)),
         idleTimeout: 30_000,
+        execArgv: this.execArgv,
         workerData: { publicKey: config.jwtPublicKey, audience: config.jwtAudience, issuer: config.jwtIssuer },
       });
       const compute = this.compute;
       this.hub.onForward('verify', (body: { token: string }) => compute.run(body));
     }
-    this.actorCompute = startActorCompute(config, this.hub);
+    this.actorCompute = startActorCompute(config, this.hub, this.execArgv);
 
     if (this.mode === 'descriptor') {
       // uWS can only listen exclusively without a host; with one, check the port is free first.
@@ -211,7 +215,7 @@ export class Supervisor {
       port: this.port,
       control: port2,
     };
-    const worker = new Worker(new URL('../../workers/shard.js', import.meta.url), { workerData: task, transferList: [port2] });
+    const worker = new Worker(new URL('../../workers/shard.js', import.meta.url), { workerData: task, transferList: [port2], execArgv: this.execArgv });
     slot.worker = worker;
     let error: Error | null = null;
     worker.on('error', (err) => (error ??= err));

@@ -5,7 +5,8 @@ export const API_KEY = 'test-api-key';
 export const JWT_SECRET = 'test-jwt-secret-0123456789';
 
 export async function startServer(t: { teardown(fn: () => unknown): void }, opts: ServerOptions = {}): Promise<RtServer & { url: string; http: string }> {
-  const server = await createServer({ port: 0, host: '127.0.0.1', workers: 2, apiKey: API_KEY, jwtSecret: JWT_SECRET, logLevel: 'error', env: {}, ...opts });
+  // The shards run without tap's module loaders (ts-node, mock, processinfo): they load only dist/.
+  const server = await createServer({ port: 0, host: '127.0.0.1', workers: 2, apiKey: API_KEY, jwtSecret: JWT_SECRET, logLevel: 'error', env: {}, threadExecArgv: [], ...opts });
   t.teardown(() => server.close());
   return Object.assign(server, { url: `ws://127.0.0.1:${server.port}`, http: `http://127.0.0.1:${server.port}` });
 }
