@@ -21,7 +21,8 @@ One schema, four sources. For every option, the first of these that sets it wins
 3. the JSON config file given with \`--config\` / \`RT_CONFIG\`: \`{ "port": 7000 }\`
 4. the default
 
-\`createServer(options)\` takes the same keys; options passed in code rank with flags.
+\`createServer(options)\` takes the same keys; options passed in code rank with flags. Two more options
+exist only in code, \`env\` and \`threadExecArgv\`: see [actors.md](actors.md#embedding-and-the-memory-transport).
 
 Booleans: \`--restart-shards\` or \`--restart-shards=true\` turns one on, \`--no-restart-shards\` or
 \`--restart-shards=false\` turns it off (\`true\`/\`false\`, \`1\`/\`0\`, \`yes\`/\`no\`, in flags, variables and

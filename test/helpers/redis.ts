@@ -149,11 +149,32 @@ export async function dropNamespace(port: number, ns: string): Promise<void> {
   }
 }
 
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A port for a Redis Cluster node, which also binds port + 10000 (its cluster bus). A port the OS hands
+ * out (freePort) is in the ephemeral range, and so is its bus port, which a client connection's local
+ * port could take before the node binds it (the node then exits: seen in CI). Both are taken below it.
+ */
+async function freeClusterPort(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + Math.floor(Math.random() * 2700);
+    if ((await canListen(port)) && (await canListen(port + 10000))) return port;
+  }
+  throw new Error('no free port pair (port and port + 10000, from 20000) for a Redis Cluster node');
+}
+
 /** A 3-master Redis Cluster of our own (no replicas), ready when this resolves. */
 export async function startRedisCluster(t: T): Promise<{ ports: number[]; seeds: string }> {
   const nodes: RedisProc[] = [];
   for (let i = 0; i < 3; i++) {
-    const port = await freePort();
+    const port = await freeClusterPort();
     const dir = mkdtempSync(join(tmpdir(), 'rt-cluster-'));
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--cluster-enabled', 'yes',
       '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000', '--daemonize', 'no', '--logfile', ''];
