@@ -24,7 +24,7 @@ import type { Notice } from './messages.js';
 import type { Publication } from '../protocol/native.js';
 import { SharedStats } from './stats.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
-import { startThreadSampler } from './thread-sampler.js';
+import { STATS_MS, startThreadSampler } from './thread-sampler.js';
 import { AppConnections, SharedLimits } from '../security/shared-limits.js';
 import { pusherAppCount } from '../transports/pusher/apps.js';
 import { subscriptionCountPolicy } from '../transports/pusher/subscription-count.js';
@@ -39,9 +39,6 @@ import { registerSocketIo } from '../transports/socketio/index.js';
 import { registerPusher } from '../transports/pusher/index.js';
 import { sendJson, track } from '../transports/http.js';
 import { bridged, historyPolicy, startShardBridge } from '../bridge/setup.js';
-
-/** How often the shard copies its counts into the shared stats and metrics (at rest: each tick, see thread-sampler.ts). */
-const STATS_MS = 250;
 
 export type AcceptMode = 'descriptor' | 'reuseport';
 

@@ -18,7 +18,7 @@ import { createMeshLayout, MeshEndpoint, meshOptions, type MeshLayout } from './
 import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js';
 import { SharedStats } from './stats.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
-import { startThreadSampler, type ThreadSampler } from './thread-sampler.js';
+import { STATS_MS, startThreadSampler, type ThreadSampler } from './thread-sampler.js';
 import { AppConnections, SharedLimits } from '../security/shared-limits.js';
 import { pusherAppCount } from '../transports/pusher/apps.js';
 import { ListenError } from '../errors.js';
@@ -39,8 +39,6 @@ interface ShardSlot {
 }
 
 const START_TIMEOUT_MS = 30_000;
-/** How often the main thread copies its ring figures into the shared stats and metrics (at rest: each tick). */
-const STATS_MS = 250;
 
 /** Whether this uWS build can hand sockets between apps (NOTES.md: not declared in its types). */
 export function descriptorsSupported(): boolean {

@@ -50,6 +50,8 @@ export interface ThreadSamplerOptions {
 }
 
 const SAMPLE_MS = 1000;
+/** How often a thread copies its counts into the shared stats and metrics (at rest: each tick). */
+export const STATS_MS = 250;
 
 export function startThreadSampler(m: Metrics, opts: ThreadSamplerOptions = {}): ThreadSampler {
   const late = createHistogram();

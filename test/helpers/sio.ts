@@ -57,16 +57,7 @@ export function spareConnection(t: { teardown(fn: () => unknown): void }, port: 
   t.teardown(() => c.destroy());
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './redis.js';
 
 /** A fresh TCP connection per request, so consecutive requests alternate between the two shards. */
 export async function http(url: string, init: { method?: string; body?: string | Buffer; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; headers: Headers }> {
