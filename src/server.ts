@@ -100,6 +100,9 @@ function checkTls(cfg: ServerConfig): void {
 export async function createServer(options: ServerOptions = {}): Promise<RtServer> {
   const { env = process.env, threadExecArgv, ...code } = options;
   const config = loadConfig({ code: code as Record<string, unknown>, env });
+  if (threadExecArgv !== undefined && !(Array.isArray(threadExecArgv) && threadExecArgv.every((a) => typeof a === 'string'))) {
+    throw new ConfigError('threadExecArgv', `threadExecArgv must be an array of Node options (strings), e.g. [] or ['--enable-source-maps'], not ${JSON.stringify(threadExecArgv)?.slice(0, 80)}`);
+  }
   return startServer(config, { threadExecArgv });
 }
 

@@ -2,6 +2,7 @@
 // (the embedding process's own, loaders included); given, exactly those, in the shards and in the
 // actor compute pool alike.
 import t, { type Test } from 'tap';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
@@ -34,4 +35,17 @@ t.test("by default, the process's own (here tap's loaders)", async (t) => {
   const got = await threadArgv(t, s.url);
   t.same(got.shard, process.execArgv, 'the shard');
   t.same(got.compute, process.execArgv, 'the compute thread');
+});
+
+t.test('a value Node refuses: a clear error, and nothing of the failed start holds the process', async (t) => {
+  await t.rejects(startServer(t, { threadExecArgv: '--enable-source-maps' as never }), { code: 'config_invalid', message: /threadExecArgv must be an array of Node options/ });
+  await t.rejects(startServer(t, { threadExecArgv: [42] as never }), { code: 'config_invalid', message: /threadExecArgv/ });
+  // A flag no worker may take fails in the Worker constructor; in a process of its own, so that a
+  // handle left open by the failed start shows as a process that does not exit.
+  const script = `import { createServer } from 'rt-actors';
+try { await createServer({ port: 0, workers: 2, env: {}, logLevel: 'error', threadExecArgv: ['--max-old-space-size=64'] }); console.log('started'); }
+catch (e) { console.log(e.code + ': ' + e.message); }`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8', timeout: 30_000 });
+  t.match(r.stdout, /ERR_WORKER_INVALID_EXEC_ARGV: .*--max-old-space-size=64/, 'the error names the flag');
+  t.equal(r.status, 0, `the process exits on its own after the failed start (${r.signal ?? 'exited'})`);
 });

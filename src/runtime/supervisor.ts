@@ -213,7 +213,17 @@ export class Supervisor {
       port: this.port,
       control: port2,
     };
-    const worker = new Worker(new URL('../../workers/shard.js', import.meta.url), { workerData: task, transferList: [port2], execArgv: this.execArgv });
+    let worker: Worker;
+    try {
+      worker = new Worker(new URL('../../workers/shard.js', import.meta.url), { workerData: task, transferList: [port2], execArgv: this.execArgv });
+    } catch (err) {
+      // Refused before any thread started (an execArgv Node does not allow in a worker): no control
+      // channel, or it would hold the process open and stop() would wait on it for a drain reply.
+      port1.close();
+      port2.close();
+      slot.control = undefined;
+      return Promise.reject(err);
+    }
     slot.worker = worker;
     let error: Error | null = null;
     worker.on('error', (err) => (error ??= err));
