@@ -6,7 +6,3 @@ export function channelKind(name: string): ChannelKind {
   if (name.startsWith('private-')) return 'private';
   return 'public';
 }
-
-export function needsAuthorization(name: string): boolean {
-  return channelKind(name) !== 'public';
-}

@@ -38,11 +38,6 @@ export function processFigures(): ProcessFigures {
   };
 }
 
-export const PROCESS_FAMILIES = [
-  'process_cpu_user_seconds_total', 'process_cpu_system_seconds_total', 'process_cpu_seconds_total', 'process_resident_memory_bytes',
-  'process_open_fds', 'process_max_fds', 'process_start_time_seconds',
-] as const;
-
 export function renderProcessMetrics(p: ProcessFigures = processFigures()): string {
   const out: string[] = [];
   const one = (name: string, type: 'counter' | 'gauge', help: string, v: number | undefined) => {

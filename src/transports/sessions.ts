@@ -56,10 +56,6 @@ export function removeSession(sid: string): void {
   sessions.delete(sid);
 }
 
-export function sessionCount(): number {
-  return sessions.size;
-}
-
 function unknownSession(): RtError {
   return new RtError('unknown_session', 'no such session (it expired, was closed, or its shard restarted): open a new one', 404);
 }

@@ -450,8 +450,3 @@ export function registerSse(app: TemplatedApp, ctx: ThreadContext): void {
 
   registerSessionRoutes(app, ctx, '/sse', 'GET');
 }
-
-/** Open SSE streams on this thread. */
-export function sseStreamCount(): number {
-  return streams.size;
-}
