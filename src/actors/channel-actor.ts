@@ -1,7 +1,7 @@
 /**
  * One channel's actor, on the shard that owns the channel: its subscribers (by thread), presence,
  * history and custom logic. Each operation runs through the mailbox, so the channel sees one message
- * at a time and every subscriber sees the same order. Custom hooks run through `invoke`: a deadline,
+ * at a time and every subscriber sees the same order. Custom hooks run through a HookRunner: a deadline,
  * failures logged once and counted, and a restart with fresh state when they keep failing.
  */
 import { randomBytes } from 'node:crypto';
@@ -17,6 +17,7 @@ import type { ActorContext, AnyActorDefinition, JoinResult, OutgoingMessage, Sto
 import { assertEventName, checkCompute, clientEventUser, deliveryOf, kickReason, runCompute } from './context-rules.js';
 import { systemClock, type Clock } from './clock.js';
 import { History } from './history.js';
+import { deliberate, HookRunner, RUN_ELSEWHERE, type Hook } from './hook-runner.js';
 import { isThenable, Mailbox } from './mailbox.js';
 import { TimerSet } from './timers.js';
 import { threadLogger } from '../log.js';
@@ -122,14 +123,6 @@ function subscriberOf(c: ConnRef): Subscriber {
   return { socketId: c.id, userId: c.user, userInfo: c.info, transport: c.transport };
 }
 
-/** A refusal the hook meant (ActorError, or any coded RtError), as opposed to a bug. */
-function deliberate(err: unknown): boolean {
-  if (err instanceof RtError) return err.code !== 'actor_timeout';
-  return !!err && typeof err === 'object' && (err as Error).name === 'ActorError' && typeof (err as { code?: unknown }).code === 'string';
-}
-
-type Hook = 'init' | 'authorize' | 'onJoin' | 'onLeave' | 'onMessage' | 'onPublish' | 'onTimer' | 'onComputed' | 'onStop';
-
 export class ChannelActor {
   readonly name: string;
   readonly kind: ChannelKind;
@@ -154,8 +147,8 @@ export class ChannelActor {
   private readonly caught = new Map<number, number>();
   /** The connection whose onJoin is running: it may be pushed to before it is registered. */
   private joining?: ConnRef;
-  /** Consecutive hook failures (reset by any hook that succeeds). */
-  private failures = 0;
+  /** Deadlines, failure counting and restarts of the custom hooks. */
+  private readonly runner: HookRunner;
   /** Compute tasks in flight. */
   private computing = 0;
   private stopped = false;
@@ -173,6 +166,15 @@ export class ChannelActor {
     this.mailbox = new Mailbox(env.mailboxSize ?? ACTOR_DEFAULTS.mailboxSize);
     this.clock = env.clock ?? systemClock;
     this.stats = env.stats ?? newActorStats();
+    this.runner = new HookRunner({
+      clock: this.clock,
+      hookTimeoutMs: env.hookTimeoutMs ?? ACTOR_DEFAULTS.hookTimeoutMs,
+      maxFailures: env.maxFailures ?? ACTOR_DEFAULTS.maxFailures,
+      file,
+      log: (msg, err) => this.log(msg, err),
+      counted: () => this.stats.failures++,
+      restart: () => this.restart(),
+    });
     if (env.count && env.countWanted?.(name)) this.counter = new CountThrottle(this.clock, (n) => this.countToThreads(n));
     this.timers = new TimerSet(this.clock, (timer, data, done) => {
       this.background('onTimer', () => (this.def.onTimer ? this.def.onTimer(this.ctx, timer, data) : undefined), done);
@@ -266,65 +268,15 @@ export class ChannelActor {
     else threadLogger().error(`channel ${this.name}: ${msg}`, err, { event: 'actor.error', channel: this.name });
   }
 
-  // ——— hooks: deadlines and failures ———
+  // ——— hooks: deadlines and failures (hook-runner.ts) ———
 
-  /**
-   * Runs a custom hook. Synchronous hooks stay synchronous (no promise on the hot path); a promise gets
-   * the deadline. A refusal (ActorError) passes through; anything else is logged once, counted, and
-   * answered with `actor_failed` (or `actor_timeout`) — the caller undoes what it had started.
-   */
   private invoke<T>(hook: Hook, fn: () => T | Promise<T>): T | Promise<T> {
-    let r: T | Promise<T>;
-    try {
-      r = fn();
-    } catch (err) {
-      throw this.failed(hook, err);
-    }
-    if (!isThenable(r)) {
-      this.failures = 0;
-      return r;
-    }
-    return this.deadline(hook, r).then(
-      (v) => {
-        this.failures = 0;
-        return v;
-      },
-      (err) => {
-        throw this.failed(hook, err);
-      },
-    );
-  }
-
-  private deadline<T>(hook: Hook, p: Promise<T>): Promise<T> {
-    const ms = this.env.hookTimeoutMs ?? ACTOR_DEFAULTS.hookTimeoutMs;
-    return new Promise<T>((resolve, reject) => {
-      const h = this.clock.setTimeout(() => reject(new RtError('actor_timeout', `the channel actor's ${hook} did not finish within ${ms} ms`, 504)), ms);
-      p.then(
-        (v) => {
-          this.clock.clearTimeout(h);
-          resolve(v);
-        },
-        (err) => {
-          this.clock.clearTimeout(h);
-          reject(err);
-        },
-      );
-    });
-  }
-
-  private failed(hook: Hook, err: unknown): unknown {
-    if (deliberate(err)) return err;
-    const timeout = err instanceof RtError && err.code === 'actor_timeout';
-    this.stats.failures++;
-    this.log(`${hook} ${timeout ? 'did not finish in time' : 'failed'} (actor ${this.file})`, timeout ? undefined : err);
-    if (++this.failures >= (this.env.maxFailures ?? ACTOR_DEFAULTS.maxFailures)) this.restart();
-    return timeout ? err : new RtError('actor_failed', `the channel actor failed in ${hook}; see the server log`, 500);
+    return RUN_ELSEWHERE in this.def ? fn() : this.runner.invoke(hook, fn);
   }
 
   /** Hooks keep failing: the state may be what is broken. Subscribers stay; timers and state start over. */
   private restart(): void {
     if (this.stopped) return;
-    this.failures = 0;
     this.stats.restarts++;
     this.log(`hooks failed ${this.env.maxFailures ?? ACTOR_DEFAULTS.maxFailures} times in a row: the actor restarts with fresh state (actor ${this.file})`);
     this.timers.clear();

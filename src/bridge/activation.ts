@@ -13,10 +13,12 @@
  */
 import { Packr, Unpackr } from 'msgpackr';
 import type { ActorContext, ActorDefinition, ComputeResult, OutgoingMessage, Subscriber } from '../actors/define.js';
-import { ACTOR_DEFAULTS } from '../actors/channel-actor.js';
+import { ACTOR_DEFAULTS, type ActorStats } from '../actors/channel-actor.js';
+import { systemClock } from '../actors/clock.js';
+import { HookRunner, type Hook } from '../actors/hook-runner.js';
 import { assertEventName, checkCompute, clientEventUser, deliveryOf, kickReason, runCompute, type ComputeFn } from '../actors/context-rules.js';
 import { channelKind } from '../auth/channels.js';
-import { Mailbox } from '../actors/mailbox.js';
+import { isThenable, Mailbox } from '../actors/mailbox.js';
 import { RtError } from '../errors.js';
 import type { Member } from '../protocol/native.js';
 import type { PublishSource } from '../runtime/messages.js';
@@ -53,16 +55,30 @@ export interface ActivationEnv {
   relay(node: string, op: 'push' | 'kick', args: unknown[]): void;
   /** This host's compute pool (ctx.compute); absent where the actors folder has no task. */
   compute?: ComputeFn;
-  /** Compute tasks one channel may have in flight (--actor-mailbox-size). */
-  computeLimit?: number;
+  /** Operations that may wait in the activation's mailbox, and compute tasks in flight (--actor-mailbox-size). */
+  mailboxSize?: number;
+  /** Deadline of a hook that returns a promise (--actor-hook-timeout). */
+  hookTimeoutMs?: number;
+  /** Consecutive hook failures after which the actor restarts with fresh state. */
+  maxFailures?: number;
+  /** The actor's file, named when its hooks fail. */
+  file?: string;
+  /** This shard's actor counters (failures, restarts) for /metrics. */
+  stats?: ActorStats;
   log(msg: string, err?: unknown): void;
 }
+
+/** Operations a client or the backend sends: refused with `overloaded` when the mailbox is full. Others (leaves, timers, results) were already accepted. */
+const BOUNDED_OPS = new Set(['auth', 'join', 'msg', 'pub']);
 
 /** Backend messages seen lately (their claims), so the copies every host forwards are sequenced once. */
 const CLAIM_WINDOW_MS = 10_000;
 
 export class Activation {
-  private readonly mailbox = new Mailbox();
+  private readonly mailbox: Mailbox;
+  private readonly runner: HookRunner;
+  /** The hooks failed too often during this turn: the fresh state is saved when it ends. */
+  private restarted = false;
   private readonly subs = new Map<string, RemoteSubscriber>();
   private readonly ctx: ActorContext<unknown>;
   private saved: Buffer | undefined;
@@ -87,6 +103,16 @@ export class Activation {
   private readonly timers = new Map<string, { due: number; every: number; data: unknown; handle?: NodeJS.Timeout }>();
 
   private constructor(readonly channel: string, private readonly def: ActorDefinition, private readonly env: ActivationEnv, private fence: Fence) {
+    this.mailbox = new Mailbox(env.mailboxSize ?? ACTOR_DEFAULTS.mailboxSize);
+    this.runner = new HookRunner({
+      clock: systemClock,
+      hookTimeoutMs: env.hookTimeoutMs ?? ACTOR_DEFAULTS.hookTimeoutMs,
+      maxFailures: env.maxFailures ?? ACTOR_DEFAULTS.maxFailures,
+      file: env.file ?? 'unknown',
+      log: (msg, err) => env.log(`channel ${channel}: ${msg}`, err),
+      counted: () => env.stats && env.stats.failures++,
+      restart: () => this.restart(),
+    });
     const self = this;
     this.ctx = {
       channel,
@@ -144,7 +170,7 @@ export class Activation {
         return true;
       },
       compute: (task: string, input: unknown, tag?: string) => {
-        checkCompute(self.env.compute, self.channel, self.computing, self.env.computeLimit ?? ACTOR_DEFAULTS.mailboxSize, task);
+        checkCompute(self.env.compute, self.channel, self.computing, self.env.mailboxSize ?? ACTOR_DEFAULTS.mailboxSize, task);
         if (self.stopped) return;
         self.computing++;
         // The result is a turn of its own. A task in flight when the owner dies is lost with it.
@@ -183,13 +209,65 @@ export class Activation {
       a.saved = a.record();
       for (const name of a.timers.keys()) a.arm(name);
     } else {
-      a.ctx.state = def.init ? def.init(channel) : undefined;
+      a.ctx.state = a.initialState();
     }
     return a;
   }
 
+  private initialState(): unknown {
+    if (!this.def.init) return undefined;
+    try {
+      return this.def.init(this.channel);
+    } catch (err) {
+      if (this.env.stats) this.env.stats.failures++;
+      this.env.log(`channel ${this.channel}: init failed (actor ${this.env.file ?? 'unknown'})`, err);
+      throw new RtError('actor_failed', `the channel actor of ${this.channel} failed to start; see the server log`, 500);
+    }
+  }
+
+  /** A user hook, under the deadline and failure rules of every actor (hook-runner.ts). */
+  private hook<T>(name: Hook, fn: () => T | Promise<T>): Promise<T> {
+    return Promise.resolve(this.runner.invoke(name, fn));
+  }
+
+  /**
+   * The hooks failed `maxFailures` times in a row: as on one host, onStop('failed'), timers cleared and
+   * `init` state; subscribers stay. The fresh record is saved when the failing turn ends.
+   */
+  private restart(): void {
+    if (this.stopped) return;
+    if (this.env.stats) this.env.stats.restarts++;
+    this.env.log(`channel ${this.channel}: hooks failed ${this.env.maxFailures ?? ACTOR_DEFAULTS.maxFailures} times in a row: the actor restarts with fresh state (actor ${this.env.file ?? 'unknown'})`);
+    for (const name of [...this.timers.keys()]) this.cancelTimer(name);
+    if (this.def.onStop) {
+      try {
+        const r = this.def.onStop(this.ctx, 'failed');
+        if (isThenable(r)) r.catch((err) => this.env.log(`channel ${this.channel}: onStop failed`, err));
+      } catch (err) {
+        this.env.log(`channel ${this.channel}: onStop failed`, err);
+      }
+    }
+    try {
+      this.ctx.state = this.def.init ? this.def.init(this.channel) : undefined;
+    } catch (err) {
+      this.env.log(`channel ${this.channel}: init failed on restart (actor ${this.env.file ?? 'unknown'})`, err);
+    }
+    this.restarted = true;
+  }
+
   get subscriberCount(): number {
     return this.subs.size;
+  }
+
+  /** The nodes relaying this channel's subscribers (for the sweep that prunes dead ones). */
+  relayNodes(): Set<string> {
+    const out = new Set<string>();
+    for (const m of this.subs.values()) out.add(m.node);
+    return out;
+  }
+
+  relayedBy(node: string): RemoteSubscriber[] {
+    return [...this.subs.values()].filter((m) => m.node === node);
   }
 
   get idle(): boolean {
@@ -215,15 +293,23 @@ export class Activation {
    * is still held: an owner that lost its lease (paused, cut off) tells no client anything.
    */
   run(op: string, args: unknown[]): Promise<unknown> {
-    return Promise.resolve(
-      this.mailbox.run(async () => {
-        try {
-          return await this.turn(op, args);
-        } finally {
-          this.sendRelays();
-        }
-      }),
-    );
+    try {
+      return Promise.resolve(
+        this.mailbox.run(async () => {
+          try {
+            return await this.turn(op, args);
+          } finally {
+            if (this.restarted) {
+              this.restarted = false;
+              await this.saveIfChanged().catch((err) => this.env.log(`channel ${this.channel}: the restarted actor's state was not saved`, err));
+            }
+            this.sendRelays();
+          }
+        }, BOUNDED_OPS.has(op)),
+      );
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   private sendRelays(): void {
@@ -256,15 +342,18 @@ export class Activation {
     switch (op) {
       case 'auth': {
         const [who, data] = args as [RemoteSubscriber, unknown];
-        result = this.def.authorize ? await this.def.authorize(this.ctx, who, data) : true;
+        const authorize = this.def.authorize;
+        result = authorize ? await this.hook('authorize', () => authorize(this.ctx, who, data)) : true;
         if (result !== true && result !== false && (typeof result !== 'object' || result === null)) result = !!result;
         break;
       }
       case 'join': {
         const [who, data] = args as [RemoteSubscriber, unknown];
+        // Registered once onJoin accepted it, as on one host: a refused join leaves no subscriber behind.
         const known = this.subs.has(who.socketId);
+        const onJoin = this.def.onJoin;
+        const v = known || !onJoin ? undefined : await this.hook('onJoin', () => onJoin(this.ctx, who, data ?? undefined));
         this.subs.set(who.socketId, who);
-        const v = known ? undefined : await this.def.onJoin?.(this.ctx, who, data ?? undefined);
         if (v && typeof v === 'object' && 'reply' in v) result = { r: (v as { reply: unknown }).reply };
         break;
       }
@@ -273,15 +362,17 @@ export class Activation {
         const known = this.subs.get(who.socketId);
         if (known) {
           this.subs.delete(who.socketId);
-          await this.def.onLeave?.(this.ctx, known);
+          const onLeave = this.def.onLeave;
+          if (onLeave) await this.hook('onLeave', () => onLeave(this.ctx, known));
         }
         break;
       }
       case 'msg': {
         const [msg, who, ex] = args as [OutgoingMessage, RemoteSubscriber, unknown];
-        if (!this.def.onMessage) throw new RtError('bad_request', 'no onMessage');
+        const onMessage = this.def.onMessage;
+        if (!onMessage) throw new RtError('bad_request', 'no onMessage');
         exclude = excluded(ex);
-        const v = (await this.def.onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who, deliveryOf(exclude))) as (Partial<OutgoingMessage> & { reply?: unknown }) | null | undefined;
+        const v = checkVerdict(this.channel, await this.hook('onMessage', () => onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who, deliveryOf(exclude))));
         if (v && typeof v === 'object' && 'reply' in v) reply = { r: v.reply };
         if (v && typeof v === 'object' && 'reply' in v && v.event === undefined) {
           // Answers the sender, publishes nothing.
@@ -303,25 +394,29 @@ export class Activation {
           t.due = Date.now() + t.every;
           this.arm(name);
         } else this.timers.delete(name);
-        await this.def.onTimer?.(this.ctx, name, t.data);
+        const onTimer = this.def.onTimer;
+        if (onTimer) await this.hook('onTimer', () => onTimer(this.ctx, name, t.data));
         break;
       }
       case 'kicked': {
         const [who] = args as [RemoteSubscriber];
-        await this.def.onLeave?.(this.ctx, who);
+        const onLeave = this.def.onLeave;
+        if (onLeave) await this.hook('onLeave', () => onLeave(this.ctx, who));
         break;
       }
       case 'computed': {
         const [res] = args as [ComputeResult];
-        await this.def.onComputed?.(this.ctx, res);
+        const onComputed = this.def.onComputed;
+        if (onComputed) await this.hook('onComputed', () => onComputed(this.ctx, res));
         break;
       }
       case 'pub': {
         const [msg, source, claim, ex] = args as [OutgoingMessage, PublishSource, string | null | undefined, unknown];
         if (typeof claim === 'string' && this.seenClaim(claim)) return null;
         exclude = excluded(ex);
-        const v = this.def.onPublish ? await this.def.onPublish(this.ctx, msg, source, deliveryOf(exclude)) : undefined;
-        out = v === null ? null : (v ?? msg);
+        const onPublish = this.def.onPublish;
+        const v = onPublish ? checkVerdict(this.channel, await this.hook('onPublish', () => onPublish(this.ctx, msg, source, deliveryOf(exclude)))) : undefined;
+        out = v === null ? null : v === undefined ? msg : ({ event: v.event, data: v.data } as OutgoingMessage);
         break;
       }
       default:
@@ -330,7 +425,7 @@ export class Activation {
     await this.flushOutbox();
     if (op === 'msg' || op === 'pub') {
       if (out === null) return null;
-      if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('internal', `actor for ${this.channel} returned a message without an event`, 500);
+      if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('actor_failed', `the channel actor of ${this.channel} returned a message without an event`, 500);
       const pos = await this.publish({ event: out.event, data: out.data }, this.changedState(), clientEventUser(out.event, sender), exclude);
       return reply ? { p: pos, ...reply } : { p: pos };
     }
@@ -465,6 +560,15 @@ export class Activation {
     const deadline = Date.now() + ms;
     while (!this.mailbox.idle && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+type Verdict = (Partial<OutgoingMessage> & { reply?: unknown }) | null | undefined;
+
+/** What onMessage / onPublish returned, refused as on one host when it is neither a message, `{ reply }`, null nor undefined. */
+function checkVerdict(channel: string, v: unknown): Verdict {
+  if (v === null || v === undefined) return v;
+  if (typeof v !== 'object') throw new RtError('actor_failed', `the channel actor of ${channel} returned ${typeof v} instead of a message or { reply }`, 500);
+  return v as Verdict;
 }
 
 /** An excluded socket id as it came through the node inbox: a short string, or nothing. */

@@ -6,7 +6,7 @@
  * one-way `{k:'n', id: 0, ch, op, a}` (an activation's pushes and kicks: nobody waits for an answer).
  */
 import { Packr, Unpackr } from 'msgpackr';
-import { RtError } from '../errors.js';
+import { RtError, toErrorBody } from '../errors.js';
 import type { RedisBroker } from './redis-broker.js';
 
 const packr = new Packr({ useRecords: false });
@@ -31,7 +31,13 @@ export class NodeRpc {
   private readonly waiting = new Map<number, Waiting>();
 
   /** `serve` answers requests; `hear` takes notices (refusing what may not come one way). */
-  constructor(private readonly broker: RedisBroker, private readonly serve: Serve, private readonly onInvalid: (why: string) => void, private readonly hear: Serve = serve) {
+  constructor(
+    private readonly broker: RedisBroker,
+    private readonly serve: Serve,
+    private readonly onInvalid: (why: string) => void,
+    private readonly hear: Serve = serve,
+    private readonly onInternal: (msg: string, err: unknown) => void = () => {},
+  ) {
     broker.onInbox = (payload) => this.receive(payload);
   }
 
@@ -101,8 +107,12 @@ export class NodeRpc {
     this.serve(f.ch, f.op, f.a).then(
       (v) => this.answer(from, { k: 'r', id, v: v === undefined ? null : v }),
       (err: unknown) => {
-        const e = err instanceof RtError ? { code: err.code, message: err.message, status: err.status } : { code: 'internal', message: (err as Error)?.message ?? String(err), status: 500 };
-        this.answer(from, { k: 'r', id, e });
+        // Coded errors cross as they are (a hook's refusal, actor_failed); anything else is a bug here,
+        // logged here, and its message (a user's or ours) stays here.
+        const body = toErrorBody(err);
+        if (body.code === 'internal') this.onInternal(`serving ${String(f.op).slice(0, 40)} for ${String(f.ch).slice(0, 200)} failed`, err);
+        const status = err instanceof RtError ? err.status : body.code === 'internal' ? 500 : Number((err as { status?: unknown }).status) || 500;
+        this.answer(from, { k: 'r', id, e: { ...body, status } });
       },
     );
   }

@@ -14,6 +14,8 @@ import { createHash } from 'node:crypto';
 import type { ActorDefinition, OutgoingMessage, Subscriber } from '../actors/define.js';
 import { Published } from '../actors/published.js';
 import type { LoadedActor } from '../actors/registry.js';
+import type { ActorStats } from '../actors/channel-actor.js';
+import { RUN_ELSEWHERE } from '../actors/hook-runner.js';
 import { assertEventName } from '../actors/context-rules.js';
 import { RtError } from '../errors.js';
 import type { PublishResult } from '../runtime/messages.js';
@@ -31,8 +33,10 @@ export interface PlacementOptions {
   log(msg: string, err?: unknown): void;
   /** An activation with no subscribers and no event for this long gives its lease back. */
   idleMs?: number;
-  /** Compute tasks one channel may have in flight (--actor-mailbox-size). */
-  computeLimit?: number;
+  /** Operations waiting in one activation, and its compute tasks in flight (--actor-mailbox-size). */
+  mailboxSize?: number;
+  /** Deadline of a hook that returns a promise (--actor-hook-timeout). */
+  hookTimeoutMs?: number;
 }
 
 /**
@@ -43,10 +47,18 @@ export interface LocalRelay {
   push(channel: string, ids: string[], event: string, data: unknown): void;
   kick(channel: string, socketId: string, reason: string): void;
   compute?(task: string, input: unknown): Promise<unknown>;
+  /** The shard's actor counters: the activations' hook failures and restarts count there. */
+  stats?: ActorStats;
 }
 
-/** Errors after which the call is tried again at whoever holds the lease by then. */
-const RETRY = new Set(['not_owner', 'moved', 'owner_gone', 'timeout', 'unavailable']);
+/**
+ * Errors after which the call is tried again at whoever holds the lease by then: each says the event ran
+ * nowhere, or ran without effect (a fenced write of an owner that lost its lease). Not `timeout`: the
+ * owner may still run the event (queued behind a slow turn, or a hook stuck in a loop), and sending it
+ * again would run its hooks twice — or take a stuck hook to the next host too. Not `unavailable` (Redis
+ * away): a write may have happened, and a channel without a custom actor fails at once too.
+ */
+const RETRY = new Set(['not_owner', 'moved', 'owner_gone']);
 const STATE_TTL_MS = 7 * 86_400_000;
 const OPS = new Set(['auth', 'join', 'leave', 'msg', 'pub']);
 /** What an activation asks of the node relaying some of its subscribers (not of an activation). */
@@ -88,6 +100,7 @@ export class Placement {
         if (!RELAY_OPS.has(op)) throw new RtError('bad_request', `${op.slice(0, 40)} cannot come as a notice`);
         return this.relayed(ch, op, a);
       },
+      (msg, err) => opts.log(msg, err),
     );
     this.sweeper = setInterval(() => void this.sweep(), 5000);
     this.sweeper.unref();
@@ -135,19 +148,27 @@ export class Placement {
         ...(s.transport !== undefined ? { transport: s.transport } : {}),
       };
     };
-    const def: ActorDefinition = {
+    const def: ActorDefinition & { [RUN_ELSEWHERE]: true } = {
+      [RUN_ELSEWHERE]: true,
       match: real.match,
       // Subscribers are counted by the activation: it hears of every join and leave on every host.
       onJoin: async (ctx, s, data) => {
         this.watch(ctx.channel, 1);
-        const r = (await this.call(ctx.channel, 'join', [who(s), data ?? null])) as { r?: unknown } | null;
+        let r: { r?: unknown } | null;
+        try {
+          r = (await this.call(ctx.channel, 'join', [who(s), data ?? null])) as { r?: unknown } | null;
+        } catch (err) {
+          // Refused here, so the relay never reports a leave for it.
+          this.watch(ctx.channel, -1);
+          // Unanswered is not undone: the activation may still run the join, so a leave follows it.
+          if ((err as RtError)?.code === 'timeout') void this.leave(ctx.channel, who(s));
+          throw err;
+        }
         return r && typeof r === 'object' && 'r' in r ? { reply: r.r } : undefined;
       },
       onLeave: async (ctx, s) => {
         this.watch(ctx.channel, -1);
-        // The connection is gone whatever happens here: a leave the activation never heard of leaves a
-        // subscriber it still counts until the relaying node is found dead at the next activation.
-        await this.call(ctx.channel, 'leave', [who(s)]).catch((err) => this.opts.log(`leave of ${s.socketId} from ${ctx.channel} not delivered to its actor`, err));
+        await this.leave(ctx.channel, who(s));
       },
     };
     if (real.history) def.history = real.history;
@@ -169,6 +190,20 @@ export class Placement {
       return this.forwarded(ctx.channel, this.call(ctx.channel, 'pub', [{ event: msg.event, data: msg.data }, source, claim ?? null, delivery?.exclude ?? null]));
     };
     return def;
+  }
+
+  /**
+   * The connection is gone whatever happens here. A leave the activation never heard of leaves a
+   * subscriber it counts until the sweep finds the relaying node dead (see prune).
+   */
+  private async leave(channel: string, s: RemoteSubscriber): Promise<void> {
+    try {
+      await this.call(channel, 'leave', [s]);
+    } catch (err) {
+      // Refused by a hook (onLeave failed, logged by the activation) or not delivered at all.
+      const ran = (err as RtError)?.code === 'actor_failed' || (err as RtError)?.code === 'actor_timeout';
+      if (!ran) this.opts.log(`leave of ${s.socketId} from ${channel} not delivered to its actor`, err);
+    }
   }
 
   /**
@@ -324,15 +359,18 @@ export class Placement {
       fence = this.broker.leases.fence(channel);
       if (!fence) throw new RtError('moved', `lease of ${channel} lost while activating`, 503);
     }
-    const def = this.loaded.find((x) => x.matches(channel))?.def;
-    if (!def) throw new RtError('not_found', `no actor serves ${channel} on this host`, 404);
-    const a = await Activation.start(channel, def, {
+    const actor = this.loaded.find((x) => x.matches(channel));
+    if (!actor) throw new RtError('not_found', `no actor serves ${channel} on this host`, 404);
+    const a = await Activation.start(channel, actor.def, {
       broker: this.broker,
-      bounds: this.opts.historyFor(channel, def),
+      bounds: this.opts.historyFor(channel, actor.def),
       stateTtlMs: STATE_TTL_MS,
       relay: (node, op, args) => this.relay(channel, node, op, args),
       compute: this.local?.compute ? (task, input) => this.local!.compute!(task, input) : undefined,
-      computeLimit: this.opts.computeLimit,
+      mailboxSize: this.opts.mailboxSize,
+      hookTimeoutMs: this.opts.hookTimeoutMs,
+      file: actor.file,
+      stats: this.local?.stats,
       log: this.opts.log,
     }, fence);
     this.activations.set(channel, a);
@@ -369,8 +407,27 @@ export class Placement {
     }
   }
 
-  /** Activations with no subscribers and nothing to do give their lease back. */
+  /**
+   * Subscribers relayed by a node that stopped heartbeating (its host died, or its shard was replaced)
+   * leave the activations here, as one turn each (onLeave runs): their connections died with it.
+   */
+  private async prune(): Promise<void> {
+    const alive = new Map<string, Promise<boolean>>();
+    for (const a of this.activations.values()) {
+      for (const node of a.relayNodes()) {
+        if (node === this.node || a.stopped) continue;
+        let p = alive.get(node);
+        // Redis away: nobody is taken for dead.
+        if (!p) alive.set(node, (p = this.broker.nodeAlive(node).catch(() => true)));
+        if (await p) continue;
+        for (const s of a.relayedBy(node)) a.run('leave', [s]).catch(() => {/* a failing onLeave is logged by the activation */});
+      }
+    }
+  }
+
+  /** Dead nodes' subscribers leave; activations with no subscribers and nothing to do give their lease back. */
   private async sweep(): Promise<void> {
+    await this.prune().catch((err) => this.opts.log('pruning the subscribers of dead nodes failed', err));
     const now = Date.now();
     const idleMs = this.opts.idleMs ?? 60_000;
     for (const [ch, a] of this.activations) {

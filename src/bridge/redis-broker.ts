@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Packr } from 'msgpackr';
-import { unpackPlain } from '../protocol/plain-msgpack.js';
+import { toPlain, unpackPlain } from '../protocol/plain-msgpack.js';
 import type { Logger } from '../log.js';
 import { assertEvent, type Member, type Publication, type StreamPosition } from '../protocol/native.js';
 import type { Notice } from '../runtime/messages.js';
@@ -350,7 +350,8 @@ export class RedisBroker implements Broker {
   // ——— sequence, history ———
 
   async publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string, fence?: Fence): Promise<StreamPosition | null> {
-    const b: { v: string; d: unknown; x?: string; u?: string } = { v: msg.event, d: msg.data };
+    // Read back with unpackPlain on every host: an actor's Date or undefined must not make it unreadable.
+    const b: { v: string; d: unknown; x?: string; u?: string } = { v: msg.event, d: toPlain(msg.data) };
     if (msg.exclude) b.x = msg.exclude;
     if (msg.user !== undefined) b.u = msg.user;
     const body = packr.pack(b);

@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { ConfigError } from '../config/load.js';
+import { RtError } from '../errors.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { AnyActorDefinition } from '../actors/define.js';
@@ -175,9 +176,16 @@ export async function startShardBridge(
     },
   });
   await broker.start(START_TIMEOUT_MS);
-  const warn = (msg: string, err?: unknown) => (err === undefined ? log.warn(msg) : log.warn(msg, err instanceof Error ? err.message : err));
   const policy = historyPolicy(config);
-  const placement: Placement | undefined = new Placement({ broker, historyFor: policy, log: warn, computeLimit: config.actorMailboxSize });
+  // A placed actor's hook failures are logged here (hook-runner.ts): the user's error with its stack.
+  const placementLog = (msg: string, err?: unknown) => (err === undefined ? log.warn(msg) : err instanceof RtError ? log.warn(msg, err.message) : log.error(msg, err));
+  const placement: Placement | undefined = new Placement({
+    broker,
+    historyFor: policy,
+    log: placementLog,
+    mailboxSize: config.actorMailboxSize,
+    hookTimeoutMs: config.actorHookTimeout * 1000,
+  });
   const timer = setInterval(() => {
     stats.set(shard, 'redisUp', broker.up ? 1 : 0);
     stats.set(shard, 'redisInvalid', broker.stats.invalid);

@@ -60,3 +60,32 @@ export function unpackPlain(bytes: Uint8Array): unknown {
   assertPlain(v);
   return v;
 }
+
+/**
+ * `v` as values unpackPlain accepts, for bytes this server writes where other hosts read them (Redis):
+ * `v` itself when it already is (the common case: one walk, no copy), else what a JSON client would
+ * receive of it (a Date as its ISO text, undefined properties left out, a Map as `{}`), so a value an
+ * actor hook produced reads back on every host as it does on one. Not JSON-representable (a BigInt, a
+ * cycle, nesting past MAX_MSGPACK_DEPTH): a bad_request RtError, before anything is written.
+ */
+export function toPlain(v: unknown): unknown {
+  try {
+    assertPlain(v);
+    return v;
+  } catch {
+    /* not plain: JSON's rules below */
+  }
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v);
+  } catch (err) {
+    throw new RtError('bad_request', `the message data cannot be serialised: ${(err as Error).message}`);
+  }
+  const out: unknown = text === undefined ? null : JSON.parse(text);
+  try {
+    assertPlain(out);
+  } catch (err) {
+    throw new RtError('bad_request', `the message data cannot be carried: ${(err as Error).message}`);
+  }
+  return out;
+}
