@@ -456,7 +456,7 @@ export class Activation {
     try {
       bytes = this.record();
     } catch (err) {
-      throw new RtError('internal', `state of ${this.channel} is not serialisable: ${(err as Error).message}`, 500);
+      throw new RtError('actor_failed', `state of ${this.channel} is not serialisable: ${(err as Error).message}`, 500);
     }
     if (this.saved && bytes.equals(this.saved)) return undefined;
     return bytes;
