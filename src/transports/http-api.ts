@@ -148,7 +148,13 @@ export function checkOrigin(ctx: ThreadContext, req: Req): Record<string, string
 export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'operator', h: Handler) {
   return (res: HttpResponse, httpReq: HttpRequest) => {
     const state = track(res);
-    const req = snapshot(res, httpReq, params);
+    let req: Req;
+    try {
+      req = snapshot(res, httpReq, params);
+    } catch (err) {
+      countApiRequest(ctx.metrics, httpReq.getUrl(), errorStatus(err));
+      return sendError(res, state, err);
+    }
     let cors: Record<string, string> = {};
     ctx.inflight++;
     (async () => {

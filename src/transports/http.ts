@@ -4,10 +4,11 @@
  * response).
  */
 import crypto from 'node:crypto';
-import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocketBehavior } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { countRefusal } from '../runtime/instruments.js';
 import { clientAddress } from '../security/client-ip.js';
+import { threadLogger } from '../log.js';
 
 /**
  * A digest of `data` in one call. crypto.hash (Node ≥ 20.12) is one call; a Hash object per request cost
@@ -39,7 +40,19 @@ export interface Req {
   params: string[];
 }
 
-/** uWS request objects die at the first await: copy what handlers need up front. */
+/**
+ * A path parameter, percent-decoded. `%ZZ` or a cut-off UTF-8 sequence is a 400 naming it: the URIError
+ * decodeURIComponent throws would otherwise escape a uWS handler, which takes the thread down.
+ */
+export function pathParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new RtError('bad_request', `malformed percent-escape in the path: ${raw.slice(0, 64)}`, 400);
+  }
+}
+
+/** uWS request objects die at the first await: copy what handlers need up front. Throws a 400 RtError for a path parameter that does not decode. */
 export function snapshot(res: HttpResponse, req: HttpRequest, paramCount = 0): Req {
   const headers: Partial<Record<SnapshotHeader, string>> = {};
   for (const h of SNAPSHOT_HEADERS) {
@@ -47,7 +60,7 @@ export function snapshot(res: HttpResponse, req: HttpRequest, paramCount = 0): R
     if (v) headers[h] = v;
   }
   const params: string[] = [];
-  for (let i = 0; i < paramCount; i++) params.push(decodeURIComponent(req.getParameter(i) ?? ''));
+  for (let i = 0; i < paramCount; i++) params.push(pathParam(req.getParameter(i) ?? ''));
   return {
     method: req.getMethod(),
     url: req.getUrl(),
@@ -167,4 +180,31 @@ export function parseJsonBody(body: Buffer | string): unknown {
 
 export function queryParam(query: string, name: string): string | undefined {
   return new URLSearchParams(query).get(name) ?? undefined;
+}
+
+/**
+ * A WebSocket behavior whose upgrade handler cannot take the process down: uWS aborts the whole
+ * process (a C++ terminate, every shard with it) when JavaScript throws out of an upgrade handler. A
+ * throw before the upgrade is answered with its status (a bug's 500 is logged); after it, or on an
+ * aborted request, there is nobody left to answer.
+ */
+export function guardUpgrade<T>(behavior: WebSocketBehavior<T>): WebSocketBehavior<T> {
+  const upgrade = behavior.upgrade;
+  if (!upgrade) return behavior;
+  return {
+    ...behavior,
+    upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
+      try {
+        upgrade.call(this, res, req, context);
+      } catch (err) {
+        if (!(err instanceof RtError)) threadLogger().error('WebSocket upgrade handler failed', err);
+        try {
+          const status = errorStatus(err);
+          res.cork(() => res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: toErrorBody(err) }), true));
+        } catch {
+          /* already upgraded, answered or aborted */
+        }
+      }
+    },
+  };
 }

@@ -10,7 +10,7 @@ import type { ThreadContext } from '../runtime/context.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { errorReply, handleFrame, type Reply } from './native-session.js';
 import type { JwtClaims } from '../auth/jwt.js';
-import { queryParam, statusLine } from './http.js';
+import { guardUpgrade, queryParam, statusLine } from './http.js';
 import { originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
 import { clientAddress } from '../security/client-ip.js';
@@ -138,7 +138,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     handleFrame(ctx, client, frame, (r: Reply) => client.send(r));
   };
 
-  app.ws<SocketData>('/ws', {
+  app.ws<SocketData>('/ws', guardUpgrade({
     // uWS drops a connection without a close frame past its own limit; give ourselves headroom so a
     // moderately oversized frame gets a proper 1009 close with a reason, and only absurd ones are cut.
     maxPayloadLength: config.maxPayload * 4,
@@ -255,6 +255,6 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const client = data.client;
       if (client) hub.remove(client);
     },
-  });
+  }));
 }
 

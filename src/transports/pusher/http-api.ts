@@ -34,7 +34,13 @@ function route(gw: PusherGateway, params: number, bodyLimit: number, h: Handler)
     const state = track(res);
     // The raw path is what the SDK signed (params are decoded separately by snapshot).
     const path = httpReq.getUrl();
-    const req = snapshot(res, httpReq, params);
+    let req: Req;
+    try {
+      req = snapshot(res, httpReq, params);
+    } catch (err) {
+      countApiRequest(ctx.metrics, path, errorStatus(err));
+      return sendError(res, state, err);
+    }
     ctx.inflight++;
     (async () => {
       const body = req.method === 'post' ? await readBody(res, req.headers['content-length'], bodyLimit, state) : Buffer.alloc(0);

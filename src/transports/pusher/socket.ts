@@ -13,7 +13,7 @@ import { originAllowed } from '../../security/origins.js';
 import { admissionError } from '../../security/admission.js';
 import { clientAddress } from '../../security/client-ip.js';
 import { MAX_RATE_STRIKES, rateRefusal, TokenBucket } from '../../security/token-bucket.js';
-import { queryParam } from '../http.js';
+import { guardUpgrade, pathParam, queryParam } from '../http.js';
 import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from '../slow-consumer.js';
 import { internalName } from './apps.js';
 import { PusherClient, PusherClose, type PusherSocketData } from './client.js';
@@ -36,7 +36,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
   sweepSlowConsumers(ctx);
   const messagesIn = ctx.metrics.series('rt_messages_in_total', { transport: 'websocket', protocol: 'pusher' });
 
-  uapp.ws<PusherSocketData>('/app/:key', {
+  uapp.ws<PusherSocketData>('/app/:key', guardUpgrade({
     maxPayloadLength: config.maxPayload * 4,
     idleTimeout: config.idleTimeout,
     sendPingsAutomatically: true,
@@ -55,7 +55,12 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       const data: PusherSocketData = { ip, admitted: false };
       // Refusals are told in Pusher's terms (pusher:error + close code) over the socket, which is the
       // only place pusher-js reads them; so the upgrade itself always succeeds.
-      const app = gw.apps.withKey(decodeURIComponent(key));
+      let app;
+      try {
+        app = gw.apps.withKey(pathParam(key));
+      } catch {
+        // A key that does not even decode (`%ZZ`) is an unknown key.
+      }
       const protocol = queryParam(query, 'protocol');
       if (!app) data.refusal = { code: PusherClose.APP_NOT_FOUND, message: `App key ${key.slice(0, 64)} does not exist` };
       else if (protocol === undefined) data.refusal = { code: PusherClose.NO_PROTOCOL, message: 'No protocol version supplied: connect to /app/<key>?protocol=7' };
@@ -157,7 +162,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
         hub.remove(client);
       }
     },
-  });
+  }));
 }
 
 /**
