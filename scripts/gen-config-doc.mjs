@@ -9,9 +9,11 @@ const flag = (k) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 const env = (k) => OPTIONS.find((o) => o.key === k)?.env ?? 'RT_' + k.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
 const type = (o) => (o.type === 'enum' ? o.choices.map((c) => '`' + c + '`').join(' \\| ') : o.type);
 const def = (o) => (o.default === '' ? '—' : '`' + String(o.default) + '`');
+// The bounds validation enforces, in the option's own unit (seconds, bytes).
+const range = (o) => (o.min === undefined && o.max === undefined ? '' : o.max === undefined ? `≥ ${o.min}` : o.min === undefined ? `≤ ${o.max}` : `${o.min}–${o.max}`);
 
 export function render() {
-  const rows = OPTIONS.filter((o) => !o.hidden).map((o) => `| \`--${flag(o.key)}\` | \`${env(o.key)}\` | \`${o.key}\` | ${type(o)} | ${def(o)} | ${o.doc.replace(/\|/g, '\\|')} |`);
+  const rows = OPTIONS.filter((o) => !o.hidden).map((o) => `| \`--${flag(o.key)}\` | \`${env(o.key)}\` | \`${o.key}\` | ${type(o)} | ${def(o)} | ${range(o)} | ${o.doc.replace(/\|/g, '\\|')} |`);
   return `# Configuration
 
 One schema, four sources. For every option, the first of these that sets it wins:
@@ -35,10 +37,11 @@ server with exit code 2 and a message naming the key and what it accepts, e.g.
 codes (the port in use: 3) are in [deployment.md](deployment.md#exit-codes).
 
 Durations take seconds or a unit (\`500ms\`, \`90s\`, \`5m\`, \`1h\`, \`1d\`); sizes take bytes or a unit
-(\`64kb\`, \`1mb\`, \`1gb\`).
+(\`64kb\`, \`1mb\`, \`1gb\`). The *accepted* column gives the bounds a value is checked against, in seconds for
+durations and bytes for sizes.
 
-| flag | environment | config key | type | default | meaning |
-|---|---|---|---|---|---|
+| flag | environment | config key | type | default | accepted | meaning |
+|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
 This table is generated from \`src/config/schema.ts\` by \`scripts/gen-config-doc.mjs\`.
