@@ -17,6 +17,8 @@ export class ActorHost {
   private readonly actors = new Map<string, ChannelActor>();
   /** Between this shard's replacement being announced and reconcileReplay (see ChannelActor.expectReplay). */
   private replayPending = false;
+  /** Resolved by reconcileReplay: publishes that would start a stream wait for it (see handle). */
+  private replayDone?: { promise: Promise<void>; resolve(): void };
   private readonly sweeper: ReturnType<typeof setInterval>;
 
   constructor(private readonly registry: ActorRegistry, private readonly env: ActorEnv) {
@@ -45,6 +47,14 @@ export class ActorHost {
       case 'sub':
         return this.actor(req.ch).subscribe(req.conn, req.since, req.data, req.replay) as SubscribeResult | Promise<SubscribeResult>;
       case 'pub': {
+        // After a restart, a channel's stream continues where its subscribers (replayed by the other
+        // threads) saw it. A publish must not start it afresh before they are all in: offsets would go
+        // back for every subscriber that never noticed. It waits for the replay (milliseconds; at most
+        // the request timeout when a thread died meanwhile).
+        if (this.replayDone && !this.env.broker && !this.actors.get(req.ch)?.published) {
+          const waiting = req;
+          return this.replayDone.promise.then(() => this.handle(waiting));
+        }
         // A payload still in JSON text stays so unless the actor has a hook that reads messages: hooks
         // get a plain object, as user code may keep it, clone it or send it to a compute thread.
         const a = this.actor(req.ch);
@@ -108,6 +118,11 @@ export class ActorHost {
   /** This shard replaced a dead one: the threads' reports are awaited (src/actors/replay-collector.ts). */
   expectReplay(): void {
     this.replayPending = true;
+    if (!this.replayDone) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.replayDone = { promise, resolve };
+    }
     for (const a of this.actors.values()) a.expectReplay();
   }
 
@@ -118,6 +133,8 @@ export class ActorHost {
    */
   reconcileReplay(seen: ReadonlyMap<string, Member[]>): void {
     this.replayPending = false;
+    this.replayDone?.resolve();
+    this.replayDone = undefined;
     for (const a of this.actors.values()) {
       void Promise.resolve(a.reconcileReplay(seen.get(a.name) ?? [])).catch((err) => threadLogger().error(`actor ${a.name}: reconciling presence after a restart failed`, err, { event: 'actor.error', channel: a.name }));
     }

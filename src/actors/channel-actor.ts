@@ -128,6 +128,8 @@ export class ChannelActor {
   readonly kind: ChannelKind;
   epoch = randomBytes(6).toString('base64url');
   offset = 0;
+  /** The offset so far is only what replayed subscribers reported (after this shard replaced a dead one). */
+  private fromReplay = false;
   private readonly history: History;
   private readonly subs = new Map<string, ConnRef>();
   private readonly perThread: number[];
@@ -230,6 +232,11 @@ export class ChannelActor {
 
   get subscriberCount(): number {
     return this.subs.size;
+  }
+
+  /** The stream has started here: an offset assigned by this actor, not only reported by replayed subscribers. */
+  get published(): boolean {
+    return this.offset > 0 && !this.fromReplay;
   }
 
   /** The actor's state (ctx.state), for rt-actors/testing and diagnostics. */
@@ -396,11 +403,13 @@ export class ChannelActor {
 
   private doSubscribe(conn: ConnRef, since?: StreamPosition, data?: unknown, replay?: boolean): SubscribeResult | Promise<SubscribeResult> {
     this.lastActivity = Date.now();
-    if (!this.env.broker && replay && since && this.offset === 0 && this.history.length === 0) {
+    if (!this.env.broker && replay && since && this.history.length === 0 && (this.offset === 0 || (this.fromReplay && since.epoch === this.epoch))) {
       // The previous owner of this channel died; its subscribers tell us where the stream was, so
-      // offsets stay monotonic for clients that never noticed.
+      // offsets stay monotonic for clients that never noticed. Threads may have seen different last
+      // offsets: the stream goes on after the highest (publishes wait for every replay: ActorHost).
       this.epoch = since.epoch;
       this.offset = Math.max(this.offset, since.offset);
+      this.fromReplay = true;
     }
     const who = subscriberOf(conn);
     if (this.def.authorize) {
@@ -571,6 +580,7 @@ export class ChannelActor {
    */
   reconcileReplay(seen: readonly Member[]): void | Promise<void> {
     return this.mailbox.run(() => {
+      this.fromReplay = false;
       if (this.stopped || this.env.broker) return;
       const due = this.ghosts.waiting;
       if (this.kind === 'presence') for (const m of this.ghosts.settle(seen, (u) => this.members.has(u))) this.memberLeft(m);

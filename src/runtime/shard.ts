@@ -57,6 +57,8 @@ export interface ShardTask {
   /** Port to listen on in reuseport mode (already resolved if the config said 0). */
   port: number;
   control: MessagePort;
+  /** This thread replaces a shard that died: the other threads will replay its channels' subscribers. */
+  replacement?: boolean;
 }
 
 /** Messages from a shard to the supervisor. */
@@ -138,6 +140,9 @@ export async function runShard(task: ShardTask): Promise<void> {
     done: (seen) => host.reconcileReplay(seen),
     warn: (msg) => log.warn(msg, { event: 'shard.replay' }),
   });
+  // From the first request on, not from the 'restarted' notice: a publish queued for the dead thread
+  // may be read first, and must not start a channel's stream before its subscribers say where it was.
+  if (task.replacement && !bridge) replays.begin();
 
   // With TLS each shard terminates it; the main thread's acceptor only hands over the raw socket.
   const app: TemplatedApp = config.tlsCert

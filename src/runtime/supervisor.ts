@@ -212,6 +212,7 @@ export class Supervisor {
       mode: this.mode,
       port: this.port,
       control: port2,
+      replacement: slot.restarts > 0,
     };
     let worker: Worker;
     try {
