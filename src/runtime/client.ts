@@ -152,11 +152,10 @@ export const CloseCode = {
   MESSAGE_TOO_BIG: 1009,
   BAD_REQUEST: 4000,
   UNAUTHORIZED: 4001,
-  FORBIDDEN: 4003,
   /** Too slow to keep up: reconnect and resume from the last offset. */
   SLOW_CONSUMER: 4008,
+  /** The connection kept sending past its rate limit after being told: do not reconnect at once. */
   RATE_LIMITED: 4029,
-  PAYLOAD_TOO_LARGE: 4009,
   /** The token expired and no fresh one came within --token-grace: reconnect with a new token. */
   TOKEN_EXPIRED: 4010,
   /** Disconnected by the backend (API). */
