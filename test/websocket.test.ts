@@ -156,6 +156,17 @@ t.test('resume after reconnect from the last offset', async (t) => {
   t.equal(lost.recovered, false);
   const hist = await c3.request({ op: 'history', channel: 'feed', limit: 2 });
   t.same(hist.publications.map((p: any) => p.data), [7, 8]);
+  // A position past the stream's end (a client that saw what a crashed owner never got to deliver
+  // elsewhere): nothing can vouch for it, so the client reloads rather than skips what comes next.
+  const c4 = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c4.close());
+  const past = await c4.request({ op: 'subscribe', channel: 'feed', since: { offset: 20, epoch: sub.epoch } });
+  t.equal(past.ok, true);
+  t.equal(past.recovered, false, 'a position past the last offset is not recovered');
+  t.equal(past.offset, 8, 'the reply gives where the stream is');
+  const here = await c4.request({ op: 'history', channel: 'feed', since: { offset: 8, epoch: sub.epoch } });
+  t.equal(here.recovered, true, 'the last offset itself is recovered, with nothing missed');
+  t.same(here.publications, []);
 });
 
 t.test('publish to a user reaches all of its connections on every shard', async (t) => {

@@ -48,11 +48,13 @@ export class History {
   }
 
   /**
-   * Publications after `offset`, or null when some of them are no longer kept.
+   * Publications after `offset`, or null when some of them are no longer kept or `offset` is past `current`.
    * `current` is the channel's latest offset.
    */
   since(offset: number, current: number, limit = Infinity, now = Date.now()): Publication[] | null {
-    if (offset >= current) return [];
+    if (offset === current) return [];
+    // Past the stream's end: seen by nobody this stream knows (a crashed owner's last deliveries).
+    if (offset > current) return null;
     this.prune(now);
     const oldest = this.length > 0 ? this.items[this.head]!.offset : current + 1;
     if (oldest > offset + 1) return null;
