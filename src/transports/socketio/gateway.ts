@@ -59,6 +59,7 @@ interface SocketState {
   info?: unknown;
   grants?: string[];
   expiresAt?: number;
+  issuedAt?: number;
   data: Record<string, unknown>;
   channels: Array<{ ch: string; pos?: StreamPosition; data?: unknown; identity?: ChannelIdentity; snaps?: Snapshot[] }>;
   nextAck: number;
@@ -258,6 +259,8 @@ export class SioConnection implements SessionListener {
     if (recovery && typeof pid === 'string' && pid.length > 0 && pid.length <= 64) {
       saved = await recovery.take(pid).catch(() => undefined);
       if (saved && saved.nsp !== nsp) saved = undefined;
+      // Kicked (POST /api/users/:id/disconnect) while away: the kick revoked what the session was let in with.
+      if (saved?.user !== undefined && ctx.hub.isRevoked(saved.user, saved.issuedAt)) saved = undefined;
     }
     try {
       let claims: JwtClaims | undefined;
@@ -286,11 +289,16 @@ export class SioConnection implements SessionListener {
       client.held = undefined;
       client.dropAcks();
       countRefusal(err);
+      // A refused attempt must not use the saved session up: the client retries with the same pid.
+      if (saved) recovery!.save(saved);
       const e = toErrorBody(err);
       if (!this.session.closed) this.sendPacket({ type: SioType.CONNECT_ERROR, nsp, data: { message: e.message, data: { code: e.code } } });
       return;
     }
-    if (this.session.closed) return client.dropAcks();
+    if (this.session.closed) {
+      if (saved) recovery!.save(saved);
+      return client.dropAcks();
+    }
     ctx.hub.add(client);
     let recovered = false;
     if (saved) recovered = await client.recover(saved, auth.offset);
@@ -351,6 +359,7 @@ export class SioConnection implements SessionListener {
       c.info = st.info;
       c.grants = st.grants;
       c.expiresAt = st.expiresAt;
+      c.issuedAt = st.issuedAt;
       c.data = st.data ?? {};
       c.nextAck = st.nextAck + GHOST_ACK_IDS;
       c.remoteAcks = { thread: from, ids: new Set(st.acks), from: st.nextAck, below: c.nextAck };
@@ -404,6 +413,8 @@ export class SioClient extends Client {
   held?: Frame[];
   /** Connection state recovery: the private id the client presents to get this socket back. */
   pid?: string;
+  /** The `iat` of the token this socket's user came with: a saved session is not resumed past its user's revocation. */
+  issuedAt?: number;
   /** Where this socket stands in each channel on this thread (recovery). */
   private readonly tracks = new Map<string, ChannelTrack>();
   /** Snapshots from threads this socket was on before (a move at upgrade), per channel. */
@@ -413,6 +424,11 @@ export class SioClient extends Client {
   private readonly subData = new Map<string, unknown>();
   private readonly acks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private handlerConn?: Connection;
+
+  override authenticate(claims: JwtClaims): void {
+    super.authenticate(claims);
+    this.issuedAt = claims.iat;
+  }
 
   override onKicked(channel: string): void {
     this.channelIdentity?.delete(channel);
@@ -732,6 +748,7 @@ export class SioClient extends Client {
     if (this.info !== undefined) st.info = this.info;
     if (this.grants !== undefined) st.grants = this.grants;
     if (this.expiresAt !== undefined) st.expiresAt = this.expiresAt;
+    if (this.issuedAt !== undefined) st.issuedAt = this.issuedAt;
     return st;
   }
 
@@ -802,6 +819,7 @@ export class SioClient extends Client {
     if (this.info !== undefined) rec.info = this.info;
     if (this.grants !== undefined) rec.grants = this.grants;
     if (this.expiresAt !== undefined) rec.expiresAt = this.expiresAt;
+    if (this.issuedAt !== undefined) rec.issuedAt = this.issuedAt;
     return rec;
   }
 
@@ -811,6 +829,7 @@ export class SioClient extends Client {
     this.info = saved.info;
     this.grants = saved.grants;
     this.expiresAt = saved.expiresAt;
+    this.issuedAt = saved.issuedAt;
   }
 
   /**

@@ -99,6 +99,8 @@ export interface SavedSocket {
   info?: unknown;
   grants?: string[];
   expiresAt?: number;
+  /** The `iat` of the token the user came with (see Hub.isRevoked). */
+  issuedAt?: number;
   data: Record<string, unknown>;
   channels: SavedChannel[];
   /** Epoch ms after which it is no longer recoverable. */
