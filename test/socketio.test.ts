@@ -273,6 +273,19 @@ t.test('clean disconnects and server kicks', async (t) => {
   t.equal((await gone)[0], 'io server disconnect', 'kicked by the API: told not to reconnect');
 });
 
+t.test('subscribe, unsubscribe, subscribe sent back to back (laravel-echo leave then join) end subscribed', async (t) => {
+  const c = await sioConnect(t, s.http, { transports: ['websocket'], auth: { token: token('lj', { channels: ['private-again'] }) } });
+  for (const channel of ['again', 'private-again']) {
+    const acks = await Promise.all([c.emitWithAck('subscribe', { channel }), c.emitWithAck('unsubscribe', { channel }), c.emitWithAck('subscribe', { channel })]);
+    t.same(acks, [{ ok: true }, { ok: true }, { ok: true }], `${channel}: each in the order sent`);
+    t.same((await c.emitWithAck('whoami')).channels, [channel], `${channel}: subscribed at the end`);
+    const got = nextEvent(c, 'x');
+    await api(s.http, '/api/publish', { channel, event: 'x', data: 1 });
+    t.same(await got, [channel, 1], `${channel}: delivered`);
+    t.same(await c.emitWithAck('unsubscribe', { channel }), { ok: true });
+  }
+});
+
 t.test('reconnection after a server restart', async (t) => {
   // A fixed port: uWS sets SO_REUSEADDR only when given one, and without it the closed connections'
   // TIME_WAIT would keep the port busy for a minute.

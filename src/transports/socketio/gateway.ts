@@ -335,7 +335,7 @@ export class SioConnection implements SessionListener {
   async settled(): Promise<void> {
     for (let i = 0; i < 5; i++) {
       const pending: Promise<unknown>[] = [...this.connecting.values()];
-      for (const s of this.sockets.values()) pending.push(...s.pendingSubs.values());
+      for (const s of this.sockets.values()) pending.push(...s.channelOps.values());
       if (pending.length === 0) return;
       await Promise.allSettled(pending);
     }
@@ -408,7 +408,8 @@ export class SioClient extends Client {
   nextAck = 0;
   /** Acks answering emitWithAck calls made on the thread this socket moved from (see GHOST_ACK_IDS). */
   remoteAcks?: { thread: number; ids: Set<number>; from: number; below: number };
-  readonly pendingSubs = new Map<string, Promise<void>>();
+  /** The last subscribe or unsubscribe of each channel still running (see inOrder). */
+  readonly channelOps = new Map<string, Promise<void>>();
   /** Frames emitted while the namespace connect is being decided (sent after the CONNECT packet). */
   held?: Frame[];
   /** Connection state recovery: the private id the client presents to get this socket back. */
@@ -551,7 +552,7 @@ export class SioClient extends Client {
       return this.fail(ack, String(name).slice(0, 200), channel, err, op);
     }
     if (name === 'subscribe') return this.opSubscribe(arg, ack);
-    if (name === 'unsubscribe') return void this.opUnsubscribe(arg, ack);
+    if (name === 'unsubscribe') return this.opUnsubscribe(arg, ack);
     if (name === 'client event') return void this.opWhisper(arg, ack);
     if (name === 'token:refresh') return this.opRefresh(arg, ack);
     const fn = typeof name === 'string' ? this.conn.gw.opts.handlers.handler(this.nsp, name) : undefined;
@@ -641,6 +642,21 @@ export class SioClient extends Client {
 
   // ---- channel operations
 
+  /**
+   * Runs a subscribe or unsubscribe of `channel` after the ones the client sent before it: a client may
+   * send subscribe, unsubscribe, subscribe back to back (laravel-echo's leave then join), and each must
+   * see the channel as the previous one left it.
+   */
+  private inOrder(channel: string, op: () => Promise<void>): void {
+    const before = this.channelOps.get(channel);
+    const tail: Promise<void> = (before ? before.then(op) : op())
+      .catch((err) => this.conn.gw.log(`socket.io ${this.publicId}: a channel operation on ${channel} failed`, err))
+      .finally(() => {
+        if (this.channelOps.get(channel) === tail) this.channelOps.delete(channel);
+      });
+    this.channelOps.set(channel, tail);
+  }
+
   private opSubscribe(payload: unknown, ack: Ack | undefined): void {
     const p = (payload && typeof payload === 'object' ? payload : {}) as { channel?: unknown; auth?: unknown; data?: unknown };
     let channel: string;
@@ -650,49 +666,48 @@ export class SioClient extends Client {
     } catch (err) {
       return this.fail(ack, 'subscribe', typeof p.channel === 'string' ? p.channel.slice(0, 200) : undefined, err, true);
     }
+    this.inOrder(channel, () => this.subscribeNow(channel, p, ack).catch((err) => this.fail(ack, 'subscribe', channel, err, true)));
+  }
+
+  private async subscribeNow(channel: string, p: { auth?: unknown; data?: unknown }, ack: Ack | undefined): Promise<void> {
     if (this.restored?.delete(channel) && this.channels.has(channel)) {
       if (channelKind(channel) === 'presence') void this.hub.presence(channel).then((r) => this.emitSafe('presence:subscribed', [channel, r.members]), () => {});
       return ack?.([{ ok: true }]);
     }
-    if (this.channels.has(channel) || this.pendingSubs.has(channel)) {
-      return this.fail(ack, 'subscribe', channel, new RtError('already_subscribed', `already subscribed to ${channel}`), true);
+    if (this.channels.has(channel)) throw new RtError('already_subscribed', `already subscribed to ${channel}`);
+    const identity = await authorizeChannel(this.conn.gw.authDeps, this, this.publicId, this.conn.session.handshake, channel, p.auth);
+    if (identity) (this.channelIdentity ??= new Map()).set(channel, identity);
+    if (p.data !== undefined) this.subData.set(channel, p.data);
+    try {
+      await this.hub.subscribe(this, channel, undefined, p.data, (res) => {
+        // Before the client joins the channel's delivery, so these precede any publication.
+        if (res.members) this.emitSafe('presence:subscribed', [channel, res.members]);
+        ack?.([res.data === undefined ? { ok: true } : { ok: true, data: res.data }]);
+        this.track(channel, res.epoch, res.offset, []);
+      });
+    } catch (err) {
+      this.channelIdentity?.delete(channel);
+      this.subData.delete(channel);
+      throw err;
     }
-    const work = (async () => {
-      const identity = await authorizeChannel(this.conn.gw.authDeps, this, this.publicId, this.conn.session.handshake, channel, p.auth);
-      if (identity) (this.channelIdentity ??= new Map()).set(channel, identity);
-      if (p.data !== undefined) this.subData.set(channel, p.data);
-      try {
-        await this.hub.subscribe(this, channel, undefined, p.data, (res) => {
-          // Before the client joins the channel's delivery, so these precede any publication.
-          if (res.members) this.emitSafe('presence:subscribed', [channel, res.members]);
-          ack?.([res.data === undefined ? { ok: true } : { ok: true, data: res.data }]);
-          this.track(channel, res.epoch, res.offset, []);
-        });
-      } catch (err) {
-        this.channelIdentity?.delete(channel);
-        this.subData.delete(channel);
-        throw err;
-      }
-    })();
-    const tracked = work.catch((err) => this.fail(ack, 'subscribe', channel, err, true)).finally(() => this.pendingSubs.delete(channel));
-    this.pendingSubs.set(channel, tracked);
   }
 
-  private async opUnsubscribe(payload: unknown, ack: Ack | undefined): Promise<void> {
+  private opUnsubscribe(payload: unknown, ack: Ack | undefined): void {
     let channel: string;
     try {
       channel = assertChannel((payload as { channel?: unknown } | null)?.channel);
     } catch (err) {
       return this.fail(ack, 'unsubscribe', undefined, err, true);
     }
-    await this.pendingSubs.get(channel);
-    if (!this.hub.unsubscribe(this, channel)) {
-      return this.fail(ack, 'unsubscribe', channel, new RtError('not_subscribed', `not subscribed to ${channel}`), true);
-    }
-    this.channelIdentity?.delete(channel);
-    this.subData.delete(channel);
-    this.untrack(channel);
-    ack?.([{ ok: true }]);
+    this.inOrder(channel, async () => {
+      if (!this.hub.unsubscribe(this, channel)) {
+        return this.fail(ack, 'unsubscribe', channel, new RtError('not_subscribed', `not subscribed to ${channel}`), true);
+      }
+      this.channelIdentity?.delete(channel);
+      this.subData.delete(channel);
+      this.untrack(channel);
+      ack?.([{ ok: true }]);
+    });
   }
 
   private async opWhisper(payload: unknown, ack: Ack | undefined): Promise<void> {
@@ -701,7 +716,7 @@ export class SioClient extends Client {
     try {
       channel = assertChannel(p.channel);
       const event = assertEvent(p.event);
-      await this.pendingSubs.get(channel);
+      await this.channelOps.get(channel);
       if (!this.channels.has(channel)) throw new RtError('not_subscribed', `subscribe to ${channel} before whispering on it`, 403);
       const limit = this.conn.ctx.config.maxWhisperSize;
       if (approxSize(p.data, limit) > limit) throw new RtError('payload_too_large', `whispers are limited to ${limit} bytes`, 413);
