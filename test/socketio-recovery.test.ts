@@ -140,3 +140,28 @@ t.test('recovery off: no pid, no offsets; an unknown pid or a hostile offset is 
     h.close();
   }
 });
+
+t.test('a polling client that closes its own transport (its ping timeout, the browser going offline) recovers; socket.disconnect() does not', async (t) => {
+  const s = await startServer(t, { actors: ACTORS });
+  const { c, seen } = await client(t, s.http, { transports: ['polling'] });
+  t.same(await c.emitWithAck('subscribe', { channel: 'offline' }), { ok: true });
+  await publish(s.http, 'offline', 0);
+  await until('first publication', () => seen.get('offline')?.length === 1);
+  const id = c.id;
+  const back = reconnected(c);
+  // engine.io-client's own close: over polling it sends the Engine.IO close packet, as on a ping timeout or `offline`.
+  c.io.engine.close();
+  await publish(s.http, 'offline', 1);
+  await back;
+  t.equal(c.recovered, true, 'socket.recovered');
+  t.equal(c.id, id, 'the same socket id');
+  await publish(s.http, 'offline', 2);
+  await until('after recovery', () => seen.get('offline')?.at(-1) === 2);
+  t.same(seen.get('offline'), [0, 1, 2], 'all of it, in order, once');
+  // Leaving on purpose sends Socket.IO's DISCONNECT first: nothing is saved.
+  c.disconnect();
+  c.connect();
+  await reconnected(c);
+  t.equal(c.recovered, false, 'after socket.disconnect(): a fresh socket');
+  t.not(c.id, id);
+});

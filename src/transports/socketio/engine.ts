@@ -309,7 +309,10 @@ export class EioSession {
         this.schedulePing();
         return;
       case 'close':
-        this.close('client closed the connection', false, true);
+        // As in engine.io: a transport loss, which the client comes back from (engine.io-client sends
+        // it on its own ping timeout and when the browser goes offline). A client that leaves on
+        // purpose sends Socket.IO's DISCONNECT first, and that socket is not saved.
+        this.close('transport close', false, true);
         return;
       case 'ping':
       case 'noop':

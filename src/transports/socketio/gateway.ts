@@ -68,7 +68,7 @@ interface SocketState {
 }
 
 /** Why a session may end without the client wanting it to: only then is it saved for recovery. */
-const UNRECOVERABLE = new Set(['client closed the connection', 'parse error', 'rate limit exceeded', 'overlapping polling requests', 'no namespace joined in time', 'polling body over maxHttpBufferSize', 'moved', 'replaced']);
+const UNRECOVERABLE = new Set(['parse error', 'rate limit exceeded', 'overlapping polling requests', 'no namespace joined in time', 'polling body over maxHttpBufferSize', 'moved', 'replaced']);
 
 interface ConnectionState {
   sockets: SocketState[];
