@@ -273,6 +273,14 @@ t.test('clean disconnects and server kicks', async (t) => {
   t.equal((await gone)[0], 'io server disconnect', 'kicked by the API: told not to reconnect');
 });
 
+t.test('a server kick of a polling client is one disconnect, io server disconnect (no transport close first)', async (t) => {
+  const c = await sioConnect(t, s.http, { transports: ['polling'], auth: { token: token('p5') } });
+  const gone = nextEvent(c, 'disconnect');
+  t.equal((await api(s.http, '/api/users/p5/disconnect', {})).status, 200);
+  t.equal((await gone)[0], 'io server disconnect', 'the first and only disconnect says: do not reconnect');
+  t.equal(c.active, false, 'not reconnecting');
+});
+
 t.test('subscribe, unsubscribe, subscribe sent back to back (laravel-echo leave then join) end subscribed', async (t) => {
   const c = await sioConnect(t, s.http, { transports: ['websocket'], auth: { token: token('lj', { channels: ['private-again'] }) } });
   for (const channel of ['again', 'private-again']) {

@@ -76,8 +76,9 @@ interface Tomb {
   /** The packets a GET that arrived before the close gets (the close packet, or a noop), once. */
   lastWords?: string;
   /**
-   * The client itself closed: the one poll it may have had racing its close (a GET and a POST `1` sent
-   * at once can reach two shards in either order) gets the noop, whichever arrived first.
+   * The next poll gets the last words whenever it arrived: the client itself closed (a GET and a POST
+   * `1` sent at once can reach two shards in either order), or it was just sent its last packets (see
+   * closeAfterFlush) and polls once more.
    */
   lenient?: boolean;
 }
@@ -205,6 +206,8 @@ export class EioSession {
   upgradedAt?: number;
   /** When the client's pong is due (monotonic µs), while a ping is unanswered. */
   private pongDue?: number;
+  /** Why the session ends once its queue is fetched (see closeAfterFlush). */
+  private closing?: string;
 
   constructor(
     private readonly engine: Engine,
@@ -272,6 +275,7 @@ export class EioSession {
     this.queue = [];
     this.queuedBytes = 0;
     g.send({ status: 200, body, type: 'text' });
+    if (this.closing !== undefined) this.close(this.closing, true, true);
   }
 
   // ---- heartbeat: ping every pingInterval, expect the pong within pingTimeout
@@ -391,7 +395,7 @@ export class EioSession {
    * only after a failed probe ended (unprobe), as the reference server requires.
    */
   beginProbe(): boolean {
-    if (this.closed || this.transport !== 'polling' || this.movedTo !== undefined || this.probing) return false;
+    if (this.closed || this.closing !== undefined || this.transport !== 'polling' || this.movedTo !== undefined || this.probing) return false;
     this.probing = true;
     clearTimeout(this.upgradeTimer);
     this.upgradeTimer = setTimeout(() => this.endProbe(), this.opts.upgradeTimeout);
@@ -499,6 +503,18 @@ export class EioSession {
       }
     } else this.engine.forget(this);
     this.listener?.onClose(reason);
+  }
+
+  /**
+   * Ends the session after the client fetched what is queued, as engine.io does (it closes on drain):
+   * a polling client given Socket.IO's DISCONNECT and the close packet in one response acts on the
+   * close first (`transport close`, and reconnects), then on the DISCONNECT. The close packet goes to
+   * the poll after; a client that does not poll again is closed by the heartbeat.
+   */
+  closeAfterFlush(reason: string): void {
+    if (this.closed || this.transport !== 'polling' || this.movedTo !== undefined || this.probing || this.queue.length === 0) return this.close(reason);
+    this.closing = reason;
+    if (this.getter && !this.flushScheduled) this.flush();
   }
 
   /** The WebSocket went away under us. */

@@ -471,7 +471,7 @@ export class SioClient extends Client {
       return;
     }
     this.leave(reason, true);
-    if (this.conn.sockets.size === 0) this.conn.session.close(reason);
+    if (this.conn.sockets.size === 0) this.conn.session.closeAfterFlush(reason);
   }
 
   override tokenExpiring(deadline: number): void {
