@@ -279,6 +279,7 @@ export class SioConnection implements SessionListener {
           }
         }
       }
+      if (!claims && ctx.config.socketioAuthToken === 'jwt') throw new RtError('unauthorized', 'this server verifies every connect: pass auth: { token: <JWT> }', 401);
       if (claims) client.authenticate(claims);
       else if (saved?.user !== undefined) client.resume(saved);
       else if (ctx.config.requireAuth) throw new RtError('unauthorized', 'this server requires a token to connect: pass auth: { token: <JWT> }', 401);
