@@ -56,8 +56,9 @@ export class PusherClient extends Client {
   /** Client events (the app's maxClientEventsPerSecond), made on the first one. */
   clientEvents?: TokenBucket;
   /**
-   * Channels (internal names) being subscribed, so a frame for one in flight is answered after it.
-   * Made on the first subscribe: an empty Map is ~150 B, and idle connections should stay small.
+   * Per channel (internal name), the subscribe or unsubscribe still taking effect: the connection's next
+   * one for that channel waits for it (subscriptions.ts, inOrder).
+   * Made when one is first in flight: an empty Map is ~150 B, and idle connections should stay small.
    */
   pending?: Map<string, Promise<void>>;
   /** The signed-in user's watched users (watchlist events), when its sign-in named any. */

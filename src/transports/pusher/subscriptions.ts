@@ -68,8 +68,44 @@ export function subscribe(gw: PusherGateway, client: PusherClient, data: unknown
     client.send(frame('pusher:error', { code: null, message: 'pusher:subscribe needs data.channel: 1-164 characters of A-Z a-z 0-9 _ - = @ , . ;' }));
     return;
   }
+  const internal = internalName(client.app, channel);
+  inOrder(client, internal, () => subscribeNow(gw, client, channel, internal, d));
+}
+
+export function unsubscribe(gw: PusherGateway, client: PusherClient, data: unknown): void {
+  const channel = (data && typeof data === 'object' ? (data as { channel?: unknown }).channel : undefined);
+  if (typeof channel === 'string' && channel.startsWith(USER_CHANNEL)) return;
+  if (!validPusherChannel(channel)) {
+    client.send(frame('pusher:error', { code: null, message: 'pusher:unsubscribe needs data.channel' }));
+    return;
+  }
+  const internal = internalName(client.app, channel);
+  inOrder(client, internal, () => {
+    if (client.closed) return;
+    if (gw.ctx.hub.unsubscribe(client, internal)) client.channelIdentity?.delete(internal);
+  });
+}
+
+/**
+ * Runs a connection's subscribe or unsubscribe of one channel once the ones it sent before for that
+ * channel have taken effect, so its frames take effect in the order it sent them (subscribe,
+ * unsubscribe, subscribe ends subscribed, whatever the owner's answer time or an actor's async auth).
+ * With nothing in flight the operation runs at once and, if it finishes synchronously, leaves no entry.
+ */
+function inOrder(client: PusherClient, internal: string, op: () => Promise<void> | void): void {
+  const before = client.pending?.get(internal);
+  // A predecessor that threw (a bug) must not stall the channel's later frames.
+  const running = before ? before.then(op, op) : op();
+  if (!running) return;
+  const tail: Promise<void> = running.finally(() => {
+    if (client.pending?.get(internal) === tail) client.pending.delete(internal);
+  });
+  (client.pending ??= new Map()).set(internal, tail);
+}
+
+function subscribeNow(gw: PusherGateway, client: PusherClient, channel: string, internal: string, d: { auth?: unknown; channel_data?: unknown }): Promise<void> | void {
+  if (client.closed) return;
   const app = client.app;
-  const internal = internalName(app, channel);
   const kind = channelKind(channel);
   let identity: ChannelIdentity | undefined;
   let actorData: unknown;
@@ -94,7 +130,7 @@ export function subscribe(gw: PusherGateway, client: PusherClient, data: unknown
     }
   }
   if (identity) (client.channelIdentity ??= new Map()).set(internal, identity);
-  const done = gw.ctx.hub
+  return gw.ctx.hub
     .subscribe(client, internal, undefined, actorData, (res) => {
       client.send(frame('pusher_internal:subscription_succeeded', succeededData(res), channel));
     })
@@ -110,9 +146,7 @@ export function subscribe(gw: PusherGateway, client: PusherClient, data: unknown
         const status = err instanceof RtError ? err.status : 500;
         subscriptionError(client, channel, status, e.message);
       },
-    )
-    .finally(() => client.pending!.delete(internal));
-  (client.pending ??= new Map()).set(internal, done);
+    );
 }
 
 function succeededData(res: SubscribeResult): string {
@@ -147,21 +181,4 @@ function subscribeUserChannel(client: PusherClient, channel: string): void {
     return subscriptionError(client, channel, 403, `sign in as user ${channel.slice(USER_CHANNEL.length, USER_CHANNEL.length + 100)} before subscribing to ${channel.slice(0, 120)}`);
   }
   client.send(frame('pusher_internal:subscription_succeeded', '{}', channel));
-}
-
-export function unsubscribe(gw: PusherGateway, client: PusherClient, data: unknown): void {
-  const channel = (data && typeof data === 'object' ? (data as { channel?: unknown }).channel : undefined);
-  if (typeof channel === 'string' && channel.startsWith(USER_CHANNEL)) return;
-  if (!validPusherChannel(channel)) {
-    client.send(frame('pusher:error', { code: null, message: 'pusher:unsubscribe needs data.channel' }));
-    return;
-  }
-  const internal = internalName(client.app, channel);
-  const pending = client.pending?.get(internal);
-  const run = (): void => {
-    if (client.closed) return;
-    if (gw.ctx.hub.unsubscribe(client, internal)) client.channelIdentity?.delete(internal);
-  };
-  if (pending) void pending.then(run);
-  else run();
 }
