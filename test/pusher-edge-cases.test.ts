@@ -4,6 +4,7 @@
 // limit of a client event's data.
 import t from 'tap';
 import { startServer } from './helpers/server.js';
+import { channelOwnedBy } from './helpers/faults.js';
 import { APP, pusherOptions, RawPusher, sdk } from './helpers/pusher.js';
 
 t.setTimeout(300_000);
@@ -38,4 +39,24 @@ t.test('subscribe, unsubscribe, subscribe sent back to back take effect in order
   await backend.trigger(channel, 'after', { n: 1 });
   t.same(JSON.parse((await raw.event('after')).data), { n: 1 }, 'a later trigger is delivered');
   t.notOk(raw.frames.some((f) => f.event === 'pusher:subscription_error'), 'no subscription_error');
+});
+
+t.test('a full presence channel answers 403 whichever shard owns it and whichever the subscriber is on', async (t) => {
+  const s = await startServer(t, pusherOptions({ workers: 2, maxPresenceMembers: 1 }));
+  const backend = sdk(s.port);
+  for (const owner of [0, 1]) {
+    const channel = channelOwnedBy('presence-full-', owner, 2);
+    const first = await rawSocket(t, s.url);
+    first.raw.send({ event: 'pusher:subscribe', data: { channel, ...backend.authorizeChannel(first.socketId, channel, { user_id: 'first' }) } });
+    await first.raw.next(succeeded(channel));
+    // Connections are handed to the shards in turn: two in a row cover both.
+    for (const user of ['second', 'third']) {
+      const { raw, socketId } = await rawSocket(t, s.url);
+      raw.send({ event: 'pusher:subscribe', data: { channel, ...backend.authorizeChannel(socketId, channel, { user_id: user }) } });
+      const e = await raw.event('pusher:subscription_error');
+      t.equal(e.channel, channel);
+      t.equal(e.data.status, 403, `${user} on ${channel} (owned by shard ${owner}): 403`);
+      t.match(e.data.error, /is full/);
+    }
+  }
 });

@@ -645,7 +645,7 @@ t.test('binary hot frames: pub! notices, pub requests and replies decode to what
     { k: 'q', id: 1, b: { t: 'sub', ch: 'c', conn: { id: '0.1' } } },
     { k: 'q', id: 1, b: { t: 'pub', ch: 'c', ev: 'e', data: 1, src: 'nowhere' as 'api' } },
     { k: 'q', id: -1, b: { t: 'pub', ch: 'c', ev: 'e', data: 1, src: 'api' } },
-    { k: 'r', id: 1, ok: false, e: { code: 'forbidden', message: 'no' } },
+    { k: 'r', id: 1, ok: false, e: { code: 'forbidden', message: 'no', status: 403 } },
   ];
   for (const env of cold) t.equal(encodeHot(env), null, `msgpack: ${JSON.stringify(env).slice(0, 60)}`);
 

@@ -70,7 +70,7 @@ export class MeshEndpoint {
   /** Messages to ourselves skip the rings but keep the same asynchronous, FIFO semantics. */
   private selfQueue: Envelope[] = [];
   private selfScheduled = false;
-  private onRequest: RequestHandler = () => { throw new RtError('unavailable', 'thread not ready'); };
+  private onRequest: RequestHandler = () => { throw new RtError('unavailable', 'thread not ready', 503); };
   private onNotice: NoticeHandler = () => {};
   private closed = false;
 
@@ -132,13 +132,13 @@ export class MeshEndpoint {
     try {
       result = this.onRequest(from, body);
     } catch (err) {
-      this.post(from, { k: 'r', id, ok: false, e: toErrorBody(err) });
+      this.post(from, { k: 'r', id, ok: false, e: wireError(err) });
       return;
     }
     if (result instanceof Promise) {
       result.then(
         (v) => this.post(from, { k: 'r', id, ok: true, v: v ?? null }),
-        (err) => this.post(from, { k: 'r', id, ok: false, e: toErrorBody(err) }),
+        (err) => this.post(from, { k: 'r', id, ok: false, e: wireError(err) }),
       );
     } else {
       this.post(from, { k: 'r', id, ok: true, v: result ?? null });
@@ -153,7 +153,7 @@ export class MeshEndpoint {
     p.cb = null;
     this.deadlines[p.peer]!.answered(p);
     if (env.ok) cb(null, env.v);
-    else cb(new RtError(env.e.code, env.e.message, statusFor(env.e.code)));
+    else cb(new RtError(env.e.code, env.e.message, env.e.status));
   }
 
   private expire(p: PendingRequest): void {
@@ -324,6 +324,16 @@ export class MeshEndpoint {
       }
     }
   }
+}
+
+/**
+ * An error as it crosses to the requesting thread. An RtError keeps the status it was made with (a full
+ * presence channel's 403, actor_failed's 500, an ActorError's 403): the code alone cannot give it, as
+ * codes are open-ended. Anything else thrown with a code (a hook's own object) gets its code's usual status.
+ */
+function wireError(err: unknown): { code: string; message: string; status: number } {
+  const body = toErrorBody(err);
+  return { code: body.code, message: body.message, status: err instanceof RtError ? err.status : statusFor(body.code) };
 }
 
 function statusFor(code: string): number {

@@ -128,5 +128,5 @@ export interface ChannelOwner {
 export type Envelope =
   | { k: 'q'; id: number; b: Request }
   | { k: 'r'; id: number; ok: true; v: unknown }
-  | { k: 'r'; id: number; ok: false; e: { code: string; message: string } }
+  | { k: 'r'; id: number; ok: false; e: { code: string; message: string; status: number } }
   | { k: 'n'; b: Notice };
