@@ -5,7 +5,7 @@
 import t from 'tap';
 import { startServer } from './helpers/server.js';
 import { channelOwnedBy } from './helpers/faults.js';
-import { APP, pusherOptions, RawPusher, sdk } from './helpers/pusher.js';
+import { APP, connected, pusherClient, pusherOptions, RawPusher, sdk, subscribed } from './helpers/pusher.js';
 
 t.setTimeout(300_000);
 
@@ -59,4 +59,37 @@ t.test('a full presence channel answers 403 whichever shard owns it and whicheve
       t.match(e.data.error, /is full/);
     }
   }
+});
+
+t.test('"__proto__" as a presence user_id and as a channel name is listed like any other', async (t) => {
+  const s = shared;
+  const backend = sdk(s.port);
+  const channel = 'presence-protos';
+  const proto = await rawSocket(t, s.url);
+  proto.raw.send({ event: 'pusher:subscribe', data: { channel, ...backend.authorizeChannel(proto.socketId, channel, { user_id: '__proto__', user_info: { name: 'P' } }) } });
+  await proto.raw.next(succeeded(channel));
+
+  const other = await rawSocket(t, s.url);
+  other.raw.send({ event: 'pusher:subscribe', data: { channel, ...backend.authorizeChannel(other.socketId, channel, { user_id: 'u2' }) } });
+  const { presence } = JSON.parse((await other.raw.next(succeeded(channel))).data);
+  t.same(presence.ids.slice().sort(), ['__proto__', 'u2']);
+  t.equal(presence.count, 2);
+  t.same(Object.keys(presence.hash).sort(), ['__proto__', 'u2'], 'the hash has one key per member');
+  t.same(presence.hash['__proto__'], { name: 'P' }, "the member's user_info");
+
+  const p = pusherClient(t, s.port, { member: { user_id: 'u3' } });
+  await connected(p);
+  const { channel: ch } = await subscribed(p, channel);
+  t.same(ch.members.get('__proto__')?.info, { name: 'P' }, 'pusher-js finds the member');
+  let each = 0;
+  ch.members.each(() => each++);
+  t.equal(each, 3, 'pusher-js iterates every member');
+
+  // pusher-js keeps its channels in a plain object, so a raw socket subscribes to this one.
+  proto.raw.send({ event: 'pusher:subscribe', data: { channel: '__proto__' } });
+  await proto.raw.next(succeeded('__proto__'));
+  const listed = await (await backend.get({ path: '/channels', params: {} })).json();
+  t.ok(Object.prototype.hasOwnProperty.call(listed.channels, '__proto__'), 'GET /channels lists the channel "__proto__"');
+  const triggered = await (await backend.trigger(['__proto__', 'plain'], 'e', {}, { info: 'subscription_count' })).json();
+  t.same(triggered.channels['__proto__'], { subscription_count: 1 }, "a trigger's info names the channel \"__proto__\"");
 });

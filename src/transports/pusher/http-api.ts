@@ -117,7 +117,8 @@ async function trigger(gw: PusherGateway, app: PusherApp, e: EventSpec): Promise
     ),
   );
   if (e.info.length === 0) return undefined;
-  const out: Record<string, Record<string, number>> = {};
+  // Keyed by channel names, which may be `__proto__` (see succeededData in subscriptions.ts).
+  const out: Record<string, Record<string, number>> = Object.create(null);
   for (const ch of e.channels) {
     if (ch.startsWith(USER_CHANNEL)) continue;
     out[ch] = infoOf(await hub.channel(internalName(app, ch)), ch, e.info);
@@ -173,7 +174,7 @@ export function registerPusherApi(uapp: TemplatedApp, gw: PusherGateway): void {
       const info = parseInfo(queryParam(c.req.query, 'info'), 'query');
       if (info.includes('user_count') && !prefix.startsWith('presence-')) throw new RtError('bad_request', 'info=user_count is only allowed with filter_by_prefix=presence-');
       const all = await gw.ctx.hub.channels(prefix || undefined);
-      const channels: Record<string, Record<string, number>> = {};
+      const channels: Record<string, Record<string, number>> = Object.create(null);
       for (const i of all) {
         if (!belongsTo(c.app, i.name) || i.subscribers === 0) continue;
         const name = externalName(i.name);

@@ -152,7 +152,8 @@ function subscribeNow(gw: PusherGateway, client: PusherClient, channel: string, 
 function succeededData(res: SubscribeResult): string {
   if (!res.members) return '{}';
   const ids: string[] = [];
-  const hash: Record<string, unknown> = {};
+  // Keyed by user ids clients choose: on a plain object `__proto__` would set the prototype, not a key.
+  const hash: Record<string, unknown> = Object.create(null);
   for (const m of res.members) {
     ids.push(m.user_id);
     hash[m.user_id] = m.user_info ?? null;
