@@ -93,3 +93,34 @@ t.test('"__proto__" as a presence user_id and as a channel name is listed like a
   const triggered = await (await backend.trigger(['__proto__', 'plain'], 'e', {}, { info: 'subscription_count' })).json();
   t.same(triggered.channels['__proto__'], { subscription_count: 1 }, "a trigger's info names the channel \"__proto__\"");
 });
+
+t.test('client events: at most maxEventPayload bytes of data, counted exactly, the rest of the frame not counted', async (t) => {
+  const s = shared;
+  const backend = sdk(s.port);
+  const channel = 'private-sizes';
+  const sender = await rawSocket(t, s.url);
+  const peer = await rawSocket(t, s.url);
+  for (const c of [sender, peer]) {
+    c.raw.send({ event: 'pusher:subscribe', data: { channel, ...backend.authorizeChannel(c.socketId, channel) } });
+    await c.raw.next(succeeded(channel));
+  }
+  const limit = 10240;
+  const send = (event: string, data: unknown) => sender.raw.send({ event, channel, data });
+  const refused: [string, unknown][] = [
+    ['a string one byte over', 'x'.repeat(limit + 1)],
+    ['a string of two-byte characters, 2 bytes over', '\u00e9'.repeat(limit / 2 + 1)],
+    ['an object whose JSON is one byte over', { a: 'x'.repeat(limit - 8 + 1) }],
+  ];
+  for (const [what, data] of refused) {
+    send('client-refused', data);
+    const e = await sender.raw.event('pusher:error');
+    t.match(e.data.message, new RegExp(`larger than ${limit} bytes`), `${what}: refused`);
+  }
+  // Each `"` is escaped in the frame: the frame is twice the limit, the data exactly at it.
+  send('client-string', '"'.repeat(limit));
+  t.equal((await peer.raw.event('client-string')).data, '"'.repeat(limit), 'a string of exactly the limit is relayed');
+  send('client-object', { a: 'x'.repeat(limit - 8) });
+  // Pusher's data is a string on the wire: an object arrives as its JSON text.
+  t.equal((await peer.raw.event('client-object')).data.length, limit, 'an object whose JSON is exactly the limit is relayed');
+  t.notOk(peer.raw.frames.some((f) => f.event === 'client-refused'), 'nothing refused reached the peer');
+});

@@ -143,7 +143,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
         case 'pusher:signin':
           return signin(gw, client, msg.data);
       }
-      if (event.startsWith('client-')) return clientEvent(gw, client, event, msg.channel, msg.data, message.byteLength);
+      if (event.startsWith('client-')) return clientEvent(gw, client, event, msg.channel, msg.data);
       bad(`Unsupported event received on socket: ${event.slice(0, 100)}`);
     },
 
@@ -171,7 +171,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
  * the app's size and rate limits, never echoed to the sender. They go through the channel actor like
  * any client publish.
  */
-function clientEvent(gw: PusherGateway, client: PusherClient, event: string, channel: unknown, data: unknown, size: number): void {
+function clientEvent(gw: PusherGateway, client: PusherClient, event: string, channel: unknown, data: unknown): void {
   const app = client.app;
   const refuse = (message: string, code: number | null = null): void => client.send(errorFrame(code, message));
   if (!app.enableClientMessages) return refuse('Client events are not enabled for this app');
@@ -180,14 +180,17 @@ function clientEvent(gw: PusherGateway, client: PusherClient, event: string, cha
   if (isEncryptedChannel(channel)) return refuse('Client events are not supported on encrypted channels');
   const internal = internalName(app, channel);
   if (!client.channels.has(internal)) return refuse(`Client event rejected: not subscribed to ${channel}`);
-  if (size > app.maxEventPayload + 400) return refuse(`Client event rejected: payload larger than ${app.maxEventPayload} bytes`);
+  // The limit is on `data`, counted as the HTTP API counts it: a string's UTF-8 bytes, else its JSON,
+  // which is made once here and is also what is published.
+  const json = JsonData.of(data);
+  if (utf8Over(typeof data === 'string' ? data : (json?.text ?? ''), app.maxEventPayload)) return refuse(`Client event rejected: data larger than ${app.maxEventPayload} bytes`);
   // The bucket is made on the first client event, as the --rate-limit one is (rateRefusal): most connections never send one.
   const perSecond = app.maxClientEventsPerSecond;
   if (perSecond > 0 && !(client.clientEvents ??= new TokenBucket(perSecond, perSecond)).take()) return refuse('Client event rejected due to rate limit', PusherClose.RATE_LIMITED);
   // Sent as a whisper: the channel's actor decides when it has onMessage (on public channels too, as
   // for every other transport); otherwise the owner applies Pusher's rule (private and presence only).
   const isPublic = channelKind(channel) === 'public';
-  gw.ctx.hub.publish(internal, event, JsonData.of(data) ?? data, 'client', client, client.id, true).then(
+  gw.ctx.hub.publish(internal, event, json ?? data, 'client', client, client.id, true).then(
     () => gw.hooks?.clientEvent(app, internal, event, data, client),
     (err) => {
       if (client.closed) return;
@@ -196,6 +199,13 @@ function clientEvent(gw: PusherGateway, client: PusherClient, event: string, cha
       else refuse(`Client event rejected: ${body.message}`);
     },
   );
+}
+
+/** Whether `s` is more than `limit` bytes in UTF-8; its length decides without a scan unless it is near (1 to 3 bytes per UTF-16 unit). */
+function utf8Over(s: string, limit: number): boolean {
+  if (s.length > limit) return true;
+  if (s.length * 3 <= limit) return false;
+  return Buffer.byteLength(s) > limit;
 }
 
 /**
