@@ -236,7 +236,7 @@ export class Hub {
           // Gone while we waited: undo at the owner so presence and counts stay right.
           this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
           client.hidden?.delete(channel);
-          return reject(new RtError('unavailable', 'connection closed'));
+          return reject(new RtError('unavailable', 'connection closed', 503));
         }
         if (res!.info !== undefined && client.info === undefined) client.info = res!.info;
         beforeJoin?.(res!);

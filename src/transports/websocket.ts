@@ -166,7 +166,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
           res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: err.toJSON() }));
         });
       };
-      if (ctx.draining) return refuse(503, new RtError('unavailable', 'server is shutting down; reconnect'));
+      if (ctx.draining) return refuse(503, new RtError('unavailable', 'server is shutting down; reconnect', 503));
       const choice = chooseFormat(query, protocols);
       if (choice instanceof RtError) return refuse(400, choice);
       if (!originAllowed(origin || undefined, host, config.allowedOrigins)) {
