@@ -332,4 +332,18 @@ t.test('Connection: close is answered with Connection: close', async (t) => {
   const r = await request('GET', `${BASE}?EIO=4&transport=polling`, undefined, { connection: 'close' });
   t.equal(r.status, 200);
   t.equal(r.headers.connection, 'close');
+  const connectionHeaders = (a: { rawHeaders: string[] }) => a.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'connection').length;
+  t.equal(connectionHeaders(r), 1, 'one Connection header');
+  const refused = await request('GET', `${BASE}?EIO=3&transport=polling`);
+  t.equal(refused.status, 400);
+  t.equal(connectionHeaders(refused), 1, 'one Connection header on an error answer');
+});
+
+t.test('a server offering WebSocket only answers a polling request "Transport unknown", as engine.io does', async (t) => {
+  const ws = await startServer(t, { socketioTransports: ['websocket'] });
+  for (const q of ['EIO=4&transport=polling', 'EIO=4&transport=polling&sid=abc']) {
+    const r = await request('GET', `${ws.http}/socket.io/?${q}`);
+    t.equal(r.status, 400, q);
+    t.same(r.json, { code: 0, message: 'Transport unknown' }, q);
+  }
 });

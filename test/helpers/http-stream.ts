@@ -117,6 +117,8 @@ export class SseStream {
 export interface HttpAnswer {
   status: number;
   headers: http.IncomingHttpHeaders;
+  /** Header names and values as sent, repeated ones included. */
+  rawHeaders: string[];
   text: string;
   json: any;
 }
@@ -135,7 +137,7 @@ export function request(method: string, url: string, body?: string | Buffer, hea
         } catch {
           /* keep text */
         }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, text, json });
       });
       res.on('error', reject);
     });

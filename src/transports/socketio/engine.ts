@@ -681,6 +681,8 @@ export class Engine {
       const method = req.getMethod().toUpperCase();
       if (method === 'OPTIONS') return this.preflight(res, req);
       if (this.opts.polling && (method === 'GET' || method === 'POST')) return this.http(res, req, method);
+      // Polling turned off (--socketio-transports=websocket): as engine.io says, an unknown transport.
+      if (method === 'GET' || method === 'POST') return this.reply(res, state, answer(EioCode.UNKNOWN_TRANSPORT), '', req.getHeader('connection'));
       const sid = new URLSearchParams(req.getQuery() ?? '').get('sid');
       this.reply(res, state, answer(sid === null ? EioCode.BAD_HANDSHAKE_METHOD : EioCode.BAD_REQUEST), '', req.getHeader('connection'));
     };
@@ -723,13 +725,15 @@ export class Engine {
     state.aborted = true;
     // An error may leave an unread body behind: close rather than parse it as the next request. A
     // client that asked for `Connection: close` is told so, or keep-alive agents reuse a dead socket.
-    const close = a.status >= 400 || /(^|,)\s*close\s*(,|$)/i.test(connection);
+    // uWS writes the header itself when end() closes a connection the client did not ask to close.
+    const asked = /(^|,)\s*close\s*(,|$)/i.test(connection);
+    const close = a.status >= 400 || asked;
     res.cork(() => {
       res.writeStatus(statusLine(a.status));
       res.writeHeader('content-type', a.type === 'json' ? 'application/json' : a.type === 'html' ? 'text/html' : 'text/plain; charset=UTF-8');
       res.writeHeader('cache-control', 'no-store');
+      if (asked) res.writeHeader('connection', 'close');
       if (origin) res.writeHeader('access-control-allow-origin', origin).writeHeader('access-control-allow-credentials', 'true').writeHeader('vary', 'Origin');
-      if (close) res.writeHeader('connection', 'close');
       res.end(a.body, close);
     });
   }
