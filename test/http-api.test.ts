@@ -126,3 +126,30 @@ t.test('a published payload reaches subscribers as JSON.stringify writes it, wha
   t.ok(messages[2]!.includes('"data":[2]'), messages[2]);
   t.ok(messages[3]!.includes('"event":"d!"') && messages[3]!.includes('"data":{"k":0}'), messages[3]);
 });
+
+t.test('a channel listed twice is refused with 400 bad_request naming it, in publish and in each batch message; nothing is published', async (t) => {
+  const s = await startServer(t);
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  await c.request({ op: 'subscribe', channel: 'twice' });
+  // Published once per mention, a subscriber got the message twice at two offsets.
+  const dup = await api(s.http, '/api/publish', { channels: ['twice', 'other', 'twice'], event: 'dup', data: 1 });
+  t.equal(dup.status, 400);
+  t.equal(dup.body?.error?.code, 'bad_request');
+  t.match(dup.body?.error?.message, /"twice"/, 'the message names the channel');
+  const batch = await api(s.http, '/api/batch', {
+    messages: [
+      { channel: 'twice', event: 'fine', data: 1 },
+      { channels: ['twice', 'twice'], event: 'dup', data: 2 },
+    ],
+  });
+  t.equal(batch.status, 400);
+  t.equal(batch.body?.error?.code, 'bad_request');
+  t.match(batch.body?.error?.message, /messages\[1\].*"twice"/, 'the batch error names the message and the channel');
+  // A sentinel after the refusals: if either had published anything, it would arrive first.
+  const ok = await api(s.http, '/api/publish', { channels: ['twice', 'other'], event: 'sentinel', data: 3 });
+  t.same(ok.body, { ok: true, count: 1, offsets: { twice: 1, other: 1 } }, 'the refused requests took no offsets');
+  const sentinel = await c.next((f) => f.op === 'message' && f.channel === 'twice' && f.event === 'sentinel');
+  t.equal(sentinel.offset, 1);
+  t.same(c.messages('twice'), [], 'the subscriber got nothing before the sentinel');
+});

@@ -39,6 +39,19 @@ export function assertChannel(name: unknown): string {
   return name;
 }
 
+/**
+ * Refuses a list that names a channel twice: the same message would be published (or a subscription
+ * made) once per mention, where the caller asked for one on each channel. `where` prefixes the message.
+ */
+export function assertDistinctChannels(channels: readonly string[], where = ''): void {
+  if (channels.length < 2) return;
+  const seen = new Set<string>();
+  for (const c of channels) {
+    if (seen.has(c)) throw new RtError('bad_request', `${where}"channels" lists ${JSON.stringify(c)} twice`);
+    seen.add(c);
+  }
+}
+
 export function assertEvent(name: unknown): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME || !EVENT_RE.test(name)) {
     throw new RtError('bad_frame', `event must be a string of 1-${MAX_NAME} characters without control characters`);

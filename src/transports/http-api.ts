@@ -4,7 +4,7 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
-import { assertChannel, assertEvent } from '../protocol/native.js';
+import { assertChannel, assertDistinctChannels, assertEvent } from '../protocol/native.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { bridged } from '../bridge/setup.js';
 import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
@@ -65,7 +65,9 @@ function parsePublish(body: unknown, where = 'body'): PublishSpec {
   else if (Array.isArray(b.channels)) channels = b.channels;
   else throw new RtError('bad_request', `${where}: "channels" must be an array of channel names`);
   if (channels.length === 0 || channels.length > MAX_CHANNELS_PER_PUBLISH) throw new RtError('bad_request', `${where}: "channels" must hold 1 to ${MAX_CHANNELS_PER_PUBLISH} names`);
-  return { channels: channels.map((c) => assertChannelField(c, where)), event, data: b.data, socketId };
+  const names = channels.map((c) => assertChannelField(c, where));
+  assertDistinctChannels(names, `${where}: `);
+  return { channels: names, event, data: b.data, socketId };
 }
 
 function assertEventField(v: unknown, where: string): string {

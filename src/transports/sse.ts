@@ -21,7 +21,7 @@ import { countRefusal } from '../runtime/instruments.js';
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { JSON_CODEC, registerCodec, type Encoded } from '../protocol/codecs.js';
 import { rawJson } from '../protocol/encoded-payload.js';
-import { assertChannel, wirePublication, type ClientFrame, type Publication, type StreamPosition } from '../protocol/native.js';
+import { assertChannel, assertDistinctChannels, wirePublication, type ClientFrame, type Publication, type StreamPosition } from '../protocol/native.js';
 import { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import type { SubscribeResult } from '../runtime/messages.js';
@@ -380,7 +380,7 @@ function parseRequest(r: Req, maxChannels: number): { channels: string[]; since:
   const channels: string[] = [];
   for (const v of q.getAll('channels')) for (const c of v.split(',')) if (c !== '') channels.push(c);
   for (const c of channels) assertChannel(c);
-  if (new Set(channels).size !== channels.length) throw new RtError('bad_request', '"channels" lists a channel twice');
+  assertDistinctChannels(channels);
   if (channels.length > maxChannels) throw new RtError('too_many_channels', `a connection may join at most ${maxChannels} channels`);
   const format = q.get('format') ?? 'events';
   if (format !== 'events' && format !== 'native') throw new RtError('bad_request', `format must be events or native, not ${JSON.stringify(format).slice(0, 40)}`);
