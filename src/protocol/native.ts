@@ -6,6 +6,7 @@
 import { Packr } from 'msgpackr';
 import { RtError } from '../errors.js';
 import { assertPlain, unpackUnchecked } from './plain-msgpack.js';
+import { jsonNestsDeeper, MAX_JSON_DEPTH } from './json-depth.js';
 
 export type WireFormat = 'json' | 'msgpack';
 
@@ -94,8 +95,14 @@ export function decodeClientFrame(bytes: ArrayBuffer | Uint8Array, isBinary: boo
     } catch {
       throw new RtError('bad_json', 'text frame is not valid JSON');
     }
+    if (jsonNestsDeeper(text)) throw new FrameError(tooDeep('frame'), refOf(obj));
   }
   return validateClientFrame(obj);
+}
+
+/** JSON nested past MAX_JSON_DEPTH, refused as a msgpack value past the same depth is. */
+export function tooDeep(what: string): RtError {
+  return new RtError('bad_frame', `${what} nests deeper than ${MAX_JSON_DEPTH} levels of arrays and objects`);
 }
 
 /** A frame that decoded but is invalid; carries its `ref` when it had a usable one, so the reply can echo it. */

@@ -9,6 +9,7 @@ import { RtError, toErrorBody } from '../errors.js';
 import { countRefusal } from '../runtime/instruments.js';
 import { clientAddress } from '../security/client-ip.js';
 import { threadLogger } from '../log.js';
+import { jsonNestsDeeper, MAX_JSON_DEPTH } from '../protocol/json-depth.js';
 
 /**
  * A digest of `data` in one call. crypto.hash (Node ≥ 20.12) is one call; a Hash object per request cost
@@ -171,11 +172,15 @@ export function readBody(res: HttpResponse, declared: string | undefined, limit:
 
 export function parseJsonBody(body: Buffer | string): unknown {
   if (body.length === 0) throw new RtError('bad_json', 'request body is empty; expected JSON');
+  const text = typeof body === 'string' ? body : body.toString('utf8');
+  let v: unknown;
   try {
-    return JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
+    v = JSON.parse(text);
   } catch (err) {
     throw new RtError('bad_json', `request body is not valid JSON: ${(err as Error).message}`);
   }
+  if (jsonNestsDeeper(text)) throw new RtError('bad_request', `request body nests deeper than ${MAX_JSON_DEPTH} levels of arrays and objects`);
+  return v;
 }
 
 export function queryParam(query: string, name: string): string | undefined {

@@ -9,7 +9,8 @@ import { connKind, countRefusal } from '../runtime/instruments.js';
 import { randomBytes } from 'node:crypto';
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { RtError } from '../errors.js';
-import { validateClientFrame, type ClientFrame } from '../protocol/native.js';
+import { tooDeep, validateClientFrame, type ClientFrame } from '../protocol/native.js';
+import { jsonNestsDeeper, MAX_JSON_DEPTH } from '../protocol/json-depth.js';
 import type { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { CloseCode } from '../runtime/client.js';
@@ -119,6 +120,8 @@ export function decodeFrames(body: Uint8Array): ClientFrame[] {
   } catch {
     throw new RtError('bad_json', 'body is not valid JSON: send a frame object or an array of frames');
   }
+  // An array of frames is one level more, so each frame may nest as deep as over a WebSocket.
+  if (jsonNestsDeeper(text, Array.isArray(v) ? MAX_JSON_DEPTH + 1 : MAX_JSON_DEPTH)) throw tooDeep(Array.isArray(v) ? 'a frame' : 'frame');
   const list = Array.isArray(v) ? v : [v];
   if (list.length === 0 || list.length > MAX_FRAMES_PER_POST) throw new RtError('bad_request', `a POST carries 1 to ${MAX_FRAMES_PER_POST} frames`);
   return list.map((f, i) => {

@@ -8,6 +8,7 @@ import type { Member, Publication } from '../../protocol/native.js';
 import { isHiddenChannel } from '../../runtime/hidden-channels.js';
 import { externalName } from './apps.js';
 import { rawJson } from '../../protocol/encoded-payload.js';
+import { jsonNestsDeeper } from '../../protocol/json-depth.js';
 
 /** Pusher's `data` is a string on the wire: strings pass as they are, anything else is JSON-encoded. */
 export function wireData(data: unknown): string {
@@ -25,6 +26,8 @@ export function wireData(data: unknown): string {
 export function fromWireData(data: string): unknown {
   const c = data.charCodeAt(0);
   if (c !== 123 /* { */ && c !== 91 /* [ */) return data;
+  // Too deep to carry as a value (json-depth.ts): it stays the string Pusher subscribers get anyway.
+  if (jsonNestsDeeper(data)) return data;
   try {
     return JSON.parse(data);
   } catch {

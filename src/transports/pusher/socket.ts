@@ -23,6 +23,7 @@ import { verifyUserAuth } from './signature.js';
 import { startWatchlist } from './watchlist.js';
 import { isEncryptedChannel, subscribe, unsubscribe, validPusherChannel } from './subscriptions.js';
 import { JsonData } from '../../protocol/encoded-payload.js';
+import { jsonNestsDeeper, MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
 
 /** Malformed frames tolerated before the connection is closed (a buggy client gets errors, a hostile one is cut off). */
 const MAX_BAD_FRAMES = 20;
@@ -124,11 +125,14 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
         return;
       }
       let msg: { event?: unknown; channel?: unknown; data?: unknown };
+      let text: string;
       try {
-        msg = JSON.parse(textDecoder.decode(message));
+        text = textDecoder.decode(message);
+        msg = JSON.parse(text);
       } catch {
         return bad('Invalid message format: expected a JSON object { "event", "data" }');
       }
+      if (jsonNestsDeeper(text)) return bad(`Invalid message format: nested deeper than ${MAX_JSON_DEPTH} levels of arrays and objects`);
       if (!msg || typeof msg !== 'object' || typeof msg.event !== 'string') return bad('Invalid message format: expected a JSON object with a string "event"');
       const event = msg.event;
       switch (event) {
