@@ -297,3 +297,94 @@ t.test('a public-key token refused after the upgrade (close 4001) stops the clie
   await eventually(() => errors.length > 0 && d.state === 'disconnected', 'the refusal');
   t.same(errors, ['token_bad_signature'], 'the error is the server\'s, and the fixed token is not retried');
 });
+
+/**
+ * fetch for the client whose SSE stream can be held back: after hold(), what the server writes down
+ * the stream reaches the client only once the client has read the answer to its next POST, as when
+ * the stream's packets are slower than the POST's. `seen` is what the server wrote, held or not.
+ */
+function slowStreamFetch() {
+  const g = { seen: '', postStatuses: [] as number[], hold: () => void (holding = true), fetch: undefined as unknown as typeof fetch };
+  let holding = false;
+  let wake: (() => void) | undefined;
+  const release = () => {
+    holding = false;
+    wake?.();
+  };
+  g.fetch = async (input, init) => {
+    const res = await fetch(input, init);
+    if (init?.method === 'POST') {
+      const text = await res.text();
+      g.postStatuses.push(res.status);
+      const copy = new Response(text, { status: res.status, headers: res.headers });
+      const read = copy.text.bind(copy);
+      // Released once the client's code waiting on this answer has run (it runs in microtasks).
+      copy.text = async () => {
+        const body = await read();
+        if (holding) setImmediate(release);
+        return body;
+      };
+      return copy;
+    }
+    if (!String(input).includes('/sse?format=native') || !res.body) return res;
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    const queue: ({ value: Uint8Array } | { done: true } | { error: unknown })[] = [];
+    void (async () => {
+      for (;;) {
+        try {
+          const r = await reader.read();
+          if (r.done) queue.push({ done: true });
+          else {
+            g.seen += decoder.decode(r.value, { stream: true });
+            queue.push({ value: r.value });
+          }
+          wake?.();
+          if (r.done) return;
+        } catch (error) {
+          queue.push({ error });
+          wake?.();
+          return;
+        }
+      }
+    })();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        while (queue.length === 0 || (holding && !('error' in queue[0]!))) await new Promise<void>((r) => (wake = r));
+        const next = queue.shift()!;
+        if ('value' in next) controller.enqueue(next.value);
+        else if ('done' in next) controller.close();
+        else controller.error(next.error);
+      },
+    });
+    return new Response(body, { status: res.status, headers: res.headers });
+  };
+  return g;
+}
+
+t.test('SSE: a backend disconnect (4011) with a request in flight leaves the client disconnected, even when the POST answer overtakes the stream', async (t) => {
+  // Not polling: its POSTs are not answered unknown_session while the poll carrying the farewell is held.
+  const s = await startServer(t);
+  const net = slowStreamFetch();
+  const c = client(t, s.http, { transports: ['sse'], EventSource: null, fetch: net.fetch, token: token('kicked') });
+  const disconnects: { code: number; reason: string; willReconnect: boolean }[] = [];
+  c.on('disconnected', (d) => disconnects.push(d));
+  await connected(c);
+  const ch = c.channel('kick-room');
+  await eventually(() => ch.state === 'subscribed', 'subscribed');
+
+  net.hold();
+  t.equal((await api(s.http, '/api/users/kicked/disconnect', {})).status, 200);
+  // The server wrote its farewell; the client has not read it yet.
+  await eventually(() => net.seen.includes('"op":"disconnect"'), 'the disconnect frame written');
+  const published = ch.publish('e', 1).then(
+    () => 'published',
+    (err) => err.code as string,
+  );
+  // The publish's POST finds the session gone; only once the client has read that does the stream flow.
+  await eventually(() => net.postStatuses.at(-1) === 404, 'the POST answered unknown_session');
+  await eventually(() => disconnects.length > 0, 'disconnected');
+  t.match(disconnects, [{ code: 4011, willReconnect: false }], 'the server\'s disconnect frame decides: 4011, no reconnect');
+  t.equal(await published, 'disconnected', 'the request in flight fails');
+  t.equal(c.state, 'disconnected');
+});

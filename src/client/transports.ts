@@ -97,11 +97,19 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * How long a transport whose POST was told the session is gone still waits for its stream to end. A
+ * backstop only (a POST that reached a server which never had the session, say): the server ends the
+ * stream as it drops the session, so the stream normally ends within a round trip.
+ */
+const SESSION_GONE_BACKSTOP_MS = 5000;
+
 abstract class BaseTransport implements Transport {
   abstract readonly name: TransportName;
   protected done = false;
   /** The server's last `disconnect` frame says whether to reconnect. */
   protected farewell?: Frame;
+  private goneTimer?: ReturnType<typeof setTimeout>;
 
   constructor(protected readonly env: TransportEnv, protected readonly hooks: TransportHooks) {}
 
@@ -109,10 +117,28 @@ abstract class BaseTransport implements Transport {
 
   close(): void {
     this.done = true;
-    this.shutdown();
+    this.stop();
   }
 
   protected abstract shutdown(): void;
+
+  private stop(): void {
+    clearTimeout(this.goneTimer);
+    this.shutdown();
+  }
+
+  /**
+   * A POST of frames failed. `unknown_session` means the server ended the session, and why it did (a
+   * `disconnect` frame, which may say not to reconnect) is on its way down the SSE stream, which the
+   * server ends too; the POST's answer can overtake it. So the stream's end decides, with the farewell
+   * read, rather than this answer, which would end the transport as lost and reconnect. (A polling
+   * session stays known until a poll has taken its disconnect frame, so polling ends on its POSTs.)
+   */
+  protected postFailed(info: Partial<CloseInfo> & { reason: string }): void {
+    if (info.error?.code !== 'unknown_session') return this.end(info);
+    if (this.done || this.goneTimer) return;
+    this.goneTimer = setTimeout(() => this.end(info), SESSION_GONE_BACKSTOP_MS);
+  }
 
   protected deliver(f: Frame): void {
     if (this.done) return;
@@ -123,7 +149,7 @@ abstract class BaseTransport implements Transport {
   protected end(info: Partial<CloseInfo> & { reason: string }): void {
     if (this.done) return;
     this.done = true;
-    this.shutdown();
+    this.stop();
     const fw = this.farewell;
     this.hooks.close({
       code: fw?.code ?? info.code ?? 1006,
@@ -257,7 +283,7 @@ class SseTransport extends BaseTransport {
     const f = parseFrame(data);
     if (!f) return;
     if (f.op === 'welcome' && typeof f.session === 'string') {
-      this.poster = new Poster(this.env, `${this.env.base}/sse?sid=${encodeURIComponent(f.session)}`, (i) => this.end(i), (fr, e) => this.hooks.refused(fr, e));
+      this.poster = new Poster(this.env, `${this.env.base}/sse?sid=${encodeURIComponent(f.session)}`, (i) => this.postFailed(i), (fr, e) => this.hooks.refused(fr, e));
     }
     this.deliver(f);
   }
