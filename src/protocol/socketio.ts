@@ -11,6 +11,7 @@
  */
 
 import { Packr } from 'msgpackr';
+import { jsonNestsDeeper } from './json-depth.js';
 
 export const SioType = {
   CONNECT: 0,
@@ -250,30 +251,6 @@ export function encodeSio(p: SioPacket): Array<string | Uint8Array> {
 // --------------------------------------------------------------------------------------------------
 // JSON parser: decoder
 
-/**
- * Depth of nested arrays/objects in JSON text, stopping as soon as `max` is exceeded. Run before
- * JSON.parse so a hostile payload cannot build a structure that later recursive code (placeholder
- * substitution, re-encoding, structured clone to workers) would overflow the stack on.
- */
-function jsonDepthExceeds(s: string, start: number, max: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = start; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (inString) {
-      if (c === 92 /* \ */) i++;
-      else if (c === 34 /* " */) inString = false;
-    } else if (c === 34) {
-      inString = true;
-    } else if (c === 91 /* [ */ || c === 123 /* { */) {
-      if (++depth > max) return true;
-    } else if (c === 93 /* ] */ || c === 125 /* } */) {
-      depth--;
-    }
-  }
-  return false;
-}
-
 interface Slot {
   holder: Record<string, unknown> | unknown[];
   key: string | number;
@@ -417,9 +394,12 @@ export class SioDecoder {
 
     let data: unknown;
     if (i < len) {
-      if (jsonDepthExceeds(str, i, this.maxDepth)) fail('sio_too_deep', `payload nested deeper than ${this.maxDepth}`);
+      const json = str.substring(i);
+      // Before JSON.parse: a hostile payload must not build a structure that later recursive code
+      // (placeholder substitution, re-encoding, structured clone to workers) overflows the stack on.
+      if (jsonNestsDeeper(json, this.maxDepth)) fail('sio_too_deep', `payload nested deeper than ${this.maxDepth}`);
       try {
-        data = JSON.parse(str.substring(i));
+        data = JSON.parse(json);
       } catch {
         fail('sio_bad_json', 'payload is not valid JSON');
       }
