@@ -6,7 +6,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startServer } from './helpers/server.js';
 import { until } from './helpers/redis.js';
-import { APP, connected, pusherClient, sdk, subscribed } from './helpers/pusher.js';
+import { APP, connected, pusherClient, RawPusher, sdk, subscribed } from './helpers/pusher.js';
 
 // Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
 t.setTimeout(600_000);
@@ -62,4 +62,23 @@ t.test('channel, member, client and cache events reach a signed webhook, retried
   ann.unsubscribe('presence-hooks');
   await until('member_removed and vacated', () => has((e) => e.name === 'member_removed' && e.user_id === '2') && has((e) => e.name === 'channel_vacated' && e.channel === 'presence-hooks'), 20000);
   t.equal(rx.invalid(), 0, 'every batch had a valid X-Pusher-Signature');
+});
+
+t.test('a second subscribe to a presence channel the connection is in changes nothing: its client events still name the member it joined as', async (t) => {
+  const rx = await receiver(t, 0);
+  const s = await startServer(t, { pusherApps: [{ ...APP, webhooks: [{ url: rx.url }] }] });
+  const backend = sdk(s.port);
+  const channel = 'presence-twice';
+  const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+  const socketId = JSON.parse((await raw.event('pusher:connection_established')).data).socket_id as string;
+  raw.send({ event: 'pusher:subscribe', data: { channel, ...backend.authorizeChannel(socketId, channel, { user_id: 'alice' }) } });
+  await raw.event('pusher_internal:subscription_succeeded');
+  // The same connection subscribes again, signed for another user, then sends a client event.
+  raw.send({ event: 'pusher:subscribe', data: { channel, ...backend.authorizeChannel(socketId, channel, { user_id: 'mallory' }) } });
+  raw.send({ event: 'client-hello', channel, data: { n: 1 } });
+  await until('the client event webhook', () => rx.events.some((e) => e.name === 'client_event' && e.event === 'client-hello'), 20000);
+  const ce = rx.events.find((e) => e.name === 'client_event' && e.event === 'client-hello');
+  t.equal(ce.user_id, 'alice', 'the client event is from the member the connection joined as');
+  const users = await (await backend.get({ path: `/channels/${channel}/users` })).json();
+  t.same(users.users.map((u: { id: string }) => u.id), ['alice'], 'the members are unchanged');
 });

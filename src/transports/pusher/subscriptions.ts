@@ -15,6 +15,8 @@ import type { PusherClient } from './client.js';
 import { frame, PUSHER_CODEC } from './codec.js';
 import type { PusherGateway } from './gateway.js';
 import { verifyChannelAuth } from './signature.js';
+import { inChannelOrder } from '../channel-order.js';
+import { threadLogger } from '../../log.js';
 
 /** Pusher's channel names: up to 164 of `A-Z a-z 0-9 _ - = @ , . ;` (and `#server-to-user-…`). */
 const CHANNEL_RE = /^[A-Za-z0-9_\-=@,.;]{1,164}$/;
@@ -86,25 +88,17 @@ export function unsubscribe(gw: PusherGateway, client: PusherClient, data: unkno
   });
 }
 
-/**
- * Runs a connection's subscribe or unsubscribe of one channel once the ones it sent before for that
- * channel have taken effect, so its frames take effect in the order it sent them (subscribe,
- * unsubscribe, subscribe ends subscribed, whatever the owner's answer time or an actor's async auth).
- * With nothing in flight the operation runs at once and, if it finishes synchronously, leaves no entry.
- */
+/** Runs a connection's subscribe or unsubscribe of one channel after the ones it sent before (channel-order.ts). */
 function inOrder(client: PusherClient, internal: string, op: () => Promise<void> | void): void {
-  const before = client.pending?.get(internal);
-  // A predecessor that threw (a bug) must not stall the channel's later frames.
-  const running = before ? before.then(op, op) : op();
-  if (!running) return;
-  const tail: Promise<void> = running.finally(() => {
-    if (client.pending?.get(internal) === tail) client.pending.delete(internal);
-  });
-  (client.pending ??= new Map()).set(internal, tail);
+  // The Map is made when one is first in flight: idle connections stay small.
+  inChannelOrder((client.pending ??= new Map()), internal, op, (err) => threadLogger().error(`pusher ${client.socketId}: a channel operation on ${internal} failed`, err));
 }
 
 function subscribeNow(gw: PusherGateway, client: PusherClient, channel: string, internal: string, d: { auth?: unknown; channel_data?: unknown }): Promise<void> | void {
   if (client.closed) return;
+  // Already subscribed: nothing to do, and the subscription's identity (its presence member, the
+  // user_id of its client events) must stay the one it was let in with.
+  if (client.channels.has(internal)) return;
   const app = client.app;
   const kind = channelKind(channel);
   let identity: ChannelIdentity | undefined;

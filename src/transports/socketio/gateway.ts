@@ -28,6 +28,7 @@ import { authorizeChannel, bearerOf, looksLikeJwt, verifyToken, type ChannelAuth
 import { namespaceCodec, packetFrames, type Frame, type SioParser } from './codec.js';
 import type { Engine, EioSession, SessionListener, SessionOwner } from './engine.js';
 import { eventEncoded, framesOf } from './codec.js';
+import { inChannelOrder } from '../channel-order.js';
 import { newPid, receivedUpTo, Recovery, type ChannelTrack, type SavedSocket, type Snapshot } from './recovery.js';
 
 export interface GatewayOptions {
@@ -643,19 +644,9 @@ export class SioClient extends Client {
 
   // ---- channel operations
 
-  /**
-   * Runs a subscribe or unsubscribe of `channel` after the ones the client sent before it: a client may
-   * send subscribe, unsubscribe, subscribe back to back (laravel-echo's leave then join), and each must
-   * see the channel as the previous one left it.
-   */
+  /** Runs a subscribe or unsubscribe of `channel` after the ones the client sent before it (channel-order.ts). */
   private inOrder(channel: string, op: () => Promise<void>): void {
-    const before = this.channelOps.get(channel);
-    const tail: Promise<void> = (before ? before.then(op) : op())
-      .catch((err) => this.conn.gw.log(`socket.io ${this.publicId}: a channel operation on ${channel} failed`, err))
-      .finally(() => {
-        if (this.channelOps.get(channel) === tail) this.channelOps.delete(channel);
-      });
-    this.channelOps.set(channel, tail);
+    inChannelOrder(this.channelOps, channel, op, (err) => this.conn.gw.log(`socket.io ${this.publicId}: a channel operation on ${channel} failed`, err));
   }
 
   private opSubscribe(payload: unknown, ack: Ack | undefined): void {
