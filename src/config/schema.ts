@@ -214,7 +214,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'historyTtl', type: 'duration', default: 300, min: 1, doc: "lifetime of history entries, e.g. '300', '5m', '1h'" },
   { key: 'maxPayload', type: 'bytes', default: 64 * 1024, min: 256, max: 64 * 1024 * 1024, doc: "largest accepted client message or HTTP body, e.g. '64kb', '1mb'" },
   { key: 'maxChannelsPerConnection', type: 'int', default: 100, min: 1, max: 100_000, doc: 'channels one connection may join' },
-  { key: 'idleTimeout', type: 'duration', default: 60, min: 8, max: 960, doc: 'seconds of silence before a connection is closed; pings are sent automatically' },
+  { key: 'idleTimeout', type: 'duration', default: 60, min: 8, max: 960, doc: 'seconds of silence before a connection is closed; pings are sent automatically (uWS checks in 4 s steps, so a silent connection may close up to 4 s early)' },
   { key: 'maxBackpressure', type: 'bytes', default: 1024 * 1024, min: 1024, doc: 'bytes buffered for a slow subscriber before it is disconnected' },
   { key: 'writeDelay', type: 'int', default: 0, min: 0, max: 1000, doc: 'milliseconds a shard may hold a publication that arrives within this long of its previous delivery, so that each subscriber gets several in one socket write: less CPU per delivery on busy channels for at most this much added latency (publications further apart go out at once); 0 = off' },
   { key: 'clientPublish', type: 'enum', default: 'private', choices: ['none', 'private', 'all'], doc: 'who may publish from a client: nobody, subscribers of private-/presence- channels, any subscriber' },
