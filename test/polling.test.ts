@@ -179,6 +179,12 @@ t.test('hostile and malformed input to /poll gets clear errors', async (t) => {
   const opened = await Promise.all(Array.from({ length: 5 }, () => request('GET', `${limited.http}/poll`)));
   t.same(opened.map((r) => r.status).sort(), [200, 200, 200, 429, 429], 'sessions count against --max-connections-per-ip');
   t.equal(opened.find((r) => r.status === 429)!.json.error.code, 'too_many_connections_from_ip');
+  // an ack past what any answer carried would drop frames unseen: refused, and the frames stay
+  await c.post({ op: 'ping', ref: 4 });
+  const ahead = await request('GET', `${s.http}/poll?sid=${c.sid}&ack=${c.ack + 50}`);
+  t.equal(ahead.status, 400, 'an ack past the last frame sent → 400');
+  t.match(ahead.json?.error?.message, /past the last frame/);
+  await c.until((fs) => fs.some((f) => f.ref === 4 && f.pong === true), 'the pong the refused ack would have dropped');
   // the session still works after all that
   await c.post({ op: 'ping', ref: 5 });
   await c.until((fs) => fs.some((f) => f.ref === 5 && f.pong === true), 'pong');

@@ -30,6 +30,8 @@ export class PollClient extends Client implements Session {
   private bytes = 0;
   private nextSeq = 0;
   private acked = 0;
+  /** The highest seq an answer has carried: a client cannot have received more. */
+  private delivered = 0;
   private waiter?: { resolve: (r: PollResult) => void; timer: NodeJS.Timeout };
   private flushQueued = false;
   /** Last time a poll was held or answered: an abandoned session stops showing up. */
@@ -88,7 +90,9 @@ export class PollClient extends Client implements Session {
 
   private result(): PollResult {
     if (this.frames.length === 0) return { seq: this.acked, frames: [] };
-    return { seq: this.frames[this.frames.length - 1]!.seq, frames: this.frames.map((f) => f.text) };
+    const seq = this.frames[this.frames.length - 1]!.seq;
+    this.delivered = seq;
+    return { seq, frames: this.frames.map((f) => f.text) };
   }
 
   private flush(): void {
@@ -102,6 +106,8 @@ export class PollClient extends Client implements Session {
 
   poll(ack: number): PollResult | Promise<PollResult> {
     this.lastSeen = Date.now();
+    // Acknowledging frames no answer carried would drop them unseen: a client bug, told rather than obeyed.
+    if (ack > this.delivered) throw new RtError('bad_request', `ack ${ack} is past the last frame this session sent (${this.delivered})`, 400);
     if (ack > this.acked) {
       let drop = 0;
       while (drop < this.frames.length && this.frames[drop]!.seq <= ack) this.bytes -= this.frames[drop++]!.text.length;
