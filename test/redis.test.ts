@@ -117,6 +117,26 @@ t.test("Laravel's Redis broadcaster reaches every host once, socket excluded, ba
   for (const h of [A, B]) t.equal((await api(h.http, '/health', undefined, { key: null })).body.status, 'ok', 'hosts healthy after bad input');
 });
 
+t.test('the same Laravel broadcast after the channel was left and joined again is a new message (one host)', async (t) => {
+  const r = redisClient(t, redis.port);
+  const ch = 'refresh-board';
+  const laravel = () => r.publish(prefix + ch, JSON.stringify({ event: 'Refresh', data: { socket: null }, socket: null }));
+  const first = await connect(B.url);
+  t.equal((await first.request({ op: 'subscribe', channel: ch })).ok, true);
+  await laravel();
+  await first.waitForMessages(ch, 1);
+  // The only subscriber leaves (the host unsubscribes from the channel in Redis) and comes back.
+  t.equal((await first.request({ op: 'unsubscribe', channel: ch })).ok, true);
+  const again = await connect(B.url);
+  await until('the host has left the channel in Redis', async () => ((await r.pubsub('NUMSUB', prefix + ch)) as [string, number])[1] === 0 || undefined, 10000);
+  t.equal((await again.request({ op: 'subscribe', channel: ch })).ok, true);
+  await until('the host has joined the channel in Redis again', async () => ((await r.pubsub('NUMSUB', prefix + ch)) as [string, number])[1] === 1 || undefined, 10000);
+  await laravel();
+  await r.publish(prefix + ch, JSON.stringify({ event: 'Sentinel', data: null }));
+  const got = await again.waitForMessages(ch, 2, 10000);
+  t.same(got.map((f) => f.event), ['Refresh', 'Sentinel'], 'the repeated broadcast was delivered, before the sentinel');
+});
+
 t.test('Laravel -> Redis -> laravel-echo clients on two hosts (the whole Laravel story)', async (t) => {
   const echo = (h: typeof A, user: string) => {
     const e = new Echo({ broadcaster: 'socket.io', host: h.http, client: io, forceNew: true, reconnection: false, auth: { headers: { Authorization: `Bearer ${token(user, { channels: ['private-*'] })}` } } } as never) as Echo<'socket.io'>;

@@ -234,7 +234,9 @@ export class RedisBroker implements Broker {
     const own = this.keys.pubsub(channel);
     const laravel = this.laravelChannel(channel);
     this.routes.delete(own);
-    this.seen.delete(channel);
+    // Not `seen`: its counts must outlive the claims they made in Redis (CLAIM_TTL_MS), or the same
+    // broadcast after a leave and a join would present a claim already taken and be dropped. The
+    // heartbeat drops them once expired.
     this.subs.unsubscribe(own);
     if (laravel) {
       this.routes.delete(laravel);
