@@ -118,6 +118,9 @@ t.test('counters move with the events they count', async (t) => {
   // Closing the connection brings the gauge back down.
   c.ws.close();
   await until('connection gauge drops', async () => valueOf(await scrape(s.http), 'rt_connections') === 0);
+  // Back at 0 it still reads 0: a series that vanished would make sum(rt_connections) "no data", not 0.
+  const closed = (await scrape(s.http)).get('rt_connections')!.samples.filter((x) => x.labels.transport === 'websocket' && x.labels.protocol === 'native');
+  t.ok(closed.length >= 1 && closed.every((x) => x.value === 0), `the native WebSocket series is listed at 0 (${JSON.stringify(closed)})`);
 });
 
 t.test('connections and messages are labelled by transport and protocol', async (t) => {

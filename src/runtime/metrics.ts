@@ -34,7 +34,11 @@ interface Layout {
   index: Map<string, number>[];
   strides: number[];
   combos: number;
-  /** Slots per series: 1, or buckets + 1 (+Inf) + sum + count for a histogram. */
+  /**
+   * Slots per series: 1; 2 for a gauge with several labels (the value, then 1 once it was ever set: such
+   * a family lists only the combinations that occurred, and one that went back to 0 still occurred);
+   * buckets + 1 (+Inf) + sum + count for a histogram.
+   */
   width: number;
   offset: number;
 }
@@ -51,7 +55,7 @@ function buildLayout(families: readonly FamilySpec[]): { byName: Map<string, Lay
       strides[i] = combos;
       combos *= values[i]!.length;
     }
-    const width = spec.type === 'histogram' ? spec.buckets!.length + 3 : 1;
+    const width = spec.type === 'histogram' ? spec.buckets!.length + 3 : spec.type === 'gauge' && labelNames.length > 1 ? 2 : 1;
     byName.set(spec.name, { spec, labelNames, index: values.map((v) => new Map(v.map((x, i) => [x, i]))), strides, combos, width, offset });
     offset += combos * width;
   }
@@ -60,18 +64,28 @@ function buildLayout(families: readonly FamilySpec[]): { byName: Map<string, Lay
 
 const LAYOUT = buildLayout(FAMILIES);
 
+function marks(l: Layout): boolean {
+  return l.spec.type === 'gauge' && l.width === 2;
+}
+
 /** A pre-resolved series: hot paths keep one and skip the label lookups. */
 export class Series {
   constructor(
     private readonly f: Float64Array,
     private readonly at: number,
     private readonly buckets?: readonly number[],
+    /** A gauge that marks itself as having occurred (Layout.width 2). */
+    private readonly marks = false,
   ) {}
   inc(n = 1): void {
-    if (this.at >= 0) this.f[this.at] += n;
+    if (this.at < 0) return;
+    this.f[this.at] += n;
+    if (this.marks) this.f[this.at + 1] = 1;
   }
   set(v: number): void {
-    if (this.at >= 0) this.f[this.at] = v;
+    if (this.at < 0) return;
+    this.f[this.at] = v;
+    if (this.marks) this.f[this.at + 1] = 1;
   }
   /** Histogram: records one observation (seconds). */
   observe(v: number): void {
@@ -117,17 +131,22 @@ export class Metrics {
 
   series(name: FamilyName, labels?: Labels): Series {
     const s = this.slot(name, labels);
-    return new Series(this.f, s < 0 ? -1 : this.base + s, LAYOUT.byName.get(name)!.spec.buckets);
+    const l = LAYOUT.byName.get(name)!;
+    return new Series(this.f, s < 0 ? -1 : this.base + s, l.spec.buckets, marks(l));
   }
 
   inc(name: FamilyName, labels?: Labels, n = 1): void {
     const s = this.slot(name, labels);
-    if (s >= 0) this.f[this.base + s] += n;
+    if (s < 0) return;
+    this.f[this.base + s] += n;
+    if (marks(LAYOUT.byName.get(name)!)) this.f[this.base + s + 1] = 1;
   }
 
   set(name: FamilyName, labels: Labels | undefined, v: number): void {
     const s = this.slot(name, labels);
-    if (s >= 0) this.f[this.base + s] = v;
+    if (s < 0) return;
+    this.f[this.base + s] = v;
+    if (marks(LAYOUT.byName.get(name)!)) this.f[this.base + s + 1] = 1;
   }
 
   observe(name: FamilyName, labels: Labels | undefined, v: number): void {
@@ -139,7 +158,11 @@ export class Metrics {
    * where the dead shard left them, so host totals never go backwards.
    */
   resetGauges(): void {
-    for (const l of LAYOUT.byName.values()) if (l.spec.type === 'gauge') this.f.fill(0, this.base + l.offset, this.base + l.offset + l.combos * l.width);
+    // Values only: a series that occurred before the restart still did (see Layout.width).
+    for (const l of LAYOUT.byName.values()) {
+      if (l.spec.type !== 'gauge') continue;
+      for (let c = 0; c < l.combos; c++) this.f[this.base + l.offset + c * l.width] = 0;
+    }
   }
 
   /** One thread's value of a counter or gauge series (`thread` defaults to every thread, summed). */
@@ -180,7 +203,8 @@ export class Metrics {
   /**
    * Prometheus text exposition (format 0.0.4) of every family. Counters and gauges with one label or
    * none list every series, zeros included (so rate() sees a counter from its first increment);
-   * families with several labels, and labelled histograms, list only series that moved.
+   * families with several labels, and labelled histograms, list only series that moved (a gauge's
+   * once set, so one back at 0 reads 0 rather than vanishing).
    */
   render(threadName: (t: number) => string): string {
     const lines: string[] = [];
@@ -199,7 +223,7 @@ export class Metrics {
           const lab = spec.perThread ? { thread: threadName(threads[0]!), ...labels } : labels;
           if (spec.type !== 'histogram') {
             const v = sum(0);
-            if (v !== 0 || showZeros) lines.push(`${spec.name}${fmtLabels(lab)} ${fmtValue(v)}`);
+            if (v !== 0 || showZeros || (marks(l) && sum(1) > 0)) lines.push(`${spec.name}${fmtLabels(lab)} ${fmtValue(v)}`);
             continue;
           }
           const b = spec.buckets!;
