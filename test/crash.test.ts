@@ -1,6 +1,7 @@
 import t from 'tap';
 import { startServer, api } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
+import { request } from './helpers/http-stream.js';
 import { FAULT_ACTORS, channelOwnedBy, clientOnShard, listenProbe, until } from './helpers/faults.js';
 
 t.test('a crashed shard is replaced; its clients reconnect and resume; others keep their channels', async (t) => {
@@ -17,6 +18,10 @@ t.test('a crashed shard is replaced; its clients reconnect and resume; others ke
   for (const ch of channels) await onZero.waitForMessages(ch, 1);
   const lastSeen = Object.fromEntries(channels.map((ch) => [ch, onZero.messages(ch).at(-1)?.offset ?? 0]));
   const epochs: Record<string, string> = {};
+  // The server's uptime, not a thread's: it must not start again with the replaced shard.
+  // One connection per request (the acceptor hands them to the shards in turn): fetch would keep one.
+  const uptime = async () => (await request('GET', `${s.http}/health`)).json.uptime as number;
+  const before = await until(async () => ((await uptime()) >= 2 ? await uptime() : undefined), 'uptime of 2 s', 15_000);
   s.crashShard(0);
   const closed = await onZero.waitClose(10000);
   t.equal(closed.code, 1011, 'client of the crashed shard is told to reconnect');
@@ -24,6 +29,8 @@ t.test('a crashed shard is replaced; its clients reconnect and resume; others ke
   // wait until the shard is back
   await until(async () => (await api(s.http, '/health', undefined, { key: null })).body.workers?.alive === 2, 'shard replaced', 15_000);
   t.pass('shard replaced');
+  // Four requests on four connections cover the new shard.
+  for (let i = 0; i < 4; i++) t.ok((await uptime()) >= before, '/health uptime did not go back with the new shard');
   // the surviving shard's client still receives on every channel, including those the dead shard owned
   for (const ch of channels) {
     const r = await api(s.http, '/api/publish', { channel: ch, event: 'after', data: 2 });

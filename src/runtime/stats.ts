@@ -8,6 +8,8 @@ export const STAT_FIELDS = [
   'redisUp', 'redisInvalid', 'redisRecovered', 'redisResyncs', 'redisErrors',
   // Backpressure between threads (src/runtime/mesh.ts)
   'overloadRefused', 'overloadedPeers',
+  // When the server started (epoch ms; the main thread's row): a replaced shard must not restart /health's uptime.
+  'startedAt',
 ] as const;
 export type StatField = (typeof STAT_FIELDS)[number];
 

@@ -110,6 +110,7 @@ export class Supervisor {
     this.mode = config.acceptor === 'auto' ? (canDescribe && !tls ? 'descriptor' : 'reuseport') : config.acceptor;
     this.layout = createMeshLayout(config.workers, config.ringSize);
     this.stats = new SharedStats(SharedStats.alloc(config.workers + 1), config.workers + 1);
+    this.stats.set(config.workers, 'startedAt', Date.now());
     this.metrics = new Metrics(Metrics.alloc(config.workers + 1), config.workers + 1, config.workers);
     // The main thread's own writes (in-memory clients, restarts) go to its block of this host.
     bindThreadMetrics(this.metrics);

@@ -6,8 +6,6 @@ import { renderProcessMetrics } from '../runtime/process-metrics.js';
 import { statusLine } from './http.js';
 import { bridged } from '../bridge/setup.js';
 
-const started = Date.now();
-
 export interface HealthBody {
   status: 'ok' | 'degraded' | 'draining';
   /** This host's id (--host-id, or generated at start). */
@@ -32,7 +30,8 @@ export function healthOf(ctx: ThreadContext): HealthBody {
     workers: { total: shards, alive },
     connections: stats.total('connections'),
     channels: stats.total('channels'),
-    uptime: Math.round((Date.now() - started) / 1000),
+    // The server's, not this thread's: the same on every shard, and not reset when one is replaced.
+    uptime: Math.round((Date.now() - stats.get(shards, 'startedAt')) / 1000),
     // With --redis: shards connected to it. Not part of `status`: a host keeps serving its own
     // connections while Redis is away, and a load balancer should not drop every host at once.
     ...(bridged(ctx.config) ? { redis: { connected: Array.from({ length: shards }, (_, s) => stats.get(s, 'redisUp')).filter((v) => v === 1).length, shards } } : {}),
