@@ -88,12 +88,15 @@ function checkTls(cfg: ServerConfig): void {
     } catch (err) {
       throw new ConfigError(key, `cannot read ${key === 'tlsCert' ? '--tls-cert' : '--tls-key'} file ${cfg[key]}: ${(err as Error).message}`);
     }
-    if (!text.includes('-----BEGIN')) throw new ConfigError(key, `${cfg[key]} is not a PEM file`);
+    if (!text.includes('-----BEGIN')) throw new ConfigError(key, `${key === 'tlsCert' ? '--tls-cert' : '--tls-key'} file ${cfg[key]} is not a PEM file`);
   }
   try {
     createSecureContext({ cert: readFileSync(cfg.tlsCert), key: readFileSync(cfg.tlsKey), passphrase: cfg.tlsPassphrase || undefined });
   } catch (err) {
-    throw new ConfigError('tlsKey', `TLS certificate/key rejected: ${(err as Error).message}`);
+    const why = (err as Error).message;
+    // OpenSSL names neither file: say which pair, and what the usual causes read like.
+    const hint = /bad decrypt|passphrase/i.test(why) ? ' (wrong or missing --tls-passphrase?)' : /mismatch/i.test(why) ? ' (the key is not the certificate\'s)' : '';
+    throw new ConfigError('tlsKey', `TLS certificate ${cfg.tlsCert} and key ${cfg.tlsKey} rejected: ${why}${hint}`);
   }
 }
 

@@ -74,9 +74,13 @@ t.test('TLS: wss:// and https:// on the same port; bad files are clear start-up 
   ws.close();
   writeFileSync(join(dir, 'garbage.pem'), 'not a pem');
   await t.rejects(startServer(t, { tlsCert: join(dir, 'missing.pem'), tlsKey: key }), /cannot read --tls-cert file/);
-  await t.rejects(startServer(t, { tlsCert: join(dir, 'garbage.pem'), tlsKey: key }), /not a PEM file/);
+  await t.rejects(startServer(t, { tlsCert: join(dir, 'garbage.pem'), tlsKey: key }), /--tls-cert file .*garbage\.pem is not a PEM file/);
   await t.rejects(startServer(t, { tlsCert: cert }), /both --tls-cert and --tls-key/);
   await t.rejects(startServer(t, { tlsCert: key, tlsKey: cert }), /rejected/);
+  // A key that is not the certificate's: OpenSSL's message names neither file, ours names both.
+  const other = join(dir, 'other-key.pem');
+  execFileSync('openssl', ['genrsa', '-out', other, '2048'], { stdio: 'ignore' });
+  await t.rejects(startServer(t, { tlsCert: cert, tlsKey: other }), new RegExp(`TLS certificate ${cert}.* and key ${other} rejected: .*mismatch.*not the certificate's`));
 });
 
 t.test('rate limits and caps refuse explicitly', async (t) => {

@@ -208,7 +208,8 @@ async function start(args: string[]): Promise<number> {
     const began = Date.now();
     server.close().then(
       () => {
-        log.notice(`stopped in ${Date.now() - began} ms`, { event: 'server.stopped', ms: Date.now() - began });
+        const ms = Date.now() - began;
+        log.notice(`stopped in ${ms} ms`, { event: 'server.stopped', ms });
         process.exit(EXIT.OK);
       },
       (err) => {
@@ -251,8 +252,8 @@ async function token(args: string[]): Promise<number> {
     process.stdout.write(TOKEN_HELP);
     return 0;
   }
-  const allowed = new Set(['sub', 'channels', 'info', 'ttl', 'secret', 'config']);
-  for (const k of flags.keys()) if (!allowed.has(k)) throw new UsageError(`unknown option --${k}; accepted options: --sub, --channels, --info, --ttl, --secret`);
+  const allowed = ['sub', 'channels', 'info', 'ttl', 'secret', 'config', 'help'];
+  for (const k of flags.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown option --${k}; accepted options: ${allowed.map((a) => `--${a}`).join(', ')}`);
   const sub = flags.get('sub');
   if (typeof sub !== 'string' || !sub) throw new UsageError('--sub=<user id> is required');
   // The configured secret, as `start` would resolve it (environment, then --config file).
