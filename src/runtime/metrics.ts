@@ -64,6 +64,18 @@ function buildLayout(families: readonly FamilySpec[]): { byName: Map<string, Lay
 
 const LAYOUT = buildLayout(FAMILIES);
 
+/** Index of a series in one thread's block, or -1 when a label value is unknown and there is no "other". */
+function slotIn(l: Layout, labels?: Labels): number {
+  let combo = 0;
+  for (let i = 0; i < l.labelNames.length; i++) {
+    const v = labels?.[l.labelNames[i]!] ?? '';
+    const idx = l.index[i]!.get(v) ?? l.index[i]!.get('other');
+    if (idx === undefined) return -1;
+    combo += idx * l.strides[i]!;
+  }
+  return l.offset + combo * l.width;
+}
+
 function marks(l: Layout): boolean {
   return l.spec.type === 'gauge' && l.width === 2;
 }
@@ -116,37 +128,30 @@ export class Metrics {
     return new SharedArrayBuffer(threads * LAYOUT.slots * 8);
   }
 
-  /** Index of a series in one thread's block, or -1 when a label value is unknown and there is no "other". */
   private slot(name: FamilyName, labels?: Labels): number {
-    const l = LAYOUT.byName.get(name)!;
-    let combo = 0;
-    for (let i = 0; i < l.labelNames.length; i++) {
-      const v = labels?.[l.labelNames[i]!] ?? '';
-      const idx = l.index[i]!.get(v) ?? l.index[i]!.get('other');
-      if (idx === undefined) return -1;
-      combo += idx * l.strides[i]!;
-    }
-    return l.offset + combo * l.width;
+    return slotIn(LAYOUT.byName.get(name)!, labels);
   }
 
   series(name: FamilyName, labels?: Labels): Series {
-    const s = this.slot(name, labels);
     const l = LAYOUT.byName.get(name)!;
+    const s = slotIn(l, labels);
     return new Series(this.f, s < 0 ? -1 : this.base + s, l.spec.buckets, marks(l));
   }
 
   inc(name: FamilyName, labels?: Labels, n = 1): void {
-    const s = this.slot(name, labels);
+    const l = LAYOUT.byName.get(name)!;
+    const s = slotIn(l, labels);
     if (s < 0) return;
     this.f[this.base + s] += n;
-    if (marks(LAYOUT.byName.get(name)!)) this.f[this.base + s + 1] = 1;
+    if (marks(l)) this.f[this.base + s + 1] = 1;
   }
 
   set(name: FamilyName, labels: Labels | undefined, v: number): void {
-    const s = this.slot(name, labels);
+    const l = LAYOUT.byName.get(name)!;
+    const s = slotIn(l, labels);
     if (s < 0) return;
     this.f[this.base + s] = v;
-    if (marks(LAYOUT.byName.get(name)!)) this.f[this.base + s + 1] = 1;
+    if (marks(l)) this.f[this.base + s + 1] = 1;
   }
 
   observe(name: FamilyName, labels: Labels | undefined, v: number): void {
