@@ -499,7 +499,10 @@ export class EioSession {
         this.engine.bury(this, undefined);
       } else {
         // A GET that arrived before this close but reaches this thread after it still gets these words.
-        this.engine.bury(this, words, byClient);
+        // A ping timeout closed the session when the pong was due, however late its timer ran: a GET
+        // that arrived after that is too late, as overdue() would have told it.
+        const closedAt = reason === 'ping timeout' && this.pongDue !== undefined ? Math.min(arrivalStamp(), this.pongDue) : arrivalStamp();
+        this.engine.bury(this, words, byClient, closedAt);
       }
     } else this.engine.forget(this);
     this.listener?.onClose(reason);
@@ -546,9 +549,9 @@ export class Engine {
   ) {}
 
   /** Forgets a closed polling session, keeping its tomb for requests already on their way. */
-  bury(s: EioSession, lastWords: string | undefined, lenient = false): void {
+  bury(s: EioSession, lastWords: string | undefined, lenient = false, closedAt = arrivalStamp()): void {
     this.forget(s);
-    const tomb: Tomb = { closedAt: arrivalStamp() };
+    const tomb: Tomb = { closedAt };
     if (lastWords !== undefined) tomb.lastWords = lastWords;
     if (lenient) tomb.lenient = true;
     this.tombs.set(s.sid, tomb);
