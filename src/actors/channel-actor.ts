@@ -285,21 +285,8 @@ export class ChannelActor {
   private restart(): void {
     if (this.stopped) return;
     this.stats.restarts++;
-    this.log(`hooks failed ${this.env.maxFailures ?? ACTOR_DEFAULTS.maxFailures} times in a row: the actor restarts with fresh state (actor ${this.file})`);
     this.timers.clear();
-    if (this.def.onStop) {
-      try {
-        const r = this.def.onStop(this.ctx, 'failed');
-        if (isThenable(r)) r.catch((err) => this.log('onStop failed', err));
-      } catch (err) {
-        this.log('onStop failed', err);
-      }
-    }
-    try {
-      this.ctx.state = this.def.init ? this.def.init(this.name) : undefined;
-    } catch (err) {
-      this.log(`init failed on restart (actor ${this.file})`, err);
-    }
+    this.runner.freshState(this.def, this.ctx);
   }
 
   /** Runs a hook through the mailbox with nobody waiting for its answer (timers, results, kicks). */

@@ -8,6 +8,7 @@
  */
 import { RtError } from '../errors.js';
 import type { Clock } from './clock.js';
+import type { ActorContext, StopReason } from './define.js';
 import { isThenable } from './mailbox.js';
 
 /**
@@ -85,6 +86,27 @@ export class HookRunner {
         },
       );
     });
+  }
+
+  /**
+   * The restart itself, once the owner has cleared its timers: onStop(ctx, 'failed') (a failure of it is
+   * logged, never thrown), then `init` for ctx.state (kept as it was if init throws). Subscribers stay.
+   */
+  freshState(def: { onStop?(ctx: never, reason: StopReason): unknown; init?(channel: string): unknown }, ctx: ActorContext<unknown>): void {
+    this.o.log(`hooks failed ${this.o.maxFailures} times in a row: the actor restarts with fresh state (actor ${this.o.file})`);
+    if (def.onStop) {
+      try {
+        const r = def.onStop(ctx as never, 'failed');
+        if (isThenable(r)) r.catch((err) => this.o.log('onStop failed', err));
+      } catch (err) {
+        this.o.log('onStop failed', err);
+      }
+    }
+    try {
+      ctx.state = def.init ? def.init(ctx.channel) : undefined;
+    } catch (err) {
+      this.o.log(`init failed on restart (actor ${this.o.file})`, err);
+    }
   }
 
   private failed(hook: Hook, err: unknown): unknown {

@@ -18,7 +18,7 @@ import { systemClock } from '../actors/clock.js';
 import { HookRunner, type Hook } from '../actors/hook-runner.js';
 import { assertEventName, checkCompute, clientEventUser, deliveryOf, kickReason, runCompute, type ComputeFn } from '../actors/context-rules.js';
 import { channelKind } from '../auth/channels.js';
-import { isThenable, Mailbox } from '../actors/mailbox.js';
+import { Mailbox } from '../actors/mailbox.js';
 import { RtError } from '../errors.js';
 import type { Member } from '../protocol/native.js';
 import type { PublishSource } from '../runtime/messages.js';
@@ -237,21 +237,8 @@ export class Activation {
   private restart(): void {
     if (this.stopped) return;
     if (this.env.stats) this.env.stats.restarts++;
-    this.env.log(`channel ${this.channel}: hooks failed ${this.env.maxFailures ?? ACTOR_DEFAULTS.maxFailures} times in a row: the actor restarts with fresh state (actor ${this.env.file ?? 'unknown'})`);
     for (const name of [...this.timers.keys()]) this.cancelTimer(name);
-    if (this.def.onStop) {
-      try {
-        const r = this.def.onStop(this.ctx, 'failed');
-        if (isThenable(r)) r.catch((err) => this.env.log(`channel ${this.channel}: onStop failed`, err));
-      } catch (err) {
-        this.env.log(`channel ${this.channel}: onStop failed`, err);
-      }
-    }
-    try {
-      this.ctx.state = this.def.init ? this.def.init(this.channel) : undefined;
-    } catch (err) {
-      this.env.log(`channel ${this.channel}: init failed on restart (actor ${this.env.file ?? 'unknown'})`, err);
-    }
+    this.runner.freshState(this.def, this.ctx);
     this.restarted = true;
   }
 
