@@ -112,6 +112,15 @@ t.test('real answers of every endpoint validate against /api/openapi.json', asyn
   const foreign = await fetch(s.http + '/api/channels', { headers: { authorization: `Bearer ${API_KEY}`, origin: 'https://evil.example' } });
   check('foreign origin', '/api/channels', 'get', { status: foreign.status, body: await foreign.json() });
 
+  // HEAD, for every GET that has it: a documented status, no body.
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    if (!ops['head']) continue;
+    const real = path.replace('{name}', 'presence-room');
+    const r = await fetch(s.http + real, { method: 'HEAD', headers: { authorization: `Bearer ${API_KEY}` } });
+    t.equal((await r.arrayBuffer()).byteLength, 0, `HEAD ${real}: no body`);
+    check(`HEAD ${real}`, path, 'head', { status: r.status, body: undefined });
+  }
+
   // Every documented operation was exercised at least once.
   for (const [path, ops] of Object.entries(doc.paths)) {
     for (const method of Object.keys(ops)) t.ok([...covered].some((c) => c.startsWith(`${method} ${path} `)), `${method.toUpperCase()} ${path} was exercised`);

@@ -39,6 +39,7 @@ import { registerSocketIo } from '../transports/socketio/index.js';
 import { registerPusher } from '../transports/pusher/index.js';
 import { sendJson, track } from '../transports/http.js';
 import { bridged, historyPolicy, startShardBridge } from '../bridge/setup.js';
+import { headSafe } from '../transports/head.js';
 
 export type AcceptMode = 'descriptor' | 'reuseport';
 
@@ -214,10 +215,13 @@ export async function runShard(task: ShardTask): Promise<void> {
   observer = pusher?.observe;
   if (observer) for (const e of early!) observer(e);
   early = undefined;
-  app.any('/*', (res, req) => {
-    const state = track(res);
-    sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
-  });
+  app.any(
+    '/*',
+    headSafe((res, req) => {
+      const state = track(res);
+      sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
+    }),
+  );
 
   hub.start();
 

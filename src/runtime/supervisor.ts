@@ -22,6 +22,7 @@ import { STATS_MS, startThreadSampler, type ThreadSampler } from './thread-sampl
 import { AppConnections, SharedLimits } from '../security/shared-limits.js';
 import { pusherAppCount } from '../transports/pusher/apps.js';
 import { ListenError } from '../errors.js';
+import { headSafe } from '../transports/head.js';
 
 interface AcceptorApp extends TemplatedApp {
   addChildAppDescriptor(d: unknown): void;
@@ -149,12 +150,15 @@ export class Supervisor {
       // this app itself. Without a route uWS answers 404 and keeps the connection alive, so an HTTP
       // client's keep-alive pool would go on getting 404s from it after the shards are up: answer 503
       // and close instead, so the client retries on a fresh connection.
-      app.any('/*', (res) => {
-        res.cork(() => {
-          res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('retry-after', '1');
-          res.end(JSON.stringify({ error: { code: 'unavailable', message: 'server starting or restarting; retry' } }), true);
-        });
-      });
+      app.any(
+        '/*',
+        headSafe((res) => {
+          res.cork(() => {
+            res.writeStatus('503 Service Unavailable').writeHeader('content-type', 'application/json').writeHeader('retry-after', '1');
+            res.end(JSON.stringify({ error: { code: 'unavailable', message: 'server starting or restarting; retry' } }), true);
+          });
+        }),
+      );
     } else {
       this.port = await claimPort(config.host, config.port);
     }

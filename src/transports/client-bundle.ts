@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { sendJson } from './http.js';
+import { getAndHead } from './head.js';
 
 /** dist/src/transports/client-bundle.js → dist/client.js */
 export const CLIENT_BUNDLE_URL = new URL('../../client.js', import.meta.url);
@@ -27,7 +28,7 @@ function load(): { body: Buffer; etag: string } | null {
 }
 
 export function registerClientBundle(app: TemplatedApp, ctx: ThreadContext): void {
-  app.get('/client.js', (res: HttpResponse, req) => {
+  getAndHead(app, '/client.js', (res: HttpResponse, req) => {
     const state = { aborted: false };
     res.onAborted(() => (state.aborted = true));
     const bundle = load();

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import type { ThreadContext } from '../runtime/context.js';
+import { getAndHead } from './head.js';
 import { statusLine } from './http.js';
 
 const ROOT = new URL('../../../static/dashboard/', import.meta.url);
@@ -28,7 +29,7 @@ export function registerDashboard(app: TemplatedApp, ctx: ThreadContext): void {
   if (!ctx.config.dashboard) return;
   for (const [path, { file, type }] of Object.entries(FILES)) {
     const body = readFileSync(new URL(file, ROOT));
-    app.get(path, (res: HttpResponse) => {
+    getAndHead(app, path, (res: HttpResponse) => {
       ctx.metrics.inc('rt_http_requests_total', { route: '/dashboard', status: '200' });
       res.cork(() => {
         res.writeStatus(statusLine(200)).writeHeader('content-type', type);
@@ -37,7 +38,7 @@ export function registerDashboard(app: TemplatedApp, ctx: ThreadContext): void {
       });
     });
   }
-  app.get('/dashboard/', (res: HttpResponse) => {
+  getAndHead(app, '/dashboard/', (res: HttpResponse) => {
     res.cork(() => res.writeStatus('301 Moved Permanently').writeHeader('location', '/dashboard').end());
   });
 }

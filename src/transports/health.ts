@@ -5,6 +5,7 @@ import { REDIS_FAMILIES } from '../runtime/metric-families.js';
 import { renderProcessMetrics } from '../runtime/process-metrics.js';
 import { statusLine } from './http.js';
 import { bridged } from '../bridge/setup.js';
+import { getAndHead } from './head.js';
 
 export interface HealthBody {
   status: 'ok' | 'degraded' | 'draining';
@@ -63,22 +64,19 @@ export function renderMetrics(ctx: ThreadContext): string {
 export function registerHealth(app: TemplatedApp, ctx: ThreadContext): void {
   const counted = (route: '/health' | '/metrics', status: number) => ctx.metrics.inc('rt_http_requests_total', { route, status: String(status) });
 
-  // HEAD answers like GET without a body: load balancers and uptime checkers probe with either.
-  const health = (head: boolean) => (res: HttpResponse, _req: HttpRequest) => {
+  const health = (res: HttpResponse) => {
     const body = healthOf(ctx);
     const code = body.status === 'ok' ? 200 : 503;
     counted('/health', code);
     res.cork(() => {
       res.writeStatus(statusLine(code)).writeHeader('content-type', 'application/json').writeHeader('cache-control', 'no-store');
-      // endWithoutBody(length) aborts in this uWS build: the length goes in as a plain header.
-      if (head) res.writeHeader('content-length', String(Buffer.byteLength(JSON.stringify(body)))).endWithoutBody();
-      else res.end(JSON.stringify(body));
+      res.end(JSON.stringify(body));
     });
   };
-  app.get('/health', health(false));
-  app.head('/health', health(true));
+  // Load balancers and uptime checkers probe with GET or HEAD.
+  getAndHead(app, '/health', health);
 
-  app.get('/metrics', (res: HttpResponse) => {
+  getAndHead(app, '/metrics', (res: HttpResponse) => {
     const text = renderMetrics(ctx);
     counted('/metrics', 200);
     res.cork(() => res.writeHeader('content-type', 'text/plain; version=0.0.4; charset=utf-8').end(text));

@@ -13,6 +13,7 @@ import { errorStatus, JsonText, parseJsonBody, readBody, sendError, sendJson, sn
 import { countApiRequest } from './api-routes.js';
 import { registerOperatorApi } from './operator-api.js';
 import { JsonData } from '../protocol/encoded-payload.js';
+import { getAndHead, headSafe } from './head.js';
 
 const MAX_CHANNELS_PER_PUBLISH = 100;
 const MAX_BATCH = 1000;
@@ -210,7 +211,8 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
     }),
   );
 
-  app.get(
+  getAndHead(
+    app,
     '/api/channels',
     route(ctx, 0, 'operator', async (c, req) => {
       const prefix = queryParam(req.query, 'prefix');
@@ -219,7 +221,8 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
     }),
   );
 
-  app.get(
+  getAndHead(
+    app,
     '/api/channels/:name',
     route(ctx, 1, 'operator', async (c, req) => {
       const name = assertChannelField(req.params[0], 'path');
@@ -229,7 +232,8 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
     }),
   );
 
-  app.get(
+  getAndHead(
+    app,
     '/api/channels/:name/users',
     route(ctx, 1, 'operator', async (c, req) => {
       const name = assertChannelField(req.params[0], 'path');
@@ -272,8 +276,10 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
 
   app.any(
     '/api/*',
-    route(ctx, 0, false, async (_c, req) => {
-      throw new RtError('not_found', `no API route ${req.method.toUpperCase()} ${req.url}`, 404);
-    }),
+    headSafe(
+      route(ctx, 0, false, async (_c, req) => {
+        throw new RtError('not_found', `no API route ${req.method.toUpperCase()} ${req.url}`, 404);
+      }),
+    ),
   );
 }

@@ -184,7 +184,7 @@ export function openApiDocument(): object {
       },
     },
     security: bearer,
-    paths: {
+    paths: withHead({
       '/api/publish': {
         post: {
           summary: 'Publish one message to channels or to a user',
@@ -269,7 +269,7 @@ export function openApiDocument(): object {
       },
       '/health': {
         get: {
-          summary: 'Health of the host, for load balancers (HEAD answers the same status without a body)',
+          summary: 'Health of the host, for load balancers',
           security: [],
           responses: { '200': json(ref('Health'), 'Every shard is alive.'), '503': json(ref('Health'), 'A shard is being replaced (`degraded`) or the server is shutting down (`draining`).') },
         },
@@ -281,6 +281,19 @@ export function openApiDocument(): object {
           responses: { '200': { description: 'Metrics.', content: { 'text/plain': { schema: { type: 'string' } } } } },
         },
       },
-    },
+    }),
   };
+}
+
+type Operation = { summary?: string; security?: unknown; parameters?: unknown; responses: Record<string, { description: string; content?: unknown }>; [more: string]: unknown };
+
+/** Every GET but the streaming tap also answers HEAD (src/transports/head.ts): its status and headers, no body. */
+function withHead(paths: Record<string, Record<string, Operation>>): Record<string, Record<string, Operation>> {
+  for (const [path, ops] of Object.entries(paths)) {
+    const get = ops['get'];
+    if (!get || path === '/api/tap') continue;
+    const responses = Object.fromEntries(Object.entries(get.responses).map(([status, r]) => [status, { description: r.description }]));
+    ops['head'] = { summary: 'As GET, without a body', ...(get.security ? { security: get.security } : {}), ...(get.parameters ? { parameters: get.parameters } : {}), responses };
+  }
+  return paths;
 }

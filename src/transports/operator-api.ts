@@ -13,6 +13,7 @@ import { checkApiKey, checkOrigin, route } from './http-api.js';
 import { queryParam, sendError, snapshot, statusLine, track } from './http.js';
 import { openApiDocument } from './openapi.js';
 import { collectStats } from './stats-api.js';
+import { getAndHead } from './head.js';
 
 /** Who the inspector is, as the channel's actor sees it (a presence channel lists it as a member). */
 export const TAP_USER = 'rt-dashboard';
@@ -109,8 +110,8 @@ function tap(ctx: ThreadContext) {
 }
 
 export function registerOperatorApi(app: TemplatedApp, ctx: ThreadContext): void {
-  app.get('/api/stats', route(ctx, 0, 'operator', async (c) => collectStats(c)));
+  getAndHead(app, '/api/stats', route(ctx, 0, 'operator', async (c) => collectStats(c)));
   app.get('/api/tap', tap(ctx));
   // The description is public, like the docs it mirrors: it holds no data.
-  app.get('/api/openapi.json', route(ctx, 0, false, async () => openApiDocument()));
+  getAndHead(app, '/api/openapi.json', route(ctx, 0, false, async () => openApiDocument()));
 }

@@ -15,6 +15,7 @@ import type { PusherGateway } from './gateway.js';
 import { ApiAuthError, verifyApiRequest } from './signature.js';
 import { validPusherChannel } from './subscriptions.js';
 import { JsonData } from '../../protocol/encoded-payload.js';
+import { getAndHead, headSafe } from '../head.js';
 
 const USER_CHANNEL = '#server-to-user-';
 const SOCKET_ID_RE = /^\d+\.\d+$/;
@@ -167,7 +168,8 @@ export function registerPusherApi(uapp: TemplatedApp, gw: PusherGateway): void {
     }),
   );
 
-  uapp.get(
+  getAndHead(
+    uapp,
     '/apps/:id/channels',
     route(gw, 1, 0, async (c) => {
       const prefix = queryParam(c.req.query, 'filter_by_prefix') ?? '';
@@ -184,7 +186,8 @@ export function registerPusherApi(uapp: TemplatedApp, gw: PusherGateway): void {
     }),
   );
 
-  uapp.get(
+  getAndHead(
+    uapp,
     '/apps/:id/channels/:name',
     route(gw, 2, 0, async (c) => {
       const name = c.req.params[1]!;
@@ -196,7 +199,8 @@ export function registerPusherApi(uapp: TemplatedApp, gw: PusherGateway): void {
     }),
   );
 
-  uapp.get(
+  getAndHead(
+    uapp,
     '/apps/:id/channels/:name/users',
     route(gw, 2, 0, async (c) => {
       const name = c.req.params[1]!;
@@ -218,9 +222,9 @@ export function registerPusherApi(uapp: TemplatedApp, gw: PusherGateway): void {
 
   uapp.any(
     '/apps/*',
-    (res, httpReq) => {
+    headSafe((res, httpReq) => {
       const state = track(res);
       sendJson(res, state, 404, { error: { code: 'not_found', message: `no Pusher API route ${httpReq.getMethod().toUpperCase()} ${httpReq.getUrl()}` } });
-    },
+    }),
   );
 }

@@ -23,6 +23,7 @@ import { admissionError } from '../../security/admission.js';
 import { clientAddress } from '../../security/client-ip.js';
 import type { Handshake } from '../../actors/handlers.js';
 import { frameBytes, framesOf, NOOP, pollingPayload, type Frame } from './codec.js';
+import { headSafe } from '../head.js';
 
 export const SOCKETIO_PATH = '/socket.io/';
 
@@ -690,10 +691,10 @@ export class Engine {
       this.reply(res, state, answer(sid === null ? EioCode.BAD_HANDSHAKE_METHOD : EioCode.BAD_REQUEST), '', req.getHeader('connection'));
     };
     // Any other method (PUT, DELETE, …) is a 400 as Engine.IO defines it, not the catch-all 404.
-    app.any(path, other);
+    app.any(path, headSafe(other));
     // Without the trailing slash the client would get the catch-all 404; the official clients always
     // send it, but some hand-written ones do not.
-    app.any(path.slice(0, -1), other);
+    app.any(path.slice(0, -1), headSafe(other));
     if (this.opts.websocket) this.registerWs(app);
   }
 
