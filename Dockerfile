@@ -22,7 +22,9 @@ ENV RT_PORT=6001
 EXPOSE 6001
 # Node itself is PID 1 (no npm, no shell in between), so SIGTERM reaches the server and drains it.
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.RT_PORT || 6001) + '/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# `rt-actors health` reads the configuration `start` reads from the environment and RT_CONFIG (port,
+# interface, https with RT_TLS_CERT): set options there rather than as `start` flags, and it follows them.
+HEALTHCHECK --interval=10s --timeout=6s --start-period=20s \
+  CMD ["node", "bin/rt-actors.js", "health"]
 ENTRYPOINT ["node", "bin/rt-actors.js"]
 CMD ["start"]

@@ -33,6 +33,7 @@ t.test('Dockerfile: the tested production install, from files that exist, node a
   t.ok(Number(/^FROM node:(\d+)/m.exec(docker)![1]) >= Number(/\d+/.exec(pkg.engines.node)![0]), 'the image has the Node version package.json asks for');
   t.match(docker, /^ENTRYPOINT \["node", "bin\/rt-actors\.js"\]$/m, 'node runs the server directly');
   t.notMatch(docker, /npx|npm (start|exec|run)/, 'no npm between the signal and the server');
+  t.match(docker, /^HEALTHCHECK [^\n]*\\\n\s+CMD \["node", "bin\/rt-actors\.js", "health"\]$/m, 'the health check is `rt-actors health` (test/cli-health.test.ts), which follows RT_PORT, RT_HOST and TLS');
   t.match(read('.dockerignore'), /^node_modules$/m, 'a local node_modules is not copied into the image');
   t.match(read('docs/deployment.md'), /docker build -t rt-actors \.\ndocker run [^\n]*\\\n(?:[^\n]*\\\n)*\s+rt-actors start/, 'docs/deployment.md has the docker run line');
 });

@@ -1,5 +1,5 @@
 /**
- * The rt-actors command: `start` runs the server, `token` mints a test token. Flags map 1:1 to the
+ * The rt-actors command: `start` runs the server, `token` mints a test token, `health` probes a running server. Flags map 1:1 to the
  * configuration schema; anything unknown or invalid exits with code 2 and says what is accepted.
  */
 import { ConfigError, loadConfig } from '../config/load.js';
@@ -38,6 +38,7 @@ const MAIN_HELP = `rt-actors ${version} — realtime messaging server (channel a
 Usage:
   rt-actors start [options]    serve WebSocket, SSE, long-polling, Socket.IO, HTTP API and health on one port
   rt-actors token [options]    mint a connection token (JWT) for testing
+  rt-actors health [options]   ask the server running here for /health (exit 0 healthy, 1 not)
   rt-actors --help | --version
 
 Run 'rt-actors <command> --help' for the options of a command.
@@ -246,6 +247,36 @@ function startFailed(log: Logger, format: 'text' | 'json', err: unknown): number
   return code;
 }
 
+const HEALTH_HELP = `Usage: rt-actors health [options]
+
+Asks the server running on this machine for GET /health, with the configuration 'start' reads (the
+same options, RT_* environment and --config file), so it probes the port, interface and scheme
+(https with --tls-cert) the server serves. Prints the status (ok, degraded, draining) and exits 0
+when the server answers 200, 1 otherwise (unreachable, degraded, draining, or a bad option): for
+Docker's HEALTHCHECK, Kubernetes exec probes and scripts. Gives up after 5 s.
+`;
+
+const HEALTH_TIMEOUT_MS = 5000;
+
+async function health(args: string[]): Promise<number> {
+  const flags = parseFlags(args);
+  if (flags.has('help')) {
+    process.stdout.write(HEALTH_HELP);
+    return EXIT.OK;
+  }
+  const config = loadConfig({ flags: configFlags(flags), env: process.env });
+  const { probeHealth, probeUrl } = await import('./health-check.js');
+  const url = probeUrl(config);
+  const answer = await probeHealth(url, HEALTH_TIMEOUT_MS);
+  const line = `${url}: ${answer.code === 0 ? 'no answer' : answer.code} ${answer.status}`;
+  if (answer.code === 200) {
+    console.log(line);
+    return EXIT.OK;
+  }
+  process.stderr.write(line + '\n');
+  return EXIT.UNEXPECTED;
+}
+
 async function token(args: string[]): Promise<number> {
   const flags = parseFlags(args);
   if (flags.has('help')) {
@@ -302,11 +333,18 @@ export async function main(argv: string[]): Promise<number> {
         return await start(rest);
       case 'token':
         return await token(rest);
+      case 'health':
+        return await health(rest);
       default:
-        throw new UsageError(`unknown command "${cmd}"; commands: start, token`);
+        throw new UsageError(`unknown command "${cmd}"; commands: start, token, health`);
     }
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError) {
+      // Docker reserves a health command's exit code 2: any failure there is "unhealthy".
+      if (cmd === 'health') {
+        process.stderr.write(`rt-actors health: ${err.message}\n`);
+        return EXIT.UNEXPECTED;
+      }
       // A server meant to log JSON reports even a bad option as JSON, so its collector keeps the line.
       if (cmd === 'start' && wantsJsonLogs(rest)) {
         createLogger('error', 'main', { format: 'json' }).error(err.message, { event: 'server.start_failed', exit: EXIT.CONFIG, ...(err instanceof ConfigError ? { key: err.key } : {}) });
