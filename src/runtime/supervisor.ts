@@ -288,9 +288,10 @@ export class Supervisor {
     if (!this.config.restartShards) return;
     slot.restarts++;
     this.stats.set(i, 'restarts', slot.restarts);
-    this.metrics.inc('rt_shard_restarts_total');
     this.startShard(i).then(
       () => {
+        // Counted once the new thread serves: the metric says "replaced", and a failed start is logged.
+        this.metrics.inc('rt_shard_restarts_total');
         this.log.info(`shard ${i} replaced by a new thread (restart #${slot.restarts})`, { event: 'shard.restarted', shard: i, restarts: slot.restarts });
         // Everyone forgets the dead thread's connections and re-subscribes theirs with the new owner.
         this.hub.mesh.broadcast({ t: 'restarted', peer: i }, true);
