@@ -1,13 +1,11 @@
 // `rt-actors health`, as Docker's HEALTHCHECK runs it: the configuration `start` reads decides where it
 // asks, and the exit code says healthy (0) or not (1, never Docker's reserved 2).
 import t from 'tap';
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { createServer as createNetServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './helpers/server.js';
+import { selfSignedCert } from './helpers/tls.js';
 
 const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
 
@@ -60,14 +58,7 @@ t.test('a draining server is not healthy', async (t) => {
 });
 
 t.test('with --tls-cert it asks over https', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'rt-health-'));
-  const key = join(dir, 'key.pem');
-  const cert = join(dir, 'cert.pem');
-  try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
-  } catch {
-    throw new Error('this test needs the openssl command (apt-get install openssl)');
-  }
+  const { key, cert } = selfSignedCert();
   const s = await startServer(t, { workers: 1, tlsCert: cert, tlsKey: key });
   const r = await health([`--port=${s.port}`, `--tls-cert=${cert}`, `--tls-key=${key}`]);
   t.equal(r.code, 0, r.err);

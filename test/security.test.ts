@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { signJwt } from 'rt-actors';
 import { startServer, api, JWT_SECRET } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
+import { selfSignedCert } from './helpers/tls.js';
 
 const token = (sub: string, extra: Record<string, unknown> = {}) => signJwt({ sub, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600, ...extra }, { secret: JWT_SECRET });
 
@@ -48,14 +49,7 @@ t.test('origins: WebSocket upgrades and CORS follow the allow-list', async (t) =
 });
 
 t.test('TLS: wss:// and https:// on the same port; bad files are clear start-up errors', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'rt-tls-'));
-  const key = join(dir, 'key.pem');
-  const cert = join(dir, 'cert.pem');
-  try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { stdio: 'ignore' });
-  } catch {
-    throw new Error('this test needs the openssl command (apt-get install openssl)');
-  }
+  const { dir, key, cert } = selfSignedCert();
   const s = await startServer(t, { tlsCert: cert, tlsKey: key });
   const health = await new Promise<string>((resolve, reject) => {
     httpsGet({ host: '127.0.0.1', port: s.port, path: '/health', rejectUnauthorized: false }, (res) => {
