@@ -109,3 +109,36 @@ t.test('laravel-echo on host B, B stops, a publication via A, the client comes b
   // (The n: 0 probes that found the subscription ready may still be arriving around `before`.)
   t.same(got.slice(before).filter((e: any) => e.n !== 0), [{ n: 'while away' }, { n: 'after' }], 'the message published while away arrives, once, before the next');
 });
+
+t.test('with Redis, missed publications of several channels come back in the order they were published', async (t) => {
+  const A = await startHost(t, redis.url, ns, { workers: 2 });
+  const c = io(A.http, { forceNew: true, transports: ['websocket'], reconnectionDelay: 100, reconnectionDelayMax: 300 });
+  t.teardown(() => c.close());
+  const log: string[] = [];
+  c.on('seq', (ch: string, n: number) => log.push(`${ch}:${n}`));
+  await new Promise<void>((resolve, reject) => (c.once('connect', () => resolve()), c.once('connect_error', reject)));
+  for (const ch of ['ro-a', 'ro-b']) t.same(await c.emitWithAck('subscribe', { channel: ch }), { ok: true });
+  await publish(A, 'ro-a', 0);
+  await until('the first publication', () => log.length === 1);
+  c.io.reconnection(false);
+  const gone = new Promise((r) => c.once('disconnect', r));
+  (c.io.engine as unknown as { transport: { ws: { _socket: { destroy(): void } } } }).transport.ws._socket.destroy();
+  await gone;
+  const expected = ['ro-a:0'];
+  for (const [i, ch] of ['ro-b', 'ro-a', 'ro-a', 'ro-b', 'ro-b', 'ro-a'].entries()) {
+    // Distinct milliseconds: Redis stream ids order the publications.
+    const t0 = Date.now();
+    while (Date.now() === t0) await new Promise((r) => setImmediate(r));
+    await publish(A, ch, i + 1);
+    expected.push(`${ch}:${i + 1}`);
+  }
+  const back = new Promise<void>((r) => c.once('connect', () => r()));
+  c.connect();
+  await back;
+  t.equal(c.recovered, true, 'recovered');
+  await publish(A, 'ro-a', 100);
+  await publish(A, 'ro-b', 101);
+  await until('the sentinels', () => log.includes('ro-a:100') && log.includes('ro-b:101'));
+  t.same(log.slice(0, expected.length), expected, 'the missed publications, interleaved as published');
+  t.same(log.slice(expected.length), ['ro-a:100', 'ro-b:101'], 'then the live ones, once');
+});

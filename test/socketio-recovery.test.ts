@@ -165,3 +165,45 @@ t.test('a polling client that closes its own transport (its ping timeout, the br
   t.equal(c.recovered, false, 'after socket.disconnect(): a fresh socket');
   t.not(c.id, id);
 });
+
+/** Resolves once Date.now() has moved past its value now: consecutive publications get distinct milliseconds. */
+async function nextMillisecond(): Promise<void> {
+  const t0 = Date.now();
+  while (Date.now() === t0) await new Promise((r) => setImmediate(r));
+}
+
+t.test('missed publications of several channels come back in the order they were published', async (t) => {
+  const s = await startServer(t, { actors: ACTORS });
+  // Two channels owned by different shards, so their histories come from two threads.
+  const a = 'order-a';
+  let b = 'order-b';
+  for (let i = 0; ownerOf(b, 2) === ownerOf(a, 2); i++) b = `order-b${i}`;
+  const { c } = await client(t, s.http, { transports: ['websocket'] });
+  const log: string[] = [];
+  c.on('seq', (ch: string, n: number) => log.push(`${ch}:${n}`));
+  for (const ch of [a, b]) t.same(await c.emitWithAck('subscribe', { channel: ch }), { ok: true });
+  await publish(s.http, a, 0);
+  await until('the first publication', () => log.length === 1);
+  // Kept away while the server publishes: no automatic reconnection until asked.
+  c.io.reconnection(false);
+  const gone = new Promise((r) => c.once('disconnect', r));
+  cut(c);
+  await gone;
+  const order = [a, b, b, a, b, a, a, b];
+  const expected = ['order-a:0'];
+  for (const [i, ch] of order.entries()) {
+    await nextMillisecond();
+    await publish(s.http, ch, i + 1);
+    expected.push(`${ch}:${i + 1}`);
+  }
+  const back = reconnected(c);
+  c.connect();
+  await back;
+  t.equal(c.recovered, true, 'recovered');
+  // A sentinel on each channel after the replay: everything before it has arrived.
+  await publish(s.http, a, 100);
+  await publish(s.http, b, 101);
+  await until('the sentinels', () => log.includes(`${b}:101`) && log.includes(`${a}:100`));
+  t.same(log.slice(0, expected.length), expected, 'the missed publications, interleaved as published');
+  t.same(log.slice(expected.length), [`${a}:100`, `${b}:101`], 'then the live ones, once');
+});

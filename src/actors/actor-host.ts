@@ -67,7 +67,7 @@ export class ActorHost {
       }
       case 'history': {
         const a = this.actor(req.ch);
-        return a.historySince(req.since, Math.min(req.limit ?? 100, 1000));
+        return a.historySince(req.since, Math.min(req.limit ?? 100, 1000), req.times === 1);
       }
       case 'channel': {
         const a = this.actors.get(req.ch);

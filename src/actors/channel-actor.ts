@@ -10,7 +10,7 @@ import { channelKind, type ChannelKind } from '../auth/channels.js';
 import { RtError } from '../errors.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
 import { payloadOf, EncodedPublication } from '../protocol/encoded-payload.js';
-import type { ConnRef, PublishResult, PublishSource, SubscribeResult } from '../runtime/messages.js';
+import type { ConnRef, HistoryAnswer, PublishResult, PublishSource, SubscribeResult } from '../runtime/messages.js';
 import { threadOfSocket } from '../runtime/hash.js';
 import type { Broker, BrokerMessage, ChannelSink, HistoryBounds } from '../bridge/broker.js';
 import type { ActorContext, AnyActorDefinition, JoinResult, OutgoingMessage, StopReason, Subscriber } from './define.js';
@@ -654,13 +654,14 @@ export class ChannelActor {
     return { offset: pub.offset };
   }
 
-  historySince(since: StreamPosition | undefined, limit: number): HistoryAnswer | Promise<HistoryAnswer> {
-    if (this.env.broker) return this.historyBridged(this.env.broker, since, limit);
+  historySince(since: StreamPosition | undefined, limit: number, withTimes = false): HistoryAnswer | Promise<HistoryAnswer> {
+    if (this.env.broker) return this.historyBridged(this.env.broker, since, limit, withTimes);
     const base = { offset: this.offset, epoch: this.epoch };
-    if (!since) return { ...base, pubs: this.history.latest(limit), recovered: true };
-    if (since.epoch !== this.epoch) return { ...base, pubs: [], recovered: false };
-    const pubs = this.history.since(since.offset, this.offset, limit);
-    return { ...base, pubs: pubs ?? [], recovered: pubs !== null };
+    if (since && since.epoch !== this.epoch) return { ...base, pubs: [], recovered: false };
+    const pubs = since ? this.history.since(since.offset, this.offset, limit) : this.history.latest(limit);
+    const answer: HistoryAnswer = { ...base, pubs: pubs ?? [], recovered: pubs !== null };
+    if (withTimes) answer.times = answer.pubs.map((p) => this.history.timeOf(p.offset));
+    return answer;
   }
 
   // ——— Redis mode (env.broker): see docs/scaling.md ———
@@ -774,7 +775,7 @@ export class ChannelActor {
     this.env.broker!.stats.recovered += h.pubs.length;
   }
 
-  private async historyBridged(broker: Broker, since: StreamPosition | undefined, limit: number): Promise<HistoryAnswer> {
+  private async historyBridged(broker: Broker, since: StreamPosition | undefined, limit: number, withTimes: boolean): Promise<HistoryAnswer> {
     const pos = this.bridged ? { offset: this.offset, epoch: this.epoch } : await broker.position(this.name, this.bounds);
     if (!since) {
       const pubs = (await broker.latest(this.name, limit, this.bounds)).filter((p) => p.offset <= pos.offset);
@@ -782,7 +783,9 @@ export class ChannelActor {
     }
     if (since.epoch !== pos.epoch) return { ...pos, pubs: [], recovered: false };
     const h = await broker.history(this.name, since.offset, pos.offset, limit, this.bounds);
-    return { ...pos, pubs: h.pubs, recovered: h.recovered };
+    const answer: HistoryAnswer = { ...pos, pubs: h.pubs, recovered: h.recovered };
+    if (withTimes && h.times) answer.times = h.times;
+    return answer;
   }
 
   /** What the channel's Redis subscription delivers, queued through the mailbox like everything else. */
@@ -934,4 +937,3 @@ export class ChannelActor {
   }
 }
 
-export type HistoryAnswer = { pubs: Publication[]; recovered: boolean; offset: number; epoch: string };

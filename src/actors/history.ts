@@ -43,6 +43,13 @@ export class History {
     return this.length > 0 ? this.items[this.head]!.offset : undefined;
   }
 
+  /** When the publication at `offset` was kept (epoch ms), or 0 when it no longer is. */
+  timeOf(offset: number): number {
+    if (this.length === 0) return 0;
+    const i = this.head + (offset - this.items[this.head]!.offset);
+    return i >= this.head && i < this.items.length ? this.times[i]! : 0;
+  }
+
   newestTime(): number {
     return this.length > 0 ? this.times[this.times.length - 1]! : 0;
   }

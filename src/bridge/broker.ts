@@ -50,6 +50,8 @@ export interface HistorySlice {
   pubs: Publication[];
   /** False when some publication after the requested offset is no longer kept. */
   recovered: boolean;
+  /** When each of `pubs` was written (epoch ms, by the broker's clock). */
+  times?: number[];
 }
 
 export interface BrokerStats {

@@ -386,13 +386,15 @@ export class RedisBroker implements Broker {
     }
   }
 
-  private parseEntries(channel: string, entries: [Buffer, Buffer[]][]): Publication[] {
+  /** `times`, when given, gets each publication's time: the stream entry id's milliseconds. */
+  private parseEntries(channel: string, entries: [Buffer, Buffer[]][], times?: number[]): Publication[] {
     const out: Publication[] = [];
-    for (const [, fields] of entries) {
+    for (const [id, fields] of entries) {
       try {
         const offset = Number(fields[1]!.toString());
         const body = unpackPlain(fields[3]!) as { v: string; d: unknown; u?: unknown };
         out.push(withUser({ channel, event: body.v, data: body.d, offset }, body.u));
+        times?.push(Number.parseInt(id.toString('latin1'), 10) || 0);
       } catch {
         this.invalid(this.keys.stream(channel), 'unreadable stream entry');
       }
@@ -410,10 +412,19 @@ export class RedisBroker implements Broker {
       throw unavailable(err);
     }
     if (Number(r[0]) !== 1) return { pubs: [], recovered: false };
-    const pubs = this.parseEntries(channel, (r[1] ?? []).slice().reverse()).filter((p) => p.offset > after && (upTo === undefined || p.offset <= upTo));
+    const all: number[] = [];
+    const parsed = this.parseEntries(channel, (r[1] ?? []).slice().reverse(), all);
+    const pubs: Publication[] = [];
+    const times: number[] = [];
+    for (let i = 0; i < parsed.length; i++) {
+      const p = parsed[i]!;
+      if (p.offset <= after || (upTo !== undefined && p.offset > upTo)) continue;
+      pubs.push(p);
+      times.push(all[i]!);
+    }
     // Offsets are contiguous in the stream, so anything else means an entry was unreadable.
     const contiguous = pubs.every((p, i) => p.offset === after + 1 + i);
-    return { pubs: pubs.slice(0, limit), recovered: contiguous };
+    return { pubs: pubs.slice(0, limit), recovered: contiguous, times: times.slice(0, limit) };
   }
 
   async latest(channel: string, limit: number, bounds: HistoryBounds): Promise<Publication[]> {

@@ -15,7 +15,7 @@ import { CloseCode, type Client } from './client.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { ownerOf } from './hash.js';
 import type { MeshEndpoint } from './mesh.js';
-import type { ChannelInfo, Notice, PublishResult, PublishSource, Request, SubscribeResult } from './messages.js';
+import type { ChannelInfo, HistoryAnswer, Notice, PublishResult, PublishSource, Request, SubscribeResult } from './messages.js';
 import { metrics, type Series } from './metrics.js';
 import { PresenceLedger } from './presence-ledger.js';
 import { codecKind, connKind, preciseNow, type ConnKind } from './instruments.js';
@@ -390,10 +390,11 @@ export class Hub {
     return this.mesh.request(this.ownerOf(channel), { t: 'presence', ch: channel });
   }
 
-  history(channel: string, since?: StreamPosition, limit?: number): Promise<{ pubs: Publication[]; recovered: boolean; offset: number; epoch: string }> {
+  history(channel: string, since?: StreamPosition, limit?: number, withTimes = false): Promise<HistoryAnswer> {
     const req: Request = { t: 'history', ch: channel };
     if (since) req.since = since;
     if (limit) req.limit = limit;
+    if (withTimes) req.times = 1;
     return this.mesh.request(this.ownerOf(channel), req);
   }
 

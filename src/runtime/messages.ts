@@ -35,7 +35,8 @@ export type Request =
   /** Publish to a channel owned by the receiver; `from` is set for client publishes. */
   | { t: 'pub'; ch: string; ev: string; data: unknown; from?: ConnRef; ex?: string; src: PublishSource; at?: number; w?: 1 }
   | { t: 'presence'; ch: string }
-  | { t: 'history'; ch: string; since?: StreamPosition; limit?: number }
+  /** `times`: the answer also gives when each publication was made (HistoryAnswer.times). */
+  | { t: 'history'; ch: string; since?: StreamPosition; limit?: number; times?: 1 }
   | { t: 'channels'; prefix?: string }
   /**
    * A request for a session that lives on the receiving thread (long-polling, Engine.IO polling):
@@ -130,3 +131,13 @@ export type Envelope =
   | { k: 'r'; id: number; ok: true; v: unknown }
   | { k: 'r'; id: number; ok: false; e: { code: string; message: string; status: number } }
   | { k: 'n'; b: Notice };
+
+/** A `history` request's answer. */
+export type HistoryAnswer = {
+  pubs: Publication[];
+  recovered: boolean;
+  offset: number;
+  epoch: string;
+  /** When asked for: when each of `pubs` was published (epoch ms; 0 where unknown). */
+  times?: number[];
+};

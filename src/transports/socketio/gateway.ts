@@ -29,7 +29,7 @@ import { namespaceCodec, packetFrames, type Frame, type SioParser } from './code
 import type { Engine, EioSession, SessionListener, SessionOwner } from './engine.js';
 import { eventEncoded, framesOf } from './codec.js';
 import { inChannelOrder } from '../channel-order.js';
-import { newPid, receivedUpTo, Recovery, type ChannelTrack, type SavedSocket, type Snapshot } from './recovery.js';
+import { newPid, publicationOrder, receivedUpTo, Recovery, type ChannelTrack, type MissedSlice, type SavedChannel, type SavedSocket, type Snapshot } from './recovery.js';
 
 export interface GatewayOptions {
   parser: SioParser;
@@ -51,6 +51,8 @@ type Ack = (args: unknown[]) => void;
  * after the move, so the new thread starts numbering past this many and relays answers in the range.
  */
 const GHOST_ACK_IDS = 1_000_000;
+/** Missed publications read per channel to put a recovery's replay in publication order (the history request's own cap). */
+const HISTORY_LIMIT = 1000;
 
 interface SocketState {
   nsp: string;
@@ -850,14 +852,16 @@ export class SioClient extends Client {
     if (since.some((p) => p === undefined)) return false;
     let ok = true;
     const heldBefore = this.held?.length ?? 0;
+    const early = await this.missedInOrder(saved.channels, since as StreamPosition[]);
     await Promise.all(
       saved.channels.map((c, i) => {
         if (c.identity) (this.channelIdentity ??= new Map()).set(c.ch, c.identity);
         if (c.data !== undefined) this.subData.set(c.ch, c.data);
+        // From the last publication already sent: the subscribe gives what came after it.
         return this.hub
-          .subscribe(this, c.ch, since[i], c.data, (res) => {
+          .subscribe(this, c.ch, early.after[i] ?? since[i], c.data, (res) => {
             if (res.recovered !== true) ok = false;
-            this.track(c.ch, res.epoch, since[i]!.offset, this.resumed(res.pubs ?? []));
+            this.track(c.ch, res.epoch, since[i]!.offset, [...early.marks[i]!, ...this.resumed(res.pubs ?? [])]);
           })
           .catch(() => (ok = false));
       }),
@@ -878,6 +882,25 @@ export class SioClient extends Client {
     this.data = saved.data ?? {};
     this.restored = new Set(saved.channels.map((c) => c.ch));
     return true;
+  }
+
+  /**
+   * What the channels missed, read from their history before subscribing and sent in the order it was
+   * published across channels, as socket.io's one stream per session replays it (HISTORY_LIMIT per
+   * channel; the subscribe then gives the rest). A channel whose history cannot be read so (another
+   * epoch, a gap, an error) resumes at its subscribe alone, as each channel did before.
+   */
+  private async missedInOrder(channels: readonly SavedChannel[], since: readonly StreamPosition[]): Promise<{ marks: Array<Array<[number, number]>>; after: Array<StreamPosition | undefined> }> {
+    const marks = channels.map((): Array<[number, number]> => []);
+    const after: Array<StreamPosition | undefined> = channels.map(() => undefined);
+    if (channels.length < 2) return { marks, after };
+    const answers = await Promise.all(channels.map((c, i) => this.hub.history(c.ch, since[i], HISTORY_LIMIT, true).catch(() => undefined)));
+    const slices = answers.map((a, i): MissedSlice | undefined => (a && a.recovered && a.epoch === since[i]!.epoch && a.times?.length === a.pubs.length ? { pubs: a.pubs, times: a.times } : undefined));
+    for (const [i, pub] of publicationOrder(slices)) {
+      marks[i]!.push(...this.resumed([pub]));
+      after[i] = { epoch: since[i]!.epoch, offset: pub.offset };
+    }
+    return { marks, after };
   }
 
   // ---- what request handlers see

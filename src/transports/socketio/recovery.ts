@@ -9,7 +9,8 @@
  * for a reason the client comes back from, each socket's channels are saved with that trail
  * (a Snapshot); the reconnecting client's offset then gives, channel by channel, the last publication it
  * received, and the channels are subscribed again from there: the missed publications come from the
- * channel's history (memory, or Redis Streams with --redis), in order, without duplicates. When a
+ * channel's history (memory, or Redis Streams with --redis), without duplicates, interleaved across
+ * channels by publication time (publicationOrder), as socket.io's one stream replays them. When a
  * position cannot be known (trail overrun, unknown offset) or history no longer covers it, the client
  * gets a new session and `socket.recovered === false`.
  *
@@ -276,6 +277,38 @@ export function receivedUpTo(snaps: readonly Snapshot[], clientOffset: string | 
   // Deliveries between joining and the oldest one remembered are unknown: the answer could be among them.
   if (!live && snap.lossy && seq > snap.joinedAt) return undefined;
   return { epoch: snap.epoch, offset };
+}
+
+/** One channel's missed publications, with when each was published (HistoryAnswer with times). */
+export interface MissedSlice {
+  pubs: readonly Publication[];
+  times: readonly number[];
+}
+
+/**
+ * The publications of several channels in the order they were published: each channel's own order
+ * kept, channels interleaved by publication time (ties keep the channels' order). Gives
+ * [channel index, publication] pairs.
+ */
+export function publicationOrder(slices: ReadonlyArray<MissedSlice | undefined>): Array<[number, Publication]> {
+  const heads = slices.map(() => 0);
+  const out: Array<[number, Publication]> = [];
+  for (;;) {
+    let best = -1;
+    let bestTime = Infinity;
+    for (let i = 0; i < slices.length; i++) {
+      const s = slices[i];
+      const k = heads[i]!;
+      if (!s || k >= s.pubs.length) continue;
+      const t = s.times[k] ?? 0;
+      if (t < bestTime) {
+        best = i;
+        bestTime = t;
+      }
+    }
+    if (best < 0) return out;
+    out.push([best, slices[best]!.pubs[heads[best]!++]!]);
+  }
 }
 
 export function newPid(): string {
