@@ -70,3 +70,37 @@ t.test('a folder outside the project imports rt-actors; helpers in lib/ and _fil
   const r = await c.request({ op: 'subscribe', channel: 'greet-1' });
   t.equal(r.data, `HELLO ${c.welcome.socket_id}`.toUpperCase());
 });
+
+t.test('a RegExp match with the g or y flag matches every channel it fits, not every other one', async (t) => {
+  // RegExp.test with g/y moves lastIndex, so the next channel was tested from the previous match's end.
+  const dir = folder(t, {
+    'rooms.ts': `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: [/^room-\\d+$/g, /^desk-\\d+$/y], onJoin: () => ({ reply: 'custom' }) });\n`,
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  for (const ch of ['room-1', 'room-2', 'room-3', 'desk-1', 'desk-2', 'desk-3']) {
+    t.equal((await c.request({ op: 'subscribe', channel: ch })).data, 'custom', `${ch} is served by the actor`);
+  }
+});
+
+t.test('an actor definition with an unknown key, or history/clientPublish of the wrong kind, stops the start naming the file', async (t) => {
+  const cases: Array<[string, RegExp]> = [
+    [`onMesage() {}`, /typo\.ts: "onMesage" is not an actor option \(did you mean "onMessage"\?\)/],
+    [`history: { size: -5 }`, /typo\.ts: "history\.size" must be an integer from 0 to 1000000/],
+    [`history: { ttlSeconds: 'abc' }`, /typo\.ts: "history\.ttlSeconds" must be a number of seconds, at least 1/],
+    [`history: { sise: 5 }`, /typo\.ts: "history\.sise" is not a history option/],
+    [`history: 50`, /typo\.ts: "history" must be \{ size\?, ttlSeconds\? \}/],
+    [`clientPublish: 'yes'`, /typo\.ts: "clientPublish" must be true or false/],
+  ];
+  for (const [extra, message] of cases) {
+    const dir = folder(t, { 'typo.ts': `export default { match: 'x-*', ${extra} };\n` });
+    await t.rejects(startServer(t, { actors: dir, workers: 1 }), { message }, extra);
+  }
+});
+
+t.test('testActor refuses the definitions the loader refuses', async (t) => {
+  const { testActor } = await import('rt-actors/testing');
+  t.throws(() => testActor({ match: 'x-*', onJion() {} } as never), { message: /testActor: "onJion" is not an actor option \(did you mean "onJoin"\?\)/ });
+  t.throws(() => testActor({ match: 'x-*', history: { ttlSeconds: NaN } }), { message: /"history\.ttlSeconds" must be a number of seconds/ });
+});

@@ -7,6 +7,7 @@ import type { ActorDefinition, AnyActorDefinition } from './define.js';
 import { importFolder } from './folder.js';
 import { isHandlerDefinition } from './handlers.js';
 import { timeHooks } from './hook-timing.js';
+import { validateActorDefinition } from './validate-definition.js';
 import { isHiddenChannel } from '../runtime/hidden-channels.js';
 
 export const BUILTIN_ACTOR: AnyActorDefinition = { match: '*' };
@@ -21,21 +22,9 @@ export interface LoadedActor {
 function matcher(match: ActorDefinition['match']): (channel: string) => boolean {
   const list = (Array.isArray(match) ? match : [match]) as Array<string | RegExp>;
   const globs = list.filter((m): m is string => typeof m === 'string');
-  const regexps = list.filter((m): m is RegExp => m instanceof RegExp);
+  // test() with the g or y flag starts from the previous match's lastIndex: every other channel missed.
+  const regexps = list.filter((m): m is RegExp => m instanceof RegExp).map((r) => (r.global || r.sticky ? new RegExp(r.source, r.flags.replace(/[gy]/g, '')) : r));
   return (ch) => channelAllowed(globs, ch) || regexps.some((r) => r.test(ch));
-}
-
-function validate(def: unknown, file: string): AnyActorDefinition {
-  const d = def as AnyActorDefinition | undefined;
-  if (!d || typeof d !== 'object') throw new Error(`${file}: the default export must be defineActor({ match, ... }) or defineHandlers({ ... }); helper modules go in a subfolder or a file whose name starts with "_"`);
-  const list = Array.isArray(d.match) ? d.match : [d.match];
-  if (list.length === 0 || !list.every((m) => typeof m === 'string' || m instanceof RegExp)) {
-    throw new Error(`${file}: "match" must be a channel name or glob, a RegExp, or a list of them`);
-  }
-  for (const hook of ['init', 'authorize', 'onJoin', 'onLeave', 'onMessage', 'onPublish', 'onTimer', 'onComputed', 'onStop'] as const) {
-    if (d[hook] !== undefined && typeof d[hook] !== 'function') throw new Error(`${file}: "${hook}" must be a function`);
-  }
-  return d;
 }
 
 export async function loadActors(dir: string): Promise<LoadedActor[]> {
@@ -44,7 +33,7 @@ export async function loadActors(dir: string): Promise<LoadedActor[]> {
   for (const { file, exported } of await importFolder(dir)) {
     // Request handler files (defineHandlers) share the folder; loadHandlers picks those up.
     if (isHandlerDefinition(exported)) continue;
-    const def = validate(exported, file);
+    const def = validateActorDefinition(exported, file);
     out.push({ file, def: timeHooks(def), matches: matcher(def.match) });
   }
   return out;
