@@ -86,7 +86,7 @@ t.test('a RegExp match with the g or y flag matches every channel it fits, not e
 
 t.test('an actor definition with an unknown key, or history/clientPublish of the wrong kind, stops the start naming the file', async (t) => {
   const cases: Array<[string, RegExp]> = [
-    [`onMesage() {}`, /typo\.ts: "onMesage" is not an actor option \(did you mean "onMessage"\?\)/],
+    [`onMesage() {}`, /typo\.ts: "onMesage" is not an actor option \(did you mean "onMessage"\?\); known: match, history/],
     [`history: { size: -5 }`, /typo\.ts: "history\.size" must be an integer from 0 to 1000000/],
     [`history: { ttlSeconds: 'abc' }`, /typo\.ts: "history\.ttlSeconds" must be a number of seconds, at least 1/],
     [`history: { sise: 5 }`, /typo\.ts: "history\.sise" is not a history option/],
@@ -103,4 +103,11 @@ t.test('testActor refuses the definitions the loader refuses', async (t) => {
   const { testActor } = await import('rt-actors/testing');
   t.throws(() => testActor({ match: 'x-*', onJion() {} } as never), { message: /testActor: "onJion" is not an actor option \(did you mean "onJoin"\?\)/ });
   t.throws(() => testActor({ match: 'x-*', history: { ttlSeconds: NaN } }), { message: /"history\.ttlSeconds" must be a number of seconds/ });
+});
+
+t.test('a handler file with a key that is not a handler option stops the start naming it', async (t) => {
+  const dir = folder(t, {
+    'orders.handlers.ts': `import { defineHandlers } from 'rt-actors';\nexport default defineHandlers({ onConect() {}, events: { ping: () => 'pong' } } as never);\n`,
+  });
+  await t.rejects(startServer(t, { actors: dir, workers: 1 }), { message: /orders\.handlers\.ts: "onConect" is not a handler option \(did you mean "onConnect"\?\)/ });
 });

@@ -4,30 +4,10 @@
  * option silently ignored.
  */
 import type { AnyActorDefinition } from './define.js';
+import { unknownKey } from './unknown-key.js';
 
 const HOOKS = ['init', 'authorize', 'onJoin', 'onLeave', 'onMessage', 'onPublish', 'onTimer', 'onComputed', 'onStop'] as const;
 const OPTIONS: readonly string[] = ['match', 'history', 'clientPublish', ...HOOKS];
-
-/** The option a misspelt key was probably meant to be: same letters but for case, or at most two edits. */
-function closest(key: string, known: readonly string[]): string | undefined {
-  const lower = key.toLowerCase();
-  let best: { name: string; d: number } | undefined;
-  for (const name of known) {
-    const d = editDistance(lower, name.toLowerCase());
-    if (d <= 2 && (!best || d < best.d)) best = { name, d };
-  }
-  return best?.name;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) row.push(Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
-    prev = row;
-  }
-  return prev[b.length]!;
-}
 
 /**
  * Types are erased, not checked, when actor files load: a misspelt hook (`onMesage`) or a history bound of
@@ -35,11 +15,8 @@ function editDistance(a: string, b: string): number {
  * actor, forever).
  */
 function validateOptions(d: Record<string, unknown>, file: string): void {
-  for (const key of Object.keys(d)) {
-    if (OPTIONS.includes(key)) continue;
-    const hint = closest(key, OPTIONS);
-    throw new Error(`${file}: "${key}" is not an actor option${hint ? ` (did you mean "${hint}"?)` : ''}; actor options: ${OPTIONS.join(', ')}`);
-  }
+  const bad = unknownKey(d, OPTIONS, 'an actor option');
+  if (bad) throw new Error(`${file}: ${bad}`);
   if (d.clientPublish !== undefined && typeof d.clientPublish !== 'boolean') throw new Error(`${file}: "clientPublish" must be true or false`);
   const h = d.history as Record<string, unknown> | undefined;
   if (h === undefined) return;
