@@ -111,3 +111,28 @@ t.test('a handler file with a key that is not a handler option stops the start n
   });
   await t.rejects(startServer(t, { actors: dir, workers: 1 }), { message: /orders\.handlers\.ts: "onConect" is not a handler option \(did you mean "onConnect"\?\)/ });
 });
+
+t.test('an actor whose every pattern an earlier file already matches is named in a start warning', async (t) => {
+  const actor = (match: string) => `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: ${match}, onJoin: () => ({ reply: ${JSON.stringify(match)} }) });\n`;
+  const dir = folder(t, {
+    'a-chat.ts': actor(`'chat-*'`),
+    'b-vip.ts': actor(`['chat-vip-*', 'chat-lobby']`),
+    'c-rooms.ts': actor(`['chat-x', 'room-*']`),
+    'd-again.ts': actor(`/^room-\\d+$/`),
+  });
+  const lines: string[] = [];
+  const original = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    await startServer(t, { actors: dir, workers: 1, logLevel: 'warn' });
+  } finally {
+    process.stderr.write = original;
+  }
+  const log = lines.join('\n');
+  t.match(log, /b-vip\.ts never serves a channel: every pattern of its match is matched by an earlier file \(a-chat\.ts: chat-\*\)/, 'the shadowed file is named with the one before it');
+  t.notMatch(log, /c-rooms\.ts never serves/, 'room-* is its own');
+  t.notMatch(log, /d-again\.ts never serves/, 'a RegExp is not compared with globs');
+});

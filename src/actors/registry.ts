@@ -2,6 +2,7 @@
  * Which actor definition serves a channel: the first user definition (files in name order) whose
  * pattern matches, else the built-in one. Every shard loads the same files, so any shard can own any channel.
  */
+import { basename } from 'node:path';
 import { channelAllowed } from '../auth/jwt.js';
 import type { ActorDefinition, AnyActorDefinition } from './define.js';
 import { importFolder } from './folder.js';
@@ -57,6 +58,37 @@ export class ActorRegistry {
   get files(): string[] {
     return this.loaded.map((a) => a.file);
   }
+}
+
+function patternsOf(def: AnyActorDefinition): Array<string | RegExp> {
+  return (Array.isArray(def.match) ? def.match : [def.match]) as Array<string | RegExp>;
+}
+
+/**
+ * Warnings for actor files that can never serve a channel, each of their patterns being matched by an
+ * earlier file's (the first match wins: two files with one pattern, or 'chat-*' before 'chat-vip-*').
+ * A glob covers another when it matches that pattern's text: each `*` of the later one falls inside a `*`
+ * of the earlier one. RegExps are compared with RegExps only, by source and flags.
+ */
+export function shadowedActors(loaded: readonly LoadedActor[]): string[] {
+  const out: string[] = [];
+  loaded.forEach((a, i) => {
+    const by = new Map<string, string[]>();
+    const covered = patternsOf(a.def).every((p) => {
+      for (const e of loaded.slice(0, i)) {
+        const q = patternsOf(e.def).find((q) => (typeof q === 'string' ? typeof p === 'string' && channelAllowed([q], p) : p instanceof RegExp && q.source === p.source && q.flags.replace(/[gy]/g, '') === p.flags.replace(/[gy]/g, '')));
+        if (q === undefined) continue;
+        const name = basename(e.file);
+        by.set(name, [...(by.get(name) ?? []), String(q)]);
+        return true;
+      }
+      return false;
+    });
+    if (!covered) return;
+    const which = [...by].map(([f, ps]) => `${f}: ${[...new Set(ps)].join(', ')}`).join('; ');
+    out.push(`actor ${a.file} never serves a channel: every pattern of its match is matched by an earlier file (${which}); files load in name order and the first match serves a channel`);
+  });
+  return out;
 }
 
 /** One line per actor file and what it matches, for the start log. */
