@@ -28,6 +28,12 @@ export default defineActor<{ n: number }>({
       late = tries.map((f) => { try { f(); return 'done'; } catch (err) { return (err as { code?: string }).code ?? String(err); } });
       return { reply: 'late' };
     }
+    if (msg.event === 'destructure') {
+      const { broadcast, push, subscriberCount } = ctx; // as on a plain object
+      broadcast('d', subscriberCount());
+      push(from.socketId, 'dp', 1);
+      return { reply: 'ok' };
+    }
     if (msg.event === 'status') return { reply: { late, n: ctx.state.n, timers: ctx.timers.has('late-timer') } };
     return undefined;
   },
@@ -59,4 +65,7 @@ t.test("a timed-out hook's later ctx calls are refused: nothing is published, pu
   await c.next((f) => f.op === 'message' && f.event === 'sentinel');
   t.same(c.frames.filter((f) => f.op === 'message' && f.event !== 'sentinel').map((f) => f.event), [], 'no late broadcast, push or timer event');
   t.notOk(c.frames.some((f) => f.op === 'kicked'), 'not kicked');
+  t.equal((await c.request({ op: 'publish', channel: 'late-1', event: 'destructure', data: 1 })).data, 'ok', 'a hook that destructures ctx works');
+  t.equal((await c.next((f) => f.op === 'message' && f.event === 'd')).data, 2);
+  await c.next((f) => f.op === 'message' && f.event === 'dp');
 });

@@ -7,14 +7,12 @@
  * `ctx.state` cannot be caught.
  */
 import { RtError } from '../errors.js';
-import type { Member } from '../protocol/native.js';
-import type { ActorContext, ActorTimers, Subscriber } from './define.js';
+import type { ActorContext, ActorTimers } from './define.js';
 
 type Ctx = ActorContext<unknown>;
 
 export class TurnContext {
   private over: string | undefined;
-  private turnTimers: ActorTimers | undefined;
 
   constructor(private readonly base: Ctx, private readonly warn: (msg: string) => void) {}
 
@@ -23,8 +21,16 @@ export class TurnContext {
     this.over = hook;
   }
 
-  private live(what: string): void {
-    if (this.over === undefined) return;
+  /**
+   * What `ctx.<what>` is for the hook: the actor's own function while the turn lasts (so destructuring
+   * `const { broadcast } = ctx` works as on a plain object), one that throws once it is over.
+   */
+  private fn<F>(what: string, live: F): F {
+    if (this.over === undefined) return live;
+    return (() => this.refuse(what)) as F;
+  }
+
+  private refuse(what: string): never {
     const msg = `${this.over} used ctx.${what} after its deadline; refused`;
     this.warn(msg);
     throw new RtError('actor_timeout', msg, 504);
@@ -39,59 +45,49 @@ export class TurnContext {
   }
 
   set state(v: unknown) {
-    this.live('state');
+    if (this.over !== undefined) this.refuse('state');
     this.base.state = v;
   }
 
-  now(): number {
-    return this.base.now();
+  get now(): Ctx['now'] {
+    return this.base.now;
   }
 
-  broadcast(event: string, data: unknown): number {
-    this.live('broadcast');
-    return this.base.broadcast(event, data);
+  get broadcast(): Ctx['broadcast'] {
+    return this.fn('broadcast', this.base.broadcast);
   }
 
-  push(socketId: string, event: string, data: unknown): boolean {
-    this.live('push');
-    return this.base.push(socketId, event, data);
+  get push(): Ctx['push'] {
+    return this.fn('push', this.base.push);
   }
 
-  pushUser(userId: string, event: string, data: unknown): number {
-    this.live('pushUser');
-    return this.base.pushUser(userId, event, data);
+  get pushUser(): Ctx['pushUser'] {
+    return this.fn('pushUser', this.base.pushUser);
   }
 
-  kick(socketId: string, reason?: string): boolean {
-    this.live('kick');
-    return this.base.kick(socketId, reason);
+  get kick(): Ctx['kick'] {
+    return this.fn('kick', this.base.kick);
   }
 
-  compute(task: string, input: unknown, tag?: string): void {
-    this.live('compute');
-    this.base.compute(task, input, tag);
+  get compute(): Ctx['compute'] {
+    return this.fn('compute', this.base.compute);
   }
 
   get timers(): ActorTimers {
-    if (this.turnTimers) return this.turnTimers;
     const t = this.base.timers;
-    return (this.turnTimers = {
-      after: (name, ms, data) => (this.live('timers.after'), t.after(name, ms, data)),
-      every: (name, ms, data) => (this.live('timers.every'), t.every(name, ms, data)),
-      cancel: (name) => (this.live('timers.cancel'), t.cancel(name)),
-      has: (name) => t.has(name),
-    });
+    if (this.over === undefined) return t;
+    return { after: () => this.refuse('timers.after'), every: () => this.refuse('timers.every'), cancel: () => this.refuse('timers.cancel'), has: (name) => t.has(name) };
   }
 
-  members(): Member[] {
-    return this.base.members();
+  get members(): Ctx['members'] {
+    return this.base.members;
   }
 
-  subscribers(): Subscriber[] {
-    return this.base.subscribers();
+  get subscribers(): Ctx['subscribers'] {
+    return this.base.subscribers;
   }
 
-  subscriberCount(): number {
-    return this.base.subscriberCount();
+  get subscriberCount(): Ctx['subscriberCount'] {
+    return this.base.subscriberCount;
   }
 }
