@@ -10,7 +10,7 @@ import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkJwtSecret } from './auth/secret-policy.js';
 import { configureLogs, createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
-import { describeActors, loadActors } from './actors/registry.js';
+import { describeActors, loadActors, shadowedActors } from './actors/registry.js';
 import { loadHandlers } from './actors/handlers.js';
 import { listTasks } from './actors/folder.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
@@ -138,6 +138,7 @@ export async function startServer(config: ServerConfig, threads: ThreadOptions =
     // What was loaded, once (every shard loads the same files).
     const log = createLogger(config.logLevel, 'main');
     for (const line of describeActors(actors)) log.info(line);
+    for (const line of shadowedActors(actors)) log.warn(line);
     for (const line of (await loadHandlers(config.actors)).summary) log.info(line);
     for (const [name, file] of listTasks(config.actors)) log.info(`compute task ${name}: ${file}`);
   }

@@ -32,3 +32,30 @@ t.test('a compute task runs off the shard and its result reaches the actor', asy
   }
   t.equal(n, 3, 'tasks counted in /metrics');
 });
+
+t.test('a task whose result or error cannot cross threads is answered with a message that says so, not "undefined"', async (t) => {
+  const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'rt-actors-compute-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'odd.task.ts'), `export default function odd(kind: string): unknown {\n  if (kind === 'throw-string') throw 'plain string';\n  return () => 1;\n}\n`);
+  writeFileSync(join(dir, 'asker.ts'), `import { defineActor } from 'rt-actors';
+export default defineActor({
+  match: 'odd-*',
+  onMessage(ctx, msg, from) { ctx.compute('odd', msg.data, from.socketId); return { reply: true }; },
+  onComputed(ctx, r) { ctx.push(r.tag!, 'result', r.ok ? 'ok' : r.error); },
+});
+`);
+  const s = await startServer(t, { actors: dir, actorComputeThreads: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.equal((await c.request({ op: 'subscribe', channel: 'odd-1' })).ok, true);
+  await c.request({ op: 'publish', channel: 'odd-1', event: 'x', data: 'function' });
+  const fn = await c.next((f) => f.event === 'result', 20_000);
+  t.equal(fn.data.code, 'task_failed');
+  t.match(fn.data.message, /compute task odd failed: its result cannot be sent between threads/);
+  await c.request({ op: 'publish', channel: 'odd-1', event: 'x', data: 'throw-string' });
+  const str = await c.next((f) => f.event === 'result' && f !== fn, 20_000);
+  t.equal(str.data.message, 'compute task odd failed: plain string');
+});

@@ -70,3 +70,69 @@ t.test('a folder outside the project imports rt-actors; helpers in lib/ and _fil
   const r = await c.request({ op: 'subscribe', channel: 'greet-1' });
   t.equal(r.data, `HELLO ${c.welcome.socket_id}`.toUpperCase());
 });
+
+t.test('a RegExp match with the g or y flag matches every channel it fits, not every other one', async (t) => {
+  // RegExp.test with g/y moves lastIndex, so the next channel was tested from the previous match's end.
+  const dir = folder(t, {
+    'rooms.ts': `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: [/^room-\\d+$/g, /^desk-\\d+$/y], onJoin: () => ({ reply: 'custom' }) });\n`,
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  for (const ch of ['room-1', 'room-2', 'room-3', 'desk-1', 'desk-2', 'desk-3']) {
+    t.equal((await c.request({ op: 'subscribe', channel: ch })).data, 'custom', `${ch} is served by the actor`);
+  }
+});
+
+t.test('an actor definition with an unknown key, or history/clientPublish of the wrong kind, stops the start naming the file', async (t) => {
+  const cases: Array<[string, RegExp]> = [
+    [`onMesage() {}`, /typo\.ts: "onMesage" is not an actor option \(did you mean "onMessage"\?\); known: match, history/],
+    [`history: { size: -5 }`, /typo\.ts: "history\.size" must be an integer from 0 to 1000000/],
+    [`history: { ttlSeconds: 'abc' }`, /typo\.ts: "history\.ttlSeconds" must be a number of seconds, at least 1/],
+    [`history: { sise: 5 }`, /typo\.ts: "history\.sise" is not a history option/],
+    [`history: 50`, /typo\.ts: "history" must be \{ size\?, ttlSeconds\? \}/],
+    [`clientPublish: 'yes'`, /typo\.ts: "clientPublish" must be true or false/],
+  ];
+  for (const [extra, message] of cases) {
+    const dir = folder(t, { 'typo.ts': `export default { match: 'x-*', ${extra} };\n` });
+    await t.rejects(startServer(t, { actors: dir, workers: 1 }), { message }, extra);
+  }
+});
+
+t.test('testActor refuses the definitions the loader refuses', async (t) => {
+  const { testActor } = await import('rt-actors/testing');
+  t.throws(() => testActor({ match: 'x-*', onJion() {} } as never), { message: /testActor: "onJion" is not an actor option \(did you mean "onJoin"\?\)/ });
+  t.throws(() => testActor({ match: 'x-*', history: { ttlSeconds: NaN } }), { message: /"history\.ttlSeconds" must be a number of seconds/ });
+});
+
+t.test('a handler file with a key that is not a handler option stops the start naming it', async (t) => {
+  const dir = folder(t, {
+    'orders.handlers.ts': `import { defineHandlers } from 'rt-actors';\nexport default defineHandlers({ onConect() {}, events: { ping: () => 'pong' } } as never);\n`,
+  });
+  await t.rejects(startServer(t, { actors: dir, workers: 1 }), { message: /orders\.handlers\.ts: "onConect" is not a handler option \(did you mean "onConnect"\?\)/ });
+});
+
+t.test('an actor whose every pattern an earlier file already matches is named in a start warning', async (t) => {
+  const actor = (match: string) => `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: ${match}, onJoin: () => ({ reply: ${JSON.stringify(match)} }) });\n`;
+  const dir = folder(t, {
+    'a-chat.ts': actor(`'chat-*'`),
+    'b-vip.ts': actor(`['chat-vip-*', 'chat-lobby']`),
+    'c-rooms.ts': actor(`['chat-x', 'room-*']`),
+    'd-again.ts': actor(`/^room-\\d+$/`),
+  });
+  const lines: string[] = [];
+  const original = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    await startServer(t, { actors: dir, workers: 1, logLevel: 'warn' });
+  } finally {
+    process.stderr.write = original;
+  }
+  const log = lines.join('\n');
+  t.match(log, /b-vip\.ts never serves a channel: every pattern of its match is matched by an earlier file \(a-chat\.ts: chat-\*\)/, 'the shadowed file is named with the one before it');
+  t.notMatch(log, /c-rooms\.ts never serves/, 'room-* is its own');
+  t.notMatch(log, /d-again\.ts never serves/, 'a RegExp is not compared with globs');
+});

@@ -2,6 +2,7 @@ import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { startServer, api } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
+import { channelOwnedBy, clientOnShard, until } from './helpers/faults.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/actors', import.meta.url));
 const examples = fileURLToPath(new URL('../actors', import.meta.url));
@@ -51,6 +52,22 @@ t.test('the shipped example actor (actors/chat-room.ts) works as documented', as
   b.close();
   const left = await a.next((f) => f.event === 'system' && /left/.test(f.data.text));
   t.equal(left.data.online, 1);
+});
+
+t.test("chat-room's online count stays right after its owner shard crashes (the survivors are re-registered without onJoin)", async (t) => {
+  const s = await startServer(t, { actors: examples });
+  const channel = channelOwnedBy('chat-crash-', 0, 2);
+  const x = await clientOnShard(s.url + '/ws', 1, t);
+  t.equal((await x.request({ op: 'subscribe', channel })).ok, true);
+  s.crashShard(0);
+  await until(async () => (await api(s.http, '/api/channels/' + channel)).body.subscribers === 1, 'x re-subscribed with the new owner');
+  const y = await clientOnShard(s.url + '/ws', 1, t);
+  t.equal((await y.request({ op: 'subscribe', channel })).ok, true);
+  const joined = await x.next((f) => f.event === 'system' && f.data.text.startsWith(`${y.welcome.socket_id} joined`));
+  t.equal(joined.data.online, 2, 'x and y are online');
+  x.close();
+  const left = await y.next((f) => f.event === 'system' && /left/.test(f.data.text));
+  t.equal(left.data.online, 1, 'y is online');
 });
 
 t.test('a broken actor folder fails the start with a clear error', async (t) => {

@@ -388,3 +388,25 @@ t.test('SSE: a backend disconnect (4011) with a request in flight leaves the cli
   t.equal(await published, 'disconnected', 'the request in flight fails');
   t.equal(c.state, 'disconnected');
 });
+
+t.test("a channel actor's join data, join reply and message replies through the client (the auction example)", async (t) => {
+  const { fileURLToPath } = await import('node:url');
+  const s = await startServer(t, { actors: fileURLToPath(new URL('../actors', import.meta.url)) });
+  for (const tr of TRANSPORTS) {
+    await t.test(tr, async (t) => {
+      const c = client(t, s.http, { transports: [tr], token: token('ann') });
+      const auction = c.channel(`auction-client-${tr}`);
+      const info = await new Promise<{ data?: unknown }>((resolve) => auction.subscribed(resolve));
+      t.same(info.data, { highest: 0, bidder: null, closesAt: null, closed: false }, 'the join reply');
+      const broadcast = new Promise((resolve) => auction.listen('bid', resolve));
+      const bid = await auction.publish('bid', { amount: 5 });
+      t.same(bid.data, { accepted: true, amount: 5 }, 'the message reply');
+      t.same(await broadcast, { amount: 5, bidder: 'ann' }, 'and what the actor broadcast');
+      await t.rejects(auction.publish('bid', { amount: 4 }), { code: 'bid_too_low' });
+      // Join data reaches authorize: chat-room refuses the nickname "root".
+      const refused = c.channel(`chat-client-${tr}`, { data: { nickname: 'root' } });
+      const err = await new Promise<{ code: string }>((resolve) => refused.error(resolve as never));
+      t.equal(err.code, 'nickname_taken');
+    });
+  }
+});

@@ -20,6 +20,7 @@ import { History } from './history.js';
 import { deliberate, HookRunner, RUN_ELSEWHERE, type Hook } from './hook-runner.js';
 import { isThenable, Mailbox } from './mailbox.js';
 import { TimerSet } from './timers.js';
+import { TurnContext } from './turn-context.js';
 import { threadLogger } from '../log.js';
 import { Published } from './published.js';
 import { ReplayGhosts } from './replay-ghosts.js';
@@ -179,7 +180,7 @@ export class ChannelActor {
     });
     if (env.count && env.countWanted?.(name)) this.counter = new CountThrottle(this.clock, (n) => this.countToThreads(n));
     this.timers = new TimerSet(this.clock, (timer, data, done) => {
-      this.background('onTimer', () => (this.def.onTimer ? this.def.onTimer(this.ctx, timer, data) : undefined), done);
+      this.background('onTimer', (ctx) => (this.def.onTimer ? this.def.onTimer(ctx, timer, data) : undefined), done);
     });
     const self = this;
     this.ctx = {
@@ -277,8 +278,11 @@ export class ChannelActor {
 
   // ——— hooks: deadlines and failures (hook-runner.ts) ———
 
-  private invoke<T>(hook: Hook, fn: () => T | Promise<T>): T | Promise<T> {
-    return RUN_ELSEWHERE in this.def ? fn() : this.runner.invoke(hook, fn);
+  /** Runs a hook with a ctx of its own, cut off if the hook outlives its deadline (turn-context.ts). */
+  private invoke<T>(hook: Hook, fn: (ctx: ActorContext<unknown>) => T | Promise<T>): T | Promise<T> {
+    if (RUN_ELSEWHERE in this.def) return fn(this.ctx);
+    const turn = new TurnContext(this.ctx, (msg) => this.log(`${msg} (actor ${this.file})`));
+    return this.runner.invoke(hook, () => fn(turn as unknown as ActorContext<unknown>), () => turn.end(hook));
   }
 
   /** Hooks keep failing: the state may be what is broken. Subscribers stay; timers and state start over. */
@@ -290,7 +294,7 @@ export class ChannelActor {
   }
 
   /** Runs a hook through the mailbox with nobody waiting for its answer (timers, results, kicks). */
-  private background(hook: Hook, fn: () => unknown, done?: () => void): void {
+  private background(hook: Hook, fn: (ctx: ActorContext<unknown>) => unknown, done?: () => void): void {
     const quiet = (err: unknown) => {
       // Failures were logged by invoke; a deliberate refusal has nobody to go to: say so once.
       if (deliberate(err) && !(err instanceof RtError && err.code === 'actor_failed')) this.log(`${hook} refused: ${(err as Error).message}`);
@@ -313,7 +317,7 @@ export class ChannelActor {
     this.counter?.stop();
     if (!this.def.onStop) return;
     try {
-      await this.invoke('onStop', () => this.def.onStop!(this.ctx, reason));
+      await this.invoke('onStop', (ctx) => this.def.onStop!(ctx, reason));
     } catch {
       /* logged by invoke */
     }
@@ -349,7 +353,7 @@ export class ChannelActor {
     this.removeSub(conn);
     this.env.kick?.(threadOfSocket(socketId), this.name, socketId, reason);
     // onLeave runs after the hook that kicked, like any later message.
-    if (this.def.onLeave) this.background('onLeave', () => this.def.onLeave!(this.ctx, subscriberOf(conn)));
+    if (this.def.onLeave) this.background('onLeave', (ctx) => this.def.onLeave!(ctx, subscriberOf(conn)));
     return true;
   }
 
@@ -378,7 +382,7 @@ export class ChannelActor {
     void runCompute(this.env.compute, task, input, tag).then((res) => {
       this.computing--;
       this.stats.computed++;
-      if (this.def.onComputed) this.background('onComputed', () => this.def.onComputed!(this.ctx, res));
+      if (this.def.onComputed) this.background('onComputed', (ctx) => this.def.onComputed!(ctx, res));
     });
   }
 
@@ -400,7 +404,7 @@ export class ChannelActor {
     }
     const who = subscriberOf(conn);
     if (this.def.authorize) {
-      const verdict = this.invoke('authorize', () => this.def.authorize!(this.ctx, who, data));
+      const verdict = this.invoke('authorize', (ctx) => this.def.authorize!(ctx, who, data));
       if (isThenable(verdict)) return verdict.then((v) => this.admit(conn, v, since, replay, data));
       return this.admit(conn, verdict, since, replay, data);
     }
@@ -416,7 +420,7 @@ export class ChannelActor {
     this.joining = conn;
     let r: JoinResult | void | Promise<JoinResult | void>;
     try {
-      r = this.invoke('onJoin', () => this.def.onJoin!(this.ctx, subscriberOf(conn), data));
+      r = this.invoke('onJoin', (ctx) => this.def.onJoin!(ctx, subscriberOf(conn), data));
     } catch (err) {
       this.joining = undefined;
       throw err;
@@ -514,7 +518,7 @@ export class ChannelActor {
     this.removeSub(conn);
     if (!this.def.onLeave) return;
     try {
-      const r = this.invoke('onLeave', () => this.def.onLeave!(this.ctx, subscriberOf(conn)));
+      const r = this.invoke('onLeave', (ctx) => this.def.onLeave!(ctx, subscriberOf(conn)));
       if (isThenable(r)) return r.catch(() => {});
     } catch {
       /* logged by invoke */
@@ -603,7 +607,7 @@ export class ChannelActor {
       // Pusher shows who sent a client event on a presence channel (`user_id`): the member it subscribed as.
       if (this.kind === 'presence') user = sender.user;
       if (this.def.onMessage) {
-        verdict = this.invoke('onMessage', () => this.def.onMessage!(this.ctx, msg, subscriberOf(sender), deliveryOf(exclude)));
+        verdict = this.invoke('onMessage', (ctx) => this.def.onMessage!(ctx, msg, subscriberOf(sender), deliveryOf(exclude)));
       } else if (whisper) {
         if (this.kind === 'public') throw new RtError('forbidden', 'only subscribers of private- and presence- channels may whisper', 403);
         if (!msg.event.startsWith('client-')) throw new RtError('bad_request', 'whisper events must start with "client-"');
@@ -612,7 +616,7 @@ export class ChannelActor {
         if (!allowed) throw new RtError('publish_refused', `clients may not publish to ${this.name} (client publish policy: ${this.def.clientPublish === false ? 'refused by actor' : this.env.clientPublish})`, 403);
       }
     } else if (this.def.onPublish) {
-      verdict = this.invoke('onPublish', () => this.def.onPublish!(this.ctx, msg, source, deliveryOf(exclude)));
+      verdict = this.invoke('onPublish', (ctx) => this.def.onPublish!(ctx, msg, source, deliveryOf(exclude)));
     }
     if (isThenable(verdict)) return verdict.then((v) => this.afterVerdict(msg, v, exclude, source, at, user));
     return this.afterVerdict(msg, verdict, exclude, source, at, user);
@@ -911,7 +915,7 @@ export class ChannelActor {
     if (!this.def.onPublish) return send(undefined);
     let verdict: OutgoingMessage | null | void | Promise<OutgoingMessage | null | void>;
     try {
-      verdict = this.invoke('onPublish', () => this.def.onPublish!(this.ctx, { event: msg.event, data: msg.data }, 'redis'));
+      verdict = this.invoke('onPublish', (ctx) => this.def.onPublish!(ctx, { event: msg.event, data: msg.data }, 'redis'));
     } catch (err) {
       return this.log(`onPublish refused a message published through Redis: ${(err as Error).message}`);
     }

@@ -33,10 +33,21 @@ export function startActorCompute(config: ServerConfig, hub: Hub, execArgv?: str
     try {
       return await pool.run({ file, input: body.input });
     } catch (err) {
-      const e = err as Error;
-      if (/queue is at limit/i.test(e.message)) throw new RtError('overloaded', 'the compute pool is full; try again later', 503);
-      throw new RtError('task_failed', `compute task ${body.task as string} failed: ${e.message}`, 500);
+      if (err instanceof Error && /queue is at limit/i.test(err.message)) throw new RtError('overloaded', 'the compute pool is full; try again later', 503);
+      throw new RtError('task_failed', `compute task ${body.task as string} failed: ${failure(err)}`, 500);
     }
   });
   return { destroy: () => pool.destroy() };
+}
+
+/**
+ * What went wrong, for the actor. A task may throw anything, and a result structured clone refuses (a
+ * function, a class with private fields…) reaches us as an empty object with no message at all.
+ */
+function failure(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (err !== null && typeof err === 'object' && Object.keys(err).length === 0) {
+    return 'its result cannot be sent between threads (structured clone refused it: return plain data, no functions)';
+  }
+  return typeof err === 'string' ? err : String(JSON.stringify(err) ?? err);
 }

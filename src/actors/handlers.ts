@@ -7,6 +7,7 @@
  */
 import { RtError } from '../errors.js';
 import { importFolder } from './folder.js';
+import { unknownKey } from './unknown-key.js';
 
 /** What a handler sees of the connection that sent the event. */
 export interface Connection {
@@ -142,6 +143,8 @@ export interface NamespaceHandlers {
 }
 
 function validate(def: HandlerDefinition, file: string): void {
+  const bad = unknownKey(def, ['namespace', 'events', 'onConnect', 'onDisconnect'], 'a handler option');
+  if (bad) throw new Error(`${file}: ${bad}`);
   if (def.namespace !== undefined && !validNamespace(def.namespace)) {
     throw new Error(`${file}: "namespace" must start with "/" and hold printable ASCII without commas`);
   }

@@ -47,8 +47,11 @@ export class HookRunner {
 
   constructor(private readonly o: HookRunnerOptions) {}
 
-  /** Runs a hook: its value (or promise of it), or a thrown `actor_failed` / `actor_timeout` / refusal. */
-  invoke<T>(hook: Hook, fn: () => T | Promise<T>): T | Promise<T> {
+  /**
+   * Runs a hook: its value (or promise of it), or a thrown `actor_failed` / `actor_timeout` / refusal.
+   * `abandoned` is called at the deadline, before anything else runs, when the hook is left running.
+   */
+  invoke<T>(hook: Hook, fn: () => T | Promise<T>, abandoned?: () => void): T | Promise<T> {
     let r: T | Promise<T>;
     try {
       r = fn();
@@ -59,7 +62,7 @@ export class HookRunner {
       this.failures = 0;
       return r;
     }
-    return this.deadline(hook, r).then(
+    return this.deadline(hook, r, abandoned).then(
       (v) => {
         this.failures = 0;
         return v;
@@ -70,11 +73,14 @@ export class HookRunner {
     );
   }
 
-  private deadline<T>(hook: Hook, p: Promise<T>): Promise<T> {
+  private deadline<T>(hook: Hook, p: Promise<T>, abandoned?: () => void): Promise<T> {
     const ms = this.o.hookTimeoutMs;
     const clock = this.o.clock;
     return new Promise<T>((resolve, reject) => {
-      const h = clock.setTimeout(() => reject(new RtError('actor_timeout', `the channel actor's ${hook} did not finish within ${ms} ms`, 504)), ms);
+      const h = clock.setTimeout(() => {
+        abandoned?.();
+        reject(new RtError('actor_timeout', `the channel actor's ${hook} did not finish within ${ms} ms`, 504));
+      }, ms);
       p.then(
         (v) => {
           clock.clearTimeout(h);

@@ -2,11 +2,13 @@
  * Which actor definition serves a channel: the first user definition (files in name order) whose
  * pattern matches, else the built-in one. Every shard loads the same files, so any shard can own any channel.
  */
+import { basename } from 'node:path';
 import { channelAllowed } from '../auth/jwt.js';
 import type { ActorDefinition, AnyActorDefinition } from './define.js';
 import { importFolder } from './folder.js';
 import { isHandlerDefinition } from './handlers.js';
 import { timeHooks } from './hook-timing.js';
+import { validateActorDefinition } from './validate-definition.js';
 import { isHiddenChannel } from '../runtime/hidden-channels.js';
 
 export const BUILTIN_ACTOR: AnyActorDefinition = { match: '*' };
@@ -21,21 +23,9 @@ export interface LoadedActor {
 function matcher(match: ActorDefinition['match']): (channel: string) => boolean {
   const list = (Array.isArray(match) ? match : [match]) as Array<string | RegExp>;
   const globs = list.filter((m): m is string => typeof m === 'string');
-  const regexps = list.filter((m): m is RegExp => m instanceof RegExp);
+  // test() with the g or y flag starts from the previous match's lastIndex: every other channel missed.
+  const regexps = list.filter((m): m is RegExp => m instanceof RegExp).map((r) => (r.global || r.sticky ? new RegExp(r.source, r.flags.replace(/[gy]/g, '')) : r));
   return (ch) => channelAllowed(globs, ch) || regexps.some((r) => r.test(ch));
-}
-
-function validate(def: unknown, file: string): AnyActorDefinition {
-  const d = def as AnyActorDefinition | undefined;
-  if (!d || typeof d !== 'object') throw new Error(`${file}: the default export must be defineActor({ match, ... }) or defineHandlers({ ... }); helper modules go in a subfolder or a file whose name starts with "_"`);
-  const list = Array.isArray(d.match) ? d.match : [d.match];
-  if (list.length === 0 || !list.every((m) => typeof m === 'string' || m instanceof RegExp)) {
-    throw new Error(`${file}: "match" must be a channel name or glob, a RegExp, or a list of them`);
-  }
-  for (const hook of ['init', 'authorize', 'onJoin', 'onLeave', 'onMessage', 'onPublish', 'onTimer', 'onComputed', 'onStop'] as const) {
-    if (d[hook] !== undefined && typeof d[hook] !== 'function') throw new Error(`${file}: "${hook}" must be a function`);
-  }
-  return d;
 }
 
 export async function loadActors(dir: string): Promise<LoadedActor[]> {
@@ -44,7 +34,7 @@ export async function loadActors(dir: string): Promise<LoadedActor[]> {
   for (const { file, exported } of await importFolder(dir)) {
     // Request handler files (defineHandlers) share the folder; loadHandlers picks those up.
     if (isHandlerDefinition(exported)) continue;
-    const def = validate(exported, file);
+    const def = validateActorDefinition(exported, file);
     out.push({ file, def: timeHooks(def), matches: matcher(def.match) });
   }
   return out;
@@ -68,6 +58,37 @@ export class ActorRegistry {
   get files(): string[] {
     return this.loaded.map((a) => a.file);
   }
+}
+
+function patternsOf(def: AnyActorDefinition): Array<string | RegExp> {
+  return (Array.isArray(def.match) ? def.match : [def.match]) as Array<string | RegExp>;
+}
+
+/**
+ * Warnings for actor files that can never serve a channel, each of their patterns being matched by an
+ * earlier file's (the first match wins: two files with one pattern, or 'chat-*' before 'chat-vip-*').
+ * A glob covers another when it matches that pattern's text: each `*` of the later one falls inside a `*`
+ * of the earlier one. RegExps are compared with RegExps only, by source and flags.
+ */
+export function shadowedActors(loaded: readonly LoadedActor[]): string[] {
+  const out: string[] = [];
+  loaded.forEach((a, i) => {
+    const by = new Map<string, string[]>();
+    const covered = patternsOf(a.def).every((p) => {
+      for (const e of loaded.slice(0, i)) {
+        const q = patternsOf(e.def).find((q) => (typeof q === 'string' ? typeof p === 'string' && channelAllowed([q], p) : p instanceof RegExp && q.source === p.source && q.flags.replace(/[gy]/g, '') === p.flags.replace(/[gy]/g, '')));
+        if (q === undefined) continue;
+        const name = basename(e.file);
+        by.set(name, [...(by.get(name) ?? []), String(q)]);
+        return true;
+      }
+      return false;
+    });
+    if (!covered) return;
+    const which = [...by].map(([f, ps]) => `${f}: ${[...new Set(ps)].join(', ')}`).join('; ');
+    out.push(`actor ${a.file} never serves a channel: every pattern of its match is matched by an earlier file (${which}); files load in name order and the first match serves a channel`);
+  });
+  return out;
 }
 
 /** One line per actor file and what it matches, for the start log. */

@@ -16,6 +16,7 @@ import type { ActorContext, ActorDefinition, ComputeResult, OutgoingMessage, Sub
 import { ACTOR_DEFAULTS, type ActorStats } from '../actors/channel-actor.js';
 import { systemClock } from '../actors/clock.js';
 import { HookRunner, type Hook } from '../actors/hook-runner.js';
+import { TurnContext } from '../actors/turn-context.js';
 import { assertEventName, checkCompute, clientEventUser, deliveryOf, kickReason, runCompute, type ComputeFn } from '../actors/context-rules.js';
 import { channelKind } from '../auth/channels.js';
 import { Mailbox } from '../actors/mailbox.js';
@@ -226,8 +227,10 @@ export class Activation {
   }
 
   /** A user hook, under the deadline and failure rules of every actor (hook-runner.ts). */
-  private hook<T>(name: Hook, fn: () => T | Promise<T>): Promise<T> {
-    return Promise.resolve(this.runner.invoke(name, fn));
+  /** Runs a hook with a ctx of its own, cut off if the hook outlives its deadline (turn-context.ts). */
+  private hook<T>(name: Hook, fn: (ctx: ActorContext<unknown>) => T | Promise<T>): Promise<T> {
+    const turn = new TurnContext(this.ctx, (msg) => this.env.log(`channel ${this.channel}: ${msg}`));
+    return Promise.resolve(this.runner.invoke(name, () => fn(turn as unknown as ActorContext<unknown>), () => turn.end(name)));
   }
 
   /**
@@ -330,7 +333,7 @@ export class Activation {
       case 'auth': {
         const [who, data] = args as [RemoteSubscriber, unknown];
         const authorize = this.def.authorize;
-        result = authorize ? await this.hook('authorize', () => authorize(this.ctx, who, data)) : true;
+        result = authorize ? await this.hook('authorize', (ctx) => authorize(ctx, who, data)) : true;
         if (result !== true && result !== false && (typeof result !== 'object' || result === null)) result = !!result;
         break;
       }
@@ -339,7 +342,7 @@ export class Activation {
         // Registered once onJoin accepted it, as on one host: a refused join leaves no subscriber behind.
         const known = this.subs.has(who.socketId);
         const onJoin = this.def.onJoin;
-        const v = known || !onJoin ? undefined : await this.hook('onJoin', () => onJoin(this.ctx, who, data ?? undefined));
+        const v = known || !onJoin ? undefined : await this.hook('onJoin', (ctx) => onJoin(ctx, who, data ?? undefined));
         this.subs.set(who.socketId, who);
         if (v && typeof v === 'object' && 'reply' in v) result = { r: (v as { reply: unknown }).reply };
         break;
@@ -350,7 +353,7 @@ export class Activation {
         if (known) {
           this.subs.delete(who.socketId);
           const onLeave = this.def.onLeave;
-          if (onLeave) await this.hook('onLeave', () => onLeave(this.ctx, known));
+          if (onLeave) await this.hook('onLeave', (ctx) => onLeave(ctx, known));
         }
         break;
       }
@@ -359,7 +362,7 @@ export class Activation {
         const onMessage = this.def.onMessage;
         if (!onMessage) throw new RtError('bad_request', 'no onMessage');
         exclude = excluded(ex);
-        const v = checkVerdict(this.channel, await this.hook('onMessage', () => onMessage(this.ctx, msg, this.subs.get(who.socketId) ?? who, deliveryOf(exclude))));
+        const v = checkVerdict(this.channel, await this.hook('onMessage', (ctx) => onMessage(ctx, msg, this.subs.get(who.socketId) ?? who, deliveryOf(exclude))));
         if (v && typeof v === 'object' && 'reply' in v) reply = { r: v.reply };
         if (v && typeof v === 'object' && 'reply' in v && v.event === undefined) {
           // Answers the sender, publishes nothing.
@@ -382,19 +385,19 @@ export class Activation {
           this.arm(name);
         } else this.timers.delete(name);
         const onTimer = this.def.onTimer;
-        if (onTimer) await this.hook('onTimer', () => onTimer(this.ctx, name, t.data));
+        if (onTimer) await this.hook('onTimer', (ctx) => onTimer(ctx, name, t.data));
         break;
       }
       case 'kicked': {
         const [who] = args as [RemoteSubscriber];
         const onLeave = this.def.onLeave;
-        if (onLeave) await this.hook('onLeave', () => onLeave(this.ctx, who));
+        if (onLeave) await this.hook('onLeave', (ctx) => onLeave(ctx, who));
         break;
       }
       case 'computed': {
         const [res] = args as [ComputeResult];
         const onComputed = this.def.onComputed;
-        if (onComputed) await this.hook('onComputed', () => onComputed(this.ctx, res));
+        if (onComputed) await this.hook('onComputed', (ctx) => onComputed(ctx, res));
         break;
       }
       case 'pub': {
@@ -402,7 +405,7 @@ export class Activation {
         if (typeof claim === 'string' && this.seenClaim(claim)) return null;
         exclude = excluded(ex);
         const onPublish = this.def.onPublish;
-        const v = onPublish ? checkVerdict(this.channel, await this.hook('onPublish', () => onPublish(this.ctx, msg, source, deliveryOf(exclude)))) : undefined;
+        const v = onPublish ? checkVerdict(this.channel, await this.hook('onPublish', (ctx) => onPublish(ctx, msg, source, deliveryOf(exclude)))) : undefined;
         out = v === null ? null : v === undefined ? msg : ({ event: v.event, data: v.data } as OutgoingMessage);
         break;
       }

@@ -81,7 +81,8 @@ type ClientEvents = {
 };
 
 type ChannelEvents = {
-  subscribed: (info: { offset: number; epoch: string; recovered?: boolean }) => void;
+  /** `data`: the channel actor's answer to the join (its onJoin `reply`), when it gave one. */
+  subscribed: (info: { offset: number; epoch: string; recovered?: boolean; data?: unknown }) => void;
   error: (err: RtClientError) => void;
   /** Messages were missed and cannot be replayed: refetch the state this channel feeds. */
   resync: (info: { offset: number; epoch?: string; reason: string }) => void;
@@ -145,7 +146,11 @@ export class Channel {
   /** unsubscribe() came while the subscribe was in flight: undo it once it lands. */
   private dropped = false;
 
-  constructor(protected readonly client: RtClient, readonly name: string) {}
+  /**
+   * `data` goes with every subscribe of this channel, resubscribes included: what the channel actor's
+   * `authorize` and `onJoin` read (a room password, a nickname).
+   */
+  constructor(protected readonly client: RtClient, readonly name: string, readonly data?: unknown) {}
 
   listen(event: string, cb: Listener): this {
     let set = this.handlers.get(event);
@@ -181,12 +186,16 @@ export class Channel {
     return this.stopListening(`client-${event}`, cb);
   }
 
-  whisper(event: string, data: unknown): Promise<{ offset: number }> {
+  whisper(event: string, data: unknown): Promise<{ offset: number; data?: unknown }> {
     return this.publish(`client-${event}`, data, { excludeSelf: true });
   }
 
-  /** Publishes from this client (the server's client-publish policy applies); resolves with the offset. */
-  publish(event: string, data: unknown, opts: { excludeSelf?: boolean } = {}): Promise<{ offset: number }> {
+  /**
+   * Publishes from this client (the server's client-publish policy applies); resolves with the offset
+   * (absent when the channel's actor answered without publishing) and `data`, the actor's reply, when
+   * it gave one. A refusal rejects with the server's code.
+   */
+  publish(event: string, data: unknown, opts: { excludeSelf?: boolean } = {}): Promise<{ offset: number; data?: unknown }> {
     checkEvent(event);
     const frame: Frame = { op: 'publish', channel: this.name, event, data: data === undefined ? null : data };
     if (opts.excludeSelf) frame.exclude_self = true;
@@ -195,7 +204,7 @@ export class Channel {
         this.own.add(r.offset);
         if (this.own.size > 256) this.own.delete(this.own.values().next().value!);
       }
-      return { offset: r.offset as number };
+      return r.data !== undefined ? { offset: r.offset as number, data: r.data } : { offset: r.offset as number };
     });
   }
 
@@ -235,6 +244,7 @@ export class Channel {
     this.state = 'subscribing';
     this.dropped = false;
     const frame: Frame = { op: 'subscribe', channel: this.name };
+    if (this.data !== undefined) frame.data = this.data;
     if (this.offset !== undefined && this.epoch !== undefined) frame.since = { offset: this.offset, epoch: this.epoch };
     // A callback, not a promise: the reply must be handled before the frames right behind it.
     this.client.requestRaw(frame, (err, r) => {
@@ -277,7 +287,9 @@ export class Channel {
     }
     this.offset = r.offset;
     this.epoch = r.epoch;
-    this.events.fire('subscribed', resumed ? { offset: r.offset, epoch: r.epoch, recovered: r.recovered === true } : { offset: r.offset, epoch: r.epoch });
+    const info: { offset: number; epoch: string; recovered?: boolean; data?: unknown } = resumed ? { offset: r.offset, epoch: r.epoch, recovered: r.recovered === true } : { offset: r.offset, epoch: r.epoch };
+    if (r.data !== undefined) info.data = r.data;
+    this.events.fire('subscribed', info);
   }
 
   /** @internal A live publication. */
@@ -408,25 +420,28 @@ export class RtClient extends Emitter<ClientEvents> {
 
   // ---- channels -------------------------------------------------------------------------------
 
-  /** A channel (created and subscribed on first use). `presence-` names give a PresenceChannel. */
-  channel(name: string): Channel {
+  /**
+   * A channel (created and subscribed on first use). `presence-` names give a PresenceChannel.
+   * `opts.data` is sent with its subscribes, for the channel actor (taken when the channel is created).
+   */
+  channel(name: string, opts: { data?: unknown } = {}): Channel {
     let ch = this.channelMap.get(name);
     if (ch) return ch;
     checkChannel(name);
-    ch = name.startsWith('presence-') ? new PresenceChannel(this, name) : new Channel(this, name);
+    ch = name.startsWith('presence-') ? new PresenceChannel(this, name, opts.data) : new Channel(this, name, opts.data);
     this.channelMap.set(name, ch);
     if (this.state === 'connected') ch._subscribe();
     return ch;
   }
 
   /** `private-<name>` (laravel-echo's naming). */
-  private(name: string): Channel {
-    return this.channel(`private-${name}`);
+  private(name: string, opts: { data?: unknown } = {}): Channel {
+    return this.channel(`private-${name}`, opts);
   }
 
   /** `presence-<name>`. */
-  join(name: string): PresenceChannel {
-    return this.channel(`presence-${name}`) as PresenceChannel;
+  join(name: string, opts: { data?: unknown } = {}): PresenceChannel {
+    return this.channel(`presence-${name}`, opts) as PresenceChannel;
   }
 
   /** Leaves `name`, `private-name` and `presence-name`, as laravel-echo does. */

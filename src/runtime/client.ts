@@ -54,6 +54,12 @@ export abstract class Client {
    * do not count against --max-channels-per-connection: their own limits bound them.
    */
   hidden?: Map<string, 'quiet' | 'sink'>;
+  /**
+   * The `data` each subscription was made with, when it had some: a replaced owner shard authorizes the
+   * connection again (an actor's `authorize` reads it). Bounded by --max-payload per subscribe and
+   * --max-channels-per-connection.
+   */
+  subscribeData?: Map<string, unknown>;
 
   constructor(id: string, transport: string, codec: WireCodec) {
     this.id = id;
@@ -72,12 +78,14 @@ export abstract class Client {
 
   /** For the hub: forgets `channel`; false when the connection was not in it. */
   leaveChannel(channel: string): boolean {
+    this.subscribeData?.delete(channel);
     return this.channelSet?.delete(channel) ?? false;
   }
 
   /** For the hub: the connection closed, it is in no channel. */
   leaveAll(): void {
     this.channelSet = undefined;
+    this.subscribeData = undefined;
   }
 
   /** Sends bytes already encoded with this client's codec. */

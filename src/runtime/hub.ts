@@ -241,6 +241,7 @@ export class Hub {
         if (res!.info !== undefined && client.info === undefined) client.info = res!.info;
         beforeJoin?.(res!);
         this.addLocal(client, channel, res!);
+        if (data !== undefined) (client.subscribeData ??= new Map()).set(channel, data);
         const log = threadLogger();
         if (log.enabled('debug')) log.debug(`subscribed to ${channel}`, { event: 'subscribe', conn: client.id, channel, user: client.user });
         resolve(res!);
@@ -649,12 +650,15 @@ export class Hub {
         const pos = this.local.get(ch)?.pos;
         const req: Request = { t: 'sub', ch, conn: c.connRef(ch), replay: true };
         if (pos) req.since = pos;
+        const data = c.subscribeData?.get(ch);
+        if (data !== undefined) req.data = data;
         this.mesh.call(peer, req, (err) => {
           if (err && !c.closed) {
             // Redis bridge unreachable: the client comes back later and resumes, rather than losing the channel.
             if (err.code === 'unavailable' || err.code === 'overloaded') c.disconnect(CloseCode.RESYNC, `${ch} is unavailable for now: reconnect and resume`, true);
-            // Refused now (e.g. token expired meanwhile): the client must know it lost the channel.
-            else this.unsubscribe(c, ch);
+            // Refused now (e.g. token expired meanwhile): the client must know it lost the channel,
+            // as when an actor kicks it (the new owner never registered it).
+            else this.kickFromChannel(ch, c.id, `refused when the channel's owner restarted: ${err.code ?? 'refused'}`);
           }
         });
       }

@@ -5,6 +5,7 @@
  */
 import { ChannelActor, newActorStats, type ActorStats } from '../actors/channel-actor.js';
 import type { AnyActorDefinition, StopReason } from '../actors/define.js';
+import { validateActorDefinition } from '../actors/validate-definition.js';
 import type { Member, Publication } from '../protocol/native.js';
 import type { ConnRef, PublishResult, PublishSource } from '../runtime/messages.js';
 import { ManualClock } from './clock.js';
@@ -233,5 +234,6 @@ function defaultChannel(def: AnyActorDefinition): string {
 
 /** Runs `def` in memory: `const t = testActor(auction, { channel: 'auction-1' })`. */
 export function testActor(def: AnyActorDefinition, opts: ActorTestOptions = {}): ActorTest {
-  return new ActorTest(def, opts);
+  // The checks the server makes when it loads the file, so a unit test fails where the start would.
+  return new ActorTest(validateActorDefinition(def, 'testActor'), opts);
 }
