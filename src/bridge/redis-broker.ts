@@ -401,7 +401,7 @@ export class RedisBroker implements Broker {
   }
 
   async history(channel: string, after: number, upTo: number | undefined, limit: number, bounds: HistoryBounds): Promise<HistorySlice> {
-    if (upTo !== undefined && after >= upTo) return { pubs: [], recovered: true };
+    if (upTo !== undefined && after === upTo) return { pubs: [], recovered: true };
     let r: [number, [Buffer, Buffer[]][]] | [number];
     try {
       r = await this.scripts.rtHistoryBuffer(this.keys.stream(channel), this.keys.meta(channel), after, upTo ?? -1, Math.max(1, Math.round(bounds.ttlMs)), bounds.size);
