@@ -85,6 +85,19 @@ function versionAtLeast(v: string, major: number, minor: number): boolean {
   return a > major || (a === major && b >= minor);
 }
 
+/** Why the first connection failed, in words that point at the fix: a Redis that answers but refuses us is not down. */
+function startFailure(target: RedisTarget, err: unknown): string {
+  const reason = String((err as Error)?.message ?? err).replace(/\.+$/, '');
+  if (/^(NOAUTH|WRONGPASS)\b/.test(reason)) {
+    return `Redis at ${target.display} refused our credentials (${reason}): give the password in --redis (redis://:password@host:port, or redis://user:password@host:port)`;
+  }
+  if (/^NOPERM\b/.test(reason)) return `Redis at ${target.display} refused a command to our user (${reason}): the ACL user needs the commands, keys and channels of --redis-namespace (and of --redis-prefix for Laravel)`;
+  if (/DB index is out of range/.test(reason)) {
+    return `Redis at ${target.display} has no database ${target.options.db} (${reason}): its 'databases' setting (16 by default) bounds the number in --redis`;
+  }
+  return `cannot reach Redis at ${target.display}: ${reason}. Start Redis or fix --redis / RT_REDIS_URL / --redis-sentinels; without --redis the server runs as a single host`;
+}
+
 /**
  * The main thread's connection: checked at start (reachable, recent enough, cluster or not as
  * configured) so a wrong --redis stops the start with a clear message, and kept to answer the
@@ -100,7 +113,7 @@ export async function openMainBridge(config: ServerConfig, target: RedisTarget):
   try {
     await connectWithin(cmd, START_TIMEOUT_MS, true);
   } catch (err) {
-    fail(`cannot reach Redis at ${target.display}: ${(err as Error).message}. Start Redis or fix --redis / RT_REDIS_URL / --redis-sentinels; without --redis the server runs as a single host`);
+    fail(startFailure(target, err));
   }
   let info = '';
   try {
