@@ -155,6 +155,10 @@ export class RedisBroker implements Broker {
       }
       this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps', { event: 'redis.up' });
       void this.beat();
+      // Revocations made while this thread was cut off (their notice on the control channel was missed).
+      void this.revocations().then((all) => {
+        for (const [user, at] of all) this.opts.onControl({ t: 'revoke', user, at });
+      });
       for (const { sink } of this.sinks.values()) sink.recover();
     });
     let wasUp = false;
@@ -491,6 +495,23 @@ export class RedisBroker implements Broker {
     }
     if (r === 1) this.lifecycle({ t: 'occupied', ch: channel });
     else if (r === -1) this.lifecycle({ t: 'vacated', ch: channel });
+  }
+
+  /**
+   * The token revocations kept in Redis (POST /api/users/:id/disconnect on any host, at any time): user →
+   * seconds. Empty, with a warning, when Redis cannot answer (the shard serves meanwhile; the next
+   * reconnect reads them again).
+   */
+  async revocations(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    try {
+      const all = await this.cmd.hgetall(this.keys.revoked);
+      for (const [user, at] of Object.entries(all)) if (Number.isFinite(Number(at))) out.set(user, Number(at));
+    } catch (err) {
+      this.stats.errors++;
+      this.opts.log.warn(`could not read the token revocations from Redis: ${(err as Error).message}`);
+    }
+    return out;
   }
 
   // ——— heartbeat and sweeping ———
