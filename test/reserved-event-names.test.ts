@@ -44,3 +44,23 @@ t.test("publishers cannot use the names of the server's own events", async (t) =
   t.same(events.filter((e) => e.event.startsWith('rt:')).map((e) => e.event), ['rt:welcome', 'rt:subscribed'], 'the SSE subscriber saw only real control events');
   t.ok(events.some((e) => e.event === 'cart:rt:update'));
 });
+
+t.test("an actor's broadcast cannot use them either", async (t) => {
+  const { defineActor } = await import('rt-actors');
+  const { testActor } = await import('rt-actors/testing');
+  const def = defineActor({
+    match: 'room',
+    onMessage(ctx, msg) {
+      ctx.broadcast(msg.data as string, {});
+      return { reply: 'sent' };
+    },
+  });
+  const a = testActor(def);
+  const s = await a.join();
+  for (const event of ['pusher_internal:member_added', 'rt:resync', 'presence:leaving']) {
+    const err = await a.send(s, 'broadcast', event).then(() => undefined, (e: { code?: string; message?: string }) => e);
+    t.ok(err, `broadcast of ${event}: refused`);
+    t.match(a.logs.join('\n') + String(err?.message), /reserved/, `${event}: the reason says reserved`);
+  }
+  t.same((await a.send(s, 'broadcast', 'fine')).data, 'sent', 'an ordinary name is published');
+});
