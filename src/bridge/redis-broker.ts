@@ -155,10 +155,7 @@ export class RedisBroker implements Broker {
       }
       this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps', { event: 'redis.up' });
       void this.beat();
-      // Revocations made while this thread was cut off (their notice on the control channel was missed).
-      void this.revocations().then((all) => {
-        for (const [user, at] of all) this.opts.onControl({ t: 'revoke', user, at });
-      });
+      void this.reapplyRevocations();
       for (const { sink } of this.sinks.values()) sink.recover();
     });
     let wasUp = false;
@@ -176,6 +173,7 @@ export class RedisBroker implements Broker {
         if (route) channels.add(route.channel);
       }
       for (const ch of channels) this.sinks.get(ch)?.sink.recover();
+      if (list.includes(this.keys.control)) void this.reapplyRevocations();
     });
     const [cmd, sub] = await Promise.allSettled([connectWithin(this.cmd, timeoutMs), this.listen(timeoutMs)]);
     const failed = cmd.status === 'rejected' ? cmd.reason : sub.status === 'rejected' ? sub.reason : undefined;
@@ -512,6 +510,11 @@ export class RedisBroker implements Broker {
       this.opts.log.warn(`could not read the token revocations from Redis: ${(err as Error).message}`);
     }
     return out;
+  }
+
+  /** After a reconnect: revocations made meanwhile, whose notice on the control channel this thread missed. */
+  private async reapplyRevocations(): Promise<void> {
+    for (const [user, at] of await this.revocations()) this.opts.onControl({ t: 'revoke', user, at });
   }
 
   // ——— heartbeat and sweeping ———
