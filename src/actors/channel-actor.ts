@@ -724,7 +724,8 @@ export class ChannelActor {
       if (!known) await this.op(() => broker.count(this.name, this.subs.size + 1)).catch(later);
       result = { offset: this.offset, epoch: this.epoch };
       if (since && !replay) {
-        if (since.epoch === this.epoch && since.offset >= this.offset) {
+        // Past this host's offset, Redis decides: the client may only be ahead of this relay, or past the stream's end.
+        if (since.epoch === this.epoch && since.offset === this.offset) {
           result.recovered = true;
           result.pubs = [];
         } else if (since.epoch === this.epoch) {
@@ -938,6 +939,9 @@ export class ChannelActor {
     if (!this.bridged) return;
     if (pos.epoch !== this.epoch) return this.reset(pos.epoch, pos.offset, "the channel's stream in Redis was reset (Redis restarted without persistence?)");
     if (pos.offset > this.offset) await this.fill(pos.offset);
+    // Behind what was delivered: a failover lost the old master's last writes and the new one reuses
+    // their offsets. Relaying on would drop those as duplicates nobody ever saw.
+    else if (pos.offset < this.offset) this.reset(pos.epoch, pos.offset, `the channel's stream in Redis went back from offset ${this.offset} to ${pos.offset} (a failover lost its last writes?)`);
   }
 }
 

@@ -6,9 +6,12 @@
  */
 import { RtError, toErrorBody } from '../errors.js';
 import type { ComputeResult, PublishDelivery } from './define.js';
+import { reservedEvent } from '../protocol/reserved-events.js';
 
 export function assertEventName(event: unknown): asserts event is string {
   if (typeof event !== 'string' || event.length === 0 || event.length > 200) throw new RtError('bad_event', 'an event name must be a string of 1-200 characters');
+  const reserved = reservedEvent(event);
+  if (reserved) throw new RtError('bad_event', `${reserved}: ${JSON.stringify(event)}`);
 }
 
 /**

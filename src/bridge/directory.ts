@@ -95,6 +95,8 @@ export class RedisDirectory implements HubBridge {
 
   async kick(user: string): Promise<void> {
     const n: Notice = { t: 'kick', user, at: Math.floor(Date.now() / 1000) };
+    // Kept, not only announced: hosts that start later, or were cut off from Redis, read it at connect.
+    await this.guard(this.cmd.hset(this.keys.revoked, user, String(n.at)));
     await this.guard(this.cmd.publish(this.keys.control, JSON.stringify(n)));
   }
 }

@@ -65,6 +65,10 @@ export class Keys {
   get control(): string {
     return `${this.ns}:ctl`;
   }
+  /** Hash user → when its tokens were revoked (seconds): read by every host at (re)connect. */
+  get revoked(): string {
+    return `${this.ns}:revoked`;
+  }
   /** Set of node ids that registered. */
   get nodes(): string {
     return `${this.ns}:nodes`;

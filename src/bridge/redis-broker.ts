@@ -155,6 +155,7 @@ export class RedisBroker implements Broker {
       }
       this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps', { event: 'redis.up' });
       void this.beat();
+      void this.reapplyRevocations();
       for (const { sink } of this.sinks.values()) sink.recover();
     });
     let wasUp = false;
@@ -172,6 +173,7 @@ export class RedisBroker implements Broker {
         if (route) channels.add(route.channel);
       }
       for (const ch of channels) this.sinks.get(ch)?.sink.recover();
+      if (list.includes(this.keys.control)) void this.reapplyRevocations();
     });
     const [cmd, sub] = await Promise.allSettled([connectWithin(this.cmd, timeoutMs), this.listen(timeoutMs)]);
     const failed = cmd.status === 'rejected' ? cmd.reason : sub.status === 'rejected' ? sub.reason : undefined;
@@ -403,7 +405,7 @@ export class RedisBroker implements Broker {
   }
 
   async history(channel: string, after: number, upTo: number | undefined, limit: number, bounds: HistoryBounds): Promise<HistorySlice> {
-    if (upTo !== undefined && after >= upTo) return { pubs: [], recovered: true };
+    if (upTo !== undefined && after === upTo) return { pubs: [], recovered: true };
     let r: [number, [Buffer, Buffer[]][]] | [number];
     try {
       r = await this.scripts.rtHistoryBuffer(this.keys.stream(channel), this.keys.meta(channel), after, upTo ?? -1, Math.max(1, Math.round(bounds.ttlMs)), bounds.size);
@@ -502,6 +504,28 @@ export class RedisBroker implements Broker {
     }
     if (r === 1) this.lifecycle({ t: 'occupied', ch: channel });
     else if (r === -1) this.lifecycle({ t: 'vacated', ch: channel });
+  }
+
+  /**
+   * The token revocations kept in Redis (POST /api/users/:id/disconnect on any host, at any time): user →
+   * seconds. Empty, with a warning, when Redis cannot answer (the shard serves meanwhile; the next
+   * reconnect reads them again).
+   */
+  async revocations(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    try {
+      const all = await this.cmd.hgetall(this.keys.revoked);
+      for (const [user, at] of Object.entries(all)) if (Number.isFinite(Number(at))) out.set(user, Number(at));
+    } catch (err) {
+      this.stats.errors++;
+      this.opts.log.warn(`could not read the token revocations from Redis: ${(err as Error).message}`);
+    }
+    return out;
+  }
+
+  /** After a reconnect: revocations made meanwhile, whose notice on the control channel this thread missed. */
+  private async reapplyRevocations(): Promise<void> {
+    for (const [user, at] of await this.revocations()) this.opts.onControl({ t: 'revoke', user, at });
   }
 
   // ——— heartbeat and sweeping ———

@@ -8,6 +8,9 @@ import { threadLogger } from '../log.js';
 
 const MEANINGS: Array<[RegExp, string]> = [
   [/Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|max retries per request|All sentinels are unreachable|None of startup nodes|Failed to refresh slots cache|Cluster isn't ready/i, 'the connection to Redis is down; rt-actors is reconnecting'],
+  // The command was sent and may still run (a paused Redis runs its backlog when it resumes): say so, or
+  // a caller retries a publish that then arrives twice.
+  [/Command timed out/i, 'Redis did not answer in time, so the outcome is unknown: a publish may still be delivered (a retry can deliver it twice)'],
   [/timed? ?out|ETIMEDOUT/i, 'Redis did not answer in time'],
   [/^LOADING\b/, 'Redis is loading its data after a restart'],
   [/^(READONLY|MASTERDOWN)\b/, 'Redis is failing over (the node is a replica, or its primary is down)'],

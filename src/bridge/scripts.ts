@@ -53,13 +53,17 @@ return redis.call('HMGET', KEYS[1], 'o', 'e')
 /**
  * KEYS: stream, meta   ARGV: after, up to (-1 = current), ttl ms, size. Returns {1, entries newest first}
  * when every publication in (after, upTo] is still kept (entries may extend past upTo), {0} when some is
- * not. Trimming is approximate (MAXLEN ~ works by whole stream nodes), so the bounds are applied here
+ * not, or when `after` is past the channel's last offset (a position no stream entry can vouch for: e.g.
+ * publications a failed-over master acknowledged and lost, whose offsets the new master reuses). An
+ * `after` past `upTo` but not past the last offset is a client ahead of the caller's relay: nothing is
+ * missed. Trimming is approximate (MAXLEN ~ works by whole stream nodes), so the bounds are applied here
  * exactly: entries older than the ttl, or more than `size` behind the newest, count as gone.
  */
 export const HISTORY = `
 local after = tonumber(ARGV[1])
 local upto = tonumber(ARGV[2])
 local cur = tonumber(redis.call('HGET', KEYS[2], 'o') or '0')
+if after > cur then return {0} end
 if upto < 0 or upto > cur then upto = cur end
 if after >= upto then return {1, {}} end
 if cur - after > tonumber(ARGV[4]) then return {0} end

@@ -86,6 +86,43 @@ function versionAtLeast(v: string, major: number, minor: number): boolean {
 }
 
 /**
+ * Why the first connection failed, in words that point at the fix: a Redis that answers but refuses us,
+ * or is not the Cluster or Sentinel the options name, is not down.
+ */
+async function startFailure(target: RedisTarget, err: unknown): Promise<string> {
+  const reason = String((err as Error)?.message ?? err).replace(/\.+$/, '');
+  if (target.sentinel && /unknown command .sentinel./i.test(reason)) {
+    return `${target.display}: an address in --redis-sentinels is a plain Redis, not a Sentinel (it does not know the SENTINEL command): give the sentinels' addresses (port 26379 by default)`;
+  }
+  if (target.cluster && /slots cache|None of startup nodes/i.test(reason) && (await clusterDisabled(target))) {
+    const many = target.nodes.length > 1 ? " (several URLs in --redis mean a Cluster's nodes)" : '';
+    return `Redis at ${target.display} is not a Redis Cluster (cluster_enabled:0): leave out --redis-cluster and give one URL${many}`;
+  }
+  if (/^(NOAUTH|WRONGPASS)\b/.test(reason)) {
+    return `Redis at ${target.display} refused our credentials (${reason}): give the password in --redis (redis://:password@host:port, or redis://user:password@host:port)`;
+  }
+  if (/^NOPERM\b/.test(reason)) return `Redis at ${target.display} refused a command to our user (${reason}): the ACL user needs the commands, keys and channels of --redis-namespace (and of --redis-prefix for Laravel)`;
+  if (/DB index is out of range/.test(reason)) {
+    return `Redis at ${target.display} has no database ${target.options.db} (${reason}): its 'databases' setting (16 by default) bounds the number in --redis`;
+  }
+  return `cannot reach Redis at ${target.display}: ${reason}. Start Redis or fix --redis / RT_REDIS_URL / --redis-sentinels; without --redis the server runs as a single host`;
+}
+
+/** Whether the first node of a Cluster target answers as a Redis without cluster mode (ioredis only says it found no slots). */
+async function clusterDisabled(target: RedisTarget): Promise<boolean> {
+  const probe = commandConnection({ ...target, cluster: false }, 'rt-actors:probe');
+  probe.on('error', () => {});
+  try {
+    await connectWithin(probe, 2000, true);
+    return /cluster_enabled:0/.test(await probe.info('cluster'));
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+/**
  * The main thread's connection: checked at start (reachable, recent enough, cluster or not as
  * configured) so a wrong --redis stops the start with a clear message, and kept to answer the
  * embedding API's cluster-wide queries (server.channels(), server.presence()).
@@ -100,7 +137,7 @@ export async function openMainBridge(config: ServerConfig, target: RedisTarget):
   try {
     await connectWithin(cmd, START_TIMEOUT_MS, true);
   } catch (err) {
-    fail(`cannot reach Redis at ${target.display}: ${(err as Error).message}. Start Redis or fix --redis / RT_REDIS_URL / --redis-sentinels; without --redis the server runs as a single host`);
+    fail(await startFailure(target, err));
   }
   let info = '';
   try {

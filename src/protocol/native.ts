@@ -7,6 +7,7 @@ import { Packr } from 'msgpackr';
 import { RtError } from '../errors.js';
 import { assertPlain, unpackUnchecked } from './plain-msgpack.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from './json-depth.js';
+import { reservedEvent } from './reserved-events.js';
 
 export type WireFormat = 'json' | 'msgpack';
 
@@ -57,6 +58,8 @@ export function assertEvent(name: unknown): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME || !EVENT_RE.test(name)) {
     throw new RtError('bad_frame', `event must be a string of 1-${MAX_NAME} characters without control characters`);
   }
+  const reserved = reservedEvent(name);
+  if (reserved) throw new RtError('bad_frame', `${reserved}: ${JSON.stringify(name)}`);
   return name;
 }
 

@@ -421,6 +421,11 @@ export class Hub {
     return at !== undefined && (iat === undefined || iat <= at);
   }
 
+  /** Refuses the user's tokens issued at or before `at` (seconds), keeping the latest revocation. */
+  revoke(user: string, at: number): void {
+    if (at > (this.revokedAt.get(user) ?? -1)) this.revokedAt.set(user, at);
+  }
+
   /** Disconnects every local connection of a user (used by the API, and by token revocation). */
   disconnectUser(user: string, reason: string): number {
     const set = this.byUser.get(user);
@@ -457,6 +462,8 @@ export class Hub {
         this.revokedAt.set(n.user, n.at ?? Math.floor(Date.now() / 1000));
         this.disconnectUser(n.user, 'disconnected by the server');
         return;
+      case 'revoke':
+        return this.revoke(n.user, n.at);
       case 'restarted':
         this.mesh.peerReplaced(n.peer);
         this.opts.ownerNotice?.(from, n);

@@ -63,6 +63,8 @@ export type Notice =
   | { t: 'user!'; user: string; ev: string; data: unknown; ex?: string }
   /** Disconnect every connection of a user (API: POST /api/users/:id/disconnect). */
   | { t: 'kick'; user: string; at?: number }
+  /** Redis bridge: a revocation kept in Redis, read at (re)connect: refuse the user's older tokens, disconnect nobody. */
+  | { t: 'revoke'; user: string; at: number }
   /** A channel actor's private message to some of its subscribers on the receiving thread: no offset, no history. */
   | { t: 'push!'; ch: string; to: string[]; ev: string; data: unknown }
   /** A channel actor removed one subscriber (`to`) from its channel; its client is told `reason`. */

@@ -224,6 +224,8 @@ export async function runShard(task: ShardTask): Promise<void> {
   );
 
   hub.start();
+  // Before the port opens: a token revoked on any host, before this one started, is refused here too.
+  if (bridge) for (const [user, at] of await bridge.broker.revocations()) hub.revoke(user, at);
 
   const publishStats = () => {
     stats.set(shard, 'connections', hub.connections);

@@ -16,6 +16,7 @@ import { ApiAuthError, verifyApiRequest } from './signature.js';
 import { validPusherChannel } from './subscriptions.js';
 import { JsonData } from '../../protocol/encoded-payload.js';
 import { getAndHead, headSafe } from '../head.js';
+import { reservedEvent } from '../../protocol/reserved-events.js';
 
 const USER_CHANNEL = '#server-to-user-';
 const SOCKET_ID_RE = /^\d+\.\d+$/;
@@ -86,6 +87,8 @@ function parseEvent(app: PusherApp, v: unknown, where: string, batch: boolean): 
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new RtError('bad_request', `${where} must be a JSON object`);
   const b = v as Record<string, unknown>;
   if (typeof b.name !== 'string' || b.name.length === 0 || b.name.length > 200) throw new RtError('bad_request', `${where}: "name" must be an event name of 1-200 characters`);
+  const reserved = reservedEvent(b.name);
+  if (reserved) throw new RtError('bad_request', `${where}: ${reserved}`);
   if (b.data === undefined) throw new RtError('bad_request', `${where}: "data" is required`);
   const size = typeof b.data === 'string' ? Buffer.byteLength(b.data) : Buffer.byteLength(JSON.stringify(b.data));
   if (size > app.maxEventPayload) throw new RtError('payload_too_large', `${where}: event data is ${size} bytes, over the ${app.maxEventPayload}-byte limit`, 413);

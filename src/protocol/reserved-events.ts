@@ -1,0 +1,29 @@
+/**
+ * Event names a publication may not carry, because some transport's clients would take it for the
+ * server's own event: SSE's control events (rt:…), pusher-js's protocol and presence events (pusher:…,
+ * pusher_internal:… — a member publishing pusher_internal:member_removed struck a member from every
+ * pusher-js client's list), the Socket.IO gateway's presence and token events and Socket.IO's reserved
+ * names (a publication is emitted to Socket.IO clients under its event name).
+ */
+const PREFIXES = ['rt:', 'pusher:', 'pusher_internal:'];
+const NAMES = new Set([
+  'presence:subscribed',
+  'presence:joining',
+  'presence:leaving',
+  'token:expiring',
+  'token:expired',
+  'connect',
+  'connect_error',
+  'disconnect',
+  'disconnecting',
+  'newListener',
+  'removeListener',
+]);
+
+/** Why `event` cannot be published, or undefined when it can. */
+export function reservedEvent(event: string): string | undefined {
+  const prefix = PREFIXES.find((p) => event.startsWith(p));
+  if (prefix) return `event names starting with "${prefix}" are reserved for the server's own events`;
+  if (NAMES.has(event)) return `"${event}" is reserved for the server's own events`;
+  return undefined;
+}

@@ -1,0 +1,34 @@
+// A Redis that stops answering (paused: SIGSTOP, a long fork, a stuck disk) still holds the commands sent
+// to it and runs them when it resumes. A publish that timed out meanwhile is answered 503, but may yet be
+// delivered: the answer must say so (it said "retry shortly", and the retry was delivered twice).
+import t from 'tap';
+import { api } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+import { redisCall, startHost, startRedis } from './helpers/redis.js';
+
+const redis = await startRedis(t);
+const pid = Number(/process_id:(\d+)/.exec(String(await redisCall(redis.port, 'INFO', 'server')))![1]);
+const host = await startHost(t, redis.url, 'rt');
+t.teardown(() => {
+  try {
+    process.kill(pid, 'SIGCONT');
+  } catch {}
+});
+
+t.test('a publish that timed out on a paused Redis says its outcome is unknown', async (t) => {
+  const c = await TestClient.connect(host.url + '/ws');
+  t.teardown(() => c.close());
+  t.equal((await c.request({ op: 'subscribe', channel: 'paused' })).ok, true);
+  process.kill(pid, 'SIGSTOP');
+  let r: { status: number; body: any };
+  try {
+    r = await api(host.http, '/api/publish', { channel: 'paused', event: 'e', data: 'late' });
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  t.equal(r.status, 503);
+  t.equal(r.body.error.code, 'unavailable');
+  t.match(r.body.error.message, /outcome is unknown: a publish may still be delivered/, 'the answer does not promise nothing happened');
+  const [m] = await c.waitForMessages('paused', 1);
+  t.equal(m!.data, 'late', 'and indeed it was delivered once Redis resumed');
+});

@@ -1,0 +1,41 @@
+// A Redis that answers but refuses rt-actors at start, or is not what the options say (a Cluster, a
+// Sentinel), is named as such, with what to change: the start said "cannot reach Redis … Start Redis"
+// for a wrong password or database, as if Redis were down, and ioredis' "Failed to refresh slots cache"
+// or "unknown command 'sentinel'" for a plain Redis given as a Cluster or a Sentinel.
+import t from 'tap';
+import { redisCall, startHost, startRedis } from './helpers/redis.js';
+
+const redis = await startRedis(t, { args: ['--databases', '4'] });
+// Set once it runs: the helper's readiness check speaks without a password.
+await redisCall(redis.port, 'CONFIG', 'SET', 'requirepass', 'right-password');
+const at = `127.0.0.1:${redis.port}`;
+
+t.test('no password, a wrong one, a database Redis does not have', async (t) => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['no password', `redis://${at}`, /rt-actors: Redis at redis:\/\/[^ ]+ refused our credentials \(NOAUTH[^)]*\): give the password in --redis \(redis:\/\/:password@host:port, or redis:\/\/user:password@host:port\)\n/],
+    ['a wrong password', `redis://:wrong@${at}`, /rt-actors: Redis at redis:\/\/[^ ]+ refused our credentials \(WRONGPASS[^)]*\)/],
+    ['a database it does not have', `redis://:right-password@${at}/9`, /rt-actors: Redis at redis:\/\/[^ ]+ has no database 9 \(ERR DB index is out of range\): its 'databases' setting/],
+  ];
+  await Promise.all(cases.map(async ([name, url, expected]) => {
+    const err: Error = await startHost(t, url, 'rt').then(() => new Error('started'), (e: Error) => e);
+    t.match(err.message, /host exited \(2\)/, `${name}: exit code 2`);
+    t.match(err.message, expected, `${name}: says what is wrong`);
+    t.notMatch(err.message, /cannot reach|Start Redis/, `${name}: does not say Redis is down`);
+  }));
+});
+
+t.test('a plain Redis given as a Cluster or as a Sentinel', async (t) => {
+  const plain = await startRedis(t);
+  const node = `127.0.0.1:${plain.port}`;
+  const cases: Array<[string, string, string[], RegExp]> = [
+    ['--redis-cluster', `redis://${node}`, ['--redis-cluster'], /rt-actors: Redis at redis:\/\/[^ ]+ is not a Redis Cluster \(cluster_enabled:0\): leave out --redis-cluster and give one URL/],
+    ['two URLs', `redis://${node},redis://${node}`, [], /rt-actors: Redis at redis:\/\/[^ ]+ is not a Redis Cluster \(cluster_enabled:0\): leave out --redis-cluster and give one URL \(several URLs in --redis mean a Cluster's nodes\)/],
+    ['--redis-sentinels', `redis://${node}`, ['--redis-sentinels', node], /rt-actors: sentinels 127\.0\.0\.1:\d+ \(master mymaster\): an address in --redis-sentinels is a plain Redis, not a Sentinel \(it does not know the SENTINEL command\): give the sentinels' addresses \(port 26379 by default\)/],
+  ];
+  await Promise.all(cases.map(async ([name, url, args, expected]) => {
+    const err: Error = await startHost(t, url, 'rt', { args }).then(() => new Error('started'), (e: Error) => e);
+    t.match(err.message, /host exited \(2\)/, `${name}: exit code 2`);
+    t.match(err.message, expected, `${name}: says what is wrong`);
+    t.notMatch(err.message, /slots cache|Start Redis/, `${name}: not the driver's words`);
+  }));
+});
