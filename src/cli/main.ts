@@ -204,7 +204,7 @@ async function start(args: string[]): Promise<number> {
   const stop = (why: string) => {
     if (stopping) return;
     stopping = true;
-    log.notice(`${why}: shutting down (clients are told to reconnect; at most ${config.shutdownTimeout}s)`, { event: 'server.stopping', reason: why });
+    log.notice(`${why}: shutting down (requests in flight get up to ${config.shutdownTimeout}s, then clients are told to reconnect)`, { event: 'server.stopping', reason: why });
     const began = Date.now();
     server.close().then(
       () => {

@@ -39,6 +39,8 @@ interface ShardSlot {
 }
 
 const START_TIMEOUT_MS = 30_000;
+/** Least time shutdown gives shards to tell their clients to reconnect, after the drain. */
+const GOODBYE_MS = 1000;
 
 /** Whether this uWS build can hand sockets between apps (NOTES.md: not declared in its types). */
 export function descriptorsSupported(): boolean {
@@ -344,16 +346,19 @@ export class Supervisor {
     this.stopping = true;
     this.sampler?.stop();
     const timeoutMs = this.config.shutdownTimeout * 1000;
+    const deadline = Date.now() + timeoutMs;
     if (this.listenSocket) {
       uWS.us_listen_socket_close(this.listenSocket);
       this.listenSocket = undefined;
     }
     // Phase 1: no new connections anywhere; in-flight API requests finish while every owner still runs.
-    await this.everyShard('drain', 'drained', timeoutMs);
+    await this.everyShard({ type: 'drain', timeoutMs }, 'drained', timeoutMs);
     this.log.debug('shutdown: shards drained');
-    // Phase 2: tell clients to reconnect elsewhere, flush rings, exit.
-    this.slots.forEach((_, i) => this.command(i, { type: 'stop', timeoutMs }));
-    await Promise.race([Promise.allSettled(this.slots.map((s) => s.running)), new Promise((r) => setTimeout(r, timeoutMs + 1000).unref())]);
+    // Phase 2: tell clients to reconnect elsewhere, flush rings, exit, in what is left of the deadline;
+    // the goodbyes get at least GOODBYE_MS even when the drain used it all.
+    const left = Math.max(deadline - Date.now(), GOODBYE_MS);
+    this.slots.forEach((_, i) => this.command(i, { type: 'stop', timeoutMs: left }));
+    await Promise.race([Promise.allSettled(this.slots.map((s) => s.running)), new Promise((r) => setTimeout(r, left).unref())]);
     this.log.debug('shutdown: shards stopped');
     this.hub.mesh.close();
     this.acceptor?.close();
@@ -364,7 +369,7 @@ export class Supervisor {
     this.log.debug('shutdown: threads ended');
   }
 
-  private everyShard(type: 'drain', reply: ShardEvent['type'], timeoutMs: number): Promise<unknown> {
+  private everyShard(cmd: ShardCommand, reply: ShardEvent['type'], timeoutMs: number): Promise<unknown> {
     return Promise.race([
       Promise.all(
         this.slots.map(
@@ -372,7 +377,7 @@ export class Supervisor {
             new Promise<void>((resolve) => {
               if (!slot.control) return resolve();
               slot.control.on('message', (e: ShardEvent) => e.type === reply && resolve());
-              this.command(i, { type });
+              this.command(i, cmd);
             }),
         ),
       ),
