@@ -113,6 +113,18 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
     t.match(JSON.parse(bad.stderr.trim()), { level: 'error', event: 'server.start_failed', exit: 2, key: 'workers', msg: /--workers/ });
   }
 
+  // A --host that cannot be bound is a configuration error naming --host, not "the port is in use":
+  // an address that is not this machine's (TEST-NET-1), a name that does not resolve. Port 0 as well.
+  for (const [host, why] of [['192.0.2.1', /not an address of this machine/], ['no-such-host.invalid', /does not resolve/]] as const) {
+    for (const port of ['--port=0', `--port=${busy}`]) {
+      const bad = run(['start', port, '--workers=1', `--host=${host}`]);
+      t.equal(bad.status, 2, `--host=${host} ${port}: exit 2`);
+      t.same(oneLine(bad).length, 1);
+      t.match(bad.stderr, new RegExp(`^rt-actors: invalid --host "${host.replace(/\./g, '\\.')}": `));
+      t.match(bad.stderr, why);
+    }
+  }
+
   // A missing --actors folder: a configuration error, exit 2.
   const noActors = run(['start', '--port=0', '--workers=1', `--actors=${join(dir, 'missing')}`]);
   t.equal(noActors.status, 2);

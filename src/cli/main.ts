@@ -20,7 +20,7 @@ export const EXIT = {
   OK: 0,
   /** Unexpected error (a bug: please report it with the line printed). */
   UNEXPECTED: 1,
-  /** Invalid usage or configuration: a flag, RT_* variable or config-file key, a TLS/JWT key file, the --actors folder, Redis unreachable at start. */
+  /** Invalid usage or configuration: a flag, RT_* variable or config-file key, a TLS/JWT key file, the --actors folder, a --host not of this machine, Redis unreachable at start. */
   CONFIG: 2,
   /** The port cannot be bound: in use by another process, or not permitted. */
   LISTEN: 3,
@@ -30,7 +30,8 @@ const EXIT_HELP = `Exit codes:
   0  success; clean shutdown after SIGTERM/SIGINT (clients were told to reconnect)
   1  unexpected error (a bug: report it with the line printed)
   2  invalid usage or configuration: an option, RT_* variable or config-file key, a TLS or JWT key
-     file, the --actors folder, or Redis unreachable at start
+     file, the --actors folder, a --host that is not an address of this machine, or Redis
+     unreachable at start
   3  the port cannot be bound (in use by another process, or not permitted)`;
 
 const MAIN_HELP = `rt-actors ${version} — realtime messaging server (channel actors on worker threads)

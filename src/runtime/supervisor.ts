@@ -22,6 +22,7 @@ import { STATS_MS, startThreadSampler, type ThreadSampler } from './thread-sampl
 import { AppConnections, SharedLimits } from '../security/shared-limits.js';
 import { pusherAppCount } from '../transports/pusher/apps.js';
 import { ListenError } from '../errors.js';
+import { ConfigError } from '../config/load.js';
 
 interface AcceptorApp extends TemplatedApp {
   addChildAppDescriptor(d: unknown): void;
@@ -52,19 +53,38 @@ export function descriptorsSupported(): boolean {
 
 /**
  * Binds `port` once without SO_REUSEPORT and releases it: with SO_REUSEPORT the shards would otherwise
- * share a port that another server already uses, silently. Port 0 picks a free port.
+ * share a port that another server already uses, silently. Port 0 picks a free port. uWS reports a
+ * failed listen without a reason, so this is also where a --host typo is told apart from a busy port.
  */
 async function claimPort(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createNetServer();
-    s.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new ListenError(`cannot listen on ${host || '*'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)),
-    );
+    s.once('error', (err: NodeJS.ErrnoException) => reject(listenFailure(host, port, err)));
     s.listen(port, host || undefined, () => {
       const port = (s.address() as { port: number }).port;
       s.close(() => resolve(port));
     });
   });
+}
+
+/** A failed bind as the CLI reports it: the port (exit 3), or a --host that cannot be bound here (exit 2). */
+function listenFailure(host: string, port: number, err: NodeJS.ErrnoException): Error {
+  const where = `cannot listen on ${host || '*'}:${port}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return new ListenError(`${where}: the port is in use`);
+    case 'EACCES':
+      return new ListenError(`${where}: not permitted (ports below 1024 need privileges)`);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError('host', `invalid --host "${host}": not an address of this machine (${err.code}); give one of its addresses, or leave it empty for all interfaces`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+    case 'EAI_NONAME':
+      return new ConfigError('host', `invalid --host "${host}": it does not resolve to an address (${err.code}); give an IP address or a resolvable name, or leave it empty for all interfaces`);
+    default:
+      return new ListenError(`${where}: ${err.message}`);
+  }
 }
 
 export class Supervisor {
@@ -143,8 +163,9 @@ export class Supervisor {
     this.actorCompute = startActorCompute(config, this.hub, this.execArgv);
 
     if (this.mode === 'descriptor') {
-      // uWS can only listen exclusively without a host; with one, check the port is free first.
-      if (config.host && config.port !== 0) await claimPort(config.host, config.port);
+      // uWS can only listen exclusively without a host; with one, check the port is free (and the host
+      // one of this machine's) first.
+      if (config.host) await claimPort(config.host, config.port);
       const app = uWS.App() as AcceptorApp;
       this.acceptor = app;
       // Sockets accepted while no shard's app is attached (start-up, all shards down) are served by
