@@ -34,7 +34,11 @@ booleans have a \`--no-\` form. A config file cannot name another one: a \`"conf
 Every value is validated at start. A bad value, an unknown flag or an unknown config-file key stops the
 server with exit code 2 and a message naming the key and what it accepts, e.g.
 \`rt-actors: invalid value "lots" for --workers (flag): expected 'auto' or an integer from 1 to 256\`. Other exit
-codes (the port in use: 3) are in [deployment.md](deployment.md#exit-codes).
+codes (the port in use: 3) are in [deployment.md](deployment.md#exit-codes). A misspelt flag or key is
+named with the one probably meant (\`unknown option --prot (did you mean --port?)\`). An \`RT_*\` variable
+that names no option cannot stop the start (the environment is shared with other programs) but is not
+ignored silently either: each one is logged as a warning (\`config.unknown_env\`), with the variable
+probably meant (\`RT_REDIS\`: \`RT_REDIS_URL\`).
 
 Durations take seconds or a unit (\`500ms\`, \`90s\`, \`5m\`, \`1h\`, \`1d\`); sizes take bytes or a unit
 (\`64kb\`, \`1mb\`, \`1gb\`). The *accepted* column gives the bounds a value is checked against, in seconds for

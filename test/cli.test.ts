@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestClient } from './helpers/ws-client.js';
-import { listeningPort, runCli } from './helpers/cli.js';
+import { cleanEnv, listeningPort, runCli } from './helpers/cli.js';
 
 // Several servers start and stop one after another: longer than .taprc's default on a busy machine.
 t.setTimeout(360_000);
@@ -26,7 +26,7 @@ t.test('help and usage errors', async (t) => {
   t.match(startHelp.stdout, /RT_API_KEY/);
   const unknown = run(['start', '--prot=1']);
   t.equal(unknown.status, 2);
-  t.match(unknown.stderr, /unknown option --prot; accepted options: .*--port/);
+  t.match(unknown.stderr, /unknown option --prot \(did you mean --port\?\); accepted options: .*--port/);
   const badValue = run(['start', '--workers=lots']);
   t.equal(badValue.status, 2);
   t.match(badValue.stderr, /--workers.*'auto' or an integer/);
@@ -188,6 +188,40 @@ t.test('--require-auth / --no-require-auth reach the server', async (t) => {
       await p.exited;
     }),
   );
+});
+
+t.test('a misspelt flag or config key is named with what was meant; an unknown RT_* variable is not silently ignored', async (t) => {
+  for (const [flag, meant] of [['--prot=1', '--port'], ['--max_payload=1mb', '--max-payload'], ['--redis-url=redis://x', '--redis'], ['--no-restart-shard', '--no-restart-shards']]) {
+    const r = run(['start', flag]);
+    t.equal(r.status, 2, flag);
+    t.match(r.stderr, `unknown option ${flag.split('=')[0]} (did you mean ${meant}?); accepted options: --port`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'rt-cfg-'));
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ 'max-payload': '1mb' }));
+  const file = run(['start', '--config', join(dir, 'c.json')]);
+  t.equal(file.status, 2);
+  t.match(file.stderr, 'unknown key "max-payload" in ' + join(dir, 'c.json') + ' (did you mean "maxPayload"?)');
+
+  // The environment is shared with other programs: a warning, not a refusal, and the server starts.
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json'], { env: cleanEnv({ RT_MAX_PAYLAOD: '1mb', RT_REDIS: 'redis://10.0.0.5:6379' }) });
+  await listeningPort(p);
+  const warned = p.output().split('\n').filter((l) => l.includes('"config.unknown_env"')).map((l) => JSON.parse(l));
+  t.match(warned, [
+    { level: 'warn', variable: 'RT_MAX_PAYLAOD', msg: /names no rt-actors option and is ignored \(did you mean RT_MAX_PAYLOAD\?\)/ },
+    { level: 'warn', variable: 'RT_REDIS', msg: /did you mean RT_REDIS_URL\?/ },
+  ].sort((a, b) => (a.variable < b.variable ? -1 : 1)));
+  t.equal(warned.length, 2, 'one warning each, none for the known variables');
+  p.child.kill('SIGTERM');
+  await p.exited;
+});
+
+t.test('-h and help <command> show a command\'s help', async (t) => {
+  for (const args of [['start', '-h'], ['help', 'start']]) {
+    const r = run(args);
+    t.equal(r.status, 0, args.join(' '));
+    t.match(r.stdout, /^Usage: rt-actors start/);
+  }
+  for (const args of [['token', '-h'], ['help', 'token']]) t.match(run(args).stdout, /^Usage: rt-actors token/, args.join(' '));
 });
 
 t.test('--help documents endpoints, the --no- form, exit codes, examples and the docs', async (t) => {

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { OPTIONS, DEFAULT_WORKERS, envOf, flagOf, type OptionSpec, type ServerConfig } from './schema.js';
+import { closest, didYouMean } from './suggest.js';
 
 export class ConfigError extends Error {
   readonly code = 'config_invalid';
@@ -116,11 +117,29 @@ export interface ConfigInputs {
   code?: Partial<Record<keyof ServerConfig, unknown>>;
 }
 
+const quote = (k: string) => `"${k}"`;
+
+/**
+ * One warning per RT_* variable that names no option: unlike a flag or a config-file key it cannot stop
+ * the start (the environment is shared with other programs), but a typo must not be silently ignored.
+ */
+export function unknownEnvironment(env: Record<string, string | undefined>): { variable: string; message: string }[] {
+  const official = OPTIONS.map((o) => envOf(o.key));
+  // The name derived from the flag, where the option's variable is another (RT_REDIS -> RT_REDIS_URL).
+  const derived = new Map(OPTIONS.filter((o) => o.env).map((o) => ['RT_' + flagOf(o.key).replace(/-/g, '_').toUpperCase(), o.env!]));
+  return Object.keys(env)
+    .filter((v) => v.startsWith('RT_') && !official.includes(v))
+    .map((variable) => {
+      const meant = derived.get(variable) ?? closest(variable, official);
+      return { variable, message: `environment variable ${variable} names no rt-actors option and is ignored${meant ? ` (did you mean ${meant}?)` : ''}; the variables are listed in docs/configuration.md` };
+    });
+}
+
 export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   const env = inputs.env ?? {};
   const known = new Set(OPTIONS.map((o) => o.key as string));
   for (const k of Object.keys(inputs.code ?? {})) {
-    if (!known.has(k)) throw new ConfigError(k, `unknown option "${k}"; known options: ${[...known].join(', ')}`);
+    if (!known.has(k)) throw new ConfigError(k, `unknown option "${k}"${didYouMean(k, [...known], quote)}; known options: ${[...known].join(', ')}`);
   }
 
   const configPath = (inputs.flags?.config ?? inputs.code?.config ?? env[envOf('config')]) as string | undefined;
@@ -141,7 +160,7 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
     for (const k of Object.keys(file)) {
       // A config file naming another one would make precedence ambiguous: files do not nest.
       if (k === 'config') throw new ConfigError('config', `key "config" is not allowed inside a config file (${configPath}): config files do not nest; pass one file with --config or RT_CONFIG`);
-      if (!known.has(k)) throw new ConfigError(k, `unknown key "${k}" in ${configPath}; known keys: ${[...known].join(', ')}`);
+      if (!known.has(k)) throw new ConfigError(k, `unknown key "${k}" in ${configPath}${didYouMean(k, [...known], quote)}; known keys: ${[...known].join(', ')}`);
     }
   }
 
