@@ -99,7 +99,7 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
     const inUse = run(['start', `--port=${busy}`, '--workers=1', ...host]);
     t.equal(inUse.status, 3, `port in use exits 3 (${host.join(' ') || 'all interfaces'})`);
     t.same(oneLine(inUse).length, 1, 'one line');
-    t.match(inUse.stderr, new RegExp(`^rt-actors: cannot listen on .*:${busy}: the port is in use`));
+    t.match(inUse.stderr, new RegExp(`^rt-actors: cannot listen on .*:${busy}: the port is in use\n$`), 'the reason, not a guess');
   }
   const inUseJson = run(['start', `--port=${busy}`, '--workers=1', '--host=127.0.0.1', '--log-format=json']);
   t.equal(inUseJson.status, 3);

@@ -163,9 +163,10 @@ export class Supervisor {
     this.actorCompute = startActorCompute(config, this.hub, this.execArgv);
 
     if (this.mode === 'descriptor') {
-      // uWS can only listen exclusively without a host; with one, check the port is free (and the host
-      // one of this machine's) first.
-      if (config.host) await claimPort(config.host, config.port);
+      // Check the port is free (and the host one of this machine's) before the shards start: uWS would
+      // only say that its listen failed, and only once every shard is up. Without a host the acceptor
+      // then listens exclusively, which also covers a server that takes the port in between.
+      if (config.host || config.port !== 0) await claimPort(config.host, config.port);
       const app = uWS.App() as AcceptorApp;
       this.acceptor = app;
       // Sockets accepted while no shard's app is attached (start-up, all shards down) are served by
