@@ -38,7 +38,9 @@ codes (the port in use: 3) are in [deployment.md](deployment.md#exit-codes). A m
 named with the one probably meant (\`unknown option --prot (did you mean --port?)\`). An \`RT_*\` variable
 that names no option cannot stop the start (the environment is shared with other programs) but is not
 ignored silently either: each one is logged as a warning (\`config.unknown_env\`), with the variable
-probably meant (\`RT_REDIS\`: \`RT_REDIS_URL\`).
+probably meant (\`RT_REDIS\`: \`RT_REDIS_URL\`). Likewise an option set where it has no effect, because
+what it depends on is off (\`--dashboard-token\` without \`--dashboard\`, \`--redis-prefix\` without
+\`--redis\`, \`--tls-passphrase\` without \`--tls-cert\`, …), is logged as a warning (\`config.ignored\`).
 
 Durations take seconds or a unit (\`500ms\`, \`90s\`, \`5m\`, \`1h\`, \`1d\`); sizes take bytes or a unit
 (\`64kb\`, \`1mb\`, \`1gb\`). The *accepted* column gives the bounds a value is checked against, in seconds for

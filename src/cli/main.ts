@@ -2,7 +2,7 @@
  * The rt-actors command: `start` runs the server, `token` mints a test token. Flags map 1:1 to the
  * configuration schema; anything unknown or invalid exits with code 2 and says what is accepted.
  */
-import { ConfigError, loadConfig, unknownEnvironment } from '../config/load.js';
+import { ConfigError, ignoredOptions, loadConfig, unknownEnvironment } from '../config/load.js';
 import { didYouMean } from '../config/suggest.js';
 import { OPTIONS, envOf, flagOf, specByFlag, type ServerConfig } from '../config/schema.js';
 // The server and the JWT library load only for the commands that use them: --help, --version, the
@@ -191,6 +191,7 @@ async function start(args: string[]): Promise<number> {
   const config = loadConfig({ flags: configFlags(flags), env: process.env });
   const log = createLogger(config.logLevel, 'main', { format: config.logFormat, rate: config.logRate });
   for (const { variable, message } of unknownEnvironment(process.env)) log.warn(message, { event: 'config.unknown_env', variable });
+  for (const { key, message } of ignoredOptions(config)) log.warn(message, { event: 'config.ignored', key });
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     const { startServer } = await import('../server.js');

@@ -42,7 +42,7 @@ function range(spec: OptionSpec): string {
 }
 
 function bad(spec: OptionSpec, source: ConfigSource, raw: unknown): never {
-  const where = source === 'flag' ? `--${flagOf(spec.key)}` : source === 'env' ? envOf(spec.key) : spec.key;
+  const where = nameOf(spec, source);
   throw new ConfigError(spec.key, `invalid value ${JSON.stringify(raw)} for ${where} (${source}): expected ${describe(spec)}`);
 }
 
@@ -135,6 +135,34 @@ export function unknownEnvironment(env: Record<string, string | undefined>): { v
     });
 }
 
+/** Where each option of a loaded configuration came from (see ignoredOptions). */
+const SOURCES = new WeakMap<ServerConfig, Partial<Record<keyof ServerConfig, ConfigSource>>>();
+
+const WHERE: Partial<Record<ConfigSource, string>> = { file: ' (config file)', code: ' (createServer option)' };
+
+/** How an option is named to the user, by where it was set. */
+function nameOf(spec: OptionSpec, source: ConfigSource): string {
+  return source === 'flag' ? `--${flagOf(spec.key)}` : source === 'env' ? envOf(spec.key) : spec.key;
+}
+
+/**
+ * One warning per option set (not defaulted) that has no effect because what it depends on is off:
+ * --dashboard-token without --dashboard, --redis-prefix without --redis, and so on (the schema's
+ * `needs`). They are not refused, since turning a feature off should not require unsetting its
+ * settings, but they are not accepted in silence either.
+ */
+export function ignoredOptions(config: ServerConfig): { key: string; message: string }[] {
+  const sources = SOURCES.get(config) ?? {};
+  const on = (k: keyof ServerConfig) => {
+    const v = config[k] as unknown;
+    return Array.isArray(v) ? v.length > 0 : !!v;
+  };
+  return OPTIONS.filter((o) => o.needs && sources[o.key] && sources[o.key] !== 'default' && !o.needs.some(on)).map((o) => ({
+    key: o.key,
+    message: `${nameOf(o, sources[o.key]!)}${WHERE[sources[o.key]!] ?? ''} has no effect without ${o.needs!.map((k) => `--${flagOf(k)}`).join(' or ')}: it is ignored`,
+  }));
+}
+
 export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   const env = inputs.env ?? {};
   const known = new Set(OPTIONS.map((o) => o.key as string));
@@ -165,17 +193,19 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   }
 
   const out: Record<string, unknown> = {};
+  const sources: Partial<Record<keyof ServerConfig, ConfigSource>> = {};
   for (const spec of OPTIONS) {
     const flag = inputs.flags?.[spec.key];
     const code = inputs.code?.[spec.key];
     const envVal = env[envOf(spec.key)] || spec.envAliases?.map((a) => env[a]).find((v) => v !== undefined && v !== '');
-    if (flag !== undefined) out[spec.key] = coerce(spec, flag, 'flag');
-    else if (code !== undefined) out[spec.key] = coerce(spec, code, 'code');
-    else if (envVal !== undefined && envVal !== '') out[spec.key] = coerce(spec, envVal, 'env');
-    else if (file[spec.key] !== undefined) out[spec.key] = coerce(spec, file[spec.key], 'file');
+    const [raw, source]: [unknown, ConfigSource] =
+      flag !== undefined ? [flag, 'flag'] : code !== undefined ? [code, 'code'] : envVal !== undefined && envVal !== '' ? [envVal, 'env'] : file[spec.key] !== undefined ? [file[spec.key], 'file'] : [spec.default, 'default'];
+    sources[spec.key] = source;
+    if (source !== 'default') out[spec.key] = coerce(spec, raw, source);
     else out[spec.key] = spec.type === 'workers' || spec.type === 'duration' || spec.type === 'bytes' ? coerce(spec, spec.default, 'default') : spec.default;
   }
   const cfg = out as unknown as ServerConfig;
+  SOURCES.set(cfg, sources);
   if (cfg.jwtSecret && cfg.jwtPublicKey) {
     throw new ConfigError('jwtSecret', 'set either jwtSecret (HS256) or jwtPublicKey (RS256/ES256), not both');
   }
