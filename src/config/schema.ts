@@ -3,7 +3,7 @@
  * kebab-case CLI flag and an RT_* environment variable derived from it, a type, a default and a doc line.
  * Precedence: CLI flags > environment > config file > defaults (see load.ts).
  */
-import { availableParallelism } from 'node:os';
+import { availableCpus } from './cpus.js';
 
 export type OptionType = 'int' | 'string' | 'bool' | 'enum' | 'list' | 'duration' | 'bytes' | 'workers' | 'json';
 
@@ -194,12 +194,12 @@ export interface ServerConfig {
   dashboardToken: string;
 }
 
-const cores = (): number => Math.max(1, availableParallelism());
+const cores = availableCpus;
 
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'port', type: 'int', default: 6001, min: 0, max: 65535, doc: 'TCP port serving every transport (0 = pick a free port)' },
   { key: 'host', type: 'string', default: '', doc: 'interface to bind; empty binds all interfaces' },
-  { key: 'workers', type: 'workers', default: 'auto', min: 1, max: 256, doc: "shard worker threads: a number or 'auto' (one per core)" },
+  { key: 'workers', type: 'workers', default: 'auto', min: 1, max: 256, doc: "shard worker threads: a number or 'auto' (one per core this process may use, within a container's or cgroup's CPU limit)" },
   { key: 'apiKey', type: 'string', default: '', doc: 'HTTP API key; generated and printed once at start when empty' },
   { key: 'jwtSecret', type: 'string', default: '', doc: 'HS256 secret that signs connection tokens' },
   { key: 'jwtPublicKey', type: 'string', default: '', doc: 'PEM public key, or a path to one, for RS256/ES256 tokens' },
