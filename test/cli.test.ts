@@ -250,7 +250,7 @@ t.test('-h and help <command> show a command\'s help', async (t) => {
 
 t.test('--help documents endpoints, the --no- form, exit codes, examples and the docs', async (t) => {
   const help = run(['start', '--help']).stdout;
-  for (const s of ['/ws', '/sse', '/socket.io/', '/api/', '/health', '/metrics', '/client.js', '--no-restart-shards', '--no-require-auth', 'Exit codes', '  3  the port cannot be bound', 'Examples:', 'docs/configuration.md', 'docs/deployment.md', '--log-format=<text|json>']) {
+  for (const s of ['/ws', '/sse', '/socket.io/', '/app/<key>', '/apps/<id>/', '/api/openapi.json', '/dashboard', '/api/', '/health', '/metrics', '/client.js', '--no-restart-shards', '--no-require-auth', 'Exit codes', '  3  the port cannot be bound', 'Examples:', 'docs/configuration.md', 'docs/deployment.md', '--log-format=<text|json>']) {
     t.ok(help.includes(s), `start --help mentions ${s}`);
   }
   t.match(run(['--help']).stdout, /Exit codes:[\s\S]*2  invalid usage or configuration/);

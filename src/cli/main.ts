@@ -51,8 +51,9 @@ Docs: README.md and docs/ in the package (docs/configuration.md, docs/deployment
 
 function startHelp(): string {
   const rows = OPTIONS.filter((o) => !o.hidden).map((o) => {
-    const flag = o.type === 'bool' ? `--${flagOf(o.key)}, --no-${flagOf(o.key)}` : `--${flagOf(o.key)}=<${o.type === 'enum' ? o.choices!.join('|') : o.type}>`;
-    const def = o.default === '' ? '' : ` (default: ${String(o.default)})`;
+    const type = o.type === 'enum' ? o.choices!.join('|') : o.type === 'workers' ? 'auto|int' : o.type;
+    const flag = o.type === 'bool' ? `--${flagOf(o.key)}, --no-${flagOf(o.key)}` : `--${flagOf(o.key)}=<${type}>`;
+    const def = o.default === '' || (Array.isArray(o.default) && o.default.length === 0) ? '' : ` (default: ${String(o.default)})`;
     return `  ${flag}\n      ${o.doc}${def}\n      env ${envOf(o.key)}, config key "${o.key}"`;
   });
   return `Usage: rt-actors start [options]
@@ -65,9 +66,13 @@ Endpoints (on --port):
   /ws                       WebSocket (native protocol; JSON or msgpack)
   /sse, /poll               Server-Sent Events and HTTP long-polling (see --transports)
   /socket.io/               Socket.IO / Laravel Echo gateway
-  /api/...                  HTTP API (publish, batch, channels, users), Authorization: Bearer <api key>
+  /app/<key>, /apps/<id>/   Pusher protocol: pusher-js / Laravel Echo (pusher, reverb) and the Pusher
+                            HTTP API, with --pusher-app-id/--pusher-key/--pusher-secret or --pusher-apps
+  /api/...                  HTTP API (publish, batch, channels, users), Authorization: Bearer <api key>;
+                            its OpenAPI description at /api/openapi.json
   /health, /metrics         health check (200/503) and Prometheus metrics
   /client.js                browser client bundle
+  /dashboard                live operator dashboard, with --dashboard
 
 Options:
 ${rows.join('\n')}
