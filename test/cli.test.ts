@@ -146,6 +146,12 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
     t.match(tls.stderr, /^rt-actors: cannot read --tls-cert file /);
   }
 
+  // A config file saved with a UTF-8 byte order mark (Windows editors) is read like any other.
+  writeFileSync(join(dir, 'bom.json'), '\uFEFF' + JSON.stringify({ workers: 'lots' }));
+  const bom = run(['start', '--config', join(dir, 'bom.json')]);
+  t.equal(bom.status, 2);
+  t.match(bom.stderr, /^rt-actors: invalid value "lots" for workers \(file\)/, 'its keys are read, not refused as invalid JSON');
+
   // A "config" key inside a config file.
   writeFileSync(join(dir, 'nested.json'), JSON.stringify({ port: 0, config: 'other.json' }));
   const nested = run(['start', '--config', join(dir, 'nested.json')]);

@@ -180,7 +180,8 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
       throw new ConfigError('config', `cannot read config file ${configPath}: ${(err as Error).message}`);
     }
     try {
-      file = JSON.parse(text);
+      // Editors on Windows save UTF-8 with a byte order mark, which JSON.parse takes for a stray token.
+      file = JSON.parse(text.replace(/^\uFEFF/, ''));
     } catch (err) {
       throw new ConfigError('config', `config file ${configPath} is not valid JSON: ${(err as Error).message}`);
     }
