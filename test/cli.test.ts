@@ -146,6 +146,12 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
     t.match(tls.stderr, /^rt-actors: cannot read --tls-cert file /);
   }
 
+  // A --shutdown-timeout past what a timer holds (2^31 ms, about 24.8 days) is refused: it used to fire at
+  // once, cutting in-flight requests and crashing the process as its threads were ended under it.
+  const long = run(['start', '--port=0', '--workers=1', '--shutdown-timeout=30d']);
+  t.equal(long.status, 2);
+  t.match(long.stderr, /^rt-actors: invalid value "30d" for --shutdown-timeout \(flag\): expected a duration .* from 0 to 86400/);
+
   // A config file saved with a UTF-8 byte order mark (Windows editors) is read like any other.
   writeFileSync(join(dir, 'bom.json'), '\uFEFF' + JSON.stringify({ workers: 'lots' }));
   const bom = run(['start', '--config', join(dir, 'bom.json')]);

@@ -229,7 +229,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'logFormat', type: 'enum', default: 'text', choices: ['text', 'json'], doc: 'log lines (all on stderr): readable text, or one JSON object per line (time, level, thread, shard, msg, fields)' },
   { key: 'logRate', type: 'int', default: 50, min: 0, max: 1_000_000, doc: 'at most this many lines per second per kind of frequent event (connection, subscription, refusal) and thread, then one "suppressed K" line; 0 = unlimited' },
   { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
-  { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, doc: 'seconds in-flight requests may take on SIGTERM/SIGINT before they are answered 503 and clients are told to reconnect (which takes at least 1 s more)' },
+  { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, max: 86400, doc: 'seconds in-flight requests may take on SIGTERM/SIGINT before they are answered 503 and clients are told to reconnect (which takes at least 1 s more)' },
   { key: 'restartShards', type: 'bool', default: true, doc: 'replace a crashed shard automatically' },
   // Security and limits
   { key: 'allowedOrigins', type: 'list', default: [], doc: "browser origins allowed besides the server's own host, e.g. 'https://app.example.com,https://*.example.com' ('*' = any)" },
