@@ -7,8 +7,8 @@ import { OPTIONS } from '../dist/src/config/schema.js';
 
 const flag = (k) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 const env = (k) => OPTIONS.find((o) => o.key === k)?.env ?? 'RT_' + k.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
-const type = (o) => (o.type === 'enum' ? o.choices.map((c) => '`' + c + '`').join(' \\| ') : o.type);
-const def = (o) => (o.default === '' ? '—' : '`' + String(o.default) + '`');
+const type = (o) => (o.type === 'enum' ? o.choices.map((c) => '`' + c + '`').join(' \\| ') : o.type === 'workers' ? '`auto` \\| int' : o.type);
+const def = (o) => (o.default === '' || (Array.isArray(o.default) && o.default.length === 0) ? '—' : '`' + String(o.default) + '`');
 // The bounds validation enforces, in the option's own unit (seconds, bytes).
 const range = (o) => (o.min === undefined && o.max === undefined ? '' : o.max === undefined ? `≥ ${o.min}` : o.min === undefined ? `≤ ${o.max}` : `${o.min}–${o.max}`);
 
@@ -34,7 +34,17 @@ booleans have a \`--no-\` form. A config file cannot name another one: a \`"conf
 Every value is validated at start. A bad value, an unknown flag or an unknown config-file key stops the
 server with exit code 2 and a message naming the key and what it accepts, e.g.
 \`rt-actors: invalid value "lots" for --workers (flag): expected 'auto' or an integer from 1 to 256\`. Other exit
-codes (the port in use: 3) are in [deployment.md](deployment.md#exit-codes).
+codes (the port in use: 3) are in [deployment.md](deployment.md#exit-codes). A misspelt flag or key is
+named with the one probably meant (\`unknown option --prot (did you mean --port?)\`). An \`RT_*\` variable
+that names no option cannot stop the start (the environment is shared with other programs) but is not
+ignored silently either: each one is logged as a warning (\`config.unknown_env\`), with the variable
+probably meant (\`RT_REDIS\`: \`RT_REDIS_URL\`). Likewise an option set where it has no effect, because
+what it depends on is off (\`--dashboard-token\` without \`--dashboard\`, \`--redis-prefix\` without
+\`--redis\`, \`--tls-passphrase\` without \`--tls-cert\`, …), is logged as a warning (\`config.ignored\`).
+
+Paths (\`--config\`, \`--actors\`, \`--tls-cert\`, \`--tls-key\`, \`--jwt-public-key\`) are relative to the
+working directory the server starts in, also inside a config file (not to the file's folder): under a
+process manager, give absolute paths or set its working directory (systemd \`WorkingDirectory=\`).
 
 Durations take seconds or a unit (\`500ms\`, \`90s\`, \`5m\`, \`1h\`, \`1d\`); sizes take bytes or a unit
 (\`64kb\`, \`1mb\`, \`1gb\`). The *accepted* column gives the bounds a value is checked against, in seconds for

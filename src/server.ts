@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { loadConfig, ConfigError } from './config/load.js';
+import { loadConfig, ConfigError, ignoredOptions, unknownEnvironment } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkJwtSecret } from './auth/secret-policy.js';
@@ -103,6 +103,9 @@ function checkTls(cfg: ServerConfig): void {
 export async function createServer(options: ServerOptions = {}): Promise<RtServer> {
   const { env = process.env, threadExecArgv, ...code } = options;
   const config = loadConfig({ code: code as Record<string, unknown>, env });
+  const log = createLogger(config.logLevel, 'main', { format: config.logFormat });
+  for (const { variable, message } of unknownEnvironment(env)) log.warn(message, { event: 'config.unknown_env', variable });
+  for (const { key, message } of ignoredOptions(config)) log.warn(message, { event: 'config.ignored', key });
   if (threadExecArgv !== undefined && !(Array.isArray(threadExecArgv) && threadExecArgv.every((a) => typeof a === 'string'))) {
     throw new ConfigError('threadExecArgv', `threadExecArgv must be an array of Node options (strings), e.g. [] or ['--enable-source-maps'], not ${JSON.stringify(threadExecArgv)?.slice(0, 80)}`);
   }

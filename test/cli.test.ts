@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestClient } from './helpers/ws-client.js';
-import { listeningPort, runCli } from './helpers/cli.js';
+import { cleanEnv, listeningPort, runCli } from './helpers/cli.js';
 
 // Several servers start and stop one after another: longer than .taprc's default on a busy machine.
 t.setTimeout(360_000);
@@ -26,7 +26,7 @@ t.test('help and usage errors', async (t) => {
   t.match(startHelp.stdout, /RT_API_KEY/);
   const unknown = run(['start', '--prot=1']);
   t.equal(unknown.status, 2);
-  t.match(unknown.stderr, /unknown option --prot; accepted options: .*--port/);
+  t.match(unknown.stderr, /unknown option --prot \(did you mean --port\?\); accepted options: .*--port/);
   const badValue = run(['start', '--workers=lots']);
   t.equal(badValue.status, 2);
   t.match(badValue.stderr, /--workers.*'auto' or an integer/);
@@ -99,7 +99,7 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
     const inUse = run(['start', `--port=${busy}`, '--workers=1', ...host]);
     t.equal(inUse.status, 3, `port in use exits 3 (${host.join(' ') || 'all interfaces'})`);
     t.same(oneLine(inUse).length, 1, 'one line');
-    t.match(inUse.stderr, new RegExp(`^rt-actors: cannot listen on .*:${busy}: the port is in use`));
+    t.match(inUse.stderr, new RegExp(`^rt-actors: cannot listen on .*:${busy}: the port is in use\n$`), 'the reason, not a guess');
   }
   const inUseJson = run(['start', `--port=${busy}`, '--workers=1', '--host=127.0.0.1', '--log-format=json']);
   t.equal(inUseJson.status, 3);
@@ -111,6 +111,18 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
     const bad = run(['start', ...args], env);
     t.equal(bad.status, 2);
     t.match(JSON.parse(bad.stderr.trim()), { level: 'error', event: 'server.start_failed', exit: 2, key: 'workers', msg: /--workers/ });
+  }
+
+  // A --host that cannot be bound is a configuration error naming --host, not "the port is in use":
+  // an address that is not this machine's (TEST-NET-1), a name that does not resolve. Port 0 as well.
+  for (const [host, why] of [['192.0.2.1', /not an address of this machine/], ['no-such-host.invalid', /does not resolve/]] as const) {
+    for (const port of ['--port=0', `--port=${busy}`]) {
+      const bad = run(['start', port, '--workers=1', `--host=${host}`]);
+      t.equal(bad.status, 2, `--host=${host} ${port}: exit 2`);
+      t.same(oneLine(bad).length, 1);
+      t.match(bad.stderr, new RegExp(`^rt-actors: invalid --host "${host.replace(/\./g, '\\.')}": `));
+      t.match(bad.stderr, why);
+    }
   }
 
   // A missing --actors folder: a configuration error, exit 2.
@@ -133,6 +145,18 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
     t.same(oneLine(tls).length, 1);
     t.match(tls.stderr, /^rt-actors: cannot read --tls-cert file /);
   }
+
+  // A --shutdown-timeout past what a timer holds (2^31 ms, about 24.8 days) is refused: it used to fire at
+  // once, cutting in-flight requests and crashing the process as its threads were ended under it.
+  const long = run(['start', '--port=0', '--workers=1', '--shutdown-timeout=30d']);
+  t.equal(long.status, 2);
+  t.match(long.stderr, /^rt-actors: invalid value "30d" for --shutdown-timeout \(flag\): expected a duration .* from 0 to 86400/);
+
+  // A config file saved with a UTF-8 byte order mark (Windows editors) is read like any other.
+  writeFileSync(join(dir, 'bom.json'), '\uFEFF' + JSON.stringify({ workers: 'lots' }));
+  const bom = run(['start', '--config', join(dir, 'bom.json')]);
+  t.equal(bom.status, 2);
+  t.match(bom.stderr, /^rt-actors: invalid value "lots" for workers \(file\)/, 'its keys are read, not refused as invalid JSON');
 
   // A "config" key inside a config file.
   writeFileSync(join(dir, 'nested.json'), JSON.stringify({ port: 0, config: 'other.json' }));
@@ -178,9 +202,67 @@ t.test('--require-auth / --no-require-auth reach the server', async (t) => {
   );
 });
 
+t.test('a misspelt flag or config key is named with what was meant; an unknown RT_* variable is not silently ignored', async (t) => {
+  for (const [flag, meant] of [['--prot=1', '--port'], ['--max_payload=1mb', '--max-payload'], ['--redis-url=redis://x', '--redis'], ['--no-restart-shard', '--no-restart-shards']]) {
+    const r = run(['start', flag]);
+    t.equal(r.status, 2, flag);
+    t.match(r.stderr, `unknown option ${flag.split('=')[0]} (did you mean ${meant}?); accepted options: --port`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'rt-cfg-'));
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ 'max-payload': '1mb' }));
+  const file = run(['start', '--config', join(dir, 'c.json')]);
+  t.equal(file.status, 2);
+  t.match(file.stderr, 'unknown key "max-payload" in ' + join(dir, 'c.json') + ' (did you mean "maxPayload"?)');
+
+  // The environment is shared with other programs: a warning, not a refusal, and the server starts.
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json'], { env: cleanEnv({ RT_MAX_PAYLAOD: '1mb', RT_REDIS: 'redis://10.0.0.5:6379' }) });
+  await listeningPort(p);
+  const warned = p.output().split('\n').filter((l) => l.includes('"config.unknown_env"')).map((l) => JSON.parse(l));
+  t.match(warned, [
+    { level: 'warn', variable: 'RT_MAX_PAYLAOD', msg: /names no rt-actors option and is ignored \(did you mean RT_MAX_PAYLOAD\?\)/ },
+    { level: 'warn', variable: 'RT_REDIS', msg: /did you mean RT_REDIS_URL\?/ },
+  ].sort((a, b) => (a.variable < b.variable ? -1 : 1)));
+  t.equal(warned.length, 2, 'one warning each, none for the known variables');
+  p.child.kill('SIGTERM');
+  await p.exited;
+});
+
+t.test('an option that has no effect without another (--dashboard-token without --dashboard) is not accepted in silence', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rt-cfg-'));
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ redisPrefix: 'laravel_database_' }));
+  const args = ['start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json', '--dashboard-token=dash-0123456789', `--config=${join(dir, 'c.json')}`];
+  const p = runCli(t, process.execPath, [bin, ...args], { env: cleanEnv({ RT_TLS_PASSPHRASE: 'x' }) });
+  await listeningPort(p);
+  const warned = p.output().split('\n').filter((l) => l.includes('"config.ignored"')).map((l) => JSON.parse(l));
+  const byKey = Object.fromEntries(warned.map((w) => [w.key, w.msg]));
+  t.match(byKey, {
+    dashboardToken: '--dashboard-token has no effect without --dashboard: it is ignored',
+    redisPrefix: 'redisPrefix (config file) has no effect without --redis or --redis-sentinels',
+    tlsPassphrase: 'RT_TLS_PASSPHRASE has no effect without --tls-cert',
+  });
+  t.equal(warned.length, 3, 'nothing else (defaults of such options are not warned about)');
+  p.child.kill('SIGTERM');
+  await p.exited;
+  // With what it needs, no warning.
+  const q = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json', '--dashboard', '--dashboard-token=dash-0123456789']);
+  await listeningPort(q);
+  t.notMatch(q.output(), /config\.ignored/);
+  q.child.kill('SIGTERM');
+  await q.exited;
+});
+
+t.test('-h and help <command> show a command\'s help', async (t) => {
+  for (const args of [['start', '-h'], ['help', 'start']]) {
+    const r = run(args);
+    t.equal(r.status, 0, args.join(' '));
+    t.match(r.stdout, /^Usage: rt-actors start/);
+  }
+  for (const args of [['token', '-h'], ['help', 'token']]) t.match(run(args).stdout, /^Usage: rt-actors token/, args.join(' '));
+});
+
 t.test('--help documents endpoints, the --no- form, exit codes, examples and the docs', async (t) => {
   const help = run(['start', '--help']).stdout;
-  for (const s of ['/ws', '/sse', '/socket.io/', '/api/', '/health', '/metrics', '/client.js', '--no-restart-shards', '--no-require-auth', 'Exit codes', '  3  the port cannot be bound', 'Examples:', 'docs/configuration.md', 'docs/deployment.md', '--log-format=<text|json>']) {
+  for (const s of ['/ws', '/sse', '/socket.io/', '/app/<key>', '/apps/<id>/', '/api/openapi.json', '/dashboard', '/api/', '/health', '/metrics', '/client.js', '--no-restart-shards', '--no-require-auth', 'Exit codes', '  3  the port cannot be bound', 'Examples:', 'docs/configuration.md', 'docs/deployment.md', '--log-format=<text|json>']) {
     t.ok(help.includes(s), `start --help mentions ${s}`);
   }
   t.match(run(['--help']).stdout, /Exit codes:[\s\S]*2  invalid usage or configuration/);

@@ -1,12 +1,13 @@
 // The deployment files (Dockerfile, deploy/rt-actors.service, deploy/nginx.conf, docs/deployment.md)
 // agree with the production install test/install.test.ts runs, with the exit codes of the CLI, and with
-// the endpoints a real server answers. No Docker engine or nginx runs here: the files are checked
-// against the repository and a live server instead.
+// the endpoints a real server answers. No Docker engine runs here: the files are checked against the
+// repository and a live server instead (test/nginx.test.ts runs nginx with the example).
 import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
+import { APP, RawPusher } from './helpers/pusher.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const read = (f: string) => readFileSync(root + f, 'utf8');
@@ -59,12 +60,16 @@ t.test('nginx example: every location it proxies is served by rt-actors', async 
   t.match(socketio![1], /proxy_http_version 1\.1;/);
   t.match(conf, /location = \/health \{/);
   t.match(conf, /location = \/metrics \{[^}]*deny all;/, '/metrics is not public');
-  const s = await startServer(t, { workers: 1 });
+  const s = await startServer(t, { workers: 1, dashboard: true, pusherApps: [APP] });
   const ws = await TestClient.connect(s.url + '/ws');
   t.ok(ws.welcome, '/ws: rt-actors accepts a WebSocket');
   ws.ws.close();
+  const pusher = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+  t.match(await pusher.next((f) => f.event === 'pusher:connection_established'), { event: 'pusher:connection_established' }, '/app/: rt-actors accepts a Pusher WebSocket');
   const probes: Record<string, string> = {
     '/socket.io/': '/socket.io/?EIO=4&transport=polling',
+    '/apps/': `/apps/${APP.id}/channels`,
+    '/dashboard': '/dashboard',
     '/sse': '/sse?channels=nginx-probe',
     '/poll': '/poll',
     '/api/': '/api/channels',
@@ -73,7 +78,7 @@ t.test('nginx example: every location it proxies is served by rt-actors', async 
     '/metrics': '/metrics',
   };
   const locations = [...conf.matchAll(/location (?:= )?(\S+) \{/g)].map((m) => m[1]!);
-  t.same(locations.sort(), ['/ws', ...Object.keys(probes)].sort(), 'the locations of the example');
+  t.same(locations.sort(), ['/ws', '/app/', ...Object.keys(probes)].sort(), 'the locations of the example');
   for (const [loc, path] of Object.entries(probes)) {
     const ctl = new AbortController();
     const res = await fetch(s.http + path, { signal: ctl.signal, headers: { authorization: 'Bearer test-api-key' } });

@@ -2,7 +2,8 @@
  * The rt-actors command: `start` runs the server, `token` mints a test token, `health` probes a running server. Flags map 1:1 to the
  * configuration schema; anything unknown or invalid exits with code 2 and says what is accepted.
  */
-import { ConfigError, loadConfig } from '../config/load.js';
+import { ConfigError, ignoredOptions, loadConfig, unknownEnvironment } from '../config/load.js';
+import { didYouMean } from '../config/suggest.js';
 import { OPTIONS, envOf, flagOf, specByFlag, type ServerConfig } from '../config/schema.js';
 // The server and the JWT library load only for the commands that use them: --help, --version, the
 // token command's usage errors and config errors answer in a fraction of the time (0.6 s -> 0.2 s here).
@@ -20,7 +21,7 @@ export const EXIT = {
   OK: 0,
   /** Unexpected error (a bug: please report it with the line printed). */
   UNEXPECTED: 1,
-  /** Invalid usage or configuration: a flag, RT_* variable or config-file key, a TLS/JWT key file, the --actors folder, Redis unreachable at start. */
+  /** Invalid usage or configuration: a flag, RT_* variable or config-file key, a TLS/JWT key file, the --actors folder, a --host not of this machine, Redis unreachable at start. */
   CONFIG: 2,
   /** The port cannot be bound: in use by another process, or not permitted. */
   LISTEN: 3,
@@ -30,7 +31,8 @@ const EXIT_HELP = `Exit codes:
   0  success; clean shutdown after SIGTERM/SIGINT (clients were told to reconnect)
   1  unexpected error (a bug: report it with the line printed)
   2  invalid usage or configuration: an option, RT_* variable or config-file key, a TLS or JWT key
-     file, the --actors folder, or Redis unreachable at start
+     file, the --actors folder, a --host that is not an address of this machine, or Redis
+     unreachable at start
   3  the port cannot be bound (in use by another process, or not permitted)`;
 
 const MAIN_HELP = `rt-actors ${version} — realtime messaging server (channel actors on worker threads)
@@ -41,7 +43,7 @@ Usage:
   rt-actors health [options]   ask the server running here for /health (exit 0 healthy, 1 not)
   rt-actors --help | --version
 
-Run 'rt-actors <command> --help' for the options of a command.
+Run 'rt-actors <command> --help' (or 'rt-actors help <command>') for the options of a command.
 
 ${EXIT_HELP}
 
@@ -50,8 +52,9 @@ Docs: README.md and docs/ in the package (docs/configuration.md, docs/deployment
 
 function startHelp(): string {
   const rows = OPTIONS.filter((o) => !o.hidden).map((o) => {
-    const flag = o.type === 'bool' ? `--${flagOf(o.key)}, --no-${flagOf(o.key)}` : `--${flagOf(o.key)}=<${o.type === 'enum' ? o.choices!.join('|') : o.type}>`;
-    const def = o.default === '' ? '' : ` (default: ${String(o.default)})`;
+    const type = o.type === 'enum' ? o.choices!.join('|') : o.type === 'workers' ? 'auto|int' : o.type;
+    const flag = o.type === 'bool' ? `--${flagOf(o.key)}, --no-${flagOf(o.key)}` : `--${flagOf(o.key)}=<${type}>`;
+    const def = o.default === '' || (Array.isArray(o.default) && o.default.length === 0) ? '' : ` (default: ${String(o.default)})`;
     return `  ${flag}\n      ${o.doc}${def}\n      env ${envOf(o.key)}, config key "${o.key}"`;
   });
   return `Usage: rt-actors start [options]
@@ -64,9 +67,13 @@ Endpoints (on --port):
   /ws                       WebSocket (native protocol; JSON or msgpack)
   /sse, /poll               Server-Sent Events and HTTP long-polling (see --transports)
   /socket.io/               Socket.IO / Laravel Echo gateway
-  /api/...                  HTTP API (publish, batch, channels, users), Authorization: Bearer <api key>
+  /app/<key>, /apps/<id>/   Pusher protocol: pusher-js / Laravel Echo (pusher, reverb) and the Pusher
+                            HTTP API, with --pusher-app-id/--pusher-key/--pusher-secret or --pusher-apps
+  /api/...                  HTTP API (publish, batch, channels, users), Authorization: Bearer <api key>;
+                            its OpenAPI description at /api/openapi.json
   /health, /metrics         health check (200/503) and Prometheus metrics
   /client.js                browser client bundle
+  /dashboard                live operator dashboard, with --dashboard
 
 Options:
 ${rows.join('\n')}
@@ -106,6 +113,10 @@ export function parseFlags(args: string[]): Map<string, string | true> {
   const out = new Map<string, string | true>();
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
+    if (a === '-h') {
+      out.set('help', true);
+      continue;
+    }
     if (!a.startsWith('--') || a === '--') {
       const prev = args[i - 1];
       const hint = prev?.startsWith('--') && !prev.includes('=') && isBoolFlag(prev.slice(2)) ? ` (${prev} is a boolean: write ${prev.replace(/^--(no-)?/, '--')}=${a} instead)` : '';
@@ -144,8 +155,12 @@ function configFlags(flags: Map<string, string | true>): Partial<Record<keyof Se
     const negated = !direct && name.startsWith('no-') ? specByFlag(name.slice(3)) : undefined;
     const spec = direct ?? negated;
     if (!spec) {
-      const known = OPTIONS.map((o) => '--' + flagOf(o.key)).join(', ');
-      throw new UsageError(`unknown option --${name}; accepted options: ${known}`);
+      const flags = OPTIONS.map((o) => flagOf(o.key));
+      // The flag an option's variable suggests, where it is another (--redis-url for --redis).
+      const fromEnv = OPTIONS.find((o) => o.env && o.env.slice(3).toLowerCase().replace(/_/g, '-') === name);
+      const negations = OPTIONS.filter((o) => o.type === 'bool').map((o) => `no-${flagOf(o.key)}`);
+      const hint = fromEnv ? ` (did you mean --${flagOf(fromEnv.key)}?)` : didYouMean(name, [...flags, ...negations], (f) => `--${f}`);
+      throw new UsageError(`unknown option --${name}${hint}; accepted options: ${flags.map((f) => `--${f}`).join(', ')}`);
     }
     if (negated) {
       if (spec.type !== 'bool') throw new UsageError(`--${name}: only boolean options have a --no- form; --${flagOf(spec.key)} takes a value`);
@@ -181,6 +196,8 @@ async function start(args: string[]): Promise<number> {
   }
   const config = loadConfig({ flags: configFlags(flags), env: process.env });
   const log = createLogger(config.logLevel, 'main', { format: config.logFormat, rate: config.logRate });
+  for (const { variable, message } of unknownEnvironment(process.env)) log.warn(message, { event: 'config.unknown_env', variable });
+  for (const { key, message } of ignoredOptions(config)) log.warn(message, { event: 'config.ignored', key });
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     const { startServer } = await import('../server.js');
@@ -205,7 +222,7 @@ async function start(args: string[]): Promise<number> {
   const stop = (why: string) => {
     if (stopping) return;
     stopping = true;
-    log.notice(`${why}: shutting down (clients are told to reconnect; at most ${config.shutdownTimeout}s)`, { event: 'server.stopping', reason: why });
+    log.notice(`${why}: shutting down (requests in flight get up to ${config.shutdownTimeout}s, then clients are told to reconnect)`, { event: 'server.stopping', reason: why });
     const began = Date.now();
     server.close().then(
       () => {
@@ -319,10 +336,14 @@ export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
     switch (cmd) {
+      case 'help':
+        // `rt-actors help start` is `rt-actors start --help`.
+        if (rest[0] === 'start' || rest[0] === 'token') return await main([rest[0], '--help']);
+        process.stdout.write(MAIN_HELP);
+        return EXIT.OK;
       case undefined:
       case '--help':
       case '-h':
-      case 'help':
         process.stdout.write(MAIN_HELP);
         return cmd === undefined ? EXIT.CONFIG : EXIT.OK;
       case '--version':

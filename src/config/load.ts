@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { OPTIONS, DEFAULT_WORKERS, envOf, flagOf, type OptionSpec, type ServerConfig } from './schema.js';
+import { closest, didYouMean } from './suggest.js';
 
 export class ConfigError extends Error {
   readonly code = 'config_invalid';
@@ -41,7 +42,7 @@ function range(spec: OptionSpec): string {
 }
 
 function bad(spec: OptionSpec, source: ConfigSource, raw: unknown): never {
-  const where = source === 'flag' ? `--${flagOf(spec.key)}` : source === 'env' ? envOf(spec.key) : spec.key;
+  const where = nameOf(spec, source);
   throw new ConfigError(spec.key, `invalid value ${JSON.stringify(raw)} for ${where} (${source}): expected ${describe(spec)}`);
 }
 
@@ -116,11 +117,57 @@ export interface ConfigInputs {
   code?: Partial<Record<keyof ServerConfig, unknown>>;
 }
 
+const quote = (k: string) => `"${k}"`;
+
+/**
+ * One warning per RT_* variable that names no option: unlike a flag or a config-file key it cannot stop
+ * the start (the environment is shared with other programs), but a typo must not be silently ignored.
+ */
+export function unknownEnvironment(env: Record<string, string | undefined>): { variable: string; message: string }[] {
+  const official = OPTIONS.map((o) => envOf(o.key));
+  // The name derived from the flag, where the option's variable is another (RT_REDIS -> RT_REDIS_URL).
+  const derived = new Map(OPTIONS.filter((o) => o.env).map((o) => ['RT_' + flagOf(o.key).replace(/-/g, '_').toUpperCase(), o.env!]));
+  return Object.keys(env)
+    .filter((v) => v.startsWith('RT_') && !official.includes(v))
+    .map((variable) => {
+      const meant = derived.get(variable) ?? closest(variable, official);
+      return { variable, message: `environment variable ${variable} names no rt-actors option and is ignored${meant ? ` (did you mean ${meant}?)` : ''}; the variables are listed in docs/configuration.md` };
+    });
+}
+
+/** Where each option of a loaded configuration came from (see ignoredOptions). */
+const SOURCES = new WeakMap<ServerConfig, Partial<Record<keyof ServerConfig, ConfigSource>>>();
+
+const WHERE: Partial<Record<ConfigSource, string>> = { file: ' (config file)', code: ' (createServer option)' };
+
+/** How an option is named to the user, by where it was set. */
+function nameOf(spec: OptionSpec, source: ConfigSource): string {
+  return source === 'flag' ? `--${flagOf(spec.key)}` : source === 'env' ? envOf(spec.key) : spec.key;
+}
+
+/**
+ * One warning per option set (not defaulted) that has no effect because what it depends on is off:
+ * --dashboard-token without --dashboard, --redis-prefix without --redis, and so on (the schema's
+ * `needs`). They are not refused, since turning a feature off should not require unsetting its
+ * settings, but they are not accepted in silence either.
+ */
+export function ignoredOptions(config: ServerConfig): { key: string; message: string }[] {
+  const sources = SOURCES.get(config) ?? {};
+  const on = (k: keyof ServerConfig) => {
+    const v = config[k] as unknown;
+    return Array.isArray(v) ? v.length > 0 : !!v;
+  };
+  return OPTIONS.filter((o) => o.needs && sources[o.key] && sources[o.key] !== 'default' && !o.needs.some(on)).map((o) => ({
+    key: o.key,
+    message: `${nameOf(o, sources[o.key]!)}${WHERE[sources[o.key]!] ?? ''} has no effect without ${o.needs!.map((k) => `--${flagOf(k)}`).join(' or ')}: it is ignored`,
+  }));
+}
+
 export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   const env = inputs.env ?? {};
   const known = new Set(OPTIONS.map((o) => o.key as string));
   for (const k of Object.keys(inputs.code ?? {})) {
-    if (!known.has(k)) throw new ConfigError(k, `unknown option "${k}"; known options: ${[...known].join(', ')}`);
+    if (!known.has(k)) throw new ConfigError(k, `unknown option "${k}"${didYouMean(k, [...known], quote)}; known options: ${[...known].join(', ')}`);
   }
 
   const configPath = (inputs.flags?.config ?? inputs.code?.config ?? env[envOf('config')]) as string | undefined;
@@ -133,7 +180,8 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
       throw new ConfigError('config', `cannot read config file ${configPath}: ${(err as Error).message}`);
     }
     try {
-      file = JSON.parse(text);
+      // Editors on Windows save UTF-8 with a byte order mark, which JSON.parse takes for a stray token.
+      file = JSON.parse(text.replace(/^\uFEFF/, ''));
     } catch (err) {
       throw new ConfigError('config', `config file ${configPath} is not valid JSON: ${(err as Error).message}`);
     }
@@ -141,22 +189,24 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
     for (const k of Object.keys(file)) {
       // A config file naming another one would make precedence ambiguous: files do not nest.
       if (k === 'config') throw new ConfigError('config', `key "config" is not allowed inside a config file (${configPath}): config files do not nest; pass one file with --config or RT_CONFIG`);
-      if (!known.has(k)) throw new ConfigError(k, `unknown key "${k}" in ${configPath}; known keys: ${[...known].join(', ')}`);
+      if (!known.has(k)) throw new ConfigError(k, `unknown key "${k}" in ${configPath}${didYouMean(k, [...known], quote)}; known keys: ${[...known].join(', ')}`);
     }
   }
 
   const out: Record<string, unknown> = {};
+  const sources: Partial<Record<keyof ServerConfig, ConfigSource>> = {};
   for (const spec of OPTIONS) {
     const flag = inputs.flags?.[spec.key];
     const code = inputs.code?.[spec.key];
     const envVal = env[envOf(spec.key)] || spec.envAliases?.map((a) => env[a]).find((v) => v !== undefined && v !== '');
-    if (flag !== undefined) out[spec.key] = coerce(spec, flag, 'flag');
-    else if (code !== undefined) out[spec.key] = coerce(spec, code, 'code');
-    else if (envVal !== undefined && envVal !== '') out[spec.key] = coerce(spec, envVal, 'env');
-    else if (file[spec.key] !== undefined) out[spec.key] = coerce(spec, file[spec.key], 'file');
+    const [raw, source]: [unknown, ConfigSource] =
+      flag !== undefined ? [flag, 'flag'] : code !== undefined ? [code, 'code'] : envVal !== undefined && envVal !== '' ? [envVal, 'env'] : file[spec.key] !== undefined ? [file[spec.key], 'file'] : [spec.default, 'default'];
+    sources[spec.key] = source;
+    if (source !== 'default') out[spec.key] = coerce(spec, raw, source);
     else out[spec.key] = spec.type === 'workers' || spec.type === 'duration' || spec.type === 'bytes' ? coerce(spec, spec.default, 'default') : spec.default;
   }
   const cfg = out as unknown as ServerConfig;
+  SOURCES.set(cfg, sources);
   if (cfg.jwtSecret && cfg.jwtPublicKey) {
     throw new ConfigError('jwtSecret', 'set either jwtSecret (HS256) or jwtPublicKey (RS256/ES256), not both');
   }

@@ -3,7 +3,7 @@
  * kebab-case CLI flag and an RT_* environment variable derived from it, a type, a default and a doc line.
  * Precedence: CLI flags > environment > config file > defaults (see load.ts).
  */
-import { availableParallelism } from 'node:os';
+import { availableCpus } from './cpus.js';
 
 export type OptionType = 'int' | 'string' | 'bool' | 'enum' | 'list' | 'duration' | 'bytes' | 'workers' | 'json';
 
@@ -21,6 +21,8 @@ export interface OptionSpec {
   readonly env?: string;
   /** Further environment variables accepted for this option, after `env` (e.g. the PUSHER_APP_* names). */
   readonly envAliases?: readonly string[];
+  /** Options of which one must be set for this one to have any effect (a warning at start otherwise). */
+  readonly needs?: readonly (keyof ServerConfig)[];
 }
 
 export interface ServerConfig {
@@ -192,19 +194,19 @@ export interface ServerConfig {
   dashboardToken: string;
 }
 
-const cores = (): number => Math.max(1, availableParallelism());
+const cores = availableCpus;
 
 export const OPTIONS: readonly OptionSpec[] = [
   { key: 'port', type: 'int', default: 6001, min: 0, max: 65535, doc: 'TCP port serving every transport (0 = pick a free port)' },
   { key: 'host', type: 'string', default: '', doc: 'interface to bind; empty binds all interfaces' },
-  { key: 'workers', type: 'workers', default: 'auto', min: 1, max: 256, doc: "shard worker threads: a number or 'auto' (one per core)" },
+  { key: 'workers', type: 'workers', default: 'auto', min: 1, max: 256, doc: "shard worker threads: a number or 'auto' (one per core this process may use, within a container's or cgroup's CPU limit)" },
   { key: 'apiKey', type: 'string', default: '', doc: 'HTTP API key; generated and printed once at start when empty' },
   { key: 'jwtSecret', type: 'string', default: '', doc: 'HS256 secret that signs connection tokens' },
   { key: 'jwtPublicKey', type: 'string', default: '', doc: 'PEM public key, or a path to one, for RS256/ES256 tokens' },
-  { key: 'jwtAudience', type: 'list', default: [], doc: "accepted 'aud' claims, e.g. 'rt-actors' or your API identifier; empty skips the check" },
-  { key: 'jwtIssuer', type: 'list', default: [], doc: "accepted 'iss' claims, e.g. 'https://example.eu.auth0.com/'; empty skips the check" },
+  { key: 'jwtAudience', type: 'list', default: [], needs: ['jwtSecret', 'jwtPublicKey', 'jwksUrl'], doc: "accepted 'aud' claims, e.g. 'rt-actors' or your API identifier; empty skips the check" },
+  { key: 'jwtIssuer', type: 'list', default: [], needs: ['jwtSecret', 'jwtPublicKey', 'jwksUrl'], doc: "accepted 'iss' claims, e.g. 'https://example.eu.auth0.com/'; empty skips the check" },
   { key: 'jwksUrl', type: 'string', default: '', doc: "identity provider's JWKS URL (Auth0, Keycloak, Cognito…): RS256/ES256 keys fetched, cached and rotated by 'kid'" },
-  { key: 'jwksCooldown', type: 'duration', default: 30, min: 0, max: 3600, doc: "least time between two JWKS re-fetches triggered by a token with an unknown 'kid'" },
+  { key: 'jwksCooldown', type: 'duration', default: 30, min: 0, max: 3600, needs: ['jwksUrl'], doc: "least time between two JWKS re-fetches triggered by a token with an unknown 'kid'" },
   { key: 'tokenGrace', type: 'duration', default: 60, min: 1, max: 86400, doc: "after a connection's token expires it is asked for a fresh one (native 'refresh' frame, Socket.IO 'token:expiring'); without one within this time it is closed with 4010" },
   { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors (.ts, .js, .mjs)' },
   { key: 'actorHookTimeout', type: 'duration', default: 5, min: 0.01, max: 3600, doc: "deadline of an actor hook that returns a promise; past it the operation fails with actor_timeout, e.g. '5s'" },
@@ -227,13 +229,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'logFormat', type: 'enum', default: 'text', choices: ['text', 'json'], doc: 'log lines (all on stderr): readable text, or one JSON object per line (time, level, thread, shard, msg, fields)' },
   { key: 'logRate', type: 'int', default: 50, min: 0, max: 1_000_000, doc: 'at most this many lines per second per kind of frequent event (connection, subscription, refusal) and thread, then one "suppressed K" line; 0 = unlimited' },
   { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
-  { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, doc: 'seconds to drain on SIGTERM/SIGINT before exiting anyway' },
+  { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, max: 86400, doc: 'seconds in-flight requests may take on SIGTERM/SIGINT before they are answered 503 and clients are told to reconnect (which takes at least 1 s more)' },
   { key: 'restartShards', type: 'bool', default: true, doc: 'replace a crashed shard automatically' },
   // Security and limits
   { key: 'allowedOrigins', type: 'list', default: [], doc: "browser origins allowed besides the server's own host, e.g. 'https://app.example.com,https://*.example.com' ('*' = any)" },
   { key: 'tlsCert', type: 'string', default: '', doc: 'TLS certificate chain (PEM file); with --tls-key serves wss:// and https:// on the same port' },
   { key: 'tlsKey', type: 'string', default: '', doc: 'TLS private key (PEM file)' },
-  { key: 'tlsPassphrase', type: 'string', default: '', doc: 'passphrase of the TLS private key' },
+  { key: 'tlsPassphrase', type: 'string', default: '', needs: ['tlsCert'], doc: 'passphrase of the TLS private key' },
   { key: 'rateLimit', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages per second one connection may send (token bucket); 0 = unlimited' },
   { key: 'rateBurst', type: 'int', default: 200, min: 1, max: 1_000_000, doc: 'burst size of the per-connection token bucket' },
   { key: 'maxConnections', type: 'int', default: 100_000, min: 0, doc: 'open connections per host, all shards; 0 = unlimited' },
@@ -264,22 +266,22 @@ export const OPTIONS: readonly OptionSpec[] = [
   // Redis bridge
   { key: 'redis', type: 'string', default: '', env: 'RT_REDIS_URL', doc: "Redis that bridges several hosts, e.g. 'redis://10.0.0.5:6379' (a comma-separated list of nodes means a Redis Cluster); empty runs one host alone" },
   { key: 'redisCluster', type: 'bool', default: false, doc: 'the --redis node(s) are a Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH), keys grouped by channel hash tag' },
-  { key: 'redisPrefix', type: 'string', default: '', doc: "prefix of the Redis channels a Laravel backend publishes to (its redis 'prefix' option, e.g. 'laravel_database_')" },
-  { key: 'redisNamespace', type: 'string', default: 'rt', doc: "prefix of rt-actors' own Redis keys and channels; give deployments sharing one Redis different ones" },
+  { key: 'redisPrefix', type: 'string', default: '', needs: ['redis', 'redisSentinels'], doc: "prefix of the Redis channels a Laravel backend publishes to (its redis 'prefix' option, e.g. 'laravel_database_')" },
+  { key: 'redisNamespace', type: 'string', default: 'rt', needs: ['redis', 'redisSentinels'], doc: "prefix of rt-actors' own Redis keys and channels; give deployments sharing one Redis different ones" },
   { key: 'historyPatterns', type: 'list', default: [], doc: "history bounds per channel pattern, 'pattern=size/ttl', e.g. 'chat-*=500/1h,ticker.*=10/30s' (first match wins)" },
-  { key: 'leaseTtl', type: 'duration', default: 10, min: 0.3, max: 3600, doc: "with --redis: lease of a custom actor's one activation in the cluster, renewed every third of it; a dead owner's actors move after at most this long, e.g. '10s'" },
+  { key: 'leaseTtl', type: 'duration', default: 10, min: 0.3, max: 3600, needs: ['redis', 'redisSentinels'], doc: "with --redis: lease of a custom actor's one activation in the cluster, renewed every third of it; a dead owner's actors move after at most this long, e.g. '10s'" },
   { key: 'hostId', type: 'string', default: '', doc: "this host's id in the cluster, shown in /health and in channel placement (letters, digits, '.', '_', '-'); empty: hostname plus a random suffix, new at every start" },
   { key: 'redisSentinels', type: 'list', default: [], doc: "Redis Sentinel addresses, e.g. '10.0.0.5:26379,10.0.0.6:26379': every bridge connection follows the master they name (--redis then only carries credentials, db and TLS)" },
-  { key: 'redisSentinelName', type: 'string', default: 'mymaster', doc: 'with --redis-sentinels: the master name the sentinels monitor' },
+  { key: 'redisSentinelName', type: 'string', default: 'mymaster', needs: ['redisSentinels'], doc: 'with --redis-sentinels: the master name the sentinels monitor' },
   { key: 'pusherAppId', type: 'string', default: '', envAliases: ['PUSHER_APP_ID'], doc: 'Pusher protocol: app id (with --pusher-key and --pusher-secret turns on /app/<key> and /apps/<id>/…; PUSHER_APP_ID is read too)' },
   { key: 'pusherKey', type: 'string', default: '', envAliases: ['PUSHER_APP_KEY'], doc: 'Pusher protocol: app key, as pusher-js and Laravel Echo are given it (PUSHER_APP_KEY is read too)' },
   { key: 'pusherSecret', type: 'string', default: '', envAliases: ['PUSHER_APP_SECRET'], doc: 'Pusher protocol: app secret that signs channel auth and HTTP API calls (PUSHER_APP_SECRET is read too)' },
-  { key: 'pusherSubscriptionCountEvents', type: 'bool', default: false, doc: 'Pusher protocol: subscribers of the --pusher-app-id app\'s non-presence channels get pusher_internal:subscription_count events (throttled to one per second per channel); in pusherApps, the per-app key subscriptionCountEvents' },
+  { key: 'pusherSubscriptionCountEvents', type: 'bool', default: false, needs: ['pusherAppId'], doc: 'Pusher protocol: subscribers of the --pusher-app-id app\'s non-presence channels get pusher_internal:subscription_count events (throttled to one per second per channel); in pusherApps, the per-app key subscriptionCountEvents' },
   { key: 'pusherApps', type: 'json', default: [], doc: 'Pusher protocol: several apps, a JSON list of { id, key, secret, … } (usually in the config file; see docs/pusher.md); the first is the default app. Per-app limits include maxConnections (open connections of that app on this host, across its shards; 0 = none) and maxWatchlistSize (user ids a signed-in user may watch, default 100; 0 = watchlist events off)' },
-  { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
+  { key: 'presenceTtl', type: 'duration', default: 15, min: 0.5, max: 3600, needs: ['redis', 'redisSentinels'], doc: "with --redis: a host silent for this long is presumed dead; its members leave and its subscribers stop counting, e.g. '15s'" },
   // Operator dashboard
   { key: 'dashboard', type: 'bool', default: false, doc: 'serve the live operator dashboard at /dashboard (login with the API key or --dashboard-token)' },
-  { key: 'dashboardToken', type: 'string', default: '', doc: 'credential for the dashboard and its /api/stats and /api/tap feeds, instead of the API key (it may also publish and read channels)' },
+  { key: 'dashboardToken', type: 'string', default: '', needs: ['dashboard'], doc: 'credential for the dashboard and its /api/stats and /api/tap feeds, instead of the API key (it may also publish and read channels)' },
 ];
 
 export const DEFAULT_WORKERS = cores;

@@ -28,8 +28,11 @@ export interface ThreadContext {
   log: Logger;
   /** True once shutdown began: new connections are refused. */
   draining: boolean;
-  /** HTTP requests being answered; shutdown waits for them. */
-  inflight: number;
+  /**
+   * HTTP requests being answered (see beginRequest): shutdown waits for them, and answers those still
+   * running at its deadline.
+   */
+  inflight: Set<() => void>;
   /** Connection and API limits shared by every thread of the host. */
   limits: SharedLimits;
   /** Values every host sees, with an expiry (Redis with --redis; absent on a server alone). */

@@ -72,7 +72,7 @@ export type ShardEvent =
   | { type: 'crashing'; message: string };
 
 /** Messages from the supervisor to a shard. */
-export type ShardCommand = { type: 'drain' } | { type: 'stop'; timeoutMs: number } | { type: 'crash' } | { type: 'gc' };
+export type ShardCommand = { type: 'drain'; timeoutMs: number } | { type: 'stop'; timeoutMs: number } | { type: 'crash' } | { type: 'gc' };
 
 export async function runShard(task: ShardTask): Promise<void> {
   const { shard, config } = task;
@@ -198,7 +198,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     sampler,
     log,
     draining: false,
-    inflight: 0,
+    inflight: new Set(),
     limits: new SharedLimits(task.limits, config),
   };
   ctx.limits.apps = new AppConnections(task.appConnections, pusherAppCount(config), shard);
@@ -317,10 +317,12 @@ export async function runShard(task: ShardTask): Promise<void> {
         uWS.us_listen_socket_close(listenSocket);
         listenSocket = null;
       }
-      const deadline = Date.now() + 5000;
-      while (ctx.inflight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      // In-flight requests get the whole --shutdown-timeout; 'stop' answers any left after it.
+      const deadline = Date.now() + cmd.timeoutMs;
+      while (ctx.inflight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       post({ type: 'drained' });
     } else if (cmd.type === 'stop') {
+      for (const cutOff of [...ctx.inflight]) cutOff();
       hub.flushHeld();
       for (const c of [...hub.clients.values()]) c.disconnect(CloseCode.SHUTDOWN, 'server shutting down: reconnect and resume', true);
       await mesh.flushed(Math.min(cmd.timeoutMs, 2000));

@@ -23,6 +23,7 @@ import { AppConnections, SharedLimits } from '../security/shared-limits.js';
 import { pusherAppCount } from '../transports/pusher/apps.js';
 import { ListenError } from '../errors.js';
 import { headSafe } from '../transports/head.js';
+import { ConfigError } from '../config/load.js';
 
 interface AcceptorApp extends TemplatedApp {
   addChildAppDescriptor(d: unknown): void;
@@ -40,6 +41,8 @@ interface ShardSlot {
 }
 
 const START_TIMEOUT_MS = 30_000;
+/** Least time shutdown gives shards to tell their clients to reconnect, after the drain. */
+const GOODBYE_MS = 1000;
 
 /** Whether this uWS build can hand sockets between apps (NOTES.md: not declared in its types). */
 export function descriptorsSupported(): boolean {
@@ -51,19 +54,38 @@ export function descriptorsSupported(): boolean {
 
 /**
  * Binds `port` once without SO_REUSEPORT and releases it: with SO_REUSEPORT the shards would otherwise
- * share a port that another server already uses, silently. Port 0 picks a free port.
+ * share a port that another server already uses, silently. Port 0 picks a free port. uWS reports a
+ * failed listen without a reason, so this is also where a --host typo is told apart from a busy port.
  */
 async function claimPort(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createNetServer();
-    s.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new ListenError(`cannot listen on ${host || '*'}:${port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message}`)),
-    );
+    s.once('error', (err: NodeJS.ErrnoException) => reject(listenFailure(host, port, err)));
     s.listen(port, host || undefined, () => {
       const port = (s.address() as { port: number }).port;
       s.close(() => resolve(port));
     });
   });
+}
+
+/** A failed bind as the CLI reports it: the port (exit 3), or a --host that cannot be bound here (exit 2). */
+function listenFailure(host: string, port: number, err: NodeJS.ErrnoException): Error {
+  const where = `cannot listen on ${host || '*'}:${port}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return new ListenError(`${where}: the port is in use`);
+    case 'EACCES':
+      return new ListenError(`${where}: not permitted (ports below 1024 need privileges)`);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError('host', `invalid --host "${host}": not an address of this machine (${err.code}); give one of its addresses, or leave it empty for all interfaces`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EAI_FAIL':
+    case 'EAI_NONAME':
+      return new ConfigError('host', `invalid --host "${host}": it does not resolve to an address (${err.code}); give an IP address or a resolvable name, or leave it empty for all interfaces`);
+    default:
+      return new ListenError(`${where}: ${err.message}`);
+  }
 }
 
 export class Supervisor {
@@ -142,8 +164,10 @@ export class Supervisor {
     this.actorCompute = startActorCompute(config, this.hub, this.execArgv);
 
     if (this.mode === 'descriptor') {
-      // uWS can only listen exclusively without a host; with one, check the port is free first.
-      if (config.host && config.port !== 0) await claimPort(config.host, config.port);
+      // Check the port is free (and the host one of this machine's) before the shards start: uWS would
+      // only say that its listen failed, and only once every shard is up. Without a host the acceptor
+      // then listens exclusively, which also covers a server that takes the port in between.
+      if (config.host || config.port !== 0) await claimPort(config.host, config.port);
       const app = uWS.App() as AcceptorApp;
       this.acceptor = app;
       // Sockets accepted while no shard's app is attached (start-up, all shards down) are served by
@@ -349,16 +373,19 @@ export class Supervisor {
     this.stopping = true;
     this.sampler?.stop();
     const timeoutMs = this.config.shutdownTimeout * 1000;
+    const deadline = Date.now() + timeoutMs;
     if (this.listenSocket) {
       uWS.us_listen_socket_close(this.listenSocket);
       this.listenSocket = undefined;
     }
     // Phase 1: no new connections anywhere; in-flight API requests finish while every owner still runs.
-    await this.everyShard('drain', 'drained', timeoutMs);
+    await this.everyShard({ type: 'drain', timeoutMs }, 'drained', timeoutMs);
     this.log.debug('shutdown: shards drained');
-    // Phase 2: tell clients to reconnect elsewhere, flush rings, exit.
-    this.slots.forEach((_, i) => this.command(i, { type: 'stop', timeoutMs }));
-    await Promise.race([Promise.allSettled(this.slots.map((s) => s.running)), new Promise((r) => setTimeout(r, timeoutMs + 1000).unref())]);
+    // Phase 2: tell clients to reconnect elsewhere, flush rings, exit, in what is left of the deadline;
+    // the goodbyes get at least GOODBYE_MS even when the drain used it all.
+    const left = Math.max(deadline - Date.now(), GOODBYE_MS);
+    this.slots.forEach((_, i) => this.command(i, { type: 'stop', timeoutMs: left }));
+    await Promise.race([Promise.allSettled(this.slots.map((s) => s.running)), new Promise((r) => setTimeout(r, left).unref())]);
     this.log.debug('shutdown: shards stopped');
     this.hub.mesh.close();
     this.acceptor?.close();
@@ -369,7 +396,7 @@ export class Supervisor {
     this.log.debug('shutdown: threads ended');
   }
 
-  private everyShard(type: 'drain', reply: ShardEvent['type'], timeoutMs: number): Promise<unknown> {
+  private everyShard(cmd: ShardCommand, reply: ShardEvent['type'], timeoutMs: number): Promise<unknown> {
     return Promise.race([
       Promise.all(
         this.slots.map(
@@ -377,7 +404,7 @@ export class Supervisor {
             new Promise<void>((resolve) => {
               if (!slot.control) return resolve();
               slot.control.on('message', (e: ShardEvent) => e.type === reply && resolve());
-              this.command(i, { type });
+              this.command(i, cmd);
             }),
         ),
       ),

@@ -9,7 +9,7 @@ import type { ThreadContext } from '../runtime/context.js';
 import { bridged } from '../bridge/setup.js';
 import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
 import { sameSecret } from '../security/same-secret.js';
-import { errorStatus, JsonText, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
+import { beginRequest, errorStatus, JsonText, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
 import { countApiRequest } from './api-routes.js';
 import { registerOperatorApi } from './operator-api.js';
 import { JsonData } from '../protocol/encoded-payload.js';
@@ -159,7 +159,7 @@ export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'o
       return sendError(res, state, err);
     }
     let cors: Record<string, string> = {};
-    ctx.inflight++;
+    const end = beginRequest(ctx.inflight, res, state, () => cors);
     (async () => {
       cors = checkOrigin(ctx, req);
       if (needsKey) {
@@ -175,7 +175,7 @@ export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'o
         // An overloaded thread: tell the client when to come back (RFC 9110 Retry-After).
         sendError(res, state, err, (err as { code?: unknown })?.code === 'overloaded' ? { ...cors, 'retry-after': String(OVERLOADED_RETRY_AFTER_S) } : cors);
       })
-      .finally(() => ctx.inflight--);
+      .finally(end);
   };
 }
 

@@ -99,6 +99,20 @@ export function track(res: HttpResponse): { aborted: boolean } {
   return state;
 }
 
+/**
+ * Counts a request as in flight until the returned function is called. Shutdown waits for in-flight
+ * requests until --shutdown-timeout; one still running then is answered 503 here rather than having
+ * its connection closed under it, so the caller knows it may not have taken effect.
+ */
+export function beginRequest(inflight: Set<() => void>, res: HttpResponse, state: { aborted: boolean }, headers?: () => Record<string, string>): () => void {
+  const cutOff = () => {
+    const err = new RtError('unavailable', 'server shut down before this request finished (--shutdown-timeout): it may not have taken effect', 503);
+    sendError(res, state, err, headers?.());
+  };
+  inflight.add(cutOff);
+  return () => inflight.delete(cutOff);
+}
+
 /** A body already serialised as JSON text, which sendJson sends as it is. */
 export class JsonText {
   constructor(readonly text: string) {}

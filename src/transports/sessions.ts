@@ -18,7 +18,7 @@ import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/
 import { admissionError } from '../security/admission.js';
 import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../security/token-bucket.js';
 import { errorReply, handleFrame, type Reply } from './native-session.js';
-import { queryParam, readBody, sendError, sendJson, snapshot, track, type Req } from './http.js';
+import { beginRequest, queryParam, readBody, sendError, sendJson, snapshot, track, type Req } from './http.js';
 
 /** What a poll answers: every frame after the acknowledged sequence number, and the number to ack next. */
 export interface PollResult {
@@ -261,14 +261,14 @@ export function registerSessionRoutes(app: TemplatedApp, ctx: ThreadContext, pat
       const state = track(res);
       const r = snapshot(res, req);
       const headers: Record<string, string> = { 'cache-control': 'no-store' };
-      ctx.inflight++;
+      const end = beginRequest(ctx.inflight, res, state, () => headers);
       (async () => {
         Object.assign(headers, corsOrThrow(ctx, r));
         const answer = await body(res, r, state, headers);
         sendJson(res, state, 200, answer, headers);
       })()
         .catch((err) => sendError(res, state, err, headers))
-        .finally(() => ctx.inflight--);
+        .finally(end);
     };
 
   app.post(

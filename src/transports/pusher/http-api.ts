@@ -7,7 +7,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { channelKind } from '../../auth/channels.js';
 import { RtError } from '../../errors.js';
-import { errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from '../http.js';
+import { beginRequest, errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from '../http.js';
 import { countApiRequest } from '../api-routes.js';
 import { belongsTo, externalName, internalName, type PusherApp } from './apps.js';
 import { fromWireData } from './codec.js';
@@ -43,7 +43,7 @@ function route(gw: PusherGateway, params: number, bodyLimit: number, h: Handler)
       countApiRequest(ctx.metrics, path, errorStatus(err));
       return sendError(res, state, err);
     }
-    ctx.inflight++;
+    const end = beginRequest(ctx.inflight, res, state);
     (async () => {
       const body = req.method === 'post' ? await readBody(res, req.headers['content-length'], bodyLimit, state) : Buffer.alloc(0);
       const app = gw.apps.withId(req.params[0]!);
@@ -63,7 +63,7 @@ function route(gw: PusherGateway, params: number, bodyLimit: number, h: Handler)
         countApiRequest(ctx.metrics, req.url, errorStatus(err));
         sendError(res, state, err);
       })
-      .finally(() => ctx.inflight--);
+      .finally(end);
   };
 }
 

@@ -1,0 +1,105 @@
+// deploy/nginx.conf for real: nginx runs the example's server block (TLS and the public port swapped for
+// a loopback port) in front of a server, and every client goes through it — native WebSocket, SSE,
+// long-polling, Socket.IO (polling, and the upgrade), pusher-js and the Pusher SDK, the HTTP API, the
+// load balancer's /health, /metrics, /client.js and the dashboard. .ci/run installs nginx when missing;
+// without it this test fails saying so.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startServer, api } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+import { SseStream, request } from './helpers/http-stream.js';
+import { freePort, until } from './helpers/redis.js';
+import { portOpen } from './helpers/cli.js';
+import { nextEvent, sioConnect, upgraded } from './helpers/sio.js';
+import { APP, pusherClient, sdk } from './helpers/pusher.js';
+
+const NGINX = process.env.NGINX_PATH ?? ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p));
+const example = readFileSync(fileURLToPath(new URL('../deploy/nginx.conf', import.meta.url)), 'utf8');
+
+/** The example, served on `port` without TLS, proxying to `upstream`; everything else as shipped. */
+function config(dir: string, port: number, upstream: number): string {
+  const site = example
+    .replace('server 127.0.0.1:6001;', `server 127.0.0.1:${upstream};`)
+    .replace(/listen 443 ssl http2;/, `listen 127.0.0.1:${port};`)
+    .replace(/^\s*ssl_certificate(_key)?\s.*$/gm, '');
+  const tmp = (name: string) => `${name}_temp_path ${join(dir, name)};`;
+  return `daemon off;
+worker_processes 1;
+pid ${join(dir, 'nginx.pid')};
+error_log ${join(dir, 'error.log')} warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  ${['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(tmp).join('\n  ')}
+${site}
+}
+`;
+}
+
+function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
+  return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms).unref())]);
+}
+
+t.test('every transport works through the example nginx configuration', async (t) => {
+  if (!NGINX) throw new Error("nginx not found: install it with 'apt-get install -y nginx' (or set NGINX_PATH)");
+  const s = await startServer(t, { workers: 2, dashboard: true, trustProxy: ['127.0.0.1'], pusherApps: [APP] });
+  const dir = mkdtempSync(join(tmpdir(), 'rt-nginx-'));
+  const port = await freePort();
+  writeFileSync(join(dir, 'nginx.conf'), config(dir, port, s.port));
+  const nginx = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let errors = '';
+  nginx.stderr.on('data', (d) => (errors += d));
+  t.teardown(() => {
+    nginx.kill('SIGQUIT');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await until('nginx listening', async () => (nginx.exitCode !== null ? Promise.reject(new Error(`nginx exited: ${errors}`)) : await portOpen(port)));
+  const front = `http://127.0.0.1:${port}`;
+
+  for (const path of ['/health', '/metrics', '/client.js', '/dashboard']) {
+    const res = await request('GET', front + path);
+    t.equal(res.status, 200, `${path} through nginx (${res.status})`);
+  }
+
+  const ws = await TestClient.connect(`ws://127.0.0.1:${port}/ws`);
+  t.teardown(() => ws.close());
+  await ws.request({ op: 'subscribe', channel: 'via-nginx' });
+  const sse = await SseStream.open(`${front}/sse?channels=via-nginx`);
+  t.teardown(() => sse.close());
+  await sse.until((evs) => evs.some((e) => e.event === 'rt:subscribed'), 8000, 'the SSE subscription');
+  const open = (await request('GET', `${front}/poll`)).json;
+  const sid = open.frames[0].session as string;
+  t.equal((await request('POST', `${front}/poll?sid=${sid}`, JSON.stringify({ op: 'subscribe', channel: 'via-nginx', ref: 1 }))).status, 200, 'a long-polling POST');
+  const upgradedSio = await sioConnect(t, front, { transports: ['polling', 'websocket'] });
+  await upgraded(upgradedSio);
+  const pollingSio = await sioConnect(t, front, { transports: ['polling'] });
+  for (const so of [upgradedSio, pollingSio]) t.same(await so.emitWithAck('subscribe', { channel: 'via-nginx' }), { ok: true });
+  const pusher = pusherClient(t, port);
+  const pusherGot = new Promise<unknown>((resolve) => pusher.subscribe('via-nginx').bind('api', resolve));
+  await within(new Promise<void>((resolve) => pusher.channel('via-nginx').bind('pusher:subscription_succeeded', () => resolve())), 'the pusher-js subscription at /app/');
+
+  const sioGot = [upgradedSio, pollingSio].map((so) => nextEvent(so, 'api'));
+  const pub = await api(front, '/api/publish', { channel: 'via-nginx', event: 'api', data: { n: 1 } });
+  t.equal(pub.status, 200, 'the HTTP API through nginx');
+  t.match(await ws.next((f) => f.op === 'message'), { channel: 'via-nginx', data: { n: 1 } }, 'WebSocket');
+  t.match(JSON.parse((await sse.until((evs) => evs.find((e) => e.event === 'api'), 8000, 'the SSE event')).data), { data: { n: 1 } }, 'SSE');
+  let ack = open.seq as number;
+  const polled = await until('the long-poll answer', async () => {
+    const r = (await request('GET', `${front}/poll?sid=${sid}&ack=${ack}`)).json;
+    ack = r.seq;
+    return r.frames.find((f: { op: string }) => f.op === 'message');
+  });
+  t.match(polled, { channel: 'via-nginx', data: { n: 1 } }, 'long-polling');
+  for (const got of sioGot) t.same(((await got) as unknown[]).slice(0, 2), ['via-nginx', { n: 1 }], 'Socket.IO');
+  t.same(await within(pusherGot, 'the pusher-js event'), { n: 1 }, 'pusher-js at /app/');
+
+  const sdkGot = new Promise<unknown>((resolve) => pusher.channel('via-nginx').bind('sdk', resolve));
+  const trigger = await sdk(port).trigger('via-nginx', 'sdk', { n: 2 });
+  t.equal(trigger.status, 200, 'the Pusher SDK at /apps/');
+  t.same(await within(sdkGot, 'the Pusher SDK event'), { n: 2 });
+  t.equal(errors.trim(), '', 'nginx logged no error');
+});
