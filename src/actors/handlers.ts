@@ -8,6 +8,7 @@
 import { RtError } from '../errors.js';
 import { importFolder } from './folder.js';
 import { unknownKey } from './unknown-key.js';
+import { isThenable } from './mailbox.js';
 
 /** What a handler sees of the connection that sent the event. */
 export interface Connection {
@@ -206,14 +207,28 @@ export async function loadHandlers(dir: string): Promise<HandlerRegistry> {
 
 /**
  * Runs a handler and turns what it returns or throws into one outcome. User code may throw anything;
- * only RtErrors (HandlerError, ActorError) show their code and message to the client.
+ * only RtErrors (HandlerError, ActorError) show their code and message to the client. A handler that has
+ * not settled after `deadlineMs` (--actor-hook-timeout, as for actor hooks) is answered `handler_timeout`:
+ * a client must not wait forever on a backend that never answers. The call itself cannot be stopped; what
+ * it returns later is dropped.
  */
-export async function runHandler(fn: EventHandler, conn: Connection, args: unknown[], log: (msg: string, err: unknown) => void): Promise<unknown> {
+export async function runHandler(fn: EventHandler, conn: Connection, args: unknown[], log: (msg: string, err: unknown) => void, deadlineMs: number): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    return await fn(conn, ...args);
+    const result = fn(conn, ...args);
+    if (!isThenable(result)) return result;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        log(`request handler did not answer within ${deadlineMs} ms (namespace ${conn.namespace}); answered handler_timeout`, undefined);
+        reject(new RtError('handler_timeout', `the request handler did not answer within ${deadlineMs} ms`, 504));
+      }, deadlineMs);
+    });
+    return await Promise.race([result, late]);
   } catch (err) {
     if (err instanceof RtError) throw err;
     log(`request handler failed (namespace ${conn.namespace}):`, err);
     throw new RtError('handler_failed', 'the request handler failed', 500);
+  } finally {
+    clearTimeout(timer);
   }
 }

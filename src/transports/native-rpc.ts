@@ -45,5 +45,5 @@ function connectionOf(ctx: ThreadContext, client: Client): Connection {
 export function handleRpc(ctx: ThreadContext, client: Client, event: string, data: unknown): Promise<unknown> {
   const fn = ctx.handlers?.handler('/', event);
   if (!fn) return Promise.reject(new RtError('no_handler', `no handler for event ${event}`, 404));
-  return runHandler(fn, connectionOf(ctx, client), [data], (m, e) => ctx.log.error(m, e)).then(replyValueOf);
+  return runHandler(fn, connectionOf(ctx, client), [data], (m, e) => ctx.log.error(m, e), ctx.config.actorHookTimeout * 1000).then(replyValueOf);
 }

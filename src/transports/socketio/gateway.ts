@@ -88,6 +88,11 @@ export class SioGateway implements SessionOwner {
   readonly recovery?: Recovery;
   private warned = new Set<string>();
 
+  /** A request handler's deadline: the actor hooks' (--actor-hook-timeout). */
+  get handlerDeadlineMs(): number {
+    return this.ctx.config.actorHookTimeout * 1000;
+  }
+
   constructor(
     readonly ctx: ThreadContext,
     readonly opts: GatewayOptions,
@@ -287,7 +292,7 @@ export class SioConnection implements SessionListener {
       else if (saved?.user !== undefined) client.resume(saved);
       else if (ctx.config.requireAuth) throw new RtError('unauthorized', 'this server requires a token to connect: pass auth: { token: <JWT> }', 401);
       for (const hook of gw.opts.handlers.get(nsp)?.onConnect ?? []) {
-        await runHandler(hook, client.connection(), [], (m, e) => gw.log(m, e));
+        await runHandler(hook, client.connection(), [], (m, e) => gw.log(m, e), gw.handlerDeadlineMs);
       }
     } catch (err) {
       client.held = undefined;
@@ -527,7 +532,7 @@ export class SioClient extends Client {
     if (hub.aliases.get(this.publicId) === this) hub.aliases.delete(this.publicId);
     this.dropAcks();
     const hooks = this.conn.gw.opts.handlers.get(this.nsp)?.onDisconnect ?? [];
-    for (const h of hooks) void runHandler(h, this.connection(), [reason], (m, e) => this.conn.gw.log(m, e)).catch(() => {});
+    for (const h of hooks) void runHandler(h, this.connection(), [reason], (m, e) => this.conn.gw.log(m, e), this.conn.gw.handlerDeadlineMs).catch(() => {});
   }
 
   dropAcks(): void {
@@ -564,7 +569,7 @@ export class SioClient extends Client {
       const err = new RtError('no_handler', `no handler for event ${JSON.stringify(name).slice(0, 100)} in namespace ${this.nsp}`, 404);
       return this.fail(ack, String(name), undefined, err, false);
     }
-    runHandler(fn, this.connection(), args.slice(1), (m, e) => this.conn.gw.log(m, e)).then(
+    runHandler(fn, this.connection(), args.slice(1), (m, e) => this.conn.gw.log(m, e), this.conn.gw.handlerDeadlineMs).then(
       (v) => ack?.(ackArgsOf(v)),
       (err) => this.fail(ack, name as string, undefined, err, false),
     );
