@@ -292,3 +292,9 @@ t.test('--help | head -1 exits quietly', async (t) => {
   t.match(r.stdout, /^Usage: rt-actors start/);
   t.notMatch(r.stderr, /EPIPE|Error/, 'no error printed');
 });
+
+t.test('rings that would not fit in memory are refused at start, naming --workers and --ring-size', async (t) => {
+  const r = run(['start', '--workers=64', '--ring-size=1gb', '--port=0']);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /64 shards with --ring-size=1073741824 need 4160\.0 GiB of rings .* lower --workers .* or --ring-size/);
+});

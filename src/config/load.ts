@@ -3,6 +3,7 @@
  * the server at start with a message naming the key and what it accepts — never later, at runtime.
  */
 import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { OPTIONS, DEFAULT_WORKERS, envOf, flagOf, type OptionSpec, type ServerConfig } from './schema.js';
 import { closest, didYouMean } from './suggest.js';
 
@@ -216,5 +217,23 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   if (cfg.jwksUrl && cfg.jwtPublicKey) {
     throw new ConfigError('jwksUrl', 'set either jwksUrl (keys from an identity provider) or jwtPublicKey (one fixed key), not both');
   }
+  checkRingMemory(cfg);
   return cfg;
+}
+
+/**
+ * Every pair of threads (the shards and the main thread) has a ring each way, allocated at start: with
+ * many shards that is (shards + 1)² rings. Refused above half of this machine's memory, where the start
+ * would otherwise crawl through allocating it, or fail without saying why.
+ */
+function checkRingMemory(cfg: ServerConfig): void {
+  const threads = cfg.workers + 1;
+  const bytes = threads * (threads - 1) * cfg.ringSize;
+  const limit = totalmem() / 2;
+  if (bytes <= limit) return;
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
+  throw new ConfigError(
+    'workers',
+    `${cfg.workers} shards with --ring-size=${cfg.ringSize} need ${gib(bytes)} of rings (a ring each way between every two of the ${threads} threads), more than half of this machine's ${gib(totalmem())}: lower --workers (one per core is the default) or --ring-size`,
+  );
 }
