@@ -142,7 +142,7 @@ export class Channel {
   private readonly anyHandlers = new Set<AnyListener>();
   /** Offsets of our own exclude_self publishes: history replays them to us, the live stream did not. */
   private readonly own = new Set<number>();
-  /** unsubscribe() came while the subscribe was in flight: undo it once it lands. */
+  /** unsubscribe() came while the subscribe was in flight: its reply belongs to nobody. */
   private dropped = false;
 
   constructor(protected readonly client: RtClient, readonly name: string) {}
@@ -238,14 +238,12 @@ export class Channel {
     if (this.offset !== undefined && this.epoch !== undefined) frame.since = { offset: this.offset, epoch: this.epoch };
     // A callback, not a promise: the reply must be handled before the frames right behind it.
     this.client.requestRaw(frame, (err, r) => {
+      // Left while in flight: leaveChannel already sent the unsubscribe right behind this subscribe.
+      if (this.dropped) return;
       if (err) {
         if (err.code === 'disconnected' || err.code === 'closed') return;
         this.state = 'failed';
         this.events.fire('error', err);
-        return;
-      }
-      if (this.dropped) {
-        this.client.requestRaw({ op: 'unsubscribe', channel: this.name }, () => {});
         return;
       }
       this.onSubscribed(r!, frame.since !== undefined);
@@ -384,6 +382,8 @@ export class RtClient extends Emitter<ClientEvents> {
   private refreshTimer?: ReturnType<typeof setTimeout>;
   private lastFrameAt = 0;
   private remembered?: TransportName;
+  /** Gives up the transport being tried: disconnect() must not leave its socket and timer running. */
+  private cancelAttempt?: () => void;
 
   constructor(url: string, options: ClientOptions = {}) {
     super();
@@ -444,8 +444,12 @@ export class RtClient extends Emitter<ClientEvents> {
     this.channelMap.delete(ch.name);
     const was = ch.state;
     ch._drop();
-    // While disconnected the server already forgot the subscription; in flight, _subscribe undoes it.
-    if (this.state === 'connected' && was === 'subscribed') this.requestRaw({ op: 'unsubscribe', channel: ch.name }, () => {});
+    // While disconnected the server already forgot the subscription. With the subscribe in flight the
+    // unsubscribe goes now, not when its reply lands: the server takes a connection's frames in order,
+    // so a channel() of the same name right after (a component unmounted and mounted again) subscribes
+    // after it, instead of meeting already_subscribed and then losing its subscription to a late
+    // unsubscribe.
+    if (this.state === 'connected' && (was === 'subscribed' || was === 'subscribing')) this.requestRaw({ op: 'unsubscribe', channel: ch.name }, () => {});
   }
 
   /** Listens to messages sent to this connection's user (POST /api/publish with "user"). */
@@ -511,6 +515,7 @@ export class RtClient extends Emitter<ClientEvents> {
     this.stopped = true;
     this.cycle++;
     this.clearTimers();
+    this.cancelAttempt?.();
     const conn = this.conn;
     this.conn = undefined;
     conn?.close();
@@ -610,9 +615,12 @@ export class RtClient extends Emitter<ClientEvents> {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        if (this.cancelAttempt === cancel) this.cancelAttempt = undefined;
         t?.close();
         resolve(info);
       };
+      const cancel = () => fail({ code: 1000, reason: 'client disconnected', reconnect: false });
+      this.cancelAttempt = cancel;
       const timer = setTimeout(() => fail({ code: 0, reason: `no welcome within ${this.opts.connectTimeout} ms`, reconnect: true }), this.opts.connectTimeout);
       try {
         t = createTransport(
@@ -624,6 +632,7 @@ export class RtClient extends Emitter<ClientEvents> {
                 if (f.op !== 'welcome') return;
                 settled = true;
                 clearTimeout(timer);
+                if (this.cancelAttempt === cancel) this.cancelAttempt = undefined;
                 if (cycle !== this.cycle) {
                   t!.close();
                 } else {

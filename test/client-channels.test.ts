@@ -1,0 +1,97 @@
+// A channel left and joined again at once (a component unmounted and mounted again), on the native
+// protocol and through the client library; and disconnect() while a transport is still connecting.
+import t from 'tap';
+import net from 'node:net';
+import WebSocket from 'ws';
+import { RtClient, type ClientOptions, type TransportName } from 'rt-actors/client';
+import { ownerOf } from '../dist/src/runtime/hash.js';
+import { startServer, api } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
+import { eventually } from './helpers/http-stream.js';
+
+const TRANSPORTS: TransportName[] = ['websocket', 'sse', 'polling'];
+
+function client(t: { teardown(fn: () => unknown): void }, url: string, opts: ClientOptions = {}): RtClient {
+  const c = new RtClient(url, { WebSocket, reconnectDelay: 50, maxReconnectDelay: 400, connectTimeout: 3000, rememberTransport: false, ...opts });
+  t.teardown(() => c.disconnect());
+  return c;
+}
+
+t.test('native protocol: subscribe, unsubscribe, subscribe sent back to back take effect in that order', async (t) => {
+  const s = await startServer(t);
+  const c = await TestClient.connect(`${s.url}/ws`);
+  t.teardown(() => c.close());
+  const home = Number(c.welcome.socket_id.split('.')[0]);
+  // Owned by the other shard: the subscribe waits on the ring while the unsubscribe would not.
+  let name = '';
+  for (let i = 0; !name; i++) if (ownerOf(`again-${i}`, 2) !== home) name = `again-${i}`;
+  const replies = [c.request({ op: 'subscribe', channel: name }), c.request({ op: 'unsubscribe', channel: name }), c.request({ op: 'subscribe', channel: name })];
+  const [sub, unsub, again] = await Promise.all(replies);
+  t.match(sub, { ok: true, channel: name });
+  t.match(unsub, { ok: true, channel: name }, 'the unsubscribe finds the subscription it follows');
+  t.match(again, { ok: true, channel: name }, 'the second subscribe is not refused as a duplicate');
+  t.equal((await api(s.http, `/api/channels/${name}`)).body.subscribers, 1);
+  await api(s.http, '/api/publish', { channel: name, event: 'e', data: 1 });
+  t.match(await c.next((f) => f.op === 'message' && f.channel === name), { data: 1 });
+});
+
+t.test('client: unsubscribe() and channel() of the same name right after leave it subscribed', async (t) => {
+  const s = await startServer(t);
+  for (const tr of TRANSPORTS) {
+    await t.test(tr, async (t) => {
+      const c = client(t, s.http, { transports: [tr] });
+      await eventually(() => c.state === 'connected', 'connected');
+      const name = `remount-${tr}`;
+      const errors: string[] = [];
+      // Left while its subscribe is in flight, then joined again.
+      c.channel(name).unsubscribe();
+      const got: unknown[] = [];
+      const ch = c.channel(name).listen('e', (d) => got.push(d));
+      ch.on('error', (e) => errors.push(e.code));
+      await eventually(() => ch.state === 'subscribed' || ch.state === 'failed', 'the subscribe reply');
+      t.equal(ch.state, 'subscribed');
+      // Left once subscribed, then joined again.
+      ch.unsubscribe();
+      const ch2 = c.channel(name).listen('e', (d) => got.push(d));
+      ch2.on('error', (e) => errors.push(e.code));
+      await eventually(() => ch2.state === 'subscribed' || ch2.state === 'failed', 'the second subscribe reply');
+      t.same(errors, [], 'no already_subscribed');
+      await api(s.http, '/api/publish', { channel: name, event: 'e', data: 'live' });
+      await eventually(() => got.length > 0, 'the message');
+      t.same(got, ['live'], 'delivered once, to the channel now joined');
+      t.equal((await api(s.http, `/api/channels/${name}`)).body.subscribers, 1, 'the server holds one subscription');
+    });
+  }
+});
+
+t.test('disconnect() while a transport is still connecting releases its socket', async (t) => {
+  // A server that accepts and never answers: the attempt would wait out connectTimeout.
+  const open = new Set<net.Socket>();
+  const accepted: net.Socket[] = [];
+  const hole = net.createServer((sock) => {
+    open.add(sock);
+    sock.on('error', () => {});
+    sock.on('close', () => open.delete(sock));
+    // Read (or the client's FIN goes unnoticed); a socket counts once it carries a request.
+    sock.once('data', () => accepted.push(sock));
+  });
+  await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of open) s.destroy();
+    hole.close();
+  });
+  const url = `http://127.0.0.1:${(hole.address() as net.AddressInfo).port}`;
+  for (const tr of TRANSPORTS) {
+    await t.test(tr, async (t) => {
+      const before = accepted.length;
+      const c = client(t, url, { transports: [tr], connectTimeout: 600_000 });
+      await eventually(() => accepted.length > before, 'the attempt\'s request');
+      const attempt = accepted[before]!;
+      c.disconnect();
+      t.equal(c.state, 'disconnected');
+      // (After an aborted request Node's fetch may open a spare connection of its own, unused and
+      // unreferenced, which it closes after its keep-alive timeout, or reuses: only the attempt's is ours.)
+      await eventually(() => !open.has(attempt), 'the attempt\'s socket closed');
+    });
+  }
+});
