@@ -1,5 +1,6 @@
 // A channel left and joined again at once (a component unmounted and mounted again), on the native
-// protocol and through the client library; and disconnect() while a transport is still connecting.
+// protocol and through the client library; disconnect() while a transport is still connecting; and
+// requests made while the connection is down.
 import t from 'tap';
 import net from 'node:net';
 import WebSocket from 'ws';
@@ -92,6 +93,51 @@ t.test('disconnect() while a transport is still connecting releases its socket',
       // (After an aborted request Node's fetch may open a spare connection of its own, unused and
       // unreferenced, which it closes after its keep-alive timeout, or reuses: only the attempt's is ours.)
       await eventually(() => !open.has(attempt), 'the attempt\'s socket closed');
+    });
+  }
+});
+
+t.test('a request queued while disconnected that times out is not_sent, and is not sent later', async (t) => {
+  const s = await startServer(t, { clientPublish: 'all' });
+  // A proxy whose connections can be cut, and which can refuse new ones for a while.
+  let refusing = false;
+  const socks = new Set<net.Socket>();
+  const proxy = net.createServer((down) => {
+    if (refusing) return void down.destroy();
+    const up = net.connect(s.port, '127.0.0.1');
+    for (const [a, b] of [[down, up], [up, down]] as const) {
+      socks.add(a);
+      a.on('error', () => {});
+      a.on('close', () => {
+        socks.delete(a);
+        b.destroy();
+      });
+    }
+    down.pipe(up).pipe(down);
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const x of socks) x.destroy();
+    proxy.close();
+  });
+  const url = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+  for (const tr of TRANSPORTS) {
+    await t.test(tr, async (t) => {
+      const c = client(t, url, { transports: [tr], ackTimeout: 300, connectTimeout: 1000 });
+      const got: unknown[] = [];
+      const ch = c.channel(`queued-${tr}`).listen('e', (d) => got.push(d));
+      await eventually(() => ch.state === 'subscribed', 'subscribed');
+      await t.rejects(ch.publish('', 1), { code: 'bad_frame' }, 'a bad event name is a rejection, not a throw');
+
+      refusing = true;
+      for (const x of socks) x.destroy();
+      await eventually(() => c.state !== 'connected', 'the connection lost');
+      await t.rejects(ch.publish('e', 'offline'), { code: 'not_sent' }, 'never sent: the app may retry it');
+      refusing = false;
+      await eventually(() => c.state === 'connected' && ch.state === 'subscribed', 'back and subscribed');
+      await ch.publish('e', 'sentinel');
+      await eventually(() => got.includes('sentinel'), 'the sentinel');
+      t.same(got, ['sentinel'], 'the timed-out request was not sent after the reconnect');
     });
   }
 });

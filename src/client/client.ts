@@ -187,7 +187,12 @@ export class Channel {
 
   /** Publishes from this client (the server's client-publish policy applies); resolves with the offset. */
   publish(event: string, data: unknown, opts: { excludeSelf?: boolean } = {}): Promise<{ offset: number }> {
-    checkEvent(event);
+    // A promise-returning call reports a bad argument as a rejection, where .catch() sees it.
+    try {
+      checkEvent(event);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const frame: Frame = { op: 'publish', channel: this.name, event, data: data === undefined ? null : data };
     if (opts.excludeSelf) frame.exclude_self = true;
     return this.client.request(frame).then((r) => {
@@ -481,7 +486,9 @@ export class RtClient extends Emitter<ClientEvents> {
     p.timer = setTimeout(() => {
       if (!this.pending.delete(ref)) return;
       this.outbox = this.outbox.filter((x) => x !== p);
-      cb(new RtClientError('timeout', `no answer to ${frame.op} within ${this.opts.ackTimeout} ms`));
+      // Never sent is safe to retry; sent and unanswered may have taken effect: the app must know which.
+      if (!p.sent) cb(new RtClientError('not_sent', `${frame.op} not sent: no connection within ${this.opts.ackTimeout} ms (it will not be sent later)`));
+      else cb(new RtClientError('timeout', `no answer to ${frame.op} within ${this.opts.ackTimeout} ms`));
     }, this.opts.ackTimeout);
     this.pending.set(ref, p);
     if (this.conn && this.state === 'connected') {
