@@ -1,8 +1,9 @@
 // A channel left and joined again at once (a component unmounted and mounted again), on the native
-// protocol and through the client library; disconnect() while a transport is still connecting; and
-// requests made while the connection is down.
+// protocol and through the client library; disconnect() while a transport is still connecting;
+// requests made while the connection is down; and an SSE server that never ends an event.
 import t from 'tap';
 import net from 'node:net';
+import http from 'node:http';
 import WebSocket from 'ws';
 import { RtClient, type ClientOptions, type TransportName } from 'rt-actors/client';
 import { ownerOf } from '../dist/src/runtime/hash.js';
@@ -140,4 +141,31 @@ t.test('a request queued while disconnected that times out is not_sent, and is n
       t.same(got, ['sentinel'], 'the timed-out request was not sent after the reconnect');
     });
   }
+});
+
+t.test('an SSE stream whose event never ends is cut off, not buffered without end', async (t) => {
+  // A broken or hostile server: a welcome, then data lines with no blank line to end the event, up
+  // to 64 MiB (the client's bound is 16 MiB of one event's data).
+  const line = `data: ${'x'.repeat(64 * 1024)}\n`;
+  const server = http.createServer((req, res) => {
+    if (!req.url?.startsWith('/sse')) return void res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(`data: ${JSON.stringify({ op: 'welcome', socket_id: '0.1', session: 's', user: null, heartbeat: 15 })}\n\n`);
+    let sent = 0;
+    const pump = () => {
+      while (sent < 1024 && !res.destroyed) {
+        sent++;
+        if (!res.write(line)) return void res.once('drain', pump);
+      }
+    };
+    pump();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  t.teardown(() => server.closeAllConnections());
+  const c = client(t, `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, { transports: ['sse'], EventSource: null, reconnectDelay: 60_000 });
+  const reasons: string[] = [];
+  c.on('disconnected', (d) => reasons.push(d.reason));
+  await eventually(() => reasons.length > 0, 'the stream to be given up');
+  t.match(reasons[0], /too long/);
 });
