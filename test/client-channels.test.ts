@@ -1,6 +1,7 @@
 // A channel left and joined again at once (a component unmounted and mounted again), on the native
 // protocol and through the client library; disconnect() while a transport is still connecting;
-// requests made while the connection is down; and an SSE server that never ends an event.
+// requests made while the connection is down; an SSE server that never ends an event; a channel
+// actor's pushes and kicks.
 import t from 'tap';
 import net from 'node:net';
 import http from 'node:http';
@@ -168,4 +169,40 @@ t.test('an SSE stream whose event never ends is cut off, not buffered without en
   c.on('disconnected', (d) => reasons.push(d.reason));
   await eventually(() => reasons.length > 0, 'the stream to be given up');
   t.match(reasons[0], /too long/);
+});
+
+t.test('a channel actor\'s push keeps the channel\'s position; its kick leaves the channel', async (t) => {
+  const s = await startServer(t, { actors: new URL('./fixtures/actors', import.meta.url).pathname, clientPublish: 'all' });
+  for (const tr of TRANSPORTS) {
+    await t.test(tr, async (t) => {
+      const name = `mod-${tr}`;
+      const mod = client(t, s.http, { transports: [tr] });
+      const user = client(t, s.http, { transports: [tr] });
+      const modCh = mod.channel(name);
+      const got: [string, unknown, number, boolean][] = [];
+      const kicks: string[] = [];
+      const ch = user
+        .channel(name)
+        .listenToAll((event, data, meta) => got.push([event, data, meta.offset, meta.push === true]))
+        .on('kicked', ({ reason }) => kicks.push(reason));
+      await eventually(() => modCh.state === 'subscribed' && ch.state === 'subscribed', 'both subscribed');
+      await api(s.http, '/api/publish', { channel: name, event: 'n', data: 1 });
+      await eventually(() => got.length === 1, 'the publication');
+
+      await modCh.publish('dm', { to: user.socketId });
+      await eventually(() => got.length === 2, 'the push');
+      t.same(got[1], ['dm', { from: mod.socketId }, 1, true], 'a push, marked as one');
+      t.equal(ch.offset, 1, 'the position a resume starts from is still the last publication\'s');
+
+      await modCh.publish('kick', { to: user.socketId });
+      await eventually(() => kicks.length === 1, 'the kick');
+      t.same(kicks, ['kicked by a moderator']);
+      t.equal(ch.state, 'unsubscribed');
+      t.notOk(user.channels.includes(ch), 'the client forgot the channel: a reconnect does not rejoin it');
+      const again = user.channel(name);
+      t.not(again, ch, 'channel(name) joins again');
+      await eventually(() => again.state === 'subscribed', 'subscribed again');
+      t.equal((await api(s.http, `/api/channels/${name}`)).body.subscribers, 2);
+    });
+  }
 });

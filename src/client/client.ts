@@ -50,7 +50,10 @@ export interface Member {
 export interface MessageMeta {
   channel: string;
   event: string;
+  /** The publication's offset; for a push, where the channel's stream stood when it came. */
   offset: number;
+  /** A channel actor's private push to this connection (ctx.push): not part of the stream, not in history. */
+  push?: true;
 }
 
 export interface Publication {
@@ -85,6 +88,8 @@ type ChannelEvents = {
   error: (err: RtClientError) => void;
   /** Messages were missed and cannot be replayed: refetch the state this channel feeds. */
   resync: (info: { offset: number; epoch?: string; reason: string }) => void;
+  /** The channel's actor removed this connection (ctx.kick): the channel is left; channel(name) joins again. */
+  kicked: (info: { reason: string }) => void;
 };
 
 const CHANNEL_RE = /^[A-Za-z0-9_\-=@.:;#$%&*+!~/?|^<>[\]{}()'"`\\]{1,200}$/;
@@ -283,10 +288,15 @@ export class Channel {
     this.events.fire('subscribed', resumed ? { offset: r.offset, epoch: r.epoch, recovered: r.recovered === true } : { offset: r.offset, epoch: r.epoch });
   }
 
-  /** @internal A live publication. */
+  /** @internal A live publication, or an actor's push. */
   _message(f: Frame): void {
     if (this.state !== 'subscribed') return;
-    const offset = f.offset as number;
+    if (typeof f.offset !== 'number') {
+      // A push has no place in the stream: the position the next resume starts from stays as it is.
+      const meta: MessageMeta = { channel: this.name, event: f.event, offset: this.offset ?? 0, push: true };
+      return this.emitTo(f.event, f.data, meta);
+    }
+    const offset = f.offset;
     if (this.offset !== undefined && offset <= this.offset) {
       if (offset === this.offset) return;
       // The channel's owner lost its stream (it restarted) and counts again from the start.
@@ -297,10 +307,19 @@ export class Channel {
   }
 
   private dispatch(event: string, data: unknown, offset: number): void {
-    const meta: MessageMeta = { channel: this.name, event, offset };
+    this.emitTo(event, data, { channel: this.name, event, offset });
+  }
+
+  private emitTo(event: string, data: unknown, meta: MessageMeta): void {
     const set = this.handlers.get(event);
     if (set) for (const cb of [...set]) safeCall(cb, [data, meta]);
     for (const cb of [...this.anyHandlers]) safeCall(cb, [event, data, meta]);
+  }
+
+  /** @internal The channel's actor removed this connection; the client has already forgotten the channel. */
+  _kicked(reason: string): void {
+    this.state = 'unsubscribed';
+    this.events.fire('kicked', { reason });
   }
 
   /** @internal */
@@ -716,6 +735,14 @@ export class RtClient extends Emitter<ClientEvents> {
       case 'leave':
         this.channelMap.get(f.channel)?._presence(f);
         return;
+      case 'kicked': {
+        const ch = this.channelMap.get(f.channel);
+        if (!ch || ch.state !== 'subscribed') return;
+        // The server dropped the subscription: a reconnect must not bring it back.
+        this.channelMap.delete(f.channel);
+        ch._kicked(typeof f.reason === 'string' ? f.reason : 'kicked');
+        return;
+      }
       case 'error':
         this.emit('error', errorFrom(f));
         return;
