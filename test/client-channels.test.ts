@@ -1,7 +1,7 @@
 // A channel left and joined again at once (a component unmounted and mounted again), on the native
 // protocol and through the client library; disconnect() while a transport is still connecting;
 // requests made while the connection is down; an SSE server that never ends an event; a channel
-// actor's pushes and kicks.
+// actor's pushes, kicks, join data and replies.
 import t from 'tap';
 import net from 'node:net';
 import http from 'node:http';
@@ -13,6 +13,8 @@ import { TestClient } from './helpers/ws-client.js';
 import { eventually } from './helpers/http-stream.js';
 
 const TRANSPORTS: TransportName[] = ['websocket', 'sse', 'polling'];
+// One server for the tests that need nothing of their own (starting one with actors takes seconds).
+const shared = startServer(t, { actors: new URL('./fixtures/actors', import.meta.url).pathname, clientPublish: 'all' });
 
 function client(t: { teardown(fn: () => unknown): void }, url: string, opts: ClientOptions = {}): RtClient {
   const c = new RtClient(url, { WebSocket, reconnectDelay: 50, maxReconnectDelay: 400, connectTimeout: 3000, rememberTransport: false, ...opts });
@@ -21,7 +23,7 @@ function client(t: { teardown(fn: () => unknown): void }, url: string, opts: Cli
 }
 
 t.test('native protocol: subscribe, unsubscribe, subscribe sent back to back take effect in that order', async (t) => {
-  const s = await startServer(t);
+  const s = await shared;
   const c = await TestClient.connect(`${s.url}/ws`);
   t.teardown(() => c.close());
   const home = Number(c.welcome.socket_id.split('.')[0]);
@@ -39,7 +41,7 @@ t.test('native protocol: subscribe, unsubscribe, subscribe sent back to back tak
 });
 
 t.test('client: unsubscribe() and channel() of the same name right after leave it subscribed', async (t) => {
-  const s = await startServer(t);
+  const s = await shared;
   for (const tr of TRANSPORTS) {
     await t.test(tr, async (t) => {
       const c = client(t, s.http, { transports: [tr] });
@@ -100,7 +102,7 @@ t.test('disconnect() while a transport is still connecting releases its socket',
 });
 
 t.test('a request queued while disconnected that times out is not_sent, and is not sent later', async (t) => {
-  const s = await startServer(t, { clientPublish: 'all' });
+  const s = await shared;
   // A proxy whose connections can be cut, and which can refuse new ones for a while.
   let refusing = false;
   const socks = new Set<net.Socket>();
@@ -172,7 +174,7 @@ t.test('an SSE stream whose event never ends is cut off, not buffered without en
 });
 
 t.test('a channel actor\'s push keeps the channel\'s position; its kick leaves the channel', async (t) => {
-  const s = await startServer(t, { actors: new URL('./fixtures/actors', import.meta.url).pathname, clientPublish: 'all' });
+  const s = await shared;
   for (const tr of TRANSPORTS) {
     await t.test(tr, async (t) => {
       const name = `mod-${tr}`;
@@ -203,6 +205,31 @@ t.test('a channel actor\'s push keeps the channel\'s position; its kick leaves t
       t.not(again, ch, 'channel(name) joins again');
       await eventually(() => again.state === 'subscribed', 'subscribed again');
       t.equal((await api(s.http, `/api/channels/${name}`)).body.subscribers, 2);
+    });
+  }
+});
+
+t.test('a channel actor\'s join data, join reply and message reply go through the client', async (t) => {
+  const s = await shared;
+  for (const tr of TRANSPORTS) {
+    await t.test(tr, async (t) => {
+      const c = client(t, s.http, { transports: [tr] });
+      // vault-*'s authorize wants the channel name's length as a pin (test/fixtures/actors/10-vault.ts).
+      const vault = `vault-${tr}`;
+      const errors: string[] = [];
+      const wrong = c.channel(vault, { data: { pin: 'nope' } }).on('error', (e) => errors.push(e.code));
+      await eventually(() => errors.length === 1, 'the refusal');
+      t.same(errors, ['bad_pin'], 'the join data reached authorize');
+      wrong.unsubscribe();
+      const right = c.channel(vault, { data: { pin: String(vault.length) } });
+      await eventually(() => right.state === 'subscribed' || right.state === 'failed', 'the second subscribe');
+      t.equal(right.state, 'subscribed');
+
+      const joins: unknown[] = [];
+      const mod = c.channel(`mod-join-${tr}`).subscribed((info) => joins.push(info.data));
+      await eventually(() => joins.length === 1, 'the join reply');
+      t.same(joins, [{ you: c.socketId }], 'onJoin\'s reply is the subscribed event\'s data');
+      t.same(await mod.publish('kick', { to: 'nobody' }), { data: { kicked: false } }, 'onMessage\'s reply, nothing published');
     });
   }
 });

@@ -84,7 +84,8 @@ type ClientEvents = {
 };
 
 type ChannelEvents = {
-  subscribed: (info: { offset: number; epoch: string; recovered?: boolean }) => void;
+  /** `data`: what the channel's actor answered the join with (its onJoin `reply`), when it did. */
+  subscribed: (info: { offset: number; epoch: string; recovered?: boolean; data?: unknown }) => void;
   error: (err: RtClientError) => void;
   /** Messages were missed and cannot be replayed: refetch the state this channel feeds. */
   resync: (info: { offset: number; epoch?: string; reason: string }) => void;
@@ -149,6 +150,8 @@ export class Channel {
   private readonly own = new Set<number>();
   /** unsubscribe() came while the subscribe was in flight: its reply belongs to nobody. */
   private dropped = false;
+  /** Sent with every subscribe of this channel, resubscribes included: a custom actor's authorize reads it. */
+  joinData?: unknown;
 
   constructor(protected readonly client: RtClient, readonly name: string) {}
 
@@ -186,12 +189,15 @@ export class Channel {
     return this.stopListening(`client-${event}`, cb);
   }
 
-  whisper(event: string, data: unknown): Promise<{ offset: number }> {
+  whisper(event: string, data: unknown): Promise<{ offset?: number; data?: unknown }> {
     return this.publish(`client-${event}`, data, { excludeSelf: true });
   }
 
-  /** Publishes from this client (the server's client-publish policy applies); resolves with the offset. */
-  publish(event: string, data: unknown, opts: { excludeSelf?: boolean } = {}): Promise<{ offset: number }> {
+  /**
+   * Publishes from this client (the server's client-publish policy applies); resolves with the offset,
+   * and with `data` when the channel's actor replied (no offset when it replied without publishing).
+   */
+  publish(event: string, data: unknown, opts: { excludeSelf?: boolean } = {}): Promise<{ offset?: number; data?: unknown }> {
     // A promise-returning call reports a bad argument as a rejection, where .catch() sees it.
     try {
       checkEvent(event);
@@ -201,11 +207,16 @@ export class Channel {
     const frame: Frame = { op: 'publish', channel: this.name, event, data: data === undefined ? null : data };
     if (opts.excludeSelf) frame.exclude_self = true;
     return this.client.request(frame).then((r) => {
-      if (opts.excludeSelf) {
-        this.own.add(r.offset);
-        if (this.own.size > 256) this.own.delete(this.own.values().next().value!);
+      const out: { offset?: number; data?: unknown } = {};
+      if (typeof r.offset === 'number') {
+        out.offset = r.offset;
+        if (opts.excludeSelf) {
+          this.own.add(r.offset);
+          if (this.own.size > 256) this.own.delete(this.own.values().next().value!);
+        }
       }
-      return { offset: r.offset as number };
+      if (r.data !== undefined) out.data = r.data;
+      return out;
     });
   }
 
@@ -245,6 +256,7 @@ export class Channel {
     this.state = 'subscribing';
     this.dropped = false;
     const frame: Frame = { op: 'subscribe', channel: this.name };
+    if (this.joinData !== undefined) frame.data = this.joinData;
     if (this.offset !== undefined && this.epoch !== undefined) frame.since = { offset: this.offset, epoch: this.epoch };
     // A callback, not a promise: the reply must be handled before the frames right behind it.
     this.client.requestRaw(frame, (err, r) => {
@@ -285,7 +297,9 @@ export class Channel {
     }
     this.offset = r.offset;
     this.epoch = r.epoch;
-    this.events.fire('subscribed', resumed ? { offset: r.offset, epoch: r.epoch, recovered: r.recovered === true } : { offset: r.offset, epoch: r.epoch });
+    const info: Parameters<ChannelEvents['subscribed']>[0] = resumed ? { offset: r.offset, epoch: r.epoch, recovered: r.recovered === true } : { offset: r.offset, epoch: r.epoch };
+    if (r.data !== undefined) info.data = r.data;
+    this.events.fire('subscribed', info);
   }
 
   /** @internal A live publication, or an actor's push. */
@@ -432,12 +446,20 @@ export class RtClient extends Emitter<ClientEvents> {
 
   // ---- channels -------------------------------------------------------------------------------
 
-  /** A channel (created and subscribed on first use). `presence-` names give a PresenceChannel. */
-  channel(name: string): Channel {
+  /**
+   * A channel (created and subscribed on first use). `presence-` names give a PresenceChannel.
+   * `data` goes with its subscribes (a custom actor's authorize gets it); given for a channel already
+   * there, it is what its next subscribe (a reconnect) sends.
+   */
+  channel(name: string, opts: { data?: unknown } = {}): Channel {
     let ch = this.channelMap.get(name);
-    if (ch) return ch;
+    if (ch) {
+      if (opts.data !== undefined) ch.joinData = opts.data;
+      return ch;
+    }
     checkChannel(name);
     ch = name.startsWith('presence-') ? new PresenceChannel(this, name) : new Channel(this, name);
+    if (opts.data !== undefined) ch.joinData = opts.data;
     this.channelMap.set(name, ch);
     if (this.state === 'connected') ch._subscribe();
     return ch;
