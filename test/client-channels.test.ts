@@ -233,3 +233,23 @@ t.test('a channel actor\'s join data, join reply and message reply go through th
     });
   }
 });
+
+t.test('a subscribe that times out is undone on the server, not left there unseen', async (t) => {
+  const s = await shared;
+  // vault-*'s authorize takes 5 ms (test/fixtures/actors/10-vault.ts): a 1 ms ackTimeout always fires first.
+  const name = 'vault-timeout';
+  const data = { pin: String(name.length) };
+  const a = client(t, s.http, { transports: ['websocket'] });
+  await eventually(() => a.state === 'connected', 'connected');
+  const impatient = client(t, s.http, { transports: ['websocket'], ackTimeout: 1 });
+  await eventually(() => impatient.state === 'connected', 'connected');
+  const errors: string[] = [];
+  impatient.channel(name, { data }).on('error', (e) => errors.push(e.code));
+  await eventually(() => errors.length === 1, 'the timeout');
+  t.same(errors, ['timeout']);
+  // The actor authorizes one join at a time: once a is in, the timed-out join has been answered too.
+  const ac = a.channel(name, { data });
+  await eventually(() => ac.state === 'subscribed', 'a subscribed');
+  await eventually(async () => (await api(s.http, `/api/channels/${name}`)).body.subscribers === 1, 'only a subscribed on the server');
+  t.pass('the timed-out subscription was undone');
+});

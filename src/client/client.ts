@@ -264,6 +264,9 @@ export class Channel {
       if (this.dropped) return;
       if (err) {
         if (err.code === 'disconnected' || err.code === 'closed') return;
+        // Unanswered in time, it may still let us in (a slow authorize): undo it, so that the server
+        // does not keep a subscription this client dropped (the unsubscribe waits for the subscribe).
+        if (err.code === 'timeout') this.client.requestRaw({ op: 'unsubscribe', channel: this.name }, () => {});
         this.state = 'failed';
         this.events.fire('error', err);
         return;
