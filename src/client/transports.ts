@@ -262,6 +262,8 @@ class Poster {
 class SseTransport extends BaseTransport {
   readonly name = 'sse' as const;
   private es?: any;
+  /** A frame arrived: the stream was open, so an error now is a lost stream, not a refusal. */
+  private opened = false;
   private readonly abort = new AbortController();
   private poster?: Poster;
 
@@ -273,15 +275,40 @@ class SseTransport extends BaseTransport {
       this.es = new ES(url);
       this.es.onmessage = (ev: { data: unknown }) => this.onData(ev.data);
       // EventSource would reconnect by itself, without our positions: the client reconnects instead.
-      this.es.onerror = () => this.end({ reason: 'SSE stream failed' });
+      this.es.onerror = () => {
+        if (this.opened) return this.end({ reason: 'SSE stream failed' });
+        this.es.onerror = null;
+        this.es.close();
+        void this.whyRefused(url);
+      };
     } else {
       void this.read(url);
     }
   }
 
+  /**
+   * EventSource hides the status of a stream it could not open, and a refused token (401) must stop
+   * the client rather than be retried forever: ask once more with fetch, which shows it.
+   */
+  private async whyRefused(url: string): Promise<void> {
+    try {
+      const res = await this.env.fetch(url, { headers: { accept: 'text/event-stream' }, signal: this.abort.signal });
+      if (!res.ok) {
+        const error = await errorOf(res);
+        return this.end({ reason: error.message, status: res.status, error, code: 4000 + (res.status % 1000) });
+      }
+      // It opens now: this attempt still failed; the client's next one will take it.
+      await res.body?.cancel().catch(() => {});
+    } catch {
+      /* the network itself failed */
+    }
+    this.end({ reason: 'SSE stream failed' });
+  }
+
   private onData(data: unknown): void {
     const f = parseFrame(data);
     if (!f) return;
+    this.opened = true;
     if (f.op === 'welcome' && typeof f.session === 'string') {
       this.poster = new Poster(this.env, `${this.env.base}/sse?sid=${encodeURIComponent(f.session)}`, (i) => this.postFailed(i), (fr, e) => this.hooks.refused(fr, e));
     }
