@@ -1,7 +1,7 @@
 // A channel left and joined again at once (a component unmounted and mounted again), on the native
 // protocol and through the client library; disconnect() while a transport is still connecting;
 // requests made while the connection is down; an SSE server that never ends an event; a channel
-// actor's pushes, kicks, join data and replies.
+// actor's pushes, kicks, join data and replies; frames POSTed in batches that fit --max-payload.
 import t from 'tap';
 import net from 'node:net';
 import http from 'node:http';
@@ -252,4 +252,18 @@ t.test('a subscribe that times out is undone on the server, not left there unsee
   await eventually(() => ac.state === 'subscribed', 'a subscribed');
   await eventually(async () => (await api(s.http, `/api/channels/${name}`)).body.subscribers === 1, 'only a subscribed on the server');
   t.pass('the timed-out subscription was undone');
+});
+
+t.test('SSE and long-polling: frames queued together are POSTed in batches the server accepts', async (t) => {
+  const s = await shared;
+  for (const tr of ['sse', 'polling'] as const) {
+    await t.test(tr, async (t) => {
+      const c = client(t, s.http, { transports: [tr] });
+      const ch = c.channel(`batched-${tr}`);
+      await eventually(() => ch.state === 'subscribed', 'subscribed');
+      // 30 publishes of 4 KB (each well within the limits) queue behind the first POST: 120 KB together.
+      const results = await Promise.all(Array.from({ length: 30 }, (_, i) => ch.publish('e', `${i}`.padEnd(4000, '.')).then(() => 'ok', (e) => e.code)));
+      t.same(results, Array(30).fill('ok'), 'none refused as payload_too_large');
+    });
+  }
 });

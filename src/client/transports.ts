@@ -204,6 +204,15 @@ class WebSocketTransport extends BaseTransport {
   }
 }
 
+/** The server's default --max-payload, for a server whose welcome does not say. */
+const DEFAULT_MAX_PAYLOAD = 65536;
+
+const encoder = new TextEncoder();
+
+function utf8Length(s: string): number {
+  return encoder.encode(s).length;
+}
+
 /**
  * Frames upstream, one POST at a time: a second POST racing the first could reach the session's
  * thread first (different connection, maybe a different shard) and reorder the client's frames.
@@ -212,13 +221,18 @@ class Poster {
   private queue: Frame[] = [];
   private busy = false;
   private stopped = false;
+  /** The server's largest body (welcome max_payload): frames are batched up to it, not only 100 at a time. */
+  private readonly maxBytes: number;
 
   constructor(
     private readonly env: TransportEnv,
     private readonly url: string,
     private readonly fail: (info: Partial<CloseInfo> & { reason: string }) => void,
     private readonly refused: (frames: Frame[], error: { code: string; message: string }) => void,
-  ) {}
+    maxPayload: unknown,
+  ) {
+    this.maxBytes = typeof maxPayload === 'number' && maxPayload > 0 ? maxPayload : DEFAULT_MAX_PAYLOAD;
+  }
 
   send(frames: Frame[]): void {
     if (this.stopped) return;
@@ -231,14 +245,32 @@ class Poster {
     this.queue = [];
   }
 
+  /**
+   * Up to 100 frames whose JSON array fits the server's body limit: a batch over it is refused whole
+   * (413), every frame in it with payload_too_large however small. A frame too large alone goes alone.
+   */
+  private nextBatch(): [Frame[], string] {
+    const parts: string[] = [];
+    let bytes = 2;
+    let n = 0;
+    for (; n < this.queue.length && n < 100; n++) {
+      const json = JSON.stringify(this.queue[n]);
+      const size = utf8Length(json) + (n > 0 ? 1 : 0);
+      if (n > 0 && bytes + size > this.maxBytes) break;
+      parts.push(json);
+      bytes += size;
+    }
+    return [this.queue.splice(0, n), `[${parts.join(',')}]`];
+  }
+
   private async pump(): Promise<void> {
     this.busy = true;
     while (this.queue.length > 0 && !this.stopped) {
-      const batch = this.queue.splice(0, 100);
+      const [batch, body] = this.nextBatch();
       let res: Response;
       try {
         // text/plain keeps a cross-origin POST "simple": no preflight round trip.
-        res = await this.env.fetch(this.url, { method: 'POST', body: JSON.stringify(batch), headers: { 'content-type': 'text/plain;charset=UTF-8' } });
+        res = await this.env.fetch(this.url, { method: 'POST', body, headers: { 'content-type': 'text/plain;charset=UTF-8' } });
       } catch (err) {
         this.stopped = true;
         return this.fail({ reason: `POST failed: ${messageOf(err)}` });
@@ -310,7 +342,7 @@ class SseTransport extends BaseTransport {
     if (!f) return;
     this.opened = true;
     if (f.op === 'welcome' && typeof f.session === 'string') {
-      this.poster = new Poster(this.env, `${this.env.base}/sse?sid=${encodeURIComponent(f.session)}`, (i) => this.postFailed(i), (fr, e) => this.hooks.refused(fr, e));
+      this.poster = new Poster(this.env, `${this.env.base}/sse?sid=${encodeURIComponent(f.session)}`, (i) => this.postFailed(i), (fr, e) => this.hooks.refused(fr, e), f.max_payload);
     }
     this.deliver(f);
   }
@@ -393,7 +425,7 @@ class PollingTransport extends BaseTransport {
           if (f && f.op === 'welcome' && typeof f.session === 'string') {
             this.sid = f.session;
             if (typeof f.heartbeat === 'number') this.holdMs = f.heartbeat * 1000;
-            this.poster = new Poster(this.env, `${this.env.base}/poll?sid=${encodeURIComponent(f.session)}`, (i) => this.end(i), (fr, e) => this.hooks.refused(fr, e));
+            this.poster = new Poster(this.env, `${this.env.base}/poll?sid=${encodeURIComponent(f.session)}`, (i) => this.end(i), (fr, e) => this.hooks.refused(fr, e), f.max_payload);
           }
           if (f && typeof f.op === 'string') this.deliver(f);
         }
