@@ -1,7 +1,8 @@
 // A channel left and joined again at once (a component unmounted and mounted again), on the native
 // protocol and through the client library; disconnect() while a transport is still connecting;
 // requests made while the connection is down; an SSE server that never ends an event; a channel
-// actor's pushes, kicks, join data and replies; frames POSTed in batches that fit --max-payload.
+// actor's pushes, kicks, join data and replies; frames POSTed in batches that fit --max-payload, and
+// a frame over it.
 import t from 'tap';
 import net from 'node:net';
 import http from 'node:http';
@@ -264,6 +265,25 @@ t.test('SSE and long-polling: frames queued together are POSTed in batches the s
       // 30 publishes of 4 KB (each well within the limits) queue behind the first POST: 120 KB together.
       const results = await Promise.all(Array.from({ length: 30 }, (_, i) => ch.publish('e', `${i}`.padEnd(4000, '.')).then(() => 'ok', (e) => e.code)));
       t.same(results, Array(30).fill('ok'), 'none refused as payload_too_large');
+    });
+  }
+});
+
+t.test('a frame over --max-payload is refused with payload_too_large on every transport, and the connection stays', async (t) => {
+  const s = await shared;
+  for (const tr of TRANSPORTS) {
+    await t.test(tr, async (t) => {
+      const c = client(t, s.http, { transports: [tr] });
+      const drops: number[] = [];
+      c.on('disconnected', (d) => drops.push(d.code));
+      const ch = c.channel(`huge-${tr}`);
+      await eventually(() => ch.state === 'subscribed', 'subscribed');
+      const id = c.socketId;
+      await t.rejects(ch.publish('e', 'x'.repeat(70_000)), { code: 'payload_too_large' });
+      const { offset } = await ch.publish('e', 'small');
+      t.equal(offset, 1, 'the next publish goes through');
+      t.equal(c.socketId, id, 'on the same connection');
+      t.same(drops, []);
     });
   }
 });

@@ -164,6 +164,8 @@ abstract class BaseTransport implements Transport {
 class WebSocketTransport extends BaseTransport {
   readonly name = 'websocket' as const;
   private readonly ws: any;
+  /** The welcome's max_payload: a larger frame would make the server close the connection (1009). */
+  private maxBytes = Infinity;
 
   constructor(env: TransportEnv, hooks: TransportHooks) {
     super(env, hooks);
@@ -174,6 +176,7 @@ class WebSocketTransport extends BaseTransport {
     this.ws.onmessage = (ev: { data: unknown }) => {
       const f = parseFrame(ev.data);
       if (f?.op === 'error' && f.ref === undefined && f.error) refusal = f.error;
+      if (f?.op === 'welcome' && typeof f.max_payload === 'number' && f.max_payload > 0) this.maxBytes = f.max_payload;
       if (f) this.deliver(f);
     };
     this.ws.onclose = (ev: { code: number; reason: string }) => {
@@ -190,7 +193,16 @@ class WebSocketTransport extends BaseTransport {
 
   send(frames: Frame[]): void {
     if (this.done || this.ws.readyState !== 1) return;
-    for (const f of frames) this.ws.send(JSON.stringify(f));
+    for (const f of frames) {
+      const text = JSON.stringify(f);
+      // Refused here, as SSE and long-polling get it from the server: sent, it would cost the
+      // connection and every request in flight on it. (UTF-8 is at most 3 bytes per UTF-16 unit.)
+      if (text.length * 3 > this.maxBytes && utf8Length(text) > this.maxBytes) {
+        this.hooks.refused([f], { code: 'payload_too_large', message: `frame of ${utf8Length(text)} bytes; the server takes at most ${this.maxBytes}` });
+        continue;
+      }
+      this.ws.send(text);
+    }
   }
 
   protected shutdown(): void {
