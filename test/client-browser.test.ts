@@ -3,7 +3,8 @@
 // WebSocket, EventSource and fetch; and a bare EventSource on /sse.
 import t from 'tap';
 import { launchBrowser } from './helpers/browser.js';
-import { startServer, api } from './helpers/server.js';
+import { signJwt } from 'rt-actors';
+import { startServer, api, JWT_SECRET } from './helpers/server.js';
 
 t.test('a Chromium page: /client.js on every transport, and a plain EventSource', async (t) => {
   const s = await startServer(t, { clientPublish: 'all' });
@@ -72,5 +73,19 @@ t.test('a Chromium page: /client.js on every transport, and a plain EventSource'
     const w = window as any;
     for (const c of [...Object.values(w.clients), w.auto]) (c as any).disconnect();
   });
+
+  // EventSource hides a refused stream's status; the client still learns the 401 and stops.
+  const expired = signJwt({ sub: 'old', exp: Math.floor(Date.now() / 1000) - 120 }, { secret: JWT_SECRET });
+  const refusal = await page.evaluate(async (token) => {
+    const w = window as any;
+    const c = new w.RtActors.RtClient(location.origin, { transports: ['sse'], token, rememberTransport: false, reconnectDelay: 50, maxReconnectDelay: 100 });
+    const errors: string[] = [];
+    // Five rounds of connect_failed: it retries without knowing why.
+    await new Promise<void>((resolve) => c.on('error', (e: { code: string }) => (errors.push(e.code), (e.code !== 'connect_failed' || errors.length === 5) && resolve())));
+    const state = c.state;
+    c.disconnect();
+    return { errors, state };
+  }, expired);
+  t.same(refusal, { errors: ['token_expired'], state: 'disconnected' }, 'a fixed token refused over EventSource stops the client with the server\'s error');
   t.same(pageErrors, [], 'no errors in the page');
 });

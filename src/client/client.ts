@@ -50,7 +50,10 @@ export interface Member {
 export interface MessageMeta {
   channel: string;
   event: string;
+  /** The publication's offset; for a push, where the channel's stream stood when it came. */
   offset: number;
+  /** A channel actor's private push to this connection (ctx.push): not part of the stream, not in history. */
+  push?: true;
 }
 
 export interface Publication {
@@ -81,11 +84,13 @@ type ClientEvents = {
 };
 
 type ChannelEvents = {
-  /** `data`: the channel actor's answer to the join (its onJoin `reply`), when it gave one. */
+  /** `data`: what the channel's actor answered the join with (its onJoin `reply`), when it did. */
   subscribed: (info: { offset: number; epoch: string; recovered?: boolean; data?: unknown }) => void;
   error: (err: RtClientError) => void;
   /** Messages were missed and cannot be replayed: refetch the state this channel feeds. */
   resync: (info: { offset: number; epoch?: string; reason: string }) => void;
+  /** The channel's actor removed this connection (ctx.kick): the channel is left; channel(name) joins again. */
+  kicked: (info: { reason: string }) => void;
 };
 
 const CHANNEL_RE = /^[A-Za-z0-9_\-=@.:;#$%&*+!~/?|^<>[\]{}()'"`\\]{1,200}$/;
@@ -143,14 +148,12 @@ export class Channel {
   private readonly anyHandlers = new Set<AnyListener>();
   /** Offsets of our own exclude_self publishes: history replays them to us, the live stream did not. */
   private readonly own = new Set<number>();
-  /** unsubscribe() came while the subscribe was in flight: undo it once it lands. */
+  /** unsubscribe() came while the subscribe was in flight: its reply belongs to nobody. */
   private dropped = false;
+  /** Sent with every subscribe of this channel, resubscribes included: a custom actor's authorize reads it. */
+  joinData?: unknown;
 
-  /**
-   * `data` goes with every subscribe of this channel, resubscribes included: what the channel actor's
-   * `authorize` and `onJoin` read (a room password, a nickname).
-   */
-  constructor(protected readonly client: RtClient, readonly name: string, readonly data?: unknown) {}
+  constructor(protected readonly client: RtClient, readonly name: string) {}
 
   listen(event: string, cb: Listener): this {
     let set = this.handlers.get(event);
@@ -186,25 +189,34 @@ export class Channel {
     return this.stopListening(`client-${event}`, cb);
   }
 
-  whisper(event: string, data: unknown): Promise<{ offset: number; data?: unknown }> {
+  whisper(event: string, data: unknown): Promise<{ offset?: number; data?: unknown }> {
     return this.publish(`client-${event}`, data, { excludeSelf: true });
   }
 
   /**
-   * Publishes from this client (the server's client-publish policy applies); resolves with the offset
-   * (absent when the channel's actor answered without publishing) and `data`, the actor's reply, when
-   * it gave one. A refusal rejects with the server's code.
+   * Publishes from this client (the server's client-publish policy applies); resolves with the offset,
+   * and with `data` when the channel's actor replied (no offset when it replied without publishing).
    */
-  publish(event: string, data: unknown, opts: { excludeSelf?: boolean } = {}): Promise<{ offset: number; data?: unknown }> {
-    checkEvent(event);
+  publish(event: string, data: unknown, opts: { excludeSelf?: boolean } = {}): Promise<{ offset?: number; data?: unknown }> {
+    // A promise-returning call reports a bad argument as a rejection, where .catch() sees it.
+    try {
+      checkEvent(event);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const frame: Frame = { op: 'publish', channel: this.name, event, data: data === undefined ? null : data };
     if (opts.excludeSelf) frame.exclude_self = true;
     return this.client.request(frame).then((r) => {
-      if (opts.excludeSelf) {
-        this.own.add(r.offset);
-        if (this.own.size > 256) this.own.delete(this.own.values().next().value!);
+      const out: { offset?: number; data?: unknown } = {};
+      if (typeof r.offset === 'number') {
+        out.offset = r.offset;
+        if (opts.excludeSelf) {
+          this.own.add(r.offset);
+          if (this.own.size > 256) this.own.delete(this.own.values().next().value!);
+        }
       }
-      return r.data !== undefined ? { offset: r.offset as number, data: r.data } : { offset: r.offset as number };
+      if (r.data !== undefined) out.data = r.data;
+      return out;
     });
   }
 
@@ -244,18 +256,19 @@ export class Channel {
     this.state = 'subscribing';
     this.dropped = false;
     const frame: Frame = { op: 'subscribe', channel: this.name };
-    if (this.data !== undefined) frame.data = this.data;
+    if (this.joinData !== undefined) frame.data = this.joinData;
     if (this.offset !== undefined && this.epoch !== undefined) frame.since = { offset: this.offset, epoch: this.epoch };
     // A callback, not a promise: the reply must be handled before the frames right behind it.
     this.client.requestRaw(frame, (err, r) => {
+      // Left while in flight: leaveChannel already sent the unsubscribe right behind this subscribe.
+      if (this.dropped) return;
       if (err) {
         if (err.code === 'disconnected' || err.code === 'closed') return;
+        // Unanswered in time, it may still let us in (a slow authorize): undo it, so that the server
+        // does not keep a subscription this client dropped (the unsubscribe waits for the subscribe).
+        if (err.code === 'timeout') this.client.requestRaw({ op: 'unsubscribe', channel: this.name }, () => {});
         this.state = 'failed';
         this.events.fire('error', err);
-        return;
-      }
-      if (this.dropped) {
-        this.client.requestRaw({ op: 'unsubscribe', channel: this.name }, () => {});
         return;
       }
       this.onSubscribed(r!, frame.since !== undefined);
@@ -287,15 +300,20 @@ export class Channel {
     }
     this.offset = r.offset;
     this.epoch = r.epoch;
-    const info: { offset: number; epoch: string; recovered?: boolean; data?: unknown } = resumed ? { offset: r.offset, epoch: r.epoch, recovered: r.recovered === true } : { offset: r.offset, epoch: r.epoch };
+    const info: Parameters<ChannelEvents['subscribed']>[0] = resumed ? { offset: r.offset, epoch: r.epoch, recovered: r.recovered === true } : { offset: r.offset, epoch: r.epoch };
     if (r.data !== undefined) info.data = r.data;
     this.events.fire('subscribed', info);
   }
 
-  /** @internal A live publication. */
+  /** @internal A live publication, or an actor's push. */
   _message(f: Frame): void {
     if (this.state !== 'subscribed') return;
-    const offset = f.offset as number;
+    if (typeof f.offset !== 'number') {
+      // A push has no place in the stream: the position the next resume starts from stays as it is.
+      const meta: MessageMeta = { channel: this.name, event: f.event, offset: this.offset ?? 0, push: true };
+      return this.emitTo(f.event, f.data, meta);
+    }
+    const offset = f.offset;
     if (this.offset !== undefined && offset <= this.offset) {
       if (offset === this.offset) return;
       // The channel's owner lost its stream (it restarted) and counts again from the start.
@@ -306,10 +324,19 @@ export class Channel {
   }
 
   private dispatch(event: string, data: unknown, offset: number): void {
-    const meta: MessageMeta = { channel: this.name, event, offset };
+    this.emitTo(event, data, { channel: this.name, event, offset });
+  }
+
+  private emitTo(event: string, data: unknown, meta: MessageMeta): void {
     const set = this.handlers.get(event);
     if (set) for (const cb of [...set]) safeCall(cb, [data, meta]);
     for (const cb of [...this.anyHandlers]) safeCall(cb, [event, data, meta]);
+  }
+
+  /** @internal The channel's actor removed this connection; the client has already forgotten the channel. */
+  _kicked(reason: string): void {
+    this.state = 'unsubscribed';
+    this.events.fire('kicked', { reason });
   }
 
   /** @internal */
@@ -396,6 +423,8 @@ export class RtClient extends Emitter<ClientEvents> {
   private refreshTimer?: ReturnType<typeof setTimeout>;
   private lastFrameAt = 0;
   private remembered?: TransportName;
+  /** Gives up the transport being tried: disconnect() must not leave its socket and timer running. */
+  private cancelAttempt?: () => void;
 
   constructor(url: string, options: ClientOptions = {}) {
     super();
@@ -422,26 +451,31 @@ export class RtClient extends Emitter<ClientEvents> {
 
   /**
    * A channel (created and subscribed on first use). `presence-` names give a PresenceChannel.
-   * `opts.data` is sent with its subscribes, for the channel actor (taken when the channel is created).
+   * `data` goes with its subscribes (a custom actor's authorize gets it); given for a channel already
+   * there, it is what its next subscribe (a reconnect) sends.
    */
   channel(name: string, opts: { data?: unknown } = {}): Channel {
     let ch = this.channelMap.get(name);
-    if (ch) return ch;
+    if (ch) {
+      if (opts.data !== undefined) ch.joinData = opts.data;
+      return ch;
+    }
     checkChannel(name);
-    ch = name.startsWith('presence-') ? new PresenceChannel(this, name, opts.data) : new Channel(this, name, opts.data);
+    ch = name.startsWith('presence-') ? new PresenceChannel(this, name) : new Channel(this, name);
+    if (opts.data !== undefined) ch.joinData = opts.data;
     this.channelMap.set(name, ch);
     if (this.state === 'connected') ch._subscribe();
     return ch;
   }
 
   /** `private-<name>` (laravel-echo's naming). */
-  private(name: string, opts: { data?: unknown } = {}): Channel {
-    return this.channel(`private-${name}`, opts);
+  private(name: string): Channel {
+    return this.channel(`private-${name}`);
   }
 
   /** `presence-<name>`. */
-  join(name: string, opts: { data?: unknown } = {}): PresenceChannel {
-    return this.channel(`presence-${name}`, opts) as PresenceChannel;
+  join(name: string): PresenceChannel {
+    return this.channel(`presence-${name}`) as PresenceChannel;
   }
 
   /** Leaves `name`, `private-name` and `presence-name`, as laravel-echo does. */
@@ -459,8 +493,12 @@ export class RtClient extends Emitter<ClientEvents> {
     this.channelMap.delete(ch.name);
     const was = ch.state;
     ch._drop();
-    // While disconnected the server already forgot the subscription; in flight, _subscribe undoes it.
-    if (this.state === 'connected' && was === 'subscribed') this.requestRaw({ op: 'unsubscribe', channel: ch.name }, () => {});
+    // While disconnected the server already forgot the subscription. With the subscribe in flight the
+    // unsubscribe goes now, not when its reply lands: the server takes a connection's frames in order,
+    // so a channel() of the same name right after (a component unmounted and mounted again) subscribes
+    // after it, instead of meeting already_subscribed and then losing its subscription to a late
+    // unsubscribe.
+    if (this.state === 'connected' && (was === 'subscribed' || was === 'subscribing')) this.requestRaw({ op: 'unsubscribe', channel: ch.name }, () => {});
   }
 
   /** Listens to messages sent to this connection's user (POST /api/publish with "user"). */
@@ -492,7 +530,9 @@ export class RtClient extends Emitter<ClientEvents> {
     p.timer = setTimeout(() => {
       if (!this.pending.delete(ref)) return;
       this.outbox = this.outbox.filter((x) => x !== p);
-      cb(new RtClientError('timeout', `no answer to ${frame.op} within ${this.opts.ackTimeout} ms`));
+      // Never sent is safe to retry; sent and unanswered may have taken effect: the app must know which.
+      if (!p.sent) cb(new RtClientError('not_sent', `${frame.op} not sent: no connection within ${this.opts.ackTimeout} ms (it will not be sent later)`));
+      else cb(new RtClientError('timeout', `no answer to ${frame.op} within ${this.opts.ackTimeout} ms`));
     }, this.opts.ackTimeout);
     this.pending.set(ref, p);
     if (this.conn && this.state === 'connected') {
@@ -526,6 +566,7 @@ export class RtClient extends Emitter<ClientEvents> {
     this.stopped = true;
     this.cycle++;
     this.clearTimers();
+    this.cancelAttempt?.();
     const conn = this.conn;
     this.conn = undefined;
     conn?.close();
@@ -625,9 +666,12 @@ export class RtClient extends Emitter<ClientEvents> {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        if (this.cancelAttempt === cancel) this.cancelAttempt = undefined;
         t?.close();
         resolve(info);
       };
+      const cancel = () => fail({ code: 1000, reason: 'client disconnected', reconnect: false });
+      this.cancelAttempt = cancel;
       const timer = setTimeout(() => fail({ code: 0, reason: `no welcome within ${this.opts.connectTimeout} ms`, reconnect: true }), this.opts.connectTimeout);
       try {
         t = createTransport(
@@ -639,6 +683,7 @@ export class RtClient extends Emitter<ClientEvents> {
                 if (f.op !== 'welcome') return;
                 settled = true;
                 clearTimeout(timer);
+                if (this.cancelAttempt === cancel) this.cancelAttempt = undefined;
                 if (cycle !== this.cycle) {
                   t!.close();
                 } else {
@@ -715,6 +760,14 @@ export class RtClient extends Emitter<ClientEvents> {
       case 'leave':
         this.channelMap.get(f.channel)?._presence(f);
         return;
+      case 'kicked': {
+        const ch = this.channelMap.get(f.channel);
+        if (!ch || ch.state !== 'subscribed') return;
+        // The server dropped the subscription: a reconnect must not bring it back.
+        this.channelMap.delete(f.channel);
+        ch._kicked(typeof f.reason === 'string' ? f.reason : 'kicked');
+        return;
+      }
       case 'error':
         this.emit('error', errorFrom(f));
         return;

@@ -9,12 +9,14 @@ export interface SseEvent {
   id?: string;
 }
 
-/** A hostile or broken server must not make the client buffer without end. */
+/** A hostile or broken server must not make the client buffer without end: one line, or one event's data lines together. */
 const MAX_LINE = 16 * 1024 * 1024;
 
 export class SseParser {
   private buf = '';
   private data: string[] = [];
+  /** Characters in `data`: an event of many lines counts against MAX_LINE as much as one long line. */
+  private dataSize = 0;
   private event = '';
   private id: string | undefined;
   /** A chunk ended in CR: if the next starts with LF, the two are one line break. */
@@ -38,6 +40,7 @@ export class SseParser {
     if (line === '') {
       if (this.data.length > 0) this.onEvent({ event: this.event || 'message', data: this.data.join('\n'), id: this.id });
       this.data = [];
+      this.dataSize = 0;
       this.event = '';
       return;
     }
@@ -49,7 +52,11 @@ export class SseParser {
     const field = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? '' : line.slice(colon + 1);
     if (value.charCodeAt(0) === 32) value = value.slice(1);
-    if (field === 'data') this.data.push(value);
+    if (field === 'data') {
+      this.dataSize += value.length + 1;
+      if (this.dataSize > MAX_LINE) throw new Error('event stream event too long');
+      this.data.push(value);
+    }
     else if (field === 'event') this.event = value;
     else if (field === 'id' && !value.includes('\0')) this.id = value;
   }

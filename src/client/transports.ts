@@ -164,6 +164,8 @@ abstract class BaseTransport implements Transport {
 class WebSocketTransport extends BaseTransport {
   readonly name = 'websocket' as const;
   private readonly ws: any;
+  /** The welcome's max_payload: a larger frame would make the server close the connection (1009). */
+  private maxBytes = Infinity;
 
   constructor(env: TransportEnv, hooks: TransportHooks) {
     super(env, hooks);
@@ -174,6 +176,7 @@ class WebSocketTransport extends BaseTransport {
     this.ws.onmessage = (ev: { data: unknown }) => {
       const f = parseFrame(ev.data);
       if (f?.op === 'error' && f.ref === undefined && f.error) refusal = f.error;
+      if (f?.op === 'welcome' && typeof f.max_payload === 'number' && f.max_payload > 0) this.maxBytes = f.max_payload;
       if (f) this.deliver(f);
     };
     this.ws.onclose = (ev: { code: number; reason: string }) => {
@@ -190,7 +193,16 @@ class WebSocketTransport extends BaseTransport {
 
   send(frames: Frame[]): void {
     if (this.done || this.ws.readyState !== 1) return;
-    for (const f of frames) this.ws.send(JSON.stringify(f));
+    for (const f of frames) {
+      const text = JSON.stringify(f);
+      // Refused here, as SSE and long-polling get it from the server: sent, it would cost the
+      // connection and every request in flight on it. (UTF-8 is at most 3 bytes per UTF-16 unit.)
+      if (text.length * 3 > this.maxBytes && utf8Length(text) > this.maxBytes) {
+        this.hooks.refused([f], { code: 'payload_too_large', message: `frame of ${utf8Length(text)} bytes; the server takes at most ${this.maxBytes}` });
+        continue;
+      }
+      this.ws.send(text);
+    }
   }
 
   protected shutdown(): void {
@@ -204,6 +216,15 @@ class WebSocketTransport extends BaseTransport {
   }
 }
 
+/** The server's default --max-payload, for a server whose welcome does not say. */
+const DEFAULT_MAX_PAYLOAD = 65536;
+
+const encoder = new TextEncoder();
+
+function utf8Length(s: string): number {
+  return encoder.encode(s).length;
+}
+
 /**
  * Frames upstream, one POST at a time: a second POST racing the first could reach the session's
  * thread first (different connection, maybe a different shard) and reorder the client's frames.
@@ -212,13 +233,18 @@ class Poster {
   private queue: Frame[] = [];
   private busy = false;
   private stopped = false;
+  /** The server's largest body (welcome max_payload): frames are batched up to it, not only 100 at a time. */
+  private readonly maxBytes: number;
 
   constructor(
     private readonly env: TransportEnv,
     private readonly url: string,
     private readonly fail: (info: Partial<CloseInfo> & { reason: string }) => void,
     private readonly refused: (frames: Frame[], error: { code: string; message: string }) => void,
-  ) {}
+    maxPayload: unknown,
+  ) {
+    this.maxBytes = typeof maxPayload === 'number' && maxPayload > 0 ? maxPayload : DEFAULT_MAX_PAYLOAD;
+  }
 
   send(frames: Frame[]): void {
     if (this.stopped) return;
@@ -231,14 +257,32 @@ class Poster {
     this.queue = [];
   }
 
+  /**
+   * Up to 100 frames whose JSON array fits the server's body limit: a batch over it is refused whole
+   * (413), every frame in it with payload_too_large however small. A frame too large alone goes alone.
+   */
+  private nextBatch(): [Frame[], string] {
+    const parts: string[] = [];
+    let bytes = 2;
+    let n = 0;
+    for (; n < this.queue.length && n < 100; n++) {
+      const json = JSON.stringify(this.queue[n]);
+      const size = utf8Length(json) + (n > 0 ? 1 : 0);
+      if (n > 0 && bytes + size > this.maxBytes) break;
+      parts.push(json);
+      bytes += size;
+    }
+    return [this.queue.splice(0, n), `[${parts.join(',')}]`];
+  }
+
   private async pump(): Promise<void> {
     this.busy = true;
     while (this.queue.length > 0 && !this.stopped) {
-      const batch = this.queue.splice(0, 100);
+      const [batch, body] = this.nextBatch();
       let res: Response;
       try {
         // text/plain keeps a cross-origin POST "simple": no preflight round trip.
-        res = await this.env.fetch(this.url, { method: 'POST', body: JSON.stringify(batch), headers: { 'content-type': 'text/plain;charset=UTF-8' } });
+        res = await this.env.fetch(this.url, { method: 'POST', body, headers: { 'content-type': 'text/plain;charset=UTF-8' } });
       } catch (err) {
         this.stopped = true;
         return this.fail({ reason: `POST failed: ${messageOf(err)}` });
@@ -262,6 +306,8 @@ class Poster {
 class SseTransport extends BaseTransport {
   readonly name = 'sse' as const;
   private es?: any;
+  /** A frame arrived: the stream was open, so an error now is a lost stream, not a refusal. */
+  private opened = false;
   private readonly abort = new AbortController();
   private poster?: Poster;
 
@@ -273,17 +319,42 @@ class SseTransport extends BaseTransport {
       this.es = new ES(url);
       this.es.onmessage = (ev: { data: unknown }) => this.onData(ev.data);
       // EventSource would reconnect by itself, without our positions: the client reconnects instead.
-      this.es.onerror = () => this.end({ reason: 'SSE stream failed' });
+      this.es.onerror = () => {
+        if (this.opened) return this.end({ reason: 'SSE stream failed' });
+        this.es.onerror = null;
+        this.es.close();
+        void this.whyRefused(url);
+      };
     } else {
       void this.read(url);
     }
   }
 
+  /**
+   * EventSource hides the status of a stream it could not open, and a refused token (401) must stop
+   * the client rather than be retried forever: ask once more with fetch, which shows it.
+   */
+  private async whyRefused(url: string): Promise<void> {
+    try {
+      const res = await this.env.fetch(url, { headers: { accept: 'text/event-stream' }, signal: this.abort.signal });
+      if (!res.ok) {
+        const error = await errorOf(res);
+        return this.end({ reason: error.message, status: res.status, error, code: 4000 + (res.status % 1000) });
+      }
+      // It opens now: this attempt still failed; the client's next one will take it.
+      await res.body?.cancel().catch(() => {});
+    } catch {
+      /* the network itself failed */
+    }
+    this.end({ reason: 'SSE stream failed' });
+  }
+
   private onData(data: unknown): void {
     const f = parseFrame(data);
     if (!f) return;
+    this.opened = true;
     if (f.op === 'welcome' && typeof f.session === 'string') {
-      this.poster = new Poster(this.env, `${this.env.base}/sse?sid=${encodeURIComponent(f.session)}`, (i) => this.postFailed(i), (fr, e) => this.hooks.refused(fr, e));
+      this.poster = new Poster(this.env, `${this.env.base}/sse?sid=${encodeURIComponent(f.session)}`, (i) => this.postFailed(i), (fr, e) => this.hooks.refused(fr, e), f.max_payload);
     }
     this.deliver(f);
   }
@@ -366,7 +437,7 @@ class PollingTransport extends BaseTransport {
           if (f && f.op === 'welcome' && typeof f.session === 'string') {
             this.sid = f.session;
             if (typeof f.heartbeat === 'number') this.holdMs = f.heartbeat * 1000;
-            this.poster = new Poster(this.env, `${this.env.base}/poll?sid=${encodeURIComponent(f.session)}`, (i) => this.end(i), (fr, e) => this.hooks.refused(fr, e));
+            this.poster = new Poster(this.env, `${this.env.base}/poll?sid=${encodeURIComponent(f.session)}`, (i) => this.end(i), (fr, e) => this.hooks.refused(fr, e), f.max_payload);
           }
           if (f && typeof f.op === 'string') this.deliver(f);
         }

@@ -34,6 +34,11 @@ export abstract class Client {
   /** Channels with a subscribe request in flight, so a duplicate is refused rather than raced. */
   /** Created on first subscribe: most connections never need it, and idle ones should stay small. */
   pendingChannels?: Set<string>;
+  /**
+   * The native protocol's subscribe or unsubscribe of each channel still running, so that the next
+   * one of the same channel waits for it (transports/channel-order.ts). Made when one is first in flight.
+   */
+  nativeChannelOps?: Map<string, Promise<void>>;
   closed = false;
   /** Labels the hub counts the connection under (rt_connections), so it is uncounted under the same ones. */
   kind?: ConnKind;

@@ -10,6 +10,7 @@ import type { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { handleRpc } from './native-rpc.js';
 import { JsonData } from '../protocol/encoded-payload.js';
+import { inChannelOrder } from './channel-order.js';
 
 export type Reply = Record<string, unknown>;
 
@@ -54,6 +55,14 @@ export function authenticate(ctx: ThreadContext, client: Client, token: string):
   adopt(ctx, client, claims);
 }
 
+/** Runs a subscribe or unsubscribe of `channel` after the ones the connection sent before it (channel-order.ts). */
+function inOrder(client: Client, channel: string, op: () => Promise<void> | void, fail: (err: unknown) => void): void {
+  const chains = (client.nativeChannelOps ??= new Map());
+  inChannelOrder(chains, channel, op, fail);
+  // An operation that finished at once left nothing to wait for: a connection that needs no Map keeps none.
+  if (chains.size === 0) client.nativeChannelOps = undefined;
+}
+
 /**
  * Handles one frame. `send` is called with replies; for subscribe it is called synchronously before
  * the client joins the channel, so the reply (with resumed publications) precedes live messages.
@@ -72,23 +81,41 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
         else send(ok(f.ref, { user: client.user }));
         return;
       }
+      // A subscribe goes to the channel's owner, maybe on another thread, and an unsubscribe sent right
+      // behind it would find nothing to leave yet (and the subscribe then stick): in channel order,
+      // subscribe, unsubscribe, subscribe leave the connection subscribed, as sent.
       case 'subscribe':
-        ctx.hub
-          .subscribe(client, f.channel, f.since, f.data, (res) => {
-            const body: Reply = { channel: f.channel, offset: res.offset, epoch: res.epoch };
-            if (res.recovered !== undefined) {
-              body.recovered = res.recovered;
-              body.publications = (res.pubs ?? []).map(wirePublication);
-            }
-            if (res.members) body.members = res.members;
-            if (res.data !== undefined) body.data = res.data;
-            send(ok(f.ref, body));
-          })
-          .catch(fail);
-        return;
+        return inOrder(
+          client,
+          f.channel,
+          () => {
+            if (client.closed) return;
+            return ctx.hub
+              .subscribe(client, f.channel, f.since, f.data, (res) => {
+                const body: Reply = { channel: f.channel, offset: res.offset, epoch: res.epoch };
+                if (res.recovered !== undefined) {
+                  body.recovered = res.recovered;
+                  body.publications = (res.pubs ?? []).map(wirePublication);
+                }
+                if (res.members) body.members = res.members;
+                if (res.data !== undefined) body.data = res.data;
+                send(ok(f.ref, body));
+              })
+              .then(() => {}, fail);
+          },
+          fail,
+        );
       case 'unsubscribe':
-        if (!ctx.hub.unsubscribe(client, f.channel)) throw new RtError('not_subscribed', `not subscribed to ${f.channel}`);
-        return send(ok(f.ref, { channel: f.channel }));
+        return inOrder(
+          client,
+          f.channel,
+          () => {
+            if (client.closed) return;
+            if (!ctx.hub.unsubscribe(client, f.channel)) throw new RtError('not_subscribed', `not subscribed to ${f.channel}`);
+            send(ok(f.ref, { channel: f.channel }));
+          },
+          fail,
+        );
       case 'publish':
         ctx.hub
           // A JSON client's payload moves on as its text (see encoded-payload.ts); a msgpack one's may hold binaries.

@@ -205,7 +205,7 @@ export function registerPolling(app: TemplatedApp, ctx: ThreadContext): void {
           if (state.aborted) return c.end();
           hub.add(c);
           addSession(c);
-          c.send({ op: 'welcome', socket_id: c.id, session: c.sid, user: c.user ?? null, heartbeat: config.pollTimeout, protocol: 1 });
+          c.send({ op: 'welcome', socket_id: c.id, session: c.sid, user: c.user ?? null, heartbeat: config.pollTimeout, max_payload: config.maxPayload, protocol: 1 });
           answer(res, state, c.poll(0) as PollResult, headers);
         };
         const refused = (err: unknown): void => {

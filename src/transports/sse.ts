@@ -190,7 +190,7 @@ export class SseClient extends Client implements Session {
   }
 
   welcome(): void {
-    const body = { socket_id: this.id, session: this.sid, user: this.user ?? null, heartbeat: this.ctx.config.sseKeepalive };
+    const body = { socket_id: this.id, session: this.sid, user: this.user ?? null, heartbeat: this.ctx.config.sseKeepalive, max_payload: this.ctx.config.maxPayload };
     this.control('welcome', body, { op: 'welcome', ...body, protocol: 1 });
   }
 

@@ -209,7 +209,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const admit = (claims: JwtClaims | undefined): void => {
         if (claims) client.authenticate(claims);
         hub.add(client);
-        client.send({ op: 'welcome', socket_id: client.id, user: client.user ?? null, heartbeat: config.idleTimeout, protocol: 1 });
+        client.send({ op: 'welcome', socket_id: client.id, user: client.user ?? null, heartbeat: config.idleTimeout, max_payload: config.maxPayload, protocol: 1 });
       };
       if (!data.pending) {
         admit(data.claims);
