@@ -530,8 +530,12 @@ export class RedisBroker implements Broker {
 
   // ——— heartbeat and sweeping ———
 
+  /** A heartbeat is running: while Redis is slow they would pile up, and each would re-register every channel. */
+  private beating = false;
+
   private async beat(): Promise<void> {
-    if (this.closed || this.cmd.status !== 'ready') return;
+    if (this.closed || this.cmd.status !== 'ready' || this.beating) return;
+    this.beating = true;
     const ttl = this.opts.presenceTtlMs;
     try {
       const [, , registered] = await Promise.all([
@@ -567,6 +571,8 @@ export class RedisBroker implements Broker {
       await this.sweep();
     } catch (err) {
       this.opts.log.debug(`heartbeat failed: ${(err as Error).message}`);
+    } finally {
+      this.beating = false;
     }
   }
 
