@@ -1,7 +1,7 @@
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync, mkdtempSync, mkdirSync } from 'node:fs';
-import { createServer as createNetServer } from 'node:net';
+import { connect, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -297,4 +297,21 @@ t.test('rings that would not fit in memory are refused at start, naming --worker
   const r = run(['start', '--workers=64', '--ring-size=1gb', '--port=0']);
   t.equal(r.status, 2);
   t.match(r.stderr, /64 shards with --ring-size=1073741824 need 4160\.0 GiB of rings .* lower --workers .* or --ring-size/);
+});
+
+t.test('Ctrl-C twice: the second SIGINT stops the process without waiting for the drain', async (t) => {
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--shutdown-timeout=60', '--api-key=k']);
+  const port = await listeningPort(p);
+  // A request whose body never completes: the drain would wait the whole minute for it.
+  const slow = connect(port, '127.0.0.1');
+  t.teardown(() => slow.destroy());
+  await new Promise((r) => slow.once('connect', r));
+  slow.write('POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 100\r\n\r\n{"channel":');
+  p.child.kill('SIGINT');
+  await p.waitFor(/SIGINT: shutting down/);
+  p.child.kill('SIGINT');
+  const exit = await p.exited;
+  t.equal(exit.signal, 'SIGKILL', 'stopped at once (no abort, no wait for the drain)');
+  t.match(p.output(), /SIGINT again: stopping now, without waiting for the drain/);
+  t.notMatch(p.output(), /stopped in \d+ ms/, 'the drain did not finish');
 });

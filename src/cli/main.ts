@@ -33,7 +33,8 @@ const EXIT_HELP = `Exit codes:
   2  invalid usage or configuration: an option, RT_* variable or config-file key, a TLS or JWT key
      file, the --actors folder, a --host that is not an address of this machine, or Redis
      unreachable at start
-  3  the port cannot be bound (in use by another process, or not permitted)`;
+  3  the port cannot be bound (in use by another process, or not permitted)
+A second SIGINT (Ctrl-C) during the drain stops the process at once (SIGKILL: a shell shows 137).`;
 
 const MAIN_HELP = `rt-actors ${version} — realtime messaging server (channel actors on worker threads)
 
@@ -220,7 +221,15 @@ async function start(args: string[]): Promise<number> {
   if (server.apiKeyGenerated) log.notice(`API key (generated, shown once; set --api-key or RT_API_KEY to fix it): ${server.apiKey}`, { event: 'server.api_key_generated' });
   let stopping = false;
   const stop = (why: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // Ctrl-C twice: the operator does not want to wait for the drain.
+      // process.exit() would abort (uWS's handles are still open in the shards): the process kills itself.
+      if (why === 'SIGINT') {
+        log.notice('SIGINT again: stopping now, without waiting for the drain', { event: 'server.forced_exit' });
+        process.kill(process.pid, 'SIGKILL');
+      }
+      return;
+    }
     stopping = true;
     log.notice(`${why}: shutting down (requests in flight get up to ${config.shutdownTimeout}s, then clients are told to reconnect)`, { event: 'server.stopping', reason: why });
     const began = Date.now();
