@@ -1,0 +1,31 @@
+// POST /api/users/:id/disconnect reaches a user wherever they are, also where a connection is that user
+// on one channel only: a Socket.IO subscribe authorized with the user's token in auth.headers (laravel-
+// echo's way) on a connection that is anonymous or someone else. Before, such a connection kept the
+// revoked user's private channels and stayed in presence as them.
+import t from 'tap';
+import { signJwt } from 'rt-actors';
+import { api, JWT_SECRET, startServer } from './helpers/server.js';
+import { nextEvent, sioConnect } from './helpers/sio.js';
+import { eventually } from './helpers/http-stream.js';
+
+const token = (sub: string, channels: string[]): string => signJwt({ sub, channels, exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
+const bearer = (tok: string) => ({ headers: { Authorization: `Bearer ${tok}` } });
+
+t.test('a user revoked through the API loses the subscriptions their token authorized on other connections', async (t) => {
+  const s = await startServer(t);
+  // Each case revokes its own user: a revocation refuses the user's tokens issued up to that second.
+  for (const [who, user, connectAuth] of [['an anonymous connection', 'bob', {}], ["alice's connection", 'carol', { token: token('alice', []) }]] as const) {
+    const tok = token(user, [`private-${user}`, 'presence-room']);
+    const c = await sioConnect(t, s.http, { transports: ['websocket'], auth: connectAuth });
+    t.same(await c.emitWithAck('subscribe', { channel: `private-${user}`, auth: bearer(tok) }), { ok: true }, `${who}: private channel with ${user}'s token`);
+    t.same(await c.emitWithAck('subscribe', { channel: 'presence-room', auth: bearer(tok) }), { ok: true }, `${who}: presence as ${user}`);
+    t.same((await api(s.http, '/api/channels/presence-room/users')).body, { users: [{ user_id: user }] }, `${who}: ${user} is present`);
+
+    const gone = nextEvent(c, 'disconnect');
+    t.equal((await api(s.http, `/api/users/${user}/disconnect`, {})).status, 200, `${who}: ${user} disconnected through the API`);
+    t.equal((await gone)[0], 'io server disconnect', `${who}: disconnected with ${user}, told not to reconnect`);
+    // The leave reaches the channel's owner after the close: poll with a deadline.
+    const left = await eventually(async () => ((await api(s.http, '/api/channels/presence-room/users')).body.users.length === 0 ? true : undefined), `${user} to leave presence-room`);
+    t.ok(left, `${who}: ${user} left the presence channel`);
+  }
+});
