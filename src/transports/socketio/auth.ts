@@ -71,7 +71,7 @@ export async function authorizeChannel(deps: ChannelAuthDeps, client: Client, so
   if (bearer !== undefined && looksLikeJwt(bearer) && (deps.jwtConfigured || !deps.authEndpoint)) {
     try {
       const c = await verifyToken(deps.tokens, bearer);
-      return { user: String(c.sub), info: c.user_info, grants: c.channels ?? [] };
+      return { user: String(c.sub), info: c.user_info, grants: c.channels ?? [], issuedAt: c.iat };
     } catch (err) {
       // With an auth endpoint the bearer may be the backend's own token (e.g. Laravel Passport).
       if (!deps.authEndpoint) throw err;
@@ -137,5 +137,5 @@ async function callAuthEndpoint(url: string, client: Client, socketId: string, h
   if (channelKind(channel) === 'presence' && (user === undefined || user.length === 0 || user.length > 200)) {
     throw new RtError('auth_failed', `the auth endpoint authorized ${channel} without channel_data.user_id`, 502);
   }
-  return { user: user ?? client.user, info: member?.user_info, granted: true };
+  return { user: user ?? client.user, info: member?.user_info, granted: true, issuedAt: Math.floor(Date.now() / 1000) };
 }
