@@ -9,6 +9,8 @@ import { api, JWT_SECRET, startServer } from './helpers/server.js';
 import { nextEvent, sioConnect } from './helpers/sio.js';
 import { eventually } from './helpers/http-stream.js';
 import { io } from 'socket.io-client';
+import { createHmac } from 'node:crypto';
+import { APP, pusherOptions, RawPusher } from './helpers/pusher.js';
 
 const token = (sub: string, channels: string[]): string => signJwt({ sub, channels, exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
 const bearer = (tok: string) => ({ headers: { Authorization: `Bearer ${tok}` } });
@@ -58,4 +60,16 @@ t.test('a saved Socket.IO session is not resumed with the channels of a user rev
   if (c.recovered) await eventually(() => got.some((a) => a[0] === 'sentinel') || undefined, 'the sentinel on news');
   t.notOk(got.some((a) => a[0] === 'secret'), "no publication of dave's private channel reaches it");
   t.equal((await api(s.http, '/api/channels/private-dave')).body.subscribers, 0, 'not subscribed to private-dave again');
+});
+
+t.test('a Pusher connection that is in a presence channel as the user (channel_data) is disconnected with them', async (t) => {
+  const s = await startServer(t, pusherOptions());
+  const c = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+  const socketId = JSON.parse((await c.event('pusher:connection_established')).data).socket_id;
+  const channelData = JSON.stringify({ user_id: 'erin' });
+  const auth = `${APP.key}:${createHmac('sha256', APP.secret).update(`${socketId}:presence-x:${channelData}`).digest('hex')}`;
+  c.send({ event: 'pusher:subscribe', data: { channel: 'presence-x', channel_data: channelData, auth } });
+  await c.event('pusher_internal:subscription_succeeded');
+  t.equal((await api(s.http, '/api/users/erin/disconnect', {})).status, 200, 'erin disconnected through the API');
+  t.equal((await c.waitClose()).code, 4009, "closed with Pusher's no-reconnect code");
 });
