@@ -11,8 +11,14 @@ import type { Handshake } from '../../actors/handlers.js';
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const ENDPOINT_TIMEOUT_MS = 10_000;
-/** Headers a client may not choose for the backend request: they describe the request itself. */
-const UNFORWARDED = new Set(['host', 'content-length', 'content-type', 'connection', 'transfer-encoding', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization']);
+/**
+ * Headers a client may not choose for the backend request: they describe the request itself, or where
+ * it came from, which a backend trusting rt-actors as a proxy (Laravel's TrustProxies) would believe.
+ */
+const UNFORWARDED = new Set([
+  'host', 'content-length', 'content-type', 'connection', 'transfer-encoding', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization',
+  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix', 'x-forwarded-server', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip', 'x-original-forwarded-for',
+]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
 
 export function looksLikeJwt(s: string): boolean {
