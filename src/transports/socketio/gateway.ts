@@ -163,7 +163,7 @@ export class SioConnection implements SessionListener {
     readonly gw: SioGateway,
     readonly session: EioSession,
   ) {
-    this.decoder = gw.opts.parser === 'json' ? new SioDecoder() : null;
+    this.decoder = gw.opts.parser === 'json' ? new SioDecoder({ maxPacketBytes: gw.ctx.config.socketioMaxHttpBufferSize }) : null;
     this.connectTimer = setTimeout(() => {
       if (this.sockets.size === 0 && this.connecting.size === 0) session.close('no namespace joined in time');
     }, gw.opts.connectTimeout);
