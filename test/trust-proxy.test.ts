@@ -61,6 +61,32 @@ t.test('from a trusted proxy, each forwarded address has its own limits', async 
   }
 });
 
+t.test('a proxy that adds its own X-Forwarded-For line (HAProxy option forwardfor): the last line counts', async (t) => {
+  // Several header lines are one comma-separated list (RFC 9110 §5.3): the client's line comes first,
+  // the proxy's last. Before, only the first line was read, so the client chose its address.
+  const s = await startServer(t, { maxConnectionsPerIp: 1, connectionRatePerIp: 0, trustProxy: ['loopback'], ...PUSHER_OPTIONS });
+  const open: Opened[] = [];
+  t.teardown(() => open.forEach((o) => o.close()));
+  let n = 0;
+  for (const tr of TRANSPORTS) {
+    n++;
+    const a = `203.0.113.${n}`;
+    const b = `203.0.113.${100 + n}`;
+    const first = await openAs(s.port, tr, { 'x-forwarded-for': ['6.6.6.6', a] });
+    open.push(first);
+    t.ok(first.status < 300, `${tr}: ${a} admitted`);
+    const other = await openAs(s.port, tr, { 'x-forwarded-for': ['6.6.6.6', b] });
+    open.push(other);
+    t.ok(other.status < 300, `${tr}: ${b} admitted, though its client wrote the same first line`);
+    const again = await openAs(s.port, tr, { 'x-forwarded-for': [`7.7.7.${n}`, a] });
+    open.push(again);
+    t.equal(again.status, 429, `${tr}: ${a}'s second connection refused, whatever its client wrote`);
+    const realIp = await openAs(s.port, tr, { 'x-real-ip': [`7.7.8.${n}`, a] });
+    open.push(realIp);
+    t.equal(realIp.status, 429, `${tr}: X-Real-IP given twice: the proxy's (last) line counts`);
+  }
+});
+
 t.test('Socket.IO request handlers see the forwarded address in handshake.address', async (t) => {
   const trusted = await startServer(t, { actors: HANDLERS, trustProxy: ['127.0.0.1'] });
   const untrusted = await startServer(t, { actors: HANDLERS });

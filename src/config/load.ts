@@ -158,10 +158,21 @@ export function ignoredOptions(config: ServerConfig): { key: string; message: st
     const v = config[k] as unknown;
     return Array.isArray(v) ? v.length > 0 : !!v;
   };
-  return OPTIONS.filter((o) => o.needs && sources[o.key] && sources[o.key] !== 'default' && !o.needs.some(on)).map((o) => ({
+  const ignored = OPTIONS.filter((o) => o.needs && sources[o.key] && sources[o.key] !== 'default' && !o.needs.some(on)).map((o) => ({
     key: o.key,
     message: `${nameOf(o, sources[o.key]!)}${WHERE[sources[o.key]!] ?? ''} has no effect without ${o.needs!.map((k) => `--${flagOf(k)}`).join(' or ')}: it is ignored`,
   }));
+  // Partly without effect: the Pusher protocol has no token at connect, so nothing can be required of
+  // its connections. Said, so that no operator believes every connection is authenticated.
+  const source = sources.requireAuth;
+  if (config.requireAuth && source && (on('pusherAppId') || on('pusherApps'))) {
+    const spec = OPTIONS.find((o) => o.key === 'requireAuth')!;
+    ignored.push({
+      key: 'requireAuth',
+      message: `${nameOf(spec, source)}${WHERE[source] ?? ''} does not apply to Pusher connections (/app/<key>): the Pusher protocol brings no token at connect, so they join public channels without one; their private-/presence- channels need the backend's signature`,
+    });
+  }
+  return ignored;
 }
 
 export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {

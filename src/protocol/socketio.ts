@@ -49,6 +49,11 @@ export interface SioDecoderOptions {
   maxDepth?: number;
   /** Longest namespace accepted, in UTF-16 code units. */
   maxNamespaceLength?: number;
+  /**
+   * Largest packet, its binary attachments included (maxHttpBufferSize). Each Engine.IO message is
+   * bounded by the transport; without this a packet could hold maxAttachments times as much.
+   */
+  maxPacketBytes?: number;
 }
 
 const DEFAULT_MAX_ATTACHMENTS = 10;
@@ -293,6 +298,8 @@ interface Pending {
   attachments: number;
   slots: Slot[];
   buffers: Uint8Array[];
+  /** The header's length plus the attachments received so far. */
+  bytes: number;
 }
 
 /**
@@ -304,12 +311,14 @@ export class SioDecoder {
   private readonly maxAttachments: number;
   private readonly maxDepth: number;
   private readonly maxNsp: number;
+  private readonly maxBytes: number;
   private pending: Pending | null = null;
 
   constructor(opts?: SioDecoderOptions) {
     this.maxAttachments = opts?.maxAttachments ?? DEFAULT_MAX_ATTACHMENTS;
     this.maxDepth = opts?.maxDepth ?? DEFAULT_MAX_DEPTH;
     this.maxNsp = opts?.maxNamespaceLength ?? DEFAULT_MAX_NSP;
+    this.maxBytes = opts?.maxPacketBytes ?? Infinity;
   }
 
   /** True while a BINARY_* header has been read and attachments are still expected. */
@@ -327,11 +336,17 @@ export class SioDecoder {
     try {
       if (typeof chunk === 'string') {
         if (this.pending) fail('sio_unexpected_text', 'text message while waiting for binary attachments');
-        return this.decodeString(chunk);
+        const packet = this.decodeString(chunk);
+        // decodeString may have set `pending` (a BINARY_* header): its size counts toward the packet's.
+        const started = this.pending as Pending | null;
+        if (started) started.bytes = chunk.length;
+        return packet;
       }
       if (!(chunk instanceof Uint8Array)) fail('sio_bad_packet', 'message must be a string or Uint8Array');
       const pending = this.pending;
       if (!pending) fail('sio_unexpected_binary', 'binary message without a pending binary packet');
+      pending.bytes += chunk.byteLength;
+      if (pending.bytes > this.maxBytes) fail('sio_too_large', `a packet and its binary attachments together pass ${this.maxBytes} bytes (maxHttpBufferSize)`);
       pending.buffers.push(chunk);
       if (pending.buffers.length < pending.attachments) return null;
       this.pending = null;
@@ -419,7 +434,7 @@ export class SioDecoder {
     collectPlaceholders(data, attachments, slots);
     type = type === SioType.BINARY_EVENT ? SioType.EVENT : SioType.ACK;
     packet.type = type;
-    this.pending = { packet, attachments, slots, buffers: [] };
+    this.pending = { packet, attachments, slots, buffers: [], bytes: 0 };
     return null;
   }
 }

@@ -153,6 +153,12 @@ export interface ChannelIdentity {
   granted?: boolean;
   /** Subscribed to a presence channel to see its members come and go, without being one. */
   observer?: boolean;
+  /**
+   * When `user` was vouched for, in seconds: the token's `iat`, or the time the auth endpoint answered.
+   * A revocation of the user at or after it (Hub.isRevoked) voids this identity, e.g. in a saved
+   * Socket.IO session.
+   */
+  issuedAt?: number;
 }
 
 /** Close codes (4000–4999 are ours; see docs/protocol.md). */

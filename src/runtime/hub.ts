@@ -426,16 +426,26 @@ export class Hub {
     if (at > (this.revokedAt.get(user) ?? -1)) this.revokedAt.set(user, at);
   }
 
-  /** Disconnects every local connection of a user (used by the API, and by token revocation). */
+  /**
+   * Disconnects every local connection of a user (used by the API, and by token revocation): those
+   * that are the user, and those that are the user on some channel only (channelIdentity: a Socket.IO
+   * subscribe authorized with the user's token, a backend's auth endpoint or Pusher channel_data naming
+   * them). Left connected, the latter kept the revoked user's private channels and presence. They are
+   * found by a scan, as kicks are rare; the byUser index stays for deliveries to a user, which are not.
+   */
   disconnectUser(user: string, reason: string): number {
-    const set = this.byUser.get(user);
-    if (!set) return 0;
-    let n = 0;
-    for (const c of [...set]) {
-      c.disconnect(4011, reason, false);
-      n++;
+    const targets = new Set(this.byUser.get(user));
+    for (const c of this.clients.values()) {
+      if (!c.channelIdentity || targets.has(c)) continue;
+      for (const identity of c.channelIdentity.values()) {
+        if (identity.user === user && !identity.observer) {
+          targets.add(c);
+          break;
+        }
+      }
     }
-    return n;
+    for (const c of targets) c.disconnect(4011, reason, false);
+    return targets.size;
   }
 
   private onNotice(from: number, n: Notice): void {

@@ -6,6 +6,7 @@
  * those headers are ignored, or any client could pick the address its limits are counted against.
  */
 import { BlockList, isIP } from 'node:net';
+import type { HttpRequest } from 'uWebSockets.js';
 
 /** Named ranges accepted in --trust-proxy besides addresses and CIDRs. */
 const NAMED: Record<string, readonly string[]> = {
@@ -106,6 +107,24 @@ export class ProxyTrust {
 }
 
 let current = new ProxyTrust([]);
+
+/**
+ * A forwarding header as one value, however many lines it came in. uWS's getHeader gives the first
+ * line only, and that is the one the client wrote when a proxy adds a line of its own rather than
+ * extending the client's (HAProxy's `option forwardfor`): several lines of X-Forwarded-For are one
+ * comma-separated list in order (RFC 9110 §5.3), and of X-Real-IP, a single address, the last line is
+ * the one a proxy appended. Reads every header only when the first line is there at all.
+ */
+export function forwardingHeader(req: HttpRequest, name: 'x-forwarded-for' | 'x-real-ip'): string {
+  const first = req.getHeader(name);
+  if (!first) return '';
+  const lines: string[] = [];
+  req.forEach((key, value) => {
+    if (key === name) lines.push(value);
+  });
+  if (lines.length < 2) return first;
+  return name === 'x-real-ip' ? lines[lines.length - 1]! : lines.join(',');
+}
 
 /** Sets this thread's trusted proxies (each shard does so at start, from --trust-proxy). */
 export function setTrustedProxies(trust: ProxyTrust): void {

@@ -5,10 +5,19 @@
  * side and bounds memory whatever the number of distinct clients.
  */
 const SLOTS = 1 << 16;
-/** Per slot: open connections, rate window (second), connections opened in that window. */
-const FIELDS = 3;
+/**
+ * Per slot: open connections, rate window (second), connections opened in that window, failed API
+ * key window (second), failures in that window.
+ */
+const FIELDS = 5;
 /** Global cells after the table: host connections, API window, API count. */
 const GLOBAL = SLOTS * FIELDS;
+
+/**
+ * Wrong API keys (or dashboard tokens) one address may present per second, on all shards together.
+ * A backend holding the right key is never counted, so this slows guessing without locking anyone out.
+ */
+export const API_KEY_FAILURES_PER_SECOND = 10;
 
 export type AdmitResult = 'ok' | 'too_many_connections' | 'too_many_connections_from_ip' | 'connection_rate_limited';
 
@@ -64,6 +73,11 @@ export class SharedLimits {
   /** One API request; false when the key is over --api-rate-limit this second. */
   apiRequest(nowMs = Date.now()): boolean {
     return this.s.apiRateLimit <= 0 || this.window(GLOBAL + 1, this.s.apiRateLimit, nowMs);
+  }
+
+  /** Counts a wrong API key presented by `ip`; false once it has presented too many this second. */
+  apiKeyFailure(ip: string, nowMs = Date.now()): boolean {
+    return this.window(slotOf(ip) + 3, API_KEY_FAILURES_PER_SECOND, nowMs);
   }
 
   /** Fixed one-second window counter at cells [at] (window) and [at+1] (count). */

@@ -9,7 +9,8 @@ import type { ThreadContext } from '../runtime/context.js';
 import { bridged } from '../bridge/setup.js';
 import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/origins.js';
 import { sameSecret } from '../security/same-secret.js';
-import { beginRequest, errorStatus, JsonText, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
+import { API_KEY_FAILURES_PER_SECOND } from '../security/shared-limits.js';
+import { beginRequest, errorStatus, JsonText, parseJsonBody, readBody, requestIp, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
 import { countApiRequest } from './api-routes.js';
 import { registerOperatorApi } from './operator-api.js';
 import { JsonData } from '../protocol/encoded-payload.js';
@@ -24,7 +25,7 @@ const OVERLOADED_RETRY_AFTER_S = 1;
  * Checks the API key. `operator` routes (the dashboard's: stats, tap, channel queries, publish) also
  * take --dashboard-token when the dashboard is on.
  */
-export function checkApiKey(ctx: ThreadContext, req: Req, operator = false): void {
+export function checkApiKey(ctx: ThreadContext, req: Req, res: HttpResponse, operator = false): void {
   const h = req.headers['authorization'] ?? '';
   const m = /^Bearer\s+(.+)$/i.exec(h);
   const given = m ? m[1]!.trim() : queryParam(req.query, 'api_key');
@@ -32,6 +33,12 @@ export function checkApiKey(ctx: ThreadContext, req: Req, operator = false): voi
   if (sameSecret(given, ctx.apiKey)) return;
   const { dashboard, dashboardToken } = ctx.config;
   if (operator && dashboard && dashboardToken && sameSecret(given, dashboardToken)) return;
+  // Guessing is slowed per address (the right key is never counted, so nobody is locked out); the
+  // address is read only here, as it costs a copy uWS makes for each call.
+  const ip = requestIp(res, req);
+  if (!ctx.limits.apiKeyFailure(ip)) {
+    throw new RtError('rate_limited', `more than ${API_KEY_FAILURES_PER_SECOND} wrong API keys per second from ${ip}: wait a second`, 429);
+  }
   throw new RtError('unauthorized', 'wrong API key', 401);
 }
 
@@ -163,7 +170,7 @@ export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'o
     (async () => {
       cors = checkOrigin(ctx, req);
       if (needsKey) {
-        checkApiKey(ctx, req, needsKey === 'operator');
+        checkApiKey(ctx, req, res, needsKey === 'operator');
         if (!ctx.limits.apiRequest()) throw new RtError('rate_limited', `more than ${ctx.config.apiRateLimit} API requests per second`, 429);
       }
       const body = await h(ctx, req, res, state);

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocketBehavior } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { countRefusal } from '../runtime/instruments.js';
-import { clientAddress } from '../security/client-ip.js';
+import { clientAddress, forwardingHeader } from '../security/client-ip.js';
 import { threadLogger } from '../log.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from '../protocol/json-depth.js';
 
@@ -57,7 +57,7 @@ export function pathParam(raw: string): string {
 export function snapshot(res: HttpResponse, req: HttpRequest, paramCount = 0): Req {
   const headers: Partial<Record<SnapshotHeader, string>> = {};
   for (const h of SNAPSHOT_HEADERS) {
-    const v = req.getHeader(h);
+    const v = h === 'x-forwarded-for' || h === 'x-real-ip' ? forwardingHeader(req, h) : req.getHeader(h);
     if (v) headers[h] = v;
   }
   const params: string[] = [];

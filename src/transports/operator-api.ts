@@ -76,7 +76,7 @@ function tap(ctx: ThreadContext) {
     let channel: string;
     try {
       cors = checkOrigin(ctx, req);
-      checkApiKey(ctx, req, true);
+      checkApiKey(ctx, req, res, true);
       if (ctx.draining) throw new RtError('unavailable', 'server is shutting down', 503);
       const name = queryParam(req.query, 'channel');
       if (name === undefined) throw new RtError('bad_request', 'give the channel to inspect: /api/tap?channel=<name>');

@@ -13,7 +13,7 @@ import type { JwtClaims } from '../auth/jwt.js';
 import { guardUpgrade, queryParam, statusLine } from './http.js';
 import { originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
-import { clientAddress } from '../security/client-ip.js';
+import { clientAddress, forwardingHeader } from '../security/client-ip.js';
 import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../security/token-bucket.js';
 import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from './slow-consumer.js';
 import { countRefusal } from '../runtime/instruments.js';
@@ -159,7 +159,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       const auth = req.getHeader('authorization');
       const origin = req.getHeader('origin');
       const host = req.getHeader('host');
-      const ip = clientAddress(res.getRemoteAddressAsText(), (h) => req.getHeader(h));
+      const ip = clientAddress(res.getRemoteAddressAsText(), (h) => forwardingHeader(req, h));
       const refuse = (status: number, err: RtError): void => {
         countRefusal(err);
         res.cork(() => {

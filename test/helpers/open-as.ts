@@ -12,7 +12,7 @@ export const PUSHER_OPTIONS = { pusherAppId: '1', pusherKey: 'proxy-key', pusher
  * Pusher refuses over the socket (pusher:error, then close 4100 "Over capacity"), as pusher-js expects;
  * reported here as 429 with the message, like the other transports' HTTP refusals.
  */
-function pusherOpen(port: number, headers: Record<string, string>, localAddress?: string): Promise<Opened> {
+function pusherOpen(port: number, headers: Record<string, string | string[]>, localAddress?: string): Promise<Opened> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/app/${PUSHER_OPTIONS.pusherKey}?protocol=7`, { headers, perMessageDeflate: false, localAddress });
     ws.once('message', (raw) => {
@@ -33,7 +33,7 @@ export interface Opened {
   close(): void;
 }
 
-function wsOpen(url: string, headers: Record<string, string>, localAddress?: string): Promise<Opened> {
+function wsOpen(url: string, headers: Record<string, string | string[]>, localAddress?: string): Promise<Opened> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { headers, perMessageDeflate: false, localAddress });
     const native = new URL(url).pathname === '/ws';
@@ -73,7 +73,7 @@ function sessionCloser(url: string, body: any, text: string): () => void {
   return () => void fetch(`${url}&sid=${encodeURIComponent(sid ?? '')}`, { method: 'POST', body: '1', headers: { 'content-type': 'text/plain' } }).catch(() => {});
 }
 
-function httpOpen(url: string, headers: Record<string, string>, stream: boolean, localAddress?: string): Promise<Opened> {
+function httpOpen(url: string, headers: Record<string, string | string[]>, stream: boolean, localAddress?: string): Promise<Opened> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { headers, localAddress, agent: false }, (res) => {
       const status = res.statusCode ?? 0;
@@ -98,7 +98,7 @@ function answered(url: string, status: number, text: string): Opened {
 }
 
 /** `from`: the local address to connect from (any of 127.0.0.0/8), so tests can be several peers. */
-export function openAs(port: number, transport: Transport, headers: Record<string, string>, from?: string): Promise<Opened> {
+export function openAs(port: number, transport: Transport, headers: Record<string, string | string[]>, from?: string): Promise<Opened> {
   const base = `http://127.0.0.1:${port}`;
   switch (transport) {
     case 'ws':

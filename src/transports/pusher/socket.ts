@@ -11,7 +11,7 @@ import { channelKind } from '../../auth/channels.js';
 import { toErrorBody } from '../../errors.js';
 import { originAllowed } from '../../security/origins.js';
 import { admissionError } from '../../security/admission.js';
-import { clientAddress } from '../../security/client-ip.js';
+import { clientAddress, forwardingHeader } from '../../security/client-ip.js';
 import { MAX_RATE_STRIKES, rateRefusal, TokenBucket } from '../../security/token-bucket.js';
 import { guardUpgrade, pathParam, queryParam } from '../http.js';
 import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from '../slow-consumer.js';
@@ -52,7 +52,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       const extensions = req.getHeader('sec-websocket-extensions');
       const origin = req.getHeader('origin');
       const host = req.getHeader('host');
-      const ip = clientAddress(res.getRemoteAddressAsText(), (h) => req.getHeader(h));
+      const ip = clientAddress(res.getRemoteAddressAsText(), (h) => forwardingHeader(req, h));
       const data: PusherSocketData = { ip, admitted: false };
       // Refusals are told in Pusher's terms (pusher:error + close code) over the socket, which is the
       // only place pusher-js reads them; so the upgrade itself always succeeds.

@@ -11,8 +11,14 @@ import type { Handshake } from '../../actors/handlers.js';
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const ENDPOINT_TIMEOUT_MS = 10_000;
-/** Headers a client may not choose for the backend request: they describe the request itself. */
-const UNFORWARDED = new Set(['host', 'content-length', 'content-type', 'connection', 'transfer-encoding', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization']);
+/**
+ * Headers a client may not choose for the backend request: they describe the request itself, or where
+ * it came from, which a backend trusting rt-actors as a proxy (Laravel's TrustProxies) would believe.
+ */
+const UNFORWARDED = new Set([
+  'host', 'content-length', 'content-type', 'connection', 'transfer-encoding', 'keep-alive', 'upgrade', 'te', 'trailer', 'expect', 'proxy-authorization',
+  'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix', 'x-forwarded-server', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip', 'x-original-forwarded-for',
+]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
 
 export function looksLikeJwt(s: string): boolean {
@@ -71,7 +77,7 @@ export async function authorizeChannel(deps: ChannelAuthDeps, client: Client, so
   if (bearer !== undefined && looksLikeJwt(bearer) && (deps.jwtConfigured || !deps.authEndpoint)) {
     try {
       const c = await verifyToken(deps.tokens, bearer);
-      return { user: String(c.sub), info: c.user_info, grants: c.channels ?? [] };
+      return { user: String(c.sub), info: c.user_info, grants: c.channels ?? [], issuedAt: c.iat };
     } catch (err) {
       // With an auth endpoint the bearer may be the backend's own token (e.g. Laravel Passport).
       if (!deps.authEndpoint) throw err;
@@ -137,5 +143,5 @@ async function callAuthEndpoint(url: string, client: Client, socketId: string, h
   if (channelKind(channel) === 'presence' && (user === undefined || user.length === 0 || user.length > 200)) {
     throw new RtError('auth_failed', `the auth endpoint authorized ${channel} without channel_data.user_id`, 502);
   }
-  return { user: user ?? client.user, info: member?.user_info, granted: true };
+  return { user: user ?? client.user, info: member?.user_info, granted: true, issuedAt: Math.floor(Date.now() / 1000) };
 }

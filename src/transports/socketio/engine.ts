@@ -20,7 +20,7 @@ import type { ThreadContext } from '../../runtime/context.js';
 import { guardUpgrade, readBody, statusLine } from '../http.js';
 import { originAllowed } from '../../security/origins.js';
 import { admissionError } from '../../security/admission.js';
-import { clientAddress } from '../../security/client-ip.js';
+import { clientAddress, forwardingHeader } from '../../security/client-ip.js';
 import type { Handshake } from '../../actors/handlers.js';
 import { frameBytes, framesOf, NOOP, pollingPayload, type Frame } from './codec.js';
 import { headSafe } from '../head.js';
@@ -169,7 +169,7 @@ const KEPT_HEADERS = ['cookie', 'origin', 'host', 'user-agent', 'referer', 'acce
 function snapshotHandshake(res: HttpResponse, req: HttpRequest, query: URLSearchParams): Handshake {
   const headers: Record<string, string> = {};
   for (const h of KEPT_HEADERS) {
-    const v = req.getHeader(h);
+    const v = h === 'x-forwarded-for' || h === 'x-real-ip' ? forwardingHeader(req, h) : req.getHeader(h);
     if (v) headers[h] = v.length > 8192 ? v.slice(0, 8192) : v;
   }
   const q: Record<string, string> = {};
@@ -178,7 +178,7 @@ function snapshotHandshake(res: HttpResponse, req: HttpRequest, query: URLSearch
     if (++n > 50) break;
     q[k] = v;
   }
-  return { headers, query: q, address: clientAddress(res.getRemoteAddressAsText(), (h) => req.getHeader(h)) };
+  return { headers, query: q, address: clientAddress(res.getRemoteAddressAsText(), (h) => forwardingHeader(req, h)) };
 }
 
 export class EioSession {

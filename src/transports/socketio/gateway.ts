@@ -163,7 +163,7 @@ export class SioConnection implements SessionListener {
     readonly gw: SioGateway,
     readonly session: EioSession,
   ) {
-    this.decoder = gw.opts.parser === 'json' ? new SioDecoder() : null;
+    this.decoder = gw.opts.parser === 'json' ? new SioDecoder({ maxPacketBytes: gw.ctx.config.socketioMaxHttpBufferSize }) : null;
     this.connectTimer = setTimeout(() => {
       if (this.sockets.size === 0 && this.connecting.size === 0) session.close('no namespace joined in time');
     }, gw.opts.connectTimeout);
@@ -269,6 +269,8 @@ export class SioConnection implements SessionListener {
       if (saved && saved.nsp !== nsp) saved = undefined;
       // Kicked (POST /api/users/:id/disconnect) while away: the kick revoked what the session was let in with.
       if (saved?.user !== undefined && ctx.hub.isRevoked(saved.user, saved.issuedAt)) saved = undefined;
+      // Likewise a channel it was in as a user revoked since (a subscribe with that user's token).
+      if (saved?.channels.some(({ identity: id }) => id?.user !== undefined && !id.observer && ctx.hub.isRevoked(id.user, id.issuedAt))) saved = undefined;
     }
     try {
       let claims: JwtClaims | undefined;
