@@ -63,9 +63,10 @@ export const FAMILIES = [
   { name: 'rt_redis_recovered_total', type: 'counter', help: 'Publications fetched from the Redis stream to fill a gap in a subscription.' },
   { name: 'rt_redis_resyncs_total', type: 'counter', help: 'Times subscribers of a channel were told to resync (unrecoverable gap).' },
   { name: 'rt_redis_errors_total', type: 'counter', help: 'Redis operations that failed (unreachable, timeout).' },
+  { name: 'rt_redis_tracked_channels', type: 'gauge', perThread: true, shardsOnly: true, help: "Channels the shard keeps custom-actor bookkeeping for (lease owners learned, recent Laravel broadcast claims); back near 0 once channels go unused." },
 ] as const satisfies readonly FamilySpec[];
 
 export type FamilyName = (typeof FAMILIES)[number]['name'];
 
 /** Families only exported with --redis. */
-export const REDIS_FAMILIES: readonly FamilyName[] = ['rt_redis_up', 'rt_redis_invalid_messages_total', 'rt_redis_recovered_total', 'rt_redis_resyncs_total', 'rt_redis_errors_total'];
+export const REDIS_FAMILIES: readonly FamilyName[] = ['rt_redis_up', 'rt_redis_invalid_messages_total', 'rt_redis_recovered_total', 'rt_redis_resyncs_total', 'rt_redis_errors_total', 'rt_redis_tracked_channels'];

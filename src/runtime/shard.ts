@@ -249,6 +249,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       metrics.set('rt_redis_recovered_total', undefined, stats.get(shard, 'redisRecovered'));
       metrics.set('rt_redis_resyncs_total', undefined, stats.get(shard, 'redisResyncs'));
       metrics.set('rt_redis_errors_total', undefined, stats.get(shard, 'redisErrors'));
+      metrics.set('rt_redis_tracked_channels', undefined, stats.get(shard, 'redisTracked'));
     }
     metrics.set('rt_actor_hook_failures_total', undefined, actorStats.failures);
     metrics.set('rt_actor_restarts_total', undefined, actorStats.restarts);
