@@ -57,6 +57,7 @@ export const FAMILIES = [
   { name: 'rt_actor_hook_failures_total', type: 'counter', help: 'Custom actor hooks that threw, rejected or missed their deadline (refusals with ActorError excluded).' },
   { name: 'rt_actor_restarts_total', type: 'counter', help: 'Custom channel actors restarted with fresh state after repeated hook failures.' },
   { name: 'rt_actor_compute_tasks_total', type: 'counter', help: "Custom actors' ctx.compute tasks finished on the compute pool." },
+  { name: 'rt_http_requests_in_flight', type: 'gauge', perThread: true, shardsOnly: true, help: 'HTTP requests (API, SSE and long-polling POSTs) being read or handled; shutdown waits for them.' },
   // Redis bridge (shards only; zero without --redis)
   { name: 'rt_redis_up', type: 'gauge', perThread: true, shardsOnly: true, help: 'Whether the shard is connected to Redis (1) or reconnecting (0); absent without --redis.' },
   { name: 'rt_redis_invalid_messages_total', type: 'counter', help: 'Malformed messages received from Redis (e.g. Laravel payloads), ignored.' },

@@ -240,6 +240,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     metrics.set('rt_channels', undefined, host.size);
     metrics.set('rt_subscriptions', undefined, hub.stats.subscriptions);
     metrics.set('rt_ring_queued_bytes', undefined, mesh.queuedBytes());
+    metrics.set('rt_http_requests_in_flight', undefined, ctx.inflight.size);
     metrics.set('rt_overloaded_refusals_total', undefined, mesh.refused);
     metrics.set('rt_overloaded_peers', undefined, mesh.overloadedPeers());
     if (bridged(config)) {
