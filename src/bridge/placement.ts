@@ -73,9 +73,12 @@ export class Placement {
   private readonly starting = new Map<string, Promise<Activation>>();
   /** The real definitions, for the activations this node runs. */
   private loaded: LoadedActor[] = [];
-  /** Channel → node believed to hold its lease (dropped at the first failed call). */
+  /**
+   * Channel → node believed to hold its lease (dropped at the first failed call, and by the sweep once
+   * no subscriber here watches the channel: a cache, refilled by one lease lookup).
+   */
   private readonly owners = new Map<string, string>();
-  /** Per channel: how often each backend message was seen lately, for ingest claims. */
+  /** Per channel: how often each backend message was seen lately, for ingest claims (the sweep drops expired ones). */
   private readonly seen = new Map<string, Map<string, { n: number; until: number }>>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly watcher: NodeJS.Timeout;
@@ -425,10 +428,29 @@ export class Placement {
     }
   }
 
+  /** Channels this node keeps bookkeeping for (lease owners it learned, recent ingest claims): rt_redis_tracked_channels. */
+  get trackedChannels(): number {
+    return this.owners.size + this.seen.size;
+  }
+
+  /**
+   * What a channel leaves behind once nobody here uses it: without this, every channel a node ever
+   * forwarded to another host, or ingested a Laravel broadcast for, kept an entry for the life of the
+   * process (channels created once, e.g. one per order or per chat, grew the heap without end).
+   */
+  private forgetUnused(now: number): void {
+    for (const [ch, m] of this.seen) {
+      for (const [k, v] of m) if (v.until <= now) m.delete(k);
+      if (m.size === 0) this.seen.delete(ch);
+    }
+    for (const ch of this.owners.keys()) if (!this.watched.has(ch)) this.owners.delete(ch);
+  }
+
   /** Dead nodes' subscribers leave; activations with no subscribers and nothing to do give their lease back. */
   private async sweep(): Promise<void> {
     await this.prune().catch((err) => this.opts.log('pruning the subscribers of dead nodes failed', err));
     const now = Date.now();
+    this.forgetUnused(now);
     const idleMs = this.opts.idleMs ?? 60_000;
     for (const [ch, a] of this.activations) {
       if (a.subscriberCount > 0 || a.hasTimers || !a.idle || now - a.lastActivity < idleMs) continue;

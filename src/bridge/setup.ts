@@ -229,6 +229,7 @@ export async function startShardBridge(
     stats.set(shard, 'redisRecovered', broker.stats.recovered);
     stats.set(shard, 'redisResyncs', broker.stats.resyncs);
     stats.set(shard, 'redisErrors', broker.stats.errors);
+    stats.set(shard, 'redisTracked', placement.trackedChannels);
   }, 250);
   timer.unref();
   stats.set(shard, 'redisUp', broker.up ? 1 : 0);

@@ -57,15 +57,17 @@ export const FAMILIES = [
   { name: 'rt_actor_hook_failures_total', type: 'counter', help: 'Custom actor hooks that threw, rejected or missed their deadline (refusals with ActorError excluded).' },
   { name: 'rt_actor_restarts_total', type: 'counter', help: 'Custom channel actors restarted with fresh state after repeated hook failures.' },
   { name: 'rt_actor_compute_tasks_total', type: 'counter', help: "Custom actors' ctx.compute tasks finished on the compute pool." },
+  { name: 'rt_http_requests_in_flight', type: 'gauge', perThread: true, shardsOnly: true, help: 'HTTP requests (API, SSE and long-polling POSTs) being read or handled; shutdown waits for them.' },
   // Redis bridge (shards only; zero without --redis)
   { name: 'rt_redis_up', type: 'gauge', perThread: true, shardsOnly: true, help: 'Whether the shard is connected to Redis (1) or reconnecting (0); absent without --redis.' },
   { name: 'rt_redis_invalid_messages_total', type: 'counter', help: 'Malformed messages received from Redis (e.g. Laravel payloads), ignored.' },
   { name: 'rt_redis_recovered_total', type: 'counter', help: 'Publications fetched from the Redis stream to fill a gap in a subscription.' },
   { name: 'rt_redis_resyncs_total', type: 'counter', help: 'Times subscribers of a channel were told to resync (unrecoverable gap).' },
   { name: 'rt_redis_errors_total', type: 'counter', help: 'Redis operations that failed (unreachable, timeout).' },
+  { name: 'rt_redis_tracked_channels', type: 'gauge', perThread: true, shardsOnly: true, help: "Channels the shard keeps custom-actor bookkeeping for (lease owners learned, recent Laravel broadcast claims); back near 0 once channels go unused." },
 ] as const satisfies readonly FamilySpec[];
 
 export type FamilyName = (typeof FAMILIES)[number]['name'];
 
 /** Families only exported with --redis. */
-export const REDIS_FAMILIES: readonly FamilyName[] = ['rt_redis_up', 'rt_redis_invalid_messages_total', 'rt_redis_recovered_total', 'rt_redis_resyncs_total', 'rt_redis_errors_total'];
+export const REDIS_FAMILIES: readonly FamilyName[] = ['rt_redis_up', 'rt_redis_invalid_messages_total', 'rt_redis_recovered_total', 'rt_redis_resyncs_total', 'rt_redis_errors_total', 'rt_redis_tracked_channels'];

@@ -240,6 +240,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     metrics.set('rt_channels', undefined, host.size);
     metrics.set('rt_subscriptions', undefined, hub.stats.subscriptions);
     metrics.set('rt_ring_queued_bytes', undefined, mesh.queuedBytes());
+    metrics.set('rt_http_requests_in_flight', undefined, ctx.inflight.size);
     metrics.set('rt_overloaded_refusals_total', undefined, mesh.refused);
     metrics.set('rt_overloaded_peers', undefined, mesh.overloadedPeers());
     if (bridged(config)) {
@@ -249,6 +250,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       metrics.set('rt_redis_recovered_total', undefined, stats.get(shard, 'redisRecovered'));
       metrics.set('rt_redis_resyncs_total', undefined, stats.get(shard, 'redisResyncs'));
       metrics.set('rt_redis_errors_total', undefined, stats.get(shard, 'redisErrors'));
+      metrics.set('rt_redis_tracked_channels', undefined, stats.get(shard, 'redisTracked'));
     }
     metrics.set('rt_actor_hook_failures_total', undefined, actorStats.failures);
     metrics.set('rt_actor_restarts_total', undefined, actorStats.restarts);

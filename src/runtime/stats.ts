@@ -5,7 +5,7 @@
 export const STAT_FIELDS = [
   'connections', 'channels', 'delivered', 'published', 'ringQueuedBytes', 'alive', 'restarts', 'subscriptions', 'heapUsed',
   // Redis bridge (shards only)
-  'redisUp', 'redisInvalid', 'redisRecovered', 'redisResyncs', 'redisErrors',
+  'redisUp', 'redisInvalid', 'redisRecovered', 'redisResyncs', 'redisErrors', 'redisTracked',
   // Backpressure between threads (src/runtime/mesh.ts)
   'overloadRefused', 'overloadedPeers',
   // When the server started (epoch ms; the main thread's row): a replaced shard must not restart /health's uptime.

@@ -90,11 +90,21 @@ export function statusLine(code: number): string {
   return `${code} ${STATUS_TEXT[code] ?? 'Status'}`;
 }
 
+/**
+ * A response's state: `aborted` once the client went away (or it was answered). uWS keeps one
+ * onAborted handler per response, so a body still being read hangs its own reaction on `onAbort`.
+ */
+export interface ResponseState {
+  aborted: boolean;
+  onAbort?: () => void;
+}
+
 /** Marks a response aborted so late async answers are skipped instead of crashing uWS. */
-export function track(res: HttpResponse): { aborted: boolean } {
-  const state = { aborted: false };
+export function track(res: HttpResponse): ResponseState {
+  const state: ResponseState = { aborted: false };
   res.onAborted(() => {
     state.aborted = true;
+    state.onAbort?.();
   });
   return state;
 }
@@ -156,6 +166,13 @@ export function readBody(res: HttpResponse, declared: string | undefined, limit:
     const chunks: Buffer[] = [];
     let size = 0;
     let done = false;
+    // A client gone mid-body never sends the rest: without this the request stayed in flight for good
+    // (shutdown waited --shutdown-timeout for it) and kept its handler and chunks.
+    (state as ResponseState).onAbort = () => {
+      if (done) return;
+      done = true;
+      reject(new RtError('bad_request', 'the client went away before sending the whole body', 400));
+    };
     res.onData((ab, isLast) => {
       if (done) return;
       size += ab.byteLength;

@@ -17,7 +17,7 @@ import { decodeEioPacket, decodeEioPayload, EioError, openPacketData, type EioPa
 import type { Encoded } from '../../protocol/codecs.js';
 import { threadOfSocket } from '../../runtime/hash.js';
 import type { ThreadContext } from '../../runtime/context.js';
-import { guardUpgrade, readBody, statusLine } from '../http.js';
+import { guardUpgrade, readBody, statusLine, type ResponseState } from '../http.js';
 import { originAllowed } from '../../security/origins.js';
 import { admissionError } from '../../security/admission.js';
 import { clientAddress, forwardingHeader } from '../../security/client-ip.js';
@@ -745,11 +745,12 @@ export class Engine {
   // ---- HTTP long-polling
 
   private http(res: HttpResponse, req: HttpRequest, method: 'GET' | 'POST'): void {
-    const state = { aborted: false };
+    const state: ResponseState = { aborted: false };
     let onAbort: (() => void) | undefined;
     res.onAborted(() => {
       state.aborted = true;
       onAbort?.();
+      state.onAbort?.();
     });
     const at = arrivalStamp();
     const query = new URLSearchParams(req.getQuery() ?? '');
@@ -807,7 +808,9 @@ export class Engine {
         );
       },
       () => {
-        // Only a body over maxHttpBufferSize rejects; the protocol then ends the session too.
+        // A client gone mid-body: nobody to answer, and the session lives on for its next request.
+        if (state.aborted) return;
+        // Otherwise only a body over maxHttpBufferSize rejects; the protocol then ends the session too.
         send({ status: 413, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: `Payload Too Large: the limit is ${limit} bytes` }), type: 'json' });
         void this.run(home, { op: 'kill', sid, reason: 'polling body over maxHttpBufferSize' }).catch(() => {});
       },
