@@ -5,20 +5,10 @@
  * pusher-js client's list), the Socket.IO gateway's presence and token events and Socket.IO's reserved
  * names (a publication is emitted to Socket.IO clients under its event name).
  */
+import { RESERVED_EVENTS } from './socketio.js';
+
 const PREFIXES = ['rt:', 'pusher:', 'pusher_internal:'];
-const NAMES = new Set([
-  'presence:subscribed',
-  'presence:joining',
-  'presence:leaving',
-  'token:expiring',
-  'token:expired',
-  'connect',
-  'connect_error',
-  'disconnect',
-  'disconnecting',
-  'newListener',
-  'removeListener',
-]);
+const NAMES = new Set(['presence:subscribed', 'presence:joining', 'presence:leaving', 'token:expiring', 'token:expired', ...RESERVED_EVENTS]);
 
 /** Why `event` cannot be published, or undefined when it can. */
 export function reservedEvent(event: string): string | undefined {

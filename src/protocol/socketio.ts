@@ -64,7 +64,7 @@ const DEFAULT_MAX_NSP = 1024;
  * Event names the official client and server refuse on the wire (their decoders close the connection);
  * rejecting them here keeps us from accepting or emitting something a real peer would treat as fatal.
  */
-const RESERVED_EVENTS: ReadonlySet<string> = new Set([
+export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
   'connect',
   'connect_error',
   'disconnect',
