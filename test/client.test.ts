@@ -96,6 +96,8 @@ t.test('every transport: listen, publish with ack, whisper, presence, user messa
       t.throws(() => a.channel('two words'), { code: 'invalid_channel' });
       const hist = await pa.history({ limit: 1 });
       t.same(hist.map((p) => p.event), ['said']);
+      t.same(await pa.history({ limit: 0 }), [], 'limit 0 is none, not the default');
+      await t.rejects(pa.history({ limit: -1 }), { code: 'bad_frame' }, 'a limit the server cannot take is its error');
     });
   }
 });

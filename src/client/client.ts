@@ -220,10 +220,12 @@ export class Channel {
     });
   }
 
-  /** The channel's recent publications (latest `limit`). */
+  /** The channel's recent publications (latest `limit`: the server's default is 100, its most 1000). */
   history(opts: { limit?: number } = {}): Promise<Publication[]> {
+    // None asked for is none: the wire knows no limit 0, and leaving it out would mean the default.
+    if (opts.limit === 0) return Promise.resolve([]);
     const frame: Frame = { op: 'history', channel: this.name };
-    if (opts.limit) frame.limit = opts.limit;
+    if (opts.limit !== undefined) frame.limit = opts.limit;
     return this.client.request(frame).then((r) => r.publications as Publication[]);
   }
 
