@@ -112,6 +112,12 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
     t.equal(bad.status, 2);
     t.match(JSON.parse(bad.stderr.trim()), { level: 'error', event: 'server.start_failed', exit: 2, key: 'workers', msg: /--workers/ });
   }
+  // logFormat set in the config file only: the file's own error is a JSON line too.
+  const jsonConfig = join(mkdtempSync(join(tmpdir(), 'rt-cfg-')), 'rt.json');
+  writeFileSync(jsonConfig, JSON.stringify({ logFormat: 'json', workers: 'lots' }));
+  const fromFile = run(['start', `--config=${jsonConfig}`]);
+  t.equal(fromFile.status, 2);
+  t.match(JSON.parse(fromFile.stderr.trim()), { level: 'error', event: 'server.start_failed', exit: 2, key: 'workers' }, 'logFormat from the config file');
 
   // A --host that cannot be bound is a configuration error naming --host, not "the port is in use":
   // an address that is not this machine's (TEST-NET-1), a name that does not resolve. Port 0 as well.

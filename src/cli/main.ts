@@ -2,6 +2,7 @@
  * The rt-actors command: `start` runs the server, `token` mints a test token, `health` probes a running server. Flags map 1:1 to the
  * configuration schema; anything unknown or invalid exits with code 2 and says what is accepted.
  */
+import { readFileSync } from 'node:fs';
 import { ConfigError, ignoredOptions, loadConfig, unknownEnvironment } from '../config/load.js';
 import { didYouMean } from '../config/suggest.js';
 import { OPTIONS, envOf, flagOf, specByFlag, type ServerConfig } from '../config/schema.js';
@@ -255,7 +256,22 @@ async function start(args: string[]): Promise<number> {
 function wantsJsonLogs(args: string[]): boolean {
   const i = args.indexOf('--log-format');
   if (args.includes('--log-format=json') || (i >= 0 && args[i + 1] === 'json')) return true;
-  return !args.some((a) => a.startsWith('--log-format')) && process.env[envOf('logFormat')] === 'json';
+  if (args.some((a) => a.startsWith('--log-format'))) return false;
+  const env = process.env[envOf('logFormat')];
+  if (env !== undefined) return env === 'json';
+  return configFileLogFormat(args) === 'json';
+}
+
+/** The config file's logFormat, read on a best-effort basis (the file may be what was wrong). */
+function configFileLogFormat(args: string[]): unknown {
+  const j = args.indexOf('--config');
+  const path = args.find((a) => a.startsWith('--config='))?.slice('--config='.length) ?? (j >= 0 ? args[j + 1] : undefined) ?? process.env[envOf('config')];
+  if (!path) return undefined;
+  try {
+    return (JSON.parse(readFileSync(path, 'utf8').replace(/^\uFEFF/, '')) as { logFormat?: unknown })?.logFormat;
+  } catch {
+    return undefined;
+  }
 }
 
 /** One line for a failed start, and its exit code (EXIT). */
