@@ -40,7 +40,8 @@ that names no option cannot stop the start (the environment is shared with other
 ignored silently either: each one is logged as a warning (\`config.unknown_env\`), with the variable
 probably meant (\`RT_REDIS\`: \`RT_REDIS_URL\`). Likewise an option set where it has no effect, because
 what it depends on is off (\`--dashboard-token\` without \`--dashboard\`, \`--redis-prefix\` without
-\`--redis\`, \`--tls-passphrase\` without \`--tls-cert\`, …), is logged as a warning (\`config.ignored\`).
+\`--redis\`, \`--tls-passphrase\` without \`--tls-cert\`, \`--poll-timeout\` when \`--transports\` leaves out
+polling, …), is logged as a warning (\`config.ignored\`).
 
 Paths (\`--config\`, \`--actors\`, \`--tls-cert\`, \`--tls-key\`, \`--jwt-public-key\`) are relative to the
 working directory the server starts in, also inside a config file (not to the file's folder): under a

@@ -236,7 +236,7 @@ t.test('a misspelt flag or config key is named with what was meant; an unknown R
 t.test('an option that has no effect without another (--dashboard-token without --dashboard) is not accepted in silence', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rt-cfg-'));
   writeFileSync(join(dir, 'c.json'), JSON.stringify({ redisPrefix: 'laravel_database_' }));
-  const args = ['start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json', '--dashboard-token=dash-0123456789', `--config=${join(dir, 'c.json')}`];
+  const args = ['start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json', '--dashboard-token=dash-0123456789', `--config=${join(dir, 'c.json')}`, '--transports=ws,polling', '--sse-keepalive=5s'];
   const p = runCli(t, process.execPath, [bin, ...args], { env: cleanEnv({ RT_TLS_PASSPHRASE: 'x' }) });
   await listeningPort(p);
   const warned = p.output().split('\n').filter((l) => l.includes('"config.ignored"')).map((l) => JSON.parse(l));
@@ -245,8 +245,9 @@ t.test('an option that has no effect without another (--dashboard-token without 
     dashboardToken: '--dashboard-token has no effect without --dashboard: it is ignored',
     redisPrefix: 'redisPrefix (config file) has no effect without --redis or --redis-sentinels',
     tlsPassphrase: 'RT_TLS_PASSPHRASE has no effect without --tls-cert',
+    sseKeepalive: '--sse-keepalive has no effect: --transports (ws,polling) leaves out sse; it is ignored',
   });
-  t.equal(warned.length, 3, 'nothing else (defaults of such options are not warned about)');
+  t.equal(warned.length, 4, 'nothing else (defaults of such options are not warned about)');
   p.child.kill('SIGTERM');
   await p.exited;
   // With what it needs, no warning.

@@ -162,6 +162,11 @@ export function ignoredOptions(config: ServerConfig): { key: string; message: st
     key: o.key,
     message: `${nameOf(o, sources[o.key]!)}${WHERE[sources[o.key]!] ?? ''} has no effect without ${o.needs!.map((k) => `--${flagOf(k)}`).join(' or ')}: it is ignored`,
   }));
+  for (const o of OPTIONS) {
+    const src = sources[o.key];
+    if (!o.needsTransport || !src || src === 'default' || config.transports.includes(o.needsTransport)) continue;
+    ignored.push({ key: o.key, message: `${nameOf(o, src)}${WHERE[src] ?? ''} has no effect: --transports (${config.transports.join(',') || 'none'}) leaves out ${o.needsTransport}; it is ignored` });
+  }
   // Partly without effect: the Pusher protocol has no token at connect, so nothing can be required of
   // its connections. Said, so that no operator believes every connection is authenticated.
   const source = sources.requireAuth;

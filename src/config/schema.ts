@@ -23,6 +23,8 @@ export interface OptionSpec {
   readonly envAliases?: readonly string[];
   /** Options of which one must be set for this one to have any effect (a warning at start otherwise). */
   readonly needs?: readonly (keyof ServerConfig)[];
+  /** The native transport (--transports) this option belongs to: without it, a warning at start. */
+  readonly needsTransport?: 'ws' | 'sse' | 'polling';
 }
 
 export interface ServerConfig {
@@ -260,9 +262,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'engineioEchoPath', type: 'string', default: '', doc: "raw Engine.IO endpoint echoing every message, for protocol conformance tests, e.g. '/engine.io/' (empty = off)" },
   // SSE and long-polling
   { key: 'transports', type: 'list', default: ['ws', 'sse', 'polling'], choices: ['ws', 'sse', 'polling'], doc: "native transports served: any of ws, sse, polling, e.g. 'sse,polling' where WebSockets must stay off" },
-  { key: 'pollTimeout', type: 'duration', default: 25, min: 0.05, max: 300, doc: "how long a long-poll request waits for messages before answering empty, e.g. '25s'" },
-  { key: 'pollSessionTimeout', type: 'duration', default: 30, min: 0.05, max: 3600, doc: 'a long-polling session with no poll request for this long is closed' },
-  { key: 'sseKeepalive', type: 'duration', default: 15, min: 0.05, max: 15, doc: 'seconds between SSE keep-alive comments (at most 15)' },
+  { key: 'pollTimeout', type: 'duration', default: 25, min: 0.05, max: 300, needsTransport: 'polling', doc: "how long a long-poll request waits for messages before answering empty, e.g. '25s'" },
+  { key: 'pollSessionTimeout', type: 'duration', default: 30, min: 0.05, max: 3600, needsTransport: 'polling', doc: 'a long-polling session with no poll request for this long is closed' },
+  { key: 'sseKeepalive', type: 'duration', default: 15, min: 0.05, max: 15, needsTransport: 'sse', doc: 'seconds between SSE keep-alive comments (at most 15)' },
   // Redis bridge
   { key: 'redis', type: 'string', default: '', env: 'RT_REDIS_URL', doc: "Redis that bridges several hosts, e.g. 'redis://10.0.0.5:6379' (a comma-separated list of nodes means a Redis Cluster); empty runs one host alone" },
   { key: 'redisCluster', type: 'bool', default: false, doc: 'the --redis node(s) are a Redis Cluster: sharded pub/sub (SSUBSCRIBE/SPUBLISH), keys grouped by channel hash tag' },
