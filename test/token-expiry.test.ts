@@ -193,3 +193,18 @@ t.test('the client library renews its token on the live connection, on every tra
     client.disconnect();
   }
 });
+
+t.test('a token expired by more than --token-grace is refused at connect, within the clock skew too', async (t) => {
+  // 10 s past exp: inside the 30 s clock skew, outside a 2 s grace. Accepted, the connection would be
+  // closed with 4010 at once, and a client reconnecting with the same token would loop.
+  const s = await startServer(t, { tokenGrace: 2 });
+  const stale = signJwt({ sub: 'u1', exp: Math.floor(Date.now() / 1000) - 10 }, { secret: JWT_SECRET });
+  const res = await request('GET', `${s.http}/sse?channels=news&token=${stale}`);
+  t.equal(res.status, 401, 'refused');
+  t.match(res.text, /token_expired/);
+  // Within the grace it is still accepted (and asked for a fresh token).
+  const recent = signJwt({ sub: 'u1', exp: Math.floor(Date.now() / 1000) - 1 }, { secret: JWT_SECRET });
+  const c = await TestClient.connect(`${s.url}/ws?token=${recent}`);
+  t.teardown(() => c.close());
+  t.ok((await c.next((f) => f.op === 'refresh', 10_000)).deadline, 'admitted, then asked for a fresh token');
+});

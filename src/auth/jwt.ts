@@ -389,8 +389,12 @@ export function verifierOptions(c: {
   jwtAudience: string[];
   jwtIssuer: string[];
   jwksCooldown: number;
+  tokenGrace?: number;
 }): JwtVerifierOptions {
   return {
+    // A token past its exp by more than --token-grace would be closed with 4010 right after connecting,
+    // and the client would come back with it in a loop while the clock skew still accepted it.
+    ...(c.tokenGrace !== undefined ? { clockSkewSeconds: Math.min(DEFAULT_CLOCK_SKEW_SECONDS, c.tokenGrace) } : {}),
     secret: c.jwtSecret || undefined,
     publicKey: c.jwtPublicKey || undefined,
     jwksUrl: c.jwksUrl || undefined,
