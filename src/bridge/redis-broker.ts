@@ -75,6 +75,8 @@ export interface RedisBrokerOptions {
   node: string;
   presenceTtlMs: number;
   log: Logger;
+  /** Largest Laravel broadcast taken from Redis, in bytes (--max-payload, as for the HTTP API); default unbounded. */
+  maxPayload?: number;
   /** A cluster-wide control message (user message, user disconnect) for this thread's connections. */
   onControl(n: Notice): void;
   /** Lease time of placed actors (the node id is the lease holder); default 10 s. */
@@ -316,6 +318,11 @@ export class RedisBroker implements Broker {
    */
   private onLaravel(channel: string, sink: ChannelSink, payload: Buffer): void {
     let msg: BrokerMessage;
+    const max = this.opts.maxPayload;
+    if (max !== undefined && payload.length > max) {
+      this.invalid(this.keys.laravel(channel), `${payload.length} bytes, more than --max-payload (${max}), as the HTTP API refuses`);
+      return;
+    }
     try {
       const v = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
       if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('payload is not a JSON object');
@@ -347,7 +354,7 @@ export class RedisBroker implements Broker {
     // One line per second at most: a misbehaving publisher must not flood the log.
     if (now - this.lastInvalidLog > 1000) {
       this.lastInvalidLog = now;
-      this.opts.log.warn(`ignored a malformed message on Redis channel ${where}: ${why} (${this.stats.invalid} so far)`);
+      this.opts.log.warn(`ignored a message on Redis channel ${where}: ${why} (${this.stats.invalid} so far)`);
     }
   }
 

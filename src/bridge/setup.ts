@@ -202,6 +202,7 @@ export async function startShardBridge(
     node,
     presenceTtlMs: config.presenceTtl * 1000,
     leaseTtlMs: config.leaseTtl * 1000,
+    maxPayload: config.maxPayload,
     log,
     onLeaseLost: (ch) => placement?.leaseLost(ch),
     onLifecycle: observe,
