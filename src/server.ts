@@ -1,6 +1,8 @@
 /**
  * createServer: the embeddable server. The CLI is a thin layer over this.
  */
+// First: sets uWS's header size limit, which its addon reads once when loaded.
+import './transports/uws-header-limit.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';

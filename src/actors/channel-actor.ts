@@ -590,7 +590,7 @@ export class ChannelActor {
 
   // ——— publish ———
 
-  /** `whisper`: a Socket.IO/Echo client event; without onMessage the whisper policy applies, not --client-publish. */
+  /** `whisper`: a Socket.IO/Echo or Pusher client event; without onMessage the whisper rule applies, and --client-publish=none (or the actor's clientPublish: false) refuses it. */
   publish(msg: OutgoingMessage, source: PublishSource, from?: ConnRef, exclude?: string, whisper?: boolean, at?: number): PublishResult | Promise<PublishResult> {
     const r = this.mailbox.run(() => this.doPublish(msg, source, from, exclude, whisper, at));
     return isThenable(r) ? r.then(settle) : settle(r);
@@ -609,6 +609,11 @@ export class ChannelActor {
       if (this.def.onMessage) {
         verdict = this.invoke('onMessage', (ctx) => this.def.onMessage!(ctx, msg, subscriberOf(sender), deliveryOf(exclude)));
       } else if (whisper) {
+        // Whispers follow their own rule (client- events, private/presence channels) but are client
+        // publishes all the same: where no client may publish, none may whisper either.
+        if (this.def.clientPublish === false || (this.def.clientPublish === undefined && this.env.clientPublish === 'none')) {
+          throw new RtError('publish_refused', `clients may not publish to ${this.name} (client publish policy: ${this.def.clientPublish === false ? 'refused by actor' : 'none'})`, 403);
+        }
         if (this.kind === 'public') throw new RtError('forbidden', 'only subscribers of private- and presence- channels may whisper', 403);
         if (!msg.event.startsWith('client-')) throw new RtError('bad_request', 'whisper events must start with "client-"');
       } else {

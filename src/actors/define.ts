@@ -116,7 +116,7 @@ export interface ActorDefinition<S = unknown, In extends object = EventMap, Out 
   match: string | RegExp | ReadonlyArray<string | RegExp>;
   /** History kept for resume; defaults to the server's --history-size / --history-ttl. */
   history?: { size?: number; ttlSeconds?: number };
-  /** Whether clients may publish on the channel (overrides --client-publish). */
+  /** Whether clients may publish on the channel (overrides --client-publish); false refuses whispers and Pusher client events too. */
   clientPublish?: boolean;
   /** Creates the state of a new channel (and again, fresh, after the actor is restarted). */
   init?(channel: string): S;

@@ -13,6 +13,7 @@ import { version } from '../version.js';
 import { ListenError } from '../errors.js';
 import { createLogger, errorFields, type Logger } from '../log.js';
 import { startedByNpm, watchParent } from './parent-watch.js';
+import { servedEndpoints } from './endpoints.js';
 
 class UsageError extends Error {}
 
@@ -207,9 +208,6 @@ async function start(args: string[]): Promise<number> {
   } catch (err) {
     return startFailed(log, config.logFormat, err);
   }
-  const host = config.host || 'localhost';
-  const scheme = config.tlsCert ? 's' : '';
-  const base = `${host}:${server.port}`;
   const shards = `${config.workers} shard${config.workers === 1 ? '' : 's'}`;
   log.notice(`rt-actors ${version} listening on ${config.host || 'all interfaces'}:${server.port} with ${shards} (${server.acceptMode} acceptor)`, {
     event: 'server.listening',
@@ -218,7 +216,7 @@ async function start(args: string[]): Promise<number> {
     acceptor: server.acceptMode,
     pid: process.pid,
   });
-  log.info(`endpoints: ws${scheme}://${base}/ws, http${scheme}://${base}/api/publish, http${scheme}://${base}/health, http${scheme}://${base}/metrics`, { event: 'server.endpoints' });
+  log.info(`endpoints: ${servedEndpoints(config, server.port).join(', ')}`, { event: 'server.endpoints' });
   if (server.apiKeyGenerated) log.notice(`API key (generated, shown once; set --api-key or RT_API_KEY to fix it): ${server.apiKey}`, { event: 'server.api_key_generated' });
   let stopping = false;
   const stop = (why: string) => {
