@@ -25,7 +25,8 @@ function sourceText(): string {
     .join('\n');
 }
 /** The rows of the markdown table under `heading`, as arrays of cells. */
-function tableRows(doc: string, heading: string): string[][] {
+function tableRows(text: string, heading: string): string[][] {
+  const doc = '\n' + text;
   const start = doc.indexOf(`\n${heading}\n`);
   if (start < 0) return [];
   const rows: string[][] = [];
@@ -63,4 +64,19 @@ t.test('docs/protocol.md: its error and close code tables are the server\'s', as
     const named = code.includes('_') ? new RegExp(`(?<![a-z_])${code}(?![a-z_])`).test(docs) : docs.includes('`' + code + '`');
     t.ok(named, `error code ${code} (thrown in src) is named in docs/`);
   }
+});
+
+t.test('docs/http-api.md: its endpoint table is /api/openapi.json\'s', async (t) => {
+  const { openApiDocument } = await import('../dist/src/transports/openapi.js');
+  const paths = (openApiDocument() as { paths: Record<string, Record<string, unknown>> }).paths;
+  const described = new Set(Object.entries(paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)));
+  const rows = tableRows(read('docs/http-api.md'), '# HTTP API reference').filter((r) => /`\/(api|health|metrics)/.test(r[1] ?? ''));
+  t.ok(rows.length >= 10, 'the endpoint table is found');
+  const listed = new Set<string>();
+  for (const [methods, path] of rows) {
+    const p = /`([^`]+)`/.exec(path!)![1]!.replace(/:(\w+)/g, '{$1}');
+    for (const m of methods!.matchAll(/`([A-Z]+)`/g)) listed.add(`${m[1]} ${p}`);
+  }
+  for (const e of listed) t.ok(described.has(e), `${e} (docs/http-api.md) is in the OpenAPI document`);
+  for (const e of described) t.ok(listed.has(e), `${e} (OpenAPI document) is in docs/http-api.md's table`);
 });
