@@ -1,5 +1,5 @@
 import t from 'tap';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, readdirSync } from 'node:fs';
 // @ts-expect-error plain JS script without types
 import { render } from '../scripts/gen-config-doc.mjs';
 
@@ -13,4 +13,70 @@ t.test('the docs the README links to exist', async (t) => {
   const links = [...readme.matchAll(/\]\((docs\/[^)#]+)/g)].map((m) => m[1]!);
   t.ok(links.length >= 5, 'README links the guides');
   for (const l of links) t.ok(existsSync(new URL('../' + l, import.meta.url)), `${l} exists`);
+});
+
+const read = (p: string) => readFileSync(new URL('../' + p, import.meta.url), 'utf8');
+/** Every .ts file under src, concatenated: the docs' codes must be found in what the server runs. */
+function sourceText(): string {
+  const root = new URL('../src/', import.meta.url);
+  return (readdirSync(root, { recursive: true }) as string[])
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => readFileSync(new URL(f, root), 'utf8'))
+    .join('\n');
+}
+/** The rows of the markdown table under `heading`, as arrays of cells. */
+function tableRows(text: string, heading: string): string[][] {
+  const doc = '\n' + text;
+  const start = doc.indexOf(`\n${heading}\n`);
+  if (start < 0) return [];
+  const rows: string[][] = [];
+  for (const line of doc.slice(start + heading.length + 2).split('\n')) {
+    if (line.startsWith('#')) break;
+    if (!line.startsWith('|') || /^\|[-| ]+\|$/.test(line)) continue;
+    rows.push(line.split('|').slice(1, -1).map((c) => c.trim()));
+  }
+  return rows.slice(1);
+}
+
+t.test('docs/protocol.md: its error and close code tables are the server\'s', async (t) => {
+  const doc = read('docs/protocol.md');
+  const src = sourceText();
+  const errorRows = tableRows(doc, '## Error codes');
+  const documented = errorRows.flatMap((r) => [...r[0]!.matchAll(/`([a-z_]+)`/g)].map((m) => m[1]!));
+  t.ok(documented.length >= 30, 'the error code table is found');
+  for (const code of documented) t.match(src, new RegExp(`['"]${code}['"]`), `error code ${code} is used in src`);
+
+  const closeRows = tableRows(doc, '## Close codes');
+  t.ok(closeRows.length >= 10, 'the close code table is found');
+  for (const [code] of closeRows) {
+    if (code === '1000') continue; // the normal close: what ws.end() sends without a code
+    t.match(src, new RegExp(`\\b${code}\\b`), `close code ${code} is used in src`);
+  }
+
+  // The reverse: a code the server answers with must be findable in the docs. These stay inside the
+  // server (or are said in other words where they can surface).
+  const internal = new Set(['refused', 'unsupported', 'bad_task']);
+  const docs = readdirSync(new URL('../docs/', import.meta.url)).filter((f) => f.endsWith('.md')).map((f) => read('docs/' + f)).join('\n');
+  const thrown = new Set([...src.matchAll(/new RtError\(\s*'([a-z_]+)'/g)].map((m) => m[1]!));
+  for (const code of thrown) {
+    if (internal.has(code)) continue;
+    // A one-word code is an ordinary word too: it counts only in a code span.
+    const named = code.includes('_') ? new RegExp(`(?<![a-z_])${code}(?![a-z_])`).test(docs) : docs.includes('`' + code + '`');
+    t.ok(named, `error code ${code} (thrown in src) is named in docs/`);
+  }
+});
+
+t.test('docs/http-api.md: its endpoint table is /api/openapi.json\'s', async (t) => {
+  const { openApiDocument } = await import('../dist/src/transports/openapi.js');
+  const paths = (openApiDocument() as { paths: Record<string, Record<string, unknown>> }).paths;
+  const described = new Set(Object.entries(paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)));
+  const rows = tableRows(read('docs/http-api.md'), '# HTTP API reference').filter((r) => /`\/(api|health|metrics)/.test(r[1] ?? ''));
+  t.ok(rows.length >= 10, 'the endpoint table is found');
+  const listed = new Set<string>();
+  for (const [methods, path] of rows) {
+    const p = /`([^`]+)`/.exec(path!)![1]!.replace(/:(\w+)/g, '{$1}');
+    for (const m of methods!.matchAll(/`([A-Z]+)`/g)) listed.add(`${m[1]} ${p}`);
+  }
+  for (const e of listed) t.ok(described.has(e), `${e} (docs/http-api.md) is in the OpenAPI document`);
+  for (const e of described) t.ok(listed.has(e), `${e} (OpenAPI document) is in docs/http-api.md's table`);
 });

@@ -446,7 +446,16 @@ export class RtClient extends Emitter<ClientEvents> {
         /* storage unavailable */
       }
     }
-    if (options.autoConnect !== false) this.connect();
+    if (options.autoConnect !== false) {
+      // The first attempt starts on the next microtask: listeners added right after `new RtClient(…)`
+      // would otherwise miss its 'connecting'. The client is already started (requests queue, not
+      // 'closed'), and a disconnect() before then cancels the attempt through the cycle.
+      this.stopped = false;
+      const cycle = this.cycle;
+      queueMicrotask(() => {
+        if (cycle === this.cycle && !this.stopped) void this.run();
+      });
+    }
   }
 
   // ---- channels -------------------------------------------------------------------------------
