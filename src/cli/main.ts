@@ -2,8 +2,7 @@
  * The rt-actors command: `start` runs the server, `token` mints a test token, `health` probes a running server. Flags map 1:1 to the
  * configuration schema; anything unknown or invalid exits with code 2 and says what is accepted.
  */
-import { readFileSync } from 'node:fs';
-import { ConfigError, ignoredOptions, loadConfig, unknownEnvironment } from '../config/load.js';
+import { ConfigError, ignoredOptions, loadConfig, readConfigFile, unknownEnvironment } from '../config/load.js';
 import { didYouMean } from '../config/suggest.js';
 import { OPTIONS, envOf, flagOf, specByFlag, type ServerConfig } from '../config/schema.js';
 // The server and the JWT library load only for the commands that use them: --help, --version, the
@@ -266,7 +265,7 @@ function configFileLogFormat(args: string[]): unknown {
   const path = args.find((a) => a.startsWith('--config='))?.slice('--config='.length) ?? (j >= 0 ? args[j + 1] : undefined) ?? process.env[envOf('config')];
   if (!path) return undefined;
   try {
-    return (JSON.parse(readFileSync(path, 'utf8').replace(/^\uFEFF/, '')) as { logFormat?: unknown })?.logFormat;
+    return readConfigFile(path).logFormat;
   } catch {
     return undefined;
   }

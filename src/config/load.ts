@@ -180,6 +180,25 @@ export function ignoredOptions(config: ServerConfig): { key: string; message: st
   return ignored;
 }
 
+/** A config file's JSON object; a ConfigError (key `config`) says why it cannot be one. */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('config', `cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  let file: unknown;
+  try {
+    // Editors on Windows save UTF-8 with a byte order mark, which JSON.parse takes for a stray token.
+    file = JSON.parse(text.replace(/^\uFEFF/, ''));
+  } catch (err) {
+    throw new ConfigError('config', `config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!file || typeof file !== 'object' || Array.isArray(file)) throw new ConfigError('config', `config file ${path} must hold a JSON object`);
+  return file as Record<string, unknown>;
+}
+
 export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   const env = inputs.env ?? {};
   const known = new Set(OPTIONS.map((o) => o.key as string));
@@ -190,19 +209,7 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
   const configPath = (inputs.flags?.config ?? inputs.code?.config ?? env[envOf('config')]) as string | undefined;
   let file: Record<string, unknown> = {};
   if (configPath) {
-    let text: string;
-    try {
-      text = readFileSync(configPath, 'utf8');
-    } catch (err) {
-      throw new ConfigError('config', `cannot read config file ${configPath}: ${(err as Error).message}`);
-    }
-    try {
-      // Editors on Windows save UTF-8 with a byte order mark, which JSON.parse takes for a stray token.
-      file = JSON.parse(text.replace(/^\uFEFF/, ''));
-    } catch (err) {
-      throw new ConfigError('config', `config file ${configPath} is not valid JSON: ${(err as Error).message}`);
-    }
-    if (!file || typeof file !== 'object' || Array.isArray(file)) throw new ConfigError('config', `config file ${configPath} must hold a JSON object`);
+    file = readConfigFile(configPath);
     for (const k of Object.keys(file)) {
       // A config file naming another one would make precedence ambiguous: files do not nest.
       if (k === 'config') throw new ConfigError('config', `key "config" is not allowed inside a config file (${configPath}): config files do not nest; pass one file with --config or RT_CONFIG`);
