@@ -18,3 +18,23 @@ export const systemClock: Clock = {
   },
   clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
 };
+
+/**
+ * `p`'s outcome, or the error `late()` makes once `ms` passed on `clock` without one. `p` itself runs on
+ * (user code cannot be stopped); what it gives later is dropped.
+ */
+export function within<T>(p: PromiseLike<T>, ms: number, late: () => Error, clock: Clock = systemClock): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const h = clock.setTimeout(() => reject(late()), ms);
+    p.then(
+      (v) => {
+        clock.clearTimeout(h);
+        resolve(v);
+      },
+      (err) => {
+        clock.clearTimeout(h);
+        reject(err);
+      },
+    );
+  });
+}

@@ -9,6 +9,7 @@ import { RtError } from '../errors.js';
 import { importFolder } from './folder.js';
 import { unknownKey } from './unknown-key.js';
 import { isThenable } from './mailbox.js';
+import { within } from './clock.js';
 
 /** What a handler sees of the connection that sent the event. */
 export interface Connection {
@@ -213,22 +214,16 @@ export async function loadHandlers(dir: string): Promise<HandlerRegistry> {
  * it returns later is dropped.
  */
 export async function runHandler(fn: EventHandler, conn: Connection, args: unknown[], log: (msg: string, err: unknown) => void, deadlineMs: number): Promise<unknown> {
-  let timer: NodeJS.Timeout | undefined;
   try {
     const result = fn(conn, ...args);
     if (!isThenable(result)) return result;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        log(`request handler did not answer within ${deadlineMs} ms (namespace ${conn.namespace}); answered handler_timeout`, undefined);
-        reject(new RtError('handler_timeout', `the request handler did not answer within ${deadlineMs} ms`, 504));
-      }, deadlineMs);
+    return await within(result, deadlineMs, () => {
+      log(`request handler did not answer within ${deadlineMs} ms (namespace ${conn.namespace}); answered handler_timeout`, undefined);
+      return new RtError('handler_timeout', `the request handler did not answer within ${deadlineMs} ms`, 504);
     });
-    return await Promise.race([result, late]);
   } catch (err) {
     if (err instanceof RtError) throw err;
     log(`request handler failed (namespace ${conn.namespace}):`, err);
     throw new RtError('handler_failed', 'the request handler failed', 500);
-  } finally {
-    clearTimeout(timer);
   }
 }

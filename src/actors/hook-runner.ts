@@ -7,7 +7,7 @@
  * `actor_timeout`); after `maxFailures` failures in a row the owner restarts the actor with fresh state.
  */
 import { RtError } from '../errors.js';
-import type { Clock } from './clock.js';
+import { within, type Clock } from './clock.js';
 import type { ActorContext, StopReason } from './define.js';
 import { isThenable } from './mailbox.js';
 
@@ -75,23 +75,15 @@ export class HookRunner {
 
   private deadline<T>(hook: Hook, p: Promise<T>, abandoned?: () => void): Promise<T> {
     const ms = this.o.hookTimeoutMs;
-    const clock = this.o.clock;
-    return new Promise<T>((resolve, reject) => {
-      const h = clock.setTimeout(() => {
+    return within(
+      p,
+      ms,
+      () => {
         abandoned?.();
-        reject(new RtError('actor_timeout', `the channel actor's ${hook} did not finish within ${ms} ms`, 504));
-      }, ms);
-      p.then(
-        (v) => {
-          clock.clearTimeout(h);
-          resolve(v);
-        },
-        (err) => {
-          clock.clearTimeout(h);
-          reject(err);
-        },
-      );
-    });
+        return new RtError('actor_timeout', `the channel actor's ${hook} did not finish within ${ms} ms`, 504);
+      },
+      this.o.clock,
+    );
   }
 
   /**
