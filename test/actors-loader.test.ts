@@ -8,6 +8,17 @@ import { join } from 'node:path';
 import { startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 
+/** What the process writes to stderr (the server's log lines) until `restore()`. */
+function captureStderr(): { lines: string[]; restore(): void } {
+  const lines: string[] = [];
+  const original = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  return { lines, restore: () => (process.stderr.write = original) };
+}
+
 function folder(t: { teardown(fn: () => void): void }, files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'rt-actors-folder-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -51,17 +62,12 @@ t.test('a folder outside the project imports rt-actors; helpers in lib/ and _fil
     'lib/greet.ts': `export const greeting = (id: string): string => 'hello ' + id;\n`,
     '_shout.ts': `export const shout = (s: string): string => s.toUpperCase();\n`,
   });
-  const lines: string[] = [];
-  const original = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  }) as typeof process.stderr.write;
+  const { lines, restore } = captureStderr();
   let s;
   try {
     s = await startServer(t, { actors: dir, logLevel: 'info' });
   } finally {
-    process.stderr.write = original;
+    restore();
   }
   t.match(lines.join('\n'), new RegExp(`actor ${join(dir, 'greeter.ts').replace(/[.\\/]/g, '\\$&')}: match greet-\\*, /\\^hello`), 'start log lists the actor and its match');
   t.notMatch(lines.join('\n'), /_shout|greet\.ts: match/, 'helpers are not actors');
@@ -120,16 +126,11 @@ t.test('an actor whose every pattern an earlier file already matches is named in
     'c-rooms.ts': actor(`['chat-x', 'room-*']`),
     'd-again.ts': actor(`/^room-\\d+$/`),
   });
-  const lines: string[] = [];
-  const original = process.stderr.write.bind(process.stderr);
-  process.stderr.write = ((chunk: string | Uint8Array) => {
-    lines.push(String(chunk));
-    return true;
-  }) as typeof process.stderr.write;
+  const { lines, restore } = captureStderr();
   try {
     await startServer(t, { actors: dir, workers: 1, logLevel: 'warn' });
   } finally {
-    process.stderr.write = original;
+    restore();
   }
   const log = lines.join('\n');
   t.match(log, /b-vip\.ts never serves a channel: every pattern of its match is matched by an earlier file \(a-chat\.ts: chat-\*\)/, 'the shadowed file is named with the one before it');
