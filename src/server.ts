@@ -35,7 +35,7 @@ export interface ThreadOptions {
    * Node's, i.e. this process's own — including the module loaders it runs under (a test runner's,
    * tsx, ts-node), which every thread then starts again for itself: under tap's, a shard took about
    * twice as long to load. Pass [] (or only the options the threads need) when the server is embedded
-   * in such a process. The server's own TypeScript loader for `--actors` does not depend on it.
+   * in such a process. TypeScript files in `--actors` do not depend on it: they are compiled without a loader.
    */
   threadExecArgv?: string[];
 }

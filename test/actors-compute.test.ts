@@ -2,6 +2,9 @@
 // back through the actor's mailbox; failures come back as results; /metrics counts the tasks.
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 
@@ -58,4 +61,40 @@ export default defineActor({
   await c.request({ op: 'publish', channel: 'odd-1', event: 'x', data: 'throw-string' });
   const str = await c.next((f) => f.event === 'result' && f !== fn, 20_000);
   t.equal(str.data.message, 'compute task odd failed: plain string');
+});
+
+t.test('a task file that does not compile fails its calls naming its line; a JavaScript actor and task outside the project import rt-actors and TypeScript helpers', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rt-compute-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const files: Record<string, string> = {
+    'crunch.mjs': `import { defineActor } from 'rt-actors';
+export default defineActor({
+  match: 'crunch-*',
+  onMessage(ctx, msg, from) {
+    ctx.compute(msg.event, msg.data, from.socketId);
+    return { reply: { queued: true } };
+  },
+  onComputed(ctx, r) {
+    ctx.push(r.tag, 'result', r.ok ? { value: r.value } : { error: r.error.code, message: r.error.message });
+  },
+});
+`,
+    'broken.task.ts': `export default function broken(n: number): number {\n  return n +;\n}\n`,
+    'double.task.mjs': `import { double } from './lib/double.js';\nexport default (n) => double(n);\n`,
+    'lib/double.ts': `export const double = (n: number): number => n * 2;\n`,
+  };
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(join(dir, name, '..'), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
+  const s = await startServer(t, { actors: dir, actorComputeThreads: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.equal((await c.request({ op: 'subscribe', channel: 'crunch-1' })).ok, true, 'the .mjs actor loaded');
+  await c.request({ op: 'publish', channel: 'crunch-1', event: 'double', data: 21 });
+  t.same((await c.next((f) => f.event === 'result', 20_000)).data, { value: 42 }, 'a JavaScript task imports a TypeScript helper');
+  await c.request({ op: 'publish', channel: 'crunch-1', event: 'broken', data: 1 });
+  const failed = (await c.next((f) => f.event === 'result', 20_000)).data as { error: string; message: string };
+  t.equal(failed.error, 'task_failed');
+  t.match(failed.message, /broken\.task\.ts:2:\d+: Expression expected/, 'the failure names the file and line');
 });

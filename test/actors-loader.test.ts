@@ -137,3 +137,51 @@ t.test('an actor whose every pattern an earlier file already matches is named in
   t.notMatch(log, /c-rooms\.ts never serves/, 'room-* is its own');
   t.notMatch(log, /d-again\.ts never serves/, 'a RegExp is not compared with globs');
 });
+
+t.test('a compiled actor keeps its file: import.meta.url and stack traces name it; import cycles, extensionless helpers and the folder\'s own packages load', async (t) => {
+  // Actor modules are compiled to copies elsewhere (src/actors/module-compiler.ts): what the copies
+  // import must be what the originals would have imported, from where the originals are.
+  const dir = folder(t, {
+    'meta.ts': `import { defineActor } from 'rt-actors';
+import { readFileSync } from 'node:fs';
+import { ping } from './lib/a';
+import { tag } from 'local-pkg';
+import type { Note } from './lib/types.js';
+const text = readFileSync(new URL('./greeting.txt', import.meta.url), 'utf8').trim();
+const note: Note = { text };
+export default defineActor({
+  match: 'meta-*',
+  onJoin: () => ({ reply: [note.text, ping(), tag, import.meta.filename, import.meta.dirname, new Error('here').stack!.split('\\n')[1]] }),
+});
+`,
+    'greeting.txt': 'hi there\n',
+    'lib/a.ts': `import { pong } from './b.js';\nexport const A = 'a';\nexport const ping = (): string => 'ping-' + pong();\n`,
+    'lib/b.ts': `import { A } from './a.js';\nexport const pong = (): string => 'pong-' + A;\n`,
+    'lib/types.ts': `export interface Note { text: string }\n`,
+    'node_modules/local-pkg/package.json': JSON.stringify({ name: 'local-pkg', type: 'module', exports: { import: './esm.js', require: './cjs.cjs' } }),
+    'node_modules/local-pkg/esm.js': `export const tag = 'esm';\n`,
+    'node_modules/local-pkg/cjs.cjs': `exports.tag = 'cjs';\n`,
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  const [text, ping, tag, filename, dirname, frame] = (await c.request({ op: 'subscribe', channel: 'meta-1' })).data as string[];
+  t.equal(text, 'hi there', 'import.meta.url is the original file: a file beside it is read');
+  t.equal(ping, 'ping-pong-a', 'a cycle between helpers, imported as ./lib/a and ./b.js, loads');
+  t.equal(tag, 'esm', "a package in the folder's own node_modules resolves from the folder, as an ES module");
+  t.equal(filename, join(dir, 'meta.ts'), 'import.meta.filename');
+  t.equal(dirname, dir, 'import.meta.dirname');
+  t.match(frame, `${join(dir, 'meta.ts')}:10:`, 'a stack trace names the original file and line');
+});
+
+t.test('a helper that does not compile, or a package the folder lacks, stops the start naming the file', async (t) => {
+  const broken = folder(t, {
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { x } from './lib/broken.js';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: x }) });\n`,
+    'lib/broken.ts': `export const x = {\n  a: 1\n  b: 2,\n};\n`,
+  });
+  await t.rejects(startServer(t, { actors: broken, workers: 1 }), { message: /chat\.ts: .*lib\/broken\.ts:3:3: ',' expected/ });
+  const missing = folder(t, { 'chat.ts': `import { defineActor } from 'rt-actors';\nimport nope from 'no-such-package';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: nope }) });\n` });
+  await t.rejects(startServer(t, { actors: missing, workers: 1 }), { message: /chat\.ts: Cannot find package 'no-such-package' imported from .*chat\.ts/ });
+  const noFile = folder(t, { 'chat.ts': `import { defineActor } from 'rt-actors';\nimport { y } from './lib/absent.js';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: y }) });\n` });
+  await t.rejects(startServer(t, { actors: noFile, workers: 1 }), { message: /chat\.ts: Cannot find module '.*lib\/absent\.js' imported from .*chat\.ts/ });
+});

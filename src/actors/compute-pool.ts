@@ -7,7 +7,7 @@ import { Piscina } from 'piscina';
 import { RtError } from '../errors.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Hub } from '../runtime/hub.js';
-import { listTasks } from './folder.js';
+import { folderModules, listTasks } from './folder.js';
 
 export interface ActorComputePool {
   destroy(): Promise<void>;
@@ -27,11 +27,14 @@ export function startActorCompute(config: ServerConfig, hub: Hub, execArgv?: str
     // Bounded: beyond this many waiting tasks, run() rejects and the actor gets `overloaded`.
     maxQueue: threads * config.actorMailboxSize,
   });
+  // Compiled with the actors at start (this resolves at once); a task that does not compile fails its calls.
+  const modules = folderModules(config.actors);
+  modules.catch(() => {});
   hub.onForward('actor-compute', async (body: { task?: unknown; input?: unknown }) => {
     const file = typeof body.task === 'string' ? tasks.get(body.task) : undefined;
     if (!file) throw new RtError('not_found', `no compute task ${String(body.task).slice(0, 100)} (a <name>.task.ts file in --actors)`, 404);
     try {
-      return await pool.run({ file, input: body.input });
+      return await pool.run({ file, url: (await modules).urlOf(file), input: body.input });
     } catch (err) {
       if (err instanceof Error && /queue is at limit/i.test(err.message)) throw new RtError('overloaded', 'the compute pool is full; try again later', 503);
       throw new RtError('task_failed', `compute task ${body.task as string} failed: ${failure(err)}`, 500);

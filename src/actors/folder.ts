@@ -1,6 +1,6 @@
 /**
  * The --actors folder: channel actors and request handlers live side by side in it. This lists and
- * imports its modules (in name order, TypeScript through the loader hook); the two loaders then keep
+ * imports its modules (in name order, compiled copies: actor-modules.ts); the two loaders then keep
  * the default exports that are theirs.
  *
  * Folder rules (docs/actors.md): every top-level .ts/.mts/.js/.mjs file is an actor or handler file
@@ -10,9 +10,8 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { transpile } from './syntax.js';
-import { registerTypeScriptLoader } from './ts-loader.js';
+import { actorModules, type ActorModules } from './actor-modules.js';
 
 const MODULE_FILE = /\.(ts|mts|js|mjs)$/;
 const TASK_FILE = /^([A-Za-z0-9_-]{1,100})\.task\.(ts|mts|js|mjs)$/;
@@ -67,17 +66,24 @@ function oneLine(msg: string): string {
   return msg.split('\n').filter((l) => l.trim() !== '').join('; ');
 }
 
+/** The folder's modules, compiled once per process: every top-level file and what it imports. */
+export function folderModules(dir: string): Promise<ActorModules> {
+  const { root, names } = list(dir);
+  return actorModules(root, names.filter((n) => !isHelper(n)).map((n) => join(root, n)));
+}
+
 export async function importFolder(dir: string): Promise<Array<{ file: string; exported: unknown }>> {
   const { root, names } = list(dir);
-  // Always: it also lets files anywhere on disk import 'rt-actors' (see ts-hooks.ts resolve).
-  registerTypeScriptLoader();
+  const modules = await folderModules(dir);
+  // Stack traces of actor code then give the lines of the user's own source, not of the compiled copy.
+  process.setSourceMapsEnabled(true);
   const out: Array<{ file: string; exported: unknown }> = [];
   for (const name of names) {
     if (isHelper(name) || TASK_FILE.test(name)) continue;
     const file = join(root, name);
     let mod: { default?: unknown };
     try {
-      mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+      mod = (await import(modules.urlOf(file))) as { default?: unknown };
     } catch (err) {
       throw new Error(await describe(file, err));
     }

@@ -1,9 +1,11 @@
 /**
  * Syntax errors of actor files as `file:line:column: message`, from TypeScript's parser: used by the
- * TypeScript loader (which must refuse what transpileModule would "repair") and for JavaScript files,
+ * module compiler (which must refuse what transpileModule would "repair") and for JavaScript files,
  * whose SyntaxErrors from Node carry no position.
  */
-type Ts = typeof import('typescript');
+import type { CustomTransformers } from 'typescript';
+
+export type Ts = typeof import('typescript');
 let ts: Ts | undefined;
 
 export async function typescript(): Promise<Ts> {
@@ -12,11 +14,16 @@ export async function typescript(): Promise<Ts> {
 
 /** Transpiles to an ES module, or throws a SyntaxError listing the first errors with their positions. */
 export async function transpile(file: string, source: string): Promise<string> {
-  const t = await typescript();
+  return transpileWith(await typescript(), file, source);
+}
+
+/** transpile(), with TypeScript already loaded and transformers of the caller's (module-compiler.ts). */
+export function transpileWith(t: Ts, file: string, source: string, transformers?: CustomTransformers, sourceRoot?: string): string {
   const out = t.transpileModule(source, {
     fileName: file,
     reportDiagnostics: true,
-    compilerOptions: { module: t.ModuleKind.ESNext, target: t.ScriptTarget.ES2022, sourceMap: false, inlineSourceMap: true, verbatimModuleSyntax: false, allowJs: true },
+    transformers,
+    compilerOptions: { module: t.ModuleKind.ESNext, target: t.ScriptTarget.ES2022, sourceMap: false, inlineSourceMap: true, sourceRoot, verbatimModuleSyntax: false, allowJs: true },
   });
   const errors = (out.diagnostics ?? []).filter((d) => d.category === t.DiagnosticCategory.Error);
   if (errors.length > 0) {

@@ -16,6 +16,9 @@ import { ReplayCollector } from '../actors/replay-collector.js';
 import type { ChannelLifecycle } from '../actors/channel-actor.js';
 import { newActorStats } from '../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
+import { adoptActorModules } from '../actors/actor-modules.js';
+import { resolve as resolvePath } from 'node:path';
+import type { CompiledModules } from '../actors/module-compiler.js';
 import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
 import { Hub } from './hub.js';
@@ -60,6 +63,8 @@ export interface ShardTask {
   control: MessagePort;
   /** This thread replaces a shard that died: the other threads will replay its channels' subscribers. */
   replacement?: boolean;
+  /** The --actors folder's modules as the main thread compiled them (actor-modules.ts). */
+  actorModules?: CompiledModules;
 }
 
 /** Messages from a shard to the supervisor. */
@@ -85,6 +90,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   metrics.resetGauges();
   bindThreadMetrics(metrics);
   const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
+  if (config.actors && task.actorModules) adoptActorModules(resolvePath(config.actors), task.actorModules);
   const loaded = await loadActors(config.actors);
   const threads = task.layout.shards + 1;
   // Set once the Pusher gateway registered (webhooks watch the channels this shard owns; with Redis,

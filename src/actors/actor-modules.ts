@@ -1,0 +1,72 @@
+/**
+ * The compiled modules of each --actors folder, per thread: the main thread compiles a folder once
+ * (module-compiler.ts, on a thread of its own) and hands the result to the shards it starts, which
+ * adopt it and never compile. Compiled copies live in a private temporary folder, removed when the
+ * process exits.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isMainThread, Worker } from 'node:worker_threads';
+import type { CompiledModules } from './module-compiler.js';
+
+export class ActorModules {
+  constructor(readonly compiled: CompiledModules) {}
+
+  /** The URL to import for `file`; throws what keeps it from loading (its syntax, an import it lacks). */
+  urlOf(file: string): string {
+    const e = this.compiled.errors[file];
+    if (e) throw e.name === 'SyntaxError' ? new SyntaxError(e.message) : Object.assign(new Error(e.message), { name: e.name });
+    const url = this.compiled.urls[file];
+    if (!url) throw new Error(`${file}: not among the compiled modules of its folder (was it added after the start?)`);
+    return url;
+  }
+}
+
+const folders = new Map<string, { done?: ActorModules; pending: Promise<ActorModules> }>();
+let outRoot: string | undefined;
+let compilations = 0;
+
+/** The compiled modules of the folder at `root` (an absolute path), compiling `entries` and their imports once. */
+export function actorModules(root: string, entries: string[]): Promise<ActorModules> {
+  const known = folders.get(root);
+  if (known) return known.pending;
+  const slot: { done?: ActorModules; pending: Promise<ActorModules> } = {
+    pending: compileOnThread(root, entries).then((compiled) => (slot.done = new ActorModules(compiled))),
+  };
+  slot.pending.catch(() => folders.delete(root));
+  folders.set(root, slot);
+  return slot.pending;
+}
+
+/** What a shard is given: the modules its parent compiled, if it did. */
+export function compiledModules(root: string): CompiledModules | undefined {
+  return folders.get(root)?.done?.compiled;
+}
+
+/** In a shard: the parent's compiled modules, so the shard imports them without compiling. */
+export function adoptActorModules(root: string, compiled: CompiledModules): void {
+  const done = new ActorModules(compiled);
+  folders.set(root, { done, pending: Promise.resolve(done) });
+}
+
+function compileOnThread(root: string, entries: string[]): Promise<CompiledModules> {
+  if (entries.length === 0) return Promise.resolve({ urls: {}, errors: {} });
+  if (!outRoot) {
+    outRoot = mkdtempSync(join(tmpdir(), 'rt-actors-modules-'));
+    const dir = outRoot;
+    // A shard that compiled (it had nothing to adopt) leaves its copies to the process.
+    if (isMainThread) process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  const outDir = join(outRoot, String(compilations++));
+  return new Promise<CompiledModules>((resolve, reject) => {
+    // No execArgv of the parent's: the compiler runs only this package and TypeScript.
+    const worker = new Worker(new URL('../../workers/module-compiler.js', import.meta.url), { workerData: { root, entries, outDir }, execArgv: [] });
+    worker.once('message', (m: CompiledModules) => {
+      resolve(m);
+      void worker.terminate();
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the actors module compiler exited with code ${code} before answering`)));
+  });
+}

@@ -1,0 +1,236 @@
+/**
+ * Compiles the modules of an --actors folder into plain ES modules in a private folder, once per
+ * process (workers/module-compiler.ts runs it on a thread of its own; actor-modules.ts hands the
+ * result to every thread). Every import specifier is rewritten to an absolute URL, resolved as Node
+ * would have resolved it from the original file, so the compiled copies import what the originals
+ * would have, from wherever they are; shards and compute threads then load them with Node's own
+ * loader.
+ *
+ * Why not a loader hook (module.register), as before: each thread that registered one ran a hooks
+ * thread of its own with its own TypeScript (a server with 2 shards and 3 TypeScript actors took
+ * 430 MB and 3.4 s to start, against 166 MB and 1.7 s now: docs/benchmarks.md), and Node 20's
+ * asynchronous hooks have races of their own (nodejs/node#60380 fixes some in Node 25).
+ *
+ * What a module keeps of its original: `import.meta.url`, `.filename` and `.dirname` name the
+ * original file, and so do stack traces (a sourceURL comment). What TypeScript sources may write:
+ * './x.js' or './x' for a sibling x.ts. JavaScript files go through the same rewrite when they are
+ * ES modules outside node_modules (a folder anywhere on disk may import 'rt-actors'); CommonJS files
+ * and packages are imported as they are.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
+import { basename, dirname, join, relative, resolve as resolvePath, sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { resolve as resolveEsm } from 'import-meta-resolve';
+import type * as TS from 'typescript';
+import { transpileWith, typescript, type Ts } from './syntax.js';
+
+export interface CompiledModules {
+  /** Original absolute path → URL of its compiled copy (or of the original, for what is not compiled). */
+  urls: Record<string, string>;
+  /** Original absolute path → why it does not load (its own syntax, or an import it cannot resolve). */
+  errors: Record<string, { name: string; message: string }>;
+}
+
+const TS_FILE = /\.m?ts$/;
+const JS_FILE = /\.m?js$/;
+
+export async function compileModules(root: string, entries: string[], outDir: string): Promise<CompiledModules> {
+  const ts = await typescript();
+  return new Compiler(ts, root, outDir).run(entries);
+}
+
+class Compiler {
+  private readonly out: CompiledModules = { urls: {}, errors: {} };
+  private readonly root: string;
+  /** Files being compiled (an import cycle comes back to one of them) or done. */
+  private readonly state = new Map<string, 'busy' | 'done'>();
+  private readonly esmScope = new Map<string, boolean>();
+
+  constructor(
+    private readonly ts: Ts,
+    root: string,
+    private readonly outDir: string,
+  ) {
+    this.root = realpathSync(root);
+  }
+
+  /** Files are compiled under their real path, as Node would load them (a symlinked folder, a Kubernetes volume). */
+  run(entries: string[]): CompiledModules {
+    for (const entry of entries) {
+      const real = realpathSync(entry);
+      this.compile(real);
+      if (real === entry) continue;
+      this.out.urls[entry] = this.out.urls[real]!;
+      const error = this.out.errors[real];
+      if (error) this.out.errors[entry] = error;
+    }
+    return this.out;
+  }
+
+  /** Where the compiled copy of `file` goes: the folder's own tree mirrored; anything else apart. */
+  private target(file: string): string {
+    if (!this.outside(file)) return join(this.outDir, relative(this.root, file) + '.mjs');
+    const tag = createHash('sha256').update(file).digest('hex').slice(0, 12);
+    return join(this.outDir, '_outside', `${tag}-${basename(file)}.mjs`);
+  }
+
+  /**
+   * Whether `file` is compiled (else imported as it is): TypeScript wherever it is, and the folder's own
+   * JavaScript ES modules. JavaScript elsewhere (packages, this server's own files, your project's
+   * other modules) resolves its imports from where it is already.
+   */
+  private compiles(file: string): boolean {
+    if (TS_FILE.test(file)) return !/\.d\.m?ts$/.test(file);
+    if (!JS_FILE.test(file) || this.outside(file) || file.split(sep).includes('node_modules')) return false;
+    return file.endsWith('.mjs') || this.isEsmScope(dirname(file));
+  }
+
+  private outside(file: string): boolean {
+    const rel = relative(this.root, file);
+    return rel === '..' || rel.startsWith('..' + sep) || rel.startsWith(sep);
+  }
+
+  /** A .js file is an ES module when the nearest package.json says "type": "module" (Node's rule). */
+  private isEsmScope(dir: string): boolean {
+    const known = this.esmScope.get(dir);
+    if (known !== undefined) return known;
+    let esm = false;
+    try {
+      esm = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown }).type === 'module';
+    } catch (err) {
+      const parent = dirname(dir);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && parent !== dir) esm = this.isEsmScope(parent);
+    }
+    this.esmScope.set(dir, esm);
+    return esm;
+  }
+
+  /**
+   * Compiles `file` and, first, the modules it imports. Returns the error that keeps it from loading:
+   * its own, or that of a module it imports statically (whose importers then fail the same way).
+   */
+  private compile(file: string): Error | undefined {
+    const state = this.state.get(file);
+    if (state === 'busy') return undefined; // an import cycle: the module is already on the way
+    if (state === 'done') return this.errorOf(file);
+    this.state.set(file, 'busy');
+    const target = this.target(file);
+    this.out.urls[file] = pathToFileURL(target).href;
+    let error: Error | undefined;
+    let code: string;
+    try {
+      const source = readFileSync(file, 'utf8');
+      let depError: Error | undefined;
+      const rewrite = (specifier: string, dynamic: boolean): string => {
+        const to = this.resolve(specifier, file, dynamic);
+        if (to.compile) {
+          const e = this.compile(to.compile);
+          if (e && !dynamic) depError ??= e;
+        }
+        return to.url;
+      };
+      try {
+        // The source map names the original (with source maps on, stack traces give its lines).
+        code = transpileWith(this.ts, file, source, { after: [this.rewriter(file, rewrite)] }, pathToFileURL(dirname(file)).href + '/');
+      } catch (err) {
+        // Node's own SyntaxError for a JavaScript file (describe() in folder.ts adds the position).
+        if (err instanceof SyntaxError && JS_FILE.test(file)) code = source;
+        else throw err;
+      }
+      error = depError;
+    } catch (err) {
+      error = err as Error;
+    }
+    if (error) {
+      this.out.errors[file] = { name: error.name, message: error.message };
+      // What a dynamic import() of it gets.
+      code = `throw Object.assign(new ${error.name === 'SyntaxError' ? 'SyntaxError' : 'Error'}(${JSON.stringify(error.message)}));\n`;
+    }
+    mkdirSync(dirname(target), { recursive: true });
+    writeFileSync(target, `${code!}\n//# sourceURL=${pathToFileURL(file).href}\n`);
+    this.state.set(file, 'done');
+    return error;
+  }
+
+  private errorOf(file: string): Error | undefined {
+    const e = this.out.errors[file];
+    if (!e) return undefined;
+    return e.name === 'SyntaxError' ? new SyntaxError(e.message) : Object.assign(new Error(e.message), { name: e.name });
+  }
+
+  /**
+   * The URL `specifier` stands for in `parent`, and the file to compile for it. A static import that
+   * resolves to nothing throws (the module could not have loaded); a dynamic one is left for Node to
+   * refuse at run time.
+   */
+  private resolve(specifier: string, parent: string, dynamic: boolean): { url: string; compile?: string } {
+    if (isBuiltin(specifier) || /^(data|node|https?):/.test(specifier)) return { url: specifier };
+    const parentUrl = pathToFileURL(parent).href;
+    let url: string;
+    const relativePath = specifier.startsWith('.') || specifier.startsWith('/') || specifier.startsWith('file:');
+    if (relativePath) {
+      const path = specifier.startsWith('file:') ? fileURLToPath(specifier) : resolvePath(dirname(parent), specifier);
+      const found = [path, path.replace(/\.js$/, '.ts'), path.replace(/\.mjs$/, '.mts'), path + '.ts'].find(isFile);
+      if (!found) {
+        if (dynamic) return { url: pathToFileURL(path).href };
+        throw Object.assign(new Error(`Cannot find module '${path}' imported from ${parent}`), { code: 'ERR_MODULE_NOT_FOUND' });
+      }
+      url = pathToFileURL(realpathSync(found)).href;
+    } else {
+      try {
+        url = resolveEsm(specifier, parentUrl);
+      } catch (err) {
+        // A folder outside the project has no node_modules/rt-actors: it gets the running server's own
+        // package (the same module instances, so ActorError is ours).
+        if (specifier === 'rt-actors' || specifier.startsWith('rt-actors/')) url = resolveEsm(specifier, import.meta.url);
+        else if (dynamic) return { url: specifier };
+        else throw err;
+      }
+    }
+    if (!url.startsWith('file:')) return { url };
+    const file = fileURLToPath(url);
+    // A package (a bare specifier) is compiled only for its TypeScript (a workspace's sources).
+    const compile = this.compiles(file) && (relativePath || TS_FILE.test(file));
+    return compile ? { url: pathToFileURL(this.target(file)).href, compile: file } : { url };
+  }
+
+  /**
+   * The transformer that rewrites specifiers (import/export declarations and import() of a string)
+   * and `import.meta.url|filename|dirname`. It runs after TypeScript's own transforms, so imports of
+   * types only are already gone.
+   */
+  private rewriter(file: string, rewrite: (specifier: string, dynamic: boolean) => string): TS.TransformerFactory<TS.SourceFile> {
+    const ts = this.ts;
+    const meta: Record<string, string> = { url: pathToFileURL(file).href, filename: file, dirname: dirname(file) };
+    return (ctx) => {
+      const f = ctx.factory;
+      const visit = (node: TS.Node): TS.Node => {
+        if (ts.isImportDeclaration(node) && ts.isStringLiteral(node.moduleSpecifier)) {
+          return f.updateImportDeclaration(node, node.modifiers, node.importClause, f.createStringLiteral(rewrite(node.moduleSpecifier.text, false)), node.attributes);
+        }
+        if (ts.isExportDeclaration(node) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
+          return f.updateExportDeclaration(node, node.modifiers, node.isTypeOnly, node.exportClause, f.createStringLiteral(rewrite(node.moduleSpecifier.text, false)), node.attributes);
+        }
+        if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && node.arguments[0] && ts.isStringLiteralLike(node.arguments[0])) {
+          const [first, ...rest] = node.arguments;
+          return f.updateCallExpression(node, node.expression, node.typeArguments, [f.createStringLiteral(rewrite(first.text, true)), ...rest.map((a) => ts.visitNode(a, visit) as TS.Expression)]);
+        }
+        if (ts.isPropertyAccessExpression(node) && ts.isMetaProperty(node.expression) && node.expression.keywordToken === ts.SyntaxKind.ImportKeyword && ts.isIdentifier(node.name) && node.name.text in meta) {
+          return f.createStringLiteral(meta[node.name.text]!);
+        }
+        return ts.visitEachChild(node, visit, ctx);
+      };
+      return (sf) => ts.visitNode(sf, visit) as TS.SourceFile;
+    };
+  }
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
