@@ -185,3 +185,40 @@ t.test('a helper that does not compile, or a package the folder lacks, stops the
   const noFile = folder(t, { 'chat.ts': `import { defineActor } from 'rt-actors';\nimport { y } from './lib/absent.js';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: y }) });\n` });
   await t.rejects(startServer(t, { actors: noFile, workers: 1 }), { message: /chat\.ts: Cannot find module '.*lib\/absent\.js' imported from .*chat\.ts/ });
 });
+
+t.test("import() of a computed specifier resolves from the original file; a CommonJS actor loads as it is", async (t) => {
+  const plugin = (name: string) => `export const name = ${JSON.stringify(name)};\n`;
+  const dir = folder(t, {
+    'plugins.ts': `import { defineActor } from 'rt-actors';
+import './lib/eager.js';
+const load = async (spec: string): Promise<string> => {
+  try {
+    return ((await import(spec)) as { name: string }).name;
+  } catch (err) {
+    return 'error: ' + (err as Error).message;
+  }
+};
+export default defineActor({
+  match: 'plug-*',
+  onJoin: async () => ({ reply: [await load('./lib/' + 'eager.js'), await load('./lib/' + 'plain.mjs'), await load('local-' + 'pkg'), await load('./lib/' + 'lazy.js')] }),
+});
+`,
+    'lib/eager.ts': plugin('eager, compiled'),
+    'lib/plain.mjs': plugin('plain javascript'),
+    'lib/lazy.ts': plugin('never compiled'),
+    'node_modules/local-pkg/package.json': JSON.stringify({ name: 'local-pkg', type: 'module', exports: './index.js' }),
+    'node_modules/local-pkg/index.js': plugin('a package'),
+    'legacy.js': `module.exports = { match: 'old-*', onJoin: () => ({ reply: typeof require }) };\n`,
+  });
+  // The folder's package.json makes its .js files CommonJS (Node's rule); .ts and .mjs stay ES modules.
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  const [eager, plain, pkg, lazy] = (await c.request({ op: 'subscribe', channel: 'plug-1' })).data as string[];
+  t.equal(eager, 'eager, compiled', 'a TypeScript module compiled at start, by a computed specifier');
+  t.equal(plain, 'plain javascript', 'a JavaScript module of the folder, from where it is');
+  t.equal(pkg, 'a package', "a package of the folder's own node_modules");
+  t.match(lazy, /lazy\.ts .*was not compiled at start: import it once with a literal specifier/, 'TypeScript the start never saw: an error that says what to do');
+  t.equal((await c.request({ op: 'subscribe', channel: 'old-1' })).data, 'function', 'a CommonJS file runs as CommonJS');
+});

@@ -44,6 +44,15 @@ export function compiledModules(root: string): CompiledModules | undefined {
   return folders.get(root)?.done?.compiled;
 }
 
+/** The compiled copy of `file` (an original's real path) in this thread's folders, if it has one. */
+export function compiledUrlOf(file: string): string | undefined {
+  for (const { done } of folders.values()) {
+    const url = done?.compiled.urls[file];
+    if (url) return url;
+  }
+  return undefined;
+}
+
 /** In a shard: the parent's compiled modules, so the shard imports them without compiling. */
 export function adoptActorModules(root: string, compiled: CompiledModules): void {
   const done = new ActorModules(compiled);

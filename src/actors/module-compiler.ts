@@ -18,12 +18,11 @@
  * and packages are imported as they are.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
-import { isBuiltin } from 'node:module';
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve as resolvePath, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { resolve as resolveEsm } from 'import-meta-resolve';
 import type * as TS from 'typescript';
+import { resolveSpecifier, type Resolved } from './resolve-specifier.js';
 import { transpileWith, typescript, type Ts } from './syntax.js';
 
 export interface CompiledModules {
@@ -34,6 +33,9 @@ export interface CompiledModules {
 }
 
 const TS_FILE = /\.m?ts$/;
+/** The run-time resolver of computed import() specifiers, and its name in a compiled module. */
+const DYNAMIC_IMPORT = new URL('./dynamic-import.js', import.meta.url).href;
+const IMPORT_FROM = '__rtActorsImportFrom';
 const JS_FILE = /\.m?js$/;
 
 export async function compileModules(root: string, entries: string[], outDir: string): Promise<CompiledModules> {
@@ -60,7 +62,9 @@ class Compiler {
   run(entries: string[]): CompiledModules {
     for (const entry of entries) {
       const real = realpathSync(entry);
-      this.compile(real);
+      // A CommonJS file (a .js file where package.json does not say "type": "module") loads as it is.
+      if (this.compiles(real)) this.compile(real);
+      else this.out.urls[real] = pathToFileURL(real).href;
       if (real === entry) continue;
       this.out.urls[entry] = this.out.urls[real]!;
       const error = this.out.errors[real];
@@ -166,33 +170,19 @@ class Compiler {
    * refuse at run time.
    */
   private resolve(specifier: string, parent: string, dynamic: boolean): { url: string; compile?: string } {
-    if (isBuiltin(specifier) || /^(data|node|https?):/.test(specifier)) return { url: specifier };
-    const parentUrl = pathToFileURL(parent).href;
-    let url: string;
-    const relativePath = specifier.startsWith('.') || specifier.startsWith('/') || specifier.startsWith('file:');
-    if (relativePath) {
-      const path = specifier.startsWith('file:') ? fileURLToPath(specifier) : resolvePath(dirname(parent), specifier);
-      const found = [path, path.replace(/\.js$/, '.ts'), path.replace(/\.mjs$/, '.mts'), path + '.ts'].find(isFile);
-      if (!found) {
-        if (dynamic) return { url: pathToFileURL(path).href };
-        throw Object.assign(new Error(`Cannot find module '${path}' imported from ${parent}`), { code: 'ERR_MODULE_NOT_FOUND' });
-      }
-      url = pathToFileURL(realpathSync(found)).href;
-    } else {
-      try {
-        url = resolveEsm(specifier, parentUrl);
-      } catch (err) {
-        // A folder outside the project has no node_modules/rt-actors: it gets the running server's own
-        // package (the same module instances, so ActorError is ours).
-        if (specifier === 'rt-actors' || specifier.startsWith('rt-actors/')) url = resolveEsm(specifier, import.meta.url);
-        else if (dynamic) return { url: specifier };
-        else throw err;
-      }
+    let resolved: Resolved;
+    try {
+      resolved = resolveSpecifier(specifier, parent);
+    } catch (err) {
+      if (!dynamic) throw err;
+      const path = /^\.{1,2}\//.test(specifier) ? resolvePath(dirname(parent), specifier) : undefined;
+      return { url: path ? pathToFileURL(path).href : specifier };
     }
+    const { url } = resolved;
     if (!url.startsWith('file:')) return { url };
     const file = fileURLToPath(url);
     // A package (a bare specifier) is compiled only for its TypeScript (a workspace's sources).
-    const compile = this.compiles(file) && (relativePath || TS_FILE.test(file));
+    const compile = this.compiles(file) && (resolved.relative || TS_FILE.test(file));
     return compile ? { url: pathToFileURL(this.target(file)).href, compile: file } : { url };
   }
 
@@ -213,24 +203,29 @@ class Compiler {
         if (ts.isExportDeclaration(node) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
           return f.updateExportDeclaration(node, node.modifiers, node.isTypeOnly, node.exportClause, f.createStringLiteral(rewrite(node.moduleSpecifier.text, false)), node.attributes);
         }
-        if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && node.arguments[0] && ts.isStringLiteralLike(node.arguments[0])) {
-          const [first, ...rest] = node.arguments;
-          return f.updateCallExpression(node, node.expression, node.typeArguments, [f.createStringLiteral(rewrite(first.text, true)), ...rest.map((a) => ts.visitNode(a, visit) as TS.Expression)]);
+        if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && node.arguments[0]) {
+          const [first, ...rest] = node.arguments.map((a) => ts.visitNode(a, visit) as TS.Expression);
+          if (ts.isStringLiteralLike(first!)) return f.updateCallExpression(node, node.expression, node.typeArguments, [f.createStringLiteral(rewrite(first.text, true)), ...rest]);
+          // Computed: resolved at run time from the original file (dynamic-import.ts).
+          computed = true;
+          return f.createCallExpression(f.createIdentifier(IMPORT_FROM), undefined, [first!, f.createStringLiteral(meta.url!), ...rest]);
         }
         if (ts.isPropertyAccessExpression(node) && ts.isMetaProperty(node.expression) && node.expression.keywordToken === ts.SyntaxKind.ImportKeyword && ts.isIdentifier(node.name) && node.name.text in meta) {
           return f.createStringLiteral(meta[node.name.text]!);
         }
         return ts.visitEachChild(node, visit, ctx);
       };
-      return (sf) => ts.visitNode(sf, visit) as TS.SourceFile;
+      let computed = false;
+      return (sf) => {
+        const out = ts.visitNode(sf, visit) as TS.SourceFile;
+        if (!computed) return out;
+        const helper = f.createImportDeclaration(
+          undefined,
+          f.createImportClause(false, undefined, f.createNamedImports([f.createImportSpecifier(false, f.createIdentifier('importFrom'), f.createIdentifier(IMPORT_FROM))])),
+          f.createStringLiteral(DYNAMIC_IMPORT),
+        );
+        return f.updateSourceFile(out, [helper, ...out.statements]);
+      };
     };
-  }
-}
-
-function isFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
   }
 }

@@ -1,0 +1,46 @@
+/**
+ * Where an import of an actors-folder module leads: Node's ES module resolution from the original
+ * file (import-meta-resolve, a port of Node's own algorithm: a parent of our choosing needs a flag in
+ * Node 20), plus the two liberties TypeScript sources take, './x.js' or './x' for a sibling x.ts.
+ * Used when the folder is compiled (module-compiler.ts) and by import() of a computed specifier at
+ * run time (dynamic-import.ts).
+ */
+import { realpathSync, statSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { resolve as resolveEsm } from 'import-meta-resolve';
+
+export interface Resolved {
+  /** The URL Node would load. */
+  url: string;
+  /** A path-like specifier ('./x', '/x', 'file:'), as opposed to a package's. */
+  relative: boolean;
+}
+
+/** Resolves `specifier` as imported by the file `parent`; throws ERR_MODULE_NOT_FOUND as Node would. */
+export function resolveSpecifier(specifier: string, parent: string): Resolved {
+  if (isBuiltin(specifier) || /^(data|node|https?):/.test(specifier)) return { url: specifier, relative: false };
+  if (specifier.startsWith('.') || specifier.startsWith('/') || specifier.startsWith('file:')) {
+    const path = specifier.startsWith('file:') ? fileURLToPath(specifier) : resolvePath(dirname(parent), specifier);
+    const found = [path, path.replace(/\.js$/, '.ts'), path.replace(/\.mjs$/, '.mts'), path + '.ts'].find(isFile);
+    if (!found) throw Object.assign(new Error(`Cannot find module '${path}' imported from ${parent}`), { code: 'ERR_MODULE_NOT_FOUND' });
+    return { url: pathToFileURL(realpathSync(found)).href, relative: true };
+  }
+  try {
+    return { url: resolveEsm(specifier, pathToFileURL(parent).href), relative: false };
+  } catch (err) {
+    // A folder outside the project has no node_modules/rt-actors: it gets the running server's own
+    // package (the same module instances, so ActorError is ours).
+    if (specifier === 'rt-actors' || specifier.startsWith('rt-actors/')) return { url: resolveEsm(specifier, import.meta.url), relative: false };
+    throw err;
+  }
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
