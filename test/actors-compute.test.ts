@@ -80,7 +80,8 @@ export default defineActor({
 });
 `,
     'broken.task.ts': `export default function broken(n: number): number {\n  return n +;\n}\n`,
-    'double.task.mjs': `import { double } from './lib/double.js';\nexport default (n) => double(n);\n`,
+    // The computed import() finds the copy compiled for the static one, in the compute thread too.
+    'double.task.mjs': `import { double } from './lib/double.js';\nexport default async (n) => (await import('./lib/' + 'double.js')).double === double ? double(n) : 'another instance';\n`,
     'lib/double.ts': `export const double = (n: number): number => n * 2;\n`,
   };
   for (const [name, text] of Object.entries(files)) {

@@ -3,7 +3,14 @@
  * (its compiled copy, as for the actors: src/actors/actor-modules.ts) and calls its default export
  * with the input.
  */
+import { workerData } from 'node:worker_threads';
+import { adoptActorModules } from '../src/actors/actor-modules.js';
+import type { CompiledModules } from '../src/actors/module-compiler.js';
+
 type TaskFn = (input: unknown) => unknown;
+
+const data = workerData as { root: string; compiled?: CompiledModules } | undefined;
+if (data?.compiled) adoptActorModules(data.root, data.compiled);
 
 // As for the actors (src/actors/folder.ts): stack traces give the lines of the task's own source.
 process.setSourceMapsEnabled(true);
