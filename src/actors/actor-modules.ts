@@ -16,11 +16,16 @@ export class ActorModules {
   /** The URL to import for `file`; throws what keeps it from loading (its syntax, an import it lacks). */
   urlOf(file: string): string {
     const e = this.compiled.errors[file];
-    if (e) throw e.name === 'SyntaxError' ? new SyntaxError(e.message) : Object.assign(new Error(e.message), { name: e.name });
+    if (e) throw errorFrom(e);
     const url = this.compiled.urls[file];
     if (!url) throw new Error(`${file}: not among the compiled modules of its folder (was it added after the start?)`);
     return url;
   }
+}
+
+/** An error of the compilation (sent between threads as name and message) as an Error again. */
+export function errorFrom(e: { name: string; message: string }): Error {
+  return e.name === 'SyntaxError' ? new SyntaxError(e.message) : Object.assign(new Error(e.message), { name: e.name });
 }
 
 const folders = new Map<string, { done?: ActorModules; pending: Promise<ActorModules> }>();

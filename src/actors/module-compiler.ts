@@ -22,6 +22,7 @@ import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve as resolvePath, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as TS from 'typescript';
+import { errorFrom } from './actor-modules.js';
 import { resolveSpecifier, type Resolved } from './resolve-specifier.js';
 import { transpileWith, typescript, type Ts } from './syntax.js';
 
@@ -33,10 +34,10 @@ export interface CompiledModules {
 }
 
 const TS_FILE = /\.m?ts$/;
+const JS_FILE = /\.m?js$/;
 /** The run-time resolver of computed import() specifiers, and its name in a compiled module. */
 const DYNAMIC_IMPORT = new URL('./dynamic-import.js', import.meta.url).href;
 const IMPORT_FROM = '__rtActorsImportFrom';
-const JS_FILE = /\.m?js$/;
 
 export async function compileModules(root: string, entries: string[], outDir: string): Promise<CompiledModules> {
   const ts = await typescript();
@@ -150,7 +151,7 @@ class Compiler {
     if (error) {
       this.out.errors[file] = { name: error.name, message: error.message };
       // What a dynamic import() of it gets.
-      code = `throw Object.assign(new ${error.name === 'SyntaxError' ? 'SyntaxError' : 'Error'}(${JSON.stringify(error.message)}));\n`;
+      code = `throw Object.assign(new ${error.name === 'SyntaxError' ? 'SyntaxError' : 'Error'}(${JSON.stringify(error.message)}), { name: ${JSON.stringify(error.name)} });\n`;
     }
     mkdirSync(dirname(target), { recursive: true });
     writeFileSync(target, `${code!}\n//# sourceURL=${pathToFileURL(file).href}\n`);
@@ -160,8 +161,7 @@ class Compiler {
 
   private errorOf(file: string): Error | undefined {
     const e = this.out.errors[file];
-    if (!e) return undefined;
-    return e.name === 'SyntaxError' ? new SyntaxError(e.message) : Object.assign(new Error(e.message), { name: e.name });
+    return e && errorFrom(e);
   }
 
   /**
