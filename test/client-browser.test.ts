@@ -87,5 +87,16 @@ t.test('a Chromium page: /client.js on every transport, and a plain EventSource'
     return { errors, state };
   }, expired);
   t.same(refusal, { errors: ['token_expired'], state: 'disconnected' }, 'a fixed token refused over EventSource stops the client with the server\'s error');
+  // A browser's WebSocket hides the 401 of a refused upgrade too: the client asks GET /ws why.
+  const wsRefusal = await page.evaluate(async (token) => {
+    const w = window as any;
+    const c = new w.RtActors.RtClient(location.origin, { transports: ['websocket'], token, rememberTransport: false, reconnectDelay: 50, maxReconnectDelay: 100 });
+    const errors: string[] = [];
+    await new Promise<void>((resolve) => c.on('error', (e: { code: string }) => (errors.push(e.code), (e.code !== 'connect_failed' || errors.length === 5) && resolve())));
+    const state = c.state;
+    c.disconnect();
+    return { errors, state };
+  }, expired);
+  t.same(wsRefusal, { errors: ['token_expired'], state: 'disconnected' }, 'a fixed token refused at the WebSocket upgrade stops the client with the server\'s error');
   t.same(pageErrors, [], 'no errors in the page');
 });

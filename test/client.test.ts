@@ -300,6 +300,22 @@ t.test('a public-key token refused after the upgrade (close 4001) stops the clie
   t.same(errors, ['token_bad_signature'], 'the error is the server\'s, and the fixed token is not retried');
 });
 
+t.test('WebSocket only: a fixed token refused at the upgrade (HTTP 401, hidden by WebSocket) stops the client with the server\'s error', async (t) => {
+  const s = await startServer(t);
+  const expired = signJwt({ sub: 'old', exp: Math.floor(Date.now() / 1000) - 600 }, { secret: JWT_SECRET });
+  const d = client(t, s.http, { transports: ['websocket'], token: expired, reconnectDelay: 20, maxReconnectDelay: 50 });
+  const errors: string[] = [];
+  d.on('error', (e) => errors.push(e.code));
+  await eventually(() => errors.length > 0 && d.state === 'disconnected', 'the refusal');
+  t.same(errors, ['token_expired'], 'the error says why, and the fixed token is not retried');
+
+  // A token function is asked for a new token instead, and the client connects with it.
+  let calls = 0;
+  const fresh = client(t, s.http, { transports: ['websocket'], token: async () => (++calls === 1 ? expired : signJwt({ sub: 'new', exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET })) });
+  await connected(fresh);
+  t.equal(fresh.user, 'new', 'refused once, then connected with the next token');
+});
+
 /**
  * fetch for the client whose SSE stream can be held back: after hold(), what the server writes down
  * the stream reaches the client only once the client has read the answer to its next POST, as when

@@ -173,6 +173,8 @@ class WebSocketTransport extends BaseTransport {
     if (!Ctor) throw new Error('no WebSocket implementation: pass options.WebSocket (e.g. the ws package) on Node < 22');
     this.ws = new Ctor(`${env.base.replace(/^http/, 'ws')}/ws${tokenQuery(env, '?')}`);
     let refusal: { code: string; message: string } | undefined;
+    let opened = false;
+    this.ws.onopen = () => (opened = true);
     this.ws.onmessage = (ev: { data: unknown }) => {
       const f = parseFrame(ev.data);
       if (f?.op === 'error' && f.ref === undefined && f.error) refusal = f.error;
@@ -185,10 +187,29 @@ class WebSocketTransport extends BaseTransport {
         const error = refusal ?? { code: ev.reason || 'unauthorized', message: ev.reason || 'unauthorized' };
         return this.end({ code: ev.code, reason: error.message, status: 401, error });
       }
+      if (!opened) return void this.whyRefused(ev);
       this.end({ code: ev.code, reason: ev.reason || 'WebSocket closed' });
     };
     // An error is always followed by a close event; the ws package also needs a listener to not throw.
     this.ws.onerror = () => {};
+  }
+
+  /**
+   * A WebSocket hides the status of a refused upgrade: a plain GET of the same URL answers with it
+   * (docs/protocol.md, Connecting), so a refused token stops the client instead of being retried forever.
+   */
+  private async whyRefused(ev: { code: number; reason: string }): Promise<void> {
+    try {
+      const res = await this.env.fetch(`${this.env.base}/ws${tokenQuery(this.env, '?')}`);
+      if (!res.ok && res.status !== 426) {
+        const error = await errorOf(res);
+        return this.end({ reason: error.message, status: res.status, error, code: 4000 + (res.status % 1000) });
+      }
+      await res.body?.cancel().catch(() => {});
+    } catch {
+      /* the network itself failed, or a page may not read the answer (CORS) */
+    }
+    this.end({ code: ev.code, reason: ev.reason || 'WebSocket closed' });
   }
 
   send(frames: Frame[]): void {

@@ -10,8 +10,9 @@ import type { ThreadContext } from '../runtime/context.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { errorReply, handleFrame, type Reply } from './native-session.js';
 import type { JwtClaims } from '../auth/jwt.js';
-import { guardUpgrade, queryParam, statusLine } from './http.js';
-import { originAllowed } from '../security/origins.js';
+import { guardUpgrade, queryParam, sendError, sendJson, statusLine, track } from './http.js';
+import { getAndHead } from './head.js';
+import { corsHeaders, originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
 import { clientAddress, forwardingHeader } from '../security/client-ip.js';
 import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../security/token-bucket.js';
@@ -44,6 +45,14 @@ function tokenError(err: unknown): RtError {
 
 function revokedError(): RtError {
   return new RtError('token_revoked', 'this token was revoked; get a new one', 401);
+}
+
+/** Answers an upgrade request with the error's status and body instead of upgrading it. */
+function refuse(res: HttpResponse, err: RtError): void {
+  countRefusal(err);
+  res.cork(() => {
+    res.writeStatus(statusLine(err.status)).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: err.toJSON() }));
+  });
 }
 
 /**
@@ -138,6 +147,55 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     handleFrame(ctx, client, frame, (r: Reply) => client.send(r));
   };
 
+  /**
+   * What is checked before a socket is upgraded, read from the request (uWS lets it be read only
+   * inside the handler): the server is not draining, the format, the origin, the token (verified, or
+   * still being verified: RS256/ES256) and whether it was revoked.
+   */
+  const preflight = (res: HttpResponse, req: HttpRequest): RtError | { choice: { format: WireFormat; protocol: string }; claims?: JwtClaims; pending?: Promise<JwtClaims>; ip: string } => {
+    const query = req.getQuery() ?? '';
+    const auth = req.getHeader('authorization');
+    const origin = req.getHeader('origin');
+    const ip = clientAddress(res.getRemoteAddressAsText(), (h) => forwardingHeader(req, h));
+    if (ctx.draining) return new RtError('unavailable', 'server is shutting down; reconnect', 503);
+    const choice = chooseFormat(query, req.getHeader('sec-websocket-protocol'));
+    if (choice instanceof RtError) return choice;
+    if (!originAllowed(origin || undefined, req.getHeader('host'), config.allowedOrigins)) {
+      return new RtError('origin_not_allowed', `origin ${origin.slice(0, 100)} is not allowed; add it to --allowed-origins`, 403);
+    }
+    const token = queryParam(query, 'token') ?? (auth.startsWith('Bearer ') ? auth.slice(7) : undefined);
+    if (token === undefined && config.requireAuth) return new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401);
+    if (token === undefined) return { choice, ip };
+    let verdict: JwtClaims | Promise<JwtClaims>;
+    try {
+      verdict = ctx.verifyToken(token);
+    } catch (err) {
+      return tokenError(err);
+    }
+    if (verdict instanceof Promise) return { choice, pending: verdict, ip };
+    if (hub.isRevoked(String(verdict.sub), verdict.iat)) return revokedError();
+    return { choice, claims: verdict, ip };
+  };
+
+  // GET /ws without an upgrade (uWS passes it on from the WebSocket route): the answer the upgrade
+  // would have had, as a status a client can read. A browser's or Node's WebSocket hides the status of
+  // a refused upgrade, so a client whose socket never opened asks here why (src/client/transports.ts):
+  // a refused token (401) then stops its retries instead of repeating them forever.
+  getAndHead(app, '/ws', (res, req) => {
+    const state = track(res);
+    const checked = preflight(res, req);
+    // A browser page reads the answer only with CORS headers, given to the origins the upgrade allows.
+    const cors = checked instanceof RtError && checked.code === 'origin_not_allowed' ? {} : corsHeaders(req.getHeader('origin') || undefined);
+    if (checked instanceof RtError) return sendError(res, state, checked, cors);
+    const upgradeRequired = (): void =>
+      sendJson(res, state, 426, { error: { code: 'upgrade_required', message: 'GET /ws is the WebSocket endpoint: connect with a WebSocket client (this request would have been accepted)' } }, { ...cors, upgrade: 'websocket' });
+    if (!checked.pending) return upgradeRequired();
+    checked.pending.then(
+      (claims) => (hub.isRevoked(String(claims.sub), claims.iat) ? sendError(res, state, revokedError(), cors) : upgradeRequired()),
+      (err: unknown) => sendError(res, state, tokenError(err), cors),
+    );
+  });
+
   app.ws<SocketData>('/ws', guardUpgrade({
     // uWS drops a connection without a close frame past its own limit; give ourselves headroom so a
     // moderately oversized frame gets a proper 1009 close with a reason, and only absurd ones are cut.
@@ -152,45 +210,15 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     closeOnBackpressureLimit: false,
 
     upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
-      const query = req.getQuery() ?? '';
       const key = req.getHeader('sec-websocket-key');
-      const protocols = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
-      const auth = req.getHeader('authorization');
-      const origin = req.getHeader('origin');
-      const host = req.getHeader('host');
-      const ip = clientAddress(res.getRemoteAddressAsText(), (h) => forwardingHeader(req, h));
-      const refuse = (status: number, err: RtError): void => {
-        countRefusal(err);
-        res.cork(() => {
-          res.writeStatus(statusLine(status)).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: err.toJSON() }));
-        });
-      };
-      if (ctx.draining) return refuse(503, new RtError('unavailable', 'server is shutting down; reconnect', 503));
-      const choice = chooseFormat(query, protocols);
-      if (choice instanceof RtError) return refuse(400, choice);
-      if (!originAllowed(origin || undefined, host, config.allowedOrigins)) {
-        return refuse(403, new RtError('origin_not_allowed', `origin ${origin.slice(0, 100)} is not allowed; add it to --allowed-origins`, 403));
-      }
-      const token = queryParam(query, 'token') ?? (auth.startsWith('Bearer ') ? auth.slice(7) : undefined);
-      if (token === undefined && config.requireAuth) return refuse(401, new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401));
-      let claims: JwtClaims | undefined;
-      let pending: Promise<JwtClaims> | undefined;
-      if (token !== undefined) {
-        try {
-          const verdict = ctx.verifyToken(token);
-          if (verdict instanceof Promise) pending = verdict;
-          else claims = verdict;
-        } catch (err) {
-          return refuse(401, tokenError(err));
-        }
-      }
-      if (claims && hub.isRevoked(String(claims.sub), claims.iat)) return refuse(401, revokedError());
+      const checked = preflight(res, req);
+      if (checked instanceof RtError) return refuse(res, checked);
+      const { choice, claims, pending, ip } = checked;
       const admitted = ctx.limits.admit(ip);
       if (admitted !== 'ok') {
         pending?.catch(() => {});
-        const err = admissionError(admitted, ip, config);
-        return refuse(err.status, err);
+        return refuse(res, admissionError(admitted, ip, config));
       }
       // Always upgraded here, inside uWS's handler: an upgrade completed after an await can be closed by
       // uWS right after it opens (v20.51's cork() misreads the reallocated socket; upstream uWebSockets
