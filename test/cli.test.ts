@@ -106,6 +106,14 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
   const line = JSON.parse(inUseJson.stderr.trim());
   t.match(line, { level: 'error', event: 'server.start_failed', exit: 3, msg: /port is in use/ }, 'with --log-format=json, the line is JSON');
 
+  // Actors are compiled into a folder under TMPDIR: one that cannot be written says what to set.
+  const actorsDir = mkdtempSync(join(tmpdir(), 'rt-cli-actors-'));
+  writeFileSync(join(actorsDir, 'echo.ts'), `export default { match: 'echo-*' };\n`);
+  const noTmp = run(['start', '--port=0', '--workers=1', `--actors=${actorsDir}`], { TMPDIR: join(dir, 'missing') });
+  t.equal(noTmp.status, 2, 'an unwritable TMPDIR with --actors: exit 2');
+  t.same(oneLine(noTmp).length, 1);
+  t.match(noTmp.stderr, /cannot create a folder for the compiled actors in .*missing .*set TMPDIR to a writable folder/);
+
   // A configuration error with --log-format=json (or RT_LOG_FORMAT=json): a JSON line too.
   for (const [args, env] of [[['--log-format=json', '--workers=lots'], {}], [['--workers=lots'], { RT_LOG_FORMAT: 'json' }]] as const) {
     const bad = run(['start', ...args], env);

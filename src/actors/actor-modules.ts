@@ -67,7 +67,12 @@ export function adoptActorModules(root: string, compiled: CompiledModules): void
 function compileOnThread(root: string, entries: string[]): Promise<CompiledModules> {
   if (entries.length === 0) return Promise.resolve({ urls: {}, errors: {} });
   if (!outRoot) {
-    outRoot = mkdtempSync(join(tmpdir(), 'rt-actors-modules-'));
+    try {
+      outRoot = mkdtempSync(join(tmpdir(), 'rt-actors-modules-'));
+    } catch (err) {
+      const why = (err as Error).message;
+      return Promise.reject(new Error(`cannot create a folder for the compiled actors in ${tmpdir()} (${why}): set TMPDIR to a writable folder (in a container with a read-only root, mount a tmpfs or emptyDir there)`));
+    }
     const dir = outRoot;
     // A shard that compiled (it had nothing to adopt) leaves its copies to the process.
     if (isMainThread) process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
