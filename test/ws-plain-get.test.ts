@@ -63,3 +63,15 @@ t.test('a server that requires a token, and a public-key token checked off-threa
   const refused = await get(`${s.http}/ws?token=${forged}`);
   t.same([refused.status, refused.body.error.code], [401, 'token_bad_signature'], 'a forged one: 401 token_bad_signature, after the check');
 });
+
+t.test('probes count against --connection-rate-per-ip, as upgrades do', async (t) => {
+  const s = await startServer(t, { connectionRatePerIp: 3 });
+  // A fixed one-second window: 20 quick probes put at least four in one window, however they fall.
+  let refused: { status: number; body: any } | undefined;
+  for (let i = 0; i < 20 && !refused; i++) {
+    const r = await get(`${s.http}/ws?token=not-a-jwt`);
+    if (r.status === 429) refused = r;
+    else t.equal(r.status, 401, 'within the rate: the token is checked');
+  }
+  t.equal(refused?.body.error.code, 'connection_rate_limited', 'past the rate: 429, the token not checked');
+});

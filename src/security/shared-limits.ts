@@ -51,7 +51,7 @@ export class SharedLimits {
   admit(ip: string, nowMs = Date.now()): AdmitResult {
     const a = this.a;
     const slot = slotOf(ip);
-    if (this.s.connectionRatePerIp > 0 && !this.window(slot + 1, this.s.connectionRatePerIp, nowMs)) return 'connection_rate_limited';
+    if (!this.attempt(ip, nowMs)) return 'connection_rate_limited';
     if (this.s.maxConnections > 0 && Atomics.add(a, GLOBAL, 1) >= this.s.maxConnections) {
       Atomics.sub(a, GLOBAL, 1);
       return 'too_many_connections';
@@ -62,6 +62,11 @@ export class SharedLimits {
       return 'too_many_connections_from_ip';
     }
     return 'ok';
+  }
+
+  /** Counts a connection attempt from `ip` against --connection-rate-per-ip only; false past it. */
+  attempt(ip: string, nowMs = Date.now()): boolean {
+    return this.s.connectionRatePerIp <= 0 || this.window(slotOf(ip) + 1, this.s.connectionRatePerIp, nowMs);
   }
 
   /** Undoes admit() when the connection closes. */

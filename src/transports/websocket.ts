@@ -152,11 +152,10 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
    * inside the handler): the server is not draining, the format, the origin, the token (verified, or
    * still being verified: RS256/ES256) and whether it was revoked.
    */
-  const preflight = (res: HttpResponse, req: HttpRequest): RtError | { choice: { format: WireFormat; protocol: string }; claims?: JwtClaims; pending?: Promise<JwtClaims>; ip: string } => {
+  const preflight = (req: HttpRequest): RtError | { choice: { format: WireFormat; protocol: string }; claims?: JwtClaims; pending?: Promise<JwtClaims> } => {
     const query = req.getQuery() ?? '';
     const auth = req.getHeader('authorization');
     const origin = req.getHeader('origin');
-    const ip = clientAddress(res.getRemoteAddressAsText(), (h) => forwardingHeader(req, h));
     if (ctx.draining) return new RtError('unavailable', 'server is shutting down; reconnect', 503);
     const choice = chooseFormat(query, req.getHeader('sec-websocket-protocol'));
     if (choice instanceof RtError) return choice;
@@ -165,16 +164,16 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     }
     const token = queryParam(query, 'token') ?? (auth.startsWith('Bearer ') ? auth.slice(7) : undefined);
     if (token === undefined && config.requireAuth) return new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401);
-    if (token === undefined) return { choice, ip };
+    if (token === undefined) return { choice };
     let verdict: JwtClaims | Promise<JwtClaims>;
     try {
       verdict = ctx.verifyToken(token);
     } catch (err) {
       return tokenError(err);
     }
-    if (verdict instanceof Promise) return { choice, pending: verdict, ip };
+    if (verdict instanceof Promise) return { choice, pending: verdict };
     if (hub.isRevoked(String(verdict.sub), verdict.iat)) return revokedError();
-    return { choice, claims: verdict, ip };
+    return { choice, claims: verdict };
   };
 
   // GET /ws without an upgrade (uWS passes it on from the WebSocket route): the answer the upgrade
@@ -183,7 +182,10 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
   // a refused token (401) then stops its retries instead of repeating them forever.
   getAndHead(app, '/ws', (res, req) => {
     const state = track(res);
-    const checked = preflight(res, req);
+    // A connection attempt as far as --connection-rate-per-ip goes: probing tokens here is no cheaper.
+    const ip = clientAddress(res.getRemoteAddressAsText(), (h) => forwardingHeader(req, h));
+    if (!ctx.limits.attempt(ip)) return sendError(res, state, admissionError('connection_rate_limited', ip, config));
+    const checked = preflight(req);
     // A browser page reads the answer only with CORS headers, given to the origins the upgrade allows.
     const cors = checked instanceof RtError && checked.code === 'origin_not_allowed' ? {} : corsHeaders(req.getHeader('origin') || undefined);
     if (checked instanceof RtError) return sendError(res, state, checked, cors);
@@ -212,9 +214,10 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
       const key = req.getHeader('sec-websocket-key');
       const extensions = req.getHeader('sec-websocket-extensions');
-      const checked = preflight(res, req);
+      const ip = clientAddress(res.getRemoteAddressAsText(), (h) => forwardingHeader(req, h));
+      const checked = preflight(req);
       if (checked instanceof RtError) return refuse(res, checked);
-      const { choice, claims, pending, ip } = checked;
+      const { choice, claims, pending } = checked;
       const admitted = ctx.limits.admit(ip);
       if (admitted !== 'ok') {
         pending?.catch(() => {});
