@@ -2,7 +2,7 @@
 // start`, `node node_modules/rt-actors/bin/rt-actors.js start`) stops the server, drained: connected
 // clients are told to reconnect (close 1012), the port closes, and no process of the tree is left.
 import t from 'tap';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { TestClient } from './helpers/ws-client.js';
 t.setTimeout(240_000);
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
+const distIndex = join(repo, 'dist/src/index.js');
 
 /** An application that depends on rt-actors, laid out as `npm install` lays it out (a linked install). */
 function appDir(): string {
@@ -75,9 +76,13 @@ const COMMANDS: { name: string; cmd: string; args: string[]; signal: NodeJS.Sign
 
 for (const c of COMMANDS) {
   t.test(`${c.signal} to ${c.group ? 'the process group of ' : ''}${c.name} drains and stops everything`, async (t) => {
+    // npx installs the clone into its cache as a link, and npm prepares what it links: the build must
+    // leave an up-to-date dist/ alone, as other tests (and servers) are running from it.
+    const built = statSync(distIndex).mtimeMs;
     // Its own process group, so the teardown can take down whatever a failure leaves behind.
     const p = runCli(t, c.cmd, c.args, { cwd: c.cwd, env: cleanEnv(), detached: true });
     const port = await listeningPort(p, 60_000);
+    t.equal(statSync(distIndex).mtimeMs, built, 'dist/ was not rebuilt under the running suite');
     const pid = p.child.pid!;
     const tree = descendants(pid);
     t.teardown(() => {
