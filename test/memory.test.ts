@@ -1,6 +1,5 @@
 import t from 'tap';
 import { createServer } from 'rt-actors';
-import './helpers/thread-env.js';
 import { TestClient } from './helpers/ws-client.js';
 
 t.test('embedding: createServer and the in-memory client', async (t) => {

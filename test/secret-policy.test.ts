@@ -2,7 +2,6 @@
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import './helpers/thread-env.js';
 
 const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
 const run = (args: string[], env: Record<string, string> = {}) =>

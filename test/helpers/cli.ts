@@ -1,7 +1,6 @@
 // Runs the rt-actors command as a user would (a real process), and reads what it prints.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
-import './thread-env.js';
 import { until } from './redis.js';
 
 type T = { teardown(fn: () => unknown): void };

@@ -1,6 +1,5 @@
 // Starts the real server (real worker threads, uWS on a loopback port) for a test.
 import { createServer, type RtServer, type ServerOptions } from 'rt-actors';
-import './thread-env.js';
 
 export const API_KEY = 'test-api-key';
 export const JWT_SECRET = 'test-jwt-secret-0123456789';
