@@ -74,29 +74,24 @@ t.test('a Chromium page: /client.js on every transport, and a plain EventSource'
     for (const c of [...Object.values(w.clients), w.auto]) (c as any).disconnect();
   });
 
-  // EventSource hides a refused stream's status; the client still learns the 401 and stops.
+  // EventSource hides a refused stream's status, and a browser's WebSocket a refused upgrade's: the
+  // client still learns the 401 (asking the same URL with fetch) and stops.
   const expired = signJwt({ sub: 'old', exp: Math.floor(Date.now() / 1000) - 120 }, { secret: JWT_SECRET });
-  const refusal = await page.evaluate(async (token) => {
-    const w = window as any;
-    const c = new w.RtActors.RtClient(location.origin, { transports: ['sse'], token, rememberTransport: false, reconnectDelay: 50, maxReconnectDelay: 100 });
-    const errors: string[] = [];
-    // Five rounds of connect_failed: it retries without knowing why.
-    await new Promise<void>((resolve) => c.on('error', (e: { code: string }) => (errors.push(e.code), (e.code !== 'connect_failed' || errors.length === 5) && resolve())));
-    const state = c.state;
-    c.disconnect();
-    return { errors, state };
-  }, expired);
-  t.same(refusal, { errors: ['token_expired'], state: 'disconnected' }, 'a fixed token refused over EventSource stops the client with the server\'s error');
-  // A browser's WebSocket hides the 401 of a refused upgrade too: the client asks GET /ws why.
-  const wsRefusal = await page.evaluate(async (token) => {
-    const w = window as any;
-    const c = new w.RtActors.RtClient(location.origin, { transports: ['websocket'], token, rememberTransport: false, reconnectDelay: 50, maxReconnectDelay: 100 });
-    const errors: string[] = [];
-    await new Promise<void>((resolve) => c.on('error', (e: { code: string }) => (errors.push(e.code), (e.code !== 'connect_failed' || errors.length === 5) && resolve())));
-    const state = c.state;
-    c.disconnect();
-    return { errors, state };
-  }, expired);
-  t.same(wsRefusal, { errors: ['token_expired'], state: 'disconnected' }, 'a fixed token refused at the WebSocket upgrade stops the client with the server\'s error');
+  for (const transport of ['sse', 'websocket']) {
+    const refusal = await page.evaluate(
+      async ([token, tr]) => {
+        const w = window as any;
+        const c = new w.RtActors.RtClient(location.origin, { transports: [tr], token, rememberTransport: false, reconnectDelay: 50, maxReconnectDelay: 100 });
+        const errors: string[] = [];
+        // Five rounds of connect_failed: it retries without knowing why.
+        await new Promise<void>((resolve) => c.on('error', (e: { code: string }) => (errors.push(e.code), (e.code !== 'connect_failed' || errors.length === 5) && resolve())));
+        const state = c.state;
+        c.disconnect();
+        return { errors, state };
+      },
+      [expired, transport],
+    );
+    t.same(refusal, { errors: ['token_expired'], state: 'disconnected' }, `${transport}: a fixed token refused stops the client with the server's error`);
+  }
   t.same(pageErrors, [], 'no errors in the page');
 });
