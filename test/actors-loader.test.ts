@@ -222,3 +222,16 @@ export default defineActor({
   t.match(lazy, /lazy\.ts .*was not compiled at start: import it once with a literal specifier/, 'TypeScript the start never saw: an error that says what to do');
   t.equal((await c.request({ op: 'subscribe', channel: 'old-1' })).data, 'function', 'a CommonJS file runs as CommonJS');
 });
+
+t.test('`import x = require()` and `export =` stop the start naming the line, instead of being dropped without a word', async (t) => {
+  // TypeScript compiling to an ES module drops both: `fs` was undefined when the hook ran, the export lost.
+  const importEquals = folder(t, {
+    'legacy.ts': `import { defineActor } from 'rt-actors';\nimport fs = require('node:fs');\nexport default defineActor({ match: 'l-*', onJoin: () => ({ reply: typeof fs.readFileSync }) });\n`,
+  });
+  await t.rejects(startServer(t, { actors: importEquals, workers: 1 }), { message: /legacy\.ts:2:1: `import fs = require\(…\)` is CommonJS.*write `import fs from '…'`/ });
+  const exportEquals = folder(t, {
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { x } from './lib/x.js';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: x }) });\n`,
+    'lib/x.ts': `const x = 1;\nexport = x;\n`,
+  });
+  await t.rejects(startServer(t, { actors: exportEquals, workers: 1 }), { message: /chat\.ts: .*lib\/x\.ts:2:1: `export =` is CommonJS.*write `export default`/ });
+});

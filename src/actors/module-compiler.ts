@@ -138,7 +138,7 @@ class Compiler {
       };
       try {
         // The source map names the original (with source maps on, stack traces give its lines).
-        code = transpileWith(this.ts, file, source, { after: [this.rewriter(file, rewrite)] }, pathToFileURL(dirname(file)).href + '/');
+        code = transpileWith(this.ts, file, source, { before: [this.refuseCommonJs(file)], after: [this.rewriter(file, rewrite)] }, pathToFileURL(dirname(file)).href + '/');
       } catch (err) {
         // Node's own SyntaxError for a JavaScript file (describe() in folder.ts adds the position).
         if (err instanceof SyntaxError && JS_FILE.test(file)) code = source;
@@ -184,6 +184,29 @@ class Compiler {
     // A package (a bare specifier) is compiled only for its TypeScript (a workspace's sources).
     const compile = this.compiles(file) && (resolved.relative || TS_FILE.test(file));
     return compile ? { url: pathToFileURL(this.target(file)).href, compile: file } : { url };
+  }
+
+  /**
+   * `import x = require('…')` and `export = x` are CommonJS: compiled to an ES module, TypeScript drops
+   * them without a word (the import's name is then undefined at run time, the export is lost), where
+   * Node's own TypeScript support refuses them. Refused here with their position, as a syntax error.
+   */
+  private refuseCommonJs(file: string): TS.TransformerFactory<TS.SourceFile> {
+    const ts = this.ts;
+    const refuse = (sf: TS.SourceFile, node: TS.Node, text: string): never => {
+      const { line, character } = sf.getLineAndCharacterOfPosition(node.getStart(sf));
+      throw new SyntaxError(`${file}:${line + 1}:${character + 1}: ${text}`);
+    };
+    return () => (sf) => {
+      for (const node of sf.statements) {
+        if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
+          const name = node.name.text;
+          refuse(sf, node, `\`import ${name} = require(…)\` is CommonJS, which an ES module cannot use: write \`import ${name} from '…'\` (or \`import * as ${name} from '…'\`)`);
+        }
+        if (ts.isExportAssignment(node) && node.isExportEquals) refuse(sf, node, '`export =` is CommonJS, which an ES module cannot use: write `export default`');
+      }
+      return sf;
+    };
   }
 
   /**
