@@ -2,7 +2,8 @@
 // anywhere on disk imports 'rt-actors', helper modules follow the documented rule, the start log lists
 // what was loaded.
 import t from 'tap';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from './helpers/server.js';
@@ -234,4 +235,31 @@ t.test('`import x = require()` and `export =` stop the start naming the line, in
     'lib/x.ts': `const x = 1;\nexport = x;\n`,
   });
   await t.rejects(startServer(t, { actors: exportEquals, workers: 1 }), { message: /chat\.ts: .*lib\/x\.ts:2:1: `export =` is CommonJS.*write `export default`/ });
+});
+
+t.test('a server started again in the same process compiles the folder as it is now; the copies go when it closes', async (t) => {
+  // The compiled modules were kept per process: a file added since the first start was "not among the
+  // compiled modules of its folder", and an edit went unseen.
+  const actor = (match: string, reply: string) => `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: '${match}', onJoin: () => ({ reply: '${reply}' }) });\n`;
+  const dir = folder(t, { 'a.ts': actor('a-*', 'first') });
+  const reply = async (s: { url: string }, channel: string): Promise<unknown> => {
+    const c = await TestClient.connect(s.url + '/ws');
+    try {
+      return (await c.request({ op: 'subscribe', channel })).data;
+    } finally {
+      c.close();
+    }
+  };
+  const first = await startServer(t, { actors: dir, workers: 1 });
+  t.equal(await reply(first, 'a-1'), 'first');
+  const copies = readdirSync(tmpdir()).filter((n) => n.startsWith('rt-actors-modules-')).map((n) => join(tmpdir(), n));
+  const mine = copies.flatMap((d) => readdirSync(d).map((n) => join(d, n))).filter((d) => existsSync(join(d, 'a.ts.mjs')) && readFileSync(join(d, 'a.ts.mjs'), 'utf8').includes(pathToFileURL(join(dir, 'a.ts')).href));
+  t.equal(mine.length, 1, 'one compiled copy of the folder');
+  await first.close();
+  t.notOk(existsSync(mine[0]!), 'the copies are removed when the server closes');
+  writeFileSync(join(dir, 'a.ts'), actor('a-*', 'edited'));
+  writeFileSync(join(dir, 'b.ts'), actor('b-*', 'added'));
+  const second = await startServer(t, { actors: dir, workers: 1 });
+  t.equal(await reply(second, 'a-1'), 'edited', 'an edit is seen');
+  t.equal(await reply(second, 'b-1'), 'added', 'a file added since the first start loads');
 });
