@@ -263,3 +263,19 @@ t.test('a server started again in the same process compiles the folder as it is 
   t.equal(await reply(second, 'a-1'), 'edited', 'an edit is seen');
   t.equal(await reply(second, 'b-1'), 'added', 'a file added since the first start loads');
 });
+
+t.test('a link error names the original module, not its compiled copy, and says how to re-export a type', async (t) => {
+  // Node names the module by the specifier it was imported with: the compiled copy's URL in TMPDIR.
+  const dir = folder(t, {
+    'shapes.ts': `import { defineActor } from 'rt-actors';\nimport { area, type Shape } from './lib/index.js';\nconst s: Shape = { side: 2 };\nexport default defineActor({ match: 's-*', onJoin: () => ({ reply: area(s) }) });\n`,
+    'lib/index.ts': `export { Shape } from './types.js';\nexport const area = (s: { side: number }): number => s.side ** 2;\n`,
+    'lib/types.ts': `export interface Shape { side: number }\n`,
+  });
+  const err = await startServer(t, { actors: dir, workers: 1 }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  t.match(err?.message, `shapes.ts: SyntaxError: The requested module '${join(dir, 'lib', 'types.ts')}' does not provide an export named 'Shape'`);
+  t.match(err?.message, /if Shape is a type, import or re-export it with `type`: `export type \{ Shape \} from …`/);
+  t.notMatch(err?.message, /rt-actors-modules-/, 'the compiled copy is not named');
+});

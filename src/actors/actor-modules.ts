@@ -21,6 +21,19 @@ export class ActorModules {
     if (!url) throw new Error(`${file}: not among the compiled modules of its folder (was it added after the start?)`);
     return url;
   }
+
+  /**
+   * `text` (an error of Node's loader) with the compiled copies it names replaced by the originals:
+   * Node names a module by the specifier it was imported with, the compiled copy's URL in TMPDIR.
+   */
+  originals(text: string): string {
+    let out = text;
+    for (const [file, url] of Object.entries(this.compiled.urls)) {
+      if (!url.startsWith('file:') || !out.includes(url)) continue;
+      out = out.split(url).join(file);
+    }
+    return out;
+  }
 }
 
 /** An error of the compilation (sent between threads as name and message) as an Error again. */

@@ -46,9 +46,9 @@ export function listTasks(dir: string): Map<string, string> {
  * Where a load error happened: the loader's TypeScript diagnostics already say `file:line:column`;
  * Node's SyntaxErrors for JavaScript modules say no position, so the file is parsed again to find it.
  */
-async function describe(file: string, err: unknown): Promise<string> {
+async function describe(file: string, err: unknown, modules: ActorModules): Promise<string> {
   const e = err as Error;
-  const msg = e?.message ?? String(err);
+  const msg = modules.originals(e?.message ?? String(err)) + exportHint(e);
   // One line: a start-up error is printed as a single line (docs/deployment.md, exit codes).
   if (msg.startsWith(file)) return oneLine(msg);
   if (e?.name === 'SyntaxError') {
@@ -59,6 +59,15 @@ async function describe(file: string, err: unknown): Promise<string> {
     }
   }
   return `${file}: ${e?.name && e.name !== 'Error' ? e.name + ': ' : ''}${msg}`;
+}
+
+/**
+ * Files are compiled one by one, so `export { T } from './x.js'` or `import { T }` of a name that is
+ * only a type (an interface, a type alias) stays in the output, and Node refuses the link.
+ */
+function exportHint(e: Error | undefined): string {
+  const name = e?.name === 'SyntaxError' ? /does not provide an export named '([^']+)'/.exec(e.message)?.[1] : undefined;
+  return name ? ` (if ${name} is a type, import or re-export it with \`type\`: \`export type { ${name} } from …\`; each file is compiled on its own, so the server cannot tell)` : '';
 }
 
 /** Several diagnostics of one file, joined: the first says where; the rest follow it on the same line. */
@@ -85,7 +94,7 @@ export async function importFolder(dir: string): Promise<Array<{ file: string; e
     try {
       mod = (await import(modules.urlOf(file))) as { default?: unknown };
     } catch (err) {
-      throw new Error(await describe(file, err));
+      throw new Error(await describe(file, err, modules));
     }
     if (mod.default === undefined) {
       throw new Error(`${file}: no default export. A file at the top of --actors must \`export default defineActor({...})\` or \`defineHandlers({...})\`; put helper modules in a subfolder or in a file whose name starts with "_"`);
