@@ -3,7 +3,8 @@
 // what was loaded.
 import t from 'tap';
 import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { listeningPort, runCli } from './helpers/cli.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from './helpers/server.js';
@@ -278,4 +279,21 @@ t.test('a link error names the original module, not its compiled copy, and says 
   t.match(err?.message, `shapes.ts: SyntaxError: The requested module '${join(dir, 'lib', 'types.ts')}' does not provide an export named 'Shape'`);
   t.match(err?.message, /if Shape is a type, import or re-export it with `type`: `export type \{ Shape \} from …`/);
   t.notMatch(err?.message, /rt-actors-modules-/, 'the compiled copy is not named');
+});
+
+t.test('a package export is chosen with the conditions Node runs with (node -C development), at start and for a computed import()', async (t) => {
+  // The compiler resolved with 'node' and 'import' only: `node -C development` loaded a package's
+  // development build when run directly, but its default one through --actors.
+  const dir = folder(t, {
+    'mode.ts': `import { defineActor } from 'rt-actors';\nimport { mode } from 'cpkg';\nconst later = async (): Promise<string> => ((await import('cp' + 'kg')) as { mode: string }).mode;\nexport default defineActor({ match: 'mode-*', onJoin: async () => ({ reply: [mode, await later()] }) });\n`,
+    'node_modules/cpkg/package.json': JSON.stringify({ name: 'cpkg', type: 'module', exports: { development: './dev.js', default: './prod.js' } }),
+    'node_modules/cpkg/dev.js': `export const mode = 'development';\n`,
+    'node_modules/cpkg/prod.js': `export const mode = 'production';\n`,
+  });
+  const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
+  const p = runCli(t, process.execPath, ['-C', 'development', bin, 'start', '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--actors', dir]);
+  const port = await listeningPort(p, 60_000);
+  const c = await TestClient.connect(`ws://127.0.0.1:${port}/ws`);
+  t.teardown(() => c.close());
+  t.same((await c.request({ op: 'subscribe', channel: 'mode-1' })).data, ['development', 'development']);
 });

@@ -6,5 +6,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { compileModules } from '../src/actors/module-compiler.js';
 
-const { root, entries, outDir } = workerData as { root: string; entries: string[]; outDir: string };
-parentPort!.postMessage(await compileModules(root, entries, outDir));
+const { root, entries, outDir, conditions } = workerData as { root: string; entries: string[]; outDir: string; conditions: string[] };
+parentPort!.postMessage(await compileModules(root, entries, outDir, conditions));

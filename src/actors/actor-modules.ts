@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMainThread, Worker } from 'node:worker_threads';
 import type { CompiledModules } from './module-compiler.js';
+import { nodeConditions } from './resolve-specifier.js';
 
 export class ActorModules {
   constructor(readonly compiled: CompiledModules) {}
@@ -130,8 +131,9 @@ function compileOnThread(root: string, entries: string[]): Promise<{ compiled: C
   }
   const outDir = join(outRoot, String(compilations++));
   return new Promise((resolve, reject) => {
-    // No execArgv of the parent's: the compiler runs only this package and TypeScript.
-    const worker = new Worker(new URL('../../workers/module-compiler.js', import.meta.url), { workerData: { root, entries, outDir }, execArgv: [] });
+    // No execArgv of the parent's: the compiler runs only this package and TypeScript. It resolves
+    // with this thread's conditions (-C), those of the threads that load the copies.
+    const worker = new Worker(new URL('../../workers/module-compiler.js', import.meta.url), { workerData: { root, entries, outDir, conditions: nodeConditions() }, execArgv: [] });
     worker.once('message', (compiled: CompiledModules) => {
       resolve({ compiled, outDir });
       void worker.terminate();

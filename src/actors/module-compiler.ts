@@ -39,9 +39,10 @@ const JS_FILE = /\.m?js$/;
 const DYNAMIC_IMPORT = new URL('./dynamic-import.js', import.meta.url).href;
 const IMPORT_FROM = '__rtActorsImportFrom';
 
-export async function compileModules(root: string, entries: string[], outDir: string): Promise<CompiledModules> {
+/** `conditions`: those of the thread that asked (nodeConditions()), as this one runs with no options of its own. */
+export async function compileModules(root: string, entries: string[], outDir: string, conditions: string[]): Promise<CompiledModules> {
   const ts = await typescript();
-  return new Compiler(ts, root, outDir).run(entries);
+  return new Compiler(ts, root, outDir, conditions).run(entries);
 }
 
 class Compiler {
@@ -55,6 +56,7 @@ class Compiler {
     private readonly ts: Ts,
     root: string,
     private readonly outDir: string,
+    private readonly conditions: string[],
   ) {
     this.root = realpathSync(root);
   }
@@ -172,7 +174,7 @@ class Compiler {
   private resolve(specifier: string, parent: string, dynamic: boolean): { url: string; compile?: string } {
     let resolved: Resolved;
     try {
-      resolved = resolveSpecifier(specifier, parent);
+      resolved = resolveSpecifier(specifier, parent, this.conditions);
     } catch (err) {
       if (!dynamic) throw err;
       const path = /^\.{1,2}\//.test(specifier) ? resolvePath(dirname(parent), specifier) : undefined;

@@ -9,7 +9,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { resolve as resolveEsm } from 'import-meta-resolve';
+import { moduleResolve, resolve as resolveEsm } from 'import-meta-resolve';
 
 export interface Resolved {
   /** The URL Node would load. */
@@ -18,8 +18,26 @@ export interface Resolved {
   relative: boolean;
 }
 
+/**
+ * The conditions Node matches package "exports" and "imports" with in a thread started with
+ * `execArgv`: its defaults and every `--conditions`/`-C` of the thread's options and of NODE_OPTIONS
+ * (which reaches every thread). import-meta-resolve alone knows only 'node' and 'import': a package's
+ * "development" export chosen by `node -C development` was replaced by its default.
+ */
+export function nodeConditions(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
+  const args = [...nodeOptions.split(/\s+/).filter(Boolean), ...execArgv];
+  const out = ['node', 'import'];
+  if (!args.includes('--no-addons')) out.push('node-addons');
+  for (let i = 0; i < args.length; i++) {
+    const m = /^(?:--conditions|-C)(?:=(.*))?$/.exec(args[i]!);
+    const value = m && (m[1] ?? args[++i]);
+    if (value && !out.includes(value)) out.push(value);
+  }
+  return out;
+}
+
 /** Resolves `specifier` as imported by the file `parent`; throws ERR_MODULE_NOT_FOUND as Node would. */
-export function resolveSpecifier(specifier: string, parent: string): Resolved {
+export function resolveSpecifier(specifier: string, parent: string, conditions: readonly string[] = nodeConditions()): Resolved {
   if (isBuiltin(specifier) || /^(data|node|https?):/.test(specifier)) return { url: specifier, relative: false };
   if (specifier.startsWith('.') || specifier.startsWith('/') || specifier.startsWith('file:')) {
     const path = specifier.startsWith('file:') ? fileURLToPath(specifier) : resolvePath(dirname(parent), specifier);
@@ -28,11 +46,23 @@ export function resolveSpecifier(specifier: string, parent: string): Resolved {
     return { url: pathToFileURL(realpathSync(found)).href, relative: true };
   }
   try {
-    return { url: resolveEsm(specifier, pathToFileURL(parent).href), relative: false };
+    return { url: resolvePackage(specifier, pathToFileURL(parent), conditions), relative: false };
   } catch (err) {
     // A folder outside the project has no node_modules/rt-actors: it gets the running server's own
     // package (the same module instances, so ActorError is ours).
     if (specifier === 'rt-actors' || specifier.startsWith('rt-actors/')) return { url: resolveEsm(specifier, import.meta.url), relative: false };
+    throw err;
+  }
+}
+
+/** import-meta-resolve's resolve() with the thread's conditions (its own answers for a missing file kept). */
+function resolvePackage(specifier: string, parent: URL, conditions: readonly string[]): string {
+  try {
+    return moduleResolve(specifier, parent, new Set(conditions), false).href;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { url?: unknown };
+    // As import.meta.resolve: a package whose target file is missing resolves; the import then fails.
+    if ((e.code === 'ERR_UNSUPPORTED_DIR_IMPORT' || e.code === 'ERR_MODULE_NOT_FOUND') && typeof e.url === 'string') return e.url;
     throw err;
   }
 }
