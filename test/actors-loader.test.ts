@@ -297,3 +297,22 @@ t.test('a package export is chosen with the conditions Node runs with (node -C d
   t.teardown(() => c.close());
   t.same((await c.request({ op: 'subscribe', channel: 'mode-1' })).data, ['development', 'development']);
 });
+
+t.test('import.meta destructured or passed on names the original file too', async (t) => {
+  // Only `import.meta.url|filename|dirname` were rewritten: `const { dirname } = import.meta` was the
+  // compiled copy's folder in TMPDIR, and a file read beside it was not found.
+  const dir = folder(t, {
+    'meta.ts': `import { defineActor } from 'rt-actors';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+const { dirname, url } = import.meta;
+const fileOf = (m: ImportMeta): string => m.filename;
+export default defineActor({ match: 'meta-*', onJoin: () => ({ reply: [readFileSync(join(dirname, 'note.txt'), 'utf8'), url, fileOf(import.meta)] }) });
+`,
+    'note.txt': 'beside',
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.same((await c.request({ op: 'subscribe', channel: 'meta-1' })).data, ['beside', pathToFileURL(join(dir, 'meta.ts')).href, join(dir, 'meta.ts')]);
+});

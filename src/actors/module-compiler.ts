@@ -12,7 +12,8 @@
  * asynchronous hooks have races of their own (nodejs/node#60380 fixes some in Node 25).
  *
  * What a module keeps of its original: `import.meta.url`, `.filename` and `.dirname` name the
- * original file, and so do stack traces (a sourceURL comment). What TypeScript sources may write:
+ * original file (import.meta itself too, destructured or passed on), and so do stack traces (a
+ * sourceURL comment). What TypeScript sources may write:
  * './x.js' or './x' for a sibling x.ts. JavaScript files go through the same rewrite when they are
  * ES modules outside node_modules (a folder anywhere on disk may import 'rt-actors'); CommonJS files
  * and packages are imported as they are.
@@ -238,18 +239,31 @@ class Compiler {
         if (ts.isPropertyAccessExpression(node) && ts.isMetaProperty(node.expression) && node.expression.keywordToken === ts.SyntaxKind.ImportKeyword && ts.isIdentifier(node.name) && node.name.text in meta) {
           return f.createStringLiteral(meta[node.name.text]!);
         }
+        if (ts.isMetaProperty(node) && node.keywordToken === ts.SyntaxKind.ImportKeyword) bareMeta = true;
         return ts.visitEachChild(node, visit, ctx);
       };
       let computed = false;
+      let bareMeta = false;
       return (sf) => {
         const out = ts.visitNode(sf, visit) as TS.SourceFile;
-        if (!computed) return out;
-        const helper = f.createImportDeclaration(
-          undefined,
-          f.createImportClause(false, undefined, f.createNamedImports([f.createImportSpecifier(false, f.createIdentifier('importFrom'), f.createIdentifier(IMPORT_FROM))])),
-          f.createStringLiteral(DYNAMIC_IMPORT),
-        );
-        return f.updateSourceFile(out, [helper, ...out.statements]);
+        const first: TS.Statement[] = [];
+        if (computed) {
+          first.push(
+            f.createImportDeclaration(
+              undefined,
+              f.createImportClause(false, undefined, f.createNamedImports([f.createImportSpecifier(false, f.createIdentifier('importFrom'), f.createIdentifier(IMPORT_FROM))])),
+              f.createStringLiteral(DYNAMIC_IMPORT),
+            ),
+          );
+        }
+        // `import.meta` itself (`const { dirname } = import.meta`, passed to a function) is the copy's:
+        // its properties are set to the original's before the module's own code runs.
+        if (bareMeta) {
+          const props = Object.entries(meta).map(([k, v]) => f.createPropertyAssignment(k, f.createStringLiteral(v)));
+          const assign = f.createCallExpression(f.createPropertyAccessExpression(f.createIdentifier('Object'), 'assign'), undefined, [f.createMetaProperty(ts.SyntaxKind.ImportKeyword, f.createIdentifier('meta')), f.createObjectLiteralExpression(props)]);
+          first.push(f.createExpressionStatement(assign));
+        }
+        return first.length ? f.updateSourceFile(out, [...first, ...out.statements]) : out;
       };
     };
   }
