@@ -116,6 +116,14 @@ export function adoptActorModules(root: string, compiled: CompiledModules): void
   folders.set(root, { done, pending: Promise.resolve(done) });
 }
 
+/**
+ * Removes this process's compiled copies: at exit, and before a process kills itself (the CLI's second
+ * Ctrl-C is a SIGKILL, which runs no exit handler).
+ */
+export function removeCompiledCopies(): void {
+  if (outRoot) rmSync(outRoot, { recursive: true, force: true });
+}
+
 function compileOnThread(root: string, entries: string[]): Promise<{ compiled: CompiledModules; outDir?: string }> {
   if (entries.length === 0) return Promise.resolve({ compiled: { urls: {}, errors: {} } });
   if (!outRoot) {
@@ -125,9 +133,8 @@ function compileOnThread(root: string, entries: string[]): Promise<{ compiled: C
       const why = (err as Error).message;
       return Promise.reject(new Error(`cannot create a folder for the compiled actors in ${tmpdir()} (${why}): set TMPDIR to a writable folder (in a container with a read-only root, mount a tmpfs or emptyDir there)`));
     }
-    const dir = outRoot;
     // A shard that compiled (it had nothing to adopt) leaves its copies to the process.
-    if (isMainThread) process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    if (isMainThread) process.once('exit', removeCompiledCopies);
   }
   const outDir = join(outRoot, String(compilations++));
   return new Promise((resolve, reject) => {
