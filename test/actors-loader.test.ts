@@ -231,7 +231,16 @@ t.test('`import x = require()` and `export =` stop the start naming the line, in
   const importEquals = folder(t, {
     'legacy.ts': `import { defineActor } from 'rt-actors';\nimport fs = require('node:fs');\nexport default defineActor({ match: 'l-*', onJoin: () => ({ reply: typeof fs.readFileSync }) });\n`,
   });
-  await t.rejects(startServer(t, { actors: importEquals, workers: 1 }), { message: /legacy\.ts:2:1: `import fs = require\(…\)` is CommonJS.*write `import fs from '…'`/ });
+  const refused = await startServer(t, { actors: importEquals, workers: 1 }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  t.match(refused?.message, /legacy\.ts:2:1: `import fs = require\(…\)` is CommonJS.*write `import fs from '…'`/);
+  const typeOnly = folder(t, {
+    'typed.ts': `import { defineActor } from 'rt-actors';\nimport type Os = require('node:os');\nconst arch: ReturnType<typeof Os.arch> = 'x64';\nexport default defineActor({ match: 't-*', onJoin: () => ({ reply: arch }) });\n`,
+  });
+  await startServer(t, { actors: typeOnly, workers: 1 });
+  t.pass('`import type x = require()` is erased, not refused');
   const exportEquals = folder(t, {
     'chat.ts': `import { defineActor } from 'rt-actors';\nimport { x } from './lib/x.js';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: x }) });\n`,
     'lib/x.ts': `const x = 1;\nexport = x;\n`,

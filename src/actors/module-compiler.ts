@@ -202,7 +202,8 @@ class Compiler {
     };
     return () => (sf) => {
       for (const node of sf.statements) {
-        if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
+        // `import type x = require('…')` is erased, as any import of types.
+        if (ts.isImportEqualsDeclaration(node) && !node.isTypeOnly && ts.isExternalModuleReference(node.moduleReference)) {
           const name = node.name.text;
           refuse(sf, node, `\`import ${name} = require(…)\` is CommonJS, which an ES module cannot use: write \`import ${name} from '…'\` (or \`import * as ${name} from '…'\`)`);
         }
