@@ -347,3 +347,18 @@ t.test('Ctrl-C twice leaves no compiled actors in TMPDIR', async (t) => {
   t.equal((await p.exited).signal, 'SIGKILL', 'stopped at once');
   t.same(readdirSync(tmp), [], 'nothing left in TMPDIR');
 });
+
+t.test('a .js actor with import/export and no package "type" is an ES module, as Node detects it: it imports rt-actors and TypeScript helpers', async (t) => {
+  // Taken for CommonJS (no package.json says "type": "module"), it was loaded from where it is, and
+  // its `import ... from 'rt-actors'` failed in a folder outside the project.
+  const dir = folder(t, {
+    'modern.js': `import { defineActor } from 'rt-actors';\nimport { tag } from './lib/tag.js';\nexport default defineActor({ match: 'js-*', onJoin: () => ({ reply: [tag, import.meta.filename] }) });\n`,
+    'lib/tag.ts': `export const tag: string = 'typescript helper';\n`,
+    'classic.js': `module.exports = { match: 'cjs-*', onJoin: () => ({ reply: typeof require }) };\n`,
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.same((await c.request({ op: 'subscribe', channel: 'js-1' })).data, ['typescript helper', join(dir, 'modern.js')]);
+  t.equal((await c.request({ op: 'subscribe', channel: 'cjs-1' })).data, 'function', 'a .js file without module syntax is still CommonJS');
+});

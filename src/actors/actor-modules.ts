@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMainThread, Worker } from 'node:worker_threads';
 import type { CompiledModules } from './module-compiler.js';
-import { nodeConditions } from './resolve-specifier.js';
+import { detectsModuleSyntax, nodeConditions } from './resolve-specifier.js';
 
 export class ActorModules {
   constructor(readonly compiled: CompiledModules) {}
@@ -138,9 +138,10 @@ function compileOnThread(root: string, entries: string[]): Promise<{ compiled: C
   }
   const outDir = join(outRoot, String(compilations++));
   return new Promise((resolve, reject) => {
-    // No execArgv of the parent's: the compiler runs only this package and TypeScript. It resolves
-    // with this thread's conditions (-C), those of the threads that load the copies.
-    const worker = new Worker(new URL('../../workers/module-compiler.js', import.meta.url), { workerData: { root, entries, outDir, conditions: nodeConditions() }, execArgv: [] });
+    // No execArgv of the parent's: the compiler runs only this package and TypeScript. It is told
+    // this thread's options that decide what a module is (-C, module detection), as the threads that
+    // load the copies run with them.
+    const worker = new Worker(new URL('../../workers/module-compiler.js', import.meta.url), { workerData: { root, entries, outDir, node: { conditions: nodeConditions(), detectModule: detectsModuleSyntax() } }, execArgv: [] });
     worker.once('message', (compiled: CompiledModules) => {
       resolve({ compiled, outDir });
       void worker.terminate();

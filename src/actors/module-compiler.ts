@@ -34,16 +34,26 @@ export interface CompiledModules {
   errors: Record<string, { name: string; message: string }>;
 }
 
+type PackageType = 'module' | 'commonjs' | undefined;
+
+/** What the compiler must know of the options of the threads that load the copies (it runs with none). */
+export interface NodeOptions {
+  /** Package "exports"/"imports" conditions (nodeConditions()). */
+  conditions: string[];
+  /** Whether a .js file with no package "type" is an ES module when its syntax says so (detectsModuleSyntax()). */
+  detectModule: boolean;
+}
+
 const TS_FILE = /\.m?ts$/;
 const JS_FILE = /\.m?js$/;
 /** The run-time resolver of computed import() specifiers, and its name in a compiled module. */
 const DYNAMIC_IMPORT = new URL('./dynamic-import.js', import.meta.url).href;
 const IMPORT_FROM = '__rtActorsImportFrom';
 
-/** `conditions`: those of the thread that asked (nodeConditions()), as this one runs with no options of its own. */
-export async function compileModules(root: string, entries: string[], outDir: string, conditions: string[]): Promise<CompiledModules> {
+/** `node`: the options of the thread that asked, as this one runs with none of its own. */
+export async function compileModules(root: string, entries: string[], outDir: string, node: NodeOptions): Promise<CompiledModules> {
   const ts = await typescript();
-  return new Compiler(ts, root, outDir, conditions).run(entries);
+  return new Compiler(ts, root, outDir, node).run(entries);
 }
 
 class Compiler {
@@ -51,13 +61,13 @@ class Compiler {
   private readonly root: string;
   /** Files being compiled (an import cycle comes back to one of them) or done. */
   private readonly state = new Map<string, 'busy' | 'done'>();
-  private readonly esmScope = new Map<string, boolean>();
+  private readonly packageTypes = new Map<string, PackageType>();
 
   constructor(
     private readonly ts: Ts,
     root: string,
     private readonly outDir: string,
-    private readonly conditions: string[],
+    private readonly node: NodeOptions,
   ) {
     this.root = realpathSync(root);
   }
@@ -92,7 +102,23 @@ class Compiler {
   private compiles(file: string): boolean {
     if (TS_FILE.test(file)) return !/\.d\.m?ts$/.test(file);
     if (!JS_FILE.test(file) || this.outside(file) || file.split(sep).includes('node_modules')) return false;
-    return file.endsWith('.mjs') || this.isEsmScope(dirname(file));
+    if (file.endsWith('.mjs')) return true;
+    const type = this.packageType(dirname(file));
+    return type === 'module' || (type === undefined && this.node.detectModule && this.hasModuleSyntax(file));
+  }
+
+  /**
+   * Node's module syntax detection: a .js file whose package.json says no "type" (or that has none) is
+   * an ES module when it has import/export or import.meta. Taken for CommonJS, such a file was loaded
+   * from where it is, so its `import 'rt-actors'` (a folder anywhere on disk) and its './x.js' for
+   * x.ts failed.
+   */
+  private hasModuleSyntax(file: string): boolean {
+    try {
+      return this.ts.isExternalModule(this.ts.createSourceFile(file, readFileSync(file, 'utf8'), this.ts.ScriptTarget.ES2022, false, this.ts.ScriptKind.JS));
+    } catch {
+      return false; // unreadable: Node says why when it imports it
+    }
   }
 
   private outside(file: string): boolean {
@@ -100,19 +126,19 @@ class Compiler {
     return rel === '..' || rel.startsWith('..' + sep) || rel.startsWith(sep);
   }
 
-  /** A .js file is an ES module when the nearest package.json says "type": "module" (Node's rule). */
-  private isEsmScope(dir: string): boolean {
-    const known = this.esmScope.get(dir);
-    if (known !== undefined) return known;
-    let esm = false;
+  /** The "type" of the nearest package.json ('module' or 'commonjs'), undefined when it says none or there is none (Node's rule). */
+  private packageType(dir: string): PackageType {
+    if (this.packageTypes.has(dir)) return this.packageTypes.get(dir);
+    let type: PackageType = 'commonjs';
     try {
-      esm = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown }).type === 'module';
+      const said = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown }).type;
+      type = said === 'module' || said === 'commonjs' ? said : undefined;
     } catch (err) {
       const parent = dirname(dir);
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && parent !== dir) esm = this.isEsmScope(parent);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') type = parent === dir ? undefined : this.packageType(parent);
     }
-    this.esmScope.set(dir, esm);
-    return esm;
+    this.packageTypes.set(dir, type);
+    return type;
   }
 
   /**
@@ -175,7 +201,7 @@ class Compiler {
   private resolve(specifier: string, parent: string, dynamic: boolean): { url: string; compile?: string } {
     let resolved: Resolved;
     try {
-      resolved = resolveSpecifier(specifier, parent, this.conditions);
+      resolved = resolveSpecifier(specifier, parent, this.node.conditions);
     } catch (err) {
       if (!dynamic) throw err;
       const path = /^\.{1,2}\//.test(specifier) ? resolvePath(dirname(parent), specifier) : undefined;

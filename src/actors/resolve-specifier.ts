@@ -25,7 +25,7 @@ export interface Resolved {
  * "development" export chosen by `node -C development` was replaced by its default.
  */
 export function nodeConditions(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
-  const args = [...nodeOptions.split(/\s+/).filter(Boolean), ...execArgv];
+  const args = nodeArgs(execArgv, nodeOptions);
   const out = ['node', 'import'];
   if (!args.includes('--no-addons')) out.push('node-addons');
   for (let i = 0; i < args.length; i++) {
@@ -34,6 +34,22 @@ export function nodeConditions(execArgv: readonly string[] = process.execArgv, n
     if (value && !out.includes(value)) out.push(value);
   }
   return out;
+}
+
+/**
+ * Whether Node takes a .js file with no package "type" for an ES module when it has import/export
+ * (module syntax detection: on by default since Node 20.19 and 22.7; the flag says otherwise).
+ */
+export function detectsModuleSyntax(execArgv: readonly string[] = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? ''): boolean {
+  const flags = nodeArgs(execArgv, nodeOptions).filter((a) => /^--(no-)?experimental-detect-module$/.test(a));
+  if (flags.length > 0) return !flags.at(-1)!.startsWith('--no-');
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  return major > 22 || (major === 22 && minor >= 7) || (major === 20 && minor >= 19);
+}
+
+/** NODE_OPTIONS (it reaches every thread) then the thread's own options, as Node applies them. */
+function nodeArgs(execArgv: readonly string[], nodeOptions: string): string[] {
+  return [...nodeOptions.split(/\s+/).filter(Boolean), ...execArgv];
 }
 
 /** Resolves `specifier` as imported by the file `parent`; throws ERR_MODULE_NOT_FOUND as Node would. */
