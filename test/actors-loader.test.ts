@@ -2,7 +2,7 @@
 // anywhere on disk imports 'rt-actors', helper modules follow the documented rule, the start log lists
 // what was loaded.
 import t from 'tap';
-import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { connect } from 'node:net';
 import { cleanEnv, listeningPort, runCli } from './helpers/cli.js';
@@ -361,4 +361,15 @@ t.test('a .js actor with import/export and no package "type" is an ES module, as
   t.teardown(() => c.close());
   t.same((await c.request({ op: 'subscribe', channel: 'js-1' })).data, ['typescript helper', join(dir, 'modern.js')]);
   t.equal((await c.request({ op: 'subscribe', channel: 'cjs-1' })).data, 'function', 'a .js file without module syntax is still CommonJS');
+});
+
+t.test("an editor's lock file (a hidden symlink to nowhere) does not stop the start", async (t) => {
+  // Emacs keeps `.#chat.ts` beside a file being edited, a symlink to user@host.pid: its stat failed
+  // the whole folder ("cannot read folder (ENOENT …)").
+  const dir = folder(t, { 'chat.ts': `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: 'chat-*', onJoin: () => ({ reply: 'here' }) });\n` });
+  symlinkSync('user@host.1234:1700000000', join(dir, '.#chat.ts'));
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.equal((await c.request({ op: 'subscribe', channel: 'chat-1' })).data, 'here');
 });

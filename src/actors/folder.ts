@@ -24,7 +24,9 @@ function list(dir: string): { root: string; names: string[] } {
   const root = resolve(dir);
   try {
     if (!statSync(root).isDirectory()) throw new Error('not a directory');
-    return { root, names: readdirSync(root).filter((n) => MODULE_FILE.test(n) && statSync(join(root, n)).isFile()).sort() };
+    // Hidden files are never loaded, and are not looked at: an editor's lock file (Emacs' `.#chat.ts`)
+    // is a symlink to nowhere, whose stat failed the whole start.
+    return { root, names: readdirSync(root).filter((n) => MODULE_FILE.test(n) && !n.startsWith('.') && statSync(join(root, n)).isFile()).sort() };
   } catch (err) {
     throw new Error(`--actors ${dir}: cannot read folder (${(err as Error).message})`);
   }
