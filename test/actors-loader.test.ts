@@ -373,3 +373,18 @@ t.test("an editor's lock file (a hidden symlink to nowhere) does not stop the st
   t.teardown(() => c.close());
   t.equal((await c.request({ op: 'subscribe', channel: 'chat-1' })).data, 'here');
 });
+
+t.test('a helper that throws while it loads: the start error names where it threw (the original file and line)', async (t) => {
+  // The message named only the actor file that imported the helper.
+  const dir = folder(t, {
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { mode } from './lib/config.js';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: mode }) });\n`,
+    'lib/config.ts': `// read once at start\ntype Env = Record<string, string | undefined>;\nexport const mode: string = (process.env as Env).NO_SUCH_CHAT_MODE ?? fail('NO_SUCH_CHAT_MODE is not set');\nfunction fail(why: string): never {\n  throw new Error(why);\n}\n`,
+  });
+  await t.rejects(startServer(t, { actors: dir, workers: 1 }), { message: `${join(dir, 'chat.ts')}: NO_SUCH_CHAT_MODE is not set (thrown at ${join(dir, 'lib', 'config.ts')}:5:9)` });
+  const missing = folder(t, { 'chat.ts': `import nope from 'no-such-package';\nexport default { match: 'c-*', onJoin: () => ({ reply: nope }) };\n` });
+  const err = await startServer(t, { actors: missing, workers: 1 }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  t.notMatch(err?.message, /thrown at/, "an error of the server's own (an import not found) says no frame");
+});

@@ -10,6 +10,7 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { transpile } from './syntax.js';
 import { actorModules, type ActorModules } from './actor-modules.js';
 
@@ -60,7 +61,27 @@ async function describe(file: string, err: unknown, modules: ActorModules): Prom
       return `${oneLine((located as Error).message)} (SyntaxError: ${msg})`;
     }
   }
-  return `${file}: ${e?.name && e.name !== 'Error' ? e.name + ': ' : ''}${msg}`;
+  return `${file}: ${e?.name && e.name !== 'Error' ? e.name + ': ' : ''}${msg}${thrownAt(e, modules)}`;
+}
+
+/** This server's own code (dist/, and src/ and workers/ that its source maps name). */
+const OWN_CODE = ['../../', '../../../src/', '../../../workers/'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+
+/**
+ * Where a module threw while it loaded (a helper's top-level code): the first frame of the stack
+ * that is not Node's. Source maps are on, so it names the original file and line; the message alone
+ * named only the actor file that imported it.
+ */
+function thrownAt(e: Error | undefined, modules: ActorModules): string {
+  for (const frame of (typeof e?.stack === 'string' ? e.stack : '').split('\n').slice(1)) {
+    const m = /^\s*at (?:.* \()?(.+?)(:\d+:\d+)\)?$/.exec(frame);
+    if (!m || m[1]!.startsWith('node:')) continue;
+    const at = modules.originals(m[1]!);
+    const path = at.startsWith('file:') ? fileURLToPath(at) : at;
+    // Thrown by this server (a compile error given back, a check of its own): the message says where.
+    return OWN_CODE.some((dir) => path.startsWith(dir)) ? '' : ` (thrown at ${path}${m[2]})`;
+  }
+  return '';
 }
 
 /**
