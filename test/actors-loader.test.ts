@@ -388,3 +388,18 @@ t.test('a helper that throws while it loads: the start error names where it thre
   );
   t.notMatch(err?.message, /thrown at/, "an error of the server's own (an import not found) says no frame");
 });
+
+t.test('a JavaScript module of the folder reached through package.json "imports" (#util) is compiled like one imported by its path', async (t) => {
+  // Only a relative specifier's JavaScript was compiled: lib/util.js, reached as '#util', was loaded
+  // from where it is, and its own `import … from 'rt-actors'` failed in a folder outside the project.
+  const dir = folder(t, {
+    'package.json': JSON.stringify({ type: 'module', imports: { '#util': './lib/util.js' } }),
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { util } from '#util';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: util }) });\n`,
+    'lib/util.js': `import { ActorError } from 'rt-actors';\nimport { n } from './n.js';\nexport const util = typeof ActorError + ' ' + n;\n`,
+    'lib/n.ts': `export const n: number = 1;\n`,
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.equal((await c.request({ op: 'subscribe', channel: 'c-1' })).data, 'function 1');
+});

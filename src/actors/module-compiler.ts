@@ -24,7 +24,7 @@ import { basename, dirname, join, relative, resolve as resolvePath, sep } from '
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as TS from 'typescript';
 import { errorFrom } from './actor-modules.js';
-import { resolveSpecifier, type Resolved } from './resolve-specifier.js';
+import { resolveSpecifier } from './resolve-specifier.js';
 import { transpileWith, typescript, type Ts } from './syntax.js';
 
 export interface CompiledModules {
@@ -199,20 +199,19 @@ class Compiler {
    * refuse at run time.
    */
   private resolve(specifier: string, parent: string, dynamic: boolean): { url: string; compile?: string } {
-    let resolved: Resolved;
+    let url: string;
     try {
-      resolved = resolveSpecifier(specifier, parent, this.node.conditions);
+      ({ url } = resolveSpecifier(specifier, parent, this.node.conditions));
     } catch (err) {
       if (!dynamic) throw err;
       const path = /^\.{1,2}\//.test(specifier) ? resolvePath(dirname(parent), specifier) : undefined;
       return { url: path ? pathToFileURL(path).href : specifier };
     }
-    const { url } = resolved;
     if (!url.startsWith('file:')) return { url };
     const file = fileURLToPath(url);
-    // A package (a bare specifier) is compiled only for its TypeScript (a workspace's sources).
-    const compile = this.compiles(file) && (resolved.relative || TS_FILE.test(file));
-    return compile ? { url: pathToFileURL(this.target(file)).href, compile: file } : { url };
+    // Whatever the specifier: a package's TypeScript (a workspace's sources), and the folder's own
+    // ES modules reached through package.json "imports" ('#lib/x') as well as by a relative path.
+    return this.compiles(file) ? { url: pathToFileURL(this.target(file)).href, compile: file } : { url };
   }
 
   /**

@@ -14,8 +14,6 @@ import { moduleResolve, resolve as resolveEsm } from 'import-meta-resolve';
 export interface Resolved {
   /** The URL Node would load. */
   url: string;
-  /** A path-like specifier ('./x', '/x', 'file:'), as opposed to a package's. */
-  relative: boolean;
 }
 
 /**
@@ -54,19 +52,19 @@ function nodeArgs(execArgv: readonly string[], nodeOptions: string): string[] {
 
 /** Resolves `specifier` as imported by the file `parent`; throws ERR_MODULE_NOT_FOUND as Node would. */
 export function resolveSpecifier(specifier: string, parent: string, conditions: readonly string[] = nodeConditions()): Resolved {
-  if (isBuiltin(specifier) || /^(data|node|https?):/.test(specifier)) return { url: specifier, relative: false };
+  if (isBuiltin(specifier) || /^(data|node|https?):/.test(specifier)) return { url: specifier };
   if (specifier.startsWith('.') || specifier.startsWith('/') || specifier.startsWith('file:')) {
     const path = specifier.startsWith('file:') ? fileURLToPath(specifier) : resolvePath(dirname(parent), specifier);
     const found = [path, path.replace(/\.js$/, '.ts'), path.replace(/\.mjs$/, '.mts'), path + '.ts'].find(isFile);
     if (!found) throw Object.assign(new Error(`Cannot find module '${path}' imported from ${parent}`), { code: 'ERR_MODULE_NOT_FOUND' });
-    return { url: pathToFileURL(realpathSync(found)).href, relative: true };
+    return { url: pathToFileURL(realpathSync(found)).href };
   }
   try {
-    return { url: resolvePackage(specifier, pathToFileURL(parent), conditions), relative: false };
+    return { url: resolvePackage(specifier, pathToFileURL(parent), conditions) };
   } catch (err) {
     // A folder outside the project has no node_modules/rt-actors: it gets the running server's own
     // package (the same module instances, so ActorError is ours).
-    if (specifier === 'rt-actors' || specifier.startsWith('rt-actors/')) return { url: resolveEsm(specifier, import.meta.url), relative: false };
+    if (specifier === 'rt-actors' || specifier.startsWith('rt-actors/')) return { url: resolveEsm(specifier, import.meta.url) };
     throw err;
   }
 }
