@@ -403,3 +403,29 @@ t.test('a JavaScript module of the folder reached through package.json "imports"
   t.teardown(() => c.close());
   t.equal((await c.request({ op: 'subscribe', channel: 'c-1' })).data, 'function 1');
 });
+
+t.test('an import() with a ?query loads a fresh instance, as Node does (a config file re-read), of JSON and of a compiled helper', async (t) => {
+  // Specifiers were read as paths: './config.json?t=…' was a file that does not exist.
+  const dir = folder(t, {
+    'conf.ts': `import { defineActor } from 'rt-actors';
+import { writeFileSync } from 'node:fs';
+import { count } from './lib/counter.js';
+const config = async (): Promise<unknown> => (await import('./config.json?t=' + Math.random(), { with: { type: 'json' } })).default;
+const fresh = async (): Promise<number> => ((await import('./lib/counter.js?n=' + Math.random())) as { count: () => number }).count();
+export default defineActor({
+  match: 'conf-*',
+  onJoin: async () => {
+    const before = await config();
+    writeFileSync(new URL('./config.json', import.meta.url), '{"v":2}');
+    return { reply: [before, await config(), count(), count(), await fresh()] };
+  },
+});
+`,
+    'config.json': '{"v":1}',
+    'lib/counter.ts': `let n = 0;\nexport const count = (): number => ++n;\n`,
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.same((await c.request({ op: 'subscribe', channel: 'conf-1' })).data, [{ v: 1 }, { v: 2 }, 1, 2, 1]);
+});

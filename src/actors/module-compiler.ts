@@ -24,7 +24,7 @@ import { basename, dirname, join, relative, resolve as resolvePath, sep } from '
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as TS from 'typescript';
 import { errorFrom } from './actor-modules.js';
-import { resolveSpecifier } from './resolve-specifier.js';
+import { fileOf, resolveSpecifier } from './resolve-specifier.js';
 import { transpileWith, typescript, type Ts } from './syntax.js';
 
 export interface CompiledModules {
@@ -208,10 +208,10 @@ class Compiler {
       return { url: path ? pathToFileURL(path).href : specifier };
     }
     if (!url.startsWith('file:')) return { url };
-    const file = fileURLToPath(url);
+    const { file, suffix } = fileOf(url);
     // Whatever the specifier: a package's TypeScript (a workspace's sources), and the folder's own
     // ES modules reached through package.json "imports" ('#lib/x') as well as by a relative path.
-    return this.compiles(file) ? { url: pathToFileURL(this.target(file)).href, compile: file } : { url };
+    return this.compiles(file) ? { url: pathToFileURL(this.target(file)).href + suffix, compile: file } : { url };
   }
 
   /**

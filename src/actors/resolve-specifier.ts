@@ -7,7 +7,6 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
-import { dirname, resolve as resolvePath } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { moduleResolve, resolve as resolveEsm } from 'import-meta-resolve';
 
@@ -54,10 +53,12 @@ function nodeArgs(execArgv: readonly string[], nodeOptions: string): string[] {
 export function resolveSpecifier(specifier: string, parent: string, conditions: readonly string[] = nodeConditions()): Resolved {
   if (isBuiltin(specifier) || /^(data|node|https?):/.test(specifier)) return { url: specifier };
   if (specifier.startsWith('.') || specifier.startsWith('/') || specifier.startsWith('file:')) {
-    const path = specifier.startsWith('file:') ? fileURLToPath(specifier) : resolvePath(dirname(parent), specifier);
+    // A URL relative to the parent, as Node reads it: %-escapes are decoded, and a ?query or #hash
+    // names no file but a module instance of its own (`import('./config.json?t=' + Date.now())`).
+    const { file: path, suffix } = fileOf(new URL(specifier, pathToFileURL(parent)).href);
     const found = [path, path.replace(/\.js$/, '.ts'), path.replace(/\.mjs$/, '.mts'), path + '.ts'].find(isFile);
     if (!found) throw Object.assign(new Error(`Cannot find module '${path}' imported from ${parent}`), { code: 'ERR_MODULE_NOT_FOUND' });
-    return { url: pathToFileURL(realpathSync(found)).href };
+    return { url: pathToFileURL(realpathSync(found)).href + suffix };
   }
   try {
     return { url: resolvePackage(specifier, pathToFileURL(parent), conditions) };
@@ -67,6 +68,15 @@ export function resolveSpecifier(specifier: string, parent: string, conditions: 
     if (specifier === 'rt-actors' || specifier.startsWith('rt-actors/')) return { url: resolveEsm(specifier, import.meta.url) };
     throw err;
   }
+}
+
+/** The file a file: URL names, and its ?query#hash (to put back on the URL of the file's compiled copy). */
+export function fileOf(url: string): { file: string; suffix: string } {
+  const u = new URL(url);
+  const suffix = u.search + u.hash;
+  u.search = '';
+  u.hash = '';
+  return { file: fileURLToPath(u), suffix };
 }
 
 /** import-meta-resolve's resolve() with the thread's conditions (its own answers for a missing file kept). */
