@@ -429,3 +429,14 @@ export default defineActor({
   t.teardown(() => c.close());
   t.same((await c.request({ op: 'subscribe', channel: 'conf-1' })).data, [{ v: 1 }, { v: 2 }, 1, 2, 1]);
 });
+
+t.test('a JavaScript helper with a syntax error: the start error names the helper and its line', async (t) => {
+  // Node's SyntaxError names no file, and only the actor file itself was parsed again to place it.
+  const dir = folder(t, {
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { x } from './lib/bad.mjs';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: x }) });\n`,
+    'lib/bad.mjs': `export const x = {\n  a: 1,,\n};\n`,
+  });
+  await t.rejects(startServer(t, { actors: dir, workers: 1 }), {
+    message: `${join(dir, 'chat.ts')}: SyntaxError: Unexpected token ',' (${join(dir, 'lib', 'bad.mjs')}:2:8: Property assignment expected. (TS1136))`,
+  });
+});

@@ -60,6 +60,9 @@ async function describe(file: string, err: unknown, modules: ActorModules): Prom
     } catch (located) {
       return `${oneLine((located as Error).message)} (SyntaxError: ${msg})`;
     }
+    // Not the file's own: a JavaScript module it imports (Node's message names none).
+    const suspects = Object.values(modules.compiled.jsSyntax ?? {}).map((m) => oneLine(m).split('; ')[0]);
+    if (suspects.length > 0 && !msg.includes('does not provide an export named')) return `${file}: SyntaxError: ${msg} (${suspects.slice(0, 3).join('; ')})`;
   }
   return `${file}: ${e?.name && e.name !== 'Error' ? e.name + ': ' : ''}${msg}${thrownAt(e, modules)}`;
 }

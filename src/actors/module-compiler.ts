@@ -32,6 +32,11 @@ export interface CompiledModules {
   urls: Record<string, string>;
   /** Original absolute path → why it does not load (its own syntax, or an import it cannot resolve). */
   errors: Record<string, { name: string; message: string }>;
+  /**
+   * JavaScript files TypeScript's parser refused (`file:line:column: …`): they are loaded as they are,
+   * and Node's SyntaxError, if it refuses them too, names no file (describe() in folder.ts adds this).
+   */
+  jsSyntax?: Record<string, string>;
 }
 
 type PackageType = 'module' | 'commonjs' | undefined;
@@ -170,8 +175,9 @@ class Compiler {
         code = transpileWith(this.ts, file, source, { before: [this.refuseCommonJs(file)], after: [this.rewriter(file, rewrite)] }, pathToFileURL(dirname(file)).href + '/');
       } catch (err) {
         // Node's own SyntaxError for a JavaScript file (describe() in folder.ts adds the position).
-        if (err instanceof SyntaxError && JS_FILE.test(file)) code = source;
-        else throw err;
+        if (!(err instanceof SyntaxError && JS_FILE.test(file))) throw err;
+        code = source;
+        (this.out.jsSyntax ??= {})[file] = err.message;
       }
       error = depError;
     } catch (err) {
