@@ -29,7 +29,8 @@ export class ActorModules {
    */
   originals(text: string): string {
     let out = text;
-    for (const [file, url] of Object.entries(this.compiled.urls)) {
+    // Longest first: one copy's URL may begin another's (a.ts.mjs, a.ts.mjs.mjs).
+    for (const [file, url] of Object.entries(this.compiled.urls).sort((a, b) => b[1].length - a[1].length)) {
       if (!url.startsWith('file:') || !out.includes(url)) continue;
       out = out.split(url).join(file);
     }
