@@ -440,3 +440,14 @@ t.test('a JavaScript helper with a syntax error: the start error names the helpe
     message: `${join(dir, 'chat.ts')}: SyntaxError: Unexpected token ',' (${join(dir, 'lib', 'bad.mjs')}:2:8: Property assignment expected. (TS1136))`,
   });
 });
+
+t.test("an import of a folder ('./lib', TypeScript's bundler style) is refused as Node refuses it, saying which file to import", async (t) => {
+  // It was "Cannot find module '…/lib'", with the folder and its index.ts right there.
+  const dir = folder(t, {
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { x } from './lib';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: x }) });\n`,
+    'lib/index.ts': `export const x = 1;\n`,
+  });
+  await t.rejects(startServer(t, { actors: dir, workers: 1 }), {
+    message: `${join(dir, 'chat.ts')}: Directory import '${join(dir, 'lib')}' is not supported resolving ES modules imported from ${join(dir, 'chat.ts')}: import './lib/index.js'`,
+  });
+});

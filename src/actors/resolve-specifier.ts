@@ -7,6 +7,7 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
+import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { moduleResolve, resolve as resolveEsm } from 'import-meta-resolve';
 
@@ -57,6 +58,12 @@ export function resolveSpecifier(specifier: string, parent: string, conditions: 
     // names no file but a module instance of its own (`import('./config.json?t=' + Date.now())`).
     const { file: path, suffix } = fileOf(new URL(specifier, pathToFileURL(parent)).href);
     const found = [path, path.replace(/\.js$/, '.ts'), path.replace(/\.mjs$/, '.mts'), path + '.ts'].find(isFile);
+    if (!found && isDirectory(path)) {
+      // TypeScript's "bundler" resolution finds lib/index.ts for './lib'; Node (and so the server) does not.
+      const index = ['index.ts', 'index.mts', 'index.js', 'index.mjs'].find((n) => isFile(join(path, n)));
+      const hint = index ? `: import '${specifier.replace(/\/$/, '')}/${index.replace(/\.ts$/, '.js').replace(/\.mts$/, '.mjs')}'` : '';
+      throw Object.assign(new Error(`Directory import '${path}' is not supported resolving ES modules imported from ${parent}${hint}`), { code: 'ERR_UNSUPPORTED_DIR_IMPORT' });
+    }
     if (!found) throw Object.assign(new Error(`Cannot find module '${path}' imported from ${parent}`), { code: 'ERR_MODULE_NOT_FOUND' });
     return { url: pathToFileURL(realpathSync(found)).href + suffix };
   }
@@ -88,6 +95,14 @@ function resolvePackage(specifier: string, parent: URL, conditions: readonly str
     // As import.meta.resolve: a package whose target file is missing resolves; the import then fails.
     if ((e.code === 'ERR_UNSUPPORTED_DIR_IMPORT' || e.code === 'ERR_MODULE_NOT_FOUND') && typeof e.url === 'string') return e.url;
     throw err;
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
   }
 }
 
