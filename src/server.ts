@@ -15,6 +15,8 @@ import { ProxyTrust } from './security/client-ip.js';
 import { describeActors, loadActors, shadowedActors } from './actors/registry.js';
 import { loadHandlers } from './actors/handlers.js';
 import { listTasks } from './actors/folder.js';
+import { holdActorModules } from './actors/actor-modules.js';
+import { resolve as resolvePath } from 'node:path';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
 import { checkPusherConfig } from './transports/pusher/index.js';
 import { Supervisor } from './runtime/supervisor.js';
@@ -115,6 +117,17 @@ export async function createServer(options: ServerOptions = {}): Promise<RtServe
 }
 
 export async function startServer(config: ServerConfig, threads: ThreadOptions = {}): Promise<RtServer> {
+  // This start compiles the actors folder as it is now, and its copies go when the server closes.
+  const release = config.actors ? holdActorModules(resolvePath(config.actors)) : () => {};
+  try {
+    return await startHolding(config, threads, release);
+  } catch (err) {
+    release();
+    throw err;
+  }
+}
+
+async function startHolding(config: ServerConfig, threads: ThreadOptions, release: () => void): Promise<RtServer> {
   // Before anything logs: every line of this thread in the configured format.
   configureLogs({ format: config.logFormat, rate: config.logRate });
   const weakSecret = checkJwtSecret(config.jwtSecret, process.env.NODE_ENV === 'production');
@@ -178,8 +191,12 @@ export async function startServer(config: ServerConfig, threads: ThreadOptions =
     crashShard: (i) => sup.crashShard(i),
     collectGarbage: () => sup.collectGarbage(),
     close: async () => {
-      await sup.stop();
-      await main?.close();
+      try {
+        await sup.stop();
+        await main?.close();
+      } finally {
+        release();
+      }
     },
   };
 }

@@ -2,7 +2,10 @@
 // anywhere on disk imports 'rt-actors', helper modules follow the documented rule, the start log lists
 // what was loaded.
 import t from 'tap';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { connect } from 'node:net';
+import { cleanEnv, listeningPort, runCli } from './helpers/cli.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer } from './helpers/server.js';
@@ -221,4 +224,230 @@ export default defineActor({
   t.equal(pkg, 'a package', "a package of the folder's own node_modules");
   t.match(lazy, /lazy\.ts .*was not compiled at start: import it once with a literal specifier/, 'TypeScript the start never saw: an error that says what to do');
   t.equal((await c.request({ op: 'subscribe', channel: 'old-1' })).data, 'function', 'a CommonJS file runs as CommonJS');
+});
+
+t.test('`import x = require()` and `export =` stop the start naming the line, instead of being dropped without a word', async (t) => {
+  // TypeScript compiling to an ES module drops both: `fs` was undefined when the hook ran, the export lost.
+  const importEquals = folder(t, {
+    'legacy.ts': `import { defineActor } from 'rt-actors';\nimport fs = require('node:fs');\nexport default defineActor({ match: 'l-*', onJoin: () => ({ reply: typeof fs.readFileSync }) });\n`,
+  });
+  const refused = await startServer(t, { actors: importEquals, workers: 1 }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  t.match(refused?.message, /legacy\.ts:2:1: `import fs = require\(…\)` is CommonJS.*write `import fs from '…'`/);
+  const typeOnly = folder(t, {
+    'typed.ts': `import { defineActor } from 'rt-actors';\nimport type Os = require('node:os');\nconst arch: ReturnType<typeof Os.arch> = 'x64';\nexport default defineActor({ match: 't-*', onJoin: () => ({ reply: arch }) });\n`,
+  });
+  await startServer(t, { actors: typeOnly, workers: 1 });
+  t.pass('`import type x = require()` is erased, not refused');
+  const exportEquals = folder(t, {
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { x } from './lib/x.js';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: x }) });\n`,
+    'lib/x.ts': `const x = 1;\nexport = x;\n`,
+  });
+  await t.rejects(startServer(t, { actors: exportEquals, workers: 1 }), { message: /chat\.ts: .*lib\/x\.ts:2:1: `export =` is CommonJS.*write `export default`/ });
+});
+
+t.test('a server started again in the same process compiles the folder as it is now; the copies go when it closes', async (t) => {
+  // The compiled modules were kept per process: a file added since the first start was "not among the
+  // compiled modules of its folder", and an edit went unseen.
+  const actor = (match: string, reply: string) => `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: '${match}', onJoin: () => ({ reply: '${reply}' }) });\n`;
+  const dir = folder(t, { 'a.ts': actor('a-*', 'first') });
+  const reply = async (s: { url: string }, channel: string): Promise<unknown> => {
+    const c = await TestClient.connect(s.url + '/ws');
+    try {
+      return (await c.request({ op: 'subscribe', channel })).data;
+    } finally {
+      c.close();
+    }
+  };
+  const first = await startServer(t, { actors: dir, workers: 1 });
+  t.equal(await reply(first, 'a-1'), 'first');
+  const copies = readdirSync(tmpdir()).filter((n) => n.startsWith('rt-actors-modules-')).map((n) => join(tmpdir(), n));
+  const mine = copies.flatMap((d) => readdirSync(d).map((n) => join(d, n))).filter((d) => existsSync(join(d, 'a.ts.mjs')) && readFileSync(join(d, 'a.ts.mjs'), 'utf8').includes(pathToFileURL(join(dir, 'a.ts')).href));
+  t.equal(mine.length, 1, 'one compiled copy of the folder');
+  await first.close();
+  t.notOk(existsSync(mine[0]!), 'the copies are removed when the server closes');
+  writeFileSync(join(dir, 'a.ts'), actor('a-*', 'edited'));
+  writeFileSync(join(dir, 'b.ts'), actor('b-*', 'added'));
+  const second = await startServer(t, { actors: dir, workers: 1 });
+  t.equal(await reply(second, 'a-1'), 'edited', 'an edit is seen');
+  t.equal(await reply(second, 'b-1'), 'added', 'a file added since the first start loads');
+});
+
+t.test('a link error names the original module, not its compiled copy, and says how to re-export a type', async (t) => {
+  // Node names the module by the specifier it was imported with: the compiled copy's URL in TMPDIR.
+  const dir = folder(t, {
+    'shapes.ts': `import { defineActor } from 'rt-actors';\nimport { area, type Shape } from './lib/index.js';\nconst s: Shape = { side: 2 };\nexport default defineActor({ match: 's-*', onJoin: () => ({ reply: area(s) }) });\n`,
+    'lib/index.ts': `export { Shape } from './types.js';\nexport const area = (s: { side: number }): number => s.side ** 2;\n`,
+    'lib/types.ts': `export interface Shape { side: number }\n`,
+  });
+  const err = await startServer(t, { actors: dir, workers: 1 }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  t.match(err?.message, `shapes.ts: SyntaxError: The requested module '${join(dir, 'lib', 'types.ts')}' does not provide an export named 'Shape'`);
+  t.match(err?.message, /if Shape is a type, import or re-export it with `type`: `export type \{ Shape \} from …`/);
+  t.notMatch(err?.message, /rt-actors-modules-/, 'the compiled copy is not named');
+});
+
+t.test('a package export is chosen with the conditions Node runs with (node -C development), at start and for a computed import()', async (t) => {
+  // The compiler resolved with 'node' and 'import' only: `node -C development` loaded a package's
+  // development build when run directly, but its default one through --actors.
+  const dir = folder(t, {
+    'mode.ts': `import { defineActor } from 'rt-actors';\nimport { mode } from 'cpkg';\nconst later = async (): Promise<string> => ((await import('cp' + 'kg')) as { mode: string }).mode;\nexport default defineActor({ match: 'mode-*', onJoin: async () => ({ reply: [mode, await later()] }) });\n`,
+    'node_modules/cpkg/package.json': JSON.stringify({ name: 'cpkg', type: 'module', exports: { development: './dev.js', default: './prod.js' } }),
+    'node_modules/cpkg/dev.js': `export const mode = 'development';\n`,
+    'node_modules/cpkg/prod.js': `export const mode = 'production';\n`,
+  });
+  const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
+  const p = runCli(t, process.execPath, ['-C', 'development', bin, 'start', '--port', '0', '--host', '127.0.0.1', '--workers', '1', '--actors', dir]);
+  const port = await listeningPort(p, 60_000);
+  const c = await TestClient.connect(`ws://127.0.0.1:${port}/ws`);
+  t.teardown(() => c.close());
+  t.same((await c.request({ op: 'subscribe', channel: 'mode-1' })).data, ['development', 'development']);
+});
+
+t.test('import.meta destructured or passed on names the original file too', async (t) => {
+  // Only `import.meta.url|filename|dirname` were rewritten: `const { dirname } = import.meta` was the
+  // compiled copy's folder in TMPDIR, and a file read beside it was not found.
+  const dir = folder(t, {
+    'meta.ts': `import { defineActor } from 'rt-actors';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+const { dirname, url } = import.meta;
+const fileOf = (m: ImportMeta): string => m.filename;
+export default defineActor({ match: 'meta-*', onJoin: () => ({ reply: [readFileSync(join(dirname, 'note.txt'), 'utf8'), url, fileOf(import.meta)] }) });
+`,
+    'note.txt': 'beside',
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.same((await c.request({ op: 'subscribe', channel: 'meta-1' })).data, ['beside', pathToFileURL(join(dir, 'meta.ts')).href, join(dir, 'meta.ts')]);
+});
+
+t.test('Ctrl-C twice leaves no compiled actors in TMPDIR', async (t) => {
+  // The second SIGINT is a SIGKILL of the process itself, which runs no exit handler.
+  const dir = folder(t, { 'room.ts': `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: 'room-*' });\n` });
+  const tmp = mkdtempSync(join(tmpdir(), 'rt-actors-tmpdir-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--shutdown-timeout=60', '--api-key=k', '--actors', dir], { env: cleanEnv({ TMPDIR: tmp }) });
+  const port = await listeningPort(p, 60_000);
+  t.equal(readdirSync(tmp).filter((n) => n.startsWith('rt-actors-modules-')).length, 1, 'the compiled copies are in TMPDIR');
+  // A request whose body never completes: the drain would wait the whole minute for it.
+  const slow = connect(port, '127.0.0.1');
+  t.teardown(() => slow.destroy());
+  await new Promise((r) => slow.once('connect', r));
+  slow.write('POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 100\r\n\r\n{"channel":');
+  p.child.kill('SIGINT');
+  await p.waitFor(/SIGINT: shutting down/);
+  p.child.kill('SIGINT');
+  t.equal((await p.exited).signal, 'SIGKILL', 'stopped at once');
+  t.same(readdirSync(tmp), [], 'nothing left in TMPDIR');
+});
+
+t.test('a .js actor with import/export and no package "type" is an ES module, as Node detects it: it imports rt-actors and TypeScript helpers', async (t) => {
+  // Taken for CommonJS (no package.json says "type": "module"), it was loaded from where it is, and
+  // its `import ... from 'rt-actors'` failed in a folder outside the project.
+  const dir = folder(t, {
+    'modern.js': `import { defineActor } from 'rt-actors';\nimport { tag } from './lib/tag.js';\nexport default defineActor({ match: 'js-*', onJoin: () => ({ reply: [tag, import.meta.filename] }) });\n`,
+    'lib/tag.ts': `export const tag: string = 'typescript helper';\n`,
+    'classic.js': `module.exports = { match: 'cjs-*', onJoin: () => ({ reply: typeof require }) };\n`,
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.same((await c.request({ op: 'subscribe', channel: 'js-1' })).data, ['typescript helper', join(dir, 'modern.js')]);
+  t.equal((await c.request({ op: 'subscribe', channel: 'cjs-1' })).data, 'function', 'a .js file without module syntax is still CommonJS');
+});
+
+t.test("an editor's lock file (a hidden symlink to nowhere) does not stop the start", async (t) => {
+  // Emacs keeps `.#chat.ts` beside a file being edited, a symlink to user@host.pid: its stat failed
+  // the whole folder ("cannot read folder (ENOENT …)").
+  const dir = folder(t, { 'chat.ts': `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: 'chat-*', onJoin: () => ({ reply: 'here' }) });\n` });
+  symlinkSync('user@host.1234:1700000000', join(dir, '.#chat.ts'));
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.equal((await c.request({ op: 'subscribe', channel: 'chat-1' })).data, 'here');
+});
+
+t.test('a helper that throws while it loads: the start error names where it threw (the original file and line)', async (t) => {
+  // The message named only the actor file that imported the helper.
+  const dir = folder(t, {
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { mode } from './lib/config.js';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: mode }) });\n`,
+    'lib/config.ts': `// read once at start\ntype Env = Record<string, string | undefined>;\nexport const mode: string = (process.env as Env).NO_SUCH_CHAT_MODE ?? fail('NO_SUCH_CHAT_MODE is not set');\nfunction fail(why: string): never {\n  throw new Error(why);\n}\n`,
+  });
+  await t.rejects(startServer(t, { actors: dir, workers: 1 }), { message: `${join(dir, 'chat.ts')}: NO_SUCH_CHAT_MODE is not set (thrown at ${join(dir, 'lib', 'config.ts')}:5:9)` });
+  const missing = folder(t, { 'chat.ts': `import nope from 'no-such-package';\nexport default { match: 'c-*', onJoin: () => ({ reply: nope }) };\n` });
+  const err = await startServer(t, { actors: missing, workers: 1 }).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  t.notMatch(err?.message, /thrown at/, "an error of the server's own (an import not found) says no frame");
+});
+
+t.test('a JavaScript module of the folder reached through package.json "imports" (#util) is compiled like one imported by its path', async (t) => {
+  // Only a relative specifier's JavaScript was compiled: lib/util.js, reached as '#util', was loaded
+  // from where it is, and its own `import … from 'rt-actors'` failed in a folder outside the project.
+  const dir = folder(t, {
+    'package.json': JSON.stringify({ type: 'module', imports: { '#util': './lib/util.js' } }),
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { util } from '#util';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: util }) });\n`,
+    'lib/util.js': `import { ActorError } from 'rt-actors';\nimport { n } from './n.js';\nexport const util = typeof ActorError + ' ' + n;\n`,
+    'lib/n.ts': `export const n: number = 1;\n`,
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.equal((await c.request({ op: 'subscribe', channel: 'c-1' })).data, 'function 1');
+});
+
+t.test('an import() with a ?query loads a fresh instance, as Node does (a config file re-read), of JSON and of a compiled helper', async (t) => {
+  // Specifiers were read as paths: './config.json?t=…' was a file that does not exist.
+  const dir = folder(t, {
+    'conf.ts': `import { defineActor } from 'rt-actors';
+import { writeFileSync } from 'node:fs';
+import { count } from './lib/counter.js';
+const config = async (): Promise<unknown> => (await import('./config.json?t=' + Math.random(), { with: { type: 'json' } })).default;
+const fresh = async (): Promise<number> => ((await import('./lib/counter.js?n=' + Math.random())) as { count: () => number }).count();
+export default defineActor({
+  match: 'conf-*',
+  onJoin: async () => {
+    const before = await config();
+    writeFileSync(new URL('./config.json', import.meta.url), '{"v":2}');
+    return { reply: [before, await config(), count(), count(), await fresh()] };
+  },
+});
+`,
+    'config.json': '{"v":1}',
+    'lib/counter.ts': `let n = 0;\nexport const count = (): number => ++n;\n`,
+  });
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  t.same((await c.request({ op: 'subscribe', channel: 'conf-1' })).data, [{ v: 1 }, { v: 2 }, 1, 2, 1]);
+});
+
+t.test('a JavaScript helper with a syntax error: the start error names the helper and its line', async (t) => {
+  // Node's SyntaxError names no file, and only the actor file itself was parsed again to place it.
+  const dir = folder(t, {
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { x } from './lib/bad.mjs';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: x }) });\n`,
+    'lib/bad.mjs': `export const x = {\n  a: 1,,\n};\n`,
+  });
+  await t.rejects(startServer(t, { actors: dir, workers: 1 }), {
+    message: `${join(dir, 'chat.ts')}: SyntaxError: Unexpected token ',' (${join(dir, 'lib', 'bad.mjs')}:2:8: Property assignment expected. (TS1136))`,
+  });
+});
+
+t.test("an import of a folder ('./lib', TypeScript's bundler style) is refused as Node refuses it, saying which file to import", async (t) => {
+  // It was "Cannot find module '…/lib'", with the folder and its index.ts right there.
+  const dir = folder(t, {
+    'chat.ts': `import { defineActor } from 'rt-actors';\nimport { x } from './lib';\nexport default defineActor({ match: 'c-*', onJoin: () => ({ reply: x }) });\n`,
+    'lib/index.ts': `export const x = 1;\n`,
+  });
+  await t.rejects(startServer(t, { actors: dir, workers: 1 }), {
+    message: `${join(dir, 'chat.ts')}: Directory import '${join(dir, 'lib')}' is not supported resolving ES modules imported from ${join(dir, 'chat.ts')}: import './lib/index.js'`,
+  });
 });

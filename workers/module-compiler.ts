@@ -4,7 +4,7 @@
  * whole life.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { compileModules } from '../src/actors/module-compiler.js';
+import { compileModules, type NodeOptions } from '../src/actors/module-compiler.js';
 
-const { root, entries, outDir } = workerData as { root: string; entries: string[]; outDir: string };
-parentPort!.postMessage(await compileModules(root, entries, outDir));
+const { root, entries, outDir, node } = workerData as { root: string; entries: string[]; outDir: string; node: NodeOptions };
+parentPort!.postMessage(await compileModules(root, entries, outDir, node));

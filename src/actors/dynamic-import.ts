@@ -6,15 +6,15 @@
  */
 import { fileURLToPath } from 'node:url';
 import { compiledUrlOf } from './actor-modules.js';
-import { resolveSpecifier } from './resolve-specifier.js';
+import { fileOf, resolveSpecifier } from './resolve-specifier.js';
 
 export async function importFrom(specifier: unknown, parentUrl: string, options?: ImportCallOptions): Promise<unknown> {
   const parent = fileURLToPath(parentUrl);
   const { url } = resolveSpecifier(String(specifier), parent);
   if (!url.startsWith('file:')) return import(url, options);
-  const file = fileURLToPath(url);
+  const { file, suffix } = fileOf(url);
   const compiled = compiledUrlOf(file);
-  if (compiled) return import(compiled, options);
+  if (compiled) return import(compiled + suffix, options);
   if (/\.m?ts$/.test(file)) {
     throw Object.assign(new Error(`${file} (imported from ${parent} by a computed import()) was not compiled at start: import it once with a literal specifier (import('./x.js') or a static import) so the server compiles it`), { code: 'ERR_MODULE_NOT_FOUND' });
   }

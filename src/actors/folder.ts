@@ -10,6 +10,7 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { transpile } from './syntax.js';
 import { actorModules, type ActorModules } from './actor-modules.js';
 
@@ -24,7 +25,9 @@ function list(dir: string): { root: string; names: string[] } {
   const root = resolve(dir);
   try {
     if (!statSync(root).isDirectory()) throw new Error('not a directory');
-    return { root, names: readdirSync(root).filter((n) => MODULE_FILE.test(n) && statSync(join(root, n)).isFile()).sort() };
+    // Hidden files are never loaded, and are not looked at: an editor's lock file (Emacs' `.#chat.ts`)
+    // is a symlink to nowhere, whose stat failed the whole start.
+    return { root, names: readdirSync(root).filter((n) => MODULE_FILE.test(n) && !n.startsWith('.') && statSync(join(root, n)).isFile()).sort() };
   } catch (err) {
     throw new Error(`--actors ${dir}: cannot read folder (${(err as Error).message})`);
   }
@@ -46,9 +49,9 @@ export function listTasks(dir: string): Map<string, string> {
  * Where a load error happened: the loader's TypeScript diagnostics already say `file:line:column`;
  * Node's SyntaxErrors for JavaScript modules say no position, so the file is parsed again to find it.
  */
-async function describe(file: string, err: unknown): Promise<string> {
+async function describe(file: string, err: unknown, modules: ActorModules): Promise<string> {
   const e = err as Error;
-  const msg = e?.message ?? String(err);
+  const msg = modules.originals(e?.message ?? String(err)) + exportHint(e);
   // One line: a start-up error is printed as a single line (docs/deployment.md, exit codes).
   if (msg.startsWith(file)) return oneLine(msg);
   if (e?.name === 'SyntaxError') {
@@ -57,8 +60,40 @@ async function describe(file: string, err: unknown): Promise<string> {
     } catch (located) {
       return `${oneLine((located as Error).message)} (SyntaxError: ${msg})`;
     }
+    // Not the file's own: a JavaScript module it imports (Node's message names none).
+    const suspects = Object.values(modules.compiled.jsSyntax ?? {}).map((m) => oneLine(m).split('; ')[0]);
+    if (suspects.length > 0 && !msg.includes('does not provide an export named')) return `${file}: SyntaxError: ${msg} (${suspects.slice(0, 3).join('; ')})`;
   }
-  return `${file}: ${e?.name && e.name !== 'Error' ? e.name + ': ' : ''}${msg}`;
+  return `${file}: ${e?.name && e.name !== 'Error' ? e.name + ': ' : ''}${msg}${thrownAt(e, modules)}`;
+}
+
+/** This server's own code (dist/, and src/ and workers/ that its source maps name). */
+const OWN_CODE = ['../../', '../../../src/', '../../../workers/'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+
+/**
+ * Where a module threw while it loaded (a helper's top-level code): the first frame of the stack
+ * that is not Node's. Source maps are on, so it names the original file and line; the message alone
+ * named only the actor file that imported it.
+ */
+function thrownAt(e: Error | undefined, modules: ActorModules): string {
+  for (const frame of (typeof e?.stack === 'string' ? e.stack : '').split('\n').slice(1)) {
+    const m = /^\s*at (?:.* \()?(.+?)(:\d+:\d+)\)?$/.exec(frame);
+    if (!m || m[1]!.startsWith('node:')) continue;
+    const at = modules.originals(m[1]!);
+    const path = at.startsWith('file:') ? fileURLToPath(at) : at;
+    // Thrown by this server (a compile error given back, a check of its own): the message says where.
+    return OWN_CODE.some((dir) => path.startsWith(dir)) ? '' : ` (thrown at ${path}${m[2]})`;
+  }
+  return '';
+}
+
+/**
+ * Files are compiled one by one, so `export { T } from './x.js'` or `import { T }` of a name that is
+ * only a type (an interface, a type alias) stays in the output, and Node refuses the link.
+ */
+function exportHint(e: Error | undefined): string {
+  const name = e?.name === 'SyntaxError' ? /does not provide an export named '([^']+)'/.exec(e.message)?.[1] : undefined;
+  return name ? ` (if ${name} is a type, import or re-export it with \`type\`: \`export type { ${name} } from …\`; each file is compiled on its own, so the server cannot tell)` : '';
 }
 
 /** Several diagnostics of one file, joined: the first says where; the rest follow it on the same line. */
@@ -85,7 +120,7 @@ export async function importFolder(dir: string): Promise<Array<{ file: string; e
     try {
       mod = (await import(modules.urlOf(file))) as { default?: unknown };
     } catch (err) {
-      throw new Error(await describe(file, err));
+      throw new Error(await describe(file, err, modules));
     }
     if (mod.default === undefined) {
       throw new Error(`${file}: no default export. A file at the top of --actors must \`export default defineActor({...})\` or \`defineHandlers({...})\`; put helper modules in a subfolder or in a file whose name starts with "_"`);

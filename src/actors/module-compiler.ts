@@ -12,7 +12,8 @@
  * asynchronous hooks have races of their own (nodejs/node#60380 fixes some in Node 25).
  *
  * What a module keeps of its original: `import.meta.url`, `.filename` and `.dirname` name the
- * original file, and so do stack traces (a sourceURL comment). What TypeScript sources may write:
+ * original file (import.meta itself too, destructured or passed on), and so do stack traces (a
+ * sourceURL comment). What TypeScript sources may write:
  * './x.js' or './x' for a sibling x.ts. JavaScript files go through the same rewrite when they are
  * ES modules outside node_modules (a folder anywhere on disk may import 'rt-actors'); CommonJS files
  * and packages are imported as they are.
@@ -23,7 +24,7 @@ import { basename, dirname, join, relative, resolve as resolvePath, sep } from '
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as TS from 'typescript';
 import { errorFrom } from './actor-modules.js';
-import { resolveSpecifier, type Resolved } from './resolve-specifier.js';
+import { fileOf, resolveSpecifier } from './resolve-specifier.js';
 import { transpileWith, typescript, type Ts } from './syntax.js';
 
 export interface CompiledModules {
@@ -31,6 +32,21 @@ export interface CompiledModules {
   urls: Record<string, string>;
   /** Original absolute path → why it does not load (its own syntax, or an import it cannot resolve). */
   errors: Record<string, { name: string; message: string }>;
+  /**
+   * JavaScript files TypeScript's parser refused (`file:line:column: …`): they are loaded as they are,
+   * and Node's SyntaxError, if it refuses them too, names no file (describe() in folder.ts adds this).
+   */
+  jsSyntax?: Record<string, string>;
+}
+
+type PackageType = 'module' | 'commonjs' | undefined;
+
+/** What the compiler must know of the options of the threads that load the copies (it runs with none). */
+export interface NodeOptions {
+  /** Package "exports"/"imports" conditions (nodeConditions()). */
+  conditions: string[];
+  /** Whether a .js file with no package "type" is an ES module when its syntax says so (detectsModuleSyntax()). */
+  detectModule: boolean;
 }
 
 const TS_FILE = /\.m?ts$/;
@@ -39,9 +55,10 @@ const JS_FILE = /\.m?js$/;
 const DYNAMIC_IMPORT = new URL('./dynamic-import.js', import.meta.url).href;
 const IMPORT_FROM = '__rtActorsImportFrom';
 
-export async function compileModules(root: string, entries: string[], outDir: string): Promise<CompiledModules> {
+/** `node`: the options of the thread that asked, as this one runs with none of its own. */
+export async function compileModules(root: string, entries: string[], outDir: string, node: NodeOptions): Promise<CompiledModules> {
   const ts = await typescript();
-  return new Compiler(ts, root, outDir).run(entries);
+  return new Compiler(ts, root, outDir, node).run(entries);
 }
 
 class Compiler {
@@ -49,12 +66,13 @@ class Compiler {
   private readonly root: string;
   /** Files being compiled (an import cycle comes back to one of them) or done. */
   private readonly state = new Map<string, 'busy' | 'done'>();
-  private readonly esmScope = new Map<string, boolean>();
+  private readonly packageTypes = new Map<string, PackageType>();
 
   constructor(
     private readonly ts: Ts,
     root: string,
     private readonly outDir: string,
+    private readonly node: NodeOptions,
   ) {
     this.root = realpathSync(root);
   }
@@ -89,7 +107,23 @@ class Compiler {
   private compiles(file: string): boolean {
     if (TS_FILE.test(file)) return !/\.d\.m?ts$/.test(file);
     if (!JS_FILE.test(file) || this.outside(file) || file.split(sep).includes('node_modules')) return false;
-    return file.endsWith('.mjs') || this.isEsmScope(dirname(file));
+    if (file.endsWith('.mjs')) return true;
+    const type = this.packageType(dirname(file));
+    return type === 'module' || (type === undefined && this.node.detectModule && this.hasModuleSyntax(file));
+  }
+
+  /**
+   * Node's module syntax detection: a .js file whose package.json says no "type" (or that has none) is
+   * an ES module when it has import/export or import.meta. Taken for CommonJS, such a file was loaded
+   * from where it is, so its `import 'rt-actors'` (a folder anywhere on disk) and its './x.js' for
+   * x.ts failed.
+   */
+  private hasModuleSyntax(file: string): boolean {
+    try {
+      return this.ts.isExternalModule(this.ts.createSourceFile(file, readFileSync(file, 'utf8'), this.ts.ScriptTarget.ES2022, false, this.ts.ScriptKind.JS));
+    } catch {
+      return false; // unreadable: Node says why when it imports it
+    }
   }
 
   private outside(file: string): boolean {
@@ -97,19 +131,19 @@ class Compiler {
     return rel === '..' || rel.startsWith('..' + sep) || rel.startsWith(sep);
   }
 
-  /** A .js file is an ES module when the nearest package.json says "type": "module" (Node's rule). */
-  private isEsmScope(dir: string): boolean {
-    const known = this.esmScope.get(dir);
-    if (known !== undefined) return known;
-    let esm = false;
+  /** The "type" of the nearest package.json ('module' or 'commonjs'), undefined when it says none or there is none (Node's rule). */
+  private packageType(dir: string): PackageType {
+    if (this.packageTypes.has(dir)) return this.packageTypes.get(dir);
+    let type: PackageType = 'commonjs';
     try {
-      esm = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown }).type === 'module';
+      const said = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: unknown }).type;
+      type = said === 'module' || said === 'commonjs' ? said : undefined;
     } catch (err) {
       const parent = dirname(dir);
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && parent !== dir) esm = this.isEsmScope(parent);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') type = parent === dir ? undefined : this.packageType(parent);
     }
-    this.esmScope.set(dir, esm);
-    return esm;
+    this.packageTypes.set(dir, type);
+    return type;
   }
 
   /**
@@ -138,11 +172,12 @@ class Compiler {
       };
       try {
         // The source map names the original (with source maps on, stack traces give its lines).
-        code = transpileWith(this.ts, file, source, { after: [this.rewriter(file, rewrite)] }, pathToFileURL(dirname(file)).href + '/');
+        code = transpileWith(this.ts, file, source, { before: [this.refuseCommonJs(file)], after: [this.rewriter(file, rewrite)] }, pathToFileURL(dirname(file)).href + '/');
       } catch (err) {
         // Node's own SyntaxError for a JavaScript file (describe() in folder.ts adds the position).
-        if (err instanceof SyntaxError && JS_FILE.test(file)) code = source;
-        else throw err;
+        if (!(err instanceof SyntaxError && JS_FILE.test(file))) throw err;
+        code = source;
+        (this.out.jsSyntax ??= {})[file] = err.message;
       }
       error = depError;
     } catch (err) {
@@ -170,20 +205,43 @@ class Compiler {
    * refuse at run time.
    */
   private resolve(specifier: string, parent: string, dynamic: boolean): { url: string; compile?: string } {
-    let resolved: Resolved;
+    let url: string;
     try {
-      resolved = resolveSpecifier(specifier, parent);
+      ({ url } = resolveSpecifier(specifier, parent, this.node.conditions));
     } catch (err) {
       if (!dynamic) throw err;
       const path = /^\.{1,2}\//.test(specifier) ? resolvePath(dirname(parent), specifier) : undefined;
       return { url: path ? pathToFileURL(path).href : specifier };
     }
-    const { url } = resolved;
     if (!url.startsWith('file:')) return { url };
-    const file = fileURLToPath(url);
-    // A package (a bare specifier) is compiled only for its TypeScript (a workspace's sources).
-    const compile = this.compiles(file) && (resolved.relative || TS_FILE.test(file));
-    return compile ? { url: pathToFileURL(this.target(file)).href, compile: file } : { url };
+    const { file, suffix } = fileOf(url);
+    // Whatever the specifier: a package's TypeScript (a workspace's sources), and the folder's own
+    // ES modules reached through package.json "imports" ('#lib/x') as well as by a relative path.
+    return this.compiles(file) ? { url: pathToFileURL(this.target(file)).href + suffix, compile: file } : { url };
+  }
+
+  /**
+   * `import x = require('…')` and `export = x` are CommonJS: compiled to an ES module, TypeScript drops
+   * them without a word (the import's name is then undefined at run time, the export is lost), where
+   * Node's own TypeScript support refuses them. Refused here with their position, as a syntax error.
+   */
+  private refuseCommonJs(file: string): TS.TransformerFactory<TS.SourceFile> {
+    const ts = this.ts;
+    const refuse = (sf: TS.SourceFile, node: TS.Node, text: string): never => {
+      const { line, character } = sf.getLineAndCharacterOfPosition(node.getStart(sf));
+      throw new SyntaxError(`${file}:${line + 1}:${character + 1}: ${text}`);
+    };
+    return () => (sf) => {
+      for (const node of sf.statements) {
+        // `import type x = require('…')` is erased, as any import of types.
+        if (ts.isImportEqualsDeclaration(node) && !node.isTypeOnly && ts.isExternalModuleReference(node.moduleReference)) {
+          const name = node.name.text;
+          refuse(sf, node, `\`import ${name} = require(…)\` is CommonJS, which an ES module cannot use: write \`import ${name} from '…'\` (or \`import * as ${name} from '…'\`)`);
+        }
+        if (ts.isExportAssignment(node) && node.isExportEquals) refuse(sf, node, '`export =` is CommonJS, which an ES module cannot use: write `export default`');
+      }
+      return sf;
+    };
   }
 
   /**
@@ -213,18 +271,31 @@ class Compiler {
         if (ts.isPropertyAccessExpression(node) && ts.isMetaProperty(node.expression) && node.expression.keywordToken === ts.SyntaxKind.ImportKeyword && ts.isIdentifier(node.name) && node.name.text in meta) {
           return f.createStringLiteral(meta[node.name.text]!);
         }
+        if (ts.isMetaProperty(node) && node.keywordToken === ts.SyntaxKind.ImportKeyword) bareMeta = true;
         return ts.visitEachChild(node, visit, ctx);
       };
       let computed = false;
+      let bareMeta = false;
       return (sf) => {
         const out = ts.visitNode(sf, visit) as TS.SourceFile;
-        if (!computed) return out;
-        const helper = f.createImportDeclaration(
-          undefined,
-          f.createImportClause(false, undefined, f.createNamedImports([f.createImportSpecifier(false, f.createIdentifier('importFrom'), f.createIdentifier(IMPORT_FROM))])),
-          f.createStringLiteral(DYNAMIC_IMPORT),
-        );
-        return f.updateSourceFile(out, [helper, ...out.statements]);
+        const first: TS.Statement[] = [];
+        if (computed) {
+          first.push(
+            f.createImportDeclaration(
+              undefined,
+              f.createImportClause(false, undefined, f.createNamedImports([f.createImportSpecifier(false, f.createIdentifier('importFrom'), f.createIdentifier(IMPORT_FROM))])),
+              f.createStringLiteral(DYNAMIC_IMPORT),
+            ),
+          );
+        }
+        // `import.meta` itself (`const { dirname } = import.meta`, passed to a function) is the copy's:
+        // its properties are set to the original's before the module's own code runs.
+        if (bareMeta) {
+          const props = Object.entries(meta).map(([k, v]) => f.createPropertyAssignment(k, f.createStringLiteral(v)));
+          const assign = f.createCallExpression(f.createPropertyAccessExpression(f.createIdentifier('Object'), 'assign'), undefined, [f.createMetaProperty(ts.SyntaxKind.ImportKeyword, f.createIdentifier('meta')), f.createObjectLiteralExpression(props)]);
+          first.push(f.createExpressionStatement(assign));
+        }
+        return first.length ? f.updateSourceFile(out, [...first, ...out.statements]) : out;
       };
     };
   }

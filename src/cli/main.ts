@@ -224,7 +224,10 @@ async function start(args: string[]): Promise<number> {
       // process.exit() would abort (uWS's handles are still open in the shards): the process kills itself.
       if (why === 'SIGINT') {
         log.notice('SIGINT again: stopping now, without waiting for the drain', { event: 'server.forced_exit' });
-        process.kill(process.pid, 'SIGKILL');
+        // SIGKILL runs no exit handler: the compiled actors would stay in TMPDIR.
+        void import('../actors/actor-modules.js')
+          .then((m) => m.removeCompiledCopies())
+          .finally(() => process.kill(process.pid, 'SIGKILL'));
       }
       return;
     }
