@@ -54,6 +54,11 @@ const JS_FILE = /\.m?js$/;
 /** The run-time resolver of computed import() specifiers, and its name in a compiled module. */
 const DYNAMIC_IMPORT = new URL('./dynamic-import.js', import.meta.url).href;
 const IMPORT_FROM = '__rtActorsImportFrom';
+/**
+ * This server's own build (dist/): never compiled, even inside an actors folder (`--actors .` in a
+ * clone), so 'rt-actors' stays the running server's module instances.
+ */
+const OWN_BUILD = fileURLToPath(new URL('../../', import.meta.url));
 
 /** `node`: the options of the thread that asked, as this one runs with none of its own. */
 export async function compileModules(root: string, entries: string[], outDir: string, node: NodeOptions): Promise<CompiledModules> {
@@ -106,7 +111,7 @@ class Compiler {
    */
   private compiles(file: string): boolean {
     if (TS_FILE.test(file)) return !/\.d\.m?ts$/.test(file);
-    if (!JS_FILE.test(file) || this.outside(file) || file.split(sep).includes('node_modules')) return false;
+    if (!JS_FILE.test(file) || this.outside(file) || file.split(sep).includes('node_modules') || file.startsWith(OWN_BUILD)) return false;
     if (file.endsWith('.mjs')) return true;
     const type = this.packageType(dirname(file));
     return type === 'module' || (type === undefined && this.node.detectModule && this.hasModuleSyntax(file));
