@@ -8,7 +8,7 @@
  *
  * Why not a loader hook (module.register), as before: each thread that registered one ran a hooks
  * thread of its own with its own TypeScript (a server with 2 shards and 3 TypeScript actors took
- * 430 MB and 3.4 s to start, against 166 MB and 1.7 s now: docs/benchmarks.md), and Node 20's
+ * 430 MB and 3.3–4.9 s to start, against 164–173 MB and 1.6–2.1 s now: docs/benchmarks.md), and Node 20's
  * asynchronous hooks have races of their own (nodejs/node#60380 fixes some in Node 25).
  *
  * What a module keeps of its original: `import.meta.url`, `.filename` and `.dirname` name the
