@@ -348,6 +348,30 @@ t.test('Ctrl-C twice leaves no compiled actors in TMPDIR', async (t) => {
   t.same(readdirSync(tmp), [], 'nothing left in TMPDIR');
 });
 
+t.test('copies left by a server killed without its exit (SIGKILL, the OOM killer) are removed at the next start; a running one\'s are kept', async (t) => {
+  const dir = folder(t, { 'room.ts': `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: 'room-*' });\n` });
+  const tmp = mkdtempSync(join(tmpdir(), 'rt-actors-tmpdir-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
+  const start = () => runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--actors', dir], { env: cleanEnv({ TMPDIR: tmp }) });
+  const copies = () => readdirSync(tmp).filter((n) => n.startsWith('rt-actors-modules-'));
+  const killed = start();
+  await listeningPort(killed, 60_000);
+  const [left] = copies();
+  killed.child.kill('SIGKILL');
+  await killed.exited;
+  t.same(copies(), [left], 'SIGKILL: the copies stay behind');
+  const alive = start();
+  await listeningPort(alive, 60_000);
+  t.notOk(copies().includes(left!), 'the next start removed them');
+  t.equal(copies().length, 1, 'its own are there');
+  const [kept] = copies();
+  const third = start();
+  await listeningPort(third, 60_000);
+  t.ok(copies().includes(kept!), 'a running server\'s copies are kept');
+  t.equal(copies().length, 2);
+});
+
 t.test('a .js actor with import/export and no package "type" is an ES module, as Node detects it: it imports rt-actors and TypeScript helpers', async (t) => {
   // Taken for CommonJS (no package.json says "type": "module"), it was loaded from where it is, and
   // its `import ... from 'rt-actors'` failed in a folder outside the project.

@@ -4,8 +4,8 @@
  * adopt it and never compile. Compiled copies live in a private temporary folder, removed when the
  * server that compiled them closes (holdActorModules), or else when the process exits.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMainThread, Worker } from 'node:worker_threads';
 import type { CompiledModules } from './module-compiler.js';
@@ -125,11 +125,53 @@ export function removeCompiledCopies(): void {
   if (outRoot) rmSync(outRoot, { recursive: true, force: true });
 }
 
+const COPIES_PREFIX = 'rt-actors-modules-';
+
+/** This host's name as it appears in the copies' folder names: no dots or dashes. */
+function hostTag(): string {
+  return hostname().replace(/[^A-Za-z0-9_]/g, '_');
+}
+
+/** Whose copies a folder holds: this host and process, `<host>.<pid>`. */
+function ownerTag(): string {
+  return `${hostTag()}.${process.pid}`;
+}
+
+/**
+ * Removes the copies of servers of this host that are gone without removing them (killed with
+ * SIGKILL, by the OOM killer, at a power cut): their folder names a process that no longer runs.
+ * Folders of other hosts sharing TMPDIR are left alone, as their processes cannot be checked from here.
+ */
+function sweepStaleCopies(): void {
+  const host = hostTag();
+  let names: string[];
+  try {
+    names = readdirSync(tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = new RegExp(`^${COPIES_PREFIX}(.+)\\.(\\d+)-[^-]+$`).exec(name);
+    if (!m || m[1] !== host || isRunning(Number(m[2]))) continue;
+    rmSync(join(tmpdir(), name), { recursive: true, force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
 function compileOnThread(root: string, entries: string[]): Promise<{ compiled: CompiledModules; outDir?: string }> {
   if (entries.length === 0) return Promise.resolve({ compiled: { urls: {}, errors: {} } });
   if (!outRoot) {
+    sweepStaleCopies();
     try {
-      outRoot = mkdtempSync(join(tmpdir(), 'rt-actors-modules-'));
+      outRoot = mkdtempSync(join(tmpdir(), `${COPIES_PREFIX}${ownerTag()}-`));
     } catch (err) {
       const why = (err as Error).message;
       return Promise.reject(new Error(`cannot create a folder for the compiled actors in ${tmpdir()} (${why}): set TMPDIR to a writable folder (in a container with a read-only root, mount a tmpfs or emptyDir there)`));
