@@ -4,7 +4,6 @@
 import t from 'tap';
 import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { connect } from 'node:net';
 import { cleanEnv, listeningPort, runCli } from './helpers/cli.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -325,27 +324,6 @@ export default defineActor({ match: 'meta-*', onJoin: () => ({ reply: [readFileS
   const c = await TestClient.connect(s.url + '/ws');
   t.teardown(() => c.close());
   t.same((await c.request({ op: 'subscribe', channel: 'meta-1' })).data, ['beside', pathToFileURL(join(dir, 'meta.ts')).href, join(dir, 'meta.ts')]);
-});
-
-t.test('Ctrl-C twice leaves no compiled actors in TMPDIR', async (t) => {
-  // The second SIGINT is a SIGKILL of the process itself, which runs no exit handler.
-  const dir = folder(t, { 'room.ts': `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: 'room-*' });\n` });
-  const tmp = mkdtempSync(join(tmpdir(), 'rt-actors-tmpdir-'));
-  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
-  const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
-  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--shutdown-timeout=60', '--api-key=k', '--actors', dir], { env: cleanEnv({ TMPDIR: tmp }) });
-  const port = await listeningPort(p, 60_000);
-  t.equal(readdirSync(tmp).filter((n) => n.startsWith('rt-actors-modules-')).length, 1, 'the compiled copies are in TMPDIR');
-  // A request whose body never completes: the drain would wait the whole minute for it.
-  const slow = connect(port, '127.0.0.1');
-  t.teardown(() => slow.destroy());
-  await new Promise((r) => slow.once('connect', r));
-  slow.write('POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Length: 100\r\n\r\n{"channel":');
-  p.child.kill('SIGINT');
-  await p.waitFor(/SIGINT: shutting down/);
-  p.child.kill('SIGINT');
-  t.equal((await p.exited).signal, 'SIGKILL', 'stopped at once');
-  t.same(readdirSync(tmp), [], 'nothing left in TMPDIR');
 });
 
 t.test('copies left by a server killed without its exit (SIGKILL, the OOM killer) are removed at the next start; a running one\'s are kept', async (t) => {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { connect, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -315,8 +315,14 @@ t.test('rings that would not fit in memory are refused at start, naming --worker
 });
 
 t.test('Ctrl-C twice: the second SIGINT stops the process without waiting for the drain', async (t) => {
-  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--shutdown-timeout=60', '--api-key=k']);
+  // With an actors folder: the SIGKILL runs no exit handler, yet the compiled copies must not stay in TMPDIR.
+  const actors = mkdtempSync(join(tmpdir(), 'rt-cli-actors-'));
+  writeFileSync(join(actors, 'room.ts'), `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: 'room-*' });\n`);
+  const tmp = mkdtempSync(join(tmpdir(), 'rt-cli-tmpdir-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--shutdown-timeout=60', '--api-key=k', '--actors', actors], { env: cleanEnv({ TMPDIR: tmp }) });
   const port = await listeningPort(p);
+  t.equal(readdirSync(tmp).filter((n) => n.startsWith('rt-actors-modules-')).length, 1, 'the compiled copies are in TMPDIR');
   // A request whose body never completes: the drain would wait the whole minute for it.
   const slow = connect(port, '127.0.0.1');
   t.teardown(() => slow.destroy());
@@ -329,4 +335,5 @@ t.test('Ctrl-C twice: the second SIGINT stops the process without waiting for th
   t.equal(exit.signal, 'SIGKILL', 'stopped at once (no abort, no wait for the drain)');
   t.match(p.output(), /SIGINT again: stopping now, without waiting for the drain/);
   t.notMatch(p.output(), /stopped in \d+ ms/, 'the drain did not finish');
+  t.same(readdirSync(tmp), [], 'nothing left in TMPDIR');
 });
