@@ -101,15 +101,19 @@ function oneLine(msg: string): string {
   return msg.split('\n').filter((l) => l.trim() !== '').join('; ');
 }
 
-/** The folder's modules, compiled once per process: every top-level file and what it imports. */
+/** The folder's modules, compiled once per start: every top-level file and what it imports. */
 export function folderModules(dir: string): Promise<ActorModules> {
   const { root, names } = list(dir);
+  return modulesOf(root, names);
+}
+
+function modulesOf(root: string, names: string[]): Promise<ActorModules> {
   return actorModules(root, names.filter((n) => !isHelper(n)).map((n) => join(root, n)));
 }
 
 export async function importFolder(dir: string): Promise<Array<{ file: string; exported: unknown }>> {
   const { root, names } = list(dir);
-  const modules = await folderModules(dir);
+  const modules = await modulesOf(root, names);
   // Stack traces of actor code then give the lines of the user's own source, not of the compiled copy.
   process.setSourceMapsEnabled(true);
   const out: Array<{ file: string; exported: unknown }> = [];
