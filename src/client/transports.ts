@@ -134,6 +134,30 @@ abstract class BaseTransport implements Transport {
    * read, rather than this answer, which would end the transport as lost and reconnect. (A polling
    * session stays known until a poll has taken its disconnect frame, so polling ends on its POSTs.)
    */
+  /**
+   * A WebSocket hides the status of a refused upgrade and EventSource that of a refused stream, and a
+   * refused token (401) must stop the client rather than be retried forever: a transport that failed
+   * before it opened asks the same URL once with fetch(), which shows it. `refused` tells a refusal
+   * from an answer that says the request would have been taken; anything else ends with `otherwise`.
+   */
+  protected async endAfterAsking(url: string, init: RequestInit, refused: (res: Response) => boolean, otherwise: Partial<CloseInfo> & { reason: string }): Promise<void> {
+    try {
+      const res = await this.env.fetch(url, init);
+      if (refused(res)) return await this.endRefused(res);
+      // Not refused (a stream that opens now): this attempt still failed; the client's next one goes on.
+      await res.body?.cancel().catch(() => {});
+    } catch {
+      /* the network itself failed, or a page may not read the answer (CORS) */
+    }
+    this.end(otherwise);
+  }
+
+  /** Ends with the server's refusal: its error, its status, and a close code of 4000 + the status. */
+  protected async endRefused(res: Response): Promise<void> {
+    const error = await errorOf(res);
+    this.end({ reason: error.message, status: res.status, error, code: 4000 + (res.status % 1000) });
+  }
+
   protected postFailed(info: Partial<CloseInfo> & { reason: string }): void {
     if (info.error?.code !== 'unknown_session') return this.end(info);
     if (this.done || this.goneTimer) return;
@@ -187,29 +211,14 @@ class WebSocketTransport extends BaseTransport {
         const error = refusal ?? { code: ev.reason || 'unauthorized', message: ev.reason || 'unauthorized' };
         return this.end({ code: ev.code, reason: error.message, status: 401, error });
       }
-      if (!opened) return void this.whyRefused(ev);
-      this.end({ code: ev.code, reason: ev.reason || 'WebSocket closed' });
+      const closed = { code: ev.code, reason: ev.reason || 'WebSocket closed' };
+      // A plain GET of the same URL answers with what the upgrade got (docs/protocol.md, Connecting);
+      // 426 means it would have been taken.
+      if (!opened) return void this.endAfterAsking(`${env.base}/ws${tokenQuery(env, '?')}`, {}, (res) => !res.ok && res.status !== 426, closed);
+      this.end(closed);
     };
     // An error is always followed by a close event; the ws package also needs a listener to not throw.
     this.ws.onerror = () => {};
-  }
-
-  /**
-   * A WebSocket hides the status of a refused upgrade: a plain GET of the same URL answers with it
-   * (docs/protocol.md, Connecting), so a refused token stops the client instead of being retried forever.
-   */
-  private async whyRefused(ev: { code: number; reason: string }): Promise<void> {
-    try {
-      const res = await this.env.fetch(`${this.env.base}/ws${tokenQuery(this.env, '?')}`);
-      if (!res.ok && res.status !== 426) {
-        const error = await errorOf(res);
-        return this.end({ reason: error.message, status: res.status, error, code: 4000 + (res.status % 1000) });
-      }
-      await res.body?.cancel().catch(() => {});
-    } catch {
-      /* the network itself failed, or a page may not read the answer (CORS) */
-    }
-    this.end({ code: ev.code, reason: ev.reason || 'WebSocket closed' });
   }
 
   send(frames: Frame[]): void {
@@ -344,30 +353,11 @@ class SseTransport extends BaseTransport {
         if (this.opened) return this.end({ reason: 'SSE stream failed' });
         this.es.onerror = null;
         this.es.close();
-        void this.whyRefused(url);
+        void this.endAfterAsking(url, { headers: { accept: 'text/event-stream' }, signal: this.abort.signal }, (res) => !res.ok, { reason: 'SSE stream failed' });
       };
     } else {
       void this.read(url);
     }
-  }
-
-  /**
-   * EventSource hides the status of a stream it could not open, and a refused token (401) must stop
-   * the client rather than be retried forever: ask once more with fetch, which shows it.
-   */
-  private async whyRefused(url: string): Promise<void> {
-    try {
-      const res = await this.env.fetch(url, { headers: { accept: 'text/event-stream' }, signal: this.abort.signal });
-      if (!res.ok) {
-        const error = await errorOf(res);
-        return this.end({ reason: error.message, status: res.status, error, code: 4000 + (res.status % 1000) });
-      }
-      // It opens now: this attempt still failed; the client's next one will take it.
-      await res.body?.cancel().catch(() => {});
-    } catch {
-      /* the network itself failed */
-    }
-    this.end({ reason: 'SSE stream failed' });
   }
 
   private onData(data: unknown): void {
@@ -383,10 +373,7 @@ class SseTransport extends BaseTransport {
   private async read(url: string): Promise<void> {
     try {
       const res = await this.env.fetch(url, { headers: { accept: 'text/event-stream' }, signal: this.abort.signal });
-      if (!res.ok || !res.body) {
-        const error = await errorOf(res);
-        return this.end({ reason: error.message, status: res.status, error, code: 4000 + (res.status % 1000) });
-      }
+      if (!res.ok || !res.body) return await this.endRefused(res);
       const parser = new SseParser((ev) => {
         if (ev.event === 'message') this.onData(ev.data);
       });
@@ -437,8 +424,7 @@ class PollingTransport extends BaseTransport {
     try {
       const res = await this.env.fetch(url, { signal: this.abort.signal });
       if (!res.ok) {
-        const error = await errorOf(res);
-        this.end({ reason: error.message, status: res.status, error, code: 4000 + (res.status % 1000) });
+        await this.endRefused(res);
         return undefined;
       }
       const body = (await res.json()) as { seq: number; frames: Frame[] };
