@@ -20,7 +20,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve as resolvePath, sep } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type * as TS from 'typescript';
 import { errorFrom } from './actor-modules.js';
@@ -215,8 +215,8 @@ class Compiler {
       ({ url } = resolveSpecifier(specifier, parent, this.node.conditions));
     } catch (err) {
       if (!dynamic) throw err;
-      const path = /^\.{1,2}\//.test(specifier) ? resolvePath(dirname(parent), specifier) : undefined;
-      return { url: path ? pathToFileURL(path).href : specifier };
+      // Left for Node to refuse at run time, relative to the original as resolveSpecifier reads it.
+      return { url: /^\.{1,2}\//.test(specifier) ? new URL(specifier, pathToFileURL(parent)).href : specifier };
     }
     if (!url.startsWith('file:')) return { url };
     const { file, suffix } = fileOf(url);
