@@ -16,7 +16,6 @@ import { describeActors, loadActors, shadowedActors } from './actors/registry.js
 import { loadHandlers } from './actors/handlers.js';
 import { listTasks } from './actors/folder.js';
 import { holdActorModules } from './actors/actor-modules.js';
-import { resolve as resolvePath } from 'node:path';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
 import { checkPusherConfig } from './transports/pusher/index.js';
 import { Supervisor } from './runtime/supervisor.js';
@@ -118,7 +117,7 @@ export async function createServer(options: ServerOptions = {}): Promise<RtServe
 
 export async function startServer(config: ServerConfig, threads: ThreadOptions = {}): Promise<RtServer> {
   // This start compiles the actors folder as it is now, and its copies go when the server closes.
-  const release = config.actors ? holdActorModules(resolvePath(config.actors)) : () => {};
+  const release = config.actors ? holdActorModules(config.actors) : () => {};
   try {
     return await startHolding(config, threads, release);
   } catch (err) {

@@ -6,7 +6,7 @@
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { isMainThread, Worker } from 'node:worker_threads';
 import type { CompiledModules } from './module-compiler.js';
 import { detectsModuleSyntax, nodeConditions } from './resolve-specifier.js';
@@ -50,6 +50,7 @@ interface Slot {
   outDir?: string;
 }
 
+/** By the folder's absolute path (path.resolve of --actors, as folder.ts lists it). */
 const folders = new Map<string, Slot>();
 /** Servers of this process running with each folder (holdActorModules). */
 const holders = new Map<string, number>();
@@ -63,7 +64,8 @@ let compilations = 0;
  * among the compiled modules"; an edit, or a syntax error fixed, went unseen). Servers running at the
  * same time share one compilation. The last one out removes the copies.
  */
-export function holdActorModules(root: string): () => void {
+export function holdActorModules(dir: string): () => void {
+  const root = resolvePath(dir);
   const count = holders.get(root) ?? 0;
   if (count === 0) folders.delete(root);
   holders.set(root, count + 1);
@@ -98,8 +100,8 @@ export function actorModules(root: string, entries: string[]): Promise<ActorModu
 }
 
 /** What a shard is given: the modules its parent compiled, if it did. */
-export function compiledModules(root: string): CompiledModules | undefined {
-  return folders.get(root)?.done?.compiled;
+export function compiledModules(dir: string): CompiledModules | undefined {
+  return folders.get(resolvePath(dir))?.done?.compiled;
 }
 
 /** The compiled copy of `file` (an original's real path) in this thread's folders, if it has one. */
@@ -112,9 +114,9 @@ export function compiledUrlOf(file: string): string | undefined {
 }
 
 /** In a shard: the parent's compiled modules, so the shard imports them without compiling. */
-export function adoptActorModules(root: string, compiled: CompiledModules): void {
+export function adoptActorModules(dir: string, compiled: CompiledModules): void {
   const done = new ActorModules(compiled);
-  folders.set(root, { done, pending: Promise.resolve(done) });
+  folders.set(resolvePath(dir), { done, pending: Promise.resolve(done) });
 }
 
 /**

@@ -9,7 +9,6 @@ import type { ServerConfig } from '../config/schema.js';
 import type { Hub } from '../runtime/hub.js';
 import { folderModules, listTasks } from './folder.js';
 import { compiledModules } from './actor-modules.js';
-import { resolve as resolvePath } from 'node:path';
 
 export interface ActorComputePool {
   destroy(): Promise<void>;
@@ -28,7 +27,7 @@ export function startActorCompute(config: ServerConfig, hub: Hub, execArgv?: str
     execArgv,
     // The folder as the main thread compiled it: a task's import() of a computed specifier finds the
     // compiled copies (dynamic-import.ts).
-    workerData: { root: resolvePath(config.actors), compiled: compiledModules(resolvePath(config.actors)) },
+    workerData: { root: config.actors, compiled: compiledModules(config.actors) },
     // Bounded: beyond this many waiting tasks, run() rejects and the actor gets `overloaded`.
     maxQueue: threads * config.actorMailboxSize,
   });

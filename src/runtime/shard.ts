@@ -17,7 +17,6 @@ import type { ChannelLifecycle } from '../actors/channel-actor.js';
 import { newActorStats } from '../actors/channel-actor.js';
 import { ActorRegistry, loadActors } from '../actors/registry.js';
 import { adoptActorModules } from '../actors/actor-modules.js';
-import { resolve as resolvePath } from 'node:path';
 import type { CompiledModules } from '../actors/module-compiler.js';
 import { CloseCode } from './client.js';
 import type { ThreadContext } from './context.js';
@@ -90,7 +89,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   metrics.resetGauges();
   bindThreadMetrics(metrics);
   const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
-  if (config.actors && task.actorModules) adoptActorModules(resolvePath(config.actors), task.actorModules);
+  if (config.actors && task.actorModules) adoptActorModules(config.actors, task.actorModules);
   const loaded = await loadActors(config.actors);
   const threads = task.layout.shards + 1;
   // Set once the Pusher gateway registered (webhooks watch the channels this shard owns; with Redis,

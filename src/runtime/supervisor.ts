@@ -9,7 +9,6 @@ import { createServer as createNetServer } from 'node:net';
 import { Piscina } from 'piscina';
 import { startActorCompute, type ActorComputePool } from '../actors/compute-pool.js';
 import { compiledModules } from '../actors/actor-modules.js';
-import { resolve as resolvePath } from 'node:path';
 import uWS from 'uWebSockets.js';
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ServerConfig } from '../config/schema.js';
@@ -244,7 +243,7 @@ export class Supervisor {
       port: this.port,
       control: port2,
       replacement: slot.restarts > 0,
-      actorModules: this.config.actors ? compiledModules(resolvePath(this.config.actors)) : undefined,
+      actorModules: this.config.actors ? compiledModules(this.config.actors) : undefined,
     };
     let worker: Worker;
     try {
