@@ -1,7 +1,7 @@
 // The --actors loader: syntax errors stop the start with file:line:column (never "repaired"), a folder
 // anywhere on disk imports 'rt-actors', helper modules follow the documented rule, the start log lists
 // what was loaded.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cleanEnv, listeningPort, runCli } from './helpers/cli.js';
@@ -30,6 +30,14 @@ function folder(t: { teardown(fn: () => void): void }, files: Record<string, str
     writeFileSync(p, text);
   }
   return dir;
+}
+
+/** A client of a server started with the folder `dir` (one shard). */
+async function clientOf(t: Test, dir: string): Promise<TestClient> {
+  const s = await startServer(t, { actors: dir, workers: 1 });
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  return c;
 }
 
 const ACTOR = `import { defineActor } from 'rt-actors';
@@ -84,9 +92,7 @@ t.test('a RegExp match with the g or y flag matches every channel it fits, not e
   const dir = folder(t, {
     'rooms.ts': `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: [/^room-\\d+$/g, /^desk-\\d+$/y], onJoin: () => ({ reply: 'custom' }) });\n`,
   });
-  const s = await startServer(t, { actors: dir, workers: 1 });
-  const c = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => c.close());
+  const c = await clientOf(t, dir);
   for (const ch of ['room-1', 'room-2', 'room-3', 'desk-1', 'desk-2', 'desk-3']) {
     t.equal((await c.request({ op: 'subscribe', channel: ch })).data, 'custom', `${ch} is served by the actor`);
   }
@@ -164,9 +170,7 @@ export default defineActor({
     'node_modules/local-pkg/esm.js': `export const tag = 'esm';\n`,
     'node_modules/local-pkg/cjs.cjs': `exports.tag = 'cjs';\n`,
   });
-  const s = await startServer(t, { actors: dir, workers: 1 });
-  const c = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => c.close());
+  const c = await clientOf(t, dir);
   const [text, ping, tag, filename, dirname, frame] = (await c.request({ op: 'subscribe', channel: 'meta-1' })).data as string[];
   t.equal(text, 'hi there', 'import.meta.url is the original file: a file beside it is read');
   t.equal(ping, 'ping-pong-a', 'a cycle between helpers, imported as ./lib/a and ./b.js, loads');
@@ -214,9 +218,7 @@ export default defineActor({
   });
   // The folder's package.json makes its .js files CommonJS (Node's rule); .ts and .mjs stay ES modules.
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
-  const s = await startServer(t, { actors: dir, workers: 1 });
-  const c = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => c.close());
+  const c = await clientOf(t, dir);
   const [eager, plain, pkg, lazy] = (await c.request({ op: 'subscribe', channel: 'plug-1' })).data as string[];
   t.equal(eager, 'eager, compiled', 'a TypeScript module compiled at start, by a computed specifier');
   t.equal(plain, 'plain javascript', 'a JavaScript module of the folder, from where it is');
@@ -320,9 +322,7 @@ export default defineActor({ match: 'meta-*', onJoin: () => ({ reply: [readFileS
 `,
     'note.txt': 'beside',
   });
-  const s = await startServer(t, { actors: dir, workers: 1 });
-  const c = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => c.close());
+  const c = await clientOf(t, dir);
   t.same((await c.request({ op: 'subscribe', channel: 'meta-1' })).data, ['beside', pathToFileURL(join(dir, 'meta.ts')).href, join(dir, 'meta.ts')]);
 });
 
@@ -358,9 +358,7 @@ t.test('a .js actor with import/export and no package "type" is an ES module, as
     'lib/tag.ts': `export const tag: string = 'typescript helper';\n`,
     'classic.js': `module.exports = { match: 'cjs-*', onJoin: () => ({ reply: typeof require }) };\n`,
   });
-  const s = await startServer(t, { actors: dir, workers: 1 });
-  const c = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => c.close());
+  const c = await clientOf(t, dir);
   t.same((await c.request({ op: 'subscribe', channel: 'js-1' })).data, ['typescript helper', join(dir, 'modern.js')]);
   t.equal((await c.request({ op: 'subscribe', channel: 'cjs-1' })).data, 'function', 'a .js file without module syntax is still CommonJS');
 });
@@ -370,9 +368,7 @@ t.test("an editor's lock file (a hidden symlink to nowhere) does not stop the st
   // the whole folder ("cannot read folder (ENOENT …)").
   const dir = folder(t, { 'chat.ts': `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: 'chat-*', onJoin: () => ({ reply: 'here' }) });\n` });
   symlinkSync('user@host.1234:1700000000', join(dir, '.#chat.ts'));
-  const s = await startServer(t, { actors: dir, workers: 1 });
-  const c = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => c.close());
+  const c = await clientOf(t, dir);
   t.equal((await c.request({ op: 'subscribe', channel: 'chat-1' })).data, 'here');
 });
 
@@ -400,9 +396,7 @@ t.test('a JavaScript module of the folder reached through package.json "imports"
     'lib/util.js': `import { ActorError } from 'rt-actors';\nimport { n } from './n.js';\nexport const util = typeof ActorError + ' ' + n;\n`,
     'lib/n.ts': `export const n: number = 1;\n`,
   });
-  const s = await startServer(t, { actors: dir, workers: 1 });
-  const c = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => c.close());
+  const c = await clientOf(t, dir);
   t.equal((await c.request({ op: 'subscribe', channel: 'c-1' })).data, 'function 1');
 });
 
@@ -426,9 +420,7 @@ export default defineActor({
     'config.json': '{"v":1}',
     'lib/counter.ts': `let n = 0;\nexport const count = (): number => ++n;\n`,
   });
-  const s = await startServer(t, { actors: dir, workers: 1 });
-  const c = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => c.close());
+  const c = await clientOf(t, dir);
   t.same((await c.request({ op: 'subscribe', channel: 'conf-1' })).data, [{ v: 1 }, { v: 2 }, 1, 2, 1]);
 });
 
