@@ -5,6 +5,12 @@ import http from 'node:http';
 import WebSocket from 'ws';
 import { ownerOf } from '../src/runtime/hash.js';
 import type { Via } from './publisher.js';
+import { setPriority } from 'node:os';
+
+// BENCH_LOAD_NICE=n: the load generators (this process, the clients, the backend publisher it forks)
+// run at niceness n, and each server child sets itself back to 0 (bench/servers/child.ts), so a server
+// is not preempted by its own load on this machine's two shared cores.
+if (process.env.BENCH_LOAD_NICE) setPriority(Number(process.env.BENCH_LOAD_NICE));
 
 export type ServerKind = 'rt' | 'uws' | 'uws-threads' | 'socketio';
 

@@ -3,6 +3,8 @@
  * bench/lib.ts with `--kind rt|uws|uws-threads|socketio`; driven over IPC: publish at a rate, report CPU and RSS.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import uWS from 'uWebSockets.js';
 import { createServer as createHttpServer } from 'node:http';
@@ -130,5 +132,9 @@ process.on('message', async (c: Cmd) => {
   }
 });
 
+// BENCH_LOAD_NICE: the benchmark process (load generators) runs at that niceness and the server at 0.
+// Set before start() so that every server thread inherits it (niceness is per thread on Linux).
+if (process.env.BENCH_LOAD_NICE) setPriority(0);
+if (process.env.BENCH_SERVER_CPUS) execFileSync('taskset', ['-a', '-p', '-c', process.env.BENCH_SERVER_CPUS, String(process.pid)], { stdio: 'ignore' });
 await start();
 process.send!({ type: 'ready', port });
