@@ -57,7 +57,7 @@ t.test('hostile input on /ws gets errors or a close with a reason, never a shard
   await t.rejects(TestClient.connect(s.url + '/ws?format=xml'), /400/);
 
   const health = await api(s.http, '/health', undefined, { key: null });
-  t.same(health.body.workers, { total: 2, alive: 2 }, 'both shards alive');
+  t.same(health.body.workers, { total: 2, alive: 2, stuck: 0 }, 'both shards alive');
   const fresh = await TestClient.connect(s.url + '/ws');
   t.equal((await fresh.request({ op: 'subscribe', channel: 'still-works' })).ok, true);
   fresh.close();

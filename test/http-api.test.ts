@@ -45,7 +45,7 @@ t.test('HTTP API success paths', async (t) => {
   }
   t.equal(health.status, 200);
   t.equal(health.body.status, 'ok');
-  t.same(health.body.workers, { total: 2, alive: 2 });
+  t.same(health.body.workers, { total: 2, alive: 2, stuck: 0 });
   t.equal(health.body.connections, 1);
   const metrics = await fetch(s.http + '/metrics').then((r) => r.text());
   const subs = [...metrics.matchAll(/^rt_subscriptions\{[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);

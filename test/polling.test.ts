@@ -189,5 +189,5 @@ t.test('hostile and malformed input to /poll gets clear errors', async (t) => {
   await c.post({ op: 'ping', ref: 5 });
   await c.until((fs) => fs.some((f) => f.ref === 5 && f.pong === true), 'pong');
   const health = await api(s.http, '/health', undefined, { key: null });
-  t.same(health.body.workers, { total: 2, alive: 2 });
+  t.same(health.body.workers, { total: 2, alive: 2, stuck: 0 });
 });

@@ -58,6 +58,6 @@ t.test('a Socket.IO subscriber that stops reading is disconnected without harmin
   }
   t.ok(sent < 5000, `the session was dropped after ${sent} messages`);
   const h = await api(s.http, '/health', undefined, { key: null });
-  t.same(h.body.workers, { total: 2, alive: 2 }, 'both shards alive');
+  t.same(h.body.workers, { total: 2, alive: 2, stuck: 0 }, 'both shards alive');
   ws.ws.terminate();
 });

@@ -268,7 +268,7 @@ t.test('hostile and malformed input gets clear errors; the shard keeps serving',
   t.equal(named(allowed.events, 'rt:reply').length, 1, 'refused POSTs ran nothing');
   allowed.close();
   const health = await api(s.http, '/health', undefined, { key: null });
-  t.same(health.body.workers, { total: 2, alive: 2 }, 'no shard died');
+  t.same(health.body.workers, { total: 2, alive: 2, stuck: 0 }, 'no shard died');
 });
 
 t.test('the transports option turns SSE off', async (t) => {

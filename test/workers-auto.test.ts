@@ -45,7 +45,7 @@ t.test('--workers=auto under a 1-CPU quota starts one shard', async (t) => {
   await listeningPort(p);
   t.match(p.output(), /listening on 127\.0\.0\.1:\d+ with 1 shard /);
   const health = await fetch(`http://127.0.0.1:${await listeningPort(p)}/health`).then((r) => r.json());
-  t.same(health.workers, { total: 1, alive: 1 });
+  t.same(health.workers, { total: 1, alive: 1, stuck: 0 });
   p.child.kill('SIGTERM');
   t.same(await p.exited, { code: 0, signal: null });
 });

@@ -35,7 +35,7 @@ export async function loadActors(dir: string): Promise<LoadedActor[]> {
     // Request handler files (defineHandlers) share the folder; loadHandlers picks those up.
     if (isHandlerDefinition(exported)) continue;
     const def = validateActorDefinition(exported, file);
-    out.push({ file, def: timeHooks(def), matches: matcher(def.match) });
+    out.push({ file, def: timeHooks(def, file), matches: matcher(def.match) });
   }
   return out;
 }

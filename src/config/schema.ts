@@ -96,6 +96,8 @@ export interface ServerConfig {
   shutdownTimeout: number;
   /** Restart a crashed shard automatically. */
   restartShards: boolean;
+  /** Seconds a shard's event loop may stand still before it is reported stuck (0: never). */
+  stuckShardTimeout: number;
   // Security and limits
   /** Browser origins allowed besides the server's own host ('*' = any). */
   allowedOrigins: string[];
@@ -233,6 +235,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
   { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, max: 86400, doc: 'seconds in-flight requests may take on SIGTERM/SIGINT before they are answered 503 and clients are told to reconnect (which takes at least 1 s more)' },
   { key: 'restartShards', type: 'bool', default: true, doc: 'replace a crashed shard automatically' },
+  { key: 'stuckShardTimeout', type: 'duration', default: 10, min: 0, max: 3600, doc: "seconds a shard's event loop may stand still (a synchronous loop in an actor hook) before it is logged as stuck, naming the hook, and /health answers 503; 0 = never" },
   // Security and limits
   { key: 'allowedOrigins', type: 'list', default: [], doc: "browser origins allowed besides the server's own host, e.g. 'https://app.example.com,https://*.example.com' ('*' = any)" },
   { key: 'tlsCert', type: 'string', default: '', doc: 'TLS certificate chain (PEM file); with --tls-key serves wss:// and https:// on the same port' },

@@ -50,6 +50,7 @@ export const FAMILIES = [
   { name: 'rt_overloaded_peers', type: 'gauge', perThread: true, help: 'Peer threads this thread is refusing new requests to right now.' },
   { name: 'rt_slow_consumer_drops_total', type: 'counter', help: "Connections closed because uWS dropped a message for a send buffer past its own limit, before the slow-consumer sweep closed them (the client had a gap and resumes). 0 unless bursts outrun the sweep." },
   { name: 'rt_shard_restarts_total', type: 'counter', help: 'Shards replaced after a crash.' },
+  { name: 'rt_stuck_shards', type: 'gauge', help: 'Shards whose event loop has stood still for longer than --stuck-shard-timeout (a synchronous loop in an actor hook, most likely).' },
   { name: 'rt_refusals_total', type: 'counter', labels: { reason: REFUSAL_REASONS }, help: 'Connections, requests and messages refused, by reason.' },
   { name: 'rt_http_requests_total', type: 'counter', labels: { route: HTTP_ROUTES, status: HTTP_STATUSES }, help: 'HTTP API and operator endpoint requests, by route and status.' },
   { name: 'rt_publish_deliver_seconds', type: 'histogram', buckets: LATENCY_BUCKETS, help: 'Time from a publish entering the server to its delivery on each thread with subscribers (publications sequenced on this host).' },

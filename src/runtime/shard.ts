@@ -27,6 +27,7 @@ import type { Publication } from '../protocol/native.js';
 import { SharedStats } from './stats.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
 import { STATS_MS, startThreadSampler } from './thread-sampler.js';
+import { recordRunningCode } from './running-code.js';
 import { AppConnections, SharedLimits } from '../security/shared-limits.js';
 import { pusherAppCount } from '../transports/pusher/apps.js';
 import { subscriptionCountPolicy } from '../transports/pusher/subscription-count.js';
@@ -64,6 +65,8 @@ export interface ShardTask {
   replacement?: boolean;
   /** The --actors folder's modules as the main thread compiled them (actor-modules.ts). */
   actorModules?: CompiledModules;
+  /** Which actor hook each shard is running (running-code.ts), for the supervisor's stuck-shard report. */
+  runningCode: SharedArrayBuffer;
 }
 
 /** Messages from a shard to the supervisor. */
@@ -90,6 +93,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   bindThreadMetrics(metrics);
   const mesh = new MeshEndpoint(task.layout, shard, meshOptions(config));
   if (config.actors && task.actorModules) adoptActorModules(config.actors, task.actorModules);
+  recordRunningCode(task.runningCode, shard);
   const loaded = await loadActors(config.actors);
   const threads = task.layout.shards + 1;
   // Set once the Pusher gateway registered (webhooks watch the channels this shard owns; with Redis,
@@ -262,6 +266,10 @@ export async function runShard(task: ShardTask): Promise<void> {
     metrics.set('rt_actor_compute_tasks_total', undefined, actorStats.computed);
   };
   sampler.every(STATS_MS, publishStats);
+  // The supervisor reports a shard stuck when this stops moving (--stuck-shard-timeout); before 'alive'.
+  const beat = () => stats.set(shard, 'tickAt', Date.now());
+  beat();
+  sampler.every(0, beat);
   stats.set(shard, 'alive', 1);
   metrics.set('rt_up', undefined, 1);
 

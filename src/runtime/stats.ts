@@ -10,6 +10,9 @@ export const STAT_FIELDS = [
   'overloadRefused', 'overloadedPeers',
   // When the server started (epoch ms; the main thread's row): a replaced shard must not restart /health's uptime.
   'startedAt',
+  // A shard's last housekeeping tick (epoch ms, written by the shard), and whether the supervisor
+  // found it stuck (written by the main thread into the shard's row: the one other writer).
+  'tickAt', 'stuck',
 ] as const;
 export type StatField = (typeof STAT_FIELDS)[number];
 

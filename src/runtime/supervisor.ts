@@ -18,6 +18,7 @@ import type { HubBridge } from '../bridge/broker.js';
 import { createMeshLayout, MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
 import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js';
 import { SharedStats } from './stats.js';
+import { allocRunningCode, runningCode } from './running-code.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
 import { STATS_MS, startThreadSampler, type ThreadSampler } from './thread-sampler.js';
 import { AppConnections, SharedLimits } from '../security/shared-limits.js';
@@ -38,10 +39,16 @@ interface ShardSlot {
   worker?: Worker;
   /** Settles when the thread has exited. */
   running?: Promise<void>;
+  /** The thread has exited (running settled). */
+  exited?: boolean;
+  /** When the shard's last tick before it got stuck was (epoch ms); 0 while it is not stuck. */
+  stuckSince: number;
   restarts: number;
 }
 
 const START_TIMEOUT_MS = 30_000;
+/** How often the supervisor looks for stuck shards (--stuck-shard-timeout). */
+const STUCK_CHECK_MS = 500;
 /** Least time shutdown gives shards to tell their clients to reconnect, after the drain. */
 const GOODBYE_MS = 1000;
 
@@ -96,6 +103,8 @@ export class Supervisor {
   readonly mode: AcceptMode;
   readonly layout: MeshLayout;
   readonly stats: SharedStats;
+  /** Which actor hook each shard is running (running-code.ts). */
+  private readonly runningCode: SharedArrayBuffer;
   /** The host's metrics registry; this instance writes the main thread's block. */
   readonly metrics: Metrics;
   private sampler?: ThreadSampler;
@@ -134,11 +143,12 @@ export class Supervisor {
     this.mode = config.acceptor === 'auto' ? (canDescribe && !tls ? 'descriptor' : 'reuseport') : config.acceptor;
     this.layout = createMeshLayout(config.workers, config.ringSize);
     this.stats = new SharedStats(SharedStats.alloc(config.workers + 1), config.workers + 1);
+    this.runningCode = allocRunningCode(config.workers);
     this.stats.set(config.workers, 'startedAt', Date.now());
     this.metrics = new Metrics(Metrics.alloc(config.workers + 1), config.workers + 1, config.workers);
     // The main thread's own writes (in-memory clients, restarts) go to its block of this host.
     bindThreadMetrics(this.metrics);
-    this.slots = Array.from({ length: config.workers }, () => ({ restarts: 0 }));
+    this.slots = Array.from({ length: config.workers }, () => ({ restarts: 0, stuckSince: 0 }));
     this.pusherApps = pusherAppCount(config);
     this.appConnections = AppConnections.alloc(this.pusherApps, config.workers);
     // The main thread is a mesh member too (index = workers), so in-process clients and server-side
@@ -200,6 +210,7 @@ export class Supervisor {
       more: () => this.metrics.set('rt_subscriptions', undefined, this.hub.stats.subscriptions),
     });
     this.sampler.every(STATS_MS, () => this.publishStats());
+    if (config.stuckShardTimeout > 0) this.sampler.every(STUCK_CHECK_MS, () => this.watchShards());
     this.log.info(`acceptor mode: ${this.mode === 'descriptor' ? 'uWS app descriptors (main thread accepts, shards serve)' : 'SO_REUSEPORT (each shard listens)'}`);
   }
 
@@ -244,6 +255,7 @@ export class Supervisor {
       control: port2,
       replacement: slot.restarts > 0,
       actorModules: this.config.actors ? compiledModules(this.config.actors) : undefined,
+      runningCode: this.runningCode,
     };
     let worker: Worker;
     try {
@@ -278,8 +290,10 @@ export class Supervisor {
           this.detach(i);
         }
       });
+      slot.exited = false;
       slot.running = new Promise<void>((exited) =>
         worker.once('exit', (code) => {
+          slot.exited = true;
           exited();
           if (slot.worker !== worker) return;
           slot.worker = undefined;
@@ -305,6 +319,7 @@ export class Supervisor {
     // Stop handing sockets to an app that no longer exists.
     this.detach(i);
     this.stats.set(i, 'alive', 0);
+    this.unstuck(i);
     // The shard's block is written by the shard; marking it down here is the one exception (it is gone).
     new Metrics(this.metrics.sab, this.metrics.threads, i).set('rt_up', undefined, 0);
     slot.control?.close();
@@ -324,6 +339,57 @@ export class Supervisor {
       },
       (e: Error) => this.log.error(`shard ${i} could not be restarted: ${e.message}`, { event: 'shard.restart_failed', shard: i }),
     );
+  }
+
+  /**
+   * A shard whose housekeeping tick (every 20–200 ms) has not run for --stuck-shard-timeout is stuck:
+   * a synchronous loop in an actor hook, most likely. Nothing can interrupt it (a thread holding uWS
+   * sockets cannot be ended without aborting the process), so the supervisor says so, once, naming
+   * what it runs; /health answers 503 `degraded` while it lasts, and a shard that moves again is
+   * reported back.
+   */
+  private watchShards(): void {
+    const limit = this.config.stuckShardTimeout * 1000;
+    const now = Date.now();
+    let stuck = 0;
+    this.slots.forEach((slot, i) => {
+      const tickAt = this.stats.get(i, 'tickAt');
+      if (this.stopping || this.stats.get(i, 'alive') !== 1 || now - tickAt <= limit) {
+        if (slot.stuckSince) {
+          this.log.notice(`shard ${i} is moving again after ${((tickAt - slot.stuckSince) / 1000).toFixed(1)} s stuck`, { event: 'shard.resumed', shard: i, seconds: (tickAt - slot.stuckSince) / 1000 });
+          this.unstuck(i);
+        }
+        return;
+      }
+      stuck++;
+      if (slot.stuckSince) return;
+      slot.stuckSince = tickAt;
+      this.stats.set(i, 'stuck', 1);
+      this.log.error(
+        `shard ${i} is stuck: its event loop has not turned for ${((now - tickAt) / 1000).toFixed(1)} s, ${this.describeRunning(i, now)}. ` +
+          'Its connections and the channels it owns get no service until it returns; /health answers 503 meanwhile. ' +
+          'A synchronous hook cannot be interrupted: fix it (or move the work to ctx.compute) and restart the server, which then aborts (exit status 134) since the shard cannot stop',
+        { event: 'shard.stuck', shard: i, seconds: (now - tickAt) / 1000, ...this.runningFields(i) },
+      );
+    });
+    this.metrics.set('rt_stuck_shards', undefined, stuck);
+  }
+
+  private unstuck(i: number): void {
+    this.slots[i]!.stuckSince = 0;
+    this.stats.set(i, 'stuck', 0);
+  }
+
+  /** "running onMessage of actor … for channel … (for 12.3 s)", or that no actor hook is running. */
+  private describeRunning(i: number, now: number): string {
+    const r = runningCode(this.runningCode, i);
+    if (!r) return 'in no actor hook (a long synchronous task: a request handler, a module, or a very long GC pause)';
+    return `running ${r.label}${r.channel ? ` for channel ${r.channel}` : ''} (for ${((now - r.since) / 1000).toFixed(1)} s)`;
+  }
+
+  private runningFields(i: number): Record<string, unknown> {
+    const r = runningCode(this.runningCode, i);
+    return r ? { running: r.label, channel: r.channel } : {};
   }
 
   /** The main thread's own row in /metrics (its in-process clients and server.publish() use the mesh too). */
@@ -392,6 +458,13 @@ export class Supervisor {
     this.hub.mesh.close();
     this.acceptor?.close();
     // A shard that did not finish in time is ended anyway (its app is closed by then, or it is stuck).
+    // A stuck one still holds its sockets: ending it aborts the process. Say why first.
+    const now = Date.now();
+    this.slots.forEach((slot, i) => {
+      if (slot.worker && !slot.exited && now - this.stats.get(i, 'tickAt') > 1000) {
+        this.log.error(`shard ${i} did not stop within --shutdown-timeout: it is stuck, ${this.describeRunning(i, now)}. A thread holding open sockets cannot be ended cleanly: the process aborts (exit status 134)`, { event: 'shard.stuck_at_exit', shard: i, ...this.runningFields(i) });
+      }
+    });
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
     await this.compute?.destroy();
     await this.actorCompute?.destroy();

@@ -11,7 +11,8 @@ export interface HealthBody {
   status: 'ok' | 'degraded' | 'draining';
   /** This host's id (--host-id, or generated at start). */
   host: string;
-  workers: { total: number; alive: number };
+  /** `stuck`: shards alive but standing still for longer than --stuck-shard-timeout. */
+  workers: { total: number; alive: number; stuck: number };
   connections: number;
   channels: number;
   uptime: number;
@@ -23,12 +24,17 @@ export function healthOf(ctx: ThreadContext): HealthBody {
   const { stats } = ctx;
   const shards = ctx.hub.shards;
   let alive = 0;
-  for (let s = 0; s < shards; s++) if (stats.get(s, 'alive') === 1) alive++;
-  const status = ctx.draining ? 'draining' : alive === shards ? 'ok' : 'degraded';
+  let stuck = 0;
+  for (let s = 0; s < shards; s++) {
+    if (stats.get(s, 'alive') !== 1) continue;
+    alive++;
+    if (stats.get(s, 'stuck') === 1) stuck++;
+  }
+  const status = ctx.draining ? 'draining' : alive === shards && stuck === 0 ? 'ok' : 'degraded';
   return {
     status,
     host: ctx.config.hostId,
-    workers: { total: shards, alive },
+    workers: { total: shards, alive, stuck },
     connections: stats.total('connections'),
     channels: stats.total('channels'),
     // The server's, not this thread's: the same on every shard, and not reset when one is replaced.

@@ -113,7 +113,7 @@ export function openApiDocument(): object {
           properties: {
             status: { enum: ['ok', 'degraded', 'draining'] },
             host: { type: 'string', description: 'This host id (--host-id, or the hostname plus a random suffix generated at start).' },
-            workers: { type: 'object', required: ['total', 'alive'], additionalProperties: false, properties: { total: { type: 'integer' }, alive: { type: 'integer' } } },
+            workers: { type: 'object', required: ['total', 'alive', 'stuck'], additionalProperties: false, properties: { total: { type: 'integer' }, alive: { type: 'integer' }, stuck: { type: 'integer', description: 'Shards alive but standing still for longer than --stuck-shard-timeout.' } } },
             connections: { type: 'integer', minimum: 0 },
             channels: { type: 'integer', minimum: 0 },
             uptime: { type: 'integer', minimum: 0, description: 'Seconds.' },
@@ -130,7 +130,7 @@ export function openApiDocument(): object {
             host: { type: 'string', description: 'This host id (--host-id).' },
             status: { enum: ['ok', 'degraded', 'draining'] },
             uptime: { type: 'integer' },
-            workers: { type: 'object', required: ['total', 'alive'], properties: { total: { type: 'integer' }, alive: { type: 'integer' } } },
+            workers: { type: 'object', required: ['total', 'alive', 'stuck'], properties: { total: { type: 'integer' }, alive: { type: 'integer' }, stuck: { type: 'integer' } } },
             threads: {
               type: 'array',
               items: {
@@ -271,7 +271,7 @@ export function openApiDocument(): object {
         get: {
           summary: 'Health of the host, for load balancers',
           security: [],
-          responses: { '200': json(ref('Health'), 'Every shard is alive.'), '503': json(ref('Health'), 'A shard is being replaced (`degraded`) or the server is shutting down (`draining`).') },
+          responses: { '200': json(ref('Health'), 'Every shard is alive.'), '503': json(ref('Health'), 'A shard is being replaced or is stuck (`degraded`), or the server is shutting down (`draining`).') },
         },
       },
       '/metrics': {

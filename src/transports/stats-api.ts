@@ -6,7 +6,7 @@
 import type { ThreadContext } from '../runtime/context.js';
 import { REFUSAL_REASONS } from '../runtime/metric-families.js';
 import { processFigures } from '../runtime/process-metrics.js';
-import { healthOf, threadName } from './health.js';
+import { healthOf, threadName, type HealthBody } from './health.js';
 import { bridged } from '../bridge/setup.js';
 
 export interface ThreadStats {
@@ -27,7 +27,7 @@ export interface StatsBody {
   host: string;
   status: string;
   uptime: number;
-  workers: { total: number; alive: number };
+  workers: HealthBody['workers'];
   threads: ThreadStats[];
   connections: { total: number; byKind: { transport: string; protocol: string; count: number }[] };
   messages: { in: number; out: number; published: number; delivered: number };

@@ -123,7 +123,7 @@ function render(s) {
   $('status').className = 'badge ' + s.status;
   text('status', s.status);
   text('host', s.host);
-  text('workers', `${s.workers.alive}/${s.workers.total}`);
+  text('workers', `${s.workers.alive}/${s.workers.total}` + (s.workers.stuck ? ` (${s.workers.stuck} stuck)` : ''));
   text('uptime', fmtUptime(s.uptime));
   text('redis', s.redis.enabled ? `${s.redis.connected}/${s.redis.shards} shards connected` : 'off');
   text('updated', 'updated ' + new Date(s.time).toLocaleTimeString());
