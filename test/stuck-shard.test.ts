@@ -90,6 +90,22 @@ t.test('a shard stuck in a hook is named, /health says degraded, and it is repor
   t.equal(cli.output().match(/ is stuck: /g)?.length, 1, 'reported once, not at every check');
 });
 
+t.test('a shard stuck in a request handler is named too', async (t) => {
+  const cli = start(t);
+  const port = await listeningPort(cli);
+  const c = await TestClient.connect(`ws://127.0.0.1:${port}/ws`);
+  t.teardown(() => c.close());
+  const shard = Number(String(c.welcome.socket_id).split('.')[0]);
+  const release = join(scratch, 'release-handler');
+  const answered = c.request({ op: 'rpc', event: 'hold', data: { release } }, 60_000);
+  const stuck = await cli.waitFor(/shard (\d) is stuck: its event loop has not turned for [\d.]+ s, running (.+?) \(for [\d.]+ s\)\./);
+  t.equal(Number(stuck[1]), shard, "the client's own shard runs its handler");
+  t.equal(stuck[2], `the handler of event "hold" (namespace /) of ${join(actors, 'hold.handlers.ts')}`, 'the handler, its namespace and file are named');
+  writeFileSync(release, '');
+  t.same((await answered).data, { released: true });
+  await cli.waitFor(new RegExp(`shard ${shard} is moving again`));
+});
+
 t.test('SIGTERM with a shard stuck for good: the log says why before the process aborts', async (t) => {
   const cli = start(t, ['--shutdown-timeout', '0']);
   const port = await listeningPort(cli);

@@ -10,6 +10,7 @@ import { importFolder } from './folder.js';
 import { unknownKey } from './unknown-key.js';
 import { isThenable } from './mailbox.js';
 import { within } from './clock.js';
+import { codeLabel, enterCode, leaveCode } from '../runtime/running-code.js';
 
 /** What a handler sees of the connection that sent the event. */
 export interface Connection {
@@ -160,6 +161,19 @@ function validate(def: HandlerDefinition, file: string): void {
   }
 }
 
+/** `fn` bound to `self`, named in the thread's running-code slot while it runs (a stuck shard says which). */
+function marked<F extends (...args: never[]) => unknown>(fn: F, self: unknown, text: string): F {
+  const label = codeLabel(text);
+  return function (...args: Parameters<F>) {
+    enterCode(label, '', Date.now());
+    try {
+      return fn.apply(self, args);
+    } finally {
+      leaveCode();
+    }
+  } as F;
+}
+
 /** The handlers of every namespace, merged from all handler files. */
 export class HandlerRegistry {
   private readonly byNsp = new Map<string, NamespaceHandlers>();
@@ -174,10 +188,10 @@ export class HandlerRegistry {
       if (!h) this.byNsp.set(nsp, (h = { namespace: nsp, events: new Map(), onConnect: [], onDisconnect: [] }) as unknown as NamespaceHandlers);
       for (const [name, fn] of Object.entries(def.events)) {
         if (h.events.has(name)) throw new Error(`${file}: event "${name}" of namespace ${nsp} already has a handler in another file`);
-        h.events.set(name, fn);
+        h.events.set(name, marked(fn, def.events, `the handler of event "${name}" (namespace ${nsp}) of ${file}`));
       }
-      if (def.onConnect) h.onConnect.push(def.onConnect.bind(def));
-      if (def.onDisconnect) h.onDisconnect.push(def.onDisconnect.bind(def));
+      if (def.onConnect) h.onConnect.push(marked(def.onConnect, def, `onConnect (namespace ${nsp}) of ${file}`));
+      if (def.onDisconnect) h.onDisconnect.push(marked(def.onDisconnect, def, `onDisconnect (namespace ${nsp}) of ${file}`));
     }
   }
 

@@ -383,7 +383,7 @@ export class Supervisor {
   /** "running onMessage of actor … for channel … (for 12.3 s)", or that no actor hook is running. */
   private describeRunning(i: number, now: number): string {
     const r = runningCode(this.runningCode, i);
-    if (!r) return 'in no actor hook (a long synchronous task: a request handler, a module, or a very long GC pause)';
+    if (!r) return 'in no actor hook or request handler (another long synchronous task, or a very long GC pause)';
     return `running ${r.label}${r.channel ? ` for channel ${r.channel}` : ''} (for ${((now - r.since) / 1000).toFixed(1)} s)`;
   }
 
