@@ -12,6 +12,9 @@ import type { AnyActorDefinition } from './define.js';
 
 type AnyFn = (...args: unknown[]) => unknown;
 
+/** Read once: the getter is not free, and a hook call is on a custom actor's publish path. */
+const ORIGIN = performance.timeOrigin;
+
 export function timeHooks(def: AnyActorDefinition, file: string): AnyActorDefinition {
   const timed: Record<string, unknown> = { ...def };
   for (const hook of ACTOR_HOOKS) {
@@ -23,7 +26,7 @@ export function timeHooks(def: AnyActorDefinition, file: string): AnyActorDefini
       // init(channel); every other hook (ctx, …).
       const first = args[0] as string | { channel?: unknown } | undefined;
       const channel = typeof first === 'string' ? first : typeof first?.channel === 'string' ? first.channel : '';
-      enterCode(label, channel, performance.timeOrigin + t0);
+      enterCode(label, channel, ORIGIN + t0);
       // Looked up per call: the registry of the thread running the hook (each shard loads the actors).
       const record = () => metrics().observe('rt_actor_hook_seconds', { hook }, (performance.now() - t0) / 1000);
       let r: unknown;

@@ -7,7 +7,7 @@
  * One slot of SLOT bytes per thread, written only by its thread: word 0 the nesting depth (a hook run
  * from inside another leaves the outer one's record), word 1 the label's length, word 2 the channel's,
  * a float at byte 16 when the outermost hook started (epoch ms), then the label and channel bytes.
- * The channel is re-encoded only when it changes: a hot channel's hooks cost a few stores and a copy.
+ * The label and channel are written only when they change: a hot channel's hook costs a few stores.
  */
 const SLOT = 512;
 const LABEL_AT = 24;
@@ -25,6 +25,7 @@ interface Slot {
 }
 
 let mine: Slot | undefined;
+let lastLabel: Uint8Array | undefined;
 let lastChannel: string | undefined;
 
 function slotOf(sab: SharedArrayBuffer, thread: number): Slot {
@@ -40,6 +41,7 @@ export function allocRunningCode(threads: number): SharedArrayBuffer {
 export function recordRunningCode(sab: SharedArrayBuffer, thread: number): void {
   mine = slotOf(sab, thread);
   mine.i32[0] = 0;
+  lastLabel = undefined;
   lastChannel = undefined;
 }
 
@@ -52,8 +54,11 @@ export function codeLabel(text: string): Uint8Array {
 export function enterCode(label: Uint8Array, channel: string, startedAt: number): void {
   const s = mine;
   if (!s || s.i32[0]++ > 0) return;
-  s.u8.set(label, LABEL_AT);
-  s.i32[1] = label.length;
+  if (label !== lastLabel) {
+    lastLabel = label;
+    s.u8.set(label, LABEL_AT);
+    s.i32[1] = label.length;
+  }
   if (channel !== lastChannel) {
     lastChannel = channel;
     s.i32[2] = encoder.encodeInto(channel, s.u8.subarray(CHANNEL_AT, CHANNEL_AT + CHANNEL_MAX)).written;
