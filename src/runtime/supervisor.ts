@@ -122,6 +122,8 @@ export class Supervisor {
   private listenSocket?: us_listen_socket;
   private readonly slots: ShardSlot[];
   private stopping = false;
+  /** When watchShards last ran (epoch ms). */
+  private lastWatch = Date.now();
   private fatal?: (err: Error) => void;
 
   /**
@@ -351,6 +353,11 @@ export class Supervisor {
   private watchShards(): void {
     const limit = this.config.stuckShardTimeout * 1000;
     const now = Date.now();
+    // The whole process stood still (SIGSTOP, a suspended VM): every thread resumes at once, and this
+    // check may run before the shards' ticks. Not a stuck shard; look again next time.
+    const since = now - this.lastWatch;
+    this.lastWatch = now;
+    if (since > limit) return;
     let stuck = 0;
     this.slots.forEach((slot, i) => {
       const tickAt = this.stats.get(i, 'tickAt');
