@@ -10,6 +10,10 @@ import { join } from 'node:path';
 import { startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 
+// About 25 servers started one after another, several with a compile each: on a loaded machine (load
+// average 13 in one CI run) that passed .taprc's 120 s per file.
+t.setTimeout(300_000);
+
 /** What the process writes to stderr (the server's log lines) until `restore()`. */
 function captureStderr(): { lines: string[]; restore(): void } {
   const lines: string[] = [];
