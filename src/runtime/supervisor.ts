@@ -375,7 +375,7 @@ export class Supervisor {
       this.log.error(
         `shard ${i} is stuck: its event loop has not turned for ${((now - tickAt) / 1000).toFixed(1)} s, ${this.describeRunning(i, now)}. ` +
           'Its connections and the channels it owns get no service until it returns; /health answers 503 meanwhile. ' +
-          'A synchronous hook cannot be interrupted: fix it (or move the work to ctx.compute) and restart the server, which then aborts (exit status 134) since the shard cannot stop',
+          'A synchronous hook cannot be interrupted: fix it (or move the work to ctx.compute) and restart the server (which aborts, exit status 134, if the shard still holds connections then: they cannot be closed)',
         { event: 'shard.stuck', shard: i, seconds: (now - tickAt) / 1000, ...this.runningFields(i) },
       );
     });
@@ -469,7 +469,10 @@ export class Supervisor {
     const now = Date.now();
     this.slots.forEach((slot, i) => {
       if (slot.worker && !slot.exited && now - this.stats.get(i, 'tickAt') > 1000) {
-        this.log.error(`shard ${i} did not stop within --shutdown-timeout: it is stuck, ${this.describeRunning(i, now)}. A thread holding open sockets cannot be ended cleanly: the process aborts (exit status 134)`, { event: 'shard.stuck_at_exit', shard: i, ...this.runningFields(i) });
+        // Counted by the shard as they open and close: it cannot have closed any since it got stuck.
+        const held = this.metrics.list('rt_connections', true).reduce((n, c) => n + (c.thread === i ? c.value : 0), 0);
+        const outcome = held > 0 ? `It holds ${held} client connection${held === 1 ? '' : 's'}, and a thread holding open sockets cannot be ended cleanly: the process aborts (exit status 134)` : 'It holds no client connection, so it is ended where it stands (an HTTP keep-alive connection still open on it would abort the process, exit status 134)';
+        this.log.error(`shard ${i} did not stop within --shutdown-timeout: it is stuck, ${this.describeRunning(i, now)}. ${outcome}`, { event: 'shard.stuck_at_exit', shard: i, connections: held, ...this.runningFields(i) });
       }
     });
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
