@@ -72,6 +72,17 @@ export function internalName(app: PusherApp, channel: string): string {
   return app.suffix ? channel + app.suffix : channel;
 }
 
+/**
+ * A user id of `app` as the hub indexes it: users are per app, like channels. Undefined for an id
+ * holding the separator: the default app has no suffix, so its user `42 @admin` would be app admin's
+ * user 42, reachable (sendToUser, terminate_connections, sign-in) with the default app's credentials.
+ */
+export function internalUser(app: PusherApp, id: string): string | undefined {
+  return id.includes(SEP) ? undefined : id + app.suffix;
+}
+
+export const USER_ID_SEPARATOR_RULE = `a user id may not contain "${SEP}"`;
+
 /** The channel name a Pusher client of the channel's app knows. */
 export function externalName(internal: string): string {
   const i = internal.indexOf(SEP);
