@@ -106,9 +106,10 @@ function str(v: unknown, where: string, re: RegExp, what: string): string {
   return s;
 }
 
-function posInt(v: unknown, def: number, where: string, max: number): number {
+/** `min` is 1 for limits where 0 would refuse every event (0 does not mean "no limit" there). */
+function posInt(v: unknown, def: number, where: string, max: number, min = 0): number {
   if (v === undefined) return def;
-  if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > max) fail('pusherApps', `${where} must be an integer from 0 to ${max}`);
+  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) fail('pusherApps', `${where} must be an integer from ${min} to ${max}`);
   return v as number;
 }
 
@@ -160,9 +161,9 @@ function parseApp(raw: unknown, w: string, index: number): PusherApp {
     allowedOrigins,
     enableClientMessages: (o.enableClientMessages as boolean | undefined) ?? APP_DEFAULTS.enableClientMessages,
     maxClientEventsPerSecond: posInt(o.maxClientEventsPerSecond, APP_DEFAULTS.maxClientEventsPerSecond, `${w}.maxClientEventsPerSecond`, 1_000_000),
-    maxEventPayload: posInt(o.maxEventPayload, APP_DEFAULTS.maxEventPayload, `${w}.maxEventPayload`, 64 * 1024 * 1024),
-    maxEventChannels: posInt(o.maxEventChannels, APP_DEFAULTS.maxEventChannels, `${w}.maxEventChannels`, 10_000),
-    maxBatchSize: posInt(o.maxBatchSize, APP_DEFAULTS.maxBatchSize, `${w}.maxBatchSize`, 10_000),
+    maxEventPayload: posInt(o.maxEventPayload, APP_DEFAULTS.maxEventPayload, `${w}.maxEventPayload`, 64 * 1024 * 1024, 1),
+    maxEventChannels: posInt(o.maxEventChannels, APP_DEFAULTS.maxEventChannels, `${w}.maxEventChannels`, 10_000, 1),
+    maxBatchSize: posInt(o.maxBatchSize, APP_DEFAULTS.maxBatchSize, `${w}.maxBatchSize`, 10_000, 1),
     maxConnections: posInt(o.maxConnections, APP_DEFAULTS.maxConnections, `${w}.maxConnections`, 100_000_000),
     maxWatchlistSize: posInt(o.maxWatchlistSize, APP_DEFAULTS.maxWatchlistSize, `${w}.maxWatchlistSize`, 1000),
     subscriptionCountEvents: (o.subscriptionCountEvents as boolean | undefined) ?? APP_DEFAULTS.subscriptionCountEvents,
