@@ -218,3 +218,34 @@ t.test("no app's credentials reach another app's users by spelling the app separ
   t.equal(leaked, false, "nothing of the default app's reached app B's user");
   t.equal(b.connection.state, 'connected', "app B's user is still connected");
 });
+
+t.test("terminate_connections reaches its own app's users and presence members only", async (t) => {
+  const s = shared;
+  // App B: one connection signed in as iso-42 (also presence member iso-43), one presence member iso-43 only.
+  const signedIn = pusherClient(t, s.port, { app: APP_B, user: { id: 'iso-42' }, member: { user_id: 'iso-43' } });
+  const member = pusherClient(t, s.port, { app: APP_B, member: { user_id: 'iso-43' } });
+  await Promise.all([connected(signedIn), connected(member)]);
+  signedIn.signin();
+  const deadline = Date.now() + 5000;
+  while (!(signedIn.user as any).serverToUserChannel?.subscribed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const channels = [(await subscribed(signedIn, 'presence-iso')).channel, (await subscribed(member, 'presence-iso')).channel];
+  const states: string[] = [];
+  for (const p of [signedIn, member]) p.connection.bind('state_change', (st: any) => states.push(st.current));
+
+  // The default app's users of the same ids are other people.
+  t.equal((await sdk(s.port).terminateUserConnections('iso-42')).status, 200);
+  t.equal((await sdk(s.port).terminateUserConnections('iso-43')).status, 200);
+  const sentinels = channels.map((c) => nextOn(c, 'sentinel'));
+  await sdk(s.port, APP_B).trigger('presence-iso', 'sentinel', 1);
+  await Promise.all(sentinels);
+  t.same(states, [], "the default app's terminate_connections closed nothing of app B");
+
+  // App B's own call closes its presence member iso-43 too, as the default app's does for its own.
+  const closed = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("app B's presence member iso-43 was not closed")), 5000);
+    member.connection.bind('state_change', (st: any) => st.current !== 'connected' && (clearTimeout(timer), resolve()));
+  });
+  t.equal((await sdk(s.port, APP_B).terminateUserConnections('iso-43')).status, 200);
+  await closed;
+  t.pass("app B's terminate_connections closes its own presence member");
+});

@@ -7,6 +7,7 @@
  */
 import { ConfigError } from '../../config/load.js';
 import type { ServerConfig } from '../../config/schema.js';
+import { APP_SEPARATOR } from '../../runtime/app-scope.js';
 
 export interface WebhookTarget {
   url: string;
@@ -66,7 +67,7 @@ const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const KEY_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 
 /** Separator of the internal suffix: a space, which validChannelName refuses everywhere else. */
-const SEP = ' @';
+const SEP = APP_SEPARATOR;
 
 export function internalName(app: PusherApp, channel: string): string {
   return app.suffix ? channel + app.suffix : channel;
