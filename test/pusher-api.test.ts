@@ -185,3 +185,67 @@ t.test('apps are isolated; the first app shares channels with /api and native cl
   t.equal(wrongKey.status, 401, "app A's key does not sign for app B");
   t.ok(API_KEY);
 });
+
+t.test("no app's credentials reach another app's users by spelling the app separator in a user id", async (t) => {
+  const s = shared;
+  const b = pusherClient(t, s.port, { app: APP_B, user: { id: '42' } });
+  await connected(b);
+  b.signin();
+  const deadline = Date.now() + 5000;
+  while (!(b.user as any).serverToUserChannel?.subscribed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  let leaked = false;
+  (b.user as any).bind('leak', () => (leaked = true));
+
+  // The default app has no internal suffix: its user "42 @2002" would be app B's user 42.
+  const send = await sdk(s.port).sendToUser(`42 @${APP_B.id}`, 'leak', {}).then(() => null, (e) => e);
+  t.equal(send?.status, 400, 'sendToUser to such an id: 400');
+  t.match(send?.body, /may not contain/);
+  const term = await sdk(s.port).terminateUserConnections(`42%20%40${APP_B.id}`).then(() => null, (e) => e);
+  t.equal(term?.status, 400, 'terminate_connections of such an id: 400');
+
+  const a = pusherClient(t, s.port, { user: { id: `7 @${APP_B.id}` } });
+  await connected(a);
+  const closed = new Promise<any>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the sign-in was not refused')), 5000);
+    a.connection.bind('error', (e: any) => e?.data?.code && (clearTimeout(timer), resolve(e.data)));
+  });
+  a.signin();
+  t.match(await closed, { code: 4009, message: /may not contain/ }, 'signing in as such an id: 4009');
+
+  const sentinel = nextOn(b.user as any, 'sentinel');
+  await sdk(s.port, APP_B).sendToUser('42', 'sentinel', 1);
+  t.equal(await sentinel, 1, "app B's own user still gets its messages");
+  t.equal(leaked, false, "nothing of the default app's reached app B's user");
+  t.equal(b.connection.state, 'connected', "app B's user is still connected");
+});
+
+t.test("terminate_connections reaches its own app's users and presence members only", async (t) => {
+  const s = shared;
+  // App B: one connection signed in as iso-42 (also presence member iso-43), one presence member iso-43 only.
+  const signedIn = pusherClient(t, s.port, { app: APP_B, user: { id: 'iso-42' }, member: { user_id: 'iso-43' } });
+  const member = pusherClient(t, s.port, { app: APP_B, member: { user_id: 'iso-43' } });
+  await Promise.all([connected(signedIn), connected(member)]);
+  signedIn.signin();
+  const deadline = Date.now() + 5000;
+  while (!(signedIn.user as any).serverToUserChannel?.subscribed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  const channels = [(await subscribed(signedIn, 'presence-iso')).channel, (await subscribed(member, 'presence-iso')).channel];
+  const states: string[] = [];
+  for (const p of [signedIn, member]) p.connection.bind('state_change', (st: any) => states.push(st.current));
+
+  // The default app's users of the same ids are other people.
+  t.equal((await sdk(s.port).terminateUserConnections('iso-42')).status, 200);
+  t.equal((await sdk(s.port).terminateUserConnections('iso-43')).status, 200);
+  const sentinels = channels.map((c) => nextOn(c, 'sentinel'));
+  await sdk(s.port, APP_B).trigger('presence-iso', 'sentinel', 1);
+  await Promise.all(sentinels);
+  t.same(states, [], "the default app's terminate_connections closed nothing of app B");
+
+  // App B's own call closes its presence member iso-43 too, as the default app's does for its own.
+  const closed = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("app B's presence member iso-43 was not closed")), 5000);
+    member.connection.bind('state_change', (st: any) => st.current !== 'connected' && (clearTimeout(timer), resolve()));
+  });
+  t.equal((await sdk(s.port, APP_B).terminateUserConnections('iso-43')).status, 200);
+  await closed;
+  t.pass("app B's terminate_connections closes its own presence member");
+});

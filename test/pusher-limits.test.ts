@@ -123,3 +123,13 @@ t.test('a bad maxConnections fails the start, naming the key', async (t) => {
     );
   }
 });
+
+t.test('a limit of 0 that would refuse every event fails the start, naming the key', async (t) => {
+  for (const key of ['maxEventPayload', 'maxEventChannels', 'maxBatchSize']) {
+    await t.rejects(
+      createServer({ port: 0, host: '127.0.0.1', workers: 1, logLevel: 'error', env: {}, pusherApps: [{ ...APP, [key]: 0 }] } as never),
+      new RegExp(`pusherApps\\[0\\]\\.${key} must be an integer from 1`),
+      `${key}: 0 is refused (it is not "no limit")`,
+    );
+  }
+});

@@ -120,6 +120,37 @@ t.test('pusher-js subscribers and webhooks learn that a member on the crashed ow
   t.equal(rx.events.filter((e) => e.name === 'member_removed').length, 1, 'one member_removed webhook');
 });
 
+t.test('pusher-js clients of the crashed shard come back to the whole member list; the others see them leave and rejoin', async (t) => {
+  const s = await startServer(t, { workers: 2, pusherApps: [APP] });
+  const ch = channelOwnedBy('presence-rejoin-', 0, 2);
+  const shardOf = await pusherShardOf(t, s.port, s.http);
+  const stay = await pusherOnShard(t, s.port, shardOf, 1, { member: { user_id: 'stay' } });
+  const back = [
+    await pusherOnShard(t, s.port, shardOf, 0, { member: { user_id: 'back-1' } }),
+    await pusherOnShard(t, s.port, shardOf, 0, { member: { user_id: 'back-2' } }),
+  ];
+  const channels = [(await subscribed(stay, ch)).channel];
+  for (const p of back) channels.push((await subscribed(p, ch)).channel);
+  const ids = (c: any): string[] => Object.keys(c.members.members).sort();
+  await until(() => channels.every((c) => c.members.count === 3), 'every client sees 3 members');
+  const resubscribed = back.map((p) => nextOn(p.channel(ch) as any, 'pusher:subscription_succeeded', () => true, 30_000));
+
+  s.crashShard(0);
+  await Promise.all(resubscribed);
+  // Before: the replacement answered them before the other shard's members were back, silently, so
+  // they never learned of 'stay'.
+  await until(() => channels.every((c) => c.members.count === 3), 'every client sees 3 members again', 30_000).catch(() => undefined);
+  for (const [i, c] of channels.entries()) t.same(ids(c), ['back-1', 'back-2', 'stay'], `client ${i} lists every member`);
+  t.equal(channels[0].members.me?.id, 'stay', 'the survivor was not told it left');
+
+  const got = channels.map((c) => nextOn(c, 'after'));
+  await sdk(s.port).trigger(ch, 'after', {});
+  await Promise.all(got);
+  for (const [i, c] of channels.entries()) t.equal(c.members.count, 3, `client ${i}: still 3 members after a sentinel`);
+  const users = await (await sdk(s.port).get({ path: `/channels/${ch}/users` })).json();
+  t.same(users.users.map((u: { id: string }) => u.id).sort(), ['back-1', 'back-2', 'stay'], 'the HTTP API agrees');
+});
+
 t.test('watchers see a user offline whose connection and online channel were on the crashed shard', async (t) => {
   const s = await startServer(t, { workers: 2, pusherApps: [APP] });
   // A user id whose online channel (src/runtime/hidden-channels.ts) shard 0 owns.

@@ -10,8 +10,10 @@ import type { ActorRegistry } from './registry.js';
 import { threadLogger } from '../log.js';
 import { payloadOf, EncodedMessage } from '../protocol/encoded-payload.js';
 import { isHiddenChannel } from '../runtime/hidden-channels.js';
+import { channelKind } from '../auth/channels.js';
 
 const SWEEP_MS = 5_000;
+const noop = (): void => {};
 
 export class ActorHost {
   private readonly actors = new Map<string, ChannelActor>();
@@ -19,6 +21,8 @@ export class ActorHost {
   private replayPending = false;
   /** Resolved by reconcileReplay: publishes that would start a stream wait for it (see handle). */
   private replayDone?: { promise: Promise<void>; resolve(): void };
+  /** The presence subscribes waiting for the replay, in arrival order (see handle). */
+  private heldSubscribes: Promise<unknown> = Promise.resolve();
   private readonly sweeper: ReturnType<typeof setInterval>;
 
   constructor(private readonly registry: ActorRegistry, private readonly env: ActorEnv) {
@@ -45,6 +49,19 @@ export class ActorHost {
   handle(req: Request): unknown {
     switch (req.t) {
       case 'sub':
+        // After a restart, the other threads' members come back silently (replayed subscriptions):
+        // nobody is told they joined. A new presence subscriber let in before they are all back would
+        // get a member list without them and never learn of them. It waits for the replay, as a
+        // publish does; a member that was on the dead thread is then announced gone before it rejoins.
+        if (this.replayDone && !this.env.broker && !req.replay && channelKind(req.ch) === 'presence') {
+          const waiting = req;
+          const answer = this.heldSubscribes.then(() => this.handle(waiting));
+          // One at a time: the next is handled only after this answer is posted (the mesh reacts to
+          // `answer` after this link does), else this subscriber's thread would get the next one's
+          // join before its own reply, while it is not yet in the channel, and miss it.
+          this.heldSubscribes = answer.then(noop, noop);
+          return answer;
+        }
         return this.actor(req.ch).subscribe(req.conn, req.since, req.data, req.replay) as SubscribeResult | Promise<SubscribeResult>;
       case 'pub': {
         // After a restart, a channel's stream continues where its subscribers (replayed by the other
@@ -122,6 +139,7 @@ export class ActorHost {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => (resolve = r));
       this.replayDone = { promise, resolve };
+      this.heldSubscribes = promise;
     }
     for (const a of this.actors.values()) a.expectReplay();
   }

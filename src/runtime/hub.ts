@@ -8,6 +8,7 @@ import type { TokenExpiry } from '../security/token-expiry.js';
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import { RtError } from '../errors.js';
+import { appSuffixOf } from './app-scope.js';
 import { allCodecs, encodeKicked, encodePush, type Encoded, type WireCodec } from '../protocol/codecs.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
 import { EncodedPayload, EncodedPubRequest } from '../protocol/encoded-payload.js';
@@ -437,8 +438,10 @@ export class Hub {
     const targets = new Set(this.byUser.get(user));
     for (const c of this.clients.values()) {
       if (!c.channelIdentity || targets.has(c)) continue;
-      for (const identity of c.channelIdentity.values()) {
-        if (identity.user === user && !identity.observer) {
+      for (const [channel, identity] of c.channelIdentity) {
+        // The identity holds the id its app's clients know: user 42 of another Pusher app is `42 @<id>`
+        // here, and must not be mistaken for the default app's user 42 (app-scope.ts).
+        if (identity.user !== undefined && !identity.observer && identity.user + appSuffixOf(channel) === user) {
           targets.add(c);
           break;
         }

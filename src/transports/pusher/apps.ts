@@ -7,6 +7,7 @@
  */
 import { ConfigError } from '../../config/load.js';
 import type { ServerConfig } from '../../config/schema.js';
+import { APP_SEPARATOR } from '../../runtime/app-scope.js';
 
 export interface WebhookTarget {
   url: string;
@@ -66,11 +67,22 @@ const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const KEY_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 
 /** Separator of the internal suffix: a space, which validChannelName refuses everywhere else. */
-const SEP = ' @';
+const SEP = APP_SEPARATOR;
 
 export function internalName(app: PusherApp, channel: string): string {
   return app.suffix ? channel + app.suffix : channel;
 }
+
+/**
+ * A user id of `app` as the hub indexes it: users are per app, like channels. Undefined for an id
+ * holding the separator: the default app has no suffix, so its user `42 @admin` would be app admin's
+ * user 42, reachable (sendToUser, terminate_connections, sign-in) with the default app's credentials.
+ */
+export function internalUser(app: PusherApp, id: string): string | undefined {
+  return id.includes(SEP) ? undefined : id + app.suffix;
+}
+
+export const USER_ID_SEPARATOR_RULE = `a user id may not contain "${SEP}"`;
 
 /** The channel name a Pusher client of the channel's app knows. */
 export function externalName(internal: string): string {
@@ -95,9 +107,10 @@ function str(v: unknown, where: string, re: RegExp, what: string): string {
   return s;
 }
 
-function posInt(v: unknown, def: number, where: string, max: number): number {
+/** `min` is 1 for limits where 0 would refuse every event (0 does not mean "no limit" there). */
+function posInt(v: unknown, def: number, where: string, max: number, min = 0): number {
   if (v === undefined) return def;
-  if (!Number.isInteger(v) || (v as number) < 0 || (v as number) > max) fail('pusherApps', `${where} must be an integer from 0 to ${max}`);
+  if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) fail('pusherApps', `${where} must be an integer from ${min} to ${max}`);
   return v as number;
 }
 
@@ -149,9 +162,9 @@ function parseApp(raw: unknown, w: string, index: number): PusherApp {
     allowedOrigins,
     enableClientMessages: (o.enableClientMessages as boolean | undefined) ?? APP_DEFAULTS.enableClientMessages,
     maxClientEventsPerSecond: posInt(o.maxClientEventsPerSecond, APP_DEFAULTS.maxClientEventsPerSecond, `${w}.maxClientEventsPerSecond`, 1_000_000),
-    maxEventPayload: posInt(o.maxEventPayload, APP_DEFAULTS.maxEventPayload, `${w}.maxEventPayload`, 64 * 1024 * 1024),
-    maxEventChannels: posInt(o.maxEventChannels, APP_DEFAULTS.maxEventChannels, `${w}.maxEventChannels`, 10_000),
-    maxBatchSize: posInt(o.maxBatchSize, APP_DEFAULTS.maxBatchSize, `${w}.maxBatchSize`, 10_000),
+    maxEventPayload: posInt(o.maxEventPayload, APP_DEFAULTS.maxEventPayload, `${w}.maxEventPayload`, 64 * 1024 * 1024, 1),
+    maxEventChannels: posInt(o.maxEventChannels, APP_DEFAULTS.maxEventChannels, `${w}.maxEventChannels`, 10_000, 1),
+    maxBatchSize: posInt(o.maxBatchSize, APP_DEFAULTS.maxBatchSize, `${w}.maxBatchSize`, 10_000, 1),
     maxConnections: posInt(o.maxConnections, APP_DEFAULTS.maxConnections, `${w}.maxConnections`, 100_000_000),
     maxWatchlistSize: posInt(o.maxWatchlistSize, APP_DEFAULTS.maxWatchlistSize, `${w}.maxWatchlistSize`, 1000),
     subscriptionCountEvents: (o.subscriptionCountEvents as boolean | undefined) ?? APP_DEFAULTS.subscriptionCountEvents,

@@ -9,7 +9,7 @@ import { channelKind } from '../../auth/channels.js';
 import { RtError } from '../../errors.js';
 import { beginRequest, errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from '../http.js';
 import { countApiRequest } from '../api-routes.js';
-import { belongsTo, externalName, internalName, type PusherApp } from './apps.js';
+import { belongsTo, externalName, internalName, internalUser, USER_ID_SEPARATOR_RULE, type PusherApp } from './apps.js';
 import { fromWireData } from './codec.js';
 import type { PusherGateway } from './gateway.js';
 import { ApiAuthError, verifyApiRequest } from './signature.js';
@@ -100,6 +100,7 @@ function parseEvent(app: PusherApp, v: unknown, where: string, batch: boolean): 
   for (const ch of channels) {
     const ok = typeof ch === 'string' && (ch.startsWith(USER_CHANNEL) ? ch.length > USER_CHANNEL.length && ch.length <= USER_CHANNEL.length + 200 : validPusherChannel(ch));
     if (!ok) throw new RtError('invalid_channel', `${where}: invalid channel name ${JSON.stringify(ch).slice(0, 80)}`);
+    if (ch.startsWith(USER_CHANNEL) && internalUser(app, ch.slice(USER_CHANNEL.length)) === undefined) throw new RtError('invalid_channel', `${where}: invalid channel name ${JSON.stringify(ch).slice(0, 80)}: ${USER_ID_SEPARATOR_RULE}`);
   }
   let socketId: string | undefined;
   if (b.socket_id !== undefined && b.socket_id !== null) {
@@ -116,7 +117,7 @@ async function trigger(gw: PusherGateway, app: PusherApp, e: EventSpec): Promise
   await Promise.all(
     e.channels.map((ch) =>
       ch.startsWith(USER_CHANNEL)
-        ? hub.publishToUser(ch.slice(USER_CHANNEL.length) + app.suffix, e.name, e.data, e.socketId)
+        ? hub.publishToUser(internalUser(app, ch.slice(USER_CHANNEL.length))!, e.name, e.data, e.socketId)
         : hub.publish(internalName(app, ch), e.name, data, 'api', undefined, e.socketId),
     ),
   );
@@ -218,7 +219,9 @@ export function registerPusherApi(uapp: TemplatedApp, gw: PusherGateway): void {
     route(gw, 2, bodyLimit, async (c) => {
       const user = c.req.params[1]!;
       if (!user || user.length > 200) throw new RtError('bad_request', 'user id must be 1-200 characters');
-      await gw.ctx.hub.kick(user + c.app.suffix);
+      const internal = internalUser(c.app, user);
+      if (internal === undefined) throw new RtError('bad_request', USER_ID_SEPARATOR_RULE);
+      await gw.ctx.hub.kick(internal);
       return {};
     }),
   );

@@ -15,7 +15,7 @@ import { clientAddress, forwardingHeader } from '../../security/client-ip.js';
 import { MAX_RATE_STRIKES, rateRefusal, TokenBucket } from '../../security/token-bucket.js';
 import { guardUpgrade, pathParam, queryParam } from '../http.js';
 import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from '../slow-consumer.js';
-import { internalName } from './apps.js';
+import { internalName, internalUser, USER_ID_SEPARATOR_RULE } from './apps.js';
 import { PusherClient, PusherClose, type PusherSocketData } from './client.js';
 import { errorFrame, frame } from './codec.js';
 import type { PusherGateway } from './gateway.js';
@@ -232,12 +232,13 @@ function signin(gw: PusherGateway, client: PusherClient, data: unknown): void {
   }
   const id = user?.id;
   if (typeof id !== 'string' || id.length === 0 || id.length > 200) return client.close(PusherClose.UNAUTHORIZED, 'user_data must hold an id (a non-empty string)');
-  const internalUser = id + client.app.suffix;
-  if (client.user !== undefined && client.user !== internalUser) return client.close(PusherClose.UNAUTHORIZED, 'a connection cannot change user; reconnect instead');
+  const internal = internalUser(client.app, id);
+  if (internal === undefined) return client.close(PusherClose.UNAUTHORIZED, `user_data id refused: ${USER_ID_SEPARATOR_RULE}`);
+  if (client.user !== undefined && client.user !== internal) return client.close(PusherClose.UNAUTHORIZED, 'a connection cannot change user; reconnect instead');
   const first = client.user === undefined;
   if (first) {
     // Users are per app too: user 1 of app B is not user 1 of the default app.
-    client.user = internalUser;
+    client.user = internal;
     client.info = user.user_info;
     gw.ctx.hub.indexUser(client);
   }
