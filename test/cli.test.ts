@@ -273,6 +273,23 @@ t.test('-h and help <command> show a command\'s help', async (t) => {
     t.match(r.stdout, /^Usage: rt-actors start/);
   }
   for (const args of [['token', '-h'], ['help', 'token']]) t.match(run(args).stdout, /^Usage: rt-actors token/, args.join(' '));
+  for (const args of [['health', '-h'], ['help', 'health']]) t.match(run(args).stdout, /^Usage: rt-actors health/, args.join(' '));
+  const unknown = run(['help', 'stat']);
+  t.equal(unknown.status, 2, 'help for a command that does not exist is a usage error');
+  t.match(unknown.stderr, 'no help for "stat": commands are start, token, health');
+});
+
+t.test('token: a misspelt option is named with what was meant; an option without its value is refused', async (t) => {
+  const typo = run(['token', '--sub', '42', '--secret', 's3cret', '--chanels', 'private-a']);
+  t.equal(typo.status, 2);
+  t.match(typo.stderr, 'unknown option --chanels (did you mean --channels?); accepted options: --sub');
+  // `--channels` left empty would mint a token granting nothing, silently.
+  for (const [args, flag] of [[['--sub', '42', '--secret', 's3cret', '--channels'], '--channels'], [['--sub', '--secret', 's3cret'], '--sub']] as const) {
+    const r = run(['token', ...args]);
+    t.equal(r.status, 2, args.join(' '));
+    t.match(r.stderr, `option ${flag} needs a value`);
+    t.equal(r.stdout, '', 'no token printed');
+  }
 });
 
 t.test('--help documents endpoints, the --no- form, exit codes, examples and the docs', async (t) => {

@@ -326,7 +326,8 @@ async function token(args: string[]): Promise<number> {
     return 0;
   }
   const allowed = ['sub', 'channels', 'info', 'ttl', 'secret', 'config', 'help'];
-  for (const k of flags.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown option --${k}; accepted options: ${allowed.map((a) => `--${a}`).join(', ')}`);
+  for (const k of flags.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown option --${k}${didYouMean(k, allowed, (a) => `--${a}`)}; accepted options: ${allowed.map((a) => `--${a}`).join(', ')}`);
+  for (const k of ['sub', 'channels', 'info', 'ttl', 'config']) if (flags.get(k) === true) throw new UsageError(`option --${k} needs a value`);
   const sub = flags.get('sub');
   if (typeof sub !== 'string' || !sub) throw new UsageError('--sub=<user id> is required');
   // The configured secret, as `start` would resolve it (environment, then --config file).
@@ -363,7 +364,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'help':
         // `rt-actors help start` is `rt-actors start --help`.
-        if (rest[0] === 'start' || rest[0] === 'token') return await main([rest[0], '--help']);
+        if (rest[0] === 'start' || rest[0] === 'token' || rest[0] === 'health') return await main([rest[0], '--help']);
+        if (rest[0] !== undefined) throw new UsageError(`no help for "${rest[0]}": commands are start, token, health`);
         process.stdout.write(MAIN_HELP);
         return EXIT.OK;
       case undefined:
