@@ -14,7 +14,7 @@ import { configureLogs, createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
 import { describeActors, loadActors, shadowedActors } from './actors/registry.js';
 import { loadHandlers } from './actors/handlers.js';
-import { listTasks } from './actors/folder.js';
+import { listTasks, unloadedFiles } from './actors/folder.js';
 import { holdActorModules } from './actors/actor-modules.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
 import { checkPusherConfig } from './transports/pusher/index.js';
@@ -156,6 +156,9 @@ async function startHolding(config: ServerConfig, threads: ThreadOptions, releas
     const log = createLogger(config.logLevel, 'main');
     for (const line of describeActors(actors)) log.info(line);
     for (const line of shadowedActors(actors)) log.warn(line);
+    for (const name of unloadedFiles(config.actors)) {
+      log.warn(`${config.actors}: ${name} is not loaded: actor, handler and task files are .ts, .mts, .js or .mjs (ES modules)`, { event: 'actors.not_loaded', file: name });
+    }
     for (const line of (await loadHandlers(config.actors)).summary) log.info(line);
     for (const [name, file] of listTasks(config.actors)) log.info(`compute task ${name}: ${file}`);
   }

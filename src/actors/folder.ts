@@ -33,6 +33,22 @@ function list(dir: string): { root: string; names: string[] } {
   }
 }
 
+/** Extensions of modules Node or a bundler could load, but which the folder rule does not. */
+const UNLOADED_MODULE_FILE = /\.(cjs|cts|tsx|jsx)$/;
+
+/**
+ * Top-level files that look like actor files but are never loaded (`chat.tsx`, `room.cjs`): without a
+ * word, their channels would just get the built-in actor.
+ */
+export function unloadedFiles(dir: string): string[] {
+  const root = resolve(dir);
+  try {
+    return readdirSync(root).filter((n) => UNLOADED_MODULE_FILE.test(n) && !isHelper(n) && statSync(join(root, n)).isFile()).sort();
+  } catch {
+    return [];
+  }
+}
+
 /** Compute task files of the folder, by task name. */
 export function listTasks(dir: string): Map<string, string> {
   const out = new Map<string, string>();
