@@ -177,6 +177,15 @@ export function ignoredOptions(config: ServerConfig): { key: string; message: st
       message: `${nameOf(spec, source)}${WHERE[source] ?? ''} does not apply to Pusher connections (/app/<key>): the Pusher protocol brings no token at connect, so they join public channels without one; their private-/presence- channels need the backend's signature`,
     });
   }
+  // Without a key no token can be verified: every connection but Pusher's would be refused, which a
+  // new user otherwise learns only from the first client's 401.
+  if (config.requireAuth && source && !on('jwtSecret') && !on('jwtPublicKey') && !on('jwksUrl')) {
+    const spec = OPTIONS.find((o) => o.key === 'requireAuth')!;
+    ignored.push({
+      key: 'requireAuth',
+      message: `${nameOf(spec, source)}${WHERE[source] ?? ''} without --jwt-secret, --jwt-public-key or --jwks-url: no token can be verified, so every connection that needs one is refused (401)`,
+    });
+  }
   return ignored;
 }
 
