@@ -12,7 +12,7 @@ import { version } from '../version.js';
 import { ListenError } from '../errors.js';
 import { createLogger, errorFields, type Logger } from '../log.js';
 import { startedByNpm, watchParent } from './parent-watch.js';
-import { servedEndpoints } from './endpoints.js';
+import { listenHostPort, servedEndpoints } from './endpoints.js';
 
 class UsageError extends Error {}
 
@@ -208,7 +208,7 @@ async function start(args: string[]): Promise<number> {
     return startFailed(log, config.logFormat, err);
   }
   const shards = `${config.workers} shard${config.workers === 1 ? '' : 's'}`;
-  log.notice(`rt-actors ${version} listening on ${config.host || 'all interfaces'}:${server.port} with ${shards} (${server.acceptMode} acceptor)`, {
+  log.notice(`rt-actors ${version} listening on ${listenHostPort(config.host, server.port)} with ${shards} (${server.acceptMode} acceptor)`, {
     event: 'server.listening',
     port: server.port,
     shards: config.workers,
