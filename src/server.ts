@@ -12,6 +12,7 @@ import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkJwtSecret } from './auth/secret-policy.js';
 import { configureLogs, createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
+import { originPatternProblem } from './security/origins.js';
 import { describeActors, loadActors, shadowedActors } from './actors/registry.js';
 import { loadHandlers } from './actors/handlers.js';
 import { listTasks, unloadedFiles } from './actors/folder.js';
@@ -138,6 +139,10 @@ async function startHolding(config: ServerConfig, threads: ThreadOptions, releas
     throw new ConfigError('trustProxy', `--trust-proxy: ${(err as Error).message}`);
   }
   checkTls(config);
+  for (const entry of config.allowedOrigins) {
+    const problem = originPatternProblem(entry);
+    if (problem) throw new ConfigError('allowedOrigins', `--allowed-origins: ${problem}`);
+  }
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
   let actors: Awaited<ReturnType<typeof loadActors>> = [];
   if (config.actors) {
