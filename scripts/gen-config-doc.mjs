@@ -27,7 +27,7 @@ One schema, four sources. For every option, the first of these that sets it wins
 exist only in code, \`env\` and \`threadExecArgv\`: see [actors.md](actors.md#embedding-and-the-memory-transport).
 
 Booleans: \`--restart-shards\` or \`--restart-shards=true\` turns one on, \`--no-restart-shards\` or
-\`--restart-shards=false\` turns it off (\`true\`/\`false\`, \`1\`/\`0\`, \`yes\`/\`no\`, in flags, variables and
+\`--restart-shards=false\` turns it off (\`true\`/\`false\`, \`1\`/\`0\`, \`yes\`/\`no\`, in any case, in flags, variables and
 files alike). \`--no-…\` takes no value: \`--no-require-auth=1\` is refused rather than guessed, and only
 booleans have a \`--no-\` form. A config file cannot name another one: a \`"config"\` key in it is refused.
 

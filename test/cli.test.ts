@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestClient } from './helpers/ws-client.js';
 import { cleanEnv, listeningPort, runCli } from './helpers/cli.js';
+import { loadConfig } from '../src/config/load.js';
 
 // Several servers start and stop one after another: longer than .taprc's default on a busy machine.
 t.setTimeout(360_000);
@@ -187,9 +188,13 @@ t.test('boolean flags: --x, --x=<bool>, --no-x; nonsense is refused', async (t) 
   };
   refused(['--no-require-auth=1'], /--no-require-auth takes no value \(got "1"\): write --no-require-auth or --require-auth=1/);
   refused(['--no-require-auth=false'], /takes no value/);
-  refused(['--require-auth=maybe'], /invalid value "maybe" for --require-auth \(flag\): expected true or false/);
+  refused(['--require-auth=maybe'], /invalid value "maybe" for --require-auth \(flag\): expected true or false \(also 1\/0, yes\/no\)/);
   refused(['--require-auth', 'false'], /unexpected argument "false" \(--require-auth is a boolean: write --require-auth=false instead\)/);
   refused(['--no-port'], /--no-port: only boolean options have a --no- form/);
+  // .env and compose files often capitalise: TRUE is as clear as true.
+  for (const [value, on] of [['TRUE', true], ['True', true], ['YES', true], ['FALSE', false], ['No', false]] as const) {
+    t.equal(loadConfig({ env: { RT_REQUIRE_AUTH: value } }).requireAuth, on, `RT_REQUIRE_AUTH=${value}`);
+  }
 });
 
 t.test('--require-auth / --no-require-auth reach the server', async (t) => {
