@@ -153,3 +153,22 @@ t.test('a channel listed twice is refused with 400 bad_request naming it, in pub
   t.equal(sentinel.offset, 1);
   t.same(c.messages('twice'), [], 'the subscriber got nothing before the sentinel');
 });
+
+t.test('an unknown field in a publish is refused naming it (socketId for socket_id), in publish and batch; nothing is published', async (t) => {
+  const s = await startServer(t);
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  await c.request({ op: 'subscribe', channel: 'fields' });
+  // Dropped in silence, the misspelt exclusion delivered the message to the very connection it named.
+  const typo = await api(s.http, '/api/publish', { channel: 'fields', event: 'mine', data: 1, socketId: c.welcome.socket_id });
+  t.equal(typo.status, 400);
+  t.same(typo.body.error, { code: 'bad_request', message: 'body: unknown field "socketId" (did you mean "socket_id"?); a message has channel, channels, user, event, data, socket_id' });
+  const batch = await api(s.http, '/api/batch', { messages: [{ channel: 'fields', event: 'fine', data: 1 }, { chanel: 'fields', event: 'typo', data: 2 }] });
+  t.equal(batch.status, 400);
+  t.match(batch.body.error.message, /^messages\[1\]: unknown field "chanel" \(did you mean "channel"\?\)/);
+  const ok = await api(s.http, '/api/publish', { channel: 'fields', event: 'sentinel', data: 3, socket_id: null });
+  t.same(ok.body, { ok: true, count: 1, offsets: { fields: 1 } }, 'the refused requests took no offsets');
+  const sentinel = await c.next((f) => f.op === 'message' && f.channel === 'fields' && f.event === 'sentinel');
+  t.equal(sentinel.offset, 1);
+  t.same(c.messages('fields'), [], 'the subscriber got nothing before the sentinel');
+});
