@@ -191,6 +191,8 @@ t.test('boolean flags: --x, --x=<bool>, --no-x; nonsense is refused', async (t) 
   refused(['--require-auth=maybe'], /invalid value "maybe" for --require-auth \(flag\): expected true or false \(also 1\/0, yes\/no\)/);
   refused(['--require-auth', 'false'], /unexpected argument "false" \(--require-auth is a boolean: write --require-auth=false instead\)/);
   refused(['--no-port'], /--no-port: only boolean options have a --no- form/);
+  refused(['-port=7000'], /unexpected argument "-port=7000" \(options start with two dashes: write --port=7000\)/);
+  refused(['-p', '7000'], /unexpected argument "-p" \(options have long names only, e.g. --port; see --help\)/);
   // .env and compose files often capitalise: TRUE is as clear as true.
   for (const [value, on] of [['TRUE', true], ['True', true], ['YES', true], ['FALSE', false], ['No', false]] as const) {
     t.equal(loadConfig({ env: { RT_REQUIRE_AUTH: value } }).requireAuth, on, `RT_REQUIRE_AUTH=${value}`);

@@ -121,7 +121,9 @@ export function parseFlags(args: string[]): Map<string, string | true> {
     }
     if (!a.startsWith('--') || a === '--') {
       const prev = args[i - 1];
-      const hint = prev?.startsWith('--') && !prev.includes('=') && isBoolFlag(prev.slice(2)) ? ` (${prev} is a boolean: write ${prev.replace(/^--(no-)?/, '--')}=${a} instead)` : '';
+      const hint = /^-[^-]/.test(a)
+        ? a.length > 2 ? ` (options start with two dashes: write -${a})` : ' (options have long names only, e.g. --port; see --help)'
+        : prev?.startsWith('--') && !prev.includes('=') && isBoolFlag(prev.slice(2)) ? ` (${prev} is a boolean: write ${prev.replace(/^--(no-)?/, '--')}=${a} instead)` : '';
       throw new UsageError(`unexpected argument "${a}"${hint}`);
     }
     const eq = a.indexOf('=');
