@@ -134,8 +134,18 @@ export async function importFolder(dir: string): Promise<Array<{ file: string; e
   process.setSourceMapsEnabled(true);
   const out: Array<{ file: string; exported: unknown }> = [];
   for (const name of names) {
-    if (isHelper(name) || TASK_FILE.test(name)) continue;
+    if (isHelper(name)) continue;
     const file = join(root, name);
+    if (TASK_FILE.test(name)) {
+      // Tasks run on the compute pool, not here; but one that cannot compile stops the start like an
+      // actor file, instead of failing every ctx.compute call later.
+      try {
+        modules.urlOf(file);
+      } catch (err) {
+        throw new Error(await describe(file, err, modules));
+      }
+      continue;
+    }
     let mod: { default?: unknown };
     try {
       mod = (await import(modules.urlOf(file))) as { default?: unknown };
