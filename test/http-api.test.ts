@@ -84,6 +84,11 @@ t.test('HTTP API error paths answer 4xx JSON errors', async (t) => {
     t.equal(r.body?.error?.code, code, `${name}: code`);
     t.type(r.body?.error?.message, 'string', `${name}: message`);
   }
+  // The key without "Bearer " (a common slip) is not "missing": the answer says what is wrong with it.
+  const bare = await fetch(s.http + '/api/channels', { headers: { authorization: API_KEY } });
+  t.equal(bare.status, 401);
+  t.match((await bare.json()).error.message, /^the Authorization header is not "Bearer <api key>": send "Authorization: Bearer <api key>"/);
+  t.match((await api(s.http, '/api/channels', undefined, { key: null })).body.error.message, /^missing API key: send/);
   const batchItem = await api(s.http, '/api/batch', { messages: [{ channel: 'a', event: 'e', data: 1 }, { channel: 'a' }] });
   t.match(batchItem.body.error.message, /messages\[1\]/, 'batch error names the bad item');
   const info = await api(s.http, '/api/channels/a');

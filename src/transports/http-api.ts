@@ -30,7 +30,11 @@ export function checkApiKey(ctx: ThreadContext, req: Req, res: HttpResponse, ope
   const h = req.headers['authorization'] ?? '';
   const m = /^Bearer\s+(.+)$/i.exec(h);
   const given = m ? m[1]!.trim() : queryParam(req.query, 'api_key');
-  if (!given) throw new RtError('unauthorized', 'missing API key: send "Authorization: Bearer <api key>"', 401);
+  if (!given) {
+    // `Authorization: <key>` or `Basic …` reads as "missing" otherwise, with the header right there.
+    const why = h ? 'the Authorization header is not "Bearer <api key>"' : 'missing API key';
+    throw new RtError('unauthorized', `${why}: send "Authorization: Bearer <api key>"`, 401);
+  }
   if (sameSecret(given, ctx.apiKey)) return;
   const { dashboard, dashboardToken } = ctx.config;
   if (operator && dashboard && dashboardToken && sameSecret(given, dashboardToken)) return;
