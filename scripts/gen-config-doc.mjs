@@ -13,7 +13,7 @@ const def = (o) => (o.default === '' || (Array.isArray(o.default) && o.default.l
 const range = (o) => (o.min === undefined && o.max === undefined ? '' : o.max === undefined ? `≥ ${o.min}` : o.min === undefined ? `≤ ${o.max}` : `${o.min}–${o.max}`);
 
 export function render() {
-  const rows = OPTIONS.filter((o) => !o.hidden).map((o) => `| \`--${flag(o.key)}\` | \`${env(o.key)}\` | \`${o.key}\` | ${type(o)} | ${def(o)} | ${range(o)} | ${o.doc.replace(/\|/g, '\\|')} |`);
+  const rows = OPTIONS.filter((o) => !o.hidden).map((o) => `| \`--${flag(o.key)}\` | \`${env(o.key)}\` | ${o.key === 'config' ? '— (files do not nest)' : `\`${o.key}\``} | ${type(o)} | ${def(o)} | ${range(o)} | ${o.doc.replace(/\|/g, '\\|')} |`);
   return `# Configuration
 
 One schema, four sources. For every option, the first of these that sets it wins:

@@ -305,6 +305,9 @@ t.test('--help documents endpoints, the --no- form, exit codes, examples and the
     t.ok(help.includes(s), `start --help mentions ${s}`);
   }
   t.match(run(['--help']).stdout, /Exit codes:[\s\S]*2  invalid usage or configuration/);
+  // A "config" key in a config file is refused: the help must not offer one.
+  t.notMatch(help, 'config key "config"');
+  t.match(help, /--config=<string>\n.*\n      env RT_CONFIG\n/);
 });
 
 t.test('a closed stdout or stderr does not kill the server (rt-actors start | head -2)', async (t) => {

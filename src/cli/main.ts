@@ -57,7 +57,9 @@ function startHelp(): string {
     const type = o.type === 'enum' ? o.choices!.join('|') : o.type === 'workers' ? 'auto|int' : o.type;
     const flag = o.type === 'bool' ? `--${flagOf(o.key)}, --no-${flagOf(o.key)}` : `--${flagOf(o.key)}=<${type}>`;
     const def = o.default === '' || (Array.isArray(o.default) && o.default.length === 0) ? '' : ` (default: ${String(o.default)})`;
-    return `  ${flag}\n      ${o.doc}${def}\n      env ${envOf(o.key)}, config key "${o.key}"`;
+    // A config file cannot name another one: --config has no config key.
+    const sources = o.key === 'config' ? `env ${envOf(o.key)}` : `env ${envOf(o.key)}, config key "${o.key}"`;
+    return `  ${flag}\n      ${o.doc}${def}\n      ${sources}`;
   });
   return `Usage: rt-actors start [options]
 
