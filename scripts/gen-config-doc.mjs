@@ -13,7 +13,7 @@ const def = (o) => (o.default === '' || (Array.isArray(o.default) && o.default.l
 const range = (o) => (o.min === undefined && o.max === undefined ? '' : o.max === undefined ? `≥ ${o.min}` : o.min === undefined ? `≤ ${o.max}` : `${o.min}–${o.max}`);
 
 export function render() {
-  const rows = OPTIONS.filter((o) => !o.hidden).map((o) => `| \`--${flag(o.key)}\` | \`${env(o.key)}\` | \`${o.key}\` | ${type(o)} | ${def(o)} | ${range(o)} | ${o.doc.replace(/\|/g, '\\|')} |`);
+  const rows = OPTIONS.filter((o) => !o.hidden).map((o) => `| \`--${flag(o.key)}\` | \`${env(o.key)}\` | ${o.key === 'config' ? '— (files do not nest)' : `\`${o.key}\``} | ${type(o)} | ${def(o)} | ${range(o)} | ${o.doc.replace(/\|/g, '\\|')} |`);
   return `# Configuration
 
 One schema, four sources. For every option, the first of these that sets it wins:
@@ -27,7 +27,7 @@ One schema, four sources. For every option, the first of these that sets it wins
 exist only in code, \`env\` and \`threadExecArgv\`: see [actors.md](actors.md#embedding-and-the-memory-transport).
 
 Booleans: \`--restart-shards\` or \`--restart-shards=true\` turns one on, \`--no-restart-shards\` or
-\`--restart-shards=false\` turns it off (\`true\`/\`false\`, \`1\`/\`0\`, \`yes\`/\`no\`, in flags, variables and
+\`--restart-shards=false\` turns it off (\`true\`/\`false\`, \`1\`/\`0\`, \`yes\`/\`no\`, in any case, in flags, variables and
 files alike). \`--no-…\` takes no value: \`--no-require-auth=1\` is refused rather than guessed, and only
 booleans have a \`--no-\` form. A config file cannot name another one: a \`"config"\` key in it is refused.
 

@@ -12,9 +12,10 @@ import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkJwtSecret } from './auth/secret-policy.js';
 import { configureLogs, createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
+import { originPatternProblem } from './security/origins.js';
 import { describeActors, loadActors, shadowedActors } from './actors/registry.js';
 import { loadHandlers } from './actors/handlers.js';
-import { listTasks } from './actors/folder.js';
+import { listTasks, unloadedFiles } from './actors/folder.js';
 import { holdActorModules } from './actors/actor-modules.js';
 import { checkSocketIoConfig } from './transports/socketio/index.js';
 import { checkPusherConfig } from './transports/pusher/index.js';
@@ -138,6 +139,10 @@ async function startHolding(config: ServerConfig, threads: ThreadOptions, releas
     throw new ConfigError('trustProxy', `--trust-proxy: ${(err as Error).message}`);
   }
   checkTls(config);
+  for (const entry of config.allowedOrigins) {
+    const problem = originPatternProblem(entry);
+    if (problem) throw new ConfigError('allowedOrigins', `--allowed-origins: ${problem}`);
+  }
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
   let actors: Awaited<ReturnType<typeof loadActors>> = [];
   if (config.actors) {
@@ -156,6 +161,9 @@ async function startHolding(config: ServerConfig, threads: ThreadOptions, releas
     const log = createLogger(config.logLevel, 'main');
     for (const line of describeActors(actors)) log.info(line);
     for (const line of shadowedActors(actors)) log.warn(line);
+    for (const name of unloadedFiles(config.actors)) {
+      log.warn(`${config.actors}: ${name} is not loaded: actor, handler and task files are .ts, .mts, .js or .mjs (ES modules)`, { event: 'actors.not_loaded', file: name });
+    }
     for (const line of (await loadHandlers(config.actors)).summary) log.info(line);
     for (const [name, file] of listTasks(config.actors)) log.info(`compute task ${name}: ${file}`);
   }

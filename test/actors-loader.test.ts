@@ -196,6 +196,21 @@ t.test('a helper that does not compile, or a package the folder lacks, stops the
   await t.rejects(startServer(t, { actors: noFile, workers: 1 }), { message: /chat\.ts: Cannot find module '.*lib\/absent\.js' imported from .*chat\.ts/ });
 });
 
+t.test('a top-level file the folder rule does not load (.tsx, .cjs) is named in a start warning, not skipped in silence', async (t) => {
+  const actor = `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: 'chat-*' });\n`;
+  const dir = folder(t, { 'chat.ts': actor, 'room.tsx': actor, 'legacy.cjs': `module.exports = { match: 'old-*' };\n`, '_helper.cts': '', 'lib/deep.tsx': actor });
+  const { lines, restore } = captureStderr();
+  try {
+    await startServer(t, { actors: dir, workers: 1, logLevel: 'warn' });
+  } finally {
+    restore();
+  }
+  const log = lines.join('\n');
+  t.match(log, /room\.tsx is not loaded: actor, handler and task files are \.ts, \.mts, \.js or \.mjs/);
+  t.match(log, /legacy\.cjs is not loaded/);
+  t.notMatch(log, /chat\.ts is not loaded|_helper\.cts|deep\.tsx/, 'loaded files, helpers and subfolders are not named');
+});
+
 t.test("import() of a computed specifier resolves from the original file; a CommonJS actor loads as it is", async (t) => {
   const plugin = (name: string) => `export const name = ${JSON.stringify(name)};\n`;
   const dir = folder(t, {

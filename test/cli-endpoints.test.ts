@@ -35,3 +35,19 @@ t.test('the endpoints line lists the transports and gateways that are on, and on
   t.equal(sse.status, 200);
   ac.abort();
 });
+
+t.test('an IPv6 --host is written in brackets in the start line and the endpoints; a wildcard host as localhost', async (t) => {
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=::1', '--workers=1'], { env: cleanEnv() });
+  const port = await listeningPort(p);
+  t.match(p.output(), `listening on [::1]:${port} with 1 shard`);
+  const urls = (await p.waitFor(/endpoints: ([^\n]*)/))[1]!.split(', ');
+  t.equal(urls[0], `ws://[::1]:${port}/ws`, 'not ws://::1:port/ws, which is no URL');
+  const health = urls.find((u) => u.endsWith('/health'))!;
+  t.equal((await fetch(health)).status, 200, 'the URL the line offers is served');
+
+  const any = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=::', '--workers=1'], { env: cleanEnv() });
+  const anyPort = await listeningPort(any);
+  t.match(any.output(), `listening on [::]:${anyPort} with 1 shard`);
+  const anyUrls = (await any.waitFor(/endpoints: ([^\n]*)/))[1]!.split(', ');
+  t.equal(anyUrls[0], `ws://localhost:${anyPort}/ws`, 'a client cannot connect to ::: localhost is offered');
+});

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestClient } from './helpers/ws-client.js';
 import { cleanEnv, listeningPort, runCli } from './helpers/cli.js';
+import { loadConfig } from '../src/config/load.js';
 
 // Several servers start and stop one after another: longer than .taprc's default on a busy machine.
 t.setTimeout(360_000);
@@ -187,9 +188,15 @@ t.test('boolean flags: --x, --x=<bool>, --no-x; nonsense is refused', async (t) 
   };
   refused(['--no-require-auth=1'], /--no-require-auth takes no value \(got "1"\): write --no-require-auth or --require-auth=1/);
   refused(['--no-require-auth=false'], /takes no value/);
-  refused(['--require-auth=maybe'], /invalid value "maybe" for --require-auth \(flag\): expected true or false/);
+  refused(['--require-auth=maybe'], /invalid value "maybe" for --require-auth \(flag\): expected true or false \(also 1\/0, yes\/no\)/);
   refused(['--require-auth', 'false'], /unexpected argument "false" \(--require-auth is a boolean: write --require-auth=false instead\)/);
   refused(['--no-port'], /--no-port: only boolean options have a --no- form/);
+  refused(['-port=7000'], /unexpected argument "-port=7000" \(options start with two dashes: write --port=7000\)/);
+  refused(['-p', '7000'], /unexpected argument "-p" \(options have long names only, e.g. --port; see --help\)/);
+  // .env and compose files often capitalise: TRUE is as clear as true.
+  for (const [value, on] of [['TRUE', true], ['True', true], ['YES', true], ['FALSE', false], ['No', false]] as const) {
+    t.equal(loadConfig({ env: { RT_REQUIRE_AUTH: value } }).requireAuth, on, `RT_REQUIRE_AUTH=${value}`);
+  }
 });
 
 t.test('--require-auth / --no-require-auth reach the server', async (t) => {
@@ -273,6 +280,23 @@ t.test('-h and help <command> show a command\'s help', async (t) => {
     t.match(r.stdout, /^Usage: rt-actors start/);
   }
   for (const args of [['token', '-h'], ['help', 'token']]) t.match(run(args).stdout, /^Usage: rt-actors token/, args.join(' '));
+  for (const args of [['health', '-h'], ['help', 'health']]) t.match(run(args).stdout, /^Usage: rt-actors health/, args.join(' '));
+  const unknown = run(['help', 'stat']);
+  t.equal(unknown.status, 2, 'help for a command that does not exist is a usage error');
+  t.match(unknown.stderr, 'no help for "stat": commands are start, token, health');
+});
+
+t.test('token: a misspelt option is named with what was meant; an option without its value is refused', async (t) => {
+  const typo = run(['token', '--sub', '42', '--secret', 's3cret', '--chanels', 'private-a']);
+  t.equal(typo.status, 2);
+  t.match(typo.stderr, 'unknown option --chanels (did you mean --channels?); accepted options: --sub');
+  // `--channels` left empty would mint a token granting nothing, silently.
+  for (const [args, flag] of [[['--sub', '42', '--secret', 's3cret', '--channels'], '--channels'], [['--sub', '--secret', 's3cret'], '--sub']] as const) {
+    const r = run(['token', ...args]);
+    t.equal(r.status, 2, args.join(' '));
+    t.match(r.stderr, `option ${flag} needs a value`);
+    t.equal(r.stdout, '', 'no token printed');
+  }
 });
 
 t.test('--help documents endpoints, the --no- form, exit codes, examples and the docs', async (t) => {
@@ -281,6 +305,9 @@ t.test('--help documents endpoints, the --no- form, exit codes, examples and the
     t.ok(help.includes(s), `start --help mentions ${s}`);
   }
   t.match(run(['--help']).stdout, /Exit codes:[\s\S]*2  invalid usage or configuration/);
+  // A "config" key in a config file is refused: the help must not offer one.
+  t.notMatch(help, 'config key "config"');
+  t.match(help, /--config=<string>\n.*\n      env RT_CONFIG\n/);
 });
 
 t.test('a closed stdout or stderr does not kill the server (rt-actors start | head -2)', async (t) => {

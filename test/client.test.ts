@@ -164,6 +164,11 @@ t.test('falls back when WebSockets are blocked, and remembers what worked', asyn
   const q = client(t, pollOnly.http);
   await connected(q);
   t.equal(q.transport, 'polling', 'WebSocket and SSE refused → long-polling');
+  for (const [path, name] of [['/ws', 'ws'], ['/sse', 'sse']]) {
+    const r = await fetch(pollOnly.http + path);
+    t.equal(r.status, 404, path);
+    t.match((await r.json()).error.message, `no route GET ${path}: the ${name} transport is off (--transports=polling)`, `${path}: the 404 says why`);
+  }
 });
 
 t.test('a shard crash mid-stream: the client reconnects and resumes with no loss and no duplicates', async (t) => {

@@ -18,6 +18,10 @@ t.test('hostile input on /ws gets errors or a close with a reason, never a shard
   await expectError(() => c.sendRaw(Buffer.from([0xff, 0xfe, 0x80])), /bad_frame|bad_json/, 'invalid utf-8 in a text frame');
   await expectError(() => c.send({ op: 'explode' }), 'unknown_op', 'unknown op');
   await expectError(() => c.send({ nop: 1 }), 'unknown_op', 'no op');
+  c.send({ op: 'subscibe', ref: 901, channel: 'a' });
+  t.match((await c.next((x) => x.ref === 901)).error.message, /^unknown op "subscibe" \(did you mean subscribe\?\); known ops: auth, subscribe/, 'a misspelt op is named with the one meant');
+  c.send({ ref: 902, channel: 'a' });
+  t.match((await c.next((x) => x.ref === 902)).error.message, /^the frame has no "op"; known ops: auth, subscribe/, 'a missing op is said to be missing, not "undefined"');
   await expectError(() => c.sendRaw('[1,2,3]'), 'bad_frame', 'array frame');
   await expectError(() => c.sendRaw('null'), 'bad_frame', 'null frame');
   await expectError(() => c.send({ op: 'subscribe' }), 'invalid_channel', 'subscribe without channel');

@@ -84,6 +84,11 @@ t.test('HTTP API error paths answer 4xx JSON errors', async (t) => {
     t.equal(r.body?.error?.code, code, `${name}: code`);
     t.type(r.body?.error?.message, 'string', `${name}: message`);
   }
+  // The key without "Bearer " (a common slip) is not "missing": the answer says what is wrong with it.
+  const bare = await fetch(s.http + '/api/channels', { headers: { authorization: API_KEY } });
+  t.equal(bare.status, 401);
+  t.match((await bare.json()).error.message, /^the Authorization header is not "Bearer <api key>": send "Authorization: Bearer <api key>"/);
+  t.match((await api(s.http, '/api/channels', undefined, { key: null })).body.error.message, /^missing API key: send/);
   const batchItem = await api(s.http, '/api/batch', { messages: [{ channel: 'a', event: 'e', data: 1 }, { channel: 'a' }] });
   t.match(batchItem.body.error.message, /messages\[1\]/, 'batch error names the bad item');
   const info = await api(s.http, '/api/channels/a');
@@ -152,4 +157,23 @@ t.test('a channel listed twice is refused with 400 bad_request naming it, in pub
   const sentinel = await c.next((f) => f.op === 'message' && f.channel === 'twice' && f.event === 'sentinel');
   t.equal(sentinel.offset, 1);
   t.same(c.messages('twice'), [], 'the subscriber got nothing before the sentinel');
+});
+
+t.test('an unknown field in a publish is refused naming it (socketId for socket_id), in publish and batch; nothing is published', async (t) => {
+  const s = await startServer(t);
+  const c = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => c.close());
+  await c.request({ op: 'subscribe', channel: 'fields' });
+  // Dropped in silence, the misspelt exclusion delivered the message to the very connection it named.
+  const typo = await api(s.http, '/api/publish', { channel: 'fields', event: 'mine', data: 1, socketId: c.welcome.socket_id });
+  t.equal(typo.status, 400);
+  t.same(typo.body.error, { code: 'bad_request', message: 'body: unknown field "socketId" (did you mean "socket_id"?); a message has channel, channels, user, event, data, socket_id' });
+  const batch = await api(s.http, '/api/batch', { messages: [{ channel: 'fields', event: 'fine', data: 1 }, { chanel: 'fields', event: 'typo', data: 2 }] });
+  t.equal(batch.status, 400);
+  t.match(batch.body.error.message, /^messages\[1\]: unknown field "chanel" \(did you mean "channel"\?\)/);
+  const ok = await api(s.http, '/api/publish', { channel: 'fields', event: 'sentinel', data: 3, socket_id: null });
+  t.same(ok.body, { ok: true, count: 1, offsets: { fields: 1 } }, 'the refused requests took no offsets');
+  const sentinel = await c.next((f) => f.op === 'message' && f.channel === 'fields' && f.event === 'sentinel');
+  t.equal(sentinel.offset, 1);
+  t.same(c.messages('fields'), [], 'the subscriber got nothing before the sentinel');
 });

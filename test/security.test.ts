@@ -47,6 +47,22 @@ t.test('origins: WebSocket upgrades and CORS follow the allow-list', async (t) =
   t.equal(ok.headers.get('access-control-allow-origin'), 'https://app.example.com');
 });
 
+t.test('an --allowed-origins entry no browser Origin can match stops the start, saying what to write', async (t) => {
+  const cases: [string, RegExp][] = [
+    ['app.example.com', /--allowed-origins: "app\.example\.com" has no scheme: browsers send one in Origin, write https:\/\/app\.example\.com/],
+    ['*.example.com', /write https:\/\/\*\.example\.com/],
+    ['https://app.example.com:443', /browsers leave the default port out of Origin, write https:\/\/app\.example\.com$/],
+    ['https://app.example.com/login', /is not an origin: expected scheme:\/\/host\[:port\], without a path/],
+  ];
+  for (const [entry, message] of cases) {
+    await t.rejects(startServer(t, { allowedOrigins: `https://ok.example,${entry}` }), { code: 'config_invalid', key: 'allowedOrigins', message }, entry);
+  }
+  await t.rejects(startServer(t, { pusherApps: [{ id: '1', key: 'k', secret: 'secret-123', allowedOrigins: ['admin.example.com'] }] }), { message: /pusherApps\[0\]\.allowedOrigins: "admin\.example\.com" has no scheme/ });
+  // What browsers can send is accepted: a trailing slash, a port that is not the default, a wildcard, '*'.
+  const s = await startServer(t, { allowedOrigins: 'https://app.example.com/,http://localhost:3000,https://*.example.com,*', workers: 1 });
+  t.equal((await upgradeStatus(s.url + '/ws', { origin: 'http://localhost:3000' })).status, 101);
+});
+
 t.test('TLS: wss:// and https:// on the same port; bad files are clear start-up errors', async (t) => {
   const { dir, key, cert } = selfSignedCert();
   const s = await startServer(t, { tlsCert: cert, tlsKey: key });

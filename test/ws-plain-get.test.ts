@@ -8,16 +8,17 @@ import { TestClient } from './helpers/ws-client.js';
 
 const now = () => Math.floor(Date.now() / 1000);
 
-async function get(url: string, init: RequestInit = {}): Promise<{ status: number; body: any; headers: Headers }> {
+async function get(url: string, init: RequestInit = {}): Promise<{ status: number; statusText: string; body: any; headers: Headers }> {
   const res = await fetch(url, init);
   const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+  return { status: res.status, statusText: res.statusText, body: text ? JSON.parse(text) : undefined, headers: res.headers };
 }
 
 t.test('what the upgrade would have got: 426 when accepted, else its refusal, nothing admitted', async (t) => {
   const s = await startServer(t, { allowedOrigins: ['https://app.example.com'], maxConnectionsPerIp: 1 });
   const ok = await get(s.http + '/ws');
   t.equal(ok.status, 426, 'would have been accepted: 426 Upgrade Required');
+  t.equal(ok.statusText, 'Upgrade Required', 'the status line says so too (it said "426 Status")');
   t.equal(ok.body.error.code, 'upgrade_required');
   t.equal(ok.headers.get('upgrade'), 'websocket');
 

@@ -31,7 +31,7 @@ export function startActorCompute(config: ServerConfig, hub: Hub, execArgv?: str
     // Bounded: beyond this many waiting tasks, run() rejects and the actor gets `overloaded`.
     maxQueue: threads * config.actorMailboxSize,
   });
-  // Compiled with the actors at start (this resolves at once); a task that does not compile fails its calls.
+  // Compiled with the actors at start (this resolves at once); one that did not compile stopped the start.
   const modules = folderModules(config.actors);
   modules.catch(() => {});
   hub.onForward('actor-compute', async (body: { task?: unknown; input?: unknown }) => {

@@ -33,6 +33,22 @@ function list(dir: string): { root: string; names: string[] } {
   }
 }
 
+/** Extensions of modules Node or a bundler could load, but which the folder rule does not. */
+const UNLOADED_MODULE_FILE = /\.(cjs|cts|tsx|jsx)$/;
+
+/**
+ * Top-level files that look like actor files but are never loaded (`chat.tsx`, `room.cjs`): without a
+ * word, their channels would just get the built-in actor.
+ */
+export function unloadedFiles(dir: string): string[] {
+  const root = resolve(dir);
+  try {
+    return readdirSync(root).filter((n) => UNLOADED_MODULE_FILE.test(n) && !isHelper(n) && statSync(join(root, n)).isFile()).sort();
+  } catch {
+    return [];
+  }
+}
+
 /** Compute task files of the folder, by task name. */
 export function listTasks(dir: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -118,8 +134,18 @@ export async function importFolder(dir: string): Promise<Array<{ file: string; e
   process.setSourceMapsEnabled(true);
   const out: Array<{ file: string; exported: unknown }> = [];
   for (const name of names) {
-    if (isHelper(name) || TASK_FILE.test(name)) continue;
+    if (isHelper(name)) continue;
     const file = join(root, name);
+    if (TASK_FILE.test(name)) {
+      // Tasks run on the compute pool, not here; but one that cannot compile stops the start like an
+      // actor file, instead of failing every ctx.compute call later.
+      try {
+        modules.urlOf(file);
+      } catch (err) {
+        throw new Error(await describe(file, err, modules));
+      }
+      continue;
+    }
     let mod: { default?: unknown };
     try {
       mod = (await import(modules.urlOf(file))) as { default?: unknown };

@@ -9,9 +9,24 @@ const NATIVE_PATHS: Record<string, { scheme: 'ws' | 'http'; path: string }> = {
   polling: { scheme: 'http', path: '/poll' },
 };
 
+/**
+ * `host:port` as a URL writes it: an IPv6 address in brackets (`ws://::1:6001` is no URL), and the
+ * wildcard addresses as localhost (a client cannot connect to `::`).
+ */
+export function urlHostPort(host: string, port: number): string {
+  if (host === '' || host === '0.0.0.0' || host === '::') return `localhost:${port}`;
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** `host:port` for the start line: the host as given, an IPv6 address in brackets. */
+export function listenHostPort(host: string, port: number): string {
+  if (host === '') return `all interfaces:${port}`;
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 export function servedEndpoints(config: ServerConfig, port: number): string[] {
   const s = config.tlsCert ? 's' : '';
-  const base = `${config.host || 'localhost'}:${port}`;
+  const base = urlHostPort(config.host, port);
   const url = (scheme: 'ws' | 'http', path: string) => `${scheme}${s}://${base}${path}`;
   const out = config.transports.flatMap((t) => (NATIVE_PATHS[t] ? [url(NATIVE_PATHS[t].scheme, NATIVE_PATHS[t].path)] : []));
   out.push(url('http', '/socket.io/'));

@@ -12,7 +12,7 @@ import { version } from '../version.js';
 import { ListenError } from '../errors.js';
 import { createLogger, errorFields, type Logger } from '../log.js';
 import { startedByNpm, watchParent } from './parent-watch.js';
-import { servedEndpoints } from './endpoints.js';
+import { listenHostPort, servedEndpoints } from './endpoints.js';
 
 class UsageError extends Error {}
 
@@ -57,7 +57,9 @@ function startHelp(): string {
     const type = o.type === 'enum' ? o.choices!.join('|') : o.type === 'workers' ? 'auto|int' : o.type;
     const flag = o.type === 'bool' ? `--${flagOf(o.key)}, --no-${flagOf(o.key)}` : `--${flagOf(o.key)}=<${type}>`;
     const def = o.default === '' || (Array.isArray(o.default) && o.default.length === 0) ? '' : ` (default: ${String(o.default)})`;
-    return `  ${flag}\n      ${o.doc}${def}\n      env ${envOf(o.key)}, config key "${o.key}"`;
+    // A config file cannot name another one: --config has no config key.
+    const sources = o.key === 'config' ? `env ${envOf(o.key)}` : `env ${envOf(o.key)}, config key "${o.key}"`;
+    return `  ${flag}\n      ${o.doc}${def}\n      ${sources}`;
   });
   return `Usage: rt-actors start [options]
 
@@ -121,7 +123,9 @@ export function parseFlags(args: string[]): Map<string, string | true> {
     }
     if (!a.startsWith('--') || a === '--') {
       const prev = args[i - 1];
-      const hint = prev?.startsWith('--') && !prev.includes('=') && isBoolFlag(prev.slice(2)) ? ` (${prev} is a boolean: write ${prev.replace(/^--(no-)?/, '--')}=${a} instead)` : '';
+      const hint = /^-[^-]/.test(a)
+        ? a.length > 2 ? ` (options start with two dashes: write -${a})` : ' (options have long names only, e.g. --port; see --help)'
+        : prev?.startsWith('--') && !prev.includes('=') && isBoolFlag(prev.slice(2)) ? ` (${prev} is a boolean: write ${prev.replace(/^--(no-)?/, '--')}=${a} instead)` : '';
       throw new UsageError(`unexpected argument "${a}"${hint}`);
     }
     const eq = a.indexOf('=');
@@ -208,7 +212,7 @@ async function start(args: string[]): Promise<number> {
     return startFailed(log, config.logFormat, err);
   }
   const shards = `${config.workers} shard${config.workers === 1 ? '' : 's'}`;
-  log.notice(`rt-actors ${version} listening on ${config.host || 'all interfaces'}:${server.port} with ${shards} (${server.acceptMode} acceptor)`, {
+  log.notice(`rt-actors ${version} listening on ${listenHostPort(config.host, server.port)} with ${shards} (${server.acceptMode} acceptor)`, {
     event: 'server.listening',
     port: server.port,
     shards: config.workers,
@@ -326,7 +330,8 @@ async function token(args: string[]): Promise<number> {
     return 0;
   }
   const allowed = ['sub', 'channels', 'info', 'ttl', 'secret', 'config', 'help'];
-  for (const k of flags.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown option --${k}; accepted options: ${allowed.map((a) => `--${a}`).join(', ')}`);
+  for (const k of flags.keys()) if (!allowed.includes(k)) throw new UsageError(`unknown option --${k}${didYouMean(k, allowed, (a) => `--${a}`)}; accepted options: ${allowed.map((a) => `--${a}`).join(', ')}`);
+  for (const k of ['sub', 'channels', 'info', 'ttl', 'config']) if (flags.get(k) === true) throw new UsageError(`option --${k} needs a value`);
   const sub = flags.get('sub');
   if (typeof sub !== 'string' || !sub) throw new UsageError('--sub=<user id> is required');
   // The configured secret, as `start` would resolve it (environment, then --config file).
@@ -363,7 +368,8 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case 'help':
         // `rt-actors help start` is `rt-actors start --help`.
-        if (rest[0] === 'start' || rest[0] === 'token') return await main([rest[0], '--help']);
+        if (rest[0] === 'start' || rest[0] === 'token' || rest[0] === 'health') return await main([rest[0], '--help']);
+        if (rest[0] !== undefined) throw new UsageError(`no help for "${rest[0]}": commands are start, token, health`);
         process.stdout.write(MAIN_HELP);
         return EXIT.OK;
       case undefined:

@@ -25,7 +25,7 @@ const DURATION: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 8
 function describe(spec: OptionSpec): string {
   switch (spec.type) {
     case 'int': return `an integer${range(spec)}`;
-    case 'bool': return 'true or false';
+    case 'bool': return 'true or false (also 1/0, yes/no)';
     case 'enum': return `one of ${spec.choices!.join(', ')}`;
     case 'list': return spec.choices ? `a comma-separated list of ${spec.choices.join(', ')}` : 'a comma-separated list';
     case 'duration': return `a duration in seconds or with a unit (ms, s, m, h, d)${range(spec)}`;
@@ -73,8 +73,9 @@ export function coerce(spec: OptionSpec, raw: unknown, source: ConfigSource): un
     }
     case 'bool':
       if (typeof raw === 'boolean') return raw;
-      if (raw === 'true' || raw === '1' || raw === 'yes') return true;
-      if (raw === 'false' || raw === '0' || raw === 'no') return false;
+      // Any case: .env files and compose files often say TRUE or True.
+      if (typeof raw === 'string' && /^(true|1|yes)$/i.test(raw.trim())) return true;
+      if (typeof raw === 'string' && /^(false|0|no)$/i.test(raw.trim())) return false;
       return bad(spec, source, raw);
     case 'enum':
       if (typeof raw !== 'string' || !spec.choices!.includes(raw)) bad(spec, source, raw);
@@ -175,6 +176,15 @@ export function ignoredOptions(config: ServerConfig): { key: string; message: st
     ignored.push({
       key: 'requireAuth',
       message: `${nameOf(spec, source)}${WHERE[source] ?? ''} does not apply to Pusher connections (/app/<key>): the Pusher protocol brings no token at connect, so they join public channels without one; their private-/presence- channels need the backend's signature`,
+    });
+  }
+  // Without a key no token can be verified: every connection but Pusher's would be refused, which a
+  // new user otherwise learns only from the first client's 401.
+  if (config.requireAuth && source && !on('jwtSecret') && !on('jwtPublicKey') && !on('jwksUrl')) {
+    const spec = OPTIONS.find((o) => o.key === 'requireAuth')!;
+    ignored.push({
+      key: 'requireAuth',
+      message: `${nameOf(spec, source)}${WHERE[source] ?? ''} without --jwt-secret, --jwt-public-key or --jwks-url: no token can be verified, so every connection that needs one is refused (401)`,
     });
   }
   return ignored;

@@ -212,7 +212,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'jwksUrl', type: 'string', default: '', doc: "identity provider's JWKS URL (Auth0, Keycloak, Cognito…): RS256/ES256 keys fetched, cached and rotated by 'kid'" },
   { key: 'jwksCooldown', type: 'duration', default: 30, min: 0, max: 3600, needs: ['jwksUrl'], doc: "least time between two JWKS re-fetches triggered by a token with an unknown 'kid'" },
   { key: 'tokenGrace', type: 'duration', default: 60, min: 1, max: 86400, doc: "after a connection's token expires it is asked for a fresh one (native 'refresh' frame, Socket.IO 'token:expiring'); without one within this time it is closed with 4010" },
-  { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors (.ts, .js, .mjs)' },
+  { key: 'actors', type: 'string', default: '', doc: 'folder of custom channel actors and request handlers (.ts, .mts, .js, .mjs)' },
   { key: 'actorHookTimeout', type: 'duration', default: 5, min: 0.01, max: 3600, doc: "deadline of an actor hook that returns a promise; past it the operation fails with actor_timeout, e.g. '5s'" },
   { key: 'actorMailboxSize', type: 'int', default: 1000, min: 1, max: 1_000_000, doc: "operations that may wait in one channel actor's mailbox; beyond it they fail with overloaded" },
   { key: 'actorComputeThreads', type: 'int', default: 0, min: 0, max: 256, doc: "threads of the pool running actors' ctx.compute tasks (0: half the workers, at least 1)" },

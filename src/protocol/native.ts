@@ -8,6 +8,7 @@ import { RtError } from '../errors.js';
 import { assertPlain, unpackUnchecked } from './plain-msgpack.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from './json-depth.js';
 import { reservedEvent } from './reserved-events.js';
+import { didYouMean } from '../config/suggest.js';
 
 export type WireFormat = 'json' | 'msgpack';
 
@@ -158,7 +159,8 @@ function validateOp(f: Record<string, unknown>, r: number | undefined): ClientFr
     case 'ping':
       return { op: 'ping', ref: r };
     default:
-      throw new RtError('unknown_op', `unknown op ${JSON.stringify(String(f.op)).slice(0, 64)}; known ops: ${CLIENT_OPS.join(', ')}`);
+      if (f.op === undefined) throw new RtError('unknown_op', `the frame has no "op"; known ops: ${CLIENT_OPS.join(', ')}`);
+      throw new RtError('unknown_op', `unknown op ${JSON.stringify(String(f.op)).slice(0, 64)}${typeof f.op === 'string' ? didYouMean(f.op, CLIENT_OPS) : ''}; known ops: ${CLIENT_OPS.join(', ')}`);
   }
 }
 

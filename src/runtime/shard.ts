@@ -228,7 +228,8 @@ export async function runShard(task: ShardTask): Promise<void> {
     '/*',
     headSafe((res, req) => {
       const state = track(res);
-      sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${req.getUrl()}` } });
+      const url = req.getUrl();
+      sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${url}${transportOff(config.transports, url)}` } });
     }),
   );
 
@@ -383,4 +384,10 @@ function pubNotice(pub: Publication, ex: string | undefined, at: number | undefi
   if (ex) n.ex = ex;
   if (at !== undefined) n.at = at;
   return n;
+}
+
+/** Why a native transport's path is not served: it was left out of --transports (said, not just 404). */
+function transportOff(served: readonly string[], url: string): string {
+  const t = url === '/ws' ? 'ws' : url === '/sse' ? 'sse' : url === '/poll' ? 'polling' : undefined;
+  return t && !served.includes(t) ? `: the ${t} transport is off (--transports=${served.join(',')})` : '';
 }

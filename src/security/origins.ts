@@ -17,6 +17,29 @@ export function originAllowed(origin: string | undefined, host: string | undefin
   return allowed.some((pattern) => matchOrigin(pattern.toLowerCase().replace(/\/+$/, ''), normalized));
 }
 
+const ORIGIN_PATTERN = /^([a-z][a-z0-9+.-]*):\/\/([^/?#\s]+)\/*$/i;
+const DEFAULT_PORTS: Record<string, string> = { http: '80', https: '443' };
+
+/**
+ * Why an --allowed-origins entry can never match a browser's Origin, or undefined when it can. A
+ * browser sends `scheme://host[:port]`, the default port left out: `app.example.com` or
+ * `https://app.example.com:443` would refuse every request from the origin the operator meant.
+ */
+export function originPatternProblem(entry: string): string | undefined {
+  if (entry === '*') return undefined;
+  const m = ORIGIN_PATTERN.exec(entry);
+  if (!m) {
+    if (!entry.includes('://')) return `"${entry}" has no scheme: browsers send one in Origin, write https://${entry.replace(/^\/+/, '')}`;
+    return `"${entry}" is not an origin: expected scheme://host[:port], without a path, e.g. https://app.example.com`;
+  }
+  const [, scheme, hostPort] = m;
+  const port = /:(\d+)$/.exec(hostPort!)?.[1];
+  if (port !== undefined && DEFAULT_PORTS[scheme!.toLowerCase()] === port) {
+    return `"${entry}": browsers leave the default port out of Origin, write ${scheme}://${hostPort!.slice(0, -port.length - 1)}`;
+  }
+  return undefined;
+}
+
 const compiled = new Map<string, RegExp>();
 
 function matchOrigin(pattern: string, origin: string): boolean {

@@ -15,6 +15,7 @@ import { countApiRequest } from './api-routes.js';
 import { registerOperatorApi } from './operator-api.js';
 import { JsonData } from '../protocol/encoded-payload.js';
 import { getAndHead, headSafe } from './head.js';
+import { didYouMean } from '../config/suggest.js';
 
 const MAX_CHANNELS_PER_PUBLISH = 100;
 const MAX_BATCH = 1000;
@@ -29,7 +30,11 @@ export function checkApiKey(ctx: ThreadContext, req: Req, res: HttpResponse, ope
   const h = req.headers['authorization'] ?? '';
   const m = /^Bearer\s+(.+)$/i.exec(h);
   const given = m ? m[1]!.trim() : queryParam(req.query, 'api_key');
-  if (!given) throw new RtError('unauthorized', 'missing API key: send "Authorization: Bearer <api key>"', 401);
+  if (!given) {
+    // `Authorization: <key>` or `Basic …` reads as "missing" otherwise, with the header right there.
+    const why = h ? 'the Authorization header is not "Bearer <api key>"' : 'missing API key';
+    throw new RtError('unauthorized', `${why}: send "Authorization: Bearer <api key>"`, 401);
+  }
   if (sameSecret(given, ctx.apiKey)) return;
   const { dashboard, dashboardToken } = ctx.config;
   if (operator && dashboard && dashboardToken && sameSecret(given, dashboardToken)) return;
@@ -50,9 +55,18 @@ interface PublishSpec {
   socketId?: string;
 }
 
+const MESSAGE_FIELDS = ['channel', 'channels', 'user', 'event', 'data', 'socket_id'];
+
 function parsePublish(body: unknown, where = 'body'): PublishSpec {
   if (!body || typeof body !== 'object' || Array.isArray(body)) throw new RtError('bad_request', `${where} must be a JSON object`);
   const b = body as Record<string, unknown>;
+  // A misspelt optional field would be dropped without a word: `socketId` for `socket_id` echoes the
+  // message to its sender.
+  for (const k in b) {
+    if (!MESSAGE_FIELDS.includes(k)) {
+      throw new RtError('bad_request', `${where}: unknown field ${JSON.stringify(k.slice(0, 64))}${didYouMean(k, MESSAGE_FIELDS, (f) => `"${f}"`)}; a message has ${MESSAGE_FIELDS.join(', ')}`);
+    }
+  }
   const event = assertEventField(b.event, where);
   if (!('data' in b)) throw new RtError('bad_request', `${where}: "data" is required (use null for none)`);
   const targets = ['channel', 'channels', 'user'].filter((k) => b[k] !== undefined);

@@ -28,6 +28,7 @@ const MESSAGE = {
   type: 'object',
   description: 'One message: `event`, `data`, and exactly one target (`channel`, `channels` or `user`).',
   required: ['event', 'data'],
+  additionalProperties: false,
   properties: {
     channel: { type: 'string', minLength: 1, maxLength: 200, examples: ['orders'] },
     channels: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 200 }, minItems: 1, maxItems: 100 },

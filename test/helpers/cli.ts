@@ -50,7 +50,7 @@ export function runCli(t: T, command: string, args: string[], opts: { cwd?: stri
 
 /** The port a started server announced ("listening on <host>:<port>", text or JSON logs). */
 export async function listeningPort(p: CliProcess, ms?: number): Promise<number> {
-  return Number((await p.waitFor(/listening on [^\n"]*?:(\d+)/, ms))[1]);
+  return Number((await p.waitFor(/listening on [^\n"]*?:(\d+) with/, ms))[1]);
 }
 
 /** Whether something accepts TCP connections on 127.0.0.1:port. */

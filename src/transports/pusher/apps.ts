@@ -8,6 +8,7 @@
 import { ConfigError } from '../../config/load.js';
 import type { ServerConfig } from '../../config/schema.js';
 import { APP_SEPARATOR } from '../../runtime/app-scope.js';
+import { originPatternProblem } from '../../security/origins.js';
 
 export interface WebhookTarget {
   url: string;
@@ -127,6 +128,10 @@ function parseApp(raw: unknown, w: string, index: number): PusherApp {
   if (o.allowedOrigins !== undefined) {
     if (!Array.isArray(o.allowedOrigins) || !o.allowedOrigins.every((x) => typeof x === 'string')) fail('pusherApps', `${w}.allowedOrigins must be a list of origins`);
     allowedOrigins = o.allowedOrigins as string[];
+    for (const entry of allowedOrigins) {
+      const problem = originPatternProblem(entry);
+      if (problem) fail('pusherApps', `${w}.allowedOrigins: ${problem}`);
+    }
   }
   if (o.enableClientMessages !== undefined && typeof o.enableClientMessages !== 'boolean') fail('pusherApps', `${w}.enableClientMessages must be true or false`);
   if (o.subscriptionCountEvents !== undefined && typeof o.subscriptionCountEvents !== 'boolean') fail('pusherApps', `${w}.subscriptionCountEvents must be true or false`);
