@@ -32,3 +32,21 @@ t.test('a publish that timed out on a paused Redis says its outcome is unknown',
   const [m] = await c.waitForMessages('paused', 1);
   t.equal(m!.data, 'late', 'and indeed it was delivered once Redis resumed');
 });
+
+// Reads change nothing in Redis: their timeout said "a publish may still be delivered" too, and sent an
+// operator who only asked for the channel list looking for a publication that could not exist.
+t.test('a read that timed out on a paused Redis says Redis was slow, not that a publish may be delivered', async (t) => {
+  process.kill(pid, 'SIGSTOP');
+  let answers: { status: number; body: any }[];
+  try {
+    answers = await Promise.all(['/api/channels', '/api/channels/paused', '/api/channels/presence-paused/users'].map((path) => api(host.http, path)));
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  for (const [i, r] of answers.entries()) {
+    t.equal(r.status, 503, `read ${i}: 503`);
+    t.equal(r.body.error.code, 'unavailable');
+    t.match(r.body.error.message, /^Redis unavailable: Redis did not answer in time; retry shortly$/, `read ${i}: says Redis was slow`);
+    t.notMatch(r.body.error.message, /publish|outcome/, `read ${i}: no publish to worry about`);
+  }
+});

@@ -20,17 +20,24 @@ const MEANINGS: Array<[RegExp, string]> = [
   [/^BUSY\b/, 'Redis is busy running a script'],
 ];
 
-/** A sentence for a Redis error, without the driver's internals. */
-export function describeRedisError(err: unknown): string {
+/**
+ * A sentence for a Redis error, without the driver's internals. `read`: the operation only reads, so a
+ * timeout cannot have left a publication behind, and saying it may would send an operator looking for one.
+ */
+export function describeRedisError(err: unknown, read = false): string {
   const text = String((err as Error)?.message ?? err);
+  if (read && /Command timed out/i.test(text)) return 'Redis did not answer in time';
   for (const [re, meaning] of MEANINGS) if (re.test(text)) return meaning;
   return 'Redis returned an error';
 }
 
-/** The error a caller sees when an operation needed Redis and Redis failed: 503 `unavailable`. */
-export function redisUnavailable(err: unknown): RtError {
+/**
+ * The error a caller sees when an operation needed Redis and Redis failed: 503 `unavailable`. `read`
+ * marks an operation that changes nothing in Redis (see describeRedisError).
+ */
+export function redisUnavailable(err: unknown, read = false): RtError {
   if (err instanceof RtError) return err;
   const log = threadLogger();
   if (log.enabled('debug')) log.debug('a Redis operation failed', err instanceof Error ? err : { detail: String(err) }, { event: 'redis.error' });
-  return new RtError('unavailable', `Redis unavailable: ${describeRedisError(err)}; retry shortly`, 503);
+  return new RtError('unavailable', `Redis unavailable: ${describeRedisError(err, read)}; retry shortly`, 503);
 }
