@@ -39,3 +39,19 @@ t.test('a plain Redis given as a Cluster or as a Sentinel', async (t) => {
     t.notMatch(err.message, /slots cache|Start Redis/, `${name}: not the driver's words`);
   }));
 });
+
+// Options in a query, as other Redis clients take them, were ignored: `?db=3` ran on database 0, apart
+// from the hosts given /3, and `?password=` started as if no password were needed.
+t.test('options in a query of --redis are refused, not ignored', async (t) => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['?db=3', `redis://:right-password@${at}/?db=3`, /rt-actors: --redis: redis:\/\/127\.0\.0\.1:\d+ has a query \(db\), which rt-actors does not read: give the database as the path \(redis:\/\/host:port\/3\)/],
+    ['?password=', `redis://${at}?password=right-password`, /rt-actors: --redis: redis:\/\/127\.0\.0\.1:\d+ has a query \(password\), which rt-actors does not read: .*credentials before the host/],
+    ['an unencoded # in a password', `redis://:right-password#1@${at}`, /rt-actors: --redis: "redis:\/\/…@127\.0\.0\.1:\d+" is not a Redis URL \(.*'#' as %23/],
+  ];
+  await Promise.all(cases.map(async ([name, url, expected]) => {
+    const err: Error = await startHost(t, url, 'rt').then(() => new Error('started'), (e: Error) => e);
+    t.match(err.message, /host exited \(2\)/, `${name}: exit code 2`);
+    t.match(err.message, expected, `${name}: says what is wrong`);
+    t.notMatch(err.message, /right-password/, `${name}: the password is not printed`);
+  }));
+});
