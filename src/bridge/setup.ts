@@ -105,6 +105,15 @@ async function startFailure(target: RedisTarget, err: unknown): Promise<string> 
   if (/DB index is out of range/.test(reason)) {
     return `Redis at ${target.display} has no database ${target.options.db} (${reason}): its 'databases' setting (16 by default) bounds the number in --redis`;
   }
+  // The driver's own words here end "Please report this", as if the driver were at fault.
+  const notRedis = /Protocol error, got "(.)" as reply type byte/.exec(reason);
+  if (notRedis) {
+    const http = notRedis[1] === 'H' ? ', as an HTTP server does' : '';
+    return `the server at ${target.display} is not a Redis: it answered with "${notRedis[1]}"${http}, where Redis answers "+", "-", ":", "$" or "*". Check the host and port in --redis / RT_REDIS_URL`;
+  }
+  if (/^no answer within/.test(reason)) {
+    return `the server at ${target.display} took the connection but did not answer as Redis (${reason}): it is not a Redis, expects TLS (rediss://), or is stopped or overloaded. Check --redis / RT_REDIS_URL`;
+  }
   return `cannot reach Redis at ${target.display}: ${reason}. Start Redis or fix --redis / RT_REDIS_URL / --redis-sentinels; without --redis the server runs as a single host`;
 }
 
