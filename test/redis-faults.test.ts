@@ -3,7 +3,9 @@
 import t from 'tap';
 import { rmSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import WebSocket from 'ws';
 import { createServer } from 'rt-actors';
+import { RtClient } from 'rt-actors/client';
 import { api, API_KEY } from './helpers/server.js';
 import { TestClient, type Frame } from './helpers/ws-client.js';
 import { metric, redisClient, startHost, startRedis, until, type Host } from './helpers/redis.js';
@@ -145,4 +147,38 @@ t.test('a shard that crashes catches its channels up from Redis when it is repla
     const got = await onOne.waitForMessages(ch, 3);
     t.same(got.map((f) => [f.offset, f.data]), [[1, 1], [2, 2], [3, 3]], `${ch}: the surviving shard's client missed nothing`);
   }
+});
+
+// The server answers a subscribe that needs Redis during an outage with `unavailable`, "retry shortly":
+// the client left the channel failed, and it stayed deaf on a connection that lived on after Redis came back.
+t.test("the client's subscribes refused while Redis is away are tried again once Redis is back", async (t) => {
+  const client = new RtClient(A.url, { WebSocket, transports: ['websocket'], reconnectDelay: 100, maxReconnectDelay: 400, rememberTransport: false });
+  t.teardown(() => client.disconnect());
+  await new Promise<void>((r) => client.once('connected', () => r()));
+  const kept = client.channel('kept-through-outage');
+  await new Promise<void>((r) => kept.subscribed(() => r()));
+  t.equal((await api(B.http, '/api/publish', { channel: 'kept-through-outage', event: 'e', data: 1 })).status, 200);
+  const got: unknown[] = [];
+  kept.listen('e', (d) => got.push(d));
+  await until('the first message', () => got.length === 1);
+
+  await R.kill();
+  await until('host A to notice Redis is gone', () => redisUp(A, false));
+  const errors: string[] = [];
+  const fresh = client.channel('new-during-outage');
+  fresh.error((e) => errors.push(e.code));
+  await until('the refusal', () => errors.length > 0);
+  t.equal(errors[0], 'unavailable', 'the app is told why');
+  t.equal(fresh.state, 'failed');
+  await R.start();
+  await until('host A to reconnect', () => redisUp(A, true));
+  await until('the channel to be subscribed again', () => fresh.state === 'subscribed');
+  t.pass('subscribed once Redis was back, on the same connection');
+  const heard = new Promise((r) => fresh.listen('e', r));
+  t.equal((await api(B.http, '/api/publish', { channel: 'new-during-outage', event: 'e', data: 'hello' })).status, 200);
+  const hello = await heard;
+  t.equal(hello, 'hello', 'and it hears the channel');
+  t.equal((await api(B.http, '/api/publish', { channel: 'kept-through-outage', event: 'e', data: 2 })).status, 200);
+  await until('the channel subscribed before the outage to go on', () => got.length === 2);
+  t.same(got, [1, 2]);
 });
