@@ -125,6 +125,24 @@ t.test('Redis restarted empty: subscribers are told to resync, and resume report
   t.same([live.data, live.offset], ['after', 1], 'the channel works again, offsets of the new epoch');
 });
 
+// Redis restarted empty resets every channel a host relays at once, and each said so on a line of its
+// own: thousands of warnings in a second on a busy host. They are one kind, bounded by --log-rate.
+t.test('Redis restarted empty: the resync lines of many channels are bounded by --log-rate', async (t) => {
+  const channels = Array.from({ length: 150 }, (_, i) => `many-${i}`);
+  const clients = [await connect(B), await connect(B)];
+  await Promise.all(channels.map((ch, i) => clients[i % 2]!.request({ op: 'subscribe', channel: ch })));
+  const before = B.output().length;
+  await R.kill();
+  for (const f of readdirSync(R.dir)) rmSync(join(R.dir, f), { recursive: true, force: true });
+  await R.start();
+  for (const c of clients) t.equal((await c.waitClose(20000)).code, 4012, 'told to resync');
+  const log = () => B.output().slice(before);
+  await until('the suppressed-lines summary', () => /suppressed \d+ more "redis\.resync" line\(s\)/.test(log()));
+  const lines = log().split('\n').filter((l) => /subscribers were told to resync/.test(l)).length;
+  // 50 a second (--log-rate): two windows at most on a slow machine, not one line per channel.
+  t.ok(lines > 0 && lines <= 100, `${lines} resync lines for ${channels.length} channels`);
+});
+
 t.test('a shard that crashes catches its channels up from Redis when it is replaced', async (t) => {
   // In-process, for crashShard(); host B stays a separate process.
   const s = await createServer({ port: 0, host: '127.0.0.1', workers: 2, apiKey: API_KEY, redis: R.url, redisNamespace: ns, presenceTtl: '2s', logLevel: 'error', env: {} });

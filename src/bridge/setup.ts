@@ -225,7 +225,8 @@ export async function startShardBridge(
   await broker.start(START_TIMEOUT_MS);
   const policy = historyPolicy(config);
   // A placed actor's hook failures are logged here (hook-runner.ts): the user's error with its stack.
-  const placementLog = (msg: string, err?: unknown) => (err === undefined ? log.warn(msg) : err instanceof RtError ? log.warn(msg, err.message) : log.error(msg, err));
+  const placementLog = (msg: string, err?: unknown, fields: Record<string, unknown> = {}) =>
+    err === undefined ? log.warn(msg, fields) : err instanceof RtError ? log.warn(msg, err.message, fields) : log.error(msg, err, fields);
   const placement: Placement | undefined = new Placement({
     broker,
     historyFor: policy,
@@ -258,7 +259,7 @@ export async function startShardBridge(
     actorEnv: {
       broker,
       resync: (t, ch) => mesh.notify(t, { t: 'resync!', ch }),
-      log: (msg, err) => (err === undefined ? log.warn(msg) : log.warn(msg, err instanceof Error ? err.message : err)),
+      log: (msg, err, fields = {}) => (err === undefined ? log.warn(msg, fields) : log.warn(msg, err instanceof Error ? err.message : err, fields)),
     },
     close: async (graceful) => {
       clearInterval(timer);
