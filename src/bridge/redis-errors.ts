@@ -20,6 +20,10 @@ const MEANINGS: Array<[RegExp, string]> = [
   [/^BUSY\b/, 'Redis is busy running a script'],
 ];
 
+/** Once per this long per thread: a stalled Redis fails every operation waiting on it. */
+const SLOW_LOG_EVERY_MS = 10_000;
+let lastSlowLog = -Infinity;
+
 /**
  * A sentence for a Redis error, without the driver's internals. `read`: the operation only reads, so a
  * timeout cannot have left a publication behind, and saying it may would send an operator looking for one.
@@ -38,6 +42,15 @@ export function describeRedisError(err: unknown, read = false): string {
 export function redisUnavailable(err: unknown, read = false): RtError {
   if (err instanceof RtError) return err;
   const log = threadLogger();
+  // A connection that drops is logged when it drops (redis.down); a Redis that stops answering keeps its
+  // connections, so without this the log said nothing while every caller got 503s.
+  if (/Command timed out/i.test(String((err as Error)?.message ?? err))) {
+    const now = Date.now();
+    if (now - lastSlowLog >= SLOW_LOG_EVERY_MS) {
+      lastSlowLog = now;
+      log.warn('Redis did not answer within 5 s: operations waiting on it fail with 503 unavailable (is it paused, swapping, or running a slow command or script?)', { event: 'redis.slow' });
+    }
+  }
   if (log.enabled('debug')) log.debug('a Redis operation failed', err instanceof Error ? err : { detail: String(err) }, { event: 'redis.error' });
   return new RtError('unavailable', `Redis unavailable: ${describeRedisError(err, read)}; retry shortly`, 503);
 }
