@@ -200,3 +200,25 @@ t.test("the client's subscribes refused while Redis is away are tried again once
   await until('the channel subscribed before the outage to go on', () => got.length === 2);
   t.same(got, [1, 2]);
 });
+
+// Redis pub/sub ignores the database: a deployment on redis://…/2 beside one on database 0 (same
+// namespace) heard its publications, and their foreign offsets closed its subscribers with 4012.
+t.test('a deployment on another database of the same Redis hears nothing of this one', async (t) => {
+  const other = await startHost(t, R.url + '/2', ns, { workers: 1 });
+  const here = await connect(A);
+  const there = await connect(other);
+  for (const c of [here, there]) t.equal((await c.request({ op: 'subscribe', channel: 'same-name' })).ok, true);
+  t.equal((await api(A.http, '/api/publish', { channel: 'same-name', event: 'e', data: 'db 0' })).status, 200);
+  t.equal((await api(other.http, '/api/publish', { channel: 'same-name', event: 'e', data: 'db 2' })).status, 200);
+  const [mine] = await here.waitForMessages('same-name', 1);
+  const [theirs] = await there.waitForMessages('same-name', 1);
+  t.same([mine!.data, mine!.offset], ['db 0', 1], 'database 0 got its own publication');
+  t.same([theirs!.data, theirs!.offset], ['db 2', 1], 'database 2 got its own publication');
+  // Anything crossing over would have come before these.
+  await api(A.http, '/api/publish', { channel: 'same-name', event: 'e', data: 'db 0 again' });
+  await api(other.http, '/api/publish', { channel: 'same-name', event: 'e', data: 'db 2 again' });
+  t.same((await here.waitForMessages('same-name', 2)).map((f) => f.data), ['db 0', 'db 0 again'], 'nothing from database 2');
+  t.same((await there.waitForMessages('same-name', 2)).map((f) => f.data), ['db 2', 'db 2 again'], 'nothing from database 0');
+  t.equal(here.closed, undefined, 'not told to resync');
+  t.equal(there.closed, undefined, 'not told to resync');
+});

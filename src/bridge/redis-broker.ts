@@ -213,7 +213,7 @@ export class RedisBroker implements Broker {
   private laravelChannel(channel: string): string | undefined {
     if (isHiddenChannel(channel)) return undefined;
     const name = this.keys.laravel(channel);
-    return name.startsWith(this.keys.ns + ':') ? undefined : name;
+    return name.startsWith(this.keys.ns + ':') || name.startsWith(this.keys.ns + '@') ? undefined : name;
   }
 
   async attach(channel: string, sink: ChannelSink, bounds: HistoryBounds): Promise<StreamPosition> {

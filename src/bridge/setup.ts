@@ -161,7 +161,7 @@ export async function openMainBridge(config: ServerConfig, target: RedisTarget):
   }
   if (target.cluster && !/cluster_state:ok/.test(info)) fail(`the Redis Cluster at ${target.display} is not ready (cluster_state is not ok)`);
   if (!target.cluster && /cluster_enabled:1/.test(info)) fail(`Redis at ${target.display} is a cluster node: add --redis-cluster (or list several nodes in --redis)`);
-  const keys = new Keys(config.redisNamespace, config.redisPrefix);
+  const keys = new Keys(config.redisNamespace, config.redisPrefix, target.options.db);
   const bridge = new RedisDirectory(cmd, keys, config.presenceTtl * 1000 * 2);
   return {
     bridge,
@@ -207,7 +207,7 @@ export async function startShardBridge(
   const node = `${config.hostId || hostname()}:${shard}:${randomBytes(3).toString('hex')}`;
   const broker = new RedisBroker({
     target,
-    keys: new Keys(config.redisNamespace, config.redisPrefix),
+    keys: new Keys(config.redisNamespace, config.redisPrefix, target.options.db),
     node,
     presenceTtlMs: config.presenceTtl * 1000,
     leaseTtlMs: config.leaseTtl * 1000,
