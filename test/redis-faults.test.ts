@@ -3,7 +3,9 @@
 import t from 'tap';
 import { rmSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import WebSocket from 'ws';
 import { createServer } from 'rt-actors';
+import { RtClient } from 'rt-actors/client';
 import { api, API_KEY } from './helpers/server.js';
 import { TestClient, type Frame } from './helpers/ws-client.js';
 import { metric, redisClient, startHost, startRedis, until, type Host } from './helpers/redis.js';
@@ -123,6 +125,24 @@ t.test('Redis restarted empty: subscribers are told to resync, and resume report
   t.same([live.data, live.offset], ['after', 1], 'the channel works again, offsets of the new epoch');
 });
 
+// Redis restarted empty resets every channel a host relays at once, and each said so on a line of its
+// own: thousands of warnings in a second on a busy host. They are one kind, bounded by --log-rate.
+t.test('Redis restarted empty: the resync lines of many channels are bounded by --log-rate', async (t) => {
+  const channels = Array.from({ length: 150 }, (_, i) => `many-${i}`);
+  const clients = [await connect(B), await connect(B)];
+  await Promise.all(channels.map((ch, i) => clients[i % 2]!.request({ op: 'subscribe', channel: ch })));
+  const before = B.output().length;
+  await R.kill();
+  for (const f of readdirSync(R.dir)) rmSync(join(R.dir, f), { recursive: true, force: true });
+  await R.start();
+  for (const c of clients) t.equal((await c.waitClose(20000)).code, 4012, 'told to resync');
+  const log = () => B.output().slice(before);
+  await until('the suppressed-lines summary', () => /suppressed \d+ more "redis\.resync" line\(s\)/.test(log()));
+  const lines = log().split('\n').filter((l) => /subscribers were told to resync/.test(l)).length;
+  // 50 a second (--log-rate): two windows at most on a slow machine, not one line per channel.
+  t.ok(lines > 0 && lines <= 100, `${lines} resync lines for ${channels.length} channels`);
+});
+
 t.test('a shard that crashes catches its channels up from Redis when it is replaced', async (t) => {
   // In-process, for crashShard(); host B stays a separate process.
   const s = await createServer({ port: 0, host: '127.0.0.1', workers: 2, apiKey: API_KEY, redis: R.url, redisNamespace: ns, presenceTtl: '2s', logLevel: 'error', env: {} });
@@ -145,4 +165,60 @@ t.test('a shard that crashes catches its channels up from Redis when it is repla
     const got = await onOne.waitForMessages(ch, 3);
     t.same(got.map((f) => [f.offset, f.data]), [[1, 1], [2, 2], [3, 3]], `${ch}: the surviving shard's client missed nothing`);
   }
+});
+
+// The server answers a subscribe that needs Redis during an outage with `unavailable`, "retry shortly":
+// the client left the channel failed, and it stayed deaf on a connection that lived on after Redis came back.
+t.test("the client's subscribes refused while Redis is away are tried again once Redis is back", async (t) => {
+  const client = new RtClient(A.url, { WebSocket, transports: ['websocket'], reconnectDelay: 100, maxReconnectDelay: 400, rememberTransport: false });
+  t.teardown(() => client.disconnect());
+  await new Promise<void>((r) => client.once('connected', () => r()));
+  const kept = client.channel('kept-through-outage');
+  await new Promise<void>((r) => kept.subscribed(() => r()));
+  t.equal((await api(B.http, '/api/publish', { channel: 'kept-through-outage', event: 'e', data: 1 })).status, 200);
+  const got: unknown[] = [];
+  kept.listen('e', (d) => got.push(d));
+  await until('the first message', () => got.length === 1);
+
+  await R.kill();
+  await until('host A to notice Redis is gone', () => redisUp(A, false));
+  const errors: string[] = [];
+  const fresh = client.channel('new-during-outage');
+  fresh.error((e) => errors.push(e.code));
+  await until('the refusal', () => errors.length > 0);
+  t.equal(errors[0], 'unavailable', 'the app is told why');
+  t.equal(fresh.state, 'failed');
+  await R.start();
+  await until('host A to reconnect', () => redisUp(A, true));
+  await until('the channel to be subscribed again', () => fresh.state === 'subscribed');
+  t.pass('subscribed once Redis was back, on the same connection');
+  const heard = new Promise((r) => fresh.listen('e', r));
+  t.equal((await api(B.http, '/api/publish', { channel: 'new-during-outage', event: 'e', data: 'hello' })).status, 200);
+  const hello = await heard;
+  t.equal(hello, 'hello', 'and it hears the channel');
+  t.equal((await api(B.http, '/api/publish', { channel: 'kept-through-outage', event: 'e', data: 2 })).status, 200);
+  await until('the channel subscribed before the outage to go on', () => got.length === 2);
+  t.same(got, [1, 2]);
+});
+
+// Redis pub/sub ignores the database: a deployment on redis://…/2 beside one on database 0 (same
+// namespace) heard its publications, and their foreign offsets closed its subscribers with 4012.
+t.test('a deployment on another database of the same Redis hears nothing of this one', async (t) => {
+  const other = await startHost(t, R.url + '/2', ns, { workers: 1 });
+  const here = await connect(A);
+  const there = await connect(other);
+  for (const c of [here, there]) t.equal((await c.request({ op: 'subscribe', channel: 'same-name' })).ok, true);
+  t.equal((await api(A.http, '/api/publish', { channel: 'same-name', event: 'e', data: 'db 0' })).status, 200);
+  t.equal((await api(other.http, '/api/publish', { channel: 'same-name', event: 'e', data: 'db 2' })).status, 200);
+  const [mine] = await here.waitForMessages('same-name', 1);
+  const [theirs] = await there.waitForMessages('same-name', 1);
+  t.same([mine!.data, mine!.offset], ['db 0', 1], 'database 0 got its own publication');
+  t.same([theirs!.data, theirs!.offset], ['db 2', 1], 'database 2 got its own publication');
+  // Anything crossing over would have come before these.
+  await api(A.http, '/api/publish', { channel: 'same-name', event: 'e', data: 'db 0 again' });
+  await api(other.http, '/api/publish', { channel: 'same-name', event: 'e', data: 'db 2 again' });
+  t.same((await here.waitForMessages('same-name', 2)).map((f) => f.data), ['db 0', 'db 0 again'], 'nothing from database 2');
+  t.same((await there.waitForMessages('same-name', 2)).map((f) => f.data), ['db 2', 'db 2 again'], 'nothing from database 0');
+  t.equal(here.closed, undefined, 'not told to resync');
+  t.equal(there.closed, undefined, 'not told to resync');
 });

@@ -3,6 +3,8 @@
 // for a wrong password or database, as if Redis were down, and ioredis' "Failed to refresh slots cache"
 // or "unknown command 'sentinel'" for a plain Redis given as a Cluster or a Sentinel.
 import t from 'tap';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import { redisCall, startHost, startRedis } from './helpers/redis.js';
 
 const redis = await startRedis(t, { args: ['--databases', '4'] });
@@ -37,5 +39,45 @@ t.test('a plain Redis given as a Cluster or as a Sentinel', async (t) => {
     t.match(err.message, /host exited \(2\)/, `${name}: exit code 2`);
     t.match(err.message, expected, `${name}: says what is wrong`);
     t.notMatch(err.message, /slots cache|Start Redis/, `${name}: not the driver's words`);
+  }));
+});
+
+// Options in a query, as other Redis clients take them, were ignored: `?db=3` ran on database 0, apart
+// from the hosts given /3, and `?password=` started as if no password were needed.
+t.test('options in a query of --redis are refused, not ignored', async (t) => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['?db=3', `redis://:right-password@${at}/?db=3`, /rt-actors: --redis: redis:\/\/127\.0\.0\.1:\d+ has a query \(db\), which rt-actors does not read: give the database as the path \(redis:\/\/host:port\/3\)/],
+    ['?password=', `redis://${at}?password=right-password`, /rt-actors: --redis: redis:\/\/127\.0\.0\.1:\d+ has a query \(password\), which rt-actors does not read: .*credentials before the host/],
+    ['an unencoded # in a password', `redis://:right-password#1@${at}`, /rt-actors: --redis: "redis:\/\/…@127\.0\.0\.1:\d+" is not a Redis URL \(.*'#' as %23/],
+  ];
+  await Promise.all(cases.map(async ([name, url, expected]) => {
+    const err: Error = await startHost(t, url, 'rt').then(() => new Error('started'), (e: Error) => e);
+    t.match(err.message, /host exited \(2\)/, `${name}: exit code 2`);
+    t.match(err.message, expected, `${name}: says what is wrong`);
+    t.notMatch(err.message, /right-password/, `${name}: the password is not printed`);
+  }));
+});
+
+// A wrong port that some other server listens on got the driver's "Protocol error, got "H" as reply type
+// byte. Please report this." and "Start Redis", or "cannot reach Redis" for a server that stays silent.
+t.test('an address where something other than Redis listens', async (t) => {
+  const web = createHttpServer((_req, res) => res.end('hello'));
+  const silent = createNetServer(() => {});
+  const listen = (s: HttpServer | NetServer) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)));
+  const [webPort, silentPort] = [await listen(web), await listen(silent)];
+  t.teardown(() => {
+    web.closeAllConnections();
+    web.close();
+    silent.close();
+  });
+  const cases: Array<[string, string, RegExp]> = [
+    ['an HTTP server', `redis://127.0.0.1:${webPort}`, /rt-actors: the server at redis:\/\/127\.0\.0\.1:\d+ is not a Redis: it answered with "H", as an HTTP server does, .*Check the host and port in --redis/],
+    ['a server that says nothing', `redis://127.0.0.1:${silentPort}`, /rt-actors: the server at redis:\/\/127\.0\.0\.1:\d+ took the connection but did not answer as Redis \(no answer within \d+ ms\): it is not a Redis, expects TLS \(rediss:\/\/\)/],
+  ];
+  await Promise.all(cases.map(async ([name, url, expected]) => {
+    const err: Error = await startHost(t, url, 'rt').then(() => new Error('started'), (e: Error) => e);
+    t.match(err.message, /host exited \(2\)/, `${name}: exit code 2`);
+    t.match(err.message, expected, `${name}: says what is wrong`);
+    t.notMatch(err.message, /Please report|cannot reach|Start Redis/, `${name}: neither the driver's words nor "Redis is down"`);
   }));
 });

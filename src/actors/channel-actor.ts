@@ -80,7 +80,8 @@ export interface ActorEnv {
   countWanted?(channel: string): boolean;
   /** The channel's subscriber count (cluster-wide with a broker), for the subscribers on `thread`. */
   count?(thread: number, channel: string, n: number): void;
-  log?(msg: string, err?: unknown): void;
+  /** `fields` with an `event` make the line one of a kind --log-rate bounds (one per channel can come by the thousand). */
+  log?(msg: string, err?: unknown, fields?: Record<string, unknown>): void;
   /**
    * Channel lifecycle for observers such as Pusher webhooks, without a broker (one host). With a
    * broker the actor does not call it: the broker reports the cluster-wide transitions its Redis
@@ -270,8 +271,8 @@ export class ChannelActor {
     return this.subs.size === 0 && !this.bridged && this.mailbox.idle && this.timers.size === 0 && this.computing === 0 && this.history.expired(now) && now - this.lastActivity > 1000;
   }
 
-  private log(msg: string, err?: unknown): void {
-    if (this.env.log) this.env.log(`channel ${this.name}: ${msg}`, err);
+  private log(msg: string, err?: unknown, fields?: Record<string, unknown>): void {
+    if (this.env.log) this.env.log(`channel ${this.name}: ${msg}`, err, fields);
     else if (err === undefined) threadLogger().error(`channel ${this.name}: ${msg}`, { event: 'actor.error', channel: this.name });
     else threadLogger().error(`channel ${this.name}: ${msg}`, err, { event: 'actor.error', channel: this.name });
   }
@@ -889,14 +890,15 @@ export class ChannelActor {
     }
     if (told) {
       this.env.broker!.stats.resyncs++;
-      this.log(`${why}: subscribers were told to resync`);
+      // Redis restarted empty resets every channel at once: one line each, bounded by --log-rate.
+      this.log(`${why}: subscribers were told to resync`, undefined, { event: 'redis.resync', channel: this.name });
     }
   }
 
   private resyncThread(thread: number, why: string): void {
     this.env.resync?.(thread, this.name);
     this.env.broker!.stats.resyncs++;
-    this.log(`${why}: subscribers on thread ${thread} were told to resync`);
+    this.log(`${why}: subscribers on thread ${thread} were told to resync`, undefined, { event: 'redis.resync', channel: this.name });
   }
 
   /**

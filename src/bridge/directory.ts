@@ -31,11 +31,11 @@ export class RedisDirectory implements HubBridge {
     private readonly staleMs: number,
   ) {}
 
-  private async guard<T>(p: Promise<T>): Promise<T> {
+  private async guard<T>(p: Promise<T>, read = true): Promise<T> {
     try {
       return await p;
     } catch (err) {
-      throw unavailable(err);
+      throw unavailable(err, read);
     }
   }
 
@@ -90,14 +90,14 @@ export class RedisDirectory implements HubBridge {
   async publishToUser(user: string, event: string, data: unknown, exclude?: string): Promise<void> {
     const n: Notice = { t: 'user!', user, ev: event, data };
     if (exclude) n.ex = exclude;
-    await this.guard(this.cmd.publish(this.keys.control, JSON.stringify(n)));
+    await this.guard(this.cmd.publish(this.keys.control, JSON.stringify(n)), false);
   }
 
   async kick(user: string): Promise<void> {
     const n: Notice = { t: 'kick', user, at: Math.floor(Date.now() / 1000) };
     // Kept, not only announced: hosts that start later, or were cut off from Redis, read it at connect.
-    await this.guard(this.cmd.hset(this.keys.revoked, user, String(n.at)));
-    await this.guard(this.cmd.publish(this.keys.control, JSON.stringify(n)));
+    await this.guard(this.cmd.hset(this.keys.revoked, user, String(n.at)), false);
+    await this.guard(this.cmd.publish(this.keys.control, JSON.stringify(n)), false);
   }
 }
 

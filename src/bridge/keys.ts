@@ -5,7 +5,15 @@
  * traffic spreads over the cluster by channel.
  */
 export class Keys {
-  constructor(readonly ns: string, readonly laravelPrefix: string) {}
+  /**
+   * Prefix of pub/sub channel names. Redis pub/sub ignores the database: two deployments told apart by
+   * it alone (redis://r/1, redis://r/2) heard each other's publications, user messages and disconnects.
+   */
+  private readonly bus: string;
+
+  constructor(readonly ns: string, readonly laravelPrefix: string, db = 0) {
+    this.bus = db ? `${ns}@${db}` : ns;
+  }
 
   private tag(ch: string): string {
     return `${this.ns}:{${ch}}`;
@@ -51,11 +59,11 @@ export class Keys {
   }
   /** The channel's own pub/sub channel (SPUBLISH on a cluster, PUBLISH otherwise). */
   pubsub(ch: string): string {
-    return this.tag(ch) + ':c';
+    return `${this.bus}:{${ch}}:c`;
   }
   /** A node's inbox: requests forwarded to the placed actors it runs, and replies to its own requests. */
   inbox(node: string): string {
-    return `${this.ns}:{${node}}:in`;
+    return `${this.bus}:{${node}}:in`;
   }
   /** Where a Laravel backend publishes for this channel. */
   laravel(ch: string): string {
@@ -63,7 +71,7 @@ export class Keys {
   }
   /** Cluster-wide control messages: messages to users, user disconnects. */
   get control(): string {
-    return `${this.ns}:ctl`;
+    return `${this.bus}:ctl`;
   }
   /** Hash user → when its tokens were revoked (seconds): read by every host at (re)connect. */
   get revoked(): string {

@@ -30,7 +30,8 @@ import type { RedisBroker } from './redis-broker.js';
 export interface PlacementOptions {
   broker: RedisBroker;
   historyFor(channel: string, def: ActorDefinition): HistoryBounds;
-  log(msg: string, err?: unknown): void;
+  /** `fields` with an `event` make the line one of a kind --log-rate bounds. */
+  log(msg: string, err?: unknown, fields?: Record<string, unknown>): void;
   /** An activation with no subscribers and no event for this long gives its lease back. */
   idleMs?: number;
   /** Operations waiting in one activation, and its compute tasks in flight (--actor-mailbox-size). */
@@ -126,7 +127,8 @@ export class Placement {
     a.stop();
     this.activations.delete(channel);
     this.owners.delete(channel);
-    this.opts.log(`lost the lease of ${channel}: its actor runs elsewhere now`);
+    // Redis restarted empty takes every lease at once: bounded by --log-rate.
+    this.opts.log(`lost the lease of ${channel}: its actor runs elsewhere now`, undefined, { event: 'actor.lease_lost', channel });
   }
 
   /** The shard's side: where pushes and kicks for this node's subscribers go, and the compute pool. */

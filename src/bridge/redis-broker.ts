@@ -213,7 +213,7 @@ export class RedisBroker implements Broker {
   private laravelChannel(channel: string): string | undefined {
     if (isHiddenChannel(channel)) return undefined;
     const name = this.keys.laravel(channel);
-    return name.startsWith(this.keys.ns + ':') ? undefined : name;
+    return name.startsWith(this.keys.ns + ':') || name.startsWith(this.keys.ns + '@') ? undefined : name;
   }
 
   async attach(channel: string, sink: ChannelSink, bounds: HistoryBounds): Promise<StreamPosition> {
@@ -391,7 +391,7 @@ export class RedisBroker implements Broker {
       return { offset: Number(o), epoch: e };
     } catch (err) {
       this.stats.errors++;
-      throw unavailable(err);
+      throw unavailable(err, true);
     }
   }
 
@@ -418,7 +418,7 @@ export class RedisBroker implements Broker {
       r = await this.scripts.rtHistoryBuffer(this.keys.stream(channel), this.keys.meta(channel), after, upTo ?? -1, Math.max(1, Math.round(bounds.ttlMs)), bounds.size);
     } catch (err) {
       this.stats.errors++;
-      throw unavailable(err);
+      throw unavailable(err, true);
     }
     if (Number(r[0]) !== 1) return { pubs: [], recovered: false };
     const all: number[] = [];
@@ -444,7 +444,7 @@ export class RedisBroker implements Broker {
       return this.parseEntries(channel, entries.slice().reverse());
     } catch (err) {
       this.stats.errors++;
-      throw unavailable(err);
+      throw unavailable(err, true);
     }
   }
 

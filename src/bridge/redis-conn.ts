@@ -33,9 +33,18 @@ export function parseRedisTarget(spec: string, cluster: boolean): RedisTarget {
     try {
       url = new URL(/^[a-z]+:\/\//i.test(p) ? p : `redis://${p}`);
     } catch {
-      throw new RedisTargetError(`--redis: "${p}" is not a Redis URL (expected redis://host:port or host:port)`);
+      // Credentials masked: this line goes to logs. An unencoded '#' or '?' in a password lands here.
+      const shown = p.replace(/^([a-z]+:\/\/)?[^@/]*@/i, (_m, scheme: string | undefined) => `${scheme ?? ''}…@`);
+      throw new RedisTargetError(`--redis: "${shown}" is not a Redis URL (expected redis://host:port or host:port; in a password, write '?' as %3F, '#' as %23 and '/' as %2F)`);
     }
     if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new RedisTargetError(`--redis: unsupported scheme ${url.protocol} (use redis:// or rediss://)`);
+    // Options in a query (`?db=3`, `?password=…`, as other clients take them) were ignored: a host on
+    // database 0 beside hosts on database 3 bridges with nobody, silently.
+    if (url.search || url.hash) {
+      // Named, not shown: a query may hold a password.
+      const what = url.search ? `a query (${[...url.searchParams.keys()].join(', ') || '?'})` : 'a fragment (#…)';
+      throw new RedisTargetError(`--redis: ${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname} has ${what}, which rt-actors does not read: give the database as the path (redis://host:port/3) and credentials before the host (redis://:password@host:port); in a password, write '?' as %3F and '#' as %23`);
+    }
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const port = url.port ? Number(url.port) : 6379;
     if (!host || !Number.isInteger(port) || port <= 0 || port > 65535) throw new RedisTargetError(`--redis: "${p}" has no valid host and port`);

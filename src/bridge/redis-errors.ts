@@ -20,17 +20,37 @@ const MEANINGS: Array<[RegExp, string]> = [
   [/^BUSY\b/, 'Redis is busy running a script'],
 ];
 
-/** A sentence for a Redis error, without the driver's internals. */
-export function describeRedisError(err: unknown): string {
+/** Once per this long per thread: a stalled Redis fails every operation waiting on it. */
+const SLOW_LOG_EVERY_MS = 10_000;
+let lastSlowLog = -Infinity;
+
+/**
+ * A sentence for a Redis error, without the driver's internals. `read`: the operation only reads, so a
+ * timeout cannot have left a publication behind, and saying it may would send an operator looking for one.
+ */
+export function describeRedisError(err: unknown, read = false): string {
   const text = String((err as Error)?.message ?? err);
+  if (read && /Command timed out/i.test(text)) return 'Redis did not answer in time';
   for (const [re, meaning] of MEANINGS) if (re.test(text)) return meaning;
   return 'Redis returned an error';
 }
 
-/** The error a caller sees when an operation needed Redis and Redis failed: 503 `unavailable`. */
-export function redisUnavailable(err: unknown): RtError {
+/**
+ * The error a caller sees when an operation needed Redis and Redis failed: 503 `unavailable`. `read`
+ * marks an operation that changes nothing in Redis (see describeRedisError).
+ */
+export function redisUnavailable(err: unknown, read = false): RtError {
   if (err instanceof RtError) return err;
   const log = threadLogger();
+  // A connection that drops is logged when it drops (redis.down); a Redis that stops answering keeps its
+  // connections, so without this the log said nothing while every caller got 503s.
+  if (/Command timed out/i.test(String((err as Error)?.message ?? err))) {
+    const now = Date.now();
+    if (now - lastSlowLog >= SLOW_LOG_EVERY_MS) {
+      lastSlowLog = now;
+      log.warn('Redis did not answer within 5 s: operations waiting on it fail with 503 unavailable (is it paused, swapping, or running a slow command or script?)', { event: 'redis.slow' });
+    }
+  }
   if (log.enabled('debug')) log.debug('a Redis operation failed', err instanceof Error ? err : { detail: String(err) }, { event: 'redis.error' });
-  return new RtError('unavailable', `Redis unavailable: ${describeRedisError(err)}; retry shortly`, 503);
+  return new RtError('unavailable', `Redis unavailable: ${describeRedisError(err, read)}; retry shortly`, 503);
 }

@@ -105,6 +105,15 @@ async function startFailure(target: RedisTarget, err: unknown): Promise<string> 
   if (/DB index is out of range/.test(reason)) {
     return `Redis at ${target.display} has no database ${target.options.db} (${reason}): its 'databases' setting (16 by default) bounds the number in --redis`;
   }
+  // The driver's own words here end "Please report this", as if the driver were at fault.
+  const notRedis = /Protocol error, got "(.)" as reply type byte/.exec(reason);
+  if (notRedis) {
+    const http = notRedis[1] === 'H' ? ', as an HTTP server does' : '';
+    return `the server at ${target.display} is not a Redis: it answered with "${notRedis[1]}"${http}, where Redis answers "+", "-", ":", "$" or "*". Check the host and port in --redis / RT_REDIS_URL`;
+  }
+  if (/^no answer within/.test(reason)) {
+    return `the server at ${target.display} took the connection but did not answer as Redis (${reason}): it is not a Redis, expects TLS (rediss://), or is stopped or overloaded. Check --redis / RT_REDIS_URL`;
+  }
   return `cannot reach Redis at ${target.display}: ${reason}. Start Redis or fix --redis / RT_REDIS_URL / --redis-sentinels; without --redis the server runs as a single host`;
 }
 
@@ -152,7 +161,7 @@ export async function openMainBridge(config: ServerConfig, target: RedisTarget):
   }
   if (target.cluster && !/cluster_state:ok/.test(info)) fail(`the Redis Cluster at ${target.display} is not ready (cluster_state is not ok)`);
   if (!target.cluster && /cluster_enabled:1/.test(info)) fail(`Redis at ${target.display} is a cluster node: add --redis-cluster (or list several nodes in --redis)`);
-  const keys = new Keys(config.redisNamespace, config.redisPrefix);
+  const keys = new Keys(config.redisNamespace, config.redisPrefix, target.options.db);
   const bridge = new RedisDirectory(cmd, keys, config.presenceTtl * 1000 * 2);
   return {
     bridge,
@@ -198,7 +207,7 @@ export async function startShardBridge(
   const node = `${config.hostId || hostname()}:${shard}:${randomBytes(3).toString('hex')}`;
   const broker = new RedisBroker({
     target,
-    keys: new Keys(config.redisNamespace, config.redisPrefix),
+    keys: new Keys(config.redisNamespace, config.redisPrefix, target.options.db),
     node,
     presenceTtlMs: config.presenceTtl * 1000,
     leaseTtlMs: config.leaseTtl * 1000,
@@ -216,7 +225,8 @@ export async function startShardBridge(
   await broker.start(START_TIMEOUT_MS);
   const policy = historyPolicy(config);
   // A placed actor's hook failures are logged here (hook-runner.ts): the user's error with its stack.
-  const placementLog = (msg: string, err?: unknown) => (err === undefined ? log.warn(msg) : err instanceof RtError ? log.warn(msg, err.message) : log.error(msg, err));
+  const placementLog = (msg: string, err?: unknown, fields: Record<string, unknown> = {}) =>
+    err === undefined ? log.warn(msg, fields) : err instanceof RtError ? log.warn(msg, err.message, fields) : log.error(msg, err, fields);
   const placement: Placement | undefined = new Placement({
     broker,
     historyFor: policy,
@@ -249,7 +259,7 @@ export async function startShardBridge(
     actorEnv: {
       broker,
       resync: (t, ch) => mesh.notify(t, { t: 'resync!', ch }),
-      log: (msg, err) => (err === undefined ? log.warn(msg) : log.warn(msg, err instanceof Error ? err.message : err)),
+      log: (msg, err, fields = {}) => (err === undefined ? log.warn(msg, fields) : log.warn(msg, err instanceof Error ? err.message : err, fields)),
     },
     close: async (graceful) => {
       clearInterval(timer);

@@ -131,6 +131,9 @@ interface Pending {
   sent: boolean;
 }
 
+/** Refusals the server means as "not now": a channel's subscribe is tried again by itself. */
+const TRANSIENT = new Set(['unavailable', 'overloaded']);
+
 type Listener = (data: any, meta: MessageMeta) => void;
 type AnyListener = (event: string, data: any, meta: MessageMeta) => void;
 
@@ -152,6 +155,9 @@ export class Channel {
   private dropped = false;
   /** Sent with every subscribe of this channel, resubscribes included: a custom actor's authorize reads it. */
   joinData?: unknown;
+  /** A subscribe the server refused for now (`unavailable`, `overloaded`) is sent again after this. */
+  private retryTimer?: ReturnType<typeof setTimeout>;
+  private retries = 0;
 
   constructor(protected readonly client: RtClient, readonly name: string) {}
 
@@ -255,6 +261,8 @@ export class Channel {
 
   /** @internal */
   _subscribe(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     this.state = 'subscribing';
     this.dropped = false;
     const frame: Frame = { op: 'subscribe', channel: this.name };
@@ -270,21 +278,35 @@ export class Channel {
         // does not keep a subscription this client dropped (the unsubscribe waits for the subscribe).
         if (err.code === 'timeout') this.client.requestRaw({ op: 'unsubscribe', channel: this.name }, () => {});
         this.state = 'failed';
+        // The server's "retry shortly" (its Redis reconnecting, a shard's queue full): left failed, the
+        // channel stayed deaf on a connection that lived on, though the server was back a second later.
+        if (TRANSIENT.has(err.code)) {
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            if (this.state === 'failed' && this.client._holds(this)) this._subscribe();
+          }, this.client._backoff(this.retries++));
+        }
         this.events.fire('error', err);
         return;
       }
+      this.retries = 0;
       this.onSubscribed(r!, frame.since !== undefined);
     });
   }
 
   /** @internal */
   _drop(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     if (this.state === 'subscribing') this.dropped = true;
     this.state = 'unsubscribed';
   }
 
   /** @internal */
   _connectionLost(): void {
+    // The reconnect subscribes every channel again.
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     if (this.state === 'subscribed' || this.state === 'subscribing') this.state = 'unsubscribed';
   }
 
@@ -658,14 +680,23 @@ export class RtClient extends Emitter<ClientEvents> {
 
   private retryLater(cycle: number): void {
     if (cycle !== this.cycle || this.stopped) return;
-    const base = Math.min(this.opts.maxReconnectDelay, this.opts.reconnectDelay * 2 ** Math.min(this.failures, 20));
-    this.failures++;
-    // Jitter spreads a crowd of clients that lost the same server over the interval.
-    const delay = base / 2 + Math.random() * (base / 2);
+    const delay = this._backoff(this.failures++);
     this.setState('connecting');
     this.retryTimer = setTimeout(() => {
       if (cycle === this.cycle && !this.stopped) void this.run();
     }, delay);
+  }
+
+  /** @internal The delay before the n-th retry (0 first): doubling from reconnectDelay up to maxReconnectDelay. */
+  _backoff(n: number): number {
+    const base = Math.min(this.opts.maxReconnectDelay, this.opts.reconnectDelay * 2 ** Math.min(n, 20));
+    // Jitter spreads a crowd of clients that lost the same server over the interval.
+    return base / 2 + Math.random() * (base / 2);
+  }
+
+  /** @internal Whether a channel may subscribe now: still this client's, on a live connection. */
+  _holds(ch: Channel): boolean {
+    return this.state === 'connected' && this.channelMap.get(ch.name) === ch;
   }
 
   /** Resolves null once connected, or with why this transport failed. */
