@@ -175,7 +175,9 @@ export class RedisBroker implements Broker {
         if (route) channels.add(route.channel);
       }
       for (const ch of channels) this.sinks.get(ch)?.sink.recover();
-      if (list.includes(this.keys.control)) void this.reapplyRevocations();
+      // The command connection may still be down: its own 'ready' reads them then (a read now would
+      // only warn, in the driver's words, about a stream that is not writeable).
+      if (list.includes(this.keys.control) && this.cmd.status === 'ready') void this.reapplyRevocations();
     });
     const [cmd, sub] = await Promise.allSettled([connectWithin(this.cmd, timeoutMs), this.listen(timeoutMs)]);
     const failed = cmd.status === 'rejected' ? cmd.reason : sub.status === 'rejected' ? sub.reason : undefined;
