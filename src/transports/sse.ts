@@ -235,9 +235,14 @@ export class SseClient extends Client implements Session {
 
   private write(text: string): void {
     if (this.ended) return;
+    // Too slow is a reader that leaves the limit's worth unread, as for a WebSocket (security.md): what
+    // already waits is measured, not the event that comes. One large event (a resume of many
+    // publications, a long member list) would otherwise end every stream that asks for it, and every
+    // reconnect would ask for it again. Before the stream starts nothing can be read, and what waits is
+    // the welcome and the URL's channels' resumes (bounded by their history) plus a moment's traffic.
+    if (this.started && this.queued + this.unconfirmed > this.limit) return this.tooSlow();
     this.queue.push(text);
     this.queued += text.length;
-    if (this.queued + this.unconfirmed > this.limit) return this.tooSlow();
     // Everything written in one turn (a mesh drain delivers many publications) goes out in one write:
     // one syscall per stream per turn instead of one per message.
     if (this.started && !this.blocked) scheduleFlush(this);
