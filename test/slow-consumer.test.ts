@@ -83,6 +83,26 @@ t.test('a resume larger than --max-backpressure reaches SSE and long-polling rea
   t.match(JSON.parse(subscribed.data), { recovered: true });
   t.same(sse.events.filter((e) => e.event === 'n').map((e) => JSON.parse(e.data).data.i), [...Array(N).keys()], 'SSE: every publication resumed, in order');
 
+  // Two such resumes in one URL: the first is sent and the stream ends (4008) before the second; the
+  // reconnect with the last event id gets the second. Each publication arrives once.
+  await s.publish('big-resume-2', 'n', { i: 0, pad });
+  for (let i = 1; i < N; i++) await s.publish('big-resume-2', 'n', { i, pad });
+  const epoch2 = (await ws.request({ op: 'subscribe', channel: 'big-resume-2' })).epoch;
+  const seen = new Map<string, number[]>([['big-resume', []], ['big-resume-2', []]]);
+  let lastId = `${since.offset}.${epoch},0.${epoch2}`;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const two = await SseStream.open(`${s.http}/sse?channels=big-resume,big-resume-2&lastEventId=${lastId}`);
+    t.teardown(() => two.close());
+    t.equal(two.status, 200, `two resumes, attempt ${attempt}: the stream opens`);
+    const end = await two.until((evs) => evs.find((e) => e.event === 'rt:disconnect') ?? (evs.filter((e) => e.event === 'rt:subscribed').length === 2 && 'both'), 8000, 'the end');
+    for (const e of two.events) if (e.event === 'n') seen.get(JSON.parse(e.data).channel)!.push(JSON.parse(e.data).data.i);
+    two.close();
+    if (end === 'both') break;
+    t.match(JSON.parse(end.data), { code: 4008, reconnect: true });
+    lastId = two.events.filter((e) => e.id !== undefined).at(-1)!.id!;
+  }
+  for (const [ch, got] of seen) t.same(got, [...Array(N).keys()], `SSE, two resumes: every publication of ${ch} once, in order`);
+
   const open = await request('GET', `${s.http}/poll`);
   const sid = open.json.frames[0].session;
   await request('POST', `${s.http}/poll?sid=${sid}`, JSON.stringify({ op: 'subscribe', ref: 1, channel: 'big-resume', since }));
