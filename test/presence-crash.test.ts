@@ -50,7 +50,7 @@ t.test('owner crash: a member whose connections were all on it leaves; one also 
   t.equal(last.member.user_id, 'both', "the survivor's last tab closing is announced");
 });
 
-t.test('a survivor busy when a shard died answers the dead shard late: its replacement does not take the answer for its own', async (t) => {
+t.test('a survivor busy when a shard died: the replacement takes no late answer for its own, and its first subscriber is told of every member', async (t) => {
   const s = await startServer(t, { workers: 2, actors: FAULT_ACTORS });
   const probe = listenProbe(t);
   const ch = channelOwnedBy('presence-early-', 0, 2);
@@ -86,5 +86,10 @@ t.test('a survivor busy when a shard died answers the dead shard late: its repla
   fs.writeFileSync(release, '');
   const reply = await subscribed;
   t.match(reply, { ok: true, channel: ch, epoch: String }, 'the reply is the subscribe\'s');
+  // Sentinel: published after the replay, so a join for bob would be before it.
+  await until(async () => (await api(s.http, '/api/publish', { channel: ch, event: 'sentinel', data: 1 })).status === 200, 'publish after the replay');
+  await ann.next((f) => f.op === 'message' && f.event === 'sentinel', 10_000);
+  const known = [...(reply.members ?? []).map((m: any) => m.user_id), ...ann.frames.filter((f) => f.op === 'join').map((f) => f.member.user_id)];
+  t.same(known.sort(), ['ann', 'bob'], 'bob, re-registered by the replay, is in the member list or joins');
   t.same((await api(s.http, `/api/channels/${ch}/users`)).body.users.map((u: any) => u.user_id).sort(), ['ann', 'bob']);
 });

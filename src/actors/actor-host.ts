@@ -45,6 +45,13 @@ export class ActorHost {
   handle(req: Request): unknown {
     switch (req.t) {
       case 'sub':
+        // After a restart, a new subscriber's reply must hold what the replay brings back: the members
+        // of a presence channel (they come back silently, so one missing from its list would never
+        // join for it) and the stream's position. It waits for the replay, as a publish does.
+        if (!req.replay && this.replayDone && !this.env.broker) {
+          const waiting = req;
+          return this.replayDone.promise.then(() => this.handle(waiting));
+        }
         return this.actor(req.ch).subscribe(req.conn, req.since, req.data, req.replay) as SubscribeResult | Promise<SubscribeResult>;
       case 'pub': {
         // After a restart, a channel's stream continues where its subscribers (replayed by the other
