@@ -102,14 +102,19 @@ t.test('every transport: listen, publish with ack, whisper, presence, user messa
   }
 });
 
-/** A TCP proxy that passes plain HTTP and swallows WebSocket upgrades, as some corporate proxies do. */
-async function blockingProxy(t: { teardown(fn: () => unknown): void }, port: number): Promise<number> {
+/**
+ * A TCP proxy that passes plain HTTP and swallows WebSocket upgrades, as some corporate proxies do;
+ * requests whose first line matches `refuse` get a 405 of its own.
+ */
+async function blockingProxy(t: { teardown(fn: () => unknown): void }, port: number, refuse?: RegExp): Promise<number> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((down) => {
     sockets.add(down);
     down.on('error', () => {});
     down.once('data', (first) => {
-      if (/^upgrade:\s*websocket/im.test(first.toString('latin1'))) return; // hang, say nothing
+      const head = first.toString('latin1');
+      if (/^upgrade:\s*websocket/im.test(head)) return; // hang, say nothing
+      if (refuse?.test(head)) return void down.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
       const up = net.connect(port, '127.0.0.1');
       sockets.add(up);
       up.on('error', () => down.destroy());
@@ -169,6 +174,21 @@ t.test('falls back when WebSockets are blocked, and remembers what worked', asyn
     t.equal(r.status, 404, path);
     t.match((await r.json()).error.message, `no route GET ${path}: the ${name} transport is off (--transports=polling)`, `${path}: the 404 says why`);
   }
+});
+
+t.test('a transport whose stream opens but whose POSTs a proxy refuses is left for the next one, not retried in a loop', async (t) => {
+  const s = await startServer(t);
+  const proxied = await blockingProxy(t, s.port, /^POST \/sse/);
+  const c = client(t, `http://127.0.0.1:${proxied}`, { connectTimeout: 400, rememberTransport: true });
+  const lost: string[] = [];
+  c.on('disconnected', (e) => lost.push(`${c.transport}: ${e.reason}`));
+  const got: unknown[] = [];
+  const ch = c.channel('past-the-proxy').listen('e', (d) => got.push(d));
+  await eventually(() => ch.state === 'subscribed', () => `subscribed; lost so far: ${lost.length} (${lost.slice(0, 3).join('; ')})`);
+  t.equal(c.transport, 'polling', 'SSE welcomed but could not send → long-polling');
+  t.same(lost, ['sse: HTTP 405'], 'SSE was lost once, then the client moved on');
+  await api(s.http, '/api/publish', { channel: 'past-the-proxy', event: 'e', data: 'ok' });
+  await eventually(() => got.length === 1, 'message over long-polling');
 });
 
 t.test('a shard crash mid-stream: the client reconnects and resumes with no loss and no duplicates', async (t) => {

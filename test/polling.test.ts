@@ -148,6 +148,24 @@ t.test('sessions nobody polls are closed; a session that falls behind is told to
   t.equal(after.status, 404, 'once the reason is acknowledged the session is gone');
 });
 
+t.test('a subscribe whose reply ends a session that fell behind leaves no subscriber or presence member behind', async (t) => {
+  const s = await startServer(t, { maxBackpressure: '16kb' });
+  const c = await Session.open(s.http, `?token=${token('ghost', { channels: ['presence-*'] })}`);
+  await c.post({ op: 'subscribe', channel: 'backlog', ref: 1 });
+  await c.until((fs) => fs.some((f) => f.ref === 1), 'subscribed');
+  // Unpolled, the session's backlog passes the limit with one message; the next frame ends it.
+  await s.publish('backlog', 'big', 'x'.repeat(20_000));
+  await c.post({ op: 'subscribe', channel: 'presence-room', ref: 2 });
+  await eventually(async () => (await api(s.http, '/api/channels/backlog')).body.subscribers === 0, 'the session to be dropped');
+  const frames = await c.poll();
+  t.match(frames.at(-1), { op: 'disconnect', code: 4008 }, 'the session was ended as a slow consumer');
+  await eventually(async () => {
+    const room = (await api(s.http, '/api/channels/presence-room')).body;
+    return room.subscribers === 0 && room.presence === 0;
+  }, 'presence-room to have no subscriber and no member');
+  t.same((await api(s.http, '/api/channels/presence-room/users')).body.users, [], 'no ghost member');
+});
+
 t.test('hostile and malformed input to /poll gets clear errors', async (t) => {
   const s = await startServer(t, { maxPayload: '2kb' });
   const c = await Session.open(s.http);

@@ -7,8 +7,12 @@
 // reconcile travels the same ring as any leave it would have sent.
 import t from 'tap';
 import { signJwt } from 'rt-actors';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { startServer, api, JWT_SECRET } from './helpers/server.js';
-import { channelOwnedBy, clientOnShard, until } from './helpers/faults.js';
+import { FAULT_ACTORS, channelOwnedBy, clientOnShard, listenProbe, until } from './helpers/faults.js';
+import { TestClient } from './helpers/ws-client.js';
 
 t.setTimeout(300_000);
 
@@ -44,4 +48,48 @@ t.test('owner crash: a member whose connections were all on it leaves; one also 
   twoTabs[1]!.close();
   const last = await viewer.next((f) => f.op === 'leave', 10_000);
   t.equal(last.member.user_id, 'both', "the survivor's last tab closing is announced");
+});
+
+t.test('a survivor busy when a shard died: the replacement takes no late answer for its own, and its first subscriber is told of every member', async (t) => {
+  const s = await startServer(t, { workers: 2, actors: FAULT_ACTORS });
+  const probe = listenProbe(t);
+  const ch = channelOwnedBy('presence-early-', 0, 2);
+  const ws = (user: string) => `${s.url}/ws?token=${token(user)}`;
+  const bob = await clientOnShard(ws('bob'), 1, t);
+  t.equal((await bob.request({ op: 'subscribe', channel: ch })).ok, true);
+
+  // Shard 1 blocked (the probe actor) by a publish (forwarded by shard 0 when the API request lands
+  // there): it answers it, and replays bob's subscription, once the file exists — by then to shard 0's
+  // replacement.
+  const release = path.join(os.tmpdir(), `rt-presence-early-${process.pid}-${Date.now()}`);
+  t.teardown(() => fs.rmSync(release, { force: true }));
+  void api(s.http, '/api/publish', { channel: channelOwnedBy('probe-stall-', 1, 2), event: 'stall', data: { release } }).catch(() => {});
+  await probe.next((x) => x.stalled !== undefined);
+  s.crashShard(0);
+
+  // A connection on the replacement; those handed to the blocked shard wait, and are closed at the end.
+  const waiting: TestClient[] = [];
+  t.teardown(() => waiting.forEach((c) => c.close()));
+  const ann = await until(async () => {
+    const c = new Promise<TestClient>((resolve, reject) => {
+      TestClient.connect(ws('ann')).then(resolve, reject);
+    });
+    const got = await Promise.race([c, new Promise<undefined>((r) => setTimeout(r, 500))]);
+    if (got?.welcome.socket_id.startsWith('0.')) return got;
+    if (got) waiting.push(got);
+    else void c.then((late) => waiting.push(late), () => {});
+    return undefined;
+  }, 'a connection on the replacement of shard 0', 30_000);
+  t.teardown(() => ann.close());
+
+  const subscribed = ann.request({ op: 'subscribe', channel: ch }, 30_000);
+  fs.writeFileSync(release, '');
+  const reply = await subscribed;
+  t.match(reply, { ok: true, channel: ch, epoch: String }, 'the reply is the subscribe\'s');
+  // Sentinel: published after the replay, so a join for bob would be before it.
+  await until(async () => (await api(s.http, '/api/publish', { channel: ch, event: 'sentinel', data: 1 })).status === 200, 'publish after the replay');
+  await ann.next((f) => f.op === 'message' && f.event === 'sentinel', 10_000);
+  const known = [...(reply.members ?? []).map((m: any) => m.user_id), ...ann.frames.filter((f) => f.op === 'join').map((f) => f.member.user_id)];
+  t.same(known.sort(), ['ann', 'bob'], 'bob, re-registered by the replay, is in the member list or joins');
+  t.same((await api(s.http, `/api/channels/${ch}/users`)).body.users.map((u: any) => u.user_id).sort(), ['ann', 'bob']);
 });

@@ -2,6 +2,8 @@ import t from 'tap';
 import WebSocket from 'ws';
 import { startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
+import { RtClient, type TransportName } from 'rt-actors/client';
+import { SseStream, request } from './helpers/http-stream.js';
 
 t.test('a subscriber too slow to keep up is told and disconnected, not left with a silent gap', async (t) => {
   const s = await startServer(t, { maxBackpressure: 64 * 1024 });
@@ -60,4 +62,75 @@ t.test('a Socket.IO subscriber that stops reading is disconnected without harmin
   const h = await api(s.http, '/health', undefined, { key: null });
   t.same(h.body.workers, { total: 2, alive: 2, stuck: 0 }, 'both shards alive');
   ws.ws.terminate();
+});
+
+t.test('a resume larger than --max-backpressure reaches SSE and long-polling readers; it is not a slow consumer', async (t) => {
+  // 300 publications of ~1 KB: one resume carries ~300 KB, past the 128 KiB limit, to a reader that reads.
+  const s = await startServer(t, { maxBackpressure: 128 * 1024, historySize: 1000 });
+  const pad = 'x'.repeat(1000);
+  const N = 300;
+  const first = await s.publish('big-resume', 'n', { i: 0, pad });
+  for (let i = 1; i < N; i++) await s.publish('big-resume', 'n', { i, pad });
+  const ws = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => ws.close());
+  const { epoch } = await ws.request({ op: 'subscribe', channel: 'big-resume' });
+  const since = { offset: first.offset - 1, epoch };
+
+  const sse = await SseStream.open(`${s.http}/sse?channels=big-resume&lastEventId=${since.offset}.${epoch}`);
+  t.teardown(() => sse.close());
+  t.equal(sse.status, 200, 'SSE: the stream opens');
+  const subscribed = await sse.until((evs) => evs.find((e) => e.event === 'rt:subscribed'), 8000, 'rt:subscribed');
+  t.match(JSON.parse(subscribed.data), { recovered: true });
+  t.same(sse.events.filter((e) => e.event === 'n').map((e) => JSON.parse(e.data).data.i), [...Array(N).keys()], 'SSE: every publication resumed, in order');
+
+  // Two such resumes in one URL: the first is sent and the stream ends (4008) before the second; the
+  // reconnect with the last event id gets the second. Each publication arrives once.
+  await s.publish('big-resume-2', 'n', { i: 0, pad });
+  for (let i = 1; i < N; i++) await s.publish('big-resume-2', 'n', { i, pad });
+  const epoch2 = (await ws.request({ op: 'subscribe', channel: 'big-resume-2' })).epoch;
+  const seen = new Map<string, number[]>([['big-resume', []], ['big-resume-2', []]]);
+  let lastId = `${since.offset}.${epoch},0.${epoch2}`;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const two = await SseStream.open(`${s.http}/sse?channels=big-resume,big-resume-2&lastEventId=${lastId}`);
+    t.teardown(() => two.close());
+    t.equal(two.status, 200, `two resumes, attempt ${attempt}: the stream opens`);
+    const end = await two.until((evs) => evs.find((e) => e.event === 'rt:disconnect') ?? (evs.filter((e) => e.event === 'rt:subscribed').length === 2 && 'both'), 8000, 'the end');
+    for (const e of two.events) if (e.event === 'n') seen.get(JSON.parse(e.data).channel)!.push(JSON.parse(e.data).data.i);
+    two.close();
+    if (end === 'both') break;
+    t.match(JSON.parse(end.data), { code: 4008, reconnect: true });
+    lastId = two.events.filter((e) => e.id !== undefined).at(-1)!.id!;
+  }
+  for (const [ch, got] of seen) t.same(got, [...Array(N).keys()], `SSE, two resumes: every publication of ${ch} once, in order`);
+
+  const open = await request('GET', `${s.http}/poll`);
+  const sid = open.json.frames[0].session;
+  await request('POST', `${s.http}/poll?sid=${sid}`, JSON.stringify({ op: 'subscribe', ref: 1, channel: 'big-resume', since }));
+  const polled = await request('GET', `${s.http}/poll?sid=${sid}&ack=${open.json.seq}`);
+  const reply = polled.json.frames.find((f: { ref?: number }) => f.ref === 1);
+  t.ok(reply, `long-polling: the subscribe is answered, not replaced by a disconnect (${JSON.stringify(polled.json.frames.map((f: { op: string; code?: number }) => f.code ?? f.op))})`);
+  t.equal(reply?.publications?.length, N, 'long-polling: every publication resumed');
+
+  // The client library resumes after a reconnect on each transport: nothing lost, no resync.
+  for (const tr of ['sse', 'polling'] as TransportName[]) {
+    const c = new RtClient(s.http, { transports: [tr], reconnectDelay: 50, maxReconnectDelay: 200, rememberTransport: false });
+    t.teardown(() => c.disconnect());
+    const got: number[] = [];
+    const resyncs: unknown[] = [];
+    const lost: number[] = [];
+    c.on('disconnected', (e) => lost.push(e.code));
+    const ch = c.channel(`big-${tr}`).listen('n', (d: { i: number }) => got.push(d.i)).on('resync', (r) => resyncs.push(r));
+    await new Promise((r) => ch.subscribed(r));
+    c.disconnect();
+    for (let i = 0; i < N; i++) await s.publish(`big-${tr}`, 'n', { i, pad });
+    await s.publish(`big-${tr}`, 'end', null);
+    let ended = false;
+    ch.listen('end', () => (ended = true));
+    c.connect();
+    const deadline = Date.now() + 10_000;
+    while (!ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    t.ok(ended, `${tr}: the resume arrived (disconnects: ${lost.join(', ')})`);
+    t.same(got, [...Array(N).keys()], `${tr}: every publication once, in order`);
+    t.same(resyncs, [], `${tr}: no resync`);
+  }
 });

@@ -49,16 +49,17 @@ export class ActorHost {
   handle(req: Request): unknown {
     switch (req.t) {
       case 'sub':
-        // After a restart, the other threads' members come back silently (replayed subscriptions):
-        // nobody is told they joined. A new presence subscriber let in before they are all back would
-        // get a member list without them and never learn of them. It waits for the replay, as a
-        // publish does; a member that was on the dead thread is then announced gone before it rejoins.
-        if (this.replayDone && !this.env.broker && !req.replay && channelKind(req.ch) === 'presence') {
+        // After a restart, a new subscriber's reply must hold what the replay brings back: the members
+        // of a presence channel (they come back silently: one missing from its list would never join
+        // for it) and the stream's position. It waits for the replay, as a publish does; a member that
+        // was on the dead thread is then announced gone before it rejoins.
+        if (!req.replay && this.replayDone && !this.env.broker) {
           const waiting = req;
+          if (channelKind(req.ch) !== 'presence') return this.replayDone.promise.then(() => this.handle(waiting));
           const answer = this.heldSubscribes.then(() => this.handle(waiting));
-          // One at a time: the next is handled only after this answer is posted (the mesh reacts to
-          // `answer` after this link does), else this subscriber's thread would get the next one's
-          // join before its own reply, while it is not yet in the channel, and miss it.
+          // Presence ones one at a time: the next is handled only after this answer is posted (the mesh
+          // reacts to `answer` after this link does), else this subscriber's thread would get the next
+          // one's join before its own reply, while it is not yet in the channel, and miss it.
           this.heldSubscribes = answer.then(noop, noop);
           return answer;
         }

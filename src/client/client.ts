@@ -447,6 +447,14 @@ export class RtClient extends Emitter<ClientEvents> {
   private refreshTimer?: ReturnType<typeof setTimeout>;
   private lastFrameAt = 0;
   private remembered?: TransportName;
+  /**
+   * The welcome shows a transport's downstream works, not its upstream: a proxy may pass an SSE stream
+   * and refuse its POSTs. A connection counts as working once the server answered something sent on
+   * it; one lost before that sends the next attempt to the other transports first, and does not reset
+   * the reconnect delay, so such a transport is neither retried in a tight loop nor kept for good.
+   */
+  private proven = false;
+  private demoted?: TransportName;
   /** Gives up the transport being tried: disconnect() must not leave its socket and timer running. */
   private cancelAttempt?: () => void;
 
@@ -638,7 +646,9 @@ export class RtClient extends Emitter<ClientEvents> {
   private order(): TransportName[] {
     const allowed = this.opts.transports ?? [...TRANSPORTS];
     const r = this.remembered;
-    return r && allowed.includes(r) ? [r, ...allowed.filter((t) => t !== r)] : allowed;
+    const order = r && allowed.includes(r) ? [r, ...allowed.filter((t) => t !== r)] : [...allowed];
+    const d = this.demoted;
+    return d && order.includes(d) ? [...order.filter((t) => t !== d), d] : order;
   }
 
   private async run(): Promise<void> {
@@ -755,7 +765,7 @@ export class RtClient extends Emitter<ClientEvents> {
     this.transport = t.name;
     this.socketId = welcome.socket_id;
     this.user = welcome.user ?? null;
-    this.failures = 0;
+    this.proven = false;
     this.lastFrameAt = Date.now();
     if (this.opts.rememberTransport) {
       this.remembered = t.name;
@@ -777,6 +787,8 @@ export class RtClient extends Emitter<ClientEvents> {
       frames.push(p.frame);
     }
     if (frames.length > 0) t.send(frames);
+    // Something must be answered for the connection to prove itself (see `proven`).
+    if (this.channelMap.size === 0 && frames.length === 0) this.requestRaw({ op: 'ping' }, () => {});
     this.startPing();
     this.scheduleRefresh(token);
     this.emit('connected', { socketId: this.socketId!, transport: t.name, user: this.user ?? null });
@@ -786,6 +798,11 @@ export class RtClient extends Emitter<ClientEvents> {
     this.lastFrameAt = Date.now();
     switch (f.op) {
       case 'reply':
+        if (!this.proven) {
+          this.proven = true;
+          this.failures = 0;
+          this.demoted = undefined;
+        }
         if (typeof f.ref === 'number') this.settle(f.ref, f.ok === false ? errorFrom(f) : null, f);
         return;
       case 'message': {
@@ -830,6 +847,7 @@ export class RtClient extends Emitter<ClientEvents> {
     // Sent requests have an unknown outcome; subscriptions are redone on reconnect anyway.
     for (const [ref, p] of [...this.pending]) if (p.sent) this.settle(ref, new RtClientError('disconnected', `connection lost before the answer (${info.reason})`));
     const willReconnect = !this.stopped && info.reconnect;
+    if (!this.proven && this.transport) this.demote(this.transport);
     this.emit('disconnected', { code: info.code, reason: info.reason, willReconnect });
     if (willReconnect) return this.retryLater(this.cycle);
     if (this.stopped) return;
@@ -840,6 +858,17 @@ export class RtClient extends Emitter<ClientEvents> {
     for (const ref of [...this.pending.keys()]) this.settle(ref, new RtClientError('closed', `disconnected by the server: ${info.reason}`));
     this.outbox = [];
     this.setState('disconnected');
+  }
+
+  private demote(name: TransportName): void {
+    this.demoted = name;
+    if (this.remembered !== name) return;
+    this.remembered = undefined;
+    try {
+      storage()?.setItem(STORAGE_PREFIX + this.url, '');
+    } catch {
+      /* quota, private mode */
+    }
   }
 
   private startPing(): void {

@@ -233,14 +233,19 @@ export class Hub {
           if (log.enabled('debug')) log.debug(`subscribe to ${channel} refused`, { event: 'subscribe.refused', conn: client.id, channel, code: (err as { code?: string }).code, detail: err.message });
           return reject(err);
         }
-        if (client.closed) {
-          // Gone while we waited: undo at the owner so presence and counts stay right.
+        const gone = (): void => {
+          // Undone at the owner so presence and counts stay right.
           this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
           client.hidden?.delete(channel);
-          return reject(new RtError('unavailable', 'connection closed', 503));
-        }
+          reject(new RtError('unavailable', 'connection closed', 503));
+        };
+        if (client.closed) return gone();
         if (res!.info !== undefined && client.info === undefined) client.info = res!.info;
         beforeJoin?.(res!);
+        // Writing the reply can end the connection (an SSE or long-polling session already too far
+        // behind is ended by the next thing it is sent): joined now, it would stay a subscriber, and a
+        // presence member, that nothing ever removes.
+        if (client.closed) return gone();
         this.addLocal(client, channel, res!);
         if (data !== undefined) (client.subscribeData ??= new Map()).set(channel, data);
         const log = threadLogger();

@@ -61,7 +61,12 @@ export class MeshEndpoint {
   private readonly pending = new Map<number, PendingRequest>();
   /** Per peer: the requests waiting on it, in deadline order, with one timer. */
   private readonly deadlines: PeerDeadlines[];
-  private nextId = 1;
+  /**
+   * A replaced thread's peers may still answer what its predecessor asked (a peer that was busy when it
+   * died): started at a random point, a new thread's ids do not repeat its predecessor's, which would
+   * take such an answer for its own (a subscribe answered with another request's result).
+   */
+  private nextId = 1 + Math.floor(Math.random() * 0x7fffffff);
   private readonly opts: Required<MeshOptions>;
   /** Per peer: refusing new requests (between crossing the high mark and falling under the low one). */
   private readonly refusing: boolean[];
@@ -120,7 +125,7 @@ export class MeshEndpoint {
     try {
       if (env.k === 'n') this.onNotice(from, env.b);
       else if (env.k === 'q') this.handleRequest(from, env.id, env.b);
-      else this.settle(env);
+      else this.settle(from, env);
     } catch (err) {
       // One bad message must not stop the drain loop (and with it every later message from that peer).
       threadLogger().error(`error handling a message from thread ${from}`, err, { event: 'mesh.error', from });
@@ -145,9 +150,10 @@ export class MeshEndpoint {
     }
   }
 
-  private settle(env: Extract<Envelope, { k: 'r' }>): void {
+  private settle(from: number, env: Extract<Envelope, { k: 'r' }>): void {
     const p = this.pending.get(env.id);
-    if (!p) return; // timed out already
+    // Timed out already; or a late answer to the thread this one replaced, whose ids ours may repeat.
+    if (!p || p.peer !== from) return;
     this.pending.delete(env.id);
     const cb = p.cb!;
     p.cb = null;

@@ -67,8 +67,9 @@ export class PollClient extends Client implements Session {
 
   private push(text: string): void {
     if (this.ended) return;
-    this.frames.push({ seq: ++this.nextSeq, text });
-    this.bytes += text.length;
+    // The backlog already waiting is what tells a slow client, not the size of the frame that comes: a
+    // single large reply (a resume of many publications) must reach the client, or every reconnect
+    // would ask for it again and be cut off again.
     if (this.bytes > this.limit) {
       // The client fetches slower than its channels produce: drop the backlog and say so; it
       // reconnects and resumes every channel from the last offset it did receive.
@@ -78,6 +79,8 @@ export class PollClient extends Client implements Session {
       this.finish(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume', true);
       return;
     }
+    this.frames.push({ seq: ++this.nextSeq, text });
+    this.bytes += text.length;
     if (this.waiter && !this.flushQueued) {
       // Whatever else arrives in this turn (a whole mesh drain) rides in the same answer.
       this.flushQueued = true;

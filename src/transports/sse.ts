@@ -130,6 +130,8 @@ export class SseClient extends Client implements Session {
   /** Bytes handed to uWS since it last accepted a write whole: an upper bound on what it still buffers. */
   private unconfirmed = 0;
   private blocked = false;
+  /** Writing one channel's resume (see write). */
+  private resuming = false;
   private lastWrite = Date.now();
   bucket?: TokenBucket;
   /** Set once counted against the connection limits (released exactly once, in cleanup). */
@@ -206,6 +208,20 @@ export class SseClient extends Client implements Session {
    * precedes every live publication of the channel).
    */
   joined(channel: string, since: StreamPosition | undefined, res: SubscribeResult): void {
+    if (this.overLimit()) return this.tooSlow();
+    this.resuming = true;
+    try {
+      this.joinedEvents(channel, since, res);
+    } finally {
+      this.resuming = false;
+    }
+  }
+
+  private overLimit(): boolean {
+    return this.queued + this.unconfirmed > this.limit;
+  }
+
+  private joinedEvents(channel: string, since: StreamPosition | undefined, res: SubscribeResult): void {
     const i = this.index.get(channel)!;
     if (this.native) {
       const r: Record<string, unknown> = { op: 'reply', ok: true, channel, offset: res.offset, epoch: res.epoch };
@@ -235,9 +251,13 @@ export class SseClient extends Client implements Session {
 
   private write(text: string): void {
     if (this.ended) return;
+    // Too slow is a reader that leaves the limit's worth unread, as for a WebSocket (security.md): what
+    // already waits is measured, not the event that comes. One large event (a resume of many
+    // publications, a long member list) would otherwise end every stream that asks for it, and every
+    // reconnect would ask for it again. A channel's resume is many events: measured once, before it.
+    if (!this.resuming && this.overLimit()) return this.tooSlow();
     this.queue.push(text);
     this.queued += text.length;
-    if (this.queued + this.unconfirmed > this.limit) return this.tooSlow();
     // Everything written in one turn (a mesh drain delivers many publications) goes out in one write:
     // one syscall per stream per turn instead of one per message.
     if (this.started && !this.blocked) scheduleFlush(this);
@@ -311,9 +331,12 @@ export class SseClient extends Client implements Session {
    */
   private tooSlow(): void {
     if (this.ended) return;
+    countRefusal('slow_consumer');
+    // Not started, what waits is the resumes of the URL's first channels (and their live events): sent,
+    // with the event ids that carry them, the reconnect resumes after them instead of asking again.
+    if (!this.started) this.start();
     this.queue = [];
     this.queued = 0;
-    countRefusal('slow_consumer');
     this.finish(4008, 'slow consumer: reconnect and resume', true);
   }
 
