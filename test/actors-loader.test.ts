@@ -14,15 +14,19 @@ import { TestClient } from './helpers/ws-client.js';
 // average 13 in one CI run) that passed .taprc's 120 s per file.
 t.setTimeout(300_000);
 
-/** What the process writes to stderr (the server's log lines) until `restore()`. */
-function captureStderr(): { lines: string[]; restore(): void } {
+/** Starts a server on `dir` and returns it with what it logged (stderr) while starting. */
+async function startLogged(t: Test, dir: string, opts: Record<string, unknown>): Promise<{ server: Awaited<ReturnType<typeof startServer>>; log: string }> {
   const lines: string[] = [];
   const original = process.stderr.write.bind(process.stderr);
   process.stderr.write = ((chunk: string | Uint8Array) => {
     lines.push(String(chunk));
     return true;
   }) as typeof process.stderr.write;
-  return { lines, restore: () => (process.stderr.write = original) };
+  try {
+    return { server: await startServer(t, { actors: dir, ...opts }), log: lines.join('\n') };
+  } finally {
+    process.stderr.write = original;
+  }
 }
 
 function folder(t: { teardown(fn: () => void): void }, files: Record<string, string>): string {
@@ -76,15 +80,9 @@ t.test('a folder outside the project imports rt-actors; helpers in lib/ and _fil
     'lib/greet.ts': `export const greeting = (id: string): string => 'hello ' + id;\n`,
     '_shout.ts': `export const shout = (s: string): string => s.toUpperCase();\n`,
   });
-  const { lines, restore } = captureStderr();
-  let s;
-  try {
-    s = await startServer(t, { actors: dir, logLevel: 'info' });
-  } finally {
-    restore();
-  }
-  t.match(lines.join('\n'), new RegExp(`actor ${join(dir, 'greeter.ts').replace(/[.\\/]/g, '\\$&')}: match greet-\\*, /\\^hello`), 'start log lists the actor and its match');
-  t.notMatch(lines.join('\n'), /_shout|greet\.ts: match/, 'helpers are not actors');
+  const { server: s, log } = await startLogged(t, dir, { logLevel: 'info' });
+  t.match(log, new RegExp(`actor ${join(dir, 'greeter.ts').replace(/[.\\/]/g, '\\$&')}: match greet-\\*, /\\^hello`), 'start log lists the actor and its match');
+  t.notMatch(log, /_shout|greet\.ts: match/, 'helpers are not actors');
   const c = await TestClient.connect(s.url + '/ws');
   t.teardown(() => c.close());
   const r = await c.request({ op: 'subscribe', channel: 'greet-1' });
@@ -138,13 +136,7 @@ t.test('an actor whose every pattern an earlier file already matches is named in
     'c-rooms.ts': actor(`['chat-x', 'room-*']`),
     'd-again.ts': actor(`/^room-\\d+$/`),
   });
-  const { lines, restore } = captureStderr();
-  try {
-    await startServer(t, { actors: dir, workers: 1, logLevel: 'warn' });
-  } finally {
-    restore();
-  }
-  const log = lines.join('\n');
+  const { log } = await startLogged(t, dir, { workers: 1, logLevel: 'warn' });
   t.match(log, /b-vip\.ts never serves a channel: every pattern of its match is matched by an earlier file \(a-chat\.ts: chat-\*\)/, 'the shadowed file is named with the one before it');
   t.notMatch(log, /c-rooms\.ts never serves/, 'room-* is its own');
   t.notMatch(log, /d-again\.ts never serves/, 'a RegExp is not compared with globs');
@@ -199,13 +191,7 @@ t.test('a helper that does not compile, or a package the folder lacks, stops the
 t.test('a top-level file the folder rule does not load (.tsx, .cjs) is named in a start warning, not skipped in silence', async (t) => {
   const actor = `import { defineActor } from 'rt-actors';\nexport default defineActor({ match: 'chat-*' });\n`;
   const dir = folder(t, { 'chat.ts': actor, 'room.tsx': actor, 'legacy.cjs': `module.exports = { match: 'old-*' };\n`, '_helper.cts': '', 'lib/deep.tsx': actor });
-  const { lines, restore } = captureStderr();
-  try {
-    await startServer(t, { actors: dir, workers: 1, logLevel: 'warn' });
-  } finally {
-    restore();
-  }
-  const log = lines.join('\n');
+  const { log } = await startLogged(t, dir, { workers: 1, logLevel: 'warn' });
   t.match(log, /room\.tsx is not loaded: actor, handler and task files are \.ts, \.mts, \.js or \.mjs/);
   t.match(log, /legacy\.cjs is not loaded/);
   t.notMatch(log, /chat\.ts is not loaded|_helper\.cts|deep\.tsx/, 'loaded files, helpers and subfolders are not named');
