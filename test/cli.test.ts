@@ -171,13 +171,29 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
   writeFileSync(join(dir, 'bom.json'), '\uFEFF' + JSON.stringify({ workers: 'lots' }));
   const bom = run(['start', '--config', join(dir, 'bom.json')]);
   t.equal(bom.status, 2);
-  t.match(bom.stderr, /^rt-actors: invalid value "lots" for workers \(file\)/, 'its keys are read, not refused as invalid JSON');
+  t.match(bom.stderr, `rt-actors: invalid value "lots" for workers (file ${join(dir, 'bom.json')})`, 'its keys are read, not refused as invalid JSON');
 
   // A "config" key inside a config file.
   writeFileSync(join(dir, 'nested.json'), JSON.stringify({ port: 0, config: 'other.json' }));
   const nested = run(['start', '--config', join(dir, 'nested.json')]);
   t.equal(nested.status, 2);
   t.match(nested.stderr, /key "config" is not allowed inside a config file/);
+});
+
+t.test('a bad value is refused in every layer, also where a higher one overrides it, naming that layer', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rt-cfg-'));
+  const file = join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ port: 'abc' }));
+  const hidden = run(['start', '--port', '7000', '--config', file]);
+  t.equal(hidden.status, 2, 'the file\'s port is checked though --port overrides it');
+  t.match(hidden.stderr, `invalid value "abc" for port (file ${file}): expected an integer`);
+  t.throws(() => loadConfig({ flags: { config: file }, env: { RT_PORT: '7000' } }), { message: `invalid value "abc" for port (file ${file})` }, 'under RT_PORT too');
+  t.throws(() => loadConfig({ flags: { port: '7000' }, env: { RT_PORT: 'seven' } }), { message: 'invalid value "seven" for RT_PORT (env)' }, 'a variable under a flag');
+  t.throws(() => loadConfig({ flags: { port: '7000' }, code: { port: 'x' } }), { message: 'invalid value "x" for port (code)' }, 'a createServer option under a flag');
+  // The winner is still the highest layer.
+  writeFileSync(file, JSON.stringify({ port: 6100 }));
+  t.equal(loadConfig({ flags: { port: '7000', config: file }, env: { RT_PORT: '6200' } }).port, 7000);
+  t.equal(loadConfig({ flags: { config: file }, env: { RT_PORT: '6200' } }).port, 6200);
 });
 
 t.test('boolean flags: --x, --x=<bool>, --no-x; nonsense is refused', async (t) => {

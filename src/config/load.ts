@@ -42,9 +42,13 @@ function range(spec: OptionSpec): string {
   return '';
 }
 
+/** The config file being read, so that an error in it names the file (see loadConfig). */
+let filePath = '';
+
 function bad(spec: OptionSpec, source: ConfigSource, raw: unknown): never {
   const where = nameOf(spec, source);
-  throw new ConfigError(spec.key, `invalid value ${JSON.stringify(raw)} for ${where} (${source}): expected ${describe(spec)}`);
+  const layer = source === 'file' && filePath ? `file ${filePath}` : source;
+  throw new ConfigError(spec.key, `invalid value ${JSON.stringify(raw)} for ${where} (${layer}): expected ${describe(spec)}`);
 }
 
 function checkRange(spec: OptionSpec, source: ConfigSource, raw: unknown, n: number): number {
@@ -227,16 +231,28 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
     }
   }
 
+  filePath = configPath ?? '';
+  try {
+    return resolve(inputs, env, file);
+  } finally {
+    filePath = '';
+  }
+}
+
+function resolve(inputs: ConfigInputs, env: Record<string, string | undefined>, file: Record<string, unknown>): ServerConfig {
   const out: Record<string, unknown> = {};
   const sources: Partial<Record<keyof ServerConfig, ConfigSource>> = {};
   for (const spec of OPTIONS) {
     const flag = inputs.flags?.[spec.key];
     const code = inputs.code?.[spec.key];
     const envVal = env[envOf(spec.key)] || spec.envAliases?.map((a) => env[a]).find((v) => v !== undefined && v !== '');
-    const [raw, source]: [unknown, ConfigSource] =
-      flag !== undefined ? [flag, 'flag'] : code !== undefined ? [code, 'code'] : envVal !== undefined && envVal !== '' ? [envVal, 'env'] : file[spec.key] !== undefined ? [file[spec.key], 'file'] : [spec.default, 'default'];
+    const layers = ([[flag, 'flag'], [code, 'code'], [envVal || undefined, 'env'], [file[spec.key], 'file']] as [unknown, ConfigSource][]).filter(([v]) => v !== undefined);
+    // Every layer is checked, not only the winner: a bad value in the file must not wait, hidden by
+    // a flag, for the day that flag is dropped.
+    const values = layers.map(([v, source]) => coerce(spec, v, source));
+    const source: ConfigSource = layers[0]?.[1] ?? 'default';
     sources[spec.key] = source;
-    if (source !== 'default') out[spec.key] = coerce(spec, raw, source);
+    if (source !== 'default') out[spec.key] = values[0];
     else out[spec.key] = spec.type === 'workers' || spec.type === 'duration' || spec.type === 'bytes' ? coerce(spec, spec.default, 'default') : spec.default;
   }
   const cfg = out as unknown as ServerConfig;
