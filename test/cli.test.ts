@@ -196,6 +196,24 @@ t.test('a bad value is refused in every layer, also where a higher one overrides
   t.equal(loadConfig({ flags: { config: file }, env: { RT_PORT: '6200' } }).port, 6200);
 });
 
+t.test('start errors found after loading name the option as the user wrote it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rt-cfg-'));
+  const refused = (args: string[], env: Record<string, string>, message: string) => {
+    const r = run(['start', '--port=0', '--workers=1', ...args], env);
+    t.equal(r.status, 2, `${args.join(' ')} ${JSON.stringify(env)}`);
+    t.match(r.stderr, `rt-actors: ${message}`);
+  };
+  refused(['--auth-endpoint=app.test/auth'], {}, '--auth-endpoint must be an http(s) URL, not "app.test/auth"');
+  refused([], { RT_SOCKETIO_TRANSPORTS: 'carrier-pigeon' }, 'RT_SOCKETIO_TRANSPORTS must list one or both of polling, websocket');
+  refused(['--engineio-echo-path=echo'], {}, '--engineio-echo-path must be a path');
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ authEndpoint: 'ftp://app.test/auth', pusherApps: [{ id: '1', key: 'k', secret: 'short' }] }));
+  refused([`--config=${join(dir, 'c.json')}`], {}, 'authEndpoint (config file) must be an http(s) URL');
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ pusherApps: [{ id: '1', key: 'k', secret: 'short' }] }));
+  refused([`--config=${join(dir, 'c.json')}`], {}, 'pusherApps[0].secret must be a string of at least 8 characters');
+  refused(['--pusher-apps=[{"id":"1","key":"k","secret":"short"}]'], {}, '--pusher-apps[0].secret must be');
+  refused(['--jwt-public-key=/nonexistent.pem'], { RT_JWT_SECRET: 'x'.repeat(32) }, 'set either RT_JWT_SECRET for HS256 or --jwt-public-key for RS256/ES256, not both');
+});
+
 t.test('boolean flags: --x, --x=<bool>, --no-x; nonsense is refused', async (t) => {
   const refused = (args: string[], re: RegExp) => {
     const r = run(['start', ...args]);

@@ -152,6 +152,17 @@ function nameOf(spec: OptionSpec, source: ConfigSource): string {
 }
 
 /**
+ * An option as the user wrote it, for errors found after loading: `--auth-endpoint`, `RT_AUTH_ENDPOINT`
+ * or `authEndpoint (config file)`; the flag when it was not set or the configuration was not loaded here.
+ */
+export function optionName(config: ServerConfig, key: keyof ServerConfig, { where = true } = {}): string {
+  const spec = OPTIONS.find((o) => o.key === key)!;
+  const source = SOURCES.get(config)?.[key];
+  if (!source || source === 'default') return `--${flagOf(key)}`;
+  return `${nameOf(spec, source)}${where ? WHERE[source] ?? '' : ''}`;
+}
+
+/**
  * One warning per option set (not defaulted) that has no effect because what it depends on is off:
  * --dashboard-token without --dashboard, --redis-prefix without --redis, and so on (the schema's
  * `needs`). They are not refused, since turning a feature off should not require unsetting its
@@ -258,13 +269,13 @@ function resolve(inputs: ConfigInputs, env: Record<string, string | undefined>, 
   const cfg = out as unknown as ServerConfig;
   SOURCES.set(cfg, sources);
   if (cfg.jwtSecret && cfg.jwtPublicKey) {
-    throw new ConfigError('jwtSecret', 'set either jwtSecret (HS256) or jwtPublicKey (RS256/ES256), not both');
+    throw new ConfigError('jwtSecret', `set either ${optionName(cfg, 'jwtSecret')} for HS256 or ${optionName(cfg, 'jwtPublicKey')} for RS256/ES256, not both`);
   }
   if (cfg.ringQueueLow >= cfg.ringQueueHigh) {
     throw new ConfigError('ringQueueLow', `--ring-queue-low (${cfg.ringQueueLow}) must be less than --ring-queue-high (${cfg.ringQueueHigh})`);
   }
   if (cfg.jwksUrl && cfg.jwtPublicKey) {
-    throw new ConfigError('jwksUrl', 'set either jwksUrl (keys from an identity provider) or jwtPublicKey (one fixed key), not both');
+    throw new ConfigError('jwksUrl', `set either ${optionName(cfg, 'jwksUrl')} for keys from an identity provider or ${optionName(cfg, 'jwtPublicKey')} for one fixed key, not both`);
   }
   checkRingMemory(cfg);
   return cfg;
