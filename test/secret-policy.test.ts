@@ -1,4 +1,4 @@
-// A short HS256 secret is warned about (refused with NODE_ENV=production); a short API key is warned about; `token --ttl` must be positive.
+// A short HS256 secret is warned about (refused with NODE_ENV=production), at start and by `token`; a short API key is warned about; `token --ttl` must be positive.
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -67,4 +67,16 @@ t.test('an API key shorter than 16 characters is warned about at start, like a s
   t.match(await startOutput(t, [], { RT_API_KEY: 'short-key' }), /API key .* is 9 characters/, 'from RT_API_KEY too');
   // The warning comes before the listening line, so its absence there is final.
   t.notMatch(await startOutput(t, [`--api-key=${'k'.repeat(16)}`], {}), /API key/, 'a 16-character key is not warned about');
+});
+
+t.test('token --secret <short> prints the warning start gives for that secret, and still mints', async (t) => {
+  const short = run(['token', '--sub', '1', '--secret', 'short-secret'], { NODE_ENV: 'production' });
+  t.equal(short.status, 0);
+  t.match(short.stderr, /^rt-actors: warning: the HS256 secret \(--jwt-secret \/ RT_JWT_SECRET\) is 12 bytes; use at least 32 random bytes/);
+  t.match(short.stdout.trim(), /^[\w-]+\.[\w-]+\.[\w-]+$/);
+  const configured = run(['token', '--sub', '1'], { RT_JWT_SECRET: 'from-env' });
+  t.match(configured.stderr, /is 8 bytes/, 'a configured secret too');
+  const long = run(['token', '--sub', '1', '--secret', 'x'.repeat(32)]);
+  t.equal(long.status, 0);
+  t.equal(long.stderr, '', 'no warning for a 32-byte secret');
 });
