@@ -31,8 +31,10 @@ Booleans: \`--restart-shards\` or \`--restart-shards=true\` turns one on, \`--no
 files alike). \`--no-…\` takes no value: \`--no-require-auth=1\` is refused rather than guessed, and only
 booleans have a \`--no-\` form. A config file cannot name another one: a \`"config"\` key in it is refused.
 
-Every value is validated at start. A bad value, an unknown flag or an unknown config-file key stops the
-server with exit code 2 and a message naming the key and what it accepts, e.g.
+Every value is validated at start, in every source that sets it: a bad value in the config file stops
+the start even when a flag or variable overrides that key. A bad value, an unknown flag or an unknown
+config-file key stops the server with exit code 2 and a message naming the key as it was written (the
+flag, the variable, or the file key with the file's path) and what it accepts, e.g.
 \`rt-actors: invalid value "lots" for --workers (flag): expected 'auto' or an integer from 1 to 256\`. Other exit
 codes (the port in use: 3) are in [deployment.md](deployment.md#exit-codes). A misspelt flag or key is
 named with the one probably meant (\`unknown option --prot (did you mean --port?)\`). An \`RT_*\` variable

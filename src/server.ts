@@ -9,7 +9,7 @@ import { createSecureContext } from 'node:tls';
 import { loadConfig, ConfigError, ignoredOptions, unknownEnvironment } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
-import { checkJwtSecret } from './auth/secret-policy.js';
+import { checkApiKey, checkJwtSecret } from './auth/secret-policy.js';
 import { configureLogs, createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
 import { originPatternProblem } from './security/origins.js';
@@ -132,6 +132,8 @@ async function startHolding(config: ServerConfig, threads: ThreadOptions, releas
   configureLogs({ format: config.logFormat, rate: config.logRate });
   const weakSecret = checkJwtSecret(config.jwtSecret, process.env.NODE_ENV === 'production');
   if (weakSecret) createLogger(config.logLevel, 'main').warn(weakSecret);
+  const weakKey = checkApiKey(config.apiKey);
+  if (weakKey) createLogger(config.logLevel, 'main').warn(weakKey, { event: 'config.weak_api_key' });
   resolvePublicKey(config);
   try {
     new ProxyTrust(config.trustProxy);

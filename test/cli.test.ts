@@ -171,13 +171,47 @@ t.test('start-up errors: one clear line each, and a documented exit code', async
   writeFileSync(join(dir, 'bom.json'), '\uFEFF' + JSON.stringify({ workers: 'lots' }));
   const bom = run(['start', '--config', join(dir, 'bom.json')]);
   t.equal(bom.status, 2);
-  t.match(bom.stderr, /^rt-actors: invalid value "lots" for workers \(file\)/, 'its keys are read, not refused as invalid JSON');
+  t.match(bom.stderr, `rt-actors: invalid value "lots" for workers (file ${join(dir, 'bom.json')})`, 'its keys are read, not refused as invalid JSON');
 
   // A "config" key inside a config file.
   writeFileSync(join(dir, 'nested.json'), JSON.stringify({ port: 0, config: 'other.json' }));
   const nested = run(['start', '--config', join(dir, 'nested.json')]);
   t.equal(nested.status, 2);
   t.match(nested.stderr, /key "config" is not allowed inside a config file/);
+});
+
+t.test('a bad value is refused in every layer, also where a higher one overrides it, naming that layer', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rt-cfg-'));
+  const file = join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ port: 'abc' }));
+  const hidden = run(['start', '--port', '7000', '--config', file]);
+  t.equal(hidden.status, 2, 'the file\'s port is checked though --port overrides it');
+  t.match(hidden.stderr, `invalid value "abc" for port (file ${file}): expected an integer`);
+  t.throws(() => loadConfig({ flags: { config: file }, env: { RT_PORT: '7000' } }), { message: `invalid value "abc" for port (file ${file})` }, 'under RT_PORT too');
+  t.throws(() => loadConfig({ flags: { port: '7000' }, env: { RT_PORT: 'seven' } }), { message: 'invalid value "seven" for RT_PORT (env)' }, 'a variable under a flag');
+  t.throws(() => loadConfig({ flags: { port: '7000' }, code: { port: 'x' } }), { message: 'invalid value "x" for port (code)' }, 'a createServer option under a flag');
+  // The winner is still the highest layer.
+  writeFileSync(file, JSON.stringify({ port: 6100 }));
+  t.equal(loadConfig({ flags: { port: '7000', config: file }, env: { RT_PORT: '6200' } }).port, 7000);
+  t.equal(loadConfig({ flags: { config: file }, env: { RT_PORT: '6200' } }).port, 6200);
+});
+
+t.test('start errors found after loading name the option as the user wrote it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rt-cfg-'));
+  const refused = (args: string[], env: Record<string, string>, message: string) => {
+    const r = run(['start', '--port=0', '--workers=1', ...args], env);
+    t.equal(r.status, 2, `${args.join(' ')} ${JSON.stringify(env)}`);
+    t.match(r.stderr, `rt-actors: ${message}`);
+  };
+  refused(['--auth-endpoint=app.test/auth'], {}, '--auth-endpoint must be an http(s) URL, not "app.test/auth"');
+  refused([], { RT_SOCKETIO_TRANSPORTS: 'carrier-pigeon' }, 'RT_SOCKETIO_TRANSPORTS must list one or both of polling, websocket');
+  refused(['--engineio-echo-path=echo'], {}, '--engineio-echo-path must be a path');
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ authEndpoint: 'ftp://app.test/auth', pusherApps: [{ id: '1', key: 'k', secret: 'short' }] }));
+  refused([`--config=${join(dir, 'c.json')}`], {}, 'authEndpoint (config file) must be an http(s) URL');
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ pusherApps: [{ id: '1', key: 'k', secret: 'short' }] }));
+  refused([`--config=${join(dir, 'c.json')}`], {}, 'pusherApps[0].secret must be a string of at least 8 characters');
+  refused(['--pusher-apps=[{"id":"1","key":"k","secret":"short"}]'], {}, '--pusher-apps[0].secret must be');
+  refused(['--jwt-public-key=/nonexistent.pem'], { RT_JWT_SECRET: 'x'.repeat(32) }, 'set either RT_JWT_SECRET for HS256 or --jwt-public-key for RS256/ES256, not both');
 });
 
 t.test('boolean flags: --x, --x=<bool>, --no-x; nonsense is refused', async (t) => {

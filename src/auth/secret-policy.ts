@@ -17,3 +17,15 @@ export function checkJwtSecret(secret: string, production: boolean): string | un
   if (production) throw new ConfigError('jwtSecret', `${advice} (refused because NODE_ENV=production)`);
   return `${advice}; a short secret can be guessed from any token it signed (this is refused when NODE_ENV=production)`;
 }
+
+/**
+ * An API key publishes to any channel and disconnects any user. Wrong keys are rate-limited per client
+ * address, but a short one still falls to many addresses or to a leak of its length; only warned about,
+ * since deployments with a short key would otherwise stop at their next restart.
+ */
+export const MIN_API_KEY_LENGTH = 16;
+
+export function checkApiKey(key: string): string | undefined {
+  if (!key || key.length >= MIN_API_KEY_LENGTH) return undefined;
+  return `the API key (--api-key / RT_API_KEY) is ${key.length} characters; use at least ${MIN_API_KEY_LENGTH} random characters, e.g. \`openssl rand -base64 24\`: a short key can be guessed, and it publishes to any channel and disconnects any user`;
+}

@@ -357,6 +357,11 @@ async function token(args: string[]): Promise<number> {
       throw new UsageError('--info must be JSON, e.g. --info=\'{"name":"Ada"}\'');
     }
   }
+  // The warning `start` gives for this secret: a token minted with it is as guessable. Never refused
+  // here, even with NODE_ENV=production, since minting a test token changes no deployment.
+  const { checkJwtSecret } = await import('../auth/secret-policy.js');
+  const weak = checkJwtSecret(secret, false);
+  if (weak) process.stderr.write(`rt-actors: warning: ${weak}\n`);
   console.log(signJwt(claims, { secret }));
   return 0;
 }

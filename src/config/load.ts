@@ -42,9 +42,13 @@ function range(spec: OptionSpec): string {
   return '';
 }
 
+/** The config file being read, so that an error in it names the file (see loadConfig). */
+let filePath = '';
+
 function bad(spec: OptionSpec, source: ConfigSource, raw: unknown): never {
   const where = nameOf(spec, source);
-  throw new ConfigError(spec.key, `invalid value ${JSON.stringify(raw)} for ${where} (${source}): expected ${describe(spec)}`);
+  const layer = source === 'file' && filePath ? `file ${filePath}` : source;
+  throw new ConfigError(spec.key, `invalid value ${JSON.stringify(raw)} for ${where} (${layer}): expected ${describe(spec)}`);
 }
 
 function checkRange(spec: OptionSpec, source: ConfigSource, raw: unknown, n: number): number {
@@ -148,6 +152,17 @@ function nameOf(spec: OptionSpec, source: ConfigSource): string {
 }
 
 /**
+ * An option as the user wrote it, for errors found after loading: `--auth-endpoint`, `RT_AUTH_ENDPOINT`
+ * or `authEndpoint (config file)`; the flag when it was not set or the configuration was not loaded here.
+ */
+export function optionName(config: ServerConfig, key: keyof ServerConfig, { where = true } = {}): string {
+  const spec = OPTIONS.find((o) => o.key === key)!;
+  const source = SOURCES.get(config)?.[key];
+  if (!source || source === 'default') return `--${flagOf(key)}`;
+  return `${nameOf(spec, source)}${where ? WHERE[source] ?? '' : ''}`;
+}
+
+/**
  * One warning per option set (not defaulted) that has no effect because what it depends on is off:
  * --dashboard-token without --dashboard, --redis-prefix without --redis, and so on (the schema's
  * `needs`). They are not refused, since turning a feature off should not require unsetting its
@@ -227,28 +242,40 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
     }
   }
 
+  filePath = configPath ?? '';
+  try {
+    return resolve(inputs, env, file);
+  } finally {
+    filePath = '';
+  }
+}
+
+function resolve(inputs: ConfigInputs, env: Record<string, string | undefined>, file: Record<string, unknown>): ServerConfig {
   const out: Record<string, unknown> = {};
   const sources: Partial<Record<keyof ServerConfig, ConfigSource>> = {};
   for (const spec of OPTIONS) {
     const flag = inputs.flags?.[spec.key];
     const code = inputs.code?.[spec.key];
     const envVal = env[envOf(spec.key)] || spec.envAliases?.map((a) => env[a]).find((v) => v !== undefined && v !== '');
-    const [raw, source]: [unknown, ConfigSource] =
-      flag !== undefined ? [flag, 'flag'] : code !== undefined ? [code, 'code'] : envVal !== undefined && envVal !== '' ? [envVal, 'env'] : file[spec.key] !== undefined ? [file[spec.key], 'file'] : [spec.default, 'default'];
+    const layers = ([[flag, 'flag'], [code, 'code'], [envVal || undefined, 'env'], [file[spec.key], 'file']] as [unknown, ConfigSource][]).filter(([v]) => v !== undefined);
+    // Every layer is checked, not only the winner: a bad value in the file must not wait, hidden by
+    // a flag, for the day that flag is dropped.
+    const values = layers.map(([v, source]) => coerce(spec, v, source));
+    const source: ConfigSource = layers[0]?.[1] ?? 'default';
     sources[spec.key] = source;
-    if (source !== 'default') out[spec.key] = coerce(spec, raw, source);
+    if (source !== 'default') out[spec.key] = values[0];
     else out[spec.key] = spec.type === 'workers' || spec.type === 'duration' || spec.type === 'bytes' ? coerce(spec, spec.default, 'default') : spec.default;
   }
   const cfg = out as unknown as ServerConfig;
   SOURCES.set(cfg, sources);
   if (cfg.jwtSecret && cfg.jwtPublicKey) {
-    throw new ConfigError('jwtSecret', 'set either jwtSecret (HS256) or jwtPublicKey (RS256/ES256), not both');
+    throw new ConfigError('jwtSecret', `set either ${optionName(cfg, 'jwtSecret')} for HS256 or ${optionName(cfg, 'jwtPublicKey')} for RS256/ES256, not both`);
   }
   if (cfg.ringQueueLow >= cfg.ringQueueHigh) {
     throw new ConfigError('ringQueueLow', `--ring-queue-low (${cfg.ringQueueLow}) must be less than --ring-queue-high (${cfg.ringQueueHigh})`);
   }
   if (cfg.jwksUrl && cfg.jwtPublicKey) {
-    throw new ConfigError('jwksUrl', 'set either jwksUrl (keys from an identity provider) or jwtPublicKey (one fixed key), not both');
+    throw new ConfigError('jwksUrl', `set either ${optionName(cfg, 'jwksUrl')} for keys from an identity provider or ${optionName(cfg, 'jwtPublicKey')} for one fixed key, not both`);
   }
   checkRingMemory(cfg);
   return cfg;

@@ -5,7 +5,7 @@
  * history and presence) from `news` of app A. The suffix starts with a space, which no client of any
  * transport can put in a channel name, so nobody reaches another app's channel by spelling it.
  */
-import { ConfigError } from '../../config/load.js';
+import { ConfigError, optionName } from '../../config/load.js';
 import type { ServerConfig } from '../../config/schema.js';
 import { APP_SEPARATOR } from '../../runtime/app-scope.js';
 import { originPatternProblem } from '../../security/origins.js';
@@ -194,10 +194,10 @@ export function resolveApps(cfg: ServerConfig): PusherApp[] {
     if (cfg.pusherSubscriptionCountEvents) app.subscriptionCountEvents = true;
     raws.push(app);
   }
-  if (!Array.isArray(cfg.pusherApps)) fail('pusherApps', 'pusherApps must be a list of { id, key, secret, … } objects');
+  if (!Array.isArray(cfg.pusherApps)) fail('pusherApps', `${optionName(cfg, 'pusherApps')} must be a list of { id, key, secret, … } objects`);
   raws.push(...cfg.pusherApps);
   const fromFlags = raws.length - cfg.pusherApps.length;
-  const apps = raws.map((r, i) => parseApp(r, i < fromFlags ? 'the --pusher-* app' : `pusherApps[${i - fromFlags}]`, i));
+  const apps = raws.map((r, i) => parseApp(r, i < fromFlags ? 'the --pusher-* app' : `${optionName(cfg, 'pusherApps', { where: false })}[${i - fromFlags}]`, i));
   const ids = new Set<string>();
   const keys = new Set<string>();
   for (const a of apps) {

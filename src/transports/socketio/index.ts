@@ -3,7 +3,7 @@
  * docs/socketio.md is the user guide.
  */
 import type { TemplatedApp } from 'uWebSockets.js';
-import { ConfigError } from '../../config/load.js';
+import { ConfigError, optionName } from '../../config/load.js';
 import type { ServerConfig } from '../../config/schema.js';
 import { loadHandlers, validNamespace } from '../../actors/handlers.js';
 import { ActorRegistry, loadActors } from '../../actors/registry.js';
@@ -17,14 +17,14 @@ const TRANSPORTS = ['polling', 'websocket'];
 /** Checks the gateway's settings and handler files once, on the main thread, so a mistake fails the start. */
 export async function checkSocketIoConfig(cfg: ServerConfig): Promise<void> {
   for (const n of cfg.socketioNamespaces) {
-    if (!validNamespace(n)) throw new ConfigError('socketioNamespaces', `invalid namespace ${JSON.stringify(n)}: it must start with "/" and hold printable ASCII without commas`);
+    if (!validNamespace(n)) throw new ConfigError('socketioNamespaces', `invalid namespace ${JSON.stringify(n)} in ${optionName(cfg, 'socketioNamespaces')}: it must start with "/" and hold printable ASCII without commas`);
   }
   if (cfg.socketioTransports.length === 0 || !cfg.socketioTransports.every((t) => TRANSPORTS.includes(t))) {
-    throw new ConfigError('socketioTransports', `socketioTransports must list one or both of ${TRANSPORTS.join(', ')}`);
+    throw new ConfigError('socketioTransports', `${optionName(cfg, 'socketioTransports')} must list one or both of ${TRANSPORTS.join(', ')}`);
   }
   const echo = cfg.engineioEchoPath;
   if (echo && (!/^\/[\x21-\x7e]*\/$/.test(echo) || echo === SOCKETIO_PATH || echo.startsWith('/api/'))) {
-    throw new ConfigError('engineioEchoPath', `engineioEchoPath must be a path starting and ending with "/" other than ${SOCKETIO_PATH} and /api/…, e.g. "/engine.io/", not ${JSON.stringify(echo)}`);
+    throw new ConfigError('engineioEchoPath', `${optionName(cfg, 'engineioEchoPath')} must be a path starting and ending with "/" other than ${SOCKETIO_PATH} and /api/…, e.g. "/engine.io/", not ${JSON.stringify(echo)}`);
   }
   if (cfg.authEndpoint) {
     let u: URL | undefined;
@@ -33,7 +33,7 @@ export async function checkSocketIoConfig(cfg: ServerConfig): Promise<void> {
     } catch {
       u = undefined;
     }
-    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new ConfigError('authEndpoint', `authEndpoint must be an http(s) URL, not ${JSON.stringify(cfg.authEndpoint)}`);
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new ConfigError('authEndpoint', `${optionName(cfg, 'authEndpoint')} must be an http(s) URL, not ${JSON.stringify(cfg.authEndpoint)}`);
   }
   try {
     await loadHandlers(cfg.actors);
