@@ -247,8 +247,7 @@ t.test('a shard crash mid-stream: the client reconnects and resumes with no loss
 });
 
 t.test('a fresh server (history lost): the client is told to resync and carries on', async (t) => {
-  // A fixed port, as in production: Linux refuses to re-bind a port the kernel picked (port 0) while
-  // the old server's closed connections linger in TIME_WAIT.
+  // A fixed port, as in production.
   const port = await new Promise<number>((resolve) => {
     const probe = net.createServer().listen(0, '127.0.0.1', () => {
       const p = (probe.address() as net.AddressInfo).port;
