@@ -246,9 +246,41 @@ t.test('a shard crash mid-stream: the client reconnects and resumes with no loss
   }
 });
 
+t.test('polling: a held poll that the crash of another shard answers 503 is sent again on the same session', async (t) => {
+  // A poll held on shard B for a session on shard A is forwarded to A; when B crashes it answers the
+  // poll 503. The client used to take that as the end of its session: it reconnected and left the
+  // session, alive on A, to idle out. Twelve clients with their polls held spread over three shards'
+  // connections, so some of them are held on the crashed one for sessions elsewhere.
+  const s = await startServer(t, { workers: 3, pollTimeout: 20 });
+  const victim = 1;
+  const refused: string[] = [];
+  const fetchSpy: typeof fetch = async (url, init) => {
+    const res = await fetch(url, init);
+    if (res.status === 503 && String(url).includes('&ack=')) refused.push(String(url));
+    return res;
+  };
+  const channel = Array.from({ length: 50 }, (_, i) => `held-${i}`).find((ch) => ownerOf(ch, 3) !== victim)!;
+  const clients = Array.from({ length: 12 }, () => client(t, s.http, { transports: ['polling'], fetch: fetchSpy, pingInterval: 600_000 }));
+  const got = new Map<RtClient, number[]>(clients.map((c) => [c, []]));
+  for (const c of clients) c.channel(channel).listen('n', (d: number) => got.get(c)!.push(d));
+  await eventually(() => clients.every((c) => c.channel(channel).state === 'subscribed'), 'subscribed');
+  const survivors = clients.filter((c) => Number(c.socketId!.split('.')[0]) !== victim);
+  const ids = survivors.map((c) => c.socketId);
+  const drops: string[] = [];
+  for (const c of survivors) c.on('disconnected', (e) => drops.push(`${c.socketId}: ${e.code} ${e.reason}`));
+  await s.publish(channel, 'n', 1);
+  await eventually(() => clients.every((c) => got.get(c)!.includes(1)), 'every poll answered once, and held again');
+  s.crashShard(victim);
+  await eventually(() => fetch(`${s.http}/health`).then((r) => r.status === 200, () => false), 'the shard replaced');
+  await s.publish(channel, 'n', 2);
+  await eventually(() => survivors.every((c) => got.get(c)!.includes(2)), 'the survivors served after the crash');
+  t.ok(refused.length > 0, `some held poll was answered 503 by the crashed shard (${refused.length})`);
+  t.same(drops, [], 'no survivor lost its connection');
+  t.same(survivors.map((c) => c.socketId), ids, 'the same sessions');
+});
+
 t.test('a fresh server (history lost): the client is told to resync and carries on', async (t) => {
-  // A fixed port, as in production: Linux refuses to re-bind a port the kernel picked (port 0) while
-  // the old server's closed connections linger in TIME_WAIT.
+  // A fixed port, as in production.
   const port = await new Promise<number>((resolve) => {
     const probe = net.createServer().listen(0, '127.0.0.1', () => {
       const p = (probe.address() as net.AddressInfo).port;

@@ -207,6 +207,26 @@ t.test('SO_REUSEPORT acceptor mode serves the same way, and refuses a port in us
   await t.rejects(startServer(t, { acceptor: 'descriptor', port: s.port }), /cannot listen/);
 });
 
+t.test('descriptor acceptor: a closed server\'s port is free again at once in the same process', async (t) => {
+  // The port 0 → server.port pattern of tests and hot-reloading dev servers. The old connections, closed
+  // by the server, linger in TIME_WAIT; a listener bound without SO_REUSEADDR (uSockets at port 0) left
+  // them holding the port for a minute.
+  const a = await startServer(t);
+  t.equal(a.acceptMode, 'descriptor');
+  const port = a.port;
+  const clients = await Promise.all([1, 2, 3].map(() => TestClient.connect(a.url + '/ws')));
+  for (const c of clients) await c.request({ op: 'subscribe', channel: 'again' });
+  await a.close();
+  await Promise.all(clients.map((c) => c.waitClose()));
+  const b = await startServer(t, { port });
+  t.equal(b.port, port, 'the same port');
+  const c = await TestClient.connect(b.url + '/ws');
+  t.teardown(() => c.close());
+  await c.request({ op: 'subscribe', channel: 'again' });
+  t.equal((await api(b.http, '/api/publish', { channel: 'again', event: 'e', data: 2 })).status, 200);
+  t.equal((await c.next((f) => f.op === 'message')).data, 2, 'the new server serves');
+});
+
 t.test('RS256/ES256 tokens, verified on the piscina compute pool', async (t) => {
   const { generateKeyPairSync } = await import('node:crypto');
   const kp = generateKeyPairSync('ec', { namedCurve: 'P-256' });

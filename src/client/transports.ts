@@ -405,6 +405,9 @@ class SseTransport extends BaseTransport {
   }
 }
 
+/** Polls of an open session sent again after a 503 or a cut connection before the transport ends. */
+const POLL_RETRIES = 4;
+
 class PollingTransport extends BaseTransport {
   readonly name = 'polling' as const;
   private readonly abort = new AbortController();
@@ -419,20 +422,46 @@ class PollingTransport extends BaseTransport {
     void this.run();
   }
 
-  private async get(url: string, timeoutMs: number): Promise<{ seq: number; frames: Frame[] } | undefined> {
-    const timer = setTimeout(() => this.end({ reason: `poll not answered within ${timeoutMs} ms` }), timeoutMs);
-    try {
-      const res = await this.env.fetch(url, { signal: this.abort.signal });
-      if (!res.ok) {
-        await this.endRefused(res);
-        return undefined;
+  /**
+   * `retries`: how often a poll of an open session is sent again, on the same session, when it failed
+   * without the session being refused: a 503 (the shard that took the request crashed or is stopping
+   * while it waited on the session's own shard) or a connection cut under it. Reconnecting instead
+   * would leave the session, alive on its shard, to idle out holding its channels. A session that is
+   * really gone answers 404 to the retry, and a server that is gone fails it: then the transport ends.
+   */
+  private async get(url: string, timeoutMs: number, retries = 0): Promise<{ seq: number; frames: Frame[] } | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const timer = setTimeout(() => this.end({ reason: `poll not answered within ${timeoutMs} ms` }), timeoutMs);
+      try {
+        let res: Response;
+        try {
+          res = await this.env.fetch(url, { signal: this.abort.signal });
+        } catch (err) {
+          if (this.done || attempt >= retries) throw err;
+          await this.pause(attempt);
+          continue;
+        }
+        if (res.status === 503 && attempt < retries && !this.done) {
+          await res.body?.cancel().catch(() => {});
+          await this.pause(attempt);
+          continue;
+        }
+        if (!res.ok) {
+          await this.endRefused(res);
+          return undefined;
+        }
+        const body = (await res.json()) as { seq: number; frames: Frame[] };
+        if (!body || !Number.isSafeInteger(body.seq) || !Array.isArray(body.frames)) throw new Error('malformed poll answer');
+        return body;
+      } finally {
+        clearTimeout(timer);
       }
-      const body = (await res.json()) as { seq: number; frames: Frame[] };
-      if (!body || !Number.isSafeInteger(body.seq) || !Array.isArray(body.frames)) throw new Error('malformed poll answer');
-      return body;
-    } finally {
-      clearTimeout(timer);
     }
+  }
+
+  /** 100, 200, 400… ms: long enough for the acceptor to stop handing connections to a crashed shard. */
+  private pause(attempt: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
   }
 
   private async run(): Promise<void> {
@@ -450,7 +479,7 @@ class PollingTransport extends BaseTransport {
         }
         if (this.farewell) return this.end({ reason: 'disconnected by the server' });
         if (!this.sid) return this.end({ reason: 'no session in the poll answer' });
-        body = await this.get(`${this.env.base}/poll?sid=${encodeURIComponent(this.sid)}&ack=${this.ack}`, this.holdMs + 15_000);
+        body = await this.get(`${this.env.base}/poll?sid=${encodeURIComponent(this.sid)}&ack=${this.ack}`, this.holdMs + 15_000, POLL_RETRIES);
       }
     } catch (err) {
       this.end({ reason: `poll failed: ${messageOf(err)}` });

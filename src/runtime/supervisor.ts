@@ -180,7 +180,10 @@ export class Supervisor {
       // Check the port is free (and the host one of this machine's) before the shards start: uWS would
       // only say that its listen failed, and only once every shard is up. Without a host the acceptor
       // then listens exclusively, which also covers a server that takes the port in between.
-      if (config.host || config.port !== 0) await claimPort(config.host, config.port);
+      // Port 0 is resolved here too: uSockets sets SO_REUSEADDR only on a fixed port, and the
+      // connections of a listener without it hold its port in TIME_WAIT for a minute after close, so
+      // an embedding app could not start again on `server.port` (tests, hot reload).
+      this.port = await claimPort(config.host, config.port);
       const app = uWS.App() as AcceptorApp;
       this.acceptor = app;
       // Sockets accepted while no shard's app is attached (start-up, all shards down) are served by
@@ -205,7 +208,7 @@ export class Supervisor {
     await Promise.race([Promise.all(this.slots.map((_, i) => this.startShard(i))), failed]);
     this.fatal = undefined;
     // Listen only once every shard's app is attached, so the first connections already reach a shard.
-    if (this.mode === 'descriptor') this.port = await this.listenAcceptor();
+    if (this.mode === 'descriptor') this.port = await this.listenAcceptor(this.port);
     this.stats.set(config.workers, 'alive', 1);
     this.metrics.set('rt_up', undefined, 1);
     this.sampler = startThreadSampler(this.metrics, {
@@ -216,19 +219,30 @@ export class Supervisor {
     this.log.info(`acceptor mode: ${this.mode === 'descriptor' ? 'uWS app descriptors (main thread accepts, shards serve)' : 'SO_REUSEPORT (each shard listens)'}`);
   }
 
-  private listenAcceptor(): Promise<number> {
+  private async listenAcceptor(port: number): Promise<number> {
+    const { config } = this;
+    // With --port 0 the claimed port may have been taken by someone else since: pick another.
+    for (let attempt = 1; ; attempt++) {
+      const bound = this.bindAcceptor(port);
+      if (bound || config.port !== 0 || attempt === 3) {
+        if (bound) return port;
+        throw new ListenError(`cannot listen on ${config.host || '*'}:${config.port}: the port is in use, or not permitted`);
+      }
+      port = await claimPort(config.host, 0);
+    }
+  }
+
+  /** uWS listens synchronously: the callback has run when listen returns. */
+  private bindAcceptor(port: number): boolean {
     const { config } = this;
     const app = this.acceptor!;
-    return new Promise<number>((resolve, reject) => {
-      const cb = (s: us_listen_socket | false) => {
-        if (!s) return reject(new ListenError(`cannot listen on ${config.host || '*'}:${config.port}: the port is in use, or not permitted`));
-        this.listenSocket = s;
-        resolve(uWS.us_socket_local_port(s as never));
-      };
-      // Exclusive: a second server on the same port must fail loudly, not share it silently.
-      if (config.host) app.listen(config.host, config.port, cb);
-      else app.listen(config.port, uWS.ListenOptions?.LIBUS_LISTEN_EXCLUSIVE_PORT ?? 1, cb);
-    });
+    const cb = (s: us_listen_socket | false) => {
+      if (s) this.listenSocket = s;
+    };
+    // Exclusive: a second server on the same port must fail loudly, not share it silently.
+    if (config.host) app.listen(config.host, port, cb);
+    else app.listen(port, uWS.ListenOptions?.LIBUS_LISTEN_EXCLUSIVE_PORT ?? 1, cb);
+    return this.listenSocket !== undefined;
   }
 
   /**
