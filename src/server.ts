@@ -6,7 +6,7 @@ import './transports/uws-header-limit.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { loadConfig, ConfigError, ignoredOptions, unknownEnvironment } from './config/load.js';
+import { loadConfig, ConfigError, ignoredOptions, optionName, unknownEnvironment } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkApiKey, checkJwtSecret } from './auth/secret-policy.js';
@@ -90,9 +90,9 @@ function checkTls(cfg: ServerConfig): void {
     try {
       text = readFileSync(cfg[key], 'utf8');
     } catch (err) {
-      throw new ConfigError(key, `cannot read ${key === 'tlsCert' ? '--tls-cert' : '--tls-key'} file ${cfg[key]}: ${(err as Error).message}`);
+      throw new ConfigError(key, `cannot read ${optionName(cfg, key)} file ${cfg[key]}: ${(err as Error).message}`);
     }
-    if (!text.includes('-----BEGIN')) throw new ConfigError(key, `${key === 'tlsCert' ? '--tls-cert' : '--tls-key'} file ${cfg[key]} is not a PEM file`);
+    if (!text.includes('-----BEGIN')) throw new ConfigError(key, `${optionName(cfg, key)} file ${cfg[key]} is not a PEM file`);
   }
   try {
     createSecureContext({ cert: readFileSync(cfg.tlsCert), key: readFileSync(cfg.tlsKey), passphrase: cfg.tlsPassphrase || undefined });
@@ -138,12 +138,12 @@ async function startHolding(config: ServerConfig, threads: ThreadOptions, releas
   try {
     new ProxyTrust(config.trustProxy);
   } catch (err) {
-    throw new ConfigError('trustProxy', `--trust-proxy: ${(err as Error).message}`);
+    throw new ConfigError('trustProxy', `${optionName(config, 'trustProxy')}: ${(err as Error).message}`);
   }
   checkTls(config);
   for (const entry of config.allowedOrigins) {
     const problem = originPatternProblem(entry);
-    if (problem) throw new ConfigError('allowedOrigins', `--allowed-origins: ${problem}`);
+    if (problem) throw new ConfigError('allowedOrigins', `${optionName(config, 'allowedOrigins')}: ${problem}`);
   }
   // Load actors once here so a broken actor file fails the start with its own error, not in a worker.
   let actors: Awaited<ReturnType<typeof loadActors>> = [];

@@ -212,6 +212,13 @@ t.test('start errors found after loading name the option as the user wrote it', 
   refused([`--config=${join(dir, 'c.json')}`], {}, 'pusherApps[0].secret must be a string of at least 8 characters');
   refused(['--pusher-apps=[{"id":"1","key":"k","secret":"short"}]'], {}, '--pusher-apps[0].secret must be');
   refused(['--jwt-public-key=/nonexistent.pem'], { RT_JWT_SECRET: 'x'.repeat(32) }, 'set either RT_JWT_SECRET for HS256 or --jwt-public-key for RS256/ES256, not both');
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ allowedOrigins: ['app.example.com'], ringQueueLow: '8mb' }));
+  refused([`--config=${join(dir, 'c.json')}`], {}, 'ringQueueLow (config file) (8388608) must be less than --ring-queue-high (4194304)');
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ allowedOrigins: ['app.example.com'] }));
+  refused([`--config=${join(dir, 'c.json')}`], {}, 'allowedOrigins (config file): "app.example.com" has no scheme');
+  refused([], { RT_TRUST_PROXY: '10.0.0.0/33' }, 'RT_TRUST_PROXY: "10.0.0.0/33" is not an IP address');
+  refused([], { RT_TLS_CERT: '/nonexistent.pem', RT_TLS_KEY: '/nonexistent.pem' }, 'cannot read RT_TLS_CERT file /nonexistent.pem');
+  refused(['--redis=redis://127.0.0.1:1'], { RT_HOST_ID: 'no spaces please' }, 'RT_HOST_ID "no spaces please" must be 1-64 letters');
 });
 
 t.test('boolean flags: --x, --x=<bool>, --no-x; nonsense is refused', async (t) => {

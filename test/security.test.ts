@@ -49,7 +49,7 @@ t.test('origins: WebSocket upgrades and CORS follow the allow-list', async (t) =
 
 t.test('an --allowed-origins entry no browser Origin can match stops the start, saying what to write', async (t) => {
   const cases: [string, RegExp][] = [
-    ['app.example.com', /--allowed-origins: "app\.example\.com" has no scheme: browsers send one in Origin, write https:\/\/app\.example\.com/],
+    ['app.example.com', /allowedOrigins \(createServer option\): "app\.example\.com" has no scheme: browsers send one in Origin, write https:\/\/app\.example\.com/],
     ['*.example.com', /write https:\/\/\*\.example\.com/],
     ['https://app.example.com:443', /browsers leave the default port out of Origin, write https:\/\/app\.example\.com$/],
     ['https://app.example.com/login', /is not an origin: expected scheme:\/\/host\[:port\], without a path/],
@@ -82,8 +82,8 @@ t.test('TLS: wss:// and https:// on the same port; bad files are clear start-up 
   t.equal(welcome.op, 'welcome', 'wss works');
   ws.close();
   writeFileSync(join(dir, 'garbage.pem'), 'not a pem');
-  await t.rejects(startServer(t, { tlsCert: join(dir, 'missing.pem'), tlsKey: key }), /cannot read --tls-cert file/);
-  await t.rejects(startServer(t, { tlsCert: join(dir, 'garbage.pem'), tlsKey: key }), /--tls-cert file .*garbage\.pem is not a PEM file/);
+  await t.rejects(startServer(t, { tlsCert: join(dir, 'missing.pem'), tlsKey: key }), /cannot read tlsCert \(createServer option\) file/);
+  await t.rejects(startServer(t, { tlsCert: join(dir, 'garbage.pem'), tlsKey: key }), /tlsCert \(createServer option\) file .*garbage\.pem is not a PEM file/);
   await t.rejects(startServer(t, { tlsCert: cert }), /both --tls-cert and --tls-key/);
   await t.rejects(startServer(t, { tlsCert: key, tlsKey: cert }), /rejected/);
   // A key that is not the certificate's: OpenSSL's message names neither file, ours names both.

@@ -119,7 +119,7 @@ t.test('the connection-rate refusal says which limit fired and how to raise it',
 
 t.test('a bad --trust-proxy entry stops the start with a clear error', async (t) => {
   const startError = (trustProxy: string[]) => startServer(t, { trustProxy }).then(() => '', (err: Error) => err.message);
-  t.match(await startError(['10.0.0.0/33']), /--trust-proxy: "10\.0\.0\.0\/33" is not an IP address, a CIDR range/);
+  t.match(await startError(['10.0.0.0/33']), /trustProxy \(createServer option\): "10\.0\.0\.0\/33" is not an IP address, a CIDR range/);
   t.match(await startError(['127.0.0.1', 'nginx.local']), /"nginx\.local" .*loopback, private, linklocal/);
 });
 

@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { ConfigError } from '../config/load.js';
+import { ConfigError, optionName } from '../config/load.js';
 import { RtError } from '../errors.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
@@ -39,7 +39,7 @@ const HOST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 /** Checks --host-id, or makes one (hostname plus a random suffix: a restarted host is a new owner). */
 export function resolveHostId(config: ServerConfig): void {
   if (config.hostId) {
-    if (!HOST_ID.test(config.hostId)) throw new ConfigError('hostId', `--host-id "${config.hostId}" must be 1-64 letters, digits, '.', '_' or '-'`);
+    if (!HOST_ID.test(config.hostId)) throw new ConfigError('hostId', `${optionName(config, 'hostId')} "${config.hostId}" must be 1-64 letters, digits, '.', '_' or '-'`);
     return;
   }
   const base = hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 48) || 'host';
@@ -55,7 +55,7 @@ export function checkBridgeConfig(config: ServerConfig): RedisTarget | undefined
     throw err;
   }
   if (/[{}|\s]/.test(config.redisNamespace) || config.redisNamespace === '') {
-    throw new ConfigError('redisNamespace', '--redis-namespace must be non-empty, without spaces, braces or "|"');
+    throw new ConfigError('redisNamespace', `${optionName(config, 'redisNamespace')} must be non-empty, without spaces, braces or "|"`);
   }
   if (config.redisSentinels.length > 0) {
     if (config.redisCluster) throw new ConfigError('redisCluster', '--redis-cluster and --redis-sentinels exclude each other: a Redis Cluster fails over by itself');

@@ -272,7 +272,7 @@ function resolve(inputs: ConfigInputs, env: Record<string, string | undefined>, 
     throw new ConfigError('jwtSecret', `set either ${optionName(cfg, 'jwtSecret')} for HS256 or ${optionName(cfg, 'jwtPublicKey')} for RS256/ES256, not both`);
   }
   if (cfg.ringQueueLow >= cfg.ringQueueHigh) {
-    throw new ConfigError('ringQueueLow', `--ring-queue-low (${cfg.ringQueueLow}) must be less than --ring-queue-high (${cfg.ringQueueHigh})`);
+    throw new ConfigError('ringQueueLow', `${optionName(cfg, 'ringQueueLow')} (${cfg.ringQueueLow}) must be less than ${optionName(cfg, 'ringQueueHigh')} (${cfg.ringQueueHigh})`);
   }
   if (cfg.jwksUrl && cfg.jwtPublicKey) {
     throw new ConfigError('jwksUrl', `set either ${optionName(cfg, 'jwksUrl')} for keys from an identity provider or ${optionName(cfg, 'jwtPublicKey')} for one fixed key, not both`);
