@@ -73,6 +73,9 @@ t.test('an address where something other than Redis listens', async (t) => {
   const cases: Array<[string, string, RegExp]> = [
     ['an HTTP server', `redis://127.0.0.1:${webPort}`, /rt-actors: the server at redis:\/\/127\.0\.0\.1:\d+ is not a Redis: it answered with "H", as an HTTP server does, .*Check the host and port in --redis/],
     ['a server that says nothing', `redis://127.0.0.1:${silentPort}`, /rt-actors: the server at redis:\/\/127\.0\.0\.1:\d+ took the connection but did not answer as Redis \(no answer within \d+ ms\): it is not a Redis, expects TLS \(rediss:\/\/\)/],
+
+    // This file's Redis has no TLS: the driver only said "connect ETIMEDOUT … Start Redis".
+    ['a Redis without TLS given as rediss://', `rediss://127.0.0.1:${redis.port}`, /rt-actors: no TLS session with Redis at rediss:\/\/127\.0\.0\.1:\d+ \(.*\): a Redis without TLS on that port never completes the handshake \(write redis:\/\/ for it\)/],
   ];
   await Promise.all(cases.map(async ([name, url, expected]) => {
     const err: Error = await startHost(t, url, 'rt').then(() => new Error('started'), (e: Error) => e);

@@ -114,6 +114,10 @@ async function startFailure(target: RedisTarget, err: unknown): Promise<string> 
   if (/^no answer within/.test(reason)) {
     return `the server at ${target.display} took the connection but did not answer as Redis (${reason}): it is not a Redis, expects TLS (rediss://), or is stopped or overloaded. Check --redis / RT_REDIS_URL`;
   }
+  // A plain-text Redis never completes the TLS handshake, and the driver reports only a timeout.
+  if (target.options.tls && /ETIMEDOUT|wrong version number|ECONNRESET|socket disconnected before secure/i.test(reason)) {
+    return `no TLS session with Redis at ${target.display} (${reason}): a Redis without TLS on that port never completes the handshake (write redis:// for it), or the host does not answer. Check --redis / RT_REDIS_URL`;
+  }
   return `cannot reach Redis at ${target.display}: ${reason}. Start Redis or fix --redis / RT_REDIS_URL / --redis-sentinels; without --redis the server runs as a single host`;
 }
 
