@@ -386,11 +386,12 @@ export class Supervisor {
       if (slot.stuckSince) return;
       slot.stuckSince = tickAt;
       this.stats.set(i, 'stuck', 1);
+      const running = this.running(i, now);
       this.log.error(
-        `shard ${i} is stuck: its event loop has not turned for ${((now - tickAt) / 1000).toFixed(1)} s, ${this.describeRunning(i, now)}. ` +
+        `shard ${i} is stuck: its event loop has not turned for ${((now - tickAt) / 1000).toFixed(1)} s, ${running.text}. ` +
           'Its connections and the channels it owns get no service until it returns; /health answers 503 meanwhile. ' +
           'A synchronous hook cannot be interrupted: fix it (or move the work to ctx.compute) and restart the server (which aborts, exit status 134, if the shard still holds connections then: they cannot be closed)',
-        { event: 'shard.stuck', shard: i, seconds: (now - tickAt) / 1000, ...this.runningFields(i) },
+        { event: 'shard.stuck', shard: i, seconds: (now - tickAt) / 1000, ...running.fields },
       );
     });
     this.metrics.set('rt_stuck_shards', undefined, stuck);
@@ -401,16 +402,17 @@ export class Supervisor {
     this.stats.set(i, 'stuck', 0);
   }
 
-  /** "running onMessage of actor … for channel … (for 12.3 s)", or that no actor hook is running. */
-  private describeRunning(i: number, now: number): string {
+  /**
+   * What shard `i` runs, read once from its slot: for the message ("running onMessage of actor … for
+   * channel … (for 12.3 s)", or that no hook is running) and for the log's fields.
+   */
+  private running(i: number, now: number): { text: string; fields: Record<string, unknown> } {
     const r = runningCode(this.runningCode, i);
-    if (!r) return 'in no actor hook or request handler (another long synchronous task, or a very long GC pause)';
-    return `running ${r.label}${r.channel ? ` for channel ${r.channel}` : ''} (for ${((now - r.since) / 1000).toFixed(1)} s)`;
-  }
-
-  private runningFields(i: number): Record<string, unknown> {
-    const r = runningCode(this.runningCode, i);
-    return r ? { running: r.label, channel: r.channel } : {};
+    if (!r) return { text: 'in no actor hook or request handler (another long synchronous task, or a very long GC pause)', fields: {} };
+    return {
+      text: `running ${r.label}${r.channel ? ` for channel ${r.channel}` : ''} (for ${((now - r.since) / 1000).toFixed(1)} s)`,
+      fields: { running: r.label, channel: r.channel },
+    };
   }
 
   /** The main thread's own row in /metrics (its in-process clients and server.publish() use the mesh too). */
@@ -486,7 +488,8 @@ export class Supervisor {
         // Counted by the shard as they open and close: it cannot have closed any since it got stuck.
         const held = this.metrics.list('rt_connections', true).reduce((n, c) => n + (c.thread === i ? c.value : 0), 0);
         const outcome = held > 0 ? `It holds ${held} client connection${held === 1 ? '' : 's'}, and a thread holding open sockets cannot be ended cleanly: the process aborts (exit status 134)` : 'It holds no client connection, so it is ended where it stands (an HTTP keep-alive connection still open on it would abort the process, exit status 134)';
-        this.log.error(`shard ${i} did not stop within --shutdown-timeout: it is stuck, ${this.describeRunning(i, now)}. ${outcome}`, { event: 'shard.stuck_at_exit', shard: i, connections: held, ...this.runningFields(i) });
+        const running = this.running(i, now);
+        this.log.error(`shard ${i} did not stop within --shutdown-timeout: it is stuck, ${running.text}. ${outcome}`, { event: 'shard.stuck_at_exit', shard: i, connections: held, ...running.fields });
       }
     });
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
