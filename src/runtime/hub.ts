@@ -5,11 +5,11 @@
  * once per codec) and directly for the others.
  */
 import type { TokenExpiry } from '../security/token-expiry.js';
-import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
+import type { RecognizedString, TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
 import { RtError } from '../errors.js';
 import { appSuffixOf } from './app-scope.js';
-import { allCodecs, encodeKicked, encodePush, type Encoded, type WireCodec } from '../protocol/codecs.js';
+import { encodeKicked, encodePush, type Encoded, type WireCodec } from '../protocol/codecs.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
 import { EncodedPayload, EncodedPubRequest } from '../protocol/encoded-payload.js';
 import { CloseCode, type Client } from './client.js';
@@ -63,7 +63,7 @@ export class Hub {
   /** Subscribers that are not delivered through uWS topics, per channel. */
   private readonly sinks = new Map<string, Set<Client>>();
   /** Local subscription count and last seen stream position, per channel. */
-  private readonly local = new Map<string, { refs: number; pos?: StreamPosition }>();
+  private readonly local = new Map<string, LocalChannel>();
   /**
    * The presence members this thread's clients were told about, for a replaced owner (see replay).
    * None with the Redis bridge, where presence lives in Redis.
@@ -265,7 +265,7 @@ export class Hub {
     if (res.members) this.presenceSeen?.merge(channel, res.members);
     const hidden = client.hidden?.get(channel);
     if (hidden === 'quiet') return;
-    if (client.ws && hidden !== 'sink') client.ws.subscribe(client.codec.tag + channel);
+    if (client.ws && hidden !== 'sink') client.ws.subscribe(topicOf(l, client.codec, channel));
     else {
       let s = this.sinks.get(channel);
       if (!s) this.sinks.set(channel, (s = new Set()));
@@ -317,7 +317,8 @@ export class Hub {
     }
     for (const ch of client.channels) {
       if (client.hidden?.has(ch)) continue;
-      if (ws) ws.subscribe(client.codec.tag + ch);
+      const l = this.local.get(ch);
+      if (ws) ws.subscribe(l ? topicOf(l, client.codec, ch) : client.codec.tag + ch);
       else {
         let s = this.sinks.get(ch);
         if (!s) this.sinks.set(ch, (s = new Set()));
@@ -535,9 +536,8 @@ export class Hub {
     if (l?.pos && l.pos.offset < pub.offset) l.pos.offset = pub.offset;
     const ex = exclude ? (this.clients.get(exclude) ?? this.aliases.get(exclude)) : undefined;
     let n = 0;
-    if (this.app) {
-      for (const codec of allCodecs()) {
-        const topic = codec.tag + ch;
+    if (this.app && l?.topics) {
+      for (const { codec, topic } of l.topics) {
         const count = this.app.numSubscribers(topic);
         if (count === 0) continue;
         const bytes = codec.pub(pub);
@@ -583,9 +583,9 @@ export class Hub {
    * once per codec that has subscribers; codecs for which `make` gives nothing are skipped.
    */
   private toChannel(ch: string, make: (c: WireCodec) => Encoded | undefined, ex?: Client): void {
-    if (this.app) {
-      for (const codec of allCodecs()) {
-        const topic = codec.tag + ch;
+    const topics = this.local.get(ch)?.topics;
+    if (this.app && topics) {
+      for (const { codec, topic } of topics) {
         if (this.app.numSubscribers(topic) === 0) continue;
         const bytes = make(codec);
         if (bytes === undefined) continue;
@@ -691,12 +691,34 @@ export class Hub {
   }
 }
 
+/**
+ * A channel this thread has subscribers of. `topics`: the uWS topic of each codec a WebSocket subscriber
+ * of the channel has used (never removed while the entry lives: uWS counts who is still there), as
+ * bytes. A delivery asks uWS about these codecs only, and passes the topic as bytes: a topic string is
+ * converted to UTF-8 by uWS.js at every call, and asking about every codec was six such calls per
+ * publication per shard.
+ */
+interface LocalChannel {
+  refs: number;
+  pos?: StreamPosition;
+  topics?: { codec: WireCodec; topic: Buffer }[];
+}
+
+/** The topic of `codec`'s subscribers of `channel`, as bytes, recorded in the channel's entry. */
+function topicOf(l: LocalChannel, codec: WireCodec, channel: string): Buffer {
+  const topics = (l.topics ??= []);
+  for (const t of topics) if (t.codec === codec) return t.topic;
+  const topic = Buffer.from(codec.tag + channel);
+  topics.push({ codec, topic });
+  return topic;
+}
+
 function* threadsUpTo(last: number): Iterable<number> {
   for (let t = 0; t <= last; t++) yield t;
 }
 
 /** One delivery to a topic: one frame, or several for codecs whose messages span frames (see WireCodec.frames). */
-function publishTopic(target: { publish(topic: string, message: Encoded, isBinary?: boolean): boolean }, codec: WireCodec, topic: string, bytes: Encoded): void {
+function publishTopic(target: { publish(topic: RecognizedString, message: Encoded, isBinary?: boolean): boolean }, codec: WireCodec, topic: Buffer, bytes: Encoded): void {
   const parts = codec.frames?.(bytes);
   if (!parts) target.publish(topic, bytes, codec.binary);
   else for (const p of parts) target.publish(topic, p, typeof p !== 'string');

@@ -115,8 +115,11 @@ let current = new ProxyTrust([]);
  * comma-separated list in order (RFC 9110 §5.3), and of X-Real-IP, a single address, the last line is
  * the one a proxy appended. Reads every header only when the first line is there at all.
  */
+const FORWARDING_KEYS = { 'x-forwarded-for': Buffer.from('x-forwarded-for'), 'x-real-ip': Buffer.from('x-real-ip') };
+
 export function forwardingHeader(req: HttpRequest, name: 'x-forwarded-for' | 'x-real-ip'): string {
-  const first = req.getHeader(name);
+  // The name as bytes: uWS.js converts a string argument to UTF-8 at every call, and every API request asks.
+  const first = req.getHeader(FORWARDING_KEYS[name]);
   if (!first) return '';
   const lines: string[] = [];
   req.forEach((key, value) => {
