@@ -9,7 +9,7 @@
  */
 import { io as ioClient, type Socket } from 'socket.io-client';
 import type WebSocket from 'ws';
-import { BenchServer, connectMany, now, backendVia, interleave, percentile, repeatRounds, round, summariseRounds, threadDelta, until, warmChannels, warmPublications, type ServerKind } from './lib.js';
+import { BenchServer, connectMany, now, backendVia, interleave, percentile, repeatRounds, round, summariseRounds, threadDelta, until, warmChannels, warmInHalves, warmPublications, type ServerKind } from './lib.js';
 import { runPublisher } from './publisher.js';
 import { rawClient, subscribeRaw, type RawProtocol } from './raw-ws.js';
 
@@ -91,27 +91,23 @@ async function warmJit(kind: ServerKind, server: BenchServer, workers: number, v
   if (pubs === 0) return;
   // As the measured load comes (same route, same publisher), on a channel owned by each shard.
   const channels = warmChannels(kind === 'rt' ? workers : 1);
-  // In two halves with new subscribers for the second: their unsubscribes (and subscribes) reach the
-  // hot per-publication functions (the notice dispatch, the frame encoder) between the halves, so the
-  // code V8 optimises in the second half already knows those message shapes. Otherwise the warm-up's
-  // clients leaving at its end deoptimise those functions, and V8 recompiles them inside the measured
-  // window (2026-11-27: 10 TurboFan compilations, ~100 ms of compiler time in a 2-shard backend row).
-  const each = Math.ceil(pubs / channels.length / 2);
-  for (let half = 0; half < 2; half++) {
-    let got = 0;
-    const few = (await Promise.all(channels.map((ch) => subscribeAll(kind, server.port, 8, ch, () => got++)))).flat();
-    await Promise.all(
-      channels.map((channel) =>
-        via === 'backend'
-          ? runPublisher({ port: server.port, channel, via: backendVia(kind), pace: { kind: 'burst', count: each }, size })
-          : via === 'http'
-            ? server.publishOverHttp(kind, channel, 5_000 / channels.length, each, size)
-            : server.publish(channel, 10_000 / channels.length, each, size),
-      ),
-    );
-    await until(() => got >= each * 8 * channels.length, 60_000);
-    few.forEach((s) => s.close());
-  }
+  await warmInHalves(
+    channels,
+    pubs,
+    (ch, n, onMessage) => subscribeAll(kind, server.port, n, ch, onMessage),
+    async (each) => {
+      await Promise.all(
+        channels.map((channel) =>
+          via === 'backend'
+            ? runPublisher({ port: server.port, channel, via: backendVia(kind), pace: { kind: 'burst', count: each }, size })
+            : via === 'http'
+              ? server.publishOverHttp(kind, channel, 5_000 / channels.length, each, size)
+              : server.publish(channel, 10_000 / channels.length, each, size),
+        ),
+      );
+      return each;
+    },
+  );
 }
 
 async function run(kind: ServerKind, load: Load, workers = 2, via: Via = 'process'): Promise<Record<string, unknown>> {

@@ -174,6 +174,34 @@ export function warmChannels(threads: number): string[] {
   return out;
 }
 
+/** Subscribers per side channel of a warm-up. */
+const WARM_SUBSCRIBERS = 8;
+
+/**
+ * A warm-up on side channels (see warmChannels), in two halves with new subscribers for the second:
+ * their unsubscribes (and subscribes) reach the hot per-publication functions (the notice dispatch,
+ * the frame encoder) between the halves, so the code V8 optimises in the second half already knows
+ * those message shapes. Otherwise the warm-up's clients leaving at its end deoptimise those functions,
+ * and V8 recompiles them inside the measured window (2026-11-27: 10 TurboFan compilations, ~100 ms of
+ * compiler time in a 2-shard backend row). `publishHalf(each)` sends a half to every channel and
+ * resolves with how many publications each channel got; each half ends when all were delivered.
+ */
+export async function warmInHalves(
+  channels: string[],
+  pubs: number,
+  subscribe: (channel: string, n: number, onMessage: () => void) => Promise<{ close(): void }[]>,
+  publishHalf: (each: number) => Promise<number>,
+): Promise<void> {
+  const each = Math.ceil(pubs / channels.length / 2);
+  for (let half = 0; half < 2; half++) {
+    let got = 0;
+    const few = (await Promise.all(channels.map((ch) => subscribe(ch, WARM_SUBSCRIBERS, () => got++)))).flat();
+    const perChannel = await publishHalf(each);
+    await until(() => got >= perChannel * WARM_SUBSCRIBERS * channels.length, 60_000);
+    few.forEach((s) => s.close());
+  }
+}
+
 /**
  * Publications to side channels (see warmChannels) before a suite measures anything: BENCH_WARM_PUBS,
  * default 20,000; 0 skips the warm-up. Why, and the figures: warmJit in bench/fanout.ts.

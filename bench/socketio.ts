@@ -10,7 +10,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import { rawClient, subscribeRaw, type RawProtocol } from './raw-ws.js';
-import { interleave, now, percentile, repeatRounds, round, summariseRounds, until, warmChannels, warmPublications } from './lib.js';
+import { interleave, now, percentile, repeatRounds, round, summariseRounds, until, warmChannels, warmInHalves, warmPublications } from './lib.js';
 import { runPublisher, type Via } from './publisher.js';
 
 type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws' | 'socketio-uws-recovery';
@@ -129,17 +129,17 @@ async function warmJit(server: SioBenchServer, target: Target): Promise<void> {
   const pubs = warmPublications();
   if (pubs === 0) return;
   const channels = warmChannels(target.workers);
-  // In two halves with new subscribers for the second, as in bench/fanout.ts: the unsubscribes between
-  // them reach the hot functions before V8 settles their optimised code.
-  const each = Math.ceil(pubs / channels.length / 2);
-  for (let half = 0; half < 2; half++) {
-    let got = 0;
-    const few = (await Promise.all(channels.map((ch) => subscribeAll(server.port, 8, ch, () => got++)))).flat();
-    for (const channel of channels) await server.ask({ type: 'publish', channel, rate: 10_000, count: each, size: 64, tickMs: 10 }, 'published');
-    await Promise.all(channels.map((channel) => runPublisher({ port: server.port, channel, via: backendVia(target.kind), pace: { kind: 'burst', count: each }, size: 64 })));
-    await until(() => got >= 2 * each * 8 * channels.length, 60_000);
-    few.forEach((s) => s.close());
-  }
+  // Both ways the loads come: from inside the server, and from a backend over HTTP.
+  await warmInHalves(
+    channels,
+    pubs,
+    (ch, n, onMessage) => subscribeAll(server.port, n, ch, onMessage),
+    async (each) => {
+      for (const channel of channels) await server.ask({ type: 'publish', channel, rate: 10_000, count: each, size: 64, tickMs: 10 }, 'published');
+      await Promise.all(channels.map((channel) => runPublisher({ port: server.port, channel, via: backendVia(target.kind), pace: { kind: 'burst', count: each }, size: 64 })));
+      return 2 * each;
+    },
+  );
 }
 
 async function run(target: Target, subscribers: number, loads: Load[]): Promise<Record<string, unknown>[]> {
