@@ -108,6 +108,9 @@ export class ProxyTrust {
 
 let current = new ProxyTrust([]);
 
+/** The forwarding headers' names as bytes: uWS.js converts a string argument to UTF-8 at every call. */
+const FORWARDING_KEYS = { 'x-forwarded-for': Buffer.from('x-forwarded-for'), 'x-real-ip': Buffer.from('x-real-ip') };
+
 /**
  * A forwarding header as one value, however many lines it came in. uWS's getHeader gives the first
  * line only, and that is the one the client wrote when a proxy adds a line of its own rather than
@@ -115,10 +118,7 @@ let current = new ProxyTrust([]);
  * comma-separated list in order (RFC 9110 §5.3), and of X-Real-IP, a single address, the last line is
  * the one a proxy appended. Reads every header only when the first line is there at all.
  */
-const FORWARDING_KEYS = { 'x-forwarded-for': Buffer.from('x-forwarded-for'), 'x-real-ip': Buffer.from('x-real-ip') };
-
 export function forwardingHeader(req: HttpRequest, name: 'x-forwarded-for' | 'x-real-ip'): string {
-  // The name as bytes: uWS.js converts a string argument to UTF-8 at every call, and every API request asks.
   const first = req.getHeader(FORWARDING_KEYS[name]);
   if (!first) return '';
   const lines: string[] = [];
