@@ -6,11 +6,14 @@
 import { RtError } from '../errors.js';
 import { threadLogger } from '../log.js';
 
+/** The driver's words for a command Redis did not answer within its timeout. */
+const TIMED_OUT = /Command timed out/i;
+
 const MEANINGS: Array<[RegExp, string]> = [
   [/Stream isn't writeable|Connection is closed|ECONNREFUSED|ECONNRESET|EPIPE|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|max retries per request|All sentinels are unreachable|None of startup nodes|Failed to refresh slots cache|Cluster isn't ready/i, 'the connection to Redis is down; rt-actors is reconnecting'],
   // The command was sent and may still run (a paused Redis runs its backlog when it resumes): say so, or
   // a caller retries a publish that then arrives twice.
-  [/Command timed out/i, 'Redis did not answer in time, so the outcome is unknown: a publish may still be delivered (a retry can deliver it twice)'],
+  [TIMED_OUT, 'Redis did not answer in time, so the outcome is unknown: a publish may still be delivered (a retry can deliver it twice)'],
   [/timed? ?out|ETIMEDOUT/i, 'Redis did not answer in time'],
   [/^LOADING\b/, 'Redis is loading its data after a restart'],
   [/^(READONLY|MASTERDOWN)\b/, 'Redis is failing over (the node is a replica, or its primary is down)'],
@@ -19,6 +22,10 @@ const MEANINGS: Array<[RegExp, string]> = [
   [/^(NOAUTH|WRONGPASS|NOPERM)\b/, 'Redis refused our credentials or permissions'],
   [/^BUSY\b/, 'Redis is busy running a script'],
 ];
+
+function messageOf(err: unknown): string {
+  return String((err as Error)?.message ?? err);
+}
 
 /** Once per this long per thread: a stalled Redis fails every operation waiting on it. */
 const SLOW_LOG_EVERY_MS = 10_000;
@@ -29,8 +36,8 @@ let lastSlowLog = -Infinity;
  * timeout cannot have left a publication behind, and saying it may would send an operator looking for one.
  */
 export function describeRedisError(err: unknown, read = false): string {
-  const text = String((err as Error)?.message ?? err);
-  if (read && /Command timed out/i.test(text)) return 'Redis did not answer in time';
+  const text = messageOf(err);
+  if (read && TIMED_OUT.test(text)) return 'Redis did not answer in time';
   for (const [re, meaning] of MEANINGS) if (re.test(text)) return meaning;
   return 'Redis returned an error';
 }
@@ -44,7 +51,7 @@ export function redisUnavailable(err: unknown, read = false): RtError {
   const log = threadLogger();
   // A connection that drops is logged when it drops (redis.down); a Redis that stops answering keeps its
   // connections, so without this the log said nothing while every caller got 503s.
-  if (/Command timed out/i.test(String((err as Error)?.message ?? err))) {
+  if (TIMED_OUT.test(messageOf(err))) {
     const now = Date.now();
     if (now - lastSlowLog >= SLOW_LOG_EVERY_MS) {
       lastSlowLog = now;
