@@ -15,12 +15,15 @@ const NATIVE_PATHS: Record<string, { scheme: 'ws' | 'http'; path: string }> = {
  */
 export function urlHostPort(host: string, port: number): string {
   if (host === '' || host === '0.0.0.0' || host === '::') return `localhost:${port}`;
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return hostPort(host, port);
 }
 
 /** `host:port` for the start line: the host as given, an IPv6 address in brackets. */
 export function listenHostPort(host: string, port: number): string {
-  if (host === '') return `all interfaces:${port}`;
+  return host === '' ? `all interfaces:${port}` : hostPort(host, port);
+}
+
+function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
