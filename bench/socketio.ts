@@ -10,7 +10,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { io as ioClient, type Socket } from 'socket.io-client';
 import { rawClient, subscribeRaw, type RawProtocol } from './raw-ws.js';
-import { interleave, now, percentile, repeatRounds, round, summariseRounds, until, warmChannels, warmInHalves, warmPublications } from './lib.js';
+import { interleave, now, percentile, repeatRounds, round, summariseRounds, threadDelta, until, warmChannels, warmInHalves, warmPublications, type CpuSplit } from './lib.js';
 import { runPublisher, type Via } from './publisher.js';
 
 type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws' | 'socketio-uws-recovery';
@@ -50,7 +50,9 @@ class SioBenchServer {
   }
 
   static async start(kind: Kind, workers: number): Promise<SioBenchServer> {
-    const child = fork(new URL('./servers/sio.js', import.meta.url), [kind, String(workers)], { execArgv: process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // BENCH_NODE_ARGS: extra flags for the server process (e.g. --perf-basic-prof), as in bench/lib.ts.
+    const execArgv = [...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : []), ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])];
+    const child = fork(new URL('./servers/sio.js', import.meta.url), [kind, String(workers)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m: any) => (m.type === 'ready' ? resolve(m.port) : reject(new Error('bad start'))));
       child.once('exit', (code) => reject(new Error(`bench server ${kind} exited with ${code}`)));
@@ -65,9 +67,9 @@ class SioBenchServer {
     });
   }
 
-  /** CPU time of the server process, all threads: user and kernel, in µs. */
-  cpu(): Promise<{ user: number; system: number }> {
-    return this.ask<{ user: number; system: number }>({ type: 'cpu' }, 'cpu');
+  /** CPU time of the server process, all threads and per thread: user and kernel, in µs. */
+  cpu(): Promise<CpuSplit> {
+    return this.ask<CpuSplit>({ type: 'cpu' }, 'cpu');
   }
 
   async stop(): Promise<void> {
@@ -170,12 +172,16 @@ async function run(target: Target, subscribers: number, loads: Load[]): Promise<
       await until(() => delivered >= expected, 15_000);
       delivered = 0;
       lat = [];
+      // As in bench/fanout.ts: a mark for a profiler attached to the server (BENCH_NODE_ARGS), and with
+      // BENCH_THREADS=1 where the window's CPU went, per thread (user+kernel ms), on stderr.
+      if (process.env.BENCH_NODE_ARGS) console.error(`-- measuring ${target.name} ${load.name}`);
       const cpu0 = await server.cpu();
       const t0 = now();
       await publishAll();
       await until(() => delivered >= expected, 15_000);
       const elapsed = (now() - t0) / 1000;
       const cpu1 = await server.cpu();
+      if (process.env.BENCH_THREADS) console.error(`-- threads ${target.name} ${load.name}: ${threadDelta(cpu0, cpu1)}`);
       const userUs = cpu1.user - cpu0.user;
       const sysUs = cpu1.system - cpu0.system;
       const cpuUs = userUs + sysUs;

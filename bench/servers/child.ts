@@ -2,7 +2,6 @@
  * A benchmark server in its own process, so its CPU time and memory are its own. Started by
  * bench/lib.ts with `--kind rt|uws|uws-threads|socketio`; driven over IPC: publish at a rate, report CPU and RSS.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -10,6 +9,7 @@ import uWS from 'uWebSockets.js';
 import { createServer as createHttpServer } from 'node:http';
 import { frameOf, uwsRoutes } from './uws-routes.js';
 import { startThreadedUws } from './uws-threads.js';
+import { threadTimes } from './thread-times.js';
 
 type Kind = 'rt' | 'uws' | 'uws-threads' | 'socketio';
 const kind = (process.argv[2] ?? 'rt') as Kind;
@@ -92,25 +92,6 @@ function publishAtRate(c: PublishCmd): void {
   publishing.add(timer);
 }
 
-/**
- * CPU time per thread (Linux /proc), in µs, keyed by thread id and name: which thread — the main one,
- * a shard, V8's compiler or GC helpers, libuv's pool — a figure's user and kernel time went to.
- */
-function threadTimes(): Record<string, { user: number; system: number }> {
-  const out: Record<string, { user: number; system: number }> = {};
-  const tick = 1e6 / 100; // USER_HZ is 100 on Linux
-  try {
-    for (const tid of readdirSync('/proc/self/task')) {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out[`${tid} ${name}`] = { user: Number(f[11]) * tick, system: Number(f[12]) * tick };
-    }
-  } catch {
-    // Not Linux: no per-thread figures.
-  }
-  return out;
-}
 
 process.on('message', async (c: Cmd) => {
   if (c.type === 'publish') publishAtRate(c);

@@ -8,6 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { createServer as createHttpServer } from 'node:http';
 import uWS from 'uWebSockets.js';
+import { threadTimes } from './thread-times.js';
 
 type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws' | 'socketio-uws-recovery';
 const kind = (process.argv[2] ?? 'rt') as Kind;
@@ -111,7 +112,7 @@ process.on('message', async (c: Cmd) => {
   if (c.type === 'publish') publishAtRate(c);
   else if (c.type === 'cpu') {
     const u = process.cpuUsage();
-    process.send!({ type: 'cpu', user: u.user, system: u.system });
+    process.send!({ type: 'cpu', user: u.user, system: u.system, threads: threadTimes() });
   } else if (c.type === 'stop') {
     if (publishing) clearInterval(publishing);
     await stop();
