@@ -3,7 +3,7 @@
  * it once idle. Only the owner shard (ownerOf) ever holds a channel's actor.
  */
 import { RtError } from '../errors.js';
-import type { ChannelInfo, Request, SubscribeResult } from '../runtime/messages.js';
+import type { ChannelInfo, ConnRef, Request, SubscribeResult } from '../runtime/messages.js';
 import type { Member } from '../protocol/native.js';
 import { ChannelActor, type ActorEnv } from './channel-actor.js';
 import type { ActorRegistry } from './registry.js';
@@ -121,6 +121,12 @@ export class ActorHost {
 
   relayKick(ch: string, socketId: string, reason: string): void {
     this.actors.get(ch)?.relayKick(socketId, reason);
+  }
+
+  /** A subscriber authenticated again: see ChannelActor.regrant. Never throws, as unsubscribe. */
+  regrant(ch: string, conn: ConnRef): void {
+    const a = this.actors.get(ch);
+    if (a) void Promise.resolve(a.regrant(conn)).catch((err) => threadLogger().error(`actor ${ch}: checking a fresh token's grants failed`, err, { event: 'actor.error', channel: ch }));
   }
 
   /** Never throws: onLeave failures are logged (and counted) by the actor. */

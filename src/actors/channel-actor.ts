@@ -512,6 +512,21 @@ export class ChannelActor {
     return this.mailbox.run(() => this.doUnsubscribe(connId), false);
   }
 
+  /**
+   * The subscriber's connection authenticated again with a fresh token (`conn` carries its new grants):
+   * a subscription the old token's `channels` claim admitted and the new one does not ends as a kick,
+   * as if by ctx.kick. An actor with `authorize` decides admission itself and is not asked again; a
+   * subscription vouched for on its own (subscribe token, auth endpoint) is kept.
+   */
+  regrant(conn: ConnRef): void | Promise<void> {
+    return this.mailbox.run(() => {
+      const cur = this.subs.get(conn.id);
+      if (!cur || this.stopped || this.def.authorize || this.kind === 'public' || cur.granted === this.name) return;
+      if (conn.user !== undefined && channelAllowed(conn.grants, this.name)) return;
+      this.kick(conn.id, `the connection's new token does not grant ${this.name}`);
+    }, false);
+  }
+
   /** Never throws: a leave always happens; a failing onLeave is logged (and counted) by invoke. */
   private doUnsubscribe(connId: string): void | Promise<void> {
     const conn = this.subs.get(connId);

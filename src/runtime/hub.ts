@@ -16,6 +16,7 @@ import { CloseCode, type Client } from './client.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { ownerOf } from './hash.js';
 import type { MeshEndpoint } from './mesh.js';
+import { channelKind } from '../auth/channels.js';
 import type { ChannelInfo, HistoryAnswer, Notice, PublishResult, PublishSource, Request, SubscribeResult } from './messages.js';
 import { metrics, type Series } from './metrics.js';
 import { PresenceLedger } from './presence-ledger.js';
@@ -331,6 +332,19 @@ export class Hub {
   position(channel: string): StreamPosition | undefined {
     const p = this.local.get(channel)?.pos;
     return p ? { epoch: p.epoch, offset: p.offset } : undefined;
+  }
+
+  /**
+   * After a fresh token replaced the connection's own (native `auth`, Socket.IO `token:refresh`): each
+   * private or presence channel that token's `channels` claim admitted the connection to is checked
+   * against the new claim by its owner, which kicks the connection from those it no longer grants.
+   * Subscriptions a subscribe token or the auth endpoint vouched for are not the connection token's.
+   */
+  regrant(client: Client): void {
+    for (const ch of client.channels) {
+      if (client.hidden?.has(ch) || client.channelIdentity?.has(ch) || channelKind(ch) === 'public') continue;
+      this.mesh.notify(this.ownerOf(ch), { t: 'regrant', ch, conn: client.connRef(ch) });
+    }
   }
 
   unsubscribe(client: Client, channel: string): boolean {

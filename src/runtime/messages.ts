@@ -50,6 +50,8 @@ export type PublishSource = 'api' | 'client' | 'server' | 'redis';
 /** One-way messages. */
 export type Notice =
   | { t: 'unsub'; ch: string; conn: ConnRef }
+  /** The connection authenticated again (a fresh token): its owner checks the subscription against the new grants. */
+  | { t: 'regrant'; ch: string; conn: ConnRef }
   /** A publication for the receiving thread's local subscribers of `pub.channel`; `ex` excludes a socket id. */
   | { t: 'pub!'; pub: Publication; ex?: string; at?: number }
   /** Presence change for the thread's subscribers of `ch`; `ex` (Redis bridge) skips the socket that caused it. */

@@ -167,6 +167,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     ownerRequest: (_from, req) => host.handle(req),
     ownerNotice: (from, n) => {
       if (n.t === 'unsub') host.unsubscribe(n.ch, n.conn.id);
+      else if (n.t === 'regrant') host.regrant(n.ch, n.conn);
       else if (n.t === 'restarted') {
         host.dropThread(n.peer);
         // With Redis presence lives in Redis and no thread reports (Hub.replay).

@@ -37,6 +37,8 @@ function adopt(ctx: ThreadContext, client: Client, claims: JwtClaims): void {
   client.authenticate(claims);
   // A session authenticated before it joined the hub is indexed by hub.add (and never, if it is dropped first).
   if (fresh && ctx.hub.clients.has(client.id)) ctx.hub.indexUser(client);
+  // A fresh token replaces the grants: channels the old one granted and this one does not are left.
+  if (!fresh) ctx.hub.regrant(client);
 }
 
 function asTokenError(err: unknown): unknown {

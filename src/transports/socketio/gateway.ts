@@ -510,6 +510,8 @@ export class SioClient extends Client {
         if (this.closed) return;
         if (String(claims.sub) !== this.user) throw new RtError('forbidden', 'a connection cannot change user; reconnect instead', 403);
         this.authenticate(claims);
+        // The fresh token's grants replace the old ones: channels it no longer grants are left (kicked).
+        this.hub.regrant(this);
         ack?.([{ ok: true, user: this.user }]);
       },
     ).catch((err) => this.fail(ack, 'token:refresh', undefined, err, true));
