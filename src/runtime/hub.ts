@@ -30,7 +30,7 @@ export interface HubOptions {
   maxChannelsPerConnection: number;
   /** Answers requests addressed to this thread as a channel owner (shards only). */
   ownerRequest?: (from: number, req: Request) => unknown;
-  /** Called for 'unsub' / 'restarted' notices addressed to this thread as owner. */
+  /** Called for the notices addressed to this thread as a channel owner ('unsub', 'regrant', 'restarted', 'replayed'). */
   ownerNotice?: (from: number, n: Notice) => void;
   /** Redis bridge: cluster-wide channel queries and user messages, instead of this host's owners. */
   bridge?: HubBridge;
