@@ -170,3 +170,41 @@ t.test('watchers see a user offline whose connection and online channel were on 
   await sentinel(s.port, w, 'watcher');
   t.same(w.events, [], 'exactly one offline');
 });
+
+t.test('webhooks vacate the channels whose owner and every subscriber were on the crashed shard', async (t) => {
+  const rx = await webhookReceiver(t);
+  const s = await startServer(t, { workers: 2, pusherApps: [{ ...APP, webhooks: [{ url: rx.url }] }] });
+  // Owned by shard 0: one whose only subscriber is there too, one that also has a subscriber on shard 1.
+  const alone = channelOwnedBy('presence-alone-', 0, 2);
+  const lonely = channelOwnedBy('lonely-', 0, 2);
+  const shared = channelOwnedBy('shared-', 0, 2);
+  const shardOf = await pusherShardOf(t, s.port, s.http);
+  const viewer = await pusherOnShard(t, s.port, shardOf, 1, {});
+  await subscribed(viewer, shared);
+  const { raw: ghost, socketId } = await rawOnShard(t, s.port, shardOf, 0);
+  const auth = sdk(s.port).authorizeChannel(socketId, alone, { user_id: 'ghost' });
+  ghost.send({ event: 'pusher:subscribe', data: { channel: alone, auth: auth.auth, channel_data: auth.channel_data } });
+  await ghost.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === alone);
+  for (const ch of [lonely, shared]) {
+    ghost.send({ event: 'pusher:subscribe', data: { channel: ch } });
+    await ghost.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === ch);
+  }
+  const has = (name: string, ch: string, user?: string) => rx.events.some((e) => e.name === name && e.channel === ch && (user === undefined || e.user_id === user));
+  await until(() => has('channel_occupied', alone) && has('channel_occupied', lonely) && has('member_added', alone, 'ghost'), 'the occupied webhooks', 20_000);
+
+  s.crashShard(0);
+  await ghost.waitClose(10_000);
+  await until(() => has('member_removed', alone, 'ghost'), 'member_removed for the member that died with the owner', 30_000);
+  await until(() => has('channel_vacated', alone) && has('channel_vacated', lonely), 'channel_vacated for both channels', 30_000);
+
+  // A sentinel: the webhooks of a channel the new shard 0 owns, sent after anything the restart sent.
+  const probe = channelOwnedBy('probe-', 0, 2);
+  await subscribed(viewer, probe);
+  viewer.unsubscribe(probe);
+  await until(() => has('channel_vacated', probe), 'probe vacated webhook', 20_000);
+  const count = (name: string, ch: string) => rx.events.filter((e) => e.name === name && e.channel === ch).length;
+  t.equal(count('channel_vacated', alone), 1, 'the presence channel is vacated once');
+  t.equal(count('member_removed', alone), 1, 'its member is removed once');
+  t.equal(count('channel_vacated', lonely), 1, 'the public channel is vacated once');
+  t.equal(count('channel_vacated', shared), 0, 'a channel with a subscriber left on shard 1 stays occupied');
+});

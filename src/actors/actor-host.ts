@@ -123,6 +123,11 @@ export class ActorHost {
     this.actors.get(ch)?.relayKick(socketId, reason);
   }
 
+  /** Whether the channel has an actor here (it has subscribers, or had them lately). */
+  has(ch: string): boolean {
+    return this.actors.has(ch);
+  }
+
   /** A subscriber authenticated again: see ChannelActor.regrant. Never throws, as unsubscribe. */
   regrant(ch: string, conn: ConnRef): void {
     const a = this.actors.get(ch);

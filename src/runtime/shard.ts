@@ -63,15 +63,28 @@ export interface ShardTask {
   control: MessagePort;
   /** This thread replaces a shard that died: the other threads will replay its channels' subscribers. */
   replacement?: boolean;
+  /**
+   * The webhook-watched channels the shard this one replaces had occupied, with their members, as the
+   * supervisor last heard (ShardEvent 'lifecycle'): those nobody re-registers are vacated after the replay.
+   */
+  orphans?: OrphanChannel[];
   /** The --actors folder's modules as the main thread compiled them (actor-modules.ts). */
   actorModules?: CompiledModules;
   /** Which actor hook each shard is running (running-code.ts), for the supervisor's stuck-shard report. */
   runningCode: SharedArrayBuffer;
 }
 
+/** A channel a dead shard owned and had occupied (ShardTask.orphans). */
+export interface OrphanChannel {
+  ch: string;
+  members: string[];
+}
+
 /** Messages from a shard to the supervisor. */
 export type ShardEvent =
   | { type: 'ready'; descriptor?: unknown; port?: number }
+  /** A webhook-watched channel this shard owns changed (kept by the supervisor for a replacement's orphans). */
+  | { type: 'lifecycle'; e: ChannelLifecycle }
   | { type: 'drained' }
   | { type: 'gcDone'; heapUsed: number }
   | { type: 'fatal'; message: string }
@@ -141,13 +154,25 @@ export async function runShard(task: ShardTask): Promise<void> {
     ...bridge?.actorEnv,
   });
 
+  // Webhook-watched channels the dead shard had occupied and no thread re-registered: everyone in them
+  // was on the dead shard, and nobody else will say they left (the supervisor kept them: ShardTask.orphans).
+  const vacateOrphans = (): void => {
+    for (const { ch, members } of task.orphans ?? []) {
+      if (host.has(ch)) continue;
+      for (const user of members) observe({ t: 'member_removed', ch, user });
+      observe({ t: 'vacated', ch });
+    }
+  };
   // After this shard replaced a dead one: the members other threads still know but nobody re-registered leave.
   const replays = new ReplayCollector({
     threads,
     timeoutMs: config.requestTimeout * 1000,
     owns: (ch) => hub.ownerOf(ch) === shard,
     begun: () => host.expectReplay(),
-    done: (seen) => host.reconcileReplay(seen),
+    done: (seen) => {
+      host.reconcileReplay(seen);
+      vacateOrphans();
+    },
     warn: (msg) => log.warn(msg, { event: 'shard.replay' }),
   });
   // From the first request on, not from the 'restarted' notice: a publish queued for the dead thread
@@ -222,7 +247,10 @@ export async function runShard(task: ShardTask): Promise<void> {
   registerClientBundle(app, ctx);
   await registerSocketIo(app, ctx);
   const pusher = await registerPusher(app, ctx);
-  observer = pusher?.observe;
+  // One host: the supervisor keeps which watched channels this shard has occupied, and their members,
+  // for the shard that replaces it if it dies (vacateOrphans). With Redis the survivors' brokers do.
+  const mirror = pusher && !bridge ? (e: ChannelLifecycle): void => void (pusher.watches(e.ch) && task.control.postMessage({ type: 'lifecycle', e } satisfies ShardEvent)) : undefined;
+  observer = pusher && mirror ? (e) => (pusher.observe(e), mirror(e)) : pusher?.observe;
   if (observer) for (const e of early!) observer(e);
   early = undefined;
   app.any(

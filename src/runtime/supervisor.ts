@@ -17,6 +17,7 @@ import { Hub } from './hub.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { createMeshLayout, MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
 import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js';
+import type { ChannelLifecycle } from '../actors/channel-actor.js';
 import { SharedStats } from './stats.js';
 import { allocRunningCode, runningCode } from './running-code.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
@@ -44,9 +45,28 @@ interface ShardSlot {
   /** When the shard's last tick before it got stuck was (epoch ms); 0 while it is not stuck. */
   stuckSince: number;
   restarts: number;
+  /**
+   * The webhook-watched channels this slot's shard has occupied, with their members (ShardEvent
+   * 'lifecycle'): kept across its restarts, handed to a replacement as its orphans.
+   */
+  occupied: Map<string, Set<string>>;
 }
 
 const START_TIMEOUT_MS = 30_000;
+
+/** Keeps a shard's occupied channels and their members up to date with one of its lifecycle events. */
+function trackLifecycle(occupied: Map<string, Set<string>>, e: ChannelLifecycle): void {
+  if (!('user' in e)) {
+    if (e.t === 'vacated') occupied.delete(e.ch);
+    else if (!occupied.has(e.ch)) occupied.set(e.ch, new Set());
+  } else if (e.t === 'member_added') {
+    let members = occupied.get(e.ch);
+    if (!members) occupied.set(e.ch, (members = new Set()));
+    members.add(e.user);
+  } else {
+    occupied.get(e.ch)?.delete(e.user);
+  }
+}
 /** How often the supervisor looks for stuck shards (--stuck-shard-timeout). */
 const STUCK_CHECK_MS = 500;
 /** Least time shutdown gives shards to tell their clients to reconnect, after the drain. */
@@ -150,7 +170,7 @@ export class Supervisor {
     this.metrics = new Metrics(Metrics.alloc(config.workers + 1), config.workers + 1, config.workers);
     // The main thread's own writes (in-memory clients, restarts) go to its block of this host.
     bindThreadMetrics(this.metrics);
-    this.slots = Array.from({ length: config.workers }, () => ({ restarts: 0, stuckSince: 0 }));
+    this.slots = Array.from({ length: config.workers }, () => ({ restarts: 0, stuckSince: 0, occupied: new Map<string, Set<string>>() }));
     this.pusherApps = pusherAppCount(config);
     this.appConnections = AppConnections.alloc(this.pusherApps, config.workers);
     // The main thread is a mesh member too (index = workers), so in-process clients and server-side
@@ -270,6 +290,7 @@ export class Supervisor {
       port: this.port,
       control: port2,
       replacement: slot.restarts > 0,
+      orphans: slot.restarts > 0 ? [...slot.occupied].map(([ch, members]) => ({ ch, members: [...members] })) : undefined,
       actorModules: this.config.actors ? compiledModules(this.config.actors) : undefined,
       runningCode: this.runningCode,
     };
@@ -286,6 +307,7 @@ export class Supervisor {
     }
     slot.worker = worker;
     let error: Error | null = null;
+    let dying = false;
     worker.on('error', (err) => (error ??= err));
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`shard ${i} did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
@@ -300,7 +322,12 @@ export class Supervisor {
         } else if (e.type === 'fatal') {
           clearTimeout(timer);
           reject(new Error(e.message));
+        } else if (e.type === 'lifecycle') {
+          // What a crashing shard's teardown decides (its sockets closing) never leaves it: its webhook
+          // queue dies with the thread. Left as it was, so the replacement reports those channels.
+          if (!dying) trackLifecycle(slot.occupied, e.e);
         } else if (e.type === 'crashing') {
+          dying = true;
           error = new Error(e.message);
           // Stop handing it sockets now, before its app closes.
           this.detach(i);

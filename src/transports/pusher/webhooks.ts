@@ -91,6 +91,8 @@ class Endpoint {
 export interface Webhooks {
   hooks: PusherHooks;
   observe(e: ChannelLifecycle): void;
+  /** Whether `observe` reports this channel's lifecycle to some endpoint (an app's channel, not hidden). */
+  watches(ch: string): boolean;
   /**
    * On a graceful stop: sends what is still gathered at once and waits (at most `ms`) for those POSTs,
    * so the vacated/member_removed events of the subscribers this host drops still leave.
@@ -114,6 +116,11 @@ export function startWebhooks(gw: PusherGateway): Webhooks | undefined {
       const all = [...byApp.values()].flat().map((ep) => ep.flush());
       await Promise.race([Promise.allSettled(all), new Promise((r) => (timer = setTimeout(r, ms)))]);
       clearTimeout(timer);
+    },
+    watches(ch) {
+      if (isHiddenChannel(ch)) return false;
+      const app = apps.ofChannel(ch);
+      return app !== undefined && byApp.has(app);
     },
     observe(e) {
       // The server's own channels (a user's online channel for watchlists) are not the app's channels.
