@@ -262,6 +262,8 @@ t.test('claim validation', async (tt) => {
   await rejects(tt, () => hs.verify(sign({ sub: true })), 'token_invalid_claims', /got a boolean/);
   await rejects(tt, () => hs.verify(sign({ sub: { id: 1 } })), 'token_invalid_claims');
   await rejects(tt, () => hs.verify(sign({ sub: ['1'] })), 'token_invalid_claims', /got an array/);
+  // Reserved for other Pusher apps' users (src/runtime/app-scope.ts).
+  await rejects(tt, () => hs.verify(sign({ sub: '42 @admin' })), 'token_invalid_claims', /may not contain " @"/);
   // JSON cannot carry Infinity, but 1e999 parses to it.
   await rejects(tt, () => hs.verify(hsRaw(b64({ alg: 'HS256' }), b64('{"sub":1e999}'))), 'token_invalid_claims');
 

@@ -147,6 +147,7 @@ async function laravel(t: Test): Promise<{ url: string; calls: AuthCall[] }> {
     if (call.cookie !== 'laravel_session=abc' || call.csrf !== 'csrf-123') return send(419, { message: 'CSRF token mismatch.' });
     if (call.channel === 'private-orders.5') return send(200, true);
     if (call.channel === 'presence-lobby') return send(200, { channel_data: { user_id: 10, user_info: { name: 'Lara' } } });
+    if (call.channel === 'presence-scoped') return send(200, { channel_data: { user_id: '10 @admin' } });
     return send(403, { message: 'This action is unauthorized.' });
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -175,6 +176,8 @@ t.test('auth endpoint: called with the client headers and handshake cookie, chan
   e.private('secret');
   t.match((await refused)[1], { code: 'forbidden', message: /refused private-secret \(HTTP 403\)/ }, 'backend refusal reaches the client');
   t.match(await sock.emitWithAck('subscribe', { channel: 'private-other', auth: { headers: {} } }), { ok: false, error: { code: 'auth_failed' } }, 'a backend error status (CSRF) is a clear error');
+  // A member id that spells another Pusher app's user (src/runtime/app-scope.ts) is not taken from the backend either.
+  t.match(await sock.emitWithAck('subscribe', { channel: 'presence-scoped', auth: { headers: { 'X-CSRF-TOKEN': 'csrf-123' } } }), { ok: false, error: { code: 'auth_failed', message: /may not contain " @"/ } }, 'channel_data.user_id with the app separator: refused');
 
   // no endpoint answer at all
   const dead = await startServer(t, { authEndpoint: 'http://127.0.0.1:9/broadcasting/auth' });

@@ -3,7 +3,8 @@
 // unsigned, expired and wrong signatures get 401 with Pusher's wording; apps are isolated.
 import t from 'tap';
 import { createHash, createHmac } from 'node:crypto';
-import { startServer, api, API_KEY } from './helpers/server.js';
+import { startServer, api, API_KEY, JWT_SECRET } from './helpers/server.js';
+import { signJwt } from 'rt-actors';
 import { TestClient } from './helpers/ws-client.js';
 import { APP, APP_B, connected, nextOn, pusherClient, pusherOptions, sdk, subscribed } from './helpers/pusher.js';
 
@@ -211,6 +212,15 @@ t.test("no app's credentials reach another app's users by spelling the app separ
   });
   a.signin();
   t.match(await closed, { code: 4009, message: /may not contain/ }, 'signing in as such an id: 4009');
+
+  // Nor do the native paths: the API key's user messages and kicks, a JWT's sub.
+  const byApi = await api(s.http, '/api/publish', { user: `42 @${APP_B.id}`, event: 'leak', data: {} });
+  t.match(byApi, { status: 400, body: { error: { code: 'bad_request', message: /"user": a user id may not contain/ } } }, '/api/publish to such a user: 400');
+  const kick = await api(s.http, `/api/users/42%20%40${APP_B.id}/disconnect`, {});
+  t.match(kick, { status: 400, body: { error: { message: /may not contain/ } } }, '/api/users/:id/disconnect of such a user: 400');
+  const jwt = signJwt({ sub: `42 @${APP_B.id}` }, { secret: JWT_SECRET });
+  const refused = await TestClient.connect(`${s.url}/ws?token=${jwt}`).then(() => null, (e: Error) => e.message);
+  t.match(refused, /HTTP 401/, 'a JWT whose sub is such an id: refused before the upgrade');
 
   const sentinel = nextOn(b.user as any, 'sentinel');
   await sdk(s.port, APP_B).sendToUser('42', 'sentinel', 1);

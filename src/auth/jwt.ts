@@ -6,6 +6,7 @@
  */
 import { createHmac, createPrivateKey, createPublicKey, createSecretKey, sign as cryptoSign, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type FlattenedJWSInput, type JWSHeaderParameters, type KeyInput } from 'jose';
+import { APP_SEPARATOR, USER_ID_SEPARATOR_RULE } from '../runtime/app-scope.js';
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
 
@@ -193,6 +194,7 @@ function validateClaims(claims: Record<string, unknown>): JwtClaims {
   } else {
     throw new JwtError('token_invalid_claims', `claim "sub" (user id) must be a string or a number, got ${describeKind(sub)}`);
   }
+  if ((claims.sub as string).includes(APP_SEPARATOR)) throw new JwtError('token_invalid_claims', `claim "sub" (user id): ${USER_ID_SEPARATOR_RULE}`);
 
   const channels = claims.channels;
   if (channels !== undefined) {

@@ -6,6 +6,12 @@
  */
 export const APP_SEPARATOR = ' @';
 
+/**
+ * Why a user id holding the separator is refused wherever one comes in (Pusher user data, a JWT's
+ * `sub`, the HTTP API's `user`): the default app's user `42 @admin` would be app admin's user 42.
+ */
+export const USER_ID_SEPARATOR_RULE = `a user id may not contain "${APP_SEPARATOR}"`;
+
 /** The app suffix of an internal channel name ('' for the default app's and every other transport's). */
 export function appSuffixOf(channel: string): string {
   const i = channel.indexOf(APP_SEPARATOR);

@@ -4,6 +4,7 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
+import { APP_SEPARATOR, USER_ID_SEPARATOR_RULE } from '../runtime/app-scope.js';
 import { assertChannel, assertDistinctChannels, assertEvent } from '../protocol/native.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { bridged } from '../bridge/setup.js';
@@ -80,6 +81,8 @@ function parsePublish(body: unknown, where = 'body'): PublishSpec {
     if ((typeof b.user !== 'string' && typeof b.user !== 'number') || String(b.user).length === 0 || String(b.user).length > 200) {
       throw new RtError('bad_request', `${where}: "user" must be a non-empty string or number`);
     }
+    // Another Pusher app's users are reached through that app's own HTTP API, with its credentials.
+    if (String(b.user).includes(APP_SEPARATOR)) throw new RtError('bad_request', `${where}: "user": ${USER_ID_SEPARATOR_RULE}`);
     return { user: String(b.user), event, data: b.data, socketId };
   }
   let channels: unknown[];
@@ -270,6 +273,7 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
     route(ctx, 1, true, async (c, req) => {
       const user = req.params[0]!;
       if (!user) throw new RtError('bad_request', 'user id is required');
+      if (user.includes(APP_SEPARATOR)) throw new RtError('bad_request', USER_ID_SEPARATOR_RULE);
       await c.hub.kick(user);
       return { ok: true };
     }),

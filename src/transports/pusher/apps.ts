@@ -83,7 +83,7 @@ export function internalUser(app: PusherApp, id: string): string | undefined {
   return id.includes(SEP) ? undefined : id + app.suffix;
 }
 
-export const USER_ID_SEPARATOR_RULE = `a user id may not contain "${SEP}"`;
+export { USER_ID_SEPARATOR_RULE } from '../../runtime/app-scope.js';
 
 /** The channel name a Pusher client of the channel's app knows. */
 export function externalName(internal: string): string {

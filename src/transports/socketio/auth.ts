@@ -6,6 +6,7 @@
 import { channelAllowed, type JwtClaims } from '../../auth/jwt.js';
 import { channelKind } from '../../auth/channels.js';
 import { RtError } from '../../errors.js';
+import { APP_SEPARATOR, USER_ID_SEPARATOR_RULE } from '../../runtime/app-scope.js';
 import type { ChannelIdentity, Client } from '../../runtime/client.js';
 import type { Handshake } from '../../actors/handlers.js';
 
@@ -143,5 +144,6 @@ async function callAuthEndpoint(url: string, client: Client, socketId: string, h
   if (channelKind(channel) === 'presence' && (user === undefined || user.length === 0 || user.length > 200)) {
     throw new RtError('auth_failed', `the auth endpoint authorized ${channel} without channel_data.user_id`, 502);
   }
+  if (user?.includes(APP_SEPARATOR)) throw new RtError('auth_failed', `the auth endpoint's channel_data.user_id for ${channel}: ${USER_ID_SEPARATOR_RULE}`, 502);
   return { user: user ?? client.user, info: member?.user_info, granted: true, issuedAt: Math.floor(Date.now() / 1000) };
 }
