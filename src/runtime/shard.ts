@@ -249,8 +249,11 @@ export async function runShard(task: ShardTask): Promise<void> {
   const pusher = await registerPusher(app, ctx);
   // One host: the supervisor keeps which watched channels this shard has occupied, and their members,
   // for the shard that replaces it if it dies (vacateOrphans). With Redis the survivors' brokers do.
-  const mirror = pusher && !bridge ? (e: ChannelLifecycle): void => void (pusher.watches(e.ch) && task.control.postMessage({ type: 'lifecycle', e } satisfies ShardEvent)) : undefined;
-  observer = pusher && mirror ? (e) => (pusher.observe(e), mirror(e)) : pusher?.observe;
+  if (pusher && !bridge) {
+    observer = (e) => {
+      if (pusher.observe(e)) task.control.postMessage({ type: 'lifecycle', e } satisfies ShardEvent);
+    };
+  } else observer = pusher?.observe;
   if (observer) for (const e of early!) observer(e);
   early = undefined;
   app.any(

@@ -19,7 +19,7 @@ export function checkPusherConfig(cfg: ServerConfig): void {
 }
 
 /** Registers the routes; returns the webhooks (observer of channel lifecycle, flush on stop), if any app has them. */
-export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Promise<Pick<Webhooks, 'observe' | 'flush' | 'watches'> | undefined> {
+export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Promise<Pick<Webhooks, 'observe' | 'flush'> | undefined> {
   const apps = new AppRegistry(resolveApps(ctx.config));
   if (!apps.enabled) return undefined;
   const gw = new PusherGateway(ctx, apps, new ActorRegistry(await loadActors(ctx.config.actors)));
@@ -27,5 +27,5 @@ export async function registerPusher(app: TemplatedApp, ctx: ThreadContext): Pro
   gw.hooks = webhooks?.hooks;
   registerPusherSocket(app, gw);
   registerPusherApi(app, gw);
-  return webhooks ? { observe: (e) => webhooks.observe(e), flush: (ms) => webhooks.flush(ms), watches: (ch) => webhooks.watches(ch) } : undefined;
+  return webhooks ? { observe: (e) => webhooks.observe(e), flush: (ms) => webhooks.flush(ms) } : undefined;
 }

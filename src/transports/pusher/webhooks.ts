@@ -90,9 +90,8 @@ class Endpoint {
 
 export interface Webhooks {
   hooks: PusherHooks;
-  observe(e: ChannelLifecycle): void;
-  /** Whether `observe` reports this channel's lifecycle to some endpoint (an app's channel, not hidden). */
-  watches(ch: string): boolean;
+  /** Reports a lifecycle event; true when the channel's app has webhooks (an app's channel, not hidden). */
+  observe(e: ChannelLifecycle): boolean;
   /**
    * On a graceful stop: sends what is still gathered at once and waits (at most `ms`) for those POSTs,
    * so the vacated/member_removed events of the subscribers this host drops still leave.
@@ -117,18 +116,15 @@ export function startWebhooks(gw: PusherGateway): Webhooks | undefined {
       await Promise.race([Promise.allSettled(all), new Promise((r) => (timer = setTimeout(r, ms)))]);
       clearTimeout(timer);
     },
-    watches(ch) {
-      if (isHiddenChannel(ch)) return false;
-      const app = apps.ofChannel(ch);
-      return app !== undefined && byApp.has(app);
-    },
     observe(e) {
       // The server's own channels (a user's online channel for watchlists) are not the app's channels.
-      if (isHiddenChannel(e.ch)) return;
+      if (isHiddenChannel(e.ch)) return false;
       const app = apps.ofChannel(e.ch);
+      if (!app || !byApp.has(app)) return false;
       const channel = externalName(e.ch);
-      if ('user' in e) emit(app, { name: e.t, channel, user_id: app ? externalUser(e.user, app) : e.user });
+      if ('user' in e) emit(app, { name: e.t, channel, user_id: externalUser(e.user, app) });
       else emit(app, { name: `channel_${e.t}`, channel });
+      return true;
     },
     hooks: {
       clientEvent(app, internal, event, data, client: PusherClient) {
