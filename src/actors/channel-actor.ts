@@ -409,11 +409,20 @@ export class ChannelActor {
       if (isThenable(verdict)) return verdict.then((v) => this.admit(conn, v, since, replay, data));
       return this.admit(conn, verdict, since, replay, data);
     }
-    if (this.kind !== 'public' && conn.granted !== this.name) {
-      if (!conn.user) throw new RtError('unauthorized', `channel ${this.name} needs authorization: connect with a token`, 401);
-      if (!channelAllowed(conn.grants, this.name)) throw new RtError('forbidden', `token for user ${conn.user} does not grant channel ${this.name}`, 403);
-    }
+    const refused = this.grantRefusal(conn);
+    if (refused) throw refused;
     return this.admit(conn, true, since, replay, data);
+  }
+
+  /**
+   * Why a channel without `authorize` does not admit `conn`: a private or presence channel its token's
+   * `channels` claim does not grant, unless the subscription was vouched for on its own (`granted`).
+   */
+  private grantRefusal(conn: ConnRef): RtError | undefined {
+    if (this.kind === 'public' || conn.granted === this.name) return undefined;
+    if (!conn.user) return new RtError('unauthorized', `channel ${this.name} needs authorization: connect with a token`, 401);
+    if (!channelAllowed(conn.grants, this.name)) return new RtError('forbidden', `token for user ${conn.user} does not grant channel ${this.name}`, 403);
+    return undefined;
   }
 
   /** Runs onJoin for a new subscriber before it is registered: a refusal or failure leaves nothing behind. */
@@ -521,9 +530,8 @@ export class ChannelActor {
   regrant(conn: ConnRef): void | Promise<void> {
     return this.mailbox.run(() => {
       const cur = this.subs.get(conn.id);
-      if (!cur || this.stopped || this.def.authorize || this.kind === 'public' || cur.granted === this.name) return;
-      if (conn.user !== undefined && channelAllowed(conn.grants, this.name)) return;
-      this.kick(conn.id, `the connection's new token does not grant ${this.name}`);
+      if (!cur || this.stopped || this.def.authorize || cur.granted === this.name) return;
+      if (this.grantRefusal(conn)) this.kick(conn.id, `the connection's new token does not grant ${this.name}`);
     }, false);
   }
 
