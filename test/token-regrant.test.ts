@@ -10,6 +10,7 @@ import { TestClient } from './helpers/ws-client.js';
 import { nextEvent, sioConnect } from './helpers/sio.js';
 import { randomBytes } from 'node:crypto';
 import { dropNamespace, machineRedis, startHost } from './helpers/redis.js';
+import { channelOwnedBy, clientOnShard } from './helpers/faults.js';
 
 const token = (sub: string, channels: string[]): string => signJwt({ sub, channels, exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
 const bearer = (tok: string) => ({ headers: { Authorization: `Bearer ${tok}` } });
@@ -51,6 +52,30 @@ t.test('native: a refreshed token that grants fewer channels ends those subscrip
   const again = await c.request({ op: 'subscribe', channel: 'private-b' });
   t.match(again, { ok: false, error: { code: 'forbidden' } }, 'subscribing again is refused with the new token');
   t.same((await api(s.http, '/api/channels/presence-room/users')).body, { users: [{ user_id: 'u2' }] }, 'u1 is no longer a presence member');
+});
+
+t.test('native: a refresh accepted while a subscribe is still on its way to the owner checks that subscription too', async (t) => {
+  const s = await startServer(t);
+  const c = await clientOnShard(`${s.url}/ws?token=${token('u1', ['private-a', 'private-race.*'])}`, 0, t);
+  t.equal((await c.request({ op: 'subscribe', channel: 'private-a' })).ok, true, 'subscribed to private-a');
+  const ch = channelOwnedBy('private-race.', 1, 2);
+  // Both frames in one TCP write: shard 0 reads them in one go, so it accepts the refresh while the
+  // subscribe waits for shard 1's answer (the owner admitted it with the old grants).
+  const order: string[] = [];
+  const sock = (c.ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+  sock.cork();
+  const sub = c.request({ op: 'subscribe', channel: ch }).then((r) => (order.push('subscribe'), r));
+  const auth = c.request({ op: 'auth', token: token('u1', ['private-a']) }).then((r) => (order.push('auth'), r));
+  sock.uncork();
+  t.match(await auth, { ok: true, user: 'u1' }, 'the fresh token is accepted');
+  t.equal((await sub).ok, true, 'the subscribe was admitted with the old token');
+  t.same(order, ['auth', 'subscribe'], 'the refresh was accepted before the subscribe was answered (the race this test is about)');
+  const kicked = await c.next((f) => f.op === 'kicked' && f.channel === ch);
+  t.match(kicked.reason, new RegExp(`does not grant ${ch.replace('.', '\\.')}`), 'then kicked from it, saying why');
+  await publish(s.http, ch, { n: 'lost' });
+  await publish(s.http, 'private-a', { n: 'sentinel' });
+  await c.next((f) => f.op === 'message' && f.channel === 'private-a' && f.data.n === 'sentinel');
+  t.equal(c.messages(ch).length, 0, 'nothing from the channel the fresh token does not grant');
 });
 
 t.test('native: a refreshed token with the same grants keeps every subscription', async (t) => {

@@ -130,6 +130,17 @@ export class ActorHost {
 
   /** A subscriber authenticated again: see ChannelActor.regrant. Never throws, as unsubscribe. */
   regrant(ch: string, conn: ConnRef): void {
+    // After a restart a subscribe may still be waiting for the replay (handle, 'sub'); the check must
+    // come after it, as the notice came after the request.
+    if (this.replayDone && !this.env.broker) {
+      const after = channelKind(ch) === 'presence' ? this.heldSubscribes : this.replayDone.promise;
+      void after.then(() => this.regrantNow(ch, conn));
+      return;
+    }
+    this.regrantNow(ch, conn);
+  }
+
+  private regrantNow(ch: string, conn: ConnRef): void {
     const a = this.actors.get(ch);
     if (a) void Promise.resolve(a.regrant(conn)).catch((err) => threadLogger().error(`actor ${ch}: checking a fresh token's grants failed`, err, { event: 'actor.error', channel: ch }));
   }

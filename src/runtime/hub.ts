@@ -339,11 +339,16 @@ export class Hub {
    * private or presence channel that token's `channels` claim admitted the connection to is checked
    * against the new claim by its owner, which kicks the connection from those it no longer grants.
    * Subscriptions a subscribe token or the auth endpoint vouched for are not the connection token's.
+   * A subscribe still on its way is asked too: the owner admitted it with the old grants, and the notice
+   * reaches the owner after the request (one ring, in order), so it finds the subscriber it must check.
    */
   regrant(client: Client): void {
-    for (const ch of client.channels) {
-      if (client.hidden?.has(ch) || client.channelIdentity?.has(ch) || channelKind(ch) === 'public') continue;
-      this.mesh.notify(this.ownerOf(ch), { t: 'regrant', ch, conn: client.connRef(ch) });
+    for (const set of [client.channels, client.pendingChannels]) {
+      if (!set) continue;
+      for (const ch of set) {
+        if (client.hidden?.has(ch) || client.channelIdentity?.has(ch) || channelKind(ch) === 'public') continue;
+        this.mesh.notify(this.ownerOf(ch), { t: 'regrant', ch, conn: client.connRef(ch) });
+      }
     }
   }
 
