@@ -2,36 +2,16 @@
 // laravel-echo behind a TCP "load balancer" that sends reconnects to another host, or to a restarted
 // one. The client gets what was published while it was away, in order, once, with `recovered === true`.
 import t from 'tap';
-import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
 import Echo from 'laravel-echo';
 import { api } from './helpers/server.js';
 import { dropNamespace, machineRedis, startHost, until, type Host } from './helpers/redis.js';
+import { balancer } from './helpers/balancer.js';
 
 const ns = `rt-test-${randomBytes(4).toString('hex')}`;
 const redis = await machineRedis(t);
 t.teardown(() => dropNamespace(redis.port, ns));
-
-/** A TCP proxy whose target can be switched: what a load balancer does when a host goes away. */
-async function balancer(t: { teardown(fn: () => unknown): void }, target: number): Promise<{ port: number; to(port: number): void }> {
-  let to = target;
-  const socks = new Set<net.Socket>();
-  const server = net.createServer((c) => {
-    const up = net.connect(to, '127.0.0.1');
-    socks.add(c).add(up);
-    c.pipe(up).pipe(c);
-    const end = () => (c.destroy(), up.destroy(), socks.delete(c), socks.delete(up));
-    c.on('error', end).on('close', end);
-    up.on('error', end).on('close', end);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => {
-    for (const s of socks) s.destroy();
-    server.close();
-  });
-  return { port: (server.address() as net.AddressInfo).port, to: (p) => (to = p) };
-}
 
 const publish = (h: Host, channel: string, data: unknown, event = 'seq') => api(h.http, '/api/publish', { channel, event, data });
 

@@ -145,10 +145,10 @@ export class ActorHost {
     if (a) void Promise.resolve(a.regrant(conn)).catch((err) => threadLogger().error(`actor ${ch}: checking a fresh token's grants failed`, err, { event: 'actor.error', channel: ch }));
   }
 
-  /** Never throws: onLeave failures are logged (and counted) by the actor. */
-  unsubscribe(ch: string, connId: string): void {
+  /** Never throws: onLeave failures are logged (and counted) by the actor. `graceMs`: see ChannelActor.unsubscribe. */
+  unsubscribe(ch: string, connId: string, graceMs?: number): void {
     const a = this.actors.get(ch);
-    if (a) void Promise.resolve(a.unsubscribe(connId)).catch((err) => threadLogger().error(`actor ${ch}: onLeave failed`, err, { event: 'actor.error', channel: ch }));
+    if (a) void Promise.resolve(a.unsubscribe(connId, graceMs)).catch((err) => threadLogger().error(`actor ${ch}: onLeave failed`, err, { event: 'actor.error', channel: ch }));
   }
 
   dropThread(thread: number): void {

@@ -101,7 +101,8 @@ export interface ActorEnv {
 
 export type ChannelLifecycle = { t: 'occupied' | 'vacated'; ch: string } | { t: 'member_added' | 'member_removed'; ch: string; user: string };
 
-interface MemberEntry { info: unknown; conns: number }
+/** `leaving`: the member's last connection dropped and it may come back (see removeSub's `graceMs`). */
+interface MemberEntry { info: unknown; conns: number; leaving?: ReturnType<typeof setTimeout> }
 
 /**
  * A publish whose offset the broker assigns later. Returned through the mailbox as a plain object so
@@ -136,6 +137,8 @@ export class ChannelActor {
   private readonly subs = new Map<string, ConnRef>();
   private readonly perThread: number[];
   private readonly members = new Map<string, MemberEntry>();
+  /** Members in their grace (MemberEntry.leaving): the actor is not idle while one may still leave. */
+  private lingering = 0;
   private readonly mailbox: Mailbox;
   private readonly ctx: ActorContext<unknown>;
   private readonly clock: Clock;
@@ -268,7 +271,7 @@ export class ChannelActor {
 
   /** No subscribers, nothing queued, no timer or task pending and no history worth keeping: the host may drop it. */
   idle(now: number): boolean {
-    return this.subs.size === 0 && !this.bridged && this.mailbox.idle && this.timers.size === 0 && this.computing === 0 && this.history.expired(now) && now - this.lastActivity > 1000;
+    return this.subs.size === 0 && this.lingering === 0 && !this.bridged && this.mailbox.idle && this.timers.size === 0 && this.computing === 0 && this.history.expired(now) && now - this.lastActivity > 1000;
   }
 
   private log(msg: string, err?: unknown, fields?: Record<string, unknown>): void {
@@ -313,6 +316,8 @@ export class ChannelActor {
   /** Stops the actor for good: timers cleared, then onStop (with its deadline). Never throws. */
   async stop(reason: StopReason = 'idle'): Promise<void> {
     if (this.stopped) return;
+    // Members still in their grace leave now: nothing would announce it once the actor is gone.
+    for (const [user, e] of this.members) if (e.leaving) this.memberGone(user);
     this.stopped = true;
     this.timers.clear(true);
     this.counter?.stop();
@@ -497,6 +502,7 @@ export class ChannelActor {
     const e = this.members.get(user);
     if (e) {
       e.conns++;
+      this.stayed(e);
       return;
     }
     this.members.set(user, { info: conn.info, conns: 1 });
@@ -517,8 +523,13 @@ export class ChannelActor {
 
   // ——— unsubscribe ———
 
-  unsubscribe(connId: string): void | Promise<void> {
-    return this.mailbox.run(() => this.doUnsubscribe(connId), false);
+  /**
+   * `graceMs`: the connection dropped and its client may come back (Socket.IO recovery); a presence
+   * member it was the last connection of stays that long before the others see it leave, and one back
+   * in time is neither announced gone nor joined again.
+   */
+  unsubscribe(connId: string, graceMs = 0): void | Promise<void> {
+    return this.mailbox.run(() => this.doUnsubscribe(connId, graceMs), false);
   }
 
   /**
@@ -536,10 +547,10 @@ export class ChannelActor {
   }
 
   /** Never throws: a leave always happens; a failing onLeave is logged (and counted) by invoke. */
-  private doUnsubscribe(connId: string): void | Promise<void> {
+  private doUnsubscribe(connId: string, graceMs = 0): void | Promise<void> {
     const conn = this.subs.get(connId);
     if (!conn) return;
-    this.removeSub(conn);
+    this.removeSub(conn, graceMs);
     if (!this.def.onLeave) return;
     try {
       const r = this.invoke('onLeave', (ctx) => this.def.onLeave!(ctx, subscriberOf(conn)));
@@ -549,7 +560,7 @@ export class ChannelActor {
     }
   }
 
-  private removeSub(conn: ConnRef): void {
+  private removeSub(conn: ConnRef, graceMs = 0): void {
     const connId = conn.id;
     this.lastActivity = Date.now();
     this.subs.delete(connId);
@@ -558,11 +569,12 @@ export class ChannelActor {
     if (this.isMember(conn) && conn.user) {
       const e = this.members.get(conn.user);
       if (e && --e.conns === 0) {
-        this.members.delete(conn.user);
         const user = conn.user;
-        // With a broker the leave is announced by Redis, and only when this was the user's last host.
-        if (broker) void this.op(() => broker.leave(this.name, user)).catch((err) => this.log(`presence leave of ${user} not recorded`, err));
-        else this.memberLeft(e.info === undefined ? { user_id: user } : { user_id: user, user_info: e.info });
+        if (graceMs > 0 && !this.stopped) {
+          this.lingering++;
+          e.leaving = setTimeout(() => void this.mailbox.run(() => this.memberGone(user), false), graceMs);
+          e.leaving.unref?.();
+        } else this.memberGone(user);
       }
     }
     if (!broker && this.subs.size === 0) this.env.observe?.({ t: 'vacated', ch: this.name });
@@ -576,6 +588,29 @@ export class ChannelActor {
   }
 
   /** Announces a member's departure (one host: no broker decides it). */
+  /** The member's last connection is gone for good (at once, or when its grace ran out). */
+  private memberGone(user: string): void {
+    const e = this.members.get(user);
+    if (!e || e.conns > 0) return;
+    if (e.leaving) {
+      clearTimeout(e.leaving);
+      this.lingering--;
+    }
+    this.members.delete(user);
+    const broker = this.env.broker;
+    // With a broker the leave is announced by Redis, and only when this was the user's last host.
+    if (broker) void this.op(() => broker.leave(this.name, user)).catch((err) => this.log(`presence leave of ${user} not recorded`, err));
+    else this.memberLeft(e.info === undefined ? { user_id: user } : { user_id: user, user_info: e.info });
+  }
+
+  /** A member in its grace (see memberGone) came back: it never left. */
+  private stayed(e: MemberEntry): void {
+    if (!e.leaving) return;
+    clearTimeout(e.leaving);
+    e.leaving = undefined;
+    this.lingering--;
+  }
+
   private memberLeft(m: Member): void {
     this.ghosts.memberLeft(m.user_id);
     this.presenceToThreads('leave!', m);
@@ -783,8 +818,10 @@ export class ChannelActor {
       this.perThread[thread]!++;
       if (this.isMember(conn)) {
         const e = this.members.get(conn.user!);
-        if (e) e.conns++;
-        else this.members.set(conn.user!, { info: conn.info, conns: 1 });
+        if (e) {
+          e.conns++;
+          this.stayed(e);
+        } else this.members.set(conn.user!, { info: conn.info, conns: 1 });
       }
     }
     if (this.kind === 'presence') result.info = conn.info;

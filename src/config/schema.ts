@@ -148,6 +148,8 @@ export interface ServerConfig {
   socketioAuthToken: 'auto' | 'jwt' | 'off';
   /** Connection state recovery: seconds a disconnected Socket.IO client may take to come back and get what it missed (0 = off). */
   socketioRecovery: number;
+  /** Seconds a presence member whose Socket.IO connection dropped (recoverably) stays before it leaves; capped by socketioRecovery. */
+  socketioPresenceGrace: number;
   /** Path of a raw Engine.IO endpoint that echoes every message (for protocol conformance tests); empty = off. */
   engineioEchoPath: string;
   // SSE and long-polling
@@ -262,6 +264,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'socketioConnectTimeout', type: 'duration', default: 45, min: 0.05, max: 3600, doc: 'Socket.IO: time a new session may take to join a namespace before it is closed, e.g. \'45s\'' },
   { key: 'socketioAuthToken', type: 'enum', default: 'auto', choices: ['auto', 'jwt', 'off'], doc: 'Socket.IO CONNECT auth.token: auto = verified as a JWT when it looks like one and a JWT secret/key is set, else passed to handlers untouched; jwt = always verified; off = never read' },
   { key: 'socketioRecovery', type: 'duration', default: 120, min: 0, max: 86400, doc: 'Socket.IO connection state recovery window: a client back within it gets what it missed and its channels (0 = off)' },
+  { key: 'socketioPresenceGrace', type: 'duration', default: 15, min: 0, max: 86400, doc: 'Socket.IO: a presence member whose connection dropped stays this long (at most the recovery window) before the others see it leave; recovered in time, nobody sees it leave or join again (0 = at once)' },
   { key: 'engineioEchoPath', type: 'string', default: '', doc: "raw Engine.IO endpoint echoing every message, for protocol conformance tests, e.g. '/engine.io/' (empty = off)" },
   // SSE and long-polling
   { key: 'transports', type: 'list', default: ['ws', 'sse', 'polling'], choices: ['ws', 'sse', 'polling'], doc: "native transports served: any of ws, sse, polling, e.g. 'sse,polling' where WebSockets must stay off" },

@@ -65,6 +65,11 @@ export abstract class Client {
    * --max-channels-per-connection.
    */
   subscribeData?: Map<string, unknown>;
+  /**
+   * Set when the connection ends in a way its client may come back from (a Socket.IO session saved for
+   * recovery): its presence memberships stay this long (ms) before the others see it leave.
+   */
+  presenceGraceMs?: number;
 
   constructor(id: string, transport: string, codec: WireCodec) {
     this.id = id;

@@ -289,7 +289,10 @@ export class Hub {
       this.local.delete(channel);
       this.presenceSeen?.drop(channel);
     }
-    if (tellOwner) this.mesh.notify(this.ownerOf(channel), { t: 'unsub', ch: channel, conn: client.connRef() });
+    if (!tellOwner) return;
+    const notice: Extract<Notice, { t: 'unsub' }> = { t: 'unsub', ch: channel, conn: client.connRef() };
+    if (client.presenceGraceMs && channelKind(channel) === 'presence') notice.g = client.presenceGraceMs;
+    this.mesh.notify(this.ownerOf(channel), notice);
   }
 
   /**

@@ -49,7 +49,7 @@ export type PublishSource = 'api' | 'client' | 'server' | 'redis';
 
 /** One-way messages. */
 export type Notice =
-  | { t: 'unsub'; ch: string; conn: ConnRef }
+  | { t: 'unsub'; ch: string; conn: ConnRef; g?: number }
   /** The connection authenticated again (a fresh token): its owner checks the subscription against the new grants. */
   | { t: 'regrant'; ch: string; conn: ConnRef }
   /** A publication for the receiving thread's local subscribers of `pub.channel`; `ex` excludes a socket id. */

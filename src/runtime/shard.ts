@@ -191,7 +191,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     bridge: bridge?.hub,
     ownerRequest: (_from, req) => host.handle(req),
     ownerNotice: (from, n) => {
-      if (n.t === 'unsub') host.unsubscribe(n.ch, n.conn.id);
+      if (n.t === 'unsub') host.unsubscribe(n.ch, n.conn.id, n.g);
       else if (n.t === 'regrant') host.regrant(n.ch, n.conn);
       else if (n.t === 'restarted') {
         host.dropThread(n.peer);

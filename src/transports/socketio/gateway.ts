@@ -42,6 +42,8 @@ export interface GatewayOptions {
   ackTimeout: number;
   /** Connection state recovery window (ms); 0 turns recovery off. */
   recoveryMs: number;
+  /** How long a presence member of a socket saved for recovery stays before it leaves (ms; 0 = at once). */
+  presenceGraceMs: number;
 }
 
 type Ack = (args: unknown[]) => void;
@@ -404,7 +406,11 @@ export class SioConnection implements SessionListener {
     }
     const recovery = this.gw.recovery;
     for (const s of [...this.sockets.values()]) {
-      if (recovery && s.pid && !UNRECOVERABLE.has(reason)) recovery.save(s.saved(recovery));
+      if (recovery && s.pid && !UNRECOVERABLE.has(reason)) {
+        recovery.save(s.saved(recovery));
+        // Its client may be back within the window: the others should not see it leave and join again.
+        s.presenceGraceMs = this.gw.opts.presenceGraceMs;
+      }
       s.teardown(reason, true);
     }
     this.sockets.clear();
@@ -781,6 +787,8 @@ export class SioClient extends Client {
     this.handOver = () => {
       const rec = this.saved(recovery);
       this.pid = undefined;
+      // The taking connection is the same member, back at once: the others see nothing.
+      this.presenceGraceMs = this.conn.gw.opts.presenceGraceMs;
       if (this.conn.sockets.get(this.nsp) === this) this.leave('taken over by a recovering connection', false);
       if (this.conn.sockets.size === 0) this.conn.session.close('taken over by a recovering connection');
       return rec;

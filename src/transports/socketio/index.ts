@@ -57,6 +57,7 @@ export async function registerSocketIo(app: TemplatedApp, ctx: ThreadContext): P
     connectTimeout: Math.round(cfg.socketioConnectTimeout * 1000),
     ackTimeout: 10_000,
     recoveryMs: Math.round(cfg.socketioRecovery * 1000),
+    presenceGraceMs: Math.round(Math.min(cfg.socketioPresenceGrace, cfg.socketioRecovery) * 1000),
   });
   const engineOpts: EngineOptions = {
       path: SOCKETIO_PATH,

@@ -1,0 +1,119 @@
+// A presence member whose Socket.IO connection drops — a network failure, not a goodbye — stays in the
+// channel for --socketio-presence-grace (default 15 s, at most the recovery window): a client that
+// recovers its session within it is neither seen leaving nor joining again by the other members; one
+// that does not come back leaves when the grace runs out; one that disconnects itself leaves at once
+// (sooner than the default grace: the test waits 5 s for it).
+// Before, every recovered reconnect showed the others a leave and a join.
+import t from 'tap';
+import { io, type Socket } from 'socket.io-client';
+import { signJwt } from 'rt-actors';
+import { api, JWT_SECRET, startServer } from './helpers/server.js';
+import { nextEvent, sioConnect } from './helpers/sio.js';
+import { until } from './helpers/redis.js';
+
+const token = (sub: string): string => signJwt({ sub, channels: ['presence-room'], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
+const ROOM = 'presence-room';
+
+/** An observer that records every presence event of the room, in order. */
+async function observer(t: Parameters<typeof sioConnect>[0], url: string): Promise<{ s: Socket; events: string[] }> {
+  const s = await sioConnect(t, url, { transports: ['websocket'], auth: { token: token('watcher') } });
+  const events: string[] = [];
+  s.on('presence:joining', (_ch: string, m: { user_id: string }) => events.push(`join ${m.user_id}`));
+  s.on('presence:leaving', (_ch: string, m: { user_id: string }) => events.push(`leave ${m.user_id}`));
+  t.same(await s.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'the observer is in the room');
+  return { s, events };
+}
+
+/** Loses the WebSocket's TCP connection under the client, as a network failure does. */
+function cut(c: Socket): void {
+  (c.io.engine as unknown as { transport: { ws: { _socket: { destroy(): void } } } }).transport.ws._socket.destroy();
+}
+
+async function member(t: { teardown(fn: () => unknown): void }, url: string, user: string, reconnection: boolean): Promise<Socket> {
+  const c = io(url, { forceNew: true, transports: ['websocket'], reconnection, reconnectionDelay: 50, reconnectionDelayMax: 200, timeout: 5000, auth: { token: token(user) } });
+  t.teardown(() => c.close());
+  await new Promise<void>((resolve, reject) => (c.once('connect', () => resolve()), c.once('connect_error', reject)));
+  return c;
+}
+
+const users = async (http: string): Promise<string[]> => ((await api(http, `/api/channels/${ROOM}/users`)).body.users as { user_id: string }[]).map((u) => u.user_id).sort();
+
+t.test('a member whose connection drops and is recovered is neither seen leaving nor joining again', async (t) => {
+  const s = await startServer(t, { socketioPingInterval: '300ms', socketioPingTimeout: '300ms' });
+  const o = await observer(t, s.http);
+  const c = await member(t, s.http, 'u1', true);
+  const joined = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
+  t.same(await c.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u1 subscribed');
+  await joined;
+
+  const back = new Promise<void>((resolve) => c.once('connect', () => resolve()));
+  cut(c);
+  await back;
+  t.equal(c.recovered, true, 'the session was recovered');
+  // A later member's join is the sentinel: the room's presence events reach the observer in order.
+  const late = await member(t, s.http, 'u3', false);
+  const sentinel = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u3');
+  t.same(await late.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u3 subscribed');
+  await sentinel;
+  t.same(o.events, ['join u1', 'join u3'], 'the observer saw u1 join once and never leave');
+  t.same(await users(s.http), ['u1', 'u3', 'watcher'], 'u1 is a member');
+
+  // The recovered socket is the member now: when it says goodbye, u1 leaves at once.
+  const left = nextEvent(o.s, 'presence:leaving', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
+  c.disconnect();
+  await left;
+  t.same(await users(s.http), ['u3', 'watcher'], 'u1 left');
+});
+
+t.test('a polling member back before the server noticed it was gone takes its session over without a leave', async (t) => {
+  const s = await startServer(t);
+  const o = await observer(t, s.http);
+  const c = io(s.http, { forceNew: true, transports: ['polling'], reconnectionDelay: 50, reconnectionDelayMax: 200, timeout: 5000, auth: { token: token('u1') } });
+  t.teardown(() => c.close());
+  await new Promise<void>((resolve, reject) => (c.once('connect', () => resolve()), c.once('connect_error', reject)));
+  const joined = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
+  t.same(await c.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u1 subscribed');
+  await joined;
+  // The client drops its transport without telling the server (no close packet; pings every 25 s).
+  const transport = c.io.engine.transport as unknown as { doClose(): void };
+  transport.doClose = () => {};
+  const back = new Promise<void>((resolve) => c.once('connect', () => resolve()));
+  c.io.engine.close();
+  await back;
+  t.equal(c.recovered, true, 'the session was taken over');
+  const late = await member(t, s.http, 'u3', false);
+  const sentinel = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u3');
+  t.same(await late.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u3 subscribed');
+  await sentinel;
+  t.same(o.events, ['join u1', 'join u3'], 'the observer saw u1 join once and never leave');
+});
+
+t.test('a member that does not come back leaves when its grace runs out', async (t) => {
+  const s = await startServer(t, { socketioPingInterval: '300ms', socketioPingTimeout: '300ms', socketioPresenceGrace: '3s' });
+  const o = await observer(t, s.http);
+  const c = await member(t, s.http, 'u1', false);
+  const joined = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
+  t.same(await c.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u1 subscribed');
+  await joined;
+
+  const left = nextEvent(o.s, 'presence:leaving', (_ch: string, m: { user_id: string }) => m.user_id === 'u1', 10_000);
+  cut(c);
+  // The server has ended the socket (the room counts one subscriber) while u1 is still a member.
+  await until('the dropped socket is unsubscribed', async () => (await api(s.http, `/api/channels/${ROOM}`)).body.subscribers === 1);
+  const during = await users(s.http);
+  await left;
+  t.same(during, ['u1', 'watcher'], 'u1 stayed a member during its grace');
+  t.same(await users(s.http), ['watcher'], 'then left');
+  t.same(o.events, ['join u1', 'leave u1'], 'the observer saw one leave');
+});
+
+t.test('--socketio-presence-grace=0: a dropped member leaves at once', async (t) => {
+  const s = await startServer(t, { socketioPingInterval: '300ms', socketioPingTimeout: '300ms', socketioPresenceGrace: 0 });
+  const o = await observer(t, s.http);
+  const c = await member(t, s.http, 'u1', false);
+  t.same(await c.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u1 subscribed');
+  const left = nextEvent(o.s, 'presence:leaving', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
+  cut(c);
+  await left;
+  t.same(await users(s.http), ['watcher'], 'u1 left');
+});
