@@ -124,3 +124,32 @@ t.test('client events: at most maxEventPayload bytes of data, counted exactly, t
   t.equal((await peer.raw.event('client-object')).data.length, limit, 'an object whose JSON is exactly the limit is relayed');
   t.notOk(peer.raw.frames.some((f) => f.event === 'client-refused'), 'nothing refused reached the peer');
 });
+
+t.test('a signature as long as a real one in characters but not in bytes is refused, and the shard carries on', async (t) => {
+  const s = await startServer(t, pusherOptions({ workers: 1 }));
+  const backend = sdk(s.port);
+  // A bystander on the same (only) shard: it must keep its connection through all of this.
+  const bystander = await rawSocket(t, s.url);
+  bystander.raw.send({ event: 'pusher:subscribe', data: { channel: 'news' } });
+  await bystander.raw.next(succeeded('news'));
+  const wide = `${APP.key}:${'é'.repeat(64)}`; // 64 characters, 128 bytes: a SHA-256 hex digest is 64 bytes
+
+  const sub = await rawSocket(t, s.url);
+  sub.raw.send({ event: 'pusher:subscribe', data: { channel: 'private-wide', auth: wide } });
+  const err = await sub.raw.event('pusher:subscription_error');
+  t.equal(err.data.status, 401, 'subscribe: 401 subscription_error');
+  t.match(err.data.error, /Invalid signature/);
+
+  const api = await fetch(`${s.http}/apps/${APP.id}/channels?auth_key=${APP.key}&auth_timestamp=${Math.floor(Date.now() / 1000)}&auth_version=1.0&auth_signature=${encodeURIComponent('é'.repeat(64))}`);
+  t.equal(api.status, 401, 'HTTP API: 401');
+  t.match(await api.text(), /Invalid signature/);
+
+  const signin = await rawSocket(t, s.url);
+  signin.raw.send({ event: 'pusher:signin', data: { user_data: '{"id":"x"}', auth: wide } });
+  t.equal((await signin.raw.waitClose()).code, 4009, 'sign-in: closed with 4009');
+
+  // The sentinel: a publication reaches the bystander, which was never told to reconnect.
+  await backend.trigger('news', 'still-here', { n: 1 });
+  t.same(JSON.parse((await bystander.raw.event('still-here')).data), { n: 1 }, 'the bystander is still connected and served');
+  t.notOk(bystander.raw.frames.some((f) => f.event === 'pusher:error'), 'and was sent no error');
+});

@@ -5,7 +5,7 @@
  */
 import crypto from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
-import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocketBehavior } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket as UwsSocket, WebSocketBehavior } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { countRefusal } from '../runtime/instruments.js';
 import { clientAddress, forwardingHeader } from '../security/client-ip.js';
@@ -231,17 +231,18 @@ export function queryParam(query: string, name: string): string | undefined {
 }
 
 /**
- * A WebSocket behavior whose upgrade handler cannot take the process down: uWS aborts the whole
- * process (a C++ terminate, every shard with it) when JavaScript throws out of an upgrade handler. A
+ * A WebSocket behavior whose handlers cannot take the process or the shard down. uWS aborts the whole
+ * process (a C++ terminate, every shard with it) when JavaScript throws out of an upgrade handler: a
  * throw before the upgrade is answered with its status (a bug's 500 is logged); after it, or on an
- * aborted request, there is nobody left to answer.
+ * aborted request, there is nobody left to answer. A throw out of a message handler would end the
+ * shard with every connection on it: it is logged and ends that one socket (1011), whose state the
+ * handler may have left half-changed.
  */
-export function guardUpgrade<T>(behavior: WebSocketBehavior<T>): WebSocketBehavior<T> {
-  const upgrade = behavior.upgrade;
-  if (!upgrade) return behavior;
-  return {
-    ...behavior,
-    upgrade(res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
+export function guardBehavior<T>(behavior: WebSocketBehavior<T>): WebSocketBehavior<T> {
+  const { upgrade, message } = behavior;
+  const guarded: WebSocketBehavior<T> = { ...behavior };
+  if (upgrade) {
+    guarded.upgrade = function (res: HttpResponse, req: HttpRequest, context: us_socket_context_t) {
       try {
         upgrade.call(this, res, req, context);
       } catch (err) {
@@ -253,6 +254,21 @@ export function guardUpgrade<T>(behavior: WebSocketBehavior<T>): WebSocketBehavi
           /* already upgraded, answered or aborted */
         }
       }
-    },
-  };
+    };
+  }
+  if (message) {
+    guarded.message = function (ws: UwsSocket<T>, msg: ArrayBuffer, isBinary: boolean) {
+      try {
+        return message.call(this, ws, msg, isBinary);
+      } catch (err) {
+        threadLogger().error('WebSocket message handler failed; the socket is closed', err, { event: 'ws.handler_error' });
+        try {
+          ws.end(1011, 'internal error');
+        } catch {
+          /* already closed by the handler */
+        }
+      }
+    };
+  }
+  return guarded;
 }

@@ -10,7 +10,7 @@ import type { ThreadContext } from '../runtime/context.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { errorReply, handleFrame, type Reply } from './native-session.js';
 import type { JwtClaims } from '../auth/jwt.js';
-import { guardUpgrade, queryParam, sendError, sendJson, statusLine, track } from './http.js';
+import { guardBehavior, queryParam, sendError, sendJson, statusLine, track } from './http.js';
 import { getAndHead } from './head.js';
 import { corsHeaders, originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
@@ -198,7 +198,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     );
   });
 
-  app.ws<SocketData>('/ws', guardUpgrade({
+  app.ws<SocketData>('/ws', guardBehavior({
     // uWS drops a connection without a close frame past its own limit; give ourselves headroom so a
     // moderately oversized frame gets a proper 1009 close with a reason, and only absurd ones are cut.
     maxPayloadLength: config.maxPayload * 4,

@@ -13,7 +13,7 @@ import { originAllowed } from '../../security/origins.js';
 import { admissionError } from '../../security/admission.js';
 import { clientAddress, forwardingHeader } from '../../security/client-ip.js';
 import { MAX_RATE_STRIKES, rateRefusal, TokenBucket } from '../../security/token-bucket.js';
-import { guardUpgrade, pathParam, queryParam } from '../http.js';
+import { guardBehavior, pathParam, queryParam } from '../http.js';
 import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from '../slow-consumer.js';
 import { internalName, internalUser, USER_ID_SEPARATOR_RULE } from './apps.js';
 import { PusherClient, PusherClose, type PusherSocketData } from './client.js';
@@ -37,7 +37,7 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
   sweepSlowConsumers(ctx);
   const messagesIn = ctx.metrics.series('rt_messages_in_total', { transport: 'websocket', protocol: 'pusher' });
 
-  uapp.ws<PusherSocketData>('/app/:key', guardUpgrade({
+  uapp.ws<PusherSocketData>('/app/:key', guardBehavior({
     maxPayloadLength: config.maxPayload * 4,
     idleTimeout: config.idleTimeout,
     sendPingsAutomatically: true,

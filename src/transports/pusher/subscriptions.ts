@@ -71,7 +71,15 @@ export function subscribe(gw: PusherGateway, client: PusherClient, data: unknown
     return;
   }
   const internal = internalName(client.app, channel);
-  inOrder(client, internal, () => subscribeNow(gw, client, channel, internal, d));
+  inOrder(client, internal, () => {
+    try {
+      return subscribeNow(gw, client, channel, internal, d);
+    } catch (err) {
+      // A bug, logged by inOrder: the client still hears how its subscription ended.
+      if (!client.closed) subscriptionError(client, channel, 500, 'Internal error');
+      throw err;
+    }
+  });
 }
 
 export function unsubscribe(gw: PusherGateway, client: PusherClient, data: unknown): void {

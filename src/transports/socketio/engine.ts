@@ -17,7 +17,7 @@ import { decodeEioPacket, decodeEioPayload, EioError, openPacketData, type EioPa
 import type { Encoded } from '../../protocol/codecs.js';
 import { threadOfSocket } from '../../runtime/hash.js';
 import type { ThreadContext } from '../../runtime/context.js';
-import { guardUpgrade, readBody, statusLine, type ResponseState } from '../http.js';
+import { guardBehavior, readBody, statusLine, type ResponseState } from '../http.js';
 import { originAllowed } from '../../security/origins.js';
 import { admissionError } from '../../security/admission.js';
 import { clientAddress, forwardingHeader } from '../../security/client-ip.js';
@@ -821,7 +821,7 @@ export class Engine {
 
   private registerWs(app: TemplatedApp): void {
     const engine = this;
-    app.ws<WsData>(this.opts.path, guardUpgrade({
+    app.ws<WsData>(this.opts.path, guardBehavior({
       // uWS closes the connection itself on a larger frame, before buffering it.
       maxPayloadLength: this.opts.maxPayload,
       // Engine.IO's own ping/pong keeps the connection and detects dead peers.
