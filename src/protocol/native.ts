@@ -26,6 +26,21 @@ export type ClientFrame =
 
 export const CLIENT_OPS = ['auth', 'subscribe', 'unsubscribe', 'publish', 'presence', 'history', 'rpc', 'ping'] as const;
 
+/**
+ * The fields each op may carry besides `op` and `ref`. Anything else is refused rather than ignored:
+ * a misspelt `exclude_self` would echo a publication to its sender, as the HTTP API's `socket_id` would.
+ */
+const OP_FIELDS = new Map<string, readonly string[]>([
+  ['auth', ['token']],
+  ['subscribe', ['channel', 'since', 'data']],
+  ['unsubscribe', ['channel']],
+  ['publish', ['channel', 'event', 'data', 'exclude_self']],
+  ['presence', ['channel']],
+  ['history', ['channel', 'since', 'limit']],
+  ['rpc', ['event', 'data']],
+  ['ping', []],
+]);
+
 const MAX_NAME = 200;
 /** Channel names: printable ASCII without spaces or commas (commas separate names in SSE query strings). */
 const CHANNEL_RE = /^[A-Za-z0-9_\-=@.:;#$%&*+!~/?|^<>[\]{}()'"`\\]+$/;
@@ -136,6 +151,14 @@ export function validateClientFrame(obj: unknown): ClientFrame {
 }
 
 function validateOp(f: Record<string, unknown>, r: number | undefined): ClientFrame {
+  const fields = typeof f.op === 'string' ? OP_FIELDS.get(f.op) : undefined;
+  if (fields) {
+    for (const k in f) {
+      if (k === 'op' || k === 'ref' || fields.includes(k)) continue;
+      const name = JSON.stringify(k.slice(0, 64));
+      throw new RtError('bad_frame', `${f.op}: unknown field ${name}${didYouMean(k, fields)}; ${fields.length ? `its fields are ${fields.join(', ')}` : 'it has no fields'} (and op, ref)`);
+    }
+  }
   switch (f.op) {
     case 'auth':
       if (typeof f.token !== 'string' || f.token.length === 0) throw new RtError('bad_frame', 'auth needs a "token" string', 400);
@@ -146,6 +169,7 @@ function validateOp(f: Record<string, unknown>, r: number | undefined): ClientFr
       return { op: 'unsubscribe', ref: r, channel: assertChannel(f.channel) };
     case 'publish':
       if (!('data' in f)) throw new RtError('bad_frame', 'publish needs a "data" field');
+      if (f.exclude_self !== undefined && typeof f.exclude_self !== 'boolean') throw new RtError('bad_frame', '"exclude_self" must be true or false');
       return { op: 'publish', ref: r, channel: assertChannel(f.channel), event: assertEvent(f.event), data: f.data, exclude_self: f.exclude_self === true };
     case 'presence':
       return { op: 'presence', ref: r, channel: assertChannel(f.channel) };

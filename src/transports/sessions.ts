@@ -19,6 +19,7 @@ import { admissionError } from '../security/admission.js';
 import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../security/token-bucket.js';
 import { errorReply, handleFrame, type Reply } from './native-session.js';
 import { beginRequest, queryParam, readBody, sendError, sendJson, snapshot, track, type Req } from './http.js';
+import { payloadSize } from '../protocol/payload-size.js';
 
 /** What a poll answers: every frame after the acknowledged sequence number, and the number to ack next. */
 export interface PollResult {
@@ -149,7 +150,7 @@ export function runFrames(ctx: ThreadContext, client: Client & { bucket?: TokenB
       if (refused.strikes >= MAX_RATE_STRIKES) return client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
       continue;
     }
-    if (f.op === 'publish' && Buffer.byteLength(JSON.stringify(f)) > config.maxWhisperSize) {
+    if (f.op === 'publish' && payloadSize(f.data, config.maxWhisperSize) > config.maxWhisperSize) {
       send(errorReply(f.ref, new RtError('payload_too_large', `client publishes are limited to ${config.maxWhisperSize} bytes`, 413)));
       continue;
     }

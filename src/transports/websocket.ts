@@ -18,6 +18,7 @@ import { clientAddress, forwardingHeader } from '../security/client-ip.js';
 import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../security/token-bucket.js';
 import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from './slow-consumer.js';
 import { countRefusal } from '../runtime/instruments.js';
+import { payloadSize } from '../protocol/payload-size.js';
 
 interface SocketData {
   client?: WsClient;
@@ -140,7 +141,8 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
       if (refused.strikes >= MAX_RATE_STRIKES) client.disconnect(CloseCode.RATE_LIMITED, 'rate limit exceeded repeatedly', false);
       return;
     }
-    if (frame.op === 'publish' && message.byteLength > config.maxWhisperSize) {
+    // The frame's size bounds its payload's: only a frame over the limit needs its payload measured.
+    if (frame.op === 'publish' && message.byteLength > config.maxWhisperSize && payloadSize(frame.data, config.maxWhisperSize) > config.maxWhisperSize) {
       client.send(errorReply(frame.ref, new RtError('payload_too_large', `client publishes are limited to ${config.maxWhisperSize} bytes`, 413)));
       return;
     }

@@ -30,6 +30,7 @@ import type { Engine, EioSession, SessionListener, SessionOwner } from './engine
 import { eventEncoded, framesOf } from './codec.js';
 import { inChannelOrder } from '../channel-order.js';
 import { newPid, publicationOrder, receivedUpTo, Recovery, type ChannelTrack, type MissedSlice, type SavedChannel, type SavedSocket, type Snapshot } from './recovery.js';
+import { payloadSize } from '../../protocol/payload-size.js';
 
 export interface GatewayOptions {
   parser: SioParser;
@@ -728,7 +729,7 @@ export class SioClient extends Client {
       await this.channelOps.get(channel);
       if (!this.channels.has(channel)) throw new RtError('not_subscribed', `subscribe to ${channel} before whispering on it`, 403);
       const limit = this.conn.ctx.config.maxWhisperSize;
-      if (approxSize(p.data, limit) > limit) throw new RtError('payload_too_large', `whispers are limited to ${limit} bytes`, 413);
+      if (payloadSize(p.data, limit) > limit) throw new RtError('payload_too_large', `whispers are limited to ${limit} bytes`, 413);
       // The channel's owner decides, as for a native publish: its actor's onMessage when it has one,
       // else the whisper policy (client- events on private and presence channels).
       const r = await this.hub.publish(channel, event, p.data, 'client', this, this.id, true);
@@ -966,20 +967,3 @@ function plainData(data: Record<string, unknown>, log: (m: string) => void): Rec
   }
 }
 
-/** Size of a payload as JSON (binaries by length), counting only until `cap` is passed. */
-function approxSize(v: unknown, cap: number): number {
-  let n = 0;
-  const walk = (x: unknown, depth: number): void => {
-    if (n > cap || depth > 64) return;
-    if (x === null || x === undefined || typeof x === 'boolean' || typeof x === 'number') n += 5;
-    else if (typeof x === 'string') n += x.length + 2;
-    else if (x instanceof ArrayBuffer || ArrayBuffer.isView(x)) n += x.byteLength;
-    else if (Array.isArray(x)) for (const y of x) walk(y, depth + 1);
-    else if (typeof x === 'object') for (const k in x as Record<string, unknown>) {
-      n += k.length + 3;
-      walk((x as Record<string, unknown>)[k], depth + 1);
-    }
-  };
-  walk(v, 0);
-  return n;
-}
