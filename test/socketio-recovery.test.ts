@@ -4,7 +4,8 @@
 // is told (`recovered === false`). Two shards, real transport losses and a real shard crash.
 import t from 'tap';
 import { io, type Socket } from 'socket.io-client';
-import { startServer, api } from './helpers/server.js';
+import { signJwt } from 'rt-actors';
+import { startServer, api, JWT_SECRET } from './helpers/server.js';
 import { nextEvent } from './helpers/sio.js';
 import { until } from './helpers/redis.js';
 import { ownerOf } from '../src/runtime/hash.js';
@@ -206,4 +207,34 @@ t.test('missed publications of several channels come back in the order they were
   await until('the sentinels', () => log.includes(`${b}:101`) && log.includes(`${a}:100`));
   t.same(log.slice(0, expected.length), expected, 'the missed publications, interleaved as published');
   t.same(log.slice(expected.length), [`${a}:100`, `${b}:101`], 'then the live ones, once');
+});
+
+t.test("what live delivery kept from a socket (a publish with its socket_id, its own whispers) recovery does not replay", async (t) => {
+  const s = await startServer(t, { socketioPingInterval: '300ms', socketioPingTimeout: '300ms' });
+  const tok = signJwt({ sub: 'u1', channels: ['private-*'], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
+  for (const transports of [['websocket'], ['polling']]) {
+    const ch = `private-ex-${transports[0]}`;
+    const { c } = await client(t, s.http, { transports, auth: { token: tok } });
+    const got: unknown[] = [];
+    c.on('e', (channel: string, d: unknown) => channel === ch && got.push(d));
+    c.on('client-typing', (channel: string, d: unknown) => channel === ch && got.push(d));
+    t.same(await c.emitWithAck('subscribe', { channel: ch }), { ok: true });
+    await publish(s.http, ch, 'A', 'e');
+    await until('A', () => got.includes('A'));
+    // Nothing the socket receives follows A before the cut, so its recovery replays `ch` from A on.
+    t.equal((await api(s.http, '/api/publish', { channel: ch, event: 'e', data: 'B: not to this socket', socket_id: c.id })).status, 200);
+    t.same(await c.emitWithAck('client event', { channel: ch, event: 'client-typing', data: 'its own whisper' }), { ok: true });
+
+    const gone = new Promise((r) => c.once('disconnect', r));
+    const back = reconnected(c);
+    cut(c);
+    await gone;
+    await publish(s.http, ch, 'D', 'e');
+    await back;
+    t.equal(c.recovered, true, `${transports[0]}: recovered`);
+    await publish(s.http, ch, 'E', 'e');
+    await until('E', () => got.includes('E'));
+    t.same(got, ['A', 'D', 'E'], `${transports[0]}: B and the whisper were not replayed`);
+    c.close();
+  }
 });

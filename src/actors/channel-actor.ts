@@ -717,6 +717,7 @@ export class ChannelActor {
     const raw = payloadOf(out);
     const pub: Publication = raw ? new EncodedPublication(this.name, event, ++this.offset, raw) : { channel: this.name, event, data: out.data, offset: ++this.offset };
     if (user !== undefined) pub.user = user;
+    if (exclude !== undefined) pub.ex = exclude;
     this.history.push(pub, now);
     this.fanOut(pub, exclude, at);
     return { offset: pub.offset };

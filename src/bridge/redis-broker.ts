@@ -307,7 +307,7 @@ export class RedisBroker implements Broker {
       const epoch = payload.toString('latin1', a + 1, b);
       const body = unpackPlain(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string; u?: unknown };
       if (!Number.isSafeInteger(offset) || offset <= 0 || typeof body?.v !== 'string') throw new Error('bad publication frame');
-      entry.sink.publication(withUser({ channel: route.channel, event: body.v, data: body.d, offset }, body.u), epoch, body.x);
+      entry.sink.publication(withMeta({ channel: route.channel, event: body.v, data: body.d, offset }, body.u), epoch, body.x);
     } catch (err) {
       this.invalid(redisChannel, (err as Error).message);
     }
@@ -403,8 +403,8 @@ export class RedisBroker implements Broker {
     for (const [id, fields] of entries) {
       try {
         const offset = Number(fields[1]!.toString());
-        const body = unpackPlain(fields[3]!) as { v: string; d: unknown; u?: unknown };
-        out.push(withUser({ channel, event: body.v, data: body.d, offset }, body.u));
+        const body = unpackPlain(fields[3]!) as { v: string; d: unknown; u?: unknown; x?: unknown };
+        out.push(withMeta({ channel, event: body.v, data: body.d, offset }, body.u, body.x));
         times?.push(Number.parseInt(id.toString('latin1'), 10) || 0);
       } catch {
         this.invalid(this.keys.stream(channel), 'unreadable stream entry');
@@ -645,8 +645,9 @@ export class RedisBroker implements Broker {
   }
 }
 
-/** Publication.user from a stored body's `u` (only a string is taken). */
-function withUser(pub: Publication, u: unknown): Publication {
+/** Publication.user and .ex from a stored body's `u` and `x` (only strings are taken). */
+function withMeta(pub: Publication, u: unknown, x?: unknown): Publication {
   if (typeof u === 'string') pub.user = u;
+  if (typeof x === 'string') pub.ex = x;
   return pub;
 }

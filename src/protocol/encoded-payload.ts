@@ -117,6 +117,7 @@ abstract class EncodedCarrier implements Carrier {
 /** A publication whose `data` is `raw`'s value, parsed on first read. */
 export class EncodedPublication extends EncodedCarrier implements Publication {
   user?: string;
+  ex?: string;
   constructor(
     public channel: string,
     public event: string,
@@ -128,6 +129,7 @@ export class EncodedPublication extends EncodedCarrier implements Publication {
   toJSON(): Publication {
     const p: Publication = { channel: this.channel, event: this.event, data: this.data, offset: this.offset };
     if (this.user !== undefined) p.user = this.user;
+    if (this.ex !== undefined) p.ex = this.ex;
     return p;
   }
 }

@@ -208,6 +208,12 @@ export interface Publication {
    * the Pusher codec shows it (Pusher's `user_id`), the other protocols' frames leave it out.
    */
   user?: string;
+  /**
+   * The socket the publication was not delivered to (a publish's `socket_id`, a whisper's sender). Kept
+   * in history so that a replay to that socket (Socket.IO recovery) skips it as live delivery did; no
+   * protocol's frame shows it.
+   */
+  ex?: string;
 }
 
 /** A publication as the native protocol and SSE show it in `publications` (without `user`). */

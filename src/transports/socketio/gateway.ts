@@ -732,7 +732,8 @@ export class SioClient extends Client {
       if (payloadSize(p.data, limit) > limit) throw new RtError('payload_too_large', `whispers are limited to ${limit} bytes`, 413);
       // The channel's owner decides, as for a native publish: its actor's onMessage when it has one,
       // else the whisper policy (client- events on private and presence channels).
-      const r = await this.hub.publish(channel, event, p.data, 'client', this, this.id, true);
+      // Excluded by the id the client knows, which a recovered or moved socket keeps (see resumed).
+      const r = await this.hub.publish(channel, event, p.data, 'client', this, this.publicId, true);
       ack?.([r.data === undefined ? { ok: true } : { ok: true, data: r.data }]);
     } catch (err) {
       this.fail(ack, 'client event', channel, err, true);
@@ -810,11 +811,16 @@ export class SioClient extends Client {
     this.earlier.delete(channel);
   }
 
-  /** Sends publications to this socket alone (resumed from history), each with a number of its own. */
-  private resumed(pubs: readonly Publication[]): Array<[number, number]> {
+  /**
+   * Sends publications to this socket alone (resumed from history), each with a number of its own;
+   * not those it was excluded from (a `socket_id`, its own whispers), which live delivery skipped too.
+   * `as`: the id the client knows the socket by (a recovering socket takes it only once recovered).
+   */
+  private resumed(pubs: readonly Publication[], as = this.publicId): Array<[number, number]> {
     const recovery = this.conn.gw.recovery;
     const marks: Array<[number, number]> = [];
     for (const pub of pubs) {
+      if (pub.ex !== undefined && pub.ex === as) continue;
       if (!recovery) {
         this.sendEncoded(this.codec.pub(pub));
         continue;
@@ -870,7 +876,7 @@ export class SioClient extends Client {
     if (since.some((p) => p === undefined)) return false;
     let ok = true;
     const heldBefore = this.held?.length ?? 0;
-    const early = await this.missedInOrder(saved.channels, since as StreamPosition[]);
+    const early = await this.missedInOrder(saved.channels, since as StreamPosition[], saved.publicId);
     await Promise.all(
       saved.channels.map((c, i) => {
         if (c.identity) (this.channelIdentity ??= new Map()).set(c.ch, c.identity);
@@ -879,7 +885,7 @@ export class SioClient extends Client {
         return this.hub
           .subscribe(this, c.ch, early.after[i] ?? since[i], c.data, (res) => {
             if (res.recovered !== true) ok = false;
-            this.track(c.ch, res.epoch, since[i]!.offset, [...early.marks[i]!, ...this.resumed(res.pubs ?? [])]);
+            this.track(c.ch, res.epoch, since[i]!.offset, [...early.marks[i]!, ...this.resumed(res.pubs ?? [], saved.publicId)]);
           })
           .catch(() => (ok = false));
       }),
@@ -908,14 +914,14 @@ export class SioClient extends Client {
    * channel; the subscribe then gives the rest). A channel whose history cannot be read so (another
    * epoch, a gap, an error) resumes at its subscribe alone, as each channel did before.
    */
-  private async missedInOrder(channels: readonly SavedChannel[], since: readonly StreamPosition[]): Promise<{ marks: Array<Array<[number, number]>>; after: Array<StreamPosition | undefined> }> {
+  private async missedInOrder(channels: readonly SavedChannel[], since: readonly StreamPosition[], as: string): Promise<{ marks: Array<Array<[number, number]>>; after: Array<StreamPosition | undefined> }> {
     const marks = channels.map((): Array<[number, number]> => []);
     const after: Array<StreamPosition | undefined> = channels.map(() => undefined);
     if (channels.length < 2) return { marks, after };
     const answers = await Promise.all(channels.map((c, i) => this.hub.history(c.ch, since[i], HISTORY_LIMIT, true).catch(() => undefined)));
     const slices = answers.map((a, i): MissedSlice | undefined => (a && a.recovered && a.epoch === since[i]!.epoch && a.times?.length === a.pubs.length ? { pubs: a.pubs, times: a.times } : undefined));
     for (const [i, pub] of publicationOrder(slices)) {
-      marks[i]!.push(...this.resumed([pub]));
+      marks[i]!.push(...this.resumed([pub], as));
       after[i] = { epoch: since[i]!.epoch, offset: pub.offset };
     }
     return { marks, after };
@@ -949,7 +955,7 @@ export class SioClient extends Client {
       channels: () => [...c.channels],
       emit: (event, ...args) => c.emitEvent(event, args),
       emitWithAck: (event, ...args) => c.emitWithAck(event, args),
-      publish: (channel, event, data, opts) => hub.publish(assertChannel(channel), assertEvent(event), data, 'server', undefined, opts?.excludeSelf ? c.id : undefined),
+      publish: (channel, event, data, opts) => hub.publish(assertChannel(channel), assertEvent(event), data, 'server', undefined, opts?.excludeSelf ? c.publicId : undefined),
       publishToUser: (user, event, data) => hub.publishToUser(String(user), assertEvent(event), data),
       disconnect: (reason) => c.disconnect(CloseCode.DISCONNECTED, reason ?? 'disconnected by the server', false),
     };
