@@ -238,3 +238,29 @@ t.test("what live delivery kept from a socket (a publish with its socket_id, its
     c.close();
   }
 });
+
+t.test("a pid presented to another namespace leaves the session it belongs to for its own namespace", async (t) => {
+  const s = await startServer(t, { socketioNamespaces: ['/', '/chat'], socketioPingInterval: '300ms', socketioPingTimeout: '300ms' });
+  const { c, seen } = await client(t, s.http, { transports: ['websocket'], reconnection: false });
+  t.same(await c.emitWithAck('subscribe', { channel: 'cross-ns' }), { ok: true });
+  await publish(s.http, 'cross-ns', 1);
+  await until('the first publication', () => seen.get('cross-ns')?.length === 1);
+  const pid = (c as unknown as { _pid: string })._pid;
+  t.type(pid, 'string', 'the socket has a pid');
+  const gone = new Promise((r) => c.once('disconnect', r));
+  cut(c);
+  await gone;
+  await publish(s.http, 'cross-ns', 2);
+
+  const other = io(`${s.http}/chat`, { forceNew: true, transports: ['websocket'], reconnection: false, auth: { pid } });
+  t.teardown(() => other.close());
+  await new Promise<void>((resolve, reject) => (other.once('connect', () => resolve()), other.once('connect_error', reject)));
+  t.equal(other.recovered, false, '/chat: a fresh socket, not the / session');
+
+  const back = reconnected(c);
+  c.connect();
+  await back;
+  t.equal(c.recovered, true, '/: the session is still there for its own namespace');
+  await until('the missed publication', () => seen.get('cross-ns')?.length === 2);
+  t.same(seen.get('cross-ns'), [1, 2], 'with what it missed');
+});

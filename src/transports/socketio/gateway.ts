@@ -269,7 +269,11 @@ export class SioConnection implements SessionListener {
     let saved: SavedSocket | undefined;
     if (recovery && typeof pid === 'string' && pid.length > 0 && pid.length <= 64) {
       saved = await recovery.take(pid).catch(() => undefined);
-      if (saved && saved.nsp !== nsp) saved = undefined;
+      // Another namespace's session (sessions are per namespace, as in socket.io): left for its own.
+      if (saved && saved.nsp !== nsp) {
+        recovery.save(saved);
+        saved = undefined;
+      }
       // Kicked (POST /api/users/:id/disconnect) while away: the kick revoked what the session was let in with.
       if (saved?.user !== undefined && ctx.hub.isRevoked(saved.user, saved.issuedAt)) saved = undefined;
       // Likewise a channel it was in as a user revoked since (a subscribe with that user's token).
