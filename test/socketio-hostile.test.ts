@@ -72,6 +72,30 @@ t.test('malformed polling payloads close the session with 400', async (t) => {
   t.equal((await api(s.http, '/health', undefined, { key: null })).body.workers.alive, 2, 'both shards alive');
 });
 
+t.test('a polling session ended for its event rate first delivers the answers to what it sent, then the close', async (t) => {
+  const own = await startServer(t, { rateLimit: 20, rateBurst: 10 });
+  const hs = await rawHandshake(own.http);
+  const url = `${own.http}/socket.io/?EIO=4&transport=polling&sid=${hs.sid}`;
+  t.equal((await http(url, { method: 'POST', body: '40' })).body, 'ok');
+  t.match((await http(url)).body, /^40\{"sid"/, 'connected');
+  const flood = Array.from({ length: 100 }, (_, i) => `42${i}["unsubscribe",{"channel":"c${i}"}]`).join('\x1e');
+  t.equal((await http(url, { method: 'POST', body: flood })).body, 'ok', 'the flood is taken');
+  const packets: string[] = [];
+  for (let i = 0; i < 10 && packets.at(-1) !== '1'; i++) {
+    const r = await http(url);
+    t.equal(r.status, 200, `poll ${i}: 200`);
+    packets.push(...r.body.split('\x1e'));
+  }
+  t.equal(packets.at(-1), '1', 'the session ends with the close packet');
+  const acks = packets.slice(0, -1).map((p) => /^43(\d+)\[(.*)\]$/.exec(p)).filter((m) => m !== null);
+  t.equal(acks.length, packets.length - 1, 'everything before it is an ack');
+  t.same(acks.map((m) => Number(m![1])), acks.map((_, i) => i), 'the acks of the first events, in order, none missing');
+  const codes = acks.map((m) => JSON.parse(m![2]!).error?.code);
+  t.ok(codes.includes('not_subscribed') && codes.includes('rate_limited'), 'answered: those run, then those refused');
+  t.ok(acks.length >= 59, `${acks.length} answers: the allowed ones (a burst of 10) and 49 refusals before the 50th ends it`);
+  t.equal((await http(url)).status, 400, 'then the session is gone');
+});
+
 t.test('two polls at once end the session; the first gets the close packet', async (t) => {
   const hs = await rawHandshake(s.http);
   const url = `${base}?EIO=4&transport=polling&sid=${hs.sid}`;

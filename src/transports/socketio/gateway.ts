@@ -567,7 +567,8 @@ export class SioClient extends Client {
     const bucket = rateRefusal(this.conn, this.conn.ctx.config);
     if (bucket) {
       if (bucket.strikes >= MAX_RATE_STRIKES) {
-        this.conn.session.close('rate limit exceeded');
+        // A polling client still fetches the replies queued for what it sent before, then the close.
+        this.conn.session.closeAfterFlush('rate limit exceeded');
         return;
       }
       const err = new RtError('rate_limited', `more than ${this.conn.ctx.config.rateLimit} events per second; slow down`, 429);
