@@ -6,7 +6,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { startServer, api, API_KEY, JWT_SECRET } from './helpers/server.js';
 import { signJwt } from 'rt-actors';
 import { TestClient } from './helpers/ws-client.js';
-import { APP, APP_B, connected, nextOn, pusherClient, pusherOptions, sdk, subscribed } from './helpers/pusher.js';
+import { APP, APP_B, connected, nextOn, pusherClient, pusherOptions, RawPusher, sdk, subscribed } from './helpers/pusher.js';
 
 // Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
 t.setTimeout(600_000);
@@ -258,4 +258,28 @@ t.test("terminate_connections reaches its own app's users and presence members o
   t.equal((await sdk(s.port, APP_B).terminateUserConnections('iso-43')).status, 200);
   await closed;
   t.pass("app B's terminate_connections closes its own presence member");
+});
+
+t.test('trigger: a string `data` reaches every subscriber as it was sent, byte for byte', async (t) => {
+  const s = shared;
+  const backend = sdk(s.port);
+  const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+  await raw.event('pusher:connection_established');
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'verbatim' } });
+  await raw.event('pusher_internal:subscription_succeeded');
+  const nat = await TestClient.connect(`${s.url}/ws`);
+  t.teardown(() => nat.close());
+  const natText: string[] = [];
+  nat.ws.on('message', (m) => natText.push(m.toString()));
+  t.equal((await nat.request({ op: 'subscribe', channel: 'verbatim' })).ok, true);
+
+  // What Laravel's PHP SDK sends: data already JSON-encoded, as the application wrote it.
+  const sent = ['{"id": 12345678901234567891, "price": 1.0}', '{"b":1,"2":"x","1":"y"}', '{"a":1,"a":2}', '[1e400, -0]', 'plain text'];
+  for (const data of sent) t.equal((await backend.trigger('verbatim', 'e', data)).status, 200);
+  await backend.trigger('verbatim', 'sentinel', 'end');
+  await raw.event('sentinel');
+  await nat.next((f) => f.op === 'message' && f.event === 'sentinel');
+  t.same(raw.frames.filter((f) => f.event === 'e').map((f) => f.data), sent, 'pusher: each data string unchanged');
+  const natData = natText.filter((m) => m.includes('"event":"e"')).map((m) => /"data":(.*),"offset":/.exec(m)![1]);
+  t.same(natData, [...sent.slice(0, 4), '"plain text"'], 'native: the same JSON text as the value (a non-JSON string as a string)');
 });

@@ -7,7 +7,7 @@ import { registerCodec, type Encoded } from '../../protocol/codecs.js';
 import type { Member, Publication } from '../../protocol/native.js';
 import { isHiddenChannel } from '../../runtime/hidden-channels.js';
 import { externalName } from './apps.js';
-import { rawJson } from '../../protocol/encoded-payload.js';
+import { JsonData, rawJson } from '../../protocol/encoded-payload.js';
 import { jsonNestsDeeper } from '../../protocol/json-depth.js';
 
 /** Pusher's `data` is a string on the wire: strings pass as they are, anything else is JSON-encoded. */
@@ -18,10 +18,12 @@ export function wireData(data: unknown): string {
 }
 
 /**
- * What a Pusher server SDK sends as `data` (a string, usually JSON) as the other protocols see it: the
- * parsed object when it is a JSON object or array, so a Socket.IO or native subscriber gets what a
- * Laravel Redis broadcast would give it; otherwise the string itself. The Pusher codec turns objects
- * back into the same JSON, so pusher-js subscribers see no difference.
+ * What a Pusher server SDK sends as `data` (a string, usually JSON) as the other protocols see it: a
+ * JSON object or array as that value, so a Socket.IO or native subscriber gets what a Laravel Redis
+ * broadcast would give it; otherwise the string itself. The value is carried as the text that came
+ * (JsonData), not parsed and written again: every Pusher subscriber gets `data` byte for byte as sent,
+ * as Pusher passes it — big integers, key order, spacing and repeated keys included — and the other
+ * protocols splice the same text in as the value.
  */
 export function fromWireData(data: string): unknown {
   const c = data.charCodeAt(0);
@@ -29,10 +31,11 @@ export function fromWireData(data: string): unknown {
   // Too deep to carry as a value (json-depth.ts): it stays the string Pusher subscribers get anyway.
   if (jsonNestsDeeper(data)) return data;
   try {
-    return JSON.parse(data);
+    JSON.parse(data);
   } catch {
     return data;
   }
+  return new JsonData(data);
 }
 
 export function frame(event: string, data: unknown, channel?: string): string {
