@@ -128,6 +128,8 @@ export function createLogger(level: LogLevel, scope: string, opts: LogOptions = 
     const fields: LogFields = {};
     let text = msg;
     for (const r of rest) {
+      // An optional error that is absent (log(msg, err) with err undefined) adds nothing to the line.
+      if (r === undefined) continue;
       if (isError(r)) fields.err = errorFields(r);
       else if (isPlainObject(r)) Object.assign(fields, r);
       else text += ' ' + (typeof r === 'string' ? r : inspect(r, { breakLength: Infinity, depth: 3 }));

@@ -275,6 +275,7 @@ t.test('a misspelt flag or config key is named with what was meant; an unknown R
   const file = run(['start', '--config', join(dir, 'c.json')]);
   t.equal(file.status, 2);
   t.match(file.stderr, 'unknown key "max-payload" in ' + join(dir, 'c.json') + ' (did you mean "maxPayload"?)');
+  t.notMatch(file.stderr, /known keys: .*\bconfig\b/, 'the keys it lists do not include "config", which a file may not hold');
 
   // The environment is shared with other programs: a warning, not a refusal, and the server starts.
   const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json'], { env: cleanEnv({ RT_MAX_PAYLAOD: '1mb', RT_REDIS: 'redis://10.0.0.5:6379' }) });

@@ -74,6 +74,7 @@ t.test('HTTP API error paths answer 4xx JSON errors', async (t) => {
     ['oversized body', api(s.http, '/api/publish', { channel: 'a', event: 'e', data: 'x'.repeat(10000) }), 413, 'payload_too_large'],
     ['batch not array', api(s.http, '/api/batch', { messages: {} }), 400, 'bad_request'],
     ['batch bad item', api(s.http, '/api/batch', { messages: [{ channel: 'a', event: 'e', data: 1 }, { channel: 'a' }] }), 400, 'bad_request'],
+    ['batch unknown field', api(s.http, '/api/batch', { messages: [{ channel: 'a', event: 'e', data: 1 }], socket_id: '0.x' }), 400, 'bad_request'],
     ['users of non-presence', api(s.http, '/api/channels/public/users'), 400, 'bad_request'],
     ['unknown route', api(s.http, '/api/nothing', {}), 404, 'not_found'],
     ['unknown top-level route', api(s.http, '/nope', undefined, { key: null }), 404, 'not_found'],
@@ -91,6 +92,7 @@ t.test('HTTP API error paths answer 4xx JSON errors', async (t) => {
   t.match((await api(s.http, '/api/channels', undefined, { key: null })).body.error.message, /^missing API key: send/);
   const batchItem = await api(s.http, '/api/batch', { messages: [{ channel: 'a', event: 'e', data: 1 }, { channel: 'a' }] });
   t.match(batchItem.body.error.message, /messages\[1\]/, 'batch error names the bad item');
+  t.match((await api(s.http, '/api/batch', { messages: [{ channel: 'a', event: 'e', data: 1 }], extra: 1 })).body.error.message, /unknown field "extra"; a batch has "messages" only/, 'a batch field that is not "messages" is named');
   const info = await api(s.http, '/api/channels/a');
   t.equal(info.body.offset, 0, 'a rejected batch published nothing');
   const health = await api(s.http, '/health', undefined, { key: null });

@@ -102,11 +102,13 @@ t.test('text logs are readable by default; errors keep their stack on one line',
   text.error('actor failed', err, { channel: 'chat room', n: 2 });
   text.debug('a debug line', { event: 'x' });
   text.info('with extra', 42, 'words');
-  t.equal(out.length, 3);
+  text.error('an optional error that is absent', undefined);
+  t.equal(out.length, 4);
   for (const l of out) t.equal(l.split('\n').length, 2, 'one line each');
   t.match(out[0], /^\d{4}-\d\d-\d\dT[\d:.]+Z ERROR \[shard 3\] actor failed channel="chat room" n=2 err="Error: boom \| at /);
   t.notMatch(out[1], /event=/, 'the event kind is for JSON filters, not text');
   t.match(out[2], /INFO  \[shard 3\] with extra 42 words$/m);
+  t.match(out[3], /ERROR \[shard 3\] an optional error that is absent$/m, 'no "undefined" after it');
 
   const json: string[] = [];
   const j = createLogger('info', 'main', { format: 'json', write: (l) => json.push(l) });

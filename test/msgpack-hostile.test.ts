@@ -46,6 +46,13 @@ t.test('extension types in a /ws?format=msgpack frame are refused as bad_frame',
     t.equal(reply.error.code, 'bad_frame', `${name}: bad_frame`);
     t.match(reply.error.message, /extension types/, `${name}: the message says why`);
   }
+  // 0xC1 is the one byte msgpack never uses (msgpackr decodes it to an object of its own).
+  const c1 = hostile.pack({ op: 'publish', ref: 2000, channel: 'mp', event: 'e', data: null });
+  t.equal(c1[c1.length - 1], 0xc0, 'data (last) is nil');
+  c1[c1.length - 1] = 0xc1;
+  pub.sendRaw(c1);
+  const c1Reply = await pub.next((f) => f.op === 'reply' && f.ref === 2000);
+  t.match(c1Reply.error, { code: 'bad_frame', message: /the byte 0xC1 \(never used in msgpack\)/ }, '0xC1 refused, named as what it is');
   // An extension at the top level (not an object) is refused too, without a ref to echo.
   pub.sendRaw(hostile.pack(new Set([{ op: 'ping' }])));
   const err = await pub.next((f) => f.op === 'error');

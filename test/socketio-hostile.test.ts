@@ -120,7 +120,14 @@ t.test('oversized bodies and frames: 413 / close, the limit announced as maxPayl
   await ws.opened();
   t.match(await ws.next(), /^0\{"sid"/);
   ws.send('4' + 'y'.repeat(5000));
-  t.ok((await ws.waitClose()).code >= 1000, 'WebSocket frame over the limit: closed');
+  const closed = await ws.waitClose();
+  t.equal(closed.code, 1009, 'WebSocket frame over the limit: closed with 1009, as socket.io closes it');
+  t.match(closed.reason, /over maxHttpBufferSize \(2048 bytes\)/, 'saying why');
+  const huge = new RawWs(`${s.url}/socket.io/?EIO=4&transport=websocket`);
+  await huge.opened();
+  t.match(await huge.next(), /^0\{"sid"/);
+  huge.send('4' + 'y'.repeat(100_000));
+  t.ok((await huge.waitClose()).code >= 1000, 'one far over it is cut by uWS itself');
 
   const c = await sioConnect(t, s.http, { transports: ['websocket'] });
   const dropped = nextEvent(c, 'disconnect');

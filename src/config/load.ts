@@ -238,7 +238,10 @@ export function loadConfig(inputs: ConfigInputs = {}): ServerConfig {
     for (const k of Object.keys(file)) {
       // A config file naming another one would make precedence ambiguous: files do not nest.
       if (k === 'config') throw new ConfigError('config', `key "config" is not allowed inside a config file (${configPath}): config files do not nest; pass one file with --config or RT_CONFIG`);
-      if (!known.has(k)) throw new ConfigError(k, `unknown key "${k}" in ${configPath}${didYouMean(k, [...known], quote)}; known keys: ${[...known].join(', ')}`);
+      if (!known.has(k)) {
+        const inFile = [...known].filter((key) => key !== 'config');
+        throw new ConfigError(k, `unknown key "${k}" in ${configPath}${didYouMean(k, inFile, quote)}; known keys: ${inFile.join(', ')}`);
+      }
     }
   }
 

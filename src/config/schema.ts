@@ -220,7 +220,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'actorComputeThreads', type: 'int', default: 0, min: 0, max: 256, doc: "threads of the pool running actors' ctx.compute tasks (0: half the workers, at least 1)" },
   { key: 'historySize', type: 'int', default: 100, min: 0, max: 1_000_000, doc: 'messages kept per channel for resume (0 disables)' },
   { key: 'historyTtl', type: 'duration', default: 300, min: 1, doc: "lifetime of history entries, e.g. '300', '5m', '1h'" },
-  { key: 'maxPayload', type: 'bytes', default: 64 * 1024, min: 256, max: 64 * 1024 * 1024, doc: "largest accepted client message, HTTP body or Laravel Redis broadcast, e.g. '64kb', '1mb'" },
+  { key: 'maxPayload', type: 'bytes', default: 64 * 1024, min: 256, max: 64 * 1024 * 1024, doc: "largest accepted client message, HTTP body or Laravel Redis broadcast, e.g. '64kb', '1mb' (the Pusher HTTP API takes bodies up to 1.5 × maxEventPayload × maxBatchSize + 16 KB of its largest app when that is more: a full batch_events)" },
   { key: 'maxChannelsPerConnection', type: 'int', default: 100, min: 1, max: 100_000, doc: 'channels one connection may join' },
   { key: 'idleTimeout', type: 'duration', default: 60, min: 8, max: 960, doc: 'seconds of silence before a connection is closed; pings are sent automatically (uWS checks in 4 s steps, so a silent connection may close up to 4 s early)' },
   { key: 'maxBackpressure', type: 'bytes', default: 1024 * 1024, min: 1024, doc: 'bytes buffered for a slow subscriber before it is disconnected' },

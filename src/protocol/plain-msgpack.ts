@@ -42,7 +42,9 @@ export function assertPlain(v: unknown, depth = 0): void {
       return;
     }
   }
-  throw new RtError('bad_frame', `msgpack ${kind(v)} values (extension types) are not accepted: only strings, numbers, booleans, nil, arrays, maps and binary`);
+  // msgpackr decodes 0xC1, the one byte msgpack never uses, to an object of its own: not an extension.
+  const what = kind(v) === 'C1Type' ? 'the byte 0xC1 (never used in msgpack) is' : `${kind(v)} values (extension types) are`;
+  throw new RtError('bad_frame', `msgpack: ${what} not accepted: only strings, numbers, booleans, nil, arrays, maps and binary`);
 }
 
 /** Decodes msgpack without judging the result; malformed bytes are a bad_frame RtError. Follow with assertPlain. */

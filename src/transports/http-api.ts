@@ -224,6 +224,8 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
     route(ctx, 0, true, async (c, req, res, state) => {
       const body = (await jsonBody(c, req, res, state)) as { messages?: unknown };
       if (!body || typeof body !== 'object' || !Array.isArray(body.messages)) throw new RtError('bad_request', 'body must be { "messages": [ … ] }');
+      // As for a message's fields (parsePublish): what is misspelt is refused, not ignored.
+      for (const k in body) if (k !== 'messages') throw new RtError('bad_request', `body: unknown field ${JSON.stringify(k.slice(0, 64))}; a batch has "messages" only`);
       if (body.messages.length === 0 || body.messages.length > MAX_BATCH) throw new RtError('bad_request', `"messages" must hold 1 to ${MAX_BATCH} messages`);
       // Validate all before publishing any, so a bad batch publishes nothing.
       const specs = body.messages.map((m, i) => parsePublish(m, `messages[${i}]`));

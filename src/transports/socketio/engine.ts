@@ -71,6 +71,9 @@ const UPGRADE_TICK_MS = 100;
 /** How long a closed session's id is remembered, for requests that arrived before the close but reach its thread after. */
 const TOMB_MS = 3000;
 
+/** Why a WebSocket session ended when its client sent a message over maxPayload (see UNRECOVERABLE in gateway.ts). */
+export const TOO_BIG_CLOSE = 'message over maxHttpBufferSize';
+
 /** What remains of a closed polling session for a while. */
 interface Tomb {
   closedAt: number;
@@ -125,6 +128,8 @@ interface WsData {
   moving?: boolean;
   /** The socket closed (uWS forbids touching it afterwards). */
   gone?: boolean;
+  /** Closed for a message over maxPayload (1009): the session ends for good, as a polling body over it does. */
+  tooBig?: boolean;
   /** Counted in the connection limits at upgrade: the session created at open owns that count. */
   admitted?: boolean;
 }
@@ -822,8 +827,9 @@ export class Engine {
   private registerWs(app: TemplatedApp): void {
     const engine = this;
     app.ws<WsData>(this.opts.path, guardBehavior({
-      // uWS closes the connection itself on a larger frame, before buffering it.
-      maxPayloadLength: this.opts.maxPayload,
+      // Headroom over maxPayload, so a larger message gets a proper close, 1009 with a reason, as
+      // socket.io's ws server gives; only one far larger is cut by uWS itself (no close frame).
+      maxPayloadLength: Math.min(this.opts.maxPayload * 4, this.opts.maxPayload + 4 * 1024 * 1024),
       // Engine.IO's own ping/pong keeps the connection and detects dead peers.
       idleTimeout: 0,
       sendPingsAutomatically: false,
@@ -892,6 +898,11 @@ export class Engine {
 
       message(ws, message, isBinary) {
         const data = ws.getUserData();
+        if (message.byteLength > engine.opts.maxPayload) {
+          data.tooBig = true;
+          ws.end(1009, `message over maxHttpBufferSize (${engine.opts.maxPayload} bytes)`);
+          return;
+        }
         // uWS reuses the buffer after this callback; text is decoded to a string right away.
         const payload = isBinary ? new Uint8Array(message.slice(0)) : new Uint8Array(message);
         let packet: EioPacket;
@@ -943,7 +954,7 @@ export class Engine {
           if (data.probe.accepted) void engine.run(data.probe.home, { op: 'unprobe', sid: data.probe.sid }).catch(() => {});
           data.probe = undefined;
         }
-        data.session?.transportClosed('transport close');
+        data.session?.transportClosed(data.tooBig ? TOO_BIG_CLOSE : 'transport close');
         data.session = undefined;
       },
     }));

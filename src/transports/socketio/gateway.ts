@@ -26,7 +26,7 @@ import type { ActorRegistry } from '../../actors/registry.js';
 import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../../security/token-bucket.js';
 import { authorizeChannel, bearerOf, looksLikeJwt, verifyToken, type ChannelAuthDeps, type TokenCheck } from './auth.js';
 import { namespaceCodec, packetFrames, type Frame, type SioParser } from './codec.js';
-import type { Engine, EioSession, SessionListener, SessionOwner } from './engine.js';
+import { TOO_BIG_CLOSE, type Engine, type EioSession, type SessionListener, type SessionOwner } from './engine.js';
 import { eventEncoded, framesOf } from './codec.js';
 import { inChannelOrder } from '../channel-order.js';
 import { newPid, publicationOrder, receivedUpTo, Recovery, type ChannelTrack, type MissedSlice, type SavedChannel, type SavedSocket, type Snapshot } from './recovery.js';
@@ -74,7 +74,7 @@ interface SocketState {
 }
 
 /** Why a session may end without the client wanting it to: only then is it saved for recovery. */
-const UNRECOVERABLE = new Set(['parse error', 'rate limit exceeded', 'overlapping polling requests', 'no namespace joined in time', 'polling body over maxHttpBufferSize', 'moved', 'replaced']);
+const UNRECOVERABLE = new Set(['parse error', 'rate limit exceeded', 'overlapping polling requests', 'no namespace joined in time', 'polling body over maxHttpBufferSize', TOO_BIG_CLOSE, 'moved', 'replaced']);
 
 interface ConnectionState {
   sockets: SocketState[];
