@@ -153,6 +153,8 @@ t.test('connections and messages are labelled by transport and protocol', async 
   t.equal(valueOf(f, 'rt_connections', { transport: 'polling', protocol: 'socketio' }), 0, 'the upgraded session left polling');
   t.equal(valueOf(f, 'rt_connections', { transport: 'sse', protocol: 'native' }), 1);
   t.equal(valueOf(f, 'rt_connections_opened_total', { protocol: 'socketio' }), 2);
+  t.equal(valueOf(f, 'rt_connections_opened_total', { transport: 'polling', protocol: 'socketio' }), 1, 'the session that began polling was opened as polling');
+  t.equal(valueOf(f, 'rt_connections_opened_total', { transport: 'websocket', protocol: 'socketio' }), 1, 'the one straight over WebSocket as WebSocket');
   t.ok(valueOf(f, 'rt_messages_in_total', { transport: 'websocket', protocol: 'socketio' }) >= 1, 'Socket.IO packets in');
 });
 

@@ -47,6 +47,14 @@ export abstract class Client {
    * then delivers through uWS topics (one native publish per shard) instead of per-client sends.
    */
   ws?: WebSocket<unknown>;
+
+  /**
+   * Whether the connection's transport is a WebSocket (the metrics' `transport` label). A Socket.IO
+   * socket is bound to its WebSocket only after its CONNECT packet is sent, but is on one from the start.
+   */
+  get onWebSocket(): boolean {
+    return this.ws !== undefined;
+  }
   /**
    * Identity a single subscription was authorized with when it is not the connection's own: a token
    * in that subscribe request, or the backend's auth endpoint vouching for that one channel.

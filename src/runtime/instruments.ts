@@ -81,7 +81,7 @@ export function connKind(c: Client): ConnKind {
     case 'tap':
       return KINDS[c.transport];
     case 'socket.io':
-      return c.ws ? KINDS.socketioWs : KINDS.socketioPolling;
+      return c.onWebSocket ? KINDS.socketioWs : KINDS.socketioPolling;
     default:
       if (c.transport.startsWith('pusher')) return c.ws ? KINDS.pusherWs : KINDS.pusherOther;
       return c.ws ? KINDS.otherWs : KINDS.other;

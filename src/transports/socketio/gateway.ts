@@ -472,6 +472,10 @@ export class SioClient extends Client {
     return this.conn.ctx.hub;
   }
 
+  override get onWebSocket(): boolean {
+    return this.conn.session.transport === 'websocket';
+  }
+
   sendEncoded(data: Encoded): void {
     if (this.closed) return;
     if (this.held) this.held.push(...framesOf(data));
