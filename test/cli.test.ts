@@ -87,6 +87,35 @@ t.test('start serves, prints the generated key once, and SIGTERM shuts down grac
   t.equal((out.match(/API key/g) ?? []).length, 1, 'key printed once');
 });
 
+t.test('SIGTERM while the server is still starting: it stops once started, exit 0, nothing left in TMPDIR', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'rt-cli-gate-'));
+  t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
+  const gate = join(tmp, 'open');
+  const actors = fileURLToPath(new URL('./fixtures/start-gate', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'start', '--workers=1', '--port=0', '--host=127.0.0.1', `--actors=${actors}`], { env: { ...cleanEnv(), TMPDIR: tmp, START_GATE: gate } });
+  t.teardown(() => child.kill('SIGKILL'));
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  // The compiled copy of the actors folder exists once the start is loading them: the gate holds it there.
+  const copies = () => readdirSync(tmp).filter((f) => f.startsWith('rt-actors-modules-'));
+  for (const deadline = Date.now() + 20_000; copies().length === 0; ) {
+    if (Date.now() > deadline) throw new Error('the start never reached the actors: ' + out);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  child.kill('SIGTERM');
+  for (const deadline = Date.now() + 10_000; !/SIGTERM while starting/.test(out); ) {
+    if (Date.now() > deadline) throw new Error('the signal was not taken: ' + out);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.notMatch(out, /listening on/, 'the signal came before the server was listening');
+  writeFileSync(gate, '');
+  t.equal(await exited, 0, 'a clean exit');
+  t.match(out, /listening on[\s\S]*SIGTERM: shutting down[\s\S]*stopped in \d+ ms/, 'started, then drained and stopped');
+  t.same(copies(), [], 'the compiled actors were removed');
+});
+
 t.test('start-up errors: one clear line each, and a documented exit code', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'rt-cli-'));
   const oneLine = (r: { stderr: string }) => r.stderr.trimEnd().split('\n');

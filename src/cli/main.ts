@@ -204,7 +204,46 @@ async function start(args: string[]): Promise<number> {
   const log = createLogger(config.logLevel, 'main', { format: config.logFormat, rate: config.logRate });
   for (const { variable, message } of unknownEnvironment(process.env)) log.warn(message, { event: 'config.unknown_env', variable });
   for (const { key, message } of ignoredOptions(config)) log.warn(message, { event: 'config.ignored', key });
-  let server: Awaited<ReturnType<typeof startServer>>;
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  let stopping = false;
+  // A signal may come while the server is still starting (a deploy stopping what it just started):
+  // the handlers are in place from the first moment, and the stop waits for the start to finish.
+  let stopWhenStarted: string | undefined;
+  const drain = (why: string, s: NonNullable<typeof server>) => {
+    log.notice(`${why}: shutting down (requests in flight get up to ${config.shutdownTimeout}s, then clients are told to reconnect)`, { event: 'server.stopping', reason: why });
+    const began = Date.now();
+    s.close().then(
+      () => {
+        const ms = Date.now() - began;
+        log.notice(`stopped in ${ms} ms`, { event: 'server.stopped', ms });
+        process.exit(EXIT.OK);
+      },
+      (err) => {
+        log.error('shutdown failed', err, { event: 'server.stop_failed' });
+        process.exit(EXIT.UNEXPECTED);
+      },
+    );
+  };
+  const stop = (why: string) => {
+    if (stopping) {
+      // Ctrl-C twice: the operator does not want to wait for the drain.
+      // process.exit() would abort (uWS's handles are still open in the shards): the process kills itself.
+      if (why === 'SIGINT') {
+        log.notice('SIGINT again: stopping now, without waiting for the drain', { event: 'server.forced_exit' });
+        // SIGKILL runs no exit handler: the compiled actors would stay in TMPDIR.
+        void import('../actors/actor-modules.js')
+          .then((m) => m.removeCompiledCopies())
+          .finally(() => process.kill(process.pid, 'SIGKILL'));
+      }
+      return;
+    }
+    stopping = true;
+    if (server) return drain(why, server);
+    stopWhenStarted = why;
+    log.notice(`${why} while starting: stopping as soon as the start is done`, { event: 'server.stopping', reason: why });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   try {
     const { startServer } = await import('../server.js');
     server = await startServer(config);
@@ -221,38 +260,8 @@ async function start(args: string[]): Promise<number> {
   });
   log.info(`endpoints: ${servedEndpoints(config, server.port).join(', ')}`, { event: 'server.endpoints' });
   if (server.apiKeyGenerated) log.notice(`API key (generated, shown once; set --api-key or RT_API_KEY to fix it): ${server.apiKey}`, { event: 'server.api_key_generated' });
-  let stopping = false;
-  const stop = (why: string) => {
-    if (stopping) {
-      // Ctrl-C twice: the operator does not want to wait for the drain.
-      // process.exit() would abort (uWS's handles are still open in the shards): the process kills itself.
-      if (why === 'SIGINT') {
-        log.notice('SIGINT again: stopping now, without waiting for the drain', { event: 'server.forced_exit' });
-        // SIGKILL runs no exit handler: the compiled actors would stay in TMPDIR.
-        void import('../actors/actor-modules.js')
-          .then((m) => m.removeCompiledCopies())
-          .finally(() => process.kill(process.pid, 'SIGKILL'));
-      }
-      return;
-    }
-    stopping = true;
-    log.notice(`${why}: shutting down (requests in flight get up to ${config.shutdownTimeout}s, then clients are told to reconnect)`, { event: 'server.stopping', reason: why });
-    const began = Date.now();
-    server.close().then(
-      () => {
-        const ms = Date.now() - began;
-        log.notice(`stopped in ${ms} ms`, { event: 'server.stopped', ms });
-        process.exit(EXIT.OK);
-      },
-      (err) => {
-        log.error('shutdown failed', err, { event: 'server.stop_failed' });
-        process.exit(EXIT.UNEXPECTED);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  if (startedByNpm()) watchParent(() => stop('parent process (npm) exited'));
+  if (stopWhenStarted !== undefined) drain(stopWhenStarted, server);
+  else if (startedByNpm()) watchParent(() => stop('parent process (npm) exited'));
   return new Promise<number>(() => {});
 }
 
