@@ -233,9 +233,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'requestTimeout', type: 'duration', default: 15, min: 0.1, max: 3600, doc: "seconds a request to another thread (publish, subscribe, query) waits for its answer before failing with 'timeout'" },
   { key: 'logLevel', type: 'enum', default: 'info', choices: ['error', 'warn', 'info', 'debug'], doc: 'log verbosity' },
   { key: 'logFormat', type: 'enum', default: 'text', choices: ['text', 'json'], doc: 'log lines (all on stderr): readable text, or one JSON object per line (time, level, thread, shard, msg, fields)' },
-  { key: 'logRate', type: 'int', default: 50, min: 0, max: 1_000_000, doc: 'at most this many lines per second per kind of frequent event (connection, subscription, refusal) and thread, then one "suppressed K" line; 0 = unlimited' },
+  { key: 'logRate', type: 'int', default: 50, min: 0, max: 1_000_000, doc: 'at most this many lines per second per kind of frequent event (per log `event`: conn.open, conn.close, refusals…) and thread, then one "suppressed K" line; 0 = unlimited' },
   { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
-  { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, max: 86400, doc: 'seconds in-flight requests may take on SIGTERM/SIGINT before they are answered 503 and clients are told to reconnect (which takes at least 1 s more)' },
+  { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, max: 86400, doc: 'seconds in-flight requests may take on SIGTERM/SIGINT before they are answered 503 and clients are told to reconnect (which takes under a second more)' },
   { key: 'restartShards', type: 'bool', default: true, doc: 'replace a crashed shard automatically' },
   { key: 'stuckShardTimeout', type: 'duration', default: 10, min: 0, max: 3600, doc: "seconds a shard's event loop may stand still (a synchronous loop in an actor hook) before it is logged as stuck, naming the hook, and /health answers 503; 0 = never" },
   // Security and limits
