@@ -102,6 +102,25 @@ t.test('bids from clients on three hosts: one activation, one sequence, one clos
   t.same(stats.data, { subscribers: all.length, joins: all.length }, 'subscriberCount and onJoin see all three hosts');
 });
 
+t.test("a Laravel broadcast to a placed actor's channel: published once, its `socket` left out on every host, no warning", async (t) => {
+  const ch = 'auction-laravel';
+  const all = await bidders(ch, hosts, 1);
+  const { Redis } = await import('ioredis');
+  const r = new Redis({ port: redis.port, host: '127.0.0.1' });
+  t.teardown(() => r.disconnect());
+  // Laravel's broadcaster: PUBLISH <prefix><channel> {"event","data","socket"}; every host receives it.
+  for (const [i, b] of all.entries()) await r.publish(ch, JSON.stringify({ event: 'news', data: { excl: i }, socket: b.c.welcome.socket_id }));
+  await settle(ch, all, hosts[0]!, 'after-laravel');
+  for (const [i, b] of all.entries()) {
+    const got = b.c.messages(ch).filter((f) => f.event === 'news').map((f) => f.data.excl);
+    t.same(got, [0, 1, 2].filter((x) => x !== i), `${b.user}: every broadcast but the one naming its socket`);
+  }
+  const offsets = new Set(all.flatMap((b) => b.c.messages(ch).filter((f) => f.event === 'marker').map((f) => f.offset)));
+  t.equal(offsets.size, 1, 'the marker after them has one offset everywhere');
+  t.equal([...offsets][0], 4, 'three broadcasts, each sequenced once, then the marker');
+  for (const h of hosts) t.notMatch(h.output(), /refused by its actor/, `host ${ids.get(h)}: no "refused" warning for the copies another host sequenced`);
+});
+
 t.test('kill -9 the owner mid-auction: accepted bids survive, the auction goes on elsewhere and closes once', async (t) => {
   const ch = 'auction-kill';
   const all = await bidders(ch, hosts, 1);

@@ -984,7 +984,7 @@ export class ChannelActor {
     if (!this.def.onPublish) return send(undefined);
     let verdict: OutgoingMessage | null | void | Promise<OutgoingMessage | null | void>;
     try {
-      verdict = this.invoke('onPublish', (ctx) => this.def.onPublish!(ctx, { event: msg.event, data: msg.data }, 'redis'));
+      verdict = this.invoke('onPublish', (ctx) => this.def.onPublish!(ctx, { event: msg.event, data: msg.data }, 'redis', deliveryOf(msg.exclude)));
     } catch (err) {
       return this.log(`onPublish refused a message published through Redis: ${(err as Error).message}`);
     }

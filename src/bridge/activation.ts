@@ -402,7 +402,8 @@ export class Activation {
       }
       case 'pub': {
         const [msg, source, claim, ex] = args as [OutgoingMessage, PublishSource, string | null | undefined, unknown];
-        if (typeof claim === 'string' && this.seenClaim(claim)) return null;
+        // Another host's copy of the same backend message was sequenced already: not a refusal.
+        if (typeof claim === 'string' && this.seenClaim(claim)) return { dup: 1 };
         exclude = excluded(ex);
         const onPublish = this.def.onPublish;
         const v = onPublish ? checkVerdict(this.channel, await this.hook('onPublish', (ctx) => onPublish(ctx, msg, source, deliveryOf(exclude)))) : undefined;

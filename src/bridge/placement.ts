@@ -213,11 +213,13 @@ export class Placement {
 
   /**
    * The activation answers `{p: offset, r?: reply}` (it published), `{r: reply}` (it answered the sender
-   * without publishing) or null (the actor refused).
+   * without publishing), `{dup: 1}` (another host's copy of this backend message was published) or null
+   * (the actor refused).
    */
   private forwarded(channel: string, answer: Promise<unknown>): OutgoingMessage {
     const result = answer.then((v): PublishResult => {
-      const a = v as { p?: unknown; r?: unknown } | null;
+      const a = v as { p?: unknown; r?: unknown; dup?: unknown } | null;
+      if (a && typeof a === 'object' && a.dup === 1) return {};
       if (a && typeof a === 'object' && (typeof a.p === 'number' || 'r' in a)) {
         const out: PublishResult = {};
         if (typeof a.p === 'number') out.offset = a.p;
