@@ -9,6 +9,7 @@ import { signJwt } from 'rt-actors';
 import WebSocket from 'ws';
 import { randomBytes } from 'node:crypto';
 import { api, JWT_SECRET } from './helpers/server.js';
+import { TestClient } from './helpers/ws-client.js';
 import { redisClient, startHost, startRedis, until } from './helpers/redis.js';
 
 const ns = 'rt';
@@ -52,10 +53,16 @@ t.test('a host that missed the notice reads the revocation when its connections 
   for (const [type, user] of [['pubsub', 'missed-1'], ['normal', 'missed-2']] as const) {
     const old = signJwt({ sub: user, iat, exp: iat + 3600 }, { secret: JWT_SECRET });
     t.match(await upgrade(A.http, old), { status: 101 }, `${user}: accepted before`);
+    const live = await TestClient.connect(`${A.url}/ws?token=${old}`);
+    t.teardown(() => live.close());
+    const bystander = await TestClient.connect(`${A.url}/ws?token=${signJwt({ sub: `${user}-friend`, iat, exp: iat + 3600 }, { secret: JWT_SECRET })}`);
+    t.teardown(() => bystander.close());
     // A revocation made while this host's connections were down: kept in Redis, its notice missed.
     await admin.hset(`${ns}:revoked`, user, String(iat + 1));
     t.ok(Number(await admin.client('KILL', 'TYPE', type)) >= 1, `killed the host's ${type} connections`);
     await until(`${user} refused after the ${type} connection came back`, async () => (await upgrade(A.http, old)).code === 'token_revoked');
     t.pass(`${user}: refused once the ${type} connection is back`);
+    t.equal((await live.waitClose(15_000)).code, 4011, `${user}: the connection it had open is ended too, as the missed kick would have`);
+    t.equal((await bystander.request({ op: 'ping' })).ok, true, "another user's connection stays");
   }
 });

@@ -451,8 +451,10 @@ export class Hub {
   }
 
   /** Refuses the user's tokens issued at or before `at` (seconds), keeping the latest revocation. */
-  revoke(user: string, at: number): void {
-    if (at > (this.revokedAt.get(user) ?? -1)) this.revokedAt.set(user, at);
+  revoke(user: string, at: number): boolean {
+    if (at <= (this.revokedAt.get(user) ?? -1)) return false;
+    this.revokedAt.set(user, at);
+    return true;
   }
 
   /**
@@ -504,7 +506,11 @@ export class Hub {
         this.disconnectUser(n.user, 'disconnected by the server');
         return;
       case 'revoke':
-        return this.revoke(n.user, n.at);
+        // Read from Redis at start and after a reconnect: one this thread did not know of was made while
+        // it was away, and its kick went by unheard. The user's connections here end now, as they would
+        // have then (those opened meanwhile were let in with the old token too).
+        if (this.revoke(n.user, n.at)) this.disconnectUser(n.user, 'disconnected by the server');
+        return;
       case 'restarted':
         this.mesh.peerReplaced(n.peer);
         this.opts.ownerNotice?.(from, n);
