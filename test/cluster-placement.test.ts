@@ -151,6 +151,40 @@ t.test('kill -9 the owner mid-auction: accepted bids survive, the auction goes o
   ids.set(hosts[hosts.length - 1]!, 'h4');
 });
 
+t.test("kill -9 the owner, taken over only after its heartbeat expired: its own subscribers still leave, with onLeave", async (t) => {
+  const ch = 'auction-late-takeover';
+  const all = await bidders(ch, hosts, 1);
+  t.equal((await bid(all[0]!, ch, 10)).ok, true, 'a bid: the state (and its subscribers) is saved');
+  const before = await owner(ch, hosts[0]!);
+  const victim = hosts.find((h) => ids.get(h) === before.host)!;
+  const gone = all.find((b) => b.host === victim)!.c.welcome.socket_id as string;
+  const survivors = all.filter((b) => b.host !== victim);
+  const { Redis } = await import('ioredis');
+  const r = new Redis({ port: redis.port, host: '127.0.0.1' });
+  t.teardown(() => r.disconnect());
+  const liveNodes = async () => (await Promise.all((await r.smembers(`${ns}:nodes`)).map(async (n) => ((await r.exists(`${ns}:node:${n}`)) ? n : null)))).filter((n) => n !== null);
+  const nodesBefore = await liveNodes();
+  await victim.crash();
+  hosts.splice(hosts.indexOf(victim), 1);
+  // Nothing happens on the channel until the dead host's heartbeat has expired.
+  await until('the dead host heartbeat expires', async () => (await liveNodes()).length < nodesBefore.length, 30_000);
+  // The next event activates the auction on a survivor, from the saved record, which still lists the
+  // dead host's subscriber; the sweep makes it leave there.
+  let leaves: string[] = [];
+  await until('onLeave ran for the dead host subscriber', async () => {
+    const n = survivors[0]!.c.messages(ch).length;
+    const res = await api(survivors[0]!.host.http, '/api/publish', { channel: ch, event: 'leaves', data: null });
+    if (res.status !== 200) return false;
+    const f = await until('the leaves answer', () => survivors[0]!.c.messages(ch).slice(n).find((x) => x.event === 'leaves'), 30_000);
+    leaves = f.data as string[];
+    return leaves.includes(gone);
+  }, 60_000, 500);
+  t.ok(leaves.includes(gone), `onLeave ran for ${gone}`);
+  t.equal(leaves.filter((s) => s === gone).length, 1, 'once');
+  hosts.push(await startHost(root, redis.url, ns, { args: hostArgs('h5') }));
+  ids.set(hosts[hosts.length - 1]!, 'h5');
+});
+
 t.test('a timer survives its owner: kill -9 before the close, the auction closes once, on time, elsewhere', async (t) => {
   const ch = 'auction-timer';
   const all = await bidders(ch, hosts, 1);

@@ -186,8 +186,8 @@ export class Activation {
   }
 
   /**
-   * Activates from the persisted record (or `init` when there is none). Subscribers relayed by nodes
-   * that stopped heartbeating are dropped: their connections died with their host.
+   * Activates from the persisted record (or `init` when there is none), its subscribers included;
+   * those relayed by nodes that stopped heartbeating leave at the next sweep (onLeave runs).
    */
   static async start(channel: string, def: ActorDefinition, env: ActivationEnv, fence: Fence): Promise<Activation> {
     const a = new Activation(channel, def, env, fence);
@@ -202,10 +202,9 @@ export class Activation {
     }
     if (rec) {
       a.ctx.state = rec.s;
-      const nodes = [...new Set((rec.m ?? []).map((m) => m.node))];
-      const alive = new Set<string>();
-      await Promise.all(nodes.map(async (n) => ((await env.broker.nodeAlive(n)) ? alive.add(n) : undefined)));
-      for (const m of rec.m ?? []) if (alive.has(m.node)) a.subs.set(m.socketId, m);
+      // All of them, those of dead nodes too: the sweep (PlacedActors.prune) makes those leave, with
+      // their onLeave, as it does for any dead relay. Dropped here, they left without one.
+      for (const m of rec.m ?? []) a.subs.set(m.socketId, m);
       for (const [name, due, every, data] of rec.t ?? []) a.timers.set(String(name), { due: Number(due), every: Number(every) || 0, data });
       a.saved = a.record();
       for (const name of a.timers.keys()) a.arm(name);
