@@ -255,6 +255,38 @@ t.test('an owner paused past its lease (SIGSTOP … SIGCONT) cannot act on it; i
   for (const b of all) t.same(b.c.messages(ch).filter((f) => f.event === 'bid').map((f) => f.data.amount), [10, 30, 40], `${b.user}: one sequence`);
 });
 
+t.test('a host taken for dead (paused past --presence-ttl) and back registers its subscribers with the actor again', async (t) => {
+  const ch = 'auction-swept';
+  const all = await bidders(ch, hosts, 1);
+  t.equal((await bid(all[0]!, ch, 10)).ok, true);
+  const o = await owner(ch, hosts[0]!);
+  const paused = hosts.find((h) => ids.get(h) !== o.host)!;
+  const back = all.find((b) => b.host === paused)!;
+  const sid = back.c.welcome.socket_id as string;
+  const watcher = all.find((b) => ids.get(b.host) === o.host)!;
+  /** A backend event answered by the actor with a broadcast; its data, as the owner host's client got it. */
+  const ask = async (event: string, data: unknown = null): Promise<any> => {
+    const n = watcher.c.messages(ch).length;
+    const r = await api(watcher.host.http, '/api/publish', { channel: ch, event, data });
+    if (r.status !== 200) throw new Error(`${event}: ${r.status} ${JSON.stringify(r.body)}`);
+    const answer = event === 'push' ? 'pushed' : event;
+    return (await until(answer, () => watcher.c.messages(ch).slice(n).find((f) => f.event === answer), 30_000)).data;
+  };
+  paused.proc.kill('SIGSTOP');
+  await until('every thread of the paused host stopped', () => allThreadsStopped(paused.proc.pid!));
+  try {
+    // Its heartbeat expires and the owner's sweep makes its subscriber leave (onLeave runs).
+    await until('the paused host subscriber left the actor', async () => ((await ask('leaves')) as string[]).includes(sid), 60_000, 500);
+  } finally {
+    paused.proc.kill('SIGCONT');
+  }
+  // Its connection lived on: once the host finds itself swept, it registers that subscriber again.
+  await until('the actor counts it again', async () => (await ask('stats')).subscribers === all.length, 60_000, 500);
+  t.same(await ask('push', { to: sid }), { to: sid, ok: true }, 'a private push reaches it again');
+  await until('the pushed note', () => back.c.messages(ch).some((f) => f.event === 'note'), 30_000);
+  t.pass('it got the note');
+});
+
 t.test('SIGTERM hands the actor over at once, with its state', async (t) => {
   const ch = 'auction-term';
   const all = await bidders(ch, hosts, 1);

@@ -17,7 +17,7 @@ import type { ActorContext, AnyActorDefinition, JoinResult, OutgoingMessage, Sto
 import { assertEventName, checkCompute, clientEventUser, deliveryOf, kickReason, runCompute } from './context-rules.js';
 import { systemClock, type Clock } from './clock.js';
 import { History } from './history.js';
-import { deliberate, HookRunner, RUN_ELSEWHERE, type Hook } from './hook-runner.js';
+import { deliberate, HookRunner, REJOIN, RUN_ELSEWHERE, type Hook, type Rejoin } from './hook-runner.js';
 import { isThenable, Mailbox } from './mailbox.js';
 import { TimerSet } from './timers.js';
 import { TurnContext } from './turn-context.js';
@@ -1003,6 +1003,13 @@ export class ChannelActor {
     for (const [user, e] of this.members) await this.op(() => broker.join(this.name, user, e.info, undefined));
     const n = this.subs.size;
     await this.op(() => broker.count(this.name, n));
+    // A placed actor's activation made this host's subscribers leave when it was taken for dead.
+    const rejoin = (this.def as { [REJOIN]?: Rejoin })[REJOIN];
+    if (rejoin) {
+      for (const conn of [...this.subs.values()]) {
+        await rejoin(this.name, subscriberOf(conn)).catch((err) => this.log(`subscriber ${conn.id} could not be registered with the channel's actor again`, err));
+      }
+    }
     const pos = await broker.position(this.name, this.bounds);
     if (!this.bridged) return;
     if (pos.epoch !== this.epoch) return this.reset(pos.epoch, pos.offset, "the channel's stream in Redis was reset (Redis restarted without persistence?)");

@@ -8,7 +8,7 @@
  */
 import { RtError } from '../errors.js';
 import { within, type Clock } from './clock.js';
-import type { ActorContext, StopReason } from './define.js';
+import type { ActorContext, StopReason, Subscriber } from './define.js';
 import { isThenable } from './mailbox.js';
 
 /**
@@ -17,6 +17,14 @@ import { isThenable } from './mailbox.js';
  * or one slow or failing hook would be timed and counted twice, once on each side.
  */
 export const RUN_ELSEWHERE = Symbol('rt-actors.run-elsewhere');
+
+/**
+ * On a placed actor's proxy: registers one of this host's subscribers with the activation again (its
+ * onJoin runs only if the activation no longer knows it). Used when this host was swept as dead and
+ * came back: the activation made its subscribers leave meanwhile, though their connections lived on.
+ */
+export const REJOIN = Symbol('rt-actors.rejoin');
+export type Rejoin = (channel: string, s: Subscriber) => Promise<void>;
 
 export type Hook = 'init' | 'authorize' | 'onJoin' | 'onLeave' | 'onMessage' | 'onPublish' | 'onTimer' | 'onComputed' | 'onStop';
 

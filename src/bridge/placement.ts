@@ -15,7 +15,7 @@ import type { ActorDefinition, OutgoingMessage, Subscriber } from '../actors/def
 import { Published } from '../actors/published.js';
 import type { LoadedActor } from '../actors/registry.js';
 import type { ActorStats } from '../actors/channel-actor.js';
-import { RUN_ELSEWHERE } from '../actors/hook-runner.js';
+import { REJOIN, RUN_ELSEWHERE, type Rejoin } from '../actors/hook-runner.js';
 import { assertEventName } from '../actors/context-rules.js';
 import { RtError } from '../errors.js';
 import type { PublishResult } from '../runtime/messages.js';
@@ -153,8 +153,11 @@ export class Placement {
         ...(s.transport !== undefined ? { transport: s.transport } : {}),
       };
     };
-    const def: ActorDefinition & { [RUN_ELSEWHERE]: true } = {
+    const def: ActorDefinition & { [RUN_ELSEWHERE]: true; [REJOIN]: Rejoin } = {
       [RUN_ELSEWHERE]: true,
+      [REJOIN]: async (channel, s) => {
+        await this.call(channel, 'join', [who(s), null]);
+      },
       match: real.match,
       // Subscribers are counted by the activation: it hears of every join and leave on every host.
       onJoin: async (ctx, s, data) => {
