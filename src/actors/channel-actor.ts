@@ -502,7 +502,7 @@ export class ChannelActor {
     const e = this.members.get(user);
     if (e) {
       e.conns++;
-      this.stayed(e);
+      this.endGrace(e);
       return;
     }
     this.members.set(user, { info: conn.info, conns: 1 });
@@ -587,15 +587,11 @@ export class ChannelActor {
     }
   }
 
-  /** Announces a member's departure (one host: no broker decides it). */
   /** The member's last connection is gone for good (at once, or when its grace ran out). */
   private memberGone(user: string): void {
     const e = this.members.get(user);
     if (!e || e.conns > 0) return;
-    if (e.leaving) {
-      clearTimeout(e.leaving);
-      this.lingering--;
-    }
+    this.endGrace(e);
     this.members.delete(user);
     const broker = this.env.broker;
     // With a broker the leave is announced by Redis, and only when this was the user's last host.
@@ -603,14 +599,15 @@ export class ChannelActor {
     else this.memberLeft(e.info === undefined ? { user_id: user } : { user_id: user, user_info: e.info });
   }
 
-  /** A member in its grace (see memberGone) came back: it never left. */
-  private stayed(e: MemberEntry): void {
+  /** Ends a member's grace, if it is in one: it came back (it never left), or it leaves now. */
+  private endGrace(e: MemberEntry): void {
     if (!e.leaving) return;
     clearTimeout(e.leaving);
     e.leaving = undefined;
     this.lingering--;
   }
 
+  /** Announces a member's departure (one host: no broker decides it). */
   private memberLeft(m: Member): void {
     this.ghosts.memberLeft(m.user_id);
     this.presenceToThreads('leave!', m);
@@ -821,7 +818,7 @@ export class ChannelActor {
         const e = this.members.get(conn.user!);
         if (e) {
           e.conns++;
-          this.stayed(e);
+          this.endGrace(e);
         } else this.members.set(conn.user!, { info: conn.info, conns: 1 });
       }
     }
