@@ -145,6 +145,11 @@ export class ActorHost {
     if (a) void Promise.resolve(a.regrant(conn)).catch((err) => threadLogger().error(`actor ${ch}: checking a fresh token's grants failed`, err, { event: 'actor.error', channel: ch }));
   }
 
+  /** A member this shard's actor of `ch` may keep in its grace was recovered elsewhere (the `stayed` notice). */
+  endGrace(ch: string, user: string): void {
+    this.actors.get(ch)?.recoveredElsewhere(user);
+  }
+
   /** Never throws: onLeave failures are logged (and counted) by the actor. `graceMs`: see ChannelActor.unsubscribe. */
   unsubscribe(ch: string, connId: string, graceMs?: number): void {
     const a = this.actors.get(ch);

@@ -599,6 +599,18 @@ export class ChannelActor {
     else this.memberLeft(e.info === undefined ? { user_id: user } : { user_id: user, user_info: e.info });
   }
 
+  /**
+   * The member came back on another host (with a broker): it is that host's now. Let go here at once and
+   * silently — this host's share is only removed, as Redis still counts the other's — or the leave would
+   * come when the grace ran out, after any leave of the new host, and be the one announced.
+   */
+  recoveredElsewhere(user: string): void {
+    void this.mailbox.run(() => {
+      const e = this.members.get(user);
+      if (e?.leaving && e.conns === 0) this.memberGone(user);
+    }, false);
+  }
+
   /** Ends a member's grace, if it is in one: it came back (it never left), or it leaves now. */
   private endGrace(e: MemberEntry): void {
     if (!e.leaving) return;

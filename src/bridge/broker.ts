@@ -106,4 +106,6 @@ export interface HubBridge {
   publishToUser(user: string, event: string, data: unknown, exclude?: string): Promise<void>;
   /** Disconnects every connection of a user on every host. */
   kick(user: string): Promise<void>;
+  /** Tells every host that these presence memberships were recovered (see the `stayed` notice). */
+  stayed(m: [string, string][]): Promise<void>;
 }

@@ -93,6 +93,10 @@ export class RedisDirectory implements HubBridge {
     await this.guard(this.cmd.publish(this.keys.control, JSON.stringify(n)), false);
   }
 
+  async stayed(m: [string, string][]): Promise<void> {
+    await this.guard(this.cmd.publish(this.keys.control, JSON.stringify({ t: 'stayed', m } satisfies Notice)), false);
+  }
+
   async kick(user: string): Promise<void> {
     const n: Notice = { t: 'kick', user, at: Math.floor(Date.now() / 1000) };
     // Kept, not only announced: hosts that start later, or were cut off from Redis, read it at connect.
@@ -110,6 +114,10 @@ export function parseControl(raw: Buffer): Notice | null {
     return null;
   }
   const n = v as Record<string, unknown>;
+  if (n && typeof n === 'object' && n.t === 'stayed') {
+    const ok = Array.isArray(n.m) && n.m.length <= 1000 && n.m.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string');
+    return ok ? { t: 'stayed', m: n.m as [string, string][] } : null;
+  }
   if (!n || typeof n !== 'object' || typeof n.user !== 'string') return null;
   if (n.t === 'kick') return typeof n.at === 'number' ? { t: 'kick', user: n.user, at: n.at } : { t: 'kick', user: n.user };
   if (n.t === 'user!' && typeof n.ev === 'string') {

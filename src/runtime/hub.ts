@@ -408,6 +408,15 @@ export class Hub {
     return Promise.resolve();
   }
 
+  /**
+   * A Socket.IO session was recovered with these presence memberships ([channel, user]): another host
+   * may keep them in their grace (see ChannelActor.unsubscribe), and would announce them gone when it
+   * ran out, after this host's own leave. One host needs nothing: its owner saw the subscribe.
+   */
+  stayed(m: [string, string][]): void {
+    if (this.opts.bridge && m.length > 0) void this.opts.bridge.stayed(m).catch((err) => threadLogger().warn('could not tell the other hosts that a presence member was recovered here', err));
+  }
+
   /** Disconnects every connection of a user on every thread (every host with the Redis bridge). */
   kick(user: string): Promise<void> {
     if (this.opts.bridge) return this.opts.bridge.kick(user);

@@ -65,6 +65,12 @@ export type Notice =
   | { t: 'user!'; user: string; ev: string; data: unknown; ex?: string }
   /** Disconnect every connection of a user (API: POST /api/users/:id/disconnect). */
   | { t: 'kick'; user: string; at?: number }
+  /**
+   * Redis bridge: a Socket.IO session was recovered (on some host) with these presence memberships
+   * (`m`: [channel, user] pairs). A host whose actor keeps one of them in its grace (a dropped
+   * connection, see ChannelActor.unsubscribe) lets it go now, silently: the recovering host holds it.
+   */
+  | { t: 'stayed'; m: [string, string][] }
   /** Redis bridge: a revocation kept in Redis, read at (re)connect: refuse the user's older tokens, disconnect nobody. */
   | { t: 'revoke'; user: string; at: number }
   /** A channel actor's private message to some of its subscribers on the receiving thread: no offset, no history. */

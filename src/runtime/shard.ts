@@ -193,6 +193,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     ownerNotice: (from, n) => {
       if (n.t === 'unsub') host.unsubscribe(n.ch, n.conn.id, n.g);
       else if (n.t === 'regrant') host.regrant(n.ch, n.conn);
+      else if (n.t === 'stayed') for (const [ch, user] of n.m) host.endGrace(ch, user);
       else if (n.t === 'restarted') {
         host.dropThread(n.peer);
         // With Redis presence lives in Redis and no thread reports (Hub.replay).

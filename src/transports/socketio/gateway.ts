@@ -320,6 +320,7 @@ export class SioConnection implements SessionListener {
     ctx.hub.add(client);
     let recovered = false;
     if (saved) recovered = await client.recover(saved, auth.offset);
+    if (recovered) ctx.hub.stayed(client.presenceMemberships());
     if (recovery) client.setPid(recovered ? saved!.pid : newPid());
     const held = client.held;
     client.held = undefined;
@@ -470,6 +471,17 @@ export class SioClient extends Client {
 
   private get hub() {
     return this.conn.ctx.hub;
+  }
+
+  /** [channel, user] of each presence channel this socket is a member of (not an observer). */
+  presenceMemberships(): [string, string][] {
+    const out: [string, string][] = [];
+    for (const ch of this.channels) {
+      if (channelKind(ch) !== 'presence') continue;
+      const ref = this.connRef(ch);
+      if (ref.user !== undefined && !ref.observer) out.push([ch, ref.user]);
+    }
+    return out;
   }
 
   override get onWebSocket(): boolean {
