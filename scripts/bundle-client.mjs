@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dir = `${root}dist/src/client/`;
 /** Dependency order: each module only uses those before it. */
-const MODULES = ['emitter', 'sse-parser', 'transports', 'client'];
+const MODULES = ['reserved-events', 'emitter', 'sse-parser', 'transports', 'client'];
 
 function fail(msg) {
   console.error(`bundle-client: ${msg}`);

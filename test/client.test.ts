@@ -98,8 +98,20 @@ t.test('every transport: listen, publish with ack, whisper, presence, user messa
       t.same(hist.map((p) => p.event), ['said']);
       t.same(await pa.history({ limit: 0 }), [], 'limit 0 is none, not the default');
       await t.rejects(pa.history({ limit: -1 }), { code: 'bad_frame' }, 'a limit the server cannot take is its error');
+      // Refused before anything is sent, with a code; the connection goes on serving.
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      await t.rejects(pa.publish('e', 1n), { name: 'RtClientError', code: 'bad_data' }, 'a BigInt: bad_data, not a TypeError from inside the transport');
+      await t.rejects(pa.publish('e', cyclic), { code: 'bad_data' }, 'a cyclic object: bad_data');
+      for (let i = 0; i < 25; i++) await t.rejects(pa.publish('rt:mine', i), { code: 'bad_frame' }, undefined);
+      t.equal(a.state, 'connected', "25 reserved event names were refused by the client: none counted toward the server's malformed-frame close");
+      t.same((await pa.history({ limit: 1 })).map((p) => p.event), ['said'], 'requests after them still work');
     });
   }
+});
+
+t.test('an empty transports list is refused when the client is made', async (t) => {
+  t.throws(() => new RtClient('http://127.0.0.1:1', { WebSocket, transports: [] }), { name: 'RtClientError', code: 'bad_transport' });
 });
 
 /**

@@ -6,7 +6,7 @@
  */
 import { RtError, toErrorBody } from '../errors.js';
 import type { ComputeResult, PublishDelivery } from './define.js';
-import { reservedEvent } from '../protocol/reserved-events.js';
+import { reservedEvent } from '../client/reserved-events.js';
 
 export function assertEventName(event: unknown): asserts event is string {
   if (typeof event !== 'string' || event.length === 0 || event.length > 200) throw new RtError('bad_event', 'an event name must be a string of 1-200 characters');

@@ -12,6 +12,7 @@
  * history (restart), the channel emits 'resync' so the application refetches its state.
  */
 import { Emitter, safeCall } from './emitter.js';
+import { reservedEvent } from './reserved-events.js';
 import { createTransport, TRANSPORTS, type CloseInfo, type Frame, type Transport, type TransportName } from './transports.js';
 
 export type ConnectionState = 'disconnected' | 'connecting' | 'connected';
@@ -104,6 +105,9 @@ function checkChannel(name: string): void {
 
 function checkEvent(name: string): void {
   if (typeof name !== 'string' || !EVENT_RE.test(name)) throw new RtClientError('bad_frame', `event must be 1-200 characters without control characters: ${JSON.stringify(name)}`);
+  // Refused here as the server would refuse it, before it counts toward the server's malformed-frame close.
+  const reserved = reservedEvent(name);
+  if (reserved) throw new RtClientError('bad_frame', `${reserved}: ${JSON.stringify(name)}`);
 }
 
 function errorFrom(f: Frame): RtClientError {
@@ -464,6 +468,7 @@ export class RtClient extends Emitter<ClientEvents> {
     if (!/^https?:\/\//.test(this.url)) throw new RtClientError('bad_url', `url must be http(s):// or ws(s)://, not ${JSON.stringify(url)}`);
     this.opts = { connectTimeout: 5000, reconnectDelay: 500, maxReconnectDelay: 15000, ackTimeout: 10000, pingInterval: 25000, rememberTransport: true, ...options };
     for (const t of this.opts.transports ?? []) if (!TRANSPORTS.includes(t)) throw new RtClientError('bad_transport', `unknown transport ${JSON.stringify(t)}; known: ${TRANSPORTS.join(', ')}`);
+    if (this.opts.transports?.length === 0) throw new RtClientError('bad_transport', `transports is empty: give at least one of ${TRANSPORTS.join(', ')} (or leave it out for all)`);
     const f = options.fetch ?? (globalThis as any).fetch;
     // Browsers refuse fetch called with another `this` ("Illegal invocation").
     this.fetchFn = options.fetch ?? (f ? f.bind(globalThis) : undefined);
@@ -566,6 +571,13 @@ export class RtClient extends Emitter<ClientEvents> {
   /** @internal Callback form: runs synchronously when the reply frame is handled. */
   requestRaw(frame: Frame, cb: (err: RtClientError | null, f?: Frame) => void): void {
     if (this.stopped) return cb(new RtClientError('closed', 'client is disconnected: call connect() first'));
+    // A value JSON cannot carry (a BigInt, a cycle) is refused here: thrown later, inside a transport's
+    // send queue, it would be an uncaught error and stop every frame queued behind it.
+    try {
+      JSON.stringify(frame);
+    } catch (err) {
+      return cb(new RtClientError('bad_data', `${String(frame.op)}: its data cannot be sent as JSON (${(err as Error).message})`));
+    }
     const ref = ++this.ref;
     const p: Pending = { frame: { ...frame, ref }, cb, sent: false };
     p.timer = setTimeout(() => {

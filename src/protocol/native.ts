@@ -7,7 +7,7 @@ import { Packr } from 'msgpackr';
 import { RtError } from '../errors.js';
 import { assertPlain, unpackUnchecked } from './plain-msgpack.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from './json-depth.js';
-import { reservedEvent } from './reserved-events.js';
+import { reservedEvent } from '../client/reserved-events.js';
 import { didYouMean } from '../config/suggest.js';
 
 export type WireFormat = 'json' | 'msgpack';

@@ -11,6 +11,7 @@
  */
 
 import { Packr } from 'msgpackr';
+import { RESERVED_EVENTS } from '../client/reserved-events.js';
 import { jsonNestsDeeper } from './json-depth.js';
 
 export const SioType = {
@@ -60,18 +61,6 @@ const DEFAULT_MAX_ATTACHMENTS = 10;
 const DEFAULT_MAX_DEPTH = 64;
 const DEFAULT_MAX_NSP = 1024;
 
-/**
- * Event names the official client and server refuse on the wire (their decoders close the connection);
- * rejecting them here keeps us from accepting or emitting something a real peer would treat as fatal.
- */
-export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
-  'connect',
-  'connect_error',
-  'disconnect',
-  'disconnecting',
-  'newListener',
-  'removeListener',
-]);
 
 const hasOwn = Object.prototype.hasOwnProperty;
 

@@ -129,16 +129,29 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
             send(ok(f.ref, body));
           }, fail);
         return;
+      // In channel order too: sent right behind the channel's subscribe, they wait for it, as sent.
       case 'presence':
-        if (!client.channels.has(f.channel)) throw new RtError('not_subscribed', `subscribe to ${f.channel} to see its presence`, 403);
-        ctx.hub.presence(f.channel).then((r) => send(ok(f.ref, { channel: f.channel, members: r.members })), fail);
-        return;
+        return inOrder(
+          client,
+          f.channel,
+          () => {
+            if (!client.channels.has(f.channel)) throw new RtError('not_subscribed', `subscribe to ${f.channel} to see its presence`, 403);
+            return ctx.hub.presence(f.channel).then((r) => send(ok(f.ref, { channel: f.channel, members: r.members })), fail);
+          },
+          fail,
+        );
       case 'history':
-        if (!client.channels.has(f.channel)) throw new RtError('not_subscribed', `subscribe to ${f.channel} to read its history`, 403);
-        ctx.hub
-          .history(f.channel, f.since, f.limit)
-          .then((r) => send(ok(f.ref, { channel: f.channel, offset: r.offset, epoch: r.epoch, recovered: r.recovered, publications: r.pubs.map(wirePublication) })), fail);
-        return;
+        return inOrder(
+          client,
+          f.channel,
+          () => {
+            if (!client.channels.has(f.channel)) throw new RtError('not_subscribed', `subscribe to ${f.channel} to read its history`, 403);
+            return ctx.hub
+              .history(f.channel, f.since, f.limit)
+              .then((r) => send(ok(f.ref, { channel: f.channel, offset: r.offset, epoch: r.epoch, recovered: r.recovered, publications: r.pubs.map(wirePublication) })), fail);
+          },
+          fail,
+        );
       case 'rpc':
         handleRpc(ctx, client, f.event, f.data).then((data) => send(ok(f.ref, { data: data ?? null })), fail);
         return;

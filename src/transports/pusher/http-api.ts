@@ -16,7 +16,7 @@ import { ApiAuthError, verifyApiRequest } from './signature.js';
 import { validPusherChannel } from './subscriptions.js';
 import { JsonData } from '../../protocol/encoded-payload.js';
 import { getAndHead, headSafe } from '../head.js';
-import { reservedEvent } from '../../protocol/reserved-events.js';
+import { reservedEvent } from '../../client/reserved-events.js';
 
 const USER_CHANNEL = '#server-to-user-';
 const SOCKET_ID_RE = /^\d+\.\d+$/;
