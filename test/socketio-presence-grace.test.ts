@@ -10,6 +10,7 @@ import { signJwt } from 'rt-actors';
 import { api, JWT_SECRET, startServer } from './helpers/server.js';
 import { nextEvent, sioConnect } from './helpers/sio.js';
 import { until } from './helpers/redis.js';
+import { channelOwnedBy } from './helpers/faults.js';
 
 const token = (sub: string): string => signJwt({ sub, channels: ['presence-room'], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
 const ROOM = 'presence-room';
@@ -86,6 +87,45 @@ t.test('a polling member back before the server noticed it was gone takes its se
   t.same(await late.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u3 subscribed');
   await sentinel;
   t.same(o.events, ['join u1', 'join u3'], 'the observer saw u1 join once and never leave');
+});
+
+t.test("a member whose shard crashed recovers on a live shard without being seen leaving", async (t) => {
+  const s = await startServer(t, { socketioPingInterval: '300ms', socketioPingTimeout: '300ms' });
+  const any = (sub: string) => signJwt({ sub, channels: ['presence-*'], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
+  // Reconnected by hand, once the owner no longer counts the crashed shard's subscriber: the member is
+  // still there then (the owner's crash handling keeps the crashed shard's members until they are
+  // reported again or settled gone), and comes back without a leave.
+  const c = io(s.http, { forceNew: true, transports: ['websocket'], reconnection: false, timeout: 5000, auth: { token: any('u1') } });
+  t.teardown(() => c.close());
+  await new Promise<void>((resolve, reject) => (c.once('connect', () => resolve()), c.once('connect_error', reject)));
+  const shard = Number(c.id!.split('.')[0]);
+  // The channel's owner survives the crash (a crashed owner's actor starts again from what the others report).
+  const room = channelOwnedBy('presence-crash-', 1 - shard, 2);
+  const o = await sioConnect(t, s.http, { transports: ['websocket'], auth: { token: any('watcher') } });
+  const events: string[] = [];
+  o.on('presence:joining', (_ch: string, m: { user_id: string }) => events.push(`join ${m.user_id}`));
+  o.on('presence:leaving', (_ch: string, m: { user_id: string }) => events.push(`leave ${m.user_id}`));
+  t.same(await o.emitWithAck('subscribe', { channel: room }), { ok: true });
+  const joined = nextEvent(o, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
+  t.same(await c.emitWithAck('subscribe', { channel: room }), { ok: true }, 'u1 subscribed');
+  await joined;
+
+  const gone = new Promise((r) => c.once('disconnect', r));
+  s.crashShard(shard);
+  await gone;
+  await until("the owner dropped the crashed shard's subscriber", async () => (await api(s.http, `/api/channels/${room}`)).body.subscribers === 1);
+  t.same((await api(s.http, `/api/channels/${room}/users`)).body.users.map((u: { user_id: string }) => u.user_id).sort(), ['u1', 'watcher'], 'u1 is still a member');
+  const back = new Promise<void>((resolve) => c.once('connect', () => resolve()));
+  c.connect();
+  await back;
+  t.equal(c.recovered, true, 'recovered on a live shard');
+  const late = io(s.http, { forceNew: true, transports: ['websocket'], reconnection: false, auth: { token: any('u3') } });
+  t.teardown(() => late.close());
+  await new Promise<void>((resolve, reject) => (late.once('connect', () => resolve()), late.once('connect_error', reject)));
+  const sentinel = nextEvent(o, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u3', 10_000);
+  t.same(await late.emitWithAck('subscribe', { channel: room }), { ok: true }, 'u3 subscribed');
+  await sentinel;
+  t.same(events.filter((e) => !e.endsWith('watcher')), ['join u1', 'join u3'], 'the crash showed no leave and no second join of u1');
 });
 
 t.test('a member that does not come back leaves when its grace runs out', async (t) => {
