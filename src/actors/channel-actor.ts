@@ -9,12 +9,12 @@ import { channelAllowed } from '../auth/jwt.js';
 import { channelKind, type ChannelKind } from '../auth/channels.js';
 import { RtError } from '../errors.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
-import { payloadOf, EncodedPublication } from '../protocol/encoded-payload.js';
+import { payloadOf, EncodedMessage, EncodedPublication, JsonData } from '../protocol/encoded-payload.js';
 import type { ConnRef, HistoryAnswer, PublishResult, PublishSource, SubscribeResult } from '../runtime/messages.js';
 import { threadOfSocket } from '../runtime/hash.js';
 import type { Broker, BrokerMessage, ChannelSink, HistoryBounds } from '../bridge/broker.js';
 import type { ActorContext, AnyActorDefinition, JoinResult, OutgoingMessage, StopReason, Subscriber } from './define.js';
-import { assertEventName, checkCompute, clientEventUser, deliveryOf, kickReason, runCompute } from './context-rules.js';
+import { assertEventName, checkCompute, clientEventUser, deliveryOf, hookFailure, kickReason, runCompute, sendableJson } from './context-rules.js';
 import { systemClock, type Clock } from './clock.js';
 import { History } from './history.js';
 import { deliberate, HookRunner, REJOIN, RUN_ELSEWHERE, type Hook, type Rejoin } from './hook-runner.js';
@@ -193,8 +193,9 @@ export class ChannelActor {
       now: () => self.clock.now(),
       broadcast: (event, data) => {
         assertEventName(event);
+        const text = sendableJson(data, `broadcast ${event}'s data`);
         if (self.stopped) return 0;
-        const r = self.emit({ event, data });
+        const r = self.emit(new EncodedMessage(event, new JsonData(text)));
         if (!(r instanceof Pending)) return r.offset!;
         // With a broker the offset is assigned by Redis later; a failure is logged, not thrown at the hook.
         r.done.catch((err) => self.log(`broadcast from actor hook failed`, err));
@@ -202,10 +203,12 @@ export class ChannelActor {
       },
       push: (socketId, event, data) => {
         assertEventName(event);
+        sendableJson(data, `push ${event}'s data`);
         return self.pushTo([socketId], event, data) === 1;
       },
       pushUser: (userId, event, data) => {
         assertEventName(event);
+        sendableJson(data, `push ${event}'s data`);
         const ids: string[] = [];
         for (const c of self.subs.values()) if (c.user === userId) ids.push(c.id);
         return self.pushTo(ids, event, data);
@@ -460,8 +463,20 @@ export class ChannelActor {
     }
     if (known || replay || !this.def.onJoin) return this.register(conn, known, since, replay, undefined);
     const joined = this.join(conn, data);
-    if (isThenable(joined)) return joined.then((j) => this.register(conn, known, since, replay, j));
-    return this.register(conn, known, since, replay, joined);
+    if (isThenable(joined)) return joined.then((j) => this.register(conn, known, since, replay, this.sendableJoin(j)));
+    return this.register(conn, known, since, replay, this.sendableJoin(joined));
+  }
+
+  /** An onJoin whose reply cannot be sent failed: it registers nothing (see sendableJson). */
+  private sendableJoin(j: JoinResult | void): JoinResult | void {
+    if (j && typeof j === 'object' && j.reply !== undefined) {
+      try {
+        sendableJson(j.reply, 'its onJoin reply');
+      } catch (err) {
+        throw hookFailure(this.name, err);
+      }
+    }
+    return j;
   }
 
   /**
@@ -704,10 +719,23 @@ export class ChannelActor {
     if (verdict === undefined) return this.emit(msg, exclude, at, clientEventUser(msg.event, user));
     const v = verdict as Partial<OutgoingMessage> & { reply?: unknown };
     if (typeof v !== 'object') throw new RtError('actor_failed', `the channel actor of ${this.name} returned ${typeof v} instead of a message or { reply }`, 500);
+    // Checked before anything is published: a failed hook publishes nothing.
+    try {
+      if ('reply' in v) sendableJson(v.reply, 'its reply');
+    } catch (err) {
+      throw hookFailure(this.name, err);
+    }
     // Only a client has someone to reply to; backend publishes always publish (and have an offset).
     if ('reply' in v && v.event === undefined && source === 'client') return { data: v.reply };
     if (typeof v.event !== 'string' || v.event.length === 0) throw new RtError('actor_failed', `the channel actor of ${this.name} returned a message without an event`, 500);
-    const out = this.emit(v as OutgoingMessage, exclude, at, clientEventUser(v.event, user));
+    let text: string;
+    try {
+      assertEventName(v.event);
+      text = sendableJson(v.data, `message ${v.event}'s data`);
+    } catch (err) {
+      throw hookFailure(this.name, err);
+    }
+    const out = this.emit(new EncodedMessage(v.event, new JsonData(text)), exclude, at, clientEventUser(v.event, user));
     return 'reply' in v ? withReply(out, v.reply) : out;
   }
 

@@ -8,6 +8,29 @@ import { RtError, toErrorBody } from '../errors.js';
 import type { ComputeResult, PublishDelivery } from './define.js';
 import { reservedEvent } from '../client/reserved-events.js';
 
+/**
+ * The JSON text of a value an actor sends (a broadcast's or push's data, a reply): every protocol's
+ * frame is made from it, so every subscriber gets the same value on every shard (a Map is `{}` for all,
+ * not `{}` for some and its entries for others). What JSON cannot carry (a BigInt, a cycle, a symbol)
+ * is a `bad_data` error here, in the hook that made it, rather than an encoder's TypeError later, on a
+ * shard's delivery path. `undefined` is sent as null.
+ */
+export function sendableJson(value: unknown, what: string): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value === undefined ? null : value);
+  } catch (err) {
+    throw new RtError('bad_data', `${what} cannot be sent as JSON: ${(err as Error).message}`);
+  }
+  if (text === undefined) throw new RtError('bad_data', `${what} cannot be sent as JSON: a ${typeof value}`);
+  return text;
+}
+
+/** A hook's returned value that cannot be sent (sendableJson, assertEventName) is the hook's failure. */
+export function hookFailure(channel: string, err: unknown): RtError {
+  return new RtError('actor_failed', `the channel actor of ${channel} returned what cannot be sent: ${(err as Error).message}`, 500);
+}
+
 export function assertEventName(event: unknown): asserts event is string {
   if (typeof event !== 'string' || event.length === 0 || event.length > 200) throw new RtError('bad_event', 'an event name must be a string of 1-200 characters');
   const reserved = reservedEvent(event);
