@@ -277,3 +277,29 @@ t.test('the transports option turns SSE off', async (t) => {
   t.equal(r.status, 404);
   await t.rejects(startServer(t, { transports: 'ws,carrier-pigeon' }), /transports/, 'an unknown transport fails the start');
 });
+
+t.test('a publication the stream was left out of moves its event id: a resume does not deliver it', async (t) => {
+  const s = await startServer(t);
+  const url = `${s.http}/sse?channels=private-ex&token=${token('ann', { channels: ['private-*'] })}`;
+  const es = await SseStream.open(url);
+  await es.until(subscribedAll(1));
+  const welcome = named(es.events, 'rt:welcome')[0]!.json;
+  await api(s.http, '/api/publish', { channel: 'private-ex', event: 'e', data: 'seen' });
+  await es.until((evs) => evs.some((e) => e.json?.data === 'seen'));
+  // Left out twice: its own whisper, and a backend publish naming its socket (Laravel's toOthers()).
+  const post = await request('POST', `${s.http}/sse?sid=${welcome.session}`, JSON.stringify({ op: 'publish', ref: 1, channel: 'private-ex', event: 'e', data: 'own whisper', exclude_self: true }));
+  t.equal(post.status, 200);
+  t.equal((await api(s.http, '/api/publish', { channel: 'private-ex', event: 'e', data: 'to the others', socket_id: welcome.socket_id })).status, 200);
+  // An id-only message (no data: EventSource dispatches nothing) carries the stream past offset 3.
+  await es.until(() => /^id: 3\./m.test(es.raw), 10_000, 'the id past the excluded publications');
+  const lastId = [...es.raw.matchAll(/^id: (.*)$/gm)].at(-1)![1]!;
+  t.match(lastId, /^3\./, `the last event id is past them (${lastId})`);
+  t.same(es.events.filter((e) => e.event === 'e').map((e) => e.json.data), ['seen'], 'neither was delivered live');
+  es.close();
+
+  await api(s.http, '/api/publish', { channel: 'private-ex', event: 'e', data: 'after' });
+  const again = await SseStream.open(url, { 'last-event-id': lastId });
+  t.teardown(() => again.close());
+  await again.until((evs) => evs.some((e) => e.json?.data === 'after'));
+  t.same(again.events.filter((e) => e.event === 'e').map((e) => e.json.data), ['after'], 'the resume gives what came after, not what it was left out of');
+});

@@ -6,6 +6,7 @@ import type { WebSocket } from 'uWebSockets.js';
 import type { Encoded, WireCodec } from '../protocol/codecs.js';
 import type { JwtClaims } from '../auth/jwt.js';
 import type { ConnRef } from './messages.js';
+import type { Publication } from '../protocol/native.js';
 import type { TokenExpiry } from '../security/token-expiry.js';
 import type { ConnKind } from './instruments.js';
 
@@ -108,6 +109,13 @@ export abstract class Client {
 
   /** Sends bytes already encoded with this client's codec. */
   abstract sendEncoded(data: Encoded): void;
+
+  /**
+   * A publication of one of its channels that this connection was left out of (a `socket_id`, its own
+   * whisper). A transport whose clients resume from the position they last saw (SSE's event id) moves
+   * it past the publication, or a resume would deliver it after all.
+   */
+  excludedFrom?(pub: Publication): void;
 
   /** A channel actor removed this connection from `channel` (transports forget what they kept for it). */
   onKicked?(channel: string): void;

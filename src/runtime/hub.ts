@@ -594,7 +594,10 @@ export class Hub {
     if (sinks) {
       const memo = new EncodeMemo((c) => c.pub(pub));
       for (const c of sinks) {
-        if (c === ex) continue;
+        if (c === ex) {
+          c.excludedFrom?.(pub);
+          continue;
+        }
         c.sendEncoded(memo.get(c.codec));
         this.out(c.kind ?? connKind(c)).inc();
         n++;

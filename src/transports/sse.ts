@@ -176,6 +176,18 @@ export class SseClient extends Client implements Session {
     this.write(s);
   }
 
+  /**
+   * Left out of a publication of a channel it tracks: an id-only message moves the stream's event id
+   * past it (EventSource sets lastEventId and dispatches nothing), so a reconnect does not resume it.
+   */
+  override excludedFrom(pub: Publication): void {
+    const i = this.index.get(pub.channel);
+    const p = i === undefined ? undefined : this.pos[i];
+    if (!p || pub.offset <= p.offset) return;
+    this.pos[i!] = { offset: pub.offset, epoch: p.epoch };
+    this.write(`id: ${formatPositions(this.pos)}\n\n`);
+  }
+
   /** A control event: named `rt:<name>` in events mode, a native frame in native mode. */
   private control(name: string, body: Record<string, unknown>, frame: Record<string, unknown>, withId = false): void {
     const id = withId && this.tracked.length > 0 ? `id: ${formatPositions(this.pos)}\n` : '';
