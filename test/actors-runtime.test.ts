@@ -163,3 +163,28 @@ t.test('kick removes one subscriber with a reason; onLeave runs; pushes reach on
   t.same((await a.send(mod, 'kick', u1.socketId)).data, false, 'kicking twice is a no-op');
   t.same((await a.send(mod, 'whisper', u1.socketId)).data, false, 'no push to a former subscriber');
 });
+
+t.test('the test kit reports compute tasks as the server does: a throw is task_failed naming the task, a missing one not_found', async (t) => {
+  const results: unknown[] = [];
+  const a = testActor(
+    defineActor({
+      match: 'calc-*',
+      onMessage(ctx, msg) {
+        ctx.compute(msg.event, msg.data);
+        return { reply: 'started' };
+      },
+      onComputed(_ctx, r) {
+        results.push(r);
+      },
+    }),
+    { channel: 'calc-1', tasks: { sq: (n) => { if ((n as number) < 0) throw new Error('negative!'); return (n as number) ** 2; } } },
+  );
+  const s = await a.join();
+  for (const [task, n] of [['sq', 3], ['sq', -1], ['cube', 2]] as const) await a.send(s, task, n);
+  await a.settle();
+  t.same(results, [
+    { task: 'sq', ok: true, value: 9 },
+    { task: 'sq', ok: false, error: { code: 'task_failed', message: 'compute task sq failed: negative!' } },
+    { task: 'cube', ok: false, error: { code: 'not_found', message: 'no compute task cube (pass it in options.tasks)' } },
+  ]);
+});

@@ -3,6 +3,7 @@
  * or sockets — with simulated subscribers and a clock that moves only when the test says so. See
  * docs/actors.md ("Testing an actor").
  */
+import { RtError } from '../errors.js';
 import { ChannelActor, newActorStats, type ActorStats } from '../actors/channel-actor.js';
 import type { AnyActorDefinition, StopReason } from '../actors/define.js';
 import { validateActorDefinition } from '../actors/validate-definition.js';
@@ -132,8 +133,13 @@ export class ActorTest {
         },
         compute: async (task, input) => {
           const fn = tasks[task];
-          if (!fn) throw Object.assign(new Error(`no task ${task} (pass it in options.tasks)`), { code: 'not_found' });
-          return fn(input);
+          if (!fn) throw new RtError('not_found', `no compute task ${task} (pass it in options.tasks)`, 404);
+          try {
+            return await fn(input);
+          } catch (err) {
+            // As the server's compute pool reports it (compute-pool.ts).
+            throw new RtError('task_failed', `compute task ${task} failed: ${err instanceof Error ? err.message : String(err)}`, 500);
+          }
         },
       },
       'test',
