@@ -8,6 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { signJwt } from 'rt-actors';
 import { api, JWT_SECRET, startServer } from './helpers/server.js';
 import { clientOnShard } from './helpers/faults.js';
+import { TestClient } from './helpers/ws-client.js';
+import { dropNamespace, machineRedis, startHost } from './helpers/redis.js';
+import { randomBytes } from 'node:crypto';
 
 const actors = fileURLToPath(new URL('./fixtures/unsendable', import.meta.url));
 const token = (sub: string) => signJwt({ sub, channels: ['*'], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
@@ -37,4 +40,26 @@ t.test('unsendable replies, broadcasts, pushes and returned messages fail the ho
     t.same(got[0]!.data, {}, `${name}: the Map as JSON has it, {}, on every shard`);
   }
   t.same((await api(s.http, '/health', undefined, { key: null })).body.workers, { total: 2, alive: 2, stuck: 0 }, 'no shard crashed');
+});
+
+t.test('the same with --redis, where the actor is placed: its activation checks what it sends', async (t) => {
+  const redis = await machineRedis(t);
+  const ns = `rt-test-${randomBytes(4).toString('hex')}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  const h = await startHost(t, redis.url, ns, { workers: 2, args: ['--actors', actors, '--client-publish', 'all'] });
+  const ch = 'lab-placed';
+  const a = await TestClient.connect(`${h.url}/ws?token=${token('a')}`);
+  t.teardown(() => a.close());
+  t.equal((await a.request({ op: 'subscribe', channel: ch }, 15_000)).ok, true, 'subscribed');
+  const send = (event: string) => a.request({ op: 'publish', channel: ch, event, data: null }, 15_000);
+  t.match(await send('reply-bigint'), { ok: false, error: { code: 'actor_failed' } }, 'a BigInt reply: actor_failed');
+  t.match(await send('broadcast-bigint'), { ok: false, error: { code: 'bad_data' } }, 'a BigInt broadcast: bad_data');
+  t.match(await send('push-bigint'), { ok: false, error: { code: 'bad_data' } }, 'a BigInt push: bad_data');
+  t.match(await send('return-reserved'), { ok: false, error: { code: 'actor_failed' } }, 'a returned rt:x: actor_failed');
+  t.match(await a.request({ op: 'subscribe', channel: 'lab-placed-join', data: { big: true } }, 15_000), { ok: false, error: { code: 'actor_failed' } }, 'an onJoin reply with a BigInt: the subscribe fails');
+  t.equal((await send('sentinel')).ok, true);
+  const sentinel = await a.next((f) => f.op === 'message' && f.event === 'sentinel', 15_000);
+  t.equal(sentinel.offset, 1, 'nothing refused took an offset: the sentinel is the first publication');
+  t.same(a.messages(ch), [], 'and nothing else was delivered');
+  t.equal((await api(h.http, '/health', undefined, { key: null })).body.workers.alive, 2, 'no shard crashed');
 });

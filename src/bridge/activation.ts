@@ -17,7 +17,7 @@ import { ACTOR_DEFAULTS, type ActorStats } from '../actors/channel-actor.js';
 import { systemClock } from '../actors/clock.js';
 import { HookRunner, type Hook } from '../actors/hook-runner.js';
 import { TurnContext } from '../actors/turn-context.js';
-import { assertEventName, checkCompute, clientEventUser, deliveryOf, kickReason, runCompute, type ComputeFn } from '../actors/context-rules.js';
+import { assertEventName, checkCompute, clientEventUser, deliveryOf, hookFailure, kickReason, runCompute, sendableJson, type ComputeFn } from '../actors/context-rules.js';
 import { channelKind } from '../auth/channels.js';
 import { Mailbox } from '../actors/mailbox.js';
 import { RtError } from '../errors.js';
@@ -120,6 +120,7 @@ export class Activation {
       state: undefined,
       broadcast: (event: string, data: unknown) => {
         assertEventName(event);
+        sendableJson(data, `broadcast ${event}'s data`);
         if (self.stopped) return 0;
         const expected = self.nextOffset;
         self.outbox.push(self.publish({ event, data }).catch((err) => self.env.log(`broadcast from actor hook failed`, err)));
@@ -138,6 +139,7 @@ export class Activation {
       // Private messages and kicks go to the node relaying the subscriber, wherever it is.
       push: (socketId: string, event: string, data: unknown) => {
         assertEventName(event);
+        sendableJson(data, `push ${event}'s data`);
         const s = self.subs.get(socketId);
         if (!s || self.stopped) return false;
         self.relays.push([s.node, 'push', [[socketId], event, data]]);
@@ -145,6 +147,7 @@ export class Activation {
       },
       pushUser: (userId: string, event: string, data: unknown) => {
         assertEventName(event);
+        sendableJson(data, `push ${event}'s data`);
         if (self.stopped) return 0;
         const byNode = new Map<string, string[]>();
         for (const s of self.subs.values()) {
@@ -342,6 +345,8 @@ export class Activation {
         const known = this.subs.has(who.socketId);
         const onJoin = this.def.onJoin;
         const v = known || !onJoin ? undefined : await this.hook('onJoin', (ctx) => onJoin(ctx, who, data ?? undefined));
+        // A reply that cannot be sent fails the join: it registers nothing (as on one host).
+        if (v && typeof v === 'object' && 'reply' in v) sendable(this.channel, () => sendableJson((v as { reply: unknown }).reply, 'its onJoin reply'));
         this.subs.set(who.socketId, who);
         if (v && typeof v === 'object' && 'reply' in v) result = { r: (v as { reply: unknown }).reply };
         break;
@@ -362,7 +367,10 @@ export class Activation {
         if (!onMessage) throw new RtError('bad_request', 'no onMessage');
         exclude = excluded(ex);
         const v = checkVerdict(this.channel, await this.hook('onMessage', (ctx) => onMessage(ctx, msg, this.subs.get(who.socketId) ?? who, deliveryOf(exclude))));
-        if (v && typeof v === 'object' && 'reply' in v) reply = { r: v.reply };
+        if (v && typeof v === 'object' && 'reply' in v) {
+          sendable(this.channel, () => sendableJson(v.reply, 'its reply'));
+          reply = { r: v.reply };
+        }
         if (v && typeof v === 'object' && 'reply' in v && v.event === undefined) {
           // Answers the sender, publishes nothing.
           await this.flushOutbox();
@@ -416,6 +424,11 @@ export class Activation {
     if (op === 'msg' || op === 'pub') {
       if (out === null) return null;
       if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('actor_failed', `the channel actor of ${this.channel} returned a message without an event`, 500);
+      const msgOut = out;
+      sendable(this.channel, () => {
+        assertEventName(msgOut.event);
+        sendableJson(msgOut.data, `message ${msgOut.event}'s data`);
+      });
       const pos = await this.publish({ event: out.event, data: out.data }, this.changedState(), clientEventUser(out.event, sender), exclude);
       return reply ? { p: pos, ...reply } : { p: pos };
     }
@@ -559,6 +572,15 @@ function checkVerdict(channel: string, v: unknown): Verdict {
   if (v === null || v === undefined) return v;
   if (typeof v !== 'object') throw new RtError('actor_failed', `the channel actor of ${channel} returned ${typeof v} instead of a message or { reply }`, 500);
   return v as Verdict;
+}
+
+/** Runs a check of what a hook returned: its failure is the hook's (see sendableJson). */
+function sendable(channel: string, check: () => unknown): void {
+  try {
+    check();
+  } catch (err) {
+    throw hookFailure(channel, err);
+  }
 }
 
 /** An excluded socket id as it came through the node inbox: a short string, or nothing. */
