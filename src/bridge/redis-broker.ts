@@ -541,6 +541,8 @@ export class RedisBroker implements Broker {
 
   /** A heartbeat is running: while Redis is slow they would pile up, and each would re-register every channel. */
   private beating = false;
+  /** When the last heartbeat was written (epoch ms): a longer gap than the ttl means others may have taken this node for dead. */
+  private lastBeatAt = Date.now();
 
   private async beat(): Promise<void> {
     if (this.closed || this.cmd.status !== 'ready' || this.beating) return;
@@ -554,8 +556,14 @@ export class RedisBroker implements Broker {
       ]);
       // Every relayed channel has a count registered in this set. Gone means a sweeper took this node
       // for dead (an outage longer than the ttl) or Redis lost its data: register everything again.
-      if (!registered && this.sinks.size > 0) {
-        this.opts.log.warn('this node was removed from Redis (outage longer than --presence-ttl, or Redis lost its data): registering its channels again');
+      // So does a heartbeat gap longer than the ttl (a pause, SIGSTOP): the sweeper may not have come
+      // yet, but a placed actor's activation may already have made this node's subscribers leave
+      // (its own sweep asks only whether the heartbeat lives). Registering again is idempotent.
+      const gap = Date.now() - this.lastBeatAt;
+      this.lastBeatAt = Date.now();
+      if ((!registered || gap > ttl) && this.sinks.size > 0) {
+        if (!registered) this.opts.log.warn('this node was removed from Redis (outage longer than --presence-ttl, or Redis lost its data): registering its channels again');
+        else this.opts.log.warn(`this node's heartbeat stopped for ${Math.round(gap / 1000)} s (longer than --presence-ttl): registering its channels again`);
         for (const { sink } of this.sinks.values()) sink.recover();
       }
       const now = Date.now();
