@@ -12,17 +12,30 @@ import { nextEvent, sioConnect } from './helpers/sio.js';
 import { until } from './helpers/redis.js';
 import { channelOwnedBy } from './helpers/faults.js';
 
-const token = (sub: string): string => signJwt({ sub, channels: ['presence-room'], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
+const token = (sub: string): string => signJwt({ sub, channels: ['presence-*'], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
 const ROOM = 'presence-room';
+type T = { teardown(fn: () => unknown): void; same(a: unknown, b: unknown, msg?: string): void };
 
 /** An observer that records every presence event of the room, in order. */
-async function observer(t: Parameters<typeof sioConnect>[0], url: string): Promise<{ s: Socket; events: string[] }> {
+async function observer(t: T, url: string, room = ROOM): Promise<{ s: Socket; events: string[] }> {
   const s = await sioConnect(t, url, { transports: ['websocket'], auth: { token: token('watcher') } });
   const events: string[] = [];
   s.on('presence:joining', (_ch: string, m: { user_id: string }) => events.push(`join ${m.user_id}`));
   s.on('presence:leaving', (_ch: string, m: { user_id: string }) => events.push(`leave ${m.user_id}`));
-  t.same(await s.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'the observer is in the room');
+  t.same(await s.emitWithAck('subscribe', { channel: room }), { ok: true }, 'the observer is in the room');
   return { s, events };
+}
+
+/** Subscribes `c` as `user` and waits until the observer has seen it join. */
+async function subscribeSeen(t: T, o: { s: Socket }, c: Socket, user: string, room = ROOM): Promise<void> {
+  const joined = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === user, 10_000);
+  t.same(await c.emitWithAck('subscribe', { channel: room }), { ok: true }, `${user} subscribed`);
+  await joined;
+}
+
+/** The sentinel: a later member's join, seen by the observer after any presence event before it. */
+async function lateJoin(t: T, url: string, o: { s: Socket }, room = ROOM): Promise<void> {
+  await subscribeSeen(t, o, await member(t, url, 'u3', { reconnection: false }), 'u3', room);
 }
 
 /** Loses the WebSocket's TCP connection under the client, as a network failure does. */
@@ -30,8 +43,8 @@ function cut(c: Socket): void {
   (c.io.engine as unknown as { transport: { ws: { _socket: { destroy(): void } } } }).transport.ws._socket.destroy();
 }
 
-async function member(t: { teardown(fn: () => unknown): void }, url: string, user: string, reconnection: boolean): Promise<Socket> {
-  const c = io(url, { forceNew: true, transports: ['websocket'], reconnection, reconnectionDelay: 50, reconnectionDelayMax: 200, timeout: 5000, auth: { token: token(user) } });
+async function member(t: T, url: string, user: string, opts: { reconnection: boolean; transports?: string[] }): Promise<Socket> {
+  const c = io(url, { forceNew: true, transports: opts.transports ?? ['websocket'], reconnection: opts.reconnection, reconnectionDelay: 50, reconnectionDelayMax: 200, timeout: 5000, auth: { token: token(user) } });
   t.teardown(() => c.close());
   await new Promise<void>((resolve, reject) => (c.once('connect', () => resolve()), c.once('connect_error', reject)));
   return c;
@@ -42,20 +55,14 @@ const users = async (http: string): Promise<string[]> => ((await api(http, `/api
 t.test('a member whose connection drops and is recovered is neither seen leaving nor joining again', async (t) => {
   const s = await startServer(t, { socketioPingInterval: '300ms', socketioPingTimeout: '300ms' });
   const o = await observer(t, s.http);
-  const c = await member(t, s.http, 'u1', true);
-  const joined = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
-  t.same(await c.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u1 subscribed');
-  await joined;
+  const c = await member(t, s.http, 'u1', { reconnection: true });
+  await subscribeSeen(t, o, c, 'u1');
 
   const back = new Promise<void>((resolve) => c.once('connect', () => resolve()));
   cut(c);
   await back;
   t.equal(c.recovered, true, 'the session was recovered');
-  // A later member's join is the sentinel: the room's presence events reach the observer in order.
-  const late = await member(t, s.http, 'u3', false);
-  const sentinel = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u3');
-  t.same(await late.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u3 subscribed');
-  await sentinel;
+  await lateJoin(t, s.http, o);
   t.same(o.events, ['join u1', 'join u3'], 'the observer saw u1 join once and never leave');
   t.same(await users(s.http), ['u1', 'u3', 'watcher'], 'u1 is a member');
 
@@ -69,12 +76,8 @@ t.test('a member whose connection drops and is recovered is neither seen leaving
 t.test('a polling member back before the server noticed it was gone takes its session over without a leave', async (t) => {
   const s = await startServer(t);
   const o = await observer(t, s.http);
-  const c = io(s.http, { forceNew: true, transports: ['polling'], reconnectionDelay: 50, reconnectionDelayMax: 200, timeout: 5000, auth: { token: token('u1') } });
-  t.teardown(() => c.close());
-  await new Promise<void>((resolve, reject) => (c.once('connect', () => resolve()), c.once('connect_error', reject)));
-  const joined = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
-  t.same(await c.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u1 subscribed');
-  await joined;
+  const c = await member(t, s.http, 'u1', { reconnection: true, transports: ['polling'] });
+  await subscribeSeen(t, o, c, 'u1');
   // The client drops its transport without telling the server (no close packet; pings every 25 s).
   const transport = c.io.engine.transport as unknown as { doClose(): void };
   transport.doClose = () => {};
@@ -82,33 +85,21 @@ t.test('a polling member back before the server noticed it was gone takes its se
   c.io.engine.close();
   await back;
   t.equal(c.recovered, true, 'the session was taken over');
-  const late = await member(t, s.http, 'u3', false);
-  const sentinel = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u3');
-  t.same(await late.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u3 subscribed');
-  await sentinel;
+  await lateJoin(t, s.http, o);
   t.same(o.events, ['join u1', 'join u3'], 'the observer saw u1 join once and never leave');
 });
 
 t.test("a member whose shard crashed recovers on a live shard without being seen leaving", async (t) => {
   const s = await startServer(t, { socketioPingInterval: '300ms', socketioPingTimeout: '300ms' });
-  const any = (sub: string) => signJwt({ sub, channels: ['presence-*'], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
   // Reconnected by hand, once the owner no longer counts the crashed shard's subscriber: the member is
   // still there then (the owner's crash handling keeps the crashed shard's members until they are
   // reported again or settled gone), and comes back without a leave.
-  const c = io(s.http, { forceNew: true, transports: ['websocket'], reconnection: false, timeout: 5000, auth: { token: any('u1') } });
-  t.teardown(() => c.close());
-  await new Promise<void>((resolve, reject) => (c.once('connect', () => resolve()), c.once('connect_error', reject)));
+  const c = await member(t, s.http, 'u1', { reconnection: false });
   const shard = Number(c.id!.split('.')[0]);
   // The channel's owner survives the crash (a crashed owner's actor starts again from what the others report).
   const room = channelOwnedBy('presence-crash-', 1 - shard, 2);
-  const o = await sioConnect(t, s.http, { transports: ['websocket'], auth: { token: any('watcher') } });
-  const events: string[] = [];
-  o.on('presence:joining', (_ch: string, m: { user_id: string }) => events.push(`join ${m.user_id}`));
-  o.on('presence:leaving', (_ch: string, m: { user_id: string }) => events.push(`leave ${m.user_id}`));
-  t.same(await o.emitWithAck('subscribe', { channel: room }), { ok: true });
-  const joined = nextEvent(o, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
-  t.same(await c.emitWithAck('subscribe', { channel: room }), { ok: true }, 'u1 subscribed');
-  await joined;
+  const o = await observer(t, s.http, room);
+  await subscribeSeen(t, o, c, 'u1', room);
 
   const gone = new Promise((r) => c.once('disconnect', r));
   s.crashShard(shard);
@@ -119,22 +110,15 @@ t.test("a member whose shard crashed recovers on a live shard without being seen
   c.connect();
   await back;
   t.equal(c.recovered, true, 'recovered on a live shard');
-  const late = io(s.http, { forceNew: true, transports: ['websocket'], reconnection: false, auth: { token: any('u3') } });
-  t.teardown(() => late.close());
-  await new Promise<void>((resolve, reject) => (late.once('connect', () => resolve()), late.once('connect_error', reject)));
-  const sentinel = nextEvent(o, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u3', 10_000);
-  t.same(await late.emitWithAck('subscribe', { channel: room }), { ok: true }, 'u3 subscribed');
-  await sentinel;
-  t.same(events.filter((e) => !e.endsWith('watcher')), ['join u1', 'join u3'], 'the crash showed no leave and no second join of u1');
+  await lateJoin(t, s.http, o, room);
+  t.same(o.events, ['join u1', 'join u3'], 'the crash showed no leave and no second join of u1');
 });
 
 t.test('a member that does not come back leaves when its grace runs out', async (t) => {
   const s = await startServer(t, { socketioPingInterval: '300ms', socketioPingTimeout: '300ms', socketioPresenceGrace: '3s' });
   const o = await observer(t, s.http);
-  const c = await member(t, s.http, 'u1', false);
-  const joined = nextEvent(o.s, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
-  t.same(await c.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u1 subscribed');
-  await joined;
+  const c = await member(t, s.http, 'u1', { reconnection: false });
+  await subscribeSeen(t, o, c, 'u1');
 
   const left = nextEvent(o.s, 'presence:leaving', (_ch: string, m: { user_id: string }) => m.user_id === 'u1', 10_000);
   cut(c);
@@ -150,8 +134,8 @@ t.test('a member that does not come back leaves when its grace runs out', async 
 t.test('--socketio-presence-grace=0: a dropped member leaves at once', async (t) => {
   const s = await startServer(t, { socketioPingInterval: '300ms', socketioPingTimeout: '300ms', socketioPresenceGrace: 0 });
   const o = await observer(t, s.http);
-  const c = await member(t, s.http, 'u1', false);
-  t.same(await c.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u1 subscribed');
+  const c = await member(t, s.http, 'u1', { reconnection: false });
+  await subscribeSeen(t, o, c, 'u1');
   const left = nextEvent(o.s, 'presence:leaving', (_ch: string, m: { user_id: string }) => m.user_id === 'u1');
   cut(c);
   await left;
