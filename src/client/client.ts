@@ -571,13 +571,6 @@ export class RtClient extends Emitter<ClientEvents> {
   /** @internal Callback form: runs synchronously when the reply frame is handled. */
   requestRaw(frame: Frame, cb: (err: RtClientError | null, f?: Frame) => void): void {
     if (this.stopped) return cb(new RtClientError('closed', 'client is disconnected: call connect() first'));
-    // A value JSON cannot carry (a BigInt, a cycle) is refused here: thrown later, inside a transport's
-    // send queue, it would be an uncaught error and stop every frame queued behind it.
-    try {
-      JSON.stringify(frame);
-    } catch (err) {
-      return cb(new RtClientError('bad_data', `${String(frame.op)}: its data cannot be sent as JSON (${(err as Error).message})`));
-    }
     const ref = ++this.ref;
     const p: Pending = { frame: { ...frame, ref }, cb, sent: false };
     p.timer = setTimeout(() => {

@@ -224,7 +224,8 @@ class WebSocketTransport extends BaseTransport {
   send(frames: Frame[]): void {
     if (this.done || this.ws.readyState !== 1) return;
     for (const f of frames) {
-      const text = JSON.stringify(f);
+      const text = frameJson(f, this.hooks.refused);
+      if (text === undefined) continue;
       // Refused here, as SSE and long-polling get it from the server: sent, it would cost the
       // connection and every request in flight on it. (UTF-8 is at most 3 bytes per UTF-16 unit.)
       if (text.length * 3 > this.maxBytes && utf8Length(text) > this.maxBytes) {
@@ -243,6 +244,20 @@ class WebSocketTransport extends BaseTransport {
     } catch {
       /* still connecting in some implementations */
     }
+  }
+}
+
+/**
+ * A frame's JSON, or undefined when its data is what JSON cannot carry (a BigInt, a cycle): that frame
+ * is refused with bad_data here, where it is serialised, so it neither throws out of a send queue (an
+ * uncaught error, and every frame behind it stuck) nor reaches the server.
+ */
+function frameJson(f: Frame, refused: TransportHooks['refused']): string | undefined {
+  try {
+    return JSON.stringify(f);
+  } catch (err) {
+    refused([f], { code: 'bad_data', message: `${String(f.op)}: its data cannot be sent as JSON (${(err as Error).message})` });
+    return undefined;
   }
 }
 
@@ -296,7 +311,11 @@ class Poster {
     let bytes = 2;
     let n = 0;
     for (; n < this.queue.length && n < 100; n++) {
-      const json = JSON.stringify(this.queue[n]);
+      const json = frameJson(this.queue[n]!, this.refused);
+      if (json === undefined) {
+        this.queue.splice(n--, 1);
+        continue;
+      }
       const size = utf8Length(json) + (n > 0 ? 1 : 0);
       if (n > 0 && bytes + size > this.maxBytes) break;
       parts.push(json);
@@ -309,6 +328,8 @@ class Poster {
     this.busy = true;
     while (this.queue.length > 0 && !this.stopped) {
       const [batch, body] = this.nextBatch();
+      // Every frame taken was refused as it was serialised (frameJson): nothing to post.
+      if (batch.length === 0) continue;
       let res: Response;
       try {
         // text/plain keeps a cross-origin POST "simple": no preflight round trip.
