@@ -188,3 +188,15 @@ t.test('the test kit reports compute tasks as the server does: a throw is task_f
     { task: 'cube', ok: false, error: { code: 'not_found', message: 'no compute task cube (pass it in options.tasks)' } },
   ]);
 });
+
+t.test('the test kit sees publications made while nobody is subscribed', async (t) => {
+  const def = defineActor({ match: 'lonely' });
+  const a = testActor(def);
+  await a.publish('from-api', 1);
+  const s = await a.join();
+  await a.publish('seen', 2);
+  await a.leave(s);
+  await a.publish('after', 3);
+  t.same(a.publications.map((p) => [p.event, p.offset]), [['from-api', 1], ['seen', 2], ['after', 3]], 'every publication, in order, with or without subscribers');
+  t.same(s.received.map((r) => r.event), ['seen'], 'the subscriber got only what was published while it was subscribed');
+});

@@ -71,6 +71,8 @@ export interface ActorEnv {
    * relays what the channel's subscription brings. Absent in the embedded default.
    */
   broker?: Broker;
+  /** Sees every publication the actor makes, subscribers or not (the test kit's `publications`). */
+  published?(pub: Publication): void;
   /** Tells a thread's subscribers of a channel that they missed publications and must resync. */
   resync?(thread: number, channel: string): void;
   /**
@@ -756,6 +758,7 @@ export class ChannelActor {
     if (user !== undefined) pub.user = user;
     if (exclude !== undefined) pub.ex = exclude;
     this.history.push(pub, now);
+    this.env.published?.(pub);
     this.fanOut(pub, exclude, at);
     return { offset: pub.offset };
   }

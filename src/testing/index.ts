@@ -83,7 +83,7 @@ class Sub implements TestSubscriber {
 export class ActorTest {
   readonly clock: ManualClock;
   readonly channel: string;
-  /** Every publication of the channel (what history would keep), in order. */
+  /** Every publication of the channel, in order, made with subscribers or not. */
   readonly publications: Publication[] = [];
   /** Failure and restart counters, as /metrics reports them. */
   readonly stats: ActorStats = newActorStats();
@@ -110,8 +110,8 @@ export class ActorTest {
         mailboxSize: opts.mailboxSize,
         stats: this.stats,
         log: (msg, err) => this.logs.push(err === undefined ? msg : `${msg}: ${(err as Error)?.message ?? String(err)}`),
+        published: (pub) => this.publications.push(pub),
         deliver: (_t, pub, exclude) => {
-          this.publications.push(pub);
           for (const s of this.subs.values()) {
             if (s.joined && s.socketId !== exclude) s.received.push({ event: pub.event, data: pub.data, offset: pub.offset });
           }
