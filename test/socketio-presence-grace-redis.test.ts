@@ -9,7 +9,7 @@ import { signJwt } from 'rt-actors';
 import { api, JWT_SECRET } from './helpers/server.js';
 import { nextEvent } from './helpers/sio.js';
 import { balancer } from './helpers/balancer.js';
-import { dropNamespace, machineRedis, metric, redisCall, startHost, until } from './helpers/redis.js';
+import { dropNamespace, machineRedis, metric, redisCall, redisClient, startHost, until } from './helpers/redis.js';
 
 const ns = `rt-test-${randomBytes(4).toString('hex')}`;
 const redis = await machineRedis(t);
@@ -74,4 +74,27 @@ t.test('a member recovered on another host never leaves, and its goodbye there i
   c.disconnect();
   await left;
   t.same(events, ['join u1', 'join u3', 'leave u1'], 'u1 left once, when it said goodbye');
+});
+
+t.test('a session recovered on the host that saved it tells no other host', async (t) => {
+  // Its own owner saw the subscribe, so a `stayed` notice would be a Redis PUBLISH per recovery for nothing.
+  const A = await startHost(t, redis.url, ns, { workers: 2, args: ARGS });
+  const ctl: string[] = [];
+  const sub = redisClient(t, redis.port);
+  sub.on('message', (_ch: string, msg: string) => ctl.push(msg));
+  await sub.subscribe(`${ns}:ctl`);
+  const c = await connect(t, A.http, 'u5');
+  t.same(await c.emitWithAck('subscribe', { channel: ROOM }), { ok: true }, 'u5 subscribed on A');
+  for (let i = 0; i < 3; i++) {
+    const back = new Promise<void>((resolve) => c.once('connect', () => resolve()));
+    (c.io.engine as unknown as { transport: { ws: { _socket: { destroy(): void } } } }).transport.ws._socket.destroy();
+    await back;
+    t.equal(c.recovered, true, `recovery ${i + 1} on A (either shard)`);
+  }
+  // A sentinel published after the recoveries: whatever they published arrived before it.
+  await redisCall(redis.port, 'PUBLISH', `${ns}:ctl`, '{"t":"sentinel"}');
+  await until('the sentinel arrives', () => ctl.includes('{"t":"sentinel"}'));
+  t.same(ctl.filter((m) => m.includes('stayed')), [], 'no stayed notice');
+  const users = (await api(A.http, `/api/channels/${ROOM}/users`)).body.users.map((u: { user_id: string }) => u.user_id);
+  t.same(users, ['u5'], 'u5 is still the one member');
 });

@@ -320,7 +320,8 @@ export class SioConnection implements SessionListener {
     ctx.hub.add(client);
     let recovered = false;
     if (saved) recovered = await client.recover(saved, auth.offset);
-    if (recovered) ctx.hub.stayed(client.presenceMemberships());
+    // The host that saved it had the member in its grace; one that recovers its own session saw the subscribe.
+    if (recovered && recovery!.fromElsewhere(saved!)) ctx.hub.stayed(client.presenceMemberships());
     if (recovery) client.setPid(recovered ? saved!.pid : newPid());
     const held = client.held;
     client.held = undefined;

@@ -123,6 +123,7 @@ export class Recovery {
    * (a polling client, a half-open TCP connection): its old socket is then ended and handed over.
    */
   private readonly live = new Map<string, () => SavedSocket>();
+  private readonly readBack = new WeakSet<SavedSocket>();
 
   constructor(
     private readonly hub: Hub,
@@ -217,12 +218,19 @@ export class Recovery {
     return rec && rec.until >= Date.now() ? rec : undefined;
   }
 
+  /** Whether `rec` was saved by another host (or this one before a restart): read from Redis by take(). */
+  fromElsewhere(rec: SavedSocket): boolean {
+    return this.readBack.has(rec);
+  }
+
   private async fromShared(pid: string): Promise<SavedSocket | undefined> {
     try {
       const bytes = await this.shared!.take(`sio:${pid}`);
       if (!bytes) return undefined;
       const rec = packr.unpack(bytes) as SavedSocket;
-      return rec && typeof rec === 'object' && rec.pid === pid && Array.isArray(rec.channels) ? rec : undefined;
+      if (!(rec && typeof rec === 'object' && rec.pid === pid && Array.isArray(rec.channels))) return undefined;
+      this.readBack.add(rec);
+      return rec;
     } catch (err) {
       this.log(`socket.io: a saved session could not be read from Redis: ${(err as Error).message}`);
       return undefined;
