@@ -271,7 +271,12 @@ export class Channel {
     this.dropped = false;
     const frame: Frame = { op: 'subscribe', channel: this.name };
     if (this.joinData !== undefined) frame.data = this.joinData;
-    if (this.offset !== undefined && this.epoch !== undefined) frame.since = { offset: this.offset, epoch: this.epoch };
+    if (this.offset !== undefined && this.epoch !== undefined) {
+      frame.since = { offset: this.offset, epoch: this.epoch };
+      // What an earlier connection of ours was left out of (a whisper whose reply was lost, a backend
+      // publish naming its socket_id) is left out of the resume too.
+      if (this.client._previousIds.length > 0) frame.as = this.client._previousIds;
+    }
     // A callback, not a promise: the reply must be handled before the frames right behind it.
     this.client.requestRaw(frame, (err, r) => {
       // Left while in flight: leaveChannel already sent the unsubscribe right behind this subscribe.
@@ -431,6 +436,8 @@ export class RtClient extends Emitter<ClientEvents> {
   readonly url: string;
   state: ConnectionState = 'disconnected';
   socketId?: string;
+  /** @internal The socket ids of this client's last connections before the current one, newest last. */
+  _previousIds: string[] = [];
   user?: string | null;
   /** The transport of the current connection. */
   transport?: TransportName;
@@ -768,6 +775,10 @@ export class RtClient extends Emitter<ClientEvents> {
   private opened(t: Transport, welcome: Frame, token: string | undefined): void {
     this.conn = t;
     this.transport = t.name;
+    if (this.socketId !== undefined && this.socketId !== welcome.socket_id) {
+      // A few suffice (the server takes up to 16): publications older than a few reconnects are rarely still to resume.
+      this._previousIds = [...this._previousIds.slice(-7), this.socketId];
+    }
     this.socketId = welcome.socket_id;
     this.user = welcome.user ?? null;
     this.proven = false;

@@ -16,7 +16,7 @@ export interface StreamPosition { offset: number; epoch: string }
 
 export type ClientFrame =
   | { op: 'auth'; ref?: number; token: string }
-  | { op: 'subscribe'; ref?: number; channel: string; since?: StreamPosition; data?: unknown }
+  | { op: 'subscribe'; ref?: number; channel: string; since?: StreamPosition; data?: unknown; as?: string[] }
   | { op: 'unsubscribe'; ref?: number; channel: string }
   | { op: 'publish'; ref?: number; channel: string; event: string; data: unknown; exclude_self?: boolean }
   | { op: 'presence'; ref?: number; channel: string }
@@ -32,7 +32,7 @@ export const CLIENT_OPS = ['auth', 'subscribe', 'unsubscribe', 'publish', 'prese
  */
 const OP_FIELDS = new Map<string, readonly string[]>([
   ['auth', ['token']],
-  ['subscribe', ['channel', 'since', 'data']],
+  ['subscribe', ['channel', 'since', 'data', 'as']],
   ['unsubscribe', ['channel']],
   ['publish', ['channel', 'event', 'data', 'exclude_self']],
   ['presence', ['channel']],
@@ -77,6 +77,17 @@ export function assertEvent(name: unknown): string {
   const reserved = reservedEvent(name);
   if (reserved) throw new RtError('bad_frame', `${reserved}: ${JSON.stringify(name)}`);
   return name;
+}
+
+/** Most socket ids a resume may name as its earlier connections (`as`). */
+export const MAX_PREVIOUS_IDS = 16;
+
+function previousIds(v: unknown): string[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || v.length > MAX_PREVIOUS_IDS || !v.every((id) => typeof id === 'string' && id.length > 0 && id.length <= 64)) {
+    throw new RtError('bad_frame', `as must be an array of at most ${MAX_PREVIOUS_IDS} socket ids (strings of 1-64 characters)`);
+  }
+  return v as string[];
 }
 
 function position(v: unknown): StreamPosition | undefined {
@@ -164,7 +175,7 @@ function validateOp(f: Record<string, unknown>, r: number | undefined): ClientFr
       if (typeof f.token !== 'string' || f.token.length === 0) throw new RtError('bad_frame', 'auth needs a "token" string', 400);
       return { op: 'auth', ref: r, token: f.token };
     case 'subscribe':
-      return { op: 'subscribe', ref: r, channel: assertChannel(f.channel), since: position(f.since), data: f.data };
+      return { op: 'subscribe', ref: r, channel: assertChannel(f.channel), since: position(f.since), data: f.data, as: previousIds(f.as) };
     case 'unsubscribe':
       return { op: 'unsubscribe', ref: r, channel: assertChannel(f.channel) };
     case 'publish':
@@ -214,6 +225,16 @@ export interface Publication {
    * protocol's frame shows it.
    */
   ex?: string;
+}
+
+/**
+ * The resumed publications a connection is sent: not those published excluding it (a whisper it sent,
+ * a backend publish with its `socket_id`), nor those excluding a connection it had before (`as`), as
+ * live delivery left them out.
+ */
+export function resumedFor(pubs: readonly Publication[], id: string, as: readonly string[] | undefined): readonly Publication[] {
+  if (!pubs.some((p) => p.ex !== undefined && (p.ex === id || as?.includes(p.ex)))) return pubs;
+  return pubs.filter((p) => p.ex === undefined || (p.ex !== id && !as?.includes(p.ex)));
 }
 
 /** A publication as the native protocol and SSE show it in `publications` (without `user`). */

@@ -5,7 +5,7 @@
 import { countRefusal } from '../runtime/instruments.js';
 import { JwtError, type JwtClaims } from '../auth/jwt.js';
 import { RtError, toErrorBody } from '../errors.js';
-import { wirePublication, type ClientFrame } from '../protocol/native.js';
+import { resumedFor, wirePublication, type ClientFrame } from '../protocol/native.js';
 import type { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { handleRpc } from './native-rpc.js';
@@ -97,7 +97,7 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
                 const body: Reply = { channel: f.channel, offset: res.offset, epoch: res.epoch };
                 if (res.recovered !== undefined) {
                   body.recovered = res.recovered;
-                  body.publications = (res.pubs ?? []).map(wirePublication);
+                  body.publications = resumedFor(res.pubs ?? [], client.id, f.as).map(wirePublication);
                 }
                 if (res.members) body.members = res.members;
                 if (res.data !== undefined) body.data = res.data;
