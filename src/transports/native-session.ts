@@ -153,7 +153,16 @@ export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, 
           fail,
         );
       case 'rpc':
-        handleRpc(ctx, client, f.event, f.data).then((data) => send(ok(f.ref, { data: data ?? null })), fail);
+        handleRpc(ctx, client, f.event, f.data).then((data) => {
+          try {
+            send(ok(f.ref, { data: data ?? null }));
+          } catch (err) {
+            // A handler's answer the connection's encoding cannot carry (a BigInt, a cycle) threw here, in a
+            // promise callback, and ended the shard; the transports encode before writing, so nothing was
+            // sent yet. Answered as the Socket.IO ack answers it.
+            fail(new RtError('bad_reply', `the request handler's answer cannot be sent: ${(err as Error)?.message ?? String(err)}`, 500));
+          }
+        }, fail);
         return;
     }
   } catch (err) {
