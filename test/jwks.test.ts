@@ -105,6 +105,37 @@ t.test('JWKS: an unreachable key set is a clear refusal, and a bad URL stops the
   t.match(err, /JWKS URL must be http\(s\)/);
 });
 
+t.test('JWKS: a provider answering an error status or non-JSON is token_keys_unavailable, not a bad signature', async (t) => {
+  const key = makeKey('k', 'RS256');
+  let answer: 'error' | 'html' | 'keys' = 'error';
+  const idp = createHttpServer((_req, res) => {
+    if (answer === 'error') return res.writeHead(503).end('maintenance');
+    if (answer === 'html') return res.writeHead(200, { 'content-type': 'text/html' }).end('<html>login</html>');
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.jwk] }));
+  });
+  await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
+  t.teardown(() => idp.close());
+  const jwksUrl = `http://127.0.0.1:${(idp.address() as { port: number }).port}/jwks.json`;
+  const s = await startServer(t, { jwksUrl, jwtAudience: [AUDIENCE], jwtIssuer: [ISSUER], jwksCooldown: 0, requireAuth: true });
+  const tok = await token(key);
+
+  for (const kind of ['error', 'html'] as const) {
+    answer = kind;
+    const ws = await openAs(s.port, 'ws', { authorization: `Bearer ${tok}` });
+    ws.close();
+    t.same([ws.closeCode, ws.body?.error?.code], [4001, 'token_keys_unavailable'], `${kind}: /ws says the keys are unavailable`);
+    t.match(String(ws.body?.error?.message), /JWKS at http:\/\/127\.0\.0\.1:\d+\/jwks\.json could not be fetched/);
+    const poll = await openAs(s.port, 'poll', { authorization: `Bearer ${tok}` });
+    poll.close();
+    t.same([poll.status, poll.body?.error?.code], [401, 'token_keys_unavailable'], `${kind}: /poll says the keys are unavailable`);
+  }
+  answer = 'keys';
+  const ok = await openAs(s.port, 'ws', { authorization: `Bearer ${tok}` });
+  ok.close();
+  t.equal(ok.status, 101, 'the same token connects once the provider answers');
+  t.equal(ok.closeCode, undefined);
+});
+
 t.test('frames sent while the key set is being fetched: up to 32 are held and answered once it is checked, more are refused', async (t) => {
   const key = makeKey('slow-key', 'RS256');
   // The key set answers only when the test releases it, so the check is pending for as long as needed.

@@ -236,8 +236,16 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
 
   // jose checks the signature against the key, and the key's type against the header's alg.
   const keyFor = async (header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<KeyInput> => {
-    if (jwks) return jwks(header, token);
-    return asymmetric!.key;
+    if (!jwks) return asymmetric!.key;
+    try {
+      return await jwks(header, token);
+    } catch (err) {
+      // jose reports a key set answered with a non-200 status, or with text that is not JSON, as a
+      // plain JOSEError, which would otherwise read as a bad signature: the client was told to drop a
+      // good token while the provider was failing.
+      if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys) throw err;
+      throw new JwtError('token_keys_unavailable', `the JWKS at ${opts.jwksUrl} could not be fetched: ${(err as Error).message}`);
+    }
   };
 
   /** Structure checks done before any crypto: bounded work, and precise messages for broken tokens. */
