@@ -231,6 +231,16 @@ export function queryParam(query: string, name: string): string | undefined {
 }
 
 /**
+ * The connection token of a request opening a connection: `?token=`, else `Authorization: Bearer`. The
+ * scheme is case-insensitive (RFC 7235) and an empty `?token=` counts as none, on every transport alike.
+ */
+export function requestToken(query: string, authorization: string): string | undefined {
+  const q = queryParam(query, 'token');
+  if (q) return q;
+  return /^Bearer\s+/i.test(authorization) ? authorization.replace(/^Bearer\s+/i, '').trim() || undefined : undefined;
+}
+
+/**
  * A WebSocket behavior whose handlers cannot take the process or the shard down. uWS aborts the whole
  * process (a C++ terminate, every shard with it) when JavaScript throws out of an upgrade handler: a
  * throw before the upgrade is answered with its status (a bug's 500 is logged); after it, or on an

@@ -18,7 +18,7 @@ import { CORS_PREFLIGHT_HEADERS, corsHeaders, originAllowed } from '../security/
 import { admissionError } from '../security/admission.js';
 import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../security/token-bucket.js';
 import { errorReply, handleFrame, type Reply } from './native-session.js';
-import { beginRequest, queryParam, readBody, sendError, sendJson, snapshot, track, type Req } from './http.js';
+import { beginRequest, queryParam, readBody, requestToken, sendError, sendJson, snapshot, track, type Req } from './http.js';
 import { payloadSize } from '../protocol/payload-size.js';
 
 /** What a poll answers: every frame after the acknowledged sequence number, and the number to ack next. */
@@ -173,10 +173,7 @@ export function admitSession(ctx: ThreadContext, ip: string, token: string | und
 
 /** The token of a session-opening request: `token` query parameter or `Authorization: Bearer`. */
 export function tokenOf(r: Req): string | undefined {
-  const q = queryParam(r.query, 'token');
-  if (q) return q;
-  const auth = r.headers['authorization'] ?? '';
-  return /^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, '').trim() || undefined : undefined;
+  return requestToken(r.query, r.headers['authorization'] ?? '');
 }
 
 type Op = { k: 'send'; sid: string; frames: ClientFrame[] } | { k: 'poll'; sid: string; ack: number } | { k: 'close'; sid: string };

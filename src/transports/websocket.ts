@@ -10,7 +10,7 @@ import type { ThreadContext } from '../runtime/context.js';
 import { RtError, toErrorBody } from '../errors.js';
 import { errorReply, handleFrame, type Reply } from './native-session.js';
 import type { JwtClaims } from '../auth/jwt.js';
-import { guardBehavior, queryParam, sendError, sendJson, statusLine, track } from './http.js';
+import { guardBehavior, queryParam, requestToken, sendError, sendJson, statusLine, track } from './http.js';
 import { getAndHead } from './head.js';
 import { corsHeaders, originAllowed } from '../security/origins.js';
 import { admissionError } from '../security/admission.js';
@@ -164,7 +164,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     if (!originAllowed(origin || undefined, req.getHeader('host'), config.allowedOrigins)) {
       return new RtError('origin_not_allowed', `origin ${origin.slice(0, 100)} is not allowed; add it to --allowed-origins`, 403);
     }
-    const token = queryParam(query, 'token') ?? (auth.startsWith('Bearer ') ? auth.slice(7) : undefined);
+    const token = requestToken(query, auth);
     if (token === undefined && config.requireAuth) return new RtError('unauthorized', 'this server requires a token to connect: pass ?token=<JWT>', 401);
     if (token === undefined) return { choice };
     let verdict: JwtClaims | Promise<JwtClaims>;
