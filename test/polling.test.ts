@@ -148,6 +148,19 @@ t.test('sessions nobody polls are closed; a session that falls behind is told to
   t.equal(after.status, 404, 'once the reason is acknowledged the session is gone');
 });
 
+t.test('the backlog of a session that falls behind is bounded in bytes, not characters', async (t) => {
+  const s = await startServer(t, { maxBackpressure: '16kb' });
+  const slow = await Session.open(s.http);
+  await slow.post({ op: 'subscribe', channel: 'euros', ref: 1 });
+  await slow.until((fs) => fs.some((f) => f.ref === 1), 'subscribed');
+  // 8 × 1000 '€': 8,000 characters, under 16 kB, but 24,000 bytes past it (3 bytes each in UTF-8).
+  for (let i = 0; i < 8; i++) await s.publish('euros', 'chunk', '€'.repeat(1000));
+  await slow.post({ op: 'ping', ref: 2 });
+  const frames = await slow.poll();
+  t.same(frames, [{ op: 'disconnect', code: 4008, reason: 'slow consumer: reconnect and resume', reconnect: true }], 'its backlog is replaced by the reason');
+  t.equal((await api(s.http, '/api/channels/euros')).body.subscribers, 0, 'the slow session left the channel');
+});
+
 t.test('a subscribe whose reply ends a session that fell behind leaves no subscriber or presence member behind', async (t) => {
   const s = await startServer(t, { maxBackpressure: '16kb' });
   const c = await Session.open(s.http, `?token=${token('ghost', { channels: ['presence-*'] })}`);

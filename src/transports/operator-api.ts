@@ -46,7 +46,7 @@ class TapClient extends Client {
     let ok = true;
     this.res.cork(() => (ok = this.res.write(text + '\n')));
     // An inspector that stopped reading is cut off rather than buffered for without limit.
-    this.unconfirmed = ok ? 0 : this.unconfirmed + text.length + 1;
+    this.unconfirmed = ok ? 0 : this.unconfirmed + Buffer.byteLength(text) + 1;
     if (this.unconfirmed > this.ctx.config.maxBackpressure) this.disconnect(4008, 'slow consumer', true);
   }
 

@@ -26,7 +26,8 @@ import type { TokenBucket } from '../security/token-bucket.js';
 export class PollClient extends Client implements Session {
   readonly sid: string;
   readonly client = this;
-  private frames: { seq: number; text: string }[] = [];
+  private frames: { seq: number; text: string; bytes: number }[] = [];
+  /** UTF-8 bytes of `frames`, as --max-backpressure counts them (a string's length would count a '€' as 1 of its 3). */
   private bytes = 0;
   private nextSeq = 0;
   private acked = 0;
@@ -79,8 +80,9 @@ export class PollClient extends Client implements Session {
       this.finish(CloseCode.SLOW_CONSUMER, 'slow consumer: reconnect and resume', true);
       return;
     }
-    this.frames.push({ seq: ++this.nextSeq, text });
-    this.bytes += text.length;
+    const bytes = Buffer.byteLength(text);
+    this.frames.push({ seq: ++this.nextSeq, text, bytes });
+    this.bytes += bytes;
     if (this.waiter && !this.flushQueued) {
       // Whatever else arrives in this turn (a whole mesh drain) rides in the same answer.
       this.flushQueued = true;
@@ -113,7 +115,7 @@ export class PollClient extends Client implements Session {
     if (ack > this.delivered) throw new RtError('bad_request', `ack ${ack} is past the last frame this session sent (${this.delivered})`, 400);
     if (ack > this.acked) {
       let drop = 0;
-      while (drop < this.frames.length && this.frames[drop]!.seq <= ack) this.bytes -= this.frames[drop++]!.text.length;
+      while (drop < this.frames.length && this.frames[drop]!.seq <= ack) this.bytes -= this.frames[drop++]!.bytes;
       if (drop > 0) this.frames.splice(0, drop);
       this.acked = Math.min(ack, this.nextSeq);
     }

@@ -269,7 +269,8 @@ export class SseClient extends Client implements Session {
     // reconnect would ask for it again. A channel's resume is many events: measured once, before it.
     if (!this.resuming && this.overLimit()) return this.tooSlow();
     this.queue.push(text);
-    this.queued += text.length;
+    // Bytes, as uWS buffers them: a string's length would count a '€' as 1 of its 3.
+    this.queued += Buffer.byteLength(text);
     // Everything written in one turn (a mesh drain delivers many publications) goes out in one write:
     // one syscall per stream per turn instead of one per message.
     if (this.started && !this.blocked) scheduleFlush(this);
@@ -290,7 +291,7 @@ export class SseClient extends Client implements Session {
     this.res.cork(() => {
       ok = this.res.write(text);
     });
-    this.wrote(text.length, ok);
+    this.wrote(Buffer.byteLength(text), ok);
   }
 
   private wrote(n: number, ok: boolean): void {
@@ -321,14 +322,14 @@ export class SseClient extends Client implements Session {
       for (const [k, v] of Object.entries(this.headers)) this.res.writeHeader(k, v);
       ok = this.res.write(first);
     });
-    this.wrote(first.length, ok);
+    this.wrote(Buffer.byteLength(first), ok);
     this.res.onWritable(() => {
       // Called before uWS drains its own buffer; whatever we write is appended to it.
       if (this.queue.length > 0 && !this.ended && !this.state.aborted) {
         const chunk = this.queue.join('');
         this.queue = [];
         this.queued = 0;
-        this.wrote(chunk.length, this.res.write(chunk));
+        this.wrote(Buffer.byteLength(chunk), this.res.write(chunk));
         if (this.unconfirmed > this.limit) this.tooSlow();
       } else if (this.queue.length === 0) {
         this.blocked = false;

@@ -128,5 +128,5 @@ export function pollingPayload(frames: readonly Frame[]): string {
 }
 
 export function frameBytes(f: Frame): number {
-  return typeof f === 'string' ? f.length : f.byteLength;
+  return typeof f === 'string' ? Buffer.byteLength(f) : f.byteLength;
 }
