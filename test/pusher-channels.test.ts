@@ -4,6 +4,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { signJwt } from 'rt-actors';
 import { startServer, api, JWT_SECRET } from './helpers/server.js';
+import { until } from './helpers/redis.js';
 import { TestClient } from './helpers/ws-client.js';
 import { APP, connected, nextOn, pusherClient, pusherOptions, RawPusher, sdk, subscribed } from './helpers/pusher.js';
 
@@ -61,6 +62,37 @@ t.test('cache channels: the last event is replayed on subscribe, else pusher:cac
   await backend.trigger('private-cache-x', 'state', 'on');
   const pc = q.subscribe('private-cache-x');
   t.equal(await nextOn(pc, 'state'), 'on', 'private-cache- replays too');
+});
+
+t.test('cache channels: the replayed event never arrives after a newer live one', async (t) => {
+  const s = await startServer(t, pusherOptions());
+  const backend = sdk(s.port);
+  // The backend keeps the channel busy while clients subscribe on both shards: the last event is
+  // read from history after the subscribe, and events published meanwhile reach the client live.
+  let seq = 0;
+  let stop = false;
+  const publishing = (async () => {
+    while (!stop) await backend.trigger('cache-busy', 'tick', String(++seq));
+  })();
+  t.teardown(() => {
+    stop = true;
+    return publishing;
+  });
+  await until('the first events', () => seq >= 5, 10000);
+  const orders: number[][] = [];
+  for (let i = 0; i < 24; i++) {
+    const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+    raw.send({ event: 'pusher:subscribe', data: { channel: 'cache-busy' } });
+    await raw.event('pusher_internal:subscription_succeeded');
+    const got: number[] = [];
+    for (let n = 0; n < 6; n++) got.push(Number((await raw.event('tick')).data));
+    orders.push(got);
+    raw.ws.close();
+  }
+  stop = true;
+  await publishing;
+  const late = orders.filter((o) => o.some((v, j) => j > 0 && v <= o[j - 1]!));
+  t.same(late, [], 'every subscriber got its events in publication order, the replay first or not at all');
 });
 
 t.test("a custom actor's authorize replaces the signature check", async (t) => {

@@ -174,6 +174,11 @@ function replayCache(gw: PusherGateway, client: PusherClient, channel: string, i
   gw.ctx.hub.history(internal, { epoch: res.epoch, offset: res.offset - 1 }, 1).then((h) => {
     const last = h.pubs[0];
     if (!last) return miss();
+    // A newer publication reaches this subscriber live: one made since the subscribe, which this thread
+    // may already have delivered while the history was read. `last` replayed after it would leave the
+    // client holding a stale "last event".
+    const seen = gw.ctx.hub.position(internal);
+    if ((h.epoch === res.epoch && h.offset > res.offset) || (seen?.epoch === res.epoch && seen.offset > res.offset)) return;
     if (!client.closed && client.channels.has(internal)) client.sendEncoded(PUSHER_CODEC.pub(last));
   }, miss);
 }
