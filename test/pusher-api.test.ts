@@ -283,3 +283,31 @@ t.test('trigger: a string `data` reaches every subscriber as it was sent, byte f
   const natData = natText.filter((m) => m.includes('"event":"e"')).map((m) => /"data":(.*),"offset":/.exec(m)![1]);
   t.same(natData, [...sent.slice(0, 4), '"plain text"'], 'native: the same JSON text as the value (a non-JSON string as a string)');
 });
+
+t.test('sendToUser: a string `data` reaches the user as it was sent, byte for byte, as on a channel', async (t) => {
+  const s = shared;
+  const backend = sdk(s.port);
+  const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+  const socketId = JSON.parse((await raw.event('pusher:connection_established')).data).socket_id as string;
+  raw.send({ event: 'pusher:signin', data: backend.authenticateUser(socketId, { id: 'verbatim-user' }) });
+  await raw.event('pusher:signin_success');
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'verbatim-too' } });
+  await raw.event('pusher_internal:subscription_succeeded');
+  // The same user on the native protocol gets the value.
+  const jwt = signJwt({ sub: 'verbatim-user', exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
+  const nat = await TestClient.connect(`${s.url}/ws?token=${jwt}`);
+  t.teardown(() => nat.close());
+
+  const sent = ['{"id": 12345678901234567891, "price": 1.0}', '{"b":1,"2":"x","1":"y"}', '{"a":"x\\/y"}', 'plain text'];
+  for (const data of sent) t.equal((await backend.sendToUser('verbatim-user', 'e', data)).status, 200);
+  // One trigger naming the user and a channel: both copies unchanged.
+  const both = '{"n": 12345678901234567891}';
+  t.equal((await backend.post({ path: '/events', body: { name: 'both', channels: ['#server-to-user-verbatim-user', 'verbatim-too'], data: both } })).status, 200);
+  await backend.sendToUser('verbatim-user', 'sentinel', 'end');
+  await raw.next((f) => f.event === 'sentinel');
+  t.same(raw.frames.filter((f) => f.event === 'e').map((f) => f.data), sent, 'each data string unchanged');
+  const copies = raw.frames.filter((f) => f.event === 'both').map((f) => [f.channel, f.data]).sort();
+  t.same(copies, [['#server-to-user-verbatim-user', both], ['verbatim-too', both]], 'user and channel copies of one trigger unchanged');
+  const n = await nat.next((f) => f.op === 'message' && f.event === 'e');
+  t.same(n.data, { id: 12345678901234567891, price: 1 }, 'native: the value');
+});

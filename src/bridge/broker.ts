@@ -103,7 +103,7 @@ export interface HubBridge {
   channels(prefix?: string): Promise<ChannelInfo[]>;
   presence(name: string): Promise<{ members: Member[] }>;
   /** Every connection of a user on every host. */
-  publishToUser(user: string, event: string, data: unknown, exclude?: string): Promise<void>;
+  publishToUser(user: string, event: string, data: unknown, exclude?: string, js?: string): Promise<void>;
   /** Disconnects every connection of a user on every host. */
   kick(user: string): Promise<void>;
   /** Tells every host that these presence memberships were recovered (see the `stayed` notice). */

@@ -87,9 +87,10 @@ export class RedisDirectory implements HubBridge {
     return { members: await this.members(name) };
   }
 
-  async publishToUser(user: string, event: string, data: unknown, exclude?: string): Promise<void> {
+  async publishToUser(user: string, event: string, data: unknown, exclude?: string, js?: string): Promise<void> {
     const n: Notice = { t: 'user!', user, ev: event, data };
     if (exclude) n.ex = exclude;
+    if (js !== undefined) n.js = js;
     await this.guard(this.cmd.publish(this.keys.control, JSON.stringify(n)), false);
   }
 
@@ -123,6 +124,7 @@ export function parseControl(raw: Buffer): Notice | null {
   if (n.t === 'user!' && typeof n.ev === 'string') {
     const out: Notice = { t: 'user!', user: n.user, ev: n.ev, data: n.data };
     if (typeof n.ex === 'string') out.ex = n.ex;
+    if (typeof n.js === 'string') out.js = n.js;
     return out;
   }
   return null;

@@ -18,7 +18,8 @@ export interface WireCodec {
   pub(p: Publication): Encoded;
   join(channel: string, m: Member): Encoded;
   leave(channel: string, m: Member): Encoded;
-  user(event: string, data: unknown): Encoded;
+  /** `js`: `data`'s JSON text as the publisher sent it, when known (see the `user!` notice). */
+  user(event: string, data: unknown, js?: string): Encoded;
   /** A channel actor's private message to one subscriber (no offset). Defaults to `pub` without one. */
   push?(channel: string, event: string, data: unknown): Encoded;
   /** The channel actor removed this subscriber from `channel`. Defaults to a push of event `kicked`. */

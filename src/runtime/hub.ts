@@ -11,7 +11,7 @@ import { RtError } from '../errors.js';
 import { appSuffixOf } from './app-scope.js';
 import { encodeKicked, encodePush, type Encoded, type WireCodec } from '../protocol/codecs.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
-import { EncodedPayload, EncodedPubRequest } from '../protocol/encoded-payload.js';
+import { EncodedPayload, EncodedPubRequest, JsonData } from '../protocol/encoded-payload.js';
 import { CloseCode, type Client } from './client.js';
 import type { HubBridge } from '../bridge/broker.js';
 import { ownerOf } from './hash.js';
@@ -386,12 +386,16 @@ export class Hub {
   /**
    * Every connection of `user` on every thread (one frame per thread) — on every host with the Redis
    * bridge, where the promise rejects when Redis is unreachable (callers may ignore it; it is handled).
+   * `data` may be JsonData: its text then travels beside the value, for the codecs that splice it.
    */
   publishToUser(user: string, event: string, data: unknown, exclude?: string): Promise<void> {
     this.stats.published++;
     this.publishedTotal.inc();
+    const js = data instanceof JsonData ? data.text : undefined;
+    // Parsed anew, not read(): the same JsonData may also go to channels, which splice it while unread.
+    if (js !== undefined) data = JSON.parse(js);
     if (this.opts.bridge) {
-      const p = this.opts.bridge.publishToUser(user, event, data, exclude);
+      const p = this.opts.bridge.publishToUser(user, event, data, exclude, js);
       p.catch(() => {});
       return p;
     }
@@ -404,6 +408,7 @@ export class Hub {
     }
     const n: Notice = { t: 'user!', user, ev: event, data };
     if (exclude) n.ex = exclude;
+    if (js !== undefined) n.js = js;
     this.mesh.broadcast(n, true);
     return Promise.resolve();
   }
@@ -657,7 +662,7 @@ export class Hub {
   private deliverToUser(n: Extract<Notice, { t: 'user!' }>): void {
     const set = this.byUser.get(n.user);
     if (!set) return;
-    const memo = new EncodeMemo((c) => c.user(n.ev, n.data));
+    const memo = new EncodeMemo((c) => c.user(n.ev, n.data, n.js));
     const ex = n.ex !== undefined ? this.aliases.get(n.ex) : undefined;
     for (const c of set) {
       if (c.id === n.ex || c === ex) continue;

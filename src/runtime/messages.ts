@@ -61,8 +61,11 @@ export type Notice =
   | { t: 'count!'; ch: string; n: number }
   /** Redis bridge: the thread's subscribers of `ch` missed publications that cannot be recovered. */
   | { t: 'resync!'; ch: string }
-  /** A message for every connection of a user, on every thread. */
-  | { t: 'user!'; user: string; ev: string; data: unknown; ex?: string }
+  /**
+   * A message for every connection of a user, on every thread. `js`: `data`'s JSON text as the publisher
+   * sent it (the Pusher HTTP API), which Pusher frames carry as it came.
+   */
+  | { t: 'user!'; user: string; ev: string; data: unknown; ex?: string; js?: string }
   /** Disconnect every connection of a user (API: POST /api/users/:id/disconnect). */
   | { t: 'kick'; user: string; at?: number }
   /**

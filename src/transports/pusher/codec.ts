@@ -87,7 +87,8 @@ export const PUSHER_CODEC = registerCodec({
     isHiddenChannel(channel) ? `${WATCH_MARK}+${m.user_id}` : frame('pusher_internal:member_added', memberData(m), externalName(channel)),
   leave: (channel: string, m: Member): Encoded =>
     isHiddenChannel(channel) ? `${WATCH_MARK}-${m.user_id}` : frame('pusher_internal:member_removed', JSON.stringify({ user_id: m.user_id }), externalName(channel)),
-  user: (event: string, data: unknown): Encoded => USER_MARK + JSON.stringify({ event, data: wireData(data) }),
+  // With the text the HTTP API received, `data` is that text, as on a channel (frameOfPublication).
+  user: (event: string, data: unknown, js?: string): Encoded => USER_MARK + JSON.stringify({ event, data: js ?? wireData(data) }),
   // Sent only for channels of apps with subscriptionCountEvents (subscription-count.ts decides which).
   count: (channel: string, n: number): Encoded => frame('pusher_internal:subscription_count', JSON.stringify({ subscription_count: n }), externalName(channel)),
 });

@@ -114,12 +114,10 @@ async function trigger(gw: PusherGateway, app: PusherApp, e: EventSpec): Promise
   const { hub } = gw.ctx;
   // It moves on as JSON text (see encoded-payload.ts): the text that came, or the value encoded once here.
   const data = e.data instanceof JsonData ? e.data : (JsonData.of(e.data) ?? e.data);
-  // A delivery to a user carries the value (Hub.publishToUser does not take a carrier).
-  const value = e.data instanceof JsonData ? JSON.parse(e.data.text) : e.data;
   await Promise.all(
     e.channels.map((ch) =>
       ch.startsWith(USER_CHANNEL)
-        ? hub.publishToUser(internalUser(app, ch.slice(USER_CHANNEL.length))!, e.name, value, e.socketId)
+        ? hub.publishToUser(internalUser(app, ch.slice(USER_CHANNEL.length))!, e.name, e.data, e.socketId)
         : hub.publish(internalName(app, ch), e.name, data, 'api', undefined, e.socketId),
     ),
   );
