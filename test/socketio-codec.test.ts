@@ -471,7 +471,8 @@ t.test('socket.io: decoded shapes', async (tt) => {
   tt.equal(full.nsp, '/up');
   tt.equal(full.id, 3);
   const fd = full.data as [string, Uint8Array, { x: Uint8Array }];
-  tt.equal(fd[1], a1, 'placeholder 1 -> second attachment, by reference');
+  tt.equal(fd[1].buffer, a1.buffer, 'placeholder 1 -> second attachment, its bytes not copied');
+  tt.ok(Buffer.isBuffer(fd[1]), 'as a Buffer, though it came as a plain Uint8Array (JSON subscribers get {"type":"Buffer",…})');
   tt.equal(fd[2].x, a0, 'placeholder 0 -> first attachment');
   tt.equal(bdec.awaitingAttachments, false);
   tt.strictSame(bdec.add('2["next"]'), { type: 2, nsp: '/', data: ['next'] }, 'decoder usable after a binary packet');

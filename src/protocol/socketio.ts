@@ -318,7 +318,7 @@ export class SioDecoder {
   /**
    * Feed one Engine.IO message payload. Returns a complete packet, or null while waiting for binary
    * attachments. BINARY_EVENT/BINARY_ACK come back as EVENT/ACK with the binaries in place (the
-   * distinction is only a wire detail). Attachments are stored as given, not copied.
+   * distinction is only a wire detail). Attachments are not copied: Buffers over the given bytes.
    * @throws SioError
    */
   add(chunk: string | Uint8Array): SioPacket | null {
@@ -336,7 +336,9 @@ export class SioDecoder {
       if (!pending) fail('sio_unexpected_binary', 'binary message without a pending binary packet');
       pending.bytes += chunk.byteLength;
       if (pending.bytes > this.maxBytes) fail('sio_too_large', `a packet and its binary attachments together pass ${this.maxBytes} bytes (maxHttpBufferSize)`);
-      pending.buffers.push(chunk);
+      // As a Buffer (a view, no copy), whichever transport brought it: a plain Uint8Array would reach
+      // JSON subscribers as {"0":…,"1":…} where binary is documented as {"type":"Buffer","data":[…]}.
+      pending.buffers.push(chunk instanceof Buffer ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
       if (pending.buffers.length < pending.attachments) return null;
       this.pending = null;
       for (const s of pending.slots) {
@@ -614,7 +616,11 @@ class MsgpackReader {
   }
 
   private copy(at: number, n: number): Uint8Array {
-    return new Uint8Array(this.buf.subarray(at, at + n));
+    // A Buffer, as the JSON parser's attachments: JSON subscribers get {"type":"Buffer","data":[…]}.
+    // allocUnsafeSlow: its own memory, not a slice of Node's shared pool that it would keep alive.
+    const b = Buffer.allocUnsafeSlow(n);
+    b.set(this.buf.subarray(at, at + n));
+    return b;
   }
 
   private array(n: number, depth: number): unknown[] {
