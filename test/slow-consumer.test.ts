@@ -64,6 +64,34 @@ t.test('a Socket.IO subscriber that stops reading is disconnected without harmin
   ws.ws.terminate();
 });
 
+t.test('a Socket.IO WebSocket uWS drops messages for counts once in rt_slow_consumer_drops_total', async (t) => {
+  const { RawWs } = await import('./helpers/sio.js');
+  const { api } = await import('./helpers/server.js');
+  const { parsePrometheus, valueOf } = await import('./helpers/prom.js');
+  const s = await startServer(t, { maxBackpressure: 64 * 1024 });
+  const ws = new RawWs(`${s.url}/socket.io/?EIO=4&transport=websocket`);
+  await ws.opened();
+  await ws.next((m) => String(m).startsWith('0'));
+  ws.ws.send('40');
+  await ws.next((m) => String(m).startsWith('40'));
+  ws.ws.send('421["subscribe",{"channel":"sio-drops"}]');
+  await ws.next((m) => String(m).startsWith('431'));
+  (ws.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  t.teardown(() => ws.ws.terminate());
+  // Batches: uWS meets a full buffer with several messages of one turn, before the deferred close runs.
+  const big = 'x'.repeat(8 * 1024);
+  let batches = 0;
+  for (; batches < 500; batches++) {
+    const r = await api(s.http, '/api/batch', { messages: Array.from({ length: 6 }, (_, i) => ({ channel: 'sio-drops', event: 'chunk', data: { i, big } })) });
+    if (r.status !== 200) throw new Error(`batch refused: ${r.status} ${JSON.stringify(r.body)}`);
+    if ((await api(s.http, '/api/channels/sio-drops')).body.subscribers === 0) break;
+  }
+  t.ok(batches < 500, `the session was dropped after ${batches + 1} batches`);
+  const families = parsePrometheus((await api(s.http, '/metrics', undefined, { key: null })).body);
+  t.equal(valueOf(families, 'rt_slow_consumer_drops_total'), 1, 'one connection dropped, counted once');
+  t.equal(valueOf(families, 'rt_refusals_total', { reason: 'slow_consumer' }), 1, 'and refused once as a slow consumer');
+});
+
 t.test('a resume larger than --max-backpressure reaches SSE and long-polling readers; it is not a slow consumer', async (t) => {
   // 300 publications of ~1 KB: one resume carries ~300 KB, past the 128 KiB limit, to a reader that reads.
   const s = await startServer(t, { maxBackpressure: 128 * 1024, historySize: 1000 });

@@ -48,7 +48,7 @@ export const FAMILIES = [
   { name: 'rt_ring_queued_bytes', type: 'gauge', perThread: true, help: 'Bytes waiting locally because an inter-thread ring was full.' },
   { name: 'rt_overloaded_refusals_total', type: 'counter', help: "New requests refused with 'overloaded' because the target thread's queue was above --ring-queue-high." },
   { name: 'rt_overloaded_peers', type: 'gauge', perThread: true, help: 'Peer threads this thread is refusing new requests to right now.' },
-  { name: 'rt_slow_consumer_drops_total', type: 'counter', help: "Connections closed because uWS dropped a message for a send buffer past its own limit, before the slow-consumer sweep closed them (the client had a gap and resumes). 0 unless bursts outrun the sweep." },
+  { name: 'rt_slow_consumer_drops_total', type: 'counter', help: "Connections closed because uWS dropped a message for a send buffer past its own limit, before the slow-consumer sweep closed them (the client had a gap and resumes). 0 unless bursts outrun the sweep; Socket.IO WebSockets, not swept, count here once each." },
   { name: 'rt_shard_restarts_total', type: 'counter', help: 'Shards replaced after a crash.' },
   { name: 'rt_stuck_shards', type: 'gauge', help: 'Shards whose event loop has stood still for longer than --stuck-shard-timeout (a synchronous loop in an actor hook, most likely).' },
   { name: 'rt_refusals_total', type: 'counter', labels: { reason: REFUSAL_REASONS }, help: 'Connections, requests and messages refused, by reason.' },

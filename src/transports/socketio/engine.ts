@@ -132,6 +132,8 @@ interface WsData {
   tooBig?: boolean;
   /** Counted in the connection limits at upgrade: the session created at open owns that count. */
   admitted?: boolean;
+  /** uWS dropped a message for it: counted and closed once, however many more it drops before the close runs. */
+  dropped?: boolean;
 }
 
 /** Mesh requests between threads for sessions (route 'eio'). */
@@ -939,6 +941,8 @@ export class Engine {
         // gap it cannot see, so it is disconnected (and reconnects). Deferred: closing a socket from
         // inside uWS's publish loop, where this runs, crashes uWS (see transports/websocket.ts).
         const data = ws.getUserData();
+        if (data.dropped) return;
+        data.dropped = true;
         metrics().inc('rt_slow_consumer_drops_total');
         setImmediate(() => {
           if (!data.gone) data.session?.close('slow consumer', false);
