@@ -161,6 +161,19 @@ t.test('the backlog of a session that falls behind is bounded in bytes, not char
   t.equal((await api(s.http, '/api/channels/euros')).body.subscribers, 0, 'the slow session left the channel');
 });
 
+t.test('a session the server ended refuses frames with 404 while a poll takes its disconnect frame', async (t) => {
+  const s = await startServer(t, { rateLimit: 1, rateBurst: 1, clientPublish: 'all' });
+  const sess = await Session.open(s.http);
+  const flood = await sess.post(Array.from({ length: 60 }, (_, i) => ({ op: 'ping', ref: i })));
+  t.equal(flood.status, 200, 'the flood was taken');
+  await sess.until((fs) => fs.some((f) => f.op === 'disconnect'), 'the disconnect frame');
+  t.match(sess.frames.at(-1), { op: 'disconnect', code: 4029 }, 'ended for its rate');
+  const late = await sess.post({ op: 'publish', ref: 99, channel: 'after-end', event: 'e', data: 1 });
+  t.equal(late.status, 404, 'a POST to the ended session is refused');
+  t.equal(late.json.error.code, 'unknown_session');
+  t.equal((await api(s.http, '/api/channels/after-end')).body.offset ?? 0, 0, 'nothing was published');
+});
+
 t.test('a subscribe whose reply ends a session that fell behind leaves no subscriber or presence member behind', async (t) => {
   const s = await startServer(t, { maxBackpressure: '16kb' });
   const c = await Session.open(s.http, `?token=${token('ghost', { channels: ['presence-*'] })}`);

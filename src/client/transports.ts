@@ -131,8 +131,8 @@ abstract class BaseTransport implements Transport {
    * A POST of frames failed. `unknown_session` means the server ended the session, and why it did (a
    * `disconnect` frame, which may say not to reconnect) is on its way down the SSE stream, which the
    * server ends too; the POST's answer can overtake it. So the stream's end decides, with the farewell
-   * read, rather than this answer, which would end the transport as lost and reconnect. (A polling
-   * session stays known until a poll has taken its disconnect frame, so polling ends on its POSTs.)
+   * read, rather than this answer, which would end the transport as lost and reconnect. A polling
+   * session answers its POSTs the same once the server ended it, while a poll takes the disconnect frame.
    */
   /**
    * A WebSocket hides the status of a refused upgrade and EventSource that of a refused stream, and a
@@ -494,7 +494,7 @@ class PollingTransport extends BaseTransport {
           if (f && f.op === 'welcome' && typeof f.session === 'string') {
             this.sid = f.session;
             if (typeof f.heartbeat === 'number') this.holdMs = f.heartbeat * 1000;
-            this.poster = new Poster(this.env, `${this.env.base}/poll?sid=${encodeURIComponent(f.session)}`, (i) => this.end(i), (fr, e) => this.hooks.refused(fr, e), f.max_payload);
+            this.poster = new Poster(this.env, `${this.env.base}/poll?sid=${encodeURIComponent(f.session)}`, (i) => this.postFailed(i), (fr, e) => this.hooks.refused(fr, e), f.max_payload);
           }
           if (f && typeof f.op === 'string') this.deliver(f);
         }

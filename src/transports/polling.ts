@@ -132,6 +132,8 @@ export class PollClient extends Client implements Session {
   }
 
   receive(frames: ClientFrame[]): void {
+    // Kept only for a poll to take its disconnect frame: frames sent now would never run nor be answered.
+    if (this.ended) throw new RtError('unknown_session', 'session closed by the server: poll for its disconnect frame, then open a new one', 404);
     this.lastSeen = Date.now();
     runFrames(this.ctx, this, frames, (r: Reply) => this.send(r));
   }
