@@ -64,6 +64,21 @@ t.test('cache channels: the last event is replayed on subscribe, else pusher:cac
   t.equal(await nextOn(pc, 'state'), 'on', 'private-cache- replays too');
 });
 
+t.test('private-encrypted-cache-: the last ciphertext is replayed and decrypted, else pusher:cache_miss', async (t) => {
+  const s = await startServer(t, pusherOptions());
+  const masterKey = randomBytes(32).toString('base64');
+  const backend = sdk(s.port, APP, { encryptionMasterKeyBase64: masterKey });
+  const p = pusherClient(t, s.port, { encryptionMasterKeyBase64: masterKey });
+  await connected(p);
+  await nextOn(p.subscribe('private-encrypted-cache-vault'), 'pusher:cache_miss');
+  t.pass('an empty encrypted cache channel answers pusher:cache_miss');
+  await backend.trigger('private-encrypted-cache-vault', 'state', { v: 1 });
+  await backend.trigger('private-encrypted-cache-vault', 'state', { v: 2 });
+  const q = pusherClient(t, s.port, { encryptionMasterKeyBase64: masterKey });
+  await connected(q);
+  t.same(await nextOn(q.subscribe('private-encrypted-cache-vault'), 'state'), { v: 2 }, 'a late subscriber gets the last event, decrypted');
+});
+
 t.test('cache channels: the replayed event never arrives after a newer live one', async (t) => {
   const s = await startServer(t, pusherOptions());
   const backend = sdk(s.port);

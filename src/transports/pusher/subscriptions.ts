@@ -22,8 +22,9 @@ import { threadLogger } from '../../log.js';
 const CHANNEL_RE = /^[A-Za-z0-9_\-=@,.;]{1,164}$/;
 const USER_CHANNEL = '#server-to-user-';
 
+/** Pusher's four kinds: public, private, encrypted (whose cached event is the ciphertext) and presence. */
 export function isCacheChannel(name: string): boolean {
-  return name.startsWith('cache-') || name.startsWith('private-cache-') || name.startsWith('presence-cache-');
+  return name.startsWith('cache-') || name.startsWith('private-cache-') || name.startsWith('private-encrypted-cache-') || name.startsWith('presence-cache-');
 }
 
 export function isEncryptedChannel(name: string): boolean {
