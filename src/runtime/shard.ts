@@ -322,9 +322,13 @@ export async function runShard(task: ShardTask): Promise<void> {
    * uWS handles open aborts the whole process (Node asserts on open handles at loop close), so the shard
    * tears itself down instead, then its thread exits; the supervisor starts a fresh shard in a new thread.
    */
+  let crashing = false;
   const onUncaught = (err: unknown) => {
+    // Once only: a further error thrown while the shard tears down (a timer of the failing code, say)
+    // would otherwise end the thread at once, its uWS handles still open, and abort the process.
+    if (crashing) return;
+    crashing = true;
     log.error('uncaught error; shard is being replaced:', err);
-    process.off('uncaughtException', onUncaught);
     post({ type: 'crashing', message: err instanceof Error ? err.message : String(err) });
     sampler.stop();
     host.close();
@@ -344,10 +348,23 @@ export async function runShard(task: ShardTask): Promise<void> {
     setTimeout(() => {
       app.close();
       task.control.close();
+      process.off('uncaughtException', onUncaught);
+      process.exit = exit;
       fail(err instanceof Error ? err : new Error(String(err)));
     }, 50);
   };
   process.on('uncaughtException', onUncaught);
+  // process.exit() in a worker ends its thread on the spot, uWS handles open: the whole process aborts
+  // (SIGABRT), or, for a request read from another thread's ring, the replacement reads that request
+  // again (the dead thread never published how far it read) and runs it once more. Called by an actor,
+  // a handler or a library of theirs, it is a crash of this shard like an uncaught error: the caller's
+  // code stops there (the throw), the shard tears down outside of whatever callback made the call.
+  const exit = process.exit;
+  process.exit = ((code?: number | string | null) => {
+    const err = new Error(`process.exit(${code ?? ''}) called in shard ${shard}: a shard's thread cannot exit by itself, so the shard is replaced instead`);
+    setImmediate(() => onUncaught(err));
+    throw err;
+  }) as typeof process.exit;
 
   task.control.on('message', async (cmd: ShardCommand) => {
     if (cmd.type === 'gc') {
@@ -390,6 +407,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       app.close();
       task.control.close();
       process.off('uncaughtException', onUncaught);
+      process.exit = exit;
       finish();
     }
   });

@@ -34,7 +34,7 @@ export async function clientOnShard(url: string, shard: number, t: { teardown(fn
   throw new Error(`no connection landed on shard ${shard}`);
 }
 
-export type ProbeSignal = { fired?: string; stalled?: number; held?: string; threadId: number };
+export type ProbeSignal = { fired?: string; stalled?: number; held?: string; exiting?: string; threadId: number };
 
 /** Everything the probe actor signals from any thread, in arrival order. */
 export function listenProbe(t: { teardown(fn: () => unknown): void }): { signals: ProbeSignal[]; next(pred: (s: ProbeSignal) => boolean, timeoutMs?: number): Promise<ProbeSignal> } {
