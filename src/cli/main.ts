@@ -108,7 +108,10 @@ Options:
   --info=<json>         user_info claim (JSON)
   --ttl=<duration>      lifetime, e.g. 90s, 15m, 1h, 7d (default: 1h)
   --secret=<secret>     HS256 secret (default: the configured jwtSecret: RT_JWT_SECRET or --config file)
-  --config=<file>       config file to read jwtSecret from
+  --config=<file>       config file to read jwtSecret, jwtAudience and jwtIssuer from
+
+The token's aud and iss claims are the first configured --jwt-audience and --jwt-issuer (RT_JWT_AUDIENCE,
+RT_JWT_ISSUER or the --config file), which the server requires when they are set.
   --help                show this help
 `;
 
@@ -343,9 +346,10 @@ async function token(args: string[]): Promise<number> {
   for (const k of ['sub', 'channels', 'info', 'ttl', 'config']) if (flags.get(k) === true) throw new UsageError(`option --${k} needs a value`);
   const sub = flags.get('sub');
   if (typeof sub !== 'string' || !sub) throw new UsageError('--sub=<user id> is required');
-  // The configured secret, as `start` would resolve it (environment, then --config file).
-  const configured = () => loadConfig({ flags: typeof flags.get('config') === 'string' ? { config: flags.get('config') } : {}, env: process.env }).jwtSecret || undefined;
-  const secret = (flags.get('secret') as string | undefined) ?? configured();
+  // The configuration `start` would resolve (environment, then --config file): its secret, and the
+  // audience and issuer its server requires, or the token is refused there (token_wrong_audience).
+  const config = loadConfig({ flags: typeof flags.get('config') === 'string' ? { config: flags.get('config') } : {}, env: process.env });
+  const secret = (flags.get('secret') as string | undefined) ?? (config.jwtSecret || undefined);
   if (!secret || secret === (true as unknown)) throw new UsageError('no secret: pass --secret=<secret>, set RT_JWT_SECRET, or give --config with a jwtSecret');
   const { signJwt, parseDuration } = await import('../auth/jwt.js');
   let ttl: number;
@@ -356,6 +360,9 @@ async function token(args: string[]): Promise<number> {
   }
   if (ttl <= 0) throw new UsageError('--ttl must be a positive duration, e.g. 15m or 1h: a token with --ttl 0 would be expired when minted');
   const claims: Record<string, unknown> = { sub, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + ttl };
+  // The server accepts any one of its audiences and issuers: the first of each.
+  if (config.jwtAudience.length > 0) claims.aud = config.jwtAudience[0];
+  if (config.jwtIssuer.length > 0) claims.iss = config.jwtIssuer[0];
   const channels = flags.get('channels');
   if (typeof channels === 'string') claims.channels = channels.split(',').map((s) => s.trim()).filter(Boolean);
   const info = flags.get('info');
