@@ -1041,6 +1041,7 @@ export class ChannelActor {
     if (!this.bridged) return;
     const broker = this.env.broker!;
     for (const [user, e] of this.members) await this.op(() => broker.join(this.name, user, e.info, undefined));
+    if (this.kind === 'presence') await this.op(() => broker.prune(this.name, this.members));
     const n = this.subs.size;
     await this.op(() => broker.count(this.name, n));
     // A placed actor's activation made this host's subscribers leave when it was taken for dead.

@@ -92,6 +92,8 @@ export interface Broker {
   leave(channel: string, user: string): Promise<void>;
   /** Members on every host. */
   members(channel: string): Promise<Member[]>;
+  /** Forgets this host's members of the channel that are not in `keep` (leaves lost in an outage). */
+  prune(channel: string, keep: ReadonlySet<string> | ReadonlyMap<string, unknown>): Promise<void>;
   /** This host's number of subscribers of the channel (0 forgets it). */
   count(channel: string, subscribers: number): Promise<void>;
   close(): Promise<void>;

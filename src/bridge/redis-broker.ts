@@ -119,6 +119,7 @@ export class RedisBroker implements Broker {
   private readonly seen = new Map<string, Map<string, { n: number; until: number }>>();
   private heartbeat?: NodeJS.Timeout;
   private retry?: NodeJS.Timeout;
+  private dropTimer?: NodeJS.Timeout;
   private readonly intervalMs: number;
   private readonly inboxChannel: string;
   private cmdReadyOnce = false;
@@ -158,6 +159,11 @@ export class RedisBroker implements Broker {
       this.opts.log.info('Redis reconnected: re-registering this shard and checking channels for gaps', { event: 'redis.up' });
       void this.beat();
       void this.reapplyRevocations();
+      // A heartbeat later: the leaves it publishes reach only hosts whose subscriptions are back, and
+      // every host reconnects around the same time.
+      clearTimeout(this.dropTimer);
+      this.dropTimer = setTimeout(() => void this.dropUnrelayed(), this.intervalMs);
+      this.dropTimer.unref();
       for (const { sink } of this.sinks.values()) sink.recover();
     });
     let wasUp = false;
@@ -489,6 +495,30 @@ export class RedisBroker implements Broker {
     return this.directory.members(channel);
   }
 
+  /**
+   * After a reconnect: this node's presence entries of users no longer in `keep`. Their leave failed
+   * while Redis was away, and a node that heartbeats is never swept, so they would stay members.
+   */
+  async prune(channel: string, keep: ReadonlySet<string> | ReadonlyMap<string, unknown>): Promise<void> {
+    const prefix = `${this.node}|`;
+    const stale: string[] = [];
+    try {
+      let cursor = '0';
+      do {
+        const [next, flat] = await this.cmd.hscan(this.keys.members(channel), cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+        cursor = next;
+        for (let i = 0; i < flat.length; i += 2) {
+          const user = flat[i]!.slice(prefix.length);
+          if (flat[i]!.startsWith(prefix) && !keep.has(user)) stale.push(user);
+        }
+      } while (cursor !== '0');
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
+    for (const user of stale) if (!keep.has(user)) await this.leave(channel, user);
+  }
+
   /** Arguments of COUNT and SWEEP after their own: where and whether to announce the new total. */
   private announceArgs(channel: string): string[] {
     return [this.keys.pubsub(channel), this.pubCmd, this.opts.countWanted?.(channel) ? '1' : '0'];
@@ -610,18 +640,38 @@ export class RedisBroker implements Broker {
   private async removeNode(node: string): Promise<number> {
     const channels = await this.cmd.smembers(this.keys.nodeChannels(node));
     for (let i = 0; i < channels.length; i += 100) {
-      await Promise.all(
-        channels.slice(i, i + 100).map(async (ch) => {
-          const r = (await this.scripts.rtSweep(this.keys.members(ch), this.keys.users(ch), this.keys.counts(ch), `${node}|`, node, ...this.announceArgs(ch))) as [number, number, ...string[]];
-          // What this sweep ended cluster-wide (another sweeper racing it sees nothing left to end).
-          for (const user of r.slice(2) as string[]) this.lifecycle({ t: 'member_removed', ch, user: String(user) });
-          if (Number(r[1]) === 1) this.lifecycle({ t: 'vacated', ch });
-        }),
-      );
+      await Promise.all(channels.slice(i, i + 100).map((ch) => this.sweepChannel(node, ch)));
     }
     await this.cmd.del(this.keys.nodeChannels(node));
     await this.cmd.srem(this.keys.nodes, node);
     return channels.length;
+  }
+
+  /** Removes a node's members and count from one channel, announcing the leaves it causes. */
+  private async sweepChannel(node: string, ch: string): Promise<void> {
+    const r = (await this.scripts.rtSweep(this.keys.members(ch), this.keys.users(ch), this.keys.counts(ch), `${node}|`, node, ...this.announceArgs(ch))) as [number, number, ...string[]];
+    // What this sweep ended cluster-wide (another sweeper racing it sees nothing left to end).
+    for (const user of r.slice(2) as string[]) this.lifecycle({ t: 'member_removed', ch, user: String(user) });
+    if (Number(r[1]) === 1) this.lifecycle({ t: 'vacated', ch });
+  }
+
+  /**
+   * After a reconnect: channels this node still has entries in but no longer relays. Their last
+   * subscribers left while Redis was away, so neither the leaves nor the zero count were written, and a
+   * node that heartbeats is never swept: its members would stay listed and its subscribers counted.
+   */
+  private async dropUnrelayed(): Promise<void> {
+    try {
+      if (this.closed || this.cmd.status !== 'ready') return;
+      for (const ch of await this.cmd.smembers(this.keys.nodeChannels(this.node))) {
+        // Checked right before each write: a channel attached again meanwhile registers itself after it.
+        if (this.closed || this.sinks.has(ch)) continue;
+        await this.sweepChannel(this.node, ch);
+        if (!this.sinks.has(ch)) await this.cmd.srem(this.keys.nodeChannels(this.node), ch);
+      }
+    } catch (err) {
+      this.opts.log.debug(`could not drop the channels this node left during the outage: ${(err as Error).message}`);
+    }
   }
 
   /**
@@ -633,6 +683,7 @@ export class RedisBroker implements Broker {
     this.closed = true;
     clearInterval(this.heartbeat);
     clearTimeout(this.retry);
+    clearTimeout(this.dropTimer);
     // Hand placed actors over at once on a graceful stop: the next event activates them elsewhere.
     await this.leases.close(graceful && this.cmd.status === 'ready').catch(() => {});
     await this.subs.close();
