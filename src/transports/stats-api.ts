@@ -8,6 +8,7 @@ import { REFUSAL_REASONS } from '../runtime/metric-families.js';
 import { processFigures } from '../runtime/process-metrics.js';
 import { healthOf, threadName, type HealthBody } from './health.js';
 import { bridged } from '../bridge/setup.js';
+import { RtError } from '../errors.js';
 
 export interface ThreadStats {
   thread: string;
@@ -49,7 +50,16 @@ let topCache: { at: number; top: StatsBody['topChannels'] } | undefined;
 
 async function topChannels(ctx: ThreadContext): Promise<StatsBody['topChannels']> {
   if (topCache && Date.now() - topCache.at < TOP_CHANNELS_TTL_MS) return topCache.top;
-  const top = await topChannels(ctx);
+  let channels;
+  try {
+    channels = await ctx.hub.channels();
+  } catch (err) {
+    // With --redis the list is read from Redis. An outage is what the operator watches the figures for:
+    // they still answer, with the last list this host read (none yet: empty).
+    if (!(err instanceof RtError)) throw err;
+    return topCache?.top ?? [];
+  }
+  const top = channels.sort((a, b) => b.subscribers - a.subscribers || (a.name < b.name ? -1 : 1)).slice(0, TOP_CHANNELS);
   topCache = { at: Date.now(), top: top.map((c) => ({ ...c })) };
   return topCache.top;
 }
@@ -85,8 +95,7 @@ export async function collectStats(ctx: ThreadContext): Promise<StatsBody> {
   const refusals: Record<string, number> = {};
   for (const reason of REFUSAL_REASONS) refusals[reason] = m.value('rt_refusals_total', { reason });
   const lat = m.histogram('rt_publish_deliver_seconds');
-  const channels = await ctx.hub.channels();
-  const top = channels.sort((a, b) => b.subscribers - a.subscribers || (a.name < b.name ? -1 : 1)).slice(0, TOP_CHANNELS);
+  const top = await topChannels(ctx);
   const p = processFigures();
   return {
     time: Date.now(),
