@@ -847,6 +847,7 @@ export class ChannelActor {
       if (!known && this.def.onJoin && !replay) {
         const j = await this.join(conn, data);
         if (j && typeof j === 'object' && j.reply !== undefined) result.data = j.reply;
+        await this.pastJoinBroadcasts(broker, result);
       }
     } catch (err) {
       if (joined) void this.op(() => broker.leave(this.name, conn.user!)).catch(() => {});
@@ -959,8 +960,8 @@ export class ChannelActor {
     });
   }
 
-  /** Delivers (offset, upTo] from history, or tells local subscribers they must resync. */
-  private async fill(upTo: number): Promise<void> {
+  /** Delivers (offset, upTo] from history, or tells local subscribers they must resync. Resolves with what it delivered, null if it could not. */
+  private async fill(upTo: number): Promise<Publication[] | null> {
     const broker = this.env.broker!;
     const h = await broker.history(this.name, this.offset, upTo, Infinity, this.bounds).catch(() => null);
     if (h?.recovered) {
@@ -969,10 +970,31 @@ export class ChannelActor {
         this.fanOut(p);
       }
       broker.stats.recovered += h.pubs.length;
-      if (this.offset >= upTo) return;
+      if (this.offset >= upTo) return h.pubs;
     }
     this.resyncAll(`publications ${this.offset + 1}..${upTo} could not be recovered from history`);
     this.offset = upTo;
+    return null;
+  }
+
+  /**
+   * What a placed onJoin broadcast went through Redis and is still on its way to this relay, queued
+   * behind this subscribe: delivered now to the others, it is before the joiner's reply offset, as on
+   * one host (register) — the joiner does not get it, and its stream does not start with a gap. The
+   * join already ran at the activation: nothing here may refuse it.
+   */
+  private async pastJoinBroadcasts(broker: Broker, result: SubscribeResult): Promise<void> {
+    const pos = await this.op(() => broker.position(this.name, this.bounds)).catch(() => undefined);
+    if (!pos || pos.epoch !== this.epoch || pos.offset <= this.offset) return;
+    const pubs = await this.fill(pos.offset);
+    result.offset = this.offset;
+    if (result.pubs) {
+      if (pubs) result.pubs = [...result.pubs, ...pubs];
+      else {
+        result.recovered = false;
+        delete result.pubs;
+      }
+    }
   }
 
   private reset(epoch: string, offset: number, why: string): void {
