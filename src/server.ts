@@ -6,7 +6,7 @@ import './transports/uws-header-limit.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { loadConfig, ConfigError, ignoredOptions, optionName, unknownEnvironment } from './config/load.js';
+import { loadConfig, ConfigError, ignoredOptions, namedAsSet, optionName, unknownEnvironment } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
 import { checkApiKey, checkJwtSecret } from './auth/secret-policy.js';
@@ -71,20 +71,21 @@ function resolvePublicKey(cfg: ServerConfig): void {
     try {
       cfg.jwtPublicKey = readFileSync(cfg.jwtPublicKey, 'utf8');
     } catch (err) {
-      throw new ConfigError('jwtPublicKey', `cannot read public key file ${cfg.jwtPublicKey}: ${(err as Error).message}`);
+      throw new ConfigError('jwtPublicKey', `cannot read ${optionName(cfg, 'jwtPublicKey')} file ${cfg.jwtPublicKey}: ${(err as Error).message}`);
     }
   }
   try {
     createJwtVerifier(verifierOptions(cfg));
   } catch (err) {
-    throw new ConfigError(cfg.jwksUrl && /JWKS/.test((err as Error).message) ? 'jwksUrl' : 'jwtPublicKey', (err as Error).message);
+    const key = cfg.jwksUrl && /JWKS/.test((err as Error).message) ? 'jwksUrl' : 'jwtPublicKey';
+    throw new ConfigError(key, `${optionName(cfg, key)}: ${(err as Error).message}`);
   }
 }
 
 /** TLS files are checked here so a typo is a start-up error naming the file, not a shard that cannot start. */
 function checkTls(cfg: ServerConfig): void {
   if (!cfg.tlsCert && !cfg.tlsKey) return;
-  if (!cfg.tlsCert || !cfg.tlsKey) throw new ConfigError(cfg.tlsCert ? 'tlsKey' : 'tlsCert', 'TLS needs both --tls-cert and --tls-key');
+  if (!cfg.tlsCert || !cfg.tlsKey) throw new ConfigError(cfg.tlsCert ? 'tlsKey' : 'tlsCert', namedAsSet(cfg, `TLS needs both --tls-cert and --tls-key: ${cfg.tlsCert ? '--tls-cert' : '--tls-key'} is set alone`));
   for (const key of ['tlsCert', 'tlsKey'] as const) {
     let text: string;
     try {
@@ -151,7 +152,7 @@ async function startHolding(config: ServerConfig, threads: ThreadOptions, releas
     try {
       actors = await loadActors(config.actors);
     } catch (err) {
-      throw new ConfigError('actors', (err as Error).message);
+      throw new ConfigError('actors', namedAsSet(config, (err as Error).message));
     }
     const files = actors.map((a) => a.file.slice(a.file.lastIndexOf('/') + 1));
     createLogger(config.logLevel, 'main').info(`loaded ${files.length} channel actor(s) from ${config.actors}${files.length ? ': ' + files.join(', ') : ''}`, { event: 'actors.loaded', folder: config.actors, files });

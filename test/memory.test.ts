@@ -47,5 +47,5 @@ t.test('configuration errors name the key and the accepted values', async (t) =>
   await t.rejects(createServer({ clientPublish: 'sometimes' as never, env: {} }), /clientPublish.*one of none, private, all/);
   await t.rejects(createServer({ bogus: 1 } as never), /unknown option "bogus"/);
   await t.rejects(createServer({ env: { RT_PORT: 'eighty' } }), /RT_PORT.*integer/);
-  await t.rejects(createServer({ jwtPublicKey: '/nope/key.pem', env: {} }), /cannot read public key file/);
+  await t.rejects(createServer({ jwtPublicKey: '/nope/key.pem', env: {} }), /cannot read jwtPublicKey \(createServer option\) file \/nope\/key.pem/);
 });

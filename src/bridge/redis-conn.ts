@@ -30,6 +30,9 @@ export function parseRedisTarget(spec: string, cluster: boolean): RedisTarget {
   const shown: string[] = [];
   for (const p of parts) {
     let url: URL;
+    // `redis//host:port`, `redis:/host`: a scheme mistyped, which would read as host "redis" and a database
+    // (`redis:6379` is host "redis", a compose service, and stays one).
+    if (/^rediss?(:\/(?!\/)|\/\/)/i.test(p)) throw new RedisTargetError(`--redis: "${p.replace(/[^@/]*@/, '…@')}" is not a Redis URL: write the scheme as redis:// (or give host:port)`);
     try {
       url = new URL(/^[a-z]+:\/\//i.test(p) ? p : `redis://${p}`);
     } catch {

@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { ConfigError, optionName } from '../config/load.js';
+import { ConfigError, namedAsSet, optionName } from '../config/load.js';
 import { RtError } from '../errors.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Logger } from '../log.js';
@@ -51,29 +51,29 @@ export function checkBridgeConfig(config: ServerConfig): RedisTarget | undefined
   try {
     parseHistoryPatterns(config.historyPatterns);
   } catch (err) {
-    if (err instanceof HistoryPatternError) throw new ConfigError('historyPatterns', err.message);
+    if (err instanceof HistoryPatternError) throw new ConfigError('historyPatterns', `${optionName(config, 'historyPatterns')}: ${err.message}`);
     throw err;
   }
   if (/[{}|\s]/.test(config.redisNamespace) || config.redisNamespace === '') {
     throw new ConfigError('redisNamespace', `${optionName(config, 'redisNamespace')} must be non-empty, without spaces, braces or "|"`);
   }
   if (config.redisSentinels.length > 0) {
-    if (config.redisCluster) throw new ConfigError('redisCluster', '--redis-cluster and --redis-sentinels exclude each other: a Redis Cluster fails over by itself');
+    if (config.redisCluster) throw new ConfigError('redisCluster', namedAsSet(config, '--redis-cluster and --redis-sentinels exclude each other: a Redis Cluster fails over by itself'));
     try {
       return parseSentinelTarget(config.redisSentinels, config.redisSentinelName, config.redis);
     } catch (err) {
-      if (err instanceof RedisTargetError) throw new ConfigError(/sentinel-name/.test(err.message) ? 'redisSentinelName' : /^--redis:/.test(err.message) ? 'redis' : 'redisSentinels', err.message);
+      if (err instanceof RedisTargetError) throw new ConfigError(/sentinel-name/.test(err.message) ? 'redisSentinelName' : /^--redis:/.test(err.message) ? 'redis' : 'redisSentinels', namedAsSet(config, err.message));
       throw err;
     }
   }
   if (!config.redis) {
-    if (config.redisCluster) throw new ConfigError('redisCluster', '--redis-cluster needs --redis (or RT_REDIS_URL) naming at least one cluster node');
+    if (config.redisCluster) throw new ConfigError('redisCluster', namedAsSet(config, '--redis-cluster needs --redis (or RT_REDIS_URL) naming at least one cluster node'));
     return undefined;
   }
   try {
     return parseRedisTarget(config.redis, config.redisCluster);
   } catch (err) {
-    if (err instanceof RedisTargetError) throw new ConfigError('redis', err.message);
+    if (err instanceof RedisTargetError) throw new ConfigError('redis', namedAsSet(config, err.message));
     throw err;
   }
 }

@@ -163,6 +163,17 @@ export function optionName(config: ServerConfig, key: keyof ServerConfig, { wher
 }
 
 /**
+ * `message`, written with flags (`--redis: …`), with each option it names as the user set it: a check
+ * made outside the loader (a Redis URL, a TLS file, the actors folder) reads its option's value alone.
+ */
+export function namedAsSet(config: ServerConfig, message: string): string {
+  return message.replace(/--([a-z][a-z0-9-]*)/g, (flag, name: string) => {
+    const spec = OPTIONS.find((o) => flagOf(o.key) === name);
+    return spec ? optionName(config, spec.key) : flag;
+  });
+}
+
+/**
  * One warning per option set (not defaulted) that has no effect because what it depends on is off:
  * --dashboard-token without --dashboard, --redis-prefix without --redis, and so on (the schema's
  * `needs`). They are not refused, since turning a feature off should not require unsetting its
