@@ -257,13 +257,16 @@ export class EioSession {
       for (const f of frames) ws.send(f, typeof f !== 'string');
       return;
     }
-    for (const f of frames) {
-      this.queue.push(f);
-      this.queuedBytes += frameBytes(f);
-    }
+    // The backlog already waiting tells a slow client, not the size of what comes (as on /poll, SSE and
+    // WebSockets): one large write (a handler's reply, a recovery's replay) must reach a client that
+    // is fetching, or it would be closed, and a recovering one would ask for the replay again.
     if (this.queuedBytes > this.opts.maxBuffered) {
       this.close('slow consumer: polling client is not fetching its messages');
       return;
+    }
+    for (const f of frames) {
+      this.queue.push(f);
+      this.queuedBytes += frameBytes(f);
     }
     if (this.getter && !this.flushScheduled) {
       // Coalesce everything produced in this turn (e.g. one mesh drain) into one response.
