@@ -32,6 +32,19 @@ t.test('auto (default): a JWT is verified when JWT is configured; anything else 
   t.match(bad.error.code, /^token_/);
 });
 
+t.test('auto: a JWT over the 8 KiB token limit is refused as token_malformed, as on the other transports, not let in anonymously', async (t) => {
+  const s = await startServer(t, { actors: ACTORS });
+  const big = signJwt({ sub: 'u1', exp: Math.floor(Date.now() / 1000) + 600, pad: 'x'.repeat(6200) }, { secret: JWT_SECRET });
+  t.ok(big.length > 8192, `the token is ${big.length} characters`);
+  const r = await connect(s.http, { token: big });
+  t.equal(r.who, undefined, 'not connected');
+  t.equal(r.error?.code, 'token_malformed');
+  t.match(r.error?.message, /the limit is 8192/);
+  const strict = await startServer(t, { actors: ACTORS, requireAuth: true });
+  const h = await connect(strict.http, { headers: { Authorization: `Bearer ${big}` } });
+  t.equal(h.error?.code, 'token_malformed', "--require-auth: laravel-echo's bearer header says what is wrong with the token, not that there is none");
+});
+
 t.test('auto without JWT configuration never refuses; jwt mode always verifies; off never reads it', async (t) => {
   const noJwt = await startServer(t, { actors: ACTORS, jwtSecret: '' });
   const r = await connect(noJwt.http, { token: jwt });

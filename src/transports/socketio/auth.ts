@@ -22,8 +22,10 @@ const UNFORWARDED = new Set([
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
 
+// No length bound here: a JWT over the verifier's 8 KiB limit is still one, refused as token_malformed
+// with its length (as on /ws, /sse and /poll) rather than passed on and the connection let in anonymously.
 export function looksLikeJwt(s: string): boolean {
-  return s.length <= 8192 && JWT_SHAPE.test(s);
+  return JWT_SHAPE.test(s);
 }
 
 /** `Bearer …` from an `auth.headers`-style object (laravel-echo's `auth` option), any header case. */
