@@ -368,6 +368,11 @@ t.test('token: a misspelt option is named with what was meant; an option without
     t.match(r.stderr, `option ${flag} needs a value`);
     t.equal(r.stdout, '', 'no token printed');
   }
+  // A sub the server refuses would mint a token no connection can use.
+  const reserved = run(['token', '--sub', 'ada @admin', '--secret', 's3cret']);
+  t.equal(reserved.status, 2, 'a sub holding " @" is refused');
+  t.match(reserved.stderr, 'a user id may not contain " @"');
+  t.equal(reserved.stdout, '', 'no token printed');
 });
 
 t.test('--help documents endpoints, the --no- form, exit codes, examples and the docs', async (t) => {

@@ -346,6 +346,9 @@ async function token(args: string[]): Promise<number> {
   for (const k of ['sub', 'channels', 'info', 'ttl', 'config']) if (flags.get(k) === true) throw new UsageError(`option --${k} needs a value`);
   const sub = flags.get('sub');
   if (typeof sub !== 'string' || !sub) throw new UsageError('--sub=<user id> is required');
+  // The server refuses such a sub (token_invalid_claims), as it refuses a token minted expired.
+  const { APP_SEPARATOR, USER_ID_SEPARATOR_RULE } = await import('../runtime/app-scope.js');
+  if (sub.includes(APP_SEPARATOR)) throw new UsageError(`--sub: ${USER_ID_SEPARATOR_RULE}; the server would refuse the token (token_invalid_claims)`);
   // The configuration `start` would resolve (environment, then --config file): its secret, and the
   // audience and issuer its server requires, or the token is refused there (token_wrong_audience).
   const config = loadConfig({ flags: typeof flags.get('config') === 'string' ? { config: flags.get('config') } : {}, env: process.env });
