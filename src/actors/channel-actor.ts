@@ -1063,7 +1063,8 @@ export class ChannelActor {
     if (!this.bridged) return;
     const broker = this.env.broker!;
     for (const [user, e] of this.members) await this.op(() => broker.join(this.name, user, e.info, undefined));
-    if (this.kind === 'presence') await this.op(() => broker.prune(this.name, this.members));
+    // Not awaited: the broker waits for the other hosts to subscribe again before announcing the leaves.
+    if (this.kind === 'presence') broker.prune(this.name, this.members).catch((err) => this.log('could not remove the members that left while Redis was away', err));
     const n = this.subs.size;
     await this.op(() => broker.count(this.name, n));
     // A placed actor's activation made this host's subscribers leave when it was taken for dead.

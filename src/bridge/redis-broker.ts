@@ -500,6 +500,9 @@ export class RedisBroker implements Broker {
    * while Redis was away, and a node that heartbeats is never swept, so they would stay members.
    */
   async prune(channel: string, keep: ReadonlySet<string> | ReadonlyMap<string, unknown>): Promise<void> {
+    // A heartbeat later, as dropUnrelayed: the leaves reach only hosts whose subscriptions are back.
+    await new Promise((r) => setTimeout(r, this.intervalMs).unref());
+    if (this.closed) return;
     const prefix = `${this.node}|`;
     const stale: string[] = [];
     try {
