@@ -200,3 +200,19 @@ t.test('the test kit sees publications made while nobody is subscribed', async (
   t.same(a.publications.map((p) => [p.event, p.offset]), [['from-api', 1], ['seen', 2], ['after', 3]], 'every publication, in order, with or without subscribers');
   t.same(s.received.map((r) => r.event), ['seen'], 'the subscriber got only what was published while it was subscribed');
 });
+
+t.test('inside onJoin, pushUser reaches the joiner as push does', async (t) => {
+  const counts: number[] = [];
+  const def = defineActor({
+    match: 'welcome',
+    onJoin(ctx, who) {
+      counts.push(ctx.pushUser(who.userId!, 'welcome', { to: who.userId }));
+    },
+  });
+  const a = testActor(def);
+  const first = await a.join({ userId: 'ann' });
+  const second = await a.join({ userId: 'ann' });
+  t.same(counts, [1, 2], "the joiner counts, and so do the user's connections already in");
+  t.same(first.received.map((r) => r.event), ['welcome', 'welcome'], 'the first connection got its own welcome and the second one');
+  t.same(second.received.map((r) => [r.event, r.private]), [['welcome', true]], 'the joiner got its welcome');
+});

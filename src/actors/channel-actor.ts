@@ -213,6 +213,8 @@ export class ChannelActor {
         sendableJson(data, `push ${event}'s data`);
         const ids: string[] = [];
         for (const c of self.subs.values()) if (c.user === userId) ids.push(c.id);
+        // Inside onJoin the joiner is not a subscriber yet, but push() reaches it: so does pushUser().
+        if (self.joining?.user === userId && !self.subs.has(self.joining.id)) ids.push(self.joining.id);
         return self.pushTo(ids, event, data);
       },
       kick: (socketId, reason) => self.kick(socketId, kickReason(reason)),
