@@ -193,3 +193,37 @@ t.test('frames sent while the key set is being fetched: up to 32 are held and an
   t.match(String(err?.error?.message), /32 frames before the token was checked/);
   t.notOk(eager.frames.some((f) => f.op === 'welcome' || f.op === 'reply'), 'nothing of it was admitted');
 });
+
+t.test('JWKS: a provider failing from the start is asked again every few seconds, not once per token', async (t) => {
+  const key = makeKey('k', 'RS256');
+  let up = false;
+  let fetches = 0;
+  const idp = createHttpServer((_req, res) => {
+    fetches++;
+    if (!up) return res.writeHead(500).end('down');
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.jwk] }));
+  });
+  await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
+  t.teardown(() => idp.close());
+  const jwksUrl = `http://127.0.0.1:${(idp.address() as { port: number }).port}/jwks.json`;
+  const s = await startServer(t, { jwksUrl, jwtAudience: [AUDIENCE], jwtIssuer: [ISSUER], requireAuth: true });
+  const tok = await token(key);
+  const codes = new Set<string>();
+  for (let i = 0; i < 20; i++) {
+    const poll = await openAs(s.port, 'poll', { authorization: `Bearer ${tok}` });
+    poll.close();
+    codes.add(`${poll.status} ${poll.body?.error?.code}`);
+  }
+  t.same([...codes], ['401 token_keys_unavailable'], 'every token is told the keys are unavailable');
+  t.ok(fetches >= 1 && fetches <= 4, `20 tokens caused ${fetches} fetches (at most one or two per thread), not one each`);
+  up = true;
+  const deadline = Date.now() + 15_000;
+  let status = 0;
+  while (status !== 101 && Date.now() < deadline) {
+    const ws = await openAs(s.port, 'ws', { authorization: `Bearer ${tok}` });
+    ws.close();
+    status = ws.status ?? 0;
+    if (status !== 101) await new Promise((r) => setTimeout(r, 200));
+  }
+  t.equal(status, 101, 'once the provider answers, the token connects within seconds');
+});

@@ -213,6 +213,9 @@ function validateClaims(claims: Record<string, unknown>): JwtClaims {
   return claims as JwtClaims;
 }
 
+/** Least time between two fetches of a key set while its provider fails (capped by --jwks-cooldown). */
+export const JWKS_RETRY_AFTER_FAILURE_MS = 5_000;
+
 export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
   // An empty secret would let anyone forge tokens (HMAC with an empty key), so it counts as unset.
   const secret = opts.secret !== undefined && opts.secret !== '' ? createSecretKey(Buffer.from(opts.secret, 'utf8')) : undefined;
@@ -234,17 +237,29 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
   if (jwks !== undefined) for (const a of ['RS256', 'ES256'] as const) if (!algorithms.includes(a)) algorithms.push(a);
   const exposedAlgorithms = Object.freeze([...algorithms]) as JwtAlgorithm[];
 
+  // jose's cooldown starts only after a fetch that worked: while the provider fails, each token would
+  // ask it again. After a failed fetch the key set is not asked for a while (at most the cooldown).
+  const retryAfterFailureMs = Math.min(opts.jwks?.cooldownMs ?? 30_000, JWKS_RETRY_AFTER_FAILURE_MS);
+  let failed: { until: number; message: string } | undefined;
+
   // jose checks the signature against the key, and the key's type against the header's alg.
   const keyFor = async (header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<KeyInput> => {
     if (!jwks) return asymmetric!.key;
+    if (failed && Date.now() < failed.until) {
+      throw new JwtError('token_keys_unavailable', `the JWKS at ${opts.jwksUrl} could not be fetched: ${failed.message} (asked again in ${Math.ceil((failed.until - Date.now()) / 1000)} s)`);
+    }
     try {
-      return await jwks(header, token);
+      const key = await jwks(header, token);
+      failed = undefined;
+      return key;
     } catch (err) {
       // jose reports a key set answered with a non-200 status, or with text that is not JSON, as a
       // plain JOSEError, which would otherwise read as a bad signature: the client was told to drop a
       // good token while the provider was failing.
       if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys) throw err;
-      throw new JwtError('token_keys_unavailable', `the JWKS at ${opts.jwksUrl} could not be fetched: ${(err as Error).message}`);
+      const message = (err as Error).message;
+      if (retryAfterFailureMs > 0) failed = { until: Date.now() + retryAfterFailureMs, message };
+      throw new JwtError('token_keys_unavailable', `the JWKS at ${opts.jwksUrl} could not be fetched: ${message}`);
     }
   };
 
