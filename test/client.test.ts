@@ -8,6 +8,9 @@ import { ownerOf } from '../dist/src/runtime/hash.js';
 import { startServer, api, API_KEY, JWT_SECRET } from './helpers/server.js';
 import { eventually } from './helpers/http-stream.js';
 
+// Every transport through crashes, restarts and token refusals: about 90 s on a quiet 2-core machine.
+t.setTimeout(300_000);
+
 const TRANSPORTS: TransportName[] = ['websocket', 'sse', 'polling'];
 const token = (sub: string, extra: Record<string, unknown> = {}) =>
   signJwt({ sub, exp: Math.floor(Date.now() / 1000) + 600, channels: ['private-*', 'presence-*'], user_info: { name: sub }, ...extra }, { secret: JWT_SECRET });
