@@ -1,6 +1,7 @@
 import t from 'tap';
 import { startServer, api, API_KEY } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
+import { APP_B, connected, pusherClient, pusherOptions, subscribed } from './helpers/pusher.js';
 
 t.test('HTTP API success paths', async (t) => {
   const s = await startServer(t);
@@ -178,4 +179,31 @@ t.test('an unknown field in a publish is refused naming it (socketId for socket_
   const sentinel = await c.next((f) => f.op === 'message' && f.channel === 'fields' && f.event === 'sentinel');
   t.equal(sentinel.offset, 1);
   t.same(c.messages('fields'), [], 'the subscriber got nothing before the sentinel');
+});
+
+// GET /api/channels is the default app's, as the rest of /api/*: another Pusher app's channel of the same
+// name lives in the hub under an internal, suffixed name, which the list used to show ("news @2002") though
+// GET /api/channels/:name refuses that very name.
+t.test('GET /api/channels lists the default app\'s channels, not another Pusher app\'s', async (t) => {
+  const s = await startServer(t, pusherOptions({ pusherApps: [APP_B] }));
+  const other = pusherClient(t, s.port, { app: APP_B });
+  await connected(other);
+  await subscribed(other, 'news');
+  await subscribed(other, 'only-b');
+  const mine = pusherClient(t, s.port);
+  await connected(mine);
+  await subscribed(mine, 'news');
+  const nat = await TestClient.connect(`${s.url}/ws`);
+  t.teardown(() => nat.close());
+  await nat.request({ op: 'subscribe', channel: 'native-only' });
+
+  const all = await api(s.http, '/api/channels');
+  t.equal(all.status, 200);
+  t.same(all.body.channels.map((c: { name: string }) => c.name), ['native-only', 'news'], 'the default app\'s channels only');
+  t.match(all.body.channels[1], { name: 'news', subscribers: 1 }, 'news counts the default app\'s subscriber');
+  const prefixed = await api(s.http, '/api/channels?prefix=news');
+  t.same(prefixed.body.channels.map((c: { name: string }) => c.name), ['news'], 'a prefix does not reach the other app\'s news');
+  // The other app's channels are still there, through its own API.
+  const b = await api(s.http, '/api/channels?prefix=only');
+  t.same(b.body.channels, [], 'only-b is app B\'s');
 });

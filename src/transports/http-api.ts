@@ -4,7 +4,7 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { RtError, toErrorBody } from '../errors.js';
-import { APP_SEPARATOR, USER_ID_SEPARATOR_RULE } from '../runtime/app-scope.js';
+import { APP_SEPARATOR, appSuffixOf, USER_ID_SEPARATOR_RULE } from '../runtime/app-scope.js';
 import { assertChannel, assertDistinctChannels, assertEvent } from '../protocol/native.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { bridged } from '../bridge/setup.js';
@@ -242,7 +242,9 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
     '/api/channels',
     route(ctx, 0, 'operator', async (c, req) => {
       const prefix = queryParam(req.query, 'prefix');
-      const channels = await c.hub.channels(prefix);
+      // Other Pusher apps' channels share the hub under suffixed names (app-scope.ts): /api/* is the
+      // default app's, and such a name could not be queried back through /api/channels/:name.
+      const channels = (await c.hub.channels(prefix)).filter((ch) => appSuffixOf(ch.name) === '');
       return { channels };
     }),
   );
