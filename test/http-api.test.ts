@@ -207,3 +207,21 @@ t.test('GET /api/channels lists the default app\'s channels, not another Pusher 
   const b = await api(s.http, '/api/channels?prefix=only');
   t.same(b.body.channels, [], 'only-b is app B\'s');
 });
+
+// A string too long was told it must be a string: the refusal names the bound it broke.
+t.test('a socket_id or user id too long is refused naming the length limit, not the type', async (t) => {
+  const s = await startServer(t);
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['socket_id of 65', { channel: 'len', event: 'e', data: 1, socket_id: 'x'.repeat(65) }, /"socket_id" must be a string of at most 64 characters/],
+    ['socket_id a number', { channel: 'len', event: 'e', data: 1, socket_id: 5 }, /"socket_id" must be a string of at most 64 characters/],
+    ['user of 201', { user: 'u'.repeat(201), event: 'e', data: 1 }, /"user" must be a string or number of 1-200 characters/],
+    ['user empty', { user: '', event: 'e', data: 1 }, /"user" must be a string or number of 1-200 characters/],
+  ];
+  for (const [what, body, message] of cases) {
+    const r = await api(s.http, '/api/publish', body);
+    t.equal(r.status, 400, what);
+    t.match(r.body, { error: { code: 'bad_request', message } }, `${what}: the message names the limit`);
+  }
+  t.equal((await api(s.http, '/api/publish', { channel: 'len', event: 'e', data: 1, socket_id: 'x'.repeat(64) })).status, 200, 'a socket_id of 64 passes');
+  t.equal((await api(s.http, '/api/publish', { user: 'u'.repeat(200), event: 'e', data: 1 })).status, 200, 'a user id of 200 passes');
+});

@@ -74,12 +74,12 @@ function parsePublish(body: unknown, where = 'body'): PublishSpec {
   if (targets.length !== 1) throw new RtError('bad_request', `${where}: give exactly one of "channel", "channels" or "user"`);
   let socketId: string | undefined;
   if (b.socket_id !== undefined && b.socket_id !== null) {
-    if (typeof b.socket_id !== 'string' || b.socket_id.length > 64) throw new RtError('bad_request', `${where}: "socket_id" must be a string`);
+    if (typeof b.socket_id !== 'string' || b.socket_id.length > 64) throw new RtError('bad_request', `${where}: "socket_id" must be a string of at most 64 characters`);
     socketId = b.socket_id;
   }
   if (b.user !== undefined) {
     if ((typeof b.user !== 'string' && typeof b.user !== 'number') || String(b.user).length === 0 || String(b.user).length > 200) {
-      throw new RtError('bad_request', `${where}: "user" must be a non-empty string or number`);
+      throw new RtError('bad_request', `${where}: "user" must be a string or number of 1-200 characters`);
     }
     // Another Pusher app's users are reached through that app's own HTTP API, with its credentials.
     if (String(b.user).includes(APP_SEPARATOR)) throw new RtError('bad_request', `${where}: "user": ${USER_ID_SEPARATOR_RULE}`);
