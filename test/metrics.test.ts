@@ -3,7 +3,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-import { api, startServer } from './helpers/server.js';
+import { api, API_KEY, startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { parsePrometheus, valueOf, type Family } from './helpers/prom.js';
 import { sioConnect } from './helpers/sio.js';
@@ -173,6 +173,20 @@ t.test('the Pusher gateway and its HTTP API are counted too', async (t) => {
   t.equal(valueOf(f, 'rt_connections', { transport: 'websocket', protocol: 'pusher' }), 1);
   t.ok(valueOf(f, 'rt_messages_in_total', { protocol: 'pusher' }) >= 1, 'pusher:subscribe counted in');
   t.equal(valueOf(f, 'rt_http_requests_total', { route: '/apps/:id/events', status: '200' }), 1, 'the signed trigger is counted by route');
+});
+
+// /api/tap answered its refusals without counting them, unlike every other API route.
+t.test('refusals of /api/tap are counted in rt_http_requests_total', async (t) => {
+  const s = await startServer(t);
+  const noKey = await fetch(s.http + '/api/tap?channel=tapped');
+  t.equal(noKey.status, 401);
+  const noChannel = await fetch(s.http + '/api/tap', { headers: { authorization: `Bearer ${API_KEY}` } });
+  t.equal(noChannel.status, 400);
+  await until('the refusals are counted', async () => {
+    const f = await scrape(s.http);
+    return valueOf(f, 'rt_http_requests_total', { route: '/api/tap', status: '401' }) === 1 && valueOf(f, 'rt_http_requests_total', { route: '/api/tap', status: '400' }) === 1 ? f : undefined;
+  });
+  t.pass('401 and 400 of /api/tap counted by route and status');
 });
 
 t.test('parser rejects what Prometheus would', async (t) => {

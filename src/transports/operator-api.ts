@@ -10,7 +10,8 @@ import { assertChannel } from '../protocol/native.js';
 import { Client } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { checkApiKey, checkOrigin, route } from './http-api.js';
-import { queryParam, sendError, snapshot, statusLine, track } from './http.js';
+import { errorStatus, queryParam, sendError, snapshot, statusLine, track } from './http.js';
+import { countApiRequest } from './api-routes.js';
 import { openApiDocument } from './openapi.js';
 import { collectStats } from './stats-api.js';
 import { getAndHead } from './head.js';
@@ -82,6 +83,8 @@ function tap(ctx: ThreadContext) {
       if (name === undefined) throw new RtError('bad_request', 'give the channel to inspect: /api/tap?channel=<name>');
       channel = assertChannel(name);
     } catch (err) {
+      // Counted as every other API route counts its refusals: a key guessed at /api/tap shows too.
+      countApiRequest(ctx.metrics, req.url, errorStatus(err));
       sendError(res, state, err, cors);
       return;
     }
