@@ -1,4 +1,5 @@
 import t from 'tap';
+import WebSocket from 'ws';
 import { signJwt } from 'rt-actors';
 import { startServer, api, JWT_SECRET } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
@@ -248,4 +249,31 @@ t.test('RS256/ES256 tokens, verified on the piscina compute pool', async (t) => 
   t.equal((await anon.request({ op: 'auth', token: es('10') })).user, '10', 'auth op verified off-thread');
   const bad = await anon.request({ op: 'auth', token: other });
   t.equal(bad.error.code, 'token_bad_signature', 'the pool answers with the verifier\'s own error code');
+});
+
+// ?format=msgpack with the subprotocol rt-actors.json confirmed rt-actors.json, then sent msgpack frames.
+t.test('the subprotocol the upgrade confirms is the encoding the socket speaks', async (t) => {
+  const s = await startServer(t);
+  const open = (query: string, protocols: string[]) =>
+    new Promise<{ protocol: string; binary: boolean }>((resolve, reject) => {
+      const ws = new WebSocket(`${s.url}/ws${query}`, protocols);
+      ws.once('message', (_d, binary) => {
+        resolve({ protocol: ws.protocol, binary });
+        ws.close();
+      });
+      ws.once('error', reject);
+    });
+  t.same(await open('', ['rt-actors.msgpack']), { protocol: 'rt-actors.msgpack', binary: true }, 'rt-actors.msgpack: msgpack');
+  t.same(await open('', ['rt-actors.json']), { protocol: 'rt-actors.json', binary: false }, 'rt-actors.json: JSON');
+  t.same(await open('?format=json', ['rt-actors.json', 'rt-actors.msgpack']), { protocol: 'rt-actors.json', binary: false }, '?format=json picks JSON of both offered');
+  const conflict = await new Promise<{ protocol?: string; binary?: boolean; error?: string }>((resolve) => {
+    const ws = new WebSocket(`${s.url}/ws?format=msgpack`, ['rt-actors.json']);
+    ws.once('message', (_d, binary) => {
+      resolve({ protocol: ws.protocol, binary });
+      ws.close();
+    });
+    ws.once('error', (err) => resolve({ error: err.message }));
+  });
+  // ws refuses an answer without the subprotocol it asked for; a browser would open with protocol ''.
+  t.same(conflict, { error: 'Server sent no subprotocol' }, 'rt-actors.json is not confirmed for a msgpack socket');
 });

@@ -109,7 +109,9 @@ function chooseFormat(query: string, protocols: string): { format: WireFormat; p
   const q = queryParam(query, 'format');
   if (q !== undefined && q !== 'json' && q !== 'msgpack') return new RtError('bad_request', `format must be json or msgpack, not ${JSON.stringify(q).slice(0, 40)}`);
   if (offered.includes('rt-actors.msgpack') && q !== 'json') return { format: 'msgpack', protocol: 'rt-actors.msgpack' };
-  if (offered.includes('rt-actors.json')) return { format: q ?? 'json', protocol: 'rt-actors.json' };
+  // Not with ?format=msgpack: the answer would confirm JSON and then speak msgpack. The query wins, as
+  // it does over rt-actors.msgpack, and no subprotocol is confirmed.
+  if (offered.includes('rt-actors.json') && q !== 'msgpack') return { format: 'json', protocol: 'rt-actors.json' };
   return { format: q ?? 'json', protocol: '' };
 }
 
