@@ -37,6 +37,9 @@ for (const format of ['json', 'msgpack'] as const) {
     }
     t.match(await c.request({ op: 'subscribe', channel: 'private-other', sinse: { offset: 0, epoch: 'x' } }), { ok: false, error: { code: 'bad_frame', message: /subscribe: unknown field "sinse" \(did you mean since\?\)/ } }, 'other ops too');
     t.match(await c.request({ op: 'ping', extra: 1 }), { ok: false, error: { code: 'bad_frame', message: /ping: unknown field "extra"; it has no fields/ } }, 'an op without fields');
+    for (const ev of ['a\u007fb', 'a\u0085b', 'a\u009fb']) {
+      t.match(await c.request({ op: 'publish', channel: ch, event: ev, data: 1 }), { ok: false, error: { code: 'bad_frame', message: /without control characters/ } }, `an event with ${JSON.stringify(ev)} (DEL or a C1 control) is refused`);
+    }
 
     // The sentinel: a publication excluding its sender; the publications before it are all the sender saw.
     t.equal((await publish({ data: 'last', exclude_self: true })).ok, true, 'a boolean exclude_self is accepted');

@@ -95,7 +95,7 @@ type ChannelEvents = {
 };
 
 const CHANNEL_RE = /^[A-Za-z0-9_\-=@.:;#$%&*+!~/?|^<>[\]{}()'"`\\]{1,200}$/;
-const EVENT_RE = /^[^\x00-\x1f]{1,200}$/;
+const EVENT_RE = /^[^\x00-\x1f\x7f-\x9f]{1,200}$/;
 
 function checkChannel(name: string): void {
   if (typeof name !== 'string' || !CHANNEL_RE.test(name) || name.includes(',')) {

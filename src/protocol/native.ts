@@ -44,7 +44,8 @@ const OP_FIELDS = new Map<string, readonly string[]>([
 const MAX_NAME = 200;
 /** Channel names: printable ASCII without spaces or commas (commas separate names in SSE query strings). */
 const CHANNEL_RE = /^[A-Za-z0-9_\-=@.:;#$%&*+!~/?|^<>[\]{}()'"`\\]+$/;
-const EVENT_RE = /^[^\x00-\x1f]+$/;
+// C0 and C1 control characters and DEL: what "without control characters" means in the docs.
+const EVENT_RE = /^[^\x00-\x1f\x7f-\x9f]+$/;
 
 export function validChannelName(name: unknown): name is string {
   return typeof name === 'string' && name.length > 0 && name.length <= MAX_NAME && CHANNEL_RE.test(name) && !name.includes(',');
