@@ -36,9 +36,14 @@ export class Mailbox {
     const r = task();
     if (isThenable(r)) {
       this.busy = true;
-      return (r as Promise<T>).finally(() => {
-        this.busy = false;
-        this.next();
+      // The caller hears the outcome before the next task starts, as for a queued task (next): a
+      // subscribe's reply must leave before the deliveries queued behind it, or its thread, where the
+      // subscriber is not in the channel yet, drops them.
+      return new Promise<T>((resolve, reject) => {
+        (r as Promise<T>).then(resolve, reject).finally(() => {
+          this.busy = false;
+          this.next();
+        });
       });
     }
     return r;
