@@ -354,6 +354,21 @@ t.test('tokens: a token function is called again before expiry; a refused fixed 
   t.same(errors, ['token_expired'], 'the error says why');
 });
 
+t.test('--require-auth: a client without a token is told unauthorized and stops, on every transport', async (t) => {
+  const s = await startServer(t, { requireAuth: true });
+  for (const tr of [...TRANSPORTS, undefined]) {
+    const d = client(t, s.http, { transports: tr ? [tr] : undefined, reconnectDelay: 20, maxReconnectDelay: 50 });
+    const errors: string[] = [];
+    const first = new Promise<void>((resolve) => d.on('error', (e) => (errors.push(e.code), resolve())));
+    await first;
+    t.same(errors, ['unauthorized'], `${tr ?? 'default'}: the server's code, not connect_failed`);
+    t.equal(d.state, 'disconnected', `${tr ?? 'default'}: no retry can succeed without a token, so none is made`);
+  }
+  const ok = client(t, s.http, { transports: ['websocket'], token: () => token('ann') });
+  await connected(ok);
+  t.equal(ok.user, 'ann', 'a client with a token connects');
+});
+
 t.test('a public-key token refused after the upgrade (close 4001) stops the client with the server\'s error', async (t) => {
   const { generateKeyPairSync } = await import('node:crypto');
   const pem = (k: ReturnType<typeof generateKeyPairSync>['privateKey']) => k.export({ type: 'pkcs8', format: 'pem' }).toString();

@@ -681,9 +681,10 @@ export class RtClient extends Emitter<ClientEvents> {
       const info = await this.attempt(name, token, cycle);
       if (cycle !== this.cycle || info === null) return; // connected, or superseded
       failures.push(`${name}: ${info.reason}`);
-      if (info.status === 401 && info.error?.code?.startsWith('token_')) {
+      // `unauthorized`: no token where the server requires one (--require-auth).
+      if (info.status === 401 && (info.error?.code?.startsWith('token_') || info.error?.code === 'unauthorized')) {
         if (typeof this.opts.token !== 'function') {
-          // A fixed token the server refuses will be refused forever.
+          // A fixed token (or none) the server refuses will be refused forever.
           this.emit('error', new RtClientError(info.error.code, info.error.message));
           this.disconnect();
           return;
