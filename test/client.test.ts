@@ -467,6 +467,34 @@ function slowStreamFetch() {
   return g;
 }
 
+t.test("after a server disconnect without reconnect, a 'disconnected' listener may connect() again", async (t) => {
+  const s = await startServer(t);
+  for (const tr of TRANSPORTS) {
+    await t.test(tr, async (t) => {
+      // The backend's disconnect revokes ann's tokens: the app signs in as someone else and reconnects.
+      let who = `ann-${tr}`;
+      const c = client(t, s.http, { transports: [tr], token: () => token(who) });
+      await connected(c);
+      const seen: string[] = [];
+      const told = new Promise<void>((resolve) =>
+        c.on('disconnected', (e) => {
+          seen.push(`${e.code} ${e.willReconnect} ${c.state}`);
+          if (seen.length > 1) return; // the teardown's disconnect()
+          who = `bea-${tr}`;
+          c.connect();
+          resolve();
+        }),
+      );
+      t.equal((await api(s.http, `/api/users/ann-${tr}/disconnect`, {})).status, 200);
+      await told;
+      t.same(seen, ['4011 false disconnected'], 'the listener sees the client already disconnected');
+      t.equal(c.state, 'connecting', 'its connect() started a new attempt, not overridden afterwards');
+      await connected(c);
+      t.equal(c.user, `bea-${tr}`);
+    });
+  }
+});
+
 t.test('SSE: a backend disconnect (4011) with a request in flight leaves the client disconnected, even when the POST answer overtakes the stream', async (t) => {
   // Not polling: its POSTs are not answered unknown_session while the poll carrying the farewell is held.
   const s = await startServer(t);

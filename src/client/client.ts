@@ -865,16 +865,21 @@ export class RtClient extends Emitter<ClientEvents> {
     for (const [ref, p] of [...this.pending]) if (p.sent) this.settle(ref, new RtClientError('disconnected', `connection lost before the answer (${info.reason})`));
     const willReconnect = !this.stopped && info.reconnect;
     if (!this.proven && this.transport) this.demote(this.transport);
+    if (!willReconnect && !this.stopped) {
+      // The server said not to come back (e.g. the backend disconnected this user). Stopped before
+      // 'disconnected' is emitted, as disconnect() is: a listener's connect() (with a fresh token,
+      // say) must start a new cycle, not be a no-op that this then overrides.
+      this.stopped = true;
+      this.cycle++;
+      this.clearTimers();
+      for (const ref of [...this.pending.keys()]) this.settle(ref, new RtClientError('closed', `disconnected by the server: ${info.reason}`));
+      this.outbox = [];
+      this.setState('disconnected');
+    }
+    // A listener may disconnect() and connect() again: that cycle is not to be doubled by this retry.
+    const cycle = this.cycle;
     this.emit('disconnected', { code: info.code, reason: info.reason, willReconnect });
-    if (willReconnect) return this.retryLater(this.cycle);
-    if (this.stopped) return;
-    // The server said not to come back (e.g. the backend disconnected this user).
-    this.stopped = true;
-    this.cycle++;
-    this.clearTimers();
-    for (const ref of [...this.pending.keys()]) this.settle(ref, new RtClientError('closed', `disconnected by the server: ${info.reason}`));
-    this.outbox = [];
-    this.setState('disconnected');
+    if (willReconnect) this.retryLater(cycle);
   }
 
   private demote(name: TransportName): void {
