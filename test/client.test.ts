@@ -495,6 +495,57 @@ t.test("after a server disconnect without reconnect, a 'disconnected' listener m
   }
 });
 
+t.test("a channel joined in a 'disconnected' listener while the client reconnects is subscribed once, and works", async (t) => {
+  const s = await startServer(t);
+  // A TCP pipe to the server whose connections can be cut (long-polling sends a cut poll again on its
+  // session, so only the streaming transports lose their connection to a cut).
+  const pipes = new Set<net.Socket>();
+  const proxy = net.createServer((down) => {
+    const up = net.connect(s.port, '127.0.0.1');
+    for (const sock of [down, up]) {
+      pipes.add(sock);
+      sock.on('error', () => {});
+      sock.on('close', () => (down.destroy(), up.destroy()));
+    }
+    down.pipe(up).pipe(down);
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  t.teardown(() => (pipes.forEach((p) => p.destroy()), proxy.close()));
+  const via = `http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`;
+  for (const tr of ['websocket', 'sse'] as const) {
+    await t.test(tr, async (t) => {
+      const c = client(t, via, { transports: [tr] });
+      await connected(c);
+      const states: string[] = [];
+      const errors: string[] = [];
+      const got: unknown[] = [];
+      let late: ReturnType<RtClient['channel']> | undefined;
+      const subscribed = new Promise((resolve) =>
+        c.on('disconnected', (e) => {
+          states.push(`${e.willReconnect} ${c.state}`);
+          late ??= c.channel(`late-${tr}`).listen('e', (d) => got.push(d)).error((err) => errors.push(err.code)).subscribed(resolve);
+        }),
+      );
+      for (const p of pipes) p.destroy();
+      await subscribed;
+      t.same(states, ['true connecting'], 'the listener sees the client reconnecting, not connected');
+      await api(s.http, '/api/publish', { channel: `late-${tr}`, event: 'e', data: 'hello' });
+      // A second publication on a channel of the same connection is the sentinel that the first went by.
+      const marker = c.channel(`marker-${tr}`);
+      const markerReady = new Promise((r) => marker.subscribed(r));
+      const markers: unknown[] = [];
+      marker.listen('m', (d) => markers.push(d));
+      await markerReady;
+      await api(s.http, '/api/publish', { channel: `late-${tr}`, event: 'e', data: 'again' });
+      await api(s.http, '/api/publish', { channel: `marker-${tr}`, event: 'm', data: 1 });
+      await eventually(() => markers.length === 1, 'the marker');
+      t.same(errors, [], 'no already_subscribed from a second subscribe');
+      t.equal(late!.state, 'subscribed');
+      t.same(got, ['hello', 'again'], 'the channel hears its publications');
+    });
+  }
+});
+
 t.test('SSE: a backend disconnect (4011) with a request in flight leaves the client disconnected, even when the POST answer overtakes the stream', async (t) => {
   // Not polling: its POSTs are not answered unknown_session while the poll carrying the farewell is held.
   const s = await startServer(t);

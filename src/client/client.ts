@@ -876,6 +876,9 @@ export class RtClient extends Emitter<ClientEvents> {
       this.outbox = [];
       this.setState('disconnected');
     }
+    // No longer 'connected' while listeners run: a channel() they make would subscribe through the
+    // outbox and again on the reconnect, and the second subscribe's already_subscribed fail the channel.
+    if (willReconnect) this.setState('connecting');
     // A listener may disconnect() and connect() again: that cycle is not to be doubled by this retry.
     const cycle = this.cycle;
     this.emit('disconnected', { code: info.code, reason: info.reason, willReconnect });
