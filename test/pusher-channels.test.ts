@@ -13,12 +13,18 @@ t.setTimeout(600_000);
 
 const ACTORS = new URL('./fixtures/pusher-actors', import.meta.url).pathname;
 
-t.test('private-encrypted-: the server relays ciphertext that pusher-js decrypts', async (t) => {
+/** A server, the SDK and a connected pusher-js client sharing one encryption master key. */
+async function encryptedApp(t: Parameters<typeof startServer>[0]) {
   const s = await startServer(t, pusherOptions());
   const masterKey = randomBytes(32).toString('base64');
   const backend = sdk(s.port, APP, { encryptionMasterKeyBase64: masterKey });
   const p = pusherClient(t, s.port, { encryptionMasterKeyBase64: masterKey });
   await connected(p);
+  return { s, backend, p, masterKey };
+}
+
+t.test('private-encrypted-: the server relays ciphertext that pusher-js decrypts', async (t) => {
+  const { s, backend, p } = await encryptedApp(t);
   const { channel } = await subscribed(p, 'private-encrypted-vault');
   // A native subscriber of the same channel sees what the server sees: ciphertext only.
   const jwt = signJwt({ sub: 'n', channels: ['private-*'], exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
@@ -65,11 +71,7 @@ t.test('cache channels: the last event is replayed on subscribe, else pusher:cac
 });
 
 t.test('private-encrypted-cache-: the last ciphertext is replayed and decrypted, else pusher:cache_miss', async (t) => {
-  const s = await startServer(t, pusherOptions());
-  const masterKey = randomBytes(32).toString('base64');
-  const backend = sdk(s.port, APP, { encryptionMasterKeyBase64: masterKey });
-  const p = pusherClient(t, s.port, { encryptionMasterKeyBase64: masterKey });
-  await connected(p);
+  const { s, backend, p, masterKey } = await encryptedApp(t);
   await nextOn(p.subscribe('private-encrypted-cache-vault'), 'pusher:cache_miss');
   t.pass('an empty encrypted cache channel answers pusher:cache_miss');
   await backend.trigger('private-encrypted-cache-vault', 'state', { v: 1 });

@@ -40,18 +40,24 @@ t.test('a subscriber too slow to keep up is told and disconnected, not left with
   t.ok(got.every((f, i) => f.data.i === i), 'fast subscriber got every message in order');
 });
 
-t.test('a Socket.IO subscriber that stops reading is disconnected without harming the shard', async (t) => {
+/** A raw Socket.IO WebSocket subscribed to `channel` that then stops reading its socket. */
+async function pausedSioSubscriber(url: string, channel: string) {
   const { RawWs } = await import('./helpers/sio.js');
-  const { api } = await import('./helpers/server.js');
-  const s = await startServer(t, { maxBackpressure: 64 * 1024 });
-  const ws = new RawWs(`${s.url}/socket.io/?EIO=4&transport=websocket`);
+  const ws = new RawWs(`${url}/socket.io/?EIO=4&transport=websocket`);
   await ws.opened();
   await ws.next((m) => String(m).startsWith('0'));
   ws.ws.send('40');
   await ws.next((m) => String(m).startsWith('40'));
-  ws.ws.send('421["subscribe",{"channel":"sio-firehose"}]');
+  ws.ws.send(`421["subscribe",{"channel":${JSON.stringify(channel)}}]`);
   await ws.next((m) => String(m).startsWith('431'));
   (ws.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  return ws;
+}
+
+t.test('a Socket.IO subscriber that stops reading is disconnected without harming the shard', async (t) => {
+  const { api } = await import('./helpers/server.js');
+  const s = await startServer(t, { maxBackpressure: 64 * 1024 });
+  const ws = await pausedSioSubscriber(s.url, 'sio-firehose');
   const big = 'x'.repeat(8 * 1024);
   let sent = 0;
   for (; sent < 5000; sent++) {
@@ -65,18 +71,10 @@ t.test('a Socket.IO subscriber that stops reading is disconnected without harmin
 });
 
 t.test('a Socket.IO WebSocket uWS drops messages for counts once in rt_slow_consumer_drops_total', async (t) => {
-  const { RawWs } = await import('./helpers/sio.js');
   const { api } = await import('./helpers/server.js');
   const { parsePrometheus, valueOf } = await import('./helpers/prom.js');
   const s = await startServer(t, { maxBackpressure: 64 * 1024 });
-  const ws = new RawWs(`${s.url}/socket.io/?EIO=4&transport=websocket`);
-  await ws.opened();
-  await ws.next((m) => String(m).startsWith('0'));
-  ws.ws.send('40');
-  await ws.next((m) => String(m).startsWith('40'));
-  ws.ws.send('421["subscribe",{"channel":"sio-drops"}]');
-  await ws.next((m) => String(m).startsWith('431'));
-  (ws.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+  const ws = await pausedSioSubscriber(s.url, 'sio-drops');
   t.teardown(() => ws.ws.terminate());
   // Batches: uWS meets a full buffer with several messages of one turn, before the deferred close runs.
   const big = 'x'.repeat(8 * 1024);
