@@ -4,7 +4,7 @@
  * connection show here).
  */
 import { performance } from 'node:perf_hooks';
-import { BenchServer, connectMany, median, round, type ServerKind } from './lib.js';
+import { BenchServer, connectMany, median, repeatRounds, round, type ServerKind } from './lib.js';
 
 /**
  * Idle CPU: the median of IDLE_WINDOWS one-second windows, the first IDLE_SETTLE_MS after the forced GC
@@ -62,9 +62,26 @@ async function perConnection(kind: ServerKind, n: number): Promise<Record<string
   }
 }
 
+/**
+ * BENCH_REPEAT=n rounds, each server once per round in turn; each row is then the median round (by bytes per
+ * connection) with the range. One round alone is not a figure to judge the target by: most of the RSS
+ * growth is V8 growing each thread's young generation while the handshakes' records survive, a fixed
+ * amount (up to two 16 MB semi-spaces a thread) whose size depends on when scavenges fall — 1.2–2.5 KB per
+ * connection between runs on one VM (docs/benchmarks.md, seventeenth session).
+ */
 export async function benchMemory(opts: { quick: boolean }): Promise<Record<string, unknown>[]> {
   const n = opts.quick ? 2000 : 10000;
-  return [await perConnection('uws', n), await perConnection('rt', n)];
+  const kinds: ServerKind[] = ['uws', 'rt'];
+  const rounds = new Map<ServerKind, Record<string, unknown>[]>(kinds.map((k) => [k, []]));
+  for (let i = 0; i < repeatRounds(); i++) for (const k of kinds) rounds.get(k)!.push(await perConnection(k, n));
+  return kinds.map((k) => {
+    const rows = rounds.get(k)!;
+    if (rows.length === 1) return rows[0]!;
+    const perConn = rows.map((r) => r.bytes_per_connection as number);
+    const mid = median(perConn);
+    const row = rows.find((r) => r.bytes_per_connection === mid) ?? rows[0]!;
+    return { ...row, rounds: rows.length, bytes_per_connection: mid, bytes_per_connection_range: [Math.min(...perConn), Math.max(...perConn)], bytes_per_connection_rounds: perConn };
+  });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
