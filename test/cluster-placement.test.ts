@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { signJwt } from 'rt-actors';
 import { api, JWT_SECRET } from './helpers/server.js';
 import { TestClient, type Frame } from './helpers/ws-client.js';
-import { dropNamespace, machineRedis, metric, startHost, until, type Host } from './helpers/redis.js';
+import { dropNamespace, machineRedis, metric, sleep, startHost, until, type Host } from './helpers/redis.js';
 
 const actors = fileURLToPath(new URL('./fixtures/cluster-actors', import.meta.url));
 const token = (sub: string) => signJwt({ sub, exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
@@ -149,6 +149,35 @@ t.test('kill -9 the owner mid-auction: accepted bids survive, the auction goes o
   // A replacement host for the next tests (owned by the file, not this subtest).
   hosts.push(await startHost(root, redis.url, ns, { args: hostArgs('h4') }));
   ids.set(hosts[hosts.length - 1]!, 'h4');
+});
+
+t.test("kill -9 the owner: a client's bids sent in a row while its lease runs out reach the new owner in their order", async (t) => {
+  const ch = 'auction-failover-order';
+  const all = await bidders(ch, hosts, 1);
+  t.equal((await bid(all[0]!, ch, 10)).ok, true);
+  const before = await owner(ch, hosts[0]!);
+  const victim = hosts.find((h) => ids.get(h) === before.host)!;
+  const survivors = all.filter((b) => b.host !== victim);
+  const sender = survivors[0]!;
+  await victim.crash();
+  hosts.splice(hosts.indexOf(victim), 1);
+
+  // Rising bids, not waiting for answers, spread over the wait for the dead owner's lease: each one
+  // failed and was retried at a different point of its backoff. Taken in any other order than sent,
+  // a later (higher) bid would make the earlier ones bid_too_low.
+  const sent: Promise<Frame>[] = [];
+  for (let k = 1; k <= 8; k++) {
+    sent.push(bid(sender, ch, 10 + k));
+    await sleep(100);   // pacing the sender, not waiting for an outcome
+  }
+  const replies = await Promise.all(sent);
+  t.same(replies.map((r) => (r.ok ? 'ok' : r.error?.code)), Array(8).fill('ok'), 'every bid accepted');
+  await settle(ch, survivors, hosts[0]!, 'after-order');
+  for (const b of survivors) {
+    t.same(b.c.messages(ch).filter((f) => f.event === 'bid').map((f) => f.data.amount), [10, 11, 12, 13, 14, 15, 16, 17, 18], `${b.user}: the bids in the order sent`);
+  }
+  hosts.push(await startHost(root, redis.url, ns, { args: hostArgs('h9') }));
+  ids.set(hosts[hosts.length - 1]!, 'h9');
 });
 
 t.test("kill -9 the owner, taken over only after its heartbeat expired: its own subscribers still leave, with onLeave", async (t) => {

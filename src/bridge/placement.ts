@@ -67,11 +67,23 @@ const RELAY_OPS = new Set(['push', 'kick']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A call waiting in its channel's reroute queue, by the order calls were made. */
+interface Reroute {
+  seq: number;
+  run(): Promise<unknown>;
+  resolve(v: unknown): void;
+  reject(err: unknown): void;
+}
+
 export class Placement {
   private readonly broker: RedisBroker;
   private readonly rpc: NodeRpc;
   private readonly activations = new Map<string, Activation>();
   private readonly starting = new Map<string, Promise<Activation>>();
+  /** Calls made, numbered: their order in a reroute queue. */
+  private calls = 0;
+  /** Per channel: calls waiting to reach an owner that moved or died, oldest first (see reroute). */
+  private readonly rerouting = new Map<string, Reroute[]>();
   /** The real definitions, for the activations this node runs. */
   private loaded: LoadedActor[] = [];
   /**
@@ -258,15 +270,35 @@ export class Placement {
   /**
    * Runs one event at the channel's activation, wherever it is. Retries (at the new owner) while the
    * owner moves or dies, for up to two lease times plus a margin — the time a dead owner's lease takes
-   * to expire.
+   * to expire. Calls are sent back to back; once one has to be retried, the channel's calls go through
+   * its reroute queue, one at a time in the order they were made, until the queue is empty (see Reroute).
    */
   private async call(channel: string, op: string, args: unknown[]): Promise<unknown> {
+    const seq = ++this.calls;
     const deadline = Date.now() + 2 * this.ttlMs + 5000;
+    if (!this.rerouting.has(channel)) {
+      try {
+        return await this.attempt(channel, op, args);
+      } catch (err) {
+        const code = (err as RtError)?.code;
+        this.owners.delete(channel);
+        if (!RETRY.has(code) || Date.now() > deadline || this.closing) throw err;
+      }
+    }
+    return this.reroute(channel, seq, () => this.retrying(channel, op, args, deadline));
+  }
+
+  private async attempt(channel: string, op: string, args: unknown[]): Promise<unknown> {
+    const owner = await this.ownerOf(channel);
+    if (owner === this.node) return await this.serve(channel, op, args);
+    return await this.rpc.request(owner, channel, op, args, Math.max(1000, this.ttlMs));
+  }
+
+  /** The attempts of one call in the reroute queue: until answered, refused, or past its deadline. */
+  private async retrying(channel: string, op: string, args: unknown[], deadline: number): Promise<unknown> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const owner = await this.ownerOf(channel);
-        if (owner === this.node) return await this.serve(channel, op, args);
-        return await this.rpc.request(owner, channel, op, args, Math.max(1000, this.ttlMs));
+        return await this.attempt(channel, op, args);
       } catch (err) {
         const code = (err as RtError)?.code;
         this.owners.delete(channel);
@@ -274,6 +306,38 @@ export class Placement {
         await sleep(Math.min(25 * 2 ** attempt, Math.max(100, this.ttlMs / 4)));
       }
     }
+  }
+
+  /**
+   * While the owner moves or dies, every call of the channel would retry on its own backoff, and the
+   * one that happened to retry first once the lease was free ran first: a client's moves sent in a row
+   * reached the new owner in reverse. Queued by the order the calls were made instead (a call that
+   * failed late still goes before those made after it), each one answered before the next is sent.
+   */
+  private reroute(channel: string, seq: number, run: () => Promise<unknown>): Promise<unknown> {
+    let q = this.rerouting.get(channel);
+    if (!q) this.rerouting.set(channel, (q = []));
+    const queue = q;
+    return new Promise((resolve, reject) => {
+      // The head is running: a call made before it but failing after it goes next.
+      let at = queue.length;
+      while (at > 1 && queue[at - 1]!.seq > seq) at--;
+      queue.splice(at, 0, { seq, run, resolve, reject });
+      if (queue.length === 1) void this.drain(channel, queue);
+    });
+  }
+
+  private async drain(channel: string, q: Reroute[]): Promise<void> {
+    while (q.length > 0) {
+      const e = q[0]!;
+      try {
+        e.resolve(await e.run());
+      } catch (err) {
+        e.reject(err);
+      }
+      q.shift();
+    }
+    this.rerouting.delete(channel);
   }
 
   /** The node holding the channel's lease, taking it when nobody does. */
