@@ -71,6 +71,22 @@ t.test('an event the owner is slow to answer times out once and runs once', asyn
   t.equal(get.data?.n, 1, 'the state counted one inc');
 });
 
+t.test('a hook blocking its owner past the lease runs once: answered timeout, not run again at the next owner', async (t) => {
+  const ch = 'faulty-spin';
+  const { owner, remote } = await ownedByH1(ch);
+  // Sent on h1, which runs the activation: the hook blocks h1 for 5 s, past the 3 s lease, and h2
+  // (which has a subscriber) takes the channel over meanwhile. The turn's writes are then refused.
+  const spin = await send(owner, ch, 'spin', { ms: 5000 }, 60000);
+  t.equal(spin.ok, false, 'the turn that lost its lease is not answered ok');
+  t.equal(spin.error?.code, 'timeout', `answered timeout (${JSON.stringify(spin.error)})`);
+  await settle(ch, [owner, remote], 'after-spin');
+  const runs = (h: Host) => h.output().split('\n').filter((l) => l.includes(`spin ran in ${ch}`)).length;
+  t.equal(runs(h1) + runs(h2), 1, `the hook ran once in the cluster (h1 ${runs(h1)}, h2 ${runs(h2)})`);
+  t.same(remote.messages(ch).filter((f: Frame) => f.event === 'count'), [], 'its fenced publication reached nobody');
+  const get = await send(remote, ch, 'get');
+  t.equal(get.data?.n, 0, 'and its state change was not saved');
+});
+
 t.test('a hook past --actor-hook-timeout is cut off with actor_timeout', async (t) => {
   const ch = 'faulty-deadline';
   const { remote, owner } = await ownedByH1(ch);

@@ -84,6 +84,8 @@ export class Activation {
   private readonly ctx: ActorContext<unknown>;
   private saved: Buffer | undefined;
   private readonly outbox: Promise<unknown>[] = [];
+  /** Whether the current turn called a user hook (see run: such a turn is never run again elsewhere). */
+  private hookRan = false;
   /** Pushes and kicks of the turn in progress: sent once its writes succeeded (see run). */
   private readonly relays: [node: string, op: 'push' | 'kick', args: unknown[]][] = [];
   private readonly claims = new Map<string, number>();
@@ -231,6 +233,7 @@ export class Activation {
   /** A user hook, under the deadline and failure rules of every actor (hook-runner.ts). */
   /** Runs a hook with a ctx of its own, cut off if the hook outlives its deadline (turn-context.ts). */
   private hook<T>(name: Hook, fn: (ctx: ActorContext<unknown>) => T | Promise<T>): Promise<T> {
+    this.hookRan = true;
     const turn = new TurnContext(this.ctx, (msg) => this.env.log(`channel ${this.channel}: ${msg}`));
     return Promise.resolve(this.runner.invoke(name, () => fn(turn as unknown as ActorContext<unknown>), () => turn.end(name)));
   }
@@ -288,8 +291,19 @@ export class Activation {
     try {
       return Promise.resolve(
         this.mailbox.run(async () => {
+          this.hookRan = false;
           try {
             return await this.turn(op, args);
+          } catch (err) {
+            // The lease was lost while the turn ran (a hook blocking the thread past --lease-ttl, the
+            // host paused): its writes were fenced, but its hooks ran. `moved` would have the caller run
+            // it again at the next owner — the hooks twice, a looping hook taken to every host in turn.
+            // Answered as a forwarded event the owner did not answer in time is: not sent again. A leave
+            // is still retried: the next owner must not keep counting a subscriber that is gone.
+            if (this.hookRan && op !== 'leave' && (err as RtError)?.code === 'moved') {
+              throw new RtError('timeout', `the actor of ${this.channel} lost its lease while running this event (a turn longer than --lease-ttl, or its host paused): it is not run again`, 504);
+            }
+            throw err;
           } finally {
             if (this.restarted) {
               this.restarted = false;
