@@ -32,6 +32,24 @@ t.test('a join refused or failing in onJoin leaves no subscriber and no presence
   t.equal(calls, 3);
 });
 
+t.test('a failed onMessage publishes nothing it returns; what it broadcast before failing was published (docs/actors.md)', async (t) => {
+  const def = defineActor<{ n: number }>({
+    match: 'room',
+    init: () => ({ n: 0 }),
+    onMessage(ctx, msg) {
+      ctx.broadcast('typing', { n: ++ctx.state.n });
+      if (msg.event === 'bad') throw new ActorError('refused', 'no');
+      return { event: 'said', data: msg.data };
+    },
+  });
+  const a = testActor(def);
+  const s = await a.join({ userId: 'u' });
+  t.equal(await code(a.send(s, 'bad', 1)), 'refused');
+  t.same(s.received.map((r) => r.event), ['typing'], 'the broadcast made before the refusal reached the subscriber');
+  await a.send(s, 'ok', 2);
+  t.same(a.publications.map((p) => p.event), ['typing', 'typing', 'said'], 'the refused message itself was never published');
+});
+
 t.test('a hook that never settles fails with actor_timeout and does not wedge the channel', async (t) => {
   const def = defineActor({
     match: 'slow',
