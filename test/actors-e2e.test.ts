@@ -3,7 +3,8 @@
 // the same client-message policy on both.
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
-import { startServer } from './helpers/server.js';
+import { signJwt } from 'rt-actors';
+import { JWT_SECRET, startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { nextEvent, sioConnect } from './helpers/sio.js';
 
@@ -98,6 +99,27 @@ t.test('join replies, private pushes and kicks over the native protocol and Sock
   // Three failures in a row: the actor restarted with fresh state. /metrics gauges are refreshed every 250 ms.
   t.equal(await metricTotal(s.http, 'rt_actor_hook_failures_total', 3), 3, 'failures counted in /metrics');
   t.equal(await metricTotal(s.http, 'rt_actor_restarts_total', 1), 1, 'the restart counted in /metrics');
+});
+
+t.test('a kicked presence member is told it was kicked, not sent its own leave, when another member shares its thread', async (t) => {
+  // One shard: the moderator and the victim are on the same thread, the one the leave is sent to.
+  const s = await startServer(t, { actors: fixtures, workers: 1 });
+  const token = (sub: string) => signJwt({ sub, channels: ['presence-mod-*'], exp: Math.floor(Date.now() / 1000) + 600 }, { secret: JWT_SECRET });
+  const mod = await TestClient.connect(`${s.url}/ws?token=${token('mod')}`);
+  const victim = await TestClient.connect(`${s.url}/ws?token=${token('victim')}`);
+  t.teardown(() => (mod.close(), victim.close()));
+  for (const c of [mod, victim]) {
+    t.equal((await c.request({ op: 'subscribe', channel: 'presence-mod-1' })).ok, true);
+    t.equal((await c.request({ op: 'subscribe', channel: 'mod-after' })).ok, true);
+  }
+  const kicked = await mod.request({ op: 'publish', channel: 'presence-mod-1', event: 'kick', data: { to: victim.welcome.socket_id } });
+  t.same(kicked.data, { kicked: true });
+  t.same(await victim.next((f) => f.op === 'kicked'), { op: 'kicked', channel: 'presence-mod-1', reason: 'kicked by a moderator' });
+  t.same((await mod.next((f) => f.op === 'leave')).member, { user_id: 'victim' }, 'the others see the member leave');
+  // A publication after it all, from the same thread: once the victim has it, anything the kick caused has arrived.
+  await mod.request({ op: 'publish', channel: 'mod-after', event: 'sentinel', data: 1 });
+  await victim.next((f) => f.event === 'sentinel');
+  t.same(victim.frames.filter((f) => f.op === 'leave'), [], 'the kicked client got no leave of its own');
 });
 
 /** Sum of a metric over threads, polled until it reaches `want` (or a deadline passes). */

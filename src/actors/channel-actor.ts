@@ -363,8 +363,11 @@ export class ChannelActor {
   private kick(socketId: string, reason: string): boolean {
     const conn = this.subs.get(socketId);
     if (!conn || this.stopped) return false;
-    this.removeSub(conn);
+    // The kick first: its thread then drops the connection from the channel before the presence
+    // leave this causes arrives there, so the kicked client is not told of its own leave (it was
+    // when another subscriber of the channel shared its thread, and was not otherwise).
     this.env.kick?.(threadOfSocket(socketId), this.name, socketId, reason);
+    this.removeSub(conn);
     // onLeave runs after the hook that kicked, like any later message.
     if (this.def.onLeave) this.background('onLeave', (ctx) => this.def.onLeave!(ctx, subscriberOf(conn)));
     return true;
