@@ -1,5 +1,6 @@
 import t from 'tap';
 import { createServer } from 'rt-actors';
+import { until } from './helpers/faults.js';
 import { TestClient } from './helpers/ws-client.js';
 
 t.test('embedding: createServer and the in-memory client', async (t) => {
@@ -21,7 +22,7 @@ t.test('embedding: createServer and the in-memory client', async (t) => {
   await server.publish('updates', 'changed', { v: 1 });
   const w = await ws.next((f) => f.op === 'message');
   t.same(w.data, { v: 1 });
-  await new Promise((r) => setTimeout(r, 50));
+  await until(() => got.length > 0, 'the in-memory client to get the publication');
   t.same(got, [{ channel: 'updates', event: 'changed', data: { v: 1 }, offset: 1 }]);
   // presence with an in-memory member
   t.equal((await mem.subscribe('presence-ops')).members?.[0]?.user_id, '5');
@@ -48,4 +49,23 @@ t.test('configuration errors name the key and the accepted values', async (t) =>
   await t.rejects(createServer({ bogus: 1 } as never), /unknown option "bogus"/);
   await t.rejects(createServer({ env: { RT_PORT: 'eighty' } }), /RT_PORT.*integer/);
   await t.rejects(createServer({ jwtPublicKey: '/nope/key.pem', env: {} }), /cannot read jwtPublicKey \(createServer option\) file \/nope\/key.pem/);
+});
+
+t.test('embedding: an unknown event name on the in-memory client is a clear error, not a TypeError', async (t) => {
+  const server = await createServer({ port: 0, host: '127.0.0.1', workers: 1, env: {}, logLevel: 'error' });
+  t.teardown(() => server.close());
+  const mem = server.connect();
+  t.teardown(() => mem.close());
+  // As a JavaScript caller would write it: the types do not stop it.
+  for (const name of ['push', 'error', '__proto__', 'constructor']) {
+    t.throws(() => (mem as any).on(name, () => {}), { code: 'bad_argument', message: /unknown event .*message, join, leave, disconnect, kicked/ }, `on(${name})`);
+    t.throws(() => (mem as any).off(name, () => {}), { code: 'bad_argument' }, `off(${name})`);
+  }
+  // The client still works after the refused calls.
+  const got: unknown[] = [];
+  mem.on('message', (m) => got.push(m.data));
+  await mem.subscribe('after-bad-on');
+  await server.publish('after-bad-on', 'e', { ok: true });
+  await until(() => got.length > 0, 'the publication after the refused calls');
+  t.same(got, [{ ok: true }]);
 });

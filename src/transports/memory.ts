@@ -4,6 +4,7 @@
  */
 import { JSON_CODEC, type Encoded } from '../protocol/codecs.js';
 import type { Member, Publication, StreamPosition } from '../protocol/native.js';
+import { RtError } from '../errors.js';
 import { Client } from '../runtime/client.js';
 import type { Hub } from '../runtime/hub.js';
 import type { PublishResult, SubscribeResult } from '../runtime/messages.js';
@@ -42,13 +43,21 @@ export class MemoryClient extends Client {
   }
 
   on<K extends keyof MemoryEvents>(event: K, cb: MemoryEvents[K]): this {
-    this.listeners[event].add(cb);
+    this.listenersOf(event).add(cb);
     return this;
   }
 
   off<K extends keyof MemoryEvents>(event: K, cb: MemoryEvents[K]): this {
-    this.listeners[event].delete(cb);
+    this.listenersOf(event).delete(cb);
     return this;
+  }
+
+  /** JavaScript callers are not stopped by the types: an unknown name is an error that lists the known ones. */
+  private listenersOf<K extends keyof MemoryEvents>(event: K): Set<MemoryEvents[K]> {
+    if (!Object.hasOwn(this.listeners, event)) {
+      throw new RtError('bad_argument', `unknown event ${JSON.stringify(event)}: a memory client emits ${Object.keys(this.listeners).join(', ')}`);
+    }
+    return this.listeners[event];
   }
 
   /** Deliveries arrive encoded like a JSON WebSocket frame, so this client sees exactly what sockets see. */
