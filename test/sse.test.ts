@@ -5,6 +5,8 @@ import { EventSource } from 'eventsource';
 import { signJwt } from 'rt-actors';
 import { startServer, api, JWT_SECRET } from './helpers/server.js';
 import { SseStream, request, eventually, parseEvents, type RawEvent } from './helpers/http-stream.js';
+import { RtClient } from 'rt-actors/client';
+import { APP, sdk } from './helpers/pusher.js';
 
 const token = (sub: string, extra: Record<string, unknown> = {}) => signJwt({ sub, exp: Math.floor(Date.now() / 1000) + 600, ...extra }, { secret: JWT_SECRET });
 const named = (evs: RawEvent[], name: string) => evs.filter((e) => e.event === name);
@@ -302,4 +304,38 @@ t.test('a publication the stream was left out of moves its event id: a resume do
   t.teardown(() => again.close());
   await again.until((evs) => evs.some((e) => e.json?.data === 'after'));
   t.same(again.events.filter((e) => e.event === 'e').map((e) => e.json.data), ['after'], 'the resume gives what came after, not what it was left out of');
+});
+
+t.test('JSON data with line breaks between its tokens (a Pusher API data string, kept as it came) reaches SSE readers whole', async (t) => {
+  const s = await startServer(t, { pusherApps: [APP] });
+  const pretty = '{\n  "text": "a\\nb",\r\n  "n": [1,\r 2]\n}';
+  const expected = JSON.parse(pretty);
+  // A browser's EventSource (the eventsource package) on the default format.
+  const es = new EventSource(`${s.http}/sse?channels=pretty`);
+  t.teardown(() => es.close());
+  const events: string[] = [];
+  let epoch = '';
+  es.addEventListener('rt:subscribed', (e) => (epoch = JSON.parse(e.data).epoch));
+  es.addEventListener('note', (e) => events.push(e.data));
+  // The client library over SSE (format=native, its own parser).
+  const client = new RtClient(s.http, { transports: ['sse'], rememberTransport: false });
+  t.teardown(() => client.disconnect());
+  const got: unknown[] = [];
+  const ch = client.channel('pretty').listen('note', (d) => got.push(d));
+  await new Promise<void>((resolve) => ch.subscribed(() => resolve()));
+  await eventually(() => epoch !== '', 'the EventSource subscribed');
+
+  const backend = sdk(s.port);
+  t.equal((await backend.trigger('pretty', 'note', pretty)).status, 200);
+  t.equal((await backend.trigger('pretty', 'note', '{"sentinel":true}')).status, 200);
+  const sentinel = (d: unknown) => JSON.stringify(d).includes('sentinel');
+  await eventually(() => events.some(sentinel) && got.some(sentinel), 'the sentinel, at both readers');
+  t.same(events.map((d) => { try { return JSON.parse(d); } catch { return d; } }), [{ channel: 'pretty', data: expected, offset: 1 }, { channel: 'pretty', data: { sentinel: true }, offset: 2 }], 'EventSource: each event is the whole JSON');
+  t.same(got, [expected, { sentinel: true }], 'the client library: the publication arrives, not dropped as an unparsable frame');
+
+  // A resume replays it from history in both formats, whole as well.
+  const ev = await SseStream.open(`${s.http}/sse?channels=pretty`, { 'last-event-id': `0.${epoch}` });
+  t.teardown(() => ev.close());
+  await ev.until(subscribedAll(1));
+  t.same(ev.events.filter((e) => e.event === 'note').map((e) => e.json), [{ channel: 'pretty', data: expected, offset: 1 }, { channel: 'pretty', data: { sentinel: true }, offset: 2 }], 'resumed (events format)');
 });

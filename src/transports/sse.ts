@@ -37,6 +37,16 @@ function eventName(e: string): string {
 }
 
 /**
+ * JSON text spliced in as it came (a Pusher API `data` string, kept byte for byte) may hold line breaks
+ * between its tokens: written on one `data:` line they would end the field there, and the reader would
+ * get a cut-off, unparsable event. Each line goes on a `data:` line of its own, which a reader joins
+ * with "\n" back into the same JSON (a CR, also JSON whitespace, comes back as LF).
+ */
+function dataLines(json: string): string {
+  return json.includes('\n') || json.includes('\r') ? json.replace(/\r\n|\r|\n/g, '\ndata: ') : json;
+}
+
+/**
  * Publications are encoded once per shard for all SSE clients, but each client's `id:` depends on its
  * own channel list. So the codec prefixes a publication with a routing line `<offset> <channel>\n` that
  * SseClient.sendEncoded strips, adding the client's id in its place. Other outputs carry no prefix and
@@ -49,7 +59,7 @@ const SSE_EVENTS = registerCodec({
   pub: (p) => {
     const raw = rawJson(p);
     const body = raw === undefined ? JSON.stringify({ channel: p.channel, data: p.data, offset: p.offset }) : `{"channel":${JSON.stringify(p.channel)},"data":${raw},"offset":${JSON.stringify(p.offset)}}`;
-    return `${p.offset} ${p.channel}\nevent: ${eventName(p.event)}\ndata: ${body}\n\n`;
+    return `${p.offset} ${p.channel}\nevent: ${eventName(p.event)}\ndata: ${raw === undefined ? body : dataLines(body)}\n\n`;
   },
   join: (channel, member) => `event: rt:join\ndata: ${JSON.stringify({ channel, member })}\n\n`,
   leave: (channel, member) => `event: rt:leave\ndata: ${JSON.stringify({ channel, member })}\n\n`,
@@ -62,7 +72,7 @@ const SSE_NATIVE = registerCodec({
   name: 'sse-native',
   tag: 'sse-native:',
   binary: false,
-  pub: (p) => `${p.offset} ${p.channel}\ndata: ${JSON_CODEC.pub(p) as string}\n\n`,
+  pub: (p) => `${p.offset} ${p.channel}\ndata: ${dataLines(JSON_CODEC.pub(p) as string)}\n\n`,
   join: (channel, member) => `data: ${JSON_CODEC.join(channel, member) as string}\n\n`,
   leave: (channel, member) => `data: ${JSON_CODEC.leave(channel, member) as string}\n\n`,
   user: (event, data) => `data: ${JSON_CODEC.user(event, data) as string}\n\n`,
@@ -211,7 +221,7 @@ export class SseClient extends Client implements Session {
   private pubEvent(p: Publication, i: number): void {
     this.pos[i] = { offset: p.offset, epoch: this.pos[i]!.epoch };
     const id = `id: ${formatPositions(this.pos)}\n`;
-    if (this.native) this.write(`${id}data: ${JSON_CODEC.pub(p) as string}\n\n`);
+    if (this.native) this.write(`${id}data: ${dataLines(JSON_CODEC.pub(p) as string)}\n\n`);
     else this.write(`${id}event: ${eventName(p.event)}\ndata: ${JSON.stringify({ channel: p.channel, data: p.data, offset: p.offset })}\n\n`);
   }
 
