@@ -278,6 +278,11 @@ class Poster {
   private queue: Frame[] = [];
   private busy = false;
   private stopped = false;
+  /**
+   * Frames at the queue's head to post one per POST: the server refuses a whole POST for one malformed
+   * frame (400, none runs), so a refused batch is sent again frame by frame and only the bad one fails.
+   */
+  private alone = 0;
   /** The server's largest body (welcome max_payload): frames are batched up to it, not only 100 at a time. */
   private readonly maxBytes: number;
 
@@ -310,7 +315,8 @@ class Poster {
     const parts: string[] = [];
     let bytes = 2;
     let n = 0;
-    for (; n < this.queue.length && n < 100; n++) {
+    const most = this.alone > 0 ? 1 : 100;
+    for (; n < this.queue.length && n < most; n++) {
       const json = frameJson(this.queue[n]!, this.refused);
       if (json === undefined) {
         this.queue.splice(n--, 1);
@@ -321,6 +327,7 @@ class Poster {
       parts.push(json);
       bytes += size;
     }
+    if (n > 0 && this.alone > 0) this.alone--;
     return [this.queue.splice(0, n), `[${parts.join(',')}]`];
   }
 
@@ -344,6 +351,13 @@ class Poster {
       }
       const error = await errorOf(res);
       if (res.status === 400 || res.status === 413) {
+        // Nothing of it ran: the frames batched with the bad one go again, each alone (as over a
+        // WebSocket, where only the bad frame is refused), in their order, ahead of anything queued since.
+        if (batch.length > 1) {
+          this.queue.unshift(...batch);
+          this.alone += batch.length;
+          continue;
+        }
         this.refused(batch, error);
         continue;
       }
