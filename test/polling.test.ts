@@ -86,6 +86,22 @@ t.test('a session over requests that land on different shards: subscribe, receiv
   t.equal(gone.json.error.code, 'unknown_session');
 });
 
+t.test('POSTed data reaches subscribers as sent, whichever shard the POST lands on (a "__proto__" key included)', async (t) => {
+  const s = await startServer(t, { pollTimeout: '2s', clientPublish: 'all' });
+  const a = await Session.open(s.http);
+  const r = await a.post({ op: 'subscribe', channel: 'keys', ref: 1 });
+  t.equal(r.status, 200);
+  await a.until((fs) => fs.some((f) => f.op === 'reply' && f.ref === 1), 'subscribe reply');
+  // Every request on a fresh connection: the POSTs alternate between the session's shard and the other.
+  for (let i = 0; i < 4; i++) {
+    const body = `{"op":"publish","ref":${10 + i},"channel":"keys","event":"e","data":{"__proto__":{"k":${i}},"n":${i}}}`;
+    t.equal((await request('POST', `${s.http}/poll?sid=${a.sid}`, body, { 'content-type': 'text/plain' })).status, 200);
+  }
+  const got = (await a.until((fs) => fs.filter((f) => f.op === 'message').length >= 4, 'four messages')).filter((f) => f.op === 'message');
+  t.same(got.map((f) => f.data.n), [0, 1, 2, 3], 'all four, in order');
+  t.same(got.map((f) => Object.keys(f.data)), Array(4).fill(['__proto__', 'n']), 'the keys as sent, not renamed on the way between shards');
+});
+
 t.test('a poll is held until something arrives, answers everything pending at once, and resends what was not acknowledged', async (t) => {
   const s = await startServer(t, { pollTimeout: '300ms' });
   const c = await Session.open(s.http);

@@ -108,12 +108,15 @@ export function sidThread(sid: string | undefined, shards: number): number {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** A POST body: one native frame, or an array of them, as JSON. All are checked before any runs. */
-export function decodeFrames(body: Uint8Array): ClientFrame[] {
+export function decodeFrames(body: Uint8Array | string): ClientFrame[] {
   let text: string;
-  try {
-    text = utf8.decode(body);
-  } catch {
-    throw new RtError('bad_frame', 'body is not valid UTF-8');
+  if (typeof body === 'string') text = body;
+  else {
+    try {
+      text = utf8.decode(body);
+    } catch {
+      throw new RtError('bad_frame', 'body is not valid UTF-8');
+    }
   }
   let v: unknown;
   try {
@@ -176,7 +179,12 @@ export function tokenOf(r: Req): string | undefined {
   return requestToken(r.query, r.headers['authorization'] ?? '');
 }
 
-type Op = { k: 'send'; sid: string; frames: ClientFrame[] } | { k: 'poll'; sid: string; ack: number } | { k: 'close'; sid: string };
+/**
+ * `send` carries the frames to a session on this thread, or their JSON `text` to one on another: a
+ * ring frame is msgpack, which does not carry every JSON object as it is (msgpackr renames a
+ * `__proto__` key `__proto_`), so a publication's data would change with the shard the POST reached.
+ */
+type Op = { k: 'send'; sid: string; frames: ClientFrame[] } | { k: 'send'; sid: string; text: string } | { k: 'poll'; sid: string; ack: number } | { k: 'close'; sid: string };
 
 function runLocal(op: Op): unknown {
   if (!op || typeof op !== 'object' || typeof op.sid !== 'string') throw new RtError('bad_request', 'malformed session operation');
@@ -184,7 +192,7 @@ function runLocal(op: Op): unknown {
   if (!s) throw unknownSession();
   switch (op.k) {
     case 'send':
-      s.receive(op.frames);
+      s.receive('text' in op ? decodeFrames(op.text) : op.frames);
       return { ok: true };
     case 'poll':
       if (!s.poll) throw new RtError('bad_request', 'this session is an SSE stream: it cannot be polled', 400);
@@ -273,9 +281,11 @@ export function registerSessionRoutes(app: TemplatedApp, ctx: ThreadContext, pat
     path,
     wrap(async (res, r, state) => {
       const sid = queryParam(r.query, 'sid');
-      sidThread(sid, ctx.hub.shards); // a bad id is refused before the body is read
-      const frames = decodeFrames(await readBody(res, r.headers['content-length'], ctx.config.maxPayload, state));
-      await onSession(ctx, sid, { k: 'send', sid: sid!, frames });
+      const thread = sidThread(sid, ctx.hub.shards); // a bad id is refused before the body is read
+      const body = await readBody(res, r.headers['content-length'], ctx.config.maxPayload, state);
+      // Checked here, so that a malformed frame is answered 400 (statuses do not cross the mesh).
+      const frames = decodeFrames(body);
+      await onSession(ctx, sid, thread === ctx.thread ? { k: 'send', sid: sid!, frames } : { k: 'send', sid: sid!, text: body.toString('utf8') });
       return { ok: true, accepted: frames.length };
     }),
   );
