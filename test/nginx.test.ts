@@ -1,8 +1,8 @@
 // deploy/nginx.conf for real: nginx runs the example's server block (TLS and the public port swapped for
 // a loopback port) in front of a server, and every client goes through it — native WebSocket, SSE,
 // long-polling, Socket.IO (polling, and the upgrade), pusher-js and the Pusher SDK, the HTTP API, the
-// load balancer's /health, /metrics, /client.js and the dashboard. .ci/run installs nginx when missing;
-// without it this test fails saying so.
+// load balancer's /health, /metrics, /client.js and the dashboard; and /client.js revalidated through
+// an nginx that compresses it. .ci/run installs nginx when missing; without it this test fails saying so.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,12 +44,12 @@ function within<T>(p: Promise<T>, what: string, ms = 10_000): Promise<T> {
   return Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms).unref())]);
 }
 
-t.test('every transport works through the example nginx configuration', async (t) => {
+/** nginx running the example (its site passed through `edit`) in front of `upstream`: its URL, and what it logged. */
+async function startNginx(t: { teardown(fn: () => unknown): void }, upstream: number, edit: (conf: string) => string = (c) => c): Promise<{ front: string; port: number; errors: () => string }> {
   if (!NGINX) throw new Error("nginx not found: install it with 'apt-get install -y nginx' (or set NGINX_PATH)");
-  const s = await startServer(t, { workers: 2, dashboard: true, trustProxy: ['127.0.0.1'], pusherApps: [APP] });
   const dir = mkdtempSync(join(tmpdir(), 'rt-nginx-'));
   const port = await freePort();
-  writeFileSync(join(dir, 'nginx.conf'), config(dir, port, s.port));
+  writeFileSync(join(dir, 'nginx.conf'), edit(config(dir, port, upstream)));
   const nginx = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let errors = '';
   nginx.stderr.on('data', (d) => (errors += d));
@@ -58,7 +58,12 @@ t.test('every transport works through the example nginx configuration', async (t
     rmSync(dir, { recursive: true, force: true });
   });
   await until('nginx listening', async () => (nginx.exitCode !== null ? Promise.reject(new Error(`nginx exited: ${errors}`)) : await portOpen(port)));
-  const front = `http://127.0.0.1:${port}`;
+  return { front: `http://127.0.0.1:${port}`, port, errors: () => errors };
+}
+
+t.test('every transport works through the example nginx configuration', async (t) => {
+  const s = await startServer(t, { workers: 2, dashboard: true, trustProxy: ['127.0.0.1'], pusherApps: [APP] });
+  const { front, port, errors } = await startNginx(t, s.port);
 
   for (const path of ['/health', '/metrics', '/client.js', '/dashboard']) {
     const res = await request('GET', front + path);
@@ -101,5 +106,27 @@ t.test('every transport works through the example nginx configuration', async (t
   const trigger = await sdk(port).trigger('via-nginx', 'sdk', { n: 2 });
   t.equal(trigger.status, 200, 'the Pusher SDK at /apps/');
   t.same(await within(sdkGot, 'the Pusher SDK event'), { n: 2 });
-  t.equal(errors.trim(), '', 'nginx logged no error');
+  t.equal(errors().trim(), '', 'nginx logged no error');
+});
+
+t.test('/client.js through an nginx that compresses it: the weak ETag nginx hands out revalidates with 304', async (t) => {
+  const s = await startServer(t, { workers: 1 });
+  const { front } = await startNginx(t, s.port, (c) => c.replace('location = /client.js {', 'location = /client.js {\n        gzip on; gzip_types application/javascript;'));
+  // fetch asks for gzip as a browser does, and keeps the tag as the browser's cache would.
+  const first = await fetch(`${front}/client.js`);
+  t.equal(first.status, 200);
+  t.equal(first.headers.get('content-encoding'), 'gzip', 'nginx compressed it');
+  const etag = first.headers.get('etag') ?? '';
+  t.match(etag, /^W\/"/, `nginx weakened the tag (${etag})`);
+  t.ok((await first.text()).includes('RtActors'), 'the bundle');
+  const again = await fetch(`${front}/client.js`, { headers: { 'if-none-match': etag } });
+  t.equal(again.status, 304, 'revalidated without sending the bundle again');
+  await again.text();
+  // A cache holding several versions asks with a list.
+  const listed = await fetch(`${s.http}/client.js`, { headers: { 'if-none-match': `"older", ${etag}` } });
+  t.equal(listed.status, 304, 'a list holding the tag matches too');
+  await listed.text();
+  const other = await fetch(`${s.http}/client.js`, { headers: { 'if-none-match': '"older"' } });
+  t.equal(other.status, 200, 'another tag gets the bundle');
+  await other.text();
 });

@@ -27,6 +27,19 @@ function load(): { body: Buffer; etag: string } | null {
   return cached;
 }
 
+/**
+ * If-None-Match as RFC 9110 §13.1.2 reads it: a list of tags (or `*`), compared weakly. A proxy that
+ * compresses the bundle (nginx with gzip on for JavaScript) hands the browser a weak `W/"…"` tag, which
+ * comes back as such: an exact string match answered every revalidation with the whole bundle.
+ */
+export function etagMatches(header: string, etag: string): boolean {
+  if (header === '') return false;
+  return header.split(',').some((t) => {
+    const tag = t.trim();
+    return tag === '*' || (tag.startsWith('W/') ? tag.slice(2) : tag) === etag;
+  });
+}
+
 export function registerClientBundle(app: TemplatedApp, ctx: ThreadContext): void {
   getAndHead(app, '/client.js', (res: HttpResponse, req) => {
     const state = { aborted: false };
@@ -37,7 +50,7 @@ export function registerClientBundle(app: TemplatedApp, ctx: ThreadContext): voi
       sendJson(res, state, 404, { error: { code: 'not_found', message: 'client bundle not built: run `npm run build`' } });
       return;
     }
-    const fresh = req.getHeader('if-none-match') === bundle.etag;
+    const fresh = etagMatches(req.getHeader('if-none-match'), bundle.etag);
     res.cork(() => {
       res.writeStatus(fresh ? '304 Not Modified' : '200 OK');
       res.writeHeader('etag', bundle.etag);
