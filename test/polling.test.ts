@@ -193,6 +193,23 @@ t.test('a session the server ended refuses frames with 404 while a poll takes it
   t.equal((await api(s.http, '/api/channels/after-end')).body.offset ?? 0, 0, 'nothing was published');
 });
 
+t.test('a session the server ended no longer counts against --max-connections-per-ip: the client may open its next one at once', async (t) => {
+  // The ended session would idle out only after a minute: the next session must not wait for that.
+  const s = await startServer(t, { maxConnectionsPerIp: 1, pollSessionTimeout: '60s', maxBackpressure: '16kb' });
+  const first = await Session.open(s.http);
+  const refused = await request('GET', `${s.http}/poll`);
+  t.equal(refused.status, 429, 'the limit holds while the session lives');
+  t.equal(refused.json.error.code, 'too_many_connections_from_ip');
+  // The server ends it (a slow consumer), and the client fetches why, as the client library does (no DELETE after it).
+  await first.post({ op: 'subscribe', channel: 'ended-slot', ref: 1 });
+  await first.until((fs) => fs.some((f) => f.ref === 1), 'subscribed');
+  for (let i = 0; i < 4; i++) await s.publish('ended-slot', 'chunk', 'x'.repeat(8000));
+  await first.until((fs) => fs.some((f) => f.op === 'disconnect'), 'the disconnect frame');
+  t.match(first.frames.at(-1), { op: 'disconnect', code: 4008, reconnect: true });
+  const next = await request('GET', `${s.http}/poll`);
+  t.equal(next.status, 200, `the reconnect opens a session (${next.status} ${next.text.slice(0, 120)})`);
+});
+
 t.test('a subscribe whose reply ends a session that fell behind leaves no subscriber or presence member behind', async (t) => {
   const s = await startServer(t, { maxBackpressure: '16kb' });
   const c = await Session.open(s.http, `?token=${token('ghost', { channels: ['presence-*'] })}`);

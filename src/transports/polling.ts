@@ -147,7 +147,18 @@ export class PollClient extends Client implements Session {
     this.send({ op: 'disconnect', code, reason, reconnect });
     this.ended = true;
     this.ctx.hub.remove(this);
+    // Ended: it stays only to hand over its disconnect frame, so it no longer counts as a connection.
+    // Counted until it idled out, it kept the client's reconnect refused for --poll-session-timeout
+    // where --max-connections-per-ip was reached (the client library sends no DELETE after a farewell).
+    this.releaseSlot();
     this.flush();
+  }
+
+  private releaseSlot(): void {
+    if (this.admittedIp !== undefined) {
+      this.ctx.limits.release(this.admittedIp);
+      this.admittedIp = undefined;
+    }
   }
 
   /** DELETE from the client. */
@@ -159,10 +170,7 @@ export class PollClient extends Client implements Session {
 
   private cleanup(): void {
     this.ended = true;
-    if (this.admittedIp !== undefined) {
-      this.ctx.limits.release(this.admittedIp);
-      this.admittedIp = undefined;
-    }
+    this.releaseSlot();
     removeSession(this.sid);
     this.ctx.hub.remove(this);
   }
