@@ -9,7 +9,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startServer, api } from './helpers/server.js';
+import WebSocket from 'ws';
+import { startServer, api, API_KEY } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { SseStream, request } from './helpers/http-stream.js';
 import { freePort, until } from './helpers/redis.js';
@@ -129,4 +130,33 @@ t.test('/client.js through an nginx that compresses it: the weak ETag nginx hand
   const other = await fetch(`${s.http}/client.js`, { headers: { 'if-none-match': '"older"' } });
   t.equal(other.status, 200, 'another tag gets the bundle');
   await other.text();
+});
+
+t.test('a page served from the proxy\'s own origin may use /ws, /sse, /poll and the API through it (the server sees the Host it was asked for)', async (t) => {
+  const s = await startServer(t, { workers: 1 });
+  const { front, port } = await startNginx(t, s.port);
+  // A page of https://realtime.example.com talks to https://realtime.example.com: same origin, and no
+  // --allowed-origins needed. Browsers send Origin on WebSocket upgrades, on EventSource/fetch
+  // requests in CORS mode and on every POST.
+  const origin = front;
+  const sse = await SseStream.open(`${front}/sse?channels=same-origin`, { origin });
+  t.teardown(() => sse.close());
+  t.equal(sse.status, 200, `SSE (${sse.status} ${sse.raw.slice(0, 120)})`);
+  const poll = await request('GET', `${front}/poll`, undefined, { origin });
+  t.equal(poll.status, 200, `a polling session (${poll.status} ${poll.text.slice(0, 120)})`);
+  const post = await request('POST', `${front}/api/publish`, JSON.stringify({ channel: 'same-origin', event: 'e', data: 1 }), { origin, authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' });
+  t.equal(post.status, 200, `an API POST, as the dashboard sends (${post.status} ${post.text.slice(0, 120)})`);
+  const ws = await within(
+    new Promise<number>((resolve) => {
+      const sock = new WebSocket(`ws://127.0.0.1:${port}/ws`, { origin });
+      sock.on('open', () => (sock.close(), resolve(101)));
+      sock.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      sock.on('error', () => resolve(0));
+    }),
+    'the WebSocket upgrade',
+  );
+  t.equal(ws, 101, 'a WebSocket');
+  // Another origin is still refused: the check is not off, it sees the right host.
+  const other = await request('GET', `${front}/poll`, undefined, { origin: 'https://evil.example' });
+  t.equal(other.status, 403);
 });
