@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { api, startServer } from './helpers/server.js';
 import { channelOwnedBy, clientOnShard, until } from './helpers/faults.js';
+import { randomBytes } from 'node:crypto';
+import { dropNamespace, machineRedis } from './helpers/redis.js';
 
 const fixtures = fileURLToPath(new URL('./fixtures/actors', import.meta.url));
 
@@ -48,4 +50,26 @@ export default defineActor({
   const kicked = await x.next((f) => f.op === 'kicked' && f.channel === channel, 15_000);
   t.match(kicked.reason, /lease_over/, 'the reason names the refusal');
   t.equal((await x.request({ op: 'publish', channel, event: 'e', data: 1 })).error?.code, 'not_subscribed', 'the connection is no longer in the channel');
+});
+
+t.test('with Redis, a placed actor whose owner shard crashed is taken over at once, not after --lease-ttl', async (t) => {
+  // The crashed shard held the channel's lease. A lease left to expire kept every event of the channel
+  // waiting for --lease-ttl: publishes timed out, and a client's re-subscribe outlived its ack timeout
+  // (rt-actors/client: 10 s, the default lease ttl) and left the channel failed, receiving nothing.
+  const redis = await machineRedis(t);
+  const ns = `rt-test-${randomBytes(4).toString('hex')}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  // A lease far longer than the request timeout: an event that waits for it is answered 504.
+  const s = await startServer(t, { actors: fixtures, redis: redis.url, redisNamespace: ns, leaseTtl: 120, requestTimeout: 20 });
+  const channel = channelOwnedBy('stamped-crash-', 0, 2);
+  const x = await clientOnShard(s.url + '/ws', 1, t);
+  t.equal((await x.request({ op: 'subscribe', channel })).ok, true);
+  const owner = (await api(s.http, '/api/channels/' + channel)).body.owner;
+  t.match(owner, { placement: 'leased', shard: 0 }, 'shard 0 holds the lease');
+  s.crashShard(0);
+  await until(async () => (await api(s.http, '/health', undefined, { key: null })).body.workers?.alive === 2, 'shard 0 replaced');
+  const r = await api(s.http, '/api/publish', { channel, event: 'after', data: { n: 1 } });
+  t.equal(r.status, 200, `the first publish after the crash is accepted: ${JSON.stringify(r.body)}`);
+  const got = await x.next((f) => f.op === 'message' && f.event === 'after', 10_000);
+  t.same(got.data, { n: 1, stamped: channel }, 'the survivor receives it through the new activation');
 });

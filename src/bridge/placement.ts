@@ -534,12 +534,15 @@ export class Placement {
   /**
    * SIGTERM: stop taking events (callers retry elsewhere), let running turns finish, then release every
    * lease so the next event activates the actor on another host at once, from the state just saved.
+   * A crashing shard (`drain` false) has no time to let turns finish, but must stop taking events all
+   * the same: its own clients' leaves, sent as it tears down, took back the leases it had just released,
+   * and it died holding them, so their channels waited out --lease-ttl.
    */
-  async close(): Promise<void> {
+  async close(drain = true): Promise<void> {
     this.closing = true;
     clearInterval(this.sweeper);
     clearInterval(this.watcher);
-    await Promise.all([...this.activations.values()].map((a) => a.drain(2000)));
+    if (drain) await Promise.all([...this.activations.values()].map((a) => a.drain(2000)));
     for (const a of this.activations.values()) a.stop();
     await this.broker.leases.releaseAll().catch(() => {});
     this.activations.clear();

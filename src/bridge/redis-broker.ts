@@ -678,8 +678,9 @@ export class RedisBroker implements Broker {
   }
 
   /**
-   * Stops. On a graceful stop (`graceful`), this node's presence entries and counts are removed at
-   * once — members leave now rather than after the heartbeat expires.
+   * Stops; placed actors' leases are released either way. On a graceful stop (`graceful`), this node's
+   * presence entries and counts are removed at once — members leave now rather than after the
+   * heartbeat expires.
    */
   async close(graceful = true): Promise<void> {
     if (this.closed) return;
@@ -687,8 +688,11 @@ export class RedisBroker implements Broker {
     clearInterval(this.heartbeat);
     clearTimeout(this.retry);
     clearTimeout(this.dropTimer);
-    // Hand placed actors over at once on a graceful stop: the next event activates them elsewhere.
-    await this.leases.close(graceful && this.cmd.status === 'ready').catch(() => {});
+    // Hand placed actors over at once, on a graceful stop and on a crash alike: the next event
+    // activates them elsewhere. Left to expire, a crashed shard's leases held every event of their
+    // channels for --lease-ttl, longer than a client waits for its re-subscribe. Safe mid-turn: a
+    // write this thread still makes fails the fence check once the lease is gone.
+    await this.leases.close(this.cmd.status === 'ready').catch(() => {});
     await this.subs.close();
     if (graceful && this.cmd.status === 'ready') {
       try {
