@@ -240,6 +240,11 @@ t.test('start errors found after loading name the option as the user wrote it', 
   writeFileSync(join(dir, 'c.json'), JSON.stringify({ pusherApps: [{ id: '1', key: 'k', secret: 'short' }] }));
   refused([`--config=${join(dir, 'c.json')}`], {}, 'pusherApps[0].secret must be a string of at least 8 characters');
   refused(['--pusher-apps=[{"id":"1","key":"k","secret":"short"}]'], {}, '--pusher-apps[0].secret must be');
+  // The single app of --pusher-app-id/--pusher-key/--pusher-secret is named by the option as it was set.
+  refused(['--pusher-app-id=1', '--pusher-key=k', '--pusher-secret=short'], {}, '--pusher-secret must be a string of at least 8 characters');
+  refused([], { RT_PUSHER_APP_ID: '1', RT_PUSHER_KEY: 'k', RT_PUSHER_SECRET: 'short' }, 'RT_PUSHER_SECRET must be a string of at least 8 characters');
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ pusherAppId: '1', pusherKey: 'a key', pusherSecret: 'long-enough' }));
+  refused([`--config=${join(dir, 'c.json')}`], {}, 'pusherKey (config file) "a key" is not valid');
   refused(['--jwt-public-key=/nonexistent.pem'], { RT_JWT_SECRET: 'x'.repeat(32) }, 'set either RT_JWT_SECRET for HS256 or --jwt-public-key for RS256/ES256, not both');
   writeFileSync(join(dir, 'c.json'), JSON.stringify({ allowedOrigins: ['app.example.com'], ringQueueLow: '8mb' }));
   refused([`--config=${join(dir, 'c.json')}`], {}, 'ringQueueLow (config file) (8388608) must be less than --ring-queue-high (4194304)');

@@ -101,10 +101,13 @@ function fail(key: string, msg: string): never {
   throw new ConfigError(key, msg);
 }
 
-function str(v: unknown, where: string, re: RegExp, what: string): string {
-  if (typeof v !== 'string' && typeof v !== 'number') fail('pusherApps', `${where} must be a string (${what})`);
+/** How `id`, `key` and `secret` are named in errors: `<app>.id` in pusherApps, the option as set for the flags' app. */
+type FieldNames = Record<'id' | 'key' | 'secret', { name: string; key: string }>;
+
+function str(v: unknown, field: { name: string; key: string }, re: RegExp, what: string): string {
+  if (typeof v !== 'string' && typeof v !== 'number') fail(field.key, `${field.name} must be a string (${what})`);
   const s = String(v);
-  if (!re.test(s)) fail('pusherApps', `${where} ${JSON.stringify(s).slice(0, 80)} is not valid: ${what}`);
+  if (!re.test(s)) fail(field.key, `${field.name} ${JSON.stringify(s).slice(0, 80)} is not valid: ${what}`);
   return s;
 }
 
@@ -115,15 +118,16 @@ function posInt(v: unknown, def: number, where: string, max: number, min = 0): n
   return v as number;
 }
 
-function parseApp(raw: unknown, w: string, index: number): PusherApp {
+function parseApp(raw: unknown, w: string, index: number, names?: FieldNames): PusherApp {
   const isDefault = index === 0;
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail('pusherApps', `${w} must be an object { id, key, secret, … }`);
   const o = raw as Record<string, unknown>;
   const known = new Set(['id', 'key', 'secret', 'allowedOrigins', 'enableClientMessages', 'maxClientEventsPerSecond', 'maxEventPayload', 'maxEventChannels', 'maxBatchSize', 'maxConnections', 'maxWatchlistSize', 'subscriptionCountEvents', 'webhooks']);
   for (const k of Object.keys(o)) if (!known.has(k)) fail('pusherApps', `${w}: unknown key "${k}"; known keys: ${[...known].join(', ')}`);
-  const id = str(o.id, `${w}.id`, ID_RE, '1-64 letters, digits, _ . -');
-  const key = str(o.key, `${w}.key`, KEY_RE, '1-128 letters, digits, _ . -');
-  if (typeof o.secret !== 'string' || o.secret.length < 8) fail('pusherApps', `${w}.secret must be a string of at least 8 characters`);
+  const field = (f: 'id' | 'key' | 'secret') => names?.[f] ?? { name: `${w}.${f}`, key: 'pusherApps' };
+  const id = str(o.id, field('id'), ID_RE, '1-64 letters, digits, _ . -');
+  const key = str(o.key, field('key'), KEY_RE, '1-128 letters, digits, _ . -');
+  if (typeof o.secret !== 'string' || o.secret.length < 8) fail(field('secret').key, `${field('secret').name} must be a string of at least 8 characters`);
   let allowedOrigins: string[] = [];
   if (o.allowedOrigins !== undefined) {
     if (!Array.isArray(o.allowedOrigins) || !o.allowedOrigins.every((x) => typeof x === 'string')) fail('pusherApps', `${w}.allowedOrigins must be a list of origins`);
@@ -197,7 +201,13 @@ export function resolveApps(cfg: ServerConfig): PusherApp[] {
   if (!Array.isArray(cfg.pusherApps)) fail('pusherApps', `${optionName(cfg, 'pusherApps')} must be a list of { id, key, secret, … } objects`);
   raws.push(...cfg.pusherApps);
   const fromFlags = raws.length - cfg.pusherApps.length;
-  const apps = raws.map((r, i) => parseApp(r, i < fromFlags ? 'the --pusher-* app' : `${optionName(cfg, 'pusherApps', { where: false })}[${i - fromFlags}]`, i));
+  // The flags' app is named by its options as the user set them (--pusher-secret, RT_PUSHER_SECRET,
+  // pusherSecret in the config file), not as an app of a list the user never wrote.
+  const named = (key: 'pusherAppId' | 'pusherKey' | 'pusherSecret') => ({ name: optionName(cfg, key), key });
+  const flagNames: FieldNames = { id: named('pusherAppId'), key: named('pusherKey'), secret: named('pusherSecret') };
+  const apps = raws.map((r, i) =>
+    i < fromFlags ? parseApp(r, 'the --pusher-* app', i, flagNames) : parseApp(r, `${optionName(cfg, 'pusherApps', { where: false })}[${i - fromFlags}]`, i),
+  );
   const ids = new Set<string>();
   const keys = new Set<string>();
   for (const a of apps) {
