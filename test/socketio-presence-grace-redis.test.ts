@@ -98,3 +98,59 @@ t.test('a session recovered on the host that saved it tells no other host', asyn
   const users = (await api(A.http, `/api/channels/${ROOM}/users`)).body.users.map((u: { user_id: string }) => u.user_id);
   t.same(users, ['u5'], 'u5 is still the one member');
 });
+
+t.test('a member of a host that shuts down (a rolling restart) and is recovered on another host is never seen leaving', async (t) => {
+  const room = 'presence-deploy';
+  const tokenFor = (sub: string): string => signJwt({ sub, channels: [room], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
+  const A = await startHost(t, redis.url, ns, { workers: 1, args: ARGS });
+  const B = await startHost(t, redis.url, ns, { workers: 1, args: ARGS });
+  const o = io(B.http, { forceNew: true, transports: ['websocket'], auth: { token: tokenFor('watcher') } });
+  t.teardown(() => o.close());
+  const events: string[] = [];
+  o.on('presence:joining', (_ch: string, m: { user_id: string }) => events.push(`join ${m.user_id}`));
+  o.on('presence:leaving', (_ch: string, m: { user_id: string }) => events.push(`leave ${m.user_id}`));
+  t.same(await o.emitWithAck('subscribe', { channel: room }), { ok: true }, 'the observer is in the room on B');
+
+  const lb = await balancer(t, A.port);
+  const c = io(`http://127.0.0.1:${lb.port}`, { forceNew: true, transports: ['websocket'], reconnectionDelay: 50, reconnectionDelayMax: 200, auth: { token: tokenFor('u1') } });
+  t.teardown(() => c.close());
+  await new Promise<void>((resolve) => c.once('connect', () => resolve()));
+  const joined = nextEvent(o, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u1', 10_000);
+  t.same(await c.emitWithAck('subscribe', { channel: room }), { ok: true }, 'u1 subscribed on A');
+  await joined;
+
+  // A is stopped (SIGTERM) as in a rolling restart; the load balancer sends the reconnect to B.
+  lb.to(B.port);
+  const back = new Promise<void>((resolve) => c.once('connect', () => resolve()));
+  await A.stop();
+  await back;
+  t.equal(c.recovered, true, 'recovered on B');
+  const late = io(B.http, { forceNew: true, transports: ['websocket'], auth: { token: tokenFor('u3') } });
+  t.teardown(() => late.close());
+  const sentinel = nextEvent(o, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u3', 10_000);
+  t.same(await late.emitWithAck('subscribe', { channel: room }), { ok: true }, 'u3 subscribed');
+  await sentinel;
+  t.same(events, ['join u1', 'join u3'], 'the observer saw u1 join once and never leave');
+  const users = (await api(B.http, `/api/channels/${room}/users`)).body.users.map((u: { user_id: string }) => u.user_id).sort();
+  t.same(users, ['u1', 'u3', 'watcher'], 'u1 is a member');
+});
+
+t.test('a member of a host that shut down and does not come back leaves when its grace runs out', async (t) => {
+  const room = 'presence-gone';
+  const tokenFor = (sub: string): string => signJwt({ sub, channels: [room], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
+  const grace = ['--socketio-ping-interval', '300ms', '--socketio-ping-timeout', '300ms', '--socketio-presence-grace', '2s'];
+  const A = await startHost(t, redis.url, ns, { workers: 1, args: grace });
+  const B = await startHost(t, redis.url, ns, { workers: 1, args: grace });
+  const o = io(B.http, { forceNew: true, transports: ['websocket'], auth: { token: tokenFor('watcher') } });
+  t.teardown(() => o.close());
+  t.same(await o.emitWithAck('subscribe', { channel: room }), { ok: true }, 'the observer is in the room on B');
+  const c = io(A.http, { forceNew: true, transports: ['websocket'], reconnection: false, auth: { token: tokenFor('u2') } });
+  t.teardown(() => c.close());
+  const joined = nextEvent(o, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u2', 10_000);
+  t.same(await c.emitWithAck('subscribe', { channel: room }), { ok: true }, 'u2 subscribed on A');
+  await joined;
+  const left = nextEvent(o, 'presence:leaving', (_ch: string, m: { user_id: string }) => m.user_id === 'u2', 20_000);
+  await A.stop();
+  await left;
+  t.same((await api(B.http, `/api/channels/${room}/users`)).body.users.map((u: { user_id: string }) => u.user_id), ['watcher'], 'u2 is gone from the member list');
+});

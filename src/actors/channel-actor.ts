@@ -104,7 +104,7 @@ export interface ActorEnv {
 export type ChannelLifecycle = { t: 'occupied' | 'vacated'; ch: string } | { t: 'member_added' | 'member_removed'; ch: string; user: string };
 
 /** `leaving`: the member's last connection dropped and it may come back (see removeSub's `graceMs`). */
-interface MemberEntry { info: unknown; conns: number; leaving?: ReturnType<typeof setTimeout> }
+interface MemberEntry { info: unknown; conns: number; leaving?: ReturnType<typeof setTimeout>; leavesAt?: number }
 
 /**
  * A publish whose offset the broker assigns later. Returned through the mailbox as a plain object so
@@ -323,8 +323,24 @@ export class ChannelActor {
   /** Stops the actor for good: timers cleared, then onStop (with its deadline). Never throws. */
   async stop(reason: StopReason = 'idle'): Promise<void> {
     if (this.stopped) return;
-    // Members still in their grace leave now: nothing would announce it once the actor is gone.
-    for (const [user, e] of this.members) if (e.leaving) this.memberGone(user);
+    // Members still in their grace leave now: nothing would announce it once the actor is gone. Unless
+    // the host is shutting down with a broker that can keep them: then Redis holds them for the rest
+    // of their grace, so one recovered on another host (a rolling restart) is not seen leaving.
+    const broker = this.env.broker;
+    const handed: Promise<void>[] = [];
+    for (const [user, e] of this.members) {
+      if (!e.leaving) continue;
+      const ms = (e.leavesAt ?? 0) - Date.now();
+      if (reason !== 'shutdown' || !broker?.holdMember || ms <= 0 || e.conns > 0) {
+        this.memberGone(user);
+        continue;
+      }
+      this.endGrace(e);
+      this.members.delete(user);
+      const hold = broker.holdMember.bind(broker);
+      handed.push(this.op(() => hold(this.name, user, e.info, ms)).catch((err) => this.log(`presence of ${user} not handed over`, err)));
+    }
+    await Promise.all(handed);
     this.stopped = true;
     this.timers.clear(true);
     this.counter?.stop();
@@ -595,6 +611,7 @@ export class ChannelActor {
         if (graceMs > 0 && !this.stopped) {
           this.lingering++;
           e.leaving = setTimeout(() => void this.mailbox.run(() => this.memberGone(user), false), graceMs);
+          e.leavesAt = Date.now() + graceMs;
           e.leaving.unref?.();
         } else this.memberGone(user);
       }

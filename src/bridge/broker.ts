@@ -90,6 +90,11 @@ export interface Broker {
   join(channel: string, user: string, info: unknown, exclude: string | undefined): Promise<void>;
   /** This host's last connection of `user` left. */
   leave(channel: string, user: string): Promise<void>;
+  /**
+   * This host is shutting down while `user` is in its presence grace (it may be recovered elsewhere):
+   * its share of the member is kept for `ms` more without this host, then left as a dead node's is.
+   */
+  holdMember?(channel: string, user: string, info: unknown, ms: number): Promise<void>;
   /** Members on every host. */
   members(channel: string): Promise<Member[]>;
   /** Forgets this host's members of the channel that are not in `keep` (leaves lost in an outage). */

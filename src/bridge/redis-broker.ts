@@ -118,6 +118,8 @@ export class RedisBroker implements Broker {
   /** Per channel: how many times each Laravel payload was seen lately (see ingestClaim). */
   private readonly seen = new Map<string, Map<string, { n: number; until: number }>>();
   private heartbeat?: NodeJS.Timeout;
+  /** When the heartbeat of this node's `~grace` node (members handed over at shutdown) runs out. */
+  private graceUntil = 0;
   private retry?: NodeJS.Timeout;
   private dropTimer?: NodeJS.Timeout;
   private readonly intervalMs: number;
@@ -489,6 +491,32 @@ export class RedisBroker implements Broker {
       throw unavailable(err);
     }
     if (r === 2) this.lifecycle({ t: 'member_removed', ch: channel, user });
+  }
+
+  /**
+   * Moves this node's share of a member in its grace to a node of its own, `<node>~grace`, whose
+   * heartbeat lasts as long as the longest grace handed to it and is never renewed: another host's
+   * sweep removes it once that has passed, with a leave if nobody else holds the member (never back)
+   * and none if the member was recovered elsewhere meanwhile. Joined there before this node's share
+   * leaves, so Redis never counts the member at 0 in between: neither step is announced.
+   */
+  async holdMember(channel: string, user: string, info: unknown, ms: number): Promise<void> {
+    const ghost = `${this.node}~grace`;
+    const until = Date.now() + ms;
+    try {
+      await this.cmd.sadd(this.keys.nodes, ghost);
+      await this.cmd.sadd(this.keys.nodeChannels(ghost), channel);
+      if (until > this.graceUntil) {
+        this.graceUntil = until;
+        await this.cmd.set(this.keys.node(ghost), String(until), 'PX', Math.max(1, Math.round(ms)));
+      }
+      const frame = 'j|' + JSON.stringify({ u: user, i: info === undefined ? null : info });
+      await this.scripts.rtJoin(this.keys.members(channel), this.keys.users(channel), `${ghost}|${user}`, JSON.stringify(info === undefined ? null : info), user, this.keys.pubsub(channel), this.pubCmd, frame);
+      await this.scripts.rtLeave(this.keys.members(channel), this.keys.users(channel), `${this.node}|${user}`, user, this.keys.pubsub(channel), this.pubCmd);
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
   }
 
   members(channel: string): Promise<Member[]> {
