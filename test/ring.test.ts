@@ -2,6 +2,7 @@ import t from 'tap';
 import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { RtError } from '../src/errors.js';
 import {
   DEFAULT_RING_BYTES,
   Doorbell,
@@ -574,6 +575,29 @@ t.test('mesh deadlines: one queue per peer fails each unanswered request at its 
   // Many answered requests leave the queue (compaction) rather than waiting for the head's deadline.
   await Promise.all(Array.from({ length: 3000 }, (_, i) => ask(`bulk${i}`, 'answer', 60_000)));
   t.equal(a.waiting, 0);
+});
+
+t.test('mesh close: a request sent and unanswered fails as of unknown outcome; one asked after close as not sent', async (t) => {
+  const { createMeshLayout, MeshEndpoint } = await import('../src/runtime/mesh.js');
+  const layout = createMeshLayout(1, 1 << 16);
+  const a = new MeshEndpoint(layout, 1);
+  const b = new MeshEndpoint(layout, 0);
+  const keep = setInterval(() => {}, 1000);
+  t.teardown(() => (clearInterval(keep), b.close()));
+  a.start(() => null, () => {});
+  // b does the work (a publish stored, say) and its answer is still to come when a closes.
+  let done = 0;
+  b.start(() => (done++, new Promise(() => {})), () => {});
+  const sent = new Promise<RtError>((resolve) => a.call(0, { t: 'channels', prefix: '' }, (err) => resolve(err!)));
+  await until(() => done === 1, 5000, 'the peer to take the request');
+  a.close();
+  const err = await sent;
+  t.equal(err.code, 'unavailable');
+  t.match(err.message, /outcome is unknown/, 'the caller is told the request may have been done');
+  const late = await new Promise<RtError>((resolve) => a.call(0, { t: 'channels', prefix: '' }, (e) => resolve(e!)));
+  t.equal(late.code, 'unavailable');
+  t.notMatch(late.message, /unknown/, 'a request never sent is a plain refusal, safe to retry');
+  t.equal(done, 1, 'the late request never reached the peer');
 });
 
 t.test('mesh notifyMany: one encode, the same frame to each peer, in order with notify()', async (t) => {

@@ -326,7 +326,9 @@ export class MeshEndpoint {
       for (const p of d.clear()) {
         const cb = p.cb!;
         p.cb = null;
-        cb(new RtError('unavailable', 'thread shutting down', 503));
+        // Sent, unanswered: the peer may have done it (a publish stored and delivered). The caller
+        // must not take this for a refusal that a retry can safely repeat.
+        cb(new RtError('unavailable', 'thread shutting down before the answer came, so the outcome is unknown: a publish may still be delivered (a retry can deliver it twice)', 503));
       }
     }
   }
