@@ -311,3 +311,40 @@ t.test('sendToUser: a string `data` reaches the user as it was sent, byte for by
   const n = await nat.next((f) => f.op === 'message' && f.event === 'e');
   t.same(n.data, { id: 12345678901234567891, price: 1 }, 'native: the value');
 });
+
+t.test("Laravel's integer user ids sign in: sendToUser, watchlist and terminate_connections reach them", async (t) => {
+  const s = shared;
+  const backend = sdk(s.port);
+  // What Laravel's pusher broadcaster signs for `['id' => $user->id, 'watchlist' => [...]]`: JSON
+  // numbers, which the Node SDK's authenticateUser refuses to build, so it is signed here by hand.
+  const signin = (raw: RawPusher, socketId: string, userData: string) =>
+    raw.send({ event: 'pusher:signin', data: { auth: `${APP.key}:${createHmac('sha256', APP.secret).update(`${socketId}::user::${userData}`).digest('hex')}`, user_data: userData } });
+  const open = async () => {
+    const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+    return { raw, sid: JSON.parse((await raw.event('pusher:connection_established')).data).socket_id as string };
+  };
+  const ann = await open();
+  signin(ann.raw, ann.sid, '{"id":9042,"name":"Ann","watchlist":[9043]}');
+  await ann.raw.event('pusher:signin_success');
+  const first = await ann.raw.event('pusher_internal:watchlist_events');
+  t.same(JSON.parse(first.data), { events: [{ name: 'offline', user_ids: ['9043'] }] }, 'the watchlist of integer ids is watched');
+
+  const bob = await open();
+  signin(bob.raw, bob.sid, '{"id":9043}');
+  await bob.raw.event('pusher:signin_success');
+  const online = await ann.raw.event('pusher_internal:watchlist_events');
+  t.same(JSON.parse(online.data), { events: [{ name: 'online', user_ids: ['9043'] }] }, 'user 9043 signing in is seen online');
+
+  t.equal((await backend.sendToUser('9042', 'notice', { n: 1 })).status, 200);
+  const got = await ann.raw.event('notice');
+  t.same([got.channel, JSON.parse(got.data)], ['#server-to-user-9042', { n: 1 }], "sendToUser('9042') reaches the user signed in as 9042");
+
+  t.equal((await backend.terminateUserConnections('9042')).status, 200);
+  t.equal((await ann.raw.waitClose()).code, 4009, "terminate_connections('9042') closes it");
+  t.equal(bob.raw.closed, undefined, 'the other user stays connected');
+
+  // An id JSON.parse cannot hold exactly is refused rather than rounded into another user's id.
+  const big = await open();
+  signin(big.raw, big.sid, '{"id":12345678901234567891}');
+  t.match(await big.raw.waitClose(), { code: 4009, reason: /integer below 2\^53/ }, 'an integer past 2^53: 4009, not a rounded id');
+});

@@ -122,8 +122,8 @@ t.test('limits and hostile watchlists: documented errors, sign-in kept, no crash
     t.match((await raw.event('pusher:error')).data.message, /trimmed: 900 user ids past this app's limit of 100/);
     t.same((await report(raw))[0].user_ids, ids.slice(0, 100), 'the first 100 are watched');
   }
-  // Not a list, or not strings: the watchlist is refused, the sign-in stands.
-  for (const bad of ['ann', { ann: true }, [1, 2], ['ok', ''], ['x'.repeat(201)], [null]]) {
+  // Not a list, or not ids (strings or numbers): the watchlist is refused, the sign-in stands.
+  for (const bad of ['ann', { ann: true }, [true, false], [{ id: 1 }], [1.5], [12345678901234567891], ['ok', ''], ['x'.repeat(201)], [null]]) {
     const { raw, sid } = await open();
     signin(raw, sid, { id: 'bad-list', watchlist: bad });
     await raw.event('pusher:signin_success');

@@ -17,18 +17,20 @@ const MAX_ID_LENGTH = 200;
 export type ParsedWatchlist = { ids: string[]; dropped: number } | { error: string };
 
 /**
- * The signed `watchlist`: absent, or a list of non-empty strings. Duplicates count once; the user's own
+ * The signed `watchlist`: absent, or a list of non-empty strings or integers. Duplicates count once; the user's own
  * id is left out (its own connection is proof it is online); past `max` distinct ids the rest are
  * dropped and counted, so the client can be told. Anything else is refused as a whole.
  */
 export function parseWatchlist(raw: unknown, max: number, self: string): ParsedWatchlist {
   if (raw === undefined || raw === null) return { ids: [], dropped: 0 };
-  if (!Array.isArray(raw)) return { error: 'watchlist refused: user_data.watchlist must be a list of user ids (strings)' };
+  if (!Array.isArray(raw)) return { error: 'watchlist refused: user_data.watchlist must be a list of user ids (strings or integers)' };
   const ids = new Set<string>();
   const extra = new Set<string>();
-  for (const v of raw) {
+  for (const entry of raw) {
+    // Integers (Laravel's ids) count as their text, as the signed-in user's own id does (socket.ts).
+    const v = typeof entry === 'number' && Number.isSafeInteger(entry) ? String(entry) : entry;
     if (typeof v !== 'string' || v.length === 0 || v.length > MAX_ID_LENGTH) {
-      return { error: `watchlist refused: every entry of user_data.watchlist must be a user id (a string of 1-${MAX_ID_LENGTH} characters)` };
+      return { error: `watchlist refused: every entry of user_data.watchlist must be a user id (a string of 1-${MAX_ID_LENGTH} characters, or an integer below 2^53)` };
     }
     if (v === self || ids.has(v)) continue;
     if (ids.size < max) ids.add(v);
