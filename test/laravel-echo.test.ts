@@ -148,6 +148,11 @@ async function laravel(t: Test): Promise<{ url: string; calls: AuthCall[] }> {
     if (call.channel === 'private-orders.5') return send(200, true);
     if (call.channel === 'presence-lobby') return send(200, { channel_data: { user_id: 10, user_info: { name: 'Lara' } } });
     if (call.channel === 'presence-scoped') return send(200, { channel_data: { user_id: '10 @admin' } });
+    // 64-bit ids as PHP's json_encode writes them (JSON.stringify cannot): as the redis broadcaster
+    // answers (an object) and as the pusher broadcaster does (a JSON string).
+    const raw = (text: string) => (res.writeHead(200, { 'content-type': 'application/json' }), res.end(text));
+    if (call.channel === 'presence-big') return raw('{"channel_data":{"user_id":12345678901234567891,"user_info":{"name":"Snow"}}}');
+    if (call.channel === 'presence-big2') return raw(JSON.stringify({ channel_data: '{"user_id":12345678901234567892,"user_info":{"name":"Flake"}}' }));
     return send(403, { message: 'This action is unauthorized.' });
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -178,6 +183,12 @@ t.test('auth endpoint: called with the client headers and handshake cookie, chan
   t.match(await sock.emitWithAck('subscribe', { channel: 'private-other', auth: { headers: {} } }), { ok: false, error: { code: 'auth_failed' } }, 'a backend error status (CSRF) is a clear error');
   // A member id that spells another Pusher app's user (src/runtime/app-scope.ts) is not taken from the backend either.
   t.match(await sock.emitWithAck('subscribe', { channel: 'presence-scoped', auth: { headers: { 'X-CSRF-TOKEN': 'csrf-123' } } }), { ok: false, error: { code: 'auth_failed', message: /may not contain " @"/ } }, 'channel_data.user_id with the app separator: refused');
+
+  // A 64-bit integer member id keeps its digits, in either form of channel_data.
+  for (const [room, id, name] of [['big', '12345678901234567891', 'Snow'], ['big2', '12345678901234567892', 'Flake']]) {
+    t.same(await once((cb) => e.join(room!).here(cb)), [{ name }], `presence-${room} joined`);
+    t.same((await api(s.http, `/api/channels/presence-${room}/users`)).body, { users: [{ user_id: id, user_info: { name } }] }, `presence-${room}: the member is ${id}, not a rounded id`);
+  }
 
   // no endpoint answer at all
   const dead = await startServer(t, { authEndpoint: 'http://127.0.0.1:9/broadcasting/auth' });

@@ -343,8 +343,33 @@ t.test("Laravel's integer user ids sign in: sendToUser, watchlist and terminate_
   t.equal((await ann.raw.waitClose()).code, 4009, "terminate_connections('9042') closes it");
   t.equal(bob.raw.closed, undefined, 'the other user stays connected');
 
-  // An id JSON.parse cannot hold exactly is refused rather than rounded into another user's id.
-  const big = await open();
-  signin(big.raw, big.sid, '{"id":12345678901234567891}');
-  t.match(await big.raw.waitClose(), { code: 4009, reason: /integer below 2\^53/ }, 'an integer past 2^53: 4009, not a rounded id');
+});
+
+t.test('64-bit integer user ids (Laravel bigint keys) keep their digits: presence members and sign-in', async (t) => {
+  const s = shared;
+  const backend = sdk(s.port);
+  const open = async () => {
+    const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+    return { raw, sid: JSON.parse((await raw.event('pusher:connection_established')).data).socket_id as string };
+  };
+  // channel_data as PHP's json_encode writes it; JSON.parse rounds both ids to 12345678901234567000.
+  const join = (c: { raw: RawPusher; sid: string }, channelData: string) =>
+    c.raw.send({ event: 'pusher:subscribe', data: { channel: 'presence-big-ids', auth: `${APP.key}:${createHmac('sha256', APP.secret).update(`${c.sid}:presence-big-ids:${channelData}`).digest('hex')}`, channel_data: channelData } });
+  const ann = await open();
+  join(ann, '{"user_id":12345678901234567891,"user_info":{"name":"Ann"}}');
+  await ann.raw.event('pusher_internal:subscription_succeeded');
+  const bob = await open();
+  join(bob, '{"user_info":{"name":"Bob","user_id":1},"user_id":12345678901234567892}');
+  const seen = JSON.parse((await bob.raw.event('pusher_internal:subscription_succeeded')).data).presence;
+  t.same([seen.count, [...seen.ids].sort()], [2, ['12345678901234567891', '12345678901234567892']], 'two users, two members, with their own ids');
+  t.same(JSON.parse((await ann.raw.event('pusher_internal:member_added')).data), { user_id: '12345678901234567892', user_info: { name: 'Bob', user_id: 1 } }, 'Ann sees Bob join');
+  const users = await backend.get({ path: '/channels/presence-big-ids/users' }).then((r) => r.json());
+  t.same(users.users.map((u: any) => u.id).sort(), ['12345678901234567891', '12345678901234567892'], 'the users API lists both');
+
+  const sig = await open();
+  const userData = '{"id":12345678901234567893}';
+  sig.raw.send({ event: 'pusher:signin', data: { auth: `${APP.key}:${createHmac('sha256', APP.secret).update(`${sig.sid}::user::${userData}`).digest('hex')}`, user_data: userData } });
+  await sig.raw.event('pusher:signin_success');
+  await backend.sendToUser('12345678901234567893', 'notice', 1);
+  t.equal((await sig.raw.event('notice')).channel, '#server-to-user-12345678901234567893', 'sendToUser with the exact id reaches the signed-in user');
 });

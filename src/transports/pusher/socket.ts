@@ -24,6 +24,7 @@ import { startWatchlist } from './watchlist.js';
 import { isEncryptedChannel, subscribe, unsubscribe, validPusherChannel } from './subscriptions.js';
 import { JsonData } from '../../protocol/encoded-payload.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
+import { signedUserId } from './user-id.js';
 
 /** Malformed frames tolerated before the connection is closed (a buggy client gets errors, a hostile one is cut off). */
 const MAX_BAD_FRAMES = 20;
@@ -213,16 +214,6 @@ function utf8Over(s: string, limit: number): boolean {
 }
 
 /**
- * A signed user id: a string of 1-200 characters, or an integer as its decimal text; otherwise
- * undefined. Integers past 2^53 are refused: JSON.parse has already rounded them, and two users whose
- * ids round alike would become one (such ids must be sent as strings).
- */
-export function userIdOf(v: unknown): string | undefined {
-  const id = typeof v === 'number' && Number.isSafeInteger(v) ? String(v) : v;
-  return typeof id === 'string' && id.length > 0 && id.length <= 200 ? id : undefined;
-}
-
-/**
  * `pusher:signin`: the backend signed `socket_id::user::user_data`. The connection then belongs to the
  * user: deliveries to the user reach it, and terminate_connections closes it. A bad signature closes
  * the connection with 4009, as Pusher does. The first sign-in also starts the user's online status and
@@ -240,9 +231,9 @@ function signin(gw: PusherGateway, client: PusherClient, data: unknown): void {
   } catch {
     return client.close(PusherClose.UNAUTHORIZED, 'user_data is not valid JSON');
   }
-  // Laravel signs `['id' => $user->id]`, an integer: taken as its decimal text, as presence's user_id is.
-  const id = userIdOf(user?.id);
-  if (id === undefined) return client.close(PusherClose.UNAUTHORIZED, 'user_data must hold an id (a non-empty string, or an integer below 2^53)');
+  // Laravel signs `['id' => $user->id]`, an integer: the user is its digits, as presence's user_id is.
+  const id = signedUserId(user?.id, d.user_data, ['id']);
+  if (id === undefined) return client.close(PusherClose.UNAUTHORIZED, 'user_data must hold an id (a non-empty string or number)');
   const internal = internalUser(client.app, id);
   if (internal === undefined) return client.close(PusherClose.UNAUTHORIZED, `user_data id refused: ${USER_ID_SEPARATOR_RULE}`);
   if (client.user !== undefined && client.user !== internal) return client.close(PusherClose.UNAUTHORIZED, 'a connection cannot change user; reconnect instead');

@@ -17,6 +17,7 @@ import type { PusherGateway } from './gateway.js';
 import { verifyChannelAuth } from './signature.js';
 import { inChannelOrder } from '../channel-order.js';
 import { threadLogger } from '../../log.js';
+import { signedUserId } from './user-id.js';
 
 /** Pusher's channel names: up to 164 of `A-Z a-z 0-9 _ - = @ , . ;` (and `#server-to-user-…`). */
 const CHANNEL_RE = /^[A-Za-z0-9_\-=@,.;]{1,164}$/;
@@ -56,11 +57,10 @@ function parseChannelData(raw: unknown): Member | string {
     return 'channel_data is not valid JSON';
   }
   const o = v && typeof v === 'object' ? (v as { user_id?: unknown; user_info?: unknown }) : undefined;
-  const id = o?.user_id;
-  if ((typeof id !== 'string' && typeof id !== 'number') || String(id).length === 0 || String(id).length > 200) {
-    return 'channel_data must hold a user_id (a non-empty string or number)';
-  }
-  return o!.user_info === undefined ? { user_id: String(id) } : { user_id: String(id), user_info: o!.user_info };
+  // A 64-bit integer id keeps its digits (user-id.ts): rounded, two users would be one member.
+  const id = o === undefined ? undefined : signedUserId(o.user_id, raw, ['user_id']);
+  if (id === undefined) return 'channel_data must hold a user_id (a non-empty string or number)';
+  return o!.user_info === undefined ? { user_id: id } : { user_id: id, user_info: o!.user_info };
 }
 
 export function subscribe(gw: PusherGateway, client: PusherClient, data: unknown): void {

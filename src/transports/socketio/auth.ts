@@ -9,6 +9,7 @@ import { RtError } from '../../errors.js';
 import { APP_SEPARATOR, USER_ID_SEPARATOR_RULE } from '../../runtime/app-scope.js';
 import type { ChannelIdentity, Client } from '../../runtime/client.js';
 import type { Handshake } from '../../actors/handlers.js';
+import { signedUserId } from '../pusher/user-id.js';
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const ENDPOINT_TIMEOUT_MS = 10_000;
@@ -133,7 +134,11 @@ async function callAuthEndpoint(url: string, client: Client, socketId: string, h
     body = undefined;
   }
   let cd = body && typeof body === 'object' ? (body as { channel_data?: unknown }).channel_data : undefined;
+  // Where the member's id is written: Laravel's pusher broadcaster answers channel_data as a JSON
+  // string, its redis broadcaster as an object. A 64-bit integer id is read back from that text.
+  let idAt: { raw: string; path: string[] } = { raw: text, path: ['channel_data', 'user_id'] };
   if (typeof cd === 'string') {
+    idAt = { raw: cd, path: ['user_id'] };
     try {
       cd = JSON.parse(cd);
     } catch {
@@ -142,7 +147,7 @@ async function callAuthEndpoint(url: string, client: Client, socketId: string, h
   }
   const member = cd && typeof cd === 'object' ? (cd as { user_id?: unknown; user_info?: unknown }) : undefined;
   const uid = member?.user_id;
-  const user = typeof uid === 'string' || typeof uid === 'number' ? String(uid) : undefined;
+  const user = typeof uid === 'string' || typeof uid === 'number' ? (signedUserId(uid, idAt.raw, idAt.path) ?? String(uid)) : undefined;
   if (channelKind(channel) === 'presence' && (user === undefined || user.length === 0 || user.length > 200)) {
     throw new RtError('auth_failed', `the auth endpoint authorized ${channel} without channel_data.user_id`, 502);
   }
