@@ -1,5 +1,5 @@
 import t from 'tap';
-import { createHmac, generateKeyPairSync } from 'node:crypto';
+import { createHmac, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 import {
   JwtError,
   channelAllowed,
@@ -363,5 +363,16 @@ t.test('parseDuration', async (tt) => {
   for (const bad of ['', 'abc', '1.5h', '-5s', '5 s', '5w', '1h30m', 'h', '1e3', '0x10', '99999999999999999999d']) {
     tt.throws(() => parseDuration(bad), { message: new RegExp(`invalid duration ${JSON.stringify(bad).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`) }, `rejects ${JSON.stringify(bad)}`);
   }
+  tt.end();
+});
+
+t.test('a 64-bit integer sub (a Laravel bigint id) keeps its digits, HS256 and RS256', async (tt) => {
+  // JSON.stringify cannot write such a number: the payload is written as PHP's json_encode does.
+  const payload = b64('{"sub":12345678901234567891,"exp":1900000000}');
+  tt.equal((await hs.verify(hsRaw(b64({ alg: 'HS256', typ: 'JWT' }), payload))).sub, '12345678901234567891', 'HS256: the id as signed, not 12345678901234567000');
+  const rs = createJwtVerifier({ publicKey: rsa.publicKey, now: clock });
+  const head = b64({ alg: 'RS256', typ: 'JWT' });
+  const rsToken = `${head}.${payload}.${cryptoSign('sha256', Buffer.from(`${head}.${payload}`), rsa.privateKey).toString('base64url')}`;
+  tt.equal((await rs.verify(rsToken)).sub, '12345678901234567891', 'RS256: the id as signed');
   tt.end();
 });

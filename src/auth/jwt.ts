@@ -7,6 +7,7 @@
 import { createHmac, createPrivateKey, createPublicKey, createSecretKey, sign as cryptoSign, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type FlattenedJWSInput, type JWSHeaderParameters, type KeyInput } from 'jose';
 import { APP_SEPARATOR, USER_ID_SEPARATOR_RULE } from '../runtime/app-scope.js';
+import { signedUserId } from './user-id.js';
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
 
@@ -182,7 +183,8 @@ function requireFiniteNumber(claims: Record<string, unknown>, name: string): voi
   }
 }
 
-function validateClaims(claims: Record<string, unknown>): JwtClaims {
+/** `payloadPart`: the token's payload as sent, where a numeric `sub` is read back with all its digits. */
+function validateClaims(claims: Record<string, unknown>, payloadPart: string): JwtClaims {
   const sub = claims.sub;
   if (sub === undefined) {
     throw new JwtError('token_invalid_claims', 'claim "sub" (user id) is missing');
@@ -190,7 +192,9 @@ function validateClaims(claims: Record<string, unknown>): JwtClaims {
   if (typeof sub === 'string') {
     if (sub.length === 0) throw new JwtError('token_invalid_claims', 'claim "sub" (user id) is empty');
   } else if (typeof sub === 'number' && Number.isFinite(sub)) {
-    claims.sub = String(sub);
+    // A 64-bit id (a Laravel bigint key signed as a JSON integer) was rounded by JSON.parse: two users
+    // would share one id. Its digits are read back from the payload's text.
+    claims.sub = (Number.isSafeInteger(sub) ? undefined : signedUserId(sub, utf8.decode(Buffer.from(payloadPart, 'base64url')), ['sub'])) ?? String(sub);
   } else {
     throw new JwtError('token_invalid_claims', `claim "sub" (user id) must be a string or a number, got ${describeKind(sub)}`);
   }
@@ -319,7 +323,7 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
     if (claims.exp !== undefined && (claims.exp as number) <= t - skew) {
       throw new JwtError('token_expired', `token expired at ${describeTime(claims.exp as number)}`);
     }
-    return validateClaims(claims);
+    return validateClaims(claims, payloadPart);
   }
 
   function verifyNow(token: string): JwtClaims | undefined {
@@ -342,7 +346,7 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
     } catch (err) {
       throw joseError(err, token, opts.jwksUrl);
     }
-    return validateClaims(payload);
+    return validateClaims(payload, token.split('.')[1] ?? '');
   }
 
   return { verify, verifyNow, algorithms: exposedAlgorithms };

@@ -24,7 +24,7 @@ import { startWatchlist } from './watchlist.js';
 import { isEncryptedChannel, subscribe, unsubscribe, validPusherChannel } from './subscriptions.js';
 import { JsonData } from '../../protocol/encoded-payload.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
-import { signedUserId } from './user-id.js';
+import { signedUserId } from '../../auth/user-id.js';
 
 /** Malformed frames tolerated before the connection is closed (a buggy client gets errors, a hostile one is cut off). */
 const MAX_BAD_FRAMES = 20;

@@ -17,7 +17,7 @@ import type { PusherGateway } from './gateway.js';
 import { verifyChannelAuth } from './signature.js';
 import { inChannelOrder } from '../channel-order.js';
 import { threadLogger } from '../../log.js';
-import { signedUserId } from './user-id.js';
+import { signedUserId } from '../../auth/user-id.js';
 
 /** Pusher's channel names: up to 164 of `A-Z a-z 0-9 _ - = @ , . ;` (and `#server-to-user-…`). */
 const CHANNEL_RE = /^[A-Za-z0-9_\-=@,.;]{1,164}$/;

@@ -9,7 +9,7 @@ import { RtError } from '../../errors.js';
 import { APP_SEPARATOR, USER_ID_SEPARATOR_RULE } from '../../runtime/app-scope.js';
 import type { ChannelIdentity, Client } from '../../runtime/client.js';
 import type { Handshake } from '../../actors/handlers.js';
-import { signedUserId } from '../pusher/user-id.js';
+import { signedUserId } from '../../auth/user-id.js';
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const ENDPOINT_TIMEOUT_MS = 10_000;

@@ -1,6 +1,7 @@
 /**
- * User ids in signed Pusher JSON (presence `channel_data.user_id`, sign-in `user_data.id`). Laravel
- * signs its ids as JSON integers, and 64-bit ids (bigint keys, snowflakes) do not survive JSON.parse:
+ * User ids in signed JSON (Pusher presence `channel_data.user_id` and sign-in `user_data.id`, an auth
+ * endpoint's `channel_data`, a JWT's `sub`). Laravel signs its ids as JSON integers, and 64-bit ids
+ * (bigint keys, snowflakes) do not survive JSON.parse:
  * 12345678901234567891 and …892 both become 12345678901234567000, merging two users into one member.
  * So a number's id is the digits as they were signed, read back from the raw text.
  */
