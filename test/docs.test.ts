@@ -80,3 +80,14 @@ t.test('docs/http-api.md: its endpoint table is /api/openapi.json\'s', async (t)
   for (const e of listed) t.ok(described.has(e), `${e} (docs/http-api.md) is in the OpenAPI document`);
   for (const e of described) t.ok(listed.has(e), `${e} (OpenAPI document) is in docs/http-api.md's table`);
 });
+
+t.test("docs/pusher.md: each migration's start command lets the Laravel site's browsers in", async (t) => {
+  // Echo in a browser sends the page's Origin; one the server was not given is closed with 4009,
+  // which pusher-js never retries. Reverb, Soketi and hosted Pusher let every origin in by default.
+  const doc = read('docs/pusher.md');
+  const section = doc.slice(doc.indexOf('\n## Migrating'), doc.indexOf('\n## ', doc.indexOf('\n## Migrating') + 1));
+  const starts = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!.replace(/\\\n\s*/g, '')).filter((c) => c.includes('rt-actors start'));
+  t.ok(starts.length >= 3, 'a start command for Reverb, Soketi and Pusher');
+  for (const c of starts) t.match(c, /--allowed-origins=\S+/, `names the site's origin: ${c.trim().slice(0, 60)}…`);
+  t.match(section, /4009/, 'says what a refused origin looks like');
+});
