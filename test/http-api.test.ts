@@ -224,4 +224,16 @@ t.test('a socket_id or user id too long is refused naming the length limit, not 
   }
   t.equal((await api(s.http, '/api/publish', { channel: 'len', event: 'e', data: 1, socket_id: 'x'.repeat(64) })).status, 200, 'a socket_id of 64 passes');
   t.equal((await api(s.http, '/api/publish', { user: 'u'.repeat(200), event: 'e', data: 1 })).status, 200, 'a user id of 200 passes');
+  // A 64-bit integer id (a Laravel bigint key) is rounded by JSON parsing into another user's id:
+  // refused, in publish and in each batch message, rather than delivered to that other user.
+  for (const [path, raw] of [
+    ['/api/publish', '{"user":12345678901234567891,"event":"e","data":1}'],
+    ['/api/batch', '{"messages":[{"user":"7","event":"e","data":1},{"user":12345678901234567891,"event":"e","data":1}]}'],
+    ['/api/publish', '{"user":1.5e300,"event":"e","data":1}'],
+  ] as const) {
+    const r = await api(s.http, path, undefined, { raw });
+    t.equal(r.status, 400, `${path} ${raw.slice(0, 40)}`);
+    t.match(r.body, { error: { code: 'bad_request', message: /"user" .* send it as a string/ } });
+  }
+  t.equal((await api(s.http, '/api/publish', undefined, { raw: '{"user":9007199254740991,"event":"e","data":1}' })).status, 200, 'an integer up to 2^53 - 1 passes');
 });

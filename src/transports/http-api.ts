@@ -81,6 +81,11 @@ function parsePublish(body: unknown, where = 'body'): PublishSpec {
     if ((typeof b.user !== 'string' && typeof b.user !== 'number') || String(b.user).length === 0 || String(b.user).length > 200) {
       throw new RtError('bad_request', `${where}: "user" must be a string or number of 1-200 characters`);
     }
+    // JSON.parse rounded it (12345678901234567891 and …892 both read 12345678901234567000): it would
+    // reach another user's connections. A backend sends such ids as strings.
+    if (typeof b.user === 'number' && !Number.isSafeInteger(b.user)) {
+      throw new RtError('bad_request', `${where}: "user" ${b.user} is not an integer below 2^53, so JSON parsing may have changed it into another user's id: send it as a string`);
+    }
     // Another Pusher app's users are reached through that app's own HTTP API, with its credentials.
     if (String(b.user).includes(APP_SEPARATOR)) throw new RtError('bad_request', `${where}: "user": ${USER_ID_SEPARATOR_RULE}`);
     return { user: String(b.user), event, data: b.data, socketId };
