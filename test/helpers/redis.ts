@@ -2,7 +2,7 @@
 // Every process started here is killed in teardown — and, should the test runner itself die, by the
 // exit hook below — so no redis-server or host outlives its test.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -253,8 +253,27 @@ export async function startHost(t: T, redis: string, ns: string, opts: { workers
     proc,
     output: () => out,
     crash: async () => {
+      const redisPort = Number(new URL(redis.split(',')[0]!).port || 6379);
+      const conns = tcpPeersOf(proc.pid!, redisPort);
       proc.kill('SIGKILL');
       await exited;
+      // The kernel closes a dead process's sockets at once, but Redis notices on its own time (tens of
+      // ms on a loaded machine): until then PUBLISH still counts the dead host's subscriptions, and an
+      // event forwarded to it meanwhile waits out its timeout (docs/scaling.md). The tests' "after a
+      // kill -9" starts once Redis has let go of them, as it has moments later in any deployment.
+      const r = new Redis({ port: redisPort, host: '127.0.0.1', lazyConnect: true });
+      await r.connect();
+      try {
+        const deadline = Date.now() + 15_000;
+        for (;;) {
+          const list = String(await r.client('LIST'));
+          if (![...conns].some((local) => list.includes(`addr=127.0.0.1:${local} `))) break;
+          if (Date.now() > deadline) throw new Error('Redis still holds connections of the killed host after 15 s');
+          await sleep(10);
+        }
+      } finally {
+        r.disconnect();
+      }
     },
     stop,
   };
@@ -339,4 +358,25 @@ export async function redisCall(port: number, ...args: string[]): Promise<unknow
   } finally {
     r.disconnect();
   }
+}
+
+/** The local ports of `pid`'s TCP connections to 127.0.0.1:`remotePort` (Linux: /proc). */
+function tcpPeersOf(pid: number, remotePort: number): Set<number> {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const ports = new Set<number>();
+  for (const line of readFileSync(`/proc/${pid}/net/tcp`, 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10) continue;
+    const [, local, remote] = f;
+    if (parseInt(remote!.split(':')[1]!, 16) === remotePort && inodes.has(f[9]!)) ports.add(parseInt(local!.split(':')[1]!, 16));
+  }
+  return ports;
 }
