@@ -209,6 +209,43 @@ t.test('missed publications of several channels come back in the order they were
   t.same(log.slice(expected.length), [`${a}:100`, `${b}:101`], 'then the live ones, once');
 });
 
+t.test("a client cut again before a recovery's replay reached it recovers from the offset it still has, whichever shard each try lands on", async (t) => {
+  const s = await startServer(t, { actors: ACTORS });
+  const { c, seen } = await client(t, s.http, { transports: ['websocket'], reconnection: false });
+  t.same(await c.emitWithAck('subscribe', { channel: 'again' }), { ok: true });
+  await publish(s.http, 'again', 0);
+  await until('the first publication', () => seen.get('again')?.length === 1);
+  const state = c as unknown as { _pid?: string; _lastOffset?: string };
+  const { _pid: pid, _lastOffset: offset } = state;
+  t.ok(pid && offset, 'the client holds a pid and an offset');
+  const id = c.id;
+  let last: Socket = c;
+  // Each try is a new connection (the acceptor hands them to the shards in turn); each comes back with
+  // the offset of publication 0, as a client does whose every replay was cut before it arrived.
+  for (let k = 1; k <= 4; k++) {
+    const gone = new Promise((r) => last.once('disconnect', r));
+    cut(last);
+    await gone;
+    last.close();
+    await publish(s.http, 'again', k);
+    const b = io(s.http, { forceNew: true, autoConnect: false, reconnection: false, transports: ['websocket'] });
+    t.teardown(() => b.close());
+    Object.assign(b, { _pid: pid, _lastOffset: offset });
+    const got: number[] = [];
+    const marks: number[] = [];
+    b.on('seq', (ch: string, n: number) => ch === 'again' && got.push(n));
+    b.on('mark', (ch: string, n: number) => ch === 'again' && marks.push(n));
+    await new Promise<void>((resolve, reject) => (b.once('connect', () => resolve()), b.once('connect_error', reject), b.connect()));
+    t.equal(b.recovered, true, `try ${k}: recovered`);
+    t.equal(b.id, id, `try ${k}: the same socket id`);
+    // A sentinel after the replay: every replayed publication has arrived before it.
+    await publish(s.http, 'again', k, 'mark');
+    await until(`try ${k}: the sentinel`, () => marks.includes(k));
+    t.same(got, Array.from({ length: k }, (_, i) => i + 1), `try ${k}: everything after publication 0, in order, once`);
+    last = b;
+  }
+});
+
 t.test("what live delivery kept from a socket (a publish with its socket_id, its own whispers) recovery does not replay", async (t) => {
   const s = await startServer(t, { socketioPingInterval: '300ms', socketioPingTimeout: '300ms' });
   const tok = signJwt({ sub: 'u1', channels: ['private-*'], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });

@@ -56,6 +56,8 @@ type Ack = (args: unknown[]) => void;
 const GHOST_ACK_IDS = 1_000_000;
 /** Missed publications read per channel to put a recovery's replay in publication order (the history request's own cap). */
 const HISTORY_LIMIT = 1000;
+/** Snapshots of earlier sockets a recovered socket keeps per channel: recoveries cut in a row, this many back. */
+const MAX_EARLIER_SNAPSHOTS = 8;
 
 interface SocketState {
   nsp: string;
@@ -442,7 +444,11 @@ export class SioClient extends Client {
   issuedAt?: number;
   /** Where this socket stands in each channel on this thread (recovery). */
   private readonly tracks = new Map<string, ChannelTrack>();
-  /** Snapshots from threads this socket was on before (a move at upgrade), per channel. */
+  /**
+   * Snapshots from the sockets this one continues, per channel: threads it was on before (a move at
+   * upgrade), and the sockets of the session it recovered (their last offset may still be all the
+   * client has, when the replay was cut before it arrived).
+   */
   readonly earlier = new Map<string, Snapshot[]>();
   /** Channels given back by recovery: a client subscribing again (laravel-echo does) is simply told ok. */
   private restored?: Set<string>;
@@ -923,6 +929,9 @@ export class SioClient extends Client {
       if (this.held) this.held.length = heldBefore;
       return false;
     }
+    // A client cut again before the replay reached it comes back with the offset it had before this
+    // recovery, which names the thread of the socket it recovered: kept, the next recovery reads it.
+    for (const c of saved.channels) this.earlier.set(c.ch, c.snaps.slice(-MAX_EARLIER_SNAPSHOTS));
     this.publicId = saved.publicId;
     this.hub.aliases.set(this.publicId, this);
     this.data = saved.data ?? {};

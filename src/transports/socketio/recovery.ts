@@ -272,9 +272,8 @@ export function receivedUpTo(snaps: readonly Snapshot[], clientOffset: string | 
   if (!m) return undefined;
   const inc = m[1]!;
   const seq = Number(m[2]);
-  const i = snaps.findIndex((s) => s.inc === inc);
-  if (i < 0) return undefined;
-  const snap = snaps[i]!;
+  const snap = snapshotOf(snaps, inc, seq);
+  if (!snap) return undefined;
   let offset = snap.base;
   let live = false;
   for (const [n, off] of snap.entries) {
@@ -285,6 +284,24 @@ export function receivedUpTo(snaps: readonly Snapshot[], clientOffset: string | 
   // Deliveries between joining and the oldest one remembered are unknown: the answer could be among them.
   if (!live && snap.lossy && seq > snap.joinedAt) return undefined;
   return { epoch: snap.epoch, offset };
+}
+
+/**
+ * The snapshot of the socket that delivered `inc~seq`. One thread can appear more than once (a session
+ * recovered back onto a thread it was on): delivery numbers only grow on a thread, so it is the newest
+ * of that thread's sockets that had delivered something up to `seq` — the first delivery to a socket
+ * (or, if none, its joining) comes after everything its predecessors on the thread were sent.
+ */
+function snapshotOf(snaps: readonly Snapshot[], inc: string, seq: number): Snapshot | undefined {
+  let oldest: Snapshot | undefined;
+  for (let i = snaps.length - 1; i >= 0; i--) {
+    const s = snaps[i]!;
+    if (s.inc !== inc) continue;
+    const first = s.entries.length > 0 ? Math.min(s.entries[0]![0], s.joinedAt + 1) : s.joinedAt + 1;
+    if (seq >= first) return s;
+    oldest = s;
+  }
+  return oldest;
 }
 
 /** One channel's missed publications, with when each was published (HistoryAnswer with times). */
