@@ -13,6 +13,7 @@ import path from 'node:path';
 import { startServer, api, JWT_SECRET } from './helpers/server.js';
 import { FAULT_ACTORS, channelOwnedBy, clientOnShard, listenProbe, until } from './helpers/faults.js';
 import { TestClient } from './helpers/ws-client.js';
+import { dropNamespace, machineRedis, startHost } from './helpers/redis.js';
 
 t.setTimeout(300_000);
 
@@ -92,4 +93,45 @@ t.test('a survivor busy when a shard died: the replacement takes no late answer 
   const known = [...(reply.members ?? []).map((m: any) => m.user_id), ...ann.frames.filter((f) => f.op === 'join').map((f) => f.member.user_id)];
   t.same(known.sort(), ['ann', 'bob'], 'bob, re-registered by the replay, is in the member list or joins');
   t.same((await api(s.http, `/api/channels/${ch}/users`)).body.users.map((u: any) => u.user_id).sort(), ['ann', 'bob']);
+});
+
+// With --redis the members live in Redis and the dead thread's own are removed from it at once — but
+// that leave, and any join on another host, is published while this host has no owner relaying the
+// channel: the survivors on this host were never told, and listed the dead member for ever.
+t.test('with --redis: survivors on the crashed host are told of the leave (and a join) Redis published while the owner was gone', async (t) => {
+  const redis = await machineRedis(t);
+  const ns = `rt-pcrash-${process.pid}-${Date.now()}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  // The default presence ttl: the dead thread's node is not swept while its replacement starts.
+  const s = await startServer(t, { workers: 2, redis: redis.url, redisNamespace: ns });
+  const B = await startHost(t, redis.url, ns, { workers: 1, args: ['--presence-ttl', '15s'] });
+  const ch = channelOwnedBy('presence-crash-redis-', 0, 2);
+  const ws = (user: string) => `${s.url}/ws?token=${token(user)}`;
+  const viewer = await clientOnShard(ws('viewer'), 1, t);
+  const remote = await TestClient.connect(`${B.url}/ws?token=${token('remote')}`);
+  t.teardown(() => remote.close());
+  const ghost = await clientOnShard(ws('ghost'), 0, t);
+  const twoTabs = [await clientOnShard(ws('both'), 0, t), await clientOnShard(ws('both'), 1, t)];
+  t.same((await viewer.request({ op: 'subscribe', channel: ch })).members.map((m: any) => m.user_id), ['viewer']);
+  for (const c of [remote, ghost, ...twoTabs]) t.equal((await c.request({ op: 'subscribe', channel: ch })).ok, true);
+  for (const user of ['remote', 'ghost', 'both']) await viewer.next((f) => f.op === 'join' && f.member.user_id === user);
+  viewer.frames.length = 0;
+
+  s.crashShard(0);
+  t.equal((await ghost.waitClose(10_000)).code, 1011, "the crashed shard's client is told to reconnect");
+  // Joins on the other host while (or just after) this host has no owner of the channel.
+  const late = await TestClient.connect(`${B.url}/ws?token=${token('late')}`);
+  t.teardown(() => late.close());
+  t.equal((await late.request({ op: 'subscribe', channel: ch })).ok, true);
+  const leave = await viewer.next((f) => f.op === 'leave', 30_000);
+  t.same(leave.member, { user_id: 'ghost', user_info: { name: 'ghost' } }, 'the ghost leaves for the survivor on its own host');
+  await viewer.next((f) => f.op === 'join' && f.member.user_id === 'late', 30_000);
+
+  // Sentinel: published after the replacement serves, so a repeated join or leave would come before it.
+  await until(async () => (await api(s.http, '/health')).body.workers.alive === 2, 'shard 0 replaced');
+  await until(async () => (await api(s.http, '/api/publish', { channel: ch, event: 'sentinel', data: 1 })).status === 200, 'publish after the restart');
+  await viewer.next((f) => f.op === 'message' && f.event === 'sentinel', 10_000);
+  t.same(viewer.frames.filter((f) => f.op === 'leave' || f.op === 'join'), [], 'no other join or leave: none twice, none for the user still on the survivor');
+  const users = await api(B.http, `/api/channels/${ch}/users`);
+  t.same(users.body.users.map((u: any) => u.user_id).sort(), ['both', 'late', 'remote', 'viewer'], "the survivor's view is the cluster's list");
 });

@@ -679,12 +679,34 @@ export class ChannelActor {
   reconcileReplay(seen: readonly Member[]): void | Promise<void> {
     return this.mailbox.run(() => {
       this.fromReplay = false;
-      if (this.stopped || this.env.broker) return;
+      if (this.stopped) return;
+      if (this.env.broker) return this.reconcileBridged(seen);
       const due = this.ghosts.waiting;
       if (this.kind === 'presence') for (const m of this.ghosts.settle(seen, (u) => this.members.has(u))) this.memberLeft(m);
       // The replay registered subscribers without announcing their count, which the crash changed.
       if (due && this.subs.size > 0) this.counter?.changed(this.subs.size);
     }, false);
+  }
+
+  /**
+   * reconcileReplay with the Redis bridge: the members are Redis's, but what it announced while this
+   * host had no owner for the channel (the dead thread's members leaving, joins on other hosts) reached
+   * no thread here. The threads' clients are told the difference between what they know and Redis.
+   */
+  private async reconcileBridged(seen: readonly Member[]): Promise<void> {
+    if (!this.ghosts.waiting) return;
+    if (this.kind !== 'presence' || !this.bridged) return this.ghosts.end();
+    let current: Member[];
+    try {
+      current = await this.env.broker!.members(this.name);
+    } catch (err) {
+      this.ghosts.end();
+      return this.log('could not compare the members after a restart with Redis', err);
+    }
+    if (!this.bridged || this.stopped) return this.ghosts.end();
+    const { leaves, joins } = this.ghosts.settleAgainst(seen, current);
+    for (const m of leaves) this.presenceToThreads('leave!', m);
+    for (const m of joins) this.presenceToThreads('join!', m);
   }
 
   /** A thread was replaced: its connections are gone. */
@@ -888,6 +910,7 @@ export class ChannelActor {
         } else this.members.set(conn.user!, { info: conn.info, conns: 1 });
       }
     }
+    if (replay) this.ghosts.due();
     if (this.kind === 'presence') result.info = conn.info;
     return result;
   }
@@ -928,7 +951,7 @@ export class ChannelActor {
     publication: (pub, epoch, exclude) => this.enqueue(() => this.relay(pub, epoch, exclude)),
     presence: (kind, m, exclude) =>
       this.enqueue(() => {
-        if (!this.bridged) return;
+        if (!this.bridged || !this.ghosts.relay(kind, m.user_id)) return;
         for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.presence(t, kind, this.name, m, exclude);
       }),
     ingest: (msg, claim) => this.enqueue(() => this.ingest(msg, claim)),

@@ -69,7 +69,7 @@ export class Hub {
    * The presence members this thread's clients were told about, for a replaced owner (see replay).
    * None with the Redis bridge, where presence lives in Redis.
    */
-  private readonly presenceSeen?: PresenceLedger;
+  private readonly presenceSeen = new PresenceLedger();
   private readonly idPrefix: string;
   private seq = 0;
   /**
@@ -102,7 +102,6 @@ export class Hub {
     this.thread = opts.mesh.self;
     this.shards = opts.mesh.shards;
     this.app = opts.app;
-    if (!opts.bridge) this.presenceSeen = new PresenceLedger();
     // The random part keeps ids unique across restarts of the same thread.
     this.idPrefix = `${this.thread}.${randomBytes(6).toString("hex")}`;
   }
@@ -263,7 +262,7 @@ export class Hub {
     if (!l) this.local.set(channel, (l = { refs: 0 }));
     l.refs++;
     if (!l.pos || l.pos.epoch !== res.epoch || l.pos.offset < res.offset) l.pos = { epoch: res.epoch, offset: res.offset };
-    if (res.members) this.presenceSeen?.merge(channel, res.members);
+    if (res.members) this.presenceSeen.merge(channel, res.members);
     const hidden = client.hidden?.get(channel);
     if (hidden === 'quiet') return;
     if (client.ws && hidden !== 'sink') client.ws.subscribe(topicOf(l, client.codec, channel));
@@ -287,7 +286,7 @@ export class Hub {
     const l = this.local.get(channel);
     if (l && --l.refs === 0) {
       this.local.delete(channel);
-      this.presenceSeen?.drop(channel);
+      this.presenceSeen.drop(channel);
     }
     if (!tellOwner) return;
     const notice: Extract<Notice, { t: 'unsub' }> = { t: 'unsub', ch: channel, conn: client.connRef() };
@@ -500,10 +499,10 @@ export class Hub {
     this.flushHeld();
     switch (n.t) {
       case 'join!':
-        this.presenceSeen?.joined(n.ch, n.m);
+        this.presenceSeen.joined(n.ch, n.m);
         return this.deliverPresence(n.t, n.ch, n.m, n.ex);
       case 'leave!':
-        this.presenceSeen?.left(n.ch, n.m);
+        this.presenceSeen.left(n.ch, n.m);
         return this.deliverPresence(n.t, n.ch, n.m, n.ex);
       case 'count!':
         return this.deliverCount(n.ch, n.n);
@@ -706,11 +705,12 @@ export class Hub {
    * The owner of some of our channels was replaced and lost its actors: subscribe our connections
    * again, telling it where each stream was so offsets stay monotonic; then tell it which members our
    * clients know on its presence channels, so it can announce those that left with the dead thread.
-   * With the Redis bridge presence lives in Redis, not in the owner: no such notice.
+   * With the Redis bridge too: the members are in Redis, but the joins and leaves published while the
+   * channel had no owner on this host reached nobody here, and the new owner compares.
    */
   private replay(peer: number): void {
     this.resubscribe(peer);
-    if (this.presenceSeen) this.mesh.notify(peer, { t: 'replayed', seen: this.presenceSeen.seen((ch) => this.ownerOf(ch) === peer) });
+    this.mesh.notify(peer, { t: 'replayed', seen: this.presenceSeen.seen((ch) => this.ownerOf(ch) === peer) });
   }
 
   private resubscribe(peer: number): void {

@@ -177,7 +177,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   });
   // From the first request on, not from the 'restarted' notice: a publish queued for the dead thread
   // may be read first, and must not start a channel's stream before its subscribers say where it was.
-  if (task.replacement && !bridge) replays.begin();
+  if (task.replacement) replays.begin();
 
   // With TLS each shard terminates it; the main thread's acceptor only hands over the raw socket.
   const app: TemplatedApp = config.tlsCert
@@ -196,8 +196,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       else if (n.t === 'stayed') for (const [ch, user] of n.m) host.endGrace(ch, user);
       else if (n.t === 'restarted') {
         host.dropThread(n.peer);
-        // With Redis presence lives in Redis and no thread reports (Hub.replay).
-        if (n.peer === shard && !bridge) replays.begin();
+        if (n.peer === shard) replays.begin();
       } else if (n.t === 'replayed') replays.report(from, n);
     },
   });
