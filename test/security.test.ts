@@ -8,6 +8,7 @@ import { signJwt } from 'rt-actors';
 import { startServer, api, JWT_SECRET } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { selfSignedCert } from './helpers/tls.js';
+import { dropNamespace, machineRedis } from './helpers/redis.js';
 
 const token = (sub: string, extra: Record<string, unknown> = {}) => signJwt({ sub, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600, ...extra }, { secret: JWT_SECRET });
 
@@ -178,4 +179,24 @@ t.test('presence channels hold at most --max-presence-members users', async (t) 
   b.close();
   await a.next((f) => f.op === 'leave');
   t.equal((await c.request({ op: 'subscribe', channel: 'presence-small' })).ok, true, 'a place frees when a member leaves');
+});
+
+// With --redis the subscribe takes another path (admitBridged), which once skipped the check: no limit at all.
+t.test('with --redis, --max-presence-members still holds (per host)', async (t) => {
+  const redis = await machineRedis(t);
+  const ns = `rt-maxmembers-${process.pid}-${Date.now()}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  const s = await startServer(t, { maxPresenceMembers: 2, redis: redis.url, redisNamespace: ns });
+  const tok = (u: string) => token(u, { channels: ['presence-*'] });
+  const [a, a2, b, c] = await Promise.all(['a', 'a', 'b', 'c'].map((u) => TestClient.connect(s.url + '/ws?token=' + tok(u))));
+  t.teardown(() => [a, a2, b, c].forEach((x) => x!.close()));
+  t.equal((await a!.request({ op: 'subscribe', channel: 'presence-small' })).ok, true);
+  t.equal((await b!.request({ op: 'subscribe', channel: 'presence-small' })).ok, true);
+  t.equal((await a2!.request({ op: 'subscribe', channel: 'presence-small' })).ok, true, 'another tab of a member is not a new member');
+  const full = await c!.request({ op: 'subscribe', channel: 'presence-small' });
+  t.equal(full.error?.code, 'too_many_members', 'the third user is refused');
+  t.same((await api(s.http, '/api/channels/presence-small/users')).body.users.map((u: { user_id: string }) => u.user_id).sort(), ['a', 'b'], 'and left nothing behind in Redis');
+  b!.close();
+  await a!.next((f) => f.op === 'leave');
+  t.equal((await c!.request({ op: 'subscribe', channel: 'presence-small' })).ok, true, 'a place frees when a member leaves');
 });

@@ -855,6 +855,11 @@ export class ChannelActor {
     const broker = this.env.broker!;
     const known = this.subs.has(conn.id);
     const newMember = this.isMember(conn) && !known && !this.members.has(conn.user!);
+    // The limit counts this host's members (docs/security.md): the others' are in Redis, and a check
+    // there could not be atomic with their joins anyway.
+    if (newMember && !replay && this.env.maxPresenceMembers && this.members.size >= this.env.maxPresenceMembers) {
+      throw new RtError('too_many_members', `presence channel ${this.name} is full (${this.env.maxPresenceMembers} members)`, 403);
+    }
     let attached = false;
     let joined = false;
     let result: SubscribeResult;
