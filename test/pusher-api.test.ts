@@ -60,6 +60,17 @@ t.test('trigger and triggerBatch reach pusher-js and native subscribers; socket_
   // many channels at once
   const multi = await backend.trigger(['news', 'other'], 'x', 'y');
   t.equal(multi.status, 200);
+
+  // A channel named twice in one trigger gets the event once (a sentinel after it: nothing more comes).
+  const twice: unknown[] = [];
+  cb.bind('twice', (d: unknown) => twice.push(d));
+  const afterTwice = nextOn(cb, 'after-twice');
+  const dup = await backend.trigger(['news', 'news'], 'twice', { n: 1 }, { info: 'subscription_count' });
+  t.equal(dup.status, 200);
+  t.same(await dup.json(), { channels: { news: { subscription_count: 3 } } }, 'info names the channel once');
+  t.equal((await backend.trigger('news', 'after-twice', {})).status, 200);
+  await afterTwice;
+  t.same(twice, [{ n: 1 }], 'delivered once');
 });
 
 t.test('channel queries: list with filter_by_prefix and info, one channel, presence users', async (t) => {

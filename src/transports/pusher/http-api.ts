@@ -107,7 +107,10 @@ function parseEvent(app: PusherApp, v: unknown, where: string, batch: boolean): 
     if (typeof b.socket_id !== 'string' || !SOCKET_ID_RE.test(b.socket_id) || b.socket_id.length > 64) throw new RtError('bad_request', `${where}: invalid socket_id`);
     socketId = b.socket_id;
   }
-  return { name: b.name, data: typeof b.data === 'string' ? fromWireData(b.data) : b.data, channels: channels as string[], socketId, info: parseInfo(b.info, where) };
+  // A channel named twice gets the event once: the answer's `channels` info is keyed by name, and a
+  // backend that built its list with duplicates meant each channel, not each entry.
+  const names = [...new Set(channels as string[])];
+  return { name: b.name, data: typeof b.data === 'string' ? fromWireData(b.data) : b.data, channels: names, socketId, info: parseInfo(b.info, where) };
 }
 
 async function trigger(gw: PusherGateway, app: PusherApp, e: EventSpec): Promise<Record<string, Record<string, number>> | undefined> {
