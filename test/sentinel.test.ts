@@ -98,6 +98,22 @@ t.test('SENTINEL FAILOVER: publishing, delivery and history resume without resta
   t.pass('both hosts healthy and connected after the failover');
 });
 
+t.test('--redis carries only credentials and database beside the sentinels: redis://user:password@/2 as documented', async (t) => {
+  // An ACL user on both nodes (ACLs are not replicated), so the default user and the other hosts are untouched.
+  const master = await g.masterPort();
+  for (const port of [g.master.port, g.replica.port]) t.equal(await redisCall(port, 'ACL', 'SETUSER', 'rtsent', 'on', '>s3cret', '~*', '&*', '+@all'), 'OK');
+  const C = await startHost(t, 'redis://rtsent:s3cret@/2', 'rtacl', { args: ['--redis-sentinels', g.spec, '--redis-sentinel-name', g.name] });
+  const health = (await api(C.http, '/health', undefined, { key: null })).body;
+  t.same(health.redis, { connected: 1, shards: 1 }, 'connected through the sentinels with the URL\'s user');
+  t.match(String(await redisCall(master, 'CLIENT', 'LIST')), /name=rt-actors:\S+ .*db=2 .*user=rtsent/, 'on the master, database 2, as that user');
+  const c = await connect(C);
+  t.equal((await c.request({ op: 'subscribe', channel: 'acl-news' })).ok, true);
+  t.equal((await api(C.http, '/api/publish', { channel: 'acl-news', event: 'e', data: 1 })).status, 200);
+  t.same((await c.waitForMessages('acl-news', 1)).map((f) => f.data), [1], 'publish and delivery work');
+  const err = await startHost(t, 'redis://rtsent:wrong@/2', 'rtacl', { args: ['--redis-sentinels', g.spec, '--redis-sentinel-name', g.name] }).then(() => undefined, (e: Error) => e);
+  t.match(err?.message ?? '', /refused our credentials .*redis:\/\/:password@\/ .*beside --redis-sentinels/, 'a wrong password names the sentinel form of --redis');
+});
+
 t.test('bad sentinel options stop the start with a message naming them', async (t) => {
   for (const [flags, needle] of [
     [['--redis-sentinels', 'nope'], /redis-sentinels.*not host:port/],

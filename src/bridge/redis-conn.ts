@@ -81,7 +81,9 @@ export function parseSentinelTarget(sentinels: readonly string[], name: string, 
     list.push({ host: m[1]!, port });
   }
   if (list.length === 0) throw new RedisTargetError('--redis-sentinels is empty');
-  const base = redis ? parseRedisTarget(redis, false) : undefined;
+  // The master's host comes from the sentinels, so the documented form names none (`redis://:pw@/2`):
+  // a placeholder host lets the URL parse; only its credentials, database and TLS are kept.
+  const base = redis ? parseRedisTarget(redis.trim().replace(/^(rediss?:\/\/(?:[^@/]*@)?)(?=\/|$)/i, '$1sentinel-master'), false) : undefined;
   if (base?.cluster) throw new RedisTargetError('--redis lists several nodes, but with --redis-sentinels it only carries credentials: give one URL');
   return {
     cluster: false,

@@ -99,7 +99,9 @@ async function startFailure(target: RedisTarget, err: unknown): Promise<string> 
     return `Redis at ${target.display} is not a Redis Cluster (cluster_enabled:0): leave out --redis-cluster and give one URL${many}`;
   }
   if (/^(NOAUTH|WRONGPASS)\b/.test(reason)) {
-    return `Redis at ${target.display} refused our credentials (${reason}): give the password in --redis (redis://:password@host:port, or redis://user:password@host:port)`;
+    // With sentinels the master's address is theirs to give: --redis carries only the credentials.
+    const form = target.sentinel ? 'redis://:password@/ or redis://user:password@/, beside --redis-sentinels' : 'redis://:password@host:port, or redis://user:password@host:port';
+    return `Redis at ${target.display} refused our credentials (${reason}): give the password in --redis (${form})`;
   }
   if (/^NOPERM\b/.test(reason)) return `Redis at ${target.display} refused a command to our user (${reason}): the ACL user needs the commands, keys and channels of --redis-namespace (and of --redis-prefix for Laravel)`;
   if (/DB index is out of range/.test(reason)) {
