@@ -119,6 +119,8 @@ t.test('bad sentinel options stop the start with a message naming them', async (
     [['--redis-sentinels', 'nope'], /redis-sentinels.*not host:port/],
     [['--redis-sentinels', g.spec, '--redis-sentinel-name', 'bad name'], /sentinel-name/],
     [['--redis-sentinels', g.spec, '--redis-cluster'], /exclude each other/],
+    // The sentinels answer, but for another master: not "All sentinels are unreachable".
+    [['--redis-sentinels', g.spec, '--redis-sentinel-name', 'nosuchmaster'], /sentinels answer but monitor no master named "nosuchmaster"/],
   ] as const) {
     const err = await startHost(t, '', 'rt', { args: [...flags] }).then(() => undefined, (e: Error) => e);
     t.ok(err, `${flags.join(' ')} refused`);

@@ -94,6 +94,10 @@ async function startFailure(target: RedisTarget, err: unknown): Promise<string> 
   if (target.sentinel && /unknown command .sentinel./i.test(reason)) {
     return `${target.display}: an address in --redis-sentinels is a plain Redis, not a Sentinel (it does not know the SENTINEL command): give the sentinels' addresses (port 26379 by default)`;
   }
+  // ioredis says "All sentinels are unreachable. Retrying …" though they answered: they monitor no such master.
+  if (target.sentinel && /No such master with that name/i.test(reason)) {
+    return `${target.display}: the sentinels answer but monitor no master named "${target.sentinel.name}": give --redis-sentinel-name as in their 'sentinel monitor <name> …' line (SENTINEL MASTERS lists them)`;
+  }
   if (target.cluster && /slots cache|None of startup nodes/i.test(reason) && (await clusterDisabled(target))) {
     const many = target.nodes.length > 1 ? " (several URLs in --redis mean a Cluster's nodes)" : '';
     return `Redis at ${target.display} is not a Redis Cluster (cluster_enabled:0): leave out --redis-cluster and give one URL${many}`;
