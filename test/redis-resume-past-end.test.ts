@@ -71,3 +71,34 @@ t.test('a relay whose channel went back in Redis tells its subscribers to resync
   const [m] = await again.waitForMessages(ch, 1);
   t.same([m!.offset, m!.data], [2, 'new 2'], 'the reused offset is delivered');
 });
+
+t.test('a client resyncing only after the reused offsets passed its position is still not recovered', async (t) => {
+  // A client that was away when its host noticed the loss (or reconnects after a busy channel moved on)
+  // resumes from a lost offset the new master has reached again with other publications. Before, the
+  // epoch was unchanged, so the resume answered recovered: true and the reused offsets were lost silently.
+  const ch = 'went-back-late';
+  const onB = await connect(B.url);
+  const sub = await onB.request({ op: 'subscribe', channel: ch });
+  for (let i = 1; i <= 3; i++) t.equal((await api(A.http, '/api/publish', { channel: ch, event: 'e', data: i })).status, 200);
+  await onB.waitForMessages(ch, 3);
+  // What the new master has: offset 1 only (the stream's last two entries, offsets 2 and 3, are lost).
+  const entries = await admin.xrange(`${ns}:{${ch}}:s`, '-', '+');
+  t.equal(entries.length, 3);
+  await admin.xdel(`${ns}:{${ch}}:s`, entries[1]![0], entries[2]![0]);
+  await admin.hset(`${ns}:{${ch}}:m`, 'o', '1');
+  t.ok(Number(await admin.client('KILL', 'TYPE', 'pubsub')) >= 1, 'killed the subscriber connections');
+  t.equal((await onB.waitClose(10000)).code, 4012, 'told to resync');
+  // The new master moves on past the client's last offset (3) before the client comes back.
+  for (let i = 2; i <= 5; i++) t.equal((await api(A.http, '/api/publish', { channel: ch, event: 'e', data: `new ${i}` })).body.offsets[ch], i);
+  for (const host of [B, A]) {
+    const late = await connect(host.url);
+    const r = await late.request({ op: 'subscribe', channel: ch, since: { offset: 3, epoch: sub.epoch } });
+    t.equal(r.ok, true);
+    t.equal(r.recovered, false, 'a resume from a lost offset is not recovered, though Redis reached that offset again');
+    t.not(r.epoch, sub.epoch, 'the channel has a new epoch');
+    // Under the new epoch, history is served as usual.
+    const h = await late.request({ op: 'history', channel: ch, since: { offset: 1, epoch: r.epoch } });
+    t.equal(h.recovered, true);
+    t.same(h.publications.map((p: { data: unknown }) => p.data), ['new 2', 'new 3', 'new 4', 'new 5'], 'the new publications, under the new epoch');
+  }
+});

@@ -1124,13 +1124,15 @@ export class ChannelActor {
         await rejoin(this.name, subscriberOf(conn)).catch((err) => this.log(`subscriber ${conn.id} could not be registered with the channel's actor again`, err));
       }
     }
-    const pos = await broker.position(this.name, this.bounds);
+    // Redis behind what was delivered here (a failover lost the old master's last writes, and the new
+    // one reuses their offsets) starts a new epoch: relaying on would drop the reused offsets as
+    // duplicates nobody ever saw, and a client resuming later from a lost offset would be told
+    // `recovered: true` over publications it never got.
+    const pos = await broker.position(this.name, this.bounds, { offset: this.offset, epoch: this.epoch });
     if (!this.bridged) return;
+    if (pos.epoch !== this.epoch && pos.offset < this.offset) return this.reset(pos.epoch, pos.offset, `the channel's stream in Redis went back from offset ${this.offset} to ${pos.offset} (a failover lost its last writes?): new epoch`);
     if (pos.epoch !== this.epoch) return this.reset(pos.epoch, pos.offset, "the channel's stream in Redis was reset (Redis restarted without persistence?)");
     if (pos.offset > this.offset) await this.fill(pos.offset);
-    // Behind what was delivered: a failover lost the old master's last writes and the new one reuses
-    // their offsets. Relaying on would drop those as duplicates nobody ever saw.
-    else if (pos.offset < this.offset) this.reset(pos.epoch, pos.offset, `the channel's stream in Redis went back from offset ${this.offset} to ${pos.offset} (a failover lost its last writes?)`);
   }
 }
 

@@ -81,7 +81,11 @@ export interface Broker {
    * publish happens only while that lease is still held (else it fails with code `moved`).
    */
   publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string, fence?: Fence): Promise<StreamPosition | null>;
-  position(channel: string, bounds: HistoryBounds): Promise<StreamPosition>;
+  /**
+   * The channel's current position. With `delivered` (what this host relayed): if Redis is behind it
+   * under the same epoch — a failover lost writes whose offsets will be reused — a new epoch starts.
+   */
+  position(channel: string, bounds: HistoryBounds, delivered?: StreamPosition): Promise<StreamPosition>;
   /** Publications with offsets in (after, upTo], oldest first, at most `limit`. */
   history(channel: string, after: number, upTo: number | undefined, limit: number, bounds: HistoryBounds): Promise<HistorySlice>;
   /** The last `limit` publications kept. */

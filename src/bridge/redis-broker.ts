@@ -395,9 +395,11 @@ export class RedisBroker implements Broker {
     return r ? { offset: Number(r[0]), epoch: String(r[1]) } : null;
   }
 
-  async position(channel: string, bounds: HistoryBounds): Promise<StreamPosition> {
+  async position(channel: string, bounds: HistoryBounds, delivered?: StreamPosition): Promise<StreamPosition> {
     try {
-      const [o, e] = (await this.scripts.rtPosition(this.keys.meta(channel), newEpoch(), metaTtl(bounds))) as [string, string];
+      const args: (string | number)[] = [this.keys.meta(channel), newEpoch(), metaTtl(bounds)];
+      if (delivered) args.push(delivered.offset, delivered.epoch);
+      const [o, e] = (await this.scripts.rtPosition(...args)) as [string, string];
       return { offset: Number(o), epoch: e };
     } catch (err) {
       this.stats.errors++;

@@ -40,13 +40,20 @@ end
 ` + publishBody('KEYS[1]', 'KEYS[2]');
 
 /**
- * KEYS: meta   ARGV: epoch candidate, meta ttl ms. Creates the channel's epoch if it has none (first use,
- * or Redis lost it) and returns {offset, epoch}.
+ * KEYS: meta   ARGV: epoch candidate, meta ttl ms[, delivered offset, delivered epoch]. Creates the
+ * channel's epoch if it has none (first use, or Redis lost it) and returns {offset, epoch}. With a
+ * delivered position under the current epoch but past its offset (a failover lost the old master's last
+ * writes, and the new master reuses their offsets), the candidate becomes the epoch: a client holding one
+ * of the lost offsets then resumes with `recovered: false` instead of into publications it never saw.
+ * Only the first host to notice changes it; the others find it changed.
  */
 export const POSITION = `
 redis.call('HSETNX', KEYS[1], 'e', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'o', 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] and redis.call('HGET', KEYS[1], 'e') == ARGV[4] and tonumber(redis.call('HGET', KEYS[1], 'o')) < tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'e', ARGV[1])
+end
 return redis.call('HMGET', KEYS[1], 'o', 'e')
 `;
 
