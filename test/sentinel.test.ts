@@ -3,6 +3,7 @@
 // live delivery and history carry on against the new master, with the same offsets and epoch.
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
+import { createServer, type Socket } from 'node:net';
 import { api } from './helpers/server.js';
 import { TestClient, type Frame } from './helpers/ws-client.js';
 import { redisCall, startHost, startSentinelGroup, until, type Host } from './helpers/redis.js';
@@ -112,6 +113,24 @@ t.test('--redis carries only credentials and database beside the sentinels: redi
   t.same((await c.waitForMessages('acl-news', 1)).map((f) => f.data), [1], 'publish and delivery work');
   const err = await startHost(t, 'redis://rtsent:wrong@/2', 'rtacl', { args: ['--redis-sentinels', g.spec, '--redis-sentinel-name', g.name] }).then(() => undefined, (e: Error) => e);
   t.match(err?.message ?? '', /refused our credentials .*redis:\/\/:password@\/ .*beside --redis-sentinels/, 'a wrong password names the sentinel form of --redis');
+});
+
+t.test('a sentinel that is down does not print ioredis stack traces outside the log', async (t) => {
+  // One sentinel of the group down (maintenance, a lost machine) is a state Sentinel tolerates. The
+  // failover detector's client for it has no 'error' listener in ioredis: each failed attempt printed
+  // "[ioredis] Unhandled error event" and a stack. The down sentinel here resets every connection, so
+  // the test sees each attempt.
+  let attempts = 0;
+  const down = createServer((s: Socket) => { attempts++; s.resetAndDestroy(); });
+  await new Promise<void>((r) => down.listen(0, '127.0.0.1', r));
+  t.teardown(() => down.close());
+  const downPort = (down.address() as { port: number }).port;
+  const C = await startHost(t, '', 'rtdown', { args: ['--redis-sentinels', `${g.spec},127.0.0.1:${downPort}`, '--redis-sentinel-name', g.name, '--log-level', 'info'] });
+  // The main thread's connection and the shard's two each watch every sentinel.
+  await until('the failover detectors to try the down sentinel', () => attempts >= 3, 30000);
+  t.equal((await api(C.http, '/api/publish', { channel: 'down-s', event: 'e', data: 1 })).status, 200, 'the host serves');
+  t.equal((await api(C.http, '/health', undefined, { key: null })).body.redis.connected, 1);
+  t.notMatch(C.output(), /Unhandled error event/, 'no unhandled ioredis error');
 });
 
 t.test('bad sentinel options stop the start with a message naming them', async (t) => {

@@ -6,7 +6,7 @@
  * reply was lost), so a publish either returns its offset or an error — never hangs, never doubles.
  */
 import { EventEmitter } from 'node:events';
-import { Redis, Cluster, type RedisOptions } from 'ioredis';
+import { Redis, Cluster, SentinelConnector, type RedisOptions } from 'ioredis';
 import { slotOf } from './keys.js';
 
 export interface RedisTarget {
@@ -114,6 +114,29 @@ function baseOptions(target: RedisTarget, name: string): RedisOptions {
   };
 }
 
+/**
+ * ioredis' failover detector keeps a client on every sentinel without an 'error' listener: while one
+ * sentinel is down — a state Sentinel is built to tolerate — each of its retries (once a minute, per
+ * connection) printed "[ioredis] Unhandled error event" and a stack trace to stderr, outside the log.
+ * Those clients only watch for +switch-master; the connection to the master reports what matters, and
+ * a master nobody can name fails the start or the reconnect with its own message.
+ */
+class QuietSentinelConnector extends SentinelConnector {
+  constructor(options: unknown) {
+    super(options as ConstructorParameters<typeof SentinelConnector>[0]);
+  }
+}
+{
+  type Connect = (this: SentinelConnector, ...args: unknown[]) => EventEmitter;
+  const proto = SentinelConnector.prototype as unknown as { connectToSentinel: Connect };
+  const connect = proto.connectToSentinel;
+  (QuietSentinelConnector.prototype as unknown as { connectToSentinel: Connect }).connectToSentinel = function (...args) {
+    const client = connect.apply(this, args);
+    client.on('error', () => {});
+    return client;
+  };
+}
+
 /** Where a single-Redis connection goes: the --redis node, or whichever master the sentinels name. */
 function address(target: RedisTarget): RedisOptions {
   if (!target.sentinel) return { host: target.nodes[0]!.host, port: target.nodes[0]!.port };
@@ -123,6 +146,7 @@ function address(target: RedisTarget): RedisOptions {
     role: 'master',
     // Learn of a failover from the sentinels' +switch-master at once rather than from the next error.
     failoverDetector: true,
+    Connector: QuietSentinelConnector,
     sentinelRetryStrategy: retryStrategy,
     // A demoted master answers writes with READONLY until Sentinel's CLIENT KILL: reconnect (through
     // the sentinels, to the new master) instead of failing writes until then.
