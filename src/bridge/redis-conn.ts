@@ -130,11 +130,15 @@ class QuietSentinelConnector extends SentinelConnector {
   type Connect = (this: SentinelConnector, ...args: unknown[]) => EventEmitter;
   const proto = SentinelConnector.prototype as unknown as { connectToSentinel: Connect };
   const connect = proto.connectToSentinel;
-  (QuietSentinelConnector.prototype as unknown as { connectToSentinel: Connect }).connectToSentinel = function (...args) {
-    const client = connect.apply(this, args);
-    client.on('error', () => {});
-    return client;
-  };
+  // A private method of ioredis 5: should a later version rename it, the stock behaviour stays (noisy
+  // stderr while a sentinel is down), rather than a connector that cannot connect.
+  if (typeof connect === 'function') {
+    (QuietSentinelConnector.prototype as unknown as { connectToSentinel: Connect }).connectToSentinel = function (...args) {
+      const client = connect.apply(this, args);
+      client?.on?.('error', () => {});
+      return client;
+    };
+  }
 }
 
 /** Where a single-Redis connection goes: the --redis node, or whichever master the sentinels name. */
