@@ -196,3 +196,36 @@ t.test('parser rejects what Prometheus would', async (t) => {
   t.throws(() => parsePrometheus('# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n'), /cumulative/);
   t.throws(() => parsePrometheus('# TYPE x gauge\nx 1'), /newline/);
 });
+
+// Counters a shard kept as its own running totals (hook failures, actor restarts, compute tasks,
+// overloaded refusals, the Redis bridge's) were copied into /metrics as they stood: a replaced shard
+// started them at 0 again, so rt_actor_hook_failures_total went from 3 back to 1 after a shard crash.
+t.test('counters a shard keeps itself carry on over its replacement', async (t) => {
+  const s = await startServer(t, { actors: new URL('./fixtures/metrics-actors', import.meta.url).pathname });
+  const owner = (await api(s.http, '/api/channels/failing-a')).body.owner.shard as number;
+  const fail = async () => t.equal((await api(s.http, '/api/publish', { channel: 'failing-a', event: 'fail', data: 1 })).status, 500, 'the hook failed');
+  for (let i = 0; i < 3; i++) await fail();
+  let highest = { failures: 0, restarts: 0 };
+  const read = async () => {
+    const f = await scrape(s.http);
+    const now = { failures: valueOf(f, 'rt_actor_hook_failures_total'), restarts: valueOf(f, 'rt_actor_restarts_total') };
+    t.ok(now.failures >= highest.failures && now.restarts >= highest.restarts, `never backwards: ${JSON.stringify(highest)} then ${JSON.stringify(now)}`);
+    highest = now;
+    return { f, ...now };
+  };
+  await until('the failures are counted', async () => (await read()).failures === 3);
+  t.equal(highest.restarts, 1, 'three failures in a row restarted the actor');
+
+  s.crashShard(owner);
+  await until('the shard is replaced', async () => valueOf((await read()).f, 'rt_shard_restarts_total') === 1);
+  await until('the replacement is up', async () => (await fetch(s.http + '/health')).status === 200);
+  // One more failure, on the replacement: counted on top of the dead shard's three.
+  t.equal((await api(s.http, '/api/channels/failing-a')).body.owner.shard, owner, 'the channel is on the replaced shard');
+  await fail();
+  const after = await until('the new failure is counted', async () => {
+    const r = await read();
+    return r.failures !== 3 && r.failures !== 0 ? r : undefined;
+  });
+  t.equal(after.failures, 4, 'the dead shard\'s 3 failures and the new one');
+  t.equal(after.restarts, 1, 'the actor restart before the crash still counted');
+});

@@ -26,6 +26,7 @@ import type { Notice } from './messages.js';
 import type { Publication } from '../protocol/native.js';
 import { SharedStats } from './stats.js';
 import { bindThreadMetrics, Metrics } from './metrics.js';
+import type { FamilyName } from './metric-families.js';
 import { STATS_MS, startThreadSampler } from './thread-sampler.js';
 import { recordRunningCode } from './running-code.js';
 import { AppConnections, SharedLimits } from '../security/shared-limits.js';
@@ -269,6 +270,15 @@ export async function runShard(task: ShardTask): Promise<void> {
   // Before the port opens: a token revoked on any host, before this one started, is refused here too.
   if (bridge) for (const [user, at] of await bridge.broker.revocations()) hub.revoke(user, at);
 
+  // Counters this thread keeps as running totals of its own (a fresh thread's start at 0): only their
+  // increase since the last sample is added, so a replaced shard's counters carry on from the dead one's
+  // instead of going back to 0 (Prometheus reads a drop as a reset and counts the whole total again).
+  const fed = new Map<FamilyName, number>();
+  const feed = (name: FamilyName, total: number): void => {
+    const grew = total - (fed.get(name) ?? 0);
+    if (grew > 0) metrics.inc(name, undefined, grew);
+    fed.set(name, total);
+  };
   const publishStats = () => {
     stats.set(shard, 'connections', hub.connections);
     stats.set(shard, 'channels', host.size);
@@ -283,20 +293,21 @@ export async function runShard(task: ShardTask): Promise<void> {
     metrics.set('rt_subscriptions', undefined, hub.stats.subscriptions);
     metrics.set('rt_ring_queued_bytes', undefined, mesh.queuedBytes());
     metrics.set('rt_http_requests_in_flight', undefined, ctx.inflight.size);
-    metrics.set('rt_overloaded_refusals_total', undefined, mesh.refused);
+    feed('rt_overloaded_refusals_total', mesh.refused);
     metrics.set('rt_overloaded_peers', undefined, mesh.overloadedPeers());
-    if (bridged(config)) {
-      // The bridge keeps its figures in the shared stats; the registry exports them.
+    if (bridge) {
+      // The bridge's link state and bookkeeping are gauges in the shared stats; its counters are fed
+      // from this thread's broker (the shared stats still hold a dead shard's totals after a restart).
       metrics.set('rt_redis_up', undefined, stats.get(shard, 'redisUp'));
-      metrics.set('rt_redis_invalid_messages_total', undefined, stats.get(shard, 'redisInvalid'));
-      metrics.set('rt_redis_recovered_total', undefined, stats.get(shard, 'redisRecovered'));
-      metrics.set('rt_redis_resyncs_total', undefined, stats.get(shard, 'redisResyncs'));
-      metrics.set('rt_redis_errors_total', undefined, stats.get(shard, 'redisErrors'));
+      feed('rt_redis_invalid_messages_total', bridge.broker.stats.invalid);
+      feed('rt_redis_recovered_total', bridge.broker.stats.recovered);
+      feed('rt_redis_resyncs_total', bridge.broker.stats.resyncs);
+      feed('rt_redis_errors_total', bridge.broker.stats.errors);
       metrics.set('rt_redis_tracked_channels', undefined, stats.get(shard, 'redisTracked'));
     }
-    metrics.set('rt_actor_hook_failures_total', undefined, actorStats.failures);
-    metrics.set('rt_actor_restarts_total', undefined, actorStats.restarts);
-    metrics.set('rt_actor_compute_tasks_total', undefined, actorStats.computed);
+    feed('rt_actor_hook_failures_total', actorStats.failures);
+    feed('rt_actor_restarts_total', actorStats.restarts);
+    feed('rt_actor_compute_tasks_total', actorStats.computed);
   };
   sampler.every(STATS_MS, publishStats);
   // The supervisor reports a shard stuck when this stops moving (--stuck-shard-timeout); before 'alive'.
