@@ -3,7 +3,7 @@
 import t from 'tap';
 import { api } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
-import { startHost, startRedis, until } from './helpers/redis.js';
+import { metric, startHost, startRedis, until } from './helpers/redis.js';
 
 const R = await startRedis(t);
 const A = await startHost(t, R.url, 'rt', { workers: 2 });
@@ -36,4 +36,26 @@ t.test('/api/stats answers while Redis is away, and shows it', async (t) => {
 
   await R.start();
   await until('the host to reconnect', async () => (await api(A.http, '/api/stats')).body.redis?.connected === 2);
+});
+
+// The channel reads the HTTP API makes straight from Redis (GET /api/channels/…, /users) and a
+// lease taken for a placed actor failed with 503 without counting in rt_redis_errors_total, so the
+// counter an operator alerts on stayed flat while every such request failed.
+t.test('reads from Redis that fail during an outage count in rt_redis_errors_total', async (t) => {
+  await until('Redis is back', async () => (await api(A.http, '/health', undefined, { key: null })).body.redis.connected === 2);
+  const before = await metric(A, 'rt_redis_errors_total');
+  await R.kill();
+  await until('the host to notice Redis is gone', async () => (await api(A.http, '/health', undefined, { key: null })).body.redis.connected === 0);
+  const READS = 4;
+  for (let i = 0; i < READS; i++) {
+    const r = await api(A.http, `/api/channels/read-${i}`);
+    t.equal(r.status, 503, `the read failed: ${JSON.stringify(r.body)}`);
+  }
+  const after = await until('the failed reads are counted', async () => {
+    const n = await metric(A, 'rt_redis_errors_total');
+    return n - before >= READS ? n : undefined;
+  });
+  t.ok(after - before >= READS, `${after - before} errors counted for ${READS} failed reads`);
+  await R.start();
+  await until('the host to reconnect', async () => (await api(A.http, '/health', undefined, { key: null })).body.redis.connected === 2);
 });

@@ -350,6 +350,7 @@ export class Placement {
     try {
       r = await this.broker.leases.acquire(channel);
     } catch (err) {
+      this.broker.stats.errors++;
       throw unavailable(err);
     }
     if (r.held) return this.node;
@@ -424,6 +425,7 @@ export class Placement {
       try {
         r = await this.broker.leases.acquire(channel);
       } catch (err) {
+        this.broker.stats.errors++;
         throw unavailable(err);
       }
       if (!r.held) {
