@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { startServer } from './helpers/server.js';
 import { until } from './helpers/redis.js';
 import { APP, connected, pusherClient, RawPusher, sdk, subscribed } from './helpers/pusher.js';
+import { webhookDestination } from '../src/transports/pusher/webhooks.js';
 
 // Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
 t.setTimeout(600_000);
@@ -81,4 +82,28 @@ t.test('a second subscribe to a presence channel the connection is in changes no
   t.equal(ce.user_id, 'alice', 'the client event is from the member the connection joined as');
   const users = await (await backend.get({ path: `/channels/${channel}/users` })).json();
   t.same(users.users.map((u: { id: string }) => u.id), ['alice'], 'the members are unchanged');
+});
+
+// A webhook URL with credentials (basic auth on the app's webhook route) was accepted at start, but
+// fetch refuses such a URL: every batch failed, and after 7 attempts the warning quoted the password.
+t.test('a webhook URL with credentials POSTs them as basic auth, and the log never shows them', async (t) => {
+  const auths: (string | undefined)[] = [];
+  const srv = createServer(async (req, res) => {
+    for await (const _ of req) void _;
+    auths.push(req.headers.authorization);
+    res.writeHead(200).end();
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => srv.close());
+  const port = (srv.address() as AddressInfo).port;
+  const s = await startServer(t, { pusherApps: [{ ...APP, webhooks: [{ url: `http://hooks:p%40ss%3Aword@127.0.0.1:${port}/pusher/webhook?token=t0k3n` }] }] });
+  const c = pusherClient(t, s.port);
+  await connected(c);
+  await subscribed(c, 'basic-auth-hooks');
+  await until('the webhook is POSTed', () => auths.length > 0, 20000);
+  t.equal(auths[0], `Basic ${Buffer.from('hooks:p@ss:word').toString('base64')}`, 'the credentials, decoded, as basic auth');
+
+  const shown = webhookDestination(`http://hooks:p%40ss@127.0.0.1:${port}/pusher/webhook?token=t0k3n`);
+  t.equal(shown.shown, `http://127.0.0.1:${port}/pusher/webhook?…`, 'logged without credentials or query');
+  t.equal(shown.url, `http://127.0.0.1:${port}/pusher/webhook?token=t0k3n`, 'POSTed to the URL without its credentials');
 });

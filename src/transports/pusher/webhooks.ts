@@ -31,12 +31,37 @@ const MAX_QUEUED = 10_000;
 
 type WebhookEvent = Record<string, unknown> & { name: string };
 
+/**
+ * Where a webhook URL POSTs, and how it is named in the log. Credentials in the URL
+ * (`https://user:pass@app.example/hook`, the usual way to protect a webhook route with basic auth) go in
+ * an Authorization header, as curl and Guzzle send them: fetch refuses such a URL outright. The log
+ * names the endpoint without them and without its query, which often carries a token too.
+ */
+export function webhookDestination(url: string): { url: string; authorization?: string; shown: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { url, shown: '(an invalid webhook URL)' };
+  }
+  const shown = `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
+  if (!u.username && !u.password) return { url, shown };
+  const user = decodeURIComponent(u.username);
+  const pass = decodeURIComponent(u.password);
+  u.username = '';
+  u.password = '';
+  return { url: u.href, authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`, shown };
+}
+
 class Endpoint {
   private queue: WebhookEvent[] = [];
   private timer?: NodeJS.Timeout;
   private dropped = 0;
+  private readonly dest: ReturnType<typeof webhookDestination>;
 
-  constructor(private readonly app: PusherApp, private readonly target: WebhookTarget, private readonly log: Logger) {}
+  constructor(private readonly app: PusherApp, private readonly target: WebhookTarget, private readonly log: Logger) {
+    this.dest = webhookDestination(target.url);
+  }
 
   wants(name: string): boolean {
     return !this.target.eventTypes || this.target.eventTypes.includes(name);
@@ -45,7 +70,7 @@ class Endpoint {
   push(e: WebhookEvent): void {
     if (this.queue.length >= MAX_QUEUED) {
       this.queue.shift();
-      if (this.dropped++ % 1000 === 0) this.log.warn(`pusher webhooks: ${this.target.url} is not keeping up; oldest events dropped`);
+      if (this.dropped++ % 1000 === 0) this.log.warn(`pusher webhooks: ${this.dest.shown} is not keeping up; oldest events dropped`);
     }
     this.queue.push(e);
     this.timer ??= setTimeout(() => this.flush(), WEBHOOK_BATCH_MS);
@@ -66,9 +91,11 @@ class Endpoint {
   private async post(body: string, attempt: number): Promise<void> {
     let why: string;
     try {
-      const res = await fetch(this.target.url, {
+      const headers: Record<string, string> = { 'content-type': 'application/json', 'x-pusher-key': this.app.key, 'x-pusher-signature': sign(this.app.secret, body) };
+      if (this.dest.authorization) headers.authorization = this.dest.authorization;
+      const res = await fetch(this.dest.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-pusher-key': this.app.key, 'x-pusher-signature': sign(this.app.secret, body) },
+        headers,
         body,
         signal: AbortSignal.timeout(TIMEOUT_MS),
         redirect: 'manual',
@@ -77,10 +104,11 @@ class Endpoint {
       if (res.status >= 200 && res.status < 300) return;
       why = `HTTP ${res.status}`;
     } catch (err) {
-      why = (err as Error).message;
+      // The driver's message may quote the URL (credentials, query): the log names it as `shown`.
+      why = (err as Error).message.split(this.target.url).join(this.dest.shown).split(this.dest.url).join(this.dest.shown);
     }
     if (attempt >= RETRIES) {
-      this.log.warn(`pusher webhooks: giving up on a batch for ${this.target.url} after ${attempt + 1} attempts (${why})`);
+      this.log.warn(`pusher webhooks: giving up on a batch for ${this.dest.shown} after ${attempt + 1} attempts (${why})`);
       return;
     }
     const delay = 1000 * 2 ** attempt;
