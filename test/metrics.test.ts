@@ -229,3 +229,23 @@ t.test('counters a shard keeps itself carry on over its replacement', async (t) 
   t.equal(after.failures, 4, 'the dead shard\'s 3 failures and the new one');
   t.equal(after.restarts, 1, 'the actor restart before the crash still counted');
 });
+
+// rt_publishes_total ("publishes accepted") counted every attempt: a client publish the policy refused,
+// or one whose actor hook failed, showed as a publish like one that reached its subscribers.
+t.test('rt_publishes_total counts only the publishes the channel accepted', async (t) => {
+  const s = await startServer(t, { actors: new URL('./fixtures/metrics-actors', import.meta.url).pathname });
+  const before = await scrape(s.http);
+  const c = await TestClient.connect(`${s.url}/ws`);
+  t.teardown(() => c.ws.close());
+  t.equal((await c.request({ op: 'subscribe', channel: 'counted' })).ok, true);
+  const refused = await c.request({ op: 'publish', channel: 'counted', event: 'e', data: 1 });
+  t.equal(refused.error?.code, 'publish_refused', 'a client may not publish to a public channel by default');
+  t.equal((await api(s.http, '/api/publish', { channel: 'failing-b', event: 'fail', data: 1 })).status, 500, 'the actor hook failed');
+  t.equal((await api(s.http, '/api/publish', { channel: 'counted', event: 'sentinel', data: 2 })).status, 200);
+  await c.next((f) => f.op === 'message' && f.event === 'sentinel');
+  const after = await until('the delivery is counted', async () => {
+    const f = await scrape(s.http);
+    return valueOf(f, 'rt_deliveries_total') - valueOf(before, 'rt_deliveries_total') === 1 ? f : undefined;
+  });
+  t.equal(valueOf(after, 'rt_publishes_total') - valueOf(before, 'rt_publishes_total'), 1, 'only the accepted publish');
+});

@@ -371,16 +371,22 @@ export class Hub {
   publish(channel: string, event: string, data: unknown, src: Exclude<PublishSource, 'client'>, from?: Client, exclude?: string): Promise<{ offset: number; data?: unknown }>;
   publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string, whisper?: boolean): Promise<PublishResult>;
   publish(channel: string, event: string, data: unknown, src: PublishSource, from?: Client, exclude?: string, whisper?: boolean): Promise<PublishResult> {
-    this.stats.published++;
-    this.publishedTotal.inc();
     // An encoded payload travels as such (see encoded-payload.ts); anything else as the value.
     const req: Request = data instanceof EncodedPayload ? new EncodedPubRequest(channel, event, src, data) : { t: 'pub', ch: channel, ev: event, data, src };
     req.at = preciseNow();
     if (from) req.from = from.connRef();
     if (exclude) req.ex = exclude;
     if (whisper) req.w = 1;
-    return this.mesh.request<PublishResult>(this.ownerOf(channel), req);
+    // Counted once the owner accepted it: a publish refused (policy, actor, Redis down, overload) or
+    // failed is not a publish the operator's rt_publishes_total should show.
+    return this.mesh.request<PublishResult>(this.ownerOf(channel), req).then(this.accepted);
   }
+
+  private readonly accepted = <R>(r: R): R => {
+    this.stats.published++;
+    this.publishedTotal.inc();
+    return r;
+  };
 
   /**
    * Every connection of `user` on every thread (one frame per thread) — on every host with the Redis
@@ -388,13 +394,11 @@ export class Hub {
    * `data` may be JsonData: its text then travels beside the value, for the codecs that splice it.
    */
   publishToUser(user: string, event: string, data: unknown, exclude?: string): Promise<void> {
-    this.stats.published++;
-    this.publishedTotal.inc();
     const js = data instanceof JsonData ? data.text : undefined;
     // Parsed anew, not read(): the same JsonData may also go to channels, which splice it while unread.
     if (js !== undefined) data = JSON.parse(js);
     if (this.opts.bridge) {
-      const p = this.opts.bridge.publishToUser(user, event, data, exclude, js);
+      const p = this.opts.bridge.publishToUser(user, event, data, exclude, js).then(this.accepted);
       p.catch(() => {});
       return p;
     }
@@ -409,6 +413,7 @@ export class Hub {
     if (exclude) n.ex = exclude;
     if (js !== undefined) n.js = js;
     this.mesh.broadcast(n, true);
+    this.accepted(undefined);
     return Promise.resolve();
   }
 
