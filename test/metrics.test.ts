@@ -55,6 +55,18 @@ t.test('with --redis the Redis families are exported too', async (t) => {
   });
   for (const d of DOCUMENTED.filter((d) => d.name.startsWith('rt_redis_'))) t.equal(fams.get(d.name)?.type, d.type, `${d.name} is a ${d.type}`);
   t.equal(valueOf(fams, 'rt_redis_up', { thread: '0' }), 1, 'per shard');
+
+  // deployment.md: with --redis every publication reaches its subscribers through Redis, untimed.
+  const c = await TestClient.connect(`${s.url}/ws`);
+  t.teardown(() => c.ws.close());
+  t.equal((await c.request({ op: 'subscribe', channel: 'timed-by-redis' })).ok, true);
+  t.equal((await api(s.http, '/api/publish', { channel: 'timed-by-redis', event: 'e', data: 1 })).status, 200);
+  await c.next((f) => f.op === 'message' && f.event === 'e');
+  const after = await until('the delivery is counted', async () => {
+    const f = await scrape(s.http);
+    return valueOf(f, 'rt_deliveries_total') === 1 ? f : undefined;
+  });
+  t.equal(valueOf(after, 'rt_publish_deliver_seconds_count'), 0, 'rt_publish_deliver_seconds stays empty with --redis, as documented');
 });
 
 t.test('HEAD /health answers like GET without a body', async (t) => {
