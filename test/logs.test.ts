@@ -7,6 +7,7 @@ import { createLogger, signJwt } from 'rt-actors';
 import { cleanEnv, listeningPort, runCli } from './helpers/cli.js';
 import { until } from './helpers/redis.js';
 import { TestClient } from './helpers/ws-client.js';
+import WebSocket from 'ws';
 
 const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
 const SECRET = 'logs-test-secret-0123456789';
@@ -93,6 +94,28 @@ t.test('json logs: one object per line with time, level, thread, shard, msg and 
   t.ok(loaded.files.includes('chat-room.ts'), 'names the loaded actor files');
   t.ok(all.some((l) => l.event === 'server.stopping' && l.reason === 'SIGTERM'), 'the shutdown line');
   t.ok(all.some((l) => l.event === 'server.stopped'), 'the stopped line');
+});
+
+// A Pusher subscription refused for a bad signature was logged as auth.failed without the code and
+// detail the table documents (reason only), unlike the same refusal on the other protocols.
+t.test('a refused Pusher subscription is logged as auth.failed with its code and detail', async (t) => {
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json', '--log-level=debug', '--pusher-app-id=1001', '--pusher-key=logs-key', '--pusher-secret=logs-pusher-secret-0123456789'], {
+    env: cleanEnv({ RT_API_KEY: 'logs-api-key-0123456789' }),
+  });
+  const port = await listeningPort(p);
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/app/logs-key?protocol=7`);
+  t.teardown(() => ws.close());
+  const frames: { event: string; data?: unknown }[] = [];
+  ws.on('message', (m) => frames.push(JSON.parse(String(m))));
+  await until('connection_established', () => frames.some((f) => f.event === 'pusher:connection_established'));
+  ws.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel: 'private-logged', auth: `logs-key:${'ab'.repeat(32)}` } }));
+  await until('the subscription error', () => frames.some((f) => f.event === 'pusher:subscription_error'));
+  const auth = await until('auth.failed with a code', () => parseLines(p.output()).find((l) => l.event === 'auth.failed' && l.code !== undefined));
+  t.equal(auth.reason, 'auth');
+  t.equal(auth.code, 'unauthorized');
+  t.match(auth.detail, /Invalid signature/);
+  p.child.kill('SIGTERM');
+  t.same(await p.exited, { code: 0, signal: null });
 });
 
 t.test('text logs are readable by default; errors keep their stack on one line', async (t) => {

@@ -5,7 +5,7 @@
  * channels) or `pusher:subscription_error`. Cache channels replay their last event or send
  * `pusher:cache_miss`.
  */
-import { countRefusal } from '../../runtime/instruments.js';
+import { countRefusal, refusalReason } from '../../runtime/instruments.js';
 import { channelKind } from '../../auth/channels.js';
 import { RtError, toErrorBody } from '../../errors.js';
 import type { ChannelIdentity } from '../../runtime/client.js';
@@ -36,8 +36,9 @@ export function validPusherChannel(name: unknown): name is string {
   return typeof name === 'string' && CHANNEL_RE.test(name);
 }
 
-function subscriptionError(client: PusherClient, channel: string, status: number, error: string): void {
-  if (status === 401 || status === 403) countRefusal('auth');
+function subscriptionError(client: PusherClient, channel: string, status: number, error: string, code?: string): void {
+  // Logged as auth.failed with its code and detail, like the other protocols' refusals (deployment.md, Logs).
+  if (status === 401 || status === 403) countRefusal({ code: code && refusalReason(code) === 'auth' ? code : status === 401 ? 'unauthorized' : 'forbidden', message: error });
   client.send(frame('pusher:subscription_error', { type: 'AuthError', error, status }, channel));
 }
 
@@ -147,7 +148,7 @@ function subscribeNow(gw: PusherGateway, client: PusherClient, channel: string, 
         const e = toErrorBody(err);
         if (e.code === 'already_subscribed') return;
         const status = err instanceof RtError ? err.status : 500;
-        subscriptionError(client, channel, status, e.message);
+        subscriptionError(client, channel, status, e.message, e.code);
       },
     );
 }
