@@ -3,7 +3,7 @@
 // its socket id, data and channels back, and `socket.recovered === true`; when that is impossible it
 // is told (`recovered === false`). Two shards, real transport losses and a real shard crash.
 import t from 'tap';
-import { io, type Socket } from 'socket.io-client';
+import { io, Manager, type Socket } from 'socket.io-client';
 import { signJwt } from 'rt-actors';
 import { startServer, api, JWT_SECRET } from './helpers/server.js';
 import { nextEvent } from './helpers/sio.js';
@@ -300,4 +300,55 @@ t.test("a pid presented to another namespace leaves the session it belongs to fo
   t.equal(c.recovered, true, '/: the session is still there for its own namespace');
   await until('the missed publication', () => seen.get('cross-ns')?.length === 2);
   t.same(seen.get('cross-ns'), [1, 2], 'with what it missed');
+});
+
+t.test('two namespaces on one connection, cut again as soon as the first CONNECT is answered: the other recovers too, and its presence member never leaves', async (t) => {
+  const s = await startServer(t, { socketioNamespaces: ['/', '/chat'] });
+  const tok = (sub: string) => signJwt({ sub, channels: ['presence-*'], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
+  const m = new Manager(s.http, { transports: ['websocket'], reconnectionDelay: 20, reconnectionDelayMax: 100, timeout: 5000 });
+  const a = m.socket('/', { auth: { token: tok('alice') } });
+  const b = m.socket('/chat', { auth: { token: tok('alice') } });
+  t.teardown(() => (a.close(), b.close()));
+  await Promise.all([a, b].map((x) => new Promise((r) => x.once('connect', r))));
+  const observer = (await client(t, s.http, { transports: ['websocket'], auth: { token: tok('bob') } })).c;
+  const seen: Record<string, unknown[]> = { 'two-a': [], 'two-b': [] };
+  a.on('seq', (ch: string, n: unknown) => seen[ch]?.push(n));
+  b.on('seq', (ch: string, n: unknown) => seen[ch]?.push(n));
+  const presence: string[] = [];
+  observer.on('presence:joining', (_ch: string, mem: { user_id: string }) => presence.push(`join ${mem.user_id}`));
+  observer.on('presence:leaving', (_ch: string, mem: { user_id: string }) => presence.push(`leave ${mem.user_id}`));
+  t.same(await observer.emitWithAck('subscribe', { channel: 'presence-two' }), { ok: true });
+  for (const [x, ch] of [[a, 'two-a'], [b, 'two-b']] as const) {
+    t.same(await x.emitWithAck('subscribe', { channel: 'presence-two' }), { ok: true });
+    t.same(await x.emitWithAck('subscribe', { channel: ch }), { ok: true });
+  }
+  await until("alice's join", () => presence.includes('join alice'));
+  const kill = () => (m.engine.transport as unknown as { ws?: { _socket?: { destroy(): void } } }).ws?._socket?.destroy();
+  const ROUNDS = 20;
+  let notRecovered = 0;
+  for (let i = 0; i < ROUNDS; i++) {
+    const backA = new Promise((r) => a.once('connect', r));
+    const backB = new Promise((r) => b.once('connect', r));
+    kill();
+    // The first namespace answered; the other's recovery may still be on its way (another shard's session).
+    await Promise.race([backA, backB]);
+    kill();
+    await Promise.all([backA, backB]);
+    await Promise.all([a, b].map((x) => (x.connected ? undefined : new Promise((r) => x.once('connect', r)))));
+    if (!a.recovered || !b.recovered) {
+      notRecovered++;
+      break;
+    }
+    await s.publish('two-a', 'seq', i);
+    await s.publish('two-b', 'seq', i);
+    await until(`round ${i}: both namespaces live`, () => seen['two-a']!.includes(i) && seen['two-b']!.includes(i));
+  }
+  t.equal(notRecovered, 0, `every reconnect of both namespaces recovered (${ROUNDS} rounds)`);
+  const all = Array.from({ length: ROUNDS }, (_, i) => i);
+  t.same(seen['two-a'], all, '/: every publication, once');
+  t.same(seen['two-b'], all, '/chat: every publication, once');
+  // A sentinel member joining after the cuts: what the observer saw before it has arrived.
+  await client(t, s.http, { transports: ['websocket'], auth: { token: tok('carol') } }).then(({ c }) => c.emitWithAck('subscribe', { channel: 'presence-two' }));
+  await until("carol's join", () => presence.includes('join carol'));
+  t.same(presence, ['join alice', 'join carol'], 'alice was never seen leaving or joining again');
 });

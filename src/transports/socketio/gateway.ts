@@ -324,6 +324,14 @@ export class SioConnection implements SessionListener {
     if (saved) recovered = await client.recover(saved, auth.offset);
     // The host that saved it had the member in its grace; one that recovers its own session saw the subscribe.
     if (recovered && recovery!.fromElsewhere(saved!)) ctx.hub.stayed(client.presenceMemberships());
+    if (saved && this.session.closed) {
+      // Cut while recovering (another namespace's CONNECT answered first, a slow history read): the
+      // client never got this CONNECT and comes back with the pid and offset it had, so the session is
+      // saved again as it was, and its presence member goes back into its grace rather than leaving.
+      recovery!.save(saved);
+      client.presenceGraceMs = gw.opts.presenceGraceMs;
+      return client.teardown('transport close', true);
+    }
     if (recovery) client.setPid(recovered ? saved!.pid : newPid());
     const held = client.held;
     client.held = undefined;
@@ -918,7 +926,9 @@ export class SioClient extends Client {
           .catch(() => (ok = false));
       }),
     );
-    if (!ok || this.conn.session.closed) {
+    // A session closed meanwhile is the caller's (connect saves the session again): a recovered socket
+    // torn down keeps its presence in its grace, where unsubscribing here would be a leave at once.
+    if (!ok) {
       for (const ch of [...this.channels]) {
         this.hub.unsubscribe(this, ch);
         this.untrack(ch);
