@@ -352,3 +352,34 @@ t.test('two namespaces on one connection, cut again as soon as the first CONNECT
   await until("carol's join", () => presence.includes('join carol'));
   t.same(presence, ['join alice', 'join carol'], 'alice was never seen leaving or joining again');
 });
+
+t.test('after a recovery that failed (its channel died with a crashed shard), the next cut recovers though nothing arrived in between', async (t) => {
+  const s = await startServer(t, { actors: ACTORS });
+  const { c, seen } = await client(t, s.http, { transports: ['websocket'] });
+  const shard = Number(c.id!.split('.')[0]);
+  // A channel the crashed shard owns: its history dies with it, so the first reconnect cannot recover.
+  let ch = 'quiet-0';
+  for (let i = 1; ownerOf(ch, 2) !== shard; i++) ch = `quiet-${i}`;
+  t.same(await c.emitWithAck('subscribe', { channel: ch }), { ok: true });
+  await publish(s.http, ch, 0);
+  await until('before the crash', () => seen.get(ch)?.length === 1);
+  let gone = new Promise((r) => c.once('disconnect', r));
+  let back = reconnected(c);
+  s.crashShard(shard);
+  await gone;
+  await back;
+  t.equal(c.recovered, false, 'the channel died with its shard: recovered === false');
+  t.same(await c.emitWithAck('subscribe', { channel: ch }), { ok: true }, 'subscribed again, as the docs say');
+  // A quiet channel: nothing reaches the client before the next loss, so it still holds the offset the
+  // crashed thread gave it.
+  gone = new Promise((r) => c.once('disconnect', r));
+  back = reconnected(c);
+  cut(c);
+  await gone;
+  await s.publish(ch, 'seq', 1);
+  await back;
+  t.equal(c.recovered, true, 'the next transport loss is recovered');
+  await s.publish(ch, 'seq', 2);
+  await until('the live publication', () => seen.get(ch)?.includes(2));
+  t.same(seen.get(ch), [0, 1, 2], 'the publication missed during the second loss came back, once');
+});

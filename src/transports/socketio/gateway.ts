@@ -73,6 +73,7 @@ interface SocketState {
   nextAck: number;
   acks: number[];
   pid?: string;
+  staleOffset?: string;
 }
 
 /** Why a session may end without the client wanting it to: only then is it saved for recovery. */
@@ -333,6 +334,7 @@ export class SioConnection implements SessionListener {
       return client.teardown('transport close', true);
     }
     if (recovery) client.setPid(recovered ? saved!.pid : newPid());
+    if (recovery) client.staleOffset = recovered ? saved!.stale : typeof auth.offset === 'string' ? auth.offset : undefined;
     const held = client.held;
     client.held = undefined;
     if (this.session.closed) return client.teardown('transport close', true);
@@ -395,6 +397,7 @@ export class SioConnection implements SessionListener {
       c.remoteAcks = { thread: from, ids: new Set(st.acks), from: st.nextAck, below: c.nextAck };
       c.ws = this.session.ws as Client['ws'];
       if (st.pid) c.setPid(st.pid);
+      c.staleOffset = st.staleOffset;
       hub.add(c);
       hub.aliases.set(c.publicId, c);
       this.sockets.set(st.nsp, c);
@@ -448,6 +451,12 @@ export class SioClient extends Client {
   held?: Frame[];
   /** Connection state recovery: the private id the client presents to get this socket back. */
   pid?: string;
+  /**
+   * The offset a client presented when this socket started afresh (its recovery failed): socket.io-client
+   * keeps it until an event with an offset arrives, so coming back with it means nothing of this socket
+   * reached it — it names a delivery of the socket before, possibly of a thread that is gone.
+   */
+  staleOffset?: string;
   /** The `iat` of the token this socket's user came with: a saved session is not resumed past its user's revocation. */
   issuedAt?: number;
   /** Where this socket stands in each channel on this thread (recovery). */
@@ -806,6 +815,7 @@ export class SioClient extends Client {
     if (recovery) for (const c of channels) c.snaps = this.snapshots(recovery, c.ch);
     const st: SocketState = { nsp: this.nsp, publicId: this.publicId, auth: this.auth, data: plainData(this.data, (m) => this.conn.gw.log(m)), channels, nextAck: this.nextAck, acks: [...this.acks.keys()] };
     if (this.pid) st.pid = this.pid;
+    if (this.staleOffset !== undefined) st.staleOffset = this.staleOffset;
     if (this.user !== undefined) st.user = this.user;
     if (this.info !== undefined) st.info = this.info;
     if (this.grants !== undefined) st.grants = this.grants;
@@ -889,6 +899,7 @@ export class SioClient extends Client {
     if (this.grants !== undefined) rec.grants = this.grants;
     if (this.expiresAt !== undefined) rec.expiresAt = this.expiresAt;
     if (this.issuedAt !== undefined) rec.issuedAt = this.issuedAt;
+    if (this.staleOffset !== undefined) rec.stale = this.staleOffset;
     return rec;
   }
 
@@ -908,7 +919,9 @@ export class SioClient extends Client {
    */
   async recover(saved: SavedSocket, clientOffset: unknown): Promise<boolean> {
     if (clientOffset !== undefined && typeof clientOffset !== 'string') return false;
-    const since = saved.channels.map((c) => receivedUpTo(c.snaps, clientOffset));
+    // Still the offset of the session before this one started afresh: it received nothing from this one.
+    const offset = clientOffset === saved.stale ? undefined : clientOffset;
+    const since = saved.channels.map((c) => receivedUpTo(c.snaps, offset));
     if (since.some((p) => p === undefined)) return false;
     let ok = true;
     const heldBefore = this.held?.length ?? 0;

@@ -104,6 +104,8 @@ export interface SavedSocket {
   issuedAt?: number;
   data: Record<string, unknown>;
   channels: SavedChannel[];
+  /** The offset the client presented when the socket started afresh (see SioClient.staleOffset). */
+  stale?: string;
   /** Epoch ms after which it is no longer recoverable. */
   until: number;
 }
