@@ -122,3 +122,30 @@ t.test('with Redis, missed publications of several channels come back in the ord
   t.same(log.slice(0, expected.length), expected, 'the missed publications, interleaved as published');
   t.same(log.slice(expected.length), ['ro-a:100', 'ro-b:101'], 'then the live ones, once');
 });
+
+t.test('a client that moves A → B → A recovers each time: A does not resume it from its own older copy of the session', async (t) => {
+  const A = await startHost(t, redis.url, ns, { workers: 1 });
+  const B = await startHost(t, redis.url, ns, { workers: 1 });
+  const lb = await balancer(t, A.port);
+  const c = io(`http://127.0.0.1:${lb.port}`, { forceNew: true, transports: ['websocket'], reconnectionDelay: 100, reconnectionDelayMax: 300 });
+  t.teardown(() => c.close());
+  const seen = track(c);
+  await new Promise<void>((resolve, reject) => (c.once('connect', () => resolve()), c.once('connect_error', reject)));
+  t.same(await c.emitWithAck('subscribe', { channel: 'back-and-forth' }), { ok: true });
+  await publish(A, 'back-and-forth', 0);
+  await until('the first publication', () => seen.get('back-and-forth')?.length === 1);
+  let n = 1;
+  for (const [to, name] of [[B, 'B'], [A, 'A'], [B, 'B again']] as const) {
+    const gone = new Promise((r) => c.once('disconnect', r));
+    const back = new Promise<void>((r) => c.once('connect', () => r()));
+    lb.to(to.port);
+    lb.cut();
+    await gone;
+    await publish(B, 'back-and-forth', n++);
+    await back;
+    t.equal(c.recovered, true, `recovered on ${name}`);
+    await publish(A, 'back-and-forth', n++);
+    await until(`the live publication on ${name}`, () => seen.get('back-and-forth')?.at(-1) === n - 1);
+  }
+  t.same(seen.get('back-and-forth'), Array.from({ length: n }, (_, i) => i), 'in order, once');
+});

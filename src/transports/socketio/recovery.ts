@@ -211,11 +211,14 @@ export class Recovery {
       const others: Promise<SavedSocket | undefined>[] = [];
       for (let s = 0; s < this.hub.shards; s++) if (s !== this.hub.thread) others.push(this.hub.forward<SavedSocket | undefined>(s, 'sio-rec', { op: 'take', pid } satisfies RecOp, TAKE_TIMEOUT_MS).catch(() => undefined));
       for (const r of await Promise.all(others)) rec ??= r ?? undefined;
-      if (!rec && this.shared) rec = await this.fromShared(pid);
-      else void this.shared?.take(`sio:${pid}`).catch(() => null);
     } else {
-      void this.shared?.take(`sio:${pid}`).catch(() => null);
       for (let s = 0; s < this.hub.shards; s++) if (s !== this.hub.thread) this.hub.forward(s, 'sio-rec', { op: 'del', pid } satisfies RecOp).catch(() => {});
+    }
+    if (this.shared) {
+      // This host's copy may be older than the one another host saved since (the client recovered
+      // there and dropped again): that one knows the deliveries the client's offset names.
+      const there = await this.fromShared(pid);
+      if (there && (!rec || there.until > rec.until)) rec = there;
     }
     return rec && rec.until >= Date.now() ? rec : undefined;
   }
