@@ -383,3 +383,29 @@ t.test('after a recovery that failed (its channel died with a crashed shard), th
   await until('the live publication', () => seen.get(ch)?.includes(2));
   t.same(seen.get(ch), [0, 1, 2], 'the publication missed during the second loss came back, once');
 });
+
+t.test("a late answer to the previous connection's emitWithAck does not answer the recovered socket's", async (t) => {
+  const s = await startServer(t, { actors: ACTORS });
+  for (const transports of [['websocket'], ['polling', 'websocket']]) {
+    const { c } = await client(t, s.http, { transports });
+    // The listener answers the first question only after the connection was lost and recovered (a
+    // user still deciding); the second question it answers at once, after the first one's late answer.
+    const pending: Array<(a: unknown) => void> = [];
+    c.on('question', (q: string, cb: (a: unknown) => void) => {
+      if (q === 'first') return void pending.push(cb);
+      for (const late of pending.splice(0)) late('late answer to first');
+      cb(`answer to ${q}`);
+    });
+    const first = c.timeout(10_000).emitWithAck('ask', 'first').catch((e: Error) => e);
+    await until('the first question reached the client', () => pending.length === 1);
+    const gone = new Promise((r) => c.once('disconnect', r));
+    const back = reconnected(c);
+    cut(c);
+    await gone;
+    t.ok((await first) instanceof Error, `${transports.join('+')}: the first ask failed with the connection`);
+    await back;
+    t.equal(c.recovered, true);
+    t.same(await c.emitWithAck('ask', 'second'), { answer: 'answer to second' }, `${transports.join('+')}: the second ask got its own answer`);
+    c.close();
+  }
+});

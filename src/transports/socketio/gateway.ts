@@ -277,6 +277,10 @@ export class SioConnection implements SessionListener {
         recovery.save(saved);
         saved = undefined;
       }
+      // The client's socket is the same object: it may still answer an emitWithAck of the session before
+      // (a listener that answers late), with that session's id. Numbering on keeps such an answer from
+      // resolving another emitWithAck of this socket that was given the same id.
+      if (saved?.nextAck !== undefined) client.nextAck = saved.nextAck;
       // Kicked (POST /api/users/:id/disconnect) while away: the kick revoked what the session was let in with.
       if (saved?.user !== undefined && ctx.hub.isRevoked(saved.user, saved.issuedAt)) saved = undefined;
       // Likewise a channel it was in as a user revoked since (a subscribe with that user's token).
@@ -900,6 +904,7 @@ export class SioClient extends Client {
     if (this.expiresAt !== undefined) rec.expiresAt = this.expiresAt;
     if (this.issuedAt !== undefined) rec.issuedAt = this.issuedAt;
     if (this.staleOffset !== undefined) rec.stale = this.staleOffset;
+    rec.nextAck = this.nextAck;
     return rec;
   }
 

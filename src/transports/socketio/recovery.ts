@@ -106,6 +106,8 @@ export interface SavedSocket {
   channels: SavedChannel[];
   /** The offset the client presented when the socket started afresh (see SioClient.staleOffset). */
   stale?: string;
+  /** The next emitWithAck id: the socket taking the session numbers on from there (see SioConnection.connect). */
+  nextAck?: number;
   /** Epoch ms after which it is no longer recoverable. */
   until: number;
 }
