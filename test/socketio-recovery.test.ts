@@ -409,3 +409,21 @@ t.test("a late answer to the previous connection's emitWithAck does not answer t
     c.close();
   }
 });
+
+t.test("without recovery too: a late answer to the previous connection's emitWithAck does not answer the fresh socket's", async (t) => {
+  const s = await startServer(t, { actors: ACTORS, socketioRecovery: '0' });
+  const { c } = await client(t, s.http, { transports: ['websocket'] });
+  const pending: Array<(a: unknown) => void> = [];
+  c.on('question', (q: string, cb: (a: unknown) => void) => {
+    if (q === 'first') return void pending.push(cb);
+    for (const late of pending.splice(0)) late('late answer to first');
+    cb(`answer to ${q}`);
+  });
+  const first = c.timeout(10_000).emitWithAck('ask', 'first').catch((e: Error) => e);
+  await until('the first question reached the client', () => pending.length === 1);
+  const back = reconnected(c);
+  cut(c);
+  t.ok((await first) instanceof Error, 'the first ask failed with the connection');
+  await back;
+  t.same(await c.emitWithAck('ask', 'second'), { answer: 'answer to second' }, 'the second ask got its own answer');
+});

@@ -10,6 +10,7 @@
  * Each connected namespace of a session is one hub Client, with its namespace's codec: deliveries to
  * WebSocket sessions go through uWS topics, to polling sessions through sendEncoded.
  */
+import { randomInt } from 'node:crypto';
 import { countRefusal } from '../../runtime/instruments.js';
 import { CloseCode, Client } from '../../runtime/client.js';
 import type { ThreadContext } from '../../runtime/context.js';
@@ -54,6 +55,8 @@ type Ack = (args: unknown[]) => void;
  * after the move, so the new thread starts numbering past this many and relays answers in the range.
  */
 const GHOST_ACK_IDS = 1_000_000;
+/** Fresh sockets start numbering their emitWithAck ids somewhere below this (see SioClient.nextAck). */
+const ACK_ID_START_SPREAD = 2 ** 31; // ids stay 32-bit unsigned in msgpack, with room for GHOST_ACK_IDS
 /** Missed publications read per channel to put a recovery's replay in publication order (the history request's own cap). */
 const HISTORY_LIMIT = 1000;
 /** Snapshots of earlier sockets a recovered socket keeps per channel: recoveries cut in a row, this many back. */
@@ -446,7 +449,12 @@ export class SioClient extends Client {
   /** The id the client knows (its `socket.id`); differs from `id` after a move between threads. */
   publicId: string;
   data: Record<string, unknown> = {};
-  nextAck = 0;
+  /**
+   * The next emitWithAck id. A fresh socket starts at a random point, as the client's socket object
+   * outlives its connections: a listener may still answer an emitWithAck of the connection before, and
+   * that answer must not meet an id this socket gave to another one (a saved session numbers on instead).
+   */
+  nextAck = randomInt(ACK_ID_START_SPREAD);
   /** Acks answering emitWithAck calls made on the thread this socket moved from (see GHOST_ACK_IDS). */
   remoteAcks?: { thread: number; ids: Set<number>; from: number; below: number };
   /** The last subscribe or unsubscribe of each channel still running (see inOrder). */
