@@ -280,9 +280,7 @@ export class Placement {
       try {
         return await this.attempt(channel, op, args);
       } catch (err) {
-        const code = (err as RtError)?.code;
-        this.owners.delete(channel);
-        if (!RETRY.has(code) || Date.now() > deadline || this.closing) throw err;
+        this.mayRetry(channel, err, deadline);
       }
     }
     return this.reroute(channel, seq, () => this.retrying(channel, op, args, deadline));
@@ -294,15 +292,19 @@ export class Placement {
     return await this.rpc.request(owner, channel, op, args, Math.max(1000, this.ttlMs));
   }
 
+  /** After a failed attempt: the owner is looked up afresh, and what a retry cannot mend is thrown. */
+  private mayRetry(channel: string, err: unknown, deadline: number): void {
+    this.owners.delete(channel);
+    if (!RETRY.has((err as RtError)?.code) || Date.now() > deadline || this.closing) throw err;
+  }
+
   /** The attempts of one call in the reroute queue: until answered, refused, or past its deadline. */
   private async retrying(channel: string, op: string, args: unknown[], deadline: number): Promise<unknown> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.attempt(channel, op, args);
       } catch (err) {
-        const code = (err as RtError)?.code;
-        this.owners.delete(channel);
-        if (!RETRY.has(code) || Date.now() > deadline || this.closing) throw err;
+        this.mayRetry(channel, err, deadline);
         await sleep(Math.min(25 * 2 ** attempt, Math.max(100, this.ttlMs / 4)));
       }
     }
