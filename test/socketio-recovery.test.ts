@@ -384,18 +384,26 @@ t.test('after a recovery that failed (its channel died with a crashed shard), th
   t.same(seen.get(ch), [0, 1, 2], 'the publication missed during the second loss came back, once');
 });
 
+/**
+ * The client's listener for the server's `question`: it answers `first` only once the connection was
+ * lost (a user still deciding), and any later question at once, after the late answer to `first`.
+ * Returns the answers it holds.
+ */
+function lateAnswerer(c: Socket): Array<(a: unknown) => void> {
+  const pending: Array<(a: unknown) => void> = [];
+  c.on('question', (q: string, cb: (a: unknown) => void) => {
+    if (q === 'first') return void pending.push(cb);
+    for (const late of pending.splice(0)) late('late answer to first');
+    cb(`answer to ${q}`);
+  });
+  return pending;
+}
+
 t.test("a late answer to the previous connection's emitWithAck does not answer the recovered socket's", async (t) => {
   const s = await startServer(t, { actors: ACTORS });
   for (const transports of [['websocket'], ['polling', 'websocket']]) {
     const { c } = await client(t, s.http, { transports });
-    // The listener answers the first question only after the connection was lost and recovered (a
-    // user still deciding); the second question it answers at once, after the first one's late answer.
-    const pending: Array<(a: unknown) => void> = [];
-    c.on('question', (q: string, cb: (a: unknown) => void) => {
-      if (q === 'first') return void pending.push(cb);
-      for (const late of pending.splice(0)) late('late answer to first');
-      cb(`answer to ${q}`);
-    });
+    const pending = lateAnswerer(c);
     const first = c.timeout(10_000).emitWithAck('ask', 'first').catch((e: Error) => e);
     await until('the first question reached the client', () => pending.length === 1);
     const gone = new Promise((r) => c.once('disconnect', r));
@@ -413,12 +421,7 @@ t.test("a late answer to the previous connection's emitWithAck does not answer t
 t.test("without recovery too: a late answer to the previous connection's emitWithAck does not answer the fresh socket's", async (t) => {
   const s = await startServer(t, { actors: ACTORS, socketioRecovery: '0' });
   const { c } = await client(t, s.http, { transports: ['websocket'] });
-  const pending: Array<(a: unknown) => void> = [];
-  c.on('question', (q: string, cb: (a: unknown) => void) => {
-    if (q === 'first') return void pending.push(cb);
-    for (const late of pending.splice(0)) late('late answer to first');
-    cb(`answer to ${q}`);
-  });
+  const pending = lateAnswerer(c);
   const first = c.timeout(10_000).emitWithAck('ask', 'first').catch((e: Error) => e);
   await until('the first question reached the client', () => pending.length === 1);
   const back = reconnected(c);
