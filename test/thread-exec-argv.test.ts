@@ -9,14 +9,14 @@ import { TestClient } from './helpers/ws-client.js';
 
 const actors = fileURLToPath(new URL('./fixtures/exec-argv', import.meta.url));
 
-async function threadArgv(t: Test, url: string): Promise<{ shard: unknown; compute: unknown }> {
+async function threadArgv(t: Test, url: string): Promise<{ shard: unknown; compute: unknown; youngMb: unknown }> {
   const c = await TestClient.connect(url + '/ws');
   try {
     t.equal((await c.request({ op: 'subscribe', channel: 'argv-1' })).ok, true);
-    const shard = (await c.request({ op: 'publish', channel: 'argv-1', event: 'shard', data: null })).data as { execArgv: unknown };
+    const shard = (await c.request({ op: 'publish', channel: 'argv-1', event: 'shard', data: null })).data as { execArgv: unknown; youngMb: unknown };
     await c.request({ op: 'publish', channel: 'argv-1', event: 'compute', data: null });
     const compute = (await c.next((f) => f.event === 'compute', 20_000)).data as { execArgv: unknown };
-    return { shard: shard.execArgv, compute: compute.execArgv };
+    return { shard: shard.execArgv, compute: compute.execArgv, youngMb: shard.youngMb };
   } finally {
     c.close();
   }
@@ -35,6 +35,18 @@ t.test("by default, the process's own (here tap's loaders)", async (t) => {
   const got = await threadArgv(t, s.url);
   t.same(got.shard, process.execArgv, 'the shard');
   t.same(got.compute, process.execArgv, 'the compute thread');
+});
+
+// --shard-young-generation: V8 left alone grows a shard's young generation to 48 MB during a burst of
+// connections and keeps the pages (docs/benchmarks.md, 2026-11-28); the shards start capped.
+t.test("a shard's young generation: 24 MB by default, as set, or V8's own with 0", async (t) => {
+  const def = await startServer(t, { actors, actorComputeThreads: 1 });
+  t.equal((await threadArgv(t, def.url)).youngMb, 24, 'the default');
+  const set = await startServer(t, { actors, actorComputeThreads: 1, shardYoungGeneration: '12mb' as never });
+  t.equal((await threadArgv(t, set.url)).youngMb, 12, "'12mb'");
+  const v8 = await startServer(t, { actors, actorComputeThreads: 1, shardYoungGeneration: 0 });
+  t.ok(((await threadArgv(t, v8.url)).youngMb as number) > 24, "0: V8's own limit, larger");
+  await t.rejects(startServer(t, { shardYoungGeneration: 'lots' as never }), { code: 'config_invalid', message: /shardYoungGeneration/ });
 });
 
 t.test('a value Node refuses: a clear error, and nothing of the failed start holds the process', async (t) => {

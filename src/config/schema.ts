@@ -98,6 +98,8 @@ export interface ServerConfig {
   restartShards: boolean;
   /** Seconds a shard's event loop may stand still before it is reported stuck (0: never). */
   stuckShardTimeout: number;
+  /** Most memory each shard's V8 young generation may take, in bytes (0: V8's default). */
+  shardYoungGeneration: number;
   // Security and limits
   /** Browser origins allowed besides the server's own host ('*' = any). */
   allowedOrigins: string[];
@@ -237,6 +239,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'config', type: 'string', default: '', doc: 'JSON config file (keys as in this list, camelCase)' },
   { key: 'shutdownTimeout', type: 'duration', default: 10, min: 0, max: 86400, doc: 'seconds in-flight requests may take on SIGTERM/SIGINT before they are answered 503 and clients are told to reconnect (which takes under a second more)' },
   { key: 'restartShards', type: 'bool', default: true, doc: 'replace a crashed shard automatically' },
+  { key: 'shardYoungGeneration', type: 'bytes', default: 24 * 1024 * 1024, min: 0, max: 1024 * 1024 * 1024, doc: "most memory each shard's V8 young generation (new, short-lived objects) may take, e.g. '24mb'. V8 grows it up to 48 MB while many connections open at once and keeps the pages: 24 MB halves the idle memory per connection for a few more scavenges under heavy fan-out (docs/benchmarks.md); 0 = V8's default (or NODE_OPTIONS' --max-semi-space-size)" },
   { key: 'stuckShardTimeout', type: 'duration', default: 10, min: 0, max: 3600, doc: "seconds a shard's event loop may stand still (a synchronous loop in an actor hook) before it is logged as stuck, naming the hook, and /health answers 503; 0 = never" },
   // Security and limits
   { key: 'allowedOrigins', type: 'list', default: [], doc: "browser origins allowed besides the server's own host, e.g. 'https://app.example.com,https://*.example.com' ('*' = any)" },
