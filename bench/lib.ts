@@ -51,7 +51,9 @@ export class BenchServer {
     });
   }
 
+  /** BENCH_RT_OPTIONS: createServer options (JSON) for the rt-actors server, e.g. '{"shardYoungGeneration":0}'. */
   static async start(kind: ServerKind, workers = 2, options: Record<string, unknown> = {}): Promise<BenchServer> {
+    if (kind === 'rt' && process.env.BENCH_RT_OPTIONS) options = { ...JSON.parse(process.env.BENCH_RT_OPTIONS), ...options };
     const child = fork(new URL('./servers/child.js', import.meta.url), [kind, String(workers), JSON.stringify(options)], { execArgv: ['--expose-gc', ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : []), ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m: any) => (m.type === 'ready' ? resolve(m.port) : reject(new Error('bad start'))));
