@@ -19,12 +19,29 @@ const REASON_OF_CODE: Record<string, RefusalReason> = {
   origin_not_allowed: 'origin',
   too_many_connections: 'connection_limit',
   too_many_connections_from_ip: 'connection_limit',
+  app_over_quota: 'connection_limit',
   too_many_channels: 'channel_limit',
   payload_too_large: 'payload_too_large',
   message_too_big: 'payload_too_large',
   bad_frame: 'malformed',
   bad_json: 'malformed',
   unknown_op: 'malformed',
+  overloaded: 'overloaded',
+  slow_consumer: 'slow_consumer',
+};
+
+/**
+ * The code a refusal counted by its reason alone is logged with (the one clients of the native protocol
+ * are answered with): operators filter refusal lines by code, so none may lack one.
+ */
+const CODE_OF_REASON: Record<RefusalReason, string> = {
+  rate_limit: 'rate_limited',
+  auth: 'unauthorized',
+  origin: 'origin_not_allowed',
+  connection_limit: 'too_many_connections',
+  channel_limit: 'too_many_channels',
+  payload_too_large: 'payload_too_large',
+  malformed: 'bad_frame',
   overloaded: 'overloaded',
   slow_consumer: 'slow_consumer',
 };
@@ -45,7 +62,8 @@ export function countRefusal(what: RefusalReason | { code?: unknown } | unknown)
   const log = threadLogger();
   if (log.enabled('debug')) {
     const e = what as { code?: unknown; message?: unknown };
-    const fields = { event: reason === 'auth' ? 'auth.failed' : 'refusal', reason, code: typeof e?.code === 'string' ? e.code : undefined, detail: typeof e?.message === 'string' ? e.message : undefined };
+    const code = typeof e?.code === 'string' ? e.code : CODE_OF_REASON[reason];
+    const fields = { event: reason === 'auth' ? 'auth.failed' : 'refusal', reason, code, detail: typeof e?.message === 'string' ? e.message : undefined };
     log.debug(reason === 'auth' ? 'auth failure' : `refused: ${reason}`, fields);
   }
 }

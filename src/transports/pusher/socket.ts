@@ -79,8 +79,8 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
         } else if (app.maxConnections > 0 && !ctx.limits.apps?.admit(app.index, app.maxConnections)) {
           // The app's own quota (maxConnections, per host): Pusher's 4004, after which pusher-js does not reconnect.
           ctx.limits.release(ip);
-          countRefusal('connection_limit');
           data.refusal = { code: PusherClose.OVER_QUOTA, message: `Application is over connection quota (${app.maxConnections} connections on this host)` };
+          countRefusal({ code: 'app_over_quota', message: data.refusal.message });
         } else {
           data.admitted = true;
           data.appCounted = app.maxConnections > 0;

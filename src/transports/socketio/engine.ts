@@ -594,8 +594,9 @@ export class Engine {
   private admit(ip: string): HttpAnswer | null {
     const r = this.ctx.limits.admit(ip);
     if (r === 'ok') return null;
-    countRefusal(r);
     const err = admissionError(r, ip, this.ctx.config);
+    // The error, not the bare result: a code is not a reason, and counted as one it was dropped.
+    countRefusal(err);
     return { status: err.status, body: JSON.stringify({ code: EioCode.BAD_REQUEST, message: err.message }), type: 'json' };
   }
 
