@@ -44,6 +44,20 @@ t.test('every documented family is exported, with its documented type', async (t
   });
 });
 
+// rt_redis_up was set by the shard's first stats tick, 250 ms after it started: a scrape right after
+// the server was ready said Redis was down (0) while /health said every shard was connected.
+t.test('with --redis, rt_redis_up is 1 from the first scrape after start', async (t) => {
+  const redis = await machineRedis(t);
+  const ns = `rt-metrics-up-${process.pid}-${Date.now()}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  const s = await startServer(t, { redis: redis.url, redisNamespace: ns });
+  const health = await (await fetch(s.http + '/health')).json();
+  const fams = await scrape(s.http);
+  t.same(health.redis, { connected: 2, shards: 2 }, '/health: every shard connected');
+  t.equal(valueOf(fams, 'rt_redis_up', { thread: '0' }), 1, 'shard 0 reports Redis up');
+  t.equal(valueOf(fams, 'rt_redis_up', { thread: '1' }), 1, 'shard 1 reports Redis up');
+});
+
 t.test('with --redis the Redis families are exported too', async (t) => {
   const redis = await machineRedis(t);
   const ns = `rt-metrics-${process.pid}-${Date.now()}`;

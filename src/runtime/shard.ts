@@ -309,6 +309,9 @@ export async function runShard(task: ShardTask): Promise<void> {
     feed('rt_actor_restarts_total', actorStats.restarts);
     feed('rt_actor_compute_tasks_total', actorStats.computed);
   };
+  // Once now, before 'alive': a scrape right after start would otherwise read the gauges' zeros (Redis
+  // down) until the first tick.
+  publishStats();
   sampler.every(STATS_MS, publishStats);
   // The supervisor reports a shard stuck when this stops moving (--stuck-shard-timeout); before 'alive'.
   const beat = () => stats.set(shard, 'tickAt', Date.now());
