@@ -8,7 +8,8 @@ import { TestClient } from './helpers/ws-client.js';
 import { parsePrometheus, valueOf, type Family } from './helpers/prom.js';
 import { sioConnect } from './helpers/sio.js';
 import { connected, pusherClient, pusherOptions, sdk, subscribed, nextOn } from './helpers/pusher.js';
-import { dropNamespace, machineRedis, until } from './helpers/redis.js';
+import { dropNamespace, machineRedis, redisClient, until } from './helpers/redis.js';
+import { Keys } from '../src/bridge/keys.js';
 
 const DOC = readFileSync(new URL('../docs/deployment.md', import.meta.url), 'utf8');
 /** Metric names from the table in docs/deployment.md ("| `name` | type | …"). */
@@ -56,6 +57,22 @@ t.test('with --redis, rt_redis_up is 1 from the first scrape after start', async
   t.same(health.redis, { connected: 2, shards: 2 }, '/health: every shard connected');
   t.equal(valueOf(fams, 'rt_redis_up', { thread: '0' }), 1, 'shard 0 reports Redis up');
   t.equal(valueOf(fams, 'rt_redis_up', { thread: '1' }), 1, 'shard 1 reports Redis up');
+});
+
+// The main thread's own Redis reads (the embedding API's server.presence(), server.channels(), …)
+// failed without counting in rt_redis_errors_total: only the shards' brokers were counted.
+t.test("with --redis, the main thread's failed Redis operations count in rt_redis_errors_total", async (t) => {
+  const redis = await machineRedis(t);
+  const ns = `rt-metrics-err-${process.pid}-${Date.now()}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  const s = await startServer(t, { redis: redis.url, redisNamespace: ns });
+  // A presence hash that is not a hash: Redis answers WRONGTYPE to the main thread's read, and no
+  // shard touches this channel.
+  await redisClient(t, redis.port).set(new Keys(ns, '').members('presence-broken'), 'not a hash');
+  const before = valueOf(await scrape(s.http), 'rt_redis_errors_total');
+  await t.rejects(s.presence('presence-broken'), 'the read fails');
+  await until('the failed read counted', async () => valueOf(await scrape(s.http), 'rt_redis_errors_total') >= before + 1);
+  t.pass('counted');
 });
 
 t.test('with --redis the Redis families are exported too', async (t) => {

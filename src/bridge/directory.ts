@@ -29,15 +29,15 @@ export class RedisDirectory implements HubBridge {
     private readonly keys: Keys,
     /** Index entries not refreshed for this long belong to channels no live host has. */
     private readonly staleMs: number,
-    /** The shard's broker figures: a failed read or user message is a failed Redis operation too. */
-    private readonly stats?: { errors: number },
+    /** Counts a failed read or user message: a failed Redis operation (rt_redis_errors_total). */
+    private readonly failed: () => void,
   ) {}
 
   private async guard<T>(p: Promise<T>, read = true): Promise<T> {
     try {
       return await p;
     } catch (err) {
-      if (this.stats) this.stats.errors++;
+      this.failed();
       throw unavailable(err, read);
     }
   }

@@ -138,7 +138,7 @@ export class RedisBroker implements Broker {
     this.cmd.on('error', () => {}); // state changes are watched through 'ready'/'close'; commands report their own errors
     this.scripts = defineScripts(this.cmd);
     this.subs = new SubscriberPool(opts.target, `rt-actors-sub:${opts.node}`, this.cmd);
-    this.directory = new RedisDirectory(this.cmd, opts.keys, opts.presenceTtlMs * 2, this.stats);
+    this.directory = new RedisDirectory(this.cmd, opts.keys, opts.presenceTtlMs * 2, () => this.stats.errors++);
     this.leases = new Leases(this.cmd, opts.keys, { holder: opts.node, ttlMs: opts.leaseTtlMs ?? 10_000, onLost: (ch, f) => opts.onLeaseLost?.(ch, f) });
     // Several rounds per ttl, so one late heartbeat does not make a live node look dead.
     this.intervalMs = Math.max(100, Math.floor(opts.presenceTtlMs / 3));

@@ -14,6 +14,7 @@ import type { SharedStats } from '../runtime/stats.js';
 import type { ChannelLifecycle } from '../actors/channel-actor.js';
 import type { HistoryBounds, HubBridge } from './broker.js';
 import type { SharedStore } from '../runtime/context.js';
+import { metrics } from '../runtime/metrics.js';
 import { RedisDirectory } from './directory.js';
 import { boundsFor, HistoryPatternError, parseHistoryPatterns } from './history-policy.js';
 import { Keys } from './keys.js';
@@ -172,7 +173,9 @@ export async function openMainBridge(config: ServerConfig, target: RedisTarget):
   if (target.cluster && !/cluster_state:ok/.test(info)) fail(`the Redis Cluster at ${target.display} is not ready (cluster_state is not ok)`);
   if (!target.cluster && /cluster_enabled:1/.test(info)) fail(`Redis at ${target.display} is a cluster node: add --redis-cluster (or list several nodes in --redis)`);
   const keys = new Keys(config.redisNamespace, config.redisPrefix, target.options.db);
-  const bridge = new RedisDirectory(cmd, keys, config.presenceTtl * 1000 * 2);
+  // The main thread has no broker whose figures a stats tick feeds to /metrics: its failures count
+  // straight into its own block (bound by the supervisor before any query runs).
+  const bridge = new RedisDirectory(cmd, keys, config.presenceTtl * 1000 * 2, () => metrics().inc('rt_redis_errors_total'));
   return {
     bridge,
     close: async () => {
