@@ -3,7 +3,8 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { dropNamespace, machineRedis, startHost, until } from './helpers/redis.js';
-import { APP, connected, nextOn, nextWithMeta, pusherClient, sdk, subscribed } from './helpers/pusher.js';
+import { APP, connected, nextOn, nextWithMeta, pusherClient, RawPusher, sdk, subscribed } from './helpers/pusher.js';
+import { TestClient } from './helpers/ws-client.js';
 
 // Every subtest starts a real server: on a loaded machine that alone can take tens of seconds.
 t.setTimeout(600_000);
@@ -17,6 +18,51 @@ const ACTORS = new URL('./fixtures/pusher-actors', import.meta.url).pathname;
 const args = ['--pusher-app-id', APP.id, '--pusher-key', APP.key, '--pusher-secret', APP.secret, '--actors', ACTORS];
 const A = await startHost(t, redis.url, ns, { workers: 2, args });
 const B = await startHost(t, redis.url, ns, { workers: 1, args });
+
+// A trigger's `data` is an opaque string in Pusher: through Redis it was decoded and encoded again, so
+// a subscriber on another host (or on the same one: with --redis every publication comes back through
+// Redis) got other bytes than on a server alone: 1.0 as 1, a 20-digit id rounded, escapes undone.
+t.test('a trigger\'s string `data` reaches subscribers on every host byte for byte, live and replayed', async (t) => {
+  const sent = ['{"id": 12345678901234567891, "price": 1.0}', '{"b":1,"2":"x","1":"y"}', '{"u":"\\u00e9\\ud83d\\ude00","n":[1e3, -0]}', 'plain text'];
+  const rawOn = async (port: number, channel: string) => {
+    const raw = await RawPusher.open(t, `ws://127.0.0.1:${port}/app/${APP.key}?protocol=7`);
+    await raw.event('pusher:connection_established');
+    raw.send({ event: 'pusher:subscribe', data: { channel } });
+    await raw.event('pusher_internal:subscription_succeeded');
+    return raw;
+  };
+  const onB = await rawOn(B.port, 'verbatim-redis');
+  const onA = await rawOn(A.port, 'verbatim-redis');
+  const nat = await TestClient.connect(`ws://127.0.0.1:${B.port}/ws`);
+  t.teardown(() => nat.close());
+  const natText: string[] = [];
+  nat.ws.on('message', (m) => natText.push(m.toString()));
+  t.equal((await nat.request({ op: 'subscribe', channel: 'verbatim-redis' })).ok, true);
+
+  const backend = sdk(A.port);
+  for (const data of sent) {
+    t.equal((await backend.trigger('verbatim-redis', 'e', data)).status, 200);
+    t.equal((await backend.trigger('cache-verbatim-redis', 'e', data)).status, 200);
+  }
+  await backend.trigger('verbatim-redis', 'sentinel', 'end');
+  for (const raw of [onA, onB]) await raw.event('sentinel');
+  await nat.next((f) => f.op === 'message' && f.event === 'sentinel');
+  t.same(onB.frames.filter((f) => f.event === 'e').map((f) => f.data), sent, 'host B: each data string unchanged');
+  t.same(onA.frames.filter((f) => f.event === 'e').map((f) => f.data), sent, 'host A: each data string unchanged');
+  const natData = natText.filter((m) => m.includes('"event":"e"')).map((m) => /"data":(.*),"offset":/.exec(m)![1]);
+  t.same(natData, [...sent.slice(0, 3), '"plain text"'], 'native on host B: the same JSON text as the value');
+
+  // A cache channel replays its last event from the Redis stream to a new subscriber on host B.
+  const late = await RawPusher.open(t, `ws://127.0.0.1:${B.port}/app/${APP.key}?protocol=7`);
+  await late.event('pusher:connection_established');
+  late.send({ event: 'pusher:subscribe', data: { channel: 'cache-verbatim-redis' } });
+  t.equal((await late.event('e')).data, sent[sent.length - 1], 'replayed unchanged');
+  const late2 = await RawPusher.open(t, `ws://127.0.0.1:${B.port}/app/${APP.key}?protocol=7`);
+  await late2.event('pusher:connection_established');
+  await backend.trigger('cache-verbatim-redis', 'e', sent[0]!);
+  late2.send({ event: 'pusher:subscribe', data: { channel: 'cache-verbatim-redis' } });
+  t.equal((await late2.event('e')).data, sent[0], 'replayed unchanged (a JSON string)');
+});
 
 t.test("client events: user_id on presence channels across hosts, kept in the Redis history", async (t) => {
   const ann = pusherClient(t, A.port, { member: { user_id: 'u-ann' } });

@@ -791,8 +791,12 @@ export class ChannelActor {
     this.lastActivity = now;
     const event = out.event;
     if (this.env.broker) {
-      // Redis assigns the offset and fans out to every host, this one included (see relay).
-      const msg: BrokerMessage = exclude ? { event, data: out.data, exclude } : { event, data: out.data };
+      // Redis assigns the offset and fans out to every host, this one included (see relay). A payload
+      // still in the JSON text it came as goes on as that text (RedisBroker.publish), so that every
+      // host's subscribers get it byte for byte, as they do without Redis.
+      const raw = payloadOf(out);
+      const msg: BrokerMessage = raw ? new EncodedMessage(event, raw) : { event, data: out.data };
+      if (exclude) msg.exclude = exclude;
       if (user !== undefined) msg.user = user;
       return new Pending(this.env.broker.publish(this.name, msg, this.bounds).then((pos) => ({ offset: pos!.offset })));
     }

@@ -19,6 +19,7 @@ export interface HistoryBounds {
 /** Publication body as it travels through the broker. */
 export interface BrokerMessage {
   event: string;
+  /** May be a carrier of its encoded payload (encoded-payload.ts): JSON text then travels as such. */
   data: unknown;
   /** Socket id excluded from delivery on every host. */
   exclude?: string;

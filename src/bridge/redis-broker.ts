@@ -10,6 +10,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { toPlain, unpackPlain } from '../protocol/plain-msgpack.js';
+import { EncodedPublication, JsonData, rawJson } from '../protocol/encoded-payload.js';
+import { jsonNestsDeeper, MAX_JSON_DEPTH } from '../protocol/json-depth.js';
 import type { Logger } from '../log.js';
 import { assertEvent, type Member, type Publication, type StreamPosition } from '../protocol/native.js';
 import type { Notice } from '../runtime/messages.js';
@@ -313,9 +315,9 @@ export class RedisBroker implements Broker {
       if (a <= 0 || b < 0) throw new Error('not a publication frame');
       const offset = Number(payload.toString('latin1', 0, a));
       const epoch = payload.toString('latin1', a + 1, b);
-      const body = unpackPlain(payload.subarray(b + 1)) as { v: string; d: unknown; x?: string; u?: unknown };
+      const body = unpackPlain(payload.subarray(b + 1)) as Body;
       if (!Number.isSafeInteger(offset) || offset <= 0 || typeof body?.v !== 'string') throw new Error('bad publication frame');
-      entry.sink.publication(withMeta({ channel: route.channel, event: body.v, data: body.d, offset }, body.u), epoch, body.x);
+      entry.sink.publication(withMeta(publicationOf(route.channel, body, offset), body.u), epoch, typeof body.x === 'string' ? body.x : undefined);
     } catch (err) {
       this.invalid(redisChannel, (err as Error).message);
     }
@@ -371,8 +373,12 @@ export class RedisBroker implements Broker {
   // ——— sequence, history ———
 
   async publish(channel: string, msg: BrokerMessage, bounds: HistoryBounds, claim?: string, fence?: Fence): Promise<StreamPosition | null> {
-    // Read back with unpackPlain on every host: an actor's Date or undefined must not make it unreadable.
-    const b: { v: string; d: unknown; x?: string; u?: string } = { v: msg.event, d: toPlain(msg.data) };
+    // JSON text nobody has read travels as that text (`j`): Pusher's `data` is an opaque string whose
+    // bytes (key order, spacing, 1.0, integers past 2^53, \u escapes) its subscribers get unchanged,
+    // and a value decoded and encoded again would change them. Anything else as a value (`d`), read
+    // back with unpackPlain on every host: an actor's Date or undefined must not make it unreadable.
+    const js = rawJson(msg);
+    const b: Body = js !== undefined ? { v: msg.event, j: js } : { v: msg.event, d: toPlain(msg.data) };
     if (msg.exclude) b.x = msg.exclude;
     if (msg.user !== undefined) b.u = msg.user;
     const body = packr.pack(b);
@@ -413,8 +419,8 @@ export class RedisBroker implements Broker {
     for (const [id, fields] of entries) {
       try {
         const offset = Number(fields[1]!.toString());
-        const body = unpackPlain(fields[3]!) as { v: string; d: unknown; u?: unknown; x?: unknown };
-        out.push(withMeta({ channel, event: body.v, data: body.d, offset }, body.u, body.x));
+        const body = unpackPlain(fields[3]!) as Body;
+        out.push(withMeta(publicationOf(channel, body, offset), body.u, body.x));
         times?.push(Number.parseInt(id.toString('latin1'), 10) || 0);
       } catch {
         this.invalid(this.keys.stream(channel), 'unreadable stream entry');
@@ -742,6 +748,26 @@ export class RedisBroker implements Broker {
 }
 
 /** Publication.user and .ex from a stored body's `u` and `x` (only strings are taken). */
+/** A publication's body in Redis (pub/sub and stream): event, data as a value or as JSON text, exclude, user. */
+interface Body {
+  v: string;
+  d?: unknown;
+  j?: unknown;
+  x?: unknown;
+  u?: unknown;
+}
+
+/**
+ * The publication a body carries. JSON text is checked here, once per host, as a value is by
+ * unpackPlain: what the codecs splice into frames must be JSON, however it got into Redis.
+ */
+function publicationOf(channel: string, body: Body, offset: number): Publication {
+  if (typeof body.j !== 'string') return { channel, event: body.v, data: body.d, offset };
+  if (jsonNestsDeeper(body.j)) throw new Error(`data nests deeper than ${MAX_JSON_DEPTH} levels`);
+  JSON.parse(body.j);
+  return new EncodedPublication(channel, body.v, offset, new JsonData(body.j));
+}
+
 function withMeta(pub: Publication, u: unknown, x?: unknown): Publication {
   if (typeof u === 'string') pub.user = u;
   if (typeof x === 'string') pub.ex = x;
