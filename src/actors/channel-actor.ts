@@ -58,8 +58,8 @@ export interface ActorEnv {
   /** Throws (`overloaded`) when new deliveries to `thread` must be refused: checked before a publish is accepted. */
   admit?(thread: number): void;
   presence(thread: number, kind: 'join!' | 'leave!', channel: string, member: Member, exclude?: string): void;
-  /** A private message to some subscribers (socket ids) of `channel` on `thread`: no offset, no history. */
-  push?(thread: number, channel: string, to: string[], event: string, data: unknown): void;
+  /** A private message to some subscribers (socket ids) of `channel` on `thread`: no offset, no history. `js`: data's JSON text, when known. */
+  push?(thread: number, channel: string, to: string[], event: string, data: unknown, js?: string): void;
   /** Removes a subscriber of `channel` on `thread` from the channel, telling its client why. */
   kick?(thread: number, channel: string, socketId: string, reason: string): void;
   /** Runs a compute task (`ctx.compute`) off the shard; absent where there is no pool. */
@@ -203,19 +203,21 @@ export class ChannelActor {
         r.done.catch((err) => self.log(`broadcast from actor hook failed`, err));
         return 0;
       },
+      // The JSON text the data was checked as is what is sent: the value as it was when pushed (the hook
+      // may change it afterwards), written as JSON writes it (as broadcast's), on every thread alike.
       push: (socketId, event, data) => {
         assertEventName(event);
-        sendableJson(data, `push ${event}'s data`);
-        return self.pushTo([socketId], event, data) === 1;
+        const text = sendableJson(data, `push ${event}'s data`);
+        return self.pushTo([socketId], event, data, text) === 1;
       },
       pushUser: (userId, event, data) => {
         assertEventName(event);
-        sendableJson(data, `push ${event}'s data`);
+        const text = sendableJson(data, `push ${event}'s data`);
         const ids: string[] = [];
         for (const c of self.subs.values()) if (c.user === userId) ids.push(c.id);
         // Inside onJoin the joiner is not a subscriber yet, but push() reaches it: so does pushUser().
         if (self.joining?.user === userId && !self.subs.has(self.joining.id)) ids.push(self.joining.id);
-        return self.pushTo(ids, event, data);
+        return self.pushTo(ids, event, data, text);
       },
       kick: (socketId, reason) => self.kick(socketId, kickReason(reason)),
       timers: this.timers,
@@ -358,7 +360,7 @@ export class ChannelActor {
    * Sends a private message to those of `ids` that are subscribed (or joining), one frame per thread;
    * returns how many. Also what a placed actor's activation asks of the host relaying its subscribers.
    */
-  private pushTo(ids: Iterable<string>, event: string, data: unknown): number {
+  private pushTo(ids: Iterable<string>, event: string, data: unknown, js?: string): number {
     if (this.stopped || !this.env.push) return 0;
     const byThread = new Map<number, string[]>();
     for (const id of ids) {
@@ -370,7 +372,7 @@ export class ChannelActor {
     }
     let n = 0;
     for (const [t, list] of byThread) {
-      this.env.push(t, this.name, list, event, data);
+      this.env.push(t, this.name, list, event, data, js);
       n += list.length;
     }
     return n;

@@ -4,7 +4,7 @@
  */
 import type { Member, Publication } from './native.js';
 import { encodeFrame, messageFrame, messageFrameJson, messageFrameMsgpack } from './native.js';
-import { rawJson, rawMsgpack } from './encoded-payload.js';
+import { EncodedPublication, JsonData, rawJson, rawMsgpack } from './encoded-payload.js';
 
 export type Encoded = string | Uint8Array;
 
@@ -22,6 +22,8 @@ export interface WireCodec {
   user(event: string, data: unknown, js?: string): Encoded;
   /** A channel actor's private message to one subscriber (no offset). Defaults to `pub` without one. */
   push?(channel: string, event: string, data: unknown): Encoded;
+  /** push() of data given as JSON text, spliced; codecs without it get the value (or `pub` the text). */
+  pushJson?(channel: string, event: string, js: string): Encoded;
   /** The channel actor removed this subscriber from `channel`. Defaults to a push of event `kicked`. */
   kicked?(channel: string, reason: string): Encoded;
   /**
@@ -69,6 +71,7 @@ function nativeCodec(format: 'json' | 'msgpack', tag: string): WireCodec {
     leave: (channel, member) => encodeFrame({ op: 'leave', channel, member }, format),
     user: (event, data) => encodeFrame({ op: 'message', event, data }, format),
     push: (channel, event, data) => encodeFrame({ op: 'message', channel, event, data }, format),
+    ...(format === 'json' ? { pushJson: (channel: string, event: string, js: string) => `{"op":"message","channel":${JSON.stringify(channel)},"event":${JSON.stringify(event)},"data":${js}}` } : {}),
     kicked: (channel, reason) => encodeFrame({ op: 'kicked', channel, reason }, format),
   });
 }
@@ -76,12 +79,19 @@ function nativeCodec(format: 'json' | 'msgpack', tag: string): WireCodec {
 export const JSON_CODEC = nativeCodec('json', 'j');
 export const MSGPACK_CODEC = nativeCodec('msgpack', 'm');
 
-/** A private push in a codec's format (see WireCodec.push). */
-export function encodePush(c: WireCodec, channel: string, event: string, data: unknown): Encoded {
-  return c.push ? c.push(channel, event, data) : c.pub({ channel, event, data, offset: 0 });
+/**
+ * A private push in a codec's format (see WireCodec.push). `js`: the data's JSON text, when known;
+ * `data` is called only when a codec needs the value.
+ */
+export function encodePush(c: WireCodec, channel: string, event: string, data: () => unknown, js?: string): Encoded {
+  if (js !== undefined) {
+    if (c.pushJson) return c.pushJson(channel, event, js);
+    if (!c.push) return c.pub(new EncodedPublication(channel, event, 0, new JsonData(js)));
+  }
+  return c.push ? c.push(channel, event, data()) : c.pub({ channel, event, data: data(), offset: 0 });
 }
 
 /** A kick in a codec's format (see WireCodec.kicked). */
 export function encodeKicked(c: WireCodec, channel: string, reason: string): Encoded {
-  return c.kicked ? c.kicked(channel, reason) : encodePush(c, channel, 'kicked', { reason });
+  return c.kicked ? c.kicked(channel, reason) : encodePush(c, channel, 'kicked', () => ({ reason }));
 }

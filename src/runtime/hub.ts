@@ -688,10 +688,14 @@ export class Hub {
    */
   private deliverPush(n: Extract<Notice, { t: 'push!' }>): void {
     let memo: EncodeMemo | undefined;
+    // Parsed once, and only for the codecs that cannot splice the JSON text.
+    let value = n.data;
+    let parsed = n.js === undefined;
+    const data = () => (parsed ? value : ((parsed = true), (value = JSON.parse(n.js!))));
     for (const id of n.to) {
       const c = this.clientById(id);
       if (!c || c.closed || !(c.channels.has(n.ch) || c.pendingChannels?.has(n.ch))) continue;
-      memo ??= new EncodeMemo((codec) => encodePush(codec, n.ch, n.ev, n.data));
+      memo ??= new EncodeMemo((codec) => encodePush(codec, n.ch, n.ev, data, n.js));
       c.sendEncoded(memo.get(c.codec));
       this.stats.delivered++;
     }

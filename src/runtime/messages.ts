@@ -77,7 +77,11 @@ export type Notice =
   /** Redis bridge: a revocation kept in Redis, read at (re)connect: refuse the user's older tokens, disconnect nobody. */
   | { t: 'revoke'; user: string; at: number }
   /** A channel actor's private message to some of its subscribers on the receiving thread: no offset, no history. */
-  | { t: 'push!'; ch: string; to: string[]; ev: string; data: unknown }
+  /**
+   * A channel actor's private message. `js`: `data`'s JSON text, as the actor's push was checked (then
+   * `data` is absent): sent as it was when pushed, whichever thread the subscriber is on.
+   */
+  | { t: 'push!'; ch: string; to: string[]; ev: string; data?: unknown; js?: string }
   /** A channel actor removed one subscriber (`to`) from its channel; its client is told `reason`. */
   | { t: 'kick!'; ch: string; to: string; reason: string }
   /** Thread `peer` was replaced: forget its subscriptions, resend ours for the channels it owns. */

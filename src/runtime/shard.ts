@@ -138,7 +138,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     deliver: (t, pub, ex, at) => mesh.notify(t, pubNotice(pub, ex, at)),
     deliverMany: (ts, pub, ex, at) => mesh.notifyMany(ts, pubNotice(pub, ex, at)),
     presence: (t, kind, ch, m, ex) => mesh.notify(t, ex ? { t: kind, ch, m, ex } : { t: kind, ch, m }),
-    push: (t, ch, to, ev, data) => mesh.notify(t, { t: 'push!', ch, to, ev, data }),
+    push: (t, ch, to, ev, data, js) => mesh.notify(t, js === undefined ? { t: 'push!', ch, to, ev, data } : { t: 'push!', ch, to, ev, js }),
     kick: (t, ch, to, reason) => mesh.notify(t, { t: 'kick!', ch, to, reason }),
     countWanted,
     count: (t, ch, n) => mesh.notify(t, { t: 'count!', ch, n }),

@@ -119,10 +119,11 @@ export class ActorTest {
         presence: (_t, kind, _ch, member) => {
           for (const s of this.subs.values()) if (s.joined) s.presence.push({ kind: kind === 'join!' ? 'join' : 'leave', member });
         },
-        push: (_t, _ch, to, event, data) => {
+        push: (_t, _ch, to, event, data, js) => {
           for (const id of to) {
             const s = this.subs.get(id);
-            if (s && (s.joined || s.joining)) s.received.push({ event, data, private: true });
+            // As a subscriber gets it: the data as it was when pushed, as its JSON.
+            if (s && (s.joined || s.joining)) s.received.push({ event, data: js === undefined ? data : JSON.parse(js), private: true });
           }
         },
         kick: (_t, _ch, id, reason) => {

@@ -65,6 +65,7 @@ const SSE_EVENTS = registerCodec({
   leave: (channel, member) => `event: rt:leave\ndata: ${JSON.stringify({ channel, member })}\n\n`,
   user: (event, data) => `event: ${eventName(event)}\ndata: ${JSON.stringify({ data })}\n\n`,
   push: (channel, event, data) => `event: ${eventName(event)}\ndata: ${JSON.stringify({ channel, data })}\n\n`,
+  pushJson: (channel, event, js) => `event: ${eventName(event)}\ndata: ${dataLines(`{"channel":${JSON.stringify(channel)},"data":${js}}`)}\n\n`,
   kicked: (channel, reason) => `event: rt:kicked\ndata: ${JSON.stringify({ channel, reason })}\n\n`,
 });
 
@@ -77,6 +78,7 @@ const SSE_NATIVE = registerCodec({
   leave: (channel, member) => `data: ${JSON_CODEC.leave(channel, member) as string}\n\n`,
   user: (event, data) => `data: ${JSON_CODEC.user(event, data) as string}\n\n`,
   push: (channel, event, data) => `data: ${JSON_CODEC.push!(channel, event, data) as string}\n\n`,
+  pushJson: (channel, event, js) => `data: ${dataLines(JSON_CODEC.pushJson!(channel, event, js) as string)}\n\n`,
   kicked: (channel, reason) => `data: ${JSON_CODEC.kicked!(channel, reason) as string}\n\n`,
 });
 
