@@ -115,8 +115,8 @@ export class ActorHost {
    * A push (to socket ids) or a kick decided by a placed actor's activation for subscribers this shard
    * relays (src/bridge/placement.ts). Nothing to do when this shard no longer holds the channel.
    */
-  relayPush(ch: string, ids: string[], event: string, data: unknown): void {
-    this.actors.get(ch)?.relayPush(ids, event, data);
+  relayPush(ch: string, ids: string[], event: string, data: unknown, js?: string): void {
+    this.actors.get(ch)?.relayPush(ids, event, data, js);
   }
 
   relayKick(ch: string, socketId: string, reason: string): void {

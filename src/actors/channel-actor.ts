@@ -395,8 +395,8 @@ export class ChannelActor {
    * A push or kick decided by a placed actor's activation on another node (src/bridge/placement.ts),
    * for subscribers this host relays: through the mailbox, after what this host relayed before it.
    */
-  relayPush(ids: string[], event: string, data: unknown): void {
-    this.relayed('push', () => void this.pushTo(ids, event, data));
+  relayPush(ids: string[], event: string, data: unknown, js?: string): void {
+    this.relayed('push', () => void this.pushTo(ids, event, data, js));
   }
 
   relayKick(socketId: string, reason: string): void {

@@ -138,18 +138,19 @@ export class Activation {
         cancel: (name: string) => self.cancelTimer(name),
         has: (name: string) => self.timers.has(name),
       },
-      // Private messages and kicks go to the node relaying the subscriber, wherever it is.
+      // Private messages and kicks go to the node relaying the subscriber, wherever it is, after the
+      // turn: a push goes as the JSON text it was checked as, i.e. as the data was when pushed.
       push: (socketId: string, event: string, data: unknown) => {
         assertEventName(event);
-        sendableJson(data, `push ${event}'s data`);
+        const js = sendableJson(data, `push ${event}'s data`);
         const s = self.subs.get(socketId);
         if (!s || self.stopped) return false;
-        self.relays.push([s.node, 'push', [[socketId], event, data]]);
+        self.relays.push([s.node, 'push', [[socketId], event, null, js]]);
         return true;
       },
       pushUser: (userId: string, event: string, data: unknown) => {
         assertEventName(event);
-        sendableJson(data, `push ${event}'s data`);
+        const js = sendableJson(data, `push ${event}'s data`);
         if (self.stopped) return 0;
         const byNode = new Map<string, string[]>();
         for (const s of self.subs.values()) {
@@ -160,7 +161,7 @@ export class Activation {
         }
         let n = 0;
         for (const [node, ids] of byNode) {
-          self.relays.push([node, 'push', [ids, event, data]]);
+          self.relays.push([node, 'push', [ids, event, null, js]]);
           n += ids.length;
         }
         return n;

@@ -20,6 +20,7 @@ import { assertEventName } from '../actors/context-rules.js';
 import { RtError } from '../errors.js';
 import type { PublishResult } from '../runtime/messages.js';
 import { assertChannel } from '../protocol/native.js';
+import { jsonNestsDeeper } from '../protocol/json-depth.js';
 import { Activation, type RemoteSubscriber } from './activation.js';
 import type { HistoryBounds } from './broker.js';
 import { unavailable } from './directory.js';
@@ -40,12 +41,24 @@ export interface PlacementOptions {
   hookTimeoutMs?: number;
 }
 
+/** Text the codecs may splice into frames: JSON, nested no deeper than a value may be. */
+function isJsonText(v: unknown): v is string {
+  if (typeof v !== 'string' || jsonNestsDeeper(v)) return false;
+  try {
+    JSON.parse(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * What this node's shard does for the activations (of any node): deliver their pushes and kicks to the
  * subscribers it relays, and run their compute tasks on this host's pool.
  */
 export interface LocalRelay {
-  push(channel: string, ids: string[], event: string, data: unknown): void;
+  /** `js`: the data's JSON text (then `data` is unused). */
+  push(channel: string, ids: string[], event: string, data: unknown, js?: string): void;
   kick(channel: string, socketId: string, reason: string): void;
   compute?(task: string, input: unknown): Promise<unknown>;
   /** The shard's actor counters: the activations' hook failures and restarts count there. */
@@ -381,10 +394,11 @@ export class Placement {
     if (!this.loaded.some((x) => x.matches(channel))) throw new RtError('not_found', `no actor serves ${channel} on this host`, 404);
     if (!this.local) throw new RtError('unavailable', 'this node is not serving yet', 503);
     if (op === 'push') {
-      const [ids, event, data] = args as [unknown, unknown, unknown];
+      const [ids, event, data, js] = args as [unknown, unknown, unknown, unknown];
       if (!Array.isArray(ids) || ids.length === 0 || !ids.every((x) => typeof x === 'string')) throw new RtError('bad_request', 'push: malformed');
       assertEventName(event);
-      this.local.push(channel, ids as string[], event, data ?? null);
+      if (js !== undefined && !isJsonText(js)) throw new RtError('bad_request', 'push: malformed');
+      this.local.push(channel, ids as string[], event, data ?? null, js as string | undefined);
     } else {
       const [id, reason] = args as [unknown, unknown];
       if (typeof id !== 'string' || typeof reason !== 'string') throw new RtError('bad_request', 'kick: malformed');

@@ -202,7 +202,7 @@ export async function runShard(task: ShardTask): Promise<void> {
     },
   });
   // Placed actors (--redis) push, kick and compute through this shard wherever their activation runs.
-  bridge?.attach({ push: (ch, ids, ev, data) => host.relayPush(ch, ids, ev, data), kick: (ch, id, reason) => host.relayKick(ch, id, reason), compute: (task, input) => compute(task, input).finally(() => actorStats.computed++), stats: actorStats });
+  bridge?.attach({ push: (ch, ids, ev, data, js) => host.relayPush(ch, ids, ev, data, js), kick: (ch, id, reason) => host.relayKick(ch, id, reason), compute: (task, input) => compute(task, input).finally(() => actorStats.computed++), stats: actorStats });
   setTrustedProxies(new ProxyTrust(config.trustProxy));
   hub.expiry = new TokenExpiry(config.tokenGrace);
   const verifier = createJwtVerifier(verifierOptions(config));
