@@ -44,17 +44,24 @@ class TapClient extends Client {
 
   line(text: string): void {
     if (this.ended || this.state.aborted) return;
-    let ok = true;
-    this.res.cork(() => (ok = this.res.write(text + '\n')));
+    const ok = this.write(text);
     // An inspector that stopped reading is cut off rather than buffered for without limit.
     this.unconfirmed = ok ? 0 : this.unconfirmed + Buffer.byteLength(text) + 1;
     if (this.unconfirmed > this.ctx.config.maxBackpressure) this.disconnect(4008, 'slow consumer', true);
   }
 
+  private write(text: string): boolean {
+    let ok = true;
+    this.res.cork(() => (ok = this.res.write(text + '\n')));
+    return ok;
+  }
+
   disconnect(code: number, reason: string, reconnect: boolean): void {
     if (this.ended) return;
-    this.line(JSON.stringify({ op: 'disconnect', code, reason, reconnect }));
     this.ended = true;
+    // Written past the backpressure check: for an inspector cut off as slow, that check would find it
+    // still over the limit and disconnect it again, recursing until the shard's stack overflowed.
+    if (!this.state.aborted) this.write(JSON.stringify({ op: 'disconnect', code, reason, reconnect }));
     this.cleanup();
     if (!this.state.aborted) {
       this.state.aborted = true;
