@@ -57,6 +57,8 @@ t.test('an inspector that stops reading is cut off; the shard and the subscriber
   t.same(health.workers, { total: 2, alive: 2, stuck: 0 }, 'every shard is alive');
   const metrics = await (await fetch(s.http + '/metrics')).text();
   t.match(metrics, /^rt_shard_restarts_total 0$/m, 'no shard was replaced');
+  t.match(metrics, /^rt_refusals_total\{reason="slow_consumer"\} 1$/m, 'the cut-off inspector counts as a slow consumer');
+  t.equal((await api(s.http, '/api/stats')).body.refusals.slow_consumer, 1, 'on the dashboard too');
 });
 
 async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {

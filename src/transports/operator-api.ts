@@ -8,6 +8,7 @@ import { RtError, toErrorBody } from '../errors.js';
 import { JSON_CODEC, type Encoded } from '../protocol/codecs.js';
 import { assertChannel } from '../protocol/native.js';
 import { Client } from '../runtime/client.js';
+import { countRefusal } from '../runtime/instruments.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { checkApiKey, checkOrigin, route } from './http-api.js';
 import { errorStatus, queryParam, sendError, snapshot, statusLine, track } from './http.js';
@@ -47,7 +48,11 @@ class TapClient extends Client {
     const ok = this.write(text);
     // An inspector that stopped reading is cut off rather than buffered for without limit.
     this.unconfirmed = ok ? 0 : this.unconfirmed + Buffer.byteLength(text) + 1;
-    if (this.unconfirmed > this.ctx.config.maxBackpressure) this.disconnect(4008, 'slow consumer', true);
+    if (this.unconfirmed > this.ctx.config.maxBackpressure) {
+      // Counted as every other subscriber cut off for this is (close 4008), so the operator sees it.
+      countRefusal('slow_consumer');
+      this.disconnect(4008, 'slow consumer', true);
+    }
   }
 
   private write(text: string): boolean {
