@@ -9,7 +9,7 @@ import { createSecureContext } from 'node:tls';
 import { loadConfig, ConfigError, ignoredOptions, namedAsSet, optionName, unknownEnvironment } from './config/load.js';
 import type { ServerConfig } from './config/schema.js';
 import { createJwtVerifier, verifierOptions } from './auth/jwt.js';
-import { checkApiKey, checkJwtSecret } from './auth/secret-policy.js';
+import { checkApiKey, checkDashboardToken, checkJwtSecret } from './auth/secret-policy.js';
 import { configureLogs, createLogger } from './log.js';
 import { ProxyTrust } from './security/client-ip.js';
 import { originPatternProblem } from './security/origins.js';
@@ -135,6 +135,8 @@ async function startHolding(config: ServerConfig, threads: ThreadOptions, releas
   if (weakSecret) createLogger(config.logLevel, 'main').warn(weakSecret);
   const weakKey = checkApiKey(config.apiKey);
   if (weakKey) createLogger(config.logLevel, 'main').warn(weakKey, { event: 'config.weak_api_key' });
+  const weakToken = config.dashboard ? checkDashboardToken(config.dashboardToken) : undefined;
+  if (weakToken) createLogger(config.logLevel, 'main').warn(weakToken, { event: 'config.weak_dashboard_token' });
   resolvePublicKey(config);
   try {
     new ProxyTrust(config.trustProxy);

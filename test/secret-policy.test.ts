@@ -54,6 +54,14 @@ t.test('an API key shorter than 16 characters is warned about at start, like a s
   t.notMatch(await startOutput(t, [`--api-key=${'k'.repeat(16)}`], {}), /API key/, 'a 16-character key is not warned about');
 });
 
+t.test('a dashboard token shorter than 16 characters is warned about at start, like a short API key', async (t) => {
+  const key = `--api-key=${'k'.repeat(16)}`;
+  t.match(await startOutput(t, [key, '--dashboard', '--dashboard-token=abc'], {}), /WARN.*dashboard token \(--dashboard-token \/ RT_DASHBOARD_TOKEN\) is 3 characters; use at least 16 random characters/);
+  t.match(await startOutput(t, [key, '--dashboard'], { RT_DASHBOARD_TOKEN: 'short-token' }), /dashboard token .* is 11 characters/, 'from RT_DASHBOARD_TOKEN too');
+  // The warning comes before the listening line, so its absence there is final.
+  t.notMatch(await startOutput(t, [key, '--dashboard', `--dashboard-token=${'d'.repeat(16)}`], {}), /dashboard token/, 'a 16-character token is not warned about');
+});
+
 t.test('token --secret <short> prints the warning start gives for that secret, and still mints', async (t) => {
   const short = run(['token', '--sub', '1', '--secret', 'short-secret'], { NODE_ENV: 'production' });
   t.equal(short.status, 0);

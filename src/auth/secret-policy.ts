@@ -29,3 +29,12 @@ export function checkApiKey(key: string): string | undefined {
   if (!key || key.length >= MIN_API_KEY_LENGTH) return undefined;
   return `the API key (--api-key / RT_API_KEY) is ${key.length} characters; use at least ${MIN_API_KEY_LENGTH} random characters, e.g. \`openssl rand -base64 24\`: a short key can be guessed, and it publishes to any channel and disconnects any user`;
 }
+
+/**
+ * The dashboard token reads every channel (private and presence ones too, through the inspector) and
+ * publishes to any channel or user, so a short one is warned about as a short API key is.
+ */
+export function checkDashboardToken(token: string): string | undefined {
+  if (!token || token.length >= MIN_API_KEY_LENGTH) return undefined;
+  return `the dashboard token (--dashboard-token / RT_DASHBOARD_TOKEN) is ${token.length} characters; use at least ${MIN_API_KEY_LENGTH} random characters, e.g. \`openssl rand -base64 24\`: a short token can be guessed, and it reads every channel and publishes to any channel or user`;
+}
