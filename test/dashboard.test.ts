@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { SignJWT } from 'jose';
 import { launchBrowser } from './helpers/browser.js';
-import { api, JWT_SECRET, startServer } from './helpers/server.js';
+import { api, API_KEY, JWT_SECRET, startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { colourStats, decodePng } from './helpers/png.js';
 
@@ -129,4 +129,29 @@ t.test('the dashboard shows a live server', async (t) => {
   await page.waitForSelector('#login:not([hidden])');
   t.equal(await page.evaluate(() => sessionStorage.getItem('rt-dashboard-token')), null);
   t.same(pageErrors, [], 'no errors in the page');
+});
+
+t.test('once the inspector is stopped, a test publish goes to the channel in the box', async (t) => {
+  const s = await startServer(t, { dashboard: true });
+  const sub = await TestClient.connect(`${s.url}/ws`);
+  t.teardown(() => sub.close());
+  t.equal((await sub.request({ op: 'subscribe', channel: 'chan-b' })).ok, true);
+  const browser = await launchBrowser(t);
+  const page = await browser.newPage();
+  await page.goto(`${s.http}/dashboard`);
+  await page.fill('#login-token', API_KEY);
+  await page.click('#login-form button');
+  await page.waitForSelector('#app:not([hidden])');
+
+  await page.fill('#inspect-channel', 'chan-a');
+  await page.click('#inspect-form button[type=submit]');
+  await page.waitForFunction(() => document.getElementById('inspect-state')!.textContent!.startsWith('watching chan-a'));
+  await page.click('#inspect-stop');
+  await page.fill('#inspect-channel', 'chan-b');
+  await page.fill('#publish-event', 'after-stop');
+  await page.click('#publish-form button');
+  await page.waitForFunction(() => document.getElementById('publish-result')!.textContent !== '');
+  t.match(await page.textContent('#publish-result'), /^published to chan-b /, 'the page says where it published');
+  const got = await sub.next((f) => f.op === 'message' && f.event === 'after-stop', 10000);
+  t.equal(got.channel, 'chan-b', "chan-b's subscriber received it");
 });

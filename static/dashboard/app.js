@@ -304,6 +304,8 @@ function onFrame(f) {
 function stopInspect() {
   if (tapAbort) tapAbort.abort();
   tapAbort = null;
+  // A test publish goes to the watched channel, or else to the one in the box: not to one left behind.
+  inspected = '';
   $('inspect-stop').disabled = true;
   text('inspect-state', '');
 }
