@@ -155,3 +155,30 @@ t.test('once the inspector is stopped, a test publish goes to the channel in the
   const got = await sub.next((f) => f.op === 'message' && f.event === 'after-stop', 10000);
   t.equal(got.channel, 'chan-b', "chan-b's subscriber received it");
 });
+
+t.test('200-character channel names and long member info stay inside their cards', async (t) => {
+  const s = await startServer(t, { dashboard: true });
+  const presence = 'presence-' + 'p'.repeat(191);
+  const member = await TestClient.connect(`${s.url}/ws?token=${await token('u'.repeat(150), { bio: 'B'.repeat(3000) })}`);
+  t.teardown(() => member.close());
+  t.equal((await member.request({ op: 'subscribe', channel: presence })).ok, true);
+  t.equal((await member.request({ op: 'subscribe', channel: 'c'.repeat(200) })).ok, true);
+  const browser = await launchBrowser(t);
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
+  await page.goto(`${s.http}/dashboard`);
+  await page.fill('#login-token', API_KEY);
+  await page.click('#login-form button');
+  await page.waitForFunction(() => document.querySelectorAll('#top-channels tbody tr').length === 2, undefined, { timeout: 15000 });
+  await page.fill('#presence-channel', presence);
+  await page.click('#presence-form button');
+  await page.waitForSelector('#presence-members li');
+  const layout = await page.evaluate(() => {
+    const escapes = (el: Element) => el.getBoundingClientRect().right > el.closest('.card')!.getBoundingClientRect().right + 0.5;
+    return {
+      cells: [...document.querySelectorAll('#top-channels tr')].flatMap((tr) => [...tr.children]).filter(escapes).map((c) => c.textContent),
+      pageScrolls: document.documentElement.scrollWidth > document.documentElement.clientWidth,
+    };
+  });
+  t.same(layout.cells, [], "every column of the busiest channels is inside its card (the offsets were pushed out)");
+  t.equal(layout.pageScrolls, false, 'the page does not scroll sideways (the presence list ran past it)');
+});
