@@ -51,6 +51,11 @@ t.test('the dashboard shows a live server', async (t) => {
   await page.fill('#login-token', 'wrong');
   await page.click('#login-form button');
   await page.waitForFunction(() => document.getElementById('login-error')!.textContent!.includes('wrong'));
+  // A character a header cannot carry (pasted with the token) is named, not taken for an unreachable server.
+  await page.fill('#login-token', DASH + '\u2026');
+  await page.click('#login-form button');
+  await page.waitForFunction(() => document.getElementById('login-error')!.textContent!.includes('\u2026'));
+  t.match(await page.textContent('#login-error'), /contains "\u2026" \(U\+2026\), which an HTTP header cannot carry/);
   await page.fill('#login-token', DASH);
   await page.click('#login-form button');
   await page.waitForSelector('#app:not([hidden])');

@@ -330,6 +330,13 @@ async function publishTest(e) {
 // ---- sign in / out
 
 async function signIn(candidate) {
+  // fetch refuses such a header before sending anything, which would read as "cannot reach the server".
+  const bad = /[^\u0000-\u00ff]/.exec(candidate);
+  if (bad) {
+    const code = 'U+' + bad[0].codePointAt(0).toString(16).toUpperCase().padStart(4, '0');
+    text('login-error', `the key or token contains "${bad[0]}" (${code}), which an HTTP header cannot carry: check what was pasted`);
+    return false;
+  }
   token = candidate;
   const res = await authed('/api/stats').catch(() => null);
   if (!res || !res.ok) {
