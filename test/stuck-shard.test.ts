@@ -150,3 +150,45 @@ t.test('SIGTERM with a stuck shard that holds no connection: it is ended and the
   t.match(cli.output(), new RegExp(`shard ${owner} did not stop within --shutdown-timeout: it is stuck, running onMessage of actor \\S+stuck\\.ts for channel ${channel} \\(for [\\d.]+ s\\)\\. It holds no client connection, so it is ended where it stands`));
   t.same(end, { code: 0, signal: null }, 'the process exited 0, not aborted');
 });
+
+t.test("a stuck shard does not hold /api/stats (the dashboard's feed) until --request-timeout", async (t) => {
+  const key = 'stats-key-0123456789';
+  const cli = start(t, ['--dashboard', '--api-key', key]);
+  const port = await listeningPort(cli);
+  const [c] = await clientsOnBothShards(t, port);
+  const stats = (timeout: number) =>
+    new Promise<{ ms: number; body: any } | undefined>((resolve) => {
+      const t0 = Date.now();
+      const req = http.get({ host: '127.0.0.1', port, path: '/api/stats', agent: false, timeout, headers: { authorization: `Bearer ${key}` } }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve(res.statusCode === 200 ? { ms: Date.now() - t0, body: JSON.parse(body) } : undefined));
+      });
+      req.on('timeout', () => (req.destroy(), resolve(undefined)));
+      req.on('error', () => resolve(undefined));
+    });
+  const channel = 'stuck-stats';
+  t.equal((await c!.request({ op: 'subscribe', channel })).ok, true);
+  const before = await until('the stats list the channel', async () => {
+    const s = await stats(5000);
+    return s?.body.topChannels.some((ch: { name: string }) => ch.name === channel) ? s : undefined;
+  });
+  t.ok(before, 'the channel is among the busiest');
+
+  const release = join(scratch, 'release-stats');
+  const answered = c!.request({ op: 'publish', channel, event: 'hold', data: { release } }, 60_000);
+  t.teardown(() => writeFileSync(release, ''));
+  await cli.waitFor(/shard \d is stuck/);
+  // Past the 5 s the list is kept, the next answer asks the owners again: the stuck one cannot answer.
+  await new Promise((r) => setTimeout(r, 5500));
+  // The shard that still runs answers (a request handed to the stuck one gets nothing: given up on at 5 s).
+  const during = await until('an answer from the shard that runs', () => stats(5000), 30_000);
+  t.ok(during.ms < 3000, `answered in ${during.ms} ms, not at --request-timeout (15 s)`);
+  t.equal(during.body.status, 'degraded');
+  t.same(during.body.workers, { total: 2, alive: 2, stuck: 1 });
+  // The last list this shard read (each shard keeps its own): which one that is depends on who answered before.
+  t.ok(Array.isArray(during.body.topChannels), 'with the last list of busiest channels it read');
+
+  writeFileSync(release, '');
+  t.same((await answered).data, { released: true });
+});

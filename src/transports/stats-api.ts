@@ -47,9 +47,27 @@ const TOP_CHANNELS = 10;
  */
 const TOP_CHANNELS_TTL_MS = 5000;
 let topCache: { at: number; top: StatsBody['topChannels'] } | undefined;
+let topRefresh: Promise<void> | undefined;
+/**
+ * How long an answer waits for the list. A stuck or overloaded shard answers only at --request-timeout
+ * (15 s): every answer, and the dashboard polling each second, would hang that long, just when the
+ * operator is looking. The listing carries on meanwhile, and the next answers get it.
+ */
+const TOP_CHANNELS_WAIT_MS = 1000;
 
 async function topChannels(ctx: ThreadContext): Promise<StatsBody['topChannels']> {
   if (topCache && Date.now() - topCache.at < TOP_CHANNELS_TTL_MS) return topCache.top;
+  // One listing at a time, whatever the number of dashboards asking.
+  const refresh = (topRefresh ??= refreshTop(ctx).finally(() => (topRefresh = undefined)));
+  // Awaited below only until the deadline: a later failure must not go unhandled.
+  refresh.catch(() => {});
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([refresh, new Promise<void>((resolve) => (timer = setTimeout(resolve, TOP_CHANNELS_WAIT_MS)))]);
+  clearTimeout(timer);
+  return topCache?.top ?? [];
+}
+
+async function refreshTop(ctx: ThreadContext): Promise<void> {
   let channels;
   try {
     channels = await ctx.hub.channels();
@@ -57,11 +75,10 @@ async function topChannels(ctx: ThreadContext): Promise<StatsBody['topChannels']
     // With --redis the list is read from Redis. An outage is what the operator watches the figures for:
     // they still answer, with the last list this host read (none yet: empty).
     if (!(err instanceof RtError)) throw err;
-    return topCache?.top ?? [];
+    return;
   }
   const top = channels.sort((a, b) => b.subscribers - a.subscribers || (a.name < b.name ? -1 : 1)).slice(0, TOP_CHANNELS);
   topCache = { at: Date.now(), top: top.map((c) => ({ ...c })) };
-  return topCache.top;
 }
 
 /** The bucket bound under which `q` of the observations fall (an upper estimate, as Prometheus does). */
