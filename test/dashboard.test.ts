@@ -187,3 +187,34 @@ t.test('200-character channel names and long member info stay inside their cards
   t.same(layout.cells, [], "every column of the busiest channels is inside its card (the offsets were pushed out)");
   t.equal(layout.pageScrolls, false, 'the page does not scroll sideways (the presence list ran past it)');
 });
+
+t.test("the page's publish→deliver p99 is of the last 10 s, not since start", async (t) => {
+  const s = await startServer(t, { dashboard: true });
+  const sub = await TestClient.connect(`${s.url}/ws`);
+  t.teardown(() => sub.close());
+  t.equal((await sub.request({ op: 'subscribe', channel: 'timed' })).ok, true);
+  const browser = await launchBrowser(t);
+  const page = await browser.newPage();
+  await page.goto(`${s.http}/dashboard`);
+  await page.fill('#login-token', API_KEY);
+  await page.click('#login-form button');
+  await page.waitForSelector('#app:not([hidden])');
+
+  // Publications while the page watches: a p99 shows.
+  let n = 0;
+  const publisher = setInterval(() => void api(s.http, '/api/publish', { channel: 'timed', event: 'tick', data: n++ }).catch(() => {}), 100);
+  t.teardown(() => clearInterval(publisher));
+  await page.waitForFunction(() => /s$/.test(document.getElementById('latency-p99')!.textContent!), undefined, { timeout: 15000 });
+  t.pass(`a p99 shows under traffic: ${await page.textContent('#latency-p99')}`);
+  clearInterval(publisher);
+  const last = n;
+  await sub.next((f) => f.op === 'message' && f.data === last - 1, 10000);
+
+  // None since: the server's figure since start stays, the page's window empties.
+  await page.waitForFunction(() => document.getElementById('latency-p99')!.textContent === '–', undefined, { timeout: 20000 });
+  t.pass('no publication in the last 10 s: no p99');
+  const stats = (await api(s.http, '/api/stats')).body;
+  t.ok(stats.latency.p99Seconds > 0, `while the p99 since start is ${stats.latency.p99Seconds} s`);
+  const counts = stats.latency.buckets.map((b: { count: number }) => b.count);
+  t.ok(counts.every((c: number, i: number) => i === 0 || c >= counts[i - 1]) && counts.at(-1) <= stats.latency.count, '/api/stats gives the cumulative buckets');
+});

@@ -169,9 +169,15 @@ export function openApiDocument(): object {
             http: { type: 'array', items: { type: 'object', required: ['route', 'status', 'count'], properties: { route: { type: 'string' }, status: { type: 'string' }, count: { type: 'number' } } } },
             latency: {
               type: 'object',
-              required: ['count', 'sumSeconds', 'p50Seconds', 'p99Seconds'],
-              description: 'Publish → deliver latency (bucket upper bounds).',
-              properties: { count: { type: 'number' }, sumSeconds: { type: 'number' }, p50Seconds: { type: ['number', 'null'] }, p99Seconds: { type: ['number', 'null'] } },
+              required: ['count', 'sumSeconds', 'p50Seconds', 'p99Seconds', 'buckets'],
+              description: 'Publish → deliver latency since start (bucket upper bounds); `buckets` counts the publications delivered within each bound `le` (seconds), cumulatively, for the quantiles of a window.',
+              properties: {
+                count: { type: 'number' },
+                sumSeconds: { type: 'number' },
+                p50Seconds: { type: ['number', 'null'] },
+                p99Seconds: { type: ['number', 'null'] },
+                buckets: { type: 'array', items: { type: 'object', required: ['le', 'count'], properties: { le: { type: 'number' }, count: { type: 'number' } } } },
+              },
             },
             topChannels: { type: 'array', maxItems: 10, items: ref('Channel') },
             redis: { type: 'object', required: ['enabled'], properties: { enabled: { type: 'boolean' }, connected: { type: 'integer' }, shards: { type: 'integer' } } },

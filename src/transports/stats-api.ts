@@ -34,7 +34,7 @@ export interface StatsBody {
   messages: { in: number; out: number; published: number; delivered: number };
   refusals: Record<string, number>;
   http: { route: string; status: string; count: number }[];
-  latency: { count: number; sumSeconds: number; p50Seconds: number | null; p99Seconds: number | null };
+  latency: { count: number; sumSeconds: number; p50Seconds: number | null; p99Seconds: number | null; buckets: { le: number; count: number }[] };
   topChannels: { name: string; subscribers: number; presence?: number; offset: number }[];
   redis: { enabled: boolean; connected?: number; shards?: number };
   process: { residentBytes: number; cpuSeconds: number; openFds: number | null; maxFds: number | null };
@@ -125,7 +125,9 @@ export async function collectStats(ctx: ThreadContext): Promise<StatsBody> {
     messages: { in: sumOf('rt_messages_in_total'), out: sumOf('rt_messages_out_total'), published: m.value('rt_publishes_total'), delivered: m.value('rt_deliveries_total') },
     refusals,
     http: m.list('rt_http_requests_total').map((s) => ({ route: s.labels.route!, status: s.labels.status!, count: s.value })),
-    latency: { count: lat.count, sumSeconds: lat.sum, p50Seconds: quantile(lat.buckets, lat.count, 0.5), p99Seconds: quantile(lat.buckets, lat.count, 0.99) },
+    // The buckets let a reader take the quantiles of a recent window (the difference of two answers), as
+    // the dashboard does: those since start move little once the process has run a while.
+    latency: { count: lat.count, sumSeconds: lat.sum, p50Seconds: quantile(lat.buckets, lat.count, 0.5), p99Seconds: quantile(lat.buckets, lat.count, 0.99), buckets: lat.buckets },
     topChannels: top,
     redis: bridged(ctx.config) ? { enabled: true, ...health.redis! } : { enabled: false },
     process: { residentBytes: p.residentBytes, cpuSeconds: p.cpuUserSeconds + p.cpuSystemSeconds, openFds: p.openFds ?? null, maxFds: p.maxFds ?? null },

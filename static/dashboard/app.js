@@ -13,6 +13,7 @@ let timer = null;
 let prev = null;
 const series = { t: [], in: [], out: [], pub: [], conn: [] };
 const refusalHistory = []; // [time, refusals] pairs for the 10 s column
+const latencyHistory = []; // [time, latency] pairs for the p99 of the last 10 s
 
 function authed(path, init = {}) {
   const headers = Object.assign({}, init.headers, { authorization: 'Bearer ' + token });
@@ -129,7 +130,10 @@ function render(s) {
   text('updated', 'updated ' + new Date(s.time).toLocaleTimeString());
   text('connections-total', String(s.connections.total));
   text('rss', fmtBytes(s.process.residentBytes));
-  text('latency-p99', fmtSeconds(s.latency.p99Seconds));
+  // The server's p99 is since start: after hours of traffic a slowdown now would hardly move it.
+  latencyHistory.push([s.time, s.latency]);
+  while (latencyHistory.length > 1 && s.time - latencyHistory[0][0] > 10_000) latencyHistory.shift();
+  text('latency-p99', fmtSeconds(windowQuantile(latencyHistory[0][1], s.latency, 0.99)));
 
   const refusalsTotal = Object.values(s.refusals).reduce((a, b) => a + b, 0);
   if (prev) {
@@ -189,6 +193,16 @@ function render(s) {
       if (c.name.startsWith('presence-')) { $('presence-channel').value = c.name; showPresence(); }
     });
   });
+}
+
+/** The bucket bound under which q of the publications between two answers fall (null: none). */
+function windowQuantile(old, now, q) {
+  const total = now.count - old.count;
+  if (total <= 0 || !now.buckets || !old.buckets) return null;
+  for (let i = 0; i < now.buckets.length; i++) {
+    if (now.buckets[i].count - (old.buckets[i] ? old.buckets[i].count : 0) >= q * total) return now.buckets[i].le;
+  }
+  return now.buckets.length ? now.buckets[now.buckets.length - 1].le : null;
 }
 
 function push(t, rin, rout, rpub, conn) {
@@ -360,6 +374,8 @@ function signOut(why) {
   token = '';
   prev = null;
   for (const k of Object.keys(series)) series[k].length = 0;
+  refusalHistory.length = 0;
+  latencyHistory.length = 0;
   $('app').hidden = true;
   $('login').hidden = false;
   text('login-error', why || '');
