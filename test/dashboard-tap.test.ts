@@ -4,6 +4,7 @@ import t from 'tap';
 import net from 'node:net';
 import { api, API_KEY, startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
+import { APP, APP_B, pusherClient } from './helpers/pusher.js';
 
 /** Opens /api/tap on a raw socket that reads the response head and then stops reading. */
 function stalledTap(port: number, channel: string): Promise<net.Socket> {
@@ -68,3 +69,17 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+t.test("the busiest channels are the default app's, as /api/channels lists them", async (t) => {
+  const s = await startServer(t, { dashboard: true, pusherApps: [APP, APP_B] });
+  const other = pusherClient(t, s.port, { app: APP_B });
+  const ch = other.subscribe('news');
+  await new Promise<void>((resolve) => ch.bind('pusher:subscription_succeeded', () => resolve()));
+  const mine = await TestClient.connect(`${s.url}/ws`);
+  t.teardown(() => mine.close());
+  t.equal((await mine.request({ op: 'subscribe', channel: 'mine' })).ok, true);
+
+  const names = (await api(s.http, '/api/stats')).body.topChannels.map((c: { name: string }) => c.name);
+  t.same(names, ['mine'], "app B's news is not listed under its inside name (\"news @2002\")");
+  t.same((await api(s.http, '/api/channels')).body.channels.map((c: { name: string }) => c.name), names, 'as /api/channels lists them');
+});

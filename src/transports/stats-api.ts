@@ -9,6 +9,7 @@ import { processFigures } from '../runtime/process-metrics.js';
 import { healthOf, threadName, type HealthBody } from './health.js';
 import { bridged } from '../bridge/setup.js';
 import { RtError } from '../errors.js';
+import { appSuffixOf } from '../runtime/app-scope.js';
 
 export interface ThreadStats {
   thread: string;
@@ -77,6 +78,9 @@ async function refreshTop(ctx: ThreadContext): Promise<void> {
     if (!(err instanceof RtError)) throw err;
     return;
   }
+  // Like the rest of /api/*, the default app's channels only: another Pusher app's are named inside with
+  // its suffix (" @<id>"), which the inspector and /api/channels/:name refuse as a channel name.
+  channels = channels.filter((c) => appSuffixOf(c.name) === '');
   const top = channels.sort((a, b) => b.subscribers - a.subscribers || (a.name < b.name ? -1 : 1)).slice(0, TOP_CHANNELS);
   topCache = { at: Date.now(), top: top.map((c) => ({ ...c })) };
 }
