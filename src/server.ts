@@ -178,7 +178,7 @@ async function startHolding(config: ServerConfig, threads: ThreadOptions, releas
   const main = redisTarget ? await openMainBridge(config, redisTarget) : undefined;
   const apiKeyGenerated = !config.apiKey;
   const apiKey = config.apiKey || randomBytes(24).toString('base64url');
-  const sup = new Supervisor(config, apiKey, main?.bridge, threads.threadExecArgv);
+  const sup = new Supervisor(config, apiKey, main?.bridge, threads.threadExecArgv, main?.keeper);
   try {
     await sup.start();
   } catch (err) {

@@ -177,13 +177,16 @@ export class ActorHost {
    * thread re-registered are announced as gone). A channel without an actor has no subscriber left
    * to tell.
    */
-  reconcileReplay(seen: ReadonlyMap<string, Member[]>): void {
+  reconcileReplay(seen: ReadonlyMap<string, Member[]>): Promise<void> {
     this.replayPending = false;
     this.replayDone?.resolve();
     this.replayDone = undefined;
+    const all: Promise<void>[] = [];
     for (const a of this.actors.values()) {
-      void Promise.resolve(a.reconcileReplay(seen.get(a.name) ?? [])).catch((err) => threadLogger().error(`actor ${a.name}: reconciling presence after a restart failed`, err, { event: 'actor.error', channel: a.name }));
+      all.push(Promise.resolve(a.reconcileReplay(seen.get(a.name) ?? [])).catch((err) => threadLogger().error(`actor ${a.name}: reconciling presence after a restart failed`, err, { event: 'actor.error', channel: a.name })));
     }
+    // Settles once every actor has reconciled (each behind the replayed subscriptions in its mailbox).
+    return Promise.all(all).then(() => {});
   }
 
   private sweep(): void {

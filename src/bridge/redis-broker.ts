@@ -3,9 +3,9 @@
  * shard's thread), the Redis subscriptions of the channels whose actors live on this shard, and this
  * shard's share of cluster-wide state: a heartbeat, presence entries, subscriber counts.
  *
- * A "node" is one shard incarnation (host, pid, shard index, random part). A crashed and replaced shard
- * is a new node: the old one's presence entries expire with its heartbeat like those of a dead host,
- * while the connections that survived the crash re-register under the new node.
+ * A "node" is one shard incarnation (host id, shard index, random part). A crashed and replaced shard
+ * is a new node: the connections that survived the crash re-register under it, then it retires the
+ * old one (retire), whose heartbeat the main thread kept alive meanwhile (NodeKeeper).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { Packr } from 'msgpackr';
@@ -684,6 +684,23 @@ export class RedisBroker implements Broker {
     await this.cmd.del(this.keys.nodeChannels(node));
     await this.cmd.srem(this.keys.nodes, node);
     return channels.length;
+  }
+
+  /**
+   * The node of the crashed shard this one replaces, once the survivors' subscriptions are registered
+   * again under this node: its members and counts are removed now rather than when its heartbeat
+   * (kept alive by the main thread meanwhile) would expire. Members still held here or elsewhere do
+   * not leave; those that were only there leave once, cluster-wide.
+   */
+  async retire(node: string): Promise<number> {
+    try {
+      const gone = await this.removeNode(node);
+      await this.cmd.del(this.keys.node(node));
+      return gone;
+    } catch (err) {
+      this.stats.errors++;
+      throw unavailable(err);
+    }
   }
 
   /** Removes a node's members and count from one channel, announcing the leaves it causes. */

@@ -147,7 +147,18 @@ async function clusterDisabled(target: RedisTarget): Promise<boolean> {
  * configured) so a wrong --redis stops the start with a clear message, and kept to answer the
  * embedding API's cluster-wide queries (server.channels(), server.presence()).
  */
-export async function openMainBridge(config: ServerConfig, target: RedisTarget): Promise<{ bridge: HubBridge; close(): Promise<void> }> {
+/**
+ * Keeps the heartbeat of a crashed shard's node alive from the main thread until its replacement has
+ * re-registered the survivors' subscriptions and retired it (RedisBroker.retire). Left to expire, a
+ * replacement slower to start than --presence-ttl had the node swept first: the survivors' members
+ * left and joined again. The host is alive; only the sweep of a whole dead host should remove it.
+ */
+export interface NodeKeeper {
+  /** Refreshes `node`'s heartbeat (while it still exists) until the returned function is called. */
+  hold(node: string): () => void;
+}
+
+export async function openMainBridge(config: ServerConfig, target: RedisTarget): Promise<{ bridge: HubBridge; keeper: NodeKeeper; close(): Promise<void> }> {
   const cmd: Commander = commandConnection(target, 'rt-actors:main');
   cmd.on('error', () => {});
   const fail = (msg: string): never => {
@@ -176,9 +187,27 @@ export async function openMainBridge(config: ServerConfig, target: RedisTarget):
   // The main thread has no broker whose figures a stats tick feeds to /metrics: its failures count
   // straight into its own block (bound by the supervisor before any query runs).
   const bridge = new RedisDirectory(cmd, keys, config.presenceTtl * 1000 * 2, () => metrics().inc('rt_redis_errors_total'));
+  const ttl = config.presenceTtl * 1000;
+  const held = new Set<NodeJS.Timeout>();
+  const keeper: NodeKeeper = {
+    hold: (node) => {
+      // XX: once retired (key deleted) or swept, the node must not come back.
+      const beat = () => void cmd.set(keys.node(node), String(Date.now()), 'PX', ttl, 'XX').catch(() => {});
+      beat();
+      const timer = setInterval(beat, Math.max(100, Math.floor(ttl / 3)));
+      timer.unref();
+      held.add(timer);
+      return () => {
+        clearInterval(timer);
+        held.delete(timer);
+      };
+    },
+  };
   return {
     bridge,
+    keeper,
     close: async () => {
+      for (const timer of held) clearInterval(timer);
       cmd.disconnect();
     },
   };
@@ -202,10 +231,20 @@ export interface ShardBridge {
   close(graceful: boolean): Promise<void>;
 }
 
+/**
+ * A shard incarnation's node id in Redis (docs/scaling.md): host id first, so an operator reading Redis
+ * sees which host a node belongs to. Made by the supervisor, which keeps a crashed shard's node alive
+ * until its replacement has taken its place (Supervisor.shardEnded).
+ */
+export function shardNodeId(config: ServerConfig, shard: number): string {
+  return `${config.hostId || hostname()}:${shard}:${randomBytes(3).toString('hex')}`;
+}
+
 /** The shard's broker: its own connections, created in this thread. */
 export async function startShardBridge(
   config: ServerConfig,
   shard: number,
+  node: string,
   mesh: MeshEndpoint,
   log: Logger,
   stats: SharedStats,
@@ -216,8 +255,6 @@ export async function startShardBridge(
 ): Promise<ShardBridge | undefined> {
   const target = checkBridgeConfig(config);
   if (!target) return undefined;
-  // Host id first: an operator reading Redis sees which host a node belongs to.
-  const node = `${config.hostId || hostname()}:${shard}:${randomBytes(3).toString('hex')}`;
   const broker = new RedisBroker({
     target,
     keys: new Keys(config.redisNamespace, config.redisPrefix, target.options.db),

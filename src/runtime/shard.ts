@@ -42,7 +42,7 @@ import { registerClientBundle } from '../transports/client-bundle.js';
 import { registerSocketIo } from '../transports/socketio/index.js';
 import { registerPusher } from '../transports/pusher/index.js';
 import { sendJson, track } from '../transports/http.js';
-import { bridged, historyPolicy, startShardBridge } from '../bridge/setup.js';
+import { bridged, historyPolicy, shardNodeId, startShardBridge } from '../bridge/setup.js';
 import { headSafe } from '../transports/head.js';
 
 export type AcceptMode = 'descriptor' | 'reuseport';
@@ -64,6 +64,13 @@ export interface ShardTask {
   control: MessagePort;
   /** This thread replaces a shard that died: the other threads will replay its channels' subscribers. */
   replacement?: boolean;
+  /** With --redis: this thread's node id (shardNodeId). */
+  node?: string;
+  /**
+   * With --redis, in a replacement: the dead thread's node, kept alive by the supervisor until this
+   * thread retires it after the replay (RedisBroker.retire), then says so ('retired').
+   */
+  deadNode?: string;
   /**
    * The webhook-watched channels the shard this one replaces had occupied, with their members, as the
    * supervisor last heard (ShardEvent 'lifecycle'): those nobody re-registers are vacated after the replay.
@@ -86,6 +93,8 @@ export type ShardEvent =
   | { type: 'ready'; descriptor?: unknown; port?: number }
   /** A webhook-watched channel this shard owns changed (kept by the supervisor for a replacement's orphans). */
   | { type: 'lifecycle'; e: ChannelLifecycle }
+  /** The dead thread's node (ShardTask.deadNode) is retired, or could not be: stop keeping it alive. */
+  | { type: 'retired' }
   | { type: 'drained' }
   | { type: 'gcDone'; heapUsed: number }
   | { type: 'fatal'; message: string }
@@ -123,7 +132,7 @@ export async function runShard(task: ShardTask): Promise<void> {
   // Redis bridge (--redis): undefined in the embedded default.
   // Channels whose subscribers are told the subscriber count (Pusher apps' subscriptionCountEvents).
   const countWanted = subscriptionCountPolicy(config);
-  const bridge = await startShardBridge(config, shard, mesh, log, stats, observe, countWanted);
+  const bridge = await startShardBridge(config, shard, task.node ?? shardNodeId(config, shard), mesh, log, stats, observe, countWanted);
   // With Redis, custom actors run once cluster-wide (src/bridge/placement.ts).
   const registry = new ActorRegistry(bridge ? bridge.place(loaded) : loaded);
   const actorStats = newActorStats();
@@ -171,8 +180,21 @@ export async function runShard(task: ShardTask): Promise<void> {
     owns: (ch) => hub.ownerOf(ch) === shard,
     begun: () => host.expectReplay(),
     done: (seen) => {
-      host.reconcileReplay(seen);
-      vacateOrphans();
+      const reconciled = host.reconcileReplay(seen);
+      // With Redis the dead thread's node is retired instead: its sweep decides, cluster-wide, which
+      // channels went empty and which members left.
+      if (!bridge) return vacateOrphans();
+      if (!task.deadNode) return;
+      const dead = task.deadNode;
+      // After every actor has registered the replayed subscriptions and compared its members: a member
+      // still connected on a survivor is then held by this node too, and does not leave.
+      void reconciled
+        .then(() => bridge.broker.retire(dead))
+        .then(
+          (n) => log.debug(`retired the dead thread's node ${dead} from ${n} channel(s)`),
+          (err) => log.warn(`could not retire the dead thread's node ${dead} (it is swept once its heartbeat expires): ${(err as Error).message}`),
+        )
+        .finally(() => task.control.postMessage({ type: 'retired' } satisfies ShardEvent));
     },
     warn: (msg) => log.warn(msg, { event: 'shard.replay' }),
   });
@@ -346,7 +368,8 @@ export async function runShard(task: ShardTask): Promise<void> {
     sampler.stop();
     host.close();
     replays.close();
-    // Not graceful: this node's presence entries expire with its heartbeat; survivors re-register.
+    // Not graceful: this node holds the survivors' entries of its channels too. The supervisor keeps it
+    // alive until the replacement has registered them again and retires it (ShardTask.deadNode).
     void bridge?.close(false);
     stats.set(shard, 'alive', 0);
     if (listenSocket) uWS.us_listen_socket_close(listenSocket);

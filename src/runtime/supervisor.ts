@@ -15,6 +15,7 @@ import type { ServerConfig } from '../config/schema.js';
 import { configureLogs, createLogger, setThreadLogger, type Logger } from '../log.js';
 import { Hub } from './hub.js';
 import type { HubBridge } from '../bridge/broker.js';
+import { bridged, shardNodeId, type NodeKeeper } from '../bridge/setup.js';
 import { createMeshLayout, MeshEndpoint, meshOptions, type MeshLayout } from './mesh.js';
 import type { AcceptMode, ShardCommand, ShardEvent, ShardTask } from './shard.js';
 import type { ChannelLifecycle } from '../actors/channel-actor.js';
@@ -50,6 +51,10 @@ interface ShardSlot {
    * 'lifecycle'): kept across its restarts, handed to a replacement as its orphans.
    */
   occupied: Map<string, Set<string>>;
+  /** With --redis: the node id of the shard's current thread (ShardTask.node). */
+  node?: string;
+  /** With --redis, after a crash: stops keeping the dead thread's node alive (NodeKeeper.hold). */
+  release?: () => void;
 }
 
 const START_TIMEOUT_MS = 30_000;
@@ -158,8 +163,9 @@ export class Supervisor {
   /**
    * `bridge`: the main thread's view of the Redis bridge (cluster-wide queries), when --redis is set.
    * `execArgv`: Node options for every thread this starts (undefined: Node's default, this process's).
+   * `keeper`: with --redis, keeps a crashed shard's node alive until its replacement retires it.
    */
-  constructor(config: ServerConfig, apiKey: string, bridge?: HubBridge, private readonly execArgv?: string[]) {
+  constructor(config: ServerConfig, apiKey: string, bridge?: HubBridge, private readonly execArgv?: string[], private readonly keeper?: NodeKeeper) {
     this.config = config;
     this.apiKey = apiKey;
     configureLogs({ format: config.logFormat, rate: config.logRate });
@@ -286,6 +292,8 @@ export class Supervisor {
     AppConnections.forgetShard(this.appConnections, this.pusherApps, i);
     const { port1, port2 } = new MessageChannel();
     slot.control = port1;
+    const deadNode = slot.restarts > 0 ? slot.node : undefined;
+    slot.node = bridged(this.config) ? shardNodeId(this.config, i) : undefined;
     const task: ShardTask = {
       shard: i,
       layout: this.layout,
@@ -299,6 +307,8 @@ export class Supervisor {
       port: this.port,
       control: port2,
       replacement: slot.restarts > 0,
+      node: slot.node,
+      deadNode,
       orphans: slot.restarts > 0 ? [...slot.occupied].map(([ch, members]) => ({ ch, members: [...members] })) : undefined,
       actorModules: this.config.actors ? compiledModules(this.config.actors) : undefined,
       runningCode: this.runningCode,
@@ -331,6 +341,9 @@ export class Supervisor {
         } else if (e.type === 'fatal') {
           clearTimeout(timer);
           reject(new Error(e.message));
+        } else if (e.type === 'retired') {
+          slot.release?.();
+          slot.release = undefined;
         } else if (e.type === 'lifecycle') {
           // What a crashing shard's teardown decides (its sockets closing) never leaves it: its webhook
           // queue dies with the thread. Left as it was, so the replacement reports those channels.
@@ -381,6 +394,12 @@ export class Supervisor {
     if (!this.config.restartShards) return;
     slot.restarts++;
     this.stats.set(i, 'restarts', slot.restarts);
+    // The survivors' subscriptions of its channels are still registered under the dead thread's node:
+    // swept while the replacement starts, their members would leave and join again. The replacement
+    // retires it once they are registered under its own node. A replacement that died before doing so
+    // leaves the older node to expire, as a dead host's would.
+    slot.release?.();
+    slot.release = slot.node ? this.keeper?.hold(slot.node) : undefined;
     this.startShard(i).then(
       () => {
         // Counted once the new thread serves: the metric says "replaced", and a failed start is logged.
@@ -389,7 +408,11 @@ export class Supervisor {
         // Everyone forgets the dead thread's connections and re-subscribes theirs with the new owner.
         this.hub.mesh.broadcast({ t: 'restarted', peer: i }, true);
       },
-      (e: Error) => this.log.error(`shard ${i} could not be restarted: ${e.message}`, { event: 'shard.restart_failed', shard: i }),
+      (e: Error) => {
+        this.log.error(`shard ${i} could not be restarted: ${e.message}`, { event: 'shard.restart_failed', shard: i });
+        slot.release?.();
+        slot.release = undefined;
+      },
     );
   }
 
@@ -499,6 +522,7 @@ export class Supervisor {
     if (this.stopping) return;
     this.stopping = true;
     this.sampler?.stop();
+    for (const slot of this.slots) slot.release?.();
     const timeoutMs = this.config.shutdownTimeout * 1000;
     const deadline = Date.now() + timeoutMs;
     if (this.listenSocket) {
