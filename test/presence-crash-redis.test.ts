@@ -100,3 +100,48 @@ t.test('with --redis: a replacement slower to start than --presence-ttl makes no
   t.same((await api(A.http, `/api/channels/${ch}/users`)).body.users.map((u: any) => u.user_id).sort(), ['both', 'remote', 'viewer']);
   await until(async () => !(await nodes.sismember(`${ns}:nodes`, dead!)), 'the dead node gone from Redis', 5_000);
 });
+
+// The joins and leaves Redis publishes while the crashed shard's host has no owner for the channel
+// reach none of its threads; a subscriber there that comes in meanwhile gets a list with them. Its
+// thread's other clients must still be told each once: no leave of a member they never saw join, no
+// second join.
+t.test('with --redis: a member that joins on another host while the owner is down, and a new subscriber meanwhile: one join and one leave each', async (t) => {
+  const gate = path.join(os.tmpdir(), `rt-slow-replacement-${process.pid}-${Date.now()}-b`);
+  t.teardown(() => fs.rmSync(gate, { force: true }));
+  process.env.SLOW_REPLACEMENT_GATE = gate;
+  t.teardown(() => void delete process.env.SLOW_REPLACEMENT_GATE);
+  const { A, B, ch, viewer, remote, ghost } = await cluster(t, 'presence-gap-', '15s', fileURLToPath(new URL('./fixtures/slow-replacement', import.meta.url)));
+
+  A.crashShard(0);
+  t.equal((await ghost.waitClose(10_000)).code, 1011);
+  // While the replacement loads: a member joins on host B, and a new subscriber comes to shard 1
+  // (its subscribe waits for the owner).
+  const x = await TestClient.connect(`${B.url}/ws?token=${token('x')}`);
+  t.teardown(() => x.close());
+  t.equal((await x.request({ op: 'subscribe', channel: ch })).ok, true);
+  const w = await clientOnShard(`${A.url}/ws?token=${token('w')}`, 1, t);
+  const wSubscribed = w.request({ op: 'subscribe', channel: ch }, 30_000);
+  fs.writeFileSync(gate, '');
+  const reply = await wSubscribed;
+  t.equal(reply.ok, true);
+  t.same(reply.members.map((m: any) => m.user_id).sort(), ['both', 'remote', 'viewer', 'w', 'x'], "the new subscriber's list has the member that joined meanwhile");
+  await until(async () => (await api(A.http, '/health')).body.workers.alive === 2, 'shard 0 replaced', 30_000);
+  await until(async () => !(await api(A.http, `/api/channels/${ch}/users`)).body.users.some((u: any) => u.user_id === 'ghost'), 'the ghost gone', 10_000);
+
+  x.close();
+  await until(async () => (await api(A.http, '/api/publish', { channel: ch, event: 'sentinel', data: 1 })).status === 200, 'publish after the restart');
+  for (const c of [viewer, remote, w]) await c.next((f) => f.op === 'message' && f.event === 'sentinel', 10_000);
+  // x's leave may be published after the sentinel: wait for it where it is due, then look at all.
+  await viewer.next((f) => f.op === 'leave' && f.member.user_id === 'x', 10_000).then((f) => viewer.frames.push(f));
+  await remote.next((f) => f.op === 'leave' && f.member.user_id === 'x', 10_000).then((f) => remote.frames.push(f));
+  const perUser = (c: TestClient) => {
+    const out: Record<string, string[]> = {};
+    for (const op of presenceOps(c)) {
+      const [kind, user] = op.split(' ');
+      (out[user!] ??= []).push(kind!);
+    }
+    return out;
+  };
+  t.same(perUser(viewer), { ghost: ['leave'], x: ['join', 'leave'], w: ['join'] }, "the crashed shard's host: each change once");
+  t.same(perUser(remote), { ghost: ['leave'], x: ['join', 'leave'], w: ['join'] }, 'the other host: the same');
+});

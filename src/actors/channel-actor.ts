@@ -962,7 +962,7 @@ export class ChannelActor {
     publication: (pub, epoch, exclude) => this.enqueue(() => this.relay(pub, epoch, exclude)),
     presence: (kind, m, exclude) =>
       this.enqueue(() => {
-        if (!this.bridged || !this.ghosts.relay(kind, m.user_id)) return;
+        if (!this.bridged) return;
         for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.presence(t, kind, this.name, m, exclude);
       }),
     ingest: (msg, claim) => this.enqueue(() => this.ingest(msg, claim)),

@@ -262,7 +262,12 @@ export class Hub {
     if (!l) this.local.set(channel, (l = { refs: 0 }));
     l.refs++;
     if (!l.pos || l.pos.epoch !== res.epoch || l.pos.offset < res.offset) l.pos = { epoch: res.epoch, offset: res.offset };
-    if (res.members) this.presenceSeen.merge(channel, res.members);
+    if (res.members) {
+      // Before this client is in the channel here: the others learn what its list says changed.
+      const { joins, leaves } = this.presenceSeen.reply(channel, res.members);
+      for (const m of leaves) this.deliverPresence('leave!', channel, m);
+      for (const m of joins) this.deliverPresence('join!', channel, m);
+    }
     const hidden = client.hidden?.get(channel);
     if (hidden === 'quiet') return;
     if (client.ws && hidden !== 'sink') client.ws.subscribe(topicOf(l, client.codec, channel));
@@ -504,11 +509,11 @@ export class Hub {
     this.flushHeld();
     switch (n.t) {
       case 'join!':
-        this.presenceSeen.joined(n.ch, n.m);
-        return this.deliverPresence(n.t, n.ch, n.m, n.ex);
+        if (this.presenceSeen.joined(n.ch, n.m)) this.deliverPresence(n.t, n.ch, n.m, n.ex);
+        return;
       case 'leave!':
-        this.presenceSeen.left(n.ch, n.m);
-        return this.deliverPresence(n.t, n.ch, n.m, n.ex);
+        if (this.presenceSeen.left(n.ch, n.m)) this.deliverPresence(n.t, n.ch, n.m, n.ex);
+        return;
       case 'count!':
         return this.deliverCount(n.ch, n.n);
       case 'resync!':
