@@ -128,6 +128,8 @@ export class RedisBroker implements Broker {
   private readonly inboxChannel: string;
   private cmdReadyOnce = false;
   private closed = false;
+  /** The shard is crashing (freeze): its presence and counts are left for its replacement to retire. */
+  private frozen = false;
   private lastInvalidLog = 0;
   private metaRefreshedAt = 0;
 
@@ -468,7 +470,18 @@ export class RedisBroker implements Broker {
 
   // ——— presence and counts ———
 
+  /**
+   * The shard is crashing: its actors still see its clients go, but what their leaves and counts would
+   * decide cluster-wide (a member's last leave, a vacated channel: Pusher webhooks) would be reported
+   * in this thread and die with it. Its node keeps them instead, and the replacement's retire decides
+   * them, in a thread that lives (or a sweeper does, when no replacement comes).
+   */
+  freeze(): void {
+    this.frozen = true;
+  }
+
   async join(channel: string, user: string, info: unknown, exclude: string | undefined): Promise<void> {
+    if (this.frozen) return;
     const i = info === undefined ? null : info;
     const frame = 'j|' + JSON.stringify(exclude ? { u: user, i, x: exclude } : { u: user, i });
     let r: number;
@@ -491,6 +504,7 @@ export class RedisBroker implements Broker {
   }
 
   async leave(channel: string, user: string): Promise<void> {
+    if (this.frozen) return;
     let r: number;
     try {
       r = Number(await this.scripts.rtLeave(this.keys.members(channel), this.keys.users(channel), `${this.node}|${user}`, user, this.keys.pubsub(channel), this.pubCmd));
@@ -564,6 +578,7 @@ export class RedisBroker implements Broker {
   }
 
   async count(channel: string, subscribers: number): Promise<void> {
+    if (this.frozen) return;
     let r: number;
     const announce = this.announceArgs(channel);
     try {

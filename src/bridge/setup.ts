@@ -313,6 +313,7 @@ export async function startShardBridge(
     },
     close: async (graceful) => {
       clearInterval(timer);
+      if (!graceful) broker.freeze();
       // On a crash too (without waiting for running turns): a placed actor's lease is handed over now,
       // not left to expire while its channel's events wait.
       await placement.close(graceful).catch(() => {});
