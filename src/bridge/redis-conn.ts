@@ -357,6 +357,15 @@ export class SubscriberPool extends EventEmitter {
         }
       }
     }
+    // A node that no longer serves any slot (a dead master whose replica took over, or one emptied by
+    // resharding) is dropped: kept, its connection would retry forever, and `up` — /health,
+    // rt_redis_up, reviving placed actors — would stay false for as long as the node stays away.
+    const masters = new Set(this.slots);
+    for (const c of [...this.conns.values()]) {
+      if (masters.has(c.key) || c.channels.size > 0) continue;
+      this.conns.delete(c.key);
+      c.redis.disconnect();
+    }
     if (moved.length) this.emit('resubscribed', moved);
   }
 

@@ -170,27 +170,30 @@ async function freeClusterPort(): Promise<number> {
   throw new Error('no free port pair (port and port + 10000, from 20000) for a Redis Cluster node');
 }
 
-/** A 3-master Redis Cluster of our own (no replicas), ready when this resolves. */
-export async function startRedisCluster(t: T): Promise<{ ports: number[]; seeds: string }> {
+/**
+ * A 3-master Redis Cluster of our own, ready when this resolves. With `replicas: 1`, each master has a
+ * replica (six nodes; `ports` lists the masters, `kill(port)` is kill -9 of any node, e.g. a master
+ * whose replica then takes over).
+ */
+export async function startRedisCluster(t: T, opts: { replicas?: number } = {}): Promise<{ ports: number[]; seeds: string; kill(port: number): Promise<void> }> {
   const nodes: RedisProc[] = [];
-  for (let i = 0; i < 3; i++) {
+  const procs = new Map<number, ChildProcess>();
+  const replicas = opts.replicas ?? 0;
+  for (let i = 0; i < 3 * (1 + replicas); i++) {
     const port = await freeClusterPort();
     const dir = mkdtempSync(join(tmpdir(), 'rt-cluster-'));
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--cluster-enabled', 'yes',
       '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000', '--daemonize', 'no', '--logfile', ''];
     const proc = track(spawn('redis-server', args, { stdio: 'ignore' }));
+    procs.set(port, proc);
     t.teardown(async () => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGKILL');
-        await exited;
-      }
+      await killNode(proc);
       rmSync(dir, { recursive: true, force: true });
     });
     await until(`cluster node on ${port}`, () => ping(port), 10000);
     nodes.push({ port, url: `redis://127.0.0.1:${port}`, dir, kill: async () => {}, start: async () => {} });
   }
-  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 30000 });
+  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8', timeout: 30000 });
   if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
   for (const n of nodes) {
     await until(`cluster_state:ok on ${n.port}`, async () => {
@@ -198,13 +201,27 @@ export async function startRedisCluster(t: T): Promise<{ ports: number[]; seeds:
       r.on('error', () => {});
       try {
         await r.connect();
-        return /cluster_state:ok/.test(String(await r.cluster('INFO')));
+        const replicating = nodes.indexOf(n) < 3 || /master_link_status:up/.test(await r.info('replication'));
+        return replicating && /cluster_state:ok/.test(String(await r.cluster('INFO')));
       } finally {
         r.disconnect();
       }
     });
   }
-  return { ports: nodes.map((n) => n.port), seeds: nodes.map((n) => `redis://127.0.0.1:${n.port}`).join(',') };
+  // redis-cli makes the first three nodes the masters (all on one address, it keeps their order).
+  const masters = nodes.slice(0, 3);
+  return {
+    ports: masters.map((n) => n.port),
+    seeds: masters.map((n) => `redis://127.0.0.1:${n.port}`).join(','),
+    kill: (port) => killNode(procs.get(port)!),
+  };
+}
+
+async function killNode(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGKILL');
+  await exited;
 }
 
 export interface Host {
