@@ -84,3 +84,19 @@ t.test('an address where something other than Redis listens', async (t) => {
     t.notMatch(err.message, /Please report|cannot reach|Start Redis/, `${name}: neither the driver's words nor "Redis is down"`);
   }));
 });
+
+// Schemes other clients use for a Cluster or Sentinel read as a host named "redis-cluster" and a
+// database "/host:port": the start said `database "/127.0.0.1:7000" must be a number`.
+t.test('a scheme other than redis:// or rediss:// is named, with where a Cluster or sentinels go', async (t) => {
+  const cases: Array<[string, RegExp]> = [
+    [`redis-cluster://${at}`, /rt-actors: --redis: unsupported scheme redis-cluster: \(use redis:\/\/ or rediss:\/\/; a Redis Cluster is several comma-separated URLs, or one with --redis-cluster\)/],
+    [`redis+sentinel://${at}`, /rt-actors: --redis: unsupported scheme redis\+sentinel: \(use redis:\/\/ or rediss:\/\/; sentinels go in --redis-sentinels\)/],
+    [`redis://${at},rediss+cluster://${at}`, /rt-actors: --redis: unsupported scheme rediss\+cluster: /],
+  ];
+  await Promise.all(cases.map(async ([url, expected]) => {
+    const err: Error = await startHost(t, url, 'rt').then(() => new Error('started'), (e: Error) => e);
+    t.match(err.message, /host exited \(2\)/, `${url}: exit code 2`);
+    t.match(err.message, expected, `${url}: says what is wrong`);
+    t.notMatch(err.message, /database/, `${url}: not read as a database`);
+  }));
+});

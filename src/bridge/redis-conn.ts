@@ -34,13 +34,18 @@ export function parseRedisTarget(spec: string, cluster: boolean): RedisTarget {
     // (`redis:6379` is host "redis", a compose service, and stays one).
     if (/^rediss?(:\/(?!\/)|\/\/)/i.test(p)) throw new RedisTargetError(`--redis: "${p.replace(/[^@/]*@/, '…@')}" is not a Redis URL: write the scheme as redis:// (or give host:port)`);
     try {
-      url = new URL(/^[a-z]+:\/\//i.test(p) ? p : `redis://${p}`);
+      // Any scheme (RFC 3986: letters, digits, '+', '-', '.'): `redis-cluster://` or `redis+sentinel://`,
+      // as other clients spell them, read as a host named after the scheme and a database "/host:port".
+      url = new URL(/^[a-z][a-z\d+.-]*:\/\//i.test(p) ? p : `redis://${p}`);
     } catch {
       // Credentials masked: this line goes to logs. An unencoded '#' or '?' in a password lands here.
       const shown = p.replace(/^([a-z]+:\/\/)?[^@/]*@/i, (_m, scheme: string | undefined) => `${scheme ?? ''}…@`);
       throw new RedisTargetError(`--redis: "${shown}" is not a Redis URL (expected redis://host:port or host:port; in a password, write '?' as %3F, '#' as %23 and '/' as %2F)`);
     }
-    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new RedisTargetError(`--redis: unsupported scheme ${url.protocol} (use redis:// or rediss://)`);
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+      const hint = /cluster/i.test(url.protocol) ? '; a Redis Cluster is several comma-separated URLs, or one with --redis-cluster' : /sentinel/i.test(url.protocol) ? '; sentinels go in --redis-sentinels' : '';
+      throw new RedisTargetError(`--redis: unsupported scheme ${url.protocol} (use redis:// or rediss://${hint})`);
+    }
     // Options in a query (`?db=3`, `?password=…`, as other clients take them) were ignored: a host on
     // database 0 beside hosts on database 3 bridges with nobody, silently.
     if (url.search || url.hash) {
