@@ -165,6 +165,13 @@ export class ChannelActor {
   private readonly counter?: CountThrottle;
   /** Members lost with a replaced owner's thread (see reconcileReplay). */
   private readonly ghosts = new ReplayGhosts();
+  /**
+   * With the bridge, a presence channel's members as this host's threads were told them: the first
+   * subscriber's list from Redis, then every join and leave relayed. Pub/sub keeps nothing for a
+   * subscription that is down (a dropped connection, a Cluster failover): what Redis announced
+   * meanwhile is found by comparing this with Redis once it is back (announceMissed).
+   */
+  private told?: Map<string, Member>;
 
   constructor(name: string, private readonly def: AnyActorDefinition, private readonly env: ActorEnv, readonly file = 'built-in') {
     this.name = name;
@@ -709,6 +716,34 @@ export class ChannelActor {
     const { leaves, joins } = this.ghosts.settleAgainst(seen, current);
     for (const m of leaves) this.presenceToThreads('leave!', m);
     for (const m of joins) this.presenceToThreads('join!', m);
+    this.told = new Map(current.map((m) => [m.user_id, m]));
+  }
+
+  /**
+   * After a reconnect: the joins and leaves Redis published while this host's subscription was down
+   * reached none of its threads. They are told the difference between what they know and Redis; Redis's
+   * own event for one of them, if it still comes, is dropped by each thread's presence ledger as a
+   * repeat (src/runtime/presence-ledger.ts).
+   */
+  private async announceMissed(broker: Broker): Promise<void> {
+    if (!this.told) return;
+    let current: Member[];
+    try {
+      current = await broker.members(this.name);
+    } catch (err) {
+      return this.log('could not compare the members with Redis after a reconnect', err);
+    }
+    if (!this.bridged || !this.told) return;
+    const now = new Map(current.map((m) => [m.user_id, m]));
+    for (const [user, m] of this.told) {
+      if (now.has(user)) continue;
+      this.presenceToThreads('leave!', m);
+    }
+    for (const [user, m] of now) {
+      if (this.told.has(user)) continue;
+      this.presenceToThreads('join!', m);
+    }
+    this.told = now;
   }
 
   /** A thread was replaced: its connections are gone. */
@@ -841,6 +876,7 @@ export class ChannelActor {
 
   private unbridge(): void {
     this.bridged = false;
+    this.told = undefined;
     this.caught.clear();
     this.env.broker!.detach(this.name);
   }
@@ -922,7 +958,10 @@ export class ChannelActor {
       }
     }
     if (replay) this.ghosts.due();
-    if (this.kind === 'presence') result.info = conn.info;
+    if (this.kind === 'presence') {
+      result.info = conn.info;
+      if (!this.told && result.members) this.told = new Map(result.members.map((m) => [m.user_id, m]));
+    }
     return result;
   }
 
@@ -963,6 +1002,8 @@ export class ChannelActor {
     presence: (kind, m, exclude) =>
       this.enqueue(() => {
         if (!this.bridged) return;
+        if (kind === 'join!') this.told?.set(m.user_id, m);
+        else this.told?.delete(m.user_id);
         for (let t = 0; t < this.perThread.length; t++) if (this.perThread[t]! > 0) this.env.presence(t, kind, this.name, m, exclude);
       }),
     ingest: (msg, claim) => this.enqueue(() => this.ingest(msg, claim)),
@@ -1119,6 +1160,7 @@ export class ChannelActor {
     if (!this.bridged) return;
     const broker = this.env.broker!;
     for (const [user, e] of this.members) await this.op(() => broker.join(this.name, user, e.info, undefined));
+    if (this.kind === 'presence') await this.announceMissed(broker);
     // Not awaited: the broker waits for the other hosts to subscribe again before announcing the leaves.
     if (this.kind === 'presence') broker.prune(this.name, this.members).catch((err) => this.log('could not remove the members that left while Redis was away', err));
     const n = this.subs.size;
