@@ -633,11 +633,15 @@ export class RedisBroker implements Broker {
     this.beating = true;
     const ttl = this.opts.presenceTtlMs;
     try {
-      const [, , registered] = await Promise.all([
+      const [, added, listed] = await Promise.all([
         this.cmd.set(this.keys.node(this.node), String(Date.now()), 'PX', ttl),
         this.cmd.sadd(this.keys.nodes, this.node),
         this.cmd.exists(this.keys.nodeChannels(this.node)),
       ]);
+      // The sweeper's last step is removing the node from the node set: back in it means swept, even
+      // when the channel set exists again — a recovery of some channels running beside the sweep (a
+      // heartbeat on a Cluster master that failed over) writes it anew, and the rest stayed removed.
+      const registered = Number(added) === 0 && Number(listed) === 1;
       // Every relayed channel has a count registered in this set. Gone means a sweeper took this node
       // for dead (an outage longer than the ttl) or Redis lost its data: register everything again.
       // So does a heartbeat gap longer than the ttl (a pause, SIGSTOP): the sweeper may not have come
