@@ -216,7 +216,12 @@ interface SubConn {
   redis: Redis;
   /** Redis channel → sharded (SSUBSCRIBE) or classic (SUBSCRIBE). */
   channels: Map<string, boolean>;
+  /** Has been ready once: until then it is still making its first connection. */
+  connected: boolean;
 }
+
+/** How long a subscribe waits for a subscriber connection made for it (a master new to this thread). */
+const FIRST_CONNECT_MS = 2000;
 
 /**
  * The Redis pub/sub subscriptions of one thread. On a single Redis: one connection. On a Cluster: one
@@ -286,13 +291,16 @@ export class SubscriberPool extends EventEmitter {
     }
     const at = key === 'main' ? address(this.target) : { host: node!.host, port: node!.port };
     const redis = new Redis({ ...baseOptions(this.target, this.name), ...at, lazyConnect: false });
-    const sc: SubConn = { key, redis, channels: new Map() };
+    const sc: SubConn = { key, redis, channels: new Map(), connected: false };
     this.conns.set(key, sc);
     redis.on('error', () => {}); // reported through 'down'; ioredis reconnects by itself
     redis.on('messageBuffer', (ch: Buffer, msg: Buffer) => this.emit('message', ch.toString(), msg));
     redis.on('smessageBuffer', (ch: Buffer, msg: Buffer) => this.emit('message', ch.toString(), msg));
     redis.on('close', () => this.emit('down'));
-    redis.on('ready', () => void this.restore(sc));
+    redis.on('ready', () => {
+      sc.connected = true;
+      void this.restore(sc);
+    });
     return sc;
   }
 
@@ -315,6 +323,10 @@ export class SubscriberPool extends EventEmitter {
     const c = this.conn(this.keyFor(channel));
     c.channels.set(channel, sharded);
     try {
+      // A connection made just now for this channel's master (one this thread had no channel on, such
+      // as a replica promoted by a failover) is still connecting, and commands are not queued: the
+      // subscribe failed with "connection down" although nothing was down. Wait for it, briefly.
+      if (this.target.cluster && !c.connected) await connectWithin(c.redis, FIRST_CONNECT_MS);
       if (sharded) await c.redis.ssubscribe(channel);
       else await c.redis.subscribe(channel);
     } catch (err) {
@@ -324,6 +336,7 @@ export class SubscriberPool extends EventEmitter {
         await this.refreshSlots();
         const d = this.conn(this.keyFor(channel));
         d.channels.set(channel, sharded);
+        if (!d.connected) await connectWithin(d.redis, FIRST_CONNECT_MS);
         if (sharded) await d.redis.ssubscribe(channel);
         else await d.redis.subscribe(channel);
         return;
