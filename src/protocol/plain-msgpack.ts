@@ -11,7 +11,10 @@ import { RtError } from '../errors.js';
 /** Deeper than any honest frame nests; deep enough that the walk cannot exhaust the stack. */
 export const MAX_MSGPACK_DEPTH = 64;
 
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number' });
+// copyBuffers: without it a decoded `bin` is a view of the bytes given, and uWS detaches a message's
+// ArrayBuffer once its handler returns: a binary kept past that (a channel's history on the thread that
+// decoded it) could no longer be read, and the history request that met it failed with `internal`.
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', copyBuffers: true });
 
 function kind(v: unknown): string {
   if (v === undefined) return 'undefined';
