@@ -3,6 +3,7 @@
 import t from 'tap';
 import { startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
+import { SseStream } from './helpers/http-stream.js';
 
 t.test('a binary published by a msgpack client stays readable in history on the thread that decoded it', async (t) => {
   // One shard: the channel's owner is the thread that decoded the frame, so history keeps the very
@@ -27,4 +28,24 @@ t.test('a binary published by a msgpack client stays readable in history on the 
   t.equal(r.ok, true, `resume answers (got ${JSON.stringify(r.error)})`);
   t.equal(r.recovered, true);
   t.same(Buffer.from(r.publications[0].data.b), bytes, 'a resume replays the same bytes');
+});
+
+t.test('JSON and SSE subscribers get a msgpack binary as {"type":"Buffer","data":[…]}', async (t) => {
+  // One shard: the subscribers' codecs encode the very value decoded from the publisher's frame.
+  const s = await startServer(t, { clientPublish: 'all', workers: 1 });
+  const pub = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
+  const json = await TestClient.connect(s.url + '/ws');
+  const sse = await SseStream.open(s.http + '/sse?channels=bin');
+  t.teardown(() => (pub.close(), json.close(), sse.close()));
+  t.equal((await pub.request({ op: 'subscribe', channel: 'bin' })).ok, true);
+  t.equal((await json.request({ op: 'subscribe', channel: 'bin' })).ok, true);
+  await sse.until((evs) => evs.some((e) => e.event === 'rt:subscribed'), 8000, 'the SSE subscription');
+  t.equal((await pub.request({ op: 'publish', channel: 'bin', event: 'blob', data: { b: Buffer.from([1, 2, 3]) } })).ok, true);
+  const expected = { b: { type: 'Buffer', data: [1, 2, 3] } };
+  const live = await json.next((f) => f.op === 'message' && f.channel === 'bin');
+  t.same(live.data, expected, 'the JSON subscriber');
+  const ev = await sse.until((evs) => evs.find((e) => e.event === 'blob'), 8000, 'the publication over SSE');
+  t.same(JSON.parse(ev.data).data, expected, 'the SSE subscriber');
+  const h = await json.request({ op: 'history', channel: 'bin' });
+  t.same(h.publications[0].data, expected, 'history read by a JSON client');
 });

@@ -53,7 +53,10 @@ export function assertPlain(v: unknown, depth = 0): void {
 /** Decodes msgpack without judging the result; malformed bytes are a bad_frame RtError. Follow with assertPlain. */
 export function unpackUnchecked(bytes: Uint8Array): unknown {
   try {
-    return unpackr.unpack(bytes);
+    // From a Buffer, so that binaries decode to Buffers (copyBuffers slices keep the input's class): JSON
+    // encodes a Buffer as {"type":"Buffer","data":[…]}, as the docs promise JSON subscribers, but a bare
+    // Uint8Array as {"0":…,"1":…}, and WebSocket messages arrive as ArrayBuffers.
+    return unpackr.unpack(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   } catch {
     throw new RtError('bad_frame', 'binary frame is not valid msgpack');
   }
