@@ -4,6 +4,7 @@ import t from 'tap';
 import { startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { SseStream } from './helpers/http-stream.js';
+import { pusherClient, pusherOptions, subscribed, nextOn } from './helpers/pusher.js';
 
 t.test('a binary published by a msgpack client stays readable in history on the thread that decoded it', async (t) => {
   // One shard: the channel's owner is the thread that decoded the frame, so history keeps the very
@@ -48,4 +49,19 @@ t.test('JSON and SSE subscribers get a msgpack binary as {"type":"Buffer","data"
   t.same(JSON.parse(ev.data).data, expected, 'the SSE subscriber');
   const h = await json.request({ op: 'history', channel: 'bin' });
   t.same(h.publications[0].data, expected, 'history read by a JSON client');
+});
+
+t.test('a Pusher subscriber gets a binary as {"type":"Buffer","data":[…]}, top-level or nested', async (t) => {
+  const s = await startServer(t, { clientPublish: 'all', ...pusherOptions() });
+  const pub = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
+  t.teardown(() => pub.close());
+  const p = pusherClient(t, s.port);
+  const { channel } = await subscribed(p, 'bin');
+  t.equal((await pub.request({ op: 'subscribe', channel: 'bin' })).ok, true);
+  const top = nextOn<unknown>(channel, 'top');
+  const nested = nextOn<unknown>(channel, 'nested');
+  t.equal((await pub.request({ op: 'publish', channel: 'bin', event: 'top', data: Buffer.from([1, 2, 3]) })).ok, true);
+  t.equal((await pub.request({ op: 'publish', channel: 'bin', event: 'nested', data: { b: Buffer.from([1, 2, 3]) } })).ok, true);
+  t.same(await top, { type: 'Buffer', data: [1, 2, 3] }, 'top-level binary');
+  t.same(await nested, { b: { type: 'Buffer', data: [1, 2, 3] } }, 'nested binary');
 });

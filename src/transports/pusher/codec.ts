@@ -10,10 +10,14 @@ import { externalName } from './apps.js';
 import { JsonData, rawJson } from '../../protocol/encoded-payload.js';
 import { jsonNestsDeeper } from '../../protocol/json-depth.js';
 
-/** Pusher's `data` is a string on the wire: strings pass as they are, anything else is JSON-encoded. */
+/**
+ * Pusher's `data` is a string on the wire: strings pass as they are, anything else is JSON-encoded. A
+ * binary is {"type":"Buffer","data":[…]}, as nested in an object and on the other JSON transports (a
+ * base64 string would be indistinguishable from a string the publisher sent).
+ */
 export function wireData(data: unknown): string {
   if (typeof data === 'string') return data;
-  if (data instanceof Uint8Array) return JSON.stringify(Buffer.from(data).toString('base64'));
+  if (data instanceof Uint8Array && !Buffer.isBuffer(data)) data = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   return JSON.stringify(data ?? null);
 }
 
