@@ -1,6 +1,7 @@
 // Binary values a msgpack client publishes, end to end: what later readers of the channel get of them
 // (history, resume), and what subscribers of the other encodings get.
 import t from 'tap';
+import { pack } from 'msgpackr';
 import { startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { SseStream } from './helpers/http-stream.js';
@@ -64,4 +65,53 @@ t.test('a Pusher subscriber gets a binary as {"type":"Buffer","data":[…]}, top
   t.equal((await pub.request({ op: 'publish', channel: 'bin', event: 'nested', data: { b: Buffer.from([1, 2, 3]) } })).ok, true);
   t.same(await top, { type: 'Buffer', data: [1, 2, 3] }, 'top-level binary');
   t.same(await nested, { b: { type: 'Buffer', data: [1, 2, 3] } }, 'nested binary');
+});
+
+/** A publish frame whose `data` is the msgpack bytes given (as a client of another language may write). */
+function publishWithData(ref: number, channel: string, event: string, data: Buffer): Buffer {
+  const head = pack({ op: 'publish', ref, channel, event });
+  const out = Buffer.concat([head, pack('data'), data]);
+  // msgpackr writes the 4-field map as map16 (0xde, count in bytes 1-2): one field more.
+  if (out[0] === 0xde) out[2] = 5;
+  else out[0] = 0x85;
+  return out;
+}
+
+t.test('what msgpack carries and JSON does not, as docs/protocol.md says; valid msgpack refused is named', async (t) => {
+  const s = await startServer(t, { clientPublish: 'all' });
+  const pub = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
+  const json = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => (pub.close(), json.close()));
+  t.equal((await pub.request({ op: 'subscribe', channel: 'conv' })).ok, true);
+  t.equal((await json.request({ op: 'subscribe', channel: 'conv' })).ok, true);
+  const cases: [string, string, unknown, unknown][] = [
+    ['nan', 'cb7ff8000000000000', NaN, null],
+    ['inf', 'cb7ff0000000000000', Infinity, null],
+    ['u64', 'cf1000000000000001', 2 ** 60, 2 ** 60],
+    ['keys', '8301a161c3a162c0a163', { 1: 'a', true: 'b', null: 'c' }, { 1: 'a', true: 'b', null: 'c' }],
+  ];
+  let ref = 100;
+  for (const [event, hex, forMsgpack, forJson] of cases) {
+    pub.sendRaw(publishWithData(++ref, 'conv', event, Buffer.from(hex, 'hex')));
+    const r = ref;
+    t.equal((await pub.next((f) => f.op === 'reply' && f.ref === r)).ok, true, `${event} published`);
+    t.same((await pub.next((f) => f.op === 'message' && f.event === event)).data, forMsgpack, `${event}: msgpack subscriber`);
+    t.same((await json.next((f) => f.op === 'message' && f.event === event)).data, forJson, `${event}: JSON subscriber`);
+  }
+  const refused: [string, RegExp][] = [
+    ['d40501', /extension type 5 is not accepted/],
+    ['c7030501', /extension type 5 is not accepted/],
+    ['81c4016101', /map key must be a string, number, boolean or nil/],
+    ['819101a178', /map key must be a string, number, boolean or nil/],
+  ];
+  for (const [hex, message] of refused) {
+    pub.sendRaw(publishWithData(++ref, 'conv', 'bad', Buffer.from(hex, 'hex')));
+    const err = await pub.next((f) => f.op === 'error' && f.error?.message !== undefined && !f.seen);
+    err.seen = true;
+    t.match(err.error, { code: 'bad_frame', message }, `${hex}: says why`);
+  }
+  // Nothing refused reached the subscriber: a sentinel published after comes next.
+  t.equal((await pub.request({ op: 'publish', channel: 'conv', event: 'sentinel', data: 1 })).ok, true);
+  await json.next((f) => f.event === 'sentinel');
+  t.notOk(json.messages('conv').some((f) => f.event === 'bad'), 'no refused frame was published');
 });

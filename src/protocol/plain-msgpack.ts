@@ -57,7 +57,14 @@ export function unpackUnchecked(bytes: Uint8Array): unknown {
     // encodes a Buffer as {"type":"Buffer","data":[…]}, as the docs promise JSON subscribers, but a bare
     // Uint8Array as {"0":…,"1":…}, and WebSocket messages arrive as ArrayBuffers.
     return unpackr.unpack(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-  } catch {
+  } catch (err) {
+    // msgpackr refuses some valid msgpack it cannot turn into a JS object: say which, so the sender does
+    // not hunt for corrupt bytes.
+    const m = /^Unknown extension(?: type)? (-?\d+)/.exec((err as Error)?.message ?? '');
+    if (m) throw new RtError('bad_frame', `msgpack: extension type ${m[1]} is not accepted: only strings, numbers, booleans, nil, arrays, maps and binary`);
+    if (/^Invalid property type for record/.test((err as Error)?.message ?? '')) {
+      throw new RtError('bad_frame', 'msgpack: a map key must be a string, number, boolean or nil, not a map, array or binary');
+    }
     throw new RtError('bad_frame', 'binary frame is not valid msgpack');
   }
 }
