@@ -2,7 +2,8 @@
 // The dashboard in headless Chromium against a real server with traffic: sign-in without the key in the
 // URL, real figures in the DOM, plots drawn, presence, the inspector showing a message published
 // meanwhile, a test publish from the page reaching a WebSocket subscriber, and a screenshot that is not blank.
-import t from 'tap';
+import t, { type Test } from 'tap';
+import type { Page } from 'playwright-core';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,17 @@ import { TestClient } from './helpers/ws-client.js';
 import { colourStats, decodePng } from './helpers/png.js';
 
 const DASH = 'dash-secret-token';
+
+/** A page of the dashboard at `http`, signed in with the API key, once the app shows. */
+async function signedIn(t: Test, http: string, viewport?: { width: number; height: number }): Promise<Page> {
+  const browser = await launchBrowser(t);
+  const page = await browser.newPage(viewport ? { viewport } : {});
+  await page.goto(`${http}/dashboard`);
+  await page.fill('#login-token', API_KEY);
+  await page.click('#login-form button');
+  await page.waitForSelector('#app:not([hidden])');
+  return page;
+}
 
 async function token(sub: string, info: unknown): Promise<string> {
   return new SignJWT({ sub, user_info: info, channels: ['presence-*'] }).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().sign(new TextEncoder().encode(JWT_SECRET));
@@ -141,12 +153,7 @@ t.test('once the inspector is stopped, a test publish goes to the channel in the
   const sub = await TestClient.connect(`${s.url}/ws`);
   t.teardown(() => sub.close());
   t.equal((await sub.request({ op: 'subscribe', channel: 'chan-b' })).ok, true);
-  const browser = await launchBrowser(t);
-  const page = await browser.newPage();
-  await page.goto(`${s.http}/dashboard`);
-  await page.fill('#login-token', API_KEY);
-  await page.click('#login-form button');
-  await page.waitForSelector('#app:not([hidden])');
+  const page = await signedIn(t, s.http);
 
   await page.fill('#inspect-channel', 'chan-a');
   await page.click('#inspect-form button[type=submit]');
@@ -168,11 +175,7 @@ t.test('200-character channel names and long member info stay inside their cards
   t.teardown(() => member.close());
   t.equal((await member.request({ op: 'subscribe', channel: presence })).ok, true);
   t.equal((await member.request({ op: 'subscribe', channel: 'c'.repeat(200) })).ok, true);
-  const browser = await launchBrowser(t);
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
-  await page.goto(`${s.http}/dashboard`);
-  await page.fill('#login-token', API_KEY);
-  await page.click('#login-form button');
+  const page = await signedIn(t, s.http, { width: 1400, height: 1400 });
   await page.waitForFunction(() => document.querySelectorAll('#top-channels tbody tr').length === 2, undefined, { timeout: 15000 });
   await page.fill('#presence-channel', presence);
   await page.click('#presence-form button');
@@ -193,12 +196,7 @@ t.test("the page's publish→deliver p99 is of the last 10 s, not since start", 
   const sub = await TestClient.connect(`${s.url}/ws`);
   t.teardown(() => sub.close());
   t.equal((await sub.request({ op: 'subscribe', channel: 'timed' })).ok, true);
-  const browser = await launchBrowser(t);
-  const page = await browser.newPage();
-  await page.goto(`${s.http}/dashboard`);
-  await page.fill('#login-token', API_KEY);
-  await page.click('#login-form button');
-  await page.waitForSelector('#app:not([hidden])');
+  const page = await signedIn(t, s.http);
 
   // Publications while the page watches: a p99 shows.
   let n = 0;
