@@ -2,10 +2,11 @@
 // host moves its subscriptions to the new master, delivers what is published there, and reports
 // Redis as up again (/health, rt_redis_up) without waiting for the dead node to come back.
 import t from 'tap';
-import { api } from './helpers/server.js';
+import { signJwt } from 'rt-actors';
+import { api, JWT_SECRET } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { parsePrometheus, valueOf } from './helpers/prom.js';
-import { redisClient, startHost, startRedisCluster, until } from './helpers/redis.js';
+import { redisClient, sleep, startHost, startRedisCluster, until } from './helpers/redis.js';
 
 const cluster = await startRedisCluster(t, { replicas: 1 });
 const host = await startHost(t, cluster.seeds, 'rt', { args: ['--redis-cluster'] });
@@ -25,6 +26,7 @@ for (let i = 0; !ch; i++) {
   const s = Number(await seed!.cluster('KEYSLOT', `rt:{failover-news-${i}}:c`));
   if (s >= victimRange[0] && s <= victimRange[1]) ch = `failover-news-${i}`;
 }
+const killed: number[] = [victim];
 const survivor = [seed, ...others][cluster.ports.findIndex((p) => p !== victim)]!;
 
 const health = async () => (await fetch(`${host.http}/health`).then((r) => r.json())).redis as { connected: number; shards: number };
@@ -74,6 +76,7 @@ t.test('the first subscribe to a channel on a promoted replica this host had no 
   }
   const other = redisClient(t, alive.find((p) => p !== clean)!);
   await cluster.kill(clean);
+  killed.push(clean);
   await until('its replica promoted', async () => {
     const now = (await other.cluster('SLOTS')) as unknown as [number, number, [string, number]][];
     return now.some(([from, , m]) => from === range[0] && m[1] !== clean) && /cluster_state:ok/.test(String(await other.cluster('INFO')));
@@ -86,4 +89,59 @@ t.test('the first subscribe to a channel on a promoted replica this host had no 
   t.equal(sub.ok, true, `subscribed at once (${JSON.stringify(sub.error ?? null)})`);
   t.equal((await api(host.http, '/api/publish', { channel, event: 'e', data: 1 })).status, 200);
   t.same((await c.waitForMessages(channel, 1)).map((f) => f.data), [1], 'and receives what is published there');
+});
+
+// A presence subscribe on another host moments after the master serving the channel died: the join
+// failed (the cluster was down for that slot) and was left for the recovery that follows a reconnect,
+// but the member list read a moment later succeeded on the promoted replica, so the reply was ok
+// without the subscriber, and no recovery ever came for that channel: nobody was told of the join.
+t.test('a presence subscribe from another host during the failover is joined, listed and announced once', async (t) => {
+  const B = await startHost(t, cluster.seeds, 'rt', { args: ['--redis-cluster'] });
+  // The one original master still alive (the tests above killed the others), with its replica.
+  const target = cluster.ports.find((p) => !killed.includes(p))!;
+  const r = redisClient(t, target);
+  const range = ((await r.cluster('SLOTS')) as unknown as [number, number, [string, number]][]).find(([, , m]) => m[1] === target)!;
+  let channel = '';
+  for (let i = 0; !channel; i++) {
+    const s = Number(await r.cluster('KEYSLOT', `rt:{presence-fo-${i}}:c`));
+    if (s >= range[0] && s <= range[1]) channel = `presence-fo-${i}`;
+  }
+  const token = (user: string) => signJwt({ sub: user, exp: Math.floor(Date.now() / 1000) + 600, channels: ['presence-*'] }, { secret: JWT_SECRET });
+  const watcher = await TestClient.connect(`${host.url}/ws?token=${token('watcher')}`);
+  t.teardown(() => watcher.close());
+  t.equal((await watcher.request({ op: 'subscribe', channel })).ok, true);
+  // B relays the channel already: a subscribe there needs no new Redis subscription.
+  const resident = await TestClient.connect(`${B.url}/ws?token=${token('resident')}`);
+  t.teardown(() => resident.close());
+  t.equal((await resident.request({ op: 'subscribe', channel })).ok, true);
+  const joins = (c = watcher) => c.frames.filter((f) => f.channel === channel && f.op === 'join').map((f) => f.member.user_id as string);
+
+  await cluster.kill(target);
+  const users = ['late-1', 'late-2', 'late-3', 'late-4'];
+  const replies = await Promise.all(users.map(async (user, i) => {
+    await sleep(1000 * (i + 1));
+    const c = await TestClient.connect(`${B.url}/ws?token=${token(user)}`);
+    t.teardown(() => c.close());
+    // Refused is acceptable while the cluster cannot take the join, but only with a retryable error.
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      const sub = await c.request({ op: 'subscribe', channel });
+      if (sub.ok) return { user, sub };
+      if (sub.error?.code !== 'unavailable') t.fail(`${user}: refused with a non-retryable error: ${JSON.stringify(sub.error)}`);
+      if (Date.now() > deadline) throw new Error(`${user}: still refused 30 s after the failover: ${JSON.stringify(sub.error)}`);
+      await sleep(200);
+    }
+  }));
+  for (const { user, sub } of replies) {
+    const listed = (sub.members as { user_id: string }[] | undefined)?.map((m) => m.user_id) ?? [];
+    t.ok(listed.includes(user), `${user}'s own reply lists it (${listed.join(', ')})`);
+  }
+  const sentinel = await TestClient.connect(`${B.url}/ws?token=${token('sentinel')}`);
+  t.teardown(() => sentinel.close());
+  await until('the sentinel subscribed', async () => (await sentinel.request({ op: 'subscribe', channel })).ok, 30000, 200);
+  // Joins come in order: the sentinel's last. Both hosts are told, once each.
+  for (const [name, c] of [['the watcher (other host)', watcher], ['the resident (same host)', resident]] as const) {
+    await until(`${name} sees the sentinel join`, () => joins(c).includes('sentinel'), 20000);
+    for (const user of users) t.equal(joins(c).filter((u) => u === user).length, 1, `${name} was told of ${user}'s join once`);
+  }
 });

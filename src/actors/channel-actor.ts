@@ -886,7 +886,8 @@ export class ChannelActor {
    * deliveries back; the actor's state changes only once all of it succeeded, so a failure leaves
    * nothing half-done and the client gets `unavailable`. While Redis is away, a channel this host
    * already relays still takes subscribers: their presence and count are registered when it is back
-   * (recover), and only what truly needs Redis — a first subscription, history, the member list — fails.
+   * (recover), and only what truly needs Redis — a first subscription, history, the member list (and
+   * with it a presence join: see below) — fails.
    */
   private async admitBridged(conn: ConnRef, verdict: boolean | { info?: unknown }, since: StreamPosition | undefined, replay: boolean | undefined, data: unknown): Promise<SubscribeResult> {
     if (verdict === false || verdict === null || verdict === undefined) throw new RtError('forbidden', `subscription to ${this.name} refused`, 403);
@@ -933,7 +934,14 @@ export class ChannelActor {
         }
       }
       if (replay) await this.catchUp(thread, since);
-      if (this.kind === 'presence') result.members = await broker.members(this.name);
+      if (this.kind === 'presence') {
+        // The member list needs Redis anyway, so a join put off above is made now or the subscribe fails.
+        // Left to recover(), it was lost in a Cluster failover: the list read succeeded on the promoted
+        // replica (the reply left the subscriber out), and no reconnect came to run the recovery.
+        const user = conn.user!;
+        if (newMember && !joined) await this.op(() => broker.join(this.name, user, conn.info, conn.id)).then(() => (joined = true));
+        result.members = await broker.members(this.name);
+      }
       // onJoin last, inside the undo: a refusal or failure rolls back the presence join and count above.
       if (!known && this.def.onJoin && !replay) {
         const j = await this.join(conn, data);
