@@ -11,6 +11,7 @@
  * second per event kind and thread are written, then one "suppressed K" line for the rest.
  */
 import { inspect } from 'node:util';
+import { RtError, toErrorBody } from './errors.js';
 
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 export type LogFormat = 'text' | 'json';
@@ -179,4 +180,14 @@ export function setThreadLogger(log: Logger): void {
 /** This thread's logger (the shard's, or the main thread's); silent until one is set. */
 export function threadLogger(): Logger {
   return threadLog;
+}
+
+/**
+ * Logs an error that toErrorBody answers as `internal`: the client is told only "internal error", so
+ * its stack is logged here, on the thread it was thrown on, or nowhere (a coded error is a refusal,
+ * not a fault; an RtError('internal') came from another thread, which logged it).
+ */
+export function logInternal(err: unknown, doing: string): void {
+  if (err instanceof RtError || toErrorBody(err).code !== 'internal') return;
+  threadLogger().error(`${doing} failed with an unexpected error (answered as internal)`, err, { event: 'internal' });
 }

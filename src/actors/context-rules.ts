@@ -7,6 +7,7 @@
 import { RtError, toErrorBody } from '../errors.js';
 import type { ComputeResult, PublishDelivery } from './define.js';
 import { reservedEvent } from '../client/reserved-events.js';
+import { logInternal } from '../log.js';
 
 /**
  * The JSON text of a value an actor sends (a broadcast's or push's data, a reply): every protocol's
@@ -77,6 +78,6 @@ export function runCompute(run: ComputeFn, task: string, input: unknown, tag: st
   }
   return started.then(
     (value): ComputeResult => ({ ...base, ok: true, value }),
-    (err): ComputeResult => ({ ...base, ok: false, error: toErrorBody(err) }),
+    (err): ComputeResult => (logInternal(err, 'a compute call'), { ...base, ok: false, error: toErrorBody(err) }),
   );
 }

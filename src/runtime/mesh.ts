@@ -12,7 +12,7 @@ import { encodeHot } from './frames.js';
 import { PeerDeadlines, type PendingRequest } from './deadlines.js';
 import { RtError, toErrorBody } from '../errors.js';
 import type { Envelope, Notice, Request } from './messages.js';
-import { threadLogger } from '../log.js';
+import { threadLogger, logInternal } from '../log.js';
 
 export interface MeshLayout {
   /** Number of shards; the main thread is index `shards`. */
@@ -340,6 +340,8 @@ export class MeshEndpoint {
  * codes are open-ended. Anything else thrown with a code (a hook's own object) gets its code's usual status.
  */
 function wireError(err: unknown): { code: string; message: string; status: number } {
+  // The requesting thread gets only the code: the stack is logged here or lost.
+  logInternal(err, 'a request from another thread');
   const body = toErrorBody(err);
   return { code: body.code, message: body.message, status: err instanceof RtError ? err.status : statusFor(body.code) };
 }

@@ -17,6 +17,7 @@ import { registerOperatorApi } from './operator-api.js';
 import { JsonData } from '../protocol/encoded-payload.js';
 import { getAndHead, headSafe } from './head.js';
 import { didYouMean } from '../config/suggest.js';
+import { logInternal } from '../log.js';
 
 const MAX_CHANNELS_PER_PUBLISH = 100;
 const MAX_BATCH = 1000;
@@ -156,6 +157,8 @@ function batchAnswer(results: PromiseSettledResult<unknown>[], offsets: Record<s
   const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [{ i, err: r.reason as unknown }] : []));
   if (failed.length === 0) return publishAnswer(results.length, Object.assign({}, ...offsets) as Record<string, number>);
   const first = failed[0]!;
+  // Rethrown as an RtError below, which sendError does not log as a fault: log the cause here.
+  logInternal(first.err, 'a batch publish');
   const body = toErrorBody(first.err);
   const status = first.err instanceof RtError ? first.err.status : 500;
   const which = failed.length <= 10 ? failed.map((f) => `messages[${f.i}]`).join(', ') : `messages[${first.i}] and ${failed.length - 1} others`;

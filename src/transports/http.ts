@@ -9,7 +9,7 @@ import type { HttpRequest, HttpResponse, us_socket_context_t, WebSocket as UwsSo
 import { RtError, toErrorBody } from '../errors.js';
 import { countRefusal } from '../runtime/instruments.js';
 import { clientAddress, forwardingHeader } from '../security/client-ip.js';
-import { threadLogger } from '../log.js';
+import { threadLogger, logInternal } from '../log.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from '../protocol/json-depth.js';
 
 /**
@@ -158,6 +158,7 @@ export function errorStatus(err: unknown): number {
 
 export function sendError(res: HttpResponse, state: { aborted: boolean }, err: unknown, extraHeaders?: Record<string, string>): void {
   countRefusal(err);
+  logInternal(err, 'an HTTP request');
   sendJson(res, state, errorStatus(err), { error: toErrorBody(err) }, extraHeaders);
 }
 

@@ -11,12 +11,14 @@ import type { ThreadContext } from '../runtime/context.js';
 import { handleRpc } from './native-rpc.js';
 import { JsonData } from '../protocol/encoded-payload.js';
 import { inChannelOrder } from './channel-order.js';
+import { logInternal } from '../log.js';
 
 export type Reply = Record<string, unknown>;
 
 /** An error reply to a frame; refusals among them (rate limit, auth, caps, malformed) are counted. */
-export function errorReply(ref: number | undefined, err: unknown): Reply {
+export function errorReply(ref: number | undefined, err: unknown, doing = 'a native frame'): Reply {
   countRefusal(err);
+  logInternal(err, doing);
   const r: Reply = { op: 'reply', ok: false, error: toErrorBody(err) };
   if (ref !== undefined) r.ref = ref;
   return r;
@@ -71,7 +73,9 @@ function inOrder(client: Client, channel: string, op: () => Promise<void> | void
  */
 export function handleFrame(ctx: ThreadContext, client: Client, f: ClientFrame, send: (r: Reply) => void): void {
   const fail = (err: unknown) => {
-    if (!client.closed) send(errorReply(f.ref, err));
+    const doing = `native op ${String(f.op).slice(0, 40)}`;
+    if (!client.closed) send(errorReply(f.ref, err, doing));
+    else logInternal(err, doing);
   };
   try {
     switch (f.op) {

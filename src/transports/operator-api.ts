@@ -16,6 +16,7 @@ import { countApiRequest } from './api-routes.js';
 import { openApiDocument } from './openapi.js';
 import { collectStats } from './stats-api.js';
 import { getAndHead } from './head.js';
+import { logInternal } from '../log.js';
 
 /** Who the inspector is, as the channel's actor sees it (a presence channel lists it as a member). */
 export const TAP_USER = 'rt-dashboard';
@@ -117,6 +118,7 @@ function tap(ctx: ThreadContext) {
     ctx.hub.subscribe(client, channel).then(
       (r) => client.line(JSON.stringify({ op: 'subscribed', channel, offset: r.offset, ...(r.members ? { members: r.members } : {}) })),
       (err) => {
+        logInternal(err, 'an operator command');
         client.line(JSON.stringify({ op: 'error', error: toErrorBody(err) }));
         client.disconnect(4003, 'subscription refused', false);
       },

@@ -19,6 +19,7 @@ import { MAX_RATE_STRIKES, rateRefusal, type TokenBucket } from '../security/tok
 import { endDroppedSocket, sweepSlowConsumers, uwsBackpressureLimit } from './slow-consumer.js';
 import { countRefusal } from '../runtime/instruments.js';
 import { payloadSize } from '../protocol/payload-size.js';
+import { logInternal } from '../log.js';
 
 interface SocketData {
   client?: WsClient;
@@ -134,6 +135,7 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     } catch (err) {
       if (!(err instanceof FrameError && err.ref !== undefined)) countRefusal(err);
       client.send(err instanceof FrameError && err.ref !== undefined ? errorReply(err.ref, err) : { op: 'error', error: toErrorBody(err) });
+      logInternal(err, 'decoding a frame');
       if (++client.badFrames >= MAX_BAD_FRAMES) client.disconnect(CloseCode.BAD_REQUEST, 'too many malformed frames', false);
       return;
     }

@@ -25,6 +25,7 @@ import { isEncryptedChannel, subscribe, unsubscribe, validPusherChannel } from '
 import { JsonData } from '../../protocol/encoded-payload.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
 import { signedUserId } from '../../auth/user-id.js';
+import { logInternal } from '../../log.js';
 
 /** Malformed frames tolerated before the connection is closed (a buggy client gets errors, a hostile one is cut off). */
 const MAX_BAD_FRAMES = 20;
@@ -198,6 +199,7 @@ function clientEvent(gw: PusherGateway, client: PusherClient, event: string, cha
   gw.ctx.hub.publish(internal, event, json ?? data, 'client', client, client.id, true).then(
     () => gw.hooks?.clientEvent(app, internal, event, data, client),
     (err) => {
+      logInternal(err, 'a Pusher client event');
       if (client.closed) return;
       const body = toErrorBody(err);
       if (isPublic && body.code === 'forbidden') refuse(`Client events are only allowed on private and presence channels, not ${channel}`);

@@ -32,6 +32,7 @@ import { eventEncoded, framesOf } from './codec.js';
 import { inChannelOrder } from '../channel-order.js';
 import { newPid, publicationOrder, receivedUpTo, Recovery, type ChannelTrack, type MissedSlice, type SavedChannel, type SavedSocket, type Snapshot } from './recovery.js';
 import { payloadSize } from '../../protocol/payload-size.js';
+import { logInternal } from '../../log.js';
 
 export interface GatewayOptions {
   parser: SioParser;
@@ -317,6 +318,7 @@ export class SioConnection implements SessionListener {
       client.held = undefined;
       client.dropAcks();
       countRefusal(err);
+      logInternal(err, 'a Socket.IO namespace connect');
       // A refused attempt must not use the saved session up: the client retries with the same pid.
       if (saved) recovery!.save(saved);
       const e = toErrorBody(err);
@@ -669,6 +671,7 @@ export class SioClient extends Client {
   /** Reports a failure: through the ack when there is one, else as an event, never silently. */
   private fail(ack: Ack | undefined, event: string, channel: string | undefined, err: unknown, channelOp: boolean): void {
     countRefusal(err);
+    logInternal(err, `Socket.IO event ${event.slice(0, 200)}`);
     const error = toErrorBody(err);
     if (ack) return ack(channelOp ? [{ ok: false, error }] : [{ error }]);
     if (event === 'subscribe') return this.emitSafe('subscription_error', [channel ?? null, error]);
