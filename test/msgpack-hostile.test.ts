@@ -118,3 +118,40 @@ t.test('fuzz: any value with an extension type is refused, plain values are deli
   t.ok(refused > 0 && accepted > 0, `both kinds were generated (${refused} refused, ${accepted} accepted)`);
   t.equal((await pub.request({ op: 'ping' })).pong, true, 'the connection still serves');
 });
+
+t.test('a msgpack frame msgpackr refuses as a whole still answers its request by ref', async (t) => {
+  const s = await startServer(t, { clientPublish: 'all', rateLimit: 0 });
+  const pub = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
+  const sub = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => (pub.close(), sub.close()));
+  t.equal((await sub.request({ op: 'subscribe', channel: 'whole' })).ok, true);
+  t.equal((await pub.request({ op: 'subscribe', channel: 'whole' })).ok, true);
+
+  const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
+  const publish = (r: number, ...extra: Buffer[]) =>
+    Buffer.concat([Buffer.from([0x85]), str('op'), str('publish'), str('channel'), str('whole'), str('event'), str('e'), str('ref'), Buffer.from([0xcd, r >> 8, r & 0xff]), ...extra]);
+  const cases: [string, Buffer, RegExp][] = [
+    // ext type 42 (fixext 1), which msgpackr has no decoder for
+    ['unknown extension type', publish(301, str('data'), Buffer.from([0xd4, 42, 0])), /extension type 42/],
+    ['binary map key', publish(302, Buffer.from([0xc4, 1, 0x41, 1])), /map key/],
+    ['array map key', publish(303, Buffer.from([0x91, 1, 1])), /map key/],
+    ['cut short', publish(304, str('data'), Buffer.from([0xa5, 0x61])), /not valid msgpack/],
+  ];
+  // The ref may come after what msgpackr refuses: it is read past it.
+  const refLast = Buffer.concat([Buffer.from([0x82]), Buffer.from([0xc4, 1, 0x41, 1]), str('ref'), Buffer.from([0xcd, 0x01, 0x31])]);
+  cases.push(['ref after a binary key', refLast, /map key/]);
+  for (const [name, bytes, message] of cases) {
+    const r = bytes === refLast ? 305 : 301 + cases.findIndex(([n]) => n === name);
+    pub.sendRaw(bytes);
+    // The next frame is the reply to that request, not an unsolicited error the client cannot match.
+    const reply = await pub.next((f) => f.op === 'reply' || f.op === 'error');
+    t.match(reply, { op: 'reply', ref: r, ok: false, error: { code: 'bad_frame', message } }, `${name}: answered by ref`);
+  }
+  // A frame that is no map still gets an unsolicited error: there is no request to answer.
+  pub.sendRaw(Buffer.from([0x92, 0xd4, 42, 0]));
+  t.match(await pub.next((f) => f.op === 'reply' || f.op === 'error'), { op: 'error', error: { code: 'bad_frame' } });
+
+  // None of them was published: the sentinel after them is the subscriber's first message.
+  t.equal((await pub.request({ op: 'publish', channel: 'whole', event: 'sentinel', data: 1 })).ok, true);
+  t.equal((await sub.next((f) => f.op === 'message')).event, 'sentinel');
+});

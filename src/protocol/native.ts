@@ -5,7 +5,7 @@
  */
 import { Packr } from 'msgpackr';
 import { RtError } from '../errors.js';
-import { assertPlain, unpackUnchecked } from './plain-msgpack.js';
+import { assertPlain, scanRef, unpackUnchecked } from './plain-msgpack.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from './json-depth.js';
 import { reservedEvent } from '../client/reserved-events.js';
 import { didYouMean } from '../config/suggest.js';
@@ -108,7 +108,13 @@ export function decodeClientFrame(bytes: ArrayBuffer | Uint8Array, isBinary: boo
   let obj: unknown;
   const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   if (isBinary) {
-    obj = unpackUnchecked(view);
+    try {
+      obj = unpackUnchecked(view);
+    } catch (err) {
+      // Refused as a whole (unknown extension type, a map key msgpackr cannot make, cut-short bytes):
+      // the ref, where it can still be read, makes this the request's reply rather than a stray error.
+      throw new FrameError(err as RtError, scanRef(view));
+    }
     try {
       assertPlain(obj);
     } catch (err) {

@@ -69,6 +69,108 @@ export function unpackUnchecked(bytes: Uint8Array): unknown {
   }
 }
 
+/**
+ * The `ref` of a frame unpackUnchecked refused as a whole (an unknown extension type, a map, array or
+ * binary as a map key, bytes cut short or left over), so the refusal answers the request it was for
+ * instead of leaving the client to its own timeout. Reads the top-level map's pairs in order and skips
+ * every value without decoding it (no recursion: a count of items still to skip, each at least a byte,
+ * bounds the walk by the frame's length). Undefined when the frame is no map, or no usable ref (a
+ * non-negative safe integer) comes before the bytes stop making sense.
+ */
+export function scanRef(b: Uint8Array): number | undefined {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let p = 0;
+  // One item's header, p moved past it: `items` it contains (a map's pairs count twice), `skip` bytes
+  // of payload after the header, `num` its value when a number, `str` whether a string.
+  const head = (): { items: number; skip: number; num?: number; str?: boolean } => {
+    const need = (n: number) => {
+      if (p + n > b.length) throw new RangeError('cut short');
+    };
+    need(1);
+    const t = b[p++]!;
+    if (t <= 0x7f) return { items: 0, skip: 0, num: t };
+    if (t >= 0xe0) return { items: 0, skip: 0, num: t - 0x100 };
+    if (t <= 0x8f) return { items: 2 * (t & 0x0f), skip: 0 };
+    if (t <= 0x9f) return { items: t & 0x0f, skip: 0 };
+    if (t <= 0xbf) return { items: 0, skip: t & 0x1f, str: true };
+    const sized = (width: 1 | 2 | 4) => {
+      need(width);
+      const n = width === 1 ? dv.getUint8(p) : width === 2 ? dv.getUint16(p) : dv.getUint32(p);
+      p += width;
+      return n;
+    };
+    const number = (width: number, read: (at: number) => number | bigint) => {
+      need(width);
+      const v = Number(read(p));
+      p += width;
+      return { items: 0, skip: 0, num: v };
+    };
+    switch (t) {
+      case 0xc0: case 0xc1: case 0xc2: case 0xc3: return { items: 0, skip: 0 };
+      case 0xc4: return { items: 0, skip: sized(1) };
+      case 0xc5: return { items: 0, skip: sized(2) };
+      case 0xc6: return { items: 0, skip: sized(4) };
+      case 0xc7: return { items: 0, skip: sized(1) + 1 };
+      case 0xc8: return { items: 0, skip: sized(2) + 1 };
+      case 0xc9: return { items: 0, skip: sized(4) + 1 };
+      case 0xca: return number(4, (at) => dv.getFloat32(at));
+      case 0xcb: return number(8, (at) => dv.getFloat64(at));
+      case 0xcc: return number(1, (at) => dv.getUint8(at));
+      case 0xcd: return number(2, (at) => dv.getUint16(at));
+      case 0xce: return number(4, (at) => dv.getUint32(at));
+      case 0xcf: return number(8, (at) => dv.getBigUint64(at));
+      case 0xd0: return number(1, (at) => dv.getInt8(at));
+      case 0xd1: return number(2, (at) => dv.getInt16(at));
+      case 0xd2: return number(4, (at) => dv.getInt32(at));
+      case 0xd3: return number(8, (at) => dv.getBigInt64(at));
+      case 0xd4: return { items: 0, skip: 2 };
+      case 0xd5: return { items: 0, skip: 3 };
+      case 0xd6: return { items: 0, skip: 5 };
+      case 0xd7: return { items: 0, skip: 9 };
+      case 0xd8: return { items: 0, skip: 17 };
+      case 0xd9: return { items: 0, skip: sized(1), str: true };
+      case 0xda: return { items: 0, skip: sized(2), str: true };
+      case 0xdb: return { items: 0, skip: sized(4), str: true };
+      case 0xdc: return { items: sized(2), skip: 0 };
+      case 0xdd: return { items: sized(4), skip: 0 };
+      case 0xde: return { items: 2 * sized(2), skip: 0 };
+      default: return { items: 2 * sized(4), skip: 0 };
+    }
+  };
+  const skipItem = () => {
+    for (let pending = 1; pending > 0; pending--) {
+      const h = head();
+      if (p + h.skip > b.length) throw new RangeError('cut short');
+      p += h.skip;
+      pending += h.items;
+    }
+  };
+  const t0 = b[0];
+  if (t0 === undefined || !((t0 & 0xf0) === 0x80 || t0 === 0xde || t0 === 0xdf)) return undefined;
+  let ref: number | undefined;
+  try {
+    const pairs = head().items / 2;
+    for (let pair = 0; pair < pairs; pair++) {
+      const key = head();
+      if (p + key.skip > b.length) break;
+      const isRef = key.str === true && key.skip === 3 && b[p] === 0x72 && b[p + 1] === 0x65 && b[p + 2] === 0x66;
+      p += key.skip;
+      // A key that is no string (a map, array or binary msgpackr refuses) is skipped as a value is.
+      for (let pending = key.items; pending > 0; pending--) skipItem();
+      const at = p;
+      const v = isRef ? head() : undefined;
+      if (v?.num !== undefined && Number.isSafeInteger(v.num) && v.num >= 0) ref = v.num;
+      else {
+        p = at;
+        skipItem();
+      }
+    }
+  } catch {
+    /* the bytes stop making sense here: the ref read so far, if any */
+  }
+  return ref;
+}
+
 /** Decodes msgpack into JSON-compatible values (plus binary); an extension type or malformed bytes are a bad_frame RtError. */
 export function unpackPlain(bytes: Uint8Array): unknown {
   const v = unpackUnchecked(bytes);
