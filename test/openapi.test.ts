@@ -126,3 +126,30 @@ t.test('real answers of every endpoint validate against /api/openapi.json', asyn
     for (const method of Object.keys(ops)) t.ok([...covered].some((c) => c.startsWith(`${method} ${path} `)), `${method.toUpperCase()} ${path} was exercised`);
   }
 });
+
+t.test('a documented path asked with a method it does not answer is 405 with Allow, not 404', async (t) => {
+  const s = await startServer(t, { dashboard: true, dashboardToken: 'dash-token' });
+  const doc = (await (await fetch(s.http + '/api/openapi.json')).json()) as Doc;
+  const ask = async (method: string, path: string) => {
+    const r = await fetch(s.http + path, { method, headers: { authorization: `Bearer ${API_KEY}` } });
+    return { status: r.status, allow: r.headers.get('allow'), body: method === 'HEAD' ? undefined : ((await r.json()) as { error: { code: string } }) };
+  };
+  // The cases first seen: a GET-only route asked with POST or DELETE said "no API route".
+  t.match(await ask('POST', '/api/tap'), { status: 405, allow: 'GET', body: { error: { code: 'method_not_allowed' } } });
+  t.match(await ask('DELETE', '/api/stats'), { status: 405, allow: 'GET, HEAD', body: { error: { code: 'method_not_allowed' } } });
+  t.match(await ask('GET', '/api/publish'), { status: 405, allow: 'POST' });
+  t.match(await ask('POST', '/health'), { status: 405, allow: 'GET, HEAD' });
+  // Every documented path, with every method the document does not list for it.
+  for (const [template, ops] of Object.entries(doc.paths)) {
+    const path = template.replace(/\{[^}]+\}/g, 'x');
+    const allow = Object.keys(ops).map((m) => m.toUpperCase()).join(', ');
+    for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']) {
+      if (method.toLowerCase() in ops) continue;
+      const r = await ask(method, path);
+      t.match(r, { status: 405, allow, ...(method === 'HEAD' ? {} : { body: { error: { code: 'method_not_allowed' } } }) }, `${method} ${path}: 405, Allow: ${allow}`);
+    }
+  }
+  // A path that is no route at all is still 404.
+  t.match(await ask('POST', '/api/nope'), { status: 404, allow: null, body: { error: { code: 'not_found' } } });
+  t.match(await ask('POST', '/nope'), { status: 404, allow: null, body: { error: { code: 'not_found' } } });
+});

@@ -33,7 +33,8 @@ import { AppConnections, SharedLimits } from '../security/shared-limits.js';
 import { pusherAppCount } from '../transports/pusher/apps.js';
 import { subscriptionCountPolicy } from '../transports/pusher/subscription-count.js';
 import { registerWebSocket } from '../transports/websocket.js';
-import { registerHttpApi } from '../transports/http-api.js';
+import { MethodNotAllowed, registerHttpApi } from '../transports/http-api.js';
+import { allowedMethods } from '../transports/openapi.js';
 import { registerHealth } from '../transports/health.js';
 import { registerDashboard } from '../transports/dashboard.js';
 import { registerSse } from '../transports/sse.js';
@@ -284,6 +285,12 @@ export async function runShard(task: ShardTask): Promise<void> {
     headSafe((res, req) => {
       const state = track(res);
       const url = req.getUrl();
+      // /health and /metrics (/api/* has its own catch-all in http-api.ts).
+      const allow = allowedMethods(url);
+      if (allow) {
+        const err = new MethodNotAllowed(req.getMethod(), url, allow);
+        return sendJson(res, state, 405, { error: err.toJSON() }, { allow });
+      }
       sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${url}${transportOff(config.transports, url)}` } });
     }),
   );

@@ -14,6 +14,7 @@ import { API_KEY_FAILURES_PER_SECOND } from '../security/shared-limits.js';
 import { beginRequest, errorStatus, JsonText, parseJsonBody, readBody, requestIp, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
 import { countApiRequest } from './api-routes.js';
 import { registerOperatorApi } from './operator-api.js';
+import { allowedMethods } from './openapi.js';
 import { JsonData } from '../protocol/encoded-payload.js';
 import { getAndHead, headSafe } from './head.js';
 import { didYouMean } from '../config/suggest.js';
@@ -180,6 +181,13 @@ export function checkOrigin(ctx: ThreadContext, req: Req): Record<string, string
  * Wraps a handler: snapshot, origin and key checks, rate limit, in-flight accounting, error answers.
  * `needsKey`: true for the API key, 'operator' for the API key or the dashboard token.
  */
+/** A path that exists, asked with a method it does not answer (RFC 9110 405: Allow lists the ones it does). */
+export class MethodNotAllowed extends RtError {
+  constructor(method: string, path: string, readonly allow: string) {
+    super('method_not_allowed', `${method.toUpperCase()} is not a method of ${path}: it answers ${allow}`, 405);
+  }
+}
+
 export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'operator', h: Handler) {
   return (res: HttpResponse, httpReq: HttpRequest) => {
     const state = track(res);
@@ -205,7 +213,8 @@ export function route(ctx: ThreadContext, params: number, needsKey: boolean | 'o
       .catch((err) => {
         countApiRequest(ctx.metrics, req.url, errorStatus(err));
         // An overloaded thread: tell the client when to come back (RFC 9110 Retry-After).
-        sendError(res, state, err, (err as { code?: unknown })?.code === 'overloaded' ? { ...cors, 'retry-after': String(OVERLOADED_RETRY_AFTER_S) } : cors);
+        const headers = (err as { code?: unknown })?.code === 'overloaded' ? { ...cors, 'retry-after': String(OVERLOADED_RETRY_AFTER_S) } : cors;
+        sendError(res, state, err, err instanceof MethodNotAllowed ? { ...headers, allow: err.allow } : headers);
       })
       .finally(end);
   };
@@ -315,6 +324,8 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
     '/api/*',
     headSafe(
       route(ctx, 0, false, async (_c, req) => {
+        const allow = allowedMethods(req.url);
+        if (allow) throw new MethodNotAllowed(req.method, req.url, allow);
         throw new RtError('not_found', `no API route ${req.method.toUpperCase()} ${req.url}`, 404);
       }),
     ),
