@@ -155,3 +155,22 @@ t.test('a msgpack frame msgpackr refuses as a whole still answers its request by
   t.equal((await pub.request({ op: 'publish', channel: 'whole', event: 'sentinel', data: 1 })).ok, true);
   t.equal((await sub.next((f) => f.op === 'message')).event, 'sentinel');
 });
+
+t.test('a msgpack "__proto__" map key is refused by ref, not delivered renamed', async (t) => {
+  const s = await startServer(t, { clientPublish: 'all', rateLimit: 0 });
+  const pub = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
+  const sub = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => (pub.close(), sub.close()));
+  t.equal((await sub.request({ op: 'subscribe', channel: 'proto' })).ok, true);
+  t.equal((await pub.request({ op: 'subscribe', channel: 'proto' })).ok, true);
+
+  const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
+  // msgpackr decodes this key as "__proto_": the subscriber got { "__proto_": 1, "a": 2 }.
+  const data = Buffer.concat([Buffer.from([0x82]), str('__proto__'), Buffer.from([1]), str('a'), Buffer.from([2])]);
+  pub.sendRaw(Buffer.concat([Buffer.from([0x85]), str('op'), str('publish'), str('ref'), Buffer.from([7]), str('channel'), str('proto'), str('event'), str('e'), str('data'), data]));
+  t.match(await pub.next((f) => f.op === 'reply' && f.ref === 7), { ok: false, error: { code: 'bad_frame', message: /"__proto__"/ } });
+  // The same text as a value (not a key) is carried as it is.
+  t.equal((await pub.request({ op: 'publish', channel: 'proto', event: 'value', data: { a: '__proto__' } })).ok, true);
+  const first = await sub.next((f) => f.op === 'message');
+  t.match(first, { event: 'value', data: { a: '__proto__' } }, 'the refused publish reached nobody; a "__proto__" value passes');
+});

@@ -5,7 +5,7 @@
  */
 import { Packr } from 'msgpackr';
 import { RtError } from '../errors.js';
-import { assertPlain, scanRef, unpackUnchecked } from './plain-msgpack.js';
+import { assertNoProtoKey, assertPlain, scanRef, unpackUnchecked } from './plain-msgpack.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from './json-depth.js';
 import { reservedEvent } from '../client/reserved-events.js';
 import { didYouMean } from '../config/suggest.js';
@@ -117,6 +117,7 @@ export function decodeClientFrame(bytes: ArrayBuffer | Uint8Array, isBinary: boo
     }
     try {
       assertPlain(obj);
+      assertNoProtoKey(view);
     } catch (err) {
       throw new FrameError(err as RtError, refOf(obj));
     }

@@ -15,6 +15,35 @@ export const MAX_MSGPACK_DEPTH = 64;
 // ArrayBuffer once its handler returns: a binary kept past that (a channel's history on the thread that
 // decoded it) could no longer be read, and the history request that met it failed with `internal`.
 const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', copyBuffers: true });
+// msgpackr renames a `__proto__` map key to `__proto_` (its guard against prototype pollution), so such a
+// key reached subscribers as another key than the one sent. Maps as Maps keep keys as they are: used only
+// to confirm the key when the frame holds those bytes at all.
+const keyKeeper = new Unpackr({ useRecords: false, mapsAsObjects: false, int64AsType: 'number' });
+const PROTO = Buffer.from('__proto__');
+
+/**
+ * Refuses client bytes that unpackUnchecked decoded with a `__proto__` key renamed (see keyKeeper):
+ * a sender must learn its key is not carried. Bytes between hosts are not checked: the server packed
+ * them, and refusing them there would drop a message already accepted.
+ */
+export function assertNoProtoKey(bytes: Uint8Array): void {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.indexOf(PROTO) !== -1 && hasProtoKey(keyKeeper.unpack(buf))) throw new RtError('bad_frame', 'msgpack: a map key "__proto__" is not accepted');
+}
+
+function hasProtoKey(v: unknown): boolean {
+  const pending = [v];
+  while (pending.length > 0) {
+    const x = pending.pop();
+    if (x instanceof Map) {
+      for (const [k, item] of x) {
+        if (k === '__proto__') return true;
+        pending.push(item);
+      }
+    } else if (Array.isArray(x)) pending.push(...(x as unknown[]));
+  }
+  return false;
+}
 
 function kind(v: unknown): string {
   if (v === undefined) return 'undefined';
