@@ -3,6 +3,7 @@
 // URIError escaped the uWS handler — an HTTP one replaced the shard (its connections and channels with
 // it), the Pusher upgrade aborted the whole process. Anyone could send them: no key is checked first.
 import t, { type Test } from 'tap';
+import WebSocket from 'ws';
 import { startServer, api } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { APP, RawPusher, pusherOptions } from './helpers/pusher.js';
@@ -71,4 +72,45 @@ t.test("a Pusher connection to a key that does not decode is refused with 4001; 
   await ok.event('pusher:connection_established');
   t.pass('a good key still connects');
   await stillServing(t, 'pusher-ws');
+});
+
+// The query too: URLSearchParams read `%ZZ` as those characters and `%E0` as U+FFFD, so the request ran
+// with a value nobody sent (`?prefix=%ZZ` answered 200 with no channels).
+t.test('a malformed escape in a query parameter is a 400 naming it', async (t) => {
+  const bad = [
+    ['/api/channels?prefix=%ZZ', 'prefix', undefined],
+    ['/api/channels?prefix=%E0%A4', 'prefix', undefined],
+    ['/api/channels?api_key=%ZZ', 'api_key', null],
+    ['/api/tap?channel=%ZZ', 'channel', undefined],
+    ['/api/channels?prefix=ok&x=%ZZ', 'x', undefined],
+  ] as const;
+  for (const [path, name, key] of bad) {
+    for (let i = 0; i < 2; i++) {
+      const r = await api(s.http, path, undefined, { key });
+      t.equal(r.status, 400, `${path}: 400`);
+      t.equal(r.body?.error?.code, 'bad_request');
+      t.match(r.body?.error?.message, `malformed percent-escape in query parameter "${name}"`);
+    }
+  }
+  const good = await api(s.http, '/api/channels?prefix=%65sc');
+  t.same(good.body.channels.map((c: { name: string }) => c.name), ['escapes'], 'a good escape still decodes');
+
+  for (const path of ['/sse?channels=%ZZ', '/sse?channels=a%2', `/apps/${APP.id}/channels?filter_by_prefix=%ZZ`]) {
+    const r = await fetch(s.http + path);
+    t.equal(r.status, 400, `${path}: 400`);
+    t.match((await r.json()).error, { code: 'bad_request', message: /malformed percent-escape in query parameter/ });
+  }
+  for (const path of ['/ws?format=%ZZ', '/ws?token=%E0']) {
+    const status = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(s.url + path);
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('open', () => reject(new Error(`${path} opened`)));
+      ws.on('error', () => {});
+    });
+    t.equal(status, 400, `${path}: upgrade refused with 400`);
+  }
+  const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=%ZZ`);
+  const err = await raw.event('pusher:error');
+  t.match(typeof err.data === 'string' ? JSON.parse(err.data) : err.data, { code: 4007, message: /query parameter "protocol"/ }, 'Pusher: told over the socket');
+  await stillServing(t, 'query');
 });

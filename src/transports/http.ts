@@ -227,8 +227,30 @@ export function parseJsonBody(body: Buffer | string): unknown {
   return v;
 }
 
+/**
+ * A request's query parameters, percent-decoded. URLSearchParams reads `%ZZ` as those three characters
+ * and a cut-off UTF-8 sequence as U+FFFD, so a value the client did not mean was used as sent
+ * (`?prefix=%ZZ` listed no channels, where the same escape in the path is a 400): a malformed escape in
+ * any parameter is a 400 naming it, as pathParam does. Checked only when the query has a `%` at all.
+ */
+export function queryParams(query: string): URLSearchParams {
+  if (query.includes('%')) {
+    for (const pair of query.split('&')) {
+      if (!pair.includes('%')) continue;
+      try {
+        decodeURIComponent(pair);
+      } catch {
+        const eq = pair.indexOf('=');
+        const name = new URLSearchParams(`${eq === -1 ? pair : pair.slice(0, eq)}=`).keys().next().value ?? '';
+        throw new RtError('bad_request', `malformed percent-escape in query parameter ${JSON.stringify(name.slice(0, 64))}`, 400);
+      }
+    }
+  }
+  return new URLSearchParams(query);
+}
+
 export function queryParam(query: string, name: string): string | undefined {
-  return new URLSearchParams(query).get(name) ?? undefined;
+  return queryParams(query).get(name) ?? undefined;
 }
 
 /**

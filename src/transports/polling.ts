@@ -19,7 +19,7 @@ import { Client, CloseCode } from '../runtime/client.js';
 import type { ThreadContext } from '../runtime/context.js';
 import { RtError } from '../errors.js';
 import { authenticate, type Reply } from './native-session.js';
-import { queryParam, requestIp, sendError, snapshot, statusLine } from './http.js';
+import { queryParam, queryParams, requestIp, sendError, snapshot, statusLine } from './http.js';
 import { addSession, admitSession, corsOrThrow, enableSessions, newSid, onSession, registerSessionRoutes, removeSession, runFrames, tokenOf, type PollResult, type Session } from './sessions.js';
 import type { TokenBucket } from '../security/token-bucket.js';
 
@@ -208,7 +208,7 @@ export function registerPolling(app: TemplatedApp, ctx: ThreadContext): void {
     let headers: Record<string, string> = {};
     try {
       headers = corsOrThrow(ctx, r);
-      const q = new URLSearchParams(r.query);
+      const q = queryParams(r.query);
       const sid = q.get('sid') ?? undefined;
       if (sid === undefined) {
         const token = tokenOf(r);

@@ -27,7 +27,7 @@ import type { ThreadContext } from '../runtime/context.js';
 import type { SubscribeResult } from '../runtime/messages.js';
 import { RtError } from '../errors.js';
 import { authenticate, type Reply } from './native-session.js';
-import { requestIp, sendError, snapshot, statusLine, type Req } from './http.js';
+import { queryParams, requestIp, sendError, snapshot, statusLine, type Req } from './http.js';
 import { addSession, admitSession, corsOrThrow, enableSessions, newSid, registerSessionRoutes, removeSession, runFrames, tokenOf, type Session } from './sessions.js';
 import type { TokenBucket } from '../security/token-bucket.js';
 
@@ -424,7 +424,7 @@ export class SseClient extends Client implements Session {
 }
 
 function parseRequest(r: Req, maxChannels: number): { channels: string[]; since: (StreamPosition | undefined)[]; token?: string; format: 'events' | 'native' } {
-  const q = new URLSearchParams(r.query);
+  const q = queryParams(r.query);
   const channels: string[] = [];
   for (const v of q.getAll('channels')) for (const c of v.split(',')) if (c !== '') channels.push(c);
   for (const c of channels) assertChannel(c);

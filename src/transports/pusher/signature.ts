@@ -7,7 +7,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { sameSecret } from '../../security/same-secret.js';
-import { digestOf } from '../http.js';
+import { digestOf, queryParams } from '../http.js';
 import type { PusherApp } from './apps.js';
 
 /** Pusher refuses API calls whose auth_timestamp is further than this from the server's clock. */
@@ -43,7 +43,8 @@ export class ApiAuthError extends Error {
  * GET). Throws ApiAuthError with the reason; returns nothing when the request is good.
  */
 export function verifyApiRequest(app: PusherApp, method: string, path: string, query: string, body: Buffer, now = Date.now()): void {
-  const params = new URLSearchParams(query);
+  // A malformed escape is a 400 (queryParams), as on the routes' own parameters, before any signature.
+  const params = queryParams(query);
   const get = (k: string): string | undefined => params.get(k) ?? undefined;
   const key = get('auth_key');
   const ts = get('auth_timestamp');

@@ -64,8 +64,16 @@ export function registerPusherSocket(uapp: TemplatedApp, gw: PusherGateway): voi
       } catch {
         // A key that does not even decode (`%ZZ`) is an unknown key.
       }
-      const protocol = queryParam(query, 'protocol');
+      let protocol: string | undefined;
+      let badQuery: string | undefined;
+      try {
+        protocol = queryParam(query, 'protocol');
+      } catch (err) {
+        // Told over the socket like the other refusals: a thrown 400 would fail the upgrade unread.
+        badQuery = (err as Error).message;
+      }
       if (!app) data.refusal = { code: PusherClose.APP_NOT_FOUND, message: `App key ${key.slice(0, 64)} does not exist` };
+      else if (badQuery !== undefined) data.refusal = { code: PusherClose.UNSUPPORTED_PROTOCOL, message: badQuery };
       else if (protocol === undefined) data.refusal = { code: PusherClose.NO_PROTOCOL, message: 'No protocol version supplied: connect to /app/<key>?protocol=7' };
       else if (!/^[5-8]$/.test(protocol)) data.refusal = { code: PusherClose.UNSUPPORTED_PROTOCOL, message: `Unsupported protocol version ${protocol.slice(0, 10)}: 5 to 8 are supported` };
       else if (ctx.draining) data.refusal = { code: PusherClose.RECONNECT, message: 'server is shutting down: reconnect' };
