@@ -35,6 +35,9 @@ export abstract class EncodedPayload {
   }
 }
 
+/** A `\udXXX` escape (D800-DFFF), not an escaped backslash followed by the text "udXXX". */
+const LONE_SURROGATE = /(?<!\\)((?:\\\\)*)\\ud[89a-f][0-9a-f]{2}/g;
+
 export class JsonData extends EncodedPayload {
   constructor(readonly text: string) {
     super();
@@ -43,7 +46,13 @@ export class JsonData extends EncodedPayload {
   /** The value of a JSON-representable payload, or undefined for a value JSON cannot carry exactly. */
   static of(value: unknown): JsonData | undefined {
     const text = JSON.stringify(value);
-    return text === undefined ? undefined : new JsonData(text);
+    if (text === undefined) return undefined;
+    // A lone surrogate ("\ud800" sent by a JSON client) has no UTF-8: msgpack frames (subscribers,
+    // rings, history) carried its WTF-8 bytes, which strict decoders refuse and the others read as one
+    // or three U+FFFD, while JSON subscribers got the surrogate. Made U+FFFD here, once, so every path
+    // agrees. JSON.stringify escapes lone surrogates and nothing else in that range (a pair is written
+    // as is), so well-formed text costs one search.
+    return new JsonData(text.includes('\\ud') ? text.replace(LONE_SURROGATE, '$1\\ufffd') : text);
   }
 
   protected decode(): unknown {
