@@ -43,6 +43,9 @@ export function newActorStats(): ActorStats {
 /** Defaults of the knobs in ActorEnv (documented in docs/actors.md and the config schema). */
 export const ACTOR_DEFAULTS = { hookTimeoutMs: 5000, mailboxSize: 1000, maxFailures: 3 } as const;
 
+/** How long after a failed subscriber count write it is tried again (see recountLater). */
+const RECOUNT_RETRY_MS = 1000;
+
 /** What an actor needs from its shard: sending to threads and the policy knobs. */
 export interface ActorEnv {
   threads: number;
@@ -152,6 +155,7 @@ export class ChannelActor {
   private bridged = false;
   /** Redis mode: writes of this channel's presence and counts, kept in issue order. */
   private chain: Promise<unknown> = Promise.resolve();
+  private recountTimer?: ReturnType<typeof setTimeout>;
   /** Redis mode: per thread, the offset up to which a replay after a shard restart was caught up. */
   private readonly caught = new Map<number, number>();
   /** The connection whose onJoin is running: it may be pushed to before it is registered. */
@@ -348,6 +352,12 @@ export class ChannelActor {
       this.members.delete(user);
       const hold = broker.holdMember.bind(broker);
       handed.push(this.op(() => hold(this.name, user, e.info, ms)).catch((err) => this.log(`presence of ${user} not handed over`, err)));
+    }
+    // A count still to be written gets its last try: once stopped, nothing here would write it.
+    if (this.recountTimer) {
+      clearTimeout(this.recountTimer);
+      this.recountTimer = undefined;
+      if (this.bridged) handed.push(this.op(() => broker!.count(this.name, this.subs.size)).catch((err) => this.log('subscriber count not recorded', err)));
     }
     await Promise.all(handed);
     this.stopped = true;
@@ -630,7 +640,10 @@ export class ChannelActor {
     if (!broker) this.counter?.changed(this.subs.size);
     if (broker && this.bridged) {
       const n = this.subs.size;
-      void this.op(() => broker.count(this.name, n)).catch((err) => this.log('subscriber count not recorded', err));
+      void this.op(() => broker.count(this.name, n)).catch((err) => {
+        this.log('subscriber count not recorded', err);
+        this.recountLater();
+      });
       if (n === 0) this.unbridge();
     }
   }
@@ -867,6 +880,29 @@ export class ChannelActor {
     return p;
   }
 
+  /**
+   * A count write failed. recover() writes it again, but only after a reconnect, and none may come: Redis
+   * refusing writes with the connection up, a Cluster failover that left this channel's subscription where
+   * it was. Until then every host's /api/channels and Pusher subscription_count showed the old count.
+   * Written again from the mailbox, so the count is this host's current one, not one of a subscribe half-done.
+   */
+  private recountLater(): void {
+    if (this.recountTimer || this.stopped) return;
+    this.recountTimer = setTimeout(() => {
+      this.recountTimer = undefined;
+      this.enqueue(() => this.recount());
+    }, RECOUNT_RETRY_MS);
+    this.recountTimer.unref?.();
+  }
+
+  private async recount(): Promise<void> {
+    // A channel no longer relayed here is left to the broker's sweep after the reconnect: a count of 0
+    // would take it off this node's list, and the sweep would then miss the presence entries left with it.
+    if (!this.bridged) return;
+    const broker = this.env.broker!;
+    return this.op(() => broker.count(this.name, this.subs.size)).catch(() => this.recountLater());
+  }
+
   private async bridge(broker: Broker): Promise<void> {
     const pos = await broker.attach(this.name, this.sink, this.bounds);
     this.offset = pos.offset;
@@ -950,7 +986,7 @@ export class ChannelActor {
       }
     } catch (err) {
       if (joined) void this.op(() => broker.leave(this.name, conn.user!)).catch(() => {});
-      if (!known) void this.op(() => broker.count(this.name, this.subs.size)).catch(() => {});
+      if (!known) void this.op(() => broker.count(this.name, this.subs.size)).catch(() => this.recountLater());
       if (attached && this.subs.size === 0) this.unbridge();
       throw err;
     }
@@ -1172,7 +1208,12 @@ export class ChannelActor {
     // Not awaited: the broker waits for the other hosts to subscribe again before announcing the leaves.
     if (this.kind === 'presence') broker.prune(this.name, this.members).catch((err) => this.log('could not remove the members that left while Redis was away', err));
     const n = this.subs.size;
-    await this.op(() => broker.count(this.name, n));
+    clearTimeout(this.recountTimer);
+    this.recountTimer = undefined;
+    await this.op(() => broker.count(this.name, n)).catch((err) => {
+      this.recountLater();
+      throw err;
+    });
     // A placed actor's activation made this host's subscribers leave when it was taken for dead.
     const rejoin = (this.def as { [REJOIN]?: Rejoin })[REJOIN];
     if (rejoin) {
