@@ -5,7 +5,7 @@
 import t from 'tap';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
-import { redisCall, startHost, startRedis } from './helpers/redis.js';
+import { freePort, redisCall, startHost, startRedis } from './helpers/redis.js';
 
 const redis = await startRedis(t, { args: ['--databases', '4'] });
 // Set once it runs: the helper's readiness check speaks without a password.
@@ -98,5 +98,22 @@ t.test('a scheme other than redis:// or rediss:// is named, with where a Cluster
     t.match(err.message, /host exited \(2\)/, `${url}: exit code 2`);
     t.match(err.message, expected, `${url}: says what is wrong`);
     t.notMatch(err.message, /database/, `${url}: not read as a database`);
+  }));
+});
+
+// Every Cluster seed down said only ioredis' "Failed to refresh slots cache": neither the nodes tried nor
+// that nothing listens there.
+t.test('a Cluster none of whose seeds is reachable names each and why', async (t) => {
+  const [a, b] = [await freePort(), await freePort()];
+  const cases: Array<[string, string, string[]]> = [
+    ['two URLs', `redis://127.0.0.1:${a},redis://127.0.0.1:${b}`, []],
+    ['--redis-cluster', `redis://127.0.0.1:${a}`, ['--redis-cluster']],
+  ];
+  await Promise.all(cases.map(async ([name, url, args]) => {
+    const err: Error = await startHost(t, url, 'rt', { args }).then(() => new Error('started'), (e: Error) => e);
+    t.match(err.message, /host exited \(2\)/, `${name}: exit code 2`);
+    t.match(err.message, new RegExp(`rt-actors: cannot reach any node of the Redis Cluster at redis://[^ ]+: 127\\.0\\.0\\.1:${a} \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${a}\\)`), `${name}: names the node and the cause`);
+    if (args.length === 0) t.match(err.message, new RegExp(`; 127\\.0\\.0\\.1:${b} \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${b}\\)\\. Start Redis`), `${name}: and every other node tried`);
+    t.notMatch(err.message, /slots cache/, `${name}: not the driver's words`);
   }));
 });

@@ -99,9 +99,16 @@ async function startFailure(target: RedisTarget, err: unknown): Promise<string> 
   if (target.sentinel && /No such master with that name/i.test(reason)) {
     return `${target.display}: the sentinels answer but monitor no master named "${target.sentinel.name}": give --redis-sentinel-name as in their 'sentinel monitor <name> …' line (SENTINEL MASTERS lists them)`;
   }
-  if (target.cluster && /slots cache|None of startup nodes/i.test(reason) && (await clusterDisabled(target))) {
-    const many = target.nodes.length > 1 ? " (several URLs in --redis mean a Cluster's nodes)" : '';
-    return `Redis at ${target.display} is not a Redis Cluster (cluster_enabled:0): leave out --redis-cluster and give one URL${many}`;
+  if (target.cluster && /slots cache|None of startup nodes/i.test(reason)) {
+    if (await clusterDisabled(target)) {
+      const many = target.nodes.length > 1 ? " (several URLs in --redis mean a Cluster's nodes)" : '';
+      return `Redis at ${target.display} is not a Redis Cluster (cluster_enabled:0): leave out --redis-cluster and give one URL${many}`;
+    }
+    // The driver's words name neither the nodes it tried nor why each failed (refused, unknown host…).
+    const down = await unreachableNodes(target);
+    if (down.length === target.nodes.length) {
+      return `cannot reach any node of the Redis Cluster at ${target.display}: ${down.join('; ')}. Start Redis or fix --redis / RT_REDIS_URL; without --redis the server runs as a single host`;
+    }
   }
   if (/^(NOAUTH|WRONGPASS)\b/.test(reason)) {
     // With sentinels the master's address is theirs to give: --redis carries only the credentials.
@@ -140,6 +147,25 @@ async function clusterDisabled(target: RedisTarget): Promise<boolean> {
   } finally {
     probe.disconnect();
   }
+}
+
+/** Each Cluster seed that a plain connection cannot reach, as "host:port (why)". */
+async function unreachableNodes(target: RedisTarget): Promise<string[]> {
+  const out = await Promise.all(
+    target.nodes.map(async (node) => {
+      const probe = commandConnection({ ...target, cluster: false, nodes: [node] }, 'rt-actors:probe');
+      probe.on('error', () => {});
+      try {
+        await connectWithin(probe, 2000, true);
+        return undefined;
+      } catch (err) {
+        return `${node.host}:${node.port} (${String((err as Error)?.message ?? err).replace(/\.+$/, '')})`;
+      } finally {
+        probe.disconnect();
+      }
+    }),
+  );
+  return out.filter((d): d is string => d !== undefined);
 }
 
 /**
