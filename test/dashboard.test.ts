@@ -216,3 +216,28 @@ t.test("the page's publish→deliver p99 is of the last 10 s, not since start", 
   const counts = stats.latency.buckets.map((b: { count: number }) => b.count);
   t.ok(counts.every((c: number, i: number) => i === 0 || c >= counts[i - 1]) && counts.at(-1) <= stats.latency.count, '/api/stats gives the cumulative buckets');
 });
+
+// The page polled /api/stats on a fixed interval whether or not the last request had answered: with a slow
+// server the requests piled up, and an answer arriving after a newer one drew the older figures over them.
+t.test('a slow /api/stats: one request at a time', async (t) => {
+  const s = await startServer(t, { dashboard: true });
+  const page = await signedIn(t, s.http);
+  let inFlight = 0;
+  let most = 0;
+  let answered = 0;
+  // The network made slow in the browser: each answer, from the real server, arrives 2.5 s late.
+  await page.route('**/api/stats', async (route) => {
+    most = Math.max(most, ++inFlight);
+    const res = await route.fetch();
+    await new Promise((r) => setTimeout(r, 2500));
+    await route.fulfill({ response: res }).catch(() => {});
+    inFlight--;
+    answered++;
+  });
+  const deadline = Date.now() + 20000;
+  while (answered < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  t.ok(answered >= 3, `three slow answers came (${answered})`);
+  t.equal(most, 1, 'never more than one /api/stats request in flight');
+  await page.waitForFunction(() => /^updated /.test(document.getElementById('updated')!.textContent!), undefined, { timeout: 5000 });
+  t.pass('the page still shows the figures');
+});

@@ -1,4 +1,4 @@
-// rt-actors dashboard: polls /api/stats every second, plots rates on canvas, inspects a channel
+// rt-actors dashboard: polls /api/stats every second (each once the last answered), plots rates on canvas, inspects a channel
 // through /api/tap (a fetch stream) and publishes through /api/publish. The credential lives in this
 // tab's sessionStorage and travels only in the Authorization header, never in a URL.
 'use strict';
@@ -362,12 +362,23 @@ async function signIn(candidate) {
   $('login').hidden = true;
   $('app').hidden = false;
   render(await res.json());
-  timer = setInterval(poll, POLL_MS);
+  pollAfter(++polling);
   return true;
 }
 
+// The next poll once this one settled: on a fixed interval a slow server had requests pile up, and an
+// answer arriving after a newer one drew the older figures over them. `session` ends the loop on sign-out.
+let polling = 0;
+function pollAfter(session) {
+  timer = setTimeout(async () => {
+    await poll().catch(() => {});
+    if (session === polling) pollAfter(session);
+  }, POLL_MS);
+}
+
 function signOut(why) {
-  clearInterval(timer);
+  polling++;
+  clearTimeout(timer);
   clearInterval(presenceTimer);
   stopInspect();
   sessionStorage.removeItem(TOKEN_KEY);
