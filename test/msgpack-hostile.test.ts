@@ -1,7 +1,7 @@
 // Client msgpack must decode to JSON-compatible values only: a frame carrying any msgpack extension
 // (Date, RegExp, Set, Error, typed arrays, undefined, …; a Map is a plain msgpack map and decodes to an object) is a bad_frame, and nothing of it reaches
 // subscribers. Exercised against a running server with hand-picked hostile frames and fast-check.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { startServer } from './helpers/server.js';
@@ -10,6 +10,22 @@ import { TestClient } from './helpers/ws-client.js';
 // The encoder a hostile client would use: msgpackr with every extension it knows turned on.
 const hostile = new Packr({ moreTypes: true, structuredClone: true, useRecords: false });
 const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
+
+/** A server, a msgpack publisher and a JSON subscriber, both subscribed to `channel`. */
+async function msgpackPublisher(t: Test, channel: string): Promise<{ pub: TestClient; sub: TestClient }> {
+  const s = await startServer(t, { clientPublish: 'all', rateLimit: 0 });
+  const pub = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
+  const sub = await TestClient.connect(s.url + '/ws');
+  t.teardown(() => (pub.close(), sub.close()));
+  t.equal((await sub.request({ op: 'subscribe', channel })).ok, true);
+  t.equal((await pub.request({ op: 'subscribe', channel })).ok, true);
+  return { pub, sub };
+}
+
+/** A msgpack fixstr (under 32 bytes), for frames written byte by byte. */
+function str(text: string): Buffer {
+  return Buffer.concat([Buffer.from([0xa0 | text.length]), Buffer.from(text)]);
+}
 
 function isPlain(v: unknown): boolean {
   if (v === null || typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number') return true;
@@ -20,12 +36,7 @@ function isPlain(v: unknown): boolean {
 }
 
 t.test('extension types in a /ws?format=msgpack frame are refused as bad_frame', async (t) => {
-  const s = await startServer(t, { clientPublish: 'all', rateLimit: 0 });
-  const pub = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
-  const sub = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => (pub.close(), sub.close()));
-  t.equal((await sub.request({ op: 'subscribe', channel: 'mp' })).ok, true);
-  t.equal((await pub.request({ op: 'subscribe', channel: 'mp' })).ok, true);
+  const { pub, sub } = await msgpackPublisher(t, 'mp');
 
   const samples: [string, unknown][] = [
     ['Date', new Date(0)],
@@ -120,14 +131,8 @@ t.test('fuzz: any value with an extension type is refused, plain values are deli
 });
 
 t.test('a msgpack frame msgpackr refuses as a whole still answers its request by ref', async (t) => {
-  const s = await startServer(t, { clientPublish: 'all', rateLimit: 0 });
-  const pub = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
-  const sub = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => (pub.close(), sub.close()));
-  t.equal((await sub.request({ op: 'subscribe', channel: 'whole' })).ok, true);
-  t.equal((await pub.request({ op: 'subscribe', channel: 'whole' })).ok, true);
+  const { pub, sub } = await msgpackPublisher(t, 'whole');
 
-  const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
   const publish = (r: number, ...extra: Buffer[]) =>
     Buffer.concat([Buffer.from([0x85]), str('op'), str('publish'), str('channel'), str('whole'), str('event'), str('e'), str('ref'), Buffer.from([0xcd, r >> 8, r & 0xff]), ...extra]);
   const cases: [string, Buffer, RegExp][] = [
@@ -157,14 +162,8 @@ t.test('a msgpack frame msgpackr refuses as a whole still answers its request by
 });
 
 t.test('a msgpack "__proto__" map key is refused by ref, not delivered renamed', async (t) => {
-  const s = await startServer(t, { clientPublish: 'all', rateLimit: 0 });
-  const pub = await TestClient.connect(s.url + '/ws?format=msgpack', { msgpack: true });
-  const sub = await TestClient.connect(s.url + '/ws');
-  t.teardown(() => (pub.close(), sub.close()));
-  t.equal((await sub.request({ op: 'subscribe', channel: 'proto' })).ok, true);
-  t.equal((await pub.request({ op: 'subscribe', channel: 'proto' })).ok, true);
+  const { pub, sub } = await msgpackPublisher(t, 'proto');
 
-  const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | s.length]), Buffer.from(s)]);
   // msgpackr decodes this key as "__proto_": the subscriber got { "__proto_": 1, "a": 2 }.
   const data = Buffer.concat([Buffer.from([0x82]), str('__proto__'), Buffer.from([1]), str('a'), Buffer.from([2])]);
   pub.sendRaw(Buffer.concat([Buffer.from([0x85]), str('op'), str('publish'), str('ref'), Buffer.from([7]), str('channel'), str('proto'), str('event'), str('e'), str('data'), data]));
