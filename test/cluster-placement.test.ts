@@ -110,6 +110,9 @@ t.test("a Laravel broadcast to a placed actor's channel: published once, its `so
   t.teardown(() => r.disconnect());
   // Laravel's broadcaster: PUBLISH <prefix><channel> {"event","data","socket"}; every host receives it.
   for (const [i, b] of all.entries()) await r.publish(ch, JSON.stringify({ event: 'news', data: { excl: i }, socket: b.c.welcome.socket_id }));
+  // PUBLISH returns once Redis has it, not once a host has sequenced it: the marker below, published over
+  // HTTP, could otherwise be sequenced before the last broadcast (seen once: the marker at offset 3).
+  for (const b of all) await until(`${b.user}: the two broadcasts not naming its socket`, () => b.c.messages(ch).filter((f) => f.event === 'news').length >= 2 || undefined);
   await settle(ch, all, hosts[0]!, 'after-laravel');
   for (const [i, b] of all.entries()) {
     const got = b.c.messages(ch).filter((f) => f.event === 'news').map((f) => f.data.excl);
