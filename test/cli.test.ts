@@ -282,20 +282,19 @@ t.test('--require-auth / --no-require-auth reach the server', async (t) => {
     [['--require-auth=false'], 101],
     [['--require-auth', '--no-require-auth'], 101],
   ];
-  // One server per case, side by side: each is its own process on its own port.
-  await Promise.all(
-    cases.map(async ([flags, status]) => {
-      const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', ...flags]);
-      const port = await listeningPort(p);
-      const got = await TestClient.connect(`ws://127.0.0.1:${port}/ws`).then(
-        (c) => (c.ws.close(), 101),
-        (err: Error) => Number(/HTTP (\d+)/.exec(err.message)?.[1] ?? 0),
-      );
-      t.equal(got, status, `${flags.join(' ')}: ${status === 101 ? 'connects without a token' : 'refused without a token'}`);
-      p.child.kill('SIGTERM');
-      await p.exited;
-    }),
-  );
+  // One server per case, one after another: five processes starting at once on a loaded 2-core CI
+  // machine took longer than the start deadline.
+  for (const [flags, status] of cases) {
+    const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', ...flags]);
+    const port = await listeningPort(p);
+    const got = await TestClient.connect(`ws://127.0.0.1:${port}/ws`).then(
+      (c) => (c.ws.close(), 101),
+      (err: Error) => Number(/HTTP (\d+)/.exec(err.message)?.[1] ?? 0),
+    );
+    t.equal(got, status, `${flags.join(' ')}: ${status === 101 ? 'connects without a token' : 'refused without a token'}`);
+    p.child.kill('SIGTERM');
+    await p.exited;
+  }
 });
 
 t.test('a misspelt flag or config key is named with what was meant; an unknown RT_* variable is not silently ignored', async (t) => {
