@@ -116,6 +116,11 @@ t.test('one user on two hosts is added once and removed once', async (t) => {
   await subscribed(on1, ch);
   await arrived('member_added', 'member_added', ch, '7');
   await arrived('channel_occupied', 'channel_occupied', ch);
+  // In the order one host sends them (and Pusher does): a receiver that starts a channel's member list
+  // on channel_occupied must not get its first member before it.
+  const occupiedAt = rx.events.findIndex((e) => e.name === 'channel_occupied' && e.channel === ch);
+  const addedAt = rx.events.findIndex((e) => e.name === 'member_added' && e.channel === ch);
+  t.ok(occupiedAt < addedAt, 'channel_occupied before member_added');
   const second = await subscribed(on2, ch);
   t.equal(second.data.count, 1, 'one member across the two hosts');
   await sentinel([A, B]);

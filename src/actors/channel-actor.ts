@@ -950,11 +950,13 @@ export class ChannelActor {
       const later = (err: unknown): void => {
         if (broker.up) throw err;
       };
+      // Counted before the reply, so /api/channels on any host sees a subscription once it is acknowledged;
+      // and before the join, so a channel's first subscriber occupies it before its member is added: the
+      // order webhooks (channel_occupied, then member_added) have on one host and on Pusher.
+      if (!known) await this.op(() => broker.count(this.name, this.subs.size + 1)).catch(later);
       if (newMember) {
         await this.op(() => broker.join(this.name, conn.user!, conn.info, conn.id)).then(() => (joined = true), later);
       }
-      // Counted before the reply, so /api/channels on any host sees a subscription once it is acknowledged.
-      if (!known) await this.op(() => broker.count(this.name, this.subs.size + 1)).catch(later);
       result = { offset: this.offset, epoch: this.epoch };
       if (since && !replay) {
         // Past this host's offset, Redis decides: the client may only be ahead of this relay, or past the stream's end.
