@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Pusher from 'pusher-js';
-import { dropNamespace, machineRedis, redisClient, startHost, until, type Host } from './helpers/redis.js';
+import { dropNamespace, machineRedis, redisClient, startHost, startRedis, until, type Host } from './helpers/redis.js';
 import { APP, connected, pusherClient, sdk, subscribed } from './helpers/pusher.js';
 
 // Every subtest starts real servers: on a loaded machine that alone can take tens of seconds.
@@ -101,7 +101,7 @@ t.test('a public channel on two hosts is occupied once and vacated once', async 
 
   // And again from the top: the cluster-wide count went back to zero.
   await subscribed(c2, ch);
-  await until('occupied again', () => count('channel_occupied', ch) === 2, 20000);
+  await until('occupied again', () => count('channel_occupied', ch) === 2, 20000).catch((e) => { console.error(JSON.stringify(rx.events.filter((x) => x.channel === ch)), F.output()); throw e; });
   c2.unsubscribe(ch);
   await until('vacated again', () => count('channel_vacated', ch) === 2, 20000);
   t.equal(rx.invalid(), 0, 'every batch had a valid X-Pusher-Signature');
@@ -218,4 +218,23 @@ t.test('a host alone in its cluster that dies and restarts: the new run sweeps t
   await sentinel([A, B, E2]);
   t.equal(count('member_removed', ch, 'eve'), 1, 'eve removed once');
   t.equal(count('channel_vacated', ch), 1, 'vacated once');
+});
+
+t.test('Redis restarted without its data: the channel is occupied again before its member is added again', async (t) => {
+  // A Redis of our own, to restart empty.
+  const own = await startRedis(t);
+  const ch = 'presence-hooks-redis-restart';
+  const F = await startHost(t, own.url, `${ns}-lost`, { workers: 1, args });
+  const fay = pusherClient(t, F.port, { member: { user_id: 'fay' } });
+  await connected(fay);
+  await subscribed(fay, ch);
+  await arrived('member_added', 'member_added', ch, 'fay');
+  await own.kill();
+  await own.start();
+  // The host registers its channel and member again when it reconnects.
+  // (Then its subscriber is told to resync, leaves, and pusher-js subscribes again: a third pair.)
+  await until('occupied again', () => count('channel_occupied', ch) >= 2, 20000);
+  await until('added again', () => count('member_added', ch, 'fay') >= 2, 20000);
+  const nth = (name: string, n: number) => rx.events.map((e, i) => (e.name === name && e.channel === ch ? i : -1)).filter((i) => i >= 0)[n]!;
+  t.ok(nth('channel_occupied', 1) < nth('member_added', 1), 'channel_occupied before member_added');
 });

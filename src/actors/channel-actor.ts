@@ -1205,17 +1205,22 @@ export class ChannelActor {
   private async recover(): Promise<void> {
     if (!this.bridged) return;
     const broker = this.env.broker!;
+    // Counted before the members join again, as in subscribe: a channel Redis lost is occupied again
+    // before its members are added again (webhooks: channel_occupied, then member_added). A failed count
+    // is retried (recountLater) and must not keep the members out of Redis: they join all the same.
+    const n = this.subs.size;
+    clearTimeout(this.recountTimer);
+    this.recountTimer = undefined;
+    let countFailed: { err: unknown } | undefined;
+    await this.op(() => broker.count(this.name, n)).catch((err) => {
+      this.recountLater();
+      countFailed = { err };
+    });
     for (const [user, e] of this.members) await this.op(() => broker.join(this.name, user, e.info, undefined));
     if (this.kind === 'presence') await this.announceMissed(broker);
     // Not awaited: the broker waits for the other hosts to subscribe again before announcing the leaves.
     if (this.kind === 'presence') broker.prune(this.name, this.members).catch((err) => this.log('could not remove the members that left while Redis was away', err));
-    const n = this.subs.size;
-    clearTimeout(this.recountTimer);
-    this.recountTimer = undefined;
-    await this.op(() => broker.count(this.name, n)).catch((err) => {
-      this.recountLater();
-      throw err;
-    });
+    if (countFailed) throw countFailed.err;
     // A placed actor's activation made this host's subscribers leave when it was taken for dead.
     const rejoin = (this.def as { [REJOIN]?: Rejoin })[REJOIN];
     if (rejoin) {
