@@ -2,6 +2,7 @@
 // GET /api/channels/:name says the channel's actor runs.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { api, startServer } from './helpers/server.js';
 import { dropNamespace, machineRedis, startHost } from './helpers/redis.js';
 
@@ -30,4 +31,17 @@ t.test('--host-id is validated and shown; with Redis, plain channels are per hos
     const err = await startHost(t, redis.url, ns, { args: ['--host-id', bad] }).then(() => undefined, (e: Error) => e);
     t.match(err?.message ?? 'started', /--host-id/, `"${bad.slice(0, 10)}" refused with a message naming --host-id`);
   }
+});
+
+t.test('with Redis, a custom actor\'s channel is leased before its first activation', async (t) => {
+  // docs/http-api.md: `leased` for a custom actor's channel, `host` null while nobody holds the lease.
+  // A channel no event has reached yet has nothing in Redis: it was reported `per-host` (every host
+  // running its own activation), which is what the actor's one activation cluster-wide rules out.
+  const redis = await machineRedis(t);
+  const ns = `rt-test-${randomBytes(4).toString('hex')}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  const actors = fileURLToPath(new URL('./fixtures/cluster-actors', import.meta.url));
+  const A = await startHost(t, redis.url, ns, { args: ['--actors', actors, '--host-id', 'alpha-1'] });
+  t.same((await api(A.http, '/api/channels/auction-never-used')).body.owner, { host: null, shard: null, placement: 'leased' });
+  t.same((await api(A.http, '/api/channels/news')).body.owner, { host: 'alpha-1', shard: 0, placement: 'per-host' }, 'a channel no actor serves stays per host');
 });

@@ -24,6 +24,12 @@ function parseInfo(json: string): unknown {
 }
 
 export class RedisDirectory implements HubBridge {
+  /**
+   * Whether a custom actor serves a channel (set on a shard once its actors are placed): such a channel
+   * is `leased` even before its first activation has written anything to Redis.
+   */
+  servedByActor: (channel: string) => boolean = () => false;
+
   constructor(
     private readonly cmd: Commander,
     private readonly keys: Keys,
@@ -58,8 +64,8 @@ export class RedisDirectory implements HubBridge {
     if (lease[0]) {
       const parts = lease[0].split(':');
       info.owner = { host: parts.slice(0, -2).join(':'), shard: Number(parts[parts.length - 2]), placement: 'leased', epoch: Number(lease[1]) };
-    } else if (placed) {
-      // Placed, with no activation right now: the next event activates it wherever it arrives.
+    } else if (placed || this.servedByActor(name)) {
+      // Placed, with no activation right now (or never one yet): the next event activates it wherever it arrives.
       info.owner = { host: null, shard: null, placement: 'leased' };
     }
     if (presence) info.presence = users;

@@ -21,6 +21,7 @@ import { Keys } from './keys.js';
 import { RedisBroker } from './redis-broker.js';
 import { Placement, type LocalRelay } from './placement.js';
 import type { LoadedActor } from '../actors/registry.js';
+import { isHiddenChannel } from '../runtime/hidden-channels.js';
 import { commandConnection, connectWithin, parseRedisTarget, parseSentinelTarget, RedisTargetError, type Commander, type RedisTarget } from './redis-conn.js';
 
 /** Per-channel history bounds from --history-patterns, --history-size and --history-ttl. */
@@ -330,7 +331,11 @@ export async function startShardBridge(
       },
       take: (key: string) => broker.cmd.getdelBuffer(kv(key)),
     },
-    place: (loaded) => placement.place(loaded),
+    place: (loaded) => {
+      // GET /api/channels/:name says `leased` for these channels before any activation (directory.ts).
+      broker.directory.servedByActor = (ch) => !isHiddenChannel(ch) && loaded.some((a) => a.matches(ch));
+      return placement.place(loaded);
+    },
     attach: (local) => placement.attach(local),
     actorEnv: {
       broker,
