@@ -108,6 +108,15 @@ t.test('a malformed escape in a query parameter is a 400 naming it', async (t) =
       ws.on('error', () => {});
     });
     t.equal(status, 400, `${path}: upgrade refused with 400`);
+    // The same URL without the upgrade (a client asking why its socket never opened) threw out of its
+    // handler and replaced the shard.
+    for (const method of ['GET', 'HEAD']) {
+      for (let i = 0; i < 2; i++) {
+        const r = await fetch(s.http + path, { method });
+        t.equal(r.status, 400, `plain ${method} ${path}: 400`);
+        if (method === 'GET') t.match((await r.json()).error, { code: 'bad_request', message: /malformed percent-escape in query parameter/ });
+      }
+    }
   }
   const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=%ZZ`);
   const err = await raw.event('pusher:error');

@@ -191,7 +191,14 @@ export function registerWebSocket(app: TemplatedApp, ctx: ThreadContext): void {
     // A connection attempt as far as --connection-rate-per-ip goes: probing tokens here is no cheaper.
     const ip = clientAddress(res.getRemoteAddressAsText(), (h) => forwardingHeader(req, h));
     if (!ctx.limits.attempt(ip)) return sendError(res, state, admissionError('connection_rate_limited', ip, config));
-    const checked = preflight(req);
+    let checked: ReturnType<typeof preflight>;
+    try {
+      checked = preflight(req);
+    } catch (err) {
+      // A query that does not percent-decode (`?token=%ZZ`) throws its 400. The upgrade has guardBehavior
+      // around it; thrown out of this plain GET's handler, it replaced the shard.
+      return sendError(res, state, err);
+    }
     // A browser page reads the answer only with CORS headers, given to the origins the upgrade allows.
     const cors = checked instanceof RtError && checked.code === 'origin_not_allowed' ? {} : corsHeaders(req.getHeader('origin') || undefined);
     if (checked instanceof RtError) return sendError(res, state, checked, cors);
