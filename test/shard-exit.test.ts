@@ -53,3 +53,13 @@ t.test('process.exit() in a hook run for another thread: the replacement does no
     'the exiting hook ran once, on the thread that was replaced',
   );
 });
+
+t.test('a shard that dies while the server starts fails the start: exit 1 and the reason, not a silent exit 0', async (t) => {
+  // The supervisor then stopped the shards and waited for the dead one's drain reply, with nothing
+  // left keeping the process alive: it exited 0, as after a clean shutdown, and said nothing more.
+  const actors = fileURLToPath(new URL('./fixtures/worker-start-crash', import.meta.url));
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', `--actors=${actors}`, `--api-key=${API_KEY}`], { env: cleanEnv() });
+  const { code } = await p.exited;
+  t.equal(code, 1, `exit 1 (unexpected error), not 0\n${p.output()}`);
+  t.match(p.output(), /rt-actors: unexpected error: .*this actor refuses to load in a shard/, 'the start-failed line names the reason');
+});

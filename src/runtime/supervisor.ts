@@ -388,6 +388,10 @@ export class Supervisor {
     // The shard's block is written by the shard; marking it down here is the one exception (it is gone).
     new Metrics(this.metrics.sab, this.metrics.threads, i).set('rt_up', undefined, 0);
     slot.control?.close();
+    // Gone with its thread: stop() must not wait for this shard's drain reply. A shard that died during
+    // start left a closed port here, and stop() then waited on it with nothing keeping the process alive:
+    // the process exited 0, the failed start never reported.
+    slot.control = undefined;
     if (this.stopping) return;
     this.log.error(`shard ${i} ${err ? `crashed: ${err.message}` : 'exited unexpectedly'}`, { event: 'shard.crashed', shard: i, ...(err ? { err } : {}) });
     if (this.fatal) return this.fatal(err ?? new Error(`shard ${i} exited during start`));
