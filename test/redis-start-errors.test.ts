@@ -49,6 +49,8 @@ t.test('options in a query of --redis are refused, not ignored', async (t) => {
     ['?db=3', `redis://:right-password@${at}/?db=3`, /rt-actors: --redis: redis:\/\/127\.0\.0\.1:\d+ has a query \(db\), which rt-actors does not read: give the database as the path \(redis:\/\/host:port\/3\)/],
     ['?password=', `redis://${at}?password=right-password`, /rt-actors: --redis: redis:\/\/127\.0\.0\.1:\d+ has a query \(password\), which rt-actors does not read: .*credentials before the host/],
     ['an unencoded # in a password', `redis://:right-password#1@${at}`, /rt-actors: --redis: "redis:\/\/…@127\.0\.0\.1:\d+" is not a Redis URL \(.*'#' as %23/],
+    // decodeURIComponent's URIError escaped: exit 1, "unexpected error", and a stack.
+    ['an unencoded % in a password', `redis://:right%password@${at}`, /rt-actors: --redis: the user name or password in "redis:\/\/…@127\.0\.0\.1:\d+" has a '%' that is not a percent-escape: write '%' as %25\n/],
   ];
   await Promise.all(cases.map(async ([name, url, expected]) => {
     const err: Error = await startHost(t, url, 'rt').then(() => new Error('started'), (e: Error) => e);

@@ -57,8 +57,14 @@ export function parseRedisTarget(spec: string, cluster: boolean): RedisTarget {
     const port = url.port ? Number(url.port) : 6379;
     if (!host || !Number.isInteger(port) || port <= 0 || port > 65535) throw new RedisTargetError(`--redis: "${p}" has no valid host and port`);
     nodes.push({ host, port });
-    if (url.username) options.username = decodeURIComponent(url.username);
-    if (url.password) options.password = decodeURIComponent(url.password);
+    try {
+      if (url.username) options.username = decodeURIComponent(url.username);
+      if (url.password) options.password = decodeURIComponent(url.password);
+    } catch {
+      // A '%' not followed by two hex digits (a password with a literal '%'): URIError was an
+      // "unexpected error" (exit 1) with the stack. Credentials masked, as above.
+      throw new RedisTargetError(`--redis: the user name or password in "${url.protocol}//…@${url.host}" has a '%' that is not a percent-escape: write '%' as %25`);
+    }
     if (url.protocol === 'rediss:') options.tls = {};
     const db = url.pathname.replace(/^\//, '');
     if (db) {
