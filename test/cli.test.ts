@@ -240,6 +240,8 @@ t.test('start errors found after loading name the option as the user wrote it', 
   writeFileSync(join(dir, 'c.json'), JSON.stringify({ pusherApps: [{ id: '1', key: 'k', secret: 'short' }] }));
   refused([`--config=${join(dir, 'c.json')}`], {}, 'pusherApps[0].secret must be a string of at least 8 characters');
   refused(['--pusher-apps=[{"id":"1","key":"k","secret":"short"}]'], {}, '--pusher-apps[0].secret must be');
+  // Its credentials are sent decoded as basic auth: the URIError crashed every shard at start (exit 0).
+  refused(['--pusher-apps=[{"id":"1","key":"k","secret":"long-enough","webhooks":[{"url":"https://hooks:p%ss@app.test/hook"}]}]'], {}, "--pusher-apps[0].webhooks[0].url: its user name or password has a '%' that is not a percent-escape: write '%' as %25");
   // The single app of --pusher-app-id/--pusher-key/--pusher-secret is named by the option as it was set.
   refused(['--pusher-app-id=1', '--pusher-key=k', '--pusher-secret=short'], {}, '--pusher-secret must be a string of at least 8 characters');
   refused([], { RT_PUSHER_APP_ID: '1', RT_PUSHER_KEY: 'k', RT_PUSHER_SECRET: 'short' }, 'RT_PUSHER_SECRET must be a string of at least 8 characters');

@@ -152,6 +152,13 @@ function parseApp(raw: unknown, w: string, index: number, names?: FieldNames): P
         u = undefined;
       }
       if (typeof hook.url !== 'string' || !u || (u.protocol !== 'http:' && u.protocol !== 'https:')) fail('pusherApps', `${hw}.url must be an http(s) URL`);
+      try {
+        // Sent decoded as basic auth (webhooks.ts): a '%' that is no escape threw there, in every shard.
+        decodeURIComponent(u.username);
+        decodeURIComponent(u.password);
+      } catch {
+        fail('pusherApps', `${hw}.url: its user name or password has a '%' that is not a percent-escape: write '%' as %25`);
+      }
       let eventTypes: string[] | undefined;
       if (hook.eventTypes !== undefined) {
         if (!Array.isArray(hook.eventTypes) || !hook.eventTypes.every((e) => (WEBHOOK_EVENTS as readonly unknown[]).includes(e))) {
