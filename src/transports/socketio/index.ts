@@ -34,6 +34,11 @@ export async function checkSocketIoConfig(cfg: ServerConfig): Promise<void> {
       u = undefined;
     }
     if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:')) throw new ConfigError('authEndpoint', `${optionName(cfg, 'authEndpoint')} must be an http(s) URL, not ${JSON.stringify(cfg.authEndpoint)}`);
+    // fetch refuses a URL with credentials: every private subscribe failed, and its error, sent to the
+    // client, quoted the URL with the password. The client's own headers are what the endpoint gets.
+    if (u.username || u.password) {
+      throw new ConfigError('authEndpoint', `${optionName(cfg, 'authEndpoint')} must not hold a user name or password (user:password@): it is called with the client's own headers (cookie, Authorization, X-CSRF-TOKEN)`);
+    }
   }
   try {
     await loadHandlers(cfg.actors);
