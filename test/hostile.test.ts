@@ -22,6 +22,13 @@ t.test('hostile input on /ws gets errors or a close with a reason, never a shard
   t.match((await c.next((x) => x.ref === 901)).error.message, /^unknown op "subscibe" \(did you mean subscribe\?\); known ops: auth, subscribe/, 'a misspelt op is named with the one meant');
   c.send({ ref: 902, channel: 'a' });
   t.match((await c.next((x) => x.ref === 902)).error.message, /^the frame has no "op"; known ops: auth, subscribe/, 'a missing op is said to be missing, not "undefined"');
+  // An op String() cannot convert (its toString is not a function) was answered "internal".
+  c.sendRaw('{"op":{"toString":1},"ref":903}');
+  const opObject = await c.next((x) => x.ref === 903);
+  t.equal(opObject.error.code, 'unknown_op', 'an object op is an unknown op');
+  t.match(opObject.error.message, /^unknown op of type object \(an op is a string\); known ops: auth, subscribe/);
+  c.sendRaw('{"op":[{"toString":1}],"ref":904}');
+  t.equal((await c.next((x) => x.ref === 904)).error.code, 'unknown_op', 'an array op is an unknown op');
   await expectError(() => c.sendRaw('[1,2,3]'), 'bad_frame', 'array frame');
   await expectError(() => c.sendRaw('null'), 'bad_frame', 'null frame');
   await expectError(() => c.send({ op: 'subscribe' }), 'invalid_channel', 'subscribe without channel');

@@ -203,7 +203,8 @@ function validateOp(f: Record<string, unknown>, r: number | undefined): ClientFr
       return { op: 'ping', ref: r };
     default:
       if (f.op === undefined) throw new RtError('unknown_op', `the frame has no "op"; known ops: ${CLIENT_OPS.join(', ')}`);
-      throw new RtError('unknown_op', `unknown op ${JSON.stringify(String(f.op)).slice(0, 64)}${typeof f.op === 'string' ? didYouMean(f.op, CLIENT_OPS) : ''}; known ops: ${CLIENT_OPS.join(', ')}`);
+      // Only a string op is quoted: String() of an object whose toString is not a function throws.
+      throw new RtError('unknown_op', `unknown op ${typeof f.op === 'string' ? JSON.stringify(f.op).slice(0, 64) + didYouMean(f.op, CLIENT_OPS) : `of type ${f.op === null ? 'null' : Array.isArray(f.op) ? 'array' : typeof f.op} (an op is a string)`}; known ops: ${CLIENT_OPS.join(', ')}`);
   }
 }
 
