@@ -153,3 +153,17 @@ t.test('a signature as long as a real one in characters but not in bytes is refu
   t.same(JSON.parse((await bystander.raw.event('still-here')).data), { n: 1 }, 'the bystander is still connected and served');
   t.notOk(bystander.raw.frames.some((f) => f.event === 'pusher:error'), 'and was sent no error');
 });
+
+t.test('an auth that is not a string is refused as an invalid signature, not as an internal error', async (t) => {
+  const { raw, socketId } = await rawSocket(t, shared.url);
+  // String() of an object whose toString is not a function throws: this was answered 500 "Internal error".
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'private-auth-object', auth: { toString: 1 } } });
+  const err = await raw.next((f) => f.event === 'pusher:subscription_error' && f.channel === 'private-auth-object');
+  t.same(err.data, { type: 'AuthError', error: `Invalid signature: Expected HMAC SHA256 hex digest of ${socketId}:private-auth-object, but got a value of type object`, status: 401 });
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'presence-auth-array', auth: [{ toString: 1 }], channel_data: '{"user_id":"1"}' } });
+  const err2 = await raw.next((f) => f.event === 'pusher:subscription_error' && f.channel === 'presence-auth-array');
+  t.equal(err2.data.status, 401, 'presence: 401');
+  t.match(err2.data.error, /but got a value of type array$/);
+  raw.send({ event: 'pusher:subscribe', data: { channel: 'private-auth-number', auth: 12 } });
+  t.match((await raw.next((f) => f.event === 'pusher:subscription_error' && f.channel === 'private-auth-number')).data.error, /but got a value of type number$/);
+});

@@ -129,7 +129,8 @@ function subscribeNow(gw: PusherGateway, client: PusherClient, channel: string, 
       if (member) identity = { user: member.user_id, info: member.user_info };
       actorData = { auth: d.auth, channel_data: d.channel_data };
     } else {
-      const why = d.auth === undefined ? `Auth value for subscription to ${channel} is missing` : `Invalid signature: Expected HMAC SHA256 hex digest of ${client.socketId}:${channel}${kind === 'presence' ? ':<channel_data>' : ''}, but got ${String(d.auth).slice(0, 100)}`;
+      // The auth is shown as sent only when it is a string: String() of {"toString":1} throws.
+      const why = d.auth === undefined ? `Auth value for subscription to ${channel} is missing` : `Invalid signature: Expected HMAC SHA256 hex digest of ${client.socketId}:${channel}${kind === 'presence' ? ':<channel_data>' : ''}, but got ${typeof d.auth === 'string' ? d.auth.slice(0, 100) : `a value of type ${d.auth === null ? 'null' : Array.isArray(d.auth) ? 'array' : typeof d.auth}`}`;
       return subscriptionError(client, channel, 401, why);
     }
   }
