@@ -38,3 +38,26 @@ t.test('forwarding headers a client chose do not reach the auth endpoint', async
     t.equal(got[h], undefined, `${h} is not forwarded`);
   }
 });
+
+t.test('a header value fetch cannot send is left out, not reported as the auth endpoint being unreachable', async (t) => {
+  const seen: IncomingHttpHeaders[] = [];
+  const backend = createHttpServer((req, res) => {
+    seen.push(req.headers);
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('true'));
+  });
+  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => new Promise((r) => backend.close(r)));
+  const s = await startServer(t, { authEndpoint: `http://127.0.0.1:${(backend.address() as AddressInfo).port}/broadcasting/auth` });
+
+  const c = await sioConnect(t, s.http, { transports: ['websocket'] });
+  // A character above U+00FF or a control character made fetch throw before any request was sent:
+  // the subscribe failed with auth_unavailable, "auth endpoint unreachable".
+  const headers = { 'X-CSRF-TOKEN': 'csrf-2', 'X-Wide': 'Ā', 'X-Emoji': '😀', 'X-Control': 'a\u0001b', 'X-Del': 'a\u007fb', 'X-Latin1': 'café' };
+  t.same(await c.emitWithAck('subscribe', { channel: 'private-orders.2', auth: { headers } }), { ok: true }, 'authorized by the backend');
+  t.equal(seen.length, 1, 'the backend was asked once');
+  const got = seen[0]!;
+  t.equal(got['x-csrf-token'], 'csrf-2', 'the valid headers are forwarded');
+  t.equal(got['x-latin1'], 'café', 'an obs-text (Latin-1) value is forwarded');
+  for (const h of ['x-wide', 'x-emoji', 'x-control', 'x-del']) t.equal(got[h], undefined, `${h} is left out`);
+});

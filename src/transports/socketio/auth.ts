@@ -22,6 +22,12 @@ const UNFORWARDED = new Set([
   'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-forwarded-prefix', 'x-forwarded-server', 'x-real-ip', 'x-client-ip', 'true-client-ip', 'cf-connecting-ip', 'x-original-forwarded-for',
 ]);
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$/;
+/**
+ * A character an HTTP field value cannot hold (RFC 9110: tab, printable ASCII and obs-text bytes). fetch
+ * throws on one ("é" passes, "Ā" or a control character does not), which was reported as the auth
+ * endpoint being unreachable: such a header is left out instead, like one with CR/LF.
+ */
+const NOT_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 // No length bound here: a JWT over the verifier's 8 KiB limit is still one, refused as token_malformed
 // with its length (as on /ws, /sse and /poll) rather than passed on and the connection let in anonymously.
@@ -104,7 +110,7 @@ async function callAuthEndpoint(url: string, client: Client, socketId: string, h
     let n = 0;
     for (const [k, v] of Object.entries(clientHeaders as Record<string, unknown>)) {
       if (++n > 50) break;
-      if (typeof v !== 'string' || !HEADER_NAME.test(k) || UNFORWARDED.has(k.toLowerCase()) || v.length > 8192 || /[\r\n\0]/.test(v)) continue;
+      if (typeof v !== 'string' || !HEADER_NAME.test(k) || UNFORWARDED.has(k.toLowerCase()) || v.length > 8192 || NOT_FIELD_VALUE.test(v)) continue;
       headers[k.toLowerCase()] = v;
     }
   }
