@@ -56,3 +56,11 @@ export class ListenError extends Error {
     this.name = 'ListenError';
   }
 }
+
+/**
+ * A decoded JSON/msgpack value's type for an error message: 'null', 'array' or its typeof. Messages
+ * quote only strings as sent; String() of a hostile object ({"toString":1}) throws.
+ */
+export function valueType(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v;
+}

@@ -4,7 +4,7 @@
  * returns an RtError the transport can answer with — never throws anything else.
  */
 import { Packr } from 'msgpackr';
-import { RtError } from '../errors.js';
+import { RtError, valueType } from '../errors.js';
 import { assertNoProtoKey, assertPlain, scanRef, unpackUnchecked } from './plain-msgpack.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from './json-depth.js';
 import { reservedEvent } from '../client/reserved-events.js';
@@ -204,7 +204,7 @@ function validateOp(f: Record<string, unknown>, r: number | undefined): ClientFr
     default:
       if (f.op === undefined) throw new RtError('unknown_op', `the frame has no "op"; known ops: ${CLIENT_OPS.join(', ')}`);
       // Only a string op is quoted: String() of an object whose toString is not a function throws.
-      throw new RtError('unknown_op', `unknown op ${typeof f.op === 'string' ? JSON.stringify(f.op).slice(0, 64) + didYouMean(f.op, CLIENT_OPS) : `of type ${f.op === null ? 'null' : Array.isArray(f.op) ? 'array' : typeof f.op} (an op is a string)`}; known ops: ${CLIENT_OPS.join(', ')}`);
+      throw new RtError('unknown_op', `unknown op ${typeof f.op === 'string' ? JSON.stringify(f.op).slice(0, 64) + didYouMean(f.op, CLIENT_OPS) : `of type ${valueType(f.op)} (an op is a string)`}; known ops: ${CLIENT_OPS.join(', ')}`);
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { countRefusal, refusalReason } from '../../runtime/instruments.js';
 import { channelKind } from '../../auth/channels.js';
-import { RtError, toErrorBody } from '../../errors.js';
+import { RtError, toErrorBody, valueType } from '../../errors.js';
 import type { ChannelIdentity } from '../../runtime/client.js';
 import type { SubscribeResult } from '../../runtime/messages.js';
 import { externalName, internalName } from './apps.js';
@@ -130,7 +130,7 @@ function subscribeNow(gw: PusherGateway, client: PusherClient, channel: string, 
       actorData = { auth: d.auth, channel_data: d.channel_data };
     } else {
       // The auth is shown as sent only when it is a string: String() of {"toString":1} throws.
-      const why = d.auth === undefined ? `Auth value for subscription to ${channel} is missing` : `Invalid signature: Expected HMAC SHA256 hex digest of ${client.socketId}:${channel}${kind === 'presence' ? ':<channel_data>' : ''}, but got ${typeof d.auth === 'string' ? d.auth.slice(0, 100) : `a value of type ${d.auth === null ? 'null' : Array.isArray(d.auth) ? 'array' : typeof d.auth}`}`;
+      const why = d.auth === undefined ? `Auth value for subscription to ${channel} is missing` : `Invalid signature: Expected HMAC SHA256 hex digest of ${client.socketId}:${channel}${kind === 'presence' ? ':<channel_data>' : ''}, but got ${typeof d.auth === 'string' ? d.auth.slice(0, 100) : `a value of type ${valueType(d.auth)}`}`;
       return subscriptionError(client, channel, 401, why);
     }
   }
