@@ -986,6 +986,11 @@ export class ChannelActor {
         if (j && typeof j === 'object' && j.reply !== undefined) result.data = j.reply;
         await this.pastJoinBroadcasts(broker, result);
       }
+      // A replay after a shard crash: a placed actor's activation knows this subscriber under the dead
+      // shard's node and would make it leave when that node is swept. Registered under this one (no
+      // onJoin: the activation knows it); a failure is logged, as in recover().
+      const rejoin = replay && !known ? (this.def as { [REJOIN]?: Rejoin })[REJOIN] : undefined;
+      if (rejoin) await rejoin(this.name, subscriberOf(conn), true).catch((err) => this.log(`subscriber ${conn.id} could not be registered with the channel's actor again`, err));
     } catch (err) {
       if (joined) void this.op(() => broker.leave(this.name, conn.user!)).catch(() => {});
       if (!known) void this.op(() => broker.count(this.name, this.subs.size)).catch(() => this.recountLater());

@@ -22,9 +22,11 @@ export const RUN_ELSEWHERE = Symbol('rt-actors.run-elsewhere');
  * On a placed actor's proxy: registers one of this host's subscribers with the activation again (its
  * onJoin runs only if the activation no longer knows it). Used when this host was swept as dead and
  * came back: the activation made its subscribers leave meanwhile, though their connections lived on.
+ * And when this shard replaced a crashed one (`replayed`): the activation knows the survivors under the
+ * dead shard's node, and makes them leave once that node is swept.
  */
 export const REJOIN = Symbol('rt-actors.rejoin');
-export type Rejoin = (channel: string, s: Subscriber) => Promise<void>;
+export type Rejoin = (channel: string, s: Subscriber, replayed?: boolean) => Promise<void>;
 
 export type Hook = 'init' | 'authorize' | 'onJoin' | 'onLeave' | 'onMessage' | 'onPublish' | 'onTimer' | 'onComputed' | 'onStop';
 

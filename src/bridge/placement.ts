@@ -180,7 +180,9 @@ export class Placement {
     };
     const def: ActorDefinition & { [RUN_ELSEWHERE]: true; [REJOIN]: Rejoin } = {
       [RUN_ELSEWHERE]: true,
-      [REJOIN]: async (channel, s) => {
+      [REJOIN]: async (channel, s, replayed) => {
+        // A replayed subscriber never went through onJoin on this (new) shard: watched from now on.
+        if (replayed) this.watch(channel, 1);
         await this.call(channel, 'join', [who(s), null]);
       },
       match: real.match,
