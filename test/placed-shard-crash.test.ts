@@ -1,7 +1,9 @@
 // A shard crash under a placed custom actor (docs/scaling.md, Faults: "a shard crashes"): the crashed
 // shard relayed the channel for its host, so its replacement registers the host's surviving subscribers
 // with the activation again, under its own node. The sweep that then makes the dead node's subscribers
-// leave must not take the survivors with them: they are still connected, and still subscribed.
+// leave must not take the survivors with them: they are still connected, and still subscribed. And a
+// survivor publishing while the replacement starts is answered once its subscription is back there,
+// not refused `not_subscribed`.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -54,4 +56,23 @@ t.test("a shard crash on one host: the dead node's subscribers leave, its host's
   t.same(after.subscribers, [ids[1], ids[2]].sort(), 'the survivor on the other shard of h1 is still counted');
   t.same(after.left, [ids[0]], 'only the crashed shard client left');
   t.equal((await survivor.request({ op: 'publish', channel: ch, event: 'roster', data: null }, 20000)).ok, true, 'the survivor still publishes');
+});
+
+t.test("a survivor publishing while the crashed shard's replacement starts is not told it is not subscribed", async (t) => {
+  const ch = channelOwnedBy('roster-pub-', 0, 2);
+  const doomed = await clientOnShard(`${h1.url}/ws`, 0, t);
+  await subscribe(doomed, ch);
+  const survivor = await clientOnShard(`${h1.url}/ws`, 1, t);
+  await subscribe(survivor, ch);
+  doomed.send({ op: 'publish', channel: ch, event: 'crash', data: null });
+  await doomed.waitClose(20000);
+  // Publishes sent back to back from the moment the shard died: those that reach its replacement
+  // before the survivor's subscription is registered there again wait for it.
+  const answers: Array<{ ok: boolean; error?: { code: string } }> = [];
+  await until('a publish through the replacement shard', async () => {
+    const r = await survivor.request({ op: 'publish', channel: ch, event: 'roster', data: null }, 20000);
+    answers.push(r as { ok: boolean; error?: { code: string } });
+    return r.ok;
+  }, 30000, 10);
+  t.same(answers.filter((a) => !a.ok).map((a) => a.error?.code), [], 'no publish refused meanwhile');
 });

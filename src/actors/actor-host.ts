@@ -69,7 +69,9 @@ export class ActorHost {
         // threads) saw it. A publish must not start it afresh before they are all in: offsets would go
         // back for every subscriber that never noticed. It waits for the replay (milliseconds; at most
         // the request timeout when a thread died meanwhile).
-        if (this.replayDone && !this.env.broker && !this.actors.get(req.ch)?.published) {
+        // A client publish needs its sender's subscription, which the replay brings back too: with
+        // Redis as well, or a survivor publishing during the replay is told it is not subscribed.
+        if (this.replayDone && (req.src === 'client' || (!this.env.broker && !this.actors.get(req.ch)?.published))) {
           const waiting = req;
           return this.replayDone.promise.then(() => this.handle(waiting));
         }
