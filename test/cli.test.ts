@@ -235,6 +235,7 @@ t.test('start errors found after loading name the option as the user wrote it', 
   refused(['--auth-endpoint=app.test/auth'], {}, '--auth-endpoint must be an http(s) URL, not "app.test/auth"');
   // fetch refuses such a URL: every private subscribe failed, telling the client the URL and its password.
   refused(['--auth-endpoint=https://user:secret@app.test/auth'], {}, '--auth-endpoint must not hold a user name or password (user:password@)');
+  refused(['--jwks-url=https://user:secret@idp.test/.well-known/jwks.json'], {}, '--jwks-url: JWKS URL must not hold a user name or password (user:password@)');
   refused([], { RT_SOCKETIO_TRANSPORTS: 'carrier-pigeon' }, 'RT_SOCKETIO_TRANSPORTS must list one or both of polling, websocket');
   refused(['--engineio-echo-path=echo'], {}, '--engineio-echo-path must be a path');
   writeFileSync(join(dir, 'c.json'), JSON.stringify({ authEndpoint: 'ftp://app.test/auth', pusherApps: [{ id: '1', key: 'k', secret: 'short' }] }));

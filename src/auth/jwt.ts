@@ -403,6 +403,9 @@ function remoteKeySet(url: string, o: JwksOptions = {}): ReturnType<typeof creat
     throw new Error(`JWKS URL ${JSON.stringify(url)} is not a URL`);
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new Error(`JWKS URL must be http(s), not ${parsed.protocol}`);
+  // fetch refuses a URL with credentials: every token was refused with token_keys_unavailable, whose
+  // message, sent to the client, quoted the URL and its password.
+  if (parsed.username || parsed.password) throw new Error('JWKS URL must not hold a user name or password (user:password@): key sets are public');
   return createRemoteJWKSet(parsed, {
     cooldownDuration: o.cooldownMs ?? 30_000,
     cacheMaxAge: o.cacheMaxAgeMs ?? 600_000,
