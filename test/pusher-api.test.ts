@@ -73,6 +73,60 @@ t.test('trigger and triggerBatch reach pusher-js and native subscribers; socket_
   t.same(twice, [{ n: 1 }], 'delivered once');
 });
 
+t.test("trigger with its parameters in the signed query string and an empty body, as Pusher's HTTP API reference allows", async (t) => {
+  const s = shared;
+  const path = `/apps/${APP.id}/events`;
+  // Signed as the reference says: every query parameter but auth_signature, lowercased, sorted, unescaped.
+  const post = (event: [string, string][], body = '', signedEvent = event): Promise<Response> => {
+    const auth: [string, string][] = [['auth_key', APP.key], ['auth_timestamp', String(Math.floor(Date.now() / 1000))], ['auth_version', '1.0']];
+    if (body) auth.push(['body_md5', createHash('md5').update(body).digest('hex')]);
+    const toSign = [...auth, ...signedEvent].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([k, v]) => `${k}=${v}`).join('&');
+    const sig = createHmac('sha256', APP.secret).update(`POST\n${path}\n${toSign}`).digest('hex');
+    const q = new URLSearchParams([...auth, ...event, ['auth_signature', sig]]).toString();
+    return fetch(`${s.http}${path}?${q}`, { method: 'POST', ...(body ? { body } : {}) });
+  };
+  const a = pusherClient(t, s.port);
+  const b = pusherClient(t, s.port);
+  const [aId] = await Promise.all([connected(a), connected(b)]);
+  const qa = (await subscribed(a, 'query-a')).channel;
+  const qb = (await subscribed(b, 'query-b')).channel;
+  const qa2 = (await subscribed(b, 'query-a')).channel;
+
+  const atA = nextOn(qa, 'from-query');
+  const atB = nextOn(qb, 'from-query');
+  const r = await post([['name', 'from-query'], ['data', '{"n":1}'], ['channels[]', 'query-a'], ['channels[]', 'query-b'], ['info', 'subscription_count']]);
+  t.equal(r.status, 200, 'channels[] in the query string, empty body: 200');
+  t.same(await r.json(), { channels: { 'query-a': { subscription_count: 2 }, 'query-b': { subscription_count: 1 } } }, 'info from the query string answers');
+  t.same(await atA, { n: 1 }, 'the first channel gets it');
+  t.same(await atB, { n: 1 }, 'the second channel gets it');
+
+  // socket_id from the query excludes: a's first event on query-a is the one after the excluded one.
+  const firstAtA = nextOn(qa, 'only');
+  const atB2 = nextOn(qa2, 'only', (d: any) => d === 'excluded');
+  t.equal((await post([['name', 'only'], ['data', 'excluded'], ['channel', 'query-a'], ['socket_id', aId]])).status, 200, 'channel and socket_id in the query string');
+  await atB2;
+  t.equal((await post([['name', 'only'], ['data', 'after'], ['channel', 'query-a']])).status, 200);
+  t.equal(await firstAtA, 'after', 'socket_id in the query string excludes that connection');
+
+  // The query parameters are signed: one changed after signing is refused.
+  const forged = await post([['name', 'from-query'], ['data', 'forged'], ['channel', 'query-a']], '', [['name', 'from-query'], ['data', 'signed'], ['channel', 'query-a']]);
+  t.equal(forged.status, 401, 'a query parameter changed after signing: 401');
+  t.match((await forged.json()).error.message, /^Invalid signature/);
+
+  // Both at once is ambiguous (the reference does not say which wins): refused, naming the parameters.
+  const both = await post([['socket_id', aId]], JSON.stringify({ name: 'e', channel: 'query-a', data: '1' }));
+  t.equal(both.status, 400, 'event parameters in both the body and the query string: 400');
+  t.match((await both.json()).error.message, /both in the body and in the query string \(socket_id\)/);
+  const none = await post([]);
+  t.equal(none.status, 400, 'neither a body nor query parameters: 400');
+  t.match((await none.json()).error.message, /no event: send a JSON body .* or the query parameters name, data and channel or channels\[\]/);
+  const noChannel = await post([['name', 'e'], ['data', '1']]);
+  t.equal(noChannel.status, 400, 'no channel in the query string: 400');
+  const plainChannels = await post([['name', 'e'], ['data', '1'], ['channels', 'query-a']]);
+  t.equal(plainChannels.status, 400, '"channels" without [] in the query string: 400');
+  t.match((await plainChannels.json()).error.message, /channels\[\]=a&channels\[\]=b/, 'the answer shows how to write a list');
+});
+
 t.test('channel queries: list with filter_by_prefix and info, one channel, presence users', async (t) => {
   const s = shared;
   const backend = sdk(s.port);

@@ -7,7 +7,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
 import { channelKind } from '../../auth/channels.js';
 import { RtError } from '../../errors.js';
-import { beginRequest, errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, type Req } from '../http.js';
+import { beginRequest, errorStatus, parseJsonBody, readBody, sendError, sendJson, snapshot, track, queryParam, queryParams, type Req } from '../http.js';
 import { countApiRequest } from '../api-routes.js';
 import { belongsTo, externalName, internalName, internalUser, USER_ID_SEPARATOR_RULE, type PusherApp } from './apps.js';
 import { fromWireData } from './codec.js';
@@ -146,13 +146,39 @@ function json(c: Call): unknown {
   return parseJsonBody(c.body);
 }
 
+/** The parameters of a trigger that Pusher's HTTP API reference lets a POST give in its query string. */
+const EVENT_QUERY_PARAMS = ['name', 'data', 'channel', 'channels[]', 'socket_id', 'info'] as const;
+
+/**
+ * The event of `POST /apps/<id>/events`: Pusher's reference says POST parameters "MAY be submitted in
+ * the query string but SHOULD be submitted in the POST body", arrays as `channels[]=a&channels[]=b`.
+ * So an empty body reads them from the (signed) query string. It does not say which wins when both
+ * carry them, so that is refused rather than one silently ignored (a dropped socket_id would echo the
+ * event to the very connection it was meant to skip).
+ */
+function eventOf(c: Call): { event: unknown; where: string } {
+  const params = queryParams(c.req.query);
+  const given = EVENT_QUERY_PARAMS.filter((k) => params.has(k));
+  if (c.body.length > 0) {
+    if (given.length > 0) throw new RtError('bad_request', `event parameters both in the body and in the query string (${given.join(', ')}): send them in one place`);
+    return { event: json(c), where: 'body' };
+  }
+  if (given.length === 0) throw new RtError('bad_request', 'no event: send a JSON body { "name", "data", "channel" | "channels" }, or the query parameters name, data and channel or channels[]');
+  if (params.has('channels')) throw new RtError('bad_request', 'query: several channels are written channels[]=a&channels[]=b (one: channel=a)');
+  const event: Record<string, unknown> = {};
+  for (const k of ['name', 'data', 'channel', 'socket_id', 'info'] as const) if (params.has(k)) event[k] = params.get(k);
+  if (params.has('channels[]')) event.channels = params.getAll('channels[]');
+  return { event, where: 'query' };
+}
+
 export function registerPusherApi(uapp: TemplatedApp, gw: PusherGateway): void {
   const bodyLimit = Math.max(gw.ctx.config.maxPayload, ...gw.apps.apps.map((a) => a.maxEventPayload * Math.max(1, a.maxBatchSize) * 1.5 + 16 * 1024));
 
   uapp.post(
     '/apps/:id/events',
     route(gw, 1, bodyLimit, async (c) => {
-      const channels = await trigger(gw, c.app, parseEvent(c.app, json(c), 'body', false));
+      const { event, where } = eventOf(c);
+      const channels = await trigger(gw, c.app, parseEvent(c.app, event, where, false));
       return channels ? { channels } : {};
     }),
   );
