@@ -213,6 +213,39 @@ t.test('client events: refused on public channels, when not subscribed, and past
   t.ok(errors.some((e) => e?.data?.code === 4301), 'more than 10 client events a second: pusher:error 4301');
 });
 
+t.test('client events: only accepted ones count against maxClientEventsPerSecond, refused ones give their token back', async (t) => {
+  const s = await startServer(t, { pusherApps: [{ ...APP, maxClientEventsPerSecond: 1 }] });
+  const backend = sdk(s.port);
+  const join = async (channels: string[]): Promise<RawPusher> => {
+    const raw = await RawPusher.open(t, `${s.url}/app/${APP.key}?protocol=7`);
+    const socketId = JSON.parse((await raw.event('pusher:connection_established')).data).socket_id;
+    for (const channel of channels) {
+      const auth = channel.startsWith('private-') ? backend.authorizeChannel(socketId, channel).auth : undefined;
+      raw.send({ event: 'pusher:subscribe', data: { channel, auth } });
+      await raw.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel);
+    }
+    return raw;
+  };
+  const sender = await join(['public-rate', 'private-rate']);
+  const receiver = await join(['private-rate']);
+
+  // One at a time: each refusal comes back (and gives its token back) before the next is sent.
+  for (let i = 0; i < 3; i++) {
+    sender.send({ event: 'client-x', channel: 'public-rate', data: { i } });
+    t.match((await sender.event('pusher:error')).data, { code: null, message: /only allowed on private and presence/ }, `refused on a public channel (${i + 1})`);
+  }
+  sender.send({ event: 'client-x', channel: 'private-elsewhere', data: {} });
+  t.match((await sender.event('pusher:error')).data, { code: null, message: /not subscribed/ }, 'refused where not subscribed');
+
+  // The budget is one event a second: the refusals above used none of it.
+  sender.send({ event: 'client-ok', channel: 'private-rate', data: { n: 1 } });
+  const got = await receiver.event('client-ok').catch(() => undefined);
+  t.ok(got, `the first accepted client event is delivered (the sender got: ${JSON.stringify(sender.frames.filter((f) => f.event === 'pusher:error').map((f) => f.data))})`);
+  // Accepted ones do count: a burst right after it is refused with 4301.
+  for (let i = 0; i < 5; i++) sender.send({ event: 'client-ok', channel: 'private-rate', data: { n: 2 + i } });
+  t.match((await sender.event('pusher:error')).data, { code: 4301, message: /rate limit/ }, 'accepted client events still count: 4301 past the rate');
+});
+
 t.test('one presence room across pusher-js, socket.io-client and a native WebSocket client', async (t) => {
   const s = shared;
   const p = pusherClient(t, s.port, { member: { user_id: '1', user_info: { name: 'Pat' } } });

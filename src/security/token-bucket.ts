@@ -25,6 +25,11 @@ export class TokenBucket {
     this.strikes++;
     return false;
   }
+
+  /** Gives back `n` taken tokens (up to `burst`): for a message taken from the budget and then refused. */
+  give(n = 1): void {
+    this.tokens = Math.min(this.burst, this.tokens + n);
+  }
 }
 
 /**

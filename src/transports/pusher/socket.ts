@@ -200,13 +200,18 @@ function clientEvent(gw: PusherGateway, client: PusherClient, event: string, cha
   if (utf8Over(typeof data === 'string' ? data : (json?.text ?? ''), app.maxEventPayload)) return refuse(`Client event rejected: data larger than ${app.maxEventPayload} bytes`);
   // The bucket is made on the first client event, as the --rate-limit one is (rateRefusal): most connections never send one.
   const perSecond = app.maxClientEventsPerSecond;
-  if (perSecond > 0 && !(client.clientEvents ??= new TokenBucket(perSecond, perSecond)).take()) return refuse('Client event rejected due to rate limit', PusherClose.RATE_LIMITED);
+  const bucket = perSecond > 0 ? (client.clientEvents ??= new TokenBucket(perSecond, perSecond)) : undefined;
+  if (bucket && !bucket.take()) return refuse('Client event rejected due to rate limit', PusherClose.RATE_LIMITED);
   // Sent as a whisper: the channel's actor decides when it has onMessage (on public channels too, as
   // for every other transport); otherwise the owner applies Pusher's rule (private and presence only).
   const isPublic = channelKind(channel) === 'public';
   gw.ctx.hub.publish(internal, event, json ?? data, 'client', client, client.id, true).then(
     () => gw.hooks?.clientEvent(app, internal, event, data, client),
     (err) => {
+      // Only accepted client events count against the app's rate: the owner's refusal (a public
+      // channel, an actor's onMessage, --client-publish=none) gives the token back. It is taken first
+      // all the same, so that events in flight can never pass the limit together.
+      bucket?.give();
       logInternal(err, 'a Pusher client event');
       if (client.closed) return;
       const body = toErrorBody(err);
