@@ -187,7 +187,14 @@ t.test('unsigned, expired and wrong signatures: 401 with Pusher\'s wording; bad 
   const base = `${s.http}/apps/${APP.id}`;
   const unsigned = await fetch(`${base}/channels`);
   t.equal(unsigned.status, 401);
-  t.match((await unsigned.json()).error.message, /Missing authentication/);
+  t.equal(
+    (await unsigned.json()).error.message,
+    'Missing authentication parameters: auth_key, auth_timestamp, auth_signature (auth_key, auth_timestamp and auth_signature are required; auth_version, if given, must be 1.0)',
+    'the 401 names what is missing and what is required',
+  );
+  const noSignature = await fetch(`${base}/channels?auth_key=${APP.key}&auth_timestamp=${Math.floor(Date.now() / 1000)}`);
+  t.equal(noSignature.status, 401);
+  t.match((await noSignature.json()).error.message, /^Missing authentication parameters: auth_signature \(/, 'only auth_signature is named as missing');
 
   const signed = (method: string, path: string, body: string, ts: number, secret = APP.secret, key = APP.key): string => {
     const params: Record<string, string> = { auth_key: key, auth_timestamp: String(ts), auth_version: '1.0' };
@@ -211,6 +218,10 @@ t.test('unsigned, expired and wrong signatures: 401 with Pusher\'s wording; bad 
   t.equal(tampered.status, 401, 'body_md5 mismatch');
   const good = await fetch(s.http + signed('GET', `/apps/${APP.id}/channels`, '', now));
   t.equal(good.status, 200, 'a correctly signed call passes');
+  // As the 401 says, auth_version is not required: a call signed without it passes too.
+  const unversioned = `auth_key=${APP.key}&auth_timestamp=${now}`;
+  const unversionedSig = createHmac('sha256', APP.secret).update(`GET\n/apps/${APP.id}/channels\n${unversioned}`).digest('hex');
+  t.equal((await fetch(`${base}/channels?${unversioned}&auth_signature=${unversionedSig}`)).status, 200, 'a call signed without auth_version passes');
   const unknownApp = await fetch(s.http + signed('GET', `/apps/999/channels`, '', now));
   t.equal(unknownApp.status, 404);
 

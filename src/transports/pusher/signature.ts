@@ -33,7 +33,10 @@ export function verifyUserAuth(app: PusherApp, socketId: string, userData: strin
   return verifyAuthString(app, auth, `${socketId}::user::${userData}`);
 }
 
-/** A refused API call: 401 with Pusher's wording, as plain text (what the server SDKs surface). */
+/**
+ * A refused API call: 401 with Pusher's wording as its message, which http-api.ts answers as JSON
+ * `{ "error": { "code": "unauthorized", "message" } }` like every other API error.
+ */
 export class ApiAuthError extends Error {
   readonly status = 401;
 }
@@ -50,7 +53,11 @@ export function verifyApiRequest(app: PusherApp, method: string, path: string, q
   const ts = get('auth_timestamp');
   const version = get('auth_version');
   const signature = get('auth_signature');
-  if (!key || !ts || !signature) throw new ApiAuthError('Missing authentication parameters: auth_key, auth_timestamp, auth_version and auth_signature are required');
+  if (!key || !ts || !signature) {
+    // auth_version is not among them: without it the request is read as 1.0 (the only version).
+    const missing = (['auth_key', 'auth_timestamp', 'auth_signature'] as const).filter((k) => !get(k));
+    throw new ApiAuthError(`Missing authentication parameters: ${missing.join(', ')} (auth_key, auth_timestamp and auth_signature are required; auth_version, if given, must be 1.0)`);
+  }
   if (key !== app.key) throw new ApiAuthError('Unknown auth_key');
   if (version !== undefined && version !== '1.0') throw new ApiAuthError(`Unsupported auth_version ${JSON.stringify(version).slice(0, 20)}; use 1.0`);
   const t = Number(ts);
