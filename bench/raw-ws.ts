@@ -125,7 +125,8 @@ export async function subscribeRaw(port: number, n: number, proto: RawProtocol, 
       const done = new Promise<void>((r) => (subscribed = r));
       let seen = 0;
       const s = await connectRaw(port, proto.path, (buf, start, end, sock) => {
-        if (buf.compare(proto.delivery, 0, len, start, start + len) === 0) {
+        // A frame shorter than the prefix (an Engine.IO ping, "2") can end the buffer: compare() would throw.
+        if (end - start >= len && buf.compare(proto.delivery, 0, len, start, start + len) === 0) {
           onMessage((seen++ & 7) === 0 ? proto.sentAt(buf.toString('utf8', start, end)) : undefined);
         } else proto.control(buf.toString('utf8', start, end), sock, subscribed);
       });

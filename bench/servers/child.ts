@@ -2,14 +2,13 @@
  * A benchmark server in its own process, so its CPU time and memory are its own. Started by
  * bench/lib.ts with `--kind rt|uws|uws-threads|socketio`; driven over IPC: publish at a rate, report CPU and RSS.
  */
-import { setPriority } from 'node:os';
-import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import uWS from 'uWebSockets.js';
 import { createServer as createHttpServer } from 'node:http';
 import { frameOf, uwsRoutes } from './uws-routes.js';
 import { startThreadedUws } from './uws-threads.js';
 import { threadTimes } from './thread-times.js';
+import { placeServerProcess } from './placement.js';
 
 type Kind = 'rt' | 'uws' | 'uws-threads' | 'socketio';
 const kind = (process.argv[2] ?? 'rt') as Kind;
@@ -113,9 +112,6 @@ process.on('message', async (c: Cmd) => {
   }
 });
 
-// BENCH_LOAD_NICE: the benchmark process (load generators) runs at that niceness and the server at 0.
-// Set before start() so that every server thread inherits it (niceness is per thread on Linux).
-if (process.env.BENCH_LOAD_NICE) setPriority(0);
-if (process.env.BENCH_SERVER_CPUS) execFileSync('taskset', ['-a', '-p', '-c', process.env.BENCH_SERVER_CPUS, String(process.pid)], { stdio: 'ignore' });
+placeServerProcess();
 await start();
 process.send!({ type: 'ready', port });

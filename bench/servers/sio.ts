@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { createServer as createHttpServer } from 'node:http';
 import uWS from 'uWebSockets.js';
 import { threadTimes } from './thread-times.js';
+import { placeServerProcess } from './placement.js';
 
 type Kind = 'rt' | 'rt-no-recovery' | 'socketio' | 'socketio-uws' | 'socketio-uws-recovery';
 const kind = (process.argv[2] ?? 'rt') as Kind;
@@ -120,5 +121,7 @@ process.on('message', async (c: Cmd) => {
   }
 });
 
+// Before start(), as bench/servers/child.ts: BENCH_SERVER_CPUS pins this server off the load generators' CPU.
+placeServerProcess();
 await start();
 process.send!({ type: 'ready', port });
