@@ -167,3 +167,25 @@ t.test('an auth that is not a string is refused as an invalid signature, not as 
   raw.send({ event: 'pusher:subscribe', data: { channel: 'private-auth-number', auth: 12 } });
   t.match((await raw.next((f) => f.event === 'pusher:subscription_error' && f.channel === 'private-auth-number')).data.error, /but got a value of type number$/);
 });
+
+t.test('a client event whose name holds a control character is refused, as a native or Socket.IO whisper is', async (t) => {
+  const backend = sdk(shared.port);
+  const join = async () => {
+    const { raw, socketId } = await rawSocket(t, shared.url);
+    raw.send({ event: 'pusher:subscribe', data: { channel: 'private-ctl', auth: backend.authorizeChannel(socketId, 'private-ctl').auth } });
+    await raw.next(succeeded('private-ctl'));
+    return raw;
+  };
+  const sender = await join();
+  const other = await join();
+  // It was delivered: as it came to native and Socket.IO subscribers, with "\n" made a space over SSE.
+  sender.send({ event: 'client-a\ndata: forged', channel: 'private-ctl', data: { n: 1 } });
+  const err = await sender.event('pusher:error');
+  t.equal(err.data.message, 'Client event rejected: the event name holds a control character');
+  sender.send({ event: 'client-\u0000\u001b[31m', channel: 'private-ctl', data: { n: 2 } });
+  t.match((await sender.event('pusher:error')).data.message, /control character/, 'NUL and ESC too');
+  // The sentinel: a valid client event after them is the first the other subscriber gets.
+  sender.send({ event: 'client-ok', channel: 'private-ctl', data: { n: 3 } });
+  const first = await other.next((f) => typeof f.event === 'string' && f.event.startsWith('client-'));
+  t.equal(first.event, 'client-ok', 'neither refused event reached the other subscriber');
+});

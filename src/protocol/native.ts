@@ -71,6 +71,11 @@ export function assertDistinctChannels(channels: readonly string[], where = ''):
   }
 }
 
+/** No control characters (C0, DEL, C1): the event-name rule every way a publication comes in applies. */
+export function isEventName(name: string): boolean {
+  return EVENT_RE.test(name);
+}
+
 export function assertEvent(name: unknown): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME || !EVENT_RE.test(name)) {
     throw new RtError('bad_frame', `event must be a string of 1-${MAX_NAME} characters without control characters`);

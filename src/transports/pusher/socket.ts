@@ -23,6 +23,7 @@ import { verifyUserAuth } from './signature.js';
 import { startWatchlist } from './watchlist.js';
 import { isEncryptedChannel, subscribe, unsubscribe, validPusherChannel } from './subscriptions.js';
 import { JsonData } from '../../protocol/encoded-payload.js';
+import { isEventName } from '../../protocol/native.js';
 import { jsonNestsDeeper, MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
 import { signedUserId } from '../../auth/user-id.js';
 import { logInternal } from '../../log.js';
@@ -191,6 +192,9 @@ function clientEvent(gw: PusherGateway, client: PusherClient, event: string, cha
   if (!app.enableClientMessages) return refuse('Client events are not enabled for this app');
   if (!validPusherChannel(channel)) return refuse('Client event needs a channel');
   if (event.length > 200) return refuse('Event name is longer than 200 characters');
+  // The rule of every other way in (native publish, Socket.IO whisper, HTTP API): a control character
+  // reached native and Socket.IO subscribers as it came, and SSE ones with its line breaks made spaces.
+  if (!isEventName(event)) return refuse('Client event rejected: the event name holds a control character');
   if (isEncryptedChannel(channel)) return refuse('Client events are not supported on encrypted channels');
   const internal = internalName(app, channel);
   if (!client.channels.has(internal)) return refuse(`Client event rejected: not subscribed to ${channel}`);
