@@ -189,3 +189,16 @@ t.test('a client event whose name holds a control character is refused, as a nat
   const first = await other.next((f) => typeof f.event === 'string' && f.event.startsWith('client-'));
   t.equal(first.event, 'client-ok', 'neither refused event reached the other subscriber');
 });
+
+t.test('the HTTP API refuses an event name holding a control character, as POST /api/publish does', async (t) => {
+  const backend = sdk(shared.port);
+  for (const name of ['a\nb', 'x\u0000', 'y\u009b']) {
+    const err = await backend.trigger('news', name, { n: 1 }).then(() => undefined, (e: { status?: number; body?: string }) => e);
+    t.equal(err?.status, 400, `${JSON.stringify(name)}: 400`);
+    t.equal(JSON.parse(err?.body ?? '{}').error?.message, 'body: "name" must not hold control characters');
+  }
+  const batch = await backend.triggerBatch([{ channel: 'news', name: 'ok', data: '1' }, { channel: 'news', name: 'b\rc', data: '2' }]).then(() => undefined, (e: { status?: number; body?: string }) => e);
+  t.equal(batch?.status, 400, 'batch: 400');
+  t.match(JSON.parse(batch?.body ?? '{}').error?.message, /^batch\[1\].*"name" must not hold control characters$/);
+  t.equal((await backend.trigger('news', 'fine', { n: 1 })).status, 200, 'a plain name is still taken');
+});

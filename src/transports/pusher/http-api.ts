@@ -17,6 +17,7 @@ import { validPusherChannel } from './subscriptions.js';
 import { JsonData } from '../../protocol/encoded-payload.js';
 import { getAndHead, headSafe } from '../head.js';
 import { reservedEvent } from '../../client/reserved-events.js';
+import { isEventName } from '../../protocol/native.js';
 
 const USER_CHANNEL = '#server-to-user-';
 const SOCKET_ID_RE = /^\d+\.\d+$/;
@@ -87,6 +88,8 @@ function parseEvent(app: PusherApp, v: unknown, where: string, batch: boolean): 
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new RtError('bad_request', `${where} must be a JSON object`);
   const b = v as Record<string, unknown>;
   if (typeof b.name !== 'string' || b.name.length === 0 || b.name.length > 200) throw new RtError('bad_request', `${where}: "name" must be an event name of 1-200 characters`);
+  // As POST /api/publish and Laravel's Redis broadcasts: a control character would reach SSE subscribers mangled.
+  if (!isEventName(b.name)) throw new RtError('bad_request', `${where}: "name" must not hold control characters`);
   const reserved = reservedEvent(b.name);
   if (reserved) throw new RtError('bad_request', `${where}: ${reserved}`);
   if (b.data === undefined) throw new RtError('bad_request', `${where}: "data" is required`);
