@@ -558,11 +558,11 @@ export class Placement {
    * the same: its own clients' leaves, sent as it tears down, took back the leases it had just released,
    * and it died holding them, so their channels waited out --lease-ttl.
    */
-  async close(drain = true): Promise<void> {
+  async close(drain = true, drainMs = 2000): Promise<void> {
     this.closing = true;
     clearInterval(this.sweeper);
     clearInterval(this.watcher);
-    if (drain) await Promise.all([...this.activations.values()].map((a) => a.drain(2000)));
+    if (drain) await Promise.all([...this.activations.values()].map((a) => a.drain(drainMs)));
     for (const a of this.activations.values()) a.stop();
     await this.broker.leases.releaseAll().catch(() => {});
     this.activations.clear();

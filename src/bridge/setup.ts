@@ -255,7 +255,8 @@ export interface ShardBridge {
     resync(thread: number, channel: string): void;
     log(msg: string, err?: unknown): void;
   };
-  close(graceful: boolean): Promise<void>;
+  /** `drainMs`: how long a graceful close lets placed actors' running turns finish (default 2 s). */
+  close(graceful: boolean, drainMs?: number): Promise<void>;
 }
 
 /**
@@ -342,12 +343,12 @@ export async function startShardBridge(
       resync: (t, ch) => mesh.notify(t, { t: 'resync!', ch }),
       log: (msg, err, fields = {}) => (err === undefined ? log.warn(msg, fields) : log.warn(msg, err instanceof Error ? err.message : err, fields)),
     },
-    close: async (graceful) => {
+    close: async (graceful, drainMs) => {
       clearInterval(timer);
       if (!graceful) broker.freeze();
       // On a crash too (without waiting for running turns): a placed actor's lease is handed over now,
       // not left to expire while its channel's events wait.
-      await placement.close(graceful).catch(() => {});
+      await placement.close(graceful, drainMs).catch(() => {});
       await broker.close(graceful);
     },
   };

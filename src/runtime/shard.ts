@@ -83,6 +83,9 @@ export interface ShardTask {
   runningCode: SharedArrayBuffer;
 }
 
+/** Time a stopping shard keeps, out of its deadline, to release its placed actors' leases and close Redis. */
+const RELEASE_MS = 500;
+
 /** A channel a dead shard owned and had occupied (ShardTask.orphans). */
 export interface OrphanChannel {
   ch: string;
@@ -431,6 +434,7 @@ export async function runShard(task: ShardTask): Promise<void> {
       while (ctx.inflight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       post({ type: 'drained' });
     } else if (cmd.type === 'stop') {
+      const stopBy = Date.now() + cmd.timeoutMs;
       for (const cutOff of [...ctx.inflight]) cutOff();
       hub.flushHeld();
       for (const c of [...hub.clients.values()]) c.disconnect(CloseCode.SHUTDOWN, 'server shutting down: reconnect and resume', true);
@@ -438,8 +442,10 @@ export async function runShard(task: ShardTask): Promise<void> {
       // Let uWS write the close frames before the app goes away.
       await new Promise((r) => setTimeout(r, 50));
       await host.stopAll();
-      // Members on this host leave now, not when its heartbeat expires.
-      await bridge?.close(true);
+      // Members on this host leave now, not when its heartbeat expires. Placed actors' running turns
+      // get what is left of the deadline, less time to release their leases: a turn outlasting it
+      // must not leave the thread ended holding them, its channels waiting out --lease-ttl.
+      await bridge?.close(true, Math.min(2000, Math.max(0, stopBy - Date.now() - RELEASE_MS)));
       // The webhooks those leaves fired (member_removed, channel_vacated) leave before the thread does.
       await pusher?.flush(1000);
       sampler.stop();
