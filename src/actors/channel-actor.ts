@@ -156,6 +156,11 @@ export class ChannelActor {
   /** Redis mode: writes of this channel's presence and counts, kept in issue order. */
   private chain: Promise<unknown> = Promise.resolve();
   private recountTimer?: ReturnType<typeof setTimeout>;
+  /**
+   * Redis mode: members whose presence leave Redis refused. Left again by recount, before its count:
+   * nothing else would (a node that heartbeats is never swept), and they stayed listed on every host.
+   */
+  private readonly unleft = new Set<string>();
   /** Redis mode: per thread, the offset up to which a replay after a shard restart was caught up. */
   private readonly caught = new Map<number, number>();
   /** The connection whose onJoin is running: it may be pushed to before it is registered. */
@@ -291,7 +296,7 @@ export class ChannelActor {
 
   /** No subscribers, nothing queued, no timer or task pending and no history worth keeping: the host may drop it. */
   idle(now: number): boolean {
-    return this.subs.size === 0 && this.lingering === 0 && !this.bridged && this.mailbox.idle && this.timers.size === 0 && this.computing === 0 && this.history.expired(now) && now - this.lastActivity > 1000;
+    return this.subs.size === 0 && this.lingering === 0 && !this.bridged && !this.recountTimer && this.unleft.size === 0 && this.mailbox.idle && this.timers.size === 0 && this.computing === 0 && this.history.expired(now) && now - this.lastActivity > 1000;
   }
 
   private log(msg: string, err?: unknown, fields?: Record<string, unknown>): void {
@@ -353,11 +358,11 @@ export class ChannelActor {
       const hold = broker.holdMember.bind(broker);
       handed.push(this.op(() => hold(this.name, user, e.info, ms)).catch((err) => this.log(`presence of ${user} not handed over`, err)));
     }
-    // A count still to be written gets its last try: once stopped, nothing here would write it.
+    // Leaves and a count still to be written get their last try: once stopped, nothing here would write them.
     if (this.recountTimer) {
       clearTimeout(this.recountTimer);
       this.recountTimer = undefined;
-      if (this.bridged) handed.push(this.op(() => broker!.count(this.name, this.subs.size)).catch((err) => this.log('subscriber count not recorded', err)));
+      handed.push(this.rewrite().then((ok) => (ok ? undefined : this.log('subscriber count or presence leaves not recorded'))));
     }
     await Promise.all(handed);
     this.stopped = true;
@@ -656,7 +661,12 @@ export class ChannelActor {
     this.members.delete(user);
     const broker = this.env.broker;
     // With a broker the leave is announced by Redis, and only when this was the user's last host.
-    if (broker) void this.op(() => broker.leave(this.name, user)).catch((err) => this.log(`presence leave of ${user} not recorded`, err));
+    if (broker) {
+      void this.op(() => broker.leave(this.name, user)).catch((err) => {
+        this.log(`presence leave of ${user} not recorded`, err);
+        this.leaveLater(user);
+      });
+    }
     else this.memberLeft(e.info === undefined ? { user_id: user } : { user_id: user, user_info: e.info });
   }
 
@@ -881,10 +891,11 @@ export class ChannelActor {
   }
 
   /**
-   * A count write failed. recover() writes it again, but only after a reconnect, and none may come: Redis
-   * refusing writes with the connection up, a Cluster failover that left this channel's subscription where
-   * it was. Until then every host's /api/channels and Pusher subscription_count showed the old count.
-   * Written again from the mailbox, so the count is this host's current one, not one of a subscribe half-done.
+   * A count (or presence leave) write failed. recover() writes it again, but only after a reconnect, and
+   * none may come: Redis refusing writes with the connection up, a Cluster failover that left this channel's
+   * subscription where it was. Until then every host's /api/channels and Pusher subscription_count showed the
+   * old count (and the member). Written again from the mailbox, so the count is this host's current one, not
+   * one of a subscribe half-done; the actor is not idle (dropped) until it is written.
    */
   private recountLater(): void {
     if (this.recountTimer || this.stopped) return;
@@ -896,11 +907,32 @@ export class ChannelActor {
   }
 
   private async recount(): Promise<void> {
-    // A channel no longer relayed here is left to the broker's sweep after the reconnect: a count of 0
-    // would take it off this node's list, and the sweep would then miss the presence entries left with it.
-    if (!this.bridged) return;
+    if (!(await this.rewrite())) this.recountLater();
+  }
+
+  /** A presence leave failed: made again by recount (see unleft), as for a count no reconnect may come. */
+  private leaveLater(user: string): void {
+    this.unleft.add(user);
+    this.recountLater();
+  }
+
+  /**
+   * Writes again what Redis refused: the leaves, then this host's count — also of a channel no longer
+   * relayed here, whose last subscriber's count of 0 failed (unbridged, nothing else writes it while the
+   * connection stays up). The leaves first: a count of 0 takes the channel off this node's list, and the
+   * sweep of a dead node would then miss presence entries left with it. False when Redis refused again.
+   */
+  private async rewrite(): Promise<boolean> {
     const broker = this.env.broker!;
-    return this.op(() => broker.count(this.name, this.subs.size)).catch(() => this.recountLater());
+    for (const user of [...this.unleft]) {
+      // Back meanwhile (or in its grace again): Redis holds it as it should, and its own leave comes later.
+      if (!this.members.has(user)) {
+        const ok = await this.op(() => broker.leave(this.name, user)).then(() => true, () => false);
+        if (!ok) return false;
+      }
+      this.unleft.delete(user);
+    }
+    return this.op(() => broker.count(this.name, this.subs.size)).then(() => true, () => false);
   }
 
   private async bridge(broker: Broker): Promise<void> {
@@ -992,7 +1024,7 @@ export class ChannelActor {
       const rejoin = replay && !known ? (this.def as { [REJOIN]?: Rejoin })[REJOIN] : undefined;
       if (rejoin) await rejoin(this.name, subscriberOf(conn), true).catch((err) => this.log(`subscriber ${conn.id} could not be registered with the channel's actor again`, err));
     } catch (err) {
-      if (joined) void this.op(() => broker.leave(this.name, conn.user!)).catch(() => {});
+      if (joined) void this.op(() => broker.leave(this.name, conn.user!)).catch(() => this.leaveLater(conn.user!));
       if (!known) void this.op(() => broker.count(this.name, this.subs.size)).catch(() => this.recountLater());
       if (attached && this.subs.size === 0) this.unbridge();
       throw err;
@@ -1221,6 +1253,8 @@ export class ChannelActor {
       this.recountLater();
       countFailed = { err };
     });
+    // Leaves still refused are made by recount (prune below too, later: whichever comes first, one leave).
+    if (this.unleft.size > 0) this.recountLater();
     for (const [user, e] of this.members) await this.op(() => broker.join(this.name, user, e.info, undefined));
     if (this.kind === 'presence') await this.announceMissed(broker);
     // Not awaited: the broker waits for the other hosts to subscribe again before announcing the leaves.
