@@ -154,3 +154,30 @@ t.test('a member of a host that shut down and does not come back leaves when its
   await left;
   t.same((await api(B.http, `/api/channels/${room}/users`)).body.users.map((u: { user_id: string }) => u.user_id), ['watcher'], 'u2 is gone from the member list');
 });
+
+t.test('a member in its grace on a host that dies (kill -9) leaves once the host is swept', async (t) => {
+  // Its connection was the channel's last on that host: the count of 0 took the channel off the node's
+  // list in Redis, which is what the sweep of a dead node reads, so the member stayed listed for good.
+  const room = 'presence-crashed';
+  const tokenFor = (sub: string): string => signJwt({ sub, channels: [room], exp: Math.floor(Date.now() / 1000) + 3600 }, { secret: JWT_SECRET });
+  const A = await startHost(t, redis.url, ns, { workers: 1, args: ARGS });
+  const B = await startHost(t, redis.url, ns, { workers: 1, args: ARGS });
+  const o = io(B.http, { forceNew: true, transports: ['websocket'], auth: { token: tokenFor('watcher') } });
+  t.teardown(() => o.close());
+  t.same(await o.emitWithAck('subscribe', { channel: room }), { ok: true }, 'the observer is in the room on B');
+  const c = io(A.http, { forceNew: true, transports: ['websocket'], reconnection: false, auth: { token: tokenFor('u4') } });
+  t.teardown(() => c.close());
+  const joined = nextEvent(o, 'presence:joining', (_ch: string, m: { user_id: string }) => m.user_id === 'u4', 10_000);
+  t.same(await c.emitWithAck('subscribe', { channel: room }), { ok: true }, 'u4 subscribed on A');
+  await joined;
+  // The connection drops (no goodbye): u4 is in its 60 s grace on A, which no longer counts a subscriber.
+  (c.io.engine as unknown as { transport: { ws: { _socket: { destroy(): void } } } }).transport.ws._socket.destroy();
+  await until('A to count no subscriber while u4 is still a member', async () => {
+    const info = (await api(B.http, `/api/channels/${room}`)).body;
+    return info.subscribers === 1 && info.presence === 2;
+  });
+  const left = nextEvent(o, 'presence:leaving', (_ch: string, m: { user_id: string }) => m.user_id === 'u4', 20_000);
+  await A.crash();
+  await left;
+  t.same((await api(B.http, `/api/channels/${room}/users`)).body.users.map((u: { user_id: string }) => u.user_id), ['watcher'], 'u4 is gone from the member list');
+});

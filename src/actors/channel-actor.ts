@@ -645,7 +645,8 @@ export class ChannelActor {
     if (!broker) this.counter?.changed(this.subs.size);
     if (broker && this.bridged) {
       const n = this.subs.size;
-      void this.op(() => broker.count(this.name, n)).catch((err) => {
+      const held = this.members.size > 0;
+      void this.op(() => broker.count(this.name, n, held)).catch((err) => {
         this.log('subscriber count not recorded', err);
         this.recountLater();
       });
@@ -662,10 +663,16 @@ export class ChannelActor {
     const broker = this.env.broker;
     // With a broker the leave is announced by Redis, and only when this was the user's last host.
     if (broker) {
-      void this.op(() => broker.leave(this.name, user)).catch((err) => {
-        this.log(`presence leave of ${user} not recorded`, err);
-        this.leaveLater(user);
-      });
+      // The last member held of a channel no longer relayed here: its count of 0 kept it on this node's
+      // list for the members' entries (count's `held`); once they are gone, recount takes it off.
+      const last = !this.bridged && this.members.size === 0;
+      void this.op(() => broker.leave(this.name, user)).then(
+        () => (last ? this.recountLater() : undefined),
+        (err) => {
+          this.log(`presence leave of ${user} not recorded`, err);
+          this.leaveLater(user);
+        },
+      );
     }
     else this.memberLeft(e.info === undefined ? { user_id: user } : { user_id: user, user_info: e.info });
   }
@@ -907,6 +914,7 @@ export class ChannelActor {
   }
 
   private async recount(): Promise<void> {
+    if (this.stopped) return;
     if (!(await this.rewrite())) this.recountLater();
   }
 
@@ -932,7 +940,8 @@ export class ChannelActor {
       }
       this.unleft.delete(user);
     }
-    return this.op(() => broker.count(this.name, this.subs.size)).then(() => true, () => false);
+    const held = this.members.size > 0;
+    return this.op(() => broker.count(this.name, this.subs.size, held)).then(() => true, () => false);
   }
 
   private async bridge(broker: Broker): Promise<void> {
@@ -1025,7 +1034,10 @@ export class ChannelActor {
       if (rejoin) await rejoin(this.name, subscriberOf(conn), true).catch((err) => this.log(`subscriber ${conn.id} could not be registered with the channel's actor again`, err));
     } catch (err) {
       if (joined) void this.op(() => broker.leave(this.name, conn.user!)).catch(() => this.leaveLater(conn.user!));
-      if (!known) void this.op(() => broker.count(this.name, this.subs.size)).catch(() => this.recountLater());
+      if (!known) {
+        const held = this.members.size > 0;
+        void this.op(() => broker.count(this.name, this.subs.size, held)).catch(() => this.recountLater());
+      }
       if (attached && this.subs.size === 0) this.unbridge();
       throw err;
     }

@@ -104,8 +104,11 @@ export interface Broker {
   members(channel: string): Promise<Member[]>;
   /** Forgets this host's members of the channel that are not in `keep` (leaves lost in an outage). */
   prune(channel: string, keep: ReadonlySet<string> | ReadonlyMap<string, unknown>): Promise<void>;
-  /** This host's number of subscribers of the channel (0 forgets it). */
-  count(channel: string, subscribers: number): Promise<void>;
+  /**
+   * This host's number of subscribers of the channel (0 forgets it). `held`: this host still holds
+   * presence entries of the channel (members in their grace), which a sweep after its death must find.
+   */
+  count(channel: string, subscribers: number, held?: boolean): Promise<void>;
   close(): Promise<void>;
 }
 

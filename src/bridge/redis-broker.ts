@@ -120,6 +120,8 @@ export class RedisBroker implements Broker {
   /** Per channel: how many times each Laravel payload was seen lately (see ingestClaim). */
   private readonly seen = new Map<string, Map<string, { n: number; until: number }>>();
   private heartbeat?: NodeJS.Timeout;
+  /** Channels no longer relayed here but kept on this node's list for members in their grace (see count). */
+  private readonly held = new Set<string>();
   /** When the heartbeat of this node's `~grace` node (members handed over at shutdown) runs out. */
   private graceUntil = 0;
   private retry?: NodeJS.Timeout;
@@ -577,10 +579,11 @@ export class RedisBroker implements Broker {
     return [this.keys.pubsub(channel), this.pubCmd, this.opts.countWanted?.(channel) ? '1' : '0'];
   }
 
-  async count(channel: string, subscribers: number): Promise<void> {
+  async count(channel: string, subscribers: number, held = false): Promise<void> {
     if (this.frozen) return;
     let r: number;
     const announce = this.announceArgs(channel);
+    if (subscribers > 0 || !held) this.held.delete(channel);
     try {
       if (subscribers > 0) {
         // The node's channel set first: if this node dies right after, the sweeper still finds the count.
@@ -589,7 +592,10 @@ export class RedisBroker implements Broker {
         r = Number(n);
       } else {
         r = Number(await this.scripts.rtCount(this.keys.counts(channel), this.node, 0, ...announce));
-        await this.cmd.srem(this.keys.nodeChannels(this.node), channel);
+        // Members in their grace keep the channel on this node's list: taken off, a sweep after this node
+        // died missed their entries, and they stayed listed on every host for good.
+        if (held) this.held.add(channel);
+        else await this.cmd.srem(this.keys.nodeChannels(this.node), channel);
       }
     } catch (err) {
       this.stats.errors++;
@@ -740,7 +746,8 @@ export class RedisBroker implements Broker {
       if (this.closed || this.cmd.status !== 'ready') return;
       for (const ch of await this.cmd.smembers(this.keys.nodeChannels(this.node))) {
         // Checked right before each write: a channel attached again meanwhile registers itself after it.
-        if (this.closed || this.sinks.has(ch)) continue;
+        // A held one's members are in their grace: they leave when it ends (or come back), not now.
+        if (this.closed || this.sinks.has(ch) || this.held.has(ch)) continue;
         await this.sweepChannel(this.node, ch);
         if (!this.sinks.has(ch)) await this.cmd.srem(this.keys.nodeChannels(this.node), ch);
       }
