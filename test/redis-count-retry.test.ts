@@ -25,6 +25,10 @@ t.test('a count Redis refused while connected is written once Redis takes writes
   try {
     t.equal((await leave.request({ op: 'unsubscribe', channel: 'counted' })).ok, true);
     await until('the refused count write to be logged', () => /subscriber count not recorded/.test(A.output()));
+    // Said in words an operator can act on, not "Redis returned an error".
+    const refused = await api(B.http, '/api/publish', { channel: 'counted', event: 'e', data: 1 });
+    t.equal(refused.status, 503);
+    t.match(refused.body.error?.message, /min-replicas-to-write/);
   } finally {
     await redisCall(R.port, 'CONFIG', 'SET', 'min-replicas-to-write', '0');
   }

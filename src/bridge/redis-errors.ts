@@ -19,6 +19,7 @@ const MEANINGS: Array<[RegExp, string]> = [
   [/^(READONLY|MASTERDOWN)\b/, 'Redis is failing over (the node is a replica, or its primary is down)'],
   [/^(CLUSTERDOWN|TRYAGAIN|MOVED|ASK)\b/, 'the Redis Cluster is reconfiguring'],
   [/^OOM\b/, 'Redis is out of memory (maxmemory reached)'],
+  [/^NOREPLICAS\b/, 'Redis refuses writes: fewer replicas are connected than its min-replicas-to-write asks for'],
   [/^(NOAUTH|WRONGPASS|NOPERM)\b/, 'Redis refused our credentials or permissions'],
   [/^BUSY\b/, 'Redis is busy running a script'],
 ];
