@@ -285,10 +285,14 @@ t.test('polling: a held poll that the crash of another shard answers 503 is sent
   for (const c of survivors) c.on('disconnected', (e) => drops.push(`${c.socketId}: ${e.code} ${e.reason}`));
   await s.publish(channel, 'n', 1);
   await eventually(() => clients.every((c) => got.get(c)!.includes(1)), 'every poll answered once, and held again');
-  s.crashShard(victim);
-  await eventually(() => fetch(`${s.http}/health`).then((r) => r.status === 200, () => false), 'the shard replaced');
-  await s.publish(channel, 'n', 2);
-  await eventually(() => survivors.every((c) => got.get(c)!.includes(2)), 'the survivors served after the crash');
+  // Which connection a poll is held on is the acceptor's choice: a round can have none of the survivors'
+  // polls on the crashed shard (seen on a loaded machine). Crashed again until one was, at most 4 times.
+  for (let round = 2; round <= 5 && refused.length === 0; round++) {
+    s.crashShard(victim);
+    await eventually(() => fetch(`${s.http}/health`).then((r) => r.json()).then((h: any) => h.workers.alive === 3, () => false), 'the shard replaced');
+    await s.publish(channel, 'n', round);
+    await eventually(() => survivors.every((c) => got.get(c)!.includes(round)), 'the survivors served after the crash');
+  }
   t.ok(refused.length > 0, `some held poll was answered 503 by the crashed shard (${refused.length})`);
   t.same(drops, [], 'no survivor lost its connection');
   t.same(survivors.map((c) => c.socketId), ids, 'the same sessions');
