@@ -237,8 +237,41 @@ t.test('a timer survives its owner: kill -9 before the close, the auction closes
   t.equal((await bid(survivors[0]!, ch, 60)).error?.code, 'auction_closed');
   await settle(ch, survivors, hosts[0]!, 'after-timer');
   for (const b of survivors) t.equal(b.c.messages(ch).filter((f) => f.event === 'closed').length, 1, `${b.user}: closed once`);
-  hosts.push(await startHost(root, redis.url, ns, { args: hostArgs('h5') }));
-  ids.set(hosts[hosts.length - 1]!, 'h5');
+  // An id of its own: the owner of a later test is found by it.
+  hosts.push(await startHost(root, redis.url, ns, { args: hostArgs('h8') }));
+  ids.set(hosts[hosts.length - 1]!, 'h8');
+});
+
+t.test('a timer set by a backend publish, with no subscriber anywhere, fires once on another host after kill -9 of its owner', async (t) => {
+  const ch = 'auction-lonely';
+  const ms = 3000;
+  const r = await api(hosts[0]!.http, '/api/publish', { channel: ch, event: 'remind', data: { ms } });
+  t.equal(r.status, 200);
+  const start = Date.now();
+  const before = await owner(ch, hosts[0]!);
+  const victim = hosts.find((h) => ids.get(h) === before.host)!;
+  await victim.crash();
+  hosts.splice(hosts.indexOf(victim), 1);
+  try {
+    // No host has subscribers of the channel: only the index of pending timers can bring it back.
+    const fired = await until('the timer\'s publication', async () => {
+      const info = (await api(hosts[0]!.http, `/api/channels/${ch}`)).body;
+      return info.offset >= 2 ? info : undefined;
+    }, 1500 + ms + 10000);
+    t.ok(Date.now() - start >= ms - 50, 'not before its time');
+    t.ok(fired.owner.host !== null && fired.owner.host !== before.host && fired.owner.epoch > before.epoch, `fired on ${fired.owner.host}`);
+    const c = await TestClient.connect(`${hosts[1]!.url}/ws?token=${token('late')}`);
+    t.teardown(() => c.close());
+    t.equal((await c.request({ op: 'subscribe', channel: ch }, 60000)).ok, true);
+    const hist = await c.request({ op: 'history', channel: ch }, 60000);
+    t.same(hist.publications.map((p: Frame) => [p.event, p.data]), [['remind', { ms }], ['reminded', { ms }]], 'the timer published once, with its data');
+    const marker = await api(hosts[0]!.http, '/api/publish', { channel: ch, event: 'marker', data: 'after' });
+    t.equal(marker.body.offsets[ch], 3, 'nothing else was published before the marker');
+  } finally {
+    // Three hosts for the tests after this one, whatever happened here.
+    hosts.push(await startHost(root, redis.url, ns, { args: hostArgs('h6') }));
+    ids.set(hosts[hosts.length - 1]!, 'h6');
+  }
 });
 
 /** Whether every thread of process `pid` is stopped (state T in /proc/<pid>/task/<tid>/stat). */

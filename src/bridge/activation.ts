@@ -104,6 +104,8 @@ export class Activation {
   stopped = false;
   /** Timers: their deadlines are part of the persisted record, so a new owner fires them on time. */
   private readonly timers = new Map<string, { due: number; every: number; data: unknown; handle?: NodeJS.Timeout }>();
+  /** The due time this activation last wrote to the index of pending timers (keys.timers), if any. */
+  private indexed: number | undefined;
 
   private constructor(readonly channel: string, private readonly def: ActorDefinition, private readonly env: ActivationEnv, private fence: Fence) {
     this.mailbox = new Mailbox(env.mailboxSize ?? ACTOR_DEFAULTS.mailboxSize);
@@ -214,6 +216,9 @@ export class Activation {
       for (const [name, due, every, data] of rec.t ?? []) a.timers.set(String(name), { due: Number(due), every: Number(every) || 0, data });
       a.saved = a.record();
       for (const name of a.timers.keys()) a.arm(name);
+      // Indexed again should the entry be missing (a former owner's late removal, state older than the index).
+      const due = a.earliestDue();
+      if (due !== undefined) await a.index(due).catch((err) => env.log(`${channel}: its timers were not indexed`, err));
     } else {
       a.ctx.state = a.initialState();
     }
@@ -444,7 +449,8 @@ export class Activation {
         assertEventName(msgOut.event);
         sendableJson(msgOut.data, `message ${msgOut.event}'s data`);
       });
-      const pos = await this.publish({ event: out.event, data: out.data }, this.changedState(), clientEventUser(out.event, sender), exclude);
+      const state = this.changedState();
+      const pos = await this.persist(state, () => this.publish({ event: out.event, data: out.data }, state, clientEventUser(out.event, sender), exclude));
       return reply ? { p: pos, ...reply } : { p: pos };
     }
     await this.saveIfChanged();
@@ -454,8 +460,37 @@ export class Activation {
   private async saveIfChanged(): Promise<void> {
     const changed = this.changedState();
     if (!changed) return;
-    await this.env.broker.leases.saveState(this.channel, changed, this.env.stateTtlMs);
+    await this.persist(changed, () => this.env.broker.leases.saveState(this.channel, changed, this.env.stateTtlMs));
     this.saved = changed;
+  }
+
+  /**
+   * Runs a write of the record (`state`; none: nothing is saved) with the index of pending timers kept
+   * a superset of the channels whose saved record has timers: the entry goes in before a record with
+   * timers, and out after one without. Every node scans the index (placement.ts, revive), so a channel
+   * whose owner died, stopped or went idle is activated again in time for its timers, subscribers or not.
+   */
+  private async persist<T>(state: Buffer | undefined, write: () => Promise<T>): Promise<T> {
+    const due = state ? this.earliestDue() : undefined;
+    if (due !== undefined && due !== this.indexed) await this.index(due);
+    const r = await write();
+    if (state && due === undefined && this.indexed !== undefined) {
+      const was = this.indexed;
+      this.indexed = undefined;
+      await this.env.broker.leases.unindexTimers(this.channel, was).catch((err) => this.env.log(`${this.channel}: its timers index entry was not removed`, err));
+    }
+    return r;
+  }
+
+  private async index(due: number): Promise<void> {
+    await this.env.broker.leases.indexTimers(this.channel, due);
+    this.indexed = due;
+  }
+
+  private earliestDue(): number | undefined {
+    let due: number | undefined;
+    for (const t of this.timers.values()) if (due === undefined || t.due < due) due = t.due;
+    return due;
   }
 
   /** Broadcasts of this turn go out before the turn's own publication, in call order. */

@@ -93,6 +93,14 @@ export class Keys {
   get index(): string {
     return `${this.ns}:channels`;
   }
+  /**
+   * Sorted set channel → earliest due time (epoch ms) of a placed actor's persisted timers: every node
+   * scans it, so a channel whose owner died or stopped is activated again in time for its timers even
+   * where no host has subscribers of it (placement.ts, revive).
+   */
+  get timers(): string {
+    return `${this.ns}:timers`;
+  }
   /** Held by the node sweeping dead nodes during one heartbeat interval. */
   get sweepLock(): string {
     return `${this.ns}:sweep`;

@@ -43,6 +43,7 @@ interface Scripts {
   rtStateSave: ScriptFn;
   rtFencedPublish: ScriptFn;
   rtFencedPublishState: ScriptFn;
+  rtTimersUnindex: ScriptFn;
 }
 
 /** Fencing counters outlive any lease by far; a week untouched and the channel starts again at 1. */
@@ -55,6 +56,7 @@ export function defineLeaseScripts(cmd: Commander): Scripts {
   cmd.defineCommand('rtStateSave', { numberOfKeys: 2, lua: lua.STATE_SAVE });
   cmd.defineCommand('rtFencedPublish', { numberOfKeys: 3, lua: lua.FENCED_PUBLISH });
   cmd.defineCommand('rtFencedPublishState', { numberOfKeys: 4, lua: lua.FENCED_PUBLISH_STATE });
+  cmd.defineCommand('rtTimersUnindex', { numberOfKeys: 1, lua: lua.TIMERS_UNINDEX });
   return cmd as unknown as Scripts;
 }
 
@@ -162,6 +164,34 @@ export class Leases {
 
   async loadState(channel: string): Promise<Buffer | null> {
     return this.cmd.getBuffer(this.keys.state(channel));
+  }
+
+  /**
+   * The index of channels with persisted timers (keys.timers) is one key for the whole cluster, so it
+   * cannot join a channel's fenced scripts on a Redis Cluster (another slot). It is kept a superset
+   * instead: an entry is written before the state that holds the timers, and removed after the state
+   * without them (see Activation.persist). An entry without timers behind it costs one activation.
+   */
+  async indexTimers(channel: string, due: number): Promise<void> {
+    await this.cmd.zadd(this.keys.timers, due, channel);
+  }
+
+  /** Drops the channel's entry if its score is still `due` (the one written or read by the caller). */
+  async unindexTimers(channel: string, due: number): Promise<void> {
+    await this.scripts.rtTimersUnindex(this.keys.timers, channel, due);
+  }
+
+  /** Drops the entries due before `before` (see Placement.sweep). */
+  async dropTimersBefore(before: number): Promise<void> {
+    await this.cmd.zremrangebyscore(this.keys.timers, '-inf', `(${before}`);
+  }
+
+  /** Channels whose earliest timer is due by `until`, soonest first, with that due time. */
+  async dueTimers(until: number, limit: number): Promise<[string, number][]> {
+    const flat = await this.cmd.zrangebyscore(this.keys.timers, '-inf', until, 'WITHSCORES', 'LIMIT', 0, limit);
+    const out: [string, number][] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, Number(flat[i + 1])]);
+    return out;
   }
 
   /** A fenced publish's script, for the broker (same fence rules as saveState). */

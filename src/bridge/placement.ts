@@ -484,9 +484,11 @@ export class Placement {
   }
 
   /**
-   * A channel with subscribers here whose owner died has no activation until an event arrives — and a
-   * timer (an auction's close) is not an event anyone sends. So a node with subscribers takes such a
-   * channel over as soon as its lease is free, and the activation re-arms the persisted timers.
+   * A channel whose owner died has no activation until an event arrives — and a timer (an auction's
+   * close) is not an event anyone sends. So a node with subscribers takes such a channel over as soon as
+   * its lease is free, and the activation re-arms the persisted timers. A channel nobody subscribes to
+   * (its timers set by backend publishes) is found in the index of pending timers, scanned by every node:
+   * the one whose lease acquire wins activates it, once its earliest timer is due within a lease time.
    */
   private async revive(): Promise<void> {
     if (this.closing || !this.broker.up) return;
@@ -495,6 +497,24 @@ export class Placement {
       try {
         if (await this.broker.leases.owner(ch)) continue;
         await this.activation(ch);
+      } catch {
+        /* another node took it first, or Redis is away: next round */
+      }
+    }
+    let due: [string, number][];
+    try {
+      due = await this.broker.leases.dueTimers(Date.now() + this.ttlMs, 1000);
+    } catch {
+      return; // Redis is away: next round.
+    }
+    for (const [ch, score] of due) {
+      if (this.closing) return;
+      if (this.broker.leases.fence(ch) || !this.loaded.some((x) => x.matches(ch))) continue;
+      try {
+        if (await this.broker.leases.owner(ch)) continue;
+        const a = await this.activation(ch);
+        // Its saved record has no timers (a removal that did not happen): the entry goes.
+        if (!a.hasTimers) await this.broker.leases.unindexTimers(ch, score);
       } catch {
         /* another node took it first, or Redis is away: next round */
       }
@@ -542,6 +562,9 @@ export class Placement {
     await this.prune().catch((err) => this.opts.log('pruning the subscribers of dead nodes failed', err));
     const now = Date.now();
     this.forgetUnused(now);
+    // Entries nobody activated for longer than saved state lives (channels of an actor no host serves any
+    // more): their state is gone, and they would fill the head of every scan.
+    await this.broker.leases.dropTimersBefore(now - STATE_TTL_MS).catch(() => {/* Redis away: next sweep */});
     const idleMs = this.opts.idleMs ?? 60_000;
     for (const [ch, a] of this.activations) {
       if (a.subscriberCount > 0 || a.hasTimers || !a.idle || now - a.lastActivity < idleMs) continue;

@@ -256,3 +256,13 @@ export const FENCED_PUBLISH = FENCE_CHECK + publishBody('KEYS[2]', 'KEYS[3]');
 export const FENCED_PUBLISH_STATE = FENCE_CHECK + `
 redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[9])
 ` + publishBody('KEYS[2]', 'KEYS[3]');
+
+/**
+ * KEYS: timers index   ARGV: channel, score. Removes the channel from the index of pending timers only
+ * while its score is the one the caller wrote or read: a newer owner's entry (another due) stays.
+ */
+export const TIMERS_UNINDEX = `
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) == tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+`;
