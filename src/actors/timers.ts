@@ -9,6 +9,18 @@ import type { Clock } from './clock.js';
 /** setTimeout's ceiling (about 24.8 days). */
 const MAX_MS = 2_147_483_647;
 
+/**
+ * The arguments every actor's timers take, on one host and placed alike (bridge/activation.ts): a delay
+ * past setTimeout's ceiling would fire at once, and a repeat of 0 would not repeat.
+ */
+export function checkTimer(name: unknown, ms: unknown, repeat: boolean): void {
+  if (typeof name !== 'string' || name.length === 0) throw new RtError('bad_timer', 'a timer needs a non-empty name');
+  const min = repeat ? 1 : 0;
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < min || ms > MAX_MS) {
+    throw new RtError('bad_timer', `timer ${name}: ms must be a number from ${min} to ${MAX_MS}`);
+  }
+}
+
 interface Entry {
   handle: unknown;
   every?: number;
@@ -56,11 +68,7 @@ export class TimerSet implements ActorTimers {
   }
 
   private set(name: string, ms: number, data: unknown, repeat: boolean): void {
-    if (typeof name !== 'string' || name.length === 0) throw new RtError('bad_timer', 'a timer needs a non-empty name');
-    const min = repeat ? 1 : 0;
-    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < min || ms > MAX_MS) {
-      throw new RtError('bad_timer', `timer ${name}: ms must be a number from ${min} to ${MAX_MS}`);
-    }
+    checkTimer(name, ms, repeat);
     if (this.stopped) return;
     this.cancel(name);
     const e: Entry = { handle: undefined, data, queued: false };

@@ -20,6 +20,7 @@ import { TurnContext } from '../actors/turn-context.js';
 import { assertEventName, checkCompute, clientEventUser, deliveryOf, hookFailure, kickReason, runCompute, sendableJson, type ComputeFn } from '../actors/context-rules.js';
 import { channelKind } from '../auth/channels.js';
 import { Mailbox } from '../actors/mailbox.js';
+import { checkTimer } from '../actors/timers.js';
 import { RtError } from '../errors.js';
 import type { Member } from '../protocol/native.js';
 import type { PublishSource } from '../runtime/messages.js';
@@ -135,8 +136,8 @@ export class Activation {
       subscriberCount: () => self.subs.size,
       now: () => Date.now(),
       timers: {
-        after: (name: string, ms: number, data?: unknown) => self.setTimer(name, ms, 0, data),
-        every: (name: string, ms: number, data?: unknown) => self.setTimer(name, ms, ms, data),
+        after: (name: string, ms: number, data?: unknown) => self.setTimer(name, ms, false, data),
+        every: (name: string, ms: number, data?: unknown) => self.setTimer(name, ms, true, data),
         cancel: (name: string) => self.cancelTimer(name),
         has: (name: string) => self.timers.has(name),
       },
@@ -582,10 +583,10 @@ export class Activation {
     return this.timers.size > 0;
   }
 
-  private setTimer(name: string, ms: number, every: number, data: unknown): void {
-    if (typeof name !== 'string' || !Number.isFinite(ms) || ms < 0) throw new RtError('bad_request', 'timers need a name and a delay in ms');
+  private setTimer(name: string, ms: number, repeat: boolean, data: unknown): void {
+    checkTimer(name, ms, repeat);
     this.cancelTimer(name);
-    this.timers.set(name, { due: Date.now() + ms, every: every > 0 ? Math.max(1, every) : 0, data });
+    this.timers.set(name, { due: Date.now() + ms, every: repeat ? ms : 0, data });
     this.arm(name);
   }
 
