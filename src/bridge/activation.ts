@@ -36,8 +36,8 @@ export interface RemoteSubscriber extends Subscriber {
   node: string;
 }
 
-/** A timer as persisted: name, due (epoch ms), repeat interval (0 = once), data. */
-type TimerEntry = [string, number, number, unknown];
+/** A timer as persisted: name, due (epoch ms), repeat interval (0 = once), data (left out when undefined). */
+type TimerEntry = [string, number, number, unknown?];
 
 interface Record {
   s: unknown;
@@ -501,7 +501,8 @@ export class Activation {
 
   /** The record to persist when it differs from what was saved last, else undefined. */
   private record(): Buffer {
-    const t: TimerEntry[] = [...this.timers].map(([name, x]) => [name, x.due, x.every, x.data ?? null]);
+    // A timer set without data fires with `undefined` on the next owner too, as on this one (not null).
+    const t: TimerEntry[] = [...this.timers].map(([name, x]) => (x.data === undefined ? [name, x.due, x.every] : [name, x.due, x.every, x.data]));
     return packr.pack(t.length ? { s: this.ctx.state, m: [...this.subs.values()], t } : { s: this.ctx.state, m: [...this.subs.values()] });
   }
 
