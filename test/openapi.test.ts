@@ -6,6 +6,7 @@ import addFormats from 'ajv-formats';
 import { api, API_KEY, JWT_SECRET, startServer } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
 import { until } from './helpers/redis.js';
+import { PUSHER_OPTIONS } from './helpers/open-as.js';
 import { SignJWT } from 'jose';
 
 type Doc = { openapi: string; paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>> };
@@ -127,29 +128,55 @@ t.test('real answers of every endpoint validate against /api/openapi.json', asyn
   }
 });
 
-t.test('a documented path asked with a method it does not answer is 405 with Allow, not 404', async (t) => {
-  const s = await startServer(t, { dashboard: true, dashboardToken: 'dash-token' });
+t.test('every known path asked with a method it does not answer is 405 with Allow, not 404', async (t) => {
+  const s = await startServer(t, { dashboard: true, dashboardToken: 'dash-token', ...PUSHER_OPTIONS });
   const doc = (await (await fetch(s.http + '/api/openapi.json')).json()) as Doc;
   const ask = async (method: string, path: string) => {
     const r = await fetch(s.http + path, { method, headers: { authorization: `Bearer ${API_KEY}` } });
     return { status: r.status, allow: r.headers.get('allow'), body: method === 'HEAD' ? undefined : ((await r.json()) as { error: { code: string } }) };
   };
-  // The cases first seen: a GET-only route asked with POST or DELETE said "no API route".
-  t.match(await ask('POST', '/api/tap'), { status: 405, allow: 'GET', body: { error: { code: 'method_not_allowed' } } });
-  t.match(await ask('DELETE', '/api/stats'), { status: 405, allow: 'GET, HEAD', body: { error: { code: 'method_not_allowed' } } });
-  t.match(await ask('GET', '/api/publish'), { status: 405, allow: 'POST' });
+  // The cases first seen: a GET-only route asked with POST or DELETE said "no API route"; PUT /sse,
+  // POST /ws, GET /apps/<id>/events and HEAD /sse said "no route" (404).
+  t.match(await ask('POST', '/api/tap'), { status: 405, allow: 'GET, OPTIONS', body: { error: { code: 'method_not_allowed' } } });
+  t.match(await ask('DELETE', '/api/stats'), { status: 405, allow: 'GET, HEAD, OPTIONS', body: { error: { code: 'method_not_allowed' } } });
   t.match(await ask('POST', '/health'), { status: 405, allow: 'GET, HEAD' });
-  // Every documented path, with every method the document does not list for it.
-  for (const [template, ops] of Object.entries(doc.paths)) {
-    const path = template.replace(/\{[^}]+\}/g, 'x');
-    const allow = Object.keys(ops).map((m) => m.toUpperCase()).join(', ');
-    for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']) {
-      if (method.toLowerCase() in ops) continue;
+  t.match(await ask('PUT', '/sse'), { status: 405, allow: 'GET, POST, DELETE, OPTIONS', body: { error: { code: 'method_not_allowed' } } });
+  t.match(await ask('HEAD', '/sse'), { status: 405, allow: 'GET, POST, DELETE, OPTIONS' });
+  // A plain GET of the Pusher socket is told to upgrade, as GET /ws is.
+  t.match(await ask('GET', `/app/${PUSHER_OPTIONS.pusherKey}`), { status: 426, body: { error: { code: 'upgrade_required' } } });
+  // Every route, with every method it does not answer. The document's routes, each /api/ one also
+  // answering the CORS preflight (OPTIONS /api/*), then the transports'.
+  const routes: [string, string][] = Object.entries(doc.paths).map(([template, ops]) => [
+    template.replace(/\{[^}]+\}/g, 'x'),
+    [...Object.keys(ops).map((m) => m.toUpperCase()), ...(template.startsWith('/api/') ? ['OPTIONS'] : [])].join(', '),
+  ]);
+  routes.push(
+    ['/ws', 'GET, HEAD'],
+    ['/sse', 'GET, POST, DELETE, OPTIONS'],
+    ['/poll', 'GET, POST, DELETE, OPTIONS'],
+    ['/client.js', 'GET, HEAD'],
+    ['/dashboard', 'GET, HEAD'],
+    ['/dashboard/', 'GET, HEAD'],
+    [`/app/${PUSHER_OPTIONS.pusherKey}`, 'GET'],
+    [`/apps/${PUSHER_OPTIONS.pusherAppId}/events`, 'POST'],
+    [`/apps/${PUSHER_OPTIONS.pusherAppId}/batch_events`, 'POST'],
+    [`/apps/${PUSHER_OPTIONS.pusherAppId}/channels`, 'GET, HEAD'],
+    [`/apps/${PUSHER_OPTIONS.pusherAppId}/channels/x`, 'GET, HEAD'],
+    [`/apps/${PUSHER_OPTIONS.pusherAppId}/channels/presence-x/users`, 'GET, HEAD'],
+    [`/apps/${PUSHER_OPTIONS.pusherAppId}/users/u/terminate_connections`, 'POST'],
+  );
+  for (const [path, allow] of routes) {
+    for (const method of ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']) {
+      if (allow.split(', ').includes(method)) continue;
       const r = await ask(method, path);
       t.match(r, { status: 405, allow, ...(method === 'HEAD' ? {} : { body: { error: { code: 'method_not_allowed' } } }) }, `${method} ${path}: 405, Allow: ${allow}`);
     }
   }
+  // Socket.IO's path answers any method itself, as Engine.IO defines (400 "Bad handshake method").
+  t.match(await ask('PUT', '/socket.io/'), { status: 400, allow: null });
   // A path that is no route at all is still 404.
   t.match(await ask('POST', '/api/nope'), { status: 404, allow: null, body: { error: { code: 'not_found' } } });
+  t.match(await ask('PUT', '/apps/1/nope'), { status: 404, allow: null, body: { error: { code: 'not_found' } } });
   t.match(await ask('POST', '/nope'), { status: 404, allow: null, body: { error: { code: 'not_found' } } });
+  t.match(await ask('HEAD', '/nope'), { status: 404, allow: null });
 });

@@ -33,8 +33,8 @@ import { AppConnections, SharedLimits } from '../security/shared-limits.js';
 import { pusherAppCount } from '../transports/pusher/apps.js';
 import { subscriptionCountPolicy } from '../transports/pusher/subscription-count.js';
 import { registerWebSocket } from '../transports/websocket.js';
-import { MethodNotAllowed, registerHttpApi } from '../transports/http-api.js';
-import { allowedMethods } from '../transports/openapi.js';
+import { apiRefusal, MethodNotAllowed, registerHttpApi } from '../transports/http-api.js';
+import { recordRoutes, RouteTable } from '../transports/routes.js';
 import { registerHealth } from '../transports/health.js';
 import { registerDashboard } from '../transports/dashboard.js';
 import { registerSse } from '../transports/sse.js';
@@ -42,7 +42,8 @@ import { registerPolling } from '../transports/polling.js';
 import { registerClientBundle } from '../transports/client-bundle.js';
 import { registerSocketIo } from '../transports/socketio/index.js';
 import { registerPusher } from '../transports/pusher/index.js';
-import { sendJson, track } from '../transports/http.js';
+import { sendError, sendJson, track } from '../transports/http.js';
+import { RtError } from '../errors.js';
 import { bridged, historyPolicy, shardNodeId, startShardBridge } from '../bridge/setup.js';
 import { headSafe } from '../transports/head.js';
 
@@ -265,15 +266,18 @@ export async function runShard(task: ShardTask): Promise<void> {
   };
   ctx.limits.apps = new AppConnections(task.appConnections, pusherAppCount(config), shard);
 
-  if (config.transports.includes('ws')) registerWebSocket(app, ctx);
-  registerHttpApi(app, ctx);
-  registerHealth(app, ctx);
-  registerDashboard(app, ctx);
-  registerSse(app, ctx);
-  registerPolling(app, ctx);
-  registerClientBundle(app, ctx);
-  await registerSocketIo(app, ctx);
-  const pusher = await registerPusher(app, ctx);
+  // Every route the transports register is written in `routes`, which the catch-all below answers from.
+  const routes = new RouteTable();
+  const routed = recordRoutes(app, routes);
+  if (config.transports.includes('ws')) registerWebSocket(routed, ctx);
+  registerHttpApi(routed, ctx);
+  registerHealth(routed, ctx);
+  registerDashboard(routed, ctx);
+  registerSse(routed, ctx);
+  registerPolling(routed, ctx);
+  registerClientBundle(routed, ctx);
+  await registerSocketIo(routed, ctx);
+  const pusher = await registerPusher(routed, ctx);
   // One host: the supervisor keeps which watched channels this shard has occupied, and their members,
   // for the shard that replaces it if it dies (vacateOrphans). With Redis the survivors' brokers do.
   if (pusher && !bridge) {
@@ -283,18 +287,19 @@ export async function runShard(task: ShardTask): Promise<void> {
   } else observer = pusher?.observe;
   if (observer) for (const e of early!) observer(e);
   early = undefined;
+  // The one catch-all of every transport: a known path asked with a method it does not answer is 405
+  // with Allow (from `routes`), any other path 404. /api/ paths answer through the API's wrapper, which
+  // adds its CORS headers and counts them in rt_http_requests_total.
   app.any(
     '/*',
     headSafe((res, req) => {
-      const state = track(res);
       const url = req.getUrl();
-      // /health and /metrics (/api/* has its own catch-all in http-api.ts).
-      const allow = allowedMethods(url);
-      if (allow) {
-        const err = new MethodNotAllowed(req.getMethod(), url, allow);
-        return sendJson(res, state, 405, { error: err.toJSON() }, { allow });
-      }
-      sendJson(res, state, 404, { error: { code: 'not_found', message: `no route ${req.getMethod().toUpperCase()} ${url}${transportOff(config.transports, url)}` } });
+      const method = req.getMethod().toUpperCase();
+      const api = url.startsWith('/api/') ? 'API ' : url.startsWith('/apps/') ? 'Pusher API ' : '';
+      const refusal = routes.refusal(method, url) ?? new RtError('not_found', `no ${api}route ${method} ${url}${transportOff(config.transports, url)}`, 404);
+      if (url.startsWith('/api/')) return apiRefusal(ctx, refusal)(res, req);
+      const headers: Record<string, string> = refusal instanceof MethodNotAllowed ? { allow: refusal.allow } : refusal.status === 426 ? { upgrade: 'websocket' } : {};
+      sendError(res, track(res), refusal, headers);
     }),
   );
 

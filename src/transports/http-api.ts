@@ -14,7 +14,6 @@ import { API_KEY_FAILURES_PER_SECOND } from '../security/shared-limits.js';
 import { beginRequest, errorStatus, JsonText, parseJsonBody, readBody, requestIp, sendError, sendJson, snapshot, track, queryParam, type Req } from './http.js';
 import { countApiRequest } from './api-routes.js';
 import { registerOperatorApi } from './operator-api.js';
-import { allowedMethods } from './openapi.js';
 import { JsonData } from '../protocol/encoded-payload.js';
 import { getAndHead, headSafe } from './head.js';
 import { didYouMean } from '../config/suggest.js';
@@ -319,15 +318,14 @@ export function registerHttpApi(app: TemplatedApp, ctx: ThreadContext): void {
   });
 
   registerOperatorApi(app, ctx);
+}
 
-  app.any(
-    '/api/*',
-    headSafe(
-      route(ctx, 0, false, async (_c, req) => {
-        const allow = allowedMethods(req.url);
-        if (allow) throw new MethodNotAllowed(req.method, req.url, allow);
-        throw new RtError('not_found', `no API route ${req.method.toUpperCase()} ${req.url}`, 404);
-      }),
-    ),
-  );
+/**
+ * The shard's catch-all (src/runtime/shard.ts) for an /api/ path no route took: its refusal (405 or 404)
+ * with the API's CORS headers, counted in rt_http_requests_total like any API answer.
+ */
+export function apiRefusal(ctx: ThreadContext, refusal: RtError): (res: HttpResponse, req: HttpRequest) => void {
+  return route(ctx, 0, false, async () => {
+    throw refusal;
+  });
 }

@@ -304,19 +304,3 @@ function withHead(paths: Record<string, Record<string, Operation>>): Record<stri
   }
   return paths;
 }
-
-let methodTable: [RegExp, string][] | undefined;
-
-/**
- * The methods a path answers (`GET, HEAD`), for the Allow header of a 405; undefined for a path that
- * is no route. Read from this document, so the routes a client is told of and the methods a refusal
- * names cannot disagree.
- */
-export function allowedMethods(path: string): string | undefined {
-  methodTable ??= Object.entries((openApiDocument() as { paths: Record<string, object> }).paths).map(([template, ops]) => [
-    new RegExp('^' + template.replace(/[.]/g, '\\.').replace(/\{[^}]+\}/g, '[^/]+') + '$'),
-    Object.keys(ops).map((m) => m.toUpperCase()).join(', '),
-  ]);
-  for (const [re, methods] of methodTable) if (re.test(path)) return methods;
-  return undefined;
-}

@@ -15,7 +15,7 @@ import type { PusherGateway } from './gateway.js';
 import { ApiAuthError, verifyApiRequest } from './signature.js';
 import { validPusherChannel } from './subscriptions.js';
 import { JsonData } from '../../protocol/encoded-payload.js';
-import { getAndHead, headSafe } from '../head.js';
+import { getAndHead } from '../head.js';
 import { reservedEvent } from '../../client/reserved-events.js';
 import { isEventName } from '../../protocol/native.js';
 
@@ -258,11 +258,4 @@ export function registerPusherApi(uapp: TemplatedApp, gw: PusherGateway): void {
     }),
   );
 
-  uapp.any(
-    '/apps/*',
-    headSafe((res, httpReq) => {
-      const state = track(res);
-      sendJson(res, state, 404, { error: { code: 'not_found', message: `no Pusher API route ${httpReq.getMethod().toUpperCase()} ${httpReq.getUrl()}` } });
-    }),
-  );
 }
