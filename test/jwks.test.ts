@@ -7,6 +7,9 @@ import { SignJWT } from 'jose';
 import WebSocket from 'ws';
 import { startServer } from './helpers/server.js';
 import { openAs } from './helpers/open-as.js';
+import { fileURLToPath } from 'node:url';
+import { cleanEnv, listeningPort, runCli } from './helpers/cli.js';
+import { until } from './helpers/redis.js';
 
 interface Key { kid: string; alg: 'RS256' | 'ES256'; privateKey: KeyObject; jwk: Record<string, unknown> }
 
@@ -84,7 +87,8 @@ t.test('JWKS: keys by kid, rotation, bounded refresh, aud and iss', async (t) =>
     await new Promise((r) => setTimeout(r, 200));
   }
   t.same([last.status, last.code], [4001, 'token_unknown_key'], 'the rotated-out kid is refused');
-  t.match(last.message, /no key in the JWKS at http:\/\/127\.0\.0\.1:\d+\/\.well-known\/jwks\.json matches the token's kid "key-a"/);
+  t.match(last.message, /no key in the identity provider's JWKS \(--jwks-url\) matches the token's kid "key-a"/);
+  t.notMatch(last.message, /127\.0\.0\.1/, 'the configured URL is not quoted to the client');
 
   // A flood of unknown kids re-fetches the key set at most once per cooldown per shard, not per token.
   const before = fetches;
@@ -100,7 +104,8 @@ t.test('JWKS: an unreachable key set is a clear refusal, and a bad URL stops the
   o.close();
   t.equal(o.closeCode, 4001, 'refused after the upgrade with close 4001');
   t.equal(o.body.error.code, 'token_keys_unavailable');
-  t.match(o.body.error.message, /JWKS at http:\/\/127\.0\.0\.1:1\/jwks\.json could not be fetched/);
+  t.match(o.body.error.message, /JWKS \(--jwks-url\) could not be fetched/);
+  t.notMatch(o.body.error.message, /127\.0\.0\.1/, 'the configured URL is not quoted to the client');
   const err = await startServer(t, { jwksUrl: 'ftp://idp.test/keys' }).then(() => '', (e: Error) => e.message);
   t.match(err, /JWKS URL must be http\(s\)/);
 });
@@ -124,7 +129,7 @@ t.test('JWKS: a provider answering an error status or non-JSON is token_keys_una
     const ws = await openAs(s.port, 'ws', { authorization: `Bearer ${tok}` });
     ws.close();
     t.same([ws.closeCode, ws.body?.error?.code], [4001, 'token_keys_unavailable'], `${kind}: /ws says the keys are unavailable`);
-    t.match(String(ws.body?.error?.message), /JWKS at http:\/\/127\.0\.0\.1:\d+\/jwks\.json could not be fetched/);
+    t.match(String(ws.body?.error?.message), /JWKS \(--jwks-url\) could not be fetched/);
     const poll = await openAs(s.port, 'poll', { authorization: `Bearer ${tok}` });
     poll.close();
     t.same([poll.status, poll.body?.error?.code], [401, 'token_keys_unavailable'], `${kind}: /poll says the keys are unavailable`);
@@ -226,4 +231,22 @@ t.test('JWKS: a provider failing from the start is asked again every few seconds
     if (status !== 101) await new Promise((r) => setTimeout(r, 200));
   }
   t.equal(status, 101, 'once the provider answers, the token connects within seconds');
+});
+
+t.test('JWKS: a key set that cannot be fetched is logged with its URL masked, and never quoted to the client', async (t) => {
+  // A URL holding a secret, as some providers' key-set URLs do (user:password@ is refused at start).
+  const secretUrl = 'http://127.0.0.1:1/jwks.json?access_token=jwks-secret-token';
+  const bin = fileURLToPath(new URL('../bin/rt-actors.js', import.meta.url));
+  const p = runCli(t, process.execPath, [bin, 'start', '--port=0', '--host=127.0.0.1', '--workers=1', '--log-format=json', '--require-auth'], {
+    env: cleanEnv({ RT_JWKS_URL: secretUrl, RT_API_KEY: '' }),
+  });
+  const port = await listeningPort(p);
+  const o = await openAs(port, 'ws', { authorization: `Bearer ${await token(makeKey('k', 'RS256'))}` });
+  o.close();
+  t.same([o.closeCode, o.body?.error?.code], [4001, 'token_keys_unavailable'], 'the client gets the code');
+  const told = JSON.stringify(o.body);
+  for (const secret of ['jwks-secret-token', '127.0.0.1:1']) t.notOk(told.includes(secret), `the client is not told ${secret}`);
+  const logged = await until('the JWKS failure logged', () => p.output().split('\n').find((l) => l.includes('jwks.unavailable')));
+  t.match(logged, 'http://127.0.0.1:1/jwks.json?…', 'the log names the URL');
+  for (const secret of ['jwks-secret-token']) t.notOk(logged.includes(secret), `the log does not hold ${secret}`);
 });

@@ -8,6 +8,23 @@ import { createHmac, createPrivateKey, createPublicKey, createSecretKey, sign as
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type FlattenedJWSInput, type JWSHeaderParameters, type KeyInput } from 'jose';
 import { APP_SEPARATOR, USER_ID_SEPARATOR_RULE } from '../runtime/app-scope.js';
 import { signedUserId } from './user-id.js';
+import { threadLogger } from '../log.js';
+
+/**
+ * What a client is told when the key set cannot be fetched. The --jwks-url is not quoted: its query or
+ * user:password@ may hold a secret. The log names it, without them (urlForLog), with the fetch's error.
+ */
+const JWKS_UNAVAILABLE = "the identity provider's JWKS (--jwks-url) could not be fetched; the server's log says why";
+
+/** A configured URL as the log shows it: no credentials, and `?…` for a query (which often carries a token). */
+function urlForLog(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
+  } catch {
+    return '(an invalid URL)';
+  }
+}
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
 
@@ -250,7 +267,7 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
   const keyFor = async (header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<KeyInput> => {
     if (!jwks) return asymmetric!.key;
     if (failed && Date.now() < failed.until) {
-      throw new JwtError('token_keys_unavailable', `the JWKS at ${opts.jwksUrl} could not be fetched: ${failed.message} (asked again in ${Math.ceil((failed.until - Date.now()) / 1000)} s)`);
+      throw new JwtError('token_keys_unavailable', `${JWKS_UNAVAILABLE} (asked again in ${Math.ceil((failed.until - Date.now()) / 1000)} s)`);
     }
     try {
       const key = await jwks(header, token);
@@ -263,7 +280,9 @@ export function createJwtVerifier(opts: JwtVerifierOptions): JwtVerifier {
       if (err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys) throw err;
       const message = (err as Error).message;
       if (retryAfterFailureMs > 0) failed = { until: Date.now() + retryAfterFailureMs, message };
-      throw new JwtError('token_keys_unavailable', `the JWKS at ${opts.jwksUrl} could not be fetched: ${message}`);
+      // The URL and the fetch's own error go to the log only (see JWKS_UNAVAILABLE).
+      threadLogger().warn(`the JWKS at ${urlForLog(opts.jwksUrl!)} could not be fetched: ${message}`, { event: 'jwks.unavailable' });
+      throw new JwtError('token_keys_unavailable', JWKS_UNAVAILABLE);
     }
   };
 
@@ -368,13 +387,14 @@ function joseError(err: unknown, token: string, jwksUrl: string | undefined): Jw
     return new JwtError('token_bad_signature', `token signature does not match (${headerAlg(token)})`);
   }
   if (err instanceof joseErrors.JWKSNoMatchingKey) {
-    return new JwtError('token_unknown_key', `no key in the JWKS at ${jwksUrl} matches the token's kid ${JSON.stringify(headerKid(token) ?? null)}`);
+    return new JwtError('token_unknown_key', `no key in the identity provider's JWKS (--jwks-url) matches the token's kid ${JSON.stringify(headerKid(token) ?? null)}`);
   }
   if (err instanceof joseErrors.JWKSMultipleMatchingKeys) {
     return new JwtError('token_unknown_key', 'the token has no kid and the JWKS holds several keys for its algorithm');
   }
   if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || (jwksUrl && !(err instanceof joseErrors.JOSEError))) {
-    return new JwtError('token_keys_unavailable', `the JWKS at ${jwksUrl} could not be fetched: ${(err as Error).message}`);
+    threadLogger().warn(`the JWKS at ${urlForLog(jwksUrl ?? '')} could not be fetched: ${(err as Error).message}`, { event: 'jwks.unavailable' });
+    return new JwtError('token_keys_unavailable', JWKS_UNAVAILABLE);
   }
   if (err instanceof joseErrors.JWTInvalid) {
     return malformed((err as Error).cause ? 'token payload is not valid JSON' : 'token payload must be a JSON object');
