@@ -191,3 +191,17 @@ export function logInternal(err: unknown, doing: string): void {
   if (err instanceof RtError || toErrorBody(err).code !== 'internal') return;
   threadLogger().error(`${doing} failed with an unexpected error (answered as internal)`, err, { event: 'internal' });
 }
+
+/**
+ * A configured URL (a webhook, --jwks-url) as the log shows it: no credentials, and `?…` for a query,
+ * which often carries a token.
+ */
+export function urlForLog(url: string | URL): string {
+  let u: URL;
+  try {
+    u = typeof url === 'string' ? new URL(url) : url;
+  } catch {
+    return '(an invalid URL)';
+  }
+  return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
+}

@@ -8,23 +8,13 @@ import { createHmac, createPrivateKey, createPublicKey, createSecretKey, sign as
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type FlattenedJWSInput, type JWSHeaderParameters, type KeyInput } from 'jose';
 import { APP_SEPARATOR, USER_ID_SEPARATOR_RULE } from '../runtime/app-scope.js';
 import { signedUserId } from './user-id.js';
-import { threadLogger } from '../log.js';
+import { threadLogger, urlForLog } from '../log.js';
 
 /**
  * What a client is told when the key set cannot be fetched. The --jwks-url is not quoted: its query or
  * user:password@ may hold a secret. The log names it, without them (urlForLog), with the fetch's error.
  */
 const JWKS_UNAVAILABLE = "the identity provider's JWKS (--jwks-url) could not be fetched; the server's log says why";
-
-/** A configured URL as the log shows it: no credentials, and `?…` for a query (which often carries a token). */
-function urlForLog(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
-  } catch {
-    return '(an invalid URL)';
-  }
-}
 
 export type JwtAlgorithm = 'HS256' | 'RS256' | 'ES256';
 

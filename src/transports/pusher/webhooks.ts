@@ -11,7 +11,7 @@
  * with exponential backoff; sending never blocks the shard (fetch is asynchronous, queues are bounded).
  */
 import type { ChannelLifecycle } from '../../actors/channel-actor.js';
-import type { Logger } from '../../log.js';
+import { urlForLog, type Logger } from '../../log.js';
 import { isHiddenChannel } from '../../runtime/hidden-channels.js';
 import { externalName, type AppRegistry, type PusherApp, type WebhookTarget } from './apps.js';
 import type { PusherClient } from './client.js';
@@ -44,7 +44,7 @@ export function webhookDestination(url: string): { url: string; authorization?: 
   } catch {
     return { url, shown: '(an invalid webhook URL)' };
   }
-  const shown = `${u.origin}${u.pathname}${u.search ? '?…' : ''}`;
+  const shown = urlForLog(u);
   if (!u.username && !u.password) return { url, shown };
   const user = decodeURIComponent(u.username);
   const pass = decodeURIComponent(u.password);
