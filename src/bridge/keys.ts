@@ -101,6 +101,13 @@ export class Keys {
   get timers(): string {
     return `${this.ns}:timers`;
   }
+  /**
+   * Hash node → since when (epoch ms) sweeps found it without a heartbeat while their sweeper saw Redis
+   * fail: shared, so whichever node sweeps next counts from the first sighting (redis-broker.ts, sweep).
+   */
+  get missing(): string {
+    return `${this.ns}:nodes:missing`;
+  }
   /** Held by the node sweeping dead nodes during one heartbeat interval. */
   get sweepLock(): string {
     return `${this.ns}:sweep`;

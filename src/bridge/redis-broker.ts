@@ -134,6 +134,8 @@ export class RedisBroker implements Broker {
   private frozen = false;
   private lastInvalidLog = 0;
   private metaRefreshedAt = 0;
+  /** When this node last saw Redis fail (a connection lost, a node error, a heartbeat refused, subscriptions moved): see sweep. */
+  private troubleAt = 0;
 
   constructor(private readonly opts: RedisBrokerOptions) {
     this.node = opts.node;
@@ -141,7 +143,12 @@ export class RedisBroker implements Broker {
     this.pubCmd = opts.target.cluster ? 'SPUBLISH' : 'PUBLISH';
     this.inboxChannel = opts.keys.inbox(opts.node);
     this.cmd = commandConnection(opts.target, `rt-actors:${opts.node}`);
-    this.cmd.on('error', () => {}); // state changes are watched through 'ready'/'close'; commands report their own errors
+    // State changes are watched through 'ready'/'close' and commands report their own errors; an error
+    // here (or a Cluster node's) only tells the sweeper that other nodes' heartbeats may have failed too.
+    const troubled = (): void => void (this.troubleAt = Date.now());
+    this.cmd.on('error', troubled);
+    this.cmd.on('node error', troubled);
+    this.cmd.on('-node', troubled); // a Cluster node dropped: its slots moved
     this.scripts = defineScripts(this.cmd);
     this.subs = new SubscriberPool(opts.target, `rt-actors-sub:${opts.node}`, this.cmd);
     this.directory = new RedisDirectory(this.cmd, opts.keys, opts.presenceTtlMs * 2, () => this.stats.errors++);
@@ -177,12 +184,15 @@ export class RedisBroker implements Broker {
     let wasUp = false;
     this.cmd.on('ready', () => (wasUp = true));
     this.cmd.on('close', () => {
+      this.troubleAt = Date.now();
       // Once per outage, not once per failed reconnect attempt.
       if (!this.closed && wasUp) this.opts.log.warn('Redis connection lost; reconnecting (publishes fail with 503 meanwhile)', { event: 'redis.down' });
       wasUp = false;
     });
     this.subs.on('message', (ch: string, payload: Buffer) => this.onMessage(ch, payload));
+    this.subs.on('down', () => (this.troubleAt = Date.now()));
     this.subs.on('resubscribed', (list: string[]) => {
+      this.troubleAt = Date.now();
       const channels = new Set<string>();
       for (const r of list) {
         const route = this.routes.get(r);
@@ -638,6 +648,7 @@ export class RedisBroker implements Broker {
     if (this.closed || this.cmd.status !== 'ready' || this.beating) return;
     this.beating = true;
     const ttl = this.opts.presenceTtlMs;
+    const started = Date.now();
     try {
       const [, added, listed] = await Promise.all([
         this.cmd.set(this.keys.node(this.node), String(Date.now()), 'PX', ttl),
@@ -655,6 +666,8 @@ export class RedisBroker implements Broker {
       // (its own sweep asks only whether the heartbeat lives). Registering again is idempotent.
       const gap = Date.now() - this.lastBeatAt;
       this.lastBeatAt = Date.now();
+      // Redis slow to answer (paused, stalled on disk) or a round missed: the others' heartbeats were late too.
+      if (gap > ttl || this.lastBeatAt - started > this.intervalMs) this.troubleAt = this.lastBeatAt;
       if ((!registered || gap > ttl) && this.sinks.size > 0) {
         if (!registered) this.opts.log.warn('this node was removed from Redis (outage longer than --presence-ttl, or Redis lost its data): registering its channels again');
         else this.opts.log.warn(`this node's heartbeat stopped for ${Math.round(gap / 1000)} s (longer than --presence-ttl): registering its channels again`);
@@ -681,24 +694,52 @@ export class RedisBroker implements Broker {
       }
       await this.sweep();
     } catch (err) {
+      this.troubleAt = Date.now();
       this.opts.log.debug(`heartbeat failed: ${(err as Error).message}`);
     } finally {
       this.beating = false;
     }
   }
 
-  /** One node per interval looks for nodes whose heartbeat expired and removes them. */
+  /**
+   * One node per interval looks for nodes whose heartbeat expired and removes them. Within a ttl of
+   * this node seeing Redis fail, an expired heartbeat may be Redis's doing: an outage, a pause or a
+   * Cluster master's failover kept the other nodes from refreshing theirs, and swept as soon as Redis
+   * answered again, before their next round, every member of theirs left and joined again a moment
+   * later. Such a node is removed only once its heartbeat has stayed away a further ttl, several of its
+   * rounds; without trouble seen here, at once. Bounded either way: trouble that never ends (a Cluster
+   * node that stays down) delays a dead node's sweep by a ttl, not forever.
+   */
   private async sweep(): Promise<void> {
     const lock = await this.cmd.set(this.keys.sweepLock, this.node, 'PX', this.intervalMs, 'NX');
     if (lock !== 'OK') return;
-    const nodes = await this.cmd.smembers(this.keys.nodes);
+    const started = Date.now();
+    const [nodes, missing] = await Promise.all([this.cmd.smembers(this.keys.nodes), this.cmd.hgetall(this.keys.missing)]);
     const alive = await Promise.all(nodes.map((n) => this.cmd.exists(this.keys.node(n))));
+    const now = Date.now();
+    const ttl = this.opts.presenceTtlMs;
+    // Answers slower than a round: Redis stalled while they were asked, and heartbeats with them.
+    if (now - started > this.intervalMs) this.troubleAt = now;
+    const calm = now - this.troubleAt >= ttl;
+    // Sightings of nodes alive again, or gone from the set (removed, retired).
+    const stale = Object.keys(missing).filter((n) => !nodes.includes(n) || alive[nodes.indexOf(n)]);
+    if (stale.length > 0) await this.cmd.hdel(this.keys.missing, ...stale);
     for (let i = 0; i < nodes.length; i++) {
+      const node = nodes[i]!;
       if (alive[i]) continue;
-      const gone = await this.removeNode(nodes[i]!);
-      this.opts.log.info(`node ${nodes[i]} stopped heartbeating: removed it from ${gone} channel(s)`);
+      const since = Number(missing[node]);
+      if (!calm && !(now - since >= ttl)) {
+        if (!missing[node]) {
+          await this.cmd.hset(this.keys.missing, node, String(now));
+          await this.cmd.pexpire(this.keys.missing, ttl * 10);
+        }
+        continue;
+      }
+      const gone = await this.removeNode(node);
+      if (missing[node]) await this.cmd.hdel(this.keys.missing, node);
+      this.opts.log.info(`node ${node} stopped heartbeating: removed it from ${gone} channel(s)`);
     }
-    await this.cmd.zremrangebyscore(this.keys.index, '-inf', Date.now() - this.opts.presenceTtlMs * 2);
+    await this.cmd.zremrangebyscore(this.keys.index, '-inf', now - ttl * 2);
   }
 
   private async removeNode(node: string): Promise<number> {
