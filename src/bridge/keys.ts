@@ -102,8 +102,9 @@ export class Keys {
     return `${this.ns}:timers`;
   }
   /**
-   * Hash node → since when (epoch ms) sweeps found it without a heartbeat while their sweeper saw Redis
-   * fail: shared, so whichever node sweeps next counts from the first sighting (redis-broker.ts, sweep).
+   * Hash node → since when (epoch ms) it was found without a heartbeat by a node that saw Redis fail
+   * lately (sweeping, or checking a placed actor's subscribers): shared, so whichever node looks next
+   * counts from the first sighting (redis-broker.ts, presumedDead).
    */
   get missing(): string {
     return `${this.ns}:nodes:missing`;

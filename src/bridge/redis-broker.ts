@@ -277,9 +277,13 @@ export class RedisBroker implements Broker {
   /** Messages to this node's inbox (see sendTo); set by the placement layer. */
   onInbox?: (payload: Buffer) => void;
 
-  /** Whether a node still heartbeats (its host and shard are alive). */
+  /**
+   * Whether a node still heartbeats (its host and shard are alive). One without a heartbeat counts as
+   * alive a while longer after this node saw Redis fail, as in sweep (presumedDead).
+   */
   async nodeAlive(node: string): Promise<boolean> {
-    return (await this.cmd.exists(this.keys.node(node))) === 1;
+    if ((await this.cmd.exists(this.keys.node(node))) === 1) return true;
+    return !(await this.presumedDead(node, (await this.cmd.hget(this.keys.missing, node)) ?? undefined));
   }
 
   /** Sends to another node's inbox; resolves to the number of receivers (0: that node is gone). */
@@ -716,30 +720,35 @@ export class RedisBroker implements Broker {
     const started = Date.now();
     const [nodes, missing] = await Promise.all([this.cmd.smembers(this.keys.nodes), this.cmd.hgetall(this.keys.missing)]);
     const alive = await Promise.all(nodes.map((n) => this.cmd.exists(this.keys.node(n))));
-    const now = Date.now();
-    const ttl = this.opts.presenceTtlMs;
     // Answers slower than a round: Redis stalled while they were asked, and heartbeats with them.
-    if (now - started > this.intervalMs) this.troubleAt = now;
-    const calm = now - this.troubleAt >= ttl;
+    if (Date.now() - started > this.intervalMs) this.troubleAt = Date.now();
     // Sightings of nodes alive again, or gone from the set (removed, retired).
     const stale = Object.keys(missing).filter((n) => !nodes.includes(n) || alive[nodes.indexOf(n)]);
     if (stale.length > 0) await this.cmd.hdel(this.keys.missing, ...stale);
     for (let i = 0; i < nodes.length; i++) {
       const node = nodes[i]!;
-      if (alive[i]) continue;
-      const since = Number(missing[node]);
-      if (!calm && !(now - since >= ttl)) {
-        if (!missing[node]) {
-          await this.cmd.hset(this.keys.missing, node, String(now));
-          await this.cmd.pexpire(this.keys.missing, ttl * 10);
-        }
-        continue;
-      }
+      if (alive[i] || !(await this.presumedDead(node, missing[node]))) continue;
       const gone = await this.removeNode(node);
       if (missing[node]) await this.cmd.hdel(this.keys.missing, node);
       this.opts.log.info(`node ${node} stopped heartbeating: removed it from ${gone} channel(s)`);
     }
-    await this.cmd.zremrangebyscore(this.keys.index, '-inf', now - ttl * 2);
+    await this.cmd.zremrangebyscore(this.keys.index, '-inf', Date.now() - this.opts.presenceTtlMs * 2);
+  }
+
+  /**
+   * Whether a node without a heartbeat is taken for dead now: at once, unless this node saw Redis fail
+   * within a ttl; then only once the node has gone without one a further ttl since it was first found
+   * so (`seen`, from `<ns>:nodes:missing`; recorded here when there is none).
+   */
+  private async presumedDead(node: string, seen: string | undefined): Promise<boolean> {
+    const now = Date.now();
+    const ttl = this.opts.presenceTtlMs;
+    if (now - this.troubleAt >= ttl) return true;
+    if (seen !== undefined) return now - Number(seen) >= ttl;
+    // HSETNX: a sighting another node recorded meanwhile stays the first.
+    await this.cmd.hsetnx(this.keys.missing, node, String(now));
+    await this.cmd.pexpire(this.keys.missing, ttl * 10);
+    return false;
   }
 
   private async removeNode(node: string): Promise<number> {
