@@ -28,8 +28,13 @@ import type { BrokerMessage, HistoryBounds } from './broker.js';
 import type { Fence } from './lease.js';
 import type { RedisBroker } from './redis-broker.js';
 
-const packr = new Packr({ useRecords: false, moreTypes: true });
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: true });
+// Plain objects are written as records (their definitions inline: each record is read on its own) and
+// Maps as msgpack maps, so that both come back as they were: with maps read as objects, a Map in the
+// state came back at the next owner as a plain object, its keys turned into strings.
+const packr = new Packr({ useRecords: true, moreTypes: true });
+const unpackr = new Unpackr({ useRecords: true, mapsAsObjects: false, int64AsType: 'number', moreTypes: true });
+/** Records saved before, whose objects are msgpack maps (read as a Map at the top with `unpackr`). */
+const legacyUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: true });
 
 /** A subscriber as the activation knows it: which node (host shard) relays it. */
 export interface RemoteSubscriber extends Subscriber {
@@ -205,6 +210,7 @@ export class Activation {
     if (bytes) {
       try {
         rec = unpackr.unpack(bytes) as Record;
+        if ((rec as unknown) instanceof Map) rec = legacyUnpackr.unpack(bytes) as Record;
       } catch (err) {
         env.log(`persisted state of ${channel} is unreadable; starting from init`, err);
       }
