@@ -308,6 +308,12 @@ export class Activation {
           try {
             return await this.turn(op, args);
           } catch (err) {
+            // A hook that failed (or whose answer could not be sent) keeps what it did to ctx.state, as on
+            // one host (docs/actors.md): saved now, or the next owner after a kill -9 would resume without
+            // it, behind what the turn broadcast before failing.
+            if (this.hookRan && !this.stopped && (err as RtError)?.code !== 'moved') {
+              await this.saveIfChanged().catch((e) => this.env.log(`channel ${this.channel}: the state of a failed turn was not saved`, e));
+            }
             // The lease was lost while the turn ran (a hook blocking the thread past --lease-ttl, the
             // host paused): its writes were fenced, but its hooks ran. `moved` would have the caller run
             // it again at the next owner — the hooks twice, a looping hook taken to every host in turn.
@@ -449,7 +455,11 @@ export class Activation {
     }
     await this.flushOutbox();
     if (op === 'msg' || op === 'pub') {
-      if (out === null) return null;
+      if (out === null) {
+        // Refused, nothing published: what the hook changed in the state is kept, so saved.
+        await this.saveIfChanged();
+        return null;
+      }
       if (!out || typeof out.event !== 'string' || out.event.length === 0) throw new RtError('actor_failed', `the channel actor of ${this.channel} returned a message without an event`, 500);
       const msgOut = out;
       sendable(this.channel, () => {
