@@ -94,6 +94,8 @@ export class Activation {
   private hookRan = false;
   /** Pushes and kicks of the turn in progress: sent once its writes succeeded (see run). */
   private readonly relays: [node: string, op: 'push' | 'kick', args: unknown[]][] = [];
+  /** Whether a turn is running: a push or kick made outside one (a timer or promise of the actor's own) leaves at once. */
+  private inTurn = false;
   private readonly claims = new Map<string, number>();
   /** Compute tasks in flight. */
   private computing = 0;
@@ -154,6 +156,7 @@ export class Activation {
         const s = self.subs.get(socketId);
         if (!s || self.stopped) return false;
         self.relays.push([s.node, 'push', [[socketId], event, null, js]]);
+        if (!self.inTurn) self.sendRelays();
         return true;
       },
       pushUser: (userId: string, event: string, data: unknown) => {
@@ -172,6 +175,7 @@ export class Activation {
           self.relays.push([node, 'push', [ids, event, null, js]]);
           n += ids.length;
         }
+        if (!self.inTurn) self.sendRelays();
         return n;
       },
       kick: (socketId: string, reason?: string) => {
@@ -179,6 +183,7 @@ export class Activation {
         if (!s || self.stopped) return false;
         self.subs.delete(socketId);
         self.relays.push([s.node, 'kick', [socketId, kickReason(reason)]]);
+        if (!self.inTurn) self.sendRelays();
         // onLeave runs after the hook that kicked, as a turn of its own (the relay's own leave finds
         // the subscriber gone and does nothing).
         if (self.def.onLeave) void self.run('kicked', [s]).catch((err) => self.env.log(`onLeave of kicked ${socketId} in ${self.channel} failed`, err));
@@ -305,6 +310,7 @@ export class Activation {
       return Promise.resolve(
         this.mailbox.run(async () => {
           this.hookRan = false;
+          this.inTurn = true;
           try {
             return await this.turn(op, args);
           } catch (err) {
@@ -328,6 +334,7 @@ export class Activation {
               this.restarted = false;
               await this.saveIfChanged().catch((err) => this.env.log(`channel ${this.channel}: the restarted actor's state was not saved`, err));
             }
+            this.inTurn = false;
             this.sendRelays();
           }
         }, BOUNDED_OPS.has(op)),
