@@ -8,7 +8,7 @@
  * this host's pool. Checks shared with the one-host runtime live in actors/context-rules.ts.
  *
  * Persisted record (msgpack, keys.state): `{ s: state, m: subscribers }`. State must therefore be
- * msgpack-serialisable: plain objects, arrays, strings, numbers, booleans, null, Dates, Maps and Sets;
+ * msgpack-serialisable: plain objects, arrays, strings, numbers, booleans, null, Dates, Maps, Sets, BigInts;
  * not functions, class instances (they come back as plain objects) or handles.
  */
 import { Packr, Unpackr } from 'msgpackr';
@@ -32,9 +32,11 @@ import type { RedisBroker } from './redis-broker.js';
 // Maps as msgpack maps, so that both come back as they were: with maps read as objects, a Map in the
 // state came back at the next owner as a plain object, its keys turned into strings.
 const packr = new Packr({ useRecords: true, moreTypes: true });
-const unpackr = new Unpackr({ useRecords: true, mapsAsObjects: false, int64AsType: 'number', moreTypes: true });
+// Only a BigInt is written as a 64-bit integer (numbers are written as such or as floats): read back as a
+// BigInt, or the next owner found a number, rounded past 2^53, that `+= 1n` throws on.
+const unpackr = new Unpackr({ useRecords: true, mapsAsObjects: false, int64AsType: 'bigint', moreTypes: true });
 /** Records saved before, whose objects are msgpack maps (read as a Map at the top with `unpackr`). */
-const legacyUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'number', moreTypes: true });
+const legacyUnpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'bigint', moreTypes: true });
 
 /** A subscriber as the activation knows it: which node (host shard) relays it. */
 export interface RemoteSubscriber extends Subscriber {
