@@ -1261,7 +1261,10 @@ export class ChannelActor {
     clearTimeout(this.recountTimer);
     this.recountTimer = undefined;
     let countFailed: { err: unknown } | undefined;
-    await this.op(() => broker.count(this.name, n)).catch((err) => {
+    // The total is published again even if unchanged: a change announced while this host's subscriber
+    // connection was down (CLIENT KILL, a reconnect) reached nobody here, and its subscribers kept a
+    // stale subscription_count until the next change. Every host recovering does the same.
+    await this.op(() => broker.count(this.name, n, false, true)).catch((err) => {
       this.recountLater();
       countFailed = { err };
     });

@@ -107,8 +107,9 @@ export interface Broker {
   /**
    * This host's number of subscribers of the channel (0 forgets it). `held`: this host still holds
    * presence entries of the channel (members in their grace), which a sweep after its death must find.
+   * `announce`: publish the total (when announced at all) even if this write left it unchanged.
    */
-  count(channel: string, subscribers: number, held?: boolean): Promise<void>;
+  count(channel: string, subscribers: number, held?: boolean, announce?: boolean): Promise<void>;
   close(): Promise<void>;
 }
 

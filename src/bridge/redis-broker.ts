@@ -593,10 +593,11 @@ export class RedisBroker implements Broker {
     return [this.keys.pubsub(channel), this.pubCmd, this.opts.countWanted?.(channel) ? '1' : '0'];
   }
 
-  async count(channel: string, subscribers: number, held = false): Promise<void> {
+  async count(channel: string, subscribers: number, held = false, again = false): Promise<void> {
     if (this.frozen) return;
     let r: number;
     const announce = this.announceArgs(channel);
+    if (again && announce[2] === '1') announce[2] = '2';
     if (subscribers > 0 || !held) this.held.delete(channel);
     try {
       if (subscribers > 0) {

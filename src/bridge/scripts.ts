@@ -127,7 +127,7 @@ return 1
 
 /**
  * KEYS: counts   ARGV: node, subscribers (0 forgets the node), pubsub channel, PUBLISH|SPUBLISH,
- * announce ('1' or '0'). Sets this node's subscriber count of the channel and decides, in the same
+ * announce ('1', '0', or '2': also an unchanged total, for a host that may have missed it). Sets this node's subscriber count of the channel and decides, in the same
  * atomic step, whether the cluster-wide total crossed zero: returns 1 when it went from 0 to more
  * (channel_occupied), -1 when it went to 0 (channel_vacated), 0 otherwise. Every host's update goes
  * through here, so exactly one of them sees each transition. With announce, a changed non-zero total is
@@ -141,7 +141,7 @@ local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
 local n = tonumber(ARGV[2]) or 0
 if n > 0 then redis.call('HSET', KEYS[1], ARGV[1], n) else redis.call('HDEL', KEYS[1], ARGV[1]); n = 0 end
 local after = before - old + n
-if ARGV[5] == '1' and after > 0 and after ~= before then redis.call(ARGV[4], ARGV[3], 's|' .. after) end
+if ARGV[5] ~= '0' and after > 0 and (after ~= before or ARGV[5] == '2') then redis.call(ARGV[4], ARGV[3], 's|' .. after) end
 if before <= 0 and after > 0 then return 1 end
 if before > 0 and after <= 0 then return -1 end
 return 0
