@@ -145,10 +145,9 @@ export class RedisBroker implements Broker {
     this.cmd = commandConnection(opts.target, `rt-actors:${opts.node}`);
     // State changes are watched through 'ready'/'close' and commands report their own errors; an error
     // here (or a Cluster node's) only tells the sweeper that other nodes' heartbeats may have failed too.
-    const troubled = (): void => void (this.troubleAt = Date.now());
-    this.cmd.on('error', troubled);
-    this.cmd.on('node error', troubled);
-    this.cmd.on('-node', troubled); // a Cluster node dropped: its slots moved
+    this.cmd.on('error', () => this.troubled());
+    this.cmd.on('node error', () => this.troubled());
+    this.cmd.on('-node', () => this.troubled()); // a Cluster node dropped: its slots moved
     this.scripts = defineScripts(this.cmd);
     this.subs = new SubscriberPool(opts.target, `rt-actors-sub:${opts.node}`, this.cmd);
     this.directory = new RedisDirectory(this.cmd, opts.keys, opts.presenceTtlMs * 2, () => this.stats.errors++);
@@ -184,15 +183,15 @@ export class RedisBroker implements Broker {
     let wasUp = false;
     this.cmd.on('ready', () => (wasUp = true));
     this.cmd.on('close', () => {
-      this.troubleAt = Date.now();
+      this.troubled();
       // Once per outage, not once per failed reconnect attempt.
       if (!this.closed && wasUp) this.opts.log.warn('Redis connection lost; reconnecting (publishes fail with 503 meanwhile)', { event: 'redis.down' });
       wasUp = false;
     });
     this.subs.on('message', (ch: string, payload: Buffer) => this.onMessage(ch, payload));
-    this.subs.on('down', () => (this.troubleAt = Date.now()));
+    this.subs.on('down', () => this.troubled());
     this.subs.on('resubscribed', (list: string[]) => {
-      this.troubleAt = Date.now();
+      this.troubled();
       const channels = new Set<string>();
       for (const r of list) {
         const route = this.routes.get(r);
@@ -672,7 +671,7 @@ export class RedisBroker implements Broker {
       const gap = Date.now() - this.lastBeatAt;
       this.lastBeatAt = Date.now();
       // Redis slow to answer (paused, stalled on disk) or a round missed: the others' heartbeats were late too.
-      if (gap > ttl || this.lastBeatAt - started > this.intervalMs) this.troubleAt = this.lastBeatAt;
+      if (gap > ttl || this.lastBeatAt - started > this.intervalMs) this.troubled();
       if ((!registered || gap > ttl) && this.sinks.size > 0) {
         if (!registered) this.opts.log.warn('this node was removed from Redis (outage longer than --presence-ttl, or Redis lost its data): registering its channels again');
         else this.opts.log.warn(`this node's heartbeat stopped for ${Math.round(gap / 1000)} s (longer than --presence-ttl): registering its channels again`);
@@ -699,7 +698,7 @@ export class RedisBroker implements Broker {
       }
       await this.sweep();
     } catch (err) {
-      this.troubleAt = Date.now();
+      this.troubled();
       this.opts.log.debug(`heartbeat failed: ${(err as Error).message}`);
     } finally {
       this.beating = false;
@@ -722,7 +721,7 @@ export class RedisBroker implements Broker {
     const [nodes, missing] = await Promise.all([this.cmd.smembers(this.keys.nodes), this.cmd.hgetall(this.keys.missing)]);
     const alive = await Promise.all(nodes.map((n) => this.cmd.exists(this.keys.node(n))));
     // Answers slower than a round: Redis stalled while they were asked, and heartbeats with them.
-    if (Date.now() - started > this.intervalMs) this.troubleAt = Date.now();
+    if (Date.now() - started > this.intervalMs) this.troubled();
     // Sightings of nodes alive again, or gone from the set (removed, retired).
     const stale = Object.keys(missing).filter((n) => !nodes.includes(n) || alive[nodes.indexOf(n)]);
     if (stale.length > 0) await this.cmd.hdel(this.keys.missing, ...stale);
@@ -734,6 +733,11 @@ export class RedisBroker implements Broker {
       this.opts.log.info(`node ${node} stopped heartbeating: removed it from ${gone} channel(s)`);
     }
     await this.cmd.zremrangebyscore(this.keys.index, '-inf', Date.now() - this.opts.presenceTtlMs * 2);
+  }
+
+  /** This node saw Redis fail, or answer late: other nodes' heartbeats may have failed with it (see sweep). */
+  private troubled(): void {
+    this.troubleAt = Date.now();
   }
 
   /**
