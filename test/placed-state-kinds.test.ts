@@ -7,16 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { api } from './helpers/server.js';
 import { TestClient } from './helpers/ws-client.js';
-import { dropNamespace, machineRedis, startHost } from './helpers/redis.js';
+import { placedHostPair } from './helpers/redis.js';
 
 const actors = fileURLToPath(new URL('./fixtures/placed-state', import.meta.url));
-const args = (id: string) => ['--actors', actors, '--lease-ttl', '2s', '--host-id', id];
 
 t.test('a Map, a Set and a Date in a placed actor\'s state come back as such at the next owner', async (t) => {
-  const redis = await machineRedis(t);
-  const ns = `rt-test-${randomBytes(4).toString('hex')}`;
-  t.teardown(() => dropNamespace(redis.port, ns));
-  const [h1, h2] = await Promise.all([startHost(t, redis.url, ns, { args: args('h1') }), startHost(t, redis.url, ns, { args: args('h2') })]);
+  const [h1, h2] = await placedHostPair(t, actors);
   const ch = `kinds-${randomBytes(3).toString('hex')}`;
   // The first event comes through h1: it takes the lease and runs the activation.
   const c1 = await TestClient.connect(`${h1.url}/ws`);

@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { API_KEY, JWT_SECRET } from './server.js';
 
@@ -297,6 +298,18 @@ export async function startHost(t: T, redis: string, ns: string, opts: { workers
 }
 
 /** A Prometheus counter summed over threads, from a host's /metrics; `label` (e.g. 'reason="auth"') keeps the series that carry it. */
+/**
+ * Two hosts running the actors of `actors` (a folder) on a fresh namespace of the machine's Redis, with a
+ * 2 s lease so that the second takes over a placed actor soon after the first crashes.
+ */
+export async function placedHostPair(t: T, actors: string): Promise<[Host, Host]> {
+  const redis = await machineRedis(t);
+  const ns = `rt-test-${randomBytes(4).toString('hex')}`;
+  t.teardown(() => dropNamespace(redis.port, ns));
+  const args = (id: string) => ['--actors', actors, '--lease-ttl', '2s', '--host-id', id];
+  return Promise.all([startHost(t, redis.url, ns, { args: args('h1') }), startHost(t, redis.url, ns, { args: args('h2') })]);
+}
+
 export async function metric(host: Host, name: string, label = ''): Promise<number> {
   const text = await fetch(host.http + '/metrics').then((r) => r.text());
   let n = 0;
